@@ -1,0 +1,30 @@
+/**
+ * The Node.js adapter: node:fs for files, and libc flock(2) through koffi (prebuilt FFI,
+ * no compiler needed) because Node has no flock of its own. flock is the one lock
+ * primitive every adapter uses, so Node, Deno and Bun processes exclude each other.
+ *
+ * @example
+ * ```ts
+ * import { open } from "txtdb";
+ * import { nodePlatform } from "txtdb/adapters/node";
+ * const db = await open("./data", { adapter: nodePlatform });
+ * ```
+ * @module
+ */
+import koffi from "koffi";
+import process from "node:process";
+import { makeNodeFsPlatform } from "./nodefs.ts";
+import type { Platform } from "../src/port.ts";
+
+const libcName = process.platform === "darwin" ? "libc.dylib" : "libc.so.6";
+const libc = koffi.load(libcName);
+const flockNative = libc.func("int flock(int fd, int operation)") as (fd: number, op: number) => number;
+
+/** The Platform for Node.js. */
+export const nodePlatform: Platform = makeNodeFsPlatform(
+  "node",
+  (fd, op) => (flockNative(fd, op) === 0 ? 0 : koffi.errno()),
+  process.pid,
+);
+
+export default nodePlatform;

@@ -1,0 +1,205 @@
+/**
+ * The file-system half shared by the Node and Bun adapters: both runtimes implement
+ * `node:fs` synchronously. Only the flock(2) call differs (koffi on Node, bun:ffi on
+ * Bun), so each adapter passes its own.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import { PortError } from "../src/port.ts";
+import type { FileHandle, FileInfo, OpenOptions, Platform, RuntimeName, WatchHandle } from "../src/port.ts";
+
+/** flock(2) on a file descriptor: returns 0, or the errno on failure. */
+export type FlockCall = (fd: number, operation: number) => number;
+
+/** flock(2) operations (Linux and macOS agree on these values). */
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+/** EWOULDBLOCK/EAGAIN: 11 on Linux, 35 on macOS. */
+export const EWOULDBLOCK: readonly number[] = [11, 35];
+const EINTR = 4;
+
+function portError(e: unknown, op: string, path: string): PortError {
+  const code = (e as { code?: unknown })?.code;
+  return new PortError(typeof code === "string" ? code : "EIO", op, path, e);
+}
+
+class NodeFsFile implements FileHandle {
+  readonly path: string;
+  readonly #fd: number;
+  readonly #flock: FlockCall;
+  #closed = false;
+
+  constructor(path: string, fd: number, flock: FlockCall) {
+    this.path = path;
+    this.#fd = fd;
+    this.#flock = flock;
+  }
+
+  read(buf: Uint8Array, position: number): number {
+    try {
+      let done = 0;
+      while (done < buf.length) {
+        const n = fs.readSync(this.#fd, buf, done, buf.length - done, position + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return done;
+    } catch (e) {
+      throw portError(e, "read", this.path);
+    }
+  }
+
+  write(data: Uint8Array, position: number): void {
+    try {
+      let done = 0;
+      while (done < data.length) done += fs.writeSync(this.#fd, data, done, data.length - done, position + done);
+    } catch (e) {
+      throw portError(e, "write", this.path);
+    }
+  }
+
+  append(data: Uint8Array): number {
+    const at = this.size();
+    this.write(data, at);
+    return at;
+  }
+
+  truncate(size: number): void {
+    try {
+      fs.ftruncateSync(this.#fd, size);
+    } catch (e) {
+      throw portError(e, "truncate", this.path);
+    }
+  }
+
+  size(): number {
+    try {
+      return fs.fstatSync(this.#fd).size;
+    } catch (e) {
+      throw portError(e, "fstat", this.path);
+    }
+  }
+
+  sync(): void {
+    try {
+      fs.fsyncSync(this.#fd);
+    } catch (e) {
+      throw portError(e, "fsync", this.path);
+    }
+  }
+
+  datasync(): void {
+    try {
+      fs.fdatasyncSync(this.#fd);
+    } catch (e) {
+      throw portError(e, "fdatasync", this.path);
+    }
+  }
+
+  tryLock(exclusive: boolean): boolean {
+    for (;;) {
+      const err = this.#flock(this.#fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB);
+      if (err === 0) return true;
+      if (EWOULDBLOCK.includes(err)) return false;
+      if (err !== EINTR) throw new PortError(`errno ${err}`, "flock", this.path);
+    }
+  }
+
+  unlock(): void {
+    const err = this.#flock(this.#fd, LOCK_UN);
+    if (err !== 0) throw new PortError(`errno ${err}`, "flock(LOCK_UN)", this.path);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      fs.closeSync(this.#fd);
+    } catch (e) {
+      throw portError(e, "close", this.path);
+    }
+  }
+}
+
+/** Builds a Platform on node:fs with the given flock call. */
+export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: number): Platform {
+  return {
+    runtime,
+    pid,
+    capabilities: { fileEvents: true, sharedWithOtherProcesses: true },
+    open(path: string, options: OpenOptions = {}): FileHandle {
+      let flags = options.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
+      if (options.create) flags |= fs.constants.O_CREAT;
+      if (options.exclusive) flags |= fs.constants.O_EXCL;
+      try {
+        return new NodeFsFile(path, fs.openSync(path, flags, options.mode ?? 0o600), flock);
+      } catch (e) {
+        throw portError(e, "open", path);
+      }
+    },
+    stat(path: string): FileInfo | undefined {
+      try {
+        const s = fs.statSync(path, { throwIfNoEntry: false });
+        return s && { size: s.size, isFile: s.isFile(), isDirectory: s.isDirectory() };
+      } catch (e) {
+        throw portError(e, "stat", path);
+      }
+    },
+    readdir(path: string): string[] {
+      try {
+        return fs.readdirSync(path);
+      } catch (e) {
+        throw portError(e, "readdir", path);
+      }
+    },
+    mkdir(path: string, mode = 0o700): void {
+      try {
+        fs.mkdirSync(path, { recursive: true, mode });
+      } catch (e) {
+        throw portError(e, "mkdir", path);
+      }
+    },
+    rename(from: string, to: string): void {
+      try {
+        fs.renameSync(from, to);
+      } catch (e) {
+        throw portError(e, "rename", from);
+      }
+    },
+    unlink(path: string): void {
+      try {
+        fs.unlinkSync(path);
+      } catch (e) {
+        if ((e as { code?: unknown }).code === "ENOENT") return;
+        throw portError(e, "unlink", path);
+      }
+    },
+    syncDir(path: string): void {
+      let fd: number | undefined;
+      try {
+        fd = fs.openSync(path, fs.constants.O_RDONLY);
+        fs.fsyncSync(fd);
+      } catch (e) {
+        throw portError(e, "fsync(dir)", path);
+      } finally {
+        if (fd !== undefined) fs.closeSync(fd);
+      }
+    },
+    monotonicMs: () => performance.now(),
+    wallClockMs: () => Date.now(),
+    sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
+    randomBytes: (buf: Uint8Array) => void crypto.getRandomValues(buf),
+    watchDir(dir: string, onChange: () => void): WatchHandle | undefined {
+      try {
+        const w = fs.watch(dir, { persistent: false }, () => onChange());
+        w.on("error", () => {}); // the core's polling fallback covers a broken watcher
+        return { close: () => w.close() };
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}

@@ -1,0 +1,503 @@
+/**
+ * A deterministic simulated platform for crash tests: an in-memory file system whose
+ * files keep what was written (the page cache) apart from what was made durable
+ * (fsync/fdatasync), and whose directory entries keep what was created or renamed apart
+ * from what a directory fsync made durable.
+ *
+ * - `SimWorld` is a machine. `world.process()` gives a Platform per simulated process;
+ *   processes of one world share files and flock tables, as real processes do.
+ * - `world.failAt(n, kind)` makes the n-th file operation fail with `EIO`/`ENOSPC`, or
+ *   crash the machine (every later operation of every process throws {@link SimCrash}).
+ * - `world.powerLoss()` returns the machine after a reboot: every un-fsynced byte is
+ *   dropped or, chosen by the seeded generator, torn (a prefix of the pending writes
+ *   survives, the last one cut at a random byte), and directory entries not made
+ *   durable by a directory fsync vanish. Locks are free again.
+ *
+ * Every choice comes from a seeded generator, so a failing run replays from its seed.
+ *
+ * @example
+ * ```ts
+ * const world = new SimWorld(42);
+ * const p = world.process();
+ * const f = p.open("/db/x", { create: true });
+ * f.append(new Uint8Array([1])); // not durable yet
+ * const after = world.powerLoss(); // the byte is gone (or kept, if torn that way)
+ * ```
+ * @module
+ */
+import { PortError } from "../src/port.ts";
+import type { FileHandle, FileInfo, OpenOptions, Platform, WatchHandle } from "../src/port.ts";
+
+/** Thrown by every operation of a crashed simulated machine. */
+export class SimCrash extends Error {
+  constructor(op: string) {
+    super(`simulated crash at ${op}`);
+    this.name = "SimCrash";
+  }
+}
+
+/** A small seeded generator (mulberry32): the same seed gives the same choices. */
+export class SeededRandom {
+  #state: number;
+  constructor(seed: number) {
+    this.#state = seed >>> 0;
+  }
+  /** A float in [0, 1). */
+  next(): number {
+    let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** An integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+}
+
+interface PendingWrite {
+  position: number;
+  data: Uint8Array;
+}
+
+/** One file's contents: what readers see now, and what survives a power loss. */
+class Inode {
+  data: Uint8Array = new Uint8Array(0);
+  length: number = 0;
+  durable: Uint8Array = new Uint8Array(0);
+  /** Writes and truncations since the last sync, in order (truncate: data empty, position = new size). */
+  pending: (PendingWrite | { truncate: number })[] = [];
+  lockShared: Set<number> = new Set<number>();
+  lockExclusive: number | undefined;
+
+  view(): Uint8Array {
+    return this.data.subarray(0, this.length);
+  }
+
+  ensure(size: number): void {
+    if (size <= this.data.length) return;
+    const next = new Uint8Array(Math.max(size, this.data.length * 2, 64));
+    next.set(this.data.subarray(0, this.length));
+    this.data = next;
+  }
+
+  write(position: number, bytes: Uint8Array): void {
+    this.ensure(position + bytes.length);
+    if (position > this.length) this.data.fill(0, this.length, position);
+    this.data.set(bytes, position);
+    this.length = Math.max(this.length, position + bytes.length);
+    this.pending.push({ position, data: bytes.slice() });
+  }
+
+  truncate(size: number): void {
+    this.ensure(size);
+    if (size > this.length) this.data.fill(0, this.length, size);
+    this.length = size;
+    this.pending.push({ truncate: size });
+  }
+
+  sync(): void {
+    this.durable = this.view().slice();
+    this.pending = [];
+  }
+}
+
+/** What a scheduled fault does. */
+export type FaultKind = "EIO" | "ENOSPC" | "crash" | "tear";
+
+/** Counts of what the simulated processes did, for tests that check fsync accounting. */
+export interface SimCounters {
+  ops: number;
+  syncs: number;
+  dirSyncs: number;
+  writes: number;
+  bytesWritten: number;
+}
+
+/** A simulated machine: files, directories, locks and fault schedule. */
+export class SimWorld {
+  readonly seed: number;
+  readonly random: SeededRandom;
+  /** Current directory entries: path → inode (directories map to null). */
+  #names = new Map<string, Inode | null>();
+  /** Directory entries that a directory fsync has made durable. */
+  #durableNames = new Map<string, Inode | null>();
+  #crashed = false;
+  #faults = new Map<number, FaultKind>();
+  #nextHandleId = 1;
+  #nextPid = 1000;
+  readonly counters: SimCounters = { ops: 0, syncs: 0, dirSyncs: 0, writes: 0, bytesWritten: 0 };
+  /** Names of every operation in order, for naming crash points in test output. */
+  readonly trace: string[] = [];
+  #traceLimit = 100_000;
+
+  constructor(seed: number) {
+    this.seed = seed;
+    this.random = new SeededRandom(seed);
+    this.#names.set("/", null);
+    this.#durableNames.set("/", null);
+  }
+
+  /** True after a scheduled crash fired. */
+  get crashed(): boolean {
+    return this.#crashed;
+  }
+
+  /** Schedules operation number `n` (counting from 1 across all processes) to fail. */
+  failAt(n: number, kind: FaultKind): void {
+    this.#faults.set(n, kind);
+  }
+
+  /** Marks the machine as crashed now. */
+  crash(): void {
+    this.#crashed = true;
+  }
+
+  /**
+   * Counts one operation and applies a scheduled fault. `tear` is given the chance to
+   * apply part of a write before the crash.
+   */
+  step(op: string, path: string, tear?: (fraction: number) => void): void {
+    if (this.#crashed) throw new SimCrash(`${op} after crash`);
+    const n = ++this.counters.ops;
+    if (this.trace.length < this.#traceLimit) this.trace.push(`${op} ${path}`);
+    const fault = this.#faults.get(n);
+    if (fault === undefined) return;
+    if (fault === "EIO" || fault === "ENOSPC") throw new PortError(fault, op, path);
+    if (fault === "tear" && tear) tear(this.random.next());
+    this.#crashed = true;
+    throw new SimCrash(`${op} ${path} (operation ${n})`);
+  }
+
+  /** A new simulated process on this machine. */
+  process(): SimPlatform {
+    return new SimPlatform(this, this.#nextPid++);
+  }
+
+  /**
+   * The machine after a power loss and reboot: durable bytes survive; each file's
+   * un-synced writes are dropped or (seeded) partly kept with the last one torn; directory
+   * entries that no directory fsync made durable are gone; no locks are held.
+   */
+  powerLoss(): SimWorld {
+    const next = new SimWorld(this.seed + 1);
+    const rebuilt = new Map<Inode, Inode>();
+    for (const [path, inode] of this.#durableNames) {
+      if (inode === null) {
+        next.#names.set(path, null);
+        next.#durableNames.set(path, null);
+        continue;
+      }
+      let copy = rebuilt.get(inode);
+      if (!copy) {
+        copy = new Inode();
+        copy.write(0, inode.durable);
+        const keep = this.random.int(inode.pending.length + 1);
+        for (let i = 0; i < keep; i++) {
+          const p = inode.pending[i]!;
+          if ("truncate" in p) copy.truncate(p.truncate);
+          else if (i === keep - 1 && this.random.next() < 0.5) {
+            copy.write(p.position, p.data.subarray(0, this.random.int(p.data.length + 1)));
+          } else copy.write(p.position, p.data);
+        }
+        copy.sync();
+        rebuilt.set(inode, copy);
+      }
+      next.#names.set(path, copy);
+      next.#durableNames.set(path, copy);
+    }
+    return next;
+  }
+
+  /** The machine after every process was killed but the kernel kept running: nothing is lost. */
+  processCrash(): SimWorld {
+    const next = new SimWorld(this.seed + 1);
+    for (const [path, inode] of this.#names) {
+      if (inode === null) next.#names.set(path, null);
+      else {
+        const copy = new Inode();
+        copy.write(0, inode.view());
+        copy.durable = inode.durable.slice();
+        copy.pending = inode.pending.slice();
+        next.#names.set(path, copy);
+      }
+    }
+    for (const [path, inode] of this.#durableNames) {
+      next.#durableNames.set(path, inode === null ? null : next.#names.get(path) ?? new Inode());
+    }
+    return next;
+  }
+
+  // --- file system operations used by SimPlatform ---
+
+  lookup(path: string): Inode | null | undefined {
+    return this.#names.get(normalize(path));
+  }
+
+  create(path: string): Inode {
+    const p = normalize(path);
+    const parent = dirname(p);
+    if (this.#names.get(parent) !== null) throw new PortError("ENOENT", "open", path);
+    const inode = new Inode();
+    this.#names.set(p, inode);
+    return inode;
+  }
+
+  mkdir(path: string): void {
+    const p = normalize(path);
+    if (p === "/") return;
+    const existing = this.#names.get(p);
+    if (existing === null) return;
+    if (existing !== undefined) throw new PortError("EEXIST", "mkdir", path);
+    this.mkdir(dirname(p));
+    this.#names.set(p, null);
+    // mkdir -p of a fresh path is treated as durable: tests start from an existing dir.
+    this.#durableNames.set(p, null);
+  }
+
+  readdir(path: string): string[] {
+    const p = normalize(path);
+    if (this.#names.get(p) !== null) throw new PortError("ENOTDIR", "readdir", path);
+    const out: string[] = [];
+    for (const name of this.#names.keys()) if (name !== p && dirname(name) === p) out.push(basename(name));
+    return out.sort();
+  }
+
+  rename(from: string, to: string): void {
+    const f = normalize(from);
+    const t = normalize(to);
+    const inode = this.#names.get(f);
+    if (inode === undefined) throw new PortError("ENOENT", "rename", from);
+    if (inode === null) throw new PortError("EISDIR", "rename", from);
+    this.#names.delete(f);
+    this.#names.set(t, inode);
+  }
+
+  unlink(path: string): void {
+    const p = normalize(path);
+    if (this.#names.get(p) === null) throw new PortError("EISDIR", "unlink", path);
+    this.#names.delete(p);
+  }
+
+  syncDir(path: string): void {
+    const p = normalize(path);
+    this.counters.dirSyncs++;
+    for (const name of [...this.#durableNames.keys()]) {
+      if (dirname(name) === p && name !== p && !this.#names.has(name)) this.#durableNames.delete(name);
+    }
+    for (const [name, inode] of this.#names) if (dirname(name) === p && name !== p) this.#durableNames.set(name, inode);
+  }
+
+  newHandleId(): number {
+    return this.#nextHandleId++;
+  }
+}
+
+function normalize(path: string): string {
+  const parts: string[] = [];
+  for (const part of path.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return "/" + parts.join("/");
+}
+
+function dirname(p: string): string {
+  const i = p.lastIndexOf("/");
+  return i <= 0 ? "/" : p.slice(0, i);
+}
+
+function basename(p: string): string {
+  return p.slice(p.lastIndexOf("/") + 1);
+}
+
+class SimFile implements FileHandle {
+  readonly path: string;
+  readonly #world: SimWorld;
+  readonly #inode: Inode;
+  readonly #id: number;
+  readonly #readOnly: boolean;
+  #closed = false;
+
+  constructor(world: SimWorld, path: string, inode: Inode, readOnly: boolean) {
+    this.#world = world;
+    this.path = path;
+    this.#inode = inode;
+    this.#id = world.newHandleId();
+    this.#readOnly = readOnly;
+  }
+
+  #check(op: string): void {
+    if (this.#closed) throw new PortError("EBADF", op, this.path);
+  }
+
+  read(buf: Uint8Array, position: number): number {
+    this.#check("read");
+    this.#world.step("read", this.path);
+    const view = this.#inode.view();
+    if (position >= view.length) return 0;
+    const n = Math.min(buf.length, view.length - position);
+    buf.set(view.subarray(position, position + n));
+    return n;
+  }
+
+  write(data: Uint8Array, position: number): void {
+    this.#check("write");
+    if (this.#readOnly) throw new PortError("EBADF", "write", this.path);
+    this.#world.step("write", this.path, (fraction) =>
+      this.#inode.write(position, data.subarray(0, Math.floor(data.length * fraction))));
+    this.#inode.write(position, data);
+    this.#world.counters.writes++;
+    this.#world.counters.bytesWritten += data.length;
+  }
+
+  append(data: Uint8Array): number {
+    const at = this.#inode.length;
+    this.write(data, at);
+    return at;
+  }
+
+  truncate(size: number): void {
+    this.#check("truncate");
+    if (this.#readOnly) throw new PortError("EBADF", "truncate", this.path);
+    this.#world.step("truncate", this.path);
+    this.#inode.truncate(size);
+  }
+
+  size(): number {
+    this.#check("fstat");
+    if (this.#world.crashed) throw new SimCrash("fstat after crash");
+    return this.#inode.length;
+  }
+
+  sync(): void {
+    this.#check("fsync");
+    this.#world.step("fsync", this.path);
+    this.#inode.sync();
+    this.#world.counters.syncs++;
+  }
+
+  datasync(): void {
+    this.#check("fdatasync");
+    this.#world.step("fdatasync", this.path);
+    this.#inode.sync();
+    this.#world.counters.syncs++;
+  }
+
+  tryLock(exclusive: boolean): boolean {
+    this.#check("flock");
+    if (this.#world.crashed) throw new SimCrash("flock after crash");
+    const inode = this.#inode;
+    const mine = inode.lockExclusive === this.#id || inode.lockShared.has(this.#id);
+    if (mine) this.unlock(); // flock converts an existing lock (not atomically)
+    if (exclusive) {
+      if (inode.lockExclusive !== undefined || inode.lockShared.size > 0) return false;
+      inode.lockExclusive = this.#id;
+    } else {
+      if (inode.lockExclusive !== undefined) return false;
+      inode.lockShared.add(this.#id);
+    }
+    return true;
+  }
+
+  unlock(): void {
+    if (this.#inode.lockExclusive === this.#id) this.#inode.lockExclusive = undefined;
+    this.#inode.lockShared.delete(this.#id);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.unlock();
+    this.#closed = true;
+  }
+}
+
+/** One simulated process's view of a {@link SimWorld}. */
+export class SimPlatform implements Platform {
+  readonly runtime = "sim" as const;
+  readonly capabilities = { fileEvents: false, sharedWithOtherProcesses: false };
+  readonly pid: number;
+  readonly world: SimWorld;
+  readonly #handles = new Set<SimFile>();
+
+  constructor(world: SimWorld, pid: number) {
+    this.world = world;
+    this.pid = pid;
+  }
+
+  open(path: string, options: OpenOptions = {}): FileHandle {
+    this.world.step("open", path);
+    let inode = this.world.lookup(path);
+    if (inode === null) throw new PortError("EISDIR", "open", path);
+    if (inode !== undefined && options.create && options.exclusive) throw new PortError("EEXIST", "open", path);
+    if (inode === undefined) {
+      if (!options.create) throw new PortError("ENOENT", "open", path);
+      inode = this.world.create(path);
+    }
+    const f = new SimFile(this.world, path, inode, options.readOnly === true);
+    this.#handles.add(f);
+    return f;
+  }
+
+  stat(path: string): FileInfo | undefined {
+    if (this.world.crashed) throw new SimCrash("stat after crash");
+    const inode = this.world.lookup(path);
+    if (inode === undefined) return undefined;
+    return inode === null
+      ? { size: 0, isFile: false, isDirectory: true }
+      : { size: inode.length, isFile: true, isDirectory: false };
+  }
+
+  readdir(path: string): string[] {
+    this.world.step("readdir", path);
+    return this.world.readdir(path);
+  }
+
+  mkdir(path: string): void {
+    this.world.step("mkdir", path);
+    this.world.mkdir(path);
+  }
+
+  rename(from: string, to: string): void {
+    this.world.step("rename", `${from} -> ${to}`);
+    this.world.rename(from, to);
+  }
+
+  unlink(path: string): void {
+    this.world.step("unlink", path);
+    if (this.world.lookup(path) === undefined) return;
+    this.world.unlink(path);
+  }
+
+  syncDir(path: string): void {
+    this.world.step("fsync(dir)", path);
+    this.world.syncDir(path);
+  }
+
+  /** Simulates SIGKILL of this process: its handles close, so its locks are free. */
+  kill(): void {
+    for (const h of this.#handles) h.close();
+    this.#handles.clear();
+  }
+
+  monotonicMs(): number {
+    return performance.now();
+  }
+
+  wallClockMs(): number {
+    return Date.now();
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  randomBytes(buf: Uint8Array): void {
+    for (let i = 0; i < buf.length; i++) buf[i] = this.world.random.int(256);
+  }
+
+  watchDir(_dir: string, _onChange: () => void): WatchHandle | undefined {
+    return undefined;
+  }
+}

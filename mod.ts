@@ -1,0 +1,18 @@
+/**
+ * txtdb: an embedded, transactional, multi-process MVCC key-value store for Node, Deno
+ * and Bun. Many OS processes, of any mix of runtimes, open one directory and read and
+ * write it safely.
+ *
+ * @example
+ * ```ts
+ * import { open } from "@txtdb/txtdb";
+ * await using db = await open("./data", { namespaces: ["accounts"] });
+ * await db.set("accounts", "alice", 100);
+ * ```
+ * @module
+ */
+export { TxtDbError, isTxtDbError } from "./src/errors.ts";
+export type { ErrorCode } from "./src/errors.ts";
+export type { Platform, FileHandle, Capabilities, OpenOptions, FileInfo, WatchHandle, RuntimeName } from "./src/port.ts";
+export { PortError } from "./src/port.ts";
+export { defaultPlatform, detectRuntime } from "./src/platform.ts";

@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// The test command: builds, then runs the one suite on Node (against the tsup build, as
+// npm users get it), on Deno (against mod.ts with only --allow-read --allow-write, as JSR
+// users get it) and on Bun; checks the core imports no runtime API; type-checks with
+// deno check; dry-runs the JSR publish. Prints a line per leg and ends with
+// `matrix: N passed, M failed`; exits non-zero on any failure.
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+
+const bin = (name) => `node_modules/.bin/${name}`;
+const quick = process.argv.includes("--quick");
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
+const testFiles = readdirSync("tests").filter((f) => f.endsWith(".test.ts")).filter((f) => !only || f.includes(only)).sort();
+const legs = [];
+
+function run(cmd, args, opts = {}) {
+  const t0 = Date.now();
+  const env = { ...process.env, NO_COLOR: "1" };
+  delete env.FORCE_COLOR;
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 256 * 1024 * 1024, env, ...opts });
+  return { ...r, ms: Date.now() - t0, out: ((r.stdout ?? "") + (r.stderr ?? "")).replace(/\x1b\[[0-9;]*m/g, "") };
+}
+
+function step(name, cmd, args, opts) {
+  const r = run(cmd, args, opts);
+  const ok = r.status === 0;
+  legs.push({ name, passed: ok ? 1 : 0, failed: ok ? 0 : 1, ms: r.ms });
+  console.log(`${ok ? "ok  " : "FAIL"} ${name} (${r.ms} ms)`);
+  if (!ok) console.log(indent(r.out));
+  return ok;
+}
+
+function indent(text) {
+  return text.split("\n").map((l) => "    " + l).join("\n");
+}
+
+function leg(name, cmd, args, parse, opts) {
+  const r = run(cmd, args, opts);
+  const { passed, failed } = parse(r.out);
+  // A runner that crashed before reporting counts as a failure, never as a pass.
+  const crashed = r.status !== 0 && failed === 0;
+  const total = { passed, failed: failed + (crashed ? 1 : 0) };
+  legs.push({ name, ...total, ms: r.ms });
+  const ok = total.failed === 0 && passed > 0;
+  console.log(`${ok ? "ok  " : "FAIL"} ${name}: ${passed} passed, ${total.failed} failed (${r.ms} ms)`);
+  if (!ok || process.env.TXTDB_VERBOSE) console.log(indent(r.out.slice(-60_000)));
+  if (passed === 0 && total.failed === 0) legs.at(-1).failed = 1; // a leg that ran no test fails
+}
+
+const num = (re, text) => {
+  let total = 0;
+  for (const m of text.matchAll(re)) total = Number(m[1]);
+  return total;
+};
+
+if (!step("build (tsup)", "npm", ["run", "--silent", "build"])) finish();
+step("core imports no runtime API", process.execPath, ["scripts/check-core.mjs"]);
+if (!step("build tests (esbuild)", process.execPath, ["scripts/build-tests.mjs"])) finish();
+
+leg("node (dist)", process.execPath,
+  ["--test", "--test-reporter=tap", "--test-concurrency=1", ...testFiles.map((f) => `.build-tests/${f.replace(/\.ts$/, ".js")}`)],
+  (out) => ({ passed: num(/^# pass (\d+)/gm, out), failed: num(/^# fail (\d+)/gm, out) }));
+
+leg("deno (mod.ts, --allow-read --allow-write)", bin("deno"),
+  ["test", "--quiet", "--no-check", "--allow-read", "--allow-write", ...testFiles.map((f) => `tests/${f}`)],
+  (out) => {
+    const m = [...out.matchAll(/(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].at(-1);
+    return { passed: m ? Number(m[1]) : 0, failed: m ? Number(m[2]) : 0 };
+  });
+
+leg("bun", bin("bun"), ["test", "--timeout", "120000", ...testFiles.map((f) => `./tests/${f}`)],
+  (out) => ({ passed: num(/^\s*(\d+) pass$/gm, out), failed: num(/^\s*(\d+) fail$/gm, out) }));
+
+step("deno check", bin("deno"), ["check", "--quiet", "mod.ts", "src/internal.ts", "adapters/deno.ts", "adapters/sim.ts"]);
+step("deno publish --dry-run", bin("deno"), ["publish", "--dry-run", "--allow-dirty", "--quiet"]);
+if (!quick && !only && process.env.TXTDB_SKIP_BENCH !== "1") {
+  try {
+    readdirSync("scripts/bench");
+    step("bench --quick (runs, not timed)", process.execPath, ["scripts/bench/run.mjs", "--quick", "--smoke"]);
+  } catch { /* no bench yet */ }
+}
+finish();
+
+function finish() {
+  const passed = legs.reduce((a, l) => a + l.passed, 0);
+  const failed = legs.reduce((a, l) => a + l.failed, 0);
+  console.log(`matrix: ${passed} passed, ${failed} failed`);
+  process.exit(failed === 0 && passed > 0 ? 0 : 1);
+}

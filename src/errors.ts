@@ -1,0 +1,71 @@
+/**
+ * The one error class txtdb throws on purpose, with the stable codes of the public contract.
+ *
+ * @example
+ * ```ts
+ * try { await db.set("missing", "k", 1); }
+ * catch (e) { if (e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND") { ... } }
+ * ```
+ * @module
+ */
+
+/** Every code a {@link TxtDbError} can carry. Stable: callers branch on them. */
+export type ErrorCode =
+  | "CONFLICT"
+  | "TIMEOUT"
+  | "LOCK_TIMEOUT"
+  | "DEADLOCK"
+  | "NAMESPACE_NOT_FOUND"
+  | "NAMESPACE_EXISTS"
+  | "INVALID_KEY"
+  | "INVALID_VALUE"
+  | "INVALID_ARGUMENT"
+  | "READ_ONLY"
+  | "CLOSED"
+  | "CORRUPTION"
+  | "LIMIT"
+  | "WATCH_OVERFLOW"
+  | "FORMAT"
+  | "IO";
+
+/**
+ * An error raised by txtdb. `code` is stable; `message` says what was attempted, on what,
+ * and what to do; `details` carries structured context (for `CONFLICT`: what lost, and the
+ * version that won; for `CORRUPTION`: file and offset).
+ *
+ * @example
+ * ```ts
+ * const err = new TxtDbError("INVALID_KEY", "Key part 1 is NaN; use a finite number");
+ * err.code; // "INVALID_KEY"
+ * ```
+ */
+export class TxtDbError extends Error {
+  /** The stable error code. */
+  readonly code: ErrorCode;
+  /** Structured context; shape depends on `code`. */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; details?: Record<string, unknown> },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "TxtDbError";
+    this.code = code;
+    this.details = options?.details;
+  }
+}
+
+/** True when `e` is a {@link TxtDbError} with the given code. */
+export function isTxtDbError(e: unknown, code?: ErrorCode): e is TxtDbError {
+  return e instanceof TxtDbError && (code === undefined || e.code === code);
+}
+
+/**
+ * Guards an invariant. A failed assertion is a bug in txtdb, never an operating failure:
+ * it is not a TxtDbError, and nothing catches or retries it.
+ */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`txtdb internal assertion failed: ${message}`);
+}

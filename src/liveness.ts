@@ -1,0 +1,119 @@
+/**
+ * Process liveness from locks, not PIDs. Each process holds a lease file locked
+ * exclusively (flock) for its whole life; the kernel drops the lock the moment the
+ * process dies, however it dies. So "can I take this lease's lock?" answers "is its
+ * owner dead?" exactly, and a reused PID cannot fool it. PIDs in the file are for
+ * diagnostics only.
+ *
+ * @module
+ */
+import { joinPath } from "./port.ts";
+import type { FileHandle, Platform } from "./port.ts";
+
+/** What a lease file says about its owner (diagnostics; liveness comes from the lock). */
+export interface LeaseInfo {
+  pid: number;
+  runtime: string;
+  startedAtMs: number;
+}
+
+const LEASE_SUFFIX = ".lease";
+
+/**
+ * This process's lease: a file in `dir` that stays exclusively locked until `release()`
+ * or process death.
+ *
+ * @example
+ * ```ts
+ * const lease = ProcessLease.create(platform, "/data/leases");
+ * leaseOwnerAlive(platform, lease.path); // true from any other process
+ * ```
+ */
+export class ProcessLease {
+  readonly path: string;
+  readonly id: string;
+  readonly #handle: FileHandle;
+
+  private constructor(path: string, id: string, handle: FileHandle) {
+    this.path = path;
+    this.id = id;
+    this.#handle = handle;
+  }
+
+  /** Creates and locks a new lease file named by a random id. */
+  static create(platform: Platform, dir: string, mode = 0o600): ProcessLease {
+    const bytes = new Uint8Array(8);
+    platform.randomBytes(bytes);
+    const id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const path = joinPath(dir, id + LEASE_SUFFIX);
+    const handle = platform.open(path, { create: true, exclusive: true, mode });
+    if (!handle.tryLock(true)) {
+      handle.close();
+      throw new Error(`txtdb internal assertion failed: fresh lease "${path}" is locked`);
+    }
+    const info: LeaseInfo = { pid: platform.pid, runtime: platform.runtime, startedAtMs: platform.wallClockMs() };
+    handle.write(new TextEncoder().encode(JSON.stringify(info).padEnd(LEASE_INFO_BYTES, " ")), 0);
+    return new ProcessLease(path, id, handle);
+  }
+
+  /** The lease's open handle, for publishing data at fixed offsets after the info block. */
+  get handle(): FileHandle {
+    return this.#handle;
+  }
+
+  /** Unlocks and removes the lease (a clean exit). */
+  release(platform: Platform): void {
+    platform.unlink(this.path);
+    this.#handle.close();
+  }
+}
+
+/** Bytes reserved at the start of a lease file for its JSON info. */
+export const LEASE_INFO_BYTES = 256;
+
+/** True if `name` is a lease file name. */
+export function isLeaseFile(name: string): boolean {
+  return name.endsWith(LEASE_SUFFIX);
+}
+
+/**
+ * True if the lease's owner is alive: its lock cannot be taken. Takes and drops a
+ * shared lock when the owner is dead (the file may then be reclaimed by the caller).
+ */
+export function leaseOwnerAlive(platform: Platform, path: string): boolean {
+  let handle: FileHandle;
+  try {
+    handle = platform.open(path, { readOnly: true });
+  } catch {
+    return false; // gone: the owner released it
+  }
+  try {
+    if (handle.tryLock(false)) {
+      handle.unlock();
+      return false;
+    }
+    return true;
+  } finally {
+    handle.close();
+  }
+}
+
+/** Reads a lease's diagnostic info, or undefined if unreadable. */
+export function readLeaseInfo(platform: Platform, path: string): LeaseInfo | undefined {
+  try {
+    const handle = platform.open(path, { readOnly: true });
+    try {
+      const buf = new Uint8Array(LEASE_INFO_BYTES);
+      const n = handle.read(buf, 0);
+      const parsed: unknown = JSON.parse(new TextDecoder().decode(buf.subarray(0, n)).trim());
+      if (typeof parsed !== "object" || parsed === null) return undefined;
+      const { pid, runtime, startedAtMs } = parsed as Record<string, unknown>;
+      if (typeof pid !== "number" || typeof runtime !== "string" || typeof startedAtMs !== "number") return undefined;
+      return { pid, runtime, startedAtMs };
+    } finally {
+      handle.close();
+    }
+  } catch {
+    return undefined;
+  }
+}

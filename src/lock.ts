@@ -1,0 +1,257 @@
+/**
+ * Waiting for flock(2) without freezing the event loop.
+ *
+ * Lock levels (per lock file, per process):
+ *
+ * ```
+ *   UNLOCKED ──acquire(shared)────► SHARED(n)   (kernel: LOCK_SH on our one handle)
+ *   UNLOCKED ──acquire(exclusive)─► EXCLUSIVE   (kernel: LOCK_EX on our one handle)
+ *   SHARED(n) ──release──► SHARED(n-1) … SHARED(0) = UNLOCKED (kernel: LOCK_UN)
+ *   EXCLUSIVE ──release──► UNLOCKED             (kernel: LOCK_UN)
+ * ```
+ *
+ * There is never an in-place upgrade (flock upgrades are not atomic): an exclusive waiter
+ * waits for the in-process holders to drain, then takes the kernel lock from UNLOCKED.
+ *
+ * Why one handle per lock file per process: flock belongs to the open file description,
+ * so two handles in one process would exclude each other. In-process waiters queue in
+ * FIFO order in front of that handle. Waiting for another process is done with
+ * non-blocking attempts and a short, capped backoff (a blocking flock would freeze the
+ * event loop); timeouts and AbortSignal end a wait with `LOCK_TIMEOUT`.
+ *
+ * @module
+ */
+import { TxtDbError, assert } from "./errors.ts";
+import type { FileHandle, Platform } from "./port.ts";
+
+/** Options for one wait. */
+export interface LockWaitOptions {
+  /** Give up after this many milliseconds (default: wait forever). */
+  timeoutMs?: number;
+  /** Give up when this signal aborts. */
+  signal?: AbortSignal;
+}
+
+/** A held lock; call it (once) to release. */
+export type Release = () => void;
+
+interface Waiter {
+  exclusive: boolean;
+  resolve: (release: Release) => void;
+  reject: (e: unknown) => void;
+  enqueuedMs: number;
+  cleanup: () => void;
+}
+
+/** Backoff between attempts at a lock held by another process, capped so wake-up is quick. */
+const POLL_DELAYS_MS = [0, 0, 0, 1, 1, 1, 2, 2, 3] as const;
+const POLL_DELAY_MAX_MS = 4;
+
+/**
+ * A process-wide lock over one lock file, shared or exclusive, that excludes other
+ * processes of any runtime through flock(2) and queues waiters inside this process.
+ *
+ * @example
+ * ```ts
+ * const lock = new FileLock(platform, "/data/writer.lock");
+ * const release = await lock.acquire(true, { timeoutMs: 5000 });
+ * try { ... } finally { release(); }
+ * ```
+ */
+export class FileLock {
+  readonly #platform: Platform;
+  readonly #path: string;
+  readonly #mode: number;
+  #handle: FileHandle | undefined;
+  #holders = 0;
+  #exclusiveHeld = false;
+  readonly #queue: Waiter[] = [];
+  #polling = false;
+  #closed = false;
+  /** Time spent waiting by the last granted waiter, for statistics. */
+  lastWaitMs = 0;
+  /** Called after each grant with the wait it took. */
+  onWait: ((waitMs: number) => void) | undefined;
+
+  constructor(platform: Platform, path: string, mode = 0o600) {
+    this.#platform = platform;
+    this.#path = path;
+    this.#mode = mode;
+  }
+
+  /** The lock file's path. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** True while this process holds the lock in any mode. */
+  get held(): boolean {
+    return this.#holders > 0;
+  }
+
+  /** True while this process holds the lock exclusively. */
+  get heldExclusive(): boolean {
+    return this.#exclusiveHeld;
+  }
+
+  /** Takes the lock if it is free right now, without waiting; undefined otherwise. */
+  tryAcquire(exclusive: boolean): Release | undefined {
+    if (this.#closed) throw new TxtDbError("CLOSED", `Lock "${this.#path}" was closed`);
+    if (this.#queue.length > 0) return undefined;
+    if (this.#holders > 0) {
+      if (exclusive || this.#exclusiveHeld) return undefined;
+      this.#holders++;
+      return this.#makeRelease();
+    }
+    if (!this.#handleOpen().tryLock(exclusive)) return undefined;
+    this.#holders = 1;
+    this.#exclusiveHeld = exclusive;
+    return this.#makeRelease();
+  }
+
+  /** Waits for the lock (FIFO among this process's waiters). */
+  acquire(exclusive: boolean, options: LockWaitOptions = {}): Promise<Release> {
+    const now = this.#platform.monotonicMs();
+    const { timeoutMs, signal } = options;
+    if (signal?.aborted) return Promise.reject(this.#timeoutError(exclusive, 0, signal.reason));
+    const immediate = this.tryAcquire(exclusive);
+    if (immediate) {
+      this.lastWaitMs = 0;
+      this.onWait?.(0);
+      return Promise.resolve(immediate);
+    }
+    return new Promise<Release>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = () => this.#abandon(waiter, this.#timeoutError(exclusive, this.#platform.monotonicMs() - now, signal?.reason));
+      const waiter: Waiter = {
+        exclusive,
+        resolve,
+        reject,
+        enqueuedMs: now,
+        cleanup: () => {
+          if (timer !== undefined) clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+        },
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => this.#abandon(waiter, this.#timeoutError(exclusive, timeoutMs)), Math.max(0, timeoutMs));
+      }
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#queue.push(waiter);
+      this.#pump();
+    });
+  }
+
+  /** Closes the lock's handle. Fails waiters with `CLOSED`. Holders must have released. */
+  close(): void {
+    this.#closed = true;
+    for (const w of this.#queue.splice(0)) {
+      w.cleanup();
+      w.reject(new TxtDbError("CLOSED", `Lock "${this.#path}" was closed while waiting`));
+    }
+    if (this.#handle && this.#holders === 0) {
+      this.#handle.close();
+      this.#handle = undefined;
+    }
+  }
+
+  #handleOpen(): FileHandle {
+    this.#handle ??= this.#platform.open(this.#path, { create: true, mode: this.#mode });
+    return this.#handle;
+  }
+
+  #timeoutError(exclusive: boolean, waitedMs: number, cause?: unknown): TxtDbError {
+    return new TxtDbError(
+      "LOCK_TIMEOUT",
+      `Cannot acquire ${exclusive ? "exclusive" : "shared"} lock on "${this.#path}" after ${Math.round(waitedMs)} ms; ` +
+        `another process holds it (see \`txtdb doctor\`), or raise the timeout`,
+      { cause, details: { path: this.#path, waitedMs } },
+    );
+  }
+
+  #abandon(waiter: Waiter, error: TxtDbError): void {
+    const i = this.#queue.indexOf(waiter);
+    if (i < 0) return; // already granted
+    this.#queue.splice(i, 1);
+    waiter.cleanup();
+    waiter.reject(error);
+    this.#pump(); // a shared waiter behind an abandoned exclusive one may proceed now
+  }
+
+  #makeRelease(): Release {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      assert(this.#holders > 0, "release without holders");
+      this.#holders--;
+      if (this.#holders === 0) {
+        this.#exclusiveHeld = false;
+        this.#handle?.unlock();
+        if (this.#closed) {
+          this.#handle?.close();
+          this.#handle = undefined;
+        }
+      }
+      this.#pump();
+    };
+  }
+
+  #grant(waiter: Waiter): void {
+    waiter.cleanup();
+    const waited = this.#platform.monotonicMs() - waiter.enqueuedMs;
+    this.lastWaitMs = waited;
+    this.onWait?.(waited);
+    waiter.resolve(this.#makeRelease());
+  }
+
+  /** Grants what can be granted now; starts the poll loop if the kernel lock is busy. */
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      const head = this.#queue[0]!;
+      if (this.#holders > 0) {
+        if (head.exclusive || this.#exclusiveHeld) return; // wait for release
+        this.#queue.shift();
+        this.#holders++;
+        this.#grant(head);
+        continue;
+      }
+      if (this.#closed) return;
+      if (!this.#handleOpen().tryLock(head.exclusive)) {
+        this.#startPolling();
+        return;
+      }
+      this.#queue.shift();
+      this.#holders = 1;
+      this.#exclusiveHeld = head.exclusive;
+      this.#grant(head);
+    }
+  }
+
+  #startPolling(): void {
+    if (this.#polling) return;
+    this.#polling = true;
+    void (async () => {
+      let attempt = 0;
+      try {
+        while (this.#queue.length > 0 && !this.#closed && this.#holders === 0) {
+          const delay = POLL_DELAYS_MS[attempt] ?? POLL_DELAY_MAX_MS;
+          attempt++;
+          await this.#platform.sleep(delay);
+          if (this.#holders > 0 || this.#queue.length === 0 || this.#closed) break;
+          const head = this.#queue[0]!;
+          if (this.#handleOpen().tryLock(head.exclusive)) {
+            this.#queue.shift();
+            this.#holders = 1;
+            this.#exclusiveHeld = head.exclusive;
+            this.#grant(head);
+            break;
+          }
+        }
+      } finally {
+        this.#polling = false;
+      }
+      this.#pump();
+    })();
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The Platform port: everything txtdb needs from a runtime, as small synchronous
+ * interfaces plus a few asynchronous ones. Each adapter (Node, Deno, Bun, and the
+ * simulated platform for crash tests) implements it; the core depends on nothing else.
+ *
+ * Why synchronous file calls: on the machines we measured, handing a call to another
+ * thread (libuv's pool behind async `fs`) costs ~25–30 µs per hop, while a small pread
+ * or append costs 1–3 µs. Reads of the commit log and the durable-frontier probe sit on
+ * the hottest paths, so the port is synchronous for file I/O. Group commit, not async
+ * fsync, is what lets many transactions share one fsync.
+ *
+ * Errors: adapters translate runtime errors into {@link PortError} with a POSIX-style
+ * `errno` name (`ENOENT`, `EEXIST`, `ENOSPC`, `EIO`, ...) and keep the original as `cause`.
+ *
+ * @module
+ */
+
+/** An OS-level failure surfaced by an adapter, with the runtime's error as `cause`. */
+export class PortError extends Error {
+  /** POSIX-style error name, e.g. `ENOENT`. */
+  readonly errno: string;
+  /** The path the failed operation was about. */
+  readonly path: string;
+  constructor(errno: string, op: string, path: string, cause?: unknown) {
+    super(`${op} failed on "${path}": ${errno}`, cause === undefined ? undefined : { cause });
+    this.name = "PortError";
+    this.errno = errno;
+    this.path = path;
+  }
+}
+
+/** How to open a file. */
+export interface OpenOptions {
+  /** Create the file if it does not exist (with `mode`). */
+  create?: boolean;
+  /** Fail with `EEXIST` if it exists (with `create`). */
+  exclusive?: boolean;
+  /** Open read-only (no writes, no truncate). */
+  readOnly?: boolean;
+  /** Permission bits for a created file; owner-only (0o600) by default. */
+  mode?: number;
+}
+
+/** One open file. Positions and sizes are byte offsets. */
+export interface FileHandle {
+  /** The path this handle was opened with. */
+  readonly path: string;
+  /** Reads up to `buf.length` bytes at `position`; returns how many were read (0 at EOF). */
+  read(buf: Uint8Array, position: number): number;
+  /** Writes all of `data` at `position`. */
+  write(data: Uint8Array, position: number): void;
+  /** Writes all of `data` at the current end of the file; returns the offset it started at. */
+  append(data: Uint8Array): number;
+  /** Cuts or extends the file to `size` bytes. */
+  truncate(size: number): void;
+  /** The file's current size in bytes. */
+  size(): number;
+  /** fsync(2): data and metadata reach stable storage. */
+  sync(): void;
+  /** fdatasync(2): data (and the size) reach stable storage. */
+  datasync(): void;
+  /**
+   * flock(2) without waiting: true if taken, false if another open file description holds
+   * a conflicting lock. flock belongs to the open file description, so two handles on one
+   * file in the same process exclude each other.
+   */
+  tryLock(exclusive: boolean): boolean;
+  /** Releases this handle's flock. */
+  unlock(): void;
+  /** Closes the handle (and so releases its lock). */
+  close(): void;
+}
+
+/** What a path is. */
+export interface FileInfo {
+  size: number;
+  isFile: boolean;
+  isDirectory: boolean;
+}
+
+/** A subscription to change notifications; `close()` ends it. */
+export interface WatchHandle {
+  close(): void;
+}
+
+/** What an adapter can do, declared so the core can choose (e.g. polling vs events). */
+export interface Capabilities {
+  /** Change notification from the OS (inotify); otherwise the core polls. */
+  fileEvents: boolean;
+  /** Files live on a real filesystem shared with other OS processes. */
+  sharedWithOtherProcesses: boolean;
+}
+
+/** The runtimes an adapter can stand for. */
+export type RuntimeName = "node" | "deno" | "bun" | "sim";
+
+/**
+ * Everything txtdb uses from the outside world.
+ *
+ * @example
+ * ```ts
+ * import { nodePlatform } from "txtdb/adapters/node";
+ * const f = nodePlatform.open("/tmp/x", { create: true });
+ * f.append(new Uint8Array([1, 2, 3])); f.datasync(); f.close();
+ * ```
+ */
+export interface Platform {
+  /** Which runtime this adapter stands for. */
+  readonly runtime: RuntimeName;
+  /** What this adapter guarantees. */
+  readonly capabilities: Capabilities;
+  /** This process's id, for diagnostics only: liveness comes from locks. */
+  readonly pid: number;
+
+  open(path: string, options?: OpenOptions): FileHandle;
+  /** Information about `path`, or undefined if it does not exist. */
+  stat(path: string): FileInfo | undefined;
+  /** Names (not paths) of the entries of a directory. */
+  readdir(path: string): string[];
+  /** Creates a directory and its parents (owner-only by default); no error if present. */
+  mkdir(path: string, mode?: number): void;
+  /** Atomically replaces `to` with `from` (rename(2)). */
+  rename(from: string, to: string): void;
+  /** Removes a file; no error if it is already gone. */
+  unlink(path: string): void;
+  /** fsync(2) on a directory, so creations, renames and removals in it are durable. */
+  syncDir(path: string): void;
+
+  /** Milliseconds from a monotonic clock. */
+  monotonicMs(): number;
+  /** Milliseconds since the epoch (wall clock, for display only). */
+  wallClockMs(): number;
+  /** Resolves after `ms` milliseconds without blocking the event loop. */
+  sleep(ms: number): Promise<void>;
+  /** Fills `buf` with random bytes. */
+  randomBytes(buf: Uint8Array): void;
+
+  /**
+   * Calls `onChange` (possibly spuriously, possibly coalesced) when something in the
+   * directory `dir` changes; undefined when the adapter has no file events, in which
+   * case the core polls.
+   */
+  watchDir(dir: string, onChange: () => void): WatchHandle | undefined;
+}
+
+/** Joins path segments with "/" (all supported platforms use POSIX paths). */
+export function joinPath(...parts: string[]): string {
+  return parts.join("/").replace(/\/+/g, "/");
+}

@@ -11,8 +11,13 @@
  * ```
  * @module
  */
+export { open, Database } from "./src/db.ts";
+export type { OpenOptions, Durability, TransactionOptions, Stats } from "./src/db.ts";
+export { Transaction, Snapshot } from "./src/tx.ts";
+export type { Entry, Isolation, ListSelector, ListOptions } from "./src/tx.ts";
+export type { Key, KeyPart } from "./src/keys.ts";
 export { TxtDbError, isTxtDbError } from "./src/errors.ts";
 export type { ErrorCode } from "./src/errors.ts";
-export type { Platform, FileHandle, Capabilities, OpenOptions, FileInfo, WatchHandle, RuntimeName } from "./src/port.ts";
+export type { Platform, FileHandle, Capabilities, OpenOptions as FileOpenOptions, FileInfo, WatchHandle, RuntimeName } from "./src/port.ts";
 export { PortError } from "./src/port.ts";
 export { defaultPlatform, detectRuntime } from "./src/platform.ts";

@@ -1,0 +1,749 @@
+/**
+ * The database: opening and recovery, tailing the shared log, the group committer, and
+ * the public read/write/namespace API of ../shared/API.md.
+ *
+ * Freshness: every read on `db`, `begin()` and `snapshot()` first probes the frontier (one
+ * small pread) and tails the log only if it moved, so a commit that resolved in any
+ * process is visible to the next read in every other.
+ *
+ * Group commit: commits of this process queue up; one runner takes the whole queue,
+ * acquires the writer lock once, catches up, validates each transaction against the
+ * head, and writes the batch with one append and one sync (durability order in log.ts).
+ *
+ * @module
+ */
+import { isTxtDbError, TxtDbError } from "./errors.ts";
+import { encodeKey } from "./keys.ts";
+import type { Key } from "./keys.ts";
+import { encodeValue } from "./codec.ts";
+import { Index } from "./index.ts";
+import { comparePositions, FORMAT_VERSION, Log } from "./log.ts";
+import type { Frontier, LogPosition } from "./log.ts";
+import { decodeCommit, encodeCommit, frame } from "./record.ts";
+import type { CommitRecord } from "./record.ts";
+import { buildRecord, validate } from "./commit.ts";
+import { FileLock } from "./lock.ts";
+import { PortError } from "./port.ts";
+import type { Platform } from "./port.ts";
+import { defaultPlatform } from "./platform.ts";
+import { newTxState, Snapshot, SnapshotReader, Transaction } from "./tx.ts";
+import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, TxHost, TxState } from "./tx.ts";
+import { segmentName } from "./log.ts";
+
+/** Durability modes. */
+export type Durability = "full" | "relaxed" | "none";
+
+/** Options of {@link open}. */
+export interface OpenOptions {
+  /** "full" (default): a commit resolves after fsync; "relaxed": fsync at most `relaxedSyncMs` later; "none": no fsync. */
+  durability?: Durability;
+  /** Default isolation of transactions: "serializable" (default) or "snapshot". */
+  isolation?: Isolation;
+  /** Open without writing anything; writes fail with READ_ONLY. */
+  readOnly?: boolean;
+  /** Namespaces to create if missing, atomically with the open. */
+  namespaces?: string[];
+  /** The Platform to use instead of the one for this runtime (tests use the simulated one). */
+  adapter?: Platform;
+  /** Permission bits of created files (default 0o600; directories get the matching x bits). */
+  mode?: number;
+  /** With durability "relaxed": the most a commit's fsync may lag, in ms (default 50). */
+  relaxedSyncMs?: number;
+  /** How long to wait for the writer lock before LOCK_TIMEOUT, in ms (default 30 000). */
+  lockTimeoutMs?: number;
+  /** Start a new log segment past this size, in bytes (default 64 MiB). */
+  segmentBytes?: number;
+  /** Largest encoded key, in bytes (default 2 KiB). */
+  maxKeyBytes?: number;
+  /** Largest encoded value, in bytes (default 16 MiB). */
+  maxValueBytes?: number;
+  /** Largest transaction, in bytes of keys and values (default 64 MiB). */
+  maxTxBytes?: number;
+  /** Most keys one transaction may write (default 100 000). */
+  maxTxWrites?: number;
+}
+
+/** Options of {@link Database.transaction} and {@link Database.begin}. */
+export interface TransactionOptions {
+  isolation?: Isolation;
+  /** Reruns on CONFLICT (default 10). */
+  maxRetries?: number;
+  /** Ends the whole transaction (all attempts) with TIMEOUT after this many ms. */
+  timeoutMs?: number;
+  /** Ends the transaction with TIMEOUT when aborted. */
+  signal?: AbortSignal;
+}
+
+/** Counters and figures of one open database (a plain object). */
+export interface Stats {
+  runtime: string;
+  path: string;
+  version: bigint;
+  commits: number;
+  conflicts: number;
+  retries: number;
+  batches: number;
+  batchSizeMax: number;
+  fsyncs: number;
+  recordsRead: number;
+  keysWritten: number;
+  namespaces: number;
+  versionsHeld: number;
+  logBytes: number;
+  openSnapshots: number;
+}
+
+const BATCH_MAX = 4096;
+const NAMESPACE_NAME_MAX = 256;
+
+function invalidArg(message: string): TxtDbError {
+  return new TxtDbError("INVALID_ARGUMENT", message);
+}
+
+function checkOptions(o: OpenOptions): void {
+  if (o === null || typeof o !== "object") throw invalidArg("open() options must be an object");
+  const oneOf = (name: string, v: unknown, allowed: string[]) => {
+    if (v !== undefined && !allowed.includes(v as string)) {
+      throw invalidArg(`Option ${name} must be one of ${allowed.map((a) => `"${a}"`).join(", ")}; got ${JSON.stringify(v)}`);
+    }
+  };
+  oneOf("durability", o.durability, ["full", "relaxed", "none"]);
+  oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
+  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "mode"] as const) {
+    const v = o[name];
+    if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) {
+      throw invalidArg(`Option ${name} must be a non-negative number; got ${JSON.stringify(v)}`);
+    }
+  }
+  if (o.namespaces !== undefined && !Array.isArray(o.namespaces)) throw invalidArg("Option namespaces must be an array of names");
+  for (const n of o.namespaces ?? []) checkNamespaceName(n);
+}
+
+function checkNamespaceName(name: unknown): asserts name is string {
+  if (typeof name !== "string" || name.length === 0 || name.length > NAMESPACE_NAME_MAX) {
+    throw invalidArg(`Namespace name must be a non-empty string of at most ${NAMESPACE_NAME_MAX} characters; got ${JSON.stringify(name)}`);
+  }
+}
+
+function ioError(e: unknown, what: string): unknown {
+  if (e instanceof PortError) return new TxtDbError("IO", `${what} failed: ${e.message}`, { cause: e });
+  return e;
+}
+
+interface PendingCommit {
+  state: TxState;
+  resolve: (tsn: number) => void;
+  reject: (e: unknown) => void;
+}
+
+class DbReader extends SnapshotReader {
+  protected usable(): void {
+    this.ctx.ensureOpen();
+  }
+}
+
+/**
+ * An open txtdb store. Get one with {@link open}.
+ *
+ * @example
+ * ```ts
+ * const db = await open("./data", { namespaces: ["accounts"] });
+ * await db.set("accounts", "alice", 100);
+ * await db.get("accounts", "alice"); // 100
+ * await db.close();
+ * ```
+ */
+export class Database implements TxHost {
+  /** The store directory. */
+  readonly path: string;
+  readonly platform: Platform;
+  readonly readOnly: boolean;
+  readonly limits: Limits;
+  readonly index: Index = new Index();
+  readonly #log: Log;
+  readonly #lock: FileLock;
+  readonly #durability: Durability;
+  readonly #isolation: Isolation;
+  readonly #relaxedSyncMs: number;
+  readonly #lockTimeoutMs: number;
+  readonly #segmentBytes: number;
+  #visibleTsn = 0;
+  #readPos: LogPosition = { seg: 1, off: 0 };
+  #durablePos: LogPosition = { seg: 1, off: 0 };
+  #closed = false;
+  readonly #queue: PendingCommit[] = [];
+  #committing: Promise<void> | undefined;
+  #relaxedTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #snapshots = new Map<number, number>(); // pinned version → count
+  readonly #counters = { commits: 0, conflicts: 0, retries: 0, batches: 0, batchSizeMax: 0, fsyncs: 0, recordsRead: 0, keysWritten: 0 };
+
+  /** Use {@link open}. */
+  constructor(path: string, platform: Platform, options: OpenOptions) {
+    this.path = path.replace(/\/+$/, "") || "/";
+    this.platform = platform;
+    this.readOnly = options.readOnly === true;
+    this.limits = {
+      maxKeyBytes: options.maxKeyBytes ?? 2048,
+      maxValueBytes: options.maxValueBytes ?? 16 * 1024 * 1024,
+      maxTxBytes: options.maxTxBytes ?? 64 * 1024 * 1024,
+      maxTxWrites: options.maxTxWrites ?? 100_000,
+    };
+    const mode = options.mode ?? 0o600;
+    this.#log = new Log(platform, this.path, mode, this.readOnly);
+    this.#lock = new FileLock(platform, `${this.path}/writer.lock`, mode);
+    this.#durability = options.durability ?? "full";
+    this.#isolation = options.isolation ?? "serializable";
+    this.#relaxedSyncMs = options.relaxedSyncMs ?? 50;
+    this.#lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
+    this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
+  }
+
+  // --- opening and recovery ---
+
+  /** @internal Opens the store: creates it if new, recovers a crashed writer's tail. */
+  async init(namespaces: string[]): Promise<void> {
+    if (this.readOnly) {
+      const manifest = this.#log.readManifest();
+      if (!manifest) throw invalidArg(`No txtdb store at "${this.path}" (no MANIFEST); open it once without readOnly to create it`);
+      this.#checkFormat(manifest.format);
+      this.#readPos = { seg: this.#log.listSegments()[0] ?? 1, off: 0 };
+      this.#refresh();
+      if (namespaces.some((n) => this.index.resolve(n, this.#visibleTsn) === undefined)) {
+        throw new TxtDbError("READ_ONLY", `Cannot create namespaces ${JSON.stringify(namespaces)} on a store opened with readOnly: true`);
+      }
+      return;
+    }
+    const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+    try {
+      let manifest = this.#log.readManifest();
+      if (!manifest) {
+        // A new store, or a crash during a previous creation (nothing was committed then:
+        // commits only start after the manifest exists).
+        if (this.#log.listSegments().length === 0) this.#log.createSegment(1);
+        this.#log.publishFrontier({ tsn: 0, seg: 1, off: 0, durableSeg: 1, durableOff: 0 });
+        manifest = { format: FORMAT_VERSION, createdAtMs: this.platform.wallClockMs() };
+        this.#log.writeManifest(manifest);
+      }
+      this.#checkFormat(manifest.format);
+      this.#readPos = { seg: this.#log.listSegments()[0] ?? 1, off: 0 };
+      this.#catchUpLocked();
+      const missing = namespaces.filter((n, i) => namespaces.indexOf(n) === i && this.index.resolve(n, this.index.lastTsn) === undefined);
+      if (missing.length > 0) {
+        const state = newTxState(this.#visibleTsn, "serializable", true);
+        state.namespaceOps = missing.map((name) => ({ op: "create", name }));
+        const [result] = this.#commitBatchLocked([state]);
+        if (result instanceof Error) throw result;
+      }
+    } finally {
+      release();
+    }
+  }
+
+  #checkFormat(format: number): void {
+    if (format > FORMAT_VERSION) {
+      throw new TxtDbError("FORMAT", `Store "${this.path}" has format version ${format}; this txtdb reads up to ${FORMAT_VERSION}. Upgrade txtdb to open it`, {
+        details: { format, supported: FORMAT_VERSION },
+      });
+    }
+  }
+
+  #corruption(at: LogPosition, reason: string): TxtDbError {
+    const file = `${this.path}/${segmentName(at.seg)}`;
+    return new TxtDbError("CORRUPTION", `Log file "${file}" is damaged at offset ${at.off}: ${reason}. Run \`txtdb check\`; restore from a backup if it persists`, {
+      details: { file, offset: at.off },
+    });
+  }
+
+  /** Applies every whole record from the read position up to `to` (or the end of the log). */
+  #readTo(to: LogPosition | undefined) {
+    return this.#log.scan(this.#readPos, to, (body, at, next) => {
+      let record: CommitRecord;
+      try {
+        record = decodeCommit(body.slice());
+      } catch (e) {
+        throw this.#corruption(at, (e as Error).message);
+      }
+      if (record.tsn <= this.index.lastTsn) throw this.#corruption(at, `record TSN ${record.tsn} does not follow ${this.index.lastTsn}`);
+      this.index.apply(record);
+      this.#counters.recordsRead++;
+      this.#readPos = next;
+    });
+  }
+
+  /** The freshness probe: tails the log if another process published commits. */
+  #refresh(): void {
+    const fr = this.#log.readFrontier();
+    if (!fr || fr.tsn <= this.#visibleTsn) return;
+    const to = { seg: fr.seg, off: fr.off };
+    const end = this.#readTo(to);
+    if (end.problem) throw this.#corruption(end.problem.at, end.problem.reason);
+    if (comparePositions(this.#readPos, to) !== 0) throw this.#corruption(this.#readPos, "log ends before the published frontier");
+    this.#visibleTsn = this.index.lastTsn;
+  }
+
+  /**
+   * Under the writer lock: read to the real end of the log. Whole records past the
+   * frontier (a writer died after appending) are made durable and published; a torn tail
+   * past the durable end is cut off; a bad record before it is CORRUPTION.
+   */
+  #catchUpLocked(): void {
+    const fr = this.#log.readFrontier();
+    const end = this.#readTo(undefined);
+    if (end.problem) {
+      // An unreadable frontier gives no durable end: then every bad record is corruption.
+      const durable = fr ? { seg: fr.durableSeg, off: fr.durableOff } : { seg: Infinity, off: Infinity };
+      if (comparePositions(end.problem.at, durable) < 0) throw this.#corruption(end.problem.at, end.problem.reason);
+      this.#log.truncateAt(end.problem.at);
+    }
+    const pos = this.#readPos;
+    if (!fr || fr.tsn !== this.index.lastTsn || comparePositions(pos, { seg: fr.seg, off: fr.off }) !== 0) {
+      if (this.#durability !== "none") this.#syncSegment(pos.seg);
+      this.#durablePos = pos;
+      this.#publish(pos);
+    } else {
+      this.#durablePos = { seg: fr.durableSeg, off: fr.durableOff };
+    }
+    this.#visibleTsn = this.index.lastTsn;
+  }
+
+  #syncSegment(seg: number): void {
+    const f = this.#log.segment(seg);
+    if (!f) return;
+    f.datasync();
+    this.#counters.fsyncs++;
+  }
+
+  #publish(pos: LogPosition): void {
+    const fr: Frontier = { tsn: this.index.lastTsn, seg: pos.seg, off: pos.off, durableSeg: this.#durablePos.seg, durableOff: this.#durablePos.off };
+    this.#log.publishFrontier(fr);
+  }
+
+  // --- commit ---
+
+  /** @internal Queues a transaction for the next group commit; resolves with its TSN. */
+  commit(state: TxState): Promise<number> {
+    this.ensureOpen();
+    if (this.readOnly) return Promise.reject(new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true"));
+    return new Promise<number>((resolve, reject) => {
+      this.#queue.push({ state, resolve, reject });
+      this.#committing ??= this.#runCommits().finally(() => (this.#committing = undefined));
+    });
+  }
+
+  async #runCommits(): Promise<void> {
+    while (this.#queue.length > 0) {
+      // Let every commit submitted in this turn of the event loop join the batch.
+      await Promise.resolve();
+      const batch = this.#queue.splice(0, BATCH_MAX);
+      let release: () => void;
+      try {
+        release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+      } catch (e) {
+        for (const p of batch) p.reject(e);
+        continue;
+      }
+      let results: (number | TxtDbError)[];
+      try {
+        results = this.#commitBatchLocked(batch.map((p) => p.state));
+      } catch (e) {
+        const err = ioError(e, "Commit");
+        for (const p of batch) p.reject(err);
+        continue;
+      } finally {
+        release();
+      }
+      batch.forEach((p, i) => {
+        const r = results[i]!;
+        if (typeof r === "number") p.resolve(r);
+        else p.reject(r);
+      });
+    }
+  }
+
+  /** Validates, writes and publishes a batch; the writer lock is held. All synchronous. */
+  #commitBatchLocked(states: TxState[]): (number | TxtDbError)[] {
+    this.#catchUpLocked();
+    const results: (number | TxtDbError)[] = [];
+    const applied: { record: CommitRecord; prevTsn: number; prevNextNsId: number }[] = [];
+    const frames: Uint8Array[] = [];
+    let bytes = 0;
+    for (const s of states) {
+      let error = validate(s, this.index);
+      let record: CommitRecord | undefined;
+      if (!error) {
+        try {
+          record = buildRecord(s, this.index, this.index.lastTsn + 1);
+        } catch (e) {
+          if (!isTxtDbError(e)) throw e;
+          error = e;
+        }
+      }
+      if (error || !record) {
+        if (error?.code === "CONFLICT") this.#counters.conflicts++;
+        results.push(error!);
+        continue;
+      }
+      const prev = { prevTsn: this.index.lastTsn, prevNextNsId: this.index.nextNsId };
+      this.index.apply(record);
+      applied.push({ record, ...prev });
+      const f = frame(encodeCommit(record));
+      frames.push(f);
+      bytes += f.length;
+      results.push(record.tsn);
+    }
+    if (frames.length === 0) return results;
+    const data = new Uint8Array(bytes);
+    let o = 0;
+    for (const f of frames) {
+      data.set(f, o);
+      o += f.length;
+    }
+    const start = this.#readPos;
+    let seg = start.seg;
+    let file = this.#log.segment(seg);
+    try {
+      if (!file) throw new TxtDbError("CORRUPTION", `Segment ${segmentName(seg)} of "${this.path}" is missing`, { details: { file: segmentName(seg), offset: 0 } });
+      let at = start.off;
+      if (at >= this.#segmentBytes) {
+        // Seal this segment (durably, whatever the mode: readers move on when the next exists).
+        this.#syncSegment(seg);
+        seg++;
+        file = this.#log.createSegment(seg);
+        at = 0;
+        this.#readPos = { seg, off: 0 };
+      }
+      const wroteAt = file.append(data);
+      if (wroteAt !== at) throw new Error(`txtdb internal assertion failed: log end ${wroteAt} is not the read position ${at}`);
+      const end = { seg, off: at + data.length };
+      if (this.#durability === "full") {
+        file.datasync();
+        this.#counters.fsyncs++;
+        this.#durablePos = end;
+      }
+      this.#readPos = end;
+      this.#publish(end);
+    } catch (e) {
+      // Nothing of this batch may become visible: take it back off the index and the file.
+      for (const a of applied.reverse()) this.index.undo(a.record, a.prevTsn, a.prevNextNsId);
+      this.#readPos = start;
+      try {
+        this.#log.segment(start.seg)?.truncate(start.off);
+      } catch {
+        // The next writer's catch-up cuts an unpublished tail anyway (it lies past the frontier).
+      }
+      throw e;
+    }
+    this.#visibleTsn = this.index.lastTsn;
+    this.#counters.batches++;
+    this.#counters.commits += frames.length;
+    this.#counters.batchSizeMax = Math.max(this.#counters.batchSizeMax, frames.length);
+    for (const a of applied) this.#counters.keysWritten += a.record.writes.length;
+    if (this.#durability === "relaxed") this.#scheduleRelaxedSync();
+    return results;
+  }
+
+  #scheduleRelaxedSync(): void {
+    if (this.#relaxedTimer !== undefined) return;
+    this.#relaxedTimer = setTimeout(() => {
+      this.#relaxedTimer = undefined;
+      if (this.#closed) return;
+      const pos = this.#readPos;
+      try {
+        this.#syncSegment(pos.seg);
+        this.#durablePos = pos;
+      } catch {
+        // Reported by the next commit's own I/O; the durable end simply does not advance.
+      }
+    }, this.#relaxedSyncMs);
+  }
+
+  // --- lifecycle ---
+
+  /** @internal Throws CLOSED after close(). */
+  ensureOpen(): void {
+    if (this.#closed) throw new TxtDbError("CLOSED", `Database "${this.path}" is closed; open it again`);
+  }
+
+  /** Waits for queued commits, syncs, releases files and locks. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    while (this.#committing) await this.#committing;
+    this.#closed = true;
+    if (this.#relaxedTimer !== undefined) {
+      clearTimeout(this.#relaxedTimer);
+      this.#relaxedTimer = undefined;
+      try {
+        this.#syncSegment(this.#readPos.seg);
+      } catch {
+        // closing anyway
+      }
+    }
+    this.#lock.close();
+    this.#log.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // --- reads on db ---
+
+  #reader(): DbReader {
+    this.ensureOpen();
+    this.#refresh();
+    return new DbReader(this, this.#visibleTsn);
+  }
+
+  /** The newest committed value of `key`, or undefined. */
+  get<T = unknown>(ns: string, key: Key): Promise<T | undefined> {
+    try {
+      return this.#reader().get<T>(ns, key);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The newest committed entry of `key`, or undefined. */
+  getEntry<T = unknown>(ns: string, key: Key): Promise<Entry<T> | undefined> {
+    try {
+      return this.#reader().getEntry<T>(ns, key);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The newest committed values of several keys. */
+  getMany<T = unknown>(ns: string, keys: Key[]): Promise<(T | undefined)[]> {
+    try {
+      return this.#reader().getMany<T>(ns, keys);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Entries of a selection at the newest committed state. */
+  list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
+    let reader: DbReader;
+    try {
+      reader = this.#reader();
+    } catch (e) {
+      const it: AsyncIterableIterator<Entry<T>> = {
+        next: () => Promise.reject(e),
+        [Symbol.asyncIterator]: () => it,
+      };
+      return it;
+    }
+    return reader.list<T>(ns, sel, opts);
+  }
+
+  // --- writes and transactions ---
+
+  #blindWrite(ns: string, key: Key, value: unknown, isDelete: boolean): Promise<{ version: bigint }> {
+    try {
+      this.ensureOpen();
+      if (this.readOnly) throw new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true");
+      checkNamespaceName(ns);
+      const k = encodeKey(key, this.limits.maxKeyBytes);
+      const v = isDelete ? undefined : encodeValue(value, this.limits.maxValueBytes);
+      this.#refresh();
+      if (this.index.resolve(ns, this.#visibleTsn) === undefined) {
+        throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist; create it with createNamespace("${ns}") or the namespaces open option`, { details: { ns } });
+      }
+      const state = newTxState(this.#visibleTsn, this.#isolation, true);
+      state.touched.add(ns);
+      state.writes.set(ns, new Map([[k, v === undefined ? { kind: "delete" as const } : { kind: "set" as const, value: v }]]));
+      state.writeCount = 1;
+      return this.commit(state).then((tsn) => ({ version: BigInt(tsn) }));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Writes one key in its own transaction. */
+  set(ns: string, key: Key, value: unknown): Promise<{ version: bigint }> {
+    return this.#blindWrite(ns, key, value, false);
+  }
+
+  /** Deletes one key in its own transaction. */
+  delete(ns: string, key: Key): Promise<{ version: bigint }> {
+    return this.#blindWrite(ns, key, undefined, true);
+  }
+
+  /** Begins a transaction reading the newest committed state. */
+  begin(options: { isolation?: Isolation } = {}): Promise<Transaction> {
+    try {
+      const isolation = options.isolation ?? this.#isolation;
+      if (isolation !== "serializable" && isolation !== "snapshot") {
+        throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
+      }
+      this.ensureOpen();
+      this.#refresh();
+      return Promise.resolve(new Transaction(this, this.#visibleTsn, isolation));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Runs `fn` in a transaction and commits it, rerunning it on CONFLICT with exponential
+   * backoff and jitter up to `maxRetries` times. Any other error rolls back and is rethrown.
+   */
+  async transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+    const maxRetries = options.maxRetries ?? 10;
+    if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);
+    if (options.timeoutMs !== undefined && !(options.timeoutMs >= 0)) throw invalidArg(`timeoutMs must be a non-negative number; got ${String(options.timeoutMs)}`);
+    const deadline = options.timeoutMs !== undefined ? this.platform.monotonicMs() + options.timeoutMs : undefined;
+    const signal = options.signal;
+    const timeoutError = (cause?: unknown) =>
+      new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction was aborted by its signal" : `Transaction did not finish within ${options.timeoutMs} ms (timeoutMs)`, { cause });
+    for (let attempt = 0; ; attempt++) {
+      if (signal?.aborted) throw timeoutError(signal.reason);
+      if (deadline !== undefined && this.platform.monotonicMs() >= deadline) throw timeoutError();
+      const tx = await this.begin(options.isolation ? { isolation: options.isolation } : {});
+      try {
+        const result = await this.#withDeadline(Promise.resolve().then(() => fn(tx)), deadline, signal, timeoutError);
+        if (!tx.finished) await this.#withDeadline(tx.commit(), deadline, signal, timeoutError);
+        return result;
+      } catch (e) {
+        tx.rollback();
+        if (isTxtDbError(e, "CONFLICT") && attempt < maxRetries) {
+          this.#counters.retries++;
+          const capMs = Math.min(100, 2 ** attempt);
+          await this.platform.sleep(Math.random() * capMs);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  #withDeadline<T>(p: Promise<T>, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<T> {
+    if (deadline === undefined && !signal) return p;
+    return new Promise<T>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = () => finish(() => reject(timeoutError(signal?.reason)));
+      const finish = (f: () => void) => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        f();
+      };
+      if (deadline !== undefined) timer = setTimeout(() => finish(() => reject(timeoutError())), Math.max(0, deadline - this.platform.monotonicMs()));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      p.then((v) => finish(() => resolve(v)), (e) => finish(() => reject(e)));
+    });
+  }
+
+  /** A read-only view pinned at the newest committed version; release it when done. */
+  snapshot(): Promise<Snapshot> {
+    try {
+      this.ensureOpen();
+      this.#refresh();
+      const v = this.#visibleTsn;
+      this.#snapshots.set(v, (this.#snapshots.get(v) ?? 0) + 1);
+      return Promise.resolve(
+        new Snapshot(this, v, () => {
+          const n = (this.#snapshots.get(v) ?? 1) - 1;
+          if (n <= 0) this.#snapshots.delete(v);
+          else this.#snapshots.set(v, n);
+        }),
+      );
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // --- namespaces ---
+
+  #namespaceOp(op: NamespaceRequest): Promise<void> {
+    try {
+      this.ensureOpen();
+      if (this.readOnly) throw new TxtDbError("READ_ONLY", `Cannot ${op.op} namespace "${op.name}": the database was opened with readOnly: true`);
+      checkNamespaceName(op.name);
+      if (op.op === "rename") checkNamespaceName(op.to);
+      this.#refresh();
+      const state = newTxState(this.#visibleTsn, "serializable", true);
+      state.namespaceOps.push(op);
+      return this.commit(state).then(() => undefined);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Creates a namespace; NAMESPACE_EXISTS if present. */
+  createNamespace(name: string): Promise<void> {
+    return this.#namespaceOp({ op: "create", name });
+  }
+
+  /** Drops a namespace and every key in it, atomically; NAMESPACE_NOT_FOUND if absent. */
+  dropNamespace(name: string): Promise<void> {
+    return this.#namespaceOp({ op: "drop", name });
+  }
+
+  /** Renames a namespace atomically; NAMESPACE_EXISTS / NAMESPACE_NOT_FOUND. */
+  renameNamespace(from: string, to: string): Promise<void> {
+    return this.#namespaceOp({ op: "rename", name: from, to });
+  }
+
+  /** Names of the namespaces at the newest committed version, sorted. */
+  listNamespaces(): Promise<string[]> {
+    try {
+      this.ensureOpen();
+      this.#refresh();
+      return Promise.resolve(this.index.namespaces(this.#visibleTsn));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // --- observability ---
+
+  /** Counters and figures of this process's view of the store. */
+  stats(): Stats {
+    let logBytes = 0;
+    for (const n of this.#log.listSegments()) logBytes += this.#log.segment(n)?.size() ?? 0;
+    return {
+      runtime: this.platform.runtime,
+      path: this.path,
+      version: BigInt(this.#visibleTsn),
+      ...this.#counters,
+      namespaces: this.index.namespaces(this.#visibleTsn).length,
+      versionsHeld: this.index.versionCount,
+      logBytes,
+      openSnapshots: [...this.#snapshots.values()].reduce((a, b) => a + b, 0),
+    };
+  }
+}
+
+/**
+ * Opens (creating if needed) the store in directory `path`. Any number of processes, on
+ * any mix of Node, Deno and Bun, may open the same directory at once.
+ *
+ * @example
+ * ```ts
+ * await using db = await open("./data", { namespaces: ["accounts"] });
+ * ```
+ */
+export async function open(path: string, options: OpenOptions = {}): Promise<Database> {
+  if (typeof path !== "string" || path.length === 0) throw invalidArg(`open() needs a directory path; got ${JSON.stringify(path)}`);
+  checkOptions(options);
+  const platform = options.adapter ?? (await defaultPlatform());
+  const mode = options.mode ?? 0o600;
+  const dirMode = mode | ((mode & 0o444) >> 2);
+  if (!options.readOnly) {
+    try {
+      platform.mkdir(path, dirMode);
+    } catch (e) {
+      throw ioError(e, `Creating the store directory "${path}"`);
+    }
+  } else if (!platform.stat(path)?.isDirectory) {
+    throw invalidArg(`No txtdb store at "${path}"; open it once without readOnly to create it`);
+  }
+  const db = new Database(path, platform, options);
+  try {
+    await db.init(options.namespaces ?? []);
+  } catch (e) {
+    await db.close().catch(() => {});
+    throw ioError(e, `Opening "${path}"`);
+  }
+  return db;
+}

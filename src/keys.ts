@@ -1,0 +1,263 @@
+/**
+ * Order-preserving key encoding.
+ *
+ * A key is one part or a tuple of parts; `"a"` and `["a"]` are the same key. Each part is
+ * encoded as a type tag followed by a self-delimiting body, and a tuple is its parts'
+ * encodings concatenated, so byte order of encodings equals key order:
+ *
+ * | tag  | type       | body                                                             |
+ * |------|------------|------------------------------------------------------------------|
+ * | 0x01 | Uint8Array | bytes, 0x00 escaped as 0x00 0xFF, ended by 0x00                   |
+ * | 0x02 | string     | UTF-8, escaped and ended as above (orders by code point)          |
+ * | 0x03 | number     | float64 big-endian, sign bit flipped (negatives: all bits flipped)|
+ * | 0x04 | bigint     | length header then big-endian magnitude (negatives: inverted)     |
+ * | 0x05 | boolean    | 0x00 false, 0x01 true                                             |
+ *
+ * Because every part starts with a tag in 0x01..0x05, the keys that extend a tuple prefix
+ * P are exactly those in [enc(P) 0x01, enc(P) 0xFF).
+ *
+ * Encoded keys are held as "binary strings" (one char per byte, 0..255): JavaScript
+ * compares such strings by code unit, which is byte order, and they are cheap Map keys.
+ *
+ * @module
+ */
+import { TxtDbError } from "./errors.ts";
+
+/** One element of a key. */
+export type KeyPart = string | number | bigint | boolean | Uint8Array;
+/** A key: one part, or a tuple of parts. */
+export type Key = KeyPart | readonly KeyPart[];
+
+const TAG_BYTES = 0x01;
+const TAG_STRING = 0x02;
+const TAG_NUMBER = 0x03;
+const TAG_BIGINT = 0x04;
+const TAG_BOOLEAN = 0x05;
+/** The first byte after every possible extension of a prefix. */
+export const PREFIX_END = "\xff";
+/** Largest magnitude of a bigint key part, in bytes. */
+const BIGINT_BYTES_MAX = 126;
+
+const utf8 = new TextEncoder();
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+const f64 = new DataView(new ArrayBuffer(8));
+
+function invalid(message: string): TxtDbError {
+  return new TxtDbError("INVALID_KEY", message);
+}
+
+function pushEscaped(out: number[], bytes: Uint8Array): void {
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    out.push(b);
+    if (b === 0) out.push(0xff);
+  }
+  out.push(0);
+}
+
+function encodePart(out: number[], part: unknown, index: number): void {
+  switch (typeof part) {
+    case "string": {
+      out.push(TAG_STRING);
+      // Fast path for ASCII without NUL: no escaping, no encoder call.
+      let ascii = true;
+      for (let i = 0; i < part.length; i++) {
+        const c = part.charCodeAt(i);
+        if (c === 0 || c > 0x7f) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) {
+        for (let i = 0; i < part.length; i++) out.push(part.charCodeAt(i));
+        out.push(0);
+      } else {
+        if (LONE_SURROGATE.test(part)) throw invalid(`Key part ${index} is a string with a lone surrogate; keys must be valid Unicode`);
+        pushEscaped(out, utf8.encode(part));
+      }
+      return;
+    }
+    case "number": {
+      if (Number.isNaN(part)) throw invalid(`Key part ${index} is NaN; use a finite number or ±Infinity`);
+      f64.setFloat64(0, part === 0 ? 0 : part); // -0 and 0 are one key
+      out.push(TAG_NUMBER);
+      const negative = (f64.getUint8(0) & 0x80) !== 0;
+      for (let i = 0; i < 8; i++) {
+        const b = f64.getUint8(i);
+        out.push(negative ? ~b & 0xff : i === 0 ? b ^ 0x80 : b);
+      }
+      return;
+    }
+    case "bigint": {
+      const negative = part < 0n;
+      let magnitude = negative ? -part : part;
+      const bytes: number[] = [];
+      while (magnitude > 0n) {
+        bytes.unshift(Number(magnitude & 0xffn));
+        magnitude >>= 8n;
+      }
+      if (bytes.length > BIGINT_BYTES_MAX) throw invalid(`Key part ${index} is a bigint of ${bytes.length} bytes; the limit is ${BIGINT_BYTES_MAX}`);
+      out.push(TAG_BIGINT);
+      if (negative) {
+        out.push(0x7f - bytes.length);
+        for (const b of bytes) out.push(~b & 0xff);
+      } else {
+        out.push(0x80 + bytes.length);
+        for (const b of bytes) out.push(b);
+      }
+      return;
+    }
+    case "boolean":
+      out.push(TAG_BOOLEAN, part ? 1 : 0);
+      return;
+    default:
+      if (part instanceof Uint8Array) {
+        out.push(TAG_BYTES);
+        pushEscaped(out, part);
+        return;
+      }
+      throw invalid(
+        `Key part ${index} is ${part === null ? "null" : typeof part}; key parts must be string, number, bigint, boolean or Uint8Array`,
+      );
+  }
+}
+
+/**
+ * Encodes a key as a binary string, checking its type and size.
+ *
+ * @example
+ * ```ts
+ * encodeKey(["user", 1]) < encodeKey(["user", 2]); // true
+ * ```
+ */
+export function encodeKey(key: unknown, maxBytes = Infinity): string {
+  const out: number[] = [];
+  if (Array.isArray(key)) {
+    if (key.length === 0) throw invalid("Key is an empty tuple; give at least one part");
+    for (let i = 0; i < key.length; i++) encodePart(out, key[i], i);
+  } else {
+    encodePart(out, key, 0);
+  }
+  if (out.length > maxBytes) {
+    throw invalid(`Key is ${out.length} bytes encoded; the limit (maxKeyBytes) is ${maxBytes} bytes`);
+  }
+  return bytesToBinary(out);
+}
+
+/** Encodes a prefix for `list({ prefix })`: an empty tuple selects everything. */
+export function encodePrefix(prefix: unknown, maxBytes = Infinity): string {
+  if (Array.isArray(prefix) && prefix.length === 0) return "";
+  return encodeKey(prefix, maxBytes);
+}
+
+function readEscaped(s: string, at: number): [Uint8Array, number] {
+  const out: number[] = [];
+  let i = at;
+  for (;;) {
+    if (i >= s.length) throw invalid("Encoded key ends inside a byte string");
+    const c = s.charCodeAt(i);
+    if (c === 0) {
+      if (s.charCodeAt(i + 1) === 0xff) {
+        out.push(0);
+        i += 2;
+        continue;
+      }
+      return [Uint8Array.from(out), i + 1];
+    }
+    out.push(c);
+    i++;
+  }
+}
+
+/** Decodes a binary-string key back to its parts. */
+export function decodeKeyParts(s: string): KeyPart[] {
+  const parts: KeyPart[] = [];
+  let i = 0;
+  while (i < s.length) {
+    const tag = s.charCodeAt(i++);
+    switch (tag) {
+      case TAG_STRING: {
+        // Fast path: plain ASCII up to the terminator.
+        const end = s.indexOf("\x00", i);
+        const slice = end < 0 ? "" : s.slice(i, end);
+        if (end >= 0 && !/[^\x01-\x7f]/.test(slice) && s.charCodeAt(end + 1) !== 0xff) {
+          parts.push(slice);
+          i = end + 1;
+        } else {
+          const [bytes, next] = readEscaped(s, i);
+          parts.push(utf8Decoder.decode(bytes));
+          i = next;
+        }
+        break;
+      }
+      case TAG_BYTES: {
+        const [bytes, next] = readEscaped(s, i);
+        parts.push(bytes);
+        i = next;
+        break;
+      }
+      case TAG_NUMBER: {
+        const negative = (s.charCodeAt(i) & 0x80) === 0;
+        for (let j = 0; j < 8; j++) {
+          const b = s.charCodeAt(i + j);
+          f64.setUint8(j, negative ? ~b & 0xff : j === 0 ? b ^ 0x80 : b);
+        }
+        parts.push(f64.getFloat64(0));
+        i += 8;
+        break;
+      }
+      case TAG_BIGINT: {
+        const header = s.charCodeAt(i++);
+        const negative = header < 0x80;
+        const length = negative ? 0x7f - header : header - 0x80;
+        let n = 0n;
+        for (let j = 0; j < length; j++) {
+          const b = s.charCodeAt(i + j);
+          n = (n << 8n) | BigInt(negative ? ~b & 0xff : b);
+        }
+        parts.push(negative ? -n : n);
+        i += length;
+        break;
+      }
+      case TAG_BOOLEAN:
+        parts.push(s.charCodeAt(i++) === 1);
+        break;
+      default:
+        throw invalid(`Encoded key has unknown type tag ${tag} at byte ${i - 1}`);
+    }
+  }
+  return parts;
+}
+
+/** Decodes a key as users gave it: a one-part tuple comes back as that part. */
+export function decodeKey(s: string): Key {
+  const parts = decodeKeyParts(s);
+  return parts.length === 1 ? parts[0]! : parts;
+}
+
+/** Bytes (array or Uint8Array) to a binary string. */
+export function bytesToBinary(bytes: ArrayLike<number>): string {
+  let s = "";
+  const CHUNK = 8192;
+  for (let i = 0; i < bytes.length; i += CHUNK) {
+    s += String.fromCharCode.apply(null, Array.prototype.slice.call(bytes, i, i + CHUNK) as number[]);
+  }
+  return s;
+}
+
+/** A binary string to bytes. */
+export function binaryToBytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+/** A printable form of a key for error messages. */
+export function describeKey(key: unknown): string {
+  try {
+    return JSON.stringify(key, (_k, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? `bytes(${v.length})` : v));
+  } catch {
+    return String(key);
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * The shared commit log on disk: segment files, the manifest, and the published frontier.
+ *
+ * Files in a store directory:
+ *
+ * ```
+ * MANIFEST               frame(CBOR {format, createdAtMs}); replaced atomically
+ * seg-0000000001.log     append-only frames; a new segment starts past `segmentBytes`
+ * frontier               36 bytes: what readers may see, and what is known durable
+ * writer.lock            flock: held exclusively by the one process appending
+ * leases/                one locked file per live process (liveness, pins)
+ * ```
+ *
+ * The frontier is how a commit becomes visible to other processes: the writer appends,
+ * syncs per the durability mode, and only then overwrites the frontier. Readers never
+ * read past it, so they never see a commit that is not yet durable. It also records the
+ * durable end, which tells recovery whether a bad frame is a torn tail (past it: repair
+ * by truncating) or corruption (before it: refuse with CORRUPTION, never guess).
+ *
+ * Durability order of one group commit (the writer lock is held throughout):
+ *
+ * ```
+ *   append frames ─► fdatasync segment ─► write frontier ─► release lock ─► resolve commits
+ *   (full mode; relaxed: the fdatasync moves to a background timer, at most N ms late;
+ *    none: no fdatasync)
+ * ```
+ *
+ * @module
+ */
+import { TxtDbError } from "./errors.ts";
+import { crc32c } from "./crc32c.ts";
+import { decodeInternal, encodeInternal } from "./codec.ts";
+import { frame, parseFrame, FRAME_HEADER_BYTES } from "./record.ts";
+import { joinPath, PortError } from "./port.ts";
+import type { FileHandle, Platform } from "./port.ts";
+
+/** The on-disk format this code writes; a newer one is refused with FORMAT. */
+export const FORMAT_VERSION = 1;
+
+/** A byte position in the log. */
+export interface LogPosition {
+  seg: number;
+  off: number;
+}
+
+/** The published frontier: the visible end and the durable end of the log. */
+export interface Frontier {
+  tsn: number;
+  seg: number;
+  off: number;
+  durableSeg: number;
+  durableOff: number;
+}
+
+/** Where a scan stopped, and why if it did not reach its target. */
+export interface ScanEnd {
+  end: LogPosition;
+  problem?: { at: LogPosition; reason: string; incomplete: boolean };
+}
+
+export interface Manifest {
+  format: number;
+  createdAtMs: number;
+}
+
+const FRONTIER_BYTES = 36;
+const READ_CHUNK_BYTES = 4 << 20;
+
+/** Compares log positions. */
+export function comparePositions(a: LogPosition, b: LogPosition): number {
+  return a.seg !== b.seg ? a.seg - b.seg : a.off - b.off;
+}
+
+export function segmentName(n: number): string {
+  return `seg-${String(n).padStart(10, "0")}.log`;
+}
+
+function parseSegmentName(name: string): number | undefined {
+  const m = /^seg-(\d{10})\.log$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Access to one store directory's log files. One per open database. */
+export class Log {
+  readonly platform: Platform;
+  readonly dir: string;
+  readonly mode: number;
+  readonly readOnly: boolean;
+  readonly #segments = new Map<number, FileHandle>();
+  #frontierHandle: FileHandle | undefined;
+  readonly #frontierBuf = new Uint8Array(FRONTIER_BYTES);
+
+  constructor(platform: Platform, dir: string, mode: number, readOnly: boolean) {
+    this.platform = platform;
+    this.dir = dir;
+    this.mode = mode;
+    this.readOnly = readOnly;
+  }
+
+  path(name: string): string {
+    return joinPath(this.dir, name);
+  }
+
+  // --- manifest ---
+
+  readManifest(): Manifest | undefined {
+    const path = this.path("MANIFEST");
+    if (!this.platform.stat(path)) return undefined;
+    const f = this.platform.open(path, { readOnly: true });
+    try {
+      const buf = new Uint8Array(f.size());
+      f.read(buf, 0);
+      const r = parseFrame(buf, 0);
+      if (r.kind !== "ok") {
+        throw new TxtDbError("CORRUPTION", `Manifest "${path}" is damaged at offset 0: ${r.kind === "bad" ? r.reason : "truncated"}; restore it from a backup`, {
+          details: { file: path, offset: 0 },
+        });
+      }
+      const m = decodeInternal(r.body) as Partial<Manifest> | null;
+      if (!m || typeof m.format !== "number") {
+        throw new TxtDbError("CORRUPTION", `Manifest "${path}" has no format version`, { details: { file: path, offset: 0 } });
+      }
+      return { format: m.format, createdAtMs: m.createdAtMs ?? 0 };
+    } finally {
+      f.close();
+    }
+  }
+
+  /** Replaces the manifest atomically: temp file, fsync, rename, directory fsync. */
+  writeManifest(m: Manifest): void {
+    const tmp = this.path("MANIFEST.tmp");
+    const f = this.platform.open(tmp, { create: true, mode: this.mode });
+    try {
+      f.truncate(0);
+      f.write(frame(encodeInternal(m)), 0);
+      f.sync();
+    } finally {
+      f.close();
+    }
+    this.platform.rename(tmp, this.path("MANIFEST"));
+    this.platform.syncDir(this.dir);
+  }
+
+  // --- frontier ---
+
+  #frontier(): FileHandle {
+    this.#frontierHandle ??= this.platform.open(this.path("frontier"), this.readOnly ? { readOnly: true } : { create: true, mode: this.mode });
+    return this.#frontierHandle;
+  }
+
+  /**
+   * Reads the frontier. A read can race the writer's overwrite, so a checksum mismatch
+   * is retried; a frontier that stays unreadable (or is absent) reads as undefined.
+   */
+  readFrontier(): Frontier | undefined {
+    const f = this.#frontier();
+    const buf = this.#frontierBuf;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const n = f.read(buf, 0);
+      if (n < FRONTIER_BYTES) return undefined;
+      const view = new DataView(buf.buffer, buf.byteOffset, FRONTIER_BYTES);
+      if (view.getUint32(32, true) === crc32c(buf.subarray(0, 32))) {
+        return {
+          tsn: view.getFloat64(0, true),
+          seg: view.getUint32(8, true),
+          off: view.getFloat64(12, true),
+          durableSeg: view.getUint32(20, true),
+          durableOff: view.getFloat64(24, true),
+        };
+      }
+    }
+    return undefined;
+  }
+
+  /** Overwrites the frontier in place (one small write; readers retry a torn read). */
+  publishFrontier(fr: Frontier): void {
+    const buf = new Uint8Array(FRONTIER_BYTES);
+    const view = new DataView(buf.buffer);
+    view.setFloat64(0, fr.tsn, true);
+    view.setUint32(8, fr.seg, true);
+    view.setFloat64(12, fr.off, true);
+    view.setUint32(20, fr.durableSeg, true);
+    view.setFloat64(24, fr.durableOff, true);
+    view.setUint32(32, crc32c(buf.subarray(0, 32)), true);
+    this.#frontier().write(buf, 0);
+  }
+
+  // --- segments ---
+
+  listSegments(): number[] {
+    const out: number[] = [];
+    for (const name of this.platform.readdir(this.dir)) {
+      const n = parseSegmentName(name);
+      if (n !== undefined) out.push(n);
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  segment(n: number): FileHandle | undefined {
+    let f = this.#segments.get(n);
+    if (f) return f;
+    try {
+      f = this.platform.open(this.path(segmentName(n)), { readOnly: this.readOnly });
+    } catch (e) {
+      if (e instanceof PortError && e.errno === "ENOENT") return undefined;
+      throw e;
+    }
+    this.#segments.set(n, f);
+    return f;
+  }
+
+  /** Creates segment `n` (durably: the directory is synced). */
+  createSegment(n: number): FileHandle {
+    const f = this.platform.open(this.path(segmentName(n)), { create: true, mode: this.mode });
+    this.platform.syncDir(this.dir);
+    this.#segments.set(n, f);
+    return f;
+  }
+
+  /**
+   * Visits every whole frame from `from` up to `to` (exclusive; undefined: to the end of
+   * the last segment). Stops at the first frame that is incomplete or bad.
+   */
+  scan(from: LogPosition, to: LogPosition | undefined, visit: (body: Uint8Array, at: LogPosition, next: LogPosition) => void): ScanEnd {
+    let seg = from.seg;
+    let off = from.off;
+    for (;;) {
+      if (to && seg > to.seg) return { end: { seg, off } };
+      const file = this.segment(seg);
+      if (!file) {
+        if (to && comparePositions({ seg, off }, to) < 0) {
+          return { end: { seg, off }, problem: { at: { seg, off }, reason: `segment ${segmentName(seg)} is missing`, incomplete: false } };
+        }
+        return { end: { seg, off } };
+      }
+      const size = file.size();
+      const limit = to && seg === to.seg ? to.off : size;
+      if (limit > size) {
+        return { end: { seg, off }, problem: { at: { seg, off: size }, reason: `segment ends at ${size} before the frontier at ${limit}`, incomplete: true } };
+      }
+      let chunk = READ_CHUNK_BYTES;
+      while (off < limit) {
+        const want = Math.min(limit - off, chunk);
+        const buf = new Uint8Array(want);
+        const got = file.read(buf, off);
+        let at = 0;
+        for (;;) {
+          const r = parseFrame(buf.subarray(0, got), at);
+          if (r.kind === "ok") {
+            visit(r.body, { seg, off: off + at }, { seg, off: off + r.next });
+            at = r.next;
+            continue;
+          }
+          if (r.kind === "bad") return { end: { seg, off: off + at }, problem: { at: { seg, off: off + at }, reason: r.reason, incomplete: false } };
+          break;
+        }
+        if (at === 0) {
+          // The next frame does not fit in this read: read more, or it is cut short.
+          if (want >= limit - off) {
+            return { end: { seg, off }, problem: { at: { seg, off }, reason: "frame is cut short", incomplete: true } };
+          }
+          const header = buf.subarray(0, FRAME_HEADER_BYTES);
+          const needed = header.length === FRAME_HEADER_BYTES ? new DataView(header.buffer, header.byteOffset).getUint32(1, true) + FRAME_HEADER_BYTES : chunk * 2;
+          chunk = Math.max(chunk * 2, needed);
+          continue;
+        }
+        off += at;
+      }
+      if (to && seg === to.seg) return { end: { seg, off } };
+      if (!this.segment(seg + 1)) return { end: { seg, off } };
+      if (!to && off < size) return { end: { seg, off } };
+      seg++;
+      off = 0;
+    }
+  }
+
+  /** Cuts segment `pos.seg` at `pos.off`, removes later segments, and syncs. */
+  truncateAt(pos: LogPosition): void {
+    const f = this.segment(pos.seg);
+    if (f) {
+      f.truncate(pos.off);
+      f.datasync();
+    }
+    for (const n of this.listSegments()) {
+      if (n > pos.seg) {
+        this.#segments.get(n)?.close();
+        this.#segments.delete(n);
+        this.platform.unlink(this.path(segmentName(n)));
+      }
+    }
+    this.platform.syncDir(this.dir);
+  }
+
+  close(): void {
+    for (const f of this.#segments.values()) f.close();
+    this.#segments.clear();
+    this.#frontierHandle?.close();
+    this.#frontierHandle = undefined;
+  }
+}

@@ -1,0 +1,507 @@
+/**
+ * Transactions and snapshots: what a transaction read, wrote and checked, and the read
+ * API over one snapshot plus the transaction's own writes.
+ *
+ * A transaction reads the state as of `readVersion` (a TSN: taking it is O(1)). Writes are
+ * buffered here and only reach the log through the committer (commit.ts), which validates
+ * them under the writer lock: serializable checks every key and range read, and every key
+ * written; snapshot isolation checks only keys written.
+ *
+ * @module
+ */
+import { TxtDbError } from "./errors.ts";
+import { decodeKey, describeKey, encodeKey, encodePrefix, PREFIX_END } from "./keys.ts";
+import type { Key } from "./keys.ts";
+import { decodeValue, encodeValue } from "./codec.ts";
+import type { Index, Version } from "./index.ts";
+
+/** Isolation levels. */
+export type Isolation = "serializable" | "snapshot";
+
+/** A stored entry. */
+export interface Entry<T = unknown> {
+  key: Key;
+  value: T;
+  version: bigint;
+}
+
+/** Which keys a `list()` selects: a tuple prefix, and/or start (inclusive) and end (exclusive). */
+export interface ListSelector {
+  prefix?: Key | readonly never[];
+  start?: Key;
+  end?: Key;
+}
+
+/** Options of `list()`. */
+export interface ListOptions {
+  limit?: number;
+  reverse?: boolean;
+}
+
+/** A buffered write. */
+export type WriteOp =
+  | { kind: "set"; value: Uint8Array }
+  | { kind: "delete" }
+  | { kind: "sum"; delta: number | bigint };
+
+/** A namespace operation a transaction asks for. */
+export type NamespaceRequest =
+  | { op: "create"; name: string }
+  | { op: "drop"; name: string }
+  | { op: "rename"; name: string; to: string };
+
+/** Everything the committer needs to validate and write a transaction. */
+export interface TxState {
+  readVersion: number;
+  isolation: Isolation;
+  /** A one-operation write from db.set/db.delete: nothing was read, nothing can conflict. */
+  blind: boolean;
+  reads: Map<string, Set<string>>;
+  ranges: { ns: string; start: string; end: string }[];
+  writes: Map<string, Map<string, WriteOp>>;
+  checks: { ns: string; key: string; version: number | null }[];
+  touched: Set<string>;
+  namespaceOps: NamespaceRequest[];
+  bytes: number;
+  writeCount: number;
+}
+
+export function newTxState(readVersion: number, isolation: Isolation, blind: boolean): TxState {
+  return {
+    readVersion,
+    isolation,
+    blind,
+    reads: new Map(),
+    ranges: [],
+    writes: new Map(),
+    checks: [],
+    touched: new Set(),
+    namespaceOps: [],
+    bytes: 0,
+    writeCount: 0,
+  };
+}
+
+/** Limits enforced on keys, values and transactions. */
+export interface Limits {
+  maxKeyBytes: number;
+  maxValueBytes: number;
+  maxTxBytes: number;
+  maxTxWrites: number;
+}
+
+/** What readers need from the database engine. */
+export interface ReadContext {
+  index: Index;
+  limits: Limits;
+  /** Throws CLOSED after close(). */
+  ensureOpen(): void;
+}
+
+/** Adds two sum operands of the same numeric type, or fails with INVALID_VALUE. */
+export function addNumeric(base: unknown, delta: number | bigint, where: string): number | bigint {
+  if (typeof base === "number" && typeof delta === "number") return base + delta;
+  if (typeof base === "bigint" && typeof delta === "bigint") return base + delta;
+  throw new TxtDbError(
+    "INVALID_VALUE",
+    `sum() on ${where}: cannot add a ${typeof delta} to a stored ${base === null ? "null" : typeof base}; sum() needs a number or bigint of the same type`,
+  );
+}
+
+/** Resolves the key range a selector denotes, as [start, end) binary strings. */
+export function selectorRange(sel: ListSelector, maxKeyBytes: number): [string, string] {
+  if (sel === null || typeof sel !== "object") throw new TxtDbError("INVALID_ARGUMENT", "list() needs a selector object: { prefix } and/or { start, end }");
+  let start = "";
+  let end = PREFIX_END;
+  if (sel.prefix !== undefined) {
+    const p = encodePrefix(sel.prefix, maxKeyBytes);
+    start = p === "" ? "" : p + "\x01";
+    end = p + PREFIX_END;
+  }
+  if (sel.start !== undefined) {
+    const s = encodeKey(sel.start, maxKeyBytes);
+    if (s > start) start = s;
+  }
+  if (sel.end !== undefined) {
+    const e = encodeKey(sel.end, maxKeyBytes);
+    if (e < end) end = e;
+  }
+  return [start, end];
+}
+
+function checkListOptions(opts: ListOptions | undefined): { limit: number; reverse: boolean } {
+  const limit = opts?.limit ?? Infinity;
+  if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) {
+    throw new TxtDbError("INVALID_ARGUMENT", `list() limit must be a non-negative integer, got ${String(limit)}`);
+  }
+  return { limit, reverse: opts?.reverse === true };
+}
+
+function toEntry<T>(key: string, v: Version): Entry<T> {
+  return { key: decodeKey(key), value: decodeValue(v.value) as T, version: BigInt(v.tsn) };
+}
+
+/**
+ * The read API over one fixed snapshot; transactions add their own writes on top.
+ * Used by `Transaction` and `Snapshot`.
+ */
+export abstract class SnapshotReader {
+  protected readonly ctx: ReadContext;
+  protected readonly snap: number;
+
+  constructor(ctx: ReadContext, snap: number) {
+    this.ctx = ctx;
+    this.snap = snap;
+  }
+
+  /** Checks the reader can be used; throws otherwise. */
+  protected abstract usable(): void;
+
+  /** The namespace id at this snapshot, or NAMESPACE_NOT_FOUND. */
+  protected nsId(ns: string): number {
+    if (typeof ns !== "string") throw new TxtDbError("INVALID_ARGUMENT", `Namespace name must be a string, got ${typeof ns}`);
+    const id = this.ctx.index.resolve(ns, this.snap);
+    if (id === undefined) {
+      throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist (at version ${this.snap}); create it with createNamespace("${ns}") or the namespaces open option`, {
+        details: { ns },
+      });
+    }
+    return id;
+  }
+
+  /** Hook: a transaction records reads and overlays its writes. */
+  protected readKey(ns: string, id: number, key: string): Version | undefined | { pending: WriteOp; base: Version | undefined } {
+    return this.ctx.index.get(id, key, this.snap);
+  }
+
+  protected entryOf<T>(ns: string, key: string): Entry<T> | undefined {
+    const id = this.nsId(ns);
+    const r = this.readKey(ns, id, key);
+    if (r === undefined) return undefined;
+    if ("pending" in r) {
+      const op = r.pending;
+      if (op.kind === "delete") return undefined;
+      if (op.kind === "set") return { key: decodeKey(key), value: decodeValue(op.value) as T, version: -1n };
+      const base = r.base ? decodeValue(r.base.value) : 0;
+      const value = r.base ? addNumeric(base, op.delta, `key ${describeKey(decodeKey(key))}`) : op.delta;
+      return { key: decodeKey(key), value: value as T, version: -1n };
+    }
+    return toEntry<T>(key, r);
+  }
+
+  /** The value of `key` in namespace `ns`, or undefined. */
+  get<T = unknown>(ns: string, key: Key): Promise<T | undefined> {
+    try {
+      this.usable();
+      return Promise.resolve(this.entryOf<T>(ns, encodeKey(key, this.ctx.limits.maxKeyBytes))?.value);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The entry (key, value, version) of `key`, or undefined. Own uncommitted writes have version -1n. */
+  getEntry<T = unknown>(ns: string, key: Key): Promise<Entry<T> | undefined> {
+    try {
+      this.usable();
+      return Promise.resolve(this.entryOf<T>(ns, encodeKey(key, this.ctx.limits.maxKeyBytes)));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The values of several keys, in order. */
+  getMany<T = unknown>(ns: string, keys: Key[]): Promise<(T | undefined)[]> {
+    try {
+      this.usable();
+      if (!Array.isArray(keys)) throw new TxtDbError("INVALID_ARGUMENT", "getMany() needs an array of keys");
+      const encoded = keys.map((k) => encodeKey(k, this.ctx.limits.maxKeyBytes));
+      return Promise.resolve(encoded.map((k) => this.entryOf<T>(ns, k)?.value));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Hook: a transaction records the range read and merges its writes. */
+  protected listRange(_ns: string, id: number, start: string, end: string, reverse: boolean, limit: number): [string, Entry<unknown>][] {
+    return this.ctx.index.range(id, start, end, this.snap, reverse, limit).map(([k, v]) => [k, toEntry(k, v)]);
+  }
+
+  /** Entries in a selection, in key order (or reversed). */
+  list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
+    let entries: Entry<T>[] | undefined;
+    let error: unknown;
+    try {
+      this.usable();
+      const id = this.nsId(ns);
+      const [start, end] = selectorRange(sel, this.ctx.limits.maxKeyBytes);
+      const { limit, reverse } = checkListOptions(opts);
+      entries = start < end ? this.listRange(ns, id, start, end, reverse, limit).map(([, e]) => e as Entry<T>) : [];
+    } catch (e) {
+      error = e;
+    }
+    let i = 0;
+    const it: AsyncIterableIterator<Entry<T>> = {
+      next: () => {
+        if (error !== undefined) {
+          const e = error;
+          error = undefined;
+          entries = [];
+          return Promise.reject(e);
+        }
+        if (!entries || i >= entries.length) return Promise.resolve({ done: true, value: undefined });
+        return Promise.resolve({ done: false, value: entries[i++]! });
+      },
+      return: () => {
+        entries = [];
+        return Promise.resolve({ done: true, value: undefined });
+      },
+      [Symbol.asyncIterator]() {
+        return it;
+      },
+    };
+    return it;
+  }
+}
+
+/** What a transaction needs from the database to commit. */
+export interface TxHost extends ReadContext {
+  commit(state: TxState, signal?: AbortSignal, deadlineMs?: number): Promise<number>;
+  readOnly: boolean;
+}
+
+/**
+ * A transaction: reads one snapshot plus its own writes; `commit()` validates and writes.
+ *
+ * @example
+ * ```ts
+ * const tx = await db.begin();
+ * const n = (await tx.get<number>("counters", "hits")) ?? 0;
+ * tx.set("counters", "hits", n + 1);
+ * await tx.commit();
+ * ```
+ */
+export class Transaction extends SnapshotReader {
+  readonly #host: TxHost;
+  readonly #state: TxState;
+  #finished: "committed" | "rolled back" | undefined;
+  #committing = false;
+  /** Set by db.transaction() so a timed-out run cannot commit later. */
+  signal: AbortSignal | undefined;
+  deadlineMs: number | undefined;
+
+  constructor(host: TxHost, readVersion: number, isolation: Isolation) {
+    super(host, readVersion);
+    this.#host = host;
+    this.#state = newTxState(readVersion, isolation, false);
+  }
+
+  /** The snapshot (TSN) this transaction reads. */
+  get readVersion(): bigint {
+    return BigInt(this.snap);
+  }
+
+  /** The isolation level. */
+  get isolation(): Isolation {
+    return this.#state.isolation;
+  }
+
+  protected usable(): void {
+    this.ctx.ensureOpen();
+    if (this.#finished) throw new TxtDbError("INVALID_ARGUMENT", `Transaction was already ${this.#finished}; begin a new one`);
+  }
+
+  #writable(): void {
+    this.usable();
+    if (this.#committing) throw new TxtDbError("INVALID_ARGUMENT", "Transaction is committing; it cannot take more writes");
+    if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true");
+  }
+
+  #recordRead(ns: string, key: string): void {
+    if (this.#state.isolation !== "serializable") return;
+    let set = this.#state.reads.get(ns);
+    if (!set) this.#state.reads.set(ns, (set = new Set()));
+    set.add(key);
+  }
+
+  protected override nsId(ns: string): number {
+    const id = super.nsId(ns);
+    this.#state.touched.add(ns);
+    return id;
+  }
+
+  protected override readKey(ns: string, id: number, key: string): Version | undefined | { pending: WriteOp; base: Version | undefined } {
+    const pending = this.#state.writes.get(ns)?.get(key);
+    if (pending && pending.kind !== "sum") return { pending, base: undefined };
+    this.#recordRead(ns, key);
+    const base = this.ctx.index.get(id, key, this.snap);
+    return pending ? { pending, base } : base;
+  }
+
+  protected override listRange(ns: string, id: number, start: string, end: string, reverse: boolean, limit: number): [string, Entry<unknown>][] {
+    const own = this.#state.writes.get(ns);
+    const ownKeys = own ? [...own.keys()].filter((k) => k >= start && k < end) : [];
+    const fromIndex = this.ctx.index.range(id, start, end, this.snap, reverse, limit === Infinity ? Infinity : limit + ownKeys.length);
+    const merged = new Map<string, Entry<unknown> | undefined>();
+    for (const [k, v] of fromIndex) merged.set(k, toEntry(k, v));
+    for (const k of ownKeys) merged.set(k, this.entryOf(ns, k));
+    const keys = [...merged.keys()].sort();
+    if (reverse) keys.reverse();
+    const out: [string, Entry<unknown>][] = [];
+    for (const k of keys) {
+      const e = merged.get(k);
+      if (e) out.push([k, e]);
+      if (out.length >= limit) break;
+    }
+    if (this.#state.isolation === "serializable") {
+      // Record what was actually read: when the limit cut the scan, only up to the last key.
+      let rs = start, re = end;
+      if (out.length >= limit && out.length > 0) {
+        const last = out[out.length - 1]![0];
+        if (reverse) rs = last;
+        else re = last + "\x00";
+      }
+      this.#state.ranges.push({ ns, start: rs, end: re });
+    }
+    return out;
+  }
+
+  #put(ns: string, key: string, op: WriteOp, addedBytes: number): void {
+    const s = this.#state;
+    let m = s.writes.get(ns);
+    if (!m) s.writes.set(ns, (m = new Map()));
+    if (!m.has(key)) {
+      if (s.writeCount + 1 > this.ctx.limits.maxTxWrites) {
+        throw new TxtDbError("LIMIT", `Transaction writes more than ${this.ctx.limits.maxTxWrites} keys (maxTxWrites); split it into smaller transactions`);
+      }
+      s.writeCount++;
+    }
+    if (s.bytes + addedBytes > this.ctx.limits.maxTxBytes) {
+      throw new TxtDbError("LIMIT", `Transaction exceeds ${this.ctx.limits.maxTxBytes} bytes (maxTxBytes); split it into smaller transactions`);
+    }
+    s.bytes += addedBytes;
+    m.set(key, op);
+  }
+
+  /** Buffers a write of `value` to `key`. */
+  set(ns: string, key: Key, value: unknown): void {
+    this.#writable();
+    const k = encodeKey(key, this.ctx.limits.maxKeyBytes);
+    const v = encodeValue(value, this.ctx.limits.maxValueBytes);
+    this.nsId(ns);
+    this.#put(ns, k, { kind: "set", value: v }, k.length + v.length);
+  }
+
+  /** Buffers a delete of `key`. */
+  delete(ns: string, key: Key): void {
+    this.#writable();
+    const k = encodeKey(key, this.ctx.limits.maxKeyBytes);
+    this.nsId(ns);
+    this.#put(ns, k, { kind: "delete" }, k.length);
+  }
+
+  /** Commit fails with CONFLICT unless `key`'s committed version is `version` (null: absent). */
+  check(ns: string, key: Key, version: bigint | null): void {
+    this.#writable();
+    if (version !== null && typeof version !== "bigint") {
+      throw new TxtDbError("INVALID_ARGUMENT", `check() needs a bigint version or null, got ${typeof version}`);
+    }
+    const k = encodeKey(key, this.ctx.limits.maxKeyBytes);
+    this.nsId(ns);
+    this.#state.checks.push({ ns, key: k, version: version === null ? null : Number(version) });
+  }
+
+  /** Adds `delta` to the number stored at `key` at commit time; concurrent sums never conflict. */
+  sum(ns: string, key: Key, delta: number | bigint): void {
+    this.#writable();
+    if (!(typeof delta === "bigint" || (typeof delta === "number" && Number.isFinite(delta)))) {
+      throw new TxtDbError("INVALID_VALUE", `sum() needs a finite number or a bigint delta, got ${String(delta)}`);
+    }
+    const k = encodeKey(key, this.ctx.limits.maxKeyBytes);
+    this.nsId(ns);
+    const prior = this.#state.writes.get(ns)?.get(k);
+    const where = `key ${describeKey(key)}`;
+    let op: WriteOp;
+    if (!prior) op = { kind: "sum", delta };
+    else if (prior.kind === "sum") op = { kind: "sum", delta: addNumeric(prior.delta, delta, where) };
+    else if (prior.kind === "delete") op = { kind: "set", value: encodeValue(delta) };
+    else op = { kind: "set", value: encodeValue(addNumeric(decodeValue(prior.value), delta, where)) };
+    this.#put(ns, k, op, k.length + 16);
+  }
+
+  /** Namespace operations run through the same commit path. */
+  requestNamespaceOp(op: NamespaceRequest): void {
+    this.#writable();
+    this.#state.namespaceOps.push(op);
+  }
+
+  /** Validates and writes. Read-only transactions resolve at once with their read version. */
+  async commit(): Promise<{ version: bigint }> {
+    this.usable();
+    if (this.#committing) throw new TxtDbError("INVALID_ARGUMENT", "commit() was already called");
+    const s = this.#state;
+    if (s.writeCount === 0 && s.namespaceOps.length === 0 && s.checks.length === 0) {
+      this.#finished = "committed";
+      return { version: this.readVersion };
+    }
+    this.#committing = true;
+    try {
+      const tsn = await this.#host.commit(s, this.signal, this.deadlineMs);
+      this.#finished = "committed";
+      return { version: BigInt(tsn) };
+    } catch (e) {
+      this.#finished = "rolled back";
+      throw e;
+    }
+  }
+
+  /** Discards the transaction's writes. Safe to call more than once. */
+  rollback(): void {
+    if (!this.#finished) this.#finished = "rolled back";
+  }
+
+  /** True once committed or rolled back. */
+  get finished(): boolean {
+    return this.#finished !== undefined;
+  }
+}
+
+/**
+ * A read-only view pinned at one version.
+ *
+ * @example
+ * ```ts
+ * await using snap = await db.snapshot();
+ * const v = await snap.get("accounts", "alice");
+ * ```
+ */
+export class Snapshot extends SnapshotReader {
+  #released = false;
+  readonly #onRelease: () => void;
+
+  constructor(ctx: ReadContext, snap: number, onRelease: () => void) {
+    super(ctx, snap);
+    this.#onRelease = onRelease;
+  }
+
+  /** The version this snapshot reads. */
+  get version(): bigint {
+    return BigInt(this.snap);
+  }
+
+  protected usable(): void {
+    this.ctx.ensureOpen();
+    if (this.#released) throw new TxtDbError("CLOSED", "Snapshot was released; take a new one with db.snapshot()");
+  }
+
+  /** Releases the pin. Safe to call more than once. */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#onRelease();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.release();
+    return Promise.resolve();
+  }
+}

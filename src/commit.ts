@@ -91,10 +91,9 @@ export function validate(s: TxState, index: Index): TxtDbError | undefined {
       const id = index.resolve(r.ns, head)!;
       const hit = index.changedInRange(id, r.start, r.end, after);
       if (hit) {
-        const range = { start: r.start === "" ? undefined : decodeKey(r.start), end: r.end.endsWith("\xff") ? undefined : decodeKey(r.end.replace(/\x00$/, "")) };
         return conflict(
           `Transaction conflict: key ${describeKey(decodeKey(hit.key))} in a range read from namespace "${r.ns}" was changed by the commit at version ${hit.tsn}; retry the transaction`,
-          { ns: r.ns, range, key: decodeKey(hit.key), version: BigInt(hit.tsn) },
+          { ns: r.ns, range: r.selector, key: decodeKey(hit.key), version: BigInt(hit.tsn) },
         );
       }
     }

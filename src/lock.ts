@@ -138,7 +138,11 @@ export class FileLock {
       }
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#queue.push(waiter);
-      this.#pump();
+      try {
+        this.#pump();
+      } catch (e) {
+        this.#abandonAll(e);
+      }
     });
   }
 
@@ -152,6 +156,13 @@ export class FileLock {
     if (this.#handle && this.#holders === 0) {
       this.#handle.close();
       this.#handle = undefined;
+    }
+  }
+
+  #abandonAll(e: unknown): void {
+    for (const w of this.#queue.splice(0)) {
+      w.cleanup();
+      w.reject(e);
     }
   }
 
@@ -193,7 +204,11 @@ export class FileLock {
           this.#handle = undefined;
         }
       }
-      this.#pump();
+      try {
+        this.#pump();
+      } catch (e) {
+        this.#abandonAll(e); // the waiters hear of the failure; the releaser is done
+      }
     };
   }
 
@@ -248,10 +263,17 @@ export class FileLock {
             break;
           }
         }
+      } catch (e) {
+        // An operating failure (EIO, a crashed simulated machine): nobody can get the lock.
+        this.#abandonAll(e);
       } finally {
         this.#polling = false;
       }
-      this.#pump();
+      try {
+        this.#pump();
+      } catch (e) {
+        this.#abandonAll(e);
+      }
     })();
   }
 }

@@ -57,7 +57,7 @@ export interface TxState {
   /** A one-operation write from db.set/db.delete: nothing was read, nothing can conflict. */
   blind: boolean;
   reads: Map<string, Set<string>>;
-  ranges: { ns: string; start: string; end: string }[];
+  ranges: { ns: string; start: string; end: string; selector: ListSelector }[];
   writes: Map<string, Map<string, WriteOp>>;
   checks: { ns: string; key: string; version: number | null }[];
   touched: Set<string>;
@@ -222,7 +222,7 @@ export abstract class SnapshotReader {
   }
 
   /** Hook: a transaction records the range read and merges its writes. */
-  protected listRange(_ns: string, id: number, start: string, end: string, reverse: boolean, limit: number): [string, Entry<unknown>][] {
+  protected listRange(_ns: string, id: number, start: string, end: string, reverse: boolean, limit: number, _sel: ListSelector): [string, Entry<unknown>][] {
     return this.ctx.index.range(id, start, end, this.snap, reverse, limit).map(([k, v]) => [k, toEntry(k, v)]);
   }
 
@@ -235,7 +235,7 @@ export abstract class SnapshotReader {
       const id = this.nsId(ns);
       const [start, end] = selectorRange(sel, this.ctx.limits.maxKeyBytes);
       const { limit, reverse } = checkListOptions(opts);
-      entries = start < end ? this.listRange(ns, id, start, end, reverse, limit).map(([, e]) => e as Entry<T>) : [];
+      entries = start < end ? this.listRange(ns, id, start, end, reverse, limit, sel).map(([, e]) => e as Entry<T>) : [];
     } catch (e) {
       error = e;
     }
@@ -337,7 +337,7 @@ export class Transaction extends SnapshotReader {
     return pending ? { pending, base } : base;
   }
 
-  protected override listRange(ns: string, id: number, start: string, end: string, reverse: boolean, limit: number): [string, Entry<unknown>][] {
+  protected override listRange(ns: string, id: number, start: string, end: string, reverse: boolean, limit: number, sel: ListSelector): [string, Entry<unknown>][] {
     const own = this.#state.writes.get(ns);
     const ownKeys = own ? [...own.keys()].filter((k) => k >= start && k < end) : [];
     const fromIndex = this.ctx.index.range(id, start, end, this.snap, reverse, limit === Infinity ? Infinity : limit + ownKeys.length);
@@ -360,7 +360,7 @@ export class Transaction extends SnapshotReader {
         if (reverse) rs = last;
         else re = last + "\x00";
       }
-      this.#state.ranges.push({ ns, start: rs, end: re });
+      this.#state.ranges.push({ ns, start: rs, end: re, selector: sel });
     }
     return out;
   }

@@ -1,0 +1,76 @@
+/** Key encoding: order, identity of "a" and ["a"], round trips, and INVALID_KEY. */
+import { assert, test } from "./harness.ts";
+import { decodeKey, encodeKey, encodePrefix, SeededRandomForKeys } from "./keyhelpers.ts";
+import { TxtDbError } from "txtdb";
+
+const TYPE_RANK = (p: unknown) => (p instanceof Uint8Array ? 0 : typeof p === "string" ? 1 : typeof p === "number" ? 2 : typeof p === "bigint" ? 3 : 4);
+
+function utf8Compare(a: string, b: string): number {
+  const x = new TextEncoder().encode(a), y = new TextEncoder().encode(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return x.length - y.length;
+}
+
+/** The reference order of API.md: by type, then value; tuples element by element. */
+function refCompare(a: unknown[], b: unknown[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const x = a[i], y = b[i];
+    const r = TYPE_RANK(x) - TYPE_RANK(y);
+    if (r !== 0) return r;
+    let c = 0;
+    if (x instanceof Uint8Array && y instanceof Uint8Array) {
+      for (let j = 0; j < Math.min(x.length, y.length) && c === 0; j++) c = x[j]! - y[j]!;
+      if (c === 0) c = x.length - y.length;
+    } else if (typeof x === "string") c = utf8Compare(x, y as string);
+    else if (typeof x === "number") c = x < (y as number) ? -1 : x > (y as number) ? 1 : 0;
+    else if (typeof x === "bigint") c = x < (y as bigint) ? -1 : x > (y as bigint) ? 1 : 0;
+    else c = Number(x) - Number(y);
+    if (c !== 0) return c;
+  }
+  return a.length - b.length;
+}
+
+test("keys order by type (Uint8Array < string < number < bigint < boolean), then value", () => {
+  const ordered = [new Uint8Array([]), new Uint8Array([0]), new Uint8Array([0, 0]), new Uint8Array([1]), "", "\u0000", "a", "a\u0000", "ab", "b", "é", "😀",
+    -Infinity, -1e300, -1, -0.5, 0, 1e-300, 0.5, 1, 2, 1e300, Infinity, -(2n ** 70n), -256n, -255n, -1n, 0n, 1n, 255n, 256n, 2n ** 70n, false, true];
+  const enc = ordered.map((k) => encodeKey(k));
+  for (let i = 1; i < enc.length; i++) assert.ok(enc[i - 1]! < enc[i]!, `${String(ordered[i - 1])} < ${String(ordered[i])}`);
+});
+
+test("\"a\" and [\"a\"] are the same key; -0 and 0 are the same key", () => {
+  assert.equal(encodeKey("a"), encodeKey(["a"]));
+  assert.equal(encodeKey(-0), encodeKey(0));
+  assert.deepEqual(decodeKey(encodeKey(["a"])), "a");
+  assert.deepEqual(decodeKey(encodeKey(["a", 1])), ["a", 1]);
+});
+
+test("random tuple keys: byte order of encodings equals the reference order, and they round-trip", () => {
+  const rnd = new SeededRandomForKeys(12345);
+  const keys = Array.from({ length: 3000 }, () => rnd.tuple());
+  const byEncoding = keys.map((k) => ({ k, e: encodeKey(k) })).sort((a, b) => (a.e < b.e ? -1 : a.e > b.e ? 1 : 0));
+  for (let i = 1; i < byEncoding.length; i++) {
+    const c = refCompare(byEncoding[i - 1]!.k, byEncoding[i]!.k);
+    assert.ok(c <= 0, `order broken between ${String(byEncoding[i - 1]!.k)} and ${String(byEncoding[i]!.k)}`);
+  }
+  for (const k of keys.slice(0, 500)) {
+    const back = decodeKey(encodeKey(k));
+    assert.deepEqual(Array.isArray(back) ? back : [back], k);
+  }
+});
+
+test("a tuple prefix's encoding is a byte prefix of every key that extends it", () => {
+  const p = encodePrefix(["user", 7]);
+  for (const k of [["user", 7, "a"], ["user", 7, 1n], ["user", 7, new Uint8Array([0])]]) assert.ok(encodeKey(k).startsWith(p));
+  assert.ok(!encodeKey(["user", 70]).startsWith(p));
+  assert.ok(!encodeKey(["user", "7"]).startsWith(p));
+});
+
+test("invalid keys fail with INVALID_KEY and a message saying what is wrong", () => {
+  const bad: [unknown, RegExp][] = [
+    [null, /null/], [undefined, /undefined/], [{}, /object/], [NaN, /NaN/], [[], /empty tuple/],
+    [["a", null], /part 1/], ["\ud800", /surrogate/], [Symbol("x"), /symbol/], ["x".repeat(3000), /maxKeyBytes/],
+  ];
+  for (const [k, re] of bad) {
+    assert.throws(() => encodeKey(k, 2048), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_KEY" && re.test(e.message), String(re));
+  }
+});

@@ -272,6 +272,14 @@ export class Database implements TxHost {
 
   /** The freshness probe: tails the log if another process published commits. */
   #refresh(): void {
+    try {
+      this.#refreshOrThrow();
+    } catch (e) {
+      throw ioError(e, `Reading the log of "${this.path}"`);
+    }
+  }
+
+  #refreshOrThrow(): void {
     const fr = this.#log.readFrontier();
     if (!fr || fr.tsn <= this.#visibleTsn) return;
     const to = { seg: fr.seg, off: fr.off };
@@ -290,9 +298,10 @@ export class Database implements TxHost {
     const fr = this.#log.readFrontier();
     const end = this.#readTo(undefined);
     if (end.problem) {
-      // An unreadable frontier gives no durable end: then every bad record is corruption.
-      const durable = fr ? { seg: fr.durableSeg, off: fr.durableOff } : { seg: Infinity, off: Infinity };
-      if (comparePositions(end.problem.at, durable) < 0) throw this.#corruption(end.problem.at, end.problem.reason);
+      // A torn tail: past the durable end (when the frontier survived to tell it) and
+      // followed by no whole frame. Anything else is damage, reported and left alone.
+      const pastDurable = !fr || comparePositions(end.problem.at, { seg: fr.durableSeg, off: fr.durableOff }) >= 0;
+      if (!pastDurable || this.#log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
       this.#log.truncateAt(end.problem.at);
     }
     const pos = this.#readPos;
@@ -339,7 +348,8 @@ export class Database implements TxHost {
       try {
         release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
       } catch (e) {
-        for (const p of batch) p.reject(e);
+        const err = ioError(e, "Taking the writer lock");
+        for (const p of batch) p.reject(err);
         continue;
       }
       let results: (number | TxtDbError)[];
@@ -401,6 +411,7 @@ export class Database implements TxHost {
     const start = this.#readPos;
     let seg = start.seg;
     let file = this.#log.segment(seg);
+    let appendAt: LogPosition = start; // where this batch's bytes begin, after any roll
     try {
       if (!file) throw new TxtDbError("CORRUPTION", `Segment ${segmentName(seg)} of "${this.path}" is missing`, { details: { file: segmentName(seg), offset: 0 } });
       let at = start.off;
@@ -410,7 +421,7 @@ export class Database implements TxHost {
         seg++;
         file = this.#log.createSegment(seg);
         at = 0;
-        this.#readPos = { seg, off: 0 };
+        appendAt = { seg, off: 0 };
       }
       const wroteAt = file.append(data);
       if (wroteAt !== at) throw new Error(`txtdb internal assertion failed: log end ${wroteAt} is not the read position ${at}`);
@@ -427,7 +438,8 @@ export class Database implements TxHost {
       for (const a of applied.reverse()) this.index.undo(a.record, a.prevTsn, a.prevNextNsId);
       this.#readPos = start;
       try {
-        this.#log.segment(start.seg)?.truncate(start.off);
+        // The bytes must go, or the next writer's catch-up would adopt a failed commit.
+        this.#log.segment(appendAt.seg)?.truncate(appendAt.off);
       } catch {
         // The next writer's catch-up cuts an unpublished tail anyway (it lies past the frontier).
       }

@@ -14,8 +14,10 @@
  * The frontier is how a commit becomes visible to other processes: the writer appends,
  * syncs per the durability mode, and only then overwrites the frontier. Readers never
  * read past it, so they never see a commit that is not yet durable. It also records the
- * durable end, which tells recovery whether a bad frame is a torn tail (past it: repair
- * by truncating) or corruption (before it: refuse with CORRUPTION, never guess).
+ * durable end. Recovery treats a bad frame as a torn tail (cut it off) only if it lies
+ * past that durable end and no whole frame follows it; otherwise it is CORRUPTION, and
+ * nothing is cut. The frontier itself is never fsynced (it is rebuilt from the log after
+ * a power loss), so a frontier torn by a power loss only loses the first test.
  *
  * Durability order of one group commit (the writer lock is held throughout):
  *
@@ -30,7 +32,7 @@
 import { TxtDbError } from "./errors.ts";
 import { crc32c } from "./crc32c.ts";
 import { decodeInternal, encodeInternal } from "./codec.ts";
-import { frame, parseFrame, FRAME_HEADER_BYTES } from "./record.ts";
+import { frame, parseFrame, FRAME_HEADER_BYTES, FRAME_MAGIC } from "./record.ts";
 import { joinPath, PortError } from "./port.ts";
 import type { FileHandle, Platform } from "./port.ts";
 
@@ -272,6 +274,29 @@ export class Log {
       seg++;
       off = 0;
     }
+  }
+
+  /**
+   * True if a whole, checksummed frame starts anywhere after `pos` (in its segment or a
+   * later one). A bad frame followed by a good one is damage in the middle of the log,
+   * never a torn tail: a torn tail is, by definition, the last thing written.
+   */
+  validFrameAfter(pos: LogPosition): boolean {
+    for (const n of this.listSegments()) {
+      if (n < pos.seg) continue;
+      const file = this.segment(n);
+      if (!file) continue;
+      const from = n === pos.seg ? pos.off + 1 : 0;
+      const size = file.size();
+      if (size <= from) continue;
+      const buf = new Uint8Array(size - from);
+      const got = file.read(buf, from);
+      const view = buf.subarray(0, got);
+      for (let i = view.indexOf(FRAME_MAGIC); i >= 0; i = view.indexOf(FRAME_MAGIC, i + 1)) {
+        if (parseFrame(view, i).kind === "ok") return true;
+      }
+    }
+    return false;
   }
 
   /** Cuts segment `pos.seg` at `pos.off`, removes later segments, and syncs. */

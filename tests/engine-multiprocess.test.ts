@@ -1,0 +1,126 @@
+/**
+ * The engine across real processes of mixed runtimes (Node + Deno + Bun on one
+ * directory): hot counters, bank transfers, write skew, namespace renames racing
+ * writers, and SIGKILL of a process holding the writer lock mid-append or before fsync.
+ * Run from the Node and Bun legs; Deno workers get only --allow-read --allow-write.
+ */
+import { afterEach, assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
+import { open } from "txtdb";
+
+if (canSpawn) {
+  const { RUNTIMES, startWorker, killAllWorkers } = await import("./procs.ts");
+  type Runtime = (typeof RUNTIMES)[number];
+  afterEach(() => killAllWorkers());
+  const R = `[${runtime}]`;
+
+  async function runAll(specs: [Runtime, string[]][]): Promise<Record<string, unknown>[]> {
+    const workers = specs.map(([rt, a]) => startWorker(rt, "dbworker", a));
+    const lines = await Promise.all(workers.map((w) => w.waitFor("done ", 120_000)));
+    const exits = await Promise.all(workers.map((w) => w.exited));
+    exits.forEach((x, i) => assert.equal(x.code, 0, `${workers[i]!.runtime} worker exited ${x.code}: ${workers[i]!.stderr}`));
+    const results = lines.map((l) => JSON.parse(l.slice(5)) as Record<string, unknown>);
+    results.forEach((r, i) => assert.equal(r.runtime, specs[i]![0], "worker ran on the runtime asked for"));
+    return results;
+  }
+
+  for (const isolation of ["serializable", "snapshot"] as const) {
+    for (const style of ["rmw", "sum"] as const) {
+      test(`${R} a hot counter incremented by Node, Deno and Bun processes ends exactly right (${isolation}, ${style})`, async () => {
+        const dir = tempDir("hot");
+        (await open(dir, { namespaces: ["ns"] })).close();
+        const n = 60;
+        const results = await runAll(RUNTIMES.map((rt) => [rt, ["counter", dir, String(n), isolation, style]]));
+        const db = await open(dir);
+        assert.equal(await db.get("ns", "hot"), 3 * n, `lost updates: ${JSON.stringify(results)}`);
+        await db.close();
+      });
+    }
+  }
+
+  test(`${R} bank transfers among accounts from 4 mixed-runtime processes keep the total`, async () => {
+    const dir = tempDir("bank");
+    const accounts = 10;
+    const db = await open(dir, { namespaces: ["ns"] });
+    await db.transaction((tx) => { for (let i = 0; i < accounts; i++) tx.set("ns", ["acct", i], 100); });
+    await runAll([["node", ["bank", dir, "60", String(accounts)]], ["deno", ["bank", dir, "60", String(accounts)]], ["bun", ["bank", dir, "60", String(accounts)]], ["node", ["bank", dir, "60", String(accounts)]]]);
+    let total = 0;
+    for await (const e of db.list<number>("ns", { prefix: ["acct"] })) {
+      assert.ok(e.value >= 0, "no account went negative");
+      total += e.value;
+    }
+    assert.equal(total, accounts * 100, "money was created or destroyed");
+    assert.ok(((await db.get<number>("ns", "transfers")) ?? 0) > 0);
+    await db.close();
+  });
+
+  for (const isolation of ["serializable", "snapshot"] as const) {
+    test(`${R} write skew across processes (Deno vs Bun): ${isolation === "serializable" ? "prevented under serializable" : "allowed under snapshot"}`, async () => {
+      const dir = tempDir("skew");
+      const db = await open(dir, { namespaces: ["ns"] });
+      await db.set("ns", "alice", true);
+      await db.set("ns", "bob", true);
+      const a = startWorker("deno", "dbworker", ["skew", dir, isolation, "alice", "bob"]);
+      const b = startWorker("bun", "dbworker", ["skew", dir, isolation, "bob", "alice"]);
+      await Promise.all([a.waitFor("read"), b.waitFor("read")]);
+      a.send("go");
+      const first = await a.waitFor("outcome");
+      b.send("go");
+      const second = await b.waitFor("outcome");
+      await Promise.all([a.finish(), b.finish()]);
+      assert.equal(first, "outcome committed");
+      assert.equal(second, isolation === "serializable" ? "outcome CONFLICT" : "outcome committed");
+      const onCall = [await db.get("ns", "alice"), await db.get("ns", "bob")].filter(Boolean).length;
+      assert.equal(onCall, isolation === "serializable" ? 1 : 0);
+      await db.close();
+    });
+  }
+
+  test(`${R} a namespace renamed back and forth by one process while three runtimes write into it loses nothing`, async () => {
+    const dir = tempDir("ren");
+    (await open(dir, { namespaces: ["a"] })).close();
+    const n = 40;
+    await runAll([
+      ["node", ["renamer", dir, "30", "a", "b"]],
+      ["node", ["writer", dir, String(n), "a", "n"]],
+      ["deno", ["writer", dir, String(n), "a", "d"]],
+      ["bun", ["writer", dir, String(n), "a", "b"]],
+    ]);
+    const db = await open(dir);
+    assert.deepEqual(await db.listNamespaces(), ["a", "ns"], "an even number of renames ends at the start");
+    let count = 0;
+    for await (const _ of db.list("a", { prefix: ["w"] })) count++;
+    assert.equal(count, 3 * n, "every acknowledged write is in the namespace");
+    await db.close();
+  });
+
+  for (const [victim, survivor, point] of [["bun", "deno", "beforeFsync"], ["deno", "node", "midAppend"], ["node", "bun", "beforeFsync"], ["bun", "node", "midAppend"]] as const) {
+    test(`${R} SIGKILL of a ${victim} process holding the writer lock (${point}): a ${survivor} writer goes on within a second, nothing acknowledged is lost, the tail is repaired`, async () => {
+      const dir = tempDir("kill");
+      (await open(dir, { namespaces: ["ns"] })).close();
+      const writer = startWorker(survivor, "dbworker", ["ackloop", dir, "s"]);
+      await writer.waitFor("ack 5");
+      const pauser = startWorker(victim, "dbworker", ["pause", dir, point]);
+      await pauser.waitFor("paused");
+      const acksBefore = writer.lines.filter((l) => l.startsWith("ack")).length;
+      await new Promise((r) => setTimeout(r, 150));
+      const acksWhilePaused = writer.lines.filter((l) => l.startsWith("ack")).length;
+      assert.ok(acksWhilePaused - acksBefore <= 1, "the paused process holds the writer lock");
+      pauser.kill9();
+      const killedAt = performance.now();
+      await pauser.exited;
+      await writer.waitFor(`ack ${acksWhilePaused + 3}`, 1000);
+      const resumedMs = performance.now() - killedAt;
+      assert.ok(resumedMs < 1000, `survivor resumed after ${resumedMs} ms`);
+      writer.kill9();
+      await writer.exited;
+      const acked = writer.lines.filter((l) => l.startsWith("ack ")).map((l) => Number(l.slice(4)));
+      const db = await open(dir);
+      for (const i of acked) assert.equal(await db.get("ns", ["ack", "s", i]), i, `acknowledged commit ${i} lost`);
+      let paused = 0;
+      for await (const _ of db.list("ns", { prefix: ["paused"] })) paused++;
+      assert.ok(paused === 0 || paused === 20, `the killed process's transaction was applied partly (${paused} of 20)`);
+      await db.set("ns", "after", 1);
+      await db.close();
+    });
+  }
+}

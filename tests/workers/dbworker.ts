@@ -1,0 +1,138 @@
+/**
+ * A database worker for the multi-process tests; runs on Node, Deno or Bun.
+ *
+ *   counter <dir> <n> <serializable|snapshot> <rmw|sum>   n increments of ns/"hot"
+ *   bank <dir> <n> <accounts>                             n random transfers
+ *   skew <dir> <serializable|snapshot> <me> <other>       read both, wait for "go", write, commit
+ *   writer <dir> <n> <ns> <tag>                           n writes into a namespace another process renames
+ *   renamer <dir> <rounds> <from> <to>                    rename back and forth (even rounds)
+ *   ackloop <dir> <tag>                                   commit forever; print "ack <i>" as each resolves
+ *   pause <dir> <beforeFsync|midAppend>                   hold the writer lock, then freeze at that step
+ *
+ * Prints "ready" once open, "done <json>" at the end.
+ */
+import { defaultPlatform, open, TxtDbError } from "txtdb";
+import type { Database } from "txtdb";
+import { withFaults } from "txtdb/adapters/faults";
+import { args, exit, say, stdinLines } from "./io.ts";
+
+const [mode, dir, ...rest] = args();
+const platform = await defaultPlatform();
+const retryForever = { maxRetries: 100_000 };
+
+function freeze(): never {
+  // Blocks this thread for good: the test SIGKILLs the process here.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+  throw new Error("unreachable");
+}
+
+async function run(): Promise<void> {
+  if (mode === "pause") {
+    let armed = false;
+    const point = rest[0];
+    const faulty = withFaults(platform, (step, path, bytes) => {
+      if (!armed || !path.endsWith(".log")) return;
+      if (point === "beforeFsync" && step === "beforeFsync") {
+        say("paused");
+        freeze();
+      }
+      if (point === "midAppend" && step === "beforeAppend") return Math.floor((bytes ?? 0) / 2);
+      if (point === "midAppend" && step === "afterPartialWrite") {
+        say("paused");
+        freeze();
+      }
+    });
+    const db = await open(dir!, { adapter: faulty, namespaces: ["ns"] });
+    say("ready");
+    armed = true;
+    await db.transaction((tx) => {
+      for (let i = 0; i < 20; i++) tx.set("ns", ["paused", i], "x".repeat(100));
+    });
+    say("not paused");
+    return;
+  }
+
+  const db: Database = await open(dir!, { namespaces: ["ns"] });
+  say("ready");
+  const t0 = performance.now();
+  let acked = 0;
+  if (mode === "counter") {
+    const [n, isolation, style] = [Number(rest[0]), rest[1] as "serializable" | "snapshot", rest[2]];
+    for (let i = 0; i < n; i++) {
+      if (style === "sum") await db.transaction((tx) => tx.sum("ns", "hot", 1), { isolation, ...retryForever });
+      else {
+        await db.transaction(async (tx) => {
+          tx.set("ns", "hot", ((await tx.get<number>("ns", "hot")) ?? 0) + 1);
+        }, { isolation, ...retryForever });
+      }
+      acked++;
+    }
+  } else if (mode === "bank") {
+    const [n, accounts] = [Number(rest[0]), Number(rest[1])];
+    for (let i = 0; i < n; i++) {
+      const from = Math.floor(Math.random() * accounts);
+      const to = (from + 1 + Math.floor(Math.random() * (accounts - 1))) % accounts;
+      const amount = 1 + Math.floor(Math.random() * 20);
+      await db.transaction(async (tx) => {
+        const a = (await tx.get<number>("ns", ["acct", from]))!;
+        const b = (await tx.get<number>("ns", ["acct", to]))!;
+        if (a < amount) return;
+        tx.set("ns", ["acct", from], a - amount);
+        tx.set("ns", ["acct", to], b + amount);
+        tx.sum("ns", "transfers", 1);
+      }, retryForever);
+      acked++;
+    }
+  } else if (mode === "skew") {
+    const [isolation, me, other] = [rest[0] as "serializable" | "snapshot", rest[1]!, rest[2]!];
+    const tx = await db.begin({ isolation });
+    const otherOn = await tx.get<boolean>("ns", other);
+    await tx.get<boolean>("ns", me);
+    say("read");
+    for await (const line of stdinLines()) if (line === "go") break;
+    if (otherOn) tx.set("ns", me, false);
+    const outcome = await tx.commit().then(() => "committed", (e: TxtDbError) => e.code);
+    say(`outcome ${outcome}`);
+  } else if (mode === "writer") {
+    const [n, ns, tag] = [Number(rest[0]), rest[1]!, rest[2]!];
+    for (let i = 0; i < n; i++) {
+      for (;;) {
+        try {
+          await db.transaction((tx) => tx.set(ns, ["w", tag, i], i), retryForever);
+          break;
+        } catch (e) {
+          // Renamed away at begin: wait for it to come back.
+          if (!(e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND")) throw e;
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      }
+      acked++;
+    }
+  } else if (mode === "renamer") {
+    const [rounds, from, to] = [Number(rest[0]), rest[1]!, rest[2]!];
+    for (let i = 0; i < rounds; i++) {
+      await db.renameNamespace(i % 2 ? to : from, i % 2 ? from : to);
+      acked++;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  } else if (mode === "ackloop") {
+    const tag = rest[0]!;
+    for (let i = 0; ; i++) {
+      await db.set("ns", ["ack", tag, i], i);
+      say(`ack ${i}`);
+    }
+  } else {
+    throw new Error(`dbworker: unknown mode ${mode}`);
+  }
+  const s = db.stats();
+  say(`done ${JSON.stringify({ runtime: platform.runtime, acked, ms: Math.round(performance.now() - t0), retries: s.retries, conflicts: s.conflicts, commits: s.commits, batches: s.batches })}`);
+  await db.close();
+}
+
+try {
+  await run();
+  exit(0);
+} catch (e) {
+  console.error(`dbworker ${mode} failed: ${e instanceof Error ? e.stack : String(e)}`);
+  exit(1);
+}

@@ -16,6 +16,7 @@ export type { OpenOptions, Durability, TransactionOptions, Stats } from "./src/d
 export { Transaction, Snapshot } from "./src/tx.ts";
 export type { Entry, Isolation, ListSelector, ListOptions } from "./src/tx.ts";
 export type { Key, KeyPart } from "./src/keys.ts";
+export type { WatchEvent } from "./src/watch.ts";
 export { TxtDbError, isTxtDbError } from "./src/errors.ts";
 export type { ErrorCode } from "./src/errors.ts";
 export type { Platform, FileHandle, Capabilities, OpenOptions as FileOpenOptions, FileInfo, WatchHandle, RuntimeName } from "./src/port.ts";

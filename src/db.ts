@@ -29,6 +29,9 @@ import { defaultPlatform } from "./platform.ts";
 import { newTxState, Snapshot, SnapshotReader, Transaction } from "./tx.ts";
 import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, TxHost, TxState } from "./tx.ts";
 import { segmentName } from "./log.ts";
+import { WatchHub } from "./watch.ts";
+import type { WatchEvent } from "./watch.ts";
+import { encodePrefix, PREFIX_END } from "./keys.ts";
 
 /** Durability modes. */
 export type Durability = "full" | "relaxed" | "none";
@@ -61,6 +64,12 @@ export interface OpenOptions {
   maxTxBytes?: number;
   /** Most keys one transaction may write (default 100 000). */
   maxTxWrites?: number;
+  /** Most watchers open at once on this database (default 1 000). */
+  maxWatchers?: number;
+  /** Events a watcher buffers before WATCH_OVERFLOW (default 10 000). */
+  watchBufferMax?: number;
+  /** How often watchers poll when the adapter has no file events, in ms (default 10). */
+  watchPollMs?: number;
 }
 
 /** Options of {@link Database.transaction} and {@link Database.begin}. */
@@ -91,6 +100,7 @@ export interface Stats {
   versionsHeld: number;
   logBytes: number;
   openSnapshots: number;
+  watchers: number;
 }
 
 const BATCH_MAX = 4096;
@@ -109,7 +119,7 @@ function checkOptions(o: OpenOptions): void {
   };
   oneOf("durability", o.durability, ["full", "relaxed", "none"]);
   oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
-  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "mode"] as const) {
+  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "mode", "maxWatchers", "watchBufferMax", "watchPollMs"] as const) {
     const v = o[name];
     if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) {
       throw invalidArg(`Option ${name} must be a non-negative number; got ${JSON.stringify(v)}`);
@@ -175,6 +185,8 @@ export class Database implements TxHost {
   #committing: Promise<void> | undefined;
   #relaxedTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #snapshots = new Map<number, number>(); // pinned version → count
+  readonly #watchHub: WatchHub;
+  #firstSegment = 1;
   readonly #counters = { commits: 0, conflicts: 0, retries: 0, batches: 0, batchSizeMax: 0, fsyncs: 0, recordsRead: 0, keysWritten: 0 };
 
   /** Use {@link open}. */
@@ -196,6 +208,15 @@ export class Database implements TxHost {
     this.#relaxedSyncMs = options.relaxedSyncMs ?? 50;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
     this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
+    this.#watchHub = new WatchHub({
+      log: this.#log,
+      logStart: () => ({ seg: this.#firstSegment, off: 0 }),
+      head: () => ({ pos: this.#readPos, tsn: this.#visibleTsn }),
+      watchDir: (onChange) => platform.watchDir(this.path, onChange),
+      pollMs: options.watchPollMs ?? 10,
+      bufferMax: options.watchBufferMax ?? 10_000,
+      maxWatchers: options.maxWatchers ?? 1000,
+    });
   }
 
   // --- opening and recovery ---
@@ -206,7 +227,8 @@ export class Database implements TxHost {
       const manifest = this.#log.readManifest();
       if (!manifest) throw invalidArg(`No txtdb store at "${this.path}" (no MANIFEST); open it once without readOnly to create it`);
       this.#checkFormat(manifest.format);
-      this.#readPos = { seg: this.#log.listSegments()[0] ?? 1, off: 0 };
+      this.#firstSegment = this.#log.listSegments()[0] ?? 1;
+      this.#readPos = { seg: this.#firstSegment, off: 0 };
       this.#refresh();
       if (namespaces.some((n) => this.index.resolve(n, this.#visibleTsn) === undefined)) {
         throw new TxtDbError("READ_ONLY", `Cannot create namespaces ${JSON.stringify(namespaces)} on a store opened with readOnly: true`);
@@ -225,7 +247,8 @@ export class Database implements TxHost {
         this.#log.writeManifest(manifest);
       }
       this.#checkFormat(manifest.format);
-      this.#readPos = { seg: this.#log.listSegments()[0] ?? 1, off: 0 };
+      this.#firstSegment = this.#log.listSegments()[0] ?? 1;
+      this.#readPos = { seg: this.#firstSegment, off: 0 };
       this.#catchUpLocked();
       const missing = namespaces.filter((n, i) => namespaces.indexOf(n) === i && this.index.resolve(n, this.index.lastTsn) === undefined);
       if (missing.length > 0) {
@@ -481,6 +504,7 @@ export class Database implements TxHost {
     if (this.#closed) return;
     while (this.#committing) await this.#committing;
     this.#closed = true;
+    this.#watchHub.closeAll();
     if (this.#relaxedTimer !== undefined) {
       clearTimeout(this.#relaxedTimer);
       this.#relaxedTimer = undefined;
@@ -664,6 +688,35 @@ export class Database implements TxHost {
     }
   }
 
+  // --- watching ---
+
+  /**
+   * Events for every commit, from any process, that changes the given keys or a key under
+   * the prefix, in version order. `fromVersion` (exclusive) replays history the log holds.
+   *
+   * @example
+   * ```ts
+   * for await (const { version, changes } of db.watch("accounts", { prefix: [] })) { ... }
+   * ```
+   */
+  watch(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint } = {}): AsyncIterableIterator<WatchEvent> {
+    this.ensureOpen();
+    this.#refresh();
+    const nsId = this.index.resolve(ns, this.#visibleTsn);
+    if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
+    if (sel === null || typeof sel !== "object") throw invalidArg("watch() needs { keys: [...] } or { prefix }");
+    if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
+      throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
+    }
+    const from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
+    if ("keys" in sel) {
+      if (!Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
+      return this.#watchHub.watch({ nsId, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from);
+    }
+    const p = encodePrefix(sel.prefix, this.limits.maxKeyBytes);
+    return this.#watchHub.watch({ nsId, start: p === "" ? "" : p + "\x01", end: p + PREFIX_END }, from);
+  }
+
   // --- namespaces ---
 
   #namespaceOp(op: NamespaceRequest): Promise<void> {
@@ -722,6 +775,7 @@ export class Database implements TxHost {
       versionsHeld: this.index.versionCount,
       logBytes,
       openSnapshots: [...this.#snapshots.values()].reduce((a, b) => a + b, 0),
+      watchers: this.#watchHub.count,
     };
   }
 }

@@ -30,6 +30,11 @@ import { newTxState, Snapshot, SnapshotReader, Transaction } from "./tx.ts";
 import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, TxHost, TxState } from "./tx.ts";
 import { segmentName } from "./log.ts";
 import { WatchHub } from "./watch.ts";
+import { checkpointName, CheckpointDamage, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+import { isLeaseFile, leaseOwnerAlive, ProcessLease, readLeaseInfo, readLeasePin } from "./liveness.ts";
+import type { Manifest } from "./log.ts";
+import { checkStore } from "./check.ts";
+import type { CheckReport } from "./check.ts";
 import type { WatchEvent } from "./watch.ts";
 import { encodePrefix, PREFIX_END } from "./keys.ts";
 
@@ -70,6 +75,22 @@ export interface OpenOptions {
   watchBufferMax?: number;
   /** How often watchers poll when the adapter has no file events, in ms (default 10). */
   watchPollMs?: number;
+  /** Compact automatically once sealed log segments exceed this many bytes (default 256 MiB; 0: never). */
+  autoCompactBytes?: number;
+}
+
+/** What one compaction did. */
+export interface CompactResult {
+  /** Log segments folded into the new checkpoint (0: nothing could be folded). */
+  segmentsFolded: number;
+  /** The version the checkpoint holds the state of. */
+  checkpointVersion: bigint;
+  /** The oldest version any live process still pins; nothing at or above it was removed. */
+  minPinnedVersion: bigint;
+  /** Dead processes' leases reclaimed. */
+  leasesReclaimed: number;
+  bytesBefore: number;
+  bytesAfter: number;
 }
 
 /** Options of {@link Database.transaction} and {@link Database.begin}. */
@@ -100,6 +121,14 @@ export interface Stats {
   versionsHeld: number;
   logBytes: number;
   openSnapshots: number;
+  openTransactions: number;
+  /** The oldest version this process still pins (its head when nothing older is pinned). */
+  oldestPinVersion: bigint;
+  /** How long the oldest open snapshot or transaction has been held, in ms (0: none). */
+  oldestPinAgeMs: number;
+  checkpointVersion: bigint;
+  firstSegment: number;
+  compactions: number;
   watchers: number;
 }
 
@@ -119,7 +148,7 @@ function checkOptions(o: OpenOptions): void {
   };
   oneOf("durability", o.durability, ["full", "relaxed", "none"]);
   oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
-  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "mode", "maxWatchers", "watchBufferMax", "watchPollMs"] as const) {
+  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "mode", "maxWatchers", "watchBufferMax", "watchPollMs", "autoCompactBytes"] as const) {
     const v = o[name];
     if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) {
       throw invalidArg(`Option ${name} must be a non-negative number; got ${JSON.stringify(v)}`);
@@ -184,9 +213,17 @@ export class Database implements TxHost {
   readonly #queue: PendingCommit[] = [];
   #committing: Promise<void> | undefined;
   #relaxedTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly #snapshots = new Map<number, number>(); // pinned version → count
   readonly #watchHub: WatchHub;
   #firstSegment = 1;
+  #manifest: Manifest = { format: FORMAT_VERSION, createdAtMs: 0 };
+  #lease: ProcessLease | undefined;
+  #publishedPin = -1;
+  readonly #pins = new Map<number, { version: number; sinceMs: number; kind: string }>();
+  #nextPinId = 1;
+  readonly #segLastTsn = new Map<number, number>();
+  readonly #autoCompactBytes: number;
+  #autoCompacting: Promise<unknown> | undefined;
+  #compactions = 0;
   readonly #counters = { commits: 0, conflicts: 0, retries: 0, batches: 0, batchSizeMax: 0, fsyncs: 0, recordsRead: 0, keysWritten: 0 };
 
   /** Use {@link open}. */
@@ -208,9 +245,11 @@ export class Database implements TxHost {
     this.#relaxedSyncMs = options.relaxedSyncMs ?? 50;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
     this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
+    this.#autoCompactBytes = options.autoCompactBytes ?? 256 * 1024 * 1024;
     this.#watchHub = new WatchHub({
       log: this.#log,
       logStart: () => ({ seg: this.#firstSegment, off: 0 }),
+      checkpointTsn: () => this.#manifest.checkpointTsn ?? 0,
       head: () => ({ pos: this.#readPos, tsn: this.#visibleTsn }),
       watchDir: (onChange) => platform.watchDir(this.path, onChange),
       pollMs: options.watchPollMs ?? 10,
@@ -227,8 +266,8 @@ export class Database implements TxHost {
       const manifest = this.#log.readManifest();
       if (!manifest) throw invalidArg(`No txtdb store at "${this.path}" (no MANIFEST); open it once without readOnly to create it`);
       this.#checkFormat(manifest.format);
-      this.#firstSegment = this.#log.listSegments()[0] ?? 1;
-      this.#readPos = { seg: this.#firstSegment, off: 0 };
+      this.#loadManifest(manifest);
+      this.#startLease();
       this.#refresh();
       if (namespaces.some((n) => this.index.resolve(n, this.#visibleTsn) === undefined)) {
         throw new TxtDbError("READ_ONLY", `Cannot create namespaces ${JSON.stringify(namespaces)} on a store opened with readOnly: true`);
@@ -247,8 +286,9 @@ export class Database implements TxHost {
         this.#log.writeManifest(manifest);
       }
       this.#checkFormat(manifest.format);
-      this.#firstSegment = this.#log.listSegments()[0] ?? 1;
-      this.#readPos = { seg: this.#firstSegment, off: 0 };
+      this.#loadManifest(manifest);
+      this.#removeLeftovers();
+      this.#startLease();
       this.#catchUpLocked();
       const missing = namespaces.filter((n, i) => namespaces.indexOf(n) === i && this.index.resolve(n, this.index.lastTsn) === undefined);
       if (missing.length > 0) {
@@ -260,6 +300,154 @@ export class Database implements TxHost {
     } finally {
       release();
     }
+  }
+
+  /**
+   * Another process compacted: learn the new checkpoint and drop, from this process's
+   * index, versions below it that no reader here needs (keeps memory bounded).
+   */
+  #followManifest(): void {
+    const m = this.#log.readManifest();
+    if (!m || (m.checkpointTsn ?? 0) <= (this.#manifest.checkpointTsn ?? 0)) return;
+    this.#manifest = m;
+    this.#firstSegment = m.firstSegment ?? this.#firstSegment;
+    for (const n of [...this.#segLastTsn.keys()]) {
+      if (n < this.#firstSegment) {
+        this.#segLastTsn.delete(n);
+        this.#log.forgetSegment(n);
+      }
+    }
+    // Everything in folded segments is at or below every pin of this process, so it was
+    // read already: at most the read position sits at the very end of a folded segment.
+    if (this.#readPos.seg < this.#firstSegment) this.#readPos = { seg: this.#firstSegment, off: 0 };
+    this.index.prune(Math.min(m.checkpointTsn ?? 0, this.#localPin()));
+  }
+
+  /** Loads the manifest's checkpoint (if any) into the empty index; reading resumes after it. */
+  #loadManifest(manifest: Manifest): void {
+    this.#manifest = manifest;
+    this.#firstSegment = manifest.firstSegment ?? 1;
+    this.#readPos = { seg: this.#firstSegment, off: 0 };
+    if (!manifest.checkpoint) return;
+    const path = `${this.path}/${manifest.checkpoint}`;
+    const file = this.platform.open(path, { readOnly: true });
+    try {
+      const { header } = readCheckpoint(file, (e) => this.index.put(e.nsId, e.key, e.tsn, e.value));
+      this.index.loadBindings(header.tsn, header.bindings, header.nextNsId);
+      this.index.setLastTsn(header.tsn);
+      this.#visibleTsn = header.tsn;
+    } catch (e) {
+      if (e instanceof CheckpointDamage) {
+        throw new TxtDbError("CORRUPTION", `Checkpoint "${path}" is damaged at offset ${e.offset}: ${e.message}. Run \`txtdb check\`; restore from a backup if it persists`, {
+          details: { file: path, offset: e.offset },
+        });
+      }
+      throw e;
+    } finally {
+      file.close();
+    }
+  }
+
+  /**
+   * Under the writer lock at open: removes what a compaction that crashed after its
+   * manifest switch (or before it) left behind: folded segments, unreferenced checkpoints,
+   * temporary files.
+   */
+  #removeLeftovers(): void {
+    let removed = false;
+    for (const name of this.platform.readdir(this.path)) {
+      const seg = /^seg-(\d{10})\.log$/.exec(name);
+      const stale = (seg && Number(seg[1]) < this.#firstSegment) ||
+        (name.startsWith("ckpt-") && name !== this.#manifest.checkpoint) || name === "MANIFEST.tmp";
+      if (stale) {
+        this.platform.unlink(`${this.path}/${name}`);
+        removed = true;
+      }
+    }
+    if (removed) this.platform.syncDir(this.path);
+  }
+
+  // --- leases and pins ---
+
+  /** Takes this process's lease (liveness and pins); a read-only store may refuse it. */
+  #startLease(): void {
+    try {
+      const dir = `${this.path}/leases`;
+      if (!this.readOnly) this.platform.mkdir(dir, 0o700);
+      this.#lease = ProcessLease.create(this.platform, dir, this.#log.mode);
+      this.#publishPin();
+    } catch (e) {
+      if (!this.readOnly) throw e;
+    }
+  }
+
+  /** The oldest version this process may still read: open transactions, snapshots, watchers, or its head. */
+  #localPin(): number {
+    let min = this.#visibleTsn;
+    for (const p of this.#pins.values()) if (p.version < min) min = p.version;
+    const w = this.#watchHub.oldestTsn();
+    if (w !== undefined && w < min) min = w;
+    return min;
+  }
+
+  /**
+   * Publishes this process's pin if it moved. A failed write is not the operation's
+   * failure: the published pin then stays lower than the real one, which only makes
+   * compaction keep more (pins only ever move up: new pins start at the head).
+   */
+  #publishPin(): void {
+    if (!this.#lease) return;
+    const pin = this.#localPin();
+    if (pin === this.#publishedPin) return;
+    try {
+      this.#lease.publishPin(pin);
+      this.#publishedPin = pin;
+    } catch {
+      // retried on the next change
+    }
+  }
+
+  /** @internal Registers a pinned read version; the returned function releases it. */
+  pin(version: number, kind: string): () => void {
+    const id = this.#nextPinId++;
+    this.#pins.set(id, { version, sinceMs: this.platform.monotonicMs(), kind });
+    this.#publishPin();
+    return () => {
+      if (this.#pins.delete(id) && !this.#closed) this.#publishPin();
+    };
+  }
+
+  /** Every live process's lease: pins and diagnostics; dead ones are reclaimed (removed). */
+  #scanLeases(): { minPin: number; live: { pid: number; runtime: string; pin: number | undefined; path: string }[]; reclaimed: number } {
+    const dir = `${this.path}/leases`;
+    let names: string[] = [];
+    try {
+      names = this.platform.readdir(dir);
+    } catch {
+      return { minPin: this.#localPin(), live: [], reclaimed: 0 };
+    }
+    let minPin = this.#localPin();
+    let reclaimed = 0;
+    const live: { pid: number; runtime: string; pin: number | undefined; path: string }[] = [];
+    for (const name of names) {
+      if (!isLeaseFile(name)) continue;
+      const path = `${dir}/${name}`;
+      if (this.#lease && path === this.#lease.path) continue;
+      if (!leaseOwnerAlive(this.platform, path)) {
+        if (!this.readOnly) {
+          this.platform.unlink(path);
+          reclaimed++;
+        }
+        continue;
+      }
+      const info = readLeaseInfo(this.platform, path);
+      const pin = readLeasePin(this.platform, path);
+      // A live process whose pin is not readable yet (it is opening) reads from at least
+      // the current checkpoint; be conservative and keep everything.
+      minPin = Math.min(minPin, pin ?? this.#manifest.checkpointTsn ?? 0);
+      live.push({ pid: info?.pid ?? -1, runtime: info?.runtime ?? "?", pin, path });
+    }
+    return { minPin, live, reclaimed };
   }
 
   #checkFormat(format: number): void {
@@ -288,6 +476,7 @@ export class Database implements TxHost {
       }
       if (record.tsn <= this.index.lastTsn) throw this.#corruption(at, `record TSN ${record.tsn} does not follow ${this.index.lastTsn}`);
       this.index.apply(record);
+      this.#segLastTsn.set(at.seg, record.tsn);
       this.#counters.recordsRead++;
       this.#readPos = next;
     });
@@ -305,11 +494,13 @@ export class Database implements TxHost {
   #refreshOrThrow(): void {
     const fr = this.#log.readFrontier();
     if (!fr || fr.tsn <= this.#visibleTsn) return;
+    if (fr.seg !== this.#readPos.seg) this.#followManifest();
     const to = { seg: fr.seg, off: fr.off };
     const end = this.#readTo(to);
     if (end.problem) throw this.#corruption(end.problem.at, end.problem.reason);
     if (comparePositions(this.#readPos, to) !== 0) throw this.#corruption(this.#readPos, "log ends before the published frontier");
     this.#visibleTsn = this.index.lastTsn;
+    this.#publishPin();
   }
 
   /**
@@ -336,6 +527,7 @@ export class Database implements TxHost {
       this.#durablePos = { seg: fr.durableSeg, off: fr.durableOff };
     }
     this.#visibleTsn = this.index.lastTsn;
+    this.#publishPin();
   }
 
   #syncSegment(seg: number): void {
@@ -456,6 +648,7 @@ export class Database implements TxHost {
       }
       this.#readPos = end;
       this.#publish(end);
+      this.#segLastTsn.set(seg, this.index.lastTsn);
     } catch (e) {
       // Nothing of this batch may become visible: take it back off the index and the file.
       for (const a of applied.reverse()) this.index.undo(a.record, a.prevTsn, a.prevNextNsId);
@@ -474,6 +667,8 @@ export class Database implements TxHost {
     this.#counters.batchSizeMax = Math.max(this.#counters.batchSizeMax, frames.length);
     for (const a of applied) this.#counters.keysWritten += a.record.writes.length;
     if (this.#durability === "relaxed") this.#scheduleRelaxedSync();
+    this.#publishPin();
+    if (seg !== start.seg) this.#maybeAutoCompact(seg);
     return results;
   }
 
@@ -502,7 +697,10 @@ export class Database implements TxHost {
   /** Waits for queued commits, syncs, releases files and locks. Safe to call twice. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    while (this.#committing) await this.#committing;
+    while (this.#committing || this.#autoCompacting) {
+      await this.#committing;
+      await this.#autoCompacting?.catch(() => {});
+    }
     this.#closed = true;
     this.#watchHub.closeAll();
     if (this.#relaxedTimer !== undefined) {
@@ -516,6 +714,11 @@ export class Database implements TxHost {
     }
     this.#lock.close();
     this.#log.close();
+    try {
+      this.#lease?.release(this.platform);
+    } catch {
+      // a lease left behind is reclaimed by the next compaction: its lock is free
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -675,14 +878,8 @@ export class Database implements TxHost {
       this.ensureOpen();
       this.#refresh();
       const v = this.#visibleTsn;
-      this.#snapshots.set(v, (this.#snapshots.get(v) ?? 0) + 1);
-      return Promise.resolve(
-        new Snapshot(this, v, () => {
-          const n = (this.#snapshots.get(v) ?? 1) - 1;
-          if (n <= 0) this.#snapshots.delete(v);
-          else this.#snapshots.set(v, n);
-        }),
-      );
+      const unpin = this.pin(v, "snapshot");
+      return Promise.resolve(new Snapshot(this, v, unpin));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -760,6 +957,127 @@ export class Database implements TxHost {
     }
   }
 
+  // --- compaction ---
+
+  /**
+   * Folds old log segments into a checkpoint below the oldest version any live process
+   * pins, switches the manifest atomically, and deletes what it replaced. Never removes a
+   * version a live snapshot, transaction or watcher can read.
+   */
+  async compact(): Promise<CompactResult> {
+    this.ensureOpen();
+    if (this.readOnly) throw new TxtDbError("READ_ONLY", "Cannot compact: the database was opened with readOnly: true");
+    const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+    try {
+      return this.#compactLocked();
+    } catch (e) {
+      throw ioError(e, `Compacting "${this.path}"`);
+    } finally {
+      release();
+    }
+  }
+
+  #logBytes(): number {
+    let total = 0;
+    for (const n of this.#log.listSegments()) if (n >= this.#firstSegment) total += this.#log.segment(n)?.size() ?? 0;
+    if (this.#manifest.checkpoint) total += this.platform.stat(`${this.path}/${this.#manifest.checkpoint}`)?.size ?? 0;
+    return total;
+  }
+
+  #compactLocked(): CompactResult {
+    this.#catchUpLocked();
+    const bytesBefore = this.#logBytes();
+    const { minPin, reclaimed } = this.#scanLeases();
+    const segments = this.#log.listSegments().filter((n) => n >= this.#firstSegment);
+    const active = segments[segments.length - 1] ?? this.#firstSegment;
+    let lastFolded: number | undefined;
+    let tsn = this.#manifest.checkpointTsn ?? 0;
+    for (const n of segments) {
+      if (n >= active || n > this.#readPos.seg) break; // only sealed segments fold
+      const last = this.#segLastTsn.get(n) ?? tsn; // an empty segment adds nothing
+      if (last > minPin) break;
+      lastFolded = n;
+      tsn = Math.max(tsn, last);
+    }
+    const result = (folded: number): CompactResult => ({
+      segmentsFolded: folded,
+      checkpointVersion: BigInt(tsn),
+      minPinnedVersion: BigInt(minPin),
+      leasesReclaimed: reclaimed,
+      bytesBefore,
+      bytesAfter: this.#logBytes(),
+    });
+    if (lastFolded === undefined) return result(0);
+    // 1. The checkpoint, under a temporary name, fsynced.
+    const name = checkpointName(tsn).replace(".dat", `-${lastFolded + 1}.dat`);
+    const tmp = `${this.path}/${name}.tmp`;
+    const file = this.platform.open(tmp, { create: true, mode: this.#log.mode });
+    try {
+      file.truncate(0);
+      writeCheckpoint(file, { tsn, nextNsId: this.index.nextNsId, bindings: this.index.bindingsAt(tsn) }, this.index.stateAt(tsn));
+    } finally {
+      file.close();
+    }
+    this.platform.rename(tmp, `${this.path}/${name}`);
+    // 2. The manifest switch: temp, fsync, rename, directory fsync (in writeManifest).
+    const previous = this.#manifest.checkpoint;
+    const manifest: Manifest = { ...this.#manifest, checkpoint: name, checkpointTsn: tsn, firstSegment: lastFolded + 1 };
+    this.#log.writeManifest(manifest);
+    this.#manifest = manifest;
+    this.#firstSegment = lastFolded + 1;
+    // 3. What it replaced. Processes still holding these files open keep reading them
+    // (POSIX); none needs them again, since every live process has read past minPin.
+    for (const n of segments) {
+      if (n > lastFolded) break;
+      this.#log.forgetSegment(n);
+      this.platform.unlink(`${this.path}/${segmentName(n)}`);
+      this.#segLastTsn.delete(n);
+    }
+    if (previous) this.platform.unlink(`${this.path}/${previous}`);
+    this.platform.syncDir(this.path);
+    // 4. This process's own memory: versions below the checkpoint no reader needs.
+    this.index.prune(Math.min(tsn, this.#localPin()));
+    this.#compactions++;
+    return result(lastFolded - segments[0]! + 1);
+  }
+
+  #maybeAutoCompact(activeSeg: number): void {
+    if (this.#autoCompactBytes <= 0 || this.#autoCompacting) return;
+    const sealedBytes = (activeSeg - this.#firstSegment) * this.#segmentBytes;
+    if (sealedBytes < this.#autoCompactBytes) return;
+    this.#autoCompacting = Promise.resolve()
+      .then(() => this.compact())
+      .catch(() => {
+        // Automatic compaction is best effort; db.compact() reports its errors.
+      })
+      .finally(() => (this.#autoCompacting = undefined));
+  }
+
+  /** Verifies every record's checksum, the manifest, the checkpoint and the index; changes nothing. */
+  check(): Promise<CheckReport> {
+    try {
+      this.ensureOpen();
+      this.#refresh();
+      return Promise.resolve(checkStore(this.platform, this.path, this.#log, this.index, this.#visibleTsn));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #oldestPinAgeMs(): number {
+    let oldest = Infinity;
+    for (const p of this.#pins.values()) oldest = Math.min(oldest, p.sinceMs);
+    return oldest === Infinity ? 0 : Math.round(this.platform.monotonicMs() - oldest);
+  }
+
+  /** Live processes sharing this store, with their pins (for diagnostics and `txtdb doctor`). */
+  processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; self: boolean }[] {
+    this.ensureOpen();
+    const { live } = this.#scanLeases();
+    const me = { pid: this.platform.pid, runtime: this.platform.runtime, pinnedVersion: BigInt(this.#localPin()), self: true };
+    return [me, ...live.map((l) => ({ pid: l.pid, runtime: l.runtime, pinnedVersion: l.pin === undefined ? undefined : BigInt(l.pin), self: false }))];
+  }
+
   // --- observability ---
 
   /** Counters and figures of this process's view of the store. */
@@ -774,7 +1092,13 @@ export class Database implements TxHost {
       namespaces: this.index.namespaces(this.#visibleTsn).length,
       versionsHeld: this.index.versionCount,
       logBytes,
-      openSnapshots: [...this.#snapshots.values()].reduce((a, b) => a + b, 0),
+      openSnapshots: [...this.#pins.values()].filter((p) => p.kind === "snapshot").length,
+      openTransactions: [...this.#pins.values()].filter((p) => p.kind === "transaction").length,
+      oldestPinVersion: BigInt(this.#localPin()),
+      oldestPinAgeMs: this.#oldestPinAgeMs(),
+      checkpointVersion: BigInt(this.#manifest.checkpointTsn ?? 0),
+      firstSegment: this.#firstSegment,
+      compactions: this.#compactions,
       watchers: this.#watchHub.count,
     };
   }

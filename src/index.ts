@@ -244,6 +244,88 @@ export class Index {
     return undefined;
   }
 
+  /** Namespace bindings (name → id) that exist at `snap`. */
+  bindingsAt(snap: number): [string, number][] {
+    const out: [string, number][] = [];
+    for (const name of this.#names.keys()) {
+      const id = this.resolve(name, snap);
+      if (id !== undefined) out.push([name, id]);
+    }
+    return out;
+  }
+
+  /**
+   * Every live entry as of `snap` in the namespaces bound then: the newest version ≤ snap
+   * of each key, deletes left out. This is what a checkpoint at `snap` holds.
+   */
+  *stateAt(snap: number): Generator<{ nsId: number; key: string; tsn: number; value: Uint8Array }> {
+    for (const [, nsId] of this.bindingsAt(snap)) {
+      const space = this.#spaces.get(nsId);
+      if (!space) continue;
+      for (const key of space.keys()) {
+        const v = this.get(nsId, key, snap);
+        if (v) yield { nsId, key, tsn: v.tsn, value: v.value };
+      }
+    }
+  }
+
+  /** Installs a checkpoint's namespace bindings at its TSN (on an empty index). */
+  loadBindings(tsn: number, bindings: [string, number][], nextNsId: number): void {
+    for (const [name, id] of bindings) this.#bind(name, tsn, id);
+    this.nextNsId = Math.max(this.nextNsId, nextNsId);
+  }
+
+  /** Sets the applied TSN after loading a checkpoint. */
+  setLastTsn(tsn: number): void {
+    this.lastTsn = tsn;
+  }
+
+  /**
+   * Drops versions no reader can need: for each key, everything older than its newest
+   * version ≤ `minSnap` (and the key itself when that version is a delete), and the data
+   * of namespace ids no name has been bound to since `minSnap`. Keeps memory bounded under
+   * a steady update load; `minSnap` must be ≤ every snapshot this process still reads.
+   */
+  prune(minSnap: number): number {
+    let dropped = 0;
+    const liveIds = new Set<number>();
+    for (const c of this.#names.values()) {
+      // ids bound at minSnap or later
+      for (let i = c.tsns.length - 1; i >= 0; i--) {
+        if (c.ids[i] !== null) liveIds.add(c.ids[i]!);
+        if (c.tsns[i]! <= minSnap) break;
+      }
+    }
+    for (const [nsId, space] of this.#spaces) {
+      if (!liveIds.has(nsId)) {
+        for (const chain of space.chains.values()) dropped += chain.tsns.length;
+        this.#spaces.delete(nsId);
+        continue;
+      }
+      let removedKeys = false;
+      for (const [key, chain] of space.chains) {
+        const i = chain.at(minSnap);
+        if (i < 0) continue; // every version is newer than minSnap: all may be read
+        if (i === chain.tsns.length - 1 && chain.values[i] === null) {
+          dropped += chain.tsns.length;
+          space.chains.delete(key);
+          removedKeys = true;
+          continue;
+        }
+        if (i > 0) {
+          chain.tsns.splice(0, i);
+          chain.values.splice(0, i);
+          dropped += i;
+        }
+      }
+      if (removedKeys) {
+        space.sorted = space.keys().filter((k) => space.chains.has(k));
+      }
+    }
+    this.versionCount -= dropped;
+    return dropped;
+  }
+
   /** Number of keys (live or deleted) in a namespace id. */
   keyCount(nsId: number): number {
     return this.#spaces.get(nsId)?.chains.size ?? 0;

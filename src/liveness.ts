@@ -61,6 +61,18 @@ export class ProcessLease {
     return this.#handle;
   }
 
+  /**
+   * Publishes the oldest version this process may still read (its pin), after the info
+   * block: compaction keeps every version at or above the minimum pin of all live leases.
+   */
+  publishPin(tsn: number): void {
+    const buf = new Uint8Array(PIN_BYTES);
+    const view = new DataView(buf.buffer);
+    view.setFloat64(0, tsn, true);
+    view.setUint32(8, (tsn * 2654435761) >>> 0 ^ PIN_MAGIC, true);
+    this.#handle.write(buf, LEASE_INFO_BYTES);
+  }
+
   /** Unlocks and removes the lease (a clean exit). */
   release(platform: Platform): void {
     platform.unlink(this.path);
@@ -70,6 +82,34 @@ export class ProcessLease {
 
 /** Bytes reserved at the start of a lease file for its JSON info. */
 export const LEASE_INFO_BYTES = 256;
+
+const PIN_BYTES = 12;
+const PIN_MAGIC = 0x5eed5eed;
+
+/**
+ * The pin a lease publishes, or undefined if none is readable yet. The check word
+ * guards against reading a pin half-written by its owner (the read is then retried).
+ */
+export function readLeasePin(platform: Platform, path: string): number | undefined {
+  let handle: FileHandle;
+  try {
+    handle = platform.open(path, { readOnly: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = new Uint8Array(PIN_BYTES);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      if (handle.read(buf, LEASE_INFO_BYTES) < PIN_BYTES) return undefined;
+      const view = new DataView(buf.buffer);
+      const tsn = view.getFloat64(0, true);
+      if ((view.getUint32(8, true) >>> 0) === ((((tsn * 2654435761) >>> 0) ^ PIN_MAGIC) >>> 0)) return tsn;
+    }
+    return undefined;
+  } finally {
+    handle.close();
+  }
+}
 
 /** True if `name` is a lease file name. */
 export function isLeaseFile(name: string): boolean {

@@ -63,6 +63,11 @@ export interface ScanEnd {
 export interface Manifest {
   format: number;
   createdAtMs: number;
+  /** The checkpoint file holding the state at `checkpointTsn`, if compaction ran. */
+  checkpoint?: string | null;
+  checkpointTsn?: number;
+  /** The first log segment still in use (earlier ones are folded into the checkpoint). */
+  firstSegment?: number;
 }
 
 const FRONTIER_BYTES = 36;
@@ -122,7 +127,13 @@ export class Log {
       if (!m || typeof m.format !== "number") {
         throw new TxtDbError("CORRUPTION", `Manifest "${path}" has no format version`, { details: { file: path, offset: 0 } });
       }
-      return { format: m.format, createdAtMs: m.createdAtMs ?? 0 };
+      return {
+        format: m.format,
+        createdAtMs: m.createdAtMs ?? 0,
+        checkpoint: typeof m.checkpoint === "string" ? m.checkpoint : null,
+        checkpointTsn: typeof m.checkpointTsn === "number" ? m.checkpointTsn : 0,
+        firstSegment: typeof m.firstSegment === "number" ? m.firstSegment : 1,
+      };
     } finally {
       f.close();
     }
@@ -209,6 +220,12 @@ export class Log {
     }
     this.#segments.set(n, f);
     return f;
+  }
+
+  /** Forgets (closes) the handle of segment `n`, e.g. before deleting it. */
+  forgetSegment(n: number): void {
+    this.#segments.get(n)?.close();
+    this.#segments.delete(n);
   }
 
   /** Creates segment `n` (durably: the directory is synced). */

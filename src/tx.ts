@@ -267,7 +267,12 @@ export abstract class SnapshotReader {
 export interface TxHost extends ReadContext {
   commit(state: TxState, signal?: AbortSignal, deadlineMs?: number): Promise<number>;
   readOnly: boolean;
+  /** Pins a read version (so compaction keeps it); returns the release. */
+  pin(version: number, kind: string): () => void;
 }
+
+/** Releases the pin of a transaction that was dropped without commit() or rollback(). */
+const leakedPins = new FinalizationRegistry<() => void>((unpin) => unpin());
 
 /**
  * A transaction: reads one snapshot plus its own writes; `commit()` validates and writes.
@@ -285,6 +290,7 @@ export class Transaction extends SnapshotReader {
   readonly #state: TxState;
   #finished: "committed" | "rolled back" | undefined;
   #committing = false;
+  readonly #unpin: () => void;
   /** Set by db.transaction() so a timed-out run cannot commit later. */
   signal: AbortSignal | undefined;
   deadlineMs: number | undefined;
@@ -293,6 +299,14 @@ export class Transaction extends SnapshotReader {
     super(host, readVersion);
     this.#host = host;
     this.#state = newTxState(readVersion, isolation, false);
+    this.#unpin = host.pin(readVersion, "transaction");
+    leakedPins.register(this, this.#unpin, this);
+  }
+
+  #finish(how: "committed" | "rolled back"): void {
+    this.#finished = how;
+    leakedPins.unregister(this);
+    this.#unpin();
   }
 
   /** The snapshot (TSN) this transaction reads. */
@@ -440,23 +454,23 @@ export class Transaction extends SnapshotReader {
     if (this.#committing) throw new TxtDbError("INVALID_ARGUMENT", "commit() was already called");
     const s = this.#state;
     if (s.writeCount === 0 && s.namespaceOps.length === 0 && s.checks.length === 0) {
-      this.#finished = "committed";
+      this.#finish("committed");
       return { version: this.readVersion };
     }
     this.#committing = true;
     try {
       const tsn = await this.#host.commit(s, this.signal, this.deadlineMs);
-      this.#finished = "committed";
+      this.#finish("committed");
       return { version: BigInt(tsn) };
     } catch (e) {
-      this.#finished = "rolled back";
+      this.#finish("rolled back");
       throw e;
     }
   }
 
   /** Discards the transaction's writes. Safe to call more than once. */
   rollback(): void {
-    if (!this.#finished) this.#finished = "rolled back";
+    if (!this.#finished) this.#finish("rolled back");
   }
 
   /** True once committed or rolled back. */

@@ -42,6 +42,8 @@ export interface WatchSource {
   log: Log;
   /** The first position of the log (where history starts). */
   logStart(): LogPosition;
+  /** The version the checkpoint holds: history at or below it is folded away. */
+  checkpointTsn(): number;
   /** The current read position and TSN, to start a watcher "from now". */
   head(): { pos: LogPosition; tsn: number };
   watchDir(onChange: () => void): WatchHandle | undefined;
@@ -119,12 +121,24 @@ export class WatchHub {
     return this.#watchers.size;
   }
 
+  /** The oldest version a watcher has delivered up to (it must still be able to read past it). */
+  oldestTsn(): number | undefined {
+    let min: number | undefined;
+    for (const w of this.#watchers) if (min === undefined || w.lastTsn < min) min = w.lastTsn;
+    return min;
+  }
+
   /** Starts a watcher; events come for commits after `fromTsn` (or after now). */
   watch(match: WatchMatch, fromTsn: number | undefined): AsyncIterableIterator<WatchEvent> {
     if (this.#watchers.size >= this.#src.maxWatchers) {
       throw new TxtDbError("LIMIT", `This database already has ${this.#src.maxWatchers} watchers (maxWatchers); stop some with return()`);
     }
     const head = this.#src.head();
+    if (fromTsn !== undefined && fromTsn < this.#src.checkpointTsn()) {
+      throw new TxtDbError("WATCH_OVERFLOW", `History before version ${this.#src.checkpointTsn()} was compacted; resume from version ${this.#src.checkpointTsn()} or later, after re-reading the state`, {
+        details: { resumeFrom: BigInt(this.#src.checkpointTsn()) },
+      });
+    }
     const w = fromTsn === undefined || fromTsn >= head.tsn
       ? new Watcher(this, match, head.pos, fromTsn ?? head.tsn)
       : new Watcher(this, match, this.#src.logStart(), fromTsn);
@@ -203,6 +217,9 @@ export class WatchHub {
     const to = { seg: frontier.seg, off: frontier.off };
     for (const w of [...this.#watchers]) {
       if (w.done || w.lastTsn >= frontier.tsn) continue;
+      // A watcher at the very end of a segment that compaction folded moves to the next one.
+      const start = this.#src.logStart();
+      if (w.pos.seg < start.seg) w.pos = start;
       try {
         const end = this.#src.log.scan(w.pos, to, (body, _at, next) => {
           if (w.done) return;

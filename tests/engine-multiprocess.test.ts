@@ -156,3 +156,29 @@ if (canSpawn) {
     await db.close();
   });
 }
+
+if (canSpawn) {
+  const { startWorker } = await import("./procs.ts");
+  for (const victim of ["deno", "bun", "node"] as const) {
+    test(`[${runtime}] a ${victim} process's snapshot holds compaction back while it lives, reads its version, and its pin is reclaimed after SIGKILL`, async () => {
+      const dir = tempDir("pin");
+      const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+      await db.set("ns", "k", "old");
+      const w = startWorker(victim, "dbworker", ["snapshot", dir]);
+      const pinned = BigInt((await w.waitFor("pinned ")).slice(7));
+      for (let i = 0; i < 100; i++) await db.set("ns", "k", "new-" + i);
+      const held = await db.compact();
+      assert.equal(held.minPinnedVersion, pinned, "compaction honours the other process's pin");
+      w.send("read");
+      assert.equal(await w.waitFor("value "), 'value "old"', "the pinned snapshot still reads its version after compaction");
+      w.kill9();
+      await w.exited;
+      const after = await db.compact();
+      assert.ok(after.leasesReclaimed >= 1, "the dead process's lease was reclaimed");
+      assert.ok(after.minPinnedVersion > pinned);
+      assert.ok(after.segmentsFolded > 0);
+      assert.equal(db.processes().length, 1);
+      await db.close();
+    });
+  }
+}

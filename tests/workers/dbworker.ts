@@ -8,6 +8,7 @@
  *   renamer <dir> <rounds> <from> <to>                    rename back and forth (even rounds)
  *   ackloop <dir> <tag>                                   commit forever; print "ack <i>" as each resolves
  *   pause <dir> <beforeFsync|midAppend>                   hold the writer lock, then freeze at that step
+ *   snapshot <dir>                                        hold a snapshot; print "pinned <v>"; on "read" print its value of ns/"k"
  *
  * Prints "ready" once open, "done <json>" at the end.
  */
@@ -115,6 +116,13 @@ async function run(): Promise<void> {
       acked++;
       await new Promise((r) => setTimeout(r, 2));
     }
+  } else if (mode === "snapshot") {
+    const snap = await db.snapshot();
+    say(`pinned ${snap.version}`);
+    for await (const line of stdinLines()) {
+      if (line === "read") say(`value ${JSON.stringify(await snap.get("ns", "k"))}`);
+    }
+    snap.release();
   } else if (mode === "ackloop") {
     const tag = rest[0]!;
     for (let i = 0; ; i++) {

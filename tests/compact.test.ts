@@ -1,0 +1,113 @@
+/** Compaction, pins, check(): on this runtime's real adapter (two handles act as two processes). */
+import * as fs from "node:fs";
+import { assert, runtime, tempDir, test } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+
+const R = `[${runtime}]`;
+const storeBytes = (dir: string) => fs.readdirSync(dir).filter((f) => f.startsWith("seg-") || f.startsWith("ckpt-")).reduce((a, f) => a + fs.statSync(`${dir}/${f}`).size, 0);
+
+test(`${R} a snapshot held by one process keeps its values while another updates and compacts; after release compaction reclaims them`, async () => {
+  const dir = tempDir("cmp");
+  const small = { segmentBytes: 2048, autoCompactBytes: 0 };
+  const reader = await open(dir, { namespaces: ["ns"], ...small });
+  const writer = await open(dir, small);
+  for (let i = 0; i < 10; i++) await writer.set("ns", i, 0);
+  const snap = await reader.snapshot();
+  for (let round = 1; round <= 30; round++) for (let i = 0; i < 10; i++) await writer.set("ns", i, round);
+  const held = await writer.compact();
+  assert.equal(held.minPinnedVersion, snap.version, "compaction honours the reader's pin");
+  for (let i = 0; i < 10; i++) assert.equal(await snap.get("ns", i), 0, "the snapshot still reads its version");
+  for (let i = 0; i < 10; i++) assert.equal(await reader.get("ns", i), 30);
+  const before = storeBytes(dir);
+  snap.release();
+  await reader.get("ns", 0); // the reader's pin moves to its head
+  const freed = await writer.compact();
+  assert.ok(freed.segmentsFolded > 0, "nothing was folded after the pin went");
+  assert.ok(freed.minPinnedVersion > snap.version);
+  assert.ok(storeBytes(dir) < before, `store did not shrink: ${before} → ${storeBytes(dir)}`);
+  assert.equal(fs.readdirSync(dir).filter((f) => f.startsWith("ckpt-")).length, 1);
+  // Both handles, and a fresh one that loads the checkpoint, read the same state and versions.
+  const fresh = await open(dir);
+  for (let i = 0; i < 10; i++) {
+    const [a, b, c] = [await reader.getEntry("ns", i), await writer.getEntry("ns", i), await fresh.getEntry("ns", i)];
+    assert.deepEqual(a, b);
+    assert.deepEqual(b, c);
+  }
+  assert.deepEqual(await fresh.check(), { ok: true, problems: [], records: (await fresh.check()).records, bytes: (await fresh.check()).bytes });
+  await fresh.close();
+  await reader.close();
+  await writer.close();
+});
+
+test(`${R} under a steady update load with automatic compaction the store stops growing, and memory stays bounded`, async () => {
+  const dir = tempDir("steady");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 8192, autoCompactBytes: 32768, durability: "none" });
+  const sizes: number[] = [];
+  for (let round = 0; round < 24; round++) {
+    for (let j = 0; j < 100; j++) await db.transaction((tx) => { for (let k = 0; k < 5; k++) tx.set("ns", (j * 5 + k) % 100, { round, pad: "x".repeat(40) }); });
+    sizes.push(storeBytes(dir));
+  }
+  await db.close(); // waits for a running automatic compaction
+  const early = Math.max(...sizes.slice(4, 8));
+  const late = Math.max(...sizes.slice(20));
+  assert.ok(late <= early * 1.5, `store kept growing: ${sizes.join(", ")}`);
+  const again = await open(dir);
+  const s = again.stats();
+  assert.ok(s.checkpointVersion > 0n, "automatic compaction ran");
+  assert.ok(s.versionsHeld <= 100 * 40, `index holds ${s.versionsHeld} versions for 100 keys`);
+  assert.equal((await again.check()).ok, true);
+  await again.close();
+});
+
+test(`${R} check() and reads report a bit flip in a checkpoint or a segment as CORRUPTION, never wrong data`, async () => {
+  const dir = tempDir("flip");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+  for (let i = 0; i < 60; i++) await db.set("ns", i % 20, "value-" + i);
+  await db.compact();
+  assert.equal((await db.check()).ok, true);
+  const ckpt = fs.readdirSync(dir).find((f) => f.startsWith("ckpt-"))!;
+  const bytes = fs.readFileSync(`${dir}/${ckpt}`);
+  const at = bytes.length - 5;
+  bytes[at] = bytes[at]! ^ 0x01;
+  fs.writeFileSync(`${dir}/${ckpt}`, bytes);
+  const report = await db.check();
+  assert.equal(report.ok, false);
+  assert.ok(report.problems.some((p) => p.file.endsWith(ckpt) && typeof p.offset === "number"), JSON.stringify(report.problems));
+  await assert.rejects(open(dir), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && String(e.details?.file).endsWith(ckpt));
+  for (let i = 0; i < 20; i++) assert.equal(await db.get("ns", i), "value-" + (40 + i), "the open handle never returns wrong data");
+  bytes[at] = bytes[at]! ^ 0x01;
+  fs.writeFileSync(`${dir}/${ckpt}`, bytes);
+  const seg = fs.readdirSync(dir).filter((f) => f.startsWith("seg-")).sort()[0]!;
+  const sb = fs.readFileSync(`${dir}/${seg}`);
+  if (sb.length > 20) {
+    sb[12] = sb[12]! ^ 0x10;
+    fs.writeFileSync(`${dir}/${seg}`, sb);
+    const r2 = await db.check();
+    assert.ok(r2.problems.some((p) => p.file.endsWith(seg)), JSON.stringify(r2.problems));
+    await assert.rejects(open(dir), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION");
+  }
+  await db.close();
+});
+
+test(`${R} watch fromVersion older than the checkpoint is refused with WATCH_OVERFLOW; stats show pins and leases`, async () => {
+  const dir = tempDir("wc");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 0 });
+  const v1 = (await db.set("ns", "a", 1)).version;
+  for (let i = 0; i < 40; i++) await db.set("ns", "a", i);
+  await db.compact();
+  assert.ok(db.stats().checkpointVersion > v1);
+  assert.throws(() => db.watch("ns", { keys: ["a"] }, { fromVersion: v1 }), (e: unknown) => e instanceof TxtDbError && e.code === "WATCH_OVERFLOW");
+  const tx = await db.begin();
+  const s = db.stats();
+  assert.equal(s.openTransactions, 1);
+  assert.equal(s.oldestPinVersion, tx.readVersion);
+  tx.rollback();
+  assert.equal(db.stats().openTransactions, 0);
+  const other = await open(dir);
+  const procs = db.processes();
+  assert.equal(procs.length, 2);
+  assert.equal(procs.filter((p) => p.self).length, 1);
+  await other.close();
+  assert.equal(db.processes().length, 1, "a closed handle's lease is gone");
+  await db.close();
+});

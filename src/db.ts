@@ -35,6 +35,7 @@ import { isLeaseFile, leaseOwnerAlive, ProcessLease, readLeaseInfo, readLeasePin
 import type { Manifest } from "./log.ts";
 import { checkStore } from "./check.ts";
 import type { CheckReport } from "./check.ts";
+import { Histogram, renderPrometheus } from "./metrics.ts";
 import type { WatchEvent } from "./watch.ts";
 import { encodePrefix, PREFIX_END } from "./keys.ts";
 
@@ -105,8 +106,31 @@ export interface TransactionOptions {
 }
 
 /** Counters and figures of one open database (a plain object). */
+/** A latency or size distribution in stats(): percentiles from a fixed-size histogram. */
+export interface Distribution {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
 export interface Stats {
   runtime: string;
+  durability: Durability;
+  reads: number;
+  /** From submit to resolve, in µs. */
+  commitLatencyUs: Distribution;
+  /** Waits for the writer lock, in µs. */
+  lockWaitUs: Distribution;
+  fsyncUs: Distribution;
+  /** Transactions per group commit. */
+  batchSize: Distribution;
+  checkpointBytes: number;
+  /** Processes with a live lease on this store (this one included). */
+  liveLeases: number;
+  /** Keys held in this process's index (every value is in memory). */
+  keysInMemory: number;
   path: string;
   version: bigint;
   commits: number;
@@ -224,7 +248,11 @@ export class Database implements TxHost {
   readonly #autoCompactBytes: number;
   #autoCompacting: Promise<unknown> | undefined;
   #compactions = 0;
-  readonly #counters = { commits: 0, conflicts: 0, retries: 0, batches: 0, batchSizeMax: 0, fsyncs: 0, recordsRead: 0, keysWritten: 0 };
+  readonly #commitLatencyUs = new Histogram();
+  readonly #lockWaitUs = new Histogram();
+  readonly #batchSizes = new Histogram();
+  readonly #fsyncUs = new Histogram();
+  readonly #counters = { reads: 0, commits: 0, conflicts: 0, retries: 0, batches: 0, batchSizeMax: 0, fsyncs: 0, recordsRead: 0, keysWritten: 0 };
 
   /** Use {@link open}. */
   constructor(path: string, platform: Platform, options: OpenOptions) {
@@ -240,6 +268,7 @@ export class Database implements TxHost {
     const mode = options.mode ?? 0o600;
     this.#log = new Log(platform, this.path, mode, this.readOnly);
     this.#lock = new FileLock(platform, `${this.path}/writer.lock`, mode);
+    this.#lock.onWait = (ms) => this.#lockWaitUs.record(ms * 1000);
     this.#durability = options.durability ?? "full";
     this.#isolation = options.isolation ?? "serializable";
     this.#relaxedSyncMs = options.relaxedSyncMs ?? 50;
@@ -533,7 +562,13 @@ export class Database implements TxHost {
   #syncSegment(seg: number): void {
     const f = this.#log.segment(seg);
     if (!f) return;
+    this.#datasync(f);
+  }
+
+  #datasync(f: { datasync(): void }): void {
+    const t0 = this.platform.monotonicMs();
     f.datasync();
+    this.#fsyncUs.record((this.platform.monotonicMs() - t0) * 1000);
     this.#counters.fsyncs++;
   }
 
@@ -548,8 +583,13 @@ export class Database implements TxHost {
   commit(state: TxState): Promise<number> {
     this.ensureOpen();
     if (this.readOnly) return Promise.reject(new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true"));
+    const t0 = this.platform.monotonicMs();
     return new Promise<number>((resolve, reject) => {
-      this.#queue.push({ state, resolve, reject });
+      const done = (tsn: number) => {
+        this.#commitLatencyUs.record((this.platform.monotonicMs() - t0) * 1000);
+        resolve(tsn);
+      };
+      this.#queue.push({ state, resolve: done, reject });
       this.#committing ??= this.#runCommits().finally(() => (this.#committing = undefined));
     });
   }
@@ -642,8 +682,7 @@ export class Database implements TxHost {
       if (wroteAt !== at) throw new Error(`txtdb internal assertion failed: log end ${wroteAt} is not the read position ${at}`);
       const end = { seg, off: at + data.length };
       if (this.#durability === "full") {
-        file.datasync();
-        this.#counters.fsyncs++;
+        this.#datasync(file);
         this.#durablePos = end;
       }
       this.#readPos = end;
@@ -665,6 +704,7 @@ export class Database implements TxHost {
     this.#counters.batches++;
     this.#counters.commits += frames.length;
     this.#counters.batchSizeMax = Math.max(this.#counters.batchSizeMax, frames.length);
+    this.#batchSizes.record(frames.length);
     for (const a of applied) this.#counters.keysWritten += a.record.writes.length;
     if (this.#durability === "relaxed") this.#scheduleRelaxedSync();
     this.#publishPin();
@@ -729,6 +769,7 @@ export class Database implements TxHost {
 
   #reader(): DbReader {
     this.ensureOpen();
+    this.#counters.reads++;
     this.#refresh();
     return new DbReader(this, this.#visibleTsn);
   }
@@ -1080,11 +1121,67 @@ export class Database implements TxHost {
 
   // --- observability ---
 
+  /**
+   * The same figures as stats() in the Prometheus text exposition format.
+   *
+   * @example
+   * ```ts
+   * server.get("/metrics", () => new Response(db.metrics()));
+   * ```
+   */
+  metrics(): string {
+    const s = this.stats();
+    const c = (name: string, help: string, value: number) => ({ name: `txtdb_${name}`, help, type: "counter" as const, value });
+    const g = (name: string, help: string, value: number) => ({ name: `txtdb_${name}`, help, type: "gauge" as const, value });
+    return renderPrometheus([
+      c("commits_total", "Transactions committed by this process.", s.commits),
+      c("conflicts_total", "Commits rejected with CONFLICT.", s.conflicts),
+      c("retries_total", "Transaction reruns after CONFLICT.", s.retries),
+      c("group_commits_total", "Group commits (one lock, one append, one sync each).", s.batches),
+      c("fsyncs_total", "fdatasync calls on log segments.", s.fsyncs),
+      c("reads_total", "Reads on the database handle.", s.reads),
+      c("records_read_total", "Log records applied from other processes and at open.", s.recordsRead),
+      c("compactions_total", "Compactions run by this process.", s.compactions),
+      g("version", "Newest committed version this process has seen.", Number(s.version)),
+      g("log_bytes", "Bytes in live log segments.", s.logBytes),
+      g("checkpoint_bytes", "Bytes in the current checkpoint.", s.checkpointBytes),
+      g("live_leases", "Processes with a live lease on the store.", s.liveLeases),
+      g("keys_in_memory", "Keys in this process's index.", s.keysInMemory),
+      g("versions_in_memory", "Versions in this process's index.", s.versionsHeld),
+      g("open_snapshots", "Open snapshots.", s.openSnapshots),
+      g("open_transactions", "Open transactions.", s.openTransactions),
+      g("oldest_pin_age_seconds", "Age of the oldest open snapshot or transaction.", s.oldestPinAgeMs / 1000),
+      g("watchers", "Open watchers.", s.watchers),
+      { name: "txtdb_commit_latency_seconds", help: "Commit latency, submit to resolve.", type: "summary", histogram: this.#commitLatencyUs, scale: 1e-6 },
+      { name: "txtdb_lock_wait_seconds", help: "Writer-lock waits.", type: "summary", histogram: this.#lockWaitUs, scale: 1e-6 },
+      { name: "txtdb_fsync_seconds", help: "fdatasync durations.", type: "summary", histogram: this.#fsyncUs, scale: 1e-6 },
+      { name: "txtdb_group_commit_size", help: "Transactions per group commit.", type: "summary", histogram: this.#batchSizes },
+    ], { store: this.path, runtime: this.platform.runtime });
+  }
+
   /** Counters and figures of this process's view of the store. */
   stats(): Stats {
+    this.ensureOpen();
     let logBytes = 0;
-    for (const n of this.#log.listSegments()) logBytes += this.#log.segment(n)?.size() ?? 0;
+    for (const n of this.#log.listSegments()) if (n >= this.#firstSegment) logBytes += this.#log.segment(n)?.size() ?? 0;
+    const checkpointBytes = this.#manifest.checkpoint ? this.platform.stat(`${this.path}/${this.#manifest.checkpoint}`)?.size ?? 0 : 0;
+    let liveLeases = 0;
+    try {
+      for (const name of this.platform.readdir(`${this.path}/leases`)) {
+        if (isLeaseFile(name) && leaseOwnerAlive(this.platform, `${this.path}/leases/${name}`)) liveLeases++;
+      }
+    } catch {
+      // no leases directory (a read-only store)
+    }
     return {
+      durability: this.#durability,
+      commitLatencyUs: this.#commitLatencyUs.summary(),
+      lockWaitUs: this.#lockWaitUs.summary(),
+      fsyncUs: this.#fsyncUs.summary(),
+      batchSize: this.#batchSizes.summary(),
+      checkpointBytes,
+      liveLeases,
+      keysInMemory: this.index.keyCountAll(),
       runtime: this.platform.runtime,
       path: this.path,
       version: BigInt(this.#visibleTsn),

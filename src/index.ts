@@ -326,6 +326,13 @@ export class Index {
     return dropped;
   }
 
+  /** Keys (live or deleted) across all namespaces held in memory. */
+  keyCountAll(): number {
+    let n = 0;
+    for (const space of this.#spaces.values()) n += space.chains.size;
+    return n;
+  }
+
   /** Number of keys (live or deleted) in a namespace id. */
   keyCount(nsId: number): number {
     return this.#spaces.get(nsId)?.chains.size ?? 0;

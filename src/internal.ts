@@ -15,3 +15,4 @@ export * from "./crc32c.ts";
 export * from "./record.ts";
 export * from "./log.ts";
 export { Index, Chain, lowerBound } from "./index.ts";
+export * from "./metrics.ts";

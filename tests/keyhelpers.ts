@@ -16,3 +16,4 @@ export class SeededRandomForKeys extends SeededRandom {
     return Array.from({ length: 1 + this.int(3) }, () => this.part());
   }
 }
+export { Histogram } from "txtdb/internal";

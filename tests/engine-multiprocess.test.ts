@@ -182,3 +182,17 @@ if (canSpawn) {
     });
   }
 }
+
+if (canSpawn) {
+  const { startWorker } = await import("./procs.ts");
+  test(`[${runtime}] watch: Deno and Bun watcher processes see a Node writer's and each other's runtimes' commits in order`, async () => {
+    const dir = tempDir("watch3");
+    (await open(dir, { namespaces: ["ns"] })).close();
+    const watchers = [startWorker("deno", "dbworker", ["watchcount", dir, "40"]), startWorker("bun", "dbworker", ["watchcount", dir, "40"]), startWorker("node", "dbworker", ["watchcount", dir, "40"])];
+    await Promise.all(watchers.map((w) => w.waitFor("watching")));
+    const writers = [startWorker("node", "dbworker", ["ackloop", dir, "n"]), startWorker("bun", "dbworker", ["ackloop", dir, "b"]), startWorker("deno", "dbworker", ["ackloop", dir, "d"])];
+    const lines = await Promise.all(watchers.map((w) => w.waitFor("watched", 30_000)));
+    for (const w of writers) w.kill9();
+    for (const l of lines) assert.match(l, /^watched \d+ in order$/);
+  });
+}

@@ -3,7 +3,7 @@
 // on one machine; prints a markdown table with txtdb÷peer ratios and writes JSON to
 // bench-results/. `--quick` uses small sizes (under a minute); `--smoke` (used by the
 // test command) uses tiny ones and checks only that every workload ran.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, writeFileSync, openSync, writeSync, fdatasyncSync, closeSync, rmSync } from "node:fs";
 import { build } from "esbuild";
 
@@ -24,12 +24,94 @@ function fsyncCostUs() {
   return Math.round(us);
 }
 
-await build({ entryPoints: ["scripts/bench/txtdb.ts"], outfile: ".build-bench/txtdb.js", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
+await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
 
 function runJson(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}): ${r.stderr.slice(-2000)}`);
   return JSON.parse(r.stdout.trim().split("\n").at(-1));
+}
+
+/** Runs `procs` worker processes at once and returns their JSON results. */
+function runParallel(specs) {
+  return Promise.all(specs.map(([cmd, args]) => new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").at(-1))) : reject(new Error(`${cmd} ${args.join(" ")} exited ${code}`))));
+  })));
+}
+
+const txtdbCmd = {
+  node: (a) => [process.execPath, [".build-bench/mp-txtdb.js", ...a]],
+  deno: (a) => ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/bench/mp-txtdb.ts", ...a]],
+  bun: (a) => ["node_modules/.bin/bun", ["scripts/bench/mp-txtdb.ts", ...a]],
+};
+
+async function multiProcess() {
+  const rows = [];
+  const { open } = await import("txtdb");
+  let Database;
+  try { Database = (await import("better-sqlite3")).default; } catch { /* peer unavailable */ }
+  const per = Math.max(20, Math.round(2000 * scale));
+  for (const procs of [1, 2, 4]) {
+    // W3 on txtdb (Node processes), verified.
+    const path = `${dir}/w3-${procs}`;
+    const db = await open(path, { namespaces: ["b"] });
+    const res = await runParallel(Array.from({ length: procs }, () => txtdbCmd.node(["w3", path, String(per)])));
+    let sum = 0;
+    for await (const e of db.list("b", { prefix: [] })) sum += e.value;
+    await db.close();
+    if (sum !== procs * per) throw new Error(`W3 txtdb ${procs} processes: counters sum to ${sum}, acknowledged ${procs * per}: LOST UPDATES`);
+    const ms = Math.max(...res.map((r) => r.ms));
+    const lockP99 = Math.max(...res.map((r) => r.lockWaitUs.p99));
+    const lockP50 = Math.max(...res.map((r) => r.lockWaitUs.p50));
+    const gap = Math.max(...res.map((r) => r.worstGapMs));
+    rows.push({ workload: `W3 increments, ${procs} process${procs > 1 ? "es" : ""}`, engine: "txtdb", runtime: "node", ops: procs * per, opsPerSec: Math.round((procs * per) / (ms / 1000)), note: `verified; commit-lock wait p50 ${Math.round(lockP50)} µs, p99 ${Math.round(lockP99)} µs; worst 1 ms-heartbeat gap ${gap.toFixed(1)} ms` });
+    if (Database) {
+      const file = `${dir}/w3-${procs}.sqlite`;
+      const s = new Database(file);
+      s.pragma("journal_mode = WAL");
+      s.exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)");
+      s.close();
+      const r2 = await runParallel(Array.from({ length: procs }, () => [process.execPath, ["scripts/bench/mp-sqlite.mjs", "w3", file, String(per)]]));
+      const v = new Database(file);
+      const total = v.prepare("SELECT COALESCE(SUM(v), 0) AS t FROM kv").get().t;
+      v.close();
+      if (total !== procs * per) throw new Error(`W3 sqlite ${procs} processes: sum ${total}, expected ${procs * per}`);
+      const ms2 = Math.max(...r2.map((r) => r.ms));
+      rows.push({ workload: `W3 increments, ${procs} process${procs > 1 ? "es" : ""}`, engine: "better-sqlite3", runtime: "node", ops: procs * per, opsPerSec: Math.round((procs * per) / (ms2 / 1000)), note: "verified" });
+    }
+  }
+  // W6: bank transfers, 4 processes of mixed runtimes for txtdb.
+  {
+    const path = `${dir}/w6`;
+    const db = await open(path, { namespaces: ["b"] });
+    await db.transaction((tx) => { for (let i = 0; i < 100; i++) tx.set("b", ["acct", i], 1000); });
+    const res = await runParallel([txtdbCmd.node(["w6", path, String(per)]), txtdbCmd.deno(["w6", path, String(per)]), txtdbCmd.bun(["w6", path, String(per)]), txtdbCmd.node(["w6", path, String(per)])]);
+    let total = 0;
+    for await (const e of db.list("b", { prefix: ["acct"] })) total += e.value;
+    await db.close();
+    if (total !== 100_000) throw new Error(`W6 txtdb: total ${total}, expected 100000`);
+    const ms = Math.max(...res.map((r) => r.ms));
+    rows.push({ workload: "W6 bank transfers, 4 processes", engine: "txtdb", runtime: "node+deno+bun+node", ops: 4 * per, opsPerSec: Math.round((4 * per) / (ms / 1000)), note: `total verified; ${res.reduce((a, r) => a + r.conflicts, 0)} conflicts` });
+    if (Database) {
+      const file = `${dir}/w6.sqlite`;
+      const s = new Database(file);
+      s.pragma("journal_mode = WAL");
+      s.exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)");
+      const ins = s.prepare("INSERT INTO kv (k, v) VALUES (?, 1000)");
+      for (let i = 0; i < 100; i++) ins.run(1e6 + i);
+      s.close();
+      const r2 = await runParallel(Array.from({ length: 4 }, () => [process.execPath, ["scripts/bench/mp-sqlite.mjs", "w6", file, String(per)]]));
+      const v = new Database(file);
+      const t2 = v.prepare("SELECT SUM(v) AS t FROM kv").get().t;
+      v.close();
+      if (t2 !== 100_000) throw new Error(`W6 sqlite: total ${t2}`);
+      rows.push({ workload: "W6 bank transfers, 4 processes", engine: "better-sqlite3", runtime: "node", ops: 4 * per, opsPerSec: Math.round((4 * per) / (Math.max(...r2.map((r) => r.ms)) / 1000)), note: "total verified" });
+    }
+  }
+  return rows;
 }
 
 const fsyncUs = fsyncCostUs();
@@ -38,6 +120,8 @@ const results = [
   ...runJson("node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/bench/txtdb.ts", dir, String(scale)]),
   ...runJson("node_modules/.bin/bun", ["scripts/bench/txtdb.ts", dir, String(scale)]),
   ...runJson(process.execPath, ["scripts/bench/peers.mjs", dir, String(scale)]),
+  ...(await multiProcess()),
+  ...runJson(process.execPath, ["--expose-gc", ".build-bench/extras.js", dir, String(smoke ? 0.002 : scale)]),
 ];
 rmSync(dir, { recursive: true, force: true });
 
@@ -51,7 +135,7 @@ const lines = [
 ];
 for (const w of workloads) {
   const rows = results.filter((r) => r.workload === w);
-  const mine = rows.find((r) => r.engine === "txtdb" && r.runtime === "node");
+  const mine = rows.find((r) => r.engine === "txtdb" && r.runtime.startsWith("node"));
   for (const r of rows) {
     const ratio = mine && r !== mine && r.opsPerSec ? (mine.opsPerSec / r.opsPerSec).toFixed(2) + "×" : "";
     lines.push(`| ${w} | ${r.engine} | ${r.runtime} | ${fmt(r.opsPerSec)} | ${fmt(r.p50us)} | ${fmt(r.p99us)} | ${ratio} | ${r.note ?? ""} |`);

@@ -8,6 +8,7 @@
  *   renamer <dir> <rounds> <from> <to>                    rename back and forth (even rounds)
  *   ackloop <dir> <tag>                                   commit forever; print "ack <i>" as each resolves
  *   pause <dir> <beforeFsync|midAppend>                   hold the writer lock, then freeze at that step
+ *   watchcount <dir> <n>                                  watch ns/["ack", ...]; print "watched <n> in order"
  *   snapshot <dir>                                        hold a snapshot; print "pinned <v>"; on "read" print its value of ns/"k"
  *
  * Prints "ready" once open, "done <json>" at the end.
@@ -123,6 +124,26 @@ async function run(): Promise<void> {
       if (line === "read") say(`value ${JSON.stringify(await snap.get("ns", "k"))}`);
     }
     snap.release();
+  } else if (mode === "watchcount") {
+    // Watch the ackloop writers' keys; check order per writer; print "watched <n> in order".
+    const n = Number(rest[0]);
+    const it = db.watch("ns", { prefix: ["ack"] });
+    say("watching");
+    const next = new Map<string, number>();
+    let seen = 0;
+    let last = 0n;
+    for await (const e of it) {
+      if (e.version <= last) throw new Error("versions out of order");
+      last = e.version;
+      for (const c of e.changes) {
+        const [, tag, i] = c.key as [string, string, number];
+        if (i !== (next.get(tag) ?? 0)) throw new Error(`${tag}: got ${i}, expected ${next.get(tag) ?? 0}`);
+        next.set(tag, i + 1);
+        seen++;
+      }
+      if (seen >= n) break;
+    }
+    say(`watched ${seen} in order`);
   } else if (mode === "ackloop") {
     const tag = rest[0]!;
     for (let i = 0; ; i++) {

@@ -1,0 +1,35 @@
+// One better-sqlite3 bench process: WAL, synchronous=FULL, BEGIN IMMEDIATE, busy timeout,
+// and a retry on SQLITE_BUSY. Usage: mp-sqlite.mjs <w3|w6> <file> <n> [keys]
+import { createRequire } from "node:module";
+const require = createRequire(import.meta.url);
+const Database = require("better-sqlite3");
+const [mode, file, nArg, keysArg] = process.argv.slice(2);
+const n = Number(nArg), keys = Number(keysArg ?? 1000);
+const db = new Database(file, { timeout: 10000 });
+db.pragma("journal_mode = WAL");
+db.pragma("synchronous = FULL");
+const get = db.prepare("SELECT v FROM kv WHERE k = ?");
+const put = db.prepare("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)");
+const tx = (fn) => {
+  for (;;) {
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      try { fn(); db.exec("COMMIT"); return; } catch (e) { db.exec("ROLLBACK"); throw e; }
+    } catch (e) {
+      if (e.code !== "SQLITE_BUSY") throw e;
+    }
+  }
+};
+const t0 = performance.now();
+for (let i = 0; i < n; i++) {
+  if (mode === "w3") {
+    const k = Math.floor(Math.random() * keys);
+    tx(() => put.run(k, (get.get(k)?.v ?? 0) + 1));
+  } else {
+    const from = Math.floor(Math.random() * 100);
+    const to = (from + 1 + Math.floor(Math.random() * 99)) % 100;
+    tx(() => { put.run(1e6 + from, get.get(1e6 + from).v - 1); put.run(1e6 + to, get.get(1e6 + to).v + 1); });
+  }
+}
+console.log(JSON.stringify({ runtime: "node", ops: n, ms: performance.now() - t0 }));
+db.close();

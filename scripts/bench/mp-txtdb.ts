@@ -1,0 +1,57 @@
+/**
+ * One txtdb bench process (any runtime). Usage: mp-txtdb.ts <mode> <dir> <n> [keys]
+ *   w3  n read-modify-write increments on `keys` keys (serializable, retried)
+ *   w6  n bank transfers among 100 accounts (serializable, retried)
+ *   watchwriter n  commits carrying their wall-clock send time, one every 2 ms
+ * Prints one JSON line: runtime, ops, ms, lock-wait and commit percentiles, worst
+ * event-loop gap seen by a 1 ms heartbeat timer.
+ */
+import { open, detectRuntime } from "txtdb";
+
+type G = { Deno?: { args: string[] }; process?: { argv: string[] } };
+const g = globalThis as unknown as G;
+const [mode, dir, nArg, keysArg] = g.Deno ? g.Deno.args : g.process!.argv.slice(2);
+const n = Number(nArg);
+const keys = Number(keysArg ?? 1000);
+const db = await open(dir!);
+const now = () => performance.timeOrigin + performance.now();
+let worstGapMs = 0;
+let last = performance.now();
+const heartbeat = setInterval(() => {
+  const t = performance.now();
+  worstGapMs = Math.max(worstGapMs, t - last);
+  last = t;
+}, 1);
+const t0 = performance.now();
+const IN_FLIGHT = 4;
+let next = 0;
+if (mode === "w3" || mode === "w6") {
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (next < n) {
+      next++;
+      if (mode === "w3") {
+        const k = Math.floor(Math.random() * keys);
+        await db.transaction(async (tx) => tx.set("b", k, ((await tx.get<number>("b", k)) ?? 0) + 1), { maxRetries: 100_000 });
+      } else {
+        const from = Math.floor(Math.random() * 100);
+        const to = (from + 1 + Math.floor(Math.random() * 99)) % 100;
+        await db.transaction(async (tx) => {
+          const a = (await tx.get<number>("b", ["acct", from]))!;
+          const b = (await tx.get<number>("b", ["acct", to]))!;
+          tx.set("b", ["acct", from], a - 1);
+          tx.set("b", ["acct", to], b + 1);
+        }, { maxRetries: 100_000 });
+      }
+    }
+  }));
+} else if (mode === "watchwriter") {
+  for (let i = 0; i < n; i++) {
+    await db.set("b", "ping", { i, sentAt: now() });
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+const ms = performance.now() - t0;
+clearInterval(heartbeat);
+const s = db.stats();
+console.log(JSON.stringify({ runtime: detectRuntime(), ops: n, ms, lockWaitUs: s.lockWaitUs, commitLatencyUs: s.commitLatencyUs, conflicts: s.conflicts, retries: s.retries, worstGapMs }));
+await db.close();

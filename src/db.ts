@@ -78,6 +78,11 @@ export interface OpenOptions {
   watchPollMs?: number;
   /** Compact automatically once sealed log segments exceed this many bytes (default 256 MiB; 0: never). */
   autoCompactBytes?: number;
+  /**
+   * A snapshot or transaction unused for this long is released with a warning, so a leaked
+   * one cannot pin old versions forever (default 10 minutes; 0: never).
+   */
+  maxIdleMs?: number;
 }
 
 /** What one compaction did. */
@@ -172,7 +177,7 @@ function checkOptions(o: OpenOptions): void {
   };
   oneOf("durability", o.durability, ["full", "relaxed", "none"]);
   oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
-  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "mode", "maxWatchers", "watchBufferMax", "watchPollMs", "autoCompactBytes"] as const) {
+  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "mode", "maxWatchers", "watchBufferMax", "watchPollMs", "autoCompactBytes", "maxIdleMs"] as const) {
     const v = o[name];
     if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) {
       throw invalidArg(`Option ${name} must be a non-negative number; got ${JSON.stringify(v)}`);
@@ -242,7 +247,9 @@ export class Database implements TxHost {
   #manifest: Manifest = { format: FORMAT_VERSION, createdAtMs: 0 };
   #lease: ProcessLease | undefined;
   #publishedPin = -1;
-  readonly #pins = new Map<number, { version: number; sinceMs: number; kind: string }>();
+  readonly #pins = new Map<number, { version: number; sinceMs: number; usedMs: number; kind: string; expire: (idleMs: number) => void }>();
+  readonly #maxIdleMs: number;
+  #idleSweep: ReturnType<typeof setInterval> | undefined;
   #nextPinId = 1;
   readonly #segLastTsn = new Map<number, number>();
   readonly #autoCompactBytes: number;
@@ -275,6 +282,7 @@ export class Database implements TxHost {
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
     this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
     this.#autoCompactBytes = options.autoCompactBytes ?? 256 * 1024 * 1024;
+    this.#maxIdleMs = options.maxIdleMs ?? 10 * 60 * 1000;
     this.#watchHub = new WatchHub({
       log: this.#log,
       logStart: () => ({ seg: this.#firstSegment, off: 0 }),
@@ -436,14 +444,48 @@ export class Database implements TxHost {
     }
   }
 
-  /** @internal Registers a pinned read version; the returned function releases it. */
-  pin(version: number, kind: string): () => void {
+  /**
+   * @internal Registers a pinned read version. Returns the release, and `touch` to call
+   * on each use; `expire` is called if it stays unused past maxIdleMs.
+   */
+  pin(version: number, kind: string, expire: (idleMs: number) => void = () => {}): { release: () => void; touch: () => void } {
     const id = this.#nextPinId++;
-    this.#pins.set(id, { version, sinceMs: this.platform.monotonicMs(), kind });
+    const now = this.platform.monotonicMs();
+    const entry = { version, sinceMs: now, usedMs: now, kind, expire };
+    this.#pins.set(id, entry);
     this.#publishPin();
-    return () => {
-      if (this.#pins.delete(id) && !this.#closed) this.#publishPin();
+    this.#startIdleSweep();
+    return {
+      release: () => {
+        if (this.#pins.delete(id) && !this.#closed) this.#publishPin();
+        if (this.#pins.size === 0) this.#stopIdleSweep();
+      },
+      touch: () => void (entry.usedMs = this.platform.monotonicMs()),
     };
+  }
+
+  #startIdleSweep(): void {
+    if (this.#maxIdleMs <= 0 || this.#idleSweep !== undefined) return;
+    this.#idleSweep = setInterval(() => this.#sweepIdle(), Math.max(5, Math.min(10_000, this.#maxIdleMs / 4)));
+  }
+
+  #stopIdleSweep(): void {
+    if (this.#idleSweep !== undefined) clearInterval(this.#idleSweep);
+    this.#idleSweep = undefined;
+  }
+
+  /** Releases snapshots and transactions left unused past maxIdleMs (bounded pins). */
+  #sweepIdle(): void {
+    const now = this.platform.monotonicMs();
+    for (const [id, p] of [...this.#pins]) {
+      const idle = now - p.usedMs;
+      if (idle < this.#maxIdleMs) continue;
+      this.#pins.delete(id);
+      console.warn(`txtdb: released a ${p.kind} of "${this.path}" at version ${p.version} after ${Math.round(idle)} ms unused (maxIdleMs ${this.#maxIdleMs}); release snapshots and finish transactions when done`);
+      p.expire(idle);
+    }
+    if (this.#pins.size === 0) this.#stopIdleSweep();
+    if (!this.#closed) this.#publishPin();
   }
 
   /** Every live process's lease: pins and diagnostics; dead ones are reclaimed (removed). */
@@ -742,6 +784,7 @@ export class Database implements TxHost {
       await this.#autoCompacting?.catch(() => {});
     }
     this.#closed = true;
+    this.#stopIdleSweep();
     this.#watchHub.closeAll();
     if (this.#relaxedTimer !== undefined) {
       clearTimeout(this.#relaxedTimer);
@@ -919,8 +962,10 @@ export class Database implements TxHost {
       this.ensureOpen();
       this.#refresh();
       const v = this.#visibleTsn;
-      const unpin = this.pin(v, "snapshot");
-      return Promise.resolve(new Snapshot(this, v, unpin));
+      let snap: Snapshot | undefined;
+      const { release, touch } = this.pin(v, "snapshot", (idleMs) => snap?.expire(idleMs, this.#maxIdleMs));
+      snap = new Snapshot(this, v, release, touch);
+      return Promise.resolve(snap);
     } catch (e) {
       return Promise.reject(e);
     }

@@ -267,8 +267,8 @@ export abstract class SnapshotReader {
 export interface TxHost extends ReadContext {
   commit(state: TxState, signal?: AbortSignal, deadlineMs?: number): Promise<number>;
   readOnly: boolean;
-  /** Pins a read version (so compaction keeps it); returns the release. */
-  pin(version: number, kind: string): () => void;
+  /** Pins a read version (so compaction keeps it); `expire` runs if it idles past maxIdleMs. */
+  pin(version: number, kind: string, expire?: (idleMs: number) => void): { release: () => void; touch: () => void };
 }
 
 /** Releases the pin of a transaction that was dropped without commit() or rollback(). */
@@ -291,6 +291,8 @@ export class Transaction extends SnapshotReader {
   #finished: "committed" | "rolled back" | undefined;
   #committing = false;
   readonly #unpin: () => void;
+  readonly #touch: () => void;
+  #expiredMs: number | undefined;
   /** Set by db.transaction() so a timed-out run cannot commit later. */
   signal: AbortSignal | undefined;
   deadlineMs: number | undefined;
@@ -299,8 +301,21 @@ export class Transaction extends SnapshotReader {
     super(host, readVersion);
     this.#host = host;
     this.#state = newTxState(readVersion, isolation, false);
-    this.#unpin = host.pin(readVersion, "transaction");
-    leakedPins.register(this, this.#unpin, this);
+    const ref = new WeakRef(this);
+    const { release, touch } = host.pin(readVersion, "transaction", (idleMs) => {
+      const tx = ref.deref();
+      if (tx) tx.#expire(idleMs);
+    });
+    this.#unpin = release;
+    this.#touch = touch;
+    leakedPins.register(this, release, this);
+  }
+
+  #expire(idleMs: number): void {
+    if (this.#finished) return;
+    this.#expiredMs = idleMs;
+    this.#finished = "rolled back";
+    leakedPins.unregister(this);
   }
 
   #finish(how: "committed" | "rolled back"): void {
@@ -321,7 +336,11 @@ export class Transaction extends SnapshotReader {
 
   protected usable(): void {
     this.ctx.ensureOpen();
+    if (this.#expiredMs !== undefined) {
+      throw new TxtDbError("TIMEOUT", `Transaction was released after ${Math.round(this.#expiredMs)} ms unused (maxIdleMs); begin a new one`);
+    }
     if (this.#finished) throw new TxtDbError("INVALID_ARGUMENT", `Transaction was already ${this.#finished}; begin a new one`);
+    this.#touch();
   }
 
   #writable(): void {
@@ -490,11 +509,20 @@ export class Transaction extends SnapshotReader {
  */
 export class Snapshot extends SnapshotReader {
   #released = false;
+  #expired: string | undefined;
   readonly #onRelease: () => void;
+  readonly #touch: () => void;
 
-  constructor(ctx: ReadContext, snap: number, onRelease: () => void) {
+  constructor(ctx: ReadContext, snap: number, onRelease: () => void, touch: () => void = () => {}) {
     super(ctx, snap);
     this.#onRelease = onRelease;
+    this.#touch = touch;
+  }
+
+  /** @internal Released by the idle sweep. */
+  expire(idleMs: number, maxIdleMs: number): void {
+    this.#released = true;
+    this.#expired = `Snapshot was released after ${Math.round(idleMs)} ms unused (maxIdleMs ${maxIdleMs}); take a new one with db.snapshot()`;
   }
 
   /** The version this snapshot reads. */
@@ -504,7 +532,8 @@ export class Snapshot extends SnapshotReader {
 
   protected usable(): void {
     this.ctx.ensureOpen();
-    if (this.#released) throw new TxtDbError("CLOSED", "Snapshot was released; take a new one with db.snapshot()");
+    if (this.#released) throw new TxtDbError("CLOSED", this.#expired ?? "Snapshot was released; take a new one with db.snapshot()");
+    this.#touch();
   }
 
   /** Releases the pin. Safe to call more than once. */

@@ -111,3 +111,33 @@ test(`${R} watch fromVersion older than the checkpoint is refused with WATCH_OVE
   assert.equal(db.processes().length, 1, "a closed handle's lease is gone");
   await db.close();
 });
+
+test(`${R} bounded pins: a snapshot or transaction unused past maxIdleMs is released with a warning, and compaction moves on`, async () => {
+  const dir = tempDir("idle");
+  const db = await open(dir, { namespaces: ["ns"], maxIdleMs: 40, segmentBytes: 512, autoCompactBytes: 0 });
+  await db.set("ns", "k", 0);
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (m: string) => void warnings.push(m);
+  try {
+    await using snap = await db.snapshot();
+    const tx = await db.begin();
+    const busy = await db.snapshot();
+    const keepBusy = setInterval(() => void busy.get("ns", "k"), 5);
+    for (let i = 0; i < 30; i++) await db.set("ns", "k", i);
+    await new Promise((r) => setTimeout(r, 150));
+    clearInterval(keepBusy);
+    await assert.rejects(snap.get("ns", "k"), (e: unknown) => e instanceof TxtDbError && e.code === "CLOSED" && /maxIdleMs/.test(e.message));
+    await assert.rejects(tx.get("ns", "k"), (e: unknown) => e instanceof TxtDbError && e.code === "TIMEOUT" && /maxIdleMs/.test(e.message));
+    assert.equal(await busy.get("ns", "k"), 0, "a snapshot in use is kept");
+    assert.ok(warnings.length >= 2 && warnings.every((w) => /maxIdleMs/.test(w)), warnings.join(" | "));
+    assert.equal(db.stats().oldestPinVersion, busy.version);
+    busy.release();
+    await db.get("ns", "k");
+    const r = await db.compact();
+    assert.ok(r.segmentsFolded > 0 && r.minPinnedVersion > busy.version);
+  } finally {
+    console.warn = warn;
+  }
+  await db.close();
+});

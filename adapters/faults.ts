@@ -28,12 +28,15 @@ export type FaultStep =
   | "beforeUnlink"
   | "afterPartialWrite";
 
-/** Called before each step; may throw, block, or (for writes) return a byte count to tear at. */
-export type FaultHook = (step: FaultStep, path: string, bytes?: number) => number | void;
+/**
+ * Called before each step; may throw, block, or (for writes) return a byte count to tear
+ * at. Writes also pass the bytes about to be written.
+ */
+export type FaultHook = (step: FaultStep, path: string, bytes?: number, data?: Uint8Array) => number | void;
 
 function wrapHandle(h: FileHandle, hook: FaultHook): FileHandle {
   const write = (step: FaultStep, data: Uint8Array, position: number) => {
-    const tearAt = hook(step, h.path, data.length);
+    const tearAt = hook(step, h.path, data.length, data);
     if (typeof tearAt === "number" && tearAt < data.length) {
       h.write(data.subarray(0, tearAt), position);
       hook("afterPartialWrite", h.path, tearAt);

@@ -61,7 +61,10 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
   let ordered = true;
   for (const n of segments) {
     const path = `${dir}/${segmentName(n)}`;
-    const end = log.scan({ seg: n, off: 0 }, { seg: n, off: log.segment(n)?.size() ?? 0 }, (body, at, next) => {
+    // Sealed segments are checked to their size; the active one up to the published
+    // frontier (past it lies preallocated space, or a commit being written right now).
+    const limit = frontier && frontier.seg === n ? frontier.off : log.segment(n)?.size() ?? 0;
+    const end = log.scan({ seg: n, off: 0 }, { seg: n, off: limit }, (body, at, next) => {
       report.records++;
       report.bytes += next.off - at.off;
       try {

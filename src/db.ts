@@ -590,6 +590,10 @@ export class Database implements TxHost {
       this.#log.truncateAt(end.problem.at);
     }
     const pos = this.#readPos;
+    if (fr && comparePositions(pos, { seg: fr.durableSeg, off: fr.durableOff }) < 0) {
+      // Records known durable are missing (zeroed, or the file was cut).
+      throw this.#corruption(pos, `the log ends at ${pos.off} before its durable end at ${fr.durableOff}`);
+    }
     if (!fr || fr.tsn !== this.index.lastTsn || comparePositions(pos, { seg: fr.seg, off: fr.off }) !== 0) {
       if (this.#durability !== "none") this.#syncSegment(pos.seg);
       this.#durablePos = pos;
@@ -713,15 +717,18 @@ export class Database implements TxHost {
       if (!file) throw new TxtDbError("CORRUPTION", `Segment ${segmentName(seg)} of "${this.path}" is missing`, { details: { file: segmentName(seg), offset: 0 } });
       let at = start.off;
       if (at >= this.#segmentBytes) {
-        // Seal this segment (durably, whatever the mode: readers move on when the next exists).
+        // Seal this segment: trim its preallocated tail and sync it (whatever the mode:
+        // readers move on to the next segment once it exists, reading this one to its end).
+        file.truncate(at);
         this.#syncSegment(seg);
         seg++;
         file = this.#log.createSegment(seg);
         at = 0;
         appendAt = { seg, off: 0 };
       }
-      const wroteAt = file.append(data);
-      if (wroteAt !== at) throw new Error(`txtdb internal assertion failed: log end ${wroteAt} is not the read position ${at}`);
+      // Write at the logical end (the read position after catch-up), into preallocated space.
+      this.#log.preallocate(file, at + data.length, this.#segmentBytes);
+      file.write(data, at);
       const end = { seg, off: at + data.length };
       if (this.#durability === "full") {
         this.#datasync(file);
@@ -737,6 +744,7 @@ export class Database implements TxHost {
       try {
         // The bytes must go, or the next writer's catch-up would adopt a failed commit.
         this.#log.segment(appendAt.seg)?.truncate(appendAt.off);
+        if (appendAt.seg !== start.seg) this.#log.segment(start.seg)?.truncate(start.off);
       } catch {
         // The next writer's catch-up cuts an unpublished tail anyway (it lies past the frontier).
       }
@@ -810,11 +818,19 @@ export class Database implements TxHost {
 
   // --- reads on db ---
 
+  #cachedReader: DbReader | undefined;
+  #cachedReaderTsn = -1;
+
+  /** A reader at the newest committed version (one object per version, reused). */
   #reader(): DbReader {
     this.ensureOpen();
     this.#counters.reads++;
     this.#refresh();
-    return new DbReader(this, this.#visibleTsn);
+    if (this.#cachedReaderTsn !== this.#visibleTsn || !this.#cachedReader) {
+      this.#cachedReader = new DbReader(this, this.#visibleTsn);
+      this.#cachedReaderTsn = this.#visibleTsn;
+    }
+    return this.#cachedReader;
   }
 
   /** The newest committed value of `key`, or undefined. */

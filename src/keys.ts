@@ -56,37 +56,37 @@ function pushEscaped(out: number[], bytes: Uint8Array): void {
   out.push(0);
 }
 
+/** ASCII without NUL: its UTF-8 bytes are its char codes, so it needs no escaping. */
+const PLAIN_ASCII = /^[\x01-\x7f]*$/;
+
+/**
+ * Encodes one part straight to a binary string where that is cheap (the common string
+ * and number keys), else through bytes.
+ */
+function encodePartFast(part: unknown, index: number): string | undefined {
+  if (typeof part === "string") {
+    return PLAIN_ASCII.test(part) ? "\x02" + part + "\x00" : undefined;
+  }
+  if (typeof part === "number") {
+    if (Number.isNaN(part)) throw invalid(`Key part ${index} is NaN; use a finite number or ±Infinity`);
+    f64.setFloat64(0, part === 0 ? 0 : part); // -0 and 0 are one key
+    const b0 = f64.getUint8(0);
+    if ((b0 & 0x80) !== 0) {
+      return String.fromCharCode(TAG_NUMBER, ~b0 & 0xff, ~f64.getUint8(1) & 0xff, ~f64.getUint8(2) & 0xff, ~f64.getUint8(3) & 0xff,
+        ~f64.getUint8(4) & 0xff, ~f64.getUint8(5) & 0xff, ~f64.getUint8(6) & 0xff, ~f64.getUint8(7) & 0xff);
+    }
+    return String.fromCharCode(TAG_NUMBER, b0 ^ 0x80, f64.getUint8(1), f64.getUint8(2), f64.getUint8(3),
+      f64.getUint8(4), f64.getUint8(5), f64.getUint8(6), f64.getUint8(7));
+  }
+  return undefined;
+}
+
 function encodePart(out: number[], part: unknown, index: number): void {
   switch (typeof part) {
     case "string": {
       out.push(TAG_STRING);
-      // Fast path for ASCII without NUL: no escaping, no encoder call.
-      let ascii = true;
-      for (let i = 0; i < part.length; i++) {
-        const c = part.charCodeAt(i);
-        if (c === 0 || c > 0x7f) {
-          ascii = false;
-          break;
-        }
-      }
-      if (ascii) {
-        for (let i = 0; i < part.length; i++) out.push(part.charCodeAt(i));
-        out.push(0);
-      } else {
-        if (LONE_SURROGATE.test(part)) throw invalid(`Key part ${index} is a string with a lone surrogate; keys must be valid Unicode`);
-        pushEscaped(out, utf8.encode(part));
-      }
-      return;
-    }
-    case "number": {
-      if (Number.isNaN(part)) throw invalid(`Key part ${index} is NaN; use a finite number or ±Infinity`);
-      f64.setFloat64(0, part === 0 ? 0 : part); // -0 and 0 are one key
-      out.push(TAG_NUMBER);
-      const negative = (f64.getUint8(0) & 0x80) !== 0;
-      for (let i = 0; i < 8; i++) {
-        const b = f64.getUint8(i);
-        out.push(negative ? ~b & 0xff : i === 0 ? b ^ 0x80 : b);
-      }
+      if (LONE_SURROGATE.test(part)) throw invalid(`Key part ${index} is a string with a lone surrogate; keys must be valid Unicode`);
+      pushEscaped(out, utf8.encode(part));
       return;
     }
     case "bigint": {
@@ -132,16 +132,23 @@ function encodePart(out: number[], part: unknown, index: number): void {
  * ```
  */
 export function encodeKey(key: unknown, maxBytes = Infinity): string {
-  const out: number[] = [];
+  let s: string;
   if (Array.isArray(key)) {
     if (key.length === 0) throw invalid("Key is an empty tuple; give at least one part");
-    for (let i = 0; i < key.length; i++) encodePart(out, key[i], i);
+    s = "";
+    for (let i = 0; i < key.length; i++) s += encodePartFast(key[i], i) ?? encodeSlow(key[i], i);
   } else {
-    encodePart(out, key, 0);
+    s = encodePartFast(key, 0) ?? encodeSlow(key, 0);
   }
-  if (out.length > maxBytes) {
-    throw invalid(`Key is ${out.length} bytes encoded; the limit (maxKeyBytes) is ${maxBytes} bytes`);
+  if (s.length > maxBytes) {
+    throw invalid(`Key is ${s.length} bytes encoded; the limit (maxKeyBytes) is ${maxBytes} bytes`);
   }
+  return s;
+}
+
+function encodeSlow(part: unknown, index: number): string {
+  const out: number[] = [];
+  encodePart(out, part, index);
   return bytesToBinary(out);
 }
 

@@ -58,6 +58,8 @@ export interface Frontier {
 export interface ScanEnd {
   end: LogPosition;
   problem?: { at: LogPosition; reason: string; incomplete: boolean };
+  /** The scan stopped at preallocated (zero) space: the end of what was written. */
+  zeroEnd?: boolean;
 }
 
 export interface Manifest {
@@ -71,7 +73,17 @@ export interface Manifest {
 }
 
 const FRONTIER_BYTES = 36;
-const READ_CHUNK_BYTES = 4 << 20;
+/** Reads start small (the common catch-up finds nothing new) and double up to this. */
+const READ_CHUNK_FIRST_BYTES = 4096;
+const READ_CHUNK_MAX_BYTES = 4 << 20;
+/**
+ * Segments grow in zero-filled steps of this size. An fdatasync after an append that
+ * extends a file must also journal the new size; one into space already allocated need
+ * not, which measured ~35 % faster here (≈210 µs vs ≈320 µs). A zero byte where a frame's
+ * magic would be marks the end of what was written.
+ */
+export const PREALLOCATE_BYTES = 1 << 20;
+const ZEROS = new Uint8Array(PREALLOCATE_BYTES);
 
 /** Compares log positions. */
 export function comparePositions(a: LogPosition, b: LogPosition): number {
@@ -96,6 +108,7 @@ export class Log {
   readonly #segments = new Map<number, FileHandle>();
   #frontierHandle: FileHandle | undefined;
   readonly #frontierBuf = new Uint8Array(FRONTIER_BYTES);
+  readonly #frontierView = new DataView(this.#frontierBuf.buffer);
 
   constructor(platform: Platform, dir: string, mode: number, readOnly: boolean) {
     this.platform = platform;
@@ -171,7 +184,7 @@ export class Log {
     for (let attempt = 0; attempt < 50; attempt++) {
       const n = f.read(buf, 0);
       if (n < FRONTIER_BYTES) return undefined;
-      const view = new DataView(buf.buffer, buf.byteOffset, FRONTIER_BYTES);
+      const view = this.#frontierView;
       if (view.getUint32(32, true) === crc32c(buf.subarray(0, 32))) {
         return {
           tsn: view.getFloat64(0, true),
@@ -257,7 +270,7 @@ export class Log {
       if (limit > size) {
         return { end: { seg, off }, problem: { at: { seg, off: size }, reason: `segment ends at ${size} before the frontier at ${limit}`, incomplete: true } };
       }
-      let chunk = READ_CHUNK_BYTES;
+      let chunk = READ_CHUNK_FIRST_BYTES;
       while (off < limit) {
         const want = Math.min(limit - off, chunk);
         const buf = new Uint8Array(want);
@@ -271,6 +284,12 @@ export class Log {
             continue;
           }
           if (r.kind === "bad") return { end: { seg, off: off + at }, problem: { at: { seg, off: off + at }, reason: r.reason, incomplete: false } };
+          if (r.kind === "zero") {
+            const here = { seg, off: off + at };
+            // Zeros where a target says records are: they are missing.
+            if (to) return { end: here, problem: { at: here, reason: "zeros where records should be", incomplete: false } };
+            return { end: here, zeroEnd: true };
+          }
           break;
         }
         if (at === 0) {
@@ -284,6 +303,7 @@ export class Log {
           continue;
         }
         off += at;
+        chunk = Math.min(chunk * 2, READ_CHUNK_MAX_BYTES);
       }
       if (to && seg === to.seg) return { end: { seg, off } };
       if (!this.segment(seg + 1)) return { end: { seg, off } };
@@ -314,6 +334,19 @@ export class Log {
       }
     }
     return false;
+  }
+
+  /**
+   * Makes sure segment `file` has allocated (zero-filled) space up to `end`, growing it in
+   * PREALLOCATE_BYTES steps. The zeros become durable with the next fdatasync.
+   */
+  preallocate(file: FileHandle, end: number, limitBytes: number): void {
+    const size = file.size();
+    if (size >= end) return;
+    const target = Math.max(end, Math.min(size + PREALLOCATE_BYTES, Math.max(limitBytes, end)));
+    for (let at = size; at < target; at += ZEROS.length) {
+      file.write(at + ZEROS.length <= target ? ZEROS : ZEROS.subarray(0, target - at), at);
+    }
   }
 
   /** Cuts segment `pos.seg` at `pos.off`, removes later segments, and syncs. */

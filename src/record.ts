@@ -57,10 +57,12 @@ export function frame(body: Uint8Array): Uint8Array {
 export type FrameResult =
   | { kind: "ok"; body: Uint8Array; next: number }
   | { kind: "incomplete" } // the buffer ends inside the frame
+  | { kind: "zero" } // preallocated space: nothing was written here
   | { kind: "bad"; reason: string };
 
 /** Parses the frame at `at` in `buf` (which ends at the end of the readable data). */
 export function parseFrame(buf: Uint8Array, at: number): FrameResult {
+  if (at < buf.length && buf[at] === 0) return { kind: "zero" };
   if (buf.length - at < FRAME_HEADER_BYTES) return { kind: "incomplete" };
   if (buf[at] !== FRAME_MAGIC) return { kind: "bad", reason: `bad frame magic 0x${buf[at]!.toString(16)}` };
   const view = new DataView(buf.buffer, buf.byteOffset + at, FRAME_HEADER_BYTES);

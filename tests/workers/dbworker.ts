@@ -32,13 +32,15 @@ async function run(): Promise<void> {
   if (mode === "pause") {
     let armed = false;
     const point = rest[0];
-    const faulty = withFaults(platform, (step, path, bytes) => {
+    const faulty = withFaults(platform, (step, path, bytes, data) => {
       if (!armed || !path.endsWith(".log")) return;
       if (point === "beforeFsync" && step === "beforeFsync") {
         say("paused");
         freeze();
       }
-      if (point === "midAppend" && step === "beforeAppend") return Math.floor((bytes ?? 0) / 2);
+      // The commit's records (they start with the frame magic), not the zero-fill.
+      const isRecords = (step === "beforeAppend" || step === "beforeWrite") && data?.[0] === 0xc7;
+      if (point === "midAppend" && isRecords) return Math.floor((bytes ?? 0) / 2);
       if (point === "midAppend" && step === "afterPartialWrite") {
         say("paused");
         freeze();

@@ -16,3 +16,4 @@ export * from "./record.ts";
 export * from "./log.ts";
 export { Index, Chain, lowerBound } from "./index.ts";
 export * from "./metrics.ts";
+export * from "./ndjson.ts";

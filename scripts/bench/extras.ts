@@ -4,6 +4,7 @@
  * update load with compaction. Usage: extras.ts <dir> <scale>
  */
 import { open } from "txtdb";
+import { defaultPlatform, FileLock } from "txtdb/internal";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { Latencies, result } from "./stats.ts";
@@ -32,6 +33,32 @@ const MiB = (b: number) => Math.round(b / 1048576);
   }
   await new Promise((r) => writer.on("exit", r));
   out.push(result("watch latency across processes (deno → node)", "txtdb", "node", seen, 1000, lat, "ops/s column not meaningful; see p50/p99"));
+  await db.close();
+}
+// Event-loop stall while a commit waits for the writer lock held by another open file
+// description (as another process would): the worst gap of a 1 ms heartbeat.
+{
+  const path = `${dir}/stall`;
+  const db = await open(path, { namespaces: ["b"] });
+  const holder = new FileLock(await defaultPlatform(), `${path}/writer.lock`);
+  const gaps = new Latencies(10_000);
+  let worst = 0;
+  for (let round = 0; round < 5; round++) {
+    const release = await holder.acquire(true);
+    let last = performance.now();
+    const beat = setInterval(() => {
+      const t = performance.now();
+      gaps.add((t - last) * 1000);
+      worst = Math.max(worst, t - last);
+      last = t;
+    }, 1);
+    const waiting = db.set("b", "k", round);
+    setTimeout(release, 300);
+    await waiting;
+    clearInterval(beat);
+  }
+  holder.close();
+  out.push(result("event-loop gap while waiting 300 ms for the writer lock (1 ms heartbeat)", "txtdb", "node", 5, 1500, gaps, `worst gap ${worst.toFixed(2)} ms`));
   await db.close();
 }
 // Snapshot creation at 10k / 100k / 1M keys, and memory per key.

@@ -10,7 +10,7 @@ import { open, detectRuntime } from "txtdb";
 
 type G = { Deno?: { args: string[] }; process?: { argv: string[] } };
 const g = globalThis as unknown as G;
-const [mode, dir, nArg, keysArg] = g.Deno ? g.Deno.args : g.process!.argv.slice(2);
+const [mode, dir, nArg, keysArg, inFlightArg] = g.Deno ? g.Deno.args : g.process!.argv.slice(2);
 const n = Number(nArg);
 const keys = Number(keysArg ?? 1000);
 const db = await open(dir!);
@@ -23,7 +23,9 @@ const heartbeat = setInterval(() => {
   last = t;
 }, 1);
 const t0 = performance.now();
-const IN_FLIGHT = 4;
+// Transactions in flight in this process (the API is async; group commit shares each
+// lock acquisition and fsync among them). better-sqlite3 is synchronous: one at a time.
+const IN_FLIGHT = Number(inFlightArg ?? 16);
 let next = 0;
 if (mode === "w3" || mode === "w6") {
   await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {

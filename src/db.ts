@@ -241,6 +241,7 @@ export class Database implements TxHost {
   #closed = false;
   readonly #queue: PendingCommit[] = [];
   #committing: Promise<void> | undefined;
+  #running = false;
   #relaxedTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #watchHub: WatchHub;
   #firstSegment = 1;
@@ -636,38 +637,48 @@ export class Database implements TxHost {
         resolve(tsn);
       };
       this.#queue.push({ state, resolve: done, reject });
-      this.#committing ??= this.#runCommits().finally(() => (this.#committing = undefined));
+      // `#running` is cleared synchronously when the runner finds the queue empty, so a
+      // commit queued at any moment after that starts a new runner; none is stranded.
+      if (!this.#running) {
+        this.#running = true;
+        this.#committing = this.#runCommits();
+      }
     });
   }
 
   async #runCommits(): Promise<void> {
-    while (this.#queue.length > 0) {
-      // Let every commit submitted in this turn of the event loop join the batch.
-      await Promise.resolve();
-      const batch = this.#queue.splice(0, BATCH_MAX);
-      let release: () => void;
-      try {
-        release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
-      } catch (e) {
-        const err = ioError(e, "Taking the writer lock");
-        for (const p of batch) p.reject(err);
-        continue;
+    try {
+      while (this.#queue.length > 0) {
+        // Let every commit submitted in this turn of the event loop join the batch.
+        await Promise.resolve();
+        const batch = this.#queue.splice(0, BATCH_MAX);
+        let release: () => void;
+        try {
+          release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+        } catch (e) {
+          const err = ioError(e, "Taking the writer lock");
+          for (const p of batch) p.reject(err);
+          continue;
+        }
+        let results: (number | TxtDbError)[];
+        try {
+          results = this.#commitBatchLocked(batch.map((p) => p.state));
+        } catch (e) {
+          const err = ioError(e, "Commit");
+          for (const p of batch) p.reject(err);
+          continue;
+        } finally {
+          release();
+        }
+        batch.forEach((p, i) => {
+          const r = results[i]!;
+          if (typeof r === "number") p.resolve(r);
+          else p.reject(r);
+        });
       }
-      let results: (number | TxtDbError)[];
-      try {
-        results = this.#commitBatchLocked(batch.map((p) => p.state));
-      } catch (e) {
-        const err = ioError(e, "Commit");
-        for (const p of batch) p.reject(err);
-        continue;
-      } finally {
-        release();
-      }
-      batch.forEach((p, i) => {
-        const r = results[i]!;
-        if (typeof r === "number") p.resolve(r);
-        else p.reject(r);
-      });
+    } finally {
+      // Synchronously after the loop saw an empty queue: see commit().
+      this.#running = false;
     }
   }
 
@@ -787,7 +798,7 @@ export class Database implements TxHost {
   /** Waits for queued commits, syncs, releases files and locks. Safe to call twice. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    while (this.#committing || this.#autoCompacting) {
+    while (this.#running || this.#autoCompacting) {
       await this.#committing;
       await this.#autoCompacting?.catch(() => {});
     }

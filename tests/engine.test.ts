@@ -435,3 +435,22 @@ test(`${R} snapshots keep reading their version while others write`, async () =>
   await assert.rejects(snap.get("ns", "a"), code("CLOSED"));
   await db.close();
 });
+
+test(`${R} a commit submitted at any microtask after the previous group commit resolved is never stranded`, async () => {
+  const { db } = await fresh();
+  for (let hops = 0; hops < 12; hops++) {
+    await db.set("ns", "a", hops);
+    for (let i = 0; i < hops; i++) await Promise.resolve();
+    const second = db.set("ns", "b", hops);
+    const outcome = await Promise.race([second.then(() => "committed"), new Promise((r) => setTimeout(() => r("stranded"), 2000))]);
+    assert.equal(outcome, "committed", `a commit queued ${hops} microtasks after the previous one resolved never ran`);
+  }
+  // Through transaction() as well (a different number of hops between resolve and submit).
+  for (let hops = 0; hops < 12; hops++) {
+    await db.transaction((tx) => tx.set("ns", "c", hops));
+    for (let i = 0; i < hops; i++) await Promise.resolve();
+    const outcome = await Promise.race([db.transaction((tx) => tx.set("ns", "d", hops)).then(() => "committed"), new Promise((r) => setTimeout(() => r("stranded"), 2000))]);
+    assert.equal(outcome, "committed", `transaction() ${hops} microtasks later never committed`);
+  }
+  await db.close();
+});

@@ -12,10 +12,11 @@ import { open, TxtDbError } from "../mod.ts";
 import type { Database, Key } from "../mod.ts";
 import { fromTagged, toTagged } from "../src/ndjson.ts";
 import { FileLock } from "../src/lock.ts";
+import { stdinLines } from "./stdin.ts";
 
 type G = {
-  Deno?: { args: string[]; exit(code: number): never; stdin: { readable: ReadableStream<Uint8Array> } };
-  process?: { argv: string[]; exit(code: number): never; stdin: AsyncIterable<Uint8Array | string>; stderr: { write(s: string): void } };
+  Deno?: { args: string[]; exit(code: number): never };
+  process?: { argv: string[]; exit(code: number): never; stderr: { write(s: string): void } };
 };
 const g = globalThis as unknown as G;
 const argv = g.Deno ? g.Deno.args : g.process!.argv.slice(2);
@@ -45,21 +46,6 @@ function parseJson(what: string, text: string | undefined): unknown {
     // A bare word is taken as a string key or value, so `txtdb get ./data users alice` works.
     return text;
   }
-}
-
-async function* stdinLines(): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let buffer = "";
-  const source: AsyncIterable<Uint8Array | string> = g.Deno ? g.Deno.stdin.readable : g.process!.stdin;
-  for await (const chunk of source) {
-    buffer += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
-    let i: number;
-    while ((i = buffer.indexOf("\n")) >= 0) {
-      yield buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-    }
-  }
-  if (buffer.trim()) yield buffer;
 }
 
 async function run(): Promise<number> {
@@ -175,7 +161,7 @@ async function run(): Promise<number> {
           await db.transaction((tx) => { for (const b of items) tx.set(b.ns, b.key, b.value); });
         };
         for await (const line of stdinLines()) {
-          if (!line.trim()) continue;
+          if (!line.trim()) continue; // blank lines, and a trailing newline's empty rest
           const rec = fromTagged(JSON.parse(line)) as { ns: string; key: Key; value: unknown };
           batch.push({ ns: rec.ns, key: rec.key, value: rec.value });
           if (++n % 1000 === 0) await flush();

@@ -227,7 +227,8 @@ export class Database implements TxHost {
   readonly platform: Platform;
   readonly readOnly: boolean;
   readonly limits: Limits;
-  readonly index: Index = new Index();
+  /** This process's MVCC index (replaced by an empty one at close, to free its memory). */
+  index: Index = new Index();
   readonly #log: Log;
   readonly #lock: FileLock;
   readonly #durability: Durability;
@@ -816,6 +817,11 @@ export class Database implements TxHost {
     }
     this.#lock.close();
     this.#log.close();
+    // Free the memory now, even if the caller keeps this object: every later call fails
+    // with CLOSED before it could look at the index.
+    this.index = new Index();
+    this.#cachedReader = undefined;
+    this.#pins.clear();
     try {
       this.#lease?.release(this.platform);
     } catch {
@@ -1090,11 +1096,20 @@ export class Database implements TxHost {
     }
   }
 
-  #logBytes(): number {
+  /** Bytes of the live log segments (allocated, so including preallocated space). */
+  #segmentBytesOnDisk(): number {
     let total = 0;
     for (const n of this.#log.listSegments()) if (n >= this.#firstSegment) total += this.#log.segment(n)?.size() ?? 0;
-    if (this.#manifest.checkpoint) total += this.platform.stat(`${this.path}/${this.#manifest.checkpoint}`)?.size ?? 0;
     return total;
+  }
+
+  #checkpointBytes(): number {
+    return this.#manifest.checkpoint ? this.platform.stat(`${this.path}/${this.#manifest.checkpoint}`)?.size ?? 0 : 0;
+  }
+
+  /** The store's size: live segments plus the checkpoint. */
+  #logBytes(): number {
+    return this.#segmentBytesOnDisk() + this.#checkpointBytes();
   }
 
   #compactLocked(): CompactResult {
@@ -1234,9 +1249,8 @@ export class Database implements TxHost {
   /** Counters and figures of this process's view of the store. */
   stats(): Stats {
     this.ensureOpen();
-    let logBytes = 0;
-    for (const n of this.#log.listSegments()) if (n >= this.#firstSegment) logBytes += this.#log.segment(n)?.size() ?? 0;
-    const checkpointBytes = this.#manifest.checkpoint ? this.platform.stat(`${this.path}/${this.#manifest.checkpoint}`)?.size ?? 0 : 0;
+    const logBytes = this.#segmentBytesOnDisk();
+    const checkpointBytes = this.#checkpointBytes();
     let liveLeases = 0;
     try {
       for (const name of this.platform.readdir(`${this.path}/leases`)) {

@@ -292,7 +292,7 @@ export class Transaction extends SnapshotReader {
   #committing = false;
   readonly #unpin: () => void;
   readonly #touch: () => void;
-  #expiredMs: number | undefined;
+  readonly #expiry: { idleMs: number | undefined } = { idleMs: undefined };
   /** Set by db.transaction() so a timed-out run cannot commit later. */
   signal: AbortSignal | undefined;
   deadlineMs: number | undefined;
@@ -301,21 +301,15 @@ export class Transaction extends SnapshotReader {
     super(host, readVersion);
     this.#host = host;
     this.#state = newTxState(readVersion, isolation, false);
-    const ref = new WeakRef(this);
-    const { release, touch } = host.pin(readVersion, "transaction", (idleMs) => {
-      const tx = ref.deref();
-      if (tx) tx.#expire(idleMs);
-    });
+    // The pin's expiry reaches this transaction through a small shared flag, never a
+    // reference to it: the pin registry must not keep a dropped transaction alive (its
+    // FinalizationRegistry entry releases the pin), and a WeakRef would keep its target
+    // alive until the current job ends, which a loop of commits may never do.
+    const expiry = this.#expiry;
+    const { release, touch } = host.pin(readVersion, "transaction", (idleMs) => void (expiry.idleMs = idleMs));
     this.#unpin = release;
     this.#touch = touch;
     leakedPins.register(this, release, this);
-  }
-
-  #expire(idleMs: number): void {
-    if (this.#finished) return;
-    this.#expiredMs = idleMs;
-    this.#finished = "rolled back";
-    leakedPins.unregister(this);
   }
 
   #finish(how: "committed" | "rolled back"): void {
@@ -336,8 +330,13 @@ export class Transaction extends SnapshotReader {
 
   protected usable(): void {
     this.ctx.ensureOpen();
-    if (this.#expiredMs !== undefined) {
-      throw new TxtDbError("TIMEOUT", `Transaction was released after ${Math.round(this.#expiredMs)} ms unused (maxIdleMs); begin a new one`);
+    if (this.#expiry.idleMs !== undefined && !this.#finished) {
+      // The idle sweep released the pin: this transaction is over.
+      this.#finished = "rolled back";
+      leakedPins.unregister(this);
+    }
+    if (this.#expiry.idleMs !== undefined) {
+      throw new TxtDbError("TIMEOUT", `Transaction was released after ${Math.round(this.#expiry.idleMs)} ms unused (maxIdleMs); begin a new one`);
     }
     if (this.#finished) throw new TxtDbError("INVALID_ARGUMENT", `Transaction was already ${this.#finished}; begin a new one`);
     this.#touch();

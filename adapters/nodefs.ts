@@ -7,7 +7,13 @@
  */
 import * as fs from "node:fs";
 import { PortError } from "../src/port.ts";
-import type { FileHandle, FileInfo, OpenOptions, Platform, RuntimeName, WatchHandle } from "../src/port.ts";
+import type { FileHandle, FileInfo, OpenOptions, Platform, RuntimeName, SharedMapping, WatchHandle } from "../src/port.ts";
+
+/** mmap(2)/munmap(2) of a file descriptor, as each runtime's FFI provides them. */
+export interface MapCalls {
+  /** Maps `length` bytes of `fd` read-only and shared; undefined on failure. */
+  map(fd: number, length: number): { bytes: Uint8Array; unmap(): void } | undefined;
+}
 
 /** flock(2) on a file descriptor: returns 0, or the errno on failure. */
 export type FlockCall = (fd: number, operation: number) => number;
@@ -125,8 +131,8 @@ class NodeFsFile implements FileHandle {
 }
 
 /** Builds a Platform on node:fs with the given flock call. */
-export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: number): Platform {
-  return {
+export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: number, mapCalls?: MapCalls): Platform {
+  const platform: Platform = {
     runtime,
     pid,
     capabilities: { fileEvents: true, sharedWithOtherProcesses: true },
@@ -202,4 +208,21 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
       }
     },
   };
+  if (mapCalls) {
+    platform.mapShared = (path: string, bytes: number): SharedMapping | undefined => {
+      let fd: number | undefined;
+      try {
+        fd = fs.openSync(path, fs.constants.O_RDONLY);
+        const m = mapCalls.map(fd, bytes);
+        if (!m) return undefined;
+        let open = true;
+        return { bytes: m.bytes, close: () => void (open && ((open = false), m.unmap())) };
+      } catch {
+        return undefined; // the core falls back to reads
+      } finally {
+        if (fd !== undefined) fs.closeSync(fd); // the mapping outlives the descriptor
+      }
+    };
+  }
+  return platform;
 }

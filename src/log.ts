@@ -34,7 +34,7 @@ import { crc32c } from "./crc32c.ts";
 import { decodeInternal, encodeInternal } from "./codec.ts";
 import { frame, parseFrame, FRAME_HEADER_BYTES, FRAME_MAGIC } from "./record.ts";
 import { joinPath, PortError } from "./port.ts";
-import type { FileHandle, Platform } from "./port.ts";
+import type { FileHandle, Platform, SharedMapping } from "./port.ts";
 
 /** The on-disk format this code writes; a newer one is refused with FORMAT. */
 export const FORMAT_VERSION = 1;
@@ -169,6 +169,9 @@ export class Log {
 
   // --- frontier ---
 
+  #frontierMap: SharedMapping | undefined;
+  #frontierMapTried = false;
+
   #frontier(): FileHandle {
     this.#frontierHandle ??= this.platform.open(this.path("frontier"), this.readOnly ? { readOnly: true } : { create: true, mode: this.mode });
     return this.#frontierHandle;
@@ -181,8 +184,15 @@ export class Log {
   readFrontier(): Frontier | undefined {
     const f = this.#frontier();
     const buf = this.#frontierBuf;
+    // Where the adapter can, the frontier is mapped shared: the freshness probe on every
+    // read is then a memory read instead of a system call (the bulk of a read's cost).
+    if (!this.#frontierMapTried && this.platform.mapShared && f.size() >= FRONTIER_BYTES) {
+      this.#frontierMapTried = true;
+      this.#frontierMap = this.platform.mapShared(this.path("frontier"), FRONTIER_BYTES);
+    }
+    const map = this.#frontierMap?.bytes;
     for (let attempt = 0; attempt < 50; attempt++) {
-      const n = f.read(buf, 0);
+      const n = map ? (buf.set(map), FRONTIER_BYTES) : f.read(buf, 0);
       if (n < FRONTIER_BYTES) return undefined;
       const view = this.#frontierView;
       if (view.getUint32(32, true) === crc32c(buf.subarray(0, 32))) {
@@ -371,5 +381,7 @@ export class Log {
     this.#segments.clear();
     this.#frontierHandle?.close();
     this.#frontierHandle = undefined;
+    this.#frontierMap?.close();
+    this.#frontierMap = undefined;
   }
 }

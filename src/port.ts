@@ -141,6 +141,20 @@ export interface Platform {
    * case the core polls.
    */
   watchDir(dir: string, onChange: () => void): WatchHandle | undefined;
+
+  /**
+   * Optional: maps the first `bytes` of an existing file read-only and shared (mmap
+   * MAP_SHARED), so that other processes' writes to it are visible in the returned bytes
+   * at once, without a system call per read. Undefined where the adapter cannot (the core
+   * then reads with `read`). Reads through it can see a write half done: callers check.
+   */
+  mapShared?(path: string, bytes: number): SharedMapping | undefined;
+}
+
+/** A read-only shared mapping of the start of a file. */
+export interface SharedMapping {
+  readonly bytes: Uint8Array;
+  close(): void;
 }
 
 /** Joins path segments with "/" (all supported platforms use POSIX paths). */

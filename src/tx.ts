@@ -189,11 +189,19 @@ export abstract class SnapshotReader {
     return toEntry<T>(key, r);
   }
 
+  /** The value only: no Entry, no key decoding (the hot path of `get`). */
+  protected valueOf<T>(ns: string, key: string): T | undefined {
+    const r = this.readKey(ns, this.nsId(ns), key);
+    if (r === undefined) return undefined;
+    if ("pending" in r) return this.entryOf<T>(ns, key)?.value;
+    return decodeValue(r.value) as T;
+  }
+
   /** The value of `key` in namespace `ns`, or undefined. */
   get<T = unknown>(ns: string, key: Key): Promise<T | undefined> {
     try {
       this.usable();
-      return Promise.resolve(this.entryOf<T>(ns, encodeKey(key, this.ctx.limits.maxKeyBytes))?.value);
+      return Promise.resolve(this.valueOf<T>(ns, encodeKey(key, this.ctx.limits.maxKeyBytes)));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -215,7 +223,7 @@ export abstract class SnapshotReader {
       this.usable();
       if (!Array.isArray(keys)) throw new TxtDbError("INVALID_ARGUMENT", "getMany() needs an array of keys");
       const encoded = keys.map((k) => encodeKey(k, this.ctx.limits.maxKeyBytes));
-      return Promise.resolve(encoded.map((k) => this.entryOf<T>(ns, k)?.value));
+      return Promise.resolve(encoded.map((k) => this.valueOf<T>(ns, k)));
     } catch (e) {
       return Promise.reject(e);
     }

@@ -226,3 +226,27 @@ test(`[${runtime}] files and directories are created owner-only`, async () => {
   assert.equal(fs.statSync(`${dir}/d/e`).mode & 0o777, 0o700);
   assert.equal(fs.statSync(`${dir}/d/f`).mode & 0o777, 0o600);
 });
+
+test(`[${runtime}] mapShared: another handle's writes show in the mapping at once (Node, Bun); Deno and sim declare none`, () => {
+  if (runtime === "deno") {
+    assert.equal(real.mapShared, undefined, "the Deno adapter has no FFI, so no mmap");
+    return;
+  }
+  assert.equal(typeof real.mapShared, "function");
+  const dir = tempDir("map");
+  const f = real.open(`${dir}/m`, { create: true });
+  f.write(new Uint8Array(64), 0);
+  const m = real.mapShared!(`${dir}/m`, 64)!;
+  assert.ok(m, "mapping an existing file works");
+  const other = real.open(`${dir}/m`);
+  other.write(new Uint8Array([7, 8, 9]), 10);
+  assert.deepEqual([...m.bytes.subarray(10, 13)], [7, 8, 9]);
+  other.write(new Uint8Array([1]), 63);
+  assert.equal(m.bytes[63], 1);
+  m.close();
+  m.close(); // idempotent
+  other.close();
+  f.close();
+  assert.equal(real.mapShared!(`${dir}/missing`, 64), undefined, "a missing file maps to undefined");
+  assert.equal(new SimWorld(1).process().mapShared, undefined);
+});

@@ -12,12 +12,15 @@ const quick = process.argv.includes("--quick");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 const testFiles = readdirSync("tests").filter((f) => f.endsWith(".test.ts")).filter((f) => !only || f.includes(only)).sort();
 const legs = [];
+const LEG_TIMEOUT_MS = 20 * 60_000;
 
 function run(cmd, args, opts = {}) {
   const t0 = Date.now();
   const env = { ...process.env, NO_COLOR: "1" };
   delete env.FORCE_COLOR;
-  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 256 * 1024 * 1024, env, ...opts });
+  // Bounded: a hung leg fails with a message instead of eating CI's whole time budget.
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 256 * 1024 * 1024, env, timeout: LEG_TIMEOUT_MS, killSignal: "SIGKILL", ...opts });
+  if (r.error?.code === "ETIMEDOUT") r.stderr = (r.stderr ?? "") + `\n${cmd} ${args.slice(0, 3).join(" ")} … did not finish within ${LEG_TIMEOUT_MS / 60000} minutes and was killed`;
   return { ...r, ms: Date.now() - t0, out: ((r.stdout ?? "") + (r.stderr ?? "")).replace(/\x1b\[[0-9;]*m/g, "") };
 }
 

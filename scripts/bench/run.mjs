@@ -27,18 +27,29 @@ function fsyncCostUs() {
 await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
 
 function runJson(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}): ${r.stderr.slice(-2000)}`);
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: smoke ? 120_000 : 900_000, killSignal: "SIGKILL" });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status ?? r.signal}): ${(r.stderr ?? "").slice(-2000)}`);
   return JSON.parse(r.stdout.trim().split("\n").at(-1));
 }
 
 /** Runs `procs` worker processes at once and returns their JSON results. */
+/** A bench worker that runs longer than this is killed and the run fails, naming it. */
+const WORKER_TIMEOUT_MS = smoke ? 60_000 : 300_000;
+
 function runParallel(specs) {
   return Promise.all(specs.map(([cmd, args]) => new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`bench worker did not finish within ${WORKER_TIMEOUT_MS} ms: ${cmd} ${args.join(" ")}`));
+    }, WORKER_TIMEOUT_MS);
     child.stdout.on("data", (d) => (out += d));
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").at(-1))) : reject(new Error(`${cmd} ${args.join(" ")} exited ${code}`))));
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(JSON.parse(out.trim().split("\n").at(-1)));
+      else reject(new Error(`${cmd} ${args.join(" ")} exited ${code}`));
+    });
   })));
 }
 

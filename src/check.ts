@@ -57,7 +57,6 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
   const frontier = log.readFrontier();
   const first = manifest?.firstSegment ?? 1;
   const segments = log.listSegments().filter((n) => n >= first);
-  let pos = { seg: segments[0] ?? first, off: 0 };
   let ordered = true;
   for (const n of segments) {
     const path = `${dir}/${segmentName(n)}`;
@@ -77,7 +76,6 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
       } catch (e) {
         problem(path, at.off, `undecodable record: ${(e as Error).message}`);
       }
-      pos = next;
     });
     if (end.problem) {
       // A frame cut short past the frontier is a commit being written right now (or a torn
@@ -87,7 +85,6 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
       ordered = false;
     }
   }
-  void pos;
   // The live index must agree with the files for everything visible at `head`.
   if (ordered && rebuilt.lastTsn >= head) {
     for (const [name, id] of live.bindingsAt(head)) {

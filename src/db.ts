@@ -13,12 +13,12 @@
  * @module
  */
 import { isTxtDbError, TxtDbError } from "./errors.ts";
-import { encodeKey } from "./keys.ts";
+import { encodeKey, prefixRange } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { encodeValue } from "./codec.ts";
 import { Index } from "./index.ts";
-import { comparePositions, FORMAT_VERSION, Log } from "./log.ts";
-import type { Frontier, LogPosition } from "./log.ts";
+import { comparePositions, FORMAT_VERSION, Log, parseSegmentName, segmentName } from "./log.ts";
+import type { Frontier, LogPosition, Manifest } from "./log.ts";
 import { decodeCommit, encodeCommit, frame } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import { buildRecord, validate } from "./commit.ts";
@@ -28,16 +28,13 @@ import type { Platform } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
 import { newTxState, Snapshot, SnapshotReader, Transaction } from "./tx.ts";
 import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, TxHost, TxState } from "./tx.ts";
-import { segmentName } from "./log.ts";
 import { WatchHub } from "./watch.ts";
 import { checkpointName, CheckpointDamage, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import { isLeaseFile, leaseOwnerAlive, ProcessLease, readLeaseInfo, readLeasePin } from "./liveness.ts";
-import type { Manifest } from "./log.ts";
 import { checkStore } from "./check.ts";
 import type { CheckReport } from "./check.ts";
 import { Histogram, renderPrometheus } from "./metrics.ts";
 import type { WatchEvent } from "./watch.ts";
-import { encodePrefix, PREFIX_END } from "./keys.ts";
 
 /** Durability modes. */
 export type Durability = "full" | "relaxed" | "none";
@@ -395,8 +392,8 @@ export class Database implements TxHost {
   #removeLeftovers(): void {
     let removed = false;
     for (const name of this.platform.readdir(this.path)) {
-      const seg = /^seg-(\d{10})\.log$/.exec(name);
-      const stale = (seg && Number(seg[1]) < this.#firstSegment) ||
+      const seg = parseSegmentName(name);
+      const stale = (seg !== undefined && seg < this.#firstSegment) ||
         (name.startsWith("ckpt-") && name !== this.#manifest.checkpoint) || name === "MANIFEST.tmp";
       if (stale) {
         this.platform.unlink(`${this.path}/${name}`);
@@ -1029,8 +1026,8 @@ export class Database implements TxHost {
       if (!Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
       return this.#watchHub.watch({ nsId, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from);
     }
-    const p = encodePrefix(sel.prefix, this.limits.maxKeyBytes);
-    return this.#watchHub.watch({ nsId, start: p === "" ? "" : p + "\x01", end: p + PREFIX_END }, from);
+    const [start, end] = prefixRange(sel.prefix, this.limits.maxKeyBytes);
+    return this.#watchHub.watch({ nsId, start, end }, from);
   }
 
   // --- namespaces ---

@@ -177,6 +177,15 @@ function readEscaped(s: string, at: number): [Uint8Array, number] {
   }
 }
 
+/**
+ * The encoded keys that extend a tuple prefix: [start, end). An empty tuple selects
+ * every key.
+ */
+export function prefixRange(prefix: unknown, maxBytes = Infinity): [string, string] {
+  const p = encodePrefix(prefix, maxBytes);
+  return [p === "" ? "" : p + "\x01", p + PREFIX_END];
+}
+
 /** Decodes a binary-string key back to its parts. */
 export function decodeKeyParts(s: string): KeyPart[] {
   const parts: KeyPart[] = [];

@@ -68,8 +68,6 @@ export class FileLock {
   readonly #queue: Waiter[] = [];
   #polling = false;
   #closed = false;
-  /** Time spent waiting by the last granted waiter, for statistics. */
-  lastWaitMs = 0;
   /** Called after each grant with the wait it took. */
   onWait: ((waitMs: number) => void) | undefined;
 
@@ -116,7 +114,6 @@ export class FileLock {
     if (signal?.aborted) return Promise.reject(this.#timeoutError(exclusive, 0, signal.reason));
     const immediate = this.tryAcquire(exclusive);
     if (immediate) {
-      this.lastWaitMs = 0;
       this.onWait?.(0);
       return Promise.resolve(immediate);
     }
@@ -215,7 +212,6 @@ export class FileLock {
   #grant(waiter: Waiter): void {
     waiter.cleanup();
     const waited = this.#platform.monotonicMs() - waiter.enqueuedMs;
-    this.lastWaitMs = waited;
     this.onWait?.(waited);
     waiter.resolve(this.#makeRelease());
   }

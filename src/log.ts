@@ -94,7 +94,8 @@ export function segmentName(n: number): string {
   return `seg-${String(n).padStart(10, "0")}.log`;
 }
 
-function parseSegmentName(name: string): number | undefined {
+/** The number of a segment file, or undefined if `name` is not one. */
+export function parseSegmentName(name: string): number | undefined {
   const m = /^seg-(\d{10})\.log$/.exec(name);
   return m ? Number(m[1]) : undefined;
 }

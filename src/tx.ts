@@ -10,7 +10,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { decodeKey, describeKey, encodeKey, encodePrefix, PREFIX_END } from "./keys.ts";
+import { decodeKey, describeKey, encodeKey, PREFIX_END, prefixRange } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index, Version } from "./index.ts";
@@ -113,11 +113,7 @@ export function selectorRange(sel: ListSelector, maxKeyBytes: number): [string, 
   if (sel === null || typeof sel !== "object") throw new TxtDbError("INVALID_ARGUMENT", "list() needs a selector object: { prefix } and/or { start, end }");
   let start = "";
   let end = PREFIX_END;
-  if (sel.prefix !== undefined) {
-    const p = encodePrefix(sel.prefix, maxKeyBytes);
-    start = p === "" ? "" : p + "\x01";
-    end = p + PREFIX_END;
-  }
+  if (sel.prefix !== undefined) [start, end] = prefixRange(sel.prefix, maxKeyBytes);
   if (sel.start !== undefined) {
     const s = encodeKey(sel.start, maxKeyBytes);
     if (s > start) start = s;
@@ -273,7 +269,7 @@ export abstract class SnapshotReader {
 
 /** What a transaction needs from the database to commit. */
 export interface TxHost extends ReadContext {
-  commit(state: TxState, signal?: AbortSignal, deadlineMs?: number): Promise<number>;
+  commit(state: TxState): Promise<number>;
   readOnly: boolean;
   /** Pins a read version (so compaction keeps it); `expire` runs if it idles past maxIdleMs. */
   pin(version: number, kind: string, expire?: (idleMs: number) => void): { release: () => void; touch: () => void };
@@ -301,9 +297,6 @@ export class Transaction extends SnapshotReader {
   readonly #unpin: () => void;
   readonly #touch: () => void;
   readonly #expiry: { idleMs: number | undefined } = { idleMs: undefined };
-  /** Set by db.transaction() so a timed-out run cannot commit later. */
-  signal: AbortSignal | undefined;
-  deadlineMs: number | undefined;
 
   constructor(host: TxHost, readVersion: number, isolation: Isolation) {
     super(host, readVersion);
@@ -485,7 +478,7 @@ export class Transaction extends SnapshotReader {
     }
     this.#committing = true;
     try {
-      const tsn = await this.#host.commit(s, this.signal, this.deadlineMs);
+      const tsn = await this.#host.commit(s);
       this.#finish("committed");
       return { version: BigInt(tsn) };
     } catch (e) {

@@ -202,6 +202,7 @@ export const denoPlatform: Platform = {
   monotonicMs: () => performance.now(),
   wallClockMs: () => Date.now(),
   sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
+  nextTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
   randomBytes: (buf: Uint8Array) => void crypto.getRandomValues(buf),
   watchDir(dir: string, onChange: () => void): WatchHandle | undefined {
     let watcher: Deno.FsWatcher;

@@ -197,6 +197,7 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
     monotonicMs: () => performance.now(),
     wallClockMs: () => Date.now(),
     sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
+    nextTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
     randomBytes: (buf: Uint8Array) => void crypto.getRandomValues(buf),
     watchDir(dir: string, onChange: () => void): WatchHandle | undefined {
       try {

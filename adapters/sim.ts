@@ -493,6 +493,10 @@ export class SimPlatform implements Platform {
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
 
+  nextTurn(): Promise<void> {
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+
   randomBytes(buf: Uint8Array): void {
     for (let i = 0; i < buf.length; i++) buf[i] = this.world.random.int(256);
   }

@@ -29,6 +29,8 @@ import { defaultPlatform } from "./platform.ts";
 import { newTxState, Snapshot, SnapshotReader, Transaction } from "./tx.ts";
 import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, TxHost, TxState } from "./tx.ts";
 import { WatchHub } from "./watch.ts";
+import { conflictSubject, RETRY_TURN_MAX_WAIT_MS, RetryTurns } from "./retrygate.ts";
+import type { LeaveTurn } from "./retrygate.ts";
 import { checkpointName, CheckpointDamage, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import { isLeaseFile, leaseOwnerAlive, ProcessLease, readLeaseInfo, readLeasePin } from "./liveness.ts";
 import { checkStore } from "./check.ts";
@@ -240,6 +242,7 @@ export class Database implements TxHost {
   readonly #queue: PendingCommit[] = [];
   #committing: Promise<void> | undefined;
   #running = false;
+  readonly #retryTurns = new RetryTurns();
   #relaxedTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #watchHub: WatchHub;
   #firstSegment = 1;
@@ -604,6 +607,10 @@ export class Database implements TxHost {
     this.#publishPin();
   }
 
+  #nextTurn(): Promise<void> {
+    return this.platform.nextTurn ? this.platform.nextTurn() : this.platform.sleep(0);
+  }
+
   #syncSegment(seg: number): void {
     const f = this.#log.segment(seg);
     if (!f) return;
@@ -647,8 +654,11 @@ export class Database implements TxHost {
   async #runCommits(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
-        // Let every commit submitted in this turn of the event loop join the batch.
-        await Promise.resolve();
+        // Let every commit this turn of the event loop produces join the batch: a
+        // transaction reaches commit() only after several microtask hops of its own, so
+        // waiting one microtask would batch little; waiting for the next turn also lets
+        // timers and I/O run between batches, so a stream of commits never starves them.
+        await this.#nextTurn();
         const batch = this.#queue.splice(0, BATCH_MAX);
         let release: () => void;
         try {
@@ -949,24 +959,34 @@ export class Database implements TxHost {
     const signal = options.signal;
     const timeoutError = (cause?: unknown) =>
       new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction was aborted by its signal" : `Transaction did not finish within ${options.timeoutMs} ms (timeoutMs)`, { cause });
-    for (let attempt = 0; ; attempt++) {
-      if (signal?.aborted) throw timeoutError(signal.reason);
-      if (deadline !== undefined && this.platform.monotonicMs() >= deadline) throw timeoutError();
-      const tx = await this.begin(options.isolation ? { isolation: options.isolation } : {});
-      try {
-        const result = await this.#withDeadline(Promise.resolve().then(() => fn(tx)), deadline, signal, timeoutError);
-        if (!tx.finished) await this.#withDeadline(tx.commit(), deadline, signal, timeoutError);
-        return result;
-      } catch (e) {
-        tx.rollback();
-        if (isTxtDbError(e, "CONFLICT") && attempt < maxRetries) {
+    // After a first CONFLICT this transaction queues for its turn on the key it lost, and
+    // keeps the turn through its reruns (see retrygate.ts).
+    let leaveTurn: LeaveTurn | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (signal?.aborted) throw timeoutError(signal.reason);
+        if (deadline !== undefined && this.platform.monotonicMs() >= deadline) throw timeoutError();
+        const tx = await this.begin(options.isolation ? { isolation: options.isolation } : {});
+        try {
+          const result = await this.#withDeadline(Promise.resolve().then(() => fn(tx)), deadline, signal, timeoutError);
+          if (!tx.finished) await this.#withDeadline(tx.commit(), deadline, signal, timeoutError);
+          return result;
+        } catch (e) {
+          tx.rollback();
+          if (!isTxtDbError(e, "CONFLICT") || attempt >= maxRetries) throw e;
           this.#counters.retries++;
-          const capMs = Math.min(100, 2 ** attempt);
-          await this.platform.sleep(Math.random() * capMs);
-          continue;
+          if (leaveTurn) {
+            // Lost again while holding the turn: another process wrote the key. Back off.
+            const capMs = Math.min(100, 2 ** attempt);
+            await this.platform.sleep(Math.random() * capMs);
+          } else {
+            const waitMs = deadline === undefined ? RETRY_TURN_MAX_WAIT_MS : Math.min(RETRY_TURN_MAX_WAIT_MS, deadline - this.platform.monotonicMs());
+            leaveTurn = await this.#retryTurns.enter(conflictSubject(e), waitMs);
+          }
         }
-        throw e;
       }
+    } finally {
+      leaveTurn?.();
     }
   }
 

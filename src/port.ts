@@ -132,6 +132,13 @@ export interface Platform {
   wallClockMs(): number;
   /** Resolves after `ms` milliseconds without blocking the event loop. */
   sleep(ms: number): Promise<void>;
+  /**
+   * Optional: resolves on the event loop's next turn (setImmediate), after pending timers,
+   * I/O callbacks and every chain of microtasks have run. The group committer waits for it
+   * so that all the transactions a turn produces join one batch and commits never starve
+   * the loop. Without it the core uses `sleep(0)`, which most runtimes clamp to ~1 ms.
+   */
+  nextTurn?(): Promise<void>;
   /** Fills `buf` with random bytes. */
   randomBytes(buf: Uint8Array): void;
 

@@ -19,6 +19,10 @@ export class Latencies {
   add(us: number): void {
     if (this.#n < this.#samples.length) this.#samples[this.#n++] = us;
   }
+  /** How many samples are held. */
+  get count(): number {
+    return this.#n;
+  }
   percentile(p: number): number {
     const s = this.#samples.slice(0, this.#n).sort();
     return s.length ? Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! * 10) / 10 : 0;

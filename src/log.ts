@@ -113,6 +113,8 @@ export class Log {
   readonly #frontierBuf = new Uint8Array(FRONTIER_BYTES);
   readonly #frontierView = new DataView(this.#frontierBuf.buffer);
   readonly #frontierWords = new Uint32Array(this.#frontierBuf.buffer);
+  /** Per segment handle, the bytes known to be allocated (see preallocate). */
+  readonly #allocated = new WeakMap<FileHandle, number>();
   /** The last frontier that passed its checksum, and its words (see readFrontier). */
   readonly #lastWords = new Uint32Array(FRONTIER_BYTES / 4);
   #lastFrontier: Readonly<Frontier> | undefined;
@@ -342,8 +344,10 @@ export class Log {
         chunk = Math.min(chunk * 2, READ_CHUNK_MAX_BYTES);
       }
       if (to && seg === to.seg) return { end: { seg, off } };
-      if (!this.segment(seg + 1)) return { end: { seg, off } };
+      // Stopped inside the file (at preallocated zeros): this segment is not sealed, so no
+      // later one exists. Asking the file system (a failed open) costs more than a read.
       if (!to && off < size) return { end: { seg, off } };
+      if (!this.segment(seg + 1)) return { end: { seg, off } };
       seg++;
       off = 0;
     }
@@ -377,18 +381,26 @@ export class Log {
    * PREALLOCATE_BYTES steps. The zeros become durable with the next fdatasync.
    */
   preallocate(file: FileHandle, end: number, limitBytes: number): void {
+    // The size this process last saw or made, so that a commit into space already
+    // allocated costs no fstat. Files only grow, but for a cut (truncateAt, or a sealed
+    // segment, which is not written again); a stale, larger figure would only let a
+    // write extend the file itself, which is correct, merely a slower sync.
+    if ((this.#allocated.get(file) ?? 0) >= end) return;
     const size = file.size();
+    this.#allocated.set(file, size);
     if (size >= end) return;
     const target = Math.max(end, Math.min(size + PREALLOCATE_BYTES, Math.max(limitBytes, end)));
     for (let at = size; at < target; at += ZEROS.length) {
       file.write(at + ZEROS.length <= target ? ZEROS : ZEROS.subarray(0, target - at), at);
     }
+    this.#allocated.set(file, target);
   }
 
   /** Cuts segment `pos.seg` at `pos.off`, removes later segments, and syncs. */
   truncateAt(pos: LogPosition): void {
     const f = this.segment(pos.seg);
     if (f) {
+      this.#allocated.delete(f);
       f.truncate(pos.off);
       f.datasync();
     }

@@ -385,6 +385,15 @@ test(`${R} group commit gathers transactions that await reads before committing,
     }
   }));
   assert.ok(timerFired && commits < 20_000, `a 1 ms timer waited for ${commits} commits`);
+  // Likewise one loop awaiting each blind write (which the committer does not hold back).
+  let fired = false;
+  setTimeout(() => (fired = true), 1);
+  let writes = 0;
+  while (!fired && writes < 20_000) {
+    await db.set("ns", "loop", writes);
+    writes++;
+  }
+  assert.ok(fired && writes < 20_000, `a 1 ms timer waited for ${writes} awaited writes`);
   await db.close();
 });
 

@@ -991,7 +991,7 @@ export class Database implements TxHost {
             await this.platform.sleep(Math.random() * capMs);
           } else {
             const waitMs = deadline === undefined ? RETRY_TURN_MAX_WAIT_MS : Math.min(RETRY_TURN_MAX_WAIT_MS, deadline - this.platform.monotonicMs());
-            leaveTurn = await this.#retryTurns.enter(conflictSubject(e), waitMs);
+            leaveTurn = await this.#retryTurns.enter(conflictSubject(e), waitMs, signal);
           }
         }
       }

@@ -33,8 +33,11 @@ export class RetryTurns {
   /** Per subject, the promise the next arrival waits on (resolved when the last one leaves). */
   readonly #tails = new Map<string, Promise<void>>();
 
-  /** Waits (at most `maxWaitMs`) for the turn on `subject`; resolves with how to leave it. */
-  async enter(subject: string, maxWaitMs: number): Promise<LeaveTurn> {
+  /**
+   * Waits for the turn on `subject`, at most `maxWaitMs` and no longer than `signal` stays
+   * unaborted (the caller then sees the abort); resolves with how to leave the turn.
+   */
+  async enter(subject: string, maxWaitMs: number, signal?: AbortSignal): Promise<LeaveTurn> {
     const before = this.#tails.get(subject);
     let open!: () => void;
     const mine = new Promise<void>((resolve) => (open = resolve));
@@ -43,10 +46,19 @@ export class RetryTurns {
       open();
       if (this.#tails.get(subject) === mine) this.#tails.delete(subject);
     };
-    if (before) {
+    if (before && !signal?.aborted) {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([before, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, maxWaitMs))))]);
+      let onAbort: (() => void) | undefined;
+      await Promise.race([
+        before,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, Math.max(0, maxWaitMs));
+          onAbort = resolve;
+          signal?.addEventListener("abort", onAbort, { once: true });
+        }),
+      ]);
       clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener("abort", onAbort);
     }
     return leave;
   }

@@ -99,7 +99,7 @@ export function withFaults(base: Platform, hook: FaultHook): Platform {
     monotonicMs: () => base.monotonicMs(),
     wallClockMs: () => base.wallClockMs(),
     sleep: (ms) => base.sleep(ms),
-    nextTurn: () => (base.nextTurn ? base.nextTurn() : base.sleep(0)),
+    ...(base.nextTurn ? { nextTurn: () => base.nextTurn!() } : {}),
     randomBytes: (buf) => base.randomBytes(buf),
     watchDir: (dir, onChange) => base.watchDir(dir, onChange),
   };

@@ -29,8 +29,8 @@ import { defaultPlatform } from "./platform.ts";
 import { newTxState, Snapshot, SnapshotReader, Transaction } from "./tx.ts";
 import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, TxHost, TxState } from "./tx.ts";
 import { WatchHub } from "./watch.ts";
-import { conflictSubject, RETRY_TURN_MAX_WAIT_MS, RetryTurns } from "./retrygate.ts";
-import type { LeaveTurn } from "./retrygate.ts";
+import { conflictSubject, RETRY_TURN_MAX_WAIT_MS, RetryTurns } from "./retryturns.ts";
+import type { LeaveTurn } from "./retryturns.ts";
 import { checkpointName, CheckpointDamage, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import { isLeaseFile, leaseOwnerAlive, ProcessLease, readLeaseInfo, readLeasePin } from "./liveness.ts";
 import { checkStore } from "./check.ts";
@@ -970,7 +970,7 @@ export class Database implements TxHost {
     const timeoutError = (cause?: unknown) =>
       new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction was aborted by its signal" : `Transaction did not finish within ${options.timeoutMs} ms (timeoutMs)`, { cause });
     // After a first CONFLICT this transaction queues for its turn on the key it lost, and
-    // keeps the turn through its reruns (see retrygate.ts).
+    // keeps the turn through its reruns (see retryturns.ts).
     let leaveTurn: LeaveTurn | undefined;
     try {
       for (let attempt = 0; ; attempt++) {

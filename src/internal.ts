@@ -17,4 +17,4 @@ export * from "./log.ts";
 export { Index, Chain, lowerBound } from "./index.ts";
 export * from "./metrics.ts";
 export * from "./ndjson.ts";
-export * from "./retrygate.ts";
+export * from "./retryturns.ts";

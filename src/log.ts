@@ -118,6 +118,7 @@ export class Log {
   /** The last frontier that passed its checksum, and its words (see readFrontier). */
   readonly #lastWords = new Uint32Array(FRONTIER_BYTES / 4);
   #lastFrontier: Readonly<Frontier> | undefined;
+  /** The mapped frontier as words, when it is mapped. */
   #mapWords: Uint32Array | undefined;
 
   constructor(platform: Platform, dir: string, mode: number, readOnly: boolean) {
@@ -199,13 +200,15 @@ export class Log {
     if (!this.#frontierMapTried && this.platform.mapShared && f.size() >= FRONTIER_BYTES) {
       this.#frontierMapTried = true;
       this.#frontierMap = this.platform.mapShared(this.path("frontier"), FRONTIER_BYTES);
+      const bytes = this.#frontierMap?.bytes;
+      if (bytes) this.#mapWords = new Uint32Array(bytes.buffer, bytes.byteOffset, FRONTIER_BYTES / 4);
     }
     const map = this.#frontierMap?.bytes;
-    if (map && this.#lastFrontier) {
+    const now = this.#mapWords;
+    if (now && this.#lastFrontier) {
       // Unchanged since it was last checked (the usual answer to a read's probe): nine
       // word compares instead of a copy and a checksum. Words that all equal the checked
       // ones are that checked frontier, even if a writer was midway through replacing it.
-      const now = (this.#mapWords ??= new Uint32Array(map.buffer, map.byteOffset, FRONTIER_BYTES / 4));
       const seen = this.#lastWords;
       let same = true;
       for (let i = 0; i < seen.length; i++) {

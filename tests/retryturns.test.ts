@@ -1,5 +1,5 @@
 /**
- * Retry turns (src/retrygate.ts): reruns that lost on one key go one at a time, in order;
+ * Retry turns (src/retryturns.ts): reruns that lost on one key go one at a time, in order;
  * other keys do not wait; a wait is bounded and ends when the transaction's signal aborts.
  */
 import { assert, runtime, sleep, test } from "./harness.ts";

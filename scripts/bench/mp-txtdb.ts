@@ -55,5 +55,5 @@ if (mode === "w3" || mode === "w6") {
 const ms = performance.now() - t0;
 clearInterval(heartbeat);
 const s = db.stats();
-console.log(JSON.stringify({ runtime: detectRuntime(), ops: n, ms, batches: s.batches, fsyncUs: s.fsyncUs, lockWaitUs: s.lockWaitUs, commitLatencyUs: s.commitLatencyUs, conflicts: s.conflicts, retries: s.retries, worstGapMs }));
+console.log(JSON.stringify({ runtime: detectRuntime(), ops: n, ms, batches: s.batches, lockWaitUs: s.lockWaitUs, commitLatencyUs: s.commitLatencyUs, conflicts: s.conflicts, retries: s.retries, worstGapMs }));
 await db.close();

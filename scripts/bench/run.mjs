@@ -59,6 +59,9 @@ const txtdbCmd = {
   bun: (a) => ["node_modules/.bin/bun", ["scripts/bench/mp-txtdb.ts", ...a]],
 };
 
+/** Commit attempts (acknowledged + retried) per group commit, over bench workers' results. */
+const attemptsPerGroupCommit = (res) => (res.reduce((a, r) => a + r.ops + r.retries, 0) / res.reduce((a, r) => a + r.batches, 0)).toFixed(1);
+
 async function multiProcess() {
   const rows = [];
   const { open } = await import("txtdb");
@@ -78,7 +81,7 @@ async function multiProcess() {
     const lockP99 = Math.max(...res.map((r) => r.lockWaitUs.p99));
     const lockP50 = Math.max(...res.map((r) => r.lockWaitUs.p50));
     const gap = Math.max(...res.map((r) => r.worstGapMs));
-    rows.push({ workload: `W3 increments, ${procs} process${procs > 1 ? "es" : ""}`, engine: "txtdb", runtime: "node", ops: procs * per, opsPerSec: Math.round((procs * per) / (ms / 1000)), note: `verified; 16 in flight per process; ${(res.reduce((a, r) => a + r.ops + r.retries, 0) / res.reduce((a, r) => a + r.batches, 0)).toFixed(1)} commit attempts per group commit; commit-lock wait p50 ${Math.round(lockP50)} µs, p99 ${Math.round(lockP99)} µs; worst 1 ms-heartbeat gap ${gap.toFixed(1)} ms` });
+    rows.push({ workload: `W3 increments, ${procs} process${procs > 1 ? "es" : ""}`, engine: "txtdb", runtime: "node", ops: procs * per, opsPerSec: Math.round((procs * per) / (ms / 1000)), note: `verified; 16 in flight per process; ${attemptsPerGroupCommit(res)} commit attempts per group commit; commit-lock wait p50 ${Math.round(lockP50)} µs, p99 ${Math.round(lockP99)} µs; worst 1 ms-heartbeat gap ${gap.toFixed(1)} ms` });
     if (Database) {
       const file = `${dir}/w3-${procs}.sqlite`;
       const s = new Database(file);
@@ -105,7 +108,7 @@ async function multiProcess() {
     await db.close();
     if (total !== 100_000) throw new Error(`W6 txtdb: total ${total}, expected 100000`);
     const ms = Math.max(...res.map((r) => r.ms));
-    rows.push({ workload: "W6 bank transfers, 4 processes", engine: "txtdb", runtime: "node+deno+bun+node", ops: 4 * per, opsPerSec: Math.round((4 * per) / (ms / 1000)), note: `total verified; 16 in flight per process; ${res.reduce((a, r) => a + r.conflicts, 0)} conflicts; ${(res.reduce((a, r) => a + r.ops + r.retries, 0) / res.reduce((a, r) => a + r.batches, 0)).toFixed(1)} commit attempts per group commit` });
+    rows.push({ workload: "W6 bank transfers, 4 processes", engine: "txtdb", runtime: "node+deno+bun+node", ops: 4 * per, opsPerSec: Math.round((4 * per) / (ms / 1000)), note: `total verified; 16 in flight per process; ${res.reduce((a, r) => a + r.conflicts, 0)} conflicts; ${attemptsPerGroupCommit(res)} commit attempts per group commit` });
     if (Database) {
       const file = `${dir}/w6.sqlite`;
       const s = new Database(file);

@@ -23,6 +23,12 @@ export class Latencies {
   get count(): number {
     return this.#n;
   }
+  /** How many samples exceed `us`. */
+  countAbove(us: number): number {
+    let n = 0;
+    for (let i = 0; i < this.#n; i++) if (this.#samples[i]! > us) n++;
+    return n;
+  }
   percentile(p: number): number {
     const s = this.#samples.slice(0, this.#n).sort();
     return s.length ? Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! * 10) / 10 : 0;

@@ -63,7 +63,7 @@ export class RetryTurns {
     return leave;
   }
 
-  /** How many subjects have a queue (for tests and stats). */
+  /** How many subjects have a queue (for tests). */
   get size(): number {
     return this.#tails.size;
   }

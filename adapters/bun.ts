@@ -22,7 +22,6 @@ interface BunFfi {
     symbols: Record<string, { args: string[]; returns: string }>,
   ): { symbols: Record<string, (...args: unknown[]) => unknown> };
   read: { i32(ptr: unknown, offset?: number): number };
-  toArrayBuffer(ptr: unknown, byteOffset: number, byteLength: number): ArrayBuffer;
 }
 
 const ffi = (import.meta as unknown as { require(id: string): BunFfi }).require("bun:ffi");
@@ -30,28 +29,15 @@ const isDarwin = (globalThis as unknown as { process: { platform: string } }).pr
 const lib = ffi.dlopen(isDarwin ? "libc.dylib" : "libc.so.6", {
   flock: { args: ["i32", "i32"], returns: "i32" },
   [isDarwin ? "__error" : "__errno_location"]: { args: [], returns: "ptr" },
-  mmap: { args: ["ptr", "u64", "i32", "i32", "i32", "i64"], returns: "ptr" },
-  munmap: { args: ["ptr", "u64"], returns: "i32" },
 });
 const errnoLocation = lib.symbols[isDarwin ? "__error" : "__errno_location"]!;
 const flockNative = lib.symbols.flock!;
-
-const mmap = lib.symbols.mmap!;
-const munmap = lib.symbols.munmap!;
 
 /** The Platform for Bun. */
 export const bunPlatform: Platform = makeNodeFsPlatform(
   "bun",
   (fd, op) => (flockNative(fd, op) === 0 ? 0 : ffi.read.i32(errnoLocation())),
   (globalThis as unknown as { process: { pid: number } }).process.pid,
-  {
-    map(fd, length) {
-      const ptr = mmap(null, length, 1 /* PROT_READ */, 1 /* MAP_SHARED */, fd, 0);
-      // bun:ffi returns null for a null pointer; MAP_FAILED is (void *) -1.
-      if (ptr === null || ptr === 0 || ptr === -1 || ptr === 0xffffffffffffffff) return undefined;
-      return { bytes: new Uint8Array(ffi.toArrayBuffer(ptr, 0, length)), unmap: () => void munmap(ptr, length) };
-    },
-  },
 );
 
 export default bunPlatform;

@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-import { PortError } from "../src/port.ts";
+import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
 import type { FileHandle, FileInfo, OpenOptions, Platform, WatchHandle } from "../src/port.ts";
 
 const ERRNO_BY_CLASS: Record<string, string> = {
@@ -30,6 +30,114 @@ function portError(e: unknown, op: string, path: string): PortError {
   const errno = typeof code === "string" ? code : (typeof name === "string" && ERRNO_BY_CLASS[name]) || "EIO";
   return new PortError(errno, op, path, e);
 }
+
+function fileInfo(s: Deno.FileInfo): FileInfo {
+  return {
+    size: s.size,
+    isFile: s.isFile,
+    isDirectory: s.isDirectory,
+    isSymlink: s.isSymlink,
+    // Null only on Windows, which txtdb does not support.
+    ino: s.ino ?? 0,
+    dev: s.dev,
+    uid: s.uid ?? -1,
+    mode: (s.mode ?? 0) & 0o7777,
+  };
+}
+
+function kindOf(s: Deno.FileInfo): string {
+  if (s.isSymlink) return "a symlink: txtdb never follows one to a store file";
+  if (s.isDirectory) return "a directory, not a regular file";
+  if (s.isFifo) return "a FIFO, not a regular file";
+  if (s.isSocket) return "a socket, not a regular file";
+  if (s.isCharDevice || s.isBlockDevice) return "a device, not a regular file";
+  return "not a regular file";
+}
+
+function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw portError(e, "lstat", path);
+  }
+}
+
+/**
+ * Opens a regular file without following a final symlink and without blocking on a FIFO.
+ * Deno.openSync has neither O_NOFOLLOW nor O_NONBLOCK, so:
+ * 1. A file to create is first created with O_CREAT|O_EXCL (`createNew`), which never
+ *    follows a symlink, not even a dangling one. Only if it exists do we go on.
+ * 2. lstat refuses a symlink, FIFO, socket, device or directory before anything opens it.
+ * 3. After the open, fstat must show the very inode lstat saw, still a regular file.
+ * Residual race (no fix without those flags): if someone swaps the path between 2 and 3,
+ * the open itself follows their symlink or, for a read-only open, waits on their FIFO
+ * until a writer appears; step 3 then refuses what it opened, but the wait has happened.
+ * Nothing is written before step 3, so a swap can delay us, never make us write elsewhere.
+ */
+function openRegular(path: string, options: OpenOptions): Deno.FsFile {
+  const mode = options.mode ?? 0o600;
+  if (options.create) {
+    try {
+      return Deno.openSync(path, { read: true, write: true, createNew: true, mode });
+    } catch (e) {
+      if (options.exclusive || !(e instanceof Deno.errors.AlreadyExists)) throw portError(e, "open", path);
+    }
+  }
+  const before = lstatOrUndefined(path);
+  if (!before) throw new PortError("ENOENT", "open", path);
+  if (!before.isFile) throw new PortError(before.isSymlink ? ELOOP : ENOTREG, "open", path, undefined, kindOf(before));
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true, write: !options.readOnly });
+  } catch (e) {
+    throw portError(e, "open", path);
+  }
+  let after: Deno.FileInfo;
+  try {
+    after = file.statSync();
+  } catch (e) {
+    file.close();
+    throw portError(e, "fstat", path);
+  }
+  if (!after.isFile || after.ino !== before.ino || after.dev !== before.dev) {
+    file.close();
+    throw new PortError(after.isFile ? ELOOP : ENOTREG, "open", path, undefined, after.isFile ? "replaced while being opened (a symlink?)" : kindOf(after));
+  }
+  return file;
+}
+
+/**
+ * This process's effective uid, found without asking for more than --allow-read and
+ * --allow-write: Deno.uid() needs --allow-sys (used when granted: querying never prompts),
+ * and /proc/self needs --allow-all, so otherwise the owner of a fresh temporary file,
+ * which is by definition us. Undefined when neither works (e.g. --allow-write scoped to
+ * the store): the owner check of a store directory is then skipped.
+ */
+function effectiveUid(): number | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "uid" }).state === "granted") return Deno.uid() ?? undefined;
+  } catch {
+    // an older Deno without querySync or the "uid" kind: try the file
+  }
+  let path: string | undefined;
+  try {
+    path = Deno.makeTempFileSync({ prefix: "txtdb-uid-" });
+    return Deno.lstatSync(path).uid ?? undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (path !== undefined) {
+      try {
+        Deno.removeSync(path);
+      } catch {
+        // a temporary file left behind is harmless
+      }
+    }
+  }
+}
+
+let uidCache: { uid: number | undefined } | undefined;
 
 class DenoFile implements FileHandle {
   readonly path: string;
@@ -88,6 +196,14 @@ class DenoFile implements FileHandle {
     }
   }
 
+  info(): FileInfo {
+    try {
+      return fileInfo(this.#file.statSync());
+    } catch (e) {
+      throw portError(e, "fstat", this.path);
+    }
+  }
+
   sync(): void {
     try {
       this.#file.syncSync();
@@ -135,29 +251,27 @@ class DenoFile implements FileHandle {
 export const denoPlatform: Platform = {
   runtime: "deno",
   pid: Deno.pid,
+  // Found on first use: it may create a temporary file, which a process that never asks
+  // should not pay for.
+  get uid(): number | undefined {
+    uidCache ??= { uid: effectiveUid() };
+    return uidCache.uid;
+  },
   capabilities: { fileEvents: true, sharedWithOtherProcesses: true },
   open(path: string, options: OpenOptions = {}): FileHandle {
-    try {
-      const file = Deno.openSync(path, {
-        read: true,
-        write: !options.readOnly,
-        create: options.create === true && !options.exclusive,
-        createNew: options.create === true && options.exclusive === true,
-        mode: options.mode ?? 0o600,
-      });
-      return new DenoFile(path, file);
-    } catch (e) {
-      throw portError(e, "open", path);
-    }
+    return new DenoFile(path, openRegular(path, options));
   },
   stat(path: string): FileInfo | undefined {
     try {
-      const s = Deno.statSync(path);
-      return { size: s.size, isFile: s.isFile, isDirectory: s.isDirectory };
+      return fileInfo(Deno.statSync(path));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return undefined;
       throw portError(e, "stat", path);
     }
+  },
+  lstat(path: string): FileInfo | undefined {
+    const s = lstatOrUndefined(path);
+    return s && fileInfo(s);
   },
   readdir(path: string): string[] {
     try {
@@ -191,9 +305,12 @@ export const denoPlatform: Platform = {
   syncDir(path: string): void {
     let dir: Deno.FsFile | undefined;
     try {
+      // Opening a FIFO put where the directory was would wait forever: look first.
+      if (!Deno.statSync(path).isDirectory) throw new PortError("ENOTDIR", "fsync(dir)", path);
       dir = Deno.openSync(path, { read: true });
       dir.syncSync();
     } catch (e) {
+      if (e instanceof PortError) throw e;
       throw portError(e, "fsync(dir)", path);
     } finally {
       dir?.close();

@@ -57,6 +57,7 @@ function wrapHandle(h: FileHandle, hook: FaultHook): FileHandle {
       h.truncate(size);
     },
     size: () => h.size(),
+    info: () => h.info(),
     sync: () => {
       hook("beforeFsync", h.path);
       h.sync();
@@ -77,11 +78,16 @@ export function withFaults(base: Platform, hook: FaultHook): Platform {
     runtime: base.runtime,
     capabilities: base.capabilities,
     pid: base.pid,
+    // A getter: the base may find its uid lazily (Deno), and only when asked.
+    get uid() {
+      return base.uid;
+    },
     open: (path, options) => {
       hook("beforeOpen", path);
       return wrapHandle(base.open(path, options), hook);
     },
     stat: (path) => base.stat(path),
+    lstat: (path) => base.lstat(path),
     readdir: (path) => base.readdir(path),
     mkdir: (path, mode) => base.mkdir(path, mode),
     rename: (from, to) => {

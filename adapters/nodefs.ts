@@ -6,14 +6,9 @@
  * @module
  */
 import * as fs from "node:fs";
-import { PortError } from "../src/port.ts";
-import type { FileHandle, FileInfo, OpenOptions, Platform, RuntimeName, SharedMapping, WatchHandle } from "../src/port.ts";
-
-/** mmap(2)/munmap(2) of a file descriptor, as each runtime's FFI provides them. */
-export interface MapCalls {
-  /** Maps `length` bytes of `fd` read-only and shared; undefined on failure. */
-  map(fd: number, length: number): { bytes: Uint8Array; unmap(): void } | undefined;
-}
+import process from "node:process";
+import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
+import type { FileHandle, FileInfo, OpenOptions, Platform, RuntimeName, WatchHandle } from "../src/port.ts";
 
 /** flock(2) on a file descriptor: returns 0, or the errno on failure. */
 export type FlockCall = (fd: number, operation: number) => number;
@@ -31,6 +26,36 @@ function portError(e: unknown, op: string, path: string): PortError {
   const code = (e as { code?: unknown })?.code;
   return new PortError(typeof code === "string" ? code : "EIO", op, path, e);
 }
+
+function fileInfo(s: fs.Stats): FileInfo {
+  return {
+    size: s.size,
+    isFile: s.isFile(),
+    isDirectory: s.isDirectory(),
+    isSymlink: s.isSymbolicLink(),
+    ino: s.ino,
+    dev: s.dev,
+    uid: s.uid,
+    mode: s.mode & 0o7777,
+  };
+}
+
+/** What a non-regular file is, for messages. */
+function kindOf(s: fs.Stats): string {
+  if (s.isDirectory()) return "a directory";
+  if (s.isFIFO()) return "a FIFO";
+  if (s.isSocket()) return "a socket";
+  if (s.isCharacterDevice() || s.isBlockDevice()) return "a device";
+  return "not a regular file";
+}
+
+/**
+ * Flags on every open: O_NOFOLLOW refuses a symlink planted where a store file belongs
+ * (ELOOP) instead of writing through it; O_NONBLOCK makes opening a FIFO return at once
+ * instead of waiting for a peer forever (it is then refused after fstat), and changes
+ * nothing for regular files; O_NOCTTY keeps a terminal device from becoming ours.
+ */
+const SAFE_OPEN_FLAGS = fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY;
 
 class NodeFsFile implements FileHandle {
   readonly path: string;
@@ -89,6 +114,14 @@ class NodeFsFile implements FileHandle {
     }
   }
 
+  info(): FileInfo {
+    try {
+      return fileInfo(fs.fstatSync(this.#fd));
+    } catch (e) {
+      throw portError(e, "fstat", this.path);
+    }
+  }
+
   sync(): void {
     try {
       fs.fsyncSync(this.#fd);
@@ -131,27 +164,54 @@ class NodeFsFile implements FileHandle {
 }
 
 /** Builds a Platform on node:fs with the given flock call. */
-export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: number, mapCalls?: MapCalls): Platform {
+export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: number): Platform {
   const platform: Platform = {
     runtime,
     pid,
+    uid: typeof process.geteuid === "function" ? process.geteuid() : undefined,
     capabilities: { fileEvents: true, sharedWithOtherProcesses: true },
     open(path: string, options: OpenOptions = {}): FileHandle {
-      let flags = options.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
+      let flags = (options.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | SAFE_OPEN_FLAGS;
       if (options.create) flags |= fs.constants.O_CREAT;
       if (options.exclusive) flags |= fs.constants.O_EXCL;
+      let fd: number;
       try {
-        return new NodeFsFile(path, fs.openSync(path, flags, options.mode ?? 0o600), flock);
+        fd = fs.openSync(path, flags, options.mode ?? 0o600);
       } catch (e) {
+        const code = (e as { code?: unknown })?.code;
+        // Linux says ELOOP for a final symlink under O_NOFOLLOW, FreeBSD EMLINK; a socket
+        // cannot be opened at all (ENXIO); a directory cannot be opened for writing (EISDIR).
+        if (code === "ELOOP" || code === "EMLINK") throw new PortError(ELOOP, "open", path, e, "a symlink: txtdb never follows one to a store file");
+        if (code === "ENXIO" || code === "EISDIR") throw new PortError(ENOTREG, "open", path, e, "not a regular file");
         throw portError(e, "open", path);
       }
+      let s: fs.Stats;
+      try {
+        s = fs.fstatSync(fd);
+      } catch (e) {
+        fs.closeSync(fd);
+        throw portError(e, "fstat", path);
+      }
+      if (!s.isFile()) {
+        fs.closeSync(fd);
+        throw new PortError(ENOTREG, "open", path, undefined, `${kindOf(s)}, not a regular file`);
+      }
+      return new NodeFsFile(path, fd, flock);
     },
     stat(path: string): FileInfo | undefined {
       try {
         const s = fs.statSync(path, { throwIfNoEntry: false });
-        return s && { size: s.size, isFile: s.isFile(), isDirectory: s.isDirectory() };
+        return s && fileInfo(s);
       } catch (e) {
         throw portError(e, "stat", path);
+      }
+    },
+    lstat(path: string): FileInfo | undefined {
+      try {
+        const s = fs.lstatSync(path, { throwIfNoEntry: false });
+        return s && fileInfo(s);
+      } catch (e) {
+        throw portError(e, "lstat", path);
       }
     },
     readdir(path: string): string[] {
@@ -186,7 +246,8 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
     syncDir(path: string): void {
       let fd: number | undefined;
       try {
-        fd = fs.openSync(path, fs.constants.O_RDONLY);
+        // O_DIRECTORY: a FIFO put where the directory was is refused instead of waited on.
+        fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
         fs.fsyncSync(fd);
       } catch (e) {
         throw portError(e, "fsync(dir)", path);
@@ -209,21 +270,5 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
       }
     },
   };
-  if (mapCalls) {
-    platform.mapShared = (path: string, bytes: number): SharedMapping | undefined => {
-      let fd: number | undefined;
-      try {
-        fd = fs.openSync(path, fs.constants.O_RDONLY);
-        const m = mapCalls.map(fd, bytes);
-        if (!m) return undefined;
-        let open = true;
-        return { bytes: m.bytes, close: () => void (open && ((open = false), m.unmap())) };
-      } catch {
-        return undefined; // the core falls back to reads
-      } finally {
-        if (fd !== undefined) fs.closeSync(fd); // the mapping outlives the descriptor
-      }
-    };
-  }
   return platform;
 }

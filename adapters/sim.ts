@@ -13,6 +13,11 @@
  *   survives, the last one cut at a random byte), and directory entries not made
  *   durable by a directory fsync vanish. Locks are free again.
  *
+ * - `world.plant(path, kind)` puts a FIFO, socket, device or symlink where a file belongs,
+ *   as another user could in a shared directory; `world.chown(path, uid)` gives a file or
+ *   directory to another user. `process.openHandleCount` counts a process's open handles,
+ *   so tests can catch a descriptor leak.
+ *
  * Every choice comes from a seeded generator, so a failing run replays from its seed.
  *
  * @example
@@ -25,7 +30,7 @@
  * ```
  * @module
  */
-import { PortError } from "../src/port.ts";
+import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
 import type { FileHandle, FileInfo, OpenOptions, Platform, WatchHandle } from "../src/port.ts";
 
 /** Thrown by every operation of a crashed simulated machine. */
@@ -60,8 +65,25 @@ interface PendingWrite {
   data: Uint8Array;
 }
 
+/** What a simulated directory entry that is not a directory can be. */
+export type SimFileKind = "file" | "fifo" | "socket" | "device" | "symlink";
+
+/** Owner, permissions and identity of a simulated file or directory. */
+interface Meta {
+  ino: number;
+  uid: number;
+  mode: number;
+}
+
+/** The uid simulated processes run as unless `world.process({ uid })` says otherwise. */
+export const SIM_DEFAULT_UID = 1000;
+
 /** One file's contents: what readers see now, and what survives a power loss. */
 class Inode {
+  kind: SimFileKind = "file";
+  /** Where a symlink points (kind "symlink"). */
+  target = "";
+  meta: Meta = { ino: 0, uid: SIM_DEFAULT_UID, mode: 0o600 };
   data: Uint8Array = new Uint8Array(0);
   length: number = 0;
   durable: Uint8Array = new Uint8Array(0);
@@ -124,8 +146,11 @@ export class SimWorld {
   #durableNames = new Map<string, Inode | null>();
   #crashed = false;
   #faults = new Map<number, FaultKind>();
+  /** Owner and permissions of directories (which map to null in #names). */
+  #dirMeta = new Map<string, Meta>();
   #nextHandleId = 1;
   #nextPid = 1000;
+  #nextIno = 2;
   readonly counters: SimCounters = { ops: 0, syncs: 0, dirSyncs: 0, writes: 0, bytesWritten: 0 };
   /** Names of every operation in order, for naming crash points in test output. */
   readonly trace: string[] = [];
@@ -136,6 +161,11 @@ export class SimWorld {
     this.random = new SeededRandom(seed);
     this.#names.set("/", null);
     this.#durableNames.set("/", null);
+    this.#dirMeta.set("/", { ino: 1, uid: 0, mode: 0o755 });
+  }
+
+  newIno(): number {
+    return this.#nextIno++;
   }
 
   /** True after a scheduled crash fired. */
@@ -169,9 +199,52 @@ export class SimWorld {
     throw new SimCrash(`${op} ${path} (operation ${n})`);
   }
 
-  /** A new simulated process on this machine. */
-  process(): SimPlatform {
-    return new SimPlatform(this, this.#nextPid++);
+  /** A new simulated process on this machine, running as `uid` (default {@link SIM_DEFAULT_UID}). */
+  process(options: { uid?: number } = {}): SimPlatform {
+    return new SimPlatform(this, this.#nextPid++, options.uid ?? SIM_DEFAULT_UID);
+  }
+
+  /**
+   * Puts a non-regular file at `path` (replacing whatever file was there), as another
+   * user could in a directory they can write: a FIFO, socket, device, or a symlink to
+   * `target` (relative to the link's directory unless it starts with "/").
+   */
+  plant(path: string, kind: Exclude<SimFileKind, "file">, target = ""): void {
+    const p = normalize(path);
+    if (this.#names.get(dirname(p)) !== null) throw new PortError("ENOENT", "plant", path);
+    if (this.#names.get(p) === null) throw new PortError("EISDIR", "plant", path);
+    const inode = new Inode();
+    inode.kind = kind;
+    inode.target = target;
+    inode.meta = { ino: this.newIno(), uid: SIM_DEFAULT_UID, mode: kind === "symlink" ? 0o777 : 0o644 };
+    this.#names.set(p, inode);
+    this.#durableNames.set(p, inode);
+  }
+
+  /** Gives the file or directory at `path` (not following a symlink) to user `uid`. */
+  chown(path: string, uid: number): void {
+    const p = normalize(path);
+    const inode = this.#names.get(p);
+    if (inode === undefined) throw new PortError("ENOENT", "chown", path);
+    if (inode === null) this.#dirMeta.get(p)!.uid = uid;
+    else inode.meta.uid = uid;
+  }
+
+  /** The entry at `path` after following symlinks (at most 40, as Linux), or undefined. */
+  resolve(path: string): { path: string; inode: Inode | null } | undefined {
+    let p = normalize(path);
+    for (let hops = 0; hops <= 40; hops++) {
+      const inode = this.#names.get(p);
+      if (inode === undefined) return undefined;
+      if (inode === null || inode.kind !== "symlink") return { path: p, inode };
+      p = normalize(inode.target.startsWith("/") ? inode.target : `${dirname(p)}/${inode.target}`);
+    }
+    throw new PortError("ELOOP", "stat", path);
+  }
+
+  /** Metadata of a directory. */
+  dirMeta(path: string): Meta {
+    return this.#dirMeta.get(normalize(path)) ?? { ino: 0, uid: 0, mode: 0o755 };
   }
 
   /**
@@ -191,6 +264,9 @@ export class SimWorld {
       let copy = rebuilt.get(inode);
       if (!copy) {
         copy = new Inode();
+        copy.kind = inode.kind;
+        copy.target = inode.target;
+        copy.meta = { ...inode.meta };
         copy.write(0, inode.durable);
         const keep = this.random.int(inode.pending.length + 1);
         for (let i = 0; i < keep; i++) {
@@ -206,6 +282,8 @@ export class SimWorld {
       next.#names.set(path, copy);
       next.#durableNames.set(path, copy);
     }
+    for (const [path, meta] of this.#dirMeta) if (next.#names.get(path) === null) next.#dirMeta.set(path, { ...meta });
+    next.#nextIno = this.#nextIno;
     return next;
   }
 
@@ -216,6 +294,9 @@ export class SimWorld {
       if (inode === null) next.#names.set(path, null);
       else {
         const copy = new Inode();
+        copy.kind = inode.kind;
+        copy.target = inode.target;
+        copy.meta = { ...inode.meta };
         copy.write(0, inode.view());
         copy.durable = inode.durable.slice();
         copy.pending = inode.pending.slice();
@@ -225,6 +306,8 @@ export class SimWorld {
     for (const [path, inode] of this.#durableNames) {
       next.#durableNames.set(path, inode === null ? null : next.#names.get(path) ?? new Inode());
     }
+    for (const [path, meta] of this.#dirMeta) next.#dirMeta.set(path, { ...meta });
+    next.#nextIno = this.#nextIno;
     return next;
   }
 
@@ -234,23 +317,25 @@ export class SimWorld {
     return this.#names.get(normalize(path));
   }
 
-  create(path: string): Inode {
+  create(path: string, uid: number, mode: number): Inode {
     const p = normalize(path);
     const parent = dirname(p);
     if (this.#names.get(parent) !== null) throw new PortError("ENOENT", "open", path);
     const inode = new Inode();
+    inode.meta = { ino: this.newIno(), uid, mode: mode & 0o7777 };
     this.#names.set(p, inode);
     return inode;
   }
 
-  mkdir(path: string): void {
+  mkdir(path: string, uid = SIM_DEFAULT_UID, mode = 0o700): void {
     const p = normalize(path);
     if (p === "/") return;
     const existing = this.#names.get(p);
     if (existing === null) return;
     if (existing !== undefined) throw new PortError("EEXIST", "mkdir", path);
-    this.mkdir(dirname(p));
+    this.mkdir(dirname(p), uid, mode);
     this.#names.set(p, null);
+    this.#dirMeta.set(p, { ino: this.newIno(), uid, mode: mode & 0o7777 });
     // mkdir -p of a fresh path is treated as durable: tests start from an existing dir.
     this.#durableNames.set(p, null);
   }
@@ -277,6 +362,24 @@ export class SimWorld {
     const p = normalize(path);
     if (this.#names.get(p) === null) throw new PortError("EISDIR", "unlink", path);
     this.#names.delete(p);
+  }
+
+  /** Describes an entry as fstat/lstat would. */
+  info(entry: Inode | null, path: string): FileInfo {
+    if (entry === null) {
+      const m = this.dirMeta(path);
+      return { size: 0, isFile: false, isDirectory: true, isSymlink: false, ino: m.ino, dev: 1, uid: m.uid, mode: m.mode };
+    }
+    return {
+      size: entry.kind === "symlink" ? entry.target.length : entry.length,
+      isFile: entry.kind === "file",
+      isDirectory: false,
+      isSymlink: entry.kind === "symlink",
+      ino: entry.meta.ino,
+      dev: 1,
+      uid: entry.meta.uid,
+      mode: entry.meta.mode,
+    };
   }
 
   syncDir(path: string): void {
@@ -318,14 +421,16 @@ class SimFile implements FileHandle {
   readonly #inode: Inode;
   readonly #id: number;
   readonly #readOnly: boolean;
+  readonly #onClose: (f: SimFile) => void;
   #closed = false;
 
-  constructor(world: SimWorld, path: string, inode: Inode, readOnly: boolean) {
+  constructor(world: SimWorld, path: string, inode: Inode, readOnly: boolean, onClose: (f: SimFile) => void) {
     this.#world = world;
     this.path = path;
     this.#inode = inode;
     this.#id = world.newHandleId();
     this.#readOnly = readOnly;
+    this.#onClose = onClose;
   }
 
   #check(op: string): void {
@@ -371,6 +476,12 @@ class SimFile implements FileHandle {
     return this.#inode.length;
   }
 
+  info(): FileInfo {
+    this.#check("fstat");
+    if (this.#world.crashed) throw new SimCrash("fstat after crash");
+    return this.#world.info(this.#inode, this.path);
+  }
+
   sync(): void {
     this.#check("fsync");
     this.#world.step("fsync", this.path);
@@ -410,6 +521,7 @@ class SimFile implements FileHandle {
     if (this.#closed) return;
     this.unlock();
     this.#closed = true;
+    this.#onClose(this);
   }
 }
 
@@ -418,45 +530,60 @@ export class SimPlatform implements Platform {
   readonly runtime = "sim" as const;
   readonly capabilities = { fileEvents: false, sharedWithOtherProcesses: false };
   readonly pid: number;
+  readonly uid: number;
   readonly world: SimWorld;
   readonly #handles = new Set<SimFile>();
+  readonly #forget = (f: SimFile) => void this.#handles.delete(f);
 
-  constructor(world: SimWorld, pid: number) {
+  constructor(world: SimWorld, pid: number, uid: number) {
     this.world = world;
     this.pid = pid;
+    this.uid = uid;
+  }
+
+  /** How many handles this process has open (a leak shows as growth). */
+  get openHandleCount(): number {
+    return this.#handles.size;
   }
 
   open(path: string, options: OpenOptions = {}): FileHandle {
     this.world.step("open", path);
     let inode = this.world.lookup(path);
-    if (inode === null) throw new PortError("EISDIR", "open", path);
+    // As open(2) with O_CREAT|O_EXCL: anything at the path, even a dangling symlink, is EEXIST.
     if (inode !== undefined && options.create && options.exclusive) throw new PortError("EEXIST", "open", path);
+    if (inode === null) throw new PortError(ENOTREG, "open", path, undefined, "a directory, not a regular file");
+    if (inode?.kind === "symlink") throw new PortError(ELOOP, "open", path, undefined, "a symlink: txtdb never follows one to a store file");
+    if (inode !== undefined && inode.kind !== "file") throw new PortError(ENOTREG, "open", path, undefined, `a ${inode.kind}, not a regular file`);
     if (inode === undefined) {
       if (!options.create) throw new PortError("ENOENT", "open", path);
-      inode = this.world.create(path);
+      inode = this.world.create(path, this.uid, options.mode ?? 0o600);
     }
-    const f = new SimFile(this.world, path, inode, options.readOnly === true);
+    const f = new SimFile(this.world, path, inode, options.readOnly === true, this.#forget);
     this.#handles.add(f);
     return f;
   }
 
   stat(path: string): FileInfo | undefined {
     if (this.world.crashed) throw new SimCrash("stat after crash");
+    const found = this.world.resolve(path);
+    return found && this.world.info(found.inode, found.path);
+  }
+
+  lstat(path: string): FileInfo | undefined {
+    if (this.world.crashed) throw new SimCrash("lstat after crash");
     const inode = this.world.lookup(path);
-    if (inode === undefined) return undefined;
-    return inode === null
-      ? { size: 0, isFile: false, isDirectory: true }
-      : { size: inode.length, isFile: true, isDirectory: false };
+    return inode === undefined ? undefined : this.world.info(inode, path);
   }
 
   readdir(path: string): string[] {
     this.world.step("readdir", path);
-    return this.world.readdir(path);
+    // A final symlink is followed, as readdir(3) does (links inside a path are not simulated).
+    return this.world.readdir(this.world.resolve(path)?.path ?? path);
   }
 
-  mkdir(path: string): void {
+  mkdir(path: string, mode = 0o700): void {
     this.world.step("mkdir", path);
-    this.world.mkdir(path);
+    this.world.mkdir(path, this.uid, mode);
   }
 
   rename(from: string, to: string): void {
@@ -477,7 +604,7 @@ export class SimPlatform implements Platform {
 
   /** Simulates SIGKILL of this process: its handles close, so its locks are free. */
   kill(): void {
-    for (const h of this.#handles) h.close();
+    for (const h of [...this.#handles]) h.close();
     this.#handles.clear();
   }
 

@@ -12,8 +12,25 @@
  * Errors: adapters translate runtime errors into {@link PortError} with a POSIX-style
  * `errno` name (`ENOENT`, `EEXIST`, `ENOSPC`, `EIO`, ...) and keep the original as `cause`.
  *
+ * Files other users can touch: a store directory may be writable by someone else, who can
+ * put a symlink, a FIFO, a socket or a device where a store file belongs, or truncate a
+ * file under us. So `open()` never follows a final symlink ({@link ELOOP}), never blocks
+ * on and never returns anything but a regular file ({@link ENOTREG}), and the port has no
+ * shared memory mapping of files: a mapped page of a file someone else truncates kills the
+ * process with SIGBUS, which no JavaScript code can catch.
+ *
  * @module
  */
+
+/**
+ * The `errno` of a {@link PortError} from `open()` when the path names something other
+ * than a regular file (a directory, FIFO, socket or device). Not a POSIX name: POSIX has
+ * no single one, and the core needs one stable name to turn into a clear error.
+ */
+export const ENOTREG = "ENOTREG";
+
+/** The `errno` of a {@link PortError} from `open()` when the path's last component is a symlink. */
+export const ELOOP = "ELOOP";
 
 /** An OS-level failure surfaced by an adapter, with the runtime's error as `cause`. */
 export class PortError extends Error {
@@ -21,15 +38,25 @@ export class PortError extends Error {
   readonly errno: string;
   /** The path the failed operation was about. */
   readonly path: string;
-  constructor(errno: string, op: string, path: string, cause?: unknown) {
-    super(`${op} failed on "${path}": ${errno}`, cause === undefined ? undefined : { cause });
+  /** `detail`, when given, is appended to the message (e.g. what the path turned out to be). */
+  constructor(errno: string, op: string, path: string, cause?: unknown, detail?: string) {
+    super(`${op} failed on "${path}": ${errno}${detail ? ` (${detail})` : ""}`, cause === undefined ? undefined : { cause });
     this.name = "PortError";
     this.errno = errno;
     this.path = path;
   }
 }
 
-/** How to open a file. */
+/**
+ * How to open a file. Whatever the options, `open()`:
+ * - refuses a path whose last component is a symlink, with errno {@link ELOOP} (O_NOFOLLOW;
+ *   links earlier in the path are followed: the store directory may sit behind one);
+ * - refuses, without blocking, anything that is not a regular file — directory, FIFO,
+ *   socket, device — with errno {@link ENOTREG} (O_NONBLOCK, then fstat);
+ * - with `create` and `exclusive`, creates a new file or fails with `EEXIST`, even when
+ *   the path is a dangling symlink (O_CREAT|O_EXCL never follows one). The core uses it
+ *   wherever it means to create a fresh file.
+ */
 export interface OpenOptions {
   /** Create the file if it does not exist (with `mode`). */
   create?: boolean;
@@ -55,6 +82,8 @@ export interface FileHandle {
   truncate(size: number): void;
   /** The file's current size in bytes. */
   size(): number;
+  /** fstat(2) of this open file: what it is now, whatever its path names since. */
+  info(): FileInfo;
   /** fsync(2): data and metadata reach stable storage. */
   sync(): void;
   /** fdatasync(2): data (and the size) reach stable storage. */
@@ -71,11 +100,30 @@ export interface FileHandle {
   close(): void;
 }
 
-/** What a path is. */
+/**
+ * What a path (or an open file) is. A FIFO, socket or device has all three `is…` false.
+ *
+ * @example
+ * ```ts
+ * const dir = platform.stat("./data");
+ * if (dir && platform.uid !== undefined && dir.uid !== platform.uid) console.warn("owned by someone else");
+ * ```
+ */
 export interface FileInfo {
   size: number;
+  /** A regular file. */
   isFile: boolean;
   isDirectory: boolean;
+  /** A symbolic link itself: only `lstat` can say so, since `stat` follows links. */
+  isSymlink: boolean;
+  /** Inode number; with `dev`, it names one file however many paths lead to it. */
+  ino: number;
+  /** The device the file lives on. */
+  dev: number;
+  /** The owner's user id. */
+  uid: number;
+  /** Permission bits only (`st_mode & 0o7777`), not the file type. */
+  mode: number;
 }
 
 /** A subscription to change notifications; `close()` ends it. */
@@ -111,10 +159,23 @@ export interface Platform {
   readonly capabilities: Capabilities;
   /** This process's id, for diagnostics only: liveness comes from locks. */
   readonly pid: number;
+  /**
+   * This process's effective user id, compared with the owner of a store directory so that
+   * one user never works inside a directory another controls. Undefined where the adapter
+   * cannot tell (Deno without `--allow-sys=uid` and no writable temporary directory).
+   */
+  readonly uid: number | undefined;
 
+  /** Opens a regular file; never follows a final symlink, never blocks (see {@link OpenOptions}). */
   open(path: string, options?: OpenOptions): FileHandle;
-  /** Information about `path`, or undefined if it does not exist. */
+  /**
+   * Information about `path`, or undefined if it does not exist. Follows symlinks, in the
+   * path and at its end: what a store directory path leads to is what matters to `mkdir`
+   * and `readdir`. Use `lstat` to see a link itself.
+   */
   stat(path: string): FileInfo | undefined;
+  /** Like `stat`, but a final symlink is described itself (`isSymlink`), not followed. */
+  lstat(path: string): FileInfo | undefined;
   /** Names (not paths) of the entries of a directory. */
   readdir(path: string): string[];
   /** Creates a directory and its parents (owner-only by default); no error if present. */
@@ -148,20 +209,6 @@ export interface Platform {
    * case the core polls.
    */
   watchDir(dir: string, onChange: () => void): WatchHandle | undefined;
-
-  /**
-   * Optional: maps the first `bytes` of an existing file read-only and shared (mmap
-   * MAP_SHARED), so that other processes' writes to it are visible in the returned bytes
-   * at once, without a system call per read. Undefined where the adapter cannot (the core
-   * then reads with `read`). Reads through it can see a write half done: callers check.
-   */
-  mapShared?(path: string, bytes: number): SharedMapping | undefined;
-}
-
-/** A read-only shared mapping of the start of a file. */
-export interface SharedMapping {
-  readonly bytes: Uint8Array;
-  close(): void;
 }
 
 /** Joins path segments with "/" (all supported platforms use POSIX paths). */

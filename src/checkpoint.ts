@@ -15,7 +15,7 @@
  */
 import { decodeInternal, encodeInternal } from "./codec.ts";
 import { frame, parseFrame } from "./record.ts";
-import { binaryToBytes, bytesToBinary } from "./keys.ts";
+import { binaryToBytes, bytesToBinary, encodedKeyProblem, isWellFormedString } from "./keys.ts";
 import type { FileHandle } from "./port.ts";
 
 const KIND_HEADER = 2;
@@ -73,8 +73,17 @@ export class CheckpointDamage extends Error {
   }
 }
 
-/** Reads a checkpoint; calls `onEntry` for each entry. Throws CheckpointDamage with the offset. */
-export function readCheckpoint(file: FileHandle, onEntry: (e: CheckpointEntry) => void): { header: CheckpointHeader; frames: number; bytes: number } {
+/** An integer a TSN or namespace id can be: exact as a number, so BigInt() of it is too. */
+function isInteger(n: unknown, min: number): n is number {
+  return typeof n === "number" && Number.isSafeInteger(n) && n >= min;
+}
+
+/**
+ * Reads a checkpoint; calls `onEntry` for each entry with the offset of its frame. Checks
+ * every field's type and range (a frame with a valid checksum can still hold anything) and
+ * throws CheckpointDamage with the offset. Value bytes are left to readers and `check()`.
+ */
+export function readCheckpoint(file: FileHandle, onEntry: (e: CheckpointEntry, frameOffset: number) => void): { header: CheckpointHeader; frames: number; bytes: number } {
   const size = file.size();
   const buf = new Uint8Array(size);
   const got = file.read(buf, 0);
@@ -94,21 +103,29 @@ export function readCheckpoint(file: FileHandle, onEntry: (e: CheckpointEntry) =
     if (!Array.isArray(raw)) throw new CheckpointDamage(at, "frame is not an array");
     if (frames === 0) {
       const [kind, tsn, nextNsId, flat] = raw as [unknown, unknown, unknown, unknown];
-      if (kind !== KIND_HEADER || typeof tsn !== "number" || typeof nextNsId !== "number" || !Array.isArray(flat)) {
-        throw new CheckpointDamage(at, "missing checkpoint header");
+      if (kind !== KIND_HEADER || raw.length !== 4 || !isInteger(tsn, 0) || !isInteger(nextNsId, 1) || !Array.isArray(flat) || flat.length % 2 !== 0) {
+        throw new CheckpointDamage(at, "missing or malformed checkpoint header");
       }
       const bindings: [string, number][] = [];
-      for (let i = 0; i < flat.length; i += 2) bindings.push([String(flat[i]), Number(flat[i + 1])]);
+      for (let i = 0; i < flat.length; i += 2) {
+        const [name, id] = [flat[i], flat[i + 1]];
+        if (typeof name !== "string" || name.length === 0 || !isWellFormedString(name) || !isInteger(id, 1) || id >= nextNsId) {
+          throw new CheckpointDamage(at, `malformed namespace binding #${i / 2}`);
+        }
+        bindings.push([name, id]);
+      }
       header = { tsn, nextNsId, bindings };
     } else {
       const [kind, flat] = raw as [unknown, unknown];
-      if (kind !== KIND_ENTRIES || !Array.isArray(flat) || flat.length % 4 !== 0) throw new CheckpointDamage(at, "malformed entry frame");
+      if (kind !== KIND_ENTRIES || raw.length !== 2 || !Array.isArray(flat) || flat.length % 4 !== 0) throw new CheckpointDamage(at, "malformed entry frame");
       for (let i = 0; i < flat.length; i += 4) {
         const [nsId, key, tsn, value] = [flat[i], flat[i + 1], flat[i + 2], flat[i + 3]];
-        if (typeof nsId !== "number" || !(key instanceof Uint8Array) || typeof tsn !== "number" || !(value instanceof Uint8Array)) {
-          throw new CheckpointDamage(at, "malformed entry");
+        if (!isInteger(nsId, 1) || !(key instanceof Uint8Array) || !isInteger(tsn, 1) || tsn > header!.tsn || !(value instanceof Uint8Array) || value.length === 0) {
+          throw new CheckpointDamage(at, `malformed entry #${i / 4}`);
         }
-        onEntry({ nsId, key: bytesToBinary(key), tsn, value });
+        const keyProblem = encodedKeyProblem(key);
+        if (keyProblem !== undefined) throw new CheckpointDamage(at, `entry #${i / 4} has a malformed key: ${keyProblem}`);
+        onEntry({ nsId, key: bytesToBinary(key), tsn, value }, at);
       }
     }
     frames++;

@@ -1,16 +1,43 @@
 /**
  * Values: CBOR through cbor-x. Objects are encoded as cbor-x records so that they decode
- * back to plain objects while Maps decode back to Maps. Decoding never pollutes a
- * prototype: cbor-x renames a `__proto__` key rather than assigning through it (tested).
+ * back to plain objects while Maps decode back to Maps.
+ *
+ * What round-trips, and what is refused (INVALID_VALUE, naming the path) because it would
+ * come back different:
+ *
+ * | value                                             | stored as                         |
+ * |---------------------------------------------------|-----------------------------------|
+ * | objects, arrays, strings, numbers (NaN, ±Infinity) | themselves                        |
+ * | bigint, booleans, null, undefined inside a value  | themselves                        |
+ * | Date (also an invalid Date), RegExp (source, flags)| themselves                        |
+ * | Map (any keys), Set (any members), typed arrays    | themselves; object keys and members come back as equal new objects |
+ * | `-0`                                              | a txtdb tag, so it comes back -0  |
+ * | an own `__proto__` key                            | a txtdb tag, so it comes back as an own property |
+ * | class instances                                   | plain objects of their own enumerable properties |
+ * | strings with a lone surrogate (values, keys, Map keys) | refused: UTF-8 cannot hold them |
+ * | sparse arrays, objects with symbol keys            | refused: holes and symbols would vanish |
+ * | Error, ArrayBuffer, DataView                      | refused: class, or type, would be lost |
+ * | undefined as a whole value, functions, symbols, cycles, nesting > 512 | refused |
+ *
+ * Reads hand out values nobody else holds: byte strings and typed arrays are decoded into
+ * fresh buffers (`copyBuffers`), never views of the index's bytes, so a caller mutating a
+ * value it read cannot change the store. Values are encoded when `set()` is called, so a
+ * caller mutating a value after `set()` cannot change what is committed either.
+ *
+ * Decoding never pollutes a prototype, even from a hostile file: cbor-x renames a
+ * `__proto__` record key to `__proto_` (our encoder never writes one: it uses the tag
+ * below), CBOR maps decode to Maps, and the tag for own `__proto__` keys defines the
+ * property instead of assigning it. A value that does not decode is CORRUPTION.
  *
  * Only the `cbor-x/encode` and `cbor-x/decode` entries are used: the package's main entry
  * reads an environment variable, which Deno refuses without `--allow-env`.
  *
  * @module
  */
-import { Encoder } from "cbor-x/encode";
-import { Decoder } from "cbor-x/decode";
+import { addExtension, Encoder } from "cbor-x/encode";
+import * as cborDecode from "cbor-x/decode";
 import { TxtDbError } from "./errors.ts";
+import { isWellFormedString } from "./keys.ts";
 
 const OPTIONS = {
   useRecords: true,
@@ -23,53 +50,159 @@ const OPTIONS = {
 
 // deno-lint-ignore no-explicit-any
 const encoder = new Encoder(OPTIONS as any);
+/**
+ * User values: byte strings and typed arrays are copied out of the input. Without it cbor-x
+ * returns views of the bytes the index holds, and `(await db.get(..)).fill(0)` rewrote the
+ * stored version (and, after compact(), the file). The copy costs only values that hold
+ * bytes; other values decode exactly as before.
+ */
 // deno-lint-ignore no-explicit-any
-const decoder = new Decoder(OPTIONS as any);
+const valueDecoder = new cborDecode.Decoder({ ...OPTIONS, copyBuffers: true } as any);
+/** Log records and manifests: their byte strings may stay views of the record body. */
+// deno-lint-ignore no-explicit-any
+const internalDecoder = new cborDecode.Decoder(OPTIONS as any);
+
+/**
+ * Two CBOR tags of txtdb's own (in the first-come-first-served range, clear of the tags
+ * and ranges cbor-x interprets). cbor-x's tag registry is process-wide, so each decoder
+ * below acts only while txtdb decodes a value; anyone else's cbor-x decoding sees these
+ * tags as plain `Tag` objects, as before.
+ */
+const TAG_NEGATIVE_ZERO = 47224;
+const TAG_OWN_ENTRIES = 47225;
+let decodingValue = false;
+const CborTag = (cborDecode as unknown as { Tag: new (value: unknown, tag: number) => unknown }).Tag;
+
+/** Stands for -0 while encoding: cbor-x writes -0 as the integer 0. */
+class NegativeZero {}
+const NEGATIVE_ZERO = new NegativeZero();
+/** Stands for an object with an own `__proto__` key while encoding: [key, value, ...]. */
+class OwnEntries {
+  constructor(readonly flat: unknown[]) {}
+}
+
+addExtension({
+  Class: NegativeZero,
+  tag: TAG_NEGATIVE_ZERO,
+  // cbor-x ignores what an extension's encode returns: encode() writes in place.
+  encode: (_v: NegativeZero, encode: (data: unknown) => Uint8Array) => encode(null),
+  decode: (data: unknown) => (decodingValue ? -0 : new CborTag(data, TAG_NEGATIVE_ZERO)),
+});
+addExtension({
+  Class: OwnEntries,
+  tag: TAG_OWN_ENTRIES,
+  encode: (v: OwnEntries, encode: (data: unknown) => Uint8Array) => encode(v.flat),
+  decode: (data: unknown) => (decodingValue ? objectFromEntries(data) : new CborTag(data, TAG_OWN_ENTRIES)),
+});
+
+/** Builds an object from [key, value, ...] with every key an own data property. */
+function objectFromEntries(flat: unknown): Record<string, unknown> {
+  if (!Array.isArray(flat) || flat.length % 2 !== 0) throw new Error("object entries are not a [key, value, ...] array");
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const k = flat[i];
+    if (typeof k !== "string") throw new Error(`object entry key is a ${typeof k}, not a string`);
+    // Assigning "__proto__" would set the prototype; defining it makes an own property.
+    if (k === "__proto__") Object.defineProperty(out, k, { value: flat[i + 1], writable: true, enumerable: true, configurable: true });
+    else out[k] = flat[i + 1];
+  }
+  return out;
+}
 
 /** How deep a value may nest; deeper (or cyclic) values are refused. */
 const DEPTH_MAX = 512;
 
-function checkValue(v: unknown, depth: number, path: string): void {
+function refuse(path: string, what: string): TxtDbError {
+  return new TxtDbError("INVALID_VALUE", `Cannot store the value: ${path} ${what}`, { details: { path } });
+}
+
+/**
+ * Refuses what cannot round-trip. Returns true when the value holds -0 or an own
+ * `__proto__` key, which {@link rewrite} must replace before cbor-x sees them (rare, so
+ * the common value is encoded as given, with no copy).
+ */
+function checkValue(v: unknown, depth: number, path: string): boolean {
   switch (typeof v) {
     case "function":
     case "symbol":
-      throw new TxtDbError("INVALID_VALUE", `Value at ${path} is a ${typeof v}; functions and symbols cannot be stored`);
+      throw refuse(path, `is a ${typeof v}; functions and symbols cannot be stored`);
     case "undefined":
       if (depth === 0) {
         throw new TxtDbError("INVALID_VALUE", "Value is undefined; to remove a key use delete(), or store null");
       }
-      return;
+      return false;
+    case "string":
+      if (!isWellFormedString(v)) throw refuse(path, "is a string with a lone surrogate, which UTF-8 cannot store; fix the string (e.g. with toWellFormed())");
+      return false;
+    case "number":
+      return v === 0 && 1 / v < 0;
     case "object": {
-      if (v === null) return;
-      if (depth >= DEPTH_MAX) {
-        throw new TxtDbError("INVALID_VALUE", `Value nests deeper than ${DEPTH_MAX} levels at ${path} (or is cyclic)`);
+      if (v === null) return false;
+      if (depth >= DEPTH_MAX) throw refuse(path, `nests deeper than ${DEPTH_MAX} levels (or is cyclic)`);
+      if (ArrayBuffer.isView(v)) {
+        if (v instanceof DataView) throw refuse(path, "is a DataView, which would come back as a Uint8Array; store a Uint8Array of its bytes");
+        return false;
       }
-      if (ArrayBuffer.isView(v) || v instanceof Date || v instanceof ArrayBuffer) return;
+      if (v instanceof Date || v instanceof RegExp) return false;
+      if (v instanceof ArrayBuffer || (typeof SharedArrayBuffer === "function" && v instanceof SharedArrayBuffer)) {
+        throw refuse(path, "is an ArrayBuffer, which would come back as a Uint8Array; store new Uint8Array(buffer)");
+      }
+      if (v instanceof Error) throw refuse(path, "is an Error, whose class, stack and properties would be lost; store { name, message } instead");
+      let special = false;
       if (v instanceof Map) {
         for (const [k, x] of v) {
-          checkValue(k, depth + 1, `${path}<key>`);
-          checkValue(x, depth + 1, `${path}.get(${String(k)})`);
+          if (checkValue(k, depth + 1, `${path}<key>`)) special = true;
+          if (checkValue(x, depth + 1, `${path}.get(${typeof k === "string" ? JSON.stringify(k) : String(k)})`)) special = true;
         }
-        return;
+        return special;
       }
       if (v instanceof Set) {
-        for (const x of v) checkValue(x, depth + 1, `${path}<item>`);
-        return;
+        for (const x of v) if (checkValue(x, depth + 1, `${path}<item>`)) special = true;
+        return special;
       }
       if (Array.isArray(v)) {
-        for (let i = 0; i < v.length; i++) checkValue(v[i], depth + 1, `${path}[${i}]`);
-        return;
+        for (let i = 0; i < v.length; i++) {
+          const x = v[i];
+          if (x === undefined && !(i in v)) throw refuse(`${path}[${i}]`, "is a hole in a sparse array, which would come back as undefined; fill it (e.g. with null)");
+          if (checkValue(x, depth + 1, `${path}[${i}]`)) special = true;
+        }
+        return special;
       }
-      for (const k of Object.keys(v)) checkValue((v as Record<string, unknown>)[k], depth + 1, `${path}.${k}`);
-      return;
+      for (const k of Object.keys(v)) {
+        if (!isWellFormedString(k)) throw refuse(path, `has a key with a lone surrogate (${JSON.stringify(k)}), which UTF-8 cannot store`);
+        if (k === "__proto__") special = true;
+        if (checkValue((v as Record<string, unknown>)[k], depth + 1, `${path}.${k}`)) special = true;
+      }
+      if (Object.getOwnPropertySymbols(v).length > 0) throw refuse(path, "has symbol keys, which cannot be stored and would vanish; use string keys");
+      return special;
     }
     default:
-      return;
+      return false;
   }
 }
 
+/** A copy of a checked value with -0 and own `__proto__` keys replaced by their stand-ins. */
+function rewrite(v: unknown): unknown {
+  if (typeof v === "number") return v === 0 && 1 / v < 0 ? NEGATIVE_ZERO : v;
+  if (typeof v !== "object" || v === null || ArrayBuffer.isView(v) || v instanceof Date || v instanceof RegExp) return v;
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [rewrite(k), rewrite(x)]));
+  if (v instanceof Set) return new Set([...v].map(rewrite));
+  if (Array.isArray(v)) return v.map(rewrite);
+  const keys = Object.keys(v);
+  const record = v as Record<string, unknown>;
+  if (keys.includes("__proto__")) {
+    const flat: unknown[] = [];
+    for (const k of keys) flat.push(k, rewrite(record[k]));
+    return new OwnEntries(flat);
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of keys) out[k] = rewrite(record[k]);
+  return out;
+}
+
 /**
- * Encodes a value, refusing what cannot round-trip, and enforcing `maxBytes`.
+ * Encodes a value, refusing what cannot round-trip, and enforcing `maxBytes`. The bytes
+ * are the caller's own: later changes to `value` do not reach them.
  *
  * @example
  * ```ts
@@ -77,31 +210,46 @@ function checkValue(v: unknown, depth: number, path: string): void {
  * ```
  */
 export function encodeValue(value: unknown, maxBytes = Infinity): Uint8Array {
-  checkValue(value, 0, "value");
+  const special = checkValue(value, 0, "value");
   let bytes: Uint8Array;
   try {
-    bytes = encoder.encode(value) as Uint8Array;
+    bytes = encoder.encode(special ? rewrite(value) : value) as Uint8Array;
   } catch (e) {
     throw new TxtDbError("INVALID_VALUE", `Value cannot be encoded as CBOR: ${(e as Error).message}`, { cause: e });
   }
   if (bytes.length > maxBytes) {
     throw new TxtDbError("INVALID_VALUE", `Value is ${bytes.length} bytes encoded; the limit (maxValueBytes) is ${maxBytes} bytes`);
   }
-  // cbor-x reuses its buffer between calls; keep our own copy.
+  // cbor-x returns a view of its output buffer, which it never writes over again (it moves
+  // on, and takes a fresh buffer when full), so the bytes stay ours whatever the caller
+  // does next. On Node this slice is Buffer#slice, a view too: a real copy would cost an
+  // ArrayBuffer allocation per set() for nothing.
   return bytes.slice();
 }
 
-/** Decodes a value written by {@link encodeValue}. */
+/**
+ * Decodes a value written by {@link encodeValue} into a value no one else holds. Bytes
+ * that do not decode (a damaged or hostile file) throw CORRUPTION; readers add which key.
+ */
 export function decodeValue(bytes: Uint8Array): unknown {
-  return decoder.decode(bytes);
+  decodingValue = true;
+  try {
+    return valueDecoder.decode(bytes);
+  } catch (e) {
+    throw new TxtDbError("CORRUPTION", `A stored value cannot be decoded (${(e as Error)?.message ?? String(e)}): the store is damaged. Run \`txtdb check\`; restore from a backup if it persists`, { cause: e });
+  } finally {
+    decodingValue = false;
+  }
 }
 
 /** Encodes internal structures (log records, manifest); no user-value checks. */
 export function encodeInternal(value: unknown): Uint8Array {
+  // cbor-x never writes over bytes it returned, so a view of its buffer is safe here: the
+  // body is framed (copied) at once.
   return (encoder.encode(value) as Uint8Array).slice();
 }
 
 /** Decodes internal structures. */
 export function decodeInternal(bytes: Uint8Array): unknown {
-  return decoder.decode(bytes);
+  return internalDecoder.decode(bytes);
 }

@@ -18,10 +18,10 @@
  */
 import { TxtDbError } from "./errors.ts";
 import { binaryToBytes, decodeKey, describeKey } from "./keys.ts";
-import { decodeValue, encodeValue } from "./codec.ts";
+import { encodeValue } from "./codec.ts";
 import type { Index } from "./index.ts";
 import type { CommitRecord, NamespaceOp, RecordWrite } from "./record.ts";
-import { addNumeric } from "./tx.ts";
+import { addNumeric, decodeStored } from "./tx.ts";
 import type { TxState } from "./tx.ts";
 
 function conflict(message: string, details: Record<string, unknown>): TxtDbError {
@@ -132,7 +132,7 @@ export function buildRecord(s: TxState, index: Index, tsn: number): CommitRecord
       else if (op.kind === "delete") value = null;
       else {
         const current = index.get(id, key, head);
-        value = encodeValue(current ? addNumeric(decodeValue(current.value), op.delta, `key ${describeKey(decodeKey(key))} in "${ns}"`) : op.delta);
+        value = encodeValue(current ? addNumeric(decodeStored(current.value, ns, key), op.delta, `key ${describeKey(decodeKey(key))} in "${ns}"`) : op.delta);
       }
       writes.push({ nsId: id, key: binaryToBytes(key), value });
     }

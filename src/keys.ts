@@ -35,11 +35,34 @@ const TAG_BIGINT = 0x04;
 const TAG_BOOLEAN = 0x05;
 /** The first byte after every possible extension of a prefix. */
 export const PREFIX_END = "\xff";
-/** Largest magnitude of a bigint key part, in bytes. */
+/** Largest magnitude of a bigint key part, in bytes (the length header has room for 126). */
 const BIGINT_BYTES_MAX = 126;
+/**
+ * The smallest magnitude too large for a key. Comparing against it first costs O(1) for
+ * any bigint much larger (engines compare lengths first), so a huge bigint is refused
+ * before any work proportional to its size.
+ */
+const BIGINT_MAGNITUDE_LIMIT = 1n << BigInt(8 * BIGINT_BYTES_MAX);
 
 const utf8 = new TextEncoder();
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const nativeIsWellFormed = (String.prototype as { isWellFormed?: (this: string) => boolean }).isWellFormed;
+
+/**
+ * True when `s` has no lone surrogate, so it survives UTF-8 encoding unchanged. Keys,
+ * namespace names and stored strings are UTF-8 on disk: a lone surrogate would come back
+ * as U+FFFD, and two processes could disagree on what a name or key is. Uses the engine's
+ * `String.prototype.isWellFormed` where present (Node 20+, Deno, Bun), else a regex.
+ *
+ * @example
+ * ```ts
+ * isWellFormedString("a😀"); // true
+ * isWellFormedString("a\uD800"); // false
+ * ```
+ */
+export const isWellFormedString: (s: string) => boolean = nativeIsWellFormed
+  ? (s) => nativeIsWellFormed.call(s)
+  : (s) => !LONE_SURROGATE.test(s);
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 const f64 = new DataView(new ArrayBuffer(8));
 
@@ -85,26 +108,25 @@ function encodePart(out: number[], part: unknown, index: number): void {
   switch (typeof part) {
     case "string": {
       out.push(TAG_STRING);
-      if (LONE_SURROGATE.test(part)) throw invalid(`Key part ${index} is a string with a lone surrogate; keys must be valid Unicode`);
+      if (!isWellFormedString(part)) throw invalid(`Key part ${index} is a string with a lone surrogate; keys must be valid Unicode`);
       pushEscaped(out, utf8.encode(part));
       return;
     }
     case "bigint": {
       const negative = part < 0n;
-      let magnitude = negative ? -part : part;
-      const bytes: number[] = [];
-      while (magnitude > 0n) {
-        bytes.unshift(Number(magnitude & 0xffn));
-        magnitude >>= 8n;
+      const magnitude = negative ? -part : part;
+      if (magnitude >= BIGINT_MAGNITUDE_LIMIT) {
+        throw invalid(`Key part ${index} is a bigint of more than ${BIGINT_BYTES_MAX} bytes; the limit is ${BIGINT_BYTES_MAX} bytes (about 10^303)`);
       }
-      if (bytes.length > BIGINT_BYTES_MAX) throw invalid(`Key part ${index} is a bigint of ${bytes.length} bytes; the limit is ${BIGINT_BYTES_MAX}`);
-      out.push(TAG_BIGINT);
-      if (negative) {
-        out.push(0x7f - bytes.length);
-        for (const b of bytes) out.push(~b & 0xff);
-      } else {
-        out.push(0x80 + bytes.length);
-        for (const b of bytes) out.push(b);
+      // Hex digits give the bytes in one linear pass (shifting the bigint 8 bits at a time
+      // and unshifting into an array was quadratic).
+      let hex = magnitude === 0n ? "" : magnitude.toString(16);
+      if (hex.length % 2 === 1) hex = "0" + hex;
+      const length = hex.length / 2;
+      out.push(TAG_BIGINT, negative ? 0x7f - length : 0x80 + length);
+      for (let i = 0; i < hex.length; i += 2) {
+        const b = parseInt(hex.slice(i, i + 2), 16);
+        out.push(negative ? ~b & 0xff : b);
       }
       return;
     }
@@ -244,6 +266,86 @@ export function decodeKeyParts(s: string): KeyPart[] {
     }
   }
   return parts;
+}
+
+/**
+ * Why `bytes` is not a key {@link encodeKey} could have written, or undefined when it is.
+ * Log records and checkpoints are checked with this as they are read, so a damaged or
+ * hostile file is reported as CORRUPTION where it is found instead of failing later reads
+ * with INVALID_KEY. Canonical forms are required (no -0 or NaN, no leading zero bytes in a
+ * bigint), or one key could be stored under two encodings. Linear in the key's length.
+ *
+ * @example
+ * ```ts
+ * encodedKeyProblem(binaryToBytes(encodeKey(["a", 1]))); // undefined
+ * encodedKeyProblem(new Uint8Array([9])); // "unknown type tag 9 at byte 0"
+ * ```
+ */
+export function encodedKeyProblem(b: Uint8Array): string | undefined {
+  if (b.length === 0) return "the key is empty";
+  let i = 0;
+  while (i < b.length) {
+    const at = i;
+    const tag = b[i++]!;
+    switch (tag) {
+      case TAG_BYTES:
+      case TAG_STRING: {
+        const start = i;
+        let plain = true; // no escape and no byte >= 0x80: nothing more to check
+        for (;;) {
+          if (i >= b.length) return `the part at byte ${at} is not terminated`;
+          const c = b[i]!;
+          if (c === 0) {
+            if (b[i + 1] === 0xff) {
+              plain = false;
+              i += 2;
+              continue;
+            }
+            i++;
+            break;
+          }
+          if (c >= 0x80) plain = false;
+          i++;
+        }
+        if (tag === TAG_STRING && !plain) {
+          try {
+            utf8Decoder.decode(readEscaped(bytesToBinary(b.subarray(start, i)), 0)[0]);
+          } catch {
+            return `the string part at byte ${at} is not valid UTF-8`;
+          }
+        }
+        break;
+      }
+      case TAG_NUMBER: {
+        if (i + 8 > b.length) return `the number part at byte ${at} is cut short`;
+        const negative = (b[i]! & 0x80) === 0;
+        for (let j = 0; j < 8; j++) f64.setUint8(j, negative ? ~b[i + j]! & 0xff : j === 0 ? b[i]! ^ 0x80 : b[i + j]!);
+        const n = f64.getFloat64(0);
+        if (Number.isNaN(n) || Object.is(n, -0)) return `the number part at byte ${at} is ${Number.isNaN(n) ? "NaN" : "-0"}, which keys never hold`;
+        i += 8;
+        break;
+      }
+      case TAG_BIGINT: {
+        if (i >= b.length) return `the bigint part at byte ${at} is cut short`;
+        const header = b[i++]!;
+        const negative = header < 0x80;
+        const length = negative ? 0x7f - header : header - 0x80;
+        if (length < 0 || length > BIGINT_BYTES_MAX) return `the bigint part at byte ${at} has an impossible length header ${header}`;
+        if (i + length > b.length) return `the bigint part at byte ${at} is cut short`;
+        if (length > 0 && (negative ? ~b[i]! & 0xff : b[i]!) === 0) return `the bigint part at byte ${at} has a leading zero byte`;
+        if (negative && length === 0) return `the bigint part at byte ${at} is a negative zero`;
+        i += length;
+        break;
+      }
+      case TAG_BOOLEAN:
+        if (i >= b.length || b[i]! > 1) return `the boolean part at byte ${at} is not 0 or 1`;
+        i++;
+        break;
+      default:
+        return `unknown type tag ${tag} at byte ${at}`;
+    }
+  }
+  return undefined;
 }
 
 /** Decodes a key as users gave it: a one-part tuple comes back as that part. */

@@ -15,6 +15,7 @@
  */
 import { crc32c } from "./crc32c.ts";
 import { decodeInternal, encodeInternal } from "./codec.ts";
+import { encodedKeyProblem, isWellFormedString } from "./keys.ts";
 
 export const FRAME_MAGIC = 0xc7;
 export const FRAME_HEADER_BYTES = 9;
@@ -93,36 +94,66 @@ export function encodeCommit(record: CommitRecord): Uint8Array {
   return encodeInternal([RECORD_COMMIT, record.tsn, writes, ops]);
 }
 
-/** Decodes a commit record body; throws a plain Error describing what is malformed. */
+/** Largest TSN and namespace id: beyond it numbers stop being exact (and BigInt() of them lies). */
+const NUMBER_MAX = Number.MAX_SAFE_INTEGER;
+
+function isCount(n: unknown): n is number {
+  return typeof n === "number" && Number.isSafeInteger(n) && n >= 1 && n <= NUMBER_MAX;
+}
+
+function isName(s: unknown): s is string {
+  return typeof s === "string" && s.length > 0 && isWellFormedString(s);
+}
+
+/**
+ * Decodes a commit record body, checking every field's type and range: a frame with a
+ * valid checksum can still hold anything (a bug, a crafted file), and a record adopted
+ * into the index must never fail later reads (a fractional TSN made every `BigInt(tsn)`
+ * throw a RangeError). Throws a plain Error saying what is malformed; the caller turns
+ * it into CORRUPTION with the file and offset. Value bytes are checked when read (and by
+ * `check()`), not here: decoding every value would double the cost of tailing the log.
+ */
 export function decodeCommit(body: Uint8Array): CommitRecord {
   const raw = decodeInternal(body);
-  if (!Array.isArray(raw) || raw[0] !== RECORD_COMMIT || typeof raw[1] !== "number" || !Array.isArray(raw[2])) {
-    throw new Error("record is not a commit record");
-  }
-  const flat = raw[2] as unknown[];
+  if (!Array.isArray(raw) || raw.length !== 4 || raw[0] !== RECORD_COMMIT) throw new Error("record is not a commit record");
+  const tsn = raw[1];
+  if (!isCount(tsn)) throw new Error(`commit record has version ${describe(tsn)}; versions are integers from 1 to 2^53-1`);
+  const flat = raw[2];
+  if (!Array.isArray(flat)) throw new Error(`commit record's writes are ${describe(flat)}, not an array`);
   if (flat.length % 3 !== 0) throw new Error("commit record has a partial write");
   const writes: RecordWrite[] = [];
   for (let i = 0; i < flat.length; i += 3) {
     const nsId = flat[i];
     const key = flat[i + 1];
     const value = flat[i + 2];
-    if (typeof nsId !== "number" || !(key instanceof Uint8Array) || !(value === null || value instanceof Uint8Array)) {
-      throw new Error("commit record has a malformed write");
-    }
+    const n = i / 3;
+    if (!isCount(nsId)) throw new Error(`write #${n} has namespace id ${describe(nsId)}; ids are integers from 1`);
+    if (!(key instanceof Uint8Array)) throw new Error(`write #${n} has a key of type ${describe(key)}, not bytes`);
+    const keyProblem = encodedKeyProblem(key);
+    if (keyProblem !== undefined) throw new Error(`write #${n} has a malformed key: ${keyProblem}`);
+    if (!(value === null || (value instanceof Uint8Array && value.length > 0))) throw new Error(`write #${n} has a value of type ${describe(value)}, not CBOR bytes or null`);
     writes.push({ nsId, key, value });
   }
   const namespaceOps: NamespaceOp[] = [];
   const ops = raw[3];
-  if (ops !== null && ops !== undefined) {
-    if (!Array.isArray(ops) || ops.length % 3 !== 0) throw new Error("commit record has malformed namespace operations");
+  if (ops !== null) {
+    if (!Array.isArray(ops) || ops.length === 0 || ops.length % 3 !== 0) throw new Error("commit record has malformed namespace operations");
     for (let i = 0; i < ops.length; i += 3) {
       const [op, name, arg] = [ops[i], ops[i + 1], ops[i + 2]];
-      if (typeof name !== "string") throw new Error("namespace operation without a name");
-      if (op === 1 && typeof arg === "number") namespaceOps.push({ op: "create", name, id: arg });
-      else if (op === 2) namespaceOps.push({ op: "drop", name });
-      else if (op === 3 && typeof arg === "string") namespaceOps.push({ op: "rename", name, to: arg });
-      else throw new Error(`unknown namespace operation ${String(op)}`);
+      if (!isName(name)) throw new Error(`namespace operation #${i / 3} has name ${describe(name)}, not a non-empty well-formed string`);
+      if (op === 1 && isCount(arg)) namespaceOps.push({ op: "create", name, id: arg });
+      else if (op === 2 && arg === 0) namespaceOps.push({ op: "drop", name });
+      else if (op === 3 && isName(arg)) namespaceOps.push({ op: "rename", name, to: arg });
+      else throw new Error(`namespace operation #${i / 3} is malformed (operation ${describe(op)}, argument ${describe(arg)})`);
     }
   }
-  return { tsn: raw[1] as number, writes, namespaceOps };
+  return { tsn, writes, namespaceOps };
+}
+
+/** A short description of a decoded field for messages: its value if small, else its type. */
+function describe(v: unknown): string {
+  if (typeof v === "number" || typeof v === "boolean" || v === null || v === undefined) return String(v);
+  if (typeof v === "bigint") return `${v}n`;
+  if (typeof v === "string") return v.length <= 40 ? JSON.stringify(v) : `a string of ${v.length} chars`;
+  return Array.isArray(v) ? "an array" : v instanceof Uint8Array ? "bytes" : typeof v;
 }

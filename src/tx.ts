@@ -133,8 +133,27 @@ function checkListOptions(opts: ListOptions | undefined): { limit: number; rever
   return { limit, reverse: opts?.reverse === true };
 }
 
-function toEntry<T>(key: string, v: Version): Entry<T> {
-  return { key: decodeKey(key), value: decodeValue(v.value) as T, version: BigInt(v.tsn) };
+/**
+ * Decodes a value read from the store. Bytes that pass the log's checksum yet do not decode
+ * (a damaged or crafted file) become CORRUPTION naming the namespace and key, never a raw
+ * decoder error; `check()` finds the same values by file and offset.
+ */
+export function decodeStored(bytes: Uint8Array, ns: string, key: string): unknown {
+  try {
+    return decodeValue(bytes);
+  } catch (e) {
+    const k = decodeKey(key);
+    const cause = e instanceof TxtDbError && e.cause !== undefined ? e.cause : e;
+    throw new TxtDbError(
+      "CORRUPTION",
+      `The value of key ${describeKey(k)} in namespace "${ns}" cannot be decoded (${(cause as Error)?.message ?? String(cause)}): the store is damaged. Run \`txtdb check\` to find the file and offset; restore from a backup if it persists`,
+      { cause, details: { ns, key: k } },
+    );
+  }
+}
+
+function toEntry<T>(ns: string, key: string, v: Version): Entry<T> {
+  return { key: decodeKey(key), value: decodeStored(v.value, ns, key) as T, version: BigInt(v.tsn) };
 }
 
 /**
@@ -177,12 +196,12 @@ export abstract class SnapshotReader {
     if ("pending" in r) {
       const op = r.pending;
       if (op.kind === "delete") return undefined;
-      if (op.kind === "set") return { key: decodeKey(key), value: decodeValue(op.value) as T, version: -1n };
-      const base = r.base ? decodeValue(r.base.value) : 0;
+      if (op.kind === "set") return { key: decodeKey(key), value: decodeStored(op.value, ns, key) as T, version: -1n };
+      const base = r.base ? decodeStored(r.base.value, ns, key) : 0;
       const value = r.base ? addNumeric(base, op.delta, `key ${describeKey(decodeKey(key))}`) : op.delta;
       return { key: decodeKey(key), value: value as T, version: -1n };
     }
-    return toEntry<T>(key, r);
+    return toEntry<T>(ns, key, r);
   }
 
   /** The value only: no Entry, no key decoding (the hot path of `get`). */
@@ -190,7 +209,7 @@ export abstract class SnapshotReader {
     const r = this.readKey(ns, this.nsId(ns), key);
     if (r === undefined) return undefined;
     if ("pending" in r) return this.entryOf<T>(ns, key)?.value;
-    return decodeValue(r.value) as T;
+    return decodeStored(r.value, ns, key) as T;
   }
 
   /** The value of `key` in namespace `ns`, or undefined. */
@@ -226,8 +245,8 @@ export abstract class SnapshotReader {
   }
 
   /** Hook: a transaction records the range read and merges its writes. */
-  protected listRange(_ns: string, id: number, start: string, end: string, reverse: boolean, limit: number, _sel: ListSelector): [string, Entry<unknown>][] {
-    return this.ctx.index.range(id, start, end, this.snap, reverse, limit).map(([k, v]) => [k, toEntry(k, v)]);
+  protected listRange(ns: string, id: number, start: string, end: string, reverse: boolean, limit: number, _sel: ListSelector): [string, Entry<unknown>][] {
+    return this.ctx.index.range(id, start, end, this.snap, reverse, limit).map(([k, v]) => [k, toEntry(ns, k, v)]);
   }
 
   /** Entries in a selection, in key order (or reversed). */
@@ -337,6 +356,11 @@ export class Transaction extends SnapshotReader {
       leakedPins.unregister(this);
     }
     if (this.#expiry.idleMs !== undefined) {
+      if (this.#expiry.idleMs < 0) {
+        // Its snapshot's history is gone (compacted while this process held no lease):
+        // retryable, like any transaction whose reads can no longer be validated.
+        throw new TxtDbError("CONFLICT", "Transaction was ended: another process compacted away the history it reads while this process held no lease to pin it; retry it", { details: { lostHistory: true } });
+      }
       throw new TxtDbError("TIMEOUT", `Transaction was released after ${Math.round(this.#expiry.idleMs)} ms unused (maxIdleMs); begin a new one`);
     }
     if (this.#finished) throw new TxtDbError("INVALID_ARGUMENT", `Transaction was already ${this.#finished}; begin a new one`);
@@ -375,7 +399,7 @@ export class Transaction extends SnapshotReader {
     const ownKeys = own ? [...own.keys()].filter((k) => k >= start && k < end) : [];
     const fromIndex = this.ctx.index.range(id, start, end, this.snap, reverse, limit === Infinity ? Infinity : limit + ownKeys.length);
     const merged = new Map<string, Entry<unknown> | undefined>();
-    for (const [k, v] of fromIndex) merged.set(k, toEntry(k, v));
+    for (const [k, v] of fromIndex) merged.set(k, toEntry(ns, k, v));
     for (const k of ownKeys) merged.set(k, this.entryOf(ns, k));
     const keys = [...merged.keys()].sort();
     if (reverse) keys.reverse();
@@ -457,7 +481,7 @@ export class Transaction extends SnapshotReader {
     if (!prior) op = { kind: "sum", delta };
     else if (prior.kind === "sum") op = { kind: "sum", delta: addNumeric(prior.delta, delta, where) };
     else if (prior.kind === "delete") op = { kind: "set", value: encodeValue(delta) };
-    else op = { kind: "set", value: encodeValue(addNumeric(decodeValue(prior.value), delta, where)) };
+    else op = { kind: "set", value: encodeValue(addNumeric(decodeStored(prior.value, ns, k), delta, where)) };
     this.#put(ns, k, op, k.length + 16);
   }
 
@@ -522,7 +546,9 @@ export class Snapshot extends SnapshotReader {
   /** @internal Released by the idle sweep. */
   expire(idleMs: number, maxIdleMs: number): void {
     this.#released = true;
-    this.#expired = `Snapshot was released after ${Math.round(idleMs)} ms unused (maxIdleMs ${maxIdleMs}); take a new one with db.snapshot()`;
+    this.#expired = idleMs < 0
+      ? "Snapshot was ended: another process compacted away the history it reads while this process held no lease to pin it (see the README on leases); take a new one with db.snapshot()"
+      : `Snapshot was released after ${Math.round(idleMs)} ms unused (maxIdleMs ${maxIdleMs}); take a new one with db.snapshot()`;
   }
 
   /** The version this snapshot reads. */

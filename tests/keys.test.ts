@@ -2,6 +2,7 @@
 import { assert, test } from "./harness.ts";
 import { decodeKey, encodeKey, encodePrefix, SeededRandomForKeys } from "./keyhelpers.ts";
 import { TxtDbError } from "txtdb";
+import { binaryToBytes, encodedKeyProblem, isWellFormedString } from "txtdb/internal";
 
 const TYPE_RANK = (p: unknown) => (p instanceof Uint8Array ? 0 : typeof p === "string" ? 1 : typeof p === "number" ? 2 : typeof p === "bigint" ? 3 : 4);
 
@@ -72,5 +73,61 @@ test("invalid keys fail with INVALID_KEY and a message saying what is wrong", ()
   ];
   for (const [k, re] of bad) {
     assert.throws(() => encodeKey(k, 2048), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_KEY" && re.test(e.message), String(re));
+  }
+});
+
+test("a huge bigint key part fails with INVALID_KEY before any work proportional to its size (was 8.5 s for 1.6M bits)", () => {
+  for (const huge of [2n ** 1_600_000n, -(2n ** 1_600_000n) + 1n]) {
+    const t0 = performance.now();
+    assert.throws(() => encodeKey(huge), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_KEY" && /more than 126 bytes/.test(e.message));
+    // Generous: the size check is O(1); the quadratic encoder took seconds here.
+    assert.ok(performance.now() - t0 < 2000, `took ${performance.now() - t0} ms`);
+  }
+  // The limit is exact: 126 bytes of magnitude are a key, 127 are not.
+  const max = 2n ** 1008n - 1n;
+  for (const ok of [max, -max, 2n ** 1000n, -(2n ** 1000n), 256n, -256n, 255n, -255n, 1n, -1n, 0n]) {
+    assert.equal(decodeKey(encodeKey(ok)), ok);
+    assert.equal(encodedKeyProblem(binaryToBytes(encodeKey(ok))), undefined);
+  }
+  for (const bad of [max + 1n, -(max + 1n)]) assert.throws(() => encodeKey(bad), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_KEY");
+  // Same bytes as the byte-at-a-time encoding: big-endian magnitude, negatives inverted.
+  assert.deepEqual([...binaryToBytes(encodeKey(0x0102n))], [0x04, 0x82, 0x01, 0x02]);
+  assert.deepEqual([...binaryToBytes(encodeKey(-0x0102n))], [0x04, 0x7d, 0xfe, 0xfd]);
+  assert.deepEqual([...binaryToBytes(encodeKey(0n))], [0x04, 0x80]);
+});
+
+test("string key parts with lone surrogates fail with INVALID_KEY wherever a key is given; isWellFormedString tells them", () => {
+  for (const k of ["\ud800", "a\udc00", ["ok", "x\ud83d"], ["\ude00y"]]) {
+    assert.throws(() => encodeKey(k), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_KEY" && /lone surrogate/.test(e.message));
+  }
+  assert.throws(() => encodePrefix(["\ud800"]), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_KEY");
+  for (const s of ["", "abc", "é", "😀", "a\u0000b", "\ud83d\ude00"]) assert.equal(isWellFormedString(s), true, JSON.stringify(s));
+  for (const s of ["\ud800", "\udc00", "a\ud83d", "\ude00a", "\ud83d\ud83d\ude00x\udc00"]) assert.equal(isWellFormedString(s), false, JSON.stringify(s));
+});
+
+test("encodedKeyProblem accepts every key encodeKey writes and names what is wrong with malformed bytes", () => {
+  const rnd = new SeededRandomForKeys(777);
+  for (let i = 0; i < 2000; i++) {
+    const k = rnd.tuple();
+    assert.equal(encodedKeyProblem(binaryToBytes(encodeKey(k))), undefined, String(k));
+  }
+  const bad: [number[], RegExp][] = [
+    [[], /empty/],
+    [[0x09], /unknown type tag 9/],
+    [[0x02, 0x61], /not terminated/],
+    [[0x02, 0xc3, 0x00], /not valid UTF-8/],
+    [[0x03, 0x80, 0, 0], /cut short/],
+    [[0x03, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], /-0/],
+    [[0x03, 0xff, 0xf8, 0, 0, 0, 0, 0, 0], /NaN/],
+    [[0x04, 0x82, 0x00, 0x01], /leading zero/],
+    [[0x04, 0x7f], /negative zero/],
+    [[0x04, 0x00], /impossible length/],
+    [[0x04, 0x85, 1], /cut short/],
+    [[0x05, 0x02], /not 0 or 1/],
+    [[0x05], /not 0 or 1/],
+  ];
+  for (const [bytes, re] of bad) {
+    const problem = encodedKeyProblem(new Uint8Array(bytes));
+    assert.ok(problem !== undefined && re.test(problem), `${bytes.join(",")}: ${problem}`);
   }
 });

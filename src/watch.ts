@@ -8,8 +8,45 @@
  * (every commit rewrites the frontier file there), with a polling fallback for adapters
  * without events and as a safety net for lost events.
  *
- * Bounds: each watcher buffers at most `bufferMax` events; a consumer that falls further
- * behind gets WATCH_OVERFLOW (with the version to resume from) and the watcher stops.
+ * What a watcher follows: the namespace its name denoted when `watch()` was called (a
+ * namespace id; writes carry ids, not names). Rules, in the order the scan applies them
+ * to each record:
+ *
+ * 1. Namespace operations of commits after the watch was asked come first (a commit
+ *    applies its namespace operations before its writes). A drop of the watched name,
+ *    or a rename of it, ends the watcher: every event of earlier commits is delivered,
+ *    then `next()` rejects with NAMESPACE_NOT_FOUND, whose details
+ *    `{ ns, version, op: "drop" | "rename", to? }` say where to go on (watch `to`, or
+ *    the re-created name, with `fromVersion: version`). A drop delivers no final event
+ *    (no synthetic deletes): listing every key of a dropped namespace would be unbounded,
+ *    and deletes nobody wrote would be indistinguishable from real ones. After a
+ *    rename the id lives on under the new name, so without this rule a write to the new
+ *    name would be delivered as a key of the old one.
+ * 2. Namespace operations at or before the version the watch was asked at are history
+ *    the name already reflects: the namespace it denoted then was alive then, so none of
+ *    them removed it (ids are never reused). A watcher replaying `fromVersion` across an
+ *    old drop of the same name delivers only the writes of the namespace the name denoted
+ *    when asked, never those of an earlier namespace that bore the name.
+ * 3. Writes to the watched id whose key matches become one event per commit.
+ *
+ * Bounds: each watcher buffers at most `bufferMax` events and `bufferBytes` bytes of
+ * encoded changes (key and value bytes as the log holds them, plus a fixed allowance per
+ * change), whichever comes first. The buffer holds encoded bytes, copied out of the log
+ * record, and decodes an event only when the consumer takes it: encoded values are
+ * smaller than decoded object graphs, and every consumer gets a fresh copy no one else
+ * shares. One event always fits, however large, so that a resumed watcher can make
+ * progress. A full buffer means two different things:
+ *
+ * - While the watcher replays history it was asked for (`fromVersion` up to the version
+ *   at `watch()`), it pauses its scan and waits for the consumer: that history is finite
+ *   and the log holds it, and overflowing there would make a resume from a backlog
+ *   larger than the buffer overflow again, forever.
+ * - Past that, the consumer is falling behind live commits: it gets WATCH_OVERFLOW at its
+ *   next `next()`, with `details.resumeFrom`, the version of the last event it was handed
+ *   (or where it started), so resuming from it repeats nothing and skips nothing. The
+ *   buffered events are released at once rather than handed out first: a watcher nobody
+ *   consumes holds nothing once it has overflowed, and stops pinning history.
+ *
  * The number of watchers per database is limited (`maxWatchers`).
  *
  * @module
@@ -20,8 +57,12 @@ import type { Key } from "./keys.ts";
 import { bytesToBinary } from "./keys.ts";
 import { decodeValue } from "./codec.ts";
 import { decodeCommit } from "./record.ts";
+import type { CommitRecord } from "./record.ts";
 import type { Log, LogPosition } from "./log.ts";
+import { segmentName } from "./log.ts";
 import type { WatchHandle } from "./port.ts";
+import { armInterval } from "./timers.ts";
+import type { Timer } from "./timers.ts";
 
 /** One event: the matching changes of one commit. A delete has value undefined. */
 export interface WatchEvent {
@@ -32,10 +73,36 @@ export interface WatchEvent {
 /** What a watcher matches, as encoded keys of one namespace id. */
 export interface WatchMatch {
   nsId: number;
+  /**
+   * The name `nsId` was resolved from, at the version the watch is asked at. Without it a
+   * watcher cannot tell that its namespace was dropped or renamed away (log records name
+   * namespaces in their operations, ids in their writes), and follows the id as before.
+   */
+  ns?: string;
   keys?: Set<string>;
   start?: string;
   end?: string;
 }
+
+/**
+ * Default of `bufferBytes` (the `watchBufferBytes` option): 64 MiB of encoded changes per
+ * watcher. Why this much: it holds the whole event bound (10,000 events) of changes up to
+ * ~6 KiB each, so a consumer that pauses for a GC or a slow handler does not overflow
+ * under ordinary writes, and it matches the default value cache (`cacheBytes`), the
+ * memory a process is already expected to spend on data. Why not more: it is per
+ * watcher, and before this bound 10,000 buffered events of large values reached
+ * gigabytes (issue 9).
+ */
+export const WATCH_BUFFER_BYTES_DEFAULT = 64 * 2 ** 20;
+
+/**
+ * What a buffered change costs beyond its key and value bytes: the objects that hold it
+ * (an entry, a string header, a byte array and its buffer). Counting it keeps a flood of
+ * tiny changes bounded by bytes too.
+ */
+const CHANGE_OVERHEAD_BYTES = 128;
+/** What a buffered event costs beyond its changes. */
+const EVENT_OVERHEAD_BYTES = 64;
 
 /** The database side a hub needs. */
 export interface WatchSource {
@@ -48,40 +115,110 @@ export interface WatchSource {
   head(): { pos: LogPosition; tsn: number };
   watchDir(onChange: () => void): WatchHandle | undefined;
   pollMs: number;
+  /** Events a watcher buffers before WATCH_OVERFLOW (`watchBufferMax`). */
   bufferMax: number;
+  /** Bytes of encoded changes a watcher buffers before WATCH_OVERFLOW (`watchBufferBytes`; default {@link WATCH_BUFFER_BYTES_DEFAULT}). */
+  bufferBytes?: number;
   maxWatchers: number;
+}
+
+/** A change as the buffer holds it: the key as a binary string, the value's own CBOR bytes (null: deleted). */
+interface HeldChange {
+  key: string;
+  value: Uint8Array | null;
+}
+
+/** An event as the buffer holds it, decoded only when handed out. */
+interface HeldEvent {
+  version: number;
+  changes: HeldChange[];
+  bytes: number;
+}
+
+function decodeEvent(e: HeldEvent): WatchEvent {
+  return {
+    version: BigInt(e.version),
+    changes: e.changes.map((c) => ({ key: decodeKey(c.key), value: c.value === null ? undefined : decodeValue(c.value) })),
+  };
 }
 
 class Watcher {
   readonly hub: WatchHub;
   readonly match: WatchMatch;
+  /** The version the watch was asked at: namespace operations after it can end the watcher (rule 1). */
+  readonly askedTsn: number;
   pos: LogPosition;
+  /** The newest record the scan has passed. */
   lastTsn: number;
-  readonly queue: WatchEvent[] = [];
+  /** The version of the last event handed to the consumer, or where it started: where an overflowed consumer resumes. */
+  deliveredTsn: number;
+  readonly queue: HeldEvent[] = [];
+  queueBytes = 0;
+  /** A replaying watcher whose buffer filled: it scans again once the consumer has drained half. */
+  paused = false;
   waiting: ((r: IteratorResult<WatchEvent>) => void) | undefined;
   waitingReject: ((e: unknown) => void) | undefined;
   error: unknown;
   done = false;
 
-  constructor(hub: WatchHub, match: WatchMatch, pos: LogPosition, lastTsn: number) {
+  constructor(hub: WatchHub, match: WatchMatch, pos: LogPosition, lastTsn: number, askedTsn: number) {
     this.hub = hub;
     this.match = match;
     this.pos = pos;
     this.lastTsn = lastTsn;
+    this.deliveredTsn = lastTsn;
+    this.askedTsn = askedTsn;
   }
 
-  push(e: WatchEvent): void {
+  /** Hands `e` to a waiting consumer, or buffers it; false if the buffer is full. */
+  offer(e: HeldEvent, bufferMax: number, bufferBytes: number): boolean {
     if (this.waiting) {
       const w = this.waiting;
+      const r = this.waitingReject!;
       this.waiting = this.waitingReject = undefined;
-      w({ done: false, value: e });
-      return;
+      this.deliveredTsn = e.version;
+      let value: WatchEvent;
+      try {
+        value = decodeEvent(e);
+      } catch (err) {
+        // A value that does not decode ends the watcher: the consumer cannot skip it silently.
+        this.done = true;
+        this.hub.remove(this);
+        r(err);
+        return true;
+      }
+      w({ done: false, value });
+      return true;
     }
+    // One event always fits (an empty buffer takes it whatever its size): otherwise an
+    // event larger than the bound could never be delivered, not even after a resume.
+    if (this.queue.length >= bufferMax || (this.queue.length > 0 && this.queueBytes + e.bytes > bufferBytes)) return false;
     this.queue.push(e);
+    this.queueBytes += e.bytes;
+    return true;
   }
 
-  fail(e: unknown): void {
+  /** The next buffered event, decoded. */
+  take(bufferMax: number, bufferBytes: number): WatchEvent {
+    const e = this.queue.shift()!;
+    this.queueBytes -= e.bytes;
+    this.deliveredTsn = e.version;
+    // Half, not one: scanning again for every event taken would re-read the record
+    // that did not fit once per event.
+    if (this.paused && this.queue.length <= bufferMax / 2 && this.queueBytes <= bufferBytes / 2) {
+      this.paused = false;
+      this.hub.schedule();
+    }
+    return decodeEvent(e);
+  }
+
+  /** Ends the watcher with `e`, after the buffered events unless `dropQueue`. */
+  fail(e: unknown, dropQueue = false): void {
     if (this.done) return;
+    if (dropQueue) {
+      this.queue.length = 0;
+      this.queueBytes = 0;
+    }
     this.error = e;
     if (this.waitingReject) {
       const r = this.waitingReject;
@@ -96,6 +233,7 @@ class Watcher {
   end(): void {
     this.done = true;
     this.queue.length = 0;
+    this.queueBytes = 0;
     if (this.waiting) {
       const w = this.waiting;
       this.waiting = this.waitingReject = undefined;
@@ -105,16 +243,42 @@ class Watcher {
   }
 }
 
+/**
+ * The error that ends a watcher whose namespace `record` dropped or renamed away (rule 1),
+ * or undefined if the record leaves it alone.
+ */
+function namespaceGone(ns: string, record: CommitRecord): TxtDbError | undefined {
+  for (const op of record.namespaceOps) {
+    if (op.name !== ns || op.op === "create") continue;
+    const version = BigInt(record.tsn);
+    if (op.op === "drop") {
+      return new TxtDbError(
+        "NAMESPACE_NOT_FOUND",
+        `Namespace "${ns}" was dropped at version ${version}; this watcher ended there, after every event before it. If "${ns}" is created again, watch it with { fromVersion: ${version}n } to receive its writes from the start`,
+        { details: { ns, version, op: "drop" } },
+      );
+    }
+    return new TxtDbError(
+      "NAMESPACE_NOT_FOUND",
+      `Namespace "${ns}" was renamed to "${op.to}" at version ${version}; this watcher ended there, after every event before it. To go on, watch "${op.to}" with { fromVersion: ${version}n }`,
+      { details: { ns, version, op: "rename", to: op.to } },
+    );
+  }
+  return undefined;
+}
+
 /** All watchers of one database, and the one file watch and poll timer they share. */
 export class WatchHub {
   readonly #src: WatchSource;
+  readonly #bufferBytes: number;
   readonly #watchers = new Set<Watcher>();
   #fileWatch: WatchHandle | undefined;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: Timer | undefined;
   #scheduled = false;
 
   constructor(src: WatchSource) {
     this.#src = src;
+    this.#bufferBytes = src.bufferBytes ?? WATCH_BUFFER_BYTES_DEFAULT;
   }
 
   get count(): number {
@@ -140,14 +304,21 @@ export class WatchHub {
       });
     }
     const w = fromTsn === undefined || fromTsn >= head.tsn
-      ? new Watcher(this, match, head.pos, fromTsn ?? head.tsn)
-      : new Watcher(this, match, this.#src.logStart(), fromTsn);
+      ? new Watcher(this, match, head.pos, fromTsn ?? head.tsn, head.tsn)
+      : new Watcher(this, match, this.#src.logStart(), fromTsn, head.tsn);
     this.#watchers.add(w);
     this.#start();
-    if (fromTsn !== undefined && fromTsn < head.tsn) this.#schedule();
+    if (fromTsn !== undefined && fromTsn < head.tsn) this.schedule();
     const it: AsyncIterableIterator<WatchEvent> = {
       next: () => {
-        if (w.queue.length > 0) return Promise.resolve({ done: false, value: w.queue.shift()! });
+        if (w.queue.length > 0) {
+          try {
+            return Promise.resolve({ done: false, value: w.take(this.#src.bufferMax, this.#bufferBytes) });
+          } catch (e) {
+            w.end();
+            return Promise.reject(e);
+          }
+        }
         if (w.error !== undefined) {
           const e = w.error;
           w.error = undefined;
@@ -182,19 +353,21 @@ export class WatchHub {
 
   #start(): void {
     if (this.#timer !== undefined) return;
-    this.#fileWatch = this.#src.watchDir(() => this.#schedule());
-    // With file events the timer is only a safety net for a lost event.
-    this.#timer = setInterval(() => this.#schedule(), this.#fileWatch ? Math.max(this.#src.pollMs, 100) : this.#src.pollMs);
+    this.#fileWatch = this.#src.watchDir(() => this.schedule());
+    // With file events the timer is only a safety net for a lost event. It keeps the
+    // process alive, as an open watcher waiting for other processes' commits should.
+    this.#timer = armInterval(this.#fileWatch ? Math.max(this.#src.pollMs, 100) : this.#src.pollMs, () => this.schedule());
   }
 
   #stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
     this.#fileWatch?.close();
     this.#fileWatch = undefined;
   }
 
-  #schedule(): void {
+  /** Polls soon (once per microtask turn, however often asked). */
+  schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
     queueMicrotask(() => {
@@ -216,36 +389,80 @@ export class WatchHub {
     if (!frontier) return;
     const to = { seg: frontier.seg, off: frontier.off };
     for (const w of [...this.#watchers]) {
-      if (w.done || w.lastTsn >= frontier.tsn) continue;
+      if (w.done || w.paused || w.lastTsn >= frontier.tsn) continue;
       // A watcher at the very end of a segment that compaction folded moves to the next one.
       const start = this.#src.logStart();
       if (w.pos.seg < start.seg) w.pos = start;
       try {
-        const end = this.#src.log.scan(w.pos, to, (body, _at, next) => {
+        const end = this.#src.log.scan(w.pos, to, (body, at, next) => {
           if (w.done) return;
-          const record = decodeCommit(body.slice());
-          w.pos = next;
-          if (record.tsn <= w.lastTsn) return;
-          w.lastTsn = record.tsn;
-          const changes: WatchEvent["changes"] = [];
-          for (const wr of record.writes) {
-            if (wr.nsId !== w.match.nsId) continue;
-            const k = bytesToBinary(wr.key);
-            const hit = w.match.keys ? w.match.keys.has(k) : k >= w.match.start! && k < w.match.end!;
-            if (hit) changes.push({ key: decodeKey(k), value: wr.value === null ? undefined : decodeValue(wr.value) });
-          }
-          if (changes.length === 0) return;
-          if (w.queue.length >= this.#src.bufferMax) {
-            throw new TxtDbError("WATCH_OVERFLOW", `Watcher fell more than ${this.#src.bufferMax} events behind; resume with watch(..., { fromVersion: ${w.lastTsn - 1}n })`, {
-              details: { resumeFrom: BigInt(w.lastTsn - 1) },
+          // No copy of the body: what an event keeps is copied out of it below, so the
+          // read buffer the body lies in is not held by the watcher.
+          let record: ReturnType<typeof decodeCommit>;
+          try {
+            record = decodeCommit(body);
+          } catch (e) {
+            const file = this.#src.log.path(segmentName(at.seg));
+            throw new TxtDbError("CORRUPTION", `Log file "${file}" is damaged at offset ${at.off}: ${(e as Error).message}. Run \`txtdb check\`; restore from a backup if it persists`, {
+              details: { file, offset: at.off },
             });
           }
-          w.push({ version: BigInt(record.tsn), changes });
+          // Rule 1: the record's namespace operations apply before its writes.
+          if (w.match.ns !== undefined && record.tsn > w.askedTsn && record.namespaceOps.length > 0) {
+            const gone = namespaceGone(w.match.ns, record);
+            if (gone) {
+              w.pos = next;
+              w.lastTsn = Math.max(w.lastTsn, record.tsn);
+              throw gone;
+            }
+          }
+          if (record.tsn > w.lastTsn) {
+            const changes: HeldChange[] = [];
+            let bytes = EVENT_OVERHEAD_BYTES;
+            for (const wr of record.writes) {
+              if (wr.nsId !== w.match.nsId) continue;
+              const k = bytesToBinary(wr.key);
+              const hit = w.match.keys ? w.match.keys.has(k) : k >= w.match.start! && k < w.match.end!;
+              if (!hit) continue;
+              const value = wr.value === null ? null : wr.value.slice();
+              changes.push({ key: k, value });
+              bytes += k.length + (value?.length ?? 0) + CHANGE_OVERHEAD_BYTES;
+            }
+            if (changes.length > 0 && !w.offer({ version: record.tsn, changes, bytes }, this.#src.bufferMax, this.#bufferBytes)) {
+              // Replaying history the consumer asked for (up to the version it asked at):
+              // wait for it rather than overflow, or a resume from a backlog larger than
+              // the buffer would overflow again at once, forever. The record is read
+              // again when the consumer has drained half the buffer.
+              if (record.tsn <= w.askedTsn) throw PAUSE;
+              const resumeFrom = BigInt(w.deliveredTsn);
+              throw new Overflow(new TxtDbError(
+                "WATCH_OVERFLOW",
+                `Watcher fell behind: its consumer left ${w.queue.length} events (${w.queueBytes} bytes of changes) unread, the most it may buffer (watchBufferMax ${this.#src.bufferMax}, watchBufferBytes ${this.#bufferBytes}); resume with watch(..., { fromVersion: ${resumeFrom}n }) and consume faster, or raise those options`,
+                { details: { resumeFrom, bufferedEvents: w.queue.length, bufferedBytes: w.queueBytes } },
+              ));
+            }
+            w.lastTsn = record.tsn;
+          }
+          w.pos = next;
         });
         if (end.problem) throw new TxtDbError("CORRUPTION", `Watcher hit a damaged record at offset ${end.problem.at.off}: ${end.problem.reason}`, { details: { offset: end.problem.at.off } });
       } catch (e) {
-        w.fail(e);
+        if (e === PAUSE) w.paused = true;
+        // An overflow releases the buffer at once: the consumer resumes from the log.
+        else if (e instanceof Overflow) w.fail(e.error, true);
+        else w.fail(e);
       }
     }
+  }
+}
+
+/** Stops a replaying watcher's scan while its buffer is full (see poll). */
+const PAUSE: unique symbol = Symbol("watch-pause");
+
+/** Carries WATCH_OVERFLOW out of a scan, marked so the watcher drops its buffer. */
+class Overflow {
+  readonly error: TxtDbError;
+  constructor(error: TxtDbError) {
+    this.error = error;
   }
 }

@@ -13,7 +13,7 @@
  * @module
  */
 import { isTxtDbError, TxtDbError } from "./errors.ts";
-import { encodeKey, prefixRange } from "./keys.ts";
+import { encodeKey, isWellFormedString, prefixRange } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { encodeValue } from "./codec.ts";
 import { Index } from "./index.ts";
@@ -28,7 +28,7 @@ import type { Platform } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
 import { newTxState, Snapshot, SnapshotReader, Transaction } from "./tx.ts";
 import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, TxHost, TxState } from "./tx.ts";
-import { WatchHub } from "./watch.ts";
+import { WATCH_BUFFER_BYTES_DEFAULT, WatchHub } from "./watch.ts";
 import { conflictSubject, RETRY_TURN_MAX_WAIT_MS, RetryTurns } from "./retryturns.ts";
 import type { LeaveTurn } from "./retryturns.ts";
 import { checkpointName, CheckpointDamage, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
@@ -36,6 +36,11 @@ import { isLeaseFile, leaseOwnerAlive, ProcessLease, readLeaseInfo, readLeasePin
 import { checkStore } from "./check.ts";
 import type { CheckReport } from "./check.ts";
 import { Histogram, renderPrometheus } from "./metrics.ts";
+import { armInterval, armTimer } from "./timers.ts";
+import type { Timer } from "./timers.ts";
+import { HOLDER_RECORD_BYTES, holderRecord, readHolderFrom } from "./holder.ts";
+import { FRAME_MAGIC } from "./record.ts";
+import { checkStoreDirectory } from "./dirsafety.ts";
 import type { WatchEvent } from "./watch.ts";
 
 /** Durability modes. */
@@ -55,6 +60,12 @@ export interface OpenOptions {
   adapter?: Platform;
   /** Permission bits of created files (default 0o600; directories get the matching x bits). */
   mode?: number;
+  /**
+   * Open a store directory that belongs to another user (default false: refused, root
+   * included, since whoever owns a directory can replace its files). Only for a directory
+   * whose owner you trust as much as yourself, e.g. a store shared within a group.
+   */
+  allowForeignOwner?: boolean;
   /** With durability "relaxed": the most a commit's fsync may lag, in ms (default 50). */
   relaxedSyncMs?: number;
   /** How long to wait for the writer lock before LOCK_TIMEOUT, in ms (default 30 000). */
@@ -73,6 +84,8 @@ export interface OpenOptions {
   maxWatchers?: number;
   /** Events a watcher buffers before WATCH_OVERFLOW (default 10 000). */
   watchBufferMax?: number;
+  /** Bytes of changes a watcher buffers before WATCH_OVERFLOW (default 64 MiB). */
+  watchBufferBytes?: number;
   /** How often watchers poll when the adapter has no file events, in ms (default 10). */
   watchPollMs?: number;
   /** Compact automatically once sealed log segments exceed this many bytes (default 256 MiB; 0: never). */
@@ -161,14 +174,61 @@ export interface Stats {
 }
 
 const BATCH_MAX = 4096;
+/** The `idleMs` a pin's expire() receives when it ends because its history is gone, not idleness. */
+const PIN_LOST_HISTORY = -1;
+/** How often a read-only open starts again when a compaction switched the manifest under it. */
+const OPEN_ATTEMPTS_MAX = 20;
+/** Size of the `frontier` file (see log.ts). */
+const FRONTIER_FILE_BYTES = 36;
+/** Checkpoint file names exactly as compaction writes them. */
+const CHECKPOINT_FILE = /^ckpt-\d{16}(?:-\d+)?\.dat$/;
+const CHECKPOINT_TMP_FILE = /^ckpt-\d{16}(?:-\d+)?\.dat\.tmp$/;
+
+/** A directory's mode for files of `mode`: x wherever r is (0o600 → 0o700, 0o640 → 0o750). */
+function dirModeOf(mode: number): number {
+  return mode | ((mode & 0o444) >> 2);
+}
+/** Thrown to stop a scan after its first record (see #firstRecordTsn). */
+const FIRST_RECORD_SEEN = new Error("first record seen");
 const NAMESPACE_NAME_MAX = 256;
 
 function invalidArg(message: string): TxtDbError {
   return new TxtDbError("INVALID_ARGUMENT", message);
 }
 
+/** Smallest `segmentBytes`: below it every commit would start a new file. */
+const SEGMENT_BYTES_MIN = 256;
+/** Options that are durations: `Infinity` means "never". */
+const DURATION_OPTIONS = new Set(["lockTimeoutMs", "maxIdleMs", "relaxedSyncMs", "watchPollMs"]);
+/** Options that count bytes or items: positive integers. */
+const SIZE_OPTIONS = ["segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "maxWatchers", "watchBufferMax", "watchBufferBytes"] as const;
+/** The Platform members open() relies on; an `adapter` lacking one is refused up front. */
+const PLATFORM_FUNCTIONS = ["open", "stat", "readdir", "mkdir", "rename", "unlink", "syncDir", "monotonicMs", "wallClockMs", "sleep", "randomBytes", "watchDir"] as const;
+
 function checkOptions(o: OpenOptions): void {
   if (o === null || typeof o !== "object") throw invalidArg("open() options must be an object");
+  for (const name of ["readOnly", "allowForeignOwner"] as const) {
+    if (o[name] !== undefined && typeof o[name] !== "boolean") {
+      throw invalidArg(`Option ${name} must be true or false; got ${JSON.stringify(o[name])}`);
+    }
+  }
+  if (o.mode !== undefined && (!Number.isInteger(o.mode) || o.mode < 0 || o.mode > 0o777 || (o.mode & 0o600) !== 0o600)) {
+    throw invalidArg(`Option mode must be permission bits between 0o600 and 0o777 that include owner read and write (no setuid, setgid or sticky bits); got ${typeof o.mode === "number" ? "0o" + o.mode.toString(8) : JSON.stringify(o.mode)}`);
+  }
+  if (o.adapter !== undefined) {
+    const a = o.adapter as unknown as Record<string, unknown> | null;
+    const missing = a === null || typeof a !== "object" ? ["(not an object)"] : PLATFORM_FUNCTIONS.filter((f) => typeof a[f] !== "function");
+    if (missing.length > 0) throw invalidArg(`Option adapter must be a Platform (see txtdb/internal); it lacks ${missing.join(", ")}`);
+  }
+  for (const name of SIZE_OPTIONS) {
+    const v = (o as Record<string, unknown>)[name];
+    if (v !== undefined && (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1)) {
+      throw invalidArg(`Option ${name} must be a positive integer; got ${JSON.stringify(v)}`);
+    }
+  }
+  if (o.segmentBytes !== undefined && o.segmentBytes < SEGMENT_BYTES_MIN) {
+    throw invalidArg(`Option segmentBytes must be at least ${SEGMENT_BYTES_MIN}; got ${o.segmentBytes}`);
+  }
   const oneOf = (name: string, v: unknown, allowed: string[]) => {
     if (v !== undefined && !allowed.includes(v as string)) {
       throw invalidArg(`Option ${name} must be one of ${allowed.map((a) => `"${a}"`).join(", ")}; got ${JSON.stringify(v)}`);
@@ -176,10 +236,11 @@ function checkOptions(o: OpenOptions): void {
   };
   oneOf("durability", o.durability, ["full", "relaxed", "none"]);
   oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
-  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "mode", "maxWatchers", "watchBufferMax", "watchPollMs", "autoCompactBytes", "maxIdleMs"] as const) {
+  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "watchPollMs", "autoCompactBytes", "maxIdleMs"] as const) {
     const v = o[name];
-    if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) {
-      throw invalidArg(`Option ${name} must be a non-negative number; got ${JSON.stringify(v)}`);
+    const ok = typeof v === "number" && v >= 0 && (Number.isFinite(v) || (v === Infinity && DURATION_OPTIONS.has(name)));
+    if (v !== undefined && !ok) {
+      throw invalidArg(`Option ${name} must be a non-negative number${DURATION_OPTIONS.has(name) ? " of milliseconds (Infinity: never)" : ""}; got ${JSON.stringify(v)}`);
     }
   }
   if (o.namespaces !== undefined && !Array.isArray(o.namespaces)) throw invalidArg("Option namespaces must be an array of names");
@@ -189,6 +250,25 @@ function checkOptions(o: OpenOptions): void {
 function checkNamespaceName(name: unknown): asserts name is string {
   if (typeof name !== "string" || name.length === 0 || name.length > NAMESPACE_NAME_MAX) {
     throw invalidArg(`Namespace name must be a non-empty string of at most ${NAMESPACE_NAME_MAX} characters; got ${JSON.stringify(name)}`);
+  }
+  // Names are stored as UTF-8: a lone surrogate would be stored as U+FFFD, under another
+  // name than the one asked for, and processes would disagree about which namespace it is.
+  if (!isWellFormedString(name)) {
+    throw invalidArg(`Namespace name ${JSON.stringify(name)} contains a lone surrogate (half of a UTF-16 pair), which cannot be stored as UTF-8; use well-formed Unicode`);
+  }
+}
+
+/** A function, or INVALID_ARGUMENT. */
+function checkFunction(what: string, f: unknown): void {
+  if (typeof f !== "function") throw invalidArg(`${what} must be a function; got ${f === null ? "null" : typeof f}`);
+}
+
+/** An AbortSignal (or undefined), or INVALID_ARGUMENT. */
+function checkSignal(signal: unknown): void {
+  if (signal === undefined) return;
+  const s = signal as { aborted?: unknown; addEventListener?: unknown } | null;
+  if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function") {
+    throw invalidArg(`signal must be an AbortSignal; got ${JSON.stringify(signal)}`);
   }
 }
 
@@ -240,12 +320,14 @@ export class Database implements TxHost {
   #durablePos: LogPosition = { seg: 1, off: 0 };
   #closed = false;
   readonly #queue: PendingCommit[] = [];
+  /** The commit queued last, so that a transaction's deadline can take it back (see #commitWithDeadline). */
+  #lastSubmitted: PendingCommit | undefined;
   #committing: Promise<void> | undefined;
   #running = false;
   /** When the committer last let the event loop turn (see #runCommits). */
   #lastTurnMs = -Infinity;
   readonly #retryTurns = new RetryTurns();
-  #relaxedTimer: ReturnType<typeof setTimeout> | undefined;
+  #relaxedTimer: Timer | undefined;
   readonly #watchHub: WatchHub;
   #firstSegment = 1;
   #manifest: Manifest = { format: FORMAT_VERSION, createdAtMs: 0 };
@@ -253,7 +335,7 @@ export class Database implements TxHost {
   #publishedPin = -1;
   readonly #pins = new Map<number, { version: number; sinceMs: number; usedMs: number; kind: string; expire: (idleMs: number) => void }>();
   readonly #maxIdleMs: number;
-  #idleSweep: ReturnType<typeof setInterval> | undefined;
+  #idleSweep: Timer | undefined;
   #nextPinId = 1;
   readonly #segLastTsn = new Map<number, number>();
   readonly #autoCompactBytes: number;
@@ -280,6 +362,12 @@ export class Database implements TxHost {
     this.#log = new Log(platform, this.path, mode, this.readOnly);
     this.#lock = new FileLock(platform, `${this.path}/writer.lock`, mode);
     this.#lock.onWait = (ms) => this.#lockWaitUs.record(ms * 1000);
+    this.#lock.describeHolder = (handle) => {
+      const h = readHolderFrom(handle);
+      if (!h) return "";
+      const forMs = Math.max(0, Math.round(platform.wallClockMs() - h.sinceWallMs));
+      return ` (it says: pid ${h.pid}, ${h.runtime}, since ${forMs} ms ago; a stopped or hung process keeps it until it dies)`;
+    };
     this.#durability = options.durability ?? "full";
     this.#isolation = options.isolation ?? "serializable";
     this.#relaxedSyncMs = options.relaxedSyncMs ?? 50;
@@ -295,6 +383,7 @@ export class Database implements TxHost {
       watchDir: (onChange) => platform.watchDir(this.path, onChange),
       pollMs: options.watchPollMs ?? 10,
       bufferMax: options.watchBufferMax ?? 10_000,
+      bufferBytes: options.watchBufferBytes ?? WATCH_BUFFER_BYTES_DEFAULT,
       maxWatchers: options.maxWatchers ?? 1000,
     });
   }
@@ -303,30 +392,24 @@ export class Database implements TxHost {
 
   /** @internal Opens the store: creates it if new, recovers a crashed writer's tail. */
   async init(namespaces: string[]): Promise<void> {
-    if (this.readOnly) {
-      const manifest = this.#log.readManifest();
-      if (!manifest) throw invalidArg(`No txtdb store at "${this.path}" (no MANIFEST); open it once without readOnly to create it`);
-      this.#checkFormat(manifest.format);
-      this.#loadManifest(manifest);
-      this.#startLease();
-      this.#refresh();
-      if (namespaces.some((n) => this.index.resolve(n, this.#visibleTsn) === undefined)) {
-        throw new TxtDbError("READ_ONLY", `Cannot create namespaces ${JSON.stringify(namespaces)} on a store opened with readOnly: true`);
-      }
-      return;
-    }
+    if (this.readOnly) return this.#initReadOnly(namespaces);
+    // Before the lock file is created: never write into a directory that is not a store.
+    if (!this.#log.readManifest()) this.#checkCreatable(false);
     const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
     try {
+      this.#stampHolder();
       let manifest = this.#log.readManifest();
       if (!manifest) {
         // A new store, or a crash during a previous creation (nothing was committed then:
-        // commits only start after the manifest exists).
-        if (this.#log.listSegments().length === 0) this.#log.createSegment(1);
+        // commits only start after the manifest exists). Anything else is refused.
+        this.#checkCreatable(true);
+        if (!this.#log.segment(1)) this.#log.createSegment(1);
         this.#log.publishFrontier({ tsn: 0, seg: 1, off: 0, durableSeg: 1, durableOff: 0 });
         manifest = { format: FORMAT_VERSION, createdAtMs: this.platform.wallClockMs() };
         this.#log.writeManifest(manifest);
       }
       this.#checkFormat(manifest.format);
+      this.#checkManifestFiles(manifest);
       this.#loadManifest(manifest);
       this.#removeLeftovers();
       this.#startLease();
@@ -344,12 +427,163 @@ export class Database implements TxHost {
   }
 
   /**
+   * A read-only open takes no writer lock, so a compaction in another process may switch
+   * the manifest and delete the checkpoint or segments it just named while this process
+   * reads them. The lease goes first (its pin, 0 until the first read, holds back every
+   * later compaction); an open that fails while the manifest moved is started again.
+   */
+  async #initReadOnly(namespaces: string[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const manifest = this.#log.readManifest();
+      if (!manifest) {
+        throw invalidArg(`No txtdb store at "${this.path}" (no MANIFEST); open it once without readOnly to create it`);
+      }
+      this.#checkFormat(manifest.format);
+      try {
+        if (!this.#lease) this.#startLease();
+        this.#checkManifestFiles(manifest);
+        this.#resetView();
+        this.#loadManifest(manifest);
+        this.#refresh();
+        break;
+      } catch (e) {
+        if (attempt >= OPEN_ATTEMPTS_MAX || !this.#manifestMovedFrom(manifest)) throw e;
+        await this.platform.sleep(attempt);
+      }
+    }
+    if (namespaces.some((n) => this.index.resolve(n, this.#visibleTsn) === undefined)) {
+      throw new TxtDbError("READ_ONLY", `Cannot create namespaces ${JSON.stringify(namespaces)} on a store opened with readOnly: true`);
+    }
+  }
+
+  /** True if the manifest on disk names other files than `m` (a compaction switched it). */
+  #manifestMovedFrom(m: Manifest): boolean {
+    try {
+      const now = this.#log.readManifest();
+      return !now || now.checkpoint !== m.checkpoint || now.firstSegment !== m.firstSegment || now.checkpointTsn !== m.checkpointTsn;
+    } catch {
+      return true;
+    }
+  }
+
+  /** Forgets everything read so far (before loading a manifest afresh). */
+  #resetView(): void {
+    this.index = new Index();
+    this.#cachedReader = undefined;
+    this.#visibleTsn = 0;
+    for (const n of [...this.#segLastTsn.keys()]) this.#log.forgetSegment(n);
+    this.#segLastTsn.clear();
+  }
+
+  /**
+   * With no MANIFEST, a directory may become a store only if it is empty or holds exactly
+   * what an interrupted creation leaves (`writer.lock`, `frontier` at version 0, an empty
+   * first segment, `MANIFEST.tmp`). A directory with other files is not ours: refused, and
+   * nothing in it is touched. One with store files but no manifest is a damaged store:
+   * CORRUPTION, never a fresh store over the old data. `thorough` also reads the files
+   * (under the writer lock, when they can no longer change).
+   */
+  #checkCreatable(thorough: boolean): void {
+    let names: string[];
+    try {
+      names = this.platform.readdir(this.path);
+    } catch (e) {
+      throw ioError(e, `Reading the store directory "${this.path}"`);
+    }
+    // A file counts as the store's only with its exact name and the start txtdb writes.
+    const head = (name: string): Uint8Array | undefined => {
+      try {
+        const info = this.platform.lstat(`${this.path}/${name}`); // never judge a file by a link's target
+        if (!info?.isFile) return undefined;
+        const f = this.platform.open(`${this.path}/${name}`, { readOnly: true });
+        try {
+          const buf = new Uint8Array(Math.min(info.size, HOLDER_RECORD_BYTES));
+          return buf.subarray(0, f.read(buf, 0));
+        } finally {
+          f.close();
+        }
+      } catch {
+        return undefined;
+      }
+    };
+    const framed = (name: string) => head(name)?.[0] === FRAME_MAGIC;
+    const storeLike = names.filter((n) =>
+      n === "MANIFEST" || n === "leases" || ((parseSegmentName(n) ?? 0) >= 1 && framed(n)) || (CHECKPOINT_FILE.test(n) && framed(n))
+    );
+    const leftover = (n: string): boolean => {
+      const bytes = head(n);
+      if (!bytes) return false;
+      if (n === segmentName(1)) return bytes.every((b) => b === 0) || bytes[0] === FRAME_MAGIC; // data is judged below
+      // A frontier torn by a power loss during creation is shorter than a whole one.
+      if (n === "frontier") return (this.platform.lstat(`${this.path}/${n}`)?.size ?? Infinity) <= FRONTIER_FILE_BYTES;
+      if (n === "writer.lock") return bytes.length === 0 || bytes[0] === 0x7b; // empty, or a holder record ("{")
+      if (n === "MANIFEST.tmp") return bytes.length === 0 || bytes[0] === FRAME_MAGIC;
+      return false;
+    };
+    const foreign = names.filter((n) => !storeLike.includes(n) && !leftover(n));
+    const damaged = (what: string) =>
+      new TxtDbError("CORRUPTION", `Store "${this.path}" has no MANIFEST but ${what}: it was a store whose manifest is lost. Nothing was changed; restore MANIFEST (or the directory) from a backup, or run \`txtdb check\``, {
+        details: { file: `${this.path}/MANIFEST`, offset: 0 },
+      });
+    const extra = storeLike.filter((n) => n !== segmentName(1));
+    if (extra.length > 0) throw damaged(`holds ${extra.slice(0, 3).map((n) => `"${n}"`).join(", ")}`);
+    if (foreign.length > 0) {
+      throw invalidArg(`Directory "${this.path}" is not empty and is not a txtdb store (it holds ${foreign.slice(0, 3).map((n) => `"${n}"`).join(", ")}${foreign.length > 3 ? ", …" : ""}); open an empty or new directory, or an existing store`);
+    }
+    if (!thorough) return;
+    const first = this.#log.segment(1);
+    if (first) {
+      const size = first.size();
+      const head = new Uint8Array(Math.min(size, 4096));
+      first.read(head, 0);
+      if (head.some((b) => b !== 0)) throw damaged(`its first log segment holds data`);
+    }
+    const fr = this.#log.readFrontier();
+    if (fr && fr.tsn !== 0) throw damaged(`its frontier is at version ${fr.tsn}`);
+  }
+
+  /**
+   * A manifest must agree with the files before anything is deleted on its word: the
+   * segment the log resumes at exists (compaction only ever names one that does), and so
+   * does the checkpoint it names. Otherwise the store is damaged (CORRUPTION), never
+   * "repaired" by deleting what the manifest does not mention.
+   */
+  #checkManifestFiles(m: Manifest): void {
+    const bad = (reason: string) =>
+      new TxtDbError("CORRUPTION", `Manifest of "${this.path}" does not match the files: ${reason}. Nothing was changed; restore the store from a backup, or run \`txtdb check\``, {
+        details: { file: `${this.path}/MANIFEST`, offset: 0 },
+      });
+    const first = m.firstSegment ?? 1;
+    const ckptTsn = m.checkpointTsn ?? 0;
+    if (!Number.isSafeInteger(first) || first < 1) throw bad(`first segment ${first} is not a positive integer`);
+    if (!Number.isSafeInteger(ckptTsn) || ckptTsn < 0) throw bad(`checkpoint version ${ckptTsn} is not a non-negative integer`);
+    if (m.checkpoint && !CHECKPOINT_FILE.test(m.checkpoint)) throw bad(`checkpoint name ${JSON.stringify(m.checkpoint)} is not one txtdb writes`);
+    if (m.checkpoint && !this.platform.stat(`${this.path}/${m.checkpoint}`)) throw bad(`its checkpoint "${m.checkpoint}" is missing`);
+    if (!m.checkpoint && (first !== 1 || ckptTsn !== 0)) throw bad(`it starts at segment ${first} without a checkpoint`);
+    if (!this.#log.segment(first)) throw bad(`the log should resume at "${segmentName(first)}", which is missing`);
+  }
+
+  /**
    * Another process compacted: learn the new checkpoint and drop, from this process's
    * index, versions below it that no reader here needs (keeps memory bounded).
    */
   #followManifest(): void {
     const m = this.#log.readManifest();
     if (!m || (m.checkpointTsn ?? 0) <= (this.#manifest.checkpointTsn ?? 0)) return;
+    this.#renewLeaseIfLost();
+    if (this.index.lastTsn < (m.checkpointTsn ?? 0)) {
+      // This process had not read all that the compaction folded: it holds no lease (a
+      // reader of another user's store, or leases/ was deleted), so no pin held those
+      // records back, and they are gone from the log. Skipping to the new first segment
+      // would lose them; the index is reloaded from the new checkpoint instead. Snapshots
+      // and transactions of this process below the checkpoint cannot be served any more
+      // and end with an error on their next use.
+      this.#checkManifestFiles(m);
+      this.#endPinsBelow(m.checkpointTsn ?? 0);
+      this.#resetView();
+      this.#loadManifest(m);
+      return;
+    }
     this.#manifest = m;
     this.#firstSegment = m.firstSegment ?? this.#firstSegment;
     for (const n of [...this.#segLastTsn.keys()]) {
@@ -362,6 +596,40 @@ export class Database implements TxHost {
     // read already: at most the read position sits at the very end of a folded segment.
     if (this.#readPos.seg < this.#firstSegment) this.#readPos = { seg: this.#firstSegment, off: 0 };
     this.index.prune(Math.min(m.checkpointTsn ?? 0, this.#localPin()));
+  }
+
+  /** Ends this process's snapshots and transactions reading below `tsn` (see #followManifest). */
+  #endPinsBelow(tsn: number): void {
+    for (const [id, p] of [...this.#pins]) {
+      if (p.version >= tsn) continue;
+      this.#pins.delete(id);
+      p.expire(PIN_LOST_HISTORY);
+    }
+  }
+
+  /**
+   * If this process's lease file was deleted or replaced (a cleaner, a careless `rm`), other
+   * processes no longer see its pins: take a new lease. Checked whenever a compaction is
+   * noticed, which is when a lost lease starts to matter.
+   */
+  #renewLeaseIfLost(): void {
+    const lease = this.#lease;
+    if (!lease) return;
+    try {
+      const atPath = this.platform.lstat?.(lease.path);
+      const mine = lease.handle.info?.();
+      if (atPath && (!mine || (atPath.ino === mine.ino && atPath.dev === mine.dev))) return;
+      lease.handle.close();
+    } catch {
+      // unreadable: take a new one
+    }
+    this.#lease = undefined;
+    this.#publishedPin = -1;
+    try {
+      this.#startLease();
+    } catch {
+      // a writer's lease is retried at the next compaction it notices
+    }
   }
 
   /** Loads the manifest's checkpoint (if any) into the empty index; reading resumes after it. */
@@ -391,21 +659,60 @@ export class Database implements TxHost {
 
   /**
    * Under the writer lock at open: removes what a compaction that crashed after its
-   * manifest switch (or before it) left behind: folded segments, unreferenced checkpoints,
-   * temporary files.
+   * manifest switch (or before it) left behind. What may be deleted:
+   *
+   * 1. Only names txtdb writes, matched exactly: `seg-<10 digits>.log`, `ckpt-<16 digits>-<n>.dat`
+   *    (and `.tmp`), `MANIFEST.tmp`. Any other file in the directory is never touched.
+   * 2. A segment only below the manifest's first segment, and only if it starts with a
+   *    whole record at or below the checkpoint's version (folded into it). One whose first
+   *    record lies past the checkpoint means the manifest does not match the log: CORRUPTION,
+   *    and nothing is deleted. One that does not start with a record is not ours: left alone.
+   * 3. A checkpoint only if the manifest names another one.
    */
   #removeLeftovers(): void {
-    let removed = false;
+    const doomed: string[] = [];
+    const checkpointTsn = this.#manifest.checkpointTsn ?? 0;
     for (const name of this.platform.readdir(this.path)) {
       const seg = parseSegmentName(name);
-      const stale = (seg !== undefined && seg < this.#firstSegment) ||
-        (name.startsWith("ckpt-") && name !== this.#manifest.checkpoint) || name === "MANIFEST.tmp";
-      if (stale) {
-        this.platform.unlink(`${this.path}/${name}`);
-        removed = true;
+      if (seg !== undefined && seg >= 1 && seg < this.#firstSegment) {
+        const firstTsn = this.#firstRecordTsn(seg);
+        if (firstTsn === undefined) continue;
+        if (firstTsn > checkpointTsn) {
+          throw new TxtDbError("CORRUPTION", `Segment "${name}" of "${this.path}" lies before the manifest's first segment ${this.#firstSegment} but holds version ${firstTsn}, past the checkpoint's ${checkpointTsn}: the manifest does not match the log. Nothing was deleted; restore from a backup`, {
+            details: { file: `${this.path}/${name}`, offset: 0 },
+          });
+        }
+        doomed.push(name);
+      } else if ((CHECKPOINT_FILE.test(name) || CHECKPOINT_TMP_FILE.test(name)) && name !== this.#manifest.checkpoint) {
+        doomed.push(name);
+      } else if (name === "MANIFEST.tmp") {
+        doomed.push(name);
       }
     }
-    if (removed) this.platform.syncDir(this.path);
+    for (const name of doomed) {
+      const seg = parseSegmentName(name);
+      if (seg !== undefined) this.#log.forgetSegment(seg);
+      this.platform.unlink(`${this.path}/${name}`);
+    }
+    if (doomed.length > 0) this.platform.syncDir(this.path);
+  }
+
+  /** The version of segment `n`'s first record; undefined if it does not start with a whole one. */
+  #firstRecordTsn(n: number): number | undefined {
+    const file = this.#log.segment(n);
+    if (!file) return undefined;
+    const head = new Uint8Array(1);
+    if (file.read(head, 0) === 0 || head[0] !== FRAME_MAGIC) return undefined;
+    let tsn: number | undefined;
+    try {
+      this.#log.scan({ seg: n, off: 0 }, { seg: n, off: file.size() }, (body) => {
+        tsn = decodeCommit(body.slice()).tsn;
+        throw FIRST_RECORD_SEEN;
+      });
+    } catch (e) {
+      if (e !== FIRST_RECORD_SEEN) return undefined;
+    }
+    return tsn;
   }
 
   // --- leases and pins ---
@@ -414,7 +721,9 @@ export class Database implements TxHost {
   #startLease(): void {
     try {
       const dir = `${this.path}/leases`;
-      if (!this.readOnly) this.platform.mkdir(dir, 0o700);
+      // The store's mode applies here too: a store shared with a group is one whose
+      // readers can take leases, so that compaction keeps what they read.
+      if (!this.readOnly) this.platform.mkdir(dir, dirModeOf(this.#log.mode));
       this.#lease = ProcessLease.create(this.platform, dir, this.#log.mode);
       this.#publishPin();
     } catch (e) {
@@ -469,12 +778,13 @@ export class Database implements TxHost {
   }
 
   #startIdleSweep(): void {
-    if (this.#maxIdleMs <= 0 || this.#idleSweep !== undefined) return;
-    this.#idleSweep = setInterval(() => this.#sweepIdle(), Math.max(5, Math.min(10_000, this.#maxIdleMs / 4)));
+    if (this.#maxIdleMs <= 0 || this.#maxIdleMs === Infinity || this.#idleSweep !== undefined) return;
+    // Unref'd: a forgotten snapshot must not keep a script alive until it expires.
+    this.#idleSweep = armInterval(Math.max(5, Math.min(10_000, this.#maxIdleMs / 4)), () => this.#sweepIdle(), { unref: true });
   }
 
   #stopIdleSweep(): void {
-    if (this.#idleSweep !== undefined) clearInterval(this.#idleSweep);
+    this.#idleSweep?.cancel();
     this.#idleSweep = undefined;
   }
 
@@ -557,12 +867,20 @@ export class Database implements TxHost {
     });
   }
 
-  /** The freshness probe: tails the log if another process published commits. */
+  /**
+   * The freshness probe: tails the log if another process published commits. A read that
+   * fails because a compaction switched the manifest meanwhile (a segment or checkpoint
+   * gone) follows the new manifest and reads again.
+   */
   #refresh(): void {
-    try {
-      this.#refreshOrThrow();
-    } catch (e) {
-      throw ioError(e, `Reading the log of "${this.path}"`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.#refreshOrThrow();
+        return;
+      } catch (e) {
+        if (attempt >= OPEN_ATTEMPTS_MAX || !this.#manifestMovedFrom(this.#manifest)) throw ioError(e, `Reading the log of "${this.path}"`);
+        this.#followManifest();
+      }
     }
   }
 
@@ -609,6 +927,18 @@ export class Database implements TxHost {
     this.#publishPin();
   }
 
+  /**
+   * Writes who holds the writer lock into the lock file (see holder.ts), for `txtdb doctor`
+   * and LOCK_TIMEOUT messages. A courtesy: a failed write changes nothing else.
+   */
+  #stampHolder(): void {
+    try {
+      this.#lock.stamp(holderRecord(this.platform));
+    } catch {
+      // diagnostics only
+    }
+  }
+
   #nextTurn(): Promise<void> {
     return this.platform.nextTurn ? this.platform.nextTurn() : this.platform.sleep(0);
   }
@@ -643,7 +973,9 @@ export class Database implements TxHost {
         this.#commitLatencyUs.record((this.platform.monotonicMs() - t0) * 1000);
         resolve(tsn);
       };
-      this.#queue.push({ state, resolve: done, reject });
+      const pending: PendingCommit = { state, resolve: done, reject };
+      this.#queue.push(pending);
+      this.#lastSubmitted = pending;
       // `#running` is cleared synchronously when the runner finds the queue empty, so a
       // commit queued at any moment after that starts a new runner; none is stranded.
       if (!this.#running) {
@@ -669,17 +1001,25 @@ export class Database implements TxHost {
           await this.#nextTurn();
           this.#lastTurnMs = this.platform.monotonicMs();
         }
-        const batch = this.#queue.splice(0, BATCH_MAX);
+        if (this.#queue.length === 0) break; // every queued commit was taken back (timeout, abort)
         let release: () => void;
         try {
           release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
         } catch (e) {
           const err = ioError(e, "Taking the writer lock");
-          for (const p of batch) p.reject(err);
+          for (const p of this.#queue.splice(0, BATCH_MAX)) p.reject(err);
+          continue;
+        }
+        // The batch is taken only now that the lock is held: until this moment a commit whose
+        // transaction times out (or is aborted) can leave the queue unwritten.
+        const batch = this.#queue.splice(0, BATCH_MAX);
+        if (batch.length === 0) {
+          release();
           continue;
         }
         let results: (number | TxtDbError)[];
         try {
+          this.#stampHolder();
           results = this.#commitBatchLocked(batch.map((p) => p.state));
         } catch (e) {
           const err = ioError(e, "Commit");
@@ -793,7 +1133,7 @@ export class Database implements TxHost {
 
   #scheduleRelaxedSync(): void {
     if (this.#relaxedTimer !== undefined) return;
-    this.#relaxedTimer = setTimeout(() => {
+    this.#relaxedTimer = armTimer(this.#relaxedSyncMs, () => {
       this.#relaxedTimer = undefined;
       if (this.#closed) return;
       const pos = this.#readPos;
@@ -803,7 +1143,7 @@ export class Database implements TxHost {
       } catch {
         // Reported by the next commit's own I/O; the durable end simply does not advance.
       }
-    }, this.#relaxedSyncMs);
+    });
   }
 
   // --- lifecycle ---
@@ -824,7 +1164,7 @@ export class Database implements TxHost {
     this.#stopIdleSweep();
     this.#watchHub.closeAll();
     if (this.#relaxedTimer !== undefined) {
-      clearTimeout(this.#relaxedTimer);
+      this.#relaxedTimer.cancel();
       this.#relaxedTimer = undefined;
       try {
         this.#syncSegment(this.#readPos.seg);
@@ -962,6 +1302,9 @@ export class Database implements TxHost {
    * backoff and jitter up to `maxRetries` times. Any other error rolls back and is rethrown.
    */
   async transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+    checkFunction("transaction()'s argument", fn);
+    if (options === null || typeof options !== "object") throw invalidArg("transaction() options must be an object");
+    checkSignal(options.signal);
     const maxRetries = options.maxRetries ?? 10;
     if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);
     if (options.timeoutMs !== undefined && !(options.timeoutMs >= 0)) throw invalidArg(`timeoutMs must be a non-negative number; got ${String(options.timeoutMs)}`);
@@ -979,7 +1322,7 @@ export class Database implements TxHost {
         const tx = await this.begin(options.isolation ? { isolation: options.isolation } : {});
         try {
           const result = await this.#withDeadline(Promise.resolve().then(() => fn(tx)), deadline, signal, timeoutError);
-          if (!tx.finished) await this.#withDeadline(tx.commit(), deadline, signal, timeoutError);
+          if (!tx.finished) await this.#commitWithDeadline(tx, deadline, signal, timeoutError);
           return result;
         } catch (e) {
           tx.rollback();
@@ -1001,18 +1344,68 @@ export class Database implements TxHost {
   }
 
   #withDeadline<T>(p: Promise<T>, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<T> {
+    return this.#raceDeadline(p, deadline, signal, (cause) => ({ error: timeoutError(cause) }));
+  }
+
+  /**
+   * Commits `tx`, ending with TIMEOUT at the deadline or on abort only while the commit can
+   * still be taken back: while it waits in this process's queue (before the writer lock is
+   * held), it is removed and never written. Once its group commit has the lock, the
+   * outcome is on its way to the disk: the caller waits for it and learns it (committed,
+   * or the error that stopped it), never a TIMEOUT for a commit that happened.
+   */
+  #commitWithDeadline(tx: Transaction, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<unknown> {
+    this.#lastSubmitted = undefined;
+    const committing = tx.commit();
+    const pending = this.#lastSubmitted as PendingCommit | undefined; // set synchronously by commit()
+    this.#lastSubmitted = undefined;
+    if (!pending) return committing; // read-only: resolved already
+    return this.#raceDeadline(committing, deadline, signal, (cause) => {
+      const i = this.#queue.indexOf(pending);
+      if (i < 0) return undefined; // in a group commit already: wait for its outcome
+      this.#queue.splice(i, 1);
+      const error = timeoutError(cause);
+      pending.reject(error); // tx.commit() settles (rolled back); nothing was written
+      return { error };
+    });
+  }
+
+  /**
+   * Settles with `p`, or earlier with the error `onDeadline` gives when the deadline passes
+   * or the signal aborts; `onDeadline` returning undefined means "keep waiting for `p`".
+   */
+  #raceDeadline<T>(p: Promise<T>, deadline: number | undefined, signal: AbortSignal | undefined, onDeadline: (cause?: unknown) => { error: TxtDbError } | undefined): Promise<T> {
     if (deadline === undefined && !signal) return p;
     return new Promise<T>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const onAbort = () => finish(() => reject(timeoutError(signal?.reason)));
-      const finish = (f: () => void) => {
-        if (timer !== undefined) clearTimeout(timer);
+      let timer: Timer | undefined;
+      let settled = false;
+      const stop = () => {
+        timer?.cancel();
         signal?.removeEventListener("abort", onAbort);
-        f();
       };
-      if (deadline !== undefined) timer = setTimeout(() => finish(() => reject(timeoutError())), Math.max(0, deadline - this.platform.monotonicMs()));
+      const fire = (cause?: unknown) => {
+        if (settled) return;
+        const outcome = onDeadline(cause);
+        if (!outcome) return stop();
+        settled = true;
+        stop();
+        reject(outcome.error);
+      };
+      const onAbort = () => fire(signal?.reason);
+      p.then((v) => {
+        if (settled) return;
+        settled = true;
+        stop();
+        resolve(v);
+      }, (e) => {
+        if (settled) return;
+        settled = true;
+        stop();
+        reject(e);
+      });
+      if (signal?.aborted) return fire(signal.reason);
+      if (deadline !== undefined) timer = armTimer(deadline - this.platform.monotonicMs(), () => fire());
       signal?.addEventListener("abort", onAbort, { once: true });
-      p.then((v) => finish(() => resolve(v)), (e) => finish(() => reject(e)));
     });
   }
 
@@ -1037,6 +1430,10 @@ export class Database implements TxHost {
    * Events for every commit, from any process, that changes the given keys or a key under
    * the prefix, in version order. `fromVersion` (exclusive) replays history the log holds.
    *
+   * Watches the namespace the name denotes now; if it is dropped or renamed, the watcher
+   * delivers every earlier event, then ends with `NAMESPACE_NOT_FOUND` (details `{ ns,
+   * version, op, to? }`); go on by watching the new name with `fromVersion: version`.
+   *
    * @example
    * ```ts
    * for await (const { version, changes } of db.watch("accounts", { prefix: [] })) { ... }
@@ -1054,10 +1451,10 @@ export class Database implements TxHost {
     const from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
     if ("keys" in sel) {
       if (!Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
-      return this.#watchHub.watch({ nsId, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from);
+      return this.#watchHub.watch({ nsId, ns, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from);
     }
     const [start, end] = prefixRange(sel.prefix, this.limits.maxKeyBytes);
-    return this.#watchHub.watch({ nsId, start, end }, from);
+    return this.#watchHub.watch({ nsId, ns, start, end }, from);
   }
 
   // --- namespaces ---
@@ -1115,6 +1512,7 @@ export class Database implements TxHost {
     if (this.readOnly) throw new TxtDbError("READ_ONLY", "Cannot compact: the database was opened with readOnly: true");
     const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
     try {
+      this.#stampHolder();
       return this.#compactLocked();
     } catch (e) {
       throw ioError(e, `Compacting "${this.path}"`);
@@ -1166,9 +1564,10 @@ export class Database implements TxHost {
     // 1. The checkpoint, under a temporary name, fsynced.
     const name = checkpointName(tsn).replace(".dat", `-${lastFolded + 1}.dat`);
     const tmp = `${this.path}/${name}.tmp`;
-    const file = this.platform.open(tmp, { create: true, mode: this.#log.mode });
+    // A fresh file, created exclusively: a leftover (or a planted link) is removed first.
+    this.platform.unlink(tmp);
+    const file = this.platform.open(tmp, { create: true, exclusive: true, mode: this.#log.mode });
     try {
-      file.truncate(0);
       writeCheckpoint(file, { tsn, nextNsId: this.index.nextNsId, bindings: this.index.bindingsAt(tsn) }, this.index.stateAt(tsn));
     } finally {
       file.close();
@@ -1327,8 +1726,13 @@ export async function open(path: string, options: OpenOptions = {}): Promise<Dat
   if (typeof path !== "string" || path.length === 0) throw invalidArg(`open() needs a directory path; got ${JSON.stringify(path)}`);
   checkOptions(options);
   const platform = options.adapter ?? (await defaultPlatform());
+  try {
+    checkStoreDirectory(platform, path, { allowForeignOwner: options.allowForeignOwner === true });
+  } catch (e) {
+    throw ioError(e, `Checking the store directory "${path}"`);
+  }
   const mode = options.mode ?? 0o600;
-  const dirMode = mode | ((mode & 0o444) >> 2);
+  const dirMode = dirModeOf(mode);
   if (!options.readOnly) {
     try {
       platform.mkdir(path, dirMode);

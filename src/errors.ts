@@ -26,7 +26,9 @@ export type ErrorCode =
   | "LIMIT"
   | "WATCH_OVERFLOW"
   | "FORMAT"
-  | "IO";
+  | "IO"
+  | "UNSUPPORTED"
+  | "UNAVAILABLE";
 
 /**
  * An error raised by txtdb. `code` is stable; `message` says what was attempted, on what,

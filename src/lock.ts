@@ -23,6 +23,9 @@
  */
 import { TxtDbError, assert } from "./errors.ts";
 import type { FileHandle, Platform } from "./port.ts";
+import { armTimer } from "./timers.ts";
+import { storeFileError } from "./dirsafety.ts";
+import type { Timer } from "./timers.ts";
 
 /** Options for one wait. */
 export interface LockWaitOptions {
@@ -46,6 +49,8 @@ interface Waiter {
 /** Backoff between attempts at a lock held by another process, capped so wake-up is quick. */
 const POLL_DELAYS_MS = [0, 0, 0, 1, 1, 1, 2, 2, 3] as const;
 const POLL_DELAY_MAX_MS = 4;
+/** How often a lock file replaced under us is reopened before giving up with IO. */
+const LOCK_FILE_REOPEN_MAX = 8;
 
 /**
  * A process-wide lock over one lock file, shared or exclusive, that excludes other
@@ -70,6 +75,8 @@ export class FileLock {
   #closed = false;
   /** Called after each grant with the wait it took. */
   onWait: ((waitMs: number) => void) | undefined;
+  /** Says who holds the lock, for the LOCK_TIMEOUT message (e.g. " (held by pid 42, node)"). */
+  describeHolder: ((handle: FileHandle) => string) | undefined;
 
   constructor(platform: Platform, path: string, mode = 0o600) {
     this.#platform = platform;
@@ -101,7 +108,7 @@ export class FileLock {
       this.#holders++;
       return this.#makeRelease();
     }
-    if (!this.#handleOpen().tryLock(exclusive)) return undefined;
+    if (!this.#tryKernelLock(exclusive)) return undefined;
     this.#holders = 1;
     this.#exclusiveHeld = exclusive;
     return this.#makeRelease();
@@ -118,7 +125,7 @@ export class FileLock {
       return Promise.resolve(immediate);
     }
     return new Promise<Release>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: Timer | undefined;
       const onAbort = () => this.#abandon(waiter, this.#timeoutError(exclusive, this.#platform.monotonicMs() - now, signal?.reason));
       const waiter: Waiter = {
         exclusive,
@@ -126,12 +133,13 @@ export class FileLock {
         reject,
         enqueuedMs: now,
         cleanup: () => {
-          if (timer !== undefined) clearTimeout(timer);
+          timer?.cancel();
           signal?.removeEventListener("abort", onAbort);
         },
       };
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => this.#abandon(waiter, this.#timeoutError(exclusive, timeoutMs)), Math.max(0, timeoutMs));
+        // armTimer: a timeout of 2^31 ms or more (or Infinity) must not fire at once.
+        timer = armTimer(timeoutMs, () => this.#abandon(waiter, this.#timeoutError(exclusive, timeoutMs)));
       }
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#queue.push(waiter);
@@ -164,15 +172,58 @@ export class FileLock {
   }
 
   #handleOpen(): FileHandle {
-    this.#handle ??= this.#platform.open(this.#path, { create: true, mode: this.#mode });
+    try {
+      this.#handle ??= this.#platform.open(this.#path, { create: true, mode: this.#mode });
+    } catch (e) {
+      throw storeFileError(e, this.#path) ?? e; // a planted link or FIFO: say so clearly
+    }
     return this.#handle;
   }
 
+  /**
+   * Takes the kernel lock on the file now at the path. flock locks an inode, not a name: if
+   * the lock file was deleted (a tmp cleaner) or replaced since this handle was opened, a
+   * lock on the old inode excludes nobody who opens the path now. So after each kernel
+   * grant the handle's inode is compared with the path's; on a mismatch the handle is
+   * dropped and the file at the path (created afresh if missing) is locked instead.
+   */
+  #tryKernelLock(exclusive: boolean): boolean {
+    for (let attempt = 0; attempt < LOCK_FILE_REOPEN_MAX; attempt++) {
+      const handle = this.#handleOpen();
+      if (!handle.tryLock(exclusive)) return false;
+      if (this.#handleIsAtPath(handle)) return true;
+      handle.close(); // also drops the kernel lock on the orphaned inode
+      this.#handle = undefined;
+    }
+    throw new TxtDbError("IO", `Lock file "${this.#path}" was replaced ${LOCK_FILE_REOPEN_MAX} times while being locked; something keeps deleting or replacing it (a tmp cleaner?): exclude the store directory from it`);
+  }
+
+  #handleIsAtPath(handle: FileHandle): boolean {
+    const platform = this.#platform;
+    if (typeof platform.lstat !== "function" || typeof handle.info !== "function") return true;
+    const atPath = platform.lstat(this.#path);
+    if (!atPath || !atPath.isFile) return false;
+    const mine = handle.info();
+    return atPath.ino === mine.ino && atPath.dev === mine.dev;
+  }
+
+  /** Writes `bytes` at the start of the lock file (the holder's record; see holder.ts). Hold the lock. */
+  stamp(bytes: Uint8Array): void {
+    assert(this.#holders > 0 && this.#handle !== undefined, "stamp() without holding the lock");
+    this.#handle.write(bytes, 0);
+  }
+
   #timeoutError(exclusive: boolean, waitedMs: number, cause?: unknown): TxtDbError {
+    let holder = "";
+    try {
+      if (this.#handle && this.describeHolder) holder = this.describeHolder(this.#handle);
+    } catch {
+      // a description is a courtesy; the timeout is the error
+    }
     return new TxtDbError(
       "LOCK_TIMEOUT",
       `Cannot acquire ${exclusive ? "exclusive" : "shared"} lock on "${this.#path}" after ${Math.round(waitedMs)} ms; ` +
-        `another process holds it (see \`txtdb doctor\`), or raise the timeout`,
+        `another process holds it${holder} (see \`txtdb doctor\`), or raise the timeout`,
       { cause, details: { path: this.#path, waitedMs } },
     );
   }
@@ -228,7 +279,7 @@ export class FileLock {
         continue;
       }
       if (this.#closed) return;
-      if (!this.#handleOpen().tryLock(head.exclusive)) {
+      if (!this.#tryKernelLock(head.exclusive)) {
         this.#startPolling();
         return;
       }
@@ -251,7 +302,7 @@ export class FileLock {
           await this.#platform.sleep(delay);
           if (this.#holders > 0 || this.#queue.length === 0 || this.#closed) break;
           const head = this.#queue[0]!;
-          if (this.#handleOpen().tryLock(head.exclusive)) {
+          if (this.#tryKernelLock(head.exclusive)) {
             this.#queue.shift();
             this.#holders = 1;
             this.#exclusiveHeld = head.exclusive;

@@ -15,6 +15,8 @@
  */
 import { describeKey } from "./keys.ts";
 import type { TxtDbError } from "./errors.ts";
+import { armTimer } from "./timers.ts";
+import type { Timer } from "./timers.ts";
 
 /** Gives up the turn; idempotent. */
 export type LeaveTurn = () => void;
@@ -47,17 +49,17 @@ export class RetryTurns {
       if (this.#tails.get(subject) === mine) this.#tails.delete(subject);
     };
     if (before && !signal?.aborted) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: Timer | undefined;
       let onAbort: (() => void) | undefined;
       await Promise.race([
         before,
         new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, Math.max(0, maxWaitMs));
+          timer = armTimer(maxWaitMs, resolve);
           onAbort = resolve;
           signal?.addEventListener("abort", onAbort, { once: true });
         }),
       ]);
-      clearTimeout(timer);
+      timer?.cancel();
       if (onAbort) signal?.removeEventListener("abort", onAbort);
     }
     return leave;

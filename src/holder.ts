@@ -1,0 +1,78 @@
+/**
+ * Who holds the writer lock, for diagnostics (`txtdb doctor`, the LOCK_TIMEOUT message).
+ *
+ * The lock itself is flock(2) on `writer.lock`; the kernel says whether it is held, not by
+ * whom. So each process that takes it writes a fixed-size record into the lock file's first
+ * bytes: its pid, runtime and when it took the lock. The record is a hint: a holder killed
+ * before it wrote leaves the previous holder's record, so readers trust it only while the
+ * lock is actually held (see `readWriterHolder`), and never use it for liveness.
+ *
+ * @module
+ */
+import type { FileHandle, Platform } from "./port.ts";
+
+/** Bytes of the holder record at the start of `writer.lock`. */
+export const HOLDER_RECORD_BYTES = 128;
+
+/** The writer lock's holder, as it described itself. */
+export interface WriterHolder {
+  pid: number;
+  runtime: string;
+  /** Wall-clock time the lock was taken (ms since the epoch). */
+  sinceWallMs: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Encodes this process's holder record (padded JSON, so a reader never needs a length). */
+export function holderRecord(platform: Platform): Uint8Array {
+  const json = JSON.stringify({ pid: platform.pid, runtime: platform.runtime, sinceWallMs: platform.wallClockMs() });
+  const out = new Uint8Array(HOLDER_RECORD_BYTES).fill(0x20);
+  out.set(encoder.encode(json).subarray(0, HOLDER_RECORD_BYTES - 1));
+  out[HOLDER_RECORD_BYTES - 1] = 0x0a;
+  return out;
+}
+
+/** Parses a holder record; undefined when the bytes are not one. */
+export function parseHolderRecord(bytes: Uint8Array): WriterHolder | undefined {
+  try {
+    const v: unknown = JSON.parse(decoder.decode(bytes).trim());
+    if (v === null || typeof v !== "object") return undefined;
+    const { pid, runtime, sinceWallMs } = v as Record<string, unknown>;
+    if (!Number.isSafeInteger(pid) || typeof runtime !== "string" || typeof sinceWallMs !== "number") return undefined;
+    return { pid: pid as number, runtime: runtime.replace(/[^a-z0-9._-]/gi, "?").slice(0, 16), sinceWallMs };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads the holder record from an open lock file handle. */
+export function readHolderFrom(handle: FileHandle): WriterHolder | undefined {
+  const buf = new Uint8Array(HOLDER_RECORD_BYTES);
+  const n = handle.read(buf, 0);
+  return n === 0 ? undefined : parseHolderRecord(buf.subarray(0, n));
+}
+
+/**
+ * Whether the writer lock of the store at `dir` is held by another open file description,
+ * and if so who says it holds it. `held: false` when it is free right now. Opens the lock
+ * file read-only (a shared flock attempt needs no write access) and never creates it.
+ */
+export function readWriterHolder(platform: Platform, dir: string): { held: boolean; holder: WriterHolder | undefined } {
+  let handle: FileHandle;
+  try {
+    handle = platform.open(`${dir}/writer.lock`, { readOnly: true });
+  } catch {
+    return { held: false, holder: undefined };
+  }
+  try {
+    if (handle.tryLock(false)) {
+      handle.unlock();
+      return { held: false, holder: undefined };
+    }
+    return { held: true, holder: readHolderFrom(handle) };
+  } finally {
+    handle.close();
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Timers that honour any delay. The runtimes' `setTimeout` stores its delay as a signed
+ * 32-bit integer: a delay of 2^31 ms or more (`Infinity` among them) fires after 1 ms.
+ * A timeout a user sets to "practically never" must not fire at once, so every timer of
+ * the core is armed through here.
+ *
+ * A timer keeps the process alive, as a pending timeout should (a caller awaits it), unless
+ * armed with `unref: true` where the runtime allows it: housekeeping such as the idle sweep
+ * is never a reason for a script to keep running.
+ *
+ * @module
+ */
+
+/** The longest delay the runtimes' timers take as given (2^31 - 1 ms, ~24.8 days). */
+export const TIMER_DELAY_MS_MAX = 2 ** 31 - 1;
+
+/** A timer armed with {@link armTimer}; `cancel()` is idempotent. */
+export interface Timer {
+  cancel(): void;
+}
+
+type RawTimer = ReturnType<typeof setTimeout>;
+
+function unref(t: RawTimer): RawTimer {
+  const u = (t as unknown as { unref?: () => void }).unref;
+  if (typeof u === "function") u.call(t);
+  return t;
+}
+
+/**
+ * Calls `fn` once after `delayMs` (clamped below at 0). `Infinity` (or NaN) never fires;
+ * delays past {@link TIMER_DELAY_MS_MAX} are waited out in steps.
+ *
+ * @example
+ * ```ts
+ * const t = armTimer(30 * 86_400_000, () => console.log("a month later"));
+ * t.cancel();
+ * ```
+ */
+export function armTimer(delayMs: number, fn: () => void, options: { unref?: boolean } = {}): Timer {
+  let raw: RawTimer | undefined;
+  let cancelled = false;
+  const keep = (t: RawTimer) => (options.unref ? unref(t) : t);
+  const arm = (remainingMs: number) => {
+    if (cancelled || !(remainingMs < Infinity)) return; // Infinity, NaN: never
+    const step = Math.min(Math.max(0, remainingMs), TIMER_DELAY_MS_MAX);
+    raw = keep(setTimeout(() => {
+      raw = undefined;
+      if (remainingMs > TIMER_DELAY_MS_MAX) arm(remainingMs - TIMER_DELAY_MS_MAX);
+      else if (!cancelled) fn();
+    }, step));
+  };
+  arm(delayMs);
+  return {
+    cancel() {
+      cancelled = true;
+      if (raw !== undefined) clearTimeout(raw);
+      raw = undefined;
+    },
+  };
+}
+
+/**
+ * Calls `fn` every `everyMs` (clamped to [1, TIMER_DELAY_MS_MAX]) until cancelled.
+ *
+ * @example
+ * ```ts
+ * const t = armInterval(1000, () => sweep()); t.cancel();
+ * ```
+ */
+export function armInterval(everyMs: number, fn: () => void, options: { unref?: boolean } = {}): Timer {
+  const period = Math.min(Math.max(1, Number.isFinite(everyMs) ? everyMs : TIMER_DELAY_MS_MAX), TIMER_DELAY_MS_MAX);
+  const raw = setInterval(fn, period);
+  if (options.unref) unref(raw);
+  return { cancel: () => clearInterval(raw) };
+}

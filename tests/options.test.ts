@@ -1,0 +1,81 @@
+/**
+ * Bad options and arguments get INVALID_ARGUMENT (a TxtDbError, never a TypeError) and do
+ * nothing; durations of 2^31 ms or more mean what they say; names that cannot be stored as
+ * given are refused.
+ */
+import * as fs from "node:fs";
+import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+
+const R = `[${runtime}]`;
+const invalid = (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT";
+
+test(`${R} open() refuses options of the wrong type or range with INVALID_ARGUMENT and creates nothing`, async () => {
+  const bad: Record<string, unknown>[] = [
+    { readOnly: "true" },
+    { readOnly: 1 },
+    { segmentBytes: 0 },
+    { segmentBytes: 10 },
+    { segmentBytes: 1.5 },
+    { mode: 0o4777 },
+    { mode: 0o2700 },
+    { mode: 0o1777 },
+    { mode: 0o400 },
+    { mode: "0o600" },
+    { maxKeyBytes: 0 },
+    { maxTxWrites: -1 },
+    { watchBufferMax: NaN },
+    { lockTimeoutMs: -5 },
+    { autoCompactBytes: Infinity },
+    { adapter: {} },
+    { adapter: null },
+    { durability: "sometimes" },
+    { namespaces: "ns" },
+  ];
+  for (const options of bad) {
+    const dir = `${tempDir("opts")}/store`;
+    await assert.rejects(open(dir, options as never), invalid, JSON.stringify(options, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)));
+    assert.equal(fs.existsSync(dir), false, `nothing created for ${JSON.stringify(options)}`);
+  }
+});
+
+test(`${R} transaction() refuses a non-function, bad options and a non-signal with INVALID_ARGUMENT`, async () => {
+  const db = await open(tempDir("opts"), { namespaces: ["ns"] });
+  await assert.rejects(db.transaction(5 as never), invalid);
+  await assert.rejects(db.transaction(null as never), invalid);
+  await assert.rejects(db.transaction(() => 1, { signal: "x" as never }), invalid);
+  await assert.rejects(db.transaction(() => 1, { signal: {} as never }), invalid);
+  await assert.rejects(db.transaction(() => 1, null as never), invalid);
+  await assert.rejects(db.transaction(() => 1, { maxRetries: -1 }), invalid);
+  await assert.rejects(db.transaction(() => 1, { timeoutMs: -1 }), invalid);
+  assert.equal(await db.transaction(() => 7, { signal: new AbortController().signal, timeoutMs: Infinity }), 7);
+  await db.close();
+});
+
+test(`${R} durations of 2^31 ms or more (or Infinity) wait that long instead of firing at once`, async () => {
+  const db = await open(tempDir("opts"), { namespaces: ["ns"], lockTimeoutMs: Infinity, maxIdleMs: Infinity, watchPollMs: 2 ** 31 });
+  const snap = await db.snapshot();
+  await sleep(10);
+  assert.equal(await snap.get("ns", "k"), undefined, "a snapshot with maxIdleMs: Infinity is never released");
+  snap.release();
+  const r = await db.transaction(async (tx) => {
+    await sleep(5);
+    tx.set("ns", "k", 1);
+    return "done";
+  }, { timeoutMs: 2 ** 31 + 1 });
+  assert.equal(r, "done");
+  await db.close();
+});
+
+test(`${R} namespace names with a lone surrogate are refused, well-formed ones round-trip exactly`, async () => {
+  const db = await open(tempDir("opts"));
+  for (const name of ["a\uD800", "\uDC00b", "x\uDBFF\u0041"]) {
+    await assert.rejects(db.createNamespace(name), invalid, JSON.stringify(name));
+    await assert.rejects(db.set(name, "k", 1), invalid);
+  }
+  await assert.rejects(open(tempDir("opts"), { namespaces: ["bad\uD83D"] }), invalid);
+  const good = ["😀 emoji", "\u0000nul", "ümlaut", "a\uD83D\uDE00b"];
+  for (const name of good) await db.createNamespace(name);
+  assert.deepEqual((await db.listNamespaces()).filter((n) => good.includes(n)).sort(), [...good].sort());
+  await db.close();
+});

@@ -1,0 +1,235 @@
+/**
+ * What open() may do to the files of a directory: never delete or overwrite what it did not
+ * create, never take a damaged store for a new one, and never serve wrong data when files
+ * are deleted or replaced under running processes (a lost lease, a compaction racing a
+ * read-only open, a deleted writer.lock).
+ */
+import * as fs from "node:fs";
+import { assert, canSpawn, runtime, sleep, tempDir, test } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+import type { Database, Platform } from "txtdb";
+import { defaultPlatform, encodeInternal, frame, PortError } from "txtdb/internal";
+import type { Runtime } from "./procs.ts";
+
+// Worker processes are started from the Node and Bun legs only (the Deno leg may not spawn,
+// nor read the environment procs.ts reads).
+const procs = canSpawn ? await import("./procs.ts") : undefined;
+const startWorker = (...a: Parameters<NonNullable<typeof procs>["startWorker"]>) => procs!.startWorker(...a);
+const killAllWorkers = () => procs?.killAllWorkers();
+
+const R = `[${runtime}]`;
+const platform = await defaultPlatform();
+const code = (c: string) => (e: unknown) => e instanceof TxtDbError && e.code === c;
+
+async function count(db: Database | { list: Database["list"] }, prefix: unknown[] = []): Promise<number> {
+  let n = 0;
+  for await (const _ of db.list("ns", { prefix: prefix as never })) n++;
+  return n;
+}
+
+function snapshotFiles(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of fs.readdirSync(dir)) {
+    if (name === "writer.lock") continue; // its holder record changes with every writer
+    const p = `${dir}/${name}`;
+    out[name] = fs.statSync(p).isDirectory() ? "<dir>" : fs.readFileSync(p).toString("base64");
+  }
+  return out;
+}
+
+test(`${R} open() refuses a non-empty directory that is not a store, and touches none of its files`, async () => {
+  const dir = tempDir("foreign");
+  const files: Record<string, string> = {
+    "MANIFEST.tmp": "my temp manifest",
+    "ckpt-notes.md": "# notes",
+    "ckpt-important.txt": "important",
+    "ckpt-1000.index": "tensorflow checkpoint",
+    "seg-0000000000.log": "a log of mine",
+    "frontier": "the frontier of science",
+  };
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(`${dir}/${name}`, text);
+  const before = snapshotFiles(dir);
+  await assert.rejects(open(dir), code("INVALID_ARGUMENT"));
+  await assert.rejects(open(dir, { namespaces: ["ns"] }), (e: unknown) => e instanceof TxtDbError && /not a txtdb store/.test(e.message));
+  assert.deepEqual(snapshotFiles(dir), before, "every file is as it was, and no file was added");
+});
+
+test(`${R} open() of an existing store never deletes files it does not recognise as its own`, async () => {
+  const dir = tempDir("foreign");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 0 });
+  for (let i = 0; i < 30; i++) await db.set("ns", ["k", i], "x".repeat(60));
+  await db.compact();
+  await db.close();
+  const mine = { "ckpt-notes.md": "notes", "ckpt-important.txt": "keep", "seg-0000000000.log": "not a segment", "notes.txt": "n", "seg-1.log": "x" };
+  for (const [name, text] of Object.entries(mine)) fs.writeFileSync(`${dir}/${name}`, text);
+  const again = await open(dir);
+  assert.equal(await count(again), 30);
+  await again.close();
+  for (const [name, text] of Object.entries(mine)) assert.equal(fs.readFileSync(`${dir}/${name}`, "utf8"), text, `${name} is untouched`);
+});
+
+test(`${R} a store whose MANIFEST is missing is CORRUPTION, never a fresh store: nothing is deleted`, async () => {
+  const dir = tempDir("nomanifest");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 0 });
+  for (let i = 0; i < 300; i++) await db.set("ns", ["k", i], i);
+  await db.compact();
+  await db.close();
+  fs.unlinkSync(`${dir}/MANIFEST`);
+  const before = snapshotFiles(dir);
+  await assert.rejects(open(dir), code("CORRUPTION"));
+  await assert.rejects(open(dir, { readOnly: true }), (e: unknown) => e instanceof TxtDbError);
+  assert.deepEqual(snapshotFiles(dir), before, "the checkpoint and the segments are all still there");
+});
+
+test(`${R} a store without a checkpoint whose MANIFEST is missing is CORRUPTION too`, async () => {
+  const dir = tempDir("nomanifest");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "k", 1);
+  await db.close();
+  fs.unlinkSync(`${dir}/MANIFEST`);
+  await assert.rejects(open(dir), code("CORRUPTION"));
+  fs.writeFileSync(`${dir}/MANIFEST`, frame(encodeInternal({ format: 1, createdAtMs: 1 })));
+  const back = await open(dir);
+  assert.equal(await back.get("ns", "k"), 1, "with the manifest restored, the data is all there");
+  await back.close();
+});
+
+test(`${R} a crafted manifest that does not match the files is CORRUPTION and deletes nothing`, async () => {
+  const dir = tempDir("crafted");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 0 });
+  for (let i = 0; i < 100; i++) await db.set("ns", ["k", i], i);
+  await db.close();
+  const original = fs.readFileSync(`${dir}/MANIFEST`);
+  const crafted: Record<string, unknown>[] = [
+    { format: 1, createdAtMs: 1, firstSegment: 999 },
+    { format: 1, createdAtMs: 1, firstSegment: 3, checkpoint: "ckpt-0000000000000001-3.dat", checkpointTsn: 1 },
+    { format: 1, createdAtMs: 1, firstSegment: 0.5 },
+  ];
+  for (const m of crafted) {
+    fs.writeFileSync(`${dir}/MANIFEST`, frame(encodeInternal(m)));
+    const before = snapshotFiles(dir);
+    await assert.rejects(open(dir), code("CORRUPTION"), JSON.stringify(m));
+    assert.deepEqual(snapshotFiles(dir), before, `nothing deleted for ${JSON.stringify(m)}`);
+  }
+  // A manifest claiming a later first segment, with that segment present: the earlier ones hold
+  // versions past its checkpoint, so they were never folded: CORRUPTION, nothing deleted.
+  const segs = fs.readdirSync(dir).filter((n) => n.startsWith("seg-")).sort();
+  assert.ok(segs.length >= 3, "the fill rolled over several segments");
+  fs.writeFileSync(`${dir}/ckpt-0000000000000001-3.dat`, "x");
+  fs.writeFileSync(`${dir}/MANIFEST`, frame(encodeInternal({ format: 1, createdAtMs: 1, firstSegment: 3, checkpoint: "ckpt-0000000000000001-3.dat", checkpointTsn: 1 })));
+  const before = snapshotFiles(dir);
+  await assert.rejects(open(dir), code("CORRUPTION"));
+  assert.deepEqual(snapshotFiles(dir), before);
+  fs.unlinkSync(`${dir}/ckpt-0000000000000001-3.dat`);
+  fs.writeFileSync(`${dir}/MANIFEST`, original);
+  const back = await open(dir);
+  assert.equal(await count(back), 100);
+  await back.close();
+});
+
+/** A platform on which this process can take no lease, as another user of a 0o644 store. */
+function withoutLeases(base: Platform): Platform {
+  return {
+    ...base,
+    open(path, options) {
+      if (path.includes("/leases/")) throw new PortError("EACCES", "open", path);
+      return base.open(path, options);
+    },
+    mkdir(path, mode) {
+      if (path.endsWith("/leases")) throw new PortError("EACCES", "mkdir", path);
+      return base.mkdir(path, mode);
+    },
+  };
+}
+
+test(`${R} a read-only reader that cannot take a lease reads right after another process compacts`, async () => {
+  const dir = tempDir("nolease");
+  const writer = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 0 });
+  await writer.set("ns", ["k", 0], 0);
+  const reader = await open(dir, { readOnly: true, adapter: withoutLeases(platform) });
+  assert.equal(await count(reader), 1);
+  const snap = await reader.snapshot();
+  for (let i = 1; i <= 100; i++) await writer.set("ns", ["k", i], "x".repeat(50));
+  const r = await writer.compact();
+  assert.ok(r.segmentsFolded > 0, "the compaction folded segments the reader had not read");
+  assert.equal(await count(reader), 101, "the reader sees every key");
+  assert.equal(await reader.get("ns", ["k", 77]), "x".repeat(50));
+  // Its old snapshot cannot be served from files that are gone: it must fail, not answer wrongly.
+  await assert.rejects(snap.get("ns", ["k", 0]), (e: unknown) => e instanceof TxtDbError);
+  await reader.close();
+  await writer.close();
+});
+
+test(`${R} deleting leases/ under running processes: readers still read right, and take new leases`, async () => {
+  const dir = tempDir("rmleases");
+  const writer = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 0 });
+  await writer.set("ns", ["k", 0], 0);
+  const reader = await open(dir);
+  assert.equal(await count(reader), 1);
+  fs.rmSync(`${dir}/leases`, { recursive: true, force: true });
+  for (let i = 1; i <= 100; i++) await writer.set("ns", ["k", i], i);
+  await writer.compact();
+  assert.equal(await count(reader), 101);
+  assert.ok(fs.readdirSync(`${dir}/leases`).filter((n) => n.endsWith(".lease")).length >= 1, "a lease was taken again");
+  await reader.close();
+  await writer.close();
+});
+
+test(`${R} the mode option applies to leases/ and the lease files`, async () => {
+  const dir = tempDir("mode");
+  const db = await open(`${dir}/store`, { namespaces: ["ns"], mode: 0o640 });
+  assert.equal(fs.statSync(`${dir}/store/leases`).mode & 0o777, 0o750);
+  const lease = fs.readdirSync(`${dir}/store/leases`).find((n) => n.endsWith(".lease"))!;
+  assert.equal(fs.statSync(`${dir}/store/leases/${lease}`).mode & 0o777, 0o640);
+  await db.close();
+});
+
+test(`${R} writer.lock deleted while processes run: commits of two processes still exclude each other`, { skip: !canSpawn }, async () => {
+  const dir = tempDir("rmlock");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "hot", 0);
+  await db.close();
+  const runtimes: Runtime[] = ["node", "bun"];
+  try {
+    const first = startWorker(runtimes[0]!, "dbworker", ["counter", dir, "1500", "serializable", "rmw"]);
+    await first.waitFor("ready");
+    // A tmp cleaner removes the lock file while the first process runs (it keeps its handle).
+    fs.unlinkSync(`${dir}/writer.lock`);
+    const second = startWorker(runtimes[1]!, "dbworker", ["counter", dir, "1500", "serializable", "rmw"]);
+    await second.waitFor("done", 120_000);
+    await first.waitFor("done", 120_000);
+    await Promise.all([first.finish(), second.finish()]);
+  } finally {
+    killAllWorkers();
+  }
+  const after = await open(dir);
+  assert.equal(await after.get("ns", "hot"), 3000, "no increment was lost");
+  assert.equal((await after.check()).ok, true);
+  await after.close();
+});
+
+test(`${R} read-only opens racing another process's compactions never fail and never go back in time`, { skip: !canSpawn }, async () => {
+  const dir = tempDir("rorace");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.close();
+  const compactor = startWorker("node", "compactor", [dir, "60"]);
+  try {
+    await compactor.waitFor("ready");
+    let last = 0;
+    let opens = 0;
+    while (!compactor.lines.includes("done")) {
+      const ro = await open(dir, { readOnly: true });
+      const n = await count(ro, ["c"]);
+      assert.ok(n >= last, `a later open saw ${n} keys after an earlier one saw ${last}`);
+      assert.equal(n % 20, 0, "each open sees whole transactions");
+      last = n;
+      await ro.close();
+      opens++;
+      await sleep(0); // let the worker's output in (awaits of settled promises never do)
+    }
+    assert.ok(opens > 10, `opened ${opens} times during the compactions`);
+    await compactor.finish();
+  } finally {
+    killAllWorkers();
+  }
+});

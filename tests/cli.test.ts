@@ -1,17 +1,28 @@
 /** The command line, run as users run it: `node dist/cli.js`, `deno run scripts/cli.ts`, `bun scripts/cli.ts`. */
-import { assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
+import { assert, canSpawn, runtime, tempDir, test, waitUntil } from "./harness.ts";
 
 if (canSpawn) {
   const { spawnSync } = await import("node:child_process");
+  const fs = await import("node:fs");
+  const { startWorker, killAllWorkers } = await import("./procs.ts");
   const cli = {
     node: ["node", ["dist/cli.js"]],
     deno: ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/cli.ts"]],
     bun: ["node_modules/.bin/bun", ["scripts/cli.ts"]],
   } as const;
-  const run = (rt: keyof typeof cli, args: string[], input?: string) => {
+  type Rt = keyof typeof cli;
+  const RTS: Rt[] = ["node", "deno", "bun"];
+  const run = (rt: Rt, args: string[], input?: string) => {
     const [cmd, base] = cli[rt];
-    const r = spawnSync(cmd, [...base, ...args], { encoding: "utf8", input });
+    const r = spawnSync(cmd, [...base, ...args], { encoding: "utf8", input, timeout: 60_000 });
     return { code: r.status, out: r.stdout, err: r.stderr };
+  };
+  /** A user error: `txtdb: CODE: ...` on stderr, exit 2, and no stack trace. */
+  const userError = (r: ReturnType<typeof run>, code: string, message: RegExp) => {
+    assert.equal(r.code, 2, `exit code; stderr: ${r.err}`);
+    assert.match(r.err, new RegExp(`^txtdb: ${code}: `), r.err);
+    assert.match(r.err, message);
+    assert.doesNotMatch(r.err, /\n\s+at /, "no stack trace");
   };
 
   test(`[${runtime}] txtdb set/get/list/delete/namespaces on Node, Deno and Bun against one store`, () => {
@@ -51,5 +62,202 @@ if (canSpawn) {
     assert.equal(doctor.code, 0);
     assert.match(doctor.out, /live processes: 0/);
     assert.match(doctor.out, /writer lock: free/);
+  });
+
+  test(`[${runtime}] txtdb export | import round-trips an invalid Date, typed arrays, RegExp and user objects that look like tags`, () => {
+    const src = tempDir("cli-types") + "/s";
+    const value = JSON.stringify({
+      bad: { $date: null },
+      f64: { $typed: "Float64Array", $bytes: "AAAAAAAA+D8AAAAAAAAAgAAAAAAAAPh/" }, // 1.5, -0, NaN
+      i32: { $typed: "Int32Array", $bytes: "/////wIAAAA=" },
+      u16: { $typed: "Uint16Array", $bytes: "//8BAA==" },
+      big: { $typed: "BigInt64Array", $bytes: "////////////////////fw==" }, // -1, 2^63-1
+      bytes: { $bytes: "AQID" },
+      re: { $regexp: "a.b", $flags: "gi" },
+      inf: [{ $f64: "Infinity" }, { $f64: "NaN" }, { $f64: "-0" }],
+      looks: { $object: { $typed: "Float64Array", $bytes: "" } },
+    });
+    assert.equal(run("deno", ["set", src, "t", "k", value]).code, 0);
+    for (const rt of RTS) {
+      const exported = run(rt, ["export", src]);
+      assert.equal(exported.code, 0, `${rt} export: ${exported.err}`);
+      const dst = tempDir("cli-types-dst") + "/d";
+      const imported = run(RTS[(RTS.indexOf(rt) + 1) % 3]!, ["import", dst], exported.out);
+      assert.equal(imported.code, 0, imported.err);
+      assert.equal(run(rt, ["get", dst, "t", "k"]).out.trim(), value, `exported by ${rt}`);
+    }
+  });
+
+  test(`[${runtime}] txtdb import of a bad line fails with INVALID_ARGUMENT and the line number, and writes nothing`, () => {
+    const good = '{"ns":"a","key":"k1","value":1}\n';
+    const cases: [string, RegExp][] = [
+      ['{"ns":"a","key":"k2","value":{"$bigint":"zz"}}', /line 2: value: "\$bigint" must be a string of decimal digits/],
+      ['{"ns":"a","key":"k2","value":{"$bytes":5}}', /line 2: value: "\$bytes" must be a base64 string/],
+      ['{"ns":"a","key":"k2","value":{"x":{"$nope":1}}}', /line 2: value\.x: \{"\$nope":1\} is not a known tag/],
+      ['{"ns":"a","key":"k2","value":', /line 2: not valid JSON/],
+      ['{"ns":"a","key":{"$f64":"NaN"},"value":1}', /line 2: /],
+      ['{"ns":"a","key":"k2"}', /line 2: "value" is missing/],
+      ['{"ns":"a","key":"k2","value":1,"vaule":2}', /line 2: unknown field "vaule"/],
+    ];
+    cases.forEach(([line, message], i) => {
+      const rt = RTS[i % 3]!;
+      const fresh = tempDir("cli-bad") + "/d";
+      const r = run(rt, ["import", fresh], good + line + "\n");
+      assert.equal(r.code, 2, `${rt} ${line}: ${r.err}`);
+      assert.match(r.err, /^txtdb: (INVALID_ARGUMENT|INVALID_KEY): line 2: /, r.err);
+      assert.match(r.err, message);
+      assert.doesNotMatch(r.err, /\n\s+at /, "no stack trace");
+      assert.equal(fs.existsSync(fresh), false, "no store was created");
+    });
+    // Into an existing store: not even the good first line is written.
+    const dir = tempDir("cli-bad2") + "/d";
+    assert.equal(run("node", ["set", dir, "a", "k0", "0"]).code, 0);
+    userError(run("bun", ["import", dir], good + '{"ns":"b","key":"x","value":{"$bigint":"1.5"}}\n'), "INVALID_ARGUMENT", /line 2/);
+    assert.deepEqual(run("node", ["namespaces", dir]).out.trim().split("\n"), ["a"]);
+    assert.equal(run("node", ["list", dir, "a"]).out.trim().split("\n").length, 1);
+  });
+
+  test(`[${runtime}] txtdb keeps a __proto__ key's data through set, get, export and import, polluting nothing`, () => {
+    const dir = tempDir("cli-proto") + "/d";
+    assert.equal(run("node", ["set", dir, "a", "k", '{"__proto__":{"secret":1},"n":2}']).code, 0);
+    const got = run("bun", ["get", dir, "a", "k"]);
+    assert.equal(got.out.trim(), '{"__proto__":{"secret":1},"n":2}');
+    const exported = run("deno", ["export", dir]);
+    const line = JSON.parse(exported.out.trim());
+    assert.equal(Object.getPrototypeOf(line.value), Object.prototype);
+    const dst = tempDir("cli-proto-dst") + "/d";
+    assert.equal(run("node", ["import", dst], exported.out).code, 0);
+    assert.equal(run("node", ["get", dst, "a", "k"]).out, got.out);
+  });
+
+  test(`[${runtime}] txtdb prints control characters in names, keys and errors escaped`, () => {
+    const dir = tempDir("cli-esc") + "/d";
+    const evil = "x\x1b[31mred\x1b]0;title\x07\u202e\x9b2J";
+    assert.equal(run("node", ["set", dir, evil, JSON.stringify(evil), "1"]).code, 0);
+    assert.equal(run("node", ["set", dir, "plain", "k", JSON.stringify(evil)]).code, 0);
+    const unsafe = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/;
+    for (const rt of RTS) {
+      const names = run(rt, ["namespaces", dir]);
+      assert.doesNotMatch(names.out, unsafe, `${rt} namespaces`);
+      assert.deepEqual(names.out.trim().split("\n"), ["plain", JSON.stringify(evil).replace(/\u202e/, "\\u202e").replace(/\x9b/, "\\u009b")]);
+      assert.equal(JSON.parse(names.out.split("\n")[1]!), evil, "the escaped name is a JSON string of the name");
+      for (const args of [["list", dir, evil], ["get", dir, "plain", "k"], ["export", dir]]) {
+        const r = run(rt, args);
+        assert.equal(r.code, 0, r.err);
+        assert.doesNotMatch(r.out, unsafe, `${rt} ${args[0]}`);
+        for (const l of r.out.trim().split("\n")) JSON.parse(l); // still JSON
+      }
+      const missing = run(rt, ["get", dir, evil, JSON.stringify(evil + "?")]);
+      assert.equal(missing.code, 1);
+      assert.doesNotMatch(missing.err, unsafe, `${rt} not-found message`);
+      const bad = run(rt, ["get", dir, evil + "\x1b[0m", "k"]);
+      assert.equal(bad.code, 2);
+      assert.doesNotMatch(bad.err, unsafe, `${rt} error message`);
+      assert.match(bad.err, /\\x1b\[0m/);
+    }
+  });
+
+  test(`[${runtime}] txtdb --version, option forms, unknown options and bad numbers, get of a missing key`, () => {
+    const version = (JSON.parse(fs.readFileSync("package.json", "utf8")) as { version: string }).version;
+    const dir = tempDir("cli-args") + "/d";
+    for (const rt of RTS) {
+      const v = run(rt, ["--version"]);
+      assert.equal(v.code, 0, v.err);
+      assert.equal(v.out.trim(), `txtdb ${version}`);
+    }
+    for (const k of ["a", "b", "c"]) assert.equal(run("node", ["set", dir, "n", k, "1"]).code, 0);
+    const keys = (args: string[]) => run("bun", ["list", dir, "n", ...args]).out.trim().split("\n").map((l) => JSON.parse(l).key);
+    assert.deepEqual(keys(["--limit", "1"]), ["a"]);
+    assert.deepEqual(keys(["--limit=1"]), ["a"]);
+    assert.deepEqual(keys(["--limit=2", "--reverse"]), ["c", "b"]);
+    for (const bad of [["--limit", "x"], ["--limit=-1"], ["--limit=1.5"], ["--limit="], ["--limit"], ["--limit", "1e3"]]) {
+      userError(run("node", ["list", dir, "n", ...bad]), "INVALID_ARGUMENT", /--limit/);
+    }
+    userError(run("deno", ["list", dir, "n", "--bogus"]), "INVALID_ARGUMENT", /Unknown option "--bogus"/);
+    userError(run("node", ["get", dir, "n", "a", "--limit=1"]), "INVALID_ARGUMENT", /Unknown option "--limit=1"/);
+    userError(run("bun", ["--bogus"]), "INVALID_ARGUMENT", /Unknown option "--bogus"/);
+    userError(run("node", ["frobnicate", dir]), "INVALID_ARGUMENT", /Unknown command "frobnicate"/);
+    userError(run("node", ["get", dir, "n"]), "INVALID_ARGUMENT", /needs a key/);
+    userError(run("node", ["get", dir, "n", "a", "extra"]), "INVALID_ARGUMENT", /Unexpected argument "extra"/);
+    userError(run("node", ["set", dir, "n", "k", "{oops"]), "INVALID_ARGUMENT", /not valid JSON/);
+    userError(run("node", ["set", dir, "n", "k", '{"$bigint":"zz"}']), "INVALID_ARGUMENT", /\$bigint/);
+    assert.equal(run("node", ["set", dir, "n", "--", "--dash"]).code, 2, "a value is still needed after --");
+    assert.equal(run("node", ["set", dir, "n", "--", "--dash", "-5"]).code, 0);
+    assert.equal(run("deno", ["get", dir, "n", "--", "--dash"]).out.trim(), "-5");
+    for (const rt of RTS) {
+      const r = run(rt, ["get", dir, "n", "zz"]);
+      assert.equal(r.code, 1);
+      assert.equal(r.out, "");
+      assert.match(r.err, /^txtdb: key "zz" is not in namespace "n"/);
+    }
+  });
+
+  test(`[${runtime}] txtdb commands on a directory that is not a store say so and create nothing`, () => {
+    const base = tempDir("cli-nostore");
+    const missing = base + "/missing";
+    const empty = base + "/empty";
+    fs.mkdirSync(empty);
+    const other = base + "/other";
+    fs.mkdirSync(other);
+    fs.writeFileSync(other + "/notes.txt", "mine");
+    const commands = [["stats"], ["doctor"], ["check"], ["compact"], ["get", "n", "k"], ["delete", "n", "k"], ["list", "n"], ["namespaces"], ["export"]];
+    commands.forEach((c, i) => {
+      const rt = RTS[i % 3]!;
+      for (const dir of [missing, empty, other]) {
+        userError(run(rt, [c[0]!, dir, ...c.slice(1)]), "INVALID_ARGUMENT", /No txtdb store at .*nothing was created/);
+      }
+      assert.equal(fs.existsSync(missing), false, `${rt} ${c[0]} created the directory`);
+      assert.deepEqual(fs.readdirSync(empty), [], `${rt} ${c[0]} wrote into an empty directory`);
+      assert.deepEqual(fs.readdirSync(other), ["notes.txt"], `${rt} ${c[0]} wrote into a directory`);
+    });
+    // set and import create a store, but never among someone else's files.
+    userError(run("node", ["set", other, "n", "k", "1"]), "INVALID_ARGUMENT", /other files and no txtdb store/);
+    userError(run("bun", ["import", other], '{"ns":"n","key":"k","value":1}\n'), "INVALID_ARGUMENT", /other files/);
+    assert.deepEqual(fs.readdirSync(other), ["notes.txt"]);
+    assert.equal(run("deno", ["set", empty, "n", "k", "1"]).code, 0);
+    assert.equal(run("node", ["get", empty, "n", "k"]).out.trim(), "1");
+  });
+
+  test(`[${runtime}] txtdb doctor names the writer lock's holder, how long it has held it, and flags a stopped one`, async () => {
+    try {
+      for (const workerRt of ["node", "deno", "bun"] as const) {
+        const dir = tempDir("cli-holder") + "/d";
+        assert.equal(run("node", ["set", dir, "n", "k", "1"]).code, 0);
+        // A holder that took the lock just now: named, no warning.
+        const fresh = startWorker(workerRt, "cli-holder", [dir, "0"]);
+        const [, pid, rt] = (await fresh.waitFor("held ")).split(" ");
+        const ok = run("bun", ["doctor", dir]);
+        assert.equal(ok.code, 0, ok.out + ok.err);
+        assert.match(ok.out, new RegExp(`writer lock: held by pid ${pid} \\(${rt}\\) for \\d+\\.\\d s`));
+        assert.doesNotMatch(ok.out, /warning/);
+        await fresh.finish();
+        // A holder stopped with SIGSTOP after taking the lock 40 s ago: every writer would wait.
+        const stuck = startWorker(workerRt, "cli-holder", [dir, "40000"]);
+        const [, pid2, rt2] = (await stuck.waitFor("held ")).split(" ");
+        process.kill(Number(pid2), "SIGSTOP");
+        try {
+          // The stop takes effect when the kernel next schedules the target; wait for it.
+          const state = () => /\) (\S)/.exec(fs.readFileSync(`/proc/${pid2}/stat`, "utf8").slice(-400))?.[1];
+          assert.notEqual(await waitUntil(() => state() === "T", 5_000), -1, `state ${state()}`);
+          for (const doctorRt of RTS) {
+            const t0 = performance.now();
+            const r = run(doctorRt, ["doctor", dir]);
+            assert.ok(performance.now() - t0 < 20_000, "doctor does not wait for the lock");
+            assert.equal(r.code, 1, `${doctorRt}: ${r.out}${r.err}`);
+            // Deno refuses /proc/<pid>/stat to --allow-read alone, so only Node and Bun can tell "stopped".
+            const stopped = doctorRt === "deno" ? "" : ", process stopped";
+            assert.match(r.out, new RegExp(`writer lock: held by pid ${pid2} \\(${rt2}\\) for 4\\d\\.\\d s${stopped}`), `${doctorRt}: ${r.out}`);
+            assert.match(r.out, new RegExp(`warning: pid ${pid2} has held the writer lock for 4\\d\\.\\d s.*probably stuck.*kill -CONT ${pid2}`));
+          }
+        } finally {
+          process.kill(Number(pid2), "SIGCONT");
+        }
+        await stuck.finish();
+        const after = run("node", ["doctor", dir]);
+        assert.match(after.out, /writer lock: free/, after.err);
+      }
+    } finally {
+      killAllWorkers();
+    }
   });
 }

@@ -1,0 +1,30 @@
+/**
+ * A process that holds a store's writer lock, for the command line's `doctor` tests.
+ *   <dir> <heldForMs>   opens the store (so it has a lease, as every txtdb process does),
+ *                       takes the writer lock, writes the holder record a writer writes
+ *                       (src/holder.ts), dated `heldForMs` in the past so a test need not
+ *                       wait, prints "held <pid> <runtime>", keeps the lock until stdin closes
+ */
+import { open } from "txtdb";
+import { defaultPlatform, FileLock } from "txtdb/internal";
+import type { Platform } from "txtdb/internal";
+import { holderRecord } from "../../src/holder.ts";
+import { args, exit, say, stdinLines } from "./io.ts";
+
+const [dir, heldForMs] = args();
+const platform = await defaultPlatform();
+const db = await open(dir!, { adapter: platform });
+const lock = new FileLock(platform, `${dir}/writer.lock`);
+const release = await lock.acquire(true, { timeoutMs: 10_000 });
+// The record is written through a second handle: flock does not stop writes, and this is
+// what a writer does after it takes the lock.
+const backdated = { pid: platform.pid, runtime: platform.runtime, wallClockMs: () => platform.wallClockMs() - Number(heldForMs) } as Platform;
+const file = platform.open(`${dir}/writer.lock`, { create: true });
+file.write(holderRecord(backdated), 0);
+file.close();
+say(`held ${platform.pid} ${platform.runtime}`);
+for await (const _ of stdinLines()) { /* wait for EOF */ }
+release();
+lock.close();
+await db.close();
+exit(0);

@@ -1,0 +1,1116 @@
+/**
+ * Sorted tables: the immutable on-disk files of storage v2. Compaction writes the folded
+ * state of the store as tables; reads look a key up in a few tables instead of holding
+ * every key in memory. This file has the writer, the reader and the byte format.
+ *
+ * A table holds entries (nsId, key, tsn, value-or-tombstone) sorted by namespace id
+ * ascending, key bytes ascending, TSN descending: all versions of one key are adjacent,
+ * newest first, so "the newest version ≤ snapshot S" is the first one met with tsn ≤ S.
+ *
+ * ```
+ * file     := dataBlock* filter index footer            (contiguous, no gaps)
+ *
+ * dataBlock:                                            (~4 KiB, see BLOCK_BYTES_TARGET)
+ *   entry*                 count entries, sorted
+ *   u32le restart[r]       offset in the block of entries 0, 16, 32, … (r = ceil(count / 16))
+ *   u32le count            ≥ 1
+ *   u32le crc32c           of every byte of the block before it
+ * entry:
+ *   varint shared          bytes of the composite key shared with the previous entry (0 at a restart)
+ *   varint unshared        bytes of the composite key that follow
+ *   varint valueTag        0: tombstone; n > 0: a value of n − 1 bytes
+ *   varint tsn             0 ≤ tsn ≤ 2^53 − 1
+ *   u8[unshared]           the composite key's bytes from `shared` on
+ *   u8[valueTag − 1]       the value (CBOR bytes, stored as is)
+ * composite key := u32be nsId ++ key bytes   (byte order = (nsId, key) order)
+ * varint := LEB128, 7 bits per byte, least significant first, at most 8 bytes
+ *
+ * filter := Bloom filter encoding (bloom.ts) ++ u32le crc32c of it
+ *
+ * index:
+ *   indexEntry[blockCount]
+ *   u32le entryStart[blockCount]  offset in the index of each indexEntry (binary search without parsing)
+ *   u32le crc32c                  of every byte of the index before it
+ * indexEntry := varint lastKeyBytes,  u8[] lastKey,  varint lastTsn,    (composite keys; the
+ *               varint blockOffset, varint blockBytes,                  last key first: the
+ *               varint firstKeyBytes, u8[] firstKey, varint firstTsn    binary search reads it)
+ *
+ * footer (80 bytes, little-endian; u64 fields are < 2^53):
+ *   0  u64 dataBytes (= the filter's offset)   8  u32 filterBytes       12 u32 indexBytes
+ *   16 u32 blockCount                          20 u32 formatVersion (1)
+ *   24 u64 entryCount   32 u64 keyCount   40 u64 tombstoneCount   48 u64 minTsn   56 u64 maxTsn
+ *   64 u8[8] magic "txtdbTBL"   72 u32 zero (reserved)   76 u32 crc32c of bytes 0..75
+ * ```
+ *
+ * Rules:
+ * 1. Entries are strictly increasing in (nsId, key, −tsn); the writer asserts it. Two
+ *    entries with the same (nsId, key, tsn) are a bug in the caller.
+ * 2. Every byte of the file is under a checksum: each data block, the filter and the index
+ *    carry a CRC32C of their bytes, the footer of its own. The footer's sizes must add up
+ *    to the file's size exactly, so a truncated (or extended) file is detected at open.
+ *    Any mismatch is CORRUPTION naming the file and the offset of the damaged region.
+ * 3. Opening reads the footer, the filter and the index only, and parses neither: the work
+ *    is a read and a checksum of each, not proportional to the entries (the index is ~1 %
+ *    of the data, one entry per block). Data blocks are read on demand by positioned
+ *    reads, each checked against its CRC when it enters the process, and shared through
+ *    the process's BlockCache (blockcache.ts).
+ * 4. Block size: blocks close once they reach BLOCK_BYTES_TARGET (4 KiB). Why 4 KiB: a
+ *    point read that misses the cache reads and checksums one whole block, so smaller
+ *    blocks make cold reads cheaper (crc32c.ts runs at ~0.6 GB/s on our machines: 4 KiB ≈
+ *    6.5 µs, 16 KiB ≈ 26 µs, as much as the pread itself) and waste less cache on the
+ *    neighbours of a hot key; larger blocks make the index, which stays in memory, smaller
+ *    (at 4 KiB it is ~1.2 % of the data: 1.3 MiB for 1M keys of 100-byte values, so ~14 MB
+ *    at 10M keys). 4 KiB is also the page size, so a block costs one page of the OS cache.
+ *    A value larger than the target goes in a block of its own, as is (no blob files yet).
+ * 5. Restart points every 16 entries let a point read binary-search a block without
+ *    decoding it; keys between restarts share their prefix with the previous key, which
+ *    for typical tuple keys (["user", id]) saves most of the key bytes.
+ * 6. Only the Bloom filter (per table, over (nsId, key), 10 bits per key) is consulted before
+ *    the index for point reads; range reads do not use it.
+ * 7. Tables are at most TABLE_BYTES_MAX (4 GiB − 1): offsets fit u32 in the cache key and
+ *    in the index entry starts. Compaction writes far smaller tables.
+ * 8. The writer writes with positioned writes through the port and never syncs: the caller
+ *    writes to a temporary name, calls `datasync()` on the handle after `finish()`, renames
+ *    the file into place and syncs the directory before any manifest names the table.
+ *
+ * @module
+ */
+import { BloomBuilder, BloomFilter, bloomHash, BLOOM_BITS_PER_KEY } from "./bloom.ts";
+import type { BlockCache } from "./blockcache.ts";
+import { crc32c } from "./crc32c.ts";
+import { assert, TxtDbError } from "./errors.ts";
+import { PortError } from "./port.ts";
+import type { FileHandle } from "./port.ts";
+
+/** Bytes of the fixed-size footer at the end of every table. */
+export const TABLE_FOOTER_BYTES = 80;
+/** The format version this code writes and reads. */
+export const TABLE_FORMAT_VERSION = 1;
+/** A block closes once it holds this many bytes (rule 4). */
+export const BLOCK_BYTES_TARGET = 4096;
+/** Largest table file (rule 7). */
+export const TABLE_BYTES_MAX = 2 ** 32 - 1;
+/** Entries between restart points in a block (rule 5). */
+const RESTART_INTERVAL = 16;
+/** Most bytes a varint may take (8 × 7 = 56 bits cover TSNs up to 2^53). */
+const VARINT_BYTES_MAX = 8;
+const MAGIC = [0x74, 0x78, 0x74, 0x64, 0x62, 0x54, 0x42, 0x4c]; // "txtdbTBL"
+const NS_ID_MAX = 2 ** 32 - 1;
+/** Fixed per-block cost charged to the cache on top of the block's bytes (object, view). */
+const BLOCK_OVERHEAD_BYTES = 96;
+
+/**
+ * One version of one key, as tables store and iterators yield it. `key` is a binary string
+ * (one char per byte of the encoded key, see keys.ts); `value` is the value's bytes or
+ * null for a delete (a tombstone). Values yielded by a reader are views into a cached
+ * block: never modify them.
+ */
+export interface TableEntry {
+  /** The namespace id (0 .. 2^32 − 1). */
+  nsId: number;
+  /** The encoded key as a binary string. */
+  key: string;
+  /** The version: the TSN of the commit that wrote it. */
+  tsn: number;
+  /** The value's bytes, or null for a delete. */
+  value: Uint8Array | null;
+}
+
+/** The version of a key a point read finds: its TSN and its bytes, or null for a delete. */
+export interface TableVersion {
+  /** The TSN of the commit that wrote it. */
+  tsn: number;
+  /** The value's bytes (a view into a cached block: do not modify), or null for a delete. */
+  value: Uint8Array | null;
+}
+
+/** A (namespace, key) position, e.g. a table's smallest or largest key. */
+export interface TableKey {
+  /** The namespace id. */
+  nsId: number;
+  /** The encoded key as a binary string. */
+  key: string;
+}
+
+/** What a table holds, returned by the writer and known to the reader after open. */
+export interface TableMeta {
+  /** The file's path (as the handle was opened). */
+  path: string;
+  /** Size of the whole file. */
+  fileBytes: number;
+  /** Bytes of data blocks (the filter starts here). */
+  dataBytes: number;
+  /** Bytes of the filter with its checksum. */
+  filterBytes: number;
+  /** Bytes of the index with its checksum. */
+  indexBytes: number;
+  /** Data blocks. */
+  blockCount: number;
+  /** Versions stored, tombstones included. */
+  entryCount: number;
+  /** Distinct (nsId, key) pairs. */
+  keyCount: number;
+  /** Versions that are deletes. */
+  tombstoneCount: number;
+  /** Smallest TSN stored (0 when the table is empty). */
+  minTsn: number;
+  /** Largest TSN stored (0 when the table is empty). */
+  maxTsn: number;
+  /** Smallest (nsId, key) stored; undefined when the table is empty. */
+  minKey: TableKey | undefined;
+  /** Largest (nsId, key) stored; undefined when the table is empty. */
+  maxKey: TableKey | undefined;
+}
+
+/** Options of a {@link TableWriter}. */
+export interface TableWriterOptions {
+  /** Where blocks close (rule 4); 256 B to 1 MiB, {@link BLOCK_BYTES_TARGET} by default. */
+  blockBytesTarget?: number;
+  /** Bloom filter bits per key, 1 to 64; 10 by default (~0.8 % false positives). */
+  bloomBitsPerKey?: number;
+}
+
+/** What {@link TableReader.verify} checked. */
+export interface TableVerifyReport {
+  /** Data blocks read and checked. */
+  blocks: number;
+  /** Entries decoded and checked. */
+  entries: number;
+  /** Bytes read and checksummed (the whole file). */
+  bytes: number;
+}
+
+// ---------------------------------------------------------------------------------------
+// Small byte helpers
+
+/** A growable byte buffer for building blocks and the index. */
+class ByteBuilder {
+  bytes: Uint8Array;
+  length = 0;
+  constructor(capacity: number) {
+    this.bytes = new Uint8Array(capacity);
+  }
+  reserve(extra: number): void {
+    const need = this.length + extra;
+    if (need <= this.bytes.length) return;
+    let cap = Math.max(64, this.bytes.length * 2);
+    while (cap < need) cap *= 2;
+    const grown = new Uint8Array(cap);
+    grown.set(this.bytes.subarray(0, this.length));
+    this.bytes = grown;
+  }
+  byte(b: number): void {
+    this.reserve(1);
+    this.bytes[this.length++] = b;
+  }
+  varint(n: number): void {
+    this.reserve(VARINT_BYTES_MAX);
+    const b = this.bytes;
+    while (n >= 128) {
+      b[this.length++] = (n % 128) | 128;
+      n = Math.floor(n / 128);
+    }
+    b[this.length++] = n;
+  }
+  u32(n: number): void {
+    this.reserve(4);
+    const b = this.bytes;
+    b[this.length++] = n & 0xff;
+    b[this.length++] = (n >>> 8) & 0xff;
+    b[this.length++] = (n >>> 16) & 0xff;
+    b[this.length++] = (n >>> 24) & 0xff;
+  }
+  append(src: Uint8Array): void {
+    this.reserve(src.length);
+    this.bytes.set(src, this.length);
+    this.length += src.length;
+  }
+  /** A copy of the bytes so far (the port may keep what it is given, e.g. the simulator). */
+  take(): Uint8Array {
+    const out = this.bytes.slice(0, this.length);
+    this.length = 0;
+    return out;
+  }
+}
+
+/** Position after the last varint read: a module scratch, used only synchronously. */
+let varintEnd = 0;
+
+/** Reads a varint at `pos` (not past `end`); -1 when it is malformed or runs past `end`. */
+function readVarint(b: Uint8Array, pos: number, end: number): number {
+  if (pos < end) {
+    const first = b[pos]!;
+    if (first < 128) {
+      varintEnd = pos + 1;
+      return first;
+    }
+  }
+  let result = 0;
+  let mul = 1;
+  for (let i = 0; i < VARINT_BYTES_MAX; i++) {
+    if (pos >= end) return -1;
+    const byte = b[pos++]!;
+    result += (byte & 127) * mul;
+    if (byte < 128) {
+      varintEnd = pos;
+      return result <= Number.MAX_SAFE_INTEGER ? result : -1;
+    }
+    mul *= 128;
+  }
+  return -1;
+}
+
+function u32At(b: Uint8Array, pos: number): number {
+  return (b[pos]! | (b[pos + 1]! << 8) | (b[pos + 2]! << 16) | (b[pos + 3]! << 24)) >>> 0;
+}
+
+function u64At(b: Uint8Array, pos: number): number {
+  return u32At(b, pos) + u32At(b, pos + 4) * 2 ** 32;
+}
+
+function putU32(b: Uint8Array, pos: number, n: number): void {
+  b[pos] = n & 0xff;
+  b[pos + 1] = (n >>> 8) & 0xff;
+  b[pos + 2] = (n >>> 16) & 0xff;
+  b[pos + 3] = (n >>> 24) & 0xff;
+}
+
+function putU64(b: Uint8Array, pos: number, n: number): void {
+  putU32(b, pos, n % 2 ** 32);
+  putU32(b, pos + 4, Math.floor(n / 2 ** 32));
+}
+
+/** Byte order of a[aStart, aEnd) against b[bStart, bEnd). */
+function compareBytes(a: Uint8Array, aStart: number, aEnd: number, b: Uint8Array, bStart: number, bEnd: number): number {
+  const n = Math.min(aEnd - aStart, bEnd - bStart);
+  for (let i = 0; i < n; i++) {
+    const d = a[aStart + i]! - b[bStart + i]!;
+    if (d !== 0) return d;
+  }
+  return (aEnd - aStart) - (bEnd - bStart);
+}
+
+/** The composite key (u32be nsId ++ key bytes) of (nsId, key). */
+function compositeKey(nsId: number, key: string): Uint8Array {
+  const out = new Uint8Array(4 + key.length);
+  out[0] = nsId >>> 24;
+  out[1] = (nsId >>> 16) & 0xff;
+  out[2] = (nsId >>> 8) & 0xff;
+  out[3] = nsId & 0xff;
+  for (let i = 0; i < key.length; i++) out[4 + i] = key.charCodeAt(i);
+  return out;
+}
+
+/** A binary string of bytes [start, end) of `b`. */
+function binaryString(b: Uint8Array, start: number, end: number): string {
+  const CHUNK = 4096;
+  if (end - start <= CHUNK) return String.fromCharCode.apply(null, b.subarray(start, end) as unknown as number[]);
+  let s = "";
+  for (let i = start; i < end; i += CHUNK) s += String.fromCharCode.apply(null, b.subarray(i, Math.min(end, i + CHUNK)) as unknown as number[]);
+  return s;
+}
+
+/** Order of (nsId, key, tsn) entries: namespace, then key, then TSN descending. */
+export function compareEntries(aNs: number, aKey: string, aTsn: number, bNs: number, bKey: string, bTsn: number): number {
+  if (aNs !== bNs) return aNs < bNs ? -1 : 1;
+  if (aKey !== bKey) return aKey < bKey ? -1 : 1;
+  return aTsn === bTsn ? 0 : aTsn > bTsn ? -1 : 1;
+}
+
+function corruption(path: string, offset: number, reason: string, region: string): TxtDbError {
+  return new TxtDbError(
+    "CORRUPTION",
+    `Table "${path}" is damaged at offset ${offset} (${region}): ${reason}. Its data cannot be trusted; run \`txtdb check\` and restore the store from a backup if it persists`,
+    { details: { file: path, offset, region, reason } },
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Writer
+
+/**
+ * Writes one table from entries given in table order (rule 1), streaming: it holds one
+ * block, the index and 4 bytes per key for the filter, whatever the table's size. It
+ * writes through `file.write(data, position)` from offset 0 and never syncs (rule 8).
+ *
+ * @example
+ * ```ts
+ * const file = platform.open(dir + "/t-000001.tmp", { create: true, exclusive: true });
+ * const w = new TableWriter(file);
+ * for (const e of sortedEntries) w.add(e.nsId, e.key, e.tsn, e.value);
+ * const meta = w.finish();
+ * file.datasync(); file.close();
+ * platform.rename(dir + "/t-000001.tmp", dir + "/t-000001.tbl"); platform.syncDir(dir);
+ * ```
+ */
+export class TableWriter {
+  readonly #file: FileHandle;
+  readonly #blockBytesTarget: number;
+  readonly #bloom: BloomBuilder;
+  readonly #block = new ByteBuilder(2 * BLOCK_BYTES_TARGET);
+  readonly #index = new ByteBuilder(4096);
+  #indexStarts: number[] = [];
+  #restarts: number[] = [];
+  #blockCount = 0;
+  #blockEntries = 0;
+  #blockFirstKey: Uint8Array = new Uint8Array(0);
+  #blockFirstTsn = 0;
+  #offset = 0;
+  #entryCount = 0;
+  #keyCount = 0;
+  #tombstoneCount = 0;
+  #minTsn = Number.MAX_SAFE_INTEGER;
+  #maxTsn = 0;
+  #minKey: TableKey | undefined;
+  #prevNs = -1;
+  #prevKey = "";
+  #prevTsn = 0;
+  #finished = false;
+
+  /** A writer of a new table into `file`, which must be empty; see {@link TableWriterOptions}. */
+  constructor(file: FileHandle, options: TableWriterOptions = {}) {
+    const target = options.blockBytesTarget ?? BLOCK_BYTES_TARGET;
+    assert(Number.isSafeInteger(target) && target >= 256 && target <= 2 ** 20, `block target ${target} outside 256 B .. 1 MiB`);
+    this.#file = file;
+    this.#blockBytesTarget = target;
+    this.#bloom = new BloomBuilder(options.bloomBitsPerKey ?? BLOOM_BITS_PER_KEY);
+  }
+
+  /** Bytes written to the file so far (blocks only until `finish()`). */
+  get bytesWritten(): number {
+    return this.#offset;
+  }
+
+  /** Adds the next entry; `value` null is a tombstone. Entries must come in table order (rule 1). */
+  add(nsId: number, key: string, tsn: number, value: Uint8Array | null): void {
+    assert(!this.#finished, "table writer used after finish()");
+    // Conditions first: the messages are built only on failure (this runs per entry).
+    if (!(Number.isInteger(nsId) && nsId >= 0 && nsId <= NS_ID_MAX)) assert(false, `namespace id ${nsId} outside 0..2^32-1`);
+    if (!(Number.isSafeInteger(tsn) && tsn >= 0)) assert(false, `TSN ${tsn} is not a safe integer ≥ 0`);
+    const sameKey = nsId === this.#prevNs && key === this.#prevKey;
+    if (this.#entryCount > 0 && compareEntries(this.#prevNs, this.#prevKey, this.#prevTsn, nsId, key, tsn) >= 0) {
+      assert(false, `table entries out of order: (${nsId}, ${JSON.stringify(key)}, ${tsn}) after (${this.#prevNs}, ${JSON.stringify(this.#prevKey)}, ${this.#prevTsn})`);
+    }
+    const compositeBytes = 4 + key.length;
+    const entryBytesMax = 4 * VARINT_BYTES_MAX + compositeBytes + (value?.length ?? 0);
+    if (this.#blockEntries > 0 && this.#block.length + entryBytesMax > this.#blockBytesTarget) this.#flushBlock();
+
+    // Shared prefix with the previous composite key (rule 5); 0 at a restart point.
+    let shared = 0;
+    const restart = this.#blockEntries % RESTART_INTERVAL === 0;
+    if (!restart) {
+      if (nsId === this.#prevNs) {
+        const prev = this.#prevKey;
+        const n = Math.min(prev.length, key.length);
+        let i = 0;
+        while (i < n && prev.charCodeAt(i) === key.charCodeAt(i)) i++;
+        shared = 4 + i;
+      } else {
+        const diff = (nsId ^ this.#prevNs) >>> 0;
+        shared = Math.clz32(diff) >>> 3;
+      }
+    } else {
+      this.#restarts.push(this.#block.length);
+    }
+    const b = this.#block;
+    b.varint(shared);
+    b.varint(compositeBytes - shared);
+    b.varint(value === null ? 0 : value.length + 1);
+    b.varint(tsn);
+    b.reserve(compositeBytes - shared);
+    for (let i = shared; i < 4; i++) b.bytes[b.length++] = (nsId >>> (24 - 8 * i)) & 0xff;
+    for (let i = Math.max(0, shared - 4); i < key.length; i++) {
+      const c = key.charCodeAt(i);
+      if (c > 0xff) assert(false, "table key is not a binary string (a char above 0xff)");
+      b.bytes[b.length++] = c;
+    }
+    if (value !== null) b.append(value);
+
+    if (this.#blockEntries === 0) {
+      this.#blockFirstKey = compositeKey(nsId, key);
+      this.#blockFirstTsn = tsn;
+    }
+    this.#blockEntries++;
+    this.#entryCount++;
+    if (!sameKey) {
+      this.#keyCount++;
+      this.#bloom.add(bloomHash(nsId, key));
+    }
+    if (value === null) this.#tombstoneCount++;
+    if (tsn < this.#minTsn) this.#minTsn = tsn;
+    if (tsn > this.#maxTsn) this.#maxTsn = tsn;
+    this.#minKey ??= { nsId, key };
+    this.#prevNs = nsId;
+    this.#prevKey = key;
+    this.#prevTsn = tsn;
+    if (b.length >= this.#blockBytesTarget) this.#flushBlock();
+  }
+
+  #write(data: Uint8Array): void {
+    if (this.#offset + data.length + TABLE_FOOTER_BYTES > TABLE_BYTES_MAX) {
+      throw new TxtDbError("LIMIT", `Table "${this.#file.path}" would exceed ${TABLE_BYTES_MAX} bytes, the limit of one table; write smaller tables`);
+    }
+    this.#file.write(data, this.#offset);
+    this.#offset += data.length;
+  }
+
+  #flushBlock(): void {
+    if (this.#blockEntries === 0) return;
+    const b = this.#block;
+    for (const r of this.#restarts) b.u32(r);
+    b.u32(this.#blockEntries);
+    b.u32(crc32c(b.bytes.subarray(0, b.length)));
+    const block = b.take();
+    const offset = this.#offset;
+    this.#write(block);
+    const ix = this.#index;
+    this.#indexStarts.push(ix.length);
+    const last = compositeKey(this.#prevNs, this.#prevKey);
+    ix.varint(last.length);
+    ix.append(last);
+    ix.varint(this.#prevTsn);
+    ix.varint(offset);
+    ix.varint(block.length);
+    ix.varint(this.#blockFirstKey.length);
+    ix.append(this.#blockFirstKey);
+    ix.varint(this.#blockFirstTsn);
+    this.#blockCount++;
+    this.#blockEntries = 0;
+    this.#restarts = [];
+  }
+
+  /**
+   * Writes the last block, the filter, the index and the footer; returns what the table
+   * holds. Does not sync (rule 8): the caller makes the file durable and names it.
+   */
+  finish(): TableMeta {
+    assert(!this.#finished, "table writer finished twice");
+    this.#flushBlock();
+    this.#finished = true;
+    const dataBytes = this.#offset;
+
+    const filter = new ByteBuilder(0);
+    filter.append(this.#bloom.finish());
+    filter.u32(crc32c(filter.bytes.subarray(0, filter.length)));
+    const filterBytes = filter.length;
+    this.#write(filter.take());
+
+    const ix = this.#index;
+    for (const s of this.#indexStarts) ix.u32(s);
+    ix.u32(crc32c(ix.bytes.subarray(0, ix.length)));
+    const indexBytes = ix.length;
+    this.#write(ix.take());
+
+    const empty = this.#entryCount === 0;
+    const minTsn = empty ? 0 : this.#minTsn;
+    const footer = new Uint8Array(TABLE_FOOTER_BYTES);
+    putU64(footer, 0, dataBytes);
+    putU32(footer, 8, filterBytes);
+    putU32(footer, 12, indexBytes);
+    putU32(footer, 16, this.#blockCount);
+    putU32(footer, 20, TABLE_FORMAT_VERSION);
+    putU64(footer, 24, this.#entryCount);
+    putU64(footer, 32, this.#keyCount);
+    putU64(footer, 40, this.#tombstoneCount);
+    putU64(footer, 48, minTsn);
+    putU64(footer, 56, this.#maxTsn);
+    footer.set(MAGIC, 64);
+    putU32(footer, 76, crc32c(footer.subarray(0, 76)));
+    this.#write(footer);
+    this.#indexStarts = [];
+
+    return {
+      path: this.#file.path,
+      fileBytes: this.#offset,
+      dataBytes,
+      filterBytes,
+      indexBytes,
+      blockCount: this.#blockCount,
+      entryCount: this.#entryCount,
+      keyCount: this.#keyCount,
+      tombstoneCount: this.#tombstoneCount,
+      minTsn,
+      maxTsn: this.#maxTsn,
+      minKey: this.#minKey,
+      maxKey: empty ? undefined : { nsId: this.#prevNs, key: this.#prevKey },
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reader
+
+/** A data block as cached: its bytes (trailer included) and where its restarts are. */
+interface Block {
+  readonly bytes: Uint8Array;
+  readonly count: number;
+  /** Offset of the restart array (the end of the entries). */
+  readonly restartsAt: number;
+}
+
+/** A block decoded for iteration: one array slot per entry. */
+interface DecodedBlock {
+  readonly bytes: Uint8Array;
+  readonly count: number;
+  readonly nsIds: number[];
+  readonly keys: string[];
+  readonly tsns: number[];
+  /** Start of each value in `bytes`; -1 for a tombstone. */
+  readonly valueStarts: number[];
+  readonly valueEnds: number[];
+}
+
+/** A parsed index entry (the reader's scratch; copy what you keep). */
+interface IndexEntry {
+  offset: number;
+  bytes: number;
+  firstStart: number;
+  firstEnd: number;
+  firstTsn: number;
+  lastStart: number;
+  lastEnd: number;
+  lastTsn: number;
+}
+
+/** Options of {@link TableReader.open}. */
+export interface TableOpenOptions {
+  /** The process's block cache, shared by every table. */
+  cache: BlockCache;
+}
+
+/** Options of {@link TableReader.range}. */
+export interface TableRangeOptions {
+  /** Largest key first. */
+  reverse?: boolean;
+  /** Read blocks through the cache without adding the ones it misses (compaction, scans). */
+  fillCache?: boolean;
+}
+
+/** Key buffer for point reads: a module scratch, used only synchronously. */
+let scratchKey = new Uint8Array(256);
+
+/**
+ * An open table: point reads, range reads at a snapshot, full scans and verification, all
+ * by positioned reads through the shared block cache (rule 3). Closing it closes the file
+ * handle it was given and frees its cached blocks.
+ *
+ * @example
+ * ```ts
+ * const cache = new BlockCache(64 * 2 ** 20);
+ * const t = TableReader.open(platform.open(path, { readOnly: true }), { cache });
+ * t.get(nsId, key, snapshotTsn);                           // { tsn, value } | undefined
+ * for (const e of t.range(nsId, "a", "b", snapshotTsn)) {} // newest visible version per key
+ * t.close();
+ * ```
+ */
+export class TableReader {
+  /** The file's path. */
+  readonly path: string;
+  /** What the table holds (from its footer and index). */
+  readonly meta: TableMeta;
+  readonly #file: FileHandle;
+  readonly #cache: BlockCache;
+  readonly #tableId: number;
+  readonly #filter: BloomFilter;
+  readonly #index: Uint8Array;
+  /** Offset of the index in the file, for error messages. */
+  readonly #indexOffset: number;
+  /** Offset in `#index` of the entryStart array. */
+  readonly #indexStartsAt: number;
+  readonly #scratch: IndexEntry = { offset: 0, bytes: 0, firstStart: 0, firstEnd: 0, firstTsn: 0, lastStart: 0, lastEnd: 0, lastTsn: 0 };
+  #closed = false;
+
+  private constructor(file: FileHandle, cache: BlockCache, meta: TableMeta, filter: BloomFilter, index: Uint8Array, indexOffset: number) {
+    this.path = file.path;
+    this.#file = file;
+    this.#cache = cache;
+    this.#tableId = cache.newTableId();
+    this.meta = meta;
+    this.#filter = filter;
+    this.#index = index;
+    this.#indexOffset = indexOffset;
+    this.#indexStartsAt = index.length - 4 - 4 * meta.blockCount;
+  }
+
+  /**
+   * Opens a table by reading its footer, filter and index (rule 3). Throws CORRUPTION when
+   * any of them fails its checksum or the sizes do not add up to the file's size
+   * (truncation), and IO when the reads fail. On failure the handle stays open (the caller
+   * owns it until open succeeds).
+   */
+  static open(file: FileHandle, options: TableOpenOptions): TableReader {
+    const path = file.path;
+    const fileBytes = ioCall(path, "size", 0, () => file.size());
+    if (fileBytes < TABLE_FOOTER_BYTES) {
+      throw corruption(path, 0, `the file is ${fileBytes} bytes, shorter than a table's ${TABLE_FOOTER_BYTES}-byte footer (truncated?)`, "footer");
+    }
+    const footerAt = fileBytes - TABLE_FOOTER_BYTES;
+    const f = readExact(file, footerAt, TABLE_FOOTER_BYTES, "footer");
+    for (let i = 0; i < MAGIC.length; i++) {
+      if (f[64 + i] !== MAGIC[i]) throw corruption(path, footerAt + 64, "no table magic at the end of the file (truncated, or not a table)", "footer");
+    }
+    if (crc32c(f.subarray(0, 76)) !== u32At(f, 76)) throw corruption(path, footerAt, "footer checksum mismatch", "footer");
+    const version = u32At(f, 20);
+    if (version !== TABLE_FORMAT_VERSION) {
+      throw new TxtDbError("FORMAT", `Table "${path}" has format version ${version}; this txtdb reads version ${TABLE_FORMAT_VERSION}. Upgrade txtdb to open this store`, { details: { file: path, version } });
+    }
+    if (u32At(f, 72) !== 0) throw corruption(path, footerAt + 72, "footer reserved field is not zero", "footer");
+    const dataBytes = u64At(f, 0);
+    const filterBytes = u32At(f, 8);
+    const indexBytes = u32At(f, 12);
+    const blockCount = u32At(f, 16);
+    const entryCount = u64At(f, 24);
+    const keyCount = u64At(f, 32);
+    const tombstoneCount = u64At(f, 40);
+    const minTsn = u64At(f, 48);
+    const maxTsn = u64At(f, 56);
+    if (dataBytes + filterBytes + indexBytes + TABLE_FOOTER_BYTES !== fileBytes) {
+      throw corruption(path, footerAt, `the footer's sizes (data ${dataBytes}, filter ${filterBytes}, index ${indexBytes}) do not add up to the file's ${fileBytes} bytes (truncated or extended?)`, "footer");
+    }
+    if (indexBytes < 4 + 4 * blockCount || (blockCount === 0) !== (entryCount === 0) || keyCount > entryCount || tombstoneCount > entryCount || minTsn > maxTsn || (blockCount === 0 && dataBytes !== 0)) {
+      throw corruption(path, footerAt, "the footer's counts are inconsistent", "footer");
+    }
+    const filterRaw = readExact(file, dataBytes, filterBytes, "filter");
+    if (filterBytes < 4 || crc32c(filterRaw.subarray(0, filterBytes - 4)) !== u32At(filterRaw, filterBytes - 4)) {
+      throw corruption(path, dataBytes, "filter checksum mismatch", "filter");
+    }
+    const filter = BloomFilter.decode(filterRaw.subarray(0, filterBytes - 4));
+    if (typeof filter === "string") throw corruption(path, dataBytes, filter, "filter");
+    const indexOffset = dataBytes + filterBytes;
+    const index = readExact(file, indexOffset, indexBytes, "index");
+    if (crc32c(index.subarray(0, indexBytes - 4)) !== u32At(index, indexBytes - 4)) {
+      throw corruption(path, indexOffset, "index checksum mismatch", "index");
+    }
+    const meta: TableMeta = {
+      path, fileBytes, dataBytes, filterBytes, indexBytes, blockCount, entryCount, keyCount, tombstoneCount, minTsn, maxTsn,
+      minKey: undefined, maxKey: undefined,
+    };
+    const reader = new TableReader(file, options.cache, meta, filter, index, indexOffset);
+    if (blockCount > 0) {
+      // Two index entries, whatever the table's size: still constant work.
+      const first = reader.#indexEntry(0);
+      meta.minKey = keyOf(index, first.firstStart, first.firstEnd, path, indexOffset + first.firstStart);
+      const last = reader.#indexEntry(blockCount - 1);
+      meta.maxKey = keyOf(index, last.lastStart, last.lastEnd, path, indexOffset + last.lastStart);
+    }
+    return reader;
+  }
+
+  /** Bytes this table keeps in memory outside the cache (filter and index). */
+  get residentBytes(): number {
+    return this.#filter.bytes + this.#index.length;
+  }
+
+  /** False when the table certainly holds no version of (nsId, key) (Bloom filter, rule 6). */
+  mayContain(nsId: number, key: string): boolean {
+    return this.#filter.mayContain(nsId, key);
+  }
+
+  /**
+   * The newest version of (nsId, key) with tsn ≤ snapshotTsn in this table (a value or a
+   * tombstone), or undefined when the table has none. Reads at most one block.
+   */
+  get(nsId: number, key: string, snapshotTsn: number): TableVersion | undefined {
+    this.#open();
+    if (!this.#filter.mayContain(nsId, key)) return undefined;
+    return this.#getUnfiltered(nsId, key, snapshotTsn);
+  }
+
+  /** {@link get} for a key whose {@link bloomHash} the caller computed once for many tables. */
+  getHashed(nsId: number, key: string, hash: number, snapshotTsn: number): TableVersion | undefined {
+    this.#open();
+    if (!this.#filter.mayContainHash(hash)) return undefined;
+    return this.#getUnfiltered(nsId, key, snapshotTsn);
+  }
+
+  #getUnfiltered(nsId: number, key: string, snapshotTsn: number): TableVersion | undefined {
+    const target = compositeKey(nsId, key);
+    const b = this.#seekBlock(target, snapshotTsn);
+    if (b === this.meta.blockCount) return undefined;
+    const e = this.#indexEntry(b);
+    // Every earlier block lies wholly before the target; if this one starts past the key,
+    // the key is absent without reading the block.
+    if (compareBytes(this.#index, e.firstStart, e.firstEnd, target, 0, target.length) > 0) return undefined;
+    const block = this.#loadBlock(b, true);
+    return this.#searchBlock(block, e.offset, target, snapshotTsn);
+  }
+
+  /**
+   * Binary search over the restart points, then a scan of at most 16 entries: the first
+   * entry at or after (target, snapshot) in table order is the answer if its key is the
+   * target.
+   */
+  #searchBlock(block: Block, blockOffset: number, target: Uint8Array, snapshotTsn: number): TableVersion | undefined {
+    const bytes = block.bytes;
+    const end = block.restartsAt;
+    const restarts = Math.ceil(block.count / RESTART_INTERVAL);
+    // Last restart whose entry lies strictly before the target.
+    let lo = 0, hi = restarts - 1, from = 0;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const at = u32At(bytes, end + 4 * mid);
+      if (at >= end) throw this.#blockCorruption(blockOffset, at, "restart point outside the block");
+      const sharedB = readVarint(bytes, at, end);
+      const unshared = readVarint(bytes, varintEnd, end);
+      readVarint(bytes, varintEnd, end);
+      const tsn = readVarint(bytes, varintEnd, end);
+      const keyAt = varintEnd;
+      if (sharedB !== 0 || unshared < 0 || tsn < 0 || keyAt + unshared > end) throw this.#blockCorruption(blockOffset, at, "malformed restart entry");
+      let c = compareBytes(bytes, keyAt, keyAt + unshared, target, 0, target.length);
+      if (c === 0) c = tsn > snapshotTsn ? -1 : 1;
+      if (c < 0) {
+        from = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    let pos = u32At(bytes, end + 4 * from);
+    let keyLen = 0;
+    for (let i = from * RESTART_INTERVAL; i < block.count; i++) {
+      const at = pos;
+      const shared = readVarint(bytes, pos, end);
+      const unshared = readVarint(bytes, varintEnd, end);
+      const tag = readVarint(bytes, varintEnd, end);
+      const tsn = readVarint(bytes, varintEnd, end);
+      const keyAt = varintEnd;
+      const valueLen = tag > 0 ? tag - 1 : 0;
+      if (shared < 0 || unshared < 0 || tag < 0 || tsn < 0 || shared > keyLen || keyAt + unshared + valueLen > end) {
+        throw this.#blockCorruption(blockOffset, at, "malformed entry");
+      }
+      keyLen = shared + unshared;
+      if (scratchKey.length < keyLen) {
+        const grown = new Uint8Array(Math.max(keyLen, 2 * scratchKey.length));
+        grown.set(scratchKey);
+        scratchKey = grown;
+      }
+      const k = scratchKey;
+      for (let j = 0; j < unshared; j++) k[shared + j] = bytes[keyAt + j]!;
+      const c = compareBytes(k, 0, keyLen, target, 0, target.length);
+      if (c > 0) return undefined;
+      if (c === 0 && tsn <= snapshotTsn) {
+        const valueAt = keyAt + unshared;
+        return { tsn, value: tag === 0 ? null : bytes.subarray(valueAt, valueAt + valueLen) };
+      }
+      pos = keyAt + unshared + valueLen;
+    }
+    return undefined;
+  }
+
+  /**
+   * The newest version visible at `snapshotTsn` of each key of namespace `nsId` in
+   * [start, end) (undefined: from the namespace's first key / to its last), in key order or
+   * reverse. Tombstones are yielded (value null): they hide older versions in other
+   * tables, so the merge (merge.ts) needs them. Streams block by block.
+   */
+  *range(nsId: number, start: string | undefined, end: string | undefined, snapshotTsn: number, options: TableRangeOptions = {}): Generator<TableEntry, void, undefined> {
+    this.#open();
+    assert(Number.isInteger(nsId) && nsId >= 0 && nsId <= NS_ID_MAX, `namespace id ${nsId} outside 0..2^32-1`);
+    const fill = options.fillCache ?? true;
+    if (options.reverse === true) {
+      yield* this.#rangeReverse(nsId, start, end, snapshotTsn, fill);
+      return;
+    }
+    let b = this.#seekBlock(compositeKey(nsId, start ?? ""), Infinity);
+    if (b === this.meta.blockCount) return;
+    let blk = this.#decodeBlock(b, fill);
+    let i = lowerBound(blk, nsId, start ?? "", Infinity);
+    let lastKey: string | undefined;
+    for (;;) {
+      if (i === blk.count) {
+        if (++b === this.meta.blockCount) return;
+        blk = this.#decodeBlock(b, fill);
+        i = 0;
+      }
+      const ns = blk.nsIds[i]!;
+      const key = blk.keys[i]!;
+      if (ns !== nsId || (end !== undefined && key >= end)) return;
+      const tsn = blk.tsns[i]!;
+      if (key !== lastKey && tsn <= snapshotTsn) {
+        lastKey = key;
+        const vs = blk.valueStarts[i]!;
+        yield { nsId, key, tsn, value: vs < 0 ? null : blk.bytes.subarray(vs, blk.valueEnds[i]!) };
+      }
+      i++;
+    }
+  }
+
+  *#rangeReverse(nsId: number, start: string | undefined, end: string | undefined, snapshotTsn: number, fill: boolean): Generator<TableEntry, void, undefined> {
+    // Start at the last entry before `end` (or before the next namespace).
+    let b: number;
+    let i: number;
+    let blk: DecodedBlock | undefined;
+    const upper = end !== undefined ? compositeKey(nsId, end) : nsId < NS_ID_MAX ? compositeKey(nsId + 1, "") : undefined;
+    b = upper === undefined ? this.meta.blockCount : this.#seekBlock(upper, Infinity);
+    if (b < this.meta.blockCount) {
+      blk = this.#decodeBlock(b, fill);
+      i = end !== undefined ? lowerBound(blk, nsId, end, Infinity) : lowerBound(blk, nsId + 1, "", Infinity);
+    } else {
+      i = 0;
+    }
+    // Entries come newest-last per key; the candidate is the newest seen with tsn ≤ snapshot.
+    let groupKey: string | undefined;
+    let cand: TableEntry | undefined;
+    for (;;) {
+      if (i === 0) {
+        if (b === 0) break;
+        b--;
+        blk = this.#decodeBlock(b, fill);
+        i = blk.count;
+      }
+      i--;
+      const d = blk!;
+      const ns = d.nsIds[i]!;
+      const key = d.keys[i]!;
+      if (ns !== nsId || (start !== undefined && key < start)) break;
+      if (key !== groupKey) {
+        if (cand !== undefined) yield cand;
+        cand = undefined;
+        groupKey = key;
+      }
+      const tsn = d.tsns[i]!;
+      if (tsn <= snapshotTsn) {
+        const vs = d.valueStarts[i]!;
+        cand = { nsId, key, tsn, value: vs < 0 ? null : d.bytes.subarray(vs, d.valueEnds[i]!) };
+      }
+    }
+    if (cand !== undefined) yield cand;
+  }
+
+  /**
+   * Every entry of the table in table order, all versions and tombstones: the input of a
+   * compaction. `fillCache` false (the default here) reads through the cache without
+   * filling it, so a compaction does not evict the readers' hot blocks.
+   */
+  *entries(options: { fillCache?: boolean } = {}): Generator<TableEntry, void, undefined> {
+    this.#open();
+    const fill = options.fillCache ?? false;
+    for (let b = 0; b < this.meta.blockCount; b++) {
+      const blk = this.#decodeBlock(b, fill);
+      for (let i = 0; i < blk.count; i++) {
+        const vs = blk.valueStarts[i]!;
+        yield { nsId: blk.nsIds[i]!, key: blk.keys[i]!, tsn: blk.tsns[i]!, value: vs < 0 ? null : blk.bytes.subarray(vs, blk.valueEnds[i]!) };
+      }
+    }
+  }
+
+  /**
+   * Reads every block from the file (not from the cache), checks its checksum, decodes
+   * every entry and checks the order, the index and the footer's counts against them:
+   * what `db.check()` runs on each table. Throws CORRUPTION at the first problem.
+   */
+  verify(): TableVerifyReport {
+    this.#open();
+    const m = this.meta;
+    let entries = 0, keys = 0, tombstones = 0, minTsn = Number.MAX_SAFE_INTEGER, maxTsn = 0;
+    let expectedOffset = 0;
+    let prev: TableEntry | undefined;
+    for (let b = 0; b < m.blockCount; b++) {
+      const e = { ...this.#indexEntry(b) };
+      if (e.offset !== expectedOffset) throw corruption(this.path, this.#indexOffset + this.#indexStart(b), `index entry ${b} says its block is at ${e.offset}, but the previous block ends at ${expectedOffset}`, "index");
+      expectedOffset = e.offset + e.bytes;
+      const blk = this.#decode(this.#readBlock(e.offset, e.bytes), e.offset);
+      for (let i = 0; i < blk.count; i++) {
+        const ns = blk.nsIds[i]!, key = blk.keys[i]!, tsn = blk.tsns[i]!;
+        if (prev !== undefined) {
+          const c = compareEntries(prev.nsId, prev.key, prev.tsn, ns, key, tsn);
+          if (c >= 0) throw corruption(this.path, e.offset, `entry ${i} of the block is not after the one before it`, "data block");
+          if (prev.nsId !== ns || prev.key !== key) keys++;
+        } else keys++;
+        if (!(prev?.nsId === ns && prev.key === key) && !this.#filter.mayContain(ns, key)) {
+          throw corruption(this.path, m.dataBytes, `the filter does not contain a key of the block at ${e.offset}`, "filter");
+        }
+        prev = { nsId: ns, key, tsn, value: null };
+        entries++;
+        if (blk.valueStarts[i]! < 0) tombstones++;
+        if (tsn < minTsn) minTsn = tsn;
+        if (tsn > maxTsn) maxTsn = tsn;
+      }
+      const firstKey = compositeKey(blk.nsIds[0]!, blk.keys[0]!);
+      const lastKey = compositeKey(blk.nsIds[blk.count - 1]!, blk.keys[blk.count - 1]!);
+      if (compareBytes(this.#index, e.firstStart, e.firstEnd, firstKey, 0, firstKey.length) !== 0 || e.firstTsn !== blk.tsns[0] ||
+        compareBytes(this.#index, e.lastStart, e.lastEnd, lastKey, 0, lastKey.length) !== 0 || e.lastTsn !== blk.tsns[blk.count - 1]) {
+        throw corruption(this.path, this.#indexOffset + this.#indexStart(b), `index entry ${b} does not match the first and last entries of its block at ${e.offset}`, "index");
+      }
+    }
+    if (expectedOffset !== m.dataBytes) throw corruption(this.path, expectedOffset, `the blocks end at ${expectedOffset}, the footer says ${m.dataBytes}`, "index");
+    if (entries === 0) minTsn = 0;
+    if (entries !== m.entryCount || keys !== m.keyCount || tombstones !== m.tombstoneCount || minTsn !== m.minTsn || maxTsn !== m.maxTsn) {
+      throw corruption(this.path, m.fileBytes - TABLE_FOOTER_BYTES, `the footer's counts (entries ${m.entryCount}, keys ${m.keyCount}, tombstones ${m.tombstoneCount}, TSNs ${m.minTsn}..${m.maxTsn}) do not match the blocks (${entries}, ${keys}, ${tombstones}, ${minTsn}..${maxTsn})`, "footer");
+    }
+    return { blocks: m.blockCount, entries, bytes: m.fileBytes };
+  }
+
+  /** Closes the file and frees this table's cached blocks. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#cache.dropTable(this.#tableId);
+    this.#file.close();
+  }
+
+  #open(): void {
+    if (this.#closed) throw new TxtDbError("CLOSED", `Table "${this.path}" was closed; open it again to read it`);
+  }
+
+  #indexStart(b: number): number {
+    return u32At(this.#index, this.#indexStartsAt + 4 * b);
+  }
+
+  /** Parses index entry `b` into the scratch object (bounds-checked: a hostile index is CORRUPTION). */
+  #indexEntry(b: number): IndexEntry {
+    const ix = this.#index;
+    const end = this.#indexStartsAt;
+    const at = this.#indexStart(b);
+    const e = this.#scratch;
+    const lastLen = readVarint(ix, at, end);
+    e.lastStart = varintEnd;
+    e.lastEnd = e.lastStart + lastLen;
+    e.lastTsn = lastLen < 0 ? -1 : readVarint(ix, e.lastEnd, end);
+    e.offset = e.lastTsn < 0 ? -1 : readVarint(ix, varintEnd, end);
+    e.bytes = e.offset < 0 ? -1 : readVarint(ix, varintEnd, end);
+    const firstLen = e.bytes < 0 ? -1 : readVarint(ix, varintEnd, end);
+    e.firstStart = varintEnd;
+    e.firstEnd = e.firstStart + firstLen;
+    e.firstTsn = firstLen < 0 ? -1 : readVarint(ix, e.firstEnd, end);
+    if (at >= end || e.offset < 0 || e.bytes < 12 || e.firstTsn < 0 || e.lastTsn < 0 || firstLen < 4 || lastLen < 4 ||
+      e.firstEnd > end || e.lastEnd > end || e.offset + e.bytes > this.meta.dataBytes) {
+      throw corruption(this.path, this.#indexOffset + Math.min(at, end), `index entry ${b} is malformed`, "index");
+    }
+    return e;
+  }
+
+  /**
+   * The first block whose last entry is at or after (target, tsn) in table order: the only
+   * block that can hold the first entry ≥ that position. `blockCount` when there is none.
+   */
+  #seekBlock(target: Uint8Array, tsn: number): number {
+    let lo = 0, hi = this.meta.blockCount;
+    const ix = this.#index;
+    const end = this.#indexStartsAt;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      // Only the last key and TSN, which lead the entry; #indexEntry checks the rest when the block is read.
+      const at = this.#indexStart(mid);
+      const lastLen = readVarint(ix, at, end);
+      const lastStart = varintEnd;
+      const lastTsn = lastLen < 4 ? -1 : readVarint(ix, lastStart + lastLen, end);
+      if (at >= end || lastTsn < 0) this.#indexEntry(mid); // throws the CORRUPTION
+      let c = compareBytes(ix, lastStart, lastStart + lastLen, target, 0, target.length);
+      if (c === 0) c = lastTsn > tsn ? -1 : 1;
+      if (c < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  #loadBlock(b: number, fillCache: boolean): Block {
+    const e = this.#indexEntry(b);
+    const offset = e.offset, length = e.bytes;
+    const cached = this.#cache.get(this.#tableId, offset) as Block | undefined;
+    if (cached !== undefined) return cached;
+    const block = this.#readBlock(offset, length);
+    if (fillCache) this.#cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
+    return block;
+  }
+
+  /** Reads a block from the file and checks its checksum and trailer. */
+  #readBlock(offset: number, length: number): Block {
+    const bytes = readExact(this.#file, offset, length, "data block");
+    if (length < 12 || crc32c(bytes.subarray(0, length - 4)) !== u32At(bytes, length - 4)) {
+      throw this.#blockCorruption(offset, 0, "block checksum mismatch");
+    }
+    const count = u32At(bytes, length - 8);
+    const restartsAt = length - 8 - 4 * Math.ceil(count / RESTART_INTERVAL);
+    if (count < 1 || restartsAt < 0) throw this.#blockCorruption(offset, length - 8, `block entry count ${count} does not fit the block`);
+    return { bytes, count, restartsAt };
+  }
+
+  #decodeBlock(b: number, fillCache: boolean): DecodedBlock {
+    const offset = this.#indexEntry(b).offset;
+    return this.#decode(this.#loadBlock(b, fillCache), offset);
+  }
+
+  /** Decodes every entry of a block into arrays, checking bounds (rule 2 for a block whose CRC matched but whose content is hostile). */
+  #decode(block: Block, blockOffset: number): DecodedBlock {
+    const { bytes, count, restartsAt: end } = block;
+    const nsIds: number[] = new Array(count);
+    const keys: string[] = new Array(count);
+    const tsns: number[] = new Array(count);
+    const valueStarts: number[] = new Array(count);
+    const valueEnds: number[] = new Array(count);
+    let key = scratchKey;
+    let keyLen = 0;
+    let pos = 0;
+    for (let i = 0; i < count; i++) {
+      const at = pos;
+      const shared = readVarint(bytes, pos, end);
+      const unshared = readVarint(bytes, varintEnd, end);
+      const tag = readVarint(bytes, varintEnd, end);
+      const tsn = readVarint(bytes, varintEnd, end);
+      const keyAt = varintEnd;
+      const valueLen = tag > 0 ? tag - 1 : 0;
+      if (shared < 0 || unshared < 0 || tag < 0 || tsn < 0 || shared > keyLen || shared + unshared < 4 || keyAt + unshared + valueLen > end ||
+        (i % RESTART_INTERVAL === 0 && (shared !== 0 || u32At(bytes, end + 4 * (i / RESTART_INTERVAL)) !== at))) {
+        throw this.#blockCorruption(blockOffset, at, `malformed entry ${i}`);
+      }
+      keyLen = shared + unshared;
+      if (key.length < keyLen) {
+        const grown = new Uint8Array(Math.max(keyLen, 2 * key.length));
+        grown.set(key.subarray(0, shared));
+        key = scratchKey = grown;
+      }
+      key.set(bytes.subarray(keyAt, keyAt + unshared), shared);
+      nsIds[i] = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
+      keys[i] = binaryString(key, 4, keyLen);
+      tsns[i] = tsn;
+      const valueAt = keyAt + unshared;
+      valueStarts[i] = tag === 0 ? -1 : valueAt;
+      valueEnds[i] = valueAt + valueLen;
+      pos = valueAt + valueLen;
+    }
+    if (pos !== end) throw this.#blockCorruption(blockOffset, pos, "bytes left over after the last entry");
+    return { bytes, count, nsIds, keys, tsns, valueStarts, valueEnds };
+  }
+
+  #blockCorruption(blockOffset: number, within: number, reason: string): TxtDbError {
+    return corruption(this.path, blockOffset + within, `${reason} (block at ${blockOffset})`, "data block");
+  }
+}
+
+/** First index i of a decoded block whose entry is at or after (nsId, key, tsn). */
+function lowerBound(blk: DecodedBlock, nsId: number, key: string, tsn: number): number {
+  let lo = 0, hi = blk.count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareEntries(blk.nsIds[mid]!, blk.keys[mid]!, blk.tsns[mid]!, nsId, key, tsn) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function keyOf(b: Uint8Array, start: number, end: number, path: string, offset: number): TableKey {
+  if (end - start < 4 || end > b.length) throw corruption(path, offset, "index key shorter than a namespace id", "index");
+  const nsId = ((b[start]! << 24) | (b[start + 1]! << 16) | (b[start + 2]! << 8) | b[start + 3]!) >>> 0;
+  return { nsId, key: binaryString(b, start + 4, end) };
+}
+
+function ioCall<T>(path: string, what: string, offset: number, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof PortError) throw new TxtDbError("IO", `Reading table "${path}" (${what} at offset ${offset}) failed: ${e.message}`, { cause: e, details: { file: path, offset } });
+    throw e;
+  }
+}
+
+/** Reads exactly `length` bytes at `offset`; a short read means the file was cut: CORRUPTION. */
+function readExact(file: FileHandle, offset: number, length: number, region: string): Uint8Array {
+  const buf = new Uint8Array(length);
+  const n = ioCall(file.path, region, offset, () => file.read(buf, offset));
+  let done = n;
+  while (done < length) {
+    const more = ioCall(file.path, region, offset + done, () => file.read(buf.subarray(done), offset + done));
+    if (more === 0) throw corruption(file.path, offset + done, `the file ends inside the ${region} (${length - done} of its ${length} bytes missing: truncated?)`, region);
+    done += more;
+  }
+  return buf;
+}

@@ -10,6 +10,7 @@ import { assert, runtime, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database, Entry } from "txtdb";
 import { binaryToBytes, decodeCommit, decodeInternal, encodeInternal, encodeKey, encodeValue, frame, parseFrame, segmentName } from "txtdb/internal";
+import { foldIntoCheckpoint } from "./valuehelpers.ts";
 
 const R = `[${runtime}]`;
 
@@ -62,16 +63,6 @@ async function craft(body: (nsId: number, nextTsn: number) => Uint8Array): Promi
 }
 
 const key = (k: unknown) => binaryToBytes(encodeKey(k));
-/** Rolls the log past a few small segments and compacts, so a checkpoint holds every key so far. */
-async function foldIntoCheckpoint(db: Database): Promise<void> {
-  const { version } = await db.set("ns", "filler", 0);
-  let folded = 0n;
-  for (let i = 0; i < 100 && folded < version; i++) {
-    await db.set("ns", "filler", "f".repeat(200));
-    folded = (await db.compact()).checkpointVersion;
-  }
-  assert.ok(folded >= version, `compaction wrote a checkpoint through version ${version} (got ${folded})`);
-}
 const commit = (tsn: unknown, writes: unknown, ops: unknown = null) => encodeInternal([1, tsn, writes, ops]);
 
 test(`${R} open() refuses a crafted record with a bad TSN or wrongly typed fields: CORRUPTION naming file and offset`, async () => {

@@ -6,19 +6,9 @@
 import { assert, runtime, tempDir, test } from "./harness.ts";
 import { open } from "txtdb";
 import type { Database, Entry } from "txtdb";
+import { foldIntoCheckpoint } from "./valuehelpers.ts";
 
 const R = `[${runtime}]`;
-
-/** Rolls the log past a few small segments and compacts, so a checkpoint holds every key so far. */
-async function foldIntoCheckpoint(db: Database): Promise<void> {
-  const { version } = await db.set("ns", "filler", 0);
-  let folded = 0n;
-  for (let i = 0; i < 100 && folded < version; i++) {
-    await db.set("ns", "filler", "f".repeat(200));
-    folded = (await db.compact()).checkpointVersion;
-  }
-  assert.ok(folded >= version, `compaction wrote a checkpoint through version ${version} (got ${folded})`);
-}
 
 async function collect<T>(it: AsyncIterable<Entry<T>>): Promise<Entry<T>[]> {
   const out: Entry<T>[] = [];

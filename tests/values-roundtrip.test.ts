@@ -8,19 +8,10 @@ import { assert, runtime, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 import { decodeValue, encodeValue } from "txtdb/internal";
+import { foldIntoCheckpoint } from "./valuehelpers.ts";
 
 const R = `[${runtime}]`;
 
-/** Rolls the log past a few small segments and compacts, so a checkpoint holds every key so far. */
-async function foldIntoCheckpoint(db: Database): Promise<void> {
-  const { version } = await db.set("ns", "filler", 0);
-  let folded = 0n;
-  for (let i = 0; i < 100 && folded < version; i++) {
-    await db.set("ns", "filler", "f".repeat(200));
-    folded = (await db.compact()).checkpointVersion;
-  }
-  assert.ok(folded >= version, `compaction wrote a checkpoint through version ${version} (got ${folded})`);
-}
 const invalidValue = (path: RegExp) => (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_VALUE" && path.test(e.message);
 
 function protoKeyed(inner: unknown): Record<string, unknown> {

@@ -5,41 +5,13 @@
  * than the buffer replays it rather than overflowing again.
  */
 import { assert, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
-import { open as openDb, TxtDbError } from "txtdb";
-import type { Database, OpenOptions, WatchEvent } from "txtdb";
+import { TxtDbError } from "txtdb";
+import type { WatchEvent } from "txtdb";
+import { take, usingDbs } from "./watchhelpers.ts";
 
 const R = `[${runtime}]`;
 
-/**
- * Runs `body` with an `open` that remembers what it opened, and closes all of it at the
- * end, failed assertion or not: an open handle's watch timer would keep the test process
- * alive and hang the run instead of failing it.
- */
-async function usingDbs(body: (open: (dir: string, options?: OpenOptions) => Promise<Database>) => Promise<void>): Promise<void> {
-  const opened: Database[] = [];
-  try {
-    await body(async (dir, options) => {
-      const db = await openDb(dir, options);
-      opened.push(db);
-      return db;
-    });
-  } finally {
-    for (const db of opened) await db.close().catch(() => undefined);
-  }
-}
 const MiB = 2 ** 20;
-
-/** The first `n` events, or fewer if `timeoutMs` passes first. */
-async function take(it: AsyncIterableIterator<WatchEvent>, n: number, timeoutMs = 10_000): Promise<WatchEvent[]> {
-  const out: WatchEvent[] = [];
-  const deadline = setTimeout(() => void it.return?.(), timeoutMs);
-  for await (const e of it) {
-    out.push(e);
-    if (out.length >= n) break;
-  }
-  clearTimeout(deadline);
-  return out;
-}
 
 function overflowed(e: unknown): { resumeFrom: bigint; bufferedBytes: number; bufferedEvents: number } {
   assert.ok(e instanceof TxtDbError && e.code === "WATCH_OVERFLOW", `expected WATCH_OVERFLOW, got ${String(e)}`);

@@ -5,54 +5,10 @@
  * on. In one process (every runtime) and from worker processes of every runtime.
  */
 import { afterEach, assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
-import { open as openDb, TxtDbError } from "txtdb";
-import type { Database, OpenOptions, WatchEvent } from "txtdb";
+import { TxtDbError } from "txtdb";
+import { drain, take, usingDbs } from "./watchhelpers.ts";
 
 const R = `[${runtime}]`;
-
-/**
- * Runs `body` with an `open` that remembers what it opened, and closes all of it at the
- * end, failed assertion or not: an open handle's watch timer would keep the test process
- * alive and hang the run instead of failing it.
- */
-async function usingDbs(body: (open: (dir: string, options?: OpenOptions) => Promise<Database>) => Promise<void>): Promise<void> {
-  const opened: Database[] = [];
-  try {
-    await body(async (dir, options) => {
-      const db = await openDb(dir, options);
-      opened.push(db);
-      return db;
-    });
-  } finally {
-    for (const db of opened) await db.close().catch(() => undefined);
-  }
-}
-
-/** Events until the watcher ends; its error (or undefined if it ended quietly or timed out). */
-async function drain(it: AsyncIterableIterator<WatchEvent>, timeoutMs = 5000): Promise<{ events: WatchEvent[]; error: unknown }> {
-  const events: WatchEvent[] = [];
-  const deadline = setTimeout(() => void it.return?.(), timeoutMs);
-  try {
-    for await (const e of it) events.push(e);
-    return { events, error: undefined };
-  } catch (error) {
-    return { events, error };
-  } finally {
-    clearTimeout(deadline);
-  }
-}
-
-/** The first `n` events, or fewer if `timeoutMs` passes first. */
-async function take(it: AsyncIterableIterator<WatchEvent>, n: number, timeoutMs = 5000): Promise<WatchEvent[]> {
-  const out: WatchEvent[] = [];
-  const deadline = setTimeout(() => void it.return?.(), timeoutMs);
-  for await (const e of it) {
-    out.push(e);
-    if (out.length >= n) break;
-  }
-  clearTimeout(deadline);
-  return out;
-}
 
 function namespaceGone(error: unknown): { ns: string; version: bigint; op: string; to?: string; message: string } {
   assert.ok(error instanceof TxtDbError, `expected a TxtDbError, got ${String(error)}`);

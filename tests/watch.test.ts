@@ -2,19 +2,9 @@
 import { assert, runtime, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import type { WatchEvent } from "txtdb";
+import { take } from "./watchhelpers.ts";
 
 const R = `[${runtime}]`;
-
-async function take(it: AsyncIterableIterator<WatchEvent>, n: number, timeoutMs = 5000): Promise<WatchEvent[]> {
-  const out: WatchEvent[] = [];
-  const deadline = setTimeout(() => void it.return?.(), timeoutMs);
-  for await (const e of it) {
-    out.push(e);
-    if (out.length >= n) break;
-  }
-  clearTimeout(deadline);
-  return out;
-}
 
 test(`${R} watch(prefix) delivers another handle's commits in version order with exactly the matching keys`, async () => {
   const dir = tempDir("watch");

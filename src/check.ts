@@ -13,7 +13,8 @@ import { decodeValue } from "./codec.ts";
 import { bytesToBinary, decodeKey, describeKey } from "./keys.ts";
 import { Index } from "./index.ts";
 import type { Log, Manifest } from "./log.ts";
-import { comparePositions, segmentName } from "./log.ts";
+import { comparePositions } from "./log.ts";
+import { MANIFEST, segmentName } from "./files.ts";
 import type { Platform } from "./port.ts";
 
 /** What `check()` found. */
@@ -35,9 +36,9 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
   let manifest: Manifest | undefined;
   try {
     manifest = log.readManifest();
-    if (!manifest) problem(`${dir}/MANIFEST`, 0, "manifest is missing");
+    if (!manifest) problem(`${dir}/${MANIFEST}`, 0, "manifest is missing");
   } catch (e) {
-    problem(`${dir}/MANIFEST`, 0, (e as Error).message);
+    problem(`${dir}/${MANIFEST}`, 0, (e as Error).message);
   }
   const rebuilt = new Index();
   if (manifest?.checkpoint) {

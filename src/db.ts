@@ -13,7 +13,7 @@
  * @module
  */
 import { isTxtDbError, TxtDbError } from "./errors.ts";
-import { encodeKey, isWellFormedString, prefixRange } from "./keys.ts";
+import { encodeKey, prefixRange } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { encodeValue } from "./codec.ts";
 import { Index } from "./index.ts";
@@ -23,79 +23,31 @@ import { decodeCommit, encodeCommit, frame } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import { buildRecord, validate } from "./commit.ts";
 import { FileLock } from "./lock.ts";
-import { PortError } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
 import { newTxState, Snapshot, SnapshotReader, Transaction } from "./tx.ts";
 import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, TxHost, TxState } from "./tx.ts";
-import { WATCH_BUFFER_BYTES_DEFAULT, WatchHub } from "./watch.ts";
+import { WatchHub } from "./watch.ts";
 import { conflictSubject, RETRY_TURN_MAX_WAIT_MS, RetryTurns } from "./retryturns.ts";
 import type { LeaveTurn } from "./retryturns.ts";
 import { checkpointName, CheckpointDamage, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import { isLeaseFile, leaseOwnerAlive, ProcessLease, readLeaseInfo, readLeasePin } from "./liveness.ts";
 import { checkStore } from "./check.ts";
 import type { CheckReport } from "./check.ts";
-import { Histogram, renderPrometheus } from "./metrics.ts";
-import { armInterval, armTimer } from "./timers.ts";
+import { armInterval, armTimer, raceDeadline } from "./timers.ts";
 import type { Timer } from "./timers.ts";
-import { HOLDER_RECORD_BYTES, holderRecord, readHolderFrom } from "./holder.ts";
+import { describeHolder, HOLDER_RECORD_BYTES, stampHolder } from "./holder.ts";
 import { FRAME_MAGIC } from "./record.ts";
 import { checkStoreDirectory } from "./dirsafety.ts";
 import type { WatchEvent } from "./watch.ts";
+import { checkFunction, checkNamespaceName, checkOptions, checkSignal, dirModeOf, invalidArg, resolveOptions } from "./options.ts";
+import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
+import { Meters, renderMetrics } from "./stats.ts";
+import type { Stats } from "./stats.ts";
+import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, FRONTIER, FRONTIER_FILE_BYTES, ioError, LEASES_DIR, MANIFEST, MANIFEST_TMP, WRITER_LOCK } from "./files.ts";
 
-/** Durability modes. */
-export type Durability = "full" | "relaxed" | "none";
-
-/** Options of {@link open}. */
-export interface OpenOptions {
-  /** "full" (default): a commit resolves after fsync; "relaxed": fsync at most `relaxedSyncMs` later; "none": no fsync. */
-  durability?: Durability;
-  /** Default isolation of transactions: "serializable" (default) or "snapshot". */
-  isolation?: Isolation;
-  /** Open without writing anything; writes fail with READ_ONLY. */
-  readOnly?: boolean;
-  /** Namespaces to create if missing, atomically with the open. */
-  namespaces?: string[];
-  /** The Platform to use instead of the one for this runtime (tests use the simulated one). */
-  adapter?: Platform;
-  /** Permission bits of created files (default 0o600; directories get the matching x bits). */
-  mode?: number;
-  /**
-   * Open a store directory that belongs to another user (default false: refused, root
-   * included, since whoever owns a directory can replace its files). Only for a directory
-   * whose owner you trust as much as yourself, e.g. a store shared within a group.
-   */
-  allowForeignOwner?: boolean;
-  /** With durability "relaxed": the most a commit's fsync may lag, in ms (default 50). */
-  relaxedSyncMs?: number;
-  /** How long to wait for the writer lock before LOCK_TIMEOUT, in ms (default 30 000). */
-  lockTimeoutMs?: number;
-  /** Start a new log segment past this size, in bytes (default 64 MiB). */
-  segmentBytes?: number;
-  /** Largest encoded key, in bytes (default 2 KiB). */
-  maxKeyBytes?: number;
-  /** Largest encoded value, in bytes (default 16 MiB). */
-  maxValueBytes?: number;
-  /** Largest transaction, in bytes of keys and values (default 64 MiB). */
-  maxTxBytes?: number;
-  /** Most keys one transaction may write (default 100 000). */
-  maxTxWrites?: number;
-  /** Most watchers open at once on this database (default 1 000). */
-  maxWatchers?: number;
-  /** Events a watcher buffers before WATCH_OVERFLOW (default 10 000). */
-  watchBufferMax?: number;
-  /** Bytes of changes a watcher buffers before WATCH_OVERFLOW (default 64 MiB). */
-  watchBufferBytes?: number;
-  /** How often watchers poll when the adapter has no file events, in ms (default 10). */
-  watchPollMs?: number;
-  /** Compact automatically once sealed log segments exceed this many bytes (default 256 MiB; 0: never). */
-  autoCompactBytes?: number;
-  /**
-   * A snapshot or transaction unused for this long is released with a warning, so a leaked
-   * one cannot pin old versions forever (default 10 minutes; 0: never).
-   */
-  maxIdleMs?: number;
-}
+export type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
+export type { Distribution, Stats } from "./stats.ts";
 
 /** What one compaction did. */
 export interface CompactResult {
@@ -111,172 +63,13 @@ export interface CompactResult {
   bytesAfter: number;
 }
 
-/** Options of {@link Database.transaction} and {@link Database.begin}. */
-export interface TransactionOptions {
-  isolation?: Isolation;
-  /** Reruns on CONFLICT (default 10). */
-  maxRetries?: number;
-  /** Ends the whole transaction (all attempts) with TIMEOUT after this many ms. */
-  timeoutMs?: number;
-  /** Ends the transaction with TIMEOUT when aborted. */
-  signal?: AbortSignal;
-}
-
-/** Counters and figures of one open database (a plain object). */
-/** A latency or size distribution in stats(): percentiles from a fixed-size histogram. */
-export interface Distribution {
-  count: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-export interface Stats {
-  runtime: string;
-  durability: Durability;
-  reads: number;
-  /** From submit to resolve, in µs. */
-  commitLatencyUs: Distribution;
-  /** Waits for the writer lock, in µs. */
-  lockWaitUs: Distribution;
-  fsyncUs: Distribution;
-  /** Transactions per group commit. */
-  batchSize: Distribution;
-  checkpointBytes: number;
-  /** Processes with a live lease on this store (this one included). */
-  liveLeases: number;
-  /** Keys held in this process's index (every value is in memory). */
-  keysInMemory: number;
-  path: string;
-  version: bigint;
-  commits: number;
-  conflicts: number;
-  retries: number;
-  batches: number;
-  batchSizeMax: number;
-  fsyncs: number;
-  recordsRead: number;
-  keysWritten: number;
-  namespaces: number;
-  versionsHeld: number;
-  logBytes: number;
-  openSnapshots: number;
-  openTransactions: number;
-  /** The oldest version this process still pins (its head when nothing older is pinned). */
-  oldestPinVersion: bigint;
-  /** How long the oldest open snapshot or transaction has been held, in ms (0: none). */
-  oldestPinAgeMs: number;
-  checkpointVersion: bigint;
-  firstSegment: number;
-  compactions: number;
-  watchers: number;
-}
-
 const BATCH_MAX = 4096;
 /** The `idleMs` a pin's expire() receives when it ends because its history is gone, not idleness. */
 const PIN_LOST_HISTORY = -1;
 /** How often a read-only open starts again when a compaction switched the manifest under it. */
 const OPEN_ATTEMPTS_MAX = 20;
-/** Size of the `frontier` file (see log.ts). */
-const FRONTIER_FILE_BYTES = 36;
-/** Checkpoint file names exactly as compaction writes them. */
-const CHECKPOINT_FILE = /^ckpt-\d{16}(?:-\d+)?\.dat$/;
-const CHECKPOINT_TMP_FILE = /^ckpt-\d{16}(?:-\d+)?\.dat\.tmp$/;
-
-/** A directory's mode for files of `mode`: x wherever r is (0o600 → 0o700, 0o640 → 0o750). */
-function dirModeOf(mode: number): number {
-  return mode | ((mode & 0o444) >> 2);
-}
 /** Thrown to stop a scan after its first record (see #firstRecordTsn). */
 const FIRST_RECORD_SEEN = new Error("first record seen");
-const NAMESPACE_NAME_MAX = 256;
-
-function invalidArg(message: string): TxtDbError {
-  return new TxtDbError("INVALID_ARGUMENT", message);
-}
-
-/** Smallest `segmentBytes`: below it every commit would start a new file. */
-const SEGMENT_BYTES_MIN = 256;
-/** Options that are durations: `Infinity` means "never". */
-const DURATION_OPTIONS = new Set(["lockTimeoutMs", "maxIdleMs", "relaxedSyncMs", "watchPollMs"]);
-/** Options that count bytes or items: positive integers. */
-const SIZE_OPTIONS = ["segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "maxWatchers", "watchBufferMax", "watchBufferBytes"] as const;
-/** The Platform members open() relies on; an `adapter` lacking one is refused up front. */
-const PLATFORM_FUNCTIONS = ["open", "stat", "readdir", "mkdir", "rename", "unlink", "syncDir", "monotonicMs", "wallClockMs", "sleep", "randomBytes", "watchDir"] as const;
-
-function checkOptions(o: OpenOptions): void {
-  if (o === null || typeof o !== "object") throw invalidArg("open() options must be an object");
-  for (const name of ["readOnly", "allowForeignOwner"] as const) {
-    if (o[name] !== undefined && typeof o[name] !== "boolean") {
-      throw invalidArg(`Option ${name} must be true or false; got ${JSON.stringify(o[name])}`);
-    }
-  }
-  if (o.mode !== undefined && (!Number.isInteger(o.mode) || o.mode < 0 || o.mode > 0o777 || (o.mode & 0o600) !== 0o600)) {
-    throw invalidArg(`Option mode must be permission bits between 0o600 and 0o777 that include owner read and write (no setuid, setgid or sticky bits); got ${typeof o.mode === "number" ? "0o" + o.mode.toString(8) : JSON.stringify(o.mode)}`);
-  }
-  if (o.adapter !== undefined) {
-    const a = o.adapter as unknown as Record<string, unknown> | null;
-    const missing = a === null || typeof a !== "object" ? ["(not an object)"] : PLATFORM_FUNCTIONS.filter((f) => typeof a[f] !== "function");
-    if (missing.length > 0) throw invalidArg(`Option adapter must be a Platform (see txtdb/internal); it lacks ${missing.join(", ")}`);
-  }
-  for (const name of SIZE_OPTIONS) {
-    const v = (o as Record<string, unknown>)[name];
-    if (v !== undefined && (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1)) {
-      throw invalidArg(`Option ${name} must be a positive integer; got ${JSON.stringify(v)}`);
-    }
-  }
-  if (o.segmentBytes !== undefined && o.segmentBytes < SEGMENT_BYTES_MIN) {
-    throw invalidArg(`Option segmentBytes must be at least ${SEGMENT_BYTES_MIN}; got ${o.segmentBytes}`);
-  }
-  const oneOf = (name: string, v: unknown, allowed: string[]) => {
-    if (v !== undefined && !allowed.includes(v as string)) {
-      throw invalidArg(`Option ${name} must be one of ${allowed.map((a) => `"${a}"`).join(", ")}; got ${JSON.stringify(v)}`);
-    }
-  };
-  oneOf("durability", o.durability, ["full", "relaxed", "none"]);
-  oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
-  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "watchPollMs", "autoCompactBytes", "maxIdleMs"] as const) {
-    const v = o[name];
-    const ok = typeof v === "number" && v >= 0 && (Number.isFinite(v) || (v === Infinity && DURATION_OPTIONS.has(name)));
-    if (v !== undefined && !ok) {
-      throw invalidArg(`Option ${name} must be a non-negative number${DURATION_OPTIONS.has(name) ? " of milliseconds (Infinity: never)" : ""}; got ${JSON.stringify(v)}`);
-    }
-  }
-  if (o.namespaces !== undefined && !Array.isArray(o.namespaces)) throw invalidArg("Option namespaces must be an array of names");
-  for (const n of o.namespaces ?? []) checkNamespaceName(n);
-}
-
-function checkNamespaceName(name: unknown): asserts name is string {
-  if (typeof name !== "string" || name.length === 0 || name.length > NAMESPACE_NAME_MAX) {
-    throw invalidArg(`Namespace name must be a non-empty string of at most ${NAMESPACE_NAME_MAX} characters; got ${JSON.stringify(name)}`);
-  }
-  // Names are stored as UTF-8: a lone surrogate would be stored as U+FFFD, under another
-  // name than the one asked for, and processes would disagree about which namespace it is.
-  if (!isWellFormedString(name)) {
-    throw invalidArg(`Namespace name ${JSON.stringify(name)} contains a lone surrogate (half of a UTF-16 pair), which cannot be stored as UTF-8; use well-formed Unicode`);
-  }
-}
-
-/** A function, or INVALID_ARGUMENT. */
-function checkFunction(what: string, f: unknown): void {
-  if (typeof f !== "function") throw invalidArg(`${what} must be a function; got ${f === null ? "null" : typeof f}`);
-}
-
-/** An AbortSignal (or undefined), or INVALID_ARGUMENT. */
-function checkSignal(signal: unknown): void {
-  if (signal === undefined) return;
-  const s = signal as { aborted?: unknown; addEventListener?: unknown } | null;
-  if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function") {
-    throw invalidArg(`signal must be an AbortSignal; got ${JSON.stringify(signal)}`);
-  }
-}
-
-function ioError(e: unknown, what: string): unknown {
-  if (e instanceof PortError) return new TxtDbError("IO", `${what} failed: ${e.message}`, { cause: e });
-  return e;
-}
-
 interface PendingCommit {
   state: TxState;
   resolve: (tsn: number) => void;
@@ -341,50 +134,38 @@ export class Database implements TxHost {
   readonly #autoCompactBytes: number;
   #autoCompacting: Promise<unknown> | undefined;
   #compactions = 0;
-  readonly #commitLatencyUs = new Histogram();
-  readonly #lockWaitUs = new Histogram();
-  readonly #batchSizes = new Histogram();
-  readonly #fsyncUs = new Histogram();
-  readonly #counters = { reads: 0, commits: 0, conflicts: 0, retries: 0, batches: 0, batchSizeMax: 0, fsyncs: 0, recordsRead: 0, keysWritten: 0 };
+  readonly #meters = new Meters();
+  readonly #counters = this.#meters.counters;
 
   /** Use {@link open}. */
   constructor(path: string, platform: Platform, options: OpenOptions) {
     this.path = path.replace(/\/+$/, "") || "/";
     this.platform = platform;
-    this.readOnly = options.readOnly === true;
-    this.limits = {
-      maxKeyBytes: options.maxKeyBytes ?? 2048,
-      maxValueBytes: options.maxValueBytes ?? 16 * 1024 * 1024,
-      maxTxBytes: options.maxTxBytes ?? 64 * 1024 * 1024,
-      maxTxWrites: options.maxTxWrites ?? 100_000,
-    };
-    const mode = options.mode ?? 0o600;
+    const o = resolveOptions(options);
+    this.readOnly = o.readOnly;
+    this.limits = o.limits;
+    const mode = o.mode;
     this.#log = new Log(platform, this.path, mode, this.readOnly);
-    this.#lock = new FileLock(platform, `${this.path}/writer.lock`, mode);
-    this.#lock.onWait = (ms) => this.#lockWaitUs.record(ms * 1000);
-    this.#lock.describeHolder = (handle) => {
-      const h = readHolderFrom(handle);
-      if (!h) return "";
-      const forMs = Math.max(0, Math.round(platform.wallClockMs() - h.sinceWallMs));
-      return ` (it says: pid ${h.pid}, ${h.runtime}, since ${forMs} ms ago; a stopped or hung process keeps it until it dies)`;
-    };
-    this.#durability = options.durability ?? "full";
-    this.#isolation = options.isolation ?? "serializable";
-    this.#relaxedSyncMs = options.relaxedSyncMs ?? 50;
-    this.#lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
-    this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
-    this.#autoCompactBytes = options.autoCompactBytes ?? 256 * 1024 * 1024;
-    this.#maxIdleMs = options.maxIdleMs ?? 10 * 60 * 1000;
+    this.#lock = new FileLock(platform, `${this.path}/${WRITER_LOCK}`, mode);
+    this.#lock.onWait = (ms) => this.#meters.lockWaitUs.record(ms * 1000);
+    this.#lock.describeHolder = describeHolder(platform);
+    this.#durability = o.durability;
+    this.#isolation = o.isolation;
+    this.#relaxedSyncMs = o.relaxedSyncMs;
+    this.#lockTimeoutMs = o.lockTimeoutMs;
+    this.#segmentBytes = o.segmentBytes;
+    this.#autoCompactBytes = o.autoCompactBytes;
+    this.#maxIdleMs = o.maxIdleMs;
     this.#watchHub = new WatchHub({
       log: this.#log,
       logStart: () => ({ seg: this.#firstSegment, off: 0 }),
       checkpointTsn: () => this.#manifest.checkpointTsn ?? 0,
       head: () => ({ pos: this.#readPos, tsn: this.#visibleTsn }),
       watchDir: (onChange) => platform.watchDir(this.path, onChange),
-      pollMs: options.watchPollMs ?? 10,
-      bufferMax: options.watchBufferMax ?? 10_000,
-      bufferBytes: options.watchBufferBytes ?? WATCH_BUFFER_BYTES_DEFAULT,
-      maxWatchers: options.maxWatchers ?? 1000,
+      pollMs: o.watchPollMs,
+      bufferMax: o.watchBufferMax,
+      bufferBytes: o.watchBufferBytes,
+      maxWatchers: o.maxWatchers,
     });
   }
 
@@ -508,22 +289,22 @@ export class Database implements TxHost {
     };
     const framed = (name: string) => head(name)?.[0] === FRAME_MAGIC;
     const storeLike = names.filter((n) =>
-      n === "MANIFEST" || n === "leases" || ((parseSegmentName(n) ?? 0) >= 1 && framed(n)) || (CHECKPOINT_FILE.test(n) && framed(n))
+      n === MANIFEST || n === LEASES_DIR || ((parseSegmentName(n) ?? 0) >= 1 && framed(n)) || (CHECKPOINT_FILE.test(n) && framed(n))
     );
     const leftover = (n: string): boolean => {
       const bytes = head(n);
       if (!bytes) return false;
       if (n === segmentName(1)) return bytes.every((b) => b === 0) || bytes[0] === FRAME_MAGIC; // data is judged below
       // A frontier torn by a power loss during creation is shorter than a whole one.
-      if (n === "frontier") return (this.platform.lstat(`${this.path}/${n}`)?.size ?? Infinity) <= FRONTIER_FILE_BYTES;
-      if (n === "writer.lock") return bytes.length === 0 || bytes[0] === 0x7b; // empty, or a holder record ("{")
-      if (n === "MANIFEST.tmp") return bytes.length === 0 || bytes[0] === FRAME_MAGIC;
+      if (n === FRONTIER) return (this.platform.lstat(`${this.path}/${n}`)?.size ?? Infinity) <= FRONTIER_FILE_BYTES;
+      if (n === WRITER_LOCK) return bytes.length === 0 || bytes[0] === 0x7b; // empty, or a holder record ("{")
+      if (n === MANIFEST_TMP) return bytes.length === 0 || bytes[0] === FRAME_MAGIC;
       return false;
     };
     const foreign = names.filter((n) => !storeLike.includes(n) && !leftover(n));
     const damaged = (what: string) =>
       new TxtDbError("CORRUPTION", `Store "${this.path}" has no MANIFEST but ${what}: it was a store whose manifest is lost. Nothing was changed; restore MANIFEST (or the directory) from a backup, or run \`txtdb check\``, {
-        details: { file: `${this.path}/MANIFEST`, offset: 0 },
+        details: { file: `${this.path}/${MANIFEST}`, offset: 0 },
       });
     const extra = storeLike.filter((n) => n !== segmentName(1));
     if (extra.length > 0) throw damaged(`holds ${extra.slice(0, 3).map((n) => `"${n}"`).join(", ")}`);
@@ -551,7 +332,7 @@ export class Database implements TxHost {
   #checkManifestFiles(m: Manifest): void {
     const bad = (reason: string) =>
       new TxtDbError("CORRUPTION", `Manifest of "${this.path}" does not match the files: ${reason}. Nothing was changed; restore the store from a backup, or run \`txtdb check\``, {
-        details: { file: `${this.path}/MANIFEST`, offset: 0 },
+        details: { file: `${this.path}/${MANIFEST}`, offset: 0 },
       });
     const first = m.firstSegment ?? 1;
     const ckptTsn = m.checkpointTsn ?? 0;
@@ -685,7 +466,7 @@ export class Database implements TxHost {
         doomed.push(name);
       } else if ((CHECKPOINT_FILE.test(name) || CHECKPOINT_TMP_FILE.test(name)) && name !== this.#manifest.checkpoint) {
         doomed.push(name);
-      } else if (name === "MANIFEST.tmp") {
+      } else if (name === MANIFEST_TMP) {
         doomed.push(name);
       }
     }
@@ -720,7 +501,7 @@ export class Database implements TxHost {
   /** Takes this process's lease (liveness and pins); a read-only store may refuse it. */
   #startLease(): void {
     try {
-      const dir = `${this.path}/leases`;
+      const dir = `${this.path}/${LEASES_DIR}`;
       // The store's mode applies here too: a store shared with a group is one whose
       // readers can take leases, so that compaction keeps what they read.
       if (!this.readOnly) this.platform.mkdir(dir, dirModeOf(this.#log.mode));
@@ -804,7 +585,7 @@ export class Database implements TxHost {
 
   /** Every live process's lease: pins and diagnostics; dead ones are reclaimed (removed). */
   #scanLeases(): { minPin: number; live: { pid: number; runtime: string; pin: number | undefined; path: string }[]; reclaimed: number } {
-    const dir = `${this.path}/leases`;
+    const dir = `${this.path}/${LEASES_DIR}`;
     let names: string[] = [];
     try {
       names = this.platform.readdir(dir);
@@ -932,11 +713,7 @@ export class Database implements TxHost {
    * and LOCK_TIMEOUT messages. A courtesy: a failed write changes nothing else.
    */
   #stampHolder(): void {
-    try {
-      this.#lock.stamp(holderRecord(this.platform));
-    } catch {
-      // diagnostics only
-    }
+    stampHolder(this.#lock, this.platform);
   }
 
   #nextTurn(): Promise<void> {
@@ -952,7 +729,7 @@ export class Database implements TxHost {
   #datasync(f: { datasync(): void }): void {
     const t0 = this.platform.monotonicMs();
     f.datasync();
-    this.#fsyncUs.record((this.platform.monotonicMs() - t0) * 1000);
+    this.#meters.fsyncUs.record((this.platform.monotonicMs() - t0) * 1000);
     this.#counters.fsyncs++;
   }
 
@@ -970,7 +747,7 @@ export class Database implements TxHost {
     const t0 = this.platform.monotonicMs();
     return new Promise<number>((resolve, reject) => {
       const done = (tsn: number) => {
-        this.#commitLatencyUs.record((this.platform.monotonicMs() - t0) * 1000);
+        this.#meters.commitLatencyUs.record((this.platform.monotonicMs() - t0) * 1000);
         resolve(tsn);
       };
       const pending: PendingCommit = { state, resolve: done, reject };
@@ -1123,7 +900,7 @@ export class Database implements TxHost {
     this.#counters.batches++;
     this.#counters.commits += frames.length;
     this.#counters.batchSizeMax = Math.max(this.#counters.batchSizeMax, frames.length);
-    this.#batchSizes.record(frames.length);
+    this.#meters.batchSizes.record(frames.length);
     for (const a of applied) this.#counters.keysWritten += a.record.writes.length;
     if (this.#durability === "relaxed") this.#scheduleRelaxedSync();
     this.#publishPin();
@@ -1343,8 +1120,13 @@ export class Database implements TxHost {
     }
   }
 
+  /** Milliseconds from now to `deadline` (a monotonic time), if there is one. */
+  #delayTo(deadline: number | undefined): number | undefined {
+    return deadline === undefined ? undefined : deadline - this.platform.monotonicMs();
+  }
+
   #withDeadline<T>(p: Promise<T>, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<T> {
-    return this.#raceDeadline(p, deadline, signal, (cause) => ({ error: timeoutError(cause) }));
+    return raceDeadline(p, this.#delayTo(deadline), signal, (cause) => ({ error: timeoutError(cause) }));
   }
 
   /**
@@ -1360,52 +1142,13 @@ export class Database implements TxHost {
     const pending = this.#lastSubmitted as PendingCommit | undefined; // set synchronously by commit()
     this.#lastSubmitted = undefined;
     if (!pending) return committing; // read-only: resolved already
-    return this.#raceDeadline(committing, deadline, signal, (cause) => {
+    return raceDeadline(committing, this.#delayTo(deadline), signal, (cause) => {
       const i = this.#queue.indexOf(pending);
       if (i < 0) return undefined; // in a group commit already: wait for its outcome
       this.#queue.splice(i, 1);
       const error = timeoutError(cause);
       pending.reject(error); // tx.commit() settles (rolled back); nothing was written
       return { error };
-    });
-  }
-
-  /**
-   * Settles with `p`, or earlier with the error `onDeadline` gives when the deadline passes
-   * or the signal aborts; `onDeadline` returning undefined means "keep waiting for `p`".
-   */
-  #raceDeadline<T>(p: Promise<T>, deadline: number | undefined, signal: AbortSignal | undefined, onDeadline: (cause?: unknown) => { error: TxtDbError } | undefined): Promise<T> {
-    if (deadline === undefined && !signal) return p;
-    return new Promise<T>((resolve, reject) => {
-      let timer: Timer | undefined;
-      let settled = false;
-      const stop = () => {
-        timer?.cancel();
-        signal?.removeEventListener("abort", onAbort);
-      };
-      const fire = (cause?: unknown) => {
-        if (settled) return;
-        const outcome = onDeadline(cause);
-        if (!outcome) return stop();
-        settled = true;
-        stop();
-        reject(outcome.error);
-      };
-      const onAbort = () => fire(signal?.reason);
-      p.then((v) => {
-        if (settled) return;
-        settled = true;
-        stop();
-        resolve(v);
-      }, (e) => {
-        if (settled) return;
-        settled = true;
-        stop();
-        reject(e);
-      });
-      if (signal?.aborted) return fire(signal.reason);
-      if (deadline !== undefined) timer = armTimer(deadline - this.platform.monotonicMs(), () => fire());
-      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
@@ -1643,33 +1386,7 @@ export class Database implements TxHost {
    * ```
    */
   metrics(): string {
-    const s = this.stats();
-    const c = (name: string, help: string, value: number) => ({ name: `txtdb_${name}`, help, type: "counter" as const, value });
-    const g = (name: string, help: string, value: number) => ({ name: `txtdb_${name}`, help, type: "gauge" as const, value });
-    return renderPrometheus([
-      c("commits_total", "Transactions committed by this process.", s.commits),
-      c("conflicts_total", "Commits rejected with CONFLICT.", s.conflicts),
-      c("retries_total", "Transaction reruns after CONFLICT.", s.retries),
-      c("group_commits_total", "Group commits (one lock, one append, one sync each).", s.batches),
-      c("fsyncs_total", "fdatasync calls on log segments.", s.fsyncs),
-      c("reads_total", "Reads on the database handle.", s.reads),
-      c("records_read_total", "Log records applied from other processes and at open.", s.recordsRead),
-      c("compactions_total", "Compactions run by this process.", s.compactions),
-      g("version", "Newest committed version this process has seen.", Number(s.version)),
-      g("log_bytes", "Bytes in live log segments.", s.logBytes),
-      g("checkpoint_bytes", "Bytes in the current checkpoint.", s.checkpointBytes),
-      g("live_leases", "Processes with a live lease on the store.", s.liveLeases),
-      g("keys_in_memory", "Keys in this process's index.", s.keysInMemory),
-      g("versions_in_memory", "Versions in this process's index.", s.versionsHeld),
-      g("open_snapshots", "Open snapshots.", s.openSnapshots),
-      g("open_transactions", "Open transactions.", s.openTransactions),
-      g("oldest_pin_age_seconds", "Age of the oldest open snapshot or transaction.", s.oldestPinAgeMs / 1000),
-      g("watchers", "Open watchers.", s.watchers),
-      { name: "txtdb_commit_latency_seconds", help: "Commit latency, submit to resolve.", type: "summary", histogram: this.#commitLatencyUs, scale: 1e-6 },
-      { name: "txtdb_lock_wait_seconds", help: "Writer-lock waits.", type: "summary", histogram: this.#lockWaitUs, scale: 1e-6 },
-      { name: "txtdb_fsync_seconds", help: "fdatasync durations.", type: "summary", histogram: this.#fsyncUs, scale: 1e-6 },
-      { name: "txtdb_group_commit_size", help: "Transactions per group commit.", type: "summary", histogram: this.#batchSizes },
-    ], { store: this.path, runtime: this.platform.runtime });
+    return renderMetrics(this.stats(), this.#meters, { store: this.path, runtime: this.platform.runtime });
   }
 
   /** Counters and figures of this process's view of the store. */
@@ -1679,18 +1396,18 @@ export class Database implements TxHost {
     const checkpointBytes = this.#checkpointBytes();
     let liveLeases = 0;
     try {
-      for (const name of this.platform.readdir(`${this.path}/leases`)) {
-        if (isLeaseFile(name) && leaseOwnerAlive(this.platform, `${this.path}/leases/${name}`)) liveLeases++;
+      for (const name of this.platform.readdir(`${this.path}/${LEASES_DIR}`)) {
+        if (isLeaseFile(name) && leaseOwnerAlive(this.platform, `${this.path}/${LEASES_DIR}/${name}`)) liveLeases++;
       }
     } catch {
       // no leases directory (a read-only store)
     }
     return {
       durability: this.#durability,
-      commitLatencyUs: this.#commitLatencyUs.summary(),
-      lockWaitUs: this.#lockWaitUs.summary(),
-      fsyncUs: this.#fsyncUs.summary(),
-      batchSize: this.#batchSizes.summary(),
+      commitLatencyUs: this.#meters.commitLatencyUs.summary(),
+      lockWaitUs: this.#meters.lockWaitUs.summary(),
+      fsyncUs: this.#meters.fsyncUs.summary(),
+      batchSize: this.#meters.batchSizes.summary(),
       checkpointBytes,
       liveLeases,
       keysInMemory: this.index.keyCountAll(),
@@ -1731,8 +1448,7 @@ export async function open(path: string, options: OpenOptions = {}): Promise<Dat
   } catch (e) {
     throw ioError(e, `Checking the store directory "${path}"`);
   }
-  const mode = options.mode ?? 0o600;
-  const dirMode = dirModeOf(mode);
+  const dirMode = dirModeOf(resolveOptions(options).mode);
   if (!options.readOnly) {
     try {
       platform.mkdir(path, dirMode);

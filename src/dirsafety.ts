@@ -37,6 +37,7 @@
 import { TxtDbError } from "./errors.ts";
 import { ELOOP, ENOTREG, joinPath, PortError } from "./port.ts";
 import type { FileInfo, Platform } from "./port.ts";
+import { isStoreFileName, LEASES_DIR } from "./files.ts";
 
 /** Options of {@link checkStoreDirectory}. */
 export interface StoreDirectoryCheckOptions {
@@ -47,10 +48,6 @@ export interface StoreDirectoryCheckOptions {
   allowForeignOwner?: boolean;
 }
 
-/** Names of the files txtdb writes in a store directory (see log.ts and db.ts). */
-const STORE_FILE = /^(?:MANIFEST(?:\.tmp)?|frontier|writer\.lock|seg-\d{10}\.log|ckpt-.*)$/;
-/** The directory of lease files. */
-const LEASES_DIR = "leases";
 /** Entries of leases/ looked at, at most: the check is bounded like everything else. */
 const LEASE_ENTRIES_MAX = 10_000;
 
@@ -126,7 +123,7 @@ export function checkStoreDirectory(platform: Platform, path: string, options: S
       }
       continue;
     }
-    if (!STORE_FILE.test(name)) continue;
+    if (!isStoreFileName(name)) continue;
     const filePath = joinPath(path, name);
     const info = io(() => platform.lstat(filePath), filePath);
     if (info && !info.isFile) throw plantedFile(filePath, info, "a regular file");

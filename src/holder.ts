@@ -10,6 +10,7 @@
  * @module
  */
 import type { FileHandle, Platform } from "./port.ts";
+import { WRITER_LOCK } from "./files.ts";
 
 /** Bytes of the holder record at the start of `writer.lock`. */
 export const HOLDER_RECORD_BYTES = 128;
@@ -62,7 +63,7 @@ export function readHolderFrom(handle: FileHandle): WriterHolder | undefined {
 export function readWriterHolder(platform: Platform, dir: string): { held: boolean; holder: WriterHolder | undefined } {
   let handle: FileHandle;
   try {
-    handle = platform.open(`${dir}/writer.lock`, { readOnly: true });
+    handle = platform.open(`${dir}/${WRITER_LOCK}`, { readOnly: true });
   } catch {
     return { held: false, holder: undefined };
   }
@@ -75,4 +76,27 @@ export function readWriterHolder(platform: Platform, dir: string): { held: boole
   } finally {
     handle.close();
   }
+}
+
+/**
+ * Writes who holds the writer lock into the lock file (see {@link holderRecord}), for
+ * `txtdb doctor` and LOCK_TIMEOUT messages. A courtesy: a failed write changes nothing else.
+ * Call it holding the lock.
+ */
+export function stampHolder(lock: { stamp(bytes: Uint8Array): void }, platform: Platform): void {
+  try {
+    lock.stamp(holderRecord(platform));
+  } catch {
+    // diagnostics only
+  }
+}
+
+/** The holder description a LOCK_TIMEOUT message ends with (see `FileLock.describeHolder`). */
+export function describeHolder(platform: Platform): (handle: FileHandle) => string {
+  return (handle) => {
+    const h = readHolderFrom(handle);
+    if (!h) return "";
+    const forMs = Math.max(0, Math.round(platform.wallClockMs() - h.sinceWallMs));
+    return ` (it says: pid ${h.pid}, ${h.runtime}, since ${forMs} ms ago; a stopped or hung process keeps it until it dies)`;
+  };
 }

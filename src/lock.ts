@@ -23,7 +23,7 @@
  */
 import { TxtDbError, assert } from "./errors.ts";
 import type { FileHandle, Platform } from "./port.ts";
-import { armTimer } from "./timers.ts";
+import { armDeadline } from "./timers.ts";
 import { storeFileError } from "./dirsafety.ts";
 import type { Timer } from "./timers.ts";
 
@@ -125,23 +125,16 @@ export class FileLock {
       return Promise.resolve(immediate);
     }
     return new Promise<Release>((resolve, reject) => {
-      let timer: Timer | undefined;
-      const onAbort = () => this.#abandon(waiter, this.#timeoutError(exclusive, this.#platform.monotonicMs() - now, signal?.reason));
+      let wait: Timer | undefined;
       const waiter: Waiter = {
         exclusive,
         resolve,
         reject,
         enqueuedMs: now,
-        cleanup: () => {
-          timer?.cancel();
-          signal?.removeEventListener("abort", onAbort);
-        },
+        cleanup: () => wait?.cancel(),
       };
-      if (timeoutMs !== undefined) {
-        // armTimer: a timeout of 2^31 ms or more (or Infinity) must not fire at once.
-        timer = armTimer(timeoutMs, () => this.#abandon(waiter, this.#timeoutError(exclusive, timeoutMs)));
-      }
-      signal?.addEventListener("abort", onAbort, { once: true });
+      wait = armDeadline(timeoutMs, signal, (aborted, reason) =>
+        this.#abandon(waiter, aborted ? this.#timeoutError(exclusive, this.#platform.monotonicMs() - now, reason) : this.#timeoutError(exclusive, timeoutMs!)));
       this.#queue.push(waiter);
       try {
         this.#pump();

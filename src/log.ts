@@ -36,6 +36,7 @@ import { frame, parseFrame, FRAME_HEADER_BYTES, FRAME_MAGIC } from "./record.ts"
 import { joinPath, PortError } from "./port.ts";
 import type { FileHandle, OpenOptions, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
+import { FRONTIER, FRONTIER_FILE_BYTES, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName } from "./files.ts";
 
 /** The on-disk format this code writes; a newer one is refused with FORMAT. */
 export const FORMAT_VERSION = 1;
@@ -73,7 +74,7 @@ export interface Manifest {
   firstSegment?: number;
 }
 
-const FRONTIER_BYTES = 36;
+const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
 /** Reads start small (the common catch-up finds nothing new) and double up to this. */
 const READ_CHUNK_FIRST_BYTES = 4096;
 const READ_CHUNK_MAX_BYTES = 4 << 20;
@@ -93,15 +94,7 @@ export function comparePositions(a: LogPosition, b: LogPosition): number {
   return a.seg !== b.seg ? a.seg - b.seg : a.off - b.off;
 }
 
-export function segmentName(n: number): string {
-  return `seg-${String(n).padStart(10, "0")}.log`;
-}
-
-/** The number of a segment file, or undefined if `name` is not one. */
-export function parseSegmentName(name: string): number | undefined {
-  const m = /^seg-(\d{10})\.log$/.exec(name);
-  return m ? Number(m[1]) : undefined;
-}
+export { parseSegmentName, segmentName };
 
 /** Access to one store directory's log files. One per open database. */
 export class Log {
@@ -134,7 +127,7 @@ export class Log {
   // --- manifest ---
 
   readManifest(): Manifest | undefined {
-    const path = this.path("MANIFEST");
+    const path = this.path(MANIFEST);
     if (!this.platform.lstat(path)) return undefined;
     const f = this.#openStoreFile(path, { readOnly: true });
     try {
@@ -170,7 +163,7 @@ export class Log {
    * which removes a link itself, never its target.
    */
   writeManifest(m: Manifest): void {
-    const tmp = this.path("MANIFEST.tmp");
+    const tmp = this.path(MANIFEST_TMP);
     this.platform.unlink(tmp);
     const f = this.#openStoreFile(tmp, { create: true, exclusive: true, mode: this.mode });
     try {
@@ -179,7 +172,7 @@ export class Log {
     } finally {
       f.close();
     }
-    this.platform.rename(tmp, this.path("MANIFEST"));
+    this.platform.rename(tmp, this.path(MANIFEST));
     this.platform.syncDir(this.dir);
   }
 
@@ -195,7 +188,7 @@ export class Log {
   // --- frontier ---
 
   #frontier(): FileHandle {
-    this.#frontierHandle ??= this.#openStoreFile(this.path("frontier"), this.readOnly ? { readOnly: true } : { create: true, mode: this.mode });
+    this.#frontierHandle ??= this.#openStoreFile(this.path(FRONTIER), this.readOnly ? { readOnly: true } : { create: true, mode: this.mode });
     return this.#frontierHandle;
   }
 

@@ -15,7 +15,7 @@
  */
 import { describeKey } from "./keys.ts";
 import type { TxtDbError } from "./errors.ts";
-import { armTimer } from "./timers.ts";
+import { armDeadline } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 
 /** Gives up the turn; idempotent. */
@@ -49,18 +49,14 @@ export class RetryTurns {
       if (this.#tails.get(subject) === mine) this.#tails.delete(subject);
     };
     if (before && !signal?.aborted) {
-      let timer: Timer | undefined;
-      let onAbort: (() => void) | undefined;
+      let wait: Timer | undefined;
       await Promise.race([
         before,
         new Promise<void>((resolve) => {
-          timer = armTimer(maxWaitMs, resolve);
-          onAbort = resolve;
-          signal?.addEventListener("abort", onAbort, { once: true });
+          wait = armDeadline(maxWaitMs, signal, () => resolve());
         }),
       ]);
-      timer?.cancel();
-      if (onAbort) signal?.removeEventListener("abort", onAbort);
+      wait?.cancel();
     }
     return leave;
   }

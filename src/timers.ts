@@ -74,3 +74,69 @@ export function armInterval(everyMs: number, fn: () => void, options: { unref?: 
   if (options.unref) unref(raw);
   return { cancel: () => clearInterval(raw) };
 }
+
+/**
+ * Calls `fire` once when `delayMs` passes (undefined: no deadline) or `signal` aborts,
+ * whichever comes first; `fire(true, reason)` on abort, `fire(false)` at the deadline.
+ * `cancel()` disarms both (call it once the wait ends any other way). A signal that is
+ * already aborted is the caller's to check first: nothing fires for it here.
+ *
+ * @example
+ * ```ts
+ * const wait = armDeadline(5000, signal, (aborted) => giveUp(aborted));
+ * // ... when the awaited thing arrives:
+ * wait.cancel();
+ * ```
+ */
+export function armDeadline(delayMs: number | undefined, signal: AbortSignal | undefined, fire: (aborted: boolean, reason?: unknown) => void): Timer {
+  // armTimer: a timeout of 2^31 ms or more (or Infinity) must not fire at once.
+  const timer = delayMs === undefined ? undefined : armTimer(delayMs, () => fire(false));
+  const onAbort = () => fire(true, signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  return {
+    cancel() {
+      timer?.cancel();
+      signal?.removeEventListener("abort", onAbort);
+    },
+  };
+}
+
+/**
+ * Settles with `p`, or earlier with the error `onDeadline` gives when `delayMs` passes or
+ * the signal aborts (the abort's reason as `cause`); `onDeadline` returning undefined
+ * means "keep waiting for `p`".
+ *
+ * @example
+ * ```ts
+ * await raceDeadline(work(), 1000, signal, () => ({ error: new Error("too slow") }));
+ * ```
+ */
+export function raceDeadline<T>(p: Promise<T>, delayMs: number | undefined, signal: AbortSignal | undefined, onDeadline: (cause?: unknown) => { error: unknown } | undefined): Promise<T> {
+  if (delayMs === undefined && !signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    let wait: Timer | undefined;
+    let settled = false;
+    const stop = () => wait?.cancel();
+    const fire = (cause?: unknown) => {
+      if (settled) return;
+      const outcome = onDeadline(cause);
+      if (!outcome) return stop();
+      settled = true;
+      stop();
+      reject(outcome.error);
+    };
+    p.then((v) => {
+      if (settled) return;
+      settled = true;
+      stop();
+      resolve(v);
+    }, (e) => {
+      if (settled) return;
+      settled = true;
+      stop();
+      reject(e);
+    });
+    if (signal?.aborted) return fire(signal.reason);
+    wait = armDeadline(delayMs, signal, (aborted, reason) => (aborted ? fire(reason) : fire()));
+  });
+}

@@ -1,0 +1,65 @@
+/**
+ * The names of the files txtdb writes in a store directory, in one place, and how a
+ * failed file operation is reported.
+ *
+ * ```
+ * MANIFEST               frame(CBOR {format, createdAtMs, checkpoint, ...}); replaced atomically
+ * MANIFEST.tmp           the next manifest while it is written (renamed over MANIFEST)
+ * seg-0000000001.log     append-only frames; a new segment starts past `segmentBytes`
+ * ckpt-<16 digits>-<n>.dat   a compaction's checkpoint (`.tmp` while it is written)
+ * frontier               36 bytes: what readers may see, and what is known durable
+ * writer.lock            flock: held exclusively by the one process appending
+ * leases/                one locked file per live process (liveness, pins)
+ * ```
+ *
+ * @module
+ */
+import { TxtDbError } from "./errors.ts";
+import { PortError } from "./port.ts";
+
+/** The manifest: which checkpoint and segments make up the store. */
+export const MANIFEST = "MANIFEST";
+/** The next manifest while it is written. */
+export const MANIFEST_TMP = "MANIFEST.tmp";
+/** The published frontier of the log. */
+export const FRONTIER = "frontier";
+/** Size of the `frontier` file (see log.ts). */
+export const FRONTIER_FILE_BYTES = 36;
+/** The writer lock (and the holder record at its start; see holder.ts). */
+export const WRITER_LOCK = "writer.lock";
+/** The directory of lease files (see liveness.ts). */
+export const LEASES_DIR = "leases";
+
+/** Log segment names: `seg-` and the segment number in 10 digits. */
+export const SEGMENT_FILE = /^seg-(\d{10})\.log$/;
+/** Checkpoint file names exactly as compaction writes them. */
+export const CHECKPOINT_FILE = /^ckpt-\d{16}(?:-\d+)?\.dat$/;
+/** A checkpoint being written. */
+export const CHECKPOINT_TMP_FILE = /^ckpt-\d{16}(?:-\d+)?\.dat\.tmp$/;
+/** The prefix of every checkpoint name, written or being written. */
+export const CHECKPOINT_PREFIX = "ckpt-";
+
+/** The name of log segment `n`. */
+export function segmentName(n: number): string {
+  return `seg-${String(n).padStart(10, "0")}.log`;
+}
+
+/** The number of a segment file, or undefined if `name` is not one. */
+export function parseSegmentName(name: string): number | undefined {
+  const m = SEGMENT_FILE.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * True for a name txtdb writes at the top of a store directory (not `leases/`): what a
+ * planted link or non-regular file must never stand in for (see dirsafety.ts).
+ */
+export function isStoreFileName(name: string): boolean {
+  return name === MANIFEST || name === MANIFEST_TMP || name === FRONTIER || name === WRITER_LOCK || SEGMENT_FILE.test(name) || name.startsWith(CHECKPOINT_PREFIX);
+}
+
+/** A port failure as an IO error saying what was attempted; anything else unchanged. */
+export function ioError(e: unknown, what: string): unknown {
+  if (e instanceof PortError) return new TxtDbError("IO", `${what} failed: ${e.message}`, { cause: e });
+  return e;
+}

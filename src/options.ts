@@ -1,0 +1,210 @@
+/**
+ * Options of `open()` and of transactions: their types, their defaults (all in
+ * {@link resolveOptions}), and the checks that turn a bad option or argument into
+ * INVALID_ARGUMENT before anything is done.
+ *
+ * @module
+ */
+import { TxtDbError } from "./errors.ts";
+import { isWellFormedString } from "./keys.ts";
+import type { Platform } from "./port.ts";
+import type { Isolation, Limits } from "./tx.ts";
+import { WATCH_BUFFER_BYTES_DEFAULT } from "./watch.ts";
+
+/** Durability modes. */
+export type Durability = "full" | "relaxed" | "none";
+
+/** Options of {@link open}. */
+export interface OpenOptions {
+  /** "full" (default): a commit resolves after fsync; "relaxed": fsync at most `relaxedSyncMs` later; "none": no fsync. */
+  durability?: Durability;
+  /** Default isolation of transactions: "serializable" (default) or "snapshot". */
+  isolation?: Isolation;
+  /** Open without writing anything; writes fail with READ_ONLY. */
+  readOnly?: boolean;
+  /** Namespaces to create if missing, atomically with the open. */
+  namespaces?: string[];
+  /** The Platform to use instead of the one for this runtime (tests use the simulated one). */
+  adapter?: Platform;
+  /** Permission bits of created files (default 0o600; directories get the matching x bits). */
+  mode?: number;
+  /**
+   * Open a store directory that belongs to another user (default false: refused, root
+   * included, since whoever owns a directory can replace its files). Only for a directory
+   * whose owner you trust as much as yourself, e.g. a store shared within a group.
+   */
+  allowForeignOwner?: boolean;
+  /** With durability "relaxed": the most a commit's fsync may lag, in ms (default 50). */
+  relaxedSyncMs?: number;
+  /** How long to wait for the writer lock before LOCK_TIMEOUT, in ms (default 30 000). */
+  lockTimeoutMs?: number;
+  /** Start a new log segment past this size, in bytes (default 64 MiB). */
+  segmentBytes?: number;
+  /** Largest encoded key, in bytes (default 2 KiB). */
+  maxKeyBytes?: number;
+  /** Largest encoded value, in bytes (default 16 MiB). */
+  maxValueBytes?: number;
+  /** Largest transaction, in bytes of keys and values (default 64 MiB). */
+  maxTxBytes?: number;
+  /** Most keys one transaction may write (default 100 000). */
+  maxTxWrites?: number;
+  /** Most watchers open at once on this database (default 1 000). */
+  maxWatchers?: number;
+  /** Events a watcher buffers before WATCH_OVERFLOW (default 10 000). */
+  watchBufferMax?: number;
+  /** Bytes of changes a watcher buffers before WATCH_OVERFLOW (default 64 MiB). */
+  watchBufferBytes?: number;
+  /** How often watchers poll when the adapter has no file events, in ms (default 10). */
+  watchPollMs?: number;
+  /** Compact automatically once sealed log segments exceed this many bytes (default 256 MiB; 0: never). */
+  autoCompactBytes?: number;
+  /**
+   * A snapshot or transaction unused for this long is released with a warning, so a leaked
+   * one cannot pin old versions forever (default 10 minutes; 0: never).
+   */
+  maxIdleMs?: number;
+}
+
+/** Options of {@link Database.transaction} and {@link Database.begin}. */
+export interface TransactionOptions {
+  isolation?: Isolation;
+  /** Reruns on CONFLICT (default 10). */
+  maxRetries?: number;
+  /** Ends the whole transaction (all attempts) with TIMEOUT after this many ms. */
+  timeoutMs?: number;
+  /** Ends the transaction with TIMEOUT when aborted. */
+  signal?: AbortSignal;
+}
+
+/** Every option of {@link OpenOptions} with its default filled in (see {@link resolveOptions}). */
+export interface Settings {
+  readOnly: boolean;
+  limits: Limits;
+  mode: number;
+  durability: Durability;
+  isolation: Isolation;
+  relaxedSyncMs: number;
+  lockTimeoutMs: number;
+  segmentBytes: number;
+  autoCompactBytes: number;
+  maxIdleMs: number;
+  watchPollMs: number;
+  watchBufferMax: number;
+  watchBufferBytes: number;
+  maxWatchers: number;
+}
+
+/** The defaults of every option, in one place. */
+export function resolveOptions(options: OpenOptions): Settings {
+  return {
+    readOnly: options.readOnly === true,
+    limits: {
+      maxKeyBytes: options.maxKeyBytes ?? 2048,
+      maxValueBytes: options.maxValueBytes ?? 16 * 1024 * 1024,
+      maxTxBytes: options.maxTxBytes ?? 64 * 1024 * 1024,
+      maxTxWrites: options.maxTxWrites ?? 100_000,
+    },
+    mode: options.mode ?? 0o600,
+    durability: options.durability ?? "full",
+    isolation: options.isolation ?? "serializable",
+    relaxedSyncMs: options.relaxedSyncMs ?? 50,
+    lockTimeoutMs: options.lockTimeoutMs ?? 30_000,
+    segmentBytes: options.segmentBytes ?? 64 * 1024 * 1024,
+    autoCompactBytes: options.autoCompactBytes ?? 256 * 1024 * 1024,
+    maxIdleMs: options.maxIdleMs ?? 10 * 60 * 1000,
+    watchPollMs: options.watchPollMs ?? 10,
+    watchBufferMax: options.watchBufferMax ?? 10_000,
+    watchBufferBytes: options.watchBufferBytes ?? WATCH_BUFFER_BYTES_DEFAULT,
+    maxWatchers: options.maxWatchers ?? 1000,
+  };
+}
+
+/** A directory's mode for files of `mode`: x wherever r is (0o600 → 0o700, 0o640 → 0o750). */
+export function dirModeOf(mode: number): number {
+  return mode | ((mode & 0o444) >> 2);
+}
+
+const NAMESPACE_NAME_MAX = 256;
+
+/** An INVALID_ARGUMENT error with `message`. */
+export function invalidArg(message: string): TxtDbError {
+  return new TxtDbError("INVALID_ARGUMENT", message);
+}
+
+/** Smallest `segmentBytes`: below it every commit would start a new file. */
+const SEGMENT_BYTES_MIN = 256;
+/** Options that are durations: `Infinity` means "never". */
+const DURATION_OPTIONS = new Set(["lockTimeoutMs", "maxIdleMs", "relaxedSyncMs", "watchPollMs"]);
+/** Options that count bytes or items: positive integers. */
+const SIZE_OPTIONS = ["segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxBytes", "maxTxWrites", "maxWatchers", "watchBufferMax", "watchBufferBytes"] as const;
+/** The Platform members open() relies on; an `adapter` lacking one is refused up front. */
+const PLATFORM_FUNCTIONS = ["open", "stat", "readdir", "mkdir", "rename", "unlink", "syncDir", "monotonicMs", "wallClockMs", "sleep", "randomBytes", "watchDir"] as const;
+
+/** Checks `open()` options; INVALID_ARGUMENT for the first bad one. */
+export function checkOptions(o: OpenOptions): void {
+  if (o === null || typeof o !== "object") throw invalidArg("open() options must be an object");
+  for (const name of ["readOnly", "allowForeignOwner"] as const) {
+    if (o[name] !== undefined && typeof o[name] !== "boolean") {
+      throw invalidArg(`Option ${name} must be true or false; got ${JSON.stringify(o[name])}`);
+    }
+  }
+  if (o.mode !== undefined && (!Number.isInteger(o.mode) || o.mode < 0 || o.mode > 0o777 || (o.mode & 0o600) !== 0o600)) {
+    throw invalidArg(`Option mode must be permission bits between 0o600 and 0o777 that include owner read and write (no setuid, setgid or sticky bits); got ${typeof o.mode === "number" ? "0o" + o.mode.toString(8) : JSON.stringify(o.mode)}`);
+  }
+  if (o.adapter !== undefined) {
+    const a = o.adapter as unknown as Record<string, unknown> | null;
+    const missing = a === null || typeof a !== "object" ? ["(not an object)"] : PLATFORM_FUNCTIONS.filter((f) => typeof a[f] !== "function");
+    if (missing.length > 0) throw invalidArg(`Option adapter must be a Platform (see txtdb/internal); it lacks ${missing.join(", ")}`);
+  }
+  for (const name of SIZE_OPTIONS) {
+    const v = (o as Record<string, unknown>)[name];
+    if (v !== undefined && (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1)) {
+      throw invalidArg(`Option ${name} must be a positive integer; got ${JSON.stringify(v)}`);
+    }
+  }
+  if (o.segmentBytes !== undefined && o.segmentBytes < SEGMENT_BYTES_MIN) {
+    throw invalidArg(`Option segmentBytes must be at least ${SEGMENT_BYTES_MIN}; got ${o.segmentBytes}`);
+  }
+  const oneOf = (name: string, v: unknown, allowed: string[]) => {
+    if (v !== undefined && !allowed.includes(v as string)) {
+      throw invalidArg(`Option ${name} must be one of ${allowed.map((a) => `"${a}"`).join(", ")}; got ${JSON.stringify(v)}`);
+    }
+  };
+  oneOf("durability", o.durability, ["full", "relaxed", "none"]);
+  oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
+  for (const name of ["relaxedSyncMs", "lockTimeoutMs", "watchPollMs", "autoCompactBytes", "maxIdleMs"] as const) {
+    const v = o[name];
+    const ok = typeof v === "number" && v >= 0 && (Number.isFinite(v) || (v === Infinity && DURATION_OPTIONS.has(name)));
+    if (v !== undefined && !ok) {
+      throw invalidArg(`Option ${name} must be a non-negative number${DURATION_OPTIONS.has(name) ? " of milliseconds (Infinity: never)" : ""}; got ${JSON.stringify(v)}`);
+    }
+  }
+  if (o.namespaces !== undefined && !Array.isArray(o.namespaces)) throw invalidArg("Option namespaces must be an array of names");
+  for (const n of o.namespaces ?? []) checkNamespaceName(n);
+}
+
+/** A namespace name that can be stored as given, or INVALID_ARGUMENT. */
+export function checkNamespaceName(name: unknown): asserts name is string {
+  if (typeof name !== "string" || name.length === 0 || name.length > NAMESPACE_NAME_MAX) {
+    throw invalidArg(`Namespace name must be a non-empty string of at most ${NAMESPACE_NAME_MAX} characters; got ${JSON.stringify(name)}`);
+  }
+  // Names are stored as UTF-8: a lone surrogate would be stored as U+FFFD, under another
+  // name than the one asked for, and processes would disagree about which namespace it is.
+  if (!isWellFormedString(name)) {
+    throw invalidArg(`Namespace name ${JSON.stringify(name)} contains a lone surrogate (half of a UTF-16 pair), which cannot be stored as UTF-8; use well-formed Unicode`);
+  }
+}
+
+/** A function, or INVALID_ARGUMENT. */
+export function checkFunction(what: string, f: unknown): void {
+  if (typeof f !== "function") throw invalidArg(`${what} must be a function; got ${f === null ? "null" : typeof f}`);
+}
+
+/** An AbortSignal (or undefined), or INVALID_ARGUMENT. */
+export function checkSignal(signal: unknown): void {
+  if (signal === undefined) return;
+  const s = signal as { aborted?: unknown; addEventListener?: unknown } | null;
+  if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function") {
+    throw invalidArg(`signal must be an AbortSignal; got ${JSON.stringify(signal)}`);
+  }
+}

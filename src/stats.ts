@@ -1,0 +1,112 @@
+/**
+ * What one open database counts and measures: the counters and histograms every part
+ * records into, the shape of `stats()`, and its Prometheus rendering for `metrics()`.
+ * Memory is constant: histograms are fixed-size, and nothing keeps per-operation history.
+ *
+ * @module
+ */
+import type { Durability } from "./options.ts";
+import { Histogram, renderPrometheus } from "./metrics.ts";
+
+/** A latency or size distribution in stats(): percentiles from a fixed-size histogram. */
+export interface Distribution {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** Counters and figures of one open database (a plain object). */
+export interface Stats {
+  runtime: string;
+  durability: Durability;
+  reads: number;
+  /** From submit to resolve, in µs. */
+  commitLatencyUs: Distribution;
+  /** Waits for the writer lock, in µs. */
+  lockWaitUs: Distribution;
+  fsyncUs: Distribution;
+  /** Transactions per group commit. */
+  batchSize: Distribution;
+  checkpointBytes: number;
+  /** Processes with a live lease on this store (this one included). */
+  liveLeases: number;
+  /** Keys held in this process's index (every value is in memory). */
+  keysInMemory: number;
+  path: string;
+  version: bigint;
+  commits: number;
+  conflicts: number;
+  retries: number;
+  batches: number;
+  batchSizeMax: number;
+  fsyncs: number;
+  recordsRead: number;
+  keysWritten: number;
+  namespaces: number;
+  versionsHeld: number;
+  logBytes: number;
+  openSnapshots: number;
+  openTransactions: number;
+  /** The oldest version this process still pins (its head when nothing older is pinned). */
+  oldestPinVersion: bigint;
+  /** How long the oldest open snapshot or transaction has been held, in ms (0: none). */
+  oldestPinAgeMs: number;
+  checkpointVersion: bigint;
+  firstSegment: number;
+  compactions: number;
+  watchers: number;
+}
+
+/** The plain counters of {@link Stats}, incremented in place on the hot paths. */
+export interface Counters {
+  reads: number;
+  commits: number;
+  conflicts: number;
+  retries: number;
+  batches: number;
+  batchSizeMax: number;
+  fsyncs: number;
+  recordsRead: number;
+  keysWritten: number;
+}
+
+/** The counters and histograms of one open database; each part records into its own. */
+export class Meters {
+  readonly commitLatencyUs = new Histogram();
+  readonly lockWaitUs = new Histogram();
+  readonly batchSizes = new Histogram();
+  readonly fsyncUs = new Histogram();
+  readonly counters: Counters = { reads: 0, commits: 0, conflicts: 0, retries: 0, batches: 0, batchSizeMax: 0, fsyncs: 0, recordsRead: 0, keysWritten: 0 };
+}
+
+/** `stats()` in the Prometheus text exposition format, with the histograms of `meters`. */
+export function renderMetrics(s: Stats, meters: Meters, labels: { store: string; runtime: string }): string {
+  const c = (name: string, help: string, value: number) => ({ name: `txtdb_${name}`, help, type: "counter" as const, value });
+  const g = (name: string, help: string, value: number) => ({ name: `txtdb_${name}`, help, type: "gauge" as const, value });
+  return renderPrometheus([
+    c("commits_total", "Transactions committed by this process.", s.commits),
+    c("conflicts_total", "Commits rejected with CONFLICT.", s.conflicts),
+    c("retries_total", "Transaction reruns after CONFLICT.", s.retries),
+    c("group_commits_total", "Group commits (one lock, one append, one sync each).", s.batches),
+    c("fsyncs_total", "fdatasync calls on log segments.", s.fsyncs),
+    c("reads_total", "Reads on the database handle.", s.reads),
+    c("records_read_total", "Log records applied from other processes and at open.", s.recordsRead),
+    c("compactions_total", "Compactions run by this process.", s.compactions),
+    g("version", "Newest committed version this process has seen.", Number(s.version)),
+    g("log_bytes", "Bytes in live log segments.", s.logBytes),
+    g("checkpoint_bytes", "Bytes in the current checkpoint.", s.checkpointBytes),
+    g("live_leases", "Processes with a live lease on the store.", s.liveLeases),
+    g("keys_in_memory", "Keys in this process's index.", s.keysInMemory),
+    g("versions_in_memory", "Versions in this process's index.", s.versionsHeld),
+    g("open_snapshots", "Open snapshots.", s.openSnapshots),
+    g("open_transactions", "Open transactions.", s.openTransactions),
+    g("oldest_pin_age_seconds", "Age of the oldest open snapshot or transaction.", s.oldestPinAgeMs / 1000),
+    g("watchers", "Open watchers.", s.watchers),
+    { name: "txtdb_commit_latency_seconds", help: "Commit latency, submit to resolve.", type: "summary", histogram: meters.commitLatencyUs, scale: 1e-6 },
+    { name: "txtdb_lock_wait_seconds", help: "Writer-lock waits.", type: "summary", histogram: meters.lockWaitUs, scale: 1e-6 },
+    { name: "txtdb_fsync_seconds", help: "fdatasync durations.", type: "summary", histogram: meters.fsyncUs, scale: 1e-6 },
+    { name: "txtdb_group_commit_size", help: "Transactions per group commit.", type: "summary", histogram: meters.batchSizes },
+  ], labels);
+}

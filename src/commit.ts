@@ -7,6 +7,13 @@
  * so the next transaction of the same batch sees it. Then the whole batch goes to the
  * log in one append and one sync.
  *
+ * The {@link GroupCommitter} (below) runs this: commits of this process queue up; one
+ * runner takes the whole queue, acquires the writer lock once, catches up, validates each
+ * transaction against the head, and hands the batch to the log tail for one append and
+ * one sync (durability rules in tail.ts). A commit can be taken back (TIMEOUT, abort) only
+ * while it waits in the queue: the batch is taken under the lock, and from then on its
+ * outcome is on its way to the disk.
+ *
  * Conflict rules (a newer version of a key means: TSN > the transaction's readVersion):
  * - any namespace the transaction touched was created, dropped or renamed since → CONFLICT
  * - a key it set or deleted has a newer version → CONFLICT (both isolation levels)
@@ -16,13 +23,20 @@
  *
  * @module
  */
-import { TxtDbError } from "./errors.ts";
+import { assert, isTxtDbError, TxtDbError } from "./errors.ts";
 import { binaryToBytes, decodeKey, describeKey } from "./keys.ts";
 import { encodeValue } from "./codec.ts";
 import type { Index } from "./index.ts";
 import type { CommitRecord, NamespaceOp, RecordWrite } from "./record.ts";
 import { addNumeric, decodeStored } from "./tx.ts";
 import type { TxState } from "./tx.ts";
+import { encodeCommit, frame } from "./record.ts";
+import type { FileLock } from "./lock.ts";
+import type { Platform } from "./port.ts";
+import type { Meters } from "./stats.ts";
+import type { Tail } from "./tail.ts";
+import { ioError } from "./files.ts";
+import { stampHolder } from "./holder.ts";
 
 function conflict(message: string, details: Record<string, unknown>): TxtDbError {
   return new TxtDbError("CONFLICT", message, { details });
@@ -138,4 +152,220 @@ export function buildRecord(s: TxState, index: Index, tsn: number): CommitRecord
     }
   }
   return { tsn, writes, namespaceOps };
+}
+
+/** Most transactions in one group commit. */
+const BATCH_MAX = 4096;
+
+/** A commit waiting in the queue. */
+export interface PendingCommit {
+  state: TxState;
+  resolve: (tsn: number) => void;
+  reject: (e: unknown) => void;
+}
+
+/** What the committer asks of the rest of the database. */
+export interface CommitterHooks {
+  /** True while no snapshot or transaction is open in this process (a lone write need not wait). */
+  noOpenReads(): boolean;
+  /** After a batch is written: `seg` is the segment it went into, `rolled` if it started one. */
+  afterBatch(seg: number, rolled: boolean): void;
+}
+
+/** The group committer of one open database: the queue, its runner, and the batch. */
+export class GroupCommitter {
+  readonly #platform: Platform;
+  readonly #tail: Tail;
+  readonly #lock: FileLock;
+  readonly #meters: Meters;
+  readonly #lockTimeoutMs: number;
+  readonly #hooks: CommitterHooks;
+  readonly #queue: PendingCommit[] = [];
+  /** The commit queued last, so that a transaction's deadline can take it back (see {@link captureSubmitted}). */
+  #lastSubmitted: PendingCommit | undefined;
+  #committing: Promise<void> | undefined;
+  #running = false;
+  /** When the committer last let the event loop turn (see #runCommits). */
+  #lastTurnMs = -Infinity;
+
+  constructor(platform: Platform, tail: Tail, lock: FileLock, meters: Meters, lockTimeoutMs: number, hooks: CommitterHooks) {
+    this.#platform = platform;
+    this.#tail = tail;
+    this.#lock = lock;
+    this.#meters = meters;
+    this.#lockTimeoutMs = lockTimeoutMs;
+    this.#hooks = hooks;
+  }
+
+  /** True while a runner is at work (close() waits for it). */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** The current runner, if any. */
+  get committing(): Promise<void> | undefined {
+    return this.#committing;
+  }
+
+  /** Queues a transaction for the next group commit; resolves with its TSN. */
+  submit(state: TxState): Promise<number> {
+    const t0 = this.#platform.monotonicMs();
+    return new Promise<number>((resolve, reject) => {
+      const done = (tsn: number) => {
+        this.#meters.commitLatencyUs.record((this.#platform.monotonicMs() - t0) * 1000);
+        resolve(tsn);
+      };
+      const pending: PendingCommit = { state, resolve: done, reject };
+      this.#queue.push(pending);
+      this.#lastSubmitted = pending;
+      // `#running` is cleared synchronously when the runner finds the queue empty, so a
+      // commit queued at any moment after that starts a new runner; none is stranded.
+      if (!this.#running) {
+        this.#running = true;
+        this.#committing = this.#runCommits();
+      }
+    });
+  }
+
+  /** Runs `submit` (synchronously, as tx.commit() calls it) and returns what it queued, if anything. */
+  captureSubmitted<T>(submit: () => T): { result: T; pending: PendingCommit | undefined } {
+    this.#lastSubmitted = undefined;
+    const result = submit();
+    const pending = this.#lastSubmitted as PendingCommit | undefined; // set synchronously by submit()
+    this.#lastSubmitted = undefined;
+    return { result, pending };
+  }
+
+  /**
+   * Takes `pending` back out of the queue and rejects it with `error`, if it is still
+   * there: before the writer lock is held it can leave unwritten. False once its group
+   * commit has taken it (its outcome is then on its way).
+   */
+  takeBack(pending: PendingCommit, error: unknown): boolean {
+    const i = this.#queue.indexOf(pending);
+    if (i < 0) return false; // in a group commit already: wait for its outcome
+    this.#queue.splice(i, 1);
+    pending.reject(error); // the commit settles (rolled back); nothing was written
+    return true;
+  }
+
+  #nextTurn(): Promise<void> {
+    return this.#platform.nextTurn ? this.#platform.nextTurn() : this.#platform.sleep(0);
+  }
+
+  async #runCommits(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        // Let every commit this turn of the event loop produces join the batch: a
+        // transaction reaches commit() only after several microtask hops of its own, so
+        // waiting one microtask would batch little; waiting for the next turn also lets
+        // timers and I/O run between batches, so a stream of commits never starves them.
+        await Promise.resolve();
+        // The exception: one blind write (db.set) with no transaction open in this
+        // process, as in a loop awaiting each write, has no one to wait for; a turn would
+        // only add its latency (~20 µs here). Even so a turn is taken every millisecond.
+        const lone = this.#queue.length === 1 && this.#queue[0]!.state.blind && this.#hooks.noOpenReads();
+        if (!lone || this.#platform.monotonicMs() - this.#lastTurnMs >= 1) {
+          await this.#nextTurn();
+          this.#lastTurnMs = this.#platform.monotonicMs();
+        }
+        if (this.#queue.length === 0) break; // every queued commit was taken back (timeout, abort)
+        let release: () => void;
+        try {
+          release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+        } catch (e) {
+          const err = ioError(e, "Taking the writer lock");
+          for (const p of this.#queue.splice(0, BATCH_MAX)) p.reject(err);
+          continue;
+        }
+        // The batch is taken only now that the lock is held: until this moment a commit whose
+        // transaction times out (or is aborted) can leave the queue unwritten.
+        const batch = this.#queue.splice(0, BATCH_MAX);
+        if (batch.length === 0) {
+          release();
+          continue;
+        }
+        let results: (number | TxtDbError)[];
+        try {
+          stampHolder(this.#lock, this.#platform);
+          results = this.commitBatchLocked(batch.map((p) => p.state));
+        } catch (e) {
+          const err = ioError(e, "Commit");
+          for (const p of batch) p.reject(err);
+          continue;
+        } finally {
+          release();
+        }
+        batch.forEach((p, i) => {
+          const r = results[i]!;
+          if (typeof r === "number") p.resolve(r);
+          else p.reject(r);
+        });
+      }
+    } finally {
+      // Synchronously after the loop saw an empty queue: see submit().
+      this.#running = false;
+    }
+  }
+
+  /** Validates, writes and publishes a batch; the writer lock is held. All synchronous. */
+  commitBatchLocked(states: TxState[]): (number | TxtDbError)[] {
+    const tail = this.#tail;
+    const counters = this.#meters.counters;
+    tail.catchUpLocked();
+    const index = tail.index;
+    const results: (number | TxtDbError)[] = [];
+    const applied: { record: CommitRecord; prevTsn: number; prevNextNsId: number }[] = [];
+    const frames: Uint8Array[] = [];
+    let bytes = 0;
+    for (const s of states) {
+      let error = validate(s, index);
+      let record: CommitRecord | undefined;
+      if (!error) {
+        try {
+          record = buildRecord(s, index, index.lastTsn + 1);
+        } catch (e) {
+          if (!isTxtDbError(e)) throw e;
+          error = e;
+        }
+      }
+      if (error || !record) {
+        if (error?.code === "CONFLICT") counters.conflicts++;
+        results.push(error!);
+        continue;
+      }
+      const prev = { prevTsn: index.lastTsn, prevNextNsId: index.nextNsId };
+      index.apply(record);
+      applied.push({ record, ...prev });
+      const f = frame(encodeCommit(record));
+      frames.push(f);
+      bytes += f.length;
+      results.push(record.tsn);
+    }
+    if (frames.length === 0) return results;
+    const data = new Uint8Array(bytes);
+    let o = 0;
+    for (const f of frames) {
+      data.set(f, o);
+      o += f.length;
+    }
+    assert(o === data.length, "the batch's frames fill its buffer");
+    const startSeg = tail.readPos.seg;
+    let seg: number;
+    try {
+      seg = tail.appendLocked(data);
+    } catch (e) {
+      // Nothing of this batch may become visible: take it back off the index (the tail
+      // took it off the file).
+      for (const a of applied.reverse()) index.undo(a.record, a.prevTsn, a.prevNextNsId);
+      throw e;
+    }
+    counters.batches++;
+    counters.commits += frames.length;
+    counters.batchSizeMax = Math.max(counters.batchSizeMax, frames.length);
+    this.#meters.batchSizes.record(frames.length);
+    for (const a of applied) counters.keysWritten += a.record.writes.length;
+    this.#hooks.afterBatch(seg, seg !== startSeg);
+    return results;
+  }
 }

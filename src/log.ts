@@ -19,13 +19,9 @@
  * nothing is cut. The frontier itself is never fsynced (it is rebuilt from the log after
  * a power loss), so a frontier torn by a power loss only loses the first test.
  *
- * Durability order of one group commit (the writer lock is held throughout):
- *
- * ```
- *   append frames ─► fdatasync segment ─► write frontier ─► release lock ─► resolve commits
- *   (full mode; relaxed: the fdatasync moves to a background timer, at most N ms late;
- *    none: no fdatasync)
- * ```
+ * The durability order of one group commit (append, fdatasync, frontier, release the
+ * lock, resolve) is written as numbered rules above the code that carries it out, in
+ * tail.ts; file names are in files.ts.
  *
  * @module
  */

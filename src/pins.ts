@@ -1,0 +1,282 @@
+/**
+ * Pins: the versions this process may still read, and their publication to other
+ * processes through this process's lease (see liveness.ts), so that no compaction anywhere
+ * removes a version an open snapshot, transaction or watcher here can read.
+ *
+ * - The local pin is the oldest of: every open snapshot and transaction, every watcher,
+ *   and the head (the newest version this process has seen).
+ * - New pins start at the head, so the pin this process publishes only moves up (asserted
+ *   in {@link Pins.pin}); a failed publication leaves the published pin lower than the
+ *   real one, which only makes compaction keep more.
+ * - A pin left unused past `maxIdleMs` is released with a warning (bounded pins).
+ *
+ * @module
+ */
+import { assert } from "./errors.ts";
+import { LEASES_DIR } from "./files.ts";
+import { isLeaseFile, leaseOwnerAlive, ProcessLease, readLeaseInfo, readLeasePin } from "./liveness.ts";
+import type { Platform } from "./port.ts";
+import { armInterval } from "./timers.ts";
+import type { Timer } from "./timers.ts";
+
+/** The `idleMs` a pin's expire() receives when it ends because its history is gone, not idleness. */
+export const PIN_LOST_HISTORY = -1;
+
+interface PinEntry {
+  version: number;
+  sinceMs: number;
+  usedMs: number;
+  kind: string;
+  expire: (idleMs: number) => void;
+}
+
+/** A live process's lease, as {@link Pins.scanLeases} reports it. */
+export interface LiveLease {
+  pid: number;
+  runtime: string;
+  pin: number | undefined;
+  path: string;
+}
+
+/** Where {@link Pins} learns the versions it does not hold itself. */
+export interface PinSources {
+  /** The newest version this process has seen. */
+  head(): number;
+  /** The oldest version an open watcher still reads, if any. */
+  oldestWatched(): number | undefined;
+}
+
+/** The pin registry of one open database, and its lease. */
+export class Pins {
+  readonly #platform: Platform;
+  readonly #path: string;
+  readonly #readOnly: boolean;
+  readonly #mode: number;
+  readonly #dirMode: number;
+  readonly #sources: PinSources;
+  readonly #pins = new Map<number, PinEntry>();
+  /** A snapshot or transaction unused this long is released (0 or Infinity: never). */
+  readonly maxIdleMs: number;
+  #idleSweep: Timer | undefined;
+  #nextPinId = 1;
+  #lease: ProcessLease | undefined;
+  #publishedPin = -1;
+  #closed = false;
+
+  constructor(platform: Platform, path: string, options: { readOnly: boolean; mode: number; dirMode: number; maxIdleMs: number }, sources: PinSources) {
+    this.#platform = platform;
+    this.#path = path;
+    this.#readOnly = options.readOnly;
+    this.#mode = options.mode;
+    this.#dirMode = options.dirMode;
+    this.maxIdleMs = options.maxIdleMs;
+    this.#sources = sources;
+  }
+
+  /** Open snapshots and transactions of this process. */
+  get size(): number {
+    return this.#pins.size;
+  }
+
+  /** True once this process holds a lease. */
+  get leased(): boolean {
+    return this.#lease !== undefined;
+  }
+
+  /** Takes this process's lease (liveness and pins); a read-only store may refuse it. */
+  startLease(): void {
+    try {
+      const dir = `${this.#path}/${LEASES_DIR}`;
+      // The store's mode applies here too: a store shared with a group is one whose
+      // readers can take leases, so that compaction keeps what they read.
+      if (!this.#readOnly) this.#platform.mkdir(dir, this.#dirMode);
+      this.#lease = ProcessLease.create(this.#platform, dir, this.#mode);
+      this.publish();
+    } catch (e) {
+      if (!this.#readOnly) throw e;
+    }
+  }
+
+  /** The oldest version this process may still read: open transactions, snapshots, watchers, or its head. */
+  localPin(): number {
+    let min = this.#sources.head();
+    for (const p of this.#pins.values()) if (p.version < min) min = p.version;
+    const w = this.#sources.oldestWatched();
+    if (w !== undefined && w < min) min = w;
+    return min;
+  }
+
+  /**
+   * Publishes this process's pin if it moved. A failed write is not the operation's
+   * failure: the published pin then stays lower than the real one, which only makes
+   * compaction keep more (pins only ever move up: new pins start at the head).
+   */
+  publish(): void {
+    if (!this.#lease) return;
+    const pin = this.localPin();
+    if (pin === this.#publishedPin) return;
+    try {
+      this.#lease.publishPin(pin);
+      this.#publishedPin = pin;
+    } catch {
+      // retried on the next change
+    }
+  }
+
+  /**
+   * Registers a pinned read version. Returns the release, and `touch` to call on each use;
+   * `expire` is called if it stays unused past maxIdleMs.
+   */
+  pin(version: number, kind: string, expire: (idleMs: number) => void = () => {}): { release: () => void; touch: () => void } {
+    assert(version >= this.#publishedPin, `a new ${kind} pin at version ${version} lies below the published pin ${this.#publishedPin}: new pins start at the head`);
+    const id = this.#nextPinId++;
+    const now = this.#platform.monotonicMs();
+    const entry: PinEntry = { version, sinceMs: now, usedMs: now, kind, expire };
+    this.#pins.set(id, entry);
+    this.publish();
+    this.#startIdleSweep();
+    return {
+      release: () => {
+        if (this.#pins.delete(id) && !this.#closed) this.publish();
+        if (this.#pins.size === 0) this.#stopIdleSweep();
+      },
+      touch: () => void (entry.usedMs = this.#platform.monotonicMs()),
+    };
+  }
+
+  #startIdleSweep(): void {
+    if (this.maxIdleMs <= 0 || this.maxIdleMs === Infinity || this.#idleSweep !== undefined) return;
+    // Unref'd: a forgotten snapshot must not keep a script alive until it expires.
+    this.#idleSweep = armInterval(Math.max(5, Math.min(10_000, this.maxIdleMs / 4)), () => this.#sweepIdle(), { unref: true });
+  }
+
+  #stopIdleSweep(): void {
+    this.#idleSweep?.cancel();
+    this.#idleSweep = undefined;
+  }
+
+  /** Releases snapshots and transactions left unused past maxIdleMs (bounded pins). */
+  #sweepIdle(): void {
+    const now = this.#platform.monotonicMs();
+    for (const [id, p] of [...this.#pins]) {
+      const idle = now - p.usedMs;
+      if (idle < this.maxIdleMs) continue;
+      this.#pins.delete(id);
+      console.warn(`txtdb: released a ${p.kind} of "${this.#path}" at version ${p.version} after ${Math.round(idle)} ms unused (maxIdleMs ${this.maxIdleMs}); release snapshots and finish transactions when done`);
+      p.expire(idle);
+    }
+    if (this.#pins.size === 0) this.#stopIdleSweep();
+    if (!this.#closed) this.publish();
+  }
+
+  /** Ends this process's snapshots and transactions reading below `tsn` (their history is gone). */
+  endPinsBelow(tsn: number): void {
+    for (const [id, p] of [...this.#pins]) {
+      if (p.version >= tsn) continue;
+      this.#pins.delete(id);
+      p.expire(PIN_LOST_HISTORY);
+    }
+  }
+
+  /**
+   * If this process's lease file was deleted or replaced (a cleaner, a careless `rm`), other
+   * processes no longer see its pins: take a new lease. Checked whenever a compaction is
+   * noticed, which is when a lost lease starts to matter.
+   */
+  renewLeaseIfLost(): void {
+    const lease = this.#lease;
+    if (!lease) return;
+    try {
+      const atPath = this.#platform.lstat?.(lease.path);
+      const mine = lease.handle.info?.();
+      if (atPath && (!mine || (atPath.ino === mine.ino && atPath.dev === mine.dev))) return;
+      lease.handle.close();
+    } catch {
+      // unreadable: take a new one
+    }
+    this.#lease = undefined;
+    this.#publishedPin = -1;
+    try {
+      this.startLease();
+    } catch {
+      // a writer's lease is retried at the next compaction it notices
+    }
+  }
+
+  /**
+   * Every live process's lease: pins and diagnostics; dead ones are reclaimed (removed).
+   * A live process whose pin is not readable yet counts as pinning `checkpointTsn`.
+   */
+  scanLeases(checkpointTsn: number): { minPin: number; live: LiveLease[]; reclaimed: number } {
+    const dir = `${this.#path}/${LEASES_DIR}`;
+    let names: string[] = [];
+    try {
+      names = this.#platform.readdir(dir);
+    } catch {
+      return { minPin: this.localPin(), live: [], reclaimed: 0 };
+    }
+    let minPin = this.localPin();
+    let reclaimed = 0;
+    const live: LiveLease[] = [];
+    for (const name of names) {
+      if (!isLeaseFile(name)) continue;
+      const path = `${dir}/${name}`;
+      if (this.#lease && path === this.#lease.path) continue;
+      if (!leaseOwnerAlive(this.#platform, path)) {
+        if (!this.#readOnly) {
+          this.#platform.unlink(path);
+          reclaimed++;
+        }
+        continue;
+      }
+      const info = readLeaseInfo(this.#platform, path);
+      const pin = readLeasePin(this.#platform, path);
+      // A live process whose pin is not readable yet (it is opening) reads from at least
+      // the current checkpoint; be conservative and keep everything.
+      minPin = Math.min(minPin, pin ?? checkpointTsn);
+      live.push({ pid: info?.pid ?? -1, runtime: info?.runtime ?? "?", pin, path });
+    }
+    return { minPin, live, reclaimed };
+  }
+
+  /** Processes with a live lease on the store, this one included. */
+  liveLeaseCount(): number {
+    let liveLeases = 0;
+    try {
+      for (const name of this.#platform.readdir(`${this.#path}/${LEASES_DIR}`)) {
+        if (isLeaseFile(name) && leaseOwnerAlive(this.#platform, `${this.#path}/${LEASES_DIR}/${name}`)) liveLeases++;
+      }
+    } catch {
+      // no leases directory (a read-only store)
+    }
+    return liveLeases;
+  }
+
+  /** Open pins of `kind` ("snapshot", "transaction"). */
+  count(kind: string): number {
+    return [...this.#pins.values()].filter((p) => p.kind === kind).length;
+  }
+
+  /** How long the oldest open pin has been held, in ms (0: none). */
+  oldestAgeMs(): number {
+    let oldest = Infinity;
+    for (const p of this.#pins.values()) oldest = Math.min(oldest, p.sinceMs);
+    return oldest === Infinity ? 0 : Math.round(this.#platform.monotonicMs() - oldest);
+  }
+
+  /** The database is closing: no more publication, no idle sweep. */
+  stop(): void {
+    this.#closed = true;
+    this.#stopIdleSweep();
+  }
+
+  /** Forgets every pin and gives up the lease (after {@link stop}). */
+  close(): void {
+    this.#pins.clear();
+    try {
+      this.#lease?.release(this.#platform);
+    } catch {
+      // a lease left behind is reclaimed by the next compaction: its lock is free
+    }
+  }
+}

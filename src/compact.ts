@@ -8,7 +8,11 @@
  *
  * 1. Only sealed segments fold (never the active one, never one past the read position),
  *    and only while their last version is at or below every live process's pin, so no
- *    version a live snapshot, transaction or watcher can read is removed.
+ *    version a live snapshot, transaction or watcher can read is removed. When every
+ *    version in the active segment is at or below that pin, the active segment is sealed
+ *    first (a roll-over, see Tail.sealActiveLocked), so compaction reclaims old versions
+ *    whatever `segmentBytes` is; an active segment with nothing in it is never sealed,
+ *    so compacting again without new commits creates no files.
  * 2. The checkpoint is written under a temporary name into a fresh file (created
  *    exclusively, a leftover or a planted link removed first), fsynced, then renamed.
  * 3. The manifest switch: temp, fsync, rename, directory fsync (in writeManifest). Until
@@ -125,6 +129,8 @@ export class Compactor {
     tail.catchUpLocked();
     const bytesBefore = this.#logBytes();
     const { minPin, reclaimed } = this.#pins.scanLeases(tail.manifest.checkpointTsn ?? 0);
+    const activeLast = tail.segmentLastTsn(tail.readPos.seg);
+    if (activeLast !== undefined && activeLast <= minPin) tail.sealActiveLocked();
     const firstSegment = tail.firstSegment;
     const segments = tail.log.listSegments().filter((n) => n >= firstSegment);
     const active = segments[segments.length - 1] ?? firstSegment;

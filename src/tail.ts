@@ -278,6 +278,16 @@ export class Tail {
     }
   }
 
+  /**
+   * A frontier at the start of a later, empty segment (a compaction sealed the active one,
+   * see sealActiveLocked) is where the log goes on once the scan reached it: the read
+   * position moves there. Only a published position counts: an empty segment a failed
+   * roll-over left behind (its directory entry perhaps not durable) is never adopted.
+   */
+  #adoptSealedStart(scanEnd: LogPosition, published: LogPosition): void {
+    if (published.off === 0 && published.seg > this.#readPos.seg && comparePositions(scanEnd, published) === 0) this.#readPos = published;
+  }
+
   /** One attempt of {@link refresh}, whose errors are raw (for the read-only open's retries). */
   #refreshOrThrow(): void {
     const fr = this.log.readFrontier();
@@ -286,6 +296,7 @@ export class Tail {
     const to = { seg: fr.seg, off: fr.off };
     const end = this.#readTo(to);
     if (end.problem) throw this.#corruption(end.problem.at, end.problem.reason);
+    this.#adoptSealedStart(end.end, to);
     if (comparePositions(this.#readPos, to) !== 0) throw this.#corruption(this.#readPos, "log ends before the published frontier");
     this.#visibleTsn = this.index.lastTsn;
     this.#hooks.publishPin();
@@ -305,6 +316,8 @@ export class Tail {
       const pastDurable = !fr || comparePositions(end.problem.at, { seg: fr.durableSeg, off: fr.durableOff }) >= 0;
       if (!pastDurable || this.log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
       this.log.truncateAt(end.problem.at);
+    } else if (fr) {
+      this.#adoptSealedStart(end.end, { seg: fr.seg, off: fr.off });
     }
     const pos = this.#readPos;
     if (fr && comparePositions(pos, { seg: fr.durableSeg, off: fr.durableOff }) < 0) {
@@ -397,6 +410,29 @@ export class Tail {
     this.#visibleTsn = this.index.lastTsn;
     if (this.#durability === "relaxed") this.#scheduleRelaxedSync();
     return seg;
+  }
+
+  /**
+   * Seals the active segment now, so that compaction may fold it: trims its preallocated
+   * tail, syncs it (whatever the mode), starts the next segment and publishes the frontier
+   * there, as a roll-over in appendLocked does. Everything before the new segment is then
+   * durable. Other processes move on to the new segment when they next read past the old
+   * one's end. Returns false, doing nothing, when the active segment holds no record. The
+   * writer lock is held and catch-up has run.
+   */
+  sealActiveLocked(): boolean {
+    const pos = this.#readPos;
+    if (pos.off === 0) return false;
+    const file = this.log.segment(pos.seg);
+    if (!file) return false;
+    file.truncate(pos.off);
+    this.#syncSegment(pos.seg);
+    const next = { seg: pos.seg + 1, off: 0 };
+    this.log.createSegment(next.seg);
+    this.#durablePos = next;
+    this.#readPos = next;
+    this.#publish(next);
+    return true;
   }
 
   #scheduleRelaxedSync(): void {

@@ -141,3 +141,38 @@ test(`${R} bounded pins: a snapshot or transaction unused past maxIdleMs is rele
   }
   await db.close();
 });
+
+test(`${R} compact() folds the active segment too: old versions go whatever segmentBytes is, and a second compact() creates nothing`, async () => {
+  const dir = tempDir("cmp");
+  const db = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 }); // default segmentBytes: 64 MiB
+  const other = await open(dir);
+  const value = "v".repeat(1000);
+  for (let round = 0; round < 20; round++) {
+    await db.transaction((tx) => {
+      for (let i = 0; i < 100; i++) tx.set("ns", ["k", i], `${round}:${value}`);
+    });
+  }
+  assert.equal(await other.get("ns", ["k", 5]), `19:${value}`, "the other handle has read the active segment");
+  const live = 100 * 1000;
+  const before = storeBytes(dir);
+  assert.ok(before > 15 * live, `the log holds every version (${before} bytes)`);
+  const r = await db.compact();
+  assert.ok(r.segmentsFolded >= 1, "the active segment was sealed and folded");
+  const after = storeBytes(dir);
+  assert.ok(after < 2 * live, `after compact() the store holds about the live data: ${after} bytes for ${live} live`);
+  // Both handles keep reading and writing across the new segment.
+  assert.equal(await other.get("ns", ["k", 99]), `19:${value}`);
+  await other.set("ns", "after", 1);
+  assert.equal(await db.get("ns", "after"), 1);
+  const files = fs.readdirSync(dir).sort();
+  await other.compact(); // folds the one new commit
+  const again = await db.compact(); // nothing new: no new segment, no new checkpoint
+  assert.equal(again.segmentsFolded, 0);
+  assert.equal(fs.readdirSync(dir).filter((f) => f.startsWith("seg-")).length, files.filter((f) => f.startsWith("seg-")).length);
+  const fresh = await open(dir);
+  assert.equal(await fresh.get("ns", ["k", 0]), `19:${value}`);
+  assert.equal((await fresh.check()).ok, true);
+  await fresh.close();
+  await other.close();
+  await db.close();
+});

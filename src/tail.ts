@@ -366,6 +366,7 @@ export class Tail {
   appendLocked(data: Uint8Array): number {
     assert(data.length > 0, "an empty batch is never appended");
     const start = this.#readPos;
+    const durableBefore = this.#durablePos;
     let seg = start.seg;
     let file = this.log.segment(seg);
     let appendAt: LogPosition = start; // where this batch's bytes begin, after any roll
@@ -398,6 +399,7 @@ export class Tail {
       // Nothing of this batch may become visible: the caller takes it back off the index;
       // here it goes off the file.
       this.#readPos = start;
+      this.#durablePos = durableBefore; // the synced bytes are being taken back too
       try {
         // The bytes must go, or the next writer's catch-up would adopt a failed commit.
         this.log.segment(appendAt.seg)?.truncate(appendAt.off);

@@ -58,6 +58,16 @@ class DbReader extends SnapshotReader {
   protected usable(): void {
     this.ctx.ensureOpen();
   }
+
+  /** A list on `db` that outlives its first page pins its version until it ends. */
+  protected override holdForStream(onLost: (why: string) => void): () => void {
+    const db = this.ctx as unknown as Database;
+    return db.pin(this.snap, "list", (idleMs) =>
+      onLost(idleMs < 0
+        ? "A list on the database lost its version: another process compacted it away while this process held no lease; list again"
+        : `A list on the database was left unread for ${Math.round(idleMs)} ms (maxIdleMs) and released its version; list again`)
+    ).release;
+  }
 }
 
 /**

@@ -125,6 +125,9 @@ export function selectorRange(sel: ListSelector, maxKeyBytes: number): [string, 
   return [start, end];
 }
 
+/** Entries a streaming `list()` reads from the index at a time (bounds the work per `next()`). */
+export const LIST_PAGE_ENTRIES = 256;
+
 function checkListOptions(opts: ListOptions | undefined): { limit: number; reverse: boolean } {
   const limit = opts?.limit ?? Infinity;
   if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) {
@@ -249,8 +252,111 @@ export abstract class SnapshotReader {
     return this.ctx.index.range(id, start, end, this.snap, reverse, limit).map(([k, v]) => [k, toEntry(ns, k, v)]);
   }
 
-  /** Entries in a selection, in key order (or reversed). */
+  /**
+   * Hook: whether `list()` may stream (read the index page by page as the consumer asks).
+   * A transaction materialises its selection instead: it merges its own writes and records
+   * the range it read for validation.
+   */
+  protected streamsLists(): boolean {
+    return true;
+  }
+
+  /**
+   * Hook: keeps this reader's version readable while a list streams across event-loop
+   * turns (a snapshot is pinned already; a reader on `db` pins for the list's lifetime).
+   * Returns the release, or undefined when nothing needs holding. `onLost` is called if the
+   * hold is taken away (the idle sweep), after which the list fails.
+   */
+  protected holdForStream(_onLost: (why: string) => void): (() => void) | undefined {
+    return undefined;
+  }
+
+  /**
+   * Entries in a selection, in key order (or reversed). On `db` and snapshots the entries
+   * are read from the index {@link LIST_PAGE_ENTRIES} at a time as the consumer asks, so a
+   * large selection neither stalls the event loop nor grows memory before its first entry;
+   * the list still shows one version, the one it began at. Stop early with `return()` (a
+   * `break` out of `for await` does it) so that a list on `db` releases its pin at once.
+   */
   list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
+    if (!this.streamsLists()) return this.#materialisedList<T>(ns, sel, opts);
+    let page: Entry<T>[] = [];
+    let i = 0;
+    let error: unknown;
+    let exhausted = false;
+    let release: (() => void) | undefined;
+    let lost: string | undefined;
+    let after: string | undefined;
+    let remaining = 0;
+    let id = 0, start = "", end = "", reverse = false;
+    const finish = () => {
+      exhausted = true;
+      page = [];
+      release?.();
+      release = undefined;
+    };
+    const fetch = () => {
+      const want = Math.min(remaining, LIST_PAGE_ENTRIES);
+      const rows = want > 0 && start < end ? this.ctx.index.range(id, start, end, this.snap, reverse, want, after) : [];
+      page = rows.map(([k, v]) => toEntry<T>(ns, k, v));
+      i = 0;
+      remaining -= rows.length;
+      if (rows.length < want || remaining <= 0) {
+        exhausted = true;
+        release?.();
+        release = undefined;
+      } else {
+        after = rows[rows.length - 1]![0];
+        release ??= this.holdForStream((why) => void (lost = why));
+      }
+    };
+    try {
+      this.usable();
+      id = this.nsId(ns);
+      [start, end] = selectorRange(sel, this.ctx.limits.maxKeyBytes);
+      ({ reverse } = checkListOptions(opts));
+      remaining = checkListOptions(opts).limit;
+      fetch();
+    } catch (e) {
+      error = e;
+    }
+    const it: AsyncIterableIterator<Entry<T>> = {
+      next: () => {
+        if (error !== undefined) {
+          const e = error;
+          error = undefined;
+          finish();
+          return Promise.reject(e);
+        }
+        if (i < page.length) return Promise.resolve({ done: false, value: page[i++]! });
+        if (exhausted) {
+          finish();
+          return Promise.resolve({ done: true, value: undefined });
+        }
+        try {
+          if (lost !== undefined) throw new TxtDbError("CLOSED", lost);
+          this.usable();
+          fetch();
+        } catch (e) {
+          finish();
+          return Promise.reject(e);
+        }
+        if (i < page.length) return Promise.resolve({ done: false, value: page[i++]! });
+        finish();
+        return Promise.resolve({ done: true, value: undefined });
+      },
+      return: () => {
+        finish();
+        return Promise.resolve({ done: true, value: undefined });
+      },
+      [Symbol.asyncIterator]() {
+        return it;
+      },
+    };
+    return it;
+  }
+
+  #materialisedList<T>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
     let entries: Entry<T>[] | undefined;
     let error: unknown;
     try {
@@ -392,6 +498,10 @@ export class Transaction extends SnapshotReader {
     this.#recordRead(ns, key);
     const base = this.ctx.index.get(id, key, this.snap);
     return pending ? { pending, base } : base;
+  }
+
+  protected override streamsLists(): boolean {
+    return false;
   }
 
   protected override listRange(ns: string, id: number, start: string, end: string, reverse: boolean, limit: number, sel: ListSelector): [string, Entry<unknown>][] {

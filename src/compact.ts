@@ -3,8 +3,17 @@
  * live process pins, switches the manifest, and deletes what it replaced; and, at open,
  * the cleanup of what a crashed compaction left behind.
  *
- * The manifest switch, in the order {@link Compactor.compactLocked} carries it out (under
- * the writer lock, after catch-up):
+ * Compaction runs in three phases so that writers in other processes keep committing while
+ * the checkpoint is written: (a) under the writer lock, the plan (rule 1, and the sealing
+ * of the active segment); (b) without it, the checkpoint file (rule 2) — the state at a
+ * version at or below every pin never changes, and this process's index keeps it, since
+ * only compaction prunes below the pins; (c) under the writer lock again, the manifest
+ * switch (rules 3–5), only if nothing moved meanwhile: the manifest is still the one
+ * planned against, and no live process now pins below the planned version (a process that
+ * opened meanwhile may). Otherwise the new checkpoint is deleted and nothing is switched.
+ * `compact.lock` (flock) keeps two compactions from running at once, in any processes.
+ *
+ * The manifest switch, in the order {@link Compactor.run} carries it out:
  *
  * 1. Only sealed segments fold (never the active one, never one past the read position),
  *    and only while their last version is at or below every live process's pin, so no
@@ -37,8 +46,8 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, ioError, MANIFEST_TMP, parseSegmentName, segmentName } from "./files.ts";
-import type { FileLock } from "./lock.ts";
+import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, COMPACT_LOCK, ioError, MANIFEST_TMP, parseSegmentName, segmentName } from "./files.ts";
+import { FileLock } from "./lock.ts";
 import type { Manifest } from "./log.ts";
 import type { Platform } from "./port.ts";
 import { decodeCommit, FRAME_MAGIC } from "./record.ts";
@@ -68,6 +77,22 @@ export interface PinScan {
   localPin(): number;
 }
 
+/** What phase (a) decided; phase (c) checks that it still holds. */
+interface CompactionPlan {
+  bytesBefore: number;
+  minPin: number;
+  reclaimed: number;
+  /** The segments at or past the first one when planned. */
+  segments: number[];
+  /** The last segment to fold, or undefined: nothing to fold. */
+  lastFolded: number | undefined;
+  /** The version the checkpoint holds the state of. */
+  tsn: number;
+  nextNsId: number;
+  /** The manifest planned against. */
+  manifest: Manifest;
+}
+
 /** Thrown to stop a scan after its first record (see #firstRecordTsn). */
 const FIRST_RECORD_SEEN = new Error("first record seen");
 
@@ -82,6 +107,8 @@ export class Compactor {
   readonly #segmentBytes: number;
   readonly #autoCompactBytes: number;
   #autoCompacting: Promise<unknown> | undefined;
+  #running: Promise<unknown> | undefined;
+  readonly #compactLock: FileLock;
   #compactions = 0;
 
   constructor(platform: Platform, tail: Tail, lock: FileLock, pins: PinScan, options: { lockTimeoutMs: number; segmentBytes: number; autoCompactBytes: number }) {
@@ -93,6 +120,7 @@ export class Compactor {
     this.#lockTimeoutMs = options.lockTimeoutMs;
     this.#segmentBytes = options.segmentBytes;
     this.#autoCompactBytes = options.autoCompactBytes;
+    this.#compactLock = new FileLock(platform, `${this.#path}/${COMPACT_LOCK}`, tail.log.mode);
   }
 
   /** Compactions run by this process. */
@@ -100,22 +128,71 @@ export class Compactor {
     return this.#compactions;
   }
 
-  /** The automatic compaction under way, if any (close() waits for it). */
+  /** The compaction under way (automatic or asked for), if any: close() waits for it. */
   get autoCompacting(): Promise<unknown> | undefined {
-    return this.#autoCompacting;
+    return this.#running ?? this.#autoCompacting;
   }
 
-  /** Takes the writer lock and compacts. */
-  async run(): Promise<CompactResult> {
-    const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+  /** Closes the compaction lock's handle (the database is closing). */
+  close(): void {
+    this.#compactLock.close();
+  }
+
+  /** Compacts in the three phases above; one compaction at a time across processes. */
+  run(): Promise<CompactResult> {
+    const running = this.#run();
+    this.#running = running;
+    const clear = () => {
+      if (this.#running === running) this.#running = undefined;
+    };
+    running.then(clear, clear);
+    return running;
+  }
+
+  async #run(): Promise<CompactResult> {
+    const releaseCompaction = await this.#compactLock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+    let written: string | undefined;
     try {
-      stampHolder(this.#lock, this.#platform);
-      return this.compactLocked();
+      const plan = await this.#withWriterLock(() => this.#planLocked());
+      if (plan.lastFolded === undefined) return this.#result(plan, 0);
+      written = this.#writeCheckpoint(plan);
+      const name = written;
+      const result = await this.#withWriterLock(() => this.#switchLocked(plan, name));
+      if (result.segmentsFolded > 0) written = undefined; // it is the store's checkpoint now
+      return result;
     } catch (e) {
       throw ioError(e, `Compacting "${this.#path}"`);
     } finally {
+      if (written !== undefined) {
+        try {
+          this.#platform.unlink(`${this.#path}/${written}`); // not switched to: never part of the store
+        } catch {
+          // cleanup at the next open removes an unreferenced checkpoint
+        }
+      }
+      releaseCompaction();
+    }
+  }
+
+  async #withWriterLock<T>(f: () => T): Promise<T> {
+    const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+    try {
+      stampHolder(this.#lock, this.#platform);
+      return f();
+    } finally {
       release();
     }
+  }
+
+  #result(plan: CompactionPlan, folded: number): CompactResult {
+    return {
+      segmentsFolded: folded,
+      checkpointVersion: BigInt(folded > 0 ? plan.tsn : this.#tail.manifest.checkpointTsn ?? 0),
+      minPinnedVersion: BigInt(plan.minPin),
+      leasesReclaimed: plan.reclaimed,
+      bytesBefore: plan.bytesBefore,
+      bytesAfter: this.#logBytes(),
+    };
   }
 
   /** The store's size: live segments plus the checkpoint. */
@@ -123,9 +200,10 @@ export class Compactor {
     return this.#tail.segmentBytesOnDisk() + this.#tail.checkpointBytes();
   }
 
-  /** Folds what it may and switches the manifest: rules 1–5 above. The writer lock is held. */
-  compactLocked(): CompactResult {
+  /** Phase (a), rule 1: what may fold. The writer lock is held. */
+  #planLocked(): CompactionPlan {
     const tail = this.#tail;
+    tail.followManifest();
     tail.catchUpLocked();
     const bytesBefore = this.#logBytes();
     const { minPin, reclaimed } = this.#pins.scanLeases(tail.manifest.checkpointTsn ?? 0);
@@ -143,34 +221,44 @@ export class Compactor {
       lastFolded = n;
       tsn = Math.max(tsn, last);
     }
-    const result = (folded: number): CompactResult => ({
-      segmentsFolded: folded,
-      checkpointVersion: BigInt(tsn),
-      minPinnedVersion: BigInt(minPin),
-      leasesReclaimed: reclaimed,
-      bytesBefore,
-      bytesAfter: this.#logBytes(),
-    });
-    if (lastFolded === undefined) return result(0);
-    // 2. The checkpoint, under a temporary name, fsynced.
-    const name = checkpointName(tsn).replace(".dat", `-${lastFolded + 1}.dat`);
+    return { bytesBefore, minPin, reclaimed, segments, lastFolded, tsn, nextNsId: tail.index.nextNsId, manifest: tail.manifest };
+  }
+
+  /** Phase (b), rule 2: the checkpoint, under a temporary name, fsynced, renamed. No lock held. */
+  #writeCheckpoint(plan: CompactionPlan): string {
+    const tail = this.#tail;
+    const name = checkpointName(plan.tsn).replace(".dat", `-${plan.lastFolded! + 1}.dat`);
     const tmp = `${this.#path}/${name}.tmp`;
     // A fresh file, created exclusively: a leftover (or a planted link) is removed first.
     this.#platform.unlink(tmp);
     const file = this.#platform.open(tmp, { create: true, exclusive: true, mode: tail.log.mode });
     try {
-      writeCheckpoint(file, { tsn, nextNsId: tail.index.nextNsId, bindings: tail.index.bindingsAt(tsn) }, tail.index.stateAt(tsn));
+      writeCheckpoint(file, { tsn: plan.tsn, nextNsId: plan.nextNsId, bindings: tail.index.bindingsAt(plan.tsn) }, tail.index.stateAt(plan.tsn));
     } finally {
       file.close();
     }
     this.#platform.rename(tmp, `${this.#path}/${name}`);
+    return name;
+  }
+
+  /** Phase (c), rules 3–5: switch to checkpoint `name` if the plan still holds. The writer lock is held. */
+  #switchLocked(plan: CompactionPlan, name: string): CompactResult {
+    const tail = this.#tail;
+    tail.catchUpLocked();
+    const now = tail.log.readManifest() ?? tail.manifest; // the files', not this process's view
+    const was = plan.manifest;
+    const moved = (now.checkpoint ?? null) !== (was.checkpoint ?? null) || (now.firstSegment ?? 1) !== (was.firstSegment ?? 1) || (now.checkpointTsn ?? 0) !== (was.checkpointTsn ?? 0);
+    // A process that opened meanwhile may pin below the plan (it starts conservatively low).
+    const { minPin } = this.#pins.scanLeases(now.checkpointTsn ?? 0);
+    if (moved || minPin < plan.tsn) return this.#result({ ...plan, minPin }, 0);
+    const lastFolded = plan.lastFolded!;
     // 3. The manifest switch: temp, fsync, rename, directory fsync (in writeManifest).
-    const previous = tail.manifest.checkpoint;
-    const manifest: Manifest = { ...tail.manifest, checkpoint: name, checkpointTsn: tsn, firstSegment: lastFolded + 1 };
+    const previous = now.checkpoint;
+    const manifest: Manifest = { ...now, checkpoint: name, checkpointTsn: plan.tsn, firstSegment: lastFolded + 1 };
     tail.switchManifestLocked(manifest);
     // 4. What it replaced. Processes still holding these files open keep reading them
-    // (POSIX); none needs them again, since every live process has read past minPin.
-    for (const n of segments) {
+    // (POSIX); none needs them again, since every live process has read past the pin.
+    for (const n of plan.segments) {
       if (n > lastFolded) break;
       tail.forgetSegment(n);
       this.#platform.unlink(`${this.#path}/${segmentName(n)}`);
@@ -178,9 +266,9 @@ export class Compactor {
     if (previous) this.#platform.unlink(`${this.#path}/${previous}`);
     this.#platform.syncDir(this.#path);
     // 5. This process's own memory: versions below the checkpoint no reader needs.
-    tail.index.prune(Math.min(tsn, this.#pins.localPin()));
+    tail.index.prune(Math.min(plan.tsn, this.#pins.localPin()));
     this.#compactions++;
-    return result(lastFolded - segments[0]! + 1);
+    return this.#result({ ...plan, minPin }, lastFolded - plan.segments[0]! + 1);
   }
 
   /** Starts a compaction in the background once sealed segments pass `autoCompactBytes`. */

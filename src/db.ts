@@ -259,6 +259,7 @@ export class Database implements TxHost {
     this.#watchHub.closeAll();
     this.#tail.stop();
     this.#lock.close();
+    this.#compactor.close();
     // Frees the index's memory now (see Tail.close).
     this.#tail.close();
     this.#cachedReader = undefined;

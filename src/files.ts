@@ -27,6 +27,8 @@ export const FRONTIER = "frontier";
 export const FRONTIER_FILE_BYTES = 36;
 /** The writer lock (and the holder record at its start; see holder.ts). */
 export const WRITER_LOCK = "writer.lock";
+/** Held (flock) by the one process compacting, so compactions never run twice at once. */
+export const COMPACT_LOCK = "compact.lock";
 /** The directory of lease files (see liveness.ts). */
 export const LEASES_DIR = "leases";
 
@@ -55,7 +57,7 @@ export function parseSegmentName(name: string): number | undefined {
  * planted link or non-regular file must never stand in for (see dirsafety.ts).
  */
 export function isStoreFileName(name: string): boolean {
-  return name === MANIFEST || name === MANIFEST_TMP || name === FRONTIER || name === WRITER_LOCK || SEGMENT_FILE.test(name) || name.startsWith(CHECKPOINT_PREFIX);
+  return name === MANIFEST || name === MANIFEST_TMP || name === FRONTIER || name === WRITER_LOCK || name === COMPACT_LOCK || SEGMENT_FILE.test(name) || name.startsWith(CHECKPOINT_PREFIX);
 }
 
 /** A port failure as an IO error saying what was attempted; anything else unchanged. */

@@ -211,6 +211,14 @@ export class Tail {
    * Under the writer lock, after this process's compaction wrote `manifest` (temp, fsync,
    * rename, directory fsync, in writeManifest): it becomes the one this process follows.
    */
+  /**
+   * Learns the manifest on disk if another process's compaction switched it (compaction
+   * plans against the files, never against a stale view of them).
+   */
+  followManifest(): void {
+    this.#followManifest();
+  }
+
   switchManifestLocked(manifest: Manifest): void {
     this.log.writeManifest(manifest);
     this.#manifest = manifest;

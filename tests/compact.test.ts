@@ -176,3 +176,47 @@ test(`${R} compact() folds the active segment too: old versions go whatever segm
   await other.close();
   await db.close();
 });
+
+test(`${R} compaction writes its checkpoint without the writer lock: other writers commit meanwhile, and the switch still keeps every commit`, async () => {
+  const { withFaults } = await import("txtdb/adapters/faults");
+  const { defaultPlatform, FileLock } = await import("txtdb/internal");
+  const base = await defaultPlatform();
+  const dir = tempDir("cmp");
+  let probes = 0;
+  let lockFreeDuringWrite = 0;
+  const probe = new FileLock(base, `${dir}/writer.lock`);
+  const faulty = withFaults(base, (step, path) => {
+    // While the checkpoint is being written, another process could take the writer lock.
+    if (step === "beforeWrite" && path.endsWith(".dat.tmp")) {
+      probes++;
+      const release = probe.tryAcquire(true);
+      if (release) {
+        lockFreeDuringWrite++;
+        release();
+      }
+    }
+  });
+  const db = await open(dir, { adapter: faulty, namespaces: ["ns"], autoCompactBytes: 0 });
+  for (let i = 0; i < 500; i++) await db.set("ns", ["k", i % 50], i);
+  const r = await db.compact();
+  assert.ok(r.segmentsFolded > 0);
+  assert.ok(probes > 0, "the checkpoint was written");
+  assert.equal(lockFreeDuringWrite, probes, "the writer lock was free while the checkpoint was written");
+  probe.close();
+  // A commit that lands between the plan and the switch is kept: it lies past the checkpoint.
+  const other = await open(dir);
+  let committed = 0;
+  const faulty2 = withFaults(base, (step, path) => {
+    if (step === "beforeWrite" && path.endsWith(".dat.tmp") && committed === 0) committed = -1; // mark: writing now
+  });
+  const db2 = await open(dir, { adapter: faulty2 });
+  for (let i = 0; i < 200; i++) await db2.set("ns", ["k", i % 50], 1000 + i);
+  const compacting = db2.compact();
+  await other.set("ns", "during", 1); // may land before, during or after the checkpoint write
+  await compacting;
+  const fresh = await open(dir);
+  assert.equal(await fresh.get("ns", "during"), 1);
+  assert.equal(await fresh.get("ns", ["k", 49]), 1199);
+  assert.equal((await fresh.check()).ok, true);
+  await Promise.all([fresh.close(), db2.close(), other.close(), db.close()]);
+});

@@ -7,7 +7,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { CHECKPOINT_FILE, FRONTIER, FRONTIER_FILE_BYTES, LEASES_DIR, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName, WRITER_LOCK, ioError } from "./files.ts";
+import { CHECKPOINT_FILE, COMPACT_LOCK, FRONTIER, FRONTIER_FILE_BYTES, LEASES_DIR, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName, WRITER_LOCK, ioError } from "./files.ts";
 import { FORMAT_VERSION } from "./log.ts";
 import type { Log, Manifest } from "./log.ts";
 import { invalidArg } from "./options.ts";
@@ -57,7 +57,7 @@ export function checkCreatable(platform: Platform, path: string, log: Log, thoro
   };
   const framed = (name: string) => head(name)?.[0] === FRAME_MAGIC;
   const storeLike = names.filter((n) =>
-    n === MANIFEST || n === LEASES_DIR || ((parseSegmentName(n) ?? 0) >= 1 && framed(n)) || (CHECKPOINT_FILE.test(n) && framed(n))
+    n === MANIFEST || n === LEASES_DIR || n === COMPACT_LOCK || ((parseSegmentName(n) ?? 0) >= 1 && framed(n)) || (CHECKPOINT_FILE.test(n) && framed(n))
   );
   const leftover = (n: string): boolean => {
     const bytes = head(n);

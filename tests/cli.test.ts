@@ -1,4 +1,4 @@
-/** The command line, run as users run it: `node dist/cli.js`, `deno run scripts/cli.ts`, `bun scripts/cli.ts`. */
+/** The command line, run as users run it: `node dist/cli.js` (npm), `deno run cli/main.ts` (JSR), `bun cli/main.ts`. */
 import { assert, canSpawn, runtime, tempDir, test, waitUntil } from "./harness.ts";
 
 if (canSpawn) {
@@ -7,14 +7,14 @@ if (canSpawn) {
   const { startWorker, killAllWorkers } = await import("./procs.ts");
   const cli = {
     node: ["node", ["dist/cli.js"]],
-    deno: ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/cli.ts"]],
-    bun: ["node_modules/.bin/bun", ["scripts/cli.ts"]],
+    deno: ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "cli/main.ts"]],
+    bun: ["node_modules/.bin/bun", ["cli/main.ts"]],
   } as const;
   type Rt = keyof typeof cli;
   const RTS: Rt[] = ["node", "deno", "bun"];
   const run = (rt: Rt, args: string[], input?: string) => {
     const [cmd, base] = cli[rt];
-    const r = spawnSync(cmd, [...base, ...args], { encoding: "utf8", input, timeout: 60_000 });
+    const r = spawnSync(cmd, [...base, ...args], { encoding: "utf8", input, timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
     return { code: r.status, out: r.stdout, err: r.stderr };
   };
   /** A user error: `txtdb: CODE: ...` on stderr, exit 2, and no stack trace. */
@@ -174,7 +174,7 @@ if (canSpawn) {
       userError(run("node", ["list", dir, "n", ...bad]), "INVALID_ARGUMENT", /--limit/);
     }
     userError(run("deno", ["list", dir, "n", "--bogus"]), "INVALID_ARGUMENT", /Unknown option "--bogus"/);
-    userError(run("node", ["get", dir, "n", "a", "--limit=1"]), "INVALID_ARGUMENT", /Unknown option "--limit=1"/);
+    userError(run("node", ["get", dir, "n", "a", "--limit=1"]), "INVALID_ARGUMENT", /Unknown option "--limit" for `txtdb get`/);
     userError(run("bun", ["--bogus"]), "INVALID_ARGUMENT", /Unknown option "--bogus"/);
     userError(run("node", ["frobnicate", dir]), "INVALID_ARGUMENT", /Unknown command "frobnicate"/);
     userError(run("node", ["get", dir, "n"]), "INVALID_ARGUMENT", /needs a key/);
@@ -258,6 +258,132 @@ if (canSpawn) {
       }
     } finally {
       killAllWorkers();
+    }
+  });
+  test(`[${runtime}] txtdb with no arguments prints usage and exits 2; --help and help <command> document exit codes; a mistyped command gets "did you mean" and creates nothing`, () => {
+    const dir = tempDir("cli-usage") + "/d";
+    for (const rt of RTS) {
+      const bare = run(rt, []);
+      assert.equal(bare.code, 2, `${rt}: ${bare.err}`);
+      assert.equal(bare.out, "");
+      assert.match(bare.err, /^usage: txtdb <command> <dir>/);
+      const help = run(rt, ["--help"]);
+      assert.equal(help.code, 0);
+      assert.match(help.out, /exit codes:\n {2}0 .*\n {2}1 .*\n {2}2 /);
+      const one = run(rt, ["help", "import"]);
+      assert.equal(one.code, 0);
+      assert.match(one.out, /^usage: txtdb import <dir> \[--progress\] \[--resume\] \[--restart\]/);
+      assert.equal(run(rt, ["list", "--help"]).code, 0);
+      userError(run(rt, ["lsit", dir, "n"]), "INVALID_ARGUMENT", /Unknown command "lsit"; did you mean "list"\?/);
+      userError(run(rt, ["set", dir, "n", "k", "1", "--progres"]), "INVALID_ARGUMENT", /Unknown option "--progres"/);
+      assert.equal(fs.existsSync(dir), false, `${rt} created a store`);
+    }
+    const version = (JSON.parse(fs.readFileSync("deno.json", "utf8")) as { version: string }).version;
+    assert.equal(run("deno", ["-V"]).out.trim(), `txtdb ${version}`, "JSR users see deno.json's version");
+  });
+
+  test(`[${runtime}] txtdb stats shows store-wide figures with the other processes' pins, not the CLI's counters; compact names the process whose pin stops it`, async () => {
+    try {
+      for (const workerRt of ["bun", "deno"] as const) {
+        const dir = tempDir("cli-pins") + "/d";
+        const w = startWorker(workerRt, "cli-pinner", [dir]);
+        const [, pid, rt, pinned, head] = (await w.waitFor("pinned ")).split(" ");
+        const stats = run("node", ["stats", dir]);
+        assert.equal(stats.code, 0, stats.err);
+        const f = JSON.parse(stats.out);
+        assert.match(f.scope, /store-wide/);
+        assert.equal(f.commits, undefined, "no per-process counter of the CLI itself");
+        assert.equal(f.version, head);
+        assert.deepEqual(f.processes.map((p: { pid: number }) => p.pid), [Number(pid)], "the CLI's own lease is not listed");
+        assert.equal(f.processes[0].runtime, rt);
+        assert.equal(f.oldestPin.pid, Number(pid));
+        assert.equal(f.oldestPin.version, pinned);
+        assert.equal(f.oldestPin.behindHead, String(Number(head) - Number(pinned)));
+        assert.ok(f.segments.live > 2, JSON.stringify(f.segments));
+        assert.equal(f.bytes.total, f.files.reduce((a: number, x: { bytes: number }) => a + x.bytes, 0) + (f.bytes.other - f.files.filter((x: { role: string }) => ["manifest", "frontier", "writer lock"].includes(x.role)).reduce((a: number, x: { bytes: number }) => a + x.bytes, 0)));
+        run("bun", ["compact", dir]); // folds what lies below the pin
+        const again = run("deno", ["compact", dir]);
+        assert.equal(again.code, 0, again.err);
+        const r = JSON.parse(again.out);
+        assert.equal(r.segmentsFolded, 0);
+        assert.match(r.note, new RegExp(`nothing folded: .*pid ${pid} \\(${rt}\\) pins version ${pinned}.*compact again`));
+        await w.finish();
+        const after = JSON.parse(run("node", ["compact", dir]).out);
+        assert.ok(after.segmentsFolded > 0, "folds once the pin is released");
+        assert.match(after.note, /^folded \d+ segments? into a checkpoint/);
+        const idle = JSON.parse(run("node", ["compact", dir]).out);
+        assert.match(idle.note, /nothing to fold: the checkpoint already holds every version up to the head/);
+        assert.deepEqual(JSON.parse(run("bun", ["stats", dir]).out).processes, []);
+      }
+    } finally {
+      killAllWorkers();
+    }
+  });
+
+  test(`[${runtime}] txtdb import past one transaction's size is resumable: killed mid-import, --resume finishes without writing a line twice`, async () => {
+    const { spawn } = await import("node:child_process");
+    const n = 250_000;
+    let input = "";
+    for (let i = 0; i < n; i++) input += `{"ns":"n","key":["k",${i}],"value":${i}}\n`;
+    const dir = tempDir("cli-resume") + "/d";
+    const [cmd, base] = cli.node;
+    const child = spawn(cmd, [...base, "import", dir, "--progress"], { stdio: ["pipe", "pipe", "pipe"] });
+    let stderr = "";
+    const committed = new Promise<void>((resolve) => child.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString();
+      if (/committed input lines/.test(stderr)) resolve();
+    }));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    child.stdin.end(input);
+    await Promise.race([committed, exited]);
+    child.kill("SIGKILL");
+    assert.equal(await exited, null, `the import was killed before it finished: ${stderr}`);
+    const marker = run("bun", ["get", dir, "txtdb.import", "progress"]);
+    assert.equal(marker.code, 0, marker.err);
+    const m = JSON.parse(marker.out);
+    assert.ok(m.committedEntries > 0 && m.committedEntries < n, marker.out);
+    const before = new Map(run("node", ["export", dir, "n"]).out.trim().split("\n").map((l) => { const e = JSON.parse(l); return [e.key[1], JSON.stringify(e.version)]; }));
+    assert.equal(before.size, m.committedEntries, "the store holds exactly the committed batches");
+    // Without --resume: refused, naming what was committed; other input: refused.
+    userError(run("node", ["import", dir], input), "INVALID_ARGUMENT", new RegExp(`unfinished import: entries 1 to ${m.committedEntries} of ${n}.*--resume`));
+    userError(run("deno", ["import", dir, "--resume"], input.replace('"value":0}', '"value":-1}')), "INVALID_ARGUMENT", /not the unfinished import's/);
+    const resumed = run("bun", ["import", dir, "--resume", "--progress"], input);
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.match(resumed.err, new RegExp(`resuming after input line ${m.committedLine}`));
+    assert.match(resumed.err, new RegExp(`imported ${n} entries, resumed after ${m.committedEntries} entries`));
+    const after = run("node", ["export", dir]).out.trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(after.length, n, "every line once; the marker is not exported");
+    for (const e of after) {
+      assert.equal(e.value, e.key[1]);
+      if (before.has(e.key[1])) assert.equal(JSON.stringify(e.version), before.get(e.key[1]), `line ${e.key[1] + 1} was written again`);
+    }
+    assert.deepEqual(run("node", ["namespaces", dir]).out.trim().split("\n"), ["n"], "the marker is gone");
+    userError(run("node", ["import", dir, "--resume"], input), "INVALID_ARGUMENT", /Nothing to resume/);
+  });
+
+  test(`[${runtime}] txtdb check, compact, export and import show progress on stderr only with --progress (or a terminal), never on stdout`, () => {
+    const dir = tempDir("cli-progress") + "/d";
+    const lines = Array.from({ length: 5 }, (_, i) => `{"ns":"n","key":${i},"value":${i}}`).join("\n") + "\n";
+    const quiet = run("node", ["import", dir], lines);
+    assert.equal(quiet.code, 0, quiet.err);
+    assert.equal(quiet.err, "import: imported 5 entries in one transaction\n", "only the summary without --progress");
+    const loud = run("bun", ["import", tempDir("cli-progress2") + "/d", "--progress"], lines);
+    assert.match(loud.err, /^import: reading and checking stdin…\nimport: checked 5 entries .*one transaction.*\nimport: imported 5 entries in one transaction in \d+\.\d s\n$/);
+    for (const rt of RTS) {
+      const exp = run(rt, ["export", dir, "--progress"]);
+      assert.equal(exp.code, 0, exp.err);
+      assert.match(exp.err, /^export: at version \d+…\n(.*\n)*export: exported 5 entries at version \d+ in \d+\.\d s\n$/);
+      assert.deepEqual(exp.out.trim().split("\n").map((l) => JSON.parse(l).key), [0, 1, 2, 3, 4], "stdout is data only");
+      const plain = run(rt, ["export", dir]);
+      assert.match(plain.err, /^export: exported 5 entries at version \d+\n$/);
+      for (const c of ["check", "compact"]) {
+        const withP = run(rt, [c, dir, "--progress"]);
+        assert.equal(withP.code, 0, withP.err);
+        assert.match(withP.err, new RegExp(`^${c}: opening the store \\(.*B\\)…\\n${c}: opened; .*\\n${c}: .*\\(\\d+\\.\\d s\\)\\n$`));
+        JSON.parse(withP.out);
+        const without = run(rt, [c, dir]);
+        assert.equal(without.err, "", `${rt} ${c} is quiet without --progress`);
+      }
     }
   });
 }

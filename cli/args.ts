@@ -1,0 +1,295 @@
+/**
+ * The command line's grammar: which commands exist, what each takes, the help texts, and
+ * the parser that turns `argv` into a checked {@link Invocation}. Pure (no I/O), so every
+ * runtime's test leg runs it.
+ *
+ * Rules the parser keeps:
+ * 1. Everything is checked here, before any store is opened: an unknown or mistyped command
+ *    (with "did you mean" for a close name), an unknown option, a missing or extra argument,
+ *    a bad `--limit`. A typo never creates a store.
+ * 2. Tokens come from `node:util` `parseArgs` (on Node 20, Deno 2.9 without any permission,
+ *    and Bun 1.4), which handles `--flag value`, `--flag=value`, `-h` and `--`; the checks on
+ *    top are ours, because its strict mode would take `-5` for an option and `--limit --reverse`
+ *    for a value.
+ * 3. An argument that starts with `-` and a digit or a dot (`-5`, `-1.5`) is a value, not an
+ *    option: keys and values may be negative numbers.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { TxtDbError } from "../src/errors.ts";
+
+/** Exit codes of every command (printed by `txtdb --help`). */
+export const EXIT = {
+  /** The command did what was asked. */
+  ok: 0,
+  /** It ran and found problems (`check`, `doctor`), or the key was not found (`get`). */
+  problems: 1,
+  /** A usage mistake or an error: nothing or only what the message says was done. */
+  error: 2,
+} as const;
+
+type Flag = "limit" | "reverse" | "progress" | "resume" | "restart";
+
+/** What a command takes and how it opens the store. */
+export interface CommandSpec {
+  /** Required arguments after the directory. */
+  args: string[];
+  /** Optional arguments after the required ones. */
+  optional?: string[];
+  /** Takes any number of further arguments (export's namespaces). */
+  rest?: string;
+  flags: Flag[];
+  /** "read" opens an existing store read-only, "write" read-write, "create" may create it. */
+  access: "read" | "write" | "create";
+  /** One line for the command list. */
+  summary: string;
+  /** Further lines for `txtdb help <command>`. */
+  details?: string;
+}
+
+/** Every command that opens a store. */
+export const COMMANDS: Record<string, CommandSpec> = {
+  stats: {
+    args: [], flags: [], access: "read",
+    summary: "store-wide figures from the store's files (JSON): version, bytes by file, segments, checkpoint, live processes and their pins, oldest pin, writer-lock holder",
+    details: "Per-process counters (commits, latencies) live in each process (db.stats(), db.metrics()) and are not shown.",
+  },
+  doctor: {
+    args: [], flags: [], access: "read",
+    summary: "live processes, their pins, the writer lock and who holds it; exit 1 on problems",
+  },
+  check: {
+    args: [], flags: ["progress"], access: "read",
+    summary: "verify every record, the checkpoint and the index (JSON report); exit 1 on problems",
+  },
+  compact: {
+    args: [], flags: ["progress"], access: "write",
+    summary: "fold old log segments into a checkpoint; says why when nothing could be folded",
+  },
+  get: { args: ["namespace", "key"], flags: [], access: "read", summary: "print a value (JSON); exit 1 if the key is absent" },
+  set: { args: ["namespace", "key", "value"], flags: [], access: "create", summary: "write a value (creates the store and the namespace)" },
+  delete: { args: ["namespace", "key"], flags: [], access: "write", summary: "delete a key" },
+  list: {
+    args: ["namespace"], optional: ["prefix"], flags: ["limit", "reverse"], access: "read",
+    summary: "NDJSON entries {key, value, version} in key order",
+    details: "--limit N (or --limit=N) stops after N entries; --reverse lists from the last key.",
+  },
+  namespaces: { args: [], flags: [], access: "read", summary: "the namespaces, one a line (a name with control characters as a JSON string)" },
+  export: {
+    args: [], rest: "namespace", flags: ["progress"], access: "read",
+    summary: 'NDJSON {"ns","key","value","version"} of every entry at one snapshot (or of the namespaces named)',
+  },
+  import: {
+    args: [], flags: ["progress", "resume", "restart"], access: "create",
+    summary: "read export lines from stdin: check every line, then write (atomic up to 100 000 entries / 64 MiB)",
+    details: [
+      "Every line is checked before anything is written: a bad line writes nothing.",
+      "Input within one transaction's limits (100 000 entries and 64 MiB of encoded keys and",
+      "values) is written in one transaction: all of it or none. Larger input is written in order",
+      "in transactions of at most 10 000 entries / 16 MiB; each one also records, in the same",
+      'transaction, how far the import got (namespace "txtdb.import", removed when it finishes).',
+      "If the import is interrupted (a crash, Ctrl-C, a full disk), run it again with the same",
+      "input and --resume: it checks that the input is the same and continues after the last",
+      "line committed, so no line is written twice. --restart starts again from the first line.",
+    ].join("\n"),
+  },
+};
+
+/** Commands that open no store. */
+const OTHER_COMMANDS = ["help", "version", "bench", "demo"];
+
+/** One-line descriptions of the options, for the help texts. */
+const FLAG_HELP: Record<Flag, string> = {
+  limit: "--limit N           at most N entries",
+  reverse: "--reverse           from the last key",
+  progress: "--progress          progress on stderr (on by default when stderr is a terminal)",
+  resume: "--resume            continue an interrupted import of the same input",
+  restart: "--restart           import from the first line, ignoring an interrupted import",
+};
+
+const FLAG_TYPES: Record<string, "string" | "boolean"> = {
+  limit: "string", reverse: "boolean", progress: "boolean", resume: "boolean", restart: "boolean", help: "boolean", version: "boolean",
+};
+
+/** What the command line asks for, checked. */
+export type Invocation =
+  | { kind: "help"; command?: string }
+  | { kind: "version" }
+  | { kind: "usage" }
+  | { kind: "devOnly"; command: "bench" | "demo" }
+  | {
+    kind: "run";
+    command: string;
+    dir: string;
+    /** The arguments after the directory (namespace, key, value, prefix, export's namespaces). */
+    rest: string[];
+    limit?: number;
+    reverse: boolean;
+    /** `--progress` given (the caller also turns progress on when stderr is a terminal). */
+    progress: boolean;
+    resume: boolean;
+    restart: boolean;
+  };
+
+const invalid = (message: string) => new TxtDbError("INVALID_ARGUMENT", message);
+const quote = (s: string) => JSON.stringify(s);
+
+/** The edit distance of `a` and `b` (insertions, deletions, substitutions, adjacent swaps). */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The closest of `names` to `word` when it is close enough to be a typo (at most 2 edits, or a prefix). */
+export function didYouMean(word: string, names: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const n of names) {
+    const dist = editDistance(word.toLowerCase(), n);
+    if (dist < bestDistance) [best, bestDistance] = [n, dist];
+  }
+  if (best !== undefined && bestDistance <= Math.min(2, Math.max(1, Math.floor(best.length / 3)))) return best;
+  const prefixed = names.filter((n) => word.length >= 2 && n.startsWith(word.toLowerCase()));
+  return prefixed.length === 1 ? prefixed[0] : undefined;
+}
+
+const hint = (word: string, names: readonly string[], shown: (n: string) => string) => {
+  const near = didYouMean(word, names);
+  return near === undefined ? "" : `; did you mean ${shown(near)}?`;
+};
+
+/** Parses and checks the command line (without the runtime and script). Throws INVALID_ARGUMENT. */
+export function parseCommandLine(argv: readonly string[]): Invocation {
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: Object.fromEntries(Object.entries(FLAG_TYPES).map(([k, type]) => [k, { type, ...(k === "help" ? { short: "h" } : k === "version" ? { short: "V" } : {}) }])),
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const positional: string[] = [];
+  const options: { name: string; raw: string; value: string | undefined; inline: boolean }[] = [];
+  const seenIndex = new Set<number>();
+  for (const t of tokens) {
+    if (t.kind === "positional") positional.push(t.value);
+    else if (t.kind === "option") {
+      const arg = argv[t.index]!;
+      // A short group like "-1.5" yields one token per character, all with the same index.
+      if (seenIndex.has(t.index)) continue;
+      seenIndex.add(t.index);
+      if (/^-[0-9.]/.test(arg)) positional.push(arg); // a negative number is a value (rule 3)
+      else options.push({ name: t.name, raw: t.rawName, value: t.value, inline: t.inlineValue === true });
+    }
+  }
+  const has = (name: string) => options.some((o) => o.name === name);
+  const [first, ...afterCommand] = positional;
+  // `txtdb help [command]`, `txtdb <command> --help`, `txtdb --help`.
+  if (first === "help" || (has("help") && first === undefined)) {
+    const topic = first === "help" ? afterCommand[0] : undefined;
+    if (topic !== undefined && !Object.hasOwn(COMMANDS, topic)) throw invalid(`Unknown command ${quote(topic)}${hint(topic, Object.keys(COMMANDS), quote)}; see \`txtdb --help\``);
+    return topic === undefined ? { kind: "help" } : { kind: "help", command: topic };
+  }
+  if (first === undefined) {
+    if (has("version")) return { kind: "version" };
+    if (options.length) throw unknownOption(options[0]!.raw, ["help", "version"]);
+    return { kind: "usage" };
+  }
+  if (first === "version") return { kind: "version" };
+  if (first === "bench" || first === "demo") return { kind: "devOnly", command: first };
+  if (!Object.hasOwn(COMMANDS, first)) {
+    throw invalid(`Unknown command ${quote(first)}${hint(first, [...Object.keys(COMMANDS), ...OTHER_COMMANDS], quote)}; see \`txtdb --help\``);
+  }
+  const command = first;
+  const spec = COMMANDS[command]!;
+  if (has("help")) return { kind: "help", command };
+  const allowed: string[] = spec.flags;
+  let limit: number | undefined;
+  for (const o of options) {
+    if (!allowed.includes(o.name)) throw unknownOption(o.raw, allowed, command);
+    if (FLAG_TYPES[o.name] === "boolean") {
+      if (o.value !== undefined) throw invalid(`Option --${o.name} takes no value; got ${quote(`${o.raw}=${o.value}`)}`);
+      continue;
+    }
+    // parseArgs takes the next argument as the value even when it looks like an option.
+    if (o.value === undefined || (!o.inline && o.value.startsWith("--"))) throw invalid(`Option --${o.name} needs a value (--${o.name} N or --${o.name}=N)`);
+    if (o.name === "limit") {
+      limit = /^[0-9]+$/.test(o.value) ? Number(o.value) : NaN;
+      if (!Number.isSafeInteger(limit)) throw invalid(`--limit needs a whole number of entries (0 or more); got ${quote(o.value)}`);
+    }
+  }
+  const [dir, ...rest] = afterCommand;
+  if (dir === undefined || dir === "") throw invalid(`\`txtdb ${command}\` needs a store directory; see \`txtdb help ${command}\``);
+  const missing = spec.args[rest.length];
+  if (missing) throw invalid(`\`txtdb ${command}\` needs a ${missing}; see \`txtdb help ${command}\``);
+  const most = spec.args.length + (spec.optional?.length ?? 0);
+  if (!spec.rest && rest.length > most) throw invalid(`Unexpected argument ${quote(rest[most]!)} for \`txtdb ${command}\`; see \`txtdb help ${command}\``);
+  if (has("resume") && has("restart")) throw invalid("--resume and --restart exclude each other: --resume continues an interrupted import, --restart starts it again");
+  return {
+    kind: "run",
+    command,
+    dir,
+    rest,
+    ...(limit !== undefined ? { limit } : {}),
+    reverse: has("reverse"),
+    progress: has("progress"),
+    resume: has("resume"),
+    restart: has("restart"),
+  };
+}
+
+function unknownOption(raw: string, allowed: string[], command?: string): TxtDbError {
+  const where = command ? ` for \`txtdb ${command}\`` : "";
+  const takes = command ? (allowed.length ? ` (it takes ${allowed.map((f) => `--${f}`).join(", ")})` : " (it takes no options)") : "";
+  const name = raw.replace(/^-+/, "");
+  return invalid(`Unknown option ${quote(raw)}${where}${takes}${hint(name, allowed, (n) => `--${n}`)}; see \`txtdb help${command ? ` ${command}` : ""}\``);
+}
+
+/** The synopsis of one command: `list <dir> <namespace> [prefix] [--limit N] [--reverse]`. */
+export function synopsis(command: string): string {
+  const spec = COMMANDS[command]!;
+  const parts = [command, "<dir>", ...spec.args.map((a) => `<${a}>`), ...(spec.optional ?? []).map((a) => `[${a}]`)];
+  if (spec.rest) parts.push(`[${spec.rest} ...]`);
+  for (const f of spec.flags) parts.push(f === "limit" ? "[--limit N]" : `[--${f}]`);
+  return parts.join(" ");
+}
+
+const EXIT_HELP = `exit codes:
+  0  done
+  1  problems found (check, doctor) or key not found (get)
+  2  usage mistake or error (message on stderr as "txtdb: CODE: message")`;
+
+/** `txtdb --help`. */
+export function usage(): string {
+  const lines = Object.keys(COMMANDS).map((c) => `  ${synopsis(c)}\n      ${COMMANDS[c]!.summary}`);
+  return `usage: txtdb <command> <dir> [...]
+
+commands:
+${lines.join("\n")}
+  help [command]      this text, or one command's
+  --version, -V       print the version
+  bench, demo         run from a source checkout: npm run bench / npm run demo
+
+Keys and values are JSON; a bare word is a string (txtdb get ./data users alice); bigint,
+bytes, Date, Map, Set and the numbers JSON lacks use tags ({"$bigint":"1"}, {"$bytes":"..."}).
+"--" ends options; an argument like -5 is a value.
+Only set and import create a store; other commands never create or change a directory that
+is not a store, and read-side ones open the store read-only.
+
+${EXIT_HELP}`;
+}
+
+/** `txtdb help <command>`. */
+export function commandHelp(command: string): string {
+  const spec = COMMANDS[command]!;
+  const flags = spec.flags.map((f) => `  ${FLAG_HELP[f]}`);
+  return [`usage: txtdb ${synopsis(command)}`, "", spec.summary, ...(spec.details ? [spec.details] : []), ...(flags.length ? ["", "options:", ...flags] : []), "", EXIT_HELP].join("\n");
+}

@@ -1,0 +1,145 @@
+/**
+ * Runs one checked {@link Invocation}: opens the store as the command may (store.ts), does
+ * the work, prints data on stdout and messages on stderr, and returns the exit code.
+ *
+ * @module
+ */
+import { TxtDbError } from "../src/errors.ts";
+import type { Key } from "../mod.ts";
+import { fromTagged } from "../src/ndjson.ts";
+import meta from "../deno.json" with { type: "json" };
+import { commandHelp, EXIT, usage } from "./args.ts";
+import type { Invocation } from "./args.ts";
+import { explainCompact } from "./compact.ts";
+import { doctor } from "./doctor.ts";
+import { exportAll } from "./export.ts";
+import { gatherFigures, liveProcesses, storeFiles } from "./figures.ts";
+import { fitsOneTransaction, readImport, writeImport } from "./import.ts";
+import { drained, err, out, stderrIsTerminal, stdinLines } from "./io.ts";
+import { bytes, json, name, Progress, report, safe, safeJson } from "./output.ts";
+import { dirState, openFor, platform } from "./store.ts";
+
+/** The version printed by `txtdb --version` (deno.json and package.json agree; deno.json ships on JSR and npm alike). */
+export const VERSION: string = meta.version;
+
+const invalid = (message: string) => new TxtDbError("INVALID_ARGUMENT", message);
+
+/** A key or value from the command line: JSON (tagged), or a bare word as a string. */
+export function parseValueArg(what: string, text: string): unknown {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    // A bare word is a string, so `txtdb get ./data users alice` works; text that starts
+    // like JSON but is not valid JSON is a mistake, not a string that happens to look so.
+    if (/^\s*[[{"]/.test(text)) throw invalid(`The ${what} ${JSON.stringify(text)} is not valid JSON: ${(e as Error).message}`);
+    return text;
+  }
+  return fromTagged(parsed, what);
+}
+
+/** The bytes of the store's files, for a progress line before a long open. */
+async function storeSize(dir: string): Promise<string> {
+  try {
+    const p = await platform();
+    if (dirState(p, dir) !== "store") return "";
+    return ` (${bytes(storeFiles(p, dir).reduce((a, f) => a + f.bytes, 0))})`;
+  } catch {
+    return "";
+  }
+}
+
+/** Runs `inv`; returns the exit code. Errors are thrown (main.ts prints them). */
+export async function run(inv: Invocation): Promise<number> {
+  switch (inv.kind) {
+    case "usage":
+      err(usage());
+      return EXIT.error;
+    case "help":
+      out(inv.command ? commandHelp(inv.command) : usage());
+      return EXIT.ok;
+    case "version":
+      out(`txtdb ${VERSION}`);
+      return EXIT.ok;
+    case "devOnly":
+      out(`Run \`npm run ${inv.command}\` from a source checkout of txtdb (it starts Node, Deno and Bun processes).`);
+      return EXIT.ok;
+  }
+  const { command, dir, rest } = inv;
+  const progress = new Progress(command, { on: inv.progress || stderrIsTerminal(), write: err, nowMs: () => performance.now() });
+  if (command === "import") {
+    progress.start("reading and checking stdin");
+    const input = await readImport(stdinLines(), progress);
+    progress.step(`checked ${input.entries.length} entries (${bytes(input.bytes)}); ${fitsOneTransaction(input) ? "one transaction" : "in batches, resumable"}`);
+    const db = await openFor("import", dir);
+    try {
+      progress.done(await writeImport(db, input, inv, progress));
+      return EXIT.ok;
+    } finally {
+      await db.close();
+    }
+  }
+  // Parse keys and values before opening, so a typo never creates a store or a namespace.
+  const key = rest[1] === undefined ? undefined : (parseValueArg(command === "list" ? "prefix" : "key", rest[1]) as Key);
+  const value = command === "set" ? parseValueArg("value", rest[2]!) : undefined;
+  if (progress.on && (command === "check" || command === "compact")) progress.start(`opening the store${await storeSize(dir)}`);
+  const db = await openFor(command, dir, command === "set" ? [rest[0]!] : []);
+  try {
+    switch (command) {
+      case "stats":
+        out(report(gatherFigures(db)));
+        return EXIT.ok;
+      case "doctor":
+        return doctor(db, dir, out);
+      case "check": {
+        progress.step("opened; checking every record, the checkpoint and the index");
+        const r = await db.check();
+        out(safeJson(JSON.stringify(r, null, 2)));
+        progress.step(r.ok ? `ok: ${r.records} records, ${bytes(r.bytes)}` : `${r.problems.length} problems`);
+        return r.ok ? EXIT.ok : EXIT.problems;
+      }
+      case "compact": {
+        const before = gatherFigures(db);
+        progress.step(`opened; folding what it may of ${before.segments.live} segments (${bytes(before.bytes.segments)})`);
+        const r = await db.compact();
+        const note = explainCompact(r, before, liveProcesses(db.platform, db.path, db.platform.pid).processes);
+        out(report({ ...r, note }));
+        progress.step(r.segmentsFolded ? `folded ${r.segmentsFolded} segments` : "nothing folded");
+        return EXIT.ok;
+      }
+      case "get": {
+        const e = await db.getEntry(rest[0]!, key!);
+        if (!e) {
+          err(safe(`txtdb: key ${json(key)} is not in namespace ${json(rest[0])}`));
+          return EXIT.problems;
+        }
+        out(json(e.value));
+        return EXIT.ok;
+      }
+      case "set": {
+        const { version } = await db.set(rest[0]!, key!, value);
+        out(`version ${version}`);
+        return EXIT.ok;
+      }
+      case "delete": {
+        const { version } = await db.delete(rest[0]!, key!);
+        out(`version ${version}`);
+        return EXIT.ok;
+      }
+      case "namespaces":
+        for (const n of await db.listNamespaces()) out(name(n));
+        return EXIT.ok;
+      case "list": {
+        const prefix = rest[1] === undefined ? [] : key!;
+        const opts = { ...(inv.limit !== undefined ? { limit: inv.limit } : {}), reverse: inv.reverse };
+        for await (const e of db.list(rest[0]!, { prefix }, opts)) out(json({ key: e.key, value: e.value, version: e.version }));
+        return EXIT.ok;
+      }
+      case "export":
+        return await exportAll(db, rest, out, drained, progress);
+    }
+    throw new Error(`txtdb internal assertion failed: command ${JSON.stringify(command)} has a spec but no case`);
+  } finally {
+    await db.close();
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * `txtdb doctor`: live processes and their pins, the writer lock and who holds it, and
+ * what looks wrong (exit 1): an old pin holding back compaction, a stuck lock holder.
+ *
+ * @module
+ */
+import type { Database } from "../mod.ts";
+import { readWriterHolder } from "../src/holder.ts";
+import type { Platform } from "../src/port.ts";
+import { safe, seconds } from "./output.ts";
+
+/** A commit holds the writer lock for milliseconds; a holder past this has stopped or hangs. */
+const WRITER_HOLD_SUSPECT_MS = 5_000;
+/** A pin this many commits behind the head is reported as holding back compaction. */
+const PIN_BEHIND_SUSPECT = 10_000n;
+
+/** The Linux process state letter of `pid` (T: stopped, t: traced, Z: zombie), if /proc says. */
+function processState(platform: Platform, pid: number): string | undefined {
+  try {
+    const f = platform.open(`/proc/${pid}/stat`, { readOnly: true });
+    try {
+      const buf = new Uint8Array(512);
+      const text = new TextDecoder().decode(buf.subarray(0, f.read(buf, 0)));
+      // "pid (comm) S ...": comm may hold spaces and parentheses, so read after the last ")".
+      return /^\) (\S)/.exec(text.slice(text.lastIndexOf(")")))?.[1];
+    } finally {
+      f.close();
+    }
+  } catch {
+    // Not Linux, the process is gone, or Deno, which refuses /proc to --allow-read alone.
+    return undefined;
+  }
+}
+
+/** Prints the diagnosis through `out`; returns the exit code (1 when a problem was found). */
+export function doctor(db: Database, dir: string, out: (line: string) => void): number {
+  let problems = 0;
+  const s = db.stats();
+  out(safe(`store ${dir}: version ${s.version}, ${s.namespaces} namespaces, log ${s.logBytes} B, checkpoint ${s.checkpointBytes} B at version ${s.checkpointVersion}`));
+  const procs = db.processes().filter((p) => !p.self);
+  out(`live processes: ${procs.length}`);
+  for (const p of procs) {
+    const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${s.version - p.pinnedVersion} behind the head)`;
+    out(safe(`  pid ${p.pid} (${p.runtime}): ${behind}`));
+  }
+  const oldest = procs.reduce<bigint | undefined>((m, p) => (p.pinnedVersion !== undefined && (m === undefined || p.pinnedVersion < m) ? p.pinnedVersion : m), undefined);
+  if (oldest !== undefined && s.version - oldest > PIN_BEHIND_SUSPECT) {
+    problems++;
+    out(`warning: a process pins a version ${s.version - oldest} commits old: a long-lived snapshot or transaction holds back compaction`);
+  }
+  // Read-only and never blocking: a stuck holder must not make doctor wait too.
+  const { held, holder } = readWriterHolder(db.platform, db.path);
+  if (!held) {
+    out("writer lock: free");
+  } else if (!holder) {
+    out("writer lock: held by a process that did not record itself (it has just taken the lock, or it runs an older txtdb); run doctor again to see whether it is released");
+  } else {
+    const heldMs = db.platform.wallClockMs() - holder.sinceWallMs;
+    const state = processState(db.platform, holder.pid);
+    const stateText = state === "T" ? ", process stopped (SIGSTOP or Ctrl-Z)" : state === "t" ? ", process stopped by a debugger" : state === "Z" ? ", process is a zombie" : "";
+    const known = procs.some((p) => p.pid === holder.pid) ? "" : " (no live txtdb process with this pid has a lease here; it may be a tool outside txtdb's leases)";
+    out(safe(`writer lock: held by pid ${holder.pid} (${holder.runtime}) for ${seconds(heldMs)}${stateText}${known}`));
+    if (heldMs > WRITER_HOLD_SUSPECT_MS || state === "T" || state === "t") {
+      problems++;
+      out(
+        `warning: pid ${holder.pid} has held the writer lock for ${seconds(heldMs)}, but a commit holds it for milliseconds: ` +
+          "it is probably stuck (stopped with SIGSTOP or Ctrl-Z, paused in a debugger, or hung). " +
+          "Every writer waits for it and fails with LOCK_TIMEOUT after lockTimeoutMs (default 30 s). " +
+          `If it was stopped, resume it (kill -CONT ${holder.pid}); otherwise end it (kill ${holder.pid}): ` +
+          "the kernel releases the lock when it exits, and nothing committed is lost.",
+      );
+    }
+  }
+  if (s.openSnapshots || s.openTransactions) out(`this process: ${s.openSnapshots} snapshots, ${s.openTransactions} transactions open`);
+  return problems ? 1 : 0;
+}

@@ -1,0 +1,183 @@
+/**
+ * `txtdb stats`: the store's figures across processes, from what is on disk — the files and
+ * their sizes, the manifest's checkpoint and segments, each live process's lease (pid,
+ * runtime, start time, pin) and the writer lock's holder record.
+ *
+ * What it cannot show: per-process counters (commits, conflicts, latencies, fsyncs) live in
+ * each process's memory (`db.stats()`, `db.metrics()`); a lease publishes only pid, runtime,
+ * start time and pin, so those are left out rather than shown as the CLI's own zeros. Nor
+ * does a lease say since when its pin is held: a pin's age is bounded by its process's
+ * running time, and shown as that bound.
+ *
+ * {@link storeFigures} is pure (tested on every runtime); {@link gatherFigures} reads the files.
+ *
+ * @module
+ */
+import type { Database } from "../mod.ts";
+import { CHECKPOINT_FILE, FRONTIER, LEASES_DIR, MANIFEST, parseSegmentName, WRITER_LOCK } from "../src/files.ts";
+import { readWriterHolder } from "../src/holder.ts";
+import { isLeaseFile, leaseOwnerAlive, readLeaseInfo, readLeasePin } from "../src/liveness.ts";
+import type { Platform } from "../src/port.ts";
+
+/** A live process sharing the store, as its lease describes it. */
+export interface LiveProcess {
+  pid: number;
+  runtime: string;
+  /** Wall-clock start (ms since the epoch), when the lease says. */
+  startedAtMs?: number;
+  /** The oldest version it may still read; undefined while it is opening. */
+  pinnedVersion?: bigint;
+}
+
+/** What {@link storeFigures} is computed from. */
+export interface FiguresInput {
+  dir: string;
+  version: bigint;
+  namespaces: number;
+  checkpointVersion: bigint;
+  firstSegment: number;
+  /** The store directory's files (not leases/) with their sizes. */
+  files: { name: string; bytes: number }[];
+  leaseBytes: number;
+  /** Other live processes (not the one computing the figures). */
+  processes: LiveProcess[];
+  writerLock: { held: boolean; holder?: { pid: number; runtime: string; sinceWallMs: number } };
+  nowMs: number;
+}
+
+type Role = "segment" | "active segment" | "checkpoint" | "manifest" | "frontier" | "writer lock" | "leftover";
+
+/** The output of `txtdb stats`. */
+export interface StoreFigures {
+  scope: string;
+  path: string;
+  version: bigint;
+  namespaces: number;
+  bytes: { total: number; segments: number; checkpoint: number; leftovers: number; other: number };
+  files: { name: string; bytes: number; role: Role }[];
+  segments: { live: number; first: string | null; active: string | null };
+  checkpoint: { file: string | null; version: bigint; bytes: number } | null;
+  processes: { pid: number; runtime: string; runningMs: number | null; pinnedVersion: bigint | null; behindHead: bigint | null }[];
+  oldestPin: { pid: number; runtime: string; version: bigint; behindHead: bigint; heldAtMostMs: number | null } | null;
+  writerLock: { held: false } | { held: true; pid: number | null; runtime: string | null; heldMs: number | null };
+}
+
+/** The `scope` line of `txtdb stats`, saying what the figures are and what is left out. */
+export const FIGURES_SCOPE =
+  "store-wide figures from the store's files and the leases of live processes (the stats command's own process excluded); " +
+  "per-process counters (commits, conflicts, latencies, fsyncs) stay in each process (db.stats(), db.metrics()) and are not shown";
+
+/** The store's figures from what is on disk (pure). */
+export function storeFigures(input: FiguresInput): StoreFigures {
+  const segs = input.files.map((f) => ({ ...f, n: parseSegmentName(f.name) })).filter((f) => f.n !== undefined && f.n >= input.firstSegment);
+  const activeN = segs.reduce((m, f) => Math.max(m, f.n!), -1);
+  const ckptPrefix = `ckpt-${String(input.checkpointVersion).padStart(16, "0")}`;
+  const isCheckpoint = (name: string) => input.checkpointVersion > 0n && CHECKPOINT_FILE.test(name) && name.startsWith(ckptPrefix);
+  const role = (name: string): Role => {
+    const n = parseSegmentName(name);
+    if (n !== undefined) return n < input.firstSegment ? "leftover" : n === activeN ? "active segment" : "segment";
+    if (isCheckpoint(name)) return "checkpoint";
+    if (name === MANIFEST) return "manifest";
+    if (name === FRONTIER) return "frontier";
+    if (name === WRITER_LOCK) return "writer lock";
+    return "leftover";
+  };
+  const files = input.files.map((f) => ({ name: f.name, bytes: f.bytes, role: role(f.name) })).sort((a, b) => a.name.localeCompare(b.name));
+  const sum = (pred: (r: Role) => boolean) => files.filter((f) => pred(f.role)).reduce((a, f) => a + f.bytes, 0);
+  const ckpt = files.find((f) => f.role === "checkpoint");
+  const bytesSegments = sum((r) => r === "segment" || r === "active segment");
+  const bytesCheckpoint = sum((r) => r === "checkpoint");
+  const bytesLeftovers = sum((r) => r === "leftover");
+  const bytesOther = sum((r) => r === "manifest" || r === "frontier" || r === "writer lock") + input.leaseBytes;
+  const processes = input.processes.map((p) => ({
+    pid: p.pid,
+    runtime: p.runtime,
+    runningMs: p.startedAtMs === undefined ? null : Math.max(0, Math.round(input.nowMs - p.startedAtMs)),
+    pinnedVersion: p.pinnedVersion ?? null,
+    behindHead: p.pinnedVersion === undefined ? null : input.version - p.pinnedVersion,
+  }));
+  const pinned = processes.filter((p) => p.pinnedVersion !== null).sort((a, b) => (a.pinnedVersion! < b.pinnedVersion! ? -1 : a.pinnedVersion! > b.pinnedVersion! ? 1 : 0));
+  const oldest = pinned[0];
+  const holder = input.writerLock.holder;
+  return {
+    scope: FIGURES_SCOPE,
+    path: input.dir,
+    version: input.version,
+    namespaces: input.namespaces,
+    bytes: { total: bytesSegments + bytesCheckpoint + bytesLeftovers + bytesOther, segments: bytesSegments, checkpoint: bytesCheckpoint, leftovers: bytesLeftovers, other: bytesOther },
+    files,
+    segments: {
+      live: segs.length,
+      first: segs.length ? files.find((f) => parseSegmentName(f.name) === input.firstSegment)?.name ?? null : null,
+      active: files.find((f) => f.role === "active segment")?.name ?? null,
+    },
+    checkpoint: input.checkpointVersion > 0n || ckpt ? { file: ckpt?.name ?? null, version: input.checkpointVersion, bytes: ckpt?.bytes ?? 0 } : null,
+    processes,
+    oldestPin: oldest
+      ? { pid: oldest.pid, runtime: oldest.runtime, version: oldest.pinnedVersion!, behindHead: oldest.behindHead!, heldAtMostMs: oldest.runningMs }
+      : null,
+    writerLock: input.writerLock.held
+      ? { held: true, pid: holder?.pid ?? null, runtime: holder?.runtime ?? null, heldMs: holder ? Math.max(0, Math.round(input.nowMs - holder.sinceWallMs)) : null }
+      : { held: false },
+  };
+}
+
+/** Live processes with a lease on the store at `dir`, except the one with pid `selfPid`. Reads only. */
+export function liveProcesses(platform: Platform, dir: string, selfPid: number): { processes: LiveProcess[]; leaseBytes: number } {
+  const leases = `${dir}/${LEASES_DIR}`;
+  let names: string[] = [];
+  try {
+    names = platform.readdir(leases);
+  } catch {
+    return { processes: [], leaseBytes: 0 };
+  }
+  const processes: LiveProcess[] = [];
+  let leaseBytes = 0;
+  for (const n of names) {
+    if (!isLeaseFile(n)) continue;
+    const path = `${leases}/${n}`;
+    if (!leaseOwnerAlive(platform, path)) continue;
+    leaseBytes += platform.stat(path)?.size ?? 0;
+    const info = readLeaseInfo(platform, path);
+    if (info?.pid === selfPid) continue;
+    const pin = readLeasePin(platform, path);
+    processes.push({
+      pid: info?.pid ?? -1,
+      runtime: info?.runtime ?? "?",
+      ...(info ? { startedAtMs: info.startedAtMs } : {}),
+      ...(pin !== undefined ? { pinnedVersion: BigInt(pin) } : {}),
+    });
+  }
+  return { processes, leaseBytes };
+}
+
+/** The store's files at `dir` (top level) with their sizes. */
+export function storeFiles(platform: Platform, dir: string): { name: string; bytes: number }[] {
+  const files: { name: string; bytes: number }[] = [];
+  for (const name of platform.readdir(dir)) {
+    if (name === LEASES_DIR) continue;
+    const info = platform.lstat(`${dir}/${name}`);
+    if (info?.isFile) files.push({ name, bytes: info.size });
+  }
+  return files;
+}
+
+/** Gathers {@link storeFigures}' input for an open store. */
+export function gatherFigures(db: Database): StoreFigures {
+  const s = db.stats();
+  const p = db.platform;
+  const { processes, leaseBytes } = liveProcesses(p, db.path, p.pid);
+  const writer = readWriterHolder(p, db.path);
+  return storeFigures({
+    dir: db.path,
+    version: s.version,
+    namespaces: s.namespaces,
+    checkpointVersion: s.checkpointVersion,
+    firstSegment: s.firstSegment,
+    files: storeFiles(p, db.path),
+    leaseBytes,
+    processes,
+    writerLock: writer.holder ? { held: writer.held, holder: writer.holder } : { held: writer.held },
+    nowMs: p.wallClockMs(),
+  });
+}

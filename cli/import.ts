@@ -1,0 +1,247 @@
+/**
+ * `txtdb import`: NDJSON export lines from stdin into a store, checked first, atomic up to
+ * one transaction's size, resumable past it.
+ *
+ * Rules:
+ * 1. Every line is checked (JSON, record shape, tags, key and value encodable within the
+ *    limits) before the store is opened, so bad input at any line writes nothing, not even
+ *    the store directory. The whole input is held in memory meanwhile: the price of
+ *    all-or-nothing from a stream that cannot be read twice.
+ * 2. Input within one transaction's limits ({@link TX_WRITES_MAX} entries and
+ *    {@link TX_BYTES_MAX} bytes of encoded keys and values) is written in one transaction:
+ *    all of it or, on any failure, none of it.
+ * 3. Larger input is written in order, in transactions of at most {@link BATCH_WRITES_MAX}
+ *    entries / {@link BATCH_BYTES_MAX} bytes. Each one also writes, in the same transaction,
+ *    a progress marker (namespace {@link IMPORT_NS}, key "progress": the input's digest, its
+ *    size, the last input line committed). A crash leaves the store at a batch boundary with
+ *    a marker that says exactly which one, so `import --resume` with the same input continues
+ *    after it and writes no line twice. The marker's namespace is dropped when the import
+ *    finishes; `export` never exports it.
+ * 4. An import into a store with an unfinished import's marker is refused unless it says
+ *    `--resume` (same input: continue) or `--restart` (write everything again).
+ *
+ * @module
+ */
+import { TxtDbError } from "../src/errors.ts";
+import type { Database, Key } from "../mod.ts";
+import { fromTagged } from "../src/ndjson.ts";
+import { encodeKey } from "../src/keys.ts";
+import { encodeValue } from "../src/codec.ts";
+import type { Progress } from "./output.ts";
+
+/** Default transaction limits of open(); an import that fits both is written in one transaction. */
+export const TX_WRITES_MAX = 100_000;
+export const TX_BYTES_MAX = 64 * 1024 * 1024;
+const KEY_BYTES_MAX = 2048;
+const VALUE_BYTES_MAX = 16 * 1024 * 1024;
+/** Past the limits, an import is written in transactions this large (well inside both limits). */
+export const BATCH_WRITES_MAX = 10_000;
+export const BATCH_BYTES_MAX = 16 * 1024 * 1024;
+/** The namespace of an unfinished import's progress marker (reserved: input may not use it). */
+export const IMPORT_NS = "txtdb.import";
+/** The marker's key in {@link IMPORT_NS}. */
+export const MARKER_KEY = "progress";
+const RECORD_FIELDS = new Set(["ns", "key", "value", "version"]);
+
+/** One checked input line. */
+export interface ImportEntry {
+  ns: string;
+  key: Key;
+  value: unknown;
+  /** Encoded key and value bytes. */
+  bytes: number;
+  /** The input line number (1-based, blank lines counted). */
+  line: number;
+}
+
+/** The whole input, checked. */
+export interface ImportInput {
+  entries: ImportEntry[];
+  bytes: number;
+  /** Identifies the input: a hash of every non-blank line, in order, with their count. */
+  digest: string;
+}
+
+/** What an unfinished batched import records in the store, in the same transaction as each batch. */
+export interface ImportMarker {
+  format: 1;
+  digest: string;
+  entries: number;
+  /** Entries committed so far (a prefix of the input). */
+  committedEntries: number;
+  /** The input line of the last committed entry. */
+  committedLine: number;
+}
+
+const invalid = (message: string) => new TxtDbError("INVALID_ARGUMENT", message);
+
+/** Two 32-bit FNV-1a hashes with different offsets, as 16 hex digits: tells inputs apart, not an integrity check. */
+class Digest {
+  #a = 0x811c9dc5;
+  #b = 0x01000193 ^ 0x5bd1e995;
+  #lines = 0;
+  add(line: string): void {
+    let a = this.#a;
+    let b = this.#b;
+    for (let i = 0; i < line.length; i++) {
+      const c = line.charCodeAt(i);
+      a = Math.imul(a ^ c, 0x01000193);
+      b = Math.imul(b ^ c, 0x01000193) ^ (b >>> 15);
+    }
+    a = Math.imul(a ^ 10, 0x01000193);
+    b = Math.imul(b ^ 10, 0x01000193);
+    [this.#a, this.#b] = [a, b];
+    this.#lines++;
+  }
+  get value(): string {
+    return `${(this.#a >>> 0).toString(16).padStart(8, "0")}${(this.#b >>> 0).toString(16).padStart(8, "0")}-${this.#lines}`;
+  }
+}
+
+/** Reads and checks every line (rule 1); throws INVALID_ARGUMENT (or the key's code) naming the line. */
+export async function readImport(lines: AsyncIterable<string>, progress?: Progress): Promise<ImportInput> {
+  const entries: ImportEntry[] = [];
+  const digest = new Digest();
+  let lineNo = 0;
+  let bytes = 0;
+  for await (const text of lines) {
+    lineNo++;
+    if (!text.trim()) continue; // blank lines, and a trailing newline's empty rest
+    digest.add(text);
+    const at: (e: unknown) => never = (e) => {
+      if (e instanceof TxtDbError) throw new TxtDbError(e.code, `line ${lineNo}: ${e.message}`, { cause: e });
+      throw invalid(`line ${lineNo}: ${e instanceof Error ? e.message : String(e)}`);
+    };
+    let rec: unknown;
+    try {
+      rec = JSON.parse(text);
+    } catch (e) {
+      at(invalid(`not valid JSON (${(e as Error).message})`));
+    }
+    if (rec === null || typeof rec !== "object" || Array.isArray(rec)) at(invalid(`expected an object {"ns","key","value"}; got ${JSON.stringify(rec)}`));
+    const r = rec as Record<string, unknown>;
+    const extra = Object.keys(r).find((k) => !RECORD_FIELDS.has(k));
+    if (extra !== undefined) at(invalid(`unknown field ${JSON.stringify(extra)}; a line has "ns", "key", "value" and optionally "version"`));
+    if (typeof r.ns !== "string" || r.ns.length === 0 || r.ns.length > 256) at(invalid(`"ns" must be a namespace name (1 to 256 characters); got ${JSON.stringify(r.ns)}`));
+    if (r.ns === IMPORT_NS) at(invalid(`namespace ${JSON.stringify(IMPORT_NS)} is reserved for import's progress marker`));
+    if (!("key" in r)) at(invalid(`"key" is missing`));
+    if (!("value" in r)) at(invalid(`"value" is missing`));
+    try {
+      const key = fromTagged(r.key, "key") as Key;
+      const value = fromTagged(r.value, "value");
+      const size = encodeKey(key, KEY_BYTES_MAX).length + encodeValue(value, VALUE_BYTES_MAX).length;
+      entries.push({ ns: r.ns as string, key, value, bytes: size, line: lineNo });
+      bytes += size;
+    } catch (e) {
+      at(e);
+    }
+    progress?.update(() => `checked ${entries.length} lines`);
+  }
+  return { entries, bytes, digest: digest.value };
+}
+
+/** True when the input is written in one transaction (rule 2). */
+export function fitsOneTransaction(input: ImportInput): boolean {
+  return input.entries.length <= TX_WRITES_MAX && input.bytes <= TX_BYTES_MAX;
+}
+
+/** The batches of rule 3 from entry `from` on: [start, end) index ranges. */
+export function planBatches(entries: readonly { bytes: number }[], from = 0): [number, number][] {
+  const out: [number, number][] = [];
+  let done = from;
+  while (done < entries.length) {
+    let end = done;
+    let batchBytes = 0;
+    while (end < entries.length && end - done < BATCH_WRITES_MAX && (end === done || batchBytes + entries[end]!.bytes <= BATCH_BYTES_MAX)) {
+      batchBytes += entries[end++]!.bytes;
+    }
+    out.push([done, end]);
+    done = end;
+  }
+  return out;
+}
+
+/** Parses a stored marker; undefined when it is not one this version wrote. */
+export function parseMarker(v: unknown): ImportMarker | undefined {
+  if (v === null || typeof v !== "object") return undefined;
+  const m = v as Record<string, unknown>;
+  const whole = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+  if (m.format !== 1 || typeof m.digest !== "string" || !whole(m.entries) || !whole(m.committedEntries) || !whole(m.committedLine)) return undefined;
+  return { format: 1, digest: m.digest, entries: m.entries as number, committedEntries: m.committedEntries as number, committedLine: m.committedLine as number };
+}
+
+/**
+ * The first entry to write, given the store's marker (rule 4). Throws INVALID_ARGUMENT
+ * when the store holds an unfinished import and neither flag was given, when --resume
+ * finds no marker, or when the input is not the interrupted import's.
+ */
+export function resumeFrom(marker: ImportMarker | undefined, input: ImportInput, flags: { resume: boolean; restart: boolean }): number {
+  if (flags.restart) return 0;
+  const lines = (m: ImportMarker) => `entries 1 to ${m.committedEntries} of ${m.entries} (input lines 1 to ${m.committedLine}) were committed`;
+  if (!flags.resume) {
+    if (!marker) return 0;
+    throw invalid(
+      `The store holds an unfinished import: ${lines(marker)}. Run \`txtdb import --resume\` with the same input to continue after line ${marker.committedLine}, ` +
+        "or `txtdb import --restart` to write every line again",
+    );
+  }
+  if (!marker) throw invalid("Nothing to resume: the store holds no unfinished import (it finished, or never started a second transaction). Run `txtdb import` without --resume");
+  if (marker.digest !== input.digest || marker.entries !== input.entries.length) {
+    throw invalid(
+      `This input is not the unfinished import's (${input.entries.length} entries, digest ${input.digest}; it had ${marker.entries} entries, digest ${marker.digest}). ` +
+        "Resume with the same input, or use --restart",
+    );
+  }
+  const entry = input.entries[marker.committedEntries - 1];
+  if (marker.committedEntries > 0 && entry?.line !== marker.committedLine) throw invalid("The unfinished import's marker does not match this input's lines; use --restart");
+  return marker.committedEntries;
+}
+
+/** Reads the store's unfinished-import marker. */
+export async function readMarker(db: Database): Promise<ImportMarker | undefined> {
+  if (!(await db.listNamespaces()).includes(IMPORT_NS)) return undefined;
+  return parseMarker(await db.get(IMPORT_NS, MARKER_KEY));
+}
+
+/** Writes checked input into an open store (rules 2 to 4); returns the summary line. */
+export async function writeImport(db: Database, input: ImportInput, flags: { resume: boolean; restart: boolean }, progress: Progress): Promise<string> {
+  const { entries } = input;
+  const marker = await readMarker(db);
+  const start = resumeFrom(marker, input, flags);
+  const existing = new Set(await db.listNamespaces());
+  for (const ns of new Set(entries.map((e) => e.ns))) if (!existing.has(ns)) await db.createNamespace(ns);
+  if (!marker && fitsOneTransaction(input)) {
+    await db.transaction((tx) => {
+      for (const e of entries) tx.set(e.ns, e.key, e.value);
+    });
+    return `imported ${entries.length} entries in one transaction`;
+  }
+  if (!existing.has(IMPORT_NS)) await db.createNamespace(IMPORT_NS);
+  const batches = planBatches(entries, start);
+  if (start > 0) progress.step(`resuming after input line ${entries[start - 1]!.line} (${start} of ${entries.length} entries were committed)`);
+  for (const [from, to] of batches) {
+    const last = entries[to - 1]!;
+    const next: ImportMarker = { format: 1, digest: input.digest, entries: entries.length, committedEntries: to, committedLine: last.line };
+    try {
+      await db.transaction((tx) => {
+        for (let i = from; i < to; i++) tx.set(entries[i]!.ns, entries[i]!.key, entries[i]!.value);
+        tx.set(IMPORT_NS, MARKER_KEY, next);
+      });
+    } catch (e) {
+      const written = from === 0 ? "nothing was written" : `entries 1 to ${from} (input lines 1 to ${entries[from - 1]!.line}) are written`;
+      const why = e instanceof TxtDbError ? `${e.code}: ${e.message}` : String(e);
+      throw new TxtDbError(
+        e instanceof TxtDbError ? e.code : "IO",
+        `import failed at input line ${entries[from]!.line} (${why}); ${written}, the rest is not. ` +
+          (from === 0 ? "Run the import again" : "Fix the cause and run `txtdb import --resume` with the same input to continue"),
+        { cause: e },
+      );
+    }
+    progress.step(`committed input lines ${entries[from]!.line} to ${last.line} (${to} of ${entries.length} entries)`);
+  }
+  // The last batch's marker says "all committed"; dropping it ends the import (a crash just
+  // before leaves a marker that --resume finishes at once).
+  await db.dropNamespace(IMPORT_NS);
+  const resumed = start > 0 ? `, resumed after ${start} entries,` : "";
+  return `imported ${entries.length} entries${resumed} in ${batches.length} transactions (more than one transaction's limits: ${TX_WRITES_MAX} entries, ${TX_BYTES_MAX / 1024 / 1024} MiB)`;
+}

@@ -1,0 +1,57 @@
+/**
+ * Which directories are stores, and opening one the way a command may.
+ *
+ * Rule: only `set` and `import` create a store, and only in a missing or empty directory (or
+ * a half-created store). Every other command refuses a directory that is not a store, and
+ * the read-side ones open it read-only, so looking never writes.
+ *
+ * @module
+ */
+import { open, TxtDbError } from "../mod.ts";
+import type { Database } from "../mod.ts";
+import type { Platform } from "../src/port.ts";
+import { COMMANDS } from "./args.ts";
+
+/** Files a store directory holds; a directory with only these is a store, possibly half-created. */
+const STORE_FILE = /^(MANIFEST|MANIFEST\.tmp|frontier|writer\.lock|leases|seg-\d{10}\.log|ckpt-.*)$/;
+
+/** What is at a path, as far as opening a store goes. */
+export type DirState = "store" | "missing" | "empty" | "partial" | "file" | "other";
+
+/** What is at `dir`: a store, nothing, an empty or half-created one, a file, or someone else's directory. */
+export function dirState(platform: Platform, dir: string): DirState {
+  const info = platform.stat(dir);
+  if (!info) return "missing";
+  if (!info.isDirectory) return "file";
+  if (platform.stat(`${dir}/MANIFEST`)?.isFile) return "store";
+  const names = platform.readdir(dir);
+  if (names.length === 0) return "empty";
+  return names.every((n) => STORE_FILE.test(n)) ? "partial" : "other";
+}
+
+const invalid = (message: string) => new TxtDbError("INVALID_ARGUMENT", message);
+
+/** The platform of this runtime (loaded once). */
+export async function platform(): Promise<Platform> {
+  const { defaultPlatform } = await import("../src/platform.ts");
+  return await defaultPlatform();
+}
+
+/** Opens the store at `dir` as `command` may (see the rule above), creating `namespaces`. */
+export async function openFor(command: string, dir: string, namespaces: string[] = []): Promise<Database> {
+  const p = await platform();
+  const access = COMMANDS[command]!.access;
+  const state = dirState(p, dir);
+  const shown = JSON.stringify(dir);
+  if (state === "file") throw invalid(`${shown} is a file, not a txtdb store directory`);
+  if (access !== "create" && state !== "store") {
+    throw invalid(
+      `No txtdb store at ${shown} (${state === "missing" ? "no such directory" : "no MANIFEST"}); nothing was created. ` +
+        "`txtdb set` or `txtdb import` creates a store",
+    );
+  }
+  if (state === "other") {
+    throw invalid(`${shown} is a directory with other files and no txtdb store; refusing to create a store there (use a new or empty directory)`);
+  }
+  return await open(dir, { adapter: p, readOnly: access === "read", ...(namespaces.length ? { namespaces } : {}) });
+}

@@ -1,0 +1,121 @@
+/**
+ * The package as users get it: `npm pack` of a copy of the working tree without `dist/`
+ * (as a fresh clone: `prepack` must build), the tarball installed into a temporary app and
+ * used there by Node (ESM and CommonJS), Bun, Deno (the npm package, with only
+ * --allow-read --allow-write) and TypeScript; the same app bundled by esbuild and run by
+ * Node, and compiled by `bun build --compile` and run from elsewhere. Bundles must see
+ * which adapter `open()` loads (src/platform.ts), and hold only their runtime's adapter.
+ *
+ * The metadata check runs everywhere; the rest in the Node leg only: it starts every runtime
+ * itself, and runs once (~30 s).
+ */
+import * as fs from "node:fs";
+import { assert, runtime, tempDir, test } from "./harness.ts";
+
+test(`[${runtime}] package.json and deno.json agree: name, version, license, exports (npm adds only the Node and Bun adapters)`, () => {
+  const npm = JSON.parse(fs.readFileSync("package.json", "utf8"));
+  const jsr = JSON.parse(fs.readFileSync("deno.json", "utf8"));
+  assert.equal(jsr.name, `@txtdb/${npm.name}`);
+  assert.equal(jsr.version, npm.version);
+  assert.equal(jsr.license, npm.license);
+  const npmOnly = Object.keys(npm.exports).filter((k) => !(k in jsr.exports));
+  assert.deepEqual(npmOnly.sort(), ["./adapters/bun", "./adapters/node"], "JSR ships what npm does, less the adapters Deno cannot run");
+  assert.deepEqual(Object.keys(jsr.exports).filter((k) => !(k in npm.exports)), []);
+  for (const [k, v] of Object.entries(npm.exports as Record<string, Record<string, string>>)) assert.ok(v.types, `${k} has types`);
+  assert.equal(npm.types, npm.exports["."].types);
+  assert.equal(jsr.imports["#platform"], "./adapters/deno.ts");
+});
+
+if (runtime === "node") {
+  const { spawnSync } = await import("node:child_process");
+  const path = await import("node:path");
+  const root = process.cwd();
+  const bin = (name: string) => path.join(root, "node_modules/.bin", name);
+  const fixtures = path.join(root, "tests/fixtures/package");
+
+  /** Runs a command, bounded in time; fails the test with its output if it exits non-zero. */
+  const run = (cmd: string, args: string[], cwd: string, timeoutMs = 120_000) => {
+    const env = { ...process.env, NO_COLOR: "1" };
+    delete env.FORCE_COLOR;
+    delete env.npm_config_prefix; // set when run under `npm test`; would redirect `npm install`
+    const r = spawnSync(cmd, args, { cwd, encoding: "utf8", timeout: timeoutMs, killSignal: "SIGKILL", env, maxBuffer: 64 * 1024 * 1024 });
+    const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+    assert.equal(r.status, 0, `${cmd} ${args.join(" ")} (in ${cwd}) ${r.error ? r.error.message : `exited ${r.status}`}:\n${out.slice(-4000)}`);
+    return { out, stdout: r.stdout };
+  };
+  const expectOk = (r: { out: string }) => assert.match(r.out, /^ok first 42$/m, r.out);
+
+  let tarball = "";
+  let app = "";
+
+  test(`[${runtime}] npm pack of a fresh copy builds dist/ (prepack) and ships what users need, not tests`, () => {
+    const work = tempDir("pkg");
+    const clone = path.join(work, "clone");
+    // The working tree as a fresh clone has it: tracked and new files, nothing ignored (no dist/).
+    const files = run("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root).stdout.split("\0").filter(Boolean);
+    for (const f of files) {
+      if (f === "node_modules" || !fs.lstatSync(path.join(root, f), { throwIfNoEntry: false })?.isFile()) continue; // deleted, or a link
+      fs.mkdirSync(path.dirname(path.join(clone, f)), { recursive: true });
+      fs.copyFileSync(path.join(root, f), path.join(clone, f));
+    }
+    assert.equal(fs.existsSync(path.join(clone, "dist")), false);
+    fs.symlinkSync(path.join(root, "node_modules"), path.join(clone, "node_modules"));
+    run("npm", ["pack", "--pack-destination", work], clone);
+    tarball = path.join(work, fs.readdirSync(work).find((f) => f.endsWith(".tgz"))!);
+    const names = run("tar", ["tzf", tarball], work).stdout.split("\n").filter(Boolean).map((n) => n.replace(/^package\//, ""));
+    for (const need of ["package.json", "README.md", "LICENSE", "dist/mod.js", "dist/mod.d.ts", "dist/cli.js", "dist/internal.js",
+      "dist/adapters/node.js", "dist/adapters/bun.js", "dist/adapters/deno.js", "dist/adapters/deno.d.ts"]) {
+      assert.ok(names.includes(need), `${need} is in the package: ${names.join(", ")}`);
+    }
+    assert.deepEqual(names.filter((n) => /^(tests|src|scripts|adapters)\//.test(n) || n.endsWith(".ts") && !n.endsWith(".d.ts")), [], "no sources or tests");
+    assert.deepEqual(names.filter((n) => /adapters\/(sim|faults)\.js\.map$/.test(n)), [], "no maps of the test-only adapters");
+  });
+
+  test(`[${runtime}] the packed tarball installs into an app and runs there on Node (ESM and CommonJS), Bun and Deno`, () => {
+    assert.ok(tarball, "the pack test ran first");
+    app = path.join(path.dirname(tarball), "app");
+    fs.mkdirSync(app);
+    fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true, type: "module" }));
+    run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", tarball], app, 180_000);
+    for (const f of ["app.mjs", "app.cjs", "types-main.ts", "types-subpaths.ts"]) fs.copyFileSync(path.join(fixtures, f), path.join(app, f));
+    const store = (name: string) => path.join(app, "stores", name);
+    expectOk(run(process.execPath, ["app.mjs", store("node-esm")], app));
+    expectOk(run(process.execPath, ["app.cjs", store("node-cjs")], app));
+    expectOk(run(bin("bun"), ["app.mjs", store("bun")], app));
+    // Deno on the npm package: the "deno" condition picks the Deno adapter, so no --allow-ffi.
+    expectOk(run(bin("deno"), ["run", "--quiet", "--allow-read", "--allow-write", "app.mjs", store("deno")], app));
+  });
+
+  test(`[${runtime}] the installed package type-checks with moduleResolution node (top-level types) and bundler (every adapter subpath)`, () => {
+    assert.ok(app, "the install test ran first");
+    const tsc = bin("tsc");
+    const common = ["--noEmit", "--strict", "--skipLibCheck", "--target", "es2022", "--types", "node", "--typeRoots", path.join(root, "node_modules/@types")];
+    run(tsc, [...common, "--module", "commonjs", "--moduleResolution", "node", "types-main.ts"], app);
+    run(tsc, [...common, "--module", "esnext", "--moduleResolution", "bundler", "types-main.ts", "types-subpaths.ts"], app);
+  });
+
+  test(`[${runtime}] an esbuild bundle of the app runs on Node and holds only the Node adapter`, () => {
+    assert.ok(app, "the install test ran first");
+    // koffi is a native module (prebuilt .node files): bundlers keep it external.
+    run(bin("esbuild"), ["app.mjs", "--bundle", "--platform=node", "--format=esm", "--external:koffi", "--log-level=warning", "--outfile=bundle/app.mjs"], app);
+    const bundled = fs.readFileSync(path.join(app, "bundle/app.mjs"), "utf8");
+    assert.doesNotMatch(bundled, /bun:ffi|Deno\.FsFile/, "no other runtime's adapter in the bundle");
+    assert.doesNotMatch(bundled, /import\(\s*["'`]#platform/, "the adapter import is resolved at bundle time");
+    expectOk(run(process.execPath, [path.join(app, "bundle/app.mjs"), path.join(app, "stores", "esbuild")], tempDir("pkg-run")));
+  });
+
+  test(`[${runtime}] a bun build --compile binary of the app runs from another directory`, () => {
+    assert.ok(app, "the install test ran first");
+    const exe = path.join(app, "bundle", "app-bin");
+    run(bin("bun"), ["build", "--compile", "app.mjs", "--outfile", exe], app);
+    // Run from elsewhere, and with the app's files out of reach: the binary holds all it needs.
+    const elsewhere = tempDir("pkg-bin");
+    fs.renameSync(exe, path.join(elsewhere, "app-bin"));
+    fs.renameSync(path.join(app, "node_modules"), path.join(app, "node_modules.away"));
+    try {
+      expectOk(run(path.join(elsewhere, "app-bin"), [path.join(elsewhere, "store")], elsewhere));
+    } finally {
+      fs.renameSync(path.join(app, "node_modules.away"), path.join(app, "node_modules"));
+    }
+  });
+}

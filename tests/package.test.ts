@@ -48,6 +48,20 @@ if (runtime === "node") {
   let tarball = "";
   let app = "";
 
+  test(`[${runtime}] the lockfile is complete: npm install leaves package-lock.json byte for byte, and npm ci accepts it`, () => {
+    const dir = tempDir("pkg-lock");
+    for (const f of ["package.json", "package-lock.json"]) fs.copyFileSync(path.join(root, f), path.join(dir, f));
+    const before = fs.readFileSync(path.join(dir, "package-lock.json"), "utf8");
+    // What a fresh clone's `npm install` does to the lockfile, without installing anything.
+    run("npm", ["install", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"], dir);
+    const after = fs.readFileSync(path.join(dir, "package-lock.json"), "utf8");
+    if (after !== before) {
+      const added = after.split("\n").length - before.split("\n").length;
+      assert.fail(`npm install rewrote package-lock.json (${added >= 0 ? "+" : ""}${added} lines): regenerate it with this npm (${run("npm", ["--version"], dir).stdout.trim()}) and commit it`);
+    }
+    run("npm", ["ci", "--dry-run", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"], dir);
+  });
+
   test(`[${runtime}] npm pack of a fresh copy builds dist/ (prepack) and ships what users need, not tests`, () => {
     const work = tempDir("pkg");
     const clone = path.join(work, "clone");
@@ -63,7 +77,7 @@ if (runtime === "node") {
     run("npm", ["pack", "--pack-destination", work], clone);
     tarball = path.join(work, fs.readdirSync(work).find((f) => f.endsWith(".tgz"))!);
     const names = run("tar", ["tzf", tarball], work).stdout.split("\n").filter(Boolean).map((n) => n.replace(/^package\//, ""));
-    for (const need of ["package.json", "README.md", "LICENSE", "dist/mod.js", "dist/mod.d.ts", "dist/cli.js", "dist/internal.js",
+    for (const need of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "dist/mod.js", "dist/mod.d.ts", "dist/cli.js", "dist/internal.js",
       "dist/adapters/node.js", "dist/adapters/bun.js", "dist/adapters/deno.js", "dist/adapters/deno.d.ts"]) {
       assert.ok(names.includes(need), `${need} is in the package: ${names.join(", ")}`);
     }

@@ -5,9 +5,11 @@
  * --allow-read --allow-write) and TypeScript; the same app bundled by esbuild and run by
  * Node, and compiled by `bun build --compile` and run from elsewhere. Bundles must see
  * which adapter `open()` loads (src/platform.ts), and hold only their runtime's adapter.
+ * Also: the lockfile survives a fresh `npm install` and `npm ci`; package.json and deno.json
+ * agree.
  *
  * The metadata check runs everywhere; the rest in the Node leg only: it starts every runtime
- * itself, and runs once (~30 s).
+ * itself, and runs once (~20-30 s).
  */
 import * as fs from "node:fs";
 import { assert, runtime, tempDir, test } from "./harness.ts";

@@ -16,7 +16,7 @@ export default defineConfig({
   entry: {
     mod: "mod.ts",
     internal: "src/internal.ts",
-    cli: "scripts/cli.ts",
+    cli: "cli/main.ts",
     "adapters/node": "adapters/node.ts",
     "adapters/bun": "adapters/bun.ts",
     "adapters/deno": "adapters/deno.ts",

@@ -70,7 +70,14 @@ const internalDecoder = new cborDecode.Decoder(OPTIONS as any);
  */
 const TAG_NEGATIVE_ZERO = 47224;
 const TAG_OWN_ENTRIES = 47225;
-let decodingValue = false;
+/**
+ * Whether txtdb is decoding a value right now. Kept on `globalThis` under a registered
+ * symbol, not in this module: when two copies of this module share a process (the source
+ * beside the npm build, a bundle beside the package), the tag decoders registered last
+ * serve both copies, and they must see the flag whichever copy set it.
+ */
+const DECODING_KEY = Symbol.for("txtdb.codec.decodingValue");
+const decoding: { value: boolean } = ((globalThis as Record<symbol, unknown>)[DECODING_KEY] ??= { value: false }) as { value: boolean };
 const CborTag = (cborDecode as unknown as { Tag: new (value: unknown, tag: number) => unknown }).Tag;
 
 /** Stands for -0 while encoding: cbor-x writes -0 as the integer 0. */
@@ -86,13 +93,13 @@ addExtension({
   tag: TAG_NEGATIVE_ZERO,
   // cbor-x ignores what an extension's encode returns: encode() writes in place.
   encode: (_v: NegativeZero, encode: (data: unknown) => Uint8Array) => encode(null),
-  decode: (data: unknown) => (decodingValue ? -0 : new CborTag(data, TAG_NEGATIVE_ZERO)),
+  decode: (data: unknown) => (decoding.value ? -0 : new CborTag(data, TAG_NEGATIVE_ZERO)),
 });
 addExtension({
   Class: OwnEntries,
   tag: TAG_OWN_ENTRIES,
   encode: (v: OwnEntries, encode: (data: unknown) => Uint8Array) => encode(v.flat),
-  decode: (data: unknown) => (decodingValue ? objectFromEntries(data) : new CborTag(data, TAG_OWN_ENTRIES)),
+  decode: (data: unknown) => (decoding.value ? objectFromEntries(data) : new CborTag(data, TAG_OWN_ENTRIES)),
 });
 
 /** Builds an object from [key, value, ...] with every key an own data property. */
@@ -232,13 +239,13 @@ export function encodeValue(value: unknown, maxBytes = Infinity): Uint8Array {
  * that do not decode (a damaged or hostile file) throw CORRUPTION; readers add which key.
  */
 export function decodeValue(bytes: Uint8Array): unknown {
-  decodingValue = true;
+  decoding.value = true;
   try {
     return valueDecoder.decode(bytes);
   } catch (e) {
     throw new TxtDbError("CORRUPTION", `A stored value cannot be decoded (${(e as Error)?.message ?? String(e)}): the store is damaged. Run \`txtdb check\`; restore from a backup if it persists`, { cause: e });
   } finally {
-    decodingValue = false;
+    decoding.value = false;
   }
 }
 

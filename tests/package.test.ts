@@ -22,7 +22,9 @@ test(`[${runtime}] package.json and deno.json agree: name, version, license, exp
   assert.equal(jsr.license, npm.license);
   const npmOnly = Object.keys(npm.exports).filter((k) => !(k in jsr.exports));
   assert.deepEqual(npmOnly.sort(), ["./adapters/bun", "./adapters/node"], "JSR ships what npm does, less the adapters Deno cannot run");
-  assert.deepEqual(Object.keys(jsr.exports).filter((k) => !(k in npm.exports)), []);
+  // The command line: on JSR an export (`deno run jsr:@txtdb/txtdb/cli`), on npm the bin (`npx txtdb`).
+  assert.deepEqual(Object.keys(jsr.exports).filter((k) => !(k in npm.exports)), ["./cli"]);
+  assert.equal(npm.bin.txtdb, "./dist/cli.js");
   for (const [k, v] of Object.entries(npm.exports as Record<string, Record<string, string>>)) assert.ok(v.types, `${k} has types`);
   assert.equal(npm.types, npm.exports["."].types);
   assert.equal(jsr.imports["#platform"], "./adapters/deno.ts");

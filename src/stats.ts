@@ -18,10 +18,9 @@ export interface Distribution {
 }
 
 /** Counters and figures of one open database (a plain object). */
-export interface Stats {
+export interface Stats extends Counters {
   runtime: string;
   durability: Durability;
-  reads: number;
   /** From submit to resolve, in µs. */
   commitLatencyUs: Distribution;
   /** Waits for the writer lock, in µs. */
@@ -36,14 +35,6 @@ export interface Stats {
   keysInMemory: number;
   path: string;
   version: bigint;
-  commits: number;
-  conflicts: number;
-  retries: number;
-  batches: number;
-  batchSizeMax: number;
-  fsyncs: number;
-  recordsRead: number;
-  keysWritten: number;
   namespaces: number;
   versionsHeld: number;
   logBytes: number;

@@ -48,6 +48,7 @@
 import { TxtDbError } from "./errors.ts";
 import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, COMPACT_LOCK, ioError, MANIFEST_TMP, parseSegmentName, segmentName } from "./files.ts";
 import { FileLock } from "./lock.ts";
+import { sameManifestFiles } from "./log.ts";
 import type { Manifest } from "./log.ts";
 import type { Platform } from "./port.ts";
 import { decodeCommit, FRAME_MAGIC } from "./record.ts";
@@ -246,8 +247,7 @@ export class Compactor {
     const tail = this.#tail;
     tail.catchUpLocked();
     const now = tail.log.readManifest() ?? tail.manifest; // the files', not this process's view
-    const was = plan.manifest;
-    const moved = (now.checkpoint ?? null) !== (was.checkpoint ?? null) || (now.firstSegment ?? 1) !== (was.firstSegment ?? 1) || (now.checkpointTsn ?? 0) !== (was.checkpointTsn ?? 0);
+    const moved = !sameManifestFiles(now, plan.manifest);
     // A process that opened meanwhile may pin below the plan (it starts conservatively low).
     const { minPin } = this.#pins.scanLeases(now.checkpointTsn ?? 0);
     if (moved || minPin < plan.tsn) return this.#result({ ...plan, minPin }, 0);

@@ -70,6 +70,15 @@ export interface Manifest {
   firstSegment?: number;
 }
 
+/**
+ * True if two manifests name the same files: checkpoint, its version and the first
+ * segment, with a manifest that omits them (a fresh store's) read as none, 0 and 1, as
+ * readManifest reads it.
+ */
+export function sameManifestFiles(a: Manifest, b: Manifest): boolean {
+  return (a.checkpoint ?? null) === (b.checkpoint ?? null) && (a.checkpointTsn ?? 0) === (b.checkpointTsn ?? 0) && (a.firstSegment ?? 1) === (b.firstSegment ?? 1);
+}
+
 const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
 /** Reads start small (the common catch-up finds nothing new) and double up to this. */
 const READ_CHUNK_FIRST_BYTES = 4096;

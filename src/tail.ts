@@ -38,7 +38,7 @@
 import { assert, TxtDbError } from "./errors.ts";
 import { ioError, segmentName } from "./files.ts";
 import { Index } from "./index.ts";
-import { comparePositions, FORMAT_VERSION, Log } from "./log.ts";
+import { comparePositions, FORMAT_VERSION, Log, sameManifestFiles } from "./log.ts";
 import type { Frontier, LogPosition, Manifest } from "./log.ts";
 import { checkManifestFiles } from "./opening.ts";
 import type { Durability } from "./options.ts";
@@ -132,7 +132,7 @@ export class Tail {
   manifestMovedFrom(m: Manifest): boolean {
     try {
       const now = this.log.readManifest();
-      return !now || now.checkpoint !== m.checkpoint || now.firstSegment !== m.firstSegment || now.checkpointTsn !== m.checkpointTsn;
+      return !now || !sameManifestFiles(now, m);
     } catch {
       return true;
     }
@@ -208,10 +208,6 @@ export class Tail {
   }
 
   /**
-   * Under the writer lock, after this process's compaction wrote `manifest` (temp, fsync,
-   * rename, directory fsync, in writeManifest): it becomes the one this process follows.
-   */
-  /**
    * Learns the manifest on disk if another process's compaction switched it (compaction
    * plans against the files, never against a stale view of them).
    */
@@ -219,6 +215,10 @@ export class Tail {
     this.#followManifest();
   }
 
+  /**
+   * Under the writer lock, after this process's compaction wrote `manifest` (temp, fsync,
+   * rename, directory fsync, in writeManifest): it becomes the one this process follows.
+   */
   switchManifestLocked(manifest: Manifest): void {
     this.log.writeManifest(manifest);
     this.#manifest = manifest;

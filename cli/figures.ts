@@ -16,7 +16,7 @@
 import type { Database } from "../mod.ts";
 import { CHECKPOINT_FILE, FRONTIER, LEASES_DIR, MANIFEST, parseSegmentName, WRITER_LOCK } from "../src/files.ts";
 import { readWriterHolder } from "../src/holder.ts";
-import { isLeaseFile, leaseOwnerAlive, readLeaseInfo, readLeasePin } from "../src/liveness.ts";
+import { scanLeaseFiles } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
 
 /** A live process sharing the store, as its lease describes it. */
@@ -124,23 +124,11 @@ export function storeFigures(input: FiguresInput): StoreFigures {
 
 /** Live processes with a lease on the store at `dir`, except the one with pid `selfPid`. Reads only. */
 export function liveProcesses(platform: Platform, dir: string, selfPid: number): { processes: LiveProcess[]; leaseBytes: number } {
-  const leases = `${dir}/${LEASES_DIR}`;
-  let names: string[] = [];
-  try {
-    names = platform.readdir(leases);
-  } catch {
-    return { processes: [], leaseBytes: 0 };
-  }
   const processes: LiveProcess[] = [];
   let leaseBytes = 0;
-  for (const n of names) {
-    if (!isLeaseFile(n)) continue;
-    const path = `${leases}/${n}`;
-    if (!leaseOwnerAlive(platform, path)) continue;
+  for (const { path, info, pin } of scanLeaseFiles(platform, `${dir}/${LEASES_DIR}`) ?? []) {
     leaseBytes += platform.stat(path)?.size ?? 0;
-    const info = readLeaseInfo(platform, path);
     if (info?.pid === selfPid) continue;
-    const pin = readLeasePin(platform, path);
     processes.push({
       pid: info?.pid ?? -1,
       runtime: info?.runtime ?? "?",

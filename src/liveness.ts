@@ -157,3 +157,37 @@ export function readLeaseInfo(platform: Platform, path: string): LeaseInfo | und
     return undefined;
   }
 }
+
+/** A live process's lease as another process sees it. */
+export interface LeaseView {
+  path: string;
+  /** What the lease says about its owner (undefined while unreadable). */
+  info: LeaseInfo | undefined;
+  /** The pin it publishes (undefined while none is readable: the owner is opening). */
+  pin: number | undefined;
+}
+
+/**
+ * The live leases in `leasesDir`, with their info and pins; `onDead` is called with the path
+ * of each lease whose owner died (to reclaim it, where the caller may write). Undefined if
+ * the directory cannot be read (a read-only store with no `leases/`).
+ */
+export function scanLeaseFiles(platform: Platform, leasesDir: string, onDead?: (path: string) => void): LeaseView[] | undefined {
+  let names: string[];
+  try {
+    names = platform.readdir(leasesDir);
+  } catch {
+    return undefined;
+  }
+  const live: LeaseView[] = [];
+  for (const name of names) {
+    if (!isLeaseFile(name)) continue;
+    const path = joinPath(leasesDir, name);
+    if (!leaseOwnerAlive(platform, path)) {
+      onDead?.(path);
+      continue;
+    }
+    live.push({ path, info: readLeaseInfo(platform, path), pin: readLeasePin(platform, path) });
+  }
+  return live;
+}

@@ -14,7 +14,7 @@
  */
 import { assert } from "./errors.ts";
 import { LEASES_DIR } from "./files.ts";
-import { isLeaseFile, leaseOwnerAlive, ProcessLease, readLeaseInfo, readLeasePin } from "./liveness.ts";
+import { isLeaseFile, leaseOwnerAlive, ProcessLease, scanLeaseFiles } from "./liveness.ts";
 import type { Platform } from "./port.ts";
 import { armInterval } from "./timers.ts";
 import type { Timer } from "./timers.ts";
@@ -208,29 +208,16 @@ export class Pins {
    * A live process whose pin is not readable yet counts as pinning `checkpointTsn`.
    */
   scanLeases(checkpointTsn: number): { minPin: number; live: LiveLease[]; reclaimed: number } {
-    const dir = `${this.#path}/${LEASES_DIR}`;
-    let names: string[] = [];
-    try {
-      names = this.#platform.readdir(dir);
-    } catch {
-      return { minPin: this.localPin(), live: [], reclaimed: 0 };
-    }
-    let minPin = this.localPin();
     let reclaimed = 0;
+    const leases = scanLeaseFiles(this.#platform, `${this.#path}/${LEASES_DIR}`, (path) => {
+      if (this.#readOnly) return;
+      this.#platform.unlink(path);
+      reclaimed++;
+    });
+    let minPin = this.localPin();
     const live: LiveLease[] = [];
-    for (const name of names) {
-      if (!isLeaseFile(name)) continue;
-      const path = `${dir}/${name}`;
+    for (const { path, info, pin } of leases ?? []) {
       if (this.#lease && path === this.#lease.path) continue;
-      if (!leaseOwnerAlive(this.#platform, path)) {
-        if (!this.#readOnly) {
-          this.#platform.unlink(path);
-          reclaimed++;
-        }
-        continue;
-      }
-      const info = readLeaseInfo(this.#platform, path);
-      const pin = readLeasePin(this.#platform, path);
       // A live process whose pin is not readable yet (it is opening) reads from at least
       // the current checkpoint; be conservative and keep everything.
       minPin = Math.min(minPin, pin ?? checkpointTsn);

@@ -29,7 +29,7 @@ export const EXIT = {
   error: 2,
 } as const;
 
-type Flag = "limit" | "reverse" | "progress" | "resume" | "restart";
+type Flag = "limit" | "reverse" | "progress" | "resume" | "restart" | "rollback";
 
 /** What a command takes and how it opens the store. */
 export interface CommandSpec {
@@ -66,6 +66,12 @@ export const COMMANDS: Record<string, CommandSpec> = {
   compact: {
     args: [], flags: ["progress"], access: "write",
     summary: "fold old log segments into a checkpoint; says why when nothing could be folded",
+  },
+  migrate: {
+    args: [], flags: ["rollback"], access: "write",
+    summary: "upgrade a store of the previous on-disk format in place (JSON report); --rollback returns it to that format",
+    details: "Needs every other process to have closed the store. open() upgrades a writable store by itself; this does it explicitly. " +
+      "--rollback turns the sorted tables back into one checkpoint file, for the previous release; commits stay in the log.",
   },
   get: { args: ["namespace", "key"], flags: [], access: "read", summary: "print a value (JSON); exit 1 if the key is absent" },
   set: { args: ["namespace", "key", "value"], flags: [], access: "create", summary: "write a value (creates the store and the namespace)" },
@@ -106,10 +112,11 @@ const FLAG_HELP: Record<Flag, string> = {
   progress: "--progress          progress on stderr (on by default when stderr is a terminal)",
   resume: "--resume            continue an interrupted import of the same input",
   restart: "--restart           import from the first line, ignoring an interrupted import",
+  rollback: "--rollback          return to the previous on-disk format",
 };
 
 const FLAG_TYPES: Record<string, "string" | "boolean"> = {
-  limit: "string", reverse: "boolean", progress: "boolean", resume: "boolean", restart: "boolean", help: "boolean", version: "boolean",
+  limit: "string", reverse: "boolean", progress: "boolean", resume: "boolean", restart: "boolean", rollback: "boolean", help: "boolean", version: "boolean",
 };
 
 /** What the command line asks for, checked. */
@@ -130,6 +137,7 @@ export type Invocation =
     progress: boolean;
     resume: boolean;
     restart: boolean;
+    rollback: boolean;
   };
 
 const invalid = (message: string) => new TxtDbError("INVALID_ARGUMENT", message);
@@ -243,6 +251,7 @@ export function parseCommandLine(argv: readonly string[]): Invocation {
     progress: has("progress"),
     resume: has("resume"),
     restart: has("restart"),
+    rollback: has("rollback"),
   };
 }
 

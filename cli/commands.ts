@@ -7,6 +7,7 @@
 import { TxtDbError } from "../src/errors.ts";
 import type { Key } from "../mod.ts";
 import { fromTagged } from "../src/ndjson.ts";
+import { migrateStore } from "../src/migrate.ts";
 import meta from "../deno.json" with { type: "json" };
 import { commandHelp, EXIT, usage } from "./args.ts";
 import type { Invocation } from "./args.ts";
@@ -78,6 +79,14 @@ export async function run(inv: Invocation): Promise<number> {
     } finally {
       await db.close();
     }
+  }
+  if (command === "migrate") {
+    // Not through open(): a writable open would upgrade by itself, and a rollback needs no database.
+    const p = await platform();
+    if (dirState(p, dir) !== "store") throw invalid(`No txtdb store at "${dir}"`);
+    const r = await migrateStore(p, dir, { rollback: inv.rollback });
+    out(report({ format: r.format, changed: r.change !== undefined, ...(r.change ? { written: r.change.written, deleted: r.change.deleted, keys: r.change.keys } : {}) }));
+    return EXIT.ok;
   }
   // Parse keys and values before opening, so a typo never creates a store or a namespace.
   const key = rest[1] === undefined ? undefined : (parseValueArg(command === "list" ? "prefix" : "key", rest[1]) as Key);

@@ -89,16 +89,16 @@ export function validate(s: TxState, index: Index): TxtDbError | undefined {
     const id = index.resolve(ns, head)!;
     for (const [key, op] of writes) {
       if (op.kind === "sum") continue;
-      const t = index.latestTsn(id, key);
-      if (t > after) return keyConflict(ns, key, t, "key written");
+      const t = index.changedAfter(id, key, after);
+      if (t > 0) return keyConflict(ns, key, t, "key written");
     }
   }
   if (s.isolation === "serializable") {
     for (const [ns, keys] of s.reads) {
       const id = index.resolve(ns, head)!;
       for (const key of keys) {
-        const t = index.latestTsn(id, key);
-        if (t > after) return keyConflict(ns, key, t, "key read");
+        const t = index.changedAfter(id, key, after);
+        if (t > 0) return keyConflict(ns, key, t, "key read");
       }
     }
     for (const r of s.ranges) {

@@ -1,17 +1,21 @@
 /**
- * Compaction: folds sealed log segments into a checkpoint below the oldest version any
- * live process pins, switches the manifest, and deletes what it replaced; and, at open,
- * the cleanup of what a crashed compaction left behind.
+ * Compaction: folds sealed log segments into sorted tables (format 2, fold.ts) below the
+ * oldest version any live process pins, switches the manifest, and deletes what it
+ * replaced; and, at open, the cleanup of what a crashed compaction left behind.
  *
  * Compaction runs in three phases so that writers in other processes keep committing while
- * the checkpoint is written: (a) under the writer lock, the plan (rule 1, and the sealing
- * of the active segment); (b) without it, the checkpoint file (rule 2) — the state at a
- * version at or below every pin never changes, and this process's index keeps it, since
- * only compaction prunes below the pins; (c) under the writer lock again, the manifest
- * switch (rules 3–5), only if nothing moved meanwhile: the manifest is still the one
- * planned against, and no live process now pins below the planned version (a process that
- * opened meanwhile may). Otherwise the new checkpoint is deleted and nothing is switched.
- * `compact.lock` (flock) keeps two compactions from running at once, in any processes.
+ * tables are written: (a) under the writer lock, the plan (rule 1, and the sealing of the
+ * active segment); (b) without it, the tables (rule 2) — the versions folded are at or
+ * below every pin and never change, and this process's in-memory table keeps them until
+ * its own switch; (c) under the writer lock again, the manifest switch (rules 3–5), only
+ * if nothing moved meanwhile: the manifest is still the one planned against, and no live
+ * process now pins below the planned version (a process that opened meanwhile may).
+ * Otherwise the new tables are deleted and nothing is switched. `compact.lock` (flock)
+ * keeps two compactions (and a compaction and a format upgrade) from running at once, in
+ * any processes.
+ *
+ * Which process compacts: any writable one, when asked (`db.compact()`) or when its own
+ * commits seal segments past `autoCompactBytes`; `compact.lock` makes the others wait.
  *
  * The manifest switch, in the order {@link Compactor.run} carries it out:
  *
@@ -22,38 +26,47 @@
  *    first (a roll-over, see Tail.sealActiveLocked), so compaction reclaims old versions
  *    whatever `segmentBytes` is; an active segment with nothing in it is never sealed,
  *    so compacting again without new commits creates no files.
- * 2. The checkpoint is written under a temporary name into a fresh file (created
- *    exclusively, a leftover or a planted link removed first), fsynced, then renamed.
+ * 2. The tables are written, fdatasynced and renamed into place, and the directory synced
+ *    (fold.ts rules 1–6).
  * 3. The manifest switch: temp, fsync, rename, directory fsync (in writeManifest). Until
- *    it is durable the old manifest, with all its files, is the store.
- * 4. Only then is what it replaced deleted: the folded segments and the previous
- *    checkpoint, then the directory is fsynced. Processes still holding these files open
- *    keep reading them (POSIX); none needs them again, since every live process has read
- *    past the pin.
- * 5. This process's own memory: versions below the checkpoint no reader needs are pruned.
+ *    it is durable the old manifest, with all its files, is the store. The new manifest
+ *    carries the folded version, the namespace bindings at it and the table list; other
+ *    processes see it change when their log reading reaches the segment the seal started
+ *    (tail.ts) and adopt it then: open the new tables, close the old.
+ * 4. Only then is what it replaced deleted: the folded segments and the replaced tables,
+ *    then the directory is fsynced. Processes still holding these files open keep reading
+ *    them (POSIX) until they adopt the new manifest; none needs them after that, and a
+ *    process that opens a table afresh does so from a manifest it just read, retrying from
+ *    the newer manifest if a compaction deleted the table meanwhile.
+ * 5. This process's own memory: its tables become the new ones, and the in-memory table
+ *    drops the versions they hold.
  *
  * What cleanup at open may delete ({@link Compactor.removeLeftoversLocked}, under the
- * writer lock, after the manifest was checked against the files):
+ * writer lock and `compact.lock`, after the manifest was checked against the files):
  *
  * 1. Only names txtdb writes, matched exactly: `seg-<10 digits>.log`, `ckpt-<16 digits>-<n>.dat`
- *    (and `.tmp`), `MANIFEST.tmp`. Any other file in the directory is never touched.
+ *    (and `.tmp`), `tbl-<16 digits>.sst` (and `.tmp`), `MANIFEST.tmp`. Any other file in
+ *    the directory is never touched.
  * 2. A segment only below the manifest's first segment, and only if it starts with a
- *    whole record at or below the checkpoint's version (folded into it). One whose first
- *    record lies past the checkpoint means the manifest does not match the log: CORRUPTION,
- *    and nothing is deleted. One that does not start with a record is not ours: left alone.
- * 3. A checkpoint only if the manifest names another one.
+ *    whole record at or below the folded version. One whose first record lies past it
+ *    means the manifest does not match the log: CORRUPTION, and nothing is deleted. One
+ *    that does not start with a record is not ours: left alone.
+ * 3. A checkpoint or table only if the manifest does not name it, and only while this
+ *    process holds `compact.lock` (a compaction in another process may be writing one the
+ *    manifest does not name yet). Without that lock, cleanup of them waits for a later open.
  *
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, COMPACT_LOCK, ioError, MANIFEST_TMP, parseSegmentName, segmentName } from "./files.ts";
+import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, COMPACT_LOCK, ioError, MANIFEST_TMP, parseSegmentName, segmentName, TABLE_FILE, TABLE_TMP_FILE } from "./files.ts";
 import { FileLock } from "./lock.ts";
-import { sameManifestFiles } from "./log.ts";
+import { FORMAT_CHECKPOINT, FORMAT_VERSION, sameManifestFiles } from "./log.ts";
 import type { Manifest } from "./log.ts";
 import type { Platform } from "./port.ts";
 import { decodeCommit, FRAME_MAGIC } from "./record.ts";
-import { checkpointName, writeCheckpoint } from "./checkpoint.ts";
 import { stampHolder } from "./holder.ts";
+import { writeTables } from "./fold.ts";
+import type { FoldOutput } from "./fold.ts";
 import type { Tail } from "./tail.ts";
 
 /** What one compaction did. */
@@ -64,6 +77,10 @@ export interface CompactResult {
   checkpointVersion: bigint;
   /** The oldest version any live process still pins; nothing at or above it was removed. */
   minPinnedVersion: bigint;
+  /** Bytes of log folded (the segments deleted). */
+  logBytesFolded: number;
+  /** Bytes of tables written (the fold and the merges). */
+  tableBytesWritten: number;
   /** Dead processes' leases reclaimed. */
   leasesReclaimed: number;
   bytesBefore: number;
@@ -87,9 +104,13 @@ interface CompactionPlan {
   segments: number[];
   /** The last segment to fold, or undefined: nothing to fold. */
   lastFolded: number | undefined;
-  /** The version the checkpoint holds the state of. */
+  /** The version the new tables hold the state of. */
   tsn: number;
   nextNsId: number;
+  /** Namespace bindings at `tsn`. */
+  bindings: [string, number][];
+  /** Bytes of the segments to fold. */
+  logBytes: number;
   /** The manifest planned against. */
   manifest: Manifest;
 }
@@ -111,6 +132,10 @@ export class Compactor {
   #running: Promise<unknown> | undefined;
   readonly #compactLock: FileLock;
   #compactions = 0;
+  /** Bytes of log this process's compactions folded (write amplification's denominator). */
+  logBytesFolded = 0;
+  /** Bytes of tables this process's compactions wrote. */
+  tableBytesWritten = 0;
 
   constructor(platform: Platform, tail: Tail, lock: FileLock, pins: PinScan, options: { lockTimeoutMs: number; segmentBytes: number; autoCompactBytes: number }) {
     this.#platform = platform;
@@ -122,6 +147,11 @@ export class Compactor {
     this.#segmentBytes = options.segmentBytes;
     this.#autoCompactBytes = options.autoCompactBytes;
     this.#compactLock = new FileLock(platform, `${this.#path}/${COMPACT_LOCK}`, tail.log.mode);
+  }
+
+  /** The `compact.lock` of this database (a format change takes it too). */
+  get compactLock(): FileLock {
+    return this.#compactLock;
   }
 
   /** Compactions run by this process. */
@@ -152,23 +182,23 @@ export class Compactor {
 
   async #run(): Promise<CompactResult> {
     const releaseCompaction = await this.#compactLock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
-    let written: string | undefined;
+    let written: string[] = [];
     try {
       const plan = await this.#withWriterLock(() => this.#planLocked());
       if (plan.lastFolded === undefined) return this.#result(plan, 0);
-      written = this.#writeCheckpoint(plan);
-      const name = written;
-      const result = await this.#withWriterLock(() => this.#switchLocked(plan, name));
-      if (result.segmentsFolded > 0) written = undefined; // it is the store's checkpoint now
+      const out = this.#writeTables(plan);
+      written = out.written;
+      const result = await this.#withWriterLock(() => this.#switchLocked(plan, out));
+      if (result.segmentsFolded > 0) written = []; // they are the store's tables now
       return result;
     } catch (e) {
       throw ioError(e, `Compacting "${this.#path}"`);
     } finally {
-      if (written !== undefined) {
+      for (const name of written.length > 0 ? this.#tail.log.unnamedByManifest(written) : []) {
         try {
-          this.#platform.unlink(`${this.#path}/${written}`); // not switched to: never part of the store
+          this.#platform.unlink(`${this.#path}/${name}`); // not switched to: never part of the store
         } catch {
-          // cleanup at the next open removes an unreferenced checkpoint
+          // cleanup at the next open removes an unreferenced table
         }
       }
       releaseCompaction();
@@ -185,11 +215,13 @@ export class Compactor {
     }
   }
 
-  #result(plan: CompactionPlan, folded: number): CompactResult {
+  #result(plan: CompactionPlan, folded: number, tableBytesWritten = 0): CompactResult {
     return {
       segmentsFolded: folded,
       checkpointVersion: BigInt(folded > 0 ? plan.tsn : this.#tail.manifest.checkpointTsn ?? 0),
       minPinnedVersion: BigInt(plan.minPin),
+      logBytesFolded: folded > 0 ? plan.logBytes : 0,
+      tableBytesWritten: folded > 0 ? tableBytesWritten : 0,
       leasesReclaimed: plan.reclaimed,
       bytesBefore: plan.bytesBefore,
       bytesAfter: this.#logBytes(),
@@ -206,6 +238,9 @@ export class Compactor {
     const tail = this.#tail;
     tail.followManifest();
     tail.catchUpLocked();
+    if (tail.manifest.format <= FORMAT_CHECKPOINT) {
+      throw new TxtDbError("FORMAT", `Store "${this.#path}" is in format ${tail.manifest.format} (it was rolled back by \`txtdb migrate --rollback\`); close and open it again to upgrade it, then compact`);
+    }
     const bytesBefore = this.#logBytes();
     const { minPin, reclaimed } = this.#pins.scanLeases(tail.manifest.checkpointTsn ?? 0);
     const activeLast = tail.segmentLastTsn(tail.readPos.seg);
@@ -215,35 +250,37 @@ export class Compactor {
     const active = segments[segments.length - 1] ?? firstSegment;
     let lastFolded: number | undefined;
     let tsn = tail.manifest.checkpointTsn ?? 0;
+    let logBytes = 0;
     for (const n of segments) {
       if (n >= active || n > tail.readPos.seg) break; // only sealed segments fold
       const last = tail.segmentLastTsn(n) ?? tsn; // an empty segment adds nothing
       if (last > minPin) break;
       lastFolded = n;
       tsn = Math.max(tsn, last);
+      logBytes += tail.log.segment(n)?.size() ?? 0;
     }
-    return { bytesBefore, minPin, reclaimed, segments, lastFolded, tsn, nextNsId: tail.index.nextNsId, manifest: tail.manifest };
+    const index = tail.index;
+    return { bytesBefore, minPin, reclaimed, segments, lastFolded, tsn, nextNsId: index.nextNsId, bindings: index.bindingsAt(tsn), logBytes, manifest: tail.manifest };
   }
 
-  /** Phase (b), rule 2: the checkpoint, under a temporary name, fsynced, renamed. No lock held. */
-  #writeCheckpoint(plan: CompactionPlan): string {
+  /** Phase (b), rule 2: the tables (fold.ts). No lock held. */
+  #writeTables(plan: CompactionPlan): FoldOutput {
     const tail = this.#tail;
-    const name = checkpointName(plan.tsn).replace(".dat", `-${plan.lastFolded! + 1}.dat`);
-    const tmp = `${this.#path}/${name}.tmp`;
-    // A fresh file, created exclusively: a leftover (or a planted link) is removed first.
-    this.#platform.unlink(tmp);
-    const file = this.#platform.open(tmp, { create: true, exclusive: true, mode: tail.log.mode });
-    try {
-      writeCheckpoint(file, { tsn: plan.tsn, nextNsId: plan.nextNsId, bindings: tail.index.bindingsAt(plan.tsn) }, tail.index.stateAt(plan.tsn));
-    } finally {
-      file.close();
-    }
-    this.#platform.rename(tmp, `${this.#path}/${name}`);
-    return name;
+    const live = new Set(plan.bindings.map(([, id]) => id));
+    return writeTables({
+      platform: this.#platform,
+      dir: this.#path,
+      mode: tail.log.mode,
+      tables: tail.levels.tables(),
+      fold: tail.index.foldEntries(plan.manifest.checkpointTsn ?? 0, plan.tsn, (id) => live.has(id)),
+      foldedTsn: plan.tsn,
+      liveNsIds: live,
+      nextTable: plan.manifest.nextTable ?? 1,
+    });
   }
 
-  /** Phase (c), rules 3–5: switch to checkpoint `name` if the plan still holds. The writer lock is held. */
-  #switchLocked(plan: CompactionPlan, name: string): CompactResult {
+  /** Phase (c), rules 3–5: switch to the new tables if the plan still holds. The writer lock is held. */
+  #switchLocked(plan: CompactionPlan, out: FoldOutput): CompactResult {
     const tail = this.#tail;
     tail.catchUpLocked();
     const now = tail.log.readManifest() ?? tail.manifest; // the files', not this process's view
@@ -253,22 +290,33 @@ export class Compactor {
     if (moved || minPin < plan.tsn) return this.#result({ ...plan, minPin }, 0);
     const lastFolded = plan.lastFolded!;
     // 3. The manifest switch: temp, fsync, rename, directory fsync (in writeManifest).
-    const previous = now.checkpoint;
-    const manifest: Manifest = { ...now, checkpoint: name, checkpointTsn: plan.tsn, firstSegment: lastFolded + 1 };
+    const manifest: Manifest = {
+      format: FORMAT_VERSION,
+      createdAtMs: now.createdAtMs,
+      checkpointTsn: plan.tsn,
+      firstSegment: lastFolded + 1,
+      tables: out.tables,
+      bindings: plan.bindings.flat(),
+      nextNsId: plan.nextNsId,
+      nextTable: out.nextTable,
+    };
     tail.switchManifestLocked(manifest);
+    // 5 (before 4, so this process never reads a file it is about to delete): its own
+    // tables become the new ones; memory drops what they hold.
+    tail.adoptOwnTablesLocked(manifest);
     // 4. What it replaced. Processes still holding these files open keep reading them
-    // (POSIX); none needs them again, since every live process has read past the pin.
+    // (POSIX) until they adopt the new manifest.
     for (const n of plan.segments) {
       if (n > lastFolded) break;
       tail.forgetSegment(n);
       this.#platform.unlink(`${this.#path}/${segmentName(n)}`);
     }
-    if (previous) this.#platform.unlink(`${this.#path}/${previous}`);
+    for (const name of out.replaced) this.#platform.unlink(`${this.#path}/${name}`);
     this.#platform.syncDir(this.#path);
-    // 5. This process's own memory: versions below the checkpoint no reader needs.
-    tail.index.prune(Math.min(plan.tsn, this.#pins.localPin()));
     this.#compactions++;
-    return this.#result({ ...plan, minPin }, lastFolded - plan.segments[0]! + 1);
+    this.logBytesFolded += plan.logBytes;
+    this.tableBytesWritten += out.bytesWritten;
+    return this.#result({ ...plan, minPin }, lastFolded - plan.segments[0]! + 1, out.bytesWritten);
   }
 
   /** Starts a compaction in the background once sealed segments pass `autoCompactBytes`. */
@@ -291,6 +339,18 @@ export class Compactor {
   removeLeftoversLocked(): void {
     const tail = this.#tail;
     const doomed: string[] = [];
+    // Rule 3: tables and checkpoints only while no compaction can be writing one.
+    const releaseCompaction = this.#compactLock.tryAcquire(true);
+    try {
+      this.#removeLeftovers(doomed, releaseCompaction !== undefined);
+    } finally {
+      releaseCompaction?.();
+    }
+  }
+
+  #removeLeftovers(doomed: string[], filesOfCompaction: boolean): void {
+    const tail = this.#tail;
+    const named = new Set((tail.manifest.tables ?? []).map((t) => t.name));
     const checkpointTsn = tail.manifest.checkpointTsn ?? 0;
     const firstSegment = tail.firstSegment;
     for (const name of this.#platform.readdir(this.#path)) {
@@ -304,7 +364,9 @@ export class Compactor {
           });
         }
         doomed.push(name);
-      } else if ((CHECKPOINT_FILE.test(name) || CHECKPOINT_TMP_FILE.test(name)) && name !== tail.manifest.checkpoint) {
+      } else if (filesOfCompaction && (CHECKPOINT_FILE.test(name) || CHECKPOINT_TMP_FILE.test(name)) && name !== tail.manifest.checkpoint) {
+        doomed.push(name);
+      } else if (filesOfCompaction && ((TABLE_FILE.test(name) && !named.has(name)) || TABLE_TMP_FILE.test(name))) {
         doomed.push(name);
       } else if (name === MANIFEST_TMP) {
         doomed.push(name);

@@ -23,7 +23,8 @@ import { encodeKey, prefixRange } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { encodeValue } from "./codec.ts";
 import type { Index } from "./index.ts";
-import { FORMAT_VERSION } from "./log.ts";
+import { FORMAT_CHECKPOINT, FORMAT_VERSION } from "./log.ts";
+import { changeFormatLocked } from "./migrate.ts";
 import { GroupCommitter } from "./commit.ts";
 import { FileLock } from "./lock.ts";
 import type { Platform } from "./port.ts";
@@ -176,6 +177,10 @@ export class Database implements TxHost {
       }
       checkFormat(this.path, manifest.format);
       checkManifestFiles(this.platform, this.path, log, manifest);
+      if (manifest.format === FORMAT_CHECKPOINT) {
+        // A store of the previous format: upgraded in place, alone (upgrade.ts).
+        manifest = changeFormatLocked(this.platform, this.path, log, manifest, this.#compactor.compactLock, FORMAT_VERSION).manifest;
+      }
       tail.loadManifest(manifest);
       this.#compactor.removeLeftoversLocked();
       this.#pins.startLease();
@@ -594,6 +599,9 @@ export class Database implements TxHost {
     const logBytes = tail.segmentBytesOnDisk();
     const checkpointBytes = tail.checkpointBytes();
     const liveLeases = this.#pins.liveLeaseCount();
+    const cache = tail.levels.cache.stats();
+    const compactor = this.#compactor;
+    const folded = compactor.logBytesFolded;
     return {
       durability: this.#durability,
       commitLatencyUs: this.#meters.commitLatencyUs.summary(),
@@ -601,6 +609,17 @@ export class Database implements TxHost {
       fsyncUs: this.#meters.fsyncUs.summary(),
       batchSize: this.#meters.batchSizes.summary(),
       checkpointBytes,
+      format: tail.manifest.format,
+      tableBytesByLevel: tail.levels.bytesByLevel(),
+      tables: tail.levels.tables().length,
+      cacheHits: cache.hits,
+      cacheMisses: cache.misses,
+      cacheBytes: cache.bytes,
+      cacheBytesMax: cache.maxBytes,
+      tableIndexBytes: tail.levels.residentBytes(),
+      compactedLogBytes: folded,
+      compactedTableBytes: compactor.tableBytesWritten,
+      writeAmplification: folded > 0 ? (folded + compactor.tableBytesWritten) / folded : 0,
       liveLeases,
       keysInMemory: this.index.keyCountAll(),
       runtime: this.platform.runtime,

@@ -6,7 +6,8 @@
  * MANIFEST               frame(CBOR {format, createdAtMs, checkpoint, ...}); replaced atomically
  * MANIFEST.tmp           the next manifest while it is written (renamed over MANIFEST)
  * seg-0000000001.log     append-only frames; a new segment starts past `segmentBytes`
- * ckpt-<16 digits>-<n>.dat   a compaction's checkpoint (`.tmp` while it is written)
+ * ckpt-<16 digits>-<n>.dat   format 1: a compaction's checkpoint (`.tmp` while it is written)
+ * tbl-<16 digits>.sst    format 2: a sorted table (table.ts; `.tmp` while it is written)
  * frontier               36 bytes: what readers may see, and what is known durable
  * writer.lock            flock: held exclusively by the one process appending
  * leases/                one locked file per live process (liveness, pins)
@@ -41,6 +42,18 @@ export const CHECKPOINT_TMP_FILE = /^ckpt-\d{16}(?:-\d+)?\.dat\.tmp$/;
 /** The prefix of every checkpoint name, written or being written. */
 export const CHECKPOINT_PREFIX = "ckpt-";
 
+/** Table file names exactly as compaction writes them. */
+export const TABLE_FILE = /^tbl-\d{16}\.sst$/;
+/** A table being written. */
+export const TABLE_TMP_FILE = /^tbl-\d{16}\.sst\.tmp$/;
+/** The prefix of every table name, written or being written. */
+export const TABLE_PREFIX = "tbl-";
+
+/** The name of table number `n`. */
+export function tableName(n: number): string {
+  return `tbl-${String(n).padStart(16, "0")}.sst`;
+}
+
 /** The name of log segment `n`. */
 export function segmentName(n: number): string {
   return `seg-${String(n).padStart(10, "0")}.log`;
@@ -57,7 +70,7 @@ export function parseSegmentName(name: string): number | undefined {
  * planted link or non-regular file must never stand in for (see dirsafety.ts).
  */
 export function isStoreFileName(name: string): boolean {
-  return name === MANIFEST || name === MANIFEST_TMP || name === FRONTIER || name === WRITER_LOCK || name === COMPACT_LOCK || SEGMENT_FILE.test(name) || name.startsWith(CHECKPOINT_PREFIX);
+  return name === MANIFEST || name === MANIFEST_TMP || name === FRONTIER || name === WRITER_LOCK || name === COMPACT_LOCK || SEGMENT_FILE.test(name) || name.startsWith(CHECKPOINT_PREFIX) || name.startsWith(TABLE_PREFIX);
 }
 
 /** A port failure as an IO error saying what was attempted; anything else unchanged. */

@@ -7,6 +7,15 @@
  * Namespace names are versioned the same way (name → id, or null once dropped or renamed
  * away), so an old snapshot still resolves the names it saw.
  *
+ * Format 2 (storage v2): the index is the in-memory table of the commits not yet folded,
+ * above the on-disk tables (levels.ts). It holds every version newer than the folded
+ * version F of the manifest this process follows (`dropFolded` removes the rest once the
+ * tables holding them are open), and the tables hold, for each key, the newest version at
+ * or below F (every live pin is at or above F: compaction folds no further). So a read at
+ * snapshot S ≥ F takes the index's newest version ≤ S when there is one, and otherwise the
+ * tables' (rule "memory first"). A format-1 store's checkpoint is loaded into the index
+ * whole, with no tables, as before.
+ *
  * The committing process applies its batch tentatively (TSNs above the published
  * frontier, invisible to every snapshot) so later transactions of the same batch validate
  * against it; if the append or sync fails, `undo` takes those versions back off.
@@ -15,6 +24,9 @@
  */
 import type { CommitRecord } from "./record.ts";
 import { bytesToBinary } from "./keys.ts";
+import type { Levels } from "./levels.ts";
+import { mergeVisible } from "./merge.ts";
+import type { TableEntry } from "./table.ts";
 
 /** Versions of one key, oldest first. */
 export class Chain {
@@ -89,6 +101,13 @@ export class Index {
   readonly #names = new Map<string, NameChain>();
   /** Versions held, for stats. */
   versionCount = 0;
+  /** The on-disk tables below this in-memory table (format 2), or undefined (none). */
+  levels: Levels | undefined;
+
+  /** True when reads must also look in tables. */
+  #hasTables(): boolean {
+    return this.levels !== undefined && !this.levels.empty;
+  }
 
   /** Applies one commit record. Records must arrive in TSN order. */
   apply(record: CommitRecord): void {
@@ -184,20 +203,42 @@ export class Index {
     return this.#spaces.get(nsId)?.chains.get(key);
   }
 
-  /** The value visible at `snap` (undefined if absent or deleted). */
+  /** The value visible at `snap` (undefined if absent or deleted): memory first, then the tables. */
   get(nsId: number, key: string, snap: number): Version | undefined {
     const chain = this.#spaces.get(nsId)?.chains.get(key);
-    if (!chain) return undefined;
-    const i = chain.at(snap);
-    if (i < 0) return undefined;
-    const value = chain.values[i]!;
-    return value === null ? undefined : { tsn: chain.tsns[i]!, value };
+    if (chain) {
+      const i = chain.at(snap);
+      if (i >= 0) {
+        const value = chain.values[i]!;
+        return value === null ? undefined : { tsn: chain.tsns[i]!, value };
+      }
+    }
+    if (!this.#hasTables()) return undefined;
+    const v = this.levels!.get(nsId, key, snap);
+    return v && v.value !== null ? { tsn: v.tsn, value: v.value } : undefined;
   }
 
   /** TSN of the newest version of a key (a delete counts), or 0. */
   latestTsn(nsId: number, key: string): number {
     const chain = this.#spaces.get(nsId)?.chains.get(key);
-    return chain && chain.tsns.length > 0 ? chain.tsns[chain.tsns.length - 1]! : 0;
+    if (chain && chain.tsns.length > 0) return chain.tsns[chain.tsns.length - 1]!;
+    if (!this.#hasTables()) return 0;
+    return this.levels!.get(nsId, key, Number.MAX_SAFE_INTEGER)?.tsn ?? 0;
+  }
+
+  /**
+   * TSN of the newest version of a key if it is newer than `afterTsn`, else 0: validation's
+   * question, which skips the tables when none holds anything newer than `afterTsn`.
+   */
+  changedAfter(nsId: number, key: string, afterTsn: number): number {
+    const chain = this.#spaces.get(nsId)?.chains.get(key);
+    if (chain && chain.tsns.length > 0) {
+      const t = chain.tsns[chain.tsns.length - 1]!;
+      return t > afterTsn ? t : 0;
+    }
+    if (!this.#hasTables() || this.levels!.maxTsn <= afterTsn) return 0;
+    const t = this.levels!.get(nsId, key, Number.MAX_SAFE_INTEGER)?.tsn ?? 0;
+    return t > afterTsn ? t : 0;
   }
 
   /**
@@ -205,6 +246,7 @@ export class Index {
    * `after`, if given, resumes strictly past that key (in the scan's direction).
    */
   range(nsId: number, start: string, end: string, snap: number, reverse: boolean, limit: number, after?: string): [string, Version][] {
+    if (this.#hasTables()) return this.#mergedRange(nsId, start, end, snap, reverse, limit, after);
     const out: [string, Version][] = [];
     const space = this.#spaces.get(nsId);
     if (!space || limit <= 0) return out;
@@ -230,18 +272,63 @@ export class Index {
     return out;
   }
 
+  /** {@link range} over this in-memory table and the tables, merged (merge.ts). */
+  #mergedRange(nsId: number, start: string, end: string, snap: number, reverse: boolean, limit: number, after?: string): [string, Version][] {
+    const out: [string, Version][] = [];
+    if (limit <= 0) return out;
+    // Resume strictly past `after`: the next key after k in binary-string order is k + "\0".
+    if (after !== undefined) {
+      if (!reverse && after >= start) start = after + "\0";
+      if (reverse && after < end) end = after;
+    }
+    if (start >= end) return out;
+    const sources: Iterable<TableEntry>[] = [this.#memoryRange(nsId, start, end, snap, reverse), ...this.levels!.rangeSources(nsId, start, end, snap, reverse)];
+    for (const e of mergeVisible(sources, { snapshotTsn: snap, reverse, limit })) out.push([e.key, { tsn: e.tsn, value: e.value! }]);
+    return out;
+  }
+
+  /** The newest version ≤ snap of each key of this in-memory table in [start, end), deletes included. */
+  *#memoryRange(nsId: number, start: string, end: string, snap: number, reverse: boolean): Generator<TableEntry, void, undefined> {
+    const space = this.#spaces.get(nsId);
+    if (!space) return;
+    const keys = space.keys();
+    const emit = (k: string): TableEntry | undefined => {
+      const chain = space.chains.get(k)!;
+      const i = chain.at(snap);
+      return i < 0 ? undefined : { nsId, key: k, tsn: chain.tsns[i]!, value: chain.values[i]! };
+    };
+    if (!reverse) {
+      for (let i = lowerBound(keys, start); i < keys.length; i++) {
+        const k = keys[i]!;
+        if (k >= end) return;
+        const e = emit(k);
+        if (e) yield e;
+      }
+    } else {
+      for (let i = lowerBound(keys, end) - 1; i >= 0; i--) {
+        const k = keys[i]!;
+        if (k < start) return;
+        const e = emit(k);
+        if (e) yield e;
+      }
+    }
+  }
+
   /** A key in [start, end) changed after `afterTsn` (TSN and key), or undefined. */
   changedInRange(nsId: number, start: string, end: string, afterTsn: number): { key: string; tsn: number } | undefined {
     const space = this.#spaces.get(nsId);
-    if (!space) return undefined;
-    const keys = space.keys();
-    for (let i = lowerBound(keys, start); i < keys.length; i++) {
-      const k = keys[i]!;
-      if (k >= end) break;
-      const t = this.latestTsn(nsId, k);
-      if (t > afterTsn) return { key: k, tsn: t };
+    if (space) {
+      const keys = space.keys();
+      for (let i = lowerBound(keys, start); i < keys.length; i++) {
+        const k = keys[i]!;
+        if (k >= end) break;
+        const chain = space.chains.get(k)!;
+        const t = chain.tsns.length > 0 ? chain.tsns[chain.tsns.length - 1]! : 0;
+        if (t > afterTsn) return { key: k, tsn: t };
+      }
     }
-    return undefined;
+    // A table version newer than afterTsn is a change whatever memory holds above it.
+    return this.#hasTables() ? this.levels!.changedInRange(nsId, start, end, afterTsn) : undefined;
   }
 
   /** Namespace bindings (name → id) that exist at `snap`. */
@@ -324,6 +411,55 @@ export class Index {
     }
     this.versionCount -= dropped;
     return dropped;
+  }
+
+  /**
+   * Format 2: drops every version at or below `foldedTsn`, now that tables holding the
+   * state at that version are open (see the module comment). Every snapshot this process
+   * still serves must be at or above it (tail.ts ends the others first). Returns the
+   * versions dropped.
+   */
+  dropFolded(foldedTsn: number): number {
+    let dropped = 0;
+    for (const [nsId, space] of this.#spaces) {
+      let removedKeys = false;
+      for (const [key, chain] of space.chains) {
+        const t = chain.tsns;
+        if (t.length === 0 || t[0]! > foldedTsn) continue;
+        let n = 0;
+        while (n < t.length && t[n]! <= foldedTsn) n++;
+        dropped += n;
+        if (n === t.length) {
+          space.chains.delete(key);
+          removedKeys = true;
+        } else {
+          chain.tsns.splice(0, n);
+          chain.values.splice(0, n);
+        }
+      }
+      if (space.chains.size === 0) this.#spaces.delete(nsId);
+      else if (removedKeys) space.sorted = space.keys().filter((k) => space.chains.has(k));
+    }
+    this.versionCount -= dropped;
+    return dropped;
+  }
+
+  /**
+   * Format 2: the versions compaction folds, in table order (namespace id, key), for each
+   * key the newest one in (afterTsn, uptoTsn], deletes included, only in namespace ids
+   * `keep` accepts. Read synchronously by the caller while nothing else runs.
+   */
+  *foldEntries(afterTsn: number, uptoTsn: number, keep: (nsId: number) => boolean): Generator<TableEntry, void, undefined> {
+    const ids = [...this.#spaces.keys()].filter(keep).sort((a, b) => a - b);
+    for (const nsId of ids) {
+      const space = this.#spaces.get(nsId)!;
+      for (const key of space.keys()) {
+        const chain = space.chains.get(key)!;
+        const i = chain.at(uptoTsn);
+        if (i < 0 || chain.tsns[i]! <= afterTsn) continue;
+        yield { nsId, key, tsn: chain.tsns[i]!, value: chain.values[i]! };
+      }
+    }
   }
 
   /** Keys (live or deleted) across all namespaces held in memory. */

@@ -25,3 +25,5 @@ export * from "./table.ts";
 export * from "./bloom.ts";
 export * from "./blockcache.ts";
 export * from "./merge.ts";
+export { migrateStore } from "./migrate.ts";
+export type { FormatChange } from "./migrate.ts";

@@ -34,8 +34,15 @@ import type { FileHandle, OpenOptions, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
 import { FRONTIER, FRONTIER_FILE_BYTES, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName } from "./files.ts";
 
-/** The on-disk format this code writes; a newer one is refused with FORMAT. */
-export const FORMAT_VERSION = 1;
+/**
+ * The on-disk format this code writes; a newer one is refused with FORMAT. Format 1 keeps
+ * the folded state in one checkpoint file that every process loads into memory; format 2
+ * keeps it in sorted tables read on demand (levels.ts). Format 1 stores are upgraded in
+ * place (upgrade.ts).
+ */
+export const FORMAT_VERSION = 2;
+/** The format of stores whose folded state is a checkpoint (upgrade.ts reads and writes it). */
+export const FORMAT_CHECKPOINT = 1;
 
 /** A byte position in the log. */
 export interface LogPosition {
@@ -60,24 +67,52 @@ export interface ScanEnd {
   zeroEnd?: boolean;
 }
 
+/** A table the manifest names (format 2), and the level it belongs to. */
+export interface ManifestTable {
+  /** The file name, `tbl-<16 digits>.sst`. */
+  name: string;
+  /** 0: a fold of the log (tables may overlap, newest first); 1 and up: one sorted run each. */
+  level: number;
+}
+
 export interface Manifest {
   format: number;
   createdAtMs: number;
-  /** The checkpoint file holding the state at `checkpointTsn`, if compaction ran. */
+  /** Format 1: the checkpoint file holding the state at `checkpointTsn`, if compaction ran. */
   checkpoint?: string | null;
+  /**
+   * The version the folded state holds (format 1: the checkpoint; format 2: the tables);
+   * the log goes on after it. Kept under its format-1 name on disk.
+   */
   checkpointTsn?: number;
-  /** The first log segment still in use (earlier ones are folded into the checkpoint). */
+  /** The first log segment still in use (earlier ones are folded). */
   firstSegment?: number;
+  /** Format 2: the tables, level 0 newest first, then each level in key order. */
+  tables?: ManifestTable[];
+  /** Format 2: the namespace bindings at `checkpointTsn`, flat [name, id, ...]. */
+  bindings?: (string | number)[];
+  /** Format 2: the next namespace id to hand out, as of `checkpointTsn`. */
+  nextNsId?: number;
+  /** Format 2: the number in the next table's name (names are never reused). */
+  nextTable?: number;
 }
 
 /**
- * True if two manifests name the same files: checkpoint, its version and the first
- * segment, with a manifest that omits them (a fresh store's) read as none, 0 and 1, as
- * readManifest reads it.
+ * True if two manifests name the same files: checkpoint, tables, the folded version and
+ * the first segment, with a manifest that omits them (a fresh store's) read as none, 0
+ * and 1, as readManifest reads it.
  */
 export function sameManifestFiles(a: Manifest, b: Manifest): boolean {
-  return (a.checkpoint ?? null) === (b.checkpoint ?? null) && (a.checkpointTsn ?? 0) === (b.checkpointTsn ?? 0) && (a.firstSegment ?? 1) === (b.firstSegment ?? 1);
+  return (a.checkpoint ?? null) === (b.checkpoint ?? null) && (a.checkpointTsn ?? 0) === (b.checkpointTsn ?? 0) && (a.firstSegment ?? 1) === (b.firstSegment ?? 1) &&
+    tableNames(a) === tableNames(b);
 }
+
+function tableNames(m: Manifest): string {
+  return (m.tables ?? []).map((t) => `${t.level}:${t.name}`).join(",");
+}
+
+/** Deepest table level a manifest may name. */
+export const LEVELS_MAX = 8;
 
 const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
 /** Reads start small (the common catch-up finds nothing new) and double up to this. */
@@ -148,13 +183,29 @@ export class Log {
       if (!m || typeof m.format !== "number") {
         throw new TxtDbError("CORRUPTION", `Manifest "${path}" has no format version`, { details: { file: path, offset: 0 } });
       }
-      return {
+      const out: Manifest = {
         format: m.format,
         createdAtMs: m.createdAtMs ?? 0,
         checkpoint: typeof m.checkpoint === "string" ? m.checkpoint : null,
         checkpointTsn: typeof m.checkpointTsn === "number" ? m.checkpointTsn : 0,
         firstSegment: typeof m.firstSegment === "number" ? m.firstSegment : 1,
       };
+      if (m.format >= 2) {
+        // Shapes are checked here; that the files exist, in checkManifestFiles (opening.ts).
+        const bad = (what: string) => new TxtDbError("CORRUPTION", `Manifest "${path}" is malformed: ${what}; restore it from a backup`, { details: { file: path, offset: 0 } });
+        const tables = m.tables ?? [];
+        if (!Array.isArray(tables)) throw bad("its table list is not a list");
+        out.tables = tables.map((t, i) => {
+          if (!t || typeof t !== "object" || typeof t.name !== "string" || !Number.isSafeInteger(t.level) || t.level < 0 || t.level > LEVELS_MAX) throw bad(`table #${i} is not {name, level}`);
+          return { name: t.name, level: t.level };
+        });
+        const bindings = m.bindings ?? [];
+        if (!Array.isArray(bindings) || bindings.length % 2 !== 0) throw bad("its namespace bindings are not pairs");
+        out.bindings = bindings;
+        out.nextNsId = typeof m.nextNsId === "number" ? m.nextNsId : 1;
+        out.nextTable = typeof m.nextTable === "number" ? m.nextTable : 1;
+      }
+      return out;
     } finally {
       f.close();
     }
@@ -179,6 +230,25 @@ export class Log {
     }
     this.platform.rename(tmp, this.path(MANIFEST));
     this.platform.syncDir(this.dir);
+  }
+
+  /**
+   * Of `names`, the ones the manifest on disk does not name, which a failed compaction or
+   * format change may delete. A manifest switch that failed after its rename (the
+   * directory sync failed) may be the store's manifest all the same: its files are never
+   * deleted. If the manifest cannot be read, none may be deleted.
+   */
+  unnamedByManifest(names: readonly string[]): string[] {
+    let m: Manifest | undefined;
+    try {
+      m = this.readManifest();
+    } catch {
+      return [];
+    }
+    if (!m) return [];
+    const named = new Set<string>((m.tables ?? []).map((t) => t.name));
+    if (m.checkpoint) named.add(m.checkpoint);
+    return names.filter((n) => !named.has(n));
   }
 
   /** Opens a store file, turning a planted non-regular file or symlink into a clear error. */

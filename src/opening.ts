@@ -7,8 +7,8 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { CHECKPOINT_FILE, COMPACT_LOCK, FRONTIER, FRONTIER_FILE_BYTES, LEASES_DIR, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName, WRITER_LOCK, ioError } from "./files.ts";
-import { FORMAT_VERSION } from "./log.ts";
+import { CHECKPOINT_FILE, COMPACT_LOCK, TABLE_FILE, FRONTIER, FRONTIER_FILE_BYTES, LEASES_DIR, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName, WRITER_LOCK, ioError } from "./files.ts";
+import { FORMAT_CHECKPOINT, FORMAT_VERSION } from "./log.ts";
 import type { Log, Manifest } from "./log.ts";
 import { invalidArg } from "./options.ts";
 import type { Platform } from "./port.ts";
@@ -57,7 +57,7 @@ export function checkCreatable(platform: Platform, path: string, log: Log, thoro
   };
   const framed = (name: string) => head(name)?.[0] === FRAME_MAGIC;
   const storeLike = names.filter((n) =>
-    n === MANIFEST || n === LEASES_DIR || n === COMPACT_LOCK || ((parseSegmentName(n) ?? 0) >= 1 && framed(n)) || (CHECKPOINT_FILE.test(n) && framed(n))
+    n === MANIFEST || n === LEASES_DIR || n === COMPACT_LOCK || ((parseSegmentName(n) ?? 0) >= 1 && framed(n)) || (CHECKPOINT_FILE.test(n) && framed(n)) || TABLE_FILE.test(n)
   );
   const leftover = (n: string): boolean => {
     const bytes = head(n);
@@ -94,7 +94,7 @@ export function checkCreatable(platform: Platform, path: string, log: Log, thoro
 /**
  * A manifest must agree with the files before anything is deleted on its word: the
  * segment the log resumes at exists (compaction only ever names one that does), and so
- * does the checkpoint it names. Otherwise the store is damaged (CORRUPTION), never
+ * do the checkpoint (format 1) or tables (format 2) it names. Otherwise the store is damaged (CORRUPTION), never
  * "repaired" by deleting what the manifest does not mention.
  */
 export function checkManifestFiles(platform: Platform, path: string, log: Log, m: Manifest): void {
@@ -106,8 +106,15 @@ export function checkManifestFiles(platform: Platform, path: string, log: Log, m
   const ckptTsn = m.checkpointTsn ?? 0;
   if (!Number.isSafeInteger(first) || first < 1) throw bad(`first segment ${first} is not a positive integer`);
   if (!Number.isSafeInteger(ckptTsn) || ckptTsn < 0) throw bad(`checkpoint version ${ckptTsn} is not a non-negative integer`);
-  if (m.checkpoint && !CHECKPOINT_FILE.test(m.checkpoint)) throw bad(`checkpoint name ${JSON.stringify(m.checkpoint)} is not one txtdb writes`);
-  if (m.checkpoint && !platform.stat(`${path}/${m.checkpoint}`)) throw bad(`its checkpoint "${m.checkpoint}" is missing`);
-  if (!m.checkpoint && (first !== 1 || ckptTsn !== 0)) throw bad(`it starts at segment ${first} without a checkpoint`);
+  if (m.format > FORMAT_CHECKPOINT) {
+    for (const t of m.tables ?? []) {
+      if (!TABLE_FILE.test(t.name)) throw bad(`table name ${JSON.stringify(t.name)} is not one txtdb writes`);
+      if (!platform.stat(`${path}/${t.name}`)) throw bad(`its table "${t.name}" is missing`);
+    }
+  } else {
+    if (m.checkpoint && !CHECKPOINT_FILE.test(m.checkpoint)) throw bad(`checkpoint name ${JSON.stringify(m.checkpoint)} is not one txtdb writes`);
+    if (m.checkpoint && !platform.stat(`${path}/${m.checkpoint}`)) throw bad(`its checkpoint "${m.checkpoint}" is missing`);
+    if (!m.checkpoint && (first !== 1 || ckptTsn !== 0)) throw bad(`it starts at segment ${first} without a checkpoint`);
+  }
   if (!log.segment(first)) throw bad(`the log should resume at "${segmentName(first)}", which is missing`);
 }

@@ -38,8 +38,13 @@ export interface OpenOptions {
   relaxedSyncMs?: number;
   /** How long to wait for the writer lock before LOCK_TIMEOUT, in ms (default 30 000). */
   lockTimeoutMs?: number;
-  /** Start a new log segment past this size, in bytes (default 64 MiB). */
+  /** Start a new log segment past this size, in bytes (default 16 MiB). */
   segmentBytes?: number;
+  /**
+   * Bytes of table blocks this process keeps in memory, shared by every table of the store
+   * (default 64 MiB; 0: none, every read goes to the file).
+   */
+  cacheBytes?: number;
   /** Largest encoded key, in bytes (default 2 KiB). */
   maxKeyBytes?: number;
   /** Largest encoded value, in bytes (default 16 MiB). */
@@ -56,7 +61,10 @@ export interface OpenOptions {
   watchBufferBytes?: number;
   /** How often watchers poll when the adapter has no file events, in ms (default 10). */
   watchPollMs?: number;
-  /** Compact automatically once sealed log segments exceed this many bytes (default 256 MiB; 0: never). */
+  /**
+   * Compact automatically once sealed log segments exceed this many bytes (default 32 MiB;
+   * 0: never). Commits not yet folded stay in every process's memory, so this bounds it.
+   */
   autoCompactBytes?: number;
   /**
    * A snapshot or transaction unused for this long is released with a warning, so a leaked
@@ -86,6 +94,7 @@ export interface Settings {
   relaxedSyncMs: number;
   lockTimeoutMs: number;
   segmentBytes: number;
+  cacheBytes: number;
   autoCompactBytes: number;
   maxIdleMs: number;
   watchPollMs: number;
@@ -109,8 +118,9 @@ export function resolveOptions(options: OpenOptions): Settings {
     isolation: options.isolation ?? "serializable",
     relaxedSyncMs: options.relaxedSyncMs ?? 50,
     lockTimeoutMs: options.lockTimeoutMs ?? 30_000,
-    segmentBytes: options.segmentBytes ?? 64 * 1024 * 1024,
-    autoCompactBytes: options.autoCompactBytes ?? 256 * 1024 * 1024,
+    segmentBytes: options.segmentBytes ?? 16 * 1024 * 1024,
+    cacheBytes: options.cacheBytes ?? 64 * 1024 * 1024,
+    autoCompactBytes: options.autoCompactBytes ?? 32 * 1024 * 1024,
     maxIdleMs: options.maxIdleMs ?? 10 * 60 * 1000,
     watchPollMs: options.watchPollMs ?? 10,
     watchBufferMax: options.watchBufferMax ?? 10_000,
@@ -172,6 +182,9 @@ export function checkOptions(o: OpenOptions): void {
   };
   oneOf("durability", o.durability, ["full", "relaxed", "none"]);
   oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
+  if (o.cacheBytes !== undefined && (typeof o.cacheBytes !== "number" || !Number.isSafeInteger(o.cacheBytes) || o.cacheBytes < 0)) {
+    throw invalidArg(`Option cacheBytes must be a non-negative integer (bytes of table blocks to keep in memory; 0: none); got ${JSON.stringify(o.cacheBytes)}`);
+  }
   for (const name of ["relaxedSyncMs", "lockTimeoutMs", "watchPollMs", "autoCompactBytes", "maxIdleMs"] as const) {
     const v = o[name];
     const ok = typeof v === "number" && v >= 0 && (Number.isFinite(v) || (v === Infinity && DURATION_OPTIONS.has(name)));

@@ -28,10 +28,36 @@ export interface Stats extends Counters {
   fsyncUs: Distribution;
   /** Transactions per group commit. */
   batchSize: Distribution;
+  /** Bytes of the folded state on disk: the tables (format 2) or the checkpoint (format 1). */
   checkpointBytes: number;
+  /** On-disk format of the store (2: sorted tables). */
+  format: number;
+  /** Bytes of table files by level (index = level). */
+  tableBytesByLevel: number[];
+  /** Tables the manifest this process follows names. */
+  tables: number;
+  /** Block cache (shared by every table of this process): lookups that found their block. */
+  cacheHits: number;
+  /** Block cache lookups that read the block from its file. */
+  cacheMisses: number;
+  /** Bytes the block cache holds now (≤ cacheBytes). */
+  cacheBytes: number;
+  /** The block cache's bound (the `cacheBytes` option). */
+  cacheBytesMax: number;
+  /** Bytes the open tables keep in memory outside the cache (Bloom filters and block indexes). */
+  tableIndexBytes: number;
+  /** Bytes of log this process's compactions folded into tables. */
+  compactedLogBytes: number;
+  /** Bytes of tables this process's compactions wrote (the fold and the level merges). */
+  compactedTableBytes: number;
+  /**
+   * Write amplification of this process's compactions: (log bytes + table bytes written) ÷
+   * log bytes folded; 0 before the first compaction that folded anything.
+   */
+  writeAmplification: number;
   /** Processes with a live lease on this store (this one included). */
   liveLeases: number;
-  /** Keys held in this process's index (every value is in memory). */
+  /** Keys held in this process's in-memory table (commits not yet folded into tables). */
   keysInMemory: number;
   path: string;
   version: bigint;
@@ -87,9 +113,19 @@ export function renderMetrics(s: Stats, meters: Meters, labels: { store: string;
     c("compactions_total", "Compactions run by this process.", s.compactions),
     g("version", "Newest committed version this process has seen.", Number(s.version)),
     g("log_bytes", "Bytes in live log segments.", s.logBytes),
-    g("checkpoint_bytes", "Bytes in the current checkpoint.", s.checkpointBytes),
+    g("checkpoint_bytes", "Bytes of the folded state (tables, or a format-1 checkpoint).", s.checkpointBytes),
     g("live_leases", "Processes with a live lease on the store.", s.liveLeases),
-    g("keys_in_memory", "Keys in this process's index.", s.keysInMemory),
+    g("keys_in_memory", "Keys in this process's in-memory table (not yet folded).", s.keysInMemory),
+    c("cache_hits_total", "Block cache lookups that found their block.", s.cacheHits),
+    c("cache_misses_total", "Block cache lookups that read the block from its file.", s.cacheMisses),
+    g("cache_bytes", "Bytes held by the block cache.", s.cacheBytes),
+    g("cache_bytes_max", "The block cache's bound (cacheBytes).", s.cacheBytesMax),
+    g("table_index_bytes", "Bytes of Bloom filters and block indexes of the open tables.", s.tableIndexBytes),
+    g("tables", "Tables in the manifest this process follows.", s.tables),
+    ...s.tableBytesByLevel.map((bytes, level) => ({ name: `txtdb_table_bytes_level_${level}`, help: `Bytes of level-${level} tables.`, type: "gauge" as const, value: bytes })),
+    c("compacted_log_bytes_total", "Bytes of log this process's compactions folded.", s.compactedLogBytes),
+    c("compacted_table_bytes_total", "Bytes of tables this process's compactions wrote.", s.compactedTableBytes),
+    g("write_amplification", "(log + table bytes written) / log bytes folded, this process's compactions.", s.writeAmplification),
     g("versions_in_memory", "Versions in this process's index.", s.versionsHeld),
     g("open_snapshots", "Open snapshots.", s.openSnapshots),
     g("open_transactions", "Open transactions.", s.openTransactions),

@@ -880,10 +880,11 @@ export class TableReader {
    * compaction. `fillCache` false (the default here) reads through the cache without
    * filling it, so a compaction does not evict the readers' hot blocks.
    */
-  *entries(options: { fillCache?: boolean } = {}): Generator<TableEntry, void, undefined> {
+  *entries(options: { fillCache?: boolean; onBlock?: (offset: number) => void } = {}): Generator<TableEntry, void, undefined> {
     this.#open();
     const fill = options.fillCache ?? false;
     for (let b = 0; b < this.meta.blockCount; b++) {
+      options.onBlock?.(this.#indexEntry(b).offset);
       const blk = this.#decodeBlock(b, fill);
       for (let i = 0; i < blk.count; i++) {
         const vs = blk.valueStarts[i]!;

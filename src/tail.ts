@@ -37,10 +37,12 @@
  */
 import { assert, TxtDbError } from "./errors.ts";
 import { ioError, segmentName } from "./files.ts";
+import { BlockCache } from "./blockcache.ts";
 import { Index } from "./index.ts";
-import { comparePositions, FORMAT_VERSION, Log, sameManifestFiles } from "./log.ts";
+import { Levels } from "./levels.ts";
+import { comparePositions, FORMAT_CHECKPOINT, FORMAT_VERSION, Log, sameManifestFiles } from "./log.ts";
 import type { Frontier, LogPosition, Manifest } from "./log.ts";
-import { checkManifestFiles } from "./opening.ts";
+import { checkFormat, checkManifestFiles } from "./opening.ts";
 import type { Durability } from "./options.ts";
 import type { Platform } from "./port.ts";
 import { decodeCommit } from "./record.ts";
@@ -73,8 +75,10 @@ export class Tail {
   readonly path: string;
   /** The store's log files. */
   readonly log: Log;
+  /** The tables of the manifest this process follows (format 2), read through its block cache. */
+  readonly levels: Levels;
   /** This process's MVCC index (replaced when the view is reset, and at close). */
-  index: Index = new Index();
+  index: Index;
   readonly #durability: Durability;
   readonly #segmentBytes: number;
   readonly #relaxedSyncMs: number;
@@ -90,10 +94,12 @@ export class Tail {
   #relaxedTimer: Timer | undefined;
   #closed = false;
 
-  constructor(platform: Platform, path: string, options: { mode: number; readOnly: boolean; durability: Durability; segmentBytes: number; relaxedSyncMs: number }, meters: Meters, hooks: TailHooks) {
+  constructor(platform: Platform, path: string, options: { mode: number; readOnly: boolean; durability: Durability; segmentBytes: number; relaxedSyncMs: number; cacheBytes: number }, meters: Meters, hooks: TailHooks) {
     this.platform = platform;
     this.path = path;
     this.log = new Log(platform, path, options.mode, options.readOnly);
+    this.levels = new Levels(platform, path, new BlockCache(options.cacheBytes));
+    this.index = this.#newIndex();
     this.#durability = options.durability;
     this.#segmentBytes = options.segmentBytes;
     this.#relaxedSyncMs = options.relaxedSyncMs;
@@ -138,21 +144,42 @@ export class Tail {
     }
   }
 
+  #newIndex(): Index {
+    const index = new Index();
+    index.levels = this.levels;
+    return index;
+  }
+
   /** Forgets everything read so far (before loading a manifest afresh). */
   resetView(): void {
-    this.index = new Index();
+    this.index = this.#newIndex();
     this.#hooks.viewReset();
     this.#visibleTsn = 0;
     for (const n of [...this.#segLastTsn.keys()]) this.log.forgetSegment(n);
     this.#segLastTsn.clear();
   }
 
-  /** Loads the manifest's checkpoint (if any) into the empty index; reading resumes after it. */
+  /**
+   * Loads the manifest into the empty index: format 2, its tables (opened, not read) and
+   * namespace bindings; format 1, its checkpoint, into memory. Reading resumes after it.
+   */
   loadManifest(manifest: Manifest): void {
+    if (manifest.format > FORMAT_CHECKPOINT) {
+      this.levels.adopt(manifest.tables ?? []);
+      const tsn = manifest.checkpointTsn ?? 0;
+      const flat = manifest.bindings ?? [];
+      const bindings: [string, number][] = [];
+      for (let i = 0; i < flat.length; i += 2) bindings.push([flat[i] as string, flat[i + 1] as number]);
+      this.index.loadBindings(tsn, bindings, manifest.nextNsId ?? 1);
+      this.index.setLastTsn(tsn);
+      this.#visibleTsn = tsn;
+    } else {
+      this.levels.adopt([]);
+    }
     this.#manifest = manifest;
     this.#firstSegment = manifest.firstSegment ?? 1;
     this.#readPos = { seg: this.#firstSegment, off: 0 };
-    if (!manifest.checkpoint) return;
+    if (!manifest.checkpoint || manifest.format > FORMAT_CHECKPOINT) return;
     const path = `${this.path}/${manifest.checkpoint}`;
     const file = this.platform.open(path, { readOnly: true });
     try {
@@ -178,9 +205,13 @@ export class Tail {
    */
   #followManifest(): void {
     const m = this.log.readManifest();
-    if (!m || (m.checkpointTsn ?? 0) <= (this.#manifest.checkpointTsn ?? 0)) return;
+    if (!m || sameManifestFiles(m, this.#manifest)) return;
+    checkFormat(this.path, m.format);
+    const folded = m.checkpointTsn ?? 0;
+    const v1 = m.format <= FORMAT_CHECKPOINT;
+    if (v1 && folded <= (this.#manifest.checkpointTsn ?? 0) && this.#manifest.format <= FORMAT_CHECKPOINT) return;
     this.#hooks.compactionNoticed();
-    if (this.index.lastTsn < (m.checkpointTsn ?? 0)) {
+    if (this.index.lastTsn < folded || folded < (this.#manifest.checkpointTsn ?? 0) || (v1 && this.#manifest.format > FORMAT_CHECKPOINT)) {
       // This process had not read all that the compaction folded: it holds no lease (a
       // reader of another user's store, or leases/ was deleted), so no pin held those
       // records back, and they are gone from the log. Skipping to the new first segment
@@ -193,6 +224,14 @@ export class Tail {
       this.loadManifest(m);
       return;
     }
+    if (!v1) {
+      // Format 2: this process's snapshots below the folded version cannot be served from
+      // the new tables (they hold the newest version at or below it only); every pin of a
+      // process with a lease is at or above it, so only a lease-less reader's end here.
+      if (this.#hooks.localPin() < folded) this.#hooks.endPinsBelow(folded);
+      this.levels.adopt(m.tables ?? []); // may throw (a table already gone): nothing changed, the caller reads again
+      this.index.dropFolded(folded);
+    }
     this.#manifest = m;
     this.#firstSegment = m.firstSegment ?? this.#firstSegment;
     for (const n of [...this.#segLastTsn.keys()]) {
@@ -204,7 +243,7 @@ export class Tail {
     // Everything in folded segments is at or below every pin of this process, so it was
     // read already: at most the read position sits at the very end of a folded segment.
     if (this.#readPos.seg < this.#firstSegment) this.#readPos = { seg: this.#firstSegment, off: 0 };
-    this.index.prune(Math.min(m.checkpointTsn ?? 0, this.#hooks.localPin()));
+    if (v1) this.index.prune(Math.min(folded, this.#hooks.localPin()));
   }
 
   /**
@@ -225,6 +264,16 @@ export class Tail {
     this.#firstSegment = manifest.firstSegment ?? 1;
   }
 
+  /**
+   * After this process's own compaction switched to `manifest` (format 2): its tables
+   * become the ones read, and memory drops what they hold. Every pin of this process is at
+   * or above the folded version (compaction checked it under the writer lock).
+   */
+  adoptOwnTablesLocked(manifest: Manifest): void {
+    this.levels.adopt(manifest.tables ?? []);
+    this.index.dropFolded(manifest.checkpointTsn ?? 0);
+  }
+
   /** Forgets segment `n` (folded into a checkpoint, or a leftover about to be deleted). */
   forgetSegment(n: number): void {
     this.log.forgetSegment(n);
@@ -238,8 +287,9 @@ export class Tail {
     return total;
   }
 
-  /** Bytes of the current checkpoint. */
+  /** Bytes of the folded state: the current checkpoint (format 1) or tables (format 2). */
   checkpointBytes(): number {
+    if (this.#manifest.format > FORMAT_CHECKPOINT) return this.levels.bytesByLevel().reduce((a, b) => a + b, 0);
     return this.#manifest.checkpoint ? this.platform.stat(`${this.path}/${this.#manifest.checkpoint}`)?.size ?? 0 : 0;
   }
 
@@ -482,6 +532,7 @@ export class Tail {
    */
   close(): void {
     this.log.close();
-    this.index = new Index();
+    this.levels.close();
+    this.index = this.#newIndex();
   }
 }

@@ -25,6 +25,26 @@ if (canSpawn) {
     assert.doesNotMatch(r.err, /\n\s+at /, "no stack trace");
   };
 
+  test(`[${runtime}] txtdb migrate: --rollback to format 1 by one runtime, upgrade by another, the data the same`, () => {
+    const dir = tempDir("cli-migrate") + "/store";
+    assert.equal(run("node", ["set", dir, "users", '["u",1]', '"ann"']).code, 0);
+    for (let i = 0; i < 3; i++) assert.equal(run("bun", ["set", dir, "users", `["u",${i + 2}]`, `${i}`]).code, 0);
+    assert.equal(run("deno", ["compact", dir]).code, 0);
+    const format = () => JSON.parse(run("node", ["migrate", dir]).out).format;
+    const back = run("deno", ["migrate", dir, "--rollback"]);
+    assert.equal(back.code, 0, back.err);
+    assert.equal(JSON.parse(back.out).format, 1);
+    assert.equal(JSON.parse(back.out).changed, true);
+    assert.ok(fs.readdirSync(dir).some((f) => f.startsWith("ckpt-")) && !fs.readdirSync(dir).some((f) => f.startsWith("tbl-")), fs.readdirSync(dir).join(" "));
+    assert.equal(run("node", ["get", dir, "users", '["u",1]']).out.trim(), '"ann"', "a read-only command reads format 1 as it is");
+    const again = run("bun", ["migrate", dir, "--rollback"]);
+    assert.equal(JSON.parse(again.out).changed, false, "rolling back a format-1 store changes nothing");
+    assert.equal(format(), 2);
+    assert.equal(run("bun", ["get", dir, "users", '["u",4]']).out.trim(), "2");
+    assert.equal(run("deno", ["check", dir]).code, 0);
+    userError(run("node", ["migrate", tempDir("cli-migrate-empty")]), "INVALID_ARGUMENT", /No txtdb store/);
+  });
+
   test(`[${runtime}] txtdb set/get/list/delete/namespaces on Node, Deno and Bun against one store`, () => {
     const dir = tempDir("cli") + "/store";
     assert.equal(run("node", ["set", dir, "users", '["u",1]', '{"name":"ann","n":{"$bigint":"5"}}']).code, 0);

@@ -4,7 +4,7 @@ import { assert, runtime, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 
 const R = `[${runtime}]`;
-const storeBytes = (dir: string) => fs.readdirSync(dir).filter((f) => f.startsWith("seg-") || f.startsWith("ckpt-")).reduce((a, f) => a + fs.statSync(`${dir}/${f}`).size, 0);
+const storeBytes = (dir: string) => fs.readdirSync(dir).filter((f) => f.startsWith("seg-") || f.startsWith("tbl-")).reduce((a, f) => a + fs.statSync(`${dir}/${f}`).size, 0);
 
 test(`${R} a snapshot held by one process keeps its values while another updates and compacts; after release compaction reclaims them`, async () => {
   const dir = tempDir("cmp");
@@ -25,8 +25,8 @@ test(`${R} a snapshot held by one process keeps its values while another updates
   assert.ok(freed.segmentsFolded > 0, "nothing was folded after the pin went");
   assert.ok(freed.minPinnedVersion > snap.version);
   assert.ok(storeBytes(dir) < before, `store did not shrink: ${before} → ${storeBytes(dir)}`);
-  assert.equal(fs.readdirSync(dir).filter((f) => f.startsWith("ckpt-")).length, 1);
-  // Both handles, and a fresh one that loads the checkpoint, read the same state and versions.
+  assert.ok(fs.readdirSync(dir).filter((f) => f.startsWith("tbl-")).length >= 1, "the state is in tables");
+  // Both handles, and a fresh one that opens the tables, read the same state and versions.
   const fresh = await open(dir);
   for (let i = 0; i < 10; i++) {
     const [a, b, c] = [await reader.getEntry("ns", i), await writer.getEntry("ns", i), await fresh.getEntry("ns", i)];
@@ -59,25 +59,54 @@ test(`${R} under a steady update load with automatic compaction the store stops 
   await again.close();
 });
 
-test(`${R} check() and reads report a bit flip in a checkpoint or a segment as CORRUPTION, never wrong data`, async () => {
+test(`${R} check() and reads report a bit flip in a table or a segment as CORRUPTION naming file and offset, never wrong data`, async () => {
   const dir = tempDir("flip");
   const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
   for (let i = 0; i < 60; i++) await db.set("ns", i % 20, "value-" + i);
   await db.compact();
   assert.equal((await db.check()).ok, true);
-  const ckpt = fs.readdirSync(dir).find((f) => f.startsWith("ckpt-"))!;
-  const bytes = fs.readFileSync(`${dir}/${ckpt}`);
-  const at = bytes.length - 5;
-  bytes[at] = bytes[at]! ^ 0x01;
-  fs.writeFileSync(`${dir}/${ckpt}`, bytes);
+  const table = fs.readdirSync(dir).find((f) => f.startsWith("tbl-"))!;
+  assert.ok(table, "compaction wrote a table");
+  const bytes = fs.readFileSync(`${dir}/${table}`);
+  // A bit flip in a data block: check() names the table and the block's offset; a fresh
+  // handle opens (it reads only footer, filter and index) and every read of that block
+  // fails with CORRUPTION instead of returning something else.
+  bytes[10] = bytes[10]! ^ 0x01;
+  fs.writeFileSync(`${dir}/${table}`, bytes);
   const report = await db.check();
   assert.equal(report.ok, false);
-  assert.ok(report.problems.some((p) => p.file.endsWith(ckpt) && typeof p.offset === "number"), JSON.stringify(report.problems));
-  await assert.rejects(open(dir), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && String(e.details?.file).endsWith(ckpt));
-  for (let i = 0; i < 20; i++) assert.equal(await db.get("ns", i), "value-" + (40 + i), "the open handle never returns wrong data");
+  assert.ok(report.problems.some((p) => p.file.endsWith(table) && p.offset === 0 && /checksum/.test(p.message)), JSON.stringify(report.problems));
+  const fresh = await open(dir, { readOnly: true });
+  let corrupt = 0;
+  for (let i = 0; i < 20; i++) {
+    try {
+      assert.equal(await fresh.get("ns", i), "value-" + (40 + i), "a read returns the right value or fails");
+    } catch (e) {
+      assert.ok(e instanceof TxtDbError && e.code === "CORRUPTION" && String(e.details?.file).endsWith(table) && e.details?.offset === 0, String(e));
+      corrupt++;
+    }
+  }
+  assert.ok(corrupt > 0, "the damaged block was reported");
+  await fresh.close();
+  for (let i = 0; i < 20; i++) {
+    try {
+      assert.equal(await db.get("ns", i), "value-" + (40 + i), "the open handle never returns wrong data");
+    } catch (e) {
+      assert.ok(e instanceof TxtDbError && e.code === "CORRUPTION", String(e));
+    }
+  }
+  bytes[10] = bytes[10]! ^ 0x01;
+  // A bit flip in the footer: opening fails with CORRUPTION naming the table.
+  const at = bytes.length - 5;
   bytes[at] = bytes[at]! ^ 0x01;
-  fs.writeFileSync(`${dir}/${ckpt}`, bytes);
+  fs.writeFileSync(`${dir}/${table}`, bytes);
+  await assert.rejects(open(dir), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && String(e.details?.file).endsWith(table));
+  assert.ok((await db.check()).problems.some((p) => p.file.endsWith(table)));
+  bytes[at] = bytes[at]! ^ 0x01;
+  fs.writeFileSync(`${dir}/${table}`, bytes);
+  assert.equal((await db.check()).ok, true, "restored, the table checks clean");
   const seg = fs.readdirSync(dir).filter((f) => f.startsWith("seg-")).sort()[0]!;
+  await db.set("ns", "tail", "x".repeat(100));
   const sb = fs.readFileSync(`${dir}/${seg}`);
   if (sb.length > 20) {
     sb[12] = sb[12]! ^ 0x10;
@@ -177,7 +206,7 @@ test(`${R} compact() folds the active segment too: old versions go whatever segm
   await db.close();
 });
 
-test(`${R} compaction writes its checkpoint without the writer lock: other writers commit meanwhile, and the switch still keeps every commit`, async () => {
+test(`${R} compaction writes its tables without the writer lock: other writers commit meanwhile, and the switch still keeps every commit`, async () => {
   const { withFaults } = await import("txtdb/adapters/faults");
   const { defaultPlatform, FileLock } = await import("txtdb/internal");
   const base = await defaultPlatform();
@@ -187,7 +216,7 @@ test(`${R} compaction writes its checkpoint without the writer lock: other write
   const probe = new FileLock(base, `${dir}/writer.lock`);
   const faulty = withFaults(base, (step, path) => {
     // While the checkpoint is being written, another process could take the writer lock.
-    if (step === "beforeWrite" && path.endsWith(".dat.tmp")) {
+    if (step === "beforeWrite" && path.endsWith(".sst.tmp")) {
       probes++;
       const release = probe.tryAcquire(true);
       if (release) {
@@ -200,14 +229,14 @@ test(`${R} compaction writes its checkpoint without the writer lock: other write
   for (let i = 0; i < 500; i++) await db.set("ns", ["k", i % 50], i);
   const r = await db.compact();
   assert.ok(r.segmentsFolded > 0);
-  assert.ok(probes > 0, "the checkpoint was written");
-  assert.equal(lockFreeDuringWrite, probes, "the writer lock was free while the checkpoint was written");
+  assert.ok(probes > 0, "the tables were written");
+  assert.equal(lockFreeDuringWrite, probes, "the writer lock was free while the tables were written");
   probe.close();
   // A commit that lands between the plan and the switch is kept: it lies past the checkpoint.
   const other = await open(dir);
   let committed = 0;
   const faulty2 = withFaults(base, (step, path) => {
-    if (step === "beforeWrite" && path.endsWith(".dat.tmp") && committed === 0) committed = -1; // mark: writing now
+    if (step === "beforeWrite" && path.endsWith(".sst.tmp") && committed === 0) committed = -1; // mark: writing now
   });
   const db2 = await open(dir, { adapter: faulty2 });
   for (let i = 0; i < 200; i++) await db2.set("ns", ["k", i % 50], 1000 + i);

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import { assert, runtime, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database, Entry } from "txtdb";
-import { binaryToBytes, decodeCommit, decodeInternal, encodeInternal, encodeKey, encodeValue, frame, parseFrame, segmentName } from "txtdb/internal";
+import { binaryToBytes, BlockCache, decodeCommit, decodeInternal, defaultPlatform, encodeInternal, encodeKey, encodeValue, frame, parseFrame, segmentName, TableReader, TableWriter } from "txtdb/internal";
 import { foldIntoCheckpoint } from "./valuehelpers.ts";
 
 const R = `[${runtime}]`;
@@ -155,42 +155,34 @@ test(`${R} a value that does not decode fails every read with CORRUPTION naming 
   }
 });
 
-test(`${R} check() decodes every value in a checkpoint and reports the ones that do not decode`, async () => {
+test(`${R} check() decodes every value in a table and reports the ones that do not decode, with the block's offset`, async () => {
   const dir = tempDir("crafted");
   const db = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 0 });
   await db.set("ns", "a", 1);
   await db.set("ns", "b", { ok: true });
+  for (let i = 0; i < 200; i++) await db.set("ns", ["pad", i], "x".repeat(40)); // several blocks
   await foldIntoCheckpoint(db);
   await db.close();
-  // Rewrite the checkpoint's entry frames with b's value replaced by garbage (checksums recomputed).
-  const manifest = new Uint8Array(fs.readFileSync(`${dir}/MANIFEST`));
-  const m = parseFrame(manifest, 0);
-  assert.equal(m.kind, "ok");
-  const ckpt = `${dir}/${(decodeInternal((m as { body: Uint8Array }).body) as { checkpoint: string }).checkpoint}`;
-  const data = new Uint8Array(fs.readFileSync(ckpt));
-  const out: Uint8Array[] = [];
-  let damagedAt = -1;
-  for (let at = 0, size = 0; at < data.length; at += size) {
-    const r = parseFrame(data, at);
-    assert.equal(r.kind, "ok");
-    const { body, next } = r as { body: Uint8Array; next: number };
-    size = next - at;
-    const raw = decodeInternal(body.slice()) as unknown[];
-    if (raw[0] === 3) {
-      const flat = raw[1] as unknown[];
-      for (let i = 0; i < flat.length; i += 4) {
-        if (String.fromCharCode(...(flat[i + 1] as Uint8Array)) === encodeKey("b")) {
-          flat[i + 3] = new Uint8Array([0xff]);
-          damagedAt = out.reduce((n, f) => n + f.length, 0);
-        }
-      }
-      out.push(frame(encodeInternal(raw)));
-    } else out.push(data.slice(at, next));
-  }
-  assert.ok(damagedAt >= 0, "found b in the checkpoint");
-  const rewritten = new Uint8Array(out.reduce((n, f) => n + f.length, 0));
-  out.reduce((n, f) => (rewritten.set(f, n), n + f.length), 0);
-  fs.writeFileSync(ckpt, rewritten);
+  // Rewrite the table with b's value replaced by garbage (checksums recomputed: a valid table).
+  const platform = await defaultPlatform();
+  const name = fs.readdirSync(dir).find((f) => f.startsWith("tbl-"))!;
+  const table = `${dir}/${name}`;
+  const reader = TableReader.open(platform.open(table, { readOnly: true }), { cache: new BlockCache(0) });
+  const entries = [...reader.entries()].map((e) => ({ ...e, value: e.key === encodeKey("b") ? new Uint8Array([0xff]) : e.value?.slice() ?? null }));
+  reader.close();
+  fs.unlinkSync(table);
+  const file = platform.open(table, { create: true, exclusive: true });
+  const writer = new TableWriter(file);
+  for (const e of entries) writer.add(e.nsId, e.key, e.tsn, e.value);
+  writer.finish();
+  file.datasync();
+  file.close();
+  // The block holding b: the one whose range covers it.
+  const check = TableReader.open(platform.open(table, { readOnly: true }), { cache: new BlockCache(0) });
+  let damagedAt = -1, current = 0;
+  for (const e of check.entries({ onBlock: (o) => (current = o) })) if (e.key === encodeKey("b")) damagedAt = current;
+  check.close();
+  assert.ok(damagedAt >= 0, "found b in the table");
   const again = await open(dir);
   assert.equal(await again.get("ns", "a"), 1);
   await assert.rejects(again.get("ns", "b"), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && /"b" in namespace "ns"/.test(e.message));
@@ -198,7 +190,7 @@ test(`${R} check() decodes every value in a checkpoint and reports the ones that
   assert.equal(report.ok, false);
   const p = report.problems.find((x) => /undecodable value/.test(x.message));
   assert.ok(p, JSON.stringify(report.problems));
-  assert.equal(p.file, ckpt);
+  assert.equal(p.file, table);
   assert.equal(p.offset, damagedAt);
   await again.close();
 });

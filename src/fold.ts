@@ -1,0 +1,263 @@
+/**
+ * Writing tables for compaction (format 2): the fold of the log into a new level-0 table,
+ * and the merges that keep the levels in shape, so that a compaction costs in proportion
+ * to the data it adds, not to the whole store (leveled, as LevelDB and Pebble).
+ *
+ * Rules, in the order {@link writeTables} carries them out:
+ *
+ * 1. The fold: for each key written in (F_old, F_new], the newest version at or below
+ *    F_new, deletes included (they hide older versions in deeper tables), goes into one
+ *    new level-0 table, newest first in level 0. A delete is left out when no table exists
+ *    yet (nothing below it to hide). Every live pin is at or above F_new (compaction folds
+ *    no further), so no older version of the fold can be read by anyone.
+ * 2. Level 0 holds at most {@link L0_TABLES_MAX} tables; past that, all of them and the
+ *    level-1 tables their keys overlap merge into new level-1 tables.
+ * 3. Level n ≥ 1 holds at most {@link L1_BYTES_MAX} × 10^(n−1) bytes; past that, its
+ *    oldest table (lowest number) and the level-(n+1) tables it overlaps merge into new
+ *    level-(n+1) tables. Each merge rewrites one table plus ~10 below it: write
+ *    amplification grows with the number of levels, not with the store.
+ * 4. A merge keeps, for each key, its newest version (merge.ts, rules R1–R5 with the single
+ *    pin F_new); a delete is dropped when the merge writes the deepest level holding data
+ *    (nothing older is left to hide), and so is every version in a namespace id no name is
+ *    bound to at F_new (dropped namespaces).
+ * 5. Output tables close at {@link TABLE_BYTES_TARGET} and only between keys, so all
+ *    versions of one key stay in one table (levels.ts relies on it).
+ * 6. Each table is written under a temporary name into a fresh file (created exclusively,
+ *    a leftover or a planted link removed first), fdatasynced, renamed to its final name;
+ *    the directory is synced once all are written. None is part of the store until a
+ *    manifest names it (compact.ts); until then, a crash leaves files cleanup removes.
+ *
+ * @module
+ */
+import { TABLE_PREFIX, tableName } from "./files.ts";
+import type { ManifestTable } from "./log.ts";
+import { LEVELS_MAX } from "./log.ts";
+import { mergeForCompaction } from "./merge.ts";
+import type { Platform } from "./port.ts";
+import { BlockCache } from "./blockcache.ts";
+import { TableReader, TableWriter } from "./table.ts";
+import type { TableEntry, TableKey } from "./table.ts";
+import { compareTableKeys } from "./levels.ts";
+import type { LevelTable } from "./levels.ts";
+
+/** Level 0 merges into level 1 past this many tables (rule 2). */
+export const L0_TABLES_MAX = 4;
+/** Level 1's size bound; each deeper level holds 10× the one above (rule 3). */
+export const L1_BYTES_MAX = 64 * 2 ** 20;
+/** Output tables close past this size (rule 5). */
+export const TABLE_BYTES_TARGET = 32 * 2 ** 20;
+
+/** What a compaction starts from. */
+export interface FoldInput {
+  platform: Platform;
+  dir: string;
+  mode: number;
+  /** The tables of the manifest planned against, open. */
+  tables: LevelTable[];
+  /** The fold's entries in table order (rule 1, already filtered to bound namespaces). */
+  fold: Iterable<TableEntry>;
+  /** F_new: the version the new state holds. */
+  foldedTsn: number;
+  /** Namespace ids bound at F_new; versions of any other are dropped (rule 4). */
+  liveNsIds: ReadonlySet<number>;
+  /** The number of the first new table's name. */
+  nextTable: number;
+  /** The level the fold's tables go to: 0 (a compaction) or 1 (a format upgrade: one sorted run). */
+  foldLevel?: 0 | 1;
+}
+
+/** What a compaction wrote. */
+export interface FoldOutput {
+  /** The new table list, for the manifest. */
+  tables: ManifestTable[];
+  /** The next number for a table name. */
+  nextTable: number;
+  /** Names of the new files (deleted again if the manifest is not switched). */
+  written: string[];
+  /** Tables of the input no longer in the list (deleted after the switch). */
+  replaced: string[];
+  /** Bytes of table files written. */
+  bytesWritten: number;
+}
+
+interface Slot {
+  name: string;
+  level: number;
+  reader: TableReader;
+  /** Opened here (a new table): closed at the end. */
+  own: boolean;
+}
+
+/** Rules 1–6: writes the fold and whatever merges the levels need. */
+export function writeTables(input: FoldInput): FoldOutput {
+  const { platform, dir, mode } = input;
+  const cache = new BlockCache(0); // compaction reads every block once: no cache
+  let next = input.nextTable;
+  const written: string[] = [];
+  const replaced: string[] = [];
+  let bytesWritten = 0;
+  let slots: Slot[] = input.tables.map((t) => ({ name: t.name, level: t.level, reader: t.reader, own: false }));
+  const newSlots: Slot[] = [];
+
+  /** Writes entries into tables of `level`, split at TABLE_BYTES_TARGET between keys (rules 5, 6). */
+  const writeRun = (entries: Iterable<TableEntry>, level: number): Slot[] => {
+    const out: Slot[] = [];
+    let w: { writer: TableWriter; name: string; tmp: string; file: ReturnType<Platform["open"]> } | undefined;
+    const close = () => {
+      if (!w) return;
+      const meta = w.writer.finish();
+      w.file.datasync();
+      w.file.close();
+      platform.rename(w.tmp, `${dir}/${w.name}`);
+      written.push(w.name);
+      bytesWritten += meta.fileBytes;
+      const file = platform.open(`${dir}/${w.name}`, { readOnly: true });
+      const slot: Slot = { name: w.name, level, reader: TableReader.open(file, { cache }), own: true };
+      out.push(slot);
+      newSlots.push(slot);
+      w = undefined;
+    };
+    let prevNs = -1, prevKey = "";
+    try {
+      for (const e of entries) {
+        if (w && w.writer.bytesWritten >= TABLE_BYTES_TARGET && (e.nsId !== prevNs || e.key !== prevKey)) close();
+        if (!w) {
+          const name = tableName(next++);
+          const tmp = `${dir}/${name}.tmp`;
+          platform.unlink(tmp); // a leftover, or a planted link: removed, never written through
+          const file = platform.open(tmp, { create: true, exclusive: true, mode });
+          w = { writer: new TableWriter(file), name, tmp, file };
+        }
+        w.writer.add(e.nsId, e.key, e.tsn, e.value);
+        prevNs = e.nsId;
+        prevKey = e.key;
+      }
+      close();
+    } catch (e) {
+      if (w) {
+        try {
+          w.file.close();
+          platform.unlink(w.tmp);
+        } catch {
+          // cleanup at the next open removes it
+        }
+      }
+      throw e;
+    }
+    return out;
+  };
+
+  const live = (e: TableEntry) => input.liveNsIds.has(e.nsId);
+  const filtered = function* (src: Iterable<TableEntry>): Generator<TableEntry> {
+    for (const e of src) if (live(e)) yield e;
+  };
+  const deepest = () => slots.reduce((d, s) => Math.max(d, s.level), 0);
+
+  try {
+    // Rule 1: the fold.
+    const noTables = slots.length === 0;
+    const foldSrc = noTables ? (function* () {
+      for (const e of input.fold) if (e.value !== null) yield e;
+    })() : input.fold;
+    const l0 = writeRun(foldSrc, input.foldLevel ?? 0);
+    slots = [...l0, ...slots];
+
+    // Rule 2: level 0 into level 1.
+    const level0 = slots.filter((s) => s.level === 0);
+    if (level0.length > L0_TABLES_MAX) {
+      const range = spanOf(level0);
+      const below = slots.filter((s) => s.level === 1 && overlapsSpan(s, range));
+      const inputs = [...level0, ...below];
+      const bottom = !slots.some((s) => s.level > 1);
+      slots = mergeInto(slots, inputs, 1, bottom);
+    }
+    // Rule 3: each level over its bound pushes its oldest table down.
+    for (let level = 1; level < LEVELS_MAX; level++) {
+      const bound = L1_BYTES_MAX * 10 ** (level - 1);
+      for (;;) {
+        const here = slots.filter((s) => s.level === level);
+        const bytes = here.reduce((n, s) => n + s.reader.meta.fileBytes, 0);
+        if (bytes <= bound || here.length === 0) break;
+        const oldest = here.reduce((a, b) => (a.name < b.name ? a : b));
+        const range = spanOf([oldest]);
+        const below = slots.filter((s) => s.level === level + 1 && overlapsSpan(s, range));
+        const bottom = deepest() <= level + 1 && !slots.some((s) => s.level > level + 1);
+        slots = mergeInto(slots, [oldest, ...below], level + 1, bottom);
+      }
+    }
+    if (written.length > 0) platform.syncDir(dir);
+  } catch (e) {
+    for (const s of newSlots) s.reader.close();
+    for (const name of written) {
+      try {
+        platform.unlink(`${dir}/${name}`);
+      } catch {
+        // cleanup at the next open removes it
+      }
+    }
+    throw e;
+  }
+  for (const s of newSlots) s.reader.close();
+  const finalNames = new Set(slots.map((s) => s.name));
+  for (const t of input.tables) if (!finalNames.has(t.name)) replaced.push(t.name);
+  // New tables that a later merge already consumed were never named: delete them now.
+  for (const name of written.filter((n) => !finalNames.has(n))) {
+    try {
+      platform.unlink(`${dir}/${name}`);
+    } catch {
+      // cleanup at the next open removes it
+    }
+  }
+  const level0 = slots.filter((s) => s.level === 0); // newest first, as built
+  const deeper = slots.filter((s) => s.level > 0).sort((a, b) => a.level - b.level || compareSpanStart(a, b));
+  return {
+    tables: [...level0, ...deeper].map((s) => ({ name: s.name, level: s.level })),
+    nextTable: next,
+    written: written.filter((n) => finalNames.has(n)),
+    replaced,
+    bytesWritten,
+  };
+
+  /** Merges `inputs` (newest first) into new tables of `level`; returns the new slot list. */
+  function mergeInto(all: Slot[], inputs: Slot[], level: number, bottom: boolean): Slot[] {
+    // Sources newest first: level 0 in its order, then shallower levels before deeper.
+    const ordered = [...inputs].sort((a, b) => a.level - b.level);
+    const merged = mergeForCompaction(ordered.map((s) => s.reader.entries()), { pins: [input.foldedTsn], bottomLevel: bottom });
+    const out = writeRun(filtered(merged), level);
+    const gone = new Set(inputs.map((s) => s.name));
+    return [...all.filter((s) => !gone.has(s.name)), ...out];
+  }
+}
+
+interface Span {
+  min: TableKey;
+  max: TableKey;
+}
+
+function spanOf(slots: Slot[]): Span | undefined {
+  let min: TableKey | undefined, max: TableKey | undefined;
+  for (const s of slots) {
+    const a = s.reader.meta.minKey, b = s.reader.meta.maxKey;
+    if (!a || !b) continue;
+    if (!min || compareTableKeys(a.nsId, a.key, min.nsId, min.key) < 0) min = a;
+    if (!max || compareTableKeys(b.nsId, b.key, max.nsId, max.key) > 0) max = b;
+  }
+  return min && max ? { min, max } : undefined;
+}
+
+function overlapsSpan(s: Slot, span: Span | undefined): boolean {
+  const a = s.reader.meta.minKey, b = s.reader.meta.maxKey;
+  if (!span || !a || !b) return false;
+  return compareTableKeys(b.nsId, b.key, span.min.nsId, span.min.key) >= 0 && compareTableKeys(a.nsId, a.key, span.max.nsId, span.max.key) <= 0;
+}
+
+function compareSpanStart(a: Slot, b: Slot): number {
+  const x = a.reader.meta.minKey, y = b.reader.meta.minKey;
+  if (!x || !y) return x ? 1 : y ? -1 : 0;
+  return compareTableKeys(x.nsId, x.key, y.nsId, y.key);
+}
+
+/** True for a name a compaction writes (a table or a table being written). */
+export function isTableFileName(name: string): boolean {
+  return name.startsWith(TABLE_PREFIX);
+}

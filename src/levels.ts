@@ -1,0 +1,255 @@
+/**
+ * The levels: the sorted tables of the manifest this process follows (format 2), open, and
+ * read as one store below the in-memory table of commits not yet folded (index.ts).
+ *
+ * Shape (as in LevelDB and Pebble):
+ *
+ * - Level 0 holds one table per fold of the log, newest first. Their key ranges overlap;
+ *   their TSN ranges do not: a newer level-0 table holds only versions newer than every
+ *   version of an older one.
+ * - Levels 1 and up are each one sorted run: tables in key order, key ranges disjoint, and
+ *   all versions of one key in one table. Every version in level n is newer than every
+ *   version of the same key in level n + 1 (compaction moves a key's versions down
+ *   together, and level 0 empties into level 1 whole), so a point read stops at the first
+ *   table, in the order level 0 newest first, then level 1, 2, …, that holds a version of
+ *   the key at or below the snapshot.
+ *
+ * Tables are opened when a manifest naming them is adopted (footer, filter and index only:
+ * table.ts rule 3) and closed when an adopted manifest no longer names them. A file a
+ * process has open stays readable after another process's compaction unlinks it (POSIX),
+ * so a process reads its tables until it adopts the next manifest; opening a table that a
+ * later compaction already deleted fails, and the caller reads the manifest again (tail.ts).
+ *
+ * Every read here is synchronous (positioned reads through the port), so the set of tables
+ * never changes in the middle of a read, a page of a scan, or a validation.
+ *
+ * @module
+ */
+import { bloomHash } from "./bloom.ts";
+import type { BlockCache } from "./blockcache.ts";
+import type { ManifestTable } from "./log.ts";
+import type { Platform } from "./port.ts";
+import { TableReader } from "./table.ts";
+import type { TableEntry, TableKey, TableVersion } from "./table.ts";
+
+/** An open table and the level the manifest puts it in. */
+export interface LevelTable {
+  name: string;
+  level: number;
+  reader: TableReader;
+}
+
+/** (nsId, key) order. */
+export function compareTableKeys(aNs: number, aKey: string, bNs: number, bKey: string): number {
+  if (aNs !== bNs) return aNs < bNs ? -1 : 1;
+  return aKey < bKey ? -1 : aKey > bKey ? 1 : 0;
+}
+
+function keyCmp(k: TableKey, nsId: number, key: string): number {
+  return compareTableKeys(k.nsId, k.key, nsId, key);
+}
+
+/** True when `t` may hold keys of namespace `nsId` in [start, end) (end undefined: to the namespace's end). */
+function overlaps(t: TableReader, nsId: number, start: string, end: string | undefined): boolean {
+  const { minKey, maxKey } = t.meta;
+  if (!minKey || !maxKey) return false;
+  if (keyCmp(maxKey, nsId, start) < 0) return false; // ends before start
+  if (end === undefined) return minKey.nsId <= nsId;
+  return keyCmp(minKey, nsId, end) < 0; // starts before end
+}
+
+/** The tables of one manifest, by level. */
+export class Levels {
+  readonly #platform: Platform;
+  readonly #dir: string;
+  readonly #cache: BlockCache;
+  /** Level 0, newest first. */
+  #l0: LevelTable[] = [];
+  /** Levels 1.. (index 0 is level 1), each in key order. */
+  #runs: LevelTable[][] = [];
+  #byName = new Map<string, LevelTable>();
+  /** The largest TSN any table holds (0 with none). */
+  maxTsn = 0;
+
+  constructor(platform: Platform, dir: string, cache: BlockCache) {
+    this.#platform = platform;
+    this.#dir = dir;
+    this.#cache = cache;
+  }
+
+  /** The process's block cache. */
+  get cache(): BlockCache {
+    return this.#cache;
+  }
+
+  /** True when there are no tables. */
+  get empty(): boolean {
+    return this.#byName.size === 0;
+  }
+
+  /** Every open table: level 0 newest first, then each level in key order. */
+  tables(): LevelTable[] {
+    return [...this.#l0, ...this.#runs.flat()];
+  }
+
+  /** The deepest level holding a table (0 with none). */
+  get deepestLevel(): number {
+    for (let i = this.#runs.length - 1; i >= 0; i--) if (this.#runs[i]!.length > 0) return i + 1;
+    return 0;
+  }
+
+  /**
+   * Makes `tables` the open set: opens the ones not open yet, closes the ones no longer
+   * named. If a table cannot be opened (missing: a later compaction deleted it; damaged),
+   * the tables opened by this call are closed again, the previous set stays, and the error
+   * is thrown.
+   */
+  adopt(tables: readonly ManifestTable[]): void {
+    const opened: LevelTable[] = [];
+    const next = new Map<string, LevelTable>();
+    try {
+      for (const t of tables) {
+        let lt = this.#byName.get(t.name);
+        if (!lt || lt.level !== t.level) {
+          const existing = lt;
+          if (existing) {
+            lt = { name: t.name, level: t.level, reader: existing.reader }; // moved to another level: same file
+          } else {
+            const file = this.#platform.open(`${this.#dir}/${t.name}`, { readOnly: true });
+            try {
+              lt = { name: t.name, level: t.level, reader: TableReader.open(file, { cache: this.#cache }) };
+            } catch (e) {
+              file.close();
+              throw e;
+            }
+            opened.push(lt);
+          }
+        }
+        next.set(t.name, lt);
+      }
+    } catch (e) {
+      for (const t of opened) t.reader.close();
+      throw e;
+    }
+    for (const [name, t] of this.#byName) if (!next.has(name)) t.reader.close();
+    this.#byName = next;
+    this.#l0 = [];
+    this.#runs = [];
+    this.maxTsn = 0;
+    for (const t of tables) {
+      const lt = next.get(t.name)!;
+      if (lt.reader.meta.maxTsn > this.maxTsn) this.maxTsn = lt.reader.meta.maxTsn;
+      if (t.level === 0) {
+        this.#l0.push(lt);
+      } else {
+        while (this.#runs.length < t.level) this.#runs.push([]);
+        this.#runs[t.level - 1]!.push(lt);
+      }
+    }
+    for (const run of this.#runs) run.sort((a, b) => compareKeysOrEmpty(a.reader.meta.minKey, b.reader.meta.minKey));
+  }
+
+  /** The table of a sorted run that may hold (nsId, key), or undefined. */
+  #inRun(run: LevelTable[], nsId: number, key: string): TableReader | undefined {
+    let lo = 0, hi = run.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const maxKey = run[mid]!.reader.meta.maxKey;
+      if (!maxKey || keyCmp(maxKey, nsId, key) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    const t = run[lo]?.reader;
+    return t && t.meta.minKey && keyCmp(t.meta.minKey, nsId, key) <= 0 ? t : undefined;
+  }
+
+  /**
+   * The newest version of (nsId, key) at or below `snap` in the tables (a value, or null
+   * for a delete), or undefined when no table holds one.
+   */
+  get(nsId: number, key: string, snap: number): TableVersion | undefined {
+    if (this.#byName.size === 0) return undefined;
+    const hash = bloomHash(nsId, key);
+    for (const t of this.#l0) {
+      if (t.reader.meta.minTsn > snap) continue;
+      const v = t.reader.getHashed(nsId, key, hash, snap);
+      if (v) return v;
+    }
+    for (const run of this.#runs) {
+      const t = this.#inRun(run, nsId, key);
+      if (!t || t.meta.minTsn > snap) continue;
+      const v = t.getHashed(nsId, key, hash, snap);
+      if (v) return v;
+    }
+    return undefined;
+  }
+
+  /**
+   * Sources for a range read at `snap`, newest first: each level-0 table, then each level
+   * as one stream over its tables in key (or reverse key) order. Keys in [start, end)
+   * (end undefined: to the namespace's end).
+   */
+  rangeSources(nsId: number, start: string, end: string | undefined, snap: number, reverse: boolean, fillCache = true): Iterable<TableEntry>[] {
+    const out: Iterable<TableEntry>[] = [];
+    for (const t of this.#l0) {
+      if (t.reader.meta.minTsn > snap || !overlaps(t.reader, nsId, start, end)) continue;
+      out.push(t.reader.range(nsId, start, end, snap, { reverse, fillCache }));
+    }
+    for (const run of this.#runs) {
+      const hit = run.filter((t) => t.reader.meta.minTsn <= snap && overlaps(t.reader, nsId, start, end)).map((t) => t.reader);
+      if (hit.length === 0) continue;
+      if (reverse) hit.reverse();
+      out.push(hit.length === 1 ? hit[0]!.range(nsId, start, end, snap, { reverse, fillCache }) : chain(hit, nsId, start, end, snap, reverse, fillCache));
+    }
+    return out;
+  }
+
+  /**
+   * A key in [start, end) of namespace `nsId` whose newest version in the tables is newer
+   * than `afterTsn` (a value or a delete), or undefined. Tables holding nothing newer than
+   * `afterTsn` are not read.
+   */
+  changedInRange(nsId: number, start: string, end: string | undefined, afterTsn: number): { key: string; tsn: number } | undefined {
+    if (this.maxTsn <= afterTsn) return undefined;
+    for (const t of this.tables()) {
+      if (t.reader.meta.maxTsn <= afterTsn || !overlaps(t.reader, nsId, start, end)) continue;
+      for (const e of t.reader.range(nsId, start, end, Number.MAX_SAFE_INTEGER, { fillCache: false })) {
+        if (e.tsn > afterTsn) return { key: e.key, tsn: e.tsn };
+      }
+    }
+    return undefined;
+  }
+
+  /** Bytes of table files by level (index = level). */
+  bytesByLevel(): number[] {
+    const out: number[] = [];
+    for (const t of this.#byName.values()) out[t.level] = (out[t.level] ?? 0) + t.reader.meta.fileBytes;
+    for (let i = 0; i < out.length; i++) out[i] ??= 0;
+    return out;
+  }
+
+  /** Bytes the open tables keep in memory outside the cache (filters and indexes). */
+  residentBytes(): number {
+    let n = 0;
+    for (const t of this.#byName.values()) n += t.reader.residentBytes;
+    return n;
+  }
+
+  /** Closes every table. */
+  close(): void {
+    for (const t of this.#byName.values()) t.reader.close();
+    this.#byName.clear();
+    this.#l0 = [];
+    this.#runs = [];
+    this.maxTsn = 0;
+  }
+}
+
+function compareKeysOrEmpty(a: TableKey | undefined, b: TableKey | undefined): number {
+  if (!a || !b) return a ? 1 : b ? -1 : 0;
+  return compareTableKeys(a.nsId, a.key, b.nsId, b.key);
+}
+
+/** One level's tables read one after another (they are disjoint and in order). */
+function* chain(tables: TableReader[], nsId: number, start: string, end: string | undefined, snap: number, reverse: boolean, fillCache: boolean): Generator<TableEntry, void, undefined> {
+  for (const t of tables) yield* t.range(nsId, start, end, snap, { reverse, fillCache });
+}

@@ -4,9 +4,9 @@
  *
  * Compaction folds sealed log segments — every segment but the active one — whose versions
  * all lie at or below the oldest version a live process still pins. So nothing folds when:
- * 0. the checkpoint already holds the head (nothing was written since the last compaction);
- * 1. only the active segment holds data (a segment is sealed when it reaches `segmentBytes`,
- *    64 MiB by default, and the next commit starts a new one); or
+ * 0. the tables already hold the head (nothing was written since the last compaction);
+ * 1. only the active segment holds data and it could not be sealed (compaction seals it
+ *    when every version in it is at or below every pin); or
  * 2. a live process pins a version inside the oldest sealed segment: an open snapshot,
  *    transaction or watcher there (or a process still opening, whose pin is not published).
  *
@@ -19,24 +19,23 @@ import type { LiveProcess, StoreFigures } from "./figures.ts";
 /** One sentence or two for a person: what was folded, or why nothing was and what to do. */
 export function explainCompact(result: CompactResult, before: StoreFigures, processes: LiveProcess[]): string {
   if (result.segmentsFolded > 0) {
-    return `folded ${result.segmentsFolded} segment${result.segmentsFolded === 1 ? "" : "s"} into a checkpoint at version ${result.checkpointVersion}; ` +
-      `the store went from ${bytes(result.bytesBefore)} to ${bytes(result.bytesAfter)}`;
+    return `folded ${result.segmentsFolded} segment${result.segmentsFolded === 1 ? "" : "s"} (${bytes(result.logBytesFolded)} of log) into tables at version ${result.checkpointVersion}, ` +
+      `writing ${bytes(result.tableBytesWritten)} of tables; the store went from ${bytes(result.bytesBefore)} to ${bytes(result.bytesAfter)}`;
   }
   if (result.checkpointVersion >= before.version) {
-    return `nothing to fold: the checkpoint already holds every version up to the head (${before.version}); nothing was written since the last compaction. Nothing is wrong.`;
+    return `nothing to fold: the tables already hold every version up to the head (${before.version}); nothing was written since the last compaction. Nothing is wrong.`;
   }
   if (before.segments.live <= 1) {
     const active = before.files.find((f) => f.role === "active segment");
-    return `nothing to fold: everything written since the checkpoint is in the active segment${active ? ` ${active.name} (${bytes(active.bytes)})` : ""}, ` +
-      "and only sealed segments fold. A segment is sealed when it reaches segmentBytes (64 MiB by default) and the next commit starts a new one; " +
-      "compact again after that. Nothing is wrong.";
+    return `nothing to fold: everything written since the last fold is in the active segment${active ? ` ${active.name} (${bytes(active.bytes)})` : ""}, ` +
+      "which compaction seals only when no live process pins a version inside it; compact again once pins moved on. Nothing is wrong.";
   }
   const minPin = result.minPinnedVersion;
   const pinners = processes.filter((p) => p.pinnedVersion !== undefined && p.pinnedVersion <= minPin);
   const who = pinners.length
     ? pinners.map((p) => `pid ${p.pid} (${p.runtime}) pins version ${p.pinnedVersion}, ${before.version - p.pinnedVersion!} commits behind the head`).join("; ")
     : processes.some((p) => p.pinnedVersion === undefined)
-    ? `a live process that has not published its pin yet (it is opening: ${processes.filter((p) => p.pinnedVersion === undefined).map((p) => `pid ${p.pid}`).join(", ")}) counts as reading from the checkpoint`
+    ? `a live process that has not published its pin yet (it is opening: ${processes.filter((p) => p.pinnedVersion === undefined).map((p) => `pid ${p.pid}`).join(", ")}) counts as reading from the tables`
     : "a process pinned it while compaction ran (it has released it since)";
   return `nothing folded: the oldest sealed segment holds versions above ${minPin}, the oldest version a live process still reads — ${who}. ` +
     "An open snapshot, transaction or watcher in that process holds back compaction: let it finish or release it (or end the process), " +

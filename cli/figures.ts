@@ -1,6 +1,6 @@
 /**
  * `txtdb stats`: the store's figures across processes, from what is on disk — the files and
- * their sizes, the manifest's checkpoint and segments, each live process's lease (pid,
+ * their sizes, the manifest's tables (format 2) or checkpoint (format 1) and segments, each live process's lease (pid,
  * runtime, start time, pin) and the writer lock's holder record.
  *
  * What it cannot show: per-process counters (commits, conflicts, latencies, fsyncs) live in
@@ -14,7 +14,8 @@
  * @module
  */
 import type { Database } from "../mod.ts";
-import { CHECKPOINT_FILE, FRONTIER, LEASES_DIR, MANIFEST, parseSegmentName, WRITER_LOCK } from "../src/files.ts";
+import { CHECKPOINT_FILE, COMPACT_LOCK, FRONTIER, LEASES_DIR, MANIFEST, parseSegmentName, TABLE_FILE, TABLE_TMP_FILE, WRITER_LOCK } from "../src/files.ts";
+import { Log } from "../src/log.ts";
 import { readWriterHolder } from "../src/holder.ts";
 import { scanLeaseFiles } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
@@ -36,6 +37,8 @@ export interface FiguresInput {
   namespaces: number;
   checkpointVersion: bigint;
   firstSegment: number;
+  /** The tables the manifest names (format 2), with their levels. */
+  tables: { name: string; level: number }[];
   /** The store directory's files (not leases/) with their sizes. */
   files: { name: string; bytes: number }[];
   leaseBytes: number;
@@ -45,7 +48,12 @@ export interface FiguresInput {
   nowMs: number;
 }
 
-type Role = "segment" | "active segment" | "checkpoint" | "manifest" | "frontier" | "writer lock" | "leftover";
+/**
+ * What a file is. "table being written" is a table no manifest names yet: a compaction in
+ * progress, or one a crash left (the next open removes it); never delete one by hand while
+ * a process has the store open.
+ */
+type Role = "segment" | "active segment" | "table" | "table being written" | "checkpoint" | "manifest" | "frontier" | "writer lock" | "compact lock" | "leftover";
 
 /** The output of `txtdb stats`. */
 export interface StoreFigures {
@@ -53,7 +61,9 @@ export interface StoreFigures {
   path: string;
   version: bigint;
   namespaces: number;
-  bytes: { total: number; segments: number; checkpoint: number; leftovers: number; other: number };
+  bytes: { total: number; segments: number; tables: number; checkpoint: number; leftovers: number; other: number };
+  /** The tables the manifest names, by level (format 2). */
+  tables: { count: number; bytesByLevel: number[] };
   files: { name: string; bytes: number; role: Role }[];
   segments: { live: number; first: string | null; active: string | null };
   checkpoint: { file: string | null; version: bigint; bytes: number } | null;
@@ -73,13 +83,17 @@ export function storeFigures(input: FiguresInput): StoreFigures {
   const activeN = segs.reduce((m, f) => Math.max(m, f.n!), -1);
   const ckptPrefix = `ckpt-${String(input.checkpointVersion).padStart(16, "0")}`;
   const isCheckpoint = (name: string) => input.checkpointVersion > 0n && CHECKPOINT_FILE.test(name) && name.startsWith(ckptPrefix);
+  const tableLevel = new Map(input.tables.map((t) => [t.name, t.level]));
   const role = (name: string): Role => {
     const n = parseSegmentName(name);
     if (n !== undefined) return n < input.firstSegment ? "leftover" : n === activeN ? "active segment" : "segment";
     if (isCheckpoint(name)) return "checkpoint";
+    if (tableLevel.has(name)) return "table";
+    if (TABLE_FILE.test(name) || TABLE_TMP_FILE.test(name)) return "table being written";
     if (name === MANIFEST) return "manifest";
     if (name === FRONTIER) return "frontier";
     if (name === WRITER_LOCK) return "writer lock";
+    if (name === COMPACT_LOCK) return "compact lock";
     return "leftover";
   };
   const files = input.files.map((f) => ({ name: f.name, bytes: f.bytes, role: role(f.name) })).sort((a, b) => a.name.localeCompare(b.name));
@@ -87,8 +101,16 @@ export function storeFigures(input: FiguresInput): StoreFigures {
   const ckpt = files.find((f) => f.role === "checkpoint");
   const bytesSegments = sum((r) => r === "segment" || r === "active segment");
   const bytesCheckpoint = sum((r) => r === "checkpoint");
-  const bytesLeftovers = sum((r) => r === "leftover");
-  const bytesOther = sum((r) => r === "manifest" || r === "frontier" || r === "writer lock") + input.leaseBytes;
+  const bytesTables = sum((r) => r === "table");
+  const bytesLeftovers = sum((r) => r === "leftover" || r === "table being written");
+  const bytesOther = sum((r) => r === "manifest" || r === "frontier" || r === "writer lock" || r === "compact lock") + input.leaseBytes;
+  const bytesByLevel: number[] = [];
+  for (const f of files) {
+    const level = tableLevel.get(f.name);
+    if (level === undefined) continue;
+    while (bytesByLevel.length <= level) bytesByLevel.push(0);
+    bytesByLevel[level]! += f.bytes;
+  }
   const processes = input.processes.map((p) => ({
     pid: p.pid,
     runtime: p.runtime,
@@ -104,7 +126,8 @@ export function storeFigures(input: FiguresInput): StoreFigures {
     path: input.dir,
     version: input.version,
     namespaces: input.namespaces,
-    bytes: { total: bytesSegments + bytesCheckpoint + bytesLeftovers + bytesOther, segments: bytesSegments, checkpoint: bytesCheckpoint, leftovers: bytesLeftovers, other: bytesOther },
+    bytes: { total: bytesSegments + bytesTables + bytesCheckpoint + bytesLeftovers + bytesOther, segments: bytesSegments, tables: bytesTables, checkpoint: bytesCheckpoint, leftovers: bytesLeftovers, other: bytesOther },
+    tables: { count: files.filter((f) => f.role === "table").length, bytesByLevel },
     files,
     segments: {
       live: segs.length,
@@ -162,10 +185,23 @@ export function gatherFigures(db: Database): StoreFigures {
     namespaces: s.namespaces,
     checkpointVersion: s.checkpointVersion,
     firstSegment: s.firstSegment,
+    tables: manifestTables(p, db.path),
     files: storeFiles(p, db.path),
     leaseBytes,
     processes,
     writerLock: writer.holder ? { held: writer.held, holder: writer.holder } : { held: writer.held },
     nowMs: p.wallClockMs(),
   });
+}
+
+/** The tables the manifest on disk names (none for format 1, or if it cannot be read). */
+function manifestTables(platform: Platform, dir: string): { name: string; level: number }[] {
+  const log = new Log(platform, dir, 0o600, true);
+  try {
+    return log.readManifest()?.tables ?? [];
+  } catch {
+    return [];
+  } finally {
+    log.close();
+  }
 }

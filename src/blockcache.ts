@@ -17,6 +17,14 @@
  *    frees a closed table's blocks at once instead of waiting for them to age out.
  * 4. The key is the number tableId·2^32 + offset (no string per lookup): so block offsets
  *    stay below 2^32 (tables are at most 4 GiB, see table.ts) and ids below 2^21.
+ * 5. Admission (`admit`): while the cache has room, every block is admitted. Once it is
+ *    full, a block is admitted only on its second miss within the last `ghostMax` misses
+ *    (its key is remembered in a bounded ring of "ghost" keys after the first). Under
+ *    uniform reads of far more data than the cache, almost no block is read twice before
+ *    it would be evicted: caching each one would cost an allocation, an eviction and
+ *    garbage for nothing, and would flush the blocks that are read again. Blocks read
+ *    twice (a hot set) get in on their second miss. (A simple form of the admission
+ *    filters of 2Q and TinyLFU.)
  *
  * Cached values are immutable by contract: a block is shared by every reader of the process.
  *
@@ -88,6 +96,11 @@ export class BlockCache<T = unknown> {
   #evictions = 0;
   #rejected = 0;
   #nextTableId = 1;
+  /** Keys missed once while the cache was full (rule 5): a ring, and a set for lookups. */
+  readonly #ghostRing: number[] = [];
+  #ghostAt = 0;
+  readonly #ghosts = new Set<number>();
+  #ghostMax = 0;
 
   /** `maxBytes` ≥ 0; 0 disables caching (every lookup misses). */
   constructor(maxBytes: number) {
@@ -144,6 +157,32 @@ export class BlockCache<T = unknown> {
   }
 
   /**
+   * Rule 5: true if a block of `bytes` bytes missed at (tableId, offset) should be cached:
+   * there is room, or this is its second miss within the ghost window. A false answer
+   * remembers the key.
+   */
+  admit(tableId: number, offset: number, bytes: number): boolean {
+    if (bytes > this.maxBytes) {
+      this.#rejected++; // rule 1: never cached
+      return false;
+    }
+    if (this.#bytes + bytes <= this.maxBytes) return true;
+    const key = slotKey(tableId, offset);
+    if (this.#ghosts.delete(key)) return true;
+    // The window: as many keys as the cache holds entries (at least 64).
+    this.#ghostMax = Math.max(64, this.#slots.size);
+    if (this.#ghostRing.length < this.#ghostMax) {
+      this.#ghostRing.push(key);
+    } else {
+      this.#ghostAt %= this.#ghostRing.length;
+      this.#ghosts.delete(this.#ghostRing[this.#ghostAt]!);
+      this.#ghostRing[this.#ghostAt++] = key;
+    }
+    this.#ghosts.add(key);
+    return false;
+  }
+
+  /**
    * Caches `value` for (tableId, offset) as `bytes` bytes, evicting the least recently used
    * entries as needed (rule 1). Replaces an existing entry of the same key.
    */
@@ -183,6 +222,8 @@ export class BlockCache<T = unknown> {
   /** Frees every entry; counters stay. */
   clear(): void {
     this.#slots.clear();
+    this.#ghosts.clear();
+    this.#ghostRing.length = 0;
     this.#head = this.#tail = null;
     this.#bytes = 0;
   }

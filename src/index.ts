@@ -282,7 +282,24 @@ export class Index {
       if (reverse && after < end) end = after;
     }
     if (start >= end) return out;
-    const sources: Iterable<TableEntry>[] = [this.#memoryRange(nsId, start, end, snap, reverse), ...this.levels!.rangeSources(nsId, start, end, snap, reverse)];
+    const tables = this.levels!.rangeSources(nsId, start, end, snap, reverse);
+    const space = this.#spaces.get(nsId);
+    const inMemory = space !== undefined && (() => {
+      const keys = space.keys();
+      const i = lowerBound(keys, start);
+      return i < keys.length && keys[i]! < end;
+    })();
+    if (!inMemory && tables.length <= 1) {
+      // One source (after a compaction, the common case): it already yields the newest
+      // version per key at the snapshot, in order; only deletes are left out.
+      for (const e of tables[0] ?? []) {
+        if (e.value === null) continue;
+        out.push([e.key, { tsn: e.tsn, value: e.value }]);
+        if (out.length >= limit) break;
+      }
+      return out;
+    }
+    const sources: Iterable<TableEntry>[] = inMemory ? [this.#memoryRange(nsId, start, end, snap, reverse), ...tables] : tables;
     for (const e of mergeVisible(sources, { snapshotTsn: snap, reverse, limit })) out.push([e.key, { tsn: e.tsn, value: e.value! }]);
     return out;
   }

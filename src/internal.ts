@@ -27,3 +27,4 @@ export * from "./blockcache.ts";
 export * from "./merge.ts";
 export { migrateStore } from "./migrate.ts";
 export type { FormatChange } from "./migrate.ts";
+export { xxhash32 } from "./xxhash32.ts";

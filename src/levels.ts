@@ -20,6 +20,17 @@
  * so a process reads its tables until it adopts the next manifest; opening a table that a
  * later compaction already deleted fails, and the caller reads the manifest again (tail.ts).
  *
+ * How a process learns that the set of tables changed, as cheaply as it learns of new
+ * commits: a compaction that folds the active segment seals it, so the published
+ * frontier moves to a new segment number; the freshness probe every read makes (one
+ * pread of the frontier, tail.ts) sees the segment change and reads the manifest. A
+ * compaction that folds only older, sealed segments leaves the frontier where it is; the
+ * other processes then learn of it when their reading reaches the next segment. Until
+ * then they read the tables they have open (unlinked files stay readable) below their
+ * in-memory table, which still holds everything past the fold of the manifest they
+ * follow: their reads stay right, and the disk space of the replaced tables comes back
+ * once the last of them adopts the new manifest (or closes).
+ *
  * Every read here is synchronous (positioned reads through the port), so the set of tables
  * never changes in the middle of a read, a page of a scan, or a validation.
  *

@@ -95,6 +95,7 @@ const figuresInput = (over: Partial<FiguresInput> = {}): FiguresInput => ({
   namespaces: 2,
   checkpointVersion: 6n,
   firstSegment: 3,
+  tables: [],
   files: [
     { name: "MANIFEST", bytes: 100 }, { name: "frontier", bytes: 36 }, { name: "writer.lock", bytes: 128 },
     { name: "ckpt-0000000000000006-3.dat", bytes: 600 }, { name: "ckpt-0000000000000002-2.dat", bytes: 50 },
@@ -115,7 +116,7 @@ test(`${R} storeFigures: bytes by file role, live segments, checkpoint, processe
   const f = storeFigures(figuresInput());
   assert.match(f.scope, /store-wide.*per-process counters.*not shown/);
   assert.equal(f.version, 30n);
-  assert.deepEqual(f.bytes, { total: 100 + 36 + 128 + 600 + 50 + 7 + 300 + 400 + 268, segments: 700, checkpoint: 600, leftovers: 57, other: 100 + 36 + 128 + 268 });
+  assert.deepEqual(f.bytes, { total: 100 + 36 + 128 + 600 + 50 + 7 + 300 + 400 + 268, segments: 700, tables: 0, checkpoint: 600, leftovers: 57, other: 100 + 36 + 128 + 268 });
   assert.deepEqual(f.segments, { live: 2, first: "seg-0000000003.log", active: "seg-0000000004.log" });
   assert.deepEqual(f.checkpoint, { file: "ckpt-0000000000000006-3.dat", version: 6n, bytes: 600 });
   assert.deepEqual(f.files.filter((x) => x.role === "leftover").map((x) => x.name), ["ckpt-0000000000000002-2.dat", "seg-0000000002.log"]);
@@ -128,10 +129,25 @@ test(`${R} storeFigures: bytes by file role, live segments, checkpoint, processe
   assert.equal(idle.oldestPin, null);
   assert.equal(idle.checkpoint, null);
   assert.deepEqual(idle.writerLock, { held: false });
+  // Format 2: the tables the manifest names are "table", by level; an unnamed one is being written (never a plain leftover).
+  const v2 = storeFigures(figuresInput({
+    checkpointVersion: 6n,
+    tables: [{ name: "tbl-0000000000000003.sst", level: 0 }, { name: "tbl-0000000000000001.sst", level: 2 }],
+    files: [
+      { name: "MANIFEST", bytes: 100 }, { name: "compact.lock", bytes: 0 }, { name: "seg-0000000003.log", bytes: 300 },
+      { name: "tbl-0000000000000001.sst", bytes: 5000 }, { name: "tbl-0000000000000003.sst", bytes: 700 }, { name: "tbl-0000000000000004.sst.tmp", bytes: 9 },
+    ],
+  }));
+  assert.deepEqual(v2.tables, { count: 2, bytesByLevel: [700, 0, 5000] });
+  assert.equal(v2.bytes.tables, 5700);
+  assert.deepEqual(v2.files.filter((x) => x.role === "table").map((x) => x.name), ["tbl-0000000000000001.sst", "tbl-0000000000000003.sst"]);
+  assert.deepEqual(v2.files.filter((x) => x.role === "table being written").map((x) => x.name), ["tbl-0000000000000004.sst.tmp"]);
+  assert.equal(v2.files.find((x) => x.name === "compact.lock")!.role, "compact lock");
+  assert.equal(v2.files.filter((x) => x.role === "leftover").length, 0);
 });
 
 test(`${R} explainCompact: says why nothing was folded and what to do, naming the pinning process`, () => {
-  const result = { segmentsFolded: 0, checkpointVersion: 6n, minPinnedVersion: 9n, leasesReclaimed: 0, bytesBefore: 10, bytesAfter: 10 };
+  const result = { segmentsFolded: 0, checkpointVersion: 6n, minPinnedVersion: 9n, leasesReclaimed: 0, bytesBefore: 10, bytesAfter: 10, logBytesFolded: 0, tableBytesWritten: 0 };
   const before = storeFigures(figuresInput());
   const pinned = explainCompact(result, before, figuresInput().processes);
   assert.match(pinned, /nothing folded.*pid 11 \(bun\) pins version 9, 21 commits behind the head.*snapshot, transaction or watcher.*compact again/);
@@ -139,10 +155,10 @@ test(`${R} explainCompact: says why nothing was folded and what to do, naming th
   const opening = explainCompact(result, before, [{ pid: 13, runtime: "node" }]);
   assert.match(opening, /not published its pin yet.*pid 13/);
   const one = storeFigures(figuresInput({ files: [{ name: "seg-0000000003.log", bytes: 300 }] }));
-  assert.match(explainCompact(result, one, []), /active segment seg-0000000003\.log \(300 B\).*segmentBytes/);
+  assert.match(explainCompact(result, one, []), /active segment seg-0000000003\.log \(300 B\).*pins/);
   const atHead = explainCompact({ ...result, checkpointVersion: 30n }, before, []);
-  assert.match(atHead, /checkpoint already holds every version up to the head \(30\)/);
-  assert.match(explainCompact({ ...result, segmentsFolded: 2, bytesBefore: 4096, bytesAfter: 100 }, before, []), /folded 2 segments into a checkpoint at version 6; the store went from 4\.0 KiB to 100 B/);
+  assert.match(atHead, /tables already hold every version up to the head \(30\)/);
+  assert.match(explainCompact({ ...result, segmentsFolded: 2, bytesBefore: 4096, bytesAfter: 100, logBytesFolded: 3000, tableBytesWritten: 900 }, before, []), /folded 2 segments \(2\.9 KiB of log\) into tables at version 6, writing 900 B of tables; the store went from 4\.0 KiB to 100 B/);
 });
 
 test(`${R} import: batches in order within the limits; resume continues after the marker's line and refuses other input`, async () => {

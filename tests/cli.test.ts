@@ -330,9 +330,12 @@ if (canSpawn) {
         await w.finish();
         const after = JSON.parse(run("node", ["compact", dir]).out);
         assert.ok(after.segmentsFolded > 0, "folds once the pin is released");
-        assert.match(after.note, /^folded \d+ segments? into a checkpoint/);
+        assert.match(after.note, /^folded \d+ segments? \(.* of log\) into tables/);
         const idle = JSON.parse(run("node", ["compact", dir]).out);
-        assert.match(idle.note, /nothing to fold: the checkpoint already holds every version up to the head/);
+        assert.match(idle.note, /nothing to fold: the tables already hold every version up to the head/);
+        const figures = JSON.parse(run("bun", ["stats", dir]).out);
+        assert.ok(figures.tables.count >= 1 && figures.bytes.tables > 0, JSON.stringify(figures.tables));
+        assert.ok(!figures.files.some((f: { name: string; role: string }) => f.name.startsWith("tbl-") && f.role === "leftover"), "tables are never shown as leftovers");
         assert.deepEqual(JSON.parse(run("bun", ["stats", dir]).out).processes, []);
       }
     } finally {

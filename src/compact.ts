@@ -33,13 +33,15 @@
  *    carries the folded version, the namespace bindings at it and the table list; other
  *    processes see it change when their log reading reaches the segment the seal started
  *    (tail.ts) and adopt it then: open the new tables, close the old.
- * 4. Only then is what it replaced deleted: the folded segments and the replaced tables,
- *    then the directory is fsynced. Processes still holding these files open keep reading
+ * 4. Only then, and after rule 5, is what it replaced deleted: the folded segments and the
+ *    replaced tables, then the directory is fsynced. Rules 4 and 5 run after the writer
+ *    lock is released (under `compact.lock` still): the lock covers only the catch-up, the
+ *    checks and the manifest's write, so other processes' commits wait for no more. Processes still holding these files open keep reading
  *    them (POSIX) until they adopt the new manifest; none needs them after that, and a
  *    process that opens a table afresh does so from a manifest it just read, retrying from
  *    the newer manifest if a compaction deleted the table meanwhile.
  * 5. This process's own memory: its tables become the new ones, and the in-memory table
- *    drops the versions they hold.
+ *    drops the versions they hold (before rule 4, so it never reads a file it deletes).
  *
  * What cleanup at open may delete ({@link Compactor.removeLeftoversLocked}, under the
  * writer lock and `compact.lock`, after the manifest was checked against the files):
@@ -188,9 +190,11 @@ export class Compactor {
       if (plan.lastFolded === undefined) return this.#result(plan, 0);
       const out = this.#writeTables(plan);
       written = out.written;
-      const result = await this.#withWriterLock(() => this.#switchLocked(plan, out));
-      if (result.segmentsFolded > 0) written = []; // they are the store's tables now
-      return result;
+      const switched = await this.#withWriterLock(() => this.#switchLocked(plan, out));
+      if (!switched.manifest) return switched.result;
+      written = []; // they are the store's tables now
+      this.#afterSwitch(plan, out, switched.manifest, switched.previous!);
+      return switched.result;
     } catch (e) {
       throw ioError(e, `Compacting "${this.#path}"`);
     } finally {
@@ -279,15 +283,18 @@ export class Compactor {
     });
   }
 
-  /** Phase (c), rules 3–5: switch to the new tables if the plan still holds. The writer lock is held. */
-  #switchLocked(plan: CompactionPlan, out: FoldOutput): CompactResult {
+  /**
+   * Phase (c), rule 3: switch to the new tables if the plan still holds. The writer lock is
+   * held, for as little as it takes: a catch-up, the checks, the manifest's write.
+   */
+  #switchLocked(plan: CompactionPlan, out: FoldOutput): { result: CompactResult; manifest?: Manifest; previous?: Manifest } {
     const tail = this.#tail;
     tail.catchUpLocked();
     const now = tail.log.readManifest() ?? tail.manifest; // the files', not this process's view
     const moved = !sameManifestFiles(now, plan.manifest);
     // A process that opened meanwhile may pin below the plan (it starts conservatively low).
     const { minPin } = this.#pins.scanLeases(now.checkpointTsn ?? 0);
-    if (moved || minPin < plan.tsn) return this.#result({ ...plan, minPin }, 0);
+    if (moved || minPin < plan.tsn) return { result: this.#result({ ...plan, minPin }, 0) };
     const lastFolded = plan.lastFolded!;
     // 3. The manifest switch: temp, fsync, rename, directory fsync (in writeManifest).
     const manifest: Manifest = {
@@ -300,23 +307,39 @@ export class Compactor {
       nextNsId: plan.nextNsId,
       nextTable: out.nextTable,
     };
+    const previous = tail.manifest;
     tail.switchManifestLocked(manifest);
-    // 5 (before 4, so this process never reads a file it is about to delete): its own
-    // tables become the new ones; memory drops what they hold.
-    tail.adoptOwnTablesLocked(manifest);
-    // 4. What it replaced. Processes still holding these files open keep reading them
-    // (POSIX) until they adopt the new manifest.
-    for (const n of plan.segments) {
-      if (n > lastFolded) break;
-      tail.forgetSegment(n);
-      this.#platform.unlink(`${this.#path}/${segmentName(n)}`);
-    }
-    for (const name of out.replaced) this.#platform.unlink(`${this.#path}/${name}`);
-    this.#platform.syncDir(this.#path);
     this.#compactions++;
     this.logBytesFolded += plan.logBytes;
     this.tableBytesWritten += out.bytesWritten;
-    return this.#result({ ...plan, minPin }, lastFolded - plan.segments[0]! + 1, out.bytesWritten);
+    return { result: this.#result({ ...plan, minPin }, lastFolded - plan.segments[0]! + 1, out.bytesWritten), manifest, previous };
+  }
+
+  /**
+   * Rules 5 then 4, after the switch and without the writer lock (no other process waits
+   * for this): this process's own tables and memory first, so that it never reads a file it
+   * is about to delete; then what the switch replaced. Processes still holding these files
+   * open keep reading them (POSIX) until they adopt the new manifest. A failure here leaves
+   * files that cleanup at a later open removes; the store is the new manifest's already.
+   */
+  #afterSwitch(plan: CompactionPlan, out: FoldOutput, manifest: Manifest, previous: Manifest): void {
+    const tail = this.#tail;
+    try {
+      tail.adoptOwnTables(manifest, previous);
+    } catch {
+      return; // a later read adopts them (tail.ts); nothing is deleted meanwhile
+    }
+    try {
+      for (const n of plan.segments) {
+        if (n > plan.lastFolded!) break;
+        tail.forgetSegment(n);
+        this.#platform.unlink(`${this.#path}/${segmentName(n)}`);
+      }
+      for (const name of out.replaced) this.#platform.unlink(`${this.#path}/${name}`);
+      this.#platform.syncDir(this.#path);
+    } catch {
+      // leftovers: cleanup at a later open removes what the manifest does not name
+    }
   }
 
   /** Starts a compaction in the background once sealed segments pass `autoCompactBytes`. */

@@ -265,12 +265,22 @@ export class Tail {
   }
 
   /**
-   * After this process's own compaction switched to `manifest` (format 2): its tables
-   * become the ones read, and memory drops what they hold. Every pin of this process is at
-   * or above the folded version (compaction checked it under the writer lock).
+   * After this process's own compaction switched to `manifest` (format 2), outside the
+   * writer lock: its tables become the ones read, and memory drops what they hold. Every
+   * pin of this process is at or above the folded version (compaction checked it under the
+   * writer lock, and new pins start at the head). Until this runs, reads use the previous
+   * tables and the in-memory table, which still holds everything past the previous fold.
+   * If the tables cannot be opened, the previous manifest stays the one followed, so that
+   * a later read adopts the new one as it would another process's.
    */
-  adoptOwnTablesLocked(manifest: Manifest): void {
-    this.levels.adopt(manifest.tables ?? []);
+  adoptOwnTables(manifest: Manifest, previous: Manifest): void {
+    if (this.#manifest !== manifest) return;
+    try {
+      this.levels.adopt(manifest.tables ?? []);
+    } catch (e) {
+      this.#manifest = previous;
+      throw e;
+    }
     this.index.dropFolded(manifest.checkpointTsn ?? 0);
   }
 

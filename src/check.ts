@@ -69,6 +69,10 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
           checkValue(e.value, (message) => problem(path, block, `${message} (key ${describeKey(decodeKey(e.key))}, namespace id ${e.nsId}, version ${e.tsn})`));
         }
         if (reader.meta.maxTsn > (manifest.checkpointTsn ?? 0)) problem(path, 0, `table holds version ${reader.meta.maxTsn}, past the manifest's folded version ${manifest.checkpointTsn}`);
+        const { minKey, maxKey } = reader.meta;
+        const sameBound = (b: [number, Uint8Array] | undefined, k: { nsId: number; key: string } | undefined) =>
+          b === undefined || (k !== undefined && b[0] === k.nsId && bytesToBinary(b[1]) === k.key);
+        if (!sameBound(t.min, minKey) || !sameBound(t.max, maxKey)) problem(`${dir}/${MANIFEST}`, 0, `the key bounds the manifest records for table "${t.name}" are not the table's`);
       } catch (e) {
         tablesOk = false;
         const d = isTxtDbError(e) ? (e.details as { offset?: number } | undefined) : undefined;
@@ -151,25 +155,36 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
       ordered = false;
     }
   }
-  // The live index must agree with the files for everything visible at `head`.
+  // The live index must agree with the files for everything visible at `head`, compared
+  // page by page (a store far larger than memory is never held whole).
   if (ordered && rebuilt.lastTsn >= head) {
-    for (const [name, id] of live.bindingsAt(head)) {
-      const rid = rebuilt.resolve(name, head);
-      if (rid !== id) {
-        problem(dir, 0, `index: namespace "${name}" is id ${id} in memory, ${rid} in the files`);
-        continue;
-      }
-      const a = [...rangeAll(live, id, head)];
-      const b = [...rangeAll(rebuilt, id, head)];
-      if (a.length !== b.length) problem(dir, 0, `index: namespace "${name}" has ${a.length} keys in memory, ${b.length} in the files`);
-      for (let i = 0; i < Math.min(a.length, b.length); i++) {
-        const [ka, va] = a[i]!;
-        const [kb, vb] = b[i]!;
-        if (ka !== kb || va.tsn !== vb.tsn || !sameBytes(va.value, vb.value)) {
-          problem(dir, 0, `index: namespace "${name}" differs from the files at key #${i}`);
-          break;
+    try {
+      for (const [name, id] of live.bindingsAt(head)) {
+        const rid = rebuilt.resolve(name, head);
+        if (rid !== id) {
+          problem(dir, 0, `index: namespace "${name}" is id ${id} in memory, ${rid} in the files`);
+          continue;
+        }
+        const a = rangeAll(live, id, head);
+        const b = rangeAll(rebuilt, id, head);
+        for (let i = 0; ; i++) {
+          const x = a.next(), y = b.next();
+          if (x.done || y.done) {
+            if (!x.done || !y.done) problem(dir, 0, `index: namespace "${name}" has ${x.done ? i : "more than " + i} keys in memory, ${y.done ? i : "more than " + i} in the files`);
+            break;
+          }
+          const [ka, va] = x.value, [kb, vb] = y.value;
+          if (ka !== kb || va.tsn !== vb.tsn || !sameBytes(va.value, vb.value)) {
+            problem(dir, 0, `index: namespace "${name}" differs from the files at key #${i}`);
+            break;
+          }
         }
       }
+    } catch (e) {
+      // A table that cannot be read where the comparison needs it (its own problem was
+      // reported above, or it only shows now, e.g. key bounds that do not match it).
+      const d = isTxtDbError(e) ? (e.details as { file?: string; offset?: number } | undefined) : undefined;
+      problem(typeof d?.file === "string" ? d.file : dir, typeof d?.offset === "number" ? d.offset : 0, e instanceof Error ? e.message : String(e));
     }
   }
   levels.close();

@@ -30,6 +30,7 @@
  * @module
  */
 import { TABLE_PREFIX, tableName } from "./files.ts";
+import { binaryToBytes } from "./keys.ts";
 import type { ManifestTable } from "./log.ts";
 import { LEVELS_MAX } from "./log.ts";
 import { mergeForCompaction } from "./merge.ts";
@@ -211,7 +212,7 @@ export function writeTables(input: FoldInput): FoldOutput {
   const level0 = slots.filter((s) => s.level === 0); // newest first, as built
   const deeper = slots.filter((s) => s.level > 0).sort((a, b) => a.level - b.level || compareSpanStart(a, b));
   return {
-    tables: [...level0, ...deeper].map((s) => ({ name: s.name, level: s.level })),
+    tables: [...level0, ...deeper].map((s) => manifestEntry(s.name, s.level, s.reader)),
     nextTable: next,
     written: written.filter((n) => finalNames.has(n)),
     replaced,
@@ -255,6 +256,13 @@ function compareSpanStart(a: Slot, b: Slot): number {
   const x = a.reader.meta.minKey, y = b.reader.meta.minKey;
   if (!x || !y) return x ? 1 : y ? -1 : 0;
   return compareTableKeys(x.nsId, x.key, y.nsId, y.key);
+}
+
+/** A table as the manifest lists it: name, level and key bounds (log.ts). */
+export function manifestEntry(name: string, level: number, reader: TableReader): ManifestTable {
+  const { minKey, maxKey } = reader.meta;
+  if (!minKey || !maxKey) return { name, level };
+  return { name, level, min: [minKey.nsId, binaryToBytes(minKey.key)], max: [maxKey.nsId, binaryToBytes(maxKey.key)] };
 }
 
 /** True for a name a compaction writes (a table or a table being written). */

@@ -41,6 +41,7 @@ import type { BlockCache } from "./blockcache.ts";
 import type { ManifestTable } from "./log.ts";
 import type { Platform } from "./port.ts";
 import { TableReader } from "./table.ts";
+import { bytesToBinary } from "./keys.ts";
 import type { TableEntry, TableKey, TableVersion } from "./table.ts";
 
 /** An open table and the level the manifest puts it in. */
@@ -128,7 +129,9 @@ export class Levels {
           } else {
             const file = this.#platform.open(`${this.#dir}/${t.name}`, { readOnly: true });
             try {
-              lt = { name: t.name, level: t.level, reader: TableReader.open(file, { cache: this.#cache }) };
+              // With the manifest's key bounds the open reads the footer only (constant time).
+              const bounds = t.min && t.max ? { minKey: { nsId: t.min[0], key: bytesToBinary(t.min[1]) }, maxKey: { nsId: t.max[0], key: bytesToBinary(t.max[1]) } } : undefined;
+              lt = { name: t.name, level: t.level, reader: TableReader.open(file, bounds ? { cache: this.#cache, bounds } : { cache: this.#cache }) };
             } catch (e) {
               file.close();
               throw e;

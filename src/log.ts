@@ -73,6 +73,13 @@ export interface ManifestTable {
   name: string;
   /** 0: a fold of the log (tables may overlap, newest first); 1 and up: one sorted run each. */
   level: number;
+  /**
+   * The table's smallest and largest (namespace id, key bytes), so that opening a store
+   * reads no table (levels.ts finds the table of a key from them; each table's filter and
+   * index are read on its first use and checked against them). Absent: read at open.
+   */
+  min?: [number, Uint8Array];
+  max?: [number, Uint8Array];
 }
 
 export interface Manifest {
@@ -195,9 +202,11 @@ export class Log {
         const bad = (what: string) => new TxtDbError("CORRUPTION", `Manifest "${path}" is malformed: ${what}; restore it from a backup`, { details: { file: path, offset: 0 } });
         const tables = m.tables ?? [];
         if (!Array.isArray(tables)) throw bad("its table list is not a list");
+        const bound = (b: unknown): b is [number, Uint8Array] => Array.isArray(b) && b.length === 2 && Number.isSafeInteger(b[0]) && b[0] >= 0 && b[0] <= 0xffffffff && b[1] instanceof Uint8Array;
         out.tables = tables.map((t, i) => {
           if (!t || typeof t !== "object" || typeof t.name !== "string" || !Number.isSafeInteger(t.level) || t.level < 0 || t.level > LEVELS_MAX) throw bad(`table #${i} is not {name, level}`);
-          return { name: t.name, level: t.level };
+          if ((t.min !== undefined || t.max !== undefined) && !(bound(t.min) && bound(t.max))) throw bad(`table #${i} has malformed key bounds`);
+          return t.min !== undefined ? { name: t.name, level: t.level, min: t.min, max: t.max! } : { name: t.name, level: t.level };
         });
         const bindings = m.bindings ?? [];
         if (!Array.isArray(bindings) || bindings.length % 2 !== 0) throw bad("its namespace bindings are not pairs");

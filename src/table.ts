@@ -586,6 +586,12 @@ interface IndexEntry {
 export interface TableOpenOptions {
   /** The process's block cache, shared by every table. */
   cache: BlockCache;
+  /**
+   * The table's smallest and largest keys, as the manifest records them: then open reads
+   * the footer only, and the filter and index are read (and checked against these bounds)
+   * on the table's first use, so that opening a store costs the same whatever its size.
+   */
+  bounds?: { minKey: TableKey; maxKey: TableKey };
 }
 
 /** Options of {@link TableReader.range}. */
@@ -621,25 +627,56 @@ export class TableReader {
   readonly #file: FileHandle;
   readonly #cache: BlockCache;
   readonly #tableId: number;
-  readonly #filter: BloomFilter;
-  readonly #index: Uint8Array;
+  /** The filter and the index: read at open, or on first use when the manifest gave the bounds. */
+  #filter!: BloomFilter;
+  #index!: Uint8Array;
+  #loaded = false;
   /** Offset of the index in the file, for error messages. */
   readonly #indexOffset: number;
   /** Offset in `#index` of the entryStart array. */
-  readonly #indexStartsAt: number;
+  #indexStartsAt = 0;
   readonly #scratch: IndexEntry = { offset: 0, bytes: 0, firstStart: 0, firstEnd: 0, firstTsn: 0, lastStart: 0, lastEnd: 0, lastTsn: 0 };
   #closed = false;
 
-  private constructor(file: FileHandle, cache: BlockCache, meta: TableMeta, filter: BloomFilter, index: Uint8Array, indexOffset: number) {
+  private constructor(file: FileHandle, cache: BlockCache, meta: TableMeta, indexOffset: number) {
     this.path = file.path;
     this.#file = file;
     this.#cache = cache;
     this.#tableId = cache.newTableId();
     this.meta = meta;
+    this.#indexOffset = indexOffset;
+  }
+
+  /** Reads and checks the filter and the index (rule 3). */
+  #loadFilterAndIndex(): void {
+    const { path, dataBytes, filterBytes, indexBytes, blockCount } = this.meta;
+    const file = this.#file;
+    const filterRaw = readExact(file, dataBytes, filterBytes, "filter");
+    if (filterBytes < 4 || xxhash32(filterRaw.subarray(0, filterBytes - 4)) !== u32At(filterRaw, filterBytes - 4)) {
+      throw corruption(path, dataBytes, "filter checksum mismatch", "filter");
+    }
+    const filter = BloomFilter.decode(filterRaw.subarray(0, filterBytes - 4));
+    if (typeof filter === "string") throw corruption(path, dataBytes, filter, "filter");
+    const indexOffset = this.#indexOffset;
+    const index = readExact(file, indexOffset, indexBytes, "index");
+    if (xxhash32(index.subarray(0, indexBytes - 4)) !== u32At(index, indexBytes - 4)) {
+      throw corruption(path, indexOffset, "index checksum mismatch", "index");
+    }
     this.#filter = filter;
     this.#index = index;
-    this.#indexOffset = indexOffset;
-    this.#indexStartsAt = index.length - 4 - 4 * meta.blockCount;
+    this.#indexStartsAt = index.length - 4 - 4 * blockCount;
+    this.#loaded = true;
+  }
+
+  /** The smallest and largest keys, from the index (two entries, whatever the table's size). */
+  #indexBounds(): { minKey: TableKey; maxKey: TableKey } | undefined {
+    if (this.meta.blockCount === 0) return undefined;
+    const index = this.#index, at = this.#indexOffset, path = this.path;
+    const first = this.#indexEntry(0);
+    const minKey = keyOf(index, first.firstStart, first.firstEnd, path, at + first.firstStart);
+    const last = this.#indexEntry(this.meta.blockCount - 1);
+    const maxKey = keyOf(index, last.lastStart, last.lastEnd, path, at + last.lastStart);
+    return { minKey, maxKey };
   }
 
   /**
@@ -680,39 +717,33 @@ export class TableReader {
     if (indexBytes < 4 + 4 * blockCount || (blockCount === 0) !== (entryCount === 0) || keyCount > entryCount || tombstoneCount > entryCount || minTsn > maxTsn || (blockCount === 0 && dataBytes !== 0)) {
       throw corruption(path, footerAt, "the footer's counts are inconsistent", "footer");
     }
-    const filterRaw = readExact(file, dataBytes, filterBytes, "filter");
-    if (filterBytes < 4 || xxhash32(filterRaw.subarray(0, filterBytes - 4)) !== u32At(filterRaw, filterBytes - 4)) {
-      throw corruption(path, dataBytes, "filter checksum mismatch", "filter");
-    }
-    const filter = BloomFilter.decode(filterRaw.subarray(0, filterBytes - 4));
-    if (typeof filter === "string") throw corruption(path, dataBytes, filter, "filter");
     const indexOffset = dataBytes + filterBytes;
-    const index = readExact(file, indexOffset, indexBytes, "index");
-    if (xxhash32(index.subarray(0, indexBytes - 4)) !== u32At(index, indexBytes - 4)) {
-      throw corruption(path, indexOffset, "index checksum mismatch", "index");
-    }
     const meta: TableMeta = {
       path, fileBytes, dataBytes, filterBytes, indexBytes, blockCount, entryCount, keyCount, tombstoneCount, minTsn, maxTsn,
       minKey: undefined, maxKey: undefined,
     };
-    const reader = new TableReader(file, options.cache, meta, filter, index, indexOffset);
-    if (blockCount > 0) {
-      // Two index entries, whatever the table's size: still constant work.
-      const first = reader.#indexEntry(0);
-      meta.minKey = keyOf(index, first.firstStart, first.firstEnd, path, indexOffset + first.firstStart);
-      const last = reader.#indexEntry(blockCount - 1);
-      meta.maxKey = keyOf(index, last.lastStart, last.lastEnd, path, indexOffset + last.lastStart);
+    const reader = new TableReader(file, options.cache, meta, indexOffset);
+    if (options.bounds && blockCount > 0) {
+      // Lazy: the filter and index wait for the first use (#open checks them against these).
+      meta.minKey = options.bounds.minKey;
+      meta.maxKey = options.bounds.maxKey;
+      return reader;
     }
+    reader.#loadFilterAndIndex();
+    const bounds = reader.#indexBounds();
+    meta.minKey = bounds?.minKey;
+    meta.maxKey = bounds?.maxKey;
     return reader;
   }
 
-  /** Bytes this table keeps in memory outside the cache (filter and index). */
+  /** Bytes this table keeps in memory outside the cache (filter and index; 0 until first used). */
   get residentBytes(): number {
-    return this.#filter.bytes + this.#index.length;
+    return this.#loaded ? this.#filter.bytes + this.#index.length : 0;
   }
 
   /** False when the table certainly holds no version of (nsId, key) (Bloom filter, rule 6). */
   mayContain(nsId: number, key: string): boolean {
+    this.#open();
     return this.#filter.mayContain(nsId, key);
   }
 
@@ -1006,8 +1037,18 @@ export class TableReader {
     this.#file.close();
   }
 
+  /** Every read starts here: refuses a closed table, and reads the filter and index on first use. */
   #open(): void {
     if (this.#closed) throw new TxtDbError("CLOSED", `Table "${this.path}" was closed; open it again to read it`);
+    if (!this.#loaded) {
+      this.#loadFilterAndIndex();
+      const b = this.#indexBounds();
+      const { minKey, maxKey } = this.meta;
+      if (!b || !minKey || !maxKey || b.minKey.nsId !== minKey.nsId || b.minKey.key !== minKey.key || b.maxKey.nsId !== maxKey.nsId || b.maxKey.key !== maxKey.key) {
+        this.#loaded = false;
+        throw corruption(this.path, this.#indexOffset, "the index's first and last keys are not the bounds the manifest records for this table", "index");
+      }
+    }
   }
 
   #indexStart(b: number): number {

@@ -249,3 +249,29 @@ test(`${R} compaction writes its tables without the writer lock: other writers c
   assert.equal((await fresh.check()).ok, true);
   await Promise.all([fresh.close(), db2.close(), other.close(), db.close()]);
 });
+
+test(`${R} opening reads no table: filters and indexes are read on a table's first use and checked against the manifest's key bounds`, async () => {
+  const dir = tempDir("lazy");
+  const db = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+  for (let i = 0; i < 2000; i++) await db.set("ns", ["k", i], "v".repeat(50));
+  await db.compact();
+  await db.close();
+  const again = await open(dir, { readOnly: true });
+  assert.ok(again.stats().tables >= 1);
+  assert.equal(again.stats().tableIndexBytes, 0, "nothing of the tables is read at open");
+  assert.equal(await again.get("ns", ["k", 1999]), "v".repeat(50));
+  assert.ok(again.stats().tableIndexBytes > 0, "the first read loaded the table's filter and index");
+  await again.close();
+  // Bounds in the manifest that do not match the table: the table's first use fails with
+  // CORRUPTION (never a silently skipped table), and check() names the manifest.
+  const { decodeInternal, encodeInternal, frame, parseFrame } = await import("txtdb/internal");
+  const raw = new Uint8Array(fs.readFileSync(`${dir}/MANIFEST`));
+  const m = decodeInternal((parseFrame(raw, 0) as { body: Uint8Array }).body) as { tables: { min: [number, Uint8Array] }[] };
+  m.tables[0]!.min = [m.tables[0]!.min[0], new Uint8Array([2, 0x6b, 0])]; // a smaller key than the table's first
+  fs.writeFileSync(`${dir}/MANIFEST`, frame(encodeInternal(m)));
+  const bad = await open(dir, { readOnly: true });
+  await assert.rejects(bad.get("ns", ["k", 5]), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && /bounds/.test(e.message));
+  const report = await bad.check();
+  assert.ok(report.problems.some((p) => p.file.endsWith("MANIFEST") && /key bounds/.test(p.message)), JSON.stringify(report.problems));
+  await bad.close();
+});

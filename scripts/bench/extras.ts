@@ -90,7 +90,7 @@ for (const keys of [10_000, 100_000, 1_000_000].map((k) => Math.round(k * Math.m
   const path = `${dir}/steady`;
   const db = await open(path, { namespaces: ["b"], durability: "none", segmentBytes: 4 << 20, autoCompactBytes: 16 << 20 });
   const ops = Math.round(1_000_000 * scale);
-  const storeSize = () => fs.readdirSync(path).filter((f) => f.startsWith("seg-") || f.startsWith("ckpt-")).reduce((a, f) => a + fs.statSync(`${path}/${f}`).size, 0);
+  const storeSize = () => fs.readdirSync(path).filter((f) => f.startsWith("seg-") || f.startsWith("ckpt-") || f.startsWith("tbl-")).reduce((a, f) => a + fs.statSync(`${path}/${f}`).size, 0);
   let maxStore = 0;
   const t0 = performance.now();
   for (let i = 0; i < ops; i += 100) {
@@ -103,7 +103,7 @@ for (const keys of [10_000, 100_000, 1_000_000].map((k) => Math.round(k * Math.m
   const afterCompact = storeSize();
   const m = mem();
   out.push(result(`steady updates to 10k keys (${ops.toLocaleString("en-US")} writes)`, "txtdb", "node", ops, ms, undefined,
-    `store ${MiB(beforeCompact)} MiB before compact(), ${MiB(afterCompact)} MiB after (max seen ${MiB(maxStore)} MiB, ${MiB(ops * 80)} MiB written); heap ${MiB(m.heapUsed)} MiB, rss ${MiB(m.rss)} MiB after; versions in memory ${db.stats().versionsHeld}`));
+    `store ${MiB(beforeCompact)} MiB before compact(), ${Math.round(afterCompact / 1024)} KiB after, live data ~${Math.round((10_000 * 80) / 1024)} KiB (max seen ${MiB(maxStore)} MiB, ${MiB(ops * 80)} MiB written); heap ${MiB(m.heapUsed)} MiB, rss ${MiB(m.rss)} MiB after; versions in memory ${db.stats().versionsHeld}`));
   await db.close();
 }
 console.log(JSON.stringify(out));

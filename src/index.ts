@@ -30,8 +30,19 @@ import type { TableEntry } from "./table.ts";
 
 /** Versions of one key, oldest first. */
 export class Chain {
-  readonly tsns: number[] = [];
-  readonly values: (Uint8Array | null)[] = [];
+  readonly tsns: number[];
+  readonly values: (Uint8Array | null)[];
+
+  /**
+   * A chain with its first version. The arrays start as literals of one element: an empty
+   * array's first push reserves 17 slots, ~250 bytes per key for the one version most keys
+   * of the in-memory table ever have (measured: 300k keys of ~100-byte values written in
+   * one process took 843 bytes of heap and external memory per version, now 589).
+   */
+  constructor(tsn: number, value: Uint8Array | null) {
+    this.tsns = [tsn];
+    this.values = [value];
+  }
 
   /** Index of the newest version with TSN ≤ snap, or -1. */
   at(snap: number): number {
@@ -155,10 +166,12 @@ export class Index {
   put(nsId: number, key: string, tsn: number, value: Uint8Array | null): void {
     let space = this.#spaces.get(nsId);
     if (!space) this.#spaces.set(nsId, (space = new Keyspace()));
-    let chain = space.chains.get(key);
+    const chain = space.chains.get(key);
     if (!chain) {
-      space.chains.set(key, (chain = new Chain()));
+      space.chains.set(key, new Chain(tsn, value));
       space.unsorted.push(key);
+      this.versionCount++;
+      return;
     }
     const last = chain.tsns.length - 1;
     if (last >= 0 && chain.tsns[last] === tsn) {

@@ -27,3 +27,6 @@ export * from "./blockcache.ts";
 export * from "./merge.ts";
 export { migrateStore } from "./migrate.ts";
 export type { FormatChange } from "./migrate.ts";
+export { Tail } from "./tail.ts";
+export type { AppendedBatch, TailHooks } from "./tail.ts";
+export { Meters } from "./stats.ts";

@@ -386,7 +386,13 @@ export class Log {
     this.#frontier().write(buf, TAIL_END_AT);
   }
 
-  /** Sets (a pid) or clears (0) the sync-failure mark; the caller holds the frontier lock. */
+  /**
+   * Sets (a pid) or clears (0) the sync-failure mark, durably: the frontier file is synced
+   * with it. A mark lost to a power loss would let the next open publish the failed
+   * batches; a clearing lost to one would make the next open cut commits that resolved
+   * after the repair. (The frontier file is otherwise never synced.) The caller holds the
+   * frontier lock.
+   */
   writeSyncFailure(pid: number): void {
     const buf = new Uint8Array(SYNC_FAILURE_BYTES);
     const view = new DataView(buf.buffer);
@@ -394,7 +400,9 @@ export class Log {
       view.setUint32(0, pid >>> 0, true);
       view.setUint32(4, ~pid >>> 0, true);
     }
-    this.#frontier().write(buf, SYNC_FAILURE_AT);
+    const f = this.#frontier();
+    f.write(buf, SYNC_FAILURE_AT);
+    f.datasync();
   }
 
   /**

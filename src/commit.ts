@@ -301,7 +301,7 @@ export class GroupCommitter {
         // meanwhile, and one sync makes them all durable (rules 2-3 in tail.ts).
         if (appended) {
           try {
-            this.#tail.makeDurable(appended);
+            await this.#tail.makeDurable(appended);
           } catch (e) {
             const err = ioError(e, "Commit");
             results = results.map((r) => (typeof r === "number" ? (err as TxtDbError) : r));

@@ -191,7 +191,7 @@ export class Database implements TxHost {
         state.namespaceOps = missing.map((name) => ({ op: "create", name }));
         const { results: [result], appended } = this.#committer.commitBatchLocked([state]);
         if (result instanceof Error) throw result;
-        if (appended) tail.makeDurable(appended);
+        if (appended) await tail.makeDurable(appended);
       }
     } finally {
       release();

@@ -414,18 +414,21 @@ export class Log {
    */
   withFrontierLocked<T>(fn: () => T): T {
     const f = this.#frontier();
-    if (!f.tryLock(true)) {
-      const t0 = this.platform.monotonicMs();
-      for (let i = 0; !f.tryLock(true); i++) {
-        if ((i & 255) === 255 && this.platform.monotonicMs() - t0 > FRONTIER_LOCK_WAIT_MS_MAX) {
-          throw new TxtDbError("IO", `Cannot lock the frontier of "${this.dir}" after ${FRONTIER_LOCK_WAIT_MS_MAX} ms: another process holds it and does not go on (stopped?); see \`txtdb doctor\``);
-        }
-      }
-    }
+    this.#spinLock(f);
     try {
       return fn();
     } finally {
       f.unlock();
+    }
+  }
+
+  #spinLock(f: FileHandle): void {
+    if (f.tryLock(true)) return;
+    const t0 = this.platform.monotonicMs();
+    for (let i = 1; !f.tryLock(true); i++) {
+      if ((i & 255) === 0 && (this.platform.monotonicMs() - t0 > FRONTIER_LOCK_WAIT_MS_MAX || i > 1 << 24)) {
+        throw new TxtDbError("IO", `Cannot lock "${f.path}" after ${FRONTIER_LOCK_WAIT_MS_MAX} ms: another process holds it and does not go on (stopped?); see \`txtdb doctor\``);
+      }
     }
   }
 
@@ -465,6 +468,15 @@ export class Log {
     }
     this.#segments.set(n, f);
     return f;
+  }
+
+  /**
+   * A second handle of segment `n`, which the caller owns and closes: its own open file
+   * description, so its flock is apart from the usual handle's (tail.ts waits for the sync
+   * lock through it).
+   */
+  openSegmentAgain(n: number): FileHandle {
+    return this.#openStoreFile(this.path(segmentName(n)), { readOnly: this.readOnly });
   }
 
   /** Forgets (closes) the handle of segment `n`, e.g. before deleting it. */

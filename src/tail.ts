@@ -16,9 +16,13 @@
  *    to the batch's end. Then the lock is released: the next process appends behind this
  *    batch while it is not durable yet. The lock never covers an fsync.
  * 3. After the release, the batch is made durable. If the published durable end already
- *    covers it, another process's sync did: nothing to do. Otherwise the process reads the
- *    tail state's end (at or past its own; it came later) and fdatasyncs the active
- *    segment, which makes durable every byte appended before the sync, whoever appended it.
+ *    covers it, another process's sync did: nothing to do. Otherwise the process takes the
+ *    sync lock (the segment's flock; one syncer at a time, since concurrent fdatasyncs of
+ *    one file measured slower here than one after the other), looks again, reads the tail
+ *    state's end (at or past its own: it came later) and fdatasyncs the segment, which
+ *    makes durable every byte appended before the sync, whoever appended it. Waiters for
+ *    the sync lock are woken by the kernel where the port can wait off-thread, and give up
+ *    waiting after SYNC_WAIT_MS_MAX (a stopped syncer stops nobody): they sync unlocked.
  * 4. The frontier only moves forward: it is read, compared and written holding the
  *    frontier file's own flock (never held across an await), and moved to the end read in
  *    3 with its version, never back.
@@ -44,7 +48,7 @@
  *
  * ```
  *   writer lock: catch up ─► validate ─► append ─► tail state end ─► release
- *   then: covered? ─► (read end ─► fdatasync) ─► frontier lock: check, publish max ─► resolve
+ *   then: covered? ─► sync lock: covered? ─► read end ─► fdatasync ─► frontier lock: check, publish max ─► resolve
  * ```
  *
  * "relaxed" and "none": the frontier is published under the writer lock at the batch's
@@ -69,13 +73,20 @@ import { comparePositions, FORMAT_CHECKPOINT, FORMAT_VERSION, Log, sameManifestF
 import type { Frontier, LogPosition, Manifest, TailState } from "./log.ts";
 import { checkFormat, checkManifestFiles } from "./opening.ts";
 import type { Durability } from "./options.ts";
-import type { Platform } from "./port.ts";
+import type { FileHandle, Platform } from "./port.ts";
 import { decodeCommit } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import { CheckpointDamage, readCheckpoint } from "./checkpoint.ts";
 import type { Meters } from "./stats.ts";
 import { armTimer } from "./timers.ts";
 import type { Timer } from "./timers.ts";
+
+/**
+ * Longest a commit waits for another process's sync in flight (which may cover it) before
+ * syncing for itself: a few syncs' time, so a syncer stopped mid-sync delays the others
+ * by this much per commit, and never stops them.
+ */
+const SYNC_WAIT_MS_MAX = 10;
 
 /** How often a read starts again when a compaction switched the manifest under it. */
 export const OPEN_ATTEMPTS_MAX = 20;
@@ -133,6 +144,8 @@ export class Tail {
   /** Per segment read, the version of its last record (compaction folds by it). */
   readonly #segLastTsn = new Map<number, number>();
   #relaxedTimer: Timer | undefined;
+  /** A second handle of the active segment, waiting for the sync lock off-thread (see #syncWaiter). */
+  #syncWait: { seg: number; file: FileHandle; pending: boolean } | undefined;
   #closed = false;
 
   constructor(platform: Platform, path: string, options: { mode: number; readOnly: boolean; durability: Durability; segmentBytes: number; relaxedSyncMs: number; cacheBytes: number }, meters: Meters, hooks: TailHooks) {
@@ -637,10 +650,10 @@ export class Tail {
    * durable and published, or throws IO (the batch never resolves). "relaxed" and "none"
    * published it under the lock already.
    */
-  makeDurable(b: AppendedBatch): void {
+  async makeDurable(b: AppendedBatch): Promise<void> {
     if (this.#durability !== "full") return;
     try {
-      this.#makeDurable(b);
+      await this.#makeDurable(b);
     } catch (e) {
       if (e instanceof TxtDbError && e.details?.durable === false) throw e;
       // Any other failure (a read of the frontier, the sync itself): this batch lies in the
@@ -661,30 +674,127 @@ export class Tail {
     }
   }
 
-  #makeDurable(b: AppendedBatch): void {
-    // Covered already (rule 3)? Read without the frontier lock: the frontier first, then the
-    // epoch and mark. A frontier covering the batch was durable past it when read, and a
-    // repair never cuts durable bytes; a repair before that read shows in the epoch read after.
+  async #makeDurable(b: AppendedBatch): Promise<void> {
+    const file = this.log.segment(b.end.seg);
+    if (!file) throw this.#cutError(b); // a segment is deleted only once folded, so durable
+    // One syncer at a time, by the segment's flock (the sync lock): a process that finds a
+    // sync in flight waits for it, since that sync often covers its batch too (it read the
+    // log end after this append). Where the port can wait on a helper thread, the kernel
+    // wakes it when the syncer releases, through a second handle of the segment kept for
+    // that; otherwise it polls. The wait is bounded: a syncer stopped mid-sync (SIGSTOP, a
+    // debugger) must not stop the others, who sync for themselves after SYNC_WAIT_MS_MAX,
+    // without the lock (it only shares work; publishing is safe without it, rule 4).
+    let holder: FileHandle | undefined;
+    const t0 = this.platform.monotonicMs();
+    for (;;) {
+      if (this.#coveredOrRefused(b)) return this.#settled(b);
+      if (file.tryLock(true)) {
+        holder = file;
+        break;
+      }
+      const left = SYNC_WAIT_MS_MAX - (this.platform.monotonicMs() - t0);
+      if (left <= 0) break;
+      const waiter = this.#syncWaiter(b.end.seg);
+      if (waiter) {
+        if (await this.#waitInKernel(waiter, left)) {
+          holder = waiter;
+          break;
+        }
+      } else {
+        await this.platform.sleep(0);
+      }
+    }
+    try {
+      if (this.#coveredOrRefused(b)) return this.#settled(b);
+      // The tail state's end is at or past this batch's (appended later, same epoch): the
+      // sync covers it too, so it is what gets published.
+      const st = this.log.readTailState();
+      const later = st.epoch === b.epoch && comparePositions(st.end, b.end) > 0;
+      const target = later ? st.end : b.end;
+      const targetTsn = later ? st.endTsn : b.tsn;
+      this.#syncSegment(target.seg); // an earlier segment of the batch was synced when sealed
+      this.log.withFrontierLocked(() => {
+        const now = this.log.readTailState();
+        if (now.epoch !== b.epoch) throw this.#cutError(b);
+        const fr = this.log.readFrontier();
+        if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return; // rule 7
+        if (now.failedPid !== 0) throw this.#syncFailedError(now.failedPid);
+        this.#publishInLock(target, targetTsn, target);
+      });
+    } finally {
+      holder?.unlock();
+    }
+    this.#settled(b);
+  }
+
+  /**
+   * True if the published durable end covers the batch (rule 3); throws if it can never
+   * resolve (rule 6). Read without the frontier lock: the frontier first, then the epoch
+   * and mark. A frontier covering the batch was durable past it when read, and a repair
+   * never cuts durable bytes; a repair before that read shows in the epoch read after it.
+   */
+  #coveredOrRefused(b: AppendedBatch): boolean {
     const fr = this.log.readFrontier();
     const st = this.log.readTailState();
     if (st.epoch !== b.epoch) throw this.#cutError(b);
-    if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return this.#settled(b);
+    if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return true;
     if (st.failedPid !== 0) throw this.#syncFailedError(st.failedPid);
-    // The tail state's end is at or past this batch's (appended later, same epoch): the sync
-    // covers it too, so it is what gets published.
-    const later = comparePositions(st.end, b.end) > 0;
-    const target = later ? st.end : b.end;
-    const targetTsn = later ? st.endTsn : b.tsn;
-    this.#syncSegment(target.seg); // an earlier segment of the batch was synced when sealed
-    this.log.withFrontierLocked(() => {
-      const now = this.log.readTailState();
-      if (now.epoch !== b.epoch) throw this.#cutError(b);
-      const fr = this.log.readFrontier();
-      if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return; // rule 7
-      if (now.failedPid !== 0) throw this.#syncFailedError(now.failedPid);
-      this.#publishInLock(target, targetTsn, target);
+    return false;
+  }
+
+  /**
+   * The second handle of segment `seg` that waits for the sync lock on a helper thread,
+   * or undefined where the port cannot wait so, or while an abandoned wait is pending.
+   */
+  #syncWaiter(seg: number): FileHandle | undefined {
+    if (this.#syncWait && this.#syncWait.seg !== seg && !this.#syncWait.pending) {
+      this.#syncWait.file.close();
+      this.#syncWait = undefined;
+    }
+    if (!this.#syncWait) {
+      const probe = this.log.segment(seg);
+      if (!probe?.lockAsync) return undefined;
+      this.#syncWait = { seg, file: this.log.openSegmentAgain(seg), pending: false };
+    }
+    return this.#syncWait.seg === seg && !this.#syncWait.pending ? this.#syncWait.file : undefined;
+  }
+
+  /** Waits up to `ms` for `waiter`'s lock; false if not granted by then (released when it comes). */
+  #waitInKernel(waiter: FileHandle, ms: number): Promise<boolean> {
+    const state = this.#syncWait!;
+    state.pending = true;
+    return new Promise<boolean>((resolve) => {
+      let done = false;
+      const timer = armTimer(Math.max(1, Math.ceil(ms)), () => {
+        if (done) return;
+        done = true;
+        resolve(false);
+      });
+      waiter.lockAsync!(true).then(
+        () => {
+          state.pending = false;
+          if (!done && !this.#closed) {
+            done = true;
+            timer.cancel();
+            resolve(true);
+            return;
+          }
+          try {
+            waiter.unlock(); // granted after its wait was given up: nobody wants it
+          } catch {
+            // closed meanwhile
+          }
+          if (this.#syncWait !== state) waiter.close();
+        },
+        () => {
+          state.pending = false;
+          if (done) return;
+          done = true;
+          timer.cancel();
+          resolve(false);
+        },
+      );
     });
-    this.#settled(b);
   }
 
   #settled(b: AppendedBatch): void {
@@ -759,6 +869,8 @@ export class Tail {
    * database object: every later call fails with CLOSED before it could look at the index.
    */
   close(): void {
+    if (this.#syncWait && !this.#syncWait.pending) this.#syncWait.file.close();
+    this.#syncWait = undefined; // a pending wait closes its handle when it ends
     this.log.close();
     this.levels.close();
     this.index = this.#newIndex();

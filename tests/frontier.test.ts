@@ -74,13 +74,28 @@ test("[sim] rule 3: one sync makes several processes' batches durable; a covered
   const [a, b, c] = [proc(world), proc(world), proc(world)];
   const batches = [append(a, "a", 1), append(b, "b", 2), append(c, "c", 3)];
   const syncs0 = world.counters.syncs;
-  a.tail.makeDurable(batches[0]!); // reads the log end (c's) before syncing: publishes all three
+  await a.tail.makeDurable(batches[0]!); // reads the log end (c's) before syncing: publishes all three
   assert.equal(world.counters.syncs - syncs0, 1, "one sync");
   assert.deepEqual(durableEnd(a), batches[2]!.end, "the durable end is the last batch's");
-  b.tail.makeDurable(batches[1]!);
-  c.tail.makeDurable(batches[2]!);
+  await b.tail.makeDurable(batches[1]!);
+  await c.tail.makeDurable(batches[2]!);
   assert.equal(world.counters.syncs - syncs0, 1, "b and c were covered: no sync of their own");
   assert.equal(b.meters.counters.fsyncs + c.meters.counters.fsyncs, 0);
+});
+
+test("[sim] rule 3: a process whose sync is held up by a stopped syncer (it holds the sync lock) syncs for itself, and resolves", async () => {
+  const world = new SimWorld(9);
+  await store(world);
+  const a = proc(world);
+  const ba = append(a, "a", 1);
+  // Another process took the sync lock (the segment's flock) and stopped there.
+  const stopped = world.process().open(`/db/seg-${String(ba.end.seg).padStart(10, "0")}.log`);
+  assert.ok(stopped.tryLock(true));
+  const syncs0 = world.counters.syncs;
+  await a.tail.makeDurable(ba);
+  assert.equal(world.counters.syncs - syncs0, 1, "a synced for itself");
+  assert.deepEqual(durableEnd(a), ba.end);
+  stopped.close();
 });
 
 test("[sim] rule 4: the frontier only moves forward, whatever order the syncs publish in", async () => {
@@ -89,9 +104,9 @@ test("[sim] rule 4: the frontier only moves forward, whatever order the syncs pu
   const [a, b] = [proc(world), proc(world)];
   const ba = append(a, "a", 1);
   const bb = append(b, "b", 2);
-  b.tail.makeDurable(bb);
+  await b.tail.makeDurable(bb);
   const after = a.tail.log.readFrontier()!;
-  a.tail.makeDurable(ba); // covered: must not write its smaller end
+  await a.tail.makeDurable(ba); // covered: must not write its smaller end
   assert.deepEqual(a.tail.log.readFrontier(), after, "a's later settle left the frontier where b put it");
   assert.equal(after.tsn, bb.tsn);
 });
@@ -106,7 +121,7 @@ test("[sim] rule 5: readers never see a batch before a sync covered it", async (
   reader.tail.refresh();
   assert.equal(reader.tail.visibleTsn, before, "an unsynced batch is not visible to another process");
   assert.equal(a.tail.visibleTsn, before, "nor to its own process's reads");
-  a.tail.makeDurable(ba);
+  await a.tail.makeDurable(ba);
   reader.tail.refresh();
   assert.equal(reader.tail.visibleTsn, ba.tsn);
 });
@@ -118,9 +133,9 @@ test("[sim] rules 6-7: a failed sync marks the store; a later sync that succeeds
   const ba = append(a, "a", 1);
   const bb = append(b, "b", 2);
   a.failSyncs = true;
-  assert.throws(() => a.tail.makeDurable(ba), isIO, "a's failed sync fails its commit");
+  await assert.rejects(a.tail.makeDurable(ba), isIO, "a's failed sync fails its commit");
   assert.ok(a.tail.log.readTailState().failedPid !== 0, "the failure is marked");
-  assert.throws(() => b.tail.makeDurable(bb), isIO, "b's own sync succeeds, but it may not trust it: it must not resolve");
+  await assert.rejects(b.tail.makeDurable(bb), isIO, "b's own sync succeeds, but it may not trust it: it must not resolve");
   assert.ok(comparePos(durableEnd(b), ba.end) < 0, "nothing past the failed batch was published");
   assert.throws(() => append(c, "c", 3), isIO, "a third process refuses to append");
 });
@@ -131,9 +146,9 @@ test("[sim] rule 7: a failed sync whose batch another process's successful sync 
   const [a, b] = [proc(world), proc(world)];
   const ba = append(a, "a", 1);
   const bb = append(b, "b", 2);
-  b.tail.makeDurable(bb);
+  await b.tail.makeDurable(bb);
   a.failSyncs = true;
-  a.tail.makeDurable(ba); // covered already: no sync is even tried
+  await a.tail.makeDurable(ba); // covered already: no sync is even tried
   assert.equal(a.tail.log.readTailState().failedPid, 0, "no failure marked");
   assert.equal(a.tail.visibleTsn, ba.tsn);
 });
@@ -143,11 +158,11 @@ test("[sim] rule 8: a writable open cuts what lies past the durable end, bumps t
   await store(world);
   const [a, b] = [proc(world), proc(world)];
   const ok = append(a, "ok", 1);
-  a.tail.makeDurable(ok);
+  await a.tail.makeDurable(ok);
   const ba = append(a, "a", 2);
   const bb = append(b, "b", 3); // b's index holds a's unsynced record too
   a.failSyncs = true;
-  assert.throws(() => a.tail.makeDurable(ba), isIO);
+  await assert.rejects(a.tail.makeDurable(ba), isIO);
   const epoch = a.tail.log.readTailState().epoch;
   // The verifying open.
   const db = await open("/db", { adapter: world.process() });
@@ -155,12 +170,12 @@ test("[sim] rule 8: a writable open cuts what lies past the durable end, bumps t
   assert.equal(st.failedPid, 0, "the mark is cleared");
   assert.equal(st.epoch, epoch + 1, "the epoch moved");
   assert.deepEqual(durableEnd(a), ok.end, "the log was cut back to the durable end");
-  assert.throws(() => b.tail.makeDurable(bb), isIO, "b's batch was cut: it never resolves");
+  await assert.rejects(b.tail.makeDurable(bb), isIO, "b's batch was cut: it never resolves");
   // New history goes on from the cut; b's catch-up rebuilds its view from the log.
   await db.set("ns", "x", 1);
   await db.close();
   const c = append(b, "c", 4);
-  b.tail.makeDurable(c);
+  await b.tail.makeDurable(c);
   assert.equal(b.tail.index.lastTsn, c.tsn, "b's index holds the new history, not the cut records");
   assert.equal(c.tsn, ok.tsn + 2, "versions go on after the durable end: x, then c");
 });
@@ -170,14 +185,14 @@ test("[sim] rule 9: a batch whose append fails is taken off the log and the log 
   await store(world);
   const [a, b] = [proc(world), proc(world)];
   const ok = append(a, "ok", 1);
-  a.tail.makeDurable(ok);
+  await a.tail.makeDurable(ok);
   const before = a.tail.log.readTailState();
   a.failFrontierWriteOf = 40; // the log end record, written after the batch's bytes
   assert.throws(() => append(a, "bad", 2), (e: unknown) => e instanceof PortError);
   assert.deepEqual(a.tail.log.readTailState().end, before.end, "the log end went back");
   const c = append(b, "c", 3);
   assert.equal(c.tsn, ok.tsn + 1, "the failed batch's bytes were cut: b appended right after ok");
-  b.tail.makeDurable(c);
+  await b.tail.makeDurable(c);
 });
 
 function comparePos(x: LogPosition, y: LogPosition): number {

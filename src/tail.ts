@@ -555,8 +555,9 @@ export class Tail {
     this.log.withFrontierLocked(() => this.#publishInLock(pos, tsn, durable, reset));
   }
 
-  #publishInLock(pos: LogPosition, tsn: number, durable: LogPosition, reset = false): void {
-    const now = reset ? undefined : this.log.readFrontier();
+  /** The body of {@link #publishMax}; `current` is the frontier the caller just read in the lock, if it did. */
+  #publishInLock(pos: LogPosition, tsn: number, durable: LogPosition, reset = false, current?: Readonly<Frontier> | null): void {
+    const now = reset ? undefined : current === undefined ? this.log.readFrontier() : current ?? undefined;
     const fr: Frontier = { tsn, seg: pos.seg, off: pos.off, durableSeg: durable.seg, durableOff: durable.off };
     if (now) {
       if (comparePositions({ seg: now.seg, off: now.off }, pos) >= 0) {
@@ -685,13 +686,17 @@ export class Tail {
     // debugger) must not stop the others, who sync for themselves after SYNC_WAIT_MS_MAX,
     // without the lock (it only shares work; publishing is safe without it, rule 4).
     let holder: FileHandle | undefined;
+    let st: TailState | undefined;
+    let waited = false;
     const t0 = this.platform.monotonicMs();
     for (;;) {
-      if (this.#coveredOrRefused(b)) return this.#settled(b);
+      st = this.#coveredOrRefused(b);
+      if (!st) return this.#settled(b);
       if (file.tryLock(true)) {
         holder = file;
         break;
       }
+      waited = true;
       const left = SYNC_WAIT_MS_MAX - (this.platform.monotonicMs() - t0);
       if (left <= 0) break;
       const waiter = this.#syncWaiter(b.end.seg);
@@ -705,10 +710,13 @@ export class Tail {
       }
     }
     try {
-      if (this.#coveredOrRefused(b)) return this.#settled(b);
+      if (waited) {
+        // Another process synced meanwhile: look again (it may have covered this batch).
+        st = this.#coveredOrRefused(b);
+        if (!st) return this.#settled(b);
+      }
       // The tail state's end is at or past this batch's (appended later, same epoch): the
       // sync covers it too, so it is what gets published.
-      const st = this.log.readTailState();
       const later = st.epoch === b.epoch && comparePositions(st.end, b.end) > 0;
       const target = later ? st.end : b.end;
       const targetTsn = later ? st.endTsn : b.tsn;
@@ -719,7 +727,7 @@ export class Tail {
         const fr = this.log.readFrontier();
         if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return; // rule 7
         if (now.failedPid !== 0) throw this.#syncFailedError(now.failedPid);
-        this.#publishInLock(target, targetTsn, target);
+        this.#publishInLock(target, targetTsn, target, false, fr);
       });
     } finally {
       holder?.unlock();
@@ -728,18 +736,18 @@ export class Tail {
   }
 
   /**
-   * True if the published durable end covers the batch (rule 3); throws if it can never
-   * resolve (rule 6). Read without the frontier lock: the frontier first, then the epoch
+   * Undefined if the published durable end covers the batch (rule 3), else the tail state
+   * read; throws if the batch can never resolve (rule 6). Read without the frontier lock: the frontier first, then the epoch
    * and mark. A frontier covering the batch was durable past it when read, and a repair
    * never cuts durable bytes; a repair before that read shows in the epoch read after it.
    */
-  #coveredOrRefused(b: AppendedBatch): boolean {
+  #coveredOrRefused(b: AppendedBatch): TailState | undefined {
     const fr = this.log.readFrontier();
     const st = this.log.readTailState();
     if (st.epoch !== b.epoch) throw this.#cutError(b);
-    if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return true;
+    if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return undefined;
     if (st.failedPid !== 0) throw this.#syncFailedError(st.failedPid);
-    return false;
+    return st;
   }
 
   /**

@@ -485,6 +485,9 @@ export class Tail {
       const pastDurable = !fr || comparePositions(end.problem.at, { seg: fr.durableSeg, off: fr.durableOff }) >= 0;
       if (!pastDurable || this.log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
       this.log.truncateAt(end.problem.at);
+      // Torn at the very start of a later segment: the scan read the earlier one to its end
+      // (that is how it got there), so the log goes on at the start of the emptied segment.
+      if (end.problem.at.off === 0 && end.problem.at.seg > this.#readPos.seg) this.#readPos = end.problem.at;
     } else if (fr) {
       this.#adoptSealedStart(end.end, { seg: fr.seg, off: fr.off });
     }

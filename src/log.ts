@@ -6,18 +6,20 @@
  * ```
  * MANIFEST               frame(CBOR {format, createdAtMs}); replaced atomically
  * seg-0000000001.log     append-only frames; a new segment starts past `segmentBytes`
- * frontier               36 bytes: what readers may see, and what is known durable
+ * frontier               36 bytes: what readers may see, and what is known durable; then
+ *                        the tail state (the log's end, a repair epoch, a sync-failure mark)
  * writer.lock            flock: held exclusively by the one process appending
  * leases/                one locked file per live process (liveness, pins)
  * ```
  *
- * The frontier is how a commit becomes visible to other processes: the writer appends,
- * syncs per the durability mode, and only then overwrites the frontier. Readers never
- * read past it, so they never see a commit that is not yet durable. It also records the
- * durable end. Recovery treats a bad frame as a torn tail (cut it off) only if it lies
- * past that durable end and no whole frame follows it; otherwise it is CORRUPTION, and
- * nothing is cut. The frontier itself is never fsynced (it is rebuilt from the log after
- * a power loss), so a frontier torn by a power loss only loses the first test.
+ * The frontier is how a commit becomes visible to other processes: the writer appends, a
+ * sync covers the batch (durability "full"), and only then does the frontier move past it.
+ * Readers never read past it, so they never see a commit that is not yet durable. It also
+ * records the durable end. Recovery treats a bad frame as a torn tail (cut it off) only if
+ * it lies past that durable end and no whole frame follows it; otherwise it is CORRUPTION,
+ * and nothing is cut. The frontier file is synced only with a sync-failure mark (it is
+ * rebuilt from the log after a power loss), so a frontier torn by a power loss only loses
+ * the first test.
  *
  * The durability order of one group commit (append, fdatasync, frontier, release the
  * lock, resolve) is written as numbered rules above the code that carries it out, in

@@ -18,7 +18,9 @@ await Promise.all(Array.from({ length: inFlight }, async () => {
     const s = performance.now();
     if (mode === "w3") {
       const k = Math.floor(Math.random() * keys);
-      await db.transaction(() => db.put(k, (db.get(k) ?? 0) + 1));
+      await db.transaction(() => {
+        db.put(k, (db.get(k) ?? 0) + 1);
+      });
     } else {
       const from = Math.floor(Math.random() * 100);
       const to = (from + 1 + Math.floor(Math.random() * 99)) % 100;

@@ -228,6 +228,14 @@ class DenoFile implements FileHandle {
     }
   }
 
+  async lockAsync(exclusive: boolean): Promise<void> {
+    try {
+      await this.#file.lock(exclusive); // Deno waits on its blocking-task thread
+    } catch (e) {
+      throw portError(e, "flock", this.path);
+    }
+  }
+
   unlock(): void {
     try {
       this.#file.unlockSync();

@@ -67,6 +67,7 @@ function wrapHandle(h: FileHandle, hook: FaultHook): FileHandle {
       h.datasync();
     },
     tryLock: (exclusive) => h.tryLock(exclusive),
+    ...(h.lockAsync ? { lockAsync: (exclusive: boolean) => h.lockAsync!(exclusive) } : {}),
     unlock: () => h.unlock(),
     close: () => h.close(),
   };

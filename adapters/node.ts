@@ -18,13 +18,22 @@ import type { Platform } from "../src/port.ts";
 
 const libcName = process.platform === "darwin" ? "libc.dylib" : "libc.so.6";
 const libc = koffi.load(libcName);
-const flockNative = libc.func("int flock(int fd, int operation)") as (fd: number, op: number) => number;
+const flockFn = libc.func("int flock(int fd, int operation)");
+const flockNative = flockFn as unknown as (fd: number, op: number) => number;
+/** EIO for a failed flock on the helper thread: errno lives in that thread, out of reach. */
+const FLOCK_ASYNC_FAILED = 5;
 
 /** The Platform for Node.js. */
 export const nodePlatform: Platform = makeNodeFsPlatform(
   "node",
   (fd, op) => (flockNative(fd, op) === 0 ? 0 : koffi.errno()),
   process.pid,
+  // A waiting flock on libuv's thread pool: the writer lock's waiters are woken by the
+  // kernel when it is released, instead of polling for it (lock.ts).
+  (fd, op) =>
+    new Promise((resolve, reject) => {
+      flockFn.async(fd, op, (err: unknown, res: number) => (err ? reject(err) : resolve(res === 0 ? 0 : FLOCK_ASYNC_FAILED)));
+    }),
 );
 
 export default nodePlatform;

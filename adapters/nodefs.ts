@@ -13,6 +13,9 @@ import type { FileHandle, FileInfo, OpenOptions, Platform, RuntimeName, WatchHan
 /** flock(2) on a file descriptor: returns 0, or the errno on failure. */
 export type FlockCall = (fd: number, operation: number) => number;
 
+/** flock(2) on a helper thread (blocking there): resolves with 0, or the errno. */
+export type FlockAsyncCall = (fd: number, operation: number) => Promise<number>;
+
 /** flock(2) operations (Linux and macOS agree on these values). */
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
@@ -62,11 +65,22 @@ class NodeFsFile implements FileHandle {
   readonly #fd: number;
   readonly #flock: FlockCall;
   #closed = false;
+  /** Set where the runtime can call flock off the event loop's thread (Node, via koffi). */
+  lockAsync?: (exclusive: boolean) => Promise<void>;
 
-  constructor(path: string, fd: number, flock: FlockCall) {
+  constructor(path: string, fd: number, flock: FlockCall, flockAsync?: FlockAsyncCall) {
     this.path = path;
     this.#fd = fd;
     this.#flock = flock;
+    if (flockAsync) {
+      this.lockAsync = async (exclusive) => {
+        for (;;) {
+          const err = await flockAsync(this.#fd, exclusive ? LOCK_EX : LOCK_SH);
+          if (err === 0) return;
+          if (err !== EINTR) throw new PortError(`errno ${err}`, "flock", this.path);
+        }
+      };
+    }
   }
 
   read(buf: Uint8Array, position: number): number {
@@ -164,7 +178,7 @@ class NodeFsFile implements FileHandle {
 }
 
 /** Builds a Platform on node:fs with the given flock call. */
-export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: number): Platform {
+export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: number, flockAsync?: FlockAsyncCall): Platform {
   const platform: Platform = {
     runtime,
     pid,
@@ -196,7 +210,7 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
         fs.closeSync(fd);
         throw new PortError(ENOTREG, "open", path, undefined, `${kindOf(s)}, not a regular file`);
       }
-      return new NodeFsFile(path, fd, flock);
+      return new NodeFsFile(path, fd, flock, flockAsync);
     },
     stat(path: string): FileInfo | undefined {
       try {

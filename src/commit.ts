@@ -34,7 +34,7 @@ import { encodeCommit, frame } from "./record.ts";
 import type { FileLock } from "./lock.ts";
 import type { Platform } from "./port.ts";
 import type { Meters } from "./stats.ts";
-import type { Tail } from "./tail.ts";
+import type { AppendedBatch, Tail } from "./tail.ts";
 import { ioError } from "./files.ts";
 import { stampHolder } from "./holder.ts";
 
@@ -286,15 +286,26 @@ export class GroupCommitter {
           continue;
         }
         let results: (number | TxtDbError)[];
+        let appended: AppendedBatch | undefined;
         try {
           stampHolder(this.#lock, this.#platform);
-          results = this.commitBatchLocked(batch.map((p) => p.state));
+          ({ results, appended } = this.commitBatchLocked(batch.map((p) => p.state)));
         } catch (e) {
           const err = ioError(e, "Commit");
           for (const p of batch) p.reject(err);
           continue;
         } finally {
           release();
+        }
+        // The lock is released before the sync: other processes append behind this batch
+        // meanwhile, and one sync makes them all durable (rules 2-3 in tail.ts).
+        if (appended) {
+          try {
+            await this.#tail.makeDurable(appended);
+          } catch (e) {
+            const err = ioError(e, "Commit");
+            results = results.map((r) => (typeof r === "number" ? (err as TxtDbError) : r));
+          }
         }
         batch.forEach((p, i) => {
           const r = results[i]!;
@@ -308,8 +319,12 @@ export class GroupCommitter {
     }
   }
 
-  /** Validates, writes and publishes a batch; the writer lock is held. All synchronous. */
-  commitBatchLocked(states: TxState[]): (number | TxtDbError)[] {
+  /**
+   * Validates and appends a batch; the writer lock is held. All synchronous. The batch
+   * resolves only after {@link Tail.makeDurable}(`appended`), which the caller runs once
+   * the lock is released (or holding it, where nothing else is waiting).
+   */
+  commitBatchLocked(states: TxState[]): { results: (number | TxtDbError)[]; appended: AppendedBatch | undefined } {
     const tail = this.#tail;
     const counters = this.#meters.counters;
     tail.catchUpLocked();
@@ -342,7 +357,7 @@ export class GroupCommitter {
       bytes += f.length;
       results.push(record.tsn);
     }
-    if (frames.length === 0) return results;
+    if (frames.length === 0) return { results, appended: undefined };
     const data = new Uint8Array(bytes);
     let o = 0;
     for (const f of frames) {
@@ -351,9 +366,9 @@ export class GroupCommitter {
     }
     assert(o === data.length, "the batch's frames fill its buffer");
     const startSeg = tail.readPos.seg;
-    let seg: number;
+    let appended: AppendedBatch;
     try {
-      seg = tail.appendLocked(data);
+      appended = tail.appendLocked(data);
     } catch (e) {
       // Nothing of this batch may become visible: take it back off the index (the tail
       // took it off the file).
@@ -365,7 +380,7 @@ export class GroupCommitter {
     counters.batchSizeMax = Math.max(counters.batchSizeMax, frames.length);
     this.#meters.batchSizes.record(frames.length);
     for (const a of applied) counters.keysWritten += a.record.writes.length;
-    this.#hooks.afterBatch(seg, seg !== startSeg);
-    return results;
+    this.#hooks.afterBatch(appended.seg, appended.seg !== startSeg);
+    return { results, appended };
   }
 }

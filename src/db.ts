@@ -139,7 +139,7 @@ export class Database implements TxHost {
       log: tail.log,
       logStart: () => ({ seg: tail.firstSegment, off: 0 }),
       checkpointTsn: () => tail.manifest.checkpointTsn ?? 0,
-      head: () => ({ pos: tail.readPos, tsn: tail.visibleTsn }),
+      head: () => ({ pos: tail.visiblePos, tsn: tail.visibleTsn }),
       watchDir: (onChange) => platform.watchDir(this.path, onChange),
       pollMs: o.watchPollMs,
       bufferMax: o.watchBufferMax,
@@ -184,13 +184,14 @@ export class Database implements TxHost {
       tail.loadManifest(manifest);
       this.#compactor.removeLeftoversLocked();
       this.#pins.startLease();
-      tail.catchUpLocked();
+      tail.catchUpLocked(true);
       const missing = namespaces.filter((n, i) => namespaces.indexOf(n) === i && this.index.resolve(n, this.index.lastTsn) === undefined);
       if (missing.length > 0) {
         const state = newTxState(tail.visibleTsn, "serializable", true);
         state.namespaceOps = missing.map((name) => ({ op: "create", name }));
-        const [result] = this.#committer.commitBatchLocked([state]);
+        const { results: [result], appended } = this.#committer.commitBatchLocked([state]);
         if (result instanceof Error) throw result;
+        if (appended) await tail.makeDurable(appended);
       }
     } finally {
       release();

@@ -8,7 +8,8 @@
  * seg-0000000001.log     append-only frames; a new segment starts past `segmentBytes`
  * ckpt-<16 digits>-<n>.dat   format 1: a compaction's checkpoint (`.tmp` while it is written)
  * tbl-<16 digits>.sst    format 2: a sorted table (table.ts; `.tmp` while it is written)
- * frontier               36 bytes: what readers may see, and what is known durable
+ * frontier               36 bytes: what readers may see, and what is known durable; then
+ *                        the tail state (the log's end, a repair epoch, a sync-failure mark)
  * writer.lock            flock: held exclusively by the one process appending
  * leases/                one locked file per live process (liveness, pins)
  * ```

@@ -28,3 +28,6 @@ export * from "./merge.ts";
 export { migrateStore } from "./migrate.ts";
 export type { FormatChange } from "./migrate.ts";
 export { xxhash32 } from "./xxhash32.ts";
+export { Tail } from "./tail.ts";
+export type { AppendedBatch, TailHooks } from "./tail.ts";
+export { Meters } from "./stats.ts";

@@ -273,7 +273,8 @@ export class FileLock {
       }
       if (this.#closed) return;
       if (!this.#tryKernelLock(head.exclusive)) {
-        this.#startPolling();
+        if (this.#handle?.lockAsync) this.#startKernelWait(this.#handle, head.exclusive);
+        else this.#startPolling();
         return;
       }
       this.#queue.shift();
@@ -281,6 +282,54 @@ export class FileLock {
       this.#exclusiveHeld = head.exclusive;
       this.#grant(head);
     }
+  }
+
+  /**
+   * Waits for the kernel lock on a helper thread (the port's lockAsync): the kernel wakes
+   * this process the moment the holder releases, where polling would find out up to a few
+   * milliseconds later, with the lock idle meanwhile. One wait at a time per lock; a wait
+   * cannot be cancelled, so a grant nobody wants any more (the waiter timed out, or the
+   * head of the queue now wants another mode) is released at once and the queue pumped.
+   */
+  #startKernelWait(handle: FileHandle, exclusive: boolean): void {
+    if (this.#polling) return;
+    this.#polling = true;
+    handle.lockAsync!(exclusive).then(
+      () => {
+        this.#polling = false;
+        const head = this.#queue[0];
+        const usable = !this.#closed && this.#handle === handle && this.#holders === 0 && head !== undefined && head.exclusive === exclusive;
+        if (usable && this.#handleIsAtPath(handle)) {
+          this.#queue.shift();
+          this.#holders = 1;
+          this.#exclusiveHeld = exclusive;
+          this.#grant(head);
+        } else {
+          try {
+            if (this.#handle === handle && this.#holders === 0) handle.unlock();
+            if (this.#closed && this.#handle === handle && this.#holders === 0) {
+              handle.close();
+              this.#handle = undefined;
+            }
+          } catch {
+            // closed meanwhile: the kernel dropped the lock with the file
+          }
+          if (this.#handle === handle && usable) {
+            handle.close(); // the lock file was replaced: #tryKernelLock reopens the path
+            this.#handle = undefined;
+          }
+        }
+        try {
+          this.#pump();
+        } catch (e) {
+          this.#abandonAll(e);
+        }
+      },
+      (e) => {
+        this.#polling = false;
+        this.#abandonAll(e);
+      },
+    );
   }
 
   #startPolling(): void {

@@ -6,18 +6,20 @@
  * ```
  * MANIFEST               frame(CBOR {format, createdAtMs}); replaced atomically
  * seg-0000000001.log     append-only frames; a new segment starts past `segmentBytes`
- * frontier               36 bytes: what readers may see, and what is known durable
+ * frontier               36 bytes: what readers may see, and what is known durable; then
+ *                        the tail state (the log's end, a repair epoch, a sync-failure mark)
  * writer.lock            flock: held exclusively by the one process appending
  * leases/                one locked file per live process (liveness, pins)
  * ```
  *
- * The frontier is how a commit becomes visible to other processes: the writer appends,
- * syncs per the durability mode, and only then overwrites the frontier. Readers never
- * read past it, so they never see a commit that is not yet durable. It also records the
- * durable end. Recovery treats a bad frame as a torn tail (cut it off) only if it lies
- * past that durable end and no whole frame follows it; otherwise it is CORRUPTION, and
- * nothing is cut. The frontier itself is never fsynced (it is rebuilt from the log after
- * a power loss), so a frontier torn by a power loss only loses the first test.
+ * The frontier is how a commit becomes visible to other processes: the writer appends, a
+ * sync covers the batch (durability "full"), and only then does the frontier move past it.
+ * Readers never read past it, so they never see a commit that is not yet durable. It also
+ * records the durable end. Recovery treats a bad frame as a torn tail (cut it off) only if
+ * it lies past that durable end and no whole frame follows it; otherwise it is CORRUPTION,
+ * and nothing is cut. The frontier file is synced only with a sync-failure mark (it is
+ * rebuilt from the log after a power loss), so a frontier torn by a power loss only loses
+ * the first test.
  *
  * The durability order of one group commit (append, fdatasync, frontier, release the
  * lock, resolve) is written as numbered rules above the code that carries it out, in
@@ -57,6 +59,21 @@ export interface Frontier {
   off: number;
   durableSeg: number;
   durableOff: number;
+}
+
+/**
+ * The shared state of the log's end, kept in the frontier file after the frontier itself
+ * (readers' probe never reads it). See the rules at the top of tail.ts.
+ */
+export interface TailState {
+  /** The end of the log as the last append (or catch-up) under the writer lock left it. */
+  end: LogPosition;
+  /** The version of the last record before `end`. */
+  endTsn: number;
+  /** Bumped each time a repair cut records past the durable end (rule 8 in tail.ts). */
+  epoch: number;
+  /** Set when a sync failed short of a batch's end: the pid that saw it (rule 7), or 0. */
+  failedPid: number;
 }
 
 /** Where a scan stopped, and why if it did not reach its target. */
@@ -122,6 +139,20 @@ function tableNames(m: Manifest): string {
 export const LEVELS_MAX = 8;
 
 const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
+/**
+ * The tail state's place in the frontier file, past the 36 bytes readers probe. The end
+ * record (40 bytes at 64: endTsn f64, seg u32, off f64, epoch u32, 12 zero bytes, crc32c
+ * u32 of the first 36) is written only under the writer lock; the failure mark (8 bytes at
+ * 104: pid u32, its complement u32) by whoever saw a sync fail, holding the frontier lock.
+ * Disjoint bytes, so neither write undoes the other. All zeros (a store made before they
+ * existed, or a frontier file someone cut) reads as: end unknown, epoch 0, no failure.
+ */
+const TAIL_END_AT = 64;
+const TAIL_END_BYTES = 40;
+const SYNC_FAILURE_AT = TAIL_END_AT + TAIL_END_BYTES;
+const SYNC_FAILURE_BYTES = 8;
+/** How long a publish may wait for another process's frontier critical section (a few syscalls). */
+const FRONTIER_LOCK_WAIT_MS_MAX = 2000;
 /** Reads start small (the common catch-up finds nothing new) and double up to this. */
 const READ_CHUNK_FIRST_BYTES = 4096;
 const READ_CHUNK_MAX_BYTES = 4 << 20;
@@ -154,6 +185,7 @@ export class Log {
   readonly #frontierBuf = new Uint8Array(FRONTIER_BYTES);
   readonly #frontierView = new DataView(this.#frontierBuf.buffer);
   readonly #frontierWords = new Uint32Array(this.#frontierBuf.buffer);
+  readonly #tailBuf = new Uint8Array(TAIL_END_BYTES + SYNC_FAILURE_BYTES);
   /** Per segment handle, the bytes known to be allocated (see preallocate). */
   readonly #allocated = new WeakMap<FileHandle, number>();
   /** The last frontier that passed its checksum, and its words (see readFrontier). */
@@ -326,6 +358,91 @@ export class Log {
     return undefined;
   }
 
+  /**
+   * Reads the tail state (see {@link TailState}) in one pread. A torn end record is a
+   * concurrent write under the writer lock: read again; one that stays bad reads as
+   * unknown. Any non-zero failure mark counts, even a torn one: it errs on the safe side.
+   */
+  readTailState(): TailState {
+    const f = this.#frontier();
+    const buf = this.#tailBuf;
+    const view = new DataView(buf.buffer);
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const got = f.read(buf, TAIL_END_AT);
+      if (got < TAIL_END_BYTES) break;
+      const markPid = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(TAIL_END_BYTES, true) : 0;
+      const markCheck = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(TAIL_END_BYTES + 4, true) : 0;
+      const failedPid = markPid === 0 && markCheck === 0 ? 0 : (markCheck === (~markPid >>> 0) ? markPid : 0xffffffff);
+      if (buf.subarray(0, TAIL_END_BYTES).every((b) => b === 0)) return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid };
+      if (view.getUint32(36, true) !== crc32c(buf.subarray(0, 36))) continue;
+      return {
+        endTsn: view.getFloat64(0, true),
+        end: { seg: view.getUint32(8, true), off: view.getFloat64(12, true) },
+        epoch: view.getUint32(20, true),
+        failedPid,
+      };
+    }
+    return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid: 0 };
+  }
+
+  /** Writes the tail state's end record (end, epoch); the caller holds the writer lock. */
+  writeTailEnd(st: Omit<TailState, "failedPid">): void {
+    const buf = new Uint8Array(TAIL_END_BYTES);
+    const view = new DataView(buf.buffer);
+    view.setFloat64(0, st.endTsn, true);
+    view.setUint32(8, st.end.seg, true);
+    view.setFloat64(12, st.end.off, true);
+    view.setUint32(20, st.epoch >>> 0, true);
+    view.setUint32(36, crc32c(buf.subarray(0, 36)), true);
+    this.#frontier().write(buf, TAIL_END_AT);
+  }
+
+  /**
+   * Sets (a pid) or clears (0) the sync-failure mark, durably: the frontier file is synced
+   * with it. A mark lost to a power loss would let the next open publish the failed
+   * batches; a clearing lost to one would make the next open cut commits that resolved
+   * after the repair. (The frontier file is otherwise never synced.) The caller holds the
+   * frontier lock.
+   */
+  writeSyncFailure(pid: number): void {
+    const buf = new Uint8Array(SYNC_FAILURE_BYTES);
+    const view = new DataView(buf.buffer);
+    if (pid !== 0) {
+      view.setUint32(0, pid >>> 0, true);
+      view.setUint32(4, ~pid >>> 0, true);
+    }
+    const f = this.#frontier();
+    f.write(buf, SYNC_FAILURE_AT);
+    f.datasync();
+  }
+
+  /**
+   * Runs `fn` holding the frontier file's own flock: the frontier only moves forward, so a
+   * publish is read, compare, write, and two processes publishing at once must not
+   * interleave (a slower one would move it back). Held for a few system calls, never
+   * across an await, so a waiter retries at once rather than sleeping; a holder stopped
+   * for longer than FRONTIER_LOCK_WAIT_MS_MAX (SIGSTOP) fails the publish with IO.
+   */
+  withFrontierLocked<T>(fn: () => T): T {
+    const f = this.#frontier();
+    this.#spinLock(f);
+    try {
+      return fn();
+    } finally {
+      f.unlock();
+    }
+  }
+
+  #spinLock(f: FileHandle): void {
+    if (f.tryLock(true)) return;
+    const t0 = this.platform.monotonicMs();
+    for (let i = 1; !f.tryLock(true); i++) {
+      if ((i & 255) === 0 && (this.platform.monotonicMs() - t0 > FRONTIER_LOCK_WAIT_MS_MAX || i > 1 << 24)) {
+        throw new TxtDbError("IO", `Cannot lock "${f.path}" after ${FRONTIER_LOCK_WAIT_MS_MAX} ms: another process holds it and does not go on (stopped?); see \`txtdb doctor\``);
+      }
+    }
+  }
+
   /** Overwrites the frontier in place (one small write; readers retry a torn read). */
   publishFrontier(fr: Frontier): void {
     const buf = new Uint8Array(FRONTIER_BYTES);
@@ -362,6 +479,15 @@ export class Log {
     }
     this.#segments.set(n, f);
     return f;
+  }
+
+  /**
+   * A second handle of segment `n`, which the caller owns and closes: its own open file
+   * description, so its flock is apart from the usual handle's (tail.ts waits for the sync
+   * lock through it).
+   */
+  openSegmentAgain(n: number): FileHandle {
+    return this.#openStoreFile(this.path(segmentName(n)), { readOnly: this.readOnly });
   }
 
   /** Forgets (closes) the handle of segment `n`, e.g. before deleting it. */

@@ -94,6 +94,14 @@ export interface FileHandle {
    * file in the same process exclude each other.
    */
   tryLock(exclusive: boolean): boolean;
+  /**
+   * flock(2), waiting on a helper thread: resolves once granted, so the event loop goes on
+   * and the waiter is woken by the kernel the moment the holder releases (no polling). A
+   * wait cannot be cancelled; a caller that no longer wants the lock releases it when it
+   * comes. Optional: where absent (Bun's FFI has no off-thread calls, the simulated
+   * platform), callers poll {@link tryLock}.
+   */
+  lockAsync?(exclusive: boolean): Promise<void>;
   /** Releases this handle's flock. */
   unlock(): void;
   /** Closes the handle (and so releases its lock). */

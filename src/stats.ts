@@ -91,10 +91,10 @@ export interface Counters {
 
 /** The counters and histograms of one open database; each part records into its own. */
 export class Meters {
-  readonly commitLatencyUs = new Histogram();
-  readonly lockWaitUs = new Histogram();
-  readonly batchSizes = new Histogram();
-  readonly fsyncUs = new Histogram();
+  readonly commitLatencyUs: Histogram = new Histogram();
+  readonly lockWaitUs: Histogram = new Histogram();
+  readonly batchSizes: Histogram = new Histogram();
+  readonly fsyncUs: Histogram = new Histogram();
   readonly counters: Counters = { reads: 0, commits: 0, conflicts: 0, retries: 0, batches: 0, batchSizeMax: 0, fsyncs: 0, recordsRead: 0, keysWritten: 0 };
 }
 

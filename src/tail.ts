@@ -4,31 +4,60 @@
  * version), the manifest it follows, recovery of a crashed writer's tail, and the append
  * of a group commit's batch.
  *
- * Durability rules of a commit, in the order {@link Tail.appendLocked} carries them out
- * (the writer lock is held throughout):
+ * Durability rules of a commit with durability "full" (cross-process group commit), in
+ * the order {@link Tail.appendLocked} and {@link Tail.makeDurable} carry them out:
  *
- * 1. The batch is appended at the read position, which catch-up has moved to the real end
- *    of the log; the bytes go into preallocated space. A segment past `segmentBytes` is
- *    sealed first: trimmed and synced whatever the durability mode, since readers move on
- *    to the next segment once it exists.
- * 2. "full": the segment is fdatasynced before anything else happens; then the durable
- *    position moves to the batch's end. "relaxed": a timer syncs it at most
- *    `relaxedSyncMs` later. "none": never.
- * 3. Only then is the frontier written: other processes never read past it, so they never
- *    see a commit that is not yet durable (per the mode). The frontier records the durable
- *    position too, which never passes the read position (asserted).
- * 4. The writer lock is released, then the commits resolve (the committer, commit.ts).
- * 5. If any step fails, nothing of the batch may become visible: the read position goes
- *    back, the bytes are cut off (or left for the next writer's catch-up to cut, since they
- *    lie past the frontier), and the committer takes the batch back off the index.
+ * 1. Under the writer lock: catch up to the real end of the log (records other processes
+ *    appended, durable or not yet), validate, and append the batch there, into
+ *    preallocated space. A segment past `segmentBytes` is sealed first: trimmed, synced,
+ *    and the frontier published at the next segment's start (readers move on once it
+ *    exists, reading the sealed one to its end).
+ * 2. Still under the lock, after the bytes are written, the tail state's end (log.ts) moves
+ *    to the batch's end. Then the lock is released: the next process appends behind this
+ *    batch while it is not durable yet. The lock never covers an fsync.
+ * 3. After the release, the batch is made durable. If the published durable end already
+ *    covers it, another process's sync did: nothing to do. Otherwise the process takes the
+ *    sync lock (the segment's flock; one syncer at a time, since concurrent fdatasyncs of
+ *    one file measured slower here than one after the other), looks again, reads the tail
+ *    state's end (at or past its own: it came later) and fdatasyncs the segment, which
+ *    makes durable every byte appended before the sync, whoever appended it. Waiters for
+ *    the sync lock are woken by the kernel where the port can wait off-thread, and give up
+ *    waiting after SYNC_WAIT_MS_MAX (a stopped syncer stops nobody): they sync unlocked.
+ * 4. The frontier only moves forward: it is read, compared and written holding the
+ *    frontier file's own flock (never held across an await), and moved to the end read in
+ *    3 with its version, never back.
+ * 5. Readers never read past the published frontier, which in "full" is the durable end,
+ *    so no process sees a commit that is not durable. A writer's index may hold records
+ *    past it (caught up under the lock); the visible version is still the frontier's.
+ * 6. A commit resolves only when, in one frontier critical section: the durable end is at
+ *    or past its end, the epoch is the one it was appended in, and no sync failure is marked.
+ * 7. A failed sync whose batch the durable end already covers (another process's sync
+ *    succeeded) resolves. Otherwise it marks the failure (same critical section) and the
+ *    batch fails with IO. From then on no commit resolves and none is appended (catch-up
+ *    refuses with IO) until a writable open has verified the tail. (After a failed fsync
+ *    the kernel may have dropped the dirty pages: a later sync that succeeds says nothing
+ *    about them, so nobody may trust it.)
+ * 8. Verifying the tail (a writable open that finds the mark; writer lock, then frontier
+ *    lock): everything past the durable end is cut (none of it resolved, by 6), the log is
+ *    synced, the epoch bumped and the mark cleared. A process whose index holds records
+ *    past the durable end from an older epoch rebuilds its view before reading past it or
+ *    appending.
+ * 9. A failure before the release (1–2): nothing of the batch may become visible. The
+ *    bytes are cut off and the tail state put back (if that fails too, the failure is
+ *    marked, rule 7), and the committer takes the batch back off the index.
  *
  * ```
- *   append frames ─► fdatasync segment ─► write frontier ─► release lock ─► resolve commits
+ *   writer lock: catch up ─► validate ─► append ─► tail state end ─► release
+ *   then: covered? ─► sync lock: covered? ─► read end ─► fdatasync ─► frontier lock: check, publish max ─► resolve
  * ```
  *
- * Recovery (catch-up under the writer lock): whole records past the frontier (a writer
- * died after appending) are made durable and published; a torn tail past the durable end
- * is cut off; a bad record before it is CORRUPTION, and nothing is cut.
+ * "relaxed" and "none": the frontier is published under the writer lock at the batch's
+ * end (as in 4), ahead of the durable end; "relaxed" syncs within `relaxedSyncMs`.
+ *
+ * Recovery (catch-up under the writer lock): a torn tail past the durable end is cut off;
+ * a bad record before it is CORRUPTION, and nothing is cut. Whole records past the
+ * frontier are another process's batch on its way to a sync, or a dead writer's: the next
+ * sync covers them; a writable open syncs and publishes them at once.
  *
  * Freshness: every read first probes the frontier (one small pread, {@link Tail.refresh})
  * and tails the log only if it moved.
@@ -41,16 +70,23 @@ import { BlockCache } from "./blockcache.ts";
 import { Index } from "./index.ts";
 import { Levels } from "./levels.ts";
 import { comparePositions, FORMAT_CHECKPOINT, FORMAT_VERSION, Log, sameManifestFiles } from "./log.ts";
-import type { Frontier, LogPosition, Manifest } from "./log.ts";
+import type { Frontier, LogPosition, Manifest, TailState } from "./log.ts";
 import { checkFormat, checkManifestFiles } from "./opening.ts";
 import type { Durability } from "./options.ts";
-import type { Platform } from "./port.ts";
+import type { FileHandle, Platform } from "./port.ts";
 import { decodeCommit } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import { CheckpointDamage, readCheckpoint } from "./checkpoint.ts";
 import type { Meters } from "./stats.ts";
 import { armTimer } from "./timers.ts";
 import type { Timer } from "./timers.ts";
+
+/**
+ * Longest a commit waits for another process's sync in flight (which may cover it) before
+ * syncing for itself: a few syncs' time, so a syncer stopped mid-sync delays the others
+ * by this much per commit, and never stops them.
+ */
+const SYNC_WAIT_MS_MAX = 10;
 
 /** How often a read starts again when a compaction switched the manifest under it. */
 export const OPEN_ATTEMPTS_MAX = 20;
@@ -69,6 +105,18 @@ export interface TailHooks {
   viewReset(): void;
 }
 
+/** A batch appended under the writer lock, on its way to a sync (see {@link Tail.makeDurable}). */
+export interface AppendedBatch {
+  /** The segment its bytes went into. */
+  seg: number;
+  /** Where its bytes end. */
+  end: LogPosition;
+  /** The version of its last record. */
+  tsn: number;
+  /** The repair epoch it was appended in. */
+  epoch: number;
+}
+
 /** The log tail of one open database. */
 export class Tail {
   readonly platform: Platform;
@@ -85,6 +133,10 @@ export class Tail {
   readonly #meters: Meters;
   readonly #hooks: TailHooks;
   #visibleTsn = 0;
+  /** Where the visible version's last record ends (the frontier this process last showed). */
+  #visiblePos: LogPosition = { seg: 1, off: 0 };
+  /** The repair epoch of the records this process read past the visible end (rule 8). */
+  #epoch = 0;
   #readPos: LogPosition = { seg: 1, off: 0 };
   #durablePos: LogPosition = { seg: 1, off: 0 };
   #firstSegment = 1;
@@ -92,6 +144,8 @@ export class Tail {
   /** Per segment read, the version of its last record (compaction folds by it). */
   readonly #segLastTsn = new Map<number, number>();
   #relaxedTimer: Timer | undefined;
+  /** A second handle of the active segment, waiting for the sync lock off-thread (see #syncWaiter). */
+  #syncWait: { seg: number; file: FileHandle; pending: boolean } | undefined;
   #closed = false;
 
   constructor(platform: Platform, path: string, options: { mode: number; readOnly: boolean; durability: Durability; segmentBytes: number; relaxedSyncMs: number; cacheBytes: number }, meters: Meters, hooks: TailHooks) {
@@ -110,6 +164,11 @@ export class Tail {
   /** The newest version this process shows to reads. */
   get visibleTsn(): number {
     return this.#visibleTsn;
+  }
+
+  /** Where the visible version's records end: a watcher starting now reads on from there. */
+  get visiblePos(): LogPosition {
+    return this.#visiblePos;
   }
 
   /** Where the next record is read (or, under the writer lock, appended). */
@@ -179,6 +238,7 @@ export class Tail {
     this.#manifest = manifest;
     this.#firstSegment = manifest.firstSegment ?? 1;
     this.#readPos = { seg: this.#firstSegment, off: 0 };
+    this.#visiblePos = this.#readPos;
     if (!manifest.checkpoint || manifest.format > FORMAT_CHECKPOINT) return;
     const path = `${this.path}/${manifest.checkpoint}`;
     const file = this.platform.open(path, { readOnly: true });
@@ -243,6 +303,7 @@ export class Tail {
     // Everything in folded segments is at or below every pin of this process, so it was
     // read already: at most the read position sits at the very end of a folded segment.
     if (this.#readPos.seg < this.#firstSegment) this.#readPos = { seg: this.#firstSegment, off: 0 };
+    if (this.#visiblePos.seg < this.#firstSegment) this.#visiblePos = { seg: this.#firstSegment, off: 0 };
     if (v1) this.index.prune(Math.min(folded, this.#hooks.localPin()));
   }
 
@@ -360,22 +421,72 @@ export class Tail {
   #refreshOrThrow(): void {
     const fr = this.log.readFrontier();
     if (!fr || fr.tsn <= this.#visibleTsn) return;
-    if (fr.seg !== this.#readPos.seg) this.#followManifest();
     const to = { seg: fr.seg, off: fr.off };
-    const end = this.#readTo(to);
-    if (end.problem) throw this.#corruption(end.problem.at, end.problem.reason);
-    this.#adoptSealedStart(end.end, to);
-    if (comparePositions(this.#readPos, to) !== 0) throw this.#corruption(this.#readPos, "log ends before the published frontier");
-    this.#visibleTsn = this.index.lastTsn;
+    // Records this process read past the visible end (caught up under the writer lock) are
+    // the ones the frontier now covers only if no repair cut them since (rule 8).
+    if (comparePositions(this.#readPos, this.#visiblePos) > 0 && this.log.readTailState().epoch !== this.#epoch) this.#rebuildView();
+    if (comparePositions(this.#readPos, to) < 0) {
+      if (fr.seg !== this.#readPos.seg) this.#followManifest();
+      const end = this.#readTo(to);
+      if (end.problem) throw this.#corruption(end.problem.at, end.problem.reason);
+      this.#adoptSealedStart(end.end, to);
+      if (comparePositions(this.#readPos, to) !== 0) throw this.#corruption(this.#readPos, "log ends before the published frontier");
+    }
+    this.#show(to, fr.tsn);
     this.#hooks.publishPin();
   }
 
+  /** Reads may now see up to `pos` (version `tsn`), which the index holds; never moves back. */
+  #show(pos: LogPosition, tsn: number): void {
+    if (tsn <= this.#visibleTsn) return;
+    assert(tsn <= this.index.lastTsn, `the visible version ${tsn} passes the index's ${this.index.lastTsn}`);
+    this.#visibleTsn = tsn;
+    this.#visiblePos = pos;
+  }
+
   /**
-   * Under the writer lock: read to the real end of the log. Whole records past the
-   * frontier (a writer died after appending) are made durable and published; a torn tail
-   * past the durable end is cut off; a bad record before it is CORRUPTION.
+   * A repair cut records this process had read past the durable end (rule 8): the index
+   * is rebuilt from the manifest and the log, which reads the same durable history again.
    */
-  catchUpLocked(): void {
+  #rebuildView(): void {
+    const m = this.log.readManifest() ?? this.#manifest;
+    const visible = this.#visibleTsn;
+    this.resetView();
+    this.loadManifest(m);
+    this.#epoch = this.log.readTailState().epoch;
+    const fr = this.log.readFrontier();
+    if (fr) {
+      const end = this.#readTo({ seg: fr.seg, off: fr.off });
+      if (end.problem) throw this.#corruption(end.problem.at, end.problem.reason);
+      this.#show({ seg: fr.seg, off: fr.off }, Math.min(fr.tsn, this.index.lastTsn));
+    }
+    assert(this.#visibleTsn >= visible, "a rebuilt view shows at least what was visible before");
+  }
+
+  #syncFailedError(pid: number): TxtDbError {
+    const who = pid === 0xffffffff ? "a process" : `process ${pid}`;
+    return new TxtDbError("IO", `Commits to "${this.path}" are refused: a sync of its log failed in ${who}, so records past the durable end may not be on disk. Close and reopen the store (a writable open verifies the tail), and check the disk`, {
+      details: { path: this.path, pid, durable: false },
+    });
+  }
+
+  /**
+   * Under the writer lock: read to the real end of the log, including other processes'
+   * batches on their way to a sync (rule 1). A torn tail past the durable end is cut off;
+   * a bad record before it is CORRUPTION. Refuses (IO) while a sync failure is marked,
+   * unless `opening`: a writable open verifies the tail then (rule 8), and makes durable
+   * and publishes whatever lies past the frontier.
+   */
+  catchUpLocked(opening = false): void {
+    let st = this.log.readTailState();
+    if (st.failedPid !== 0) {
+      if (!opening) throw this.#syncFailedError(st.failedPid);
+      st = this.#verifyTailLocked(st);
+    }
+    if (st.epoch !== this.#epoch) {
+      if (comparePositions(this.#readPos, this.#visiblePos) > 0) this.#rebuildView();
+      this.#epoch = st.epoch;
+    }
     const fr = this.log.readFrontier();
     const end = this.#readTo(undefined);
     if (end.problem) {
@@ -384,6 +495,9 @@ export class Tail {
       const pastDurable = !fr || comparePositions(end.problem.at, { seg: fr.durableSeg, off: fr.durableOff }) >= 0;
       if (!pastDurable || this.log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
       this.log.truncateAt(end.problem.at);
+      // Torn at the very start of a later segment: the scan read the earlier one to its end
+      // (that is how it got there), so the log goes on at the start of the emptied segment.
+      if (end.problem.at.off === 0 && end.problem.at.seg > this.#readPos.seg) this.#readPos = end.problem.at;
     } else if (fr) {
       this.#adoptSealedStart(end.end, { seg: fr.seg, off: fr.off });
     }
@@ -392,15 +506,41 @@ export class Tail {
       // Records known durable are missing (zeroed, or the file was cut).
       throw this.#corruption(pos, `the log ends at ${pos.off} before its durable end at ${fr.durableOff}`);
     }
-    if (!fr || fr.tsn !== this.index.lastTsn || comparePositions(pos, { seg: fr.seg, off: fr.off }) !== 0) {
+    const lastTsn = this.index.lastTsn;
+    if (st.endTsn !== lastTsn || comparePositions(st.end, pos) !== 0) this.log.writeTailEnd({ end: pos, endTsn: lastTsn, epoch: this.#epoch });
+    const behind = !fr || fr.tsn !== lastTsn || comparePositions(pos, { seg: fr.seg, off: fr.off }) !== 0;
+    if (behind && (opening || this.#durability !== "full")) {
+      // A writable open, "relaxed" and "none" publish what lies past the frontier now (a
+      // dead writer's batch); in "full" the next sync covers it (rule 3). A frontier past
+      // the log's end (a power loss took records "relaxed" had published) is reset.
       if (this.#durability !== "none") this.#syncSegment(pos.seg);
       this.#durablePos = pos;
-      this.#publish(pos);
-    } else {
+      const reset = !!fr && comparePositions({ seg: fr.seg, off: fr.off }, pos) > 0;
+      this.#publishMax(pos, lastTsn, pos, reset);
+      this.#show(pos, lastTsn);
+    } else if (fr) {
       this.#durablePos = { seg: fr.durableSeg, off: fr.durableOff };
+      if (comparePositions({ seg: fr.seg, off: fr.off }, pos) <= 0) this.#show({ seg: fr.seg, off: fr.off }, fr.tsn);
     }
-    this.#visibleTsn = this.index.lastTsn;
     this.#hooks.publishPin();
+  }
+
+  /**
+   * Rule 8, at a writable open under the writer lock: a sync failed, so nothing past the
+   * durable end is trusted (none of it resolved): it is cut, the log synced, the epoch
+   * bumped and the mark cleared, in the frontier lock so no syncer settles meanwhile.
+   */
+  #verifyTailLocked(st: TailState): TailState {
+    return this.log.withFrontierLocked(() => {
+      const fr = this.log.readFrontier();
+      const durable = fr ? { seg: fr.durableSeg, off: fr.durableOff } : { seg: this.#firstSegment, off: 0 };
+      this.log.truncateAt(durable); // syncs the segment and the directory
+      const epoch = (st.epoch + 1) >>> 0;
+      const next = { end: durable, endTsn: fr ? fr.tsn : 0, epoch };
+      this.log.writeTailEnd(next);
+      this.log.writeSyncFailure(0);
+      return { ...next, failedPid: 0 };
+    });
   }
 
   // --- appending ---
@@ -418,68 +558,275 @@ export class Tail {
     this.#meters.counters.fsyncs++;
   }
 
-  /** Writes the frontier: visible up to `pos`, durable up to the durable position (rule 3). */
-  #publish(pos: LogPosition): void {
-    assert(comparePositions(this.#durablePos, pos) <= 0, `the durable position ${this.#durablePos.seg}:${this.#durablePos.off} passes the published end ${pos.seg}:${pos.off}`);
-    const fr: Frontier = { tsn: this.index.lastTsn, seg: pos.seg, off: pos.off, durableSeg: this.#durablePos.seg, durableOff: this.#durablePos.off };
+  /**
+   * Rule 4: moves the frontier to `pos` (version `tsn`) and its durable end to `durable`,
+   * each only forward, in the frontier lock. `reset` (a writable open, under the writer
+   * lock) writes them as given, for a frontier that lies past the log's end.
+   */
+  #publishMax(pos: LogPosition, tsn: number, durable: LogPosition, reset = false): void {
+    assert(comparePositions(durable, pos) <= 0, `the durable position ${durable.seg}:${durable.off} passes the published end ${pos.seg}:${pos.off}`);
+    this.log.withFrontierLocked(() => this.#publishInLock(pos, tsn, durable, reset));
+  }
+
+  /** The body of {@link #publishMax}; `current` is the frontier the caller just read in the lock, if it did. */
+  #publishInLock(pos: LogPosition, tsn: number, durable: LogPosition, reset = false, current?: Readonly<Frontier> | null): void {
+    const now = reset ? undefined : current === undefined ? this.log.readFrontier() : current ?? undefined;
+    const fr: Frontier = { tsn, seg: pos.seg, off: pos.off, durableSeg: durable.seg, durableOff: durable.off };
+    if (now) {
+      if (comparePositions({ seg: now.seg, off: now.off }, pos) >= 0) {
+        fr.tsn = now.tsn;
+        fr.seg = now.seg;
+        fr.off = now.off;
+      }
+      if (comparePositions({ seg: now.durableSeg, off: now.durableOff }, durable) >= 0) {
+        fr.durableSeg = now.durableSeg;
+        fr.durableOff = now.durableOff;
+      }
+      if (fr.tsn === now.tsn && fr.seg === now.seg && fr.off === now.off && fr.durableSeg === now.durableSeg && fr.durableOff === now.durableOff) return;
+    }
     this.log.publishFrontier(fr);
   }
 
   /**
    * Appends a batch of frames (`data`, records already applied to the index) at the read
-   * position, makes it durable per the mode and publishes it: rules 1–3 and 5 above. The
-   * writer lock is held and catch-up has run. Returns the segment the batch went into. On
-   * failure the bytes are taken back and the error is rethrown; the caller undoes the index.
+   * position: rules 1, 2 and 9 above ("relaxed" and "none" also publish it). The writer
+   * lock is held and catch-up has run. Returns what {@link makeDurable} needs after the
+   * release. On failure the bytes are taken back and the error is rethrown; the caller
+   * undoes the index.
    */
-  appendLocked(data: Uint8Array): number {
+  appendLocked(data: Uint8Array): AppendedBatch {
     assert(data.length > 0, "an empty batch is never appended");
     const start = this.#readPos;
     const durableBefore = this.#durablePos;
+    const tsnBefore = this.#segLastTsn.get(start.seg);
     let seg = start.seg;
     let file = this.log.segment(seg);
     let appendAt: LogPosition = start; // where this batch's bytes begin, after any roll
+    let endWritten = false;
     try {
       if (!file) throw new TxtDbError("CORRUPTION", `Segment ${segmentName(seg)} of "${this.path}" is missing`, { details: { file: segmentName(seg), offset: 0 } });
       let at = start.off;
       if (at >= this.#segmentBytes) {
         // Seal this segment: trim its preallocated tail and sync it (whatever the mode:
         // readers move on to the next segment once it exists, reading this one to its end).
+        // Everything before the next segment is durable then, other processes' batches too.
         file.truncate(at);
         this.#syncSegment(seg);
         seg++;
         file = this.log.createSegment(seg);
         at = 0;
         appendAt = { seg, off: 0 };
+        this.#durablePos = appendAt;
+        this.#publishMax(appendAt, tsnBefore ?? this.#visibleTsn, appendAt);
       }
       // Write at the logical end (the read position after catch-up), into preallocated space.
       this.log.preallocate(file, at + data.length, this.#segmentBytes);
       file.write(data, at);
       const end = { seg, off: at + data.length };
       assert(comparePositions(end, appendAt) > 0, "a batch's end lies past its start");
-      if (this.#durability === "full") {
-        this.#datasync(file);
-        this.#durablePos = end;
-      }
+      const tsn = this.index.lastTsn;
+      endWritten = true;
+      this.log.writeTailEnd({ end, endTsn: tsn, epoch: this.#epoch }); // rule 2
       this.#readPos = end;
-      this.#publish(end);
-      this.#segLastTsn.set(seg, this.index.lastTsn);
+      if (this.#durability !== "full") this.#publishMax(end, tsn, this.#durablePos);
+      this.#segLastTsn.set(seg, tsn);
+      if (this.#durability !== "full") {
+        this.#show(end, tsn);
+        if (this.#durability === "relaxed") this.#scheduleRelaxedSync();
+      }
+      return { seg, end, tsn, epoch: this.#epoch };
     } catch (e) {
-      // Nothing of this batch may become visible: the caller takes it back off the index;
-      // here it goes off the file.
+      // Nothing of this batch may become visible (rule 9): the caller takes it back off
+      // the index; here it goes off the file, and the tail state goes back.
       this.#readPos = start;
-      this.#durablePos = durableBefore; // the synced bytes are being taken back too
+      this.#durablePos = durableBefore;
       try {
         // The bytes must go, or the next writer's catch-up would adopt a failed commit.
         this.log.segment(appendAt.seg)?.truncate(appendAt.off);
         if (appendAt.seg !== start.seg) this.log.segment(start.seg)?.truncate(start.off);
+        if (endWritten) this.log.writeTailEnd({ end: start, endTsn: this.index.lastTsn, epoch: this.#epoch });
       } catch {
-        // The next writer's catch-up cuts an unpublished tail anyway (it lies past the frontier).
+        // A syncer could publish an end whose bytes are gone: no commit may resolve now.
+        if (endWritten) {
+          try {
+            this.log.withFrontierLocked(() => this.log.writeSyncFailure(this.platform.pid));
+          } catch {
+            // nothing more can be done; the error below is the commit's outcome
+          }
+        }
       }
       throw e;
     }
-    this.#visibleTsn = this.index.lastTsn;
-    if (this.#durability === "relaxed") this.#scheduleRelaxedSync();
-    return seg;
+  }
+
+  /**
+   * Rules 3, 4, 6 and 7, after the writer lock was released: returns once the batch is
+   * durable and published, or throws IO (the batch never resolves). "relaxed" and "none"
+   * published it under the lock already.
+   */
+  async makeDurable(b: AppendedBatch): Promise<void> {
+    if (this.#durability !== "full") return;
+    try {
+      await this.#makeDurable(b);
+    } catch (e) {
+      if (e instanceof TxtDbError && e.details?.durable === false) throw e;
+      // Any other failure (a read of the frontier, the sync itself): this batch lies in the
+      // log, other batches may lie behind it, and its committer is told it failed. It must
+      // never appear, so unless a sync already covers it, the failure is marked (rule 7) and
+      // the next writable open cuts it.
+      try {
+        this.log.withFrontierLocked(() => {
+          const fr = this.log.readFrontier();
+          if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0 && this.log.readTailState().epoch === b.epoch) return;
+          this.log.writeSyncFailure(this.platform.pid);
+          throw e;
+        });
+      } catch {
+        throw ioError(e, `Making a commit to "${this.path}" durable`);
+      }
+      this.#settled(b); // covered by another process's sync after all
+    }
+  }
+
+  async #makeDurable(b: AppendedBatch): Promise<void> {
+    const file = this.log.segment(b.end.seg);
+    if (!file) throw this.#cutError(b); // a segment is deleted only once folded, so durable
+    // One syncer at a time, by the segment's flock (the sync lock): a process that finds a
+    // sync in flight waits for it, since that sync often covers its batch too (it read the
+    // log end after this append). Where the port can wait on a helper thread, the kernel
+    // wakes it when the syncer releases, through a second handle of the segment kept for
+    // that; otherwise it polls. The wait is bounded: a syncer stopped mid-sync (SIGSTOP, a
+    // debugger) must not stop the others, who sync for themselves after SYNC_WAIT_MS_MAX,
+    // without the lock (it only shares work; publishing is safe without it, rule 4).
+    let holder: FileHandle | undefined;
+    let st: TailState | undefined;
+    let waited = false;
+    const t0 = this.platform.monotonicMs();
+    for (;;) {
+      st = this.#coveredOrRefused(b);
+      if (!st) return this.#settled(b);
+      if (file.tryLock(true)) {
+        holder = file;
+        break;
+      }
+      waited = true;
+      const left = SYNC_WAIT_MS_MAX - (this.platform.monotonicMs() - t0);
+      if (left <= 0) break;
+      const waiter = this.#syncWaiter(b.end.seg);
+      if (waiter) {
+        if (await this.#waitInKernel(waiter, left)) {
+          holder = waiter;
+          break;
+        }
+      } else {
+        await this.platform.sleep(0);
+      }
+    }
+    try {
+      if (waited) {
+        // Another process synced meanwhile: look again (it may have covered this batch).
+        st = this.#coveredOrRefused(b);
+        if (!st) return this.#settled(b);
+      }
+      // The tail state's end is at or past this batch's (appended later, same epoch): the
+      // sync covers it too, so it is what gets published.
+      const later = st.epoch === b.epoch && comparePositions(st.end, b.end) > 0;
+      const target = later ? st.end : b.end;
+      const targetTsn = later ? st.endTsn : b.tsn;
+      this.#syncSegment(target.seg); // an earlier segment of the batch was synced when sealed
+      this.log.withFrontierLocked(() => {
+        const now = this.log.readTailState();
+        if (now.epoch !== b.epoch) throw this.#cutError(b);
+        const fr = this.log.readFrontier();
+        if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return; // rule 7
+        if (now.failedPid !== 0) throw this.#syncFailedError(now.failedPid);
+        this.#publishInLock(target, targetTsn, target, false, fr);
+      });
+    } finally {
+      holder?.unlock();
+    }
+    this.#settled(b);
+  }
+
+  /**
+   * Undefined if the published durable end covers the batch (rule 3), else the tail state
+   * read; throws if the batch can never resolve (rule 6). Read without the frontier lock: the frontier first, then the epoch
+   * and mark. A frontier covering the batch was durable past it when read, and a repair
+   * never cuts durable bytes; a repair before that read shows in the epoch read after it.
+   */
+  #coveredOrRefused(b: AppendedBatch): TailState | undefined {
+    const fr = this.log.readFrontier();
+    const st = this.log.readTailState();
+    if (st.epoch !== b.epoch) throw this.#cutError(b);
+    if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return undefined;
+    if (st.failedPid !== 0) throw this.#syncFailedError(st.failedPid);
+    return st;
+  }
+
+  /**
+   * The second handle of segment `seg` that waits for the sync lock on a helper thread,
+   * or undefined where the port cannot wait so, or while an abandoned wait is pending.
+   */
+  #syncWaiter(seg: number): FileHandle | undefined {
+    if (this.#syncWait && this.#syncWait.seg !== seg && !this.#syncWait.pending) {
+      this.#syncWait.file.close();
+      this.#syncWait = undefined;
+    }
+    if (!this.#syncWait) {
+      const probe = this.log.segment(seg);
+      if (!probe?.lockAsync) return undefined;
+      this.#syncWait = { seg, file: this.log.openSegmentAgain(seg), pending: false };
+    }
+    return this.#syncWait.seg === seg && !this.#syncWait.pending ? this.#syncWait.file : undefined;
+  }
+
+  /** Waits up to `ms` for `waiter`'s lock; false if not granted by then (released when it comes). */
+  #waitInKernel(waiter: FileHandle, ms: number): Promise<boolean> {
+    const state = this.#syncWait!;
+    state.pending = true;
+    return new Promise<boolean>((resolve) => {
+      let done = false;
+      const timer = armTimer(Math.max(1, Math.ceil(ms)), () => {
+        if (done) return;
+        done = true;
+        resolve(false);
+      });
+      waiter.lockAsync!(true).then(
+        () => {
+          state.pending = false;
+          if (!done && !this.#closed) {
+            done = true;
+            timer.cancel();
+            resolve(true);
+            return;
+          }
+          try {
+            waiter.unlock(); // granted after its wait was given up: nobody wants it
+          } catch {
+            // closed meanwhile
+          }
+          if (this.#syncWait !== state) waiter.close();
+        },
+        () => {
+          state.pending = false;
+          if (done) return;
+          done = true;
+          timer.cancel();
+          resolve(false);
+        },
+      );
+    });
+  }
+
+  #settled(b: AppendedBatch): void {
+    if (comparePositions(b.end, this.#durablePos) > 0) this.#durablePos = b.end;
+    if (b.epoch === this.#epoch) this.#show(b.end, b.tsn);
+  }
+
+  #cutError(b: AppendedBatch): TxtDbError {
+    return new TxtDbError("IO", `The commit at version ${b.tsn} of "${this.path}" was not made durable: a sync of the log failed and the tail was cut back to its durable end since; retry the transaction`, {
+      details: { path: this.path, version: BigInt(b.tsn), durable: false },
+    });
   }
 
   /**
@@ -501,7 +848,9 @@ export class Tail {
     this.log.createSegment(next.seg);
     this.#durablePos = next;
     this.#readPos = next;
-    this.#publish(next);
+    this.log.writeTailEnd({ end: next, endTsn: this.index.lastTsn, epoch: this.#epoch });
+    this.#publishMax(next, this.index.lastTsn, next);
+    this.#show(next, this.index.lastTsn);
     return true;
   }
 
@@ -541,6 +890,8 @@ export class Tail {
    * database object: every later call fails with CLOSED before it could look at the index.
    */
   close(): void {
+    if (this.#syncWait && !this.#syncWait.pending) this.#syncWait.file.close();
+    this.#syncWait = undefined; // a pending wait closes its handle when it ends
     this.log.close();
     this.levels.close();
     this.index = this.#newIndex();

@@ -160,6 +160,30 @@ for (const [name, make] of adapters) {
     a.close();
   });
 
+  test(`[${name}] lockAsync (where the adapter has it) waits off-thread for a lock another handle holds, and is granted on release`, async () => {
+    const { platform, dir } = make();
+    const a = platform.open(`${dir}/w`, { create: true });
+    const b = platform.open(`${dir}/w`, { create: true });
+    if (!b.lockAsync) {
+      assert.ok(name === "sim" || name === "bun", `${name} has no off-thread lock wait`);
+      a.close();
+      b.close();
+      return;
+    }
+    assert.equal(a.tryLock(true), true);
+    let granted = false;
+    const waiting = b.lockAsync(true).then(() => (granted = true));
+    await sleep(20);
+    assert.equal(granted, false, "not granted while another handle holds it");
+    a.unlock();
+    await waiting;
+    assert.equal(a.tryLock(true), false, "b holds it now");
+    b.unlock();
+    assert.equal(a.tryLock(true), true);
+    a.close();
+    b.close();
+  });
+
   test(`[${name}] FileLock queues in-process waiters: shared holders share, exclusive waits for them`, async () => {
     const { platform, dir } = make();
     const lock = new FileLock(platform, `${dir}/q.lock`);

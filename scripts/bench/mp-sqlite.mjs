@@ -20,8 +20,10 @@ const tx = (fn) => {
     }
   }
 };
+const lat = [];
 const t0 = performance.now();
 for (let i = 0; i < n; i++) {
+  const s = performance.now();
   if (mode === "w3") {
     const k = Math.floor(Math.random() * keys);
     tx(() => put.run(k, (get.get(k)?.v ?? 0) + 1));
@@ -30,6 +32,9 @@ for (let i = 0; i < n; i++) {
     const to = (from + 1 + Math.floor(Math.random() * 99)) % 100;
     tx(() => { put.run(1e6 + from, get.get(1e6 + from).v - 1); put.run(1e6 + to, get.get(1e6 + to).v + 1); });
   }
+  lat.push((performance.now() - s) * 1000);
 }
-console.log(JSON.stringify({ runtime: "node", ops: n, ms: performance.now() - t0 }));
+const ms = performance.now() - t0;
+lat.sort((a, b) => a - b);
+console.log(JSON.stringify({ runtime: "node", ops: n, ms, p99us: Math.round(lat[Math.floor(lat.length * 0.99)] ?? 0) }));
 db.close();

@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, writeFileSync, openSync, writeSync, fdatasyncSy
 import { build } from "esbuild";
 
 const quick = process.argv.includes("--quick");
+const onlyWorkload = process.argv.find((a) => a.startsWith("--workload="))?.slice(11);
 const smoke = process.argv.includes("--smoke");
 const scale = smoke ? 0.02 : quick ? 0.25 : 1;
 mkdirSync("/tmp/txtdb-bench", { recursive: true });
@@ -62,80 +63,105 @@ const txtdbCmd = {
 /** Commit attempts (acknowledged + retried) per group commit, over bench workers' results. */
 const attemptsPerGroupCommit = (res) => (res.reduce((a, r) => a + r.ops + r.retries, 0) / res.reduce((a, r) => a + r.batches, 0)).toFixed(1);
 
+/** Per-process rates (ops/s) of one run: their spread says whether one process starved the others. */
+const spread = (res) => {
+  const rates = res.map((r) => r.ops / (r.ms / 1000));
+  return (Math.max(...rates) / Math.min(...rates)).toFixed(2);
+};
+const plural = (procs) => `${procs} process${procs > 1 ? "es" : ""}`;
+
+/**
+ * Counters (W3) and bank transfers (W6) from several processes at once, with 1 and 16
+ * transactions in flight per process, on txtdb, better-sqlite3 and lmdb-js (both one at a
+ * time per process: see mp-lmdb.mjs); every run's result is verified (no lost update, money kept). A row's note
+ * gives the spread of per-process rates (max ÷ min) and the worst per-process p99 of a
+ * transaction (retries included). W6 on txtdb mixes runtimes: node, deno, bun, node, ...
+ */
 async function multiProcess() {
   const rows = [];
   const { open } = await import("txtdb");
   let Database;
   try { Database = (await import("better-sqlite3")).default; } catch { /* peer unavailable */ }
+  let lmdbOpen;
+  try { lmdbOpen = (await import("lmdb")).open; } catch { /* peer unavailable */ }
   const per = Math.max(20, Math.round(2000 * scale));
-  for (const procs of [1, 2, 4]) {
-    // W3 on txtdb (Node processes), verified.
-    const path = `${dir}/w3-${procs}`;
-    const db = await open(path, { namespaces: ["b"] });
-    const res = await runParallel(Array.from({ length: procs }, () => txtdbCmd.node(["w3", path, String(per)])));
-    let sum = 0;
-    for await (const e of db.list("b", { prefix: [] })) sum += e.value;
-    await db.close();
-    if (sum !== procs * per) throw new Error(`W3 txtdb ${procs} processes: counters sum to ${sum}, acknowledged ${procs * per}: LOST UPDATES`);
-    const ms = Math.max(...res.map((r) => r.ms));
-    const lockP99 = Math.max(...res.map((r) => r.lockWaitUs.p99));
-    const lockP50 = Math.max(...res.map((r) => r.lockWaitUs.p50));
-    const gap = Math.max(...res.map((r) => r.worstGapMs));
-    rows.push({ workload: `W3 increments, ${procs} process${procs > 1 ? "es" : ""}`, engine: "txtdb", runtime: "node", ops: procs * per, opsPerSec: Math.round((procs * per) / (ms / 1000)), note: `verified; 16 in flight per process; ${attemptsPerGroupCommit(res)} commit attempts per group commit; commit-lock wait p50 ${Math.round(lockP50)} µs, p99 ${Math.round(lockP99)} µs; worst 1 ms-heartbeat gap ${gap.toFixed(1)} ms` });
-    if (Database) {
-      const file = `${dir}/w3-${procs}.sqlite`;
-      const s = new Database(file);
-      s.pragma("journal_mode = WAL");
-      s.exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)");
-      s.close();
-      const r2 = await runParallel(Array.from({ length: procs }, () => [process.execPath, ["scripts/bench/mp-sqlite.mjs", "w3", file, String(per)]]));
-      const v = new Database(file);
-      const total = v.prepare("SELECT COALESCE(SUM(v), 0) AS t FROM kv").get().t;
-      v.close();
-      if (total !== procs * per) throw new Error(`W3 sqlite ${procs} processes: sum ${total}, expected ${procs * per}`);
-      const ms2 = Math.max(...r2.map((r) => r.ms));
-      rows.push({ workload: `W3 increments, ${procs} process${procs > 1 ? "es" : ""}`, engine: "better-sqlite3", runtime: "node", ops: procs * per, opsPerSec: Math.round((procs * per) / (ms2 / 1000)), note: "verified; synchronous: one transaction at a time per process" });
-    }
-  }
-  // W6: bank transfers, 4 processes of mixed runtimes for txtdb.
-  {
-    const path = `${dir}/w6`;
-    const db = await open(path, { namespaces: ["b"] });
-    await db.transaction((tx) => { for (let i = 0; i < 100; i++) tx.set("b", ["acct", i], 1000); });
-    const res = await runParallel([txtdbCmd.node(["w6", path, String(per)]), txtdbCmd.deno(["w6", path, String(per)]), txtdbCmd.bun(["w6", path, String(per)]), txtdbCmd.node(["w6", path, String(per)])]);
-    let total = 0;
-    for await (const e of db.list("b", { prefix: ["acct"] })) total += e.value;
-    await db.close();
-    if (total !== 100_000) throw new Error(`W6 txtdb: total ${total}, expected 100000`);
-    const ms = Math.max(...res.map((r) => r.ms));
-    rows.push({ workload: "W6 bank transfers, 4 processes", engine: "txtdb", runtime: "node+deno+bun+node", ops: 4 * per, opsPerSec: Math.round((4 * per) / (ms / 1000)), note: `total verified; 16 in flight per process; ${res.reduce((a, r) => a + r.conflicts, 0)} conflicts; ${attemptsPerGroupCommit(res)} commit attempts per group commit` });
-    if (Database) {
-      const file = `${dir}/w6.sqlite`;
-      const s = new Database(file);
-      s.pragma("journal_mode = WAL");
-      s.exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)");
-      const ins = s.prepare("INSERT INTO kv (k, v) VALUES (?, 1000)");
-      for (let i = 0; i < 100; i++) ins.run(1e6 + i);
-      s.close();
-      const r2 = await runParallel(Array.from({ length: 4 }, () => [process.execPath, ["scripts/bench/mp-sqlite.mjs", "w6", file, String(per)]]));
-      const v = new Database(file);
-      const t2 = v.prepare("SELECT SUM(v) AS t FROM kv").get().t;
-      v.close();
-      if (t2 !== 100_000) throw new Error(`W6 sqlite: total ${t2}`);
-      rows.push({ workload: "W6 bank transfers, 4 processes", engine: "better-sqlite3", runtime: "node", ops: 4 * per, opsPerSec: Math.round((4 * per) / (Math.max(...r2.map((r) => r.ms)) / 1000)), note: "total verified" });
+  const mixed = [txtdbCmd.node, txtdbCmd.deno, txtdbCmd.bun];
+  for (const mode of ["w3", "w6"]) {
+    const label = mode === "w3" ? "W3 counters" : "W6 bank transfers";
+    for (const procs of mode === "w3" ? [1, 4, 8] : [4, 8]) {
+      for (const inFlight of [1, 16]) {
+        const workload = `${label}, ${plural(procs)}, ${inFlight} in flight each`;
+        if (onlyWorkload && !workload.includes(onlyWorkload)) continue;
+        const path = `${dir}/${mode}-${procs}-${inFlight}`;
+        const db = await open(path, { namespaces: ["b"] });
+        if (mode === "w6") await db.transaction((tx) => { for (let i = 0; i < 100; i++) tx.set("b", ["acct", i], 1000); });
+        const cmds = Array.from({ length: procs }, (_, i) => (mode === "w6" ? mixed[i % 3] : txtdbCmd.node)([mode, path, String(per), "1000", String(inFlight)]));
+        const res = await runParallel(cmds);
+        let sum = 0;
+        for await (const e of db.list("b", { prefix: mode === "w6" ? ["acct"] : [] })) sum += e.value;
+        await db.close();
+        const expected = mode === "w3" ? procs * per : 100_000;
+        if (sum !== expected) throw new Error(`${workload} txtdb: sum ${sum}, expected ${expected}: LOST UPDATES`);
+        const ms = Math.max(...res.map((r) => r.ms));
+        const fsyncs = res.reduce((a, r) => a + r.fsyncs, 0);
+        rows.push({ workload, engine: "txtdb", runtime: mode === "w6" ? "mixed" : "node", ops: procs * per, opsPerSec: Math.round((procs * per) / (ms / 1000)), p99us: Math.max(...res.map((r) => r.p99us)),
+          note: `verified; per-process spread ${spread(res)}×; ${(procs * per / fsyncs).toFixed(1)} commits per fsync; ${attemptsPerGroupCommit(res)} attempts per group commit; ${res.reduce((a, r) => a + r.conflicts, 0)} conflicts` });
+        if (lmdbOpen && inFlight === 1) {
+          const lpath = `${dir}/${mode}-${procs}-${inFlight}.lmdb`;
+          const l = lmdbOpen({ path: lpath });
+          if (mode === "w6") await l.transaction(() => { for (let i = 0; i < 100; i++) l.put(["acct", i], 1000); });
+          await l.close();
+          const r2 = await runParallel(Array.from({ length: procs }, () => [process.execPath, ["scripts/bench/mp-lmdb.mjs", mode, lpath, String(per), "1000"]]));
+          const v = lmdbOpen({ path: lpath });
+          let t = 0;
+          for (const { value } of v.getRange(mode === "w6" ? { start: ["acct"], end: ["acct", 1000] } : {})) t += value;
+          await v.close();
+          if (t !== expected) throw new Error(`${workload} lmdb-js: sum ${t}, expected ${expected}`);
+          const ms2 = Math.max(...r2.map((r) => r.ms));
+          rows.push({ workload, engine: "lmdb-js", runtime: "node", ops: procs * per, opsPerSec: Math.round((procs * per) / (ms2 / 1000)), p99us: Math.max(...r2.map((r) => r.p99us)), note: `verified; per-process spread ${spread(r2)}×; transactionSync: one at a time` });
+        }
+        if (Database && inFlight === 1) {
+          const file = `${dir}/${mode}-${procs}.sqlite`;
+          const s = new Database(file);
+          s.pragma("journal_mode = WAL");
+          s.exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)");
+          if (mode === "w6") { const ins = s.prepare("INSERT INTO kv (k, v) VALUES (?, 1000)"); for (let i = 0; i < 100; i++) ins.run(1e6 + i); }
+          s.close();
+          const r2 = await runParallel(Array.from({ length: procs }, () => [process.execPath, ["scripts/bench/mp-sqlite.mjs", mode, file, String(per)]]));
+          const v = new Database(file);
+          const total = v.prepare("SELECT COALESCE(SUM(v), 0) AS t FROM kv").get().t;
+          v.close();
+          if (total !== expected) throw new Error(`${workload} sqlite: sum ${total}, expected ${expected}`);
+          const ms2 = Math.max(...r2.map((r) => r.ms));
+          rows.push({ workload, engine: "better-sqlite3", runtime: "node", ops: procs * per, opsPerSec: Math.round((procs * per) / (ms2 / 1000)), p99us: Math.max(...r2.map((r) => r.p99us)), note: `verified; per-process spread ${spread(r2)}×; synchronous: one transaction at a time` });
+        }
+        if (inFlight === 16) {
+          // The peers run one transaction at a time per process: the 16-in-flight rows are
+          // compared with their same-run 1-in-flight figures.
+          for (const engine of ["lmdb-js", "better-sqlite3"]) {
+            const one = rows.find((r) => r.engine === engine && r.workload === `${label}, ${plural(procs)}, 1 in flight each`);
+            if (one) rows.push({ ...one, workload, note: `${one.note} (the 1-in-flight run above)` });
+          }
+        }
+      }
     }
   }
   return rows;
 }
 
 const fsyncUs = fsyncCostUs();
+// `--sections=single,mp,extras` runs only those parts (default: all); `--workload=<substring>`
+// only the multi-process workloads whose name contains it.
+const sections = (process.argv.find((a) => a.startsWith("--sections="))?.slice(11) ?? "single,mp,extras").split(",");
 const results = [
-  ...runJson(process.execPath, [".build-bench/txtdb.js", dir, String(scale)]),
-  ...runJson("node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/bench/txtdb.ts", dir, String(scale)]),
-  ...runJson("node_modules/.bin/bun", ["scripts/bench/txtdb.ts", dir, String(scale)]),
-  ...runJson(process.execPath, ["scripts/bench/peers.mjs", dir, String(scale)]),
-  ...(await multiProcess()),
-  ...runJson(process.execPath, ["--expose-gc", ".build-bench/extras.js", dir, String(smoke ? 0.002 : scale)]),
+  ...(sections.includes("single") ? [
+    ...runJson(process.execPath, [".build-bench/txtdb.js", dir, String(scale)]),
+    ...runJson("node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/bench/txtdb.ts", dir, String(scale)]),
+    ...runJson("node_modules/.bin/bun", ["scripts/bench/txtdb.ts", dir, String(scale)]),
+    ...runJson(process.execPath, ["scripts/bench/peers.mjs", dir, String(scale)]),
+  ] : []),
+  ...(sections.includes("mp") ? await multiProcess() : []),
+  ...(sections.includes("extras") ? runJson(process.execPath, ["--expose-gc", ".build-bench/extras.js", dir, String(smoke ? 0.002 : scale)]) : []),
 ];
 rmSync(dir, { recursive: true, force: true });
 
@@ -149,7 +175,7 @@ const lines = [
 ];
 for (const w of workloads) {
   const rows = results.filter((r) => r.workload === w);
-  const mine = rows.find((r) => r.engine === "txtdb" && r.runtime.startsWith("node"));
+  const mine = rows.find((r) => r.engine === "txtdb" && (r.runtime.startsWith("node") || r.runtime === "mixed"));
   for (const r of rows) {
     const ratio = mine && r !== mine && r.opsPerSec ? (mine.opsPerSec / r.opsPerSec).toFixed(2) + "×" : "";
     lines.push(`| ${w} | ${r.engine} | ${r.runtime} | ${fmt(r.opsPerSec)} | ${fmt(r.p50us)} | ${fmt(r.p99us)} | ${ratio} | ${r.note ?? ""} |`);

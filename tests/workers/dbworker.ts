@@ -7,7 +7,7 @@
  *   writer <dir> <n> <ns> <tag>                           n writes into a namespace another process renames
  *   renamer <dir> <rounds> <from> <to>                    rename back and forth (even rounds)
  *   ackloop <dir> <tag>                                   commit forever; print "ack <i>" as each resolves
- *   pause <dir> <beforeFsync|midAppend>                   hold the writer lock, then freeze at that step
+ *   pause <dir> <beforeFsync|midAppend> [tag]             freeze between append and sync, or mid-append holding the writer lock
  *   watchcount <dir> <n>                                  watch ns/["ack", ...]; print "watched <n> in order"
  *   snapshot <dir>                                        hold a snapshot; print "pinned <v>"; on "read" print its value of ns/"k"
  *
@@ -47,11 +47,16 @@ async function run(): Promise<void> {
       }
     });
     const db = await open(dir!, { adapter: faulty, namespaces: ["ns"] });
+    const tag = rest[1] ?? "p";
     say("ready");
     armed = true;
-    await db.transaction((tx) => {
-      for (let i = 0; i < 20; i++) tx.set("ns", ["paused", i], "x".repeat(100));
-    });
+    // Between append and sync: a commit that another process's sync covered already
+    // resolves without syncing (rule 3 in tail.ts), so this tries again until one syncs.
+    for (let attempt = 0; attempt < (point === "beforeFsync" ? 200 : 1); attempt++) {
+      await db.transaction((tx) => {
+        for (let i = 0; i < 20; i++) tx.set("ns", ["paused", tag, attempt, i], "x".repeat(100));
+      });
+    }
     say("not paused");
     return;
   }

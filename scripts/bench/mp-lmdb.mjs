@@ -1,0 +1,40 @@
+// One lmdb-js bench process, with durable commits. Usage: mp-lmdb.mjs <w3|w6> <dir> <n> [keys]
+//   w3  n read-modify-write increments on `keys` keys; w6  n transfers among 100 accounts.
+// Each read-modify-write runs in transactionSync, alone under LMDB's write lock across
+// processes: lmdb-js's asynchronous transaction() lost updates here between processes (a
+// counter summed to 1,999 of 2,000 with four processes), so the bench does not use it.
+// Synchronous: one transaction at a time per process. Prints one JSON line.
+import { createRequire } from "node:module";
+const require = createRequire(import.meta.url);
+const { open } = require("lmdb");
+const [mode, path, nArg, keysArg] = process.argv.slice(2);
+const n = Number(nArg), keys = Number(keysArg ?? 1000);
+// overlappingSync off: transactionSync returns only after the flush, as a durable commit must.
+const db = open({ path, overlappingSync: false });
+const lat = [];
+let next = 0;
+const t0 = performance.now();
+{
+  while (next < n) {
+    next++;
+    const s = performance.now();
+    if (mode === "w3") {
+      const k = Math.floor(Math.random() * keys);
+      db.transactionSync(() => {
+        db.putSync(k, (db.get(k) ?? 0) + 1);
+      });
+    } else {
+      const from = Math.floor(Math.random() * 100);
+      const to = (from + 1 + Math.floor(Math.random() * 99)) % 100;
+      db.transactionSync(() => {
+        db.putSync(["acct", from], db.get(["acct", from]) - 1);
+        db.putSync(["acct", to], db.get(["acct", to]) + 1);
+      });
+    }
+    lat.push((performance.now() - s) * 1000);
+  }
+}
+const ms = performance.now() - t0;
+lat.sort((a, b) => a - b);
+console.log(JSON.stringify({ runtime: "node", ops: n, ms, p99us: Math.round(lat[Math.floor(lat.length * 0.99)] ?? 0) }));
+await db.close();

@@ -1,0 +1,256 @@
+/**
+ * The durable frontier's rules (tail.ts, rules 1-9), each in an interleaving that only the
+ * log tail's own API can produce deterministically: several simulated processes append one
+ * after another under the (assumed) writer lock, then make their batches durable in any
+ * order, with fdatasync failing where a test says. Each test names the rule it guards and
+ * fails if that rule is broken. Then the same through the public API: EIO at every sync
+ * while several processes commit, and the reopen that verifies the tail.
+ */
+import { assert, test } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+import { SimWorld } from "txtdb/adapters/sim";
+import { withFaults } from "txtdb/adapters/faults";
+import { binaryToBytes, encodeCommit, encodeKey, encodeValue, frame, Meters, PortError, Tail } from "txtdb/internal";
+import type { AppendedBatch, LogPosition, Platform } from "txtdb/internal";
+
+const noHooks = { localPin: () => 0, publishPin: () => {}, compactionNoticed: () => {}, endPinsBelow: () => {}, viewReset: () => {} };
+
+interface Proc {
+  tail: Tail;
+  meters: Meters;
+  /** Makes every fdatasync of a log segment in this process fail with EIO while true. */
+  failSyncs: boolean;
+  /** Fails the next write of this many bytes to the frontier file (the log end record) with EIO. */
+  failFrontierWriteOf?: number;
+}
+
+async function store(world: SimWorld): Promise<void> {
+  (await open("/db", { adapter: world.process(), namespaces: ["ns"] })).close();
+}
+
+function proc(world: SimWorld, durability: "full" | "relaxed" = "full"): Proc {
+  const p: Proc = { tail: undefined as unknown as Tail, meters: new Meters(), failSyncs: false };
+  const platform: Platform = withFaults(world.process(), (step, path, bytes) => {
+    if (step === "beforeFsync" && p.failSyncs && path.endsWith(".log")) throw new PortError("EIO", "fdatasync", path);
+    if (step === "beforeWrite" && path.endsWith("/frontier") && bytes === p.failFrontierWriteOf) {
+      p.failFrontierWriteOf = undefined;
+      throw new PortError("EIO", "write", path);
+    }
+  });
+  p.tail = new Tail(platform, "/db", { mode: 0o600, readOnly: false, durability, segmentBytes: 1 << 20, relaxedSyncMs: 1000, cacheBytes: 1 << 20 }, p.meters, noHooks);
+  p.tail.loadManifest(p.tail.log.readManifest()!);
+  return p;
+}
+
+/** One commit (key `k` of namespace id 1 set to `v`), appended as the committer would, holding the writer lock. */
+function append(p: Proc, k: string, v: number): AppendedBatch {
+  p.tail.catchUpLocked();
+  const record = { tsn: p.tail.index.lastTsn + 1, writes: [{ nsId: 1, key: binaryToBytes(encodeKey(k)), value: encodeValue(v) }], namespaceOps: [] };
+  p.tail.index.apply(record);
+  return p.tail.appendLocked(frame(encodeCommit(record)));
+}
+
+const durableEnd = (p: Proc): LogPosition => {
+  const fr = p.tail.log.readFrontier()!;
+  return { seg: fr.durableSeg, off: fr.durableOff };
+};
+const isIO = (e: unknown) => e instanceof TxtDbError && e.code === "IO";
+
+test("[sim] rule 2: a batch is appended behind another process's batch that is not yet durable, and the log end says where", async () => {
+  const world = new SimWorld(1);
+  await store(world);
+  const [a, b] = [proc(world), proc(world)];
+  const ba = append(a, "a", 1);
+  const bb = append(b, "b", 2);
+  assert.deepEqual(bb.end.seg, ba.end.seg);
+  assert.ok(bb.end.off > ba.end.off, "b appended after a's unsynced batch");
+  assert.equal(b.tail.index.lastTsn, ba.tsn + 1, "b caught up a's batch before validating");
+  assert.deepEqual(a.tail.log.readTailState().end, bb.end, "the log end is b's");
+});
+
+test("[sim] rule 3: one sync makes several processes' batches durable; a covered process resolves without syncing", async () => {
+  const world = new SimWorld(2);
+  await store(world);
+  const [a, b, c] = [proc(world), proc(world), proc(world)];
+  const batches = [append(a, "a", 1), append(b, "b", 2), append(c, "c", 3)];
+  const syncs0 = world.counters.syncs;
+  await a.tail.makeDurable(batches[0]!); // reads the log end (c's) before syncing: publishes all three
+  assert.equal(world.counters.syncs - syncs0, 1, "one sync");
+  assert.deepEqual(durableEnd(a), batches[2]!.end, "the durable end is the last batch's");
+  await b.tail.makeDurable(batches[1]!);
+  await c.tail.makeDurable(batches[2]!);
+  assert.equal(world.counters.syncs - syncs0, 1, "b and c were covered: no sync of their own");
+  assert.equal(b.meters.counters.fsyncs + c.meters.counters.fsyncs, 0);
+});
+
+test("[sim] rule 3: a process whose sync is held up by a stopped syncer (it holds the sync lock) syncs for itself, and resolves", async () => {
+  const world = new SimWorld(9);
+  await store(world);
+  const a = proc(world);
+  const ba = append(a, "a", 1);
+  // Another process took the sync lock (the segment's flock) and stopped there.
+  const stopped = world.process().open(`/db/seg-${String(ba.end.seg).padStart(10, "0")}.log`);
+  assert.ok(stopped.tryLock(true));
+  const syncs0 = world.counters.syncs;
+  await a.tail.makeDurable(ba);
+  assert.equal(world.counters.syncs - syncs0, 1, "a synced for itself");
+  assert.deepEqual(durableEnd(a), ba.end);
+  stopped.close();
+});
+
+test("[sim] rule 4: the frontier only moves forward, whatever order the syncs publish in", async () => {
+  const world = new SimWorld(3);
+  await store(world);
+  const [a, b] = [proc(world), proc(world)];
+  const ba = append(a, "a", 1);
+  const bb = append(b, "b", 2);
+  await b.tail.makeDurable(bb);
+  const after = a.tail.log.readFrontier()!;
+  await a.tail.makeDurable(ba); // covered: must not write its smaller end
+  assert.deepEqual(a.tail.log.readFrontier(), after, "a's later settle left the frontier where b put it");
+  assert.equal(after.tsn, bb.tsn);
+});
+
+test("[sim] rule 5: readers never see a batch before a sync covered it", async () => {
+  const world = new SimWorld(4);
+  await store(world);
+  const [a, reader] = [proc(world), proc(world)];
+  reader.tail.refresh();
+  const before = reader.tail.visibleTsn;
+  const ba = append(a, "a", 1);
+  reader.tail.refresh();
+  assert.equal(reader.tail.visibleTsn, before, "an unsynced batch is not visible to another process");
+  assert.equal(a.tail.visibleTsn, before, "nor to its own process's reads");
+  await a.tail.makeDurable(ba);
+  reader.tail.refresh();
+  assert.equal(reader.tail.visibleTsn, ba.tsn);
+});
+
+test("[sim] rules 6-7: a failed sync marks the store; a later sync that succeeds resolves nothing, and every process refuses commits", async () => {
+  const world = new SimWorld(5);
+  await store(world);
+  const [a, b, c] = [proc(world), proc(world), proc(world)];
+  const ba = append(a, "a", 1);
+  const bb = append(b, "b", 2);
+  a.failSyncs = true;
+  await assert.rejects(a.tail.makeDurable(ba), isIO, "a's failed sync fails its commit");
+  assert.ok(a.tail.log.readTailState().failedPid !== 0, "the failure is marked");
+  await assert.rejects(b.tail.makeDurable(bb), isIO, "b's own sync succeeds, but it may not trust it: it must not resolve");
+  assert.ok(comparePos(durableEnd(b), ba.end) < 0, "nothing past the failed batch was published");
+  assert.throws(() => append(c, "c", 3), isIO, "a third process refuses to append");
+});
+
+test("[sim] rule 7: a failed sync whose batch another process's successful sync covered resolves", async () => {
+  const world = new SimWorld(6);
+  await store(world);
+  const [a, b] = [proc(world), proc(world)];
+  const ba = append(a, "a", 1);
+  const bb = append(b, "b", 2);
+  await b.tail.makeDurable(bb);
+  a.failSyncs = true;
+  await a.tail.makeDurable(ba); // covered already: no sync is even tried
+  assert.equal(a.tail.log.readTailState().failedPid, 0, "no failure marked");
+  assert.equal(a.tail.visibleTsn, ba.tsn);
+});
+
+test("[sim] rule 8: a writable open cuts what lies past the durable end, bumps the epoch, and processes holding cut records rebuild their view", async () => {
+  const world = new SimWorld(7);
+  await store(world);
+  const [a, b] = [proc(world), proc(world)];
+  const ok = append(a, "ok", 1);
+  await a.tail.makeDurable(ok);
+  const ba = append(a, "a", 2);
+  const bb = append(b, "b", 3); // b's index holds a's unsynced record too
+  a.failSyncs = true;
+  await assert.rejects(a.tail.makeDurable(ba), isIO);
+  const epoch = a.tail.log.readTailState().epoch;
+  // The verifying open.
+  const db = await open("/db", { adapter: world.process() });
+  const st = a.tail.log.readTailState();
+  assert.equal(st.failedPid, 0, "the mark is cleared");
+  assert.equal(st.epoch, epoch + 1, "the epoch moved");
+  assert.deepEqual(durableEnd(a), ok.end, "the log was cut back to the durable end");
+  await assert.rejects(b.tail.makeDurable(bb), isIO, "b's batch was cut: it never resolves");
+  // New history goes on from the cut; b's catch-up rebuilds its view from the log.
+  await db.set("ns", "x", 1);
+  await db.close();
+  const c = append(b, "c", 4);
+  await b.tail.makeDurable(c);
+  assert.equal(b.tail.index.lastTsn, c.tsn, "b's index holds the new history, not the cut records");
+  assert.equal(c.tsn, ok.tsn + 2, "versions go on after the durable end: x, then c");
+});
+
+test("[sim] rule 9: a batch whose append fails is taken off the log and the log end goes back", async () => {
+  const world = new SimWorld(8);
+  await store(world);
+  const [a, b] = [proc(world), proc(world)];
+  const ok = append(a, "ok", 1);
+  await a.tail.makeDurable(ok);
+  const before = a.tail.log.readTailState();
+  a.failFrontierWriteOf = 40; // the log end record, written after the batch's bytes
+  assert.throws(() => append(a, "bad", 2), (e: unknown) => e instanceof PortError);
+  assert.deepEqual(a.tail.log.readTailState().end, before.end, "the log end went back");
+  const c = append(b, "c", 3);
+  assert.equal(c.tsn, ok.tsn + 1, "the failed batch's bytes were cut: b appended right after ok");
+  await b.tail.makeDurable(c);
+});
+
+function comparePos(x: LogPosition, y: LogPosition): number {
+  return x.seg !== y.seg ? x.seg - y.seg : x.off - y.off;
+}
+
+test("[sim] EIO at every log sync while three processes commit: no commit resolves, every process refuses until a reopen verified the tail, nothing failed appears after a power loss", async () => {
+  for (let seed = 10; seed < 16; seed++) {
+    const world = new SimWorld(seed);
+    await store(world);
+    let failing = true;
+    const adapters = [0, 1, 2].map(() => withFaults(world.process(), (step, path) => {
+      if (failing && step === "beforeFsync" && path.endsWith(".log")) throw new PortError("EIO", "fdatasync", path);
+    }));
+    const dbs = [];
+    failing = false;
+    for (const adapter of adapters) dbs.push(await open("/db", { adapter }));
+    await dbs[0]!.set("ns", "base", 1);
+    failing = true;
+    let resolved = 0;
+    const outcomes = await Promise.allSettled(dbs.flatMap((db, i) => Array.from({ length: 4 }, (_, j) => db.set("ns", ["k", i, j], j).then(() => resolved++))));
+    assert.equal(resolved, 0, `seed ${seed}: ${resolved} commits resolved while every sync failed`);
+    for (const o of outcomes) assert.ok(o.status === "rejected" && isIO(o.reason), `seed ${seed}: ${o.status === "rejected" ? String(o.reason) : "resolved"}`);
+    // The disk is fine again, but nothing that followed a failed sync can be trusted:
+    // every open process refuses until a reopen verified the tail.
+    failing = false;
+    for (const db of dbs) await assert.rejects(db.set("ns", "later", 1), isIO, `seed ${seed}: a commit after the failure was accepted before a reopen`);
+    const after = world.powerLoss();
+    const db = await open("/db", { adapter: after.process() });
+    assert.equal(await db.get("ns", "base"), 1, `seed ${seed}: the acknowledged commit was lost`);
+    for await (const e of db.list("ns", { prefix: ["k"] })) assert.fail(`seed ${seed}: failed commit ${JSON.stringify(e.key)} appeared`);
+    await db.set("ns", "after", 1);
+    assert.equal((await db.check()).ok, true);
+    await db.close();
+  }
+});
+
+test("[sim] after a failed sync, a reopen in one process lets the processes already open commit again, on the verified history", async () => {
+  const world = new SimWorld(20);
+  await store(world);
+  let failing = false;
+  const adapter = () => withFaults(world.process(), (step, path) => {
+    if (failing && step === "beforeFsync" && path.endsWith(".log")) throw new PortError("EIO", "fdatasync", path);
+  });
+  const [x, y] = [await open("/db", { adapter: adapter() }), await open("/db", { adapter: adapter() })];
+  await x.set("ns", "n", 1);
+  failing = true;
+  await assert.rejects(x.set("ns", "n", 2), isIO);
+  failing = false;
+  await assert.rejects(y.set("ns", "m", 1), isIO, "y refuses while the failure is marked");
+  const z = await open("/db", { adapter: adapter() }); // verifies the tail
+  await z.close();
+  await y.set("ns", "m", 1);
+  await x.set("ns", "n", 3);
+  assert.equal(await y.get("ns", "n"), 3);
+  assert.equal(await x.get("ns", "m"), 1);
+  const seen: number[] = [];
+  for await (const e of x.list<number>("ns", { prefix: [] })) seen.push(e.value);
+  assert.deepEqual(seen.sort(), [1, 3], "the failed commit (n = 2) is nowhere");
+  await Promise.all([x.close(), y.close()]);
+});

@@ -552,7 +552,7 @@ interface Block {
    * The bytes are the shared read buffer (a point read of a block the cache did not
    * admit): valid until the next such read, so whatever is returned from them is copied.
    */
-  readonly transient?: boolean;
+  readonly transient: boolean;
 }
 
 /** The buffer point reads read a block into when the cache does not admit it (grown as needed). */
@@ -775,7 +775,10 @@ export class TableReader {
     const block = this.#loadBlockForGet(b);
     const v = this.#searchBlock(block, e.offset, target, snapshotTsn);
     // A view into the shared read buffer would change under the caller: copy it.
-    return v && block.transient && v.value !== null ? { tsn: v.tsn, value: v.value.slice() } : v;
+    if (v === undefined || !block.transient || v.value === null) return v;
+    const copy = new Uint8Array(v.value.length);
+    copy.set(v.value);
+    return { tsn: v.tsn, value: copy };
   }
 
   /**
@@ -795,7 +798,8 @@ export class TableReader {
     if (transientBuffer.length < length) transientBuffer = new Uint8Array(Math.max(length, 2 * transientBuffer.length));
     const bytes = transientBuffer.subarray(0, length);
     readInto(this.#file, bytes, offset, "data block");
-    return { ...this.#checkBlock(bytes, offset), transient: true };
+    const checked = this.#checkBlock(bytes, offset);
+    return { bytes: checked.bytes, count: checked.count, restartsAt: checked.restartsAt, transient: true };
   }
 
   /**
@@ -1131,7 +1135,7 @@ export class TableReader {
     const count = u32At(bytes, length - 8);
     const restartsAt = length - 8 - 4 * Math.ceil(count / RESTART_INTERVAL);
     if (count < 1 || restartsAt < 0) throw this.#blockCorruption(offset, length - 8, `block entry count ${count} does not fit the block`);
-    return { bytes, count, restartsAt };
+    return { bytes, count, restartsAt, transient: false };
   }
 
   #decodeBlock(b: number, fillCache: boolean): DecodedBlock {

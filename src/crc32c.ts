@@ -25,7 +25,8 @@ const POLY = 0x82f63b78;
  * T[k * 256 + b] is the CRC of byte b followed by k zero bytes: table k of slicing-by-16,
  * all 16 in one Int32Array (16 KiB) so a step indexes one array with constant offsets.
  */
-const T = new Int32Array(16 * 256);
+const TABLE = new Int32Array(16 * 256);
+const T = TABLE;
 for (let b = 0; b < 256; b++) {
   let c = b;
   for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ POLY : c >>> 1;
@@ -55,6 +56,7 @@ const WORDS_FROM = 512;
  * ```
  */
 export function crc32c(data: Uint8Array, crc = 0): number {
+  const T = TABLE; // a local: a module binding is checked for initialization on every load
   const n = data.length;
   if (n >= 32) return ~(n >= WORDS_FROM && LITTLE_ENDIAN ? crcWords(data, ~crc) : crcBytes(data, ~crc)) >>> 0;
   let c = ~crc;
@@ -75,6 +77,7 @@ export function crc32c(data: Uint8Array, crc = 0): number {
 
 /** Inputs of 32 bytes to WORDS_FROM: bytes read one by one, 16 per step. */
 function crcBytes(data: Uint8Array, c: number): number {
+  const T = TABLE; // a local: a module binding is checked for initialization on every load
   const n = data.length;
   let i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -96,6 +99,7 @@ function crcBytes(data: Uint8Array, c: number): number {
 
 /** The long-input path: `c` is the running (inverted) register; returns it, still inverted. */
 function crcWords(data: Uint8Array, c: number): number {
+  const T = TABLE; // a local: a module binding is checked for initialization on every load
   const n = data.length;
   const at = data.byteOffset;
   let i = 0;

@@ -172,8 +172,8 @@ export class Compactor {
   }
 
   /** Compacts in the three phases above; one compaction at a time across processes. */
-  run(): Promise<CompactResult> {
-    const running = this.#run();
+  run(options: { full: boolean }): Promise<CompactResult> {
+    const running = this.#run(options.full);
     this.#running = running;
     const clear = () => {
       if (this.#running === running) this.#running = undefined;
@@ -182,13 +182,13 @@ export class Compactor {
     return running;
   }
 
-  async #run(): Promise<CompactResult> {
+  async #run(full: boolean): Promise<CompactResult> {
     const releaseCompaction = await this.#compactLock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
     let written: string[] = [];
     try {
       const plan = await this.#withWriterLock(() => this.#planLocked());
       if (plan.lastFolded === undefined) return this.#result(plan, 0);
-      const out = this.#writeTables(plan);
+      const out = this.#writeTables(plan, full);
       written = out.written;
       const switched = await this.#withWriterLock(() => this.#switchLocked(plan, out));
       if (!switched.manifest) return switched.result;
@@ -268,7 +268,7 @@ export class Compactor {
   }
 
   /** Phase (b), rule 2: the tables (fold.ts). No lock held. */
-  #writeTables(plan: CompactionPlan): FoldOutput {
+  #writeTables(plan: CompactionPlan, full: boolean): FoldOutput {
     const tail = this.#tail;
     const live = new Set(plan.bindings.map(([, id]) => id));
     return writeTables({
@@ -280,6 +280,7 @@ export class Compactor {
       foldedTsn: plan.tsn,
       liveNsIds: live,
       nextTable: plan.manifest.nextTable ?? 1,
+      mergeLevel0: full,
     });
   }
 

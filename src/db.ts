@@ -132,7 +132,7 @@ export class Database implements TxHost {
       noOpenReads: () => this.#pins.size === 0,
       afterBatch: (seg, rolled) => {
         this.#pins.publish();
-        if (rolled) this.#compactor.maybeAutoCompact(seg, () => this.compact());
+        if (rolled) this.#compactor.maybeAutoCompact(seg, () => (this.#closed ? Promise.resolve() : this.#compactor.run({ full: false })));
       },
     });
     this.#watchHub = new WatchHub({
@@ -550,14 +550,16 @@ export class Database implements TxHost {
   // --- compaction ---
 
   /**
-   * Folds old log segments into a checkpoint below the oldest version any live process
+   * Folds old log segments into sorted tables below the oldest version any live process
    * pins, switches the manifest atomically, and deletes what it replaced. Never removes a
-   * version a live snapshot, transaction or watcher can read.
+   * version a live snapshot, transaction or watcher can read. Asked for explicitly, it also
+   * merges level 0 into level 1, so the versions the fold superseded go at once (automatic
+   * compaction leaves that to the level sizes).
    */
   async compact(): Promise<CompactResult> {
     this.ensureOpen();
     if (this.readOnly) throw new TxtDbError("READ_ONLY", "Cannot compact: the database was opened with readOnly: true");
-    return this.#compactor.run();
+    return this.#compactor.run({ full: true });
   }
 
   /** Verifies every record's checksum, the manifest, the checkpoint and the index; changes nothing. */

@@ -10,7 +10,8 @@
  *    new level-0 table, newest first in level 0. A delete is left out when no table exists
  *    yet (nothing below it to hide). Every live pin is at or above F_new (compaction folds
  *    no further), so no older version of the fold can be read by anyone.
- * 2. Level 0 holds at most {@link L0_TABLES_MAX} tables; past that, all of them and the
+ * 2. Level 0 holds at most {@link L0_TABLES_MAX} tables; past that (or whenever `compact()`
+ *    is called explicitly, so that superseded versions go at once), all of them and the
  *    level-1 tables their keys overlap merge into new level-1 tables.
  * 3. Level n ≥ 1 holds at most {@link L1_BYTES_MAX} × 10^(n−1) bytes; past that, its
  *    oldest table (lowest number) and the level-(n+1) tables it overlaps merge into new
@@ -65,6 +66,8 @@ export interface FoldInput {
   nextTable: number;
   /** The level the fold's tables go to: 0 (a compaction) or 1 (a format upgrade: one sorted run). */
   foldLevel?: 0 | 1;
+  /** Merge level 0 into level 1 whatever its size (an explicit `compact()`: rule 2). */
+  mergeLevel0?: boolean;
 }
 
 /** What a compaction wrote. */
@@ -165,7 +168,7 @@ export function writeTables(input: FoldInput): FoldOutput {
 
     // Rule 2: level 0 into level 1.
     const level0 = slots.filter((s) => s.level === 0);
-    if (level0.length > L0_TABLES_MAX) {
+    if (level0.length > L0_TABLES_MAX || (input.mergeLevel0 === true && level0.length > 0)) {
       const range = spanOf(level0);
       const below = slots.filter((s) => s.level === 1 && overlapsSpan(s, range));
       const inputs = [...level0, ...below];

@@ -480,14 +480,19 @@ export class Database implements TxHost {
    * Watches the namespace the name denotes now; if it is dropped or renamed, the watcher
    * delivers every earlier event, then ends with `NAMESPACE_NOT_FOUND` (details `{ ns,
    * version, op, to? }`); go on by watching the new name with `fromVersion: version`.
+   * An aborted `signal` ends the watcher as `return()` does: a `for await` loop over it
+   * finishes, and a pending `next()` resolves done (already aborted: it yields nothing).
+   * To act on the current state and then on every change, read at a snapshot and watch
+   * from its version: `fromVersion: snap.version` misses and repeats nothing.
    *
    * @example
    * ```ts
    * for await (const { version, changes } of db.watch("accounts", { prefix: [] })) { ... }
    * ```
    */
-  watch(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint } = {}): AsyncIterableIterator<WatchEvent> {
+  watch(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent> {
     this.ensureOpen();
+    checkSignal(opts.signal);
     this.#tail.refresh();
     const nsId = this.index.resolve(ns, this.#tail.visibleTsn);
     if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
@@ -498,10 +503,10 @@ export class Database implements TxHost {
     const from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
     if ("keys" in sel) {
       if (!Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
-      return this.#watchHub.watch({ nsId, ns, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from);
+      return this.#watchHub.watch({ nsId, ns, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from, opts.signal);
     }
     const [start, end] = prefixRange(sel.prefix, this.limits.maxKeyBytes);
-    return this.#watchHub.watch({ nsId, ns, start, end }, from);
+    return this.#watchHub.watch({ nsId, ns, start, end }, from, opts.signal);
   }
 
   // --- namespaces ---

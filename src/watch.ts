@@ -143,6 +143,8 @@ function decodeEvent(e: HeldEvent): WatchEvent {
 }
 
 class Watcher {
+  /** Detaches what the watcher's `signal` holds (see WatchHub.watch). */
+  cleanup: (() => void) | undefined;
   readonly hub: WatchHub;
   readonly match: WatchMatch;
   /** The version the watch was asked at: namespace operations after it can end the watcher (rule 1). */
@@ -292,8 +294,11 @@ export class WatchHub {
     return min;
   }
 
-  /** Starts a watcher; events come for commits after `fromTsn` (or after now). */
-  watch(match: WatchMatch, fromTsn: number | undefined): AsyncIterableIterator<WatchEvent> {
+  /**
+   * Starts a watcher; events come for commits after `fromTsn` (or after now). An aborted
+   * `signal` ends it as `return()` does (a pending `next()` resolves done).
+   */
+  watch(match: WatchMatch, fromTsn: number | undefined, signal?: AbortSignal): AsyncIterableIterator<WatchEvent> {
     if (this.#watchers.size >= this.#src.maxWatchers) {
       throw new TxtDbError("LIMIT", `This database already has ${this.#src.maxWatchers} watchers (maxWatchers); stop some with return()`);
     }
@@ -309,6 +314,15 @@ export class WatchHub {
     this.#watchers.add(w);
     this.#start();
     if (fromTsn !== undefined && fromTsn < head.tsn) this.schedule();
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        w.end();
+      } else {
+        const onAbort = () => w.end();
+        signal.addEventListener("abort", onAbort, { once: true });
+        w.cleanup = () => signal.removeEventListener("abort", onAbort); // no listener outlives its watcher
+      }
+    }
     const it: AsyncIterableIterator<WatchEvent> = {
       next: () => {
         if (w.queue.length > 0) {
@@ -341,6 +355,8 @@ export class WatchHub {
   }
 
   remove(w: Watcher): void {
+    w.cleanup?.();
+    w.cleanup = undefined;
     this.#watchers.delete(w);
     if (this.#watchers.size === 0) this.#stop();
   }

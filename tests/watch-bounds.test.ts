@@ -87,3 +87,45 @@ test(`${R} a watcher resuming from a backlog larger than watchBufferMax replays 
   assert.equal(details.resumeFrom, versions[19]);
   await db.close();
 }));
+
+test(`${R} watch({ signal }): an abort ends the watcher as return() does, a pending next() resolves done, an aborted signal yields nothing; read-then-watch from a snapshot's version misses nothing`, () => usingDbs(async (open) => {
+  const dir = tempDir("watch-signal");
+  const db = await open(dir, { namespaces: ["ns"], durability: "none" });
+  const ac = new AbortController();
+  const it = db.watch("ns", { prefix: ["k"] }, { signal: ac.signal });
+  const v1 = (await db.set("ns", ["k", 1], 1)).version;
+  const first = await it.next();
+  assert.equal(first.done, false);
+  assert.equal((first.value as WatchEvent).version, v1);
+  const pending = it.next();
+  ac.abort();
+  assert.deepEqual(await pending, { done: true, value: undefined }, "a pending next() resolves done on abort");
+  assert.deepEqual(await it.next(), { done: true, value: undefined });
+  assert.equal(db.stats().watchers, 0, "the aborted watcher is gone");
+  // A for-await loop over a watcher whose signal aborts finishes.
+  const ac2 = new AbortController();
+  const seen: bigint[] = [];
+  const loop = (async () => { for await (const e of db.watch("ns", { prefix: ["k"] }, { signal: ac2.signal })) seen.push(e.version); })();
+  const v2 = (await db.set("ns", ["k", 2], 2)).version;
+  await waitUntil(() => seen.length === 1, 5_000);
+  ac2.abort();
+  await loop;
+  assert.deepEqual(seen, [v2]);
+  // Already aborted: nothing, at once.
+  const gone = db.watch("ns", { prefix: ["k"] }, { signal: AbortSignal.abort() });
+  assert.deepEqual(await gone.next(), { done: true, value: undefined });
+  assert.throws(() => db.watch("ns", { prefix: ["k"] }, { signal: "no" as unknown as AbortSignal }), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT");
+  // Read then watch: the state at a snapshot, then every change after it, none missed or repeated.
+  const snap = await db.snapshot();
+  const state: unknown[] = [];
+  for await (const e of snap.list("ns", { prefix: ["k"] })) state.push(e.value);
+  const from = snap.version;
+  snap.release();
+  const v3 = (await db.set("ns", ["k", 3], 3)).version;
+  const after = db.watch("ns", { prefix: ["k"] }, { fromVersion: from });
+  const e3 = await after.next();
+  assert.deepEqual(state, [1, 2]);
+  assert.equal((e3.value as WatchEvent).version, v3, "the first event is the first commit after the snapshot");
+  await after.return!();
+  await db.close();
+}));

@@ -18,6 +18,7 @@ if (canSpawn) {
       await writer.waitFor("ready", 30_000);
       const readers = [startWorker("deno", "tablereader", [dir]), startWorker("bun", "tablereader", [dir])];
       for (const r of readers) await r.waitFor("ready", 30_000);
+      writer.send("go");
       await writer.waitFor("done", 120_000);
       assert.equal((await writer.finish()).code, 0, writer.stderr);
       const results: string[] = [];

@@ -3,10 +3,10 @@
  * accounts of 100 each; every round moves money between random accounts in a few
  * transactions (the total stays 20,000 in every committed state), rolls small segments,
  * and compacts, so level 0 fills and merges into level 1 again and again. Prints "ready",
- * "round <r>" after each compaction, "done" at the end.
+ * waits for a "go" line, prints "round <r>" after each compaction, "done" at the end.
  */
 import { open } from "txtdb";
-import { args, say } from "./io.ts";
+import { args, say, stdinLines } from "./io.ts";
 
 const [dir, roundsArg] = args();
 const rounds = Number(roundsArg ?? 40);
@@ -18,6 +18,9 @@ if ((await db.get("acct", ["a", 0])) === undefined) {
   });
 }
 say("ready");
+// Rounds start once the test says the readers are reading ("go"): the point is to replace
+// tables under them, not before they start.
+for await (const line of stdinLines()) if (line === "go") break;
 let seed = 12345;
 const rnd = (n: number) => {
   seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -37,6 +40,7 @@ for (let r = 0; r < rounds; r++) {
   await db.set("acct", "pad", "p".repeat(600)); // rolls segments, so compaction has sealed ones to fold
   await db.compact();
   say(`round ${r}`);
+  await new Promise((resolve) => setTimeout(resolve, 5)); // let the readers interleave on a busy machine
 }
 await db.close();
 say("done");

@@ -60,7 +60,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, COMPACT_LOCK, ioError, MANIFEST_TMP, parseSegmentName, segmentName, TABLE_FILE, TABLE_TMP_FILE } from "./files.ts";
+import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, COMPACT_LOCK, ioError, removeUnnamed, MANIFEST_TMP, parseSegmentName, segmentName, TABLE_FILE, TABLE_TMP_FILE } from "./files.ts";
 import { FileLock } from "./lock.ts";
 import { FORMAT_CHECKPOINT, FORMAT_VERSION, sameManifestFiles } from "./log.ts";
 import type { Manifest } from "./log.ts";
@@ -198,13 +198,8 @@ export class Compactor {
     } catch (e) {
       throw ioError(e, `Compacting "${this.#path}"`);
     } finally {
-      for (const name of written.length > 0 ? this.#tail.log.unnamedByManifest(written) : []) {
-        try {
-          this.#platform.unlink(`${this.#path}/${name}`); // not switched to: never part of the store
-        } catch {
-          // cleanup at the next open removes an unreferenced table
-        }
-      }
+      // Not switched to: never part of the store (unless a switch failed after its rename).
+      if (written.length > 0) removeUnnamed(this.#platform, this.#path, this.#tail.log.unnamedByManifest(written));
       releaseCompaction();
     }
   }

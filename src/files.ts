@@ -18,6 +18,7 @@
  */
 import { TxtDbError } from "./errors.ts";
 import { PortError } from "./port.ts";
+import type { Platform } from "./port.ts";
 
 /** The manifest: which checkpoint and segments make up the store. */
 export const MANIFEST = "MANIFEST";
@@ -78,4 +79,19 @@ export function isStoreFileName(name: string): boolean {
 export function ioError(e: unknown, what: string): unknown {
   if (e instanceof PortError) return new TxtDbError("IO", `${what} failed: ${e.message}`, { cause: e });
   return e;
+}
+
+/**
+ * Deletes files in `dir` that a failed or finished compaction or format change wrote but
+ * no manifest names. A deletion that fails leaves the file to cleanup at the next open
+ * (compact.ts, cleanup rule 3), so it is not an error.
+ */
+export function removeUnnamed(platform: Platform, dir: string, names: Iterable<string>): void {
+  for (const name of names) {
+    try {
+      platform.unlink(`${dir}/${name}`);
+    } catch {
+      // cleanup at the next open removes it
+    }
+  }
 }

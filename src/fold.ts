@@ -30,7 +30,7 @@
  *
  * @module
  */
-import { TABLE_PREFIX, tableName } from "./files.ts";
+import { removeUnnamed, tableName } from "./files.ts";
 import { binaryToBytes } from "./keys.ts";
 import type { ManifestTable } from "./log.ts";
 import { LEVELS_MAX } from "./log.ts";
@@ -155,7 +155,6 @@ export function writeTables(input: FoldInput): FoldOutput {
   const filtered = function* (src: Iterable<TableEntry>): Generator<TableEntry> {
     for (const e of src) if (live(e)) yield e;
   };
-  const deepest = () => slots.reduce((d, s) => Math.max(d, s.level), 0);
 
   try {
     // Rule 1: the fold.
@@ -185,33 +184,21 @@ export function writeTables(input: FoldInput): FoldOutput {
         const oldest = here.reduce((a, b) => (a.name < b.name ? a : b));
         const range = spanOf([oldest]);
         const below = slots.filter((s) => s.level === level + 1 && overlapsSpan(s, range));
-        const bottom = deepest() <= level + 1 && !slots.some((s) => s.level > level + 1);
+        const bottom = !slots.some((s) => s.level > level + 1);
         slots = mergeInto(slots, [oldest, ...below], level + 1, bottom);
       }
     }
     if (written.length > 0) platform.syncDir(dir);
   } catch (e) {
     for (const s of newSlots) s.reader.close();
-    for (const name of written) {
-      try {
-        platform.unlink(`${dir}/${name}`);
-      } catch {
-        // cleanup at the next open removes it
-      }
-    }
+    removeUnnamed(platform, dir, written);
     throw e;
   }
   for (const s of newSlots) s.reader.close();
   const finalNames = new Set(slots.map((s) => s.name));
   for (const t of input.tables) if (!finalNames.has(t.name)) replaced.push(t.name);
   // New tables that a later merge already consumed were never named: delete them now.
-  for (const name of written.filter((n) => !finalNames.has(n))) {
-    try {
-      platform.unlink(`${dir}/${name}`);
-    } catch {
-      // cleanup at the next open removes it
-    }
-  }
+  removeUnnamed(platform, dir, written.filter((n) => !finalNames.has(n)));
   const level0 = slots.filter((s) => s.level === 0); // newest first, as built
   const deeper = slots.filter((s) => s.level > 0).sort((a, b) => a.level - b.level || compareSpanStart(a, b));
   return {
@@ -266,9 +253,4 @@ export function manifestEntry(name: string, level: number, reader: TableReader):
   const { minKey, maxKey } = reader.meta;
   if (!minKey || !maxKey) return { name, level };
   return { name, level, min: [minKey.nsId, binaryToBytes(minKey.key)], max: [maxKey.nsId, binaryToBytes(maxKey.key)] };
-}
-
-/** True for a name a compaction writes (a table or a table being written). */
-export function isTableFileName(name: string): boolean {
-  return name.startsWith(TABLE_PREFIX);
 }

@@ -231,14 +231,6 @@ export class Index {
     return v && v.value !== null ? { tsn: v.tsn, value: v.value } : undefined;
   }
 
-  /** TSN of the newest version of a key (a delete counts), or 0. */
-  latestTsn(nsId: number, key: string): number {
-    const chain = this.#spaces.get(nsId)?.chains.get(key);
-    if (chain && chain.tsns.length > 0) return chain.tsns[chain.tsns.length - 1]!;
-    if (!this.#hasTables()) return 0;
-    return this.levels!.get(nsId, key, Number.MAX_SAFE_INTEGER)?.tsn ?? 0;
-  }
-
   /**
    * TSN of the newest version of a key if it is newer than `afterTsn`, else 0: validation's
    * question, which skips the tables when none holds anything newer than `afterTsn`.

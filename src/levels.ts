@@ -104,12 +104,6 @@ export class Levels {
     return [...this.#l0, ...this.#runs.flat()];
   }
 
-  /** The deepest level holding a table (0 with none). */
-  get deepestLevel(): number {
-    for (let i = this.#runs.length - 1; i >= 0; i--) if (this.#runs[i]!.length > 0) return i + 1;
-    return 0;
-  }
-
   /**
    * Makes `tables` the open set: opens the ones not open yet, closes the ones no longer
    * named. If a table cannot be opened (missing: a later compaction deleted it; damaged),

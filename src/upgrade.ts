@@ -32,6 +32,7 @@
 import { CheckpointDamage, checkpointName, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import type { CheckpointEntry } from "./checkpoint.ts";
 import { TxtDbError } from "./errors.ts";
+import { removeUnnamed } from "./files.ts";
 import { writeTables } from "./fold.ts";
 import { FORMAT_CHECKPOINT, FORMAT_VERSION } from "./log.ts";
 import type { Log, Manifest } from "./log.ts";
@@ -113,13 +114,7 @@ export function upgradeLocked(platform: Platform, dir: string, log: Log, m: Mani
   try {
     log.writeManifest(manifest);
   } catch (e) {
-    for (const name of log.unnamedByManifest(out.written)) {
-      try {
-        platform.unlink(`${dir}/${name}`);
-      } catch {
-        // cleanup at a later open removes it
-      }
-    }
+    removeUnnamed(platform, dir, log.unnamedByManifest(out.written));
     throw e;
   }
   const deleted: string[] = [];
@@ -187,13 +182,7 @@ export function rollbackLocked(platform: Platform, dir: string, log: Log, m: Man
   try {
     log.writeManifest(manifest);
   } catch (e) {
-    for (const name of log.unnamedByManifest(written)) {
-      try {
-        platform.unlink(`${dir}/${name}`);
-      } catch {
-        // cleanup at a later open removes it
-      }
-    }
+    removeUnnamed(platform, dir, log.unnamedByManifest(written));
     throw e;
   }
   const deleted: string[] = [];

@@ -216,8 +216,12 @@ export class Index {
     return this.#spaces.get(nsId)?.chains.get(key);
   }
 
-  /** The value visible at `snap` (undefined if absent or deleted): memory first, then the tables. */
-  get(nsId: number, key: string, snap: number): Version | undefined {
+  /**
+   * The value visible at `snap` (undefined if absent or deleted): memory first, then the
+   * tables. `borrow`: the value may be overwritten by the next table read (see
+   * TableReader.get); only for a caller that decodes it at once.
+   */
+  get(nsId: number, key: string, snap: number, borrow = false): Version | undefined {
     const chain = this.#spaces.get(nsId)?.chains.get(key);
     if (chain) {
       const i = chain.at(snap);
@@ -227,7 +231,7 @@ export class Index {
       }
     }
     if (!this.#hasTables()) return undefined;
-    const v = this.levels!.get(nsId, key, snap);
+    const v = this.levels!.get(nsId, key, snap, borrow);
     return v && v.value !== null ? { tsn: v.tsn, value: v.value } : undefined;
   }
 

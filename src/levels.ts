@@ -174,18 +174,18 @@ export class Levels {
    * The newest version of (nsId, key) at or below `snap` in the tables (a value, or null
    * for a delete), or undefined when no table holds one.
    */
-  get(nsId: number, key: string, snap: number): TableVersion | undefined {
+  get(nsId: number, key: string, snap: number, borrow = false): TableVersion | undefined {
     if (this.#byName.size === 0) return undefined;
     const hash = bloomHash(nsId, key);
     for (const t of this.#l0) {
       if (t.reader.meta.minTsn > snap) continue;
-      const v = t.reader.getHashed(nsId, key, hash, snap);
+      const v = t.reader.getHashed(nsId, key, hash, snap, borrow);
       if (v) return v;
     }
     for (const run of this.#runs) {
       const t = this.#inRun(run, nsId, key);
       if (!t || t.meta.minTsn > snap) continue;
-      const v = t.getHashed(nsId, key, hash, snap);
+      const v = t.getHashed(nsId, key, hash, snap, borrow);
       if (v) return v;
     }
     return undefined;

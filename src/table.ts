@@ -90,6 +90,12 @@ export const TABLE_FOOTER_BYTES = 80;
 export const TABLE_FORMAT_VERSION = 1;
 /** A block closes once it holds this many bytes (rule 4). */
 export const BLOCK_BYTES_TARGET = 4096;
+/**
+ * The block cache's slab slot (blockcache.ts rule 6): a block closes once it passes the
+ * target, so most are the target plus part of one entry; blocks longer than this (large
+ * values) are cached in buffers of their own.
+ */
+export const BLOCK_SLOT_BYTES = BLOCK_BYTES_TARGET + 512;
 /** Largest table file (rule 7). */
 export const TABLE_BYTES_MAX = 2 ** 32 - 1;
 /** Entries between restart points in a block (rule 5). */
@@ -549,8 +555,10 @@ interface Block {
   /** Offset of the restart array (the end of the entries). */
   readonly restartsAt: number;
   /**
-   * The bytes are the shared read buffer (a point read of a block the cache did not
-   * admit): valid until the next such read, so whatever is returned from them is copied.
+   * The bytes are borrowed: the shared read buffer (a point read of a block the cache did
+   * not admit), valid until the next such read, or a slot of the cache's slab
+   * (blockcache.ts rule 6), valid until the cache next takes a block. Whatever a read
+   * returns from them is copied, and a scan decodes a private copy.
    */
   readonly transient: boolean;
 }
@@ -750,21 +758,26 @@ export class TableReader {
   /**
    * The newest version of (nsId, key) with tsn ≤ snapshotTsn in this table (a value or a
    * tombstone), or undefined when the table has none. Reads at most one block.
+   *
+   * `borrow`: the value may be a view into memory the next table read in this process
+   * overwrites (the shared read buffer, a cache slab slot): for a caller that decodes it
+   * at once and keeps nothing (a point read's hot path), which saves an allocation and a
+   * copy. Otherwise the value is the caller's.
    */
-  get(nsId: number, key: string, snapshotTsn: number): TableVersion | undefined {
+  get(nsId: number, key: string, snapshotTsn: number, borrow = false): TableVersion | undefined {
     this.#open();
     if (!this.#filter.mayContain(nsId, key)) return undefined;
-    return this.#getUnfiltered(nsId, key, snapshotTsn);
+    return this.#getUnfiltered(nsId, key, snapshotTsn, borrow);
   }
 
   /** {@link get} for a key whose {@link bloomHash} the caller computed once for many tables. */
-  getHashed(nsId: number, key: string, hash: number, snapshotTsn: number): TableVersion | undefined {
+  getHashed(nsId: number, key: string, hash: number, snapshotTsn: number, borrow = false): TableVersion | undefined {
     this.#open();
     if (!this.#filter.mayContainHash(hash)) return undefined;
-    return this.#getUnfiltered(nsId, key, snapshotTsn);
+    return this.#getUnfiltered(nsId, key, snapshotTsn, borrow);
   }
 
-  #getUnfiltered(nsId: number, key: string, snapshotTsn: number): TableVersion | undefined {
+  #getUnfiltered(nsId: number, key: string, snapshotTsn: number, borrow: boolean): TableVersion | undefined {
     const target = compositeKey(nsId, key);
     const b = this.#seekBlock(target, snapshotTsn);
     if (b === this.meta.blockCount) return undefined;
@@ -774,8 +787,8 @@ export class TableReader {
     if (compareBytes(this.#index, e.firstStart, e.firstEnd, target, 0, target.length) > 0) return undefined;
     const block = this.#loadBlockForGet(b);
     const v = this.#searchBlock(block, e.offset, target, snapshotTsn);
-    // A view into the shared read buffer would change under the caller: copy it.
-    if (v === undefined || !block.transient || v.value === null) return v;
+    // A view into borrowed bytes would change under the caller: copy it, unless it asked to borrow.
+    if (v === undefined || !block.transient || v.value === null || borrow) return v;
     const copy = new Uint8Array(v.value.length);
     copy.set(v.value);
     return { tsn: v.tsn, value: copy };
@@ -790,9 +803,26 @@ export class TableReader {
     const offset = e.offset, length = e.bytes;
     const cached = this.#cache.get(this.#tableId, offset) as Block | undefined;
     if (cached !== undefined) return cached;
-    if (this.#cache.admit(this.#tableId, offset, length + BLOCK_OVERHEAD_BYTES)) {
-      const block = this.#readBlock(offset, length);
-      this.#cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
+    const cache = this.#cache;
+    const slotCharge = cache.slotBytes + BLOCK_OVERHEAD_BYTES;
+    if (cache.admit(this.#tableId, offset, length <= cache.slotBytes ? slotCharge : length + BLOCK_OVERHEAD_BYTES)) {
+      const slot = cache.reserve(length, slotCharge);
+      if (slot < 0) {
+        const block = this.#readBlock(offset, length);
+        cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
+        return block;
+      }
+      let checked: Block;
+      try {
+        const bytes = cache.slotView(slot, length);
+        readInto(this.#file, bytes, offset, "data block");
+        checked = this.#checkBlock(bytes, offset);
+      } catch (e) {
+        cache.freeSlot(slot);
+        throw e;
+      }
+      const block: Block = { bytes: checked.bytes, count: checked.count, restartsAt: checked.restartsAt, transient: true };
+      cache.set(this.#tableId, offset, block, slotCharge, slot);
       return block;
     }
     if (transientBuffer.length < length) transientBuffer = new Uint8Array(Math.max(length, 2 * transientBuffer.length));
@@ -1114,10 +1144,24 @@ export class TableReader {
   #loadBlock(b: number, fillCache: boolean): Block {
     const e = this.#indexEntry(b);
     const offset = e.offset, length = e.bytes;
-    const cached = this.#cache.get(this.#tableId, offset) as Block | undefined;
-    if (cached !== undefined) return cached;
+    const cache = this.#cache;
+    const cached = cache.get(this.#tableId, offset) as Block | undefined;
+    if (cached !== undefined) {
+      // A slab block may be overwritten while the caller iterates (rule 6 of blockcache.ts): decode a copy.
+      return cached.transient ? { bytes: cached.bytes.slice(), count: cached.count, restartsAt: cached.restartsAt, transient: false } : cached;
+    }
     const block = this.#readBlock(offset, length);
-    if (fillCache) this.#cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
+    if (fillCache) {
+      const slotCharge = cache.slotBytes + BLOCK_OVERHEAD_BYTES;
+      const slot = cache.reserve(length, slotCharge);
+      if (slot < 0) {
+        cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
+      } else {
+        const bytes = cache.slotView(slot, length);
+        bytes.set(block.bytes);
+        cache.set(this.#tableId, offset, { bytes, count: block.count, restartsAt: block.restartsAt, transient: true }, slotCharge, slot);
+      }
+    }
     return block;
   }
 

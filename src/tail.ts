@@ -69,6 +69,7 @@ import { ioError, segmentName } from "./files.ts";
 import { BlockCache } from "./blockcache.ts";
 import { Index } from "./index.ts";
 import { Levels } from "./levels.ts";
+import { BLOCK_SLOT_BYTES } from "./table.ts";
 import { comparePositions, FORMAT_CHECKPOINT, FORMAT_VERSION, Log, sameManifestFiles } from "./log.ts";
 import type { Frontier, LogPosition, Manifest, TailState } from "./log.ts";
 import { checkFormat, checkManifestFiles } from "./opening.ts";
@@ -152,7 +153,7 @@ export class Tail {
     this.platform = platform;
     this.path = path;
     this.log = new Log(platform, path, options.mode, options.readOnly);
-    this.levels = new Levels(platform, path, new BlockCache(options.cacheBytes));
+    this.levels = new Levels(platform, path, new BlockCache(options.cacheBytes, { slotBytes: BLOCK_SLOT_BYTES }));
     this.index = this.#newIndex();
     this.#durability = options.durability;
     this.#segmentBytes = options.segmentBytes;

@@ -187,9 +187,12 @@ export abstract class SnapshotReader {
     return id;
   }
 
-  /** Hook: a transaction records reads and overlays its writes. */
+  /**
+   * Hook: a transaction records reads and overlays its writes. The value returned is
+   * borrowed (Index.get): its callers (entryOf, valueOf) decode it before any other read.
+   */
   protected readKey(ns: string, id: number, key: string): Version | undefined | { pending: WriteOp; base: Version | undefined } {
-    return this.ctx.index.get(id, key, this.snap);
+    return this.ctx.index.get(id, key, this.snap, true);
   }
 
   protected entryOf<T>(ns: string, key: string): Entry<T> | undefined {
@@ -496,7 +499,7 @@ export class Transaction extends SnapshotReader {
     const pending = this.#state.writes.get(ns)?.get(key);
     if (pending && pending.kind !== "sum") return { pending, base: undefined };
     this.#recordRead(ns, key);
-    const base = this.ctx.index.get(id, key, this.snap);
+    const base = this.ctx.index.get(id, key, this.snap, true); // borrowed: see SnapshotReader.readKey
     return pending ? { pending, base } : base;
   }
 

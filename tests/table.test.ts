@@ -189,7 +189,8 @@ test(`${R} table round trip: random entries read back as the model says (get, ra
     const entries = randomEntries(rng, 50 + rng.int(1500), { versionsMax: 1 + rng.int(6), valueBytesMax: [0, 20, 300, 3000][rng.int(4)]! });
     const blockBytesTarget = [256, 1024, 4096][rng.int(3)]!;
     const { path, meta } = writeTable(platform, dir, entries, { blockBytesTarget });
-    const t = openTable(platform, path, new BlockCache(rng.next() < 0.5 ? 0 : 1 << 20));
+    const caches = [() => new BlockCache(0), () => new BlockCache(1 << 20), () => new BlockCache(3 * (blockBytesTarget + 512), { slotBytes: blockBytesTarget + 512 })];
+    const t = openTable(platform, path, caches[rng.int(3)]!());
     assert.deepEqual(t.meta, meta, "the reader's meta equals the writer's");
     assert.equal(meta.entryCount, entries.length);
     assert.equal(meta.tombstoneCount, entries.filter((e) => e.value === null).length);
@@ -591,6 +592,89 @@ test(`${R} block cache: LRU order, byte bound, counters, rejection of oversized 
   const none = new BlockCache(0);
   none.set(none.newTableId(), 0, 1, 1);
   assert.equal(none.stats().entries, 0);
+});
+
+test(`${R} slab cache: reserve hands out slots within the bound, eviction and dropTable free them, long blocks and a cache without slots get none`, () => {
+  const c = new BlockCache(4 * 100 + 10, { slotBytes: 100 });
+  const t = c.newTableId();
+  const slots: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const s = c.reserve(90, 100);
+    assert.ok(s >= 0 && !slots.includes(s), `slot ${s} is fresh`);
+    c.slotView(s, 90).fill(i + 1);
+    c.set(t, i * 4096, i, 100, s);
+    slots.push(s);
+  }
+  assert.equal(c.stats().entries, 4);
+  // A fifth block evicts the least recently used (offset 0) and gets its slot.
+  const fifth = c.reserve(100, 100);
+  assert.equal(fifth, slots[0], "the evicted entry's slot is reused");
+  assert.equal(c.get(t, 0), undefined);
+  c.set(t, 4 * 4096, 4, 100, fifth);
+  assert.ok(c.bytes <= c.maxBytes);
+  assert.deepEqual([...c.slotView(slots[1]!, 3)], [2, 2, 2], "other slots keep their bytes");
+  assert.equal(c.reserve(101, 101), -1, "a block longer than a slot gets none");
+  const s = c.reserve(10, 100); // evicts one more entry to make room
+  assert.equal(c.stats().entries, 3);
+  c.freeSlot(s); // a block that failed its checksum gives its slot back
+  assert.equal(c.dropTable(t), 3);
+  assert.equal(c.bytes, 0);
+  for (let i = 0; i < 4; i++) c.set(t, i, i, 100, c.reserve(50, 100));
+  assert.equal(c.stats().entries, 4, "all four slots are free again after dropTable");
+  assert.equal(new BlockCache(1 << 20).reserve(10, 10), -1, "no slab unless slotBytes is set");
+  assert.equal(new BlockCache(50, { slotBytes: 100 }).reserve(10, 100), -1, "a bound below one slot holds none");
+});
+
+test(`${R} slab cache: values a reader keeps stay intact while later reads reuse the slots (gets, interleaved ranges both ways)`, () => {
+  const { platform, dir } = sim();
+  const rng = new Rng(33);
+  const entries = randomEntries(rng, 3000, { versionsMax: 2, valueBytesMax: 60, namespaces: [1, 2] });
+  const { path, meta } = writeTable(platform, dir, entries, { blockBytesTarget: 256 });
+  assert.ok(meta.blockCount > 100, `${meta.blockCount} blocks`);
+  const cache = new BlockCache(4 * 1024, { slotBytes: 1024 }); // four slots: reused all the time
+  const t = openTable(platform, path, cache);
+  const kept: [TableEntry, ReturnType<TableReader["get"]>][] = [];
+  for (let i = 0; i < 3000; i++) {
+    const e = entries[rng.int(entries.length)]!;
+    const v = t.get(e.nsId, e.key, Number.MAX_SAFE_INTEGER);
+    kept.push([e, v]);
+    // A borrowed value is right when it is read (and only then is it promised).
+    sameEntry(t.get(e.nsId, e.key, Number.MAX_SAFE_INTEGER, true), modelGet(entries, e.nsId, e.key, Number.MAX_SAFE_INTEGER), "borrowed get");
+  }
+  for (const [e, v] of kept) sameEntry(v, modelGet(entries, e.nsId, e.key, Number.MAX_SAFE_INTEGER), `kept get of ${JSON.stringify(e.key)}`);
+  // Two scans and point reads interleaved: every block a scan decodes is its own copy.
+  const a = t.range(1, undefined, undefined, Number.MAX_SAFE_INTEGER);
+  const b = t.range(2, undefined, undefined, Number.MAX_SAFE_INTEGER, { reverse: true });
+  const gotA: TableEntry[] = [], gotB: TableEntry[] = [];
+  for (let doneA = false, doneB = false; !doneA || !doneB;) {
+    if (!doneA) { const r = a.next(); if (r.done) doneA = true; else gotA.push(r.value); }
+    if (!doneB) { const r = b.next(); if (r.done) doneB = true; else gotB.push(r.value); }
+    const e = entries[rng.int(entries.length)]!;
+    t.get(e.nsId, e.key, Number.MAX_SAFE_INTEGER);
+  }
+  sameList(gotA, modelRange(entries, 1, undefined, undefined, Number.MAX_SAFE_INTEGER, false), "interleaved range of namespace 1");
+  sameList(gotB, modelRange(entries, 2, undefined, undefined, Number.MAX_SAFE_INTEGER, true), "interleaved reverse range of namespace 2");
+  // A scan that follows another a few blocks behind hits the blocks the leader cached, while
+  // the leader's next blocks take their slots: the follower's entries must still be right.
+  const small = new BlockCache(3 * 1200, { slotBytes: 1024 }); // three blocks (each charged 1024 + 96)
+  const t2 = openTable(platform, path, small);
+  const lead = t2.range(1, undefined, undefined, Number.MAX_SAFE_INTEGER);
+  const follow = t2.range(1, undefined, undefined, Number.MAX_SAFE_INTEGER);
+  const followed: TableEntry[] = [];
+  let ahead = 0;
+  for (;;) {
+    for (let k = rng.int(4); k > 0 && ahead < 6; k--, ahead++) if (lead.next().done) break;
+    const r = follow.next();
+    if (r.done) break;
+    followed.push(r.value);
+    ahead--;
+  }
+  sameList(followed, modelRange(entries, 1, undefined, undefined, Number.MAX_SAFE_INTEGER, false), "a scan following another");
+  assert.ok(small.stats().hits > 50, `the follower hit the leader's blocks: ${JSON.stringify(small.stats())}`);
+  t2.close();
+  const st = cache.stats();
+  assert.ok(st.evictions > 100 && st.entries <= 4 && st.bytes <= st.maxBytes, JSON.stringify(st));
+  t.close();
 });
 
 test(`${R} block cache shared by tables stays within its bound under random reads; hits and misses add up; closing a table frees its blocks`, () => {

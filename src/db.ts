@@ -320,6 +320,18 @@ export class Database implements TxHost {
     }
   }
 
+  /**
+   * The number of live keys in a selection at the newest committed state, without reading
+   * their values (see {@link Snapshot.count}).
+   */
+  count(ns: string, sel: ListSelector): Promise<number> {
+    try {
+      return this.#reader().count(ns, sel);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   /** Entries of a selection at the newest committed state. */
   list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
     let reader: DbReader;

@@ -222,7 +222,9 @@ export class Index {
    * TableReader.get); only for a caller that decodes it at once.
    */
   get(nsId: number, key: string, snap: number, borrow = false): Version | undefined {
-    const chain = this.#spaces.get(nsId)?.chains.get(key);
+    const space = this.#spaces.get(nsId);
+    // An empty map still hashes the key (a fresh string per read): skip it after a fold.
+    const chain = space !== undefined && space.chains.size > 0 ? space.chains.get(key) : undefined;
     if (chain) {
       const i = chain.at(snap);
       if (i >= 0) {
@@ -248,6 +250,19 @@ export class Index {
     if (!this.#hasTables() || this.levels!.maxTsn <= afterTsn) return 0;
     const t = this.levels!.get(nsId, key, Number.MAX_SAFE_INTEGER)?.tsn ?? 0;
     return t > afterTsn ? t : 0;
+  }
+
+  /** How many keys are visible in [start, end) at `snap` (values are not decoded). */
+  count(nsId: number, start: string, end: string, snap: number): number {
+    const PAGE = 4096;
+    let n = 0;
+    let after: string | undefined;
+    for (;;) {
+      const rows = this.range(nsId, start, end, snap, false, PAGE, after);
+      n += rows.length;
+      if (rows.length < PAGE) return n;
+      after = rows[rows.length - 1]![0];
+    }
   }
 
   /**

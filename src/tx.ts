@@ -109,8 +109,8 @@ export function addNumeric(base: unknown, delta: number | bigint, where: string)
 }
 
 /** Resolves the key range a selector denotes, as [start, end) binary strings. */
-export function selectorRange(sel: ListSelector, maxKeyBytes: number): [string, string] {
-  if (sel === null || typeof sel !== "object") throw new TxtDbError("INVALID_ARGUMENT", "list() needs a selector object: { prefix } and/or { start, end }");
+export function selectorRange(sel: ListSelector, maxKeyBytes: number, what = "list()"): [string, string] {
+  if (sel === null || typeof sel !== "object") throw new TxtDbError("INVALID_ARGUMENT", `${what} needs a selector object: { prefix } and/or { start, end }`);
   let start = "";
   let end = PREFIX_END;
   if (sel.prefix !== undefined) [start, end] = prefixRange(sel.prefix, maxKeyBytes);
@@ -248,6 +248,29 @@ export abstract class SnapshotReader {
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /**
+   * The number of live keys in a selection (`{ prefix }` and/or `{ start, end }`, as for
+   * `list()`) at this reader's version. Values are not read or decoded: the cost is a walk
+   * over the keys of the selection, in this turn of the event loop. In a transaction the
+   * count includes the transaction's own writes, and the range counts as read, as for
+   * `list()`: a commit of another process that changes a key in it makes this one conflict.
+   */
+  count(ns: string, sel: ListSelector): Promise<number> {
+    try {
+      this.usable();
+      const id = this.nsId(ns);
+      const [start, end] = selectorRange(sel, this.ctx.limits.maxKeyBytes, "count()");
+      return Promise.resolve(this.countRange(ns, id, start, end, sel));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Hook: a transaction adds its own writes and records the range read. */
+  protected countRange(_ns: string, id: number, start: string, end: string, _sel: ListSelector): number {
+    return start < end ? this.ctx.index.count(id, start, end, this.snap) : 0;
   }
 
   /** Hook: a transaction records the range read and merges its writes. */
@@ -533,6 +556,22 @@ export class Transaction extends SnapshotReader {
       this.#state.ranges.push({ ns, start: rs, end: re, selector: sel });
     }
     return out;
+  }
+
+  protected override countRange(ns: string, id: number, start: string, end: string, sel: ListSelector): number {
+    if (start >= end) return 0;
+    let n = this.ctx.index.count(id, start, end, this.snap);
+    const own = this.#state.writes.get(ns);
+    if (own) {
+      for (const [k, op] of own) {
+        if (k < start || k >= end) continue;
+        const before = this.ctx.index.get(id, k, this.snap, true) !== undefined;
+        const after = op.kind !== "delete"; // a sum on an absent key creates it
+        n += (after ? 1 : 0) - (before ? 1 : 0);
+      }
+    }
+    if (this.#state.isolation === "serializable") this.#state.ranges.push({ ns, start, end, selector: sel });
+    return n;
   }
 
   #put(ns: string, key: string, op: WriteOp, addedBytes: number): void {

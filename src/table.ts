@@ -312,6 +312,12 @@ function compositeKey(nsId: number, key: string): Uint8Array {
 /** A binary string of bytes [start, end) of `b`. */
 function binaryString(b: Uint8Array, start: number, end: number): string {
   const CHUNK = 4096;
+  // Short runs (the new bytes of a prefix-compressed key): a loop beats building a view for apply().
+  if (end - start <= 12) {
+    let s = "";
+    for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
+    return s;
+  }
   if (end - start <= CHUNK) return String.fromCharCode.apply(null, b.subarray(start, end) as unknown as number[]);
   let s = "";
   for (let i = start; i < end; i += CHUNK) s += String.fromCharCode.apply(null, b.subarray(i, Math.min(end, i + CHUNK)) as unknown as number[]);
@@ -1198,6 +1204,7 @@ export class TableReader {
     let key = scratchKey;
     let keyLen = 0;
     let pos = 0;
+    let prevKey = "";
     for (let i = 0; i < count; i++) {
       const at = pos;
       const shared = readVarint(bytes, pos, end);
@@ -1218,7 +1225,9 @@ export class TableReader {
       }
       key.set(bytes.subarray(keyAt, keyAt + unshared), shared);
       nsIds[i] = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
-      keys[i] = binaryString(key, 4, keyLen);
+      // The key shares `shared` bytes with the previous one (4 of them the namespace id):
+      // reuse that part of the previous string, convert only the new bytes.
+      keys[i] = prevKey = shared >= 4 ? prevKey.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared) : binaryString(key, 4, keyLen);
       tsns[i] = tsn;
       const valueAt = keyAt + unshared;
       valueStarts[i] = tag === 0 ? -1 : valueAt;

@@ -2,17 +2,27 @@
 // The longest commit in one process while another compacts (the writer-lock stall), on the
 // tsup build: `node scripts/bench/compact-stall.mjs` (fills 300k keys twice, ~60 MB of log).
 // Pass another build's dist/ directory as the first argument to compare releases.
-import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+// STALL_BASE=<store dir>: start from a copy of that store (e.g. a 10M-key store that
+// `scale.mjs --keep` left, ~1.1 GB), so the compaction runs on a store of that size.
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 const self = fileURLToPath(import.meta.url);
 const defaultDist = new URL("../../dist", import.meta.url).pathname;
 if (process.argv[2] === undefined || !["fill", "compact", "write"].includes(process.argv[3])) {
   const dist = process.argv[2] ?? defaultDist;
   const dir = mkdtempSync("/tmp/txtdb-stall-");
+  if (process.env.STALL_BASE) {
+    rmSync(dir, { recursive: true });
+    const cp = spawnSync("cp", ["-a", process.env.STALL_BASE, dir], { stdio: "inherit" });
+    if (cp.status !== 0) process.exit(1);
+    const du = spawnSync("du", ["-sh", dir], { encoding: "utf8" });
+    console.log(`store copied from ${process.env.STALL_BASE}: ${du.stdout.trim()}`);
+  }
   const run = (role) => new Promise((resolve) => spawn(process.execPath, [self, dist, role, dir], { stdio: "inherit" }).on("exit", resolve));
   await run("fill");
   await Promise.all([run("write"), run("compact")]);
+  if (process.env.STALL_BASE) rmSync(dir, { recursive: true, force: true });
   process.exit(0);
 }
 import { existsSync, writeFileSync } from "node:fs";
@@ -20,7 +30,8 @@ const [dist, role, dir] = process.argv.slice(2);
 const { open } = await import(`${dist}/mod.js`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 if (role === "fill") {
-  const db = await open(dir, { namespaces: ["ns"], durability: "none", autoCompactBytes: 0 });
+  const db = await open(dir, { durability: "none", autoCompactBytes: 0 });
+  if (!(await db.listNamespaces()).includes("ns")) await db.createNamespace("ns");
   for (let b = 0; b < 30; b++) await db.transaction((tx) => { for (let i = 0; i < 10000; i++) tx.set("ns", ["k", b * 10000 + i], "x".repeat(100)); }, {});
   for (let b = 0; b < 30; b++) await db.transaction((tx) => { for (let i = 0; i < 10000; i++) tx.set("ns", ["k", b * 10000 + i], "y".repeat(100)); }, {});
   await db.close();

@@ -28,8 +28,10 @@
  *    so compacting again without new commits creates no files.
  * 2. The tables are written, fdatasynced and renamed into place, and the directory synced
  *    (fold.ts rules 1–6).
- * 3. The manifest switch: temp, fsync, rename, directory fsync (in writeManifest). Until
- *    it is durable the old manifest, with all its files, is the store. The new manifest
+ * 3. The manifest switch: temp and fsync (before the writer lock: only holders of
+ *    `compact.lock` write or delete `MANIFEST.tmp`), then under the writer lock the checks,
+ *    the rename and the directory fsync. Until it is durable the old manifest, with all
+ *    its files, is the store. The new manifest
  *    carries the folded version, the namespace bindings at it and the table list; other
  *    processes see it change when their log reading reaches the segment the seal started
  *    (tail.ts) and adopt it then: open the new tables, close the old.
@@ -47,8 +49,8 @@
  * writer lock and `compact.lock`, after the manifest was checked against the files):
  *
  * 1. Only names txtdb writes, matched exactly: `seg-<10 digits>.log`, `ckpt-<16 digits>-<n>.dat`
- *    (and `.tmp`), `tbl-<16 digits>.sst` (and `.tmp`), `MANIFEST.tmp`. Any other file in
- *    the directory is never touched.
+ *    (and `.tmp`), `tbl-<16 digits>.sst` (and `.tmp`), `MANIFEST.tmp` (only under
+ *    `compact.lock`, like tables). Any other file in the directory is never touched.
  * 2. A segment only below the manifest's first segment, and only if it starts with a
  *    whole record at or below the folded version. One whose first record lies past it
  *    means the manifest does not match the log: CORRUPTION, and nothing is deleted. One
@@ -190,7 +192,14 @@ export class Compactor {
       if (plan.lastFolded === undefined) return this.#result(plan, 0);
       const out = this.#writeTables(plan, full);
       written = out.written;
-      const switched = await this.#withWriterLock(() => this.#switchLocked(plan, out));
+      // Before the writer lock, so that it covers as little as it can: catch up with the
+      // commits appended while the tables were written (a reader's catch-up), and write
+      // and fsync MANIFEST.tmp (rule 3; its content depends on the plan only).
+      this.#tail.refresh();
+      const manifest = this.#nextManifest(plan, out);
+      this.#tail.log.prepareManifest(manifest);
+      const switched = await this.#withWriterLock(() => this.#switchLocked(plan, out, manifest));
+      if (!switched.manifest) this.#tail.log.discardPreparedManifest();
       if (!switched.manifest) return switched.result;
       written = []; // they are the store's tables now
       this.#afterSwitch(plan, out, switched.manifest, switched.previous!);
@@ -283,7 +292,7 @@ export class Compactor {
    * Phase (c), rule 3: switch to the new tables if the plan still holds. The writer lock is
    * held, for as little as it takes: a catch-up, the checks, the manifest's write.
    */
-  #switchLocked(plan: CompactionPlan, out: FoldOutput): { result: CompactResult; manifest?: Manifest; previous?: Manifest } {
+  #switchLocked(plan: CompactionPlan, out: FoldOutput, manifest: Manifest): { result: CompactResult; manifest?: Manifest; previous?: Manifest } {
     const tail = this.#tail;
     tail.catchUpLocked();
     const now = tail.log.readManifest() ?? tail.manifest; // the files', not this process's view
@@ -292,23 +301,30 @@ export class Compactor {
     const { minPin } = this.#pins.scanLeases(now.checkpointTsn ?? 0);
     if (moved || minPin < plan.tsn) return { result: this.#result({ ...plan, minPin }, 0) };
     const lastFolded = plan.lastFolded!;
-    // 3. The manifest switch: temp, fsync, rename, directory fsync (in writeManifest).
-    const manifest: Manifest = {
+    // 3. The manifest switch: MANIFEST.tmp was written and fsynced before the lock; the
+    // rename and the directory fsync happen under it (cleanup at open, which deletes
+    // segments below the manifest's first one, runs under this lock and must never see a
+    // manifest that is not durable).
+    const previous = tail.manifest;
+    tail.switchManifestLocked(manifest, true);
+    this.#compactions++;
+    this.logBytesFolded += plan.logBytes;
+    this.tableBytesWritten += out.bytesWritten;
+    return { result: this.#result({ ...plan, minPin }, lastFolded - plan.segments[0]! + 1, out.bytesWritten), manifest, previous };
+  }
+
+  /** The manifest a switch to `out` installs (rule 3). */
+  #nextManifest(plan: CompactionPlan, out: FoldOutput): Manifest {
+    return {
       format: FORMAT_VERSION,
-      createdAtMs: now.createdAtMs,
+      createdAtMs: plan.manifest.createdAtMs,
       checkpointTsn: plan.tsn,
-      firstSegment: lastFolded + 1,
+      firstSegment: plan.lastFolded! + 1,
       tables: out.tables,
       bindings: plan.bindings.flat(),
       nextNsId: plan.nextNsId,
       nextTable: out.nextTable,
     };
-    const previous = tail.manifest;
-    tail.switchManifestLocked(manifest);
-    this.#compactions++;
-    this.logBytesFolded += plan.logBytes;
-    this.tableBytesWritten += out.bytesWritten;
-    return { result: this.#result({ ...plan, minPin }, lastFolded - plan.segments[0]! + 1, out.bytesWritten), manifest, previous };
   }
 
   /**
@@ -387,8 +403,8 @@ export class Compactor {
         doomed.push(name);
       } else if (filesOfCompaction && ((TABLE_FILE.test(name) && !named.has(name)) || TABLE_TMP_FILE.test(name))) {
         doomed.push(name);
-      } else if (name === MANIFEST_TMP) {
-        doomed.push(name);
+      } else if (filesOfCompaction && name === MANIFEST_TMP) {
+        doomed.push(name); // a compaction prepares it before it takes the writer lock
       }
     }
     for (const name of doomed) {

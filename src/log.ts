@@ -260,6 +260,16 @@ export class Log {
    * which removes a link itself, never its target.
    */
   writeManifest(m: Manifest): void {
+    this.prepareManifest(m);
+    this.installManifest();
+  }
+
+  /**
+   * The first half of {@link writeManifest}: `MANIFEST.tmp` written and fsynced. The caller
+   * holds `compact.lock` (every writer of `MANIFEST.tmp` does, and cleanup at open deletes
+   * it only under that lock), so it may do this before taking the writer lock.
+   */
+  prepareManifest(m: Manifest): void {
     const tmp = this.path(MANIFEST_TMP);
     this.platform.unlink(tmp);
     const f = this.#openStoreFile(tmp, { create: true, exclusive: true, mode: this.mode });
@@ -269,8 +279,17 @@ export class Log {
     } finally {
       f.close();
     }
-    this.platform.rename(tmp, this.path(MANIFEST));
+  }
+
+  /** The second half of {@link writeManifest}: the rename into place and the directory fsync. */
+  installManifest(): void {
+    this.platform.rename(this.path(MANIFEST_TMP), this.path(MANIFEST));
     this.platform.syncDir(this.dir);
+  }
+
+  /** Removes a prepared `MANIFEST.tmp` that will not be installed. */
+  discardPreparedManifest(): void {
+    this.platform.unlink(this.path(MANIFEST_TMP));
   }
 
   /**

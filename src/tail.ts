@@ -320,8 +320,9 @@ export class Tail {
    * Under the writer lock, after this process's compaction wrote `manifest` (temp, fsync,
    * rename, directory fsync, in writeManifest): it becomes the one this process follows.
    */
-  switchManifestLocked(manifest: Manifest): void {
-    this.log.writeManifest(manifest);
+  switchManifestLocked(manifest: Manifest, prepared = false): void {
+    if (prepared) this.log.installManifest();
+    else this.log.writeManifest(manifest);
     this.#manifest = manifest;
     this.#firstSegment = manifest.firstSegment ?? 1;
   }

@@ -50,10 +50,13 @@ import { OPEN_ATTEMPTS_MAX, Tail } from "./tail.ts";
 import { Pins } from "./pins.ts";
 import { Compactor } from "./compact.ts";
 import type { CompactResult } from "./compact.ts";
+import { backupStore } from "./backup.ts";
+import type { BackupResult } from "./backup.ts";
 
 export type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 export type { Distribution, Stats } from "./stats.ts";
 export type { CompactResult } from "./compact.ts";
+export type { BackupResult } from "./backup.ts";
 
 class DbReader extends SnapshotReader {
   protected usable(): void {
@@ -577,6 +580,25 @@ export class Database implements TxHost {
     this.ensureOpen();
     if (this.readOnly) throw new TxtDbError("READ_ONLY", "Cannot compact: the database was opened with readOnly: true");
     return this.#compactor.run({ full: true });
+  }
+
+  /**
+   * A consistent copy of the store at one version in `dest` (a new path or an empty
+   * directory), taken while other processes keep committing; compactions wait for it.
+   * Resolves to the version copied and the bytes written. See backup.ts for the rules.
+   */
+  async backup(dest: string): Promise<BackupResult> {
+    this.ensureOpen();
+    const log = this.#tail.log;
+    return backupStore({
+      platform: this.platform,
+      dir: this.path,
+      log,
+      compactLock: this.#compactor.compactLock,
+      lockTimeoutMs: this.#lockTimeoutMs,
+      fileMode: log.mode,
+      dirMode: dirModeOf(log.mode),
+    }, dest);
   }
 
   /** Verifies every record's checksum, the manifest, the checkpoint and the index; changes nothing. */

@@ -1,0 +1,185 @@
+/**
+ * Online backup: a consistent copy of the store at one version, taken while other processes
+ * keep committing. The copy is a normal store directory (it opens with `open()` and passes
+ * `check()`).
+ *
+ * Rules, in the order {@link backupStore} carries them out:
+ *
+ * 1. The destination must not exist, or be an empty directory; a symlink is refused (it
+ *    could lead anywhere), and so is a destination inside the store directory. It is
+ *    created with the store's directory mode, and every file in it exclusively (never
+ *    written through a planted link) with the store's file mode.
+ * 2. `compact.lock` is held for the whole copy: no compaction, in any process, can switch
+ *    the manifest or delete a table or segment meanwhile (theirs wait for the lock, up to
+ *    their `lockTimeoutMs`). Commits go on: they only add bytes past what is copied.
+ * 3. The version is the published frontier read after taking the lock. The copy holds the
+ *    files the manifest names (tables, or a format-1 checkpoint; all immutable) and the
+ *    segments from the manifest's first one up to the frontier's position, the last one
+ *    cut there. A visible commit is durable (the frontier never passes the durable end),
+ *    so the copy never holds a commit the store itself could lose, and it holds every
+ *    commit at or below the version.
+ * 4. The copy gets no frontier, lease or lock files: opening it rebuilds the frontier from
+ *    the log, as after a power loss.
+ * 5. Each file is fsynced, then the directory; the MANIFEST goes in last (temporary name,
+ *    fsync, rename, directory fsync), so an interrupted backup is never mistaken for a
+ *    store: `open()` refuses a directory holding store files but no MANIFEST.
+ * 6. The copy reads and writes 1 MiB at a time and yields to the event loop every few
+ *    MiB, so a large backup does not stall the process that takes it.
+ *
+ * @module
+ */
+import { TxtDbError } from "./errors.ts";
+import { ioError, MANIFEST, segmentName } from "./files.ts";
+import type { FileLock } from "./lock.ts";
+import type { Log } from "./log.ts";
+import type { Platform } from "./port.ts";
+
+/** What `db.backup()` returns. */
+export interface BackupResult {
+  /** The version the copy holds: every commit at or below it, none above. */
+  version: bigint;
+  /** Bytes copied. */
+  bytes: number;
+}
+
+const CHUNK_BYTES = 2 ** 20;
+/** Chunks copied between two yields to the event loop (rule 6). */
+const CHUNKS_PER_TURN = 8;
+
+/** What a backup needs from the open store. */
+export interface BackupSource {
+  platform: Platform;
+  /** The store directory. */
+  dir: string;
+  log: Log;
+  compactLock: FileLock;
+  lockTimeoutMs: number;
+  /** Permission bits for files and directories the copy creates. */
+  fileMode: number;
+  dirMode: number;
+}
+
+/** Copies the store to `dest` by the rules above. */
+export async function backupStore(src: BackupSource, dest: string): Promise<BackupResult> {
+  const { platform, dir, log } = src;
+  checkDestination(platform, dir, dest);
+  const release = await src.compactLock.acquire(true, { timeoutMs: src.lockTimeoutMs });
+  let created = false;
+  try {
+    const manifestBytes = readWhole(platform, `${dir}/${MANIFEST}`);
+    const manifest = log.readManifest();
+    if (!manifest) throw new TxtDbError("CORRUPTION", `Store "${dir}" has no MANIFEST to back up`, { details: { file: `${dir}/${MANIFEST}`, offset: 0 } });
+    const fr = log.readFrontier();
+    const firstSegment = manifest.firstSegment ?? 1;
+    const version = fr ? fr.tsn : manifest.checkpointTsn ?? 0;
+    platform.mkdir(dest, src.dirMode);
+    created = true;
+    let bytes = 0;
+    const turn = { chunks: 0 };
+    const named = [...(manifest.tables ?? []).map((t) => t.name), ...(manifest.checkpoint ? [manifest.checkpoint] : [])];
+    for (const name of named) bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, undefined, turn);
+    if (fr) {
+      for (let seg = firstSegment; seg <= fr.seg; seg++) {
+        const name = segmentName(seg);
+        if (!platform.stat(`${dir}/${name}`)) {
+          if (seg === fr.seg && fr.off === 0) continue; // a roll-over's new segment, empty
+          throw new TxtDbError("CORRUPTION", `Segment "${name}" of "${dir}" is missing (the manifest's first segment is ${firstSegment}, the frontier is in segment ${fr.seg}); nothing was backed up`, { details: { file: `${dir}/${name}`, offset: 0 } });
+        }
+        bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, seg === fr.seg ? fr.off : undefined, turn);
+      }
+    }
+    platform.syncDir(dest);
+    // Rule 5: the manifest last.
+    const tmp = `${dest}/${MANIFEST}.tmp`;
+    const f = platform.open(tmp, { create: true, exclusive: true, mode: src.fileMode });
+    try {
+      f.write(manifestBytes, 0);
+      f.sync();
+    } finally {
+      f.close();
+    }
+    platform.rename(tmp, `${dest}/${MANIFEST}`);
+    platform.syncDir(dest);
+    bytes += manifestBytes.length;
+    return { version: BigInt(version), bytes };
+  } catch (e) {
+    if (created) removeCopy(platform, dest);
+    throw ioError(e, `Backing up "${dir}" to "${dest}"`);
+  } finally {
+    release();
+  }
+}
+
+function checkDestination(platform: Platform, dir: string, dest: string): void {
+  if (typeof dest !== "string" || dest.length === 0) {
+    throw new TxtDbError("INVALID_ARGUMENT", `backup() needs a destination directory path; got ${JSON.stringify(dest)}`);
+  }
+  const trim = (p: string) => p.replace(/\/+$/, "") || "/";
+  if (trim(dest) === trim(dir) || trim(dest).startsWith(trim(dir) + "/")) {
+    throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" is the store directory "${dir}" or inside it; choose a directory outside the store`);
+  }
+  let info;
+  try {
+    info = platform.lstat(dest);
+  } catch (e) {
+    throw ioError(e, `Checking the backup destination "${dest}"`);
+  }
+  if (!info) return;
+  if (info.isSymlink) throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" is a symlink; pass the directory it leads to, or a new path`);
+  if (!info.isDirectory) throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" exists and is not a directory; pass a new path or an empty directory`);
+  if (platform.readdir(dest).length > 0) throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" is not empty; pass a new path or an empty directory (nothing was written)`);
+}
+
+/** Copies `length` bytes (the whole file if undefined) into a new file; fsyncs it. */
+async function copyFile(src: BackupSource, from: string, to: string, length: number | undefined, turn: { chunks: number }): Promise<number> {
+  const { platform } = src;
+  const input = platform.open(from, { readOnly: true });
+  try {
+    const size = length ?? input.size();
+    const output = platform.open(to, { create: true, exclusive: true, mode: src.fileMode });
+    try {
+      const buf = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(size, 1)));
+      for (let at = 0; at < size;) {
+        const want = Math.min(buf.length, size - at);
+        const n = input.read(buf.subarray(0, want), at);
+        if (n === 0) {
+          throw new TxtDbError("CORRUPTION", `"${from}" ends at ${at} bytes, before the ${size} the backup needs: it was cut while the store was open`, { details: { file: from, offset: at } });
+        }
+        output.write(buf.subarray(0, n), at);
+        at += n;
+        if (++turn.chunks % CHUNKS_PER_TURN === 0) await platform.sleep(0);
+      }
+      output.sync();
+      return size;
+    } finally {
+      output.close();
+    }
+  } finally {
+    input.close();
+  }
+}
+
+function readWhole(platform: Platform, path: string): Uint8Array {
+  const f = platform.open(path, { readOnly: true });
+  try {
+    const buf = new Uint8Array(f.size());
+    let at = 0;
+    while (at < buf.length) {
+      const n = f.read(buf.subarray(at), at);
+      if (n === 0) break;
+      at += n;
+    }
+    return buf.subarray(0, at);
+  } finally {
+    f.close();
+  }
+}
+
+/** Removes what a failed backup created (only names it writes; never follows links). */
+function removeCopy(platform: Platform, dest: string): void {
+  try {
+    for (const name of platform.readdir(dest)) platform.unlink(`${dest}/${name}`);
+  } catch {
+    // left for the user: the error says what failed
+  }
+}

@@ -48,5 +48,5 @@ export default defineConfig({
       "adapters/faults": "adapters/faults.ts",
     },
   },
-  external: ["cbor-x", "cbor-x/encode", "cbor-x/decode", "koffi"],
+  external: ["koffi"],
 });

@@ -95,6 +95,24 @@ if (runtime === "node") {
     fs.mkdirSync(app);
     fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true, type: "module" }));
     run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", tarball], app, 180_000);
+    // No native module txtdb never loads: the install holds txtdb and koffi (the C-library
+    // bridge the Node adapter loads), nothing else; no cbor-extract, and nothing but koffi
+    // with install scripts or compiled .node files.
+    const installed = fs.readdirSync(path.join(app, "node_modules")).filter((n) => !n.startsWith("."))
+      .flatMap((n) => n.startsWith("@") ? fs.readdirSync(path.join(app, "node_modules", n)).map((m) => `${n}/${m}`) : [n]).sort();
+    assert.deepEqual(installed, ["koffi", "txtdb"], "the packages an install of txtdb brings");
+    const native: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (/\.node$|^binding\.gyp$/.test(e.name) && !p.includes(`${path.sep}node_modules${path.sep}koffi${path.sep}`)) native.push(p);
+      }
+    };
+    walk(path.join(app, "node_modules"));
+    assert.deepEqual(native, [], "no native module besides koffi");
+    const scripts = JSON.parse(fs.readFileSync(path.join(app, "node_modules/txtdb/package.json"), "utf8")).scripts ?? {};
+    assert.deepEqual(Object.keys(scripts).filter((s) => /^(pre|post)?install$/.test(s)), [], "txtdb runs no install script");
     for (const f of ["app.mjs", "app.cjs", "types-main.ts", "types-subpaths.ts"]) fs.copyFileSync(path.join(fixtures, f), path.join(app, f));
     const store = (name: string) => path.join(app, "stores", name);
     expectOk(run(process.execPath, ["app.mjs", store("node-esm")], app));

@@ -6,6 +6,7 @@
  */
 import { TxtDbError } from "../src/errors.ts";
 import type { Key } from "../mod.ts";
+import { databaseInternals } from "../src/db.ts";
 import { fromTagged } from "../src/ndjson.ts";
 import { migrateStore } from "../src/migrate.ts";
 import meta from "../deno.json" with { type: "json" };
@@ -111,7 +112,8 @@ export async function run(inv: Invocation): Promise<number> {
         const before = gatherFigures(db);
         progress.step(`opened; folding what it may of ${before.segments.live} segments (${bytes(before.bytes.segments)})`);
         const r = await db.compact();
-        const note = explainCompact(r, before, liveProcesses(db.platform, db.path, db.platform.pid).processes);
+        const p = databaseInternals(db).platform;
+        const note = explainCompact(r, before, liveProcesses(p, db.path, p.pid).processes);
         out(report({ ...r, note }));
         progress.step(r.segmentsFolded ? `folded ${r.segmentsFolded} segments` : "nothing folded");
         return EXIT.ok;

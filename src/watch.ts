@@ -66,7 +66,9 @@ import type { Timer } from "./timers.ts";
 
 /** One event: the matching changes of one commit. A delete has value undefined. */
 export interface WatchEvent {
+  /** The version (TSN) of the commit. */
   version: bigint;
+  /** The matching keys that commit wrote, with their new values (undefined: deleted). */
   changes: { key: Key; value: unknown | undefined }[];
 }
 

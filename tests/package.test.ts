@@ -130,6 +130,61 @@ if (runtime === "node") {
     run(tsc, [...common, "--module", "esnext", "--moduleResolution", "bundler", "types-main.ts", "types-subpaths.ts"], app);
   });
 
+  /**
+   * The engine side of the public classes: what `db.`, `tx.` and `snap.` must not offer (nor
+   * autocomplete), and the internal types behind it.
+   */
+  const INTERNAL_MEMBERS: Record<string, string[]> = {
+    Database: ["index", "init", "pin", "commit", "ensureOpen", "platform", "limits"],
+    Transaction: ["requestNamespaceOp", "ctx", "snap", "usable", "nsId", "readKey", "entryOf", "valueOf", "listRange", "streamsLists", "holdForStream"],
+    Snapshot: ["expire", "ctx", "snap", "usable", "nsId", "readKey", "entryOf", "valueOf", "listRange", "streamsLists", "holdForStream"],
+  };
+  const INTERNAL_TYPES = ["TxHost", "TxState", "ReadContext", "SnapshotReader", "DatabaseInternals", "Index", "Limits", "NamespaceRequest", "WriteOp", "Version", "Tail", "Pins"];
+
+  test(`[${runtime}] the published types (dist/*.d.ts) keep Database, Transaction and Snapshot to their public members`, () => {
+    const files = fs.readdirSync("dist").filter((f) => f.endsWith(".d.ts")).map((f) => fs.readFileSync(path.join("dist", f), "utf8"));
+    for (const [cls, members] of Object.entries(INTERNAL_MEMBERS)) {
+      const text = files.find((t) => new RegExp(`^declare class ${cls}\\b`, "m").test(t));
+      assert.ok(text, `dist/*.d.ts declares class ${cls}`);
+      const start = text.search(new RegExp(`^declare class ${cls}\\b`, "m"));
+      const decl = text.slice(start, text.indexOf("\n}", start) + 2).replace(/\/\*[\s\S]*?\*\//g, "");
+      assert.match(decl, new RegExp(`^declare class ${cls} \\{`), `${cls} neither extends nor implements an internal type:\n${decl.slice(0, 200)}`);
+      assert.match(decl, /^\s*private constructor\(\);$/m, `${cls}'s constructor is private and shows no parameters`);
+      const declared = [...decl.matchAll(/^ {4}(?:(?:readonly|private|protected|static|get|set|async) )*([\w$]+)[<(:?;]/gm)].map((m) => m[1]!);
+      assert.ok(declared.includes("get") || declared.includes("close"), `members of ${cls} were read: ${declared.join(", ")}`);
+      const leaked = declared.filter((n) => members.includes(n) && !(cls === "Transaction" && n === "commit"));
+      assert.deepEqual(leaked, [], `${cls} in dist/*.d.ts shows internal members`);
+      const types = INTERNAL_TYPES.filter((t) => new RegExp(`\\b${t}\\b`).test(decl));
+      assert.deepEqual(types, [], `${cls} in dist/*.d.ts mentions internal types`);
+    }
+    const modExports = fs.readFileSync("dist/mod.d.ts", "utf8");
+    assert.deepEqual(INTERNAL_TYPES.filter((t) => new RegExp(`\\b${t}\\b`).test(modExports)), [], "dist/mod.d.ts exports no internal type");
+  });
+
+  test(`[${runtime}] the JSR types (deno doc of mod.ts) keep Database, Transaction and Snapshot to their public members`, () => {
+    const doc = JSON.parse(run(bin("deno"), ["doc", "--json", "mod.ts"], root).stdout) as {
+      nodes: Record<string, { symbols: { name: string; declarations: { kind: string; def: ClassDef }[] }[] }>;
+    };
+    interface ClassDef {
+      extends?: string | null;
+      implements?: unknown[];
+      constructors?: { accessibility?: string }[];
+      properties?: { name: string; accessibility?: string }[];
+      methods?: { name: string; accessibility?: string }[];
+    }
+    const symbols = Object.values(doc.nodes).flatMap((n) => n.symbols);
+    for (const [cls, members] of Object.entries(INTERNAL_MEMBERS)) {
+      const def = symbols.find((x) => x.name === cls)?.declarations.find((d) => d.kind === "class")?.def;
+      assert.ok(def, `mod.ts exports class ${cls}`);
+      assert.equal(def.extends ?? null, null, `${cls} extends nothing`);
+      assert.deepEqual(def.implements ?? [], [], `${cls} implements nothing`);
+      assert.deepEqual((def.constructors ?? []).filter((c) => c.accessibility !== "private"), [], `${cls} has no public constructor`);
+      const visible = [...def.properties ?? [], ...def.methods ?? []].filter((m) => m.accessibility !== "private").map((m) => m.name);
+      assert.ok(visible.includes("get") || visible.includes("close"), `members of ${cls} were read: ${visible.join(", ")}`);
+      assert.deepEqual(visible.filter((n) => members.includes(n) && !(cls === "Transaction" && n === "commit")), [], `${cls} on JSR shows internal members`);
+    }
+  });
+
   test(`[${runtime}] an esbuild bundle of the app runs on Node and holds only the Node adapter`, () => {
     assert.ok(app, "the install test ran first");
     // koffi is a native module (prebuilt .node files): bundlers keep it external.

@@ -82,7 +82,9 @@ if (runtime === "node") {
     tarball = path.join(work, fs.readdirSync(work).find((f) => f.endsWith(".tgz"))!);
     const names = run("tar", ["tzf", tarball], work).stdout.split("\n").filter(Boolean).map((n) => n.replace(/^package\//, ""));
     for (const need of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "dist/mod.js", "dist/mod.d.ts", "dist/cli.js", "dist/internal.js",
-      "dist/adapters/node.js", "dist/adapters/bun.js", "dist/adapters/deno.js", "dist/adapters/deno.d.ts"]) {
+      "dist/adapters/node.js", "dist/adapters/bun.js", "dist/adapters/deno.js", "dist/adapters/deno.d.ts",
+      // The reference ships with the package.
+      ...fs.readdirSync(path.join(root, "docs")).map((f) => `docs/${f}`)]) {
       assert.ok(names.includes(need), `${need} is in the package: ${names.join(", ")}`);
     }
     assert.deepEqual(names.filter((n) => /^(tests|src|scripts|adapters)\//.test(n) || n.endsWith(".ts") && !n.endsWith(".d.ts")), [], "no sources or tests");
@@ -128,6 +130,44 @@ if (runtime === "node") {
     const common = ["--noEmit", "--strict", "--skipLibCheck", "--target", "es2022", "--types", "node", "--typeRoots", path.join(root, "node_modules/@types")];
     run(tsc, [...common, "--module", "commonjs", "--moduleResolution", "node", "types-main.ts"], app);
     run(tsc, [...common, "--module", "esnext", "--moduleResolution", "bundler", "types-main.ts", "types-subpaths.ts"], app);
+  });
+
+  test(`[${runtime}] as JSR users get it: the publish set, its npm packages resolved by Deno itself into a fresh DENO_DIR, run with only --allow-read --allow-write`, () => {
+    // The files `deno publish` uploads, as its dry run lists them.
+    const listed = run(bin("deno"), ["publish", "--dry-run", "--allow-dirty"], root).out;
+    const files = [...listed.matchAll(/^\s+file:\/\/(\S+) \(/gm)].map((m) => path.relative(root, m[1]!));
+    assert.ok(files.includes("mod.ts") && files.includes("deno.json"), `the dry run lists the publish set: ${files.join(", ")}`);
+    for (const f of fs.readdirSync(path.join(root, "docs"))) assert.ok(files.includes(`docs/${f}`), `docs/${f} (the reference) is published on JSR`);
+    for (const f of ["src/vendor/cbor-x/encode.js", "src/vendor/cbor-x/decode.js", "src/vendor/cbor-x/LICENSE"]) assert.ok(files.includes(f), `${f} is published on JSR`);
+    const work = tempDir("jsr");
+    const pkg = path.join(work, "txtdb");
+    for (const f of files) {
+      fs.mkdirSync(path.dirname(path.join(pkg, f)), { recursive: true });
+      fs.copyFileSync(path.join(root, f), path.join(pkg, f));
+    }
+    // The consumer's own configuration: the package as a workspace member (its deno.json
+    // imports apply to its files, as on JSR), no node_modules, nothing of this repository's.
+    const config = JSON.parse(fs.readFileSync(path.join(pkg, "deno.json"), "utf8"));
+    delete config.nodeModulesDir; // this repository's setting for its own tests; JSR consumers decide their own
+    fs.writeFileSync(path.join(pkg, "deno.json"), JSON.stringify(config, null, 2));
+    fs.writeFileSync(path.join(work, "deno.json"), JSON.stringify({ workspace: ["./txtdb"] }, null, 2));
+    for (const f of ["jsr-app.ts", "jsr-cli.ts"]) fs.copyFileSync(path.join(fixtures, f), path.join(work, f));
+    const denoDir = path.join(work, "deno-dir");
+    const deno = (args: string[]) => {
+      const r = spawnSync(bin("deno"), args, { cwd: work, encoding: "utf8", timeout: 180_000, killSignal: "SIGKILL", env: { ...process.env, DENO_DIR: denoDir, NO_COLOR: "1" } });
+      const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+      assert.equal(r.status, 0, `deno ${args.join(" ")} (in ${work}) ${r.error ? r.error.message : `exited ${r.status}`}:\n${out.slice(-4000)}`);
+      return out;
+    };
+    deno(["check", "--quiet", "jsr-app.ts", "jsr-cli.ts"]);
+    expectOk({ out: deno(["run", "--quiet", "--allow-read", "--allow-write", "jsr-app.ts", path.join(work, "store")]) });
+    assert.match(deno(["run", "--quiet", "--allow-read", "--allow-write", "jsr-cli.ts", "get", path.join(work, "store"), "items", "[\"a\",1]"]), /first/);
+    assert.ok(!fs.existsSync(path.join(work, "node_modules")), "no node_modules was made");
+    // What Deno fetched from npm for the package: nothing (cbor-x is vendored; koffi belongs
+    // to the Node adapter, which JSR does not ship).
+    const registry = path.join(denoDir, "npm", "registry.npmjs.org");
+    const fetched = fs.existsSync(registry) ? fs.readdirSync(registry).sort() : [];
+    assert.deepEqual(fetched, [], "npm packages a JSR user's Deno fetches for txtdb");
   });
 
   /**

@@ -526,7 +526,7 @@ export class Database {
    * for await (const { version, changes } of db.watch("accounts", { prefix: [] })) { ... }
    * ```
    */
-  watch(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent> {
+  watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.ensureOpen();
     checkSignal(opts.signal);
     this.#tail.refresh();

@@ -49,6 +49,31 @@ if (runtime === "node") {
   };
   const expectOk = (r: { out: string }) => assert.match(r.out, /^ok first 42$/m, r.out);
 
+  /** The README's quick starts: each block after a `<!-- quickstart: <command …> <file> -->` line. */
+  const quickStarts = (() => {
+    const lines = fs.readFileSync(path.join(root, "README.md"), "utf8").split("\n");
+    const out: { command: string[]; file: string; code: string; line: number }[] = [];
+    lines.forEach((l, i) => {
+      const m = /^<!--\s*quickstart:\s*(.+?)\s*-->$/.exec(l.trim());
+      if (!m) return;
+      assert.match(lines[i + 1] ?? "", /^```(js|ts)$/, `README.md:${i + 1}: a quickstart marker stands right before a code fence`);
+      const end = lines.findIndex((x, j) => j > i + 1 && x === "```");
+      const command = m[1]!.split(/\s+/);
+      out.push({ command, file: command.at(-1)!, code: lines.slice(i + 2, end).join("\n") + "\n", line: i + 2 });
+    });
+    return out;
+  })();
+  /** Runs one quick start as written, in `dir`; it prints the value it stored. */
+  const runQuickStart = (q: (typeof quickStarts)[number], dir: string, env: Record<string, string> = {}) => {
+    fs.writeFileSync(path.join(dir, q.file), q.code);
+    const [cmd, ...args] = q.command;
+    const exe = cmd === "node" ? process.execPath : bin(cmd!);
+    const r = spawnSync(exe, args, { cwd: dir, encoding: "utf8", timeout: 120_000, killSignal: "SIGKILL", env: { ...process.env, NO_COLOR: "1", ...env } });
+    const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+    assert.equal(r.status, 0, `README.md:${q.line}: \`${q.command.join(" ")}\` ${r.error ? r.error.message : `exited ${r.status}`}:\n${out.slice(-4000)}`);
+    assert.match(r.stdout, /^1$/m, `README.md:${q.line} printed the value it stored:\n${out}`);
+  };
+
   let tarball = "";
   let app = "";
 
@@ -122,6 +147,13 @@ if (runtime === "node") {
     expectOk(run(bin("bun"), ["app.mjs", store("bun")], app));
     // Deno on the npm package: the "deno" condition picks the Deno adapter, so no --allow-ffi.
     expectOk(run(bin("deno"), ["run", "--quiet", "--allow-read", "--allow-write", "app.mjs", store("deno")], app));
+    // The README's quick starts for the npm package, as written (Node ESM and CommonJS, Bun).
+    const npmQuickStarts = quickStarts.filter((q) => q.command[0] !== "deno");
+    assert.deepEqual(npmQuickStarts.map((q) => q.command.join(" ")), ["node app.mjs", "node app.cjs", "bun app.ts"], "the README's quick starts for npm");
+    const readme = path.join(app, "readme");
+    fs.mkdirSync(readme);
+    fs.symlinkSync(path.join(app, "node_modules"), path.join(readme, "node_modules"));
+    for (const q of npmQuickStarts) runQuickStart(q, readme);
   });
 
   test(`[${runtime}] the installed package type-checks with moduleResolution node (top-level types) and bundler (every adapter subpath)`, () => {
@@ -162,6 +194,10 @@ if (runtime === "node") {
     deno(["check", "--quiet", "jsr-app.ts", "jsr-cli.ts"]);
     expectOk({ out: deno(["run", "--quiet", "--allow-read", "--allow-write", "jsr-app.ts", path.join(work, "store")]) });
     assert.match(deno(["run", "--quiet", "--allow-read", "--allow-write", "jsr-cli.ts", "get", path.join(work, "store"), "items", "[\"a\",1]"]), /first/);
+    // The README's Deno quick start, as written, against the publish set.
+    const denoQuickStarts = quickStarts.filter((q) => q.command[0] === "deno");
+    assert.equal(denoQuickStarts.length, 1, "the README has a quick start for Deno");
+    runQuickStart(denoQuickStarts[0]!, work, { DENO_DIR: denoDir });
     assert.ok(!fs.existsSync(path.join(work, "node_modules")), "no node_modules was made");
     // What Deno fetched from npm for the package: nothing (cbor-x is vendored; koffi belongs
     // to the Node adapter, which JSR does not ship).

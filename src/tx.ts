@@ -593,12 +593,6 @@ class TxReader extends SnapshotReader {
     this.#put(ns, k, op, k.length + 16);
   }
 
-  /** Namespace operations run through the same commit path. */
-  requestNamespaceOp(op: NamespaceRequest): void {
-    this.#writable();
-    this.#state.namespaceOps.push(op);
-  }
-
   /** Validates and writes. Read-only transactions resolve at once with their read version. */
   async commit(): Promise<{ version: bigint }> {
     this.usable();

@@ -5,12 +5,14 @@
  * kept a Node script alive until maxIdleMs, 10 minutes, released the snapshot). Workers are
  * started from the Node and Bun legs (the Deno leg cannot spawn).
  */
-import { assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
-import { RUNTIMES, startWorker } from "./procs.ts";
+import { afterEach, assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
 
 const EXIT_MS_MAX = 5_000;
 
 if (canSpawn) {
+  // Loaded only where the leg can spawn: procs.ts reads the environment, which the Deno leg may not.
+  const { RUNTIMES, startWorker, killAllWorkers } = await import("./procs.ts");
+  afterEach(() => killAllWorkers());
   for (const rt of RUNTIMES) {
     test(`[${runtime}] a ${rt} process that leaves a snapshot, a transaction, a list and the database open exits by itself within ${EXIT_MS_MAX / 1000} s`, async () => {
       const w = startWorker(rt, "forgetful", [`${tempDir("exit")}/store`]);

@@ -12,7 +12,7 @@
  * @module
  */
 export { open, Database } from "./src/db.ts";
-export type { OpenOptions, Durability, TransactionOptions, Stats, CompactResult, BackupResult } from "./src/db.ts";
+export type { OpenOptions, Durability, TransactionOptions, Stats, Distribution, CompactResult, BackupResult } from "./src/db.ts";
 export type { CheckReport } from "./src/check.ts";
 export { Transaction, Snapshot } from "./src/tx.ts";
 export type { Entry, Isolation, ListSelector, ListOptions } from "./src/tx.ts";

@@ -36,6 +36,9 @@ export default defineConfig({
   },
   esbuildPlugins: [platformDist],
   dts: {
+    // Members marked @internal (the engine side of Database: index, platform, init, ...) stay
+    // out of the published types; tests/package.test.ts checks that they do.
+    compilerOptions: { stripInternal: true },
     entry: {
       mod: "mod.ts",
       internal: "src/internal.ts",
@@ -48,5 +51,5 @@ export default defineConfig({
       "adapters/faults": "adapters/faults.ts",
     },
   },
-  external: ["cbor-x", "cbor-x/encode", "cbor-x/decode", "koffi"],
+  external: ["koffi"],
 });

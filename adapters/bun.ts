@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { makeNodeFsPlatform } from "./nodefs.ts";
+import { DEFAULT_LIBC, loadLibc, makeNodeFsPlatform } from "./nodefs.ts";
 import type { Platform } from "../src/port.ts";
 
 interface BunFfi {
@@ -26,18 +26,36 @@ interface BunFfi {
 
 const ffi = (import.meta as unknown as { require(id: string): BunFfi }).require("bun:ffi");
 const isDarwin = (globalThis as unknown as { process: { platform: string } }).process.platform === "darwin";
-const lib = ffi.dlopen(isDarwin ? "libc.dylib" : "libc.so.6", {
-  flock: { args: ["i32", "i32"], returns: "i32" },
-  [isDarwin ? "__error" : "__errno_location"]: { args: [], returns: "ptr" },
-});
-const errnoLocation = lib.symbols[isDarwin ? "__error" : "__errno_location"]!;
-const flockNative = lib.symbols.flock!;
+const ERRNO_LOCATION = isDarwin ? "__error" : "__errno_location";
 
-/** The Platform for Bun. */
-export const bunPlatform: Platform = makeNodeFsPlatform(
-  "bun",
-  (fd, op) => (flockNative(fd, op) === 0 ? 0 : ffi.read.i32(errnoLocation())),
-  (globalThis as unknown as { process: { pid: number } }).process.pid,
-);
+/**
+ * The Platform for Bun, with flock(2) from the C library `libc` (default: `libc.so.6`,
+ * glibc's; `libc.dylib` on macOS). A library that does not load, or lacks flock or the
+ * errno location, fails with UNSUPPORTED naming it.
+ *
+ * @example
+ * ```ts
+ * import { open } from "txtdb";
+ * import { makeBunPlatform } from "txtdb/adapters/bun";
+ * const db = await open("./data", { adapter: makeBunPlatform("/usr/lib/libc.so.6") });
+ * ```
+ */
+export function makeBunPlatform(libc: string = DEFAULT_LIBC): Platform {
+  const lib = loadLibc("Bun", libc, (name) =>
+    ffi.dlopen(name, {
+      flock: { args: ["i32", "i32"], returns: "i32" },
+      [ERRNO_LOCATION]: { args: [], returns: "ptr" },
+    }));
+  const errnoLocation = lib.symbols[ERRNO_LOCATION]!;
+  const flockNative = lib.symbols.flock!;
+  return makeNodeFsPlatform(
+    "bun",
+    (fd, op) => (flockNative(fd, op) === 0 ? 0 : ffi.read.i32(errnoLocation())),
+    (globalThis as unknown as { process: { pid: number } }).process.pid,
+  );
+}
+
+/** The Platform for Bun: flock(2) from the system C library. */
+export const bunPlatform: Platform = makeBunPlatform();
 
 export default bunPlatform;

@@ -9,6 +9,32 @@ import * as fs from "node:fs";
 import process from "node:process";
 import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
 import type { FileHandle, FileInfo, OpenOptions, Platform, RuntimeName, WatchHandle } from "../src/port.ts";
+import { TxtDbError } from "../src/errors.ts";
+
+/** The C library flock(2) is taken from by default: glibc's on Linux, the system's on macOS. */
+export const DEFAULT_LIBC: string = process.platform === "darwin" ? "libc.dylib" : "libc.so.6";
+
+/**
+ * Loads the C library `name` with the runtime's FFI (`load`), or fails with UNSUPPORTED
+ * saying what txtdb tried, on what system, and what to do: the FFI's own message (koffi's,
+ * bun:ffi's) names neither txtdb nor why a C library is needed.
+ */
+export function loadLibc<T>(runtime: "Node" | "Bun", name: string, load: (name: string) => T): T {
+  try {
+    return load(name);
+  } catch (e) {
+    const cause = e instanceof Error ? e.message : String(e);
+    const factory = runtime === "Node" ? "makeNodePlatform" : "makeBunPlatform";
+    throw new TxtDbError(
+      "UNSUPPORTED",
+      `txtdb could not load the C library "${name}" on ${runtime} (${process.platform} ${process.arch}): ${cause}. ` +
+        "txtdb's Node and Bun adapters call flock(2) in the system C library; they are tested on Linux with glibc and expected to work on macOS, " +
+        "and do not support Windows or musl-based Linux (Alpine) yet. Run txtdb on a glibc-based Linux or on macOS, " +
+        `or give the adapter a C library that has flock(2): open(dir, { adapter: ${factory}("<library>") }) with ${factory} from "txtdb/adapters/${runtime.toLowerCase()}"`,
+      { cause: e },
+    );
+  }
+}
 
 /** flock(2) on a file descriptor: returns 0, or the errno on failure. */
 export type FlockCall = (fd: number, operation: number) => number;

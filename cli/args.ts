@@ -67,6 +67,11 @@ export const COMMANDS: Record<string, CommandSpec> = {
     args: [], flags: ["progress"], access: "write",
     summary: "fold old log segments into a checkpoint; says why when nothing could be folded",
   },
+  backup: {
+    args: ["dest"], flags: ["progress"], access: "read",
+    summary: "copy the store as it is at one version into dest (a new path or an empty directory), while other processes write (JSON: version, bytes)",
+    details: "The copy opens as a store of its own and passes check(). Compactions wait while it runs; commits do not.",
+  },
   migrate: {
     args: [], flags: ["rollback"], access: "write",
     summary: "upgrade a store of the previous on-disk format in place (JSON report); --rollback returns it to that format",

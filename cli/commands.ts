@@ -6,6 +6,7 @@
  */
 import { TxtDbError } from "../src/errors.ts";
 import type { Key } from "../mod.ts";
+import { databaseInternals } from "../src/db.ts";
 import { fromTagged } from "../src/ndjson.ts";
 import { migrateStore } from "../src/migrate.ts";
 import meta from "../deno.json" with { type: "json" };
@@ -91,7 +92,7 @@ export async function run(inv: Invocation): Promise<number> {
   // Parse keys and values before opening, so a typo never creates a store or a namespace.
   const key = rest[1] === undefined ? undefined : (parseValueArg(command === "list" ? "prefix" : "key", rest[1]) as Key);
   const value = command === "set" ? parseValueArg("value", rest[2]!) : undefined;
-  if (progress.on && (command === "check" || command === "compact")) progress.start(`opening the store${await storeSize(dir)}`);
+  if (progress.on && (command === "check" || command === "compact" || command === "backup")) progress.start(`opening the store${await storeSize(dir)}`);
   const db = await openFor(command, dir, command === "set" ? [rest[0]!] : []);
   try {
     switch (command) {
@@ -111,9 +112,17 @@ export async function run(inv: Invocation): Promise<number> {
         const before = gatherFigures(db);
         progress.step(`opened; folding what it may of ${before.segments.live} segments (${bytes(before.bytes.segments)})`);
         const r = await db.compact();
-        const note = explainCompact(r, before, liveProcesses(db.platform, db.path, db.platform.pid).processes);
+        const p = databaseInternals(db).platform;
+        const note = explainCompact(r, before, liveProcesses(p, db.path, p.pid).processes);
         out(report({ ...r, note }));
         progress.step(r.segmentsFolded ? `folded ${r.segmentsFolded} segments` : "nothing folded");
+        return EXIT.ok;
+      }
+      case "backup": {
+        progress.step(`opened; copying to ${rest[0]}`);
+        const r = await db.backup(rest[0]!);
+        out(report({ version: r.version, bytes: r.bytes, dest: rest[0] }));
+        progress.step(`copied ${bytes(r.bytes)} at version ${r.version}`);
         return EXIT.ok;
       }
       case "get": {

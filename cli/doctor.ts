@@ -5,6 +5,7 @@
  * @module
  */
 import type { Database } from "../mod.ts";
+import { databaseInternals } from "../src/db.ts";
 import { readWriterHolder } from "../src/holder.ts";
 import type { Platform } from "../src/port.ts";
 import { safe, seconds } from "./output.ts";
@@ -49,14 +50,15 @@ export function doctor(db: Database, dir: string, out: (line: string) => void): 
     out(`warning: a process pins a version ${s.version - oldest} commits old: a long-lived snapshot or transaction holds back compaction`);
   }
   // Read-only and never blocking: a stuck holder must not make doctor wait too.
-  const { held, holder } = readWriterHolder(db.platform, db.path);
+  const platform = databaseInternals(db).platform;
+  const { held, holder } = readWriterHolder(platform, db.path);
   if (!held) {
     out("writer lock: free");
   } else if (!holder) {
     out("writer lock: held by a process that did not record itself (it has just taken the lock, or it runs an older txtdb); run doctor again to see whether it is released");
   } else {
-    const heldMs = db.platform.wallClockMs() - holder.sinceWallMs;
-    const state = processState(db.platform, holder.pid);
+    const heldMs = platform.wallClockMs() - holder.sinceWallMs;
+    const state = processState(platform, holder.pid);
     const stateText = state === "T" ? ", process stopped (SIGSTOP or Ctrl-Z)" : state === "t" ? ", process stopped by a debugger" : state === "Z" ? ", process is a zombie" : "";
     const known = procs.some((p) => p.pid === holder.pid) ? "" : " (no live txtdb process with this pid has a lease here; it may be a tool outside txtdb's leases)";
     out(safe(`writer lock: held by pid ${holder.pid} (${holder.runtime}) for ${seconds(heldMs)}${stateText}${known}`));

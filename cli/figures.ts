@@ -14,6 +14,7 @@
  * @module
  */
 import type { Database } from "../mod.ts";
+import { databaseInternals } from "../src/db.ts";
 import { CHECKPOINT_FILE, COMPACT_LOCK, FRONTIER, LEASES_DIR, MANIFEST, parseSegmentName, TABLE_FILE, TABLE_TMP_FILE, WRITER_LOCK } from "../src/files.ts";
 import { Log } from "../src/log.ts";
 import { readWriterHolder } from "../src/holder.ts";
@@ -176,7 +177,7 @@ export function storeFiles(platform: Platform, dir: string): { name: string; byt
 /** Gathers {@link storeFigures}' input for an open store. */
 export function gatherFigures(db: Database): StoreFigures {
   const s = db.stats();
-  const p = db.platform;
+  const p = databaseInternals(db).platform;
   const { processes, leaseBytes } = liveProcesses(p, db.path, p.pid);
   const writer = readWriterHolder(p, db.path);
   return storeFigures({

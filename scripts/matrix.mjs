@@ -2,7 +2,8 @@
 // The test command: builds, then runs the one suite on Node (against the tsup build, as
 // npm users get it), on Deno (against mod.ts with only --allow-read --allow-write, as JSR
 // users get it) and on Bun; checks the core imports no runtime API; type-checks with
-// deno check; dry-runs the JSR publish (any warning fails it). Prints a line per leg and
+// deno check; lints the documentation of mod.ts (deno doc --lint); dry-runs the JSR
+// publish (any warning fails it). Prints a line per leg and
 // ends with `matrix: N passed, M failed`; exits non-zero on any failure.
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -75,6 +76,9 @@ leg("deno (mod.ts, --allow-read --allow-write)", bin("deno"),
 leg("bun", bin("bun"), ["test", "--timeout", "120000", ...testFiles.map((f) => `./tests/${f}`)],
   (out) => ({ passed: num(/^\s*(\d+) pass$/gm, out), failed: num(/^\s*(\d+) fail$/gm, out) }));
 
+// Every export of mod.ts documented, no public type naming a private one (JSR scores and
+// shows exactly this); any lint error fails it.
+step("deno doc --lint mod.ts", bin("deno"), ["doc", "--lint", "mod.ts"], {}, { failOn: /^error/m });
 step("deno check", bin("deno"), ["check", "--quiet", "mod.ts", "src/internal.ts", "adapters/deno.ts", "adapters/sim.ts", "cli/main.ts"]);
 // A warning (unanalyzable-dynamic-import, excluded-module, …) fails it: JSR would publish it.
 step("deno publish --dry-run, no warnings", bin("deno"), ["publish", "--dry-run", "--allow-dirty", "--quiet"], {}, { failOn: /^warning\[|^error\[/m });

@@ -18,8 +18,8 @@
  *    cut there. A visible commit is durable (the frontier never passes the durable end),
  *    so the copy never holds a commit the store itself could lose, and it holds every
  *    commit at or below the version.
- * 4. The copy gets no frontier, lease or lock files: opening it rebuilds the frontier from
- *    the log, as after a power loss.
+ * 4. The copy gets a frontier at the copied end (visible and durable there), so that even
+ *    a read-only open reads it at once, and no lease or lock files.
  * 5. Each file is fsynced, then the directory; the MANIFEST goes in last (temporary name,
  *    fsync, rename, directory fsync), so an interrupted backup is never mistaken for a
  *    store: `open()` refuses a directory holding store files but no MANIFEST.
@@ -29,7 +29,8 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { ioError, MANIFEST, segmentName } from "./files.ts";
+import { FRONTIER, ioError, MANIFEST, segmentName } from "./files.ts";
+import { encodeFrontier } from "./log.ts";
 import type { FileLock } from "./lock.ts";
 import type { Log } from "./log.ts";
 import type { Platform } from "./port.ts";
@@ -86,6 +87,15 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
           throw new TxtDbError("CORRUPTION", `Segment "${name}" of "${dir}" is missing (the manifest's first segment is ${firstSegment}, the frontier is in segment ${fr.seg}); nothing was backed up`, { details: { file: `${dir}/${name}`, offset: 0 } });
         }
         bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, seg === fr.seg ? fr.off : undefined, turn);
+      }
+    }
+    if (fr) {
+      const f = platform.open(`${dest}/${FRONTIER}`, { create: true, exclusive: true, mode: src.fileMode });
+      try {
+        f.write(encodeFrontier({ tsn: fr.tsn, seg: fr.seg, off: fr.off, durableSeg: fr.seg, durableOff: fr.off }), 0);
+        f.sync();
+      } finally {
+        f.close();
       }
     }
     platform.syncDir(dest);

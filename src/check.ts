@@ -24,9 +24,13 @@ import { TableReader } from "./table.ts";
 
 /** What `check()` found. */
 export interface CheckReport {
+  /** True when nothing is wrong. */
   ok: boolean;
+  /** What is wrong, each with the file and the byte offset where it was found. */
   problems: { file: string; offset: number; message: string }[];
+  /** Log records and table entries read. */
   records: number;
+  /** Bytes read. */
   bytes: number;
 }
 

@@ -29,13 +29,16 @@
  * below), CBOR maps decode to Maps, and the tag for own `__proto__` keys defines the
  * property instead of assigning it. A value that does not decode is CORRUPTION.
  *
- * Only the `cbor-x/encode` and `cbor-x/decode` entries are used: the package's main entry
- * reads an environment variable, which Deno refuses without `--allow-env`.
+ * cbor-x 1.6.9's two pure-JS modules, encode.js and decode.js, are vendored unchanged in
+ * vendor/cbor-x/ (MIT License, kept in each file and beside them): the npm package declares
+ * an optional native module (cbor-extract) that txtdb never loads yet every install tried to
+ * build, and that Deno, resolving npm packages itself, failed on. tests/values-bytes.test.ts
+ * pins the bytes values are stored as.
  *
  * @module
  */
-import { addExtension, Encoder } from "cbor-x/encode";
-import * as cborDecode from "cbor-x/decode";
+import { addExtension, Encoder } from "./vendor/cbor-x/encode.js";
+import * as cborDecode from "./vendor/cbor-x/decode.js";
 import { TxtDbError } from "./errors.ts";
 import { isWellFormedString } from "./keys.ts";
 
@@ -48,25 +51,22 @@ const OPTIONS = {
   largeBigIntToFloat: false,
 } as const;
 
-// deno-lint-ignore no-explicit-any
-const encoder = new Encoder(OPTIONS as any);
+const encoder = new Encoder(OPTIONS);
 /**
  * User values: byte strings and typed arrays are copied out of the input. Without it cbor-x
  * returns views of the bytes the index holds, and `(await db.get(..)).fill(0)` rewrote the
  * stored version (and, after compact(), the file). The copy costs only values that hold
  * bytes; other values decode exactly as before.
  */
-// deno-lint-ignore no-explicit-any
-const valueDecoder = new cborDecode.Decoder({ ...OPTIONS, copyBuffers: true } as any);
+const valueDecoder = new cborDecode.Decoder({ ...OPTIONS, copyBuffers: true });
 /** Log records and manifests: their byte strings may stay views of the record body. */
-// deno-lint-ignore no-explicit-any
-const internalDecoder = new cborDecode.Decoder(OPTIONS as any);
+const internalDecoder = new cborDecode.Decoder(OPTIONS);
 
 /**
  * Two CBOR tags of txtdb's own (in the first-come-first-served range, clear of the tags
- * and ranges cbor-x interprets). cbor-x's tag registry is process-wide, so each decoder
- * below acts only while txtdb decodes a value; anyone else's cbor-x decoding sees these
- * tags as plain `Tag` objects, as before.
+ * and ranges cbor-x interprets). cbor-x's tag registry belongs to its module, which other
+ * code could load too (vendor/cbor-x/), so each decoder below acts only while txtdb decodes
+ * a value; anyone else's decoding sees these tags as plain `Tag` objects.
  */
 const TAG_NEGATIVE_ZERO = 47224;
 const TAG_OWN_ENTRIES = 47225;
@@ -78,7 +78,7 @@ const TAG_OWN_ENTRIES = 47225;
  */
 const DECODING_KEY = Symbol.for("txtdb.codec.decodingValue");
 const decoding: { value: boolean } = ((globalThis as Record<symbol, unknown>)[DECODING_KEY] ??= { value: false }) as { value: boolean };
-const CborTag = (cborDecode as unknown as { Tag: new (value: unknown, tag: number) => unknown }).Tag;
+const CborTag = cborDecode.Tag;
 
 /** Stands for -0 while encoding: cbor-x writes -0 as the integer 0. */
 class NegativeZero {}

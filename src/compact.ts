@@ -87,7 +87,9 @@ export interface CompactResult {
   tableBytesWritten: number;
   /** Dead processes' leases reclaimed. */
   leasesReclaimed: number;
+  /** Bytes of the store's log and tables before this compaction. */
   bytesBefore: number;
+  /** Bytes of the store's log and tables after it. */
   bytesAfter: number;
 }
 

@@ -29,8 +29,8 @@ import { GroupCommitter } from "./commit.ts";
 import { FileLock } from "./lock.ts";
 import type { Platform } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
-import { newTxState, Snapshot, SnapshotReader, Transaction } from "./tx.ts";
-import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, TxHost, TxState } from "./tx.ts";
+import { expireSnapshot, newSnapshot, newTransaction, newTxState, SnapshotReader } from "./tx.ts";
+import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, Snapshot, Transaction, TxHost, TxState } from "./tx.ts";
 import { WatchHub } from "./watch.ts";
 import type { WatchEvent } from "./watch.ts";
 import { conflictSubject, RETRY_TURN_MAX_WAIT_MS, RetryTurns } from "./retryturns.ts";
@@ -58,6 +58,18 @@ export type { Distribution, Stats } from "./stats.ts";
 export type { CompactResult } from "./compact.ts";
 export type { BackupResult } from "./backup.ts";
 
+/** The engine side of a {@link Database}, kept out of its public type. */
+export interface DatabaseInternals extends TxHost {
+  readonly platform: Platform;
+  /** Opens the store: creates it if new, recovers a crashed writer's tail. */
+  init(namespaces: string[]): Promise<void>;
+}
+
+/** The engine side of `db`: for txtdb's parts and tools (the CLI, tests), not for users. */
+export let databaseInternals: (db: Database) => DatabaseInternals;
+/** Makes a Database (its constructor is private): for {@link open}. */
+let newDatabase: (path: string, platform: Platform, options: OpenOptions) => Database;
+
 class DbReader extends SnapshotReader {
   protected usable(): void {
     this.ctx.ensureOpen();
@@ -65,7 +77,7 @@ class DbReader extends SnapshotReader {
 
   /** A list on `db` that outlives its first page pins its version until it ends. */
   protected override holdForStream(onLost: (why: string) => void): () => void {
-    const db = this.ctx as unknown as Database;
+    const db = this.ctx as TxHost;
     return db.pin(this.snap, "list", (idleMs) =>
       onLost(idleMs < 0
         ? "A list on the database lost its version: another process compacted it away while this process held no lease; list again"
@@ -85,12 +97,15 @@ class DbReader extends SnapshotReader {
  * await db.close();
  * ```
  */
-export class Database implements TxHost {
+export class Database {
   /** The store directory. */
   readonly path: string;
-  readonly platform: Platform;
+  /** @internal */
+  private readonly platform: Platform;
+  /** True when opened with `readOnly: true`: writes fail with READ_ONLY. */
   readonly readOnly: boolean;
-  readonly limits: Limits;
+  /** @internal */
+  private readonly limits: Limits;
   readonly #tail: Tail;
   readonly #lock: FileLock;
   readonly #committer: GroupCommitter;
@@ -106,7 +121,7 @@ export class Database implements TxHost {
   #closed = false;
 
   /** Use {@link open}. */
-  constructor(path: string, platform: Platform, options: OpenOptions) {
+  private constructor(path: string, platform: Platform, options: OpenOptions) {
     this.path = path.replace(/\/+$/, "") || "/";
     this.platform = platform;
     const o = resolveOptions(options);
@@ -151,15 +166,15 @@ export class Database implements TxHost {
     });
   }
 
-  /** This process's MVCC index (replaced by an empty one at close, to free its memory). */
-  get index(): Index {
+  /** @internal This process's MVCC index (replaced by an empty one at close, to free its memory). */
+  private get index(): Index {
     return this.#tail.index;
   }
 
   // --- opening and recovery ---
 
   /** @internal Opens the store: creates it if new, recovers a crashed writer's tail. */
-  async init(namespaces: string[]): Promise<void> {
+  private async init(namespaces: string[]): Promise<void> {
     if (this.readOnly) return this.#initReadOnly(namespaces);
     const tail = this.#tail;
     const log = tail.log;
@@ -236,14 +251,14 @@ export class Database implements TxHost {
    * @internal Registers a pinned read version. Returns the release, and `touch` to call
    * on each use; `expire` is called if it stays unused past maxIdleMs.
    */
-  pin(version: number, kind: string, expire: (idleMs: number) => void = () => {}): { release: () => void; touch: () => void } {
+  private pin(version: number, kind: string, expire: (idleMs: number) => void = () => {}): { release: () => void; touch: () => void } {
     return this.#pins.pin(version, kind, expire);
   }
 
   // --- commit ---
 
   /** @internal Queues a transaction for the next group commit; resolves with its TSN. */
-  commit(state: TxState): Promise<number> {
+  private commit(state: TxState): Promise<number> {
     this.ensureOpen();
     if (this.readOnly) return Promise.reject(new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true"));
     return this.#committer.submit(state);
@@ -252,7 +267,7 @@ export class Database implements TxHost {
   // --- lifecycle ---
 
   /** @internal Throws CLOSED after close(). */
-  ensureOpen(): void {
+  private ensureOpen(): void {
     if (this.#closed) throw new TxtDbError("CLOSED", `Database "${this.path}" is closed; open it again`);
   }
 
@@ -275,8 +290,29 @@ export class Database implements TxHost {
     this.#pins.close();
   }
 
+  /** Closes the database: `await using db = await open(...)`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /**
+   * The engine side of this database, for transactions, snapshots, lists, open()
+   * and txtdb's own tools: kept out of the public type (see {@link databaseInternals}).
+   */
+  readonly #internals: DatabaseInternals = ((db: Database): DatabaseInternals => ({
+    get platform() { return db.platform; },
+    get limits() { return db.limits; },
+    get index() { return db.index; },
+    get readOnly() { return db.readOnly; },
+    init: (namespaces) => db.init(namespaces),
+    pin: (version, kind, expire) => db.pin(version, kind, expire),
+    commit: (state) => db.commit(state),
+    ensureOpen: () => db.ensureOpen(),
+  }))(this);
+
+  static {
+    newDatabase = (path, platform, options) => new Database(path, platform, options);
+    databaseInternals = (db) => db.#internals;
   }
 
   // --- reads on db ---
@@ -290,7 +326,7 @@ export class Database implements TxHost {
     this.#counters.reads++;
     this.#tail.refresh();
     if (this.#cachedReaderTsn !== this.#tail.visibleTsn || !this.#cachedReader) {
-      this.#cachedReader = new DbReader(this, this.#tail.visibleTsn);
+      this.#cachedReader = new DbReader(this.#internals, this.#tail.visibleTsn);
       this.#cachedReaderTsn = this.#tail.visibleTsn;
     }
     return this.#cachedReader;
@@ -392,7 +428,7 @@ export class Database implements TxHost {
       }
       this.ensureOpen();
       this.#tail.refresh();
-      return Promise.resolve(new Transaction(this, this.#tail.visibleTsn, isolation));
+      return Promise.resolve(newTransaction(this.#internals, this.#tail.visibleTsn, isolation));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -478,8 +514,8 @@ export class Database implements TxHost {
       this.#tail.refresh();
       const v = this.#tail.visibleTsn;
       let snap: Snapshot | undefined;
-      const { release, touch } = this.pin(v, "snapshot", (idleMs) => snap?.expire(idleMs, this.#pins.maxIdleMs));
-      snap = new Snapshot(this, v, release, touch);
+      const { release, touch } = this.pin(v, "snapshot", (idleMs) => snap && expireSnapshot(snap, idleMs, this.#pins.maxIdleMs));
+      snap = newSnapshot(this.#internals, v, release, touch);
       return Promise.resolve(snap);
     } catch (e) {
       return Promise.reject(e);
@@ -505,7 +541,7 @@ export class Database implements TxHost {
    * for await (const { version, changes } of db.watch("accounts", { prefix: [] })) { ... }
    * ```
    */
-  watch(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent> {
+  watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.ensureOpen();
     checkSignal(opts.signal);
     this.#tail.refresh();
@@ -711,9 +747,9 @@ export async function open(path: string, options: OpenOptions = {}): Promise<Dat
   } else if (!platform.stat(path)?.isDirectory) {
     throw invalidArg(`No txtdb store at "${path}"; open it once without readOnly to create it`);
   }
-  const db = new Database(path, platform, options);
+  const db = newDatabase(path, platform, options);
   try {
-    await db.init(options.namespaces ?? []);
+    await databaseInternals(db).init(options.namespaces ?? []);
   } catch (e) {
     await db.close().catch(() => {});
     throw ioError(e, `Opening "${path}"`);

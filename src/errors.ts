@@ -47,6 +47,7 @@ export class TxtDbError extends Error {
   /** Structured context; shape depends on `code`. */
   readonly details: Record<string, unknown> | undefined;
 
+  /** An error with a stable `code`; `cause` keeps the error that led to it (an IO error's OS error). */
   constructor(
     code: ErrorCode,
     message: string,

@@ -31,3 +31,5 @@ export { xxhash32 } from "./xxhash32.ts";
 export { Tail } from "./tail.ts";
 export type { AppendedBatch, TailHooks } from "./tail.ts";
 export { Meters } from "./stats.ts";
+export { databaseInternals } from "./db.ts";
+export type { DatabaseInternals } from "./db.ts";

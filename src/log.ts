@@ -46,6 +46,19 @@ export const FORMAT_VERSION = 2;
 /** The format of stores whose folded state is a checkpoint (upgrade.ts reads and writes it). */
 export const FORMAT_CHECKPOINT = 1;
 
+/** The frontier's 36 bytes (the file's first part): what {@link Log.readFrontier} reads back. */
+export function encodeFrontier(fr: Frontier): Uint8Array {
+  const buf = new Uint8Array(FRONTIER_BYTES);
+  const view = new DataView(buf.buffer);
+  view.setFloat64(0, fr.tsn, true);
+  view.setUint32(8, fr.seg, true);
+  view.setFloat64(12, fr.off, true);
+  view.setUint32(20, fr.durableSeg, true);
+  view.setFloat64(24, fr.durableOff, true);
+  view.setUint32(32, crc32c(buf.subarray(0, 32)), true);
+  return buf;
+}
+
 /** A byte position in the log. */
 export interface LogPosition {
   seg: number;
@@ -464,15 +477,7 @@ export class Log {
 
   /** Overwrites the frontier in place (one small write; readers retry a torn read). */
   publishFrontier(fr: Frontier): void {
-    const buf = new Uint8Array(FRONTIER_BYTES);
-    const view = new DataView(buf.buffer);
-    view.setFloat64(0, fr.tsn, true);
-    view.setUint32(8, fr.seg, true);
-    view.setFloat64(12, fr.off, true);
-    view.setUint32(20, fr.durableSeg, true);
-    view.setFloat64(24, fr.durableOff, true);
-    view.setUint32(32, crc32c(buf.subarray(0, 32)), true);
-    this.#frontier().write(buf, 0);
+    this.#frontier().write(encodeFrontier(fr), 0);
   }
 
   // --- segments ---

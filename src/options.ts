@@ -75,6 +75,7 @@ export interface OpenOptions {
 
 /** Options of {@link Database.transaction} and {@link Database.begin}. */
 export interface TransactionOptions {
+  /** "serializable" or "snapshot" (default: the database's `isolation` option). */
   isolation?: Isolation;
   /** Reruns on CONFLICT (default 10). */
   maxRetries?: number;

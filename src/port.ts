@@ -118,9 +118,11 @@ export interface FileHandle {
  * ```
  */
 export interface FileInfo {
+  /** Size in bytes. */
   size: number;
   /** A regular file. */
   isFile: boolean;
+  /** A directory. */
   isDirectory: boolean;
   /** A symbolic link itself: only `lstat` can say so, since `stat` follows links. */
   isSymlink: boolean;
@@ -136,6 +138,7 @@ export interface FileInfo {
 
 /** A subscription to change notifications; `close()` ends it. */
 export interface WatchHandle {
+  /** Ends the subscription; no callback runs after it returns. */
   close(): void;
 }
 

@@ -10,21 +10,29 @@ import { Histogram, renderPrometheus } from "./metrics.ts";
 
 /** A latency or size distribution in stats(): percentiles from a fixed-size histogram. */
 export interface Distribution {
+  /** Samples recorded since the database was opened. */
   count: number;
+  /** Median. */
   p50: number;
+  /** 90th percentile. */
   p90: number;
+  /** 99th percentile. */
   p99: number;
+  /** Largest sample. */
   max: number;
 }
 
 /** Counters and figures of one open database (a plain object). */
-export interface Stats extends Counters {
+export interface Stats {
+  /** The runtime of this process: "node", "deno" or "bun". */
   runtime: string;
+  /** The durability this database was opened with. */
   durability: Durability;
   /** From submit to resolve, in µs. */
   commitLatencyUs: Distribution;
   /** Waits for the writer lock, in µs. */
   lockWaitUs: Distribution;
+  /** fdatasync durations, in µs. */
   fsyncUs: Distribution;
   /** Transactions per group commit. */
   batchSize: Distribution;
@@ -59,35 +67,54 @@ export interface Stats extends Counters {
   liveLeases: number;
   /** Keys held in this process's in-memory table (commits not yet folded into tables). */
   keysInMemory: number;
+  /** The store directory. */
   path: string;
+  /** The newest committed version this process sees. */
   version: bigint;
+  /** Namespaces at that version. */
   namespaces: number;
+  /** Versions held in this process's in-memory table. */
   versionsHeld: number;
+  /** Bytes of log segments on disk. */
   logBytes: number;
+  /** Snapshots this process holds open. */
   openSnapshots: number;
+  /** Transactions this process holds open. */
   openTransactions: number;
   /** The oldest version this process still pins (its head when nothing older is pinned). */
   oldestPinVersion: bigint;
   /** How long the oldest open snapshot or transaction has been held, in ms (0: none). */
   oldestPinAgeMs: number;
+  /** The version the folded state on disk (tables or checkpoint) holds everything up to. */
   checkpointVersion: bigint;
+  /** The number of the oldest log segment still on disk. */
   firstSegment: number;
+  /** Compactions this process ran. */
   compactions: number;
+  /** Watchers open in this process. */
   watchers: number;
+  /** Reads on `db` (get, getEntry, getMany, list) in this process. */
+  reads: number;
+  /** Transactions this process committed. */
+  commits: number;
+  /** Commits of this process that failed with CONFLICT. */
+  conflicts: number;
+  /** Reruns of `db.transaction()` functions after CONFLICT. */
+  retries: number;
+  /** Group commits this process wrote. */
+  batches: number;
+  /** The most transactions one group commit of this process held. */
+  batchSizeMax: number;
+  /** fdatasync calls of this process. */
+  fsyncs: number;
+  /** Log records this process read (catching up with other processes, recovery). */
+  recordsRead: number;
+  /** Keys this process's commits wrote. */
+  keysWritten: number;
 }
 
 /** The plain counters of {@link Stats}, incremented in place on the hot paths. */
-export interface Counters {
-  reads: number;
-  commits: number;
-  conflicts: number;
-  retries: number;
-  batches: number;
-  batchSizeMax: number;
-  fsyncs: number;
-  recordsRead: number;
-  keysWritten: number;
-}
+export type Counters = Pick<Stats, "reads" | "commits" | "conflicts" | "retries" | "batches" | "batchSizeMax" | "fsyncs" | "recordsRead" | "keysWritten">;
 
 /** The counters and histograms of one open database; each part records into its own. */
 export class Meters {

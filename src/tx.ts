@@ -20,21 +20,29 @@ export type Isolation = "serializable" | "snapshot";
 
 /** A stored entry. */
 export interface Entry<T = unknown> {
+  /** The key, decoded (a one-element tuple key reads back as the element: `["a"]` is `"a"`). */
   key: Key;
+  /** The value, a copy no one else holds. */
   value: T;
+  /** The version (TSN) of the commit that wrote it; -1n for a transaction's own uncommitted write. */
   version: bigint;
 }
 
 /** Which keys a `list()` selects: a tuple prefix, and/or start (inclusive) and end (exclusive). */
 export interface ListSelector {
+  /** Keys that extend this tuple (not the prefix key itself); `[]` selects the whole namespace. */
   prefix?: Key | readonly never[];
+  /** The first key selected (inclusive). */
   start?: Key;
+  /** The key the selection ends before (exclusive). */
   end?: Key;
 }
 
 /** Options of `list()`. */
 export interface ListOptions {
+  /** At most this many entries (a non-negative integer; default: all). */
   limit?: number;
+  /** In descending key order. */
   reverse?: boolean;
 }
 
@@ -429,18 +437,8 @@ export interface TxHost extends ReadContext {
 /** Releases the pin of a transaction that was dropped without commit() or rollback(). */
 const leakedPins = new FinalizationRegistry<() => void>((unpin) => unpin());
 
-/**
- * A transaction: reads one snapshot plus its own writes; `commit()` validates and writes.
- *
- * @example
- * ```ts
- * const tx = await db.begin();
- * const n = (await tx.get<number>("counters", "hits")) ?? 0;
- * tx.set("counters", "hits", n + 1);
- * await tx.commit();
- * ```
- */
-export class Transaction extends SnapshotReader {
+/** The engine of a {@link Transaction}: its reads, buffered writes and commit. */
+class TxReader extends SnapshotReader {
   readonly #host: TxHost;
   readonly #state: TxState;
   #finished: "committed" | "rolled back" | undefined;
@@ -637,12 +635,6 @@ export class Transaction extends SnapshotReader {
     this.#put(ns, k, op, k.length + 16);
   }
 
-  /** Namespace operations run through the same commit path. */
-  requestNamespaceOp(op: NamespaceRequest): void {
-    this.#writable();
-    this.#state.namespaceOps.push(op);
-  }
-
   /** Validates and writes. Read-only transactions resolve at once with their read version. */
   async commit(): Promise<{ version: bigint }> {
     this.usable();
@@ -674,16 +666,8 @@ export class Transaction extends SnapshotReader {
   }
 }
 
-/**
- * A read-only view pinned at one version.
- *
- * @example
- * ```ts
- * await using snap = await db.snapshot();
- * const v = await snap.get("accounts", "alice");
- * ```
- */
-export class Snapshot extends SnapshotReader {
+/** The engine of a {@link Snapshot}: reads at its version while its pin lasts. */
+class SnapReader extends SnapshotReader {
   #released = false;
   #expired: string | undefined;
   readonly #onRelease: () => void;
@@ -695,7 +679,7 @@ export class Snapshot extends SnapshotReader {
     this.#touch = touch;
   }
 
-  /** @internal Released by the idle sweep. */
+  /** Released by the idle sweep. */
   expire(idleMs: number, maxIdleMs: number): void {
     this.#released = true;
     this.#expired = idleMs < 0
@@ -720,7 +704,189 @@ export class Snapshot extends SnapshotReader {
     this.#released = true;
     this.#onRelease();
   }
+}
 
+/**
+ * Makes the {@link Transaction} of a database (its constructor is not public): for
+ * `db.begin()` and `db.transaction()`.
+ */
+export let newTransaction: (host: TxHost, readVersion: number, isolation: Isolation) => Transaction;
+
+/**
+ * Makes the {@link Snapshot} of a database (its constructor is not public), and the idle
+ * sweep's way to end one: for `db.snapshot()`.
+ */
+export let newSnapshot: (ctx: ReadContext, version: number, onRelease: () => void, touch?: () => void) => Snapshot;
+/** Ends a snapshot the idle sweep released (or whose history another process compacted away). */
+export let expireSnapshot: (snap: Snapshot, idleMs: number, maxIdleMs: number) => void;
+
+/**
+ * A transaction: reads one snapshot (`readVersion`) plus its own writes; `commit()`
+ * validates and writes. Get one with `db.begin()`, or let `db.transaction(fn)` run, commit
+ * and retry it.
+ *
+ * @example
+ * ```ts
+ * const tx = await db.begin();
+ * const n = (await tx.get<number>("counters", "hits")) ?? 0;
+ * tx.set("counters", "hits", n + 1);
+ * await tx.commit();
+ * ```
+ */
+export class Transaction {
+  #tx!: TxReader;
+
+  static {
+    newTransaction = (host, readVersion, isolation) => {
+      const t = new Transaction();
+      t.#tx = new TxReader(host, readVersion, isolation);
+      return t;
+    };
+  }
+
+  private constructor() {}
+
+  /** The snapshot (version) this transaction reads. */
+  get readVersion(): bigint {
+    return this.#tx.readVersion;
+  }
+
+  /** The isolation level: "serializable" or "snapshot". */
+  get isolation(): Isolation {
+    return this.#tx.isolation;
+  }
+
+  /** True once committed or rolled back. */
+  get finished(): boolean {
+    return this.#tx.finished;
+  }
+
+  /** The value of `key` in namespace `ns` at `readVersion`, with this transaction's writes; or undefined. */
+  get<T = unknown>(ns: string, key: Key): Promise<T | undefined> {
+    return this.#tx.get<T>(ns, key);
+  }
+
+  /** The entry (key, value, version) of `key`, or undefined. Own uncommitted writes have version -1n. */
+  getEntry<T = unknown>(ns: string, key: Key): Promise<Entry<T> | undefined> {
+    return this.#tx.getEntry<T>(ns, key);
+  }
+
+  /** The values of several keys, in order. */
+  getMany<T = unknown>(ns: string, keys: Key[]): Promise<(T | undefined)[]> {
+    return this.#tx.getMany<T>(ns, keys);
+  }
+
+  /**
+   * Entries in a selection, in key order (or reversed), with this transaction's writes
+   * merged in. A serializable transaction records the range it read: a commit by another
+   * that changes a key in it makes this one fail with CONFLICT.
+   */
+  list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
+    return this.#tx.list<T>(ns, sel, opts);
+  }
+
+  /**
+   * The number of live keys in a selection, this transaction's writes included; values are
+   * not read. A serializable transaction records the range as read, as `list()` does.
+   */
+  count(ns: string, sel: ListSelector): Promise<number> {
+    return this.#tx.count(ns, sel);
+  }
+
+  /** Buffers a write of `value` to `key`. */
+  set(ns: string, key: Key, value: unknown): void {
+    this.#tx.set(ns, key, value);
+  }
+
+  /** Buffers a delete of `key`. */
+  delete(ns: string, key: Key): void {
+    this.#tx.delete(ns, key);
+  }
+
+  /** Commit fails with CONFLICT unless `key`'s committed version is `version` (null: absent). */
+  check(ns: string, key: Key, version: bigint | null): void {
+    this.#tx.check(ns, key, version);
+  }
+
+  /** Adds `delta` to the number stored at `key` at commit time; concurrent sums never conflict. */
+  sum(ns: string, key: Key, delta: number | bigint): void {
+    this.#tx.sum(ns, key, delta);
+  }
+
+  /** Validates and writes. Read-only transactions resolve at once with their read version. */
+  commit(): Promise<{ version: bigint }> {
+    return this.#tx.commit();
+  }
+
+  /** Discards the transaction's writes. Safe to call more than once. */
+  rollback(): void {
+    this.#tx.rollback();
+  }
+}
+
+/**
+ * A read-only view pinned at one version: every read sees the state as of `version`, while
+ * compaction keeps what it needs. Release it when done (or `await using`).
+ *
+ * @example
+ * ```ts
+ * await using snap = await db.snapshot();
+ * const v = await snap.get("accounts", "alice");
+ * ```
+ */
+export class Snapshot {
+  #snap!: SnapReader;
+
+  static {
+    newSnapshot = (ctx, version, onRelease, touch) => {
+      const s = new Snapshot();
+      s.#snap = new SnapReader(ctx, version, onRelease, touch);
+      return s;
+    };
+    expireSnapshot = (snap, idleMs, maxIdleMs) => snap.#snap.expire(idleMs, maxIdleMs);
+  }
+
+  private constructor() {}
+
+  /** The version this snapshot reads. */
+  get version(): bigint {
+    return this.#snap.version;
+  }
+
+  /** The value of `key` in namespace `ns` at this version, or undefined. */
+  get<T = unknown>(ns: string, key: Key): Promise<T | undefined> {
+    return this.#snap.get<T>(ns, key);
+  }
+
+  /** The entry (key, value, version) of `key` at this version, or undefined. */
+  getEntry<T = unknown>(ns: string, key: Key): Promise<Entry<T> | undefined> {
+    return this.#snap.getEntry<T>(ns, key);
+  }
+
+  /** The values of several keys at this version, in order. */
+  getMany<T = unknown>(ns: string, keys: Key[]): Promise<(T | undefined)[]> {
+    return this.#snap.getMany<T>(ns, keys);
+  }
+
+  /**
+   * Entries in a selection at this version, in key order (or reversed), read page by page
+   * as the consumer asks. Stop early with `return()` (a `break` out of `for await` does it).
+   */
+  list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
+    return this.#snap.list<T>(ns, sel, opts);
+  }
+
+  /** The number of live keys in a selection at this version; values are not read. */
+  count(ns: string, sel: ListSelector): Promise<number> {
+    return this.#snap.count(ns, sel);
+  }
+
+  /** Releases the pin. Safe to call more than once. */
+  release(): void {
+    this.#snap.release();
+  }
+
+  /** Releases the pin: `await using snap = await db.snapshot()`. */
   [Symbol.asyncDispose](): Promise<void> {
     this.release();
     return Promise.resolve();

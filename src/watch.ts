@@ -65,9 +65,11 @@ import { armInterval } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 
 /** One event: the matching changes of one commit. A delete has value undefined. */
-export interface WatchEvent {
+export interface WatchEvent<T = unknown> {
+  /** The version (TSN) of the commit. */
   version: bigint;
-  changes: { key: Key; value: unknown | undefined }[];
+  /** The matching keys that commit wrote, with their new values (undefined: deleted). */
+  changes: { key: Key; value: T | undefined }[];
 }
 
 /** What a watcher matches, as encoded keys of one namespace id. */
@@ -298,7 +300,7 @@ export class WatchHub {
    * Starts a watcher; events come for commits after `fromTsn` (or after now). An aborted
    * `signal` ends it as `return()` does (a pending `next()` resolves done).
    */
-  watch(match: WatchMatch, fromTsn: number | undefined, signal?: AbortSignal): AsyncIterableIterator<WatchEvent> {
+  watch<T = unknown>(match: WatchMatch, fromTsn: number | undefined, signal?: AbortSignal): AsyncIterableIterator<WatchEvent<T>> {
     if (this.#watchers.size >= this.#src.maxWatchers) {
       throw new TxtDbError("LIMIT", `This database already has ${this.#src.maxWatchers} watchers (maxWatchers); stop some with return()`);
     }
@@ -351,7 +353,8 @@ export class WatchHub {
       },
       [Symbol.asyncIterator]: () => it,
     };
-    return it;
+    // Values are decoded as stored: T is the caller's word for what they are, as with get<T>().
+    return it as AsyncIterableIterator<WatchEvent<T>>;
   }
 
   remove(w: Watcher): void {

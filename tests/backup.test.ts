@@ -55,6 +55,9 @@ test(`${R} a backup holds tables and log alike: the copy opens, passes check(), 
   const r = await db.backup(`${base}/copy`);
   assert.equal(r.version, snap.version, "no commit since the snapshot: the backup is at its version");
   assert.ok(r.bytes > 0);
+  const readOnly = await open(`${base}/copy`, { readOnly: true });
+  assert.deepEqual(await dump(readOnly), expected, "a read-only open reads the copy at once (its frontier is at the copied end)");
+  await readOnly.close();
   const copy = await open(`${base}/copy`);
   assert.deepEqual(await dump(copy), expected);
   const report = await copy.check();

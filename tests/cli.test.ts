@@ -25,6 +25,26 @@ if (canSpawn) {
     assert.doesNotMatch(r.err, /\n\s+at /, "no stack trace");
   };
 
+  test(`[${runtime}] txtdb backup by each runtime: a copy read at once by another runtime (read-only), a second backup into it refused`, () => {
+    const base = tempDir("cli-backup");
+    const dir = `${base}/store`;
+    assert.equal(run("node", ["set", dir, "users", '["u",1]', '"ann"']).code, 0);
+    assert.equal(run("bun", ["set", dir, "users", '["u",2]', '"bob"']).code, 0);
+    for (const [i, rt] of RTS.entries()) {
+      const dest = `${base}/copy-${rt}`;
+      const r = run(rt, ["backup", dir, dest]);
+      assert.equal(r.code, 0, r.err);
+      const report = JSON.parse(r.out) as { version: string; bytes: number; dest: string };
+      assert.equal(report.version, "3", "two sets after the namespace's creation");
+      assert.ok(report.bytes > 0);
+      const reader = RTS[(i + 1) % 3]!;
+      assert.equal(run(reader, ["get", dest, "users", '["u",2]']).out.trim(), '"bob"', `${reader} reads ${rt}'s copy`);
+      assert.equal(run(reader, ["check", dest]).code, 0);
+      userError(run(rt, ["backup", dir, dest]), "INVALID_ARGUMENT", /not empty/);
+    }
+    userError(run("node", ["backup", dir]), "INVALID_ARGUMENT", /dest/);
+  });
+
   test(`[${runtime}] txtdb migrate: --rollback to format 1 by one runtime, upgrade by another, the data the same`, () => {
     const dir = tempDir("cli-migrate") + "/store";
     assert.equal(run("node", ["set", dir, "users", '["u",1]', '"ann"']).code, 0);

@@ -4,7 +4,7 @@
  * back (TIMEOUT, nothing written); once the commit is being written, the caller learns its
  * outcome instead of a TIMEOUT. A caller who retries after TIMEOUT must never apply twice.
  */
-import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
+import { assert, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import { FileLock, defaultPlatform } from "txtdb/internal";
 
@@ -53,11 +53,14 @@ test(`${R} transaction() whose timeoutMs passes while its commit waits for the l
   const dir = tempDir("tmo");
   const db = await open(dir, { namespaces: ["ns"] });
   const release = await takeWriterLock(dir);
+  let failed = 0;
   const runs = Array.from({ length: 200 }, (_, i) =>
     db.transaction((tx) => tx.set("ns", ["t", i], i), { timeoutMs: i % 2 === 0 ? 5 : 60_000 })
-      .then(() => ({ i, ok: true }), (e) => ({ i, ok: false, code: (e as TxtDbError).code })),
+      .then(() => ({ i, ok: true }), (e) => (failed++, { i, ok: false, code: (e as TxtDbError).code })),
   );
-  await sleep(30); // every 5 ms timeout fires while the lock is still held
+  // Every 5 ms timeout fires while the lock is still held: wait for them (a loaded machine
+  // runs timers late), bounded, then free the lock.
+  await waitUntil(() => failed >= 100, 10_000);
   release();
   const outcomes: Outcome[] = await Promise.all(runs);
   await db.close();

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import { assert, runtime, tempDir, test } from "./harness.ts";
 import { defaultPlatform, open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
-import { decodeInternal, migrateStore, parseFrame } from "txtdb/internal";
+import { databaseInternals, decodeInternal, migrateStore, parseFrame } from "txtdb/internal";
 import { SimWorld } from "txtdb/adapters/sim";
 
 const R = `[${runtime}]`;
@@ -73,7 +73,7 @@ test(`${R} a format-1 store opens read-only as it is, upgrades on a writable ope
   await verifyContent(db, "upgraded");
   assert.equal((await db.check()).ok, true);
   // Rollback refuses while another process (here: handle) has the store open.
-  await assert.rejects(migrateStore(db.platform, dir, { rollback: true, lockTimeoutMs: 2000 }), (e: unknown) => e instanceof TxtDbError && e.code === "FORMAT" && /open/.test(e.message));
+  await assert.rejects(migrateStore(databaseInternals(db).platform, dir, { rollback: true, lockTimeoutMs: 2000 }), (e: unknown) => e instanceof TxtDbError && e.code === "FORMAT" && /open/.test(e.message));
   await db.set("users", "written-in-2", 2); // a commit in the log since the upgrade
   await db.close();
 

@@ -6,6 +6,7 @@
  *           "pinned <pid> <runtime> <pinned version> <head version>", keeps the snapshot until stdin closes
  */
 import { open } from "txtdb";
+import { databaseInternals } from "txtdb/internal";
 import { args, exit, say, stdinLines } from "./io.ts";
 
 const [dir] = args();
@@ -13,7 +14,7 @@ const db = await open(dir!, { segmentBytes: 256, autoCompactBytes: 2 ** 40, name
 for (let i = 0; i < 5; i++) await db.set("n", `a${i}`, "x".repeat(100));
 const snap = await db.snapshot();
 for (let i = 0; i < 20; i++) await db.set("n", `b${i}`, "x".repeat(100));
-say(`pinned ${db.platform.pid} ${db.platform.runtime} ${snap.version} ${(await db.snapshot()).version}`);
+say(`pinned ${databaseInternals(db).platform.pid} ${databaseInternals(db).platform.runtime} ${snap.version} ${(await db.snapshot()).version}`);
 for await (const _ of stdinLines()) { /* wait for EOF */ }
 snap.release();
 await db.close();

@@ -1,0 +1,34 @@
+/**
+ * The idle sweep and txtdb's other timers never keep a process alive: a script that leaves a
+ * snapshot, a transaction, a half-read list and the database itself open exits as soon as
+ * its own code is done, on Node, Deno and Bun (before this, the idle sweep's 10 s interval
+ * kept a Node script alive until maxIdleMs, 10 minutes, released the snapshot). Workers are
+ * started from the Node and Bun legs (the Deno leg cannot spawn).
+ */
+import { afterEach, assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
+
+const EXIT_MS_MAX = 5_000;
+
+if (canSpawn) {
+  // Loaded only where the leg can spawn: procs.ts reads the environment, which the Deno leg may not.
+  const { RUNTIMES, startWorker, killAllWorkers } = await import("./procs.ts");
+  afterEach(() => killAllWorkers());
+  for (const rt of RUNTIMES) {
+    test(`[${runtime}] a ${rt} process that leaves a snapshot, a transaction, a list and the database open exits by itself within ${EXIT_MS_MAX / 1000} s`, async () => {
+      const w = startWorker(rt, "forgetful", [`${tempDir("exit")}/store`]);
+      const line = await w.waitFor("forgot", 30_000);
+      assert.match(line, /^forgot \w+ 1 snapshots 1 transactions$/, "the worker really left them open");
+      const t0 = performance.now();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const outcome = await Promise.race([
+        w.exited,
+        new Promise<"still running">((resolve) => (timer = setTimeout(() => resolve("still running"), EXIT_MS_MAX))),
+      ]);
+      clearTimeout(timer);
+      if (outcome === "still running") w.kill9();
+      assert.notEqual(outcome, "still running", `the ${rt} process was still running ${EXIT_MS_MAX} ms after its code ended: something of txtdb keeps it alive`);
+      assert.deepEqual(outcome, { code: 0, signal: null }, `${rt} worker: ${w.stderr}`);
+      assert.ok(performance.now() - t0 < EXIT_MS_MAX);
+    });
+  }
+}

@@ -10,7 +10,18 @@ const { open } = require("lmdb");
 const [mode, path, nArg, keysArg] = process.argv.slice(2);
 const n = Number(nArg), keys = Number(keysArg ?? 1000);
 // overlappingSync off: transactionSync returns only after the flush, as a durable commit must.
-const db = open({ path, overlappingSync: false });
+// Several processes creating one environment at once sometimes make lmdb-js's open throw
+// "No transaction to renew" (seen in CI): try again a few times before giving up.
+let db;
+for (let attempt = 1; ; attempt++) {
+  try {
+    db = open({ path, overlappingSync: false });
+    break;
+  } catch (e) {
+    if (attempt >= 5) throw e;
+    await new Promise((r) => setTimeout(r, 20 * attempt));
+  }
+}
 const lat = [];
 let next = 0;
 const t0 = performance.now();

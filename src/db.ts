@@ -119,6 +119,8 @@ export class Database {
   readonly #meters = new Meters();
   readonly #counters: Counters = this.#meters.counters;
   #closed = false;
+  /** A roll-over asked to learn other processes' compactions on a later turn (afterBatch). */
+  #followScheduled = false;
 
   /** Use {@link open}. */
   private constructor(path: string, platform: Platform, options: OpenOptions) {
@@ -150,7 +152,26 @@ export class Database {
       noOpenReads: () => this.#pins.size === 0,
       afterBatch: (seg, rolled) => {
         this.#pins.publish();
-        if (rolled) this.#compactor.maybeAutoCompact(seg, () => (this.#closed ? Promise.resolve() : this.#compactor.run({ full: false })));
+        if (!rolled) return;
+        // A process that only writes reads nothing past its own appends, so reads never
+        // make it learn another process's compaction (tail.refresh follows the manifest
+        // when the frontier changes segment); without this its in-memory table would keep
+        // every version while other processes compact (automatic compaction off here).
+        // This runs under the writer lock, and adopting drops the folded versions from
+        // memory (hundreds of ms for a large fold): so on a later turn, after the release.
+        if (!this.#followScheduled) {
+          this.#followScheduled = true;
+          void platform.sleep(0).then(() => {
+            this.#followScheduled = false;
+            if (this.#closed) return;
+            try {
+              tail.followManifest();
+            } catch {
+              // a table already replaced again: a later read or roll-over adopts the newer manifest
+            }
+          });
+        }
+        this.#compactor.maybeAutoCompact(seg, () => (this.#closed ? Promise.resolve() : this.#compactor.run({ full: false })));
       },
     });
     this.#watchHub = new WatchHub({

@@ -299,3 +299,23 @@ test(`${R} a compaction lets its own process go on: timers fire and commits reso
   assert.ok((await db.check()).ok);
   await db.close();
 });
+
+test(`${R} a process that only writes, with automatic compaction off, learns another's compaction at its next roll-over and drops the folded versions`, async () => {
+  const dir = tempDir("compact-adopt");
+  const writer = await open(dir, { namespaces: ["ns"], segmentBytes: 4096, autoCompactBytes: 0 });
+  const compactor = await open(dir, { segmentBytes: 4096, autoCompactBytes: 0 });
+  for (let i = 0; i < 2000; i++) await writer.set("ns", ["k", i % 500], { i, pad: "x".repeat(60) });
+  const before = writer.stats().versionsHeld;
+  assert.ok(before >= 2000, `the writer holds its versions: ${before}`);
+  const r = await compactor.compact();
+  assert.ok(r.segmentsFolded > 0);
+  // The writer reads nothing: only its own roll-overs can tell it. A few more commits roll over.
+  for (let i = 0; i < 100; i++) await writer.set("ns", ["k", i], { i, pad: "y".repeat(60) });
+  await new Promise((res) => setTimeout(res, 20)); // the adoption runs on a later turn
+  const after = writer.stats().versionsHeld;
+  assert.ok(after < 200, `the writer dropped what the other process folded: ${before} -> ${after} versions in memory`);
+  assert.deepEqual(await writer.get("ns", ["k", 499]), { i: 1999, pad: "x".repeat(60) });
+  assert.deepEqual(await writer.get("ns", ["k", 5]), { i: 5, pad: "y".repeat(60) });
+  await compactor.close();
+  await writer.close();
+});

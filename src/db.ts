@@ -49,6 +49,9 @@ import { checkCreatable, checkFormat, checkManifestFiles } from "./opening.ts";
 import { OPEN_ATTEMPTS_MAX, Tail } from "./tail.ts";
 import { Pins } from "./pins.ts";
 import { Compactor } from "./compact.ts";
+import { LockManager } from "./locks.ts";
+import type { LockInfo, LockMode, LockOptions, ResourceLock } from "./locks.ts";
+import type { Key as ResourceKey } from "./keys.ts";
 import type { CompactResult } from "./compact.ts";
 
 export type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
@@ -100,6 +103,7 @@ export class Database implements TxHost {
   readonly #retryTurns = new RetryTurns();
   readonly #meters = new Meters();
   readonly #counters: Counters = this.#meters.counters;
+  readonly #locks: LockManager;
   #closed = false;
 
   /** Use {@link open}. */
@@ -112,6 +116,7 @@ export class Database implements TxHost {
     this.#durability = o.durability;
     this.#isolation = o.isolation;
     this.#lockTimeoutMs = o.lockTimeoutMs;
+    this.#locks = new LockManager(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), lockTimeoutMs: o.lockTimeoutMs, maxKeyBytes: o.limits.maxKeyBytes }, this.#meters.resourceLockWaitUs);
     this.#lock = new FileLock(platform, `${this.path}/${WRITER_LOCK}`, o.mode);
     this.#lock.onWait = (ms) => this.#meters.lockWaitUs.record(ms * 1000);
     this.#lock.describeHolder = describeHolder(platform);
@@ -261,6 +266,7 @@ export class Database implements TxHost {
       await this.#compactor.autoCompacting?.catch(() => {});
     }
     this.#closed = true;
+    this.#locks.close();
     this.#pins.stop();
     this.#watchHub.closeAll();
     this.#tail.stop();
@@ -586,6 +592,35 @@ export class Database implements TxHost {
     return [me, ...live.map((l) => ({ pid: l.pid, runtime: l.runtime, pinnedVersion: l.pin === undefined ? undefined : BigInt(l.pin), self: false }))];
   }
 
+  // --- locks on named resources ---
+
+  /**
+   * Locks a named resource in `mode`, across every process and runtime that opens the store,
+   * until `release()`: an intention lock on each shorter prefix first, then the resource.
+   * Waiters are served first come, first served; a deadlock fails the request that began
+   * waiting last with DEADLOCK; `timeoutMs` (default `lockTimeoutMs`; 0: try once) and
+   * `signal` end a wait with LOCK_TIMEOUT. See locks.ts.
+   *
+   * @example
+   * ```ts
+   * await using l = await db.lock(["accounts", "alice"], "X", { timeoutMs: 5_000 });
+   * ```
+   */
+  lock(resource: ResourceKey, mode: LockMode, options?: LockOptions): Promise<ResourceLock> {
+    try {
+      this.ensureOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#locks.lock(resource, mode, options);
+  }
+
+  /** Every live process's grants and waits on named resources, intention locks included. */
+  locks(): LockInfo[] {
+    this.ensureOpen();
+    return this.#locks.list();
+  }
+
   // --- observability ---
 
   /**
@@ -645,6 +680,8 @@ export class Database implements TxHost {
       firstSegment: tail.firstSegment,
       compactions: this.#compactor.compactions,
       watchers: this.#watchHub.count,
+      ...this.#locks.stats(),
+      resourceLockWaitUs: this.#meters.resourceLockWaitUs.summary(),
     };
   }
 }

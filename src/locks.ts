@@ -124,13 +124,15 @@ export interface LockStats {
 }
 
 /** How long a change spins for the table's flock before it retries later, in ms. */
-export const TABLE_SPIN_MS_MAX = 20;
+export const TABLE_SPIN_MS_MAX = 5;
 /** How often a waiter re-reads the table and checks its blockers' leases, in ms. */
 export const PROBE_MS = 5;
+/** How long a file watch outlives the last wait of its handle, in ms. */
+const WATCH_IDLE_MS = 1_000;
 /** Leases of other owners a process keeps open for liveness probes, at most. */
 export const PROBE_HANDLES_MAX = 64;
 /** Bytes read at the start of each slot before its header says how much more there is. */
-const READ_CHUNK_BYTES = 4096;
+const READ_CHUNK_BYTES = 2048;
 /** Lock-free reads tried before a reader takes the flock (a change was under way each time). */
 const PEEK_ATTEMPTS_MAX = 3;
 /** Dead owners' lease files removed per sweep at a handle's first lock. */
@@ -270,6 +272,7 @@ export class LockManager {
   #pendingTimer: Timer | undefined;
   #watch: WatchHandle | undefined;
   #watchTried = false;
+  #watchIdle: Timer | undefined;
   #probe: Timer | undefined;
   #recheckQueued = false;
   readonly #probeHandles = new Map<string, FileHandle>();
@@ -358,11 +361,7 @@ export class LockManager {
     this.#pendingRemovals.clear();
     this.#pendingTimer?.cancel();
     this.#probe?.cancel();
-    try {
-      this.#watch?.close();
-    } catch {
-      // already closed by the runtime
-    }
+    this.#closeWatch();
     for (const h of this.#probeHandles.values()) closeQuietly(h);
     this.#probeHandles.clear();
     if (this.#handle) closeQuietly(this.#handle);
@@ -624,11 +623,25 @@ export class LockManager {
     this.#queueRecheck();
   }
 
-  /** No request waits: no probe, and no file watch (a watch may keep a runtime's loop alive). */
+  /**
+   * No request waits: no probe. The file watch stays for {@link WATCH_IDLE_MS} more, so a
+   * handle that waits again soon (a lock passed back and forth) does not pay for a new watch
+   * each time, then goes: a watch may keep a runtime's event loop alive.
+   */
   #stopProbesIfIdle(): void {
     if (this.#waiting.size > 0) return;
     this.#probe?.cancel();
     this.#probe = undefined;
+    if (!this.#watch || this.#watchIdle) return;
+    this.#watchIdle = armTimer(WATCH_IDLE_MS, () => {
+      this.#watchIdle = undefined;
+      if (this.#waiting.size === 0) this.#closeWatch();
+    }, { unref: true });
+  }
+
+  #closeWatch(): void {
+    this.#watchIdle?.cancel();
+    this.#watchIdle = undefined;
     try {
       this.#watch?.close();
     } catch {
@@ -946,21 +959,26 @@ function closeQuietly(h: FileHandle): void {
   }
 }
 
+/**
+ * A read buffer per call site would be allocated (and zeroed) twice per table change, which
+ * was the largest cost of an uncontended lock; reads are synchronous, so one buffer serves.
+ */
+let readBuffer = new Uint8Array(READ_CHUNK_BYTES);
+
 /** Reads both slots and decodes the newest valid one; undefined when neither is valid. */
 export function readTableFrom(h: FileHandle): LockTable | undefined {
   let best: LockTable | undefined;
   for (let slot = 0; slot < 2; slot++) {
     const at = slot * SLOT_BYTES;
-    let buf = new Uint8Array(READ_CHUNK_BYTES);
-    const n = h.read(buf, at);
-    const header = readSlotHeader(buf.subarray(0, n));
+    const n = h.read(readBuffer.subarray(0, READ_CHUNK_BYTES), at);
+    const header = readSlotHeader(readBuffer.subarray(0, n));
     if (!header || (best && header.generation <= best.generation)) continue;
     const total = SLOT_HEADER_BYTES + header.bodyBytes;
     if (total > n) {
-      buf = new Uint8Array(total);
-      if (h.read(buf, at) < total) continue;
+      if (readBuffer.length < total) readBuffer = new Uint8Array(total);
+      if (h.read(readBuffer.subarray(0, total), at) < total) continue;
     }
-    const t = decodeSlot(buf.subarray(0, total));
+    const t = decodeSlot(readBuffer.subarray(0, total));
     if (t) best = t;
   }
   return best;

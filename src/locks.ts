@@ -277,6 +277,12 @@ export class LockManager {
   #recheckQueued = false;
   readonly #probeHandles = new Map<string, FileHandle>();
   #lockCount = 0;
+  /**
+   * The newest generation this handle wrote or read. A read without the flock that races
+   * two changes can find one slot torn and the other still holding an older generation; such
+   * a table is refused, or a waiter would miss its own entry (see {@link #read}).
+   */
+  #seenGeneration = 0;
   #closed = false;
   readonly #waitUs: Histogram;
   readonly counters = { waits: 0, reentries: 0, timeouts: 0, deadlocks: 0 };
@@ -795,6 +801,7 @@ export class LockManager {
         throw e;
       }
       h.write(bytes, (t.generation % 2) * SLOT_BYTES);
+      this.#seenGeneration = t.generation;
       this.#pendingRemovals.clear();
     } finally {
       try {
@@ -843,15 +850,20 @@ export class LockManager {
     if (!h) return undefined;
     for (let i = 0; i < PEEK_ATTEMPTS_MAX; i++) {
       const t = readTableFrom(h);
-      if (t) return t;
-      if (h.size() === 0) return emptyTable();
+      if (t && t.generation >= this.#seenGeneration) return this.#seen(t);
+      if (!t && h.size() === 0) return emptyTable();
     }
-    if (this.#options.readOnly || !this.#tryFlock(h)) return undefined;
+    if (!this.#tryFlock(h)) return undefined;
     try {
-      return readTableFrom(h) ?? emptyTable();
+      return this.#seen(readTableFrom(h) ?? emptyTable());
     } finally {
       h.unlock();
     }
+  }
+
+  #seen(t: LockTable): LockTable {
+    if (t.generation > this.#seenGeneration) this.#seenGeneration = t.generation;
+    return t;
   }
 
   /**

@@ -584,14 +584,19 @@ export class LockManager {
     if (this.#pendingRemovals.size > 0) this.#flushRemovals();
   }
 
-  /** Applies pending removals now if the table's flock can be had, or soon. */
+  /**
+   * Applies pending removals now if the table's flock can be had, or, while another process
+   * is inside a change, 1 ms later (unref'd: the process's exit frees its entries anyway).
+   * An operating failure is not retried on a timer: the removals wait for this handle's next
+   * change, and at the latest its close gives up the lease, which frees them.
+   */
   #flushRemovals(): void {
     if (this.#closed || this.#pendingRemovals.size === 0) return;
-    let done = false;
+    let done: boolean;
     try {
       done = this.#change(() => {});
     } catch {
-      // an operating failure: tried again shortly, and the lease settles it at close
+      done = true;
     }
     if (done) {
       this.#pendingTimer?.cancel();
@@ -601,7 +606,7 @@ export class LockManager {
     this.#pendingTimer ??= armTimer(1, () => {
       this.#pendingTimer = undefined;
       this.#flushRemovals();
-    });
+    }, { unref: true });
   }
 
   // --- waiting ---

@@ -15,6 +15,8 @@ export { open, Database } from "./src/db.ts";
 export type { OpenOptions, Durability, TransactionOptions, Stats, Distribution, CompactResult, BackupResult } from "./src/db.ts";
 export type { CheckReport } from "./src/check.ts";
 export { Transaction, Snapshot } from "./src/tx.ts";
+export { ResourceLock } from "./src/locks.ts";
+export type { LockMode, LockOptions, LockInfo, LockStats } from "./src/locks.ts";
 export type { Entry, Isolation, ListSelector, ListOptions } from "./src/tx.ts";
 export type { Key, KeyPart } from "./src/keys.ts";
 export type { WatchEvent } from "./src/watch.ts";

@@ -187,10 +187,18 @@ export class SimWorld {
    * Counts one operation and applies a scheduled fault. `tear` is given the chance to
    * apply part of a write before the crash.
    */
-  step(op: string, path: string, tear?: (fraction: number) => void): void {
+  step(op: string, path: string, tear?: (fraction: number) => void, by?: SimPlatform): void {
     if (this.#crashed) throw new SimCrash(`${op} after crash`);
+    if (by?.killed) throw new SimCrash(`${op} after the process was killed`);
     const n = ++this.counters.ops;
     if (this.trace.length < this.#traceLimit) this.trace.push(`${op} ${path}`);
+    if (by?.dueForKill()) {
+      // SIGKILL of one process at this operation: a write may be torn, the machine runs on.
+      if (tear && this.random.next() < 0.5) tear(this.random.next());
+      const at = by.killedAtOp;
+      by.kill();
+      throw new SimCrash(`${op} ${path} (process ${by.pid} killed at its operation ${at})`);
+    }
     const fault = this.#faults.get(n);
     if (fault === undefined) return;
     if (fault === "EIO" || fault === "ENOSPC") throw new PortError(fault, op, path);
@@ -422,9 +430,11 @@ class SimFile implements FileHandle {
   readonly #id: number;
   readonly #readOnly: boolean;
   readonly #onClose: (f: SimFile) => void;
+  readonly #by: SimPlatform;
   #closed = false;
 
-  constructor(world: SimWorld, path: string, inode: Inode, readOnly: boolean, onClose: (f: SimFile) => void) {
+  constructor(world: SimWorld, path: string, inode: Inode, readOnly: boolean, onClose: (f: SimFile) => void, by: SimPlatform) {
+    this.#by = by;
     this.#world = world;
     this.path = path;
     this.#inode = inode;
@@ -439,7 +449,7 @@ class SimFile implements FileHandle {
 
   read(buf: Uint8Array, position: number): number {
     this.#check("read");
-    this.#world.step("read", this.path);
+    this.#world.step("read", this.path, undefined, this.#by);
     const view = this.#inode.view();
     if (position >= view.length) return 0;
     const n = Math.min(buf.length, view.length - position);
@@ -451,7 +461,7 @@ class SimFile implements FileHandle {
     this.#check("write");
     if (this.#readOnly) throw new PortError("EBADF", "write", this.path);
     this.#world.step("write", this.path, (fraction) =>
-      this.#inode.write(position, data.subarray(0, Math.floor(data.length * fraction))));
+      this.#inode.write(position, data.subarray(0, Math.floor(data.length * fraction))), this.#by);
     this.#inode.write(position, data);
     this.#world.counters.writes++;
     this.#world.counters.bytesWritten += data.length;
@@ -466,7 +476,7 @@ class SimFile implements FileHandle {
   truncate(size: number): void {
     this.#check("truncate");
     if (this.#readOnly) throw new PortError("EBADF", "truncate", this.path);
-    this.#world.step("truncate", this.path);
+    this.#world.step("truncate", this.path, undefined, this.#by);
     this.#inode.truncate(size);
   }
 
@@ -484,14 +494,14 @@ class SimFile implements FileHandle {
 
   sync(): void {
     this.#check("fsync");
-    this.#world.step("fsync", this.path);
+    this.#world.step("fsync", this.path, undefined, this.#by);
     this.#inode.sync();
     this.#world.counters.syncs++;
   }
 
   datasync(): void {
     this.#check("fdatasync");
-    this.#world.step("fdatasync", this.path);
+    this.#world.step("fdatasync", this.path, undefined, this.#by);
     this.#inode.sync();
     this.#world.counters.syncs++;
   }
@@ -547,7 +557,7 @@ export class SimPlatform implements Platform {
   }
 
   open(path: string, options: OpenOptions = {}): FileHandle {
-    this.world.step("open", path);
+    this.world.step("open", path, undefined, this);
     let inode = this.world.lookup(path);
     // As open(2) with O_CREAT|O_EXCL: anything at the path, even a dangling symlink, is EEXIST.
     if (inode !== undefined && options.create && options.exclusive) throw new PortError("EEXIST", "open", path);
@@ -558,7 +568,7 @@ export class SimPlatform implements Platform {
       if (!options.create) throw new PortError("ENOENT", "open", path);
       inode = this.world.create(path, this.uid, options.mode ?? 0o600);
     }
-    const f = new SimFile(this.world, path, inode, options.readOnly === true, this.#forget);
+    const f = new SimFile(this.world, path, inode, options.readOnly === true, this.#forget, this);
     this.#handles.add(f);
     return f;
   }
@@ -576,36 +586,67 @@ export class SimPlatform implements Platform {
   }
 
   readdir(path: string): string[] {
-    this.world.step("readdir", path);
+    this.world.step("readdir", path, undefined, this);
     // A final symlink is followed, as readdir(3) does (links inside a path are not simulated).
     return this.world.readdir(this.world.resolve(path)?.path ?? path);
   }
 
   mkdir(path: string, mode = 0o700): void {
-    this.world.step("mkdir", path);
+    this.world.step("mkdir", path, undefined, this);
     this.world.mkdir(path, this.uid, mode);
   }
 
   rename(from: string, to: string): void {
-    this.world.step("rename", `${from} -> ${to}`);
+    this.world.step("rename", `${from} -> ${to}`, undefined, this);
     this.world.rename(from, to);
   }
 
   unlink(path: string): void {
-    this.world.step("unlink", path);
+    this.world.step("unlink", path, undefined, this);
     if (this.world.lookup(path) === undefined) return;
     this.world.unlink(path);
   }
 
   syncDir(path: string): void {
-    this.world.step("fsync(dir)", path);
+    this.world.step("fsync(dir)", path, undefined, this);
     this.world.syncDir(path);
   }
 
-  /** Simulates SIGKILL of this process: its handles close, so its locks are free. */
+  /** Simulates SIGKILL of this process: its handles close, so its locks are free; every later operation of it fails. */
   kill(): void {
+    this.#killed = true;
     for (const h of [...this.#handles]) h.close();
     this.#handles.clear();
+  }
+
+  #killed = false;
+  #opsToKill = 0;
+  /** The operation (counted from {@link killAtOp}'s call) at which this process is to die; 0: none. */
+  killedAtOp = 0;
+
+  /** True once this process was killed. */
+  get killed(): boolean {
+    return this.#killed;
+  }
+
+  /**
+   * Kills this process (as SIGKILL: {@link kill}) at its `n`-th file operation from now,
+   * counting only its own, so a test can kill it at every step of one thing it does while
+   * other processes of the world run on. A write it is killed at may be torn.
+   */
+  killAtOp(n: number): void {
+    this.#opsToKill = n;
+    this.killedAtOp = n;
+  }
+
+  /** File operations this process has made (those a fault can strike). */
+  opCount = 0;
+
+  /** Counts one operation of this process; true when it is the one to die at. @internal */
+  dueForKill(): boolean {
+    this.opCount++;
+    if (this.#opsToKill <= 0) return false;
+    return --this.#opsToKill === 0;
   }
 
   monotonicMs(): number {

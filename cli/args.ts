@@ -57,7 +57,12 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   doctor: {
     args: [], flags: [], access: "read",
-    summary: "live processes, their pins, the writer lock and who holds it; exit 1 on problems",
+    summary: "live processes, their pins, the writer lock and who holds it, locks on named resources held by stopped processes; exit 1 on problems",
+  },
+  locks: {
+    args: [], flags: [], access: "read",
+    summary: "locks on named resources, one JSON line each: resource, mode, pid, runtime, waiting, sinceMs (who holds what, who waits, for how long)",
+    details: "Every live process's grants and waits (db.locks()), intention locks included, in arrival order.",
   },
   check: {
     args: [], flags: ["progress"], access: "read",

@@ -101,6 +101,9 @@ export async function run(inv: Invocation): Promise<number> {
         return EXIT.ok;
       case "doctor":
         return doctor(db, dir, out);
+      case "locks":
+        for (const l of db.locks()) out(json({ resource: l.resource, mode: l.mode, pid: l.pid, runtime: l.runtime, waiting: l.waiting, sinceMs: l.sinceMs }));
+        return EXIT.ok;
       case "check": {
         progress.step("opened; checking every record, the checkpoint and the index");
         const r = await db.check();

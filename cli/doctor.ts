@@ -33,6 +33,40 @@ function processState(platform: Platform, pid: number): string | undefined {
   }
 }
 
+/**
+ * Locks on named resources: how many are held and waited for, and a warning for each process
+ * that holds some while stopped (SIGSTOP, Ctrl-Z, a debugger): its lease stays held, so its
+ * locks stay granted and their waiters wait. A lock held for a long time by a running
+ * process is not a problem in itself (locks are for long work); the waiters are listed.
+ * Returns the number of problems.
+ */
+function lockHolders(db: Database, out: (line: string) => void): number {
+  const locks = db.locks();
+  const held = locks.filter((l) => !l.waiting);
+  const waiting = locks.filter((l) => l.waiting);
+  out(`locks on named resources: ${held.length} held, ${waiting.length} waiting`);
+  let problems = 0;
+  const pids = [...new Set(held.map((l) => l.pid))];
+  for (const pid of pids) {
+    const mine = held.filter((l) => l.pid === pid);
+    const state = processState(databaseInternals(db).platform, pid);
+    const resources = mine.map((l) => `${l.mode} ${JSON.stringify(l.resource)}`).slice(0, 5).join(", ") + (mine.length > 5 ? ", ..." : "");
+    const blocked = waiting.filter((w) => mine.some((h) => JSON.stringify(h.resource) === JSON.stringify(w.resource))).length;
+    const longest = Math.max(...mine.map((l) => l.sinceMs));
+    out(safe(`  pid ${pid} (${mine[0]!.runtime}) holds ${mine.length} (${resources}) for up to ${seconds(longest)}${blocked ? `; ${blocked} waiting on them` : ""}`));
+    if (state === "T" || state === "t") {
+      problems++;
+      out(
+        `warning: pid ${pid} holds locks on named resources while ${state === "T" ? "stopped (SIGSTOP or Ctrl-Z)" : "stopped by a debugger"}: ` +
+          "they stay granted while it lives, and their waiters fail with LOCK_TIMEOUT. " +
+          `Resume it (kill -CONT ${pid}) or end it (kill ${pid}): its locks are free the moment it exits.`,
+      );
+    }
+  }
+  for (const w of waiting) out(safe(`  pid ${w.pid} (${w.runtime}) waits for ${w.mode} ${JSON.stringify(w.resource)} since ${seconds(w.sinceMs)}`));
+  return problems;
+}
+
 /** Prints the diagnosis through `out`; returns the exit code (1 when a problem was found). */
 export function doctor(db: Database, dir: string, out: (line: string) => void): number {
   let problems = 0;
@@ -73,6 +107,7 @@ export function doctor(db: Database, dir: string, out: (line: string) => void): 
       );
     }
   }
+  problems += lockHolders(db, out);
   if (s.openSnapshots || s.openTransactions) out(`this process: ${s.openSnapshots} snapshots, ${s.openTransactions} transactions open`);
   return problems ? 1 : 0;
 }

@@ -49,6 +49,9 @@ import { checkCreatable, checkFormat, checkManifestFiles } from "./opening.ts";
 import { OPEN_ATTEMPTS_MAX, Tail } from "./tail.ts";
 import { Pins } from "./pins.ts";
 import { Compactor } from "./compact.ts";
+import { LockManager } from "./locks.ts";
+import type { LockInfo, LockMode, LockOptions, ResourceLock } from "./locks.ts";
+import type { Key as ResourceKey } from "./keys.ts";
 import type { CompactResult } from "./compact.ts";
 import { backupStore } from "./backup.ts";
 import type { BackupResult } from "./backup.ts";
@@ -118,6 +121,7 @@ export class Database {
   readonly #retryTurns = new RetryTurns();
   readonly #meters = new Meters();
   readonly #counters: Counters = this.#meters.counters;
+  readonly #locks: LockManager;
   #closed = false;
   /** A roll-over asked to learn other processes' compactions on a later turn (afterBatch). */
   #followScheduled = false;
@@ -132,6 +136,7 @@ export class Database {
     this.#durability = o.durability;
     this.#isolation = o.isolation;
     this.#lockTimeoutMs = o.lockTimeoutMs;
+    this.#locks = new LockManager(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), lockTimeoutMs: o.lockTimeoutMs, maxKeyBytes: o.limits.maxKeyBytes }, this.#meters.resourceLockWaitUs);
     this.#lock = new FileLock(platform, `${this.path}/${WRITER_LOCK}`, o.mode);
     this.#lock.onWait = (ms) => this.#meters.lockWaitUs.record(ms * 1000);
     this.#lock.describeHolder = describeHolder(platform);
@@ -200,7 +205,16 @@ export class Database {
     const tail = this.#tail;
     const log = tail.log;
     // Before the lock file is created: never write into a directory that is not a store.
-    if (!log.readManifest()) checkCreatable(this.platform, this.path, log, false);
+    if (!log.readManifest()) {
+      try {
+        checkCreatable(this.platform, this.path, log, false);
+      } catch (e) {
+        // Another process created the store while this looked (its MANIFEST.tmp renamed
+        // between the listing and the read, its MANIFEST or leases/ appearing): a store now,
+        // which the checks under the lock below verify. Otherwise the refusal stands.
+        if (!log.readManifest()) throw e;
+      }
+    }
     const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
     try {
       stampHolder(this.#lock, this.platform);
@@ -300,6 +314,7 @@ export class Database {
       await this.#compactor.autoCompacting?.catch(() => {});
     }
     this.#closed = true;
+    this.#locks.close();
     this.#pins.stop();
     this.#watchHub.closeAll();
     this.#tail.stop();
@@ -677,6 +692,35 @@ export class Database {
     return [me, ...live.map((l) => ({ pid: l.pid, runtime: l.runtime, pinnedVersion: l.pin === undefined ? undefined : BigInt(l.pin), self: false }))];
   }
 
+  // --- locks on named resources ---
+
+  /**
+   * Locks a named resource in `mode`, across every process and runtime that opens the store,
+   * until `release()`: an intention lock on each shorter prefix first, then the resource.
+   * Waiters are served first come, first served; a deadlock fails the request that began
+   * waiting last with DEADLOCK; `timeoutMs` (default `lockTimeoutMs`; 0: try once) and
+   * `signal` end a wait with LOCK_TIMEOUT. See locks.ts.
+   *
+   * @example
+   * ```ts
+   * await using l = await db.lock(["accounts", "alice"], "X", { timeoutMs: 5_000 });
+   * ```
+   */
+  lock(resource: ResourceKey, mode: LockMode, options?: LockOptions): Promise<ResourceLock> {
+    try {
+      this.ensureOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#locks.lock(resource, mode, options);
+  }
+
+  /** Every live process's grants and waits on named resources, intention locks included. */
+  locks(): LockInfo[] {
+    this.ensureOpen();
+    return this.#locks.list();
+  }
+
   // --- observability ---
 
   /**
@@ -736,6 +780,8 @@ export class Database {
       firstSegment: tail.firstSegment,
       compactions: this.#compactor.compactions,
       watchers: this.#watchHub.count,
+      ...this.#locks.stats(),
+      resourceLockWaitUs: this.#meters.resourceLockWaitUs.summary(),
     };
   }
 }

@@ -17,7 +17,7 @@
  *    user or to root (a link no one else could have planted); the directory it leads to
  *    is then checked as in 1. (`Platform.stat` follows links, so earlier components of
  *    the path, e.g. /tmp -> /private/tmp on macOS, are never an issue.)
- * 3. No store file in it (the names txtdb writes, and everything under `leases/`) is a
+ * 3. No store file in it (the names txtdb writes, and everything under `leases/` and `locks/`) is a
  *    symlink, FIFO, socket, device or directory: each is reported by name, with what to do.
  *
  * What is not covered: hard links (an attacker who can write the directory can hard-link
@@ -37,7 +37,7 @@
 import { TxtDbError } from "./errors.ts";
 import { ELOOP, ENOTREG, joinPath, PortError } from "./port.ts";
 import type { FileInfo, Platform } from "./port.ts";
-import { isStoreFileName, LEASES_DIR } from "./files.ts";
+import { isStoreFileName, LEASES_DIR, LOCKS_DIR } from "./files.ts";
 
 /** Options of {@link checkStoreDirectory}. */
 export interface StoreDirectoryCheckOptions {
@@ -110,7 +110,7 @@ export function checkStoreDirectory(platform: Platform, path: string, options: S
     );
   }
   for (const name of io(() => platform.readdir(path), path)) {
-    if (name === LEASES_DIR) {
+    if (name === LEASES_DIR || name === LOCKS_DIR) {
       const leases = joinPath(path, name);
       const info = io(() => platform.lstat(leases), leases);
       if (!info) continue; // removed meanwhile

@@ -12,6 +12,8 @@
  *                        the tail state (the log's end, a repair epoch, a sync-failure mark)
  * writer.lock            flock: held exclusively by the one process appending
  * leases/                one locked file per live process (liveness, pins)
+ * locks/table            the table of locks on named resources (two checksummed slots)
+ * locks/<id>.lease       one locked file per Database handle that took such a lock (its owner)
  * ```
  *
  * @module
@@ -34,6 +36,10 @@ export const WRITER_LOCK = "writer.lock";
 export const COMPACT_LOCK = "compact.lock";
 /** The directory of lease files (see liveness.ts). */
 export const LEASES_DIR = "leases";
+/** The directory of locks on named resources: the lock table and the lock owners' leases (locks.ts). */
+export const LOCKS_DIR = "locks";
+/** The lock table in {@link LOCKS_DIR} (two slots; see locktable.ts). */
+export const LOCK_TABLE = "table";
 
 /** Log segment names: `seg-` and the segment number in 10 digits. */
 export const SEGMENT_FILE = /^seg-(\d{10})\.log$/;

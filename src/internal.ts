@@ -7,6 +7,8 @@
 export * from "./errors.ts";
 export * from "./port.ts";
 export * from "./lock.ts";
+export * from "./locktable.ts";
+export { readTableFrom, PROBE_MS, TABLE_SPIN_MS_MAX } from "./locks.ts";
 export * from "./liveness.ts";
 export * from "./platform.ts";
 export * from "./keys.ts";

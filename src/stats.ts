@@ -7,6 +7,7 @@
  */
 import type { Durability } from "./options.ts";
 import { Histogram, renderPrometheus } from "./metrics.ts";
+import type { LockStats } from "./locks.ts";
 
 /** A latency or size distribution in stats(): percentiles from a fixed-size histogram. */
 export interface Distribution {
@@ -23,7 +24,7 @@ export interface Distribution {
 }
 
 /** Counters and figures of one open database (a plain object). */
-export interface Stats {
+export interface Stats extends LockStats {
   /** The runtime of this process: "node", "deno" or "bun". */
   runtime: string;
   /** The durability this database was opened with. */
@@ -111,6 +112,8 @@ export interface Stats {
   recordsRead: number;
   /** Keys this process's commits wrote. */
   keysWritten: number;
+  /** Waits for locks on named resources (`db.lock()`), granted or not, in µs. */
+  resourceLockWaitUs: Distribution;
 }
 
 /** The plain counters of {@link Stats}, incremented in place on the hot paths. */
@@ -122,6 +125,7 @@ export class Meters {
   readonly lockWaitUs: Histogram = new Histogram();
   readonly batchSizes: Histogram = new Histogram();
   readonly fsyncUs: Histogram = new Histogram();
+  readonly resourceLockWaitUs: Histogram = new Histogram();
   readonly counters: Counters = { reads: 0, commits: 0, conflicts: 0, retries: 0, batches: 0, batchSizeMax: 0, fsyncs: 0, recordsRead: 0, keysWritten: 0 };
 }
 
@@ -158,6 +162,13 @@ export function renderMetrics(s: Stats, meters: Meters, labels: { store: string;
     g("open_transactions", "Open transactions.", s.openTransactions),
     g("oldest_pin_age_seconds", "Age of the oldest open snapshot or transaction.", s.oldestPinAgeMs / 1000),
     g("watchers", "Open watchers.", s.watchers),
+    g("resource_locks_held", "Locks on named resources this handle holds.", s.resourceLocksHeld),
+    g("resource_locks_waiting", "Requests for locks on named resources waiting now.", s.resourceLocksWaiting),
+    c("resource_lock_waits_total", "Lock requests that had to wait.", s.resourceLockWaits),
+    c("resource_lock_reentries_total", "Lock requests granted at once because the handle already held the mode.", s.resourceLockReentries),
+    c("resource_lock_timeouts_total", "Lock requests that ended with LOCK_TIMEOUT.", s.resourceLockTimeouts),
+    c("deadlocks_total", "Lock requests that ended with DEADLOCK.", s.deadlocks),
+    { name: "txtdb_resource_lock_wait_seconds", help: "Waits for locks on named resources.", type: "summary", histogram: meters.resourceLockWaitUs, scale: 1e-6 },
     { name: "txtdb_commit_latency_seconds", help: "Commit latency, submit to resolve.", type: "summary", histogram: meters.commitLatencyUs, scale: 1e-6 },
     { name: "txtdb_lock_wait_seconds", help: "Writer-lock waits.", type: "summary", histogram: meters.lockWaitUs, scale: 1e-6 },
     { name: "txtdb_fsync_seconds", help: "fdatasync durations.", type: "summary", histogram: meters.fsyncUs, scale: 1e-6 },

@@ -75,9 +75,12 @@ test(`${R} a backup taken while another handle commits and compacts holds a cons
   const writer = await open(`${base}/src`, { segmentBytes: 8192, autoCompactBytes: 16384 });
   for (let i = 0; i < 2000; i++) await db.set("ns", ["bulk", i], "y".repeat(200)); // a few MB to copy
   let stop = false;
-  let i = 0;
+  let i = 0; // commits resolved
   const writing = (async () => {
-    while (!stop) await writer.set("ns", ["ack", "w", i++], i);
+    while (!stop) {
+      await writer.set("ns", ["ack", "w", i], i);
+      i++;
+    }
   })();
   const compacting = (async () => {
     while (!stop) {

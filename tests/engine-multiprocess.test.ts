@@ -37,6 +37,19 @@ if (canSpawn) {
     }
   }
 
+  test(`${R} six Node, Deno and Bun processes opening one new directory at once all open it, and their commits all count`, async () => {
+    for (let round = 0; round < 3; round++) {
+      const dir = `${tempDir("create")}/store`; // does not exist yet: every process races to create it
+      const n = 10;
+      const specs = [...RUNTIMES, ...RUNTIMES].map((rt) => [rt, ["counter", dir, String(n), "serializable", "sum"]] as [Runtime, string[]]);
+      await runAll(specs);
+      const db = await open(dir);
+      assert.equal(await db.get("ns", "hot"), specs.length * n, `round ${round}`);
+      assert.ok((await db.check()).ok);
+      await db.close();
+    }
+  });
+
   test(`${R} bank transfers among accounts from 4 mixed-runtime processes keep the total`, async () => {
     const dir = tempDir("bank");
     const accounts = 10;

@@ -25,7 +25,7 @@ function fsyncCostUs() {
   return Math.round(us);
 }
 
-await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
+await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts", "scripts/bench/locks.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
 
 function runJson(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: smoke ? 120_000 : 900_000, killSignal: "SIGKILL" });
@@ -149,10 +149,55 @@ async function multiProcess() {
   return rows;
 }
 
+const locksCmd = {
+  node: (a) => [process.execPath, [".build-bench/locks.js", ...a]],
+  deno: (a) => ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/bench/locks.ts", ...a]],
+  bun: (a) => ["node_modules/.bin/bun", ["scripts/bench/locks.ts", ...a]],
+};
+
+/** The p-th percentile of `xs` (µs), rounded. */
+const pct = (xs, p) => {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  return Math.round(s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]);
+};
+
+/**
+ * Locks on named resources (db.lock): uncontended acquire + release in one process on each
+ * runtime (goal ≥ 20k/s), the handover of one X lock between two processes (goal p95 ≤ 1 ms,
+ * p99 ≤ 10 ms), and the time a deadlock takes to be found (from the request that closes the
+ * cycle to its DEADLOCK).
+ */
+async function lockRows() {
+  const rows = [];
+  const n = Math.max(200, Math.round(20_000 * scale));
+  for (const rt of ["node", "deno", "bun"]) {
+    const path = `${dir}/locks-${rt}`;
+    const [r] = await runParallel([locksCmd[rt](["uncontended", path, String(n)])]);
+    rows.push({ workload: "locks: uncontended acquire + release (X on a 2-part resource), one process", engine: "txtdb", runtime: rt, ops: r.ops, opsPerSec: Math.round(r.ops / (r.ms / 1000)), note: "goal ≥ 20k/s; two table changes (flock, two reads, one write each) per lock" });
+  }
+  const hops = Math.max(100, Math.round(5_000 * scale));
+  for (const [a, b] of [["node", "node"], ["node", "deno"], ["bun", "deno"]]) {
+    const path = `${dir}/locks-pp-${a}-${b}`;
+    const { open } = await import("txtdb");
+    await (await open(path)).close();
+    const res = await runParallel([locksCmd[a](["pingpong", path, String(hops), `${path}/stamp`]), locksCmd[b](["pingpong", path, String(hops), `${path}/stamp`])]);
+    const samples = res.flatMap((r) => r.samplesUs);
+    const ms = Math.max(...res.map((r) => r.ms));
+    rows.push({ workload: "locks: handover of an X lock between two processes", engine: "txtdb", runtime: `${a}+${b}`, ops: samples.length, opsPerSec: Math.round((2 * hops) / (ms / 1000)), p50us: pct(samples, 50), p99us: pct(samples, 99), note: `release to the other process's grant: p95 ${pct(samples, 95)} µs, max ${pct(samples, 100)} µs; goal p95 ≤ 1,000 µs, p99 ≤ 10,000 µs` });
+  }
+  const cycles = Math.max(50, Math.round(2_000 * scale));
+  for (const rt of ["node", "deno", "bun"]) {
+    const [r] = await runParallel([locksCmd[rt](["deadlock", `${dir}/locks-dl-${rt}`, String(cycles)])]);
+    rows.push({ workload: "locks: deadlock detection (two owners, from the closing request to its DEADLOCK)", engine: "txtdb", runtime: rt, ops: r.ops, opsPerSec: Math.round(r.ops / (r.ms / 1000)), p50us: pct(r.samplesUs, 50), p99us: pct(r.samplesUs, 99), note: "found by the table change that closes the cycle" });
+  }
+  return rows;
+}
+
 const fsyncUs = fsyncCostUs();
-// `--sections=single,mp,extras` runs only those parts (default: all); `--workload=<substring>`
+// `--sections=single,mp,extras,locks` runs only those parts (default: all); `--workload=<substring>`
 // only the multi-process workloads whose name contains it.
-const sections = (process.argv.find((a) => a.startsWith("--sections="))?.slice(11) ?? "single,mp,extras").split(",");
+const sections = (process.argv.find((a) => a.startsWith("--sections="))?.slice(11) ?? "single,mp,extras,locks").split(",");
 const results = [
   ...(sections.includes("single") ? [
     ...runJson(process.execPath, [".build-bench/txtdb.js", dir, String(scale)]),
@@ -161,6 +206,7 @@ const results = [
     ...runJson(process.execPath, ["scripts/bench/peers.mjs", dir, String(scale)]),
   ] : []),
   ...(sections.includes("mp") ? await multiProcess() : []),
+  ...(sections.includes("locks") ? await lockRows() : []),
   ...(sections.includes("extras") ? runJson(process.execPath, ["--expose-gc", ".build-bench/extras.js", dir, String(smoke ? 0.002 : scale)]) : []),
 ];
 rmSync(dir, { recursive: true, force: true });

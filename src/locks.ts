@@ -1,0 +1,1004 @@
+/**
+ * Locks on named resources, shared by every process and runtime that opens the store:
+ * `db.lock(resource, mode, { timeoutMs, signal })` and `db.locks()`. The table, the modes,
+ * the grant rule and deadlock detection are in locktable.ts; this file does the files, the
+ * waiting and the bookkeeping of one Database handle (the owner).
+ *
+ * Why a table in a file, changed under a short flock:
+ * - flock(2) is the one primitive every runtime shares, but it has two modes and no queue;
+ *   five modes, a hierarchy, first-come-first-served order and a wait-for graph need state
+ *   that every process can read. So `locks/table` holds every grant and every wait, and
+ *   each change (acquire, release, give up, clean up) takes the table file's exclusive
+ *   flock, reads, changes, settles (grants what may be granted, breaks deadlocks) and
+ *   writes, all synchronously: nothing awaits while the flock is held, so a change costs
+ *   a few microseconds, and a process holds the flock only that long. Waiting for that
+ *   flock is therefore a bounded spin of non-blocking attempts ({@link TABLE_SPIN_MS_MAX}),
+ *   never a wait on another thread; past it (a process stopped inside a change) acquires
+ *   retry later, and releases are applied at this process's next change.
+ * - A change is atomic without fsync: it writes the inactive one of two checksummed slots
+ *   (locktable.ts), so a process killed mid-write leaves the previous table. After a power
+ *   loss every owner is dead and the table means nothing.
+ *
+ * Owners and liveness: the owner of a lock is the Database handle that took it. Each handle
+ * that takes a lock holds its own lease in `locks/` (liveness.ts: a file flock'd for the
+ * handle's lifetime; the kernel drops it when the process dies, however it dies). Whoever
+ * changes the table first drops the entries of every owner that blocks a waiter and whose
+ * lease lock can be taken, so a dead holder's lock goes at the first change or liveness
+ * probe after its death: never a timeout, never /proc.
+ *
+ * Waking: a waiter is granted by whichever process changes the table (the release of what
+ * blocked it settles the table), and learns it by reading the table, without the flock.
+ * It reads when the table file changes (the adapter's file events on `locks/`, the same
+ * path that wakes watchers of commits: no polling delay on the common path) and, as the
+ * safety net for lost events, adapters without events and holders that died without a
+ * word, every {@link PROBE_MS} while it waits: it then also checks the leases of the owners
+ * that block it and, if one is dead, changes the table (which drops it and grants).
+ * Blocking flock calls on a helper thread were the other way to be woken by the kernel;
+ * they cannot be cancelled (a timed-out wait would keep a thread of Node's four until the
+ * holder releases, minutes maybe), so they are kept for the writer lock, whose holds are
+ * short.
+ *
+ * Bounds: the detection of a deadlock costs nothing extra in time: the table change that
+ * closes a cycle finds it (locktable.ts, rule 4), so the victim fails within its own
+ * change, or, when its request was already waiting and another process's change closed
+ * the cycle, when it next reads the table (the file event, at most {@link PROBE_MS}
+ * later). A dead holder's lock is granted to its waiter within {@link PROBE_MS} of the
+ * death. The table holds at most one slot of entries (LIMIT past it); each handle's
+ * pending releases are bounded by what it holds; a process caches at most
+ * {@link PROBE_HANDLES_MAX} open leases of other owners.
+ *
+ * @module
+ */
+import { TxtDbError } from "./errors.ts";
+import { decodeKey, encodeKey } from "./keys.ts";
+import type { Key } from "./keys.ts";
+import { isLeaseFile, ProcessLease } from "./liveness.ts";
+import { joinPath, PortError } from "./port.ts";
+import type { FileHandle, Platform, WatchHandle } from "./port.ts";
+import { storeFileError } from "./dirsafety.ts";
+import { armDeadline, armInterval, armTimer } from "./timers.ts";
+import type { Timer } from "./timers.ts";
+import type { Histogram } from "./metrics.ts";
+import { LOCK_TABLE, LOCKS_DIR } from "./files.ts";
+import {
+  blockersOf,
+  CONVERSION,
+  decodeSlot,
+  emptyTable,
+  encodeTable,
+  GRANTED,
+  intentionFor,
+  LOCK_MODES,
+  modeCode,
+  readSlotHeader,
+  settle,
+  SLOT_BYTES,
+  SLOT_HEADER_BYTES,
+  TableFullError,
+  VICTIM,
+  covers,
+} from "./locktable.ts";
+import type { CycleNote, LockEntry, LockMode, LockTable } from "./locktable.ts";
+
+export type { LockMode } from "./locktable.ts";
+
+/** Options of {@link Database.lock}. */
+export interface LockOptions {
+  /**
+   * Give up with LOCK_TIMEOUT after this many ms of waiting (default: the store's
+   * `lockTimeoutMs`, 30 000; 0: try once, never wait; Infinity: wait as long as it takes).
+   */
+  timeoutMs?: number;
+  /** Give up with LOCK_TIMEOUT when this signal aborts (at once if it already has). */
+  signal?: AbortSignal;
+}
+
+/** One grant or wait, as {@link Database.locks} lists it. */
+export interface LockInfo {
+  /** The resource (a key: one part or a tuple); intention locks on prefixes are listed too. */
+  resource: Key;
+  /** The mode granted, or asked for by a waiting request. */
+  mode: LockMode;
+  /** The process of the owner (the Database handle that holds or waits). */
+  pid: number;
+  /** That process's runtime: "node", "deno" or "bun". */
+  runtime: string;
+  /** True for a request still waiting in the queue. */
+  waiting: boolean;
+  /** Age of the grant, or of the wait, in ms. */
+  sinceMs: number;
+}
+
+/** The figures of this handle's locks in `stats()`. */
+export interface LockStats {
+  /** Locks this handle holds now (`lock()` results not yet released). */
+  resourceLocksHeld: number;
+  /** Requests of this handle waiting now. */
+  resourceLocksWaiting: number;
+  /** Requests that had to wait (granted later, timed out, or failed). */
+  resourceLockWaits: number;
+  /** Requests granted at once because the handle already held the mode or a stronger one. */
+  resourceLockReentries: number;
+  /** Requests that ended with LOCK_TIMEOUT (timeout, abort, or `timeoutMs: 0` refused). */
+  resourceLockTimeouts: number;
+  /** Requests that ended with DEADLOCK (this handle's request was the victim). */
+  deadlocks: number;
+}
+
+/** How long a change spins for the table's flock before it retries later, in ms. */
+export const TABLE_SPIN_MS_MAX = 5;
+/** How often a waiter re-reads the table and checks its blockers' leases, in ms. */
+export const PROBE_MS = 5;
+/** How long a file watch outlives the last wait of its handle, in ms. */
+const WATCH_IDLE_MS = 1_000;
+/** Leases of other owners a process keeps open for liveness probes, at most. */
+export const PROBE_HANDLES_MAX = 64;
+/** Bytes read at the start of each slot before its header says how much more there is. */
+const READ_CHUNK_BYTES = 2048;
+/** Lock-free reads tried before a reader takes the flock (a change was under way each time). */
+const PEEK_ATTEMPTS_MAX = 3;
+/** Dead owners' lease files removed per sweep at a handle's first lock. */
+const LEASE_SWEEP_MAX = 256;
+
+/** One entry this handle holds, with the lock() results that count on it. */
+interface Held {
+  seq: number;
+  resource: string;
+  mode: number;
+  refs: number;
+}
+
+/** One level of a hierarchical request: the resource (encoded) and the mode it needs there. */
+interface Step {
+  resource: string;
+  mode: number;
+}
+
+/** A lock() call in progress. */
+interface Request {
+  key: Key;
+  mode: LockMode;
+  steps: Step[];
+  /** Index of the next step to acquire. */
+  next: number;
+  /** The held entries the acquired steps count on, in step order. */
+  taken: Held[];
+  /** The waiting entry of the current step, while it waits. */
+  waitingSeq: number | undefined;
+  tryOnce: boolean;
+  timeoutMs: number;
+  signal: AbortSignal | undefined;
+  startMs: number;
+  waited: boolean;
+  deadline: Timer | undefined;
+  /** Owners that blocked it at the last look (for the LOCK_TIMEOUT message). */
+  blockers: LockEntry[];
+  settled: boolean;
+  resolve: (lock: ResourceLock) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * A lock on a named resource, from {@link Database.lock}. Held until `release()` (or the
+ * end of an `await using` block, or `db.close()`, or the death of its process).
+ *
+ * @example
+ * ```ts
+ * const l = await db.lock(["accounts", "alice"], "X", { timeoutMs: 5_000 });
+ * try { await callThePaymentService(); } finally { l.release(); }
+ * ```
+ */
+export class ResourceLock {
+  /** The resource, as given to `lock()`. */
+  readonly resource: Key;
+  /** The mode, as given to `lock()`. */
+  readonly mode: LockMode;
+  #release: (() => void) | undefined;
+
+  /** Made by {@link Database.lock} only. */
+  constructor(resource: Key, mode: LockMode, release: () => void) {
+    this.resource = resource;
+    this.mode = mode;
+    this.#release = release;
+  }
+
+  /** True once released (by `release()`, or by `db.close()`). */
+  get released(): boolean {
+    return this.#release === undefined;
+  }
+
+  /** Releases the lock, synchronously; a second call does nothing. */
+  release(): void {
+    const r = this.#release;
+    this.#release = undefined;
+    r?.();
+  }
+
+  /** `await using l = await db.lock(...)` releases it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.release();
+    return Promise.resolve();
+  }
+}
+
+/** What the manager needs from its store. */
+export interface LockManagerOptions {
+  readOnly: boolean;
+  mode: number;
+  dirMode: number;
+  lockTimeoutMs: number;
+  maxKeyBytes: number;
+}
+
+function hexToBinary(hex: string): string {
+  let s = "";
+  for (let i = 0; i + 1 < hex.length; i += 2) s += String.fromCharCode(parseInt(hex.slice(i, i + 2), 16));
+  return s;
+}
+
+function showKey(resource: string): Key {
+  try {
+    return decodeKey(resource);
+  } catch {
+    // A table written by something else than txtdb: show the bytes rather than fail.
+    let hex = "";
+    for (let i = 0; i < resource.length; i++) hex += resource.charCodeAt(i).toString(16).padStart(2, "0");
+    return `<bytes ${hex}>`;
+  }
+}
+
+function describe(key: Key): string {
+  try {
+    return JSON.stringify(key, (_k, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? `bytes(${v.length})` : v));
+  } catch {
+    return String(key);
+  }
+}
+
+/** The locks of one Database handle: its requests, its grants, and its view of the table. */
+export class LockManager {
+  readonly #platform: Platform;
+  readonly #dir: string;
+  readonly #tablePath: string;
+  readonly #options: LockManagerOptions;
+  #lease: ProcessLease | undefined;
+  #handle: FileHandle | undefined;
+  #handleWritable = false;
+  /** This handle's grants by resource, and by seq. */
+  readonly #held = new Map<string, Held[]>();
+  readonly #heldBySeq = new Map<number, Held>();
+  /** Requests waiting for a grant. */
+  readonly #waiting = new Set<Request>();
+  /** Entries to remove at the next change this handle makes (the flock was busy when they were released). */
+  readonly #pendingRemovals = new Set<number>();
+  #pendingTimer: Timer | undefined;
+  #watch: WatchHandle | undefined;
+  #watchTried = false;
+  #watchIdle: Timer | undefined;
+  #probe: Timer | undefined;
+  #recheckQueued = false;
+  readonly #probeHandles = new Map<string, FileHandle>();
+  #lockCount = 0;
+  /**
+   * The newest generation this handle wrote or read. A read without the flock that races
+   * two changes can find one slot torn and the other still holding an older generation; such
+   * a table is refused, or a waiter would miss its own entry (see {@link #read}).
+   */
+  #seenGeneration = 0;
+  #closed = false;
+  readonly #waitUs: Histogram;
+  readonly counters = { waits: 0, reentries: 0, timeouts: 0, deadlocks: 0 };
+
+  /** `waitUs` records each wait (granted or not), in µs. */
+  constructor(platform: Platform, storePath: string, options: LockManagerOptions, waitUs: Histogram) {
+    this.#waitUs = waitUs;
+    this.#platform = platform;
+    this.#dir = joinPath(storePath, LOCKS_DIR);
+    this.#tablePath = joinPath(this.#dir, LOCK_TABLE);
+    this.#options = options;
+  }
+
+  // --- the public surface (through Database) ---
+
+  /** `db.lock()`: see {@link Database.lock}. */
+  lock(resource: Key, mode: LockMode, options: LockOptions = {}): Promise<ResourceLock> {
+    let req: Request;
+    try {
+      req = this.#request(resource, mode, options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise<ResourceLock>((resolve, reject) => {
+      req.resolve = resolve;
+      req.reject = reject;
+      if (req.signal?.aborted) return this.#finish(req, this.#timeoutError(req, req.signal.reason));
+      this.#advance(req);
+    });
+  }
+
+  /** `db.locks()`: every live owner's grants and waits, read from the table. */
+  list(): LockInfo[] {
+    const t = this.#read();
+    if (!t) return [];
+    const now = this.#platform.wallClockMs();
+    const alive = new Map<string, boolean>();
+    const out: LockInfo[] = [];
+    for (const e of [...t.entries].sort((a, b) => a.seq - b.seq)) {
+      if (e.flags & VICTIM) continue;
+      let a = alive.get(e.owner);
+      if (a === undefined) alive.set(e.owner, (a = this.#ownerAlive(e.owner)));
+      if (!a) continue;
+      const o = t.owners.get(e.owner);
+      out.push({ resource: showKey(e.resource), mode: LOCK_MODES[e.mode]!, pid: o?.pid ?? -1, runtime: o?.runtime ?? "?", waiting: !(e.flags & GRANTED), sinceMs: Math.max(0, Math.round(now - e.sinceWallMs)) });
+    }
+    return out;
+  }
+
+  /** This handle's figures for `stats()`. */
+  stats(): LockStats {
+    return {
+      resourceLocksHeld: this.#lockCount,
+      resourceLocksWaiting: this.#waiting.size,
+      resourceLockWaits: this.counters.waits,
+      resourceLockReentries: this.counters.reentries,
+      resourceLockTimeouts: this.counters.timeouts,
+      deadlocks: this.counters.deadlocks,
+    };
+  }
+
+  /**
+   * Releases every lock of this handle and fails its waiting requests with CLOSED; then
+   * gives up its lease. If the table's flock cannot be had now, giving up the lease is
+   * enough: the next change by anyone drops a dead owner's entries.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const req of [...this.#waiting]) this.#finish(req, new TxtDbError("CLOSED", `The database was closed while lock ${describe(req.key)} (${req.mode}) was waited for`));
+    const me = this.#lease?.id;
+    if (me !== undefined && (this.#heldBySeq.size > 0 || this.#pendingRemovals.size > 0)) {
+      try {
+        this.#change((t) => void (t.entries = t.entries.filter((e) => e.owner !== me)));
+      } catch {
+        // the lease goes next: the entries are a dead owner's then
+      }
+    }
+    this.#held.clear();
+    this.#heldBySeq.clear();
+    this.#lockCount = 0;
+    this.#pendingRemovals.clear();
+    this.#pendingTimer?.cancel();
+    this.#probe?.cancel();
+    this.#closeWatch();
+    for (const h of this.#probeHandles.values()) closeQuietly(h);
+    this.#probeHandles.clear();
+    if (this.#handle) closeQuietly(this.#handle);
+    this.#handle = undefined;
+    try {
+      this.#lease?.release(this.#platform);
+    } catch {
+      // an unreleased lease file is a dead owner's once this handle is closed
+    }
+    this.#lease = undefined;
+  }
+
+  // --- requests ---
+
+  #request(resource: Key, mode: LockMode, options: LockOptions): Request {
+    if (this.#closed) throw new TxtDbError("CLOSED", "Cannot lock: the database is closed; open it again");
+    const code = modeCode(mode);
+    if (code < 0) throw new TxtDbError("INVALID_ARGUMENT", `Lock mode must be one of ${LOCK_MODES.map((m) => JSON.stringify(m)).join(", ")}; got ${describe(mode as unknown as Key)}`);
+    if (options === null || typeof options !== "object") throw new TxtDbError("INVALID_ARGUMENT", "lock() options must be an object: { timeoutMs?, signal? }");
+    const { timeoutMs, signal } = options;
+    if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs >= 0))) {
+      throw new TxtDbError("INVALID_ARGUMENT", `lock() timeoutMs must be a non-negative number of ms (0: try once); got ${String(timeoutMs)}`);
+    }
+    if (signal !== undefined) {
+      const s = signal as { aborted?: unknown; addEventListener?: unknown } | null;
+      if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function") {
+        throw new TxtDbError("INVALID_ARGUMENT", "lock() signal must be an AbortSignal");
+      }
+    }
+    const parts: readonly unknown[] = Array.isArray(resource) ? resource : [resource];
+    if (parts.length === 0) throw new TxtDbError("INVALID_ARGUMENT", "Cannot lock an empty resource []; name it with one or more key parts, e.g. [\"accounts\", \"alice\"]");
+    const steps: Step[] = [];
+    for (let i = 0; i < parts.length; i++) {
+      const last = i === parts.length - 1;
+      steps.push({ resource: encodeKey(parts.slice(0, i + 1), this.#options.maxKeyBytes), mode: last ? code : intentionFor(code) });
+    }
+    if (this.#options.readOnly) throw new TxtDbError("READ_ONLY", "Cannot lock: the database was opened with readOnly: true, and a lock is a write to the shared lock table");
+    const t = timeoutMs ?? this.#options.lockTimeoutMs;
+    return {
+      key: resource,
+      mode,
+      steps,
+      next: 0,
+      taken: [],
+      waitingSeq: undefined,
+      tryOnce: t === 0,
+      timeoutMs: t,
+      signal,
+      startMs: this.#platform.monotonicMs(),
+      waited: false,
+      deadline: undefined,
+      blockers: [],
+      settled: false,
+      resolve: () => {},
+      reject: () => {},
+    };
+  }
+
+  /** The entry this handle holds on `resource` in `mode` or a stronger one, if any. */
+  #covering(resource: string, mode: number): Held | undefined {
+    const list = this.#held.get(resource);
+    if (!list) return undefined;
+    for (const h of list) if (covers(h.mode, mode)) return h;
+    return undefined;
+  }
+
+  #hold(seq: number, resource: string, mode: number): Held {
+    const h: Held = { seq, resource, mode, refs: 0 };
+    let list = this.#held.get(resource);
+    if (!list) this.#held.set(resource, (list = []));
+    list.push(h);
+    this.#heldBySeq.set(seq, h);
+    return h;
+  }
+
+  /**
+   * Acquires the request's remaining steps: those the handle already covers at once, the
+   * others in one table change, step by step, until one has to wait (or all are granted).
+   */
+  #advance(req: Request): void {
+    if (req.settled) return;
+    let outcome: { kind: "done" } | { kind: "wait"; seq: number } | { kind: "deadlock"; note: string } | { kind: "refused" } | undefined;
+    const reentry = req.next === 0 && this.#covering(req.steps[req.steps.length - 1]!.resource, req.steps[req.steps.length - 1]!.mode) !== undefined;
+    while (req.next < req.steps.length) {
+      const step = req.steps[req.next]!;
+      const held = this.#covering(step.resource, step.mode);
+      if (!held) break;
+      held.refs++;
+      req.taken.push(held);
+      req.next++;
+    }
+    if (req.next === req.steps.length) {
+      if (reentry) this.counters.reentries++;
+      return this.#grantRequest(req);
+    }
+    let me: string;
+    try {
+      me = this.#owner();
+      const changed = this.#change((t) => {
+        outcome = undefined;
+        while (req.next < req.steps.length) {
+          const step = req.steps[req.next]!;
+          const held = this.#covering(step.resource, step.mode);
+          if (held) {
+            held.refs++;
+            req.taken.push(held);
+            req.next++;
+            continue;
+          }
+          const entry: LockEntry = {
+            seq: t.nextSeq++,
+            owner: me,
+            resource: step.resource,
+            mode: step.mode,
+            flags: this.#held.has(step.resource) ? CONVERSION : 0,
+            sinceWallMs: this.#platform.wallClockMs(),
+            note: "",
+          };
+          t.entries.push(entry);
+          if (req.tryOnce) {
+            // A request that may not wait never joins the wait-for graph: refused, not a deadlock victim.
+            req.blockers = this.#liveBlockers(t, entry);
+            if (req.blockers.length > 0) {
+              t.entries = t.entries.filter((e) => e !== entry);
+              outcome = { kind: "refused" };
+              return;
+            }
+          }
+          this.#settle(t);
+          if (entry.flags & GRANTED) {
+            const h = this.#hold(entry.seq, entry.resource, entry.mode);
+            h.refs++;
+            req.taken.push(h);
+            req.next++;
+            continue;
+          }
+          if (entry.flags & VICTIM) {
+            t.entries = t.entries.filter((e) => e !== entry);
+            outcome = { kind: "deadlock", note: entry.note };
+            return;
+          }
+          req.blockers = blockersOf(t, entry);
+          outcome = { kind: "wait", seq: entry.seq };
+          return;
+        }
+        outcome = { kind: "done" };
+      });
+      if (!changed) {
+        // Another process is stopped inside a change: try again shortly, within the deadline.
+        this.#startWaiting(req);
+        armTimer(1, () => this.#advance(req));
+        return;
+      }
+    } catch (e) {
+      return this.#finish(req, this.#asLockError(e, req));
+    }
+    const o = outcome!;
+    if (o.kind === "done") return this.#grantRequest(req);
+    if (o.kind === "deadlock") return this.#finish(req, this.#deadlockError(req, o.note));
+    if (o.kind === "refused") return this.#finish(req, this.#timeoutError(req));
+    req.waitingSeq = o.seq;
+    this.#startWaiting(req);
+  }
+
+  #grantRequest(req: Request): void {
+    if (req.settled) return;
+    req.settled = true;
+    req.deadline?.cancel();
+    this.#waiting.delete(req);
+    if (req.waited) this.#waitUs.record((this.#platform.monotonicMs() - req.startMs) * 1000);
+    this.#lockCount++;
+    const taken = req.taken;
+    req.taken = [];
+    req.resolve(new ResourceLock(req.key, req.mode, () => {
+      if (this.#closed) return;
+      this.#lockCount--;
+      this.#unref(taken);
+    }));
+    this.#stopProbesIfIdle();
+  }
+
+  /** Ends a request with `error`: takes its waiting entry out of the queue and gives back its partial steps. */
+  #finish(req: Request, error: TxtDbError): void {
+    if (req.settled) return;
+    req.settled = true;
+    req.deadline?.cancel();
+    this.#waiting.delete(req);
+    if (req.waited) this.#waitUs.record((this.#platform.monotonicMs() - req.startMs) * 1000);
+    if (error.code === "LOCK_TIMEOUT") this.counters.timeouts++;
+    if (error.code === "DEADLOCK") this.counters.deadlocks++;
+    const seq = req.waitingSeq;
+    req.waitingSeq = undefined;
+    const taken = req.taken;
+    req.taken = [];
+    if (!this.#closed) {
+      if (seq !== undefined) this.#pendingRemovals.add(seq);
+      this.#unref(taken);
+    }
+    this.#stopProbesIfIdle();
+    req.reject(error);
+  }
+
+  /** Drops one count from each entry; entries nobody counts on leave the table. */
+  #unref(taken: Held[]): void {
+    for (const h of taken) {
+      h.refs--;
+      if (h.refs > 0) continue;
+      this.#heldBySeq.delete(h.seq);
+      const list = this.#held.get(h.resource)!;
+      list.splice(list.indexOf(h), 1);
+      if (list.length === 0) this.#held.delete(h.resource);
+      this.#pendingRemovals.add(h.seq);
+    }
+    if (this.#pendingRemovals.size > 0) this.#flushRemovals();
+  }
+
+  /**
+   * Applies pending removals now if the table's flock can be had, or, while another process
+   * is inside a change, 1 ms later (unref'd: the process's exit frees its entries anyway).
+   * An operating failure is not retried on a timer: the removals wait for this handle's next
+   * change, and at the latest its close gives up the lease, which frees them.
+   */
+  #flushRemovals(): void {
+    if (this.#closed || this.#pendingRemovals.size === 0) return;
+    let done: boolean;
+    try {
+      done = this.#change(() => {});
+    } catch {
+      done = true;
+    }
+    if (done) {
+      this.#pendingTimer?.cancel();
+      this.#pendingTimer = undefined;
+      return;
+    }
+    this.#pendingTimer ??= armTimer(1, () => {
+      this.#pendingTimer = undefined;
+      this.#flushRemovals();
+    }, { unref: true });
+  }
+
+  // --- waiting ---
+
+  #startWaiting(req: Request): void {
+    if (!req.waited) {
+      req.waited = true;
+      this.counters.waits++;
+    }
+    this.#waiting.add(req);
+    if (req.deadline === undefined) {
+      const delay = req.timeoutMs - (this.#platform.monotonicMs() - req.startMs);
+      req.deadline = armDeadline(delay === Infinity ? undefined : delay, req.signal, (aborted, reason) => this.#finish(req, this.#timeoutError(req, aborted ? reason : undefined)));
+    }
+    if (!this.#watchTried) {
+      this.#watchTried = true;
+      try {
+        this.#watch = this.#platform.watchDir(this.#dir, () => this.#queueRecheck());
+      } catch {
+        // the probe covers it
+      }
+    }
+    this.#probe ??= armInterval(PROBE_MS, () => this.#recheck(true));
+    // A change between this request's table change and the watch's start has no event.
+    this.#queueRecheck();
+  }
+
+  /**
+   * No request waits: no probe. The file watch stays for {@link WATCH_IDLE_MS} more, so a
+   * handle that waits again soon (a lock passed back and forth) does not pay for a new watch
+   * each time, then goes: a watch may keep a runtime's event loop alive.
+   */
+  #stopProbesIfIdle(): void {
+    if (this.#waiting.size > 0) return;
+    this.#probe?.cancel();
+    this.#probe = undefined;
+    if (!this.#watch || this.#watchIdle) return;
+    this.#watchIdle = armTimer(WATCH_IDLE_MS, () => {
+      this.#watchIdle = undefined;
+      if (this.#waiting.size === 0) this.#closeWatch();
+    }, { unref: true });
+  }
+
+  #closeWatch(): void {
+    this.#watchIdle?.cancel();
+    this.#watchIdle = undefined;
+    try {
+      this.#watch?.close();
+    } catch {
+      // already closed by the runtime
+    }
+    this.#watch = undefined;
+    this.#watchTried = false;
+  }
+
+  #queueRecheck(): void {
+    if (this.#recheckQueued || this.#waiting.size === 0) return;
+    this.#recheckQueued = true;
+    queueMicrotask(() => {
+      this.#recheckQueued = false;
+      this.#recheck(false);
+    });
+  }
+
+  /**
+   * Looks at the table for this handle's waiting requests: granted ones go on with their
+   * next step; victims fail with DEADLOCK. With `probe`, also checks the leases of the
+   * owners that block them, and changes the table if one is dead (which drops it and
+   * grants what its death frees).
+   */
+  #recheck(probe: boolean): void {
+    if (this.#closed || this.#waiting.size === 0) return;
+    let t: LockTable | undefined;
+    try {
+      t = this.#read();
+    } catch {
+      return; // tried again at the next event or probe
+    }
+    if (!t) return;
+    const bySeq = new Map(t.entries.map((e) => [e.seq, e]));
+    let deadBlocker = false;
+    for (const req of [...this.#waiting]) {
+      if (req.waitingSeq === undefined) continue; // between steps, or retrying a busy table
+      const e = bySeq.get(req.waitingSeq);
+      if (e === undefined) {
+        // Only this handle removes its waiting entries: the table was replaced or lost
+        // (a file deleted from outside). Queue again from this step.
+        req.waitingSeq = undefined;
+        this.#advance(req);
+      } else if (e.flags & VICTIM) {
+        this.#finish(req, this.#deadlockError(req, e.note));
+      } else if (e.flags & GRANTED) {
+        req.waitingSeq = undefined;
+        const h = this.#hold(e.seq, e.resource, e.mode);
+        h.refs++;
+        req.taken.push(h);
+        req.next++;
+        this.#advance(req);
+      } else {
+        req.blockers = blockersOf(t, e);
+        if (probe && req.blockers.some((b) => !this.#ownerAlive(b.owner))) deadBlocker = true;
+      }
+    }
+    if (deadBlocker) {
+      try {
+        if (this.#change(() => {})) this.#queueRecheck();
+      } catch {
+        // tried again at the next probe
+      }
+    }
+  }
+
+  // --- the table ---
+
+  /** This handle's owner id (its lease in locks/, taken at its first lock). */
+  #owner(): string {
+    if (this.#lease) return this.#lease.id;
+    try {
+      this.#platform.mkdir(this.#dir, this.#options.dirMode);
+      this.#sweepDeadLeases();
+      this.#lease = ProcessLease.create(this.#platform, this.#dir, this.#options.mode);
+    } catch (e) {
+      throw this.#ioError(e, `Taking a lock owner's lease in "${this.#dir}"`);
+    }
+    return this.#lease.id;
+  }
+
+  /** Removes lease files of dead owners (a crash leaves them); bounded per sweep. */
+  #sweepDeadLeases(): void {
+    let names: string[];
+    try {
+      names = this.#platform.readdir(this.#dir);
+    } catch {
+      return;
+    }
+    let n = 0;
+    for (const name of names) {
+      if (!isLeaseFile(name) || n++ >= LEASE_SWEEP_MAX) continue;
+      const path = joinPath(this.#dir, name);
+      let h: FileHandle;
+      try {
+        h = this.#platform.open(path, { readOnly: true });
+      } catch {
+        continue;
+      }
+      try {
+        if (h.tryLock(false)) {
+          h.unlock();
+          this.#platform.unlink(path);
+        }
+      } catch {
+        // left for the next sweep
+      } finally {
+        closeQuietly(h);
+      }
+    }
+  }
+
+  #tableHandle(create: boolean): FileHandle | undefined {
+    if (this.#handle && (this.#handleWritable || !create)) return this.#handle;
+    if (this.#handle) closeQuietly(this.#handle); // opened to read by locks(); a change writes
+    this.#handle = undefined;
+    try {
+      this.#handle = this.#platform.open(this.#tablePath, create ? { create: true, mode: this.#options.mode } : { readOnly: true });
+      this.#handleWritable = create;
+    } catch (e) {
+      if (!create && e instanceof PortError && e.errno === "ENOENT") return undefined;
+      throw storeFileError(e, this.#tablePath) ?? this.#ioError(e, `Opening the lock table "${this.#tablePath}"`);
+    }
+    return this.#handle;
+  }
+
+  /**
+   * One change of the table, under its flock: read, apply pending removals, `fn`, settle,
+   * write the other slot. Returns false when the flock stayed busy past the spin bound.
+   */
+  #change(fn: (t: LockTable) => void): boolean {
+    const h = this.#tableHandle(true)!;
+    if (!this.#tryFlock(h)) return false;
+    try {
+      const t = readTableFrom(h) ?? emptyTable();
+      if (this.#pendingRemovals.size > 0) {
+        const me = this.#lease?.id;
+        t.entries = t.entries.filter((e) => e.owner !== me || !this.#pendingRemovals.has(e.seq));
+      }
+      if (this.#lease) {
+        t.owners.set(this.#lease.id, { id: this.#lease.id, pid: this.#platform.pid, runtime: this.#platform.runtime });
+      }
+      fn(t);
+      this.#settle(t);
+      t.generation++;
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeTable(t);
+      } catch (e) {
+        if (e instanceof TableFullError) throw new TxtDbError("LIMIT", `The lock table is full (${e.message}): too many locks held and waited for at once; release some`);
+        throw e;
+      }
+      h.write(bytes, (t.generation % 2) * SLOT_BYTES);
+      this.#seenGeneration = t.generation;
+      this.#pendingRemovals.clear();
+    } finally {
+      try {
+        h.unlock();
+      } catch {
+        // closing the handle drops it; the next change reopens
+        closeQuietly(h);
+        this.#handle = undefined;
+      }
+    }
+    if (this.#waiting.size > 0) this.#queueRecheck();
+    return true;
+  }
+
+  /** The entries that keep `entry` from being granted, once the dead owners among them are dropped. */
+  #liveBlockers(t: LockTable, entry: LockEntry): LockEntry[] {
+    for (;;) {
+      const blockers = blockersOf(t, entry);
+      const dead = new Set(blockers.filter((b) => b.owner !== this.#lease?.id && !this.#ownerAlive(b.owner)).map((b) => b.owner));
+      if (dead.size === 0) return blockers;
+      t.entries = t.entries.filter((e) => !dead.has(e.owner));
+      for (const d of dead) t.owners.delete(d);
+    }
+  }
+
+  #settle(t: LockTable): void {
+    const me = this.#lease?.id;
+    settle(t, this.#platform.wallClockMs(), (owner) => owner === me || this.#ownerAlive(owner));
+  }
+
+  #tryFlock(h: FileHandle): boolean {
+    if (h.tryLock(true)) return true;
+    const until = this.#platform.monotonicMs() + TABLE_SPIN_MS_MAX;
+    while (this.#platform.monotonicMs() < until) if (h.tryLock(true)) return true;
+    return false;
+  }
+
+  /**
+   * The table as it is now, without the flock (a reader never waits for a change), or
+   * undefined when no lock was ever taken in this store. A read that races a change falls
+   * back to the other slot (the previous generation) or tries again; after
+   * {@link PEEK_ATTEMPTS_MAX} tries it takes the flock.
+   */
+  #read(): LockTable | undefined {
+    const h = this.#tableHandle(false);
+    if (!h) return undefined;
+    for (let i = 0; i < PEEK_ATTEMPTS_MAX; i++) {
+      const t = readTableFrom(h);
+      if (t && t.generation >= this.#seenGeneration) return this.#seen(t);
+      if (!t && h.size() === 0) return emptyTable();
+    }
+    if (!this.#tryFlock(h)) return undefined;
+    try {
+      return this.#seen(readTableFrom(h) ?? emptyTable());
+    } finally {
+      h.unlock();
+    }
+  }
+
+  #seen(t: LockTable): LockTable {
+    if (t.generation > this.#seenGeneration) this.#seenGeneration = t.generation;
+    return t;
+  }
+
+  /**
+   * True while `owner`'s lease is held (its process lives and its handle is open). A lease
+   * found dead is removed (where this handle may write) and its cached handle closed.
+   */
+  #ownerAlive(owner: string): boolean {
+    if (owner === this.#lease?.id) return true;
+    const path = joinPath(this.#dir, `${owner}.lease`);
+    let h = this.#probeHandles.get(owner);
+    if (!h) {
+      try {
+        h = this.#platform.open(path, { readOnly: true });
+      } catch {
+        return false; // gone: its owner released it at close, or a sweep removed a dead one
+      }
+      if (this.#probeHandles.size >= PROBE_HANDLES_MAX) {
+        for (const old of this.#probeHandles.values()) closeQuietly(old);
+        this.#probeHandles.clear();
+      }
+      this.#probeHandles.set(owner, h);
+    }
+    let free: boolean;
+    try {
+      free = h.tryLock(false);
+      if (free) h.unlock();
+    } catch {
+      return true; // cannot tell: never drop a live owner's locks on a doubt
+    }
+    if (!free) return true;
+    closeQuietly(h);
+    this.#probeHandles.delete(owner);
+    if (!this.#options.readOnly) {
+      try {
+        this.#platform.unlink(path);
+      } catch {
+        // the sweep at some handle's first lock removes it
+      }
+    }
+    return false;
+  }
+
+  // --- errors ---
+
+  #timeoutError(req: Request, cause?: unknown): TxtDbError {
+    const waitedMs = Math.round(this.#platform.monotonicMs() - req.startMs);
+    const t = this.#safeRead();
+    const blockers = req.blockers.map((b) => {
+      const o = t?.owners.get(b.owner);
+      return { resource: showKey(b.resource), mode: LOCK_MODES[b.mode]!, pid: o?.pid ?? -1, runtime: o?.runtime ?? "?", waiting: !(b.flags & GRANTED) };
+    });
+    const who = blockers.length
+      ? `; ${blockers.map((b) => `pid ${b.pid} (${b.runtime}) ${b.waiting ? "waits ahead in" : "holds"} ${b.mode} on ${describe(b.resource)}`).join(", ")}`
+      : "";
+    const why = req.signal?.aborted ? "its signal aborted the wait" : req.tryOnce ? "it is not free now (timeoutMs: 0 tries once)" : `not granted within ${req.timeoutMs} ms`;
+    return new TxtDbError(
+      "LOCK_TIMEOUT",
+      `Cannot lock ${describe(req.key)} in mode ${req.mode}: ${why}${who}. See db.locks() or \`txtdb locks <dir>\`; raise timeoutMs, or end the holder`,
+      { ...(cause !== undefined ? { cause } : {}), details: { resource: req.key, mode: req.mode, waitedMs, blockers } },
+    );
+  }
+
+  #deadlockError(req: Request, note: string): TxtDbError {
+    let cycle: { resource: Key; mode: LockMode; pid: number; runtime: string }[] = [];
+    try {
+      const parsed = JSON.parse(note) as CycleNote[];
+      cycle = parsed.map((c) => ({ resource: showKey(hexToBinary(String(c.r))), mode: c.m, pid: Number(c.p), runtime: String(c.t) }));
+    } catch {
+      // an unreadable note: the code still says what happened
+    }
+    const text = cycle.map((c) => `pid ${c.pid} (${c.runtime}) waits for ${c.mode} on ${describe(c.resource)}`).join(" -> ");
+    return new TxtDbError(
+      "DEADLOCK",
+      `Cannot lock ${describe(req.key)} in mode ${req.mode}: deadlock (${text} -> back to the first); this request began waiting last, so it gives way. ` +
+        "The locks this handle holds are kept: release some, then try again",
+      { details: { resource: req.key, mode: req.mode, cycle } },
+    );
+  }
+
+  #asLockError(e: unknown, _req: Request): TxtDbError {
+    if (e instanceof TxtDbError) return e;
+    return this.#ioError(e, "Changing the lock table") as TxtDbError;
+  }
+
+  #ioError(e: unknown, what: string): unknown {
+    if (e instanceof TxtDbError) return e;
+    if (e instanceof PortError) return new TxtDbError("IO", `${what} failed: ${e.message}`, { cause: e });
+    return e;
+  }
+
+  #safeRead(): LockTable | undefined {
+    try {
+      return this.#read();
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function closeQuietly(h: FileHandle): void {
+  try {
+    h.close();
+  } catch {
+    // nothing more to release
+  }
+}
+
+/**
+ * A read buffer per call site would be allocated (and zeroed) twice per table change, which
+ * was the largest cost of an uncontended lock; reads are synchronous, so one buffer serves.
+ */
+let readBuffer = new Uint8Array(READ_CHUNK_BYTES);
+
+/** Reads both slots and decodes the newest valid one; undefined when neither is valid. */
+export function readTableFrom(h: FileHandle): LockTable | undefined {
+  let best: LockTable | undefined;
+  for (let slot = 0; slot < 2; slot++) {
+    const at = slot * SLOT_BYTES;
+    const n = h.read(readBuffer.subarray(0, READ_CHUNK_BYTES), at);
+    const header = readSlotHeader(readBuffer.subarray(0, n));
+    if (!header || (best && header.generation <= best.generation)) continue;
+    const total = SLOT_HEADER_BYTES + header.bodyBytes;
+    if (total > n) {
+      if (readBuffer.length < total) readBuffer = new Uint8Array(total);
+      if (h.read(readBuffer.subarray(0, total), at) < total) continue;
+    }
+    const t = decodeSlot(readBuffer.subarray(0, total));
+    if (t) best = t;
+  }
+  return best;
+}

@@ -1,0 +1,85 @@
+/**
+ * The lock table's pure parts (locktable.ts): the slot format (a torn or foreign slot is
+ * refused and the reader falls back to the other), the grant rule and deadlock detection
+ * on hand-built tables.
+ */
+import { assert, runtime, test } from "./harness.ts";
+import { blockersOf, CONVERSION, decodeSlot, emptyTable, encodeTable, GRANTED, readTableFrom, settle, SLOT_BYTES, VICTIM } from "txtdb/internal";
+import type { LockEntry, LockTable } from "txtdb/internal";
+import { SimWorld } from "txtdb/adapters/sim";
+
+const R = `[${runtime}]`;
+const IS = 0, IX = 1, S = 2, X = 4;
+
+function table(entries: Omit<LockEntry, "sinceWallMs" | "note">[]): LockTable {
+  const t = emptyTable();
+  for (const e of entries) {
+    t.owners.set(e.owner, { id: e.owner, pid: Number.parseInt(e.owner.slice(-4), 16), runtime: "node" });
+    t.entries.push({ ...e, sinceWallMs: 0, note: "" });
+  }
+  t.nextSeq = entries.length + 1;
+  return t;
+}
+const A = "00000000000000a1", B = "00000000000000b2", C = "00000000000000c3";
+
+test(`${R} lock table: a slot round-trips; a torn slot or garbage is refused and the reader takes the other slot`, () => {
+  const t = table([{ seq: 1, owner: A, resource: "\x02r\x00", mode: X, flags: GRANTED }, { seq: 2, owner: B, resource: "\x02r\x00", mode: S, flags: 0 }]);
+  t.generation = 7;
+  const slot = encodeTable(t);
+  const back = decodeSlot(slot)!;
+  assert.deepEqual(back.entries, t.entries);
+  assert.equal(back.generation, 7);
+  assert.deepEqual([...back.owners.keys()], [A, B]);
+  for (let cut = 0; cut < slot.length; cut += 7) assert.equal(decodeSlot(slot.subarray(0, cut)), undefined, `cut at ${cut}`);
+  const flipped = slot.slice();
+  flipped[slot.length - 3]! ^= 1;
+  assert.equal(decodeSlot(flipped), undefined, "a flipped bit fails the checksum");
+
+  const world = new SimWorld(1);
+  const p = world.process();
+  p.mkdir("/d");
+  const h = p.open("/d/table", { create: true });
+  assert.equal(readTableFrom(h), undefined, "an empty file has no table");
+  h.write(slot, (7 % 2) * SLOT_BYTES);
+  const next = { ...t, generation: 8, entries: [t.entries[0]!] };
+  const torn = encodeTable(next);
+  h.write(torn.subarray(0, torn.length - 5), 0); // generation 8 torn in slot 0
+  assert.equal(readTableFrom(h)!.generation, 7, "the torn newer slot is skipped");
+  h.write(torn, 0);
+  assert.equal(readTableFrom(h)!.generation, 8);
+  h.close();
+});
+
+test(`${R} lock table: settle grants in queue order, keeps FCFS behind incompatible waiters, puts conversions first, and drops dead owners`, () => {
+  const t = table([
+    { seq: 1, owner: A, resource: "r", mode: S, flags: GRANTED },
+    { seq: 2, owner: B, resource: "r", mode: X, flags: 0 },
+    { seq: 3, owner: C, resource: "r", mode: IS, flags: 0 }, // compatible with S, not with the earlier X
+    { seq: 4, owner: A, resource: "r", mode: X, flags: CONVERSION },
+  ]);
+  settle(t, 0, () => true);
+  assert.deepEqual(t.entries.map((e) => [e.seq, e.flags & GRANTED]), [[1, GRANTED], [2, 0], [3, 0], [4, GRANTED]], "A's conversion goes first; C stays behind B");
+  assert.deepEqual(blockersOf(t, t.entries[2]!).map((e) => e.seq), [2, 4]);
+  const dead = settle(t, 0, (o) => o !== A);
+  assert.deepEqual(dead, [A]);
+  assert.deepEqual(t.entries.map((e) => [e.seq, e.flags & GRANTED]), [[2, GRANTED], [3, 0]], "A's entries dropped; B granted, C behind B's X");
+});
+
+test(`${R} lock table: a cycle marks exactly the latest-arrived waiting entry as the victim, with the cycle`, () => {
+  const t = table([
+    { seq: 1, owner: A, resource: "a", mode: X, flags: GRANTED },
+    { seq: 2, owner: B, resource: "b", mode: X, flags: GRANTED },
+    { seq: 3, owner: C, resource: "c", mode: IX, flags: GRANTED },
+    { seq: 4, owner: A, resource: "b", mode: S, flags: 0 },
+    { seq: 6, owner: C, resource: "a", mode: IS, flags: 0 },
+    { seq: 5, owner: B, resource: "c", mode: S, flags: 0 },
+  ]);
+  settle(t, 0, () => true);
+  const victims = t.entries.filter((e) => e.flags & VICTIM);
+  assert.deepEqual(victims.map((e) => e.seq), [6]);
+  assert.deepEqual(JSON.parse(victims[0]!.note).map((c: { m: string }) => c.m), ["IS", "S", "S"]);
+  assert.ok(t.entries.filter((e) => !(e.flags & (GRANTED | VICTIM))).every((e) => e.seq === 4 || e.seq === 5), "the others still wait");
+  settle(t, 0, () => true);
+  assert.equal(t.entries.filter((e) => e.flags & VICTIM).length, 1, "settling again finds no new cycle");
+  void IS;
+});

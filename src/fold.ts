@@ -92,42 +92,8 @@ interface Slot {
   own: boolean;
 }
 
-/** Entries written between two pause points of {@link writeTableSteps}. */
-const ENTRIES_PER_STEP = 512;
-
-/** Rules 1–6, all at once (a format change, under its locks). */
+/** Rules 1–6: writes the fold and whatever merges the levels need. */
 export function writeTables(input: FoldInput): FoldOutput {
-  const steps = writeTableSteps(input);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-  }
-}
-
-/**
- * Rules 1–6, letting the event loop run every `sliceMs` of work, so that the process
- * compacting keeps serving its own reads and commits (a compaction of a large store writes
- * for seconds). Safe because nothing it reads changes meanwhile: the tables are immutable
- * and `compact.lock` keeps other compactions and format changes out; the fold source
- * (Index.foldEntries) iterates a copy of the keys, and versions at or below the folded
- * version are neither added nor removed until this compaction's own switch.
- */
-export async function writeTablesCooperatively(input: FoldInput, sliceMs = 8): Promise<FoldOutput> {
-  const { platform } = input;
-  const steps = writeTableSteps(input);
-  let sliceStart = platform.monotonicMs();
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-    if (platform.monotonicMs() - sliceStart >= sliceMs) {
-      await (platform.nextTurn ? platform.nextTurn() : platform.sleep(0));
-      sliceStart = platform.monotonicMs();
-    }
-  }
-}
-
-/** Rules 1–6 as a generator that pauses (yields) every {@link ENTRIES_PER_STEP} entries written. */
-function* writeTableSteps(input: FoldInput): Generator<void, FoldOutput, undefined> {
   const { platform, dir, mode } = input;
   const cache = new BlockCache(0); // compaction reads every block once: no cache
   let next = input.nextTable;
@@ -138,7 +104,7 @@ function* writeTableSteps(input: FoldInput): Generator<void, FoldOutput, undefin
   const newSlots: Slot[] = [];
 
   /** Writes entries into tables of `level`, split at TABLE_BYTES_TARGET between keys (rules 5, 6). */
-  const writeRun = function* (entries: Iterable<TableEntry>, level: number): Generator<void, Slot[], undefined> {
+  const writeRun = (entries: Iterable<TableEntry>, level: number): Slot[] => {
     const out: Slot[] = [];
     let w: { writer: TableWriter; name: string; tmp: string; file: ReturnType<Platform["open"]> } | undefined;
     const close = () => {
@@ -156,13 +122,8 @@ function* writeTableSteps(input: FoldInput): Generator<void, FoldOutput, undefin
       w = undefined;
     };
     let prevNs = -1, prevKey = "";
-    let sinceStep = 0;
     try {
       for (const e of entries) {
-        if (++sinceStep === ENTRIES_PER_STEP) {
-          sinceStep = 0;
-          yield;
-        }
         if (w && w.writer.bytesWritten >= TABLE_BYTES_TARGET && (e.nsId !== prevNs || e.key !== prevKey)) close();
         if (!w) {
           const name = tableName(next++);
@@ -201,7 +162,7 @@ function* writeTableSteps(input: FoldInput): Generator<void, FoldOutput, undefin
     const foldSrc = noTables ? (function* () {
       for (const e of input.fold) if (e.value !== null) yield e;
     })() : input.fold;
-    const l0 = yield* writeRun(foldSrc, input.foldLevel ?? 0);
+    const l0 = writeRun(foldSrc, input.foldLevel ?? 0);
     slots = [...l0, ...slots];
 
     // Rule 2: level 0 into level 1.
@@ -211,7 +172,7 @@ function* writeTableSteps(input: FoldInput): Generator<void, FoldOutput, undefin
       const below = slots.filter((s) => s.level === 1 && overlapsSpan(s, range));
       const inputs = [...level0, ...below];
       const bottom = !slots.some((s) => s.level > 1);
-      slots = yield* mergeInto(slots, inputs, 1, bottom);
+      slots = mergeInto(slots, inputs, 1, bottom);
     }
     // Rule 3: each level over its bound pushes its oldest table down.
     for (let level = 1; level < LEVELS_MAX; level++) {
@@ -224,7 +185,7 @@ function* writeTableSteps(input: FoldInput): Generator<void, FoldOutput, undefin
         const range = spanOf([oldest]);
         const below = slots.filter((s) => s.level === level + 1 && overlapsSpan(s, range));
         const bottom = !slots.some((s) => s.level > level + 1);
-        slots = yield* mergeInto(slots, [oldest, ...below], level + 1, bottom);
+        slots = mergeInto(slots, [oldest, ...below], level + 1, bottom);
       }
     }
     if (written.length > 0) platform.syncDir(dir);
@@ -249,11 +210,11 @@ function* writeTableSteps(input: FoldInput): Generator<void, FoldOutput, undefin
   };
 
   /** Merges `inputs` (newest first) into new tables of `level`; returns the new slot list. */
-  function* mergeInto(all: Slot[], inputs: Slot[], level: number, bottom: boolean): Generator<void, Slot[], undefined> {
+  function mergeInto(all: Slot[], inputs: Slot[], level: number, bottom: boolean): Slot[] {
     // Sources newest first: level 0 in its order, then shallower levels before deeper.
     const ordered = [...inputs].sort((a, b) => a.level - b.level);
     const merged = mergeForCompaction(ordered.map((s) => s.reader.entries()), { pins: [input.foldedTsn], bottomLevel: bottom });
-    const out = yield* writeRun(filtered(merged), level);
+    const out = writeRun(filtered(merged), level);
     const gone = new Set(inputs.map((s) => s.name));
     return [...all.filter((s) => !gone.has(s.name)), ...out];
   }

@@ -493,13 +493,9 @@ export class Index {
   *foldEntries(afterTsn: number, uptoTsn: number, keep: (nsId: number) => boolean): Generator<TableEntry, void, undefined> {
     const ids = [...this.#spaces.keys()].filter(keep).sort((a, b) => a - b);
     for (const nsId of ids) {
-      const space = this.#spaces.get(nsId);
-      if (!space) continue;
-      // A copy: a compaction lets the event loop run while it reads this (fold.ts), and
-      // commits meanwhile insert keys into the sorted array in place.
-      for (const key of space.keys().slice()) {
-        const chain = space.chains.get(key);
-        if (!chain) continue; // a key whose only versions were a failed batch's, taken back
+      const space = this.#spaces.get(nsId)!;
+      for (const key of space.keys()) {
+        const chain = space.chains.get(key)!;
         const i = chain.at(uptoTsn);
         if (i < 0 || chain.tsns[i]! <= afterTsn) continue;
         yield { nsId, key, tsn: chain.tsns[i]!, value: chain.values[i]! };

@@ -276,30 +276,6 @@ test(`${R} opening reads no table: filters and indexes are read on a table's fir
   await bad.close();
 });
 
-test(`${R} a compaction lets its own process go on: timers fire and commits resolve while it writes tables`, async () => {
-  const db = await open(tempDir("compact-turns"), { namespaces: ["ns"], autoCompactBytes: 0 });
-  for (let b = 0; b < 8; b++) {
-    await db.transaction((tx) => {
-      for (let i = 0; i < 5000; i++) tx.set("ns", ["k", b * 5000 + i], { i, pad: "p".repeat(150) });
-    });
-  }
-  let done = false;
-  let ticks = 0;
-  const timer = setInterval(() => void (done || ticks++), 1);
-  const compacting = db.compact().finally(() => (done = true));
-  // Issued after the compaction began: it must resolve before the compaction ends.
-  const commit = db.set("ns", "during", 1).then(() => !done);
-  const r = await compacting;
-  clearInterval(timer);
-  assert.ok(r.tableBytesWritten > 5_000_000, `a compaction long enough to matter: ${r.tableBytesWritten} B of tables`);
-  assert.equal((await db.get<{ i: number }>("ns", ["k", 12345]))!.i, 12345 % 5000);
-  assert.ok(await commit, "a commit issued during the compaction resolved before it ended");
-  assert.ok(ticks >= 2, `timers fired while the tables were written (${ticks} ticks)`);
-  assert.equal(await db.get("ns", "during"), 1);
-  assert.ok((await db.check()).ok);
-  await db.close();
-});
-
 test(`${R} a process that only writes, with automatic compaction off, learns another's compaction at its next roll-over and drops the folded versions`, async () => {
   const dir = tempDir("compact-adopt");
   const writer = await open(dir, { namespaces: ["ns"], segmentBytes: 4096, autoCompactBytes: 0 });

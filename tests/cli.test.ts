@@ -2,21 +2,11 @@
 import { assert, canSpawn, runtime, tempDir, test, waitUntil } from "./harness.ts";
 
 if (canSpawn) {
-  const { spawnSync } = await import("node:child_process");
   const fs = await import("node:fs");
   const { startWorker, killAllWorkers } = await import("./procs.ts");
-  const cli = {
-    node: ["node", ["dist/cli.js"]],
-    deno: ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "cli/main.ts"]],
-    bun: ["node_modules/.bin/bun", ["cli/main.ts"]],
-  } as const;
+  const { CLI: cli, runCli: run } = await import("./clirun.ts");
   type Rt = keyof typeof cli;
   const RTS: Rt[] = ["node", "deno", "bun"];
-  const run = (rt: Rt, args: string[], input?: string) => {
-    const [cmd, base] = cli[rt];
-    const r = spawnSync(cmd, [...base, ...args], { encoding: "utf8", input, timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
-    return { code: r.status, out: r.stdout, err: r.stderr };
-  };
   /** A user error: `txtdb: CODE: ...` on stderr, exit 2, and no stack trace. */
   const userError = (r: ReturnType<typeof run>, code: string, message: RegExp) => {
     assert.equal(r.code, 2, `exit code; stderr: ${r.err}`);

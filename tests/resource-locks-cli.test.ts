@@ -7,19 +7,9 @@ import { assert, canSpawn, runtime, tempDir, test, waitUntil } from "./harness.t
 import { open } from "txtdb";
 
 if (canSpawn) {
-  const { spawnSync } = await import("node:child_process");
   const fs = await import("node:fs");
   const { startWorker, killAllWorkers } = await import("./procs.ts");
-  const cli = {
-    node: ["node", ["dist/cli.js"]],
-    deno: ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "cli/main.ts"]],
-    bun: ["node_modules/.bin/bun", ["cli/main.ts"]],
-  } as const;
-  const run = (rt: keyof typeof cli, args: string[]) => {
-    const [cmd, base] = cli[rt];
-    const r = spawnSync(cmd, [...base, ...args], { encoding: "utf8", timeout: 60_000 });
-    return { code: r.status, out: r.stdout, err: r.stderr };
-  };
+  const { runCli: run } = await import("./clirun.ts");
 
   test(`[${runtime}] txtdb locks lists who holds what and who waits, from every runtime; doctor flags a stopped holder`, async () => {
     const dir = tempDir("rl-cli");

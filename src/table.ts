@@ -1205,6 +1205,7 @@ export class TableReader {
     let keyLen = 0;
     let pos = 0;
     let prevKey = "";
+    let prevNs = 0;
     for (let i = 0; i < count; i++) {
       const at = pos;
       const shared = readVarint(bytes, pos, end);
@@ -1218,16 +1219,23 @@ export class TableReader {
         throw this.#blockCorruption(blockOffset, at, `malformed entry ${i}`);
       }
       keyLen = shared + unshared;
-      if (key.length < keyLen) {
-        const grown = new Uint8Array(Math.max(keyLen, 2 * key.length));
-        grown.set(key.subarray(0, shared));
-        key = scratchKey = grown;
+      if (shared >= 4) {
+        // The key shares `shared` bytes with the previous one, 4 of them the namespace id:
+        // the same namespace; reuse that part of the previous string, convert only the new bytes.
+        nsIds[i] = prevNs;
+        keys[i] = prevKey = prevKey.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared);
+      } else {
+        // A new namespace id (or a restart): the scratch key holds the previous key's
+        // namespace bytes, the only ones this key can share.
+        if (key.length < keyLen) {
+          const grown = new Uint8Array(Math.max(keyLen, 2 * key.length));
+          grown.set(key.subarray(0, shared));
+          key = scratchKey = grown;
+        }
+        for (let j = 0; j < unshared; j++) key[shared + j] = bytes[keyAt + j]!;
+        nsIds[i] = prevNs = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
+        keys[i] = prevKey = binaryString(key, 4, keyLen);
       }
-      key.set(bytes.subarray(keyAt, keyAt + unshared), shared);
-      nsIds[i] = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
-      // The key shares `shared` bytes with the previous one (4 of them the namespace id):
-      // reuse that part of the previous string, convert only the new bytes.
-      keys[i] = prevKey = shared >= 4 ? prevKey.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared) : binaryString(key, 4, keyLen);
       tsns[i] = tsn;
       const valueAt = keyAt + unshared;
       valueStarts[i] = tag === 0 ? -1 : valueAt;

@@ -15,6 +15,7 @@
  */
 import { DEFAULT_LIBC, loadLibc, makeNodeFsPlatform } from "./nodefs.ts";
 import { makeInotifyWatchDir } from "./bunwatch.ts";
+import { makeWorkerFlock } from "./bunflock.ts";
 import type { Platform } from "../src/port.ts";
 
 interface BunFfi {
@@ -53,6 +54,9 @@ export function makeBunPlatform(libc: string = DEFAULT_LIBC): Platform {
     "bun",
     (fd, op) => (flockNative(fd, op) === 0 ? 0 : ffi.read.i32(errnoLocation())),
     (globalThis as unknown as { process: { pid: number } }).process.pid,
+    // A waiting flock on a worker thread (bunflock.ts): the writer lock's waiters are woken
+    // by the kernel when it is released, instead of polling for it (lock.ts).
+    makeWorkerFlock(libc, ERRNO_LOCATION),
   );
   // Bun's fs.watch drops events of files written in place (bunwatch.ts): inotify on a
   // worker thread instead, where there is inotify.

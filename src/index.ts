@@ -27,6 +27,7 @@ import { bytesToBinary } from "./keys.ts";
 import type { Levels } from "./levels.ts";
 import { mergeVisible } from "./merge.ts";
 import type { TableEntry } from "./table.ts";
+import { expiresAtOf, isExpiring } from "./expiry.ts";
 
 /** Versions of one key, oldest first. */
 export class Chain {
@@ -114,6 +115,20 @@ export class Index {
   versionCount = 0;
   /** The on-disk tables below this in-memory table (format 2), or undefined (none). */
   levels: Levels | undefined;
+  /**
+   * The wall clock expiring values are read against (expiry.ts, rule 1): an expired
+   * version reads as absent, at every snapshot. The platform's clock, given by the tail.
+   */
+  wallClockMs: () => number;
+
+  constructor(wallClockMs: () => number) {
+    this.wallClockMs = wallClockMs;
+  }
+
+  /** True when a visible version's bytes have expired (expiry.ts); one byte compared for the rest. */
+  #expired(value: Uint8Array): boolean {
+    return isExpiring(value) && expiresAtOf(value) <= this.wallClockMs();
+  }
 
   /** True when reads must also look in tables. */
   #hasTables(): boolean {
@@ -229,12 +244,12 @@ export class Index {
       const i = chain.at(snap);
       if (i >= 0) {
         const value = chain.values[i]!;
-        return value === null ? undefined : { tsn: chain.tsns[i]!, value };
+        return value === null || this.#expired(value) ? undefined : { tsn: chain.tsns[i]!, value };
       }
     }
     if (!this.#hasTables()) return undefined;
     const v = this.levels!.get(nsId, key, snap, borrow);
-    return v && v.value !== null ? { tsn: v.tsn, value: v.value } : undefined;
+    return v && v.value !== null && !this.#expired(v.value) ? { tsn: v.tsn, value: v.value } : undefined;
   }
 
   /**
@@ -252,14 +267,18 @@ export class Index {
     return t > afterTsn ? t : 0;
   }
 
-  /** How many keys are visible in [start, end) at `snap` (values are not decoded). */
-  count(nsId: number, start: string, end: string, snap: number): number {
+  /**
+   * How many keys are visible in [start, end) at `snap` (values are not decoded). `onExpiring`,
+   * if given, hears each counted key whose version expires later (expiry.ts), with its expiry.
+   */
+  count(nsId: number, start: string, end: string, snap: number, onExpiring?: (key: string, v: Version, expiresAtMs: number) => void): number {
     const PAGE = 4096;
     let n = 0;
     let after: string | undefined;
     for (;;) {
       const rows = this.range(nsId, start, end, snap, false, PAGE, after);
       n += rows.length;
+      if (onExpiring) for (const [k, v] of rows) if (isExpiring(v.value)) onExpiring(k, v, expiresAtOf(v.value));
       if (rows.length < PAGE) return n;
       after = rows[rows.length - 1]![0];
     }
@@ -317,14 +336,19 @@ export class Index {
       // One source (after a compaction, the common case): it already yields the newest
       // version per key at the snapshot, in order; only deletes are left out.
       for (const e of tables[0] ?? []) {
-        if (e.value === null) continue;
+        if (e.value === null || this.#expired(e.value)) continue;
         out.push([e.key, { tsn: e.tsn, value: e.value }]);
         if (out.length >= limit) break;
       }
       return out;
     }
     const sources: Iterable<TableEntry>[] = inMemory ? [this.#memoryRange(nsId, start, end, snap, reverse), ...tables] : tables;
-    for (const e of mergeVisible(sources, { snapshotTsn: snap, reverse, limit })) out.push([e.key, { tsn: e.tsn, value: e.value! }]);
+    // The limit is applied here, past the expired entries the merge cannot tell from live ones.
+    for (const e of mergeVisible(sources, { snapshotTsn: snap, reverse })) {
+      if (this.#expired(e.value!)) continue;
+      out.push([e.key, { tsn: e.tsn, value: e.value! }]);
+      if (out.length >= limit) break;
+    }
     return out;
   }
 
@@ -336,7 +360,10 @@ export class Index {
     const emit = (k: string): TableEntry | undefined => {
       const chain = space.chains.get(k)!;
       const i = chain.at(snap);
-      return i < 0 ? undefined : { nsId, key: k, tsn: chain.tsns[i]!, value: chain.values[i]! };
+      if (i < 0) return undefined;
+      const value = chain.values[i]!;
+      // An expired version hides the tables' older versions of its key, as a delete does.
+      return { nsId, key: k, tsn: chain.tsns[i]!, value: value !== null && this.#expired(value) ? null : value };
     };
     if (!reverse) {
       for (let i = lowerBound(keys, start); i < keys.length; i++) {

@@ -343,7 +343,8 @@ export class Index {
       return out;
     }
     const sources: Iterable<TableEntry>[] = inMemory ? [this.#memoryRange(nsId, start, end, snap, reverse), ...tables] : tables;
-    // The limit is applied here, past the expired entries the merge cannot tell from live ones.
+    // The merge yields each key's newest version; an expired one hides the older ones as a
+    // delete does, and is left out here, before the limit (expiry.ts, rule 1).
     for (const e of mergeVisible(sources, { snapshotTsn: snap, reverse })) {
       if (this.#expired(e.value!)) continue;
       out.push([e.key, { tsn: e.tsn, value: e.value! }]);
@@ -360,10 +361,7 @@ export class Index {
     const emit = (k: string): TableEntry | undefined => {
       const chain = space.chains.get(k)!;
       const i = chain.at(snap);
-      if (i < 0) return undefined;
-      const value = chain.values[i]!;
-      // An expired version hides the tables' older versions of its key, as a delete does.
-      return { nsId, key: k, tsn: chain.tsns[i]!, value: value !== null && this.#expired(value) ? null : value };
+      return i < 0 ? undefined : { nsId, key: k, tsn: chain.tsns[i]!, value: chain.values[i]! };
     };
     if (!reverse) {
       for (let i = lowerBound(keys, start); i < keys.length; i++) {

@@ -62,9 +62,13 @@ export interface SetOptions {
   expireIn?: number;
 }
 
-/** True when `bytes` are an expiry envelope (the first three bytes; no decoding). */
+/**
+ * True when `bytes` are an expiry envelope (the first three bytes; no decoding). The second
+ * byte first: 0xB8 after 0xD9 is rare (cbor-x records, the usual objects, start 0xD9 0xDF), so
+ * a value without expiry is told apart by one comparison on every read.
+ */
 export function isExpiring(bytes: Uint8Array): boolean {
-  return bytes[0] === B0 && bytes[1] === B1 && bytes[2] === B2;
+  return bytes[1] === B1 && bytes[0] === B0 && bytes[2] === B2;
 }
 
 /**

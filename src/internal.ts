@@ -36,3 +36,4 @@ export type { AppendedBatch, TailHooks } from "./tail.ts";
 export { Meters } from "./stats.ts";
 export { databaseInternals } from "./db.ts";
 export type { DatabaseInternals } from "./db.ts";
+export * from "./expiry.ts";

@@ -80,6 +80,7 @@
 import { BloomBuilder, BloomFilter, bloomHash, BLOOM_BITS_PER_KEY } from "./bloom.ts";
 import type { BlockCache } from "./blockcache.ts";
 import { xxhash32 } from "./xxhash32.ts";
+import { expiresAtOf } from "./expiry.ts";
 import { assert, TxtDbError } from "./errors.ts";
 import { PortError } from "./port.ts";
 import type { FileHandle } from "./port.ts";
@@ -976,7 +977,7 @@ export class TableReader {
    * values. An entry's key bytes are compared with a bound only in a block that straddles
    * it (the block index gives each block's first and last key).
    */
-  countRange(nsId: number, start: string | undefined, end: string | undefined, snapshotTsn: number): number {
+  countRange(nsId: number, start: string | undefined, end: string | undefined, snapshotTsn: number, nowMs = -Infinity, onExpiring?: (key: string, tsn: number, value: Uint8Array) => void): number {
     this.#open();
     assert(Number.isInteger(nsId) && nsId >= 0 && nsId <= NS_ID_MAX, `namespace id ${nsId} outside 0..2^32-1`);
     const lo = compositeKey(nsId, start ?? "");
@@ -1025,7 +1026,17 @@ export class TableReader {
         }
         if (!below && !decided && tsn <= snapshotTsn) {
           decided = true;
-          if (tag !== 0) n++;
+          if (tag !== 0) {
+            const valueAt = keyAt + unshared;
+            // An expiring value (expiry.ts: its envelope's first three bytes) that has
+            // expired hides the key as a delete would; one that has not is counted and told.
+            if (valueLen >= 3 && bytes[valueAt + 1] === 0xb8 && bytes[valueAt] === 0xd9 && bytes[valueAt + 2] === 0x7a) {
+              const value = bytes.slice(valueAt, valueAt + valueLen);
+              if (expiresAtOf(value) <= nowMs) continue;
+              onExpiring?.(binaryString(key, 4, keyLen), tsn, value);
+            }
+            n++;
+          }
         }
       }
       if (pos !== stop) throw this.#blockCorruption(blockOffset, pos, "bytes left over after the last entry");

@@ -310,6 +310,28 @@ function compositeKey(nsId: number, key: string): Uint8Array {
   return out;
 }
 
+/** The entry header {@link readEntry} read last: shared and new key bytes, tag, TSN, where the key's new bytes start, the value's length. */
+let eShared = 0, eUnshared = 0, eTag = 0, eTsn = 0, eKeyAt = 0, eValueLen = 0;
+
+/**
+ * Reads the header of entry `i` of a block (`bytes` up to its restart array at `end`) at
+ * `pos`, the previous key being `prevKeyLen` bytes long; false when it is malformed: a
+ * varint that does not parse, a key sharing more than the previous one has or shorter than
+ * a namespace id, bytes past the entries, or a restart entry that shares bytes or is not
+ * where the restart array says (rule 2 for a block whose checksum matched but whose content
+ * is hostile).
+ */
+function readEntry(bytes: Uint8Array, pos: number, end: number, i: number, prevKeyLen: number): boolean {
+  eShared = readVarint(bytes, pos, end);
+  eUnshared = readVarint(bytes, varintEnd, end);
+  eTag = readVarint(bytes, varintEnd, end);
+  eTsn = readVarint(bytes, varintEnd, end);
+  eKeyAt = varintEnd;
+  eValueLen = eTag > 0 ? eTag - 1 : 0;
+  return !(eShared < 0 || eUnshared < 0 || eTag < 0 || eTsn < 0 || eShared > prevKeyLen || eShared + eUnshared < 4 || eKeyAt + eUnshared + eValueLen > end ||
+    (i % RESTART_INTERVAL === 0 && (eShared !== 0 || u32At(bytes, end + 4 * (i / RESTART_INTERVAL)) !== pos)));
+}
+
 /** A copy of the first `keep` bytes of `key` in a buffer of at least `length` bytes. */
 function grow(key: Uint8Array, keep: number, length: number): Uint8Array<ArrayBuffer> {
   const grown = new Uint8Array(Math.max(length, 2 * key.length));
@@ -997,17 +1019,9 @@ export class TableReader {
       const { bytes, count, restartsAt: stop } = this.#loadBlockForGet(b);
       let pos = 0;
       for (let i = 0; i < count; i++) {
-        const at = pos;
-        const shared = readVarint(bytes, pos, stop);
-        const unshared = readVarint(bytes, varintEnd, stop);
-        const tag = readVarint(bytes, varintEnd, stop);
-        const tsn = readVarint(bytes, varintEnd, stop);
-        const keyAt = varintEnd;
-        const valueLen = tag > 0 ? tag - 1 : 0;
-        if (shared < 0 || unshared < 0 || tag < 0 || tsn < 0 || (i > 0 && shared > keyLen) || shared + unshared < 4 || keyAt + unshared + valueLen > stop ||
-          (i % RESTART_INTERVAL === 0 && shared !== 0)) {
-          throw this.#blockCorruption(blockOffset, at, `malformed entry ${i}`);
-        }
+        // A block's first entry is a restart (it shares nothing), whatever keyLen says.
+        if (!readEntry(bytes, pos, stop, i, keyLen)) throw this.#blockCorruption(blockOffset, pos, `malformed entry ${i}`);
+        const shared = eShared, unshared = eUnshared, tag = eTag, tsn = eTsn, keyAt = eKeyAt, valueLen = eValueLen;
         const newLen = shared + unshared;
         // The same key as the entry before (an older version of it): as long, and its new
         // bytes (none within a restart interval; all of them at a restart or a block's
@@ -1289,17 +1303,8 @@ export class TableReader {
     let prevKey = "";
     let prevNs = 0;
     for (let i = 0; i < count; i++) {
-      const at = pos;
-      const shared = readVarint(bytes, pos, end);
-      const unshared = readVarint(bytes, varintEnd, end);
-      const tag = readVarint(bytes, varintEnd, end);
-      const tsn = readVarint(bytes, varintEnd, end);
-      const keyAt = varintEnd;
-      const valueLen = tag > 0 ? tag - 1 : 0;
-      if (shared < 0 || unshared < 0 || tag < 0 || tsn < 0 || shared > keyLen || shared + unshared < 4 || keyAt + unshared + valueLen > end ||
-        (i % RESTART_INTERVAL === 0 && (shared !== 0 || u32At(bytes, end + 4 * (i / RESTART_INTERVAL)) !== at))) {
-        throw this.#blockCorruption(blockOffset, at, `malformed entry ${i}`);
-      }
+      if (!readEntry(bytes, pos, end, i, keyLen)) throw this.#blockCorruption(blockOffset, pos, `malformed entry ${i}`);
+      const shared = eShared, unshared = eUnshared, tag = eTag, tsn = eTsn, keyAt = eKeyAt, valueLen = eValueLen;
       keyLen = shared + unshared;
       if (shared >= 4) {
         // The key shares `shared` bytes with the previous one, 4 of them the namespace id:

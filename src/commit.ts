@@ -336,6 +336,18 @@ export class GroupCommitter {
     for (const s of states) {
       let error = validate(s, index);
       let record: CommitRecord | undefined;
+      if (!error && s.atHead) {
+        // Queue work decided at the head (queuestore.ts); nothing left to write: no record.
+        try {
+          if (!s.atHead(index)) {
+            results.push(index.lastTsn);
+            continue;
+          }
+        } catch (e) {
+          if (!isTxtDbError(e)) throw e;
+          error = e;
+        }
+      }
       if (!error) {
         try {
           record = buildRecord(s, index, index.lastTsn + 1);

@@ -14,6 +14,7 @@ import { decodeKey, describeKey, encodeKey, PREFIX_END, prefixRange } from "./ke
 import type { Key } from "./keys.ts";
 import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index, Version } from "./index.ts";
+import type { EnqueueOptions } from "./queues.ts";
 
 /** Isolation levels. */
 export type Isolation = "serializable" | "snapshot";
@@ -72,6 +73,11 @@ export interface TxState {
   namespaceOps: NamespaceRequest[];
   bytes: number;
   writeCount: number;
+  /**
+   * Work decided at the head of history (queues: queuestore.ts): the committer runs it under
+   * the writer lock after validation; it may add writes. False: nothing is left to write.
+   */
+  atHead?: ((index: Index) => boolean) | undefined;
 }
 
 export function newTxState(readVersion: number, isolation: Isolation, blind: boolean): TxState {
@@ -186,6 +192,10 @@ export abstract class SnapshotReader {
   /** The namespace id at this snapshot, or NAMESPACE_NOT_FOUND. */
   protected nsId(ns: string): number {
     if (typeof ns !== "string") throw new TxtDbError("INVALID_ARGUMENT", `Namespace name must be a string, got ${typeof ns}`);
+    if (ns.charCodeAt(0) === 0) {
+      // Reserved for txtdb's own namespaces (options.ts isReservedNamespace): queues.
+      throw new TxtDbError("INVALID_ARGUMENT", `Namespace name ${JSON.stringify(ns)} is reserved: names starting with U+0000 belong to txtdb itself (queues); use the queue methods`);
+    }
     const id = this.ctx.index.resolve(ns, this.snap);
     if (id === undefined) {
       throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist (at version ${this.snap}); create it with createNamespace("${ns}") or the namespaces open option`, {
@@ -429,6 +439,8 @@ export abstract class SnapshotReader {
 /** What a transaction needs from the database to commit. */
 export interface TxHost extends ReadContext {
   commit(state: TxState): Promise<number>;
+  /** Adds a queue message to the transaction's writes (queues.ts); returns its id. */
+  enqueue(state: TxState, queue: string, value: unknown, options?: EnqueueOptions): string;
   readOnly: boolean;
   /** Pins a read version (so compaction keeps it); `expire` runs if it idles past maxIdleMs. */
   pin(version: number, kind: string, expire?: (idleMs: number) => void): { release: () => void; touch: () => void };
@@ -635,6 +647,12 @@ class TxReader extends SnapshotReader {
     this.#put(ns, k, op, k.length + 16);
   }
 
+  /** Adds a message to a queue, written if and when this transaction commits; returns its id. */
+  enqueue(queue: string, value: unknown, options?: EnqueueOptions): string {
+    this.#writable();
+    return this.#host.enqueue(this.#state, queue, value, options);
+  }
+
   /** Validates and writes. Read-only transactions resolve at once with their read version. */
   async commit(): Promise<{ version: bigint }> {
     this.usable();
@@ -811,6 +829,25 @@ export class Transaction {
   /** Adds `delta` to the number stored at `key` at commit time; concurrent sums never conflict. */
   sum(ns: string, key: Key, delta: number | bigint): void {
     this.#tx.sum(ns, key, delta);
+  }
+
+  /**
+   * Adds a message to queue `queue`, atomically with this transaction's writes: listeners
+   * see it only if the transaction commits (and once, however often `db.transaction()`
+   * reruns the function: each run's transaction is a new one). Options as for
+   * `db.enqueue()`; a held `dedupeKey` skips the message, not the transaction. Returns the
+   * message's id.
+   *
+   * @example
+   * ```ts
+   * await db.transaction((tx) => {
+   *   tx.set("orders", "o-42", { total: 10 });
+   *   tx.enqueue("emails", { order: "o-42" });
+   * });
+   * ```
+   */
+  enqueue(queue: string, value: unknown, options?: EnqueueOptions): string {
+    return this.#tx.enqueue(queue, value, options);
   }
 
   /** Validates and writes. Read-only transactions resolve at once with their read version. */

@@ -206,7 +206,7 @@ export class Database {
       commit: (state) => this.commit(state),
       ownerId: () => this.#pins.leaseId,
       ownerAlive: (id) => this.#pins.leaseAlive(id),
-      watch: (nsId, start, end) => this.#watchHub.watch({ nsId, start, end }, undefined),
+      subscribe: (onCommit) => this.#watchHub.subscribe(onCommit),
     });
   }
 

@@ -42,7 +42,6 @@ import type { Index } from "./index.ts";
 import type { Platform } from "./port.ts";
 import { newTxState } from "./tx.ts";
 import type { Limits, TxState } from "./tx.ts";
-import type { WatchEvent } from "./watch.ts";
 import { armInterval, armTimer } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import { checkFunction, checkSignal, invalidArg } from "./options.ts";
@@ -58,7 +57,6 @@ import {
   QUEUES_NS,
   readyEnd,
   readyFrom,
-  readyRange,
 } from "./queuestore.ts";
 import type { Claimed, HeadWriter, LiveClaim, Outcome, QueueError } from "./queuestore.ts";
 
@@ -186,8 +184,8 @@ export interface QueueHost {
   ownerId(): string | undefined;
   /** True while the owner of lease `id` lives. */
   ownerAlive(id: string): boolean;
-  /** A watcher on [start, end) of namespace id `nsId`. */
-  watch(nsId: number, start: string, end: string): AsyncIterableIterator<WatchEvent>;
+  /** Calls `onCommit` when any process commits (the notification that wakes watchers); returns the unsubscribe. */
+  subscribe(onCommit: () => void): () => void;
 }
 
 interface Floors {
@@ -278,6 +276,7 @@ export class Queues {
   readonly #idPrefix: string;
   #idCounter = 0;
   #creating: Promise<void> | undefined;
+  #nsReady = false;
   #closing = false;
 
   constructor(host: QueueHost) {
@@ -302,7 +301,9 @@ export class Queues {
 
   /** True once the queues' namespace exists (a commit that needs it can go straight to the committer). */
   namespaceReady(): boolean {
-    return this.#nsId() !== undefined;
+    // Once it exists it stays: no user can drop or rename a reserved namespace.
+    if (!this.#nsReady) this.#nsReady = this.#nsId() !== undefined;
+    return this.#nsReady;
   }
 
   /** Creates the queues' namespace if missing (once per store; racing creators are fine). */
@@ -565,12 +566,6 @@ export class Queues {
     await Promise.all(all.map((l) => l.finished));
   }
 
-  /** A watcher on `queue`'s waiting messages. */
-  watchReady(queue: string): AsyncIterableIterator<WatchEvent> | undefined {
-    const nsId = this.#nsId();
-    if (nsId === undefined) return undefined;
-    return this.#host.watch(nsId, ...readyRange(queue));
-  }
 }
 
 /** The dedupe and enqueue work of a user's transaction, one per transaction state. */
@@ -595,7 +590,7 @@ class Listener {
   #finished = false;
   #pumping = false;
   #again = false;
-  #watcher: AsyncIterableIterator<WatchEvent> | undefined;
+  #unsubscribe: (() => void) | undefined;
   #delayTimer: Timer | undefined;
   #delayAt = Infinity;
   #sweepTimer: Timer | undefined;
@@ -619,32 +614,11 @@ class Listener {
 
   run(): Promise<void> {
     this.#opts.signal?.addEventListener("abort", this.#onAbort, { once: true });
-    this.#startWatcher();
+    this.#unsubscribe = this.#host.subscribe(() => this.#kick());
     this.#sweepTimer = armInterval(SWEEP_MS, () => void this.#sweep());
     void this.#sweep();
     this.#kick();
     return this.finished;
-  }
-
-  #startWatcher(): void {
-    const watcher = this.#queues.watchReady(this.#queue);
-    this.#watcher = watcher;
-    if (!watcher) return;
-    void (async () => {
-      try {
-        for (;;) {
-          const r = await watcher.next();
-          if (r.done) return;
-          this.#kick();
-        }
-      } catch (e) {
-        // Fell behind (WATCH_OVERFLOW): the events carry nothing a listener needs; start over.
-        if (!this.#stopping && this.#watcher === watcher && isTxtDbError(e, "WATCH_OVERFLOW")) {
-          this.#startWatcher();
-          this.#kick();
-        }
-      }
-    })();
   }
 
   #token(): string {
@@ -658,7 +632,7 @@ class Listener {
     this.#opts.signal?.removeEventListener("abort", this.#onAbort);
     this.#sweepTimer?.cancel();
     this.#delayTimer?.cancel();
-    void this.#watcher?.return?.();
+    this.#unsubscribe?.();
     if (this.#running.size > 0) {
       // A handler still running this long after the stop is abandoned (see the module comment).
       this.#abandonTimer = armTimer(this.#opts.visibilityMs, () => this.#finish());
@@ -674,7 +648,7 @@ class Listener {
     this.#delayTimer?.cancel();
     this.#retryTimer?.cancel();
     this.#abandonTimer?.cancel();
-    void this.#watcher?.return?.();
+    this.#unsubscribe?.();
     this.#resolve();
   }
 

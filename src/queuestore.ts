@@ -8,7 +8,7 @@
  * | key                                  | value          | what                                 |
  * |--------------------------------------|----------------|--------------------------------------|
  * | `["r", queue, readyAtMs, id]`        | MessageRecord  | waiting: ready once readyAtMs ≤ now  |
- * | `["c", queue, claimedAtMs, id]`      | ClaimRecord    | handed to one listener (running)     |
+ * | `["c", queue, claimedAtMs, id, token]` | ClaimRecord  | handed to one listener (running)     |
  * | `["d", queue, id]`                   | MessageRecord  | dead: past maxAttempts               |
  * | `["k", queue, dedupeKey]`            | DedupeRecord   | a dedupe key and until when it holds |
  * | `["x", queue, untilMs, dedupeKey]`   | true           | the dedupe keys in expiry order      |
@@ -172,19 +172,108 @@ function corrupt(key: string, why: string): TxtDbError {
   return new TxtDbError("CORRUPTION", `A queue record is damaged (${why}; key ${JSON.stringify(parts(key))}): the store is damaged. Run \`txtdb check\`; restore from a backup if it persists`);
 }
 
+/*
+ * Records are a small fixed binary layout, not CBOR: every message is encoded at enqueue,
+ * claim and settle, and a CBOR encoder call cost more than the rest of a claim.
+ *
+ *   u8 kind (1 message, 2 claim) | u32 attempts | f64 enqueuedAtMs | u32 error bytes | error (UTF-8 JSON)
+ *   claim only: f64 deadlineMs | u32 maxAttempts | f64 retryMs | f64 retryMaxMs | u8 owner bytes | owner | u8 token bytes | token
+ *   the value's own bytes (encodeValue) to the end
+ */
+const KIND_MESSAGE = 1;
+const KIND_CLAIM = 2;
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** UTF-8 bytes of a short string; owners and tokens are ASCII, written without an encoder call. */
+function shortUtf8(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return utf8.encode(s);
+    out[i] = c;
+  }
+  return out;
+}
+
+/** Encodes a message or claim record. */
+export function encodeRecord(rec: MessageRecord | ClaimRecord): Uint8Array {
+  const claim = "k" in rec ? (rec as ClaimRecord) : undefined;
+  const e = rec.e ? utf8.encode(JSON.stringify(rec.e)) : undefined;
+  const o = claim ? shortUtf8(claim.o) : undefined;
+  const k = claim ? shortUtf8(claim.k) : undefined;
+  if ((o?.length ?? 0) > 255 || (k?.length ?? 0) > 255) throw new Error("txtdb internal assertion failed: a claim's owner or token is longer than 255 bytes");
+  const size = 17 + (e?.length ?? 0) + (claim ? 30 + o!.length + k!.length : 0) + rec.v.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  let p = 0;
+  out[p++] = claim ? KIND_CLAIM : KIND_MESSAGE;
+  view.setUint32(p, rec.a, true);
+  view.setFloat64(p + 4, rec.t, true);
+  view.setUint32(p + 12, e?.length ?? 0, true);
+  p += 16;
+  if (e) out.set(e, p), (p += e.length);
+  if (claim) {
+    view.setFloat64(p, claim.d, true);
+    view.setUint32(p + 8, claim.m, true);
+    view.setFloat64(p + 12, claim.b, true);
+    view.setFloat64(p + 20, claim.x, true);
+    p += 28;
+    out[p++] = o!.length;
+    out.set(o!, p);
+    p += o!.length;
+    out[p++] = k!.length;
+    out.set(k!, p);
+    p += k!.length;
+  }
+  out.set(rec.v, p);
+  return out;
+}
+
 /** Decodes a record of an r, c or d key, checking its shape (a damaged file must not pass as a message). */
 export function decodeRecord(key: string, bytes: Uint8Array): MessageRecord & Partial<ClaimRecord> {
-  let r: unknown;
   try {
-    r = decodeInternal(bytes);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const kind = bytes[0];
+    if (kind !== KIND_MESSAGE && kind !== KIND_CLAIM) throw new Error(`unknown record kind ${kind}`);
+    let p = 1;
+    const a = view.getUint32(p, true);
+    const t = view.getFloat64(p + 4, true);
+    const elen = view.getUint32(p + 12, true);
+    p += 16;
+    if (p + elen > bytes.length) throw new Error("the error runs past the record");
+    const rec: MessageRecord & Partial<ClaimRecord> = { v: bytes, a, t };
+    if (elen > 0) {
+      const parsed: unknown = JSON.parse(fromUtf8.decode(bytes.subarray(p, p + elen)));
+      const pe = parsed as Record<string, unknown> | null;
+      if (pe === null || typeof pe !== "object" || typeof pe.name !== "string" || typeof pe.message !== "string") throw new Error("the error is not an error record");
+      // Copied field by field: a parsed "__proto__" key stays an own property of nothing.
+      const err: QueueError = { name: pe.name, message: pe.message };
+      if (typeof pe.stack === "string") err.stack = pe.stack;
+      if (typeof pe.code === "string") err.code = pe.code;
+      rec.e = err;
+      p += elen;
+    }
+    if (kind === KIND_CLAIM) {
+      if (p + 30 > bytes.length) throw new Error("the claim runs past the record");
+      rec.d = view.getFloat64(p, true);
+      rec.m = view.getUint32(p + 8, true);
+      rec.b = view.getFloat64(p + 12, true);
+      rec.x = view.getFloat64(p + 20, true);
+      p += 28;
+      const olen = bytes[p++]!;
+      rec.o = fromUtf8.decode(bytes.subarray(p, p + olen));
+      p += olen;
+      const klen = bytes[p++] ?? 0;
+      rec.k = fromUtf8.decode(bytes.subarray(p, p + klen));
+      p += klen;
+    }
+    if (p > bytes.length) throw new Error("the record is cut short");
+    rec.v = bytes.subarray(p);
+    return rec;
   } catch (e) {
     throw corrupt(key, `it does not decode: ${(e as Error)?.message ?? String(e)}`);
   }
-  const rec = r as Record<string, unknown> | null;
-  if (rec === null || typeof rec !== "object" || !(rec.v instanceof Uint8Array) || typeof rec.a !== "number" || typeof rec.t !== "number") {
-    throw corrupt(key, "it is not a message record");
-  }
-  return rec as unknown as MessageRecord & Partial<ClaimRecord>;
 }
 
 function asClaim(key: string, rec: MessageRecord & Partial<ClaimRecord>): ClaimRecord {
@@ -294,7 +383,7 @@ export class HeadWriter {
       this.set(kk, encodeInternal({ i: id, u: until } satisfies DedupeRecord));
       this.set(encodeKey(["x", queue, until, dedupe.key]), encodeInternal(true));
     }
-    this.set(readyKey(queue, now + delayMs, id), encodeInternal({ v: value, a: 0, t: now } satisfies MessageRecord));
+    this.set(readyKey(queue, now + delayMs, id), encodeRecord({ v: value, a: 0, t: now }));
     return true;
   }
 
@@ -308,9 +397,9 @@ export class HeadWriter {
       const id = keyId(rk);
       const token = tokenOf();
       const claim: ClaimRecord = { ...messageOnly(rec, rec.a + 1, rec.e), o: owner, k: token, d: now + opts.visibilityMs, m: opts.maxAttempts, b: opts.retryMs, x: opts.retryMaxMs };
-      const ck = encodeKey(["c", queue, now, id]);
+      const ck = encodeKey(["c", queue, now, id, token]);
       this.delete(rk);
-      this.set(ck, encodeInternal(claim));
+      this.set(ck, encodeRecord(claim));
       claimed.push({ key: ck, id, token, record: claim });
     }
     // Rule 3: fewer than asked means nothing ready is left before now; else nothing before the last taken.
@@ -321,6 +410,11 @@ export class HeadWriter {
 
   /** Acts on a listener's report about a claim, if the claim still carries its token (rule 2). */
   settle(o: Outcome): void {
+    // The claim's key ends with its token: if it is there, the claim is still this one.
+    if (o.kind === "ack") {
+      if (this.index.get(this.nsId, o.key, this.head, true) !== undefined && !this.#writes.has(o.key)) this.delete(o.key);
+      return;
+    }
     const bytes = this.get(o.key);
     if (!bytes) return;
     const rec = asClaim(o.key, decodeRecord(o.key, bytes));
@@ -329,17 +423,16 @@ export class HeadWriter {
     const queue = parts[1] as string;
     const id = keyId(o.key);
     this.delete(o.key);
-    if (o.kind === "ack") return;
     if (o.kind === "release") {
       // Given back unstarted (the listener stopped): the attempt does not count.
-      this.set(readyKey(queue, this.nowMs, id), encodeInternal(messageOnly(rec, rec.a - 1, rec.e)));
+      this.set(readyKey(queue, this.nowMs, id), encodeRecord(messageOnly(rec, rec.a - 1, rec.e)));
       return;
     }
     if (rec.a >= rec.m) {
-      this.set(deadKey(queue, id), encodeInternal(messageOnly(rec, rec.a, o.error)));
+      this.set(deadKey(queue, id), encodeRecord(messageOnly(rec, rec.a, o.error)));
     } else {
       const delay = backoffMs(rec.a, rec.b, rec.x, this.random());
-      this.set(readyKey(queue, this.nowMs + delay, id), encodeInternal(messageOnly(rec, rec.a, o.error)));
+      this.set(readyKey(queue, this.nowMs + delay, id), encodeRecord(messageOnly(rec, rec.a, o.error)));
     }
   }
 
@@ -381,7 +474,7 @@ export class HeadWriter {
       if (!bytes) continue;
       const rec = decodeRecord(dk, bytes);
       this.delete(dk);
-      this.set(readyKey(queue, this.nowMs, keyId(dk)), encodeInternal(messageOnly(rec, 0, rec.e)));
+      this.set(readyKey(queue, this.nowMs, keyId(dk)), encodeRecord(messageOnly(rec, 0, rec.e)));
       moved++;
     }
     return moved;

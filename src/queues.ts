@@ -28,6 +28,16 @@
  * visibility timeout is the only clock-based judgement, for handlers still running in a
  * live process; an ack from a handler whose claim was given back changes nothing.
  *
+ * Claims start before their fsync. A listener runs the handlers of a claim as soon as the
+ * claim is written to the log (under the writer lock), while its sync is under way, and
+ * forms its next round meanwhile (at most one round of a listener waits for its sync). This
+ * keeps every promise: every later claim of any process is decided at a head that includes
+ * this one (claims never double up); if the machine dies before the sync, the claim is lost
+ * with everything after the durable end, the message is still waiting, and it runs again
+ * (at least once). Only a failed fsync (the store then refuses commits until a writable open
+ * repairs its tail, tail.ts rule 7) can hand a message to a second handler while the first
+ * still runs. The enqueue, by contrast, resolves only once durable, like every commit.
+ *
  * Stopping (signal aborted, db.close()): the listener claims nothing more, waits for its
  * running handlers and commits their outcomes, then resolves. A handler still running
  * `visibilityTimeoutMs` after the stop is abandoned (its claim is given back by the sweep
@@ -521,7 +531,7 @@ export class Queues {
    * One round of a listener: its outcomes, the claims to give back, and a claim for `free`
    * slots, in one commit decided at the head. Resolves to what it claimed.
    */
-  async round(queue: string, work: { free: number; outcomes: Outcome[]; owner: string; tokenOf: () => string; opts: ResolvedListen }): Promise<Claimed[]> {
+  round(queue: string, work: { free: number; outcomes: Outcome[]; owner: string; tokenOf: () => string; opts: ResolvedListen }): { claimed: Promise<Claimed[]>; durable: Promise<void> } {
     const f = this.#floorsOf(queue);
     const state = newTxState(this.#host.refresh(), "serializable", true);
     let claimed: Claimed[] = [];
@@ -535,10 +545,17 @@ export class Queues {
         floor = r.floorMs;
       }
     });
-    await this.#host.commit(state);
-    // Only now that the claims are committed does the floor hold (queuestore.ts rule 3).
-    if (floor !== undefined && this.#floors.get(queue) === f) f.readyMs = Math.max(f.readyMs, floor);
-    return claimed;
+    // The claims are handed out once written, before they are durable: see the module
+    // comment ("Claims start before their fsync").
+    let written!: (c: Claimed[]) => void;
+    const claimedPromise = new Promise<Claimed[]>((resolve) => (written = resolve));
+    state.onAppended = () => {
+      // Only now that the claims are in the log does the floor hold (queuestore.ts rule 3).
+      if (floor !== undefined && this.#floors.get(queue) === f) f.readyMs = Math.max(f.readyMs, floor);
+      written(claimed);
+    };
+    const durable = this.#host.commit(state).then(() => written(claimed));
+    return { claimed: Promise.race([claimedPromise, durable.then(() => claimed)]), durable };
   }
 
   /** The live claims of `queue`, read at the head; forgets dedupe keys whose window passed. */
@@ -596,6 +613,8 @@ class Listener {
   #sweepTimer: Timer | undefined;
   #abandonTimer: Timer | undefined;
   #sweeping = false;
+  /** The last round's commit, until durable (see #pump). */
+  #syncing: Promise<void> | undefined;
   #retryTimer: Timer | undefined;
   #resolve!: () => void;
   readonly finished: Promise<void>;
@@ -692,8 +711,15 @@ class Listener {
         this.#outcomes = [];
         let got: Claimed[];
         try {
-          got = await this.#queues.round(this.#queue, { free: claim ? free : 0, outcomes, owner: this.#owner, tokenOf: () => this.#token(), opts: this.#opts });
+          // At most one round waits for its fsync while the next one forms: handlers run
+          // during the sync, and rounds stay as large as the group commit makes them.
+          await this.#syncing;
+          const round = this.#queues.round(this.#queue, { free: claim ? free : 0, outcomes, owner: this.#owner, tokenOf: () => this.#token(), opts: this.#opts });
+          this.#syncing = round.durable;
+          round.durable.catch(() => {}); // its failure is met at the next round's await
+          got = await round.claimed;
         } catch (e) {
+          this.#syncing = undefined;
           if (isTxtDbError(e, "CLOSED")) {
             this.#finish();
             return;
@@ -722,7 +748,12 @@ class Listener {
       }
     } finally {
       this.#pumping = false;
-      if (this.#stopping && this.#running.size === 0 && this.#outcomes.length === 0) this.#finish();
+      if (this.#stopping && this.#running.size === 0 && this.#outcomes.length === 0) {
+        // Resolve once the last round is durable: its outcomes then show in every process.
+        const last = this.#syncing;
+        if (last) void last.catch(() => {}).then(() => this.#finish());
+        else this.#finish();
+      }
     }
   }
 

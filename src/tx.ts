@@ -78,6 +78,8 @@ export interface TxState {
    * the writer lock after validation; it may add writes. False: nothing is left to write.
    */
   atHead?: ((index: Index) => boolean) | undefined;
+  /** Called once the commit is written, before it is durable (queues start handlers then). */
+  onAppended?: ((tsn: number) => void) | undefined;
 }
 
 export function newTxState(readVersion: number, isolation: Isolation, blind: boolean): TxState {

@@ -68,6 +68,8 @@ export interface DatabaseInternals extends TxHost {
   readonly platform: Platform;
   /** Opens the store: creates it if new, recovers a crashed writer's tail. */
   init(namespaces: string[]): Promise<void>;
+  /** The names of the queues that hold messages (for `txtdb queues`). */
+  queueNames(): string[];
 }
 
 /** The engine side of `db`: for txtdb's parts and tools (the CLI, tests), not for users. */
@@ -364,6 +366,7 @@ export class Database {
     get index() { return db.index; },
     get readOnly() { return db.readOnly; },
     init: (namespaces) => db.init(namespaces),
+    queueNames: () => db.#queues.names(),
     pin: (version, kind, expire) => db.pin(version, kind, expire),
     commit: (state) => db.commit(state),
     enqueue: (state, queue, value, options) => db.#queues.enqueueInTransaction(state, queue, value, options),

@@ -46,7 +46,7 @@
  * @module
  */
 import { isTxtDbError, TxtDbError } from "./errors.ts";
-import { encodeKey, isWellFormedString } from "./keys.ts";
+import { decodeKeyParts, encodeKey, isWellFormedString, prefixRange } from "./keys.ts";
 import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index } from "./index.ts";
 import type { Platform } from "./port.ts";
@@ -400,6 +400,30 @@ export class Queues {
   }
 
   // --- reading ---
+
+  /** The names of the queues that hold anything (waiting, running or dead messages), sorted: for `txtdb queues`. */
+  names(): string[] {
+    this.#host.ensureOpen();
+    const snap = this.#host.refresh();
+    const index = this.#host.index();
+    const nsId = index.resolve(QUEUES_NS, snap);
+    if (nsId === undefined) return [];
+    const names = new Set<string>();
+    for (const tag of ["r", "c", "d"]) {
+      let [start, end] = prefixRange([tag]);
+      // One look per queue: after each name, skip past every key of that queue.
+      for (;;) {
+        const [row] = index.range(nsId, start, end, snap, false, 1);
+        if (!row) break;
+        const queue = decodeKeyParts(row[0])[1];
+        if (typeof queue !== "string") break;
+        names.add(queue);
+        start = prefixRange([tag, queue])[1];
+        if (start >= end) break;
+      }
+    }
+    return [...names].sort();
+  }
 
   /** `db.queueStats()`: counts at the newest committed state. */
   stats(queue: string): QueueStats {

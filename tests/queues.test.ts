@@ -5,7 +5,7 @@
  * stopping by signal and by close() while handlers run, the reserved namespace, and bad
  * arguments. Across processes: queues-multiprocess.test.ts.
  */
-import { assert, sleep, tempDir, test, waitUntil } from "./harness.ts";
+import { assert, canSpawn, sleep, tempDir, test, waitUntil } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database, QueueMessage } from "txtdb";
 
@@ -467,4 +467,29 @@ test("queues survive a reopen: waiting, delayed and dead messages are still ther
   assert.deepEqual(db.queueStats("dlq"), { ready: 0, delayed: 0, running: 0, dead: 1 });
   assert.deepEqual(await db.listNamespaces(), []);
   await db.close();
+});
+
+test("txtdb queues <dir> prints every queue that holds messages with its counts, on each runtime's command line", { skip: !canSpawn }, async () => {
+  const { runCli } = await import("./clirun.ts");
+  const dir = tempDir("q-cli");
+  const db = await open(dir, { namespaces: ["users"] });
+  await db.enqueue("emails", 1);
+  await db.enqueue("emails", 2, { delayMs: 60_000 });
+  await db.enqueue("a\nb", 3);
+  await db.enqueue("gone", 4);
+  const stop = new AbortController();
+  const l = db.listenQueue("gone", () => stop.abort(), { signal: stop.signal });
+  await l;
+  await db.close();
+  for (const rt of ["node", "deno", "bun"] as const) {
+    const r = runCli(rt, ["queues", dir]);
+    assert.equal(r.code, 0, `${rt}: ${r.err}`);
+    assert.deepEqual(r.out.trim().split("\n").map((l) => JSON.parse(l)), [
+      { queue: "a\nb", ready: 1, delayed: 0, running: 0, dead: 0 },
+      { queue: "emails", ready: 1, delayed: 1, running: 0, dead: 0 },
+    ], rt);
+  }
+  const empty = tempDir("q-cli-empty");
+  await (await open(empty)).close();
+  assert.equal(runCli("node", ["queues", empty]).out, "");
 });

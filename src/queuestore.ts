@@ -173,9 +173,12 @@ function corrupt(key: string, why: string): TxtDbError {
 }
 
 /*
- * Records are a small fixed binary layout, not CBOR: every message is encoded at enqueue,
- * claim and settle, and a CBOR encoder call cost more than the rest of a claim.
+ * Records are a small fixed binary layout inside one CBOR byte string (so that check() and
+ * every tool that decodes stored values read them as a valid value): every message is
+ * encoded at enqueue, claim and settle, and a CBOR encoder call on an object cost more than
+ * the rest of a claim.
  *
+ *   CBOR byte string header (major type 2: 1, 2, 3 or 5 bytes), then:
  *   u8 kind (1 message, 2 claim) | u32 attempts | f64 enqueuedAtMs | u32 error bytes | error (UTF-8 JSON)
  *   claim only: f64 deadlineMs | u32 maxAttempts | f64 retryMs | f64 retryMaxMs | u8 owner bytes | owner | u8 token bytes | token
  *   the value's own bytes (encodeValue) to the end
@@ -203,10 +206,15 @@ export function encodeRecord(rec: MessageRecord | ClaimRecord): Uint8Array {
   const o = claim ? shortUtf8(claim.o) : undefined;
   const k = claim ? shortUtf8(claim.k) : undefined;
   if ((o?.length ?? 0) > 255 || (k?.length ?? 0) > 255) throw new Error("txtdb internal assertion failed: a claim's owner or token is longer than 255 bytes");
-  const size = 17 + (e?.length ?? 0) + (claim ? 30 + o!.length + k!.length : 0) + rec.v.length;
-  const out = new Uint8Array(size);
+  const body = 17 + (e?.length ?? 0) + (claim ? 30 + o!.length + k!.length : 0) + rec.v.length;
+  const header = body < 24 ? 1 : body < 256 ? 2 : body < 65536 ? 3 : 5;
+  const out = new Uint8Array(header + body);
   const view = new DataView(out.buffer);
-  let p = 0;
+  if (header === 1) out[0] = 0x40 | body;
+  else if (header === 2) (out[0] = 0x58), (out[1] = body);
+  else if (header === 3) (out[0] = 0x59), view.setUint16(1, body);
+  else (out[0] = 0x5a), view.setUint32(1, body);
+  let p = header;
   out[p++] = claim ? KIND_CLAIM : KIND_MESSAGE;
   view.setUint32(p, rec.a, true);
   view.setFloat64(p + 4, rec.t, true);
@@ -234,9 +242,15 @@ export function encodeRecord(rec: MessageRecord | ClaimRecord): Uint8Array {
 export function decodeRecord(key: string, bytes: Uint8Array): MessageRecord & Partial<ClaimRecord> {
   try {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const kind = bytes[0];
+    const b0 = bytes[0] ?? 0;
+    const ai = b0 & 0x1f;
+    if ((b0 & 0xe0) !== 0x40 || (ai > 23 && ai !== 24 && ai !== 25 && ai !== 26)) throw new Error("it is not a CBOR byte string");
+    const header = ai < 24 ? 1 : ai === 24 ? 2 : ai === 25 ? 3 : 5;
+    const length = ai < 24 ? ai : ai === 24 ? view.getUint8(1) : ai === 25 ? view.getUint16(1) : view.getUint32(1);
+    if (header + length !== bytes.length) throw new Error("its length does not match");
+    const kind = bytes[header];
     if (kind !== KIND_MESSAGE && kind !== KIND_CLAIM) throw new Error(`unknown record kind ${kind}`);
-    let p = 1;
+    let p = header + 1;
     const a = view.getUint32(p, true);
     const t = view.getFloat64(p + 4, true);
     const elen = view.getUint32(p + 12, true);

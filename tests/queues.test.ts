@@ -460,7 +460,9 @@ test("queues survive a reopen: waiting, delayed and dead messages are still ther
   assert.ok(await waitUntil(() => db.queueStats("dlq").dead === 1, 30_000, 5) >= 0);
   stop.abort();
   await l;
+  assert.equal((await db.check()).ok, true, "check() reads queue records as valid values");
   await db.compact();
+  assert.equal((await db.check()).ok, true, "and after they were folded into a table");
   await db.close();
   db = await open(dir);
   assert.deepEqual(db.queueStats("jobs"), { ready: 1, delayed: 1, running: 0, dead: 0 });

@@ -210,18 +210,22 @@ export function checkNamespaceName(name: unknown): asserts name is string {
   }
 }
 
+/** The prefix of txtdb's own namespace names: U+0000 then "txtdb.". */
+export const RESERVED_NAMESPACE_PREFIX = "\u0000txtdb.";
+
 /**
- * Namespace names starting with U+0000 are txtdb's own (the queues live in one): users
- * cannot create, read, write or watch them, and listNamespaces() leaves them out.
+ * Namespace names starting with {@link RESERVED_NAMESPACE_PREFIX} are txtdb's own (the
+ * queues live in one): users cannot create, read, write or watch them, and
+ * listNamespaces() leaves them out. Other names starting with U+0000 stay the users'.
  */
 export function isReservedNamespace(name: string): boolean {
-  return name.charCodeAt(0) === 0;
+  return name.startsWith(RESERVED_NAMESPACE_PREFIX);
 }
 
 /** INVALID_ARGUMENT for a reserved namespace name (see {@link isReservedNamespace}). */
 export function checkNotReserved(name: string): void {
   if (isReservedNamespace(name)) {
-    throw invalidArg(`Namespace name ${JSON.stringify(name)} is reserved: names starting with U+0000 belong to txtdb itself (queues); choose another name`);
+    throw invalidArg(`Namespace name ${JSON.stringify(name)} is reserved: names starting with U+0000 and "txtdb." belong to txtdb itself (queues); choose another name`);
   }
 }
 

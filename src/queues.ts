@@ -7,9 +7,10 @@
  *
  * 1. Enqueue writes an `r` key in a commit (its own, or the user's transaction's). Its
  *    ready time is the head's clock plus `delayMs` (queuestore.ts rule 3).
- * 2. Listeners wake on the commit through the same change notification as `watch()` (a
- *    watcher on the queue's `r` keys: file events on the store directory). A delayed message
- *    arms one timer per listener, for the earliest delayed message: no polling.
+ * 2. Listeners wake on the commit through the same change notification as `watch()` (the
+ *    watch hub's file events on the store directory, WatchHub.subscribe: no log scan), and
+ *    claim only if their view shows a ready message. A delayed message arms one timer per
+ *    listener, for the earliest delayed message: no polling.
  * 3. A listener with free slots claims up to that many messages in one commit; the claim is
  *    decided at the head (queuestore.ts rule 2), so claims of several processes never
  *    conflict and never share a message. The listener runs the handlers.

@@ -2,8 +2,8 @@
  * How queues are stored, and the changes to them that are decided at the head of history.
  *
  * Every queue lives in one internal namespace, {@link QUEUES_NS}, whose name users cannot
- * spell (names starting with U+0000 are reserved: options.ts), so it never shows among
- * theirs. Its keys are tuples (key order is tuple order):
+ * use (names starting with U+0000 and "txtdb." are reserved: options.ts), so it never shows
+ * among theirs. Its keys are tuples (key order is tuple order):
  *
  * | key                                  | value          | what                                 |
  * |--------------------------------------|----------------|--------------------------------------|
@@ -38,8 +38,8 @@ import { decodeInternal, encodeInternal } from "./codec.ts";
 import type { Index } from "./index.ts";
 import type { TxState, WriteOp } from "./tx.ts";
 
-/** The internal namespace every queue lives in (U+0000 first: no user can create or name it). */
-export const QUEUES_NS = "\u0000queues";
+/** The internal namespace every queue lives in (a reserved name: options.ts isReservedNamespace). */
+export const QUEUES_NS = "\u0000txtdb.queues";
 
 /** Floors (rule 3) are forgotten this often, so that a clock stepping back delays a message at most this long. */
 export const FLOOR_RESET_MS = 5_000;

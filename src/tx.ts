@@ -15,6 +15,7 @@ import type { Key } from "./keys.ts";
 import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index, Version } from "./index.ts";
 import type { EnqueueOptions } from "./queues.ts";
+import { isReservedNamespace } from "./options.ts";
 
 /** Isolation levels. */
 export type Isolation = "serializable" | "snapshot";
@@ -194,9 +195,8 @@ export abstract class SnapshotReader {
   /** The namespace id at this snapshot, or NAMESPACE_NOT_FOUND. */
   protected nsId(ns: string): number {
     if (typeof ns !== "string") throw new TxtDbError("INVALID_ARGUMENT", `Namespace name must be a string, got ${typeof ns}`);
-    if (ns.charCodeAt(0) === 0) {
-      // Reserved for txtdb's own namespaces (options.ts isReservedNamespace): queues.
-      throw new TxtDbError("INVALID_ARGUMENT", `Namespace name ${JSON.stringify(ns)} is reserved: names starting with U+0000 belong to txtdb itself (queues); use the queue methods`);
+    if (isReservedNamespace(ns)) {
+      throw new TxtDbError("INVALID_ARGUMENT", `Namespace name ${JSON.stringify(ns)} is reserved: names starting with U+0000 and "txtdb." belong to txtdb itself (queues); use the queue methods`);
     }
     const id = this.ctx.index.resolve(ns, this.snap);
     if (id === undefined) {

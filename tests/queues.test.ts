@@ -66,12 +66,12 @@ test("queues live apart from namespaces: never listed, counted, read, written, w
   await db.enqueue("jobs", 1);
   assert.deepEqual(await db.listNamespaces(), ["a"]);
   assert.equal(db.stats().namespaces, 1);
-  const reserved = "\u0000queues";
+  const reserved = "\u0000txtdb.queues";
   await rejectsWith(db.get(reserved, ["r"]), "INVALID_ARGUMENT", "get");
   await rejectsWith(db.count(reserved, { prefix: [] }), "INVALID_ARGUMENT", "count");
   await rejectsWith(db.set(reserved, "k", 1), "INVALID_ARGUMENT", "set");
   await rejectsWith(db.createNamespace(reserved), "INVALID_ARGUMENT", "createNamespace");
-  await rejectsWith(db.createNamespace("\u0000mine"), "INVALID_ARGUMENT", "createNamespace of another reserved name");
+  await rejectsWith(db.createNamespace("\u0000txtdb.mine"), "INVALID_ARGUMENT", "createNamespace of another reserved name");
   await rejectsWith(db.dropNamespace(reserved), "INVALID_ARGUMENT", "dropNamespace");
   await rejectsWith(db.renameNamespace("a", reserved), "INVALID_ARGUMENT", "renameNamespace");
   await rejectsWith(() => db.watch(reserved, { prefix: [] }), "INVALID_ARGUMENT", "watch");

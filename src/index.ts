@@ -254,6 +254,25 @@ export class Index {
 
   /** How many keys are visible in [start, end) at `snap` (values are not decoded). */
   count(nsId: number, start: string, end: string, snap: number): number {
+    const fromTables = this.#hasTables() && start < end ? this.levels!.countRange(nsId, start, end, snap) : undefined;
+    if (fromTables !== undefined) {
+      // The tables' count, corrected for the keys this in-memory table holds a visible
+      // version of: that version (newer than any folded one) decides whether they are live.
+      let n = fromTables;
+      const space = this.#spaces.get(nsId);
+      if (space) {
+        const keys = space.keys();
+        for (let i = lowerBound(keys, start); i < keys.length && keys[i]! < end; i++) {
+          const chain = space.chains.get(keys[i]!)!;
+          const at = chain.at(snap);
+          if (at < 0) continue;
+          const liveHere = chain.values[at] !== null;
+          const liveInTables = (this.levels!.get(nsId, keys[i]!, snap, true)?.value ?? null) !== null;
+          n += (liveHere ? 1 : 0) - (liveInTables ? 1 : 0);
+        }
+      }
+      return n;
+    }
     const PAGE = 4096;
     let n = 0;
     let after: string | undefined;

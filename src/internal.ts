@@ -13,6 +13,7 @@ export * from "./liveness.ts";
 export * from "./platform.ts";
 export * from "./keys.ts";
 export * from "./codec.ts";
+export { decodeCommon, NOT_COMMON } from "./fastdecode.ts";
 export * from "./crc32c.ts";
 export * from "./record.ts";
 export * from "./log.ts";

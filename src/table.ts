@@ -309,6 +309,13 @@ function compositeKey(nsId: number, key: string): Uint8Array {
   return out;
 }
 
+/** A copy of the first `keep` bytes of `key` in a buffer of at least `length` bytes. */
+function grow(key: Uint8Array, keep: number, length: number): Uint8Array<ArrayBuffer> {
+  const grown = new Uint8Array(Math.max(length, 2 * key.length));
+  grown.set(key.subarray(0, keep));
+  return grown;
+}
+
 /** A binary string of bytes [start, end) of `b`. */
 function binaryString(b: Uint8Array, start: number, end: number): string {
   const CHUNK = 4096;
@@ -962,6 +969,70 @@ export class TableReader {
     }
   }
 
+  /**
+   * How many keys of namespace `nsId` in [start, end) (undefined: from the namespace's first
+   * key / to its last) have a newest version at or below `snapshotTsn` that is not a delete:
+   * the entries {@link range} would yield, less its deletes, without making their keys or
+   * values. An entry's key bytes are compared with a bound only in a block that straddles
+   * it (the block index gives each block's first and last key).
+   */
+  countRange(nsId: number, start: string | undefined, end: string | undefined, snapshotTsn: number): number {
+    this.#open();
+    assert(Number.isInteger(nsId) && nsId >= 0 && nsId <= NS_ID_MAX, `namespace id ${nsId} outside 0..2^32-1`);
+    const lo = compositeKey(nsId, start ?? "");
+    const hi = end !== undefined ? compositeKey(nsId, end) : nsId < NS_ID_MAX ? compositeKey(nsId + 1, "") : undefined;
+    const ix = this.#index;
+    let key = scratchKey;
+    let keyLen = 0;
+    let decided = false; // the current key's visible version was found (counted or a delete)
+    let below = false; // the current key is before `start`
+    let n = 0;
+    for (let b = this.#seekBlock(lo, Infinity); b < this.meta.blockCount; b++) {
+      const e = this.#indexEntry(b);
+      const blockOffset = e.offset;
+      const checkLo = compareBytes(ix, e.firstStart, e.firstEnd, lo, 0, lo.length) < 0;
+      const checkHi = hi !== undefined && compareBytes(ix, e.lastStart, e.lastEnd, hi, 0, hi.length) >= 0;
+      // Used before the next table read, so a cache slot or the shared buffer will do.
+      const { bytes, count, restartsAt: stop } = this.#loadBlockForGet(b);
+      let pos = 0;
+      for (let i = 0; i < count; i++) {
+        const at = pos;
+        const shared = readVarint(bytes, pos, stop);
+        const unshared = readVarint(bytes, varintEnd, stop);
+        const tag = readVarint(bytes, varintEnd, stop);
+        const tsn = readVarint(bytes, varintEnd, stop);
+        const keyAt = varintEnd;
+        const valueLen = tag > 0 ? tag - 1 : 0;
+        if (shared < 0 || unshared < 0 || tag < 0 || tsn < 0 || (i > 0 && shared > keyLen) || shared + unshared < 4 || keyAt + unshared + valueLen > stop ||
+          (i % RESTART_INTERVAL === 0 && shared !== 0)) {
+          throw this.#blockCorruption(blockOffset, at, `malformed entry ${i}`);
+        }
+        const newLen = shared + unshared;
+        // The same key as the entry before (an older version of it): as long, and its new
+        // bytes (none within a restart interval; all of them at a restart or a block's
+        // first entry) equal that key's from `shared` on.
+        const same = newLen === keyLen && compareBytes(key, shared, keyLen, bytes, keyAt, keyAt + unshared) === 0;
+        if (!same) {
+          if (key.length < newLen) key = scratchKey = grow(key, shared, newLen);
+          for (let j = 0; j < unshared; j++) key[shared + j] = bytes[keyAt + j]!;
+        }
+        keyLen = newLen;
+        pos = keyAt + unshared + valueLen;
+        if (!same) {
+          below = checkLo && compareBytes(key, 0, keyLen, lo, 0, lo.length) < 0;
+          if (!below && checkHi && compareBytes(key, 0, keyLen, hi!, 0, hi!.length) >= 0) return n;
+          decided = false;
+        }
+        if (!below && !decided && tsn <= snapshotTsn) {
+          decided = true;
+          if (tag !== 0) n++;
+        }
+      }
+      if (pos !== stop) throw this.#blockCorruption(blockOffset, pos, "bytes left over after the last entry");
+    }
+    return n;
+  }
+
   *#rangeReverse(nsId: number, start: string | undefined, end: string | undefined, snapshotTsn: number, fill: boolean): Generator<TableEntry, void, undefined> {
     // Start at the last entry before `end` (or before the next namespace).
     let b: number;
@@ -1205,6 +1276,7 @@ export class TableReader {
     let keyLen = 0;
     let pos = 0;
     let prevKey = "";
+    let prevNs = 0;
     for (let i = 0; i < count; i++) {
       const at = pos;
       const shared = readVarint(bytes, pos, end);
@@ -1218,16 +1290,23 @@ export class TableReader {
         throw this.#blockCorruption(blockOffset, at, `malformed entry ${i}`);
       }
       keyLen = shared + unshared;
-      if (key.length < keyLen) {
-        const grown = new Uint8Array(Math.max(keyLen, 2 * key.length));
-        grown.set(key.subarray(0, shared));
-        key = scratchKey = grown;
+      if (shared >= 4) {
+        // The key shares `shared` bytes with the previous one, 4 of them the namespace id:
+        // the same namespace; reuse that part of the previous string, convert only the new bytes.
+        nsIds[i] = prevNs;
+        keys[i] = prevKey = prevKey.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared);
+      } else {
+        // A new namespace id (or a restart): the scratch key holds the previous key's
+        // namespace bytes, the only ones this key can share.
+        if (key.length < keyLen) {
+          const grown = new Uint8Array(Math.max(keyLen, 2 * key.length));
+          grown.set(key.subarray(0, shared));
+          key = scratchKey = grown;
+        }
+        for (let j = 0; j < unshared; j++) key[shared + j] = bytes[keyAt + j]!;
+        nsIds[i] = prevNs = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
+        keys[i] = prevKey = binaryString(key, 4, keyLen);
       }
-      key.set(bytes.subarray(keyAt, keyAt + unshared), shared);
-      nsIds[i] = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
-      // The key shares `shared` bytes with the previous one (4 of them the namespace id):
-      // reuse that part of the previous string, convert only the new bytes.
-      keys[i] = prevKey = shared >= 4 ? prevKey.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared) : binaryString(key, 4, keyLen);
       tsns[i] = tsn;
       const valueAt = keyAt + unshared;
       valueStarts[i] = tag === 0 ? -1 : valueAt;

@@ -64,6 +64,11 @@ export const COMMANDS: Record<string, CommandSpec> = {
     summary: "locks on named resources, one JSON line each: resource, mode, pid, runtime, waiting, sinceMs (who holds what, who waits, for how long)",
     details: "Every live process's grants and waits (db.locks()), intention locks included, in arrival order.",
   },
+  queues: {
+    args: [], flags: [], access: "read",
+    summary: "the store's queues, one JSON line each: queue, ready, delayed, running, dead (db.queueStats())",
+    details: "Every queue that holds waiting, running or dead messages, by name. Opens the store read-only.",
+  },
   check: {
     args: [], flags: ["progress"], access: "read",
     summary: "verify every record, the checkpoint and the index (JSON report); exit 1 on problems",

@@ -104,6 +104,9 @@ export async function run(inv: Invocation): Promise<number> {
       case "locks":
         for (const l of db.locks()) out(json({ resource: l.resource, mode: l.mode, pid: l.pid, runtime: l.runtime, waiting: l.waiting, sinceMs: l.sinceMs }));
         return EXIT.ok;
+      case "queues":
+        for (const queue of databaseInternals(db).queueNames()) out(json({ queue, ...db.queueStats(queue) }));
+        return EXIT.ok;
       case "check": {
         progress.step("opened; checking every record, the checkpoint and the index");
         const r = await db.check();

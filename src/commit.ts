@@ -310,6 +310,18 @@ export class GroupCommitter {
         } finally {
           release();
         }
+        // Written, not yet durable: queue claims start their handlers now (queues.ts says
+        // why that keeps its promises); every commit still resolves only once durable.
+        batch.forEach((p, i) => {
+          const r = results[i];
+          if (p.state.onAppended && typeof r === "number") {
+            try {
+              p.state.onAppended(r);
+            } catch {
+              // the callback's failure is its owner's; the commit goes on
+            }
+          }
+        });
         // The lock is released before the sync: other processes append behind this batch
         // meanwhile, and one sync makes them all durable (rules 2-3 in tail.ts).
         if (appended) {
@@ -349,6 +361,18 @@ export class GroupCommitter {
     for (const s of states) {
       let error = validate(s, index);
       let record: CommitRecord | undefined;
+      if (!error && s.atHead) {
+        // Queue work decided at the head (queuestore.ts); nothing left to write: no record.
+        try {
+          if (!s.atHead(index)) {
+            results.push(index.lastTsn);
+            continue;
+          }
+        } catch (e) {
+          if (!isTxtDbError(e)) throw e;
+          error = e;
+        }
+      }
       if (!error) {
         try {
           record = buildRecord(s, index, index.lastTsn + 1);

@@ -42,7 +42,7 @@ import type { CheckReport } from "./check.ts";
 import { raceDeadline } from "./timers.ts";
 import { describeHolder, stampHolder } from "./holder.ts";
 import { checkStoreDirectory } from "./dirsafety.ts";
-import { checkFunction, checkNamespaceName, checkOptions, checkSignal, dirModeOf, invalidArg, resolveOptions } from "./options.ts";
+import { checkFunction, checkNamespaceName, checkNotReserved, checkOptions, checkSignal, dirModeOf, invalidArg, isReservedNamespace, resolveOptions } from "./options.ts";
 import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 import { Meters, renderMetrics } from "./stats.ts";
 import type { Counters, Stats } from "./stats.ts";
@@ -57,6 +57,8 @@ import type { Key as ResourceKey } from "./keys.ts";
 import type { CompactResult } from "./compact.ts";
 import { backupStore } from "./backup.ts";
 import type { BackupResult } from "./backup.ts";
+import { Queues } from "./queues.ts";
+import type { DeadLetter, EnqueueOptions, EnqueueResult, ListenOptions, QueueHandler, QueueStats } from "./queues.ts";
 
 export type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 export type { Distribution, Stats } from "./stats.ts";
@@ -68,6 +70,8 @@ export interface DatabaseInternals extends TxHost {
   readonly platform: Platform;
   /** Opens the store: creates it if new, recovers a crashed writer's tail. */
   init(namespaces: string[]): Promise<void>;
+  /** The names of the queues that hold messages (for `txtdb queues`). */
+  queueNames(): string[];
 }
 
 /** The engine side of `db`: for txtdb's parts and tools (the CLI, tests), not for users. */
@@ -124,6 +128,7 @@ export class Database {
   readonly #meters = new Meters();
   readonly #counters: Counters = this.#meters.counters;
   readonly #locks: LockManager;
+  readonly #queues: Queues;
   #closed = false;
   /** A roll-over asked to learn other processes' compactions on a later turn (afterBatch). */
   #followScheduled = false;
@@ -191,6 +196,21 @@ export class Database {
       bufferMax: o.watchBufferMax,
       bufferBytes: o.watchBufferBytes,
       maxWatchers: o.maxWatchers,
+    });
+    this.#queues = new Queues({
+      platform,
+      readOnly: o.readOnly,
+      limits: () => this.limits,
+      ensureOpen: () => this.ensureOpen(),
+      refresh: () => {
+        tail.refresh();
+        return tail.visibleTsn;
+      },
+      index: () => this.index,
+      commit: (state) => this.commit(state),
+      ownerId: () => this.#pins.leaseId,
+      ownerAlive: (id) => this.#pins.leaseAlive(id),
+      subscribe: (onCommit) => this.#watchHub.subscribe(onCommit),
     });
   }
 
@@ -298,6 +318,8 @@ export class Database {
   private commit(state: TxState): Promise<number> {
     this.ensureOpen();
     if (this.readOnly) return Promise.reject(new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true"));
+    // A transaction that enqueues needs the queues' namespace (created once per store).
+    if (state.atHead && !this.#queues.namespaceReady()) return this.#queues.ensureNamespace().then(() => this.#committer.submit(state));
     return this.#committer.submit(state);
   }
 
@@ -310,6 +332,9 @@ export class Database {
 
   /** Waits for queued commits, syncs, releases files and locks. Safe to call twice. */
   async close(): Promise<void> {
+    if (this.#closed) return;
+    // Listeners first: they stop claiming, and commit their running handlers' outcomes.
+    await this.#queues.close();
     if (this.#closed) return;
     while (this.#committer.running || this.#compactor.autoCompacting) {
       await this.#committer.committing;
@@ -343,8 +368,10 @@ export class Database {
     get index() { return db.index; },
     get readOnly() { return db.readOnly; },
     init: (namespaces) => db.init(namespaces),
+    queueNames: () => db.#queues.names(),
     pin: (version, kind, expire) => db.pin(version, kind, expire),
     commit: (state) => db.commit(state),
+    enqueue: (state, queue, value, options) => db.#queues.enqueueInTransaction(state, queue, value, options),
     ensureOpen: () => db.ensureOpen(),
   }))(this);
 
@@ -593,6 +620,7 @@ export class Database {
   watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.ensureOpen();
     checkSignal(opts.signal);
+    if (typeof ns === "string") checkNotReserved(ns);
     this.#tail.refresh();
     const nsId = this.index.resolve(ns, this.#tail.visibleTsn);
     if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
@@ -646,7 +674,7 @@ export class Database {
     try {
       this.ensureOpen();
       this.#tail.refresh();
-      return Promise.resolve(this.index.namespaces(this.#tail.visibleTsn));
+      return Promise.resolve(this.index.namespaces(this.#tail.visibleTsn).filter((n) => !isReservedNamespace(n)));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -703,6 +731,94 @@ export class Database {
     const { live } = this.#pins.scanLeases(this.#tail.manifest.checkpointTsn ?? 0);
     const me = { pid: this.platform.pid, runtime: this.platform.runtime, pinnedVersion: BigInt(this.#pins.localPin()), self: true };
     return [me, ...live.map((l) => ({ pid: l.pid, runtime: l.runtime, pinnedVersion: l.pin === undefined ? undefined : BigInt(l.pin), self: false }))];
+  }
+
+  // --- queues ---
+
+  /**
+   * Adds a message to queue `queue` (created on first use; queues live apart from
+   * namespaces). It becomes ready after `delayMs`; with a `dedupeKey`, a second enqueue
+   * under the key while its window (`dedupeWindowMs`, default 10 minutes) holds is skipped
+   * and resolves with `deduplicated: true`. See docs/queues.md.
+   *
+   * @example
+   * ```ts
+   * await db.enqueue("jobs", { to: "a@b.c" }, { delayMs: 5_000, dedupeKey: "mail-42" });
+   * ```
+   */
+  enqueue(queue: string, value: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
+    try {
+      this.ensureOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#queues.enqueue(queue, value, options);
+  }
+
+  /**
+   * Runs `handler` for the messages of queue `queue`, at most `concurrency` at once, each
+   * message in one handler at a time across every process and runtime, at least once: a
+   * handler that throws, or whose process dies, gets it again after a backoff; past
+   * `maxAttempts` it goes to the dead list. Resolves when `signal` aborts or the database
+   * closes, once the running handlers have finished (or run past `visibilityTimeoutMs`).
+   *
+   * @example
+   * ```ts
+   * const stop = new AbortController();
+   * await db.listenQueue("jobs", async (job, msg) => { await send(job); }, { concurrency: 8, signal: stop.signal });
+   * ```
+   */
+  listenQueue<T = unknown>(queue: string, handler: QueueHandler<T>, options?: ListenOptions): Promise<void> {
+    try {
+      this.ensureOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#queues.listen(queue, handler, options);
+  }
+
+  /**
+   * Counts of a queue's messages at the newest committed state: ready, delayed (by
+   * `delayMs` or a retry backoff), running (claimed), dead. Synchronous, like `stats()`.
+   *
+   * @example
+   * ```ts
+   * const { ready, delayed, running, dead } = db.queueStats("jobs");
+   * ```
+   */
+  queueStats(queue: string): QueueStats {
+    return this.#queues.stats(queue);
+  }
+
+  /**
+   * The messages of a queue's dead list: `{ id, value, attempts, error }`, by id.
+   *
+   * @example
+   * ```ts
+   * for await (const d of db.deadLetters("jobs")) console.log(d.id, d.error?.message);
+   * ```
+   */
+  deadLetters<T = unknown>(queue: string): AsyncIterableIterator<DeadLetter<T>> {
+    return this.#queues.deadLetters<T>(queue);
+  }
+
+  /**
+   * Puts dead messages back on the queue, ready now with their attempts reset: the one
+   * with id `id`, or all of them. Resolves to how many moved.
+   *
+   * @example
+   * ```ts
+   * await db.retryDead("jobs");           // all
+   * await db.retryDead("jobs", letter.id); // one
+   * ```
+   */
+  retryDead(queue: string, id?: string): Promise<number> {
+    try {
+      this.ensureOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#queues.retryDead(queue, id);
   }
 
   // --- locks on named resources ---
@@ -782,7 +898,7 @@ export class Database {
       path: this.path,
       version: BigInt(tail.visibleTsn),
       ...this.#counters,
-      namespaces: this.index.namespaces(tail.visibleTsn).length,
+      namespaces: this.index.namespaces(tail.visibleTsn).filter((n) => !isReservedNamespace(n)).length,
       versionsHeld: this.index.versionCount,
       logBytes,
       openSnapshots: this.#pins.count("snapshot"),

@@ -202,10 +202,30 @@ export function checkNamespaceName(name: unknown): asserts name is string {
   if (typeof name !== "string" || name.length === 0 || name.length > NAMESPACE_NAME_MAX) {
     throw invalidArg(`Namespace name must be a non-empty string of at most ${NAMESPACE_NAME_MAX} characters; got ${JSON.stringify(name)}`);
   }
+  checkNotReserved(name);
   // Names are stored as UTF-8: a lone surrogate would be stored as U+FFFD, under another
   // name than the one asked for, and processes would disagree about which namespace it is.
   if (!isWellFormedString(name)) {
     throw invalidArg(`Namespace name ${JSON.stringify(name)} contains a lone surrogate (half of a UTF-16 pair), which cannot be stored as UTF-8; use well-formed Unicode`);
+  }
+}
+
+/** The prefix of txtdb's own namespace names: U+0000 then "txtdb.". */
+export const RESERVED_NAMESPACE_PREFIX = "\u0000txtdb.";
+
+/**
+ * Namespace names starting with {@link RESERVED_NAMESPACE_PREFIX} are txtdb's own (the
+ * queues live in one): users cannot create, read, write or watch them, and
+ * listNamespaces() leaves them out. Other names starting with U+0000 stay the users'.
+ */
+export function isReservedNamespace(name: string): boolean {
+  return name.startsWith(RESERVED_NAMESPACE_PREFIX);
+}
+
+/** INVALID_ARGUMENT for a reserved namespace name (see {@link isReservedNamespace}). */
+export function checkNotReserved(name: string): void {
+  if (isReservedNamespace(name)) {
+    throw invalidArg(`Namespace name ${JSON.stringify(name)} is reserved: names starting with U+0000 and "txtdb." belong to txtdb itself (queues); choose another name`);
   }
 }
 

@@ -78,6 +78,17 @@ export class Pins {
     return this.#pins.size;
   }
 
+  /** The id of this handle's lease (queues name a claim's owner by it), if it holds one. */
+  get leaseId(): string | undefined {
+    return this.#lease?.id;
+  }
+
+  /** True while the owner of lease `id` (16 hex digits) lives: its lease file is locked. */
+  leaseAlive(id: string): boolean {
+    if (id === this.#lease?.id) return !this.#closed;
+    return leaseOwnerAlive(this.#platform, `${this.#path}/${LEASES_DIR}/${id}.lease`);
+  }
+
   /** True once this process holds a lease. */
   get leased(): boolean {
     return this.#lease !== undefined;

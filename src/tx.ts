@@ -16,6 +16,8 @@ import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index, Version } from "./index.ts";
 import { expiresAtOf, expiryFromOptions, isExpired, isExpiring, valueBytesOf, wrapExpiring } from "./expiry.ts";
 import type { ReadExpiry, SetOptions } from "./expiry.ts";
+import type { EnqueueOptions } from "./queues.ts";
+import { isReservedNamespace } from "./options.ts";
 
 /** Isolation levels. */
 export type Isolation = "serializable" | "snapshot";
@@ -76,6 +78,13 @@ export interface TxState {
   writeCount: number;
   /** Serializable: the soonest expiry among the versions read present (expiry.ts, rule 3). */
   readExpiry: ReadExpiry | undefined;
+  /**
+   * Work decided at the head of history (queues: queuestore.ts): the committer runs it under
+   * the writer lock after validation; it may add writes. False: nothing is left to write.
+   */
+  atHead?: ((index: Index) => boolean) | undefined;
+  /** Called once the commit is written, before it is durable (queues start handlers then). */
+  onAppended?: ((tsn: number) => void) | undefined;
 }
 
 export function newTxState(readVersion: number, isolation: Isolation, blind: boolean): TxState {
@@ -191,6 +200,9 @@ export abstract class SnapshotReader {
   /** The namespace id at this snapshot, or NAMESPACE_NOT_FOUND. */
   protected nsId(ns: string): number {
     if (typeof ns !== "string") throw new TxtDbError("INVALID_ARGUMENT", `Namespace name must be a string, got ${typeof ns}`);
+    if (isReservedNamespace(ns)) {
+      throw new TxtDbError("INVALID_ARGUMENT", `Namespace name ${JSON.stringify(ns)} is reserved: names starting with U+0000 and "txtdb." belong to txtdb itself (queues); use the queue methods`);
+    }
     const id = this.ctx.index.resolve(ns, this.snap);
     if (id === undefined) {
       throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist (at version ${this.snap}); create it with createNamespace("${ns}") or the namespaces open option`, {
@@ -435,6 +447,8 @@ export abstract class SnapshotReader {
 /** What a transaction needs from the database to commit. */
 export interface TxHost extends ReadContext {
   commit(state: TxState): Promise<number>;
+  /** Adds a queue message to the transaction's writes (queues.ts); returns its id. */
+  enqueue(state: TxState, queue: string, value: unknown, options?: EnqueueOptions): string;
   readOnly: boolean;
   /** Pins a read version (so compaction keeps it); `expire` runs if it idles past maxIdleMs. */
   pin(version: number, kind: string, expire?: (idleMs: number) => void): { release: () => void; touch: () => void };
@@ -668,6 +682,12 @@ class TxReader extends SnapshotReader {
     this.#put(ns, k, op, k.length + 16);
   }
 
+  /** Adds a message to a queue, written if and when this transaction commits; returns its id. */
+  enqueue(queue: string, value: unknown, options?: EnqueueOptions): string {
+    this.#writable();
+    return this.#host.enqueue(this.#state, queue, value, options);
+  }
+
   /** Validates and writes. Read-only transactions resolve at once with their read version. */
   async commit(): Promise<{ version: bigint }> {
     this.usable();
@@ -853,6 +873,25 @@ export class Transaction {
   /** Adds `delta` to the number stored at `key` at commit time; concurrent sums never conflict. */
   sum(ns: string, key: Key, delta: number | bigint): void {
     this.#tx.sum(ns, key, delta);
+  }
+
+  /**
+   * Adds a message to queue `queue`, atomically with this transaction's writes: listeners
+   * see it only if the transaction commits (and once, however often `db.transaction()`
+   * reruns the function: each run's transaction is a new one). Options as for
+   * `db.enqueue()`; a held `dedupeKey` skips the message, not the transaction. Returns the
+   * message's id.
+   *
+   * @example
+   * ```ts
+   * await db.transaction((tx) => {
+   *   tx.set("orders", "o-42", { total: 10 });
+   *   tx.enqueue("emails", { order: "o-42" });
+   * });
+   * ```
+   */
+  enqueue(queue: string, value: unknown, options?: EnqueueOptions): string {
+    return this.#tx.enqueue(queue, value, options);
   }
 
   /** Validates and writes. Read-only transactions resolve at once with their read version. */

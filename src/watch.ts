@@ -277,6 +277,9 @@ export class WatchHub {
   readonly #src: WatchSource;
   readonly #bufferBytes: number;
   readonly #watchers = new Set<Watcher>();
+  /** Subscribers to the notification alone (queue listeners): called when the frontier moved, no scan. */
+  readonly #subscribers = new Set<() => void>();
+  #subscribedTsn = -1;
   #fileWatch: WatchHandle | undefined;
   #timer: Timer | undefined;
   #scheduled = false;
@@ -362,12 +365,27 @@ export class WatchHub {
     w.cleanup?.();
     w.cleanup = undefined;
     this.#watchers.delete(w);
-    if (this.#watchers.size === 0) this.#stop();
+    if (this.#watchers.size === 0 && this.#subscribers.size === 0) this.#stop();
+  }
+
+  /**
+   * Calls `onCommit` whenever the published frontier moved (a commit in any process), woken
+   * like the watchers (file events, the polling fallback), without scanning the log: for
+   * queue listeners, which read what they need from the index. Returns the unsubscribe.
+   */
+  subscribe(onCommit: () => void): () => void {
+    this.#subscribers.add(onCommit);
+    this.#start();
+    return () => {
+      this.#subscribers.delete(onCommit);
+      if (this.#watchers.size === 0 && this.#subscribers.size === 0) this.#stop();
+    };
   }
 
   /** Ends every watcher (database closing). */
   closeAll(): void {
     for (const w of [...this.#watchers]) w.end();
+    this.#subscribers.clear();
     this.#stop();
   }
 
@@ -398,7 +416,7 @@ export class WatchHub {
 
   /** Delivers every published commit each watcher has not seen yet. */
   poll(): void {
-    if (this.#watchers.size === 0) return;
+    if (this.#watchers.size === 0 && this.#subscribers.size === 0) return;
     let frontier;
     try {
       frontier = this.#src.log.readFrontier();
@@ -407,6 +425,10 @@ export class WatchHub {
       return;
     }
     if (!frontier) return;
+    if (frontier.tsn !== this.#subscribedTsn) {
+      this.#subscribedTsn = frontier.tsn;
+      for (const s of [...this.#subscribers]) s();
+    }
     const to = { seg: frontier.seg, off: frontier.off };
     for (const w of [...this.#watchers]) {
       if (w.done || w.paused || w.lastTsn >= frontier.tsn) continue;

@@ -1,0 +1,840 @@
+/**
+ * Durable queues shared by every process and runtime that opens the store:
+ * `db.enqueue`, `tx.enqueue`, `db.listenQueue`, `db.queueStats`, `db.deadLetters`,
+ * `db.retryDead`. Records and the moves decided at the head are in queuestore.ts.
+ *
+ * Delivery, in order of what happens to a message:
+ *
+ * 1. Enqueue writes an `r` key in a commit (its own, or the user's transaction's). Its
+ *    ready time is the head's clock plus `delayMs` (queuestore.ts rule 3).
+ * 2. Listeners wake on the commit through the same change notification as `watch()` (the
+ *    watch hub's file events on the store directory, WatchHub.subscribe: no log scan), and
+ *    claim only if their view shows a ready message. A delayed message arms one timer per
+ *    listener, for the earliest delayed message: no polling.
+ * 3. A listener with free slots claims up to that many messages in one commit; the claim is
+ *    decided at the head (queuestore.ts rule 2), so claims of several processes never
+ *    conflict and never share a message. The listener runs the handlers.
+ * 4. Outcomes (ack, failure) are collected and ride on the listener's next commit, which
+ *    also claims for the slots they freed: one commit per round, whatever the concurrency,
+ *    and the group commit shares one fsync among every process's commits of the moment.
+ * 5. A failure puts the message back after a backoff (exponential with jitter from
+ *    `retryDelayMs` to `retryDelayMaxMs`), or, past `maxAttempts`, on the dead list with
+ *    its error.
+ *
+ * Who runs a message: the claim names its owner by the lease of the owner's database
+ * handle (liveness.ts: a file flock'd for the handle's life, freed by the kernel when the
+ * process dies). Every listener sweeps the queue's claims every {@link SWEEP_MS}: a
+ * claim whose owner's lease can be locked (dead process, closed handle) or whose
+ * visibility timeout passed (a hung handler) is given back, as a failed attempt. The
+ * visibility timeout is the only clock-based judgement, for handlers still running in a
+ * live process; an ack from a handler whose claim was given back changes nothing.
+ *
+ * Claims start before their fsync. A listener runs the handlers of a claim as soon as the
+ * claim is written to the log (under the writer lock), while its sync is under way, and
+ * forms its next round meanwhile (at most one round of a listener waits for its sync). This
+ * keeps every promise: every later claim of any process is decided at a head that includes
+ * this one (claims never double up); if the machine dies before the sync, the claim is lost
+ * with everything after the durable end, the message is still waiting, and it runs again
+ * (at least once). Only a failed fsync (the store then refuses commits until a writable open
+ * repairs its tail, tail.ts rule 7) can hand a message to a second handler while the first
+ * still runs. The enqueue, by contrast, resolves only once durable, like every commit.
+ *
+ * Stopping (signal aborted, db.close()): the listener claims nothing more, waits for its
+ * running handlers and commits their outcomes, then resolves. A handler still running
+ * `visibilityTimeoutMs` after the stop is abandoned (its claim is given back by the sweep
+ * of any listener, at its deadline, or at once when the handle's lease goes with close).
+ *
+ * @module
+ */
+import { isTxtDbError, TxtDbError } from "./errors.ts";
+import { decodeKeyParts, encodeKey, isWellFormedString, prefixRange } from "./keys.ts";
+import { decodeValue, encodeValue } from "./codec.ts";
+import type { Index } from "./index.ts";
+import type { Platform } from "./port.ts";
+import { newTxState } from "./tx.ts";
+import type { Limits, TxState } from "./tx.ts";
+import { armInterval, armTimer } from "./timers.ts";
+import type { Timer } from "./timers.ts";
+import { checkFunction, checkSignal, invalidArg } from "./options.ts";
+import {
+  claimEnd,
+  claimFrom,
+  decodeRecord,
+  deadRange,
+  FLOOR_RESET_MS,
+  HeadWork,
+  keyId,
+  keyTime,
+  QUEUES_NS,
+  readyEnd,
+  readyFrom,
+} from "./queuestore.ts";
+import type { Claimed, HeadWriter, LiveClaim, Outcome, QueueError } from "./queuestore.ts";
+
+export type { QueueError } from "./queuestore.ts";
+export { QUEUES_NS } from "./queuestore.ts";
+
+/** Listeners sweep their queue's claims (dead owners, passed visibility timeouts) this often. */
+export const SWEEP_MS = 1_000;
+/** Default `visibilityTimeoutMs`: a handler running this long in a live process is presumed hung. */
+export const VISIBILITY_TIMEOUT_MS_DEFAULT = 30_000;
+/** Default `maxAttempts`. */
+export const MAX_ATTEMPTS_DEFAULT = 5;
+/** Default `retryDelayMs` (first retry) and `retryDelayMaxMs` (cap). */
+export const RETRY_DELAY_MS_DEFAULT = 1_000;
+export const RETRY_DELAY_MAX_MS_DEFAULT = 60_000;
+/** Default `dedupeWindowMs`: a dedupe key holds this long after its enqueue. */
+export const DEDUPE_WINDOW_MS_DEFAULT = 10 * 60_000;
+/** Longest queue name (characters). */
+export const QUEUE_NAME_MAX = 256;
+/** Longest dedupe key (characters). */
+export const DEDUPE_KEY_MAX = 1024;
+/** Longest delay, dedupe window, visibility timeout or retry delay: 365 days. */
+const DURATION_MS_MAX = 365 * 86_400_000;
+/** Most handlers one listener runs at once. */
+export const CONCURRENCY_MAX = 4096;
+/** Most claims one sweep looks at; most dead letters one retryDead commit moves; most dedupe keys one sweep forgets. */
+const SWEEP_CLAIMS_MAX = 100_000;
+const RETRY_DEAD_BATCH = 1_000;
+const DEDUPE_FORGET_BATCH = 256;
+/** After a failed round (I/O, lock timeout), a listener tries again this much later. */
+const ROUND_RETRY_MS = 100;
+
+/** Options of `enqueue()`. */
+export interface EnqueueOptions {
+  /** Milliseconds before the message becomes ready (default 0). */
+  delayMs?: number;
+  /**
+   * A message enqueued under this key while an earlier one's window holds (see
+   * `dedupeWindowMs`) is not enqueued again: enqueue resolves with `deduplicated: true`.
+   */
+  dedupeKey?: string;
+  /** How long a dedupe key holds after its enqueue (default 10 minutes). */
+  dedupeWindowMs?: number;
+}
+
+/** What `db.enqueue()` resolves to. */
+export interface EnqueueResult {
+  /** The message's id (also when deduplicated: the id this enqueue would have had). */
+  id: string;
+  /** The version of the commit (when deduplicated: the head it was decided at). */
+  version: bigint;
+  /** True when the dedupe key held: nothing was enqueued. */
+  deduplicated: boolean;
+}
+
+/** Options of `listenQueue()`. */
+export interface ListenOptions {
+  /** Handlers run at once by this listener (default 1). */
+  concurrency?: number;
+  /** Stops the listener: it claims nothing more, finishes its running handlers, and resolves. */
+  signal?: AbortSignal;
+  /** Attempts before a message goes to the dead list (default 5). */
+  maxAttempts?: number;
+  /**
+   * A handler running this long (in a live process) is presumed hung: its message is given
+   * to another listener (default 30 s). A dead process's messages go back at once.
+   */
+  visibilityTimeoutMs?: number;
+  /** Delay before the first retry; doubles with each attempt, with jitter (default 1 s). */
+  retryDelayMs?: number;
+  /** Longest retry delay (default 60 s). */
+  retryDelayMaxMs?: number;
+}
+
+/** What a handler learns about the message beside its value. */
+export interface QueueMessage {
+  /** The message's id (unique in the store). */
+  id: string;
+  /** This attempt's number: 1 the first time. */
+  attempt: number;
+  /** The queue's name. */
+  queue: string;
+  /** Wall-clock milliseconds of the enqueue. */
+  enqueuedAtMs: number;
+}
+
+/** Counts of a queue's messages, as of the newest committed state. */
+export interface QueueStats {
+  /** Waiting and ready now. */
+  ready: number;
+  /** Waiting for their delay or retry backoff to pass. */
+  delayed: number;
+  /** Claimed by a listener (running, or held by a process not yet found dead). */
+  running: number;
+  /** On the dead list (past maxAttempts). */
+  dead: number;
+}
+
+/** A message on the dead list. */
+export interface DeadLetter<T = unknown> {
+  /** The message's id. */
+  id: string;
+  /** Its value. */
+  value: T;
+  /** Attempts made. */
+  attempts: number;
+  /** The last attempt's error (serialisable). */
+  error: QueueError | undefined;
+}
+
+/** A handler: resolves to acknowledge; throws (or rejects) to fail the attempt. */
+export type QueueHandler<T = unknown> = (value: T, message: QueueMessage) => unknown;
+
+/** What queues need from the database. */
+export interface QueueHost {
+  readonly platform: Platform;
+  readonly readOnly: boolean;
+  limits(): Limits;
+  ensureOpen(): void;
+  /** Follows other processes' commits; returns the newest visible version. */
+  refresh(): number;
+  index(): Index;
+  commit(state: TxState): Promise<number>;
+  /** This handle's lease id (undefined: none, a read-only store). */
+  ownerId(): string | undefined;
+  /** True while the owner of lease `id` lives. */
+  ownerAlive(id: string): boolean;
+  /** Calls `onCommit` when any process commits (the notification that wakes watchers); returns the unsubscribe. */
+  subscribe(onCommit: () => void): () => void;
+}
+
+interface Floors {
+  readyMs: number;
+  claimMs: number;
+  sinceMs: number;
+}
+
+interface ResolvedListen {
+  concurrency: number;
+  maxAttempts: number;
+  visibilityMs: number;
+  retryMs: number;
+  retryMaxMs: number;
+  signal: AbortSignal | undefined;
+}
+
+function checkQueueName(queue: unknown, what: string): asserts queue is string {
+  if (typeof queue !== "string" || queue.length === 0 || queue.length > QUEUE_NAME_MAX) {
+    throw invalidArg(`${what}: the queue name must be a non-empty string of at most ${QUEUE_NAME_MAX} characters; got ${describe(queue)}`);
+  }
+  if (!isWellFormedString(queue)) throw invalidArg(`${what}: the queue name ${JSON.stringify(queue)} contains a lone surrogate; use well-formed Unicode`);
+}
+
+function describe(v: unknown): string {
+  if (typeof v === "bigint") return `${v}n`;
+  if (typeof v === "function") return "a function";
+  if (typeof v === "symbol") return v.toString();
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+function checkOptionsObject(o: unknown, what: string, allowed: readonly string[]): void {
+  if (o === undefined) return;
+  if (o === null || typeof o !== "object" || Array.isArray(o)) throw invalidArg(`${what} options must be an object; got ${describe(o)}`);
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) throw invalidArg(`${what}: unknown option ${JSON.stringify(k)}; the options are ${allowed.join(", ")}`);
+  }
+}
+
+function duration(v: unknown, name: string, min: number, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > DURATION_MS_MAX) {
+    throw invalidArg(`${name} must be a finite number of milliseconds from ${min} to ${DURATION_MS_MAX}; got ${describe(v)}`);
+  }
+  return Math.round(v);
+}
+
+function integer(v: unknown, name: string, min: number, max: number, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw invalidArg(`${name} must be an integer from ${min} to ${max}; got ${describe(v)}`);
+  return v;
+}
+
+/** An error in a form that can be stored and read back anywhere (never the object itself). */
+export function toQueueError(e: unknown): QueueError {
+  const clip = (s: string, max = 4096) => (s.length > max ? s.slice(0, max) + "…" : s);
+  try {
+    if (e instanceof Error) {
+      const out: QueueError = { name: clip(String(e.name)), message: clip(String(e.message)) };
+      if (typeof e.stack === "string") out.stack = clip(e.stack, 8192);
+      const code = (e as { code?: unknown }).code;
+      if (typeof code === "string") out.code = clip(code, 256);
+      return out;
+    }
+    return { name: "Error", message: clip(typeof e === "string" ? e : describe(e)) };
+  } catch {
+    return { name: "Error", message: "(a thrown value that cannot be described)" };
+  }
+}
+
+interface PendingEnqueue {
+  queue: string;
+  id: string;
+  value: Uint8Array;
+  delayMs: number;
+  dedupe: { key: string; windowMs: number } | undefined;
+}
+
+/** The queues of one open database: enqueue, listeners, stats, dead letters. */
+export class Queues {
+  readonly #host: QueueHost;
+  readonly #listeners = new Set<Listener>();
+  readonly #floors = new Map<string, Floors>();
+  readonly #idPrefix: string;
+  #idCounter = 0;
+  #creating: Promise<void> | undefined;
+  #nsReady = false;
+  #closing = false;
+
+  constructor(host: QueueHost) {
+    this.#host = host;
+    const bytes = new Uint8Array(6);
+    host.platform.randomBytes(bytes);
+    this.#idPrefix = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  /** A message id unique in the store: the clock, this handle's random prefix, a counter. */
+  newId(): string {
+    const t = Math.floor(this.#host.platform.wallClockMs()).toString(36).padStart(9, "0");
+    return `${t}-${this.#idPrefix}-${(this.#idCounter++).toString(36)}`;
+  }
+
+  // --- the namespace ---
+
+  #nsId(): number | undefined {
+    const snap = this.#host.refresh();
+    return this.#host.index().resolve(QUEUES_NS, snap);
+  }
+
+  /** True once the queues' namespace exists (a commit that needs it can go straight to the committer). */
+  namespaceReady(): boolean {
+    // Once it exists it stays: no user can drop or rename a reserved namespace.
+    if (!this.#nsReady) this.#nsReady = this.#nsId() !== undefined;
+    return this.#nsReady;
+  }
+
+  /** Creates the queues' namespace if missing (once per store; racing creators are fine). */
+  ensureNamespace(): Promise<void> {
+    if (this.namespaceReady()) return Promise.resolve();
+    this.#creating ??= (async () => {
+      const state = newTxState(this.#host.refresh(), "serializable", true);
+      state.namespaceOps.push({ op: "create", name: QUEUES_NS });
+      try {
+        await this.#host.commit(state);
+      } catch (e) {
+        if (!isTxtDbError(e, "NAMESPACE_EXISTS")) throw e;
+      }
+    })().finally(() => void (this.#creating = undefined));
+    return this.#creating;
+  }
+
+  #floorsOf(queue: string): Floors {
+    const now = this.#host.platform.monotonicMs();
+    let f = this.#floors.get(queue);
+    if (!f || now - f.sinceMs > FLOOR_RESET_MS) {
+      if (!f && this.#floors.size >= 10_000) this.#floors.clear(); // bounded: floors are only shortcuts
+      f = { readyMs: 0, claimMs: 0, sinceMs: now };
+      this.#floors.set(queue, f);
+    }
+    return f;
+  }
+
+  // --- enqueue ---
+
+  #pending(queue: unknown, value: unknown, options: EnqueueOptions | undefined, what: string): PendingEnqueue {
+    checkQueueName(queue, what);
+    checkOptionsObject(options, what, ["delayMs", "dedupeKey", "dedupeWindowMs"]);
+    const delayMs = duration(options?.delayMs, `${what} delayMs`, 0, 0);
+    let dedupe: PendingEnqueue["dedupe"];
+    if (options?.dedupeKey !== undefined) {
+      const key = options.dedupeKey;
+      if (typeof key !== "string" || key.length === 0 || key.length > DEDUPE_KEY_MAX || !isWellFormedString(key)) {
+        throw invalidArg(`${what} dedupeKey must be a non-empty, well-formed string of at most ${DEDUPE_KEY_MAX} characters; got ${describe(key)}`);
+      }
+      encodeKey(["k", queue, key], this.#host.limits().maxKeyBytes); // INVALID_KEY now, not at commit
+      dedupe = { key, windowMs: duration(options.dedupeWindowMs, `${what} dedupeWindowMs`, 1, DEDUPE_WINDOW_MS_DEFAULT) };
+    } else if (options?.dedupeWindowMs !== undefined) {
+      throw invalidArg(`${what} dedupeWindowMs needs a dedupeKey`);
+    }
+    const bytes = encodeValue(value, this.#host.limits().maxValueBytes);
+    return { queue, id: this.newId(), value: bytes, delayMs, dedupe };
+  }
+
+  #random = () => Math.random();
+  #now = () => this.#host.platform.wallClockMs();
+
+  /** `db.enqueue()`. */
+  async enqueue(queue: string, value: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
+    this.#host.ensureOpen();
+    const p = this.#pending(queue, value, options, "enqueue()");
+    if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot enqueue: the database was opened with readOnly: true");
+    await this.ensureNamespace();
+    const state = newTxState(this.#host.refresh(), "serializable", true);
+    let written = false;
+    new HeadWork(state, this.#now, this.#random).add((w) => void (written = w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe)));
+    const tsn = await this.#host.commit(state);
+    return { id: p.id, version: BigInt(tsn), deduplicated: !written };
+  }
+
+  /** `tx.enqueue()`: adds the message to the transaction's writes, decided at its commit. */
+  enqueueInTransaction(state: TxState, queue: string, value: unknown, options?: EnqueueOptions): string {
+    const p = this.#pending(queue, value, options, "tx.enqueue()");
+    const limits = this.#host.limits();
+    const writes = p.dedupe ? 3 : 1;
+    if (state.writeCount + writes > limits.maxTxWrites) {
+      throw new TxtDbError("LIMIT", `Transaction writes more than ${limits.maxTxWrites} keys (maxTxWrites); split it into smaller transactions`);
+    }
+    const bytes = p.value.length + 128 + (p.dedupe ? 2 * p.dedupe.key.length : 0);
+    if (state.bytes + bytes > limits.maxTxBytes) {
+      throw new TxtDbError("LIMIT", `Transaction exceeds ${limits.maxTxBytes} bytes (maxTxBytes); split it into smaller transactions`);
+    }
+    state.writeCount += writes;
+    state.bytes += bytes;
+    let work = transactionWork.get(state);
+    if (!work) transactionWork.set(state, (work = new HeadWork(state, this.#now, this.#random)));
+    work.add((w) => void w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe));
+    return p.id;
+  }
+
+  // --- reading ---
+
+  /** The names of the queues that hold anything (waiting, running or dead messages), sorted: for `txtdb queues`. */
+  names(): string[] {
+    this.#host.ensureOpen();
+    const snap = this.#host.refresh();
+    const index = this.#host.index();
+    const nsId = index.resolve(QUEUES_NS, snap);
+    if (nsId === undefined) return [];
+    const names = new Set<string>();
+    for (const tag of ["r", "c", "d"]) {
+      let [start, end] = prefixRange([tag]);
+      // One look per queue: after each name, skip past every key of that queue.
+      for (;;) {
+        const [row] = index.range(nsId, start, end, snap, false, 1);
+        if (!row) break;
+        const queue = decodeKeyParts(row[0])[1];
+        if (typeof queue !== "string") break;
+        names.add(queue);
+        start = prefixRange([tag, queue])[1];
+        if (start >= end) break;
+      }
+    }
+    return [...names].sort();
+  }
+
+  /** `db.queueStats()`: counts at the newest committed state. */
+  stats(queue: string): QueueStats {
+    this.#host.ensureOpen();
+    checkQueueName(queue, "queueStats()");
+    const snap = this.#host.refresh();
+    const index = this.#host.index();
+    const nsId = index.resolve(QUEUES_NS, snap);
+    if (nsId === undefined) return { ready: 0, delayed: 0, running: 0, dead: 0 };
+    const f = this.#floorsOf(queue);
+    const split = encodeKey(["r", queue, Math.floor(this.#now()) + 1]);
+    const from = readyFrom(queue, f.readyMs);
+    return {
+      ready: from < split ? index.count(nsId, from, split, snap) : 0,
+      delayed: index.count(nsId, split > from ? split : from, readyEnd(queue), snap),
+      running: index.count(nsId, claimFrom(queue, f.claimMs), claimEnd(queue), snap),
+      dead: index.count(nsId, ...deadRange(queue), snap),
+    };
+  }
+
+  /** `db.deadLetters()`: the dead list, page by page at the newest state of each page. */
+  deadLetters<T>(queue: string): AsyncIterableIterator<DeadLetter<T>> {
+    this.#host.ensureOpen();
+    checkQueueName(queue, "deadLetters()");
+    const host = this.#host;
+    const [start, end] = deadRange(queue);
+    let after: string | undefined;
+    let page: DeadLetter<T>[] = [];
+    let done = false;
+    const it: AsyncIterableIterator<DeadLetter<T>> = {
+      next: () => {
+        try {
+          if (page.length === 0 && !done) {
+            host.ensureOpen();
+            const snap = host.refresh();
+            const index = host.index();
+            const nsId = index.resolve(QUEUES_NS, snap);
+            const rows = nsId === undefined ? [] : index.range(nsId, start, end, snap, false, 256, after);
+            if (rows.length < 256) done = true;
+            page = rows.map(([k, v]) => {
+              const rec = decodeRecord(k, v.value);
+              return { id: keyId(k), value: decodeValue(rec.v) as T, attempts: rec.a, error: rec.e };
+            });
+            after = rows[rows.length - 1]?.[0];
+          }
+          const value = page.shift();
+          if (value === undefined) return Promise.resolve({ done: true, value: undefined });
+          return Promise.resolve({ done: false, value });
+        } catch (e) {
+          done = true;
+          page = [];
+          return Promise.reject(e);
+        }
+      },
+      return: () => {
+        done = true;
+        page = [];
+        return Promise.resolve({ done: true, value: undefined });
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+
+  /** `db.retryDead()`: moves one dead message (`id`) or all back to ready, attempts reset; resolves to how many moved. */
+  async retryDead(queue: string, id?: string): Promise<number> {
+    this.#host.ensureOpen();
+    checkQueueName(queue, "retryDead()");
+    if (id !== undefined && (typeof id !== "string" || id.length === 0 || id.length > 256)) throw invalidArg(`retryDead() id must be a message id (a non-empty string); got ${describe(id)}`);
+    if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot retry dead messages: the database was opened with readOnly: true");
+    if (!this.namespaceReady()) return 0;
+    let total = 0;
+    for (;;) {
+      const state = newTxState(this.#host.refresh(), "serializable", true);
+      let moved = 0;
+      new HeadWork(state, this.#now, this.#random).add((w) => void (moved = w.retryDead(queue, id, RETRY_DEAD_BATCH)));
+      await this.#host.commit(state);
+      total += moved;
+      if (id !== undefined || moved < RETRY_DEAD_BATCH) return total;
+    }
+  }
+
+  // --- listening ---
+
+  /** `db.listenQueue()`: resolves when `signal` aborts or the database closes, after running handlers finish. */
+  async listen<T>(queue: string, handler: QueueHandler<T>, options?: ListenOptions): Promise<void> {
+    this.#host.ensureOpen();
+    checkQueueName(queue, "listenQueue()");
+    checkFunction("listenQueue()'s handler", handler);
+    checkOptionsObject(options, "listenQueue()", ["concurrency", "signal", "maxAttempts", "visibilityTimeoutMs", "retryDelayMs", "retryDelayMaxMs"]);
+    checkSignal(options?.signal);
+    const retryMs = duration(options?.retryDelayMs, "listenQueue() retryDelayMs", 0, RETRY_DELAY_MS_DEFAULT);
+    const opts: ResolvedListen = {
+      concurrency: integer(options?.concurrency, "listenQueue() concurrency", 1, CONCURRENCY_MAX, 1),
+      maxAttempts: integer(options?.maxAttempts, "listenQueue() maxAttempts", 1, 1_000_000, MAX_ATTEMPTS_DEFAULT),
+      visibilityMs: duration(options?.visibilityTimeoutMs, "listenQueue() visibilityTimeoutMs", 1, VISIBILITY_TIMEOUT_MS_DEFAULT),
+      retryMs,
+      retryMaxMs: duration(options?.retryDelayMaxMs, "listenQueue() retryDelayMaxMs", retryMs, Math.max(retryMs, RETRY_DELAY_MAX_MS_DEFAULT)),
+      signal: options?.signal,
+    };
+    if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot listen to a queue: the database was opened with readOnly: true");
+    if (this.#closing) throw new TxtDbError("CLOSED", "Cannot listen to a queue: the database is closing");
+    if (opts.signal?.aborted) return;
+    await this.ensureNamespace();
+    const owner = this.#host.ownerId();
+    if (owner === undefined) throw new TxtDbError("READ_ONLY", "Cannot listen to a queue: this handle holds no lease");
+    const listener = new Listener(this, this.#host, queue, handler as QueueHandler, opts, owner);
+    this.#listeners.add(listener);
+    try {
+      await listener.run();
+    } finally {
+      this.#listeners.delete(listener);
+    }
+  }
+
+  /** Local, at the visible state: is something of `queue` ready now? If the first waiting message is delayed, its ready time. */
+  firstWaiting(queue: string): { ready: boolean; atMs?: number } {
+    const snap = this.#host.refresh();
+    const index = this.#host.index();
+    const nsId = index.resolve(QUEUES_NS, snap);
+    if (nsId === undefined) return { ready: false };
+    const [row] = index.range(nsId, readyFrom(queue, this.#floorsOf(queue).readyMs), readyEnd(queue), snap, false, 1);
+    if (!row) return { ready: false };
+    const at = keyTime(row[0]);
+    return at <= this.#now() ? { ready: true } : { ready: false, atMs: at };
+  }
+
+  /**
+   * One round of a listener: its outcomes, the claims to give back, and a claim for `free`
+   * slots, in one commit decided at the head. Resolves to what it claimed.
+   */
+  round(queue: string, work: { free: number; outcomes: Outcome[]; owner: string; tokenOf: () => string; opts: ResolvedListen }): { claimed: Promise<Claimed[]>; durable: Promise<void> } {
+    const f = this.#floorsOf(queue);
+    const state = newTxState(this.#host.refresh(), "serializable", true);
+    let claimed: Claimed[] = [];
+    let floor: number | undefined;
+    const head = new HeadWork(state, this.#now, this.#random);
+    head.add((w: HeadWriter) => {
+      for (const o of work.outcomes) w.settle(o);
+      if (work.free > 0) {
+        const r = w.claim(queue, work.free, f.readyMs, work.owner, work.tokenOf, { visibilityMs: work.opts.visibilityMs, maxAttempts: work.opts.maxAttempts, retryMs: work.opts.retryMs, retryMaxMs: work.opts.retryMaxMs });
+        claimed = r.claimed;
+        floor = r.floorMs;
+      }
+    });
+    // The claims are handed out once written, before they are durable: see the module
+    // comment ("Claims start before their fsync").
+    let written!: (c: Claimed[]) => void;
+    const claimedPromise = new Promise<Claimed[]>((resolve) => (written = resolve));
+    state.onAppended = () => {
+      // Only now that the claims are in the log does the floor hold (queuestore.ts rule 3).
+      if (floor !== undefined && this.#floors.get(queue) === f) f.readyMs = Math.max(f.readyMs, floor);
+      written(claimed);
+    };
+    const durable = this.#host.commit(state).then(() => written(claimed));
+    return { claimed: Promise.race([claimedPromise, durable.then(() => claimed)]), durable };
+  }
+
+  /** The live claims of `queue`, read at the head; forgets dedupe keys whose window passed. */
+  async sweepRead(queue: string): Promise<LiveClaim[]> {
+    const f = this.#floorsOf(queue);
+    const state = newTxState(this.#host.refresh(), "serializable", true);
+    let out: LiveClaim[] = [];
+    let floor: number | undefined;
+    new HeadWork(state, this.#now, this.#random).add((w) => {
+      const r = w.claims(queue, f.claimMs, SWEEP_CLAIMS_MAX);
+      out = r.claims;
+      if (r.claims.length < SWEEP_CLAIMS_MAX) floor = r.floorMs;
+      w.forgetDedupeKeys(queue, DEDUPE_FORGET_BATCH);
+    });
+    await this.#host.commit(state);
+    if (floor !== undefined && this.#floors.get(queue) === f) f.claimMs = Math.max(f.claimMs, floor);
+    return out;
+  }
+
+  /** Stops every listener, waits for their running handlers (each bounded by its visibility timeout). Before the database closes. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    const all = [...this.#listeners];
+    for (const l of all) l.stop();
+    await Promise.all(all.map((l) => l.finished));
+  }
+
+}
+
+/** The dedupe and enqueue work of a user's transaction, one per transaction state. */
+const transactionWork = new WeakMap<TxState, HeadWork>();
+
+interface Running {
+  token: string;
+}
+
+/** One `listenQueue()` call. */
+class Listener {
+  readonly #queues: Queues;
+  readonly #host: QueueHost;
+  readonly #queue: string;
+  readonly #handler: QueueHandler;
+  readonly #opts: ResolvedListen;
+  readonly #owner: string;
+  readonly #running = new Map<string, Running>();
+  #outcomes: Outcome[] = [];
+  #tokenCounter = 0;
+  #stopping = false;
+  #finished = false;
+  #pumping = false;
+  #again = false;
+  #unsubscribe: (() => void) | undefined;
+  #delayTimer: Timer | undefined;
+  #delayAt = Infinity;
+  #sweepTimer: Timer | undefined;
+  #abandonTimer: Timer | undefined;
+  #sweeping = false;
+  /** The last round's commit, until durable (see #pump). */
+  #syncing: Promise<void> | undefined;
+  #retryTimer: Timer | undefined;
+  #resolve!: () => void;
+  readonly finished: Promise<void>;
+  readonly #aliveCache = new Map<string, { alive: boolean; atMs: number }>();
+  #onAbort = () => this.stop();
+
+  constructor(queues: Queues, host: QueueHost, queue: string, handler: QueueHandler, opts: ResolvedListen, owner: string) {
+    this.#queues = queues;
+    this.#host = host;
+    this.#queue = queue;
+    this.#handler = handler;
+    this.#opts = opts;
+    this.#owner = owner;
+    this.finished = new Promise((resolve) => (this.#resolve = resolve));
+  }
+
+  run(): Promise<void> {
+    this.#opts.signal?.addEventListener("abort", this.#onAbort, { once: true });
+    this.#unsubscribe = this.#host.subscribe(() => this.#kick());
+    this.#sweepTimer = armInterval(SWEEP_MS, () => void this.#sweep());
+    void this.#sweep();
+    this.#kick();
+    return this.finished;
+  }
+
+  #token(): string {
+    return `${this.#owner}/${(this.#tokenCounter++).toString(36)}`;
+  }
+
+  /** Stops claiming; resolves `finished` once running handlers are done and their outcomes committed. */
+  stop(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#opts.signal?.removeEventListener("abort", this.#onAbort);
+    this.#sweepTimer?.cancel();
+    this.#delayTimer?.cancel();
+    this.#unsubscribe?.();
+    if (this.#running.size > 0) {
+      // A handler still running this long after the stop is abandoned (see the module comment).
+      this.#abandonTimer = armTimer(this.#opts.visibilityMs, () => this.#finish());
+    }
+    this.#kick();
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#stopping = true;
+    this.#sweepTimer?.cancel();
+    this.#delayTimer?.cancel();
+    this.#retryTimer?.cancel();
+    this.#abandonTimer?.cancel();
+    this.#unsubscribe?.();
+    this.#resolve();
+  }
+
+  #kick(): void {
+    if (this.#finished) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    void this.#pump();
+  }
+
+  #armDelay(atMs: number): void {
+    if (this.#stopping || atMs >= this.#delayAt) return;
+    this.#delayTimer?.cancel();
+    this.#delayAt = atMs;
+    this.#delayTimer = armTimer(Math.max(0, atMs - this.#host.platform.wallClockMs()), () => {
+      this.#delayAt = Infinity;
+      this.#delayTimer = undefined;
+      this.#kick();
+    });
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      for (;;) {
+        this.#again = false;
+        const free = this.#stopping ? 0 : this.#opts.concurrency - this.#running.size;
+        let claim = false;
+        if (free > 0) {
+          const first = this.#queues.firstWaiting(this.#queue);
+          claim = first.ready;
+          if (first.atMs !== undefined) this.#armDelay(first.atMs);
+        }
+        const outcomes = this.#outcomes;
+        if (!claim && outcomes.length === 0) {
+          if (this.#again) continue;
+          break;
+        }
+        this.#outcomes = [];
+        let got: Claimed[];
+        try {
+          // At most one round waits for its fsync while the next one forms: handlers run
+          // during the sync, and rounds stay as large as the group commit makes them.
+          await this.#syncing;
+          const round = this.#queues.round(this.#queue, { free: claim ? free : 0, outcomes, owner: this.#owner, tokenOf: () => this.#token(), opts: this.#opts });
+          this.#syncing = round.durable;
+          round.durable.catch(() => {}); // its failure is met at the next round's await
+          got = await round.claimed;
+        } catch (e) {
+          this.#syncing = undefined;
+          if (isTxtDbError(e, "CLOSED")) {
+            this.#finish();
+            return;
+          }
+          // I/O trouble, a lock timeout: the outcomes wait for the next round (their claims
+          // stay until then, or until the sweep gives them back).
+          this.#outcomes = outcomes.concat(this.#outcomes);
+          this.#retryTimer?.cancel();
+          this.#retryTimer = armTimer(ROUND_RETRY_MS, () => this.#kick());
+          return;
+        }
+        for (const c of got) {
+          if (this.#stopping) this.#outcomes.push({ kind: "release", key: c.key, token: c.token });
+          else this.#start(c);
+        }
+        if (got.length > 0 && this.#stopping) this.#again = true;
+        if (claim && got.length === free) this.#again = true; // maybe more waiting
+        if (!this.#again) break;
+      }
+    } catch (e) {
+      // A damaged record or an unexpected error: tell, and try again later rather than spin.
+      if (!this.#finished) {
+        console.error(`txtdb: listener of queue ${JSON.stringify(this.#queue)} failed a round; retrying in ${ROUND_RETRY_MS} ms:`, e);
+        this.#retryTimer?.cancel();
+        this.#retryTimer = armTimer(ROUND_RETRY_MS, () => this.#kick());
+      }
+    } finally {
+      this.#pumping = false;
+      if (this.#stopping && this.#running.size === 0 && this.#outcomes.length === 0) {
+        // Resolve once the last round is durable: its outcomes then show in every process.
+        const last = this.#syncing;
+        if (last) void last.catch(() => {}).then(() => this.#finish());
+        else this.#finish();
+      }
+    }
+  }
+
+  #start(c: Claimed): void {
+    this.#running.set(c.key, { token: c.token });
+    const message: QueueMessage = { id: c.id, attempt: c.record.a, queue: this.#queue, enqueuedAtMs: c.record.t };
+    void (async () => {
+      let outcome: Outcome;
+      try {
+        const handler = this.#handler; // called as a plain function: `this` is not the listener
+        await handler(decodeValue(c.record.v), message);
+        outcome = { kind: "ack", key: c.key, token: c.token };
+      } catch (e) {
+        outcome = { kind: "fail", key: c.key, token: c.token, error: toQueueError(e) };
+      }
+      this.#running.delete(c.key);
+      if (this.#finished) return; // abandoned: its claim goes back by the sweep
+      this.#outcomes.push(outcome);
+      this.#kick();
+    })();
+  }
+
+  #alive(owner: string): boolean {
+    if (owner === this.#owner) return true;
+    // Lease ids are 16 hex digits (liveness.ts): anything else is no path to open.
+    if (!/^[0-9a-f]{16}$/.test(owner)) return false;
+    const now = this.#host.platform.monotonicMs();
+    const cached = this.#aliveCache.get(owner);
+    if (cached && now - cached.atMs < SWEEP_MS / 2) return cached.alive;
+    const alive = this.#host.ownerAlive(owner);
+    if (this.#aliveCache.size > 1000) this.#aliveCache.clear();
+    this.#aliveCache.set(owner, { alive, atMs: now });
+    return alive;
+  }
+
+  /** Gives back claims whose owner died or whose visibility timeout passed. */
+  async #sweep(): Promise<void> {
+    if (this.#sweeping || this.#stopping) return;
+    this.#sweeping = true;
+    try {
+      const claims = await this.#queues.sweepRead(this.#queue);
+      const now = this.#host.platform.wallClockMs();
+      for (const c of claims) {
+        if (this.#stopping) break;
+        const dead = !this.#alive(c.owner);
+        if (!dead && c.deadlineMs > now) continue;
+        const error = dead
+          ? { name: "QueueOwnerDied", message: "The process (or database handle) running this message's handler ended before the handler finished" }
+          : { name: "QueueVisibilityTimeout", message: "The handler did not finish within its visibility timeout (visibilityTimeoutMs); the message was given to another attempt" };
+        this.#outcomes.push({ kind: "fail", key: c.key, token: c.token, error });
+      }
+      this.#kick();
+    } catch (e) {
+      if (!isTxtDbError(e, "CLOSED") && !this.#stopping) console.error(`txtdb: sweep of queue ${JSON.stringify(this.#queue)} failed; retrying at the next sweep:`, e);
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+}

@@ -213,25 +213,21 @@ export class Levels {
 
   /**
    * How many keys of [start, end) have a newest version at or below `snap` in the tables
-   * that is neither a delete nor expired at `nowMs`, when one source holds every table that may answer (one level-0
-   * table, or the disjoint tables of one level, as after a compaction): the sum of their
-   * counts. Undefined when versions of a key may lie in two sources; the caller merges then.
+   * that is neither a delete nor expired at `nowMs`, when no two tables that may answer
+   * share a key (a key's versions then all lie in one table, as after compactions of keys
+   * written in order, or in one level's disjoint tables): the sum of their counts.
+   * Undefined when two of them overlap; the caller merges then.
    */
   countRange(nsId: number, start: string, end: string | undefined, snap: number, nowMs: number, onExpiring?: (key: string, tsn: number, value: Uint8Array) => void): number | undefined {
-    let source: TableReader[] | undefined;
-    for (const t of this.#l0) {
-      if (t.reader.meta.minTsn > snap || !overlaps(t.reader, nsId, start, end)) continue;
-      if (source) return undefined;
-      source = [t.reader];
-    }
-    for (const run of this.#runs) {
-      const hit = run.filter((t) => t.reader.meta.minTsn <= snap && overlaps(t.reader, nsId, start, end));
-      if (hit.length === 0) continue;
-      if (source) return undefined;
-      source = hit.map((t) => t.reader);
+    const tables: TableReader[] = [];
+    for (const t of this.#l0) if (t.reader.meta.minTsn <= snap && overlaps(t.reader, nsId, start, end)) tables.push(t.reader);
+    for (const run of this.#runs) for (const t of run) if (t.reader.meta.minTsn <= snap && overlaps(t.reader, nsId, start, end)) tables.push(t.reader);
+    tables.sort((a, b) => compareKeysOrEmpty(a.meta.minKey, b.meta.minKey));
+    for (let i = 1; i < tables.length; i++) {
+      if (compareKeysOrEmpty(tables[i - 1]!.meta.maxKey, tables[i]!.meta.minKey) >= 0) return undefined;
     }
     let n = 0;
-    for (const t of source ?? []) n += t.countRange(nsId, start, end, snap, nowMs, onExpiring);
+    for (const t of tables) n += t.countRange(nsId, start, end, snap, nowMs, onExpiring);
     return n;
   }
 

@@ -53,6 +53,49 @@ test(`${R} count() equals the entries list() yields: prefixes, start/end, delete
   await db.close();
 });
 
+test(`${R} count() over several tables: ones that share no key are counted table by table, ones that do are merged; both equal list()`, async () => {
+  const dir = tempDir("count");
+  const db = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+  const sels = [{ prefix: [] }, { prefix: ["b"] }, { start: ["a", 1500], end: ["c", 10] }, { start: ["b", 1999] }, { end: ["b", 0] }];
+  const check = async (what: string) => {
+    for (const sel of sels) assert.equal(await db.count("ns", sel as never), await listed(db, "ns", sel), `${what}: count ${JSON.stringify(sel)}`);
+  };
+  // Three compactions of disjoint key ranges: tables in one or more levels that share no key.
+  for (const part of ["a", "b", "c"]) {
+    await db.transaction((tx) => {
+      for (let i = 0; i < 2000; i++) tx.set("ns", [part, i], i);
+    });
+    await db.compact();
+    await check(`after "${part}"`);
+  }
+  assert.equal(await db.count("ns", { prefix: [] }), 6000);
+  // Deletes and overwrites folded into a new table that overlaps the others: merged.
+  await db.transaction((tx) => {
+    for (let i = 0; i < 2000; i += 10) tx.delete("ns", ["b", i]);
+    tx.set("ns", ["a", 5], "again");
+  });
+  await db.compact();
+  await check("after overlapping deletes");
+  assert.equal(await db.count("ns", { prefix: ["b"] }), 1800);
+  await db.close();
+
+  // Automatic compactions (level-0 tables, not merged) of rounds that rewrite and delete
+  // keys of earlier rounds: tables that share keys, counted at every step.
+  const dir2 = tempDir("count");
+  const auto = await open(dir2, { namespaces: ["ns"], segmentBytes: 8192, autoCompactBytes: 16384 });
+  for (let round = 0; round < 40; round++) {
+    await auto.transaction((tx) => {
+      for (let i = 0; i < 60; i++) tx.set("ns", ["k", (round * 37 + i) % 500], "v".repeat(40));
+      for (let i = 0; i < 10; i++) tx.delete("ns", ["k", (round * 53 + i * 7) % 500]);
+    });
+    for (const sel of [{ prefix: [] }, { start: ["k", 100], end: ["k", 300] }]) {
+      assert.equal(await auto.count("ns", sel as never), await listed(auto, "ns", sel), `round ${round}: count ${JSON.stringify(sel)}`);
+    }
+  }
+  assert.ok(auto.stats().tables > 1, `automatic compactions made ${auto.stats().tables} tables`);
+  await auto.close();
+});
+
 test(`${R} count() on a snapshot reads its version; on the database, other handles' commits at once`, async () => {
   const dir = tempDir("count");
   const db = await open(dir, { namespaces: ["ns"] });

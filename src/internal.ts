@@ -35,3 +35,4 @@ export type { AppendedBatch, TailHooks } from "./tail.ts";
 export { Meters } from "./stats.ts";
 export { databaseInternals } from "./db.ts";
 export type { DatabaseInternals } from "./db.ts";
+export { retryDelayMs } from "./sagadefs.ts";

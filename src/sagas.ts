@@ -742,16 +742,23 @@ export class Sagas {
       })
       .finally(() => {
         this.#running.delete(id);
-        this.#pump();
+        // On a later turn: a saga whose claim finds nothing to do must never relaunch in a
+        // loop of microtasks (a claim that reads only settles without I/O).
+        armTimer(0, () => this.#pump());
       });
     this.#running.set(id, work);
   }
 
-  /** Claims the saga (sagastate.ts rule 2) and starts its next try (rule 1); undefined if it is not this handle's to run. */
+  /**
+   * Claims the saga (sagastate.ts rule 2) and starts its next try (rule 1); undefined if it
+   * is not this handle's to run (then what was read is noted, so that the saga is not
+   * launched again before its entry changes).
+   */
   #claim(id: string): Promise<SagaRecord | undefined> {
     const ns = this.namespace;
     return this.#db.transaction(async (tx) => {
       const rec = await tx.get(ns, sagaKey(id));
+      this.#note(id, rec);
       if (!isRecord(rec) || isFinal(rec.status)) return undefined;
       const def = this.#defs.get(rec.name);
       if (!def) return undefined;
@@ -790,7 +797,16 @@ export class Sagas {
       next.updatedAtMs = now;
       writeRecord(tx, ns, rec, next);
       return isFinal(next.status) ? undefined : next;
-    }, { maxRetries: TX_RETRIES_MAX });
+    }, { maxRetries: TX_RETRIES_MAX }).then((claimed) => {
+      if (!claimed) void this.#db.get(ns, sagaKey(id)).then((rec) => this.#note(id, rec), () => {});
+      return claimed;
+    });
+  }
+
+  /** Brings this handle's view of a saga's run entry up to `rec` (the watcher may not have told yet). */
+  #note(id: string, rec: unknown): void {
+    if (!isRecord(rec) || isFinal(rec.status) || !this.#defs.has(rec.name)) this.#active.delete(id);
+    else this.#active.set(id, { name: rec.name, owner: rec.owner, dueAtMs: rec.dueAtMs });
   }
 
   async #runSaga(id: string): Promise<void> {
@@ -865,8 +881,11 @@ export class Sagas {
           }
           next.updatedAtMs = now;
           writeRecord(tx, ns, cur, next);
-          return next.owner === me ? next : undefined;
-        }, { maxRetries: TX_RETRIES_MAX });
+          return next;
+        }, { maxRetries: TX_RETRIES_MAX }).then((written) => {
+          if (written) this.#note(ran.id, written);
+          return written?.owner === me ? written : undefined;
+        });
       } catch (e) {
         if (ok && isTxtDbError(e, "INVALID_VALUE")) {
           // The step's output cannot be stored: the try failed.

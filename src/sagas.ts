@@ -111,6 +111,9 @@ interface Active extends RunEntry {
   name: string;
 }
 
+/** The last id's time and its rank within that ms, for every handle of this process. */
+const idClock = { ms: 0, seq: 0 };
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -565,11 +568,18 @@ export class Sagas {
     }
   }
 
+  /**
+   * Time first, so that ids (and list()) follow start order: across processes to the ms,
+   * within a process exactly (a counter orders the ids of one ms, and the clock going back
+   * does not reorder them). The random part keeps processes apart.
+   */
   #newId(): string {
-    const bytes = new Uint8Array(8);
+    const bytes = new Uint8Array(6);
     this.#platform.randomBytes(bytes);
-    // Time first, so that ids (and list()) follow start order across processes, to the ms.
-    return this.#platform.wallClockMs().toString(36).padStart(9, "0") + "-" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const ms = Math.max(Math.floor(this.#platform.wallClockMs()), idClock.ms);
+    idClock.seq = ms === idClock.ms ? idClock.seq + 1 : 0;
+    idClock.ms = ms;
+    return ms.toString(36).padStart(9, "0") + "-" + idClock.seq.toString(36).padStart(4, "0") + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
   }
 
   #random(): number {
@@ -642,9 +652,10 @@ export class Sagas {
       this.#pump();
     })();
     this.#watchReady = ready;
-    ready.catch(() => {
+    ready.catch((e) => {
       if (this.#watchReady === ready) this.#watchReady = undefined;
-      this.#recoverWatch(generation);
+      if (isTxtDbError(e, "NAMESPACE_NOT_FOUND")) this.#namespaceGone(e);
+      else this.#recoverWatch(generation);
     });
     return ready;
   }
@@ -659,12 +670,20 @@ export class Sagas {
     } catch (e) {
       if (generation !== this.#watchGeneration) return;
       if (isTxtDbError(e, "CLOSED")) return void this.close();
+      if (isTxtDbError(e, "NAMESPACE_NOT_FOUND")) return this.#namespaceGone(e);
       // WATCH_OVERFLOW and the like: reload from a snapshot and go on.
       this.#recoverWatch(generation);
       return;
     }
     // Ended without our stop: the database was closed under this handle.
     if (generation === this.#watchGeneration) void this.close();
+  }
+
+  /** The namespace was dropped or renamed: nothing here can go on; waiting result() calls fail with the error. */
+  #namespaceGone(e: TxtDbError): void {
+    this.#stopWatch();
+    this.#active.clear();
+    for (const set of this.#waiters.values()) for (const w of set) w(e);
   }
 
   #recoverWatch(generation: number): void {

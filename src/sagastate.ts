@@ -90,6 +90,8 @@ export function isFinal(status: SagaStatus): boolean {
   return status === "completed" || status === "compensated" || status === "failed";
 }
 
+const STATUSES: readonly SagaStatus[] = ["running", "compensating", "completed", "compensated", "failed"];
+
 /** A new saga, not yet claimed by a runner. */
 export function newRecord(id: string, def: { name: string; stepNames: string[] }, input: unknown, idempotencyKey: string | null, nowMs: number): SagaRecord {
   return {
@@ -245,5 +247,9 @@ export function infoOf(rec: SagaRecord): SagaInfo {
 export function isRecord(v: unknown): v is SagaRecord {
   if (typeof v !== "object" || v === null) return false;
   const r = v as Partial<SagaRecord>;
-  return r.format === RECORD_FORMAT && typeof r.id === "string" && typeof r.name === "string" && Array.isArray(r.steps) && typeof r.status === "string" && typeof r.index === "number" && Array.isArray(r.results);
+  return r.format === RECORD_FORMAT && typeof r.id === "string" && typeof r.name === "string" && Array.isArray(r.steps) &&
+    r.steps.every((s) => typeof s === "string") && STATUSES.includes(r.status as SagaStatus) &&
+    Number.isInteger(r.index) && r.index! >= 0 && r.index! <= r.steps.length && Number.isInteger(r.attempt) && r.attempt! >= 0 &&
+    Number.isInteger(r.done) && Array.isArray(r.results) && Array.isArray(r.compensationErrors) &&
+    (r.owner === null || typeof r.owner === "string") && typeof r.dueAtMs === "number";
 }

@@ -425,3 +425,69 @@ test(`${R} many sagas at once, bounded by concurrency: every one completes, each
   await sagas.close();
   await db.close();
 });
+
+/** Makes the saga look owned by a runner whose process is gone (a lease id with no lease file). */
+async function orphan(db: Database, id: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const rec = await tx.get<Record<string, unknown>>("sagas", ["saga", id]);
+    tx.set("sagas", ["saga", id], { ...rec, owner: "deadbeefdeadbeef", ownerPid: 999999, ownerRuntime: "node" });
+    tx.set("sagas", ["run", rec!.name as string, id], { owner: "deadbeefdeadbeef", dueAtMs: 0 });
+  });
+}
+
+test(`${R} a saga whose runner died is taken over; if that try was the step's last, the step fails for good (SagaRunnerLost) and compensates`, async () => {
+  const dir = tempDir("saga-lost");
+  const db = await open(dir);
+  const first = await Sagas.open(db, { retry: FAST, resumeAfterMs: 40 });
+  let blocked!: () => void;
+  const inStep = new Promise<void>((r) => (blocked = r));
+  const hang = async (_i: unknown, ctx: SagaContext) => {
+    blocked();
+    await new Promise((r) => ctx.signal.addEventListener("abort", r));
+    return "too late";
+  };
+  first.define("one-shot", [{ name: "a", run: () => "a" , compensate: () => void 0 }, { name: "b", run: hang, retry: { attempts: 1 } }]);
+  first.define("retried", [{ name: "a", run: () => "a" }, { name: "b", run: hang }]);
+  const lastTry = await first.start("one-shot", null);
+  await inStep;
+  await orphan(db, lastTry);
+  await first.close(); // its try ends on the abort; its outcome is not written: the saga is not its own any more
+  const db2 = await open(dir);
+  const second = await Sagas.open(db2, { retry: FAST, resumeAfterMs: 40 });
+  const undone: string[] = [];
+  second.define("one-shot", [{ name: "a", run: () => "a", compensate: (_i, ctx) => void undone.push(ctx.idempotencyKey) }, { name: "b", run: () => "b", retry: { attempts: 1 } }]);
+  const r = await second.result(lastTry, { timeoutMs: 30_000 });
+  assert.equal(r.status, "compensated");
+  assert.equal(r.error?.name, "SagaRunnerLost");
+  assert.equal(r.error?.step, "b");
+  assert.match(r.error!.message, /pid 999999/);
+  assert.deepEqual(undone, [`${lastTry}/a`]);
+  // With tries left, the new runner tries again: try 2.
+  const third = await Sagas.open(db, { retry: FAST });
+  let entered!: () => void;
+  const again = new Promise<void>((res) => (entered = res));
+  third.define("retried", [{ name: "a", run: () => "a" }, { name: "b", run: async (_i, ctx) => { entered(); await new Promise((res) => ctx.signal.addEventListener("abort", res)); return "never"; } }]);
+  const id = await third.start("retried", null);
+  await again;
+  await orphan(db, id);
+  await third.close();
+  const attempts: number[] = [];
+  second.define("retried", [{ name: "a", run: () => "a" }, { name: "b", run: (_i, ctx) => (attempts.push(ctx.attempt), "b") }]);
+  assert.deepEqual((await second.result(id, { timeoutMs: 30_000 })).output, { a: "a", b: "b" });
+  assert.deepEqual(attempts, [2]);
+  await second.close();
+  await db2.close();
+  await db.close();
+});
+
+test(`${R} dropping the namespace fails a waiting result() with NAMESPACE_NOT_FOUND`, async () => {
+  const { db, sagas } = await setup("saga-drop");
+  sagas.define("stuck", [{ name: "s", run: (_i, ctx) => new Promise((r) => ctx.signal.addEventListener("abort", r)) }]);
+  const id = await sagas.start("stuck", null);
+  const waiting = sagas.result(id);
+  await sleep(20);
+  await db.dropNamespace("sagas");
+  assert.equal(await code(waiting), "NAMESPACE_NOT_FOUND");
+  await sagas.close();
+  await db.close();
+});

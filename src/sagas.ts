@@ -918,3 +918,62 @@ export class Sagas {
     }
   }
 }
+
+/** One saga `txtdb doctor` flags: it has not ended and no live process runs it. */
+export interface StuckSaga {
+  id: string;
+  name: string;
+  status: string;
+  step: string | null;
+  reason: string;
+}
+
+/** What `txtdb doctor` reports about the sagas of one namespace. */
+export interface SagaHealth {
+  namespace: string;
+  counts: Record<string, number>;
+  stuck: StuckSaga[];
+  /** Sagas not yet ended, looked at (at most `lookMax`). */
+  looked: number;
+}
+
+/**
+ * The sagas of namespace `ns`, for diagnosis (`txtdb doctor`): how many in each state, and
+ * those that have not ended while no live process runs them: owned by a runner whose lease
+ * is free (its process died, and no live process that defines the saga took it over), or
+ * unowned and due for more than `lateMs` (no live process defines it). Undefined when the
+ * namespace holds no sagas. Reads only; the liveness of runners comes from their leases.
+ */
+export async function inspectSagas(db: Database, ns: string, options: { lateMs?: number; lookMax?: number } = {}): Promise<SagaHealth | undefined> {
+  const lateMs = options.lateMs ?? 60_000;
+  const lookMax = options.lookMax ?? 10_000;
+  if ((await db.count(ns, { prefix: ["type"] })) === 0 && (await db.count(ns, { prefix: ["saga"] })) === 0) return undefined;
+  const platform = databaseInternals(db).platform;
+  const counts: Record<string, number> = {};
+  for (const s of ["running", "compensating", "completed", "compensated", "failed"]) counts[s] = await db.count(ns, { prefix: ["status", s] });
+  const stuck: StuckSaga[] = [];
+  const alive = new Map<string, boolean>();
+  const now = platform.wallClockMs();
+  let looked = 0;
+  for await (const e of db.list<RunEntry>(ns, { prefix: ["run"] }, { limit: lookMax })) {
+    looked++;
+    const id = (e.key as Key[])[2];
+    if (typeof id !== "string" || !isPlainObject(e.value)) continue;
+    const owner = typeof e.value.owner === "string" ? e.value.owner : null;
+    let reason: string | undefined;
+    if (owner !== null) {
+      let a = alive.get(owner);
+      if (a === undefined) alive.set(owner, (a = LEASE_ID.test(owner) && leaseOwnerAlive(platform, joinPath(db.path, LOCKS_DIR, owner + ".lease"))));
+      if (!a) reason = "its runner's process died and no live process that defines it has taken it over";
+    } else if (now - (Number(e.value.dueAtMs) || 0) > lateMs) {
+      reason = `due for ${Math.round((now - (Number(e.value.dueAtMs) || 0)) / 1000)} s and no live process that defines it has taken it`;
+    }
+    if (!reason) continue;
+    const rec = await db.get(ns, sagaKey(id));
+    if (!isRecord(rec)) continue;
+    const info = infoOf(rec);
+    const runner = rec.ownerPid !== null ? ` (pid ${rec.ownerPid}, ${rec.ownerRuntime ?? "?"})` : "";
+    stuck.push({ id, name: rec.name, status: rec.status, step: info.step, reason: reason.replace("its runner's process", `its runner's process${runner}`) });
+  }
+  return { namespace: ns, counts, stuck, looked };
+}

@@ -6,7 +6,7 @@
  * list(), close() handing a saga over to another handle, values mutated after they were
  * passed, and bad input. sagas-multiprocess.test.ts does the same across processes.
  */
-import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
+import { assert, canSpawn, runtime, sleep, tempDir, test } from "./harness.ts";
 import { open, Sagas, TxtDbError } from "txtdb";
 import type { Database, SagaContext, SagaEvent } from "txtdb";
 import { retryDelayMs } from "txtdb/internal";
@@ -489,5 +489,28 @@ test(`${R} dropping the namespace fails a waiting result() with NAMESPACE_NOT_FO
   await db.dropNamespace("sagas");
   assert.equal(await code(waiting), "NAMESPACE_NOT_FOUND");
   await sagas.close();
+  await db.close();
+});
+
+test(`${R} txtdb doctor counts sagas by state and flags one whose runner died with nobody to take it over, and a failed one`, { skip: !canSpawn }, async () => {
+  const { runCli } = await import("./clirun.ts");
+  const { dir, db, sagas } = await setup("saga-doctor");
+  sagas.define("fails", [{ name: "a", run: () => 1, compensate: () => { throw new Error("cannot undo"); }, compensateRetry: { attempts: 1 } }, { name: "b", run: () => { throw new Error("no"); }, retry: { attempts: 1 } }]);
+  const failed = await sagas.start("fails", null);
+  assert.equal((await sagas.result(failed)).status, "failed");
+  let entered!: () => void;
+  const inStep = new Promise<void>((r) => (entered = r));
+  sagas.define("held", [{ name: "wait", run: (_i, ctx) => (entered(), new Promise((r) => ctx.signal.addEventListener("abort", r))) }]);
+  const held = await sagas.start("held", null);
+  await inStep;
+  let r = runCli(runtime === "bun" ? "bun" : "node", ["doctor", dir]);
+  assert.match(r.out, /sagas in "sagas": running 1, compensating 0, completed 0, compensated 0, failed 1/, r.out + r.err);
+  assert.doesNotMatch(r.out, /is stuck/, "a saga its live runner runs is not stuck");
+  assert.match(r.out, /1 sagas in "sagas" failed/);
+  assert.equal(r.code, 1);
+  await orphan(db, held);
+  await sagas.close();
+  r = runCli(runtime === "bun" ? "bun" : "node", ["doctor", dir]);
+  assert.match(r.out, new RegExp(`warning: saga ${held} \\("held", running at step "wait"\\) is stuck: its runner's process \\(pid 999999, node\\) died`), r.out + r.err);
   await db.close();
 });

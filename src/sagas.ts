@@ -906,10 +906,11 @@ export class Sagas {
           return written?.owner === me ? written : undefined;
         });
       } catch (e) {
-        if (ok && isTxtDbError(e, "INVALID_VALUE")) {
-          // The step's output cannot be stored: the try failed.
+        if (ok && (isTxtDbError(e, "INVALID_VALUE") || isTxtDbError(e, "LIMIT"))) {
+          // The step's output cannot be stored (not a value, or too big beside the saga's
+          // other outputs): the try failed, and the failure (without it) is recorded instead.
           ok = false;
-          error = new TxtDbError("INVALID_VALUE", `Step ${JSON.stringify(step.name)} of saga ${ran.id} returned a value that cannot be stored: ${(e as Error).message}`, { cause: e });
+          error = new TxtDbError((e as TxtDbError).code, `Step ${JSON.stringify(step.name)} of saga ${ran.id} returned a value that cannot be stored: ${(e as Error).message}`, { cause: e });
           continue;
         }
         if (isTxtDbError(e, "CLOSED") || commit >= OUTCOME_COMMITS_MAX) throw e;

@@ -514,3 +514,19 @@ test(`${R} txtdb doctor counts sagas by state and flags one whose runner died wi
   assert.match(r.out, new RegExp(`warning: saga ${held} \\("held", running at step "wait"\\) is stuck: its runner's process \\(pid 999999, node\\) died`), r.out + r.err);
   await db.close();
 });
+
+test(`${R} an output too big to store (maxValueBytes) fails its try, which is retried; the saga goes on`, async () => {
+  const dir = tempDir("saga-big");
+  const db = await open(dir, { durability: "none", maxValueBytes: 4_096 });
+  const sagas = await Sagas.open(db, { retry: FAST });
+  sagas.define("big", [{ name: "s", run: (_i, ctx) => (ctx.attempt === 1 ? "x".repeat(10_000) : "small") }]);
+  const id = await sagas.start("big", null);
+  assert.deepEqual(await sagas.result(id), { status: "completed", output: { s: "small" } });
+  sagas.define("huge", [{ name: "s", run: () => "x".repeat(10_000), retry: { attempts: 2 } }]);
+  const r = await sagas.result(await sagas.start("huge", null));
+  assert.equal(r.status, "compensated");
+  assert.equal(r.error?.code, "INVALID_VALUE"); // what a value over maxValueBytes is
+  assert.equal(r.error?.attempts, 2);
+  await sagas.close();
+  await db.close();
+});

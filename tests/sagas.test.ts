@@ -530,3 +530,33 @@ test(`${R} an output too big to store (maxValueBytes) fails its try, which is re
   await sagas.close();
   await db.close();
 });
+
+test(`${R} a handle whose definition has other steps leaves a saga alone; one with the saga's steps runs it`, async () => {
+  const dir = tempDir("saga-mismatch");
+  const db = await open(dir, { durability: "none" });
+  const definer = await Sagas.open(db, { retry: FAST });
+  definer.define("v", [{ name: "a", run: () => 1 }, { name: "b", run: () => 2 }]);
+  await definer.close(); // its definition stays registered in the store
+  const starter = await Sagas.open(db);
+  const id = await starter.start("v", null);
+  const other = await Sagas.open(db, { retry: FAST });
+  const warn = console.warn;
+  const warnings: string[] = [];
+  console.warn = (m: string) => void warnings.push(m);
+  try {
+    let ran = false;
+    other.define("v", [{ name: "a", run: () => (ran = true) }, { name: "c", run: () => 3 }]);
+    await sleep(150);
+    assert.equal(ran, false);
+    assert.equal((await starter.get(id))?.attempts, 0);
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.match(warnings[0]!, /started with steps \["a","b"\]/);
+  } finally {
+    console.warn = warn;
+  }
+  const right = await Sagas.open(db, { retry: FAST });
+  right.define("v", [{ name: "a", run: () => 1 }, { name: "b", run: () => 2 }]);
+  assert.deepEqual(await starter.result(id), { status: "completed", output: { a: 1, b: 2 } });
+  for (const s of [starter, other, right]) await s.close();
+  await db.close();
+});

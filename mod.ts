@@ -18,6 +18,7 @@ export { Transaction, Snapshot } from "./src/tx.ts";
 export { ResourceLock } from "./src/locks.ts";
 export type { LockMode, LockOptions, LockInfo, LockStats } from "./src/locks.ts";
 export type { Entry, Isolation, ListSelector, ListOptions } from "./src/tx.ts";
+export type { SetOptions } from "./src/expiry.ts";
 export type { Key, KeyPart } from "./src/keys.ts";
 export type { WatchEvent } from "./src/watch.ts";
 export { Sagas } from "./src/sagas.ts";

@@ -14,6 +14,8 @@
  * @module
  */
 import { DEFAULT_LIBC, loadLibc, makeNodeFsPlatform } from "./nodefs.ts";
+import { makeInotifyWatchDir } from "./bunwatch.ts";
+import { makeWorkerFlock } from "./bunflock.ts";
 import type { Platform } from "../src/port.ts";
 
 interface BunFfi {
@@ -48,11 +50,18 @@ export function makeBunPlatform(libc: string = DEFAULT_LIBC): Platform {
     }));
   const errnoLocation = lib.symbols[ERRNO_LOCATION]!;
   const flockNative = lib.symbols.flock!;
-  return makeNodeFsPlatform(
+  const platform = makeNodeFsPlatform(
     "bun",
     (fd, op) => (flockNative(fd, op) === 0 ? 0 : ffi.read.i32(errnoLocation())),
     (globalThis as unknown as { process: { pid: number } }).process.pid,
+    // A waiting flock on a worker thread (bunflock.ts): the writer lock's waiters are woken
+    // by the kernel when it is released, instead of polling for it (lock.ts).
+    makeWorkerFlock(libc, ERRNO_LOCATION),
   );
+  // Bun's fs.watch drops events of files written in place (bunwatch.ts): inotify on a
+  // worker thread instead, where there is inotify.
+  if (!isDarwin) platform.watchDir = makeInotifyWatchDir(ffi.dlopen, libc, platform.watchDir.bind(platform));
+  return platform;
 }
 
 /** The Platform for Bun: flock(2) from the system C library. */

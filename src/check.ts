@@ -11,6 +11,7 @@
 import { readCheckpoint, CheckpointDamage } from "./checkpoint.ts";
 import { decodeCommit } from "./record.ts";
 import { decodeValue } from "./codec.ts";
+import { valueBytesOf } from "./expiry.ts";
 import { bytesToBinary, decodeKey, describeKey } from "./keys.ts";
 import { Index } from "./index.ts";
 import type { Log, Manifest } from "./log.ts";
@@ -49,7 +50,10 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
   } catch (e) {
     problem(`${dir}/${MANIFEST}`, 0, (e as Error).message);
   }
-  const rebuilt = new Index();
+  // One instant for both indexes: a key expiring between the two sides of the comparison
+  // below would otherwise look like a difference.
+  const now = platform.wallClockMs();
+  const rebuilt = new Index(() => now);
   let tablesOk = true;
   const levels = new Levels(platform, dir, new BlockCache(0));
   if (manifest && manifest.format >= 2) {
@@ -162,6 +166,8 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
   // The live index must agree with the files for everything visible at `head`, compared
   // page by page (a store far larger than memory is never held whole).
   if (ordered && rebuilt.lastTsn >= head) {
+    const liveClock = live.wallClockMs;
+    live.wallClockMs = () => now; // restored below; nothing else runs meanwhile (all synchronous)
     try {
       for (const [name, id] of live.bindingsAt(head)) {
         const rid = rebuilt.resolve(name, head);
@@ -189,6 +195,8 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
       // reported above, or it only shows now, e.g. key bounds that do not match it).
       const d = isTxtDbError(e) ? (e.details as { file?: string; offset?: number } | undefined) : undefined;
       problem(typeof d?.file === "string" ? d.file : dir, typeof d?.offset === "number" ? d.offset : 0, e instanceof Error ? e.message : String(e));
+    } finally {
+      live.wallClockMs = liveClock;
     }
   }
   levels.close();
@@ -199,7 +207,7 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
 /** Reports a stored value that does not decode: every read of it would fail. */
 function checkValue(bytes: Uint8Array, report: (message: string) => void): void {
   try {
-    decodeValue(bytes);
+    decodeValue(valueBytesOf(bytes));
   } catch (e) {
     const cause = e instanceof Error && e.cause instanceof Error ? e.cause : e;
     report(`undecodable value: ${(cause as Error)?.message ?? String(cause)}`);

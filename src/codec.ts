@@ -41,6 +41,7 @@ import { addExtension, Encoder } from "./vendor/cbor-x/encode.js";
 import * as cborDecode from "./vendor/cbor-x/decode.js";
 import { TxtDbError } from "./errors.ts";
 import { isWellFormedString } from "./keys.ts";
+import { decodeCommon, NOT_COMMON } from "./fastdecode.ts";
 
 const OPTIONS = {
   useRecords: true,
@@ -239,6 +240,15 @@ export function encodeValue(value: unknown, maxBytes = Infinity): Uint8Array {
  * that do not decode (a damaged or hostile file) throw CORRUPTION; readers add which key.
  */
 export function decodeValue(bytes: Uint8Array): unknown {
+  const common = decodeCommon(bytes);
+  return common !== NOT_COMMON ? common : decodeValueWithCborX(bytes);
+}
+
+/**
+ * {@link decodeValue} without the fast path of fastdecode.ts: the reference it must agree
+ * with (tests/values-fastdecode.test.ts compares them).
+ */
+export function decodeValueWithCborX(bytes: Uint8Array): unknown {
   decoding.value = true;
   try {
     return valueDecoder.decode(bytes);

@@ -19,13 +19,16 @@
  * - a key it set or deleted has a newer version → CONFLICT (both isolation levels)
  * - serializable only: a key it read, or a key in a range it read, has a newer version
  * - `check(ns, key, v)`: the key's version at the head is not v → CONFLICT
- * - `sum()` writes never conflict: the sum is computed here, at the head
+ * - `sum()` writes never conflict: the sum is computed here, at the head (keeping the
+ *   expiry of the value it adds to: expiry.ts)
+ * - serializable only: a key it read present has expired by now (expiry.ts, rule 3)
  *
  * @module
  */
 import { assert, isTxtDbError, TxtDbError } from "./errors.ts";
 import { binaryToBytes, decodeKey, describeKey } from "./keys.ts";
 import { encodeValue } from "./codec.ts";
+import { expiresAtOf, isExpiring, wrapExpiring } from "./expiry.ts";
 import type { Index } from "./index.ts";
 import type { CommitRecord, NamespaceOp, RecordWrite } from "./record.ts";
 import { addNumeric, decodeStored } from "./tx.ts";
@@ -111,6 +114,15 @@ export function validate(s: TxState, index: Index): TxtDbError | undefined {
         );
       }
     }
+    // A key read present that has expired since no longer reads so (expiry.ts, rule 3).
+    const soonest = s.readExpiry;
+    if (soonest !== undefined && soonest.expiresAtMs <= index.wallClockMs()) {
+      const k = decodeKey(soonest.key);
+      return conflict(
+        `Transaction conflict: key ${describeKey(k)} in namespace "${soonest.ns}", read at version ${soonest.tsn}, expired (at ${new Date(soonest.expiresAtMs).toISOString()}) before this transaction committed; retry the transaction`,
+        { ns: soonest.ns, key: k, version: BigInt(soonest.tsn), expired: true, expiresAtMs: soonest.expiresAtMs },
+      );
+    }
   }
   for (const c of s.checks) {
     const id = index.resolve(c.ns, head)!;
@@ -147,6 +159,7 @@ export function buildRecord(s: TxState, index: Index, tsn: number): CommitRecord
       else {
         const current = index.get(id, key, head);
         value = encodeValue(current ? addNumeric(decodeStored(current.value, ns, key), op.delta, `key ${describeKey(decodeKey(key))} in "${ns}"`) : op.delta);
+        if (current && isExpiring(current.value)) value = wrapExpiring(value, expiresAtOf(current.value));
       }
       writes.push({ nsId: id, key: binaryToBytes(key), value });
     }

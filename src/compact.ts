@@ -290,6 +290,7 @@ export class Compactor {
       liveNsIds: live,
       nextTable: plan.manifest.nextTable ?? 1,
       mergeLevel0: full,
+      expiredAtMs: this.#platform.wallClockMs(),
     });
   }
 

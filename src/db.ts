@@ -22,6 +22,8 @@ import { isTxtDbError, TxtDbError } from "./errors.ts";
 import { encodeKey, prefixRange } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { encodeValue } from "./codec.ts";
+import { expiryFromOptions, wrapExpiring } from "./expiry.ts";
+import type { SetOptions } from "./expiry.ts";
 import type { Index } from "./index.ts";
 import { FORMAT_CHECKPOINT, FORMAT_VERSION } from "./log.ts";
 import { changeFormatLocked } from "./migrate.ts";
@@ -424,13 +426,15 @@ export class Database {
 
   // --- writes and transactions ---
 
-  #blindWrite(ns: string, key: Key, value: unknown, isDelete: boolean): Promise<{ version: bigint }> {
+  #blindWrite(ns: string, key: Key, value: unknown, isDelete: boolean, options?: SetOptions): Promise<{ version: bigint }> {
     try {
       this.ensureOpen();
       if (this.readOnly) throw new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true");
+      const expiresAtMs = isDelete ? undefined : expiryFromOptions(options, this.#tail.platform.wallClockMs(), "set()");
       checkNamespaceName(ns);
       const k = encodeKey(key, this.limits.maxKeyBytes);
-      const v = isDelete ? undefined : encodeValue(value, this.limits.maxValueBytes);
+      const encoded = isDelete ? undefined : encodeValue(value, this.limits.maxValueBytes);
+      const v = encoded === undefined || expiresAtMs === undefined ? encoded : wrapExpiring(encoded, expiresAtMs);
       this.#tail.refresh();
       if (this.index.resolve(ns, this.#tail.visibleTsn) === undefined) {
         throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist; create it with createNamespace("${ns}") or the namespaces open option`, { details: { ns } });
@@ -445,9 +449,18 @@ export class Database {
     }
   }
 
-  /** Writes one key in its own transaction. */
-  set(ns: string, key: Key, value: unknown): Promise<{ version: bigint }> {
-    return this.#blindWrite(ns, key, value, false);
+  /**
+   * Writes one key in its own transaction. With `{ expireIn: ms }` the key reads as absent,
+   * in every process, from `ms` milliseconds after this call on (and compaction reclaims
+   * it); without it, an earlier expiry of the key is cleared.
+   *
+   * @example
+   * ```ts
+   * await db.set("sessions", "s-1", { user: "alice" }, { expireIn: 60_000 });
+   * ```
+   */
+  set(ns: string, key: Key, value: unknown, options?: SetOptions): Promise<{ version: bigint }> {
+    return this.#blindWrite(ns, key, value, false, options);
   }
 
   /** Deletes one key in its own transaction. */

@@ -21,6 +21,9 @@
  *    pin F_new); a delete is dropped when the merge writes the deepest level holding data
  *    (nothing older is left to hide), and so is every version in a namespace id no name is
  *    bound to at F_new (dropped namespaces).
+ * 4a. An expired version (expiry.ts, rule 5) enters the fold and every merge as a delete of
+ *    the same version, so rules 1 and 4 keep it where it hides an older version and drop it
+ *    where nothing is left to hide: compaction reclaims expired keys as it rewrites them.
  * 5. Output tables close at {@link TABLE_BYTES_TARGET} and only between keys, so all
  *    versions of one key stay in one table (levels.ts relies on it).
  * 6. Each table is written under a temporary name into a fresh file (created exclusively,
@@ -40,6 +43,7 @@ import { BlockCache } from "./blockcache.ts";
 import { TableReader, TableWriter } from "./table.ts";
 import type { TableEntry, TableKey } from "./table.ts";
 import { compareTableKeys } from "./levels.ts";
+import { reclaimExpired } from "./expiry.ts";
 import type { LevelTable } from "./levels.ts";
 
 /** Level 0 merges into level 1 past this many tables (rule 2). */
@@ -68,6 +72,8 @@ export interface FoldInput {
   foldLevel?: 0 | 1;
   /** Merge level 0 into level 1 whatever its size (an explicit `compact()`: rule 2). */
   mergeLevel0?: boolean;
+  /** The wall clock (ms since the epoch) versions count as expired at (rule 4a); none if omitted. */
+  expiredAtMs?: number;
 }
 
 /** What a compaction wrote. */
@@ -152,6 +158,8 @@ export function writeTables(input: FoldInput): FoldOutput {
   };
 
   const live = (e: TableEntry) => input.liveNsIds.has(e.nsId);
+  const nowMs = input.expiredAtMs;
+  const reclaim = (src: Iterable<TableEntry>): Iterable<TableEntry> => nowMs === undefined ? src : reclaimExpired(src, nowMs);
   const filtered = function* (src: Iterable<TableEntry>): Generator<TableEntry> {
     for (const e of src) if (live(e)) yield e;
   };
@@ -159,9 +167,10 @@ export function writeTables(input: FoldInput): FoldOutput {
   try {
     // Rule 1: the fold.
     const noTables = slots.length === 0;
+    const fold = reclaim(input.fold);
     const foldSrc = noTables ? (function* () {
-      for (const e of input.fold) if (e.value !== null) yield e;
-    })() : input.fold;
+      for (const e of fold) if (e.value !== null) yield e;
+    })() : fold;
     const l0 = writeRun(foldSrc, input.foldLevel ?? 0);
     slots = [...l0, ...slots];
 
@@ -213,7 +222,7 @@ export function writeTables(input: FoldInput): FoldOutput {
   function mergeInto(all: Slot[], inputs: Slot[], level: number, bottom: boolean): Slot[] {
     // Sources newest first: level 0 in its order, then shallower levels before deeper.
     const ordered = [...inputs].sort((a, b) => a.level - b.level);
-    const merged = mergeForCompaction(ordered.map((s) => s.reader.entries()), { pins: [input.foldedTsn], bottomLevel: bottom });
+    const merged = mergeForCompaction(ordered.map((s) => reclaim(s.reader.entries())), { pins: [input.foldedTsn], bottomLevel: bottom });
     const out = writeRun(filtered(merged), level);
     const gone = new Set(inputs.map((s) => s.name));
     return [...all.filter((s) => !gone.has(s.name)), ...out];

@@ -27,6 +27,7 @@ import { bytesToBinary } from "./keys.ts";
 import type { Levels } from "./levels.ts";
 import { mergeVisible } from "./merge.ts";
 import type { TableEntry } from "./table.ts";
+import { expiresAtOf, isExpiring } from "./expiry.ts";
 
 /** Versions of one key, oldest first. */
 export class Chain {
@@ -114,6 +115,27 @@ export class Index {
   versionCount = 0;
   /** The on-disk tables below this in-memory table (format 2), or undefined (none). */
   levels: Levels | undefined;
+  /**
+   * The wall clock expiring values are read against (expiry.ts, rule 1): an expired
+   * version reads as absent, at every snapshot. The platform's clock, given by the tail.
+   */
+  wallClockMs: () => number;
+
+  constructor(wallClockMs: () => number) {
+    this.wallClockMs = wallClockMs;
+  }
+
+  /**
+   * Whether this in-memory table was ever given an expiring value: until then its reads skip
+   * the expiry check (measured: the check cost ~3 % of an in-memory point read). The tables'
+   * values are always checked: nothing says which of them expire.
+   */
+  #memoryMayExpire = false;
+
+  /** True when a visible version's bytes have expired (expiry.ts); one byte compared for the rest. */
+  #expired(value: Uint8Array): boolean {
+    return isExpiring(value) && expiresAtOf(value) <= this.wallClockMs();
+  }
 
   /** True when reads must also look in tables. */
   #hasTables(): boolean {
@@ -164,6 +186,7 @@ export class Index {
   }
 
   put(nsId: number, key: string, tsn: number, value: Uint8Array | null): void {
+    if (value !== null && isExpiring(value)) this.#memoryMayExpire = true;
     let space = this.#spaces.get(nsId);
     if (!space) this.#spaces.set(nsId, (space = new Keyspace()));
     const chain = space.chains.get(key);
@@ -229,12 +252,12 @@ export class Index {
       const i = chain.at(snap);
       if (i >= 0) {
         const value = chain.values[i]!;
-        return value === null ? undefined : { tsn: chain.tsns[i]!, value };
+        return value === null || (this.#memoryMayExpire && this.#expired(value)) ? undefined : { tsn: chain.tsns[i]!, value };
       }
     }
     if (!this.#hasTables()) return undefined;
     const v = this.levels!.get(nsId, key, snap, borrow);
-    return v && v.value !== null ? { tsn: v.tsn, value: v.value } : undefined;
+    return v && v.value !== null && !this.#expired(v.value) ? { tsn: v.tsn, value: v.value } : undefined;
   }
 
   /**
@@ -252,14 +275,48 @@ export class Index {
     return t > afterTsn ? t : 0;
   }
 
-  /** How many keys are visible in [start, end) at `snap` (values are not decoded). */
-  count(nsId: number, start: string, end: string, snap: number): number {
+  /**
+   * How many keys are visible in [start, end) at `snap` (values are not decoded). `onExpiring`,
+   * if given, hears each counted key whose version expires later (expiry.ts), with its expiry.
+   */
+  count(nsId: number, start: string, end: string, snap: number, onExpiring?: (key: string, v: Version, expiresAtMs: number) => void): number {
+    const now = this.wallClockMs();
+    // Expiring versions the tables counted, reported once memory has had its say.
+    const fromTablesExpiring = onExpiring ? new Map<string, Version>() : undefined;
+    const fromTables = this.#hasTables() && start < end
+      ? this.levels!.countRange(nsId, start, end, snap, now, fromTablesExpiring && ((k, tsn, value) => void fromTablesExpiring.set(k, { tsn, value })))
+      : undefined;
+    if (fromTables !== undefined) {
+      // The tables' count, corrected for the keys this in-memory table holds a visible
+      // version of: that version (newer than any folded one) decides whether they are live.
+      let n = fromTables;
+      const space = this.#spaces.get(nsId);
+      if (space) {
+        const keys = space.keys();
+        for (let i = lowerBound(keys, start); i < keys.length && keys[i]! < end; i++) {
+          const k = keys[i]!;
+          const chain = space.chains.get(k)!;
+          const at = chain.at(snap);
+          if (at < 0) continue;
+          const value = chain.values[at]!;
+          const liveHere = value !== null && !(this.#memoryMayExpire && this.#expired(value));
+          const inTables = this.levels!.get(nsId, k, snap, true)?.value ?? null;
+          const liveInTables = inTables !== null && !this.#expired(inTables);
+          n += (liveHere ? 1 : 0) - (liveInTables ? 1 : 0);
+          fromTablesExpiring?.delete(k);
+          if (liveHere && onExpiring && isExpiring(value)) onExpiring(k, { tsn: chain.tsns[at]!, value }, expiresAtOf(value));
+        }
+      }
+      if (onExpiring) for (const [k, v] of fromTablesExpiring!) onExpiring(k, v, expiresAtOf(v.value!));
+      return n;
+    }
     const PAGE = 4096;
     let n = 0;
     let after: string | undefined;
     for (;;) {
       const rows = this.range(nsId, start, end, snap, false, PAGE, after);
       n += rows.length;
+      if (onExpiring) for (const [k, v] of rows) if (isExpiring(v.value)) onExpiring(k, v, expiresAtOf(v.value));
       if (rows.length < PAGE) return n;
       after = rows[rows.length - 1]![0];
     }
@@ -317,14 +374,20 @@ export class Index {
       // One source (after a compaction, the common case): it already yields the newest
       // version per key at the snapshot, in order; only deletes are left out.
       for (const e of tables[0] ?? []) {
-        if (e.value === null) continue;
+        if (e.value === null || this.#expired(e.value)) continue;
         out.push([e.key, { tsn: e.tsn, value: e.value }]);
         if (out.length >= limit) break;
       }
       return out;
     }
     const sources: Iterable<TableEntry>[] = inMemory ? [this.#memoryRange(nsId, start, end, snap, reverse), ...tables] : tables;
-    for (const e of mergeVisible(sources, { snapshotTsn: snap, reverse, limit })) out.push([e.key, { tsn: e.tsn, value: e.value! }]);
+    // The merge yields each key's newest version; an expired one hides the older ones as a
+    // delete does, and is left out here, before the limit (expiry.ts, rule 1).
+    for (const e of mergeVisible(sources, { snapshotTsn: snap, reverse })) {
+      if (this.#expired(e.value!)) continue;
+      out.push([e.key, { tsn: e.tsn, value: e.value! }]);
+      if (out.length >= limit) break;
+    }
     return out;
   }
 

@@ -65,6 +65,10 @@ export const isWellFormedString: (s: string) => boolean = nativeIsWellFormed
   : (s) => !LONE_SURROGATE.test(s);
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 const f64 = new DataView(new ArrayBuffer(8));
+const f64Array = new Float64Array(1);
+const f64Bytes = new Uint8Array(f64Array.buffer);
+/** Where byte j of a big-endian double goes in f64Bytes (the host's byte order). */
+const F64_BYTE: readonly number[] = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? [7, 6, 5, 4, 3, 2, 1, 0] : [0, 1, 2, 3, 4, 5, 6, 7];
 
 function invalid(message: string): TxtDbError {
   return new TxtDbError("INVALID_KEY", message);
@@ -216,12 +220,13 @@ export function decodeKeyParts(s: string): KeyPart[] {
     const tag = s.charCodeAt(i++);
     switch (tag) {
       case TAG_STRING: {
-        // Fast path: plain ASCII up to the terminator.
-        const end = s.indexOf("\x00", i);
-        const slice = end < 0 ? "" : s.slice(i, end);
-        if (end >= 0 && !/[^\x01-\x7f]/.test(slice) && s.charCodeAt(end + 1) !== 0xff) {
-          parts.push(slice);
-          i = end + 1;
+        // Fast path: plain ASCII up to the terminator (a NUL not followed by 0xff).
+        let j = i;
+        let c = s.charCodeAt(j);
+        while (c > 0 && c < 0x80) c = s.charCodeAt(++j);
+        if (c === 0 && s.charCodeAt(j + 1) !== 0xff) {
+          parts.push(s.slice(i, j));
+          i = j + 1;
         } else {
           const [bytes, next] = readEscaped(s, i);
           parts.push(utf8Decoder.decode(bytes));
@@ -236,12 +241,14 @@ export function decodeKeyParts(s: string): KeyPart[] {
         break;
       }
       case TAG_NUMBER: {
+        if (i + 8 > s.length) throw invalid(`Encoded key ends inside a number at byte ${i - 1}`);
         const negative = (s.charCodeAt(i) & 0x80) === 0;
+        // Big-endian on disk; f64Bytes is the host's order (little-endian on every platform we run on).
         for (let j = 0; j < 8; j++) {
           const b = s.charCodeAt(i + j);
-          f64.setUint8(j, negative ? ~b & 0xff : j === 0 ? b ^ 0x80 : b);
+          f64Bytes[F64_BYTE[j]!] = negative ? ~b & 0xff : j === 0 ? b ^ 0x80 : b;
         }
-        parts.push(f64.getFloat64(0));
+        parts.push(f64Array[0]!);
         i += 8;
         break;
       }

@@ -212,6 +212,30 @@ export class Levels {
   }
 
   /**
+   * How many keys of [start, end) have a newest version at or below `snap` in the tables
+   * that is neither a delete nor expired at `nowMs`, when one source holds every table that may answer (one level-0
+   * table, or the disjoint tables of one level, as after a compaction): the sum of their
+   * counts. Undefined when versions of a key may lie in two sources; the caller merges then.
+   */
+  countRange(nsId: number, start: string, end: string | undefined, snap: number, nowMs: number, onExpiring?: (key: string, tsn: number, value: Uint8Array) => void): number | undefined {
+    let source: TableReader[] | undefined;
+    for (const t of this.#l0) {
+      if (t.reader.meta.minTsn > snap || !overlaps(t.reader, nsId, start, end)) continue;
+      if (source) return undefined;
+      source = [t.reader];
+    }
+    for (const run of this.#runs) {
+      const hit = run.filter((t) => t.reader.meta.minTsn <= snap && overlaps(t.reader, nsId, start, end));
+      if (hit.length === 0) continue;
+      if (source) return undefined;
+      source = hit.map((t) => t.reader);
+    }
+    let n = 0;
+    for (const t of source ?? []) n += t.countRange(nsId, start, end, snap, nowMs, onExpiring);
+    return n;
+  }
+
+  /**
    * A key in [start, end) of namespace `nsId` whose newest version in the tables is newer
    * than `afterTsn` (a value or a delete), or undefined. Tables holding nothing newer than
    * `afterTsn` are not read.

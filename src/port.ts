@@ -200,7 +200,7 @@ export interface Platform {
 
   /** Milliseconds from a monotonic clock. */
   monotonicMs(): number;
-  /** Milliseconds since the epoch (wall clock, for display only). */
+  /** Milliseconds since the epoch (wall clock: for display, and for when expiring keys expire). */
   wallClockMs(): number;
   /** Resolves after `ms` milliseconds without blocking the event loop. */
   sleep(ms: number): Promise<void>;

@@ -80,6 +80,7 @@
 import { BloomBuilder, BloomFilter, bloomHash, BLOOM_BITS_PER_KEY } from "./bloom.ts";
 import type { BlockCache } from "./blockcache.ts";
 import { xxhash32 } from "./xxhash32.ts";
+import { expiresAtOf } from "./expiry.ts";
 import { assert, TxtDbError } from "./errors.ts";
 import { PortError } from "./port.ts";
 import type { FileHandle } from "./port.ts";
@@ -307,6 +308,35 @@ function compositeKey(nsId: number, key: string): Uint8Array {
   out[3] = nsId & 0xff;
   for (let i = 0; i < key.length; i++) out[4 + i] = key.charCodeAt(i);
   return out;
+}
+
+/** The entry header {@link readEntry} read last: shared and new key bytes, tag, TSN, where the key's new bytes start, the value's length. */
+let eShared = 0, eUnshared = 0, eTag = 0, eTsn = 0, eKeyAt = 0, eValueLen = 0;
+
+/**
+ * Reads the header of entry `i` of a block (`bytes` up to its restart array at `end`) at
+ * `pos`, the previous key being `prevKeyLen` bytes long; false when it is malformed: a
+ * varint that does not parse, a key sharing more than the previous one has or shorter than
+ * a namespace id, bytes past the entries, or a restart entry that shares bytes or is not
+ * where the restart array says (rule 2 for a block whose checksum matched but whose content
+ * is hostile).
+ */
+function readEntry(bytes: Uint8Array, pos: number, end: number, i: number, prevKeyLen: number): boolean {
+  eShared = readVarint(bytes, pos, end);
+  eUnshared = readVarint(bytes, varintEnd, end);
+  eTag = readVarint(bytes, varintEnd, end);
+  eTsn = readVarint(bytes, varintEnd, end);
+  eKeyAt = varintEnd;
+  eValueLen = eTag > 0 ? eTag - 1 : 0;
+  return !(eShared < 0 || eUnshared < 0 || eTag < 0 || eTsn < 0 || eShared > prevKeyLen || eShared + eUnshared < 4 || eKeyAt + eUnshared + eValueLen > end ||
+    (i % RESTART_INTERVAL === 0 && (eShared !== 0 || u32At(bytes, end + 4 * (i / RESTART_INTERVAL)) !== pos)));
+}
+
+/** A copy of the first `keep` bytes of `key` in a buffer of at least `length` bytes. */
+function grow(key: Uint8Array, keep: number, length: number): Uint8Array<ArrayBuffer> {
+  const grown = new Uint8Array(Math.max(length, 2 * key.length));
+  grown.set(key.subarray(0, keep));
+  return grown;
 }
 
 /** A binary string of bytes [start, end) of `b`. */
@@ -962,6 +992,72 @@ export class TableReader {
     }
   }
 
+  /**
+   * How many keys of namespace `nsId` in [start, end) (undefined: from the namespace's first
+   * key / to its last) have a newest version at or below `snapshotTsn` that is not a delete:
+   * the entries {@link range} would yield, less its deletes, without making their keys or
+   * values. An entry's key bytes are compared with a bound only in a block that straddles
+   * it (the block index gives each block's first and last key).
+   */
+  countRange(nsId: number, start: string | undefined, end: string | undefined, snapshotTsn: number, nowMs = -Infinity, onExpiring?: (key: string, tsn: number, value: Uint8Array) => void): number {
+    this.#open();
+    assert(Number.isInteger(nsId) && nsId >= 0 && nsId <= NS_ID_MAX, `namespace id ${nsId} outside 0..2^32-1`);
+    const lo = compositeKey(nsId, start ?? "");
+    const hi = end !== undefined ? compositeKey(nsId, end) : nsId < NS_ID_MAX ? compositeKey(nsId + 1, "") : undefined;
+    const ix = this.#index;
+    let key = scratchKey;
+    let keyLen = 0;
+    let decided = false; // the current key's visible version was found (counted or a delete)
+    let below = false; // the current key is before `start`
+    let n = 0;
+    for (let b = this.#seekBlock(lo, Infinity); b < this.meta.blockCount; b++) {
+      const e = this.#indexEntry(b);
+      const blockOffset = e.offset;
+      const checkLo = compareBytes(ix, e.firstStart, e.firstEnd, lo, 0, lo.length) < 0;
+      const checkHi = hi !== undefined && compareBytes(ix, e.lastStart, e.lastEnd, hi, 0, hi.length) >= 0;
+      // Used before the next table read, so a cache slot or the shared buffer will do.
+      const { bytes, count, restartsAt: stop } = this.#loadBlockForGet(b);
+      let pos = 0;
+      for (let i = 0; i < count; i++) {
+        // A block's first entry is a restart (it shares nothing), whatever keyLen says.
+        if (!readEntry(bytes, pos, stop, i, keyLen)) throw this.#blockCorruption(blockOffset, pos, `malformed entry ${i}`);
+        const shared = eShared, unshared = eUnshared, tag = eTag, tsn = eTsn, keyAt = eKeyAt, valueLen = eValueLen;
+        const newLen = shared + unshared;
+        // The same key as the entry before (an older version of it): as long, and its new
+        // bytes (none within a restart interval; all of them at a restart or a block's
+        // first entry) equal that key's from `shared` on.
+        const same = newLen === keyLen && compareBytes(key, shared, keyLen, bytes, keyAt, keyAt + unshared) === 0;
+        if (!same) {
+          if (key.length < newLen) key = scratchKey = grow(key, shared, newLen);
+          for (let j = 0; j < unshared; j++) key[shared + j] = bytes[keyAt + j]!;
+        }
+        keyLen = newLen;
+        pos = keyAt + unshared + valueLen;
+        if (!same) {
+          below = checkLo && compareBytes(key, 0, keyLen, lo, 0, lo.length) < 0;
+          if (!below && checkHi && compareBytes(key, 0, keyLen, hi!, 0, hi!.length) >= 0) return n;
+          decided = false;
+        }
+        if (!below && !decided && tsn <= snapshotTsn) {
+          decided = true;
+          if (tag !== 0) {
+            const valueAt = keyAt + unshared;
+            // An expiring value (expiry.ts: its envelope's first three bytes) that has
+            // expired hides the key as a delete would; one that has not is counted and told.
+            if (valueLen >= 3 && bytes[valueAt + 1] === 0xb8 && bytes[valueAt] === 0xd9 && bytes[valueAt + 2] === 0x7a) {
+              const value = bytes.slice(valueAt, valueAt + valueLen);
+              if (expiresAtOf(value) <= nowMs) continue;
+              onExpiring?.(binaryString(key, 4, keyLen), tsn, value);
+            }
+            n++;
+          }
+        }
+      }
+      if (pos !== stop) throw this.#blockCorruption(blockOffset, pos, "bytes left over after the last entry");
+    }
+    return n;
+  }
+
   *#rangeReverse(nsId: number, start: string | undefined, end: string | undefined, snapshotTsn: number, fill: boolean): Generator<TableEntry, void, undefined> {
     // Start at the last entry before `end` (or before the next namespace).
     let b: number;
@@ -1205,29 +1301,28 @@ export class TableReader {
     let keyLen = 0;
     let pos = 0;
     let prevKey = "";
+    let prevNs = 0;
     for (let i = 0; i < count; i++) {
-      const at = pos;
-      const shared = readVarint(bytes, pos, end);
-      const unshared = readVarint(bytes, varintEnd, end);
-      const tag = readVarint(bytes, varintEnd, end);
-      const tsn = readVarint(bytes, varintEnd, end);
-      const keyAt = varintEnd;
-      const valueLen = tag > 0 ? tag - 1 : 0;
-      if (shared < 0 || unshared < 0 || tag < 0 || tsn < 0 || shared > keyLen || shared + unshared < 4 || keyAt + unshared + valueLen > end ||
-        (i % RESTART_INTERVAL === 0 && (shared !== 0 || u32At(bytes, end + 4 * (i / RESTART_INTERVAL)) !== at))) {
-        throw this.#blockCorruption(blockOffset, at, `malformed entry ${i}`);
-      }
+      if (!readEntry(bytes, pos, end, i, keyLen)) throw this.#blockCorruption(blockOffset, pos, `malformed entry ${i}`);
+      const shared = eShared, unshared = eUnshared, tag = eTag, tsn = eTsn, keyAt = eKeyAt, valueLen = eValueLen;
       keyLen = shared + unshared;
-      if (key.length < keyLen) {
-        const grown = new Uint8Array(Math.max(keyLen, 2 * key.length));
-        grown.set(key.subarray(0, shared));
-        key = scratchKey = grown;
+      if (shared >= 4) {
+        // The key shares `shared` bytes with the previous one, 4 of them the namespace id:
+        // the same namespace; reuse that part of the previous string, convert only the new bytes.
+        nsIds[i] = prevNs;
+        keys[i] = prevKey = prevKey.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared);
+      } else {
+        // A new namespace id (or a restart): the scratch key holds the previous key's
+        // namespace bytes, the only ones this key can share.
+        if (key.length < keyLen) {
+          const grown = new Uint8Array(Math.max(keyLen, 2 * key.length));
+          grown.set(key.subarray(0, shared));
+          key = scratchKey = grown;
+        }
+        for (let j = 0; j < unshared; j++) key[shared + j] = bytes[keyAt + j]!;
+        nsIds[i] = prevNs = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
+        keys[i] = prevKey = binaryString(key, 4, keyLen);
       }
-      key.set(bytes.subarray(keyAt, keyAt + unshared), shared);
-      nsIds[i] = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
-      // The key shares `shared` bytes with the previous one (4 of them the namespace id):
-      // reuse that part of the previous string, convert only the new bytes.
-      keys[i] = prevKey = shared >= 4 ? prevKey.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared) : binaryString(key, 4, keyLen);
       tsns[i] = tsn;
       const valueAt = keyAt + unshared;
       valueStarts[i] = tag === 0 ? -1 : valueAt;

@@ -205,7 +205,7 @@ export class Tail {
   }
 
   #newIndex(): Index {
-    const index = new Index();
+    const index = new Index(() => this.platform.wallClockMs());
     index.levels = this.levels;
     return index;
   }

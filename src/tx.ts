@@ -14,6 +14,8 @@ import { decodeKey, describeKey, encodeKey, PREFIX_END, prefixRange } from "./ke
 import type { Key } from "./keys.ts";
 import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index, Version } from "./index.ts";
+import { expiresAtOf, expiryFromOptions, isExpired, isExpiring, valueBytesOf, wrapExpiring } from "./expiry.ts";
+import type { ReadExpiry, SetOptions } from "./expiry.ts";
 
 /** Isolation levels. */
 export type Isolation = "serializable" | "snapshot";
@@ -72,6 +74,8 @@ export interface TxState {
   namespaceOps: NamespaceRequest[];
   bytes: number;
   writeCount: number;
+  /** Serializable: the soonest expiry among the versions read present (expiry.ts, rule 3). */
+  readExpiry: ReadExpiry | undefined;
 }
 
 export function newTxState(readVersion: number, isolation: Isolation, blind: boolean): TxState {
@@ -87,6 +91,7 @@ export function newTxState(readVersion: number, isolation: Isolation, blind: boo
     namespaceOps: [],
     bytes: 0,
     writeCount: 0,
+    readExpiry: undefined,
   };
 }
 
@@ -151,7 +156,7 @@ function checkListOptions(opts: ListOptions | undefined): { limit: number; rever
  */
 export function decodeStored(bytes: Uint8Array, ns: string, key: string): unknown {
   try {
-    return decodeValue(bytes);
+    return decodeValue(valueBytesOf(bytes));
   } catch (e) {
     const k = decodeKey(key);
     const cause = e instanceof TxtDbError && e.cause !== undefined ? e.cause : e;
@@ -210,6 +215,7 @@ export abstract class SnapshotReader {
     if ("pending" in r) {
       const op = r.pending;
       if (op.kind === "delete") return undefined;
+      if (op.kind === "set" && isExpired(op.value, this.ctx.index.wallClockMs())) return undefined;
       if (op.kind === "set") return { key: decodeKey(key), value: decodeStored(op.value, ns, key) as T, version: -1n };
       const base = r.base ? decodeStored(r.base.value, ns, key) : 0;
       const value = r.base ? addNumeric(base, op.delta, `key ${describeKey(decodeKey(key))}`) : op.delta;
@@ -510,6 +516,13 @@ class TxReader extends SnapshotReader {
     set.add(key);
   }
 
+  /** A serializable read saw a version present that expires later (expiry.ts, rule 3). */
+  #noteExpiring(ns: string, key: string, tsn: number, expiresAtMs: number): void {
+    if (this.#state.isolation !== "serializable") return;
+    const soonest = this.#state.readExpiry;
+    if (soonest === undefined || expiresAtMs < soonest.expiresAtMs) this.#state.readExpiry = { ns, key, tsn, expiresAtMs };
+  }
+
   protected override nsId(ns: string): number {
     const id = super.nsId(ns);
     this.#state.touched.add(ns);
@@ -521,6 +534,7 @@ class TxReader extends SnapshotReader {
     if (pending && pending.kind !== "sum") return { pending, base: undefined };
     this.#recordRead(ns, key);
     const base = this.ctx.index.get(id, key, this.snap, true); // borrowed: see SnapshotReader.readKey
+    if (base !== undefined && isExpiring(base.value)) this.#noteExpiring(ns, key, base.tsn, expiresAtOf(base.value));
     return pending ? { pending, base } : base;
   }
 
@@ -538,9 +552,15 @@ class TxReader extends SnapshotReader {
     const keys = [...merged.keys()].sort();
     if (reverse) keys.reverse();
     const out: [string, Entry<unknown>][] = [];
+    const read = new Map<string, Version>();
+    for (const [k, v] of fromIndex) if (isExpiring(v.value)) read.set(k, v);
     for (const k of keys) {
       const e = merged.get(k);
-      if (e) out.push([k, e]);
+      if (e) {
+        out.push([k, e]);
+        const v = own?.has(k) ? undefined : read.get(k);
+        if (v) this.#noteExpiring(ns, k, v.tsn, expiresAtOf(v.value));
+      }
       if (out.length >= limit) break;
     }
     if (this.#state.isolation === "serializable") {
@@ -558,13 +578,20 @@ class TxReader extends SnapshotReader {
 
   protected override countRange(ns: string, id: number, start: string, end: string, sel: ListSelector): number {
     if (start >= end) return 0;
-    let n = this.ctx.index.count(id, start, end, this.snap);
     const own = this.#state.writes.get(ns);
+    const onExpiring = this.#state.isolation === "serializable"
+      ? (k: string, v: Version, at: number) => {
+        if (own?.has(k) !== true) this.#noteExpiring(ns, k, v.tsn, at);
+      }
+      : undefined;
+    let n = this.ctx.index.count(id, start, end, this.snap, onExpiring);
     if (own) {
+      const now = this.ctx.index.wallClockMs();
       for (const [k, op] of own) {
         if (k < start || k >= end) continue;
         const before = this.ctx.index.get(id, k, this.snap, true) !== undefined;
-        const after = op.kind !== "delete"; // a sum on an absent key creates it
+        // A sum on an absent key creates it; an own set that has expired is absent.
+        const after = op.kind === "sum" || (op.kind === "set" && !isExpired(op.value, now));
         n += (after ? 1 : 0) - (before ? 1 : 0);
       }
     }
@@ -589,11 +616,13 @@ class TxReader extends SnapshotReader {
     m.set(key, op);
   }
 
-  /** Buffers a write of `value` to `key`. */
-  set(ns: string, key: Key, value: unknown): void {
+  /** Buffers a write of `value` to `key`; `expireIn` makes it expire (expiry.ts). */
+  set(ns: string, key: Key, value: unknown, options?: SetOptions): void {
     this.#writable();
+    const expiresAtMs = expiryFromOptions(options, this.ctx.index.wallClockMs(), "set()");
     const k = encodeKey(key, this.ctx.limits.maxKeyBytes);
-    const v = encodeValue(value, this.ctx.limits.maxValueBytes);
+    const encoded = encodeValue(value, this.ctx.limits.maxValueBytes);
+    const v = expiresAtMs === undefined ? encoded : wrapExpiring(encoded, expiresAtMs);
     this.nsId(ns);
     this.#put(ns, k, { kind: "set", value: v }, k.length + v.length);
   }
@@ -630,8 +659,12 @@ class TxReader extends SnapshotReader {
     let op: WriteOp;
     if (!prior) op = { kind: "sum", delta };
     else if (prior.kind === "sum") op = { kind: "sum", delta: addNumeric(prior.delta, delta, where) };
-    else if (prior.kind === "delete") op = { kind: "set", value: encodeValue(delta) };
-    else op = { kind: "set", value: encodeValue(addNumeric(decodeStored(prior.value, ns, k), delta, where)) };
+    else if (prior.kind === "delete" || isExpired(prior.value, this.ctx.index.wallClockMs())) op = { kind: "set", value: encodeValue(delta) };
+    else {
+      // The sum keeps the expiry of the value it adds to (expiry.ts, rule 4).
+      const sum = encodeValue(addNumeric(decodeStored(prior.value, ns, k), delta, where));
+      op = { kind: "set", value: isExpiring(prior.value) ? wrapExpiring(sum, expiresAtOf(prior.value)) : sum };
+    }
     this.#put(ns, k, op, k.length + 16);
   }
 
@@ -793,9 +826,18 @@ export class Transaction {
     return this.#tx.count(ns, sel);
   }
 
-  /** Buffers a write of `value` to `key`. */
-  set(ns: string, key: Key, value: unknown): void {
-    this.#tx.set(ns, key, value);
+  /**
+   * Buffers a write of `value` to `key`. With `{ expireIn: ms }` the key reads as absent,
+   * in every process, from `ms` milliseconds after this call on; without it, an earlier
+   * expiry of the key is cleared.
+   *
+   * @example
+   * ```ts
+   * tx.set("sessions", id, { user: "alice" }, { expireIn: 60_000 });
+   * ```
+   */
+  set(ns: string, key: Key, value: unknown, options?: SetOptions): void {
+    this.#tx.set(ns, key, value, options);
   }
 
   /** Buffers a delete of `key`. */

@@ -56,6 +56,7 @@ import { decodeKey } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { bytesToBinary } from "./keys.ts";
 import { decodeValue } from "./codec.ts";
+import { valueBytesOf } from "./expiry.ts";
 import { decodeCommit } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import type { Log, LogPosition } from "./log.ts";
@@ -140,7 +141,7 @@ interface HeldEvent {
 function decodeEvent(e: HeldEvent): WatchEvent {
   return {
     version: BigInt(e.version),
-    changes: e.changes.map((c) => ({ key: decodeKey(c.key), value: c.value === null ? undefined : decodeValue(c.value) })),
+    changes: e.changes.map((c) => ({ key: decodeKey(c.key), value: c.value === null ? undefined : decodeValue(valueBytesOf(c.value)) })),
   };
 }
 

@@ -176,6 +176,8 @@ function checkAgainstModel(rng: Rng, t: TableReader, entries: readonly TableEntr
       sameList([...t.range(nsId, start, end, snap, { reverse })], modelRange(entries, nsId, start, end, snap, reverse),
         `range(${nsId}, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap}, reverse=${reverse})`);
     }
+    assert.equal(t.countRange(nsId, start, end, snap), modelRange(entries, nsId, start, end, snap, false).filter((e) => e.value !== null).length,
+      `countRange(${nsId}, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap})`);
   }
   sameList([...t.entries()], [...entries], "entries()");
 }
@@ -295,6 +297,10 @@ test(`${R} thousands of versions of one key span many blocks; every snapshot rea
   for (const snap of [0, 1, 2, 3, 1001, 1500, 2999, 3000, 10_000]) {
     for (const reverse of [false, true]) {
       sameList([...t.range(1, undefined, undefined, snap, { reverse })], modelRange(entries, 1, undefined, undefined, snap, reverse), `range @${snap} reverse=${reverse}`);
+    }
+    // A key whose versions span blocks counts once (or not at all, when its visible one is a delete).
+    for (const [start, end] of [[undefined, undefined], ["b", undefined], [undefined, "b"], ["b", "c"], ["a\x00", "b\x00"]] as const) {
+      assert.equal(t.countRange(1, start, end, snap), modelRange(entries, 1, start, end, snap, false).filter((e) => e.value !== null).length, `count [${start}, ${end}) @${snap}`);
     }
   }
   t.verify();

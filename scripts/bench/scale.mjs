@@ -21,7 +21,10 @@
 // per transaction, in ascending key order. txtdb then compacts and closes. Every measure
 // then runs in a fresh `node` child process: open + first read; RSS after open and after
 // 100,000 uniform random point reads (and their rate); warm reads over a 100k-key subset;
-// 1,000-key range scans; four processes opening at once, then reading at once (skipped if
+// 1,000-key range scans; a count of the live keys of a range of up to 1M keys (values
+// unread, best of 5); an online backup while another process commits a durable write every
+// 2 ms (the copy's MB/s, and that process's longest commit during the copy beside its
+// longest in the 1.5 s before); four processes opening at once, then reading at once (skipped if
 // four times one reader's RSS would not fit in free memory); the bytes on disk. Every value
 // read is checked (n === i). A child that fails (out of memory, timeout, an error) is
 // recorded in its cell and the run goes on. Progress goes to stderr; the markdown table to
@@ -48,6 +51,7 @@ const READS = 100_000; // point reads per measure
 const SCAN = 1_000; // keys per range scan
 const SCANS = 300; // timed range scans (after 10 untimed ones)
 const PROCS = 4; // processes opening at once
+const COUNT_KEYS = 1_000_000; // keys a count covers (all of them in smaller stores)
 const ENGINES = ["txtdb", "lmdb", "sqlite"];
 const NAMES = { txtdb: "txtdb", lmdb: "lmdb-js", sqlite: "better-sqlite3" };
 
@@ -117,6 +121,9 @@ async function openEngine(engine, mod, dir, { fill = false, fillDurability = "no
         for await (const e of db.list("bench", { start: ["k", a], end: ["k", a + SCAN] })) check(engine, e.value, a + n++);
         return n;
       },
+      count: (from, to) => db.count("bench", { start: ["k", from], end: ["k", to] }),
+      backup: async (dest) => (await db.backup(dest)).bytes,
+      writeOne: (j) => db.set("bench", ["w", j], j),
       fillBatch: (from, to) => db.transaction((tx) => { for (let i = from; i < to; i++) tx.set("bench", ["k", i], valueOf(i)); }),
       async afterFill() {
         const t0 = performance.now();
@@ -138,6 +145,10 @@ async function openEngine(engine, mod, dir, { fill = false, fillDurability = "no
         for (const { value } of db.getRange({ start: peerKey(a), limit: SCAN })) check(engine, value, a + n++);
         return n;
       },
+      count: (from, to) => db.getCount({ start: peerKey(from), end: peerKey(to) }),
+      // lmdb-js copies the environment (mdb_env_copy2, no compaction) into an empty directory.
+      backup: async (dest) => { fs.mkdirSync(dest, { recursive: true }); await db.backup(dest, false); return fs.statSync(path.join(dest, "data.mdb")).size; },
+      writeOne: (j) => db.put("w" + j, j),
       fillBatch: (from, to) => db.transaction(() => { for (let i = from; i < to; i++) db.put(peerKey(i), valueOf(i)); }),
       afterFill: async () => ({}),
       close: () => db.close(),
@@ -152,7 +163,8 @@ async function openEngine(engine, mod, dir, { fill = false, fillDurability = "no
   if (fill) db.exec("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
   const get = db.prepare("SELECT v FROM kv WHERE k = ?").pluck();
   const range = db.prepare("SELECT k, v FROM kv WHERE k >= ? ORDER BY k LIMIT 1000");
-  const put = fill ? db.prepare("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)") : null;
+  const put = db.prepare("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)");
+  const countRange = db.prepare("SELECT COUNT(*) FROM kv WHERE k >= ? AND k < ?").pluck();
   const batch = fill ? db.transaction((from, to) => { for (let i = from; i < to; i++) put.run(peerKey(i), JSON.stringify(valueOf(i))); }) : null;
   return {
     async: false,
@@ -162,6 +174,10 @@ async function openEngine(engine, mod, dir, { fill = false, fillDurability = "no
       for (const r of range.iterate(peerKey(a))) check(engine, JSON.parse(r.v), a + n++);
       return n;
     },
+    count: (from, to) => countRange.get(peerKey(from), peerKey(to)),
+    // better-sqlite3's online backup (sqlite3_backup_*, 100 pages per step between event-loop turns).
+    backup: async (dest) => { fs.mkdirSync(dest, { recursive: true }); await db.backup(path.join(dest, "kv.sqlite")); return fs.statSync(path.join(dest, "kv.sqlite")).size; },
+    writeOne: (j) => put.run("w" + j, String(j)),
     fillBatch: (from, to) => batch(from, to),
     afterFill: async () => ({}),
     close: () => db.close(),
@@ -280,6 +296,78 @@ async function child(spec) {
     const mem = memory();
     await db.close();
     send("result", { scans: SCANS, ms, scansPerSec: Math.round((SCANS / ms) * 1000 * 10) / 10, keysPerSec: Math.round(((SCANS * SCAN) / ms) * 1000), mem });
+    return;
+  }
+
+  if (role === "count") {
+    // The live keys of a range of up to 1M keys, values unread; best of 5 after one untimed.
+    const M = Math.min(N, COUNT_KEYS);
+    const db = await openEngine(engine, mod, dir);
+    const once = async () => {
+      let n = db.count(0, M);
+      if (db.async) n = await n;
+      if (n !== M) throw new Error(`${engine}: count of [0, ${M}) returned ${n}`);
+    };
+    await once();
+    let best = Infinity;
+    for (let k = 0; k < 5; k++) {
+      const t1 = performance.now();
+      await once();
+      best = Math.min(best, performance.now() - t1);
+    }
+    await db.close();
+    send("result", { keys: M, ms: best, keysPerSec: Math.round(M / (best / 1000)) });
+    return;
+  }
+
+  if (role === "writer") {
+    // A durable single-key write every 2 ms until told to stop; reports each commit's
+    // latency with its start time (ms since the epoch).
+    const db = await openEngine(engine, mod, dir);
+    let stop = false;
+    createInterface({ input: process.stdin }).on("line", () => (stop = true)).on("close", () => (stop = true));
+    send("started", {});
+    const starts = [], lats = [];
+    for (let j = 0; !stop; j++) {
+      const t1 = performance.now();
+      let w = db.writeOne(j);
+      if (w && typeof w.then === "function") w = await w;
+      starts.push(performance.timeOrigin + t1);
+      lats.push(performance.now() - t1);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await db.close();
+    send("result", { starts, lats });
+    return;
+  }
+
+  if (role === "backup") {
+    // An online backup while another process commits: the copy's rate, and that process's
+    // longest commit during the backup beside its longest in the 1.5 s before it.
+    const writer = spawn(process.execPath, [SELF, "--child", JSON.stringify({ ...spec, role: "writer" })], { stdio: ["pipe", "pipe", "inherit"] });
+    let wout = "";
+    const started = new Promise((resolve) => writer.stdout.on("data", (d) => { wout += d; if (wout.includes('"started"')) resolve(); }));
+    const ended = new Promise((resolve) => writer.on("close", resolve));
+    await started;
+    const db = await openEngine(engine, mod, dir);
+    await new Promise((r) => setTimeout(r, 1500));
+    const dest = `${dir}.backup`;
+    fs.rmSync(dest, { recursive: true, force: true });
+    const b0 = performance.timeOrigin + performance.now();
+    const bytes = await db.backup(dest);
+    const b1 = performance.timeOrigin + performance.now();
+    await new Promise((r) => setTimeout(r, 300));
+    writer.stdin.write("stop\n");
+    await ended;
+    await db.close();
+    fs.rmSync(dest, { recursive: true, force: true });
+    const w = JSON.parse(wout.split("\n").find((l) => l.includes('"result"')).slice(2)).data;
+    let before = 0, during = 0, commitsDuring = 0;
+    w.starts.forEach((t, k) => {
+      if (t < b0) before = Math.max(before, w.lats[k]);
+      else if (t <= b1) { during = Math.max(during, w.lats[k]); commitsDuring++; }
+    });
+    send("result", { bytes, ms: b1 - b0, MBps: bytes / 1e6 / ((b1 - b0) / 1000), stallBeforeMs: before, stallDuringMs: during, commitsDuring });
     return;
   }
 
@@ -490,7 +578,7 @@ async function main() {
       r.fill = await runChild({ ...base, role: "fill" }, { timeoutMs: fillTimeoutMs });
       if (!r.fill.ok) { log(`${NAMES[engine]}: fill failed: ${r.fill.error}`); continue; }
       r.disk = diskUsage(base.dir);
-      for (const role of ["open", "random", "warm", "scan"]) {
+      for (const role of ["open", "random", "warm", "scan", "count", "backup"]) {
         log(`${NAMES[engine]}: ${role}`);
         r[role] = await runChild({ ...base, role }, { timeoutMs: readTimeoutMs });
         if (!r[role].ok) log(`${NAMES[engine]}: ${role} failed: ${r[role].error}`);
@@ -524,6 +612,10 @@ async function main() {
     ["RSS after 100k random reads, MiB", "↓", "random", (s) => s.memAfterReads.rssMiB, dec],
     ["warm reads/s (100k-key subset, after one pass)", "↑", "warm", (s) => s.readsPerSec, int],
     ["1,000-key range scans/s", "↑", "scan", (s) => s.scansPerSec, dec],
+    [`count of ${short(Math.min(N, COUNT_KEYS))} keys (values unread), ms`, "↓", "count", (s) => s.ms, dec],
+    ["online backup while another process commits, MB/s", "↑", "backup", (s) => s.MBps, dec],
+    ["  that process's longest commit during the backup, ms", "↓", "backup", (s) => s.stallDuringMs, dec],
+    ["  its longest commit in the 1.5 s before, ms", "↓", "backup", (s) => s.stallBeforeMs, dec],
     [`${PROCS} processes at once: open + first read, ms (fastest)`, "↓", "multi", (s) => s.openFirstReadMsMin, dec],
     [`${PROCS} processes at once: open + first read, ms (slowest)`, "↓", "multi", (s) => s.openFirstReadMsMax, dec],
     [`${PROCS} processes at once: RSS after 100k random reads, MiB (largest)`, "↓", "multi", (s) => s.rssMiBMax, dec],

@@ -22,6 +22,8 @@ export type { SetOptions } from "./src/expiry.ts";
 export type { Key, KeyPart } from "./src/keys.ts";
 export type { WatchEvent } from "./src/watch.ts";
 export type { DeadLetter, EnqueueOptions, EnqueueResult, ListenOptions, QueueError, QueueHandler, QueueMessage, QueueStats } from "./src/queues.ts";
+export { Sagas } from "./src/sagas.ts";
+export type { SagaListFilter, SagaResultOptions, RetryPolicy, SagaContext, SagaEvent, SagaFailure, SagaInfo, SagaResult, SagasOptions, SagaStatus, SagaStep, SagaStartOptions, SagaWatchFilter } from "./src/sagas.ts";
 export { TxtDbError, isTxtDbError } from "./src/errors.ts";
 export type { ErrorCode } from "./src/errors.ts";
 export type { Platform, FileHandle, Capabilities, OpenOptions as FileOpenOptions, FileInfo, WatchHandle, RuntimeName } from "./src/port.ts";

@@ -100,7 +100,7 @@ export async function run(inv: Invocation): Promise<number> {
         out(report(gatherFigures(db)));
         return EXIT.ok;
       case "doctor":
-        return doctor(db, dir, out);
+        return await doctor(db, dir, out);
       case "locks":
         for (const l of db.locks()) out(json({ resource: l.resource, mode: l.mode, pid: l.pid, runtime: l.runtime, waiting: l.waiting, sinceMs: l.sinceMs }));
         return EXIT.ok;

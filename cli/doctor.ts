@@ -1,12 +1,14 @@
 /**
- * `txtdb doctor`: live processes and their pins, the writer lock and who holds it, and
- * what looks wrong (exit 1): an old pin holding back compaction, a stuck lock holder.
+ * `txtdb doctor`: live processes and their pins, the writer lock and who holds it, sagas,
+ * and what looks wrong (exit 1): an old pin holding back compaction, a stuck lock holder, a
+ * saga no live process runs, a saga that failed.
  *
  * @module
  */
 import type { Database } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
 import { readWriterHolder } from "../src/holder.ts";
+import { inspectSagas } from "../src/sagas.ts";
 import type { Platform } from "../src/port.ts";
 import { safe, seconds } from "./output.ts";
 
@@ -67,8 +69,35 @@ function lockHolders(db: Database, out: (line: string) => void): number {
   return problems;
 }
 
+/** Stuck sagas listed per namespace, at most (the count says how many there are). */
+const STUCK_SAGAS_SHOWN_MAX = 20;
+
+/**
+ * The sagas of every namespace that holds some: counts by state, a warning per saga that no
+ * live process runs (its runner died and no process that defines it took over, or it is long
+ * overdue), and one for failed sagas (a compensation failed: a person must look).
+ */
+async function sagas(db: Database, out: (line: string) => void): Promise<number> {
+  let problems = 0;
+  for (const ns of await db.listNamespaces()) {
+    const h = await inspectSagas(db, ns);
+    if (!h) continue;
+    out(safe(`sagas in ${JSON.stringify(ns)}: ${Object.entries(h.counts).map(([s, n]) => `${s} ${n}`).join(", ")}`));
+    for (const s of h.stuck.slice(0, STUCK_SAGAS_SHOWN_MAX)) {
+      out(safe(`warning: saga ${s.id} (${JSON.stringify(s.name)}, ${s.status}${s.step === null ? "" : ` at step ${JSON.stringify(s.step)}`}) is stuck: ${s.reason}; start a process that defines it`));
+    }
+    if (h.stuck.length > STUCK_SAGAS_SHOWN_MAX) out(`warning: ${h.stuck.length - STUCK_SAGAS_SHOWN_MAX} more stuck sagas in ${JSON.stringify(ns)}`);
+    problems += h.stuck.length;
+    if ((h.counts.failed ?? 0) > 0) {
+      problems++;
+      out(safe(`warning: ${h.counts.failed} sagas in ${JSON.stringify(ns)} failed (a compensation failed after its retries): a person must look; sagas.list({ status: "failed" }) lists them`));
+    }
+  }
+  return problems;
+}
+
 /** Prints the diagnosis through `out`; returns the exit code (1 when a problem was found). */
-export function doctor(db: Database, dir: string, out: (line: string) => void): number {
+export async function doctor(db: Database, dir: string, out: (line: string) => void): Promise<number> {
   let problems = 0;
   const s = db.stats();
   out(safe(`store ${dir}: version ${s.version}, ${s.namespaces} namespaces, log ${s.logBytes} B, checkpoint ${s.checkpointBytes} B at version ${s.checkpointVersion}`));
@@ -108,6 +137,7 @@ export function doctor(db: Database, dir: string, out: (line: string) => void): 
     }
   }
   problems += lockHolders(db, out);
+  problems += await sagas(db, out);
   if (s.openSnapshots || s.openTransactions) out(`this process: ${s.openSnapshots} snapshots, ${s.openTransactions} transactions open`);
   return problems ? 1 : 0;
 }

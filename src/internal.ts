@@ -36,4 +36,7 @@ export type { AppendedBatch, TailHooks } from "./tail.ts";
 export { Meters } from "./stats.ts";
 export { databaseInternals } from "./db.ts";
 export type { DatabaseInternals } from "./db.ts";
+export { retryDelayMs } from "./sagadefs.ts";
+export { inspectSagas } from "./sagas.ts";
+export type { SagaHealth, StuckSaga } from "./sagas.ts";
 export * from "./expiry.ts";

@@ -12,7 +12,9 @@
  * @module
  */
 export { open, Database } from "./src/db.ts";
-export type { OpenOptions, Durability, TransactionOptions, Stats, Distribution, CompactResult, BackupResult } from "./src/db.ts";
+export type { OpenOptions, Durability, TransactionOptions, Stats, Distribution, CompactResult, BackupResult, PreparedInfo, PrepareOptions } from "./src/db.ts";
+export type { CoordinatorRef } from "./src/record.ts";
+export type { TwoPhaseStats } from "./src/prepared.ts";
 export type { CheckReport } from "./src/check.ts";
 export { Transaction, Snapshot } from "./src/tx.ts";
 export { ResourceLock } from "./src/locks.ts";

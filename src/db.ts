@@ -23,7 +23,7 @@ import { encodeKey, prefixRange } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { encodeValue } from "./codec.ts";
 import type { Index } from "./index.ts";
-import { FORMAT_CHECKPOINT, FORMAT_VERSION } from "./log.ts";
+import { FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION } from "./log.ts";
 import { changeFormatLocked } from "./migrate.ts";
 import { GroupCommitter } from "./commit.ts";
 import { FileLock } from "./lock.ts";
@@ -55,15 +55,21 @@ import type { Key as ResourceKey } from "./keys.ts";
 import type { CompactResult } from "./compact.ts";
 import { backupStore } from "./backup.ts";
 import type { BackupResult } from "./backup.ts";
+import { Participant } from "./participant.ts";
+import type { PreparedInfo } from "./prepared.ts";
 
 export type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 export type { Distribution, Stats } from "./stats.ts";
 export type { CompactResult } from "./compact.ts";
 export type { BackupResult } from "./backup.ts";
+export type { PreparedInfo } from "./prepared.ts";
+export type { PrepareOptions } from "./participant.ts";
 
 /** The engine side of a {@link Database}, kept out of its public type. */
 export interface DatabaseInternals extends TxHost {
   readonly platform: Platform;
+  /** Two-phase commit: the participant side and its resolver (participant.ts). */
+  readonly participant: Participant;
   /** Opens the store: creates it if new, recovers a crashed writer's tail. */
   init(namespaces: string[]): Promise<void>;
 }
@@ -122,6 +128,7 @@ export class Database {
   readonly #meters = new Meters();
   readonly #counters: Counters = this.#meters.counters;
   readonly #locks: LockManager;
+  readonly #participant: Participant;
   #closed = false;
   /** A roll-over asked to learn other processes' compactions on a later turn (afterBatch). */
   #followScheduled = false;
@@ -146,6 +153,7 @@ export class Database {
       compactionNoticed: () => this.#pins.renewLeaseIfLost(),
       endPinsBelow: (tsn) => this.#pins.endPinsBelow(tsn),
       viewReset: () => void (this.#cachedReader = undefined),
+      preparedSeen: () => this.#participant?.wake(),
     });
     const tail = this.#tail;
     this.#pins = new Pins(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), maxIdleMs: o.maxIdleMs }, {
@@ -178,6 +186,19 @@ export class Database {
         }
         this.#compactor.maybeAutoCompact(seg, () => (this.#closed ? Promise.resolve() : this.#compactor.run({ full: false })));
       },
+    });
+    this.#participant = new Participant({
+      platform,
+      path: this.path,
+      readOnly: o.readOnly,
+      tail,
+      lock: this.#lock,
+      compactLock: this.#compactor.compactLock,
+      lockTimeoutMs: o.lockTimeoutMs,
+      submit: (state) => this.commit(state),
+      ensureOpen: () => this.ensureOpen(),
+      isClosed: () => this.#closed,
+      openStore: (dir) => open(dir, { adapter: platform, lockTimeoutMs: o.lockTimeoutMs }),
     });
     this.#watchHub = new WatchHub({
       log: tail.log,
@@ -249,6 +270,8 @@ export class Database {
     } finally {
       release();
     }
+    // In-doubt transactions of two-phase commit are resolved at open and while open.
+    if (tail.manifest.format >= FORMAT_TWO_PHASE || this.index.prepared.size > 0) this.#participant.wake();
   }
 
   /**
@@ -314,6 +337,8 @@ export class Database {
       await this.#compactor.autoCompacting?.catch(() => {});
     }
     this.#closed = true;
+    this.#participant.stop();
+    await this.#participant.idle();
     this.#locks.close();
     this.#pins.stop();
     this.#watchHub.closeAll();
@@ -341,6 +366,8 @@ export class Database {
     get index() { return db.index; },
     get readOnly() { return db.readOnly; },
     init: (namespaces) => db.init(namespaces),
+    prepare: (state, txid, options) => db.#participant.prepare(state, txid, options),
+    participant: db.#participant,
     pin: (version, kind, expire) => db.pin(version, kind, expire),
     commit: (state) => db.commit(state),
     ensureOpen: () => db.ensureOpen(),
@@ -692,6 +719,62 @@ export class Database {
     return [me, ...live.map((l) => ({ pid: l.pid, runtime: l.runtime, pinnedVersion: l.pin === undefined ? undefined : BigInt(l.pin), self: false }))];
   }
 
+  // --- two-phase commit (participant side: participant.ts, prepared.ts) ---
+
+  /**
+   * Decides prepared transaction `txid` (see `tx.prepare()`): its writes become visible at
+   * a new version, in every process. Idempotent: for a transaction committed already, it
+   * returns that commit's version. An aborted or unknown `txid` fails with NOT_PREPARED
+   * (`details.state`: "aborted" or "unknown").
+   *
+   * @example
+   * ```ts
+   * const { version } = await db.commitPrepared("order-42");
+   * ```
+   */
+  commitPrepared(txid: string): Promise<{ version: bigint }> {
+    try {
+      return this.#participant.commitPrepared(txid);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Decides prepared transaction `txid` by dropping its writes, in every process.
+   * Idempotent; an unknown `txid`'s abort is recorded, so that a prepare of it arriving
+   * later is refused (presumed abort). A committed one fails with NOT_PREPARED.
+   *
+   * @example
+   * ```ts
+   * await db.abortPrepared("order-42");
+   * ```
+   */
+  abortPrepared(txid: string): Promise<void> {
+    try {
+      return this.#participant.abortPrepared(txid);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * The prepared transactions of this store not decided yet, from every process, oldest
+   * first: their id, coordinator, age and the keys they write.
+   *
+   * @example
+   * ```ts
+   * for (const p of await db.listPrepared()) console.log(p.txid, p.ageMs, p.coordinator);
+   * ```
+   */
+  listPrepared(): Promise<PreparedInfo[]> {
+    try {
+      return Promise.resolve(this.#participant.list());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   // --- locks on named resources ---
 
   /**
@@ -781,6 +864,7 @@ export class Database {
       compactions: this.#compactor.compactions,
       watchers: this.#watchHub.count,
       ...this.#locks.stats(),
+      ...this.#participant.stats(),
       resourceLockWaitUs: this.#meters.resourceLockWaitUs.summary(),
     };
   }

@@ -27,6 +27,7 @@ import { bytesToBinary } from "./keys.ts";
 import type { Levels } from "./levels.ts";
 import { mergeVisible } from "./merge.ts";
 import type { TableEntry } from "./table.ts";
+import { PreparedSet } from "./prepared.ts";
 
 /** Versions of one key, oldest first. */
 export class Chain {
@@ -114,6 +115,8 @@ export class Index {
   versionCount = 0;
   /** The on-disk tables below this in-memory table (format 2), or undefined (none). */
   levels: Levels | undefined;
+  /** Prepared transactions of two-phase commit and recent decisions (prepared.ts). */
+  readonly prepared = new PreparedSet();
 
   /** True when reads must also look in tables. */
   #hasTables(): boolean {
@@ -137,11 +140,13 @@ export class Index {
       }
     }
     for (const w of record.writes) this.put(w.nsId, bytesToBinary(w.key), tsn, w.value);
+    if (record.twoPhase) this.prepared.apply(record);
     this.lastTsn = tsn;
   }
 
   /** Removes what `apply(record)` added; `record` must be the newest applied. */
   undo(record: CommitRecord, previousTsn: number, previousNextNsId: number): void {
+    if (record.twoPhase) this.prepared.undo(record);
     for (const w of record.writes) {
       const chain = this.#spaces.get(w.nsId)?.chains.get(bytesToBinary(w.key));
       if (chain && chain.tsns[chain.tsns.length - 1] === record.tsn) {
@@ -461,6 +466,7 @@ export class Index {
    * versions dropped.
    */
   dropFolded(foldedTsn: number): number {
+    this.prepared.dropFolded(foldedTsn);
     let dropped = 0;
     for (const [nsId, space] of this.#spaces) {
       let removedKeys = false;

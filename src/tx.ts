@@ -14,6 +14,8 @@ import { decodeKey, describeKey, encodeKey, PREFIX_END, prefixRange } from "./ke
 import type { Key } from "./keys.ts";
 import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index, Version } from "./index.ts";
+import type { TwoPhaseRequest } from "./prepared.ts";
+import type { PrepareOptions } from "./participant.ts";
 
 /** Isolation levels. */
 export type Isolation = "serializable" | "snapshot";
@@ -72,6 +74,8 @@ export interface TxState {
   namespaceOps: NamespaceRequest[];
   bytes: number;
   writeCount: number;
+  /** Two-phase commit only: a prepare, or the decision on one (prepared.ts). */
+  twoPhase?: TwoPhaseRequest;
 }
 
 export function newTxState(readVersion: number, isolation: Isolation, blind: boolean): TxState {
@@ -429,6 +433,8 @@ export abstract class SnapshotReader {
 /** What a transaction needs from the database to commit. */
 export interface TxHost extends ReadContext {
   commit(state: TxState): Promise<number>;
+  /** Two-phase commit: validates and durably records `state` as prepared (participant.ts). */
+  prepare(state: TxState, txid: string, options?: PrepareOptions): Promise<void>;
   readOnly: boolean;
   /** Pins a read version (so compaction keeps it); `expire` runs if it idles past maxIdleMs. */
   pin(version: number, kind: string, expire?: (idleMs: number) => void): { release: () => void; touch: () => void };
@@ -441,7 +447,7 @@ const leakedPins = new FinalizationRegistry<() => void>((unpin) => unpin());
 class TxReader extends SnapshotReader {
   readonly #host: TxHost;
   readonly #state: TxState;
-  #finished: "committed" | "rolled back" | undefined;
+  #finished: "committed" | "rolled back" | "prepared" | undefined;
   #committing = false;
   readonly #unpin: () => void;
   readonly #touch: () => void;
@@ -462,7 +468,7 @@ class TxReader extends SnapshotReader {
     leakedPins.register(this, release, this);
   }
 
-  #finish(how: "committed" | "rolled back"): void {
+  #finish(how: "committed" | "rolled back" | "prepared"): void {
     this.#finished = how;
     leakedPins.unregister(this);
     this.#unpin();
@@ -655,6 +661,24 @@ class TxReader extends SnapshotReader {
     }
   }
 
+  /**
+   * Two-phase commit: validates like commit() and durably records the transaction as
+   * prepared under `txid` (participant.ts); it is then decided by `db.commitPrepared(txid)`
+   * or `db.abortPrepared(txid)`, in any process. The transaction is finished either way.
+   */
+  async prepare(txid: string, options?: PrepareOptions): Promise<void> {
+    this.usable();
+    if (this.#committing) throw new TxtDbError("INVALID_ARGUMENT", "commit() or prepare() was already called");
+    this.#committing = true;
+    try {
+      await this.#host.prepare(this.#state, txid, options);
+      this.#finish("prepared");
+    } catch (e) {
+      this.#finish("rolled back");
+      throw e;
+    }
+  }
+
   /** Discards the transaction's writes. Safe to call more than once. */
   rollback(): void {
     if (!this.#finished) this.#finish("rolled back");
@@ -816,6 +840,25 @@ export class Transaction {
   /** Validates and writes. Read-only transactions resolve at once with their read version. */
   commit(): Promise<{ version: bigint }> {
     return this.#tx.commit();
+  }
+
+  /**
+   * Two-phase commit, participant side: validates like `commit()` and durably records the
+   * transaction as prepared under `txid`. Until `db.commitPrepared(txid)` or
+   * `db.abortPrepared(txid)` decides it (in any process), commits that write a key it
+   * wrote or read fail with CONFLICT (`details.preparedBy`); reads are not blocked. See
+   * docs/two-phase-commit.md; `Coordinator` drives it across stores.
+   *
+   * @example
+   * ```ts
+   * const tx = await db.begin();
+   * tx.set("orders", "o-42", { item: "x" });
+   * await tx.prepare("order-42");
+   * await db.commitPrepared("order-42"); // or db.abortPrepared("order-42")
+   * ```
+   */
+  prepare(txid: string, options?: PrepareOptions): Promise<void> {
+    return this.#tx.prepare(txid, options);
   }
 
   /** Discards the transaction's writes. Safe to call more than once. */

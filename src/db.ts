@@ -70,6 +70,8 @@ export interface DatabaseInternals extends TxHost {
   readonly platform: Platform;
   /** Two-phase commit: the participant side and its resolver (participant.ts). */
   readonly participant: Participant;
+  /** This process's lease file name in the store's `leases/` (liveness of a coordinator). */
+  readonly leaseFile: string | undefined;
   /** Opens the store: creates it if new, recovers a crashed writer's tail. */
   init(namespaces: string[]): Promise<void>;
 }
@@ -368,6 +370,7 @@ export class Database {
     init: (namespaces) => db.init(namespaces),
     prepare: (state, txid, options) => db.#participant.prepare(state, txid, options),
     participant: db.#participant,
+    get leaseFile() { return db.#pins.leaseFile; },
     pin: (version, kind, expire) => db.pin(version, kind, expire),
     commit: (state) => db.commit(state),
     ensureOpen: () => db.ensureOpen(),

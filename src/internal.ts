@@ -36,3 +36,6 @@ export type { AppendedBatch, TailHooks } from "./tail.ts";
 export { Meters } from "./stats.ts";
 export { databaseInternals } from "./db.ts";
 export type { DatabaseInternals } from "./db.ts";
+export { PreparedSet, DECISIONS_KEPT_MAX, DECISIONS_CARRIED_MAX } from "./prepared.ts";
+export { DECISIONS_NS, COORDINATOR_NS } from "./decisions.ts";
+export { RESOLVE_POLL_MS, IN_DOUBT_MS_DEFAULT } from "./participant.ts";

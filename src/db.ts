@@ -369,7 +369,7 @@ export class Database {
     get readOnly() { return db.readOnly; },
     init: (namespaces) => db.init(namespaces),
     prepare: (state, txid, options) => db.#participant.prepare(state, txid, options),
-    participant: db.#participant,
+    get participant() { return db.#participant; },
     get leaseFile() { return db.#pins.leaseFile; },
     pin: (version, kind, expire) => db.pin(version, kind, expire),
     commit: (state) => db.commit(state),

@@ -273,6 +273,7 @@ export class Database {
       release();
     }
     // In-doubt transactions of two-phase commit are resolved at open and while open.
+    if (this.index.prepared.size > 0) await this.#participant.resolveDue().catch(() => {});
     if (tail.manifest.format >= FORMAT_TWO_PHASE || this.index.prepared.size > 0) this.#participant.wake();
   }
 

@@ -273,3 +273,27 @@ test(`${R} check() is clean and a fresh reader rebuilds the same state after pre
   await a.close();
   await b.close();
 });
+
+test(`${R} another handle's compaction carries a prepared transaction: its keys stay blocked, a fresh handle sees it, and its decision applies after the fold`, async () => {
+  const dir = tempDir("prepx");
+  const opts = { segmentBytes: 4096, autoCompactBytes: 0 };
+  const a = await open(dir, { namespaces: ["ns"], ...opts });
+  const b = await open(dir, opts);
+  const tx = await a.begin();
+  tx.set("ns", "held", "v");
+  for await (const _ of tx.list("ns", { prefix: ["range"] })) { /* a range read */ }
+  await tx.prepare("across");
+  for (let i = 0; i < 200; i++) await b.set("ns", ["fill", i], "x".repeat(100));
+  const r = await b.compact();
+  assert.ok(r.segmentsFolded > 0 && r.checkpointVersion > (await b.listPrepared())[0]!.version, "b's fold passed a's prepare record");
+  const fresh = await open(dir, opts);
+  assert.deepEqual((await fresh.listPrepared()).map((p) => p.txid), ["across"]);
+  await assert.rejects(fresh.set("ns", ["range", 1], 1), preparedBy("across"), "the range it read is still held after the fold");
+  await assert.rejects(a.set("ns", "held", 1), preparedBy("across"));
+  await fresh.commitPrepared("across");
+  assert.equal(await b.get("ns", "held"), "v");
+  for (const db of [a, b, fresh]) {
+    assert.ok((await db.check()).ok);
+    await db.close();
+  }
+});

@@ -25,7 +25,7 @@ function fsyncCostUs() {
   return Math.round(us);
 }
 
-await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts", "scripts/bench/locks.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
+await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts", "scripts/bench/locks.ts", "scripts/bench/twophase.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
 
 function runJson(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: smoke ? 120_000 : 900_000, killSignal: "SIGKILL" });
@@ -194,10 +194,44 @@ async function lockRows() {
   return rows;
 }
 
+const twophaseCmd = {
+  node: (a) => [process.execPath, [".build-bench/twophase.js", ...a]],
+  deno: (a) => ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/bench/twophase.ts", ...a]],
+  bun: (a) => ["node_modules/.bin/bun", ["scripts/bench/twophase.ts", ...a]],
+};
+
+/**
+ * Two-phase commit (Coordinator over two stores) beside single-store transactions in the
+ * same process and run, one at a time and 16 in flight, on each runtime: transactions/s,
+ * and fsyncs per transaction counted through the platform (every store, manifests and
+ * directories included). Each transaction moves 1 between its own two keys (no conflicts).
+ */
+async function twoPhaseRows() {
+  const rows = [];
+  const n = Math.max(50, Math.round(2_000 * scale));
+  for (const rt of ["node", "deno", "bun"]) {
+    const path = `${dir}/2pc-${rt}`;
+    mkdirSync(path, { recursive: true });
+    const [r] = await runParallel([twophaseCmd[rt]([path, String(n)])]);
+    for (const x of r.rows) {
+      const what = x.kind === "single" ? "one store: db.transaction" : "two stores: coord.transaction";
+      rows.push({
+        workload: `2pc: a transfer (2 keys), ${what}, ${x.inFlight} in flight`,
+        engine: "txtdb",
+        runtime: rt,
+        ops: x.ops,
+        opsPerSec: Math.round(x.ops / (x.ms / 1000)),
+        note: `${(x.fsyncs / x.ops).toFixed(2)} fsyncs per transaction${x.kind === "2pc" ? " (a prepare in each store, the decision, a commit in each store; shared by group commit when in flight)" : ""}`,
+      });
+    }
+  }
+  return rows;
+}
+
 const fsyncUs = fsyncCostUs();
-// `--sections=single,mp,extras,locks` runs only those parts (default: all); `--workload=<substring>`
+// `--sections=single,mp,extras,locks,2pc` runs only those parts (default: all); `--workload=<substring>`
 // only the multi-process workloads whose name contains it.
-const sections = (process.argv.find((a) => a.startsWith("--sections="))?.slice(11) ?? "single,mp,extras,locks").split(",");
+const sections = (process.argv.find((a) => a.startsWith("--sections="))?.slice(11) ?? "single,mp,extras,locks,2pc").split(",");
 const results = [
   ...(sections.includes("single") ? [
     ...runJson(process.execPath, [".build-bench/txtdb.js", dir, String(scale)]),
@@ -207,6 +241,7 @@ const results = [
   ] : []),
   ...(sections.includes("mp") ? await multiProcess() : []),
   ...(sections.includes("locks") ? await lockRows() : []),
+  ...(sections.includes("2pc") ? await twoPhaseRows() : []),
   ...(sections.includes("extras") ? runJson(process.execPath, ["--expose-gc", ".build-bench/extras.js", dir, String(smoke ? 0.002 : scale)]) : []),
 ];
 rmSync(dir, { recursive: true, force: true });

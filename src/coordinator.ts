@@ -149,6 +149,11 @@ function checkMs(v: unknown, name: string, dflt: number): number {
   return v;
 }
 
+/** The lease id (of the coordinator process that made it) a txid of a Coordinator starts with. */
+function leaseOfTxid(txid: string): string | undefined {
+  return /^([0-9a-f]{16})\.[0-9a-z]+\.[0-9a-f]{8}$/.exec(txid)?.[1];
+}
+
 function hex(platform: Platform, bytes: number): string {
   const b = new Uint8Array(bytes);
   platform.randomBytes(b);
@@ -184,6 +189,8 @@ export class Coordinator {
   readonly #adapter: Platform | undefined;
   /** Txids this coordinator is running now (recovery leaves them alone). */
   readonly #inFlight = new Set<string>();
+  /** Txids this coordinator decided to commit but could not commit everywhere: recovery retries them. */
+  readonly #unfinished = new Set<string>();
   /** Committed everywhere: their decisions are deleted lazily. */
   #done: string[] = [];
   #flushing: Promise<void> | undefined;
@@ -279,7 +286,7 @@ export class Coordinator {
    * });
    * ```
    */
-  async transaction<const P extends readonly Participant[], T>(
+  async transaction<const P extends readonly (Database | TwoPhaseParticipant)[], T>(
     participants: P,
     fn: (...views: { -readonly [K in keyof P]: ParticipantView<P[K]> }) => Promise<T> | T,
     options: CoordinatedTransactionOptions = {},
@@ -328,7 +335,13 @@ export class Coordinator {
       const txid = this.#newTxid(ref);
       this.#inFlight.add(txid);
       try {
-        const txs = await Promise.all(participants.map((p) => (p instanceof Database ? p.begin(options.isolation ? { isolation: options.isolation } : {}) : undefined)));
+        const begun = await Promise.allSettled(participants.map((p) => (p instanceof Database ? p.begin(options.isolation ? { isolation: options.isolation } : {}) : Promise.resolve(undefined))));
+        const txs = begun.map((b) => (b.status === "fulfilled" ? b.value : undefined));
+        const refused = begun.find((b): b is PromiseRejectedResult => b.status === "rejected");
+        if (refused) {
+          for (const tx of txs) tx?.rollback();
+          throw refused.reason;
+        }
         let result: T;
         try {
           result = await raceDeadline(Promise.resolve().then(() => fn(...participants.map((p, i) => txs[i] ?? p))), left(), signal, (cause) => ({ error: timeoutError(cause) }));
@@ -365,6 +378,7 @@ export class Coordinator {
         }
         // Phase 2: commit everywhere; what fails now is finished by recovery.
         if (await this.#commitAll(participants, txid)) this.#completed(txid);
+        else this.#unfinished.add(txid);
         return result;
       } finally {
         this.#inFlight.delete(txid);
@@ -492,6 +506,9 @@ export class Coordinator {
           if (now - d.atMs > this.#retentionMs) stale.push(txid);
           continue;
         }
+        // A live coordinator process finishes its own decisions: leave them to it for the
+        // in-doubt timeout (its commits are under way; pushing them too would only repeat them).
+        if (!this.#unfinished.has(txid) && now - d.atMs < this.#inDoubtTimeoutMs && this.#coordinatorAlive(txid)) continue;
         let all = true;
         for (const path of d.participants) {
           const db = await this.#participantStore(path, opened);
@@ -511,8 +528,12 @@ export class Coordinator {
         } else if (all) {
           stale.push(txid);
         }
-        if (all) result.committed++;
-        else result.pending++;
+        if (all) {
+          result.committed++;
+          this.#unfinished.delete(txid);
+        } else {
+          result.pending++;
+        }
       }
       // Other participants: their in-doubt transactions of this coordinator.
       for (const p of this.#others) {
@@ -576,15 +597,20 @@ export class Coordinator {
    */
   async #othersDecision(txid: string, logged: DecisionValue | undefined, now: number): Promise<"commit" | "abort" | undefined> {
     if (logged) return logged.outcome;
-    const lease = /^([0-9a-f]{16})\.[0-9a-z]+\.[0-9a-f]{8}$/.exec(txid)?.[1];
-    if (!lease) return undefined; // not a txid of this coordinator's making
+    if (leaseOfTxid(txid) === undefined) return undefined; // not a txid of this coordinator's making
     let first = this.#firstSeen.get(txid);
     if (first === undefined) this.#firstSeen.set(txid, (first = now));
-    const alive = leaseOwnerAlive(this.#platform, joinPath(this.path, "leases", `${lease}.lease`));
+    const alive = this.#coordinatorAlive(txid);
     if (alive && now - first < this.#inDoubtTimeoutMs) return undefined;
     const outcome = await abortUnlessCommitted(this.#store, txid, now);
     this.#firstSeen.delete(txid);
     return outcome;
+  }
+
+  /** True if the coordinator process that made `txid` (its lease in this store) is alive. */
+  #coordinatorAlive(txid: string): boolean {
+    const lease = leaseOfTxid(txid);
+    return lease !== undefined && leaseOwnerAlive(this.#platform, joinPath(this.path, "leases", `${lease}.lease`));
   }
 
   /** Waits for the transactions under way, deletes finished decisions, and closes the coordinator store. Safe to call twice. */

@@ -116,7 +116,7 @@ export class Index {
   /** The on-disk tables below this in-memory table (format 2), or undefined (none). */
   levels: Levels | undefined;
   /** Prepared transactions of two-phase commit and recent decisions (prepared.ts). */
-  readonly prepared = new PreparedSet();
+  readonly prepared: PreparedSet = new PreparedSet();
 
   /** True when reads must also look in tables. */
   #hasTables(): boolean {

@@ -9,6 +9,7 @@ import type { Database } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
 import { readWriterHolder } from "../src/holder.ts";
 import { inspectSagas } from "../src/sagas.ts";
+import { leaseOwnerAlive } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
 import { safe, seconds } from "./output.ts";
 
@@ -96,6 +97,36 @@ async function sagas(db: Database, out: (line: string) => void): Promise<number>
   return problems;
 }
 
+/**
+ * Prepared transactions of two-phase commit not decided yet: each with its age, coordinator
+ * and keys. One past its in-doubt timeout is a problem: no writable process of the store
+ * resolved it (none has the store open, or its coordinator cannot be reached from them).
+ * Returns the number of problems.
+ */
+function inDoubt(db: Database, out: (line: string) => void): number {
+  const participant = databaseInternals(db).participant;
+  const prepared = participant.list();
+  if (prepared.length === 0) return 0;
+  const late = prepared.filter((p) => p.inDoubt);
+  out(`prepared transactions (two-phase commit): ${prepared.length}, ${late.length} in doubt past their timeout`);
+  const platform = databaseInternals(db).platform;
+  for (const p of prepared.slice(0, 20)) {
+    const ref = databaseInternals(db).index.prepared.get(p.txid)?.op.coordinator;
+    const coordinator = ref
+      ? `coordinator ${ref.path} (${platform.stat(`${ref.path}/MANIFEST`) ? leaseOwnerAlive(platform, `${ref.path}/leases/${ref.lease}`) ? "its process is alive" : "its process is gone" : "missing from here"})`
+      : "no coordinator (decided by whoever prepared it)";
+    out(safe(`  ${p.txid}: prepared ${seconds(p.ageMs)} ago at version ${p.version}, ${p.keys.length} keys, ${coordinator}${p.inDoubt ? ", IN DOUBT" : ""}`));
+  }
+  if (prepared.length > 20) out(`  ... and ${prepared.length - 20} more`);
+  if (late.length === 0) return 0;
+  out(
+    `warning: ${late.length} prepared transaction${late.length === 1 ? " is" : "s are"} in doubt past the timeout: their keys refuse writers with CONFLICT. ` +
+      "Any writable open of this store resolves them against their coordinator's log at open (for instance 'txtdb compact <dir>', run where the coordinator's path resolves), " +
+      "or decide each with db.commitPrepared(txid) / db.abortPrepared(txid) once you know the outcome.",
+  );
+  return 1;
+}
+
 /** Prints the diagnosis through `out`; returns the exit code (1 when a problem was found). */
 export async function doctor(db: Database, dir: string, out: (line: string) => void): Promise<number> {
   let problems = 0;
@@ -138,6 +169,7 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
   }
   problems += lockHolders(db, out);
   problems += await sagas(db, out);
+  problems += inDoubt(db, out);
   if (s.openSnapshots || s.openTransactions) out(`this process: ${s.openSnapshots} snapshots, ${s.openTransactions} transactions open`);
   return problems ? 1 : 0;
 }

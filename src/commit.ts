@@ -359,7 +359,19 @@ export class GroupCommitter {
     const frames: Uint8Array[] = [];
     let bytes = 0;
     for (const s of states) {
-      let error = validate(s, index);
+      let error: TxtDbError | undefined;
+      if (s.twoPhase) {
+        // Two-phase commit (prepared.ts): a prepare validates like a commit and against
+        // other prepared transactions; a decision needs its prepared transaction.
+        const v = index.prepared.validate(s, index, validate);
+        if (v.skip !== undefined) {
+          results.push(v.skip); // an abort of an aborted transaction: nothing to write
+          continue;
+        }
+        error = v.error;
+      } else {
+        error = validate(s, index) ?? index.prepared.blocks(s, index);
+      }
       let record: CommitRecord | undefined;
       if (!error && s.atHead) {
         // Queue work decided at the head (queuestore.ts); nothing left to write: no record.
@@ -375,7 +387,7 @@ export class GroupCommitter {
       }
       if (!error) {
         try {
-          record = buildRecord(s, index, index.lastTsn + 1);
+          record = s.twoPhase ? index.prepared.build(s, index, index.lastTsn + 1, buildRecord) : buildRecord(s, index, index.lastTsn + 1);
         } catch (e) {
           if (!isTxtDbError(e)) throw e;
           error = e;

@@ -64,7 +64,7 @@
 import { TxtDbError } from "./errors.ts";
 import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, COMPACT_LOCK, ioError, removeUnnamed, MANIFEST_TMP, parseSegmentName, segmentName, TABLE_FILE, TABLE_TMP_FILE } from "./files.ts";
 import { FileLock } from "./lock.ts";
-import { FORMAT_CHECKPOINT, FORMAT_VERSION, sameManifestFiles } from "./log.ts";
+import { FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION, sameManifestFiles } from "./log.ts";
 import type { Manifest } from "./log.ts";
 import type { Platform } from "./port.ts";
 import { decodeCommit, FRAME_MAGIC } from "./record.ts";
@@ -321,8 +321,16 @@ export class Compactor {
 
   /** The manifest a switch to `out` installs (rule 3). */
   #nextManifest(plan: CompactionPlan, out: FoldOutput): Manifest {
+    // Format 3 stays format 3, and carries the prepared transactions the fold passes
+    // (prepared.ts rule 5): their prepare records are in the segments it deletes.
+    // The format on disk: a process that followed the manifest before another moved it to
+    // format 3 may still hold it at 2 (the move changes no file it compares); moves take
+    // `compact.lock`, held here, so what is read now stays true until the switch.
+    const format = Math.max(FORMAT_VERSION, plan.manifest.format, this.#tail.log.readManifest()?.format ?? 0);
+    const twoPhase = format >= FORMAT_TWO_PHASE ? this.#tail.index.prepared.carry(plan.tsn) : undefined;
     return {
-      format: FORMAT_VERSION,
+      ...(twoPhase ? { twoPhase } : {}),
+      format,
       createdAtMs: plan.manifest.createdAtMs,
       checkpointTsn: plan.tsn,
       firstSegment: plan.lastFolded! + 1,

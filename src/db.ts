@@ -25,7 +25,7 @@ import { encodeValue } from "./codec.ts";
 import { expiryFromOptions, wrapExpiring } from "./expiry.ts";
 import type { SetOptions } from "./expiry.ts";
 import type { Index } from "./index.ts";
-import { FORMAT_CHECKPOINT, FORMAT_VERSION } from "./log.ts";
+import { FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION } from "./log.ts";
 import { changeFormatLocked } from "./migrate.ts";
 import { GroupCommitter } from "./commit.ts";
 import { FileLock } from "./lock.ts";
@@ -59,15 +59,23 @@ import { backupStore } from "./backup.ts";
 import type { BackupResult } from "./backup.ts";
 import { Queues } from "./queues.ts";
 import type { DeadLetter, EnqueueOptions, EnqueueResult, ListenOptions, QueueHandler, QueueStats } from "./queues.ts";
+import { Participant } from "./participant.ts";
+import type { PreparedInfo } from "./prepared.ts";
 
 export type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 export type { Distribution, Stats } from "./stats.ts";
 export type { CompactResult } from "./compact.ts";
 export type { BackupResult } from "./backup.ts";
+export type { PreparedInfo } from "./prepared.ts";
+export type { PrepareOptions } from "./participant.ts";
 
 /** The engine side of a {@link Database}, kept out of its public type. */
 export interface DatabaseInternals extends TxHost {
   readonly platform: Platform;
+  /** Two-phase commit: the participant side and its resolver (participant.ts). */
+  readonly participant: Participant;
+  /** This process's lease file name in the store's `leases/` (liveness of a coordinator). */
+  readonly leaseFile: string | undefined;
   /** Opens the store: creates it if new, recovers a crashed writer's tail. */
   init(namespaces: string[]): Promise<void>;
   /** The names of the queues that hold messages (for `txtdb queues`). */
@@ -129,6 +137,7 @@ export class Database {
   readonly #counters: Counters = this.#meters.counters;
   readonly #locks: LockManager;
   readonly #queues: Queues;
+  readonly #participant: Participant;
   #closed = false;
   /** A roll-over asked to learn other processes' compactions on a later turn (afterBatch). */
   #followScheduled = false;
@@ -153,6 +162,7 @@ export class Database {
       compactionNoticed: () => this.#pins.renewLeaseIfLost(),
       endPinsBelow: (tsn) => this.#pins.endPinsBelow(tsn),
       viewReset: () => void (this.#cachedReader = undefined),
+      preparedSeen: () => this.#participant?.wake(),
     });
     const tail = this.#tail;
     this.#pins = new Pins(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), maxIdleMs: o.maxIdleMs }, {
@@ -185,6 +195,19 @@ export class Database {
         }
         this.#compactor.maybeAutoCompact(seg, () => (this.#closed ? Promise.resolve() : this.#compactor.run({ full: false })));
       },
+    });
+    this.#participant = new Participant({
+      platform,
+      path: this.path,
+      readOnly: o.readOnly,
+      tail,
+      lock: this.#lock,
+      compactLock: this.#compactor.compactLock,
+      lockTimeoutMs: o.lockTimeoutMs,
+      submit: (state) => this.commit(state),
+      ensureOpen: () => this.ensureOpen(),
+      isClosed: () => this.#closed,
+      openStore: (dir) => open(dir, { adapter: platform, lockTimeoutMs: o.lockTimeoutMs }),
     });
     this.#watchHub = new WatchHub({
       log: tail.log,
@@ -271,6 +294,9 @@ export class Database {
     } finally {
       release();
     }
+    // In-doubt transactions of two-phase commit are resolved at open and while open.
+    if (this.index.prepared.size > 0) await this.#participant.resolveDue().catch(() => {});
+    if (tail.manifest.format >= FORMAT_TWO_PHASE || this.index.prepared.size > 0) this.#participant.wake();
   }
 
   /**
@@ -341,6 +367,8 @@ export class Database {
       await this.#compactor.autoCompacting?.catch(() => {});
     }
     this.#closed = true;
+    this.#participant.stop();
+    await this.#participant.idle();
     this.#locks.close();
     this.#pins.stop();
     this.#watchHub.closeAll();
@@ -369,6 +397,9 @@ export class Database {
     get readOnly() { return db.readOnly; },
     init: (namespaces) => db.init(namespaces),
     queueNames: () => db.#queues.names(),
+    prepare: (state, txid, options) => db.#participant.prepare(state, txid, options),
+    get participant() { return db.#participant; },
+    get leaseFile() { return db.#pins.leaseFile; },
     pin: (version, kind, expire) => db.pin(version, kind, expire),
     commit: (state) => db.commit(state),
     enqueue: (state, queue, value, options) => db.#queues.enqueueInTransaction(state, queue, value, options),
@@ -821,6 +852,62 @@ export class Database {
     return this.#queues.retryDead(queue, id);
   }
 
+  // --- two-phase commit (participant side: participant.ts, prepared.ts) ---
+
+  /**
+   * Decides prepared transaction `txid` (see `tx.prepare()`): its writes become visible at
+   * a new version, in every process. Idempotent: for a transaction committed already, it
+   * returns that commit's version. An aborted or unknown `txid` fails with NOT_PREPARED
+   * (`details.state`: "aborted" or "unknown").
+   *
+   * @example
+   * ```ts
+   * const { version } = await db.commitPrepared("order-42");
+   * ```
+   */
+  commitPrepared(txid: string): Promise<{ version: bigint }> {
+    try {
+      return this.#participant.commitPrepared(txid);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Decides prepared transaction `txid` by dropping its writes, in every process.
+   * Idempotent; an unknown `txid`'s abort is recorded, so that a prepare of it arriving
+   * later is refused (presumed abort). A committed one fails with NOT_PREPARED.
+   *
+   * @example
+   * ```ts
+   * await db.abortPrepared("order-42");
+   * ```
+   */
+  abortPrepared(txid: string): Promise<void> {
+    try {
+      return this.#participant.abortPrepared(txid);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * The prepared transactions of this store not decided yet, from every process, oldest
+   * first: their id, coordinator, age and the keys they write.
+   *
+   * @example
+   * ```ts
+   * for (const p of await db.listPrepared()) console.log(p.txid, p.ageMs, p.coordinator);
+   * ```
+   */
+  listPrepared(): Promise<PreparedInfo[]> {
+    try {
+      return Promise.resolve(this.#participant.list());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   // --- locks on named resources ---
 
   /**
@@ -910,6 +997,7 @@ export class Database {
       compactions: this.#compactor.compactions,
       watchers: this.#watchHub.count,
       ...this.#locks.stats(),
+      ...this.#participant.stats(),
       resourceLockWaitUs: this.#meters.resourceLockWaitUs.summary(),
     };
   }

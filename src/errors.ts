@@ -28,7 +28,8 @@ export type ErrorCode =
   | "FORMAT"
   | "IO"
   | "UNSUPPORTED"
-  | "UNAVAILABLE";
+  | "UNAVAILABLE"
+  | "NOT_PREPARED";
 
 /**
  * An error raised by txtdb. `code` is stable; `message` says what was attempted, on what,

@@ -28,6 +28,7 @@ import type { Levels } from "./levels.ts";
 import { mergeVisible } from "./merge.ts";
 import type { TableEntry } from "./table.ts";
 import { expiresAtOf, isExpiring } from "./expiry.ts";
+import { PreparedSet } from "./prepared.ts";
 
 /** Versions of one key, oldest first. */
 export class Chain {
@@ -136,6 +137,8 @@ export class Index {
   #expired(value: Uint8Array): boolean {
     return isExpiring(value) && expiresAtOf(value) <= this.wallClockMs();
   }
+  /** Prepared transactions of two-phase commit and recent decisions (prepared.ts). */
+  readonly prepared: PreparedSet = new PreparedSet();
 
   /** True when reads must also look in tables. */
   #hasTables(): boolean {
@@ -159,11 +162,13 @@ export class Index {
       }
     }
     for (const w of record.writes) this.put(w.nsId, bytesToBinary(w.key), tsn, w.value);
+    if (record.twoPhase) this.prepared.apply(record);
     this.lastTsn = tsn;
   }
 
   /** Removes what `apply(record)` added; `record` must be the newest applied. */
   undo(record: CommitRecord, previousTsn: number, previousNextNsId: number): void {
+    if (record.twoPhase) this.prepared.undo(record);
     for (const w of record.writes) {
       const chain = this.#spaces.get(w.nsId)?.chains.get(bytesToBinary(w.key));
       if (chain && chain.tsns[chain.tsns.length - 1] === record.tsn) {
@@ -524,6 +529,7 @@ export class Index {
    * versions dropped.
    */
   dropFolded(foldedTsn: number): number {
+    this.prepared.dropFolded(foldedTsn);
     let dropped = 0;
     for (const [nsId, space] of this.#spaces) {
       let removedKeys = false;

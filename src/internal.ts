@@ -40,3 +40,6 @@ export { retryDelayMs } from "./sagadefs.ts";
 export { inspectSagas } from "./sagas.ts";
 export type { SagaHealth, StuckSaga } from "./sagas.ts";
 export * from "./expiry.ts";
+export { PreparedSet, DECISIONS_KEPT_MAX, DECISIONS_CARRIED_MAX } from "./prepared.ts";
+export { DECISIONS_NS, COORDINATOR_NS } from "./decisions.ts";
+export { RESOLVE_POLL_MS, IN_DOUBT_MS_DEFAULT } from "./participant.ts";

@@ -27,6 +27,7 @@
  *
  * @module
  */
+import type { ManifestTwoPhase } from "./prepared.ts";
 import { TxtDbError } from "./errors.ts";
 import { crc32c } from "./crc32c.ts";
 import { decodeInternal, encodeInternal } from "./codec.ts";
@@ -43,6 +44,15 @@ import { FRONTIER, FRONTIER_FILE_BYTES, MANIFEST, MANIFEST_TMP, parseSegmentName
  * place (upgrade.ts).
  */
 export const FORMAT_VERSION = 2;
+/**
+ * Format 2 plus records of two-phase commit in the log and prepared transactions in the
+ * manifest. A store moves to it when its first transaction is prepared (prepared.ts), so a
+ * release that reads up to format 2 refuses it with FORMAT instead of misreading it; stores
+ * that never prepare stay at format 2.
+ */
+export const FORMAT_TWO_PHASE = 3;
+/** The newest format this code reads. */
+export const FORMAT_READABLE_MAX = FORMAT_TWO_PHASE;
 /** The format of stores whose folded state is a checkpoint (upgrade.ts reads and writes it). */
 export const FORMAT_CHECKPOINT = 1;
 
@@ -132,6 +142,8 @@ export interface Manifest {
   nextNsId?: number;
   /** Format 2: the number in the next table's name (names are never reused). */
   nextTable?: number;
+  /** Format 3: prepared transactions undecided at `checkpointTsn`, and recent decisions (prepared.ts). */
+  twoPhase?: ManifestTwoPhase;
 }
 
 /**
@@ -258,6 +270,10 @@ export class Log {
         out.bindings = bindings;
         out.nextNsId = typeof m.nextNsId === "number" ? m.nextNsId : 1;
         out.nextTable = typeof m.nextTable === "number" ? m.nextTable : 1;
+        if (m.twoPhase !== undefined && m.twoPhase !== null) {
+          if (typeof m.twoPhase !== "object" || !Array.isArray(m.twoPhase.prepared) || !Array.isArray(m.twoPhase.decisions)) throw bad("its two-phase part is malformed");
+          out.twoPhase = m.twoPhase;
+        }
       }
       return out;
     } finally {

@@ -9,7 +9,7 @@ import { COMPACT_LOCK, LEASES_DIR, WRITER_LOCK } from "./files.ts";
 import { stampHolder } from "./holder.ts";
 import { scanLeaseFiles } from "./liveness.ts";
 import { FileLock } from "./lock.ts";
-import { FORMAT_CHECKPOINT, FORMAT_VERSION, Log } from "./log.ts";
+import { FORMAT_CHECKPOINT, FORMAT_READABLE_MAX, FORMAT_TWO_PHASE, FORMAT_VERSION, Log } from "./log.ts";
 import type { Manifest } from "./log.ts";
 import { checkManifestFiles } from "./opening.ts";
 import type { Platform } from "./port.ts";
@@ -59,8 +59,15 @@ export async function migrateStore(platform: Platform, dir: string, options: { r
   try {
     const first = log.readManifest();
     if (!first) throw new TxtDbError("INVALID_ARGUMENT", `No txtdb store at "${dir}" (no MANIFEST)`);
-    if (first.format > FORMAT_VERSION) {
-      throw new TxtDbError("FORMAT", `Store "${dir}" has format version ${first.format}; this txtdb reads up to ${FORMAT_VERSION}. Upgrade txtdb to migrate it`, { details: { format: first.format, supported: FORMAT_VERSION } });
+    if (first.format > FORMAT_READABLE_MAX) {
+      throw new TxtDbError("FORMAT", `Store "${dir}" has format version ${first.format}; this txtdb reads up to ${FORMAT_READABLE_MAX}. Upgrade txtdb to migrate it`, { details: { format: first.format, supported: FORMAT_READABLE_MAX } });
+    }
+    if (first.format === FORMAT_TWO_PHASE) {
+      // Format 3 is format 2 plus records of two-phase commit, which no older format holds.
+      if (options.rollback) {
+        throw new TxtDbError("FORMAT", `Store "${dir}" is in format ${FORMAT_TWO_PHASE}: it has held prepared transactions (two-phase commit), which format ${FORMAT_CHECKPOINT} cannot represent, so it cannot be rolled back`, { details: { format: first.format } });
+      }
+      return { format: first.format };
     }
     const target = options.rollback ? FORMAT_CHECKPOINT : FORMAT_VERSION;
     const releaseWriter = await writer.acquire(true, { timeoutMs: options.lockTimeoutMs ?? 30_000 });

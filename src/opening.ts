@@ -8,7 +8,7 @@
  */
 import { TxtDbError } from "./errors.ts";
 import { CHECKPOINT_FILE, COMPACT_LOCK, TABLE_FILE, FRONTIER, FRONTIER_FILE_BYTES, LEASES_DIR, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName, WRITER_LOCK, ioError } from "./files.ts";
-import { FORMAT_CHECKPOINT, FORMAT_VERSION } from "./log.ts";
+import { FORMAT_CHECKPOINT, FORMAT_READABLE_MAX } from "./log.ts";
 import type { Log, Manifest } from "./log.ts";
 import { invalidArg } from "./options.ts";
 import type { Platform } from "./port.ts";
@@ -17,9 +17,9 @@ import { HOLDER_RECORD_BYTES } from "./holder.ts";
 
 /** FORMAT if the store was written by a newer txtdb. */
 export function checkFormat(path: string, format: number): void {
-  if (format > FORMAT_VERSION) {
-    throw new TxtDbError("FORMAT", `Store "${path}" has format version ${format}; this txtdb reads up to ${FORMAT_VERSION}. Upgrade txtdb to open it`, {
-      details: { format, supported: FORMAT_VERSION },
+  if (format > FORMAT_READABLE_MAX) {
+    throw new TxtDbError("FORMAT", `Store "${path}" has format version ${format}; this txtdb reads up to ${FORMAT_READABLE_MAX}. Upgrade txtdb to open it`, {
+      details: { format, supported: FORMAT_READABLE_MAX },
     });
   }
 }

@@ -94,6 +94,12 @@ export class Pins {
     return this.#lease !== undefined;
   }
 
+  /** This process's lease file name in `leases/` (two-phase commit names it), if it holds one. */
+  get leaseFile(): string | undefined {
+    const path = this.#lease?.path;
+    return path === undefined ? undefined : path.slice(path.lastIndexOf("/") + 1);
+  }
+
   /** Takes this process's lease (liveness and pins); a read-only store may refuse it. */
   startLease(): void {
     try {

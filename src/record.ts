@@ -11,6 +11,23 @@
  *
  * The checksum covers the length, so a torn or flipped length is caught like a torn body.
  *
+ * Two-phase commit (prepared.ts) adds a second kind, written only to stores whose manifest
+ * is at format 3 (a release that reads up to format 2 refuses such a store with FORMAT
+ * before it reads any record, and one that is already running refuses the record itself,
+ * never misreads it: its decoder accepts kind 1 with four fields only):
+ *
+ * ```
+ * body     := CBOR [kind=2, tsn, writes, null, twoPhase]
+ * twoPhase := [1 (prepare), txid, coordinator | null, preparedAtMs, inDoubtMs,
+ *              pwrites, preads, pranges]              (writes: empty; the prepared writes wait in pwrites)
+ *           | [2 (commit), txid]                      (writes: the prepared writes, visible at tsn)
+ *           | [3 (abort), txid]                       (writes: empty)
+ * coordinator := [path, id, lease]
+ * pwrites  := flat [namespaceId, keyBytes, valueBytes | null, ...]
+ * preads   := flat [namespaceId, keyBytes, ...]
+ * pranges  := flat [namespaceId, startBytes, endBytes, ...]
+ * ```
+ *
  * @module
  */
 import { crc32c } from "./crc32c.ts";
@@ -22,6 +39,7 @@ export const FRAME_HEADER_BYTES = 9;
 /** A frame larger than this is refused when reading: it can only be garbage. */
 export const FRAME_BODY_MAX_BYTES = 1 << 30;
 const RECORD_COMMIT = 1;
+const RECORD_TWO_PHASE = 2;
 
 /** Namespace operations carried by a commit record. */
 export type NamespaceOp =
@@ -36,12 +54,43 @@ export interface RecordWrite {
   value: Uint8Array | null;
 }
 
+/** Who coordinates a prepared transaction (see coordinator.ts): where its decision log is. */
+export interface CoordinatorRef {
+  /** The coordinator store's directory. */
+  path: string;
+  /** The coordinator store's identity, so a resolver never takes another directory for it. */
+  id: string;
+  /** The lease file name of the coordinator's process in that store (alive while it runs). */
+  lease: string;
+}
+
+/** A prepared transaction as its record carries it. */
+export interface PrepareOp {
+  op: "prepare";
+  txid: string;
+  coordinator: CoordinatorRef | null;
+  preparedAtMs: number;
+  /** After this long undecided, a resolver may decide it (abort unless the coordinator committed). */
+  inDoubtMs: number;
+  writes: RecordWrite[];
+  reads: { nsId: number; key: Uint8Array }[];
+  ranges: { nsId: number; start: Uint8Array; end: Uint8Array }[];
+}
+
+/** The two-phase part of a record: a prepare, or the decision on one. */
+export type TwoPhaseOp = PrepareOp | { op: "commit"; txid: string } | { op: "abort"; txid: string };
+
 /** A decoded commit record. */
 export interface CommitRecord {
   tsn: number;
   writes: RecordWrite[];
   namespaceOps: NamespaceOp[];
+  /** Set on records of two-phase commit only (kind 2). */
+  twoPhase?: TwoPhaseOp;
 }
+
+/** Longest transaction id of two-phase commit, in UTF-16 code units. */
+export const TXID_CHARS_MAX = 200;
 
 /** Wraps a body in a frame. */
 export function frame(body: Uint8Array): Uint8Array {
@@ -91,7 +140,22 @@ export function encodeCommit(record: CommitRecord): Uint8Array {
       else ops.push(3, o.name, o.to);
     }
   }
-  return encodeInternal([RECORD_COMMIT, record.tsn, writes, ops]);
+  const tp = record.twoPhase;
+  if (!tp) return encodeInternal([RECORD_COMMIT, record.tsn, writes, ops]);
+  let part: unknown[];
+  if (tp.op === "prepare") {
+    const c = tp.coordinator;
+    const pw: unknown[] = [];
+    for (const w of tp.writes) pw.push(w.nsId, w.key, w.value);
+    const pr: unknown[] = [];
+    for (const r of tp.reads) pr.push(r.nsId, r.key);
+    const pg: unknown[] = [];
+    for (const r of tp.ranges) pg.push(r.nsId, r.start, r.end);
+    part = [1, tp.txid, c ? [c.path, c.id, c.lease] : null, tp.preparedAtMs, tp.inDoubtMs, pw, pr, pg];
+  } else {
+    part = [tp.op === "commit" ? 2 : 3, tp.txid];
+  }
+  return encodeInternal([RECORD_TWO_PHASE, record.tsn, writes, ops, part]);
 }
 
 /** Largest TSN and namespace id: beyond it numbers stop being exact (and BigInt() of them lies). */
@@ -115,25 +179,11 @@ function isName(s: unknown): s is string {
  */
 export function decodeCommit(body: Uint8Array): CommitRecord {
   const raw = decodeInternal(body);
-  if (!Array.isArray(raw) || raw.length !== 4 || raw[0] !== RECORD_COMMIT) throw new Error("record is not a commit record");
+  const twoPhase = Array.isArray(raw) && raw.length === 5 && raw[0] === RECORD_TWO_PHASE;
+  if (!Array.isArray(raw) || (!twoPhase && (raw.length !== 4 || raw[0] !== RECORD_COMMIT))) throw new Error("record is not a commit record");
   const tsn = raw[1];
   if (!isCount(tsn)) throw new Error(`commit record has version ${describe(tsn)}; versions are integers from 1 to 2^53-1`);
-  const flat = raw[2];
-  if (!Array.isArray(flat)) throw new Error(`commit record's writes are ${describe(flat)}, not an array`);
-  if (flat.length % 3 !== 0) throw new Error("commit record has a partial write");
-  const writes: RecordWrite[] = [];
-  for (let i = 0; i < flat.length; i += 3) {
-    const nsId = flat[i];
-    const key = flat[i + 1];
-    const value = flat[i + 2];
-    const n = i / 3;
-    if (!isCount(nsId)) throw new Error(`write #${n} has namespace id ${describe(nsId)}; ids are integers from 1`);
-    if (!(key instanceof Uint8Array)) throw new Error(`write #${n} has a key of type ${describe(key)}, not bytes`);
-    const keyProblem = encodedKeyProblem(key);
-    if (keyProblem !== undefined) throw new Error(`write #${n} has a malformed key: ${keyProblem}`);
-    if (!(value === null || (value instanceof Uint8Array && value.length > 0))) throw new Error(`write #${n} has a value of type ${describe(value)}, not CBOR bytes or null`);
-    writes.push({ nsId, key, value });
-  }
+  const writes = decodeWrites(raw[2], "write");
   const namespaceOps: NamespaceOp[] = [];
   const ops = raw[3];
   if (ops !== null) {
@@ -147,7 +197,73 @@ export function decodeCommit(body: Uint8Array): CommitRecord {
       else throw new Error(`namespace operation #${i / 3} is malformed (operation ${describe(op)}, argument ${describe(arg)})`);
     }
   }
-  return { tsn, writes, namespaceOps };
+  if (!twoPhase) return { tsn, writes, namespaceOps };
+  if (namespaceOps.length > 0) throw new Error("a two-phase commit record has namespace operations");
+  return { tsn, writes, namespaceOps, twoPhase: decodeTwoPhase(raw[4], writes.length) };
+}
+
+function decodeWrites(flat: unknown, what: string): RecordWrite[] {
+  if (!Array.isArray(flat)) throw new Error(`commit record's ${what}s are ${describe(flat)}, not an array`);
+  if (flat.length % 3 !== 0) throw new Error(`commit record has a partial ${what}`);
+  const writes: RecordWrite[] = [];
+  for (let i = 0; i < flat.length; i += 3) {
+    const nsId = flat[i];
+    const key = flat[i + 1];
+    const value = flat[i + 2];
+    const n = i / 3;
+    checkKey(nsId, key, `${what} #${n}`);
+    if (!(value === null || (value instanceof Uint8Array && value.length > 0))) throw new Error(`${what} #${n} has a value of type ${describe(value)}, not CBOR bytes or null`);
+    writes.push({ nsId: nsId as number, key: key as Uint8Array, value });
+  }
+  return writes;
+}
+
+function checkKey(nsId: unknown, key: unknown, what: string): void {
+  if (!isCount(nsId)) throw new Error(`${what} has namespace id ${describe(nsId)}; ids are integers from 1`);
+  if (!(key instanceof Uint8Array)) throw new Error(`${what} has a key of type ${describe(key)}, not bytes`);
+  const keyProblem = encodedKeyProblem(key);
+  if (keyProblem !== undefined) throw new Error(`${what} has a malformed key: ${keyProblem}`);
+}
+
+/** True if `s` may be a transaction id: a non-empty well-formed string of at most TXID_CHARS_MAX. */
+export function isTxid(s: unknown): s is string {
+  return isName(s) && s.length <= TXID_CHARS_MAX;
+}
+
+function decodeTwoPhase(part: unknown, writeCount: number): TwoPhaseOp {
+  if (!Array.isArray(part) || part.length < 2) throw new Error(`two-phase part is ${describe(part)}, not a list`);
+  const [op, txid] = part;
+  if (!isTxid(txid)) throw new Error(`two-phase record has transaction id ${describe(txid)}`);
+  if (op === 2 && part.length === 2) return { op: "commit", txid };
+  if (op === 3 && part.length === 2) {
+    if (writeCount > 0) throw new Error("an abort record has writes");
+    return { op: "abort", txid };
+  }
+  if (op !== 1 || part.length !== 8) throw new Error(`two-phase record has operation ${describe(op)} with ${part.length} fields`);
+  if (writeCount > 0) throw new Error("a prepare record has visible writes");
+  const [, , c, preparedAtMs, inDoubtMs, pw, pr, pg] = part;
+  let coordinator: CoordinatorRef | null = null;
+  if (c !== null) {
+    if (!Array.isArray(c) || c.length !== 3 || !c.every((x) => isName(x))) throw new Error("prepare record has a malformed coordinator");
+    coordinator = { path: c[0] as string, id: c[1] as string, lease: c[2] as string };
+  }
+  if (typeof preparedAtMs !== "number" || !Number.isFinite(preparedAtMs)) throw new Error(`prepare record has time ${describe(preparedAtMs)}`);
+  if (typeof inDoubtMs !== "number" || !(inDoubtMs >= 0)) throw new Error(`prepare record has in-doubt timeout ${describe(inDoubtMs)}`);
+  const writes = decodeWrites(pw, "prepared write");
+  if (!Array.isArray(pr) || pr.length % 2 !== 0) throw new Error("prepare record has malformed reads");
+  const reads: PrepareOp["reads"] = [];
+  for (let i = 0; i < pr.length; i += 2) {
+    checkKey(pr[i], pr[i + 1], `prepared read #${i / 2}`);
+    reads.push({ nsId: pr[i] as number, key: pr[i + 1] as Uint8Array });
+  }
+  if (!Array.isArray(pg) || pg.length % 3 !== 0) throw new Error("prepare record has malformed ranges");
+  const ranges: PrepareOp["ranges"] = [];
+  for (let i = 0; i < pg.length; i += 3) {
+    const [nsId, start, end] = [pg[i], pg[i + 1], pg[i + 2]];
+    if (!isCount(nsId) || !(start instanceof Uint8Array) || !(end instanceof Uint8Array)) throw new Error(`prepared range #${i / 3} is malformed`);
+    ranges.push({ nsId, start, end });
+  }
+  return { op: "prepare", txid, coordinator, preparedAtMs, inDoubtMs, writes, reads, ranges };
 }
 
 /** A short description of a decoded field for messages: its value if small, else its type. */

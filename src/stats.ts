@@ -8,6 +8,7 @@
 import type { Durability } from "./options.ts";
 import { Histogram, renderPrometheus } from "./metrics.ts";
 import type { LockStats } from "./locks.ts";
+import type { TwoPhaseStats } from "./prepared.ts";
 
 /** A latency or size distribution in stats(): percentiles from a fixed-size histogram. */
 export interface Distribution {
@@ -24,7 +25,7 @@ export interface Distribution {
 }
 
 /** Counters and figures of one open database (a plain object). */
-export interface Stats extends LockStats {
+export interface Stats extends LockStats, TwoPhaseStats {
   /** The runtime of this process: "node", "deno" or "bun". */
   runtime: string;
   /** The durability this database was opened with. */
@@ -168,6 +169,13 @@ export function renderMetrics(s: Stats, meters: Meters, labels: { store: string;
     c("resource_lock_reentries_total", "Lock requests granted at once because the handle already held the mode.", s.resourceLockReentries),
     c("resource_lock_timeouts_total", "Lock requests that ended with LOCK_TIMEOUT.", s.resourceLockTimeouts),
     c("deadlocks_total", "Lock requests that ended with DEADLOCK.", s.deadlocks),
+    g("prepared", "Prepared transactions (two-phase commit) of this store not decided yet.", s.prepared),
+    g("prepared_in_doubt", "Of those, the ones past their in-doubt timeout.", s.inDoubt),
+    g("oldest_prepared_age_seconds", "Age of the oldest undecided prepared transaction.", s.oldestPreparedAgeMs / 1000),
+    c("prepares_total", "Transactions this process prepared.", s.preparesMade),
+    c("prepared_committed_total", "Prepared transactions this process committed.", s.preparedCommitted),
+    c("prepared_aborted_total", "Prepared transactions this process aborted.", s.preparedAborted),
+    c("in_doubt_resolved_total", "In-doubt transactions this process's resolver decided.", s.inDoubtResolved),
     { name: "txtdb_resource_lock_wait_seconds", help: "Waits for locks on named resources.", type: "summary", histogram: meters.resourceLockWaitUs, scale: 1e-6 },
     { name: "txtdb_commit_latency_seconds", help: "Commit latency, submit to resolve.", type: "summary", histogram: meters.commitLatencyUs, scale: 1e-6 },
     { name: "txtdb_lock_wait_seconds", help: "Writer-lock waits.", type: "summary", histogram: meters.lockWaitUs, scale: 1e-6 },

@@ -104,6 +104,8 @@ export interface TailHooks {
   endPinsBelow(tsn: number): void;
   /** The index was replaced: whatever was derived from the old one is dropped. */
   viewReset(): void;
+  /** A prepared transaction (two-phase commit) was read or loaded. */
+  preparedSeen(): void;
 }
 
 /** A batch appended under the writer lock, on its way to a sync (see {@link Tail.makeDurable}). */
@@ -207,6 +209,7 @@ export class Tail {
   #newIndex(): Index {
     const index = new Index(() => this.platform.wallClockMs());
     index.levels = this.levels;
+    index.prepared.onPrepare = () => this.#hooks.preparedSeen();
     return index;
   }
 
@@ -231,6 +234,12 @@ export class Tail {
       const bindings: [string, number][] = [];
       for (let i = 0; i < flat.length; i += 2) bindings.push([flat[i] as string, flat[i + 1] as number]);
       this.index.loadBindings(tsn, bindings, manifest.nextNsId ?? 1);
+      try {
+        this.index.prepared.load(manifest.twoPhase);
+        if (this.index.prepared.size > 0) this.#hooks.preparedSeen();
+      } catch (e) {
+        throw new TxtDbError("CORRUPTION", `Manifest of "${this.path}" is malformed: ${(e as Error).message}; restore it from a backup`, { details: { file: `${this.path}/MANIFEST`, offset: 0 } });
+      }
       this.index.setLastTsn(tsn);
       this.#visibleTsn = tsn;
     } else {
@@ -266,7 +275,15 @@ export class Tail {
    */
   #followManifest(): void {
     const m = this.log.readManifest();
-    if (!m || sameManifestFiles(m, this.#manifest)) return;
+    if (!m) return;
+    if (sameManifestFiles(m, this.#manifest)) {
+      // Another process moved the store to format 3 (two-phase commit), changing no file.
+      if (m.format > this.#manifest.format && m.format > FORMAT_CHECKPOINT && this.#manifest.format > FORMAT_CHECKPOINT) {
+        checkFormat(this.path, m.format);
+        this.#manifest = { ...this.#manifest, format: m.format };
+      }
+      return;
+    }
     checkFormat(this.path, m.format);
     const folded = m.checkpointTsn ?? 0;
     const v1 = m.format <= FORMAT_CHECKPOINT;

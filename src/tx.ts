@@ -18,6 +18,8 @@ import { expiresAtOf, expiryFromOptions, isExpired, isExpiring, valueBytesOf, wr
 import type { ReadExpiry, SetOptions } from "./expiry.ts";
 import type { EnqueueOptions } from "./queues.ts";
 import { isReservedNamespace } from "./options.ts";
+import type { TwoPhaseRequest } from "./prepared.ts";
+import type { PrepareOptions } from "./participant.ts";
 
 /** Isolation levels. */
 export type Isolation = "serializable" | "snapshot";
@@ -85,6 +87,8 @@ export interface TxState {
   atHead?: ((index: Index) => boolean) | undefined;
   /** Called once the commit is written, before it is durable (queues start handlers then). */
   onAppended?: ((tsn: number) => void) | undefined;
+  /** Two-phase commit only: a prepare, or the decision on one (prepared.ts). */
+  twoPhase?: TwoPhaseRequest;
 }
 
 export function newTxState(readVersion: number, isolation: Isolation, blind: boolean): TxState {
@@ -449,6 +453,8 @@ export interface TxHost extends ReadContext {
   commit(state: TxState): Promise<number>;
   /** Adds a queue message to the transaction's writes (queues.ts); returns its id. */
   enqueue(state: TxState, queue: string, value: unknown, options?: EnqueueOptions): string;
+  /** Two-phase commit: validates and durably records `state` as prepared (participant.ts). */
+  prepare(state: TxState, txid: string, options?: PrepareOptions): Promise<void>;
   readOnly: boolean;
   /** Pins a read version (so compaction keeps it); `expire` runs if it idles past maxIdleMs. */
   pin(version: number, kind: string, expire?: (idleMs: number) => void): { release: () => void; touch: () => void };
@@ -461,7 +467,7 @@ const leakedPins = new FinalizationRegistry<() => void>((unpin) => unpin());
 class TxReader extends SnapshotReader {
   readonly #host: TxHost;
   readonly #state: TxState;
-  #finished: "committed" | "rolled back" | undefined;
+  #finished: "committed" | "rolled back" | "prepared" | undefined;
   #committing = false;
   readonly #unpin: () => void;
   readonly #touch: () => void;
@@ -482,7 +488,7 @@ class TxReader extends SnapshotReader {
     leakedPins.register(this, release, this);
   }
 
-  #finish(how: "committed" | "rolled back"): void {
+  #finish(how: "committed" | "rolled back" | "prepared"): void {
     this.#finished = how;
     leakedPins.unregister(this);
     this.#unpin();
@@ -708,6 +714,29 @@ class TxReader extends SnapshotReader {
     }
   }
 
+  /**
+   * Two-phase commit: validates like commit() and durably records the transaction as
+   * prepared under `txid` (participant.ts); it is then decided by `db.commitPrepared(txid)`
+   * or `db.abortPrepared(txid)`, in any process. The transaction is finished either way.
+   */
+  async prepare(txid: string, options?: PrepareOptions): Promise<void> {
+    this.usable();
+    if (this.#committing) throw new TxtDbError("INVALID_ARGUMENT", "commit() or prepare() was already called");
+    // A queue message is decided at the head when its transaction commits (queuestore.ts);
+    // a prepare record cannot carry that work to a later decision.
+    if (this.#state.atHead) {
+      throw new TxtDbError("INVALID_ARGUMENT", "A transaction that enqueues messages cannot be prepared: enqueue them after commitPrepared(), or in a transaction of their own");
+    }
+    this.#committing = true;
+    try {
+      await this.#host.prepare(this.#state, txid, options);
+      this.#finish("prepared");
+    } catch (e) {
+      this.#finish("rolled back");
+      throw e;
+    }
+  }
+
   /** Discards the transaction's writes. Safe to call more than once. */
   rollback(): void {
     if (!this.#finished) this.#finish("rolled back");
@@ -897,6 +926,25 @@ export class Transaction {
   /** Validates and writes. Read-only transactions resolve at once with their read version. */
   commit(): Promise<{ version: bigint }> {
     return this.#tx.commit();
+  }
+
+  /**
+   * Two-phase commit, participant side: validates like `commit()` and durably records the
+   * transaction as prepared under `txid`. Until `db.commitPrepared(txid)` or
+   * `db.abortPrepared(txid)` decides it (in any process), commits that write a key it
+   * wrote or read fail with CONFLICT (`details.preparedBy`); reads are not blocked. See
+   * docs/two-phase-commit.md; `Coordinator` drives it across stores.
+   *
+   * @example
+   * ```ts
+   * const tx = await db.begin();
+   * tx.set("orders", "o-42", { item: "x" });
+   * await tx.prepare("order-42");
+   * await db.commitPrepared("order-42"); // or db.abortPrepared("order-42")
+   * ```
+   */
+  prepare(txid: string, options?: PrepareOptions): Promise<void> {
+    return this.#tx.prepare(txid, options);
   }
 
   /** Discards the transaction's writes. Safe to call more than once. */

@@ -111,9 +111,9 @@ test(`${R} a newer format than this release knows is refused with FORMAT, nothin
   await db.close();
   const { encodeInternal, frame } = await import("txtdb/internal");
   const m = manifestOf(dir);
-  fs.writeFileSync(`${dir}/MANIFEST`, frame(encodeInternal({ ...m, format: 3 })));
+  fs.writeFileSync(`${dir}/MANIFEST`, frame(encodeInternal({ ...m, format: 4 })));
   const before = fs.readdirSync(dir).sort();
-  await assert.rejects(open(dir), (e: unknown) => e instanceof TxtDbError && e.code === "FORMAT" && /format version 3/.test(e.message));
+  await assert.rejects(open(dir), (e: unknown) => e instanceof TxtDbError && e.code === "FORMAT" && /format version 4/.test(e.message));
   await assert.rejects(open(dir, { readOnly: true }), (e: unknown) => e instanceof TxtDbError && e.code === "FORMAT");
   assert.deepEqual(fs.readdirSync(dir).sort(), before);
 });

@@ -25,7 +25,7 @@ function fsyncCostUs() {
   return Math.round(us);
 }
 
-await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts", "scripts/bench/locks.ts", "scripts/bench/queues.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
+await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts", "scripts/bench/locks.ts", "scripts/bench/queues.ts", "scripts/bench/twophase.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
 
 function runJson(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: smoke ? 120_000 : 900_000, killSignal: "SIGKILL" });
@@ -235,15 +235,44 @@ async function queueRows() {
       rows.push({ workload: r.label, engine: "txtdb", runtime, ops: handled, opsPerSec: Math.round(handled / ((lastMs - producer.startMs) / 1000)), note: `messages handled/s from the first enqueue to the last handler; producer alone ${Math.round(r.n / ((producer.endMs - producer.startMs) / 1000))}/s (${r.inFlight} in flight); per consumer ${perConsumer}; concurrency ${r.concurrency}; each once; goal ≥ 10k/s` });
     } else {
       rows.push({ workload: r.label, engine: "txtdb", runtime, ops: handled, opsPerSec: Math.round(handled / ((lastMs - producer.startMs) / 1000)), p50us: pct(samples, 50), p99us: pct(samples, 99), note: `one enqueue at a time, ${r.pauseMs} ms apart; p95 ${pct(samples, 95)} µs; ops/s not meaningful; goal p50 ≤ 2,000 µs, p99 ≤ 20,000 µs` });
+const twophaseCmd = {
+  node: (a) => [process.execPath, [".build-bench/twophase.js", ...a]],
+  deno: (a) => ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/bench/twophase.ts", ...a]],
+  bun: (a) => ["node_modules/.bin/bun", ["scripts/bench/twophase.ts", ...a]],
+};
+
+/**
+ * Two-phase commit (Coordinator over two stores) beside single-store transactions in the
+ * same process and run, one at a time and 16 in flight, on each runtime: transactions/s,
+ * and fsyncs per transaction counted through the platform (every store, manifests and
+ * directories included). Each transaction moves 1 between its own two keys (no conflicts).
+ */
+async function twoPhaseRows() {
+  const rows = [];
+  const n = Math.max(50, Math.round(2_000 * scale));
+  for (const rt of ["node", "deno", "bun"]) {
+    const path = `${dir}/2pc-${rt}`;
+    mkdirSync(path, { recursive: true });
+    const [r] = await runParallel([twophaseCmd[rt]([path, String(n)])]);
+    for (const x of r.rows) {
+      const what = x.kind === "single" ? "one store: db.transaction" : "two stores: coord.transaction";
+      rows.push({
+        workload: `2pc: a transfer (2 keys), ${what}, ${x.inFlight} in flight`,
+        engine: "txtdb",
+        runtime: rt,
+        ops: x.ops,
+        opsPerSec: Math.round(x.ops / (x.ms / 1000)),
+        note: `${(x.fsyncs / x.ops).toFixed(2)} fsyncs per transaction${x.kind === "2pc" ? " (a prepare in each store, the decision, a commit in each store; shared by group commit when in flight)" : ""}`,
+      });
     }
   }
   return rows;
 }
 
 const fsyncUs = fsyncCostUs();
-// `--sections=single,mp,extras,locks,queues` runs only those parts (default: all); `--workload=<substring>`
+// `--sections=single,mp,extras,locks,queues,2pc` runs only those parts (default: all); `--workload=<substring>`
 // only the multi-process workloads whose name contains it.
-const sections = (process.argv.find((a) => a.startsWith("--sections="))?.slice(11) ?? "single,mp,extras,locks,queues").split(",");
+const sections = (process.argv.find((a) => a.startsWith("--sections="))?.slice(11) ?? "single,mp,extras,locks,queues,2pc").split(",");
 const results = [
   ...(sections.includes("single") ? [
     ...runJson(process.execPath, [".build-bench/txtdb.js", dir, String(scale)]),
@@ -254,6 +283,7 @@ const results = [
   ...(sections.includes("mp") ? await multiProcess() : []),
   ...(sections.includes("locks") ? await lockRows() : []),
   ...(sections.includes("queues") ? await queueRows() : []),
+  ...(sections.includes("2pc") ? await twoPhaseRows() : []),
   ...(sections.includes("extras") ? runJson(process.execPath, ["--expose-gc", ".build-bench/extras.js", dir, String(smoke ? 0.002 : scale)]) : []),
 ];
 rmSync(dir, { recursive: true, force: true });

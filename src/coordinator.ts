@@ -1,0 +1,632 @@
+/**
+ * The coordinator of two-phase commit across stores. Its decision log is a txtdb store
+ * (decisions.ts); participants are txtdb stores (participant.ts) and any object with
+ * `prepare`, `commit`, `abort` and `inDoubt`.
+ *
+ * The protocol, in the order {@link Coordinator.transaction} carries it out (presumed
+ * abort: no durable decision means abort):
+ *
+ * 1. Run `fn` with one transaction per txtdb store (other participants receive
+ *    themselves). It may run more than once (CONFLICT reruns it with a new txid).
+ * 2. Prepare everywhere at once. Each txtdb prepare record names this coordinator: its
+ *    directory, identity and this process's lease in it. A prepare that fails, or the
+ *    phase outlasting `prepareTimeoutMs`, aborts the transaction everywhere (a txtdb
+ *    participant records the abort even if its prepare has not arrived: a late prepare is
+ *    refused); a CONFLICT reruns it, anything else rejects.
+ * 3. The decision: a serializable transaction on the coordinator store that reads the
+ *    txid's key and, if no resolver recorded an abort there, writes the commit decision
+ *    (with the participant stores' paths), durably. From here the transaction is committed,
+ *    whatever dies: `coord.transaction` resolves even if a participant cannot be reached now.
+ * 4. Commit everywhere at once. Once every participant confirmed, the decision is deleted
+ *    (lazily, many per transaction on the coordinator store: nothing depends on it being
+ *    durable; a decision found again is pushed again, which is idempotent).
+ *
+ * Recovery ({@link Coordinator.recover}: at open, then every `recoverIntervalMs`): every
+ * commit decision left in the log is pushed to its participants again (their stores opened
+ * by path) and deleted once all confirmed; each other participant's `inDoubt()` txids of
+ * this coordinator are decided from the log, a missing decision being recorded as an abort
+ * first when the coordinator process that began it is dead (its lease) or the txid has been
+ * in doubt past `inDoubtTimeoutMs`. Resolver-written aborts are kept for
+ * `decisionRetentionMs` (they fence a slow coordinator), then deleted. Participant stores
+ * resolve their own in-doubt transactions too (participant.ts), so a participant reopened
+ * while the coordinator is down finishes the work without it.
+ *
+ * @module
+ */
+import { isTxtDbError, TxtDbError } from "./errors.ts";
+import { Database, databaseInternals, open } from "./db.ts";
+import type { Transaction } from "./tx.ts";
+import type { Isolation } from "./tx.ts";
+import type { Platform } from "./port.ts";
+import { joinPath } from "./port.ts";
+import { leaseOwnerAlive } from "./liveness.ts";
+import { checkFunction, checkSignal, invalidArg } from "./options.ts";
+import { armInterval, raceDeadline } from "./timers.ts";
+import type { Timer } from "./timers.ts";
+import { abortUnlessCommitted, COORDINATOR_NS, DECISIONS_NS, isDecision } from "./decisions.ts";
+import type { DecisionValue } from "./decisions.ts";
+import type { CoordinatorRef } from "./record.ts";
+import { IN_DOUBT_MS_DEFAULT } from "./participant.ts";
+
+/** Default time for every participant to prepare before the transaction aborts. */
+export const PREPARE_TIMEOUT_MS_DEFAULT = 30_000;
+/** How long an abort a resolver recorded is kept (it fences a coordinator slower than that). */
+export const DECISION_RETENTION_MS_DEFAULT = 24 * 3_600_000;
+/** Default period of the recovery pass. */
+export const RECOVER_INTERVAL_MS_DEFAULT = 1_000;
+/** Decisions one lazy deletion removes at most (one transaction on the coordinator store). */
+const DELETIONS_PER_COMMIT_MAX = 512;
+
+/**
+ * A resource that takes part in two-phase commit besides txtdb stores. Each method returns a
+ * Promise; `prepare` must make the transaction durable before it resolves, and `commit` and
+ * `abort` must be idempotent (recovery may call them again, or for a txid never prepared).
+ *
+ * @example
+ * ```ts
+ * const mailbox: TwoPhaseParticipant = {
+ *   name: "mailbox",
+ *   prepare: async (txid) => { await stageMail(txid); },
+ *   commit: async (txid) => { await sendStaged(txid); },
+ *   abort: async (txid) => { await dropStaged(txid); },
+ *   inDoubt: async () => listStaged(),
+ * };
+ * ```
+ */
+export interface TwoPhaseParticipant {
+  /** For diagnostics (decisions list it). */
+  readonly name?: string;
+  /** Validates and durably records the transaction as prepared under `txid`. */
+  prepare(txid: string): Promise<void>;
+  /** Makes prepared `txid` take effect; idempotent. */
+  commit(txid: string): Promise<void>;
+  /** Drops `txid` (prepared or not); idempotent. */
+  abort(txid: string): Promise<void>;
+  /** The txids prepared here and not decided yet (recovery asks after a crash). */
+  inDoubt(): Promise<string[]>;
+}
+
+/** Options of {@link Coordinator.open}. */
+export interface CoordinatorOptions {
+  /** Other participants, so that recovery after a crash reaches them. */
+  participants?: TwoPhaseParticipant[];
+  /** Every participant must prepare within this (ms) or the transaction aborts (default 30 000). */
+  prepareTimeoutMs?: number;
+  /** A prepared transaction undecided this long (ms) is resolved by any process (default 60 000). */
+  inDoubtTimeoutMs?: number;
+  /** Period of the recovery pass, ms (default 1 000). */
+  recoverIntervalMs?: number;
+  /** How long aborts recorded by resolvers are kept, ms (default 24 h). */
+  decisionRetentionMs?: number;
+  /** The platform (tests: the simulated one); default: this runtime's. Participant stores are opened with it. */
+  adapter?: Platform;
+}
+
+/** Options of {@link Coordinator.transaction}: as `db.transaction()`'s. */
+export interface CoordinatedTransactionOptions {
+  /** Isolation of the transactions on txtdb stores (default: each store's). */
+  isolation?: Isolation;
+  /** Reruns on CONFLICT (default 10). */
+  maxRetries?: number;
+  /** The whole transaction, reruns included, until the commit decision (TIMEOUT after). */
+  timeoutMs?: number;
+  /** Aborting it ends the transaction with TIMEOUT, unless the commit decision was made. */
+  signal?: AbortSignal;
+}
+
+/** What one recovery pass did. */
+export interface RecoveryResult {
+  /** Commits pushed to participants (decisions found in the log). */
+  committed: number;
+  /** Transactions aborted (in-doubt transactions of other participants). */
+  aborted: number;
+  /** Transactions whose participants could not all be reached (tried again later). */
+  pending: number;
+}
+
+type Participant = Database | TwoPhaseParticipant;
+/** What `fn` receives for each participant: a transaction for a txtdb store, the participant itself otherwise. */
+export type ParticipantView<P> = P extends Database ? Transaction : P;
+
+function isParticipantObject(p: unknown): p is TwoPhaseParticipant {
+  if (p === null || typeof p !== "object") return false;
+  const o = p as Record<string, unknown>;
+  return ["prepare", "commit", "abort", "inDoubt"].every((m) => typeof o[m] === "function");
+}
+
+function checkParticipants(list: unknown, what: string): asserts list is Participant[] {
+  if (!Array.isArray(list)) throw invalidArg(`${what} must be an array of txtdb databases or participant objects`);
+  list.forEach((p, i) => {
+    if (!(p instanceof Database) && !isParticipantObject(p)) {
+      throw invalidArg(`${what}[${i}] is neither a txtdb Database nor an object with prepare, commit, abort and inDoubt methods`);
+    }
+  });
+}
+
+function checkMs(v: unknown, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== "number" || !(v >= 0) || !Number.isFinite(v)) throw invalidArg(`${name} must be a non-negative finite number of ms; got ${String(v)}`);
+  return v;
+}
+
+/** The lease id (of the coordinator process that made it) a txid of a Coordinator starts with. */
+function leaseOfTxid(txid: string): string | undefined {
+  return /^([0-9a-f]{16})\.[0-9a-z]+\.[0-9a-f]{8}$/.exec(txid)?.[1];
+}
+
+function hex(platform: Platform, bytes: number): string {
+  const b = new Uint8Array(bytes);
+  platform.randomBytes(b);
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The coordinator of atomic commits across txtdb stores (and other participants). Its
+ * decision log is a txtdb store in its own directory; any process that opens it, or a
+ * participant store, later finishes what a crashed coordinator left.
+ *
+ * @example
+ * ```ts
+ * const orders = await open("./orders"), stock = await open("./stock");
+ * const coord = await Coordinator.open("./coordinator");
+ * const id = await coord.transaction([orders, stock], async (o, s) => {
+ *   s.sum("items", "x", -1);
+ *   o.set("orders", "o-42", { item: "x" });
+ *   return "o-42";
+ * }, { timeoutMs: 30_000 });
+ * ```
+ */
+export class Coordinator {
+  /** The coordinator store's directory. */
+  readonly path: string;
+  readonly #store: Database;
+  readonly #platform: Platform;
+  readonly #id: string;
+  readonly #others: TwoPhaseParticipant[];
+  readonly #prepareTimeoutMs: number;
+  readonly #inDoubtTimeoutMs: number;
+  readonly #retentionMs: number;
+  readonly #adapter: Platform | undefined;
+  /** Txids this coordinator is running now (recovery leaves them alone). */
+  readonly #inFlight = new Set<string>();
+  /** Txids this coordinator decided to commit but could not commit everywhere: recovery retries them. */
+  readonly #unfinished = new Set<string>();
+  /** Committed everywhere: their decisions are deleted lazily. */
+  #done: string[] = [];
+  #flushing: Promise<void> | undefined;
+  #recovering: Promise<RecoveryResult> | undefined;
+  #recoverTimer: Timer | undefined;
+  readonly #firstSeen = new Map<string, number>();
+  #counter = 0;
+  #closed = false;
+  readonly #running = new Set<Promise<unknown>>();
+
+  private constructor(path: string, store: Database, id: string, options: CoordinatorOptions, prepareTimeoutMs: number, inDoubtTimeoutMs: number, retentionMs: number) {
+    this.path = path;
+    this.#store = store;
+    this.#platform = databaseInternals(store).platform;
+    this.#id = id;
+    this.#others = options.participants ? [...(options.participants as TwoPhaseParticipant[])] : [];
+    this.#prepareTimeoutMs = prepareTimeoutMs;
+    this.#inDoubtTimeoutMs = inDoubtTimeoutMs;
+    this.#retentionMs = retentionMs;
+    this.#adapter = options.adapter;
+  }
+
+  /**
+   * Opens (creating if needed) the coordinator store in `dir`, and recovers what a crashed
+   * coordinator left: commit decisions not applied everywhere are pushed to their
+   * participants; other participants' in-doubt transactions are decided.
+   *
+   * @example
+   * ```ts
+   * const coord = await Coordinator.open("./coordinator", { participants: [mailbox] });
+   * ```
+   */
+  static async open(dir: string, options: CoordinatorOptions = {}): Promise<Coordinator> {
+    if (typeof dir !== "string" || dir.length === 0) throw invalidArg(`Coordinator.open() needs a directory path; got ${JSON.stringify(dir)}`);
+    if (options === null || typeof options !== "object") throw invalidArg("Coordinator.open() options must be an object");
+    if (options.participants !== undefined) {
+      checkParticipants(options.participants, "Coordinator.open() option participants");
+      if (options.participants.some((p) => p instanceof Database)) throw invalidArg("Coordinator.open() option participants lists other participants only; txtdb stores recover by themselves (their prepare records name the coordinator)");
+    }
+    const prepareTimeoutMs = checkMs(options.prepareTimeoutMs, "prepareTimeoutMs", PREPARE_TIMEOUT_MS_DEFAULT);
+    const inDoubtTimeoutMs = checkMs(options.inDoubtTimeoutMs, "inDoubtTimeoutMs", IN_DOUBT_MS_DEFAULT);
+    const recoverIntervalMs = checkMs(options.recoverIntervalMs, "recoverIntervalMs", RECOVER_INTERVAL_MS_DEFAULT);
+    const retentionMs = checkMs(options.decisionRetentionMs, "decisionRetentionMs", DECISION_RETENTION_MS_DEFAULT);
+    const store = await open(dir, { namespaces: [DECISIONS_NS, COORDINATOR_NS], ...(options.adapter ? { adapter: options.adapter } : {}) });
+    let id: string;
+    try {
+      const platform = databaseInternals(store).platform;
+      id = await store.transaction(async (tx) => {
+        const existing = await tx.get<unknown>(COORDINATOR_NS, "id");
+        if (typeof existing === "string") return existing;
+        const fresh = hex(platform, 12);
+        tx.set(COORDINATOR_NS, "id", fresh);
+        return fresh;
+      }, { maxRetries: 100 });
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+    const coord = new Coordinator(store.path, store, id, options, prepareTimeoutMs, inDoubtTimeoutMs, retentionMs);
+    await coord.recover().catch(() => {}); // best effort at open; the timer tries again
+    if (recoverIntervalMs > 0) coord.#recoverTimer = armInterval(recoverIntervalMs, () => void coord.recover().catch(() => {}), { unref: true });
+    return coord;
+  }
+
+  /** This coordinator's reference, as its participants' prepare records carry it. */
+  #ref(): CoordinatorRef {
+    const lease = databaseInternals(this.#store).leaseFile;
+    if (!lease) throw new TxtDbError("IO", `Coordinator store "${this.path}" holds no lease for this process; close and open the coordinator again`);
+    return { path: this.path, id: this.#id, lease };
+  }
+
+  #ensureOpen(): void {
+    if (this.#closed) throw new TxtDbError("CLOSED", `Coordinator "${this.path}" is closed; open it again`);
+  }
+
+  /** A fresh transaction id: this process's lease (so recovery can tell whether its coordinator lives), a counter and randomness. */
+  #newTxid(ref: CoordinatorRef): string {
+    return `${ref.lease.replace(/\.lease$/, "")}.${(++this.#counter).toString(36)}.${hex(this.#platform, 4)}`;
+  }
+
+  /**
+   * Runs `fn` with one transaction per txtdb store in `participants` (other participants
+   * receive themselves), then commits it in all of them or in none (two-phase commit; see
+   * the module comment). Reruns `fn` on CONFLICT like `db.transaction()`. Resolves with
+   * what `fn` returned once the commit decision is durable; rejects only when the
+   * transaction is aborted everywhere (or will be, by recovery).
+   *
+   * @example
+   * ```ts
+   * await coord.transaction([orders, stock], async (o, s) => {
+   *   s.sum("items", "x", -1);
+   *   o.set("orders", "o-42", { item: "x" });
+   * });
+   * ```
+   */
+  async transaction<const P extends readonly (Database | TwoPhaseParticipant)[], T>(
+    participants: P,
+    fn: (...views: { -readonly [K in keyof P]: ParticipantView<P[K]> }) => Promise<T> | T,
+    options: CoordinatedTransactionOptions = {},
+  ): Promise<T> {
+    this.#ensureOpen();
+    checkParticipants(participants, "coord.transaction()'s participants");
+    if (participants.length === 0) throw invalidArg("coord.transaction() needs at least one participant");
+    const paths = new Set<string>();
+    for (const p of participants) {
+      if (!(p instanceof Database)) continue;
+      if (paths.has(p.path)) throw invalidArg(`coord.transaction() lists store "${p.path}" twice; list each store once`);
+      if (p.readOnly) throw new TxtDbError("READ_ONLY", `Store "${p.path}" was opened with readOnly: true; it cannot take part in a transaction`);
+      paths.add(p.path);
+    }
+    if (new Set(participants).size !== participants.length) throw invalidArg("coord.transaction() lists a participant twice");
+    checkFunction("coord.transaction()'s function", fn);
+    if (options === null || typeof options !== "object") throw invalidArg("coord.transaction() options must be an object");
+    checkSignal(options.signal);
+    const maxRetries = options.maxRetries ?? 10;
+    if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);
+    if (options.timeoutMs !== undefined && !(options.timeoutMs >= 0)) throw invalidArg(`timeoutMs must be a non-negative number; got ${String(options.timeoutMs)}`);
+    if (options.isolation !== undefined && options.isolation !== "serializable" && options.isolation !== "snapshot") {
+      throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(options.isolation)}`);
+    }
+    const run = this.#run(participants, fn as (...views: unknown[]) => Promise<T> | T, options, maxRetries);
+    this.#running.add(run);
+    try {
+      return await run;
+    } finally {
+      this.#running.delete(run);
+    }
+  }
+
+  async #run<T>(participants: readonly Participant[], fn: (...views: unknown[]) => Promise<T> | T, options: CoordinatedTransactionOptions, maxRetries: number): Promise<T> {
+    const platform = this.#platform;
+    const deadline = options.timeoutMs !== undefined ? platform.monotonicMs() + options.timeoutMs : undefined;
+    const signal = options.signal;
+    const timeoutError = (cause?: unknown) =>
+      new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction across stores was aborted by its signal" : `Transaction across stores did not reach its decision within ${options.timeoutMs} ms (timeoutMs)`, { cause });
+    const left = () => (deadline === undefined ? undefined : deadline - platform.monotonicMs());
+    for (let attempt = 0; ; attempt++) {
+      this.#ensureOpen();
+      if (signal?.aborted) throw timeoutError(signal.reason);
+      if (deadline !== undefined && platform.monotonicMs() >= deadline) throw timeoutError();
+      const ref = this.#ref();
+      const txid = this.#newTxid(ref);
+      this.#inFlight.add(txid);
+      try {
+        const begun = await Promise.allSettled(participants.map((p) => (p instanceof Database ? p.begin(options.isolation ? { isolation: options.isolation } : {}) : Promise.resolve(undefined))));
+        const txs = begun.map((b) => (b.status === "fulfilled" ? b.value : undefined));
+        const refused = begun.find((b): b is PromiseRejectedResult => b.status === "rejected");
+        if (refused) {
+          for (const tx of txs) tx?.rollback();
+          throw refused.reason;
+        }
+        let result: T;
+        try {
+          result = await raceDeadline(Promise.resolve().then(() => fn(...participants.map((p, i) => txs[i] ?? p))), left(), signal, (cause) => ({ error: timeoutError(cause) }));
+        } catch (e) {
+          for (const tx of txs) tx?.rollback();
+          if (isTxtDbError(e, "CONFLICT") && attempt < maxRetries) {
+            await this.#backoff(attempt);
+            continue;
+          }
+          throw e;
+        }
+        // Phase 1: prepare everywhere.
+        const failure = await this.#prepareAll(participants, txs, txid, ref, left(), signal, timeoutError);
+        if (failure !== undefined) {
+          await this.#abortAll(participants, txid);
+          if (isTxtDbError(failure, "CONFLICT") && attempt < maxRetries) {
+            await this.#backoff(attempt);
+            continue;
+          }
+          throw failure;
+        }
+        // The decision (rule 3): durable in the coordinator store, unless a resolver got in first.
+        let outcome: "commit" | "abort";
+        try {
+          outcome = await this.#decideCommit(txid, participants);
+        } catch (e) {
+          // Not durable (a txtdb commit that fails never appears): presumed abort.
+          await this.#abortAll(participants, txid);
+          throw e;
+        }
+        if (outcome === "abort") {
+          await this.#abortAll(participants, txid);
+          throw new TxtDbError("TIMEOUT", `Transaction across stores "${txid}" was aborted by a resolver before its commit decision (in doubt past inDoubtTimeoutMs ${this.#inDoubtTimeoutMs} ms, or this coordinator's lease looked dead); nothing was committed`, { details: { txid } });
+        }
+        // Phase 2: commit everywhere; what fails now is finished by recovery.
+        if (await this.#commitAll(participants, txid)) this.#completed(txid);
+        else this.#unfinished.add(txid);
+        return result;
+      } finally {
+        this.#inFlight.delete(txid);
+      }
+    }
+  }
+
+  async #backoff(attempt: number): Promise<void> {
+    await this.#platform.sleep(Math.random() * Math.min(100, 2 ** attempt));
+  }
+
+  /** Phase 1; returns the first failure (or TIMEOUT past prepareTimeoutMs), undefined if all prepared. */
+  async #prepareAll(participants: readonly Participant[], txs: (Transaction | undefined)[], txid: string, ref: CoordinatorRef, leftMs: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<unknown> {
+    const prepares = participants.map((p, i) => {
+      const tx = txs[i];
+      return tx ? tx.prepare(txid, { coordinator: ref, inDoubtTimeoutMs: this.#inDoubtTimeoutMs }) : Promise.resolve().then(() => (p as TwoPhaseParticipant).prepare(txid));
+    });
+    const all = Promise.all(prepares.map((p) => p.then(() => undefined, (e: unknown) => ({ e }))));
+    const limitMs = Math.min(this.#prepareTimeoutMs, leftMs ?? Infinity);
+    try {
+      const outcomes = await raceDeadline(all, limitMs, signal, (cause) => ({
+        error: leftMs !== undefined && leftMs <= this.#prepareTimeoutMs || signal?.aborted
+          ? timeoutError(cause)
+          : new TxtDbError("TIMEOUT", `Transaction across stores "${txid}": not every participant prepared within ${this.#prepareTimeoutMs} ms (prepareTimeoutMs); it was aborted`, { details: { txid } }),
+      }));
+      const failed = outcomes.find((o) => o !== undefined);
+      return failed?.e;
+    } catch (e) {
+      for (const tx of txs) tx?.rollback();
+      return e;
+    }
+  }
+
+  /** Rule 3: the commit decision, or "abort" if a resolver recorded one first. */
+  async #decideCommit(txid: string, participants: readonly Participant[]): Promise<"commit" | "abort"> {
+    const decision: DecisionValue = {
+      outcome: "commit",
+      atMs: this.#platform.wallClockMs(),
+      participants: participants.filter((p): p is Database => p instanceof Database).map((p) => p.path),
+      others: participants.filter((p): p is TwoPhaseParticipant => !(p instanceof Database)).map((p, i) => p.name ?? `participant ${i}`),
+      by: "coordinator",
+    };
+    return await this.#store.transaction(async (tx) => {
+      const d = await tx.get<unknown>(DECISIONS_NS, txid);
+      if (isDecision(d)) return d.outcome;
+      tx.set(DECISIONS_NS, txid, decision);
+      return "commit" as const;
+    }, { maxRetries: 100 });
+  }
+
+  /** Aborts `txid` everywhere, best effort (recovery and the participants' resolvers finish the rest). */
+  async #abortAll(participants: readonly Participant[], txid: string): Promise<void> {
+    await Promise.all(participants.map((p) => Promise.resolve().then(() => (p instanceof Database ? p.abortPrepared(txid) : p.abort(txid))).catch(() => {})));
+  }
+
+  /** Phase 2; true once every participant confirmed. */
+  async #commitAll(participants: readonly Participant[], txid: string): Promise<boolean> {
+    const results = await Promise.all(participants.map((p) =>
+      Promise.resolve().then((): Promise<unknown> => (p instanceof Database ? p.commitPrepared(txid) : p.commit(txid))).then(() => true, (e: unknown) => {
+        // Unknown: committed and forgotten already (the decision required it prepared).
+        return isTxtDbError(e, "NOT_PREPARED") && e.details?.state === "unknown";
+      })
+    ));
+    return results.every(Boolean);
+  }
+
+  /** Rule 4: the decision of `txid` goes, lazily, with others. */
+  #completed(txid: string): void {
+    this.#done.push(txid);
+    if (this.#flushing || this.#closed) return;
+    this.#flushing = this.#platform.sleep(0).then(() => this.#flushDone()).finally(() => (this.#flushing = undefined));
+  }
+
+  async #flushDone(): Promise<void> {
+    while (this.#done.length > 0) {
+      const batch = this.#done.splice(0, DELETIONS_PER_COMMIT_MAX);
+      try {
+        await this.#store.transaction((tx) => {
+          for (const txid of batch) tx.delete(DECISIONS_NS, txid);
+        }, { isolation: "snapshot", maxRetries: 100 });
+      } catch {
+        return; // the decisions stay; recovery pushes them again (idempotent) and deletes them
+      }
+    }
+  }
+
+  // --- recovery ---
+
+  /**
+   * One recovery pass now (it also runs at open and every `recoverIntervalMs`): pushes
+   * every commit decision to its participants, decides other participants' in-doubt
+   * transactions, and deletes decisions no longer needed.
+   *
+   * @example
+   * ```ts
+   * const { committed, aborted, pending } = await coord.recover();
+   * ```
+   */
+  recover(): Promise<RecoveryResult> {
+    try {
+      this.#ensureOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this.#recovering) return this.#recovering;
+    const pass = this.#recoverPass().finally(() => (this.#recovering = undefined));
+    this.#recovering = pass;
+    return pass;
+  }
+
+  async #recoverPass(): Promise<RecoveryResult> {
+    const result: RecoveryResult = { committed: 0, aborted: 0, pending: 0 };
+    const now = this.#platform.wallClockMs();
+    const decisions = new Map<string, DecisionValue>();
+    for await (const e of this.#store.list<unknown>(DECISIONS_NS, { prefix: [] })) {
+      if (typeof e.key === "string" && isDecision(e.value)) decisions.set(e.key, e.value);
+    }
+    const stale: string[] = [];
+    const opened = new Map<string, Database | null>();
+    try {
+      for (const [txid, d] of decisions) {
+        if (this.#closed) break;
+        if (this.#inFlight.has(txid)) continue;
+        if (d.outcome === "abort") {
+          if (now - d.atMs > this.#retentionMs) stale.push(txid);
+          continue;
+        }
+        // A live coordinator process finishes its own decisions: leave them to it for the
+        // in-doubt timeout (its commits are under way; pushing them too would only repeat them).
+        if (!this.#unfinished.has(txid) && now - d.atMs < this.#inDoubtTimeoutMs && this.#coordinatorAlive(txid)) continue;
+        let all = true;
+        for (const path of d.participants) {
+          const db = await this.#participantStore(path, opened);
+          if (!db) {
+            all = false;
+            continue;
+          }
+          try {
+            await db.commitPrepared(txid);
+          } catch (e) {
+            if (!(isTxtDbError(e, "NOT_PREPARED") && e.details?.state === "unknown")) all = false;
+          }
+        }
+        if (d.others.length > 0) {
+          // Other participants are reached through inDoubt() below; the decision stays for them.
+          if (now - d.atMs > this.#retentionMs) stale.push(txid);
+        } else if (all) {
+          stale.push(txid);
+        }
+        if (all) {
+          result.committed++;
+          this.#unfinished.delete(txid);
+        } else {
+          result.pending++;
+        }
+      }
+      // Other participants: their in-doubt transactions of this coordinator.
+      for (const p of this.#others) {
+        if (this.#closed) break;
+        let txids: string[];
+        try {
+          txids = await p.inDoubt();
+        } catch {
+          result.pending++;
+          continue;
+        }
+        for (const txid of txids) {
+          if (typeof txid !== "string" || this.#inFlight.has(txid)) continue;
+          const outcome = await this.#othersDecision(txid, decisions.get(txid), now);
+          if (outcome === undefined) continue;
+          try {
+            if (outcome === "commit") {
+              await p.commit(txid);
+              result.committed++;
+            } else {
+              await p.abort(txid);
+              result.aborted++;
+            }
+          } catch {
+            result.pending++;
+          }
+        }
+      }
+      for (const txid of this.#firstSeen.keys()) if (now - this.#firstSeen.get(txid)! > 10 * this.#inDoubtTimeoutMs + this.#retentionMs) this.#firstSeen.delete(txid);
+      if (stale.length > 0) {
+        for (let i = 0; i < stale.length; i += DELETIONS_PER_COMMIT_MAX) {
+          const batch = stale.slice(i, i + DELETIONS_PER_COMMIT_MAX);
+          await this.#store.transaction((tx) => {
+            for (const txid of batch) tx.delete(DECISIONS_NS, txid);
+          }, { isolation: "snapshot", maxRetries: 100 });
+        }
+      }
+    } finally {
+      for (const db of opened.values()) await db?.close().catch(() => {});
+    }
+    return result;
+  }
+
+  /** A participant store for recovery, opened once per pass; null if it cannot be opened now. */
+  async #participantStore(path: string, opened: Map<string, Database | null>): Promise<Database | null> {
+    if (opened.has(path)) return opened.get(path)!;
+    let db: Database | null = null;
+    try {
+      if (this.#platform.stat(joinPath(path, "MANIFEST"))) db = await open(path, this.#adapter ? { adapter: this.#adapter } : {});
+    } catch {
+      db = null;
+    }
+    opened.set(path, db);
+    return db;
+  }
+
+  /**
+   * The decision for another participant's in-doubt `txid`: the log's, else (presumed
+   * abort) an abort recorded first once its coordinator process is dead or it was in doubt
+   * past the timeout; undefined while it may still be running, or if it is not ours.
+   */
+  async #othersDecision(txid: string, logged: DecisionValue | undefined, now: number): Promise<"commit" | "abort" | undefined> {
+    if (logged) return logged.outcome;
+    if (leaseOfTxid(txid) === undefined) return undefined; // not a txid of this coordinator's making
+    let first = this.#firstSeen.get(txid);
+    if (first === undefined) this.#firstSeen.set(txid, (first = now));
+    const alive = this.#coordinatorAlive(txid);
+    if (alive && now - first < this.#inDoubtTimeoutMs) return undefined;
+    const outcome = await abortUnlessCommitted(this.#store, txid, now);
+    this.#firstSeen.delete(txid);
+    return outcome;
+  }
+
+  /** True if the coordinator process that made `txid` (its lease in this store) is alive. */
+  #coordinatorAlive(txid: string): boolean {
+    const lease = leaseOfTxid(txid);
+    return lease !== undefined && leaseOwnerAlive(this.#platform, joinPath(this.path, "leases", `${lease}.lease`));
+  }
+
+  /** Waits for the transactions under way, deletes finished decisions, and closes the coordinator store. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await Promise.allSettled([...this.#running]);
+    this.#recoverTimer?.cancel();
+    await this.#recovering?.catch(() => {});
+    this.#closed = true;
+    await this.#flushing;
+    await this.#flushDone();
+    await this.#store.close();
+  }
+
+  /** Closes the coordinator: `await using coord = await Coordinator.open(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

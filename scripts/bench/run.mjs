@@ -235,6 +235,11 @@ async function queueRows() {
       rows.push({ workload: r.label, engine: "txtdb", runtime, ops: handled, opsPerSec: Math.round(handled / ((lastMs - producer.startMs) / 1000)), note: `messages handled/s from the first enqueue to the last handler; producer alone ${Math.round(r.n / ((producer.endMs - producer.startMs) / 1000))}/s (${r.inFlight} in flight); per consumer ${perConsumer}; concurrency ${r.concurrency}; each once; goal ≥ 10k/s` });
     } else {
       rows.push({ workload: r.label, engine: "txtdb", runtime, ops: handled, opsPerSec: Math.round(handled / ((lastMs - producer.startMs) / 1000)), p50us: pct(samples, 50), p99us: pct(samples, 99), note: `one enqueue at a time, ${r.pauseMs} ms apart; p95 ${pct(samples, 95)} µs; ops/s not meaningful; goal p50 ≤ 2,000 µs, p99 ≤ 20,000 µs` });
+    }
+  }
+  return rows;
+}
+
 const twophaseCmd = {
   node: (a) => [process.execPath, [".build-bench/twophase.js", ...a]],
   deno: (a) => ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/bench/twophase.ts", ...a]],

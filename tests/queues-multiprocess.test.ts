@@ -82,14 +82,18 @@ test("queues: a listener SIGKILLed mid-handler loses nothing: its messages go to
     const victim = ws[0]!;
     const db = await open(dir);
     const N = 60;
-    // Long handlers, so that the victim surely holds messages when it dies.
-    for (let i = 0; i < N; i++) await db.enqueue("jobs", { i, holdMs: 60 });
+    // Handlers long enough (400 ms) that the one whose start was just seen is surely still
+    // running at the kill, however late its lines are read on a busy machine (60 ms was not:
+    // a CI run saw every started handler done).
+    for (let i = 0; i < N; i++) await db.enqueue("jobs", { i, holdMs: 400 });
     await victim.waitFor("start ", 60_000);
     await sleep(20);
-    const running = new Set(victim.lines.filter((l) => l.startsWith("start ")).map((l) => l.split(" ")[1]));
-    for (const l of victim.lines.filter((l) => l.startsWith("done "))) running.delete(l.split(" ")[1]);
     victim.kill9();
     await victim.exited;
+    await sleep(200); // the lines it wrote before its death, still in the pipe
+    // What it was running when it died: started, not done (from all its lines).
+    const running = new Set(victim.lines.filter((l) => l.startsWith("start ")).map((l) => l.split(" ")[1]));
+    for (const l of victim.lines.filter((l) => l.startsWith("done "))) running.delete(l.split(" ")[1]);
     const victimPid = victim.lines[0]!.split(" ")[2];
     const inFlight = [...running].map(Number);
     assert.ok(inFlight.length > 0, "the victim was killed while running handlers");

@@ -1314,11 +1314,7 @@ export class TableReader {
       } else {
         // A new namespace id (or a restart): the scratch key holds the previous key's
         // namespace bytes, the only ones this key can share.
-        if (key.length < keyLen) {
-          const grown = new Uint8Array(Math.max(keyLen, 2 * key.length));
-          grown.set(key.subarray(0, shared));
-          key = scratchKey = grown;
-        }
+        if (key.length < keyLen) key = scratchKey = grow(key, shared, keyLen);
         for (let j = 0; j < unshared; j++) key[shared + j] = bytes[keyAt + j]!;
         nsIds[i] = prevNs = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
         keys[i] = prevKey = binaryString(key, 4, keyLen);

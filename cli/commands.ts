@@ -15,7 +15,7 @@ import type { Invocation } from "./args.ts";
 import { explainCompact } from "./compact.ts";
 import { doctor } from "./doctor.ts";
 import { exportAll } from "./export.ts";
-import { gatherFigures, liveProcesses, storeFiles } from "./figures.ts";
+import { gatherFigures, gatherSagaFigures, liveProcesses, storeFiles } from "./figures.ts";
 import { fitsOneTransaction, readImport, writeImport } from "./import.ts";
 import { drained, err, out, stderrIsTerminal, stdinLines } from "./io.ts";
 import { bytes, json, name, Progress, report, safe, safeJson } from "./output.ts";
@@ -96,9 +96,12 @@ export async function run(inv: Invocation): Promise<number> {
   const db = await openFor(command, dir, command === "set" ? [rest[0]!] : []);
   try {
     switch (command) {
-      case "stats":
-        out(report(gatherFigures(db)));
+      case "stats": {
+        const figures = gatherFigures(db);
+        const sagas = await gatherSagaFigures(db);
+        out(report(Object.keys(sagas).length > 0 ? { ...figures, sagas } : figures));
         return EXIT.ok;
+      }
       case "doctor":
         return await doctor(db, dir, out);
       case "locks":

@@ -9,6 +9,9 @@
  * does a lease say since when its pin is held: a pin's age is bounded by its process's
  * running time, and shown as that bound.
  *
+ * Sagas by status come from the store too ({@link gatherSagaFigures}), for every namespace
+ * that holds some, where `db.stats().sagas` counts only the namespaces a process has open.
+ *
  * {@link storeFigures} is pure (tested on every runtime); {@link gatherFigures} reads the files.
  *
  * @module
@@ -20,6 +23,7 @@ import { Log } from "../src/log.ts";
 import { readWriterHolder } from "../src/holder.ts";
 import { scanLeaseFiles } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
+import { inspectSagas } from "../src/sagas.ts";
 
 /** A live process sharing the store, as its lease describes it. */
 export interface LiveProcess {
@@ -193,6 +197,22 @@ export function gatherFigures(db: Database): StoreFigures {
     writerLock: writer.holder ? { held: writer.held, holder: writer.holder } : { held: writer.held },
     nowMs: p.wallClockMs(),
   });
+}
+
+/** Sagas of one namespace in `txtdb stats`: counts by status, and how many look stuck. */
+export type SagaFigures = Record<string, number> & { stuck: number };
+
+/**
+ * The sagas of every namespace that holds some (the same look as `txtdb doctor`'s, whose
+ * warnings list the stuck ones): empty when the store has none.
+ */
+export async function gatherSagaFigures(db: Database): Promise<Record<string, SagaFigures>> {
+  const out: Record<string, SagaFigures> = {};
+  for (const ns of await db.listNamespaces()) {
+    const h = await inspectSagas(db, ns);
+    if (h) out[ns] = { ...h.counts, stuck: h.stuck.length };
+  }
+  return out;
 }
 
 /** The tables the manifest on disk names (none for format 1, or if it cannot be read). */

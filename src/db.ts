@@ -58,6 +58,7 @@ import type { CompactResult } from "./compact.ts";
 import { backupStore } from "./backup.ts";
 import type { BackupResult } from "./backup.ts";
 import { Queues } from "./queues.ts";
+import { SAGA_STATUSES, statusPrefix } from "./sagastate.ts";
 import type { DeadLetter, EnqueueOptions, EnqueueResult, ListenOptions, QueueHandler, QueueStats } from "./queues.ts";
 import { Participant } from "./participant.ts";
 import type { PreparedInfo } from "./prepared.ts";
@@ -80,6 +81,11 @@ export interface DatabaseInternals extends TxHost {
   init(namespaces: string[]): Promise<void>;
   /** The names of the queues that hold messages (for `txtdb queues`). */
   queueNames(): string[];
+  /**
+   * Namespaces of the `Sagas` handles open on this database, each with how many handles
+   * have it open: `stats().sagas` counts the sagas in them (sagas.ts keeps it).
+   */
+  readonly sagaNamespaces: Map<string, number>;
 }
 
 /** The engine side of `db`: for txtdb's parts and tools (the CLI, tests), not for users. */
@@ -138,6 +144,7 @@ export class Database {
   readonly #locks: LockManager;
   readonly #queues: Queues;
   readonly #participant: Participant;
+  readonly #sagaNamespaces = new Map<string, number>();
   #closed = false;
   /** A roll-over asked to learn other processes' compactions on a later turn (afterBatch). */
   #followScheduled = false;
@@ -397,6 +404,7 @@ export class Database {
     get readOnly() { return db.readOnly; },
     init: (namespaces) => db.init(namespaces),
     queueNames: () => db.#queues.names(),
+    get sagaNamespaces() { return db.#sagaNamespaces; },
     prepare: (state, txid, options) => db.#participant.prepare(state, txid, options),
     get participant() { return db.#participant; },
     get leaseFile() { return db.#pins.leaseFile; },
@@ -954,6 +962,7 @@ export class Database {
   /** Counters and figures of this process's view of the store. */
   stats(): Stats {
     this.ensureOpen();
+    const sagas = this.#sagaCounts(); // first: it may bring the view up to date
     const tail = this.#tail;
     const logBytes = tail.segmentBytesOnDisk();
     const checkpointBytes = tail.checkpointBytes();
@@ -999,7 +1008,29 @@ export class Database {
       ...this.#locks.stats(),
       ...this.#participant.stats(),
       resourceLockWaitUs: this.#meters.resourceLockWaitUs.summary(),
+      sagas,
     };
+  }
+
+  /**
+   * Sagas by status in the namespaces of the open Sagas handles, at the newest committed
+   * state: one count of the `["status", status]` index per status (sagastate.ts), which
+   * reads no saga record.
+   */
+  #sagaCounts(): Stats["sagas"] {
+    const counts = Object.fromEntries(SAGA_STATUSES.map((s) => [s, 0])) as Stats["sagas"];
+    if (this.#sagaNamespaces.size === 0) return counts;
+    this.#tail.refresh();
+    const snap = this.#tail.visibleTsn;
+    for (const ns of this.#sagaNamespaces.keys()) {
+      const id = this.index.resolve(ns, snap);
+      if (id === undefined) continue; // dropped or renamed under the handle
+      for (const status of SAGA_STATUSES) {
+        const [start, end] = prefixRange(statusPrefix(status));
+        counts[status] += this.index.count(id, start, end, snap);
+      }
+    }
+    return counts;
   }
 }
 

@@ -57,6 +57,8 @@ export interface Metric {
   help: string;
   type: "counter" | "gauge" | "summary";
   value?: number;
+  /** Several values of one metric told apart by labels (e.g. sagas by status), instead of `value`. */
+  samples?: { labels: Record<string, string>; value: number }[];
   histogram?: Histogram;
   /** Scale applied to histogram values (e.g. 1e-6 to expose µs as seconds). */
   scale?: number;
@@ -78,6 +80,8 @@ export function renderPrometheus(metrics: Metric[], labels: Record<string, strin
       for (const q of [0.5, 0.9, 0.99]) out.push(`${m.name}${lbl({ quantile: String(q) })} ${m.histogram.percentile(q * 100) * s}`);
       out.push(`${m.name}_sum${lbl()} ${m.histogram.sum * s}`);
       out.push(`${m.name}_count${lbl()} ${m.histogram.count}`);
+    } else if (m.samples) {
+      for (const x of m.samples) out.push(`${m.name}${lbl(x.labels)} ${x.value}`);
     } else {
       out.push(`${m.name}${lbl()} ${m.value ?? 0}`);
     }

@@ -70,7 +70,9 @@ import {
   isRecord,
   newRecord,
   resultOf,
+  SAGA_STATUSES,
   sagaKey,
+  statusPrefix,
   stepFailed,
   stepSucceeded,
   typeKey,
@@ -241,7 +243,10 @@ export class Sagas {
         if (!isTxtDbError(e, "NAMESPACE_EXISTS")) throw e; // another process created it meanwhile
       }
     }
-    return new Sagas(db, namespace, retry, resumeAfterMs, concurrency);
+    const handle = new Sagas(db, namespace, retry, resumeAfterMs, concurrency);
+    const counted = databaseInternals(db).sagaNamespaces;
+    counted.set(namespace, (counted.get(namespace) ?? 0) + 1);
+    return handle;
   }
 
   // --- defining and starting ---
@@ -535,6 +540,10 @@ export class Sagas {
       for (const set of this.#waiters.values()) for (const w of set) w(closed);
       this.#waiters.clear();
       this.#active.clear();
+      const counted = databaseInternals(this.#db).sagaNamespaces;
+      const handles = (counted.get(this.namespace) ?? 1) - 1;
+      if (handles > 0) counted.set(this.namespace, handles);
+      else counted.delete(this.namespace);
       try {
         this.#lease?.release(this.#platform);
       } catch {
@@ -951,7 +960,7 @@ export async function inspectSagas(db: Database, ns: string, options: { lateMs?:
   if ((await db.count(ns, { prefix: ["type"] })) === 0 && (await db.count(ns, { prefix: ["saga"] })) === 0) return undefined;
   const platform = databaseInternals(db).platform;
   const counts: Record<string, number> = {};
-  for (const s of ["running", "compensating", "completed", "compensated", "failed"]) counts[s] = await db.count(ns, { prefix: ["status", s] });
+  for (const s of SAGA_STATUSES) counts[s] = await db.count(ns, { prefix: statusPrefix(s) });
   const stuck: StuckSaga[] = [];
   const alive = new Map<string, boolean>();
   const now = platform.wallClockMs();

@@ -83,6 +83,10 @@ export interface RunEntry {
 export const sagaKey = (id: string): Key => ["saga", id];
 export const runKey = (name: string, id: string): Key => ["run", name, id];
 export const statusKey = (status: SagaStatus, id: string): Key => ["status", status, id];
+/** The prefix of the status index's entries of one status: counted by `stats().sagas`. */
+export const statusPrefix = (status: SagaStatus): Key => ["status", status];
+/** Every status, in the order `stats()` and `txtdb stats` show them. */
+export const SAGA_STATUSES: readonly SagaStatus[] = ["running", "compensating", "completed", "compensated", "failed"];
 export const idemKey = (key: string): Key => ["idem", key];
 export const typeKey = (name: string): Key => ["type", name];
 

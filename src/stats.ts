@@ -9,6 +9,7 @@ import type { Durability } from "./options.ts";
 import { Histogram, renderPrometheus } from "./metrics.ts";
 import type { LockStats } from "./locks.ts";
 import type { TwoPhaseStats } from "./prepared.ts";
+import type { SagaStatus } from "./sagadefs.ts";
 
 /** A latency or size distribution in stats(): percentiles from a fixed-size histogram. */
 export interface Distribution {
@@ -115,7 +116,14 @@ export interface Stats extends LockStats, TwoPhaseStats {
   keysWritten: number;
   /** Waits for locks on named resources (`db.lock()`), granted or not, in µs. */
   resourceLockWaitUs: Distribution;
+  /**
+   * Sagas by status in the namespaces of the `Sagas` handles open on this database in this
+   * process (every process's sagas there, at the newest committed state; all zero when no
+   * handle is open). `txtdb stats` counts every namespace that holds sagas.
+   */
+  sagas: Record<SagaStatus, number>;
 }
+
 
 /** The plain counters of {@link Stats}, incremented in place on the hot paths. */
 export type Counters = Pick<Stats, "reads" | "commits" | "conflicts" | "retries" | "batches" | "batchSizeMax" | "fsyncs" | "recordsRead" | "keysWritten">;
@@ -176,6 +184,12 @@ export function renderMetrics(s: Stats, meters: Meters, labels: { store: string;
     c("prepared_committed_total", "Prepared transactions this process committed.", s.preparedCommitted),
     c("prepared_aborted_total", "Prepared transactions this process aborted.", s.preparedAborted),
     c("in_doubt_resolved_total", "In-doubt transactions this process's resolver decided.", s.inDoubtResolved),
+    {
+      name: "txtdb_sagas",
+      help: "Sagas by status in the namespaces of this process's open Sagas handles.",
+      type: "gauge",
+      samples: Object.entries(s.sagas).map(([status, value]) => ({ labels: { status }, value })),
+    },
     { name: "txtdb_resource_lock_wait_seconds", help: "Waits for locks on named resources.", type: "summary", histogram: meters.resourceLockWaitUs, scale: 1e-6 },
     { name: "txtdb_commit_latency_seconds", help: "Commit latency, submit to resolve.", type: "summary", histogram: meters.commitLatencyUs, scale: 1e-6 },
     { name: "txtdb_lock_wait_seconds", help: "Writer-lock waits.", type: "summary", histogram: meters.lockWaitUs, scale: 1e-6 },

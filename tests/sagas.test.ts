@@ -503,6 +503,9 @@ test(`${R} txtdb doctor counts sagas by state and flags one whose runner died wi
   sagas.define("held", [{ name: "wait", run: (_i, ctx) => (entered(), new Promise((r) => ctx.signal.addEventListener("abort", r))) }]);
   const held = await sagas.start("held", null);
   await inStep;
+  const stats = runCli(runtime === "bun" ? "bun" : "node", ["stats", dir]);
+  assert.equal(stats.code, 0, stats.err);
+  assert.deepEqual(JSON.parse(stats.out).sagas, { sagas: { running: 1, compensating: 0, completed: 0, compensated: 0, failed: 1, stuck: 0 } });
   let r = runCli(runtime === "bun" ? "bun" : "node", ["doctor", dir]);
   assert.match(r.out, /sagas in "sagas": running 1, compensating 0, completed 0, compensated 0, failed 1/, r.out + r.err);
   assert.doesNotMatch(r.out, /is stuck/, "a saga its live runner runs is not stuck");
@@ -512,6 +515,47 @@ test(`${R} txtdb doctor counts sagas by state and flags one whose runner died wi
   await sagas.close();
   r = runCli(runtime === "bun" ? "bun" : "node", ["doctor", dir]);
   assert.match(r.out, new RegExp(`warning: saga ${held} \\("held", running at step "wait"\\) is stuck: its runner's process \\(pid 999999, node\\) died`), r.out + r.err);
+  assert.equal(JSON.parse(runCli(runtime === "bun" ? "bun" : "node", ["stats", dir]).out).sagas.sagas.stuck, 1);
+  await db.close();
+});
+
+test(`${R} stats().sagas and metrics() count sagas by status in the namespaces of open handles, from every handle's writes`, async () => {
+  const dir = tempDir("saga-stats");
+  const db = await open(dir, { durability: "none" });
+  const zero = { running: 0, compensating: 0, completed: 0, compensated: 0, failed: 0 };
+  assert.deepEqual(db.stats().sagas, zero, "no handle open: nothing counted");
+  const sagas = await Sagas.open(db, { namespace: "sagas", retry: FAST });
+  // A second database handle on the directory reads only what the files say, as another process does.
+  const other = await open(dir, { durability: "none" });
+  const watching = await Sagas.open(other, { namespace: "sagas" }); // defines nothing: no watcher keeps its view fresh
+  const extra = await Sagas.open(other, { namespace: "more" });
+  assert.deepEqual(other.stats().sagas, zero);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  sagas.define("ok", [{ name: "a", run: () => 1 }]);
+  sagas.define("gated", [{ name: "a", run: () => gate }]);
+  sagas.define("undo", [{ name: "a", run: () => 1, compensate: () => 0 }, { name: "b", run: () => { throw new Error("no"); }, retry: { attempts: 1 } }]);
+  sagas.define("broken", [{ name: "a", run: () => 1, compensate: () => { throw new Error("stuck"); }, compensateRetry: { attempts: 1 } }, { name: "b", run: () => { throw new Error("no"); }, retry: { attempts: 1 } }]);
+  for (let i = 0; i < 3; i++) await sagas.result(await sagas.start("ok", i));
+  await sagas.result(await sagas.start("undo", null));
+  await sagas.result(await sagas.start("broken", null));
+  const gated = await sagas.start("gated", null);
+  const expected = { running: 1, compensating: 0, completed: 3, compensated: 1, failed: 1 };
+  assert.deepEqual(db.stats().sagas, expected);
+  assert.deepEqual(other.stats().sagas, expected, "the other handle counts the sagas the first one wrote");
+  const metrics = other.metrics();
+  for (const [status, n] of Object.entries(expected)) assert.match(metrics, new RegExp(`^txtdb_sagas\\{[^}]*status="${status}"\\} ${n}$`, "m"), metrics);
+  assert.match(metrics, /^# TYPE txtdb_sagas gauge$/m);
+  release();
+  await sagas.result(gated);
+  assert.deepEqual(other.stats().sagas, { ...expected, running: 0, completed: 4 });
+  await watching.close();
+  assert.deepEqual(other.stats().sagas, zero, "the closed handle's namespace is no longer counted; the open one holds none");
+  await extra.close();
+  assert.deepEqual(db.stats().sagas, { ...expected, running: 0, completed: 4 });
+  await sagas.close();
+  assert.deepEqual(db.stats().sagas, zero);
+  await other.close();
   await db.close();
 });
 

@@ -18,7 +18,7 @@ export type { TwoPhaseStats } from "./src/prepared.ts";
 export type { CheckReport } from "./src/check.ts";
 export { Transaction, Snapshot } from "./src/tx.ts";
 export { Coordinator } from "./src/coordinator.ts";
-export type { TwoPhaseParticipant, CoordinatorOptions, CoordinatedTransactionOptions, RecoveryResult, ParticipantView } from "./src/coordinator.ts";
+export type { TwoPhaseParticipant, CoordinatorOptions, CoordinatedTransactionOptions, CoordinatorStats, RecoveryResult, ParticipantView } from "./src/coordinator.ts";
 export { ResourceLock } from "./src/locks.ts";
 export type { LockMode, LockOptions, LockInfo, LockStats } from "./src/locks.ts";
 export type { Entry, Isolation, ListSelector, ListOptions } from "./src/tx.ts";

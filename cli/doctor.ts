@@ -1,7 +1,8 @@
 /**
  * `txtdb doctor`: live processes and their pins, the writer lock and who holds it, sagas,
  * and what looks wrong (exit 1): an old pin holding back compaction, a stuck lock holder, a
- * saga no live process runs, a saga that failed.
+ * saga no live process runs, a saga that failed, prepared transactions in doubt, and (in a
+ * coordinator store) commit decisions some participant store has not confirmed.
  *
  * @module
  */
@@ -9,6 +10,9 @@ import type { Database } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
 import { readWriterHolder } from "../src/holder.ts";
 import { inspectSagas } from "../src/sagas.ts";
+import { coordinatorId, DECISIONS_NS, isDecision } from "../src/decisions.ts";
+import type { DecisionValue } from "../src/decisions.ts";
+import { IN_DOUBT_MS_DEFAULT } from "../src/participant.ts";
 import { leaseOwnerAlive } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
 import { safe, seconds } from "./output.ts";
@@ -127,6 +131,40 @@ function inDoubt(db: Database, out: (line: string) => void): number {
   return 1;
 }
 
+/** Decisions shown one by one, at most (the counts say how many there are). */
+const DECISIONS_SHOWN_MAX = 20;
+
+/**
+ * A coordinator store (two-phase commit): its decisions by outcome, and a warning for each
+ * commit decision that has waited past the in-doubt timeout for a txtdb participant to
+ * confirm it (the coordinator deletes a decision once every store committed; one left
+ * means a store could not be reached or opened, and its keys stay held until recovery gets
+ * through). Decisions that involve other participants are kept for decisionRetentionMs by
+ * design and are only counted. Returns the number of problems.
+ */
+async function decisions(db: Database, out: (line: string) => void): Promise<number> {
+  if ((await coordinatorId(db)) === undefined) return 0;
+  const now = databaseInternals(db).platform.wallClockMs();
+  const counts = { commit: 0, abort: 0 };
+  const late: [string, DecisionValue][] = [];
+  for await (const e of db.list<unknown>(DECISIONS_NS, { prefix: [] })) {
+    if (typeof e.key !== "string" || !isDecision(e.value)) continue;
+    counts[e.value.outcome]++;
+    if (e.value.outcome === "commit" && e.value.others.length === 0 && now - e.value.atMs > IN_DOUBT_MS_DEFAULT) late.push([e.key, e.value]);
+  }
+  out(`coordinator store: ${counts.commit} commit decisions, ${counts.abort} abort decisions in its log`);
+  for (const [txid, d] of late.slice(0, DECISIONS_SHOWN_MAX)) {
+    out(safe(`  ${txid}: commit decided ${seconds(now - d.atMs)} ago, not confirmed by every store of ${JSON.stringify(d.participants)}`));
+  }
+  if (late.length > DECISIONS_SHOWN_MAX) out(`  ... and ${late.length - DECISIONS_SHOWN_MAX} more`);
+  if (late.length === 0) return 0;
+  out(
+    `warning: ${late.length} commit decision${late.length === 1 ? " waits" : "s wait"} for participant stores to confirm them: those stores hold the keys until then. ` +
+      "Open the coordinator (Coordinator.open) where the stores' paths resolve: its recovery commits them there; or open each store writable, which asks this log.",
+  );
+  return 1;
+}
+
 /** Prints the diagnosis through `out`; returns the exit code (1 when a problem was found). */
 export async function doctor(db: Database, dir: string, out: (line: string) => void): Promise<number> {
   let problems = 0;
@@ -170,6 +208,7 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
   problems += lockHolders(db, out);
   problems += await sagas(db, out);
   problems += inDoubt(db, out);
+  problems += await decisions(db, out);
   if (s.openSnapshots || s.openTransactions) out(`this process: ${s.openSnapshots} snapshots, ${s.openTransactions} transactions open`);
   return problems ? 1 : 0;
 }

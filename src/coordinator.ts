@@ -46,6 +46,8 @@ import type { Timer } from "./timers.ts";
 import { abortUnlessCommitted, COORDINATOR_NS, DECISIONS_NS, isDecision } from "./decisions.ts";
 import type { DecisionValue } from "./decisions.ts";
 import type { CoordinatorRef } from "./record.ts";
+import { Histogram, renderPrometheus } from "./metrics.ts";
+import type { Distribution } from "./stats.ts";
 import { IN_DOUBT_MS_DEFAULT } from "./participant.ts";
 
 /** Default time for every participant to prepare before the transaction aborts. */
@@ -124,6 +126,32 @@ export interface RecoveryResult {
   pending: number;
 }
 
+/** Counters and figures of one Coordinator handle: `coord.stats()`. */
+export interface CoordinatorStats {
+  /** The coordinator store's directory. */
+  path: string;
+  /** Transactions this handle committed (the commit decision durable). */
+  committed: number;
+  /** Transactions this handle ended without a commit: `fn` threw, a participant refused to prepare, TIMEOUT, a resolver's abort (reruns are not counted). */
+  aborted: number;
+  /** Reruns after CONFLICT. */
+  retries: number;
+  /** Transactions running now. */
+  inFlight: number;
+  /** Commit decisions of this handle that some participant has not confirmed yet: recovery pushes them again. */
+  unfinished: number;
+  /** Decisions in the coordinator store's log now, from any process: commits not yet confirmed everywhere or not yet deleted, and aborts kept for `decisionRetentionMs`. */
+  decisionsLogged: number;
+  /** Recovery passes this handle ran (at open, every `recoverIntervalMs`, `recover()`). */
+  recoveryPasses: number;
+  /** Commits recovery pushed to participants that had not confirmed them. */
+  recoveredCommitted: number;
+  /** In-doubt transactions of other participants recovery aborted. */
+  recoveredAborted: number;
+  /** From `transaction()`'s call to its commit decision, reruns included, in µs. */
+  decisionLatencyUs: Distribution;
+}
+
 type Participant = Database | TwoPhaseParticipant;
 /** What `fn` receives for each participant: a transaction for a txtdb store, the participant itself otherwise. */
 export type ParticipantView<P> = P extends Database ? Transaction : P;
@@ -199,6 +227,8 @@ export class Coordinator {
   readonly #firstSeen = new Map<string, number>();
   #counter = 0;
   #closed = false;
+  readonly #counts = { committed: 0, aborted: 0, retries: 0, recoveryPasses: 0, recoveredCommitted: 0, recoveredAborted: 0 };
+  readonly #decisionLatencyUs = new Histogram();
   readonly #running = new Set<Promise<unknown>>();
 
   private constructor(path: string, store: Database, id: string, options: CoordinatorOptions, prepareTimeoutMs: number, inDoubtTimeoutMs: number, retentionMs: number) {
@@ -315,6 +345,9 @@ export class Coordinator {
     this.#running.add(run);
     try {
       return await run;
+    } catch (e) {
+      this.#counts.aborted++;
+      throw e;
     } finally {
       this.#running.delete(run);
     }
@@ -327,7 +360,9 @@ export class Coordinator {
     const timeoutError = (cause?: unknown) =>
       new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction across stores was aborted by its signal" : `Transaction across stores did not reach its decision within ${options.timeoutMs} ms (timeoutMs)`, { cause });
     const left = () => (deadline === undefined ? undefined : deadline - platform.monotonicMs());
+    const startedMs = platform.monotonicMs();
     for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) this.#counts.retries++;
       this.#ensureOpen();
       if (signal?.aborted) throw timeoutError(signal.reason);
       if (deadline !== undefined && platform.monotonicMs() >= deadline) throw timeoutError();
@@ -376,6 +411,8 @@ export class Coordinator {
           await this.#abortAll(participants, txid);
           throw new TxtDbError("TIMEOUT", `Transaction across stores "${txid}" was aborted by a resolver before its commit decision (in doubt past inDoubtTimeoutMs ${this.#inDoubtTimeoutMs} ms, or this coordinator's lease looked dead); nothing was committed`, { details: { txid } });
         }
+        this.#counts.committed++;
+        this.#decisionLatencyUs.record((platform.monotonicMs() - startedMs) * 1000);
         // Phase 2: commit everywhere; what fails now is finished by recovery.
         if (await this.#commitAll(participants, txid)) this.#completed(txid);
         else this.#unfinished.add(txid);
@@ -484,7 +521,12 @@ export class Coordinator {
       return Promise.reject(e);
     }
     if (this.#recovering) return this.#recovering;
-    const pass = this.#recoverPass().finally(() => (this.#recovering = undefined));
+    this.#counts.recoveryPasses++;
+    const pass = this.#recoverPass().then((r) => {
+      this.#counts.recoveredCommitted += r.committed;
+      this.#counts.recoveredAborted += r.aborted;
+      return r;
+    }).finally(() => (this.#recovering = undefined));
     this.#recovering = pass;
     return pass;
   }
@@ -611,6 +653,46 @@ export class Coordinator {
   #coordinatorAlive(txid: string): boolean {
     const lease = leaseOfTxid(txid);
     return lease !== undefined && leaseOwnerAlive(this.#platform, joinPath(this.path, "leases", `${lease}.lease`));
+  }
+
+  /**
+   * Counters and figures of this handle (a plain object), and how many decisions the
+   * coordinator store holds now. Synchronous, like `db.stats()`.
+   *
+   * @example
+   * ```ts
+   * const { committed, aborted, unfinished, decisionsLogged } = coord.stats();
+   * ```
+   */
+  stats(): CoordinatorStats {
+    this.#ensureOpen();
+    return {
+      path: this.path,
+      ...this.#counts,
+      inFlight: this.#inFlight.size,
+      unfinished: this.#unfinished.size,
+      decisionsLogged: databaseInternals(this.#store).countNow(DECISIONS_NS, []),
+      decisionLatencyUs: this.#decisionLatencyUs.summary(),
+    };
+  }
+
+  /** {@link stats} in the Prometheus text exposition format (labels: `store`, the coordinator's directory). */
+  metrics(): string {
+    const s = this.stats();
+    const c = (name: string, help: string, value: number) => ({ name: `txtdb_coordinator_${name}`, help, type: "counter" as const, value });
+    const g = (name: string, help: string, value: number) => ({ name: `txtdb_coordinator_${name}`, help, type: "gauge" as const, value });
+    return renderPrometheus([
+      c("committed_total", "Transactions across stores this coordinator committed.", s.committed),
+      c("aborted_total", "Transactions across stores this coordinator ended without a commit.", s.aborted),
+      c("retries_total", "Reruns after CONFLICT.", s.retries),
+      g("in_flight", "Transactions across stores running now.", s.inFlight),
+      g("unfinished", "Commit decisions not yet confirmed by every participant.", s.unfinished),
+      g("decisions_logged", "Decisions in the coordinator store's log.", s.decisionsLogged),
+      c("recovery_passes_total", "Recovery passes run.", s.recoveryPasses),
+      c("recovered_committed_total", "Commits recovery pushed to participants.", s.recoveredCommitted),
+      c("recovered_aborted_total", "In-doubt transactions recovery aborted.", s.recoveredAborted),
+      { name: "txtdb_coordinator_decision_latency_seconds", help: "From transaction() to its commit decision, reruns included.", type: "summary", histogram: this.#decisionLatencyUs, scale: 1e-6 },
+    ], { store: this.path });
   }
 
   /** Waits for the transactions under way, deletes finished decisions, and closes the coordinator store. Safe to call twice. */

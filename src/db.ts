@@ -86,6 +86,11 @@ export interface DatabaseInternals extends TxHost {
    * have it open: `stats().sagas` counts the sagas in them (sagas.ts keeps it).
    */
   readonly sagaNamespaces: Map<string, number>;
+  /**
+   * Live keys under `prefix` in namespace `ns` at the newest committed state (0 if the
+   * namespace does not exist), synchronously: for stats() of the parts built on a store.
+   */
+  countNow(ns: string, prefix: Key): number;
 }
 
 /** The engine side of `db`: for txtdb's parts and tools (the CLI, tests), not for users. */
@@ -405,6 +410,11 @@ export class Database {
     init: (namespaces) => db.init(namespaces),
     queueNames: () => db.#queues.names(),
     get sagaNamespaces() { return db.#sagaNamespaces; },
+    countNow: (ns, prefix) => {
+      db.ensureOpen();
+      db.#tail.refresh();
+      return db.#countAt(ns, prefix, db.#tail.visibleTsn);
+    },
     prepare: (state, txid, options) => db.#participant.prepare(state, txid, options),
     get participant() { return db.#participant; },
     get leaseFile() { return db.#pins.leaseFile; },
@@ -1023,15 +1033,19 @@ export class Database {
     this.#tail.refresh();
     const snap = this.#tail.visibleTsn;
     for (const ns of this.#sagaNamespaces.keys()) {
-      const id = this.index.resolve(ns, snap);
-      if (id === undefined) continue; // dropped or renamed under the handle
-      for (const status of SAGA_STATUSES) {
-        const [start, end] = prefixRange(statusPrefix(status));
-        counts[status] += this.index.count(id, start, end, snap);
-      }
+      for (const status of SAGA_STATUSES) counts[status] += this.#countAt(ns, statusPrefix(status), snap);
     }
     return counts;
   }
+
+  /** Live keys under `prefix` in `ns` at `snap`; 0 if `ns` does not exist there (dropped or renamed). */
+  #countAt(ns: string, prefix: Key, snap: number): number {
+    const id = this.index.resolve(ns, snap);
+    if (id === undefined) return 0;
+    const [start, end] = prefixRange(prefix);
+    return this.index.count(id, start, end, snap);
+  }
+
 }
 
 /**

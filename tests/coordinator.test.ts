@@ -82,8 +82,27 @@ test(`${R} coord.transaction commits in every store or none, returns what fn ret
   }), /changed my mind/);
   assert.equal(await a.get("acct", "alice"), 90, "fn threw: nothing written anywhere");
   assert.deepEqual(await a.listPrepared(), []);
+  const s = coord.stats();
+  assert.equal(s.path, coordDir);
+  assert.deepEqual([s.committed, s.aborted, s.retries, s.inFlight, s.unfinished], [1, 1, 0, 0, 0]);
+  assert.equal(s.decisionLatencyUs.count, 1, "one transaction reached its decision");
+  assert.ok(s.recoveryPasses >= 1, "the pass at open is counted");
+  assert.ok((await waitUntil(() => coord.stats().decisionsLogged === 0, 5_000, 5)) >= 0, "the finished decision is deleted lazily");
+  await (async () => {
+    // A decision written by another handle of the coordinator store counts in decisionsLogged.
+    const cdb = await open(coordDir);
+    await cdb.set("decisions", "someone-elses", { outcome: "abort", atMs: Date.now(), participants: [], others: [], by: "resolver" });
+    await cdb.close();
+  })();
+  assert.equal(coord.stats().decisionsLogged, 1);
+  const m = coord.metrics();
+  assert.match(m, /^txtdb_coordinator_committed_total\{store="[^"]+"\} 1$/m, m);
+  assert.match(m, /^txtdb_coordinator_aborted_total\{store="[^"]+"\} 1$/m);
+  assert.match(m, /^txtdb_coordinator_decisions_logged\{store="[^"]+"\} 1$/m);
+  assert.match(m, /^txtdb_coordinator_decision_latency_seconds_count\{store="[^"]+"\} 1$/m);
   await coord.close();
-  assert.deepEqual(await decisionsOf(coordDir), [], "finished decisions are deleted");
+  assert.throws(() => coord.stats(), code("CLOSED"));
+  assert.deepEqual(await decisionsOf(coordDir), ["someone-elses=abort"], "finished decisions are deleted");
   await a.close();
   await b.close();
 });
@@ -106,6 +125,8 @@ test(`${R} concurrent transfers across two stores rerun on CONFLICT and conserve
   );
   await Promise.all(transfers);
   assert.ok(runs > 24, `reruns happened (${runs} runs)`);
+  assert.equal(coord.stats().committed, 24);
+  assert.equal(coord.stats().retries, runs - 24, "every rerun is counted");
   const x = (await a.get<number>("acct", "x"))!;
   const y = (await b.get<number>("acct", "y"))!;
   assert.equal(x + y, 2000, "the sum over the stores is conserved");
@@ -282,6 +303,9 @@ test(`${R} a reopened coordinator pushes a commit decision its participants had 
   assert.equal(await b.get("acct", "q"), "after recovery");
   assert.deepEqual(await a.listPrepared(), []);
   assert.deepEqual([...mail.prepared], ["foreign-txid"]);
+  const st = again.stats();
+  assert.deepEqual([st.recoveryPasses, st.recoveredCommitted, st.recoveredAborted], [1, 1, 1], "the pass at open pushed one commit and aborted one");
+  assert.deepEqual([st.committed, st.aborted], [0, 0]);
   assert.deepEqual((await decisionsOf(coordDir)).sort(), [`${"ab".repeat(8)}.1.00000000=abort`]);
   await again.close();
   await a.close();

@@ -48,3 +48,31 @@ test(`[${runtime}] txtdb doctor lists prepared transactions and flags those in d
     await check.close();
   }
 });
+
+test(`[${runtime}] txtdb doctor on a coordinator store counts its decisions and flags a commit decision no store confirmed past the in-doubt timeout`, { skip: !canSpawn }, async () => {
+  const coordDir = tempDir("2pc-cli-decisions");
+  const coord = await Coordinator.open(coordDir, { recoverIntervalMs: 0 });
+  await coord.close();
+  const cdb = await open(coordDir);
+  const missing = tempDir("2pc-cli-gone"); // a participant path where no store is
+  await cdb.set("decisions", "fresh", { outcome: "commit", atMs: Date.now(), participants: [missing], others: [], by: "coordinator" });
+  await cdb.set("decisions", "aborted", { outcome: "abort", atMs: Date.now() - 3_600_000, participants: [], others: [], by: "resolver" });
+  await cdb.set("decisions", "with-others", { outcome: "commit", atMs: Date.now() - 3_600_000, participants: [], others: ["mail"], by: "coordinator" });
+  await cdb.close();
+  for (const rt of ["node", "deno", "bun"] as const) {
+    const r = runCli!(rt, ["doctor", coordDir]);
+    assert.equal(r.code, 0, `${rt}: a fresh commit decision and kept ones are no problem: ${r.out}${r.err}`);
+    assert.match(r.out, /coordinator store: 2 commit decisions, 1 abort decisions in its log/);
+  }
+  const again = await open(coordDir);
+  await again.set("decisions", "stale", { outcome: "commit", atMs: Date.now() - 120_000, participants: [missing], others: [], by: "coordinator" });
+  await again.close();
+  for (const rt of ["node", "deno", "bun"] as const) {
+    const r = runCli!(rt, ["doctor", coordDir]);
+    assert.equal(r.code, 1, `${rt}: ${r.out}${r.err}`);
+    assert.match(r.out, /coordinator store: 3 commit decisions, 1 abort decisions/);
+    assert.match(r.out, /stale: commit decided 1\d\d(\.\d)? s ago, not confirmed by every store of/);
+    assert.match(r.out, /warning: 1 commit decision waits for participant stores to confirm them/);
+    assert.doesNotMatch(r.out, /fresh:|with-others:/);
+  }
+});

@@ -283,6 +283,14 @@ export class GroupCommitter {
           this.#lastTurnMs = this.#platform.monotonicMs();
         }
         if (this.#queue.length === 0) break; // every queued commit was taken back (timeout, abort)
+        // Read what other processes made durable before taking the lock, so that the catch-up
+        // under it reads only what was appended since: the lock is held by one process at a
+        // time, and time spent reading others' records in it is time every writer waits.
+        try {
+          this.#tail.refresh();
+        } catch {
+          // the catch-up under the lock meets the same problem and reports it
+        }
         let release: () => void;
         try {
           release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });

@@ -70,21 +70,41 @@ class Keyspace {
       if (fresh.length < 32) {
         for (const k of fresh) this.sorted.splice(lowerBound(this.sorted, k), 0, k);
       } else {
-        const merged: string[] = new Array(this.sorted.length + fresh.length);
-        let i = 0, j = 0, o = 0;
-        while (i < this.sorted.length && j < fresh.length) merged[o++] = this.sorted[i]! < fresh[j]! ? this.sorted[i++]! : fresh[j++]!;
-        while (i < this.sorted.length) merged[o++] = this.sorted[i++]!;
-        while (j < fresh.length) merged[o++] = fresh[j++]!;
-        this.sorted = merged;
+        this.sorted = mergeSorted(this.sorted, fresh);
       }
     }
     return this.sorted;
   }
+
 }
 
-/** First index in sorted `arr` whose element is ≥ key. */
-export function lowerBound(arr: readonly string[], key: string): number {
-  let lo = 0, hi = arr.length;
+/**
+ * `sorted` and `fresh` (sorted, no key in both) merged. New keys usually arrive in a few
+ * runs that each fall between two neighbours of `sorted` (keys that grow with time, as a
+ * queue's), so the merge searches where each run goes and copies the stretches of `sorted`
+ * between runs without comparing their keys: O(runs · log n + n) copies instead of n
+ * string comparisons.
+ */
+export function mergeSorted(sorted: readonly string[], fresh: readonly string[]): string[] {
+  const out: string[] = new Array(sorted.length + fresh.length);
+  let o = 0, i = 0, j = 0;
+  while (j < fresh.length) {
+    const at = lowerBound(sorted, fresh[j]!, i);
+    while (i < at) out[o++] = sorted[i++]!;
+    if (i === sorted.length) {
+      while (j < fresh.length) out[o++] = fresh[j++]!;
+      break;
+    }
+    const next = sorted[i]!;
+    while (j < fresh.length && fresh[j]! < next) out[o++] = fresh[j++]!;
+  }
+  while (i < sorted.length) out[o++] = sorted[i++]!;
+  return out;
+}
+
+/** First index in sorted `arr`, from `from` on, whose element is ≥ key. */
+export function lowerBound(arr: readonly string[], key: string, from = 0): number {
+  let lo = from, hi = arr.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (arr[mid]! < key) lo = mid + 1;

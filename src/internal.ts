@@ -17,7 +17,7 @@ export { decodeCommon, NOT_COMMON } from "./fastdecode.ts";
 export * from "./crc32c.ts";
 export * from "./record.ts";
 export * from "./log.ts";
-export { Index, Chain, lowerBound } from "./index.ts";
+export { Index, Chain, lowerBound, mergeSorted } from "./index.ts";
 export * from "./metrics.ts";
 export * from "./ndjson.ts";
 export * from "./retryturns.ts";

@@ -1,0 +1,78 @@
+/**
+ * The in-memory table's sorted key list: new keys merged into it (mergeSorted) in runs, as
+ * a queue's time-ordered keys arrive, or scattered; and lists through the engine while keys
+ * arrive in both shapes. Compared with a plain sort of the union.
+ */
+import { assert, tempDir, test } from "./harness.ts";
+import { open } from "txtdb";
+import { lowerBound, mergeSorted } from "txtdb/internal";
+
+/** A small deterministic generator (tests must replay). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+}
+
+test("mergeSorted equals the sorted union for runs, scattered keys, empty sides and keys before, between and after", () => {
+  const r = rng(7);
+  const word = () => Array.from({ length: 1 + Math.floor(r() * 6) }, () => String.fromCharCode(97 + Math.floor(r() * 4))).join("");
+  for (let round = 0; round < 400; round++) {
+    const all = new Set<string>();
+    const n = Math.floor(r() * 300);
+    while (all.size < n) all.add(word() + (round % 3 === 0 ? "" : String(Math.floor(r() * 1000))));
+    const keys = [...all];
+    const fresh = new Set<string>();
+    const shape = round % 4;
+    for (const k of keys) {
+      // 0: scattered; 1: the largest keys (appended at the end); 2: the smallest; 3: two runs
+      const pick = shape === 0 ? r() < 0.3 : false;
+      if (pick) fresh.add(k);
+    }
+    const sortedKeys = [...keys].sort();
+    if (shape === 1) sortedKeys.slice(Math.floor(sortedKeys.length * 0.7)).forEach((k) => fresh.add(k));
+    if (shape === 2) sortedKeys.slice(0, Math.floor(sortedKeys.length * 0.3)).forEach((k) => fresh.add(k));
+    if (shape === 3) {
+      sortedKeys.slice(Math.floor(sortedKeys.length * 0.2), Math.floor(sortedKeys.length * 0.3)).forEach((k) => fresh.add(k));
+      sortedKeys.slice(Math.floor(sortedKeys.length * 0.8)).forEach((k) => fresh.add(k));
+    }
+    const old = sortedKeys.filter((k) => !fresh.has(k));
+    const merged = mergeSorted(old, [...fresh].sort());
+    assert.deepEqual(merged, sortedKeys, `round ${round} (shape ${shape}, ${old.length} + ${fresh.size})`);
+  }
+  assert.deepEqual(mergeSorted([], []), []);
+  assert.deepEqual(mergeSorted(["b"], ["a", "c"]), ["a", "b", "c"]);
+});
+
+test("lowerBound from a start index finds the first element at or past the key from there", () => {
+  const arr = ["a", "c", "e", "g"];
+  assert.equal(lowerBound(arr, "d"), 2);
+  assert.equal(lowerBound(arr, "d", 2), 2);
+  assert.equal(lowerBound(arr, "h", 1), 4);
+  assert.equal(lowerBound(arr, "a", 3), 3, "never before the start index");
+});
+
+test("lists stay ordered while keys arrive in time-ordered runs in two regions and scattered, across many commits", async () => {
+  const db = await open(tempDir("index-keys"), { durability: "none", namespaces: ["q"] });
+  const r = rng(11);
+  const expected = new Set<string>();
+  for (let t = 0; t < 60; t++) {
+    await db.transaction((tx) => {
+      for (let i = 0; i < 40; i++) {
+        const key = i % 3 === 0 ? ["c", t, i] : i % 3 === 1 ? ["r", t, i] : ["m", Math.floor(r() * 1e6)];
+        tx.set("q", key, i);
+        expected.add(JSON.stringify(key));
+      }
+    });
+    if (t % 7 === 0) {
+      const got: string[] = [];
+      for await (const e of db.list("q", { prefix: [] })) got.push(JSON.stringify(e.key));
+      assert.equal(got.length, expected.size);
+      const cmp = (a: string, b: string) => {
+        const x = JSON.parse(a) as [string, number, number?], y = JSON.parse(b) as [string, number, number?];
+        return x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] !== y[1] ? x[1] - y[1] : (x[2] ?? -1) - (y[2] ?? -1);
+      };
+      assert.deepEqual(got, [...got].sort(cmp), `commit ${t}: keys in order`);
+    }
+  }
+  await db.close();
+});

@@ -1,12 +1,16 @@
 /**
  * `txtdb export`: NDJSON `{"ns","key","value","version"}` lines of every entry at one
- * snapshot, on stdout; progress and the summary on stderr.
+ * snapshot, on stdout; progress and the summary on stderr. An expiring key's line also has
+ * `"expiresAtMs"` (its absolute expiry, ms since the epoch), which import keeps.
  *
  * @module
  */
 import { TxtDbError } from "../src/errors.ts";
 import type { Database, Snapshot } from "../mod.ts";
 import { IMPORT_NS } from "./import.ts";
+import { databaseInternals } from "../src/db.ts";
+import { expiresAtOf, isExpiring } from "../src/expiry.ts";
+import { encodeKey } from "../src/keys.ts";
 import { json } from "./output.ts";
 import type { Progress } from "./output.ts";
 
@@ -30,12 +34,18 @@ export async function exportAll(db: Database, names: string[], out: (line: strin
     // is skipped; one dropped since then is missed (a narrow race, only without names given).
     const all = names.length ? names : (await db.listNamespaces()).filter((ns) => ns !== IMPORT_NS);
     let n = 0;
+    // Entries do not carry their expiry: it is read from the stored version the entry came from.
+    const index = databaseInternals(db).index;
+    const at = Number(snap.version);
     for (const ns of all) {
       if (!names.length && !(await existsAt(snap, ns))) continue;
+      const nsId = index.resolve(ns, at);
       for await (const e of snap.list(ns, { prefix: [] })) {
         let line: string;
         try {
-          line = json({ ns, key: e.key, value: e.value, version: e.version });
+          const stored = nsId === undefined ? undefined : index.get(nsId, encodeKey(e.key), at)?.value;
+          const expiresAtMs = stored && isExpiring(stored) ? expiresAtOf(stored) : NaN;
+          line = json({ ns, key: e.key, value: e.value, version: e.version, ...(Number.isFinite(expiresAtMs) ? { expiresAtMs } : {}) });
         } catch (cause) {
           const why = cause instanceof TxtDbError ? cause.message : String(cause);
           throw new TxtDbError("INVALID_VALUE", `Cannot export namespace ${json(ns)} key ${json(e.key)} after ${n} entries: ${why}`, { cause });

@@ -23,7 +23,9 @@
  * @module
  */
 import { TxtDbError } from "../src/errors.ts";
-import type { Database, Key } from "../mod.ts";
+import type { Database, Key, Transaction } from "../mod.ts";
+import { databaseInternals } from "../src/db.ts";
+import { EXPIRE_IN_MAX_MS } from "../src/expiry.ts";
 import { fromTagged } from "../src/ndjson.ts";
 import { encodeKey } from "../src/keys.ts";
 import { encodeValue } from "../src/codec.ts";
@@ -41,7 +43,7 @@ export const BATCH_BYTES_MAX = 16 * 1024 * 1024;
 export const IMPORT_NS = "txtdb.import";
 /** The marker's key in {@link IMPORT_NS}. */
 export const MARKER_KEY = "progress";
-const RECORD_FIELDS = new Set(["ns", "key", "value", "version"]);
+const RECORD_FIELDS = new Set(["ns", "key", "value", "version", "expiresAtMs"]);
 
 /** One checked input line. */
 export interface ImportEntry {
@@ -52,6 +54,8 @@ export interface ImportEntry {
   bytes: number;
   /** The input line number (1-based, blank lines counted). */
   line: number;
+  /** When the key expires (ms since the epoch), for an expiring key's line. */
+  expiresAtMs?: number;
 }
 
 /** The whole input, checked. */
@@ -121,7 +125,13 @@ export async function readImport(lines: AsyncIterable<string>, progress?: Progre
     if (rec === null || typeof rec !== "object" || Array.isArray(rec)) at(invalid(`expected an object {"ns","key","value"}; got ${JSON.stringify(rec)}`));
     const r = rec as Record<string, unknown>;
     const extra = Object.keys(r).find((k) => !RECORD_FIELDS.has(k));
-    if (extra !== undefined) at(invalid(`unknown field ${JSON.stringify(extra)}; a line has "ns", "key", "value" and optionally "version"`));
+    if (extra !== undefined) at(invalid(`unknown field ${JSON.stringify(extra)}; a line has "ns", "key", "value" and optionally "version" and "expiresAtMs"`));
+    if ("expiresAtMs" in r && !(Number.isSafeInteger(r.expiresAtMs) && (r.expiresAtMs as number) >= 0)) {
+      at(invalid(`"expiresAtMs" must be a whole number of milliseconds since the epoch (when the key expires); got ${JSON.stringify(r.expiresAtMs)}`));
+    }
+    if ("expiresAtMs" in r && (r.expiresAtMs as number) > Date.now() + EXPIRE_IN_MAX_MS) {
+      at(invalid(`"expiresAtMs" ${r.expiresAtMs} is more than 100 years away, the longest expiry a key may have; omit it for a key that does not expire`));
+    }
     if (typeof r.ns !== "string" || r.ns.length === 0 || r.ns.length > 256) at(invalid(`"ns" must be a namespace name (1 to 256 characters); got ${JSON.stringify(r.ns)}`));
     if (r.ns === IMPORT_NS) at(invalid(`namespace ${JSON.stringify(IMPORT_NS)} is reserved for import's progress marker`));
     if (!("key" in r)) at(invalid(`"key" is missing`));
@@ -130,7 +140,7 @@ export async function readImport(lines: AsyncIterable<string>, progress?: Progre
       const key = fromTagged(r.key, "key") as Key;
       const value = fromTagged(r.value, "value");
       const size = encodeKey(key, KEY_BYTES_MAX).length + encodeValue(value, VALUE_BYTES_MAX).length;
-      entries.push({ ns: r.ns as string, key, value, bytes: size, line: lineNo });
+      entries.push({ ns: r.ns as string, key, value, bytes: size, line: lineNo, ...(r.expiresAtMs !== undefined ? { expiresAtMs: r.expiresAtMs as number } : {}) });
       bytes += size;
     } catch (e) {
       at(e);
@@ -210,11 +220,16 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
   const start = resumeFrom(marker, input, flags);
   const existing = new Set(await db.listNamespaces());
   for (const ns of new Set(entries.map((e) => e.ns))) if (!existing.has(ns)) await db.createNamespace(ns);
+  const clock = databaseInternals(db).platform;
+  let expired = 0;
+  const expiredNote = () => (expired > 0 ? `; ${expired} had expired already (expiresAtMs past) and were left out` : "");
   if (!marker && fitsOneTransaction(input)) {
     await db.transaction((tx) => {
-      for (const e of entries) tx.set(e.ns, e.key, e.value);
+      const now = clock.wallClockMs();
+      expired = 0;
+      for (const e of entries) if (!put(tx, e, now)) expired++;
     });
-    return `imported ${entries.length} entries in one transaction`;
+    return `imported ${entries.length} entries in one transaction${expiredNote()}`;
   }
   if (!existing.has(IMPORT_NS)) await db.createNamespace(IMPORT_NS);
   const batches = planBatches(entries, start);
@@ -223,10 +238,14 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
     const last = entries[to - 1]!;
     const next: ImportMarker = { format: 1, digest: input.digest, entries: entries.length, committedEntries: to, committedLine: last.line };
     try {
-      await db.transaction((tx) => {
-        for (let i = from; i < to; i++) tx.set(entries[i]!.ns, entries[i]!.key, entries[i]!.value);
+      const left = await db.transaction((tx) => {
+        const now = clock.wallClockMs();
+        let gone = 0;
+        for (let i = from; i < to; i++) if (!put(tx, entries[i]!, now)) gone++;
         tx.set(IMPORT_NS, MARKER_KEY, next);
+        return gone;
       });
+      expired += left;
     } catch (e) {
       const written = from === 0 ? "nothing was written" : `entries 1 to ${from} (input lines 1 to ${entries[from - 1]!.line}) are written`;
       const why = e instanceof TxtDbError ? `${e.code}: ${e.message}` : String(e);
@@ -243,5 +262,20 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
   // before leaves a marker that --resume finishes at once).
   await db.dropNamespace(IMPORT_NS);
   const resumed = start > 0 ? `, resumed after ${start} entries,` : "";
-  return `imported ${entries.length} entries${resumed} in ${batches.length} transactions (more than one transaction's limits: ${TX_WRITES_MAX} entries, ${TX_BYTES_MAX / 1024 / 1024} MiB)`;
+  return `imported ${entries.length} entries${resumed} in ${batches.length} transactions (more than one transaction's limits: ${TX_WRITES_MAX} entries, ${TX_BYTES_MAX / 1024 / 1024} MiB)${expiredNote()}`;
+}
+
+/**
+ * Writes one entry into `tx`; an expiring one keeps its absolute expiry (the time left,
+ * from the transaction's clock). False, and nothing written, for an entry already expired:
+ * it reads as absent in the source too, so importing it would bring it back.
+ */
+function put(tx: Transaction, e: ImportEntry, nowMs: number): boolean {
+  if (e.expiresAtMs === undefined) {
+    tx.set(e.ns, e.key, e.value);
+    return true;
+  }
+  if (e.expiresAtMs <= nowMs) return false;
+  tx.set(e.ns, e.key, e.value, { expireIn: e.expiresAtMs - nowMs });
+  return true;
 }

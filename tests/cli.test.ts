@@ -94,6 +94,48 @@ if (canSpawn) {
     assert.match(doctor.out, /writer lock: free/);
   });
 
+  test(`[${runtime}] txtdb export | import keeps each expiring key's expiry, leaves out keys expired by import time, and refuses a bad expiresAtMs`, async () => {
+    const { open } = await import("txtdb");
+    const src = tempDir("cli-expiry") + "/s";
+    const db = await open(src, { namespaces: ["n"] });
+    await db.set("n", "forever", 1);
+    await db.set("n", "soon", 2, { expireIn: 1_500 });
+    await db.set("n", "later", 3, { expireIn: 3_600_000 });
+    const setAt = Date.now();
+    await db.close();
+    const exported = run("deno", ["export", src]);
+    assert.equal(exported.code, 0, exported.err);
+    const lines = exported.out.trim().split("\n").map((l) => JSON.parse(l) as { key: string; expiresAtMs?: number });
+    const byKey = new Map(lines.map((l) => [l.key, l]));
+    assert.equal(byKey.get("forever")!.expiresAtMs, undefined, "a key that does not expire has no expiresAtMs");
+    assert.ok(Math.abs(byKey.get("soon")!.expiresAtMs! - (setAt + 1_500)) < 1_000, `soon: ${byKey.get("soon")!.expiresAtMs} vs ${setAt + 1_500}`);
+    assert.ok(Math.abs(byKey.get("later")!.expiresAtMs! - (setAt + 3_600_000)) < 1_000);
+    const dst = tempDir("cli-expiry-dst") + "/d";
+    const imported = run("node", ["import", dst], exported.out);
+    assert.equal(imported.code, 0, imported.err);
+    const copy = await open(dst, { readOnly: true });
+    assert.deepEqual([await copy.get("n", "forever"), await copy.get("n", "soon"), await copy.get("n", "later")], [1, 2, 3]);
+    // The copy's "soon" expires when the source's did, not 1.5 s after the import.
+    assert.ok((await waitUntil(() => Date.now() > byKey.get("soon")!.expiresAtMs! + 50, 5_000, 20)) >= 0);
+    assert.equal(await copy.get("n", "soon"), undefined, "expired in the copy at the source's time");
+    assert.equal(await copy.get("n", "later"), 3);
+    await copy.close();
+    // Imported after "soon" expired: it is left out and said so; the others are written.
+    const late = tempDir("cli-expiry-late") + "/d";
+    const r = run("bun", ["import", late], exported.out);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err + r.out, /1 had expired already/);
+    const third = await open(late, { readOnly: true });
+    assert.equal(await third.count("n", { prefix: [] }), 2);
+    await third.close();
+    for (const bad of ['"soon"', "-1", "1.5", String(Date.now() + 200 * 365 * 86_400_000)]) {
+      const bogus = tempDir("cli-expiry-bad") + "/d";
+      const b = run("node", ["import", bogus], `{"ns":"n","key":"k","value":1,"expiresAtMs":${bad}}\n`);
+      userError(b, "INVALID_ARGUMENT", /line 1: "expiresAtMs"/);
+      assert.equal(fs.existsSync(bogus), false, "nothing written, not even the directory");
+    }
+  });
+
   test(`[${runtime}] txtdb export | import round-trips an invalid Date, typed arrays, RegExp and user objects that look like tags`, () => {
     const src = tempDir("cli-types") + "/s";
     const value = JSON.stringify({

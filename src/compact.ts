@@ -191,7 +191,8 @@ export class Compactor {
     let written: string[] = [];
     try {
       const plan = await this.#withWriterLock(() => this.#planLocked());
-      if (plan.lastFolded === undefined) return this.#result(plan, 0);
+      // Nothing to fold: tables are still rewritten where an expiry has passed (fold.ts, rule 4b).
+      if (plan.lastFolded === undefined && !this.#expiredTableDue()) return this.#result(plan, 0);
       const out = this.#writeTables(plan, full);
       written = out.written;
       // Before the writer lock, so that it covers as little as it can: catch up with the
@@ -215,6 +216,12 @@ export class Compactor {
     }
   }
 
+  /** True when a table holds a value whose expiry has passed (its manifest entry says so). */
+  #expiredTableDue(): boolean {
+    const now = this.#platform.wallClockMs();
+    return this.#tail.levels.tables().some((t) => t.expiresAtMs !== undefined && t.expiresAtMs <= now);
+  }
+
   async #withWriterLock<T>(f: () => T): Promise<T> {
     const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
     try {
@@ -231,7 +238,7 @@ export class Compactor {
       checkpointVersion: BigInt(folded > 0 ? plan.tsn : this.#tail.manifest.checkpointTsn ?? 0),
       minPinnedVersion: BigInt(plan.minPin),
       logBytesFolded: folded > 0 ? plan.logBytes : 0,
-      tableBytesWritten: folded > 0 ? tableBytesWritten : 0,
+      tableBytesWritten,
       leasesReclaimed: plan.reclaimed,
       bytesBefore: plan.bytesBefore,
       bytesAfter: this.#logBytes(),
@@ -306,7 +313,7 @@ export class Compactor {
     // A process that opened meanwhile may pin below the plan (it starts conservatively low).
     const { minPin } = this.#pins.scanLeases(now.checkpointTsn ?? 0);
     if (moved || minPin < plan.tsn) return { result: this.#result({ ...plan, minPin }, 0) };
-    const lastFolded = plan.lastFolded!;
+    const folded = plan.lastFolded === undefined ? 0 : plan.lastFolded - plan.segments[0]! + 1; // 0: expired tables rewritten only
     // 3. The manifest switch: MANIFEST.tmp was written and fsynced before the lock; the
     // rename and the directory fsync happen under it (cleanup at open, which deletes
     // segments below the manifest's first one, runs under this lock and must never see a
@@ -316,7 +323,7 @@ export class Compactor {
     this.#compactions++;
     this.logBytesFolded += plan.logBytes;
     this.tableBytesWritten += out.bytesWritten;
-    return { result: this.#result({ ...plan, minPin }, lastFolded - plan.segments[0]! + 1, out.bytesWritten), manifest, previous };
+    return { result: this.#result({ ...plan, minPin }, folded, out.bytesWritten), manifest, previous };
   }
 
   /** The manifest a switch to `out` installs (rule 3). */
@@ -333,7 +340,7 @@ export class Compactor {
       format,
       createdAtMs: plan.manifest.createdAtMs,
       checkpointTsn: plan.tsn,
-      firstSegment: plan.lastFolded! + 1,
+      firstSegment: plan.lastFolded !== undefined ? plan.lastFolded + 1 : plan.manifest.firstSegment ?? 1,
       tables: out.tables,
       bindings: plan.bindings.flat(),
       nextNsId: plan.nextNsId,
@@ -357,7 +364,7 @@ export class Compactor {
     }
     try {
       for (const n of plan.segments) {
-        if (n > plan.lastFolded!) break;
+        if (plan.lastFolded === undefined || n > plan.lastFolded) break;
         tail.forgetSegment(n);
         this.#platform.unlink(`${this.#path}/${segmentName(n)}`);
       }

@@ -24,6 +24,11 @@
  * 4a. An expired version (expiry.ts, rule 5) enters the fold and every merge as a delete of
  *    the same version, so rules 1 and 4 keep it where it hides an older version and drop it
  *    where nothing is left to hide: compaction reclaims expired keys as it rewrites them.
+ * 4b. Each table records the soonest expiry of a value it holds (the manifest's
+ *    `expiresAtMs`). Once that has passed, a compaction rewrites the table even with nothing
+ *    new to fold (level 0 into level 1, a deeper table in place), so expired keys are
+ *    reclaimed where no new data would reach them; the rewritten table's soonest expiry is
+ *    the next one, so nothing is rewritten twice for the same expiry.
  * 5. Output tables close at {@link TABLE_BYTES_TARGET} and only between keys, so all
  *    versions of one key stay in one table (levels.ts relies on it).
  * 6. Each table is written under a temporary name into a fresh file (created exclusively,
@@ -43,7 +48,7 @@ import { BlockCache } from "./blockcache.ts";
 import { TableReader, TableWriter } from "./table.ts";
 import type { TableEntry, TableKey } from "./table.ts";
 import { compareTableKeys } from "./levels.ts";
-import { reclaimExpired } from "./expiry.ts";
+import { expiresAtOf, isExpiring, reclaimExpired } from "./expiry.ts";
 import type { LevelTable } from "./levels.ts";
 
 /** Level 0 merges into level 1 past this many tables (rule 2). */
@@ -96,6 +101,8 @@ interface Slot {
   reader: TableReader;
   /** Opened here (a new table): closed at the end. */
   own: boolean;
+  /** The soonest expiry of a value in the table (rule 4b); undefined: none, or not recorded. */
+  expiresAtMs?: number;
 }
 
 /** Rules 1–6: writes the fold and whatever merges the levels need. */
@@ -106,13 +113,13 @@ export function writeTables(input: FoldInput): FoldOutput {
   const written: string[] = [];
   const replaced: string[] = [];
   let bytesWritten = 0;
-  let slots: Slot[] = input.tables.map((t) => ({ name: t.name, level: t.level, reader: t.reader, own: false }));
+  let slots: Slot[] = input.tables.map((t) => ({ name: t.name, level: t.level, reader: t.reader, own: false, ...(t.expiresAtMs !== undefined ? { expiresAtMs: t.expiresAtMs } : {}) }));
   const newSlots: Slot[] = [];
 
   /** Writes entries into tables of `level`, split at TABLE_BYTES_TARGET between keys (rules 5, 6). */
   const writeRun = (entries: Iterable<TableEntry>, level: number): Slot[] => {
     const out: Slot[] = [];
-    let w: { writer: TableWriter; name: string; tmp: string; file: ReturnType<Platform["open"]> } | undefined;
+    let w: { writer: TableWriter; name: string; tmp: string; file: ReturnType<Platform["open"]>; expiresAtMs: number } | undefined;
     const close = () => {
       if (!w) return;
       const meta = w.writer.finish();
@@ -122,7 +129,7 @@ export function writeTables(input: FoldInput): FoldOutput {
       written.push(w.name);
       bytesWritten += meta.fileBytes;
       const file = platform.open(`${dir}/${w.name}`, { readOnly: true });
-      const slot: Slot = { name: w.name, level, reader: TableReader.open(file, { cache }), own: true };
+      const slot: Slot = { name: w.name, level, reader: TableReader.open(file, { cache }), own: true, ...(w.expiresAtMs < Infinity ? { expiresAtMs: w.expiresAtMs } : {}) };
       out.push(slot);
       newSlots.push(slot);
       w = undefined;
@@ -136,9 +143,13 @@ export function writeTables(input: FoldInput): FoldOutput {
           const tmp = `${dir}/${name}.tmp`;
           platform.unlink(tmp); // a leftover, or a planted link: removed, never written through
           const file = platform.open(tmp, { create: true, exclusive: true, mode });
-          w = { writer: new TableWriter(file), name, tmp, file };
+          w = { writer: new TableWriter(file), name, tmp, file, expiresAtMs: Infinity };
         }
         w.writer.add(e.nsId, e.key, e.tsn, e.value);
+        if (e.value !== null && isExpiring(e.value)) {
+          const at = expiresAtOf(e.value);
+          if (at < w.expiresAtMs) w.expiresAtMs = at; // NaN (a malformed envelope) never counts
+        }
         prevNs = e.nsId;
         prevKey = e.key;
       }
@@ -197,6 +208,27 @@ export function writeTables(input: FoldInput): FoldOutput {
         slots = mergeInto(slots, [oldest, ...below], level + 1, bottom);
       }
     }
+    // Rule 4b: a table holding a value whose expiry has passed is rewritten, so that
+    // compaction reclaims expired keys where no new data reaches them. Level 0 goes into
+    // level 1 as in rule 2 (its tables' order matters); a deeper table is rewritten in
+    // place, dropping what nothing deeper needs hidden. A rewritten table's soonest expiry
+    // is in the future (expired values became deletes, rule 4a), so none is rewritten twice.
+    if (nowMs !== undefined) {
+      const due = (s: Slot) => s.expiresAtMs !== undefined && s.expiresAtMs <= nowMs;
+      const level0 = slots.filter((s) => s.level === 0);
+      if (level0.some(due)) {
+        const below = slots.filter((s) => s.level === 1 && overlapsSpan(s, spanOf(level0)));
+        slots = mergeInto(slots, [...level0, ...below], 1, !slots.some((s) => s.level > 1));
+      }
+      for (let level = 1; level < LEVELS_MAX; level++) {
+        for (;;) {
+          const table = slots.find((s) => s.level === level && due(s));
+          if (!table) break;
+          const span = spanOf([table]);
+          slots = mergeInto(slots, [table], level, !slots.some((s) => s.level > level && overlapsSpan(s, span)));
+        }
+      }
+    }
     if (written.length > 0) platform.syncDir(dir);
   } catch (e) {
     for (const s of newSlots) s.reader.close();
@@ -211,7 +243,7 @@ export function writeTables(input: FoldInput): FoldOutput {
   const level0 = slots.filter((s) => s.level === 0); // newest first, as built
   const deeper = slots.filter((s) => s.level > 0).sort((a, b) => a.level - b.level || compareSpanStart(a, b));
   return {
-    tables: [...level0, ...deeper].map((s) => manifestEntry(s.name, s.level, s.reader)),
+    tables: [...level0, ...deeper].map((s) => manifestEntry(s.name, s.level, s.reader, s.expiresAtMs)),
     nextTable: next,
     written: written.filter((n) => finalNames.has(n)),
     replaced,
@@ -258,8 +290,9 @@ function compareSpanStart(a: Slot, b: Slot): number {
 }
 
 /** A table as the manifest lists it: name, level and key bounds (log.ts). */
-export function manifestEntry(name: string, level: number, reader: TableReader): ManifestTable {
+export function manifestEntry(name: string, level: number, reader: TableReader, expiresAtMs?: number): ManifestTable {
   const { minKey, maxKey } = reader.meta;
-  if (!minKey || !maxKey) return { name, level };
-  return { name, level, min: [minKey.nsId, binaryToBytes(minKey.key)], max: [maxKey.nsId, binaryToBytes(maxKey.key)] };
+  const expiry = expiresAtMs !== undefined ? { expiresAtMs } : {};
+  if (!minKey || !maxKey) return { name, level, ...expiry };
+  return { name, level, min: [minKey.nsId, binaryToBytes(minKey.key)], max: [maxKey.nsId, binaryToBytes(maxKey.key)], ...expiry };
 }

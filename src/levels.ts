@@ -49,6 +49,8 @@ export interface LevelTable {
   name: string;
   level: number;
   reader: TableReader;
+  /** The manifest's soonest expiry of a value in the table (log.ts ManifestTable). */
+  expiresAtMs?: number;
 }
 
 /** (nsId, key) order. */
@@ -119,13 +121,13 @@ export class Levels {
         if (!lt || lt.level !== t.level) {
           const existing = lt;
           if (existing) {
-            lt = { name: t.name, level: t.level, reader: existing.reader }; // moved to another level: same file
+            lt = { ...existing, name: t.name, level: t.level }; // moved to another level: same file
           } else {
             const file = this.#platform.open(`${this.#dir}/${t.name}`, { readOnly: true });
             try {
               // With the manifest's key bounds the open reads the footer only (constant time).
               const bounds = t.min && t.max ? { minKey: { nsId: t.min[0], key: bytesToBinary(t.min[1]) }, maxKey: { nsId: t.max[0], key: bytesToBinary(t.max[1]) } } : undefined;
-              lt = { name: t.name, level: t.level, reader: TableReader.open(file, bounds ? { cache: this.#cache, bounds } : { cache: this.#cache }) };
+              lt = { name: t.name, level: t.level, reader: TableReader.open(file, bounds ? { cache: this.#cache, bounds } : { cache: this.#cache }), ...(t.expiresAtMs !== undefined ? { expiresAtMs: t.expiresAtMs } : {}) };
             } catch (e) {
               file.close();
               throw e;

@@ -120,6 +120,12 @@ export interface ManifestTable {
    */
   min?: [number, Uint8Array];
   max?: [number, Uint8Array];
+  /**
+   * The soonest expiry (ms since the epoch) of a value the table holds, set with `expireIn`:
+   * once it has passed, compaction rewrites the table to reclaim it (fold.ts, rule 4b).
+   * Absent: the table holds no expiring value, or was written before this was recorded.
+   */
+  expiresAtMs?: number;
 }
 
 export interface Manifest {
@@ -263,7 +269,8 @@ export class Log {
         out.tables = tables.map((t, i) => {
           if (!t || typeof t !== "object" || typeof t.name !== "string" || !Number.isSafeInteger(t.level) || t.level < 0 || t.level > LEVELS_MAX) throw bad(`table #${i} is not {name, level}`);
           if ((t.min !== undefined || t.max !== undefined) && !(bound(t.min) && bound(t.max))) throw bad(`table #${i} has malformed key bounds`);
-          return t.min !== undefined ? { name: t.name, level: t.level, min: t.min, max: t.max! } : { name: t.name, level: t.level };
+          const expiry = typeof t.expiresAtMs === "number" && Number.isFinite(t.expiresAtMs) ? { expiresAtMs: t.expiresAtMs } : {};
+          return t.min !== undefined ? { name: t.name, level: t.level, min: t.min, max: t.max!, ...expiry } : { name: t.name, level: t.level, ...expiry };
         });
         const bindings = m.bindings ?? [];
         if (!Array.isArray(bindings) || bindings.length % 2 !== 0) throw bad("its namespace bindings are not pairs");

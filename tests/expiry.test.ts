@@ -426,3 +426,47 @@ test(`${R} compaction reclaims expired keys already in tables when a level merge
   assert.equal(await db.count("ns", { prefix: ["perm"] }), 100);
   await db.close();
 });
+
+test(`${R} compact() with nothing new to fold rewrites the tables whose soonest expiry has passed, in this handle and in one opened later, and rewrites nothing twice`, async () => {
+  const clock = new ManualClock();
+  const dir = tempDir("expiry-rewrite");
+  const db = await openClocked(dir, clock);
+  const N = 3000;
+  await db.transaction((tx) => {
+    for (let i = 0; i < N; i++) tx.set("ns", ["temp", i], "y".repeat(100), { expireIn: 1000 });
+    for (let i = 0; i < 100; i++) tx.set("ns", ["perm", i], i);
+  });
+  await db.transaction((tx) => {
+    for (let i = 0; i < 50; i++) tx.set("ns", ["later", i], i, { expireIn: 3_600_000 });
+  });
+  await db.compact();
+  const manifest = databaseInternals(db).index.levels!;
+  const soonest = Math.min(...manifest.tables().map((t) => t.expiresAtMs ?? Infinity));
+  assert.equal(soonest, clock.nowMs + 1000, "the table records its soonest expiry");
+  const before = await db.check();
+  assert.ok(before.records >= N + 150, `before: ${before.records} records`);
+  const bytesBefore = db.stats().checkpointBytes;
+  const quiet = await db.compact();
+  assert.equal(quiet.tableBytesWritten, 0, "nothing expired yet: nothing rewritten");
+  clock.advance(1000);
+  // Another handle, opened now, knows the tables' expiries from the manifest.
+  const other = await openClocked(dir, clock);
+  const r = await other.compact();
+  assert.equal(r.segmentsFolded, 0, "nothing new to fold");
+  assert.ok(r.tableBytesWritten > 0, "the table was rewritten");
+  const after = await other.check();
+  assert.ok(after.ok, JSON.stringify(after.problems));
+  assert.ok(after.records <= 150 + 2, `expired keys reclaimed: ${before.records} records before, ${after.records} after`);
+  assert.ok(other.stats().checkpointBytes < bytesBefore / 4, `table bytes ${bytesBefore} before, ${other.stats().checkpointBytes} after`);
+  const next = Math.min(...databaseInternals(other).index.levels!.tables().map((t) => t.expiresAtMs ?? Infinity));
+  assert.equal(next, clock.nowMs - 1000 + 3_600_000, "the rewritten table's soonest expiry is the next one");
+  assert.equal((await other.compact()).tableBytesWritten, 0, "a rewritten table is not rewritten again");
+  for (const h of [db, other]) {
+    assert.equal(await h.count("ns", { prefix: ["temp"] }), 0);
+    assert.equal(await h.count("ns", { prefix: ["perm"] }), 100);
+    assert.equal(await h.count("ns", { prefix: ["later"] }), 50);
+    assert.equal(await h.get("ns", ["perm", 42]), 42);
+  }
+  await other.close();
+  await db.close();
+});

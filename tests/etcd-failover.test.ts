@@ -2,8 +2,9 @@
  * The etcd client against a real three-member cluster whose members die and freeze: the
  * leader SIGKILLed (reads and writes go on through the other members), a watch whose
  * member is SIGKILLed (it resumes on another from the next revision, nothing lost or
- * repeated), two members SIGSTOPped (no quorum: writes and reads fail with UNAVAILABLE
- * within requestTimeoutMs, and work again after SIGCONT).
+ * repeated), two members SIGSTOPped (no quorum: writes, reads and watches fail with
+ * UNAVAILABLE within requestTimeoutMs, a write the member without a leader refused is
+ * reported not applied, and all works again after SIGCONT).
  *
  * The tests share one cluster and run in order; each leaves all three members running.
  */
@@ -88,7 +89,7 @@ etcdTests(`${R} etcd failover`, () => {
     await cluster.restart(victim);
   });
 
-  test(`${R} two of three members SIGSTOPped: writes and reads fail with UNAVAILABLE within requestTimeoutMs, and work again after SIGCONT`, async () => {
+  test(`${R} two of three members SIGSTOPped: writes, reads and watches fail with UNAVAILABLE within requestTimeoutMs, and work again after SIGCONT`, async () => {
     const cluster = await three.get();
     const leader = await cluster.leader();
     const frozen = [leader, (leader + 1) % 3];
@@ -96,8 +97,21 @@ etcdTests(`${R} etcd failover`, () => {
     const TIMEOUT_MS = 2000;
     const MARGIN_MS = 2000; // a loaded machine's scheduling, not the client's
     const c = new EtcdClient({ endpoints: cluster.endpoints, requestTimeoutMs: TIMEOUT_MS });
+    // Only the member left running: it answers, and says it has no leader.
+    const lone = new EtcdClient({ endpoints: [cluster.endpoints[alive]!], requestTimeoutMs: TIMEOUT_MS });
     const p = uniquePrefix("quorum");
-    await c.put(`${p}k`, "before");
+    const { revision } = await c.put(`${p}k`, "before");
+    // A watch streaming from the member left running: etcd cancels it once that member has
+    // had no leader for a few election timeouts, and no member can take it over.
+    const watching = (async () => {
+      const t0 = performance.now();
+      try {
+        for await (const _ of lone.watch(`${p}k`, { startRevision: revision + 1n })) assert.fail("no event expected");
+      } catch (e) {
+        return { error: e, ms: performance.now() - t0 };
+      }
+      return { error: undefined, ms: performance.now() - t0 };
+    })();
     for (const i of frozen) cluster.stop(i);
     try {
       const write = await failsWith("UNAVAILABLE", () => c.put(`${p}k`, "during"));
@@ -105,10 +119,21 @@ etcdTests(`${R} etcd failover`, () => {
       assert.match(write.error.message, /did not serve \/v3\/kv\/put/);
       const read = await failsWith("UNAVAILABLE", () => c.range(`${p}k`));
       assert.ok(read.ms < TIMEOUT_MS + MARGIN_MS, `the read returned after ${read.ms} ms`);
-      // A serializable read needs no quorum: the member still running answers it alone.
-      const local = new EtcdClient({ endpoints: [cluster.endpoints[alive]!], requestTimeoutMs: TIMEOUT_MS });
-      assert.equal((await local.range(`${p}k`, { serializable: true })).count, 1);
-      local.close();
+
+      // Once the running member knows it has no leader, it refuses a write before raft sees
+      // it: the client reports it certainly not applied, and at once.
+      await cluster.waitNoLeader(alive);
+      const refused = await failsWith("UNAVAILABLE", () => lone.put(`${p}k`, "refused"));
+      assert.equal(refused.error.details?.outcome, "not-applied");
+      assert.match(refused.error.message, /no leader/);
+      assert.ok(refused.ms < TIMEOUT_MS + MARGIN_MS, `the refused write returned after ${refused.ms} ms`);
+      // A serializable read needs no quorum: that member answers it alone.
+      assert.equal(str((await lone.range(`${p}k`, { serializable: true })).kvs[0]!.value), "before");
+
+      const watched = await watching;
+      assert.ok(watched.error instanceof TxtDbError && watched.error.code === "UNAVAILABLE", String(watched.error));
+      assert.equal(watched.error.details?.resumeFrom, revision + 1n, "the error says where to watch from again");
+      assert.ok(watched.ms < 15_000, `the watch failed after ${watched.ms} ms`);
     } finally {
       for (const i of frozen) cluster.cont(i);
     }
@@ -125,10 +150,9 @@ etcdTests(`${R} etcd failover`, () => {
         await sleep(200);
       }
     }
-    const value = str((await c.range(`${p}k`)).kvs[0]!.value);
-    // "during" was sent to etcd and may have been applied once the members came back.
-    assert.equal(value, "after");
+    assert.equal(str((await c.range(`${p}k`)).kvs[0]!.value), "after");
     c.close();
+    lone.close();
   });
 
   test(`${R} stop the three-member cluster`, async () => {

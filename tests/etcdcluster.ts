@@ -208,6 +208,17 @@ export class EtcdCluster {
     }
   }
 
+  /** Waits until member `i` says it has no leader (it lost contact with a quorum). */
+  async waitNoLeader(i: number, timeoutMs = 15_000): Promise<void> {
+    const t0 = performance.now();
+    for (;;) {
+      const s = await memberStatus(this.members[i]!.clientUrl);
+      if (s?.leader === "0") return;
+      if (performance.now() - t0 > timeoutMs) throw new Error(`member ${this.members[i]!.name} still follows leader ${s?.leader} after ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  }
+
   /** SIGKILLs member `i`, and waits until it is gone. */
   async kill(i: number): Promise<void> {
     const m = this.members[i]!;

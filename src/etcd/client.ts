@@ -29,7 +29,11 @@
  *    reset connection, "request timed out", "leader changed") is never resent by the
  *    client: it fails with `UNAVAILABLE` and `details.outcome: "unknown"`, and the caller
  *    must learn what happened (read the keys or their revisions) before writing again.
- * 5. When no member answers usefully in time (unreachable, no quorum), the call fails
+ * 5. Every request but a serializable read and a status carries etcd's require-leader
+ *    flag, so a member without a leader answers "no leader" at once (nothing applied)
+ *    rather than holding the request: with no quorum, a write sent to a live member is
+ *    reported not applied; one sent to a frozen member times out, outcome unknown.
+ * 6. When no member answers usefully in time (unreachable, no quorum), the call fails
  *    with `UNAVAILABLE`, `details.outcome` "not-applied" or "unknown" as above.
  *
  * Limits: etcd's, reported as `LIMIT`: a request over `--max-request-bytes` (1.5 MiB by
@@ -55,7 +59,7 @@ import { TxtDbError } from "../errors.ts";
 import { EtcdCompactedError } from "./failures.ts";
 import { EtcdLease } from "./lease.ts";
 import { Transport } from "./transport.ts";
-import type { CallKind, FetchLike } from "./transport.ts";
+import type { CallKind, CallOptions, FetchLike } from "./transport.ts";
 import { watchStream } from "./watch.ts";
 import type { EtcdWatchEvent, EtcdWatchOptions } from "./watch.ts";
 import type { EtcdBytes, EtcdHeader, EtcdKeyValue, Json } from "./wire.ts";
@@ -364,9 +368,9 @@ export class EtcdClient {
     return this.#transport.authentications;
   }
 
-  async #call(path: string, body: Json, kind: CallKind, only?: string): Promise<Json> {
+  async #call(path: string, body: Json, kind: CallKind, options: CallOptions = {}): Promise<Json> {
     if (this.#closed.signal.aborted) throw new TxtDbError("CLOSED", `Cannot call ${path}: the etcd client was closed`);
-    return await this.#transport.call(path, body, kind, undefined, only);
+    return await this.#transport.call(path, body, kind, options);
   }
 
   /**
@@ -379,7 +383,8 @@ export class EtcdClient {
    * ```
    */
   async range(key: EtcdBytes, options: EtcdRangeOptions = {}): Promise<EtcdRangeResult> {
-    const r = await this.#call("/v3/kv/range", rangeRequest(key, options), "idempotent");
+    // A serializable read is one a member answers alone, leader or not.
+    const r = await this.#call("/v3/kv/range", rangeRequest(key, options), "idempotent", { requireLeader: options.serializable !== true });
     const header = decodeHeader(r.header);
     return { header, revision: header.revision, kvs: decodeKeyValues(r.kvs), count: int64Number(r.count), more: r.more === true };
   }
@@ -431,8 +436,11 @@ export class EtcdClient {
     const compare = (txn.compare ?? []).map(compareRequest);
     const success = (txn.success ?? []).map(opRequest);
     const failure = (txn.failure ?? []).map(opRequest);
-    const writes = [...(txn.success ?? []), ...(txn.failure ?? [])].some((o) => o.op !== "range");
-    const r = await this.#call("/v3/kv/txn", { compare, success, failure }, writes ? "write" : "idempotent");
+    const ops = [...(txn.success ?? []), ...(txn.failure ?? [])];
+    const writes = ops.some((o) => o.op !== "range");
+    // etcd serves a txn of serializable ranges only from the member alone, as a range.
+    const serializable = !writes && ops.length > 0 && ops.every((o) => o.op === "range" && o.serializable === true);
+    const r = await this.#call("/v3/kv/txn", { compare, success, failure }, writes ? "write" : "idempotent", { requireLeader: !serializable });
     const header = decodeHeader(r.header);
     return { header, revision: header.revision, succeeded: r.succeeded === true, responses: asList(r.responses).map(opResult) };
   }
@@ -504,7 +512,7 @@ export class EtcdClient {
   async keepAliveOnce(id: bigint, deadline?: number): Promise<number> {
     if (this.#closed.signal.aborted) throw new TxtDbError("CLOSED", "Cannot renew a lease: the etcd client was closed");
     // The gateway serves the keep-alive stream one request per POST: one reply line.
-    const r = await this.#transport.call("/v3/lease/keepalive", { ID: id.toString() }, "idempotent", deadline ?? this.#transport.deadline());
+    const r = await this.#transport.call("/v3/lease/keepalive", { ID: id.toString() }, "idempotent", { deadline: deadline ?? this.#transport.deadline() });
     if (r.error !== undefined) {
       const e = asObject(r.error);
       throw new TxtDbError("UNAVAILABLE", `etcd did not renew lease ${id}: ${typeof e.message === "string" ? e.message : JSON.stringify(r.error)}; it renews again until the TTL runs out`);
@@ -586,7 +594,8 @@ export class EtcdClient {
    */
   async status(endpoint?: string): Promise<EtcdStatus> {
     const only = endpoint === undefined ? undefined : normalizeEndpoint(endpoint);
-    const r = await this.#call("/v3/maintenance/status", {}, "idempotent", only);
+    // A member without a leader still tells its status (leader 0n): no require-leader flag.
+    const r = await this.#call("/v3/maintenance/status", {}, "idempotent", { only, requireLeader: false });
     const header = decodeHeader(r.header);
     return {
       header,

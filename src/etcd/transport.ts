@@ -45,6 +45,16 @@ export interface TransportOptions {
   fetch: FetchLike;
 }
 
+/** Options of {@link Transport.call}. */
+export interface CallOptions {
+  /** When the call gives up, on performance.now()'s clock (default: requestTimeoutMs from now). */
+  deadline?: number;
+  /** Ask this endpoint only (a member's own status), with no failover. */
+  only?: string | undefined;
+  /** Send etcd's require-leader flag (default true); see {@link Transport.headers}. */
+  requireLeader?: boolean;
+}
+
 /** One failed attempt, kept for the error message. */
 interface Attempt {
   endpoint: string;
@@ -106,10 +116,19 @@ export class Transport {
     if (i >= 0) this.#preferred = i;
   }
 
-  /** Headers of every request, the token among them once there is one. */
-  headers(): Record<string, string> {
+  /**
+   * Headers of a request: the token once there is one, and unless `requireLeader` is
+   * false, etcd's require-leader flag. The gateway passes `Grpc-Metadata-*` headers on as
+   * gRPC metadata, and with `hasleader: true` a member that has lost its leader answers
+   * at once with "etcdserver: no leader" (before the request reaches raft, so a write was
+   * certainly not applied) instead of holding the request until its own timeout, and
+   * cancels a watch stream rather than leaving it silent. Only a serializable read (and a
+   * member's status) wants an answer from a member without a leader.
+   */
+  headers(requireLeader = true): Record<string, string> {
     const h: Record<string, string> = { "content-type": "application/json" };
     if (this.#token !== undefined) h.authorization = this.#token;
+    if (requireLeader) h["grpc-metadata-hasleader"] = "true";
     return h;
   }
 
@@ -130,7 +149,8 @@ export class Transport {
    * `LIMIT`, `INVALID_ARGUMENT`, `UNSUPPORTED` or an {@link EtcdCompactedError} when etcd
    * refused it.
    */
-  async call(path: string, body: Json, kind: CallKind, deadline = this.deadline(), only?: string): Promise<Json> {
+  async call(path: string, body: Json, kind: CallKind, options: CallOptions = {}): Promise<Json> {
+    const { deadline = this.deadline(), only, requireLeader = true } = options;
     const text = JSON.stringify(body);
     const failures: Attempt[] = [];
     let reauthenticated = false;
@@ -149,7 +169,7 @@ export class Transport {
       const budget = kind === "idempotent" ? Math.max(remaining / untried, Math.min(remaining, 250)) : remaining;
       // `only`: a question for one member (its status), never answered by another.
       const endpoint = only ?? this.preferred;
-      const out = await this.#post(endpoint, path, text, budget);
+      const out = await this.#post(endpoint, path, text, budget, this.headers(requireLeader));
       if (out.ok) {
         if (only === undefined) this.promote(endpoint);
         return out.body;
@@ -200,7 +220,7 @@ export class Transport {
   }
 
   /** One POST to one endpoint within `budgetMs`; never throws. */
-  async #post(endpoint: string, path: string, text: string, budgetMs: number, headers = this.headers()): Promise<Outcome> {
+  async #post(endpoint: string, path: string, text: string, budgetMs: number, headers: Record<string, string>): Promise<Outcome> {
     const ac = new AbortController();
     // Not unref'd: a caller awaits the reply, so the process should wait for it too.
     const timer = armTimer(budgetMs, () => ac.abort(TIMED_OUT));
@@ -250,7 +270,7 @@ export class Transport {
       const endpoint = this.preferred;
       // Authenticate goes through raft (the token is assigned on every member), so it can
       // time out like a write; it changes nothing a caller sees, so it is resent freely.
-      const out = await this.#post(endpoint, "/v3/auth/authenticate", text, Math.max(remaining / this.endpoints.length, Math.min(remaining, 250)), { "content-type": "application/json" });
+      const out = await this.#post(endpoint, "/v3/auth/authenticate", text, Math.max(remaining / this.endpoints.length, Math.min(remaining, 250)), { "content-type": "application/json", "grpc-metadata-hasleader": "true" });
       if (out.ok) {
         this.promote(endpoint);
         const token = out.body.token;

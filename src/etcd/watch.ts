@@ -19,9 +19,16 @@
  *    consumer holds the stream (TCP) back instead of growing a queue; a line longer than
  *    {@link WATCH_LINE_BYTES_MAX} fails with `LIMIT`.
  *
- * A member that freezes (SIGSTOP, partition) without closing the connection is not
- * detected: the stream just goes quiet. Progress notifications (`progressNotify`) make
- * such silence visible to the consumer.
+ * Streams are opened with etcd's require-leader flag (see Transport.headers): a member
+ * that loses its leader (partitioned, or the cluster lost quorum) cancels the stream with
+ * "no leader" after a few election timeouts, and the watch moves to another member. A
+ * member that freezes (SIGSTOP) without closing the connection is not detected: the
+ * stream just goes quiet. Progress notifications (`progressNotify`) make such silence
+ * visible to the consumer, at the interval etcd is configured with (10 minutes unless
+ * `--experimental-watch-progress-notify-interval` says otherwise).
+ *
+ * When no stream can be opened again in time, the `UNAVAILABLE` error's
+ * `details.resumeFrom` is the revision to watch from next.
  *
  * @module
  */
@@ -110,8 +117,26 @@ class LineReader {
   }
 }
 
-/** Why a stream ended: broken (resume elsewhere) or cancelled by etcd (fail). */
+/** A stream that broke: the watch resumes on another member. */
 class StreamBroken extends Error {}
+
+/** Pause before reopening a stream that broke before creation: doubles from this... */
+const REOPEN_PAUSE_MS_MIN = 50;
+/** ...up to this. */
+const REOPEN_PAUSE_MS_MAX = 800;
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = armTimer(ms, done);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      t.cancel();
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
 
 /**
  * Watches `key` (or a range) from `options.startRevision`, resuming across members; see
@@ -139,6 +164,8 @@ export async function* watchStream(transport: Transport, key: EtcdBytes, options
     // Since when no stream has been good (created): opening one, the first time or again
     // after a break, gets requestTimeoutMs from then, not per attempt.
     let brokenSince: number | undefined = performance.now();
+    let reopens = 0;
+    let broken: StreamBroken | undefined;
     for (;;) {
       if (stop.signal.aborted) return;
       const create: Json = { key: b64(key) };
@@ -152,6 +179,10 @@ export async function* watchStream(transport: Transport, key: EtcdBytes, options
         opened = await transport.openStream("/v3/watch", { create_request: create }, deadline, stop.signal);
       } catch (e) {
         if (stop.signal.aborted) return;
+        if (e instanceof TxtDbError && e.code === "UNAVAILABLE" && next !== undefined) {
+          // Say where to pick up: a new watch from `next` misses nothing and repeats nothing.
+          throw new TxtDbError("UNAVAILABLE", `${e.message}; watch again from revision ${next} to miss nothing`, { cause: e, details: { ...e.details, resumeFrom: next } });
+        }
         throw e;
       }
       const { res, endpoint, abort } = opened;
@@ -203,6 +234,7 @@ export async function* watchStream(transport: Transport, key: EtcdBytes, options
             created = true;
             createTimer.cancel();
             brokenSince = undefined;
+            reopens = 0;
             transport.promote(endpoint);
             if (next === undefined) next = header.revision + 1n;
             if (result.created === true) continue;
@@ -234,11 +266,23 @@ export async function* watchStream(transport: Transport, key: EtcdBytes, options
         if (stop.signal.aborted) return;
         transport.demote(endpoint);
         brokenSince ??= performance.now();
+        broken = e;
       } finally {
         createTimer.cancel();
         stop.signal.removeEventListener("abort", onAbort);
         lines.cancel();
         abort();
+      }
+      // A stream that failed before it was created ("no leader" on every member, say) is
+      // not opened again at once: pause, doubling, within what is left of the deadline.
+      const pauseMs = Math.min(REOPEN_PAUSE_MS_MIN * 2 ** reopens++, REOPEN_PAUSE_MS_MAX, (brokenSince ?? performance.now()) + transport.requestTimeoutMs - performance.now());
+      if (pauseMs > 0) await pause(pauseMs, stop.signal);
+      if (stop.signal.aborted) return;
+      if (performance.now() >= (brokenSince ?? performance.now()) + transport.requestTimeoutMs) {
+        const resume = next === undefined ? "" : `; watch again from revision ${next} to miss nothing`;
+        throw new TxtDbError("UNAVAILABLE", `etcd cluster [${transport.endpoints.join(", ")}] could not serve the watch within requestTimeoutMs (${transport.requestTimeoutMs} ms) (last: ${broken?.message ?? "unknown"})${resume}`, {
+          details: { endpoints: [...transport.endpoints], resumeFrom: next, requestTimeoutMs: transport.requestTimeoutMs },
+        });
       }
     }
   } finally {

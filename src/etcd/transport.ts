@@ -335,7 +335,12 @@ export class Transport {
         }
         if (d.kind === "final" || d.kind === "auth") {
           abort();
-          throw new TxtDbError(d.kind === "auth" ? "INVALID_ARGUMENT" : d.code, `etcd at ${endpoint} refused ${path}: ${failure.message}; ${d.kind === "auth" ? "pass username and password" : d.hint}`, { details: this.#details(endpoint, path, failure) });
+          const [code, hint] = d.kind === "final"
+            ? [d.code, d.hint]
+            : this.#username === undefined
+            ? ["INVALID_ARGUMENT" as const, "pass username and password"]
+            : ["UNAVAILABLE" as const, "etcd refused a freshly issued auth token; retry later"];
+          throw new TxtDbError(code, `etcd at ${endpoint} refused ${path}: ${failure.message}; ${hint}`, { details: this.#details(endpoint, path, failure) });
         }
         what = failure.message;
       } catch (e) {

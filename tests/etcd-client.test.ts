@@ -232,7 +232,7 @@ etcdTests(`${R} etcd client`, () => {
     c.close();
   });
 
-  test(`${R} etcd's size limits fail with LIMIT and write nothing: a value over 1.5 MiB, a txn of 129 ops`, async () => {
+  test(`${R} etcd's size limits fail with LIMIT and write nothing: a value over 1.5 MiB, a txn of 129 ops or 129 compares`, async () => {
     const c = await client();
     const p = uniquePrefix("limit");
     const big = await failsWith("LIMIT", () => c.put(`${p}big`, new Uint8Array(1600 * 1024)));
@@ -243,10 +243,15 @@ etcdTests(`${R} etcd client`, () => {
     const ops = Array.from({ length: 129 }, (_, i) => ({ op: "put" as const, key: `${p}${i}`, value: "x" }));
     const many = await failsWith("LIMIT", () => c.txn({ success: ops }));
     assert.match(many.error.message, /max-txn-ops/);
+    // The bound is per list: 129 compares fail too, and a key written twice in one branch is refused.
+    const compares = ops.map((o) => ({ key: o.key, target: "VERSION" as const, result: "EQUAL" as const, version: 0 }));
+    await failsWith("LIMIT", () => c.txn({ compare: compares, success: [{ op: "put", key: `${p}one`, value: "x" }] }));
+    const twice = await failsWith("INVALID_ARGUMENT", () => c.txn({ success: [{ op: "put", key: `${p}k`, value: "1" }, { op: "delete", key: `${p}k` }] }));
+    assert.match(twice.error.message, /duplicate key/);
     assert.equal((await c.range(p, { prefix: true })).count, 0);
     // Just under both limits works.
     await c.put(`${p}ok`, new Uint8Array(1024 * 1024));
-    assert.equal((await c.txn({ success: ops.slice(0, 128) })).succeeded, true);
+    assert.equal((await c.txn({ compare: compares.slice(0, 128), success: ops.slice(0, 128), failure: ops.slice(0, 128) })).succeeded, true);
     c.close();
   });
 

@@ -60,7 +60,8 @@ export function classify(f: EtcdFailure): Disposition {
   // (that plus 512 KiB, hit by the gateway first for larger requests), --max-txn-ops
   // (default 128), and the backend quota (--quota-backend-bytes, alarm NOSPACE).
   if (/request is too large/.test(m) || /larger than max/.test(m)) return { kind: "final", code: "LIMIT", hint: "the request is larger than etcd's --max-request-bytes (1.5 MiB unless configured); write less per request" };
-  if (/too many operations in txn request/.test(m)) return { kind: "final", code: "LIMIT", hint: "the transaction has more operations than etcd's --max-txn-ops (128 unless configured); split it" };
+  if (/too many operations in txn request/.test(m)) return { kind: "final", code: "LIMIT", hint: "the transaction has more compares, or more success or failure operations, than etcd's --max-txn-ops (128 each unless configured); split it or compare over key ranges" };
+  if (/duplicate key given in txn request/.test(m)) return { kind: "final", code: "INVALID_ARGUMENT", hint: "a txn branch may put or delete each key once; merge the operations on that key" };
   if (/etcdserver: no space/.test(m)) return { kind: "final", code: "LIMIT", hint: "etcd's storage quota (--quota-backend-bytes) is full; compact and defragment the cluster, then disarm the NOSPACE alarm" };
   if (/required revision has been compacted/.test(m)) return { kind: "compacted" };
   if (/invalid auth token|user name is empty|revision of auth store is old/.test(m) || f.grpcCode === UNAUTHENTICATED) return { kind: "auth" };

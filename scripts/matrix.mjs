@@ -5,13 +5,21 @@
 // deno check; lints the documentation of mod.ts (deno doc --lint); dry-runs the JSR
 // publish (any warning fails it). Prints a line per leg and
 // ends with `matrix: N passed, M failed`; exits non-zero on any failure.
+//
+// The etcd tests (tests/etcd*.test.ts) run in legs of their own: they start real etcd
+// clusters, so Deno needs --allow-net, --allow-run and --allow-env for them, flags the
+// main Deno leg must not have. Without an etcd binary they are skipped with a message,
+// or count as failed when CI is set (.ci/run installs etcd).
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 
 const bin = (name) => `node_modules/.bin/${name}`;
 const quick = process.argv.includes("--quick");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
-const testFiles = readdirSync("tests").filter((f) => f.endsWith(".test.ts")).filter((f) => !only || f.includes(only)).sort();
+const selected = readdirSync("tests").filter((f) => f.endsWith(".test.ts")).filter((f) => !only || f.includes(only)).sort();
+const isEtcdTest = (f) => /^etcd.*\.test\.ts$/.test(f);
+const testFiles = selected.filter((f) => !isEtcdTest(f));
+const etcdFiles = selected.filter(isEtcdTest);
 const legs = [];
 const LEG_TIMEOUT_MS = 20 * 60_000;
 
@@ -62,19 +70,58 @@ if (!step("build (tsup)", "npm", ["run", "--silent", "build"])) finish();
 step("core imports no runtime API", process.execPath, ["scripts/check-core.mjs"]);
 if (!step("build tests (esbuild)", process.execPath, ["scripts/build-tests.mjs"])) finish();
 
-leg("node (dist)", process.execPath,
-  ["--test", "--test-reporter=tap", "--test-concurrency=1", ...testFiles.map((f) => `.build-tests/${f.replace(/\.ts$/, ".js")}`)],
-  (out) => ({ passed: num(/^# pass (\d+)/gm, out), failed: num(/^# fail (\d+)/gm, out) }));
+// Every test file but the etcd ones (their legs follow).
+if (testFiles.length > 0) {
+  leg("node (dist)", process.execPath,
+    ["--test", "--test-reporter=tap", "--test-concurrency=1", ...testFiles.map((f) => `.build-tests/${f.replace(/\.ts$/, ".js")}`)],
+    (out) => ({ passed: num(/^# pass (\d+)/gm, out), failed: num(/^# fail (\d+)/gm, out) }));
 
-leg("deno (mod.ts, --allow-read --allow-write)", bin("deno"),
-  ["test", "--quiet", "--no-check", "--allow-read", "--allow-write", ...testFiles.map((f) => `tests/${f}`)],
-  (out) => {
-    const m = [...out.matchAll(/(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].at(-1);
-    return { passed: m ? Number(m[1]) : 0, failed: m ? Number(m[2]) : 0 };
+  leg("deno (mod.ts, --allow-read --allow-write)", bin("deno"),
+    ["test", "--quiet", "--no-check", "--allow-read", "--allow-write", ...testFiles.map((f) => `tests/${f}`)],
+    (out) => {
+      const m = [...out.matchAll(/(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].at(-1);
+      return { passed: m ? Number(m[1]) : 0, failed: m ? Number(m[2]) : 0 };
+    });
+
+  leg("bun", bin("bun"), ["test", "--timeout", "120000", ...testFiles.map((f) => `./tests/${f}`)],
+    (out) => ({ passed: num(/^\s*(\d+) pass$/gm, out), failed: num(/^\s*(\d+) fail$/gm, out) }));
+}
+
+if (etcdFiles.length > 0) etcdLegs();
+
+/** The etcd legs: the etcd test files once per runtime, against real etcd clusters. */
+function etcdLegs() {
+  const dirs = (process.env.PATH ?? "").split(":").filter(Boolean);
+  const etcd = [...dirs, "/usr/bin"].map((d) => `${d}/etcd`).find((p) => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
   });
-
-leg("bun", bin("bun"), ["test", "--timeout", "120000", ...testFiles.map((f) => `./tests/${f}`)],
-  (out) => ({ passed: num(/^\s*(\d+) pass$/gm, out), failed: num(/^\s*(\d+) fail$/gm, out) }));
+  if (!etcd) {
+    const hint = "no etcd binary in PATH or at /usr/bin/etcd; install etcd 3.4+ (Debian/Ubuntu: apt-get install -y etcd-server)";
+    if (process.env.CI) {
+      legs.push({ name: "etcd", passed: 0, failed: 1, ms: 0 });
+      console.log(`FAIL etcd legs: ${hint}`);
+    } else {
+      console.log(`skip etcd legs (${etcdFiles.join(", ")}): ${hint}`);
+    }
+    return;
+  }
+  leg("etcd: node (dist)", process.execPath,
+    ["--test", "--test-reporter=tap", "--test-concurrency=1", ...etcdFiles.map((f) => `.build-tests/${f.replace(/\.ts$/, ".js")}`)],
+    (out) => ({ passed: num(/^# pass (\d+)/gm, out), failed: num(/^# fail (\d+)/gm, out) }));
+  // The etcd client needs the network; the cluster harness starts etcd (run) and finds it in PATH (env).
+  leg("etcd: deno (mod.ts, + --allow-net --allow-run --allow-env)", bin("deno"),
+    ["test", "--quiet", "--no-check", "--allow-read", "--allow-write", "--allow-net", "--allow-run", "--allow-env", ...etcdFiles.map((f) => `tests/${f}`)],
+    (out) => {
+      const m = [...out.matchAll(/(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].at(-1);
+      return { passed: m ? Number(m[1]) : 0, failed: m ? Number(m[2]) : 0 };
+    });
+  leg("etcd: bun", bin("bun"), ["test", "--timeout", "120000", ...etcdFiles.map((f) => `./tests/${f}`)],
+    (out) => ({ passed: num(/^\s*(\d+) pass$/gm, out), failed: num(/^\s*(\d+) fail$/gm, out) }));
+}
 
 // Every export of mod.ts documented, no public type naming a private one (JSR scores and
 // shows exactly this); any lint error fails it.

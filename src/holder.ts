@@ -26,9 +26,20 @@ export interface WriterHolder {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Encodes this process's holder record (padded JSON, so a reader never needs a length). */
+/** The record's part that stays the same for a process (pid, runtime), by platform. */
+const recordHeads = new WeakMap<Platform, string>();
+
+/**
+ * Encodes this process's holder record (padded JSON, so a reader never needs a length).
+ * Written at every acquisition of the writer lock, so its fixed part is built once.
+ */
 export function holderRecord(platform: Platform): Uint8Array {
-  const json = JSON.stringify({ pid: platform.pid, runtime: platform.runtime, sinceWallMs: platform.wallClockMs() });
+  let head = recordHeads.get(platform);
+  if (head === undefined) {
+    head = JSON.stringify({ pid: platform.pid, runtime: platform.runtime }).slice(0, -1);
+    recordHeads.set(platform, head);
+  }
+  const json = `${head},"sinceWallMs":${JSON.stringify(platform.wallClockMs())}}`;
   const out = new Uint8Array(HOLDER_RECORD_BYTES).fill(0x20);
   out.set(encoder.encode(json).subarray(0, HOLDER_RECORD_BYTES - 1));
   out[HOLDER_RECORD_BYTES - 1] = 0x0a;

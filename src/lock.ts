@@ -68,6 +68,8 @@ export class FileLock {
   readonly #path: string;
   readonly #mode: number;
   #handle: FileHandle | undefined;
+  /** The inode of the handle the lock was last checked on (see #handleIsAtPath). */
+  #handleInfo: { handle: FileHandle; ino: number; dev: number } | undefined;
   #holders = 0;
   #exclusiveHeld = false;
   readonly #queue: Waiter[] = [];
@@ -196,7 +198,9 @@ export class FileLock {
     if (typeof platform.lstat !== "function" || typeof handle.info !== "function") return true;
     const atPath = platform.lstat(this.#path);
     if (!atPath || !atPath.isFile) return false;
-    const mine = handle.info();
+    // An open handle's inode never changes: asked once per handle, not at every grant.
+    let mine = this.#handleInfo;
+    if (mine?.handle !== handle) mine = this.#handleInfo = { handle, ...handle.info() };
     return atPath.ino === mine.ino && atPath.dev === mine.dev;
   }
 

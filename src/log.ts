@@ -213,6 +213,8 @@ export class Log {
   readonly readOnly: boolean;
   readonly #segments = new Map<number, FileHandle>();
   #frontierHandle: FileHandle | undefined;
+  /** The frontier file reaches past the sync-failure mark (see writeTailEnd). */
+  #markSpaceKnown = false;
   readonly #frontierBuf = new Uint8Array(FRONTIER_BYTES);
   readonly #frontierView = new DataView(this.#frontierBuf.buffer);
   readonly #frontierWords = new Uint32Array(this.#frontierBuf.buffer);
@@ -449,7 +451,16 @@ export class Log {
     view.setFloat64(12, st.end.off, true);
     view.setUint32(20, st.epoch >>> 0, true);
     view.setUint32(36, crc32c(buf.subarray(0, 36)), true);
-    this.#frontier().write(buf, TAIL_END_AT);
+    const f = this.#frontier();
+    f.write(buf, TAIL_END_AT);
+    if (!this.#markSpaceKnown) {
+      // The sync-failure mark's bytes exist (as zeros: no mark) from now on, so that every
+      // read of the tail state is one pread of its full length: a read that reaches past
+      // the file's end costs a second call to learn it is the end. Extending to exactly
+      // the mark's end never clears a mark (it only ever adds zeros past the old end).
+      if (f.size() < SYNC_FAILURE_AT + SYNC_FAILURE_BYTES) f.truncate(SYNC_FAILURE_AT + SYNC_FAILURE_BYTES);
+      this.#markSpaceKnown = true;
+    }
   }
 
   /**

@@ -31,7 +31,7 @@ import type { ManifestTwoPhase } from "./prepared.ts";
 import { TxtDbError } from "./errors.ts";
 import { crc32c } from "./crc32c.ts";
 import { decodeInternal, encodeInternal } from "./codec.ts";
-import { frame, parseFrame, FRAME_HEADER_BYTES, FRAME_MAGIC } from "./record.ts";
+import { frame, parseFrame, FRAME_HEADER_BYTES, FRAME_MAGIC, NewerRecordError } from "./record.ts";
 import { joinPath, PortError } from "./port.ts";
 import type { FileHandle, OpenOptions, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
@@ -234,6 +234,31 @@ export class Log {
 
   path(name: string): string {
     return joinPath(this.dir, name);
+  }
+
+  /**
+   * The error for a whole frame of segment `at.seg` whose record does not decode (`e`, from
+   * decodeCommit): FORMAT when a newer release wrote it (a record kind this release does not
+   * know, or a manifest moved past the formats it reads, which another process may do while
+   * this one runs), CORRUPTION naming file and offset otherwise.
+   */
+  undecodableRecord(at: LogPosition, e: unknown): TxtDbError {
+    const file = this.path(segmentName(at.seg));
+    const newer = (what: string) =>
+      new TxtDbError("FORMAT", `Log file "${file}" holds at offset ${at.off} ${what}: a newer release of txtdb wrote to this store. Upgrade txtdb in this process (every process that opens the store must run a release that reads its format)`, {
+        details: { file, offset: at.off },
+      });
+    if (e instanceof NewerRecordError) return newer(e.message);
+    let m: Manifest | undefined;
+    try {
+      m = this.readManifest();
+    } catch {
+      m = undefined;
+    }
+    if (m && m.format > FORMAT_READABLE_MAX) return newer(`a record this release cannot read, and the store's manifest says format ${m.format} (this txtdb reads up to ${FORMAT_READABLE_MAX})`);
+    return new TxtDbError("CORRUPTION", `Log file "${file}" is damaged at offset ${at.off}: ${(e as Error).message}. Run \`txtdb check\`; restore from a backup if it persists`, {
+      details: { file, offset: at.off },
+    });
   }
 
   // --- manifest ---

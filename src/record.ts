@@ -40,6 +40,23 @@ export const FRAME_HEADER_BYTES = 9;
 export const FRAME_BODY_MAX_BYTES = 1 << 30;
 const RECORD_COMMIT = 1;
 const RECORD_TWO_PHASE = 2;
+/** The newest record kind this release writes and reads. */
+const RECORD_KIND_KNOWN_MAX = RECORD_TWO_PHASE;
+/** Record kinds a later release may add are small integers; anything else is damage. */
+const RECORD_KIND_MAX = 255;
+
+/**
+ * A well-formed record of a kind this release does not know: a newer release of txtdb wrote
+ * it (the kinds only grow). Readers report FORMAT for it, not CORRUPTION: upgrading this
+ * process is the remedy, and nothing is damaged.
+ */
+export class NewerRecordError extends Error {
+  readonly kind: number;
+  constructor(kind: number) {
+    super(`a record of kind ${kind}, which this release of txtdb does not know`);
+    this.kind = kind;
+  }
+}
 
 /** Namespace operations carried by a commit record. */
 export type NamespaceOp =
@@ -179,6 +196,7 @@ function isName(s: unknown): s is string {
  */
 export function decodeCommit(body: Uint8Array): CommitRecord {
   const raw = decodeInternal(body);
+  if (Array.isArray(raw) && Number.isSafeInteger(raw[0]) && raw[0] > RECORD_KIND_KNOWN_MAX && raw[0] <= RECORD_KIND_MAX) throw new NewerRecordError(raw[0] as number);
   const twoPhase = Array.isArray(raw) && raw.length === 5 && raw[0] === RECORD_TWO_PHASE;
   if (!Array.isArray(raw) || (!twoPhase && (raw.length !== 4 || raw[0] !== RECORD_COMMIT))) throw new Error("record is not a commit record");
   const tsn = raw[1];

@@ -399,7 +399,7 @@ export class Tail {
       try {
         record = decodeCommit(body.slice());
       } catch (e) {
-        throw this.#corruption(at, (e as Error).message);
+        throw this.log.undecodableRecord(at, e);
       }
       if (record.tsn <= this.index.lastTsn) throw this.#corruption(at, `record TSN ${record.tsn} does not follow ${this.index.lastTsn}`);
       this.index.apply(record);

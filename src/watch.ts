@@ -60,7 +60,6 @@ import { valueBytesOf } from "./expiry.ts";
 import { decodeCommit } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import type { Log, LogPosition } from "./log.ts";
-import { segmentName } from "./log.ts";
 import type { WatchHandle } from "./port.ts";
 import { armInterval } from "./timers.ts";
 import type { Timer } from "./timers.ts";
@@ -444,10 +443,7 @@ export class WatchHub {
           try {
             record = decodeCommit(body);
           } catch (e) {
-            const file = this.#src.log.path(segmentName(at.seg));
-            throw new TxtDbError("CORRUPTION", `Log file "${file}" is damaged at offset ${at.off}: ${(e as Error).message}. Run \`txtdb check\`; restore from a backup if it persists`, {
-              details: { file, offset: at.off },
-            });
+            throw this.#src.log.undecodableRecord(at, e);
           }
           // Rule 1: the record's namespace operations apply before its writes.
           if (w.match.ns !== undefined && record.tsn > w.askedTsn && record.namespaceOps.length > 0) {

@@ -229,3 +229,48 @@ test(`${R} check() does not report a segment past the frontier that a crash left
   assert.deepEqual(await again.getMany("ns", ["a", "b"]), [1, 2]);
   await again.close();
 });
+
+test(`${R} a record of a kind a newer release would write is FORMAT, not CORRUPTION: at open, and for a process that reads it while running; a damaged record stays CORRUPTION`, async () => {
+  const newer = (kind: number) => (ns: number, tsn: number) => encodeInternal([kind, tsn, [ns, key("x"), encodeValue(1)], null]);
+  const c = await craft(newer(3));
+  await assert.rejects(open(c.dir), (e: unknown) => {
+    assert.ok(e instanceof TxtDbError, String(e));
+    assert.equal(e.code, "FORMAT", e.message);
+    assert.match(e.message, /record of kind 3.*newer release of txtdb wrote to this store.*Upgrade txtdb/);
+    assert.equal(e.details?.file, c.file);
+    assert.equal(e.details?.offset, c.offset);
+    return true;
+  });
+  // A kind past any a release would add is damage.
+  const junk = await craft(newer(1000));
+  await assert.rejects(open(junk.dir), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION");
+  // A process already running reads the record once the frontier covers it.
+  const dir = tempDir("crafted-running");
+  const writer = await open(dir, { namespaces: ["ns"] });
+  await writer.set("ns", "a", 1);
+  const reader = await open(dir, { readOnly: true });
+  assert.equal(await reader.get("ns", "a"), 1);
+  await writer.close();
+  const fr = frontier(dir);
+  const nsId = namespaceId(dir, fr.seg, fr.off, "ns");
+  const body = frame(newer(4)(nsId, fr.tsn + 1));
+  const fd = fs.openSync(`${dir}/${segmentName(fr.seg)}`, "r+");
+  try {
+    fs.writeSync(fd, body, 0, body.length, fr.off);
+    // Publish it, as the newer writer's sync would: the frontier's end and durable end move past it.
+    const f = new Uint8Array(fs.readFileSync(`${dir}/frontier`)).subarray(0, 36);
+    const v = new DataView(f.buffer, f.byteOffset, 36);
+    v.setFloat64(0, fr.tsn + 1, true);
+    v.setFloat64(12, fr.off + body.length, true);
+    v.setFloat64(24, fr.off + body.length, true);
+    const { crc32c } = await import("txtdb/internal");
+    v.setUint32(32, crc32c(f.subarray(0, 32)), true);
+    const ffd = fs.openSync(`${dir}/frontier`, "r+");
+    fs.writeSync(ffd, f, 0, 36, 0);
+    fs.closeSync(ffd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  await assert.rejects(reader.get("ns", "a"), (e: unknown) => e instanceof TxtDbError && e.code === "FORMAT" && /record of kind 4/.test(e.message));
+  await reader.close();
+});

@@ -7,13 +7,13 @@
  *
  * Replay one point with TXTDB_SEED=<seed> TXTDB_CRASH_AT=<n> (Node and Bun legs).
  */
-import { assert, envVar, test } from "./harness.ts";
+import { assert, test } from "./harness.ts";
+import { atEveryOperation, baseSeed, crashOrTear, reopen } from "./simfaults.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 import { SimWorld } from "txtdb/adapters/sim";
 
-const BASE_SEED = Number(envVar("TXTDB_SEED") ?? 5000);
-const ONLY_AT = envVar("TXTDB_CRASH_AT") === undefined ? undefined : Number(envVar("TXTDB_CRASH_AT"));
+const BASE_SEED = baseSeed(5000);
 const ROUNDS = 24;
 const COMPACT_EVERY = 4; // six compactions: level 0 passes 4 tables and merges into level 1
 
@@ -68,54 +68,38 @@ test("[sim] tables: a crash (or torn write) at every file operation of six compa
   const db0 = await open("/db", { adapter: probe.powerLoss().process() });
   assert.ok(db0.stats().tableBytesByLevel[1]! > 0, `level 1 holds the merge: ${JSON.stringify(db0.stats().tableBytesByLevel)}`);
   await db0.close();
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    for (const kind of ["crash", "tear"] as const) {
-      // Every other point per kind keeps the run short; the two kinds cover every operation.
-      if ((at + (kind === "tear" ? 1 : 0)) % 2 !== 0 && ONLY_AT === undefined) continue;
-      const seed = BASE_SEED + 13 * at + (kind === "tear" ? 1 : 0);
-      const world = new SimWorld(seed);
-      world.failAt(at, kind);
-      const h = { acked: 0 };
-      await scenario(world, h).catch(() => {});
-      const where = `seed ${seed}, ${kind} at operation ${at} (${world.trace[at - 1] ?? "?"})`;
-      let db: Database;
-      try {
-        db = await open("/db", { adapter: world.powerLoss().process(), namespaces: ["main"] });
-      } catch (e) {
-        assert.fail(`${where}: reopen failed: ${String(e)}`);
-      }
+  await atEveryOperation({
+    total,
+    kinds: crashOrTear,
+    seed: (at, kind) => BASE_SEED + 13 * at + (kind === "tear" ? 1 : 0),
+    state: () => ({ acked: 0 }),
+    run: (world, h) => scenario(world, h),
+    check: async (world, h, where) => {
+      const db = await reopen(where, { adapter: world.powerLoss().process(), namespaces: ["main"] });
       await verify(db, h, where, false);
       await db.set("main", "after", 1);
       await db.compact();
       await db.close();
-    }
-  }
+    },
+  });
 });
 
 test("[sim] tables: EIO and ENOSPC at every file operation of compactions: errors are TxtDbErrors, nothing acknowledged is lost, the store reopens clean", async () => {
   const probe = new SimWorld(BASE_SEED + 1);
   await scenario(probe, { acked: 0 });
   const total = probe.counters.ops;
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    const kind = at % 2 === 0 ? "EIO" : "ENOSPC";
-    const seed = BASE_SEED + 7 * at;
-    const world = new SimWorld(seed);
-    world.failAt(at, kind);
-    const h = { acked: 0 };
-    let failure: unknown;
-    await scenario(world, h).catch((e) => (failure = e));
-    const where = `seed ${seed}, ${kind} at operation ${at} (${world.trace[at - 1] ?? "?"})`;
-    if (failure !== undefined) assert.ok(failure instanceof TxtDbError, `${where}: ${String(failure)}`);
-    let db: Database;
-    try {
-      db = await open("/db", { adapter: world.processCrash().process(), namespaces: ["main"] });
-    } catch (e) {
-      assert.fail(`${where}: reopen failed: ${String(e)}`);
-    }
-    // The page cache survives a process crash: exactly what resolved (a failed commit never appears).
-    await verify(db, h, where, true);
-    await db.close();
-  }
+  await atEveryOperation({
+    total,
+    kinds: (at) => [at % 2 === 0 ? "EIO" : "ENOSPC"],
+    seed: (at) => BASE_SEED + 7 * at,
+    state: () => ({ acked: 0 }),
+    run: (world, h) => scenario(world, h),
+    check: async (world, h, where, failure) => {
+      if (failure !== undefined) assert.ok(failure instanceof TxtDbError, `${where}: ${String(failure)}`);
+      const db = await reopen(where, { adapter: world.processCrash().process(), namespaces: ["main"] });
+      // The page cache survives a process crash: exactly what resolved (a failed commit never appears).
+      await verify(db, h, where, true);
+      await db.close();
+    },
+  });
 });

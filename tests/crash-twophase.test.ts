@@ -12,14 +12,14 @@
  * Every failure message names the seed and the operation; replay one point with
  * TXTDB_SEED=<seed> TXTDB_CRASH_AT=<n> (Node and Bun legs).
  */
-import { assert, envVar, test } from "./harness.ts";
+import { assert, test } from "./harness.ts";
+import { atEveryOperation, baseSeed } from "./simfaults.ts";
 import { Coordinator, open } from "txtdb";
 import type { Database } from "txtdb";
 import { databaseInternals } from "txtdb/internal";
 import { SimWorld } from "txtdb/adapters/sim";
 
-const BASE_SEED = Number(envVar("TXTDB_SEED") ?? 4200);
-const ONLY_AT = envVar("TXTDB_CRASH_AT") === undefined ? undefined : Number(envVar("TXTDB_CRASH_AT"));
+const BASE_SEED = baseSeed(4200);
 const TRANSFERS = 3;
 
 /** Opens what the scenario uses on one simulated process. */
@@ -109,30 +109,26 @@ test("[sim] a crash or torn write at every file operation of cross-store transac
   const total = probe.counters.ops;
   assert.ok(total > 100, `scenario has ${total} operations`);
   assert.ok(probe.trace.some((t) => t.startsWith("rename /a/MANIFEST.tmp")), "the scenario moves a store to format 3 and compacts it");
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    const seed = BASE_SEED + 17 * at;
-    const world = new SimWorld(seed);
-    const kind = at % 3 === 0 ? "tear" : "crash";
-    world.failAt(at, kind);
-    const acked = new Set<number>();
-    await scenario(world, acked).catch(() => {});
-    await verify(world.powerLoss(), acked, `seed ${seed}, ${kind} at operation ${at} (${world.trace[at - 1] ?? "?"})`);
-  }
+  await atEveryOperation({
+    total,
+    kinds: (at) => [at % 3 === 0 ? "tear" : "crash"],
+    seed: (at) => BASE_SEED + 17 * at,
+    state: () => new Set<number>(),
+    run: (world, acked) => scenario(world, acked),
+    check: (world, acked, where) => verify(world.powerLoss(), acked, where),
+  });
 });
 
 test("[sim] EIO or ENOSPC at every file operation of cross-store transactions, the machine running on: a transfer that failed is in neither store once resolved", async () => {
   const probe = new SimWorld(BASE_SEED);
   await scenario(probe, new Set());
   const total = probe.counters.ops;
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    const seed = BASE_SEED + 29 * at;
-    const world = new SimWorld(seed);
-    const kind = at % 2 ? "EIO" : "ENOSPC";
-    world.failAt(at, kind);
-    const acked = new Set<number>();
-    await scenario(world, acked).catch(() => {});
-    await verify(world.processCrash(), acked, `seed ${seed}, ${kind} at operation ${at} (${world.trace[at - 1] ?? "?"})`);
-  }
+  await atEveryOperation({
+    total,
+    kinds: (at) => [at % 2 ? "EIO" : "ENOSPC"],
+    seed: (at) => BASE_SEED + 29 * at,
+    state: () => new Set<number>(),
+    run: (world, acked) => scenario(world, acked),
+    check: (world, acked, where) => verify(world.processCrash(), acked, where),
+  });
 });

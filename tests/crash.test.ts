@@ -7,14 +7,14 @@
  * Every failure message names the seed and the operation; replay one point with
  * TXTDB_SEED=<seed> TXTDB_CRASH_AT=<n> (Node and Bun legs).
  */
-import { assert, envVar, test } from "./harness.ts";
+import { assert, test } from "./harness.ts";
+import { atEveryOperation, baseSeed, reopen } from "./simfaults.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 import { SimWorld } from "txtdb/adapters/sim";
 import type { FaultKind } from "txtdb/adapters/sim";
 
-const BASE_SEED = Number(envVar("TXTDB_SEED") ?? 1000);
-const ONLY_AT = envVar("TXTDB_CRASH_AT") === undefined ? undefined : Number(envVar("TXTDB_CRASH_AT"));
+const BASE_SEED = baseSeed(1000);
 const STEPS = 10;
 
 interface History {
@@ -61,32 +61,33 @@ async function verifySequential(db: Database, h: History, where: string): Promis
   else if (created && n < 6) assert.deepEqual(names, ["extra", "main"], `${where}: rename appeared early`);
 }
 
-async function runPoint(seed: number, at: number, kind: FaultKind): Promise<void> {
-  const world = new SimWorld(seed);
-  world.failAt(at, kind);
-  const h: History = { acked: 0, createAcked: false, renameAcked: false };
-  let failure: unknown;
-  await sequential(world, h).catch((e) => (failure = e));
-  const where = `seed ${seed}, ${kind} at operation ${at} (${world.trace[at - 1] ?? "?"})`;
-  if (kind === "EIO" || kind === "ENOSPC") {
-    // The machine keeps running: a failed commit must not appear, the store must reopen.
-    if (failure !== undefined) assert.ok(failure instanceof TxtDbError, `${where}: ${String(failure)}`);
-  }
-  const after = kind === "EIO" || kind === "ENOSPC" ? world.processCrash() : world.powerLoss();
-  let db: Database;
-  try {
-    db = await open("/db", { adapter: after.process(), namespaces: ["main"] });
-  } catch (e) {
-    assert.fail(`${where}: reopen failed: ${String(e)}`);
-  }
+/** The check after a fault in `sequential`: a prefix with every resolved commit; after EIO or ENOSPC, exactly what resolved. */
+async function checkSequential(world: SimWorld, h: History, where: string, failure: unknown, kind: FaultKind): Promise<void> {
+  const running = kind === "EIO" || kind === "ENOSPC"; // the machine keeps running
+  // A failed commit must not appear, the store must reopen.
+  if (running && failure !== undefined) assert.ok(failure instanceof TxtDbError, `${where}: ${String(failure)}`);
+  const after = running ? world.processCrash() : world.powerLoss();
+  const db = await reopen(where, { adapter: after.process(), namespaces: ["main"] });
   await verifySequential(db, h, where);
-  if (kind === "EIO" || kind === "ENOSPC") {
+  if (running) {
     // Nothing was lost from the page cache, so the state is exactly what resolved: a
     // commit reported as failed must not appear.
     assert.equal((await db.get<number>("main", "n")) ?? 0, h.acked, `${where}: a failed commit appeared`);
   }
   await db.set("main", "after", 1); // the store takes new commits
   await db.close();
+}
+
+/** `sequential` failing at every operation with the faults `kinds` gives, seeded by `seed`. */
+async function sequentialAtEveryOperation(kinds: (at: number) => FaultKind[], seed: (at: number) => number): Promise<void> {
+  await atEveryOperation({
+    total: await countOps(BASE_SEED),
+    kinds,
+    seed,
+    state: (): History => ({ acked: 0, createAcked: false, renameAcked: false }),
+    run: (world, h) => sequential(world, h),
+    check: checkSequential,
+  });
 }
 
 async function countOps(seed: number): Promise<number> {
@@ -96,28 +97,16 @@ async function countOps(seed: number): Promise<number> {
 }
 
 test("[sim] crash at every file operation of open, commit, namespace ops and segment rolls, then power loss: a prefix with every resolved commit", async () => {
-  const total = await countOps(BASE_SEED);
-  assert.ok(total > 80, `scenario has ${total} operations`);
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    await runPoint(BASE_SEED + at, at, "crash");
-  }
+  assert.ok((await countOps(BASE_SEED)) > 80, "the scenario has more than 80 operations");
+  await sequentialAtEveryOperation(() => ["crash"], (at) => BASE_SEED + at);
 });
 
 test("[sim] a torn write at every file operation, then power loss: a prefix with every resolved commit", async () => {
-  const total = await countOps(BASE_SEED);
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    await runPoint(BASE_SEED + 7919 * at, at, "tear");
-  }
+  await sequentialAtEveryOperation(() => ["tear"], (at) => BASE_SEED + 7919 * at);
 });
 
 test("[sim] EIO and ENOSPC at every file operation: failed commits never appear, the store reopens", async () => {
-  const total = await countOps(BASE_SEED);
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    await runPoint(BASE_SEED + at, at, at % 2 ? "EIO" : "ENOSPC");
-  }
+  await sequentialAtEveryOperation((at) => [at % 2 ? "EIO" : "ENOSPC"], (at) => BASE_SEED + at);
 });
 
 /** Two processes committing concurrently (group commit in each), sums and markers. */
@@ -140,21 +129,21 @@ test("[sim] two processes group-committing: a crash at every operation keeps eve
   const probe = new SimWorld(BASE_SEED);
   await concurrent(probe, new Set());
   const total = probe.counters.ops;
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    const seed = BASE_SEED + 31 * at;
-    const world = new SimWorld(seed);
-    world.failAt(at, at % 3 === 0 ? "tear" : "crash");
-    const acked = new Set<string>();
-    await concurrent(world, acked).catch(() => {});
-    const where = `seed ${seed}, crash at operation ${at} (${world.trace[at - 1] ?? "?"})`;
-    const db = await open("/db", { adapter: world.powerLoss().process(), namespaces: ["main"] });
-    const markers: string[] = [];
-    for await (const e of db.list("main", { prefix: ["c"] })) markers.push(`${(e.key as string[])[1]}${(e.key as unknown[])[2]}`);
-    for (const k of acked) assert.ok(markers.includes(k), `${where}: acknowledged commit ${k} lost`);
-    assert.equal((await db.get<number>("main", "total")) ?? 0, markers.length, `${where}: a commit was applied partly`);
-    await db.close();
-  }
+  await atEveryOperation({
+    total,
+    kinds: (at) => [at % 3 === 0 ? "tear" : "crash"],
+    seed: (at) => BASE_SEED + 31 * at,
+    state: () => new Set<string>(),
+    run: (world, acked) => concurrent(world, acked),
+    check: async (world, acked, where) => {
+      const db = await reopen(where, { adapter: world.powerLoss().process(), namespaces: ["main"] });
+      const markers: string[] = [];
+      for await (const e of db.list("main", { prefix: ["c"] })) markers.push(`${(e.key as string[])[1]}${(e.key as unknown[])[2]}`);
+      for (const k of acked) assert.ok(markers.includes(k), `${where}: acknowledged commit ${k} lost`);
+      assert.equal((await db.get<number>("main", "total")) ?? 0, markers.length, `${where}: a commit was applied partly`);
+      await db.close();
+    },
+  });
 });
 
 /** Writes, compacts (checkpoint, manifest switch, deletes), writes, compacts again. */
@@ -176,21 +165,14 @@ test("[sim] a crash (or torn write) at every file operation of compaction and th
   await compacting(probe, { acked: 0 });
   const total = probe.counters.ops;
   assert.ok(probe.trace.some((t) => t.startsWith("rename /db/MANIFEST.tmp")), "the scenario switches manifests");
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    for (const kind of ["crash", "tear"] as const) {
-      const seed = BASE_SEED + 13 * at + (kind === "tear" ? 1 : 0);
-      const world = new SimWorld(seed);
-      world.failAt(at, kind);
-      const h = { acked: 0 };
-      await compacting(world, h).catch(() => {});
-      const where = `seed ${seed}, ${kind} at operation ${at} (${world.trace[at - 1] ?? "?"})`;
-      let db: Database;
-      try {
-        db = await open("/db", { adapter: world.powerLoss().process(), namespaces: ["main"] });
-      } catch (e) {
-        assert.fail(`${where}: reopen failed: ${String(e)}`);
-      }
+  await atEveryOperation({
+    total,
+    kinds: () => ["crash", "tear"],
+    seed: (at, kind) => BASE_SEED + 13 * at + (kind === "tear" ? 1 : 0),
+    state: () => ({ acked: 0 }),
+    run: (world, h) => compacting(world, h),
+    check: async (world, h, where) => {
+      const db = await reopen(where, { adapter: world.powerLoss().process(), namespaces: ["main"] });
       const n = (await db.get<number>("main", "n")) ?? 0;
       assert.ok(n >= h.acked, `${where}: acknowledged commit ${h.acked} lost (n=${n})`);
       for (let r = 0; r < 4; r++) {
@@ -202,6 +184,6 @@ test("[sim] a crash (or torn write) at every file operation of compaction and th
       const report = await db.check();
       assert.ok(report.ok, `${where}: check() after recovery: ${JSON.stringify(report.problems)}`);
       await db.close();
-    }
-  }
+    },
+  });
 });

@@ -8,14 +8,14 @@
  *
  * Replay one point with TXTDB_SEED=<seed> TXTDB_CRASH_AT=<n> (Node and Bun legs).
  */
-import { assert, envVar, test } from "./harness.ts";
+import { assert, test } from "./harness.ts";
+import { atEveryOperation, baseSeed, crashOrTear, reopen } from "./simfaults.ts";
 import { open } from "txtdb";
 import type { Database } from "txtdb";
 import { SimWorld } from "txtdb/adapters/sim";
 import { ManualClock } from "./expiryclock.ts";
 
-const BASE_SEED = Number(envVar("TXTDB_SEED") ?? 7000);
-const ONLY_AT = envVar("TXTDB_CRASH_AT") === undefined ? undefined : Number(envVar("TXTDB_CRASH_AT"));
+const BASE_SEED = baseSeed(7000);
 const ROUNDS = 16;
 const STEP_MS = 5;
 const EXPIRE_IN_MS = 12;
@@ -70,23 +70,14 @@ test("[sim] expiry: a crash (or torn write) at every file operation of compactio
   await verify(db0, probeClock, { acked: ROUNDS }, "no crash");
   assert.ok(db0.stats().tableBytesByLevel[1]! > 0, `level 1 holds the merges: ${JSON.stringify(db0.stats().tableBytesByLevel)}`);
   await db0.close();
-  for (let at = 1; at <= total; at++) {
-    if (ONLY_AT !== undefined && at !== ONLY_AT) continue;
-    for (const kind of ["crash", "tear"] as const) {
-      if ((at + (kind === "tear" ? 1 : 0)) % 2 !== 0 && ONLY_AT === undefined) continue;
-      const seed = BASE_SEED + 13 * at + (kind === "tear" ? 1 : 0);
-      const world = new SimWorld(seed);
-      world.failAt(at, kind);
-      const clock = new ManualClock(START_MS);
-      const h = { acked: 0 };
-      await scenario(world, clock, h).catch(() => {});
-      const where = `seed ${seed}, ${kind} at operation ${at} (${world.trace[at - 1] ?? "?"})`;
-      let db: Database;
-      try {
-        db = await open("/db", { adapter: clock.platform(world.powerLoss().process()), namespaces: ["main"] });
-      } catch (e) {
-        assert.fail(`${where}: reopen failed: ${String(e)}`);
-      }
+  await atEveryOperation({
+    total,
+    kinds: crashOrTear,
+    seed: (at, kind) => BASE_SEED + 13 * at + (kind === "tear" ? 1 : 0),
+    state: () => ({ h: { acked: 0 }, clock: new ManualClock(START_MS) }),
+    run: (world, { h, clock }) => scenario(world, clock, h),
+    check: async (world, { h, clock }, where) => {
+      const db = await reopen(where, { adapter: clock.platform(world.powerLoss().process()), namespaces: ["main"] });
       await verify(db, clock, h, where);
       // Later: everything written with expiry has expired; a compaction reclaims it.
       clock.advance(EXPIRE_IN_MS);
@@ -94,6 +85,6 @@ test("[sim] expiry: a crash (or torn write) at every file operation of compactio
       await db.compact();
       await verify(db, clock, h, `${where}, compacted after every expiry`);
       await db.close();
-    }
-  }
+    },
+  });
 });

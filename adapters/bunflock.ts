@@ -12,6 +12,8 @@
  *
  * @module
  */
+import { workerStarter } from "./bunworker.ts";
+import type { BunWorker } from "./bunworker.ts";
 
 const WORKER_SOURCE = (errnoLocation: string) => `
 import { dlopen, read } from "bun:ffi";
@@ -31,31 +33,23 @@ self.onmessage = (e) => {
 /** Idle workers kept for the next wait. */
 const IDLE_WORKERS_MAX = 4;
 
-interface BunWorker {
-  onmessage: ((e: { data: { id: number; err: number; message?: string } }) => void) | null;
-  onerror: ((e: unknown) => void) | null;
-  postMessage(m: unknown): void;
-  unref?(): void;
-  terminate(): void;
-}
+type FlockReply = { id: number; err: number; message?: string };
 
 /**
  * `flockAsync(fd, op)` for the Node-style platform: resolves with 0 or the errno of a
  * blocking flock run on a worker thread; undefined where Bun has no workers.
  */
 export function makeWorkerFlock(libc: string, errnoLocation: string): ((fd: number, op: number) => Promise<number>) | undefined {
-  const WorkerCtor = (globalThis as unknown as { Worker?: new (url: string) => BunWorker }).Worker;
-  if (!WorkerCtor) return undefined;
-  let url: string | undefined;
-  const idle: BunWorker[] = [];
+  const start = workerStarter<FlockReply>(WORKER_SOURCE(errnoLocation));
+  if (!start) return undefined;
+  const idle: BunWorker<FlockReply>[] = [];
   let nextId = 0;
   return (fd, op) =>
     new Promise<number>((resolve, reject) => {
       let worker = idle.pop();
       if (!worker) {
         try {
-          url ??= URL.createObjectURL(new Blob([WORKER_SOURCE(errnoLocation)], { type: "application/javascript" }));
-          worker = new WorkerCtor(url);
+          worker = start();
           worker.unref?.();
         } catch (e) {
           reject(e);

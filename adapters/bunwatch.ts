@@ -18,6 +18,8 @@
  * @module
  */
 import type { WatchHandle } from "../src/port.ts";
+import { workerStarter } from "./bunworker.ts";
+import type { BunWorker } from "./bunworker.ts";
 
 interface BunFfiLib {
   symbols: Record<string, (...args: unknown[]) => unknown>;
@@ -72,8 +74,6 @@ self.onmessage = (e) => {
 };
 `;
 
-let workerUrl: string | undefined;
-
 /**
  * A `watchDir` for Bun on Linux that wakes on every inotify event, using `libc` for the
  * calls. Falls back to `fallback` (Bun's `fs.watch`) where workers or inotify are missing.
@@ -92,20 +92,19 @@ export function makeInotifyWatchDir(
   } catch {
     return fallback;
   }
-  const WorkerCtor = (globalThis as unknown as { Worker?: new (url: string) => BunWorker }).Worker;
-  if (!WorkerCtor || !rmWatch) return fallback;
+  const start = workerStarter<WatchMessage>(WORKER_SOURCE);
+  if (!start || !rmWatch) return fallback;
   return (dir, onChange) => {
-    let worker: BunWorker;
+    let worker: BunWorker<WatchMessage>;
     try {
-      workerUrl ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" }));
-      worker = new WorkerCtor(workerUrl);
+      worker = start();
     } catch {
       return fallback(dir, onChange);
     }
     let closed = false;
     let kernel: { fd: number; wd: number } | undefined;
     let fallbackHandle: WatchHandle | undefined;
-    worker.onmessage = (e: { data: { type: string; fd?: number; wd?: number } }) => {
+    worker.onmessage = (e) => {
       const m = e.data;
       if (m.type === "change") {
         if (!closed) onChange();
@@ -143,8 +142,4 @@ export function makeInotifyWatchDir(
   };
 }
 
-interface BunWorker {
-  onmessage: ((e: { data: { type: string; fd?: number; wd?: number } }) => void) | null;
-  postMessage(m: unknown): void;
-  unref?(): void;
-}
+type WatchMessage = { type: string; fd?: number; wd?: number };

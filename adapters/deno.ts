@@ -329,6 +329,7 @@ export const denoPlatform: Platform = {
   sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
   nextTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
   randomBytes: (buf: Uint8Array) => void crypto.getRandomValues(buf),
+  cwd: () => Deno.cwd(),
   watchDir(dir: string, onChange: () => void): WatchHandle | undefined {
     let watcher: Deno.FsWatcher;
     try {

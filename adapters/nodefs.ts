@@ -300,6 +300,7 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
     sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
     nextTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
     randomBytes: (buf: Uint8Array) => void crypto.getRandomValues(buf),
+    cwd: () => process.cwd(),
     watchDir(dir: string, onChange: () => void): WatchHandle | undefined {
       try {
         const w = fs.watch(dir, { persistent: false }, () => onChange());

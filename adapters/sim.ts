@@ -665,6 +665,10 @@ export class SimPlatform implements Platform {
     return new Promise((resolve) => setImmediate(resolve));
   }
 
+  cwd(): string {
+    return "/";
+  }
+
   randomBytes(buf: Uint8Array): void {
     for (let i = 0; i < buf.length; i++) buf[i] = this.world.random.int(256);
   }

@@ -38,7 +38,7 @@ import { Database, databaseInternals, open } from "./db.ts";
 import type { Transaction } from "./tx.ts";
 import type { Isolation } from "./tx.ts";
 import type { Platform } from "./port.ts";
-import { joinPath } from "./port.ts";
+import { absolutePath, joinPath } from "./port.ts";
 import { leaseOwnerAlive } from "./liveness.ts";
 import { checkFunction, checkSignal, invalidArg } from "./options.ts";
 import { armInterval, raceDeadline } from "./timers.ts";
@@ -279,7 +279,10 @@ export class Coordinator {
       await store.close();
       throw e;
     }
-    const coord = new Coordinator(store.path, store, id, options, prepareTimeoutMs, inDoubtTimeoutMs, retentionMs);
+    // Recorded in every prepare and looked up by other processes, whose working directory
+    // may differ: absolute.
+    const path = absolutePath(databaseInternals(store).platform, store.path);
+    const coord = new Coordinator(path, store, id, options, prepareTimeoutMs, inDoubtTimeoutMs, retentionMs);
     await coord.recover().catch(() => {}); // best effort at open; the timer tries again
     if (recoverIntervalMs > 0) coord.#recoverTimer = armInterval(recoverIntervalMs, () => void coord.recover().catch(() => {}), { unref: true });
     return coord;
@@ -454,7 +457,7 @@ export class Coordinator {
     const decision: DecisionValue = {
       outcome: "commit",
       atMs: this.#platform.wallClockMs(),
-      participants: participants.filter((p): p is Database => p instanceof Database).map((p) => p.path),
+      participants: participants.filter((p): p is Database => p instanceof Database).map((p) => absolutePath(this.#platform, p.path)),
       others: participants.filter((p): p is TwoPhaseParticipant => !(p instanceof Database)).map((p, i) => p.name ?? `participant ${i}`),
       by: "coordinator",
     };

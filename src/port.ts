@@ -213,6 +213,12 @@ export interface Platform {
   nextTurn?(): Promise<void>;
   /** Fills `buf` with random bytes. */
   randomBytes(buf: Uint8Array): void;
+  /**
+   * Optional: this process's working directory, so that paths other processes must find
+   * (a coordinator's directory, the stores its decisions name) are recorded absolute.
+   * Without it, a relative path is recorded as given.
+   */
+  cwd?(): string;
 
   /**
    * Calls `onChange` (possibly spuriously, possibly coalesced) when something in the
@@ -220,6 +226,32 @@ export interface Platform {
    * case the core polls.
    */
   watchDir(dir: string, onChange: () => void): WatchHandle | undefined;
+}
+
+/**
+ * `path` made absolute against `platform`'s working directory where the platform can tell
+ * (`cwd`), with "." and ".." segments resolved; as given otherwise. For paths recorded for
+ * other processes, whose working directories differ.
+ */
+export function absolutePath(platform: Platform, path: string): string {
+  let full = path;
+  if (!path.startsWith("/")) {
+    let cwd: string | undefined;
+    try {
+      cwd = platform.cwd?.();
+    } catch {
+      cwd = undefined; // Deno without read access to the working directory: left as given
+    }
+    if (cwd === undefined) return path;
+    full = `${cwd}/${path}`;
+  }
+  const out: string[] = [];
+  for (const part of full.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") out.pop();
+    else out.push(part);
+  }
+  return "/" + out.join("/");
 }
 
 /** Joins path segments with "/" (all supported platforms use POSIX paths). */

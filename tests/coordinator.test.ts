@@ -311,3 +311,57 @@ test(`${R} a reopened coordinator pushes a commit decision its participants had 
   await a.close();
   await b.close();
 });
+
+test(`${R} a coordinator and stores opened by relative paths are recorded by absolute paths (a prepare's coordinator, a decision's stores), for processes in other working directories`, async () => {
+  const { relative } = await import("node:path");
+  const cwd = (globalThis as { Deno?: { cwd(): string } }).Deno?.cwd() ?? (await import("node:process")).cwd();
+  const rel = (p: string) => relative(cwd, p);
+  const dirs = [tempDir("2pc-rel-a"), tempDir("2pc-rel-b")];
+  const coordDir = tempDir("2pc-rel-c");
+  assert.ok(!rel(coordDir).startsWith("/"), `a relative path: ${rel(coordDir)}`);
+  const a = await open(`./${rel(dirs[0]!)}/`, { namespaces: ["acct"] });
+  const b = await open(rel(dirs[1]!), { namespaces: ["acct"] });
+  const coord = await Coordinator.open(`${rel(coordDir)}/.`, { recoverIntervalMs: 0 });
+  assert.equal(coord.path, coordDir, "the coordinator's path is absolute and normal");
+  // A participant that never confirms the commit leaves the decision in the log, naming the stores.
+  let prepared!: () => void;
+  const inPrepare = new Promise<void>((r) => (prepared = r));
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const slow: TwoPhaseParticipant = {
+    name: "slow",
+    prepare: async () => {
+      prepared();
+      await gate;
+    },
+    commit: async () => {},
+    abort: async () => {},
+    inDoubt: async () => [],
+  };
+  const done = coord.transaction([a, b, slow], (ta, tb) => {
+    ta.set("acct", "x", 1);
+    tb.set("acct", "y", 1);
+  });
+  await inPrepare;
+  let inA = await a.listPrepared();
+  for (let i = 0; i < 1000 && inA.length === 0; i++) inA = (await sleep(5), await a.listPrepared()); // the stores prepare alongside
+
+  assert.equal(inA.length, 1);
+  assert.equal(inA[0]!.coordinator, coordDir, "the prepare names the coordinator by its absolute path");
+  release();
+  await done;
+  await coord.close();
+  assert.equal(await a.get("acct", "x"), 1);
+  // A commit decision written now names the stores by absolute paths.
+  const coord2 = await Coordinator.open(rel(coordDir), { recoverIntervalMs: 0 });
+  const failing: TwoPhaseParticipant = { name: "f", prepare: async () => {}, commit: async () => { throw new Error("not now"); }, abort: async () => {}, inDoubt: async () => [] };
+  await coord2.transaction([a, failing], (ta) => ta.set("acct", "z", 1));
+  const log = await open(coordDir, { readOnly: true });
+  const decisions: { participants: string[] }[] = [];
+  for await (const e of log.list<{ participants: string[] }>("decisions", { prefix: [] })) decisions.push(e.value);
+  await log.close();
+  assert.deepEqual(decisions.map((d) => d.participants), [[dirs[0]]], "the decision names the store by its absolute path");
+  await coord2.close();
+  await a.close();
+  await b.close();
+});

@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import { assert, runtime, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
-import type { Database, Entry } from "txtdb";
+import type { Database, Entry, Transaction } from "txtdb";
 
 const R = `[${runtime}]`;
 const code = (c: string) => (e: unknown) => e instanceof TxtDbError && e.code === c;
@@ -313,9 +313,12 @@ test(`${R} two handles on one directory behave as two processes: commits are vis
   tb.set("ns", "k", ((await tb.get<number>("ns", "k"))!) + 1);
   await tb.commit();
   await assert.rejects(ta.commit(), code("CONFLICT"));
+  // 100 increments of one key from two handles: each reruns until it wins (the default
+  // of 10 reruns can run out for one of them when a loaded machine stretches the rounds).
+  const increment = async (tx: Transaction) => tx.set("ns", "c", ((await tx.get<number>("ns", "c")) ?? 0) + 1);
   await Promise.all([
-    ...Array.from({ length: 50 }, () => a.transaction(async (tx) => tx.set("ns", "c", ((await tx.get<number>("ns", "c")) ?? 0) + 1))),
-    ...Array.from({ length: 50 }, () => b.transaction(async (tx) => tx.set("ns", "c", ((await tx.get<number>("ns", "c")) ?? 0) + 1))),
+    ...Array.from({ length: 50 }, () => a.transaction(increment, { maxRetries: 10_000 })),
+    ...Array.from({ length: 50 }, () => b.transaction(increment, { maxRetries: 10_000 })),
   ]);
   assert.equal(await a.get("ns", "c"), 100);
   await b.createNamespace("late");

@@ -205,7 +205,7 @@ function hex(platform: Platform, bytes: number): string {
  * ```
  */
 export class Coordinator {
-  /** The coordinator store's directory. */
+  /** The coordinator store's directory, absolute: prepare records name it so for other processes. */
   readonly path: string;
   readonly #store: Database;
   readonly #platform: Platform;

@@ -1,0 +1,506 @@
+/**
+ * The etcd engine (src/etcd/engine.ts) against a real one-member etcd: reads at a
+ * snapshot, namespaces, the anomalies serializable transactions must prevent (lost update,
+ * write skew, phantom insert and phantom delete in a read range) and the one snapshot
+ * isolation allows, sums under contention, pins that hold across a compaction the engine
+ * drives, watch from a revision and WATCH_OVERFLOW, a commit whose reply is lost (resolved
+ * by its commit id, applied once), expiring values, and etcd's per-txn limits.
+ *
+ * Several engines opened on one cluster stand for several processes: each has its own
+ * client, lease and pin. Keys are encoded with keys.ts and values with codec.ts, as the
+ * public layer does.
+ */
+import { assert, runtime, sleep, test } from "./harness.ts";
+import { etcdTests, failsWith, sharedCluster } from "./etcdtests.ts";
+import { decodeKey, decodeValue, encodeKey, encodeValue, ETCD_TX_WRITES_MAX, EtcdEngine, isTombstone, prefixRange, TxtDbError, wrapExpiring } from "txtdb/internal";
+import type { EtcdEngineOptions, EtcdTransaction, FetchLike, StoredEntry } from "txtdb/internal";
+
+const R = `[${runtime}]`;
+const k = (key: unknown) => encodeKey(key);
+const v = (value: unknown) => encodeValue(value);
+const val = (e: StoredEntry | undefined) => (e === undefined ? undefined : decodeValue(e.value));
+let stores = 0;
+
+/** Runs `fn` in a transaction, retried on CONFLICT (as db.transaction() does). */
+async function transaction<T>(engine: EtcdEngine, fn: (tx: EtcdTransaction) => Promise<T>, isolation: "serializable" | "snapshot" = "serializable", retries = 200): Promise<{ result: T; conflicts: number }> {
+  let conflicts = 0;
+  for (;;) {
+    const tx = await engine.begin({ isolation });
+    try {
+      const result = await fn(tx);
+      await tx.commit();
+      return { result, conflicts };
+    } catch (e) {
+      tx.rollback();
+      if (!(e instanceof TxtDbError) || e.code !== "CONFLICT" || conflicts >= retries) throw e;
+      conflicts++;
+      await sleep(Math.random() * Math.min(40, 2 * conflicts));
+    }
+  }
+}
+
+etcdTests(`${R} etcd engine`, () => {
+  const one = sharedCluster(1);
+  /** A store of its own (a fresh prefix) and `n` engines on it, each like a process of its own. */
+  async function store(n = 1, options: EtcdEngineOptions = {}): Promise<{ url: string; engines: EtcdEngine[]; close(): Promise<void> }> {
+    const cluster = await one.get();
+    const url = `etcd://${cluster.endpoints.map((e) => e.replace("http://", "")).join(",")}/s${++stores}-${runtime}`;
+    const engines = await Promise.all(Array.from({ length: n }, () => EtcdEngine.open(url, options)));
+    return { url, engines, close: async () => void (await Promise.all(engines.map((e) => e.close()))) };
+  }
+
+  test(`${R} reads at a snapshot: get, getMany, range both ways with a limit, count; later commits are not seen`, async () => {
+    const s = await store();
+    const e = s.engines[0]!;
+    await e.createNamespace("a");
+    for (let i = 0; i < 10; i++) await e.set("a", k(["u", i]), v({ i }));
+    await e.set("a", k("other"), v("x"));
+    const snap = await e.snapshot();
+    await e.set("a", k(["u", 3]), v("changed"));
+    await e.delete("a", k(["u", 4]));
+    await e.set("a", k(["u", 99]), v("new"));
+    assert.deepEqual(val(await snap.get("a", k(["u", 3]))), { i: 3 });
+    assert.deepEqual(val(await snap.get("a", k(["u", 4]))), { i: 4 });
+    assert.equal(await snap.get("a", k(["u", 99])), undefined);
+    assert.deepEqual((await snap.getMany("a", [k(["u", 1]), k("nope"), k(["u", 2])])).map(val), [{ i: 1 }, undefined, { i: 2 }]);
+    const [lo, hi] = prefixRange(["u"]);
+    const all: StoredEntry[] = [];
+    for await (const x of snap.range("a", lo, hi)) all.push(x);
+    assert.deepEqual(all.map((x) => decodeKey(x.key)), Array.from({ length: 10 }, (_, i) => ["u", i]));
+    const rev: StoredEntry[] = [];
+    for await (const x of snap.range("a", lo, hi, { reverse: true, limit: 3 })) rev.push(x);
+    assert.deepEqual(rev.map((x) => decodeKey(x.key)), [["u", 9], ["u", 8], ["u", 7]]);
+    assert.equal(await snap.count("a", lo, hi), 10);
+    // The newest state: the delete is a tombstone, which reads as absent and is not counted.
+    const now = e.reader();
+    assert.equal(await now.get("a", k(["u", 4])), undefined);
+    assert.equal(await now.count("a", lo, hi), 10);
+    assert.ok(isTombstone((await e.rawData("a", k(["u", 4])))!.value), "a delete is stored as a tombstone");
+    // Versions are the revisions of the commits that wrote them.
+    const entry = (await now.get("a", k(["u", 3])))!;
+    assert.equal(typeof entry.version, "bigint");
+    assert.ok(entry.version > snap.revision!);
+    // Ranges page past more keys than one page holds, tombstones included.
+    const tx = await e.begin();
+    for (let i = 0; i < 100; i++) tx.set("a", k(["p", i]), v(i));
+    await tx.commit();
+    const tx2 = await e.begin();
+    for (let i = 0; i < 100; i += 2) tx2.delete("a", k(["p", i]));
+    await tx2.commit();
+    const [plo, phi] = prefixRange(["p"]);
+    const big = e.reader();
+    assert.equal(await big.count("a", plo, phi), 50);
+    const last: StoredEntry[] = [];
+    for await (const x of big.range("a", plo, phi, { reverse: true, limit: 2 })) last.push(x);
+    assert.deepEqual(last.map((x) => decodeKey(x.key)), [["p", 99], ["p", 97]]);
+    snap.release();
+    await s.close();
+  });
+
+  test(`${R} namespaces: create, list, drop, rename keeps keys and id (atomic), errors name what is wrong`, async () => {
+    const s = await store(2);
+    const [e, f] = s.engines as [EtcdEngine, EtcdEngine];
+    await e.createNamespace("accounts");
+    await e.createNamespace("logs");
+    await failsWith("NAMESPACE_EXISTS", () => f.createNamespace("accounts"));
+    assert.deepEqual(await f.listNamespaces(), ["accounts", "logs"]);
+    await e.set("accounts", k("alice"), v(10));
+    await failsWith("NAMESPACE_NOT_FOUND", () => e.set("nope", k("x"), v(1)));
+    await failsWith("NAMESPACE_NOT_FOUND", () => e.reader().get("nope", k("x")));
+    // A transaction that read "accounts" loses to a rename committed after its snapshot.
+    const tx = await e.begin();
+    assert.equal(decodeValue((await tx.get("accounts", k("alice")))!.value), 10);
+    tx.set("accounts", k("bob"), v(1));
+    await f.renameNamespace("accounts", "ledger");
+    const { error } = await failsWith("CONFLICT", () => tx.commit());
+    assert.equal(error.details?.ns, "accounts");
+    assert.deepEqual(await e.listNamespaces(), ["ledger", "logs"]);
+    assert.equal(decodeValue((await e.reader().get("ledger", k("alice")))!.value), 10, "the rename kept the keys");
+    await failsWith("NAMESPACE_NOT_FOUND", () => e.reader().get("accounts", k("alice")));
+    await failsWith("NAMESPACE_EXISTS", () => e.renameNamespace("ledger", "logs"));
+    await failsWith("NAMESPACE_NOT_FOUND", () => e.renameNamespace("accounts", "x"));
+    // A snapshot from before the rename still reads the old name.
+    const before = await e.snapshot();
+    await e.dropNamespace("ledger");
+    await failsWith("NAMESPACE_NOT_FOUND", () => e.dropNamespace("ledger"));
+    assert.equal(decodeValue((await before.get("ledger", k("alice")))!.value), 10);
+    before.release();
+    // A new namespace of the same name starts empty: a new id.
+    await e.createNamespace("ledger");
+    assert.equal(await e.reader().get("ledger", k("alice")), undefined);
+    await failsWith("INVALID_ARGUMENT", () => e.createNamespace(""));
+    await s.close();
+  });
+
+  test(`${R} a transaction reads its own writes, deletes and sums; a read-only one commits at its read revision`, async () => {
+    const s = await store();
+    const e = s.engines[0]!;
+    await e.createNamespace("n");
+    await e.set("n", k("a"), v(1));
+    await e.set("n", k("b"), v(2));
+    const tx = await e.begin();
+    tx.set("n", k("c"), v(3));
+    tx.delete("n", k("a"));
+    tx.sum("n", k("b"), 40);
+    assert.equal(await tx.get("n", k("a")), undefined);
+    assert.equal(decodeValue((await tx.get("n", k("b")))!.value), 42);
+    assert.equal(decodeValue((await tx.get("n", k("c")))!.value), 3);
+    const [lo, hi] = prefixRange([]);
+    assert.deepEqual((await tx.range("n", lo, hi)).map((x) => [decodeKey(x.key), decodeValue(x.value)]), [["b", 42], ["c", 3]]);
+    const { version } = await tx.commit();
+    const r = e.reader();
+    assert.equal(await r.get("n", k("a")), undefined);
+    assert.equal(decodeValue((await r.get("n", k("b")))!.value), 42);
+    assert.equal((await r.get("n", k("c")))!.version, version, "every key of a commit carries its revision");
+    const ro = await e.begin();
+    await ro.get("n", k("b"));
+    assert.equal((await ro.commit()).version, ro.readRevision);
+    await s.close();
+  });
+
+  test(`${R} lost update prevented: concurrent read-modify-write increments from 4 engines add up exactly`, async () => {
+    const s = await store(4);
+    await s.engines[0]!.createNamespace("c");
+    const per = 15;
+    let conflicts = 0;
+    await Promise.all(s.engines.flatMap((e) => [0, 1].map(async () => {
+      for (let i = 0; i < per; i++) {
+        const r = await transaction(e, async (tx) => {
+          const n = (await tx.get("c", k("n")))?.value;
+          tx.set("c", k("n"), v((n ? (decodeValue(n) as number) : 0) + 1));
+        });
+        conflicts += r.conflicts;
+      }
+    })));
+    assert.equal(decodeValue((await s.engines[0]!.reader().get("c", k("n")))!.value), 4 * 2 * per);
+    assert.ok(conflicts > 0, "the increments did contend");
+    await s.close();
+  });
+
+  test(`${R} write skew prevented under serializable, allowed under snapshot isolation`, async () => {
+    const s = await store(2);
+    const [e, f] = s.engines as [EtcdEngine, EtcdEngine];
+    await e.createNamespace("oncall");
+    for (const isolation of ["serializable", "snapshot"] as const) {
+      await e.set("oncall", k("alice"), v(true));
+      await e.set("oncall", k("bob"), v(true));
+      // Each doctor goes off call if the other is still on: both read both, each writes one.
+      const t1 = await e.begin({ isolation });
+      const t2 = await f.begin({ isolation });
+      for (const [tx, me, other] of [[t1, "alice", "bob"], [t2, "bob", "alice"]] as const) {
+        assert.equal(decodeValue((await tx.get("oncall", k(other)))!.value), true);
+        tx.set("oncall", k(me), v(false));
+      }
+      await t1.commit();
+      if (isolation === "serializable") {
+        const { error } = await failsWith("CONFLICT", () => t2.commit());
+        assert.deepEqual(error.details?.key, "alice");
+        assert.equal(error.details?.ns, "oncall");
+        assert.equal(typeof error.details?.version, "bigint");
+      } else {
+        await t2.commit(); // write skew: allowed, as documented
+        const r = e.reader();
+        assert.equal(decodeValue((await r.get("oncall", k("alice")))!.value), false);
+        assert.equal(decodeValue((await r.get("oncall", k("bob")))!.value), false);
+      }
+    }
+    // Snapshot isolation still fails a write-write conflict.
+    const a = await e.begin({ isolation: "snapshot" });
+    const b = await f.begin({ isolation: "snapshot" });
+    a.set("oncall", k("carol"), v(1));
+    b.set("oncall", k("carol"), v(2));
+    await a.commit();
+    await failsWith("CONFLICT", () => b.commit());
+    await s.close();
+  });
+
+  test(`${R} phantoms: an insert or a delete inside a read range conflicts; changes outside it and an unchanged range commit`, async () => {
+    const s = await store(2);
+    const [e, f] = s.engines as [EtcdEngine, EtcdEngine];
+    await e.createNamespace("r");
+    for (const key of [["q", 1], ["q", 3], ["q", 5], ["z", 1]]) await e.set("r", k(key), v(1));
+    const [lo, hi] = prefixRange(["q"]);
+    const readRange = async () => {
+      const tx = await e.begin();
+      assert.ok((await tx.range("r", lo, hi, {}, { prefix: ["q"] })).length >= 2);
+      tx.set("r", k("summary"), v("three"));
+      return tx;
+    };
+    // Phantom insert.
+    let tx = await readRange();
+    await f.set("r", k(["q", 2]), v(1));
+    let c = await failsWith("CONFLICT", () => tx.commit());
+    assert.deepEqual(c.error.details?.key, ["q", 2]);
+    assert.deepEqual(c.error.details?.range, { prefix: ["q"] });
+    // Phantom delete: etcd's range compares cannot see a deleted key, a tombstone they can.
+    tx = await readRange();
+    await f.delete("r", k(["q", 3]));
+    c = await failsWith("CONFLICT", () => tx.commit());
+    assert.deepEqual(c.error.details?.key, ["q", 3]);
+    // A delete inside a range after a compaction removed older tombstones: still seen.
+    await e.compact();
+    tx = await readRange();
+    await f.delete("r", k(["q", 5]));
+    await failsWith("CONFLICT", () => tx.commit());
+    // Unchanged range (changes only outside it): commits.
+    await f.set("r", k(["q", 5]), v(1));
+    tx = await readRange();
+    await f.set("r", k(["z", 2]), v(1));
+    await f.set("r", k("a"), v(1));
+    await tx.commit();
+    // A limited scan only covers what it read: an insert past its last key commits.
+    const lim = await e.begin();
+    assert.equal((await lim.range("r", lo, hi, { limit: 1 })).length, 1);
+    lim.set("r", k("x"), v(1));
+    await f.set("r", k(["q", 4]), v(1));
+    await lim.commit();
+    // Snapshot isolation ignores phantoms.
+    const si = await e.begin({ isolation: "snapshot" });
+    await si.range("r", lo, hi);
+    si.set("r", k("summary"), v("si"));
+    await f.set("r", k(["q", 6]), v(1));
+    await si.commit();
+    await s.close();
+  });
+
+  test(`${R} a read set larger than etcd's 128 compares is folded into ranges: commits when unchanged, conflicts on any change`, async () => {
+    const s = await store(2);
+    const [e, f] = s.engines as [EtcdEngine, EtcdEngine];
+    await e.createNamespace("m");
+    const tx0 = await e.begin();
+    for (let i = 0; i < 100; i++) tx0.set("m", k(i * 2), v(i));
+    await tx0.commit();
+    const readMany = async () => {
+      const tx = await e.begin();
+      const keys = Array.from({ length: 300 }, (_, i) => k(i * 2));
+      await tx.getMany("m", keys);
+      tx.set("m", k("done"), v(true));
+      return tx;
+    };
+    let tx = await readMany();
+    await f.set("m", k(10_000), v("past every key read or written"));
+    await tx.commit();
+    tx = await readMany();
+    await f.set("m", k(398), v("read, never written before"));
+    const { error } = await failsWith("CONFLICT", () => tx.commit());
+    assert.deepEqual(error.details?.key, 398);
+    // Writes: at most ETCD_TX_WRITES_MAX keys per transaction.
+    const big = await e.begin();
+    for (let i = 0; i <= ETCD_TX_WRITES_MAX; i++) big.set("m", k(["w", i]), v(i));
+    const lim = await failsWith("LIMIT", () => big.commit());
+    assert.match(lim.error.message, new RegExp(String(ETCD_TX_WRITES_MAX)));
+    await s.close();
+  });
+
+  test(`${R} sum() is exact under contention from 4 engines and never fails with CONFLICT; numbers and bigints; INVALID_VALUE on a string`, async () => {
+    const s = await store(4);
+    await s.engines[0]!.createNamespace("s");
+    await s.engines[0]!.set("s", k("str"), v("text"));
+    const per = 20;
+    await Promise.all(s.engines.flatMap((e, w) => [0, 1].map(async (j) => {
+      for (let i = 0; i < per; i++) {
+        const tx = await e.begin();
+        tx.sum("s", k("hits"), 1);
+        tx.sum("s", k("big"), 3n);
+        tx.set("s", k(["by", w, j, i]), v(true));
+        await tx.commit(); // no retry loop: a CONFLICT here fails the test
+      }
+    })));
+    const r = s.engines[0]!.reader();
+    assert.equal(decodeValue((await r.get("s", k("hits")))!.value), 4 * 2 * per);
+    assert.equal(decodeValue((await r.get("s", k("big")))!.value), BigInt(4 * 2 * per * 3));
+    const bad = await s.engines[0]!.begin();
+    bad.sum("s", k("str"), 1);
+    await failsWith("INVALID_VALUE", () => bad.commit());
+    // A sum on a key the serializable transaction read conflicts like any read.
+    const t = await s.engines[0]!.begin();
+    await t.get("s", k("hits"));
+    t.sum("s", k("hits"), 1);
+    await s.engines[1]!.set("s", k("hits"), v(0));
+    await failsWith("CONFLICT", () => t.commit());
+    await s.close();
+  });
+
+  test(`${R} check(): passes at the key's version, fails with CONFLICT otherwise; null means absent`, async () => {
+    const s = await store();
+    const e = s.engines[0]!;
+    await e.createNamespace("c");
+    const { version } = await e.set("c", k("a"), v(1));
+    let tx = await e.begin();
+    tx.check("c", k("a"), version);
+    tx.check("c", k("b"), null);
+    tx.set("c", k("x"), v(1));
+    await tx.commit();
+    const { version: deleted } = await e.delete("c", k("a"));
+    tx = await e.begin();
+    tx.check("c", k("a"), deleted); // the version of a delete: the key is absent, not at that version
+    tx.set("c", k("x"), v(2));
+    const { error } = await failsWith("CONFLICT", () => tx.commit());
+    assert.equal(error.details?.version, null);
+    tx = await e.begin();
+    tx.check("c", k("a"), null);
+    tx.set("c", k("x"), v(3));
+    await tx.commit();
+    await s.close();
+  });
+
+  test(`${R} pins: a snapshot stays readable across a compaction the engine drives; released, its revision is compacted and reads of it fail clearly`, async () => {
+    const s = await store(2);
+    const [e, f] = s.engines as [EtcdEngine, EtcdEngine];
+    await e.createNamespace("p");
+    await e.set("p", k("a"), v("old"));
+    await e.set("p", k("gone"), v("soon deleted"));
+    const snap = await e.snapshot();
+    const pinned = snap.revision!;
+    await f.set("p", k("a"), v("new"));
+    await f.delete("p", k("gone"));
+    for (let i = 0; i < 5; i++) await f.set("p", k("churn"), v(i));
+    // Another process compacts: it may not pass the snapshot's pin.
+    const c1 = await f.compact();
+    assert.ok(c1.compactedTo <= pinned, `compacted to ${c1.compactedTo}, past the pin at ${pinned}`);
+    assert.equal(decodeValue((await snap.get("p", k("a")))!.value), "old");
+    assert.equal(decodeValue((await snap.get("p", k("gone")))!.value), "soon deleted");
+    assert.ok(isTombstone((await e.rawData("p", k("gone")))!.value), "the tombstone above the pin stays");
+    snap.release();
+    await sleep(400); // the pin is raised shortly after the release
+    const c2 = await f.compact();
+    assert.ok(c2.compactedTo > pinned, `compacted to ${c2.compactedTo} after the release`);
+    assert.ok(c2.removed >= 1, "the tombstone below the mark was removed");
+    assert.equal(await e.rawData("p", k("gone")), undefined);
+    const { error } = await failsWith("INVALID_ARGUMENT", () => e.snapshot(pinned));
+    assert.match(error.message, /compacted/);
+    await failsWith("INVALID_ARGUMENT", () => f.client.range("x", { revision: pinned }));
+    // Still consistent at the newest revision.
+    assert.equal(decodeValue((await e.reader().get("p", k("a")))!.value), "new");
+    assert.equal(await e.reader().get("p", k("gone")), undefined);
+    await s.close();
+  });
+
+  test(`${R} watch: one event per commit in order from a revision, only the selected keys, deletes as undefined; WATCH_OVERFLOW after compaction`, async () => {
+    const s = await store(2);
+    const [e, f] = s.engines as [EtcdEngine, EtcdEngine];
+    await e.createNamespace("w");
+    const from = await e.currentRevision();
+    const versions: bigint[] = [];
+    versions.push((await f.set("w", k(["x", 1]), v(1))).version);
+    const tx = await f.begin();
+    tx.set("w", k(["x", 2]), v(2));
+    tx.set("w", k(["x", 3]), v(3));
+    tx.set("w", k(["y", 1]), v("not selected"));
+    versions.push((await tx.commit()).version);
+    await f.set("w", k(["y", 2]), v("not selected"));
+    versions.push((await f.delete("w", k(["x", 1]))).version);
+    const [lo, hi] = prefixRange(["x"]);
+    const ac = new AbortController();
+    const seen: { version: bigint; changes: [unknown, unknown][] }[] = [];
+    for await (const ev of e.watch("w", { start: lo, end: hi }, { fromVersion: from, signal: ac.signal })) {
+      seen.push({ version: ev.version, changes: ev.changes.map((c) => [decodeKey(c.key), c.value && decodeValue(c.value)]) });
+      if (seen.length === 3) break;
+    }
+    assert.deepEqual(seen, [
+      { version: versions[0], changes: [[["x", 1], 1]] },
+      { version: versions[1], changes: [[["x", 2], 2], [["x", 3], 3]] },
+      { version: versions[2], changes: [[["x", 1], undefined]] },
+    ]);
+    // Resuming from the last version seen repeats nothing; keys selection; live events.
+    const live = e.watch("w", { keys: [k(["x", 2]), k(["x", 9])] }, { fromVersion: versions[2] });
+    const next = live.next();
+    await f.set("w", k(["x", 3]), v("unselected"));
+    const v9 = (await f.set("w", k(["x", 9]), v(9))).version;
+    const got = await next;
+    assert.equal(got.done, false);
+    assert.equal(got.value!.version, v9);
+    assert.deepEqual(got.value!.changes.map((c) => decodeKey(c.key)), [["x", 9]]);
+    await live.return(undefined);
+    // Compaction past `from`: the history is gone.
+    await sleep(400);
+    await f.compact();
+    const mark = (await e.compact()).compactedTo;
+    assert.ok(mark > from);
+    const { error } = await failsWith("WATCH_OVERFLOW", async () => {
+      for await (const _ of e.watch("w", { start: lo, end: hi }, { fromVersion: from })) break;
+    });
+    assert.match(error.message, /keeps history from revision/);
+    await s.close();
+  });
+
+  test(`${R} a commit whose reply is lost is resolved by its commit id: applied exactly once, success reported; one lost before etcd is resent`, async () => {
+    let loseReply = 0;
+    let dropRequest = 0;
+    let txnCalls = 0;
+    const fetch: FetchLike = async (url, init) => {
+      const isTxn = String(url).endsWith("/v3/kv/txn") && typeof init?.body === "string" && init.body.includes("request_put");
+      if (isTxn) txnCalls++;
+      if (isTxn && dropRequest > 0) {
+        dropRequest--;
+        // A reset before anything was sent: the client cannot know that, so the outcome is "unknown".
+        throw Object.assign(new TypeError("fetch failed"), { cause: Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }) });
+      }
+      const res = await globalThis.fetch(url, init);
+      if (isTxn && loseReply > 0) {
+        loseReply--;
+        await res.text();
+        throw Object.assign(new TypeError("fetch failed"), { cause: Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }) });
+      }
+      return res;
+    };
+    const s = await store(1, { fetch });
+    const e = s.engines[0]!;
+    await e.createNamespace("u");
+    // Reply lost after etcd applied the commit.
+    let tx = await e.begin();
+    tx.sum("u", k("n"), 1);
+    tx.set("u", k("a"), v("once"));
+    loseReply = 1;
+    txnCalls = 0;
+    const { version } = await tx.commit();
+    assert.equal(txnCalls, 2, "the commit and the fence, no resend");
+    const a = (await e.reader().get("u", k("a")))!;
+    assert.equal(a.version, version, "the version reported is the commit's");
+    assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 1);
+    // Request lost before etcd: the fence proves it never landed, and the commit is resent.
+    tx = await e.begin();
+    tx.sum("u", k("n"), 1);
+    dropRequest = 1;
+    txnCalls = 0;
+    await tx.commit();
+    assert.equal(txnCalls, 3, "the lost commit, the fence, the resend");
+    assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 2, "applied once");
+    // Both the commit and the fence lost: the outcome is unknown, and said so.
+    tx = await e.begin();
+    tx.sum("u", k("n"), 1);
+    loseReply = 2;
+    const { error } = await failsWith("UNAVAILABLE", () => tx.commit());
+    assert.equal(error.details?.outcome, "unknown");
+    assert.match(error.message, /outcome is unknown/);
+    loseReply = 0;
+    await s.close();
+  });
+
+  test(`${R} expiring values read as absent from their expiry on; a serializable read of one that expires before commit conflicts`, async () => {
+    const s = await store();
+    const e = s.engines[0]!;
+    await e.createNamespace("x");
+    await e.set("x", k("session"), wrapExpiring(v({ user: 1 }), Date.now() + 600));
+    await e.set("x", k("keep"), v(1));
+    const [lo, hi] = prefixRange([]);
+    assert.deepEqual(decodeValue((await e.reader().get("x", k("session")))!.value.subarray(13)), { user: 1 });
+    assert.equal(await e.reader().count("x", lo, hi), 2);
+    const tx = await e.begin();
+    assert.ok(await tx.get("x", k("session")));
+    tx.set("x", k("seen"), v(true));
+    await sleep(700);
+    const { error } = await failsWith("CONFLICT", () => tx.commit());
+    assert.equal(error.details?.expired, true);
+    assert.equal(await e.reader().get("x", k("session")), undefined);
+    assert.equal(await e.reader().count("x", lo, hi), 1);
+    await sleep(300);
+    const c = await e.compact();
+    assert.ok(c.removed >= 1, "compaction reclaimed the expired value");
+    await s.close();
+  });
+
+  test(`${R} stop the cluster`, async () => {
+    await one.stop();
+  });
+});

@@ -277,10 +277,13 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
           outcome = { landed: false, moved };
         }
       } catch (e) {
-        ctx.landed.push(...cleanup); // not known deleted: try again later
-        if (!(e instanceof TxtDbError) || e.code !== "UNAVAILABLE" || e.details?.outcome !== "unknown") throw e;
+        if (!(e instanceof TxtDbError) || e.code !== "UNAVAILABLE" || e.details?.outcome !== "unknown") {
+          ctx.landed.push(...cleanup); // not known deleted: a later commit tries again
+          throw e;
+        }
         outcome = await resolveUnknown(ctx, commitKey, lease.id, e);
       }
+      if (outcome === "not-applied" || !outcome.landed) ctx.landed.push(...cleanup); // their deletes did not run
       if (outcome === "not-applied") break; // resend with a fresh commit id
       if (outcome.landed) {
         ctx.landed.push(commitKey);

@@ -136,9 +136,16 @@ export class EtcdPins {
   async pinCurrent(): Promise<Pin> {
     const r = await this.#client.range(this.#layout.mark);
     this.saw(r.revision);
-    const pin = this.#hold(r.revision);
+    let pin = this.#hold(r.revision);
     try {
-      if (this.#published === undefined || this.#published > r.revision || !this.#lease || this.#lease.isLost) await this.#publish(r.revision, true);
+      if (this.#published === undefined || this.#published > r.revision || !this.#lease || this.#lease.isLost) {
+        await this.#publish(r.revision, (moved) => {
+          // A compactor passed R before the pin landed: a newer revision is as fresh.
+          const newer = this.#hold(moved);
+          pin.release();
+          pin = newer;
+        });
+      }
     } catch (e) {
       pin.release();
       throw e;
@@ -153,7 +160,7 @@ export class EtcdPins {
   async pinAt(revision: bigint): Promise<Pin> {
     const pin = this.#hold(revision);
     try {
-      if (this.#published === undefined || this.#published > revision || !this.#lease || this.#lease.isLost) await this.#publish(revision, false);
+      if (this.#published === undefined || this.#published > revision || !this.#lease || this.#lease.isLost) await this.#publish(revision, undefined);
     } catch (e) {
       pin.release();
       throw e;
@@ -161,16 +168,24 @@ export class EtcdPins {
     return pin;
   }
 
-  /** Publishes a pin at `revision` by rule 3; `mayMove`: a newer revision will do. */
-  #publish(revision: bigint, mayMove: boolean): Promise<void> {
+  /**
+   * Publishes a pin at `revision` by rule 3. With `move`, a newer revision will do when
+   * the mark passed `revision`: `move` is told it (and holds it) before it is published.
+   */
+  #publish(revision: bigint, move: ((newer: bigint) => void) | undefined): Promise<void> {
     return this.#serial(async () => {
       let want = revision;
+      // The mark as last learned: revisions below it cannot be pinned any more (a snapshot
+      // of this process held there lost its history while the lease was lost, rule 6; it
+      // fails on its next read, and must not keep newer pins from being published).
+      let floor = 0n;
       for (let attempt = 0; attempt < PIN_ATTEMPTS_MAX; attempt++) {
         const lease = await this.lease();
         // Already covered (another publish in the queue did it)?
         if (this.#published !== undefined && this.#published <= want && this.#lease === lease) return;
         // Keep every revision this process still reads covered, not only the new one.
-        const low = this.#lowest(want);
+        let low = this.#lowest(want);
+        if (low < floor) low = floor;
         const r = await this.#client.txn({
           compare: [{ key: this.#layout.mark, target: "VALUE", result: "LESS", value: fixedRevision(low + 1n) }],
           success: [{ op: "put", key: this.#layout.pinKey(lease.id), value: fixedRevision(low), lease: lease.id }],
@@ -183,13 +198,16 @@ export class EtcdPins {
         }
         const kv = r.responses[0]?.op === "range" ? r.responses[0].kvs[0] : undefined;
         const mark = kv ? parseRevision(kv.value) : 0n;
-        if (!mayMove || low < want) {
-          throw new TxtDbError("INVALID_ARGUMENT", `Cannot read at revision ${low}: the store's history was compacted up to revision ${mark}; read at revision ${mark} or newer`, {
-            details: { revision: low, compactedTo: mark },
-          });
+        floor = mark;
+        if (want < mark) {
+          if (!move) {
+            throw new TxtDbError("INVALID_ARGUMENT", `Cannot read at revision ${want}: the store's history was compacted up to revision ${mark}; read at revision ${mark} or newer`, {
+              details: { revision: want, compactedTo: mark },
+            });
+          }
+          want = r.revision; // >= the mark: the mark's value was written at or before it
+          move(want);
         }
-        // A compactor passed `want` before the pin landed: a newer revision is as fresh.
-        want = r.revision;
       }
       throw new TxtDbError("UNAVAILABLE", `Cannot pin a revision: compactions kept passing it ${PIN_ATTEMPTS_MAX} times; retry`);
     });

@@ -61,6 +61,6 @@ export type { EtcdCompaction, EtcdEngineOptions, EtcdWatchChange, EtcdWatchSelec
 export { EtcdReader } from "./etcd/reader.ts";
 export type { NsBinding, StoredEntry } from "./etcd/reader.ts";
 export { EtcdTransaction } from "./etcd/transaction.ts";
-export { COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, foldSpans } from "./etcd/commit.ts";
-export type { EtcdCommitRequest, EtcdWriteOp } from "./etcd/commit.ts";
+export { COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX, foldSpans } from "./etcd/commit.ts";
+export type { EtcdCommitCounts, EtcdCommitRequest, EtcdWriteOp } from "./etcd/commit.ts";
 export { isTombstone, Layout, TOMBSTONE } from "./etcd/layout.ts";

@@ -12,7 +12,8 @@
  */
 import { assert, runtime, sleep, test } from "./harness.ts";
 import { etcdTests, failsWith, sharedCluster } from "./etcdtests.ts";
-import { decodeKey, decodeValue, encodeKey, encodeValue, ETCD_TX_WRITES_MAX, EtcdEngine, isTombstone, prefixRange, TxtDbError, wrapExpiring } from "txtdb/internal";
+import { EtcdCluster } from "./etcdcluster.ts";
+import { decodeKey, decodeValue, encodeKey, encodeValue, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX, EtcdEngine, isTombstone, prefixRange, TxtDbError, wrapExpiring } from "txtdb/internal";
 import type { EtcdEngineOptions, EtcdTransaction, FetchLike, StoredEntry } from "txtdb/internal";
 
 const R = `[${runtime}]`;
@@ -129,6 +130,11 @@ etcdTests(`${R} etcd engine`, () => {
     await e.createNamespace("ledger");
     assert.equal(await e.reader().get("ledger", k("alice")), undefined);
     await failsWith("INVALID_ARGUMENT", () => e.createNamespace(""));
+    // What open(..., { namespaces }) asks: the missing ones created together, the rest left.
+    assert.deepEqual(await f.ensureNamespaces(["logs", "n1", "n2", "n1"]), ["n1", "n2"]);
+    assert.deepEqual(await e.ensureNamespaces(["logs", "n1"]), []);
+    assert.deepEqual(await e.listNamespaces(), ["ledger", "logs", "n1", "n2"]);
+    await e.set("n2", k("k"), v(1));
     await s.close();
   });
 
@@ -466,13 +472,22 @@ etcdTests(`${R} etcd engine`, () => {
     await tx.commit();
     assert.equal(txnCalls, 3, "the lost commit, the fence, the resend");
     assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 2, "applied once");
-    // Both the commit and the fence lost: the outcome is unknown, and said so.
+    // The commit's reply and every fence's lost: the outcome is unknown, and said so.
     tx = await e.begin();
     tx.sum("u", k("n"), 1);
-    loseReply = 2;
+    loseReply = 1 + FENCE_ATTEMPTS_MAX;
     const { error } = await failsWith("UNAVAILABLE", () => tx.commit());
     assert.equal(error.details?.outcome, "unknown");
     assert.match(error.message, /outcome is unknown/);
+    // A fence whose own reply is lost is sent again, and learns the outcome.
+    tx = await e.begin();
+    tx.sum("u", k("n"), 1);
+    loseReply = 2;
+    txnCalls = 0;
+    await tx.commit();
+    assert.equal(txnCalls, 3, "the commit, a lost fence, a fence that reads the id");
+    assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 4, "applied once (and the unknown one before it, once)");
+    assert.deepEqual([e.stats().lostLanded, e.stats().lostFenced, e.stats().unknown], [2, 1, 1]);
     loseReply = 0;
     await s.close();
   });
@@ -500,7 +515,87 @@ etcdTests(`${R} etcd engine`, () => {
     await s.close();
   });
 
+  test(`${R} a process cut off from etcd past its lease TTL loses its pin: its snapshot fails with UNAVAILABLE once another compacts past it; new snapshots work`, async () => {
+    let cut = false;
+    const refused = () => Promise.reject(Object.assign(new TypeError("fetch failed"), { cause: Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }) }));
+    const fetch: FetchLike = (url, init) => (cut && String(url).includes("/v3/lease/keepalive") ? refused() : globalThis.fetch(url, init));
+    const s = await store(1, { fetch, leaseTtlSeconds: 2 });
+    const e = s.engines[0]!;
+    const other = await EtcdEngine.open(s.url);
+    await e.createNamespace("l");
+    await e.set("l", k("a"), v(1));
+    const snap = await e.snapshot();
+    await other.set("l", k("a"), v(2));
+    assert.ok((await other.compact()).compactedTo <= snap.revision!, "the pin holds while the lease lives");
+    cut = true;
+    const lost = await (await e.pins.lease()).lost;
+    assert.equal(lost.code, "UNAVAILABLE");
+    // etcd ends the lease by its own clock, deleting the pin: then a compaction passes it.
+    const t0 = performance.now();
+    while ((await other.compact()).compactedTo <= snap.revision!) {
+      assert.ok(performance.now() - t0 < 8000, "etcd did not end the lease within 8 s");
+      await sleep(200);
+    }
+    cut = false;
+    const { error } = await failsWith("UNAVAILABLE", () => snap.get("l", k("a")));
+    assert.match(error.message, /pin was lost/);
+    snap.release();
+    const fresh = await e.snapshot();
+    assert.equal(decodeValue((await fresh.get("l", k("a")))!.value), 2);
+    fresh.release();
+    const tx = await e.begin();
+    tx.sum("l", k("n"), 1);
+    await tx.commit();
+    await other.close();
+    await s.close();
+  });
+
   test(`${R} stop the cluster`, async () => {
     await one.stop();
+  });
+
+  test(`${R} commits from 3 engines go on through a leader kill on a 3-member cluster: the count is exact, no commit applied twice`, async () => {
+    const cluster = await EtcdCluster.start(3);
+    const engines: EtcdEngine[] = [];
+    try {
+      const url = `etcd://${cluster.endpoints.map((e) => e.replace("http://", "")).join(",")}/failover-${runtime}`;
+      for (let i = 0; i < 3; i++) engines.push(await EtcdEngine.open(url, { requestTimeoutMs: 3000 }));
+      await engines[0]!.createNamespace("f");
+      let stop = false;
+      let ok = 0, unknown = 0, notApplied = 0;
+      const loop = async (e: EtcdEngine) => {
+        while (!stop) {
+          try {
+            const tx = await e.begin();
+            tx.sum("f", k("n"), 1);
+            await tx.commit();
+            ok++;
+          } catch (err) {
+            if (!(err instanceof TxtDbError) || err.code !== "UNAVAILABLE") throw err;
+            if (err.details?.outcome === "unknown") unknown++;
+            else notApplied++;
+            await sleep(50);
+          }
+        }
+      };
+      const loops = engines.map(loop);
+      await sleep(400);
+      const leader = await cluster.leader();
+      await cluster.kill(leader);
+      await sleep(1500);
+      await cluster.restart(leader);
+      await sleep(400);
+      stop = true;
+      await Promise.all(loops);
+      const n = decodeValue((await engines[0]!.reader().get("f", k("n")))!.value) as number;
+      const stats = engines.map((e) => e.stats());
+      const seen = JSON.stringify({ n, ok, unknown, notApplied, lost: stats.map((x) => [x.lostLanded, x.lostFenced, x.unknown]) });
+      assert.ok(ok > 0, seen);
+      assert.ok(n >= ok && n <= ok + unknown, `the count must be the commits reported, plus at most those of unknown outcome: ${seen}`);
+      assert.equal(stats.reduce((sum, x) => sum + x.commits, 0), ok, seen);
+    } finally {
+      await Promise.all(engines.map((e) => e.close().catch(() => {})));
+      await cluster.close();
+    }
   });
 });

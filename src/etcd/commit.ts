@@ -72,12 +72,32 @@ export interface CommitContext {
   nextCommitSeq(): number;
   /** Commit ids known to have landed, to delete in later commits. */
   landed: Uint8Array[];
+  /** Counters for stats(); bounded (numbers only). */
+  counts: EtcdCommitCounts;
+}
+
+/** What commits did, for `stats()`. */
+export interface EtcdCommitCounts {
+  /** Commits that landed. */
+  commits: number;
+  /** Commits that failed with CONFLICT. */
+  conflicts: number;
+  /** Attempts redone because a summed or checked key moved (V5). */
+  headRetries: number;
+  /** Lost replies whose commit had landed, learned from its id (U2). */
+  lostLanded: number;
+  /** Lost replies whose commit was fenced out and sent again (U2). */
+  lostFenced: number;
+  /** Commits whose outcome could not be learned (U3). */
+  unknown: number;
 }
 
 /** Most keys one commit may write on etcd: 128 ops less the commit id, and room for housekeeping. */
 export const ETCD_TX_WRITES_MAX = 120;
 /** Attempts of one commit while only its sums' and checks' keys move (then UNAVAILABLE). */
 export const COMMIT_ATTEMPTS_MAX = 64;
+/** Fences sent to learn a lost commit's outcome before saying it is unknown (U3). */
+export const FENCE_ATTEMPTS_MAX = 3;
 /** Attempts after an outcome proved not applied (each with a fresh commit id). */
 const RESEND_MAX = 3;
 const COMMIT_MARK = "c";
@@ -287,9 +307,14 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
       if (outcome === "not-applied") break; // resend with a fresh commit id
       if (outcome.landed) {
         ctx.landed.push(commitKey);
+        ctx.counts.commits++;
         return outcome.revision;
       }
-      if (!outcome.moved) throw await diagnose(ctx, R, bindings, folded, req.blind === true);
+      if (!outcome.moved) {
+        ctx.counts.conflicts++;
+        throw await diagnose(ctx, R, bindings, folded, req.blind === true);
+      }
+      ctx.counts.headRetries++;
       if (attempt >= COMMIT_ATTEMPTS_MAX) {
         throw new TxtDbError("UNAVAILABLE", `Cannot commit: the keys this transaction sums or checks changed before each of ${COMMIT_ATTEMPTS_MAX} attempts (heavy contention); nothing was written; retry later`, { details: { outcome: "not-applied" } });
       }
@@ -305,28 +330,50 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
 /**
  * U1-U3: a commit txn whose reply was lost. A fence txn takes the commit id if it is
  * still free; once the fence holds it, the lost txn can never land (its compare wants the
- * id free). The fence's own answer says which happened.
+ * id free). The fence's own answer says which happened. A fence whose reply is lost too is
+ * sent again (at most {@link FENCE_ATTEMPTS_MAX} times): that is safe, since a fence that
+ * landed leaves "f", which the next one reads.
  */
 async function resolveUnknown(ctx: CommitContext, commitKey: Uint8Array, lease: bigint, cause: TxtDbError): Promise<{ landed: true; revision: bigint } | "not-applied"> {
-  let r;
-  try {
-    r = await ctx.client.txn({
-      compare: [{ key: commitKey, target: "VERSION", result: "EQUAL", version: 0 }],
-      success: [{ op: "put", key: commitKey, value: FENCE_MARK, lease }],
-      failure: [{ op: "range", key: commitKey }],
-    });
-  } catch (e) {
-    throw new TxtDbError("UNAVAILABLE", `The commit's outcome is unknown: etcd did not answer the commit (${cause.message}) nor the check of whether it landed (${(e as Error)?.message ?? String(e)}); it may or may not have been applied; read the keys before retrying`, {
-      cause: e,
-      details: { outcome: "unknown", commitKey: utf8d.decode(commitKey) },
-    });
+  let last: unknown;
+  for (let attempt = 0; attempt < FENCE_ATTEMPTS_MAX; attempt++) {
+    let r;
+    try {
+      r = await ctx.client.txn({
+        compare: [{ key: commitKey, target: "VERSION", result: "EQUAL", version: 0 }],
+        success: [{ op: "put", key: commitKey, value: FENCE_MARK, lease }],
+        failure: [{ op: "range", key: commitKey }],
+      });
+    } catch (e) {
+      if (!(e instanceof TxtDbError) || e.code !== "UNAVAILABLE") throw e;
+      last = e;
+      continue;
+    }
+    ctx.pins.saw(r.revision);
+    if (r.succeeded) {
+      ctx.counts.lostFenced++;
+      return "not-applied"; // the fence stays (under the lease): the lost txn can never land
+    }
+    const res = r.responses[0];
+    const kv = res?.op === "range" ? res.kvs[0] : undefined;
+    const mark = kv ? utf8d.decode(kv.value) : undefined;
+    if (kv && mark === COMMIT_MARK) {
+      ctx.counts.lostLanded++;
+      return { landed: true, revision: kv.modRevision };
+    }
+    if (mark === FENCE_MARK) {
+      ctx.counts.lostFenced++;
+      return "not-applied"; // an earlier fence of ours landed
+    }
+    ctx.counts.unknown++;
+    // The id vanished (the lease ended and took it): nothing can be learned any more.
+    throw new TxtDbError("UNAVAILABLE", `The commit's outcome is unknown: its id ${utf8d.decode(commitKey)} is gone (the process's lease ended before the outcome was read); read the keys before retrying`, { details: { outcome: "unknown" } });
   }
-  ctx.pins.saw(r.revision);
-  if (r.succeeded) return "not-applied"; // the fence stays (under the lease): the lost txn can never land
-  const res = r.responses[0];
-  const kv = res?.op === "range" ? res.kvs[0] : undefined;
-  if (kv && utf8d.decode(kv.value) === COMMIT_MARK) return { landed: true, revision: kv.modRevision };
-  throw new TxtDbError("UNAVAILABLE", `The commit's outcome is unknown: its id ${utf8d.decode(commitKey)} holds ${kv ? JSON.stringify(utf8d.decode(kv.value)) : "nothing"}`, { details: { outcome: "unknown" } });
+  ctx.counts.unknown++;
+  throw new TxtDbError("UNAVAILABLE", `The commit's outcome is unknown: etcd did not answer the commit (${cause.message}) nor ${FENCE_ATTEMPTS_MAX} checks of whether it landed (last: ${(last as Error)?.message ?? String(last)}); it may or may not have been applied; read the keys before retrying`, {
+    cause: last,
+    details: { outcome: "unknown", commitKey: utf8d.decode(commitKey) },
+  });
 }
 
 /** Step 4: names what lost, by the newest change after R in each compared span. */

@@ -73,8 +73,9 @@
  *   the fence landed, the lost txn can never land (its compare wants the id absent): the
  *   commit is resent with a fresh id (at most 3 times). If the id holds "c", the commit
  *   landed, at the id's mod revision: success, applied once.
- * - U3. If the fence cannot be answered either, the commit fails with UNAVAILABLE whose
- *   message says the outcome is unknown (`details.outcome: "unknown"`).
+ * - U3. A fence whose reply is lost is sent again (reading "f" means an earlier fence
+ *   landed); if none of {@link FENCE_ATTEMPTS_MAX} is answered, the commit fails with
+ *   UNAVAILABLE whose message says the outcome is unknown (`details.outcome: "unknown"`).
  * Commit ids known landed are deleted by this process's later commits (a few per commit);
  * fences stay until the lease ends, which deletes every id of the process.
  *
@@ -115,15 +116,15 @@ import { isWellFormedString } from "../keys.ts";
 import { EtcdClient } from "./client.ts";
 import type { FetchLike } from "./transport.ts";
 import { parseEtcdUrl } from "./url.ts";
-import { commit, COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX } from "./commit.ts";
-import type { CommitContext, EtcdCommitRequest } from "./commit.ts";
+import { commit, COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX } from "./commit.ts";
+import type { CommitContext, EtcdCommitCounts, EtcdCommitRequest } from "./commit.ts";
 import { fixedRevision, isTombstone, Layout } from "./layout.ts";
 import { EtcdPins } from "./pins.ts";
-import { compareBytes, EtcdReader, RANGE_PAGE_KEYS, successor } from "./reader.ts";
+import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, RANGE_PAGE_KEYS, successor } from "./reader.ts";
 import type { NsBinding, ReadContext } from "./reader.ts";
 import { EtcdTransaction } from "./transaction.ts";
 
-export { COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX };
+export { COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX };
 
 /** Options of {@link EtcdEngine.open}. */
 export interface EtcdEngineOptions {
@@ -189,6 +190,7 @@ export class EtcdEngine {
       nowMs,
       ids,
       landed: [],
+      counts: { commits: 0, conflicts: 0, headRetries: 0, lostLanded: 0, lostFenced: 0, unknown: 0 },
       nextCommitSeq: () => ++this.#seq,
       bind: async (names, revision) => {
         const reader = new EtcdReader(ctx, revision);
@@ -272,6 +274,34 @@ export class EtcdEngine {
       if (t.succeeded) return { version: t.revision };
     }
     throw new TxtDbError("UNAVAILABLE", `Cannot create namespace ${JSON.stringify(name)}: other namespace operations kept winning; retry`);
+  }
+
+  /**
+   * Creates those of `names` that do not exist, all in one txn (what `open(..., {
+   * namespaces })` asks: created if missing, atomically). Resolves with the names created.
+   */
+  async ensureNamespaces(names: readonly string[]): Promise<string[]> {
+    this.#open("create namespaces");
+    const wanted = [...new Set(names.map((n) => checkName(n, "namespaces")))];
+    if (wanted.length === 0) return [];
+    if (wanted.length > ETCD_TXN_OPS_MAX - 2) throw new TxtDbError("LIMIT", `Cannot create ${wanted.length} namespaces at once on etcd: a txn has at most ${ETCD_TXN_OPS_MAX} operations; create them in groups`);
+    for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
+      const r = await this.client.txn({ success: [{ op: "range", key: this.layout.nextId }, ...wanted.map((n) => ({ op: "range" as const, key: this.layout.nsKey(n), keysOnly: true }))] });
+      const counter = r.responses[0]?.op === "range" ? r.responses[0].kvs[0] : undefined;
+      const missing = wanted.filter((_, i) => { const x = r.responses[i + 1]; return x?.op === "range" && x.count === 0; });
+      if (missing.length === 0) return [];
+      let id = counter ? Number(utf8d.decode(counter.value)) : 1;
+      const t = await this.client.txn({
+        compare: [
+          { key: this.layout.nextId, target: "MOD", result: "EQUAL", modRevision: counter?.modRevision ?? 0n },
+          ...missing.map((n) => ({ key: this.layout.nsKey(n), target: "VERSION" as const, result: "EQUAL" as const, version: 0 })),
+        ],
+        success: [...missing.map((n) => ({ op: "put" as const, key: this.layout.nsKey(n), value: String(id++) })), { op: "put", key: this.layout.nextId, value: String(id) }],
+      });
+      this.pins.saw(t.revision);
+      if (t.succeeded) return missing;
+    }
+    throw new TxtDbError("UNAVAILABLE", "Cannot create the namespaces: other namespace operations kept winning; retry");
   }
 
   /** Unbinds `name` and deletes its keys, in one txn; NAMESPACE_NOT_FOUND if unbound. */
@@ -475,6 +505,18 @@ export class EtcdEngine {
     }
     await flush();
     return { compactedTo: mark, removed };
+  }
+
+  /**
+   * Counters of this engine's commits (what `db.stats()` reports for etcd) and its pins.
+   *
+   * @example
+   * ```ts
+   * const { conflicts, lostFenced } = engine.stats();
+   * ```
+   */
+  stats(): EtcdCommitCounts & { pinnedRevision: bigint | undefined; oldestRead: bigint | undefined } {
+    return { ...this.#ctx.counts, pinnedRevision: this.pins.published, oldestRead: this.pins.oldest };
   }
 
   /** The newest revision (a linearizable read). */

@@ -10,6 +10,13 @@
  * Tombstones (layout.ts) and values expired at the reader's wall clock are absent
  * (expiry.ts, rule 1), though etcd returns them and counts them: ranges page past them.
  *
+ * Cost: etcd 3.4 serves a range sorted in descending order by reading every key of the
+ * range and sorting them, whatever the limit; a reverse read pages from the end, so each
+ * page costs the rest of the range on the etcd side (a forward read costs its page).
+ *
+ * A read at a revision etcd has compacted fails: UNAVAILABLE for a pinned reader (its pin
+ * was lost with its lease: pins.ts rule 6), INVALID_ARGUMENT for an unpinned one.
+ *
  * Namespaces are resolved at the reader's revision, once per reader; the binding (id, and
  * the binding key's mod revision) is what a transaction's commit compares to prove that
  * the namespace was neither dropped nor renamed since.
@@ -19,6 +26,7 @@
 import { TxtDbError } from "../errors.ts";
 import { isExpired } from "../expiry.ts";
 import type { EtcdClient, EtcdOp, EtcdOpResult } from "./client.ts";
+import { EtcdCompactedError } from "./failures.ts";
 import type { EtcdKeyValue } from "./wire.ts";
 import { isTombstone } from "./layout.ts";
 import type { Layout } from "./layout.ts";
@@ -96,7 +104,16 @@ export class EtcdReader {
     for (let i = 0; i < ops.length || i === 0; i += ETCD_TXN_OPS_MAX) {
       const chunk = ops.slice(i, i + ETCD_TXN_OPS_MAX).map((o) => (this.#revision !== undefined && o.op === "range" ? { ...o, revision: this.#revision } : o));
       if (chunk.length === 0) break;
-      const r = await this.#ctx.client.txn({ success: chunk });
+      let r;
+      try {
+        r = await this.#ctx.client.txn({ success: chunk });
+      } catch (e) {
+        if (!(e instanceof EtcdCompactedError)) throw e;
+        // Said in txtdb's terms: which revision, and why it can be gone.
+        throw this.#pin
+          ? new TxtDbError("UNAVAILABLE", `Cannot read at revision ${this.#revision}: etcd compacted its history although this snapshot pinned it, so this process's pin was lost (its lease expired while it was cut off from etcd); begin a new snapshot or transaction`, { cause: e, details: { revision: this.#revision, compacted: true } })
+          : new TxtDbError("INVALID_ARGUMENT", `Cannot read at revision ${this.#revision}: etcd compacted its history; read at a newer revision`, { cause: e, details: { revision: this.#revision, compacted: true } });
+      }
       if (this.#revision === undefined) {
         this.#revision = r.revision;
         this.#ctx.pins.saw(r.revision);

@@ -297,11 +297,17 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
           outcome = { landed: false, moved };
         }
       } catch (e) {
-        if (!(e instanceof TxtDbError) || e.code !== "UNAVAILABLE" || e.details?.outcome !== "unknown") {
+        if (e instanceof TxtDbError && /lease not found/.test(String(e.details?.etcdError))) {
+          // The lease ended before its keep-alive noticed; etcd refused the whole txn
+          // (nothing applied): take a new lease and send again.
+          ctx.pins.leaseGone(lease);
+          outcome = "not-applied";
+        } else if (!(e instanceof TxtDbError) || e.code !== "UNAVAILABLE" || e.details?.outcome !== "unknown") {
           ctx.landed.push(...cleanup); // not known deleted: a later commit tries again
           throw e;
+        } else {
+          outcome = await resolveUnknown(ctx, commitKey, lease.id, e);
         }
-        outcome = await resolveUnknown(ctx, commitKey, lease.id, e);
       }
       if (outcome === "not-applied" || !outcome.landed) ctx.landed.push(...cleanup); // their deletes did not run
       if (outcome === "not-applied") break; // resend with a fresh commit id

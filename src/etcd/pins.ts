@@ -113,6 +113,18 @@ export class EtcdPins {
     return await this.#leasing;
   }
 
+  /**
+   * Forgets `lease` when etcd says it no longer has it (a put under it failed with "lease
+   * not found") before this process's keep-alive noticed: the next use takes a new one,
+   * and the pin is published again (rule 6).
+   */
+  leaseGone(lease: EtcdLease): void {
+    if (this.#lease !== lease) return;
+    lease.stop();
+    this.#lease = undefined;
+    this.#published = undefined;
+  }
+
   #hold(revision: bigint): Pin {
     this.#active.set(revision, (this.#active.get(revision) ?? 0) + 1);
     let released = false;

@@ -14,7 +14,7 @@ import { assert, runtime, sleep, test } from "./harness.ts";
 import { etcdTests, failsWith, sharedCluster } from "./etcdtests.ts";
 import { EtcdCluster } from "./etcdcluster.ts";
 import { decodeKey, decodeValue, encodeKey, encodeValue, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX, EtcdEngine, isTombstone, prefixRange, TxtDbError, wrapExpiring } from "txtdb/internal";
-import type { EtcdEngineOptions, EtcdTransaction, FetchLike, StoredEntry } from "txtdb/internal";
+import type { EtcdCommitRequest, EtcdEngineOptions, EtcdTransaction, FetchLike, StoredEntry } from "txtdb/internal";
 
 const R = `[${runtime}]`;
 const k = (key: unknown) => encodeKey(key);
@@ -135,6 +135,14 @@ etcdTests(`${R} etcd engine`, () => {
     assert.deepEqual(await e.ensureNamespaces(["logs", "n1"]), []);
     assert.deepEqual(await e.listNamespaces(), ["ledger", "logs", "n1", "n2"]);
     await e.set("n2", k("k"), v(1));
+    // Namespace operations in a commit request, as db.ts builds them: alone.
+    const nsReq = (ops: NonNullable<EtcdCommitRequest["namespaceOps"]>, writes = new Map()) => ({ readRevision: 0n, isolation: "serializable" as const, blind: true, bindings: new Map(), reads: new Map(), ranges: [], writes, checks: [], namespaceOps: ops });
+    await e.commit(nsReq([{ op: "create", name: "q1" }, { op: "create", name: "q2" }]));
+    await failsWith("NAMESPACE_EXISTS", () => e.commit(nsReq([{ op: "create", name: "q3" }, { op: "create", name: "q1" }])));
+    await e.commit(nsReq([{ op: "rename", name: "q2", to: "q3" }]));
+    await e.commit(nsReq([{ op: "drop", name: "q1" }]));
+    assert.deepEqual(await e.listNamespaces(), ["ledger", "logs", "n1", "n2", "q3"]);
+    await failsWith("UNSUPPORTED", () => e.commit(nsReq([{ op: "drop", name: "q3" }], new Map([["n1", new Map([[k("x"), { kind: "delete" }]])]]))));
     await s.close();
   });
 

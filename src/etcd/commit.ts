@@ -29,6 +29,7 @@ import { decodeKey, describeKey } from "../keys.ts";
 import type { EtcdClient, EtcdCompare, EtcdOp } from "./client.ts";
 import type { EtcdKeyValue } from "./wire.ts";
 import { isTombstone, TOMBSTONE } from "./layout.ts";
+import { armTimer } from "../timers.ts";
 import type { Layout } from "./layout.ts";
 import type { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, successor } from "./reader.ts";
@@ -56,6 +57,8 @@ export interface EtcdCommitRequest {
   writes: ReadonlyMap<string, ReadonlyMap<string, EtcdWriteOp>>;
   /** `check(ns, key, version)`: the key's version at commit must be `version` (null: absent). */
   checks: readonly { ns: string; key: string; version: bigint | null }[];
+  /** Namespace operations (tx.ts NamespaceRequest); the engine runs them, alone (engine.ts). */
+  namespaceOps?: readonly ({ op: "create"; name: string } | { op: "drop"; name: string } | { op: "rename"; name: string; to: string })[];
   /** Serializable: the soonest expiry among values read present, with where (expiry.ts rule 3). */
   readExpiry?: { ns: string; key: string; version: bigint; expiresAtMs: number } | undefined;
 }
@@ -325,7 +328,7 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
         throw new TxtDbError("UNAVAILABLE", `Cannot commit: the keys this transaction sums or checks changed before each of ${COMMIT_ATTEMPTS_MAX} attempts (heavy contention); nothing was written; retry later`, { details: { outcome: "not-applied" } });
       }
       // Contention on a summed key: back off a little, with jitter, and redo step 1.
-      await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 * attempt)));
+      await new Promise<void>((r) => void armTimer(Math.random() * Math.min(50, 2 * attempt), r));
     }
     if (resend + 1 >= RESEND_MAX) {
       throw new TxtDbError("UNAVAILABLE", `Cannot commit: etcd did not answer ${RESEND_MAX} times, each proved not applied; nothing was written; retry`, { details: { outcome: "not-applied" } });

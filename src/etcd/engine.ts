@@ -281,6 +281,11 @@ export class EtcdEngine {
    * namespaces })` asks: created if missing, atomically). Resolves with the names created.
    */
   async ensureNamespaces(names: readonly string[]): Promise<string[]> {
+    return await this.#createMany(names, false);
+  }
+
+  /** Creates `names` in one txn; `strict`: NAMESPACE_EXISTS (nothing created) if one exists. */
+  async #createMany(names: readonly string[], strict: boolean): Promise<string[]> {
     this.#open("create namespaces");
     const wanted = [...new Set(names.map((n) => checkName(n, "namespaces")))];
     if (wanted.length === 0) return [];
@@ -289,6 +294,10 @@ export class EtcdEngine {
       const r = await this.client.txn({ success: [{ op: "range", key: this.layout.nextId }, ...wanted.map((n) => ({ op: "range" as const, key: this.layout.nsKey(n), keysOnly: true }))] });
       const counter = r.responses[0]?.op === "range" ? r.responses[0].kvs[0] : undefined;
       const missing = wanted.filter((_, i) => { const x = r.responses[i + 1]; return x?.op === "range" && x.count === 0; });
+      if (strict && missing.length < wanted.length) {
+        const there = wanted.find((n) => !missing.includes(n))!;
+        throw new TxtDbError("NAMESPACE_EXISTS", `Cannot create namespace ${JSON.stringify(there)}: it already exists`, { details: { ns: there } });
+      }
       if (missing.length === 0) return [];
       let id = counter ? Number(utf8d.decode(counter.value)) : 1;
       const t = await this.client.txn({
@@ -398,10 +407,32 @@ export class EtcdEngine {
     return new EtcdTransaction(reader, (req) => this.commit(req), isolation, this.#ctx.nowMs);
   }
 
-  /** Validates and writes a transaction's request in one etcd txn (commit.ts); resolves with its revision. */
+  /**
+   * Validates and writes a transaction's request in one etcd txn (commit.ts); resolves with
+   * its revision. A request carrying namespace operations (as db.ts builds them: alone,
+   * without writes) runs them as {@link EtcdEngine.createNamespace} and the others do;
+   * namespace operations mixed with writes, or several that are not all creates, are
+   * UNSUPPORTED on etcd.
+   */
   async commit(req: EtcdCommitRequest): Promise<bigint> {
     this.#open("commit");
-    return await commit(this.#ctx, req);
+    const nsOps = req.namespaceOps ?? [];
+    if (nsOps.length === 0) return await commit(this.#ctx, req);
+    let writes = 0;
+    for (const m of req.writes.values()) writes += m.size;
+    if (writes > 0 || req.checks.length > 0) {
+      throw new TxtDbError("UNSUPPORTED", "On etcd a namespace operation commits alone: commit the writes in a transaction of their own");
+    }
+    if (nsOps.every((o) => o.op === "create")) {
+      if (nsOps.length === 1) return (await this.createNamespace(nsOps[0]!.name)).version;
+      await this.#createMany(nsOps.map((o) => o.name), true);
+      return await this.currentRevision();
+    }
+    if (nsOps.length > 1) throw new TxtDbError("UNSUPPORTED", "On etcd one transaction may drop or rename one namespace; run the operations one at a time");
+    const op = nsOps[0]!;
+    if (op.op === "drop") return (await this.dropNamespace(op.name)).version;
+    if (op.op === "rename") return (await this.renameNamespace(op.name, op.to)).version;
+    throw new TxtDbError("INVALID_ARGUMENT", `Unknown namespace operation ${JSON.stringify((op as { op: unknown }).op)}`);
   }
 
   /** A one-operation write (db.set): blind, never a CONFLICT. */

@@ -28,7 +28,7 @@ import { expiresAtOf, isExpired, isExpiring, valueBytesOf, wrapExpiring } from "
 import { decodeKey, describeKey } from "../keys.ts";
 import type { EtcdClient, EtcdCompare, EtcdOp } from "./client.ts";
 import type { EtcdKeyValue } from "./wire.ts";
-import { isTombstone, TOMBSTONE } from "./layout.ts";
+import { fixedRevision, isTombstone, parseRevision, TOMBSTONE } from "./layout.ts";
 import { armTimer } from "../timers.ts";
 import type { Layout } from "./layout.ts";
 import type { EtcdPins } from "./pins.ts";
@@ -226,7 +226,9 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
   for (const c of req.checks) headKeys.set(`${c.ns}\0${c.key}`, { ns: c.ns, key: c.key, etcdKey: layout.dataKey(idOf(c.ns), c.key) });
   const head = [...headKeys.values()];
 
-  const fixed = bindings.size + head.length + 1; // bindings, exact compares, the commit id
+  // V9: unless blind, the compaction mark is still at or below R (see engine.ts).
+  const guardMark = req.blind !== true;
+  const fixed = bindings.size + head.length + 1 + (guardMark ? 1 : 0); // bindings, exact compares, the commit id, the mark
   const budget = ETCD_TXN_OPS_MAX - fixed;
   if (budget < 1 && spans.length > 0) {
     throw new TxtDbError("LIMIT", `Transaction touches ${bindings.size} namespaces and sums or checks ${head.length} keys; on etcd these take one compare each, and a txn has at most ${ETCD_TXN_OPS_MAX}; split it`);
@@ -241,6 +243,7 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
     // V1: a blind write needs only the namespace to exist with the same id.
     compares.push(req.blind ? { key, target: "VALUE", result: "EQUAL", value: String(b.id) } : { key, target: "MOD", result: "EQUAL", modRevision: b.mod });
   }
+  if (guardMark) compares.push({ key: layout.mark, target: "VALUE", result: "LESS", value: fixedRevision(R + 1n) });
   for (const s of folded) compares.push(isPoint(s) ? { key: s.lo, target: "MOD", result: "LESS", modRevision: R + 1n } : { key: s.lo, rangeEnd: s.hi, target: "MOD", result: "LESS", modRevision: R + 1n });
 
   for (let resend = 0; ; resend++) {
@@ -390,11 +393,21 @@ async function diagnose(ctx: CommitContext, R: bigint, bindings: Map<string, NsB
   const { layout } = ctx;
   const names = [...bindings.keys()];
   const ops: EtcdOp[] = [
+    { op: "range", key: layout.mark },
     ...names.map((ns) => ({ op: "range" as const, key: layout.nsKey(ns) })),
     ...spans.map((s) => ({ op: "range" as const, key: s.lo, rangeEnd: s.hi, keysOnly: true, limit: 1, sortOrder: "DESCEND" as const, sortTarget: "MOD" as const })),
   ];
   const results = [];
   for (let i = 0; i < ops.length; i += ETCD_TXN_OPS_MAX) results.push(...(await ctx.client.txn({ success: ops.slice(i, i + ETCD_TXN_OPS_MAX) })).responses);
+  const markKv = results.shift();
+  const mark = markKv?.op === "range" && markKv.kvs[0] ? parseRevision(markKv.kvs[0].value) : 0n;
+  if (!blind && mark > R) {
+    return conflict(`Transaction conflict: its snapshot (version ${R}) was compacted away (up to ${mark}) before it committed, as happens when this process's lease was lost; what it read can no longer be validated; retry the transaction`, {
+      version: R,
+      compactedTo: mark,
+      compacted: true,
+    });
+  }
   for (let i = 0; i < names.length; i++) {
     const ns = names[i]!;
     const res = results[i];

@@ -60,6 +60,12 @@
  *   transaction writes more than {@link ETCD_TX_WRITES_MAX} keys (128 ops per txn).
  * - V8. A read-only transaction commits at once with its read revision: no txn, no
  *   CONFLICT.
+ * - V9. Unless blind, the compaction mark is still at or below R (`P m/compacted` VALUE
+ *   LESS R + 1). Cleanup removes keys at or below the mark, and V3's argument needs the
+ *   mark <= R: while this process's pin holds, it is; if the pin was lost (the lease
+ *   ended while the process was cut off) and a compaction passed R, a key written after R
+ *   could have been cleaned up and its change would escape V2/V3. The commit then fails
+ *   with CONFLICT (`details.compacted`), safe to retry at a new snapshot.
  * A failed compare is a CONFLICT whose details name what lost: one more read finds the
  * newest change after R among the compared spans (`{ ns, key, version }`, with `range`
  * for a range read).
@@ -106,7 +112,16 @@
  * txn comparing the name absent and the counter unchanged. Drop: one txn comparing the
  * binding unchanged, deleting it and every key of the id (one deleteRange op, whatever
  * their number). Rename: one txn deleting the old binding and binding the new name to the
- * same id: no key is copied, so it is atomic and O(1).
+ * same id: no key is copied, so it is atomic and O(1). `ensureNamespaces` creates the
+ * missing ones of a list in one txn (open's `namespaces` option). A commit request carrying
+ * namespace operations runs them through these (db.ts builds them alone); mixed with
+ * writes they are UNSUPPORTED.
+ *
+ * ## Sessions
+ *
+ * One lease per engine (pins.ts): the pin and the commit ids hang on it. A lease etcd ended
+ * before the keep-alive noticed makes etcd refuse a commit whole ("lease not found":
+ * nothing applied); the engine takes a new lease and sends the commit again.
  *
  * @module
  */

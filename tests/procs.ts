@@ -13,14 +13,17 @@ export const RUNTIMES: readonly Runtime[] = ["node", "deno", "bun"];
 const root = process.cwd();
 const nodeBinary = process.env.TXTDB_NODE ?? "node";
 
-/** The command line that runs `tests/workers/<name>.ts` on `runtime`. */
-export function workerCommand(runtime: Runtime, name: string): [string, string[]] {
+/**
+ * The command line that runs `tests/workers/<name>.ts` on `runtime`; `denoFlags` adds
+ * permissions a Deno worker needs beyond files (--allow-net for the etcd workers).
+ */
+export function workerCommand(runtime: Runtime, name: string, denoFlags: readonly string[] = []): [string, string[]] {
   switch (runtime) {
     case "node":
       // Not process.execPath: under the Bun leg that is bun itself.
       return [nodeBinary, [path.join(root, ".build-tests/workers", `${name}.js`)]];
     case "deno":
-      return [path.join(root, "node_modules/.bin/deno"), ["run", "--quiet", "--allow-read", "--allow-write", path.join(root, "tests/workers", `${name}.ts`)]];
+      return [path.join(root, "node_modules/.bin/deno"), ["run", "--quiet", "--allow-read", "--allow-write", ...denoFlags, path.join(root, "tests/workers", `${name}.ts`)]];
     case "bun":
       return [path.join(root, "node_modules/.bin/bun"), [path.join(root, "tests/workers", `${name}.ts`)]];
   }
@@ -36,9 +39,9 @@ export class Worker {
   #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
   #buffer = "";
 
-  constructor(runtime: Runtime, name: string, args: string[]) {
+  constructor(runtime: Runtime, name: string, args: string[], denoFlags: readonly string[] = []) {
     this.runtime = runtime;
-    const [cmd, base] = workerCommand(runtime, name);
+    const [cmd, base] = workerCommand(runtime, name, denoFlags);
     this.child = spawn(cmd, [...base, ...args], { cwd: root, stdio: ["pipe", "pipe", "pipe"] });
     this.child.stdout!.setEncoding("utf8");
     this.child.stdout!.on("data", (chunk: string) => {
@@ -99,8 +102,8 @@ export class Worker {
 const live = new Set<Worker>();
 
 /** Starts a worker; it is SIGKILLed by `killAllWorkers()` if a test ends without finishing it. */
-export function startWorker(runtime: Runtime, name: string, args: string[]): Worker {
-  const w = new Worker(runtime, name, args);
+export function startWorker(runtime: Runtime, name: string, args: string[], options: { denoFlags?: readonly string[] } = {}): Worker {
+  const w = new Worker(runtime, name, args, options.denoFlags);
   live.add(w);
   void w.exited.then(() => live.delete(w));
   return w;

@@ -60,8 +60,8 @@ import { EtcdCompactedError } from "./failures.ts";
 import { EtcdLease } from "./lease.ts";
 import { Transport } from "./transport.ts";
 import type { CallKind, CallOptions, FetchLike } from "./transport.ts";
-import { watchStream } from "./watch.ts";
-import type { EtcdWatchEvent, EtcdWatchOptions } from "./watch.ts";
+import { watchRevisions, watchStream } from "./watch.ts";
+import type { EtcdProgressEvent, EtcdRevisionEvent, EtcdWatchEvent, EtcdWatchOptions } from "./watch.ts";
 import type { EtcdBytes, EtcdHeader, EtcdKeyValue, Json } from "./wire.ts";
 import { asList, asObject, b64, bytesField, decodeHeader, decodeKeyValue, decodeKeyValues, int64, int64Number, prefixEnd } from "./wire.ts";
 
@@ -482,6 +482,23 @@ export class EtcdClient {
     if (this.#closed.signal.aborted) throw new TxtDbError("CLOSED", "Cannot watch: the etcd client was closed");
     if (options.startRevision !== undefined) checkRevision(options.startRevision, "startRevision");
     return watchStream(this.#transport, key, options, this.#closed.signal);
+  }
+
+  /**
+   * {@link EtcdClient.watch}, one item per revision: every change a revision made to the
+   * keys watched, together (see watch.ts, `watchRevisions`).
+   *
+   * @example
+   * ```ts
+   * for await (const r of etcd.watchRevisions("app/", { prefix: true, startRevision: 1n })) {
+   *   if (r.type === "REVISION") console.log(r.revision, r.events.length);
+   * }
+   * ```
+   */
+  watchRevisions(key: EtcdBytes, options: EtcdWatchOptions = {}): AsyncGenerator<EtcdRevisionEvent | EtcdProgressEvent, void, undefined> {
+    if (this.#closed.signal.aborted) throw new TxtDbError("CLOSED", "Cannot watch: the etcd client was closed");
+    if (options.startRevision !== undefined) checkRevision(options.startRevision, "startRevision");
+    return watchRevisions(this.#transport, key, options, this.#closed.signal);
   }
 
   /**

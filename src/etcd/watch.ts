@@ -79,6 +79,16 @@ export interface EtcdProgressEvent {
 /** What a watch reports. */
 export type EtcdWatchEvent = EtcdChangeEvent | EtcdProgressEvent;
 
+/**
+ * Every change of one revision, together: what {@link watchRevisions} reports, so that a
+ * consumer knows where a revision ends without waiting for the next one.
+ */
+export interface EtcdRevisionEvent {
+  type: "REVISION";
+  revision: bigint;
+  events: EtcdChangeEvent[];
+}
+
 /** Splits a byte stream into lines, bounded. */
 class LineReader {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
@@ -150,6 +160,28 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
  * ```
  */
 export async function* watchStream(transport: Transport, key: EtcdBytes, options: EtcdWatchOptions = {}, closed?: AbortSignal): AsyncGenerator<EtcdWatchEvent, void, undefined> {
+  for await (const e of watchCore(transport, key, options, closed, false)) {
+    if (e.type !== "REVISION") yield e;
+  }
+}
+
+/**
+ * {@link watchStream}, one item per revision: all the changes a revision made to the keys
+ * watched come as one {@link EtcdRevisionEvent} (rule 1 makes a revision whole), so a
+ * consumer can act on a revision as soon as it arrives.
+ *
+ * @example
+ * ```ts
+ * for await (const r of watchRevisions(transport, "app/", { prefix: true, startRevision: 5n })) {
+ *   if (r.type === "REVISION") console.log(r.revision, r.events.length);
+ * }
+ * ```
+ */
+export function watchRevisions(transport: Transport, key: EtcdBytes, options: EtcdWatchOptions = {}, closed?: AbortSignal): AsyncGenerator<EtcdRevisionEvent | EtcdProgressEvent, void, undefined> {
+  return watchCore(transport, key, options, closed, true) as AsyncGenerator<EtcdRevisionEvent | EtcdProgressEvent, void, undefined>;
+}
+
+async function* watchCore(transport: Transport, key: EtcdBytes, options: EtcdWatchOptions, closed: AbortSignal | undefined, byRevision: boolean): AsyncGenerator<EtcdWatchEvent | EtcdRevisionEvent, void, undefined> {
   const signal = options.signal;
   if (signal?.aborted || closed?.aborted) return;
   // One controller ends whatever stream is open: the caller's signal, the client closing,
@@ -253,10 +285,25 @@ export async function* watchStream(transport: Transport, key: EtcdBytes, options
             if (ev.prev_kv !== undefined) out.prevKv = decodeKeyValue(ev.prev_kv);
             return out;
           });
-          for (const e of batch) {
-            // A resumed stream starts at `next`, so nothing handed out comes again.
-            if (next !== undefined && e.revision < next) continue;
-            yield e;
+          if (byRevision) {
+            // One reply may hold several revisions (catching up from history): split it.
+            let group: EtcdChangeEvent[] = [];
+            for (const e of batch) {
+              if (next !== undefined && e.revision < next) continue;
+              if (group.length > 0 && group[0]!.revision !== e.revision) {
+                yield { type: "REVISION", revision: group[0]!.revision, events: group };
+                next = group[0]!.revision + 1n;
+                group = [];
+              }
+              group.push(e);
+            }
+            if (group.length > 0) yield { type: "REVISION", revision: group[0]!.revision, events: group };
+          } else {
+            for (const e of batch) {
+              // A resumed stream starts at `next`, so nothing handed out comes again.
+              if (next !== undefined && e.revision < next) continue;
+              yield e;
+            }
           }
           const last = batch[batch.length - 1]!.revision + 1n;
           if (next === undefined || last > next) next = last;

@@ -1,0 +1,583 @@
+/**
+ * The etcd engine: txtdb's storage semantics (API.md) on an etcd v3 cluster, over encoded
+ * keys and stored value bytes. The public layer (db.ts) encodes keys (keys.ts) and values
+ * (codec.ts, expiry.ts) and decodes what comes back, as it does for the local engine.
+ *
+ * Files: layout.ts (where keys live), reader.ts (reads at a revision), transaction.ts (a
+ * transaction's read and write sets), commit.ts (validation and the commit txn), pins.ts
+ * (pins, the compaction mark, the session lease), this file (namespaces, watch, cleanup,
+ * and the engine's surface).
+ *
+ * ## Key layout (layout.ts has the chart)
+ *
+ * Under the location's prefix P: `P n/<name>` → namespace id; `P m/next-id`; `P
+ * m/compacted` (the compaction mark); `P p/<lease>` → a process's pin; `P c/<lease>/<seq>`
+ * → commit ids; `P d/<id: 16 hex>/<encoded key bytes>` → stored value bytes, or the empty
+ * value: a tombstone. Key order inside `P d/<id>/` is txtdb's key order, since the key
+ * encoding is order-preserving and etcd orders keys byte-wise.
+ *
+ * ## Versions
+ *
+ * A version is the etcd revision of the txn that wrote the entry: one txn per commit, so
+ * every key a commit writes carries its revision (mod_revision), and revisions are
+ * strictly increasing across all clients, not gap-free (housekeeping txns take some).
+ *
+ * ## Validation (commit.ts)
+ *
+ * A transaction reads at revision R (pinned). Its commit is one etcd txn:
+ * - V1. Every namespace touched is still bound as it was at R: `P n/<name>` MOD EQUAL its
+ *   mod revision at R (a drop deletes it, a rename deletes it and binds the id to the new
+ *   name: either fails the compare: CONFLICT). A blind one-op write (db.set/db.delete)
+ *   only needs the name bound to the same id (VALUE EQUAL).
+ * - V2. Every key written (both isolation levels) and, serializable, every key read has
+ *   no write after R: MOD LESS R + 1 (a missing key has mod 0 and passes; one created
+ *   after R fails).
+ * - V3. Serializable: every range read has no write after R anywhere in it: a range
+ *   compare MOD LESS R + 1 over [start, end). Etcd's range compares see only keys that
+ *   exist, so a delete made with etcd's delete would be invisible to them (a phantom
+ *   delete). Therefore txtdb never deletes user data with an etcd delete: a txtdb delete
+ *   writes a tombstone (the empty value), which moves the key's mod revision like any
+ *   write, and the range compare fails. Readers treat tombstones as absent. Tombstones
+ *   are removed later (cleanup, below) only where no live reader can tell: at a mod
+ *   revision <= the compaction mark, which is <= every live pin; a transaction reading at
+ *   R >= mark saw the tombstone as absent, and its removal (mod → 0) passes MOD LESS R + 1
+ *   both for a point and for a range. The same rule bounds removal of expired values.
+ * - V4. `check(key, v)`: the key is read at the head first; it must be live at version v
+ *   (or absent for null); the commit then compares MOD EQUAL what was read.
+ * - V5. `sum(key, d)`: the key is read at the head first, the sum computed from it, and the
+ *   commit compares MOD EQUAL what was read. If the txn fails only because such a key
+ *   moved (another sum landed), the commit redoes the read and tries again: a sum never
+ *   fails with CONFLICT on its own; past {@link COMMIT_ATTEMPTS_MAX} attempts of sustained
+ *   contention it fails with UNAVAILABLE (not-applied). A sum on a key the serializable
+ *   transaction also read conflicts like any read (V2).
+ * - V6. Serializable: a value read present that has expired by commit time fails with
+ *   CONFLICT (expiry.ts rule 3).
+ * - V7. Compare budget: etcd allows 128 compares per txn. Bindings, V4 and V5 take one each;
+ *   all V2/V3 conditions are the same kind (no write after R over a span of data keys), so
+ *   they are merged where they touch and, beyond the budget, folded into covering ranges:
+ *   a change between two folded spans fails the commit too (a false conflict, never a
+ *   missed one). LIMIT only when bindings + sums + checks alone exceed the budget, or a
+ *   transaction writes more than {@link ETCD_TX_WRITES_MAX} keys (128 ops per txn).
+ * - V8. A read-only transaction commits at once with its read revision: no txn, no
+ *   CONFLICT.
+ * - V9. Unless blind, the compaction mark is still at or below R (`P m/compacted` VALUE
+ *   LESS R + 1). Cleanup removes keys at or below the mark, and V3's argument needs the
+ *   mark <= R: while this process's pin holds, it is; if the pin was lost (the lease
+ *   ended while the process was cut off) and a compaction passed R, a key written after R
+ *   could have been cleaned up and its change would escape V2/V3. The commit then fails
+ *   with CONFLICT (`details.compacted`), safe to retry at a new snapshot.
+ * A failed compare is a CONFLICT whose details name what lost: one more read finds the
+ * newest change after R among the compared spans (`{ ns, key, version }`, with `range`
+ * for a range read).
+ *
+ * ## Unknown outcomes (commit.ts)
+ *
+ * - U1. Every commit txn puts a unique commit id `P c/<lease>/<seq>` = "c" (under this
+ *   process's lease) and compares it absent (VERSION EQUAL 0).
+ * - U2. When the client reports UNAVAILABLE with outcome "unknown" (the reply was lost; the
+ *   txn may land later), a fence txn puts the id = "f" if it is absent, else reads it. If
+ *   the fence landed, the lost txn can never land (its compare wants the id absent): the
+ *   commit is resent with a fresh id (at most 3 times). If the id holds "c", the commit
+ *   landed, at the id's mod revision: success, applied once.
+ * - U3. A fence whose reply is lost is sent again (reading "f" means an earlier fence
+ *   landed); if none of {@link FENCE_ATTEMPTS_MAX} is answered, the commit fails with
+ *   UNAVAILABLE whose message says the outcome is unknown (`details.outcome: "unknown"`).
+ * Commit ids known landed are deleted by this process's later commits (a few per commit);
+ * fences stay until the lease ends, which deletes every id of the process.
+ *
+ * ## Pins and compaction (pins.ts)
+ *
+ * Each process publishes its oldest read revision under its lease; a compaction mark
+ * moves up only to the oldest published pin, by a txn that fails if any pin changed;
+ * a pin is published only by a txn that compares the mark below it. Etcd is compacted
+ * at the mark (compacting at N keeps N readable). So no pinned revision is ever
+ * compacted, whatever the interleaving of processes. {@link EtcdEngine.compact} then
+ * removes tombstones and expired values whose mod revision is <= the mark (V3), each by a
+ * txn comparing MOD EQUAL, so a key written again meanwhile stays. A read at a revision
+ * the mark has passed fails with INVALID_ARGUMENT naming the mark.
+ *
+ * ## Watch
+ *
+ * An etcd watch over the namespace's data keys from the revision after `fromVersion`
+ * (exclusive, as txtdb's), delivered one event per revision (watch.ts groups by revision):
+ * PUTs of the selected keys, a tombstone as a delete (value undefined). Etcd deletes are
+ * housekeeping (tombstone cleanup, a dropped namespace's keys) and are not reported.
+ * Resumed across members without loss by the client; history etcd compacted fails with
+ * WATCH_OVERFLOW (resume from a newer version after reading the current state). The
+ * consumer pulls: a slow one holds the stream back, nothing is buffered without bound.
+ *
+ * ## Namespaces
+ *
+ * A name binds to a numeric id (`P n/<name>` → id; ids from `P m/next-id`). Create: one
+ * txn comparing the name absent and the counter unchanged. Drop: one txn comparing the
+ * binding unchanged, deleting it and every key of the id (one deleteRange op, whatever
+ * their number). Rename: one txn deleting the old binding and binding the new name to the
+ * same id: no key is copied, so it is atomic and O(1). `ensureNamespaces` creates the
+ * missing ones of a list in one txn (open's `namespaces` option). A commit request carrying
+ * namespace operations runs them through these (db.ts builds them alone); mixed with
+ * writes they are UNSUPPORTED.
+ *
+ * ## Sessions
+ *
+ * One lease per engine (pins.ts): the pin and the commit ids hang on it. A lease etcd ended
+ * before the keep-alive noticed makes etcd refuse a commit whole ("lease not found":
+ * nothing applied); the engine takes a new lease and sends the commit again.
+ *
+ * @module
+ */
+import { TxtDbError } from "../errors.ts";
+import { isExpired } from "../expiry.ts";
+import { isWellFormedString } from "../keys.ts";
+import { EtcdClient } from "./client.ts";
+import type { FetchLike } from "./transport.ts";
+import { parseEtcdUrl } from "./url.ts";
+import { commit, COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX } from "./commit.ts";
+import type { CommitContext, EtcdCommitCounts, EtcdCommitRequest } from "./commit.ts";
+import { fixedRevision, isTombstone, Layout } from "./layout.ts";
+import { EtcdPins } from "./pins.ts";
+import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, RANGE_PAGE_KEYS, successor } from "./reader.ts";
+import type { NsBinding, ReadContext } from "./reader.ts";
+import { EtcdTransaction } from "./transaction.ts";
+
+export { COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX };
+
+/** Options of {@link EtcdEngine.open}. */
+export interface EtcdEngineOptions {
+  /** The bound on every etcd call (default 5000 ms). */
+  requestTimeoutMs?: number;
+  username?: string;
+  password?: string;
+  /** The session lease's TTL: how long after this process is cut off its pins hold (default 10 s, at least 2). */
+  leaseTtlSeconds?: number;
+  /** The `fetch` to use (tests lose replies through it). */
+  fetch?: FetchLike;
+  /** The wall clock for expiry, ms since the epoch (default Date.now). */
+  nowMs?: () => number;
+}
+
+/** Selection of a watch: some keys, or a range [start, end) (end undefined: the namespace's end). */
+export type EtcdWatchSelector = { keys: readonly string[] } | { start: string; end: string | undefined };
+
+/** One commit's matching changes, as txtdb's watch reports them (keys encoded, values stored bytes). */
+export interface EtcdWatchChange {
+  version: bigint;
+  changes: { key: string; value: Uint8Array | undefined }[];
+}
+
+/** What {@link EtcdEngine.compact} did. */
+export interface EtcdCompaction {
+  /** The revision history was compacted to (the mark). */
+  compactedTo: bigint;
+  /** Tombstones and expired values removed. */
+  removed: number;
+}
+
+/** Most keys removed by one cleanup txn (each takes a compare and an op). */
+const CLEANUP_TXN_KEYS = 64;
+const NS_ATTEMPTS_MAX = 20;
+const utf8d = new TextDecoder();
+
+function checkName(name: unknown, what: string): string {
+  if (typeof name !== "string" || name === "" || !isWellFormedString(name)) {
+    throw new TxtDbError("INVALID_ARGUMENT", `${what} needs a namespace name: a non-empty string without lone surrogates, got ${JSON.stringify(name)}`);
+  }
+  return name;
+}
+
+/** txtdb's storage on etcd; see the module comment. */
+export class EtcdEngine {
+  readonly client: EtcdClient;
+  readonly layout: Layout;
+  readonly pins: EtcdPins;
+  readonly #ctx: ReadContext & CommitContext;
+  #seq = 0;
+  #closed = false;
+
+  private constructor(client: EtcdClient, layout: Layout, ttl: number, nowMs: () => number) {
+    this.client = client;
+    this.layout = layout;
+    this.pins = new EtcdPins(client, layout, ttl);
+    const ids = new Map<string, number>();
+    const ctx: ReadContext & CommitContext = {
+      client,
+      layout,
+      pins: this.pins,
+      nowMs,
+      ids,
+      landed: [],
+      counts: { commits: 0, conflicts: 0, headRetries: 0, lostLanded: 0, lostFenced: 0, unknown: 0 },
+      nextCommitSeq: () => ++this.#seq,
+      bind: async (names, revision) => {
+        const reader = new EtcdReader(ctx, revision);
+        const out = new Map<string, NsBinding>();
+        for (const n of names) out.set(n, await reader.binding(n));
+        return out;
+      },
+    };
+    this.#ctx = ctx;
+  }
+
+  /**
+   * Opens the store at `url` (`etcd://h:p,h:p/prefix`): checks the cluster answers,
+   * creates the compaction mark if missing, takes the session lease and publishes a pin.
+   *
+   * @example
+   * ```ts
+   * const engine = await EtcdEngine.open("etcd://127.0.0.1:2379/myapp", { requestTimeoutMs: 2000 });
+   * await engine.createNamespace("accounts");
+   * await engine.close();
+   * ```
+   */
+  static async open(url: string, options: EtcdEngineOptions = {}): Promise<EtcdEngine> {
+    const loc = parseEtcdUrl(url);
+    const ttl = options.leaseTtlSeconds ?? 10;
+    if (!Number.isSafeInteger(ttl) || ttl < 2) throw new TxtDbError("INVALID_ARGUMENT", `leaseTtlSeconds must be a whole number >= 2 (etcd's minimum lease), not ${ttl}`);
+    const client = new EtcdClient({
+      endpoints: loc.endpoints,
+      ...(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+      ...(options.username !== undefined ? { username: options.username } : {}),
+      ...(options.password !== undefined ? { password: options.password } : {}),
+      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+    });
+    const engine = new EtcdEngine(client, new Layout(loc.prefix), ttl, options.nowMs ?? (() => Date.now()));
+    try {
+      // The mark must exist: a VALUE compare on a missing key fails (pins.ts rule 3).
+      await client.txn({
+        compare: [{ key: engine.layout.mark, target: "VERSION", result: "EQUAL", version: 0 }],
+        success: [{ op: "put", key: engine.layout.mark, value: fixedRevision(0n) }],
+      });
+      (await engine.pins.pinCurrent()).release();
+    } catch (e) {
+      await engine.close();
+      throw e;
+    }
+    return engine;
+  }
+
+  #open(what: string): void {
+    if (this.#closed) throw new TxtDbError("CLOSED", `Cannot ${what}: the etcd store was closed`);
+  }
+
+  /** Revokes the session lease (its pin and commit ids go with it) and closes the client. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.pins.close();
+    this.client.close();
+  }
+
+  // --- namespaces ---
+
+  /** Binds `name` to a fresh id; NAMESPACE_EXISTS if bound. */
+  async createNamespace(name: string): Promise<{ version: bigint }> {
+    this.#open("create a namespace");
+    checkName(name, "createNamespace()");
+    const key = this.layout.nsKey(name);
+    for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
+      const r = await this.client.txn({ success: [{ op: "range", key }, { op: "range", key: this.layout.nextId }] });
+      if (r.responses[0]?.op === "range" && r.responses[0].count > 0) throw new TxtDbError("NAMESPACE_EXISTS", `Cannot create namespace ${JSON.stringify(name)}: it already exists`, { details: { ns: name } });
+      const counter = r.responses[1]?.op === "range" ? r.responses[1].kvs[0] : undefined;
+      const id = counter ? Number(utf8d.decode(counter.value)) : 1;
+      const t = await this.client.txn({
+        compare: [
+          { key, target: "VERSION", result: "EQUAL", version: 0 },
+          { key: this.layout.nextId, target: "MOD", result: "EQUAL", modRevision: counter?.modRevision ?? 0n },
+        ],
+        success: [{ op: "put", key, value: String(id) }, { op: "put", key: this.layout.nextId, value: String(id + 1) }],
+      });
+      this.pins.saw(t.revision);
+      if (t.succeeded) return { version: t.revision };
+    }
+    throw new TxtDbError("UNAVAILABLE", `Cannot create namespace ${JSON.stringify(name)}: other namespace operations kept winning; retry`);
+  }
+
+  /**
+   * Creates those of `names` that do not exist, all in one txn (what `open(..., {
+   * namespaces })` asks: created if missing, atomically). Resolves with the names created.
+   */
+  async ensureNamespaces(names: readonly string[]): Promise<string[]> {
+    return await this.#createMany(names, false);
+  }
+
+  /** Creates `names` in one txn; `strict`: NAMESPACE_EXISTS (nothing created) if one exists. */
+  async #createMany(names: readonly string[], strict: boolean): Promise<string[]> {
+    this.#open("create namespaces");
+    const wanted = [...new Set(names.map((n) => checkName(n, "namespaces")))];
+    if (wanted.length === 0) return [];
+    if (wanted.length > ETCD_TXN_OPS_MAX - 2) throw new TxtDbError("LIMIT", `Cannot create ${wanted.length} namespaces at once on etcd: a txn has at most ${ETCD_TXN_OPS_MAX} operations; create them in groups`);
+    for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
+      const r = await this.client.txn({ success: [{ op: "range", key: this.layout.nextId }, ...wanted.map((n) => ({ op: "range" as const, key: this.layout.nsKey(n), keysOnly: true }))] });
+      const counter = r.responses[0]?.op === "range" ? r.responses[0].kvs[0] : undefined;
+      const missing = wanted.filter((_, i) => { const x = r.responses[i + 1]; return x?.op === "range" && x.count === 0; });
+      if (strict && missing.length < wanted.length) {
+        const there = wanted.find((n) => !missing.includes(n))!;
+        throw new TxtDbError("NAMESPACE_EXISTS", `Cannot create namespace ${JSON.stringify(there)}: it already exists`, { details: { ns: there } });
+      }
+      if (missing.length === 0) return [];
+      let id = counter ? Number(utf8d.decode(counter.value)) : 1;
+      const t = await this.client.txn({
+        compare: [
+          { key: this.layout.nextId, target: "MOD", result: "EQUAL", modRevision: counter?.modRevision ?? 0n },
+          ...missing.map((n) => ({ key: this.layout.nsKey(n), target: "VERSION" as const, result: "EQUAL" as const, version: 0 })),
+        ],
+        success: [...missing.map((n) => ({ op: "put" as const, key: this.layout.nsKey(n), value: String(id++) })), { op: "put", key: this.layout.nextId, value: String(id) }],
+      });
+      this.pins.saw(t.revision);
+      if (t.succeeded) return missing;
+    }
+    throw new TxtDbError("UNAVAILABLE", "Cannot create the namespaces: other namespace operations kept winning; retry");
+  }
+
+  /** Unbinds `name` and deletes its keys, in one txn; NAMESPACE_NOT_FOUND if unbound. */
+  async dropNamespace(name: string): Promise<{ version: bigint }> {
+    this.#open("drop a namespace");
+    checkName(name, "dropNamespace()");
+    const key = this.layout.nsKey(name);
+    for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
+      const b = await this.#binding(name, "drop");
+      const t = await this.client.txn({
+        compare: [{ key, target: "MOD", result: "EQUAL", modRevision: b.mod }],
+        success: [{ op: "delete", key }, { op: "delete", key: this.layout.idPrefix(b.id), prefix: true }],
+      });
+      this.pins.saw(t.revision);
+      if (t.succeeded) {
+        this.#ctx.ids.delete(name);
+        return { version: t.revision };
+      }
+    }
+    throw new TxtDbError("UNAVAILABLE", `Cannot drop namespace ${JSON.stringify(name)}: other namespace operations kept winning; retry`);
+  }
+
+  /** Binds `to` to `from`'s id and unbinds `from`, in one txn; no key moves. */
+  async renameNamespace(from: string, to: string): Promise<{ version: bigint }> {
+    this.#open("rename a namespace");
+    checkName(from, "renameNamespace()");
+    checkName(to, "renameNamespace()");
+    const fromKey = this.layout.nsKey(from), toKey = this.layout.nsKey(to);
+    for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
+      const b = await this.#binding(from, "rename");
+      const t = await this.client.txn({
+        compare: [
+          { key: fromKey, target: "MOD", result: "EQUAL", modRevision: b.mod },
+          { key: toKey, target: "VERSION", result: "EQUAL", version: 0 },
+        ],
+        success: [{ op: "delete", key: fromKey }, { op: "put", key: toKey, value: String(b.id) }],
+        failure: [{ op: "range", key: toKey, keysOnly: true }],
+      });
+      this.pins.saw(t.revision);
+      if (t.succeeded) {
+        this.#ctx.ids.delete(from);
+        this.#ctx.ids.set(to, b.id);
+        return { version: t.revision };
+      }
+      if (t.responses[0]?.op === "range" && t.responses[0].count > 0) {
+        throw new TxtDbError("NAMESPACE_EXISTS", `Cannot rename namespace ${JSON.stringify(from)} to ${JSON.stringify(to)}: ${JSON.stringify(to)} already exists`, { details: { ns: to } });
+      }
+    }
+    throw new TxtDbError("UNAVAILABLE", `Cannot rename namespace ${JSON.stringify(from)}: other namespace operations kept winning; retry`);
+  }
+
+  async #binding(name: string, what: string): Promise<NsBinding> {
+    const r = await this.client.range(this.layout.nsKey(name));
+    this.pins.saw(r.revision);
+    const kv = r.kvs[0];
+    if (!kv) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot ${what} namespace ${JSON.stringify(name)}: it does not exist`, { details: { ns: name } });
+    return { id: Number(utf8d.decode(kv.value)), mod: kv.modRevision };
+  }
+
+  /** The namespace names, sorted. */
+  async listNamespaces(): Promise<string[]> {
+    this.#open("list namespaces");
+    const r = await this.client.range(this.layout.nsPrefix, { prefix: true, keysOnly: true });
+    this.pins.saw(r.revision);
+    return r.kvs.map((kv) => this.layout.nsName(kv.key)).sort();
+  }
+
+  // --- reads ---
+
+  /**
+   * A reader of the newest state: its first request fixes its revision (a linearizable
+   * read), so one reader sees one state. Unpinned: for reads of one or a few requests.
+   */
+  reader(): EtcdReader {
+    this.#open("read");
+    return new EtcdReader(this.#ctx);
+  }
+
+  /**
+   * A pinned reader: of the newest revision, or of `revision` (INVALID_ARGUMENT when the
+   * compaction mark passed it). `release()` it when done.
+   */
+  async snapshot(revision?: bigint): Promise<EtcdReader> {
+    this.#open("take a snapshot");
+    const pin = revision === undefined ? await this.pins.pinCurrent() : await this.pins.pinAt(revision);
+    return new EtcdReader(this.#ctx, pin.revision, pin);
+  }
+
+  /** Begins a transaction reading the newest revision (pinned until commit or rollback). */
+  async begin(options: { isolation?: "serializable" | "snapshot" } = {}): Promise<EtcdTransaction> {
+    const isolation = options.isolation ?? "serializable";
+    if (isolation !== "serializable" && isolation !== "snapshot") throw new TxtDbError("INVALID_ARGUMENT", `isolation must be "serializable" or "snapshot", not ${JSON.stringify(isolation)}`);
+    const reader = await this.snapshot();
+    return new EtcdTransaction(reader, (req) => this.commit(req), isolation, this.#ctx.nowMs);
+  }
+
+  /**
+   * Validates and writes a transaction's request in one etcd txn (commit.ts); resolves with
+   * its revision. A request carrying namespace operations (as db.ts builds them: alone,
+   * without writes) runs them as {@link EtcdEngine.createNamespace} and the others do;
+   * namespace operations mixed with writes, or several that are not all creates, are
+   * UNSUPPORTED on etcd.
+   */
+  async commit(req: EtcdCommitRequest): Promise<bigint> {
+    this.#open("commit");
+    const nsOps = req.namespaceOps ?? [];
+    if (nsOps.length === 0) return await commit(this.#ctx, req);
+    let writes = 0;
+    for (const m of req.writes.values()) writes += m.size;
+    if (writes > 0 || req.checks.length > 0) {
+      throw new TxtDbError("UNSUPPORTED", "On etcd a namespace operation commits alone: commit the writes in a transaction of their own");
+    }
+    if (nsOps.every((o) => o.op === "create")) {
+      if (nsOps.length === 1) return (await this.createNamespace(nsOps[0]!.name)).version;
+      await this.#createMany(nsOps.map((o) => o.name), true);
+      return await this.currentRevision();
+    }
+    if (nsOps.length > 1) throw new TxtDbError("UNSUPPORTED", "On etcd one transaction may drop or rename one namespace; run the operations one at a time");
+    const op = nsOps[0]!;
+    if (op.op === "drop") return (await this.dropNamespace(op.name)).version;
+    if (op.op === "rename") return (await this.renameNamespace(op.name, op.to)).version;
+    throw new TxtDbError("INVALID_ARGUMENT", `Unknown namespace operation ${JSON.stringify((op as { op: unknown }).op)}`);
+  }
+
+  /** A one-operation write (db.set): blind, never a CONFLICT. */
+  async set(ns: string, key: string, value: Uint8Array): Promise<{ version: bigint }> {
+    return await this.#blind(ns, key, { kind: "set", value });
+  }
+
+  /** A one-operation delete (db.delete): a tombstone, blind. */
+  async delete(ns: string, key: string): Promise<{ version: bigint }> {
+    return await this.#blind(ns, key, { kind: "delete" });
+  }
+
+  async #blind(ns: string, key: string, op: { kind: "set"; value: Uint8Array } | { kind: "delete" }): Promise<{ version: bigint }> {
+    const reader = this.reader();
+    const b = await reader.binding(ns);
+    const version = await this.commit({
+      readRevision: reader.revision!,
+      isolation: "snapshot",
+      blind: true,
+      bindings: new Map([[ns, b]]),
+      reads: new Map(),
+      ranges: [],
+      writes: new Map([[ns, new Map([[key, op]])]]),
+      checks: [],
+    });
+    return { version };
+  }
+
+  // --- watch ---
+
+  /**
+   * Changes to the selected keys of `ns`, one item per commit in version order, from the
+   * commit after `fromVersion` (default: from now). Stop with `return()` or `signal`.
+   */
+  async *watch(ns: string, sel: EtcdWatchSelector, options: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncGenerator<EtcdWatchChange, void, undefined> {
+    this.#open("watch");
+    const reader = this.reader();
+    const { id } = await reader.binding(ns);
+    const startRevision = (options.fromVersion ?? reader.revision!) + 1n;
+    let lo: Uint8Array, hi: Uint8Array;
+    let only: Set<string> | undefined;
+    if ("keys" in sel) {
+      if (sel.keys.length === 0) return;
+      only = new Set(sel.keys);
+      const sorted = [...only].sort();
+      lo = this.layout.dataKey(id, sorted[0]!);
+      hi = successor(this.layout.dataKey(id, sorted[sorted.length - 1]!));
+    } else {
+      [lo, hi] = this.layout.dataRange(id, sel.start, sel.end);
+      if (compareBytes(lo, hi) >= 0) return;
+    }
+    for await (const item of this.client.watchRevisions(lo, { rangeEnd: hi, startRevision, ...(options.signal ? { signal: options.signal } : {}) })) {
+      if (item.type !== "REVISION") continue;
+      const changes: { key: string; value: Uint8Array | undefined }[] = [];
+      for (const e of item.events) {
+        if (e.type !== "PUT") continue; // housekeeping (cleanup, a drop): not a commit's change
+        const key = this.layout.keyOf(id, e.kv.key);
+        if (only && !only.has(key)) continue;
+        changes.push({ key, value: isTombstone(e.kv.value) ? undefined : e.kv.value });
+      }
+      if (changes.length > 0) yield { version: item.revision, changes };
+    }
+  }
+
+  // --- upkeep ---
+
+  /**
+   * Compacts etcd's history up to the oldest pin of any live process (pins.ts), then
+   * removes tombstones and expired values at or below that revision (V3).
+   */
+  async compact(): Promise<EtcdCompaction> {
+    this.#open("compact");
+    const mark = await this.pins.compactHistory();
+    let removed = 0;
+    let lo = this.layout.dataPrefix;
+    // "P d0": just past every "P d/…" key.
+    const hi = this.layout.dataPrefix.slice();
+    hi[hi.length - 1]! += 1;
+    const now = this.#ctx.nowMs();
+    let batch: { key: Uint8Array; mod: bigint }[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const t = await this.client.txn({
+        compare: batch.map((b) => ({ key: b.key, target: "MOD" as const, result: "EQUAL" as const, modRevision: b.mod })),
+        success: batch.map((b) => ({ op: "delete" as const, key: b.key })),
+      });
+      // A key written again meanwhile fails the batch; the next compaction takes the rest.
+      if (t.succeeded) removed += batch.length;
+      batch = [];
+    };
+    for (;;) {
+      const r = await this.client.range(lo, { rangeEnd: hi, limit: RANGE_PAGE_KEYS });
+      for (const kv of r.kvs) {
+        if (kv.modRevision <= mark && (isTombstone(kv.value) || isExpired(kv.value, now))) {
+          batch.push({ key: kv.key, mod: kv.modRevision });
+          if (batch.length >= CLEANUP_TXN_KEYS) await flush();
+        }
+      }
+      if (!r.more || r.kvs.length === 0) break;
+      lo = successor(r.kvs[r.kvs.length - 1]!.key);
+    }
+    await flush();
+    return { compactedTo: mark, removed };
+  }
+
+  /**
+   * Counters of this engine's commits (what `db.stats()` reports for etcd) and its pins.
+   *
+   * @example
+   * ```ts
+   * const { conflicts, lostFenced } = engine.stats();
+   * ```
+   */
+  stats(): EtcdCommitCounts & { pinnedRevision: bigint | undefined; oldestRead: bigint | undefined } {
+    return { ...this.#ctx.counts, pinnedRevision: this.pins.published, oldestRead: this.pins.oldest };
+  }
+
+  /** The newest revision (a linearizable read). */
+  async currentRevision(): Promise<bigint> {
+    const r = await this.client.range(this.layout.mark, { keysOnly: true });
+    this.pins.saw(r.revision);
+    return r.revision;
+  }
+
+  /** Raw access for tests: the stored bytes at a data key, tombstones included. */
+  async rawData(ns: string, key: string): Promise<{ value: Uint8Array; modRevision: bigint } | undefined> {
+    const b = await this.reader().binding(ns);
+    const r = await this.client.range(this.layout.dataKey(b.id, key));
+    const kv = r.kvs[0];
+    return kv ? { value: kv.value, modRevision: kv.modRevision } : undefined;
+  }
+}
+

@@ -1,0 +1,134 @@
+/**
+ * Where the etcd engine keeps what, under the location's prefix P (the `etcd://…/P` path
+ * with a trailing "/", or "" for none). Every key below is bytes; names and the prefix are
+ * UTF-8, txtdb keys are their order-preserving encoding (keys.ts) taken byte for byte, so
+ * etcd's byte order over data keys is txtdb's key order.
+ *
+ * ```
+ * P n/<name>                       → namespace id, decimal ("7")
+ * P m/next-id                      → the next namespace id to hand out, decimal
+ * P m/compacted                    → the compaction mark: a revision as 20 decimal digits;
+ *                                    etcd is never compacted above it, no pin is ever
+ *                                    published below it (pins.ts)
+ * P p/<lease id, 16 hex digits>    → a process's pin: the oldest revision it may still
+ *                                    read, 20 digits; attached to that process's lease
+ * P c/<lease id>/<commit seq>      → a commit id: "c" when written by the commit's own txn,
+ *                                    "f" when written by the fence that proves the commit
+ *                                    never landed; attached to the lease (engine.ts)
+ * P d/<ns id, 16 hex digits>/<key> → a value (codec.ts bytes, maybe in the expiry.ts
+ *                                    envelope), or a tombstone: the empty value
+ * ```
+ *
+ * Fixed-width revisions make etcd's byte-wise VALUE compares numeric; fixed-width ids keep
+ * each namespace's data keys one contiguous range that no other id's keys interleave.
+ *
+ * @module
+ */
+import { binaryToBytes, bytesToBinary } from "../keys.ts";
+
+const utf8 = new TextEncoder();
+const utf8d = new TextDecoder();
+
+/**
+ * A tombstone: what a txtdb delete writes. No value codec.ts writes is empty (every CBOR
+ * item has at least one byte), so the empty value is free to mean "deleted here". It is a
+ * put, not an etcd delete, so the key's mod revision moves: that is what makes a delete
+ * inside a range read visible to the range's compare (see engine.ts).
+ */
+export const TOMBSTONE: Uint8Array = new Uint8Array(0);
+
+/** True when stored bytes are a tombstone. */
+export function isTombstone(value: Uint8Array): boolean {
+  return value.length === 0;
+}
+
+/** A revision as 20 decimal digits (int64 fits), so that byte order is numeric order. */
+export function fixedRevision(r: bigint): string {
+  return r.toString().padStart(20, "0");
+}
+
+/** Reads {@link fixedRevision}'s form (or any decimal) back. */
+export function parseRevision(b: Uint8Array): bigint {
+  const s = utf8d.decode(b);
+  return /^\d+$/.test(s) ? BigInt(s) : 0n;
+}
+
+function cat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** The keys of one store in etcd. */
+export class Layout {
+  /** The location's prefix, as given ("" or ending in "/"). */
+  readonly prefix: string;
+  readonly nsPrefix: Uint8Array;
+  readonly nextId: Uint8Array;
+  readonly mark: Uint8Array;
+  readonly pinPrefix: Uint8Array;
+  readonly commitPrefix: Uint8Array;
+  readonly dataPrefix: Uint8Array;
+  readonly #dataPrefixText: string;
+
+  constructor(prefix: string) {
+    this.prefix = prefix;
+    this.nsPrefix = utf8.encode(`${prefix}n/`);
+    this.nextId = utf8.encode(`${prefix}m/next-id`);
+    this.mark = utf8.encode(`${prefix}m/compacted`);
+    this.pinPrefix = utf8.encode(`${prefix}p/`);
+    this.commitPrefix = utf8.encode(`${prefix}c/`);
+    this.#dataPrefixText = `${prefix}d/`;
+    this.dataPrefix = utf8.encode(this.#dataPrefixText);
+  }
+
+  /** The binding key of namespace `name`. */
+  nsKey(name: string): Uint8Array {
+    return cat(this.nsPrefix, utf8.encode(name));
+  }
+
+  /** The namespace name of a binding key. */
+  nsName(key: Uint8Array): string {
+    return utf8d.decode(key.subarray(this.nsPrefix.length));
+  }
+
+  /** The pin key of lease `lease`. */
+  pinKey(lease: bigint): Uint8Array {
+    return utf8.encode(`${this.prefix}p/${lease.toString(16).padStart(16, "0")}`);
+  }
+
+  /** The key of commit `seq` of the process holding lease `lease`. */
+  commitKey(lease: bigint, seq: number): Uint8Array {
+    return utf8.encode(`${this.prefix}c/${lease.toString(16).padStart(16, "0")}/${seq}`);
+  }
+
+  /** The first byte of namespace `id`'s data keys ("P d/<id>/"). */
+  idPrefix(id: number): Uint8Array {
+    return utf8.encode(`${this.#dataPrefixText}${id.toString(16).padStart(16, "0")}/`);
+  }
+
+  /** The etcd key of txtdb key `key` (an encoded binary string) in namespace `id`. */
+  dataKey(id: number, key: string): Uint8Array {
+    return cat(this.idPrefix(id), binaryToBytes(key));
+  }
+
+  /** The txtdb key (binary string) of data key `k` of namespace `id`. */
+  keyOf(id: number, k: Uint8Array): string {
+    void id; // every id prefix has the same length: "P d/" + 16 hex digits + "/"
+    return bytesToBinary(k.subarray(this.dataPrefix.length + 17));
+  }
+
+  /**
+   * The etcd range [start, end) of txtdb keys [start, end) of namespace `id`: an end of ""
+   * or one past every key ("\xff…" is what prefixRange gives) maps to the end of the id's
+   * keys.
+   */
+  dataRange(id: number, start: string, end: string | undefined): [Uint8Array, Uint8Array] {
+    const p = this.idPrefix(id);
+    const s = cat(p, binaryToBytes(start));
+    // "P d/<id>0" is the first key after every "P d/<id>/…".
+    const idEnd = cat(p.subarray(0, p.length - 1), Uint8Array.of(0x30));
+    return [s, end === undefined ? idEnd : cat(p, binaryToBytes(end))];
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * Pins and compaction of the etcd engine: which revisions stay readable, and how history
+ * below them is given back.
+ *
+ * Every process holds one etcd lease (its session, renewed by lease.ts) and publishes
+ * under it one pin key, `P p/<lease>` → R: "this process may still read revision R and
+ * anything newer". A compaction mark `P m/compacted` → M says how far history may go.
+ *
+ * Rules:
+ * 1. Etcd is compacted only at a revision the mark already holds (compact at M keeps M
+ *    readable), and the mark only ever moves up.
+ * 2. A compactor raises the mark to T = min(every published pin, the revision Q it read
+ *    them at) in one txn whose compares say no pin key was written and the mark was not
+ *    moved since Q (a range compare over `P p/`: a pin created or changed since Q has a
+ *    mod revision above Q). A pin that vanished since Q (its lease ended) only makes T
+ *    lower than needed, never higher.
+ * 3. A pin is published at R only by a txn that compares the mark below R + 1: if a
+ *    compactor moved the mark past R first, the publish fails and the process picks a
+ *    newer R. Together with rule 2, every published pin is >= the mark, whichever txn
+ *    lands first.
+ * 4. This process's pin P only rises without rule 3's compare (a raise keeps P >= M), and
+ *    it never rises above a revision this process still reads, nor above the newest
+ *    revision it has seen: a fresh read returns a revision at least that new, so any later
+ *    snapshot or transaction begins at R >= P and is covered with no round trip.
+ * 5. All writes of the pin key go through one queue, in order, so that a raise computed
+ *    before a lowering cannot land after it.
+ * 6. When the lease is lost (the process was cut off longer than its TTL) the pin is
+ *    gone: the next pin takes a new lease and publishes by rule 3. Reads of a revision a
+ *    compactor passed meanwhile fail clearly (INVALID_ARGUMENT from the client: compacted).
+ *
+ * @module
+ */
+import { TxtDbError } from "../errors.ts";
+import type { EtcdClient } from "./client.ts";
+import type { EtcdLease } from "./lease.ts";
+import { fixedRevision, parseRevision } from "./layout.ts";
+import type { Layout } from "./layout.ts";
+import { armTimer } from "../timers.ts";
+import type { Timer } from "../timers.ts";
+
+/** How long after a release the pin is raised (batched: one put for many releases). */
+export const PIN_RAISE_DELAY_MS = 200;
+/** Attempts to publish a pin or move the mark before giving up with UNAVAILABLE. */
+const PIN_ATTEMPTS_MAX = 20;
+
+/** A pinned revision; `release()` once done (idempotent). */
+export interface Pin {
+  revision: bigint;
+  release(): void;
+}
+
+/** The pins of one process, and the compaction mark protocol. */
+export class EtcdPins {
+  readonly #client: EtcdClient;
+  readonly #layout: Layout;
+  readonly #ttlSeconds: number;
+  #lease: EtcdLease | undefined;
+  #leasing: Promise<EtcdLease> | undefined;
+  /** The value of this process's pin key while its lease lives (undefined: none). */
+  #published: bigint | undefined;
+  /** Revisions read by live snapshots and transactions, with how many hold each. */
+  readonly #active = new Map<bigint, number>();
+  /** The newest revision this process has seen in a reply (rule 4). */
+  #seen = 0n;
+  #queue: Promise<unknown> = Promise.resolve();
+  #raiseTimer: Timer | undefined;
+  #closed = false;
+
+  constructor(client: EtcdClient, layout: Layout, ttlSeconds: number) {
+    this.#client = client;
+    this.#layout = layout;
+    this.#ttlSeconds = ttlSeconds;
+  }
+
+  /** Notes a revision seen in a linearizable reply (for rule 4). */
+  saw(revision: bigint): void {
+    if (revision > this.#seen) this.#seen = revision;
+  }
+
+  /** The lowest revision this process reads now, if any (for diagnostics). */
+  get oldest(): bigint | undefined {
+    let min: bigint | undefined;
+    for (const r of this.#active.keys()) if (min === undefined || r < min) min = r;
+    return min;
+  }
+
+  /** The published pin (undefined: none yet, or the lease was lost). */
+  get published(): bigint | undefined {
+    return this.#published;
+  }
+
+  /** This process's live lease, granting a new one when there is none (rule 6). */
+  async lease(): Promise<EtcdLease> {
+    if (this.#closed) throw new TxtDbError("CLOSED", "Cannot use the etcd store: it was closed");
+    if (this.#lease && !this.#lease.isLost) return this.#lease;
+    this.#leasing ??= (async () => {
+      try {
+        const lease = await this.#client.lease(this.#ttlSeconds, {
+          onLost: () => {
+            if (this.#lease === lease) {
+              this.#lease = undefined;
+              this.#published = undefined;
+            }
+          },
+        });
+        this.#lease = lease;
+        this.#published = undefined;
+        return lease;
+      } finally {
+        this.#leasing = undefined;
+      }
+    })();
+    return await this.#leasing;
+  }
+
+  /**
+   * Forgets `lease` when etcd says it no longer has it (a put under it failed with "lease
+   * not found") before this process's keep-alive noticed: the next use takes a new one,
+   * and the pin is published again (rule 6).
+   */
+  leaseGone(lease: EtcdLease): void {
+    if (this.#lease !== lease) return;
+    lease.stop();
+    this.#lease = undefined;
+    this.#published = undefined;
+  }
+
+  #hold(revision: bigint): Pin {
+    this.#active.set(revision, (this.#active.get(revision) ?? 0) + 1);
+    let released = false;
+    return {
+      revision,
+      release: () => {
+        if (released) return;
+        released = true;
+        const n = (this.#active.get(revision) ?? 1) - 1;
+        if (n <= 0) this.#active.delete(revision);
+        else this.#active.set(revision, n);
+        this.#scheduleRaise();
+      },
+    };
+  }
+
+  /**
+   * Pins the newest revision: one linearizable read for the revision, plus a publish only
+   * when this process has no pin at or below it (rule 4).
+   */
+  async pinCurrent(): Promise<Pin> {
+    const r = await this.#client.range(this.#layout.mark);
+    this.saw(r.revision);
+    let pin = this.#hold(r.revision);
+    try {
+      if (this.#published === undefined || this.#published > r.revision || !this.#lease || this.#lease.isLost) {
+        await this.#publish(r.revision, (moved) => {
+          // A compactor passed R before the pin landed: a newer revision is as fresh.
+          const newer = this.#hold(moved);
+          pin.release();
+          pin = newer;
+        });
+      }
+    } catch (e) {
+      pin.release();
+      throw e;
+    }
+    return pin;
+  }
+
+  /**
+   * Pins `revision`, which may be older than this process's pin; fails with
+   * INVALID_ARGUMENT when the compaction mark is past it (its history may be gone).
+   */
+  async pinAt(revision: bigint): Promise<Pin> {
+    const pin = this.#hold(revision);
+    try {
+      if (this.#published === undefined || this.#published > revision || !this.#lease || this.#lease.isLost) await this.#publish(revision, undefined);
+    } catch (e) {
+      pin.release();
+      throw e;
+    }
+    return pin;
+  }
+
+  /**
+   * Publishes a pin at `revision` by rule 3. With `move`, a newer revision will do when
+   * the mark passed `revision`: `move` is told it (and holds it) before it is published.
+   */
+  #publish(revision: bigint, move: ((newer: bigint) => void) | undefined): Promise<void> {
+    return this.#serial(async () => {
+      let want = revision;
+      // The mark as last learned: revisions below it cannot be pinned any more (a snapshot
+      // of this process held there lost its history while the lease was lost, rule 6; it
+      // fails on its next read, and must not keep newer pins from being published).
+      let floor = 0n;
+      for (let attempt = 0; attempt < PIN_ATTEMPTS_MAX; attempt++) {
+        const lease = await this.lease();
+        // Already covered (another publish in the queue did it)?
+        if (this.#published !== undefined && this.#published <= want && this.#lease === lease) return;
+        // Keep every revision this process still reads covered, not only the new one.
+        let low = this.#lowest(want);
+        if (low < floor) low = floor;
+        const r = await this.#client.txn({
+          compare: [{ key: this.#layout.mark, target: "VALUE", result: "LESS", value: fixedRevision(low + 1n) }],
+          success: [{ op: "put", key: this.#layout.pinKey(lease.id), value: fixedRevision(low), lease: lease.id }],
+          failure: [{ op: "range", key: this.#layout.mark }],
+        });
+        this.saw(r.revision);
+        if (r.succeeded) {
+          if (this.#lease === lease) this.#published = low;
+          return;
+        }
+        const kv = r.responses[0]?.op === "range" ? r.responses[0].kvs[0] : undefined;
+        const mark = kv ? parseRevision(kv.value) : 0n;
+        floor = mark;
+        if (want < mark) {
+          if (!move) {
+            throw new TxtDbError("INVALID_ARGUMENT", `Cannot read at revision ${want}: the store's history was compacted up to revision ${mark}; read at revision ${mark} or newer`, {
+              details: { revision: want, compactedTo: mark },
+            });
+          }
+          want = r.revision; // >= the mark: the mark's value was written at or before it
+          move(want);
+        }
+      }
+      throw new TxtDbError("UNAVAILABLE", `Cannot pin a revision: compactions kept passing it ${PIN_ATTEMPTS_MAX} times; retry`);
+    });
+  }
+
+  #lowest(atMost: bigint): bigint {
+    let low = atMost;
+    for (const r of this.#active.keys()) if (r < low) low = r;
+    return low;
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  #scheduleRaise(): void {
+    if (this.#raiseTimer || this.#closed) return;
+    this.#raiseTimer = armTimer(PIN_RAISE_DELAY_MS, () => {
+      this.#raiseTimer = undefined;
+      this.raise().catch(() => {}); // a later raise or compaction tries again
+    }, { unref: true });
+  }
+
+  /** Raises the published pin to the oldest revision still read, or the newest seen (rule 4). */
+  raise(): Promise<void> {
+    return this.#serial(async () => {
+      const lease = this.#lease;
+      if (!lease || lease.isLost || this.#published === undefined || this.#closed) return;
+      if (this.#active.size === 0) {
+        // Nothing is read: the pin may rise to the newest revision (a later fresh read
+        // returns at least that one, rule 4).
+        this.saw((await this.#client.range(this.#layout.mark, { keysOnly: true })).revision);
+      }
+      const want = this.#lowest(this.#seen);
+      if (want <= this.#published) return;
+      await this.#client.put(this.#layout.pinKey(lease.id), fixedRevision(want), { lease: lease.id });
+      if (this.#lease === lease) this.#published = want;
+    });
+  }
+
+  /**
+   * Moves the compaction mark up to the oldest published pin (rule 2) and compacts etcd
+   * there (rule 1). Resolves with the mark.
+   */
+  async compactHistory(): Promise<bigint> {
+    await this.raise().catch(() => {});
+    for (let attempt = 0; attempt < PIN_ATTEMPTS_MAX; attempt++) {
+      const read = await this.#client.txn({
+        success: [
+          { op: "range", key: this.#layout.pinPrefix, prefix: true },
+          { op: "range", key: this.#layout.mark },
+        ],
+      });
+      const q = read.revision;
+      this.saw(q);
+      const pins = read.responses[0]?.op === "range" ? read.responses[0].kvs : [];
+      const markKv = read.responses[1]?.op === "range" ? read.responses[1].kvs[0] : undefined;
+      const mark = markKv ? parseRevision(markKv.value) : 0n;
+      let target = q;
+      for (const kv of pins) {
+        const p = parseRevision(kv.value);
+        if (p < target) target = p;
+      }
+      if (target <= mark) {
+        if (mark > 0n) await this.#client.compact(mark);
+        return mark;
+      }
+      const moved = await this.#client.txn({
+        compare: [
+          { key: this.#layout.pinPrefix, prefix: true, target: "MOD", result: "LESS", modRevision: q + 1n },
+          { key: this.#layout.mark, target: "MOD", result: "LESS", modRevision: q + 1n },
+        ],
+        success: [{ op: "put", key: this.#layout.mark, value: fixedRevision(target) }],
+      });
+      this.saw(moved.revision);
+      if (!moved.succeeded) continue; // a pin or the mark moved meanwhile: read them again
+      await this.#client.compact(target);
+      return target;
+    }
+    throw new TxtDbError("UNAVAILABLE", `Cannot compact: pins kept changing during ${PIN_ATTEMPTS_MAX} attempts; retry`);
+  }
+
+  /** Stops raising and revokes the lease (which deletes the pin and this process's commit ids). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#raiseTimer?.cancel();
+    this.#raiseTimer = undefined;
+    await this.#queue.catch(() => {});
+    const lease = this.#lease;
+    this.#lease = undefined;
+    this.#published = undefined;
+    if (lease) await lease.revoke().catch(() => {});
+  }
+}

@@ -1057,8 +1057,22 @@ export class Database {
  * await using db = await open("./data", { namespaces: ["accounts"] });
  * ```
  */
+/**
+ * A location that is a URL, not a directory: refused before anything is created (a
+ * directory named "etcd:" holding "/host:2379/app" is never what was meant).
+ */
+function refuseUrl(path: string): void {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(path)?.[1]?.toLowerCase();
+  if (scheme === undefined) return;
+  if (scheme === "etcd" || scheme === "etcds") {
+    throw new TxtDbError("UNSUPPORTED", `open("${path}"): the etcd backend is not in this release of txtdb yet (only its client and engine are, internally); open a directory path for now`, { details: { path } });
+  }
+  throw invalidArg(`open() takes a directory path (or, in a later release, an etcd:// URL); got the ${scheme}:// URL "${path}". For a directory whose name starts like a URL, write it as "./${path}"`);
+}
+
 export async function open(path: string, options: OpenOptions = {}): Promise<Database> {
   if (typeof path !== "string" || path.length === 0) throw invalidArg(`open() needs a directory path; got ${JSON.stringify(path)}`);
+  refuseUrl(path);
   checkOptions(options);
   const platform = options.adapter ?? (await defaultPlatform());
   try {

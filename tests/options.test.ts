@@ -10,6 +10,23 @@ import { open, TxtDbError } from "txtdb";
 const R = `[${runtime}]`;
 const invalid = (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT";
 
+test(`${R} open() of a URL creates nothing: etcd:// and etcds:// are UNSUPPORTED in this release, other schemes INVALID_ARGUMENT; "./etcd:..." is a directory`, async () => {
+  const base = tempDir("urls");
+  const cwd = (globalThis as { Deno?: { cwd(): string } }).Deno?.cwd() ?? (await import("node:process")).cwd();
+  const before = fs.readdirSync(cwd).sort();
+  for (const url of ["etcd://127.0.0.1:2379/app", "ETCDS://a:1,b:2/x", "etcd://"]) {
+    await assert.rejects(open(url), (e: unknown) => e instanceof TxtDbError && e.code === "UNSUPPORTED" && /etcd backend is not in this release/.test(e.message), url);
+  }
+  for (const url of ["http://localhost/x", "file:///tmp/x", "s3://bucket/key"]) {
+    await assert.rejects(open(url), (e: unknown) => invalid(e) && /directory path/.test((e as Error).message), url);
+  }
+  assert.deepEqual(fs.readdirSync(cwd).sort(), before, "no directory named like a scheme was created");
+  // A directory whose name merely starts like a URL still opens when written as a path.
+  const db = await open(`${base}/etcd:/x`);
+  await db.close();
+  assert.ok(fs.existsSync(`${base}/etcd:/x`));
+});
+
 test(`${R} open() refuses options of the wrong type or range with INVALID_ARGUMENT and creates nothing`, async () => {
   const bad: Record<string, unknown>[] = [
     { readOnly: "true" },

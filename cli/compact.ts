@@ -22,6 +22,10 @@ export function explainCompact(result: CompactResult, before: StoreFigures, proc
     return `folded ${result.segmentsFolded} segment${result.segmentsFolded === 1 ? "" : "s"} (${bytes(result.logBytesFolded)} of log) into tables at version ${result.checkpointVersion}, ` +
       `writing ${bytes(result.tableBytesWritten)} of tables; the store went from ${bytes(result.bytesBefore)} to ${bytes(result.bytesAfter)}`;
   }
+  if (result.tableBytesWritten > 0) {
+    return `nothing new to fold; tables holding keys whose expiry has passed were rewritten (${bytes(result.tableBytesWritten)} written): ` +
+      `the store went from ${bytes(result.bytesBefore)} to ${bytes(result.bytesAfter)}`;
+  }
   if (result.checkpointVersion >= before.version) {
     return `nothing to fold: the tables already hold every version up to the head (${before.version}); nothing was written since the last compaction. Nothing is wrong.`;
   }

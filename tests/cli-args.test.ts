@@ -159,6 +159,7 @@ test(`${R} explainCompact: says why nothing was folded and what to do, naming th
   const atHead = explainCompact({ ...result, checkpointVersion: 30n }, before, []);
   assert.match(atHead, /tables already hold every version up to the head \(30\)/);
   assert.match(explainCompact({ ...result, segmentsFolded: 2, bytesBefore: 4096, bytesAfter: 100, logBytesFolded: 3000, tableBytesWritten: 900 }, before, []), /folded 2 segments \(2\.9 KiB of log\) into tables at version 6, writing 900 B of tables; the store went from 4\.0 KiB to 100 B/);
+  assert.match(explainCompact({ ...result, checkpointVersion: 30n, bytesBefore: 9000, bytesAfter: 2048, tableBytesWritten: 1000 }, before, []), /nothing new to fold; tables holding keys whose expiry has passed were rewritten \(1000 B written\): the store went from 8\.8 KiB to 2\.0 KiB/);
 });
 
 test(`${R} import: batches in order within the limits; resume continues after the marker's line and refuses other input`, async () => {

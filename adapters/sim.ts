@@ -30,7 +30,7 @@
  * ```
  * @module
  */
-import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
+import { ELOOP, ENOTREG, normalizePath, PortError } from "../src/port.ts";
 import type { FileHandle, FileInfo, OpenOptions, Platform, WatchHandle } from "../src/port.ts";
 
 /** Thrown by every operation of a crashed simulated machine. */
@@ -218,7 +218,7 @@ export class SimWorld {
    * `target` (relative to the link's directory unless it starts with "/").
    */
   plant(path: string, kind: Exclude<SimFileKind, "file">, target = ""): void {
-    const p = normalize(path);
+    const p = normalizePath(path);
     if (this.#names.get(dirname(p)) !== null) throw new PortError("ENOENT", "plant", path);
     if (this.#names.get(p) === null) throw new PortError("EISDIR", "plant", path);
     const inode = new Inode();
@@ -231,7 +231,7 @@ export class SimWorld {
 
   /** Gives the file or directory at `path` (not following a symlink) to user `uid`. */
   chown(path: string, uid: number): void {
-    const p = normalize(path);
+    const p = normalizePath(path);
     const inode = this.#names.get(p);
     if (inode === undefined) throw new PortError("ENOENT", "chown", path);
     if (inode === null) this.#dirMeta.get(p)!.uid = uid;
@@ -240,19 +240,19 @@ export class SimWorld {
 
   /** The entry at `path` after following symlinks (at most 40, as Linux), or undefined. */
   resolve(path: string): { path: string; inode: Inode | null } | undefined {
-    let p = normalize(path);
+    let p = normalizePath(path);
     for (let hops = 0; hops <= 40; hops++) {
       const inode = this.#names.get(p);
       if (inode === undefined) return undefined;
       if (inode === null || inode.kind !== "symlink") return { path: p, inode };
-      p = normalize(inode.target.startsWith("/") ? inode.target : `${dirname(p)}/${inode.target}`);
+      p = normalizePath(inode.target.startsWith("/") ? inode.target : `${dirname(p)}/${inode.target}`);
     }
     throw new PortError("ELOOP", "stat", path);
   }
 
   /** Metadata of a directory. */
   dirMeta(path: string): Meta {
-    return this.#dirMeta.get(normalize(path)) ?? { ino: 0, uid: 0, mode: 0o755 };
+    return this.#dirMeta.get(normalizePath(path)) ?? { ino: 0, uid: 0, mode: 0o755 };
   }
 
   /**
@@ -322,11 +322,11 @@ export class SimWorld {
   // --- file system operations used by SimPlatform ---
 
   lookup(path: string): Inode | null | undefined {
-    return this.#names.get(normalize(path));
+    return this.#names.get(normalizePath(path));
   }
 
   create(path: string, uid: number, mode: number): Inode {
-    const p = normalize(path);
+    const p = normalizePath(path);
     const parent = dirname(p);
     if (this.#names.get(parent) !== null) throw new PortError("ENOENT", "open", path);
     const inode = new Inode();
@@ -336,7 +336,7 @@ export class SimWorld {
   }
 
   mkdir(path: string, uid = SIM_DEFAULT_UID, mode = 0o700): void {
-    const p = normalize(path);
+    const p = normalizePath(path);
     if (p === "/") return;
     const existing = this.#names.get(p);
     if (existing === null) return;
@@ -349,7 +349,7 @@ export class SimWorld {
   }
 
   readdir(path: string): string[] {
-    const p = normalize(path);
+    const p = normalizePath(path);
     if (this.#names.get(p) !== null) throw new PortError("ENOTDIR", "readdir", path);
     const out: string[] = [];
     for (const name of this.#names.keys()) if (name !== p && dirname(name) === p) out.push(basename(name));
@@ -357,8 +357,8 @@ export class SimWorld {
   }
 
   rename(from: string, to: string): void {
-    const f = normalize(from);
-    const t = normalize(to);
+    const f = normalizePath(from);
+    const t = normalizePath(to);
     const inode = this.#names.get(f);
     if (inode === undefined) throw new PortError("ENOENT", "rename", from);
     if (inode === null) throw new PortError("EISDIR", "rename", from);
@@ -367,7 +367,7 @@ export class SimWorld {
   }
 
   unlink(path: string): void {
-    const p = normalize(path);
+    const p = normalizePath(path);
     if (this.#names.get(p) === null) throw new PortError("EISDIR", "unlink", path);
     this.#names.delete(p);
   }
@@ -391,7 +391,7 @@ export class SimWorld {
   }
 
   syncDir(path: string): void {
-    const p = normalize(path);
+    const p = normalizePath(path);
     this.counters.dirSyncs++;
     for (const name of [...this.#durableNames.keys()]) {
       if (dirname(name) === p && name !== p && !this.#names.has(name)) this.#durableNames.delete(name);
@@ -404,15 +404,6 @@ export class SimWorld {
   }
 }
 
-function normalize(path: string): string {
-  const parts: string[] = [];
-  for (const part of path.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") parts.pop();
-    else parts.push(part);
-  }
-  return "/" + parts.join("/");
-}
 
 function dirname(p: string): string {
   const i = p.lastIndexOf("/");

@@ -245,8 +245,13 @@ export function absolutePath(platform: Platform, path: string): string {
     if (cwd === undefined) return path;
     full = `${cwd}/${path}`;
   }
+  return normalizePath(full);
+}
+
+/** An absolute path with "." and ".." segments resolved and repeated "/" dropped. */
+export function normalizePath(path: string): string {
   const out: string[] = [];
-  for (const part of full.split("/")) {
+  for (const part of path.split("/")) {
     if (part === "" || part === ".") continue;
     if (part === "..") out.pop();
     else out.push(part);

@@ -1045,18 +1045,8 @@ export class Database {
     const [start, end] = prefixRange(prefix);
     return this.index.count(id, start, end, snap);
   }
-
 }
 
-/**
- * Opens (creating if needed) the store in directory `path`. Any number of processes, on
- * any mix of Node, Deno and Bun, may open the same directory at once.
- *
- * @example
- * ```ts
- * await using db = await open("./data", { namespaces: ["accounts"] });
- * ```
- */
 /**
  * A location that is a URL, not a directory: refused before anything is created (a
  * directory named "etcd:" holding "/host:2379/app" is never what was meant).
@@ -1070,6 +1060,15 @@ function refuseUrl(path: string): void {
   throw invalidArg(`open() takes a directory path (or, in a later release, an etcd:// URL); got the ${scheme}:// URL "${path}". For a directory whose name starts like a URL, write it as "./${path}"`);
 }
 
+/**
+ * Opens (creating if needed) the store in directory `path`. Any number of processes, on
+ * any mix of Node, Deno and Bun, may open the same directory at once.
+ *
+ * @example
+ * ```ts
+ * await using db = await open("./data", { namespaces: ["accounts"] });
+ * ```
+ */
 export async function open(path: string, options: OpenOptions = {}): Promise<Database> {
   if (typeof path !== "string" || path.length === 0) throw invalidArg(`open() needs a directory path; got ${JSON.stringify(path)}`);
   refuseUrl(path);

@@ -9,7 +9,7 @@
 import type { Database } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
 import { readWriterHolder } from "../src/holder.ts";
-import { inspectSagas } from "../src/sagas.ts";
+import { inspectAllSagas } from "../src/sagas.ts";
 import { coordinatorId, DECISIONS_NS, isDecision } from "../src/decisions.ts";
 import type { DecisionValue } from "../src/decisions.ts";
 import { IN_DOUBT_MS_DEFAULT } from "../src/participant.ts";
@@ -84,9 +84,8 @@ const STUCK_SAGAS_SHOWN_MAX = 20;
  */
 async function sagas(db: Database, out: (line: string) => void): Promise<number> {
   let problems = 0;
-  for (const ns of await db.listNamespaces()) {
-    const h = await inspectSagas(db, ns);
-    if (!h) continue;
+  for (const h of await inspectAllSagas(db)) {
+    const ns = h.namespace;
     out(safe(`sagas in ${JSON.stringify(ns)}: ${Object.entries(h.counts).map(([s, n]) => `${s} ${n}`).join(", ")}`));
     for (const s of h.stuck.slice(0, STUCK_SAGAS_SHOWN_MAX)) {
       out(safe(`warning: saga ${s.id} (${JSON.stringify(s.name)}, ${s.status}${s.step === null ? "" : ` at step ${JSON.stringify(s.step)}`}) is stuck: ${s.reason}; start a process that defines it`));

@@ -23,7 +23,7 @@ import { Log } from "../src/log.ts";
 import { readWriterHolder } from "../src/holder.ts";
 import { scanLeaseFiles } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
-import { inspectSagas } from "../src/sagas.ts";
+import { inspectAllSagas } from "../src/sagas.ts";
 
 /** A live process sharing the store, as its lease describes it. */
 export interface LiveProcess {
@@ -208,10 +208,7 @@ export type SagaFigures = Record<string, number> & { stuck: number };
  */
 export async function gatherSagaFigures(db: Database): Promise<Record<string, SagaFigures>> {
   const out: Record<string, SagaFigures> = {};
-  for (const ns of await db.listNamespaces()) {
-    const h = await inspectSagas(db, ns);
-    if (h) out[ns] = { ...h.counts, stuck: h.stuck.length };
-  }
+  for (const h of await inspectAllSagas(db)) out[h.namespace] = { ...h.counts, stuck: h.stuck.length };
   return out;
 }
 

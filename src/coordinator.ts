@@ -46,7 +46,7 @@ import type { Timer } from "./timers.ts";
 import { abortUnlessCommitted, COORDINATOR_NS, DECISIONS_NS, isDecision } from "./decisions.ts";
 import type { DecisionValue } from "./decisions.ts";
 import type { CoordinatorRef } from "./record.ts";
-import { Histogram, renderPrometheus } from "./metrics.ts";
+import { Histogram, metricMakers, renderPrometheus } from "./metrics.ts";
 import type { Distribution } from "./stats.ts";
 import { IN_DOUBT_MS_DEFAULT } from "./participant.ts";
 
@@ -682,8 +682,7 @@ export class Coordinator {
   /** {@link stats} in the Prometheus text exposition format (labels: `store`, the coordinator's directory). */
   metrics(): string {
     const s = this.stats();
-    const c = (name: string, help: string, value: number) => ({ name: `txtdb_coordinator_${name}`, help, type: "counter" as const, value });
-    const g = (name: string, help: string, value: number) => ({ name: `txtdb_coordinator_${name}`, help, type: "gauge" as const, value });
+    const { counter: c, gauge: g } = metricMakers("txtdb_coordinator_");
     return renderPrometheus([
       c("committed_total", "Transactions across stores this coordinator committed.", s.committed),
       c("aborted_total", "Transactions across stores this coordinator ended without a commit.", s.aborted),

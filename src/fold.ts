@@ -185,9 +185,11 @@ export function writeTables(input: FoldInput): FoldOutput {
     const l0 = writeRun(foldSrc, input.foldLevel ?? 0);
     slots = [...l0, ...slots];
 
-    // Rule 2: level 0 into level 1.
+    // Rule 2: level 0 into level 1 (also when one of its tables holds an expiry that has
+    // passed, rule 4b: level 0's tables are merged together since their order matters).
+    const due = (s: Slot) => nowMs !== undefined && s.expiresAtMs !== undefined && s.expiresAtMs <= nowMs;
     const level0 = slots.filter((s) => s.level === 0);
-    if (level0.length > L0_TABLES_MAX || (input.mergeLevel0 === true && level0.length > 0)) {
+    if (level0.length > L0_TABLES_MAX || (input.mergeLevel0 === true && level0.length > 0) || level0.some(due)) {
       const range = spanOf(level0);
       const below = slots.filter((s) => s.level === 1 && overlapsSpan(s, range));
       const inputs = [...level0, ...below];
@@ -208,25 +210,17 @@ export function writeTables(input: FoldInput): FoldOutput {
         slots = mergeInto(slots, [oldest, ...below], level + 1, bottom);
       }
     }
-    // Rule 4b: a table holding a value whose expiry has passed is rewritten, so that
-    // compaction reclaims expired keys where no new data reaches them. Level 0 goes into
-    // level 1 as in rule 2 (its tables' order matters); a deeper table is rewritten in
-    // place, dropping what nothing deeper needs hidden. A rewritten table's soonest expiry
-    // is in the future (expired values became deletes, rule 4a), so none is rewritten twice.
-    if (nowMs !== undefined) {
-      const due = (s: Slot) => s.expiresAtMs !== undefined && s.expiresAtMs <= nowMs;
-      const level0 = slots.filter((s) => s.level === 0);
-      if (level0.some(due)) {
-        const below = slots.filter((s) => s.level === 1 && overlapsSpan(s, spanOf(level0)));
-        slots = mergeInto(slots, [...level0, ...below], 1, !slots.some((s) => s.level > 1));
-      }
-      for (let level = 1; level < LEVELS_MAX; level++) {
-        for (;;) {
-          const table = slots.find((s) => s.level === level && due(s));
-          if (!table) break;
-          const span = spanOf([table]);
-          slots = mergeInto(slots, [table], level, !slots.some((s) => s.level > level && overlapsSpan(s, span)));
-        }
+    // Rule 4b: a deeper table holding a value whose expiry has passed is rewritten in place,
+    // so that compaction reclaims expired keys where no new data reaches them, dropping what
+    // nothing deeper needs hidden (level 0 went into level 1 by rule 2). A rewritten table's
+    // soonest expiry is in the future (expired values became deletes, rule 4a), so none is
+    // rewritten twice.
+    for (let level = 1; level < LEVELS_MAX; level++) {
+      for (;;) {
+        const table = slots.find((s) => s.level === level && due(s));
+        if (!table) break;
+        const span = spanOf([table]);
+        slots = mergeInto(slots, [table], level, !slots.some((s) => s.level > level && overlapsSpan(s, span)));
       }
     }
     if (written.length > 0) platform.syncDir(dir);

@@ -64,6 +64,17 @@ export interface Metric {
   scale?: number;
 }
 
+/** Makers of counters and gauges whose names start with `prefix` (e.g. `txtdb_`). */
+export function metricMakers(prefix: string): {
+  counter: (name: string, help: string, value: number) => Metric;
+  gauge: (name: string, help: string, value: number) => Metric;
+} {
+  return {
+    counter: (name, help, value) => ({ name: `${prefix}${name}`, help, type: "counter", value }),
+    gauge: (name, help, value) => ({ name: `${prefix}${name}`, help, type: "gauge", value }),
+  };
+}
+
 /** Renders metrics in the Prometheus text exposition format (version 0.0.4). */
 export function renderPrometheus(metrics: Metric[], labels: Record<string, string>): string {
   const lbl = (extra: Record<string, string> = {}) => {

@@ -987,3 +987,13 @@ export async function inspectSagas(db: Database, ns: string, options: { lateMs?:
   }
   return { namespace: ns, counts, stuck, looked };
 }
+
+/** {@link inspectSagas} of every namespace that holds sagas, in name order (`txtdb stats` and `doctor`). */
+export async function inspectAllSagas(db: Database): Promise<SagaHealth[]> {
+  const out: SagaHealth[] = [];
+  for (const ns of await db.listNamespaces()) {
+    const h = await inspectSagas(db, ns);
+    if (h) out.push(h);
+  }
+  return out;
+}

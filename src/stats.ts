@@ -6,7 +6,7 @@
  * @module
  */
 import type { Durability } from "./options.ts";
-import { Histogram, renderPrometheus } from "./metrics.ts";
+import { Histogram, metricMakers, renderPrometheus } from "./metrics.ts";
 import type { LockStats } from "./locks.ts";
 import type { TwoPhaseStats } from "./prepared.ts";
 import type { SagaStatus } from "./sagadefs.ts";
@@ -140,8 +140,7 @@ export class Meters {
 
 /** `stats()` in the Prometheus text exposition format, with the histograms of `meters`. */
 export function renderMetrics(s: Stats, meters: Meters, labels: { store: string; runtime: string }): string {
-  const c = (name: string, help: string, value: number) => ({ name: `txtdb_${name}`, help, type: "counter" as const, value });
-  const g = (name: string, help: string, value: number) => ({ name: `txtdb_${name}`, help, type: "gauge" as const, value });
+  const { counter: c, gauge: g } = metricMakers("txtdb_");
   return renderPrometheus([
     c("commits_total", "Transactions committed by this process.", s.commits),
     c("conflicts_total", "Commits rejected with CONFLICT.", s.conflicts),
@@ -162,7 +161,7 @@ export function renderMetrics(s: Stats, meters: Meters, labels: { store: string;
     g("cache_bytes_max", "The block cache's bound (cacheBytes).", s.cacheBytesMax),
     g("table_index_bytes", "Bytes of Bloom filters and block indexes of the open tables.", s.tableIndexBytes),
     g("tables", "Tables in the manifest this process follows.", s.tables),
-    ...s.tableBytesByLevel.map((bytes, level) => ({ name: `txtdb_table_bytes_level_${level}`, help: `Bytes of level-${level} tables.`, type: "gauge" as const, value: bytes })),
+    ...s.tableBytesByLevel.map((bytes, level) => g(`table_bytes_level_${level}`, `Bytes of level-${level} tables.`, bytes)),
     c("compacted_log_bytes_total", "Bytes of log this process's compactions folded.", s.compactedLogBytes),
     c("compacted_table_bytes_total", "Bytes of tables this process's compactions wrote.", s.compactedTableBytes),
     g("write_amplification", "(log + table bytes written) / log bytes folded, this process's compactions.", s.writeAmplification),

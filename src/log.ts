@@ -256,7 +256,13 @@ export class Log {
       m = undefined;
     }
     if (m && m.format > FORMAT_READABLE_MAX) return newer(`a record this release cannot read, and the store's manifest says format ${m.format} (this txtdb reads up to ${FORMAT_READABLE_MAX})`);
-    return new TxtDbError("CORRUPTION", `Log file "${file}" is damaged at offset ${at.off}: ${(e as Error).message}. Run \`txtdb check\`; restore from a backup if it persists`, {
+    return this.corruptionAt(at, (e as Error).message);
+  }
+
+  /** CORRUPTION naming segment `at.seg`'s file and the offset, with `reason`. */
+  corruptionAt(at: LogPosition, reason: string): TxtDbError {
+    const file = this.path(segmentName(at.seg));
+    return new TxtDbError("CORRUPTION", `Log file "${file}" is damaged at offset ${at.off}: ${reason}. Run \`txtdb check\`; restore from a backup if it persists`, {
       details: { file, offset: at.off },
     });
   }

@@ -386,10 +386,7 @@ export class Tail {
   // --- reading ---
 
   #corruption(at: LogPosition, reason: string): TxtDbError {
-    const file = `${this.path}/${segmentName(at.seg)}`;
-    return new TxtDbError("CORRUPTION", `Log file "${file}" is damaged at offset ${at.off}: ${reason}. Run \`txtdb check\`; restore from a backup if it persists`, {
-      details: { file, offset: at.off },
-    });
+    return this.log.corruptionAt(at, reason);
   }
 
   /** Applies every whole record from the read position up to `to` (or the end of the log). */

@@ -224,11 +224,7 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
   let expired = 0;
   const expiredNote = () => (expired > 0 ? `; ${expired} had expired already (expiresAtMs past) and were left out` : "");
   if (!marker && fitsOneTransaction(input)) {
-    await db.transaction((tx) => {
-      const now = clock.wallClockMs();
-      expired = 0;
-      for (const e of entries) if (!put(tx, e, now)) expired++;
-    });
+    expired = await db.transaction((tx) => putAll(tx, entries, 0, entries.length, clock.wallClockMs()));
     return `imported ${entries.length} entries in one transaction${expiredNote()}`;
   }
   if (!existing.has(IMPORT_NS)) await db.createNamespace(IMPORT_NS);
@@ -238,14 +234,10 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
     const last = entries[to - 1]!;
     const next: ImportMarker = { format: 1, digest: input.digest, entries: entries.length, committedEntries: to, committedLine: last.line };
     try {
-      const left = await db.transaction((tx) => {
-        const now = clock.wallClockMs();
-        let gone = 0;
-        for (let i = from; i < to; i++) if (!put(tx, entries[i]!, now)) gone++;
+      expired += await db.transaction((tx) => {
         tx.set(IMPORT_NS, MARKER_KEY, next);
-        return gone;
+        return putAll(tx, entries, from, to, clock.wallClockMs());
       });
-      expired += left;
     } catch (e) {
       const written = from === 0 ? "nothing was written" : `entries 1 to ${from} (input lines 1 to ${entries[from - 1]!.line}) are written`;
       const why = e instanceof TxtDbError ? `${e.code}: ${e.message}` : String(e);
@@ -266,16 +258,17 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
 }
 
 /**
- * Writes one entry into `tx`; an expiring one keeps its absolute expiry (the time left,
- * from the transaction's clock). False, and nothing written, for an entry already expired:
- * it reads as absent in the source too, so importing it would bring it back.
+ * Writes entries `from` to `to` into `tx`; an expiring one keeps its absolute expiry (the
+ * time left, from the transaction's clock). Returns how many were left out because they had
+ * expired: they read as absent in the source too, so importing them would bring them back.
  */
-function put(tx: Transaction, e: ImportEntry, nowMs: number): boolean {
-  if (e.expiresAtMs === undefined) {
-    tx.set(e.ns, e.key, e.value);
-    return true;
+function putAll(tx: Transaction, entries: readonly ImportEntry[], from: number, to: number, nowMs: number): number {
+  let expired = 0;
+  for (let i = from; i < to; i++) {
+    const e = entries[i]!;
+    if (e.expiresAtMs === undefined) tx.set(e.ns, e.key, e.value);
+    else if (e.expiresAtMs <= nowMs) expired++;
+    else tx.set(e.ns, e.key, e.value, { expireIn: e.expiresAtMs - nowMs });
   }
-  if (e.expiresAtMs <= nowMs) return false;
-  tx.set(e.ns, e.key, e.value, { expireIn: e.expiresAtMs - nowMs });
-  return true;
+  return expired;
 }

@@ -91,6 +91,8 @@ export interface CompactResult {
   bytesBefore: number;
   /** Bytes of the store's log and tables after it. */
   bytesAfter: number;
+  /** etcd backend only: deleted keys' tombstones and expired values removed (their history is compacted). */
+  entriesRemoved?: number;
 }
 
 /** The pins compaction must respect (pins.ts provides them). */

@@ -168,6 +168,8 @@ function checkParticipants(list: unknown, what: string): asserts list is Partici
     if (!(p instanceof Database) && !isParticipantObject(p)) {
       throw invalidArg(`${what}[${i}] is neither a txtdb Database nor an object with prepare, commit, abort and inDoubt methods`);
     }
+    // A store on etcd cannot prepare: UNSUPPORTED before anything is begun.
+    if (p instanceof Database) databaseInternals(p, `Two-phase commit (${what}[${i}])`);
   });
 }
 

@@ -1,67 +1,35 @@
 /**
- * The database: the facade of ../shared/API.md over the parts that own their state.
+ * The database: the public facade of ../shared/API.md over one of two engines, chosen by
+ * {@link open} from its location (dbengine.ts has the interface between them):
  *
- * - tail.ts: the log tail (read, durable and visible positions, the manifest, recovery,
- *   the append of a batch, with the durability rules on top);
- * - commit.ts: validation and the group committer (queue, lock, batch);
- * - pins.ts: pins of snapshots, transactions and watchers, published through the lease;
- * - compact.ts: compaction and leftover cleanup (the manifest-switch rules on top);
- * - opening.ts, options.ts, stats.ts, files.ts: open-time checks, options, meters, names.
+ * - a directory: the local engine (localdb.ts), shared by the processes of one machine;
+ * - an `etcd://` URL: the etcd engine (etcd/database.ts), shared by processes on several.
  *
- * This file opens a store (creating it if new, recovering a crashed writer's tail), wires
- * the parts together, and serves reads, writes, transactions, snapshots, watchers,
- * namespaces, check and stats.
- *
- * Freshness: every read on `db`, `begin()` and `snapshot()` first probes the frontier (one
- * small pread) and tails the log only if it moved, so a commit that resolved in any
- * process is visible to the next read in every other.
+ * Each public method hands its arguments to the engine as they came: both engines check
+ * them alike, with the shared helpers, and fail alike.
  *
  * @module
  */
-import { isTxtDbError, TxtDbError } from "./errors.ts";
-import { encodeKey, prefixRange } from "./keys.ts";
+import { TxtDbError } from "./errors.ts";
 import type { Key } from "./keys.ts";
-import { encodeValue } from "./codec.ts";
-import { expiryFromOptions, wrapExpiring } from "./expiry.ts";
 import type { SetOptions } from "./expiry.ts";
-import type { Index } from "./index.ts";
-import { FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION } from "./log.ts";
-import { changeFormatLocked } from "./migrate.ts";
-import { GroupCommitter } from "./commit.ts";
-import { FileLock } from "./lock.ts";
-import type { Platform } from "./port.ts";
-import { defaultPlatform } from "./platform.ts";
-import { expireSnapshot, newSnapshot, newTransaction, newTxState, SnapshotReader } from "./tx.ts";
-import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, Snapshot, Transaction, TxHost, TxState } from "./tx.ts";
-import { WatchHub } from "./watch.ts";
+import type { Entry, Isolation, ListOptions, ListSelector, Snapshot, Transaction } from "./tx.ts";
 import type { WatchEvent } from "./watch.ts";
-import { conflictSubject, RETRY_TURN_MAX_WAIT_MS, RetryTurns } from "./retryturns.ts";
-import type { LeaveTurn } from "./retryturns.ts";
-import { checkStore } from "./check.ts";
 import type { CheckReport } from "./check.ts";
-import { raceDeadline } from "./timers.ts";
-import { describeHolder, stampHolder } from "./holder.ts";
-import { checkStoreDirectory } from "./dirsafety.ts";
-import { checkFunction, checkNamespaceName, checkNotReserved, checkOptions, checkSignal, dirModeOf, invalidArg, isReservedNamespace, resolveOptions } from "./options.ts";
-import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
-import { Meters, renderMetrics } from "./stats.ts";
-import type { Counters, Stats } from "./stats.ts";
-import { ioError, WRITER_LOCK } from "./files.ts";
-import { checkCreatable, checkFormat, checkManifestFiles } from "./opening.ts";
-import { OPEN_ATTEMPTS_MAX, Tail } from "./tail.ts";
-import { Pins } from "./pins.ts";
-import { Compactor } from "./compact.ts";
-import { LockManager } from "./locks.ts";
+import { checkOptions, invalidArg } from "./options.ts";
+import type { OpenOptions, TransactionOptions } from "./options.ts";
+import type { Stats } from "./stats.ts";
 import type { LockInfo, LockMode, LockOptions, ResourceLock } from "./locks.ts";
 import type { Key as ResourceKey } from "./keys.ts";
 import type { CompactResult } from "./compact.ts";
-import { backupStore } from "./backup.ts";
 import type { BackupResult } from "./backup.ts";
-import { Queues } from "./queues.ts";
-import { SAGA_STATUSES, statusPrefix } from "./sagastate.ts";
 import type { DeadLetter, EnqueueOptions, EnqueueResult, ListenOptions, QueueHandler, QueueStats } from "./queues.ts";
-import { Participant } from "./participant.ts";
 import type { PreparedInfo } from "./prepared.ts";
+import type { DatabaseEngine } from "./dbengine.ts";
+import type { Platform } from "./port.ts";
+import { LocalDatabase, localInternals, openLocal } from "./localdb.ts";
+import type { DatabaseInternals } from "./localdb.ts";
+import { isEtcdLocation, openEtcd } from "./etcd/database.ts";
 
 export type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 export type { Distribution, Stats } from "./stats.ts";
@@ -69,50 +37,17 @@ export type { CompactResult } from "./compact.ts";
 export type { BackupResult } from "./backup.ts";
 export type { PreparedInfo } from "./prepared.ts";
 export type { PrepareOptions } from "./participant.ts";
+export type { DatabaseInternals } from "./localdb.ts";
 
-/** The engine side of a {@link Database}, kept out of its public type. */
-export interface DatabaseInternals extends TxHost {
-  readonly platform: Platform;
-  /** Two-phase commit: the participant side and its resolver (participant.ts). */
-  readonly participant: Participant;
-  /** This process's lease file name in the store's `leases/` (liveness of a coordinator). */
-  readonly leaseFile: string | undefined;
-  /** Opens the store: creates it if new, recovers a crashed writer's tail. */
-  init(namespaces: string[]): Promise<void>;
-  /** The names of the queues that hold messages (for `txtdb queues`). */
-  queueNames(): string[];
-  /**
-   * Namespaces of the `Sagas` handles open on this database, each with how many handles
-   * have it open: `stats().sagas` counts the sagas in them (sagas.ts keeps it).
-   */
-  readonly sagaNamespaces: Map<string, number>;
-  /**
-   * Live keys under `prefix` in namespace `ns` at the newest committed state (0 if the
-   * namespace does not exist), synchronously: for stats() of the parts built on a store.
-   */
-  countNow(ns: string, prefix: Key): number;
-}
-
-/** The engine side of `db`: for txtdb's parts and tools (the CLI, tests), not for users. */
-export let databaseInternals: (db: Database) => DatabaseInternals;
-/** Makes a Database (its constructor is private): for {@link open}. */
-let newDatabase: (path: string, platform: Platform, options: OpenOptions) => Database;
-
-class DbReader extends SnapshotReader {
-  protected usable(): void {
-    this.ctx.ensureOpen();
-  }
-
-  /** A list on `db` that outlives its first page pins its version until it ends. */
-  protected override holdForStream(onLost: (why: string) => void): () => void {
-    const db = this.ctx as TxHost;
-    return db.pin(this.snap, "list", (idleMs) =>
-      onLost(idleMs < 0
-        ? "A list on the database lost its version: another process compacted it away while this process held no lease; list again"
-        : `A list on the database was left unread for ${Math.round(idleMs)} ms (maxIdleMs) and released its version; list again`)
-    ).release;
-  }
-}
+/**
+ * The local engine's side of `db`, for txtdb's parts and tools (two-phase commit, sagas,
+ * the CLI, tests), not for users. On etcd it fails with UNSUPPORTED: those parts need a
+ * local store.
+ */
+export let databaseInternals: (db: Database, what?: string) => DatabaseInternals;
+/** The engine behind `db` (tests and tools). */
+export let engineOf: (db: Database) => DatabaseEngine;
+let newDatabase: (engine: DatabaseEngine) => Database;
 
 /**
  * An open txtdb store. Get one with {@link open}.
@@ -126,271 +61,41 @@ class DbReader extends SnapshotReader {
  * ```
  */
 export class Database {
-  /** The store directory. */
-  readonly path: string;
-  /** @internal */
-  private readonly platform: Platform;
-  /** True when opened with `readOnly: true`: writes fail with READ_ONLY. */
-  readonly readOnly: boolean;
-  /** @internal */
-  private readonly limits: Limits;
-  readonly #tail: Tail;
-  readonly #lock: FileLock;
-  readonly #committer: GroupCommitter;
-  readonly #compactor: Compactor;
-  readonly #pins: Pins;
-  readonly #watchHub: WatchHub;
-  readonly #durability: Durability;
-  readonly #isolation: Isolation;
-  readonly #lockTimeoutMs: number;
-  readonly #retryTurns = new RetryTurns();
-  readonly #meters = new Meters();
-  readonly #counters: Counters = this.#meters.counters;
-  readonly #locks: LockManager;
-  readonly #queues: Queues;
-  readonly #participant: Participant;
-  readonly #sagaNamespaces = new Map<string, number>();
-  #closed = false;
-  /** A roll-over asked to learn other processes' compactions on a later turn (afterBatch). */
-  #followScheduled = false;
+  readonly #engine: DatabaseEngine;
+
+  static {
+    newDatabase = (engine) => new Database(engine);
+    engineOf = (db) => db.#engine;
+    databaseInternals = (db, what = "This") => {
+      const engine = db.#engine;
+      if (engine instanceof LocalDatabase) return localInternals(engine);
+      throw new TxtDbError("UNSUPPORTED", `${what} needs a store in a directory: the etcd backend of "${engine.path}" does not support it (see "Scale-out beyond one machine" in the README)`, { details: { path: engine.path } });
+    };
+  }
 
   /** Use {@link open}. */
-  private constructor(path: string, platform: Platform, options: OpenOptions) {
-    this.path = path.replace(/\/+$/, "") || "/";
-    this.platform = platform;
-    const o = resolveOptions(options);
-    this.readOnly = o.readOnly;
-    this.limits = o.limits;
-    this.#durability = o.durability;
-    this.#isolation = o.isolation;
-    this.#lockTimeoutMs = o.lockTimeoutMs;
-    this.#locks = new LockManager(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), lockTimeoutMs: o.lockTimeoutMs, maxKeyBytes: o.limits.maxKeyBytes }, this.#meters.resourceLockWaitUs);
-    this.#lock = new FileLock(platform, `${this.path}/${WRITER_LOCK}`, o.mode);
-    this.#lock.onWait = (ms) => this.#meters.lockWaitUs.record(ms * 1000);
-    this.#lock.describeHolder = describeHolder(platform);
-    this.#tail = new Tail(platform, this.path, o, this.#meters, {
-      localPin: () => this.#pins.localPin(),
-      publishPin: () => this.#pins.publish(),
-      compactionNoticed: () => this.#pins.renewLeaseIfLost(),
-      endPinsBelow: (tsn) => this.#pins.endPinsBelow(tsn),
-      viewReset: () => void (this.#cachedReader = undefined),
-      preparedSeen: () => this.#participant?.wake(),
-    });
-    const tail = this.#tail;
-    this.#pins = new Pins(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), maxIdleMs: o.maxIdleMs }, {
-      head: () => tail.visibleTsn,
-      oldestWatched: () => this.#watchHub.oldestTsn(),
-    });
-    this.#compactor = new Compactor(platform, tail, this.#lock, this.#pins, o);
-    this.#committer = new GroupCommitter(platform, tail, this.#lock, this.#meters, o.lockTimeoutMs, {
-      noOpenReads: () => this.#pins.size === 0,
-      afterBatch: (seg, rolled) => {
-        this.#pins.publish();
-        if (!rolled) return;
-        // A process that only writes reads nothing past its own appends, so reads never
-        // make it learn another process's compaction (tail.refresh follows the manifest
-        // when the frontier changes segment); without this its in-memory table would keep
-        // every version while other processes compact (automatic compaction off here).
-        // This runs under the writer lock, and adopting drops the folded versions from
-        // memory (hundreds of ms for a large fold): so on a later turn, after the release.
-        if (!this.#followScheduled) {
-          this.#followScheduled = true;
-          void platform.sleep(0).then(() => {
-            this.#followScheduled = false;
-            if (this.#closed) return;
-            try {
-              tail.followManifest();
-            } catch {
-              // a table already replaced again: a later read or roll-over adopts the newer manifest
-            }
-          });
-        }
-        this.#compactor.maybeAutoCompact(seg, () => (this.#closed ? Promise.resolve() : this.#compactor.run({ full: false })));
-      },
-    });
-    this.#participant = new Participant({
-      platform,
-      path: this.path,
-      readOnly: o.readOnly,
-      tail,
-      lock: this.#lock,
-      compactLock: this.#compactor.compactLock,
-      lockTimeoutMs: o.lockTimeoutMs,
-      submit: (state) => this.commit(state),
-      ensureOpen: () => this.ensureOpen(),
-      isClosed: () => this.#closed,
-      openStore: (dir) => open(dir, { adapter: platform, lockTimeoutMs: o.lockTimeoutMs }),
-    });
-    this.#watchHub = new WatchHub({
-      log: tail.log,
-      logStart: () => ({ seg: tail.firstSegment, off: 0 }),
-      checkpointTsn: () => tail.manifest.checkpointTsn ?? 0,
-      head: () => ({ pos: tail.visiblePos, tsn: tail.visibleTsn }),
-      watchDir: (onChange) => platform.watchDir(this.path, onChange),
-      pollMs: o.watchPollMs,
-      bufferMax: o.watchBufferMax,
-      bufferBytes: o.watchBufferBytes,
-      maxWatchers: o.maxWatchers,
-    });
-    this.#queues = new Queues({
-      platform,
-      readOnly: o.readOnly,
-      limits: () => this.limits,
-      ensureOpen: () => this.ensureOpen(),
-      refresh: () => {
-        tail.refresh();
-        return tail.visibleTsn;
-      },
-      index: () => this.index,
-      commit: (state) => this.commit(state),
-      ownerId: () => this.#pins.leaseId,
-      ownerAlive: (id) => this.#pins.leaseAlive(id),
-      subscribe: (onCommit) => this.#watchHub.subscribe(onCommit),
-    });
+  private constructor(engine: DatabaseEngine) {
+    this.#engine = engine;
   }
 
-  /** @internal This process's MVCC index (replaced by an empty one at close, to free its memory). */
-  private get index(): Index {
-    return this.#tail.index;
+  /** The store's location: its directory, or its `etcd://` URL. */
+  get path(): string {
+    return this.#engine.path;
   }
 
-  // --- opening and recovery ---
-
-  /** @internal Opens the store: creates it if new, recovers a crashed writer's tail. */
-  private async init(namespaces: string[]): Promise<void> {
-    if (this.readOnly) return this.#initReadOnly(namespaces);
-    const tail = this.#tail;
-    const log = tail.log;
-    // Before the lock file is created: never write into a directory that is not a store.
-    if (!log.readManifest()) {
-      try {
-        checkCreatable(this.platform, this.path, log, false);
-      } catch (e) {
-        // Another process created the store while this looked (its MANIFEST.tmp renamed
-        // between the listing and the read, its MANIFEST or leases/ appearing): a store now,
-        // which the checks under the lock below verify. Otherwise the refusal stands.
-        if (!log.readManifest()) throw e;
-      }
-    }
-    const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
-    try {
-      stampHolder(this.#lock, this.platform);
-      let manifest = log.readManifest();
-      if (!manifest) {
-        // A new store, or a crash during a previous creation (nothing was committed then:
-        // commits only start after the manifest exists). Anything else is refused.
-        checkCreatable(this.platform, this.path, log, true);
-        if (!log.segment(1)) log.createSegment(1);
-        log.publishFrontier({ tsn: 0, seg: 1, off: 0, durableSeg: 1, durableOff: 0 });
-        manifest = { format: FORMAT_VERSION, createdAtMs: this.platform.wallClockMs() };
-        log.writeManifest(manifest);
-      }
-      checkFormat(this.path, manifest.format);
-      checkManifestFiles(this.platform, this.path, log, manifest);
-      if (manifest.format === FORMAT_CHECKPOINT) {
-        // A store of the previous format: upgraded in place, alone (upgrade.ts).
-        manifest = changeFormatLocked(this.platform, this.path, log, manifest, this.#compactor.compactLock, FORMAT_VERSION).manifest;
-      }
-      tail.loadManifest(manifest);
-      this.#compactor.removeLeftoversLocked();
-      this.#pins.startLease();
-      tail.catchUpLocked(true);
-      const missing = namespaces.filter((n, i) => namespaces.indexOf(n) === i && this.index.resolve(n, this.index.lastTsn) === undefined);
-      if (missing.length > 0) {
-        const state = newTxState(tail.visibleTsn, "serializable", true);
-        state.namespaceOps = missing.map((name) => ({ op: "create", name }));
-        const { results: [result], appended } = this.#committer.commitBatchLocked([state]);
-        if (result instanceof Error) throw result;
-        if (appended) await tail.makeDurable(appended);
-      }
-    } finally {
-      release();
-    }
-    // In-doubt transactions of two-phase commit are resolved at open and while open.
-    if (this.index.prepared.size > 0) await this.#participant.resolveDue().catch(() => {});
-    if (tail.manifest.format >= FORMAT_TWO_PHASE || this.index.prepared.size > 0) this.#participant.wake();
+  /** True when opened with `readOnly: true`: writes fail with READ_ONLY. */
+  get readOnly(): boolean {
+    return this.#engine.readOnly;
   }
 
-  /**
-   * A read-only open takes no writer lock, so a compaction in another process may switch
-   * the manifest and delete the checkpoint or segments it just named while this process
-   * reads them. The lease goes first (its pin, 0 until the first read, holds back every
-   * later compaction); an open that fails while the manifest moved is started again.
-   */
-  async #initReadOnly(namespaces: string[]): Promise<void> {
-    const tail = this.#tail;
-    for (let attempt = 1; ; attempt++) {
-      const manifest = tail.log.readManifest();
-      if (!manifest) {
-        throw invalidArg(`No txtdb store at "${this.path}" (no MANIFEST); open it once without readOnly to create it`);
-      }
-      checkFormat(this.path, manifest.format);
-      try {
-        if (!this.#pins.leased) this.#pins.startLease();
-        checkManifestFiles(this.platform, this.path, tail.log, manifest);
-        tail.resetView();
-        tail.loadManifest(manifest);
-        tail.refresh();
-        break;
-      } catch (e) {
-        if (attempt >= OPEN_ATTEMPTS_MAX || !tail.manifestMovedFrom(manifest)) throw e;
-        await this.platform.sleep(attempt);
-      }
-    }
-    if (namespaces.some((n) => this.index.resolve(n, tail.visibleTsn) === undefined)) {
-      throw new TxtDbError("READ_ONLY", `Cannot create namespaces ${JSON.stringify(namespaces)} on a store opened with readOnly: true`);
-    }
+  /** The Platform this handle uses: the `adapter` option, or the running runtime's. */
+  get platform(): Platform {
+    return this.#engine.platform;
   }
 
-  /**
-   * @internal Registers a pinned read version. Returns the release, and `touch` to call
-   * on each use; `expire` is called if it stays unused past maxIdleMs.
-   */
-  private pin(version: number, kind: string, expire: (idleMs: number) => void = () => {}): { release: () => void; touch: () => void } {
-    return this.#pins.pin(version, kind, expire);
-  }
-
-  // --- commit ---
-
-  /** @internal Queues a transaction for the next group commit; resolves with its TSN. */
-  private commit(state: TxState): Promise<number> {
-    this.ensureOpen();
-    if (this.readOnly) return Promise.reject(new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true"));
-    // A transaction that enqueues needs the queues' namespace (created once per store).
-    if (state.atHead && !this.#queues.namespaceReady()) return this.#queues.ensureNamespace().then(() => this.#committer.submit(state));
-    return this.#committer.submit(state);
-  }
-
-  // --- lifecycle ---
-
-  /** @internal Throws CLOSED after close(). */
-  private ensureOpen(): void {
-    if (this.#closed) throw new TxtDbError("CLOSED", `Database "${this.path}" is closed; open it again`);
-  }
-
-  /** Waits for queued commits, syncs, releases files and locks. Safe to call twice. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    // Listeners first: they stop claiming, and commit their running handlers' outcomes.
-    await this.#queues.close();
-    if (this.#closed) return;
-    while (this.#committer.running || this.#compactor.autoCompacting) {
-      await this.#committer.committing;
-      await this.#compactor.autoCompacting?.catch(() => {});
-    }
-    this.#closed = true;
-    this.#participant.stop();
-    await this.#participant.idle();
-    this.#locks.close();
-    this.#pins.stop();
-    this.#watchHub.closeAll();
-    this.#tail.stop();
-    this.#lock.close();
-    this.#compactor.close();
-    // Frees the index's memory now (see Tail.close).
-    this.#tail.close();
-    this.#cachedReader = undefined;
-    this.#pins.close();
+  /** The key, value and transaction limits in force on this handle, defaults filled in. */
+  get limits(): { maxKeyBytes: number; maxValueBytes: number; maxTxBytes: number; maxTxWrites: number } {
+    return this.#engine.limits;
   }
 
   /** Closes the database: `await using db = await open(...)`. */
@@ -398,79 +103,24 @@ export class Database {
     return this.close();
   }
 
-  /**
-   * The engine side of this database, for transactions, snapshots, lists, open()
-   * and txtdb's own tools: kept out of the public type (see {@link databaseInternals}).
-   */
-  readonly #internals: DatabaseInternals = ((db: Database): DatabaseInternals => ({
-    get platform() { return db.platform; },
-    get limits() { return db.limits; },
-    get index() { return db.index; },
-    get readOnly() { return db.readOnly; },
-    init: (namespaces) => db.init(namespaces),
-    queueNames: () => db.#queues.names(),
-    get sagaNamespaces() { return db.#sagaNamespaces; },
-    countNow: (ns, prefix) => {
-      db.ensureOpen();
-      db.#tail.refresh();
-      return db.#countAt(ns, prefix, db.#tail.visibleTsn);
-    },
-    prepare: (state, txid, options) => db.#participant.prepare(state, txid, options),
-    get participant() { return db.#participant; },
-    get leaseFile() { return db.#pins.leaseFile; },
-    pin: (version, kind, expire) => db.pin(version, kind, expire),
-    commit: (state) => db.commit(state),
-    enqueue: (state, queue, value, options) => db.#queues.enqueueInTransaction(state, queue, value, options),
-    ensureOpen: () => db.ensureOpen(),
-  }))(this);
-
-  static {
-    newDatabase = (path, platform, options) => new Database(path, platform, options);
-    databaseInternals = (db) => db.#internals;
-  }
-
-  // --- reads on db ---
-
-  #cachedReader: DbReader | undefined;
-  #cachedReaderTsn = -1;
-
-  /** A reader at the newest committed version (one object per version, reused). */
-  #reader(): DbReader {
-    this.ensureOpen();
-    this.#counters.reads++;
-    this.#tail.refresh();
-    if (this.#cachedReaderTsn !== this.#tail.visibleTsn || !this.#cachedReader) {
-      this.#cachedReader = new DbReader(this.#internals, this.#tail.visibleTsn);
-      this.#cachedReaderTsn = this.#tail.visibleTsn;
-    }
-    return this.#cachedReader;
+  /** Waits for queued commits, syncs, releases files and locks. Safe to call twice. */
+  close(): Promise<void> {
+    return this.#engine.close();
   }
 
   /** The newest committed value of `key`, or undefined. */
   get<T = unknown>(ns: string, key: Key): Promise<T | undefined> {
-    try {
-      return this.#reader().get<T>(ns, key);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.get<T>(ns, key);
   }
 
   /** The newest committed entry of `key`, or undefined. */
   getEntry<T = unknown>(ns: string, key: Key): Promise<Entry<T> | undefined> {
-    try {
-      return this.#reader().getEntry<T>(ns, key);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.getEntry<T>(ns, key);
   }
 
   /** The newest committed values of several keys. */
   getMany<T = unknown>(ns: string, keys: Key[]): Promise<(T | undefined)[]> {
-    try {
-      return this.#reader().getMany<T>(ns, keys);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.getMany<T>(ns, keys);
   }
 
   /**
@@ -478,51 +128,12 @@ export class Database {
    * their values (see {@link Snapshot.count}).
    */
   count(ns: string, sel: ListSelector): Promise<number> {
-    try {
-      return this.#reader().count(ns, sel);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.count(ns, sel);
   }
 
   /** Entries of a selection at the newest committed state. */
   list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
-    let reader: DbReader;
-    try {
-      reader = this.#reader();
-    } catch (e) {
-      const it: AsyncIterableIterator<Entry<T>> = {
-        next: () => Promise.reject(e),
-        [Symbol.asyncIterator]: () => it,
-      };
-      return it;
-    }
-    return reader.list<T>(ns, sel, opts);
-  }
-
-  // --- writes and transactions ---
-
-  #blindWrite(ns: string, key: Key, value: unknown, isDelete: boolean, options?: SetOptions): Promise<{ version: bigint }> {
-    try {
-      this.ensureOpen();
-      if (this.readOnly) throw new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true");
-      const expiresAtMs = isDelete ? undefined : expiryFromOptions(options, this.#tail.platform.wallClockMs(), "set()");
-      checkNamespaceName(ns);
-      const k = encodeKey(key, this.limits.maxKeyBytes);
-      const encoded = isDelete ? undefined : encodeValue(value, this.limits.maxValueBytes);
-      const v = encoded === undefined || expiresAtMs === undefined ? encoded : wrapExpiring(encoded, expiresAtMs);
-      this.#tail.refresh();
-      if (this.index.resolve(ns, this.#tail.visibleTsn) === undefined) {
-        throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist; create it with createNamespace("${ns}") or the namespaces open option`, { details: { ns } });
-      }
-      const state = newTxState(this.#tail.visibleTsn, this.#isolation, true);
-      state.touched.add(ns);
-      state.writes.set(ns, new Map([[k, v === undefined ? { kind: "delete" as const } : { kind: "set" as const, value: v }]]));
-      state.writeCount = 1;
-      return this.commit(state).then((tsn) => ({ version: BigInt(tsn) }));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.list<T>(ns, sel, opts);
   }
 
   /**
@@ -536,118 +147,31 @@ export class Database {
    * ```
    */
   set(ns: string, key: Key, value: unknown, options?: SetOptions): Promise<{ version: bigint }> {
-    return this.#blindWrite(ns, key, value, false, options);
+    return this.#engine.set(ns, key, value, options);
   }
 
   /** Deletes one key in its own transaction. */
   delete(ns: string, key: Key): Promise<{ version: bigint }> {
-    return this.#blindWrite(ns, key, undefined, true);
+    return this.#engine.delete(ns, key);
   }
 
   /** Begins a transaction reading the newest committed state. */
   begin(options: { isolation?: Isolation } = {}): Promise<Transaction> {
-    try {
-      const isolation = options.isolation ?? this.#isolation;
-      if (isolation !== "serializable" && isolation !== "snapshot") {
-        throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
-      }
-      this.ensureOpen();
-      this.#tail.refresh();
-      return Promise.resolve(newTransaction(this.#internals, this.#tail.visibleTsn, isolation));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.begin(options);
   }
 
   /**
    * Runs `fn` in a transaction and commits it, rerunning it on CONFLICT with exponential
    * backoff and jitter up to `maxRetries` times. Any other error rolls back and is rethrown.
    */
-  async transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
-    checkFunction("transaction()'s argument", fn);
-    if (options === null || typeof options !== "object") throw invalidArg("transaction() options must be an object");
-    checkSignal(options.signal);
-    const maxRetries = options.maxRetries ?? 10;
-    if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);
-    if (options.timeoutMs !== undefined && !(options.timeoutMs >= 0)) throw invalidArg(`timeoutMs must be a non-negative number; got ${String(options.timeoutMs)}`);
-    const deadline = options.timeoutMs !== undefined ? this.platform.monotonicMs() + options.timeoutMs : undefined;
-    const signal = options.signal;
-    const timeoutError = (cause?: unknown) =>
-      new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction was aborted by its signal" : `Transaction did not finish within ${options.timeoutMs} ms (timeoutMs)`, { cause });
-    // After a first CONFLICT this transaction queues for its turn on the key it lost, and
-    // keeps the turn through its reruns (see retryturns.ts).
-    let leaveTurn: LeaveTurn | undefined;
-    try {
-      for (let attempt = 0; ; attempt++) {
-        if (signal?.aborted) throw timeoutError(signal.reason);
-        if (deadline !== undefined && this.platform.monotonicMs() >= deadline) throw timeoutError();
-        const tx = await this.begin(options.isolation ? { isolation: options.isolation } : {});
-        try {
-          const result = await this.#withDeadline(Promise.resolve().then(() => fn(tx)), deadline, signal, timeoutError);
-          if (!tx.finished) await this.#commitWithDeadline(tx, deadline, signal, timeoutError);
-          return result;
-        } catch (e) {
-          tx.rollback();
-          if (!isTxtDbError(e, "CONFLICT") || attempt >= maxRetries) throw e;
-          this.#counters.retries++;
-          if (leaveTurn) {
-            // Lost again while holding the turn: another process wrote the key. Back off.
-            const capMs = Math.min(100, 2 ** attempt);
-            await this.platform.sleep(Math.random() * capMs);
-          } else {
-            const waitMs = deadline === undefined ? RETRY_TURN_MAX_WAIT_MS : Math.min(RETRY_TURN_MAX_WAIT_MS, deadline - this.platform.monotonicMs());
-            leaveTurn = await this.#retryTurns.enter(conflictSubject(e), waitMs, signal);
-          }
-        }
-      }
-    } finally {
-      leaveTurn?.();
-    }
-  }
-
-  /** Milliseconds from now to `deadline` (a monotonic time), if there is one. */
-  #delayTo(deadline: number | undefined): number | undefined {
-    return deadline === undefined ? undefined : deadline - this.platform.monotonicMs();
-  }
-
-  #withDeadline<T>(p: Promise<T>, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<T> {
-    return raceDeadline(p, this.#delayTo(deadline), signal, (cause) => ({ error: timeoutError(cause) }));
-  }
-
-  /**
-   * Commits `tx`, ending with TIMEOUT at the deadline or on abort only while the commit can
-   * still be taken back: while it waits in this process's queue (before the writer lock is
-   * held), it is removed and never written. Once its group commit has the lock, the
-   * outcome is on its way to the disk: the caller waits for it and learns it (committed,
-   * or the error that stopped it), never a TIMEOUT for a commit that happened.
-   */
-  #commitWithDeadline(tx: Transaction, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<unknown> {
-    const { result: committing, pending } = this.#committer.captureSubmitted(() => tx.commit());
-    if (!pending) return committing; // read-only: resolved already
-    return raceDeadline(committing, this.#delayTo(deadline), signal, (cause) => {
-      const error = timeoutError(cause);
-      // In a group commit already: wait for its outcome. Otherwise tx.commit() settles
-      // (rolled back); nothing was written.
-      return this.#committer.takeBack(pending, error) ? { error } : undefined;
-    });
+  transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+    return this.#engine.transaction<T>(fn, options);
   }
 
   /** A read-only view pinned at the newest committed version; release it when done. */
   snapshot(): Promise<Snapshot> {
-    try {
-      this.ensureOpen();
-      this.#tail.refresh();
-      const v = this.#tail.visibleTsn;
-      let snap: Snapshot | undefined;
-      const { release, touch } = this.pin(v, "snapshot", (idleMs) => snap && expireSnapshot(snap, idleMs, this.#pins.maxIdleMs));
-      snap = newSnapshot(this.#internals, v, release, touch);
-      return Promise.resolve(snap);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.snapshot();
   }
-
-  // --- watching ---
 
   /**
    * Events for every commit, from any process, that changes the given keys or a key under
@@ -667,69 +191,28 @@ export class Database {
    * ```
    */
   watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
-    this.ensureOpen();
-    checkSignal(opts.signal);
-    if (typeof ns === "string") checkNotReserved(ns);
-    this.#tail.refresh();
-    const nsId = this.index.resolve(ns, this.#tail.visibleTsn);
-    if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
-    if (sel === null || typeof sel !== "object") throw invalidArg("watch() needs { keys: [...] } or { prefix }");
-    if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
-      throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
-    }
-    const from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
-    if ("keys" in sel) {
-      if (!Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
-      return this.#watchHub.watch({ nsId, ns, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from, opts.signal);
-    }
-    const [start, end] = prefixRange(sel.prefix, this.limits.maxKeyBytes);
-    return this.#watchHub.watch({ nsId, ns, start, end }, from, opts.signal);
-  }
-
-  // --- namespaces ---
-
-  #namespaceOp(op: NamespaceRequest): Promise<void> {
-    try {
-      this.ensureOpen();
-      if (this.readOnly) throw new TxtDbError("READ_ONLY", `Cannot ${op.op} namespace "${op.name}": the database was opened with readOnly: true`);
-      checkNamespaceName(op.name);
-      if (op.op === "rename") checkNamespaceName(op.to);
-      this.#tail.refresh();
-      const state = newTxState(this.#tail.visibleTsn, "serializable", true);
-      state.namespaceOps.push(op);
-      return this.commit(state).then(() => undefined);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.watch<T>(ns, sel, opts);
   }
 
   /** Creates a namespace; NAMESPACE_EXISTS if present. */
   createNamespace(name: string): Promise<void> {
-    return this.#namespaceOp({ op: "create", name });
+    return this.#engine.createNamespace(name);
   }
 
   /** Drops a namespace and every key in it, atomically; NAMESPACE_NOT_FOUND if absent. */
   dropNamespace(name: string): Promise<void> {
-    return this.#namespaceOp({ op: "drop", name });
+    return this.#engine.dropNamespace(name);
   }
 
   /** Renames a namespace atomically; NAMESPACE_EXISTS / NAMESPACE_NOT_FOUND. */
   renameNamespace(from: string, to: string): Promise<void> {
-    return this.#namespaceOp({ op: "rename", name: from, to });
+    return this.#engine.renameNamespace(from, to);
   }
 
   /** Names of the namespaces at the newest committed version, sorted. */
   listNamespaces(): Promise<string[]> {
-    try {
-      this.ensureOpen();
-      this.#tail.refresh();
-      return Promise.resolve(this.index.namespaces(this.#tail.visibleTsn).filter((n) => !isReservedNamespace(n)));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.listNamespaces();
   }
-
-  // --- compaction ---
 
   /**
    * Folds old log segments into sorted tables below the oldest version any live process
@@ -738,10 +221,8 @@ export class Database {
    * merges level 0 into level 1, so the versions the fold superseded go at once (automatic
    * compaction leaves that to the level sizes).
    */
-  async compact(): Promise<CompactResult> {
-    this.ensureOpen();
-    if (this.readOnly) throw new TxtDbError("READ_ONLY", "Cannot compact: the database was opened with readOnly: true");
-    return this.#compactor.run({ full: true });
+  compact(): Promise<CompactResult> {
+    return this.#engine.compact();
   }
 
   /**
@@ -749,40 +230,19 @@ export class Database {
    * directory), taken while other processes keep committing; compactions wait for it.
    * Resolves to the version copied and the bytes written. See backup.ts for the rules.
    */
-  async backup(dest: string): Promise<BackupResult> {
-    this.ensureOpen();
-    const log = this.#tail.log;
-    return backupStore({
-      platform: this.platform,
-      dir: this.path,
-      log,
-      compactLock: this.#compactor.compactLock,
-      lockTimeoutMs: this.#lockTimeoutMs,
-      fileMode: log.mode,
-      dirMode: dirModeOf(log.mode),
-    }, dest);
+  backup(dest: string): Promise<BackupResult> {
+    return this.#engine.backup(dest);
   }
 
   /** Verifies every record's checksum, the manifest, the checkpoint and the index; changes nothing. */
   check(): Promise<CheckReport> {
-    try {
-      this.ensureOpen();
-      this.#tail.refresh();
-      return Promise.resolve(checkStore(this.platform, this.path, this.#tail.log, this.index, this.#tail.visibleTsn));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.check();
   }
 
   /** Live processes sharing this store, with their pins (for diagnostics and `txtdb doctor`). */
   processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; self: boolean }[] {
-    this.ensureOpen();
-    const { live } = this.#pins.scanLeases(this.#tail.manifest.checkpointTsn ?? 0);
-    const me = { pid: this.platform.pid, runtime: this.platform.runtime, pinnedVersion: BigInt(this.#pins.localPin()), self: true };
-    return [me, ...live.map((l) => ({ pid: l.pid, runtime: l.runtime, pinnedVersion: l.pin === undefined ? undefined : BigInt(l.pin), self: false }))];
+    return this.#engine.processes();
   }
-
-  // --- queues ---
 
   /**
    * Adds a message to queue `queue` (created on first use; queues live apart from
@@ -796,12 +256,7 @@ export class Database {
    * ```
    */
   enqueue(queue: string, value: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
-    try {
-      this.ensureOpen();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return this.#queues.enqueue(queue, value, options);
+    return this.#engine.enqueue(queue, value, options);
   }
 
   /**
@@ -818,12 +273,7 @@ export class Database {
    * ```
    */
   listenQueue<T = unknown>(queue: string, handler: QueueHandler<T>, options?: ListenOptions): Promise<void> {
-    try {
-      this.ensureOpen();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return this.#queues.listen(queue, handler, options);
+    return this.#engine.listenQueue<T>(queue, handler, options);
   }
 
   /**
@@ -836,7 +286,7 @@ export class Database {
    * ```
    */
   queueStats(queue: string): QueueStats {
-    return this.#queues.stats(queue);
+    return this.#engine.queueStats(queue);
   }
 
   /**
@@ -848,7 +298,7 @@ export class Database {
    * ```
    */
   deadLetters<T = unknown>(queue: string): AsyncIterableIterator<DeadLetter<T>> {
-    return this.#queues.deadLetters<T>(queue);
+    return this.#engine.deadLetters<T>(queue);
   }
 
   /**
@@ -862,15 +312,8 @@ export class Database {
    * ```
    */
   retryDead(queue: string, id?: string): Promise<number> {
-    try {
-      this.ensureOpen();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return this.#queues.retryDead(queue, id);
+    return this.#engine.retryDead(queue, id);
   }
-
-  // --- two-phase commit (participant side: participant.ts, prepared.ts) ---
 
   /**
    * Decides prepared transaction `txid` (see `tx.prepare()`): its writes become visible at
@@ -884,11 +327,7 @@ export class Database {
    * ```
    */
   commitPrepared(txid: string): Promise<{ version: bigint }> {
-    try {
-      return this.#participant.commitPrepared(txid);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.commitPrepared(txid);
   }
 
   /**
@@ -902,11 +341,7 @@ export class Database {
    * ```
    */
   abortPrepared(txid: string): Promise<void> {
-    try {
-      return this.#participant.abortPrepared(txid);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.abortPrepared(txid);
   }
 
   /**
@@ -919,14 +354,8 @@ export class Database {
    * ```
    */
   listPrepared(): Promise<PreparedInfo[]> {
-    try {
-      return Promise.resolve(this.#participant.list());
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#engine.listPrepared();
   }
-
-  // --- locks on named resources ---
 
   /**
    * Locks a named resource in `mode`, across every process and runtime that opens the store,
@@ -941,21 +370,13 @@ export class Database {
    * ```
    */
   lock(resource: ResourceKey, mode: LockMode, options?: LockOptions): Promise<ResourceLock> {
-    try {
-      this.ensureOpen();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return this.#locks.lock(resource, mode, options);
+    return this.#engine.lock(resource, mode, options);
   }
 
   /** Every live process's grants and waits on named resources, intention locks included. */
   locks(): LockInfo[] {
-    this.ensureOpen();
-    return this.#locks.list();
+    return this.#engine.locks();
   }
-
-  // --- observability ---
 
   /**
    * The same figures as stats() in the Prometheus text exposition format.
@@ -966,103 +387,30 @@ export class Database {
    * ```
    */
   metrics(): string {
-    return renderMetrics(this.stats(), this.#meters, { store: this.path, runtime: this.platform.runtime });
+    return this.#engine.metrics();
   }
 
   /** Counters and figures of this process's view of the store. */
   stats(): Stats {
-    this.ensureOpen();
-    const sagas = this.#sagaCounts(); // first: it may bring the view up to date
-    const tail = this.#tail;
-    const logBytes = tail.segmentBytesOnDisk();
-    const checkpointBytes = tail.checkpointBytes();
-    const liveLeases = this.#pins.liveLeaseCount();
-    const cache = tail.levels.cache.stats();
-    const compactor = this.#compactor;
-    const folded = compactor.logBytesFolded;
-    return {
-      durability: this.#durability,
-      commitLatencyUs: this.#meters.commitLatencyUs.summary(),
-      lockWaitUs: this.#meters.lockWaitUs.summary(),
-      fsyncUs: this.#meters.fsyncUs.summary(),
-      batchSize: this.#meters.batchSizes.summary(),
-      checkpointBytes,
-      format: tail.manifest.format,
-      tableBytesByLevel: tail.levels.bytesByLevel(),
-      tables: tail.levels.tables().length,
-      cacheHits: cache.hits,
-      cacheMisses: cache.misses,
-      cacheBytes: cache.bytes,
-      cacheBytesMax: cache.maxBytes,
-      tableIndexBytes: tail.levels.residentBytes(),
-      compactedLogBytes: folded,
-      compactedTableBytes: compactor.tableBytesWritten,
-      writeAmplification: folded > 0 ? (folded + compactor.tableBytesWritten) / folded : 0,
-      liveLeases,
-      keysInMemory: this.index.keyCountAll(),
-      runtime: this.platform.runtime,
-      path: this.path,
-      version: BigInt(tail.visibleTsn),
-      ...this.#counters,
-      namespaces: this.index.namespaces(tail.visibleTsn).filter((n) => !isReservedNamespace(n)).length,
-      versionsHeld: this.index.versionCount,
-      logBytes,
-      openSnapshots: this.#pins.count("snapshot"),
-      openTransactions: this.#pins.count("transaction"),
-      oldestPinVersion: BigInt(this.#pins.localPin()),
-      oldestPinAgeMs: this.#pins.oldestAgeMs(),
-      checkpointVersion: BigInt(tail.manifest.checkpointTsn ?? 0),
-      firstSegment: tail.firstSegment,
-      compactions: this.#compactor.compactions,
-      watchers: this.#watchHub.count,
-      ...this.#locks.stats(),
-      ...this.#participant.stats(),
-      resourceLockWaitUs: this.#meters.resourceLockWaitUs.summary(),
-      sagas,
-    };
-  }
-
-  /**
-   * Sagas by status in the namespaces of the open Sagas handles, at the newest committed
-   * state: one count of the `["status", status]` index per status (sagastate.ts), which
-   * reads no saga record.
-   */
-  #sagaCounts(): Stats["sagas"] {
-    const counts = Object.fromEntries(SAGA_STATUSES.map((s) => [s, 0])) as Stats["sagas"];
-    if (this.#sagaNamespaces.size === 0) return counts;
-    this.#tail.refresh();
-    const snap = this.#tail.visibleTsn;
-    for (const ns of this.#sagaNamespaces.keys()) {
-      for (const status of SAGA_STATUSES) counts[status] += this.#countAt(ns, statusPrefix(status), snap);
-    }
-    return counts;
-  }
-
-  /** Live keys under `prefix` in `ns` at `snap`; 0 if `ns` does not exist there (dropped or renamed). */
-  #countAt(ns: string, prefix: Key, snap: number): number {
-    const id = this.index.resolve(ns, snap);
-    if (id === undefined) return 0;
-    const [start, end] = prefixRange(prefix);
-    return this.index.count(id, start, end, snap);
+    return this.#engine.stats();
   }
 }
 
 /**
- * A location that is a URL, not a directory: refused before anything is created (a
- * directory named "etcd:" holding "/host:2379/app" is never what was meant).
+ * A location that is a URL, not a directory: only etcd's are known; any other is refused
+ * before anything is created (a directory named "http:" is never what was meant).
  */
 function refuseUrl(path: string): void {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(path)?.[1]?.toLowerCase();
-  if (scheme === undefined) return;
-  if (scheme === "etcd" || scheme === "etcds") {
-    throw new TxtDbError("UNSUPPORTED", `open("${path}"): the etcd backend is not in this release of txtdb yet (only its client and engine are, internally); open a directory path for now`, { details: { path } });
-  }
-  throw invalidArg(`open() takes a directory path (or, in a later release, an etcd:// URL); got the ${scheme}:// URL "${path}". For a directory whose name starts like a URL, write it as "./${path}"`);
+  if (scheme === undefined || scheme === "etcd" || scheme === "etcds") return;
+  throw invalidArg(`open() takes a directory path or an etcd:// URL; got the ${scheme}:// URL "${path}". For a directory whose name starts like a URL, write it as "./${path}"`);
 }
 
 /**
  * Opens (creating if needed) the store in directory `path`. Any number of processes, on
- * any mix of Node, Deno and Bun, may open the same directory at once.
+ * any mix of Node, Deno and Bun, may open the same directory at once. An `etcd://` (or
+ * `etcds://`) URL opens the same API on an etcd v3 cluster instead, for processes on
+ * several machines (see the README, "Scale-out beyond one machine").
  *
  * @example
  * ```ts
@@ -1073,28 +421,6 @@ export async function open(path: string, options: OpenOptions = {}): Promise<Dat
   if (typeof path !== "string" || path.length === 0) throw invalidArg(`open() needs a directory path; got ${JSON.stringify(path)}`);
   refuseUrl(path);
   checkOptions(options);
-  const platform = options.adapter ?? (await defaultPlatform());
-  try {
-    checkStoreDirectory(platform, path, { allowForeignOwner: options.allowForeignOwner === true });
-  } catch (e) {
-    throw ioError(e, `Checking the store directory "${path}"`);
-  }
-  const dirMode = dirModeOf(resolveOptions(options).mode);
-  if (!options.readOnly) {
-    try {
-      platform.mkdir(path, dirMode);
-    } catch (e) {
-      throw ioError(e, `Creating the store directory "${path}"`);
-    }
-  } else if (!platform.stat(path)?.isDirectory) {
-    throw invalidArg(`No txtdb store at "${path}"; open it once without readOnly to create it`);
-  }
-  const db = newDatabase(path, platform, options);
-  try {
-    await databaseInternals(db).init(options.namespaces ?? []);
-  } catch (e) {
-    await db.close().catch(() => {});
-    throw ioError(e, `Opening "${path}"`);
-  }
-  return db;
+  if (isEtcdLocation(path)) return newDatabase(await openEtcd(path, options));
+  return newDatabase(await openLocal(path, options, open));
 }

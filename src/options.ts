@@ -71,7 +71,19 @@ export interface OpenOptions {
    * one cannot pin old versions forever (default 10 minutes; 0: never).
    */
   maxIdleMs?: number;
+  /**
+   * etcd:// locations only: the bound on every request to the cluster, in ms (default
+   * 5 000). Past it, with no quorum or no member answering, the call fails with UNAVAILABLE.
+   */
+  requestTimeoutMs?: number;
+  /** etcd:// locations only: the user to authenticate as (with `password`). */
+  username?: string;
+  /** etcd:// locations only: the password of `username`. */
+  password?: string;
 }
+
+/** Options that only mean something for an etcd:// location. */
+export const ETCD_ONLY_OPTIONS = ["requestTimeoutMs", "username", "password"] as const;
 
 /** Options of {@link Database.transaction} and {@link Database.begin}. */
 export interface TransactionOptions {
@@ -182,6 +194,12 @@ export function checkOptions(o: OpenOptions): void {
     }
   };
   oneOf("durability", o.durability, ["full", "relaxed", "none"]);
+  if (o.requestTimeoutMs !== undefined && !(typeof o.requestTimeoutMs === "number" && Number.isFinite(o.requestTimeoutMs) && o.requestTimeoutMs > 0)) {
+    throw invalidArg(`Option requestTimeoutMs must be a positive number of milliseconds; got ${JSON.stringify(o.requestTimeoutMs)}`);
+  }
+  for (const name of ["username", "password"] as const) {
+    if (o[name] !== undefined && typeof o[name] !== "string") throw invalidArg(`Option ${name} must be a string; got ${typeof o[name]}`);
+  }
   oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
   if (o.cacheBytes !== undefined && (typeof o.cacheBytes !== "number" || !Number.isSafeInteger(o.cacheBytes) || o.cacheBytes < 0)) {
     throw invalidArg(`Option cacheBytes must be a non-negative integer (bytes of table blocks to keep in memory; 0: none); got ${JSON.stringify(o.cacheBytes)}`);
@@ -227,6 +245,20 @@ export function checkNotReserved(name: string): void {
   if (isReservedNamespace(name)) {
     throw invalidArg(`Namespace name ${JSON.stringify(name)} is reserved: names starting with U+0000 and "txtdb." belong to txtdb itself (queues); choose another name`);
   }
+}
+
+/**
+ * The checks of `db.transaction(fn, options)`, shared by both engines; returns the
+ * settings with their defaults.
+ */
+export function checkTransactionOptions(fn: unknown, options: TransactionOptions): { maxRetries: number; timeoutMs: number | undefined; signal: AbortSignal | undefined } {
+  checkFunction("transaction()'s argument", fn);
+  if (options === null || typeof options !== "object") throw invalidArg("transaction() options must be an object");
+  checkSignal(options.signal);
+  const maxRetries = options.maxRetries ?? 10;
+  if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);
+  if (options.timeoutMs !== undefined && !(options.timeoutMs >= 0)) throw invalidArg(`timeoutMs must be a non-negative number; got ${String(options.timeoutMs)}`);
+  return { maxRetries, timeoutMs: options.timeoutMs, signal: options.signal };
 }
 
 /** A function, or INVALID_ARGUMENT. */

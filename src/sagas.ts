@@ -221,6 +221,8 @@ export class Sagas {
     if (typeof db !== "object" || db === null || typeof (db as Partial<Database>).transaction !== "function" || typeof (db as Partial<Database>).watch !== "function") {
       throw invalid("Sagas.open() needs an open Database (from open()) as its first argument");
     }
+    databaseInternals(db, "Sagas.open()"); // UNSUPPORTED on etcd: sagas need two-phase commit's store
+
     const o = checkOptionsObject("Sagas.open() options", options, OPTION_FIELDS);
     const namespace = o.namespace === undefined ? DEFAULT_NAMESPACE : o.namespace;
     if (typeof namespace !== "string" || namespace.length === 0) throw invalid(`Sagas.open() namespace must be a non-empty string; got ${String(namespace)}`);

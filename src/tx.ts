@@ -20,6 +20,11 @@ import type { EnqueueOptions } from "./queues.ts";
 import { isReservedNamespace } from "./options.ts";
 import type { TwoPhaseRequest } from "./prepared.ts";
 import type { PrepareOptions } from "./participant.ts";
+import { addNumeric, checkDelta, newTxState, noteExpiring, putWrite, recordRange, recordRead, sumOp } from "./txstate.ts";
+import type { Limits, TxState, WriteOp } from "./txstate.ts";
+
+export { addNumeric, newTxState } from "./txstate.ts";
+export type { Limits, NamespaceRequest, TxState, WriteOp } from "./txstate.ts";
 
 /** Isolation levels. */
 export type Isolation = "serializable" | "snapshot";
@@ -52,86 +57,12 @@ export interface ListOptions {
   reverse?: boolean;
 }
 
-/** A buffered write. */
-export type WriteOp =
-  | { kind: "set"; value: Uint8Array }
-  | { kind: "delete" }
-  | { kind: "sum"; delta: number | bigint };
-
-/** A namespace operation a transaction asks for. */
-export type NamespaceRequest =
-  | { op: "create"; name: string }
-  | { op: "drop"; name: string }
-  | { op: "rename"; name: string; to: string };
-
-/** Everything the committer needs to validate and write a transaction. */
-export interface TxState {
-  readVersion: number;
-  isolation: Isolation;
-  /** A one-operation write from db.set/db.delete: nothing was read, nothing can conflict. */
-  blind: boolean;
-  reads: Map<string, Set<string>>;
-  ranges: { ns: string; start: string; end: string; selector: ListSelector }[];
-  writes: Map<string, Map<string, WriteOp>>;
-  checks: { ns: string; key: string; version: number | null }[];
-  touched: Set<string>;
-  namespaceOps: NamespaceRequest[];
-  bytes: number;
-  writeCount: number;
-  /** Serializable: the soonest expiry among the versions read present (expiry.ts, rule 3). */
-  readExpiry: ReadExpiry | undefined;
-  /**
-   * Work decided at the head of history (queues: queuestore.ts): the committer runs it under
-   * the writer lock after validation; it may add writes. False: nothing is left to write.
-   */
-  atHead?: ((index: Index) => boolean) | undefined;
-  /** Called once the commit is written, before it is durable (queues start handlers then). */
-  onAppended?: ((tsn: number) => void) | undefined;
-  /** Two-phase commit only: a prepare, or the decision on one (prepared.ts). */
-  twoPhase?: TwoPhaseRequest;
-}
-
-export function newTxState(readVersion: number, isolation: Isolation, blind: boolean): TxState {
-  return {
-    readVersion,
-    isolation,
-    blind,
-    reads: new Map(),
-    ranges: [],
-    writes: new Map(),
-    checks: [],
-    touched: new Set(),
-    namespaceOps: [],
-    bytes: 0,
-    writeCount: 0,
-    readExpiry: undefined,
-  };
-}
-
-/** Limits enforced on keys, values and transactions. */
-export interface Limits {
-  maxKeyBytes: number;
-  maxValueBytes: number;
-  maxTxBytes: number;
-  maxTxWrites: number;
-}
-
 /** What readers need from the database engine. */
 export interface ReadContext {
   index: Index;
   limits: Limits;
   /** Throws CLOSED after close(). */
   ensureOpen(): void;
-}
-
-/** Adds two sum operands of the same numeric type, or fails with INVALID_VALUE. */
-export function addNumeric(base: unknown, delta: number | bigint, where: string): number | bigint {
-  if (typeof base === "number" && typeof delta === "number") return base + delta;
-  if (typeof base === "bigint" && typeof delta === "bigint") return base + delta;
-  throw new TxtDbError(
-    "INVALID_VALUE",
-    `sum() on ${where}: cannot add a ${typeof delta} to a stored ${base === null ? "null" : typeof base}; sum() needs a number or bigint of the same type`,
-  );
 }
 
 /** Resolves the key range a selector denotes, as [start, end) binary strings. */
@@ -154,7 +85,7 @@ export function selectorRange(sel: ListSelector, maxKeyBytes: number, what = "li
 /** Entries a streaming `list()` reads from the index at a time (bounds the work per `next()`). */
 export const LIST_PAGE_ENTRIES = 256;
 
-function checkListOptions(opts: ListOptions | undefined): { limit: number; reverse: boolean } {
+export function checkListOptions(opts: ListOptions | undefined): { limit: number; reverse: boolean } {
   const limit = opts?.limit ?? Infinity;
   if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) {
     throw new TxtDbError("INVALID_ARGUMENT", `list() limit must be a non-negative integer, got ${String(limit)}`);
@@ -530,17 +461,12 @@ class TxReader extends SnapshotReader {
   }
 
   #recordRead(ns: string, key: string): void {
-    if (this.#state.isolation !== "serializable") return;
-    let set = this.#state.reads.get(ns);
-    if (!set) this.#state.reads.set(ns, (set = new Set()));
-    set.add(key);
+    recordRead(this.#state, ns, key);
   }
 
   /** A serializable read saw a version present that expires later (expiry.ts, rule 3). */
   #noteExpiring(ns: string, key: string, tsn: number, expiresAtMs: number): void {
-    if (this.#state.isolation !== "serializable") return;
-    const soonest = this.#state.readExpiry;
-    if (soonest === undefined || expiresAtMs < soonest.expiresAtMs) this.#state.readExpiry = { ns, key, tsn, expiresAtMs };
+    noteExpiring(this.#state, ns, key, tsn, expiresAtMs);
   }
 
   protected override nsId(ns: string): number {
@@ -583,16 +509,7 @@ class TxReader extends SnapshotReader {
       }
       if (out.length >= limit) break;
     }
-    if (this.#state.isolation === "serializable") {
-      // Record what was actually read: when the limit cut the scan, only up to the last key.
-      let rs = start, re = end;
-      if (out.length >= limit && out.length > 0) {
-        const last = out[out.length - 1]![0];
-        if (reverse) rs = last;
-        else re = last + "\x00";
-      }
-      this.#state.ranges.push({ ns, start: rs, end: re, selector: sel });
-    }
+    recordRange(this.#state, ns, start, end, sel, out.map(([k]) => k), limit, reverse);
     return out;
   }
 
@@ -620,20 +537,7 @@ class TxReader extends SnapshotReader {
   }
 
   #put(ns: string, key: string, op: WriteOp, addedBytes: number): void {
-    const s = this.#state;
-    let m = s.writes.get(ns);
-    if (!m) s.writes.set(ns, (m = new Map()));
-    if (!m.has(key)) {
-      if (s.writeCount + 1 > this.ctx.limits.maxTxWrites) {
-        throw new TxtDbError("LIMIT", `Transaction writes more than ${this.ctx.limits.maxTxWrites} keys (maxTxWrites); split it into smaller transactions`);
-      }
-      s.writeCount++;
-    }
-    if (s.bytes + addedBytes > this.ctx.limits.maxTxBytes) {
-      throw new TxtDbError("LIMIT", `Transaction exceeds ${this.ctx.limits.maxTxBytes} bytes (maxTxBytes); split it into smaller transactions`);
-    }
-    s.bytes += addedBytes;
-    m.set(key, op);
+    putWrite(this.#state, this.ctx.limits, ns, key, op, addedBytes);
   }
 
   /** Buffers a write of `value` to `key`; `expireIn` makes it expire (expiry.ts). */
@@ -669,23 +573,10 @@ class TxReader extends SnapshotReader {
   /** Adds `delta` to the number stored at `key` at commit time; concurrent sums never conflict. */
   sum(ns: string, key: Key, delta: number | bigint): void {
     this.#writable();
-    if (!(typeof delta === "bigint" || (typeof delta === "number" && Number.isFinite(delta)))) {
-      throw new TxtDbError("INVALID_VALUE", `sum() needs a finite number or a bigint delta, got ${String(delta)}`);
-    }
+    checkDelta(delta);
     const k = encodeKey(key, this.ctx.limits.maxKeyBytes);
     this.nsId(ns);
-    const prior = this.#state.writes.get(ns)?.get(k);
-    const where = `key ${describeKey(key)}`;
-    let op: WriteOp;
-    if (!prior) op = { kind: "sum", delta };
-    else if (prior.kind === "sum") op = { kind: "sum", delta: addNumeric(prior.delta, delta, where) };
-    else if (prior.kind === "delete" || isExpired(prior.value, this.ctx.index.wallClockMs())) op = { kind: "set", value: encodeValue(delta) };
-    else {
-      // The sum keeps the expiry of the value it adds to (expiry.ts, rule 4).
-      const sum = encodeValue(addNumeric(decodeStored(prior.value, ns, k), delta, where));
-      op = { kind: "set", value: isExpiring(prior.value) ? wrapExpiring(sum, expiresAtOf(prior.value)) : sum };
-    }
-    this.#put(ns, k, op, k.length + 16);
+    this.#put(ns, k, sumOp(this.#state.writes.get(ns)?.get(k), delta, ns, k, this.ctx.index.wallClockMs()), k.length + 16);
   }
 
   /** Adds a message to a queue, written if and when this transaction commits; returns its id. */
@@ -789,10 +680,48 @@ class SnapReader extends SnapshotReader {
 }
 
 /**
+ * What a {@link Transaction} hands its calls to: the local engine's TxReader here, or the
+ * etcd engine's (etcd/txview.ts). Same arguments, results and errors as the public methods.
+ */
+export interface TxView {
+  readonly readVersion: bigint;
+  readonly isolation: Isolation;
+  readonly finished: boolean;
+  get<T = unknown>(ns: string, key: Key): Promise<T | undefined>;
+  getEntry<T = unknown>(ns: string, key: Key): Promise<Entry<T> | undefined>;
+  getMany<T = unknown>(ns: string, keys: Key[]): Promise<(T | undefined)[]>;
+  list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>>;
+  count(ns: string, sel: ListSelector): Promise<number>;
+  set(ns: string, key: Key, value: unknown, options?: SetOptions): void;
+  delete(ns: string, key: Key): void;
+  check(ns: string, key: Key, version: bigint | null): void;
+  sum(ns: string, key: Key, delta: number | bigint): void;
+  enqueue(queue: string, value: unknown, options?: EnqueueOptions): string;
+  commit(): Promise<{ version: bigint }>;
+  prepare(txid: string, options?: PrepareOptions): Promise<void>;
+  rollback(): void;
+}
+
+/** What a {@link Snapshot} hands its calls to (the local SnapReader, or etcd/txview.ts's). */
+export interface SnapView {
+  readonly version: bigint;
+  get<T = unknown>(ns: string, key: Key): Promise<T | undefined>;
+  getEntry<T = unknown>(ns: string, key: Key): Promise<Entry<T> | undefined>;
+  getMany<T = unknown>(ns: string, keys: Key[]): Promise<(T | undefined)[]>;
+  list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>>;
+  count(ns: string, sel: ListSelector): Promise<number>;
+  release(): void;
+}
+
+/**
  * Makes the {@link Transaction} of a database (its constructor is not public): for
  * `db.begin()` and `db.transaction()`.
  */
 export let newTransaction: (host: TxHost, readVersion: number, isolation: Isolation) => Transaction;
+/** Makes the {@link Transaction} over another engine's view (etcd/txview.ts). */
+export let wrapTransaction: (view: TxView) => Transaction;
+/** Makes the {@link Snapshot} over another engine's view (etcd/txview.ts). */
+export let wrapSnapshot: (view: SnapView) => Snapshot;
 
 /**
  * Makes the {@link Snapshot} of a database (its constructor is not public), and the idle
@@ -816,14 +745,15 @@ export let expireSnapshot: (snap: Snapshot, idleMs: number, maxIdleMs: number) =
  * ```
  */
 export class Transaction {
-  #tx!: TxReader;
+  #tx!: TxView;
 
   static {
-    newTransaction = (host, readVersion, isolation) => {
+    wrapTransaction = (view) => {
       const t = new Transaction();
-      t.#tx = new TxReader(host, readVersion, isolation);
+      t.#tx = view;
       return t;
     };
+    newTransaction = (host, readVersion, isolation) => wrapTransaction(new TxReader(host, readVersion, isolation));
   }
 
   private constructor() {}
@@ -964,15 +894,18 @@ export class Transaction {
  * ```
  */
 export class Snapshot {
-  #snap!: SnapReader;
+  #snap!: SnapView;
 
   static {
-    newSnapshot = (ctx, version, onRelease, touch) => {
+    wrapSnapshot = (view) => {
       const s = new Snapshot();
-      s.#snap = new SnapReader(ctx, version, onRelease, touch);
+      s.#snap = view;
       return s;
     };
-    expireSnapshot = (snap, idleMs, maxIdleMs) => snap.#snap.expire(idleMs, maxIdleMs);
+    newSnapshot = (ctx, version, onRelease, touch) => wrapSnapshot(new SnapReader(ctx, version, onRelease, touch));
+    expireSnapshot = (snap, idleMs, maxIdleMs) => {
+      if (snap.#snap instanceof SnapReader) snap.#snap.expire(idleMs, maxIdleMs);
+    };
   }
 
   private constructor() {}

@@ -86,6 +86,11 @@ export interface WatchMatch {
   end?: string;
 }
 
+/** Whether a watcher's selection (its keys, or its range [start, end)) takes `key` (encoded). */
+export function watchSelects(match: { keys?: ReadonlySet<string> | undefined; start?: string | undefined; end?: string | undefined }, key: string): boolean {
+  return match.keys ? match.keys.has(key) : key >= match.start! && key < match.end!;
+}
+
 /**
  * Default of `bufferBytes` (the `watchBufferBytes` option): 64 MiB of encoded changes per
  * watcher. Why this much: it holds the whole event bound (10,000 events) of changes up to
@@ -254,21 +259,28 @@ class Watcher {
 function namespaceGone(ns: string, record: CommitRecord): TxtDbError | undefined {
   for (const op of record.namespaceOps) {
     if (op.name !== ns || op.op === "create") continue;
-    const version = BigInt(record.tsn);
-    if (op.op === "drop") {
-      return new TxtDbError(
-        "NAMESPACE_NOT_FOUND",
-        `Namespace "${ns}" was dropped at version ${version}; this watcher ended there, after every event before it. If "${ns}" is created again, watch it with { fromVersion: ${version}n } to receive its writes from the start`,
-        { details: { ns, version, op: "drop" } },
-      );
-    }
-    return new TxtDbError(
-      "NAMESPACE_NOT_FOUND",
-      `Namespace "${ns}" was renamed to "${op.to}" at version ${version}; this watcher ended there, after every event before it. To go on, watch "${op.to}" with { fromVersion: ${version}n }`,
-      { details: { ns, version, op: "rename", to: op.to } },
-    );
+    return namespaceEnded(ns, BigInt(record.tsn), op.op === "drop" ? undefined : op.to);
   }
   return undefined;
+}
+
+/**
+ * NAMESPACE_NOT_FOUND for a watcher whose namespace `ns` was dropped (`renamedTo`
+ * undefined) or renamed at `version` (rule 1): shared with the etcd engine's watch.
+ */
+export function namespaceEnded(ns: string, version: bigint, renamedTo: string | undefined): TxtDbError {
+  if (renamedTo === undefined) {
+    return new TxtDbError(
+      "NAMESPACE_NOT_FOUND",
+      `Namespace "${ns}" was dropped at version ${version}; this watcher ended there, after every event before it. If "${ns}" is created again, watch it with { fromVersion: ${version}n } to receive its writes from the start`,
+      { details: { ns, version, op: "drop" } },
+    );
+  }
+  return new TxtDbError(
+    "NAMESPACE_NOT_FOUND",
+    `Namespace "${ns}" was renamed to "${renamedTo}" at version ${version}; this watcher ended there, after every event before it. To go on, watch "${renamedTo}" with { fromVersion: ${version}n }`,
+    { details: { ns, version, op: "rename", to: renamedTo } },
+  );
 }
 
 /** All watchers of one database, and the one file watch and poll timer they share. */
@@ -460,7 +472,7 @@ export class WatchHub {
             for (const wr of record.writes) {
               if (wr.nsId !== w.match.nsId) continue;
               const k = bytesToBinary(wr.key);
-              const hit = w.match.keys ? w.match.keys.has(k) : k >= w.match.start! && k < w.match.end!;
+              const hit = watchSelects(w.match, k);
               if (!hit) continue;
               const value = wr.value === null ? null : wr.value.slice();
               changes.push({ key: k, value });

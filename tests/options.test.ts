@@ -10,13 +10,25 @@ import { open, TxtDbError } from "txtdb";
 const R = `[${runtime}]`;
 const invalid = (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT";
 
-test(`${R} open() of a URL creates nothing: etcd:// and etcds:// are UNSUPPORTED in this release, other schemes INVALID_ARGUMENT; "./etcd:..." is a directory`, async () => {
+test(`${R} open() of a URL creates nothing: etcd:// fails clearly without a cluster, other schemes are INVALID_ARGUMENT; "./etcd:..." is a directory`, async () => {
   const base = tempDir("urls");
   const cwd = (globalThis as { Deno?: { cwd(): string } }).Deno?.cwd() ?? (await import("node:process")).cwd();
   const before = fs.readdirSync(cwd).sort();
-  for (const url of ["etcd://127.0.0.1:2379/app", "ETCDS://a:1,b:2/x", "etcd://"]) {
-    await assert.rejects(open(url), (e: unknown) => e instanceof TxtDbError && e.code === "UNSUPPORTED" && /etcd backend is not in this release/.test(e.message), url);
+  // An etcd location: nothing is created locally. No member answering is UNAVAILABLE
+  // within requestTimeoutMs; a location without a member is INVALID_ARGUMENT; a local
+  // store's option is UNSUPPORTED before any request.
+  const started = Date.now();
+  await assert.rejects(open("etcd://127.0.0.1:1/app", { requestTimeoutMs: 300 }), (e: unknown) => e instanceof TxtDbError && e.code === "UNAVAILABLE", "closed port");
+  assert.ok(Date.now() - started < 5_000, `UNAVAILABLE came within the bound (${Date.now() - started} ms)`);
+  await assert.rejects(open("etcd://"), invalid, "etcd:// without a member");
+  for (const options of [{ segmentBytes: 1 << 20 }, { cacheBytes: 0 }, { durability: "none" as const }, { maxIdleMs: 5 }, { mode: 0o600 }]) {
+    await assert.rejects(open("ETCDS://a:1,b:2/x", options), (e: unknown) => e instanceof TxtDbError && e.code === "UNSUPPORTED", JSON.stringify(options));
   }
+  // ...and an etcd option on a directory is INVALID_ARGUMENT, creating nothing.
+  for (const options of [{ requestTimeoutMs: 100 }, { username: "u" }, { password: "p" }]) {
+    await assert.rejects(open(`${base}/not-etcd`, options), invalid, JSON.stringify(options));
+  }
+  assert.equal(fs.existsSync(`${base}/not-etcd`), false);
   for (const url of ["http://localhost/x", "file:///tmp/x", "s3://bucket/key"]) {
     await assert.rejects(open(url), (e: unknown) => invalid(e) && /directory path/.test((e as Error).message), url);
   }
@@ -48,6 +60,9 @@ test(`${R} open() refuses options of the wrong type or range with INVALID_ARGUME
     { adapter: null },
     { durability: "sometimes" },
     { namespaces: "ns" },
+    { requestTimeoutMs: 0 },
+    { requestTimeoutMs: "5s" },
+    { username: 5 },
   ];
   for (const options of bad) {
     const dir = `${tempDir("opts")}/store`;

@@ -25,7 +25,7 @@ function fsyncCostUs() {
   return Math.round(us);
 }
 
-await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts", "scripts/bench/locks.ts", "scripts/bench/queues.ts", "scripts/bench/twophase.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
+await build({ entryPoints: ["scripts/bench/txtdb.ts", "scripts/bench/extras.ts", "scripts/bench/mp-txtdb.ts", "scripts/bench/locks.ts", "scripts/bench/queues.ts", "scripts/bench/twophase.ts", "scripts/bench/etcd.ts"], outdir: ".build-bench", bundle: true, format: "esm", platform: "node", target: "node20", packages: "external", logLevel: "warning" });
 
 function runJson(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: smoke ? 120_000 : 900_000, killSignal: "SIGKILL" });
@@ -274,10 +274,72 @@ async function twoPhaseRows() {
   return rows;
 }
 
+const etcdCmd = {
+  node: (a) => [process.execPath, [".build-bench/etcd.js", ...a]],
+  deno: (a) => ["node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "--allow-net", "scripts/bench/etcd.ts", ...a]],
+  bun: (a) => ["node_modules/.bin/bun", ["scripts/bench/etcd.ts", ...a]],
+};
+
+/** A free loopback TCP port. */
+async function freePort() {
+  const { createServer } = await import("node:net");
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The etcd backend beside the local engine, in the same run: a 1-member etcd cluster on
+ * loopback (its data directory beside the local stores, on the same disk), the same
+ * workloads (etcd.ts) on a directory and on an etcd:// location, from each runtime.
+ * Without an `etcd` binary the rows say so.
+ */
+async function etcdRows() {
+  const which = spawnSync("sh", ["-c", "command -v etcd"], { encoding: "utf8" });
+  const bin = which.stdout.trim();
+  if (!bin) return [{ workload: "etcd backend", engine: "txtdb on etcd", runtime: "-", ops: 0, note: "no etcd binary (Debian: apt-get install etcd-server)" }];
+  const [client, peer] = [await freePort(), await freePort()];
+  const data = `${dir}/etcd-data`;
+  const etcd = spawn(bin, ["--name", "bench", "--data-dir", data, "--listen-client-urls", `http://127.0.0.1:${client}`, "--advertise-client-urls", `http://127.0.0.1:${client}`,
+    "--listen-peer-urls", `http://127.0.0.1:${peer}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`, "--initial-cluster", `bench=http://127.0.0.1:${peer}`, "--log-level", "error"], { stdio: "ignore" });
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        const r = await fetch(`http://127.0.0.1:${client}/health`);
+        if (r.ok && (await r.json()).health === "true") break;
+      } catch { /* not up yet */ }
+      if (i > 100) throw new Error("etcd did not become healthy within 10 s");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const n = Math.max(100, Math.round(3_000 * scale));
+    const names = { sequential: "db.set, one at a time (durable commits)", inflight64: "db.set, 64 in flight", txn: "db.transaction read-modify-write of one key, one at a time", reads: "db.get of a random key" };
+    const rows = [];
+    for (const rt of ["node", "deno", "bun"]) {
+      const local = `${dir}/etcd-local-${rt}`;
+      mkdirSync(local, { recursive: true });
+      const [l] = await runParallel([etcdCmd[rt]([local, String(n)])]);
+      const [e] = await runParallel([etcdCmd[rt]([`etcd://127.0.0.1:${client}/bench-${rt}`, String(n)])]);
+      for (const [engine, res] of [["txtdb", l], ["txtdb on etcd", e]]) {
+        for (const x of res.rows) {
+          rows.push({ workload: `etcd vs directory: ${names[x.kind]}`, engine, runtime: rt, ops: x.ops, opsPerSec: Math.round(x.ops / (x.ms / 1000)), p50us: x.p50us, p99us: x.p99us, note: engine === "txtdb" ? "a store in a directory" : "1-member etcd 3.4 on loopback, same disk" });
+        }
+      }
+    }
+    return rows;
+  } finally {
+    etcd.kill("SIGKILL");
+  }
+}
+
 const fsyncUs = fsyncCostUs();
-// `--sections=single,mp,extras,locks,queues,2pc` runs only those parts (default: all); `--workload=<substring>`
+// `--sections=single,mp,extras,locks,queues,2pc,etcd` runs only those parts (default: all); `--workload=<substring>`
 // only the multi-process workloads whose name contains it.
-const sections = (process.argv.find((a) => a.startsWith("--sections="))?.slice(11) ?? "single,mp,extras,locks,queues,2pc").split(",");
+const sections = (process.argv.find((a) => a.startsWith("--sections="))?.slice(11) ?? "single,mp,extras,locks,queues,2pc,etcd").split(",");
 const results = [
   ...(sections.includes("single") ? [
     ...runJson(process.execPath, [".build-bench/txtdb.js", dir, String(scale)]),
@@ -289,6 +351,7 @@ const results = [
   ...(sections.includes("locks") ? await lockRows() : []),
   ...(sections.includes("queues") ? await queueRows() : []),
   ...(sections.includes("2pc") ? await twoPhaseRows() : []),
+  ...(sections.includes("etcd") ? await etcdRows() : []),
   ...(sections.includes("extras") ? runJson(process.execPath, ["--expose-gc", ".build-bench/extras.js", dir, String(smoke ? 0.002 : scale)]) : []),
 ];
 rmSync(dir, { recursive: true, force: true });

@@ -28,6 +28,7 @@ import { expiresAtOf, isExpired, isExpiring, valueBytesOf, wrapExpiring } from "
 import { decodeKey, describeKey } from "../keys.ts";
 import type { EtcdClient, EtcdCompare, EtcdOp } from "./client.ts";
 import type { EtcdKeyValue } from "./wire.ts";
+import type { WriteOp } from "../txstate.ts";
 import { fixedRevision, isTombstone, parseRevision, TOMBSTONE } from "./layout.ts";
 import { armTimer } from "../timers.ts";
 import type { Layout } from "./layout.ts";
@@ -35,11 +36,8 @@ import type { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, successor } from "./reader.ts";
 import type { NsBinding } from "./reader.ts";
 
-/** A buffered write, as tx.ts's WriteOp. */
-export type EtcdWriteOp =
-  | { kind: "set"; value: Uint8Array }
-  | { kind: "delete" }
-  | { kind: "sum"; delta: number | bigint };
+/** A buffered write: the shared WriteOp (txstate.ts). */
+export type EtcdWriteOp = WriteOp;
 
 /** Everything a commit needs; the shape of tx.ts's TxState, with revisions as bigint. */
 export interface EtcdCommitRequest {

@@ -127,7 +127,7 @@
  */
 import { TxtDbError } from "../errors.ts";
 import { isExpired } from "../expiry.ts";
-import { isWellFormedString } from "../keys.ts";
+import { isWellFormedString, PREFIX_END } from "../keys.ts";
 import { EtcdClient } from "./client.ts";
 import type { FetchLike } from "./transport.ts";
 import { parseEtcdUrl } from "./url.ts";
@@ -138,6 +138,7 @@ import { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, RANGE_PAGE_KEYS, successor } from "./reader.ts";
 import type { NsBinding, ReadContext } from "./reader.ts";
 import { EtcdTransaction } from "./transaction.ts";
+import { namespaceEnded, watchSelects } from "../watch.ts";
 
 export { COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX };
 
@@ -481,6 +482,11 @@ export class EtcdEngine {
   /**
    * Changes to the selected keys of `ns`, one item per commit in version order, from the
    * commit after `fromVersion` (default: from now). Stop with `return()` or `signal`.
+   *
+   * A drop or rename of `ns` ends the watch after every earlier change, with watch.ts's
+   * NAMESPACE_NOT_FOUND (rule 1 there): the one etcd watch spans the namespace's data keys
+   * and its binding key `P n/<ns>`, which sorts after every data key, so both come in one
+   * ordered stream; the changes of other namespaces in between are dropped here.
    */
   async *watch(ns: string, sel: EtcdWatchSelector, options: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncGenerator<EtcdWatchChange, void, undefined> {
     this.#open("watch");
@@ -488,28 +494,47 @@ export class EtcdEngine {
     const { id } = await reader.binding(ns);
     const startRevision = (options.fromVersion ?? reader.revision!) + 1n;
     let lo: Uint8Array, hi: Uint8Array;
-    let only: Set<string> | undefined;
+    // The selection as watch.ts matches it, shared with the local engine's watchers.
+    let match: { keys: ReadonlySet<string> } | { start: string; end: string };
     if ("keys" in sel) {
       if (sel.keys.length === 0) return;
-      only = new Set(sel.keys);
-      const sorted = [...only].sort();
+      match = { keys: new Set(sel.keys) };
+      const sorted = [...match.keys].sort();
       lo = this.layout.dataKey(id, sorted[0]!);
       hi = successor(this.layout.dataKey(id, sorted[sorted.length - 1]!));
     } else {
+      match = { start: sel.start, end: sel.end ?? PREFIX_END };
       [lo, hi] = this.layout.dataRange(id, sel.start, sel.end);
       if (compareBytes(lo, hi) >= 0) return;
     }
-    for await (const item of this.client.watchRevisions(lo, { rangeEnd: hi, startRevision, ...(options.signal ? { signal: options.signal } : {}) })) {
+    const nsKey = this.layout.nsKey(ns);
+    for await (const item of this.client.watchRevisions(lo, { rangeEnd: successor(nsKey), startRevision, ...(options.signal ? { signal: options.signal } : {}) })) {
       if (item.type !== "REVISION") continue;
       const changes: { key: string; value: Uint8Array | undefined }[] = [];
+      let unbound = false;
       for (const e of item.events) {
+        if (compareBytes(e.kv.key, nsKey) === 0) {
+          // A put of the binding key is its creation (a drop and a create again in
+          // between would have shown the delete first).
+          if (e.type === "DELETE") unbound = true;
+          continue;
+        }
         if (e.type !== "PUT") continue; // housekeeping (cleanup, a drop): not a commit's change
+        if (compareBytes(e.kv.key, lo) < 0 || compareBytes(e.kv.key, hi) >= 0) continue; // another namespace's
         const key = this.layout.keyOf(id, e.kv.key);
-        if (only && !only.has(key)) continue;
+        if (!watchSelects(match, key)) continue;
         changes.push({ key, value: isTombstone(e.kv.value) ? undefined : e.kv.value });
       }
       if (changes.length > 0) yield { version: item.revision, changes };
+      if (unbound) throw namespaceEnded(ns, item.revision, await this.#renamedTo(id, item.revision));
     }
+  }
+
+  /** The name namespace `id` is bound to at `revision` (after a rename), or undefined (a drop). */
+  async #renamedTo(id: number, revision: bigint): Promise<string | undefined> {
+    const r = await this.client.range(this.layout.nsPrefix, { prefix: true, revision });
+    const kv = r.kvs.find((kv) => Number(utf8d.decode(kv.value)) === id);
+    return kv === undefined ? undefined : this.layout.nsName(kv.key);
   }
 
   // --- upkeep ---

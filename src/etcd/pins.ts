@@ -77,6 +77,11 @@ export class EtcdPins {
     if (revision > this.#seen) this.#seen = revision;
   }
 
+  /** The newest revision this process has seen in a reply: where a watch "from now" starts. */
+  get seen(): bigint {
+    return this.#seen;
+  }
+
   /** The lowest revision this process reads now, if any (for diagnostics). */
   get oldest(): bigint | undefined {
     let min: bigint | undefined;

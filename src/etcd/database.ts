@@ -1,0 +1,595 @@
+/**
+ * The etcd engine behind the public Database (dbengine.ts): `open("etcd://h:p,h:p/prefix")`.
+ * This file checks arguments and options as the local engine does (the same helpers),
+ * encodes keys and values, and hands encoded work to {@link EtcdEngine} (engine.ts has the
+ * validation and durability rules). Transactions and snapshots are txview.ts's.
+ *
+ * What etcd cannot give fails with UNSUPPORTED, naming the method or option: queues,
+ * locks on named resources, two-phase commit (and so sagas and coordinators), backup,
+ * `processes()`, and the local engine's file and cache options. A namespace operation
+ * commits alone.
+ *
+ * Durability: a commit resolves once etcd acknowledged it, which is after a quorum of
+ * members wrote it to their logs; `durability` other than "full" is UNSUPPORTED.
+ *
+ * @module
+ */
+import { isTxtDbError, TxtDbError } from "../errors.ts";
+import { encodeKey, prefixRange } from "../keys.ts";
+import type { Key } from "../keys.ts";
+import { encodeValue } from "../codec.ts";
+import { expiryFromOptions, wrapExpiring } from "../expiry.ts";
+import type { SetOptions } from "../expiry.ts";
+import type { Platform } from "../port.ts";
+import { defaultPlatform } from "../platform.ts";
+import { checkNamespaceName, checkNotReserved, checkSignal, checkTransactionOptions, invalidArg, isReservedNamespace, resolveOptions } from "../options.ts";
+import type { Durability, OpenOptions, TransactionOptions } from "../options.ts";
+import { wrapSnapshot, wrapTransaction } from "../tx.ts";
+import type { Entry, Isolation, ListOptions, ListSelector, Snapshot, Transaction } from "../tx.ts";
+import type { Limits } from "../txstate.ts";
+import type { WatchEvent } from "../watch.ts";
+import type { CheckReport } from "../check.ts";
+import type { CompactResult } from "../compact.ts";
+import type { BackupResult } from "../backup.ts";
+import type { DatabaseEngine } from "../dbengine.ts";
+import type { DeadLetter, QueueStats } from "../queues.ts";
+import type { PreparedInfo } from "../prepared.ts";
+import type { LockInfo, ResourceLock } from "../locks.ts";
+import { Histogram } from "../metrics.ts";
+import { renderMetrics, Meters } from "../stats.ts";
+import type { Stats } from "../stats.ts";
+import { SAGA_STATUSES } from "../sagastate.ts";
+import { raceDeadline } from "../timers.ts";
+import { decodeKey } from "../keys.ts";
+import { decodeStored } from "../tx.ts";
+import { EtcdEngine } from "./engine.ts";
+import { ETCD_LIMITS, EtcdTransaction } from "./transaction.ts";
+import { EtcdReadView, EtcdSnapView, EtcdTxView, nsArg, selectorSpan } from "./txview.ts";
+import type { ViewContext } from "./txview.ts";
+
+/** True for an `etcd://` or `etcds://` location. */
+export function isEtcdLocation(path: string): boolean {
+  return /^etcds?:\/\//i.test(path);
+}
+
+/** Options that only mean something for a store in a directory. */
+const LOCAL_ONLY_OPTIONS = ["mode", "allowForeignOwner", "relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "cacheBytes", "autoCompactBytes", "watchPollMs", "watchBufferMax", "watchBufferBytes", "maxIdleMs"] as const;
+
+/** Opens the store at an etcd location: {@link open} of an `etcd://` URL. */
+export async function openEtcd(url: string, options: OpenOptions): Promise<EtcdDatabase> {
+  for (const name of LOCAL_ONLY_OPTIONS) {
+    if (options[name] !== undefined) {
+      throw new TxtDbError("UNSUPPORTED", `Option ${name} applies to a store in a directory; the etcd backend (${url}) has no such setting: leave it out`, { details: { option: name } });
+    }
+  }
+  if (options.durability !== undefined && options.durability !== "full") {
+    throw new TxtDbError("UNSUPPORTED", `Option durability "${options.durability}": on etcd every commit is acknowledged once a quorum of members logged it ("full"); leave the option out`, { details: { option: "durability" } });
+  }
+  const platform = options.adapter ?? (await defaultPlatform());
+  const o = resolveOptions(options);
+  const engine = await EtcdEngine.open(url, {
+    ...(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+    ...(options.username !== undefined ? { username: options.username } : {}),
+    ...(options.password !== undefined ? { password: options.password } : {}),
+    nowMs: () => platform.wallClockMs(),
+  });
+  const db = new EtcdDatabase(url, platform, engine, o.readOnly, o.isolation, o.limits, o.maxWatchers);
+  try {
+    const wanted = options.namespaces ?? [];
+    for (const n of wanted) checkNamespaceName(n);
+    if (wanted.length > 0) {
+      if (o.readOnly) {
+        const have = new Set(await engine.listNamespaces());
+        const missing = wanted.filter((n) => !have.has(n));
+        if (missing.length > 0) throw new TxtDbError("READ_ONLY", `Cannot create namespaces ${JSON.stringify(missing)} on a store opened with readOnly: true`);
+      } else {
+        if ((await engine.ensureNamespaces(wanted)).length > 0) db.countCommit(0);
+      }
+    }
+  } catch (e) {
+    await db.close().catch(() => {});
+    throw e;
+  }
+  return db;
+}
+
+function unsupported(what: string, why = "it needs a store in a directory"): TxtDbError {
+  return new TxtDbError("UNSUPPORTED", `${what} is not available on the etcd backend: ${why} (see the README, "Scale-out beyond one machine")`);
+}
+
+const NO_DISTRIBUTION = { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
+
+/** A store on an etcd cluster; see the module comment. */
+export class EtcdDatabase implements DatabaseEngine {
+  readonly path: string;
+  readonly readOnly: boolean;
+  readonly #platform: Platform;
+  readonly #engine: EtcdEngine;
+  readonly #isolation: Isolation;
+  readonly #limits: Limits;
+
+  get platform(): Platform {
+    return this.#platform;
+  }
+
+  get limits(): Limits {
+    return this.#limits;
+  }
+
+  readonly #maxWatchers: number;
+  readonly #ctx: ViewContext;
+  readonly #meters = new Meters();
+  readonly #commitLatencyUs = new Histogram();
+  readonly #watchers = new Set<AbortController>();
+  /** Start revisions of watches being read (see watch()): this handle's commits wait for them. */
+  readonly #watchStarts = new Set<Promise<bigint>>();
+  #openSnapshots = 0;
+  #openTransactions = 0;
+  #closed = false;
+
+  constructor(path: string, platform: Platform, engine: EtcdEngine, readOnly: boolean, isolation: Isolation, limits: Limits, maxWatchers: number) {
+    this.path = path;
+    this.#platform = platform;
+    this.#engine = engine;
+    this.readOnly = readOnly;
+    this.#isolation = isolation;
+    this.#limits = limits.maxTxWrites <= ETCD_LIMITS.maxTxWrites ? limits : { ...limits, maxTxWrites: ETCD_LIMITS.maxTxWrites, maxTxWritesWhy: ETCD_LIMITS.maxTxWritesWhy! };
+    this.#maxWatchers = maxWatchers;
+    this.#ctx = {
+      limits: this.#limits,
+      readOnly,
+      nowMs: () => platform.wallClockMs(),
+      ensureOpen: () => this.#ensureOpen(),
+    };
+  }
+
+  /** The engine, for tests and tools. */
+  get engine(): EtcdEngine {
+    return this.#engine;
+  }
+
+  #ensureOpen(): void {
+    if (this.#closed) throw new TxtDbError("CLOSED", `Database "${this.path}" is closed; open it again`);
+  }
+
+  #writable(what: string): void {
+    this.#ensureOpen();
+    if (this.readOnly) throw new TxtDbError("READ_ONLY", `Cannot ${what}: the database was opened with readOnly: true`);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const w of this.#watchers) w.abort();
+    await this.#engine.close();
+  }
+
+  // --- reads on db: a reader per call, whose first request fixes its revision ---
+
+  #reads(): EtcdReadView {
+    this.#ensureOpen();
+    this.#meters.counters.reads++;
+    return new EtcdReadView(this.#ctx, this.#engine.reader(), () => this.#ensureOpen());
+  }
+
+  get<T = unknown>(ns: string, key: Key): Promise<T | undefined> {
+    return this.#call(() => this.#reads().get<T>(ns, key));
+  }
+
+  getEntry<T = unknown>(ns: string, key: Key): Promise<Entry<T> | undefined> {
+    return this.#call(() => this.#reads().getEntry<T>(ns, key));
+  }
+
+  getMany<T = unknown>(ns: string, keys: Key[]): Promise<(T | undefined)[]> {
+    return this.#call(() => this.#reads().getMany<T>(ns, keys));
+  }
+
+  count(ns: string, sel: ListSelector): Promise<number> {
+    return this.#call(() => this.#reads().count(ns, sel));
+  }
+
+  /** Pinned for its lifetime: a list reads page by page, all at one revision. */
+  list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
+    const engine = this.#engine;
+    const ctx = this.#ctx;
+    const self = this;
+    async function* run(): AsyncGenerator<Entry<T>, void, undefined> {
+      self.#ensureOpen();
+      self.#meters.counters.reads++;
+      const reader = await engine.snapshot();
+      const view = new EtcdReadView(ctx, reader, () => self.#ensureOpen());
+      yield* view.list<T>(ns, sel, opts, () => reader.release());
+    }
+    return run();
+  }
+
+  /** A promise of `fn()`, its synchronous throws as rejections. */
+  #call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return fn();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // --- writes and transactions ---
+
+  #blind(ns: string, key: Key, value: unknown, isDelete: boolean, options?: SetOptions): Promise<{ version: bigint }> {
+    return this.#call(async () => {
+      this.#writable("write");
+      const expiresAtMs = isDelete ? undefined : expiryFromOptions(options, this.#platform.wallClockMs(), "set()");
+      checkNamespaceName(ns);
+      const k = encodeKey(key, this.#limits.maxKeyBytes);
+      await this.#afterWatchStarts();
+      const started = this.#platform.monotonicMs();
+      let r: { version: bigint };
+      if (isDelete) r = await this.#engine.delete(ns, k);
+      else {
+        const encoded = encodeValue(value, this.#limits.maxValueBytes);
+        r = await this.#engine.set(ns, k, expiresAtMs === undefined ? encoded : wrapExpiring(encoded, expiresAtMs));
+      }
+      this.#committed(started, 1);
+      return r;
+    });
+  }
+
+  /** Counts a commit made outside a transaction (namespaces created at open). */
+  countCommit(keys: number): void {
+    this.#meters.counters.commits++;
+    this.#meters.counters.keysWritten += keys;
+  }
+
+  /** Before a commit: lets the watches begun before it fix their start (see watch()). */
+  async #afterWatchStarts(): Promise<void> {
+    if (this.#watchStarts.size > 0) await Promise.allSettled([...this.#watchStarts]);
+  }
+
+  #committed(startedMs: number, keys: number): void {
+    this.#commitLatencyUs.record((this.#platform.monotonicMs() - startedMs) * 1000);
+    this.#meters.counters.commits++;
+    this.#meters.counters.keysWritten += keys;
+  }
+
+  set(ns: string, key: Key, value: unknown, options?: SetOptions): Promise<{ version: bigint }> {
+    return this.#blind(ns, key, value, false, options);
+  }
+
+  delete(ns: string, key: Key): Promise<{ version: bigint }> {
+    return this.#blind(ns, key, undefined, true);
+  }
+
+  begin(options: { isolation?: Isolation } = {}): Promise<Transaction> {
+    return this.#call(async () => {
+      const isolation = options.isolation ?? this.#isolation;
+      if (isolation !== "serializable" && isolation !== "snapshot") {
+        throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
+      }
+      this.#ensureOpen();
+      const reader = await this.#engine.snapshot();
+      this.#openTransactions++;
+      let open = true;
+      const done = () => {
+        if (open) this.#openTransactions--;
+        open = false;
+      };
+      const tx = new EtcdTransaction(reader, async (req) => {
+        await this.#afterWatchStarts();
+        const started = this.#platform.monotonicMs();
+        try {
+          const v = await this.#engine.commit(req);
+          let keys = 0;
+          for (const m of req.writes.values()) keys += m.size;
+          if (keys > 0) this.#committed(started, keys);
+          return v;
+        } catch (e) {
+          if (isTxtDbError(e, "CONFLICT")) this.#meters.counters.conflicts++;
+          throw e;
+        } finally {
+          done();
+        }
+      }, isolation, () => this.#platform.wallClockMs(), this.#limits);
+      return wrapTransaction(new EtcdTxView(this.#ctx, tx, done));
+    });
+  }
+
+  /**
+   * As the local engine's: reruns `fn` on CONFLICT with exponential backoff and jitter up to
+   * `maxRetries` times; TIMEOUT at `timeoutMs` or on `signal` while `fn` runs. A commit once
+   * sent is waited for (bounded by `requestTimeoutMs`): its outcome is learned, never
+   * replaced by a TIMEOUT for a commit that may have happened.
+   */
+  async transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+    const { maxRetries, timeoutMs, signal } = checkTransactionOptions(fn, options);
+    const deadline = timeoutMs !== undefined ? this.#platform.monotonicMs() + timeoutMs : undefined;
+    const timeoutError = (cause?: unknown) =>
+      new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction was aborted by its signal" : `Transaction did not finish within ${timeoutMs} ms (timeoutMs)`, { cause });
+    for (let attempt = 0; ; attempt++) {
+      if (signal?.aborted) throw timeoutError(signal.reason);
+      if (deadline !== undefined && this.#platform.monotonicMs() >= deadline) throw timeoutError();
+      const tx = await this.begin(options.isolation ? { isolation: options.isolation } : {});
+      try {
+        const delay = deadline === undefined ? undefined : deadline - this.#platform.monotonicMs();
+        const result = await raceDeadline(Promise.resolve().then(() => fn(tx)), delay, signal, (cause) => ({ error: timeoutError(cause) }));
+        if (!tx.finished) await tx.commit();
+        return result;
+      } catch (e) {
+        tx.rollback();
+        if (!isTxtDbError(e, "CONFLICT") || attempt >= maxRetries) throw e;
+        this.#meters.counters.retries++;
+        await this.#platform.sleep(Math.random() * Math.min(100, 2 ** attempt));
+      }
+    }
+  }
+
+  snapshot(): Promise<Snapshot> {
+    return this.#call(async () => {
+      this.#ensureOpen();
+      const reader = await this.#engine.snapshot();
+      this.#openSnapshots++;
+      return wrapSnapshot(new EtcdSnapView(this.#ctx, reader, () => this.#openSnapshots--));
+    });
+  }
+
+  // --- watching ---
+
+  watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
+    this.#ensureOpen();
+    checkSignal(opts.signal);
+    nsArg(ns);
+    if (sel === null || typeof sel !== "object") throw invalidArg("watch() needs { keys: [...] } or { prefix }");
+    if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
+      throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
+    }
+    let selector: { keys: string[] } | { start: string; end: string | undefined };
+    if ("keys" in sel) {
+      if (!Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
+      selector = { keys: sel.keys.map((k) => encodeKey(k, this.#limits.maxKeyBytes)) };
+    } else {
+      const [start, end] = prefixRange(sel.prefix, this.#limits.maxKeyBytes);
+      selector = { start, end: end === "\xff" ? undefined : end };
+    }
+    if (this.#watchers.size >= this.#maxWatchers) {
+      throw new TxtDbError("LIMIT", `This database already has ${this.#maxWatchers} watchers (maxWatchers); stop some with return()`);
+    }
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    if (opts.signal?.aborted) stop.abort();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    this.#watchers.add(stop);
+    const engine = this.#engine;
+    const watchers = this.#watchers;
+    // "From now" is fixed at this call, as the local engine's is: the revision is read now
+    // (a linearizable read: every commit that resolved before the call is at or below it),
+    // not at the first next(). This handle's commits wait for the read (#watchStarts), so
+    // none made after the call can land at or below it.
+    const fromVersion = opts.fromVersion !== undefined ? Promise.resolve(opts.fromVersion) : engine.currentRevision();
+    const starts = this.#watchStarts;
+    starts.add(fromVersion);
+    void fromVersion.catch(() => {}).finally(() => starts.delete(fromVersion));
+    async function* run(): AsyncGenerator<WatchEvent<T>, void, undefined> {
+      try {
+        if (stop.signal.aborted) return;
+        const changes = engine.watch(ns, selector, { fromVersion: await fromVersion, signal: stop.signal });
+        for await (const c of changes) {
+          yield { version: c.version, changes: c.changes.map((x) => ({ key: decodeKey(x.key), value: x.value === undefined ? undefined : (decodeStored(x.value, ns, x.key) as T) })) };
+        }
+      } catch (e) {
+        // An abort (the signal, return(), close()) ends the watcher quietly.
+        if (stop.signal.aborted) return;
+        throw e;
+      } finally {
+        opts.signal?.removeEventListener("abort", onAbort);
+        watchers.delete(stop);
+      }
+    }
+    const gen = run();
+    // return() must end a watch that waits for etcd now, not at its next event.
+    const end = gen.return.bind(gen);
+    gen.return = (v) => {
+      stop.abort();
+      return end(v);
+    };
+    return gen;
+  }
+
+  // --- namespaces ---
+
+  #namespaceOp(what: string, name: string, run: () => Promise<unknown>, to?: string): Promise<void> {
+    return this.#call(async () => {
+      this.#writable(`${what} namespace "${name}"`);
+      checkNamespaceName(name);
+      if (to !== undefined) checkNamespaceName(to);
+      await this.#afterWatchStarts();
+      const started = this.#platform.monotonicMs();
+      await run();
+      this.#committed(started, 0);
+    });
+  }
+
+  createNamespace(name: string): Promise<void> {
+    return this.#namespaceOp("create", name, () => this.#engine.createNamespace(name));
+  }
+
+  dropNamespace(name: string): Promise<void> {
+    return this.#namespaceOp("drop", name, () => this.#engine.dropNamespace(name));
+  }
+
+  renameNamespace(from: string, to: string): Promise<void> {
+    return this.#namespaceOp("rename", from, () => this.#engine.renameNamespace(from, to), to);
+  }
+
+  listNamespaces(): Promise<string[]> {
+    return this.#call(async () => {
+      this.#ensureOpen();
+      return (await this.#engine.listNamespaces()).filter((n) => !isReservedNamespace(n));
+    });
+  }
+
+  // --- upkeep ---
+
+  /**
+   * Compacts etcd's history below the oldest revision any live process pins, and removes
+   * tombstones and expired values at or below it (engine.ts). Nothing a live snapshot,
+   * transaction or watcher reads is removed. The byte figures are 0: etcd does not say.
+   */
+  async compact(): Promise<CompactResult> {
+    this.#writable("compact");
+    const r = await this.#engine.compact();
+    return {
+      segmentsFolded: 0,
+      checkpointVersion: r.compactedTo,
+      minPinnedVersion: r.compactedTo,
+      logBytesFolded: 0,
+      tableBytesWritten: 0,
+      leasesReclaimed: 0,
+      bytesBefore: 0,
+      bytesAfter: 0,
+      entriesRemoved: r.removed,
+    };
+  }
+
+  backup(_dest: string): Promise<BackupResult> {
+    return Promise.reject(unsupported("db.backup()", "take an etcd snapshot instead (etcdctl snapshot save)"));
+  }
+
+  /**
+   * Reads every namespace's entries at one revision and decodes every value; changes
+   * nothing. Problems name the namespace and key (`file` is "etcd:<namespace>").
+   */
+  async check(): Promise<CheckReport> {
+    this.#ensureOpen();
+    const report: CheckReport = { ok: true, problems: [], records: 0, bytes: 0 };
+    const reader = await this.#engine.snapshot();
+    try {
+      for (const ns of await this.#engine.listNamespaces()) {
+        for await (const e of reader.range(ns, "", undefined)) {
+          report.records++;
+          report.bytes += e.key.length + e.value.length;
+          try {
+            decodeStored(e.value, ns, e.key);
+          } catch (err) {
+            report.ok = false;
+            if (report.problems.length < 1000) report.problems.push({ file: `etcd:${ns}`, offset: 0, message: (err as Error).message });
+          }
+        }
+      }
+    } finally {
+      reader.release();
+    }
+    return report;
+  }
+
+  processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; self: boolean }[] {
+    throw unsupported("db.processes()", "processes on other machines are known by their etcd leases only (etcdctl lease list)");
+  }
+
+  // --- what needs a local store ---
+
+  enqueue(): Promise<never> {
+    return Promise.reject(unsupported("db.enqueue()"));
+  }
+
+  listenQueue(): Promise<void> {
+    return Promise.reject(unsupported("db.listenQueue()"));
+  }
+
+  queueStats(_queue: string): QueueStats {
+    throw unsupported("db.queueStats()");
+  }
+
+  deadLetters<T = unknown>(_queue: string): AsyncIterableIterator<DeadLetter<T>> {
+    const it: AsyncIterableIterator<DeadLetter<T>> = {
+      next: () => Promise.reject(unsupported("db.deadLetters()")),
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+
+  retryDead(): Promise<number> {
+    return Promise.reject(unsupported("db.retryDead()"));
+  }
+
+  commitPrepared(): Promise<{ version: bigint }> {
+    return Promise.reject(unsupported("db.commitPrepared()"));
+  }
+
+  abortPrepared(): Promise<void> {
+    return Promise.reject(unsupported("db.abortPrepared()"));
+  }
+
+  listPrepared(): Promise<PreparedInfo[]> {
+    return Promise.reject(unsupported("db.listPrepared()"));
+  }
+
+  lock(): Promise<ResourceLock> {
+    return Promise.reject(unsupported("db.lock()"));
+  }
+
+  locks(): LockInfo[] {
+    throw unsupported("db.locks()");
+  }
+
+  // --- observability ---
+
+  metrics(): string {
+    return renderMetrics(this.stats(), this.#meters, { store: this.path, runtime: this.#platform.runtime });
+  }
+
+  /** This process's figures; those of the local engine's files and cache are 0. */
+  stats(): Stats {
+    this.#ensureOpen();
+    const e = this.#engine.stats();
+    const durability: Durability = "full";
+    return {
+      durability,
+      commitLatencyUs: this.#commitLatencyUs.summary(),
+      lockWaitUs: NO_DISTRIBUTION,
+      fsyncUs: NO_DISTRIBUTION,
+      batchSize: NO_DISTRIBUTION,
+      checkpointBytes: 0,
+      format: 0,
+      tableBytesByLevel: [],
+      tables: 0,
+      cacheHits: 0,
+      cacheMisses: 0,
+      cacheBytes: 0,
+      cacheBytesMax: 0,
+      tableIndexBytes: 0,
+      compactedLogBytes: 0,
+      compactedTableBytes: 0,
+      writeAmplification: 0,
+      liveLeases: 0,
+      keysInMemory: 0,
+      runtime: this.#platform.runtime,
+      path: this.path,
+      version: e.pinnedRevision ?? 0n,
+      ...this.#meters.counters,
+      namespaces: 0,
+      versionsHeld: 0,
+      logBytes: 0,
+      openSnapshots: this.#openSnapshots,
+      openTransactions: this.#openTransactions,
+      oldestPinVersion: e.oldestRead ?? 0n,
+      oldestPinAgeMs: 0,
+      checkpointVersion: 0n,
+      firstSegment: 0,
+      compactions: 0,
+      watchers: this.#watchers.size,
+      resourceLocksHeld: 0,
+      resourceLocksWaiting: 0,
+      resourceLockWaits: 0,
+      resourceLockReentries: 0,
+      resourceLockTimeouts: 0,
+      deadlocks: 0,
+      prepared: 0,
+      inDoubt: 0,
+      oldestPreparedAgeMs: 0,
+      preparesMade: 0,
+      preparedCommitted: 0,
+      preparedAborted: 0,
+      inDoubtResolved: 0,
+      resourceLockWaitUs: NO_DISTRIBUTION,
+      sagas: Object.fromEntries(SAGA_STATUSES.map((s) => [s, 0])) as Stats["sagas"],
+    };
+  }
+}

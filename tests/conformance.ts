@@ -1,0 +1,353 @@
+/**
+ * The conformance suite: the API of ../shared/API.md as a user sees it, the same tests for
+ * every engine (tests/engine.test.ts runs them on a directory, tests/etcd-conformance.test.ts
+ * on an etcd cluster). A test here uses only the public surface and `fresh()`'s location,
+ * which `open()` takes again for a second handle (as a second process would).
+ */
+import { assert, tempDir, test } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+import type { Database, Entry, OpenOptions, Transaction } from "txtdb";
+
+/** Where the suite runs: a new store per call (with namespace "ns"), and what it is. */
+export interface ConformanceStore {
+  /** A new, empty store with namespace "ns", opened with `opts`; `dir` is its location. */
+  fresh(opts?: OpenOptions): Promise<{ db: Database; dir: string }>;
+  /** True on etcd (a few checks differ: see each). */
+  etcd: boolean;
+}
+
+const code = (c: string) => (e: unknown) => e instanceof TxtDbError && e.code === c;
+async function collect<T>(it: AsyncIterable<Entry<T>>): Promise<Entry<T>[]> {
+  const out: Entry<T>[] = [];
+  for await (const e of it) out.push(e);
+  return out;
+}
+
+/** Registers the suite; `R` labels the tests (runtime, and engine). */
+export function conformance(R: string, store: ConformanceStore): void {
+  const fresh = store.fresh;
+  test(`${R} set/get/getEntry/getMany/delete round-trip values of every supported type`, async () => {
+    const { db } = await fresh();
+    const value = { a: 1, s: "x", arr: [1, 2n, null], d: new Date(7), m: new Map<unknown, unknown>([["k", 1]]), set: new Set([1]), u8: new Uint8Array([1, 2]), f64: new Float64Array([0.5]), big: 2n ** 80n, t: true };
+    const { version } = await db.set("ns", "k", value);
+    assert.equal(typeof version, "bigint");
+    assert.deepEqual(await db.get("ns", "k"), value);
+    const entry = await db.getEntry("ns", "k");
+    assert.equal(entry!.version, version);
+    assert.equal(entry!.key, "k");
+    await db.set("ns", ["k", 2], null);
+    assert.deepEqual(await db.getMany("ns", ["k", ["k", 2], "missing"]), [value, null, undefined]);
+    const del = await db.delete("ns", "k");
+    assert.ok(del.version > version, "TSNs strictly increase");
+    assert.equal(await db.get("ns", "k"), undefined);
+    await db.close();
+  });
+
+  test(`${R} list: prefix (tuple-wise, excluding the prefix key), start/end, limit, reverse`, async () => {
+    const { db } = await fresh();
+    for (const k of [["u", 1], ["u", 2], ["u", 3], ["u", 2, "x"], ["v", 1], ["u"], ["uu", 1]]) await db.set("ns", k, k.length);
+    const keys = async (sel: Parameters<Database["list"]>[1], opts?: Parameters<Database["list"]>[2]) => (await collect(db.list("ns", sel, opts))).map((e) => e.key);
+    assert.deepEqual(await keys({ prefix: ["u"] }), [["u", 1], ["u", 2], ["u", 2, "x"], ["u", 3]]);
+    assert.deepEqual(await keys({ prefix: ["u"] }, { reverse: true, limit: 2 }), [["u", 3], ["u", 2, "x"]]);
+    assert.deepEqual(await keys({ start: ["u", 2], end: ["u", 3] }), [["u", 2], ["u", 2, "x"]]);
+    assert.deepEqual(await keys({ prefix: ["u"], start: ["u", 2] }, { limit: 1 }), [["u", 2]]);
+    assert.deepEqual(await keys({ prefix: [] }), [["u"], ["u", 1], ["u", 2], ["u", 2, "x"], ["u", 3], ["uu", 1], ["v", 1]].map((k) => (k.length === 1 ? k[0] : k)));
+    assert.deepEqual(await keys({ prefix: ["u"] }, { limit: 0 }), []);
+    await assert.rejects(collect(db.list("ns", { prefix: ["u"] }, { limit: -1 })), code("INVALID_ARGUMENT"));
+    await db.close();
+  });
+
+  test(`${R} invalid values fail with INVALID_VALUE and nothing is written`, async () => {
+    const { db } = await fresh({ maxValueBytes: 1000 });
+    const before = (await db.getEntry("ns", "k"))?.version;
+    for (const v of [undefined, () => 1, Symbol("s"), { f() {} }, [Symbol("x")], "x".repeat(2000)]) {
+      await assert.rejects(db.set("ns", "k", v), code("INVALID_VALUE"));
+    }
+    await assert.rejects(db.set("ns", "k", "x".repeat(2000)), /maxValueBytes/);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    await assert.rejects(db.set("ns", "k", cyclic), code("INVALID_VALUE"));
+    await assert.rejects(db.transaction((tx) => tx.set("ns", "k", undefined)), code("INVALID_VALUE"));
+    assert.equal((await db.getEntry("ns", "k"))?.version, before);
+    assert.equal(db.stats().commits, 1, "only the open's namespace creation committed");
+    await db.close();
+  });
+
+  test(`${R} decoding a stored value never pollutes a prototype`, async () => {
+    const { db } = await fresh();
+    await db.set("ns", "evil", JSON.parse('{"__proto__": {"polluted": 1}, "constructor": {"prototype": {"polluted": 2}}}'));
+    const v = (await db.get<Record<string, unknown>>("ns", "evil"))!;
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.equal(Object.getPrototypeOf(v), Object.prototype);
+    assert.equal((v as { polluted?: unknown }).polluted, undefined);
+    await db.close();
+  });
+
+  test(`${R} namespaces: create/drop/rename/list, NAMESPACE_EXISTS and NAMESPACE_NOT_FOUND`, async () => {
+    const { db } = await fresh();
+    await db.createNamespace("a");
+    await assert.rejects(db.createNamespace("a"), code("NAMESPACE_EXISTS"));
+    await db.set("a", "k", 1);
+    await db.renameNamespace("a", "b");
+    assert.deepEqual(await db.listNamespaces(), ["b", "ns"]);
+    assert.equal(await db.get("b", "k"), 1, "data follows a rename");
+    await assert.rejects(db.get("a", "k"), code("NAMESPACE_NOT_FOUND"));
+    await assert.rejects(db.set("a", "k", 1), code("NAMESPACE_NOT_FOUND"));
+    await assert.rejects(db.renameNamespace("a", "c"), code("NAMESPACE_NOT_FOUND"));
+    await assert.rejects(db.renameNamespace("b", "ns"), code("NAMESPACE_EXISTS"));
+    await db.dropNamespace("b");
+    await assert.rejects(db.dropNamespace("b"), code("NAMESPACE_NOT_FOUND"));
+    await db.createNamespace("b");
+    assert.equal(await db.get("b", "k"), undefined, "a dropped namespace's keys are gone");
+    await assert.rejects(db.createNamespace(""), code("INVALID_ARGUMENT"));
+    await assert.rejects(collect(db.list("zz", { prefix: [] })), code("NAMESPACE_NOT_FOUND"));
+    await db.close();
+  });
+
+  test(`${R} CLOSED after close(), and close() is idempotent; await using closes`, async () => {
+    const { db, dir } = await fresh();
+    await db.close();
+    await db.close();
+    await assert.rejects(db.get("ns", "k"), code("CLOSED"));
+    await assert.rejects(db.set("ns", "k", 1), code("CLOSED"));
+    await assert.rejects(db.begin(), code("CLOSED"));
+    let inner: Database | undefined;
+    {
+      await using db2 = await open(dir);
+      inner = db2;
+      await db2.set("ns", "x", 1);
+    }
+    await assert.rejects(inner.get("ns", "x"), code("CLOSED"));
+  });
+
+  test(`${R} transactions read one snapshot plus their own writes; rollback discards`, async () => {
+    const { db } = await fresh();
+    await db.set("ns", "a", 1);
+    const tx = await db.begin();
+    assert.equal(await tx.get("ns", "a"), 1);
+    await db.set("ns", "a", 2);
+    assert.equal(await tx.get("ns", "a"), 1, "snapshot read");
+    tx.set("ns", "b", 10);
+    tx.delete("ns", "a");
+    assert.equal(await tx.get("ns", "b"), 10);
+    assert.equal(await tx.get("ns", "a"), undefined);
+    assert.deepEqual((await collect(tx.list("ns", { prefix: [] }))).map((e) => e.key), ["b"]);
+    tx.rollback();
+    assert.equal(await db.get("ns", "b"), undefined);
+    assert.equal(await db.get("ns", "a"), 2);
+    await db.close();
+  });
+
+  test(`${R} lost update is prevented under serializable and under snapshot (first committer wins)`, async () => {
+    for (const isolation of ["serializable", "snapshot"] as const) {
+      const { db } = await fresh();
+      await db.set("ns", "n", 0);
+      const t1 = await db.begin({ isolation });
+      const t2 = await db.begin({ isolation });
+      t1.set("ns", "n", ((await t1.get<number>("ns", "n")) ?? 0) + 1);
+      t2.set("ns", "n", ((await t2.get<number>("ns", "n")) ?? 0) + 1);
+      await t1.commit();
+      await assert.rejects(t2.commit(), (e: unknown) => {
+        assert.ok(e instanceof TxtDbError && e.code === "CONFLICT");
+        assert.equal(e.details?.ns, "ns");
+        assert.equal(e.details?.key, "n");
+        assert.equal(typeof e.details?.version, "bigint");
+        return true;
+      });
+      assert.equal(await db.get("ns", "n"), 1);
+      await db.close();
+    }
+  });
+
+  test(`${R} write skew: prevented under serializable, allowed under snapshot`, async () => {
+    for (const isolation of ["serializable", "snapshot"] as const) {
+      const { db } = await fresh();
+      await db.set("ns", "alice", true);
+      await db.set("ns", "bob", true);
+      const goOff = async (me: string, other: string) => {
+        const tx = await db.begin({ isolation });
+        if (await tx.get("ns", other)) tx.set("ns", me, false);
+        return tx;
+      };
+      const t1 = await goOff("alice", "bob");
+      const t2 = await goOff("bob", "alice");
+      await t1.commit();
+      const second = await t2.commit().then(() => "ok", (e: TxtDbError) => e.code);
+      if (isolation === "serializable") assert.equal(second, "CONFLICT");
+      else assert.equal(second, "ok", "snapshot isolation allows write skew (documented)");
+      await db.close();
+    }
+  });
+
+  test(`${R} phantoms: a serializable range read conflicts with an insert into the range`, async () => {
+    const { db } = await fresh();
+    await db.set("ns", ["o", 1], 1);
+    const tx = await db.begin();
+    const seen = await collect(tx.list("ns", { prefix: ["o"] }));
+    tx.set("ns", "count", seen.length);
+    await db.set("ns", ["o", 2], 1);
+    await assert.rejects(tx.commit(), (e: unknown) => e instanceof TxtDbError && e.code === "CONFLICT" && e.details?.range !== undefined);
+    // Outside the range read: no conflict.
+    const tx2 = await db.begin();
+    await collect(tx2.list("ns", { prefix: ["o"] }));
+    tx2.set("ns", "count", 2);
+    await db.set("ns", ["p", 1], 1);
+    await tx2.commit();
+    await db.close();
+  });
+
+  test(`${R} read-only transactions never conflict and return their read version`, async () => {
+    const { db } = await fresh();
+    await db.set("ns", "a", 1);
+    const tx = await db.begin();
+    await tx.get("ns", "a");
+    await db.set("ns", "a", 2);
+    const { version } = await tx.commit();
+    assert.equal(version, tx.readVersion);
+    await db.close();
+  });
+
+  test(`${R} check(): passes on the expected version, CONFLICT otherwise; null means absent`, async () => {
+    const { db } = await fresh();
+    const { version } = await db.set("ns", "a", 1);
+    await db.transaction((tx) => { tx.check("ns", "a", version); tx.check("ns", "none", null); tx.set("ns", "b", 1); });
+    await db.set("ns", "a", 2);
+    await assert.rejects(db.transaction((tx) => { tx.check("ns", "a", version); tx.set("ns", "b", 2); }, { maxRetries: 0 }), code("CONFLICT"));
+    await assert.rejects(db.transaction((tx) => { tx.check("ns", "b", null); tx.set("ns", "c", 2); }, { maxRetries: 0 }), code("CONFLICT"));
+    await db.close();
+  });
+
+  test(`${R} sum(): concurrent sums never conflict; a read makes it conflict; non-numbers are INVALID_VALUE`, async () => {
+    const { db } = await fresh();
+    const txs = await Promise.all(Array.from({ length: 5 }, () => db.begin()));
+    txs.forEach((tx, i) => tx.sum("ns", "s", i + 1));
+    await Promise.all(txs.map((tx) => tx.commit()));
+    assert.equal(await db.get("ns", "s"), 15);
+    const t1 = await db.begin();
+    assert.equal(await t1.get("ns", "s"), 15);
+    t1.sum("ns", "s", 1);
+    assert.equal(await t1.get("ns", "s"), 16, "reads see own sums");
+    await db.transaction((tx) => tx.sum("ns", "s", 100));
+    await assert.rejects(t1.commit(), code("CONFLICT"));
+    await db.transaction((tx) => tx.sum("ns", "big", 2n ** 60n));
+    await db.transaction((tx) => tx.sum("ns", "big", 1n));
+    assert.equal(await db.get("ns", "big"), 2n ** 60n + 1n);
+    await db.set("ns", "str", "x");
+    await assert.rejects(db.transaction((tx) => tx.sum("ns", "str", 1)), code("INVALID_VALUE"));
+    await assert.rejects(db.transaction((tx) => tx.sum("ns", "big", 1)), code("INVALID_VALUE"));
+    await assert.rejects(db.transaction((tx) => tx.sum("ns", "s", NaN)), code("INVALID_VALUE"));
+    assert.equal(await db.get("ns", "str"), "x");
+    await db.close();
+  });
+
+  test(`${R} transaction() retries CONFLICT with backoff, up to maxRetries, then throws the last CONFLICT`, async () => {
+    const { db } = await fresh();
+    await db.set("ns", "n", 0);
+    let runs = 0;
+    const result = await db.transaction(async (tx) => {
+      runs++;
+      const n = (await tx.get<number>("ns", "n"))!;
+      if (runs <= 2) await db.set("ns", "n", n + 100); // someone else commits first
+      tx.set("ns", "n", n + 1);
+      return n;
+    });
+    assert.equal(runs, 3);
+    assert.equal(result, 200);
+    assert.equal(await db.get("ns", "n"), 201);
+    runs = 0;
+    await assert.rejects(db.transaction(async (tx) => {
+      runs++;
+      const n = (await tx.get<number>("ns", "n"))!;
+      await db.set("ns", "n", n + 1);
+      tx.set("ns", "n", 0);
+    }, { maxRetries: 3 }), code("CONFLICT"));
+    assert.equal(runs, 4);
+    assert.ok(db.stats().retries >= 5);
+    await db.close();
+  });
+
+  test(`${R} transaction(): other errors roll back and are rethrown unchanged; timeoutMs and signal give TIMEOUT`, async () => {
+    const { db } = await fresh();
+    const mine = new Error("mine");
+    await assert.rejects(db.transaction((tx) => { tx.set("ns", "x", 1); throw mine; }), (e) => e === mine);
+    assert.equal(await db.get("ns", "x"), undefined);
+    await assert.rejects(db.transaction(async (tx) => { tx.set("ns", "x", 1); await new Promise((r) => setTimeout(r, 200)); }, { timeoutMs: 30 }), code("TIMEOUT"));
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 20);
+    await assert.rejects(db.transaction(async () => { await new Promise((r) => setTimeout(r, 200)); }, { signal: ac.signal }), code("TIMEOUT"));
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(await db.get("ns", "x"), undefined, "a timed-out transaction never commits");
+    await db.close();
+  });
+
+  test(`${R} READ_ONLY: a readOnly open reads but cannot write; LIMIT on transaction size`, async () => {
+    const { db, dir } = await fresh({ maxTxWrites: 3 });
+    await db.set("ns", "a", 1);
+    await assert.rejects(db.transaction((tx) => { for (let i = 0; i < 4; i++) tx.set("ns", i, i); }), (e: unknown) => e instanceof TxtDbError && e.code === "LIMIT" && /maxTxWrites/.test(e.message));
+    const ro = await open(dir, { readOnly: true });
+    assert.equal(await ro.get("ns", "a"), 1);
+    await assert.rejects(ro.set("ns", "a", 2), code("READ_ONLY"));
+    await assert.rejects(ro.transaction((tx) => tx.set("ns", "a", 2)), code("READ_ONLY"));
+    await assert.rejects(ro.createNamespace("q"), code("READ_ONLY"));
+    await db.set("ns", "a", 3);
+    assert.equal(await ro.get("ns", "a"), 3, "a read-only handle follows other writers");
+    await ro.close();
+    await db.close();
+    if (!store.etcd) await assert.rejects(open(tempDir("none") + "/missing", { readOnly: true }), code("INVALID_ARGUMENT"));
+  });
+
+  test(`${R} two handles on one directory behave as two processes: commits are visible at once, conflicts detected`, async () => {
+    const { db: a, dir } = await fresh();
+    const b = await open(dir);
+    await a.set("ns", "k", 1);
+    assert.equal(await b.get("ns", "k"), 1, "freshness: the next read sees a resolved commit");
+    const ta = await a.begin();
+    const tb = await b.begin();
+    ta.set("ns", "k", ((await ta.get<number>("ns", "k"))!) + 1);
+    tb.set("ns", "k", ((await tb.get<number>("ns", "k"))!) + 1);
+    await tb.commit();
+    await assert.rejects(ta.commit(), code("CONFLICT"));
+    // 100 increments of one key from two handles: each reruns until it wins (the default
+    // of 10 reruns can run out for one of them when a loaded machine stretches the rounds).
+    const increment = async (tx: Transaction) => tx.set("ns", "c", ((await tx.get<number>("ns", "c")) ?? 0) + 1);
+    await Promise.all([
+      ...Array.from({ length: 50 }, () => a.transaction(increment, { maxRetries: 10_000 })),
+      ...Array.from({ length: 50 }, () => b.transaction(increment, { maxRetries: 10_000 })),
+    ]);
+    assert.equal(await a.get("ns", "c"), 100);
+    await b.createNamespace("late");
+    assert.deepEqual(await a.listNamespaces(), ["late", "ns"]);
+    await a.close();
+    await b.close();
+  });
+
+  test(`${R} a transaction that touched a namespace dropped or renamed since its snapshot fails with CONFLICT`, async () => {
+    const { db: a, dir } = await fresh();
+    const b = await open(dir);
+    await a.createNamespace("t");
+    const tx = await a.begin();
+    tx.set("t", "k", 1);
+    await b.renameNamespace("t", "t2");
+    await assert.rejects(tx.commit(), (e: unknown) => e instanceof TxtDbError && e.code === "CONFLICT" && e.details?.ns === "t");
+    const tx2 = await a.begin();
+    await tx2.get("t2", "k");
+    tx2.set("ns", "x", 1);
+    await b.dropNamespace("t2");
+    await assert.rejects(tx2.commit(), code("CONFLICT"));
+    await a.close();
+    await b.close();
+  });
+
+  test(`${R} snapshots keep reading their version while others write`, async () => {
+    const { db } = await fresh();
+    await db.set("ns", "a", 1);
+    const snap = await db.snapshot();
+    await db.set("ns", "a", 2);
+    assert.equal(await snap.get("ns", "a"), 1);
+    assert.equal(db.stats().openSnapshots, 1);
+    snap.release();
+    assert.equal(db.stats().openSnapshots, 0);
+    await assert.rejects(snap.get("ns", "a"), code("CLOSED"));
+    await db.close();
+  });
+}

@@ -1,0 +1,155 @@
+/**
+ * The conformance suite (tests/conformance.ts: the same tests the local engine passes) on
+ * a 1-member etcd cluster through `open("etcd://…")`, then what is particular to etcd
+ * through the public API: watch across handles with drop and rename, expiry, count,
+ * check(), compact() respecting a snapshot, what fails with UNSUPPORTED, and limits.
+ */
+import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
+import { conformance } from "./conformance.ts";
+import { etcdTests, sharedCluster } from "./etcdtests.ts";
+import { Coordinator, open, Sagas, TxtDbError } from "txtdb";
+import type { Database, OpenOptions, WatchEvent } from "txtdb";
+
+const R = `[${runtime}] [etcd]`;
+const code = (c: string) => (e: unknown) => e instanceof TxtDbError && e.code === c;
+let stores = 0;
+
+etcdTests(`${R} conformance`, () => {
+  const one = sharedCluster(1);
+  /** A location of its own for each store: a new prefix on the shared cluster. */
+  const location = async () => {
+    const cluster = await one.get();
+    return `etcd://${cluster.endpoints.map((e) => e.replace("http://", "")).join(",")}/conf-${runtime}-${Date.now()}-${++stores}`;
+  };
+  const fresh = async (opts: OpenOptions = {}): Promise<{ db: Database; dir: string }> => {
+    const dir = await location();
+    return { db: await open(dir, { namespaces: ["ns"], ...opts }), dir };
+  };
+
+  conformance(R, { fresh, etcd: true });
+
+  test(`${R} watch across handles: keys and prefix, in order, from a version; a drop or a rename ends it after every earlier event`, async () => {
+    const { db, dir } = await fresh();
+    await using other = await open(dir);
+    const { version: v0 } = await db.set("ns", ["a", 1], "before");
+    const byKey = db.watch("ns", { keys: [["a", 1], ["b"]] }, { fromVersion: v0 });
+    const byPrefix = db.watch<string>("ns", { prefix: ["a"] }, { fromVersion: v0 });
+    const v1 = (await other.set("ns", ["a", 1], "one")).version;
+    await other.set("ns", ["c"], "elsewhere");
+    const v2 = (await other.transaction((tx) => {
+      tx.set("ns", ["a", 2], "two");
+      tx.delete("ns", ["a", 1]);
+    }), (await other.getEntry("ns", ["a", 2]))!.version);
+    const seen: WatchEvent<string>[] = [];
+    for (let i = 0; i < 2; i++) seen.push((await byPrefix.next()).value as WatchEvent<string>);
+    assert.deepEqual(seen.map((e) => e.version), [v1, v2]);
+    assert.deepEqual(seen[1]!.changes.sort((x, y) => String(x.key).localeCompare(String(y.key))), [{ key: ["a", 1], value: undefined }, { key: ["a", 2], value: "two" }]);
+    const first = await byKey.next();
+    assert.deepEqual((first.value as WatchEvent).changes, [{ key: ["a", 1], value: "one" }]);
+    // Rename: the watcher on "ns" delivers what came before, then ends with where to go on.
+    await other.set("ns", ["a", 3], "last");
+    await other.renameNamespace("ns", "renamed");
+    assert.deepEqual(((await byPrefix.next()).value as WatchEvent).changes, [{ key: ["a", 3], value: "last" }]);
+    await assert.rejects(byPrefix.next(), (e: unknown) => e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND" && (e.details as { op: string; to: string }).op === "rename" && (e.details as { to: string }).to === "renamed");
+    await byKey.return?.();
+    // Drop.
+    const onRenamed = db.watch("renamed", { prefix: [] });
+    await other.set("renamed", "x", 1);
+    assert.deepEqual(((await onRenamed.next()).value as WatchEvent).changes, [{ key: "x", value: 1 }]);
+    await other.dropNamespace("renamed");
+    await assert.rejects(onRenamed.next(), (e: unknown) => e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND" && (e.details as { op: string }).op === "drop");
+    // return() and a signal end a watch that waits.
+    await db.createNamespace("w");
+    const stop = new AbortController();
+    const waiting = db.watch("w", { prefix: [] }, { signal: stop.signal });
+    const pending = waiting.next();
+    stop.abort();
+    assert.equal((await pending).done, true);
+    await db.close();
+  });
+
+  test(`${R} expiry, count and check() through the public API`, async () => {
+    const { db } = await fresh();
+    const t0 = Date.now();
+    await db.set("ns", "short", 1, { expireIn: 500 });
+    await db.set("ns", "long", 2, { expireIn: 60_000 });
+    const present = await db.count("ns", { prefix: [] });
+    if (Date.now() - t0 < 450) assert.equal(present, 2, "both present before the expiry");
+    for (let i = 0; i < 30; i++) await db.set("ns", ["n", i], i);
+    assert.equal(await db.count("ns", { prefix: ["n"] }), 30);
+    await sleep(Math.max(0, t0 + 600 - Date.now()));
+    assert.equal(await db.get("ns", "short"), undefined, "expired");
+    assert.equal(await db.get("ns", "long"), 2);
+    assert.equal(await db.count("ns", { prefix: [] }), 31);
+    const report = await db.check();
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.ok(report.records >= 31);
+    await db.close();
+  });
+
+  test(`${R} compact() keeps what a snapshot reads and removes deleted keys' tombstones`, async () => {
+    const { db } = await fresh();
+    for (let i = 0; i < 10; i++) await db.set("ns", ["k", i], i);
+    const snap = await db.snapshot();
+    for (let i = 0; i < 10; i++) await db.delete("ns", ["k", i]);
+    const r = await db.compact();
+    assert.ok(r.checkpointVersion <= snap.version, "history the snapshot reads is kept");
+    assert.equal(await snap.count("ns", { prefix: ["k"] }), 10);
+    assert.equal(await snap.get("ns", ["k", 3]), 3);
+    snap.release();
+    await sleep(400); // the pin is raised after a release (batched)
+    const r2 = await db.compact();
+    assert.ok(r2.checkpointVersion > snap.version, "released, its history goes");
+    assert.equal(r2.entriesRemoved, 10, "the tombstones of the 10 deletes");
+    assert.equal(await db.count("ns", { prefix: [] }), 0);
+    await db.close();
+  });
+
+  test(`${R} what needs a local store fails with UNSUPPORTED, and nothing is written`, async () => {
+    const { db } = await fresh();
+    const unsupported = code("UNSUPPORTED");
+    await assert.rejects(db.enqueue("q", 1), unsupported);
+    await assert.rejects(db.listenQueue("q", () => {}), unsupported);
+    assert.throws(() => db.queueStats("q"), unsupported);
+    await assert.rejects(db.deadLetters("q").next(), unsupported);
+    await assert.rejects(db.retryDead("q"), unsupported);
+    await assert.rejects(db.lock(["r"], "X"), unsupported);
+    assert.throws(() => db.locks(), unsupported);
+    await assert.rejects(db.commitPrepared("t"), unsupported);
+    await assert.rejects(db.abortPrepared("t"), unsupported);
+    await assert.rejects(db.listPrepared(), unsupported);
+    await assert.rejects(db.backup("/tmp/nowhere"), unsupported);
+    assert.throws(() => db.processes(), unsupported);
+    const tx = await db.begin();
+    tx.set("ns", "k", 1);
+    assert.throws(() => tx.enqueue("q", 1), unsupported);
+    await assert.rejects(tx.prepare("t"), unsupported);
+    assert.equal(await db.get("ns", "k"), undefined, "the prepare wrote nothing");
+    await assert.rejects(Sagas.open(db), unsupported);
+    const coord = await Coordinator.open(tempDir("coord"));
+    await assert.rejects(coord.transaction([db], () => {}), unsupported);
+    await coord.close();
+    // Metrics and stats work, with etcd's figures.
+    const s = db.stats();
+    assert.equal(s.path, db.path);
+    assert.match(db.metrics(), /txtdb_commits_total/);
+    await db.close();
+  });
+
+  test(`${R} limits: a transaction past etcd's 128 operations and a value past its request size fail with LIMIT; nothing is written`, async () => {
+    const { db } = await fresh();
+    const tx = await db.begin();
+    assert.throws(() => {
+      for (let i = 0; i < 200; i++) tx.set("ns", ["w", i], i);
+    }, (e: unknown) => e instanceof TxtDbError && e.code === "LIMIT" && /max-txn-ops/.test(e.message));
+    tx.rollback();
+    await assert.rejects(db.set("ns", "big", "x".repeat(2 * 1024 * 1024)), code("LIMIT"));
+    assert.equal(await db.get("ns", "big"), undefined);
+    assert.equal(await db.count("ns", { prefix: [] }), 0);
+    await db.close();
+  });
+
+  test(`${R} stop the cluster`, async () => {
+    await one.stop();
+  });
+});

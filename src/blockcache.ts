@@ -150,7 +150,7 @@ export class BlockCache<T = unknown> {
    * out bad.
    */
   reserve(length: number, charge: number): number {
-    if (length > this.slotBytes || charge > this.maxBytes || this.#slotsMax === 0) return -1;
+    if (!this.fitsSlot(length, charge)) return -1;
     this.#evictFor(charge);
     const free = this.#freeSlots.pop();
     if (free !== undefined) return free;
@@ -164,6 +164,11 @@ export class BlockCache<T = unknown> {
     const slot = this.#slabSlots;
     this.#slabSlots += count;
     return slot;
+  }
+
+  /** Whether {@link reserve} hands out a slot for a block of `length` bytes charged `charge` (else it returns -1). */
+  fitsSlot(length: number, charge: number): boolean {
+    return length <= this.slotBytes && charge <= this.maxBytes && this.#slotsMax > 0;
   }
 
   /** The first `length` bytes of slab slot `slot` (valid until the slot's entry goes: rule 6). */

@@ -178,6 +178,16 @@ function checkAgainstModel(rng: Rng, t: TableReader, entries: readonly TableEntr
     }
     assert.equal(t.countRange(nsId, start, end, snap), modelRange(entries, nsId, start, end, snap, false).filter((e) => e.value !== null).length,
       `countRange(${nsId}, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap})`);
+    // scanInto: range() less deletes and refused values, appended up to a limit.
+    const limit = rng.next() < 0.5 ? Infinity : 1 + rng.int(20);
+    const refused = (v: Uint8Array) => v.length % 3 === 1; // stands for expired values
+    const out: [string, TableVersion][] = rng.next() < 0.2 ? [["before", { tsn: 0, value: null }]] : [];
+    const already = out.length;
+    const full = t.scanInto(nsId, start ?? "", end, snap, limit, out, (v) => !refused(v));
+    const want = modelRange(entries, nsId, start, end, snap, false).filter((e) => e.value !== null && !refused(e.value)).slice(0, limit - already);
+    const what = `scanInto(${nsId}, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap}, limit ${limit})`;
+    sameList(out.slice(already).map(([key, v]) => ({ nsId, key, tsn: v.tsn, value: v.value })), want, what);
+    assert.equal(full, out.length >= limit, `${what}: says whether it filled the limit`);
   }
   sameList([...t.entries()], [...entries], "entries()");
 }

@@ -227,6 +227,41 @@ test(`${R} table round trip on this runtime's real platform, file opened read-on
   });
 });
 
+test(`${R} keys sharing a long prefix (the index's fingerprints start after it): gets and ranges at, inside, before and after it`, () => {
+  withSeeds(6, (rng) => {
+    const { platform, dir } = sim();
+    const prefix = ["\x02user\x00\x02", "\x02u\x00\x03\xc0", "\x00\x00\x00\x00\x00\x00\x00"][rng.int(3)]!;
+    const tails = ["", "\x00", "\x01", "\x80", "\xff", "\xff\xff\xff\xff\xff", "\x00\x00\x00\x00\x01"];
+    const keys = new Set<string>();
+    for (let i = 0; i < 400 + rng.int(800); i++) {
+      let k = prefix + tails[rng.int(tails.length)]!;
+      for (let n = rng.int(7); n > 0; n--) k += String.fromCharCode(rng.next() < 0.4 ? [0, 0xff][rng.int(2)]! : rng.int(256));
+      keys.add(k);
+    }
+    const entries: TableEntry[] = [];
+    for (const key of keys) for (let v = 1 + rng.int(3); v > 0; v--) entries.push({ nsId: 5, key, tsn: 1 + rng.int(50) * 10 + v, value: rng.next() < 0.1 ? null : rng.bytes(rng.int(40)) });
+    entries.sort((a, b) => compareEntries(a.nsId, a.key, a.tsn, b.nsId, b.key, b.tsn));
+    const { path } = writeTable(platform, dir, entries, { blockBytesTarget: 256 });
+    const t = openTable(platform, path, new BlockCache(rng.next() < 0.5 ? 0 : 1 << 20));
+    const probes = [...keys].slice(0, 200);
+    for (let i = 1; i <= prefix.length; i++) probes.push(prefix.slice(0, i), prefix.slice(0, i - 1) + "\x00", prefix.slice(0, i - 1) + "\xff");
+    for (let i = 0; i < 200; i++) probes.push(prefix + String.fromCharCode(rng.int(256), rng.int(256)) + (rng.next() < 0.5 ? "\xff" : ""));
+    for (const key of probes) {
+      for (const snap of [0, 1 + rng.int(520), Number.MAX_SAFE_INTEGER]) {
+        for (const nsId of [4, 5, 6]) sameEntry(t.get(nsId, key, snap), modelGet(entries, nsId, key, snap), `get(${nsId}, ${JSON.stringify(key)}, ${snap})`);
+      }
+    }
+    for (let i = 0; i < 60; i++) {
+      let start = probes[rng.int(probes.length)]!, end = probes[rng.int(probes.length)]!;
+      if (start > end) [start, end] = [end, start];
+      const snap = rng.int(520);
+      sameList([...t.range(5, start, end, snap)], modelRange(entries, 5, start, end, snap, false), `range(5, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap})`);
+      sameList([...t.range(5, start, end, snap, { reverse: true })], modelRange(entries, 5, start, end, snap, true), `reverse range(5, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap})`);
+    }
+    t.close();
+  });
+});
+
 test(`${R} an empty table opens, reads nothing, verifies`, () => {
   const { platform, dir } = sim();
   const { path, meta } = writeTable(platform, dir, []);

@@ -456,6 +456,20 @@ test(`${R} Bloom filter: no false negatives, and ~1 % false positives at 10 bits
   assert.ok(rateNs < 0.015, `false-positive rate across namespaces ${rateNs}`);
 });
 
+test(`${R} Bloom filter: the reader probes the bits the builder set, for filters of many sizes and probe counts`, () => {
+  const rng = new Rng(77);
+  for (const bitsPerKey of [1, 3, 10, 13, 64]) {
+    for (const keyCount of [1, 5, 97, 5000]) {
+      const b = new BloomBuilder(bitsPerKey);
+      const hashes = Array.from({ length: keyCount }, () => Math.floor(rng.next() * 2 ** 32));
+      for (const h of hashes) b.add(h);
+      const f = BloomFilter.decode(b.finish());
+      assert.ok(f instanceof BloomFilter);
+      for (const h of hashes) assert.ok(f.mayContainHash(h), `false negative for hash ${h} (${bitsPerKey} bits per key, ${keyCount} keys)`);
+    }
+  }
+});
+
 test(`${R} Bloom filter decode refuses malformed encodings with a reason`, () => {
   const good = new BloomBuilder().finish();
   assert.ok(BloomFilter.decode(good) instanceof BloomFilter);

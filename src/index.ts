@@ -285,7 +285,8 @@ export class Index {
     }
     if (!this.#hasTables()) return undefined;
     const v = this.levels!.get(nsId, key, snap, borrow);
-    return v && v.value !== null && !this.#expired(v.value) ? { tsn: v.tsn, value: v.value } : undefined;
+    // The tables return a fresh object: handed on as it is when it holds a value.
+    return v && v.value !== null && !this.#expired(v.value) ? (v as Version) : undefined;
   }
 
   /**

@@ -893,24 +893,22 @@ export class TableReader {
         cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
         return block;
       }
-      let checked: Block;
+      let block: Block;
       try {
         const bytes = cache.slotView(slot, length);
         readInto(this.#file, bytes, offset, "data block");
-        checked = this.#checkBlock(bytes, offset);
+        block = this.#checkBlock(bytes, offset, true);
       } catch (e) {
         cache.freeSlot(slot);
         throw e;
       }
-      const block: Block = { bytes: checked.bytes, count: checked.count, restartsAt: checked.restartsAt, transient: true };
       cache.set(this.#tableId, offset, block, slotCharge, slot);
       return block;
     }
     if (transientBuffer.length < length) transientBuffer = new Uint8Array(Math.max(length, 2 * transientBuffer.length));
     const bytes = transientBuffer.subarray(0, length);
     readInto(this.#file, bytes, offset, "data block");
-    const checked = this.#checkBlock(bytes, offset);
-    return { bytes: checked.bytes, count: checked.count, restartsAt: checked.restartsAt, transient: true };
+    return this.#checkBlock(bytes, offset, true);
   }
 
   /**
@@ -1441,16 +1439,16 @@ export class TableReader {
     return this.#checkBlock(bytes, offset);
   }
 
-  /** Checks a block's checksum and trailer. */
-  #checkBlock(bytes: Uint8Array, offset: number): Block {
+  /** Checks a block's checksum and trailer; `transient`: see {@link Block}. */
+  #checkBlock(bytes: Uint8Array, offset: number, transient = false): Block {
     const length = bytes.length;
-    if (length < 12 || xxhash32(bytes.subarray(0, length - 4)) !== u32At(bytes, length - 4)) {
+    if (length < 12 || xxhash32(bytes, 0, length - 4) !== u32At(bytes, length - 4)) {
       throw this.#blockCorruption(offset, 0, "block checksum mismatch");
     }
     const count = u32At(bytes, length - 8);
     const restartsAt = length - 8 - 4 * Math.ceil(count / RESTART_INTERVAL);
     if (count < 1 || restartsAt < 0) throw this.#blockCorruption(offset, length - 8, `block entry count ${count} does not fit the block`);
-    return { bytes, count, restartsAt, transient: false };
+    return { bytes, count, restartsAt, transient };
   }
 
   #decodeBlock(b: number, fillCache: boolean): DecodedBlock {

@@ -410,8 +410,8 @@ export class Index {
     }
     const tables = this.levels!.rangeSources(nsId, start, end, snap, reverse);
     if (!inMemory && tables.length <= 1) {
-      // One source (after a compaction, the common case): it already yields the newest
-      // version per key at the snapshot, in order; only deletes are left out.
+      // One source read in reverse: it already yields the newest version per key at the
+      // snapshot, in order; only deletes are left out.
       for (const e of tables[0] ?? []) {
         if (e.value === null || this.#expired(e.value)) continue;
         out.push([e.key, { tsn: e.tsn, value: e.value }]);

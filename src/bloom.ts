@@ -217,7 +217,15 @@ export class BloomFilter {
     const m = this.#bitCount;
     const bits = this.#bits;
     for (let i = 0; i < this.#probes; i++) {
-      const bit = ((h1 + Math.imul(i, h2)) >>> 0) % m;
+      // (x >>> 0) % m as the builder computes it, without `%`: on a uint32 the engines fall
+      // back to a floating-point remainder (a library call), which took half of this
+      // method. x / m is rounded to the nearest double and x, m < 2^32, so its floor is the
+      // exact quotient (the quotient is at least 1/(x + m) > 2^-53 relatively below the
+      // next integer); the checks only guard that reasoning.
+      const x = (h1 + Math.imul(i, h2)) >>> 0;
+      let bit = x - m * Math.floor(x / m);
+      if (bit >= m) bit -= m;
+      else if (bit < 0) bit += m;
       if ((bits[bit >>> 3]! & (1 << (bit & 7))) === 0) return false;
     }
     return true;

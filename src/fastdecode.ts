@@ -42,8 +42,14 @@ const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** The last record definitions seen, with their bytes: values of one shape share them. */
 const DEFINITIONS_KEPT = 8;
-const definitions: ({ bytes: Uint8Array; keys: string[] } | undefined)[] = new Array(DEFINITIONS_KEPT);
+interface Definition {
+  bytes: Uint8Array;
+  keys: string[];
+}
+const definitions: (Definition | undefined)[] = new Array(DEFINITIONS_KEPT);
 let nextDefinition = 0;
+/** The definition a value used last (one of `definitions`). */
+let lastDefinition: Definition | undefined;
 /** Strict, and keeps a leading U+FEFF as a character, as cbor-x does. */
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -214,6 +220,21 @@ function readInlineRecord(): Record<string, unknown> {
 /** The keys array of a definition: ASCII strings, none "__proto__" (cbor-x renames it). */
 function readDefinition(): string[] {
   const start = pos;
+  // Values of one shape follow each other (a scan, a page of a list): the definition met
+  // last is compared first, byte for byte, without skimming this one's extent first.
+  const last = lastDefinition;
+  if (last !== undefined) {
+    const b = last.bytes;
+    const n = b.length;
+    if (start + n <= end) {
+      let i = 0;
+      while (i < n && b[i] === src[start + i]) i++;
+      if (i === n) {
+        pos = start + n;
+        return last.keys;
+      }
+    }
+  }
   if (pos >= end || src[pos]! >> 5 !== 4) giveUp();
   const count = argument(src[pos++]! & 0x1f);
   if (count > end - pos) giveUp();
@@ -227,7 +248,10 @@ function readDefinition(): string[] {
   }
   const stop = pos;
   const cached = cachedDefinition(start, stop);
-  if (cached !== undefined) return cached;
+  if (cached !== undefined) {
+    lastDefinition = cached;
+    return cached.keys;
+  }
   pos = keysStart;
   const keys: string[] = new Array(count);
   for (let i = 0; i < count; i++) {
@@ -238,19 +262,20 @@ function readDefinition(): string[] {
   // Duplicate keys: cbor-x assigns in order, so the last value wins; plain assignment
   // below does the same, but keep the rare case on the reference path.
   if (new Set(keys).size !== keys.length) giveUp();
-  definitions[nextDefinition] = { bytes: src.slice(start, stop), keys };
+  const definition = { bytes: src.slice(start, stop), keys };
+  definitions[nextDefinition] = lastDefinition = definition;
   nextDefinition = (nextDefinition + 1) % DEFINITIONS_KEPT;
   return keys;
 }
 
-/** The keys of a definition seen before with exactly the bytes src[start, stop). */
-function cachedDefinition(start: number, stop: number): string[] | undefined {
+/** The definition seen before with exactly the bytes src[start, stop). */
+function cachedDefinition(start: number, stop: number): Definition | undefined {
   const n = stop - start;
   outer: for (const d of definitions) {
     if (d === undefined || d.bytes.length !== n) continue;
     const b = d.bytes;
     for (let i = 0; i < n; i++) if (b[i] !== src[start + i]) continue outer;
-    return d.keys;
+    return d;
   }
   return undefined;
 }

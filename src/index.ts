@@ -26,7 +26,7 @@ import type { CommitRecord } from "./record.ts";
 import { bytesToBinary } from "./keys.ts";
 import type { Levels } from "./levels.ts";
 import { mergeVisible } from "./merge.ts";
-import type { TableEntry } from "./table.ts";
+import type { TableEntry, TableVersion } from "./table.ts";
 import { expiresAtOf, isExpiring } from "./expiry.ts";
 import { PreparedSet } from "./prepared.ts";
 
@@ -152,6 +152,9 @@ export class Index {
    * values are always checked: nothing says which of them expire.
    */
   #memoryMayExpire = false;
+
+  /** The opposite of #expired, bound once for the tables' scans. */
+  readonly #notExpired = (value: Uint8Array): boolean => !this.#expired(value);
 
   /** True when a visible version's bytes have expired (expiry.ts); one byte compared for the rest. */
   #expired(value: Uint8Array): boolean {
@@ -282,7 +285,8 @@ export class Index {
     }
     if (!this.#hasTables()) return undefined;
     const v = this.levels!.get(nsId, key, snap, borrow);
-    return v && v.value !== null && !this.#expired(v.value) ? { tsn: v.tsn, value: v.value } : undefined;
+    // The tables return a fresh object: handed on as it is when it holds a value.
+    return v && v.value !== null && !this.#expired(v.value) ? (v as Version) : undefined;
   }
 
   /**
@@ -388,16 +392,26 @@ export class Index {
       if (reverse && after < end) end = after;
     }
     if (start >= end) return out;
-    const tables = this.levels!.rangeSources(nsId, start, end, snap, reverse);
     const space = this.#spaces.get(nsId);
-    const inMemory = space !== undefined && (() => {
+    let inMemory = false;
+    if (space !== undefined) {
       const keys = space.keys();
       const i = lowerBound(keys, start);
-      return i < keys.length && keys[i]! < end;
-    })();
+      inMemory = i < keys.length && keys[i]! < end;
+    }
+    if (!inMemory && !reverse) {
+      // One source (after a compaction, the common case): the tables append the newest
+      // version per key at the snapshot, in order, leaving out deletes and expired values.
+      const single = this.levels!.singleSource(nsId, start, end, snap);
+      if (single !== undefined) {
+        for (const t of single) if (t.scanInto(nsId, start, end, snap, limit, out as [string, TableVersion][], this.#notExpired)) break;
+        return out;
+      }
+    }
+    const tables = this.levels!.rangeSources(nsId, start, end, snap, reverse);
     if (!inMemory && tables.length <= 1) {
-      // One source (after a compaction, the common case): it already yields the newest
-      // version per key at the snapshot, in order; only deletes are left out.
+      // One source read in reverse: it already yields the newest version per key at the
+      // snapshot, in order; only deletes are left out.
       for (const e of tables[0] ?? []) {
         if (e.value === null || this.#expired(e.value)) continue;
         out.push([e.key, { tsn: e.tsn, value: e.value }]);

@@ -214,6 +214,32 @@ export class Levels {
   }
 
   /**
+   * The tables a range read at `snap` of [start, end) must read when they form one source
+   * of {@link rangeSources} (one level-0 table, or one level's tables, which are disjoint),
+   * in key order; undefined when there are several sources to merge.
+   */
+  singleSource(nsId: number, start: string, end: string | undefined, snap: number): TableReader[] | undefined {
+    let found: TableReader[] | undefined;
+    for (const t of this.#l0) {
+      if (t.reader.meta.minTsn > snap || !overlaps(t.reader, nsId, start, end)) continue;
+      if (found !== undefined) return undefined;
+      found = [t.reader];
+    }
+    for (const run of this.#runs) {
+      let hit: TableReader[] | undefined;
+      for (const t of run) {
+        if (t.reader.meta.minTsn > snap || !overlaps(t.reader, nsId, start, end)) continue;
+        if (hit === undefined) {
+          if (found !== undefined) return undefined;
+          found = hit = [];
+        }
+        hit.push(t.reader);
+      }
+    }
+    return found ?? [];
+  }
+
+  /**
    * How many keys of [start, end) have a newest version at or below `snap` in the tables
    * that is neither a delete nor expired at `nowMs`, when no two tables that may answer
    * share a key (a key's versions then all lie in one table, as after compactions of keys

@@ -602,6 +602,30 @@ interface Block {
 /** The buffer point reads read a block into when the cache does not admit it (grown as needed). */
 let transientBuffer = new Uint8Array(2 * BLOCK_BYTES_TARGET);
 
+/**
+ * Private copies of blocks for scans (a block read from the file, or copied out of a cache
+ * slab slot) are carved from buffers of this size. Allocating a 4 KiB buffer per block cost
+ * ~2 µs (an ArrayBuffer with its backing store), more than decoding the block; a bump
+ * pointer in a shared buffer costs the copy only. A value a caller keeps keeps its whole
+ * arena alive (at most this many bytes), and blocks the cache keeps in buffers of their own
+ * never come from here, so the cache's byte bound stays exact.
+ */
+const ARENA_BYTES = 64 * 1024;
+let arena = new Uint8Array(0);
+let arenaAt = 0;
+
+/** `length` fresh bytes that no one else writes (a view into the current arena, 8-aligned for xxhash32's word reads). */
+function arenaBytes(length: number): Uint8Array {
+  if (length > ARENA_BYTES / 4) return new Uint8Array(length);
+  if (arenaAt + length > arena.length) {
+    arena = new Uint8Array(ARENA_BYTES);
+    arenaAt = 0;
+  }
+  const out = new Uint8Array(arena.buffer, arenaAt, length);
+  arenaAt += (length + 7) & ~7;
+  return out;
+}
+
 /** A block decoded for iteration: one array slot per entry. */
 interface DecodedBlock {
   readonly bytes: Uint8Array;
@@ -649,6 +673,22 @@ export interface TableRangeOptions {
 /** Key buffer for point reads: a module scratch, used only synchronously. */
 let scratchKey = new Uint8Array(256);
 
+/** The composite key a point read looks for: a module scratch, used only synchronously (no allocation per read). */
+let targetKey = new Uint8Array(256);
+
+/** Writes the composite key of (nsId, key) into {@link targetKey}; returns its length. */
+function setTargetKey(nsId: number, key: string): number {
+  const length = 4 + key.length;
+  if (targetKey.length < length) targetKey = new Uint8Array(2 * length);
+  const out = targetKey;
+  out[0] = nsId >>> 24;
+  out[1] = (nsId >>> 16) & 0xff;
+  out[2] = (nsId >>> 8) & 0xff;
+  out[3] = nsId & 0xff;
+  for (let i = 0; i < key.length; i++) out[4 + i] = key.charCodeAt(i);
+  return length;
+}
+
 /**
  * An open table: point reads, range reads at a snapshot, full scans and verification, all
  * by positioned reads through the shared block cache (rule 3). Closing it closes the file
@@ -679,6 +719,10 @@ export class TableReader {
   readonly #indexOffset: number;
   /** Offset in `#index` of the entryStart array. */
   #indexStartsAt = 0;
+  /** #seekBlock's fingerprints of the blocks' last keys, the prefix they follow and its length (#buildFingerprints). */
+  #fingerprints: Uint32Array | undefined;
+  #fingerprintPrefix: Uint8Array = new Uint8Array(0);
+  #fingerprintAt = 0;
   readonly #scratch: IndexEntry = { offset: 0, bytes: 0, firstStart: 0, firstEnd: 0, firstTsn: 0, lastStart: 0, lastEnd: 0, lastTsn: 0 };
   #closed = false;
 
@@ -709,6 +753,7 @@ export class TableReader {
     this.#filter = filter;
     this.#index = index;
     this.#indexStartsAt = index.length - 4 - 4 * blockCount;
+    this.#buildFingerprints();
     this.#loaded = true;
   }
 
@@ -780,9 +825,9 @@ export class TableReader {
     return reader;
   }
 
-  /** Bytes this table keeps in memory outside the cache (filter and index; 0 until first used). */
+  /** Bytes this table keeps in memory outside the cache (filter, index and the index's fingerprints; 0 until first used). */
   get residentBytes(): number {
-    return this.#loaded ? this.#filter.bytes + this.#index.length : 0;
+    return this.#loaded ? this.#filter.bytes + this.#index.length + (this.#fingerprints?.byteLength ?? 0) + this.#fingerprintPrefix.length : 0;
   }
 
   /** False when the table certainly holds no version of (nsId, key) (Bloom filter, rule 6). */
@@ -814,15 +859,17 @@ export class TableReader {
   }
 
   #getUnfiltered(nsId: number, key: string, snapshotTsn: number, borrow: boolean): TableVersion | undefined {
-    const target = compositeKey(nsId, key);
-    const b = this.#seekBlock(target, snapshotTsn);
+    const tLen = setTargetKey(nsId, key);
+    const target = targetKey;
+    const b = this.#seekBlock(target, snapshotTsn, tLen);
     if (b === this.meta.blockCount) return undefined;
     const e = this.#indexEntry(b);
     // Every earlier block lies wholly before the target; if this one starts past the key,
     // the key is absent without reading the block.
-    if (compareBytes(this.#index, e.firstStart, e.firstEnd, target, 0, target.length) > 0) return undefined;
-    const block = this.#loadBlockForGet(b);
-    const v = this.#searchBlock(block, e.offset, target, snapshotTsn);
+    if (compareBytes(this.#index, e.firstStart, e.firstEnd, target, 0, tLen) > 0) return undefined;
+    const offset = e.offset;
+    const block = this.#loadBlockForGet(offset, e.bytes);
+    const v = this.#searchBlock(block, offset, target, tLen, snapshotTsn);
     // A view into borrowed bytes would change under the caller: copy it, unless it asked to borrow.
     if (v === undefined || !block.transient || v.value === null || borrow) return v;
     const copy = new Uint8Array(v.value.length);
@@ -834,9 +881,7 @@ export class TableReader {
    * The block for a point read: from the cache; else read and, if the cache admits it
    * (blockcache.ts rule 5), cached; else read into the shared buffer (no allocation).
    */
-  #loadBlockForGet(b: number): Block {
-    const e = this.#indexEntry(b);
-    const offset = e.offset, length = e.bytes;
+  #loadBlockForGet(offset: number, length: number): Block {
     const cached = this.#cache.get(this.#tableId, offset) as Block | undefined;
     if (cached !== undefined) return cached;
     const cache = this.#cache;
@@ -848,24 +893,22 @@ export class TableReader {
         cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
         return block;
       }
-      let checked: Block;
+      let block: Block;
       try {
         const bytes = cache.slotView(slot, length);
         readInto(this.#file, bytes, offset, "data block");
-        checked = this.#checkBlock(bytes, offset);
+        block = this.#checkBlock(bytes, offset, true);
       } catch (e) {
         cache.freeSlot(slot);
         throw e;
       }
-      const block: Block = { bytes: checked.bytes, count: checked.count, restartsAt: checked.restartsAt, transient: true };
       cache.set(this.#tableId, offset, block, slotCharge, slot);
       return block;
     }
     if (transientBuffer.length < length) transientBuffer = new Uint8Array(Math.max(length, 2 * transientBuffer.length));
     const bytes = transientBuffer.subarray(0, length);
     readInto(this.#file, bytes, offset, "data block");
-    const checked = this.#checkBlock(bytes, offset);
-    return { bytes: checked.bytes, count: checked.count, restartsAt: checked.restartsAt, transient: true };
+    return this.#checkBlock(bytes, offset, true);
   }
 
   /**
@@ -873,7 +916,7 @@ export class TableReader {
    * entry at or after (target, snapshot) in table order is the answer if its key is the
    * target.
    */
-  #searchBlock(block: Block, blockOffset: number, target: Uint8Array, snapshotTsn: number): TableVersion | undefined {
+  #searchBlock(block: Block, blockOffset: number, target: Uint8Array, tLen: number, snapshotTsn: number): TableVersion | undefined {
     const bytes = block.bytes;
     const end = block.restartsAt;
     const restarts = Math.ceil(block.count / RESTART_INTERVAL);
@@ -889,7 +932,7 @@ export class TableReader {
       const tsn = readVarint(bytes, varintEnd, end);
       const keyAt = varintEnd;
       if (sharedB !== 0 || unshared < 0 || tsn < 0 || keyAt + unshared > end) throw this.#blockCorruption(blockOffset, at, "malformed restart entry");
-      let c = compareBytes(bytes, keyAt, keyAt + unshared, target, 0, target.length);
+      let c = compareBytes(bytes, keyAt, keyAt + unshared, target, 0, tLen);
       if (c === 0) c = tsn > snapshotTsn ? -1 : 1;
       if (c < 0) {
         from = mid;
@@ -904,7 +947,6 @@ export class TableReader {
     // one sharing exactly that many needs its new bytes compared (LevelDB's block seek
     // copies and compares every key instead).
     let matched = 0;
-    const tLen = target.length;
     for (let i = from * RESTART_INTERVAL; i < block.count; i++) {
       const at = pos;
       // The four varints, one-byte ones read inline (the common case; this loop is the
@@ -993,6 +1035,66 @@ export class TableReader {
   }
 
   /**
+   * What {@link range} yields, less deletes and values `keep` refuses, appended to `out` as
+   * [key, { tsn, value }] until `out` holds `limit` entries, in key order: the read of a
+   * range that one table (or one level's disjoint tables, one after another) answers alone.
+   * Returns true when `out` is full. It reads the block bytes as they are, without the
+   * per-block arrays and per-entry objects of {@link range}'s generator (a range scan spent
+   * a third of its time there): key strings are built only for the entries it appends, and
+   * key bytes are compared with the bounds only in the blocks that straddle them.
+   */
+  scanInto(nsId: number, start: string, end: string | undefined, snapshotTsn: number, limit: number, out: [string, TableVersion][], keep: (value: Uint8Array) => boolean, fillCache = true): boolean {
+    this.#open();
+    assert(Number.isInteger(nsId) && nsId >= 0 && nsId <= NS_ID_MAX, `namespace id ${nsId} outside 0..2^32-1`);
+    if (out.length >= limit) return true;
+    const lo = compositeKey(nsId, start);
+    const hi = end !== undefined ? compositeKey(nsId, end) : nsId < NS_ID_MAX ? compositeKey(nsId + 1, "") : undefined;
+    const ix = this.#index;
+    let key = scratchKey;
+    let keyLen = 0;
+    /** The current key as a string, or undefined until an entry of it is appended. */
+    let keyStr: string | undefined;
+    let decided = false; // the current key's visible version was met (appended, a delete, or refused)
+    let below = false; // the current key is before `start`
+    for (let b = this.#seekBlock(lo, Infinity); b < this.meta.blockCount; b++) {
+      const e = this.#indexEntry(b);
+      const blockOffset = e.offset;
+      const checkLo = compareBytes(ix, e.firstStart, e.firstEnd, lo, 0, lo.length) < 0;
+      const checkHi = hi !== undefined && compareBytes(ix, e.lastStart, e.lastEnd, hi, 0, hi.length) >= 0;
+      // Values appended are views of these bytes: a private copy when the cache's is a slab slot.
+      const { bytes, count, restartsAt: stop } = this.#loadBlock(b, fillCache);
+      let pos = 0;
+      for (let i = 0; i < count; i++) {
+        if (!readEntry(bytes, pos, stop, i, keyLen)) throw this.#blockCorruption(blockOffset, pos, `malformed entry ${i}`);
+        const shared = eShared, unshared = eUnshared, tag = eTag, tsn = eTsn, keyAt = eKeyAt, valueLen = eValueLen;
+        const newLen = shared + unshared;
+        // The same key as the entry before (an older version of it): see countRange.
+        const same = newLen === keyLen && compareBytes(key, shared, keyLen, bytes, keyAt, keyAt + unshared) === 0;
+        pos = keyAt + unshared + valueLen;
+        if (!same) {
+          if (key.length < newLen) key = scratchKey = grow(key, shared, newLen);
+          // The string of the previous key, if made, gives this one's shared part (past the namespace id).
+          keyStr = keyStr !== undefined && shared >= 4 ? keyStr.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared) : undefined;
+          for (let j = 0; j < unshared; j++) key[shared + j] = bytes[keyAt + j]!;
+          keyLen = newLen;
+          below = checkLo && compareBytes(key, 0, keyLen, lo, 0, lo.length) < 0;
+          if (!below && checkHi && compareBytes(key, 0, keyLen, hi!, 0, hi!.length) >= 0) return false;
+          decided = false;
+        }
+        if (below || decided || tsn > snapshotTsn) continue;
+        decided = true;
+        if (tag === 0) continue;
+        const value = new Uint8Array(bytes.buffer, bytes.byteOffset + keyAt + unshared, valueLen);
+        if (!keep(value)) continue;
+        keyStr ??= binaryString(key, 4, keyLen);
+        if (out.push([keyStr, { tsn, value }]) >= limit) return true;
+      }
+      if (pos !== stop) throw this.#blockCorruption(blockOffset, pos, "bytes left over after the last entry");
+    }
+    return false;
+  }
+
+  /**
    * How many keys of namespace `nsId` in [start, end) (undefined: from the namespace's first
    * key / to its last) have a newest version at or below `snapshotTsn` that is not a delete:
    * the entries {@link range} would yield, less its deletes, without making their keys or
@@ -1016,7 +1118,7 @@ export class TableReader {
       const checkLo = compareBytes(ix, e.firstStart, e.firstEnd, lo, 0, lo.length) < 0;
       const checkHi = hi !== undefined && compareBytes(ix, e.lastStart, e.lastEnd, hi, 0, hi.length) >= 0;
       // Used before the next table read, so a cache slot or the shared buffer will do.
-      const { bytes, count, restartsAt: stop } = this.#loadBlockForGet(b);
+      const { bytes, count, restartsAt: stop } = this.#loadBlockForGet(blockOffset, e.bytes);
       let pos = 0;
       for (let i = 0; i < count; i++) {
         // A block's first entry is a restart (it shares nothing), whatever keyLen says.
@@ -1133,7 +1235,7 @@ export class TableReader {
       const e = { ...this.#indexEntry(b) };
       if (e.offset !== expectedOffset) throw corruption(this.path, this.#indexOffset + this.#indexStart(b), `index entry ${b} says its block is at ${e.offset}, but the previous block ends at ${expectedOffset}`, "index");
       expectedOffset = e.offset + e.bytes;
-      const blk = this.#decode(this.#readBlock(e.offset, e.bytes), e.offset);
+      const blk = this.#decode(this.#readBlock(e.offset, e.bytes, false), e.offset);
       for (let i = 0; i < blk.count; i++) {
         const ns = blk.nsIds[i]!, key = blk.keys[i]!, tsn = blk.tsns[i]!;
         if (prev !== undefined) {
@@ -1218,10 +1320,38 @@ export class TableReader {
    * The first block whose last entry is at or after (target, tsn) in table order: the only
    * block that can hold the first entry ≥ that position. `blockCount` when there is none.
    */
-  #seekBlock(target: Uint8Array, tsn: number): number {
+  #seekBlock(target: Uint8Array, tsn: number, tLen = target.length): number {
     let lo = 0, hi = this.meta.blockCount;
     const ix = this.#index;
     const end = this.#indexStartsAt;
+    const fps = this.#fingerprints;
+    if (fps !== undefined) {
+      // Narrow [lo, hi) to the blocks whose last key has the target's fingerprint (see
+      // #fingerprints): a search over 4 bytes per block, in one small array, instead of
+      // one over keys scattered through the index (a cache miss or two per step once the
+      // index outgrows the CPU caches). Blocks before lo end before the target; block hi,
+      // if any, ends after it.
+      const p = this.#fingerprintAt;
+      const min = this.#fingerprintPrefix;
+      for (let i = 0; i < p; i++) {
+        const d = i < tLen ? target[i]! - min[i]! : -1;
+        if (d < 0) return 0; // before every key of the table
+        if (d > 0) return hi; // after every key
+      }
+      const fp = fingerprint(target, p, tLen);
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (fps[mid]! < fp) lo = mid + 1;
+        else hi = mid;
+      }
+      hi = lo;
+      let top = this.meta.blockCount;
+      while (hi < top) {
+        const mid = (hi + top) >>> 1;
+        if (fps[mid]! <= fp) hi = mid + 1;
+        else top = mid;
+      }
+    }
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       // Only the last key and TSN, which lead the entry; #indexEntry checks the rest when the block is read.
@@ -1230,7 +1360,7 @@ export class TableReader {
       const lastLen = first < 128 ? first : readVarint(ix, at, end);
       const lastStart = first < 128 ? at + 1 : varintEnd;
       if (at >= end || lastLen < 4 || lastStart + lastLen > end) this.#indexEntry(mid); // throws the CORRUPTION
-      let c = compareBytes(ix, lastStart, lastStart + lastLen, target, 0, target.length);
+      let c = compareBytes(ix, lastStart, lastStart + lastLen, target, 0, tLen);
       if (c === 0) {
         // The TSN only matters when the key is the target's (all versions of a key are adjacent).
         const lastTsn = readVarint(ix, lastStart + lastLen, end);
@@ -1243,19 +1373,54 @@ export class TableReader {
     return lo;
   }
 
+  /**
+   * Fingerprints of the blocks' last keys for #seekBlock: the 4 bytes (big-endian, zeros
+   * past the key's end) after the prefix every key of the table shares. Key order is byte
+   * order, so they never decrease from block to block. 4 bytes per block (~0.1 % of the
+   * data), computed when the index is read; left undefined when an index entry does not
+   * parse (the search then meets it and reports the CORRUPTION).
+   */
+  #buildFingerprints(): void {
+    const count = this.meta.blockCount;
+    if (count === 0) return;
+    const ix = this.#index;
+    const end = this.#indexStartsAt;
+    const first = this.#indexEntry(0);
+    const min = ix.slice(first.firstStart, first.firstEnd);
+    const last = this.#indexEntry(count - 1);
+    let p = 0;
+    while (p < min.length && p < last.lastEnd - last.lastStart && min[p] === ix[last.lastStart + p]) p++;
+    const fps = new Uint32Array(count);
+    for (let b = 0; b < count; b++) {
+      const at = this.#indexStart(b);
+      const lastLen = at < end ? readVarint(ix, at, end) : -1;
+      const lastStart = varintEnd;
+      if (lastLen < p || lastStart + lastLen > end) return; // malformed (each key is at least the prefix long)
+      fps[b] = fingerprint(ix, lastStart + p, lastStart + lastLen);
+    }
+    this.#fingerprints = fps;
+    this.#fingerprintAt = p;
+    this.#fingerprintPrefix = min;
+  }
+
   #loadBlock(b: number, fillCache: boolean): Block {
     const e = this.#indexEntry(b);
     const offset = e.offset, length = e.bytes;
     const cache = this.#cache;
     const cached = cache.get(this.#tableId, offset) as Block | undefined;
     if (cached !== undefined) {
+      if (!cached.transient) return cached;
       // A slab block may be overwritten while the caller iterates (rule 6 of blockcache.ts): decode a copy.
-      return cached.transient ? { bytes: cached.bytes.slice(), count: cached.count, restartsAt: cached.restartsAt, transient: false } : cached;
+      const bytes = arenaBytes(cached.bytes.length);
+      bytes.set(cached.bytes);
+      return { bytes, count: cached.count, restartsAt: cached.restartsAt, transient: false };
     }
-    const block = this.#readBlock(offset, length);
+    const slotCharge = cache.slotBytes + BLOCK_OVERHEAD_BYTES;
+    // A block the cache will keep in a buffer of its own (not a slab slot) must not pin an arena.
+    const own = fillCache && !cache.fitsSlot(length, slotCharge);
+    const block = this.#readBlock(offset, length, own);
     if (fillCache) {
-      const slotCharge = cache.slotBytes + BLOCK_OVERHEAD_BYTES;
-      const slot = cache.reserve(length, slotCharge);
+      const slot = own ? -1 : cache.reserve(length, slotCharge);
       if (slot < 0) {
         cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
       } else {
@@ -1267,21 +1432,23 @@ export class TableReader {
     return block;
   }
 
-  /** Reads a block from the file and checks its checksum and trailer. */
-  #readBlock(offset: number, length: number): Block {
-    return this.#checkBlock(readExact(this.#file, offset, length, "data block"), offset);
+  /** Reads a block from the file and checks its checksum and trailer; `own`: into a buffer of its own (to be cached), else from the arena. */
+  #readBlock(offset: number, length: number, own = true): Block {
+    const bytes = own ? new Uint8Array(length) : arenaBytes(length);
+    readInto(this.#file, bytes, offset, "data block");
+    return this.#checkBlock(bytes, offset);
   }
 
-  /** Checks a block's checksum and trailer. */
-  #checkBlock(bytes: Uint8Array, offset: number): Block {
+  /** Checks a block's checksum and trailer; `transient`: see {@link Block}. */
+  #checkBlock(bytes: Uint8Array, offset: number, transient = false): Block {
     const length = bytes.length;
-    if (length < 12 || xxhash32(bytes.subarray(0, length - 4)) !== u32At(bytes, length - 4)) {
+    if (length < 12 || xxhash32(bytes, 0, length - 4) !== u32At(bytes, length - 4)) {
       throw this.#blockCorruption(offset, 0, "block checksum mismatch");
     }
     const count = u32At(bytes, length - 8);
     const restartsAt = length - 8 - 4 * Math.ceil(count / RESTART_INTERVAL);
     if (count < 1 || restartsAt < 0) throw this.#blockCorruption(offset, length - 8, `block entry count ${count} does not fit the block`);
-    return { bytes, count, restartsAt, transient: false };
+    return { bytes, count, restartsAt, transient };
   }
 
   #decodeBlock(b: number, fillCache: boolean): DecodedBlock {
@@ -1332,6 +1499,15 @@ export class TableReader {
   #blockCorruption(blockOffset: number, within: number, reason: string): TxtDbError {
     return corruption(this.path, blockOffset + within, `${reason} (block at ${blockOffset})`, "data block");
   }
+}
+
+/** The 4 bytes of b from `at` as a big-endian u32, zeros from `end` on. */
+function fingerprint(b: Uint8Array, at: number, end: number): number {
+  const b0 = at < end ? b[at]! : 0;
+  const b1 = at + 1 < end ? b[at + 1]! : 0;
+  const b2 = at + 2 < end ? b[at + 2]! : 0;
+  const b3 = at + 3 < end ? b[at + 3]! : 0;
+  return ((b0 << 24) | (b1 << 16) | (b2 << 8) | b3) >>> 0;
 }
 
 /** First index i of a decoded block whose entry is at or after (nsId, key, tsn). */

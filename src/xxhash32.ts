@@ -24,13 +24,12 @@ function rotl(x: number, r: number): number {
 }
 
 /**
- * xxHash32 of `data` with `seed`, as an unsigned 32-bit number. The primes are locals and
+ * xxHash32 of `data` (its first `n` bytes) with `seed`, as an unsigned 32-bit number. The primes are locals and
  * the lane sums are left to `rotl`'s shifts to wrap (ToInt32 is exact mod 2^32): with the
  * primes as module constants and an explicit `| 0` per sum, this ran 3.6× slower on Node.
  */
-export function xxhash32(data: Uint8Array, seed = 0): number {
+export function xxhash32(data: Uint8Array, seed = 0, n = data.length): number {
   const P1 = 0x9e3779b1 | 0, P2 = 0x85ebca77 | 0, P3 = 0xc2b2ae3d | 0, P4 = 0x27d4eb2f | 0, P5 = 0x165667b1 | 0;
-  const n = data.length;
   let i = 0;
   let h: number;
   if (n >= 16) {

@@ -178,6 +178,16 @@ function checkAgainstModel(rng: Rng, t: TableReader, entries: readonly TableEntr
     }
     assert.equal(t.countRange(nsId, start, end, snap), modelRange(entries, nsId, start, end, snap, false).filter((e) => e.value !== null).length,
       `countRange(${nsId}, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap})`);
+    // scanInto: range() less deletes and refused values, appended up to a limit.
+    const limit = rng.next() < 0.5 ? Infinity : 1 + rng.int(20);
+    const refused = (v: Uint8Array) => v.length % 3 === 1; // stands for expired values
+    const out: [string, TableVersion][] = rng.next() < 0.2 ? [["before", { tsn: 0, value: null }]] : [];
+    const already = out.length;
+    const full = t.scanInto(nsId, start ?? "", end, snap, limit, out, (v) => !refused(v));
+    const want = modelRange(entries, nsId, start, end, snap, false).filter((e) => e.value !== null && !refused(e.value)).slice(0, limit - already);
+    const what = `scanInto(${nsId}, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap}, limit ${limit})`;
+    sameList(out.slice(already).map(([key, v]) => ({ nsId, key, tsn: v.tsn, value: v.value })), want, what);
+    assert.equal(full, out.length >= limit, `${what}: says whether it filled the limit`);
   }
   sameList([...t.entries()], [...entries], "entries()");
 }
@@ -213,6 +223,41 @@ test(`${R} table round trip on this runtime's real platform, file opened read-on
     const t = openTable(platform, path);
     checkAgainstModel(rng, t, entries, 500);
     t.verify();
+    t.close();
+  });
+});
+
+test(`${R} keys sharing a long prefix (the index's fingerprints start after it): gets and ranges at, inside, before and after it`, () => {
+  withSeeds(6, (rng) => {
+    const { platform, dir } = sim();
+    const prefix = ["\x02user\x00\x02", "\x02u\x00\x03\xc0", "\x00\x00\x00\x00\x00\x00\x00"][rng.int(3)]!;
+    const tails = ["", "\x00", "\x01", "\x80", "\xff", "\xff\xff\xff\xff\xff", "\x00\x00\x00\x00\x01"];
+    const keys = new Set<string>();
+    for (let i = 0; i < 400 + rng.int(800); i++) {
+      let k = prefix + tails[rng.int(tails.length)]!;
+      for (let n = rng.int(7); n > 0; n--) k += String.fromCharCode(rng.next() < 0.4 ? [0, 0xff][rng.int(2)]! : rng.int(256));
+      keys.add(k);
+    }
+    const entries: TableEntry[] = [];
+    for (const key of keys) for (let v = 1 + rng.int(3); v > 0; v--) entries.push({ nsId: 5, key, tsn: 1 + rng.int(50) * 10 + v, value: rng.next() < 0.1 ? null : rng.bytes(rng.int(40)) });
+    entries.sort((a, b) => compareEntries(a.nsId, a.key, a.tsn, b.nsId, b.key, b.tsn));
+    const { path } = writeTable(platform, dir, entries, { blockBytesTarget: 256 });
+    const t = openTable(platform, path, new BlockCache(rng.next() < 0.5 ? 0 : 1 << 20));
+    const probes = [...keys].slice(0, 200);
+    for (let i = 1; i <= prefix.length; i++) probes.push(prefix.slice(0, i), prefix.slice(0, i - 1) + "\x00", prefix.slice(0, i - 1) + "\xff");
+    for (let i = 0; i < 200; i++) probes.push(prefix + String.fromCharCode(rng.int(256), rng.int(256)) + (rng.next() < 0.5 ? "\xff" : ""));
+    for (const key of probes) {
+      for (const snap of [0, 1 + rng.int(520), Number.MAX_SAFE_INTEGER]) {
+        for (const nsId of [4, 5, 6]) sameEntry(t.get(nsId, key, snap), modelGet(entries, nsId, key, snap), `get(${nsId}, ${JSON.stringify(key)}, ${snap})`);
+      }
+    }
+    for (let i = 0; i < 60; i++) {
+      let start = probes[rng.int(probes.length)]!, end = probes[rng.int(probes.length)]!;
+      if (start > end) [start, end] = [end, start];
+      const snap = rng.int(520);
+      sameList([...t.range(5, start, end, snap)], modelRange(entries, 5, start, end, snap, false), `range(5, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap})`);
+      sameList([...t.range(5, start, end, snap, { reverse: true })], modelRange(entries, 5, start, end, snap, true), `reverse range(5, ${JSON.stringify(start)}, ${JSON.stringify(end)}, ${snap})`);
+    }
     t.close();
   });
 });
@@ -409,6 +454,20 @@ test(`${R} Bloom filter: no false negatives, and ~1 % false positives at 10 bits
   console.log(`bloom: ${f.bytes} bytes for ${keyCount} keys, false positives ${(rate * 100).toFixed(2)} % (other namespace ${(rateNs * 100).toFixed(2)} %)`);
   assert.ok(rate > 0.002 && rate < 0.015, `false-positive rate ${rate}`);
   assert.ok(rateNs < 0.015, `false-positive rate across namespaces ${rateNs}`);
+});
+
+test(`${R} Bloom filter: the reader probes the bits the builder set, for filters of many sizes and probe counts`, () => {
+  const rng = new Rng(77);
+  for (const bitsPerKey of [1, 3, 10, 13, 64]) {
+    for (const keyCount of [1, 5, 97, 5000]) {
+      const b = new BloomBuilder(bitsPerKey);
+      const hashes = Array.from({ length: keyCount }, () => Math.floor(rng.next() * 2 ** 32));
+      for (const h of hashes) b.add(h);
+      const f = BloomFilter.decode(b.finish());
+      assert.ok(f instanceof BloomFilter);
+      for (const h of hashes) assert.ok(f.mayContainHash(h), `false negative for hash ${h} (${bitsPerKey} bits per key, ${keyCount} keys)`);
+    }
+  }
 });
 
 test(`${R} Bloom filter decode refuses malformed encodings with a reason`, () => {

@@ -117,6 +117,9 @@ export class EtcdReadView {
   }
 }
 
+/** Releases the snapshots dropped without release() (their pins). */
+const leakedSnapshots = new FinalizationRegistry<() => void>((release) => release());
+
 /** A pinned snapshot on etcd (tx.ts SnapView). */
 export class EtcdSnapView extends EtcdReadView implements SnapView {
   #released = false;
@@ -128,6 +131,11 @@ export class EtcdSnapView extends EtcdReadView implements SnapView {
       if (this.#released) throw new TxtDbError("CLOSED", "Snapshot was released; take a new one with db.snapshot()");
     });
     this.#onRelease = onRelease;
+    // A snapshot dropped without release() gives its pin back when collected.
+    leakedSnapshots.register(this, () => {
+      reader.release();
+      onRelease();
+    }, this);
   }
 
   get version(): bigint {
@@ -137,6 +145,7 @@ export class EtcdSnapView extends EtcdReadView implements SnapView {
   release(): void {
     if (this.#released) return;
     this.#released = true;
+    leakedSnapshots.unregister(this);
     this.reader.release();
     this.#onRelease();
   }

@@ -88,13 +88,13 @@ export class Database {
     return this.#engine.readOnly;
   }
 
-  /** The Platform this handle uses: the `adapter` option, or the running runtime's. */
-  get platform(): Platform {
+  /** @internal The Platform this handle uses: the `adapter` option, or the running runtime's (docs/opening.md). */
+  private get platform(): Platform {
     return this.#engine.platform;
   }
 
-  /** The key, value and transaction limits in force on this handle, defaults filled in. */
-  get limits(): { maxKeyBytes: number; maxValueBytes: number; maxTxBytes: number; maxTxWrites: number } {
+  /** @internal The key, value and transaction limits in force on this handle, defaults filled in (docs/opening.md). */
+  private get limits(): { maxKeyBytes: number; maxValueBytes: number; maxTxBytes: number; maxTxWrites: number } {
     return this.#engine.limits;
   }
 

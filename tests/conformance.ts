@@ -6,6 +6,7 @@
  */
 import { assert, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
+import { take } from "./watchhelpers.ts";
 import type { Database, Entry, OpenOptions, Transaction } from "txtdb";
 
 /** Where the suite runs: a new store per call (with namespace "ns"), and what it is. */
@@ -349,5 +350,104 @@ export function conformance(R: string, store: ConformanceStore): void {
     assert.equal(db.stats().openSnapshots, 0);
     await assert.rejects(snap.get("ns", "a"), code("CLOSED"));
     await db.close();
+  });
+
+  test(`${R} count() on a snapshot reads its version; on the database, other handles' commits at once`, async () => {
+    const { db, dir } = await fresh();
+    const other = await open(dir);
+    for (let i = 0; i < 10; i++) await other.set("ns", ["k", i], i);
+    await using snap = await db.snapshot();
+    await other.delete("ns", ["k", 0]);
+    await other.set("ns", ["k", 99], 99);
+    await other.set("ns", ["k", 100], 100);
+    assert.equal(await snap.count("ns", { prefix: ["k"] }), 10);
+    assert.equal(await db.count("ns", { prefix: ["k"] }), 11);
+    await other.close();
+    await db.close();
+  });
+
+  test(`${R} count() in a transaction includes its own sets, deletes and sums; a commit that changes the range makes it conflict`, async () => {
+    const { db, dir } = await fresh();
+    const other = await open(dir);
+    for (let i = 0; i < 10; i++) await db.set("ns", ["k", i], i);
+    const tx = await db.begin();
+    tx.set("ns", ["k", 3], "overwritten"); // present before and after: no change
+    tx.delete("ns", ["k", 4]);
+    tx.delete("ns", ["k", 50]); // absent: no change
+    tx.set("ns", ["k", 20], "new");
+    tx.sum("ns", ["k", 21], 5); // creates the key
+    tx.set("ns", ["z"], "outside the selection");
+    assert.equal(await tx.count("ns", { prefix: ["k"] }), 11);
+    assert.equal(await tx.count("ns", { start: ["k", 4], end: ["k", 21] }), 6); // 5..9 and 20 (21 is the end, excluded)
+    await other.set("ns", ["k", 7], "changed elsewhere");
+    await assert.rejects(tx.commit(), (e: unknown) => e instanceof TxtDbError && e.code === "CONFLICT");
+    // Without a concurrent change the same transaction commits.
+    await db.transaction(async (t) => {
+      assert.equal(await t.count("ns", { prefix: ["k"] }), 10);
+      t.delete("ns", ["k", 0]);
+      assert.equal(await t.count("ns", { prefix: ["k"] }), 9);
+    });
+    assert.equal(await db.count("ns", { prefix: ["k"] }), 9);
+    await other.close();
+    await db.close();
+  });
+
+  test(`${R} count() refuses a bad selector or namespace with a TxtDbError; a closed database is CLOSED`, async () => {
+    const { db } = await fresh();
+    const code = (c: string) => (e: unknown) => e instanceof TxtDbError && e.code === c;
+    await assert.rejects(db.count("ns", null as never), (e: unknown) => code("INVALID_ARGUMENT")(e) && /count\(\)/.test((e as Error).message));
+    await assert.rejects(db.count("nope", { prefix: [] }), code("NAMESPACE_NOT_FOUND"));
+    await assert.rejects(db.count("ns", { prefix: [Symbol("x")] } as never), code("INVALID_KEY"));
+    await assert.rejects(db.count(5 as never, { prefix: [] }), code("INVALID_ARGUMENT"));
+    await db.close();
+    await assert.rejects(db.count("ns", { prefix: [] }), code("CLOSED"));
+  });
+
+  test(`${R} watch(prefix) delivers another handle's commits in version order with exactly the matching keys`, async () => {
+    const { db, dir } = await fresh({ namespaces: ["ns", "other"] });
+    const writer = await open(dir);
+    const it = db.watch("ns", { prefix: ["u"] });
+    const got = take(it, 4);
+    await writer.set("ns", ["u", 1], "a");
+    await writer.set("ns", ["v", 1], "not matched");
+    await writer.set("other", ["u", 1], "other namespace");
+    await writer.transaction((tx) => { tx.set("ns", ["u", 2], "b"); tx.set("ns", ["u", 3], "c"); tx.set("ns", "zz", 0); });
+    await writer.delete("ns", ["u", 1]);
+    await writer.set("ns", ["u", 9], "last");
+    const events = await got;
+    assert.deepEqual(events.map((e) => e.changes), [
+      [{ key: ["u", 1], value: "a" }],
+      [{ key: ["u", 2], value: "b" }, { key: ["u", 3], value: "c" }],
+      [{ key: ["u", 1], value: undefined }],
+      [{ key: ["u", 9], value: "last" }],
+    ]);
+    for (let i = 1; i < events.length; i++) assert.ok(events[i]!.version > events[i - 1]!.version);
+    assert.equal(db.stats().watchers, 0, "breaking out of for-await stops the watcher");
+    await writer.close();
+    await db.close();
+  });
+
+  test(`${R} watch(keys) with fromVersion replays history after that version, repeating nothing`, async () => {
+    const { db } = await fresh();
+    const v1 = (await db.set("ns", "a", 1)).version;
+    await db.set("ns", "b", 1);
+    const v3 = (await db.set("ns", "a", 2)).version;
+    const pending = take(db.watch("ns", { keys: ["a"] }, { fromVersion: v1 }), 2);
+    const live = db.set("ns", "a", 3);
+    const events = await pending;
+    assert.deepEqual(events[0], { version: v3, changes: [{ key: "a", value: 2 }] });
+    assert.deepEqual(events[1]!.changes, [{ key: "a", value: 3 }]);
+    assert.equal(events[1]!.version, (await live).version);
+    const none = await take(db.watch("ns", { keys: ["a"] }, { fromVersion: (await live).version }), 1, 100);
+    assert.equal(none.length, 0, "fromVersion is exclusive: nothing to repeat");
+    await db.close();
+  });
+
+  test(`${R} close() ends open watchers`, async () => {
+    const { db } = await fresh();
+    const it = db.watch("ns", { prefix: [] });
+    const pending = it.next();
+    await db.close();
+    assert.deepEqual(await pending, { done: true, value: undefined });
   });
 }

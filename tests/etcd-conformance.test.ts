@@ -105,6 +105,23 @@ etcdTests(`${R} conformance`, () => {
     await db.close();
   });
 
+  test(`${R} autoCompactBytes: a handle compacts etcd's history by itself once it wrote that much, below a snapshot another handle holds`, async () => {
+    const { db, dir } = await fresh({ autoCompactBytes: 4_000 });
+    await using reader = await open(dir);
+    const { version: first } = await db.set("ns", "k", "x".repeat(100));
+    const snap = await reader.snapshot();
+    for (let i = 0; i < 60 && db.stats().compactions === 0; i++) await db.set("ns", ["v", i], "y".repeat(100));
+    for (let i = 0; i < 100 && db.stats().compactions === 0; i++) await sleep(50);
+    assert.ok(db.stats().compactions >= 1, "compacted by itself");
+    assert.equal(await snap.get("ns", "k"), "x".repeat(100), "the other handle's snapshot still reads its version");
+    snap.release();
+    await sleep(400); // the pin rises after a release (batched)
+    await db.compact();
+    const old = db.watch("ns", { prefix: [] }, { fromVersion: first - 1n });
+    await assert.rejects(old.next(), code("WATCH_OVERFLOW"), "history before the compaction is gone");
+    await db.close();
+  });
+
   test(`${R} what needs a local store fails with UNSUPPORTED, and nothing is written`, async () => {
     const { db } = await fresh();
     const unsupported = code("UNSUPPORTED");

@@ -9,6 +9,9 @@
  * `processes()`, and the local engine's file and cache options. A namespace operation
  * commits alone.
  *
+ * Upkeep: `compact()`, and automatically once a handle has committed `autoCompactBytes` of
+ * keys and values since its last compaction (see #maybeAutoCompact).
+ *
  * Durability: a commit resolves once etcd acknowledged it, which is after a quorum of
  * members wrote it to their logs; `durability` other than "full" is UNSUPPORTED.
  *
@@ -53,7 +56,7 @@ export function isEtcdLocation(path: string): boolean {
 }
 
 /** Options that only mean something for a store in a directory. */
-const LOCAL_ONLY_OPTIONS = ["mode", "allowForeignOwner", "relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "cacheBytes", "autoCompactBytes", "watchPollMs", "watchBufferMax", "watchBufferBytes", "maxIdleMs"] as const;
+const LOCAL_ONLY_OPTIONS = ["mode", "allowForeignOwner", "relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "cacheBytes", "watchPollMs", "watchBufferMax", "watchBufferBytes", "maxIdleMs"] as const;
 
 /** Opens the store at an etcd location: {@link open} of an `etcd://` URL. */
 export async function openEtcd(url: string, options: OpenOptions): Promise<EtcdDatabase> {
@@ -73,7 +76,7 @@ export async function openEtcd(url: string, options: OpenOptions): Promise<EtcdD
     ...(options.password !== undefined ? { password: options.password } : {}),
     nowMs: () => platform.wallClockMs(),
   });
-  const db = new EtcdDatabase(url, platform, engine, o.readOnly, o.isolation, o.limits, o.maxWatchers);
+  const db = new EtcdDatabase(url, platform, engine, o.readOnly, o.isolation, o.limits, o.maxWatchers, o.autoCompactBytes);
   try {
     const wanted = options.namespaces ?? [];
     for (const n of wanted) checkNamespaceName(n);
@@ -126,8 +129,13 @@ export class EtcdDatabase implements DatabaseEngine {
   #openSnapshots = 0;
   #openTransactions = 0;
   #closed = false;
+  readonly #autoCompactBytes: number;
+  /** Bytes of keys and values this handle committed since its last compaction. */
+  #bytesSinceCompact = 0;
+  #compacting: Promise<unknown> | undefined;
+  #compactions = 0;
 
-  constructor(path: string, platform: Platform, engine: EtcdEngine, readOnly: boolean, isolation: Isolation, limits: Limits, maxWatchers: number) {
+  constructor(path: string, platform: Platform, engine: EtcdEngine, readOnly: boolean, isolation: Isolation, limits: Limits, maxWatchers: number, autoCompactBytes: number) {
     this.path = path;
     this.#platform = platform;
     this.#engine = engine;
@@ -135,6 +143,7 @@ export class EtcdDatabase implements DatabaseEngine {
     this.#isolation = isolation;
     this.#limits = limits.maxTxWrites <= ETCD_LIMITS.maxTxWrites ? limits : { ...limits, maxTxWrites: ETCD_LIMITS.maxTxWrites, maxTxWritesWhy: ETCD_LIMITS.maxTxWritesWhy! };
     this.#maxWatchers = maxWatchers;
+    this.#autoCompactBytes = autoCompactBytes;
     this.#ctx = {
       limits: this.#limits,
       readOnly,
@@ -161,6 +170,7 @@ export class EtcdDatabase implements DatabaseEngine {
     if (this.#closed) return;
     this.#closed = true;
     for (const w of this.#watchers) w.abort();
+    await this.#compacting;
     await this.#engine.close();
   }
 
@@ -223,12 +233,15 @@ export class EtcdDatabase implements DatabaseEngine {
       await this.#afterWatchStarts();
       const started = this.#platform.monotonicMs();
       let r: { version: bigint };
+      let bytes = k.length;
       if (isDelete) r = await this.#engine.delete(ns, k);
       else {
         const encoded = encodeValue(value, this.#limits.maxValueBytes);
-        r = await this.#engine.set(ns, k, expiresAtMs === undefined ? encoded : wrapExpiring(encoded, expiresAtMs));
+        const stored = expiresAtMs === undefined ? encoded : wrapExpiring(encoded, expiresAtMs);
+        bytes += stored.length;
+        r = await this.#engine.set(ns, k, stored);
       }
-      this.#committed(started, 1);
+      this.#committed(started, 1, bytes);
       return r;
     });
   }
@@ -244,10 +257,33 @@ export class EtcdDatabase implements DatabaseEngine {
     if (this.#watchStarts.size > 0) await Promise.allSettled([...this.#watchStarts]);
   }
 
-  #committed(startedMs: number, keys: number): void {
+  #committed(startedMs: number, keys: number, bytes: number): void {
     this.#commitLatencyUs.record((this.#platform.monotonicMs() - startedMs) * 1000);
     this.#meters.counters.commits++;
     this.#meters.counters.keysWritten += keys;
+    this.#bytesSinceCompact += bytes;
+    this.#maybeAutoCompact();
+  }
+
+  /**
+   * Automatic compaction (`autoCompactBytes`, 0: never): once this handle has committed that
+   * many bytes of keys and values since its last compaction, it compacts in the background,
+   * one at a time, as `compact()` does (below every live process's pin). Each process
+   * counts its own writes, so the history etcd keeps stays bounded however the writes are
+   * spread; several processes compacting at once is safe (pins.ts rule 2).
+   */
+  #maybeAutoCompact(): void {
+    if (this.#autoCompactBytes <= 0 || this.#bytesSinceCompact < this.#autoCompactBytes || this.#compacting || this.#closed || this.readOnly) return;
+    this.#compacting = this.#runCompaction().catch(() => {
+      // A failed automatic compaction (no quorum, …) is tried again after as many bytes more.
+    }).finally(() => (this.#compacting = undefined));
+  }
+
+  async #runCompaction(): Promise<{ compactedTo: bigint; removed: number }> {
+    this.#bytesSinceCompact = 0;
+    const r = await this.#engine.compact();
+    this.#compactions++;
+    return r;
   }
 
   set(ns: string, key: Key, value: unknown, options?: SetOptions): Promise<{ version: bigint }> {
@@ -277,9 +313,12 @@ export class EtcdDatabase implements DatabaseEngine {
         const started = this.#platform.monotonicMs();
         try {
           const v = await this.#engine.commit(req);
-          let keys = 0;
-          for (const m of req.writes.values()) keys += m.size;
-          if (keys > 0) this.#committed(started, keys);
+          let keys = 0, bytes = 0;
+          for (const m of req.writes.values()) {
+            keys += m.size;
+            for (const [k, op] of m) bytes += k.length + (op.kind === "set" ? op.value.length : op.kind === "sum" ? 16 : 0);
+          }
+          if (keys > 0) this.#committed(started, keys, bytes);
           return v;
         } catch (e) {
           if (isTxtDbError(e, "CONFLICT")) this.#meters.counters.conflicts++;
@@ -402,7 +441,7 @@ export class EtcdDatabase implements DatabaseEngine {
       await this.#afterWatchStarts();
       const started = this.#platform.monotonicMs();
       await run();
-      this.#committed(started, 0);
+      this.#committed(started, 0, 0);
     });
   }
 
@@ -434,7 +473,7 @@ export class EtcdDatabase implements DatabaseEngine {
    */
   async compact(): Promise<CompactResult> {
     this.#writable("compact");
-    const r = await this.#engine.compact();
+    const r = await this.#runCompaction();
     return {
       segmentsFolded: 0,
       checkpointVersion: r.compactedTo,
@@ -573,7 +612,7 @@ export class EtcdDatabase implements DatabaseEngine {
       oldestPinAgeMs: 0,
       checkpointVersion: 0n,
       firstSegment: 0,
-      compactions: 0,
+      compactions: this.#compactions,
       watchers: this.#watchers.size,
       resourceLocksHeld: 0,
       resourceLocksWaiting: 0,

@@ -5,7 +5,9 @@
  * which `open()` takes again for a second handle (as a second process would).
  */
 import { assert, tempDir, test } from "./harness.ts";
-import { open, TxtDbError } from "txtdb";
+import { defaultPlatform, open, TxtDbError } from "txtdb";
+import { ManualClock } from "./expiryclock.ts";
+import { EXPIRE_IN_MAX_MS } from "txtdb/internal";
 import { take } from "./watchhelpers.ts";
 import type { Database, Entry, OpenOptions, Transaction } from "txtdb";
 
@@ -13,6 +15,8 @@ import type { Database, Entry, OpenOptions, Transaction } from "txtdb";
 export interface ConformanceStore {
   /** A new, empty store with namespace "ns", opened with `opts`; `dir` is its location. */
   fresh(opts?: OpenOptions): Promise<{ db: Database; dir: string }>;
+  /** A new location where nothing is stored yet (for open() with options of its own). */
+  location(): Promise<string>;
   /** True on etcd (a few checks differ: see each). */
   etcd: boolean;
 }
@@ -24,9 +28,30 @@ async function collect<T>(it: AsyncIterable<Entry<T>>): Promise<Entry<T>[]> {
   return out;
 }
 
+/** The keys a list yields (expiry tests). */
+export async function listed(db: { list: Database["list"] }, sel: object, opts: { limit?: number; reverse?: boolean } = {}): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for await (const e of db.list("ns", sel as never, opts)) out.push(e.key);
+  return out;
+}
+
+/** A predicate for assert.rejects/throws: a TxtDbError with `code` (and a message matching `pattern`). */
+export function rejectsWith(code: string, pattern?: RegExp): (e: unknown) => boolean {
+  return (e) => {
+    assert.ok(e instanceof TxtDbError, `a TxtDbError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (pattern) assert.match(e.message, pattern);
+    return true;
+  };
+}
+
 /** Registers the suite; `R` labels the tests (runtime, and engine). */
 export function conformance(R: string, store: ConformanceStore): void {
   const fresh = store.fresh;
+  const location = store.location;
+  /** A store whose wall clock the test moves (expiry), without automatic compaction. */
+  const openClocked = async (dir: string, clock: ManualClock, options: Record<string, unknown> = {}): Promise<Database> =>
+    await open(dir, { adapter: clock.platform(await defaultPlatform()), namespaces: ["ns"], autoCompactBytes: 0, ...options });
   test(`${R} set/get/getEntry/getMany/delete round-trip values of every supported type`, async () => {
     const { db } = await fresh();
     const value = { a: 1, s: "x", arr: [1, 2n, null], d: new Date(7), m: new Map<unknown, unknown>([["k", 1]]), set: new Set([1]), u8: new Uint8Array([1, 2]), f64: new Float64Array([0.5]), big: 2n ** 80n, t: true };
@@ -449,5 +474,221 @@ export function conformance(R: string, store: ConformanceStore): void {
     const pending = it.next();
     await db.close();
     assert.deepEqual(await pending, { done: true, value: undefined });
+  });
+
+  test(`${R} set() with expireIn: present until the expiry, then absent to get, getEntry, getMany, list, count and a snapshot taken before`, async () => {
+    const clock = new ManualClock();
+    const db = await openClocked(await location(), clock);
+    const other = await openClocked(await location(), clock); // a second store: expiry is per value, not per handle
+    await other.close();
+    await db.set("ns", "perm", "p");
+    const { version } = await db.set("ns", "temp", { s: 1 }, { expireIn: 1000 });
+    await using before = await db.snapshot();
+    assert.deepEqual(await db.get("ns", "temp"), { s: 1 });
+    assert.deepEqual(await db.getEntry("ns", "temp"), { key: "temp", value: { s: 1 }, version });
+    assert.equal(await db.count("ns", { prefix: [] }), 2);
+    clock.advance(999);
+    assert.deepEqual(await db.get("ns", "temp"), { s: 1 }, "1 ms before its expiry it is there");
+    clock.advance(1);
+    assert.equal(await db.get("ns", "temp"), undefined, "at its expiry it is gone");
+    assert.equal(await db.getEntry("ns", "temp"), undefined);
+    assert.deepEqual(await db.getMany("ns", ["temp", "perm"]), [undefined, "p"]);
+    assert.deepEqual(await listed(db, { prefix: [] }), ["perm"]);
+    assert.deepEqual(await listed(db, { prefix: [] }, { reverse: true }), ["perm"]);
+    assert.equal(await db.count("ns", { prefix: [] }), 1);
+    assert.equal(await before.get("ns", "temp"), undefined, "a snapshot taken before the expiry sees it absent after");
+    assert.equal(await before.count("ns", { prefix: [] }), 1);
+    assert.deepEqual(await listed(before, { prefix: [] }), ["perm"]);
+    const report = await db.check();
+    assert.ok(report.ok, JSON.stringify(report.problems));
+    await db.close();
+    // Reopened (the index rebuilt from the log): still absent.
+    const again = await openClocked(db.path, clock);
+    assert.equal(await again.get("ns", "temp"), undefined);
+    assert.equal(await again.get("ns", "perm"), "p");
+    await again.close();
+  });
+
+  test(`${R} expireIn is checked: INVALID_ARGUMENT for what is not a finite number of ms in (0, 100 years], and nothing is written`, async () => {
+    const clock = new ManualClock();
+    const db = await openClocked(await location(), clock);
+    const bad: [unknown, RegExp][] = [
+      [{ expireIn: 0 }, /greater than 0, got 0/],
+      [{ expireIn: -5 }, /greater than 0, got -5/],
+      [{ expireIn: NaN }, /got NaN/],
+      [{ expireIn: Infinity }, /got Infinity/],
+      [{ expireIn: "1000" }, /got "1000"/],
+      [{ expireIn: 1000n }, /got bigint/],
+      [{ expireIn: null }, /got object/],
+      [{ expireIn: EXPIRE_IN_MAX_MS + 1 }, /longest accepted is 3155760000000 ms/],
+      [{ expiresIn: 1000 }, /no option "expiresIn"/],
+      [null, /must be an object/],
+      [1000, /must be an object.*got number/],
+      [[1000], /got an array/],
+    ];
+    for (const [options, pattern] of bad) {
+      await assert.rejects(db.set("ns", "k", 1, options as never), rejectsWith("INVALID_ARGUMENT", pattern), `db.set with ${String(options)}`);
+      const tx = await db.begin();
+      assert.throws(() => tx.set("ns", "k", 1, options as never), rejectsWith("INVALID_ARGUMENT", pattern), `tx.set with ${String(options)}`);
+      await tx.commit();
+    }
+    assert.equal(await db.get("ns", "k"), undefined, "nothing was written");
+    // Accepted: fractions (rounded up to a whole ms, never to 0), the maximum, undefined.
+    await db.set("ns", "frac", 1, { expireIn: 0.25 });
+    assert.equal(await db.get("ns", "frac"), 1);
+    clock.advance(1);
+    assert.equal(await db.get("ns", "frac"), undefined);
+    await db.set("ns", "max", 1, { expireIn: EXPIRE_IN_MAX_MS });
+    await db.set("ns", "none", 1, { expireIn: undefined });
+    await db.set("ns", "empty", 1, {});
+    clock.advance(50 * 365 * 86_400_000);
+    assert.deepEqual(await db.getMany("ns", ["max", "none", "empty"]), [1, 1, 1]);
+    await db.close();
+  });
+
+  test(`${R} set() again without expireIn clears the expiry; with a new expireIn it replaces it; delete() removes an expiring key`, async () => {
+    const clock = new ManualClock();
+    const db = await openClocked(await location(), clock);
+    await db.set("ns", "cleared", 1, { expireIn: 100 });
+    await db.set("ns", "cleared", 2);
+    await db.set("ns", "extended", 1, { expireIn: 100 });
+    await db.set("ns", "extended", 2, { expireIn: 1000 });
+    await db.set("ns", "shortened", 1, { expireIn: 1000 });
+    await db.set("ns", "shortened", 2, { expireIn: 100 });
+    await db.set("ns", "deleted", 1, { expireIn: 1000 });
+    await db.delete("ns", "deleted");
+    clock.advance(100);
+    assert.deepEqual(await db.getMany("ns", ["cleared", "extended", "shortened", "deleted"]), [2, 2, undefined, undefined]);
+    clock.advance(900);
+    assert.deepEqual(await db.getMany("ns", ["cleared", "extended"]), [2, undefined]);
+    // Setting an expired key again brings it back, expiring or not.
+    await db.set("ns", "extended", 3);
+    assert.equal(await db.get("ns", "extended"), 3);
+    await db.close();
+  });
+
+  test(`${R} a serializable transaction that read a key present which expires before it commits fails with CONFLICT (get, list, count); snapshot isolation and read-only transactions do not`, async () => {
+    const clock = new ManualClock();
+    const db = await openClocked(await location(), clock);
+    const reads: [string, (tx: Awaited<ReturnType<Database["begin"]>>) => Promise<unknown>][] = [
+      ["get", (tx) => tx.get("ns", "temp")],
+      ["getMany", (tx) => tx.getMany("ns", ["perm", "temp"])],
+      ["getEntry", (tx) => tx.getEntry("ns", "temp")],
+      ["list", (tx) => listed(tx, { prefix: [] })],
+      ["count", (tx) => tx.count("ns", { prefix: [] })],
+    ];
+    for (const [what, read] of reads) {
+      const { version } = await db.set("ns", "temp", "t", { expireIn: 100 });
+      await db.set("ns", "perm", "p");
+      const tx = await db.begin();
+      await read(tx);
+      tx.set("ns", "out", what);
+      clock.advance(100);
+      await assert.rejects(tx.commit(), (e) => {
+        assert.ok(e instanceof TxtDbError && e.code === "CONFLICT", `${what}: ${String(e)}`);
+        assert.match(e.message, /expired/);
+        const d = e.details as Record<string, unknown>;
+        assert.equal(d.expired, true);
+        assert.equal(d.ns, "ns");
+        assert.equal(d.key, "temp");
+        assert.equal(d.version, version);
+        return true;
+      }, what);
+      // Read while already expired: absent, and nothing more to conflict on.
+      const tx2 = await db.begin();
+      await read(tx2);
+      tx2.set("ns", "out", what);
+      await tx2.commit();
+      // Snapshot isolation does not validate reads.
+      await db.set("ns", "temp", "t", { expireIn: 100 });
+      const tx3 = await db.begin({ isolation: "snapshot" });
+      await read(tx3);
+      tx3.set("ns", "out", what);
+      clock.advance(100);
+      await tx3.commit();
+      // A read-only transaction never conflicts.
+      await db.set("ns", "temp", "t", { expireIn: 100 });
+      const tx4 = await db.begin();
+      await read(tx4);
+      clock.advance(100);
+      await tx4.commit();
+    }
+    // db.transaction() retries: the second run sees the key absent.
+    await db.set("ns", "lease", "mine", { expireIn: 100 });
+    const seen: unknown[] = [];
+    await db.transaction(async (tx) => {
+      const v = await tx.get("ns", "lease");
+      seen.push(v);
+      if (seen.length === 1) clock.advance(100);
+      tx.set("ns", "lease", v === undefined ? "taken" : "kept");
+    });
+    assert.deepEqual(seen, ["mine", undefined]);
+    assert.equal(await db.get("ns", "lease"), "taken");
+    await db.close();
+  });
+
+  test(`${R} own writes with expireIn in a transaction: read back until their expiry, absent after; count follows`, async () => {
+    const clock = new ManualClock();
+    const db = await openClocked(await location(), clock);
+    await db.set("ns", "base", 1);
+    const tx = await db.begin();
+    tx.set("ns", "mine", "m", { expireIn: 50 });
+    tx.set("ns", "base", 2, { expireIn: 50 });
+    assert.equal(await tx.get("ns", "mine"), "m");
+    assert.equal(await tx.count("ns", { prefix: [] }), 2);
+    clock.advance(50);
+    assert.equal(await tx.get("ns", "mine"), undefined);
+    assert.equal(await tx.get("ns", "base"), undefined, "its own expiring write replaced the committed value");
+    assert.equal(await tx.count("ns", { prefix: [] }), 0);
+    assert.deepEqual(await listed(tx, { prefix: [] }), []);
+    await tx.commit();
+    assert.deepEqual(await db.getMany("ns", ["mine", "base"]), [undefined, undefined]);
+    await db.close();
+  });
+
+  test(`${R} sum() keeps the expiry of the value it adds to; on an expired key it starts from nothing and does not expire; check() sees an expired key as absent`, async () => {
+    const clock = new ManualClock();
+    const db = await openClocked(await location(), clock);
+    await db.set("ns", "hits", 10, { expireIn: 100 });
+    await db.transaction((tx) => tx.sum("ns", "hits", 5));
+    assert.equal(await db.get("ns", "hits"), 15);
+    const tx = await db.begin();
+    tx.set("ns", "own", 1, { expireIn: 100 });
+    tx.sum("ns", "own", 1);
+    await tx.commit();
+    assert.equal(await db.get("ns", "own"), 2);
+    clock.advance(100);
+    assert.equal(await db.get("ns", "hits"), undefined, "the sum kept the expiry");
+    assert.equal(await db.get("ns", "own"), undefined, "a sum on an own expiring set keeps its expiry");
+    await db.transaction((tx) => tx.sum("ns", "hits", 5));
+    assert.equal(await db.get("ns", "hits"), 5, "an expired key sums from nothing");
+    clock.advance(10 * 365 * 86_400_000);
+    assert.equal(await db.get("ns", "hits"), 5, "and the result does not expire");
+    // check(): an expired key is absent.
+    const { version } = await db.set("ns", "c", 1, { expireIn: 10 });
+    clock.advance(10);
+    await db.transaction((tx) => tx.check("ns", "c", null));
+    await assert.rejects(db.transaction((tx) => tx.check("ns", "c", version), { maxRetries: 0 }), rejectsWith("CONFLICT", /absent/));
+    await db.close();
+  });
+
+  test(`${R} watch reports the set of an expiring key with its value, and nothing when it expires`, async () => {
+    const clock = new ManualClock();
+    const db = await openClocked(await location(), clock);
+    const w = db.watch("ns", { prefix: [] });
+    const first = w.next();
+    await db.set("ns", "temp", { v: 1 }, { expireIn: 10 });
+    const e1 = (await first).value!;
+    assert.deepEqual(e1.changes, [{ key: "temp", value: { v: 1 } }]);
+    clock.advance(10);
+    assert.equal(await db.get("ns", "temp"), undefined);
+    await db.compact();
+    const second = w.next();
+    const { version } = await db.set("ns", "after", 2);
+    const e2 = (await second).value!;
+    assert.equal(e2.version, version, "the next event is the next commit: the expiry made none");
+    assert.deepEqual(e2.changes, [{ key: "after", value: 2 }]);
+    await w.return!();
+    await db.close();
   });
 }

@@ -25,7 +25,7 @@ async function fresh(opts: Parameters<typeof open>[1] = {}): Promise<{ db: Datab
   return { db: await open(dir, { namespaces: ["ns"], ...opts }), dir };
 }
 
-conformance(R, { fresh, etcd: false });
+conformance(R, { fresh, location: () => Promise.resolve(tempDir("conf")), etcd: false });
 
 test(`${R} bad options fail with INVALID_ARGUMENT`, async () => {
   const dir = tempDir("opt");

@@ -26,7 +26,7 @@ etcdTests(`${R} conformance`, () => {
     return { db: await open(dir, { namespaces: ["ns"], ...opts }), dir };
   };
 
-  conformance(R, { fresh, etcd: true });
+  conformance(R, { fresh, location, etcd: true });
 
   test(`${R} watch across handles: keys and prefix, in order, from a version; a drop or a rename ends it after every earlier event`, async () => {
     const { db, dir } = await fresh();

@@ -8,6 +8,7 @@ import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
 import { conformance } from "./conformance.ts";
 import { etcdTests, sharedCluster } from "./etcdtests.ts";
 import { Coordinator, open, Sagas, TxtDbError } from "txtdb";
+import { EtcdClient } from "txtdb/internal";
 import type { Database, OpenOptions, WatchEvent } from "txtdb";
 
 const R = `[${runtime}] [etcd]`;
@@ -120,6 +121,34 @@ etcdTests(`${R} conformance`, () => {
     const old = db.watch("ns", { prefix: [] }, { fromVersion: first - 1n });
     await assert.rejects(old.next(), code("WATCH_OVERFLOW"), "history before the compaction is gone");
     await db.close();
+  });
+
+  test(`${R} a new store is made only at an empty location outside every other store; nothing is written when refused`, async () => {
+    const cluster = await one.get();
+    const hosts = cluster.endpoints.map((e) => e.replace("http://", "")).join(",");
+    const base = `nest-${runtime}-${Date.now()}`;
+    const etcd = new EtcdClient({ endpoints: cluster.endpoints });
+    const keysUnder = async (p: string) => (await etcd.range(p, { prefix: true, keysOnly: true })).count;
+    try {
+      await using outer = await open(`etcd://${hosts}/${base}/a`, { namespaces: ["ns"] });
+      await outer.set("ns", "k", 1);
+      // Inside it: its reads and cleanup would take the inner store's keys for its own.
+      for (const inner of [`${base}/a/d`, `${base}/a/d/0000000000000001`, `${base}/a/x/y`]) {
+        await assert.rejects(open(`etcd://${hosts}/${inner}`, { namespaces: ["ns"] }), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT" && /lies inside the txtdb store/.test(e.message), inner);
+      }
+      // Around it, or where other keys are: not empty.
+      const before = await keysUnder(`${base}/`);
+      await assert.rejects(open(`etcd://${hosts}/${base}`), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT" && /not a txtdb store/.test(e.message));
+      await etcd.put(`${base}/b/someone-else`, "x");
+      await assert.rejects(open(`etcd://${hosts}/${base}/b`), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT" && /not a txtdb store/.test(e.message));
+      await assert.rejects(open(`etcd://${hosts}`), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT", "the whole cluster, which holds keys");
+      assert.equal(await keysUnder(`${base}/`), before + 1, "nothing written by the refusals");
+      // The store itself opens again, from another handle, as before.
+      await using again = await open(`etcd://${hosts}/${base}/a`);
+      assert.equal(await again.get("ns", "k"), 1);
+    } finally {
+      etcd.close();
+    }
   });
 
   test(`${R} what needs a local store fails with UNSUPPORTED, and nothing is written`, async () => {

@@ -138,6 +138,7 @@ import { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, RANGE_PAGE_KEYS, successor } from "./reader.ts";
 import type { NsBinding, ReadContext } from "./reader.ts";
 import { EtcdTransaction } from "./transaction.ts";
+import type { EtcdOpResult } from "./client.ts";
 import { namespaceEnded, watchSelects } from "../watch.ts";
 
 export { COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX };
@@ -242,17 +243,54 @@ export class EtcdEngine {
     });
     const engine = new EtcdEngine(client, new Layout(loc.prefix), ttl, options.nowMs ?? (() => Date.now()));
     try {
-      // The mark must exist: a VALUE compare on a missing key fails (pins.ts rule 3).
-      await client.txn({
-        compare: [{ key: engine.layout.mark, target: "VERSION", result: "EQUAL", version: 0 }],
-        success: [{ op: "put", key: engine.layout.mark, value: fixedRevision(0n) }],
-      });
+      await engine.#claim(url);
       (await engine.pins.pinCurrent()).release();
     } catch (e) {
       await engine.close();
       throw e;
     }
     return engine;
+  }
+
+  /**
+   * Makes the location a store, or checks it is one. The compaction mark is the store's
+   * marker, and must exist: a VALUE compare on a missing key fails (pins.ts rule 3). A new
+   * store is created only where no key is, and not inside another store: two stores whose
+   * prefixes nest would read, validate and clean up each other's keys as their own (a data
+   * key of one can look like another's). Nothing is written when either is refused.
+   */
+  async #claim(url: string): Promise<void> {
+    const L = this.layout;
+    const ancestors = L.ancestors();
+    const counted = (r: EtcdOpResult | undefined) => (r?.op === "range" ? r.count : 0);
+    for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
+      const r = await this.client.txn({
+        success: [
+          { op: "range", key: L.mark, keysOnly: true },
+          { op: "range", key: L.prefixBytes, prefix: true, keysOnly: true, limit: 1 },
+          ...ancestors.map((a) => ({ op: "range" as const, key: a.mark, keysOnly: true })),
+        ],
+      });
+      if (counted(r.responses[0]) > 0) return; // a store already
+      const outer = ancestors.find((_, i) => counted(r.responses[i + 2]) > 0);
+      if (outer !== undefined) {
+        throw new TxtDbError("INVALID_ARGUMENT", `Cannot create a txtdb store at ${url}: its prefix "${L.prefix}" lies inside the txtdb store at prefix "${outer.prefix}", which would take its keys for its own; choose a prefix outside it`, { details: { prefix: L.prefix, inside: outer.prefix } });
+      }
+      if (counted(r.responses[1]) > 0) {
+        throw new TxtDbError("INVALID_ARGUMENT", `Cannot create a txtdb store at ${url}: etcd holds keys under its prefix "${L.prefix}" that are not a txtdb store's (or hold other stores); give the store a prefix of its own, etcd://host:port/<prefix>`, { details: { prefix: L.prefix } });
+      }
+      const t = await this.client.txn({
+        compare: [
+          { key: L.mark, target: "VERSION", result: "EQUAL", version: 0 },
+          { key: L.prefixBytes, prefix: true, target: "VERSION", result: "EQUAL", version: 0 },
+          ...ancestors.map((a) => ({ key: a.mark, target: "VERSION" as const, result: "EQUAL" as const, version: 0 })),
+        ],
+        success: [{ op: "put", key: L.mark, value: fixedRevision(0n) }],
+      });
+      if (t.succeeded) return;
+      // Another process created it (or wrote there) meanwhile: look again.
+    }
+    throw new TxtDbError("UNAVAILABLE", `Cannot open ${url}: its keys kept changing while the store was being created; retry`);
   }
 
   #open(what: string): void {

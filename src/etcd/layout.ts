@@ -83,6 +83,26 @@ export class Layout {
     this.dataPrefix = utf8.encode(this.#dataPrefixText);
   }
 
+  /** The location's prefix as bytes: every key of the store starts with it. */
+  get prefixBytes(): Uint8Array {
+    return utf8.encode(this.prefix);
+  }
+
+  /**
+   * The compaction marks a store would have at each shorter prefix of this one ("" and
+   * each "a/", "a/b/" before "a/b/c/"): one of them present means this location lies inside
+   * another store, whose reads and cleanup would take this store's keys for its own.
+   */
+  ancestors(): { prefix: string; mark: Uint8Array }[] {
+    const parts = this.prefix.split("/").slice(0, -1);
+    const out: { prefix: string; mark: Uint8Array }[] = [];
+    for (let i = 0; i < parts.length; i++) {
+      const p = i === 0 ? "" : parts.slice(0, i).join("/") + "/";
+      out.push({ prefix: p, mark: utf8.encode(`${p}m/compacted`) });
+    }
+    return out;
+  }
+
   /** The binding key of namespace `name`. */
   nsKey(name: string): Uint8Array {
     return cat(this.nsPrefix, utf8.encode(name));

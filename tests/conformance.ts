@@ -121,6 +121,8 @@ export function conformance(R: string, store: ConformanceStore): void {
     await assert.rejects(db.set("a", "k", 1), code("NAMESPACE_NOT_FOUND"));
     await assert.rejects(db.renameNamespace("a", "c"), code("NAMESPACE_NOT_FOUND"));
     await assert.rejects(db.renameNamespace("b", "ns"), code("NAMESPACE_EXISTS"));
+    await assert.rejects(db.renameNamespace("b", "b"), code("NAMESPACE_EXISTS"), "a rename to its own name");
+    await assert.rejects(db.renameNamespace("a", "a"), code("NAMESPACE_NOT_FOUND"));
     await db.dropNamespace("b");
     await assert.rejects(db.dropNamespace("b"), code("NAMESPACE_NOT_FOUND"));
     await db.createNamespace("b");
@@ -132,7 +134,16 @@ export function conformance(R: string, store: ConformanceStore): void {
 
   test(`${R} CLOSED after close(), and close() is idempotent; await using closes`, async () => {
     const { db, dir } = await fresh();
+    // Calls made before close() finish; close() waits for them.
+    const before = [db.set("ns", "a", 1), db.transaction((tx) => tx.set("ns", "b", 2)), db.get("ns", "a"), db.createNamespace("late")];
     await db.close();
+    const settled = await Promise.allSettled(before);
+    assert.deepEqual(settled.map((r) => r.status), ["fulfilled", "fulfilled", "fulfilled", "fulfilled"], JSON.stringify(settled.map((r) => r.status === "rejected" ? String(r.reason) : "ok")));
+    {
+      await using reopened = await open(dir);
+      assert.deepEqual(await reopened.getMany("ns", ["a", "b"]), [1, 2]);
+      assert.ok((await reopened.listNamespaces()).includes("late"));
+    }
     await db.close();
     await assert.rejects(db.get("ns", "k"), code("CLOSED"));
     await assert.rejects(db.set("ns", "k", 1), code("CLOSED"));

@@ -13,6 +13,11 @@ import type { Database, OpenOptions, WatchEvent } from "txtdb";
 
 const R = `[${runtime}] [etcd]`;
 const code = (c: string) => (e: unknown) => e instanceof TxtDbError && e.code === c;
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
 let stores = 0;
 
 etcdTests(`${R} conformance`, () => {
@@ -148,6 +153,35 @@ etcdTests(`${R} conformance`, () => {
       assert.equal(await again.get("ns", "k"), 1);
     } finally {
       etcd.close();
+    }
+  });
+
+  test(`${R} keys changed outside txtdb under the store's prefix fail with CORRUPTION naming them; namespaces never share data`, async () => {
+    const cluster = await one.get();
+    const { db, dir } = await fresh();
+    const prefix = dir.slice(dir.lastIndexOf("/") + 1);
+    const etcd = new EtcdClient({ endpoints: cluster.endpoints });
+    const corrupt = (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION";
+    try {
+      // A damaged id counter: no namespace is created under an id that is not one.
+      await etcd.put(`${prefix}/m/next-id`, "abc");
+      await assert.rejects(db.createNamespace("x"), (e: unknown) => corrupt(e) && /m\/next-id/.test((e as Error).message));
+      assert.deepEqual(await db.listNamespaces(), ["ns"]);
+      // A damaged binding: reads, writes and transactions on it are CORRUPTION.
+      await etcd.put(`${prefix}/n/evil`, "-1");
+      await assert.rejects(db.get("evil", "k"), corrupt);
+      await assert.rejects(db.set("evil", "k", 1), corrupt);
+      await assert.rejects(db.transaction((tx) => tx.set("evil", "k", 1)), corrupt);
+      // A data key whose bytes do not decode: CORRUPTION, and check() names it.
+      await db.set("ns", "fine", 1);
+      const { kvs } = await etcd.range(`${prefix}/d/`, { prefix: true });
+      const dataPrefix = new TextDecoder().decode(kvs[0]!.key).replace(/[^/]*$/, "");
+      await etcd.put(new Uint8Array([...new TextEncoder().encode(dataPrefix), 0x03, 0x7a]), new Uint8Array([0x01]));
+      await assert.rejects(collect(db.list("ns", { prefix: [] })), corrupt);
+      assert.equal((await db.check()).ok, false);
+    } finally {
+      etcd.close();
+      await db.close();
     }
   });
 

@@ -43,11 +43,10 @@ import { renderMetrics, Meters } from "../stats.ts";
 import type { Stats } from "../stats.ts";
 import { SAGA_STATUSES } from "../sagastate.ts";
 import { raceDeadline } from "../timers.ts";
-import { decodeKey } from "../keys.ts";
 import { decodeStored } from "../tx.ts";
 import { EtcdEngine } from "./engine.ts";
 import { ETCD_LIMITS, EtcdTransaction } from "./transaction.ts";
-import { EtcdReadView, EtcdSnapView, EtcdTxView, nsArg, selectorSpan } from "./txview.ts";
+import { EtcdReadView, EtcdSnapView, EtcdTxView, nsArg, selectorSpan, storedKey } from "./txview.ts";
 import type { ViewContext } from "./txview.ts";
 
 /** True for an `etcd://` or `etcds://` location. */
@@ -124,11 +123,14 @@ export class EtcdDatabase implements DatabaseEngine {
   readonly #meters = new Meters();
   readonly #commitLatencyUs = new Histogram();
   readonly #watchers = new Set<AbortController>();
+  /** Calls in flight (see #call): close() waits for them. */
+  readonly #inflight = new Set<Promise<unknown>>();
   /** Start revisions of watches being read (see watch()): this handle's commits wait for them. */
   readonly #watchStarts = new Set<Promise<bigint>>();
   #openSnapshots = 0;
   #openTransactions = 0;
   #closed = false;
+  #closing: Promise<void> | undefined;
   readonly #autoCompactBytes: number;
   /** Bytes of keys and values this handle committed since its last compaction. */
   #bytesSinceCompact = 0;
@@ -167,10 +169,21 @@ export class EtcdDatabase implements DatabaseEngine {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    this.#closing ??= this.#close();
+    await this.#closing;
+  }
+
+  /**
+   * Watchers end at once. Calls in flight finish first, with what they start meanwhile (a
+   * transaction's function runs on): only then is the handle closed and the lease revoked.
+   */
+  async #close(): Promise<void> {
     for (const w of this.#watchers) w.abort();
-    await this.#compacting;
+    while (this.#inflight.size > 0 || this.#compacting) {
+      await Promise.allSettled([...this.#inflight]);
+      await this.#compacting;
+    }
+    this.#closed = true;
     await this.#engine.close();
   }
 
@@ -213,13 +226,22 @@ export class EtcdDatabase implements DatabaseEngine {
     return run();
   }
 
-  /** A promise of `fn()`, its synchronous throws as rejections. */
+  /**
+   * A promise of `fn()`, its synchronous throws as rejections; tracked until it settles, so
+   * that close() lets the calls made before it finish (as a directory's close() waits for
+   * its queued commits) instead of cutting their requests off.
+   */
   #call<T>(fn: () => Promise<T>): Promise<T> {
+    let p: Promise<T>;
     try {
-      return fn();
+      p = fn();
     } catch (e) {
       return Promise.reject(e);
     }
+    const inflight = this.#inflight;
+    inflight.add(p);
+    void p.then(() => inflight.delete(p), () => inflight.delete(p));
+    return p;
   }
 
   // --- writes and transactions ---
@@ -308,7 +330,7 @@ export class EtcdDatabase implements DatabaseEngine {
         if (open) this.#openTransactions--;
         open = false;
       };
-      const tx = new EtcdTransaction(reader, async (req) => {
+      const tx = new EtcdTransaction(reader, (req) => this.#call(async () => {
         await this.#afterWatchStarts();
         const started = this.#platform.monotonicMs();
         try {
@@ -326,7 +348,7 @@ export class EtcdDatabase implements DatabaseEngine {
         } finally {
           done();
         }
-      }, isolation, () => this.#platform.wallClockMs(), this.#limits);
+      }), isolation, () => this.#platform.wallClockMs(), this.#limits);
       return wrapTransaction(new EtcdTxView(this.#ctx, tx, done));
     });
   }
@@ -337,7 +359,11 @@ export class EtcdDatabase implements DatabaseEngine {
    * sent is waited for (bounded by `requestTimeoutMs`): its outcome is learned, never
    * replaced by a TIMEOUT for a commit that may have happened.
    */
-  async transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+  transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+    return this.#call(() => this.#transaction(fn, options));
+  }
+
+  async #transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions): Promise<T> {
     const { maxRetries, timeoutMs, signal } = checkTransactionOptions(fn, options);
     const deadline = timeoutMs !== undefined ? this.#platform.monotonicMs() + timeoutMs : undefined;
     const timeoutError = (cause?: unknown) =>
@@ -345,10 +371,19 @@ export class EtcdDatabase implements DatabaseEngine {
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw timeoutError(signal.reason);
       if (deadline !== undefined && this.#platform.monotonicMs() >= deadline) throw timeoutError();
-      const tx = await this.begin(options.isolation ? { isolation: options.isolation } : {});
+      const delayTo = () => (deadline === undefined ? undefined : deadline - this.#platform.monotonicMs());
+      // begin() pins a snapshot over the network: the deadline and the signal bound it too;
+      // a transaction begun after they fired is rolled back at once.
+      const begun = this.begin(options.isolation ? { isolation: options.isolation } : {});
+      let tx: Transaction;
       try {
-        const delay = deadline === undefined ? undefined : deadline - this.#platform.monotonicMs();
-        const result = await raceDeadline(Promise.resolve().then(() => fn(tx)), delay, signal, (cause) => ({ error: timeoutError(cause) }));
+        tx = await raceDeadline(begun, delayTo(), signal, (cause) => ({ error: timeoutError(cause) }));
+      } catch (e) {
+        void begun.then((t) => t.rollback(), () => {});
+        throw e;
+      }
+      try {
+        const result = await raceDeadline(Promise.resolve().then(() => fn(tx)), delayTo(), signal, (cause) => ({ error: timeoutError(cause) }));
         if (!tx.finished) await tx.commit();
         return result;
       } catch (e) {
@@ -410,7 +445,7 @@ export class EtcdDatabase implements DatabaseEngine {
         if (stop.signal.aborted) return;
         const changes = engine.watch(ns, selector, { fromVersion: await fromVersion, signal: stop.signal });
         for await (const c of changes) {
-          yield { version: c.version, changes: c.changes.map((x) => ({ key: decodeKey(x.key), value: x.value === undefined ? undefined : (decodeStored(x.value, ns, x.key) as T) })) };
+          yield { version: c.version, changes: c.changes.map((x) => ({ key: storedKey(ns, x.key), value: x.value === undefined ? undefined : (decodeStored(x.value, ns, x.key) as T) })) };
         }
       } catch (e) {
         // An abort (the signal, return(), close()) ends the watcher quietly.
@@ -473,7 +508,7 @@ export class EtcdDatabase implements DatabaseEngine {
    */
   async compact(): Promise<CompactResult> {
     this.#writable("compact");
-    const r = await this.#runCompaction();
+    const r = await this.#call(() => this.#runCompaction());
     return {
       segmentsFolded: 0,
       checkpointVersion: r.compactedTo,
@@ -500,16 +535,25 @@ export class EtcdDatabase implements DatabaseEngine {
     const report: CheckReport = { ok: true, problems: [], records: 0, bytes: 0 };
     const reader = await this.#engine.snapshot();
     try {
+      const problem = (ns: string, err: unknown) => {
+        report.ok = false;
+        if (report.problems.length < 1000) report.problems.push({ file: `etcd:${ns}`, offset: 0, message: (err as Error).message });
+      };
       for (const ns of await this.#engine.listNamespaces()) {
-        for await (const e of reader.range(ns, "", undefined)) {
-          report.records++;
-          report.bytes += e.key.length + e.value.length;
-          try {
-            decodeStored(e.value, ns, e.key);
-          } catch (err) {
-            report.ok = false;
-            if (report.problems.length < 1000) report.problems.push({ file: `etcd:${ns}`, offset: 0, message: (err as Error).message });
+        try {
+          for await (const e of reader.range(ns, "", undefined)) {
+            report.records++;
+            report.bytes += e.key.length + e.value.length;
+            try {
+              storedKey(ns, e.key);
+              decodeStored(e.value, ns, e.key);
+            } catch (err) {
+              problem(ns, err);
+            }
           }
+        } catch (err) {
+          if (!isTxtDbError(err, "CORRUPTION")) throw err;
+          problem(ns, err); // its binding is damaged: the namespace cannot be read at all
         }
       }
     } finally {

@@ -133,7 +133,7 @@ import type { FetchLike } from "./transport.ts";
 import { parseEtcdUrl } from "./url.ts";
 import { commit, COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX } from "./commit.ts";
 import type { CommitContext, EtcdCommitCounts, EtcdCommitRequest } from "./commit.ts";
-import { fixedRevision, isTombstone, Layout } from "./layout.ts";
+import { fixedRevision, storedId, isTombstone, Layout } from "./layout.ts";
 import { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, RANGE_PAGE_KEYS, successor } from "./reader.ts";
 import type { NsBinding, ReadContext } from "./reader.ts";
@@ -263,11 +263,14 @@ export class EtcdEngine {
     const L = this.layout;
     const ancestors = L.ancestors();
     const counted = (r: EtcdOpResult | undefined) => (r?.op === "range" ? r.count : 0);
+    // Every key under the prefix; with no prefix, every key of the cluster (etcd takes an
+    // empty key as none given: "\0" to "\0" is all of them).
+    const everyKey = L.prefix === "" ? { key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) } : { key: L.prefixBytes, prefix: true };
     for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
       const r = await this.client.txn({
         success: [
           { op: "range", key: L.mark, keysOnly: true },
-          { op: "range", key: L.prefixBytes, prefix: true, keysOnly: true, limit: 1 },
+          { op: "range", ...everyKey, keysOnly: true, limit: 1 },
           ...ancestors.map((a) => ({ op: "range" as const, key: a.mark, keysOnly: true })),
         ],
       });
@@ -282,7 +285,7 @@ export class EtcdEngine {
       const t = await this.client.txn({
         compare: [
           { key: L.mark, target: "VERSION", result: "EQUAL", version: 0 },
-          { key: L.prefixBytes, prefix: true, target: "VERSION", result: "EQUAL", version: 0 },
+          { ...everyKey, target: "VERSION", result: "EQUAL", version: 0 },
           ...ancestors.map((a) => ({ key: a.mark, target: "VERSION" as const, result: "EQUAL" as const, version: 0 })),
         ],
         success: [{ op: "put", key: L.mark, value: fixedRevision(0n) }],
@@ -316,7 +319,7 @@ export class EtcdEngine {
       const r = await this.client.txn({ success: [{ op: "range", key }, { op: "range", key: this.layout.nextId }] });
       if (r.responses[0]?.op === "range" && r.responses[0].count > 0) throw new TxtDbError("NAMESPACE_EXISTS", `Cannot create namespace ${JSON.stringify(name)}: it already exists`, { details: { ns: name } });
       const counter = r.responses[1]?.op === "range" ? r.responses[1].kvs[0] : undefined;
-      const id = counter ? Number(utf8d.decode(counter.value)) : 1;
+      const id = counter ? storedId(counter.value, counter.key) : 1;
       const t = await this.client.txn({
         compare: [
           { key, target: "VERSION", result: "EQUAL", version: 0 },
@@ -353,7 +356,7 @@ export class EtcdEngine {
         throw new TxtDbError("NAMESPACE_EXISTS", `Cannot create namespace ${JSON.stringify(there)}: it already exists`, { details: { ns: there } });
       }
       if (missing.length === 0) return [];
-      let id = counter ? Number(utf8d.decode(counter.value)) : 1;
+      let id = counter ? storedId(counter.value, counter.key) : 1;
       const t = await this.client.txn({
         compare: [
           { key: this.layout.nextId, target: "MOD", result: "EQUAL", modRevision: counter?.modRevision ?? 0n },
@@ -392,6 +395,12 @@ export class EtcdEngine {
     this.#open("rename a namespace");
     checkName(from, "renameNamespace()");
     checkName(to, "renameNamespace()");
+    if (from === to) {
+      // As on a directory: the name must exist, and then it is taken. (One txn cannot delete
+      // and put the same key: etcd refuses it as malformed.)
+      await this.#binding(from, "rename");
+      throw new TxtDbError("NAMESPACE_EXISTS", `Cannot rename namespace ${JSON.stringify(from)} to ${JSON.stringify(to)}: ${JSON.stringify(to)} already exists`, { details: { ns: to } });
+    }
     const fromKey = this.layout.nsKey(from), toKey = this.layout.nsKey(to);
     for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
       const b = await this.#binding(from, "rename");
@@ -421,7 +430,7 @@ export class EtcdEngine {
     this.pins.saw(r.revision);
     const kv = r.kvs[0];
     if (!kv) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot ${what} namespace ${JSON.stringify(name)}: it does not exist`, { details: { ns: name } });
-    return { id: Number(utf8d.decode(kv.value)), mod: kv.modRevision };
+    return { id: storedId(kv.value, kv.key), mod: kv.modRevision };
   }
 
   /** The namespace names, sorted. */
@@ -571,7 +580,7 @@ export class EtcdEngine {
   /** The name namespace `id` is bound to at `revision` (after a rename), or undefined (a drop). */
   async #renamedTo(id: number, revision: bigint): Promise<string | undefined> {
     const r = await this.client.range(this.layout.nsPrefix, { prefix: true, revision });
-    const kv = r.kvs.find((kv) => Number(utf8d.decode(kv.value)) === id);
+    const kv = r.kvs.find((kv) => utf8d.decode(kv.value) === String(id));
     return kv === undefined ? undefined : this.layout.nsName(kv.key);
   }
 

@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { TxtDbError } from "../errors.ts";
 import { binaryToBytes, bytesToBinary } from "../keys.ts";
 
 const utf8 = new TextEncoder();
@@ -43,6 +44,19 @@ export function isTombstone(value: Uint8Array): boolean {
 }
 
 /** A revision as 20 decimal digits (int64 fits), so that byte order is numeric order. */
+/**
+ * A namespace id as stored (a binding's value, or the id counter `P m/next-id`): a whole
+ * number from 1 to 15 digits, or CORRUPTION naming the key. Anything else was written
+ * outside txtdb, and used as it is it would make namespaces share (or lose) each other's
+ * data keys, whose prefix is the id in 16 hex digits.
+ */
+export function storedId(value: Uint8Array, key: Uint8Array): number {
+  const s = utf8d.decode(value);
+  if (/^[1-9][0-9]{0,14}$/.test(s)) return Number(s);
+  const k = utf8d.decode(key);
+  throw new TxtDbError("CORRUPTION", `The etcd key ${JSON.stringify(k)} holds ${JSON.stringify(s.slice(0, 40))}, not a namespace id (a whole number from 1): the store's keys were changed outside txtdb. Restore them from a backup of the cluster`, { details: { key: k } });
+}
+
 export function fixedRevision(r: bigint): string {
   return r.toString().padStart(20, "0");
 }

@@ -28,7 +28,7 @@ import { isExpired } from "../expiry.ts";
 import type { EtcdClient, EtcdOp, EtcdOpResult } from "./client.ts";
 import { EtcdCompactedError } from "./failures.ts";
 import type { EtcdKeyValue } from "./wire.ts";
-import { isTombstone } from "./layout.ts";
+import { isTombstone, storedId } from "./layout.ts";
 import type { Layout } from "./layout.ts";
 import type { EtcdPins, Pin } from "./pins.ts";
 
@@ -143,7 +143,7 @@ export class EtcdReader {
       this.#ctx.ids.delete(ns);
       throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace ${JSON.stringify(ns)} does not exist (at revision ${this.#revision}); create it with createNamespace()`, { details: { ns } });
     }
-    const id = Number(new TextDecoder().decode(kv.value));
+    const id = storedId(kv.value, kv.key);
     const b = { id, mod: kv.modRevision };
     this.#bindings.set(ns, b);
     this.#ctx.ids.set(ns, id);

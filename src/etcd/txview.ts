@@ -48,7 +48,21 @@ export function selectorSpan(sel: ListSelector, maxKeyBytes: number, what: strin
 
 /** A stored entry as the public Entry: key decoded, value decoded (a copy no one else holds). */
 export function toPublicEntry<T>(ns: string, e: StoredEntry): Entry<T> {
-  return { key: decodeKey(e.key), value: decodeStored(e.value, ns, e.key) as T, version: e.version };
+  return { key: storedKey(ns, e.key), value: decodeStored(e.value, ns, e.key) as T, version: e.version };
+}
+
+/**
+ * A key read from etcd, decoded: bytes that do not decode were written there outside
+ * txtdb, which is CORRUPTION (as a value that does not decode is), not the caller's
+ * INVALID_KEY.
+ */
+export function storedKey(ns: string, key: string): Key {
+  try {
+    return decodeKey(key);
+  } catch (e) {
+    const hex = Array.from(key.slice(0, 32), (c) => c.charCodeAt(0).toString(16).padStart(2, "0")).join("");
+    throw new TxtDbError("CORRUPTION", `A key of namespace "${ns}" in etcd does not decode (${(e as Error).message}; its bytes start ${hex}): the store's keys were changed outside txtdb. Run db.check(); restore from a backup of the cluster`, { cause: e, details: { ns } });
+  }
 }
 
 /** An async iterator from an async generator, failing on its first `next()` with `error` if set. */

@@ -185,6 +185,36 @@ etcdTests(`${R} conformance`, () => {
     }
   });
 
+  test(`${R} a transaction's timeoutMs and signal end it while etcd does not answer its begin(): TIMEOUT at the deadline, not after requestTimeoutMs`, async () => {
+    const cluster = await one.get();
+    const { db } = await fresh({ requestTimeoutMs: 5_000 });
+    cluster.stop(0);
+    try {
+      let t0 = performance.now();
+      await assert.rejects(db.transaction((tx) => tx.set("ns", "k", 1), { timeoutMs: 200 }), code("TIMEOUT"));
+      assert.ok(performance.now() - t0 < 2_500, `TIMEOUT after ${Math.round(performance.now() - t0)} ms`);
+      const stop = new AbortController();
+      setTimeout(() => stop.abort(), 100);
+      t0 = performance.now();
+      await assert.rejects(db.transaction((tx) => tx.set("ns", "k", 2), { signal: stop.signal }), code("TIMEOUT"));
+      assert.ok(performance.now() - t0 < 2_500, `TIMEOUT after ${Math.round(performance.now() - t0)} ms`);
+    } finally {
+      cluster.cont(0);
+    }
+    await cluster.leader();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await db.set("ns", "after", 1);
+        break;
+      } catch (e) {
+        if (attempt > 50 || !(e instanceof TxtDbError) || e.code !== "UNAVAILABLE") throw e;
+        await sleep(100);
+      }
+    }
+    assert.equal(await db.get("ns", "k"), undefined, "neither transaction wrote");
+    await db.close();
+  });
+
   test(`${R} what needs a local store fails with UNSUPPORTED, and nothing is written`, async () => {
     const { db } = await fresh();
     const unsupported = code("UNSUPPORTED");

@@ -6,7 +6,7 @@
  */
 import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
 import { conformance } from "./conformance.ts";
-import { etcdTests, sharedCluster } from "./etcdtests.ts";
+import { etcdTests, sharedCluster, whenAvailable } from "./etcdtests.ts";
 import { Coordinator, open, Sagas, TxtDbError } from "txtdb";
 import { EtcdClient } from "txtdb/internal";
 import type { Database, OpenOptions, WatchEvent } from "txtdb";
@@ -202,15 +202,7 @@ etcdTests(`${R} conformance`, () => {
       cluster.cont(0);
     }
     await cluster.leader();
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await db.set("ns", "after", 1);
-        break;
-      } catch (e) {
-        if (attempt > 50 || !(e instanceof TxtDbError) || e.code !== "UNAVAILABLE") throw e;
-        await sleep(100);
-      }
-    }
+    await whenAvailable(() => db.set("ns", "after", 1));
     assert.equal(await db.get("ns", "k"), undefined, "neither transaction wrote");
     await db.close();
   });

@@ -6,7 +6,7 @@
  *   requestTimeoutMs (nothing hangs), and work again after SIGCONT with nothing lost.
  */
 import { assert, runtime, sleep, test } from "./harness.ts";
-import { etcdTests, sharedCluster } from "./etcdtests.ts";
+import { etcdTests, sharedCluster, whenAvailable } from "./etcdtests.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 
@@ -103,15 +103,7 @@ etcdTests(`${R} failover through the public API`, () => {
     }
     await cluster.leader();
     // The write of unknown outcome ("during") may have landed or not; nothing else changed.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await db.set("s", "after", 1);
-        break;
-      } catch (e) {
-        if (attempt > 50 || !(e instanceof TxtDbError) || e.code !== "UNAVAILABLE") throw e;
-        await sleep(200);
-      }
-    }
+    await whenAvailable(() => db.set("s", "after", 1), 200);
     assert.ok(["before", "during"].includes((await db.get<string>("s", "k"))!));
     assert.equal(await db.get("s", "after"), 1);
   });

@@ -69,3 +69,15 @@ let n = 0;
 export function uniquePrefix(name: string): string {
   return `t${++n}-${name}/`;
 }
+
+/** Runs `fn` until it does not fail with UNAVAILABLE (a cluster coming back), at most ~50 tries. */
+export async function whenAvailable<T>(fn: () => Promise<T>, pauseMs = 100): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (attempt > 50 || !(e instanceof TxtDbError) || e.code !== "UNAVAILABLE") throw e;
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  }
+}

@@ -132,6 +132,22 @@ export function conformance(R: string, store: ConformanceStore): void {
     await db.close();
   });
 
+  test(`${R} db.set and db.delete follow a namespace another handle dropped, re-created or renamed`, async () => {
+    const { db, dir } = await fresh({ namespaces: ["x"] });
+    await using other = await open(dir);
+    await db.set("x", "k", 1); // this handle now knows "x"
+    await other.dropNamespace("x");
+    await assert.rejects(db.set("x", "k", 2), code("NAMESPACE_NOT_FOUND"));
+    await other.createNamespace("x");
+    await db.set("x", "k", 3);
+    assert.equal(await other.get("x", "k"), 3, "written to the namespace the name denotes now");
+    await other.renameNamespace("x", "y");
+    await assert.rejects(db.delete("x", "k"), code("NAMESPACE_NOT_FOUND"));
+    await db.delete("y", "k");
+    assert.equal(await other.get("y", "k"), undefined);
+    await db.close();
+  });
+
   test(`${R} CLOSED after close(), and close() is idempotent; await using closes`, async () => {
     const { db, dir } = await fresh();
     // Calls made before close() finish; close() waits for them.

@@ -508,11 +508,15 @@ export class EtcdEngine {
     return await this.#blind(ns, key, { kind: "delete" });
   }
 
+  /**
+   * A blind write compares only that the name is bound to the same id (V1), so when this
+   * process knows the id it sends the commit at once: one request, not two. If the name
+   * was dropped or re-bound since, the compare fails and nothing is written; the binding
+   * is then read afresh and the write sent again (or NAMESPACE_NOT_FOUND).
+   */
   async #blind(ns: string, key: string, op: { kind: "set"; value: Uint8Array } | { kind: "delete" }): Promise<{ version: bigint }> {
-    const reader = this.reader();
-    const b = await reader.binding(ns);
-    const version = await this.commit({
-      readRevision: reader.revision!,
+    const request = (b: NsBinding, readRevision: bigint): EtcdCommitRequest => ({
+      readRevision,
       isolation: "snapshot",
       blind: true,
       bindings: new Map([[ns, b]]),
@@ -521,7 +525,18 @@ export class EtcdEngine {
       writes: new Map([[ns, new Map([[key, op]])]]),
       checks: [],
     });
-    return { version };
+    const known = this.#ctx.ids.get(ns);
+    if (known !== undefined) {
+      try {
+        return { version: await this.commit(request({ id: known, mod: 0n }, this.pins.seen)) };
+      } catch (e) {
+        if (!(e instanceof TxtDbError) || e.code !== "NAMESPACE_NOT_FOUND") throw e;
+        this.#ctx.ids.delete(ns); // stale: read the binding below
+      }
+    }
+    const reader = this.reader();
+    const b = await reader.binding(ns);
+    return { version: await this.commit(request(b, reader.revision!)) };
   }
 
   // --- watch ---

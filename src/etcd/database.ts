@@ -125,8 +125,6 @@ export class EtcdDatabase implements DatabaseEngine {
   readonly #watchers = new Set<AbortController>();
   /** Calls in flight (see #call): close() waits for them. */
   readonly #inflight = new Set<Promise<unknown>>();
-  /** Start revisions of watches being read (see watch()): this handle's commits wait for them. */
-  readonly #watchStarts = new Set<Promise<bigint>>();
   #openSnapshots = 0;
   #openTransactions = 0;
   #closed = false;
@@ -252,7 +250,6 @@ export class EtcdDatabase implements DatabaseEngine {
       const expiresAtMs = isDelete ? undefined : expiryFromOptions(options, this.#platform.wallClockMs(), "set()");
       checkNamespaceName(ns);
       const k = encodeKey(key, this.#limits.maxKeyBytes);
-      await this.#afterWatchStarts();
       const started = this.#platform.monotonicMs();
       let r: { version: bigint };
       let bytes = k.length;
@@ -272,11 +269,6 @@ export class EtcdDatabase implements DatabaseEngine {
   countCommit(keys: number): void {
     this.#meters.counters.commits++;
     this.#meters.counters.keysWritten += keys;
-  }
-
-  /** Before a commit: lets the watches begun before it fix their start (see watch()). */
-  async #afterWatchStarts(): Promise<void> {
-    if (this.#watchStarts.size > 0) await Promise.allSettled([...this.#watchStarts]);
   }
 
   #committed(startedMs: number, keys: number, bytes: number): void {
@@ -331,8 +323,7 @@ export class EtcdDatabase implements DatabaseEngine {
         open = false;
       };
       const tx = new EtcdTransaction(reader, (req) => this.#call(async () => {
-        await this.#afterWatchStarts();
-        const started = this.#platform.monotonicMs();
+          const started = this.#platform.monotonicMs();
         try {
           const v = await this.#engine.commit(req);
           let keys = 0, bytes = 0;
@@ -432,18 +423,15 @@ export class EtcdDatabase implements DatabaseEngine {
     this.#watchers.add(stop);
     const engine = this.#engine;
     const watchers = this.#watchers;
-    // "From now" is fixed at this call, as the local engine's is: the revision is read now
-    // (a linearizable read: every commit that resolved before the call is at or below it),
-    // not at the first next(). This handle's commits wait for the read (#watchStarts), so
-    // none made after the call can land at or below it.
-    const fromVersion = opts.fromVersion !== undefined ? Promise.resolve(opts.fromVersion) : engine.currentRevision();
-    const starts = this.#watchStarts;
-    starts.add(fromVersion);
-    void fromVersion.catch(() => {}).finally(() => starts.delete(fromVersion));
+    // "From now" is fixed at this call, synchronously: after the newest revision this process
+    // has seen (its own commits included), so no commit begun after the call can be missed
+    // (it gets a higher revision). Commits of other processes this one had not seen yet may
+    // come too; those made while the id had another name never do (engine.ts watch).
+    const fromVersion = opts.fromVersion ?? engine.pins.seen;
     async function* run(): AsyncGenerator<WatchEvent<T>, void, undefined> {
       try {
         if (stop.signal.aborted) return;
-        const changes = engine.watch(ns, selector, { fromVersion: await fromVersion, signal: stop.signal });
+        const changes = engine.watch(ns, selector, { fromVersion, signal: stop.signal });
         for await (const c of changes) {
           yield { version: c.version, changes: c.changes.map((x) => ({ key: storedKey(ns, x.key), value: x.value === undefined ? undefined : (decodeStored(x.value, ns, x.key) as T) })) };
         }
@@ -473,7 +461,6 @@ export class EtcdDatabase implements DatabaseEngine {
       this.#writable(`${what} namespace "${name}"`);
       checkNamespaceName(name);
       if (to !== undefined) checkNamespaceName(to);
-      await this.#afterWatchStarts();
       const started = this.#platform.monotonicMs();
       await run();
       this.#committed(started, 0, 0);

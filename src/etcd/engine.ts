@@ -553,8 +553,11 @@ export class EtcdEngine {
   async *watch(ns: string, sel: EtcdWatchSelector, options: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncGenerator<EtcdWatchChange, void, undefined> {
     this.#open("watch");
     const reader = this.reader();
-    const { id } = await reader.binding(ns);
-    const startRevision = (options.fromVersion ?? reader.revision!) + 1n;
+    const { id, mod: boundAt } = await reader.binding(ns);
+    // Before `boundAt` the id had another name (a rename to `ns`), or no data (the
+    // creation): its writes then are not writes to `ns`, as on a directory.
+    const from = options.fromVersion ?? reader.revision!;
+    const startRevision = (from > boundAt ? from : boundAt) + 1n;
     let lo: Uint8Array, hi: Uint8Array;
     // The selection as watch.ts matches it, shared with the local engine's watchers.
     let match: { keys: ReadonlySet<string> } | { start: string; end: string };

@@ -10,6 +10,7 @@
  * Prints one JSON line: { runtime, rows: [{ kind, ops, ms, p50us, p99us }] }.
  */
 import { detectRuntime, open } from "txtdb";
+import { Latencies, pool } from "./stats.ts";
 
 type G = { Deno?: { args: string[] }; process?: { argv: string[] } };
 const g = globalThis as unknown as G;
@@ -18,25 +19,11 @@ const n = Number(nArg);
 const db = await open(location!, { namespaces: ["b"] });
 const value = { name: "x".repeat(60), n: 1 };
 
-function pct(sorted: number[], p: number): number {
-  return sorted.length === 0 ? 0 : Math.round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! * 1000);
-}
-
+/** One workload, timed by the shared pool (stats.ts): ops/s from `ms`, latencies in µs. */
 async function timed(kind: string, ops: number, inFlight: number, one: (i: number) => Promise<unknown>) {
-  const lat: number[] = [];
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: inFlight }, async () => {
-    while (next < ops) {
-      const i = next++;
-      const s = performance.now();
-      await one(i);
-      lat.push(performance.now() - s);
-    }
-  }));
-  const ms = performance.now() - t0;
-  lat.sort((a, b) => a - b);
-  return { kind, ops, ms, p50us: pct(lat, 0.5), p99us: pct(lat, 0.99) };
+  const lat = new Latencies(ops);
+  const ms = await pool(ops, inFlight, one, lat);
+  return { kind, ops, ms, p50us: Math.round(lat.percentile(50)), p99us: Math.round(lat.percentile(99)) };
 }
 
 for (let i = 0; i < 20; i++) await db.set("b", ["warm", i], value); // JIT, connections

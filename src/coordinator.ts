@@ -40,7 +40,7 @@ import type { Isolation } from "./tx.ts";
 import type { Platform } from "./port.ts";
 import { absolutePath, joinPath } from "./port.ts";
 import { leaseOwnerAlive } from "./liveness.ts";
-import { checkFunction, checkSignal, invalidArg } from "./options.ts";
+import { checkTransactionOptions, invalidArg } from "./options.ts";
 import { armInterval, raceDeadline } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import { abortUnlessCommitted, COORDINATOR_NS, DECISIONS_NS, isDecision } from "./decisions.ts";
@@ -337,12 +337,7 @@ export class Coordinator {
       paths.add(p.path);
     }
     if (new Set(participants).size !== participants.length) throw invalidArg("coord.transaction() lists a participant twice");
-    checkFunction("coord.transaction()'s function", fn);
-    if (options === null || typeof options !== "object") throw invalidArg("coord.transaction() options must be an object");
-    checkSignal(options.signal);
-    const maxRetries = options.maxRetries ?? 10;
-    if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);
-    if (options.timeoutMs !== undefined && !(options.timeoutMs >= 0)) throw invalidArg(`timeoutMs must be a non-negative number; got ${String(options.timeoutMs)}`);
+    const { maxRetries } = checkTransactionOptions(fn, options, "coord.transaction()", "coord.transaction()'s function");
     if (options.isolation !== undefined && options.isolation !== "serializable" && options.isolation !== "snapshot") {
       throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(options.isolation)}`);
     }

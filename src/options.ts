@@ -248,12 +248,12 @@ export function checkNotReserved(name: string): void {
 }
 
 /**
- * The checks of `db.transaction(fn, options)`, shared by both engines; returns the
- * settings with their defaults.
+ * The checks of `db.transaction(fn, options)`, shared by both engines and by
+ * `coord.transaction()` (named by `what`); returns the settings with their defaults.
  */
-export function checkTransactionOptions(fn: unknown, options: TransactionOptions): { maxRetries: number; timeoutMs: number | undefined; signal: AbortSignal | undefined } {
-  checkFunction("transaction()'s argument", fn);
-  if (options === null || typeof options !== "object") throw invalidArg("transaction() options must be an object");
+export function checkTransactionOptions(fn: unknown, options: TransactionOptions, what = "transaction()", fnName = `${what}'s argument`): { maxRetries: number; timeoutMs: number | undefined; signal: AbortSignal | undefined } {
+  checkFunction(fnName, fn);
+  if (options === null || typeof options !== "object") throw invalidArg(`${what} options must be an object`);
   checkSignal(options.signal);
   const maxRetries = options.maxRetries ?? 10;
   if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);

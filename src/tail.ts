@@ -42,9 +42,10 @@
  *    synced, the epoch bumped and the mark cleared. A process whose index holds records
  *    past the durable end from an older epoch rebuilds its view before reading past it or
  *    appending.
- * 9. A failure before the release (1–2): nothing of the batch may become visible. The
- *    bytes are cut off and the tail state put back (if that fails too, the failure is
- *    marked, rule 7), and the committer takes the batch back off the index.
+ * 9. A failure before the release (1–2): nothing of the batch may become visible, now or
+ *    after a power loss. The bytes are cut off, the cut synced, and the tail state put back
+ *    (if any of that fails too, the failure is marked, rule 7), and the committer takes the
+ *    batch back off the index.
  *
  * ```
  *   writer lock: catch up ─► validate ─► append ─► tail state end ─► release
@@ -657,18 +658,26 @@ export class Tail {
       this.#readPos = start;
       this.#durablePos = durableBefore;
       try {
-        // The bytes must go, or the next writer's catch-up would adopt a failed commit.
-        this.log.segment(appendAt.seg)?.truncate(appendAt.off);
-        if (appendAt.seg !== start.seg) this.log.segment(start.seg)?.truncate(start.off);
+        // The bytes must go, or the next writer's catch-up would adopt a failed commit; and
+        // the cut must be durable, or after a power loss the next writable open would find
+        // the batch's whole records past the frontier and adopt them as a dead writer's.
+        const cut = this.log.segment(appendAt.seg);
+        cut?.truncate(appendAt.off);
+        cut?.datasync();
+        if (appendAt.seg !== start.seg) {
+          const before = this.log.segment(start.seg);
+          before?.truncate(start.off);
+          before?.datasync();
+        }
         if (endWritten) this.log.writeTailEnd({ end: start, endTsn: this.index.lastTsn, epoch: this.#epoch });
       } catch {
-        // A syncer could publish an end whose bytes are gone: no commit may resolve now.
-        if (endWritten) {
-          try {
-            this.log.withFrontierLocked(() => this.log.writeSyncFailure(this.platform.pid));
-          } catch {
-            // nothing more can be done; the error below is the commit's outcome
-          }
+        // A syncer could publish an end whose bytes are gone, or the batch may outlive a power
+        // loss: no commit may resolve now, and the next writable open cuts past the durable
+        // end (rules 7 and 8).
+        try {
+          this.log.withFrontierLocked(() => this.log.writeSyncFailure(this.platform.pid));
+        } catch {
+          // nothing more can be done; the error below is the commit's outcome
         }
       }
       throw e;

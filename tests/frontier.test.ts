@@ -28,7 +28,7 @@ async function store(world: SimWorld): Promise<void> {
   (await open("/db", { adapter: world.process(), namespaces: ["ns"] })).close();
 }
 
-function proc(world: SimWorld, durability: "full" | "relaxed" = "full"): Proc {
+function proc(world: SimWorld, durability: "full" | "relaxed" = "full", segmentBytes = 1 << 20): Proc {
   const p: Proc = { tail: undefined as unknown as Tail, meters: new Meters(), failSyncs: false };
   const platform: Platform = withFaults(world.process(), (step, path, bytes) => {
     if (step === "beforeFsync" && p.failSyncs && path.endsWith(".log")) throw new PortError("EIO", "fdatasync", path);
@@ -37,7 +37,7 @@ function proc(world: SimWorld, durability: "full" | "relaxed" = "full"): Proc {
       throw new PortError("EIO", "write", path);
     }
   });
-  p.tail = new Tail(platform, "/db", { mode: 0o600, readOnly: false, durability, segmentBytes: 1 << 20, relaxedSyncMs: 1000, cacheBytes: 1 << 20 }, p.meters, noHooks);
+  p.tail = new Tail(platform, "/db", { mode: 0o600, readOnly: false, durability, segmentBytes, relaxedSyncMs: 1000, cacheBytes: 1 << 20 }, p.meters, noHooks);
   p.tail.loadManifest(p.tail.log.readManifest()!);
   return p;
 }
@@ -193,6 +193,23 @@ test("[sim] rule 9: a batch whose append fails is taken off the log and the log 
   const c = append(b, "c", 3);
   assert.equal(c.tsn, ok.tsn + 1, "the failed batch's bytes were cut: b appended right after ok");
   await b.tail.makeDurable(c);
+});
+
+test("[sim] rule 9: the cut of a failed append outlives a power loss: the next writable open does not adopt the failed batch as a dead writer's", async () => {
+  // In the active segment, and in the next one (the batch rolls over: tiny segments).
+  for (const [seed, segmentBytes] of Array.from({ length: 24 }, (_, i) => [30 + i, i % 2 ? 16 : 1 << 20] as const)) {
+    const world = new SimWorld(seed);
+    await store(world);
+    const a = proc(world, "full", segmentBytes);
+    await a.tail.makeDurable(append(a, "ok", 1));
+    a.failFrontierWriteOf = 40; // the log end record, written after the batch's bytes
+    assert.throws(() => append(a, "bad", 2), (e: unknown) => e instanceof PortError);
+    a.tail.close();
+    const db = await open("/db", { adapter: world.powerLoss().process() });
+    assert.equal(await db.get("ns", "ok"), 1, `seed ${seed}: the durable commit`);
+    assert.equal(await db.get("ns", "bad"), undefined, `seed ${seed}: the failed commit appeared after a power loss`);
+    await db.close();
+  }
 });
 
 function comparePos(x: LogPosition, y: LogPosition): number {

@@ -529,6 +529,9 @@ export class Queues {
     if (this.#closing) throw new TxtDbError("CLOSED", "Cannot listen to a queue: the database is closing");
     if (opts.signal?.aborted) return;
     await this.ensureNamespace();
+    // The signal may have aborted, or close() begun, while the namespace was made.
+    if (opts.signal?.aborted) return;
+    if (this.#closing) throw new TxtDbError("CLOSED", "Cannot listen to a queue: the database is closing");
     const owner = this.#host.ownerId();
     if (owner === undefined) throw new TxtDbError("READ_ONLY", "Cannot listen to a queue: this handle holds no lease");
     const listener = new Listener(this, this.#host, queue, handler as QueueHandler, opts, owner);
@@ -657,6 +660,11 @@ class Listener {
   }
 
   run(): Promise<void> {
+    // An abort event fires once: a signal aborted before this point never calls back.
+    if (this.#opts.signal?.aborted) {
+      this.#finish();
+      return this.finished;
+    }
     this.#opts.signal?.addEventListener("abort", this.#onAbort, { once: true });
     this.#unsubscribe = this.#host.subscribe(() => this.#kick());
     this.#sweepTimer = armInterval(SWEEP_MS, () => void this.#sweep());

@@ -367,6 +367,29 @@ test("listenQueue() resolves when its signal aborts (at once if already aborted)
   await db.close();
 });
 
+test("listenQueue() whose signal aborts, or whose database closes, while it starts (the queues' namespace being made) resolves", async () => {
+  for (const how of ["abort", "close"] as const) {
+    const db = await open(tempDir(`q-abort-start-${how}`)); // no queue yet: the listener makes the namespace first
+    const stop = new AbortController();
+    let called = false;
+    const listening = db.listenQueue("jobs", () => void (called = true), { signal: stop.signal });
+    if (how === "abort") stop.abort();
+    const closing = how === "close" ? db.close() : undefined;
+    const outcome = await Promise.race([
+      listening.then(() => "resolved", (e) => (e instanceof TxtDbError ? e.code : String(e))),
+      sleep(5_000).then(() => "still waiting after 5 s"),
+    ]);
+    assert.ok(how === "abort" ? outcome === "resolved" : outcome === "resolved" || outcome === "CLOSED", `${how}: ${outcome}`);
+    assert.equal(called, false);
+    await closing;
+    if (how === "abort") {
+      await db.enqueue("jobs", 1);
+      assert.equal(db.queueStats("jobs").ready, 1, "the stopped listener took nothing");
+      await db.close();
+    }
+  }
+});
+
 test("close() while handlers run: listeners stop, close waits for the handlers and commits them; a handler that never ends is abandoned and its message redelivered", async () => {
   const dir = tempDir("q-close");
   let db = await open(dir);

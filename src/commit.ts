@@ -167,6 +167,15 @@ export function buildRecord(s: TxState, index: Index, tsn: number): CommitRecord
   return { tsn, writes, namespaceOps };
 }
 
+/** Most writes and bytes (keys and values) of one record shared by shareable commits. */
+const SHARED_RECORD_WRITES_MAX = 4096;
+const SHARED_RECORD_BYTES_MAX = 1 << 20;
+
+/** A commit that may share its record with its neighbours (TxState.shareable): writes only. */
+function isShareable(s: TxState): boolean {
+  return s.shareable === true && s.blind && !s.twoPhase && s.namespaceOps.length === 0 && s.checks.length === 0;
+}
+
 /** Most transactions in one group commit. */
 const BATCH_MAX = 4096;
 
@@ -363,9 +372,8 @@ export class GroupCommitter {
     tail.catchUpLocked();
     const index = tail.index;
     const results: (number | TxtDbError)[] = [];
-    const applied: { record: CommitRecord; prevTsn: number; prevNextNsId: number }[] = [];
-    const frames: Uint8Array[] = [];
-    let bytes = 0;
+    const applied: { record: CommitRecord; prevTsn: number; prevNextNsId: number; shareable: boolean; bytes: number }[] = [];
+    let commits = 0;
     for (const s of states) {
       let error: TxtDbError | undefined;
       if (s.twoPhase) {
@@ -393,9 +401,14 @@ export class GroupCommitter {
           error = e;
         }
       }
+      // A shareable commit after another one joins its record, at its version (TxState.shareable).
+      const last = applied.length > 0 ? applied[applied.length - 1] : undefined;
+      const share = !error && isShareable(s) && last !== undefined && last.shareable && last.record.tsn === index.lastTsn &&
+        last.record.writes.length < SHARED_RECORD_WRITES_MAX && last.bytes < SHARED_RECORD_BYTES_MAX;
       if (!error) {
         try {
-          record = s.twoPhase ? index.prepared.build(s, index, index.lastTsn + 1, buildRecord) : buildRecord(s, index, index.lastTsn + 1);
+          const tsn = share ? index.lastTsn : index.lastTsn + 1;
+          record = s.twoPhase ? index.prepared.build(s, index, tsn, buildRecord) : buildRecord(s, index, tsn);
         } catch (e) {
           if (!isTxtDbError(e)) throw e;
           error = e;
@@ -406,15 +419,24 @@ export class GroupCommitter {
         results.push(error!);
         continue;
       }
-      const prev = { prevTsn: index.lastTsn, prevNextNsId: index.nextNsId };
-      index.apply(record);
-      applied.push({ record, ...prev });
-      const f = frame(encodeCommit(record));
-      frames.push(f);
-      bytes += f.length;
+      let bytes = 0;
+      for (const w of record.writes) bytes += w.key.length + (w.value?.length ?? 0);
+      if (share) {
+        index.applyMore(record);
+        for (const w of record.writes) last!.record.writes.push(w);
+        last!.bytes += bytes;
+      } else {
+        const prev = { prevTsn: index.lastTsn, prevNextNsId: index.nextNsId };
+        index.apply(record);
+        applied.push({ record, ...prev, shareable: isShareable(s), bytes });
+      }
+      commits++;
       results.push(record.tsn);
     }
-    if (frames.length === 0) return { results, appended: undefined };
+    if (applied.length === 0) return { results, appended: undefined };
+    const frames = applied.map((a) => frame(encodeCommit(a.record)));
+    let bytes = 0;
+    for (const f of frames) bytes += f.length;
     const data = new Uint8Array(bytes);
     let o = 0;
     for (const f of frames) {
@@ -433,9 +455,9 @@ export class GroupCommitter {
       throw e;
     }
     counters.batches++;
-    counters.commits += frames.length;
-    counters.batchSizeMax = Math.max(counters.batchSizeMax, frames.length);
-    this.#meters.batchSizes.record(frames.length);
+    counters.commits += commits;
+    counters.batchSizeMax = Math.max(counters.batchSizeMax, commits);
+    this.#meters.batchSizes.record(commits);
     for (const a of applied) counters.keysWritten += a.record.writes.length;
     this.#hooks.afterBatch(appended.seg, appended.seg !== startSeg);
     return { results, appended };

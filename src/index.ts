@@ -189,6 +189,17 @@ export class Index {
     this.lastTsn = tsn;
   }
 
+  /**
+   * Applies more writes of the newest applied record (`record.tsn` is {@link lastTsn}): a
+   * commit that shares the record (TxState.shareable). Writes only, no namespace operation.
+   */
+  applyMore(record: CommitRecord): void {
+    if (record.tsn !== this.lastTsn || record.namespaceOps.length > 0 || record.twoPhase) {
+      throw new Error(`txtdb internal assertion failed: writes shared at TSN ${record.tsn} after ${this.lastTsn}`);
+    }
+    for (const w of record.writes) this.put(w.nsId, bytesToBinary(w.key), record.tsn, w.value);
+  }
+
   /** Removes what `apply(record)` added; `record` must be the newest applied. */
   undo(record: CommitRecord, previousTsn: number, previousNextNsId: number): void {
     if (record.twoPhase) this.prepared.undo(record);

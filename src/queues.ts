@@ -117,7 +117,10 @@ export interface EnqueueOptions {
 export interface EnqueueResult {
   /** The message's id (also when deduplicated: the id this enqueue would have had). */
   id: string;
-  /** The version of the commit (when deduplicated: the head it was decided at). */
+  /**
+   * The version of the commit (when deduplicated: the head it was decided at). Enqueues in
+   * flight at once may share one commit, and so one version.
+   */
   version: bigint;
   /** True when the dedupe key held: nothing was enqueued. */
   deduplicated: boolean;
@@ -374,6 +377,7 @@ export class Queues {
     if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot enqueue: the database was opened with readOnly: true");
     await this.ensureNamespace();
     const state = newTxState(this.#host.refresh(), "serializable", true);
+    state.shareable = true; // enqueues at once may share one record and version
     let written = false;
     new HeadWork(state, this.#now, this.#random).add((w) => void (written = w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe)));
     const tsn = await this.#host.commit(state);

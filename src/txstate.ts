@@ -60,6 +60,12 @@ export interface TxState {
    * the writer lock after validation; it may add writes. False: nothing is left to write.
    */
   atHead?: ((index: Index) => boolean) | undefined;
+  /**
+   * Independent writes that may share one commit record (one version) with the shareable
+   * commits next to it in a group commit (db.enqueue: every message its own key). Saves
+   * every process the framing, decoding and bookkeeping of a record per message.
+   */
+  shareable?: boolean;
   /** Called once the commit is written, before it is durable (queues start handlers then). */
   onAppended?: ((tsn: number) => void) | undefined;
   /** Two-phase commit only: a prepare, or the decision on one (prepared.ts). */

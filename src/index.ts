@@ -184,7 +184,7 @@ export class Index {
         this.#bind(op.to, tsn, id ?? null);
       }
     }
-    for (const w of record.writes) this.put(w.nsId, bytesToBinary(w.key), tsn, w.value);
+    for (const w of record.writes) this.put(w.nsId, w.binary ?? bytesToBinary(w.key), tsn, w.value);
     if (record.twoPhase) this.prepared.apply(record);
     this.lastTsn = tsn;
   }
@@ -197,14 +197,14 @@ export class Index {
     if (record.tsn !== this.lastTsn || record.namespaceOps.length > 0 || record.twoPhase) {
       throw new Error(`txtdb internal assertion failed: writes shared at TSN ${record.tsn} after ${this.lastTsn}`);
     }
-    for (const w of record.writes) this.put(w.nsId, bytesToBinary(w.key), record.tsn, w.value);
+    for (const w of record.writes) this.put(w.nsId, w.binary ?? bytesToBinary(w.key), record.tsn, w.value);
   }
 
   /** Removes what `apply(record)` added; `record` must be the newest applied. */
   undo(record: CommitRecord, previousTsn: number, previousNextNsId: number): void {
     if (record.twoPhase) this.prepared.undo(record);
     for (const w of record.writes) {
-      const chain = this.#spaces.get(w.nsId)?.chains.get(bytesToBinary(w.key));
+      const chain = this.#spaces.get(w.nsId)?.chains.get(w.binary ?? bytesToBinary(w.key));
       if (chain && chain.tsns[chain.tsns.length - 1] === record.tsn) {
         chain.tsns.pop();
         chain.values.pop();

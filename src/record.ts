@@ -69,6 +69,12 @@ export interface RecordWrite {
   nsId: number;
   key: Uint8Array;
   value: Uint8Array | null;
+  /**
+   * The key as a binary string (keys.ts), when whoever built the write had it: the
+   * committing process applies its own records by it instead of converting the bytes back.
+   * Never written to the log.
+   */
+  binary?: string;
 }
 
 /** Who coordinates a prepared transaction (see coordinator.ts): where its decision log is. */

@@ -47,6 +47,18 @@
  *    (if any of that fails too, the failure is marked, rule 7), and the committer takes the
  *    batch back off the index.
  *
+ * 10. Reading ahead ("full" only): before taking the writer lock, a committer may read the
+ *    batches other processes appended that are not durable yet, up to the tail state's end
+ *    as read first, in the segment it reads, and only while the epoch is its own and no
+ *    failure is marked: the catch-up under the lock then reads only what was appended
+ *    since. Safe because in "full" the tail state's end is the last write of an append that
+ *    can fail (rule 9 never cuts bytes before a published end), and the only cut of such
+ *    bytes is a repair (rule 8), which bumps the epoch: a process that read past its visible
+ *    end rebuilds its view when it sees the new epoch, at its next read or catch-up, as after
+ *    a catch-up under the lock. Records read ahead stay invisible until the frontier covers
+ *    them (rule 5). Anything unexpected (a short or bad record) ends the reading ahead, and
+ *    the catch-up under the lock meets it.
+ *
  * ```
  *   writer lock: catch up ─► validate ─► append ─► tail state end ─► release
  *   then: covered? ─► sync lock: covered? ─► read end ─► fdatasync ─► frontier lock: check, publish max ─► resolve
@@ -421,6 +433,23 @@ export class Tail {
         if (attempt >= OPEN_ATTEMPTS_MAX || !this.manifestMovedFrom(this.#manifest)) throw ioError(e, `Reading the log of "${this.path}"`);
         this.#followManifest();
       }
+    }
+  }
+
+  /**
+   * Rule 10: reads, before the writer lock, what other processes appended up to the tail
+   * state's end (durability "full" only). Never throws: whatever stops it is left to the
+   * catch-up under the lock.
+   */
+  readAhead(): void {
+    if (this.#durability !== "full" || this.#closed) return;
+    try {
+      const st = this.log.readTailState();
+      const pos = this.#readPos;
+      if (st.failedPid !== 0 || st.epoch !== this.#epoch || st.end.seg !== pos.seg || st.end.off <= pos.off) return;
+      this.#readTo(st.end);
+    } catch {
+      // left to the catch-up under the lock, which reports what it meets
     }
   }
 

@@ -212,6 +212,39 @@ test("[sim] rule 9: the cut of a failed append outlives a power loss: the next w
   }
 });
 
+test("[sim] rule 10: a committer reads ahead other processes' batches on their way to a sync; they stay invisible until covered, and a repair that cuts them makes the reader rebuild its view", async () => {
+  const world = new SimWorld(9);
+  await store(world);
+  const [a, b, r] = [proc(world), proc(world), proc(world)];
+  const ok = append(a, "ok", 1);
+  await a.tail.makeDurable(ok);
+  r.tail.refresh();
+  const ba = append(a, "a", 2); // appended, not durable
+  r.tail.readAhead();
+  assert.equal(r.tail.index.lastTsn, ba.tsn, "the batch was read ahead");
+  assert.deepEqual(r.tail.readPos, ba.end, "up to the log end");
+  r.tail.refresh();
+  assert.equal(r.tail.visibleTsn, ok.tsn, "rule 5 holds: nothing read ahead is visible before a sync covers it");
+  assert.equal(r.tail.index.get(1, encodeKey("a"), r.tail.visibleTsn), undefined);
+  // The sync fails; a writable open cuts the batch (rule 8) and history goes on without it.
+  a.failSyncs = true;
+  await assert.rejects(a.tail.makeDurable(ba), isIO);
+  const db = await open("/db", { adapter: world.process() });
+  await db.set("ns", "x", 1);
+  await db.close();
+  // r holds a record the log no longer has: its next read sees the new epoch and rebuilds.
+  r.tail.refresh();
+  assert.equal(r.tail.index.get(1, encodeKey("a"), Number.MAX_SAFE_INTEGER), undefined, "the cut record is gone from r's view");
+  assert.ok(r.tail.index.get(1, encodeKey("x"), r.tail.visibleTsn), "the new history is");
+  // Reading ahead never passes a failure mark, another epoch, or the segment it reads.
+  const bb = append(b, "b", 3);
+  b.failSyncs = true;
+  await assert.rejects(b.tail.makeDurable(bb), isIO); // marks the failure
+  const before = r.tail.index.lastTsn;
+  r.tail.readAhead();
+  assert.equal(r.tail.index.lastTsn, before, "nothing is read ahead while a failure is marked");
+});
+
 function comparePos(x: LogPosition, y: LogPosition): number {
   return x.seg !== y.seg ? x.seg - y.seg : x.off - y.off;
 }

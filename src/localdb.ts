@@ -343,7 +343,7 @@ export class LocalDatabase implements DatabaseEngine {
     this.ensureOpen();
     if (this.readOnly) return Promise.reject(new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true"));
     // A transaction that enqueues needs the queues' namespace (created once per store).
-    if (state.atHead && !this.#queues.namespaceReady()) return this.#queues.ensureNamespace().then(() => this.#committer.submit(state));
+    if (state.atHead && !this.#queues.namespaceReady()) return this.#queues.track(this.#queues.ensureNamespace().then(() => this.#committer.submit(state)));
     return this.#committer.submit(state);
   }
 

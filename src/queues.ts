@@ -74,6 +74,9 @@ import type { Claimed, HeadWriter, LiveClaim, Outcome, QueueError } from "./queu
 export type { QueueError } from "./queuestore.ts";
 export { QUEUES_NS } from "./queuestore.ts";
 
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
 /** Listeners sweep their queue's claims (dead owners, passed visibility timeouts) this often. */
 export const SWEEP_MS = 1_000;
 /** Default `visibilityTimeoutMs`: a handler running this long in a live process is presumed hung. */
@@ -259,7 +262,15 @@ function integer(v: unknown, name: string, min: number, max: number, fallback: n
 
 /** An error in a form that can be stored and read back anywhere (never the object itself). */
 export function toQueueError(e: unknown): QueueError {
-  const clip = (s: string, max = 4096) => (s.length > max ? s.slice(0, max) + "…" : s);
+  // At most `max` bytes of UTF-8, the mark of the cut included, cut between characters.
+  const clip = (s: string, max = 4096) => {
+    if (s.length * 3 <= max) return s; // fits, whatever its characters
+    const bytes = utf8Encoder.encode(s);
+    if (bytes.length <= max) return s;
+    let end = max - 3; // "…" takes three bytes
+    while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // not inside a character
+    return utf8Decoder.decode(bytes.subarray(0, end)) + "…";
+  };
   try {
     if (e instanceof Error) {
       const out: QueueError = { name: clip(String(e.name)), message: clip(String(e.message)) };
@@ -292,6 +303,9 @@ export class Queues {
   #creating: Promise<void> | undefined;
   #nsReady = false;
   #closing = false;
+  /** Calls accepted and not yet settled (see {@link track}), and who waits for none to be left. */
+  #accepted = 0;
+  #allSubmitted: (() => void) | undefined;
 
   constructor(host: QueueHost) {
     this.#host = host;
@@ -303,7 +317,9 @@ export class Queues {
   /** A message id unique in the store: the clock, this handle's random prefix, a counter. */
   newId(): string {
     const t = Math.floor(this.#host.platform.wallClockMs()).toString(36).padStart(9, "0");
-    return `${t}-${this.#idPrefix}-${(this.#idCounter++).toString(36)}`;
+    // The counter is padded so that the ids of one handle sort in enqueue order within a
+    // millisecond ("a" before "10" would not): messages ready at the same time run in it.
+    return `${t}-${this.#idPrefix}-${(this.#idCounter++).toString(36).padStart(8, "0")}`;
   }
 
   // --- the namespace ---
@@ -375,13 +391,27 @@ export class Queues {
     this.#host.ensureOpen();
     const p = this.#pending(queue, value, options, "enqueue()");
     if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot enqueue: the database was opened with readOnly: true");
-    await this.ensureNamespace();
-    const state = newTxState(this.#host.refresh(), "serializable", true);
-    state.shareable = true; // enqueues at once may share one record and version
-    let written = false;
-    new HeadWork(state, this.#now, this.#random).add((w) => void (written = w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe)));
-    const tsn = await this.#host.commit(state);
-    return { id: p.id, version: BigInt(tsn), deduplicated: !written };
+    return this.track((async () => {
+      await this.ensureNamespace();
+      const state = newTxState(this.#host.refresh(), "serializable", true);
+      state.shareable = true; // enqueues at once may share one record and version
+      let written = false;
+      new HeadWork(state, this.#now, this.#random).add((w) => void (written = w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe)));
+      const tsn = await this.#host.commit(state);
+      return { id: p.id, version: BigInt(tsn), deduplicated: !written };
+    })());
+  }
+
+  /**
+   * Work accepted before close() that reaches the committer only after an await (the
+   * queues' namespace made first): close() waits for it, as it waits for queued commits,
+   * instead of closing under it.
+   */
+  track<T>(work: Promise<T>): Promise<T> {
+    this.#accepted++;
+    return work.finally(() => {
+      if (--this.#accepted === 0) this.#allSubmitted?.();
+    });
   }
 
   /** `tx.enqueue()`: adds the message to the transaction's writes, decided at its commit. */
@@ -497,7 +527,9 @@ export class Queues {
   async retryDead(queue: string, id?: string): Promise<number> {
     this.#host.ensureOpen();
     checkQueueName(queue, "retryDead()");
-    if (id !== undefined && (typeof id !== "string" || id.length === 0 || id.length > 256)) throw invalidArg(`retryDead() id must be a message id (a non-empty string); got ${describe(id)}`);
+    if (id !== undefined && (typeof id !== "string" || id.length === 0 || id.length > 256 || !isWellFormedString(id))) {
+      throw invalidArg(`retryDead() id must be a message id (a non-empty, well-formed string of at most 256 characters); got ${describe(id)}`);
+    }
     if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot retry dead messages: the database was opened with readOnly: true");
     if (!this.namespaceReady()) return 0;
     let total = 0;
@@ -613,6 +645,7 @@ export class Queues {
     const all = [...this.#listeners];
     for (const l of all) l.stop();
     await Promise.all(all.map((l) => l.finished));
+    while (this.#accepted > 0) await new Promise<void>((resolve) => (this.#allSubmitted = resolve));
   }
 
 }
@@ -622,6 +655,8 @@ const transactionWork = new WeakMap<TxState, HeadWork>();
 
 interface Running {
   token: string;
+  /** Frees the handler's slot once its visibility timeout has passed (it is presumed hung). */
+  hung: Timer;
 }
 
 /** One `listenQueue()` call. */
@@ -704,6 +739,7 @@ class Listener {
     this.#delayTimer?.cancel();
     this.#retryTimer?.cancel();
     this.#abandonTimer?.cancel();
+    for (const r of this.#running.values()) r.hung.cancel();
     this.#unsubscribe?.();
     this.#resolve();
   }
@@ -795,7 +831,18 @@ class Listener {
   }
 
   #start(c: Claimed): void {
-    this.#running.set(c.key, { token: c.token });
+    // A handler still running past its visibility timeout is presumed hung: its claim goes
+    // back (the sweep), and its slot is freed here, so that it does not stall the listener.
+    // Should it finish after all, its outcome acts only if the claim still carries its token.
+    const running: Running = {
+      token: c.token,
+      hung: armTimer(this.#opts.visibilityMs, () => {
+        if (this.#running.get(c.key) !== running) return;
+        this.#running.delete(c.key);
+        this.#kick();
+      }),
+    };
+    this.#running.set(c.key, running);
     const message: QueueMessage = { id: c.id, attempt: c.record.a, queue: this.#queue, enqueuedAtMs: c.record.t };
     void (async () => {
       let outcome: Outcome;
@@ -806,7 +853,8 @@ class Listener {
       } catch (e) {
         outcome = { kind: "fail", key: c.key, token: c.token, error: toQueueError(e) };
       }
-      this.#running.delete(c.key);
+      running.hung.cancel();
+      if (this.#running.get(c.key) === running) this.#running.delete(c.key);
       if (this.#finished) return; // abandoned: its claim goes back by the sweep
       this.#outcomes.push(outcome);
       this.#kick();

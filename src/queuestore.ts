@@ -305,7 +305,8 @@ function messageOnly(rec: MessageRecord, attempts: number, error: QueueError | u
 
 /** The delay before attempt `attempts + 1`, after `attempts` failed: exponential from `firstMs` up to `maxMs`, with jitter. */
 export function backoffMs(attempts: number, firstMs: number, maxMs: number, random: number): number {
-  const base = Math.min(maxMs, firstMs * 2 ** Math.max(0, attempts - 1));
+  // The exponent is capped: 2 ** 1024 is Infinity, and 0 × Infinity (retryDelayMs 0) NaN.
+  const base = firstMs === 0 ? 0 : Math.min(maxMs, firstMs * 2 ** Math.min(64, Math.max(0, attempts - 1)));
   return Math.round(base * (0.5 + random / 2));
 }
 

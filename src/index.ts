@@ -330,23 +330,13 @@ export class Index {
       // The tables' count, corrected for the keys this in-memory table holds a visible
       // version of: that version (newer than any folded one) decides whether they are live.
       let n = fromTables;
-      const space = this.#spaces.get(nsId);
-      if (space) {
-        const keys = space.keys();
-        for (let i = lowerBound(keys, start); i < keys.length && keys[i]! < end; i++) {
-          const k = keys[i]!;
-          const chain = space.chains.get(k)!;
-          const at = chain.at(snap);
-          if (at < 0) continue;
-          const value = chain.values[at]!;
-          const liveHere = value !== null && !(this.#memoryMayExpire && this.#expired(value));
-          const inTables = this.levels!.get(nsId, k, snap, true)?.value ?? null;
-          const liveInTables = inTables !== null && !this.#expired(inTables);
-          n += (liveHere ? 1 : 0) - (liveInTables ? 1 : 0);
-          fromTablesExpiring?.delete(k);
-          if (liveHere && onExpiring && isExpiring(value)) onExpiring(k, { tsn: chain.tsns[at]!, value }, expiresAtOf(value));
-        }
-      }
+      this.#eachInMemory(nsId, start, end, snap, (k, tsn, value, liveHere) => {
+        const inTables = this.levels!.get(nsId, k, snap, true)?.value ?? null;
+        const liveInTables = inTables !== null && !this.#expired(inTables);
+        n += (liveHere ? 1 : 0) - (liveInTables ? 1 : 0);
+        fromTablesExpiring?.delete(k);
+        if (liveHere && onExpiring && isExpiring(value!)) onExpiring(k, { tsn, value: value! }, expiresAtOf(value!));
+      });
       if (onExpiring) for (const [k, v] of fromTablesExpiring!) onExpiring(k, v, expiresAtOf(v.value!));
       return n;
     }
@@ -365,21 +355,31 @@ export class Index {
     }
     // Memory alone: walk the keys without building entries (a queue's ranges hold many
     // deletes, which this skips at the cost of one lookup each).
-    const space = this.#spaces.get(nsId);
-    if (!space) return 0;
-    const keys = space.keys();
     let n = 0;
+    this.#eachInMemory(nsId, start, end, snap, (k, tsn, value, live) => {
+      if (!live) return;
+      n++;
+      if (onExpiring && isExpiring(value!)) onExpiring(k, { tsn, value: value! }, expiresAtOf(value!));
+    });
+    return n;
+  }
+
+  /**
+   * Calls `visit` for each key of this in-memory table in [start, end) that has a version at
+   * `snap`: that version, and whether it is live (neither a delete nor expired).
+   */
+  #eachInMemory(nsId: number, start: string, end: string, snap: number, visit: (key: string, tsn: number, value: Uint8Array | null, live: boolean) => void): void {
+    const space = this.#spaces.get(nsId);
+    if (!space) return;
+    const keys = space.keys();
     for (let i = lowerBound(keys, start); i < keys.length && keys[i]! < end; i++) {
       const k = keys[i]!;
       const chain = space.chains.get(k)!;
       const at = chain.at(snap);
       if (at < 0) continue;
       const value = chain.values[at]!;
-      if (value === null || (this.#memoryMayExpire && this.#expired(value))) continue;
-      n++;
-      if (onExpiring && isExpiring(value)) onExpiring(k, { tsn: chain.tsns[at]!, value }, expiresAtOf(value));
+      visit(k, chain.tsns[at]!, value, value !== null && !(this.#memoryMayExpire && this.#expired(value)));
     }
-    return n;
   }
 
   /**

@@ -304,8 +304,6 @@ export class GroupCommitter {
         } catch {
           // the catch-up under the lock meets the same problem and reports it
         }
-        // And the batches appended since, still on their way to a sync (tail.ts rule 10).
-        this.#tail.readAhead();
         let release: () => void;
         try {
           const free = this.#lock.tryAcquire(true);
@@ -370,11 +368,14 @@ export class GroupCommitter {
   }
 
   /**
-   * Waits for the writer lock, reading ahead (tail.ts rule 10) every millisecond meanwhile:
-   * the batches other processes append while this one waits are then read before the lock
-   * comes, not in it, where every other writer would wait for the reading too.
+   * Waits for the writer lock, held by another process or handle, reading ahead (tail.ts
+   * rule 10) at once and every millisecond meanwhile: the batches other processes appended,
+   * still on their way to a sync, are then read before the lock comes, not in it, where
+   * every other writer would wait for the reading too. (A lock that is free at once needs
+   * none of this: the catch-up under it reads the same, and nobody waits.)
    */
   async #waitForLock(): Promise<() => void> {
+    this.#tail.readAhead();
     const reading = armInterval(READ_AHEAD_EVERY_MS, () => this.#tail.readAhead());
     try {
       return await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
@@ -424,9 +425,9 @@ export class GroupCommitter {
         }
       }
       // A shareable commit after another one joins its record, at its version (TxState.shareable).
+      const shareable = !error && isShareable(s);
       const last = applied.length > 0 ? applied[applied.length - 1] : undefined;
-      const share = !error && isShareable(s) && last !== undefined && last.shareable && last.record.tsn === index.lastTsn &&
-        last.record.writes.length < SHARED_RECORD_WRITES_MAX && last.bytes < SHARED_RECORD_BYTES_MAX;
+      const share = shareable && last !== undefined && last.shareable && last.record.writes.length < SHARED_RECORD_WRITES_MAX && last.bytes < SHARED_RECORD_BYTES_MAX;
       if (!error) {
         try {
           const tsn = share ? index.lastTsn : index.lastTsn + 1;
@@ -441,16 +442,17 @@ export class GroupCommitter {
         results.push(error!);
         continue;
       }
+      // Only a record that others may join keeps count of its bytes.
       let bytes = 0;
-      for (const w of record.writes) bytes += w.key.length + (w.value?.length ?? 0);
+      if (shareable) for (const w of record.writes) bytes += w.key.length + (w.value?.length ?? 0);
       if (share) {
-        index.applyMore(record);
+        index.applyMore(record); // asserts that the shared record is the newest applied
         for (const w of record.writes) last!.record.writes.push(w);
         last!.bytes += bytes;
       } else {
         const prev = { prevTsn: index.lastTsn, prevNextNsId: index.nextNsId };
         index.apply(record);
-        applied.push({ record, ...prev, shareable: isShareable(s), bytes });
+        applied.push({ record, ...prev, shareable, bytes });
       }
       commits++;
       results.push(record.tsn);

@@ -565,8 +565,7 @@ export class Queues {
     if (this.#closing) throw new TxtDbError("CLOSED", "Cannot listen to a queue: the database is closing");
     if (opts.signal?.aborted) return;
     await this.ensureNamespace();
-    // The signal may have aborted, or close() begun, while the namespace was made.
-    if (opts.signal?.aborted) return;
+    // close() may have begun while the namespace was made (an aborted signal: Listener.run).
     if (this.#closing) throw new TxtDbError("CLOSED", "Cannot listen to a queue: the database is closing");
     const owner = this.#host.ownerId();
     if (owner === undefined) throw new TxtDbError("READ_ONLY", "Cannot listen to a queue: this handle holds no lease");

@@ -47,8 +47,8 @@
  *    (if any of that fails too, the failure is marked, rule 7), and the committer takes the
  *    batch back off the index.
  *
- * 10. Reading ahead ("full" only): before taking the writer lock, a committer may read the
- *    batches other processes appended that are not durable yet, up to the tail state's end
+ * 10. Reading ahead ("full" only): while it waits for the writer lock, a committer may read
+ *    the batches other processes appended that are not durable yet, up to the tail state's end
  *    as read first, in the segment it reads, and only while the epoch is its own and no
  *    failure is marked: the catch-up under the lock then reads only what was appended
  *    since. Safe because in "full" the tail state's end is the last write of an append that
@@ -437,9 +437,9 @@ export class Tail {
   }
 
   /**
-   * Rule 10: reads, before the writer lock, what other processes appended up to the tail
-   * state's end (durability "full" only). Never throws: whatever stops it is left to the
-   * catch-up under the lock.
+   * Rule 10: reads, while waiting for the writer lock, what other processes appended up to
+   * the tail state's end (durability "full" only). Never throws: whatever stops it is left
+   * to the catch-up under the lock.
    */
   readAhead(): void {
     if (this.#durability !== "full" || this.#closed) return;
@@ -690,13 +690,11 @@ export class Tail {
         // The bytes must go, or the next writer's catch-up would adopt a failed commit; and
         // the cut must be durable, or after a power loss the next writable open would find
         // the batch's whole records past the frontier and adopt them as a dead writer's.
-        const cut = this.log.segment(appendAt.seg);
-        cut?.truncate(appendAt.off);
-        cut?.datasync();
+        this.log.segment(appendAt.seg)?.truncate(appendAt.off);
+        this.#syncSegment(appendAt.seg);
         if (appendAt.seg !== start.seg) {
-          const before = this.log.segment(start.seg);
-          before?.truncate(start.off);
-          before?.datasync();
+          this.log.segment(start.seg)?.truncate(start.off);
+          this.#syncSegment(start.seg);
         }
         if (endWritten) this.log.writeTailEnd({ end: start, endTsn: this.index.lastTsn, epoch: this.#epoch });
       } catch {

@@ -60,7 +60,11 @@ export function makeBunPlatform(libc: string = DEFAULT_LIBC): Platform {
   );
   // Bun's fs.watch drops events of files written in place (bunwatch.ts): inotify on a
   // worker thread instead, where there is inotify.
-  if (!isDarwin) platform.watchDir = makeInotifyWatchDir(ffi.dlopen, libc, platform.watchDir.bind(platform));
+  if (!isDarwin) {
+    platform.watchDir = makeInotifyWatchDir(ffi.dlopen, libc, platform.watchDir.bind(platform));
+    // inotify watches a file as it watches a directory (the events of that file only).
+    if (platform.watchFile) platform.watchFile = makeInotifyWatchDir(ffi.dlopen, libc, platform.watchFile.bind(platform));
+  }
   return platform;
 }
 

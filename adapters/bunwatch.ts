@@ -1,5 +1,6 @@
 /**
- * Directory watches for Bun on Linux: inotify read on a worker thread through bun:ffi.
+ * Directory and file watches for Bun on Linux: inotify read on a worker thread through
+ * bun:ffi (a watch of a file reports that file's events only).
  *
  * Why not Bun's `fs.watch`: it drops events for a file written in place again and again
  * (measured here: two processes taking turns writing one file, each woken by its watch,

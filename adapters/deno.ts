@@ -330,22 +330,26 @@ export const denoPlatform: Platform = {
   nextTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
   randomBytes: (buf: Uint8Array) => void crypto.getRandomValues(buf),
   cwd: () => Deno.cwd(),
-  watchDir(dir: string, onChange: () => void): WatchHandle | undefined {
-    let watcher: Deno.FsWatcher;
-    try {
-      watcher = Deno.watchFs(dir, { recursive: false });
-    } catch {
-      return undefined;
-    }
-    void (async () => {
-      try {
-        for await (const _event of watcher) onChange();
-      } catch {
-        // closed or broken: the core's polling fallback covers it
-      }
-    })();
-    return { close: () => watcher.close() };
-  },
+  watchDir: (dir: string, onChange: () => void) => watchPath(dir, onChange),
+  watchFile: (path: string, onChange: () => void) => watchPath(path, onChange),
 };
+
+/** Deno.watchFs of a directory or a file; undefined if it cannot start. */
+function watchPath(path: string, onChange: () => void): WatchHandle | undefined {
+  let watcher: Deno.FsWatcher;
+  try {
+    watcher = Deno.watchFs(path, { recursive: false });
+  } catch {
+    return undefined;
+  }
+  void (async () => {
+    try {
+      for await (const _event of watcher) onChange();
+    } catch {
+      // closed or broken: the core's polling fallback covers it
+    }
+  })();
+  return { close: () => watcher.close() };
+}
 
 export default denoPlatform;

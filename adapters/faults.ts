@@ -110,5 +110,6 @@ export function withFaults(base: Platform, hook: FaultHook): Platform {
     ...(base.cwd ? { cwd: () => base.cwd!() } : {}),
     randomBytes: (buf) => base.randomBytes(buf),
     watchDir: (dir, onChange) => base.watchDir(dir, onChange),
+    ...(base.watchFile ? { watchFile: (path: string, onChange: () => void) => base.watchFile!(path, onChange) } : {}),
   };
 }

@@ -204,6 +204,17 @@ class NodeFsFile implements FileHandle {
 }
 
 /** Builds a Platform on node:fs with the given flock call. */
+/** fs.watch of a directory or a file, never keeping the process alive; undefined if it cannot start. */
+function watchPath(path: string, onChange: () => void): WatchHandle | undefined {
+  try {
+    const w = fs.watch(path, { persistent: false }, () => onChange());
+    w.on("error", () => {}); // the core's polling fallback covers a broken watcher
+    return { close: () => w.close() };
+  } catch {
+    return undefined;
+  }
+}
+
 export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: number, flockAsync?: FlockAsyncCall): Platform {
   const platform: Platform = {
     runtime,
@@ -301,15 +312,8 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
     nextTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
     randomBytes: (buf: Uint8Array) => void crypto.getRandomValues(buf),
     cwd: () => process.cwd(),
-    watchDir(dir: string, onChange: () => void): WatchHandle | undefined {
-      try {
-        const w = fs.watch(dir, { persistent: false }, () => onChange());
-        w.on("error", () => {}); // the core's polling fallback covers a broken watcher
-        return { close: () => w.close() };
-      } catch {
-        return undefined;
-      }
-    },
+    watchDir: (dir: string, onChange: () => void) => watchPath(dir, onChange),
+    watchFile: (path: string, onChange: () => void) => watchPath(path, onChange),
   };
   return platform;
 }

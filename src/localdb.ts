@@ -49,7 +49,7 @@ import { checkNamespaceName, checkNotReserved, checkSignal, checkTransactionOpti
 import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 import { Meters, renderMetrics } from "./stats.ts";
 import type { Counters, Stats } from "./stats.ts";
-import { ioError, WRITER_LOCK } from "./files.ts";
+import { FRONTIER, ioError, WRITER_LOCK } from "./files.ts";
 import { checkCreatable, checkFormat, checkManifestFiles } from "./opening.ts";
 import { OPEN_ATTEMPTS_MAX, Tail } from "./tail.ts";
 import { Pins } from "./pins.ts";
@@ -212,7 +212,10 @@ export class LocalDatabase implements DatabaseEngine {
       logStart: () => ({ seg: tail.firstSegment, off: 0 }),
       checkpointTsn: () => tail.manifest.checkpointTsn ?? 0,
       head: () => ({ pos: tail.visiblePos, tsn: tail.visibleTsn }),
-      watchDir: (onChange) => platform.watchDir(this.path, onChange),
+      // The frontier is the one file whose writes tell of a commit (every commit publishes
+      // it): watched alone where the platform can, so a commit wakes watchers once or twice
+      // (its tail state, then its publication) instead of also for the segment and the lock.
+      watchDir: (onChange) => (platform.watchFile ? platform.watchFile(`${this.path}/${FRONTIER}`, onChange) : platform.watchDir(this.path, onChange)),
       pollMs: o.watchPollMs,
       bufferMax: o.watchBufferMax,
       bufferBytes: o.watchBufferBytes,

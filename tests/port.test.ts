@@ -339,6 +339,44 @@ test(`[${runtime}] watchDir wakes for every in-place write, even one made in the
   assert.ok(wakes > LINKS, `the chain of wakes stopped after ${wakes} of ${LINKS + 1}`);
 });
 
+test(`[${runtime}] watchFile wakes for every in-place write of its file, and not for the other files of the directory`, async () => {
+  if (!real.capabilities.fileEvents) return;
+  assert.equal(typeof real.watchFile, "function", "the runtime's adapter watches single files");
+  const dir = tempDir("watchfile");
+  const f = real.open(`${dir}/frontier`, { create: true });
+  f.write(new Uint8Array(16), 0);
+  const other = real.open(`${dir}/seg`, { create: true });
+  await sleep(20);
+  const LINKS = 50;
+  let wakes = 0;
+  const w = real.watchFile!(`${dir}/frontier`, () => {
+    wakes++;
+    if (wakes <= LINKS) f.write(new Uint8Array([wakes % 256]), 0);
+  })!;
+  assert.ok(w, "an adapter declaring fileEvents returns a watcher of a file");
+  await sleep(20);
+  f.write(new Uint8Array([255]), 0);
+  for (let i = 0; i < 1000 && wakes <= LINKS; i++) await sleep(10);
+  assert.ok(wakes > LINKS, `the chain of wakes stopped after ${wakes} of ${LINKS + 1}`);
+  // Writes to other files of the directory wake nobody (the point of watching one file).
+  await sleep(50);
+  const settled = wakes;
+  for (let i = 0; i < 20; i++) {
+    other.append(new Uint8Array([i]));
+    real.open(`${dir}/new-${i}`, { create: true }).close();
+    await sleep(2);
+  }
+  await sleep(100);
+  const afterOthers = wakes;
+  f.write(new Uint8Array([7]), 0);
+  for (let i = 0; i < 200 && wakes === afterOthers; i++) await sleep(5);
+  w.close();
+  f.close();
+  other.close();
+  assert.equal(afterOthers, settled, "writes to other files woke the watch of one file");
+  assert.ok(wakes > afterOthers, "the watched file's write after them woke it");
+});
+
 test(`[${runtime}] a closed watch calls nothing more; many watches opened and closed leave nothing behind`, async () => {
   if (!real.capabilities.fileEvents) return;
   const dir = tempDir("watch");

@@ -363,8 +363,11 @@ export function decodeKey(s: string): Key {
 
 /** Bytes (array or Uint8Array) to a binary string. */
 export function bytesToBinary(bytes: ArrayLike<number>): string {
-  let s = "";
   const CHUNK = 8192;
+  // Most keys fit one call, made on the bytes themselves: a subarray view per key cost
+  // ~40 % of this function for a 40-byte key.
+  if (bytes instanceof Uint8Array && bytes.length <= CHUNK) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  let s = "";
   for (let i = 0; i < bytes.length; i += CHUNK) {
     // A Uint8Array view goes to fromCharCode as is: copying it into an Array first cost
     // ~7 µs per 50-byte key (every key of every commit every process applies), 7-10x this.

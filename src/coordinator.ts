@@ -179,6 +179,20 @@ function checkMs(v: unknown, name: string, dflt: number): number {
   return v;
 }
 
+/** Characters of another participant's name a decision keeps. */
+const NAME_CHARS_MAX = 200;
+
+/**
+ * Another participant's `name` as a decision records it (for diagnostics only): a short,
+ * well-formed string whatever the property holds, so that a name the store cannot hold
+ * (a symbol, a lone surrogate, megabytes) never fails the commit decision.
+ */
+function diagnosticName(name: unknown, i: number): string {
+  if (typeof name !== "string" || name.length === 0) return typeof name === "number" ? String(name) : `participant ${i}`;
+  const short = name.length > NAME_CHARS_MAX ? name.slice(0, NAME_CHARS_MAX) + "…" : name;
+  return short.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+}
+
 /** The lease id (of the coordinator process that made it) a txid of a Coordinator starts with. */
 function leaseOfTxid(txid: string): string | undefined {
   return /^([0-9a-f]{16})\.[0-9a-z]+\.[0-9a-f]{8}$/.exec(txid)?.[1];
@@ -332,9 +346,11 @@ export class Coordinator {
     const paths = new Set<string>();
     for (const p of participants) {
       if (!(p instanceof Database)) continue;
-      if (paths.has(p.path)) throw invalidArg(`coord.transaction() lists store "${p.path}" twice; list each store once`);
+      // One directory through two handles ("./a" and "/abs/a"): compared as absolute paths.
+      const path = absolutePath(this.#platform, p.path);
+      if (paths.has(path)) throw invalidArg(`coord.transaction() lists store "${path}" twice (the same directory, perhaps through two handles); list each store once`);
       if (p.readOnly) throw new TxtDbError("READ_ONLY", `Store "${p.path}" was opened with readOnly: true; it cannot take part in a transaction`);
-      paths.add(p.path);
+      paths.add(path);
     }
     if (new Set(participants).size !== participants.length) throw invalidArg("coord.transaction() lists a participant twice");
     const { maxRetries } = checkTransactionOptions(fn, options, "coord.transaction()", "coord.transaction()'s function");
@@ -455,7 +471,7 @@ export class Coordinator {
       outcome: "commit",
       atMs: this.#platform.wallClockMs(),
       participants: participants.filter((p): p is Database => p instanceof Database).map((p) => absolutePath(this.#platform, p.path)),
-      others: participants.filter((p): p is TwoPhaseParticipant => !(p instanceof Database)).map((p, i) => p.name ?? `participant ${i}`),
+      others: participants.filter((p): p is TwoPhaseParticipant => !(p instanceof Database)).map((p, i) => diagnosticName(p.name, i)),
       by: "coordinator",
     };
     return await this.#store.transaction(async (tx) => {
@@ -466,15 +482,26 @@ export class Coordinator {
     }, { maxRetries: 100 });
   }
 
+  /**
+   * Calls a method of another participant, bounded by `prepareTimeoutMs`: a participant that
+   * never settles must not hang a transaction already decided, a recovery pass, `open()` or
+   * `close()`. A late call counts as failed (recovery tries it again).
+   */
+  #callOther<T>(p: TwoPhaseParticipant, what: string, call: () => T | Promise<T>): Promise<T> {
+    return raceDeadline(Promise.resolve().then(call), this.#prepareTimeoutMs, undefined, () => ({
+      error: new TxtDbError("TIMEOUT", `Participant ${JSON.stringify(p.name ?? "(unnamed)")}: ${what} did not settle within ${this.#prepareTimeoutMs} ms (prepareTimeoutMs); recovery tries again`),
+    }));
+  }
+
   /** Aborts `txid` everywhere, best effort (recovery and the participants' resolvers finish the rest). */
   async #abortAll(participants: readonly Participant[], txid: string): Promise<void> {
-    await Promise.all(participants.map((p) => Promise.resolve().then(() => (p instanceof Database ? p.abortPrepared(txid) : p.abort(txid))).catch(() => {})));
+    await Promise.all(participants.map((p) => Promise.resolve().then(() => (p instanceof Database ? p.abortPrepared(txid) : this.#callOther(p, `abort("${txid}")`, () => p.abort(txid)))).catch(() => {})));
   }
 
   /** Phase 2; true once every participant confirmed. */
   async #commitAll(participants: readonly Participant[], txid: string): Promise<boolean> {
     const results = await Promise.all(participants.map((p) =>
-      Promise.resolve().then((): Promise<unknown> => (p instanceof Database ? p.commitPrepared(txid) : p.commit(txid))).then(() => true, (e: unknown) => {
+      Promise.resolve().then((): Promise<unknown> => (p instanceof Database ? p.commitPrepared(txid) : this.#callOther(p, `commit("${txid}")`, () => p.commit(txid)))).then(() => true, (e: unknown) => {
         // Unknown: committed and forgotten already (the decision required it prepared).
         return isTxtDbError(e, "NOT_PREPARED") && e.details?.state === "unknown";
       })
@@ -552,7 +579,14 @@ export class Coordinator {
         // in-doubt timeout (its commits are under way; pushing them too would only repeat them).
         if (!this.#unfinished.has(txid) && now - d.atMs < this.#inDoubtTimeoutMs && this.#coordinatorAlive(txid)) continue;
         let all = true;
-        for (const path of d.participants) {
+        // A damaged decision (fields missing or of the wrong type) must not stop the pass:
+        // what cannot be read stays pending, and the decision stays in the log.
+        const others: unknown[] = Array.isArray(d.others) ? d.others : [];
+        for (const path of d.participants as unknown[]) {
+          if (typeof path !== "string" || path.length === 0) {
+            all = false;
+            continue;
+          }
           const db = await this.#participantStore(path, opened);
           if (!db) {
             all = false;
@@ -564,7 +598,7 @@ export class Coordinator {
             if (!(isTxtDbError(e, "NOT_PREPARED") && e.details?.state === "unknown")) all = false;
           }
         }
-        if (d.others.length > 0) {
+        if (others.length > 0 || !Array.isArray(d.others)) {
           // Other participants are reached through inDoubt() below; the decision stays for them.
           if (now - d.atMs > this.#retentionMs) stale.push(txid);
         } else if (all) {
@@ -580,11 +614,15 @@ export class Coordinator {
       // Other participants: their in-doubt transactions of this coordinator.
       for (const p of this.#others) {
         if (this.#closed) break;
-        let txids: string[];
+        let txids: unknown;
         try {
-          txids = await p.inDoubt();
+          txids = await this.#callOther(p, "inDoubt()", () => p.inDoubt());
         } catch {
           result.pending++;
+          continue;
+        }
+        if (!Array.isArray(txids)) {
+          result.pending++; // not the array of txids the protocol asks for: nothing to decide
           continue;
         }
         for (const txid of txids) {
@@ -593,10 +631,10 @@ export class Coordinator {
           if (outcome === undefined) continue;
           try {
             if (outcome === "commit") {
-              await p.commit(txid);
+              await this.#callOther(p, `commit("${txid}")`, () => p.commit(txid));
               result.committed++;
             } else {
-              await p.abort(txid);
+              await this.#callOther(p, `abort("${txid}")`, () => p.abort(txid));
               result.aborted++;
             }
           } catch {

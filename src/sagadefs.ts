@@ -6,6 +6,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
+import { isWellFormedString } from "./keys.ts";
 
 /**
  * How often a step (or its compensation) is tried and how long to wait between tries.
@@ -215,10 +216,10 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** Checks a saga (or step) name: a non-empty string of at most {@link NAME_CHARS_MAX} characters. */
+/** Checks a saga (or step) name: a non-empty string of well-formed Unicode, at most {@link NAME_CHARS_MAX} characters. */
 export function checkName(what: string, name: unknown): string {
-  if (typeof name !== "string" || name.length === 0 || name.length > NAME_CHARS_MAX) {
-    throw invalid(`${what} must be a non-empty string of at most ${NAME_CHARS_MAX} characters; got ${show(name)}`);
+  if (typeof name !== "string" || name.length === 0 || name.length > NAME_CHARS_MAX || !isWellFormedString(name)) {
+    throw invalid(`${what} must be a non-empty string of well-formed Unicode (no lone surrogates), at most ${NAME_CHARS_MAX} characters; got ${show(name)}`);
   }
   return name;
 }
@@ -305,25 +306,54 @@ export function retryDelayMs(policy: RetryPolicy, attempt: number, random: numbe
   return Math.min(policy.maxDelayMs, base * (1 + random / 2));
 }
 
-/** A thrown value as stored data. */
+/** `s` with every lone surrogate replaced by U+FFFD: a string UTF-8 can store. */
+function wellFormed(s: string): string {
+  return s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+}
+
+/** At most `max` characters of `s`, well-formed (a cut never leaves half of a pair). */
+function storable(s: string, max: number, more = ""): string {
+  return wellFormed(s.length > max ? s.slice(0, max) + more : s);
+}
+
+/** What `read` gives as text, or `fallback` when reading or converting it throws (a hostile getter, `toString`). */
+function textOf(read: () => unknown, fallback: string): string {
+  try {
+    const v = read();
+    return typeof v === "string" ? v : String(v);
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * A thrown value as stored data. It must always be storable: a failure that could not be
+ * written would lose the error and leave the try counted as cut short by a crash. So the
+ * text is made well-formed (no lone surrogates) and short, and getters that throw are
+ * survived.
+ */
 export function failureOf(e: unknown, step: string, phase: "run" | "compensate", attempts: number): SagaFailure {
   let name = "Error";
   let message: string;
   let code: string | undefined;
   if (e instanceof Error) {
-    name = String(e.name).slice(0, NAME_CHARS_MAX);
-    message = String(e.message);
-    const c = (e as { code?: unknown }).code;
-    if (typeof c === "string") code = c.slice(0, NAME_CHARS_MAX);
+    name = storable(textOf(() => e.name, "Error"), NAME_CHARS_MAX);
+    message = textOf(() => e.message, "(the error's message could not be read)");
+    try {
+      const c = (e as { code?: unknown }).code;
+      if (typeof c === "string") code = storable(c, NAME_CHARS_MAX);
+    } catch {
+      // a code getter that throws: no code
+    }
   } else {
     try {
       message = typeof e === "string" ? e : JSON.stringify(e) ?? String(e);
     } catch {
-      message = String(e);
+      message = textOf(() => String(e), "(a thrown value that cannot be shown as text)");
     }
   }
   // A failure is kept in the saga's record: a huge message must not make the record too big to write.
-  if (message.length > 4_096) message = message.slice(0, 4_096) + "…";
+  message = storable(message, 4_096, "…");
   const f: SagaFailure = { step, phase, attempts, name, message };
   if (code !== undefined) f.code = code;
   return f;

@@ -137,7 +137,7 @@ function checkSignalArg(what: string, signal: unknown): AbortSignal | undefined 
 }
 
 function checkId(id: unknown): string {
-  if (typeof id !== "string" || id.length === 0 || id.length > 128) throw invalid(`A saga id must be the string start() returned; got ${typeof id === "string" ? JSON.stringify(id.slice(0, 80)) : String(id)}`);
+  if (typeof id !== "string" || id.length === 0 || id.length > 128 || !isWellFormedString(id)) throw invalid(`A saga id must be the string start() returned; got ${typeof id === "string" ? JSON.stringify(id.slice(0, 80)) : String(id)}`);
   return id;
 }
 

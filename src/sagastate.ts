@@ -253,7 +253,9 @@ export function isRecord(v: unknown): v is SagaRecord {
   const r = v as Partial<SagaRecord>;
   return r.format === RECORD_FORMAT && typeof r.id === "string" && typeof r.name === "string" && Array.isArray(r.steps) &&
     r.steps.every((s) => typeof s === "string") && STATUSES.includes(r.status as SagaStatus) &&
-    Number.isInteger(r.index) && r.index! >= 0 && r.index! <= r.steps.length && Number.isInteger(r.attempt) && r.attempt! >= 0 &&
+    // A saga not yet ended stands at one of its steps; only an ended one may point past the last.
+    Number.isInteger(r.index) && r.index! >= 0 && (isFinal(r.status as SagaStatus) ? r.index! <= r.steps.length : r.index! < r.steps.length) &&
+    Number.isInteger(r.attempt) && r.attempt! >= 0 &&
     Number.isInteger(r.done) && Array.isArray(r.results) && Array.isArray(r.compensationErrors) &&
     (r.owner === null || typeof r.owner === "string") && typeof r.dueAtMs === "number";
 }

@@ -1,0 +1,185 @@
+/**
+ * Two-phase commit under hostile and careless use, in one process: the same store through
+ * two handles, other participants that hang, return nonsense or carry names the store
+ * cannot hold, and damaged decisions in the coordinator's log. Whatever they do, a
+ * transaction ends everywhere or nowhere, recovery goes on for the rest, and nothing hangs.
+ */
+import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
+import { Coordinator, open, TxtDbError } from "txtdb";
+import type { Database, TwoPhaseParticipant } from "txtdb";
+
+const R = `[${runtime}]`;
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return "ok";
+  } catch (e) {
+    if (e instanceof TxtDbError) return e.code;
+    throw e;
+  }
+}
+
+/** Settles with `p`, or with "HUNG" after `ms`. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | "HUNG"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([p, new Promise<"HUNG">((r) => (timer = setTimeout(() => r("HUNG"), ms)))]).finally(() => clearTimeout(timer));
+}
+
+function participant(name: unknown, over: Partial<TwoPhaseParticipant> = {}): TwoPhaseParticipant {
+  return {
+    name: name as string,
+    prepare: async () => {},
+    commit: async () => {},
+    abort: async () => {},
+    inDoubt: async () => [],
+    ...over,
+  };
+}
+
+async function store(label: string): Promise<Database> {
+  return await open(tempDir(label), { namespaces: ["n"], durability: "none" });
+}
+
+test(`${R} the same store through two handles (a relative and an absolute path) is INVALID_ARGUMENT naming the duplicate, and nothing is prepared`, async () => {
+  const a = await store("2pca-same");
+  const cwd = (globalThis as unknown as { process?: { cwd(): string } }).process?.cwd?.() ?? (globalThis as unknown as { Deno: { cwd(): string } }).Deno.cwd();
+  // The same directory, spelled relative to the working directory.
+  const up = cwd.split("/").filter(Boolean).map(() => "..").join("/");
+  const a2 = await open(`${up}${a.path}`);
+  const coord = await Coordinator.open(tempDir("2pca-same-c"), { recoverIntervalMs: 0 });
+  try {
+    assert.notEqual(a2.path, a.path);
+    let err: unknown;
+    await coord.transaction([a, a2], (x, y) => {
+      x.set("n", "k1", 1);
+      y.set("n", "k2", 2);
+    }).catch((e) => (err = e));
+    assert.ok(err instanceof TxtDbError && err.code === "INVALID_ARGUMENT", String(err));
+    assert.match((err as Error).message, /twice/);
+    assert.deepEqual(await a.listPrepared(), []);
+    assert.equal(await a.get("n", "k1"), undefined);
+  } finally {
+    await coord.close();
+    await a2.close();
+    await a.close();
+  }
+});
+
+test(`${R} another participant's name the store cannot hold (symbol, function, lone surrogate, huge) never fails the commit decision`, async () => {
+  const a = await store("2pca-name");
+  const coord = await Coordinator.open(tempDir("2pca-name-c"), { recoverIntervalMs: 0 });
+  try {
+    const names: unknown[] = [Symbol("p"), () => 1, "bad\ud800name", "x".repeat(20_000_000), ""];
+    for (const [i, name] of names.entries()) {
+      const got = await coord.transaction([a, participant(name)], (x) => {
+        x.set("n", `k${i}`, i);
+        return i;
+      });
+      assert.equal(got, i);
+      assert.equal(await a.get("n", `k${i}`), i);
+    }
+    assert.deepEqual(await a.listPrepared(), []);
+  } finally {
+    await coord.close();
+    await a.close();
+  }
+});
+
+test(`${R} a damaged decision in the coordinator's log does not stop recovery of the others`, async () => {
+  const a = await store("2pca-dmg");
+  const cdir = tempDir("2pca-dmg-c");
+  await (await Coordinator.open(cdir, { recoverIntervalMs: 0 })).close();
+  // A prepared transaction whose commit decision is in the log, as a coordinator that died
+  // after its decision leaves it, beside damaged decisions.
+  const tx = await a.begin();
+  tx.set("n", "k", "committed");
+  await tx.prepare("good-txid");
+  const raw = await open(cdir);
+  await raw.transaction((t) => {
+    t.set("decisions", "damaged-1", { outcome: "commit", participants: [a.path] }); // no "others"
+    t.set("decisions", "damaged-2", { outcome: "commit", participants: [42, null], others: "x" });
+    t.set("decisions", "good-txid", { outcome: "commit", atMs: 0, participants: [a.path], others: [], by: "coordinator" });
+  });
+  await raw.close();
+  const coord = await Coordinator.open(cdir, { recoverIntervalMs: 0 });
+  try {
+    const r = await coord.recover();
+    assert.ok(r.committed >= 1, JSON.stringify(r));
+    assert.equal(await a.get("n", "k"), "committed");
+    assert.deepEqual(await a.listPrepared(), []);
+  } finally {
+    await coord.close();
+    await a.close();
+  }
+});
+
+test(`${R} another participant whose inDoubt() gives no array is pending, not a TypeError that ends the recovery pass`, async () => {
+  for (const bad of [undefined, null, 42, "txid", { length: 1 }]) {
+    const coord = await Coordinator.open(tempDir("2pca-nonarray"), { recoverIntervalMs: 0, participants: [participant("bad", { inDoubt: async () => bad as unknown as string[] })] });
+    try {
+      const r = await coord.recover();
+      assert.equal(r.pending, 1, `inDoubt() -> ${String(bad)}: ${JSON.stringify(r)}`);
+    } finally {
+      await coord.close();
+    }
+  }
+});
+
+test(`${R} other participants that never settle inDoubt(), commit() or abort() hang neither open(), recover(), transaction() nor close()`, async () => {
+  const never = () => new Promise<never>(() => {});
+  const a = await store("2pca-hang");
+  // inDoubt() hangs: open() runs a recovery pass, close() waits for it.
+  const c1 = await within(Coordinator.open(tempDir("2pca-hang-c1"), { recoverIntervalMs: 0, prepareTimeoutMs: 300, participants: [participant("h", { inDoubt: never })] }), 20_000);
+  assert.notEqual(c1, "HUNG", "Coordinator.open() hung on a participant whose inDoubt() never settles");
+  if (c1 === "HUNG") return;
+  assert.notEqual(await within(c1.recover(), 20_000), "HUNG");
+  assert.notEqual(await within(c1.close(), 20_000), "HUNG", "close() hung");
+
+  const coord = await Coordinator.open(tempDir("2pca-hang-c2"), { recoverIntervalMs: 0, prepareTimeoutMs: 300 });
+  try {
+    // commit() hangs after the decision: the transaction is committed and resolves.
+    const got = await within(coord.transaction([a, participant("h", { commit: never })], (x) => {
+      x.set("n", "c", 1);
+      return "decided";
+    }), 20_000);
+    assert.equal(got, "decided", "transaction() hung in its commit phase after the decision");
+    assert.equal(await a.get("n", "c"), 1);
+    assert.equal(coord.stats().unfinished, 1);
+    // abort() hangs after a refused prepare: the transaction rejects, nothing appears.
+    const refused = within(coord.transaction([a, participant("h", { prepare: async () => { throw new TxtDbError("INVALID_ARGUMENT", "no"); }, abort: never })], (x) => {
+      x.set("n", "r", 1);
+    }).then(() => "ok", (e) => (e instanceof TxtDbError ? e.code : String(e))), 20_000);
+    assert.equal(await refused, "INVALID_ARGUMENT");
+    assert.equal(await a.get("n", "r"), undefined);
+    assert.deepEqual(await a.listPrepared(), []);
+  } finally {
+    assert.notEqual(await within(coord.close(), 20_000), "HUNG", "close() hung");
+    await a.close();
+  }
+});
+
+test(`${R} a participant store closed between its prepare and its commit is committed by recovery; the other store at once`, async () => {
+  let a = await store("2pca-close-a");
+  const b = await store("2pca-close-b");
+  const coord = await Coordinator.open(tempDir("2pca-close-c"), { recoverIntervalMs: 100 });
+  try {
+    const closer = participant("closer", { prepare: async () => { await sleep(20); await a.close(); } });
+    assert.equal(await coord.transaction([a, b, closer], (x, y) => {
+      x.set("n", "k", 1);
+      y.set("n", "k", 1);
+      return "ok";
+    }), "ok");
+    assert.equal(await b.get("n", "k"), 1);
+    for (let i = 0; i < 200 && coord.stats().unfinished > 0; i++) await sleep(50);
+    assert.equal(coord.stats().unfinished, 0);
+    a = await open(a.path);
+    assert.equal(await a.get("n", "k"), 1);
+    assert.deepEqual(await a.listPrepared(), []);
+    assert.equal(await code(coord.transaction([a, b], () => {}, { signal: AbortSignal.abort() })), "TIMEOUT");
+  } finally {
+    await coord.close();
+    await a.close();
+    await b.close();
+  }
+});

@@ -43,7 +43,7 @@ import { leaseOwnerAlive } from "./liveness.ts";
 import { checkTransactionOptions, invalidArg } from "./options.ts";
 import { armInterval, raceDeadline } from "./timers.ts";
 import type { Timer } from "./timers.ts";
-import { abortUnlessCommitted, COORDINATOR_NS, DECISIONS_NS, isDecision } from "./decisions.ts";
+import { abortUnlessCommitted, COORDINATOR_NS, DECISIONS_NS, isDecision, outcomeOf } from "./decisions.ts";
 import type { DecisionValue } from "./decisions.ts";
 import type { CoordinatorRef } from "./record.ts";
 import { Histogram, metricMakers, renderPrometheus } from "./metrics.ts";
@@ -475,8 +475,8 @@ export class Coordinator {
       by: "coordinator",
     };
     return await this.#store.transaction(async (tx) => {
-      const d = await tx.get<unknown>(DECISIONS_NS, txid);
-      if (isDecision(d)) return d.outcome;
+      const decided = outcomeOf(await tx.get<unknown>(DECISIONS_NS, txid), txid);
+      if (decided !== undefined) return decided;
       tx.set(DECISIONS_NS, txid, decision);
       return "commit" as const;
     }, { maxRetries: 100 });
@@ -627,7 +627,13 @@ export class Coordinator {
         }
         for (const txid of txids) {
           if (typeof txid !== "string" || this.#inFlight.has(txid)) continue;
-          const outcome = await this.#othersDecision(txid, decisions.get(txid), now);
+          let outcome: "commit" | "abort" | undefined;
+          try {
+            outcome = await this.#othersDecision(txid, decisions.get(txid), now);
+          } catch {
+            result.pending++; // a damaged decision (CORRUPTION) or the log unreadable: stays in doubt
+            continue;
+          }
           if (outcome === undefined) continue;
           try {
             if (outcome === "commit") {

@@ -40,6 +40,29 @@ export function isDecision(v: unknown): v is DecisionValue {
   return (d.outcome === "commit" || d.outcome === "abort") && Array.isArray(d.participants);
 }
 
+/**
+ * The outcome the decision log holds for `txid`: undefined when there is none. An entry
+ * that is there but damaged still counts when its outcome can be read (the other fields
+ * are for recovery of the coordinator's own participants and for diagnostics); one whose
+ * outcome cannot be read is CORRUPTION, never taken for "no decision": writing an abort
+ * over what may have been a commit that some stores already applied would break
+ * all-or-nothing. The transaction then stays in doubt until someone repairs the entry.
+ */
+export function outcomeOf(v: unknown, txid: string): "commit" | "abort" | undefined {
+  if (v === undefined) return undefined;
+  const outcome = v !== null && typeof v === "object" ? (v as Record<string, unknown>).outcome : undefined;
+  if (outcome === "commit" || outcome === "abort") return outcome;
+  let shown: string;
+  try {
+    shown = JSON.stringify(v)?.slice(0, 200) ?? String(v);
+  } catch {
+    shown = typeof v;
+  }
+  throw new TxtDbError("CORRUPTION", `The decision on transaction "${txid}" in the coordinator's log (namespace "${DECISIONS_NS}") is damaged: ${shown}. It is left as it is and the transaction stays in doubt; set it to { outcome: "commit" } or { outcome: "abort" } (what the stores that already decided it did), or restore the coordinator's store`, {
+    details: { txid },
+  });
+}
+
 /** The coordinator store's identity; undefined if it has none (not a coordinator store). */
 export async function coordinatorId(store: Database): Promise<string | undefined> {
   const id = await store.get<unknown>(COORDINATOR_NS, "id").catch((e) => {
@@ -55,8 +78,8 @@ export async function coordinatorId(store: Database): Promise<string | undefined
  */
 export async function abortUnlessCommitted(store: Database, txid: string, nowMs: number): Promise<"commit" | "abort"> {
   return await store.transaction(async (tx) => {
-    const d = await tx.get<unknown>(DECISIONS_NS, txid);
-    if (isDecision(d)) return d.outcome;
+    const decided = outcomeOf(await tx.get<unknown>(DECISIONS_NS, txid), txid);
+    if (decided !== undefined) return decided;
     const abort: DecisionValue = { outcome: "abort", atMs: nowMs, participants: [], others: [], by: "resolver" };
     tx.set(DECISIONS_NS, txid, abort);
     return "abort";

@@ -183,3 +183,40 @@ test(`${R} a participant store closed between its prepare and its commit is comm
     await b.close();
   }
 });
+
+test(`${R} a decision whose outcome cannot be read is never overwritten by an abort (the transaction stays in doubt); one whose outcome can be read is followed`, async () => {
+  const cdir = tempDir("2pca-unreadable");
+  await (await Coordinator.open(cdir, { recoverIntervalMs: 0 })).close();
+  // Txids of this coordinator's making (lease.counter.random), from a process long gone.
+  const unreadable = "00000000deadbeef.1.0000abcd";
+  const readable = "00000000deadbeef.2.0000abcd";
+  const raw = await open(cdir);
+  await raw.transaction((t) => {
+    t.set("decisions", unreadable, "garbage");
+    t.set("decisions", readable, { outcome: "commit", participants: 5 }); // other fields damaged
+  });
+  await raw.close();
+  const calls: string[] = [];
+  const p = participant("other", {
+    inDoubt: async () => [unreadable, readable],
+    commit: async (txid: string) => void calls.push(`commit ${txid}`),
+    abort: async (txid: string) => void calls.push(`abort ${txid}`),
+  });
+  const coord = await Coordinator.open(cdir, { recoverIntervalMs: 0, inDoubtTimeoutMs: 1, participants: [p] });
+  try {
+    await sleep(5);
+    const r = await coord.recover();
+    // open() made a recovery pass too: the readable decision may be pushed twice (commit is idempotent).
+    assert.ok(calls.length >= 1 && calls.every((c) => c === `commit ${readable}`), `calls: ${JSON.stringify(calls)}; ${JSON.stringify(r)}`);
+    assert.ok(r.pending >= 1, JSON.stringify(r));
+  } finally {
+    await coord.close();
+  }
+  const after = await open(cdir, { readOnly: true });
+  try {
+    assert.equal(await after.get("decisions", unreadable), "garbage", "the unreadable decision was overwritten");
+    assert.deepEqual(await after.get("decisions", readable), { outcome: "commit", participants: 5 });
+  } finally {
+    await after.close();
+  }
+});

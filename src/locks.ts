@@ -53,7 +53,7 @@ import { TxtDbError } from "./errors.ts";
 import { decodeKey, encodeKey } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { isLeaseFile, ProcessLease } from "./liveness.ts";
-import { joinPath, PortError } from "./port.ts";
+import { ELOOP, ENOTREG, joinPath, PortError } from "./port.ts";
 import type { FileHandle, Platform, WatchHandle } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
 import { armDeadline, armInterval, armTimer } from "./timers.ts";
@@ -978,8 +978,11 @@ export class LockManager {
     if (!h) {
       try {
         h = this.#platform.open(path, { readOnly: true });
-      } catch {
-        return false; // gone: its owner released it at close, or a sweep removed a dead one
+      } catch (e) {
+        // Gone (its owner released it at close, or a sweep removed a dead one), or not a
+        // lease at all: dead. Anything else (EMFILE, EACCES, EIO) cannot tell, and a live
+        // owner's locks are never dropped on a doubt.
+        return !(e instanceof PortError && (e.errno === "ENOENT" || e.errno === ENOTREG || e.errno === ELOOP));
       }
       if (this.#probeHandles.size >= PROBE_HANDLES_MAX) {
         for (const old of this.#probeHandles.values()) closeQuietly(old);

@@ -266,6 +266,8 @@ export class LockManager {
   #lease: ProcessLease | undefined;
   #handle: FileHandle | undefined;
   #handleWritable = false;
+  /** The table file the handle has open (to tell when the path names another one). */
+  #handleId = { ino: -1, dev: -1 };
   /** This handle's grants by resource, and by seq. */
   readonly #held = new Map<string, Held[]>();
   readonly #heldBySeq = new Map<number, Held>();
@@ -786,10 +788,14 @@ export class LockManager {
     }
   }
 
-  #tableHandle(create: boolean): FileHandle | undefined {
-    if (this.#handle && !this.#handleCurrent(this.#handle)) {
-      // The file was deleted or replaced from outside: every process must use the one the
-      // path names now, or those that had the old one open would exclude nobody else.
+  /**
+   * The table file's handle, opened to write (`create`) or to read. With `check`, a handle
+   * that no longer is the file the path names (deleted or replaced from outside) is
+   * reopened: every process must use that one, or those that had the old one open would
+   * exclude nobody else.
+   */
+  #tableHandle(create: boolean, check = false): FileHandle | undefined {
+    if (this.#handle && check && !this.#handleCurrent()) {
       closeQuietly(this.#handle);
       this.#handle = undefined;
     }
@@ -799,6 +805,8 @@ export class LockManager {
     try {
       this.#handle = this.#platform.open(this.#tablePath, create ? { create: true, mode: this.#options.mode } : { readOnly: true });
       this.#handleWritable = create;
+      const info = this.#handle.info();
+      this.#handleId = { ino: info.ino, dev: info.dev };
     } catch (e) {
       if (!create && e instanceof PortError && e.errno === "ENOENT") return undefined;
       throw storeFileError(e, this.#tablePath) ?? this.#ioError(e, `Opening the lock table "${this.#tablePath}"`);
@@ -806,12 +814,11 @@ export class LockManager {
     return this.#handle;
   }
 
-  /** True while `h` is the file the table's path names (fstat and lstat agree). */
-  #handleCurrent(h: FileHandle): boolean {
+  /** True while the open table handle is the file the table's path names (one lstat). */
+  #handleCurrent(): boolean {
     try {
-      const open = h.info();
       const named = this.#platform.lstat(this.#tablePath);
-      return named !== undefined && named.ino === open.ino && named.dev === open.dev;
+      return named !== undefined && named.ino === this.#handleId.ino && named.dev === this.#handleId.dev;
     } catch {
       return false;
     }
@@ -824,10 +831,11 @@ export class LockManager {
   #change(fn: (t: LockTable) => void): boolean {
     let h = this.#tableHandle(true)!;
     if (!this.#tryFlock(h)) return false;
-    if (!this.#handleCurrent(h)) {
-      // Replaced between the open and the flock: lock the file the path names now.
+    if (!this.#handleCurrent()) {
+      // Deleted or replaced (checked under the flock, so no change can be lost to the old
+      // file after this): lock the file the path names now.
       h.unlock();
-      h = this.#tableHandle(true)!;
+      h = this.#tableHandle(true, true)!;
       if (!this.#tryFlock(h)) return false;
     }
     try {
@@ -947,7 +955,7 @@ export class LockManager {
    * {@link PEEK_ATTEMPTS_MAX} tries it takes the flock.
    */
   #read(): LockTable | undefined {
-    const h = this.#tableHandle(false);
+    const h = this.#tableHandle(false, true);
     if (!h) return undefined;
     for (let i = 0; i < PEEK_ATTEMPTS_MAX; i++) {
       const t = readTableFrom(h);

@@ -451,6 +451,32 @@ test(`${R} S then X in two processes at once (node, deno): one DEADLOCK, the oth
   await Promise.all(ws.map((w) => w.exited));
 });
 
+test(`${R} S then X in three handles at once: two DEADLOCKs (the later requests), the first gets X once the others let go`, async () => {
+  const dbs = await handles("convert3", 4);
+  const [a, b, c, d] = dbs as [Database, Database, Database, Database];
+  const shared = await Promise.all([a, b, c].map((db) => db.lock(["doc"], "S")));
+  const xa = a.lock(["doc"], "X", { timeoutMs: 20_000 });
+  assert.equal(await stateAfter(xa), "pending");
+  const eb = await errorOf(b.lock(["doc"], "X", { timeoutMs: 20_000 }));
+  const ec = await errorOf(c.lock(["doc"], "X", { timeoutMs: 20_000 }));
+  assert.deepEqual([eb.code, ec.code], ["DEADLOCK", "DEADLOCK"]);
+  const cycle = (eb.details as { cycle: { resource: unknown; mode: string }[] }).cycle;
+  assert.deepEqual(cycle.map((x) => [x.resource, x.mode]), [["doc", "X"], ["doc", "X"]]);
+  assert.match(eb.message, /deadlock/);
+  assert.equal(await stateAfter(xa), "pending");
+  shared[1]!.release();
+  assert.equal(await stateAfter(xa), "pending");
+  shared[2]!.release();
+  const x = await xa;
+  assert.equal(await outcome(d.lock(["doc"], "IS", { timeoutMs: 0 })), "LOCK_TIMEOUT");
+  x.release();
+  shared[0]!.release();
+  assert.deepEqual([a, b, c].map((db) => db.stats().deadlocks), [0, 1, 1]);
+  assert.deepEqual([a, b, c].map((db) => [db.stats().resourceLocksHeld, db.stats().resourceLocksWaiting]), [[0, 0], [0, 0], [0, 0]]);
+  assert.deepEqual(d.locks(), []);
+  await closeAll(dbs);
+});
+
 test(`${R} many waiters from many handles are served in arrival order; counters add up`, async () => {
   const n = 60;
   const dbs = await handles("many", n + 1);

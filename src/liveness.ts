@@ -18,6 +18,8 @@ export interface LeaseInfo {
 }
 
 const LEASE_SUFFIX = ".lease";
+/** A lease being made (locked, then renamed to its `.lease` name). */
+const FRESH_SUFFIX = ".lease-new";
 
 /**
  * This process's lease: a file in `dir` that stays exclusively locked until `release()`
@@ -40,19 +42,34 @@ export class ProcessLease {
     this.#handle = handle;
   }
 
-  /** Creates and locks a new lease file named by a random id. */
+  /**
+   * Creates and locks a new lease file named by a random id. The file is made and locked
+   * under a name that is not a lease's, then renamed into place: a `<id>.lease` is never
+   * unlocked while its owner lives. Created under its final name, it would be unlocked
+   * between the open and the flock, and another process sweeping dead owners' leases right
+   * then would take it for a dead one and remove it: its owner, alive, would be dead to all.
+   */
   static create(platform: Platform, dir: string, mode = 0o600): ProcessLease {
     const bytes = new Uint8Array(8);
     platform.randomBytes(bytes);
     const id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
     const path = joinPath(dir, id + LEASE_SUFFIX);
-    const handle = platform.open(path, { create: true, exclusive: true, mode });
-    if (!handle.tryLock(true)) {
+    const fresh = joinPath(dir, id + FRESH_SUFFIX);
+    const handle = platform.open(fresh, { create: true, exclusive: true, mode });
+    try {
+      if (!handle.tryLock(true)) throw new Error(`txtdb internal assertion failed: fresh lease "${fresh}" is locked`);
+      const info: LeaseInfo = { pid: platform.pid, runtime: platform.runtime, startedAtMs: platform.wallClockMs() };
+      handle.write(new TextEncoder().encode(JSON.stringify(info).padEnd(LEASE_INFO_BYTES, " ")), 0);
+      platform.rename(fresh, path);
+    } catch (e) {
       handle.close();
-      throw new Error(`txtdb internal assertion failed: fresh lease "${path}" is locked`);
+      try {
+        platform.unlink(fresh);
+      } catch {
+        // not there: nothing to clean
+      }
+      throw e;
     }
-    const info: LeaseInfo = { pid: platform.pid, runtime: platform.runtime, startedAtMs: platform.wallClockMs() };
-    handle.write(new TextEncoder().encode(JSON.stringify(info).padEnd(LEASE_INFO_BYTES, " ")), 0);
     return new ProcessLease(path, id, handle);
   }
 

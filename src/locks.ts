@@ -53,7 +53,7 @@ import { TxtDbError } from "./errors.ts";
 import { decodeKey, encodeKey } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { isLeaseFile, ProcessLease } from "./liveness.ts";
-import { joinPath, PortError } from "./port.ts";
+import { ELOOP, ENOTREG, joinPath, PortError } from "./port.ts";
 import type { FileHandle, Platform, WatchHandle } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
 import { armDeadline, armInterval, armTimer } from "./timers.ts";
@@ -137,6 +137,8 @@ export const PROBE_HANDLES_MAX = 64;
 const READ_CHUNK_BYTES = 2048;
 /** Lock-free reads tried before a reader takes the flock (a change was under way each time). */
 const PEEK_ATTEMPTS_MAX = 3;
+/** Longest resource (encoded key) the table holds: its length is a u16 there. */
+const RESOURCE_BYTES_MAX = 0xffff;
 /** Dead owners' lease files removed per sweep at a handle's first lock. */
 const LEASE_SWEEP_MAX = 256;
 
@@ -264,6 +266,8 @@ export class LockManager {
   #lease: ProcessLease | undefined;
   #handle: FileHandle | undefined;
   #handleWritable = false;
+  /** The table file the handle has open (to tell when the path names another one). */
+  #handleId = { ino: -1, dev: -1 };
   /** This handle's grants by resource, and by seq. */
   readonly #held = new Map<string, Held[]>();
   readonly #heldBySeq = new Map<number, Held>();
@@ -279,6 +283,8 @@ export class LockManager {
   #recheckQueued = false;
   readonly #probeHandles = new Map<string, FileHandle>();
   #lockCount = 0;
+  /** The lock() results not yet released, so that close() can mark them released. */
+  readonly #issued = new Set<ResourceLock>();
   /**
    * The newest generation this handle wrote or read. A read without the flock that races
    * two changes can find one slot torn and the other still holding an older generation; such
@@ -366,6 +372,9 @@ export class LockManager {
     this.#held.clear();
     this.#heldBySeq.clear();
     this.#lockCount = 0;
+    // Their release functions do nothing now (the handle is closed); this marks them released.
+    for (const l of this.#issued) l.release();
+    this.#issued.clear();
     this.#pendingRemovals.clear();
     this.#pendingTimer?.cancel();
     this.#probe?.cancel();
@@ -405,6 +414,10 @@ export class LockManager {
     for (let i = 0; i < parts.length; i++) {
       const last = i === parts.length - 1;
       steps.push({ resource: encodeKey(parts.slice(0, i + 1), this.#options.maxKeyBytes), mode: last ? code : intentionFor(code) });
+    }
+    const longest = steps[steps.length - 1]!.resource.length;
+    if (longest > RESOURCE_BYTES_MAX) {
+      throw new TxtDbError("INVALID_KEY", `Cannot lock a resource of ${longest} bytes encoded:  the lock table holds resources of at most ${RESOURCE_BYTES_MAX} bytes (whatever maxKeyBytes allows)`);
     }
     if (this.#options.readOnly) throw new TxtDbError("READ_ONLY", "Cannot lock: the database was opened with readOnly: true, and a lock is a write to the shared lock table");
     const t = timeoutMs ?? this.#options.lockTimeoutMs;
@@ -543,11 +556,14 @@ export class LockManager {
     this.#lockCount++;
     const taken = req.taken;
     req.taken = [];
-    req.resolve(new ResourceLock(req.key, req.mode, () => {
+    const lock = new ResourceLock(req.key, req.mode, () => {
       if (this.#closed) return;
+      this.#issued.delete(lock);
       this.#lockCount--;
       this.#unref(taken);
-    }));
+    });
+    this.#issued.add(lock);
+    req.resolve(lock);
     this.#stopProbesIfIdle();
   }
 
@@ -687,18 +703,23 @@ export class LockManager {
     } catch {
       return; // tried again at the next event or probe
     }
-    if (!t) return;
-    const bySeq = new Map(t.entries.map((e) => [e.seq, e]));
+    const me = this.#lease?.id;
+    const bySeq = new Map((t?.entries ?? []).filter((e) => e.owner === me).map((e) => [e.seq, e]));
+    if (!t || [...this.#waiting].some((r) => r.waitingSeq !== undefined && bySeq.get(r.waitingSeq)?.resource !== r.steps[r.next]!.resource)) {
+      // Only this handle removes its entries: the table was deleted, cut or overwritten
+      // from outside. A change puts back what it lost (#restoreLost), then look again.
+      try {
+        if (this.#change(() => {})) this.#queueRecheck();
+      } catch {
+        // tried again at the next probe
+      }
+      return;
+    }
     let deadBlocker = false;
     for (const req of [...this.#waiting]) {
       if (req.waitingSeq === undefined) continue; // between steps, or retrying a busy table
-      const e = bySeq.get(req.waitingSeq);
-      if (e === undefined) {
-        // Only this handle removes its waiting entries: the table was replaced or lost
-        // (a file deleted from outside). Queue again from this step.
-        req.waitingSeq = undefined;
-        this.#advance(req);
-      } else if (e.flags & VICTIM) {
+      const e = bySeq.get(req.waitingSeq)!;
+      if (e.flags & VICTIM) {
         this.#finish(req, this.#deadlockError(req, e.note));
       } else if (e.flags & GRANTED) {
         req.waitingSeq = undefined;
@@ -767,13 +788,25 @@ export class LockManager {
     }
   }
 
-  #tableHandle(create: boolean): FileHandle | undefined {
+  /**
+   * The table file's handle, opened to write (`create`) or to read. With `check`, a handle
+   * that no longer is the file the path names (deleted or replaced from outside) is
+   * reopened: every process must use that one, or those that had the old one open would
+   * exclude nobody else.
+   */
+  #tableHandle(create: boolean, check = false): FileHandle | undefined {
+    if (this.#handle && check && !this.#handleCurrent()) {
+      closeQuietly(this.#handle);
+      this.#handle = undefined;
+    }
     if (this.#handle && (this.#handleWritable || !create)) return this.#handle;
     if (this.#handle) closeQuietly(this.#handle); // opened to read by locks(); a change writes
     this.#handle = undefined;
     try {
       this.#handle = this.#platform.open(this.#tablePath, create ? { create: true, mode: this.#options.mode } : { readOnly: true });
       this.#handleWritable = create;
+      const info = this.#handle.info();
+      this.#handleId = { ino: info.ino, dev: info.dev };
     } catch (e) {
       if (!create && e instanceof PortError && e.errno === "ENOENT") return undefined;
       throw storeFileError(e, this.#tablePath) ?? this.#ioError(e, `Opening the lock table "${this.#tablePath}"`);
@@ -781,13 +814,30 @@ export class LockManager {
     return this.#handle;
   }
 
+  /** True while the open table handle is the file the table's path names (one lstat). */
+  #handleCurrent(): boolean {
+    try {
+      const named = this.#platform.lstat(this.#tablePath);
+      return named !== undefined && named.ino === this.#handleId.ino && named.dev === this.#handleId.dev;
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * One change of the table, under its flock: read, apply pending removals, `fn`, settle,
    * write the other slot. Returns false when the flock stayed busy past the spin bound.
    */
   #change(fn: (t: LockTable) => void): boolean {
-    const h = this.#tableHandle(true)!;
+    let h = this.#tableHandle(true)!;
     if (!this.#tryFlock(h)) return false;
+    if (!this.#handleCurrent()) {
+      // Deleted or replaced (checked under the flock, so no change can be lost to the old
+      // file after this): lock the file the path names now.
+      h.unlock();
+      h = this.#tableHandle(true, true)!;
+      if (!this.#tryFlock(h)) return false;
+    }
     try {
       const t = readTableFrom(h) ?? emptyTable();
       if (this.#pendingRemovals.size > 0) {
@@ -796,6 +846,7 @@ export class LockManager {
       }
       if (this.#lease) {
         t.owners.set(this.#lease.id, { id: this.#lease.id, pid: this.#platform.pid, runtime: this.#platform.runtime });
+        this.#restoreLost(t);
       }
       fn(t);
       this.#settle(t);
@@ -804,8 +855,17 @@ export class LockManager {
       try {
         bytes = encodeTable(t);
       } catch (e) {
-        if (e instanceof TableFullError) throw new TxtDbError("LIMIT", `The lock table is full (${e.message}): too many locks held and waited for at once; release some`);
-        throw e;
+        if (!(e instanceof TableFullError)) throw e;
+        // Entries of dead owners that blocked nobody are still in the table (settle drops
+        // an owner when it blocks a waiter); drop every dead owner's before giving up.
+        try {
+          if (!this.#dropDeadOwners(t)) throw e;
+          this.#settle(t);
+          bytes = encodeTable(t);
+        } catch (e2) {
+          if (e2 instanceof TableFullError) throw new TxtDbError("LIMIT", `The lock table is full (${e2.message}): too many locks held and waited for at once; release some`);
+          throw e2;
+        }
       }
       h.write(bytes, (t.generation % 2) * SLOT_BYTES);
       this.#seenGeneration = t.generation;
@@ -821,6 +881,48 @@ export class LockManager {
     }
     if (this.#waiting.size > 0) this.#queueRecheck();
     return true;
+  }
+
+  /** Drops the entries of every owner whose lease is free; true if there were any. */
+  #dropDeadOwners(t: LockTable): boolean {
+    const dead = new Set<string>();
+    for (const e of t.entries) if (!dead.has(e.owner) && e.owner !== this.#lease?.id && !this.#ownerAlive(e.owner)) dead.add(e.owner);
+    if (dead.size === 0) return false;
+    t.entries = t.entries.filter((e) => !dead.has(e.owner));
+    for (const d of dead) t.owners.delete(d);
+    return true;
+  }
+
+  /**
+   * Puts back this handle's grants and waits that the table lost (its file was deleted,
+   * cut or overwritten from outside): a grant stays a grant (whatever was granted to others
+   * meanwhile waits behind it from now on), a wait queues again at the back. Each gets a new
+   * seq: a new table numbers from 1 again, so an old seq may name another entry there.
+   */
+  #restoreLost(t: LockTable): void {
+    if (this.#heldBySeq.size === 0 && this.#waiting.size === 0) return;
+    const me = this.#lease!.id;
+    const mine = new Map<number, LockEntry>();
+    for (const e of t.entries) if (e.owner === me) mine.set(e.seq, e);
+    const kept = (seq: number, resource: string, mode: number) => {
+      const e = mine.get(seq);
+      return e !== undefined && e.resource === resource && e.mode === mode;
+    };
+    const lostHeld = [...this.#heldBySeq.values()].filter((h) => !kept(h.seq, h.resource, h.mode));
+    const lostWaits = [...this.#waiting].filter((r) => r.waitingSeq !== undefined && !kept(r.waitingSeq, r.steps[r.next]!.resource, r.steps[r.next]!.mode));
+    if (lostHeld.length === 0 && lostWaits.length === 0) return;
+    const now = this.#platform.wallClockMs();
+    for (const h of lostHeld) this.#heldBySeq.delete(h.seq);
+    for (const h of lostHeld) {
+      h.seq = t.nextSeq++;
+      this.#heldBySeq.set(h.seq, h);
+      t.entries.push({ seq: h.seq, owner: me, resource: h.resource, mode: h.mode, flags: GRANTED, sinceWallMs: now, note: "" });
+    }
+    for (const r of lostWaits) {
+      const step = r.steps[r.next]!;
+      r.waitingSeq = t.nextSeq++;
+      t.entries.push({ seq: r.waitingSeq, owner: me, resource: step.resource, mode: step.mode, flags: this.#held.has(step.resource) ? CONVERSION : 0, sinceWallMs: now, note: "" });
+    }
   }
 
   /** The entries that keep `entry` from being granted, once the dead owners among them are dropped. */
@@ -853,7 +955,7 @@ export class LockManager {
    * {@link PEEK_ATTEMPTS_MAX} tries it takes the flock.
    */
   #read(): LockTable | undefined {
-    const h = this.#tableHandle(false);
+    const h = this.#tableHandle(false, true);
     if (!h) return undefined;
     for (let i = 0; i < PEEK_ATTEMPTS_MAX; i++) {
       const t = readTableFrom(h);
@@ -884,8 +986,11 @@ export class LockManager {
     if (!h) {
       try {
         h = this.#platform.open(path, { readOnly: true });
-      } catch {
-        return false; // gone: its owner released it at close, or a sweep removed a dead one
+      } catch (e) {
+        // Gone (its owner released it at close, or a sweep removed a dead one), or not a
+        // lease at all: dead. Anything else (EMFILE, EACCES, EIO) cannot tell, and a live
+        // owner's locks are never dropped on a doubt.
+        return !(e instanceof PortError && (e.errno === "ENOENT" || e.errno === ENOTREG || e.errno === ELOOP));
       }
       if (this.#probeHandles.size >= PROBE_HANDLES_MAX) {
         for (const old of this.#probeHandles.values()) closeQuietly(old);

@@ -187,7 +187,12 @@ export function encodeTable(t: LockTable): Uint8Array {
   const notes = t.entries.map((e) => (e.note ? encoder.encode(e.note) : undefined));
   let size = SLOT_HEADER_BYTES + 8 + 2 + 4;
   for (const r of runtimes) size += 8 + 4 + 1 + r.length;
-  for (let i = 0; i < t.entries.length; i++) size += 2 + 1 + 1 + 8 + 8 + 2 + t.entries[i]!.resource.length + 2 + (notes[i]?.length ?? 0);
+  for (let i = 0; i < t.entries.length; i++) {
+    const resourceBytes = t.entries[i]!.resource.length;
+    // Its length is a u16: a longer one would be cut there and misread the rest of the slot.
+    if (resourceBytes > 0xffff) throw new TableFullError(`a resource of ${resourceBytes} bytes; the table holds at most 65535 bytes per resource`);
+    size += 2 + 1 + 1 + 8 + 8 + 2 + resourceBytes + 2 + (notes[i]?.length ?? 0);
+  }
   if (size > SLOT_BYTES) throw new TableFullError(`the lock table needs ${size} bytes; a slot holds ${SLOT_BYTES}`);
   const out = new Uint8Array(size);
   const v = new DataView(out.buffer);

@@ -1,0 +1,514 @@
+/**
+ * An attack on locks on named resources (`db.lock()`): damaged and hostile files in the
+ * store's `locks/` directory, the table file deleted or cut while locks are held and waited
+ * for, processes killed while they hold or wait, aborts at every moment, odd timeouts, odd
+ * resources and modes, release and close in every order, many waiters, deadlocks of
+ * conversions across processes, and the stats counters. Every bad input must fail with a
+ * TxtDbError and a stable code, and nothing may hang or leak. In-process tests run on Node,
+ * Deno and Bun; tests with child processes run from the Node and Bun legs (Deno cannot
+ * spawn; it takes part as a child).
+ */
+import * as fs from "node:fs";
+import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
+import { defaultPlatform, open, TxtDbError } from "txtdb";
+import type { Database, LockMode, Platform } from "txtdb";
+import { PortError } from "txtdb/internal";
+import type { Runtime, Worker } from "./procs.ts";
+
+const { killAllWorkers, startWorker } = canSpawn ? await import("./procs.ts") : { killAllWorkers: () => {}, startWorker: undefined };
+afterEach(() => killAllWorkers());
+
+const R = `[${runtime}]`;
+
+async function outcome(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return "granted";
+  } catch (e) {
+    if (e instanceof TxtDbError) return e.code;
+    return `not a TxtDbError: ${String(e)}`;
+  }
+}
+
+async function errorOf(p: Promise<unknown>): Promise<TxtDbError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof TxtDbError, `expected a TxtDbError, got ${String(e)}`);
+    return e;
+  }
+  assert.fail("expected a rejection, the lock was granted");
+}
+
+/** Resolves with what `p` settled as, or "pending" after `ms`. */
+async function stateAfter(p: Promise<unknown>, ms = 40): Promise<string> {
+  let s = "pending";
+  p.then(() => (s = "granted"), (e: unknown) => (s = e instanceof TxtDbError ? e.code : String(e)));
+  await sleep(ms);
+  return s;
+}
+
+async function handles(label: string, n: number): Promise<Database[]> {
+  const dir = tempDir(label);
+  const out: Database[] = [];
+  for (let i = 0; i < n; i++) out.push(await open(dir));
+  return out;
+}
+
+async function closeAll(dbs: Database[]): Promise<void> {
+  for (const db of dbs) await db.close();
+}
+
+// --- release, close, stats ---
+
+test(`${R} a lock released by close() says so: released is true, release() does nothing`, async () => {
+  const [a, b] = await handles("close-released", 2);
+  const l = await a!.lock(["r"], "X");
+  assert.equal(l.released, false);
+  await a!.close();
+  assert.equal(l.released, true, "close() released the lock, so its ResourceLock must say released");
+  l.release();
+  l.release();
+  assert.equal(await outcome(b!.lock(["r"], "X", { timeoutMs: 0 })), "granted");
+  await closeAll([b!]);
+});
+
+test(`${R} close() while requests wait (one half-granted): each fails with CLOSED, what queued behind them goes on`, async () => {
+  const [a, b, c] = await handles("close-waiting", 3);
+  const la = await a.lock(["g", "x"], "X");
+  const w1 = b.lock(["g", "x"], "S", { timeoutMs: Infinity }); // IS on ["g"] granted, waits on ["g", "x"]
+  const lc = await c.lock(["h"], "S");
+  const w2 = b.lock(["h"], "X");
+  const w3 = c.lock(["g", "x"], "S", { timeoutMs: 20_000 }); // queued behind b's S: compatible, so granted with it
+  assert.deepEqual([await stateAfter(w1), await stateAfter(w2), await stateAfter(w3)], ["pending", "pending", "pending"]);
+  const closing = b.close();
+  assert.deepEqual([await outcome(w1), await outcome(w2)], ["CLOSED", "CLOSED"]);
+  await closing;
+  const e = await errorOf(w1);
+  assert.match(e.message, /closed/);
+  la.release();
+  (await w3).release();
+  lc.release();
+  assert.equal(await outcome(c.lock(["g"], "X", { timeoutMs: 1_000 }).then((l) => l.release())), "granted");
+  assert.equal(await outcome(a.lock(["h"], "X", { timeoutMs: 1_000 }).then((l) => l.release())), "granted");
+  assert.deepEqual(a.locks(), []);
+  assert.equal(await outcome(b.lock(["z"], "X")), "CLOSED");
+  assert.throws(() => b.locks(), (err: unknown) => err instanceof TxtDbError && err.code === "CLOSED");
+  await closeAll([a, c]);
+});
+
+test(`${R} the table overwritten with garbage while a lock is held: the holder's next change puts it back`, async () => {
+  const dir = tempDir("table-garbage");
+  const [a, b] = [await open(dir), await open(dir)];
+  const la = await a.lock(["acct", 1], "X");
+  fs.writeFileSync(`${dir}/locks/table`, new Uint8Array(3 * 2 ** 20).fill(0xa5));
+  const la2 = await a.lock(["acct", 2], "S");
+  assert.equal(await outcome(b.lock(["acct", 1], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "b got S while a holds X");
+  assert.equal(await outcome(b.lock(["acct"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT", "b got X on the parent while a holds IX");
+  la.release();
+  la2.release();
+  assert.equal(await outcome(b.lock(["acct"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  await closeAll([a, b]);
+});
+
+// --- odd resources ---
+
+test(`${R} a resource whose encoding does not fit the table's 16-bit length is refused, and the table stays intact`, async () => {
+  const dir = tempDir("hugekey");
+  const a = await open(dir, { maxKeyBytes: 1 << 20 });
+  const b = await open(dir, { maxKeyBytes: 1 << 20 });
+  const small = await a.lock(["small"], "X");
+  const huge = "k".repeat(70_000);
+  const e = await errorOf(a.lock([huge], "X"));
+  assert.ok(["INVALID_KEY", "LIMIT"].includes(e.code), `code ${e.code}: ${e.message}`);
+  // The table still holds a's lock on "small": b may not take it.
+  assert.equal(await outcome(b.lock(["small"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT");
+  assert.deepEqual(b.locks().map((l) => l.resource), ["small"]);
+  small.release();
+  await closeAll([a, b]);
+});
+
+// --- the table file damaged, deleted, replaced ---
+
+test(`${R} the table file deleted while locks are held: old and new handles still exclude each other`, async () => {
+  const dir = tempDir("table-deleted");
+  const [a, b] = [await open(dir), await open(dir)];
+  const la = await a.lock(["r"], "X");
+  const lb = await b.lock(["other"], "S");
+  fs.unlinkSync(`${dir}/locks/table`);
+  // A handle opened after the deletion, and the handles that had the old file open, must
+  // all use one table: a's X on "r" is re-asserted at its next change at the latest.
+  const c = await open(dir);
+  const lc = await c.lock(["q"], "X"); // c creates a new table file
+  lb.release(); // b changes the table: must be the file c uses
+  const la2 = await a.lock(["r2"], "X"); // a changes the table
+  assert.equal(await outcome(c.lock(["r"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT", "c got X on r while a holds it");
+  assert.equal(await outcome(b.lock(["r2"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "b got S on r2 while a holds X");
+  assert.equal(await outcome(a.lock(["q"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "a got S on q while c holds X");
+  la.release();
+  la2.release();
+  lc.release();
+  assert.equal(await outcome(c.lock(["r"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  await closeAll([a, b, c]);
+});
+
+test(`${R} the table file cut to nothing while locks are held and waited for: the holder's next change puts its lock back, the waiter queues again and gets it`, async () => {
+  const dir = tempDir("table-cut");
+  const [a, b, c] = [await open(dir), await open(dir), await open(dir)];
+  const la = await a.lock(["r", 1], "X");
+  const waiting = b.lock(["r", 1], "X", { timeoutMs: 20_000 });
+  assert.ok((await waitUntil(() => a.locks().some((l) => l.waiting), 5_000)) >= 0);
+  // The cut loses every entry. A holder's grants come back at its next change (here at
+  // once, before b looks again); a holder that changes nothing is not seen until it does.
+  fs.truncateSync(`${dir}/locks/table`, 0);
+  const la2 = await a.lock(["s"], "S");
+  await sleep(30); // b notices its entry is gone and queues again, behind a's X
+  assert.equal(await stateAfter(waiting), "pending", "b was granted X while a holds it");
+  assert.equal(await outcome(c.lock(["r", 1], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "c got S while a holds X");
+  la.release();
+  const lb = await waiting;
+  assert.equal(await outcome(c.lock(["r", 1], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "c got S while b holds X");
+  lb.release();
+  la2.release();
+  assert.equal(await outcome(c.lock(["r", 1], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  await closeAll([a, b, c]);
+});
+
+test(`${R} garbage, a huge file, a directory, a symlink where the table belongs: TxtDbError with a stable code, never a hang`, async () => {
+  for (const damage of ["garbage", "huge", "directory", "symlink", "fifo-dir-locks"] as const) {
+    const dir = tempDir(`table-${damage}`);
+    const db = await open(dir);
+    fs.mkdirSync(`${dir}/locks`, { recursive: true });
+    const table = `${dir}/locks/table`;
+    if (damage === "garbage") fs.writeFileSync(table, new Uint8Array(5000).map((_, i) => (i * 131 + 7) & 255));
+    if (damage === "huge") {
+      fs.writeFileSync(table, "");
+      fs.truncateSync(table, 64 * 2 ** 20);
+    }
+    if (damage === "directory") fs.mkdirSync(table);
+    if (damage === "symlink") fs.symlinkSync(`${dir}/elsewhere`, table);
+    if (damage === "fifo-dir-locks") {
+      fs.rmSync(`${dir}/locks`, { recursive: true });
+      fs.writeFileSync(`${dir}/locks`, "not a directory");
+    }
+    const got = await outcome(db.lock(["r"], "X", { timeoutMs: 2_000 }).then((l) => l.release()));
+    if (damage === "garbage" || damage === "huge") assert.equal(got, "granted", `${damage}: a table with no valid slot is an empty table`);
+    else assert.ok(["CORRUPTION", "IO", "INVALID_ARGUMENT"].includes(got), `${damage}: ${got}`);
+    if (damage === "symlink") assert.equal(fs.existsSync(`${dir}/elsewhere`), false, "the symlink was followed");
+    let listed: string;
+    try {
+      db.locks();
+      listed = "ok";
+    } catch (e) {
+      listed = e instanceof TxtDbError ? e.code : `not a TxtDbError: ${String(e)}`;
+    }
+    assert.ok(["ok", "CORRUPTION", "IO", "INVALID_ARGUMENT"].includes(listed), `${damage}: locks() ${listed}`);
+    await db.close();
+  }
+});
+
+// --- leases ---
+
+test(`${R} a handle's lease is never taken for a dead owner's while it is being made (another handle's sweep right then)`, async () => {
+  const dir = tempDir("lease-race");
+  const real = await defaultPlatform();
+  let hook: (() => void) | undefined;
+  // The platform of handle a: right after it creates a file in locks/ (its lease), the
+  // hook runs, as another process might at that instant.
+  const adapter = new Proxy(real, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (prop === "open") {
+        return (path: string, options?: { create?: boolean; exclusive?: boolean }) => {
+          const h = (v as Platform["open"]).call(target, path, options);
+          if (hook && options?.create && options.exclusive && path.includes("/locks/")) {
+            const f = hook;
+            hook = undefined;
+            f();
+          }
+          return h;
+        };
+      }
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as Platform;
+  const a = await open(dir, { adapter });
+  const [b, c] = [await open(dir), await open(dir)];
+  let swept: Promise<unknown> | undefined;
+  hook = () => (swept = b.lock(["other"], "S")); // b's first lock sweeps dead owners' leases in locks/
+  const la = await a.lock(["r"], "X");
+  assert.ok(swept, "the hook ran");
+  (await swept).release();
+  assert.equal(await outcome(c.lock(["r"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT", "a's X was dropped as a dead owner's");
+  assert.deepEqual(c.locks().map((l) => [l.resource, l.mode]), [["r", "X"]]);
+  la.release();
+  await closeAll([a, b, c]);
+});
+
+test(`${R} a lease that cannot be opened now (EMFILE, EACCES) is not a dead owner's: its locks stay`, async () => {
+  const dir = tempDir("lease-emfile");
+  const real = await defaultPlatform();
+  let failWith: string | undefined;
+  // The platform of handle c: opens of other owners' leases fail while failWith is set.
+  const adapter = new Proxy(real, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (prop === "open") {
+        return (path: string, options?: { create?: boolean }) => {
+          if (failWith && path.endsWith(".lease") && !options?.create) throw new PortError(failWith, "open", path);
+          return (v as Platform["open"]).call(target, path, options);
+        };
+      }
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as Platform;
+  const a = await open(dir);
+  const c = await open(dir, { adapter });
+  const la = await a.lock(["r", 1], "X");
+  for (const errno of ["EMFILE", "EACCES", "EIO"]) {
+    failWith = errno;
+    assert.equal(await outcome(c.lock(["r", 1], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", `${errno}: a's X was dropped as a dead owner's`);
+    const w = c.lock(["r"], "X", { timeoutMs: 50 });
+    assert.equal(await outcome(w), "LOCK_TIMEOUT", `${errno}: a's IX was dropped as a dead owner's`);
+    failWith = undefined;
+    assert.deepEqual(c.locks().map((l) => [l.resource, l.mode, l.waiting]), [["r", "IX", false], [["r", 1], "X", false]], errno);
+  }
+  la.release();
+  assert.equal(await outcome(c.lock(["r"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  await closeAll([a, c]);
+});
+
+// --- aborts and timeouts ---
+
+test(`${R} an abort at every moment leaves nothing held by nobody`, async () => {
+  const [a, b, c] = await handles("abort-moments", 3);
+  // before the call
+  const ac0 = new AbortController();
+  ac0.abort(new Error("before"));
+  assert.equal(await outcome(b.lock(["r", "x"], "X", { signal: ac0.signal })), "LOCK_TIMEOUT");
+  // while queued, on the second step (the first, IX on ["r"], was granted)
+  const la = await a.lock(["r", "x"], "X");
+  const ac1 = new AbortController();
+  const w1 = b.lock(["r", "x"], "X", { signal: ac1.signal, timeoutMs: Infinity });
+  assert.equal(await stateAfter(w1), "pending");
+  ac1.abort();
+  assert.equal(await outcome(w1), "LOCK_TIMEOUT");
+  // right as granted: the release grants b's entry in the table, the abort comes in the same turn
+  const ac2 = new AbortController();
+  const w2 = b.lock(["r", "x"], "X", { signal: ac2.signal });
+  assert.equal(await stateAfter(w2), "pending");
+  la.release();
+  ac2.abort();
+  const r2 = await outcome(w2.then((l) => l.release()));
+  assert.ok(["granted", "LOCK_TIMEOUT"].includes(r2), r2);
+  // abort after the grant does nothing
+  const ac3 = new AbortController();
+  const l3 = await b.lock(["r", "x"], "X", { signal: ac3.signal });
+  ac3.abort();
+  assert.equal(l3.released, false);
+  assert.equal(await outcome(c.lock(["r", "x"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT");
+  l3.release();
+  // nothing of b's is left: c takes X on the resource and on its parent
+  assert.equal(await outcome(c.lock(["r"], "X", { timeoutMs: 1_000 }).then((l) => l.release())), "granted");
+  assert.deepEqual(c.locks(), []);
+  const s = b.stats();
+  assert.equal(s.resourceLocksHeld, 0);
+  assert.equal(s.resourceLocksWaiting, 0);
+  await closeAll([a, b, c]);
+});
+
+test(`${R} timeoutMs: negative, NaN, a string, null are INVALID_ARGUMENT; 0, tiny, Infinity, huge behave`, async () => {
+  const [a, b] = await handles("timeouts", 2);
+  for (const t of [-1, -0.5, NaN, -Infinity, "10", null, true, 10n] as unknown[]) {
+    const e = await errorOf(a.lock(["r"], "X", { timeoutMs: t as number }));
+    assert.equal(e.code, "INVALID_ARGUMENT", `timeoutMs ${String(t)}: ${e.code}`);
+    assert.match(e.message, /timeoutMs/);
+  }
+  const la = await a.lock(["r"], "X");
+  for (const t of [0, -0, 0.001, 1, 1.5]) assert.equal(await outcome(b.lock(["r"], "X", { timeoutMs: t })), "LOCK_TIMEOUT", `timeoutMs ${t}`);
+  for (const t of [Infinity, Number.MAX_VALUE, 2 ** 31, 2 ** 53]) {
+    const ac = new AbortController();
+    const w = b.lock(["r"], "X", { timeoutMs: t, signal: ac.signal });
+    assert.equal(await stateAfter(w, 20), "pending", `timeoutMs ${t} fired at once`);
+    ac.abort();
+    assert.equal(await outcome(w), "LOCK_TIMEOUT");
+  }
+  la.release();
+  assert.deepEqual(b.locks(), []);
+  assert.equal(b.stats().resourceLocksWaiting, 0);
+  await closeAll([a, b]);
+});
+
+test(`${R} bad modes, options, signals and resources: TxtDbError with a stable code and nothing taken`, async () => {
+  const [a, b] = await handles("bad-input", 2);
+  const cases: [unknown, unknown, unknown, string][] = [
+    [["r"], "x", undefined, "INVALID_ARGUMENT"],
+    [["r"], "", undefined, "INVALID_ARGUMENT"],
+    [["r"], undefined, undefined, "INVALID_ARGUMENT"],
+    [["r"], 4, undefined, "INVALID_ARGUMENT"],
+    [["r"], Symbol("X"), undefined, "INVALID_ARGUMENT"],
+    [["r"], { toString: () => "X" }, undefined, "INVALID_ARGUMENT"],
+    [["r"], "X", null, "INVALID_ARGUMENT"],
+    [["r"], "X", 5, "INVALID_ARGUMENT"],
+    [["r"], "X", { signal: {} }, "INVALID_ARGUMENT"],
+    [["r"], "X", { signal: null }, "INVALID_ARGUMENT"],
+    [[], "X", undefined, "INVALID_ARGUMENT"],
+    [["a\ud800"], "X", undefined, "INVALID_KEY"],
+    [[undefined], "X", undefined, "INVALID_KEY"],
+    [[null], "X", undefined, "INVALID_KEY"],
+    [[{}], "X", undefined, "INVALID_KEY"],
+    [["ok", () => 1], "X", undefined, "INVALID_KEY"],
+    [[NaN], "X", undefined, "INVALID_KEY"],
+    [["k".repeat(5000)], "X", undefined, "INVALID_KEY"],
+    [Array.from({ length: 5000 }, () => "p"), "X", undefined, "INVALID_KEY"],
+  ];
+  for (const [resource, mode, options, code] of cases) {
+    const e = await errorOf(a.lock(resource as never, mode as LockMode, options as never));
+    assert.equal(e.code, code, `lock(${String(resource)}, ${String(mode)}): ${e.code} ${e.message}`);
+    assert.ok(e.message.length > 10);
+  }
+  // odd but valid: bytes, bigints, numbers, an empty string, a lone part or a tuple of one are one resource
+  for (const resource of [new Uint8Array([0, 1, 255]), 10n ** 30n, -0, "", "a", ["a", new Uint8Array(0), 0n, 1.5, ""]] as unknown[]) {
+    const l = await a.lock(resource as never, "X");
+    assert.equal(await outcome(b.lock(resource as never, "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", `${String(resource)}`);
+    l.release();
+  }
+  const one = await a.lock("a", "X");
+  assert.equal(await outcome(b.lock(["a"], "IS", { timeoutMs: 0 })), "LOCK_TIMEOUT");
+  one.release();
+  assert.deepEqual(a.locks(), []);
+  assert.equal(a.stats().resourceLocksHeld, 0);
+  await closeAll([a, b]);
+});
+
+// --- other processes: death, conversions, cycles ---
+
+async function lockers(dir: string, runtimes: Runtime[]): Promise<Worker[]> {
+  await (await open(dir)).close();
+  const ws = runtimes.map((r) => startWorker!(r, "resource-locker", [dir]));
+  await Promise.all(ws.map((w) => w.waitFor("ready", 30_000)));
+  return ws;
+}
+
+function ask(w: Worker, id: string, mode: string, resource: unknown, timeoutMs?: number): Promise<string> {
+  w.send(`lock ${id} ${mode} ${JSON.stringify(resource)}${timeoutMs === undefined ? "" : ` ${timeoutMs}`}`);
+  return Promise.race([w.waitFor(`granted ${id} `, 60_000), w.waitFor(`error ${id} `, 60_000)]).then((line) => (line.startsWith("granted") ? "granted" : line.split(" ")[2]!));
+}
+
+function pidOf(w: Worker): number {
+  return Number(w.lines.find((l) => l.startsWith("ready "))!.split(" ")[2]);
+}
+
+test(`${R} the entries of killed processes never fill the table: locks that blocked nobody go with their owner`, { skip: !canSpawn }, async () => {
+  const dir = tempDir("dead-fill");
+  for (const rt of ["node", "bun"] as Runtime[]) {
+    // Each process fills about half the table's slot (1 MiB) with locks that block nobody, then dies.
+    const w = startWorker!(rt, "lock-filler", [dir, "9", "60000"]);
+    assert.match(await w.waitFor("held", 30_000), /^held 9$/);
+    w.kill9();
+    await w.exited;
+  }
+  // Both owners are dead; their entries blocked nobody so far. A new lock must still go in.
+  const db = await open(dir);
+  assert.equal(await outcome(db.lock(["x".repeat(1900)], "X", { timeoutMs: 5_000 }).then((l) => l.release())), "granted");
+  assert.deepEqual(db.locks(), []);
+  await db.close();
+});
+
+test(`${R} a process killed while holding, another killed while waiting: the next waiter gets the lock, no waiter entry leaks`, { skip: !canSpawn }, async () => {
+  const dir = tempDir("kill-hold-wait");
+  const [holder, waiter] = await lockers(dir, ["bun", "node"]);
+  assert.equal(await ask(holder!, "h", "X", ["r", "x"]), "granted");
+  const w1 = ask(waiter!, "w", "S", ["r", "x"]);
+  const db = await open(dir);
+  assert.ok((await waitUntil(() => db.locks().some((l) => l.waiting), 10_000)) >= 0);
+  const mine = db.lock(["r", "x"], "X", { timeoutMs: 30_000 });
+  assert.ok((await waitUntil(() => db.locks().filter((l) => l.waiting).length === 2, 10_000)) >= 0);
+  waiter!.kill9(); // the waiter ahead of db dies first
+  await waiter!.exited;
+  void w1.catch(() => {});
+  holder!.kill9();
+  await holder!.exited;
+  const l = await mine;
+  assert.deepEqual(db.locks().map((i) => [i.resource, i.mode, i.waiting]), [["r", "IX", false], [["r", "x"], "X", false]]);
+  l.release();
+  assert.deepEqual(db.locks(), []);
+  await db.close();
+});
+
+test(`${R} S then X in two processes at once (node, deno): one DEADLOCK, the other gets X, nothing hangs`, { skip: !canSpawn }, async () => {
+  const dir = tempDir("convert-race");
+  const ws = await lockers(dir, ["node", "deno"]);
+  assert.deepEqual(await Promise.all(ws.map((w) => ask(w, "s", "S", ["acct", 7]))), ["granted", "granted"]);
+  const both = ws.map((w) => ask(w, "x", "X", ["acct", 7], 30_000));
+  const first = await Promise.race(both.map((p, i) => p.then((o) => [i, o] as const)));
+  assert.equal(first[1], "DEADLOCK", `the first answer is ${first[1]}`);
+  const victim = ws[first[0]]!;
+  victim.send("release s");
+  await victim.waitFor("released s");
+  assert.equal(await both[1 - first[0]]!, "granted");
+  for (const w of ws) w.send("exit");
+  await Promise.all(ws.map((w) => w.exited));
+});
+
+test(`${R} S then X in three handles at once: two DEADLOCKs (the later requests), the first gets X once the others let go`, async () => {
+  const dbs = await handles("convert3", 4);
+  const [a, b, c, d] = dbs as [Database, Database, Database, Database];
+  const shared = await Promise.all([a, b, c].map((db) => db.lock(["doc"], "S")));
+  const xa = a.lock(["doc"], "X", { timeoutMs: 20_000 });
+  assert.equal(await stateAfter(xa), "pending");
+  const eb = await errorOf(b.lock(["doc"], "X", { timeoutMs: 20_000 }));
+  const ec = await errorOf(c.lock(["doc"], "X", { timeoutMs: 20_000 }));
+  assert.deepEqual([eb.code, ec.code], ["DEADLOCK", "DEADLOCK"]);
+  const cycle = (eb.details as { cycle: { resource: unknown; mode: string }[] }).cycle;
+  assert.deepEqual(cycle.map((x) => [x.resource, x.mode]), [["doc", "X"], ["doc", "X"]]);
+  assert.match(eb.message, /deadlock/);
+  assert.equal(await stateAfter(xa), "pending");
+  shared[1]!.release();
+  assert.equal(await stateAfter(xa), "pending");
+  shared[2]!.release();
+  const x = await xa;
+  assert.equal(await outcome(d.lock(["doc"], "IS", { timeoutMs: 0 })), "LOCK_TIMEOUT");
+  x.release();
+  shared[0]!.release();
+  assert.deepEqual([a, b, c].map((db) => db.stats().deadlocks), [0, 1, 1]);
+  assert.deepEqual([a, b, c].map((db) => [db.stats().resourceLocksHeld, db.stats().resourceLocksWaiting]), [[0, 0], [0, 0], [0, 0]]);
+  assert.deepEqual(d.locks(), []);
+  await closeAll(dbs);
+});
+
+test(`${R} many waiters from many handles are served in arrival order; counters add up`, async () => {
+  const n = 60;
+  const dbs = await handles("many", n + 1);
+  const first = await dbs[0]!.lock(["hot"], "X");
+  const order: number[] = [];
+  const waits: Promise<void>[] = [];
+  for (let i = 1; i <= n; i++) {
+    const mode: LockMode = i % 3 === 0 ? "X" : "S";
+    waits.push(
+      dbs[i]!.lock(["hot"], mode, { timeoutMs: 60_000 }).then(async (l) => {
+        order.push(i);
+        await sleep(1);
+        l.release();
+      }),
+    );
+    // each request joins the queue before the next is made
+    assert.ok((await waitUntil(() => dbs[i]!.stats().resourceLocksWaiting === 1, 10_000)) >= 0);
+  }
+  assert.equal(dbs[0]!.locks().filter((l) => l.waiting).length, n);
+  first.release();
+  await Promise.all(waits);
+  // grants come in batches of S between X's; within the queue nothing overtakes an earlier X
+  for (let i = 1; i <= n; i++) {
+    if (i % 3 !== 0) continue;
+    const at = order.indexOf(i);
+    for (let j = 1; j < i; j++) assert.ok(order.indexOf(j) < at, `${j} was served after the X of ${i}`);
+    for (let j = i + 1; j <= n; j++) assert.ok(order.indexOf(j) > at, `${j} was served before the X of ${i}`);
+  }
+  for (let i = 1; i <= n; i++) {
+    const s = dbs[i]!.stats();
+    assert.deepEqual([s.resourceLocksHeld, s.resourceLocksWaiting, s.resourceLockWaits, s.resourceLockTimeouts, s.deadlocks], [0, 0, 1, 0, 0], `handle ${i}`);
+  }
+  assert.deepEqual(dbs[0]!.locks(), []);
+  await closeAll(dbs);
+});

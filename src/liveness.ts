@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { joinPath } from "./port.ts";
+import { ELOOP, ENOTREG, joinPath, PortError } from "./port.ts";
 import type { FileHandle, Platform } from "./port.ts";
 
 /** What a lease file says about its owner (diagnostics; liveness comes from the lock). */
@@ -141,8 +141,12 @@ export function leaseOwnerAlive(platform: Platform, path: string): boolean {
   let handle: FileHandle;
   try {
     handle = platform.open(path, { readOnly: true });
-  } catch {
-    return false; // gone: the owner released it
+  } catch (e) {
+    // Gone (its owner released it), or not a lease at all: dead. Any other failure (EMFILE
+    // when this process is out of descriptors, EACCES, EIO) cannot tell, and counts as
+    // alive: a live owner taken for dead has its lease removed by the sweep, and with it the
+    // pins that keep its snapshots' versions from compaction (or its claims, its sagas).
+    return !(e instanceof PortError && (e.errno === "ENOENT" || e.errno === ENOTREG || e.errno === ELOOP));
   }
   try {
     if (handle.tryLock(false)) {

@@ -27,8 +27,10 @@
  * Grant rule (settle), applied by whichever process changes the table, at the end of
  * every change, so a waiter never depends on its own process to be granted:
  *
- * 1. Entries of owners whose lease lock can be taken (dead processes) are dropped first,
- *    so a dead holder never blocks anyone beyond the next change or liveness probe.
+ * 1. Entries of owners whose lease lock can be taken (dead processes) that block a waiting
+ *    entry are dropped first, so a dead holder never blocks anyone beyond the next change
+ *    or liveness probe. A dead owner's other entries stay until they block someone, or
+ *    until the table is full: then every dead owner's entries go (locks.ts).
  * 2. Per resource, waiting entries are served in queue order: conversions (the owner
  *    already holds something on the resource) by seq, then other requests by seq.
  *    Conversions go first because a holder queued behind a waiter that waits for that

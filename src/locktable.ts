@@ -416,11 +416,33 @@ export function settle(t: LockTable, nowWallMs: number, alive: (owner: string) =
  * entry as the victim, with the cycle as its note. Returns false when there is none.
  */
 function breakOneCycle(t: LockTable): boolean {
-  // Edges: owner -> [blocking owner, the waiting entry that makes the edge].
+  // Edges: owner -> [blocking owner, the waiting entry that makes the edge], in the order
+  // blockersOf gives them for each waiting entry in table order (which decides the cycle
+  // found first). Blockers are looked for per resource, not by a scan of the whole table
+  // for each waiting entry: that was quadratic in the table (10,000 waiting handles, or a
+  // crafted table: ~20 s per change, every process held up behind the table's flock).
+  const { waiting, granted } = byResource(t);
+  const position = new Map<LockEntry, number>();
+  t.entries.forEach((e, i) => position.set(e, i));
+  const blockers = new Map<LockEntry, LockEntry[]>();
+  for (const [resource, queue] of waiting) {
+    const holders = granted.get(resource) ?? [];
+    for (let i = 0; i < queue.length; i++) {
+      const w = queue[i]!;
+      const out: LockEntry[] = [];
+      const consider = (e: LockEntry) => {
+        if (e.owner !== w.owner && !compatible(e.mode, w.mode)) out.push(e);
+      };
+      for (const h of holders) consider(h);
+      for (let j = 0; j < i; j++) consider(queue[j]!); // ahead of w in queue order
+      if (out.length > 1) out.sort((a, b) => position.get(a)! - position.get(b)!);
+      blockers.set(w, out);
+    }
+  }
   const edges = new Map<string, [string, LockEntry][]>();
   for (const w of t.entries) {
     if (w.flags & (GRANTED | VICTIM)) continue;
-    for (const b of blockersOf(t, w)) {
+    for (const b of blockers.get(w) ?? []) {
       let list = edges.get(w.owner);
       if (!list) edges.set(w.owner, (list = []));
       list.push([b.owner, w]);
@@ -429,21 +451,30 @@ function breakOneCycle(t: LockTable): boolean {
   if (edges.size === 0) return false;
   const state = new Map<string, 1 | 2>(); // 1: on the path, 2: done
   const path: { owner: string; via: LockEntry | undefined }[] = [];
-  const visit = (owner: string): LockEntry[] | undefined => {
-    state.set(owner, 1);
-    for (const [next, via] of edges.get(owner) ?? []) {
+  // Depth first, on a stack of its own: a chain of waits as long as the table can hold (a
+  // crafted table, or thousands of handles) must not overflow the call stack.
+  const visit = (root: string): LockEntry[] | undefined => {
+    const frames: { owner: string; edges: [string, LockEntry][]; next: number }[] = [{ owner: root, edges: edges.get(root) ?? [], next: 0 }];
+    state.set(root, 1);
+    while (frames.length > 0) {
+      const f = frames[frames.length - 1]!;
+      if (f.next === f.edges.length) {
+        state.set(f.owner, 2);
+        frames.pop();
+        if (frames.length > 0) path.pop(); // the edge that led to f
+        continue;
+      }
+      const [next, via] = f.edges[f.next++]!;
       const s = state.get(next);
       if (s === 2) continue;
-      path.push({ owner, via });
+      path.push({ owner: f.owner, via });
       if (s === 1) {
         const start = path.findIndex((p) => p.owner === next);
         return path.slice(start).map((p) => p.via!);
       }
-      const found = visit(next);
-      if (found) return found;
-      path.pop();
+      state.set(next, 1);
+      frames.push({ owner: next, edges: edges.get(next) ?? [], next: 0 });
     }
-    state.set(owner, 2);
     return undefined;
   };
   for (const owner of edges.keys()) {
@@ -460,7 +491,17 @@ function breakOneCycle(t: LockTable): boolean {
       return { r: hex, m: LOCK_MODES[e.mode]!, p: o?.pid ?? -1, t: o?.runtime ?? "?" };
     });
     // Bounded: the note must fit its u16 length, however long the cycle or its resources.
-    while (note.length > 1 && JSON.stringify(note).length > NOTE_CHARS_MAX) note.pop();
+    // Kept from the front while the JSON array of them fits (each note's length summed,
+    // not the whole array stringified once per dropped note: quadratic in a long cycle).
+    let chars = 2; // "[" and "]"
+    let keep = 0;
+    while (keep < note.length) {
+      const more = JSON.stringify(note[keep]).length + (keep > 0 ? 1 : 0);
+      if (keep > 0 && chars + more > NOTE_CHARS_MAX) break;
+      chars += more;
+      keep++;
+    }
+    note.length = Math.max(1, keep);
     victim.flags |= VICTIM;
     victim.note = JSON.stringify(note).slice(0, NOTE_CHARS_MAX);
     return true;

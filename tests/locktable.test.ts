@@ -83,3 +83,19 @@ test(`${R} lock table: a cycle marks exactly the latest-arrived waiting entry as
   assert.equal(t.entries.filter((e) => e.flags & VICTIM).length, 1, "settling again finds no new cycle");
   void IS;
 });
+
+test(`${R} lock table: a chain of 30,000 owners each waiting for the next (a crafted table) is searched without overflowing the stack, and a cycle at its end is still found`, () => {
+  const N = 30_000;
+  const owner = (i: number) => i.toString(16).padStart(16, "0");
+  const entries: Omit<LockEntry, "sinceWallMs" | "note">[] = [];
+  let seq = 1;
+  // Owner i holds resource i and waits for resource i+1 (held by owner i+1); the last one
+  // waits for resource 0, closing a cycle through all of them.
+  for (let i = 0; i < N; i++) entries.push({ seq: seq++, owner: owner(i), resource: `r${i}`, mode: X, flags: GRANTED });
+  for (let i = 0; i < N; i++) entries.push({ seq: seq++, owner: owner(i), resource: `r${(i + 1) % N}`, mode: X, flags: 0 });
+  const t = table(entries);
+  settle(t, 0, () => true);
+  const victims = t.entries.filter((e) => e.flags & VICTIM);
+  assert.equal(victims.length, 1, "one victim breaks the cycle");
+  assert.equal(victims[0]!.seq, seq - 1, "the newest waiting entry is the victim");
+});

@@ -67,7 +67,13 @@ export interface ReadContext {
 
 /** Resolves the key range a selector denotes, as [start, end) binary strings. */
 export function selectorRange(sel: ListSelector, maxKeyBytes: number, what = "list()"): [string, string] {
-  if (sel === null || typeof sel !== "object") throw new TxtDbError("INVALID_ARGUMENT", `${what} needs a selector object: { prefix } and/or { start, end }`);
+  if (sel === null || typeof sel !== "object" || Array.isArray(sel)) throw new TxtDbError("INVALID_ARGUMENT", `${what} needs a selector object: { prefix } and/or { start, end }`);
+  // A misspelt field would otherwise select the whole namespace, silently.
+  for (const name of Object.keys(sel)) {
+    if (name !== "prefix" && name !== "start" && name !== "end") {
+      throw new TxtDbError("INVALID_ARGUMENT", `${what} selector has no field ${JSON.stringify(name)}; a selector is { prefix } and/or { start, end }`);
+    }
+  }
   let start = "";
   let end = PREFIX_END;
   if (sel.prefix !== undefined) [start, end] = prefixRange(sel.prefix, maxKeyBytes);
@@ -86,11 +92,22 @@ export function selectorRange(sel: ListSelector, maxKeyBytes: number, what = "li
 export const LIST_PAGE_ENTRIES = 256;
 
 export function checkListOptions(opts: ListOptions | undefined): { limit: number; reverse: boolean } {
+  if (opts !== undefined && opts !== null) {
+    if (typeof opts !== "object" || Array.isArray(opts)) {
+      throw new TxtDbError("INVALID_ARGUMENT", `list() options must be an object such as { limit: 10, reverse: true }, got ${Array.isArray(opts) ? "an array" : typeof opts}`);
+    }
+    // As set() does: a misspelt or foreign option (a cursor, say) would be ignored silently.
+    for (const name of Object.keys(opts)) {
+      if (name !== "limit" && name !== "reverse") throw new TxtDbError("INVALID_ARGUMENT", `list() has no option ${JSON.stringify(name)}; its options are limit and reverse`);
+    }
+  }
   const limit = opts?.limit ?? Infinity;
   if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) {
     throw new TxtDbError("INVALID_ARGUMENT", `list() limit must be a non-negative integer, got ${String(limit)}`);
   }
-  return { limit, reverse: opts?.reverse === true };
+  const reverse = opts?.reverse ?? false;
+  if (typeof reverse !== "boolean") throw new TxtDbError("INVALID_ARGUMENT", `list() reverse must be true or false, got ${typeof reverse === "string" ? JSON.stringify(reverse) : String(reverse)}`);
+  return { limit, reverse };
 }
 
 /**

@@ -165,8 +165,12 @@ class Watcher {
   queueBytes = 0;
   /** A replaying watcher whose buffer filled: it scans again once the consumer has drained half. */
   paused = false;
-  waiting: ((r: IteratorResult<WatchEvent>) => void) | undefined;
-  waitingReject: ((e: unknown) => void) | undefined;
+  /**
+   * Consumers waiting for an event, first come first served: `next()` may be called again
+   * before the previous call settled (as an async generator allows), and each call gets
+   * its own event, in order, or the end.
+   */
+  readonly waiting: { resolve: (r: IteratorResult<WatchEvent>) => void; reject: (e: unknown) => void }[] = [];
   error: unknown;
   done = false;
 
@@ -181,10 +185,8 @@ class Watcher {
 
   /** Hands `e` to a waiting consumer, or buffers it; false if the buffer is full. */
   offer(e: HeldEvent, bufferMax: number, bufferBytes: number): boolean {
-    if (this.waiting) {
-      const w = this.waiting;
-      const r = this.waitingReject!;
-      this.waiting = this.waitingReject = undefined;
+    const w = this.waiting.shift();
+    if (w) {
       this.deliveredTsn = e.version;
       let value: WatchEvent;
       try {
@@ -193,10 +195,11 @@ class Watcher {
         // A value that does not decode ends the watcher: the consumer cannot skip it silently.
         this.done = true;
         this.hub.remove(this);
-        r(err);
+        w.reject(err);
+        this.#endWaiting();
         return true;
       }
-      w({ done: false, value });
+      w.resolve({ done: false, value });
       return true;
     }
     // One event always fits (an empty buffer takes it whatever its size): otherwise an
@@ -229,12 +232,12 @@ class Watcher {
       this.queueBytes = 0;
     }
     this.error = e;
-    if (this.waitingReject) {
-      const r = this.waitingReject;
-      this.waiting = this.waitingReject = undefined;
+    const w = this.waiting.shift();
+    if (w) {
       this.error = undefined;
       this.done = true;
-      r(e);
+      w.reject(e);
+      this.#endWaiting();
     }
     this.hub.remove(this);
   }
@@ -243,12 +246,13 @@ class Watcher {
     this.done = true;
     this.queue.length = 0;
     this.queueBytes = 0;
-    if (this.waiting) {
-      const w = this.waiting;
-      this.waiting = this.waitingReject = undefined;
-      w({ done: true, value: undefined });
-    }
+    this.#endWaiting();
     this.hub.remove(this);
+  }
+
+  /** Resolves every waiting `next()` as done (the watcher is over). */
+  #endWaiting(): void {
+    for (const w of this.waiting.splice(0)) w.resolve({ done: true, value: undefined });
   }
 }
 
@@ -321,9 +325,7 @@ export class WatchHub {
     }
     const head = this.#src.head();
     if (fromTsn !== undefined && fromTsn < this.#src.checkpointTsn()) {
-      throw new TxtDbError("WATCH_OVERFLOW", `History before version ${this.#src.checkpointTsn()} was compacted; resume from version ${this.#src.checkpointTsn()} or later, after re-reading the state`, {
-        details: { resumeFrom: BigInt(this.#src.checkpointTsn()) },
-      });
+      throw historyFolded(this.#src.checkpointTsn(), `History before version ${this.#src.checkpointTsn()} was compacted`);
     }
     const w = fromTsn === undefined || fromTsn >= head.tsn
       ? new Watcher(this, match, head.pos, fromTsn ?? head.tsn, head.tsn)
@@ -357,10 +359,7 @@ export class WatchHub {
           return Promise.reject(e);
         }
         if (w.done) return Promise.resolve({ done: true, value: undefined });
-        return new Promise((resolve, reject) => {
-          w.waiting = resolve;
-          w.waitingReject = reject;
-        });
+        return new Promise((resolve, reject) => void w.waiting.push({ resolve, reject }));
       },
       return: () => {
         w.end();
@@ -444,8 +443,19 @@ export class WatchHub {
     for (const w of [...this.#watchers]) {
       if (w.done || w.paused || w.lastTsn >= frontier.tsn) continue;
       // A watcher at the very end of a segment that compaction folded moves to the next one.
+      // Only at the very end: a watcher behind the folded version would skip history it
+      // has not scanned (its pin is published lazily, so another process's compaction may
+      // fold past a watcher replaying from an old version); it ends, after the events it
+      // holds, with WATCH_OVERFLOW rather than a silent gap.
       const start = this.#src.logStart();
-      if (w.pos.seg < start.seg) w.pos = start;
+      if (w.pos.seg < start.seg) {
+        const folded = this.#src.checkpointTsn();
+        if (w.lastTsn < folded) {
+          w.fail(historyFolded(folded, `Watcher fell behind compaction: history from version ${w.lastTsn + 1} to ${folded} was folded away before it was scanned`));
+          continue;
+        }
+        w.pos = start;
+      }
       try {
         const end = this.#src.log.scan(w.pos, to, (body, at, next) => {
           if (w.done) return;
@@ -504,6 +514,13 @@ export class WatchHub {
       }
     }
   }
+}
+
+/** WATCH_OVERFLOW for history folded away up to `folded`: resume from there, after re-reading the state. */
+function historyFolded(folded: number, what: string): TxtDbError {
+  return new TxtDbError("WATCH_OVERFLOW", `${what}; resume from version ${folded} or later, after re-reading the state`, {
+    details: { resumeFrom: BigInt(folded) },
+  });
 }
 
 /** Stops a replaying watcher's scan while its buffer is full (see poll). */

@@ -7,11 +7,16 @@
 export { stdinLines } from "./stdin.ts";
 
 type G = {
-  Deno?: { args: string[]; exit(code: number): never; stderr: { isTerminal(): boolean } };
+  Deno?: { args: string[]; exit(code: number): never; stderr: { isTerminal(): boolean }; stdout: { writeSync(data: Uint8Array): number } };
   process?: {
     argv: string[];
     exit(code: number): never;
-    stdout: { write(s: string, done?: () => void): boolean; writableNeedDrain?: boolean; once(event: "drain", f: () => void): void };
+    stdout: {
+      write(s: string, done?: () => void): boolean;
+      writableNeedDrain?: boolean;
+      once(event: "drain", f: () => void): void;
+      on(event: "error", f: (e: { code?: string; message?: string }) => void): void;
+    };
     stderr: { write(s: string, done?: () => void): boolean; isTTY?: boolean };
   };
 };
@@ -33,10 +38,44 @@ export async function exit(code: number): Promise<never> {
   return p.exit(code);
 }
 
-/** One line of data on stdout (Deno's console.log writes synchronously). */
+/**
+ * Exit code when stdout was closed before the output ended (`txtdb export ... | head -1`):
+ * the output is incomplete, so not 0, but the reader chose to stop, so nothing is printed
+ * (as a Unix tool killed by SIGPIPE prints nothing). Without this, Node printed an unhandled
+ * EPIPE stack trace, and Bun and Deno wrote everything into the closed pipe and exited 0.
+ */
+export const EXIT_STDOUT_CLOSED = 2;
+
+let watching = false;
+
+/** Node and Bun report a write to a closed pipe as an "error" event of stdout. */
+function watchStdout(): void {
+  if (watching || g.Deno || !g.process) return;
+  watching = true;
+  const p = g.process;
+  p.stdout.on("error", (e) => {
+    if (e.code === "EPIPE") p.exit(EXIT_STDOUT_CLOSED);
+    p.stderr.write(`txtdb: IO: writing to stdout failed: ${e.code ?? ""} ${e.message ?? ""}\n`);
+    p.exit(2);
+  });
+}
+
+const encoder = new TextEncoder();
+
+/** One line of data on stdout (on Deno, written synchronously, as console.log would). */
 export function out(line: string): void {
-  if (g.Deno) console.log(line);
-  else g.process!.stdout.write(line + "\n");
+  if (g.Deno) {
+    const bytes = encoder.encode(line + "\n");
+    try {
+      for (let at = 0; at < bytes.length;) at += g.Deno.stdout.writeSync(bytes.subarray(at));
+    } catch (e) {
+      if ((e as { name?: string }).name === "BrokenPipe") g.Deno.exit(EXIT_STDOUT_CLOSED);
+      throw e;
+    }
+    return;
+  }
+  watchStdout();
+  g.process!.stdout.write(line + "\n");
 }
 
 /** Resolves when stdout has room again, so a long export does not pile up in memory. */

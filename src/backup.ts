@@ -20,9 +20,13 @@
  *    commit at or below the version.
  * 4. The copy gets a frontier at the copied end (visible and durable there), so that even
  *    a read-only open reads it at once, and no lease or lock files.
- * 5. Each file is fsynced, then the directory; the MANIFEST goes in last (temporary name,
- *    fsync, rename, directory fsync), so an interrupted backup is never mistaken for a
- *    store: `open()` refuses a directory holding store files but no MANIFEST.
+ * 5. The first file created is {@link UNFINISHED} (fsynced with the directory), a name
+ *    that is no store's, so `open()` refuses the directory while it is there. Each file is
+ *    fsynced, then the directory; the MANIFEST goes in last (temporary name, fsync,
+ *    rename, directory fsync), and only then is the marker removed. An interrupted backup
+ *    is never mistaken for a store: `open()` refuses a directory holding a foreign file, or
+ *    store files but no MANIFEST (a crash between the rename and the marker's removal
+ *    leaves a whole copy with the marker beside it).
  * 6. The copy reads and writes 1 MiB at a time and yields to the event loop every few
  *    MiB, so a large backup does not stall the process that takes it.
  *
@@ -42,6 +46,14 @@ export interface BackupResult {
   /** Bytes copied. */
   bytes: number;
 }
+
+/**
+ * The first file a backup creates and the last it removes (rule 5): a name no store has,
+ * so `open()` refuses the directory as "not a txtdb store" until the copy is whole, even
+ * when all it holds besides is an empty or partly written first segment (which `open()`
+ * would otherwise take for an interrupted creation and start a new, empty store over).
+ */
+export const UNFINISHED = "BACKUP-UNFINISHED";
 
 const CHUNK_BYTES = 2 ** 20;
 /** Chunks copied between two yields to the event loop (rule 6). */
@@ -75,6 +87,15 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     const version = fr ? fr.tsn : manifest.checkpointTsn ?? 0;
     platform.mkdir(dest, src.dirMode);
     created = true;
+    // Rule 5: marked unfinished before any store file is in it.
+    const mark = platform.open(`${dest}/${UNFINISHED}`, { create: true, exclusive: true, mode: src.fileMode });
+    try {
+      mark.write(new TextEncoder().encode(`An interrupted txtdb backup of "${dir}": not a store. Delete this directory and back up again.\n`), 0);
+      mark.sync();
+    } finally {
+      mark.close();
+    }
+    platform.syncDir(dest);
     let bytes = 0;
     const turn = { chunks: 0 };
     const named = [...(manifest.tables ?? []).map((t) => t.name), ...(manifest.checkpoint ? [manifest.checkpoint] : [])];
@@ -110,6 +131,8 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     }
     platform.rename(tmp, `${dest}/${MANIFEST}`);
     platform.syncDir(dest);
+    platform.unlink(`${dest}/${UNFINISHED}`);
+    platform.syncDir(dest);
     bytes += manifestBytes.length;
     return { version: BigInt(version), bytes };
   } catch (e) {
@@ -134,10 +157,42 @@ function checkDestination(platform: Platform, dir: string, dest: string): void {
   } catch (e) {
     throw ioError(e, `Checking the backup destination "${dest}"`);
   }
-  if (!info) return;
-  if (info.isSymlink) throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" is a symlink; pass the directory it leads to, or a new path`);
-  if (!info.isDirectory) throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" exists and is not a directory; pass a new path or an empty directory`);
-  if (platform.readdir(dest).length > 0) throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" is not empty; pass a new path or an empty directory (nothing was written)`);
+  if (info?.isSymlink) throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" is a symlink; pass the directory it leads to, or a new path`);
+  if (info && !info.isDirectory) throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" exists and is not a directory; pass a new path or an empty directory`);
+  if (insideStore(platform, dir, trim(dest))) {
+    throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" is inside the store directory "${dir}" (by another path or through a symlink); choose a directory outside the store`);
+  }
+  if (info && platform.readdir(dest).length > 0) throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" is not empty; pass a new path or an empty directory (nothing was written)`);
+}
+
+/**
+ * True when `dest`, as the kernel resolves it (`./`, `..`, an absolute path for a relative
+ * store, a symlink on the way), is the store directory or inside it: the nearest existing
+ * directory of `dest` or one of its parents (followed by `..`) is the store's inode.
+ */
+function insideStore(platform: Platform, dir: string, dest: string): boolean {
+  try {
+    const store = platform.stat(dir);
+    if (!store || store.ino === 0) return false; // no inode numbers here: the spelling check above is all there is
+    let at = dest;
+    let info = platform.stat(at);
+    while (!info) {
+      const cut = at.lastIndexOf("/");
+      if (cut < 0 && at === ".") return false;
+      at = cut < 0 ? "." : cut === 0 ? "/" : at.slice(0, cut);
+      info = platform.stat(at);
+    }
+    for (let hops = 0; hops < 1024; hops++) {
+      if (info.ino === store.ino && info.dev === store.dev) return true;
+      const up = platform.stat(`${at}/..`);
+      if (!up || (up.ino === info.ino && up.dev === info.dev)) return false; // the root
+      at = `${at}/..`;
+      info = up;
+    }
+    return false;
+  } catch {
+    return false; // an unreadable path: creating the destination fails with the reason
+  }
 }
 
 /** Copies `length` bytes (the whole file if undefined) into a new file; fsyncs it. */

@@ -1,0 +1,152 @@
+/**
+ * Online backup, the format migration and check() as a careless user or an attacker would
+ * drive them: destinations spelled so they lead into the store, a backup or a migration
+ * cut at every file operation, migrations run again, concurrently or on the wrong thing.
+ * Nothing may end as a store that opens with the wrong content, and every refusal is a
+ * TxtDbError with a stable code.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { assert, runtime, tempDir, test } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+import type { Database } from "txtdb";
+import { migrateStore } from "txtdb/internal";
+import { SimWorld } from "txtdb/adapters/sim";
+
+const R = `[${runtime}]`;
+
+/** Every entry of every namespace, with versions. */
+async function dump(db: Database): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const ns of await db.listNamespaces()) {
+    for await (const e of db.list(ns, { prefix: [] })) out.push([ns, e.key, e.value, e.version]);
+  }
+  return out;
+}
+
+const code = (c: string, re?: RegExp) => (e: unknown) => e instanceof TxtDbError && e.code === c && (!re || re.test(e.message));
+
+test(`${R} backup() refuses a destination inside the store however it is spelled (./dir/x, an absolute path, through a symlink to the store); nothing is written`, async () => {
+  const base = tempDir("backup-atk");
+  const db = await open(`${base}/src`, { namespaces: ["ns"] });
+  try {
+    await db.set("ns", "k", 1);
+    const before = fs.readdirSync(`${base}/src`).sort();
+    fs.symlinkSync(`${base}/src`, `${base}/alias`);
+    fs.mkdirSync(`${base}/src-sibling`);
+    for (const dest of [`${base}/src/./x`, `${base}/alias/x`, `${base}/alias/deep/er/x`, `${base}/src-sibling/../src/x`]) {
+      await assert.rejects(db.backup(dest), code("INVALID_ARGUMENT", /inside/), dest);
+    }
+    // The store opened by an absolute path, the destination given relative to the working directory.
+    await assert.rejects(db.backup(path.relative(process.cwd(), `${base}/src/x`)), code("INVALID_ARGUMENT", /inside/));
+    assert.deepEqual(fs.readdirSync(`${base}/src`).sort(), before, "nothing was created in the store");
+    // A sibling whose name starts with the store's is outside it.
+    const r = await db.backup(`${base}/src-copy`);
+    assert.ok(r.version > 0n);
+  } finally {
+    await db.close();
+  }
+});
+
+/** A small store in a simulated machine: data in the log, and (with `tables`) in tables too. */
+async function simSource(world: SimWorld, tables: boolean): Promise<Database> {
+  const db = await open("/src", { adapter: world.process(), namespaces: ["ns"], segmentBytes: 2048, autoCompactBytes: 0 });
+  for (let i = 0; i < 12; i++) await db.set("ns", ["k", i], "v".repeat(60) + i);
+  if (tables) {
+    await db.compact();
+    for (let i = 0; i < 5; i++) await db.set("ns", ["late", i], i);
+  }
+  return db;
+}
+
+for (const tables of [false, true]) {
+  test(`[sim] a backup killed (or the machine losing power) at every file operation never leaves a destination that opens as a store with other content${tables ? " (tables and log)" : " (log only)"}`, async () => {
+    const probe = new SimWorld(500);
+    const src0 = await simSource(probe, tables);
+    const expected = await dump(src0);
+    const startOps = probe.counters.ops;
+    await src0.backup("/copy");
+    const total = probe.counters.ops - startOps;
+    const copy0 = await open("/copy", { adapter: probe.process() });
+    assert.deepEqual(await dump(copy0), expected);
+    await copy0.close();
+    await src0.close();
+    let opened = 0, refused = 0, untouched = 0;
+    for (let at = 1; at <= total; at++) {
+      for (const after of ["kill", "power"] as const) {
+        const world = new SimWorld(500);
+        const src = await simSource(world, tables);
+        world.failAt(world.counters.ops + at, "crash");
+        await src.backup("/copy").catch(() => {});
+        const where = `crash at backup operation ${at} (${world.trace[world.trace.length - 1] ?? "?"}), then ${after === "kill" ? "the process gone" : "power loss"}`;
+        const next = after === "kill" ? world.processCrash() : world.powerLoss();
+        const p = next.process();
+        if (!p.stat("/copy") || p.readdir("/copy").length === 0) {
+          untouched++; // the backup had not begun to write: nothing there to mistake for a store
+          continue;
+        }
+        let copy: Database;
+        try {
+          copy = await open("/copy", { adapter: p });
+        } catch (e) {
+          assert.ok(e instanceof TxtDbError, `${where}: refused with a TxtDbError (${String(e)})`);
+          refused++;
+          continue;
+        }
+        try {
+          assert.deepEqual(await dump(copy), expected, `${where}: a destination that opens holds the whole copy`);
+          opened++;
+        } finally {
+          await copy.close();
+        }
+      }
+    }
+    assert.ok(opened > 0 && refused > 0, `both outcomes were seen (opened ${opened}, refused ${refused}, untouched ${untouched})`);
+  });
+}
+
+/** A format-2 store with tables, deletes and commits in the log, in a simulated machine. */
+async function simTablesStore(world: SimWorld): Promise<unknown[]> {
+  const db = await open("/db", { adapter: world.process(), namespaces: ["ns", "gone"], segmentBytes: 2048, autoCompactBytes: 0 });
+  for (let i = 0; i < 15; i++) await db.set("ns", ["k", i], "w".repeat(50) + i);
+  await db.set("gone", "x", 1);
+  for (let i = 0; i < 15; i += 4) await db.delete("ns", ["k", i]);
+  await db.compact();
+  await db.dropNamespace("gone");
+  for (let i = 0; i < 4; i++) await db.set("ns", ["tail", i], i);
+  const expected = await dump(db);
+  await db.close();
+  return expected;
+}
+
+test("[sim] `txtdb migrate --rollback` cut at every file operation (process killed or power lost), then reopened and run again: the same content every time", async () => {
+  const probe = new SimWorld(900);
+  const expected = await simTablesStore(probe);
+  const startOps = probe.counters.ops;
+  const r = await migrateStore(probe.process(), "/db", { rollback: true });
+  assert.equal(r.format, 1);
+  const total = probe.counters.ops - startOps;
+  for (let at = 1; at <= total; at++) {
+    for (const after of ["kill", "power"] as const) {
+      const world = new SimWorld(900);
+      await simTablesStore(world);
+      world.failAt(world.counters.ops + at, "crash");
+      await migrateStore(world.process(), "/db", { rollback: true }).catch(() => {});
+      const where = `crash at rollback operation ${at} (${world.trace[world.trace.length - 1] ?? "?"}), then ${after === "kill" ? "the process gone" : "power loss"}`;
+      const next = after === "kill" ? world.processCrash() : world.powerLoss();
+      if (after === "kill") {
+        // (After a power loss a read-only open reads up to the frontier, which is not fsynced.)
+        const ro = await open("/db", { adapter: next.process(), readOnly: true });
+        assert.deepEqual(await dump(ro), expected, `${where}: read-only open`);
+        await ro.close();
+      }
+      const again = await migrateStore(next.process(), "/db", { rollback: true });
+      assert.equal(again.format, 1, `${where}: the rollback run again ends in format 1`);
+      const rw = await open("/db", { adapter: next.process() }); // upgrades again
+      assert.deepEqual(await dump(rw), expected, `${where}: after running it again and upgrading`);
+      const report = await rw.check();
+      assert.ok(report.ok, `${where}: check(): ${JSON.stringify(report.problems)}`);
+      await rw.close();
+    }
+  }
+});

@@ -611,22 +611,32 @@ export class LocalDatabase implements DatabaseEngine {
 
   watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.ensureOpen();
+    if (opts === null || typeof opts !== "object") throw invalidArg(`watch() options must be an object; got ${String(opts)}`);
     checkSignal(opts.signal);
     if (typeof ns === "string") checkNotReserved(ns);
     this.#tail.refresh();
     const nsId = this.index.resolve(ns, this.#tail.visibleTsn);
     if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
-    if (sel === null || typeof sel !== "object") throw invalidArg("watch() needs { keys: [...] } or { prefix }");
+    if (sel === null || typeof sel !== "object" || ("keys" in sel) === ("prefix" in sel)) {
+      throw invalidArg(`watch() needs { keys: [...] } or { prefix } (one of them); got ${sel === null || typeof sel !== "object" ? String(sel) : `an object with ${"keys" in sel ? "both" : "neither"}`}`);
+    }
     if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
       throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
     }
     const from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
+    let it: AsyncIterableIterator<WatchEvent<T>>;
     if ("keys" in sel) {
       if (!Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
-      return this.#watchHub.watch({ nsId, ns, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from, opts.signal);
+      it = this.#watchHub.watch({ nsId, ns, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from, opts.signal);
+    } else {
+      const [start, end] = prefixRange(sel.prefix, this.limits.maxKeyBytes);
+      it = this.#watchHub.watch({ nsId, ns, start, end }, from, opts.signal);
     }
-    const [start, end] = prefixRange(sel.prefix, this.limits.maxKeyBytes);
-    return this.#watchHub.watch({ nsId, ns, start, end }, from, opts.signal);
+    // A watcher replaying history pins it for every process's compactions now, not at the
+    // next commit this process sees: until then another process could fold what it is
+    // about to read (it would end with WATCH_OVERFLOW).
+    if (from !== undefined) this.#pins.publish();
+    return it;
   }
 
   // --- namespaces ---

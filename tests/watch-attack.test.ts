@@ -448,3 +448,35 @@ test(`${R} a watcher that never reads overflows on live commits with WATCH_OVERF
   const { events } = await drain(db.watch("ns", { prefix: [] }, { fromVersion: start }), 500);
   assert.equal(events.length, 10, "resuming replays what it missed");
 }));
+
+test(`${R} a watcher replaying old history pins it at once: another handle's compaction keeps it, and every event is delivered`, () => usingDbs(async (open) => {
+  const dir = tempDir("watch-atk-pin");
+  const options = { namespaces: ["ns"], durability: "none" as const, segmentBytes: 4096, autoCompactBytes: 0, watchBufferMax: 3 };
+  const writer = await open(dir, options);
+  const versions: bigint[] = [];
+  for (let i = 0; i < 100; i++) versions.push((await writer.set("ns", ["k", i], "x".repeat(100))).version);
+  const watcherDb = await open(dir, options);
+  const w = watcherDb.watch("ns", { prefix: ["k"] }, { fromVersion: 0n });
+  // No commit seen by the watcher's handle between watch() and the compaction.
+  await writer.compact();
+  for (let i = 0; i < 60; i++) await writer.set("ns", ["other", i], "y".repeat(100));
+  await watcherDb.get("ns", "nothing");
+  const { events, error } = await drain(w, 10_000);
+  assert.equal(error, undefined, `the replay ended with ${String(error)}`);
+  assert.deepEqual(events.map((e) => e.version), versions);
+}));
+
+test(`${R} watch() with a selector of neither or both of keys and prefix, or options that are no object, is INVALID_ARGUMENT`, () => usingDbs(async (open) => {
+  const db = await open(tempDir("watch-atk-args"), { namespaces: ["ns"], durability: "none" });
+  const bad: [unknown, unknown][] = [[{}, undefined], [{ keys: ["a"], prefix: ["a"] }, undefined], [{ prefx: ["a"] }, undefined], [{ prefix: [] }, null], [{ prefix: [] }, 5]];
+  for (const [sel, opts] of bad) {
+    let code = "none";
+    try {
+      const w = (db.watch as (ns: string, s: unknown, o?: unknown) => AsyncIterableIterator<unknown>)("ns", sel, opts);
+      await w.return!();
+    } catch (e) {
+      code = e instanceof TxtDbError ? e.code : `not a TxtDbError: ${String(e)}`;
+    }
+    assert.equal(code, "INVALID_ARGUMENT", `${JSON.stringify(sel)}, ${String(opts)}`);
+  }
+}));

@@ -215,7 +215,7 @@ export class LocalDatabase implements DatabaseEngine {
       // The frontier is the one file whose writes tell of a commit (every commit publishes
       // it): watched alone where the platform can, so a commit wakes watchers once or twice
       // (its tail state, then its publication) instead of also for the segment and the lock.
-      watchDir: (onChange) => (platform.watchFile ? platform.watchFile(`${this.path}/${FRONTIER}`, onChange) : platform.watchDir(this.path, onChange)),
+      watchCommits: (onChange) => (platform.watchFile ? platform.watchFile(`${this.path}/${FRONTIER}`, onChange) : platform.watchDir(this.path, onChange)),
       pollMs: o.watchPollMs,
       bufferMax: o.watchBufferMax,
       bufferBytes: o.watchBufferBytes,

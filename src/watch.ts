@@ -120,7 +120,8 @@ export interface WatchSource {
   checkpointTsn(): number;
   /** The current read position and TSN, to start a watcher "from now". */
   head(): { pos: LogPosition; tsn: number };
-  watchDir(onChange: () => void): WatchHandle | undefined;
+  /** File events that may mean a commit (the frontier file's, or the store directory's); undefined: none, poll. */
+  watchCommits(onChange: () => void): WatchHandle | undefined;
   pollMs: number;
   /** Events a watcher buffers before WATCH_OVERFLOW (`watchBufferMax`). */
   bufferMax: number;
@@ -401,7 +402,7 @@ export class WatchHub {
 
   #start(): void {
     if (this.#timer !== undefined) return;
-    this.#fileWatch = this.#src.watchDir(() => this.schedule());
+    this.#fileWatch = this.#src.watchCommits(() => this.schedule());
     // With file events the timer is only a safety net for a lost event. It keeps the
     // process alive, as an open watcher waiting for other processes' commits should.
     this.#timer = armInterval(this.#fileWatch ? Math.max(this.#src.pollMs, 100) : this.#src.pollMs, () => this.schedule());

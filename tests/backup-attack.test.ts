@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { assert, runtime, tempDir, test } from "./harness.ts";
+import { assert, runtime, tempDir, test, dumpStore } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 import { migrateStore } from "txtdb/internal";
@@ -15,14 +15,7 @@ import { SimWorld } from "txtdb/adapters/sim";
 
 const R = `[${runtime}]`;
 
-/** Every entry of every namespace, with versions. */
-async function dump(db: Database): Promise<unknown[]> {
-  const out: unknown[] = [];
-  for (const ns of await db.listNamespaces()) {
-    for await (const e of db.list(ns, { prefix: [] })) out.push([ns, e.key, e.value, e.version]);
-  }
-  return out;
-}
+const dump = dumpStore;
 
 const code = (c: string, re?: RegExp) => (e: unknown) => e instanceof TxtDbError && e.code === c && (!re || re.test(e.message));
 

@@ -4,21 +4,14 @@
  * while writers in this and other processes (Node, Deno, Bun) keep committing and a
  * compaction runs beside it.
  */
-import { afterEach, assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
+import { afterEach, assert, canSpawn, runtime, tempDir, test, dumpStore } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 import * as fs from "node:fs";
 
 const R = `[${runtime}]`;
 
-/** Every entry of every namespace, with versions. */
-async function dump(db: Database): Promise<unknown[]> {
-  const out: unknown[] = [];
-  for (const ns of await db.listNamespaces()) {
-    for await (const e of db.list(ns, { prefix: [] })) out.push([ns, e.key, e.value, e.version]);
-  }
-  return out;
-}
+const dump = dumpStore;
 
 /**
  * The writers' keys ["ack", tag, i] are committed in order per tag: in a consistent copy

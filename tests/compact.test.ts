@@ -1,6 +1,6 @@
 /** Compaction, pins, check(): on this runtime's real adapter (two handles act as two processes). */
 import * as fs from "node:fs";
-import { assert, runtime, tempDir, test } from "./harness.ts";
+import { assert, runtime, tempDir, test, leaseOpensFailing } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 
 const R = `[${runtime}]`;
@@ -301,24 +301,9 @@ test(`${R} a process that only writes, with automatic compaction off, learns ano
 
 test(`[${runtime}] a lease that cannot be opened now (EMFILE, EACCES, EIO) is a live owner's: compaction keeps its snapshot's versions and its lease`, async () => {
   const { defaultPlatform } = await import("txtdb");
-  const { PortError } = await import("txtdb/internal");
-  type Platform = Parameters<typeof open>[1] extends { adapter?: infer A } | undefined ? A : never;
   const dir = tempDir("lease-unopenable");
-  const real = await defaultPlatform();
-  let failWith: string | undefined;
-  // The platform of handle c: opens of other processes' leases fail while failWith is set.
-  const adapter = new Proxy(real, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (prop === "open") {
-        return (path: string, options?: { create?: boolean }) => {
-          if (failWith && path.endsWith(".lease") && !options?.create) throw new PortError(failWith, "open", path);
-          return (v as (p: string, o?: unknown) => unknown).call(target, path, options);
-        };
-      }
-      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  }) as unknown as Platform;
+  // Handle c's platform: opens of other processes' leases fail while failing.errno is set.
+  const { adapter, failing } = leaseOpensFailing(await defaultPlatform());
   const a = await open(dir, { namespaces: ["n"] });
   const c = await open(dir, { adapter });
   try {
@@ -327,9 +312,9 @@ test(`[${runtime}] a lease that cannot be opened now (EMFILE, EACCES, EIO) is a 
       const snap = await a.snapshot();
       for (let i = 0; i < 50; i++) await a.set("n", "k", `new ${errno} ${i}`);
       const leases = fs.readdirSync(`${dir}/leases`).filter((f) => f.endsWith(".lease")).length;
-      failWith = errno;
+      failing.errno = errno;
       await c.compact();
-      failWith = undefined;
+      failing.errno = undefined;
       assert.equal(fs.readdirSync(`${dir}/leases`).filter((f) => f.endsWith(".lease")).length, leases, `${errno}: a live process's lease was removed`);
       assert.equal(await snap.get("n", "k"), `old ${errno}`, `${errno}: the snapshot lost its version`);
       snap.release();

@@ -5,7 +5,9 @@
 import * as fs from "node:fs";
 export { test, afterEach } from "node:test";
 export { default as assert } from "node:assert/strict";
-import { detectRuntime } from "txtdb/internal";
+import { detectRuntime, PortError } from "txtdb/internal";
+import { TxtDbError } from "txtdb";
+import type { Database, Platform } from "txtdb";
 
 /** The runtime running this test file. */
 export const runtime: "node" | "deno" | "bun" = detectRuntime();
@@ -45,4 +47,49 @@ export async function waitUntil(probe: () => boolean, timeoutMs: number, everyMs
     await sleep(everyMs);
   }
   return probe() ? performance.now() - t0 : -1;
+}
+
+/**
+ * The code of the TxtDbError that `p` (or what `p()` returns) rejects with, or `ok` when it
+ * resolves. Any other error is rethrown: a test expecting a code fails on a TypeError.
+ */
+export async function outcomeCode(p: Promise<unknown> | (() => unknown), ok = "ok"): Promise<string> {
+  try {
+    await (typeof p === "function" ? p() : p);
+    return ok;
+  } catch (e) {
+    if (e instanceof TxtDbError) return e.code;
+    throw e;
+  }
+}
+
+/** Every entry of every namespace of `db`, with versions, in order. */
+export async function dumpStore(db: Database): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const ns of await db.listNamespaces()) {
+    for await (const e of db.list(ns, { prefix: [] })) out.push([ns, e.key, e.value, e.version]);
+  }
+  return out;
+}
+
+/**
+ * `real` wrapped so that opening another process's lease (a `.lease` file, not created
+ * here) fails with `errno` while `failing.errno` is set: EMFILE, EACCES, EIO, as a process
+ * out of descriptors or another user meets them.
+ */
+export function leaseOpensFailing(real: Platform): { adapter: Platform; failing: { errno: string | undefined } } {
+  const failing: { errno: string | undefined } = { errno: undefined };
+  const adapter = new Proxy(real, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (prop === "open") {
+        return (path: string, options?: { create?: boolean }) => {
+          if (failing.errno && path.endsWith(".lease") && !options?.create) throw new PortError(failing.errno, "open", path);
+          return (v as Platform["open"]).call(target, path, options as Parameters<Platform["open"]>[1]);
+        };
+      }
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as Platform;
+  return { adapter, failing };
 }

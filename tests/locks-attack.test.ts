@@ -9,10 +9,9 @@
  * spawn; it takes part as a child).
  */
 import * as fs from "node:fs";
-import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
+import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test, waitUntil, leaseOpensFailing } from "./harness.ts";
 import { defaultPlatform, open, TxtDbError } from "txtdb";
 import type { Database, LockMode, Platform } from "txtdb";
-import { PortError } from "txtdb/internal";
 import type { Runtime, Worker } from "./procs.ts";
 
 const { killAllWorkers, startWorker } = canSpawn ? await import("./procs.ts") : { killAllWorkers: () => {}, startWorker: undefined };
@@ -247,30 +246,17 @@ test(`${R} a handle's lease is never taken for a dead owner's while it is being 
 
 test(`${R} a lease that cannot be opened now (EMFILE, EACCES) is not a dead owner's: its locks stay`, async () => {
   const dir = tempDir("lease-emfile");
-  const real = await defaultPlatform();
-  let failWith: string | undefined;
-  // The platform of handle c: opens of other owners' leases fail while failWith is set.
-  const adapter = new Proxy(real, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (prop === "open") {
-        return (path: string, options?: { create?: boolean }) => {
-          if (failWith && path.endsWith(".lease") && !options?.create) throw new PortError(failWith, "open", path);
-          return (v as Platform["open"]).call(target, path, options);
-        };
-      }
-      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  }) as Platform;
+  // The platform of handle c: opens of other owners' leases fail while failing.errno is set.
+  const { adapter, failing } = leaseOpensFailing(await defaultPlatform());
   const a = await open(dir);
   const c = await open(dir, { adapter });
   const la = await a.lock(["r", 1], "X");
   for (const errno of ["EMFILE", "EACCES", "EIO"]) {
-    failWith = errno;
+    failing.errno = errno;
     assert.equal(await outcome(c.lock(["r", 1], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", `${errno}: a's X was dropped as a dead owner's`);
     const w = c.lock(["r"], "X", { timeoutMs: 50 });
     assert.equal(await outcome(w), "LOCK_TIMEOUT", `${errno}: a's IX was dropped as a dead owner's`);
-    failWith = undefined;
+    failing.errno = undefined;
     assert.deepEqual(c.locks().map((l) => [l.resource, l.mode, l.waiting]), [["r", "IX", false], [["r", 1], "X", false]], errno);
   }
   la.release();

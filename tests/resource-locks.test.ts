@@ -4,7 +4,7 @@
  * order, deadlocks, timeouts, aborts, close and bad input are all checked here on Node,
  * Deno and Bun (resource-locks-multiprocess.test.ts does it across processes).
  */
-import { assert, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
+import { assert, runtime, sleep, tempDir, test, waitUntil, outcomeCode } from "./harness.ts";
 import { open, ResourceLock, TxtDbError } from "txtdb";
 import type { Database, LockMode } from "txtdb";
 
@@ -12,15 +12,7 @@ const R = `[${runtime}]`;
 const MODES: LockMode[] = ["IS", "IX", "S", "SIX", "X"];
 const COMPATIBLE: Record<string, string[]> = { IS: ["IS", "IX", "S", "SIX"], IX: ["IS", "IX"], S: ["IS", "S"], SIX: ["IS"], X: [] };
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "granted";
-  } catch (e) {
-    if (e instanceof TxtDbError) return e.code;
-    throw e;
-  }
-}
+const code = (p: Promise<unknown>): Promise<string> => outcomeCode(p, "granted");
 
 /** Resolves with what `p` settled as, or "pending" if it has not after a few turns of the loop. */
 async function state(p: Promise<unknown>): Promise<string> {

@@ -4,22 +4,14 @@
  * names and ids that cannot be keys, and damaged saga records. Every step's real failure is
  * recorded (never passed off as a crash), bad input is INVALID_ARGUMENT, and nothing spins.
  */
-import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
+import { assert, runtime, sleep, tempDir, test, outcomeCode } from "./harness.ts";
 import { open, Sagas, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 
 const R = `[${runtime}]`;
 const FAST = { attempts: 2, minDelayMs: 5, maxDelayMs: 20 };
 
-async function code(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === "function" ? p() : p);
-    return "ok";
-  } catch (e) {
-    if (e instanceof TxtDbError) return e.code;
-    throw e;
-  }
-}
+const code = outcomeCode;
 
 async function setup(label: string): Promise<{ db: Database; sagas: Sagas }> {
   const db = await open(tempDir(label), { durability: "none" });

@@ -6,7 +6,7 @@
  * list(), close() handing a saga over to another handle, values mutated after they were
  * passed, and bad input. sagas-multiprocess.test.ts does the same across processes.
  */
-import { assert, canSpawn, runtime, sleep, tempDir, test } from "./harness.ts";
+import { assert, canSpawn, runtime, sleep, tempDir, test, outcomeCode } from "./harness.ts";
 import { open, Sagas, TxtDbError } from "txtdb";
 import type { Database, SagaContext, SagaEvent } from "txtdb";
 import { retryDelayMs } from "txtdb/internal";
@@ -14,15 +14,7 @@ import { retryDelayMs } from "txtdb/internal";
 const R = `[${runtime}]`;
 const FAST = { attempts: 3, minDelayMs: 5, maxDelayMs: 20 };
 
-async function code(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === "function" ? p() : p);
-    return "ok";
-  } catch (e) {
-    if (e instanceof TxtDbError) return e.code;
-    throw e;
-  }
-}
+const code = outcomeCode;
 
 async function setup(label: string, options: Parameters<typeof Sagas.open>[1] = {}): Promise<{ dir: string; db: Database; sagas: Sagas }> {
   const dir = tempDir(label);

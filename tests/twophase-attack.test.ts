@@ -4,21 +4,13 @@
  * cannot hold, and damaged decisions in the coordinator's log. Whatever they do, a
  * transaction ends everywhere or nowhere, recovery goes on for the rest, and nothing hangs.
  */
-import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
+import { assert, runtime, sleep, tempDir, test, outcomeCode } from "./harness.ts";
 import { Coordinator, open, TxtDbError } from "txtdb";
 import type { Database, TwoPhaseParticipant } from "txtdb";
 
 const R = `[${runtime}]`;
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "ok";
-  } catch (e) {
-    if (e instanceof TxtDbError) return e.code;
-    throw e;
-  }
-}
+const code = outcomeCode;
 
 /** Settles with `p`, or with "HUNG" after `ms`. */
 function within<T>(p: Promise<T>, ms: number): Promise<T | "HUNG"> {

@@ -10,7 +10,8 @@
 import * as fs from "node:fs";
 import { assert, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
 import { defaultPlatform, TxtDbError } from "txtdb";
-import type { Database, Entry, WatchEvent } from "txtdb";
+import type { Database, Entry, OpenOptions, Platform, WatchEvent } from "txtdb";
+import { PortError } from "txtdb/internal";
 import { drain, usingDbs } from "./watchhelpers.ts";
 import { ManualClock } from "./expiryclock.ts";
 
@@ -73,31 +74,67 @@ test(`${R} several pending next() calls when the watcher ends with an error: the
   assert.deepEqual(await within(b, 5000), { done: true, value: undefined });
 }));
 
-test(`${R} a watcher replaying old history while another handle compacts past it ends with WATCH_OVERFLOW after the events it delivered, never with a silent gap`, () => usingDbs(async (open) => {
-  const dir = tempDir("watch-atk-fold");
+/**
+ * 100 versions written by one handle, then a second handle (its platform `adapter`, if
+ * given) watching them from version 0 with a buffer of 3, so that its replay pauses; the
+ * first handle then compacts and writes on (rolling segments, so the watcher's handle
+ * learns of the fold), and the watcher's handle reads once.
+ */
+async function replayAcrossCompaction(open: (dir: string, options?: OpenOptions) => Promise<Database>, label: string, onWatching: () => void = () => {}, adapter?: Platform) {
+  const dir = tempDir(label);
   const options = { namespaces: ["ns"], durability: "none" as const, segmentBytes: 4096, autoCompactBytes: 0, watchBufferMax: 3 };
   const writer = await open(dir, options);
   const versions: bigint[] = [];
   for (let i = 0; i < 100; i++) versions.push((await writer.set("ns", ["k", i], "x".repeat(100))).version);
-  const watcherDb = await open(dir, options);
+  const watcherDb = await open(dir, { ...options, ...(adapter ? { adapter } : {}) });
+  onWatching();
   const w = watcherDb.watch("ns", { prefix: ["k"] }, { fromVersion: 0n });
-  const first = await w.next();
-  assert.equal((first.value as WatchEvent).version, versions[0]);
-  // The replay pauses on its small buffer; meanwhile the other handle folds the history.
   await writer.compact();
-  for (let i = 0; i < 60; i++) await writer.set("ns", ["other", i], "y".repeat(100)); // rolls segments: the watcher's process learns of the fold
+  for (let i = 0; i < 60; i++) await writer.set("ns", ["other", i], "y".repeat(100));
   await watcherDb.get("ns", "nothing");
-  const { events, error } = await drain(w, 10_000);
-  const got = [versions[0]!, ...events.map((e) => e.version)];
+  return { versions, watcherDb, ...(await drain(w, 10_000)) };
+}
+
+test(`${R} a watcher replaying old history pins it at once: another handle's compaction keeps it, and every event is delivered`, () => usingDbs(async (open) => {
+  const { versions, events, error } = await replayAcrossCompaction(open, "watch-atk-pin");
+  assert.equal(error, undefined, `the replay ended with ${String(error)}`);
+  assert.deepEqual(events.map((e) => e.version), versions);
+}));
+
+test(`${R} a watcher whose pin did not reach the other handle (its publication failed), compacted past, ends with WATCH_OVERFLOW after the events it delivered, never with a silent gap`, () => usingDbs(async (open) => {
+  // The watcher's handle cannot write its lease once it watches: its published pin stays at
+  // its head, and the other handle's compaction folds the history the replay still needs.
+  const failing = { on: false };
+  const real = await defaultPlatform();
+  const adapter = new Proxy(real, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (prop === "open") {
+        return (path: string, o?: Parameters<Platform["open"]>[1]) => {
+          const h = (v as Platform["open"]).call(target, path, o);
+          if (!path.includes("/leases/")) return h;
+          return new Proxy(h, {
+            get(ht, hp) {
+              const hv = Reflect.get(ht, hp, ht) as unknown;
+              if (hp === "write") return (...args: unknown[]) => { if (failing.on) throw new PortError("EIO", "write", path); return (hv as (...a: unknown[]) => unknown).apply(ht, args); };
+              return typeof hv === "function" ? (hv as (...a: unknown[]) => unknown).bind(ht) : hv;
+            },
+          });
+        };
+      }
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as Platform;
+  const { versions, watcherDb, events, error } = await replayAcrossCompaction(open, "watch-atk-fold", () => (failing.on = true), adapter);
+  failing.on = false;
+  const got = events.map((e) => e.version);
   assert.deepEqual(got, versions.slice(0, got.length), "what was delivered is the history in order, with no gap");
-  if (got.length < versions.length) {
-    assert.ok(error instanceof TxtDbError && error.code === "WATCH_OVERFLOW", `a watcher that could not deliver everything says so (got ${got.length} of ${versions.length} events, error ${String(error)})`);
-    const resumeFrom = (error.details as { resumeFrom: bigint }).resumeFrom;
-    assert.ok(resumeFrom > got[got.length - 1]!, "resumeFrom names the oldest version one can resume from");
-    // Resuming from it works (after re-reading the state).
-    const again = watcherDb.watch("ns", { prefix: ["k"] }, { fromVersion: resumeFrom });
-    await again.return!();
-  }
+  assert.ok(got.length < versions.length, "the history was folded before it was read (else this test proves nothing)");
+  assert.ok(error instanceof TxtDbError && error.code === "WATCH_OVERFLOW", `a watcher that could not deliver everything says so (got ${got.length} of ${versions.length} events, error ${String(error)})`);
+  const resumeFrom = (error.details as { resumeFrom: bigint }).resumeFrom;
+  assert.ok(got.length === 0 || resumeFrom > got[got.length - 1]!, "resumeFrom names the oldest version one can resume from");
+  const again = watcherDb.watch("ns", { prefix: ["k"] }, { fromVersion: resumeFrom });
+  await again.return!();
 }));
 
 test(`${R} watchers opened and closed by the thousand (return, break, abort, pending next) leave none behind`, () => usingDbs(async (open) => {
@@ -447,23 +484,6 @@ test(`${R} a watcher that never reads overflows on live commits with WATCH_OVERF
   assert.deepEqual(await w.return!(), { done: true, value: undefined }, "return() after the end is harmless");
   const { events } = await drain(db.watch("ns", { prefix: [] }, { fromVersion: start }), 500);
   assert.equal(events.length, 10, "resuming replays what it missed");
-}));
-
-test(`${R} a watcher replaying old history pins it at once: another handle's compaction keeps it, and every event is delivered`, () => usingDbs(async (open) => {
-  const dir = tempDir("watch-atk-pin");
-  const options = { namespaces: ["ns"], durability: "none" as const, segmentBytes: 4096, autoCompactBytes: 0, watchBufferMax: 3 };
-  const writer = await open(dir, options);
-  const versions: bigint[] = [];
-  for (let i = 0; i < 100; i++) versions.push((await writer.set("ns", ["k", i], "x".repeat(100))).version);
-  const watcherDb = await open(dir, options);
-  const w = watcherDb.watch("ns", { prefix: ["k"] }, { fromVersion: 0n });
-  // No commit seen by the watcher's handle between watch() and the compaction.
-  await writer.compact();
-  for (let i = 0; i < 60; i++) await writer.set("ns", ["other", i], "y".repeat(100));
-  await watcherDb.get("ns", "nothing");
-  const { events, error } = await drain(w, 10_000);
-  assert.equal(error, undefined, `the replay ended with ${String(error)}`);
-  assert.deepEqual(events.map((e) => e.version), versions);
 }));
 
 test(`${R} watch() with a selector of neither or both of keys and prefix, or options that are no object, is INVALID_ARGUMENT`, () => usingDbs(async (open) => {

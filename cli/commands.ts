@@ -159,7 +159,11 @@ export async function run(inv: Invocation): Promise<number> {
       case "list": {
         const prefix = rest[1] === undefined ? [] : key!;
         const opts = { ...(inv.limit !== undefined ? { limit: inv.limit } : {}), reverse: inv.reverse };
-        for await (const e of db.list(rest[0]!, { prefix }, opts)) out(json({ key: e.key, value: e.value, version: e.version }));
+        let n = 0;
+        for await (const e of db.list(rest[0]!, { prefix }, opts)) {
+          out(json({ key: e.key, value: e.value, version: e.version }));
+          if (++n % 1000 === 0) await drained(); // a slow reader must not make the listing pile up in memory
+        }
         return EXIT.ok;
       }
       case "export":

@@ -852,7 +852,9 @@ test("[attack] a listener process SIGKILLed mid-handler: its message comes back 
       const db = await open(dir);
       await db.enqueue("jobs", "m");
       assert.ok(await child.waitFor("start m", 10_000), `the child took the message: ${child.lines.join(" | ")} ${child.stderr()}`);
-      assert.equal(db.queueStats("jobs").running, 1);
+      // The handler starts once the claim is written, during its fsync; another process sees
+      // the claim once it is durable, a moment later (a slow disk made this race fail).
+      assert.ok(await waitUntil(() => db.queueStats("jobs").running === 1, 5_000) >= 0, `the child's claim shows: ${JSON.stringify(db.queueStats("jobs"))}`);
       const got: number[] = [];
       const stop = new AbortController();
       const l = db.listenQueue("jobs", (_v, m) => void got.push(m.attempt), { signal: stop.signal, retryDelayMs: 0 });

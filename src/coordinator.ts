@@ -40,6 +40,7 @@ import type { Isolation } from "./tx.ts";
 import type { Platform } from "./port.ts";
 import { absolutePath, joinPath } from "./port.ts";
 import { leaseOwnerAlive } from "./liveness.ts";
+import { toWellFormedString } from "./keys.ts";
 import { checkTransactionOptions, invalidArg } from "./options.ts";
 import { armInterval, raceDeadline } from "./timers.ts";
 import type { Timer } from "./timers.ts";
@@ -190,7 +191,7 @@ const NAME_CHARS_MAX = 200;
 function diagnosticName(name: unknown, i: number): string {
   if (typeof name !== "string" || name.length === 0) return typeof name === "number" ? String(name) : `participant ${i}`;
   const short = name.length > NAME_CHARS_MAX ? name.slice(0, NAME_CHARS_MAX) + "…" : name;
-  return short.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+  return toWellFormedString(short);
 }
 
 /** The lease id (of the coordinator process that made it) a txid of a Coordinator starts with. */

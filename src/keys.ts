@@ -63,6 +63,17 @@ const nativeIsWellFormed = (String.prototype as { isWellFormed?: (this: string) 
 export const isWellFormedString: (s: string) => boolean = nativeIsWellFormed
   ? (s) => nativeIsWellFormed.call(s)
   : (s) => !LONE_SURROGATE.test(s);
+
+const nativeToWellFormed = (String.prototype as { toWellFormed?: (this: string) => string }).toWellFormed;
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, "g");
+
+/**
+ * `s` with every lone surrogate replaced by U+FFFD: text UTF-8 can store, for what is only
+ * shown or kept as a diagnostic (an error's message, a participant's name).
+ */
+export const toWellFormedString: (s: string) => string = nativeToWellFormed
+  ? (s) => nativeToWellFormed.call(s)
+  : (s) => s.replace(LONE_SURROGATES, "\ufffd");
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 const f64 = new DataView(new ArrayBuffer(8));
 const f64Array = new Float64Array(1);

@@ -142,11 +142,7 @@ export function leaseOwnerAlive(platform: Platform, path: string): boolean {
   try {
     handle = platform.open(path, { readOnly: true });
   } catch (e) {
-    // Gone (its owner released it), or not a lease at all: dead. Any other failure (EMFILE
-    // when this process is out of descriptors, EACCES, EIO) cannot tell, and counts as
-    // alive: a live owner taken for dead has its lease removed by the sweep, and with it the
-    // pins that keep its snapshots' versions from compaction (or its claims, its sagas).
-    return !(e instanceof PortError && (e.errno === "ENOENT" || e.errno === ENOTREG || e.errno === ELOOP));
+    return !leaseGone(e);
   }
   try {
     if (handle.tryLock(false)) {
@@ -157,6 +153,18 @@ export function leaseOwnerAlive(platform: Platform, path: string): boolean {
   } finally {
     handle.close();
   }
+}
+
+/**
+ * Whether a failure to open a lease file says its owner is gone: the file is gone (its
+ * owner released it, or a sweep removed a dead one), or is no lease at all (not a regular
+ * file). Any other failure (EMFILE when this process is out of descriptors, EACCES, EIO)
+ * cannot tell, and the owner counts as alive: a live owner taken for dead has its lease
+ * removed by the sweep, and with it the pins that keep its snapshots' versions from
+ * compaction, its locks, its claims, its sagas.
+ */
+export function leaseGone(e: unknown): boolean {
+  return e instanceof PortError && (e.errno === "ENOENT" || e.errno === ENOTREG || e.errno === ELOOP);
 }
 
 /** Reads a lease's diagnostic info, or undefined if unreadable. */

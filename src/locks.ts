@@ -52,8 +52,8 @@
 import { TxtDbError } from "./errors.ts";
 import { decodeKey, encodeKey } from "./keys.ts";
 import type { Key } from "./keys.ts";
-import { isLeaseFile, ProcessLease } from "./liveness.ts";
-import { ELOOP, ENOTREG, joinPath, PortError } from "./port.ts";
+import { isLeaseFile, leaseGone, ProcessLease } from "./liveness.ts";
+import { joinPath, PortError } from "./port.ts";
 import type { FileHandle, Platform, WatchHandle } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
 import { armDeadline, armInterval, armTimer } from "./timers.ts";
@@ -77,6 +77,7 @@ import {
   TableFullError,
   VICTIM,
   covers,
+  dropOwners,
 } from "./locktable.ts";
 import type { CycleNote, LockEntry, LockMode, LockTable } from "./locktable.ts";
 
@@ -888,8 +889,7 @@ export class LockManager {
     const dead = new Set<string>();
     for (const e of t.entries) if (!dead.has(e.owner) && e.owner !== this.#lease?.id && !this.#ownerAlive(e.owner)) dead.add(e.owner);
     if (dead.size === 0) return false;
-    t.entries = t.entries.filter((e) => !dead.has(e.owner));
-    for (const d of dead) t.owners.delete(d);
+    dropOwners(t, dead);
     return true;
   }
 
@@ -987,10 +987,7 @@ export class LockManager {
       try {
         h = this.#platform.open(path, { readOnly: true });
       } catch (e) {
-        // Gone (its owner released it at close, or a sweep removed a dead one), or not a
-        // lease at all: dead. Anything else (EMFILE, EACCES, EIO) cannot tell, and a live
-        // owner's locks are never dropped on a doubt.
-        return !(e instanceof PortError && (e.errno === "ENOENT" || e.errno === ENOTREG || e.errno === ELOOP));
+        return !leaseGone(e); // a live owner's locks are never dropped on a doubt
       }
       if (this.#probeHandles.size >= PROBE_HANDLES_MAX) {
         for (const old of this.#probeHandles.values()) closeQuietly(old);

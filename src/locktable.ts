@@ -356,6 +356,14 @@ export function blockersOf(t: LockTable, w: LockEntry): LockEntry[] {
   return out;
 }
 
+/** Removes every entry of `owners` (dead ones) and the owners themselves; returns how many entries went. */
+export function dropOwners(t: LockTable, owners: ReadonlySet<string>): number {
+  const before = t.entries.length;
+  t.entries = t.entries.filter((e) => !owners.has(e.owner));
+  for (const o of owners) t.owners.delete(o);
+  return before - t.entries.length;
+}
+
 /**
  * Applies the grant rule and deadlock detection to `t` in place (rules 1 to 4 above).
  * `alive(owner)` says whether an owner's lease is held; it is asked only about owners
@@ -398,13 +406,7 @@ export function settle(t: LockTable, nowWallMs: number, alive: (owner: string) =
       }
     }
     for (const v of t.entries) if (v.flags & VICTIM) isAlive(v.owner);
-    if (dead.length > 0) {
-      const gone = new Set(dead);
-      const before = t.entries.length;
-      t.entries = t.entries.filter((e) => !gone.has(e.owner));
-      for (const d of dead) t.owners.delete(d);
-      if (t.entries.length !== before) changed = true;
-    }
+    if (dead.length > 0 && dropOwners(t, new Set(dead)) > 0) changed = true;
     if (changed) continue;
     if (!breakOneCycle(t)) return dead;
   }

@@ -6,7 +6,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { isWellFormedString } from "./keys.ts";
+import { isWellFormedString, toWellFormedString } from "./keys.ts";
 
 /**
  * How often a step (or its compensation) is tried and how long to wait between tries.
@@ -306,14 +306,9 @@ export function retryDelayMs(policy: RetryPolicy, attempt: number, random: numbe
   return Math.min(policy.maxDelayMs, base * (1 + random / 2));
 }
 
-/** `s` with every lone surrogate replaced by U+FFFD: a string UTF-8 can store. */
-function wellFormed(s: string): string {
-  return s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
-}
-
 /** At most `max` characters of `s`, well-formed (a cut never leaves half of a pair). */
 function storable(s: string, max: number, more = ""): string {
-  return wellFormed(s.length > max ? s.slice(0, max) + more : s);
+  return toWellFormedString(s.length > max ? s.slice(0, max) + more : s);
 }
 
 /** What `read` gives as text, or `fallback` when reading or converting it throws (a hostile getter, `toString`). */

@@ -318,8 +318,7 @@ export abstract class SnapshotReader {
       this.usable();
       id = this.nsId(ns);
       [start, end] = selectorRange(sel, this.ctx.limits.maxKeyBytes);
-      ({ reverse } = checkListOptions(opts));
-      remaining = checkListOptions(opts).limit;
+      ({ reverse, limit: remaining } = checkListOptions(opts));
       fetch();
     } catch (e) {
       error = e;

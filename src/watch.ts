@@ -445,9 +445,10 @@ export class WatchHub {
       if (w.done || w.paused || w.lastTsn >= frontier.tsn) continue;
       // A watcher at the very end of a segment that compaction folded moves to the next one.
       // Only at the very end: a watcher behind the folded version would skip history it
-      // has not scanned (its pin is published lazily, so another process's compaction may
-      // fold past a watcher replaying from an old version); it ends, after the events it
-      // holds, with WATCH_OVERFLOW rather than a silent gap.
+      // has not scanned (another process's compaction may fold past a watcher replaying
+      // from an old version when its pin did not reach it: published after that compaction
+      // read the pins, or not at all); it ends, after the events it holds, with
+      // WATCH_OVERFLOW rather than a silent gap.
       const start = this.#src.logStart();
       if (w.pos.seg < start.seg) {
         const folded = this.#src.checkpointTsn();

@@ -41,7 +41,7 @@ import { addExtension, Encoder } from "./vendor/cbor-x/encode.js";
 import * as cborDecode from "./vendor/cbor-x/decode.js";
 import { TxtDbError } from "./errors.ts";
 import { isWellFormedString } from "./keys.ts";
-import { decodeCommon, NOT_COMMON } from "./fastdecode.ts";
+import { decodeCommon, decodeCommonAt, NOT_COMMON } from "./fastdecode.ts";
 
 const OPTIONS = {
   useRecords: true,
@@ -242,6 +242,12 @@ export function encodeValue(value: unknown, maxBytes = Infinity): Uint8Array {
 export function decodeValue(bytes: Uint8Array): unknown {
   const common = decodeCommon(bytes);
   return common !== NOT_COMMON ? common : decodeValueWithCborX(bytes);
+}
+
+/** {@link decodeValue} of bytes[start, stop), without a view unless cbor-x must decode it. */
+export function decodeValueAt(bytes: Uint8Array, start: number, stop: number): unknown {
+  const common = decodeCommonAt(bytes, start, stop);
+  return common !== NOT_COMMON ? common : decodeValueWithCborX(bytes.subarray(start, stop));
 }
 
 /**

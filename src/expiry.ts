@@ -72,6 +72,15 @@ export function isExpiring(bytes: Uint8Array): boolean {
 }
 
 /**
+ * {@link isExpiring} of the value that starts at bytes[at] inside a larger buffer. It may
+ * say true for a value shorter than three bytes (it reads on into what follows): the caller
+ * then decides on a view of the value itself.
+ */
+export function mayBeExpiringAt(bytes: Uint8Array, at: number): boolean {
+  return bytes[at + 1] === B1 && bytes[at] === B0 && bytes[at + 2] === B2;
+}
+
+/**
  * The absolute expiry (ms since the epoch) of an envelope, or NaN when the envelope is
  * malformed (never expired, so that the read goes on to decode it and reports CORRUPTION).
  * Only for bytes {@link isExpiring} accepted.

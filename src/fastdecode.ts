@@ -33,8 +33,15 @@ let pos = 0;
 let end = 0;
 let depth = 0;
 /** Keys of the records defined so far in this value, by slot (id - 0xe000). */
-let structures: (string[] | undefined)[] = [];
-let structuresUsed = false;
+/**
+ * Record definitions by slot. Kept across values (a new array per value, grown to the slot,
+ * cost a few % of a scan): the slots a value set are listed in `slotsUsed` and cleared
+ * before the next one.
+ */
+const structures: (string[] | undefined)[] = new Array(RECORD_ID_MAX - RECORD_ID_MIN + 1).fill(undefined);
+const slotsUsed: number[] = [];
+/** src's ArrayBuffer, read once per value and only if a string needs it (a typed array's `buffer` is a runtime call). */
+let srcBuffer: ArrayBufferLike | undefined;
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);
 /** Whether this platform stores doubles little-endian (all of ours do; checked anyway). */
@@ -61,14 +68,19 @@ const notCommon = new NotCommon();
  * {@link NOT_COMMON} (never throws for bad input: the caller's full decoder reports it).
  */
 export function decodeCommon(bytes: Uint8Array): unknown {
+  return decodeCommonAt(bytes, 0, bytes.length);
+}
+
+/**
+ * {@link decodeCommon} of bytes[start, stop): a value inside a larger buffer (a table
+ * block) decodes without a view made for it first.
+ */
+export function decodeCommonAt(bytes: Uint8Array, start: number, stop: number): unknown {
   src = bytes;
-  pos = 0;
-  end = bytes.length;
+  pos = start;
+  end = stop;
   depth = 0;
-  if (structuresUsed) {
-    structures = [];
-    structuresUsed = false;
-  }
+  while (slotsUsed.length > 0) structures[slotsUsed.pop()!] = undefined;
   try {
     const v = read();
     return pos === end ? v : NOT_COMMON;
@@ -77,6 +89,7 @@ export function decodeCommon(bytes: Uint8Array): unknown {
     throw e;
   } finally {
     src = EMPTY;
+    srcBuffer = undefined;
   }
 }
 const EMPTY = new Uint8Array(0);
@@ -150,7 +163,7 @@ function readText(length: number): string {
   if (length > 15) {
     try {
       // A plain view: on Node, subarray() of a Buffer builds a Buffer, which costs more.
-      return utf8.decode(new Uint8Array(src.buffer, src.byteOffset + start, length));
+      return utf8.decode(new Uint8Array((srcBuffer ??= src.buffer), src.byteOffset + start, length));
     } catch {
       return giveUp(); // not UTF-8: cbor-x says what it makes of it
     }
@@ -213,7 +226,7 @@ function readInlineRecord(): Record<string, unknown> {
   const keys = readDefinition();
   if (keys.length !== length - 2) giveUp();
   structures[id - RECORD_ID_MIN] = keys;
-  structuresUsed = true;
+  slotsUsed.push(id - RECORD_ID_MIN);
   return readFields(keys);
 }
 

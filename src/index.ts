@@ -26,7 +26,7 @@ import type { CommitRecord } from "./record.ts";
 import { bytesToBinary } from "./keys.ts";
 import type { Levels } from "./levels.ts";
 import { mergeVisible } from "./merge.ts";
-import type { TableEntry, TableVersion } from "./table.ts";
+import type { ScanRowMaker, TableEntry, TableVersion } from "./table.ts";
 import { expiresAtOf, isExpiring } from "./expiry.ts";
 import { PreparedSet } from "./prepared.ts";
 
@@ -122,6 +122,12 @@ interface NameChain {
 export interface Version {
   tsn: number;
   value: Uint8Array;
+}
+
+/** Makes the rows of {@link Index.rangeRows}: from a block's bytes, or from a version. */
+export interface RangeRowMaker<R> extends ScanRowMaker<R> {
+  /** The row of `key` (a binary string) at version `v` (a value, never a delete). */
+  fromVersion(key: string, v: Version): R;
 }
 
 /** The MVCC index: keys, versions and namespace bindings up to `lastTsn`. */
@@ -422,6 +428,40 @@ export class Index {
     return out;
   }
 
+  /**
+   * {@link range}'s rows as `make` makes them (a list page's entries). When the tables
+   * alone answer a forward read from one source (after a compaction, the common case), the
+   * rows are made straight from the blocks' bytes (TableReader.scanInto with a maker);
+   * otherwise from {@link range}'s [key, version] pairs. `make.lastKey` is the last row's
+   * key when `limit` rows were made (where the next page resumes).
+   */
+  rangeRows<R>(nsId: number, start: string, end: string, snap: number, reverse: boolean, limit: number, after: string | undefined, make: RangeRowMaker<R>): R[] {
+    make.lastKey = undefined;
+    if (this.#hasTables() && !reverse && limit > 0) {
+      // Resume strictly past `after`, as #mergedRange does.
+      const from = after !== undefined && after >= start ? after + "\0" : start;
+      if (from >= end) return [];
+      const single = this.#inMemory(nsId, from, end) ? undefined : this.levels!.singleSource(nsId, from, end, snap);
+      if (single !== undefined) {
+        const out: R[] = [];
+        for (const t of single) if (t.scanInto(nsId, from, end, snap, limit, out, this.#notExpired, true, make)) break;
+        return out;
+      }
+    }
+    const rows = this.range(nsId, start, end, snap, reverse, limit, after);
+    if (rows.length > 0) make.lastKey = rows[rows.length - 1]![0];
+    return rows.map(([k, v]) => make.fromVersion(k, v));
+  }
+
+  /** Whether this in-memory table holds a key of namespace `nsId` in [start, end). */
+  #inMemory(nsId: number, start: string, end: string): boolean {
+    const space = this.#spaces.get(nsId);
+    if (space === undefined) return false;
+    const keys = space.keys();
+    const i = lowerBound(keys, start);
+    return i < keys.length && keys[i]! < end;
+  }
+
   /** {@link range} over this in-memory table and the tables, merged (merge.ts). */
   #mergedRange(nsId: number, start: string, end: string, snap: number, reverse: boolean, limit: number, after?: string): [string, Version][] {
     const out: [string, Version][] = [];
@@ -432,13 +472,7 @@ export class Index {
       if (reverse && after < end) end = after;
     }
     if (start >= end) return out;
-    const space = this.#spaces.get(nsId);
-    let inMemory = false;
-    if (space !== undefined) {
-      const keys = space.keys();
-      const i = lowerBound(keys, start);
-      inMemory = i < keys.length && keys[i]! < end;
-    }
+    const inMemory = this.#inMemory(nsId, start, end);
     if (!inMemory && !reverse) {
       // One source (after a compaction, the common case): the tables append the newest
       // version per key at the snapshot, in order, leaving out deletes and expired values.

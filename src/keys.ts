@@ -223,6 +223,56 @@ export function prefixRange(prefix: unknown, maxBytes = Infinity): [string, stri
   return [p === "" ? "" : p + "\x01", p + PREFIX_END];
 }
 
+/**
+ * {@link decodeKey} of a key's bytes b[start, end) (a table block's, past the namespace
+ * id), without making the key's binary string first: a list page decodes keys straight
+ * from the blocks. ASCII strings, numbers and booleans are read here; a key with any other
+ * part (bytes, bigints, text with escapes or beyond ASCII) goes through the string decoder,
+ * which is the reference.
+ */
+export function decodeKeyBytes(b: Uint8Array, start: number, end: number): Key {
+  const parts: KeyPart[] = [];
+  let i = start;
+  while (i < end) {
+    const tag = b[i++];
+    if (tag === TAG_STRING) {
+      let j = i;
+      while (j < end && b[j]! > 0 && b[j]! < 0x80) j++;
+      // The terminator: a NUL not followed by 0xff (0x00 0xff is an escaped NUL).
+      if (j >= end || b[j] !== 0 || b[j + 1] === 0xff) return decodeKey(bytesToBinaryRange(b, start, end));
+      parts.push(asciiString(b, i, j));
+      i = j + 1;
+    } else if (tag === TAG_NUMBER) {
+      if (i + 8 > end) return decodeKey(bytesToBinaryRange(b, start, end)); // the reference says what is wrong
+      const negative = (b[i]! & 0x80) === 0;
+      for (let j = 0; j < 8; j++) {
+        const c = b[i + j]!;
+        f64Bytes[F64_BYTE[j]!] = negative ? ~c & 0xff : j === 0 ? c ^ 0x80 : c;
+      }
+      parts.push(f64Array[0]!);
+      i += 8;
+    } else if (tag === TAG_BOOLEAN && i < end) {
+      parts.push(b[i++] === 1);
+    } else {
+      return decodeKey(bytesToBinaryRange(b, start, end));
+    }
+  }
+  return parts.length === 1 ? parts[0]! : parts;
+}
+
+/** b[start, end), each byte < 0x80, as a string. */
+function asciiString(b: Uint8Array, start: number, end: number): string {
+  if (end - start > 16) return String.fromCharCode.apply(null, b.subarray(start, end) as unknown as number[]);
+  let s = "";
+  for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
+  return s;
+}
+
+/** b[start, end) as a binary string (one char per byte). */
+export function bytesToBinaryRange(b: Uint8Array, start: number, end: number): string {
+  return bytesToBinary(b.subarray(start, end));
+}
+
 /** Decodes a binary-string key back to its parts. */
 export function decodeKeyParts(s: string): KeyPart[] {
   const parts: KeyPart[] = [];

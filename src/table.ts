@@ -126,6 +126,21 @@ export interface TableEntry {
 }
 
 /** The version of a key a point read finds: its TSN and its bytes, or null for a delete. */
+/**
+ * Builds the rows of {@link TableReader.scanInto} straight from a block's bytes: a list
+ * page's entries without a key string, a value view or a [key, version] pair each.
+ */
+export interface ScanRowMaker<R> {
+  /**
+   * The row of the key key[4, keyLen) (its bytes past the namespace id) at `tsn`, whose
+   * value is bytes[valueAt, valueAt + valueLen); undefined leaves the entry out (an
+   * expired value). The bytes are borrowed: decode them, keep no view.
+   */
+  row(key: Uint8Array, keyLen: number, tsn: number, bytes: Uint8Array, valueAt: number, valueLen: number): R | undefined;
+  /** Set when scanInto stops because `out` is full: the last row's key, a binary string. */
+  lastKey: string | undefined;
+}
+
 export interface TableVersion {
   /** The TSN of the commit that wrote it. */
   tsn: number;
@@ -340,7 +355,7 @@ function grow(key: Uint8Array, keep: number, length: number): Uint8Array<ArrayBu
 }
 
 /** A binary string of bytes [start, end) of `b`. */
-function binaryString(b: Uint8Array, start: number, end: number): string {
+export function binaryString(b: Uint8Array, start: number, end: number): string {
   const CHUNK = 4096;
   // Short runs (the new bytes of a prefix-compressed key): a loop beats building a view for apply().
   if (end - start <= 12) {
@@ -1042,8 +1057,14 @@ export class TableReader {
    * per-block arrays and per-entry objects of {@link range}'s generator (a range scan spent
    * a third of its time there): key strings are built only for the entries it appends, and
    * key bytes are compared with the bounds only in the blocks that straddle them.
+   *
+   * With `make`, the rows are `make.row(...)`'s, built straight from the block's bytes
+   * (`keep` is not called: `make` leaves out what it refuses), and no key string is made
+   * but the last row's when `out` fills (`make.lastKey`, where a next page resumes). The
+   * block's bytes are borrowed then (a cache slot), not copied: `make` decodes and keeps
+   * no view.
    */
-  scanInto(nsId: number, start: string, end: string | undefined, snapshotTsn: number, limit: number, out: [string, TableVersion][], keep: (value: Uint8Array) => boolean, fillCache = true): boolean {
+  scanInto<R = [string, TableVersion]>(nsId: number, start: string, end: string | undefined, snapshotTsn: number, limit: number, out: R[], keep: (value: Uint8Array) => boolean, fillCache = true, make?: ScanRowMaker<R>): boolean {
     this.#open();
     assert(Number.isInteger(nsId) && nsId >= 0 && nsId <= NS_ID_MAX, `namespace id ${nsId} outside 0..2^32-1`);
     if (out.length >= limit) return true;
@@ -1061,8 +1082,9 @@ export class TableReader {
       const blockOffset = e.offset;
       const checkLo = compareBytes(ix, e.firstStart, e.firstEnd, lo, 0, lo.length) < 0;
       const checkHi = hi !== undefined && compareBytes(ix, e.lastStart, e.lastEnd, hi, 0, hi.length) >= 0;
-      // Values appended are views of these bytes: a private copy when the cache's is a slab slot.
-      const { bytes, count, restartsAt: stop } = this.#loadBlock(b, fillCache);
+      // Values appended are views of these bytes: a private copy when the cache's is a slab
+      // slot (a maker keeps no view: the slot will do).
+      const { bytes, count, restartsAt: stop } = make !== undefined ? this.#loadBlockForGet(blockOffset, e.bytes) : this.#loadBlock(b, fillCache);
       let pos = 0;
       for (let i = 0; i < count; i++) {
         if (!readEntry(bytes, pos, stop, i, keyLen)) throw this.#blockCorruption(blockOffset, pos, `malformed entry ${i}`);
@@ -1074,7 +1096,7 @@ export class TableReader {
         if (!same) {
           if (key.length < newLen) key = scratchKey = grow(key, shared, newLen);
           // The string of the previous key, if made, gives this one's shared part (past the namespace id).
-          keyStr = keyStr !== undefined && shared >= 4 ? keyStr.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared) : undefined;
+          keyStr = keyStr !== undefined && shared >= 4 && make === undefined ? keyStr.slice(0, shared - 4) + binaryString(bytes, keyAt, keyAt + unshared) : undefined;
           for (let j = 0; j < unshared; j++) key[shared + j] = bytes[keyAt + j]!;
           keyLen = newLen;
           below = checkLo && compareBytes(key, 0, keyLen, lo, 0, lo.length) < 0;
@@ -1084,10 +1106,19 @@ export class TableReader {
         if (below || decided || tsn > snapshotTsn) continue;
         decided = true;
         if (tag === 0) continue;
+        if (make !== undefined) {
+          const row = make.row(key, keyLen, tsn, bytes, keyAt + unshared, valueLen);
+          if (row === undefined) continue;
+          if (out.push(row) >= limit) {
+            make.lastKey = binaryString(key, 4, keyLen);
+            return true;
+          }
+          continue;
+        }
         const value = new Uint8Array(bytes.buffer, bytes.byteOffset + keyAt + unshared, valueLen);
         if (!keep(value)) continue;
         keyStr ??= binaryString(key, 4, keyLen);
-        if (out.push([keyStr, { tsn, value }]) >= limit) return true;
+        if ((out as [string, TableVersion][]).push([keyStr, { tsn, value }]) >= limit) return true;
       }
       if (pos !== stop) throw this.#blockCorruption(blockOffset, pos, "bytes left over after the last entry");
     }

@@ -10,11 +10,12 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { decodeKey, describeKey, encodeKey, PREFIX_END, prefixRange } from "./keys.ts";
+import { decodeKey, decodeKeyBytes, describeKey, encodeKey, PREFIX_END, prefixRange } from "./keys.ts";
 import type { Key } from "./keys.ts";
-import { decodeValue, encodeValue } from "./codec.ts";
-import type { Index, Version } from "./index.ts";
-import { expiresAtOf, expiryFromOptions, isExpired, isExpiring, valueBytesOf, wrapExpiring } from "./expiry.ts";
+import { decodeValue, decodeValueAt, encodeValue } from "./codec.ts";
+import type { Index, RangeRowMaker, Version } from "./index.ts";
+import { binaryString } from "./table.ts";
+import { expiresAtOf, expiryFromOptions, isExpired, isExpiring, mayBeExpiringAt, valueBytesOf, wrapExpiring } from "./expiry.ts";
 import type { ReadExpiry, SetOptions } from "./expiry.ts";
 import type { EnqueueOptions } from "./queues.ts";
 import { isReservedNamespace } from "./options.ts";
@@ -119,18 +120,72 @@ export function decodeStored(bytes: Uint8Array, ns: string, key: string): unknow
   try {
     return decodeValue(valueBytesOf(bytes));
   } catch (e) {
-    const k = decodeKey(key);
-    const cause = e instanceof TxtDbError && e.cause !== undefined ? e.cause : e;
-    throw new TxtDbError(
-      "CORRUPTION",
-      `The value of key ${describeKey(k)} in namespace "${ns}" cannot be decoded (${(cause as Error)?.message ?? String(cause)}): the store is damaged. Run \`txtdb check\` to find the file and offset; restore from a backup if it persists`,
-      { cause, details: { ns, key: k } },
-    );
+    throw undecodable(e, ns, key);
   }
+}
+
+/** CORRUPTION for the value of `key` (a binary string) in `ns` that failed to decode with `e`. */
+function undecodable(e: unknown, ns: string, key: string): TxtDbError {
+  const k = decodeKey(key);
+  const cause = e instanceof TxtDbError && e.cause !== undefined ? e.cause : e;
+  return new TxtDbError(
+    "CORRUPTION",
+    `The value of key ${describeKey(k)} in namespace "${ns}" cannot be decoded (${(cause as Error)?.message ?? String(cause)}): the store is damaged. Run \`txtdb check\` to find the file and offset; restore from a backup if it persists`,
+    { cause, details: { ns, key: k } },
+  );
 }
 
 function toEntry<T>(ns: string, key: string, v: Version): Entry<T> {
   return { key: decodeKey(key), value: decodeStored(v.value, ns, key) as T, version: BigInt(v.tsn) };
+}
+
+/**
+ * Makes the entries of a streaming list's pages (Index.rangeRows): from a table block's
+ * bytes when the tables alone answer, without the key string, value view and [key,
+ * version] pair per entry that {@link toEntry} needs; consecutive entries of one commit
+ * share their version's bigint (a fold writes many keys at one TSN).
+ */
+class EntryMaker<T> implements RangeRowMaker<Entry<T>> {
+  lastKey: string | undefined = undefined;
+  readonly #ns: string;
+  readonly #index: Index;
+  #tsn = -1;
+  #version = 0n;
+
+  constructor(ns: string, index: Index) {
+    this.#ns = ns;
+    this.#index = index;
+  }
+
+  #versionOf(tsn: number): bigint {
+    if (tsn !== this.#tsn) {
+      this.#tsn = tsn;
+      this.#version = BigInt(tsn);
+    }
+    return this.#version;
+  }
+
+  row(key: Uint8Array, keyLen: number, tsn: number, bytes: Uint8Array, valueAt: number, valueLen: number): Entry<T> | undefined {
+    let value: unknown;
+    if (mayBeExpiringAt(bytes, valueAt)) {
+      // Rare: decide on a view of the value itself, as every other read does.
+      const view = bytes.subarray(valueAt, valueAt + valueLen);
+      if (isExpired(view, this.#index.wallClockMs())) return undefined;
+      value = decodeStored(view, this.#ns, binaryString(key, 4, keyLen));
+    } else {
+      try {
+        value = decodeValueAt(bytes, valueAt, valueAt + valueLen);
+      } catch (e) {
+        throw undecodable(e, this.#ns, binaryString(key, 4, keyLen));
+      }
+    }
+    // The key's bytes past the namespace id.
+    return { key: decodeKeyBytes(key, 4, keyLen), value: value as T, version: this.#versionOf(tsn) };
+  }
+
+  fromVersion(key: string, v: Version): Entry<T> {
+    return { key: decodeKey(key), value: decodeStored(v.value, this.#ns, key) as T, version: this.#versionOf(v.tsn) };
+  }
 }
 
 /**
@@ -299,18 +354,19 @@ export abstract class SnapshotReader {
       release?.();
       release = undefined;
     };
+    let make: EntryMaker<T> | undefined;
     const fetch = () => {
       const want = Math.min(remaining, LIST_PAGE_ENTRIES);
-      const rows = want > 0 && start < end ? this.ctx.index.range(id, start, end, this.snap, reverse, want, after) : [];
-      page = rows.map(([k, v]) => toEntry<T>(ns, k, v));
+      make ??= new EntryMaker<T>(ns, this.ctx.index);
+      page = want > 0 && start < end ? this.ctx.index.rangeRows(id, start, end, this.snap, reverse, want, after, make) : [];
       i = 0;
-      remaining -= rows.length;
-      if (rows.length < want || remaining <= 0) {
+      remaining -= page.length;
+      if (page.length < want || remaining <= 0) {
         exhausted = true;
         release?.();
         release = undefined;
       } else {
-        after = rows[rows.length - 1]![0];
+        after = make.lastKey;
         release ??= this.holdForStream((why) => void (lost = why));
       }
     };

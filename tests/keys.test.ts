@@ -2,7 +2,7 @@
 import { assert, test } from "./harness.ts";
 import { decodeKey, encodeKey, encodePrefix, SeededRandomForKeys } from "./keyhelpers.ts";
 import { TxtDbError } from "txtdb";
-import { binaryToBytes, encodedKeyProblem, isWellFormedString } from "txtdb/internal";
+import { binaryToBytes, decodeKeyBytes, encodedKeyProblem, isWellFormedString } from "txtdb/internal";
 
 const TYPE_RANK = (p: unknown) => (p instanceof Uint8Array ? 0 : typeof p === "string" ? 1 : typeof p === "number" ? 2 : typeof p === "bigint" ? 3 : 4);
 
@@ -56,6 +56,21 @@ test("random tuple keys: byte order of encodings equals the reference order, and
   for (const k of keys.slice(0, 500)) {
     const back = decodeKey(encodeKey(k));
     assert.deepEqual(Array.isArray(back) ? back : [back], k);
+  }
+});
+
+test("decodeKeyBytes (keys read straight from table blocks) equals decodeKey for every kind of part, inside a larger buffer", () => {
+  const rnd = new SeededRandomForKeys(777);
+  const keys: unknown[][] = Array.from({ length: 2000 }, () => rnd.tuple());
+  // The fast path's own cases and each fallback: escaped NULs, non-ASCII, bytes, bigints, booleans, long ASCII.
+  keys.push(["k", 1], ["k", -0.5], ["a\u0000b"], ["é"], [new Uint8Array([0, 255, 1])], [12n, "x"], [true, false], ["x".repeat(40), 3], [""], [1e300, -Infinity]);
+  for (const k of keys) {
+    const bytes = binaryToBytes(encodeKey(k));
+    // Bytes before and after the key, as in a block: they must not be read.
+    const buf = new Uint8Array(bytes.length + 9).fill(0xff);
+    buf.set(bytes, 4);
+    const back = decodeKeyBytes(buf, 4, 4 + bytes.length);
+    assert.deepEqual(back, decodeKey(encodeKey(k)), `key ${String(k)}`);
   }
 });
 

@@ -186,6 +186,14 @@ test(`${R} check() decodes every value in a table and reports the ones that do n
   const again = await open(dir);
   assert.equal(await again.get("ns", "a"), 1);
   await assert.rejects(again.get("ns", "b"), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && /"b" in namespace "ns"/.test(e.message));
+  // A list page is decoded straight from the table's blocks: the same error, naming the key.
+  const listed: unknown[] = [];
+  await assert.rejects(
+    (async () => { for await (const e of again.list("ns", { start: "a", end: "c" })) listed.push(e.key); })(),
+    (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && /"b" in namespace "ns"/.test(e.message),
+  );
+  assert.deepEqual(listed, [], "the page that holds b fails whole");
+  assert.deepEqual((await collect(again.list("ns", { prefix: ["pad"] }, { limit: 3 }))).map((e) => e.key), [["pad", 0], ["pad", 1], ["pad", 2]]);
   const report = await again.check();
   assert.equal(report.ok, false);
   const p = report.problems.find((x) => /undecodable value/.test(x.message));

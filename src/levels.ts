@@ -39,7 +39,10 @@
 import { bloomHash } from "./bloom.ts";
 import type { BlockCache } from "./blockcache.ts";
 import type { ManifestTable } from "./log.ts";
-import type { Platform } from "./port.ts";
+import { PortError } from "./port.ts";
+import type { FileHandle, Platform } from "./port.ts";
+import { storeFileError } from "./dirsafety.ts";
+import { TxtDbError } from "./errors.ts";
 import { TableReader } from "./table.ts";
 import { bytesToBinary } from "./keys.ts";
 import type { TableEntry, TableKey, TableVersion } from "./table.ts";
@@ -123,7 +126,7 @@ export class Levels {
           if (existing) {
             lt = { ...existing, name: t.name, level: t.level }; // moved to another level: same file
           } else {
-            const file = this.#platform.open(`${this.#dir}/${t.name}`, { readOnly: true });
+            const file = openTable(this.#platform, `${this.#dir}/${t.name}`);
             try {
               // With the manifest's key bounds the open reads the footer only (constant time).
               const bounds = t.min && t.max ? { minKey: { nsId: t.min[0], key: bytesToBinary(t.min[1]) }, maxKey: { nsId: t.max[0], key: bytesToBinary(t.max[1]) } } : undefined;
@@ -297,6 +300,30 @@ export class Levels {
     this.#l0 = [];
     this.#runs = [];
     this.maxTsn = 0;
+  }
+}
+
+/**
+ * Opens a table the manifest names, read-only. The port's errors become TxtDbErrors naming
+ * the file, since every read of the store can meet them: a symlink, FIFO or directory in
+ * its place is CORRUPTION (dirsafety.ts), and so is a missing table (a later compaction may
+ * have deleted it meanwhile: callers read the manifest again and retry while it moves, so
+ * only a table missing from the manifest that stays is reported); any other failure is IO.
+ */
+function openTable(platform: Platform, path: string): FileHandle {
+  try {
+    return platform.open(path, { readOnly: true });
+  } catch (e) {
+    const planted = storeFileError(e, path);
+    if (planted) throw planted;
+    if (e instanceof PortError && e.errno === "ENOENT") {
+      throw new TxtDbError("CORRUPTION", `Table "${path}", which the manifest names, is missing. Run \`txtdb check\`; restore the store from a backup`, {
+        cause: e,
+        details: { file: path, offset: 0 },
+      });
+    }
+    if (e instanceof PortError) throw new TxtDbError("IO", `Opening table "${path}" failed: ${e.message}`, { cause: e, details: { file: path, offset: 0 } });
+    throw e;
   }
 }
 

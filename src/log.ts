@@ -169,6 +169,10 @@ function tableNames(m: Manifest): string {
 /** Deepest table level a manifest may name. */
 export const LEVELS_MAX = 8;
 
+/** A table's number in its name (files.ts TABLE_FILE), and the first number 16 digits cannot hold. */
+const TABLE_NUMBER = /^tbl-(\d{16})\.sst$/;
+const TABLE_NUMBER_END = 10 ** 16;
+
 const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
 /**
  * The tail state's place in the frontier file, past the 36 bytes readers probe. The end
@@ -305,11 +309,34 @@ export class Log {
           const expiry = typeof t.expiresAtMs === "number" && Number.isFinite(t.expiresAtMs) ? { expiresAtMs: t.expiresAtMs } : {};
           return t.min !== undefined ? { name: t.name, level: t.level, min: t.min, max: t.max!, ...expiry } : { name: t.name, level: t.level, ...expiry };
         });
+        // A table named twice would be opened twice and read as two tables: its entries
+        // listed and counted twice, a level's run no longer disjoint, and a compaction
+        // merging it with itself. No compaction writes such a manifest; a crafted or
+        // miswritten one is refused before anything reads by it.
+        const named = new Set<string>();
+        let highest = 0;
+        for (const t of out.tables) {
+          if (named.has(t.name)) throw bad(`it names table "${t.name}" twice`);
+          named.add(t.name);
+          const n = TABLE_NUMBER.exec(t.name);
+          if (n) highest = Math.max(highest, Number(n[1]));
+        }
         const bindings = m.bindings ?? [];
         if (!Array.isArray(bindings) || bindings.length % 2 !== 0) throw bad("its namespace bindings are not pairs");
         out.bindings = bindings;
         out.nextNsId = typeof m.nextNsId === "number" ? m.nextNsId : 1;
-        out.nextTable = typeof m.nextTable === "number" ? m.nextTable : 1;
+        // The next table a compaction writes is named by this number. At or below a table the
+        // manifest names, the compaction would rename its new table over that one while the
+        // manifest still names it (a crash then leaves the store reading other content under
+        // its name); outside 1 .. 10^16 - 1 it makes a name no open accepts. Refused, so that
+        // nothing is written by it.
+        if (m.nextTable === undefined) {
+          out.nextTable = highest + 1;
+        } else if (!Number.isSafeInteger(m.nextTable) || m.nextTable <= highest || m.nextTable >= TABLE_NUMBER_END) {
+          throw bad(`its next table number ${JSON.stringify(m.nextTable)} is not an integer past every table it names (${highest}) and below ${TABLE_NUMBER_END}`);
+        } else {
+          out.nextTable = m.nextTable;
+        }
         if (m.twoPhase !== undefined && m.twoPhase !== null) {
           if (typeof m.twoPhase !== "object" || !Array.isArray(m.twoPhase.prepared) || !Array.isArray(m.twoPhase.decisions)) throw bad("its two-phase part is malformed");
           out.twoPhase = m.twoPhase;

@@ -35,6 +35,7 @@ import { frame, parseFrame, FRAME_HEADER_BYTES, FRAME_MAGIC, NewerRecordError } 
 import { joinPath, PortError } from "./port.ts";
 import type { FileHandle, OpenOptions, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
+import { isWellFormedString } from "./keys.ts";
 import { FRONTIER, FRONTIER_FILE_BYTES, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName } from "./files.ts";
 
 /**
@@ -172,6 +173,8 @@ export const LEVELS_MAX = 8;
 /** A table's number in its name (files.ts TABLE_FILE), and the first number 16 digits cannot hold. */
 const TABLE_NUMBER = /^tbl-(\d{16})\.sst$/;
 const TABLE_NUMBER_END = 10 ** 16;
+/** The largest namespace id (tables store it in 4 bytes: table.ts). */
+const NS_ID_MAX = 2 ** 32 - 1;
 
 const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
 /**
@@ -323,8 +326,24 @@ export class Log {
         }
         const bindings = m.bindings ?? [];
         if (!Array.isArray(bindings) || bindings.length % 2 !== 0) throw bad("its namespace bindings are not pairs");
+        // The rules a format-1 checkpoint's header is held to (checkpoint.ts), plus what the
+        // index assumes of bindings at one version: each name once, each id once. Otherwise
+        // a compaction hit an assertion on an id that is not a namespace id, listing
+        // namespaces threw a TypeError, and two names bound to one id read each other's keys.
+        const nextNsId = m.nextNsId ?? 1;
+        if (!Number.isSafeInteger(nextNsId) || nextNsId < 1 || nextNsId > NS_ID_MAX + 1) throw bad(`its next namespace id ${JSON.stringify(nextNsId)} is not an integer in 1..2^32`);
+        const names = new Set<string>(), ids = new Set<number>();
+        for (let i = 0; i < bindings.length; i += 2) {
+          const [name, id] = [bindings[i] as unknown, bindings[i + 1] as unknown];
+          if (typeof name !== "string" || name.length === 0 || !isWellFormedString(name) || typeof id !== "number" || !Number.isSafeInteger(id) || id < 1 || id >= nextNsId) {
+            throw bad(`its namespace binding #${i / 2} is not a name and an id in 1..${nextNsId - 1}`);
+          }
+          if (names.has(name) || ids.has(id)) throw bad(`its namespace binding #${i / 2} binds ${names.has(name) ? `the name ${JSON.stringify(name)}` : `the id ${id}`} a second time`);
+          names.add(name);
+          ids.add(id);
+        }
         out.bindings = bindings;
-        out.nextNsId = typeof m.nextNsId === "number" ? m.nextNsId : 1;
+        out.nextNsId = nextNsId;
         // The next table a compaction writes is named by this number. At or below a table the
         // manifest names, the compaction would rename its new table over that one while the
         // manifest still names it (a crash then leaves the store reading other content under

@@ -213,3 +213,49 @@ test(`${R} \`txtdb migrate\` and \`migrate --rollback\` meeting a symlink, FIFO 
     await db.close();
   }
 });
+
+test(`${R} a manifest whose namespace bindings are malformed (an id that is not a namespace id, a name that is not a string, a name or id bound twice, the next id not past them) is CORRUPTION at open, in check() and for a running process: never a TypeError, a failed assertion or one namespace read as another`, async () => {
+  const variants: [string, Record<string, unknown>][] = [
+    ["an id as a string", { bindings: ["ns", "1", "b", 2] }],
+    ["a fractional id", { bindings: ["ns", 1.5, "b", 2] }],
+    ["a negative id", { bindings: ["ns", -1, "b", 2] }],
+    ["an id past 2^32 - 1", { bindings: ["ns", 2 ** 40, "b", 2], nextNsId: 2 ** 40 + 1 }],
+    ["a name that is an object", { bindings: [{}, 1, "b", 2] }],
+    ["an empty name", { bindings: ["", 1, "b", 2] }],
+    ["one name bound twice", { bindings: ["ns", 1, "ns", 2] }],
+    ["one id bound to two names", { bindings: ["ns", 1, "b", 1] }],
+    ["the next id not past the bound ones", { nextNsId: 2 }],
+    ["the next id not a number", { nextNsId: "9" }],
+  ];
+  for (const [name, change] of variants) {
+    const dir = tempDir("bindings");
+    const db = await open(dir, { namespaces: ["ns", "b"], ...small });
+    for (let i = 0; i < 50; i++) await db.set("ns", i, "v" + i);
+    await db.compact();
+    const running = await open(dir, small);
+    assert.equal(await running.get("ns", 3), "v3");
+    await db.close();
+    const m = readManifest(dir);
+    assert.deepEqual(m.bindings, ["ns", 1, "b", 2], "the store binds ns to 1 and b to 2");
+    assert.equal(m.nextNsId, 3);
+    writeManifest(dir, { ...m, ...change });
+    for (const readOnly of [false, true]) {
+      const r = await refusal(name, () => open(dir, { readOnly }).then((d) => d.close()));
+      assert.equal(r?.code, "CORRUPTION", `${name}: open (readOnly ${readOnly}): ${r?.message}`);
+      assert.ok(r!.file.endsWith("MANIFEST") && /namespace/.test(r!.message), `${name}: ${r!.message}`);
+    }
+    // A running process meets the crafted manifest when it compacts (it reads the manifest on disk).
+    const c = await refusal(`${name}: compact`, async () => {
+      await running.set("ns", "x", 1);
+      await running.compact();
+    });
+    assert.equal(c?.code, "CORRUPTION", `${name}: compact: ${c?.message}`);
+    const report = await running.check();
+    assert.ok(!report.ok && report.problems.some((p) => p.file.endsWith("MANIFEST")), `${name}: check(): ${JSON.stringify(report.problems)}`);
+    await running.close();
+    writeManifest(dir, m);
+    const back = await open(dir);
+    assert.equal(await back.get("ns", 3), "v3");
+    await back.close();
+  }
+});

@@ -7,7 +7,7 @@
  * an overwritten table.
  */
 import * as fs from "node:fs";
-import { assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
+import { assert, canSpawn, runtime, tempDir, test, waitUntil } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 import { decodeInternal, defaultPlatform, encodeInternal, frame, migrateStore, parseFrame } from "txtdb/internal";
@@ -258,4 +258,49 @@ test(`${R} a manifest whose namespace bindings are malformed (an id that is not 
     assert.equal(await back.get("ns", 3), "v3");
     await back.close();
   }
+});
+
+test(`${R} a manifest whose level 0 is not newest first, or whose deeper level holds tables with overlapping keys, is CORRUPTION at open and in check(), never an older version read as the newest`, async () => {
+  const dir = tempDir("levels");
+  // Automatic compaction only folds: three folds leave three level-0 tables, each holding every key.
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 1024, durability: "none" });
+  for (let round = 0; round < 3; round++) {
+    const before = db.stats().compactions;
+    for (let i = 0; i < 40; i++) await db.set("ns", i, "r" + round);
+    assert.ok((await waitUntil(() => db.stats().compactions > before, 10_000)) >= 0, `round ${round} started an automatic compaction`);
+  }
+  await db.close();
+  const m = readManifest(dir);
+  const tables = m.tables as { name: string; level: number }[];
+  const l0 = tables.filter((t) => t.level === 0);
+  assert.ok(l0.length >= 2, `several level-0 tables: ${JSON.stringify(tables.map((t) => `${t.level}:${t.name}`))}`);
+  const check = await open(dir);
+  const newest = await check.get("ns", 5);
+  await check.close();
+  const variants: [string, unknown[]][] = [
+    ["level 0 oldest first", [...l0].reverse().concat(tables.filter((t) => t.level > 0))],
+    ["level-0 tables listed as one level-1 run", tables.map((t) => ({ ...t, level: t.level === 0 ? 1 : t.level + 1 }))],
+  ];
+  for (const [name, crafted] of variants) {
+    const running = await open(dir);
+    writeManifest(dir, { ...m, tables: crafted });
+    const r = await refusal(name, async () => {
+      const d = await open(dir, { readOnly: true });
+      try {
+        return await d.get("ns", 5);
+      } finally {
+        await d.close();
+      }
+    });
+    assert.equal(r?.code, "CORRUPTION", `${name}: open: ${r?.message ?? "it read " + newest}`);
+    assert.ok(r!.file.endsWith("MANIFEST") && /level/.test(r!.message), `${name}: ${r!.file}: ${r!.message}`);
+    const report = await running.check();
+    assert.ok(!report.ok && report.problems.some((p) => p.file.endsWith("MANIFEST") && /level/.test(p.message)), `${name}: check(): ${JSON.stringify(report.problems)}`);
+    await running.close();
+    writeManifest(dir, m);
+  }
+  const back = await open(dir);
+  assert.equal(await back.get("ns", 5), newest);
+  assert.equal(newest, "r2");
+  await back.close();
 });

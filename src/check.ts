@@ -94,8 +94,10 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
         levels.adopt(manifest.tables ?? []);
         rebuilt.levels = levels;
       } catch (e) {
+        // The file the error names (the manifest, when its tables are out of shape), else the directory.
         tablesOk = false;
-        problem(dir, 0, e instanceof Error ? e.message : String(e));
+        const d = isTxtDbError(e) ? (e.details as { file?: unknown; offset?: unknown } | undefined) : undefined;
+        problem(typeof d?.file === "string" ? d.file : dir, typeof d?.offset === "number" ? d.offset : 0, e instanceof Error ? e.message : String(e));
       }
     }
     const flat = manifest.bindings ?? [];

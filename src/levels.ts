@@ -39,7 +39,11 @@
 import { bloomHash } from "./bloom.ts";
 import type { BlockCache } from "./blockcache.ts";
 import type { ManifestTable } from "./log.ts";
-import type { Platform } from "./port.ts";
+import { PortError } from "./port.ts";
+import type { FileHandle, Platform } from "./port.ts";
+import { storeFileError } from "./dirsafety.ts";
+import { TxtDbError } from "./errors.ts";
+import { MANIFEST } from "./files.ts";
 import { TableReader } from "./table.ts";
 import { bytesToBinary } from "./keys.ts";
 import type { TableEntry, TableKey, TableVersion } from "./table.ts";
@@ -115,6 +119,8 @@ export class Levels {
   adopt(tables: readonly ManifestTable[]): void {
     const opened: LevelTable[] = [];
     const next = new Map<string, LevelTable>();
+    const l0: LevelTable[] = [];
+    const runs: LevelTable[][] = [];
     try {
       for (const t of tables) {
         let lt = this.#byName.get(t.name);
@@ -123,7 +129,7 @@ export class Levels {
           if (existing) {
             lt = { ...existing, name: t.name, level: t.level }; // moved to another level: same file
           } else {
-            const file = this.#platform.open(`${this.#dir}/${t.name}`, { readOnly: true });
+            const file = openTable(this.#platform, `${this.#dir}/${t.name}`);
             try {
               // With the manifest's key bounds the open reads the footer only (constant time).
               const bounds = t.min && t.max ? { minKey: { nsId: t.min[0], key: bytesToBinary(t.min[1]) }, maxKey: { nsId: t.max[0], key: bytesToBinary(t.max[1]) } } : undefined;
@@ -137,26 +143,67 @@ export class Levels {
         }
         next.set(t.name, lt);
       }
+      for (const t of tables) {
+        const lt = next.get(t.name)!;
+        if (t.level === 0) {
+          l0.push(lt);
+        } else {
+          while (runs.length < t.level) runs.push([]);
+          runs[t.level - 1]!.push(lt);
+        }
+      }
+      for (const run of runs) run.sort((a, b) => compareKeysOrEmpty(a.reader.meta.minKey, b.reader.meta.minKey));
+      this.#checkShape(l0, runs);
     } catch (e) {
       for (const t of opened) t.reader.close();
       throw e;
     }
     for (const [name, t] of this.#byName) if (!next.has(name)) t.reader.close();
     this.#byName = next;
-    this.#l0 = [];
-    this.#runs = [];
+    this.#l0 = l0;
+    this.#runs = runs;
     this.maxTsn = 0;
-    for (const t of tables) {
-      const lt = next.get(t.name)!;
-      if (lt.reader.meta.maxTsn > this.maxTsn) this.maxTsn = lt.reader.meta.maxTsn;
-      if (t.level === 0) {
-        this.#l0.push(lt);
-      } else {
-        while (this.#runs.length < t.level) this.#runs.push([]);
-        this.#runs[t.level - 1]!.push(lt);
+    for (const lt of next.values()) if (lt.reader.meta.maxTsn > this.maxTsn) this.maxTsn = lt.reader.meta.maxTsn;
+  }
+
+  /**
+   * Reads rely on the shape in the module comment: a point read stops at the first table
+   * that holds the key, level 0 newest first, and finds a key in a deeper level by binary
+   * search over its tables' key bounds. A manifest that lists level 0 in another order, or a
+   * level whose tables' key ranges overlap, would make reads return an older version as
+   * the newest (and check() agreed with them, reading by the same manifest). Compaction
+   * never writes such a manifest; a crafted or miswritten one is CORRUPTION. Checked from
+   * the footers (TSNs) and the manifest's key bounds: no block is read.
+   */
+  #checkShape(l0: LevelTable[], runs: LevelTable[][]): void {
+    const manifest = `${this.#dir}/${MANIFEST}`;
+    const bad = (what: string) =>
+      new TxtDbError("CORRUPTION", `Manifest "${manifest}" lists its tables out of shape: ${what}; reads by it would return older versions as the newest. Restore the manifest from a backup`, {
+        details: { file: manifest, offset: 0 },
+      });
+    // Level 0: of two tables that may share a key, the one listed first holds only newer
+    // versions. (One fold larger than a table's target size writes several level-0 tables
+    // of the same versions and disjoint keys, in any order.) Pairwise: compaction leaves at
+    // most L0_TABLES_MAX (fold.ts) tables in level 0.
+    for (let i = 0; i < l0.length; i++) {
+      const a = l0[i]!.reader.meta;
+      for (let j = i + 1; j < l0.length; j++) {
+        const b = l0[j]!.reader.meta;
+        if (a.minTsn > b.maxTsn || a.entryCount === 0 || b.entryCount === 0) continue;
+        if (compareKeysOrEmpty(a.maxKey, b.minKey) < 0 || compareKeysOrEmpty(b.maxKey, a.minKey) < 0) continue;
+        throw bad(`level 0 must list its tables newest first, but "${l0[i]!.name}" (versions ${a.minTsn}..${a.maxTsn}) comes before "${l0[j]!.name}" (versions ${b.minTsn}..${b.maxTsn}) and their keys overlap`);
       }
     }
-    for (const run of this.#runs) run.sort((a, b) => compareKeysOrEmpty(a.reader.meta.minKey, b.reader.meta.minKey));
+    runs.forEach((run, i) => {
+      let before: LevelTable | undefined;
+      for (const t of run) {
+        if (!t.reader.meta.minKey) continue;
+        if (before && compareKeysOrEmpty(before.reader.meta.maxKey, t.reader.meta.minKey) >= 0) {
+          throw bad(`the key ranges of "${before.name}" and "${t.name}" in level ${i + 1} overlap, where a level's tables must be disjoint`);
+        }
+        before = t;
+      }
+    });
   }
 
   /** The table of a sorted run that may hold (nsId, key), or undefined. */
@@ -297,6 +344,30 @@ export class Levels {
     this.#l0 = [];
     this.#runs = [];
     this.maxTsn = 0;
+  }
+}
+
+/**
+ * Opens a table the manifest names, read-only. The port's errors become TxtDbErrors naming
+ * the file, since every read of the store can meet them: a symlink, FIFO or directory in
+ * its place is CORRUPTION (dirsafety.ts), and so is a missing table (a later compaction may
+ * have deleted it meanwhile: callers read the manifest again and retry while it moves, so
+ * only a table missing from the manifest that stays is reported); any other failure is IO.
+ */
+function openTable(platform: Platform, path: string): FileHandle {
+  try {
+    return platform.open(path, { readOnly: true });
+  } catch (e) {
+    const planted = storeFileError(e, path);
+    if (planted) throw planted;
+    if (e instanceof PortError && e.errno === "ENOENT") {
+      throw new TxtDbError("CORRUPTION", `Table "${path}", which the manifest names, is missing. Run \`txtdb check\`; restore the store from a backup`, {
+        cause: e,
+        details: { file: path, offset: 0 },
+      });
+    }
+    if (e instanceof PortError) throw new TxtDbError("IO", `Opening table "${path}" failed: ${e.message}`, { cause: e, details: { file: path, offset: 0 } });
+    throw e;
   }
 }
 

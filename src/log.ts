@@ -35,6 +35,7 @@ import { frame, parseFrame, FRAME_HEADER_BYTES, FRAME_MAGIC, NewerRecordError } 
 import { joinPath, PortError } from "./port.ts";
 import type { FileHandle, OpenOptions, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
+import { isWellFormedString } from "./keys.ts";
 import { FRONTIER, FRONTIER_FILE_BYTES, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName } from "./files.ts";
 
 /**
@@ -168,6 +169,12 @@ function tableNames(m: Manifest): string {
 
 /** Deepest table level a manifest may name. */
 export const LEVELS_MAX = 8;
+
+/** A table's number in its name (files.ts TABLE_FILE), and the first number 16 digits cannot hold. */
+const TABLE_NUMBER = /^tbl-(\d{16})\.sst$/;
+const TABLE_NUMBER_END = 10 ** 16;
+/** The largest namespace id (tables store it in 4 bytes: table.ts). */
+const NS_ID_MAX = 2 ** 32 - 1;
 
 const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
 /**
@@ -305,11 +312,50 @@ export class Log {
           const expiry = typeof t.expiresAtMs === "number" && Number.isFinite(t.expiresAtMs) ? { expiresAtMs: t.expiresAtMs } : {};
           return t.min !== undefined ? { name: t.name, level: t.level, min: t.min, max: t.max!, ...expiry } : { name: t.name, level: t.level, ...expiry };
         });
+        // A table named twice would be opened twice and read as two tables: its entries
+        // listed and counted twice, a level's run no longer disjoint, and a compaction
+        // merging it with itself. No compaction writes such a manifest; a crafted or
+        // miswritten one is refused before anything reads by it.
+        const named = new Set<string>();
+        let highest = 0;
+        for (const t of out.tables) {
+          if (named.has(t.name)) throw bad(`it names table "${t.name}" twice`);
+          named.add(t.name);
+          const n = TABLE_NUMBER.exec(t.name);
+          if (n) highest = Math.max(highest, Number(n[1]));
+        }
         const bindings = m.bindings ?? [];
         if (!Array.isArray(bindings) || bindings.length % 2 !== 0) throw bad("its namespace bindings are not pairs");
+        // The rules a format-1 checkpoint's header is held to (checkpoint.ts), plus what the
+        // index assumes of bindings at one version: each name once, each id once. Otherwise
+        // a compaction hit an assertion on an id that is not a namespace id, listing
+        // namespaces threw a TypeError, and two names bound to one id read each other's keys.
+        const nextNsId = m.nextNsId ?? 1;
+        if (!Number.isSafeInteger(nextNsId) || nextNsId < 1 || nextNsId > NS_ID_MAX + 1) throw bad(`its next namespace id ${JSON.stringify(nextNsId)} is not an integer in 1..2^32`);
+        const names = new Set<string>(), ids = new Set<number>();
+        for (let i = 0; i < bindings.length; i += 2) {
+          const [name, id] = [bindings[i] as unknown, bindings[i + 1] as unknown];
+          if (typeof name !== "string" || name.length === 0 || !isWellFormedString(name) || typeof id !== "number" || !Number.isSafeInteger(id) || id < 1 || id >= nextNsId) {
+            throw bad(`its namespace binding #${i / 2} is not a name and an id in 1..${nextNsId - 1}`);
+          }
+          if (names.has(name) || ids.has(id)) throw bad(`its namespace binding #${i / 2} binds ${names.has(name) ? `the name ${JSON.stringify(name)}` : `the id ${id}`} a second time`);
+          names.add(name);
+          ids.add(id);
+        }
         out.bindings = bindings;
-        out.nextNsId = typeof m.nextNsId === "number" ? m.nextNsId : 1;
-        out.nextTable = typeof m.nextTable === "number" ? m.nextTable : 1;
+        out.nextNsId = nextNsId;
+        // The next table a compaction writes is named by this number. At or below a table the
+        // manifest names, the compaction would rename its new table over that one while the
+        // manifest still names it (a crash then leaves the store reading other content under
+        // its name); outside 1 .. 10^16 - 1 it makes a name no open accepts. Refused, so that
+        // nothing is written by it.
+        if (m.nextTable === undefined) {
+          out.nextTable = highest + 1;
+        } else if (!Number.isSafeInteger(m.nextTable) || m.nextTable <= highest || m.nextTable >= TABLE_NUMBER_END) {
+          throw bad(`its next table number ${JSON.stringify(m.nextTable)} is not an integer past every table it names (${highest}) and below ${TABLE_NUMBER_END}`);
+        } else {
+          out.nextTable = m.nextTable;
+        }
         if (m.twoPhase !== undefined && m.twoPhase !== null) {
           if (typeof m.twoPhase !== "object" || !Array.isArray(m.twoPhase.prepared) || !Array.isArray(m.twoPhase.decisions)) throw bad("its two-phase part is malformed");
           out.twoPhase = m.twoPhase;

@@ -5,7 +5,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { COMPACT_LOCK, LEASES_DIR, WRITER_LOCK } from "./files.ts";
+import { COMPACT_LOCK, ioError, LEASES_DIR, WRITER_LOCK } from "./files.ts";
 import { stampHolder } from "./holder.ts";
 import { scanLeaseFiles } from "./liveness.ts";
 import { FileLock } from "./lock.ts";
@@ -80,6 +80,10 @@ export async function migrateStore(platform: Platform, dir: string, options: { r
     } finally {
       releaseWriter();
     }
+  } catch (e) {
+    // A failure of the file system (EIO, ENOSPC, EACCES) is IO with the cause kept, as
+    // everywhere else; it used to reach `txtdb migrate` as the port's own error.
+    throw ioError(e, `Migrating "${dir}" to format ${options.rollback ? FORMAT_CHECKPOINT : FORMAT_VERSION}`);
   } finally {
     log.close();
     writer.close();

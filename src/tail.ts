@@ -425,13 +425,23 @@ export class Tail {
    * gone) follows the new manifest and reads again.
    */
   refresh(): void {
+    // Following the new manifest can fail too (a table it names that a later compaction
+    // already deleted, or one deleted or replaced by someone else): the next attempt reads
+    // the manifest again, and after the last one its failure is what the read reports. It
+    // used to escape from here unwrapped, as the port's error.
+    let followFailure: unknown;
     for (let attempt = 1; ; attempt++) {
       try {
         this.#refreshOrThrow();
         return;
       } catch (e) {
-        if (attempt >= OPEN_ATTEMPTS_MAX || !this.manifestMovedFrom(this.#manifest)) throw ioError(e, `Reading the log of "${this.path}"`);
-        this.#followManifest();
+        if (attempt >= OPEN_ATTEMPTS_MAX || !this.manifestMovedFrom(this.#manifest)) throw ioError(followFailure ?? e, `Reading the log of "${this.path}"`);
+        try {
+          this.#followManifest();
+          followFailure = undefined;
+        } catch (f) {
+          followFailure = f;
+        }
       }
     }
   }

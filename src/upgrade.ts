@@ -38,7 +38,8 @@ import { FORMAT_CHECKPOINT, FORMAT_VERSION } from "./log.ts";
 import type { Log, Manifest } from "./log.ts";
 import { BlockCache } from "./blockcache.ts";
 import { mergeForCompaction } from "./merge.ts";
-import type { Platform } from "./port.ts";
+import type { FileHandle, Platform } from "./port.ts";
+import { storeFileError } from "./dirsafety.ts";
 import { TableReader } from "./table.ts";
 import type { TableEntry } from "./table.ts";
 
@@ -60,6 +61,19 @@ function damaged(path: string, e: CheckpointDamage): TxtDbError {
   });
 }
 
+/**
+ * Opens a checkpoint or table the manifest names, read-only. A symlink, FIFO or directory in
+ * its place is CORRUPTION naming it (dirsafety.ts): `txtdb migrate` does not go through the
+ * directory check of `open()`, and the port's error used to escape as it was.
+ */
+function openForFormatChange(platform: Platform, path: string): FileHandle {
+  try {
+    return platform.open(path, { readOnly: true });
+  } catch (e) {
+    throw storeFileError(e, path) ?? e;
+  }
+}
+
 /** Rules 2–4: format 1 → 2. The caller holds the writer lock and `compact.lock`, alone (rule 1). */
 export function upgradeLocked(platform: Platform, dir: string, log: Log, m: Manifest): { manifest: Manifest; change: FormatChange } {
   if (m.format !== FORMAT_CHECKPOINT) throw new TxtDbError("FORMAT", `Store "${dir}" is in format ${m.format}; only format ${FORMAT_CHECKPOINT} is upgraded`);
@@ -69,7 +83,7 @@ export function upgradeLocked(platform: Platform, dir: string, log: Log, m: Mani
   const byNs = new Map<number, CheckpointEntry[]>();
   if (m.checkpoint) {
     const path = `${dir}/${m.checkpoint}`;
-    const file = platform.open(path, { readOnly: true });
+    const file = openForFormatChange(platform, path);
     try {
       const { header } = readCheckpoint(file, (e) => {
         let list = byNs.get(e.nsId);
@@ -143,7 +157,7 @@ export function rollbackLocked(platform: Platform, dir: string, log: Log, m: Man
   let manifest: Manifest;
   try {
     for (const t of [...tables].sort((a, b) => a.level - b.level)) {
-      const file = platform.open(`${dir}/${t.name}`, { readOnly: true });
+      const file = openForFormatChange(platform, `${dir}/${t.name}`);
       try {
         readers.push(TableReader.open(file, { cache }));
       } catch (e) {

@@ -1,0 +1,306 @@
+/**
+ * The on-disk tables, the manifest, compaction and the format migration as an attacker or a
+ * careless user drives them: table files deleted or replaced (by a symlink, a FIFO, a
+ * directory) under a running process, manifests crafted to list a table twice or to name
+ * the next table wrongly, and `txtdb migrate` meeting planted files. Every refusal is a
+ * TxtDbError with a stable code naming the file, never a port error, a duplicated entry or
+ * an overwritten table.
+ */
+import * as fs from "node:fs";
+import { assert, canSpawn, runtime, tempDir, test, waitUntil } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+import type { Database } from "txtdb";
+import { decodeInternal, defaultPlatform, encodeInternal, frame, migrateStore, parseFrame } from "txtdb/internal";
+
+const R = `[${runtime}]`;
+const small = { segmentBytes: 1024, autoCompactBytes: 0 };
+
+/** Makes a FIFO at `path` (Node and Bun legs: the Deno leg may not start processes). */
+async function mkfifo(path: string): Promise<void> {
+  const { spawnSync } = await import("node:child_process");
+  const r = spawnSync("mkfifo", ["-m", "600", path]);
+  assert.equal(r.status, 0, `mkfifo ${path}: ${r.stderr}`);
+}
+
+/** What may be put where a table (or checkpoint) belongs; a FIFO only where the leg may start mkfifo. */
+const PLANTS = ["deleted", "symlink", "directory", ...(canSpawn ? ["fifo"] : [])] as const;
+type Plant = (typeof PLANTS)[number];
+
+/** Moves `path` aside (to `path.orig`) and puts `plant` in its place. */
+async function plant(path: string, kind: Plant): Promise<void> {
+  fs.renameSync(path, `${path}.orig`);
+  if (kind === "symlink") fs.symlinkSync(`${path}.orig`, path);
+  if (kind === "directory") fs.mkdirSync(path);
+  if (kind === "fifo") await mkfifo(path);
+}
+
+/** Puts the original file back. */
+function restore(path: string): void {
+  fs.rmSync(path, { recursive: true, force: true });
+  fs.renameSync(`${path}.orig`, path);
+}
+
+const tablesOf = (dir: string) => fs.readdirSync(dir).filter((f) => /^tbl-\d{16}\.sst$/.test(f)).sort();
+
+function readManifest(dir: string): Record<string, unknown> {
+  const r = parseFrame(new Uint8Array(fs.readFileSync(`${dir}/MANIFEST`)), 0);
+  assert.equal(r.kind, "ok");
+  return decodeInternal((r as { body: Uint8Array }).body) as Record<string, unknown>;
+}
+
+function writeManifest(dir: string, m: Record<string, unknown>): void {
+  fs.writeFileSync(`${dir}/MANIFEST`, frame(encodeInternal(m)));
+}
+
+/** The code and details of what `f` rejects with; a non-TxtDbError fails the test, naming it. */
+async function refusal(what: string, f: () => Promise<unknown>): Promise<{ code: string; file: string; message: string } | undefined> {
+  try {
+    await f();
+    return undefined;
+  } catch (e) {
+    assert.ok(e instanceof TxtDbError, `${what}: not a TxtDbError: ${String(e)}`);
+    return { code: e.code, file: String((e.details as { file?: unknown } | undefined)?.file), message: e.message };
+  }
+}
+
+async function listAll(db: Database, reverse = false): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for await (const e of db.list("ns", { prefix: [] }, { reverse })) out.push(e.key);
+  return out;
+}
+
+test(`${R} a table deleted, or replaced by a symlink, FIFO or directory, under a running process: get, list both ways, count, compact() and check() fail with CORRUPTION naming it (not a port error); put back, it reads again`, async () => {
+  for (const kind of PLANTS) {
+    const dir = tempDir("tbl-gone");
+    const reader = await open(dir, { namespaces: ["ns"], ...small });
+    const writer = await open(dir, small);
+    try {
+      for (let i = 0; i < 100; i++) await writer.set("ns", i, "v" + i);
+      assert.equal(await reader.get("ns", 1), "v1"); // the reader follows the manifest before the compaction
+      await writer.compact();
+      const [table] = tablesOf(dir);
+      assert.ok(table, "the compaction wrote a table");
+      await plant(`${dir}/${table}`, kind);
+      await writer.set("ns", "after", 1); // the reader learns of the new manifest at its next read
+      const reads: [string, () => Promise<unknown>][] = [
+        ["get", () => reader.get("ns", 5)],
+        ["list", () => listAll(reader)],
+        ["reverse list", () => listAll(reader, true)],
+        ["count", () => reader.count("ns", {})],
+        ["compact", () => reader.compact()],
+        ["check", () => reader.check()],
+      ];
+      for (const [what, f] of reads) {
+        const r = await refusal(`${kind}: ${what}`, f);
+        if (what === "check" && r === undefined) continue; // a report is fine too (checked below)
+        assert.ok(r, `${kind}: ${what} succeeded without the table`);
+        assert.equal(r.code, "CORRUPTION", `${kind}: ${what}: ${r.message}`);
+        assert.ok(r.file.endsWith(table!), `${kind}: ${what} names ${r.file}: ${r.message}`);
+      }
+      restore(`${dir}/${table}`);
+      assert.equal(await reader.get("ns", 5), "v5", `${kind}: the table is back`);
+      assert.equal((await listAll(reader, true)).length, 101);
+      assert.equal((await reader.check()).ok, true);
+    } finally {
+      await reader.close();
+      await writer.close();
+    }
+  }
+});
+
+/** A store with one level-1 table (and more in the log), closed. */
+async function storeWithTable(label: string): Promise<string> {
+  const dir = tempDir(label);
+  const db = await open(dir, { namespaces: ["ns"], ...small });
+  for (let i = 0; i < 200; i++) await db.set("ns", i, "v" + i);
+  await db.compact();
+  for (let i = 0; i < 50; i++) await db.set("ns", i, "w" + i);
+  await db.close();
+  return dir;
+}
+
+test(`${R} a manifest listing a table twice (in one level, in level 0, in two levels) is CORRUPTION at open and in check(), never entries or counts read twice`, async () => {
+  const variants: [string, (t: Record<string, unknown>) => Record<string, unknown>[]][] = [
+    ["twice in level 1", (t) => [t, t]],
+    ["twice in level 0", (t) => [{ ...t, level: 0 }, { ...t, level: 0 }]],
+    ["in level 0 and level 1", (t) => [{ ...t, level: 0 }, t]],
+  ];
+  for (const [name, tables] of variants) {
+    const dir = await storeWithTable("dup");
+    const m = readManifest(dir);
+    const [t] = m.tables as Record<string, unknown>[];
+    // A process that had the store open before the manifest was crafted.
+    const running = await open(dir, { readOnly: true });
+    writeManifest(dir, { ...m, tables: tables(t!) });
+    for (const readOnly of [false, true]) {
+      const r = await refusal(name, () => open(dir, { readOnly }).then((db) => db.close()));
+      assert.equal(r?.code, "CORRUPTION", `${name}: open (readOnly ${readOnly}): ${r?.message}`);
+      assert.ok(r!.file.endsWith("MANIFEST") && /twice/.test(r!.message), `${name}: ${r!.file}: ${r!.message}`);
+    }
+    const report = await running.check();
+    assert.equal(report.ok, false, `${name}: check() of the crafted manifest`);
+    assert.ok(report.problems.some((p) => p.file.endsWith("MANIFEST") && /twice/.test(p.message)), `${name}: ${JSON.stringify(report.problems)}`);
+    await running.close();
+    writeManifest(dir, m);
+    const db = await open(dir);
+    assert.equal((await listAll(db)).length, 200);
+    assert.equal(await db.count("ns", {}), 200);
+    await db.close();
+  }
+});
+
+test(`${R} a manifest whose next table number is below a table it names, or not one a table name can hold, is CORRUPTION: no compaction overwrites a named table or writes a file no open accepts`, async () => {
+  const variants: [string, unknown][] = [
+    ["a table it names (1)", 1],
+    ["zero", 0],
+    ["negative", -5],
+    ["a fraction", 2.5],
+    ["past 16 digits", 1e17],
+    ["not a number", "7"],
+  ];
+  for (const [name, nextTable] of variants) {
+    const dir = await storeWithTable("nexttbl");
+    const m = readManifest(dir);
+    const before = tablesOf(dir).map((t) => [t, fs.readFileSync(`${dir}/${t}`).toString("base64")]);
+    writeManifest(dir, { ...m, nextTable });
+    const r = await refusal(name, async () => {
+      const db = await open(dir);
+      try {
+        await db.set("ns", "x", 1);
+        await db.compact();
+      } finally {
+        await db.close();
+      }
+    });
+    assert.equal(r?.code, "CORRUPTION", `${name}: ${r?.message}`);
+    assert.ok(r!.file.endsWith("MANIFEST") && /next table/.test(r!.message), `${name}: ${r!.message}`);
+    assert.deepEqual(tablesOf(dir).map((t) => [t, fs.readFileSync(`${dir}/${t}`).toString("base64")]), before, `${name}: the tables are as they were`);
+    writeManifest(dir, m);
+    const db = await open(dir);
+    assert.equal((await db.check()).ok, true);
+    await db.close();
+  }
+});
+
+test(`${R} \`txtdb migrate\` and \`migrate --rollback\` meeting a symlink, FIFO or directory where a table or the checkpoint belongs fail with CORRUPTION naming it, not a port error, and change nothing`, async () => {
+  const platform = await defaultPlatform();
+  for (const kind of PLANTS.filter((k) => k !== "deleted")) {
+    // Rollback: a table planted.
+    const dir = await storeWithTable("mig-plant");
+    const [table] = tablesOf(dir);
+    await plant(`${dir}/${table}`, kind);
+    const manifest = fs.readFileSync(`${dir}/MANIFEST`);
+    const r = await refusal(`rollback, ${kind}`, () => migrateStore(platform, dir, { rollback: true }));
+    assert.equal(r?.code, "CORRUPTION", `rollback, ${kind}: ${r?.message}`);
+    assert.ok(r!.file.endsWith(table!), `rollback, ${kind}: names ${r!.file}`);
+    assert.deepEqual(fs.readFileSync(`${dir}/MANIFEST`), manifest, "the manifest is unchanged");
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith("ckpt-")), [], "no checkpoint was written");
+    restore(`${dir}/${table}`);
+    // Upgrade: the checkpoint of the rolled-back store planted.
+    assert.equal((await migrateStore(platform, dir, { rollback: true })).format, 1);
+    const [ckpt] = fs.readdirSync(dir).filter((f) => /^ckpt-.*\.dat$/.test(f));
+    assert.ok(ckpt, "the rollback wrote a checkpoint");
+    await plant(`${dir}/${ckpt}`, kind);
+    const u = await refusal(`upgrade, ${kind}`, () => migrateStore(platform, dir));
+    assert.equal(u?.code, "CORRUPTION", `upgrade, ${kind}: ${u?.message}`);
+    assert.ok(u!.file.endsWith(ckpt!), `upgrade, ${kind}: names ${u!.file}`);
+    assert.equal(readManifest(dir).format, 1, "still format 1");
+    restore(`${dir}/${ckpt}`);
+    assert.equal((await migrateStore(platform, dir)).format, 2);
+    const db = await open(dir);
+    assert.equal(await db.get("ns", 10), "w10");
+    assert.equal(await db.get("ns", 150), "v150");
+    await db.close();
+  }
+});
+
+test(`${R} a manifest whose namespace bindings are malformed (an id that is not a namespace id, a name that is not a string, a name or id bound twice, the next id not past them) is CORRUPTION at open, in check() and for a running process: never a TypeError, a failed assertion or one namespace read as another`, async () => {
+  const variants: [string, Record<string, unknown>][] = [
+    ["an id as a string", { bindings: ["ns", "1", "b", 2] }],
+    ["a fractional id", { bindings: ["ns", 1.5, "b", 2] }],
+    ["a negative id", { bindings: ["ns", -1, "b", 2] }],
+    ["an id past 2^32 - 1", { bindings: ["ns", 2 ** 40, "b", 2], nextNsId: 2 ** 40 + 1 }],
+    ["a name that is an object", { bindings: [{}, 1, "b", 2] }],
+    ["an empty name", { bindings: ["", 1, "b", 2] }],
+    ["one name bound twice", { bindings: ["ns", 1, "ns", 2] }],
+    ["one id bound to two names", { bindings: ["ns", 1, "b", 1] }],
+    ["the next id not past the bound ones", { nextNsId: 2 }],
+    ["the next id not a number", { nextNsId: "9" }],
+  ];
+  for (const [name, change] of variants) {
+    const dir = tempDir("bindings");
+    const db = await open(dir, { namespaces: ["ns", "b"], ...small });
+    for (let i = 0; i < 50; i++) await db.set("ns", i, "v" + i);
+    await db.compact();
+    const running = await open(dir, small);
+    assert.equal(await running.get("ns", 3), "v3");
+    await db.close();
+    const m = readManifest(dir);
+    assert.deepEqual(m.bindings, ["ns", 1, "b", 2], "the store binds ns to 1 and b to 2");
+    assert.equal(m.nextNsId, 3);
+    writeManifest(dir, { ...m, ...change });
+    for (const readOnly of [false, true]) {
+      const r = await refusal(name, () => open(dir, { readOnly }).then((d) => d.close()));
+      assert.equal(r?.code, "CORRUPTION", `${name}: open (readOnly ${readOnly}): ${r?.message}`);
+      assert.ok(r!.file.endsWith("MANIFEST") && /namespace/.test(r!.message), `${name}: ${r!.message}`);
+    }
+    // A running process meets the crafted manifest when it compacts (it reads the manifest on disk).
+    const c = await refusal(`${name}: compact`, async () => {
+      await running.set("ns", "x", 1);
+      await running.compact();
+    });
+    assert.equal(c?.code, "CORRUPTION", `${name}: compact: ${c?.message}`);
+    const report = await running.check();
+    assert.ok(!report.ok && report.problems.some((p) => p.file.endsWith("MANIFEST")), `${name}: check(): ${JSON.stringify(report.problems)}`);
+    await running.close();
+    writeManifest(dir, m);
+    const back = await open(dir);
+    assert.equal(await back.get("ns", 3), "v3");
+    await back.close();
+  }
+});
+
+test(`${R} a manifest whose level 0 is not newest first, or whose deeper level holds tables with overlapping keys, is CORRUPTION at open and in check(), never an older version read as the newest`, async () => {
+  const dir = tempDir("levels");
+  // Automatic compaction only folds: three folds leave three level-0 tables, each holding every key.
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 1024, durability: "none" });
+  for (let round = 0; round < 3; round++) {
+    const before = db.stats().compactions;
+    for (let i = 0; i < 40; i++) await db.set("ns", i, "r" + round);
+    assert.ok((await waitUntil(() => db.stats().compactions > before, 10_000)) >= 0, `round ${round} started an automatic compaction`);
+  }
+  await db.close();
+  const m = readManifest(dir);
+  const tables = m.tables as { name: string; level: number }[];
+  const l0 = tables.filter((t) => t.level === 0);
+  assert.ok(l0.length >= 2, `several level-0 tables: ${JSON.stringify(tables.map((t) => `${t.level}:${t.name}`))}`);
+  const check = await open(dir);
+  const newest = await check.get("ns", 5);
+  await check.close();
+  const variants: [string, unknown[]][] = [
+    ["level 0 oldest first", [...l0].reverse().concat(tables.filter((t) => t.level > 0))],
+    ["level-0 tables listed as one level-1 run", tables.map((t) => ({ ...t, level: t.level === 0 ? 1 : t.level + 1 }))],
+  ];
+  for (const [name, crafted] of variants) {
+    const running = await open(dir);
+    writeManifest(dir, { ...m, tables: crafted });
+    const r = await refusal(name, async () => {
+      const d = await open(dir, { readOnly: true });
+      try {
+        return await d.get("ns", 5);
+      } finally {
+        await d.close();
+      }
+    });
+    assert.equal(r?.code, "CORRUPTION", `${name}: open: ${r?.message ?? "it read " + newest}`);
+    assert.ok(r!.file.endsWith("MANIFEST") && /level/.test(r!.message), `${name}: ${r!.file}: ${r!.message}`);
+    const report = await running.check();
+    assert.ok(!report.ok && report.problems.some((p) => p.file.endsWith("MANIFEST") && /level/.test(p.message)), `${name}: check(): ${JSON.stringify(report.problems)}`);
+    await running.close();
+    writeManifest(dir, m);
+  }
+  const back = await open(dir);
+  assert.equal(await back.get("ns", 5), newest);
+  assert.equal(newest, "r2");
+  await back.close();
+});

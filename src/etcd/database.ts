@@ -399,9 +399,16 @@ export class EtcdDatabase implements DatabaseEngine {
 
   watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.#ensureOpen();
+    // The same checks as the local engine's watch() (localdb.ts), so that a call one engine
+    // refuses is not quietly taken by the other: options must be an object, and the
+    // selector must have exactly one of keys and prefix (with both, this engine used to
+    // watch the keys and ignore the prefix).
+    if (opts === null || typeof opts !== "object") throw invalidArg(`watch() options must be an object; got ${String(opts)}`);
     checkSignal(opts.signal);
     nsArg(ns);
-    if (sel === null || typeof sel !== "object") throw invalidArg("watch() needs { keys: [...] } or { prefix }");
+    if (sel === null || typeof sel !== "object" || ("keys" in sel) === ("prefix" in sel)) {
+      throw invalidArg(`watch() needs { keys: [...] } or { prefix } (one of them); got ${sel === null || typeof sel !== "object" ? String(sel) : `an object with ${"keys" in sel ? "both" : "neither"}`}`);
+    }
     if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
       throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
     }

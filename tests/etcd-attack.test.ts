@@ -7,9 +7,10 @@
  *
  * The tests share one 1-member cluster and run in order; the last one stops it.
  */
-import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
-import { etcdTests, sharedCluster } from "./etcdtests.ts";
+import { assert, canSpawn, runtime, sleep, tempDir, test } from "./harness.ts";
+import { etcdTests, sharedCluster, whenAvailable as whenUp } from "./etcdtests.ts";
 import { open, TxtDbError } from "txtdb";
+import { EtcdClient } from "txtdb/internal";
 import type { Database } from "txtdb";
 
 const R = `[${runtime}] [etcd-attack]`;
@@ -105,6 +106,74 @@ etcdTests(`${R} etcd attack`, () => {
       await etcd.close();
     }
   });
+
+  test(`${R} timeoutMs and a signal firing while the member is paused mid-transaction: TIMEOUT only when nothing was written, else the outcome that happened, and details.outcome says what is known`, async () => {
+    const cluster = await one.get();
+    const db = await open(await location("pause"), { namespaces: ["ns"], requestTimeoutMs: 1000 });
+    const seen = new Map<string, number>();
+    try {
+      for (let i = 0; i < 12; i++) {
+        const stop = new AbortController();
+        // The member freezes at a different point each time: before begin(), during it,
+        // during the read, or while the commit is on its way.
+        const p = db.transaction(async (tx) => {
+          const n = (await tx.get<number>("ns", "n")) ?? 0;
+          tx.set("ns", ["k", i], n);
+        }, { timeoutMs: 40 + (i % 4) * 10, ...(i % 2 === 0 ? { signal: stop.signal } : {}) });
+        await sleep(i * 3);
+        await cluster.stop(0);
+        stop.abort();
+        const outcome = await p.then(() => "committed", (e: unknown) => {
+          if (!(e instanceof TxtDbError)) throw e;
+          return e.code === "UNAVAILABLE" ? `UNAVAILABLE ${String(e.details?.outcome)}` : e.code;
+        });
+        await cluster.cont(0);
+        seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+        const written = (await whenUp(() => db.get("ns", ["k", i]))) !== undefined;
+        if (outcome === "committed") assert.ok(written, `try ${i}: committed but not there`);
+        else if (outcome === "TIMEOUT" || outcome === "UNAVAILABLE not-applied") assert.ok(!written, `try ${i}: ${outcome} but written`);
+        else assert.equal(outcome, "UNAVAILABLE unknown", `try ${i}: unexpected outcome`);
+      }
+    } finally {
+      await cluster.cont(0);
+      await db.close();
+    }
+    assert.ok(seen.size > 0, JSON.stringify([...seen]));
+  });
+
+  if (canSpawn) {
+    test(`${R} namespaces created, dropped and renamed while written, from node, deno and bun processes at once: every name bound to its own id, no key left under an unbound id, check() clean`, async () => {
+      const { RUNTIMES, startWorker, killAllWorkers } = await import("./procs.ts");
+      const url = await location("ns");
+      const cluster = await one.get();
+      const db = await open(url, { namespaces: ["a", "b", "c", "d"] });
+      const prefix = url.slice(url.lastIndexOf("/") + 1);
+      const etcd = new EtcdClient({ endpoints: cluster.endpoints });
+      try {
+        const workers = RUNTIMES.map((rt, i) => startWorker(rt, "etcd-ns", ["churn", url, "120", String(i + 1)], { denoFlags: ["--allow-net"] }));
+        const done = await Promise.all(workers.map((w) => w.waitFor("done ", 120_000)));
+        const counts: Record<string, number> = {};
+        for (const line of done) for (const [k, n] of Object.entries(JSON.parse(line.slice(5)) as Record<string, number>)) counts[k] = (counts[k] ?? 0) + n;
+        for (const what of ["create ok", "drop ok", "rename ok", "set ok", "tx ok"]) assert.ok((counts[what] ?? 0) > 0, `no "${what}" in ${JSON.stringify(counts)}`);
+        const results = await Promise.all(workers.map((w) => w.finish()));
+        for (const [i, r] of results.entries()) assert.equal(r.code, 0, `${workers[i]!.runtime} exited ${r.code ?? r.signal}: ${workers[i]!.stderr}`);
+        for (const w of workers) assert.deepEqual(w.lines.filter((l) => l.startsWith("bad ")), [], `${w.runtime}: unexpected errors`);
+        const dec = new TextDecoder();
+        const bound = await etcd.range(`${prefix}/n/`, { prefix: true });
+        const ids = bound.kvs.map((kv) => Number(dec.decode(kv.value)));
+        assert.equal(new Set(ids).size, ids.length, `two names share an id: ${bound.kvs.map((kv) => `${dec.decode(kv.key)}=${dec.decode(kv.value)}`).join(", ")}`);
+        const data = await etcd.range(`${prefix}/d/`, { prefix: true, keysOnly: true });
+        const orphans = data.kvs.map((kv) => dec.decode(kv.key)).filter((k) => !ids.includes(parseInt(k.slice(prefix.length + 3, prefix.length + 19), 16)));
+        assert.deepEqual(orphans.slice(0, 5), [], `${orphans.length} keys under ids no name is bound to`);
+        const report = await db.check();
+        assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+      } finally {
+        killAllWorkers();
+        etcd.close();
+        await db.close();
+      }
+    });
+  }
 
   test(`${R} stop the cluster`, async () => {
     await one.stop();

@@ -45,6 +45,7 @@ import { SAGA_STATUSES } from "../sagastate.ts";
 import { raceDeadline } from "../timers.ts";
 import { decodeStored } from "../tx.ts";
 import { EtcdEngine } from "./engine.ts";
+import type { EtcdReader } from "./reader.ts";
 import { ETCD_LIMITS, EtcdTransaction } from "./transaction.ts";
 import { EtcdReadView, EtcdSnapView, EtcdTxView, nsArg, selectorSpan, storedKey } from "./txview.ts";
 import type { ViewContext } from "./txview.ts";
@@ -53,6 +54,9 @@ import type { ViewContext } from "./txview.ts";
 export function isEtcdLocation(path: string): boolean {
   return /^etcds?:\/\//i.test(path);
 }
+
+/** Releases the pins of db.list() iterators dropped unfinished (see EtcdDatabase.list). */
+const leakedLists = new FinalizationRegistry<{ reader: EtcdReader | undefined }>((held) => held.reader?.release());
 
 /** Options that only mean something for a store in a directory. */
 const LOCAL_ONLY_OPTIONS = ["mode", "allowForeignOwner", "relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "cacheBytes", "watchPollMs", "watchBufferMax", "watchBufferBytes", "maxIdleMs"] as const;
@@ -209,19 +213,33 @@ export class EtcdDatabase implements DatabaseEngine {
     return this.#call(() => this.#reads().count(ns, sel));
   }
 
-  /** Pinned for its lifetime: a list reads page by page, all at one revision. */
+  /**
+   * Pinned for its lifetime: a list reads page by page, all at one revision. An iterator
+   * dropped unfinished (neither read to the end nor return()ed) gives its pin back when it
+   * is collected, as a dropped snapshot or transaction does (txview.ts): etcd has no
+   * maxIdleMs sweep, so without this one abandoned `for await` that broke out by an
+   * exception held every process's compaction below its revision until this process ended.
+   */
   list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
     const engine = this.#engine;
     const ctx = this.#ctx;
     const self = this;
+    // What the finalizer releases; it must not reference the iterator itself.
+    const held: { reader: EtcdReader | undefined } = { reader: undefined };
     async function* run(): AsyncGenerator<Entry<T>, void, undefined> {
       self.#ensureOpen();
       self.#meters.counters.reads++;
       const reader = await engine.snapshot();
+      held.reader = reader;
       const view = new EtcdReadView(ctx, reader, () => self.#ensureOpen());
-      yield* view.list<T>(ns, sel, opts, () => reader.release());
+      yield* view.list<T>(ns, sel, opts, () => {
+        held.reader = undefined;
+        reader.release();
+      });
     }
-    return run();
+    const gen = run();
+    leakedLists.register(gen, held);
+    return gen;
   }
 
   /**

@@ -188,7 +188,7 @@ etcdTests(`${R} conformance`, () => {
   test(`${R} a transaction's timeoutMs and signal end it while etcd does not answer its begin() or reads: TIMEOUT at the deadline, not after requestTimeoutMs`, async () => {
     const cluster = await one.get();
     const { db } = await fresh({ requestTimeoutMs: 5_000 });
-    cluster.stop(0);
+    await cluster.stop(0);
     try {
       let t0 = performance.now();
       // The function reads: begin() may be served by a pin this process holds, so the read
@@ -201,7 +201,7 @@ etcdTests(`${R} conformance`, () => {
       await assert.rejects(db.transaction(async (tx) => tx.set("ns", "k", ((await tx.get<number>("ns", "k")) ?? 0) + 2), { signal: stop.signal }), code("TIMEOUT"));
       assert.ok(performance.now() - t0 < 2_500, `TIMEOUT after ${Math.round(performance.now() - t0)} ms`);
     } finally {
-      cluster.cont(0);
+      await cluster.cont(0);
     }
     await cluster.leader();
     await whenAvailable(() => db.set("ns", "after", 1));

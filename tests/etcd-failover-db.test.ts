@@ -91,7 +91,7 @@ etcdTests(`${R} failover through the public API`, () => {
     await db.set("s", "k", "before");
     const leader = await cluster.leader();
     const frozen = [leader, (leader + 1) % 3];
-    for (const i of frozen) cluster.stop(i);
+    for (const i of frozen) await cluster.stop(i);
     try {
       // A read fails within requestTimeoutMs. A commit whose request reached a member may
       // have landed: learning its outcome takes up to FENCE_ATTEMPTS_MAX more requests (the
@@ -104,7 +104,7 @@ etcdTests(`${R} failover through the public API`, () => {
         assert.ok(ms < bound + MARGIN_MS, `${what} failed after ${Math.round(ms)} ms`);
       }
     } finally {
-      for (const i of frozen) cluster.cont(i);
+      for (const i of frozen) await cluster.cont(i);
     }
     await cluster.leader();
     // The write of unknown outcome ("during") may have landed or not; nothing else changed.

@@ -112,7 +112,7 @@ etcdTests(`${R} etcd failover`, () => {
       }
       return { error: undefined, ms: performance.now() - t0 };
     })();
-    for (const i of frozen) cluster.stop(i);
+    for (const i of frozen) await cluster.stop(i);
     try {
       const write = await failsWith("UNAVAILABLE", () => c.put(`${p}k`, "during"));
       assert.ok(write.ms < TIMEOUT_MS + MARGIN_MS, `the write returned after ${write.ms} ms`);
@@ -135,7 +135,7 @@ etcdTests(`${R} etcd failover`, () => {
       assert.equal(watched.error.details?.resumeFrom, revision + 1n, "the error says where to watch from again");
       assert.ok(watched.ms < 15_000, `the watch failed after ${watched.ms} ms`);
     } finally {
-      for (const i of frozen) cluster.cont(i);
+      for (const i of frozen) await cluster.cont(i);
     }
     await cluster.leader();
     // Back to quorum: a write works again (the first tries may still meet the election).

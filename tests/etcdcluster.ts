@@ -10,7 +10,7 @@
  * The etcd binary is looked up in PATH, then /usr/bin/etcd. Without one, `etcdMissing()`
  * says how to install it (Debian: `apt-get install etcd-server`).
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -230,20 +230,33 @@ export class EtcdCluster {
     await exited;
   }
 
-  /** SIGSTOPs member `i`: it keeps its sockets but answers nothing. */
-  stop(i: number): void {
+  /**
+   * SIGSTOPs member `i` and waits until every thread of it has stopped: from then on it
+   * keeps its sockets but answers nothing.
+   *
+   * kill(2) returns once the signal is queued, not once the process stopped: the group
+   * stop begins only when the thread the kernel picked dequeues SIGSTOP, which waits for
+   * that thread to be scheduled or to leave an uninterruptible sleep (etcd's fdatasync),
+   * and until then etcd's other threads go on serving requests. Measured on a loaded
+   * 2-core machine: right after kill() some thread still ran in about half the tries, and
+   * a request sent then was answered in 4 of 100. A test that stopped a member and at once
+   * expected silence was then answered (a flaky TIMEOUT test).
+   */
+  async stop(i: number, timeoutMs = 5_000): Promise<void> {
     const m = this.members[i]!;
     if (m.state !== "running") return;
     signal(m, "SIGSTOP");
     m.state = "stopped";
+    await waitThreads(m, (s) => s === "T", "stopped", timeoutMs);
   }
 
-  /** SIGCONTs member `i`. */
-  cont(i: number): void {
+  /** SIGCONTs member `i` and waits until none of its threads is stopped any more. */
+  async cont(i: number, timeoutMs = 5_000): Promise<void> {
     const m = this.members[i]!;
     if (m.state !== "stopped") return;
     signal(m, "SIGCONT");
     m.state = "running";
+    await waitThreads(m, (s) => s !== "T", "continued", timeoutMs);
   }
 
   /** Starts killed member `i` again on its data directory, and waits until it is healthy. */
@@ -288,6 +301,48 @@ function signal(m: EtcdMember, sig: "SIGKILL" | "SIGSTOP" | "SIGCONT"): void {
   const pid = m.child?.pid;
   if (pid === undefined) throw new Error(`member ${m.name} has no process`);
   process.kill(pid, sig);
+}
+
+/**
+ * The scheduler state letter of every thread of member `m` (R, S, D, T, …): from
+ * /proc/<pid>/task/<tid>/stat on Linux, else from ps (one letter for the whole process).
+ * Empty when the process is gone.
+ */
+function threadStates(m: EtcdMember): string[] {
+  const pid = m.child?.pid;
+  if (pid === undefined) return [];
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    // No /proc (macOS): ps shows "T" for a stopped process.
+    try {
+      return [execFileSync("ps", ["-o", "stat=", "-p", String(pid)], { encoding: "utf8" }).trim().charAt(0)].filter((s) => s !== "");
+    } catch {
+      return [];
+    }
+  }
+  const out: string[] = [];
+  for (const tid of tids) {
+    try {
+      // "pid (comm) S ...": comm may hold spaces and parentheses, so read after the last ")".
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      out.push(stat.slice(stat.lastIndexOf(")") + 2).charAt(0));
+    } catch { /* the thread ended meanwhile */ }
+  }
+  return out;
+}
+
+/** Waits until every thread of member `m` satisfies `ok` (see {@link EtcdCluster.stop} for why). */
+async function waitThreads(m: EtcdMember, ok: (state: string) => boolean, what: string, timeoutMs: number): Promise<void> {
+  const t0 = performance.now();
+  for (;;) {
+    const states = threadStates(m);
+    if (states.length === 0) throw new Error(`member ${m.name} has no process to have ${what}`);
+    if (states.every(ok)) return;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`member ${m.name} not ${what} within ${timeoutMs} ms: thread states ${states.join("")}`);
+    await sleep(2);
+  }
 }
 
 async function post(url: string, body: unknown, timeoutMs: number): Promise<Record<string, unknown> | undefined> {

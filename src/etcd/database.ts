@@ -45,6 +45,7 @@ import { SAGA_STATUSES } from "../sagastate.ts";
 import { raceDeadline } from "../timers.ts";
 import { decodeStored } from "../tx.ts";
 import { EtcdEngine } from "./engine.ts";
+import type { EtcdReader } from "./reader.ts";
 import { ETCD_LIMITS, EtcdTransaction } from "./transaction.ts";
 import { EtcdReadView, EtcdSnapView, EtcdTxView, nsArg, selectorSpan, storedKey } from "./txview.ts";
 import type { ViewContext } from "./txview.ts";
@@ -53,6 +54,9 @@ import type { ViewContext } from "./txview.ts";
 export function isEtcdLocation(path: string): boolean {
   return /^etcds?:\/\//i.test(path);
 }
+
+/** Releases the pins of db.list() iterators dropped unfinished (see EtcdDatabase.list). */
+const leakedLists = new FinalizationRegistry<{ reader: EtcdReader | undefined }>((held) => held.reader?.release());
 
 /** Options that only mean something for a store in a directory. */
 const LOCAL_ONLY_OPTIONS = ["mode", "allowForeignOwner", "relaxedSyncMs", "lockTimeoutMs", "segmentBytes", "cacheBytes", "watchPollMs", "watchBufferMax", "watchBufferBytes", "maxIdleMs"] as const;
@@ -209,19 +213,33 @@ export class EtcdDatabase implements DatabaseEngine {
     return this.#call(() => this.#reads().count(ns, sel));
   }
 
-  /** Pinned for its lifetime: a list reads page by page, all at one revision. */
+  /**
+   * Pinned for its lifetime: a list reads page by page, all at one revision. An iterator
+   * dropped unfinished (neither read to the end nor return()ed) gives its pin back when it
+   * is collected, as a dropped snapshot or transaction does (txview.ts): etcd has no
+   * maxIdleMs sweep, so without this one abandoned `for await` that broke out by an
+   * exception held every process's compaction below its revision until this process ended.
+   */
   list<T = unknown>(ns: string, sel: ListSelector, opts?: ListOptions): AsyncIterableIterator<Entry<T>> {
     const engine = this.#engine;
     const ctx = this.#ctx;
     const self = this;
+    // What the finalizer releases; it must not reference the iterator itself.
+    const held: { reader: EtcdReader | undefined } = { reader: undefined };
     async function* run(): AsyncGenerator<Entry<T>, void, undefined> {
       self.#ensureOpen();
       self.#meters.counters.reads++;
       const reader = await engine.snapshot();
+      held.reader = reader;
       const view = new EtcdReadView(ctx, reader, () => self.#ensureOpen());
-      yield* view.list<T>(ns, sel, opts, () => reader.release());
+      yield* view.list<T>(ns, sel, opts, () => {
+        held.reader = undefined;
+        reader.release();
+      });
     }
-    return run();
+    const gen = run();
+    leakedLists.register(gen, held);
+    return gen;
   }
 
   /**
@@ -399,9 +417,16 @@ export class EtcdDatabase implements DatabaseEngine {
 
   watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.#ensureOpen();
+    // The same checks as the local engine's watch() (localdb.ts), so that a call one engine
+    // refuses is not quietly taken by the other: options must be an object, and the
+    // selector must have exactly one of keys and prefix (with both, this engine used to
+    // watch the keys and ignore the prefix).
+    if (opts === null || typeof opts !== "object") throw invalidArg(`watch() options must be an object; got ${String(opts)}`);
     checkSignal(opts.signal);
     nsArg(ns);
-    if (sel === null || typeof sel !== "object") throw invalidArg("watch() needs { keys: [...] } or { prefix }");
+    if (sel === null || typeof sel !== "object" || ("keys" in sel) === ("prefix" in sel)) {
+      throw invalidArg(`watch() needs { keys: [...] } or { prefix } (one of them); got ${sel === null || typeof sel !== "object" ? String(sel) : `an object with ${"keys" in sel ? "both" : "neither"}`}`);
+    }
     if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
       throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
     }

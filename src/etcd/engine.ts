@@ -561,8 +561,15 @@ export class EtcdEngine {
     let lo: Uint8Array, hi: Uint8Array;
     // The selection as watch.ts matches it, shared with the local engine's watchers.
     let match: { keys: ReadonlySet<string> } | { start: string; end: string };
-    if ("keys" in sel) {
-      if (sel.keys.length === 0) return;
+    const nsKey = this.layout.nsKey(ns);
+    if ("keys" in sel && sel.keys.length === 0) {
+      // No keys: no change is ever delivered, but the watch still waits, and still ends
+      // when the namespace is dropped or renamed, as on a directory (it used to end at
+      // once, so a `for await` over it fell through on etcd and blocked on a directory).
+      match = { keys: new Set() };
+      lo = nsKey;
+      hi = nsKey;
+    } else if ("keys" in sel) {
       match = { keys: new Set(sel.keys) };
       const sorted = [...match.keys].sort();
       lo = this.layout.dataKey(id, sorted[0]!);
@@ -572,7 +579,6 @@ export class EtcdEngine {
       [lo, hi] = this.layout.dataRange(id, sel.start, sel.end);
       if (compareBytes(lo, hi) >= 0) return;
     }
-    const nsKey = this.layout.nsKey(ns);
     for await (const item of this.client.watchRevisions(lo, { rangeEnd: successor(nsKey), startRevision, ...(options.signal ? { signal: options.signal } : {}) })) {
       if (item.type !== "REVISION") continue;
       const changes: { key: string; value: Uint8Array | undefined }[] = [];

@@ -50,6 +50,19 @@ export class ProcessLease {
    * then would take it for a dead one and remove it: its owner, alive, would be dead to all.
    */
   static create(platform: Platform, dir: string, mode = 0o600): ProcessLease {
+    // A sweep (scanLeaseFiles) may remove the fresh file in the moment between its open
+    // and its lock, taking it for a dead maker's: the rename then finds it gone. Make
+    // another; a sweep cannot take a locked one.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return ProcessLease.#createOnce(platform, dir, mode);
+      } catch (e) {
+        if (attempt >= 5 || !(e instanceof PortError && e.errno === "ENOENT")) throw e;
+      }
+    }
+  }
+
+  static #createOnce(platform: Platform, dir: string, mode: number): ProcessLease {
     const bytes = new Uint8Array(8);
     platform.randomBytes(bytes);
     const id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -210,6 +223,14 @@ export function scanLeaseFiles(platform: Platform, leasesDir: string, onDead?: (
   }
   const live: LeaseView[] = [];
   for (const name of names) {
+    if (name.endsWith(FRESH_SUFFIX)) {
+      // A lease being made: its maker locks it at once and renames it into place. One
+      // that is unlocked was left by a process that died in between (or is a moment from
+      // its lock: ProcessLease.create then makes another). Nothing else would remove it.
+      const path = joinPath(leasesDir, name);
+      if (!leaseOwnerAlive(platform, path)) onDead?.(path);
+      continue;
+    }
     if (!isLeaseFile(name)) continue;
     const path = joinPath(leasesDir, name);
     if (!leaseOwnerAlive(platform, path)) {

@@ -15,6 +15,7 @@
 import { assert } from "./errors.ts";
 import { LEASES_DIR } from "./files.ts";
 import { isLeaseFile, leaseOwnerAlive, ProcessLease, scanLeaseFiles } from "./liveness.ts";
+import { PortError } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { armInterval } from "./timers.ts";
 import type { Timer } from "./timers.ts";
@@ -228,8 +229,13 @@ export class Pins {
     let reclaimed = 0;
     const leases = scanLeaseFiles(this.#platform, `${this.#path}/${LEASES_DIR}`, (path) => {
       if (this.#readOnly) return;
-      this.#platform.unlink(path);
-      reclaimed++;
+      try {
+        this.#platform.unlink(path);
+        reclaimed++;
+      } catch (e) {
+        // Another process's sweep (its compaction, its processes()) removed it first.
+        if (!(e instanceof PortError && e.errno === "ENOENT")) throw e;
+      }
     });
     let minPin = this.localPin();
     const live: LiveLease[] = [];

@@ -324,3 +324,30 @@ test(`[${runtime}] a lease that cannot be opened now (EMFILE, EACCES, EIO) is a 
     await a.close();
   }
 });
+
+test(`[${runtime}] a lease left half-made (a process that died between creating its lease and renaming it into place) is swept; one still being made is not`, async () => {
+  const { defaultPlatform } = await import("txtdb");
+  const platform = await defaultPlatform();
+  const dir = tempDir("lease-new");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+  await db.set("ns", "k", 1);
+  const dead = `${dir}/leases/00000000deadbeef.lease-new`;
+  const making = `${dir}/leases/00000000cafecafe.lease-new`;
+  fs.writeFileSync(dead, "");
+  fs.writeFileSync(making, "");
+  // A maker holds its fresh lease locked from its open to its rename.
+  const held = platform.open(making, { readOnly: true });
+  assert.ok(held.tryLock(true));
+  try {
+    const r = await db.compact();
+    assert.equal(fs.existsSync(dead), false, "the dead maker's fresh lease is removed");
+    assert.equal(fs.existsSync(making), true, "a fresh lease still locked is left to its maker");
+    assert.equal(r.leasesReclaimed, 1);
+    assert.equal(db.processes().length, 1, "a fresh lease is no process");
+  } finally {
+    held.close();
+  }
+  db.processes(); // sweeps too: the maker is gone now
+  assert.equal(fs.existsSync(making), false);
+  await db.close();
+});

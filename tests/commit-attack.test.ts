@@ -1,0 +1,66 @@
+/**
+ * Attacks on the commit path, transactions and namespaces of a directory store: deadlines
+ * and signals firing at each phase of a commit, transaction functions that misbehave, and
+ * namespaces at their limits. Each test names the invariant it guards.
+ */
+import { assert, outcomeCode, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+import { FileLock, defaultPlatform } from "txtdb/internal";
+
+const R = `[${runtime}]`;
+const platform = await defaultPlatform();
+
+/** Takes the store's writer lock through a second open file description; returns its release. */
+async function takeWriterLock(dir: string): Promise<() => void> {
+  const lock = new FileLock(platform, `${dir}/writer.lock`);
+  const release = await lock.acquire(true);
+  return () => {
+    release();
+    lock.close();
+  };
+}
+
+test(`${R} transaction() whose function awaits tx.commit() itself never reports TIMEOUT for a commit that happened`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const release = await takeWriterLock(dir);
+  const outcomes = Array.from({ length: 20 }, (_, i) =>
+    db.transaction(async (tx) => {
+      tx.set("ns", ["t", i], i);
+      await tx.commit();
+    }, { timeoutMs: 5 }).then(() => "ok", (e) => (e instanceof TxtDbError ? e.code : String(e))),
+  );
+  await sleep(100); // every deadline passes while the commits wait for the lock
+  release();
+  const codes = await Promise.all(outcomes);
+  await sleep(50);
+  for (let i = 0; i < codes.length; i++) {
+    const stored = await db.get("ns", ["t", i]);
+    if (codes[i] === "ok") assert.equal(stored, i, `transaction ${i} resolved, so it committed`);
+    else assert.equal(stored, undefined, `transaction ${i} failed with ${codes[i]}, so it must not have committed`);
+  }
+  await db.close();
+});
+
+test(`${R} transaction() whose function starts tx.commit() without awaiting it resolves with that commit, not INVALID_ARGUMENT for a write that happened`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const code = await outcomeCode(db.transaction((tx) => {
+    tx.set("ns", "k", 1);
+    void tx.commit();
+  }));
+  assert.equal(await db.get("ns", "k"), 1);
+  assert.equal(code, "ok", "the transaction committed, so transaction() must resolve");
+  // A function whose own commit fails (a conflict it swallowed) does not resolve as if it committed.
+  let runs = 0;
+  await db.transaction(async (tx) => {
+    runs++;
+    const v = await tx.get<number>("ns", "k");
+    if (runs === 1) await db.set("ns", "k", 100); // another writer wins
+    tx.set("ns", "k", (v ?? 0) + 1);
+    await tx.commit().catch(() => {});
+  });
+  assert.equal(runs, 2, "the swallowed CONFLICT of the first run makes transaction() retry");
+  assert.equal(await db.get("ns", "k"), 101);
+  await db.close();
+});

@@ -552,8 +552,9 @@ export class LocalDatabase implements DatabaseEngine {
             if (own.committing === undefined) return { error };
             return own.pending !== undefined && this.#committer.takeBack(own.pending, error) ? { error } : undefined;
           });
-          if (own.committing !== undefined) await this.#awaitCommit(own.committing, own.pending, deadline, signal, timeoutError);
-          else if (!tx.finished) await this.#commitWithDeadline(tx, deadline, signal, timeoutError);
+          // The commit fn started, or the one started now (its submit is recorded in `own`).
+          const committing = own.committing ?? (tx.finished ? undefined : tx.commit());
+          if (committing !== undefined) await this.#awaitCommit(committing, own.pending, deadline, signal, timeoutError);
           return result;
         } catch (e) {
           tx.rollback();
@@ -605,18 +606,13 @@ export class LocalDatabase implements DatabaseEngine {
   }
 
   /**
-   * Commits `tx`, ending with TIMEOUT at the deadline or on abort only while the commit can
-   * still be taken back: while it waits in this process's queue (before the writer lock is
-   * held), it is removed and never written. Once its group commit has the lock, the
-   * outcome is on its way to the disk: the caller waits for it and learns it (committed,
-   * or the error that stopped it), never a TIMEOUT for a commit that happened.
+   * Waits for the outcome of a transaction's commit, ending with TIMEOUT at the deadline or
+   * on abort only while the commit can still be taken back: while it waits in this
+   * process's queue (before the writer lock is held), it is removed and never written. Once
+   * its group commit has the lock, the outcome is on its way to the disk: the caller waits
+   * for it and learns it (committed, or the error that stopped it), never a TIMEOUT for a
+   * commit that happened.
    */
-  #commitWithDeadline(tx: Transaction, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<unknown> {
-    const { result: committing, pending } = this.#committer.captureSubmitted(() => tx.commit());
-    return this.#awaitCommit(committing, pending, deadline, signal, timeoutError);
-  }
-
-  /** Waits for a commit's outcome; TIMEOUT only while `pending` can still be taken back (see above). */
   #awaitCommit(committing: Promise<unknown>, pending: PendingCommit | undefined, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<unknown> {
     if (!pending) return committing; // read-only (resolved already), or queued later (queues' namespace first)
     return raceDeadline(committing, this.#delayTo(deadline), signal, (cause) => {

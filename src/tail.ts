@@ -713,8 +713,10 @@ export class Tail {
         // end (rules 7 and 8).
         try {
           this.log.withFrontierLocked(() => this.log.writeSyncFailure(this.platform.pid));
-        } catch {
-          // nothing more can be done; the error below is the commit's outcome
+        } catch (f) {
+          // Neither cut nor marked: the batch's bytes may be adopted by the next catch-up or
+          // open, so its outcome is unknown, and the error says so (a plain IO says "never appears").
+          throw this.#unknownOutcome(this.index.lastTsn, f);
         }
       }
       throw e;
@@ -736,15 +738,23 @@ export class Tail {
       // log, other batches may lie behind it, and its committer is told it failed. It must
       // never appear, so unless a sync already covers it, the failure is marked (rule 7) and
       // the next writable open cuts it.
+      let marked = false;
       try {
         this.log.withFrontierLocked(() => {
           const fr = this.log.readFrontier();
           if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0 && this.log.readTailState().epoch === b.epoch) return;
           this.log.writeSyncFailure(this.platform.pid);
+          marked = true;
           throw e;
         });
-      } catch {
-        throw ioError(e, `Making a commit to "${this.path}" durable`);
+      } catch (f) {
+        // Marked: the batch never appears (rules 7-8), a plain IO. Not marked (the frontier
+        // lock could not be had: its holder is stopped; or the mark could not be written):
+        // the batch lies in the log, and the next sync of any process, or the next writable
+        // open, makes it appear. That failure used to be reported as a plain IO, which says
+        // "never appears", and the commit appeared later: its outcome is unknown, and says so.
+        if (marked) throw ioError(e, `Making a commit to "${this.path}" durable`);
+        throw this.#unknownOutcome(b.tsn, f);
       }
       this.#settled(b); // covered by another process's sync after all
     }
@@ -883,6 +893,18 @@ export class Tail {
   #settled(b: AppendedBatch): void {
     if (comparePositions(b.end, this.#durablePos) > 0) this.#durablePos = b.end;
     if (b.epoch === this.#epoch) this.#show(b.end, b.tsn);
+  }
+
+  /**
+   * The error of a commit that failed after its bytes reached the log, when neither the cut
+   * (rule 9) nor the failure mark (rule 7) could be made: it may still appear.
+   */
+  #unknownOutcome(tsn: number, cause: unknown): TxtDbError {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    return new TxtDbError("IO", `The outcome of the commit at version ${tsn} of "${this.path}" is unknown: it was written to the log but could not be made durable, nor marked failed (${why}); it may still appear once that is fixed. Read its keys before retrying it, and see \`txtdb doctor\``, {
+      cause,
+      details: { path: this.path, version: BigInt(tsn), outcome: "unknown" },
+    });
   }
 
   #cutError(b: AppendedBatch): TxtDbError {

@@ -64,3 +64,31 @@ test(`${R} transaction() whose function starts tx.commit() without awaiting it r
   assert.equal(await db.get("ns", "k"), 101);
   await db.close();
 });
+
+test(`${R} a commit failing with IO because the frontier's lock holder is stopped either never appears or says its outcome is unknown`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "warm", 1);
+  // A process stopped (SIGSTOP) inside the frontier's critical section holds its flock.
+  const lock = new FileLock(platform, `${dir}/frontier`);
+  const release = await lock.acquire(true);
+  let failure: TxtDbError | undefined;
+  try {
+    await db.set("ns", "k", "v");
+  } catch (e) {
+    if (!(e instanceof TxtDbError)) throw e;
+    failure = e;
+  } finally {
+    release();
+    lock.close();
+  }
+  assert.ok(failure, "the commit cannot be published while the frontier's lock is held");
+  assert.equal(failure.code, "IO");
+  await db.set("ns", "next", 2); // the holder goes on; the next commit is published
+  const appeared = (await db.get("ns", "k")) !== undefined;
+  if (appeared) {
+    assert.equal(failure.details?.outcome, "unknown", `a commit rejected with a plain IO appeared: ${failure.message}`);
+    assert.match(failure.message, /outcome .* is unknown/);
+  }
+  await db.close();
+});

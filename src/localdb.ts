@@ -557,6 +557,10 @@ export class LocalDatabase implements DatabaseEngine {
           if (committing !== undefined) await this.#awaitCommit(committing, own.pending, deadline, signal, timeoutError);
           return result;
         } catch (e) {
+          // Rolled back means rolled back: a commit fn started and did not await is taken
+          // back while still queued (it used to be written after transaction() had rejected,
+          // and after a retry on CONFLICT, written twice).
+          if (own.pending !== undefined) this.#committer.takeBack(own.pending, e);
           tx.rollback();
           if (!isTxtDbError(e, "CONFLICT") || attempt >= maxRetries) throw e;
           this.#counters.retries++;

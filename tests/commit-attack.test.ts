@@ -92,3 +92,32 @@ test(`${R} a commit failing with IO because the frontier's lock holder is stoppe
   }
   await db.close();
 });
+
+test(`${R} transaction() whose function starts tx.commit() and then throws rolls back: the queued commit is never written, and a retry on CONFLICT applies once`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "n", 0);
+  const release = await takeWriterLock(dir);
+  const boom = db.transaction((tx) => {
+    tx.set("ns", "thrown", true);
+    void tx.commit().catch(() => {});
+    throw new Error("boom");
+  });
+  await assert.rejects(boom, /boom/);
+  let runs = 0;
+  const retried = db.transaction(async (tx) => {
+    runs++;
+    const n = (await tx.get<number>("ns", "n")) ?? 0;
+    tx.set("ns", "n", n + 1);
+    void tx.commit().catch(() => {});
+    if (runs === 1) throw new TxtDbError("CONFLICT", "a conflict the function met itself");
+  });
+  await sleep(20);
+  release();
+  await retried;
+  await sleep(20);
+  assert.equal(await db.get("ns", "thrown"), undefined, "the function threw, so its transaction rolled back");
+  assert.equal(runs, 2);
+  assert.equal(await db.get("ns", "n"), 1, "the increment applies once");
+  await db.close();
+});

@@ -518,6 +518,8 @@ export class LocalDatabase implements DatabaseEngine {
   /** Begins a transaction reading the newest committed state. */
   begin(options: { isolation?: Isolation } = {}): Promise<Transaction> {
     try {
+      // null used to fail with a TypeError reading its isolation.
+      if (options === null || typeof options !== "object") throw invalidArg(`begin() options must be an object such as { isolation: "snapshot" }; got ${String(options)}`);
       const isolation = options.isolation ?? this.#isolation;
       if (isolation !== "serializable" && isolation !== "snapshot") {
         throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);

@@ -121,3 +121,21 @@ test(`${R} transaction() whose function starts tx.commit() and then throws rolls
   assert.equal(await db.get("ns", "n"), 1, "the increment applies once");
   await db.close();
 });
+
+test(`${R} transaction() and begin() refuse malformed options with INVALID_ARGUMENT, never a TypeError or a deadline of "now + '5'"`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const bad = [
+    () => db.transaction((tx) => tx.set("ns", "a", 1), { timeoutMs: "5000" as unknown as number }),
+    () => db.transaction((tx) => tx.set("ns", "a", 1), { timeoutMs: 5n as unknown as number }),
+    () => db.begin(null as unknown as {}),
+    () => db.begin(7 as unknown as {}),
+  ];
+  for (const [i, f] of bad.entries()) {
+    const err = await f().then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof TxtDbError, `call #${i} fails with a TxtDbError, got ${String(err)}`);
+    assert.equal(err.code, "INVALID_ARGUMENT", `call #${i}: ${err.message}`);
+  }
+  assert.equal(await db.get("ns", "a"), undefined, "nothing was written");
+  await db.close();
+});

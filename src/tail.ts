@@ -549,7 +549,7 @@ export class Tail {
       // A torn tail: past the durable end (when the frontier survived to tell it) and
       // followed by no whole frame. Anything else is damage, reported and left alone.
       const pastDurable = !fr || comparePositions(end.problem.at, { seg: fr.durableSeg, off: fr.durableOff }) >= 0;
-      if (!pastDurable || this.log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
+      if (end.problem.cut || !pastDurable || this.log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
       this.log.truncateAt(end.problem.at);
       // Torn at the very start of a later segment: the scan read the earlier one to its end
       // (that is how it got there), so the log goes on at the start of the emptied segment.
@@ -806,6 +806,11 @@ export class Tail {
       const target = later ? st.end : b.end;
       const targetTsn = later ? st.endTsn : b.tsn;
       this.#syncSegment(target.seg); // an earlier segment of the batch was synced when sealed
+      if (!this.#segmentAtPath(target.seg)) {
+        // A compaction may have folded and deleted it after a seal covered this batch.
+        if (!this.#coveredOrRefused(b)) return this.#settled(b);
+        throw this.#segmentGone(target.seg);
+      }
       this.log.withFrontierLocked(() => {
         const now = this.log.readTailState();
         if (now.epoch !== b.epoch) throw this.#cutError(b);
@@ -887,6 +892,29 @@ export class Tail {
           resolve(false);
         },
       );
+    });
+  }
+
+  /**
+   * After a sync, before it is published: the synced segment must still be the file its
+   * path names. One deleted or replaced under this process (a tmp cleaner, a careless `rm`)
+   * took the appends into an unlinked inode, and the commits resolved and were gone. One
+   * fstat and one lstat per sync, which costs far more.
+   */
+  #segmentAtPath(seg: number): boolean {
+    const file = this.log.segment(seg);
+    if (!file) return true;
+    const atPath = this.platform.lstat(this.log.path(segmentName(seg)));
+    const mine = file.info();
+    return !!atPath && atPath.isFile && atPath.ino === mine.ino && atPath.dev === mine.dev;
+  }
+
+  /** CORRUPTION for a segment gone from under this process: the commit fails and the failure is marked (rule 7). */
+  #segmentGone(seg: number): TxtDbError {
+    const name = segmentName(seg);
+    const atPath = this.platform.lstat(this.log.path(name));
+    return new TxtDbError("CORRUPTION", `Log segment "${this.log.path(name)}" was ${atPath ? "replaced" : "deleted"} while this process wrote to it: its commits since are not in the store. Stop the processes using it, restore the store from a backup, and run \`txtdb check\``, {
+      details: { file: name, offset: 0 },
     });
   }
 

@@ -3,7 +3,8 @@
  * and signals firing at each phase of a commit, transaction functions that misbehave, and
  * namespaces at their limits. Each test names the invariant it guards.
  */
-import { assert, outcomeCode, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
+import * as fs from "node:fs";
+import { assert, outcomeCode, runtime, sleep, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import { FileLock, defaultPlatform } from "txtdb/internal";
 
@@ -139,3 +140,21 @@ test(`${R} transaction() and begin() refuse malformed options with INVALID_ARGUM
   assert.equal(await db.get("ns", "a"), undefined, "nothing was written");
   await db.close();
 });
+
+for (const sabotage of ["deleted", "replaced by an empty file", "truncated to zero"] as const) {
+  test(`${R} the active log segment ${sabotage} under a running writer: its next commit fails with CORRUPTION instead of resolving into bytes the store has lost`, async () => {
+    const dir = tempDir("ca");
+    const db = await open(dir, { namespaces: ["ns"] });
+    await db.set("ns", "before", 1);
+    const seg = `${dir}/seg-0000000001.log`;
+    if (sabotage !== "truncated to zero") fs.rmSync(seg);
+    if (sabotage === "replaced by an empty file") fs.writeFileSync(seg, "");
+    if (sabotage === "truncated to zero") fs.truncateSync(seg, 0);
+    const code = await outcomeCode(db.set("ns", "after", 2));
+    assert.equal(code, "CORRUPTION", "a commit into a segment the store no longer has must not resolve");
+    // Every later commit is refused too, in this process (the failure is marked or met again).
+    assert.notEqual(await outcomeCode(db.set("ns", "later", 3)), "ok");
+    await db.close();
+    assert.equal(await outcomeCode(open(dir)), "CORRUPTION", "the damaged store reports itself at open");
+  });
+}

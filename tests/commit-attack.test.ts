@@ -158,3 +158,31 @@ for (const sabotage of ["deleted", "replaced by an empty file", "truncated to ze
     assert.equal(await outcomeCode(open(dir)), "CORRUPTION", "the damaged store reports itself at open");
   });
 }
+
+test(`${R} a table that cannot be read while validating one transaction of a group commit fails that transaction only; the batch's others commit, and no process sees a write that failed`, async () => {
+  const dir = tempDir("ca");
+  const a = await open(dir, { namespaces: ["ns"] });
+  await a.transaction((tx) => {
+    for (let i = 0; i < 500; i++) tx.set("ns", ["k", i], "v".repeat(50));
+  });
+  await a.compact(); // the keys now live in a table only
+  const b = await open(dir, { cacheBytes: 0 });
+  for (const f of fs.readdirSync(dir)) if (f.endsWith(".sst")) fs.truncateSync(`${dir}/${f}`, 100);
+  // One group commit: a blind write, then a transaction whose check() must read the table.
+  const blind = outcomeCode(b.set("ns", "blind", 1));
+  const tx = await b.begin();
+  tx.check("ns", ["k", 5], 2n);
+  tx.set("ns", "checked", 1);
+  const checked = outcomeCode(tx.commit());
+  assert.equal(await checked, "CORRUPTION", "the transaction whose validation cannot read the table fails");
+  const blindCode = await blind;
+  await b.set("ns", "after", 1);
+  await a.set("ns", "after", 2);
+  for (const [who, db] of [["the writer", b], ["another process", a]] as const) {
+    assert.equal(await db.get("ns", "checked"), undefined, `${who} never sees the failed transaction's write`);
+    assert.equal(await db.get("ns", "blind"), blindCode === "ok" ? 1 : undefined, `${who} sees the blind write exactly when it resolved (${blindCode})`);
+  }
+  assert.equal(blindCode, "ok", "a neighbour's damaged table is not the blind write's failure");
+  await a.close();
+  await b.close();
+});

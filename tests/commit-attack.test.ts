@@ -186,3 +186,20 @@ test(`${R} a table that cannot be read while validating one transaction of a gro
   await a.close();
   await b.close();
 });
+
+test(`${R} a key set or summed again and again in one transaction counts once toward maxTxBytes, its last write's bytes`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"], maxTxBytes: 1_000 });
+  await db.transaction((tx) => {
+    for (let i = 0; i < 200; i++) tx.set("ns", "doc", { i, pad: "x".repeat(40) });
+    for (let i = 0; i < 200; i++) tx.sum("ns", "n", 1);
+  });
+  assert.equal(((await db.get("ns", "doc")) as { i: number }).i, 199);
+  assert.equal(await db.get("ns", "n"), 200);
+  // The limit still holds for what the record would carry.
+  const code = await outcomeCode(db.transaction((tx) => {
+    for (let i = 0; i < 30; i++) tx.set("ns", ["k", i], "x".repeat(40));
+  }));
+  assert.equal(code, "LIMIT");
+  await db.close();
+});

@@ -396,78 +396,98 @@ export class GroupCommitter {
     const index = tail.index;
     const results: (number | TxtDbError)[] = [];
     const applied: { record: CommitRecord; prevTsn: number; prevNextNsId: number; shareable: boolean; bytes: number }[] = [];
+    // Whatever throws from here until the batch is appended (a bug, a failed allocation)
+    // fails the whole batch: what it applied to the index goes back off it first, or this
+    // process would go on reading, and numbering after, records that are in no log.
+    const undoApplied = () => {
+      for (const a of applied.reverse()) index.undo(a.record, a.prevTsn, a.prevNextNsId);
+    };
     let commits = 0;
-    for (const s of states) {
-      let error: TxtDbError | undefined;
-      if (s.twoPhase) {
-        // Two-phase commit (prepared.ts): a prepare validates like a commit and against
-        // other prepared transactions; a decision needs its prepared transaction.
-        const v = index.prepared.validate(s, index, validate);
-        if (v.skip !== undefined) {
-          results.push(v.skip); // an abort of an aborted transaction: nothing to write
-          continue;
-        }
-        error = v.error;
-      } else {
-        error = validate(s, index) ?? index.prepared.blocks(s, index);
-      }
-      let record: CommitRecord | undefined;
-      if (!error && s.atHead) {
-        // Queue work decided at the head (queuestore.ts); nothing left to write: no record.
-        try {
-          if (!s.atHead(index)) {
-            results.push(index.lastTsn);
+    let data: Uint8Array;
+    try {
+      for (const s of states) {
+        let error: TxtDbError | undefined;
+        if (s.twoPhase) {
+          // Two-phase commit (prepared.ts): a prepare validates like a commit and against
+          // other prepared transactions; a decision needs its prepared transaction.
+          const v = index.prepared.validate(s, index, validate);
+          if (v.skip !== undefined) {
+            results.push(v.skip); // an abort of an aborted transaction: nothing to write
             continue;
           }
-        } catch (e) {
-          if (!isTxtDbError(e)) throw e;
-          error = e;
+          error = v.error;
+        } else {
+          // A failure to read what validation needs (a damaged table: CORRUPTION) is this
+          // transaction's outcome. It used to escape and fail the whole batch, leaving the
+          // batch's earlier transactions applied to this process's index though never written.
+          try {
+            error = validate(s, index) ?? index.prepared.blocks(s, index);
+          } catch (e) {
+            if (!isTxtDbError(e)) throw e;
+            error = e;
+          }
         }
-      }
-      // A shareable commit after another one joins its record, at its version (TxState.shareable).
-      const shareable = !error && isShareable(s);
-      const last = applied.length > 0 ? applied[applied.length - 1] : undefined;
-      const share = shareable && last !== undefined && last.shareable && last.record.writes.length < SHARED_RECORD_WRITES_MAX && last.bytes < SHARED_RECORD_BYTES_MAX;
-      if (!error) {
-        try {
-          const tsn = share ? index.lastTsn : index.lastTsn + 1;
-          record = s.twoPhase ? index.prepared.build(s, index, tsn, buildRecord) : buildRecord(s, index, tsn);
-        } catch (e) {
-          if (!isTxtDbError(e)) throw e;
-          error = e;
+        let record: CommitRecord | undefined;
+        if (!error && s.atHead) {
+          // Queue work decided at the head (queuestore.ts); nothing left to write: no record.
+          try {
+            if (!s.atHead(index)) {
+              results.push(index.lastTsn);
+              continue;
+            }
+          } catch (e) {
+            if (!isTxtDbError(e)) throw e;
+            error = e;
+          }
         }
+        // A shareable commit after another one joins its record, at its version (TxState.shareable).
+        const shareable = !error && isShareable(s);
+        const last = applied.length > 0 ? applied[applied.length - 1] : undefined;
+        const share = shareable && last !== undefined && last.shareable && last.record.writes.length < SHARED_RECORD_WRITES_MAX && last.bytes < SHARED_RECORD_BYTES_MAX;
+        if (!error) {
+          try {
+            const tsn = share ? index.lastTsn : index.lastTsn + 1;
+            record = s.twoPhase ? index.prepared.build(s, index, tsn, buildRecord) : buildRecord(s, index, tsn);
+          } catch (e) {
+            if (!isTxtDbError(e)) throw e;
+            error = e;
+          }
+        }
+        if (error || !record) {
+          if (error?.code === "CONFLICT") counters.conflicts++;
+          results.push(error!);
+          continue;
+        }
+        // Only a record that others may join keeps count of its bytes.
+        let bytes = 0;
+        if (shareable) for (const w of record.writes) bytes += w.key.length + (w.value?.length ?? 0);
+        if (share) {
+          index.applyMore(record); // asserts that the shared record is the newest applied
+          for (const w of record.writes) last!.record.writes.push(w);
+          last!.bytes += bytes;
+        } else {
+          const prev = { prevTsn: index.lastTsn, prevNextNsId: index.nextNsId };
+          index.apply(record);
+          applied.push({ record, ...prev, shareable, bytes });
+        }
+        commits++;
+        results.push(record.tsn);
       }
-      if (error || !record) {
-        if (error?.code === "CONFLICT") counters.conflicts++;
-        results.push(error!);
-        continue;
-      }
-      // Only a record that others may join keeps count of its bytes.
+      if (applied.length === 0) return { results, appended: undefined };
+      const frames = applied.map((a) => frame(encodeCommit(a.record)));
       let bytes = 0;
-      if (shareable) for (const w of record.writes) bytes += w.key.length + (w.value?.length ?? 0);
-      if (share) {
-        index.applyMore(record); // asserts that the shared record is the newest applied
-        for (const w of record.writes) last!.record.writes.push(w);
-        last!.bytes += bytes;
-      } else {
-        const prev = { prevTsn: index.lastTsn, prevNextNsId: index.nextNsId };
-        index.apply(record);
-        applied.push({ record, ...prev, shareable, bytes });
+      for (const f of frames) bytes += f.length;
+      data = new Uint8Array(bytes);
+      let o = 0;
+      for (const f of frames) {
+        data.set(f, o);
+        o += f.length;
       }
-      commits++;
-      results.push(record.tsn);
+      assert(o === data.length, "the batch's frames fill its buffer");
+    } catch (e) {
+      undoApplied();
+      throw e;
     }
-    if (applied.length === 0) return { results, appended: undefined };
-    const frames = applied.map((a) => frame(encodeCommit(a.record)));
-    let bytes = 0;
-    for (const f of frames) bytes += f.length;
-    const data = new Uint8Array(bytes);
-    let o = 0;
-    for (const f of frames) {
-      data.set(f, o);
-      o += f.length;
-    }
-    assert(o === data.length, "the batch's frames fill its buffer");
     const startSeg = tail.readPos.seg;
     let appended: AppendedBatch;
     try {
@@ -475,7 +495,7 @@ export class GroupCommitter {
     } catch (e) {
       // Nothing of this batch may become visible: take it back off the index (the tail
       // took it off the file).
-      for (const a of applied.reverse()) index.undo(a.record, a.prevTsn, a.prevNextNsId);
+      undoApplied();
       throw e;
     }
     counters.batches++;

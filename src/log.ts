@@ -103,7 +103,8 @@ export interface TailState {
 /** Where a scan stopped, and why if it did not reach its target. */
 export interface ScanEnd {
   end: LogPosition;
-  problem?: { at: LogPosition; reason: string; incomplete: boolean };
+  /** `cut`: the segment is shorter than what was read from it already (damage, never a torn tail). */
+  problem?: { at: LogPosition; reason: string; incomplete: boolean; cut?: true };
   /** The scan stopped at preallocated (zero) space: the end of what was written. */
   zeroEnd?: boolean;
 }
@@ -686,6 +687,13 @@ export class Log {
         return { end: { seg, off } };
       }
       const size = file.size();
+      if (size < off) {
+        // Cut under this process (by hand, a restore of an old copy): records it read and
+        // may have acknowledged are gone. Without this, a scan took the cut segment for a
+        // sealed one, and the writer went on appending past a hole of zeros, acknowledging
+        // commits into a store that no longer opened.
+        return { end: { seg, off }, problem: { at: { seg, off }, reason: `segment is ${size} bytes, shorter than the ${off} bytes already read from it: it was cut or replaced under this process`, incomplete: false, cut: true } };
+      }
       const limit = to && seg === to.seg ? to.off : size;
       if (limit > size) {
         return { end: { seg, off }, problem: { at: { seg, off: size }, reason: `segment ends at ${size} before the frontier at ${limit}`, incomplete: true } };

@@ -257,7 +257,11 @@ export function checkTransactionOptions(fn: unknown, options: TransactionOptions
   checkSignal(options.signal);
   const maxRetries = options.maxRetries ?? 10;
   if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);
-  if (options.timeoutMs !== undefined && !(options.timeoutMs >= 0)) throw invalidArg(`timeoutMs must be a non-negative number; got ${String(options.timeoutMs)}`);
+  // A number, not just anything `>= 0` accepts: a string "5" passed that test, and the
+  // deadline became a string concatenation (now + "5") that fired at once.
+  if (options.timeoutMs !== undefined && !(typeof options.timeoutMs === "number" && options.timeoutMs >= 0)) {
+    throw invalidArg(`timeoutMs must be a non-negative number of milliseconds; got ${typeof options.timeoutMs === "string" ? JSON.stringify(options.timeoutMs) : String(options.timeoutMs)}`);
+  }
   return { maxRetries, timeoutMs: options.timeoutMs, signal: options.signal };
 }
 

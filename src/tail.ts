@@ -549,7 +549,7 @@ export class Tail {
       // A torn tail: past the durable end (when the frontier survived to tell it) and
       // followed by no whole frame. Anything else is damage, reported and left alone.
       const pastDurable = !fr || comparePositions(end.problem.at, { seg: fr.durableSeg, off: fr.durableOff }) >= 0;
-      if (!pastDurable || this.log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
+      if (end.problem.cut || !pastDurable || this.log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
       this.log.truncateAt(end.problem.at);
       // Torn at the very start of a later segment: the scan read the earlier one to its end
       // (that is how it got there), so the log goes on at the start of the emptied segment.
@@ -713,8 +713,10 @@ export class Tail {
         // end (rules 7 and 8).
         try {
           this.log.withFrontierLocked(() => this.log.writeSyncFailure(this.platform.pid));
-        } catch {
-          // nothing more can be done; the error below is the commit's outcome
+        } catch (f) {
+          // Neither cut nor marked: the batch's bytes may be adopted by the next catch-up or
+          // open, so its outcome is unknown, and the error says so (a plain IO says "never appears").
+          throw this.#unknownOutcome(this.index.lastTsn, f);
         }
       }
       throw e;
@@ -736,15 +738,23 @@ export class Tail {
       // log, other batches may lie behind it, and its committer is told it failed. It must
       // never appear, so unless a sync already covers it, the failure is marked (rule 7) and
       // the next writable open cuts it.
+      let marked = false;
       try {
         this.log.withFrontierLocked(() => {
           const fr = this.log.readFrontier();
           if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0 && this.log.readTailState().epoch === b.epoch) return;
           this.log.writeSyncFailure(this.platform.pid);
+          marked = true;
           throw e;
         });
-      } catch {
-        throw ioError(e, `Making a commit to "${this.path}" durable`);
+      } catch (f) {
+        // Marked: the batch never appears (rules 7-8), a plain IO. Not marked (the frontier
+        // lock could not be had: its holder is stopped; or the mark could not be written):
+        // the batch lies in the log, and the next sync of any process, or the next writable
+        // open, makes it appear. That failure used to be reported as a plain IO, which says
+        // "never appears", and the commit appeared later: its outcome is unknown, and says so.
+        if (marked) throw ioError(e, `Making a commit to "${this.path}" durable`);
+        throw this.#unknownOutcome(b.tsn, f);
       }
       this.#settled(b); // covered by another process's sync after all
     }
@@ -796,6 +806,11 @@ export class Tail {
       const target = later ? st.end : b.end;
       const targetTsn = later ? st.endTsn : b.tsn;
       this.#syncSegment(target.seg); // an earlier segment of the batch was synced when sealed
+      if (!this.#segmentAtPath(target.seg)) {
+        // A compaction may have folded and deleted it after a seal covered this batch.
+        if (!this.#coveredOrRefused(b)) return this.#settled(b);
+        throw this.#segmentGone(target.seg);
+      }
       this.log.withFrontierLocked(() => {
         const now = this.log.readTailState();
         if (now.epoch !== b.epoch) throw this.#cutError(b);
@@ -880,9 +895,44 @@ export class Tail {
     });
   }
 
+  /**
+   * After a sync, before it is published: the synced segment must still be the file its
+   * path names. One deleted or replaced under this process (a tmp cleaner, a careless `rm`)
+   * took the appends into an unlinked inode, and the commits resolved and were gone. One
+   * fstat and one lstat per sync, which costs far more.
+   */
+  #segmentAtPath(seg: number): boolean {
+    const file = this.log.segment(seg);
+    if (!file) return true;
+    const atPath = this.platform.lstat(this.log.path(segmentName(seg)));
+    const mine = file.info();
+    return !!atPath && atPath.isFile && atPath.ino === mine.ino && atPath.dev === mine.dev;
+  }
+
+  /** CORRUPTION for a segment gone from under this process: the commit fails and the failure is marked (rule 7). */
+  #segmentGone(seg: number): TxtDbError {
+    const name = segmentName(seg);
+    const atPath = this.platform.lstat(this.log.path(name));
+    return new TxtDbError("CORRUPTION", `Log segment "${this.log.path(name)}" was ${atPath ? "replaced" : "deleted"} while this process wrote to it: its commits since are not in the store. Stop the processes using it, restore the store from a backup, and run \`txtdb check\``, {
+      details: { file: name, offset: 0 },
+    });
+  }
+
   #settled(b: AppendedBatch): void {
     if (comparePositions(b.end, this.#durablePos) > 0) this.#durablePos = b.end;
     if (b.epoch === this.#epoch) this.#show(b.end, b.tsn);
+  }
+
+  /**
+   * The error of a commit that failed after its bytes reached the log, when neither the cut
+   * (rule 9) nor the failure mark (rule 7) could be made: it may still appear.
+   */
+  #unknownOutcome(tsn: number, cause: unknown): TxtDbError {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    return new TxtDbError("IO", `The outcome of the commit at version ${tsn} of "${this.path}" is unknown: it was written to the log but could not be made durable, nor marked failed (${why}); it may still appear once that is fixed. Read its keys before retrying it, and see \`txtdb doctor\``, {
+      cause,
+      details: { path: this.path, version: BigInt(tsn), outcome: "unknown" },
+    });
   }
 
   #cutError(b: AppendedBatch): TxtDbError {

@@ -140,20 +140,30 @@ export function recordRange(s: TxState, ns: string, start: string, end: string, 
   s.ranges.push({ ns, start: rs, end: re, selector: sel });
 }
 
+/** The bytes a pending write at `key` counts for (as its callers add them: a sum counts 16). */
+function opBytes(key: string, op: WriteOp): number {
+  return key.length + (op.kind === "set" ? op.value.length : op.kind === "sum" ? 16 : 0);
+}
+
 /** B3: buffers `op` at `key`, within the transaction's limits. */
 export function putWrite(s: TxState, limits: Limits, ns: string, key: string, op: WriteOp, addedBytes: number): void {
   let m = s.writes.get(ns);
   if (!m) s.writes.set(ns, (m = new Map()));
-  if (!m.has(key)) {
+  const prior = m.get(key);
+  if (!prior) {
     if (s.writeCount + 1 > limits.maxTxWrites) {
       throw new TxtDbError("LIMIT", `Transaction writes more than ${limits.maxTxWrites} keys (${limits.maxTxWritesWhy ?? "maxTxWrites"}); split it into smaller transactions`);
     }
-    s.writeCount++;
   }
-  if (s.bytes + addedBytes > limits.maxTxBytes) {
+  // The write replaces the key's pending one (B2: the last write wins), so its bytes leave
+  // the count: a key set, or summed, again and again used to add up to a LIMIT for a
+  // transaction whose record holds one value.
+  const bytes = s.bytes - (prior ? opBytes(key, prior) : 0) + Math.max(addedBytes, opBytes(key, op));
+  if (bytes > limits.maxTxBytes) {
     throw new TxtDbError("LIMIT", `Transaction exceeds ${limits.maxTxBytes} bytes (maxTxBytes); split it into smaller transactions`);
   }
-  s.bytes += addedBytes;
+  if (!prior) s.writeCount++;
+  s.bytes = bytes;
   m.set(key, op);
 }
 

@@ -1,0 +1,205 @@
+/**
+ * Attacks on the commit path, transactions and namespaces of a directory store: deadlines
+ * and signals firing at each phase of a commit, transaction functions that misbehave, and
+ * namespaces at their limits. Each test names the invariant it guards.
+ */
+import * as fs from "node:fs";
+import { assert, outcomeCode, runtime, sleep, tempDir, test } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+import { FileLock, defaultPlatform } from "txtdb/internal";
+
+const R = `[${runtime}]`;
+const platform = await defaultPlatform();
+
+/** Takes the store's writer lock through a second open file description; returns its release. */
+async function takeWriterLock(dir: string): Promise<() => void> {
+  const lock = new FileLock(platform, `${dir}/writer.lock`);
+  const release = await lock.acquire(true);
+  return () => {
+    release();
+    lock.close();
+  };
+}
+
+test(`${R} transaction() whose function awaits tx.commit() itself never reports TIMEOUT for a commit that happened`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const release = await takeWriterLock(dir);
+  const outcomes = Array.from({ length: 20 }, (_, i) =>
+    db.transaction(async (tx) => {
+      tx.set("ns", ["t", i], i);
+      await tx.commit();
+    }, { timeoutMs: 5 }).then(() => "ok", (e) => (e instanceof TxtDbError ? e.code : String(e))),
+  );
+  await sleep(100); // every deadline passes while the commits wait for the lock
+  release();
+  const codes = await Promise.all(outcomes);
+  await sleep(50);
+  for (let i = 0; i < codes.length; i++) {
+    const stored = await db.get("ns", ["t", i]);
+    if (codes[i] === "ok") assert.equal(stored, i, `transaction ${i} resolved, so it committed`);
+    else assert.equal(stored, undefined, `transaction ${i} failed with ${codes[i]}, so it must not have committed`);
+  }
+  await db.close();
+});
+
+test(`${R} transaction() whose function starts tx.commit() without awaiting it resolves with that commit, not INVALID_ARGUMENT for a write that happened`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const code = await outcomeCode(db.transaction((tx) => {
+    tx.set("ns", "k", 1);
+    void tx.commit();
+  }));
+  assert.equal(await db.get("ns", "k"), 1);
+  assert.equal(code, "ok", "the transaction committed, so transaction() must resolve");
+  // A function whose own commit fails (a conflict it swallowed) does not resolve as if it committed.
+  let runs = 0;
+  await db.transaction(async (tx) => {
+    runs++;
+    const v = await tx.get<number>("ns", "k");
+    if (runs === 1) await db.set("ns", "k", 100); // another writer wins
+    tx.set("ns", "k", (v ?? 0) + 1);
+    await tx.commit().catch(() => {});
+  });
+  assert.equal(runs, 2, "the swallowed CONFLICT of the first run makes transaction() retry");
+  assert.equal(await db.get("ns", "k"), 101);
+  await db.close();
+});
+
+test(`${R} a commit failing with IO because the frontier's lock holder is stopped either never appears or says its outcome is unknown`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "warm", 1);
+  // A process stopped (SIGSTOP) inside the frontier's critical section holds its flock.
+  const lock = new FileLock(platform, `${dir}/frontier`);
+  const release = await lock.acquire(true);
+  let failure: TxtDbError | undefined;
+  try {
+    await db.set("ns", "k", "v");
+  } catch (e) {
+    if (!(e instanceof TxtDbError)) throw e;
+    failure = e;
+  } finally {
+    release();
+    lock.close();
+  }
+  assert.ok(failure, "the commit cannot be published while the frontier's lock is held");
+  assert.equal(failure.code, "IO");
+  await db.set("ns", "next", 2); // the holder goes on; the next commit is published
+  const appeared = (await db.get("ns", "k")) !== undefined;
+  if (appeared) {
+    assert.equal(failure.details?.outcome, "unknown", `a commit rejected with a plain IO appeared: ${failure.message}`);
+    assert.match(failure.message, /outcome .* is unknown/);
+  }
+  await db.close();
+});
+
+test(`${R} transaction() whose function starts tx.commit() and then throws rolls back: the queued commit is never written, and a retry on CONFLICT applies once`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "n", 0);
+  const release = await takeWriterLock(dir);
+  const boom = db.transaction((tx) => {
+    tx.set("ns", "thrown", true);
+    void tx.commit().catch(() => {});
+    throw new Error("boom");
+  });
+  await assert.rejects(boom, /boom/);
+  let runs = 0;
+  const retried = db.transaction(async (tx) => {
+    runs++;
+    const n = (await tx.get<number>("ns", "n")) ?? 0;
+    tx.set("ns", "n", n + 1);
+    void tx.commit().catch(() => {});
+    if (runs === 1) throw new TxtDbError("CONFLICT", "a conflict the function met itself");
+  });
+  await sleep(20);
+  release();
+  await retried;
+  await sleep(20);
+  assert.equal(await db.get("ns", "thrown"), undefined, "the function threw, so its transaction rolled back");
+  assert.equal(runs, 2);
+  assert.equal(await db.get("ns", "n"), 1, "the increment applies once");
+  await db.close();
+});
+
+test(`${R} transaction() and begin() refuse malformed options with INVALID_ARGUMENT, never a TypeError or a deadline of "now + '5'"`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const bad = [
+    () => db.transaction((tx) => tx.set("ns", "a", 1), { timeoutMs: "5000" as unknown as number }),
+    () => db.transaction((tx) => tx.set("ns", "a", 1), { timeoutMs: 5n as unknown as number }),
+    () => db.begin(null as unknown as {}),
+    () => db.begin(7 as unknown as {}),
+  ];
+  for (const [i, f] of bad.entries()) {
+    const err = await f().then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof TxtDbError, `call #${i} fails with a TxtDbError, got ${String(err)}`);
+    assert.equal(err.code, "INVALID_ARGUMENT", `call #${i}: ${err.message}`);
+  }
+  assert.equal(await db.get("ns", "a"), undefined, "nothing was written");
+  await db.close();
+});
+
+for (const sabotage of ["deleted", "replaced by an empty file", "truncated to zero"] as const) {
+  test(`${R} the active log segment ${sabotage} under a running writer: its next commit fails with CORRUPTION instead of resolving into bytes the store has lost`, async () => {
+    const dir = tempDir("ca");
+    const db = await open(dir, { namespaces: ["ns"] });
+    await db.set("ns", "before", 1);
+    const seg = `${dir}/seg-0000000001.log`;
+    if (sabotage !== "truncated to zero") fs.rmSync(seg);
+    if (sabotage === "replaced by an empty file") fs.writeFileSync(seg, "");
+    if (sabotage === "truncated to zero") fs.truncateSync(seg, 0);
+    const code = await outcomeCode(db.set("ns", "after", 2));
+    assert.equal(code, "CORRUPTION", "a commit into a segment the store no longer has must not resolve");
+    // Every later commit is refused too, in this process (the failure is marked or met again).
+    assert.notEqual(await outcomeCode(db.set("ns", "later", 3)), "ok");
+    await db.close();
+    assert.equal(await outcomeCode(open(dir)), "CORRUPTION", "the damaged store reports itself at open");
+  });
+}
+
+test(`${R} a table that cannot be read while validating one transaction of a group commit fails that transaction only; the batch's others commit, and no process sees a write that failed`, async () => {
+  const dir = tempDir("ca");
+  const a = await open(dir, { namespaces: ["ns"] });
+  await a.transaction((tx) => {
+    for (let i = 0; i < 500; i++) tx.set("ns", ["k", i], "v".repeat(50));
+  });
+  await a.compact(); // the keys now live in a table only
+  const b = await open(dir, { cacheBytes: 0 });
+  for (const f of fs.readdirSync(dir)) if (f.endsWith(".sst")) fs.truncateSync(`${dir}/${f}`, 100);
+  // One group commit: a blind write, then a transaction whose check() must read the table.
+  const blind = outcomeCode(b.set("ns", "blind", 1));
+  const tx = await b.begin();
+  tx.check("ns", ["k", 5], 2n);
+  tx.set("ns", "checked", 1);
+  const checked = outcomeCode(tx.commit());
+  assert.equal(await checked, "CORRUPTION", "the transaction whose validation cannot read the table fails");
+  const blindCode = await blind;
+  await b.set("ns", "after", 1);
+  await a.set("ns", "after", 2);
+  for (const [who, db] of [["the writer", b], ["another process", a]] as const) {
+    assert.equal(await db.get("ns", "checked"), undefined, `${who} never sees the failed transaction's write`);
+    assert.equal(await db.get("ns", "blind"), blindCode === "ok" ? 1 : undefined, `${who} sees the blind write exactly when it resolved (${blindCode})`);
+  }
+  assert.equal(blindCode, "ok", "a neighbour's damaged table is not the blind write's failure");
+  await a.close();
+  await b.close();
+});
+
+test(`${R} a key set or summed again and again in one transaction counts once toward maxTxBytes, its last write's bytes`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"], maxTxBytes: 1_000 });
+  await db.transaction((tx) => {
+    for (let i = 0; i < 200; i++) tx.set("ns", "doc", { i, pad: "x".repeat(40) });
+    for (let i = 0; i < 200; i++) tx.sum("ns", "n", 1);
+  });
+  assert.equal(((await db.get("ns", "doc")) as { i: number }).i, 199);
+  assert.equal(await db.get("ns", "n"), 200);
+  // The limit still holds for what the record would carry.
+  const code = await outcomeCode(db.transaction((tx) => {
+    for (let i = 0; i < 30; i++) tx.set("ns", ["k", i], "x".repeat(40));
+  }));
+  assert.equal(code, "LIMIT");
+  await db.close();
+});

@@ -114,6 +114,38 @@ if (canSpawn) {
     }
   });
 
+  test(`[${runtime}] txtdb export read slowly while its keys expire: no expiring key is written without its expiresAtMs (which import would make a key that never expires)`, async () => {
+    const { open } = await import("txtdb");
+    const { spawn } = await import("node:child_process");
+    for (const rt of ["node", "deno"] as const) { // Bun's stdout buffers without back-pressure, so nothing waits there
+      const dir = tempDir("cli-export-expiring") + "/s";
+      const db = await open(dir, { namespaces: ["n"] });
+      const expireIn = 2_500;
+      await db.transaction((tx) => {
+        for (let i = 0; i < 2000; i++) tx.set("n", ["k", i], { i, pad: "x".repeat(200) }, ...(i < 100 ? [] : [{ expireIn }]));
+      });
+      const expiresAt = Date.now() + expireIn;
+      await db.close();
+      const [cmd, base] = cli[rt];
+      const child = spawn(cmd, [...base, "export", dir], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      child.stderr!.setEncoding("utf8");
+      child.stderr!.on("data", (t: string) => (err += t));
+      child.stdout!.pause(); // a reader that stops until the keys have expired: the pipe fills, the export waits
+      const closed = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+      await new Promise((r) => setTimeout(r, expiresAt - Date.now() + 300));
+      child.stdout!.setEncoding("utf8");
+      child.stdout!.on("data", (t: string) => (out += t));
+      child.stdout!.resume();
+      assert.equal(await closed, 0, err);
+      const lines = out.trim().split("\n").map((l) => JSON.parse(l) as { key: [string, number]; expiresAtMs?: number });
+      const immortal = lines.filter((l) => l.key[1] >= 100 && l.expiresAtMs === undefined).map((l) => l.key[1]);
+      assert.deepEqual(immortal, [], `${rt}: expiring keys exported without expiresAtMs`);
+      assert.equal(lines.filter((l) => l.key[1] < 100).length, 100, `${rt}: every key that does not expire is exported`);
+    }
+  });
+
   test(`[${runtime}] txtdb import of 100 000 expiring keys in one transaction: each expires when its line says, not later by the time the import took`, async () => {
     const at = Date.now() + 3_600_000;
     let input = "";

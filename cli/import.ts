@@ -254,7 +254,16 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
   const marker = await readMarker(db);
   const start = resumeFrom(marker, input, flags);
   const existing = new Set(await db.listNamespaces());
-  for (const ns of new Set(entries.map((e) => e.ns))) if (!existing.has(ns)) await db.createNamespace(ns);
+  // Another process may create the same namespace meanwhile (another import, the application):
+  // that is what was wanted, not a reason to fail with NAMESPACE_EXISTS.
+  const ensure = async (ns: string) => {
+    try {
+      await db.createNamespace(ns);
+    } catch (e) {
+      if (!(e instanceof TxtDbError && e.code === "NAMESPACE_EXISTS")) throw e;
+    }
+  };
+  for (const ns of new Set(entries.map((e) => e.ns))) if (!existing.has(ns)) await ensure(ns);
   const clock = databaseInternals(db).platform;
   let expired = 0;
   const expiredNote = () => (expired > 0 ? `; ${expired} had expired already (expiresAtMs past) and were left out` : "");
@@ -262,18 +271,42 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
     expired = await db.transaction((tx) => putAll(tx, entries, 0, entries.length, () => clock.wallClockMs()));
     return `imported ${entries.length} entries in one transaction${expiredNote()}`;
   }
-  if (!existing.has(IMPORT_NS)) await db.createNamespace(IMPORT_NS);
+  if (!existing.has(IMPORT_NS)) await ensure(IMPORT_NS);
   const batches = planBatches(entries, start);
   if (start > 0) progress.step(`resuming after input line ${entries[start - 1]!.line} (${start} of ${entries.length} entries were committed)`);
+  // Each batch reads the marker in its own (serializable) transaction and goes on only if it
+  // is the one this import left (or found, before its first batch): two imports run at once
+  // into one store otherwise both passed rule 4's check at the start and then interleaved
+  // their batches, writing lines twice and, with different inputs, a mixture of both; the
+  // one that lost then failed with a NAMESPACE_NOT_FOUND about "txtdb.import".
+  let expect = marker;
+  let raced: TxtDbError | undefined;
+  const lostRace = (from: number, found: string) =>
+    (raced = new TxtDbError(
+      "INVALID_ARGUMENT",
+      `Another import is writing this store at the same time (the import marker ${found}), so this one stopped: ` +
+        `${from === start ? "this run wrote nothing" : `entries ${start + 1} to ${from} of this input are written`}. ` +
+        "Wait for the other import to end, then run this one again (`--resume` if the store holds an unfinished import, `--restart` to write every line again)",
+    ));
   for (const [from, to] of batches) {
     const last = entries[to - 1]!;
     const next: ImportMarker = { format: 1, digest: input.digest, entries: entries.length, committedEntries: to, committedLine: last.line };
     try {
-      expired += await db.transaction((tx) => {
+      expired += await db.transaction(async (tx) => {
+        let now: ImportMarker | undefined;
+        try {
+          now = parseMarker(await tx.get(IMPORT_NS, MARKER_KEY));
+        } catch (e) {
+          if (e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND") throw lostRace(from, "was removed: the other import ended");
+          throw e;
+        }
+        if (JSON.stringify(now) !== JSON.stringify(expect)) throw lostRace(from, now ? `says ${now.committedEntries} of ${now.entries} entries of input ${now.digest}` : "is gone");
         tx.set(IMPORT_NS, MARKER_KEY, next);
         return putAll(tx, entries, from, to, () => clock.wallClockMs());
       });
+      expect = next;
     } catch (e) {
+      if (e === raced) throw e;
       const written = from === 0 ? "nothing was written" : `entries 1 to ${from} (input lines 1 to ${entries[from - 1]!.line}) are written`;
       const why = e instanceof TxtDbError ? `${e.code}: ${e.message}` : String(e);
       throw new TxtDbError(

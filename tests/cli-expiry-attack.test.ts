@@ -146,6 +146,44 @@ if (canSpawn) {
     }
   });
 
+  test(`[${runtime}] two batched imports of different input run at once into one store: one wins, the other stops writing nothing, naming the other; never a mixture`, async () => {
+    const { spawn } = await import("node:child_process");
+    const n = 60_000; // 120 000 lines: past one transaction's 100 000 entries, so written in batches of 10 000
+    const make = (sign: number) => {
+      let s = "";
+      for (let i = 0; i < n * 2; i++) s += `{"ns":"n","key":["k",${i}],"value":${sign * (i + 1)}}\n`;
+      return s;
+    };
+    const inputs = [make(1), make(-1)];
+    for (let round = 0; round < 4; round++) { // a race: more rounds, more chances the two overlap
+      const dir = tempDir("cli-import-race") + "/d";
+      const runs = (["node", "node"] as const).map((rt, i) => {
+        const [cmd, base] = cli[rt];
+        const child = spawn(cmd, [...base, "import", dir], { stdio: ["pipe", "pipe", "pipe"] });
+        let err = "";
+        child.stderr!.setEncoding("utf8");
+        child.stderr!.on("data", (t: string) => (err += t));
+        child.stdin!.end(inputs[(i + round) % 2]);
+        return new Promise<{ code: number | null; err: string }>((resolve) => child.on("close", (code) => resolve({ code, err })));
+      });
+      const results = await Promise.all(runs);
+      for (const r of results) {
+        if (r.code === 0) continue;
+        assert.equal(r.code, 2, r.err);
+        // Refused at the start (the other's marker was there already) or at its first batch.
+        assert.match(r.err, /^txtdb: INVALID_ARGUMENT: (Another import is writing this store at the same time .*this run wrote nothing|The store holds an unfinished import)/, r.err);
+      }
+      assert.ok(results.some((r) => r.code === 0), results.map((r) => r.err).join("\n"));
+      const exported = run("node", ["export", dir]);
+      assert.equal(exported.code, 0, exported.err);
+      const values = exported.out.trim().split("\n").map((l) => (JSON.parse(l) as { value: number }).value);
+      assert.equal(values.length, n * 2);
+      const positive = values.filter((v) => v > 0).length;
+      assert.ok(positive === 0 || positive === n * 2, `a mixture of both inputs: ${positive} of ${n * 2} lines from the first`);
+      assert.deepEqual(run("node", ["namespaces", dir]).out.trim().split("\n"), ["n"], "no marker left");
+    }
+  });
+
   test(`[${runtime}] txtdb import of 100 000 expiring keys in one transaction: each expires when its line says, not later by the time the import took`, async () => {
     const at = Date.now() + 3_600_000;
     let input = "";

@@ -34,6 +34,7 @@ export async function exportAll(db: Database, names: string[], out: (line: strin
     // is skipped; one dropped since then is missed (a narrow race, only without names given).
     const all = names.length ? names : (await db.listNamespaces()).filter((ns) => ns !== IMPORT_NS);
     let n = 0;
+    let expiredMeanwhile = 0;
     // Entries do not carry their expiry: it is read from the stored version the entry came from.
     const index = databaseInternals(db).index;
     const at = Number(snap.version);
@@ -42,8 +43,23 @@ export async function exportAll(db: Database, names: string[], out: (line: strin
       const nsId = index.resolve(ns, at);
       for await (const e of snap.list(ns, { prefix: [] })) {
         let line: string;
+        let stored: Uint8Array | undefined;
         try {
-          const stored = nsId === undefined ? undefined : index.get(nsId, encodeKey(e.key), at)?.value;
+          stored = nsId === undefined ? undefined : index.get(nsId, encodeKey(e.key), at)?.value;
+        } catch (cause) {
+          const why = cause instanceof TxtDbError ? cause.message : String(cause);
+          throw new TxtDbError("INVALID_VALUE", `Cannot export namespace ${json(ns)} key ${json(e.key)} after ${n} entries: ${why}`, { cause });
+        }
+        // The index hides an expired version, even at a pinned snapshot (expiry.ts, rule 1): a
+        // key the listing returned and the index no longer has expired in between (the listing
+        // reads ahead in pages, and a slow reader of stdout can hold the export for long).
+        // Written without its "expiresAtMs", it came back from import as a key that never
+        // expires; left out, it reads as absent, as it does in the store now.
+        if (stored === undefined && (await snap.getEntry(ns, e.key)) === undefined) {
+          expiredMeanwhile++;
+          continue;
+        }
+        try {
           const expiresAtMs = stored && isExpiring(stored) ? expiresAtOf(stored) : NaN;
           line = json({ ns, key: e.key, value: e.value, version: e.version, ...(Number.isFinite(expiresAtMs) ? { expiresAtMs } : {}) });
         } catch (cause) {
@@ -57,7 +73,7 @@ export async function exportAll(db: Database, names: string[], out: (line: strin
         }
       }
     }
-    progress.done(`exported ${n} entries at version ${snap.version}`);
+    progress.done(`exported ${n} entries at version ${snap.version}${expiredMeanwhile ? `; ${expiredMeanwhile} expired while the export ran and were left out` : ""}`);
     return 0;
   } finally {
     snap.release();

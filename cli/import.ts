@@ -25,7 +25,8 @@
 import { TxtDbError } from "../src/errors.ts";
 import type { Database, Key, Transaction } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
-import { EXPIRE_IN_MAX_MS } from "../src/expiry.ts";
+import { ENVELOPE_HEADER_BYTES, EXPIRE_IN_MAX_MS } from "../src/expiry.ts";
+import { checkNamespaceName } from "../src/options.ts";
 import { fromTagged } from "../src/ndjson.ts";
 import { encodeKey } from "../src/keys.ts";
 import { encodeValue } from "../src/codec.ts";
@@ -50,7 +51,7 @@ export interface ImportEntry {
   ns: string;
   key: Key;
   value: unknown;
-  /** Encoded key and value bytes. */
+  /** Encoded key and value bytes (with an expiring value's envelope, as the transaction limit counts them). */
   bytes: number;
   /** The input line number (1-based, blank lines counted). */
   line: number;
@@ -102,6 +103,28 @@ class Digest {
   }
 }
 
+/**
+ * Why a number in the JSON `text` cannot be kept, or undefined. JSON.parse reads every number
+ * as a 64-bit float and says nothing when that changes it: 12345678901234567890 became
+ * 12345678901234567000 and 1e400 became Infinity, written as data. An integer must be
+ * exact, or be the float's own shortest form (as JSON.stringify, so export, writes 2 ** 60:
+ * 1152921504606847000), and no number may overflow; a decimal fraction rounds, as every
+ * JSON reader's does.
+ */
+function lossyNumber(text: string): string | undefined {
+  if (!/\d{16}|\d[eE][+-]?\d{3}/.test(text)) return undefined; // the usual line: nothing to round
+  for (const m of text.matchAll(/"[^"\\]*(?:\\.[^"\\]*)*"|-?\d+(\.\d+)?([eE][+-]?\d+)?/g)) {
+    const t = m[0];
+    if (t[0] === '"') continue;
+    const n = Number(t);
+    if (!Number.isFinite(n)) return `the number ${t} is too large for a 64-bit float (it would read as ${n}); write {"$f64":"${n}"} for it, or {"$bigint":"…"} for a whole number`;
+    if (m[1] === undefined && m[2] === undefined && !Number.isSafeInteger(n) && String(n) !== t && BigInt(t) !== BigInt(n)) {
+      return `the number ${t} cannot be kept exactly as a 64-bit float (it would read as ${BigInt(n)}); write it as {"$bigint":"${t}"}, or as a string`;
+    }
+  }
+  return undefined;
+}
+
 /** Reads and checks every line (rule 1); throws INVALID_ARGUMENT (or the key's code) naming the line. */
 export async function readImport(lines: AsyncIterable<string>, progress?: Progress): Promise<ImportInput> {
   const entries: ImportEntry[] = [];
@@ -122,6 +145,8 @@ export async function readImport(lines: AsyncIterable<string>, progress?: Progre
     } catch (e) {
       at(invalid(`not valid JSON (${(e as Error).message})`));
     }
+    const lossy = lossyNumber(text);
+    if (lossy !== undefined) at(invalid(lossy));
     if (rec === null || typeof rec !== "object" || Array.isArray(rec)) at(invalid(`expected an object {"ns","key","value"}; got ${JSON.stringify(rec)}`));
     const r = rec as Record<string, unknown>;
     const extra = Object.keys(r).find((k) => !RECORD_FIELDS.has(k));
@@ -134,12 +159,22 @@ export async function readImport(lines: AsyncIterable<string>, progress?: Progre
     }
     if (typeof r.ns !== "string" || r.ns.length === 0 || r.ns.length > 256) at(invalid(`"ns" must be a namespace name (1 to 256 characters); got ${JSON.stringify(r.ns)}`));
     if (r.ns === IMPORT_NS) at(invalid(`namespace ${JSON.stringify(IMPORT_NS)} is reserved for import's progress marker`));
+    // Every check createNamespace() makes (a reserved "\u0000txtdb." name, a lone surrogate),
+    // here and not at the write: there it failed after the store was created, without a line number.
+    try {
+      checkNamespaceName(r.ns);
+    } catch (e) {
+      at(e);
+    }
     if (!("key" in r)) at(invalid(`"key" is missing`));
     if (!("value" in r)) at(invalid(`"value" is missing`));
     try {
       const key = fromTagged(r.key, "key") as Key;
       const value = fromTagged(r.value, "value");
-      const size = encodeKey(key, KEY_BYTES_MAX).length + encodeValue(value, VALUE_BYTES_MAX).length;
+      // An expiring value is stored in its envelope, which the transaction's byte limit counts
+      // too: without it, input just under the limit was sent to one transaction that failed with LIMIT.
+      const envelope = r.expiresAtMs !== undefined ? ENVELOPE_HEADER_BYTES : 0;
+      const size = encodeKey(key, KEY_BYTES_MAX).length + encodeValue(value, VALUE_BYTES_MAX).length + envelope;
       entries.push({ ns: r.ns as string, key, value, bytes: size, line: lineNo, ...(r.expiresAtMs !== undefined ? { expiresAtMs: r.expiresAtMs as number } : {}) });
       bytes += size;
     } catch (e) {
@@ -219,26 +254,59 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
   const marker = await readMarker(db);
   const start = resumeFrom(marker, input, flags);
   const existing = new Set(await db.listNamespaces());
-  for (const ns of new Set(entries.map((e) => e.ns))) if (!existing.has(ns)) await db.createNamespace(ns);
+  // Another process may create the same namespace meanwhile (another import, the application):
+  // that is what was wanted, not a reason to fail with NAMESPACE_EXISTS.
+  const ensure = async (ns: string) => {
+    try {
+      await db.createNamespace(ns);
+    } catch (e) {
+      if (!(e instanceof TxtDbError && e.code === "NAMESPACE_EXISTS")) throw e;
+    }
+  };
+  for (const ns of new Set(entries.map((e) => e.ns))) if (!existing.has(ns)) await ensure(ns);
   const clock = databaseInternals(db).platform;
   let expired = 0;
   const expiredNote = () => (expired > 0 ? `; ${expired} had expired already (expiresAtMs past) and were left out` : "");
   if (!marker && fitsOneTransaction(input)) {
-    expired = await db.transaction((tx) => putAll(tx, entries, 0, entries.length, clock.wallClockMs()));
+    expired = await db.transaction((tx) => putAll(tx, entries, 0, entries.length, () => clock.wallClockMs()));
     return `imported ${entries.length} entries in one transaction${expiredNote()}`;
   }
-  if (!existing.has(IMPORT_NS)) await db.createNamespace(IMPORT_NS);
+  if (!existing.has(IMPORT_NS)) await ensure(IMPORT_NS);
   const batches = planBatches(entries, start);
   if (start > 0) progress.step(`resuming after input line ${entries[start - 1]!.line} (${start} of ${entries.length} entries were committed)`);
+  // Each batch reads the marker in its own (serializable) transaction and goes on only if it
+  // is the one this import left (or found, before its first batch): two imports run at once
+  // into one store otherwise both passed rule 4's check at the start and then interleaved
+  // their batches, writing lines twice and, with different inputs, a mixture of both; the
+  // one that lost then failed with a NAMESPACE_NOT_FOUND about "txtdb.import".
+  let expect = marker;
+  let raced: TxtDbError | undefined;
+  const lostRace = (from: number, found: string) =>
+    (raced = new TxtDbError(
+      "INVALID_ARGUMENT",
+      `Another import is writing this store at the same time (the import marker ${found}), so this one stopped: ` +
+        `${from === start ? "this run wrote nothing" : `entries ${start + 1} to ${from} of this input are written`}. ` +
+        "Wait for the other import to end, then run this one again (`--resume` if the store holds an unfinished import, `--restart` to write every line again)",
+    ));
   for (const [from, to] of batches) {
     const last = entries[to - 1]!;
     const next: ImportMarker = { format: 1, digest: input.digest, entries: entries.length, committedEntries: to, committedLine: last.line };
     try {
-      expired += await db.transaction((tx) => {
+      expired += await db.transaction(async (tx) => {
+        let now: ImportMarker | undefined;
+        try {
+          now = parseMarker(await tx.get(IMPORT_NS, MARKER_KEY));
+        } catch (e) {
+          if (e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND") throw lostRace(from, "was removed: the other import ended");
+          throw e;
+        }
+        if (JSON.stringify(now) !== JSON.stringify(expect)) throw lostRace(from, now ? `says ${now.committedEntries} of ${now.entries} entries of input ${now.digest}` : "is gone");
         tx.set(IMPORT_NS, MARKER_KEY, next);
-        return putAll(tx, entries, from, to, clock.wallClockMs());
+        return putAll(tx, entries, from, to, () => clock.wallClockMs());
       });
+      expect = next;
     } catch (e) {
+      if (e === raced) throw e;
       const written = from === 0 ? "nothing was written" : `entries 1 to ${from} (input lines 1 to ${entries[from - 1]!.line}) are written`;
       const why = e instanceof TxtDbError ? `${e.code}: ${e.message}` : String(e);
       throw new TxtDbError(
@@ -259,16 +327,23 @@ export async function writeImport(db: Database, input: ImportInput, flags: { res
 
 /**
  * Writes entries `from` to `to` into `tx`; an expiring one keeps its absolute expiry (the
- * time left, from the transaction's clock). Returns how many were left out because they had
- * expired: they read as absent in the source too, so importing them would bring them back.
+ * time left, from the clock read just before its own set(), which counts `expireIn` from
+ * its own clock read: one clock read for the whole batch made the last entries of a large
+ * import expire later than their line said, by the time encoding the batch took, 0.6 s for
+ * 100 000 entries). Returns how many were left out because they had expired: they read as
+ * absent in the source too, so importing them would bring them back.
  */
-function putAll(tx: Transaction, entries: readonly ImportEntry[], from: number, to: number, nowMs: number): number {
+function putAll(tx: Transaction, entries: readonly ImportEntry[], from: number, to: number, nowMs: () => number): number {
   let expired = 0;
   for (let i = from; i < to; i++) {
     const e = entries[i]!;
-    if (e.expiresAtMs === undefined) tx.set(e.ns, e.key, e.value);
-    else if (e.expiresAtMs <= nowMs) expired++;
-    else tx.set(e.ns, e.key, e.value, { expireIn: e.expiresAtMs - nowMs });
+    if (e.expiresAtMs === undefined) {
+      tx.set(e.ns, e.key, e.value);
+      continue;
+    }
+    const now = nowMs();
+    if (e.expiresAtMs <= now) expired++;
+    else tx.set(e.ns, e.key, e.value, { expireIn: e.expiresAtMs - now });
   }
   return expired;
 }

@@ -43,6 +43,7 @@ export async function exit(code: number): Promise<never> {
  * the output is incomplete, so not 0, but the reader chose to stop, so nothing is printed
  * (as a Unix tool killed by SIGPIPE prints nothing). Without this, Node printed an unhandled
  * EPIPE stack trace, and Bun and Deno wrote everything into the closed pipe and exited 0.
+ * A socket whose reader left data unread reports ECONNRESET instead: the same case.
  */
 export const EXIT_STDOUT_CLOSED = 2;
 
@@ -54,7 +55,7 @@ function watchStdout(): void {
   watching = true;
   const p = g.process;
   p.stdout.on("error", (e) => {
-    if (e.code === "EPIPE") p.exit(EXIT_STDOUT_CLOSED);
+    if (e.code === "EPIPE" || e.code === "ECONNRESET") p.exit(EXIT_STDOUT_CLOSED);
     p.stderr.write(`txtdb: IO: writing to stdout failed: ${e.code ?? ""} ${e.message ?? ""}\n`);
     p.exit(2);
   });
@@ -69,7 +70,11 @@ export function out(line: string): void {
     try {
       for (let at = 0; at < bytes.length;) at += g.Deno.stdout.writeSync(bytes.subarray(at));
     } catch (e) {
-      if ((e as { name?: string }).name === "BrokenPipe") g.Deno.exit(EXIT_STDOUT_CLOSED);
+      // A reader that closed its end is EPIPE (BrokenPipe) or, when stdout is a socket (as
+      // Node's and Bun's child_process make it) and the reader left data unread,
+      // ECONNRESET (ConnectionReset): the same "reader gone", which printed a stack trace.
+      const name = (e as { name?: string }).name;
+      if (name === "BrokenPipe" || name === "ConnectionReset") g.Deno.exit(EXIT_STDOUT_CLOSED);
       throw e;
     }
     return;

@@ -4,22 +4,13 @@
  * namespaces at their limits. Each test names the invariant it guards.
  */
 import * as fs from "node:fs";
-import { assert, outcomeCode, runtime, sleep, tempDir, test } from "./harness.ts";
+import { assert, outcomeCode, runtime, sleep, takeWriterLock, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import { FileLock, defaultPlatform } from "txtdb/internal";
 
 const R = `[${runtime}]`;
 const platform = await defaultPlatform();
 
-/** Takes the store's writer lock through a second open file description; returns its release. */
-async function takeWriterLock(dir: string): Promise<() => void> {
-  const lock = new FileLock(platform, `${dir}/writer.lock`);
-  const release = await lock.acquire(true);
-  return () => {
-    release();
-    lock.close();
-  };
-}
 
 test(`${R} transaction() whose function awaits tx.commit() itself never reports TIMEOUT for a commit that happened`, async () => {
   const dir = tempDir("ca");

@@ -4,12 +4,10 @@
  * back (TIMEOUT, nothing written); once the commit is being written, the caller learns its
  * outcome instead of a TIMEOUT. A caller who retries after TIMEOUT must never apply twice.
  */
-import { assert, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
+import { assert, runtime, sleep, takeWriterLock, tempDir, test, waitUntil } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
-import { FileLock, defaultPlatform } from "txtdb/internal";
 
 const R = `[${runtime}]`;
-const platform = await defaultPlatform();
 
 /** Holds the store's writer lock through a second open file description, as another process would. */
 async function holdWriterLock(dir: string, ms: number): Promise<void> {
@@ -18,15 +16,6 @@ async function holdWriterLock(dir: string, ms: number): Promise<void> {
   release();
 }
 
-/** Takes the store's writer lock through a second open file description; returns its release. */
-async function takeWriterLock(dir: string): Promise<() => void> {
-  const lock = new FileLock(platform, `${dir}/writer.lock`);
-  const release = await lock.acquire(true);
-  return () => {
-    release();
-    lock.close();
-  };
-}
 
 type Outcome = { i: number; ok: boolean; code?: string };
 

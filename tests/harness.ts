@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 export { test, afterEach } from "node:test";
 export { default as assert } from "node:assert/strict";
-import { detectRuntime, PortError } from "txtdb/internal";
+import { defaultPlatform, detectRuntime, FileLock, PortError } from "txtdb/internal";
 import { TxtDbError } from "txtdb";
 import type { Database, Platform } from "txtdb";
 
@@ -92,4 +92,14 @@ export function leaseOpensFailing(real: Platform): { adapter: Platform; failing:
     },
   }) as Platform;
   return { adapter, failing };
+}
+
+/** Takes a store's writer lock through a second open file description (as another process would); returns its release. */
+export async function takeWriterLock(dir: string): Promise<() => void> {
+  const lock = new FileLock(await defaultPlatform(), `${dir}/writer.lock`);
+  const release = await lock.acquire(true);
+  return () => {
+    release();
+    lock.close();
+  };
 }

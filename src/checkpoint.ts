@@ -79,6 +79,15 @@ function isInteger(n: unknown, min: number): n is number {
 }
 
 /**
+ * Whether (name, id) can bind a namespace at a version whose next id is `nextNsId`: a
+ * non-empty, well-formed name and an id in 1..nextNsId-1. A checkpoint's header and a
+ * manifest's bindings are held to it.
+ */
+export function isNamespaceBinding(name: unknown, id: unknown, nextNsId: number): name is string {
+  return typeof name === "string" && name.length > 0 && isWellFormedString(name) && isInteger(id, 1) && id < nextNsId;
+}
+
+/**
  * Reads a checkpoint; calls `onEntry` for each entry with the offset of its frame. Checks
  * every field's type and range (a frame with a valid checksum can still hold anything) and
  * throws CheckpointDamage with the offset. Value bytes are left to readers and `check()`.
@@ -109,7 +118,7 @@ export function readCheckpoint(file: FileHandle, onEntry: (e: CheckpointEntry, f
       const bindings: [string, number][] = [];
       for (let i = 0; i < flat.length; i += 2) {
         const [name, id] = [flat[i], flat[i + 1]];
-        if (typeof name !== "string" || name.length === 0 || !isWellFormedString(name) || !isInteger(id, 1) || id >= nextNsId) {
+        if (!isNamespaceBinding(name, id, nextNsId)) {
           throw new CheckpointDamage(at, `malformed namespace binding #${i / 2}`);
         }
         bindings.push([name, id]);

@@ -32,11 +32,10 @@ let src: Uint8Array = new Uint8Array(0);
 let pos = 0;
 let end = 0;
 let depth = 0;
-/** Keys of the records defined so far in this value, by slot (id - 0xe000). */
 /**
- * Record definitions by slot. Kept across values (a new array per value, grown to the slot,
- * cost a few % of a scan): the slots a value set are listed in `slotsUsed` and cleared
- * before the next one.
+ * Keys of the records defined so far in this value, by slot (id - 0xe000). Kept across
+ * values (a new array per value, grown to the slot, cost a few % of a scan): the slots a
+ * value set are listed in `slotsUsed` and cleared before the next one.
  */
 const structures: (string[] | undefined)[] = new Array(RECORD_ID_MAX - RECORD_ID_MIN + 1).fill(undefined);
 const slotsUsed: number[] = [];

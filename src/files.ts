@@ -50,16 +50,25 @@ export const CHECKPOINT_TMP_FILE = /^ckpt-\d{16}(?:-\d+)?\.dat\.tmp$/;
 /** The prefix of every checkpoint name, written or being written. */
 export const CHECKPOINT_PREFIX = "ckpt-";
 
-/** Table file names exactly as compaction writes them. */
-export const TABLE_FILE = /^tbl-\d{16}\.sst$/;
+/** Table file names exactly as compaction writes them (the group is the table's number). */
+export const TABLE_FILE = /^tbl-(\d{16})\.sst$/;
 /** A table being written. */
 export const TABLE_TMP_FILE = /^tbl-\d{16}\.sst\.tmp$/;
 /** The prefix of every table name, written or being written. */
 export const TABLE_PREFIX = "tbl-";
 
+/** The first table number 16 digits cannot hold: {@link tableName} of it is no table's name. */
+export const TABLE_NUMBER_END = 10 ** 16;
+
 /** The name of table number `n`. */
 export function tableName(n: number): string {
   return `tbl-${String(n).padStart(16, "0")}.sst`;
+}
+
+/** The number of a table file, or undefined if `name` is not one. */
+export function parseTableName(name: string): number | undefined {
+  const m = TABLE_FILE.exec(name);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** The name of log segment `n`. */

@@ -239,11 +239,11 @@ export function decodeKeyBytes(b: Uint8Array, start: number, end: number): Key {
       let j = i;
       while (j < end && b[j]! > 0 && b[j]! < 0x80) j++;
       // The terminator: a NUL not followed by 0xff (0x00 0xff is an escaped NUL).
-      if (j >= end || b[j] !== 0 || b[j + 1] === 0xff) return decodeKey(bytesToBinaryRange(b, start, end));
-      parts.push(asciiString(b, i, j));
+      if (j >= end || b[j] !== 0 || b[j + 1] === 0xff) return decodeKey(binaryString(b, start, end));
+      parts.push(binaryString(b, i, j));
       i = j + 1;
     } else if (tag === TAG_NUMBER) {
-      if (i + 8 > end) return decodeKey(bytesToBinaryRange(b, start, end)); // the reference says what is wrong
+      if (i + 8 > end) return decodeKey(binaryString(b, start, end)); // the reference says what is wrong
       const negative = (b[i]! & 0x80) === 0;
       for (let j = 0; j < 8; j++) {
         const c = b[i + j]!;
@@ -254,23 +254,25 @@ export function decodeKeyBytes(b: Uint8Array, start: number, end: number): Key {
     } else if (tag === TAG_BOOLEAN && i < end) {
       parts.push(b[i++] === 1);
     } else {
-      return decodeKey(bytesToBinaryRange(b, start, end));
+      return decodeKey(binaryString(b, start, end));
     }
   }
   return parts.length === 1 ? parts[0]! : parts;
 }
 
-/** b[start, end), each byte < 0x80, as a string. */
-function asciiString(b: Uint8Array, start: number, end: number): string {
-  if (end - start > 16) return String.fromCharCode.apply(null, b.subarray(start, end) as unknown as number[]);
+/** A binary string of bytes [start, end) of `b` (one char per byte; for ASCII bytes, their text). */
+export function binaryString(b: Uint8Array, start: number, end: number): string {
+  const CHUNK = 4096;
+  // Short runs (the new bytes of a prefix-compressed key): a loop beats building a view for apply().
+  if (end - start <= 12) {
+    let s = "";
+    for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
+    return s;
+  }
+  if (end - start <= CHUNK) return String.fromCharCode.apply(null, b.subarray(start, end) as unknown as number[]);
   let s = "";
-  for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
+  for (let i = start; i < end; i += CHUNK) s += String.fromCharCode.apply(null, b.subarray(i, Math.min(end, i + CHUNK)) as unknown as number[]);
   return s;
-}
-
-/** b[start, end) as a binary string (one char per byte). */
-export function bytesToBinaryRange(b: Uint8Array, start: number, end: number): string {
-  return bytesToBinary(b.subarray(start, end));
 }
 
 /** Decodes a binary-string key back to its parts. */

@@ -35,8 +35,9 @@ import { frame, parseFrame, FRAME_HEADER_BYTES, FRAME_MAGIC, NewerRecordError } 
 import { joinPath, PortError } from "./port.ts";
 import type { FileHandle, OpenOptions, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
-import { isWellFormedString } from "./keys.ts";
-import { FRONTIER, FRONTIER_FILE_BYTES, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName } from "./files.ts";
+import { isNamespaceBinding } from "./checkpoint.ts";
+import { NS_ID_MAX } from "./table.ts";
+import { FRONTIER, FRONTIER_FILE_BYTES, MANIFEST, MANIFEST_TMP, parseSegmentName, parseTableName, segmentName, TABLE_NUMBER_END } from "./files.ts";
 
 /**
  * The on-disk format this code writes; a newer one is refused with FORMAT. Format 1 keeps
@@ -171,11 +172,6 @@ function tableNames(m: Manifest): string {
 /** Deepest table level a manifest may name. */
 export const LEVELS_MAX = 8;
 
-/** A table's number in its name (files.ts TABLE_FILE), and the first number 16 digits cannot hold. */
-const TABLE_NUMBER = /^tbl-(\d{16})\.sst$/;
-const TABLE_NUMBER_END = 10 ** 16;
-/** The largest namespace id (tables store it in 4 bytes: table.ts). */
-const NS_ID_MAX = 2 ** 32 - 1;
 
 const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
 /**
@@ -322,8 +318,7 @@ export class Log {
         for (const t of out.tables) {
           if (named.has(t.name)) throw bad(`it names table "${t.name}" twice`);
           named.add(t.name);
-          const n = TABLE_NUMBER.exec(t.name);
-          if (n) highest = Math.max(highest, Number(n[1]));
+          highest = Math.max(highest, parseTableName(t.name) ?? 0);
         }
         const bindings = m.bindings ?? [];
         if (!Array.isArray(bindings) || bindings.length % 2 !== 0) throw bad("its namespace bindings are not pairs");
@@ -335,8 +330,8 @@ export class Log {
         if (!Number.isSafeInteger(nextNsId) || nextNsId < 1 || nextNsId > NS_ID_MAX + 1) throw bad(`its next namespace id ${JSON.stringify(nextNsId)} is not an integer in 1..2^32`);
         const names = new Set<string>(), ids = new Set<number>();
         for (let i = 0; i < bindings.length; i += 2) {
-          const [name, id] = [bindings[i] as unknown, bindings[i + 1] as unknown];
-          if (typeof name !== "string" || name.length === 0 || !isWellFormedString(name) || typeof id !== "number" || !Number.isSafeInteger(id) || id < 1 || id >= nextNsId) {
+          const [name, id] = [bindings[i] as unknown, bindings[i + 1] as number];
+          if (!isNamespaceBinding(name, id, nextNsId)) {
             throw bad(`its namespace binding #${i / 2} is not a name and an id in 1..${nextNsId - 1}`);
           }
           if (names.has(name) || ids.has(id)) throw bad(`its namespace binding #${i / 2} binds ${names.has(name) ? `the name ${JSON.stringify(name)}` : `the id ${id}`} a second time`);

@@ -81,6 +81,7 @@ import { BloomBuilder, BloomFilter, bloomHash, BLOOM_BITS_PER_KEY } from "./bloo
 import type { BlockCache } from "./blockcache.ts";
 import { xxhash32 } from "./xxhash32.ts";
 import { expiresAtOf } from "./expiry.ts";
+import { binaryString } from "./keys.ts";
 import { assert, TxtDbError } from "./errors.ts";
 import { PortError } from "./port.ts";
 import type { FileHandle } from "./port.ts";
@@ -104,7 +105,8 @@ const RESTART_INTERVAL = 8;
 /** Most bytes a varint may take (8 × 7 = 56 bits cover TSNs up to 2^53). */
 const VARINT_BYTES_MAX = 8;
 const MAGIC = [0x74, 0x78, 0x74, 0x64, 0x62, 0x54, 0x42, 0x4c]; // "txtdbTBL"
-const NS_ID_MAX = 2 ** 32 - 1;
+/** The largest namespace id: a table stores it in 4 bytes, ahead of each key. */
+export const NS_ID_MAX = 2 ** 32 - 1;
 /** Fixed per-block cost charged to the cache on top of the block's bytes (object, view). */
 const BLOCK_OVERHEAD_BYTES = 96;
 
@@ -125,7 +127,6 @@ export interface TableEntry {
   value: Uint8Array | null;
 }
 
-/** The version of a key a point read finds: its TSN and its bytes, or null for a delete. */
 /**
  * Builds the rows of {@link TableReader.scanInto} straight from a block's bytes: a list
  * page's entries without a key string, a value view or a [key, version] pair each.
@@ -141,6 +142,7 @@ export interface ScanRowMaker<R> {
   lastKey: string | undefined;
 }
 
+/** The version of a key a point read finds: its TSN and its bytes, or null for a delete. */
 export interface TableVersion {
   /** The TSN of the commit that wrote it. */
   tsn: number;
@@ -352,21 +354,6 @@ function grow(key: Uint8Array, keep: number, length: number): Uint8Array<ArrayBu
   const grown = new Uint8Array(Math.max(length, 2 * key.length));
   grown.set(key.subarray(0, keep));
   return grown;
-}
-
-/** A binary string of bytes [start, end) of `b`. */
-export function binaryString(b: Uint8Array, start: number, end: number): string {
-  const CHUNK = 4096;
-  // Short runs (the new bytes of a prefix-compressed key): a loop beats building a view for apply().
-  if (end - start <= 12) {
-    let s = "";
-    for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
-    return s;
-  }
-  if (end - start <= CHUNK) return String.fromCharCode.apply(null, b.subarray(start, end) as unknown as number[]);
-  let s = "";
-  for (let i = start; i < end; i += CHUNK) s += String.fromCharCode.apply(null, b.subarray(i, Math.min(end, i + CHUNK)) as unknown as number[]);
-  return s;
 }
 
 /** Order of (nsId, key, tsn) entries: namespace, then key, then TSN descending. */

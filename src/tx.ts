@@ -10,11 +10,10 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { decodeKey, decodeKeyBytes, describeKey, encodeKey, PREFIX_END, prefixRange } from "./keys.ts";
+import { binaryString, decodeKey, decodeKeyBytes, describeKey, encodeKey, PREFIX_END, prefixRange } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { decodeValue, decodeValueAt, encodeValue } from "./codec.ts";
 import type { Index, RangeRowMaker, Version } from "./index.ts";
-import { binaryString } from "./table.ts";
 import { expiresAtOf, expiryFromOptions, isExpired, isExpiring, mayBeExpiringAt, valueBytesOf, wrapExpiring } from "./expiry.ts";
 import type { ReadExpiry, SetOptions } from "./expiry.ts";
 import type { EnqueueOptions } from "./queues.ts";

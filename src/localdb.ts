@@ -29,6 +29,7 @@ import type { Index } from "./index.ts";
 import { FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION } from "./log.ts";
 import { changeFormatLocked } from "./migrate.ts";
 import { GroupCommitter } from "./commit.ts";
+import type { PendingCommit } from "./commit.ts";
 import { FileLock } from "./lock.ts";
 import type { Platform } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
@@ -363,9 +364,10 @@ export class LocalDatabase implements DatabaseEngine {
     // Listeners first: they stop claiming, and commit their running handlers' outcomes.
     await this.#queues.close();
     if (this.#closed) return;
-    while (this.#committer.running || this.#compactor.autoCompacting) {
+    while (this.#committer.running || this.#compactor.autoCompacting || this.#queues.unsettled) {
       await this.#committer.committing;
       await this.#compactor.autoCompacting?.catch(() => {});
+      await this.#queues.settled();
     }
     this.#closed = true;
     this.#participant.stop();
@@ -543,12 +545,25 @@ export class LocalDatabase implements DatabaseEngine {
       for (let attempt = 0; ; attempt++) {
         if (signal?.aborted) throw timeoutError(signal.reason);
         if (deadline !== undefined && this.platform.monotonicMs() >= deadline) throw timeoutError();
-        const tx = await this.begin(options.isolation ? { isolation: options.isolation } : {});
+        const { tx, own } = this.#beginAttempt(options.isolation ?? this.#isolation);
         try {
-          const result = await this.#withDeadline(Promise.resolve().then(() => fn(tx)), deadline, signal, timeoutError);
-          if (!tx.finished) await this.#commitWithDeadline(tx, deadline, signal, timeoutError);
+          const result = await raceDeadline(Promise.resolve().then(() => fn(tx)), this.#delayTo(deadline), signal, (cause) => {
+            // A function that called tx.commit() itself: its commit is taken back while it
+            // waits in the queue; once a group commit has it, its outcome is on its way, and
+            // a TIMEOUT now would be a lie about a commit that may happen (it used to be one).
+            const error = timeoutError(cause);
+            if (own.committing === undefined) return { error };
+            return own.pending !== undefined && this.#committer.takeBack(own.pending, error) ? { error } : undefined;
+          });
+          // The commit fn started, or the one started now (its submit is recorded in `own`).
+          const committing = own.committing ?? (tx.finished ? undefined : tx.commit());
+          if (committing !== undefined) await this.#awaitCommit(committing, own.pending, deadline, signal, timeoutError);
           return result;
         } catch (e) {
+          // Rolled back means rolled back: a commit fn started and did not await is taken
+          // back while still queued (it used to be written after transaction() had rejected,
+          // and after a retry on CONFLICT, written twice).
+          if (own.pending !== undefined) this.#committer.takeBack(own.pending, e);
           tx.rollback();
           if (!isTxtDbError(e, "CONFLICT") || attempt >= maxRetries) throw e;
           this.#counters.retries++;
@@ -572,20 +587,41 @@ export class LocalDatabase implements DatabaseEngine {
     return deadline === undefined ? undefined : deadline - this.platform.monotonicMs();
   }
 
-  #withDeadline<T>(p: Promise<T>, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<T> {
-    return raceDeadline(p, this.#delayTo(deadline), signal, (cause) => ({ error: timeoutError(cause) }));
+  /**
+   * Begins one attempt of {@link transaction}: a transaction whose commit, if its function
+   * calls `tx.commit()` itself, is remembered in `own`, so that the deadline can take it
+   * back while it is queued and the attempt waits for its outcome once it is not.
+   */
+  #beginAttempt(isolation: Isolation): { tx: Transaction; own: { committing?: Promise<number>; pending?: PendingCommit | undefined } } {
+    if (isolation !== "serializable" && isolation !== "snapshot") {
+      throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
+    }
+    this.ensureOpen();
+    this.#tail.refresh();
+    const own: { committing?: Promise<number>; pending?: PendingCommit | undefined } = {};
+    const host: DatabaseInternals = Object.create(this.#internals, {
+      commit: {
+        value: (state: TxState) => {
+          const { result, pending } = this.#committer.captureSubmitted(() => this.commit(state));
+          own.committing = result;
+          own.pending = pending;
+          return result;
+        },
+      },
+    });
+    return { tx: newTransaction(host, this.#tail.visibleTsn, isolation), own };
   }
 
   /**
-   * Commits `tx`, ending with TIMEOUT at the deadline or on abort only while the commit can
-   * still be taken back: while it waits in this process's queue (before the writer lock is
-   * held), it is removed and never written. Once its group commit has the lock, the
-   * outcome is on its way to the disk: the caller waits for it and learns it (committed,
-   * or the error that stopped it), never a TIMEOUT for a commit that happened.
+   * Waits for the outcome of a transaction's commit, ending with TIMEOUT at the deadline or
+   * on abort only while the commit can still be taken back: while it waits in this
+   * process's queue (before the writer lock is held), it is removed and never written. Once
+   * its group commit has the lock, the outcome is on its way to the disk: the caller waits
+   * for it and learns it (committed, or the error that stopped it), never a TIMEOUT for a
+   * commit that happened.
    */
-  #commitWithDeadline(tx: Transaction, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<unknown> {
-    const { result: committing, pending } = this.#committer.captureSubmitted(() => tx.commit());
-    if (!pending) return committing; // read-only: resolved already
+  #awaitCommit(committing: Promise<unknown>, pending: PendingCommit | undefined, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<unknown> {
+    if (!pending) return committing; // read-only (resolved already), or queued later (queues' namespace first)
     return raceDeadline(committing, this.#delayTo(deadline), signal, (cause) => {
       const error = timeoutError(cause);
       // In a group commit already: wait for its outcome. Otherwise tx.commit() settles

@@ -305,7 +305,7 @@ export class Queues {
   #closing = false;
   /** Calls accepted and not yet settled (see {@link track}), and who waits for none to be left. */
   #accepted = 0;
-  #allSubmitted: (() => void) | undefined;
+  #allSettled: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(host: QueueHost) {
     this.#host = host;
@@ -410,7 +410,10 @@ export class Queues {
   track<T>(work: Promise<T>): Promise<T> {
     this.#accepted++;
     return work.finally(() => {
-      if (--this.#accepted === 0) this.#allSubmitted?.();
+      if (--this.#accepted === 0) {
+        this.#allSettled?.resolve();
+        this.#allSettled = undefined;
+      }
     });
   }
 
@@ -644,7 +647,31 @@ export class Queues {
     const all = [...this.#listeners];
     for (const l of all) l.stop();
     await Promise.all(all.map((l) => l.finished));
-    while (this.#accepted > 0) await new Promise<void>((resolve) => (this.#allSubmitted = resolve));
+    await this.settled();
+  }
+
+  /** True while some accepted call has not settled (see {@link track}). */
+  get unsettled(): boolean {
+    return this.#accepted > 0;
+  }
+
+  /**
+   * Resolves once no accepted call is left. The database's close() waits for it after
+   * close() above too: a transaction that enqueues may be accepted after the listeners
+   * stopped (its function ran late), and its queues' namespace commit must not be the
+   * last thing close() waits for, or the transaction itself meets CLOSED while the same
+   * transaction's set would have committed.
+   */
+  async settled(): Promise<void> {
+    // One promise shared by every waiter (two close() calls at once both wait).
+    while (this.#accepted > 0) {
+      if (!this.#allSettled) {
+        let resolve!: () => void;
+        const promise = new Promise<void>((r) => (resolve = r));
+        this.#allSettled = { promise, resolve };
+      }
+      await this.#allSettled.promise;
+    }
   }
 
 }

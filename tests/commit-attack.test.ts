@@ -12,6 +12,51 @@ const R = `[${runtime}]`;
 const platform = await defaultPlatform();
 
 
+test(`${R} transaction() whose function awaits tx.commit() itself never reports TIMEOUT for a commit that happened`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const release = await takeWriterLock(dir);
+  const outcomes = Array.from({ length: 20 }, (_, i) =>
+    db.transaction(async (tx) => {
+      tx.set("ns", ["t", i], i);
+      await tx.commit();
+    }, { timeoutMs: 5 }).then(() => "ok", (e) => (e instanceof TxtDbError ? e.code : String(e))),
+  );
+  await sleep(100); // every deadline passes while the commits wait for the lock
+  release();
+  const codes = await Promise.all(outcomes);
+  await sleep(50);
+  for (let i = 0; i < codes.length; i++) {
+    const stored = await db.get("ns", ["t", i]);
+    if (codes[i] === "ok") assert.equal(stored, i, `transaction ${i} resolved, so it committed`);
+    else assert.equal(stored, undefined, `transaction ${i} failed with ${codes[i]}, so it must not have committed`);
+  }
+  await db.close();
+});
+
+test(`${R} transaction() whose function starts tx.commit() without awaiting it resolves with that commit, not INVALID_ARGUMENT for a write that happened`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const code = await outcomeCode(db.transaction((tx) => {
+    tx.set("ns", "k", 1);
+    void tx.commit();
+  }));
+  assert.equal(await db.get("ns", "k"), 1);
+  assert.equal(code, "ok", "the transaction committed, so transaction() must resolve");
+  // A function whose own commit fails (a conflict it swallowed) does not resolve as if it committed.
+  let runs = 0;
+  await db.transaction(async (tx) => {
+    runs++;
+    const v = await tx.get<number>("ns", "k");
+    if (runs === 1) await db.set("ns", "k", 100); // another writer wins
+    tx.set("ns", "k", (v ?? 0) + 1);
+    await tx.commit().catch(() => {});
+  });
+  assert.equal(runs, 2, "the swallowed CONFLICT of the first run makes transaction() retry");
+  assert.equal(await db.get("ns", "k"), 101);
+  await db.close();
+});
+
 test(`${R} a commit failing with IO because the frontier's lock holder is stopped either never appears or says its outcome is unknown`, async () => {
   const dir = tempDir("ca");
   const db = await open(dir, { namespaces: ["ns"] });
@@ -37,6 +82,35 @@ test(`${R} a commit failing with IO because the frontier's lock holder is stoppe
     assert.equal(failure.details?.outcome, "unknown", `a commit rejected with a plain IO appeared: ${failure.message}`);
     assert.match(failure.message, /outcome .* is unknown/);
   }
+  await db.close();
+});
+
+test(`${R} transaction() whose function starts tx.commit() and then throws rolls back: the queued commit is never written, and a retry on CONFLICT applies once`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "n", 0);
+  const release = await takeWriterLock(dir);
+  const boom = db.transaction((tx) => {
+    tx.set("ns", "thrown", true);
+    void tx.commit().catch(() => {});
+    throw new Error("boom");
+  });
+  await assert.rejects(boom, /boom/);
+  let runs = 0;
+  const retried = db.transaction(async (tx) => {
+    runs++;
+    const n = (await tx.get<number>("ns", "n")) ?? 0;
+    tx.set("ns", "n", n + 1);
+    void tx.commit().catch(() => {});
+    if (runs === 1) throw new TxtDbError("CONFLICT", "a conflict the function met itself");
+  });
+  await sleep(20);
+  release();
+  await retried;
+  await sleep(20);
+  assert.equal(await db.get("ns", "thrown"), undefined, "the function threw, so its transaction rolled back");
+  assert.equal(runs, 2);
+  assert.equal(await db.get("ns", "n"), 1, "the increment applies once");
   await db.close();
 });
 

@@ -502,7 +502,7 @@ function diskUsage(dir) {
 /**
  * Copies the txtdb build into the run directory (or builds one there when `dist` has no
  * mod.js), beside a package.json whose `imports` map `#platform-dist` (the build loads its
- * adapter through it) and a node_modules link for cbor-x and koffi.
+ * adapter through it) and a node_modules link for koffi (the one package the build imports).
  */
 function prepareTxtdb(dist, root) {
   const pkg = path.join(root, "txtdb-pkg");
@@ -524,8 +524,8 @@ function prepareTxtdb(dist, root) {
   try { platformDist = JSON.parse(fs.readFileSync(path.join(path.dirname(dist), "package.json"), "utf8")).imports["#platform-dist"] ?? platformDist; } catch { /* keep the default */ }
   const imports = { "#platform-dist": platformDist };
   fs.writeFileSync(path.join(pkg, "package.json"), JSON.stringify({ name: "txtdb-bench-copy", private: true, type: "module", imports }, null, 2));
-  const nm = [path.join(path.dirname(dist), "node_modules"), path.join(REPO, "node_modules")].find((p) => fs.existsSync(path.join(p, "cbor-x")));
-  if (!nm) throw new Error("no node_modules with cbor-x next to the txtdb build or in the repository");
+  const nm = [path.join(path.dirname(dist), "node_modules"), path.join(REPO, "node_modules")].find((p) => fs.existsSync(path.join(p, "koffi")));
+  if (!nm) throw new Error("no node_modules with koffi next to the txtdb build or in the repository");
   fs.symlinkSync(nm, path.join(pkg, "node_modules"));
   return { dist: copy, info };
 }

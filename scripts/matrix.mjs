@@ -43,6 +43,28 @@ function step(name, cmd, args, opts, { failOn } = {}) {
   return ok;
 }
 
+/**
+ * The report of each failed test in a leg's output (TAP "not ok" with its YAML block, Deno's
+ * and Bun's failure lines), at most 40 of them and 20,000 characters in all.
+ */
+function failureBlocks(out) {
+  const lines = out.split("\n");
+  const blocks = [];
+  for (let i = 0; i < lines.length && blocks.length < 40; i++) {
+    const l = lines[i];
+    if (/^\s*not ok \d+/.test(l)) {
+      const depth = l.search(/\S/);
+      let j = i + 1;
+      while (j < lines.length && j < i + 60 && (lines[j].search(/\S/) > depth || lines[j].trim() === "")) j++;
+      blocks.push(lines.slice(i, j).join("\n"));
+      i = j - 1;
+    } else if (/^\(fail\) |=> .*FAILED|^error: /.test(l.trim())) {
+      blocks.push(lines.slice(Math.max(0, i - 2), i + 8).join("\n"));
+    }
+  }
+  return blocks.join("\n").slice(0, 20_000);
+}
+
 function indent(text) {
   return text.split("\n").map((l) => "    " + l).join("\n");
 }
@@ -56,6 +78,11 @@ function leg(name, cmd, args, parse, opts) {
   legs.push({ name, ...total, ms: r.ms });
   const ok = total.failed === 0 && passed > 0;
   console.log(`${ok ? "ok  " : "FAIL"} ${name}: ${passed} passed, ${total.failed} failed (${r.ms} ms)`);
+  if (!ok) {
+    // The failures themselves first (they may lie far before the tail printed below).
+    const failures = failureBlocks(r.out);
+    if (failures) console.log(indent(`failures:\n${failures}\n--- the leg's last output:`));
+  }
   if (!ok || process.env.TXTDB_VERBOSE) console.log(indent(r.out.slice(-60_000)));
   if (passed === 0 && total.failed === 0) legs.at(-1).failed = 1; // a leg that ran no test fails
 }

@@ -231,6 +231,7 @@ export class LocalDatabase implements DatabaseEngine {
         tail.refresh();
         return tail.visibleTsn;
       },
+      visible: () => tail.visibleTsn,
       index: () => this.index,
       commit: (state) => this.commit(state),
       ownerId: () => this.#pins.leaseId,

@@ -195,6 +195,8 @@ export interface QueueHost {
   ensureOpen(): void;
   /** Follows other processes' commits; returns the newest visible version. */
   refresh(): number;
+  /** The newest version this process shows now, without the freshness probe of {@link refresh}. */
+  visible(): number;
   index(): Index;
   commit(state: TxState): Promise<number>;
   /** This handle's lease id (undefined: none, a read-only store). */
@@ -393,7 +395,10 @@ export class Queues {
     if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot enqueue: the database was opened with readOnly: true");
     return this.track((async () => {
       await this.ensureNamespace();
-      const state = newTxState(this.#host.refresh(), "serializable", true);
+      // No freshness probe (a read of the frontier file per enqueue): an enqueue reads
+      // nothing at its snapshot, its dedupe and ready time are decided at the head, and the
+      // queues' namespace, which the snapshot must show, was seen by ensureNamespace().
+      const state = newTxState(this.#host.visible(), "serializable", true);
       state.shareable = true; // enqueues at once may share one record and version
       let written = false;
       new HeadWork(state, this.#now, this.#random).add((w) => void (written = w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe)));

@@ -905,9 +905,19 @@ export class Tail {
     const file = this.log.segment(seg);
     if (!file) return true;
     const atPath = this.platform.lstat(this.log.path(segmentName(seg)));
-    const mine = file.info();
+    // An open file's device and inode never change: fstat it once per handle, not per sync
+    // (a stat of the segment between two syncs measured ~10-20 µs slower syncs here).
+    let mine = this.#segmentIdentity.get(file);
+    if (mine === undefined) {
+      const info = file.info();
+      mine = { ino: info.ino, dev: info.dev };
+      this.#segmentIdentity.set(file, mine);
+    }
     return !!atPath && atPath.isFile && atPath.ino === mine.ino && atPath.dev === mine.dev;
   }
+
+  /** Device and inode of each open segment handle (see #segmentAtPath). */
+  readonly #segmentIdentity = new WeakMap<FileHandle, { ino: number; dev: number }>();
 
   /** CORRUPTION for a segment gone from under this process: the commit fails and the failure is marked (rule 7). */
   #segmentGone(seg: number): TxtDbError {

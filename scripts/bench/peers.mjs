@@ -16,6 +16,8 @@ function lat(max) {
   };
 }
 const res = (workload, engine, ops, ms, l, note) => ({ workload, engine, runtime: "node", ops, opsPerSec: Math.round(ops / (ms / 1000)), ...(l ? { p50us: l.p(50), p99us: l.p(99) } : {}), ...(note ? { note } : {}) });
+/** Untimed commits before W1 and W2 (scaled like the timed ones), as txtdb.ts. */
+const WARM_UP = 1000;
 const val = (i) => JSON.stringify({ i, pad: "x".repeat(50) });
 
 try {
@@ -29,6 +31,8 @@ try {
   const begin = db.prepare("BEGIN IMMEDIATE");
   const commit = db.prepare("COMMIT");
   const write = (k, v) => { begin.run(); put.run(k, v); commit.run(); };
+  // Untimed warm-up before W1 and W2, as txtdb.ts does for txtdb.
+  for (let i = 0; i < Math.round(WARM_UP * scale); i++) write(i % 1000, val(i));
   let n = Math.round(2000 * scale);
   let l = lat(n);
   let t0 = performance.now();
@@ -65,12 +69,18 @@ try {
 try {
   const { open } = require("lmdb");
   const db = open({ path: `${dir}/lmdb` });
+  // Untimed warm-ups before W1 and W2, as for the others.
+  for (let i = 0; i < Math.round(WARM_UP * scale); i++) await db.put(i % 1000, { i, pad: "x".repeat(50) });
   let n = Math.round(2000 * scale);
   let l = lat(n);
   let t0 = performance.now();
   for (let i = 0; i < n; i++) { const s = performance.now(); await db.put(i % 1000, { i, pad: "x".repeat(50) }); l.add((performance.now() - s) * 1000); }
   out.push(res("W1 durable commits, sequential", "lmdb-js", n, performance.now() - t0, l));
   n = Math.round(20000 * scale);
+  let warm = 0;
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (warm < Math.round(WARM_UP * scale)) { warm++; await db.put(Math.floor(Math.random() * 10000), { pad: "x".repeat(50) }); }
+  }));
   l = lat(n);
   let next = 0;
   t0 = performance.now();

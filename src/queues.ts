@@ -389,22 +389,41 @@ export class Queues {
   #now = () => this.#host.platform.wallClockMs();
 
   /** `db.enqueue()`. */
-  async enqueue(queue: string, value: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
-    this.#host.ensureOpen();
-    const p = this.#pending(queue, value, options, "enqueue()");
-    if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot enqueue: the database was opened with readOnly: true");
-    return this.track((async () => {
-      await this.ensureNamespace();
-      // No freshness probe (a read of the frontier file per enqueue): an enqueue reads
-      // nothing at its snapshot, its dedupe and ready time are decided at the head, and the
-      // queues' namespace, which the snapshot must show, was seen by ensureNamespace().
-      const state = newTxState(this.#host.visible(), "serializable", true);
-      state.shareable = true; // enqueues at once may share one record and version
-      let written = false;
-      new HeadWork(state, this.#now, this.#random).add((w) => void (written = w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe)));
-      const tsn = await this.#host.commit(state);
-      return { id: p.id, version: BigInt(tsn), deduplicated: !written };
-    })());
+  enqueue(queue: string, value: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
+    let p: PendingEnqueue;
+    try {
+      this.#host.ensureOpen();
+      p = this.#pending(queue, value, options, "enqueue()");
+      if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot enqueue: the database was opened with readOnly: true");
+      // The common case goes to the committer now, as a set() does (close() then waits for
+      // it as for any queued commit), with no promise of its own around it: a producer with
+      // a thousand enqueues in flight spent a fifth of its time collecting garbage.
+      if (this.namespaceReady()) return this.#submitEnqueue(p);
+      const pending = p;
+      // ensureNamespace() may throw at once (a failed freshness probe): a rejection, like
+      // every other failure here, never a throw out of enqueue().
+      return this.track(this.ensureNamespace().then(() => this.#submitEnqueue(pending)));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Queues one enqueue's commit (the queues' namespace exists). */
+  #submitEnqueue(p: PendingEnqueue): Promise<EnqueueResult> {
+    // No freshness probe (a read of the frontier file per enqueue): an enqueue reads
+    // nothing at its snapshot, its dedupe and ready time are decided at the head, and the
+    // queues' namespace, which the snapshot must show, was seen by namespaceReady().
+    const state = newTxState(this.#host.visible(), "serializable", true);
+    state.shareable = true; // enqueues at once may share one record and version
+    let written = false;
+    new HeadWork(state, this.#now, this.#random).add((w) => void (written = w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe)));
+    let committing: Promise<number>;
+    try {
+      committing = this.#host.commit(state);
+    } catch (e) {
+      return Promise.reject(e); // CLOSED, READ_ONLY: thrown before anything was queued
+    }
+    return committing.then((tsn) => ({ id: p.id, version: BigInt(tsn), deduplicated: !written }));
   }
 
   /**

@@ -494,7 +494,11 @@ export class LocalDatabase implements DatabaseEngine {
       const k = encodeKey(key, this.limits.maxKeyBytes);
       const encoded = isDelete ? undefined : encodeValue(value, this.limits.maxValueBytes);
       const v = encoded === undefined || expiresAtMs === undefined ? encoded : wrapExpiring(encoded, expiresAtMs);
-      this.#tail.refresh();
+      // A blind write reads nothing: its snapshot only has to show the namespace, and the
+      // commit checks that it still exists at the head. So the freshness probe (a read of
+      // the frontier file) is made only when the namespace is not seen yet (another process
+      // may have just created it); the group commit probes before taking the lock anyway.
+      if (this.index.resolve(ns, this.#tail.visibleTsn) === undefined) this.#tail.refresh();
       if (this.index.resolve(ns, this.#tail.visibleTsn) === undefined) {
         throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist; create it with createNamespace("${ns}") or the namespaces open option`, { details: { ns } });
       }

@@ -114,6 +114,12 @@ class DbReader extends SnapshotReader {
 }
 
 /** A store in a directory: the local engine behind {@link Database} (see the module comment). */
+/** The commit a transaction() attempt's function started itself, once it calls tx.commit(). */
+interface OwnCommit {
+  committing?: Promise<number>;
+  pending?: PendingCommit | undefined;
+}
+
 export class LocalDatabase implements DatabaseEngine {
   /** The store directory. */
   readonly path: string;
@@ -498,9 +504,11 @@ export class LocalDatabase implements DatabaseEngine {
       // commit checks that it still exists at the head. So the freshness probe (a read of
       // the frontier file) is made only when the namespace is not seen yet (another process
       // may have just created it); the group commit probes before taking the lock anyway.
-      if (this.index.resolve(ns, this.#tail.visibleTsn) === undefined) this.#tail.refresh();
       if (this.index.resolve(ns, this.#tail.visibleTsn) === undefined) {
-        throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist; create it with createNamespace("${ns}") or the namespaces open option`, { details: { ns } });
+        this.#tail.refresh();
+        if (this.index.resolve(ns, this.#tail.visibleTsn) === undefined) {
+          throw new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist; create it with createNamespace("${ns}") or the namespaces open option`, { details: { ns } });
+        }
       }
       const state = newTxState(this.#tail.visibleTsn, this.#isolation, true);
       state.touched.add(ns);
@@ -526,16 +534,20 @@ export class LocalDatabase implements DatabaseEngine {
     try {
       // null used to fail with a TypeError reading its isolation.
       if (options === null || typeof options !== "object") throw invalidArg(`begin() options must be an object such as { isolation: "snapshot" }; got ${String(options)}`);
-      const isolation = options.isolation ?? this.#isolation;
-      if (isolation !== "serializable" && isolation !== "snapshot") {
-        throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
-      }
-      this.ensureOpen();
-      this.#tail.refresh();
-      return Promise.resolve(newTransaction(this.#internals, this.#tail.visibleTsn, isolation));
+      return Promise.resolve(this.#newTransaction(this.#internals, options.isolation ?? this.#isolation));
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /** A transaction on `host` reading the newest committed state (begin() and transaction() attempts). */
+  #newTransaction(host: DatabaseInternals, isolation: Isolation): Transaction {
+    if (isolation !== "serializable" && isolation !== "snapshot") {
+      throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
+    }
+    this.ensureOpen();
+    this.#tail.refresh();
+    return newTransaction(host, this.#tail.visibleTsn, isolation);
   }
 
   async transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
@@ -597,13 +609,8 @@ export class LocalDatabase implements DatabaseEngine {
    * calls `tx.commit()` itself, is remembered in `own`, so that the deadline can take it
    * back while it is queued and the attempt waits for its outcome once it is not.
    */
-  #beginAttempt(isolation: Isolation): { tx: Transaction; own: { committing?: Promise<number>; pending?: PendingCommit | undefined } } {
-    if (isolation !== "serializable" && isolation !== "snapshot") {
-      throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
-    }
-    this.ensureOpen();
-    this.#tail.refresh();
-    const own: { committing?: Promise<number>; pending?: PendingCommit | undefined } = {};
+  #beginAttempt(isolation: Isolation): { tx: Transaction; own: OwnCommit } {
+    const own: OwnCommit = {};
     const host: DatabaseInternals = Object.create(this.#internals, {
       commit: {
         value: (state: TxState) => {
@@ -614,7 +621,7 @@ export class LocalDatabase implements DatabaseEngine {
         },
       },
     });
-    return { tx: newTransaction(host, this.#tail.visibleTsn, isolation), own };
+    return { tx: this.#newTransaction(host, isolation), own };
   }
 
   /**

@@ -417,13 +417,9 @@ export class Queues {
     state.shareable = true; // enqueues at once may share one record and version
     let written = false;
     new HeadWork(state, this.#now, this.#random).add((w) => void (written = w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe)));
-    let committing: Promise<number>;
-    try {
-      committing = this.#host.commit(state);
-    } catch (e) {
-      return Promise.reject(e); // CLOSED, READ_ONLY: thrown before anything was queued
-    }
-    return committing.then((tsn) => ({ id: p.id, version: BigInt(tsn), deduplicated: !written }));
+    // A throw here (CLOSED, READ_ONLY) becomes a rejection in the caller: enqueue()'s catch,
+    // or the then() of the namespace's creation.
+    return this.#host.commit(state).then((tsn) => ({ id: p.id, version: BigInt(tsn), deduplicated: !written }));
   }
 
   /**

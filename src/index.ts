@@ -29,6 +29,7 @@ import { mergeVisible } from "./merge.ts";
 import type { ScanRowMaker, TableEntry, TableVersion } from "./table.ts";
 import { expiresAtOf, isExpiring } from "./expiry.ts";
 import { PreparedSet } from "./prepared.ts";
+import { SortedKeys } from "./sortedkeys.ts";
 
 /** Versions of one key, oldest first. */
 export class Chain {
@@ -58,59 +59,8 @@ export class Chain {
 
 class Keyspace {
   readonly chains = new Map<string, Chain>();
-  /** Every key ever written, sorted (deleted keys stay: they carry versions). */
-  sorted: string[] = [];
-  /** Keys not yet merged into `sorted`. */
-  unsorted: string[] = [];
-
-  keys(): string[] {
-    if (this.unsorted.length > 0) {
-      const fresh = this.unsorted.sort();
-      this.unsorted = [];
-      if (fresh.length < 32) {
-        for (const k of fresh) this.sorted.splice(lowerBound(this.sorted, k), 0, k);
-      } else {
-        this.sorted = mergeSorted(this.sorted, fresh);
-      }
-    }
-    return this.sorted;
-  }
-
-}
-
-/**
- * `sorted` and `fresh` (sorted, no key in both) merged. New keys usually arrive in a few
- * runs that each fall between two neighbours of `sorted` (keys that grow with time, as a
- * queue's), so the merge searches where each run goes and copies the stretches of `sorted`
- * between runs without comparing their keys: O(runs · log n + n) copies instead of n
- * string comparisons.
- */
-export function mergeSorted(sorted: readonly string[], fresh: readonly string[]): string[] {
-  const out: string[] = new Array(sorted.length + fresh.length);
-  let o = 0, i = 0, j = 0;
-  while (j < fresh.length) {
-    const at = lowerBound(sorted, fresh[j]!, i);
-    while (i < at) out[o++] = sorted[i++]!;
-    if (i === sorted.length) {
-      while (j < fresh.length) out[o++] = fresh[j++]!;
-      break;
-    }
-    const next = sorted[i]!;
-    while (j < fresh.length && fresh[j]! < next) out[o++] = fresh[j++]!;
-  }
-  while (i < sorted.length) out[o++] = sorted[i++]!;
-  return out;
-}
-
-/** First index in sorted `arr`, from `from` on, whose element is ≥ key. */
-export function lowerBound(arr: readonly string[], key: string, from = 0): number {
-  let lo = from, hi = arr.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (arr[mid]! < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  /** Every key ever written, in order (deleted keys stay: they carry versions). */
+  readonly keys = new SortedKeys();
 }
 
 interface NameChain {
@@ -237,7 +187,7 @@ export class Index {
     const chain = space.chains.get(key);
     if (!chain) {
       space.chains.set(key, new Chain(tsn, value));
-      space.unsorted.push(key);
+      space.keys.push(key);
       this.versionCount++;
       return;
     }
@@ -386,9 +336,8 @@ export class Index {
   #eachInMemory(nsId: number, start: string, end: string, snap: number, visit: (key: string, tsn: number, value: Uint8Array | null, live: boolean) => void): void {
     const space = this.#spaces.get(nsId);
     if (!space) return;
-    const keys = space.keys();
-    for (let i = lowerBound(keys, start); i < keys.length && keys[i]! < end; i++) {
-      const k = keys[i]!;
+    for (const cur = space.keys.seek(start); cur.key !== undefined && cur.key < end; cur.next()) {
+      const k = cur.key;
       const chain = space.chains.get(k)!;
       const at = chain.at(snap);
       if (at < 0) continue;
@@ -406,20 +355,18 @@ export class Index {
     const out: [string, Version][] = [];
     const space = this.#spaces.get(nsId);
     if (!space || limit <= 0) return out;
-    const keys = space.keys();
     if (!reverse) {
-      let i = lowerBound(keys, after !== undefined && after >= start ? after : start);
-      if (after !== undefined && keys[i] === after) i++;
-      for (; i < keys.length && out.length < limit; i++) {
-        const k = keys[i]!;
+      const cur = space.keys.seek(after !== undefined && after >= start ? after : start);
+      if (after !== undefined && cur.key === after) cur.next();
+      for (; cur.key !== undefined && out.length < limit; cur.next()) {
+        const k = cur.key;
         if (k >= end) break;
         const v = this.get(nsId, k, snap);
         if (v) out.push([k, v]);
       }
     } else {
-      let i = lowerBound(keys, after !== undefined && after < end ? after : end) - 1;
-      for (; i >= 0 && out.length < limit; i--) {
-        const k = keys[i]!;
+      for (const cur = space.keys.seekBefore(after !== undefined && after < end ? after : end); cur.key !== undefined && out.length < limit; cur.prev()) {
+        const k = cur.key;
         if (k < start) break;
         const v = this.get(nsId, k, snap);
         if (v) out.push([k, v]);
@@ -457,9 +404,8 @@ export class Index {
   #inMemory(nsId: number, start: string, end: string): boolean {
     const space = this.#spaces.get(nsId);
     if (space === undefined) return false;
-    const keys = space.keys();
-    const i = lowerBound(keys, start);
-    return i < keys.length && keys[i]! < end;
+    const first = space.keys.seek(start).key;
+    return first !== undefined && first < end;
   }
 
   /** {@link range} over this in-memory table and the tables, merged (merge.ts). */
@@ -508,22 +454,21 @@ export class Index {
   *#memoryRange(nsId: number, start: string, end: string, snap: number, reverse: boolean): Generator<TableEntry, void, undefined> {
     const space = this.#spaces.get(nsId);
     if (!space) return;
-    const keys = space.keys();
     const emit = (k: string): TableEntry | undefined => {
       const chain = space.chains.get(k)!;
       const i = chain.at(snap);
       return i < 0 ? undefined : { nsId, key: k, tsn: chain.tsns[i]!, value: chain.values[i]! };
     };
     if (!reverse) {
-      for (let i = lowerBound(keys, start); i < keys.length; i++) {
-        const k = keys[i]!;
+      for (const cur = space.keys.seek(start); cur.key !== undefined; cur.next()) {
+        const k = cur.key;
         if (k >= end) return;
         const e = emit(k);
         if (e) yield e;
       }
     } else {
-      for (let i = lowerBound(keys, end) - 1; i >= 0; i--) {
-        const k = keys[i]!;
+      for (const cur = space.keys.seekBefore(end); cur.key !== undefined; cur.prev()) {
+        const k = cur.key;
         if (k < start) return;
         const e = emit(k);
         if (e) yield e;
@@ -535,9 +480,8 @@ export class Index {
   changedInRange(nsId: number, start: string, end: string, afterTsn: number): { key: string; tsn: number } | undefined {
     const space = this.#spaces.get(nsId);
     if (space) {
-      const keys = space.keys();
-      for (let i = lowerBound(keys, start); i < keys.length; i++) {
-        const k = keys[i]!;
+      for (const cur = space.keys.seek(start); cur.key !== undefined; cur.next()) {
+        const k = cur.key;
         if (k >= end) break;
         const chain = space.chains.get(k)!;
         const t = chain.tsns.length > 0 ? chain.tsns[chain.tsns.length - 1]! : 0;
@@ -566,7 +510,7 @@ export class Index {
     for (const [, nsId] of this.bindingsAt(snap)) {
       const space = this.#spaces.get(nsId);
       if (!space) continue;
-      for (const key of space.keys()) {
+      for (const key of space.keys) {
         const v = this.get(nsId, key, snap);
         if (v) yield { nsId, key, tsn: v.tsn, value: v.value };
       }
@@ -623,7 +567,7 @@ export class Index {
         }
       }
       if (removedKeys) {
-        space.sorted = space.keys().filter((k) => space.chains.has(k));
+        space.keys.retain((k) => space.chains.has(k));
       }
     }
     this.versionCount -= dropped;
@@ -656,7 +600,7 @@ export class Index {
         }
       }
       if (space.chains.size === 0) this.#spaces.delete(nsId);
-      else if (removedKeys) space.sorted = space.keys().filter((k) => space.chains.has(k));
+      else if (removedKeys) space.keys.retain((k) => space.chains.has(k));
     }
     this.versionCount -= dropped;
     return dropped;
@@ -671,7 +615,7 @@ export class Index {
     const ids = [...this.#spaces.keys()].filter(keep).sort((a, b) => a - b);
     for (const nsId of ids) {
       const space = this.#spaces.get(nsId)!;
-      for (const key of space.keys()) {
+      for (const key of space.keys) {
         const chain = space.chains.get(key)!;
         const i = chain.at(uptoTsn);
         if (i < 0 || chain.tsns[i]! <= afterTsn) continue;

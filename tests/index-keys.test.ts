@@ -5,7 +5,7 @@
  */
 import { assert, tempDir, test } from "./harness.ts";
 import { open } from "txtdb";
-import { lowerBound, mergeSorted } from "txtdb/internal";
+import { KEY_CHUNK_MAX, lowerBound, mergeSorted, SortedKeys } from "txtdb/internal";
 
 /** A small deterministic generator (tests must replay). */
 function rng(seed: number): () => number {
@@ -41,6 +41,54 @@ test("mergeSorted equals the sorted union for runs, scattered keys, empty sides 
   }
   assert.deepEqual(mergeSorted([], []), []);
   assert.deepEqual(mergeSorted(["b"], ["a", "c"]), ["a", "b", "c"]);
+});
+
+test("SortedKeys reads like one sorted array through pushes one by one and in bulk, chunk splits, retains and cursors both ways", () => {
+  const r = rng(23);
+  const keys = new SortedKeys();
+  const model = new Set<string>();
+  const key = () => String(Math.floor(r() * 200_000)).padStart(6, "0") + (r() < 0.2 ? "x" : "");
+  const check = (round: number) => {
+    const sorted = [...model].sort();
+    assert.deepEqual([...keys], sorted, `round ${round}: iteration`);
+    assert.equal(keys.size, sorted.length);
+    for (let probe = 0; probe < 40; probe++) {
+      const at = probe === 0 ? "" : probe === 1 ? "\uffff" : key();
+      const i = lowerBound(sorted, at);
+      // Forward from the first key ≥ at, a few steps; backward from the last key < at.
+      const fwd = keys.seek(at);
+      for (let j = i; j < Math.min(sorted.length, i + 3) + 1; j++, fwd.next()) assert.equal(fwd.key, sorted[j], `round ${round}: seek(${at}) + ${j - i}`);
+      const back = keys.seekBefore(at);
+      for (let j = i - 1; j >= Math.max(-1, i - 4); j--, back.prev()) assert.equal(back.key, sorted[j], `round ${round}: seekBefore(${at}) - ${i - 1 - j}`);
+    }
+    // Every key once across chunk boundaries, in both directions.
+    const all: string[] = [];
+    for (const c = keys.seek(""); c.key !== undefined; c.next()) all.push(c.key);
+    assert.deepEqual(all, sorted, `round ${round}: cursor forward`);
+    const rev: string[] = [];
+    for (const c = keys.seekBefore("\uffff"); c.key !== undefined; c.prev()) rev.push(c.key);
+    assert.deepEqual(rev, sorted.reverse(), `round ${round}: cursor backward`);
+  };
+  for (let round = 0; round < 60; round++) {
+    // Bulk (merged: many against few placed), a few (inserted one by one, splitting chunks), or a run at the end.
+    const n = round % 3 === 0 ? Math.floor(r() * 3 * KEY_CHUNK_MAX) : round % 3 === 1 ? Math.floor(r() * 40) : 300;
+    for (let i = 0; i < n; i++) {
+      const k = round % 3 === 2 ? `z${String(round).padStart(3, "0")}${String(i).padStart(4, "0")}` : key();
+      if (model.has(k)) continue;
+      model.add(k);
+      keys.push(k);
+    }
+    if (round % 10 === 9) {
+      const drop = (k: string) => k.endsWith("x") || k < "001000";
+      keys.retain((k) => !drop(k));
+      for (const k of [...model]) if (drop(k)) model.delete(k);
+    }
+    check(round);
+  }
+  const empty = new SortedKeys();
+  assert.equal(empty.seek("a").key, undefined);
+  assert.equal(empty.seekBefore("a").key, undefined);
+  assert.deepEqual([...empty], []);
 });
 
 test("lowerBound from a start index finds the first element at or past the key from there", () => {

@@ -1,4 +1,5 @@
-// One lmdb-js bench process, with durable commits. Usage: mp-lmdb.mjs <w3|w6> <dir> <n> [keys]
+// One lmdb-js bench process, with durable commits. Usage: mp-lmdb.mjs <w3|w6> <dir> <n> [keys] [warm procs barrierDir]
+//   (`warm` untimed transactions first, then barrier.mjs until `procs` workers are ready)
 //   w3  n read-modify-write increments on `keys` keys; w6  n transfers among 100 accounts.
 // Each read-modify-write runs in transactionSync, alone under LMDB's write lock across
 // processes: lmdb-js's asynchronous transaction() lost updates here between processes (a
@@ -7,7 +8,8 @@
 import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const { open } = require("lmdb");
-const [mode, path, nArg, keysArg] = process.argv.slice(2);
+import { barrier } from "./barrier.mjs";
+const [mode, path, nArg, keysArg, warmArg, procsArg, barrierDir] = process.argv.slice(2);
 const n = Number(nArg), keys = Number(keysArg ?? 1000);
 // overlappingSync off: transactionSync returns only after the flush, as a durable commit must.
 // Several processes creating one environment at once sometimes make lmdb-js's open throw
@@ -22,12 +24,10 @@ for (let attempt = 1; ; attempt++) {
     await new Promise((r) => setTimeout(r, 20 * attempt));
   }
 }
-const lat = [];
-let next = 0;
-const t0 = performance.now();
-{
-  while (next < n) {
-    next++;
+/** Runs `count` transactions, one at a time; returns each one's latency in µs. */
+function run(count) {
+  const lat = [];
+  for (let i = 0; i < count; i++) {
     const s = performance.now();
     if (mode === "w3") {
       const k = Math.floor(Math.random() * keys);
@@ -44,7 +44,14 @@ const t0 = performance.now();
     }
     lat.push((performance.now() - s) * 1000);
   }
+  return lat;
 }
+if (Number(warmArg ?? 0) > 0) {
+  run(Number(warmArg));
+  await barrier(barrierDir, Number(procsArg), `lmdb-${process.pid}`);
+}
+const t0 = performance.now();
+const lat = run(n);
 const ms = performance.now() - t0;
 lat.sort((a, b) => a - b);
 console.log(JSON.stringify({ runtime: "node", ops: n, ms, p99us: Math.round(lat[Math.floor(lat.length * 0.99)] ?? 0) }));

@@ -85,6 +85,9 @@ async function multiProcess() {
   let lmdbOpen;
   try { lmdbOpen = (await import("lmdb")).open; } catch { /* peer unavailable */ }
   const per = Math.max(20, Math.round(2000 * scale));
+  // Untimed transactions each worker runs first (then all start together: barrier.mjs), so
+  // the rows measure steady state, not the JIT compiling txtdb's commit path in every process.
+  const warm = Math.max(5, Math.round(1000 * scale));
   const mixed = [txtdbCmd.node, txtdbCmd.deno, txtdbCmd.bun];
   for (const mode of ["w3", "w6"]) {
     const label = mode === "w3" ? "W3 counters" : "W6 bank transfers";
@@ -95,12 +98,13 @@ async function multiProcess() {
         const path = `${dir}/${mode}-${procs}-${inFlight}`;
         const db = await open(path, { namespaces: ["b"] });
         if (mode === "w6") await db.transaction((tx) => { for (let i = 0; i < 100; i++) tx.set("b", ["acct", i], 1000); });
-        const cmds = Array.from({ length: procs }, (_, i) => (mode === "w6" ? mixed[i % 3] : txtdbCmd.node)([mode, path, String(per), "1000", String(inFlight)]));
+        const start = (engine) => [String(warm), String(procs), `${path}.barrier-${engine}`];
+        const cmds = Array.from({ length: procs }, (_, i) => (mode === "w6" ? mixed[i % 3] : txtdbCmd.node)([mode, path, String(per), "1000", String(inFlight), ...start("txtdb")]));
         const res = await runParallel(cmds);
         let sum = 0;
         for await (const e of db.list("b", { prefix: mode === "w6" ? ["acct"] : [] })) sum += e.value;
         await db.close();
-        const expected = mode === "w3" ? procs * per : 100_000;
+        const expected = mode === "w3" ? procs * (warm + per) : 100_000;
         if (sum !== expected) throw new Error(`${workload} txtdb: sum ${sum}, expected ${expected}: LOST UPDATES`);
         const ms = Math.max(...res.map((r) => r.ms));
         const fsyncs = res.reduce((a, r) => a + r.fsyncs, 0);
@@ -111,7 +115,7 @@ async function multiProcess() {
           const l = lmdbOpen({ path: lpath });
           if (mode === "w6") await l.transaction(() => { for (let i = 0; i < 100; i++) l.put(["acct", i], 1000); });
           await l.close();
-          const r2 = await runParallel(Array.from({ length: procs }, () => [process.execPath, ["scripts/bench/mp-lmdb.mjs", mode, lpath, String(per), "1000"]]));
+          const r2 = await runParallel(Array.from({ length: procs }, () => [process.execPath, ["scripts/bench/mp-lmdb.mjs", mode, lpath, String(per), "1000", ...start("lmdb")]]));
           const v = lmdbOpen({ path: lpath });
           let t = 0;
           for (const { value } of v.getRange(mode === "w6" ? { start: ["acct"], end: ["acct", 1000] } : {})) t += value;
@@ -127,7 +131,7 @@ async function multiProcess() {
           s.exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)");
           if (mode === "w6") { const ins = s.prepare("INSERT INTO kv (k, v) VALUES (?, 1000)"); for (let i = 0; i < 100; i++) ins.run(1e6 + i); }
           s.close();
-          const r2 = await runParallel(Array.from({ length: procs }, () => [process.execPath, ["scripts/bench/mp-sqlite.mjs", mode, file, String(per)]]));
+          const r2 = await runParallel(Array.from({ length: procs }, () => [process.execPath, ["scripts/bench/mp-sqlite.mjs", mode, file, String(per), "1000", ...start("sqlite")]]));
           const v = new Database(file);
           const total = v.prepare("SELECT COALESCE(SUM(v), 0) AS t FROM kv").get().t;
           v.close();

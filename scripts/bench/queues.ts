@@ -4,10 +4,13 @@
  *                                               queue is empty; notes, per message, the time from the
  *                                               producer's enqueue() call to the handler's start (clocks:
  *                                               performance.timeOrigin + now(), one machine)
- *   produce <dir> <consumers> <n> <inFlight> <pauseMs>
- *                                               waits for <consumers> listeners, then enqueues n messages,
- *                                               <inFlight> at a time, pausing <pauseMs> after each batch
- * Prints one JSON line: consume { runtime, ops, firstMs, lastMs, samplesUs, redelivered };
+ *   produce <dir> <consumers> <n> <inFlight> <pauseMs> [warm]
+ *                                               waits for <consumers> listeners, enqueues `warm` untimed
+ *                                               messages and waits until they are handled (the JIT warms up
+ *                                               in every process), then enqueues n messages, <inFlight> at a
+ *                                               time, pausing <pauseMs> after each batch
+ * Prints one JSON line: consume { runtime, ops, warmOps, firstMs, lastMs, samplesUs, redelivered } (ops and
+ * the times count the timed messages only);
  * produce { runtime, ops, startMs, endMs }.
  */
 import { open, detectRuntime } from "txtdb";
@@ -25,14 +28,18 @@ if (mode === "consume") {
   const stop = new AbortController();
   const samplesUs: number[] = [];
   const seen = new Set<number>();
-  let ops = 0, redelivered = 0, firstMs = 0, lastMs = 0;
+  let ops = 0, warmOps = 0, redelivered = 0, firstMs = 0, lastMs = 0;
   const listening = db.listenQueue<{ at: number; i: number }>("bench", (m, msg) => {
     const t = now();
+    if (msg.attempt > 1 || seen.has(m.i)) redelivered++;
+    seen.add(m.i);
+    if (m.i < 0) {
+      warmOps++; // a warm-up message (negative i): not timed
+      return;
+    }
     if (ops === 0) firstMs = t;
     lastMs = t;
     ops++;
-    if (msg.attempt > 1 || seen.has(m.i)) redelivered++;
-    seen.add(m.i);
     if (samplesUs.length < 200_000) samplesUs.push((t - m.at) * 1000);
   }, { concurrency: concurrency!, signal: stop.signal });
   await db.set("ctl", ["ready", runtime, Math.random()], true);
@@ -46,17 +53,29 @@ if (mode === "consume") {
   stop.abort();
   await listening;
   const st = db.stats();
-  console.log(JSON.stringify({ runtime, ops, firstMs, lastMs, samplesUs, redelivered, commits: st.commits, batches: st.batches, lockWaitUs: st.lockWaitUs,  fsyncUs: st.fsyncUs }));
+  console.log(JSON.stringify({ runtime, ops, warmOps, firstMs, lastMs, samplesUs, redelivered, commits: st.commits, batches: st.batches, lockWaitUs: st.lockWaitUs,  fsyncUs: st.fsyncUs }));
 } else if (mode === "produce") {
-  const [consumers, n, inFlight, pauseMs] = rest.map(Number);
+  const [consumers, n, inFlight, pauseMs, warm = 0] = rest.map(Number);
   while ((await db.count("ctl", { prefix: ["ready"] })) < consumers!) await sleep(5);
-  const startMs = now();
-  for (let i = 0; i < n!; i += inFlight!) {
-    const batch: Promise<unknown>[] = [];
-    for (let j = i; j < Math.min(n!, i + inFlight!); j++) batch.push(db.enqueue("bench", { at: now(), i: j }));
-    await Promise.all(batch);
-    if (pauseMs! > 0) await sleep(pauseMs!);
+  /** Enqueues `count` messages numbered from `first` (negative: warm-up), as the row says. */
+  const produce = async (count: number, first: number) => {
+    for (let i = 0; i < count; i += inFlight!) {
+      const batch: Promise<unknown>[] = [];
+      for (let j = i; j < Math.min(count, i + inFlight!); j++) batch.push(db.enqueue("bench", { at: now(), i: first < 0 ? first - j : j }));
+      await Promise.all(batch);
+      if (pauseMs! > 0) await sleep(pauseMs!);
+    }
+  };
+  if (warm > 0) {
+    await produce(warm, -1);
+    for (;;) {
+      const s = db.queueStats("bench");
+      if (s.ready + s.delayed + s.running === 0) break;
+      await sleep(5);
+    }
   }
+  const startMs = now();
+  await produce(n!, 0);
   const endMs = now();
   await db.set("ctl", "done", true);
   console.log(JSON.stringify({ runtime, ops: n, startMs, endMs }));

@@ -106,25 +106,41 @@ export class SortedKeys {
       this.#placed = all.length;
       return;
     }
-    for (const key of fresh) this.#insert(key);
+    // Fewer: each run of new keys that falls in one chunk is merged into it (a queue's keys
+    // arrive as a few runs at the ends of their regions: a merge or two per read).
+    for (let j = 0; j < fresh.length;) {
+      const c = Math.max(0, this.#chunkOf(fresh[j]!)); // before every key: the first chunk takes it
+      const bound = this.#firsts[c + 1];
+      let k = j + 1;
+      while (k < fresh.length && (bound === undefined || fresh[k]! < bound)) k++;
+      this.#mergeInto(c, fresh, j, k);
+      j = k;
+    }
   }
 
-  #insert(key: string): void {
-    this.#placed++;
-    let c = this.#chunkOf(key);
-    if (c < 0) {
-      c = 0; // before every key: the first chunk takes it
-      this.#firsts[0] = key;
-    }
+  /** Merges `fresh[from..to)` (sorted, all below the next chunk's first key) into chunk `c`, split if it grows past the limit. */
+  #mergeInto(c: number, fresh: readonly string[], from: number, to: number): void {
     const chunk = this.#chunks[c]!;
-    const i = lowerBound(chunk, key);
-    if (i === chunk.length) chunk.push(key);
-    else chunk.splice(i, 0, key);
-    if (chunk.length > KEY_CHUNK_MAX) {
-      const upper = chunk.splice(chunk.length >>> 1);
-      this.#chunks.splice(c + 1, 0, upper);
-      this.#firsts.splice(c + 1, 0, upper[0]!);
+    this.#placed += to - from;
+    if (to - from === 1) {
+      const key = fresh[from]!;
+      const i = lowerBound(chunk, key);
+      if (i === chunk.length) chunk.push(key);
+      else chunk.splice(i, 0, key);
+    } else {
+      const merged = mergeSorted(chunk, fresh.slice(from, to));
+      chunk.length = 0;
+      for (const key of merged) chunk.push(key);
     }
+    this.#firsts[c] = chunk[0]!;
+    if (chunk.length <= KEY_CHUNK_MAX) return;
+    // Split into pieces of half the limit, so that the next keys fit without a split.
+    const half = KEY_CHUNK_MAX >>> 1;
+    const pieces: string[][] = [];
+    for (let i = half; i < chunk.length; i += half) pieces.push(chunk.slice(i, i + half));
+    chunk.length = half;
+    this.#chunks.splice(c + 1, 0, ...pieces);
+    this.#firsts.splice(c + 1, 0, ...pieces.map((p) => p[0]!));
   }
 }
 

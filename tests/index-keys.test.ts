@@ -85,6 +85,23 @@ test("SortedKeys reads like one sorted array through pushes one by one and in bu
     }
     check(round);
   }
+  // Runs and single keys that all land in one chunk of a large list (not merged in bulk),
+  // splitting it: a run of 1,500 at once, then 1,100 one read at a time.
+  for (let i = 0; i < 20_000; i++) {
+    const k = `m${String(i * 10).padStart(7, "0")}`;
+    if (!model.has(k)) (model.add(k), keys.push(k));
+  }
+  check(100);
+  for (let i = 0; i < 1_500; i++) (model.add(`m0050000-${String(i).padStart(4, "0")}`), keys.push(`m0050000-${String(i).padStart(4, "0")}`));
+  check(101);
+  for (let i = 0; i < 1_100; i++) {
+    const k = `m0060000-${String(i).padStart(4, "0")}`;
+    model.add(k);
+    keys.push(k);
+    if (i % 100 === 99) check(102 + i);
+    else void keys.seek(k); // placed now, alone
+  }
+  check(1300);
   const empty = new SortedKeys();
   assert.equal(empty.seek("a").key, undefined);
   assert.equal(empty.seekBefore("a").key, undefined);

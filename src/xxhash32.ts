@@ -67,3 +67,14 @@ export function xxhash32(data: Uint8Array, seed = 0, n = data.length): number {
   h ^= h >>> 16;
   return h >>> 0;
 }
+
+// Every path above runs once at load, on inputs too short to trigger on-stack replacement.
+// Why: the first 4 KiB block a process hashes makes V8 compile the lane loop on the stack
+// (OSR) before the code after the loop ever ran, so that code has no type feedback; V8
+// (Node 20) kept reusing that OSR code and leaving it at the first statement after the loop,
+// over a thousand times in a 120k-read run (`node --trace-deopt`), each a deoptimization.
+for (const n of [0, 3, 7, 16, 21, 35]) {
+  const bytes = new Uint8Array(n + 1);
+  xxhash32(bytes.subarray(0, n));
+  xxhash32(bytes.subarray(1), 0, n);
+}

@@ -15,12 +15,23 @@
  * @module
  */
 
-/** Most keys in one chunk; a fuller chunk is split in two. */
+/** Most keys in one chunk; a fuller one is split into pieces of half as many. */
 export const KEY_CHUNK_MAX = 1024;
 
-/** Keys this many times fewer than those already placed are inserted one by one; more are merged in one pass. */
+/** New keys at least 1/16 as many as those placed are merged with them in one pass; fewer are merged run by run into their chunks. */
 const MERGE_RATIO = 16;
 
+/**
+ * A set of distinct keys read in order.
+ *
+ * @example
+ * ```ts
+ * const keys = new SortedKeys();
+ * keys.push("b");
+ * keys.push("a");
+ * for (const c = keys.seek("a"); c.key !== undefined; c.next()) console.log(c.key); // a, b
+ * ```
+ */
 export class SortedKeys {
   /** Sorted chunks, none empty; every key of a chunk is below every key of the next. */
   #chunks: string[][] = [];

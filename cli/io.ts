@@ -12,8 +12,9 @@ type G = {
     argv: string[];
     exit(code: number): never;
     stdout: {
-      write(s: string, done?: () => void): boolean;
+      write(s: string, done?: (error?: unknown) => void): boolean;
       writableNeedDrain?: boolean;
+      errored?: unknown;
       once(event: "drain", f: () => void): void;
       on(event: "error", f: (e: { code?: string; message?: string }) => void): void;
     };
@@ -34,7 +35,14 @@ export function argv(): string[] {
 export async function exit(code: number): Promise<never> {
   if (g.Deno) return g.Deno.exit(code);
   const p = g.process!;
-  await new Promise<void>((resolve) => p.stdout.write("", () => p.stderr.write("", resolve)));
+  const flushError = await new Promise<unknown>((resolve) => p.stdout.write("", (e) => p.stderr.write("", () => resolve(e))));
+  // Bun calls the write callbacks before its writes to a pipe have failed: the EPIPE of an
+  // output cut short by `| head -1` came after them, and the process exited 0 about once in
+  // twenty runs. One more turn of the event loop lets the failure arrive; an output that did
+  // not all arrive is never a success.
+  if (code === 0) await new Promise((resolve) => setImmediate(resolve));
+  const failed = writeError ?? flushError ?? p.stdout.errored;
+  if (code === 0 && failed) return stdoutFailed(failed as { code?: string; message?: string });
   return p.exit(code);
 }
 
@@ -48,17 +56,25 @@ export async function exit(code: number): Promise<never> {
 export const EXIT_STDOUT_CLOSED = 2;
 
 let watching = false;
+/** The first error a write to stdout reported to its callback (Node, Bun). */
+let writeError: unknown;
+const noteWriteError = (e?: unknown) => {
+  if (e && writeError === undefined) writeError = e;
+};
+
+/** Exits for a failed write to stdout: silently with EXIT_STDOUT_CLOSED if the reader is gone, else with a message. */
+function stdoutFailed(e: { code?: string; message?: string }): never {
+  const p = g.process!;
+  if (e.code === "EPIPE" || e.code === "ECONNRESET") p.exit(EXIT_STDOUT_CLOSED);
+  p.stderr.write(`txtdb: IO: writing to stdout failed: ${e.code ?? ""} ${e.message ?? ""}\n`);
+  return p.exit(2);
+}
 
 /** Node and Bun report a write to a closed pipe as an "error" event of stdout. */
 function watchStdout(): void {
   if (watching || g.Deno || !g.process) return;
   watching = true;
-  const p = g.process;
-  p.stdout.on("error", (e) => {
-    if (e.code === "EPIPE" || e.code === "ECONNRESET") p.exit(EXIT_STDOUT_CLOSED);
-    p.stderr.write(`txtdb: IO: writing to stdout failed: ${e.code ?? ""} ${e.message ?? ""}\n`);
-    p.exit(2);
-  });
+  g.process.stdout.on("error", (e) => stdoutFailed(e));
 }
 
 const encoder = new TextEncoder();
@@ -80,7 +96,7 @@ export function out(line: string): void {
     return;
   }
   watchStdout();
-  g.process!.stdout.write(line + "\n");
+  g.process!.stdout.write(line + "\n", noteWriteError);
 }
 
 /** Resolves when stdout has room again, so a long export does not pile up in memory. */

@@ -14,3 +14,22 @@ export async function barrier(dir, procs, id) {
     await new Promise((r) => setTimeout(r, 1));
   }
 }
+
+/**
+ * A peer's worker (one transaction at a time): `warm` untimed calls of `one(i)`, the
+ * barrier, then `n` timed ones. Prints the worker's JSON result line (ops, ms, p99 µs).
+ */
+export async function runPeerWorker({ one, n, warm, procs, dir, id }) {
+  for (let i = 0; i < warm; i++) one(i);
+  if (warm > 0) await barrier(dir, procs, id);
+  const lat = new Float64Array(n);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const s = performance.now();
+    one(i);
+    lat[i] = (performance.now() - s) * 1000;
+  }
+  const ms = performance.now() - t0;
+  lat.sort();
+  console.log(JSON.stringify({ runtime: "node", ops: n, ms, p99us: Math.round(lat[Math.floor(n * 0.99)] ?? 0) }));
+}

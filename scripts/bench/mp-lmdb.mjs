@@ -8,7 +8,7 @@
 import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const { open } = require("lmdb");
-import { barrier } from "./barrier.mjs";
+import { runPeerWorker } from "./barrier.mjs";
 const [mode, path, nArg, keysArg, warmArg, procsArg, barrierDir] = process.argv.slice(2);
 const n = Number(nArg), keys = Number(keysArg ?? 1000);
 // overlappingSync off: transactionSync returns only after the flush, as a durable commit must.
@@ -24,35 +24,21 @@ for (let attempt = 1; ; attempt++) {
     await new Promise((r) => setTimeout(r, 20 * attempt));
   }
 }
-/** Runs `count` transactions, one at a time; returns each one's latency in µs. */
-function run(count) {
-  const lat = [];
-  for (let i = 0; i < count; i++) {
-    const s = performance.now();
-    if (mode === "w3") {
-      const k = Math.floor(Math.random() * keys);
-      db.transactionSync(() => {
-        db.putSync(k, (db.get(k) ?? 0) + 1);
-      });
-    } else {
-      const from = Math.floor(Math.random() * 100);
-      const to = (from + 1 + Math.floor(Math.random() * 99)) % 100;
-      db.transactionSync(() => {
-        db.putSync(["acct", from], db.get(["acct", from]) - 1);
-        db.putSync(["acct", to], db.get(["acct", to]) + 1);
-      });
-    }
-    lat.push((performance.now() - s) * 1000);
+/** One transaction (serializable under the engine's write lock). */
+function one() {
+  if (mode === "w3") {
+    const k = Math.floor(Math.random() * keys);
+    db.transactionSync(() => {
+      db.putSync(k, (db.get(k) ?? 0) + 1);
+    });
+  } else {
+    const from = Math.floor(Math.random() * 100);
+    const to = (from + 1 + Math.floor(Math.random() * 99)) % 100;
+    db.transactionSync(() => {
+      db.putSync(["acct", from], db.get(["acct", from]) - 1);
+      db.putSync(["acct", to], db.get(["acct", to]) + 1);
+    });
   }
-  return lat;
 }
-if (Number(warmArg ?? 0) > 0) {
-  run(Number(warmArg));
-  await barrier(barrierDir, Number(procsArg), `lmdb-${process.pid}`);
-}
-const t0 = performance.now();
-const lat = run(n);
-const ms = performance.now() - t0;
-lat.sort((a, b) => a - b);
-console.log(JSON.stringify({ runtime: "node", ops: n, ms, p99us: Math.round(lat[Math.floor(lat.length * 0.99)] ?? 0) }));
+await runPeerWorker({ one, n, warm: Number(warmArg ?? 0), procs: Number(procsArg), dir: barrierDir, id: `lmdb-${process.pid}` });
 await db.close();

@@ -113,13 +113,13 @@ class DbReader extends SnapshotReader {
   }
 }
 
-/** A store in a directory: the local engine behind {@link Database} (see the module comment). */
 /** The commit a transaction() attempt's function started itself, once it calls tx.commit(). */
 interface OwnCommit {
   committing?: Promise<number>;
   pending?: PendingCommit | undefined;
 }
 
+/** A store in a directory: the local engine behind {@link Database} (see the module comment). */
 export class LocalDatabase implements DatabaseEngine {
   /** The store directory. */
   readonly path: string;

@@ -109,9 +109,7 @@ export class SortedKeys {
     if (fresh.length * MERGE_RATIO >= this.#placed) {
       // Many at once (a first fill, a large transaction): one merge, then cut into chunks.
       const all = mergeSorted(this.#chunks.length === 1 ? this.#chunks[0]! : this.#chunks.flat(), fresh);
-      const half = KEY_CHUNK_MAX >>> 1;
-      const chunks: string[][] = [];
-      for (let i = 0; i < all.length; i += half) chunks.push(all.slice(i, i + half));
+      const chunks = halfChunks(all, 0);
       this.#chunks = chunks;
       this.#firsts = chunks.map((c) => c[0]!);
       this.#placed = all.length;
@@ -146,13 +144,19 @@ export class SortedKeys {
     this.#firsts[c] = chunk[0]!;
     if (chunk.length <= KEY_CHUNK_MAX) return;
     // Split into pieces of half the limit, so that the next keys fit without a split.
-    const half = KEY_CHUNK_MAX >>> 1;
-    const pieces: string[][] = [];
-    for (let i = half; i < chunk.length; i += half) pieces.push(chunk.slice(i, i + half));
-    chunk.length = half;
+    const pieces = halfChunks(chunk, KEY_CHUNK_MAX >>> 1);
+    chunk.length = KEY_CHUNK_MAX >>> 1;
     this.#chunks.splice(c + 1, 0, ...pieces);
     this.#firsts.splice(c + 1, 0, ...pieces.map((p) => p[0]!));
   }
+}
+
+/** `keys` from `from` on, cut into chunks of half the limit (the last may be shorter). */
+function halfChunks(keys: readonly string[], from: number): string[][] {
+  const half = KEY_CHUNK_MAX >>> 1;
+  const chunks: string[][] = [];
+  for (let i = from; i < keys.length; i += half) chunks.push(keys.slice(i, i + half));
+  return chunks;
 }
 
 /**

@@ -12,12 +12,15 @@ import { runPeerWorker } from "./barrier.mjs";
 const [mode, path, nArg, keysArg, warmArg, procsArg, barrierDir] = process.argv.slice(2);
 const n = Number(nArg), keys = Number(keysArg ?? 1000);
 // overlappingSync off: transactionSync returns only after the flush, as a durable commit must.
+// A fixed map of 1 GiB, the same the creating process gave: with the default growing map,
+// eight processes committing at once made lmdb-js fail with "MDB_BAD_TXN ... mdb_page_touch"
+// (seen in CI) when one of them grew the map under the others.
 // Several processes creating one environment at once sometimes make lmdb-js's open throw
 // "No transaction to renew" (seen in CI): try again a few times before giving up.
 let db;
 for (let attempt = 1; ; attempt++) {
   try {
-    db = open({ path, overlappingSync: false });
+    db = open({ path, overlappingSync: false, mapSize: 2 ** 30 });
     break;
   } catch (e) {
     if (attempt >= 5) throw e;

@@ -84,6 +84,8 @@ async function multiProcess() {
   try { Database = (await import("better-sqlite3")).default; } catch { /* peer unavailable */ }
   let lmdbOpen;
   try { lmdbOpen = (await import("lmdb")).open; } catch { /* peer unavailable */ }
+  // lmdb-js's map, fixed and the same in every process (see mp-lmdb.mjs).
+  const LMDB_MAP_SIZE = 2 ** 30;
   const per = Math.max(20, Math.round(2000 * scale));
   // Untimed transactions each worker runs first (then all start together: barrier.mjs), so
   // the rows measure steady state, not the JIT compiling txtdb's commit path in every process.
@@ -112,11 +114,11 @@ async function multiProcess() {
           note: `verified; per-process spread ${spread(res)}×; ${(procs * per / fsyncs).toFixed(1)} commits per fsync; ${attemptsPerGroupCommit(res)} attempts per group commit; ${res.reduce((a, r) => a + r.conflicts, 0)} conflicts` });
         if (lmdbOpen && inFlight === 1) {
           const lpath = `${dir}/${mode}-${procs}-${inFlight}.lmdb`;
-          const l = lmdbOpen({ path: lpath });
+          const l = lmdbOpen({ path: lpath, mapSize: LMDB_MAP_SIZE });
           if (mode === "w6") await l.transaction(() => { for (let i = 0; i < 100; i++) l.put(["acct", i], 1000); });
           await l.close();
           const r2 = await runParallel(Array.from({ length: procs }, () => [process.execPath, ["scripts/bench/mp-lmdb.mjs", mode, lpath, String(per), "1000", ...start("lmdb")]]));
-          const v = lmdbOpen({ path: lpath });
+          const v = lmdbOpen({ path: lpath, mapSize: LMDB_MAP_SIZE });
           let t = 0;
           for (const { value } of v.getRange(mode === "w6" ? { start: ["acct"], end: ["acct", 1000] } : {})) t += value;
           await v.close();

@@ -74,6 +74,10 @@ export class FileLock {
   #exclusiveHeld = false;
   readonly #queue: Waiter[] = [];
   #polling = false;
+  /** The mode of the kernel wait (the port's lockAsync) in flight on the handle, if one is. */
+  #kernelWaitMode: "exclusive" | "shared" | undefined;
+  /** How many times this thread took the kernel lock (see #startKernelWait). */
+  #kernelTakes = 0;
   #closed = false;
   /** Called after each grant with the wait it took. */
   onWait: ((waitMs: number) => void) | undefined;
@@ -183,10 +187,16 @@ export class FileLock {
    * dropped and the file at the path (created afresh if missing) is locked instead.
    */
   #tryKernelLock(exclusive: boolean): boolean {
+    // A shared wait in flight would turn an exclusive lock taken now into a shared one (see
+    // #startKernelWait): the wait's grant is used instead.
+    if (exclusive && this.#kernelWaitMode === "shared") return false;
     for (let attempt = 0; attempt < LOCK_FILE_REOPEN_MAX; attempt++) {
       const handle = this.#handleOpen();
       if (!handle.tryLock(exclusive)) return false;
-      if (this.#handleIsAtPath(handle)) return true;
+      if (this.#handleIsAtPath(handle)) {
+        this.#kernelTakes++;
+        return true;
+      }
       handle.close(); // also drops the kernel lock on the orphaned inode
       this.#handle = undefined;
     }
@@ -294,15 +304,32 @@ export class FileLock {
    * milliseconds later, with the lock idle meanwhile. One wait at a time per lock; a wait
    * cannot be cancelled, so a grant nobody wants any more (the waiter timed out, or the
    * head of the queue now wants another mode) is released at once and the queue pumped.
+   *
+   * A grant is used only if this thread took no kernel lock while the wait was in flight.
+   * flock belongs to the open file description, so the waiting call and this thread's
+   * non-blocking attempts are one owner to the kernel: when an attempt here won the lock
+   * after another process released it, the waiting call "succeeded" at once (the
+   * description held the lock already); this process then released the lock; another took
+   * it; and the late success granted the next waiter here a lock the kernel no longer gave
+   * this process. Two processes wrote under the writer lock at once, over each other's
+   * records (a stress run with several processes and automatic compaction lost committed
+   * writes). Such a stale grant is released if nobody here holds the lock (the waiting call
+   * may have taken it for real after the release), and the queue pumped. For the same
+   * reason no exclusive lock is taken while a shared wait is in flight: when that wait
+   * returned, it would turn the held lock into a shared one under its holder.
    */
   #startKernelWait(handle: FileHandle, exclusive: boolean): void {
     if (this.#polling) return;
     this.#polling = true;
+    this.#kernelWaitMode = exclusive ? "exclusive" : "shared";
+    const takesBefore = this.#kernelTakes;
     handle.lockAsync!(exclusive).then(
       () => {
         this.#polling = false;
+        this.#kernelWaitMode = undefined;
         const head = this.#queue[0];
-        const usable = !this.#closed && this.#handle === handle && this.#holders === 0 && head !== undefined && head.exclusive === exclusive;
+        const fresh = this.#kernelTakes === takesBefore;
+        const usable = fresh && !this.#closed && this.#handle === handle && this.#holders === 0 && head !== undefined && head.exclusive === exclusive;
         if (usable && this.#handleIsAtPath(handle)) {
           this.#queue.shift();
           this.#holders = 1;
@@ -331,6 +358,7 @@ export class FileLock {
       },
       (e) => {
         this.#polling = false;
+        this.#kernelWaitMode = undefined;
         this.#abandonAll(e);
       },
     );

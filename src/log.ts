@@ -738,6 +738,18 @@ export class Log {
     }
   }
 
+  /** True if a whole, checksummed frame starts at `pos` (two reads: its header, then the frame). */
+  wholeFrameAt(pos: LogPosition): boolean {
+    const file = this.segment(pos.seg);
+    if (!file) return false;
+    const head = new Uint8Array(FRAME_HEADER_BYTES);
+    if (file.read(head, pos.off) < FRAME_HEADER_BYTES || head[0] !== FRAME_MAGIC) return false;
+    const bytes = Math.min(FRAME_HEADER_BYTES + new DataView(head.buffer).getUint32(1, true), file.size() - pos.off);
+    const buf = new Uint8Array(Math.max(bytes, FRAME_HEADER_BYTES));
+    const got = file.read(buf, pos.off);
+    return parseFrame(buf.subarray(0, got), 0).kind === "ok";
+  }
+
   /**
    * True if a whole, checksummed frame starts anywhere after `pos` (in its segment or a
    * later one). A bad frame followed by a good one is damage in the middle of the log,

@@ -355,6 +355,11 @@ export class Tail {
     else this.log.writeManifest(manifest);
     this.#manifest = manifest;
     this.#firstSegment = manifest.firstSegment ?? 1;
+    // The catch-up just before read every record: a read position still at the end of a
+    // segment this switch folded (the next one empty so far) moves to the first segment,
+    // as #followManifest does, before the folded one is deleted and could not be read on from.
+    if (this.#readPos.seg < this.#firstSegment) this.#readPos = { seg: this.#firstSegment, off: 0 };
+    if (this.#visiblePos.seg < this.#firstSegment) this.#visiblePos = { seg: this.#firstSegment, off: 0 };
   }
 
   /**
@@ -545,11 +550,16 @@ export class Tail {
     }
     const fr = this.log.readFrontier();
     const end = this.#readTo(undefined);
+    const published = fr ? { seg: fr.seg, off: fr.off } : undefined;
     if (end.problem) {
       // A torn tail: past the durable end (when the frontier survived to tell it) and
       // followed by no whole frame. Anything else is damage, reported and left alone.
+      // Outside a writable open, never before the published end either: in "relaxed" and
+      // "none" that lies past the durable end, and what is before it are commits that
+      // resolved (a power loss can take them, and only an open finds that out).
       const pastDurable = !fr || comparePositions(end.problem.at, { seg: fr.durableSeg, off: fr.durableOff }) >= 0;
-      if (end.problem.cut || !pastDurable || this.log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
+      const beforePublished = !opening && !!published && comparePositions(end.problem.at, published) < 0;
+      if (end.problem.cut || !pastDurable || beforePublished || this.log.validFrameAfter(end.problem.at)) throw this.#corruption(end.problem.at, end.problem.reason);
       this.log.truncateAt(end.problem.at);
       // Torn at the very start of a later segment: the scan read the earlier one to its end
       // (that is how it got there), so the log goes on at the start of the emptied segment.
@@ -562,6 +572,14 @@ export class Tail {
       // Records known durable are missing (zeroed, or the file was cut).
       throw this.#corruption(pos, `the log ends at ${pos.off} before its durable end at ${fr.durableOff}`);
     }
+    if (!opening && published && comparePositions(pos, published) < 0) {
+      // Commits that resolved are missing from where this process reads, or its read
+      // position is not where the log is. Only a writable open may find the frontier past
+      // the log's end (a power loss took what "relaxed" or "none" had published) and put it
+      // back; here that would throw those commits away, and the next append would go over
+      // them. Nothing is written.
+      throw this.#corruption(pos, `the log ends at ${segmentName(pos.seg)}:${pos.off} before the published frontier at ${segmentName(published.seg)}:${published.off}`);
+    }
     const lastTsn = this.index.lastTsn;
     if (st.endTsn !== lastTsn || comparePositions(st.end, pos) !== 0) this.log.writeTailEnd({ end: pos, endTsn: lastTsn, epoch: this.#epoch });
     const behind = !fr || fr.tsn !== lastTsn || comparePositions(pos, { seg: fr.seg, off: fr.off }) !== 0;
@@ -571,7 +589,7 @@ export class Tail {
       // the log's end (a power loss took records "relaxed" had published) is reset.
       if (this.#durability !== "none") this.#syncSegment(pos.seg);
       this.#durablePos = pos;
-      const reset = !!fr && comparePositions({ seg: fr.seg, off: fr.off }, pos) > 0;
+      const reset = opening && !!published && comparePositions(published, pos) > 0;
       this.#publishMax(pos, lastTsn, pos, reset);
       this.#show(pos, lastTsn);
     } else if (fr) {
@@ -659,6 +677,7 @@ export class Tail {
     let file = this.log.segment(seg);
     let appendAt: LogPosition = start; // where this batch's bytes begin, after any roll
     let endWritten = false;
+    if (start.off >= this.#segmentBytes) this.#refuseRollInto(seg + 1); // before anything is cut or written
     try {
       if (!file) throw new TxtDbError("CORRUPTION", `Segment ${segmentName(seg)} of "${this.path}" is missing`, { details: { file: segmentName(seg), offset: 0 } });
       let at = start.off;
@@ -964,6 +983,7 @@ export class Tail {
     if (pos.off === 0) return false;
     const file = this.log.segment(pos.seg);
     if (!file) return false;
+    this.#refuseRollInto(pos.seg + 1);
     file.truncate(pos.off);
     this.#syncSegment(pos.seg);
     const next = { seg: pos.seg + 1, off: 0 };
@@ -974,6 +994,21 @@ export class Tail {
     this.#publishMax(next, this.index.lastTsn, next);
     this.#show(next, this.index.lastTsn);
     return true;
+  }
+
+  /**
+   * Before a roll-over into segment `next` (the writer lock held, caught up): a whole record
+   * at its start means this process's view of the log is wrong, since its catch-up would have
+   * read on into it. Rolling over would cut the active segment at this process's read
+   * position and empty `next` (createSegment), destroying commits other processes made:
+   * CORRUPTION instead, before anything is cut or written. A leftover of a failed roll-over
+   * holds no whole record at its start, and is emptied and reused.
+   */
+  #refuseRollInto(next: number): void {
+    if (!this.log.wholeFrameAt({ seg: next, off: 0 })) return;
+    throw new TxtDbError("CORRUPTION", `Segment ${segmentName(next)} of "${this.path}" already holds records that this process's catch-up did not read (it is at ${segmentName(this.#readPos.seg)}:${this.#readPos.off}); nothing was written. Close and reopen the store; run \`txtdb check\` if it persists`, {
+      details: { file: segmentName(next), offset: 0 },
+    });
   }
 
   #scheduleRelaxedSync(): void {

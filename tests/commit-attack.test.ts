@@ -150,6 +150,64 @@ for (const sabotage of ["deleted", "replaced by an empty file", "truncated to ze
   });
 }
 
+for (const durability of ["none", "relaxed"] as const) {
+  test(`${R} durability "${durability}": a commit whose catch-up finds the log ending before the published frontier (commits of another process gone from under it) fails with CORRUPTION and writes nothing; it never moves the frontier back and appends over them`, async () => {
+    const dir = tempDir("ca");
+    const a = await open(dir, { namespaces: ["ns"], durability });
+    await a.set("ns", "a1", 1);
+    const b = await open(dir, { namespaces: ["ns"], durability }); // a second open: another process to the store
+    assert.equal(await b.get("ns", "a1"), 1); // b has read this far
+    const seg = `${dir}/seg-0000000001.log`;
+    const readTo = fs.statSync(seg).size;
+    const content = fs.readFileSync(seg);
+    let end = content.length;
+    while (end > 0 && content[end - 1] === 0) end--; // preallocated zeros after the last record
+    await a.set("ns", "a2", "x".repeat(500)); // published at once in "none" and "relaxed"
+    let end2 = fs.statSync(seg).size;
+    const after = fs.readFileSync(seg);
+    while (end2 > 0 && after[end2 - 1] === 0) end2--;
+    assert.ok(end2 > end && readTo > 0);
+    // The commit a2 is lost from the segment's end (what a writer that overwrote it, or a
+    // cut by hand, leaves): zeros where it was.
+    const fd = fs.openSync(seg, "r+");
+    fs.writeSync(fd, new Uint8Array(end2 - end), 0, end2 - end, end);
+    fs.closeSync(fd);
+    const frontierBefore = fs.readFileSync(`${dir}/frontier`);
+    const segBefore = fs.readFileSync(seg);
+    const code = await outcomeCode(b.set("ns", "b1", 1));
+    assert.equal(code, "CORRUPTION", "a commit appended over published commits must not resolve");
+    assert.deepEqual(fs.readFileSync(`${dir}/frontier`), frontierBefore, "the frontier file is unchanged: not moved back");
+    assert.deepEqual(fs.readFileSync(seg), segBefore, "nothing was written to the segment");
+    await b.close();
+    await a.close();
+  });
+}
+
+test(`${R} a roll-over into a next segment that already holds a record this process did not read fails with CORRUPTION, and neither segment is cut or emptied`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 4096, durability: "none", autoCompactBytes: 0 });
+  const seg1 = `${dir}/seg-0000000001.log`;
+  const recordsEnd = () => {
+    const b = fs.readFileSync(seg1);
+    let end = b.length;
+    while (end > 0 && b[end - 1] === 0) end--; // preallocated space
+    return end;
+  };
+  for (let i = 0; recordsEnd() < 4096; i++) await db.set("ns", ["k", i], "v".repeat(200));
+  assert.equal(fs.existsSync(`${dir}/seg-0000000002.log`), false, "no roll-over yet: the next commit rolls");
+  // Zeros after the last record (the catch-up stops there, as at preallocated space),
+  // and a whole record at the start of the next segment, which the catch-up never reaches.
+  fs.appendFileSync(seg1, new Uint8Array(4096));
+  const first = fs.readFileSync(seg1);
+  const frameBytes = 9 + new DataView(first.buffer, first.byteOffset).getUint32(1, true);
+  fs.writeFileSync(`${dir}/seg-0000000002.log`, first.subarray(0, frameBytes), { mode: 0o600 });
+  const before1 = fs.readFileSync(seg1), before2 = fs.readFileSync(`${dir}/seg-0000000002.log`);
+  assert.equal(await outcomeCode(db.set("ns", "roll", 1)), "CORRUPTION");
+  assert.deepEqual(fs.readFileSync(seg1), before1, "the active segment was not cut");
+  assert.deepEqual(fs.readFileSync(`${dir}/seg-0000000002.log`), before2, "the next segment was not emptied");
+  await db.close();
+});
+
 test(`${R} a table that cannot be read while validating one transaction of a group commit fails that transaction only; the batch's others commit, and no process sees a write that failed`, async () => {
   const dir = tempDir("ca");
   const a = await open(dir, { namespaces: ["ns"] });

@@ -276,6 +276,43 @@ for (const [name, make] of adapters) {
     waiter.close();
   });
 
+  test(`[${name}] FileLock: a kernel wait that returns after this process took and released the lock meanwhile never grants a lock another holder has`, async () => {
+    // The shape that let two processes hold the writer lock at once: a waiter here waits in
+    // the kernel (lockAsync, off-thread); the other holder releases; this process takes the
+    // lock through the same open file description (to the kernel, the same owner as the
+    // waiting call, which then "succeeds" at once) and releases it; the other holder takes
+    // it again; then the late success arrived and granted the next waiter here too.
+    const { platform, dir } = make();
+    const other = new FileLock(platform, `${dir}/k.lock`); // another open file description: another process to the kernel
+    const here = new FileLock(platform, `${dir}/k.lock`);
+    const relOther = other.tryAcquire(true);
+    assert.ok(relOther);
+    const w1 = here.acquire(true, { timeoutMs: 5000 }); // waits in the kernel where the port can
+    await sleep(20);
+    relOther();
+    const w2 = here.acquire(true, { timeoutMs: 5000 });
+    // Give a waiting call off-thread every chance to return before this thread goes on.
+    const until = performance.now() + 5;
+    while (performance.now() < until) { /* spin: no event-loop turn */ }
+    (await w1)();
+    (await w2)();
+    let relOther2: (() => void) | undefined;
+    for (let i = 0; i < 200 && !relOther2; i++) {
+      relOther2 = other.tryAcquire(true);
+      if (!relOther2) await sleep(5);
+    }
+    assert.ok(relOther2, "the other holder gets the lock once this process released it");
+    let granted = false;
+    const w3 = here.acquire(true, { timeoutMs: 5000 }).then((r) => { granted = true; return r; });
+    await sleep(100);
+    assert.equal(granted, false, "granted here while the other holder holds the lock: two holders of one exclusive lock");
+    relOther2();
+    (await w3)();
+    assert.equal(granted, true);
+    other.close();
+    here.close();
+  });
+
   test(`[${name}] liveness: a held lease is alive; a released one, or an unlocked file naming a live PID, is dead`, () => {
     const { platform, dir } = make();
     platform.mkdir(`${dir}/leases`);

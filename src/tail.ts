@@ -564,8 +564,8 @@ export class Tail {
       // Torn at the very start of a later segment: the scan read the earlier one to its end
       // (that is how it got there), so the log goes on at the start of the emptied segment.
       if (end.problem.at.off === 0 && end.problem.at.seg > this.#readPos.seg) this.#readPos = end.problem.at;
-    } else if (fr) {
-      this.#adoptSealedStart(end.end, { seg: fr.seg, off: fr.off });
+    } else if (published) {
+      this.#adoptSealedStart(end.end, published);
     }
     const pos = this.#readPos;
     if (fr && comparePositions(pos, { seg: fr.durableSeg, off: fr.durableOff }) < 0) {
@@ -582,7 +582,7 @@ export class Tail {
     }
     const lastTsn = this.index.lastTsn;
     if (st.endTsn !== lastTsn || comparePositions(st.end, pos) !== 0) this.log.writeTailEnd({ end: pos, endTsn: lastTsn, epoch: this.#epoch });
-    const behind = !fr || fr.tsn !== lastTsn || comparePositions(pos, { seg: fr.seg, off: fr.off }) !== 0;
+    const behind = !fr || fr.tsn !== lastTsn || comparePositions(pos, published!) !== 0;
     if (behind && (opening || this.#durability !== "full")) {
       // A writable open, "relaxed" and "none" publish what lies past the frontier now (a
       // dead writer's batch); in "full" the next sync covers it (rule 3). A frontier past
@@ -594,7 +594,7 @@ export class Tail {
       this.#show(pos, lastTsn);
     } else if (fr) {
       this.#durablePos = { seg: fr.durableSeg, off: fr.durableOff };
-      if (comparePositions({ seg: fr.seg, off: fr.off }, pos) <= 0) this.#show({ seg: fr.seg, off: fr.off }, fr.tsn);
+      if (comparePositions(published!, pos) <= 0) this.#show(published!, fr.tsn);
     }
     this.#hooks.publishPin();
   }

@@ -296,17 +296,21 @@ export class GroupCommitter {
           this.#lastTurnMs = this.#platform.monotonicMs();
         }
         if (this.#queue.length === 0) break; // every queued commit was taken back (timeout, abort)
-        // Read what other processes made durable before taking the lock, so that the catch-up
-        // under it reads only what was appended since: the lock is held by one process at a
-        // time, and time spent reading others' records in it is time every writer waits.
-        try {
-          this.#tail.refresh();
-        } catch {
-          // the catch-up under the lock meets the same problem and reports it
-        }
         let release: () => void;
         try {
-          const free = this.#lock.tryAcquire(true);
+          let free = this.#lock.tryAcquire(true);
+          if (!free) {
+            // Taken: read what other processes made durable before waiting, so that the
+            // catch-up under the lock reads only what was appended since (time spent reading
+            // others' records in the lock is time every writer waits). A lock free at once
+            // is not worth that system call: the catch-up under it reads the same.
+            try {
+              this.#tail.refresh();
+            } catch {
+              // the catch-up under the lock meets the same problem and reports it
+            }
+            free = this.#lock.tryAcquire(true);
+          }
           if (free) this.#lock.onWait?.(0); // counted as acquire() counts a lock taken at once
           release = free ?? (await this.#waitForLock());
         } catch (e) {

@@ -223,6 +223,10 @@ export class Log {
   readonly #frontierView = new DataView(this.#frontierBuf.buffer);
   readonly #frontierWords = new Uint32Array(this.#frontierBuf.buffer);
   readonly #tailBuf = new Uint8Array(TAIL_END_BYTES + SYNC_FAILURE_BYTES);
+  /** The frontier and the tail state in one read (see readHead). */
+  readonly #headBuf = new Uint8Array(SYNC_FAILURE_AT + SYNC_FAILURE_BYTES);
+  readonly #headView = new DataView(this.#headBuf.buffer);
+  readonly #headWords = new Uint32Array(this.#headBuf.buffer, 0, FRONTIER_BYTES / 4);
   /** Per segment handle, the bytes known to be allocated (see preallocate). */
   readonly #allocated = new WeakMap<FileHandle, number>();
   /** The last frontier that passed its checksum, and its words (see readFrontier). */
@@ -454,38 +458,60 @@ export class Log {
   readFrontier(): Readonly<Frontier> | undefined {
     const f = this.#frontier();
     const buf = this.#frontierBuf;
-    const words = this.#frontierWords;
     for (let attempt = 0; attempt < 50; attempt++) {
       if (f.read(buf, 0) < FRONTIER_BYTES) return undefined;
-      if (this.#lastFrontier) {
-        // Unchanged since it was last checked (the usual answer to a read's probe): nine
-        // word compares instead of a checksum. Words that all equal the checked ones are
-        // that checked frontier, even if a writer was midway through replacing it.
-        const seen = this.#lastWords;
-        let same = true;
-        for (let i = 0; i < seen.length; i++) {
-          if (words[i] !== seen[i]) {
-            same = false;
-            break;
-          }
-        }
-        if (same) return this.#lastFrontier;
-      }
-      const view = this.#frontierView;
-      if (view.getUint32(32, true) === crc32c(buf.subarray(0, 32))) {
-        const fr: Frontier = {
-          tsn: view.getFloat64(0, true),
-          seg: view.getUint32(8, true),
-          off: view.getFloat64(12, true),
-          durableSeg: view.getUint32(20, true),
-          durableOff: view.getFloat64(24, true),
-        };
-        this.#lastWords.set(words);
-        this.#lastFrontier = fr;
-        return fr;
-      }
+      const fr = this.#parseFrontier(buf, this.#frontierWords, this.#frontierView);
+      if (fr) return fr;
     }
     return undefined;
+  }
+
+  /** The frontier in `bytes` (its first 36), or undefined if its checksum fails (a write in flight). */
+  #parseFrontier(bytes: Uint8Array, words: Uint32Array, view: DataView): Readonly<Frontier> | undefined {
+    if (this.#lastFrontier) {
+      // Unchanged since it was last checked (the usual answer to a read's probe): nine
+      // word compares instead of a checksum. Words that all equal the checked ones are
+      // that checked frontier, even if a writer was midway through replacing it.
+      const seen = this.#lastWords;
+      let same = true;
+      for (let i = 0; i < seen.length; i++) {
+        if (words[i] !== seen[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return this.#lastFrontier;
+    }
+    if (view.getUint32(32, true) !== crc32c(bytes.subarray(0, 32))) return undefined;
+    const fr: Frontier = {
+      tsn: view.getFloat64(0, true),
+      seg: view.getUint32(8, true),
+      off: view.getFloat64(12, true),
+      durableSeg: view.getUint32(20, true),
+      durableOff: view.getFloat64(24, true),
+    };
+    this.#lastWords.set(words);
+    this.#lastFrontier = fr;
+    return fr;
+  }
+
+  /**
+   * The frontier and the tail state (see {@link readFrontier}, {@link readTailState}) in
+   * one pread of the frontier file's first 112 bytes instead of two: for callers to whom
+   * the order of the two reads does not matter (the writer lock or the frontier lock keeps
+   * what they depend on still). Torn parts are read again; after that, each on its own.
+   */
+  readHead(): { frontier: Readonly<Frontier> | undefined; tail: TailState } {
+    const f = this.#frontier();
+    const buf = this.#headBuf;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const got = f.read(buf, 0);
+      if (got < TAIL_END_AT + TAIL_END_BYTES) break; // short: each read on its own says what it means
+      const frontier = this.#parseFrontier(buf, this.#headWords, this.#headView);
+      const tail = this.#parseTail(buf.subarray(TAIL_END_AT, got), this.#headView, TAIL_END_AT);
+      if (frontier && tail) return { frontier, tail };
+    }
+    return { frontier: this.readFrontier(), tail: this.readTailState() };
   }
 
   /**
@@ -500,19 +526,29 @@ export class Log {
     for (let attempt = 0; attempt < 50; attempt++) {
       const got = f.read(buf, TAIL_END_AT);
       if (got < TAIL_END_BYTES) break;
-      const markPid = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(TAIL_END_BYTES, true) : 0;
-      const markCheck = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(TAIL_END_BYTES + 4, true) : 0;
-      const failedPid = markPid === 0 && markCheck === 0 ? 0 : (markCheck === (~markPid >>> 0) ? markPid : 0xffffffff);
-      if (buf.subarray(0, TAIL_END_BYTES).every((b) => b === 0)) return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid };
-      if (view.getUint32(36, true) !== crc32c(buf.subarray(0, 36))) continue;
-      return {
-        endTsn: view.getFloat64(0, true),
-        end: { seg: view.getUint32(8, true), off: view.getFloat64(12, true) },
-        epoch: view.getUint32(20, true),
-        failedPid,
-      };
+      const st = this.#parseTail(buf.subarray(0, got), view, 0);
+      if (st) return st;
     }
     return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid: 0 };
+  }
+
+  /**
+   * The tail state in `bytes` (the end record, then the failure mark if it was read), whose
+   * first byte is at `at` in `view`; undefined if the end record's checksum fails.
+   */
+  #parseTail(bytes: Uint8Array, view: DataView, at: number): TailState | undefined {
+    const got = bytes.length;
+    const markPid = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(at + TAIL_END_BYTES, true) : 0;
+    const markCheck = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(at + TAIL_END_BYTES + 4, true) : 0;
+    const failedPid = markPid === 0 && markCheck === 0 ? 0 : (markCheck === (~markPid >>> 0) ? markPid : 0xffffffff);
+    if (bytes.subarray(0, TAIL_END_BYTES).every((b) => b === 0)) return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid };
+    if (view.getUint32(at + 36, true) !== crc32c(bytes.subarray(0, 36))) return undefined;
+    return {
+      endTsn: view.getFloat64(at, true),
+      end: { seg: view.getUint32(at + 8, true), off: view.getFloat64(at + 12, true) },
+      epoch: view.getUint32(at + 20, true),
+      failedPid,
+    };
   }
 
   /** Writes the tail state's end record (end, epoch); the caller holds the writer lock. */
@@ -681,23 +717,27 @@ export class Log {
         }
         return { end: { seg, off } };
       }
-      const size = file.size();
-      if (size < off) {
-        // Cut under this process (by hand, a restore of an old copy): records it read and
-        // may have acknowledged are gone. Without this, a scan took the cut segment for a
-        // sealed one, and the writer went on appending past a hole of zeros, acknowledging
-        // commits into a store that no longer opened.
-        return { end: { seg, off }, problem: { at: { seg, off }, reason: `segment is ${size} bytes, shorter than the ${off} bytes already read from it: it was cut or replaced under this process`, incomplete: false, cut: true } };
-      }
-      const limit = to && seg === to.seg ? to.off : size;
-      if (limit > size) {
-        return { end: { seg, off }, problem: { at: { seg, off: size }, reason: `segment ends at ${size} before the frontier at ${limit}`, incomplete: true } };
-      }
+      // The file's size is asked for only once a read comes back short: the common catch-up
+      // reads one chunk of preallocated zeros, and an fstat per scan was a system call more.
+      const target = to && seg === to.seg ? to.off : Infinity;
       let chunk = READ_CHUNK_FIRST_BYTES;
-      while (off < limit) {
-        const want = Math.min(limit - off, chunk);
+      let atEof = false;
+      while (off < target) {
+        const want = Math.min(target - off, chunk);
         const buf = new Uint8Array(want);
         const got = file.read(buf, off);
+        if (got < want) {
+          // Short: the file ends at off + got, or before off if it was cut under us.
+          const size = got > 0 ? off + got : file.size();
+          if (size < off) {
+            // Cut under this process (by hand, a restore of an old copy): records it read and
+            // may have acknowledged are gone. Without this, a scan took the cut segment for a
+            // sealed one, and the writer went on appending past a hole of zeros, acknowledging
+            // commits into a store that no longer opened.
+            return { end: { seg, off }, problem: { at: { seg, off }, reason: `segment is ${size} bytes, shorter than the ${off} bytes already read from it: it was cut or replaced under this process`, incomplete: false, cut: true } };
+          }
+          atEof = true;
+        }
         let at = 0;
         for (;;) {
           const r = parseFrame(buf.subarray(0, got), at);
@@ -717,7 +757,12 @@ export class Log {
         }
         if (at === 0) {
           // The next frame does not fit in this read: read more, or it is cut short.
-          if (want >= limit - off) {
+          if (atEof) {
+            if (got === 0) break; // the file ends here, between frames
+            if (target !== Infinity && off + got < target) return { end: { seg, off }, problem: { at: { seg, off: off + got }, reason: `segment ends at ${off + got} before the frontier at ${target}`, incomplete: true } };
+            return { end: { seg, off }, problem: { at: { seg, off }, reason: "frame is cut short", incomplete: true } };
+          }
+          if (want >= target - off) {
             return { end: { seg, off }, problem: { at: { seg, off }, reason: "frame is cut short", incomplete: true } };
           }
           const header = buf.subarray(0, FRAME_HEADER_BYTES);
@@ -726,12 +771,17 @@ export class Log {
           continue;
         }
         off += at;
+        // At the file's end with bytes left after the last whole frame: the next read starts
+        // at those bytes and says what they are (a frame cut short).
+        if (atEof && at === got) break;
+        atEof = false;
         chunk = Math.min(chunk * 2, READ_CHUNK_MAX_BYTES);
       }
+      if (off < target && target !== Infinity) {
+        // The file ended (between frames) before the frontier's position in it.
+        return { end: { seg, off }, problem: { at: { seg, off }, reason: `segment ends at ${off} before the frontier at ${target}`, incomplete: true } };
+      }
       if (to && seg === to.seg) return { end: { seg, off } };
-      // Stopped inside the file (at preallocated zeros): this segment is not sealed, so no
-      // later one exists. Asking the file system (a failed open) costs more than a read.
-      if (!to && off < size) return { end: { seg, off } };
       if (!this.segment(seg + 1)) return { end: { seg, off } };
       seg++;
       off = 0;

@@ -539,16 +539,24 @@ export class Tail {
    * and publishes whatever lies past the frontier.
    */
   catchUpLocked(opening = false): void {
-    let st = this.log.readTailState();
+    // One read for both: under the writer lock the tail state stays as read (but for a
+    // failure mark, which the sync path checks again), and a frontier read a moment early
+    // is one the frontier has only moved on from.
+    const head = this.log.readHead();
+    let st = head.tail;
+    let fr = head.frontier;
     if (st.failedPid !== 0) {
       if (!opening) throw this.#syncFailedError(st.failedPid);
       st = this.#verifyTailLocked(st);
+      fr = this.log.readFrontier();
     }
     if (st.epoch !== this.#epoch) {
-      if (comparePositions(this.#readPos, this.#visiblePos) > 0) this.#rebuildView();
+      if (comparePositions(this.#readPos, this.#visiblePos) > 0) {
+        this.#rebuildView();
+        fr = this.log.readFrontier();
+      }
       this.#epoch = st.epoch;
     }
-    const fr = this.log.readFrontier();
     const end = this.#readTo(undefined);
     const published = fr ? { seg: fr.seg, off: fr.off } : undefined;
     if (end.problem) {
@@ -831,9 +839,9 @@ export class Tail {
         throw this.#segmentGone(target.seg);
       }
       this.log.withFrontierLocked(() => {
-        const now = this.log.readTailState();
+        // One read for both: in the frontier lock neither the frontier, the epoch nor the mark moves.
+        const { tail: now, frontier: fr } = this.log.readHead();
         if (now.epoch !== b.epoch) throw this.#cutError(b);
-        const fr = this.log.readFrontier();
         if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return; // rule 7
         if (now.failedPid !== 0) throw this.#syncFailedError(now.failedPid);
         this.#publishInLock(target, targetTsn, target, false, fr);
@@ -851,12 +859,17 @@ export class Tail {
    * never cuts durable bytes; a repair before that read shows in the epoch read after it.
    */
   #coveredOrRefused(b: AppendedBatch): TailState | undefined {
-    const fr = this.log.readFrontier();
-    const st = this.log.readTailState();
-    if (st.epoch !== b.epoch) throw this.#cutError(b);
-    if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) return undefined;
-    if (st.failedPid !== 0) throw this.#syncFailedError(st.failedPid);
-    return st;
+    // Both in one read first. Not covered, the order does not matter (the sync path reads
+    // both again in the frontier lock before it publishes); covered, the epoch is read
+    // again after the frontier, as the rule above wants.
+    const { frontier: fr, tail } = this.log.readHead();
+    if (tail.epoch !== b.epoch) throw this.#cutError(b);
+    if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0) {
+      if (this.log.readTailState().epoch !== b.epoch) throw this.#cutError(b);
+      return undefined;
+    }
+    if (tail.failedPid !== 0) throw this.#syncFailedError(tail.failedPid);
+    return tail;
   }
 
   /**

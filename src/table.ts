@@ -904,31 +904,37 @@ export class TableReader {
   #loadBlockForGet(offset: number, length: number): Block {
     const cached = this.#cache.get(this.#tableId, offset) as Block | undefined;
     if (cached !== undefined) return cached;
-    const cache = this.#cache;
-    const slotCharge = cache.slotBytes + BLOCK_OVERHEAD_BYTES;
-    if (cache.admit(this.#tableId, offset, length <= cache.slotBytes ? slotCharge : length + BLOCK_OVERHEAD_BYTES)) {
-      const slot = cache.reserve(length, slotCharge);
-      if (slot < 0) {
-        const block = this.#readBlock(offset, length);
-        cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
-        return block;
-      }
-      let block: Block;
-      try {
-        const bytes = cache.slotView(slot, length);
-        readInto(this.#file, bytes, offset, "data block");
-        block = this.#checkBlock(bytes, offset, true);
-      } catch (e) {
-        cache.freeSlot(slot);
-        throw e;
-      }
-      cache.set(this.#tableId, offset, block, slotCharge, slot);
-      return block;
-    }
+    const kept = this.#cacheBlock(offset, length);
+    if (kept !== undefined) return kept;
     if (transientBuffer.length < length) transientBuffer = new Uint8Array(Math.max(length, 2 * transientBuffer.length));
     const bytes = transientBuffer.subarray(0, length);
     readInto(this.#file, bytes, offset, "data block");
     return this.#checkBlock(bytes, offset, true);
+  }
+
+  /**
+   * Offers block (offset, length) to the cache (blockcache.ts rule 5). Admitted, its bytes go
+   * where the cache keeps them (a slab slot, else a buffer of their own), copied from `from`
+   * (the block's bytes, read already) or else read from the file, and are checked there;
+   * undefined if not admitted. A slot whose bytes fail to read or check is given back.
+   */
+  #cacheBlock(offset: number, length: number, from?: Uint8Array): Block | undefined {
+    const cache = this.#cache;
+    const slotCharge = cache.slotBytes + BLOCK_OVERHEAD_BYTES;
+    if (!cache.admit(this.#tableId, offset, length <= cache.slotBytes ? slotCharge : length + BLOCK_OVERHEAD_BYTES)) return undefined;
+    const slot = cache.reserve(length, slotCharge);
+    let block: Block;
+    try {
+      const bytes = slot < 0 ? new Uint8Array(length) : cache.slotView(slot, length);
+      if (from !== undefined) bytes.set(from);
+      else readInto(this.#file, bytes, offset, "data block");
+      block = this.#checkBlock(bytes, offset, slot >= 0);
+    } catch (e) {
+      if (slot >= 0) cache.freeSlot(slot);
+      throw e;
+    }
+    cache.set(this.#tableId, offset, block, slot < 0 ? length + BLOCK_OVERHEAD_BYTES : slotCharge, slot);
+    return block;
   }
 
   /**
@@ -962,21 +968,7 @@ export class TableReader {
       runEnd = end;
     }
     const bytes = runBuffer.subarray(offset - runStart, offset - runStart + length);
-    const slotCharge = cache.slotBytes + BLOCK_OVERHEAD_BYTES;
-    if (cache.admit(this.#tableId, offset, length <= cache.slotBytes ? slotCharge : length + BLOCK_OVERHEAD_BYTES)) {
-      const slot = cache.reserve(length, slotCharge);
-      const block = this.#checkBlock(slot < 0 ? bytes.slice() : bytes, offset, slot >= 0);
-      if (slot < 0) {
-        cache.set(this.#tableId, offset, block, length + BLOCK_OVERHEAD_BYTES);
-        return block;
-      }
-      const kept = cache.slotView(slot, length);
-      kept.set(bytes);
-      const slotted: Block = { bytes: kept, count: block.count, restartsAt: block.restartsAt, transient: true };
-      cache.set(this.#tableId, offset, slotted, slotCharge, slot);
-      return slotted;
-    }
-    return this.#checkBlock(bytes, offset, true);
+    return this.#cacheBlock(offset, length, bytes) ?? this.#checkBlock(bytes, offset, true);
   }
 
   /**
@@ -1380,7 +1372,6 @@ export class TableReader {
     return u32At(this.#index, this.#indexStartsAt + 4 * b);
   }
 
-  /** Parses index entry `b` into the scratch object (bounds-checked: a hostile index is CORRUPTION). */
   /** The last block a scan that ends before `hi` (undefined: at the table's end) may read, found on first use. */
   #lastBlockBefore(hi: Uint8Array | undefined): () => number {
     let last = -1;
@@ -1390,6 +1381,7 @@ export class TableReader {
     };
   }
 
+  /** Parses index entry `b` into the scratch object (bounds-checked: a hostile index is CORRUPTION). */
   #indexEntry(b: number): IndexEntry {
     const ix = this.#index;
     const end = this.#indexStartsAt;

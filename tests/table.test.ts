@@ -155,6 +155,18 @@ function openTable(platform: Platform, path: string, cache = new BlockCache(1 <<
   return TableReader.open(platform.open(path, { readOnly: true }), { cache });
 }
 
+/** Flips the bits of `mask` in the byte at `at` of the file at `path`. */
+function flipBits(platform: Platform, path: string, at: number, mask: number): void {
+  const f = platform.open(path);
+  const b = new Uint8Array(1);
+  f.read(b, at);
+  f.write(new Uint8Array([b[0]! ^ mask]), at);
+  f.close();
+}
+
+/** A row maker for scanInto that makes each row its key as a binary string. */
+const keyRows = { lastKey: undefined as string | undefined, row: (key: Uint8Array, keyLen: number) => String.fromCharCode(...key.subarray(4, keyLen)) };
+
 /** Checks gets and ranges of `t` against the model at random keys and snapshots. */
 function checkAgainstModel(rng: Rng, t: TableReader, entries: readonly TableEntry[], probes: number): void {
   const tsnMax = entries.reduce((m, e) => Math.max(m, e.tsn), 0) + 2;
@@ -552,12 +564,8 @@ test(`${R} a damaged data block is CORRUPTION at read time, naming its offset; o
   const { platform, dir } = sim();
   const entries = randomEntries(new Rng(8), 400, { versionsMax: 1, valueBytesMax: 50, namespaces: [1] });
   const { path, meta } = writeTable(platform, dir, entries, { blockBytesTarget: 1024 });
-  const f = platform.open(path);
   const at = 1500; // inside the second block
-  const b = new Uint8Array(1);
-  f.read(b, at);
-  f.write(new Uint8Array([b[0]! ^ 0x10]), at);
-  f.close();
+  flipBits(platform, path, at, 0x10);
   const t = openTable(platform, path);
   assert.throws(() => t.verify(), (e: unknown) => isCorruption(e, path) && /block checksum/.test((e as Error).message));
   let good = 0, bad = 0;
@@ -1004,12 +1012,11 @@ test(`${R} scans read consecutive blocks in runs (one read, not one per block), 
   // offered to it as a block read alone is (admitted on a second miss).
   const t = TableReader.open(counting, { cache: new BlockCache(4096) });
   const keys = entries.filter((e) => e.value !== null).map((e) => e.key); // one version per key, in key order
-  const maker = { lastKey: undefined as string | undefined, row: (key: Uint8Array, keyLen: number, tsn: number) => [String.fromCharCode(...key.subarray(4, keyLen)), tsn] as const };
   reads = 0;
-  const rows: (readonly [string, number])[] = [];
-  t.scanInto(1, "", undefined, Number.MAX_SAFE_INTEGER, Infinity, rows, () => true, true, maker);
+  const rows: string[] = [];
+  t.scanInto(1, "", undefined, Number.MAX_SAFE_INTEGER, Infinity, rows, () => true, true, keyRows);
   assert.equal(rows.length, keys.length, "every key once");
-  assert.deepEqual(rows.map((r) => r[0]), keys);
+  assert.deepEqual(rows, keys);
   const blocksPerRun = Math.floor((128 * 1024) / 512);
   assert.ok(reads <= Math.ceil(meta.blockCount / Math.min(blocksPerRun, meta.blockCount)) + 2, `${reads} reads for ${meta.blockCount} blocks: blocks were read one by one`);
   reads = 0;
@@ -1020,22 +1027,18 @@ test(`${R} scans read consecutive blocks in runs (one read, not one per block), 
   let bytesRead = 0;
   const t2 = TableReader.open(withRead(f, (buf, pos) => (reads++, bytesRead += buf.length, f.read(buf, pos))), { cache: new BlockCache(0) });
   bytesRead = 0;
-  const page: (readonly [string, number])[] = [];
-  t2.scanInto(1, keys[100]!, undefined, Number.MAX_SAFE_INTEGER, 10, page, () => true, true, maker);
-  assert.deepEqual(page.map((r) => r[0]), keys.slice(100, 110));
+  const page: string[] = [];
+  t2.scanInto(1, keys[100]!, undefined, Number.MAX_SAFE_INTEGER, 10, page, () => true, true, keyRows);
+  assert.deepEqual(page, keys.slice(100, 110));
   assert.ok(bytesRead <= 4 * 1024, `a 10-row page read ${bytesRead} bytes`);
   t2.close();
   t.close();
   // A damaged block inside a run: CORRUPTION naming that block's offset, when the scan gets there.
-  const w = platform.open(path);
   const at = Math.floor(meta.dataBytes / 2);
-  const one = new Uint8Array(1);
-  w.read(one, at);
-  w.write(new Uint8Array([one[0]! ^ 0x04]), at);
-  w.close();
+  flipBits(platform, path, at, 0x04);
   const t3 = openTable(platform, path, new BlockCache(0));
-  const before: (readonly [string, number])[] = [];
-  assert.throws(() => t3.scanInto(1, "", undefined, Number.MAX_SAFE_INTEGER, Infinity, before, () => true, true, maker), (e: unknown) => {
+  const before: string[] = [];
+  assert.throws(() => t3.scanInto(1, "", undefined, Number.MAX_SAFE_INTEGER, Infinity, before, () => true, true, keyRows), (e: unknown) => {
     if (!isCorruption(e, path)) return false;
     const offset = (e as TxtDbError).details!.offset as number;
     return offset <= at && offset > at - 1100;
@@ -1051,7 +1054,6 @@ test(`${R} two tables with the same table id (two block caches: two stores in on
   const b = randomEntries(new Rng(6), 2000, { versionsMax: 1, valueBytesMax: 60, namespaces: [1] });
   const ta = openTable(platform, writeTable(platform, dir, a, { blockBytesTarget: 512 }).path, new BlockCache(0));
   const tb = openTable(platform, writeTable(platform, dir, b, { blockBytesTarget: 512 }).path, new BlockCache(0));
-  const maker = { lastKey: undefined as string | undefined, row: (key: Uint8Array, keyLen: number) => String.fromCharCode(...key.subarray(4, keyLen)) };
   const live = (es: TableEntry[]) => es.filter((e) => e.value !== null).map((e) => e.key);
   const got = { a: [] as string[], b: [] as string[] };
   let after = { a: "", b: "" };
@@ -1059,7 +1061,7 @@ test(`${R} two tables with the same table id (two block caches: two stores in on
   for (let round = 0; round < 30; round++) {
     for (const [name, t] of [["a", ta], ["b", tb]] as const) {
       const page: string[] = [];
-      t.scanInto(1, after[name], undefined, Number.MAX_SAFE_INTEGER, 50, page, () => true, true, maker);
+      t.scanInto(1, after[name], undefined, Number.MAX_SAFE_INTEGER, 50, page, () => true, true, keyRows);
       got[name].push(...page);
       if (page.length > 0) after = { ...after, [name]: page[page.length - 1]! + "\0" };
     }
@@ -1068,4 +1070,25 @@ test(`${R} two tables with the same table id (two block caches: two stores in on
   assert.deepEqual(got.b, live(b));
   ta.close();
   tb.close();
+});
+
+test(`${R} a damaged block a scan offers to the cache gives its slab slot back: scanning it again and again stays CORRUPTION, and the cache stays usable`, () => {
+  const { platform, dir } = sim();
+  const entries = randomEntries(new Rng(41), 1500, { versionsMax: 1, valueBytesMax: 60, namespaces: [1] });
+  const { path, meta } = writeTable(platform, dir, entries, { blockBytesTarget: 512 });
+  flipBits(platform, path, Math.floor(meta.dataBytes / 2), 0x40);
+  // Four slots: a slot lost at each failed check would run the slab dry within a few scans.
+  const cache = new BlockCache(4 * (4096 + 256), { slotBytes: 4096 });
+  const t = openTable(platform, path, cache);
+  for (let round = 0; round < 20; round++) {
+    const rows: string[] = [];
+    const from = entries[Math.floor(entries.length / 2) - 40]!.key;
+    assert.throws(() => t.scanInto(1, from, undefined, Number.MAX_SAFE_INTEGER, Infinity, rows, () => true, true, keyRows), (e: unknown) => isCorruption(e, path), `round ${round}`);
+    assert.throws(() => t.countRange(1, from, undefined, Number.MAX_SAFE_INTEGER), (e: unknown) => isCorruption(e, path), `round ${round}`);
+  }
+  t.close();
+  const healthy = randomEntries(new Rng(42), 800, { versionsMax: 1, valueBytesMax: 60, namespaces: [1] });
+  const t2 = openTable(platform, writeTable(platform, dir, healthy, { blockBytesTarget: 512 }).path, cache);
+  for (let round = 0; round < 3; round++) assert.equal(t2.countRange(1, undefined, undefined, Number.MAX_SAFE_INTEGER), healthy.filter((e) => e.value !== null).length);
+  t2.close();
 });

@@ -722,6 +722,7 @@ export class Log {
       const target = to && seg === to.seg ? to.off : Infinity;
       let chunk = READ_CHUNK_FIRST_BYTES;
       let atEof = false;
+      let fileEnd = Infinity; // known once a read came back short
       while (off < target) {
         const want = Math.min(target - off, chunk);
         const buf = new Uint8Array(want);
@@ -737,6 +738,7 @@ export class Log {
             return { end: { seg, off }, problem: { at: { seg, off }, reason: `segment is ${size} bytes, shorter than the ${off} bytes already read from it: it was cut or replaced under this process`, incomplete: false, cut: true } };
           }
           atEof = true;
+          fileEnd = size;
         }
         let at = 0;
         for (;;) {
@@ -758,8 +760,9 @@ export class Log {
         if (at === 0) {
           // The next frame does not fit in this read: read more, or it is cut short.
           if (atEof) {
-            if (got === 0) break; // the file ends here, between frames
-            if (target !== Infinity && off + got < target) return { end: { seg, off }, problem: { at: { seg, off: off + got }, reason: `segment ends at ${off + got} before the frontier at ${target}`, incomplete: true } };
+            // The file ends here, between frames, or inside one: short of a target it is the
+            // segment that ends early (below), else a frame cut short.
+            if (got === 0 || target !== Infinity) break;
             return { end: { seg, off }, problem: { at: { seg, off }, reason: "frame is cut short", incomplete: true } };
           }
           if (want >= target - off) {
@@ -778,8 +781,8 @@ export class Log {
         chunk = Math.min(chunk * 2, READ_CHUNK_MAX_BYTES);
       }
       if (off < target && target !== Infinity) {
-        // The file ended (between frames) before the frontier's position in it.
-        return { end: { seg, off }, problem: { at: { seg, off }, reason: `segment ends at ${off} before the frontier at ${target}`, incomplete: true } };
+        // The file ended before the frontier's position in it.
+        return { end: { seg, off }, problem: { at: { seg, off: fileEnd }, reason: `segment ends at ${fileEnd} before the frontier at ${target}`, incomplete: true } };
       }
       if (to && seg === to.seg) return { end: { seg, off } };
       if (!this.segment(seg + 1)) return { end: { seg, off } };

@@ -29,9 +29,11 @@
  * visibility timeout is the only clock-based judgement, for handlers still running in a
  * live process; an ack from a handler whose claim was given back changes nothing.
  *
- * Claims start before their fsync. A listener runs the handlers of a claim as soon as the
- * claim is written to the log (under the writer lock), while its sync is under way, and
- * forms its next round meanwhile (at most one round of a listener waits for its sync). This
+ * Claims start before their fsync. A listener calls the handlers of a claim as soon as the
+ * claim is written to the log (under the writer lock), before its sync begins: the sync is a
+ * blocking call, so a handler left to a promise would start only after it. The handlers run
+ * while the sync is under way, and the listener forms its next round meanwhile (at most one
+ * round of a listener waits for its sync). This
  * keeps every promise: every later claim of any process is decided at a head that includes
  * this one (claims never double up); if the machine dies before the sync, the claim is lost
  * with everything after the durable end, the message is still waiting, and it runs again
@@ -617,7 +619,7 @@ export class Queues {
    * One round of a listener: its outcomes, the claims to give back, and a claim for `free`
    * slots, in one commit decided at the head. Resolves to what it claimed.
    */
-  round(queue: string, work: { free: number; outcomes: Outcome[]; owner: string; tokenOf: () => string; opts: ResolvedListen }): { claimed: Promise<Claimed[]>; durable: Promise<void> } {
+  round(queue: string, work: { free: number; outcomes: Outcome[]; owner: string; tokenOf: () => string; opts: ResolvedListen; onWritten: (claimed: Claimed[]) => void }): { claimed: Promise<Claimed[]>; durable: Promise<void> } {
     const f = this.#floorsOf(queue);
     const state = newTxState(this.#host.refresh(), "serializable", true);
     let claimed: Claimed[] = [];
@@ -638,6 +640,9 @@ export class Queues {
     state.onAppended = () => {
       // Only now that the claims are in the log does the floor hold (queuestore.ts rule 3).
       if (floor !== undefined && this.#floors.get(queue) === f) f.readyMs = Math.max(f.readyMs, floor);
+      // Called here, synchronously: the committer goes on to the sync without yielding, so
+      // anything left to a promise would start only once the claim is durable.
+      work.onWritten(claimed);
       written(claimed);
     };
     const durable = this.#host.commit(state).then(() => written(claimed));
@@ -833,10 +838,20 @@ class Listener {
           // At most one round waits for its fsync while the next one forms: handlers run
           // during the sync, and rounds stay as large as the group commit makes them.
           await this.#syncing;
-          const round = this.#queues.round(this.#queue, { free: claim ? free : 0, outcomes, owner: this.#owner, tokenOf: () => this.#token(), opts: this.#opts });
+          let handedOut = false;
+          const handOut = (claimed: Claimed[]) => {
+            if (handedOut) return;
+            handedOut = true;
+            for (const c of claimed) {
+              if (this.#stopping) this.#outcomes.push({ kind: "release", key: c.key, token: c.token });
+              else this.#start(c);
+            }
+          };
+          const round = this.#queues.round(this.#queue, { free: claim ? free : 0, outcomes, owner: this.#owner, tokenOf: () => this.#token(), opts: this.#opts, onWritten: handOut });
           this.#syncing = round.durable;
           round.durable.catch(() => {}); // its failure is met at the next round's await
           got = await round.claimed;
+          handOut(got); // (handed out when written: the claims were in the log)
         } catch (e) {
           this.#syncing = undefined;
           if (isTxtDbError(e, "CLOSED")) {
@@ -849,10 +864,6 @@ class Listener {
           this.#retryTimer?.cancel();
           this.#retryTimer = armTimer(ROUND_RETRY_MS, () => this.#kick());
           return;
-        }
-        for (const c of got) {
-          if (this.#stopping) this.#outcomes.push({ kind: "release", key: c.key, token: c.token });
-          else this.#start(c);
         }
         if (got.length > 0 && this.#stopping) this.#again = true;
         if (claim && got.length === free) this.#again = true; // maybe more waiting

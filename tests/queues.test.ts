@@ -61,6 +61,32 @@ test("enqueue() delivers the value (a copy: later changes to the original do not
   await db.close();
 });
 
+test("a handler is called as soon as its claim is written, before the claim's sync (the claim's durability is not waited for)", async () => {
+  const { withFaults } = await import("txtdb/adapters/faults");
+  const { defaultPlatform } = await import("txtdb/internal");
+  const base = await defaultPlatform();
+  const dir = tempDir("q-early");
+  // What the listener's handle does, in order, once the message is waiting: its log syncs
+  // and the handler's call.
+  const events: string[] = [];
+  let recording = false;
+  const watched = withFaults(base, (step, path) => {
+    if (recording && step === "beforeFsync" && path.endsWith(".log")) events.push("sync");
+  });
+  const listenerDb = await open(dir, { adapter: watched });
+  const producer = await open(dir);
+  await producer.enqueue("jobs", "warm-up"); // the queues' namespace exists before recording starts
+  await collect(listenerDb, "jobs", 1);
+  await producer.enqueue("jobs", "timed");
+  recording = true;
+  await collect(listenerDb, "jobs", 1, {}, () => void events.push("handler"));
+  recording = false;
+  assert.equal(events[0], "handler", `the handler came first; events: ${events.join(", ")}`);
+  assert.ok(events.includes("sync"), `the claim was synced after: ${events.join(", ")}`);
+  await producer.close();
+  await listenerDb.close();
+});
+
 test("queues live apart from namespaces: never listed, counted, read, written, watched or created by users", async () => {
   const db = await open(tempDir("q-ns"), { namespaces: ["a"] });
   await db.enqueue("jobs", 1);

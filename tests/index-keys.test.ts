@@ -1,17 +1,60 @@
 /**
- * The in-memory table's sorted key list: new keys merged into it (mergeSorted) in runs, as
+ * The in-memory table's version chains (Chain: two versions inline, more in arrays), checked
+ * against plain arrays through pushes, pops, replaced values and drops of the oldest. And its sorted key list: new keys merged into it (mergeSorted) in runs, as
  * a queue's time-ordered keys arrive, or scattered; and lists through the engine while keys
  * arrive in both shapes. Compared with a plain sort of the union.
  */
 import { assert, tempDir, test } from "./harness.ts";
 import { open } from "txtdb";
-import { KEY_CHUNK_MAX, lowerBound, mergeSorted, SortedKeys } from "txtdb/internal";
+import { Chain, KEY_CHUNK_MAX, lowerBound, mergeSorted, SortedKeys } from "txtdb/internal";
 
 /** A small deterministic generator (tests must replay). */
 function rng(seed: number): () => number {
   let s = seed >>> 0;
   return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
 }
+
+test("a version chain reads like two plain arrays through pushes, pops, replaced values and drops of the oldest, across its two inline versions", () => {
+  const r = rng(11);
+  for (let round = 0; round < 300; round++) {
+    const first = new Uint8Array([round & 255]);
+    const chain = new Chain(1, first);
+    const tsns = [1];
+    const values: (Uint8Array | null)[] = [first];
+    let next = 2;
+    for (let step = 0; step < 40; step++) {
+      const op = r();
+      if (op < 0.5) {
+        const v = r() < 0.3 ? null : new Uint8Array([step]);
+        chain.push(next, v);
+        tsns.push(next++), values.push(v);
+      } else if (op < 0.65) {
+        chain.pop();
+        tsns.pop(), values.pop();
+      } else if (op < 0.8 && tsns.length > 0) {
+        const v = new Uint8Array([200 + step]);
+        chain.setLastValue(v);
+        values[values.length - 1] = v;
+      } else if (op < 0.9) {
+        const n = Math.floor(r() * (tsns.length + 1));
+        chain.dropOldest(n);
+        tsns.splice(0, n), values.splice(0, n);
+      }
+      const where = `round ${round}, step ${step}`;
+      assert.equal(chain.length, tsns.length, where);
+      assert.equal(chain.lastTsn, tsns.length > 0 ? tsns[tsns.length - 1] : 0, where);
+      for (let i = 0; i < tsns.length; i++) {
+        assert.equal(chain.tsn(i), tsns[i], where);
+        assert.equal(chain.value(i), values[i], where);
+      }
+      for (let snap = 0; snap <= next; snap++) {
+        let want = tsns.length - 1;
+        while (want >= 0 && tsns[want]! > snap) want--;
+        assert.equal(chain.at(snap), want, `${where}, snapshot ${snap}`);
+      }
+    }
+  }
+});
 
 test("mergeSorted equals the sorted union for runs, scattered keys, empty sides and keys before, between and after", () => {
   const r = rng(7);

@@ -474,7 +474,7 @@ export class GroupCommitter {
           index.apply(record);
           applied.push({ record, ...prev, shareable, bytes });
         }
-        commits++;
+        commits += s.commitsCounted ?? 1;
         results.push(record.tsn);
       }
       if (applied.length === 0) return { results, appended: undefined };

@@ -66,6 +66,12 @@ export interface TxState {
    * every process the framing, decoding and bookkeeping of a record per message.
    */
   shareable?: boolean;
+  /**
+   * How many commits this one counts as in stats (`commits`), if not one: a batch of
+   * enqueues (queues.ts) counts each message it wrote, as when each was its own commit.
+   * Set by atHead.
+   */
+  commitsCounted?: number;
   /** Called once the commit is written, before it is durable (queues start handlers then). */
   onAppended?: ((tsn: number) => void) | undefined;
   /** Two-phase commit only: a prepare, or the decision on one (prepared.ts). */

@@ -1,6 +1,6 @@
 /**
- * Enqueues made at once share one commit record (TxState.shareable, commit.ts): one version
- * for many messages, so that every process frames, decodes and applies one record where it
+ * Enqueues made at once share one commit (a batch, queues.ts; batches side by side share one
+ * record, TxState.shareable in commit.ts): one version for many messages, so that every process frames, decodes and applies one record where it
  * did one per message. What must hold, here in one process and on the simulated platform
  * with a fault at every file operation: each message is there once; a dedupe key still
  * holds within the shared record; a failed append takes every message of the record back
@@ -50,6 +50,31 @@ test("enqueues made at once share one record: one version for many, each message
   assert.deepEqual(values, want);
   assert.equal(db.queueStats("jobs").ready, 0);
   await other.close();
+  await db.close();
+});
+
+test("an enqueue made while its batch's commit is on its way to the disk (after the batch ran at the head) goes into the next batch, and is written", async () => {
+  const { defaultPlatform } = await import("txtdb/internal");
+  const base = await defaultPlatform();
+  let db: Database | undefined;
+  let armed = false;
+  let late: Promise<{ version: bigint }> | undefined;
+  const adapter = withFaults(base, (step, path) => {
+    // During the batch's sync: its items were decided at the head already.
+    if (armed && step === "beforeFsync" && path.endsWith(".log")) {
+      armed = false;
+      late = db!.enqueue("jobs", 1000);
+    }
+  });
+  db = await open(tempDir("q-late"), { adapter });
+  await db.enqueue("jobs", 0); // the queues' namespace exists from here on
+  armed = true;
+  const firsts = await Promise.all([db.enqueue("jobs", 1), db.enqueue("jobs", 2)]);
+  assert.ok(late, "an enqueue was made during the batch's sync");
+  const lateResult = await late!;
+  assert.equal(firsts[0]!.version, firsts[1]!.version, "the two enqueues made at once share a commit");
+  assert.ok(lateResult.version > firsts[0]!.version, "the late one went into a later commit");
+  assert.deepEqual(await drain(db, "jobs"), [0, 1, 2, 1000]);
   await db.close();
 });
 

@@ -238,6 +238,11 @@ export class LocalDatabase implements DatabaseEngine {
         return tail.visibleTsn;
       },
       visible: () => tail.visibleTsn,
+      head: () => {
+        tail.refresh();
+        tail.readAhead();
+        return tail.index.lastTsn;
+      },
       index: () => this.index,
       commit: (state) => this.commit(state),
       ownerId: () => this.#pins.leaseId,

@@ -199,6 +199,11 @@ export interface QueueHost {
   refresh(): number;
   /** The newest version this process shows now, without the freshness probe of {@link refresh}. */
   visible(): number;
+  /**
+   * Follows other processes' commits, and reads ahead those appended and not yet durable
+   * (tail.ts rule 10); returns the newest version the index holds, visible or not.
+   */
+  head(): number;
   index(): Index;
   commit(state: TxState): Promise<number>;
   /** This handle's lease id (undefined: none, a read-only store). */
@@ -672,9 +677,17 @@ export class Queues {
     }
   }
 
-  /** Local, at the visible state: is something of `queue` ready now? If the first waiting message is delayed, its ready time. */
+  /**
+   * Local, at the head of the log as this process can read it: is something of `queue`
+   * ready now? If the first waiting message is delayed, its ready time. At the head, not
+   * at the visible state: every listener wakes on the commit that enqueued a message, and
+   * the first to claim it appends its claim long before that is durable; the others, who
+   * would each take the writer lock to find nothing (three rounds in four with four
+   * listeners, measured), see the claim here and stay idle. Should the claim never become
+   * durable (a failed sync), the message is ready again at the next commit or poll.
+   */
   firstWaiting(queue: string): { ready: boolean; atMs?: number } {
-    const snap = this.#host.refresh();
+    const snap = this.#host.head();
     const index = this.#host.index();
     const nsId = index.resolve(QUEUES_NS, snap);
     if (nsId === undefined) return { ready: false };

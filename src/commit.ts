@@ -275,6 +275,12 @@ export class GroupCommitter {
     return true;
   }
 
+  /** {@link takeBack} of the commit queued for `state`, if it is still queued. */
+  takeBackState(state: TxState, error: unknown): boolean {
+    const pending = this.#queue.find((p) => p.state === state);
+    return pending !== undefined && this.takeBack(pending, error);
+  }
+
   #nextTurn(): Promise<void> {
     return this.#platform.nextTurn ? this.#platform.nextTurn() : this.#platform.sleep(0);
   }

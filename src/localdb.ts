@@ -418,6 +418,7 @@ export class LocalDatabase implements DatabaseEngine {
     get leaseFile() { return db.#pins.leaseFile; },
     pin: (version, kind, expire) => db.pin(version, kind, expire),
     commit: (state) => db.commit(state),
+    takeBack: (state, error) => db.#committer.takeBackState(state, error),
     enqueue: (state, queue, value, options) => db.#queues.enqueueInTransaction(state, queue, value, options),
     ensureOpen: () => db.ensureOpen(),
   }))(this);

@@ -453,6 +453,11 @@ export abstract class SnapshotReader {
 /** What a transaction needs from the database to commit. */
 export interface TxHost extends ReadContext {
   commit(state: TxState): Promise<number>;
+  /**
+   * Takes back the commit of `state` if it has not reached the writer lock yet: it rejects
+   * with `error` and nothing of it is written. False if it is under way (or unknown).
+   */
+  takeBack?(state: TxState, error: unknown): boolean;
   /** Adds a queue message to the transaction's writes (queues.ts); returns its id. */
   enqueue(state: TxState, queue: string, value: unknown, options?: EnqueueOptions): string;
   /** Two-phase commit: validates and durably records `state` as prepared (participant.ts). */
@@ -699,9 +704,20 @@ class TxReader extends SnapshotReader {
     }
   }
 
-  /** Discards the transaction's writes. Safe to call more than once. */
+  /**
+   * Discards the transaction's writes. Safe to call more than once. While commit() is under
+   * way, the commit is taken back if it has not reached the writer lock (commit() then
+   * rejects and nothing is written); past that point the commit decides, and this changes
+   * nothing. (It used to mark the transaction rolled back and let the commit go on.)
+   */
   rollback(): void {
-    if (!this.#finished) this.#finish("rolled back");
+    if (this.#finished) return;
+    if (this.#committing) {
+      const error = new TxtDbError("INVALID_ARGUMENT", "Transaction was rolled back while its commit waited for the writer lock; nothing was written");
+      this.#host.takeBack?.(this.#state, error); // on success commit() rejects and finishes it
+      return;
+    }
+    this.#finish("rolled back");
   }
 
   /** True once committed or rolled back. */
@@ -948,7 +964,12 @@ export class Transaction {
     return this.#tx.prepare(txid, options);
   }
 
-  /** Discards the transaction's writes. Safe to call more than once. */
+  /**
+   * Discards the transaction's writes. Safe to call more than once. Called while `commit()`
+   * is under way, it takes the commit back if the commit has not reached the writer lock
+   * (`commit()` then rejects with INVALID_ARGUMENT and nothing is written); later, the
+   * commit decides and this changes nothing.
+   */
   rollback(): void {
     this.#tx.rollback();
   }

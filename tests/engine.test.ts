@@ -91,6 +91,27 @@ test(`${R} group commit gathers transactions that await reads before committing,
   await db.close();
 });
 
+test(`${R} rollback() while commit() waits for the writer lock takes the commit back: commit() rejects with INVALID_ARGUMENT and nothing is written; after the commit it changes nothing`, async () => {
+  const { db } = await fresh();
+  const tx = await db.begin();
+  tx.set("ns", "rb", 1);
+  const committing = tx.commit(); // queued for the next group commit
+  tx.rollback();
+  await committing.then(
+    () => assert.fail("the commit went on after rollback()"),
+    (e) => assert.equal((e as TxtDbError).code, "INVALID_ARGUMENT", String(e)),
+  );
+  assert.equal(await db.get("ns", "rb"), undefined, "nothing was written");
+  assert.throws(() => tx.set("ns", "rb", 3), (e: unknown) => (e as TxtDbError).code === "INVALID_ARGUMENT");
+  const later = await db.begin();
+  later.set("ns", "rb", 2);
+  const done = await later.commit();
+  later.rollback(); // finished: a no-op
+  assert.equal(await db.get("ns", "rb"), 2);
+  assert.equal((await db.getEntry("ns", "rb"))?.version, done.version);
+  await db.close();
+});
+
 test(`${R} retries of transactions that lost on one hot key take turns: 200 concurrent increments all commit`, async () => {
   const { db } = await fresh();
   await Promise.all(Array.from({ length: 200 }, () => db.transaction(async (tx) => tx.set("ns", "hot", ((await tx.get<number>("ns", "hot")) ?? 0) + 1))));

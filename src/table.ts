@@ -918,10 +918,10 @@ export class TableReader {
    * (the block's bytes, read already) or else read from the file, and are checked there;
    * undefined if not admitted. A slot whose bytes fail to read or check is given back.
    */
-  #cacheBlock(offset: number, length: number, from?: Uint8Array): Block | undefined {
+  #cacheBlock(offset: number, length: number, from?: Uint8Array, scanned = false): Block | undefined {
     const cache = this.#cache;
     const slotCharge = cache.slotBytes + BLOCK_OVERHEAD_BYTES;
-    if (!cache.admit(this.#tableId, offset, length <= cache.slotBytes ? slotCharge : length + BLOCK_OVERHEAD_BYTES)) return undefined;
+    if (!cache.admit(this.#tableId, offset, length <= cache.slotBytes ? slotCharge : length + BLOCK_OVERHEAD_BYTES, scanned)) return undefined;
     const slot = cache.reserve(length, slotCharge);
     let block: Block;
     try {
@@ -943,7 +943,7 @@ export class TableReader {
    * from the run read ahead, else a new run of block `b` and the blocks after it that the
    * scan will reach (up to block `lastBlock`, about `wantEntries` entries, and
    * SCAN_RUN_BYTES_MAX), in one read. Each block is checked when served, and offered to the
-   * cache as {@link #loadBlockForGet} offers it, so the cache keeps what it kept before.
+   * cache, which takes a scanned block on its second miss only (blockcache.ts rule 5).
    */
   #loadBlockForScan(b: number, offset: number, length: number, lastBlock: () => number, wantEntries: number): Block {
     const cache = this.#cache;
@@ -959,7 +959,6 @@ export class TableReader {
         if (e.offset !== end || e.offset + e.bytes - offset > SCAN_RUN_BYTES_MAX || cache.get(this.#tableId, e.offset) !== undefined) break;
         end = e.offset + e.bytes;
       }
-      if (end === offset + length) return this.#loadBlockForGet(offset, length);
       if (runBuffer.length < end - offset) runBuffer = new Uint8Array(Math.max(end - offset, SCAN_RUN_BYTES_MAX));
       runReader = undefined; // until the read succeeds
       readInto(this.#file, runBuffer.subarray(0, end - offset), offset, "data block");
@@ -968,7 +967,7 @@ export class TableReader {
       runEnd = end;
     }
     const bytes = runBuffer.subarray(offset - runStart, offset - runStart + length);
-    return this.#cacheBlock(offset, length, bytes) ?? this.#checkBlock(bytes, offset, true);
+    return this.#cacheBlock(offset, length, bytes, true) ?? this.#checkBlock(bytes, offset, true);
   }
 
   /**

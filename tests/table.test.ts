@@ -979,6 +979,9 @@ test(`${R} block cache admission: with room every block gets in; once full, a bl
   assert.equal(cache.admit(1, 8192, 4000), false, "the ghost is used up");
   assert.equal(cache.admit(1, 0, 20_000), false, "larger than the cache: never");
   assert.equal(cache.stats().rejected, 1);
+  const roomy = new BlockCache(100_000);
+  assert.equal(roomy.admit(1, 0, 4000, true), false, "a scanned block: not on its first miss, room or not");
+  assert.equal(roomy.admit(1, 0, 4000, true), true, "on its second");
   // Through a table: uniform reads of more blocks than the cache holds stay right and the cache stays bounded.
   const { platform, dir } = sim();
   const entries: TableEntry[] = [];
@@ -1000,7 +1003,37 @@ test(`${R} block cache admission: with room every block gets in; once full, a bl
   t.close();
 });
 
-test(`${R} scans read consecutive blocks in runs (one read, not one per block), check each block, and leave the cache as reads one by one would`, () => {
+test(`${R} a scanned block gets into the cache on its second miss, room or not: a range scanned once leaves the cache empty (no new memory touched), scanned again it is cached, and a third scan reads nothing`, () => {
+  const { platform, dir } = sim();
+  const entries = randomEntries(new Rng(78), 2000, { versionsMax: 1, valueBytesMax: 60, namespaces: [1] });
+  const { path, meta } = writeTable(platform, dir, entries, { blockBytesTarget: 512 });
+  const f = platform.open(path, { readOnly: true });
+  let reads = 0;
+  const cache = new BlockCache(1 << 20, { slotBytes: 4096 });
+  const t = TableReader.open(withRead(f, (buf, pos) => (reads++, f.read(buf, pos))), { cache });
+  const keys = entries.filter((e) => e.value !== null).map((e) => e.key);
+  const scan = () => {
+    const rows: string[] = [];
+    t.scanInto(1, keys[200]!, keys[600], Number.MAX_SAFE_INTEGER, Infinity, rows, () => true, true, keyRows);
+    assert.deepEqual(rows, keys.slice(200, 600));
+  };
+  scan();
+  assert.equal(cache.stats().bytes, 0, "scanned once: nothing cached");
+  scan();
+  assert.ok(cache.stats().bytes > 0, "scanned twice: its blocks are cached");
+  reads = 0;
+  scan();
+  assert.equal(reads, 0, `a third scan read ${reads} times`);
+  // A point read still gets in on its first miss while the cache has room.
+  const before = cache.stats().bytes;
+  assert.ok(keys.length > 700, `${keys.length} live keys`);
+  assert.ok(t.get(1, keys[keys.length - 5]!, Number.MAX_SAFE_INTEGER));
+  assert.ok(cache.stats().bytes > before, "the point read's block was cached");
+  assert.ok(meta.blockCount > 10);
+  t.close();
+});
+
+test(`${R} scans read consecutive blocks in runs (one read, not one per block), check each block, and offer each block to the cache (admitted on its second miss)`, () => {
   const { platform, dir } = sim();
   const entries = randomEntries(new Rng(77), 3000, { versionsMax: 1, valueBytesMax: 60, namespaces: [1] });
   const { path, meta } = writeTable(platform, dir, entries, { blockBytesTarget: 512 });

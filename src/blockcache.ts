@@ -25,7 +25,8 @@
  * 5. Admission (`admit`): while the cache has room, every block is admitted. Once it is
  *    full, a block is admitted only on its second miss while its key is still remembered
  *    from the first: "ghost" keys sit in a direct-mapped table of a power of two ≥ the
- *    entries held (at least 64) slots, where a later miss whose key hashes to the same slot
+ *    entries held (at least 64, and at least the slab slots the bound allows: a cache
+ *    that scans keep empty still remembers a scan's blocks until it comes again) slots, where a later miss whose key hashes to the same slot
  *    takes it, so a key is remembered over about as many misses as the table has slots. Under
  *    uniform reads of far more data than the cache, almost no block is read twice before
  *    it would be evicted: caching each one would cost an allocation, an eviction and
@@ -278,11 +279,13 @@ export class BlockCache<T = unknown> {
     }
     if (!secondMissOnly && this.#bytes + bytes <= this.maxBytes) return true;
     const key = slotKey(tableId, offset);
-    // The window: about as many keys as the cache holds entries (at least 64).
+    // The window: about as many keys as the cache holds entries (at least 64, and at least
+    // as many as its slab slots).
     let ghosts = this.#ghosts;
-    if (ghosts.length < this.#entries || ghosts.length < 64) {
+    const want = Math.max(64, this.#entries, this.#slotsMax);
+    if (ghosts.length < want) {
       let size = 64;
-      while (size < this.#entries) size *= 2;
+      while (size < want) size *= 2;
       const grown = new Float64Array(size);
       for (const k of ghosts) if (k !== 0) grown[ghostSlot(k, size)] = k;
       ghosts = this.#ghosts = grown;

@@ -982,6 +982,12 @@ test(`${R} block cache admission: with room every block gets in; once full, a bl
   const roomy = new BlockCache(100_000);
   assert.equal(roomy.admit(1, 0, 4000, true), false, "a scanned block: not on its first miss, room or not");
   assert.equal(roomy.admit(1, 0, 4000, true), true, "on its second");
+  // An empty cache remembers about as many scanned blocks as it has slots (256 here), not 64.
+  const slab = new BlockCache(1 << 20, { slotBytes: 4096 });
+  for (let k = 0; k < 200; k++) slab.admit(2, k * 4096, 4160, true);
+  let again = 0;
+  for (let k = 0; k < 200; k++) if (slab.admit(2, k * 4096, 4160, true)) again++;
+  assert.ok(again >= 80, `${again} of 200 scanned blocks remembered over 200 misses (a 64-slot window keeps ~7)`);
   // Through a table: uniform reads of more blocks than the cache holds stay right and the cache stays bounded.
   const { platform, dir } = sim();
   const entries: TableEntry[] = [];

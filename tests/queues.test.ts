@@ -87,6 +87,28 @@ test("a handler is called as soon as its claim is written, before the claim's sy
   await listenerDb.close();
 });
 
+test("a handler's synchronous start (run as its claim is written, before the claim's sync) may enqueue, write and stop its own listener: everything lands and the listener resolves", async () => {
+  const db = await open(tempDir("q-sync-start"), { namespaces: ["ns"] });
+  await db.enqueue("jobs", 0);
+  const stop = new AbortController();
+  const seen: number[] = [];
+  const writes: Promise<unknown>[] = [];
+  const listening = db.listenQueue<number>("jobs", (n) => {
+    // All synchronous: nothing here is awaited before the handler returns.
+    seen.push(n);
+    writes.push(db.set("ns", ["handled", n], true));
+    if (n < 5) writes.push(db.enqueue("jobs", n + 1));
+    else stop.abort();
+  }, { signal: stop.signal });
+  assert.ok(await waitUntil(() => seen.length >= 6, 20_000, 2) >= 0, `handled ${seen.join(", ")}`);
+  await listening;
+  await Promise.all(writes);
+  assert.deepEqual(seen, [0, 1, 2, 3, 4, 5]);
+  for (let n = 0; n <= 5; n++) assert.equal(await db.get("ns", ["handled", n]), true, `write of handler ${n}`);
+  assert.deepEqual(db.queueStats("jobs"), { ready: 0, delayed: 0, running: 0, dead: 0 });
+  await db.close();
+});
+
 test("queues live apart from namespaces: never listed, counted, read, written, watched or created by users", async () => {
   const db = await open(tempDir("q-ns"), { namespaces: ["a"] });
   await db.enqueue("jobs", 1);

@@ -26,8 +26,9 @@
  *    full, a block is admitted only on its second miss while its key is still remembered
  *    from the first: "ghost" keys sit in a direct-mapped table of a power of two ≥ the
  *    entries held (at least 64, and at least the slab slots the bound allows: a cache
- *    that scans keep empty still remembers a scan's blocks until it comes again) slots, where a later miss whose key hashes to the same slot
- *    takes it, so a key is remembered over about as many misses as the table has slots. Under
+ *    that scans keep empty still remembers a scan's blocks until it comes again) slots,
+ *    where a later miss whose key hashes to the same slot takes it, so a key is remembered
+ *    over about as many misses as the table has slots. Under
  *    uniform reads of far more data than the cache, almost no block is read twice before
  *    it would be evicted: caching each one would cost an allocation, an eviction and
  *    garbage for nothing, and would flush the blocks that are read again. Blocks read

@@ -16,7 +16,8 @@
 import { DEFAULT_LIBC, loadLibc, makeNodeFsPlatform } from "./nodefs.ts";
 import { makeInotifyWatchDir } from "./bunwatch.ts";
 import { makeWorkerFlock } from "./bunflock.ts";
-import type { Platform } from "../src/port.ts";
+import { makeSharedMemory, sysvShmSupported } from "./sysvshm.ts";
+import type { Platform, SharedMemory } from "../src/port.ts";
 
 interface BunFfi {
   dlopen(
@@ -24,6 +25,7 @@ interface BunFfi {
     symbols: Record<string, { args: string[]; returns: string }>,
   ): { symbols: Record<string, (...args: unknown[]) => unknown> };
   read: { i32(ptr: unknown, offset?: number): number };
+  toArrayBuffer(ptr: number, byteOffset: number, byteLength: number): ArrayBuffer;
 }
 
 const ffi = (import.meta as unknown as { require(id: string): BunFfi }).require("bun:ffi");
@@ -58,6 +60,8 @@ export function makeBunPlatform(libc: string = DEFAULT_LIBC): Platform {
     // by the kernel when it is released, instead of polling for it (lock.ts).
     makeWorkerFlock(libc, ERRNO_LOCATION),
   );
+  const shm = bunSharedMemory(libc, () => ffi.read.i32(errnoLocation()));
+  if (shm) platform.sharedMemory = shm;
   // Bun's fs.watch drops events of files written in place (bunwatch.ts): inotify on a
   // worker thread instead, where there is inotify.
   if (!isDarwin) {
@@ -66,6 +70,31 @@ export function makeBunPlatform(libc: string = DEFAULT_LIBC): Platform {
     if (platform.watchFile) platform.watchFile = makeInotifyWatchDir(ffi.dlopen, libc, platform.watchFile.bind(platform));
   }
   return platform;
+}
+
+/** System V shared memory through bun:ffi, where its layout is known (sysvshm.ts); else undefined. */
+function bunSharedMemory(libc: string, errno: () => number): SharedMemory | undefined {
+  const proc = (globalThis as unknown as { process: { platform: string; arch: string } }).process;
+  if (!sysvShmSupported(proc.platform, proc.arch)) return undefined;
+  let s: Record<string, (...args: unknown[]) => unknown>;
+  try {
+    s = ffi.dlopen(libc, {
+      shmget: { args: ["i32", "u64", "i32"], returns: "i32" },
+      shmat: { args: ["i32", "ptr", "i32"], returns: "i64" },
+      shmdt: { args: ["u64"], returns: "i32" },
+      shmctl: { args: ["i32", "i32", "ptr"], returns: "i32" },
+    }).symbols;
+  } catch {
+    return undefined; // a C library without them: reads probe the frontier file
+  }
+  return makeSharedMemory({
+    shmget: (key, bytes, flags) => s.shmget!(key, bytes, flags) as number,
+    shmat: (id) => BigInt(s.shmat!(id, null, 0) as bigint | number),
+    shmdt: (address) => s.shmdt!(address) as number,
+    shmctl: (id, cmd, buf) => s.shmctl!(id, cmd, buf) as number,
+    errno,
+    view: (address, bytes) => ffi.toArrayBuffer(Number(address), 0, bytes),
+  });
 }
 
 /** The Platform for Bun: flock(2) from the system C library. */

@@ -14,7 +14,8 @@
 import koffi from "koffi";
 import process from "node:process";
 import { DEFAULT_LIBC, loadLibc, makeNodeFsPlatform } from "./nodefs.ts";
-import type { Platform } from "../src/port.ts";
+import { makeSharedMemory, sysvShmSupported } from "./sysvshm.ts";
+import type { Platform, SharedMemory } from "../src/port.ts";
 
 /** EIO for a failed flock on the helper thread: errno lives in that thread, out of reach. */
 const FLOCK_ASYNC_FAILED = 5;
@@ -32,9 +33,10 @@ const FLOCK_ASYNC_FAILED = 5;
  * ```
  */
 export function makeNodePlatform(libc: string = DEFAULT_LIBC): Platform {
-  const flockFn = loadLibc("Node", libc, (name) => koffi.load(name).func("int flock(int fd, int operation)"));
+  const lib = loadLibc("Node", libc, (name) => koffi.load(name));
+  const flockFn = loadLibc("Node", libc, () => lib.func("int flock(int fd, int operation)"));
   const flockNative = flockFn as unknown as (fd: number, op: number) => number;
-  return makeNodeFsPlatform(
+  const platform = makeNodeFsPlatform(
     "node",
     (fd, op) => (flockNative(fd, op) === 0 ? 0 : koffi.errno()),
     process.pid,
@@ -45,6 +47,45 @@ export function makeNodePlatform(libc: string = DEFAULT_LIBC): Platform {
         flockFn.async(fd, op, (err: unknown, res: number) => (err ? reject(err) : resolve(res === 0 ? 0 : FLOCK_ASYNC_FAILED)));
       }),
   );
+  const shm = nodeSharedMemory(lib);
+  if (shm) platform.sharedMemory = shm;
+  return platform;
+}
+
+/** System V shared memory through koffi, where its layout is known (sysvshm.ts); else undefined. */
+function nodeSharedMemory(lib: koffi.IKoffiLib): SharedMemory | undefined {
+  if (!sysvShmSupported(process.platform, process.arch)) return undefined;
+  type Fn = ReturnType<koffi.IKoffiLib["func"]>;
+  let fns: { shmget: Fn; shmat: Fn; shmdt: Fn; shmctl: Fn };
+  try {
+    fns = {
+      shmget: lib.func("int shmget(int key, size_t size, int shmflg)"),
+      shmat: lib.func("void *shmat(int shmid, void *shmaddr, int shmflg)"),
+      shmdt: lib.func("int shmdt(void *shmaddr)"),
+      shmctl: lib.func("int shmctl(int shmid, int cmd, void *buf)"),
+    };
+  } catch {
+    return undefined; // a C library without them: reads probe the frontier file
+  }
+  // koffi hands out pointers as objects; the port speaks of addresses.
+  const pointers = new Map<bigint, unknown>();
+  return makeSharedMemory({
+    shmget: (key, bytes, flags) => fns.shmget(key, bytes, flags) as number,
+    shmat(id) {
+      const p = fns.shmat(id, null, 0);
+      const address = p === null ? -1n : BigInt(koffi.address(p));
+      if (address !== -1n && address !== 0xffffffffffffffffn) pointers.set(address, p);
+      return address;
+    },
+    shmdt(address) {
+      const p = pointers.get(address);
+      pointers.delete(address);
+      return fns.shmdt(p) as number;
+    },
+    shmctl: (id, cmd, buf) => fns.shmctl(id, cmd, buf) as number,
+    errno: () => koffi.errno(),
+    view: (address, bytes) => koffi.view(pointers.get(address), bytes),
+  });
 }
 
 /** The Platform for Node.js: flock(2) from the system C library. */

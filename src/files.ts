@@ -11,6 +11,8 @@
  * frontier               36 bytes: what readers may see, and what is known durable; then
  *                        the tail state (the log's end, a repair epoch, a sync-failure mark)
  * writer.lock            flock: held exclusively by the one process appending
+ * mirror.lock            flock: held while a process attaches or removes the frontier mirror (mirror.ts)
+ * readers.lock           flock: held shared by every process with the frontier mirror attached
  * leases/                one locked file per live process (liveness, pins)
  * locks/table            the table of locks on named resources (two checksummed slots)
  * locks/<id>.lease       one locked file per Database handle that took such a lock (its owner)
@@ -32,6 +34,10 @@ export const FRONTIER = "frontier";
 export const FRONTIER_FILE_BYTES = 36;
 /** The writer lock (and the holder record at its start; see holder.ts). */
 export const WRITER_LOCK = "writer.lock";
+/** Held (flock) while a process attaches or removes the frontier mirror (mirror.ts). */
+export const MIRROR_LOCK = "mirror.lock";
+/** Held shared (flock) by every process that has the frontier mirror attached (mirror.ts). */
+export const READERS_LOCK = "readers.lock";
 /** Held (flock) by the one process compacting, so compactions never run twice at once. */
 export const COMPACT_LOCK = "compact.lock";
 /** The directory of lease files (see liveness.ts). */
@@ -87,7 +93,7 @@ export function parseSegmentName(name: string): number | undefined {
  * planted link or non-regular file must never stand in for (see dirsafety.ts).
  */
 export function isStoreFileName(name: string): boolean {
-  return name === MANIFEST || name === MANIFEST_TMP || name === FRONTIER || name === WRITER_LOCK || name === COMPACT_LOCK || SEGMENT_FILE.test(name) || name.startsWith(CHECKPOINT_PREFIX) || name.startsWith(TABLE_PREFIX);
+  return name === MANIFEST || name === MANIFEST_TMP || name === FRONTIER || name === WRITER_LOCK || name === COMPACT_LOCK || name === MIRROR_LOCK || name === READERS_LOCK || SEGMENT_FILE.test(name) || name.startsWith(CHECKPOINT_PREFIX) || name.startsWith(TABLE_PREFIX);
 }
 
 /** A port failure as an IO error saying what was attempted; anything else unchanged. */

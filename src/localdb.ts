@@ -260,7 +260,11 @@ export class LocalDatabase implements DatabaseEngine {
 
   /** @internal Opens the store: creates it if new, recovers a crashed writer's tail. */
   private async init(namespaces: string[]): Promise<void> {
-    if (this.readOnly) return this.#initReadOnly(namespaces);
+    if (this.readOnly) {
+      await this.#initReadOnly(namespaces);
+      this.#tail.attachMirror();
+      return;
+    }
     const tail = this.#tail;
     const log = tail.log;
     // Before the lock file is created: never write into a directory that is not a store.
@@ -308,6 +312,7 @@ export class LocalDatabase implements DatabaseEngine {
     } finally {
       release();
     }
+    tail.attachMirror();
     // In-doubt transactions of two-phase commit are resolved at open and while open.
     if (this.index.prepared.size > 0) await this.#participant.resolveDue().catch(() => {});
     if (tail.manifest.format >= FORMAT_TWO_PHASE || this.index.prepared.size > 0) this.#participant.wake();

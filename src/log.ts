@@ -37,6 +37,7 @@ import type { FileHandle, OpenOptions, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
 import { isNamespaceBinding } from "./checkpoint.ts";
 import { NS_ID_MAX } from "./table.ts";
+import { FrontierMirror } from "./mirror.ts";
 import { FRONTIER, FRONTIER_FILE_BYTES, MANIFEST, MANIFEST_TMP, parseSegmentName, parseTableName, segmentName, TABLE_NUMBER_END } from "./files.ts";
 
 /**
@@ -232,6 +233,11 @@ export class Log {
   /** The last frontier that passed its checksum, and its words (see readFrontier). */
   readonly #lastWords = new Uint32Array(FRONTIER_BYTES / 4);
   #lastFrontier: Readonly<Frontier> | undefined;
+  /** The frontier mirror (mirror.ts), while attached. */
+  #mirror: FrontierMirror | undefined;
+  readonly #mirrorWords = new Uint32Array(FRONTIER_BYTES / 4);
+  readonly #mirrorBuf = new Uint8Array(this.#mirrorWords.buffer);
+  readonly #mirrorView = new DataView(this.#mirrorWords.buffer);
 
   constructor(platform: Platform, dir: string, mode: number, readOnly: boolean) {
     this.platform = platform;
@@ -620,7 +626,59 @@ export class Log {
 
   /** Overwrites the frontier in place (one small write; readers retry a torn read). */
   publishFrontier(fr: Frontier): void {
-    this.#frontier().write(encodeFrontier(fr), 0);
+    const bytes = encodeFrontier(fr);
+    this.#frontier().write(bytes, 0);
+    this.#mirror?.publish(bytes); // after the file (mirror.ts rule 1)
+  }
+
+  // --- the frontier mirror (mirror.ts) ---
+
+  /** Attaches the frontier mirror where the platform offers one; true if it is attached. */
+  attachMirror(): boolean {
+    this.#mirror ??= FrontierMirror.attach({
+      platform: this.platform,
+      openLockFile: (name) => this.openLockFile(name),
+      frontierInfo: () => this.#frontier().info(),
+      readFrontierBytes: (into) => {
+        const f = this.#frontier();
+        for (let attempt = 0; attempt < 50; attempt++) {
+          if (f.read(into, 0) < FRONTIER_BYTES) return false;
+          if (new DataView(into.buffer, into.byteOffset, FRONTIER_BYTES).getUint32(32, true) === crc32c(into.subarray(0, 32))) return true;
+        }
+        return false;
+      },
+    });
+    return this.#mirror !== undefined;
+  }
+
+  /** Opens a small lock file of the store directory, creating it unless read-only; the caller closes it. */
+  openLockFile(name: string): FileHandle {
+    return this.#openStoreFile(this.path(name), this.readOnly ? { readOnly: true } : { create: true, mode: this.mode });
+  }
+
+  /** True while the frontier mirror is attached. */
+  get mirrored(): boolean {
+    return this.#mirror !== undefined;
+  }
+
+  /** The frontier the mirror holds, or undefined (none attached, a write in flight, a bad copy): then probe the file. */
+  readMirroredFrontier(): Readonly<Frontier> | undefined {
+    const m = this.#mirror;
+    if (m === undefined || !m.read(this.#mirrorWords)) return undefined;
+    return this.#parseFrontier(this.#mirrorBuf, this.#mirrorWords, this.#mirrorView);
+  }
+
+  /**
+   * Mirror rule 4: makes the mirror show at least what the frontier file shows, when
+   * another process published it in the file alone. Takes the frontier lock.
+   */
+  copyFrontierToMirror(): void {
+    const m = this.#mirror;
+    if (m === undefined) return;
+    this.withFrontierLocked(() => {
+      const fr = this.readFrontier();
+      if (fr) m.publish(encodeFrontier(fr));
+    });
   }
 
   // --- segments ---
@@ -865,6 +923,9 @@ export class Log {
   }
 
   close(): void {
+    const mirror = this.#mirror;
+    this.#mirror = undefined; // nothing reads the region after this (a detached region is a crash to touch)
+    mirror?.detach();
     for (const f of this.#segments.values()) f.close();
     this.#segments.clear();
     this.#frontierHandle?.close();

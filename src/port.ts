@@ -150,6 +150,54 @@ export interface Capabilities {
   sharedWithOtherProcesses: boolean;
 }
 
+/**
+ * System V shared memory (shmget(2), shmat(2), shmctl(2)): memory that every process of the
+ * same user attaching one key shares, with no file behind it. Unlike a mapped file, nobody
+ * can truncate it under a process that has it mapped (a truncated mapped file kills that
+ * process with SIGBUS); it only goes when removed and detached by everyone. The core keeps
+ * a copy of the frontier there (mirror.ts), so a read's freshness probe is a memory read.
+ */
+export interface SharedMemory {
+  /**
+   * The id of the segment of `key` (a positive 32-bit integer). Absent: created `bytes` long
+   * with permission bits `mode` if `create`, else undefined. Throws PortError (EACCES for a
+   * segment of another user, EINVAL for one smaller than `bytes`, ENOSPC at the system's
+   * limit of segments).
+   */
+  get(key: number, bytes: number, create: boolean, mode: number): number | undefined;
+  /** What the kernel says of segment `id`; undefined if it is gone. */
+  stat(id: number): SharedSegmentInfo | undefined;
+  /**
+   * Maps segment `id` into this process: `bytes` bytes of it, shared with every process
+   * that attached it. Touching them after {@link SharedRegion.detach} is a crash (SIGSEGV).
+   */
+  attach(id: number, bytes: number): SharedRegion;
+  /** Marks segment `id` for removal: no later `get` finds it, and it goes once the last process detaches. */
+  remove(id: number): void;
+}
+
+/** A shared memory segment as the kernel describes it (IPC_STAT). */
+export interface SharedSegmentInfo {
+  /** The owner's user id. */
+  uid: number;
+  /** Permission bits (0o777 part). */
+  mode: number;
+  /** Its size. */
+  bytes: number;
+  /** How many attachments it has, in all processes. */
+  attached: number;
+  /** Marked for removal: it goes with its last detach. */
+  removed: boolean;
+}
+
+/** A shared memory segment attached in this process. */
+export interface SharedRegion {
+  /** Its bytes, shared with every process that attached it. */
+  readonly bytes: Uint8Array;
+  /** Unmaps it. The bytes must not be touched afterwards. */
+  detach(): void;
+}
+
 /** The runtimes an adapter can stand for. */
 export type RuntimeName = "node" | "deno" | "bun" | "sim";
 
@@ -236,6 +284,18 @@ export interface Platform {
    * watches the directory.
    */
   watchFile?(path: string, onChange: () => void): WatchHandle | undefined;
+  /**
+   * Optional: System V shared memory. Where it is absent (Deno, which would need
+   * `--allow-ffi`; the simulated platform), every read probes the frontier file, and this
+   * process's commits wait until readers elsewhere must have probed it (mirror.ts).
+   */
+  sharedMemory?: SharedMemory;
+  /**
+   * Optional: calls `fn` (synchronously, once) when the process exits normally without
+   * having cancelled it; returns the cancel. The core detaches its shared memory then, so a
+   * script that ends without closing its store leaves no segment behind.
+   */
+  onExit?(fn: () => void): () => void;
 }
 
 /**

@@ -93,6 +93,8 @@ import type { CommitRecord } from "./record.ts";
 import { CheckpointDamage, readCheckpoint } from "./checkpoint.ts";
 import type { Meters } from "./stats.ts";
 import { armTimer } from "./timers.ts";
+import { MIRROR_TRUST_MS, readersRegistered } from "./mirror.ts";
+import { READERS_LOCK } from "./files.ts";
 import type { Timer } from "./timers.ts";
 
 /**
@@ -163,6 +165,11 @@ export class Tail {
   /** A second handle of the active segment, waiting for the sync lock off-thread (see #syncWaiter). */
   #syncWait: { seg: number; file: FileHandle; pending: boolean } | undefined;
   #closed = false;
+  /** When the last file probe made with the mirror attached began (mirror.ts rule 2). */
+  #fileProbedAtMs = -Infinity;
+  /** Without the mirror: this process's handle of `readers.lock` (mirror.ts rule 5). */
+  #readersLock: FileHandle | undefined;
+  #readersLockTried = false;
 
   constructor(platform: Platform, path: string, options: { mode: number; readOnly: boolean; durability: Durability; segmentBytes: number; relaxedSyncMs: number; cacheBytes: number }, meters: Meters, hooks: TailHooks) {
     this.platform = platform;
@@ -480,8 +487,21 @@ export class Tail {
 
   /** One attempt of {@link refresh}, whose errors are raw (for the read-only open's retries). */
   #refreshOrThrow(): void {
-    const fr = this.log.readFrontier();
-    if (!fr || fr.tsn <= this.#visibleTsn) return;
+    // Mirror rule 2: the mirror, within MIRROR_TRUST_MS of the last file probe that served
+    // a read; else the file, and that probe's time counts once the read is served.
+    let fileProbeAtMs: number | undefined;
+    let fr: Readonly<Frontier> | undefined;
+    if (this.log.mirrored) {
+      const now = this.platform.monotonicMs();
+      if (now - this.#fileProbedAtMs < MIRROR_TRUST_MS) fr = this.log.readMirroredFrontier();
+      if (fr === undefined) fileProbeAtMs = now;
+    }
+    fr ??= this.log.readFrontier();
+    if (!fr) return;
+    if (fr.tsn <= this.#visibleTsn) {
+      if (fileProbeAtMs !== undefined) this.#fileProbedAtMs = fileProbeAtMs;
+      return;
+    }
     const to = { seg: fr.seg, off: fr.off };
     // Records this process read past the visible end (caught up under the writer lock) are
     // the ones the frontier now covers only if no repair cut them since (rule 8).
@@ -494,6 +514,7 @@ export class Tail {
       if (comparePositions(this.#readPos, to) !== 0) throw this.#corruption(this.#readPos, "log ends before the published frontier");
     }
     this.#show(to, fr.tsn);
+    if (fileProbeAtMs !== undefined) this.#fileProbedAtMs = fileProbeAtMs;
     this.#hooks.publishPin();
   }
 
@@ -756,7 +777,7 @@ export class Tail {
    * published it under the lock already.
    */
   async makeDurable(b: AppendedBatch): Promise<void> {
-    if (this.#durability !== "full") return;
+    if (this.#durability !== "full") return this.#showToOtherReaders(b);
     try {
       await this.#makeDurable(b);
     } catch (e) {
@@ -785,6 +806,44 @@ export class Tail {
       }
       this.#settled(b); // covered by another process's sync after all
     }
+    return this.#showToOtherReaders(b);
+  }
+
+  /**
+   * The frontier covers batch `b`: before its commits resolve, makes sure every process's
+   * next read sees them (mirror.ts rules 4 and 5). With the mirror: the mirror covers it
+   * (copied from the file if another process published it there alone). Without: waits
+   * MIRROR_TRUST_MS if any process reads through a mirror.
+   */
+  async #showToOtherReaders(b: AppendedBatch): Promise<void> {
+    if (this.log.mirrored) {
+      const m = this.log.readMirroredFrontier();
+      if (m === undefined || comparePositions({ seg: m.seg, off: m.off }, b.end) < 0) this.log.copyFrontierToMirror();
+      return;
+    }
+    const lookedAtMs = this.platform.monotonicMs();
+    if (!readersRegistered(this.#readersHandle())) return;
+    while (this.platform.monotonicMs() - lookedAtMs < MIRROR_TRUST_MS) {
+      await (this.platform.nextTurn ? this.platform.nextTurn() : this.platform.sleep(0));
+    }
+  }
+
+  /** This process's handle of `readers.lock`, opened once; undefined if it cannot be (mirror.ts counts that as readers present). */
+  #readersHandle(): FileHandle | undefined {
+    if (!this.#readersLockTried) {
+      this.#readersLockTried = true;
+      try {
+        this.#readersLock = this.log.openLockFile(READERS_LOCK);
+      } catch {
+        this.#readersLock = undefined;
+      }
+    }
+    return this.#readersLock;
+  }
+
+  /** Attaches the frontier mirror (mirror.ts) where the platform offers one. */
+  attachMirror(): void {
+    if (!this.#closed) this.log.attachMirror();
   }
 
   async #makeDurable(b: AppendedBatch): Promise<void> {
@@ -1060,6 +1119,8 @@ export class Tail {
    * database object: every later call fails with CLOSED before it could look at the index.
    */
   close(): void {
+    this.#readersLock?.close();
+    this.#readersLock = undefined;
     if (this.#syncWait && !this.#syncWait.pending) this.#syncWait.file.close();
     this.#syncWait = undefined; // a pending wait closes its handle when it ends
     this.log.close();

@@ -1,0 +1,202 @@
+/**
+ * The frontier mirror (src/mirror.ts): the frontier's copy in System V shared memory that
+ * lets a read on `db` probe for freshness without a system call (Node and Bun; Deno works
+ * without it). What it must never cost: freshness. A read that begins after a commit
+ * resolved in any process, of any runtime, with or without the mirror, sees it.
+ */
+import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test } from "./harness.ts";
+import * as fs from "node:fs";
+import { open } from "txtdb";
+import { defaultPlatform, mirrorKey, MIRROR_TRUST_MS } from "txtdb/internal";
+import type { SharedMemory } from "txtdb/internal";
+
+const platform = await defaultPlatform();
+const shm: SharedMemory | undefined = platform.sharedMemory;
+
+/** The segments /proc lists: key → attachments. */
+function segments(): Map<number, number> {
+  const out = new Map<number, number>();
+  const lines = fs.readFileSync("/proc/sysvipc/shm", "utf8").trim().split("\n").slice(1);
+  for (const line of lines) {
+    const f = line.trim().split(/\s+/);
+    out.set(Number(f[0]), Number(f[6]));
+  }
+  return out;
+}
+
+/** The mirror segment's key for the store in `dir`. */
+function keyOf(dir: string): number {
+  const st = fs.statSync(`${dir}/frontier`);
+  return mirrorKey(st.dev, st.ino);
+}
+
+test(`[${runtime}] the port offers System V shared memory on Node and Bun, and none on Deno (which would need --allow-ffi)`, () => {
+  if (runtime === "deno") {
+    assert.equal(shm, undefined);
+    return;
+  }
+  assert.ok(shm, "no sharedMemory on the platform");
+  const key = 0x5f000000 + (process.pid % 0xffffff);
+  assert.equal(shm.get(key, 4096, false, 0o600), undefined, "absent without create");
+  const id = shm.get(key, 4096, true, 0o600)!;
+  try {
+    const a = shm.attach(id, 4096);
+    const b = shm.attach(id, 4096);
+    a.bytes[100] = 42;
+    assert.equal(b.bytes[100], 42, "two attachments share their bytes");
+    const info = shm.stat(id)!;
+    assert.equal(info.mode, 0o600);
+    assert.equal(info.bytes, 4096);
+    assert.equal(info.attached, 2);
+    assert.equal(info.removed, false);
+    assert.equal(info.uid, platform.uid);
+    b.detach();
+    assert.equal(shm.stat(id)!.attached, 1);
+    shm.remove(id);
+    assert.equal(shm.stat(id)!.removed, true, "marked, still attached once");
+    assert.equal(shm.get(key, 4096, false, 0o600), undefined, "a removed segment is not found by its key");
+    assert.equal(a.bytes[100], 42, "still readable while attached");
+    a.detach();
+    assert.equal(shm.stat(id), undefined, "gone with its last detach");
+  } finally {
+    shm.remove(id);
+  }
+});
+
+if (shm) {
+  test(`[${runtime}] the mirror's segment is made by the first open, shared by later ones, and removed by the last close`, async () => {
+    const dir = tempDir("mirror-life");
+    const a = await open(dir, { namespaces: ["ns"] });
+    const key = keyOf(dir);
+    assert.equal(segments().get(key), 1);
+    const b = await open(dir, { readOnly: true });
+    assert.equal(segments().get(key), 2, "a read-only open attaches the same segment");
+    await a.set("ns", "k", 1);
+    assert.equal(await b.get("ns", "k"), 1);
+    await a.close();
+    assert.equal(segments().get(key), 1);
+    await b.close();
+    assert.equal(segments().has(key), false, "the last close removes it");
+    const info = [...fs.readdirSync(dir)].filter((n) => n.endsWith(".lock")).sort();
+    assert.deepEqual(info, ["compact.lock", "mirror.lock", "readers.lock", "writer.lock"]);
+    for (const n of ["mirror.lock", "readers.lock"]) assert.equal(fs.statSync(`${dir}/${n}`).mode & 0o777, 0o600);
+  });
+
+  test(`[${runtime}] a segment left by a killed process is taken over by the next open, and a scribbled one is never trusted`, async () => {
+    const dir = tempDir("mirror-hostile");
+    const db0 = await open(dir, { namespaces: ["ns"] });
+    await db0.set("ns", "k", 1);
+    const key = keyOf(dir);
+    const id = shm.get(key, 4096, false, 0o600)!;
+    // Another attachment of the same segment, as a hostile process of the same user would
+    // have: it scribbles over the frontier's copy while commits go on.
+    const evil = shm.attach(id, 4096);
+    try {
+      const db1 = await open(dir, { namespaces: ["ns"] });
+      for (let i = 2; i <= 40; i++) {
+        if (i % 3 === 0) evil.bytes.fill(0xee, 32, 68); // garbage where the frontier is
+        if (i % 3 === 1) evil.bytes[24] = (evil.bytes[24]! | 1); // a write "in flight" forever
+        if (i % 3 === 2) evil.bytes.fill(0, 32, 68);
+        await db0.set("ns", "k", i);
+        assert.equal(await db1.get("ns", "k"), i, `commit ${i} not seen after the mirror was scribbled over`);
+        await sleep(MIRROR_TRUST_MS * 2);
+        assert.equal(await db1.get("ns", "k"), i);
+      }
+      await db1.close();
+    } finally {
+      evil.detach();
+    }
+    await db0.close();
+    assert.equal(segments().has(key), false);
+
+    // A segment with this store's key but someone else's header: not used, and reads stay right.
+    const squat = shm.get(key, 4096, true, 0o600)!;
+    const keep = shm.attach(squat, 4096);
+    try {
+      keep.bytes.fill(0x55, 0, 68);
+      const a = await open(dir, { namespaces: ["ns"] });
+      const b = await open(dir, { namespaces: ["ns"] });
+      await a.set("ns", "k", 100);
+      assert.equal(await b.get("ns", "k"), 100);
+      assert.equal(keep.bytes[0], 0x55, "a segment that is not ours is not written");
+      await a.close();
+      await b.close();
+    } finally {
+      keep.detach();
+      shm.remove(squat);
+    }
+  });
+}
+
+if (canSpawn && shm) {
+  const { RUNTIMES, startWorker, killAllWorkers } = await import("./procs.ts");
+  afterEach(() => killAllWorkers());
+
+  for (const rt of RUNTIMES) {
+    test(`[${runtime}] a read on db sees every commit that resolved in a ${rt} process before the read began (reads through the mirror; ${rt === "deno" ? "a writer without it waits" : "the writer updates it"})`, async () => {
+      const dir = tempDir("mirror-fresh");
+      const marker = `${dir}.marker`;
+      const db = await open(dir, { namespaces: ["ns"] });
+      assert.equal(segments().get(keyOf(dir)), 1, "this process reads through the mirror");
+      const count = 600;
+      const writer = startWorker(rt, "mirror-writer", [dir, String(count), marker]);
+      await writer.waitFor("ready");
+      writer.send("go");
+      let done = false;
+      void writer.waitFor("done", 120_000).then(() => (done = true), () => (done = true));
+      let checks = 0;
+      let behind = 0;
+      let last = 0;
+      while (!done) {
+        // A burst between turns of the event loop (which must turn for the worker's output).
+        for (let k = 0; k < 200; k++) {
+          let resolved = 0;
+          try {
+            resolved = Number(fs.readFileSync(marker, "utf8"));
+          } catch {
+            resolved = 0; // not written yet
+          }
+          const v = ((await db.get("ns", "c")) as number | undefined) ?? 0;
+          checks++;
+          if (v < resolved) behind++;
+          last = v;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      assert.equal(behind, 0, `${behind} of ${checks} reads missed a commit the ${rt} writer had resolved before they began`);
+      assert.ok(checks > 1000, `only ${checks} reads were checked`);
+      assert.equal(await db.get("ns", "c"), count);
+      assert.ok(last <= count);
+      const exit = await writer.finish();
+      assert.equal(exit.code, 0, writer.stderr);
+      await db.close();
+      fs.rmSync(marker, { force: true });
+    });
+  }
+
+  test(`[${runtime}] a segment left attached-by-nobody by a killed process is reinitialised by the next open, which then reads right`, async () => {
+    const dir = tempDir("mirror-killed");
+    const db0 = await open(dir, { namespaces: ["ns"] });
+    await db0.set("ns", "c", 1);
+    await db0.close();
+    const w = startWorker("node", "mirror-writer", [dir, "50", `${dir}.marker`]);
+    await w.waitFor("ready");
+    const key = keyOf(dir);
+    assert.equal(segments().get(key), 1);
+    w.send("go");
+    await sleep(50);
+    w.kill9();
+    await w.exited;
+    assert.equal(segments().get(key), 0, "the killed process's segment stays, attached by nobody");
+    const db = await open(dir, { namespaces: ["ns"] });
+    const seen = await db.get("ns", "c");
+    const b = await open(dir, { namespaces: ["ns"] });
+    await b.set("ns", "c", 1000);
+    assert.equal(await db.get("ns", "c"), 1000);
+    assert.ok(typeof seen === "number");
+    await b.close();
+    await db.close();
+    assert.equal(segments().has(key), false);
+    fs.rmSync(`${dir}.marker`, { force: true });
+  });
+}

@@ -453,13 +453,12 @@ export class Log {
    * is retried; a frontier that stays unreadable (or is absent, or cut short by someone
    * truncating the file) reads as undefined.
    *
-   * Always a pread, never a shared mapping: if any process truncates a mapped file (a
-   * stray `: > frontier`, a `cp` over a live store), touching the mapped page raises
-   * SIGBUS and kills this process outright, which JavaScript cannot catch, and nothing
-   * stops another process of the same user from truncating it. A pread of 36 bytes can
-   * only ever return fewer bytes. It costs one system call per read on `db` (measured on
-   * a cached point read: Node ~0.45–0.9 → ~1.3–1.9 µs per db.get, Bun ~0.4 → ~0.9 µs),
-   * still above the design's floor of 500K point reads/s, on one thread.
+   * Always a pread, never a shared mapping of the file: if any process truncates a mapped
+   * file (a stray `: > frontier`, a `cp` over a live store), touching the mapped page
+   * raises SIGBUS and kills this process outright, which JavaScript cannot catch, and
+   * nothing stops another process of the same user from truncating it. A pread of 36 bytes
+   * can only ever return fewer bytes. Reads on `db` probe the frontier mirror instead where
+   * they can (mirror.ts: System V shared memory, which has no file to truncate).
    */
   readFrontier(): Readonly<Frontier> | undefined {
     const f = this.#frontier();

@@ -72,8 +72,11 @@
  * frontier are another process's batch on its way to a sync, or a dead writer's: the next
  * sync covers them; a writable open syncs and publishes them at once.
  *
- * Freshness: every read first probes the frontier (one small pread, {@link Tail.refresh})
- * and tails the log only if it moved.
+ * Freshness: every read first probes the frontier ({@link Tail.refresh}) and tails the log
+ * only if it moved. The probe reads the frontier mirror in shared memory where this process
+ * has it, else the file (one small pread); mirror.ts has the rules that keep a probe of the
+ * mirror as fresh as one of the file, and a commit resolves only once they hold
+ * ({@link Tail.makeDurable}).
  *
  * @module
  */

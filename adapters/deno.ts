@@ -11,7 +11,8 @@
  * @module
  */
 import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
-import type { FileHandle, FileInfo, OpenOptions, Platform, WatchHandle } from "../src/port.ts";
+import type { FileHandle, FileInfo, OpenOptions, Platform, SharedMemory, WatchHandle } from "../src/port.ts";
+import { makeSharedMemory, sysvShmSupported } from "./sysvshm.ts";
 
 const ERRNO_BY_CLASS: Record<string, string> = {
   NotFound: "ENOENT",
@@ -333,6 +334,69 @@ export const denoPlatform: Platform = {
   watchDir: (dir: string, onChange: () => void) => watchPath(dir, onChange),
   watchFile: (path: string, onChange: () => void) => watchPath(path, onChange),
 };
+
+// With --allow-ffi (never asked for: querying does not prompt), System V shared memory for
+// the frontier mirror, as on Node and Bun; without it, reads probe the frontier file.
+const denoShm = denoSharedMemory();
+if (denoShm) {
+  denoPlatform.sharedMemory = denoShm;
+  denoPlatform.onExit = onUnload;
+}
+
+/** shmget/shmat/shmctl/shmdt through Deno's FFI, where it is granted and the layout known (sysvshm.ts). */
+function denoSharedMemory(): SharedMemory | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
+    if (!sysvShmSupported(Deno.build.os, Deno.build.arch === "x86_64" ? "x64" : Deno.build.arch === "aarch64" ? "arm64" : Deno.build.arch)) return undefined;
+    const lib = Deno.dlopen("libc.so.6", {
+      shmget: { parameters: ["i32", "usize", "i32"], result: "i32" },
+      shmat: { parameters: ["i32", "pointer", "i32"], result: "pointer" },
+      shmdt: { parameters: ["pointer"], result: "i32" },
+      shmctl: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+      __errno_location: { parameters: [], result: "pointer" },
+    } as const);
+    const s = lib.symbols;
+    const pointer = (address: bigint) => Deno.UnsafePointer.create(address);
+    return makeSharedMemory({
+      shmget: (key, bytes, flags) => s.shmget(key, BigInt(bytes), flags),
+      shmat: (id) => {
+        const p = s.shmat(id, null, 0);
+        return p === null ? -1n : BigInt(Deno.UnsafePointer.value(p));
+      },
+      shmdt: (address) => s.shmdt(pointer(address)),
+      shmctl: (id, cmd, buf) => s.shmctl(id, cmd, buf),
+      errno: () => {
+        const at = s.__errno_location();
+        return at === null ? 0 : new Deno.UnsafePointerView(at).getInt32();
+      },
+      view: (address, bytes) => Deno.UnsafePointerView.getArrayBuffer(pointer(address)!, bytes),
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+/** What runs at exit (the "unload" event of a normal exit). */
+const exitCallbacks = new Set<() => void>();
+let exitHooked = false;
+
+function onUnload(fn: () => void): () => void {
+  if (!exitHooked) {
+    exitHooked = true;
+    globalThis.addEventListener("unload", () => {
+      for (const f of [...exitCallbacks]) {
+        try {
+          f();
+        } catch {
+          // the process is ending: nothing to report to
+        }
+      }
+    });
+  }
+  const entry = () => fn();
+  exitCallbacks.add(entry);
+  return () => void exitCallbacks.delete(entry);
+}
 
 /** Deno.watchFs of a directory or a file; undefined if it cannot start. */
 function watchPath(path: string, onChange: () => void): WatchHandle | undefined {

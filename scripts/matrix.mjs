@@ -111,6 +111,16 @@ if (testFiles.length > 0) {
       return { passed: m ? Number(m[1]) : 0, failed: m ? Number(m[2]) : 0 };
     });
 
+  // Deno with --allow-ffi has the frontier mirror (System V shared memory) as Node and Bun do.
+  if (testFiles.includes("mirror.test.ts")) {
+    leg("deno --allow-ffi (the frontier mirror)", bin("deno"),
+      ["test", "--quiet", "--no-check", "--allow-read", "--allow-write", "--allow-ffi", "tests/mirror.test.ts"],
+      (out) => {
+        const m = [...out.matchAll(/(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].at(-1);
+        return { passed: m ? Number(m[1]) : 0, failed: m ? Number(m[2]) : 0 };
+      });
+  }
+
   leg("bun", bin("bun"), ["test", "--timeout", "120000", ...testFiles.map((f) => `./tests/${f}`)],
     (out) => ({ passed: num(/^\s*(\d+) pass$/gm, out), failed: num(/^\s*(\d+) fail$/gm, out) }));
 }

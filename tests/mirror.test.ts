@@ -13,15 +13,10 @@ import type { SharedMemory } from "txtdb/internal";
 const platform = await defaultPlatform();
 const shm: SharedMemory | undefined = platform.sharedMemory;
 
-/** The segments /proc lists: key → attachments. */
-function segments(): Map<number, number> {
-  const out = new Map<number, number>();
-  const lines = fs.readFileSync("/proc/sysvipc/shm", "utf8").trim().split("\n").slice(1);
-  for (const line of lines) {
-    const f = line.trim().split(/\s+/);
-    out.set(Number(f[0]), Number(f[6]));
-  }
-  return out;
+/** Attachments of the segment of `key` (every process's), or undefined if there is none. */
+function attachedOf(key: number): number | undefined {
+  const id = shm!.get(key, 4096, false, 0o600);
+  return id === undefined ? undefined : shm!.stat(id)?.attached;
 }
 
 /** The mirror segment's key for the store in `dir`. */
@@ -30,8 +25,12 @@ function keyOf(dir: string): number {
   return mirrorKey(st.dev, st.ino);
 }
 
-test(`[${runtime}] the port offers System V shared memory on Node and Bun, and none on Deno (which would need --allow-ffi)`, () => {
-  if (runtime === "deno") {
+/** Deno with --allow-ffi has the mirror too. */
+const ffiGranted = runtime === "deno" &&
+  (globalThis as unknown as { Deno: { permissions: { querySync(d: { name: string }): { state: string } } } }).Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+
+test(`[${runtime}] the port offers System V shared memory on Node and Bun, and on Deno only with --allow-ffi`, () => {
+  if (runtime === "deno" && !ffiGranted) {
     assert.equal(shm, undefined);
     return;
   }
@@ -68,15 +67,15 @@ if (shm) {
     const dir = tempDir("mirror-life");
     const a = await open(dir, { namespaces: ["ns"] });
     const key = keyOf(dir);
-    assert.equal(segments().get(key), 1);
+    assert.equal(attachedOf(key), 1);
     const b = await open(dir, { readOnly: true });
-    assert.equal(segments().get(key), 2, "a read-only open attaches the same segment");
+    assert.equal(attachedOf(key), 2, "a read-only open attaches the same segment");
     await a.set("ns", "k", 1);
     assert.equal(await b.get("ns", "k"), 1);
     await a.close();
-    assert.equal(segments().get(key), 1);
+    assert.equal(attachedOf(key), 1);
     await b.close();
-    assert.equal(segments().has(key), false, "the last close removes it");
+    assert.equal(attachedOf(key) !== undefined, false, "the last close removes it");
     const info = [...fs.readdirSync(dir)].filter((n) => n.endsWith(".lock")).sort();
     assert.deepEqual(info, ["compact.lock", "mirror.lock", "readers.lock", "writer.lock"]);
     for (const n of ["mirror.lock", "readers.lock"]) assert.equal(fs.statSync(`${dir}/${n}`).mode & 0o777, 0o600);
@@ -107,7 +106,7 @@ if (shm) {
       evil.detach();
     }
     await db0.close();
-    assert.equal(segments().has(key), false);
+    assert.equal(attachedOf(key) !== undefined, false);
 
     // A segment with this store's key but someone else's header: not used, and reads stay right.
     const squat = shm.get(key, 4096, true, 0o600)!;
@@ -132,15 +131,18 @@ if (canSpawn && shm) {
   const { RUNTIMES, startWorker, killAllWorkers } = await import("./procs.ts");
   afterEach(() => killAllWorkers());
 
-  for (const rt of RUNTIMES) {
-    test(`[${runtime}] a read on db sees every commit that resolved in a ${rt} process before the read began (reads through the mirror; ${rt === "deno" ? "a writer without it waits" : "the writer updates it"})`, async () => {
+  const writers: { rt: (typeof RUNTIMES)[number]; ffi: boolean }[] = [...RUNTIMES.map((rt) => ({ rt, ffi: false })), { rt: "deno", ffi: true }];
+  for (const { rt, ffi } of writers) {
+    const how = rt === "deno" && !ffi ? "a writer without it waits" : "the writer updates it";
+    test(`[${runtime}] a read on db sees every commit that resolved in a ${rt}${ffi ? " --allow-ffi" : ""} process before the read began (reads through the mirror; ${how})`, async () => {
       const dir = tempDir("mirror-fresh");
       const marker = `${dir}.marker`;
       const db = await open(dir, { namespaces: ["ns"] });
-      assert.equal(segments().get(keyOf(dir)), 1, "this process reads through the mirror");
+      assert.equal(attachedOf(keyOf(dir)), 1, "this process reads through the mirror");
       const count = 600;
-      const writer = startWorker(rt, "mirror-writer", [dir, String(count), marker]);
+      const writer = startWorker(rt, "mirror-writer", [dir, String(count), marker], { denoFlags: ffi ? ["--allow-ffi"] : [] });
       await writer.waitFor("ready");
+      assert.equal(attachedOf(keyOf(dir)), rt === "deno" && !ffi ? 1 : 2, "the writer has the mirror attached unless it is Deno without --allow-ffi");
       writer.send("go");
       let done = false;
       void writer.waitFor("done", 120_000).then(() => (done = true), () => (done = true));
@@ -182,12 +184,12 @@ if (canSpawn && shm) {
     const w = startWorker("node", "mirror-writer", [dir, "50", `${dir}.marker`]);
     await w.waitFor("ready");
     const key = keyOf(dir);
-    assert.equal(segments().get(key), 1);
+    assert.equal(attachedOf(key), 1);
     w.send("go");
     await sleep(50);
     w.kill9();
     await w.exited;
-    assert.equal(segments().get(key), 0, "the killed process's segment stays, attached by nobody");
+    assert.equal(attachedOf(key), 0, "the killed process's segment stays, attached by nobody");
     const db = await open(dir, { namespaces: ["ns"] });
     const seen = await db.get("ns", "c");
     const b = await open(dir, { namespaces: ["ns"] });
@@ -196,7 +198,7 @@ if (canSpawn && shm) {
     assert.ok(typeof seen === "number");
     await b.close();
     await db.close();
-    assert.equal(segments().has(key), false);
+    assert.equal(attachedOf(key) !== undefined, false);
     fs.rmSync(`${dir}.marker`, { force: true });
   });
 }

@@ -47,7 +47,7 @@ import { MIRROR_LOCK, READERS_LOCK } from "./files.ts";
 import type { FileHandle, FileInfo, Platform, SharedMemory, SharedRegion } from "./port.ts";
 
 /** How long a reader trusts the mirror after a file probe (rule 2), and how long a commit without it waits (rule 5). */
-export const MIRROR_TRUST_MS = 0.5;
+export const MIRROR_TRUST_MS = 0.25;
 
 /** Bytes of the segment (one page; the layout below uses the first 68). */
 const REGION_BYTES = 4096;

@@ -24,6 +24,11 @@ export interface ShmCalls {
 const IPC_CREAT = 0o1000;
 const IPC_RMID = 0;
 const IPC_STAT = 2;
+/** shmctl by index into the kernel's table (Linux): SHM_STAT fills the buffer and returns the id. */
+const SHM_STAT = 13;
+/** shmctl(0, SHM_INFO): the highest index in use (Linux). */
+const SHM_INFO = 14;
+const KEY_AT = 0;
 /** In shm_perm.mode: marked for removal (Linux). */
 const SHM_DEST = 0o1000;
 /** sizeof(struct shmid_ds) on 64-bit Linux with glibc, and where its fields lie. */
@@ -49,6 +54,19 @@ export function makeSharedMemory(calls: ShmCalls): SharedMemory {
   };
   const statBuf = new Uint8Array(SHMID_DS_BYTES);
   const statView = new DataView(statBuf.buffer);
+  /** statBuf, as filled for segment `id`. */
+  const parsed = (id: number): SharedSegmentInfo => {
+    const mode = statView.getUint32(MODE_AT, true);
+    return {
+      id,
+      key: statView.getInt32(KEY_AT, true),
+      uid: statView.getUint32(UID_AT, true),
+      mode: mode & 0o777,
+      bytes: Number(statView.getBigUint64(SEGSZ_AT, true)),
+      attached: Number(statView.getBigUint64(NATTCH_AT, true)),
+      removed: (mode & SHM_DEST) !== 0,
+    };
+  };
   return {
     get(key: number, bytes: number, create: boolean, mode: number): number | undefined {
       if (!Number.isInteger(key) || key <= 0 || key > 0x7fffffff) throw new PortError("EINVAL", "shmget", `shared memory key ${key}`);
@@ -65,14 +83,18 @@ export function makeSharedMemory(calls: ShmCalls): SharedMemory {
         if (e.errno === "EINVAL" || e.errno === "EIDRM") return undefined;
         throw e;
       }
-      const mode = statView.getUint32(MODE_AT, true);
-      return {
-        uid: statView.getUint32(UID_AT, true),
-        mode: mode & 0o777,
-        bytes: Number(statView.getBigUint64(SEGSZ_AT, true)),
-        attached: Number(statView.getBigUint64(NATTCH_AT, true)),
-        removed: (mode & SHM_DEST) !== 0,
-      };
+      return parsed(id);
+    },
+    list(): SharedSegmentInfo[] {
+      statBuf.fill(0);
+      const highest = calls.shmctl(0, SHM_INFO, statBuf);
+      const out: SharedSegmentInfo[] = [];
+      for (let index = 0; index <= highest; index++) {
+        statBuf.fill(0);
+        const id = calls.shmctl(index, SHM_STAT, statBuf);
+        if (id >= 0) out.push(parsed(id)); // an unused slot, or another user's segment: skipped
+      }
+      return out;
     },
     attach(id: number, bytes: number): SharedRegion {
       const address = calls.shmat(id);

@@ -39,7 +39,11 @@
  * whose header, owner, permissions or size do not match is not used. Attaching and removing
  * happen under the flock of `mirror.lock`: the first process to attach (no attachments)
  * writes the header and the frontier, and the last one to detach removes the segment. A
- * process killed meanwhile leaves it for the next one to take over.
+ * process killed meanwhile leaves it for the next one to take over. A segment someone
+ * removes (`ipcrm`) stays attached in the processes that have it, and has no key any more:
+ * a process that then attaches finds it by listing the segments and joins it, so the
+ * processes of a store never split between two mirrors (one's commits would be written
+ * where the other's readers never look).
  *
  * @module
  */
@@ -98,6 +102,31 @@ function spinLock(platform: Platform, f: FileHandle, exclusive: boolean): boolea
   }
 }
 
+/** True if `region`'s header is a mirror's, of frontier file (dev, ino). */
+function headerNames(region: SharedRegion, file: FileInfo): boolean {
+  const view = new DataView(region.bytes.buffer, region.bytes.byteOffset, FRONTIER_AT);
+  return view.getUint32(0, true) === MAGIC && view.getUint32(4, true) === LAYOUT && view.getFloat64(8, true) === file.dev && view.getFloat64(16, true) === file.ino;
+}
+
+/**
+ * A segment of this store's mirror that was removed while processes still have it attached
+ * (its key is gone): attached here, or undefined if there is none.
+ */
+function joinRemoved(shm: SharedMemory, uid: number, file: FileInfo): { id: number; region: SharedRegion } | undefined {
+  for (const seg of shm.list()) {
+    if (!seg.removed || seg.attached === 0 || seg.uid !== uid || seg.bytes !== REGION_BYTES || (seg.mode & 0o077) !== 0) continue;
+    let region: SharedRegion | undefined;
+    try {
+      region = shm.attach(seg.id, REGION_BYTES);
+      if (headerNames(region, file)) return { id: seg.id, region };
+    } catch {
+      // gone meanwhile (its last process detached), or not attachable: not this one
+    }
+    region?.detach();
+  }
+  return undefined;
+}
+
 /** This process's attachment of a store's frontier mirror. */
 export class FrontierMirror {
   readonly #platform: Platform;
@@ -143,9 +172,24 @@ export class FrontierMirror {
       if (!spinLock(platform, lifecycle, true)) throw new Error("mirror.lock held");
       locked = true;
       const file = host.frontierInfo();
-      const id = shm.get(mirrorKey(file.dev, file.ino), REGION_BYTES, true, 0o600);
-      const info = id === undefined ? undefined : shm.stat(id);
-      if (id === undefined || !info || info.uid !== uid || info.removed || info.bytes < REGION_BYTES || (info.mode & 0o077) !== 0) throw new Error("not ours");
+      const key = mirrorKey(file.dev, file.ino);
+      let id = shm.get(key, REGION_BYTES, false, 0o600);
+      if (id === undefined) {
+        // None by its key. Someone may have removed it (`ipcrm`) while processes still have
+        // it attached: join them, or their commits would go to a segment newcomers never read.
+        const joined = joinRemoved(shm, uid, file);
+        if (joined) {
+          region = joined.region;
+          const mirror = new FrontierMirror(platform, shm, joined.id, joined.region, lifecycle, registration);
+          if (!spinLock(platform, registration, false)) throw new Error("readers.lock held");
+          region = undefined;
+          mirror.#cancelAtExit = platform.onExit?.(() => mirror.detach());
+          return mirror;
+        }
+        id = shm.get(key, REGION_BYTES, true, 0o600)!;
+      }
+      const info = shm.stat(id);
+      if (!info || info.uid !== uid || info.removed || info.bytes < REGION_BYTES || (info.mode & 0o077) !== 0) throw new Error("not ours");
       region = shm.attach(id, REGION_BYTES);
       const view = new DataView(region.bytes.buffer, region.bytes.byteOffset, FRONTIER_AT);
       if (info.attached === 0) {
@@ -160,7 +204,7 @@ export class FrontierMirror {
         view.setFloat64(16, file.ino, true);
         const fr = new Uint8Array(4 * FRONTIER_WORDS);
         if (host.readFrontierBytes(fr)) region.bytes.set(fr, FRONTIER_AT);
-      } else if (view.getUint32(0, true) !== MAGIC || view.getUint32(4, true) !== LAYOUT || view.getFloat64(8, true) !== file.dev || view.getFloat64(16, true) !== file.ino) {
+      } else if (!headerNames(region, file)) {
         throw new Error("another store's segment");
       }
       // Shared, against a process without the mirror that looks for readers (rule 5): it

@@ -174,10 +174,20 @@ export interface SharedMemory {
   attach(id: number, bytes: number): SharedRegion;
   /** Marks segment `id` for removal: no later `get` finds it, and it goes once the last process detaches. */
   remove(id: number): void;
+  /**
+   * The segments this process may read (shmctl SHM_STAT over the kernel's table), removed
+   * ones included: a segment someone removed (`ipcrm`) while processes still have it
+   * attached has no key any more, yet a process that joins them must find it.
+   */
+  list(): SharedSegmentInfo[];
 }
 
 /** A shared memory segment as the kernel describes it (IPC_STAT). */
 export interface SharedSegmentInfo {
+  /** Its id. */
+  id: number;
+  /** Its key (0 once removed). */
+  key: number;
   /** The owner's user id. */
   uid: number;
   /** Permission bits (0o777 part). */

@@ -83,7 +83,8 @@ if (shm) {
 
   test(`[${runtime}] a segment left by a killed process is taken over by the next open, and a scribbled one is never trusted`, async () => {
     const dir = tempDir("mirror-hostile");
-    const db0 = await open(dir, { namespaces: ["ns"] });
+    // No fsync, so reads follow commits within the time a reader trusts the mirror.
+    const db0 = await open(dir, { namespaces: ["ns"], durability: "none" });
     await db0.set("ns", "k", 1);
     const key = keyOf(dir);
     const id = shm.get(key, 4096, false, 0o600)!;
@@ -91,7 +92,7 @@ if (shm) {
     // have: it scribbles over the frontier's copy while commits go on.
     const evil = shm.attach(id, 4096);
     try {
-      const db1 = await open(dir, { namespaces: ["ns"] });
+      const db1 = await open(dir, { namespaces: ["ns"], durability: "none" });
       for (let i = 2; i <= 40; i++) {
         if (i % 3 === 0) evil.bytes.fill(0xee, 32, 68); // garbage where the frontier is
         if (i % 3 === 1) evil.bytes[24] = (evil.bytes[24]! | 1); // a write "in flight" forever
@@ -124,6 +125,29 @@ if (shm) {
       keep.detach();
       shm.remove(squat);
     }
+  });
+}
+
+if (shm) {
+  test(`[${runtime}] a mirror segment removed (ipcrm) under running processes is joined by the next open, not split from: its reads see every commit`, async () => {
+    const dir = tempDir("mirror-ipcrm");
+    // No fsync: a commit takes less than the 0.25 ms a reader trusts the mirror for, so a
+    // reader of another segment would read past the commit without probing the file.
+    const writer = await open(dir, { namespaces: ["ns"], durability: "none" });
+    const key = keyOf(dir);
+    const id = shm.get(key, 4096, false, 0o600)!;
+    shm.remove(id); // what `ipcrm -m <id>` does
+    assert.equal(shm.get(key, 4096, false, 0o600), undefined, "its key is gone");
+    const reader = await open(dir, { namespaces: ["ns"], durability: "none" });
+    assert.equal(shm.stat(id)?.attached, 2, "the new open joined the removed segment");
+    assert.equal(shm.get(key, 4096, false, 0o600), undefined, "and made no second one");
+    for (let i = 1; i <= 300; i++) {
+      await writer.set("ns", "k", i);
+      assert.equal(await reader.get("ns", "k"), i, `commit ${i} missed by a process that opened after the segment was removed`);
+    }
+    await writer.close();
+    await reader.close();
+    assert.equal(shm.stat(id), undefined, "gone with its last process");
   });
 }
 

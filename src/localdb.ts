@@ -900,6 +900,7 @@ export class LocalDatabase implements DatabaseEngine {
       compactedTableBytes: compactor.tableBytesWritten,
       writeAmplification: folded > 0 ? (folded + compactor.tableBytesWritten) / folded : 0,
       liveLeases,
+      frontierMirror: tail.log.mirrored,
       keysInMemory: this.index.keyCountAll(),
       runtime: this.platform.runtime,
       path: this.path,

@@ -820,15 +820,24 @@ export class Tail {
    */
   async #showToOtherReaders(b: AppendedBatch): Promise<void> {
     if (this.log.mirrored) {
-      const m = this.log.readMirroredFrontier();
-      if (m === undefined || comparePositions({ seg: m.seg, off: m.off }, b.end) < 0) this.log.copyFrontierToMirror();
-      return;
+      if (this.#mirrorCovers(b)) return;
+      this.log.copyFrontierToMirror();
+      if (this.#mirrorCovers(b)) return;
+      // The file shows no frontier that covers it (someone truncated or garbled it): wait
+      // as a process without the mirror does. This process's own registration counts.
     }
     const lookedAtMs = this.platform.monotonicMs();
     if (!readersRegistered(this.#readersHandle())) return;
+    this.#meters.counters.mirrorWaits++;
     while (this.platform.monotonicMs() - lookedAtMs < MIRROR_TRUST_MS) {
       await (this.platform.nextTurn ? this.platform.nextTurn() : this.platform.sleep(0));
     }
+  }
+
+  /** True if the frontier mirror shows a frontier at or past batch `b`'s end. */
+  #mirrorCovers(b: AppendedBatch): boolean {
+    const m = this.log.readMirroredFrontier();
+    return m !== undefined && comparePositions({ seg: m.seg, off: m.off }, b.end) >= 0;
   }
 
   /** This process's handle of `readers.lock`, opened once; undefined if it cannot be (mirror.ts counts that as readers present). */

@@ -68,6 +68,7 @@ if (shm) {
     const a = await open(dir, { namespaces: ["ns"] });
     const key = keyOf(dir);
     assert.equal(attachedOf(key), 1);
+    assert.equal(a.stats().frontierMirror, true);
     const b = await open(dir, { readOnly: true });
     assert.equal(attachedOf(key), 2, "a read-only open attaches the same segment");
     await a.set("ns", "k", 1);
@@ -148,6 +149,28 @@ if (shm) {
     await writer.close();
     await reader.close();
     assert.equal(shm.stat(id), undefined, "gone with its last process");
+  });
+}
+
+if (shm) {
+  test(`[${runtime}] a process without the mirror (an adapter without shared memory) makes its commits wait for readers of the mirror, who see each one at once`, async () => {
+    const dir = tempDir("mirror-without");
+    // No fsync: commits are faster than the 0.25 ms a reader trusts the mirror.
+    const reader = await open(dir, { namespaces: ["ns"], durability: "none" });
+    const without = await open(dir, { namespaces: ["ns"], durability: "none", adapter: { ...platform, sharedMemory: undefined } });
+    assert.equal(reader.stats().frontierMirror, true);
+    assert.equal(without.stats().frontierMirror, false);
+    for (let i = 1; i <= 200; i++) {
+      await without.set("ns", "k", i);
+      assert.equal(await reader.get("ns", "k"), i, `commit ${i} of the process without the mirror missed`);
+    }
+    assert.equal(without.stats().mirrorWaits, 200, "each commit waited, a reader being registered");
+    assert.equal(reader.stats().mirrorWaits, 0);
+    await reader.close();
+    // No reader with the mirror left: no wait.
+    await without.set("ns", "k", 0);
+    assert.equal(without.stats().mirrorWaits, 200);
+    await without.close();
   });
 }
 

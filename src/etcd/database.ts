@@ -654,6 +654,7 @@ export class EtcdDatabase implements DatabaseEngine {
       compactedTableBytes: 0,
       writeAmplification: 0,
       liveLeases: 0,
+      frontierMirror: false,
       keysInMemory: 0,
       runtime: this.#platform.runtime,
       path: this.path,

@@ -660,6 +660,21 @@ export class Log {
     return this.#mirror !== undefined;
   }
 
+  /** True while this process is registered as a reader of the mirror (mirror.ts rule 3). */
+  get mirrorReaderRegistered(): boolean {
+    return this.#mirror?.registered ?? false;
+  }
+
+  /** Registers this process as a reader of the mirror (mirror.ts rule 3); false if it could not. */
+  registerMirrorReader(): boolean {
+    return this.#mirror?.register() ?? false;
+  }
+
+  /** Ends this process's registration as a reader of the mirror. */
+  unregisterMirrorReader(): void {
+    this.#mirror?.unregister();
+  }
+
   /** The frontier the mirror holds, or undefined (none attached, a write in flight, a bad copy): then probe the file. */
   readMirroredFrontier(): Readonly<Frontier> | undefined {
     const m = this.#mirror;

@@ -19,8 +19,10 @@
  * 2. A reader with the mirror reads the file (a "file probe") at least every
  *    {@link MIRROR_TRUST_MS}, and in between may probe the mirror instead. The time of a
  *    file probe is taken before its pread, and counts only once the read it served succeeded.
- * 3. A reader holds a shared flock on `readers.lock` while it has the mirror attached, and
- *    takes it before its first file probe.
+ * 3. A reader reads through the mirror only while it holds a shared flock on
+ *    `readers.lock` (it is "registered"), and only on the strength of a file probe made
+ *    after it registered. It registers at its first read and lets go once it has not read
+ *    for {@link READER_IDLE_MS}, so a process that stopped reading makes nobody wait.
  * 4. A process with the mirror resolves a commit only once the mirror shows a frontier
  *    covering it. A frontier another process published in the file alone (rule 5) is
  *    copied into the mirror first, in the frontier lock.
@@ -52,6 +54,9 @@ import type { FileHandle, FileInfo, Platform, SharedMemory, SharedRegion } from 
 
 /** How long a reader trusts the mirror after a file probe (rule 2), and how long a commit without it waits (rule 5). */
 export const MIRROR_TRUST_MS = 0.25;
+
+/** A registered reader that has not read for this long lets go of `readers.lock` (rule 3). */
+export const READER_IDLE_MS = 50;
 
 /** Bytes of the segment (one page; the layout below uses the first 68). */
 const REGION_BYTES = 4096;
@@ -92,13 +97,16 @@ export function mirrorKey(dev: number, ino: number): number {
   return (h & 0x7fffffff) || 1;
 }
 
-/** Spins on `f`'s flock for up to {@link LIFECYCLE_WAIT_MS_MAX}; false if its holder never lets go. */
-function spinLock(platform: Platform, f: FileHandle, exclusive: boolean): boolean {
+/** Longest a reader spins to register (rule 3) before it probes the file unregistered instead. */
+const REGISTER_WAIT_MS_MAX = 1;
+
+/** Spins on `f`'s flock for up to `waitMsMax`; false if its holder never lets go. */
+function spinLock(platform: Platform, f: FileHandle, exclusive: boolean, waitMsMax = LIFECYCLE_WAIT_MS_MAX): boolean {
   if (f.tryLock(exclusive)) return true;
   const t0 = platform.monotonicMs();
   for (let i = 1; ; i++) {
     if (f.tryLock(exclusive)) return true;
-    if ((i & 63) === 0 && platform.monotonicMs() - t0 > LIFECYCLE_WAIT_MS_MAX) return false;
+    if ((i & 15) === 0 && platform.monotonicMs() - t0 > waitMsMax) return false;
   }
 }
 
@@ -139,6 +147,7 @@ export class FrontierMirror {
   readonly #registration: FileHandle;
   /** Cancels the detach at process exit (Platform.onExit). */
   #cancelAtExit: (() => void) | undefined;
+  #registered = false;
 
   private constructor(platform: Platform, shm: SharedMemory, id: number, region: SharedRegion, lifecycle: FileHandle, registration: FileHandle) {
     this.#platform = platform;
@@ -181,7 +190,6 @@ export class FrontierMirror {
         if (joined) {
           region = joined.region;
           const mirror = new FrontierMirror(platform, shm, joined.id, joined.region, lifecycle, registration);
-          if (!spinLock(platform, registration, false)) throw new Error("readers.lock held");
           region = undefined;
           mirror.#cancelAtExit = platform.onExit?.(() => mirror.detach());
           return mirror;
@@ -207,9 +215,6 @@ export class FrontierMirror {
       } else if (!headerNames(region, file)) {
         throw new Error("another store's segment");
       }
-      // Shared, against a process without the mirror that looks for readers (rule 5): it
-      // holds it exclusively for two system calls.
-      if (!spinLock(platform, registration, false)) throw new Error("readers.lock held");
       const mirror = new FrontierMirror(platform, shm, id, region, lifecycle, registration);
       region = undefined;
       // A process that ends without closing the store detaches (and removes) it all the same.
@@ -228,6 +233,38 @@ export class FrontierMirror {
       return undefined;
     } finally {
       if (lifecycle && locked) lifecycle.unlock();
+    }
+  }
+
+  /** True while this process holds `readers.lock` shared (rule 3). */
+  get registered(): boolean {
+    return this.#registered;
+  }
+
+  /**
+   * Registers this process as a reader (rule 3): `readers.lock` shared. A process without
+   * the mirror holds it exclusively for two system calls when it looks (rule 5), so this
+   * spins briefly; false if it could not (the caller probes the file, unregistered).
+   */
+  register(): boolean {
+    if (this.#registered) return true;
+    if (this.#region === undefined) return false;
+    try {
+      this.#registered = spinLock(this.#platform, this.#registration, false, REGISTER_WAIT_MS_MAX);
+    } catch {
+      this.#registered = false;
+    }
+    return this.#registered;
+  }
+
+  /** Lets go of `readers.lock` (rule 3): the caller reads through the mirror no more until it registers again. */
+  unregister(): void {
+    if (!this.#registered) return;
+    this.#registered = false;
+    try {
+      this.#registration.unlock();
+    } catch {
+      // the handle is gone (closing): its lock goes with it
     }
   }
 
@@ -271,6 +308,7 @@ export class FrontierMirror {
     this.#region = undefined;
     this.#cancelAtExit?.();
     const locked = spinLock(this.#platform, this.#lifecycle, true);
+    this.#registered = false;
     try {
       this.#registration.close();
       let last = false;

@@ -96,7 +96,7 @@ import type { CommitRecord } from "./record.ts";
 import { CheckpointDamage, readCheckpoint } from "./checkpoint.ts";
 import type { Meters } from "./stats.ts";
 import { armTimer } from "./timers.ts";
-import { MIRROR_TRUST_MS, readersRegistered } from "./mirror.ts";
+import { MIRROR_TRUST_MS, READER_IDLE_MS, readersRegistered } from "./mirror.ts";
 import { READERS_LOCK } from "./files.ts";
 import type { Timer } from "./timers.ts";
 
@@ -168,8 +168,11 @@ export class Tail {
   /** A second handle of the active segment, waiting for the sync lock off-thread (see #syncWaiter). */
   #syncWait: { seg: number; file: FileHandle; pending: boolean } | undefined;
   #closed = false;
-  /** When the last file probe made with the mirror attached began (mirror.ts rule 2). */
+  /** When the last file probe made while registered as a reader of the mirror began (mirror.ts rule 2). */
   #fileProbedAtMs = -Infinity;
+  /** When this process last probed the frontier with the mirror attached, and the timer that ends an idle registration. */
+  #mirrorReadAtMs = -Infinity;
+  #readerIdleTimer: Timer | undefined;
   /** Without the mirror: this process's handle of `readers.lock` (mirror.ts rule 5). */
   #readersLock: FileHandle | undefined;
   #readersLockTried = false;
@@ -496,8 +499,15 @@ export class Tail {
     let fr: Readonly<Frontier> | undefined;
     if (this.log.mirrored) {
       const now = this.platform.monotonicMs();
-      if (now - this.#fileProbedAtMs < MIRROR_TRUST_MS) fr = this.log.readMirroredFrontier();
-      if (fr === undefined) fileProbeAtMs = now;
+      this.#mirrorReadAtMs = now;
+      if (this.log.mirrorReaderRegistered) {
+        if (now - this.#fileProbedAtMs < MIRROR_TRUST_MS) fr = this.log.readMirroredFrontier();
+        if (fr === undefined) fileProbeAtMs = now;
+      } else if (this.log.registerMirrorReader()) {
+        // Registered now: this read's file probe is the first the mirror may lean on (rule 3).
+        fileProbeAtMs = now;
+        this.#armReaderIdleCheck();
+      }
     }
     fr ??= this.log.readFrontier();
     if (!fr) return;
@@ -834,6 +844,25 @@ export class Tail {
     }
   }
 
+  /**
+   * Ends this process's registration as a reader of the mirror once it has not read for
+   * READER_IDLE_MS (mirror.ts rule 3), so that processes without the mirror stop waiting
+   * for it. Checked by an unref'd timer while registered.
+   */
+  #armReaderIdleCheck(): void {
+    this.#readerIdleTimer?.cancel();
+    this.#readerIdleTimer = armTimer(READER_IDLE_MS, () => {
+      this.#readerIdleTimer = undefined;
+      if (this.#closed || !this.log.mirrorReaderRegistered) return;
+      if (this.platform.monotonicMs() - this.#mirrorReadAtMs >= READER_IDLE_MS) {
+        this.log.unregisterMirrorReader();
+        this.#fileProbedAtMs = -Infinity;
+      } else {
+        this.#armReaderIdleCheck();
+      }
+    }, { unref: true });
+  }
+
   /** True if the frontier mirror shows a frontier at or past batch `b`'s end. */
   #mirrorCovers(b: AppendedBatch): boolean {
     const m = this.log.readMirroredFrontier();
@@ -1131,6 +1160,8 @@ export class Tail {
    * database object: every later call fails with CLOSED before it could look at the index.
    */
   close(): void {
+    this.#readerIdleTimer?.cancel();
+    this.#readerIdleTimer = undefined;
     this.#readersLock?.close();
     this.#readersLock = undefined;
     if (this.#syncWait && !this.#syncWait.pending) this.#syncWait.file.close();

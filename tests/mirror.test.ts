@@ -7,7 +7,7 @@
 import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test } from "./harness.ts";
 import * as fs from "node:fs";
 import { open } from "txtdb";
-import { defaultPlatform, mirrorKey, MIRROR_TRUST_MS } from "txtdb/internal";
+import { defaultPlatform, mirrorKey, MIRROR_TRUST_MS, READER_IDLE_MS } from "txtdb/internal";
 import type { SharedMemory } from "txtdb/internal";
 
 const platform = await defaultPlatform();
@@ -160,16 +160,26 @@ if (shm) {
     const without = await open(dir, { namespaces: ["ns"], durability: "none", adapter: { ...platform, sharedMemory: undefined } });
     assert.equal(reader.stats().frontierMirror, true);
     assert.equal(without.stats().frontierMirror, false);
+    assert.equal(await reader.get("ns", "k"), undefined); // registers the reader (its first read)
     for (let i = 1; i <= 200; i++) {
       await without.set("ns", "k", i);
       assert.equal(await reader.get("ns", "k"), i, `commit ${i} of the process without the mirror missed`);
     }
     assert.equal(without.stats().mirrorWaits, 200, "each commit waited, a reader being registered");
     assert.equal(reader.stats().mirrorWaits, 0);
+    // A reader that stopped reading lets go of readers.lock: commits stop waiting for it, and
+    // its next read, which registers again, still sees them.
+    await sleep(READER_IDLE_MS * 3);
+    for (let i = 201; i <= 210; i++) await without.set("ns", "k", i);
+    assert.equal(without.stats().mirrorWaits, 200, "no wait for an idle reader");
+    assert.equal(await reader.get("ns", "k"), 210);
+    await without.set("ns", "k", 211);
+    assert.equal(await reader.get("ns", "k"), 211);
+    assert.equal(without.stats().mirrorWaits, 201, "registered again by its read");
     await reader.close();
     // No reader with the mirror left: no wait.
     await without.set("ns", "k", 0);
-    assert.equal(without.stats().mirrorWaits, 200);
+    assert.equal(without.stats().mirrorWaits, 201);
     await without.close();
   });
 }

@@ -338,10 +338,7 @@ export const denoPlatform: Platform = {
 // With --allow-ffi (never asked for: querying does not prompt), System V shared memory for
 // the frontier mirror, as on Node and Bun; without it, reads probe the frontier file.
 const denoShm = denoSharedMemory();
-if (denoShm) {
-  denoPlatform.sharedMemory = denoShm;
-  denoPlatform.onExit = onUnload;
-}
+if (denoShm) denoPlatform.sharedMemory = denoShm;
 
 /** shmget/shmat/shmctl/shmdt through Deno's FFI, where it is granted and the layout known (sysvshm.ts). */
 function denoSharedMemory(): SharedMemory | undefined {
@@ -376,27 +373,6 @@ function denoSharedMemory(): SharedMemory | undefined {
   }
 }
 
-/** What runs at exit (the "unload" event of a normal exit). */
-const exitCallbacks = new Set<() => void>();
-let exitHooked = false;
-
-function onUnload(fn: () => void): () => void {
-  if (!exitHooked) {
-    exitHooked = true;
-    globalThis.addEventListener("unload", () => {
-      for (const f of [...exitCallbacks]) {
-        try {
-          f();
-        } catch {
-          // the process is ending: nothing to report to
-        }
-      }
-    });
-  }
-  const entry = () => fn();
-  exitCallbacks.add(entry);
-  return () => void exitCallbacks.delete(entry);
-}
 
 /** Deno.watchFs of a directory or a file; undefined if it cannot start. */
 function watchPath(path: string, onChange: () => void): WatchHandle | undefined {

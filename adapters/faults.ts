@@ -112,6 +112,5 @@ export function withFaults(base: Platform, hook: FaultHook): Platform {
     watchDir: (dir, onChange) => base.watchDir(dir, onChange),
     ...(base.watchFile ? { watchFile: (path: string, onChange: () => void) => base.watchFile!(path, onChange) } : {}),
     ...(base.sharedMemory ? { sharedMemory: base.sharedMemory } : {}),
-    ...(base.onExit ? { onExit: (fn: () => void) => base.onExit!(fn) } : {}),
   };
 }

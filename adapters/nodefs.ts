@@ -314,29 +314,7 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
     cwd: () => process.cwd(),
     watchDir: (dir: string, onChange: () => void) => watchPath(dir, onChange),
     watchFile: (path: string, onChange: () => void) => watchPath(path, onChange),
-    onExit,
   };
   return platform;
 }
 
-/** What runs at exit (one listener for all of them: a listener per store would trip Node's MaxListeners warning). */
-const exitCallbacks = new Set<() => void>();
-let exitHooked = false;
-
-function onExit(fn: () => void): () => void {
-  if (!exitHooked) {
-    exitHooked = true;
-    process.on("exit", () => {
-      for (const f of [...exitCallbacks]) {
-        try {
-          f();
-        } catch {
-          // the process is ending: nothing to report to
-        }
-      }
-    });
-  }
-  const entry = () => fn();
-  exitCallbacks.add(entry);
-  return () => void exitCallbacks.delete(entry);
-}

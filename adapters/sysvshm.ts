@@ -21,6 +21,7 @@ export interface ShmCalls {
   view(address: bigint, bytes: number): ArrayBuffer;
 }
 
+const IPC_PRIVATE = 0;
 const IPC_CREAT = 0o1000;
 const IPC_RMID = 0;
 const IPC_STAT = 2;
@@ -68,13 +69,10 @@ export function makeSharedMemory(calls: ShmCalls): SharedMemory {
     };
   };
   return {
-    get(key: number, bytes: number, create: boolean, mode: number): number | undefined {
-      if (!Number.isInteger(key) || key <= 0 || key > 0x7fffffff) throw new PortError("EINVAL", "shmget", `shared memory key ${key}`);
-      const id = calls.shmget(key, bytes, (mode & 0o777) | (create ? IPC_CREAT : 0));
+    create(bytes: number, mode: number): number {
+      const id = calls.shmget(IPC_PRIVATE, bytes, (mode & 0o777) | IPC_CREAT);
       if (id >= 0) return id;
-      const e = fail("shmget", `key 0x${key.toString(16)}`);
-      if (e.errno === "ENOENT" && !create) return undefined;
-      throw e;
+      throw fail("shmget(IPC_PRIVATE)", "(new)");
     },
     stat(id: number): SharedSegmentInfo | undefined {
       statBuf.fill(0);

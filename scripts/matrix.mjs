@@ -12,7 +12,6 @@
 // or count as failed when CI is set (.ci/run installs etcd).
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
-import { sweepMirrorSegments } from "./shm-sweep.mjs";
 
 const bin = (name) => `node_modules/.bin/${name}`;
 const quick = process.argv.includes("--quick");
@@ -176,13 +175,6 @@ if (!quick && !only && process.env.TXTDB_SKIP_BENCH !== "1") {
 finish();
 
 function finish() {
-  // Segments of stores whose last process a test killed (tests/*kill*, crash tests): gone now.
-  try {
-    const removed = sweepMirrorSegments();
-    if (removed > 0) console.log(`(removed ${removed} mirror segments left by killed test processes)`);
-  } catch (e) {
-    console.log(`(could not sweep mirror segments: ${e.message})`);
-  }
   const passed = legs.reduce((a, l) => a + l.passed, 0);
   const failed = legs.reduce((a, l) => a + l.failed, 0);
   console.log(`matrix: ${passed} passed, ${failed} failed`);

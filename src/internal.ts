@@ -33,7 +33,7 @@ export { migrateStore } from "./migrate.ts";
 export type { FormatChange } from "./migrate.ts";
 export { xxhash32 } from "./xxhash32.ts";
 export { Tail } from "./tail.ts";
-export { FrontierMirror, MIRROR_TRUST_MS, mirrorKey, READER_IDLE_MS } from "./mirror.ts";
+export { findMirrorSegment, FrontierMirror, MIRROR_TRUST_MS, READER_IDLE_MS } from "./mirror.ts";
 export type { AppendedBatch, TailHooks } from "./tail.ts";
 export { Meters } from "./stats.ts";
 export { databaseInternals } from "./db.ts";

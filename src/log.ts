@@ -636,6 +636,7 @@ export class Log {
   attachMirror(): boolean {
     this.#mirror ??= FrontierMirror.attach({
       platform: this.platform,
+      readOnly: this.readOnly,
       openLockFile: (name) => this.openLockFile(name),
       frontierInfo: () => this.#frontier().info(),
       readFrontierBytes: (into) => {

@@ -36,21 +36,22 @@
  * file probe on every read. Only durations are compared across processes, and every
  * runtime's `performance.now()` reads the kernel's one monotonic clock.
  *
- * The segment's key comes from the frontier file's device and inode, so a copy of a store
- * directory gets a segment of its own; the segment's header names them too, and a segment
- * whose header, owner, permissions or size do not match is not used. Attaching and removing
- * happen under the flock of `mirror.lock`: the first process to attach (no attachments)
- * writes the header and the frontier, and the last one to detach removes the segment. A
- * process killed meanwhile leaves it for the next one to take over. A segment someone
- * removes (`ipcrm`) stays attached in the processes that have it, and has no key any more:
- * a process that then attaches finds it by listing the segments and joins it, so the
- * processes of a store never split between two mirrors (one's commits would be written
- * where the other's readers never look).
+ * The segment has no key: its creator marks it removed at once (IPC_RMID), so the kernel
+ * destroys it when the last process detaches, whether it closed the store, exited, crashed
+ * or was killed, and nothing is ever left behind. Processes find it by its id, which its
+ * creator writes into `mirror.lock` (a hint), else by listing the segments; its header
+ * names the frontier file (device and inode: a copy of the store directory gets a segment
+ * of its own), the layout and {@link MIRROR_TRUST_MS}. A segment is joined only if it is
+ * this user's, owner-only, of the expected size, marked removed, attached somewhere, and
+ * its header names this store; another program's segment is never written. Attaching
+ * happens under the flock of `mirror.lock`, so two processes never make two segments for
+ * one store; a process that finds this store's segment of another layout or trust time (a
+ * process of another release) works without the mirror rather than beside it.
  *
  * @module
  */
 import { MIRROR_LOCK, READERS_LOCK } from "./files.ts";
-import type { FileHandle, FileInfo, Platform, SharedMemory, SharedRegion } from "./port.ts";
+import type { FileHandle, FileInfo, Platform, SharedMemory, SharedRegion, SharedSegmentInfo } from "./port.ts";
 
 /** How long a reader trusts the mirror after a file probe (rule 2), and how long a commit without it waits (rule 5). */
 export const MIRROR_TRUST_MS = 0.25;
@@ -60,41 +61,39 @@ export const READER_IDLE_MS = 50;
 
 /** Bytes of the segment (one page; the layout below uses the first 68). */
 const REGION_BYTES = 4096;
-/** "txm1": a txtdb frontier mirror, layout 1. */
+/** "txm1": a txtdb frontier mirror. */
 const MAGIC = 0x31_6d_78_74;
-const LAYOUT = 1;
-/** Header: magic u32 @0, layout u32 @4, device f64 @8, inode f64 @16, sequence i32 @24. */
+/**
+ * The header's layout and the protocol's rules. MIRROR_TRUST_MS is part of the protocol: a
+ * process without the mirror waits its own value, so a release must not change it without
+ * a new layout (whose processes then keep off this one's segments).
+ */
+const LAYOUT = 2;
+/**
+ * Header: magic u32 @0, layout u32 @4, device f64 @8, inode f64 @16, sequence i32 @24,
+ * trust time in µs u32 @28.
+ */
 const SEQ_INDEX = 6;
+const TRUST_US = Math.round(MIRROR_TRUST_MS * 1000);
+/** `mirror.lock`'s first 8 bytes: the magic and the id of the segment (a hint: checked before use). */
+const HINT_BYTES = 8;
 /** The frontier's 36 bytes, at a multiple of 4. */
 const FRONTIER_AT = 32;
 const FRONTIER_WORDS = 9;
-/** Longest an attach or detach spins for `mirror.lock` (its holders keep it for microseconds). */
-const LIFECYCLE_WAIT_MS_MAX = 50;
+/** Longest an attach spins for `mirror.lock` (its holders keep it for microseconds; a stopped one: the process goes without). */
+const LIFECYCLE_WAIT_MS_MAX = 10;
 
 /** What the mirror needs of the log (log.ts). */
 export interface MirrorHost {
   readonly platform: Platform;
+  /** A read-only open: it writes no hint into `mirror.lock`. */
+  readonly readOnly: boolean;
   /** Opens (creating it unless read-only) a small lock file of the store directory. */
   openLockFile(name: string): FileHandle;
   /** The frontier file's identity. */
   frontierInfo(): FileInfo;
   /** Reads the frontier file's first 36 bytes into `into` if their checksum holds. */
   readFrontierBytes(into: Uint8Array): boolean;
-}
-
-/** The key of the segment for frontier file (dev, ino): a positive 31-bit number (FNV-1a of both). */
-export function mirrorKey(dev: number, ino: number): number {
-  let h = 0x811c9dc5;
-  const mix = (n: number) => {
-    for (let i = 0; i < 7; i++) {
-      h = Math.imul(h ^ (n % 256), 0x01000193);
-      n = Math.floor(n / 256);
-    }
-  };
-  mix(dev);
-  mix(ino);
-  mix(LAYOUT);
-  return (h & 0x7fffffff) || 1;
 }
 
 /** Longest a reader spins to register (rule 3) before it probes the file unregistered instead. */
@@ -110,27 +109,68 @@ function spinLock(platform: Platform, f: FileHandle, exclusive: boolean, waitMsM
   }
 }
 
-/** True if `region`'s header is a mirror's, of frontier file (dev, ino). */
-function headerNames(region: SharedRegion, file: FileInfo): boolean {
-  const view = new DataView(region.bytes.buffer, region.bytes.byteOffset, FRONTIER_AT);
-  return view.getUint32(0, true) === MAGIC && view.getUint32(4, true) === LAYOUT && view.getFloat64(8, true) === file.dev && view.getFloat64(16, true) === file.ino;
+/** What a segment's header says of it, for the store whose frontier file is `file`. */
+type Verdict = "this store" | "another layout" | "not this store";
+
+function verdictOf(bytes: Uint8Array, file: FileInfo): Verdict {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, FRONTIER_AT);
+  if (view.getUint32(0, true) !== MAGIC || view.getFloat64(8, true) !== file.dev || view.getFloat64(16, true) !== file.ino) return "not this store";
+  return view.getUint32(4, true) === LAYOUT && view.getUint32(28, true) === TRUST_US ? "this store" : "another layout";
+}
+
+/** True if segment `info` may be a store's mirror of this user: owner-only, the size, removed, attached. */
+function candidate(info: SharedSegmentInfo | undefined, uid: number): info is SharedSegmentInfo {
+  return info !== undefined && info.uid === uid && info.removed && info.attached > 0 && info.bytes === REGION_BYTES && (info.mode & 0o077) === 0;
 }
 
 /**
- * A segment of this store's mirror that was removed while processes still have it attached
- * (its key is gone): attached here, or undefined if there is none.
+ * Looks at segment `id` (a candidate): attached here if its header names this store in this
+ * layout; "another layout" if it names this store otherwise; undefined if not this store's.
  */
-function joinRemoved(shm: SharedMemory, uid: number, file: FileInfo): { id: number; region: SharedRegion } | undefined {
-  for (const seg of shm.list()) {
-    if (!seg.removed || seg.attached === 0 || seg.uid !== uid || seg.bytes !== REGION_BYTES || (seg.mode & 0o077) !== 0) continue;
-    let region: SharedRegion | undefined;
+function tryJoin(shm: SharedMemory, id: number, file: FileInfo): SharedRegion | "another layout" | undefined {
+  let region: SharedRegion | undefined;
+  try {
+    region = shm.attach(id, REGION_BYTES);
+    const verdict = verdictOf(region.bytes, file);
+    if (verdict === "this store") return region;
+    region.detach();
+    return verdict === "another layout" ? verdict : undefined;
+  } catch {
     try {
-      region = shm.attach(seg.id, REGION_BYTES);
-      if (headerNames(region, file)) return { id: seg.id, region };
+      region?.detach();
     } catch {
-      // gone meanwhile (its last process detached), or not attachable: not this one
+      // not attached after all
     }
-    region?.detach();
+    return undefined; // gone meanwhile (its last process detached), or not attachable
+  }
+}
+
+/**
+ * The store's live segment (see the module comment): the one `hint` names, else the first
+ * candidate of the kernel's list whose header names the store. "another layout" if the
+ * store has one only another release can use.
+ */
+function findLive(shm: SharedMemory, uid: number, file: FileInfo, hint: number | undefined): { id: number; region: SharedRegion } | "another layout" | undefined {
+  if (hint !== undefined && candidate(shm.stat(hint), uid)) {
+    const r = tryJoin(shm, hint, file);
+    if (r !== undefined) return r === "another layout" ? r : { id: hint, region: r };
+  }
+  for (const info of shm.list()) {
+    if (info.id === hint || !candidate(info, uid)) continue;
+    const r = tryJoin(shm, info.id, file);
+    if (r !== undefined) return r === "another layout" ? r : { id: info.id, region: r };
+  }
+  return undefined;
+}
+
+/** The finding {@link FrontierMirror.attach} makes, for tests and tools: the id and attachments of the store's segment, if it has one. */
+export function findMirrorSegment(shm: SharedMemory, uid: number, file: FileInfo): { id: number; attached: number } | undefined {
+  for (const info of shm.list()) {
+    if (!candidate(info, uid)) continue;
+    const r = tryJoin(shm, info.id, file);
+    if (r === undefined || r === "another layout") continue;
+    r.detach();
+    return { id: info.id, attached: info.attached };
   }
   return undefined;
 }
@@ -138,21 +178,15 @@ function joinRemoved(shm: SharedMemory, uid: number, file: FileInfo): { id: numb
 /** This process's attachment of a store's frontier mirror. */
 export class FrontierMirror {
   readonly #platform: Platform;
-  readonly #shm: SharedMemory;
-  readonly #id: number;
   #region: SharedRegion | undefined;
   readonly #seq: Int32Array;
   readonly #words: Uint32Array;
   readonly #lifecycle: FileHandle;
   readonly #registration: FileHandle;
-  /** Cancels the detach at process exit (Platform.onExit). */
-  #cancelAtExit: (() => void) | undefined;
   #registered = false;
 
-  private constructor(platform: Platform, shm: SharedMemory, id: number, region: SharedRegion, lifecycle: FileHandle, registration: FileHandle) {
+  private constructor(platform: Platform, region: SharedRegion, lifecycle: FileHandle, registration: FileHandle) {
     this.#platform = platform;
-    this.#shm = shm;
-    this.#id = id;
     this.#region = region;
     const buf = region.bytes.buffer;
     this.#seq = new Int32Array(buf, region.bytes.byteOffset, FRONTIER_AT / 4);
@@ -181,44 +215,43 @@ export class FrontierMirror {
       if (!spinLock(platform, lifecycle, true)) throw new Error("mirror.lock held");
       locked = true;
       const file = host.frontierInfo();
-      const key = mirrorKey(file.dev, file.ino);
-      let id = shm.get(key, REGION_BYTES, false, 0o600);
-      if (id === undefined) {
-        // None by its key. Someone may have removed it (`ipcrm`) while processes still have
-        // it attached: join them, or their commits would go to a segment newcomers never read.
-        const joined = joinRemoved(shm, uid, file);
-        if (joined) {
-          region = joined.region;
-          const mirror = new FrontierMirror(platform, shm, joined.id, joined.region, lifecycle, registration);
-          region = undefined;
-          mirror.#cancelAtExit = platform.onExit?.(() => mirror.detach());
-          return mirror;
+      const hintBuf = new Uint8Array(HINT_BYTES);
+      const hintView = new DataView(hintBuf.buffer);
+      const hint = lifecycle.read(hintBuf, 0) === HINT_BYTES && hintView.getUint32(0, true) === MAGIC ? hintView.getInt32(4, true) : undefined;
+      const live = findLive(shm, uid, file, hint);
+      if (live === "another layout") throw new Error("a process of another release has this store's mirror");
+      let id: number;
+      if (live !== undefined) {
+        id = live.id;
+        region = live.region;
+      } else {
+        // The first process (or the first since the last one detached): a new segment,
+        // removed at once so that it goes with its last detach, whatever ends the processes.
+        id = shm.create(REGION_BYTES, 0o600);
+        try {
+          region = shm.attach(id, REGION_BYTES);
+        } finally {
+          shm.remove(id);
         }
-        id = shm.get(key, REGION_BYTES, true, 0o600)!;
-      }
-      const info = shm.stat(id);
-      if (!info || info.uid !== uid || info.removed || info.bytes < REGION_BYTES || (info.mode & 0o077) !== 0) throw new Error("not ours");
-      region = shm.attach(id, REGION_BYTES);
-      const view = new DataView(region.bytes.buffer, region.bytes.byteOffset, FRONTIER_AT);
-      if (info.attached === 0) {
-        // The first attachment (none left from before, or only dead processes'): nobody
-        // writes it now, since writing it takes an attachment and this lock. Start it from
-        // the file. A frontier that does not read back leaves it unchecked: readers probe
-        // the file until the next publish.
+        const view = new DataView(region.bytes.buffer, region.bytes.byteOffset, FRONTIER_AT);
         region.bytes.fill(0, 0, FRONTIER_AT + 4 * FRONTIER_WORDS);
         view.setUint32(0, MAGIC, true);
         view.setUint32(4, LAYOUT, true);
         view.setFloat64(8, file.dev, true);
         view.setFloat64(16, file.ino, true);
+        view.setUint32(28, TRUST_US, true);
+        // Nobody else writes it yet (they would need this lock to find it). A frontier that
+        // does not read back leaves it unchecked: readers probe the file until the next publish.
         const fr = new Uint8Array(4 * FRONTIER_WORDS);
         if (host.readFrontierBytes(fr)) region.bytes.set(fr, FRONTIER_AT);
-      } else if (!headerNames(region, file)) {
-        throw new Error("another store's segment");
+        if (!host.readOnly) {
+          hintView.setUint32(0, MAGIC, true);
+          hintView.setInt32(4, id, true);
+          lifecycle.write(hintBuf, 0);
+        }
       }
-      const mirror = new FrontierMirror(platform, shm, id, region, lifecycle, registration);
+      const mirror = new FrontierMirror(platform, region, lifecycle, registration);
       region = undefined;
-      // A process that ends without closing the store detaches (and removes) it all the same.
-      mirror.#cancelAtExit = platform.onExit?.(() => mirror.detach());
       return mirror;
     } catch {
       try {
@@ -298,34 +331,18 @@ export class FrontierMirror {
     Atomics.store(seq, SEQ_INDEX, (odd + 1) | 0);
   }
 
-  /**
-   * Detaches; the last process to detach removes the segment. Never throws: a segment that
-   * cannot be removed now is taken over by the next process to attach.
-   */
+  /** Detaches (the kernel destroys the segment with its last detach) and lets go of both lock files. */
   detach(): void {
     const region = this.#region;
     if (!region) return;
     this.#region = undefined;
-    this.#cancelAtExit?.();
-    const locked = spinLock(this.#platform, this.#lifecycle, true);
     this.#registered = false;
+    this.#registration.close();
+    this.#lifecycle.close();
     try {
-      this.#registration.close();
-      let last = false;
-      try {
-        last = locked && this.#shm.stat(this.#id)?.attached === 1;
-      } catch {
-        last = false;
-      }
-      try {
-        region.detach();
-        if (last) this.#shm.remove(this.#id);
-      } catch {
-        // left for the next process to attach
-      }
-    } finally {
-      if (locked) this.#lifecycle.unlock();
-      this.#lifecycle.close();
+      region.detach();
+    } catch {
+      // the process's exit detaches it all the same
     }
   }
 }

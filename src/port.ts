@@ -152,19 +152,18 @@ export interface Capabilities {
 
 /**
  * System V shared memory (shmget(2), shmat(2), shmctl(2)): memory that every process of the
- * same user attaching one key shares, with no file behind it. Unlike a mapped file, nobody
+ * same user attaching one segment shares, with no file behind it. Unlike a mapped file, nobody
  * can truncate it under a process that has it mapped (a truncated mapped file kills that
  * process with SIGBUS); it only goes when removed and detached by everyone. The core keeps
  * a copy of the frontier there (mirror.ts), so a read's freshness probe is a memory read.
  */
 export interface SharedMemory {
   /**
-   * The id of the segment of `key` (a positive 32-bit integer). Absent: created `bytes` long
-   * with permission bits `mode` if `create`, else undefined. Throws PortError (EACCES for a
-   * segment of another user, EINVAL for one smaller than `bytes`, ENOSPC at the system's
-   * limit of segments).
+   * Creates a segment of `bytes` bytes with permission bits `mode` and no key (IPC_PRIVATE):
+   * its id, which other processes of the user can attach. Throws PortError (ENOSPC at the
+   * system's limit of segments, ENOMEM).
    */
-  get(key: number, bytes: number, create: boolean, mode: number): number | undefined;
+  create(bytes: number, mode: number): number;
   /** What the kernel says of segment `id`; undefined if it is gone. */
   stat(id: number): SharedSegmentInfo | undefined;
   /**
@@ -172,12 +171,11 @@ export interface SharedMemory {
    * that attached it. Touching them after {@link SharedRegion.detach} is a crash (SIGSEGV).
    */
   attach(id: number, bytes: number): SharedRegion;
-  /** Marks segment `id` for removal: no later `get` finds it, and it goes once the last process detaches. */
+  /** Marks segment `id` for removal: it goes once the last process detaches (or exits). */
   remove(id: number): void;
   /**
    * The segments this process may read (shmctl SHM_STAT over the kernel's table), removed
-   * ones included: a segment someone removed (`ipcrm`) while processes still have it
-   * attached has no key any more, yet a process that joins them must find it.
+   * ones included (a removed segment stays attachable by id while attached somewhere).
    */
   list(): SharedSegmentInfo[];
 }
@@ -300,12 +298,6 @@ export interface Platform {
    * process's commits wait until readers elsewhere must have probed it (mirror.ts).
    */
   sharedMemory?: SharedMemory;
-  /**
-   * Optional: calls `fn` (synchronously, once) when the process exits normally without
-   * having cancelled it; returns the cancel. The core detaches its shared memory then, so a
-   * script that ends without closing its store leaves no segment behind.
-   */
-  onExit?(fn: () => void): () => void;
 }
 
 /**

@@ -501,7 +501,12 @@ export class Tail {
       const now = this.platform.monotonicMs();
       this.#mirrorReadAtMs = now;
       if (this.log.mirrorReaderRegistered) {
-        if (now - this.#fileProbedAtMs < MIRROR_TRUST_MS) fr = this.log.readMirroredFrontier();
+        // The mirror answers "nothing new" only: when it shows a newer frontier, the file
+        // (the truth) says how far to read, so a forged copy can never send a read past the log.
+        if (now - this.#fileProbedAtMs < MIRROR_TRUST_MS) {
+          const m = this.log.readMirroredFrontier();
+          if (m !== undefined && m.tsn <= this.#visibleTsn) fr = m;
+        }
         if (fr === undefined) fileProbeAtMs = now;
       } else if (this.log.registerMirrorReader()) {
         // Registered now: this read's file probe is the first the mirror may lean on (rule 3).

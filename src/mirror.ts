@@ -34,7 +34,11 @@
  *
  * Together: a read that begins after a commit resolved in any process sees it, as with a
  * file probe on every read. Only durations are compared across processes, and every
- * runtime's `performance.now()` reads the kernel's one monotonic clock.
+ * runtime's `performance.now()` reads the kernel's one monotonic clock. What a user of the
+ * same uid can still do: write a stale but well-formed frontier into the segment, or delete
+ * `readers.lock` under registered readers (a process without the mirror that opens it
+ * afterwards finds nobody on the new file). Rule 2 bounds both: a read is then at most
+ * MIRROR_TRUST_MS late.
  *
  * The segment has no key: its creator marks it removed at once (IPC_RMID), so the kernel
  * destroys it when the last process detaches, whether it closed the store, exited, crashed

@@ -29,15 +29,11 @@ const IPC_STAT = 2;
 const SHM_STAT = 13;
 /** shmctl(0, SHM_INFO): the highest index in use (Linux). */
 const SHM_INFO = 14;
-const KEY_AT = 0;
 /** In shm_perm.mode: marked for removal (Linux). */
 const SHM_DEST = 0o1000;
-/** sizeof(struct shmid_ds) on 64-bit Linux with glibc, and where its fields lie. */
+/** sizeof(struct shmid_ds) on 64-bit Linux with glibc, and where its fields lie (shm_perm first). */
 const SHMID_DS_BYTES = 112;
-const UID_AT = 4;
-const MODE_AT = 20;
-const SEGSZ_AT = 48;
-const NATTCH_AT = 88;
+const [KEY_AT, UID_AT, MODE_AT, SEGSZ_AT, NATTCH_AT] = [0, 4, 20, 48, 88];
 
 /** Linux errno values the core tells apart, by name. */
 const ERRNO_NAMES: Record<number, string> = { 1: "EPERM", 2: "ENOENT", 12: "ENOMEM", 13: "EACCES", 17: "EEXIST", 22: "EINVAL", 28: "ENOSPC", 43: "EIDRM" };

@@ -173,6 +173,8 @@ export class Tail {
   /** When this process last probed the frontier with the mirror attached, and the timer that ends an idle registration. */
   #mirrorReadAtMs = -Infinity;
   #readerIdleTimer: Timer | undefined;
+  /** After a failed registration, when to try again (until then reads probe the file). */
+  #registerAgainAtMs = -Infinity;
   /** Without the mirror: this process's handle of `readers.lock` (mirror.ts rule 5). */
   #readersLock: FileHandle | undefined;
   #readersLockTried = false;
@@ -508,10 +510,16 @@ export class Tail {
           if (m !== undefined && m.tsn <= this.#visibleTsn) fr = m;
         }
         if (fr === undefined) fileProbeAtMs = now;
-      } else if (this.log.registerMirrorReader()) {
-        // Registered now: this read's file probe is the first the mirror may lean on (rule 3).
-        fileProbeAtMs = now;
-        this.#armReaderIdleCheck();
+      } else if (now >= this.#registerAgainAtMs) {
+        if (this.log.registerMirrorReader()) {
+          // Registered now: this read's file probe is the first the mirror may lean on (rule 3).
+          fileProbeAtMs = now;
+          this.#armReaderIdleCheck();
+        } else {
+          // readers.lock held exclusively for longer than a look takes (a stopped or hostile
+          // process): probe the file, and try again only after a while, not on every read.
+          this.#registerAgainAtMs = now + READER_IDLE_MS;
+        }
       }
     }
     fr ??= this.log.readFrontier();

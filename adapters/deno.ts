@@ -373,7 +373,6 @@ function denoSharedMemory(): SharedMemory | undefined {
   }
 }
 
-
 /** Deno.watchFs of a directory or a file; undefined if it cannot start. */
 function watchPath(path: string, onChange: () => void): WatchHandle | undefined {
   let watcher: Deno.FsWatcher;

@@ -317,4 +317,3 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
   };
   return platform;
 }
-

@@ -1,6 +1,6 @@
 /**
- * System V shared memory for the Node and Bun adapters, from four libc calls that each
- * runtime binds through its own FFI (koffi, bun:ffi). Linux x86-64 and arm64 (glibc): the
+ * System V shared memory for the Node, Bun and Deno adapters, from four libc calls that
+ * each runtime binds through its own FFI (koffi, bun:ffi, Deno.dlopen with --allow-ffi). Linux x86-64 and arm64 (glibc): the
  * layout of `struct shmid_ds` read below is theirs; elsewhere the adapters offer none.
  *
  * @module

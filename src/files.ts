@@ -11,8 +11,9 @@
  * frontier               36 bytes: what readers may see, and what is known durable; then
  *                        the tail state (the log's end, a repair epoch, a sync-failure mark)
  * writer.lock            flock: held exclusively by the one process appending
- * mirror.lock            flock: held while a process attaches or removes the frontier mirror (mirror.ts)
- * readers.lock           flock: held shared by every process with the frontier mirror attached
+ * mirror.lock            flock: held while a process attaches the frontier mirror; its first
+ *                        8 bytes name the segment (a hint; mirror.ts)
+ * readers.lock           flock: held shared by each process reading through the frontier mirror
  * leases/                one locked file per live process (liveness, pins)
  * locks/table            the table of locks on named resources (two checksummed slots)
  * locks/<id>.lease       one locked file per Database handle that took such a lock (its owner)
@@ -34,9 +35,9 @@ export const FRONTIER = "frontier";
 export const FRONTIER_FILE_BYTES = 36;
 /** The writer lock (and the holder record at its start; see holder.ts). */
 export const WRITER_LOCK = "writer.lock";
-/** Held (flock) while a process attaches or removes the frontier mirror (mirror.ts). */
+/** Held (flock) while a process attaches the frontier mirror; names its segment (mirror.ts). */
 export const MIRROR_LOCK = "mirror.lock";
-/** Held shared (flock) by every process that has the frontier mirror attached (mirror.ts). */
+/** Held shared (flock) by each process reading through the frontier mirror (mirror.ts rule 3). */
 export const READERS_LOCK = "readers.lock";
 /** Held (flock) by the one process compacting, so compactions never run twice at once. */
 export const COMPACT_LOCK = "compact.lock";

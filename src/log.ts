@@ -639,13 +639,9 @@ export class Log {
       readOnly: this.readOnly,
       openLockFile: (name) => this.openLockFile(name),
       frontierInfo: () => this.#frontier().info(),
-      readFrontierBytes: (into) => {
-        const f = this.#frontier();
-        for (let attempt = 0; attempt < 50; attempt++) {
-          if (f.read(into, 0) < FRONTIER_BYTES) return false;
-          if (new DataView(into.buffer, into.byteOffset, FRONTIER_BYTES).getUint32(32, true) === crc32c(into.subarray(0, 32))) return true;
-        }
-        return false;
+      frontierBytes: () => {
+        const fr = this.readFrontier();
+        return fr && encodeFrontier(fr);
       },
     });
     return this.#mirror !== undefined;

@@ -96,8 +96,8 @@ export interface MirrorHost {
   openLockFile(name: string): FileHandle;
   /** The frontier file's identity. */
   frontierInfo(): FileInfo;
-  /** Reads the frontier file's first 36 bytes into `into` if their checksum holds. */
-  readFrontierBytes(into: Uint8Array): boolean;
+  /** The frontier file's 36 bytes as last checked (log.ts readFrontier), or undefined if unreadable. */
+  frontierBytes(): Uint8Array | undefined;
 }
 
 /** Longest a reader spins to register (rule 3) before it probes the file unregistered instead. */
@@ -169,14 +169,11 @@ function findLive(shm: SharedMemory, uid: number, file: FileInfo, hint: number |
 
 /** The finding {@link FrontierMirror.attach} makes, for tests and tools: the id and attachments of the store's segment, if it has one. */
 export function findMirrorSegment(shm: SharedMemory, uid: number, file: FileInfo): { id: number; attached: number } | undefined {
-  for (const info of shm.list()) {
-    if (!candidate(info, uid)) continue;
-    const r = tryJoin(shm, info.id, file);
-    if (r === undefined || r === "another layout") continue;
-    r.detach();
-    return { id: info.id, attached: info.attached };
-  }
-  return undefined;
+  const live = findLive(shm, uid, file, undefined);
+  if (live === undefined || live === "another layout") return undefined;
+  live.region.detach();
+  const info = shm.stat(live.id);
+  return info && { id: live.id, attached: info.attached };
 }
 
 /** This process's attachment of a store's frontier mirror. */
@@ -185,24 +182,22 @@ export class FrontierMirror {
   #region: SharedRegion | undefined;
   readonly #seq: Int32Array;
   readonly #words: Uint32Array;
-  readonly #lifecycle: FileHandle;
   readonly #registration: FileHandle;
   #registered = false;
 
-  private constructor(platform: Platform, region: SharedRegion, lifecycle: FileHandle, registration: FileHandle) {
+  private constructor(platform: Platform, region: SharedRegion, registration: FileHandle) {
     this.#platform = platform;
     this.#region = region;
     const buf = region.bytes.buffer;
     this.#seq = new Int32Array(buf, region.bytes.byteOffset, FRONTIER_AT / 4);
     this.#words = new Uint32Array(buf, region.bytes.byteOffset + FRONTIER_AT, FRONTIER_WORDS);
-    this.#lifecycle = lifecycle;
     this.#registration = registration;
   }
 
   /**
-   * Attaches the store's mirror (creating it if this is the first process), registered as
-   * a reader (rule 3); undefined where it cannot be had, and this process then works
-   * without it (rule 5). Never throws.
+   * Attaches the store's mirror (creating it if this is the first process), not yet
+   * registered as a reader (rule 3: the first read registers); undefined where it cannot be
+   * had, and this process then works without it (rule 5). Never throws.
    */
   static attach(host: MirrorHost): FrontierMirror | undefined {
     const platform = host.platform;
@@ -212,12 +207,10 @@ export class FrontierMirror {
     let lifecycle: FileHandle | undefined;
     let registration: FileHandle | undefined;
     let region: SharedRegion | undefined;
-    let locked = false;
     try {
       lifecycle = host.openLockFile(MIRROR_LOCK);
       registration = host.openLockFile(READERS_LOCK);
       if (!spinLock(platform, lifecycle, true)) throw new Error("mirror.lock held");
-      locked = true;
       const file = host.frontierInfo();
       const hintBuf = new Uint8Array(HINT_BYTES);
       const hintView = new DataView(hintBuf.buffer);
@@ -246,15 +239,15 @@ export class FrontierMirror {
         view.setUint32(28, TRUST_US, true);
         // Nobody else writes it yet (they would need this lock to find it). A frontier that
         // does not read back leaves it unchecked: readers probe the file until the next publish.
-        const fr = new Uint8Array(4 * FRONTIER_WORDS);
-        if (host.readFrontierBytes(fr)) region.bytes.set(fr, FRONTIER_AT);
+        const fr = host.frontierBytes();
+        if (fr) region.bytes.set(fr, FRONTIER_AT);
         if (!host.readOnly) {
           hintView.setUint32(0, MAGIC, true);
           hintView.setInt32(4, id, true);
           lifecycle.write(hintBuf, 0);
         }
       }
-      const mirror = new FrontierMirror(platform, region, lifecycle, registration);
+      const mirror = new FrontierMirror(platform, region, registration);
       region = undefined;
       return mirror;
     } catch {
@@ -264,12 +257,10 @@ export class FrontierMirror {
         // detached or not: nothing here uses it
       }
       registration?.close();
-      if (locked) lifecycle?.unlock();
-      lifecycle?.close();
-      lifecycle = undefined;
       return undefined;
     } finally {
-      if (lifecycle && locked) lifecycle.unlock();
+      // Only the attach needs it (closing the handle lets go of its lock).
+      lifecycle?.close();
     }
   }
 
@@ -335,14 +326,13 @@ export class FrontierMirror {
     Atomics.store(seq, SEQ_INDEX, (odd + 1) | 0);
   }
 
-  /** Detaches (the kernel destroys the segment with its last detach) and lets go of both lock files. */
+  /** Detaches (the kernel destroys the segment with its last detach) and lets go of `readers.lock`. */
   detach(): void {
     const region = this.#region;
     if (!region) return;
     this.#region = undefined;
     this.#registered = false;
     this.#registration.close();
-    this.#lifecycle.close();
     try {
       region.detach();
     } catch {

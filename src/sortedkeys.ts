@@ -1,6 +1,9 @@
 /**
  * The sorted key list of one namespace of the in-memory table (index.ts): every key it
  * holds, in binary-string order, kept in chunks of at most {@link KEY_CHUNK_MAX} keys.
+ * The list holds items that carry their key (the index's version chains), so a range read
+ * walks from key to versions without a hash lookup per key (that lookup was a quarter of a
+ * 1,000-key scan's time).
  *
  * Why chunks: the in-memory table grows until compaction folds it (up to ~32 MiB of log
  * with default options, some 300k keys), and a range read needs its keys in order. One
@@ -21,40 +24,45 @@ export const KEY_CHUNK_MAX = 1024;
 /** New keys at least 1/16 as many as those placed are merged with them in one pass; fewer are merged run by run into their chunks. */
 const MERGE_RATIO = 16;
 
+/** An item of a {@link SortedKeys}: anything that carries its key. */
+export interface Keyed {
+  readonly key: string;
+}
+
 /**
- * A set of distinct keys read in order.
+ * A set of items with distinct keys, read in key order.
  *
  * @example
  * ```ts
- * const keys = new SortedKeys();
- * keys.push("b");
- * keys.push("a");
- * for (const c = keys.seek("a"); c.key !== undefined; c.next()) console.log(c.key); // a, b
+ * const keys = new SortedKeys<{ key: string }>();
+ * keys.push({ key: "b" });
+ * keys.push({ key: "a" });
+ * for (const c = keys.seek("a"); c.item !== undefined; c.next()) console.log(c.item.key); // a, b
  * ```
  */
-export class SortedKeys {
+export class SortedKeys<T extends Keyed> {
   /** Sorted chunks, none empty; every key of a chunk is below every key of the next. */
-  #chunks: string[][] = [];
+  #chunks: T[][] = [];
   /** First key of each chunk (the directory searched to find a key's chunk). */
   #firsts: string[] = [];
   #placed = 0;
-  /** Keys pushed and not yet placed (not sorted). */
-  #fresh: string[] = [];
+  /** Items pushed and not yet placed (not sorted). */
+  #fresh: T[] = [];
 
   /** Keys held, placed or not. */
   get size(): number {
     return this.#placed + this.#fresh.length;
   }
 
-  /** Adds a key the list does not hold; it is placed in order on the next read. */
-  push(key: string): void {
-    this.#fresh.push(key);
+  /** Adds an item whose key the list does not hold; it is placed in order on the next read. */
+  push(item: T): void {
+    this.#fresh.push(item);
   }
 
-  /** Keeps only the keys `keep` accepts. */
-  retain(keep: (key: string) => boolean): void {
+  /** Keeps only the items `keep` accepts. */
+  retain(keep: (item: T) => boolean): void {
     this.#place();
-    const chunks: string[][] = [];
+    const chunks: T[][] = [];
     let placed = 0;
     for (const c of this.#chunks) {
       const kept = c.filter(keep);
@@ -63,12 +71,12 @@ export class SortedKeys {
       placed += kept.length;
     }
     this.#chunks = chunks;
-    this.#firsts = chunks.map((c) => c[0]!);
+    this.#firsts = chunks.map((c) => c[0]!.key);
     this.#placed = placed;
   }
 
   /** A cursor at the first key ≥ `key` (past the end if there is none). */
-  seek(key: string): KeyCursor {
+  seek(key: string): KeyCursor<T> {
     this.#place();
     const c = this.#chunkOf(key);
     if (c < 0) return new KeyCursor(this.#chunks, 0, 0);
@@ -78,14 +86,14 @@ export class SortedKeys {
   }
 
   /** A cursor at the last key < `key` (before the start if there is none). */
-  seekBefore(key: string): KeyCursor {
+  seekBefore(key: string): KeyCursor<T> {
     const cur = this.seek(key);
     cur.prev();
     return cur;
   }
 
-  /** Every key, in order. */
-  *[Symbol.iterator](): Generator<string, void, undefined> {
+  /** Every item, in key order. */
+  *[Symbol.iterator](): Generator<T, void, undefined> {
     this.#place();
     for (const c of this.#chunks) yield* c;
   }
@@ -104,76 +112,85 @@ export class SortedKeys {
 
   #place(): void {
     if (this.#fresh.length === 0) return;
-    const fresh = this.#fresh.sort();
+    const fresh = this.#fresh.sort(byKey);
     this.#fresh = [];
     if (fresh.length * MERGE_RATIO >= this.#placed) {
       // Many at once (a first fill, a large transaction): one merge, then cut into chunks.
       const all = mergeSorted(this.#chunks.length === 1 ? this.#chunks[0]! : this.#chunks.flat(), fresh);
       const chunks = halfChunks(all, 0);
       this.#chunks = chunks;
-      this.#firsts = chunks.map((c) => c[0]!);
+      this.#firsts = chunks.map((c) => c[0]!.key);
       this.#placed = all.length;
       return;
     }
     // Fewer: each run of new keys that falls in one chunk is merged into it (a queue's keys
     // arrive as a few runs at the ends of their regions: a merge or two per read).
     for (let j = 0; j < fresh.length;) {
-      const c = Math.max(0, this.#chunkOf(fresh[j]!)); // before every key: the first chunk takes it
+      const c = Math.max(0, this.#chunkOf(fresh[j]!.key)); // before every key: the first chunk takes it
       const bound = this.#firsts[c + 1];
       let k = j + 1;
-      while (k < fresh.length && (bound === undefined || fresh[k]! < bound)) k++;
+      while (k < fresh.length && (bound === undefined || fresh[k]!.key < bound)) k++;
       this.#mergeInto(c, fresh, j, k);
       j = k;
     }
   }
 
   /** Merges `fresh[from..to)` (sorted, all below the next chunk's first key) into chunk `c`, split if it grows past the limit. */
-  #mergeInto(c: number, fresh: readonly string[], from: number, to: number): void {
+  #mergeInto(c: number, fresh: readonly T[], from: number, to: number): void {
     const chunk = this.#chunks[c]!;
     this.#placed += to - from;
     if (to - from === 1) {
-      const key = fresh[from]!;
-      const i = lowerBound(chunk, key);
-      if (i === chunk.length) chunk.push(key);
-      else chunk.splice(i, 0, key);
+      const item = fresh[from]!;
+      const i = lowerBound(chunk, item.key);
+      if (i === chunk.length) chunk.push(item);
+      else chunk.splice(i, 0, item);
     } else {
       const merged = mergeSorted(chunk, fresh.slice(from, to));
       chunk.length = 0;
-      for (const key of merged) chunk.push(key);
+      for (const item of merged) chunk.push(item);
     }
-    this.#firsts[c] = chunk[0]!;
+    this.#firsts[c] = chunk[0]!.key;
     if (chunk.length <= KEY_CHUNK_MAX) return;
     // Split into pieces of half the limit, so that the next keys fit without a split.
     const pieces = halfChunks(chunk, KEY_CHUNK_MAX >>> 1);
     chunk.length = KEY_CHUNK_MAX >>> 1;
     this.#chunks.splice(c + 1, 0, ...pieces);
-    this.#firsts.splice(c + 1, 0, ...pieces.map((p) => p[0]!));
+    this.#firsts.splice(c + 1, 0, ...pieces.map((p) => p[0]!.key));
   }
 }
 
+function byKey(a: Keyed, b: Keyed): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
 /** `keys` from `from` on, cut into chunks of half the limit (the last may be shorter). */
-function halfChunks(keys: readonly string[], from: number): string[][] {
+function halfChunks<T>(keys: readonly T[], from: number): T[][] {
   const half = KEY_CHUNK_MAX >>> 1;
-  const chunks: string[][] = [];
+  const chunks: T[][] = [];
   for (let i = from; i < keys.length; i += half) chunks.push(keys.slice(i, i + half));
   return chunks;
 }
 
 /**
- * A position in a {@link SortedKeys}: `key` is the key there, undefined once moved past
+ * A position in a {@link SortedKeys}: `item` is the item there, undefined once moved past
  * either end. Valid until the list next changes (index.ts reads with it synchronously).
  */
-export class KeyCursor {
-  readonly #chunks: readonly string[][];
+export class KeyCursor<T extends Keyed> {
+  readonly #chunks: readonly T[][];
   #c: number;
   #i: number;
-  key: string | undefined;
+  item: T | undefined;
 
-  constructor(chunks: readonly string[][], c: number, i: number) {
+  constructor(chunks: readonly T[][], c: number, i: number) {
     this.#chunks = chunks;
     this.#c = c;
     this.#i = i;
-    this.key = chunks[c]?.[i];
+    this.item = chunks[c]?.[i];
+  }
+
+  /** The key of the item here, or undefined past either end. */
+  get key(): string | undefined {
+    return this.item?.key;
   }
 
   /** Moves to the next key. */
@@ -181,30 +198,30 @@ export class KeyCursor {
     const chunk = this.#chunks[this.#c];
     if (chunk === undefined) return;
     if (++this.#i < chunk.length) {
-      this.key = chunk[this.#i];
+      this.item = chunk[this.#i];
       return;
     }
     this.#c++;
     this.#i = 0;
-    this.key = this.#chunks[this.#c]?.[0];
+    this.item = this.#chunks[this.#c]?.[0];
   }
 
   /** Moves to the previous key. */
   prev(): void {
     if (this.#c < 0) return;
     if (this.#i > 0 && this.#c < this.#chunks.length) {
-      this.key = this.#chunks[this.#c]![--this.#i];
+      this.item = this.#chunks[this.#c]![--this.#i];
       return;
     }
     if (this.#c === 0 || this.#chunks.length === 0) {
       this.#c = -1;
-      this.key = undefined;
+      this.item = undefined;
       return;
     }
     this.#c = Math.min(this.#c, this.#chunks.length) - 1;
     const chunk = this.#chunks[this.#c]!;
     this.#i = chunk.length - 1;
-    this.key = chunk[this.#i];
+    this.item = chunk[this.#i];
   }
 }
 
@@ -215,29 +232,29 @@ export class KeyCursor {
  * between runs without comparing their keys: O(runs · log n + n) copies instead of n
  * string comparisons.
  */
-export function mergeSorted(sorted: readonly string[], fresh: readonly string[]): string[] {
-  const out: string[] = new Array(sorted.length + fresh.length);
+export function mergeSorted<T extends Keyed>(sorted: readonly T[], fresh: readonly T[]): T[] {
+  const out: T[] = new Array(sorted.length + fresh.length);
   let o = 0, i = 0, j = 0;
   while (j < fresh.length) {
-    const at = lowerBound(sorted, fresh[j]!, i);
+    const at = lowerBound(sorted, fresh[j]!.key, i);
     while (i < at) out[o++] = sorted[i++]!;
     if (i === sorted.length) {
       while (j < fresh.length) out[o++] = fresh[j++]!;
       break;
     }
-    const next = sorted[i]!;
-    while (j < fresh.length && fresh[j]! < next) out[o++] = fresh[j++]!;
+    const next = sorted[i]!.key;
+    while (j < fresh.length && fresh[j]!.key < next) out[o++] = fresh[j++]!;
   }
   while (i < sorted.length) out[o++] = sorted[i++]!;
   return out;
 }
 
-/** First index in sorted `arr`, from `from` on, whose element is ≥ key. */
-export function lowerBound(arr: readonly string[], key: string, from = 0): number {
+/** First index in `arr` (sorted by key), from `from` on, whose item's key is ≥ key. */
+export function lowerBound(arr: readonly Keyed[], key: string, from = 0): number {
   let lo = from, hi = arr.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (arr[mid]! < key) lo = mid + 1;
+    if (arr[mid]!.key < key) lo = mid + 1;
     else hi = mid;
   }
   return lo;

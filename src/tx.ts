@@ -182,8 +182,8 @@ class EntryMaker<T> implements RangeRowMaker<Entry<T>> {
     return { key: decodeKeyBytes(key, 4, keyLen), value: value as T, version: this.#versionOf(tsn) };
   }
 
-  fromVersion(key: string, v: Version): Entry<T> {
-    return { key: decodeKey(key), value: decodeStored(v.value, this.#ns, key) as T, version: this.#versionOf(v.tsn) };
+  fromVersion(key: string, tsn: number, value: Uint8Array): Entry<T> {
+    return { key: decodeKey(key), value: decodeStored(value, this.#ns, key) as T, version: this.#versionOf(tsn) };
   }
 }
 

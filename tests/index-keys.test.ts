@@ -2,11 +2,16 @@
  * The in-memory table's version chains (Chain: two versions inline, more in arrays), checked
  * against plain arrays through pushes, pops, replaced values and drops of the oldest. And its sorted key list: new keys merged into it (mergeSorted) in runs, as
  * a queue's time-ordered keys arrive, or scattered; and lists through the engine while keys
- * arrive in both shapes. Compared with a plain sort of the union.
+ * arrive in both shapes. Compared with a plain sort of the union. The list holds items that
+ * carry their key (the index's chains); here, `{ key }` objects.
  */
 import { assert, tempDir, test } from "./harness.ts";
 import { open } from "txtdb";
 import { Chain, KEY_CHUNK_MAX, lowerBound, mergeSorted, SortedKeys } from "txtdb/internal";
+
+/** Items that carry their key, as the sorted key list holds them; and their keys back. */
+const items = (keys: readonly string[]) => keys.map((key) => ({ key }));
+const keysOf = (list: Iterable<{ key: string }>) => Array.from(list, (i) => i.key);
 
 /** A small deterministic generator (tests must replay). */
 function rng(seed: number): () => number {
@@ -18,7 +23,7 @@ test("a version chain reads like two plain arrays through pushes, pops, replaced
   const r = rng(11);
   for (let round = 0; round < 300; round++) {
     const first = new Uint8Array([round & 255]);
-    const chain = new Chain(1, first);
+    const chain = new Chain("k", 1, first);
     const tsns = [1];
     const values: (Uint8Array | null)[] = [first];
     let next = 2;
@@ -79,25 +84,27 @@ test("mergeSorted equals the sorted union for runs, scattered keys, empty sides 
       sortedKeys.slice(Math.floor(sortedKeys.length * 0.8)).forEach((k) => fresh.add(k));
     }
     const old = sortedKeys.filter((k) => !fresh.has(k));
-    const merged = mergeSorted(old, [...fresh].sort());
+    const merged = keysOf(mergeSorted(items(old), items([...fresh].sort())));
     assert.deepEqual(merged, sortedKeys, `round ${round} (shape ${shape}, ${old.length} + ${fresh.size})`);
   }
   assert.deepEqual(mergeSorted([], []), []);
-  assert.deepEqual(mergeSorted(["b"], ["a", "c"]), ["a", "b", "c"]);
+  assert.deepEqual(keysOf(mergeSorted(items(["b"]), items(["a", "c"]))), ["a", "b", "c"]);
+  const b = { key: "b" };
+  assert.equal(mergeSorted([b], items(["a"]))[1], b, "the items themselves, not copies");
 });
 
 test("SortedKeys reads like one sorted array through pushes one by one and in bulk, chunk splits, retains and cursors both ways", () => {
   const r = rng(23);
-  const keys = new SortedKeys();
+  const keys = new SortedKeys<{ key: string }>();
   const model = new Set<string>();
   const key = () => String(Math.floor(r() * 200_000)).padStart(6, "0") + (r() < 0.2 ? "x" : "");
   const check = (round: number) => {
     const sorted = [...model].sort();
-    assert.deepEqual([...keys], sorted, `round ${round}: iteration`);
+    assert.deepEqual(keysOf(keys), sorted, `round ${round}: iteration`);
     assert.equal(keys.size, sorted.length);
     for (let probe = 0; probe < 40; probe++) {
       const at = probe === 0 ? "" : probe === 1 ? "\uffff" : key();
-      const i = lowerBound(sorted, at);
+      const i = lowerBound(items(sorted), at);
       // Forward from the first key ≥ at, a few steps; backward from the last key < at.
       const fwd = keys.seek(at);
       for (let j = i; j < Math.min(sorted.length, i + 3) + 1; j++, fwd.next()) assert.equal(fwd.key, sorted[j], `round ${round}: seek(${at}) + ${j - i}`);
@@ -119,11 +126,11 @@ test("SortedKeys reads like one sorted array through pushes one by one and in bu
       const k = round % 3 === 2 ? `z${String(round).padStart(3, "0")}${String(i).padStart(4, "0")}` : key();
       if (model.has(k)) continue;
       model.add(k);
-      keys.push(k);
+      keys.push({ key: k });
     }
     if (round % 10 === 9) {
       const drop = (k: string) => k.endsWith("x") || k < "001000";
-      keys.retain((k) => !drop(k));
+      keys.retain((item) => !drop(item.key));
       for (const k of [...model]) if (drop(k)) model.delete(k);
     }
     check(round);
@@ -132,27 +139,27 @@ test("SortedKeys reads like one sorted array through pushes one by one and in bu
   // splitting it: a run of 1,500 at once, then 1,100 one read at a time.
   for (let i = 0; i < 20_000; i++) {
     const k = `m${String(i * 10).padStart(7, "0")}`;
-    if (!model.has(k)) (model.add(k), keys.push(k));
+    if (!model.has(k)) (model.add(k), keys.push({ key: k }));
   }
   check(100);
-  for (let i = 0; i < 1_500; i++) (model.add(`m0050000-${String(i).padStart(4, "0")}`), keys.push(`m0050000-${String(i).padStart(4, "0")}`));
+  for (let i = 0; i < 1_500; i++) (model.add(`m0050000-${String(i).padStart(4, "0")}`), keys.push({ key: `m0050000-${String(i).padStart(4, "0")}` }));
   check(101);
   for (let i = 0; i < 1_100; i++) {
     const k = `m0060000-${String(i).padStart(4, "0")}`;
     model.add(k);
-    keys.push(k);
+    keys.push({ key: k });
     if (i % 100 === 99) check(102 + i);
     else void keys.seek(k); // placed now, alone
   }
   check(1300);
   const empty = new SortedKeys();
-  assert.equal(empty.seek("a").key, undefined);
-  assert.equal(empty.seekBefore("a").key, undefined);
+  assert.equal(empty.seek("a").item, undefined);
+  assert.equal(empty.seekBefore("a").item, undefined);
   assert.deepEqual([...empty], []);
 });
 
 test("lowerBound from a start index finds the first element at or past the key from there", () => {
-  const arr = ["a", "c", "e", "g"];
+  const arr = items(["a", "c", "e", "g"]);
   assert.equal(lowerBound(arr, "d"), 2);
   assert.equal(lowerBound(arr, "d", 2), 2);
   assert.equal(lowerBound(arr, "h", 1), 4);

@@ -18,6 +18,8 @@ function lat(max) {
 const res = (workload, engine, ops, ms, l, note) => ({ workload, engine, runtime: "node", ops, opsPerSec: Math.round(ops / (ms / 1000)), ...(l ? { p50us: l.p(50), p99us: l.p(99) } : {}), ...(note ? { note } : {}) });
 /** Untimed commits before W1 and W2 (scaled like the timed ones), as txtdb.ts. */
 const WARM_UP = 1000;
+/** W5: timed 1,000-key scans, after untimed ones (scaled), as txtdb.ts. */
+const SCANS = 600, SCANS_UNTIMED = 30;
 const val = (i) => JSON.stringify({ i, pad: "x".repeat(50) });
 
 try {
@@ -55,10 +57,15 @@ try {
   out.push(res("W4 point reads on db", "better-sqlite3", n, performance.now() - t0));
   out.push({ ...out[out.length - 1], workload: "W4t point reads, store compacted into tables", note: "same store as W4 (no compaction)" });
   const range = db.prepare("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k");
-  const scans = Math.round(200 * Math.min(1, scale));
-  let seen = 0;
+  const scans = Math.round(SCANS * Math.min(1, scale));
+  const scanKeys = (from, count) => {
+    let seen = 0;
+    for (let s = from; s < from + count; s++) { const start = (s * 997) % (keys - 1000); for (const r of range.iterate(start, start + 1000)) { JSON.parse(r.v); seen++; } }
+    return seen;
+  };
+  scanKeys(scans, Math.round(SCANS_UNTIMED * Math.min(1, scale)));
   t0 = performance.now();
-  for (let s = 0; s < scans; s++) { const start = (s * 997) % (keys - 1000); for (const r of range.iterate(start, start + 1000)) { JSON.parse(r.v); seen++; } }
+  const seen = scanKeys(0, scans);
   out.push(res("W5 range scans of 1,000 keys (keys/s)", "better-sqlite3", seen, performance.now() - t0));
   out.push({ ...out[out.length - 1], workload: "W5t range scans of 1,000 keys, store compacted into tables (keys/s)", note: "same store as W5 (no compaction)" });
   db.close();
@@ -95,10 +102,15 @@ try {
   for (let i = 0; i < n; i++) db.get((i * 7919) % keys);
   out.push(res("W4 point reads on db", "lmdb-js", n, performance.now() - t0));
   out.push({ ...out[out.length - 1], workload: "W4t point reads, store compacted into tables", note: "same store as W4 (no compaction)" });
-  const scans = Math.round(200 * Math.min(1, scale));
-  let seen = 0;
+  const scans = Math.round(SCANS * Math.min(1, scale));
+  const scanKeys = (from, count) => {
+    let seen = 0;
+    for (let s = from; s < from + count; s++) { const start = (s * 997) % (keys - 1000); for (const _ of db.getRange({ start, end: start + 1000 })) seen++; }
+    return seen;
+  };
+  scanKeys(scans, Math.round(SCANS_UNTIMED * Math.min(1, scale)));
   t0 = performance.now();
-  for (let s = 0; s < scans; s++) { const start = (s * 997) % (keys - 1000); for (const _ of db.getRange({ start, end: start + 1000 })) seen++; }
+  const seen = scanKeys(0, scans);
   out.push(res("W5 range scans of 1,000 keys (keys/s)", "lmdb-js", seen, performance.now() - t0));
   out.push({ ...out[out.length - 1], workload: "W5t range scans of 1,000 keys, store compacted into tables (keys/s)", note: "same store as W5 (no compaction)" });
   await db.close();

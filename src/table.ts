@@ -68,7 +68,9 @@
  *    between restarts share their prefix with the previous key, which
  *    for typical tuple keys (["user", id]) saves most of the key bytes.
  * 6. Only the Bloom filter (per table, over (nsId, key), 10 bits per key) is consulted before
- *    the index for point reads; range reads do not use it.
+ *    the index for point reads; range reads do not use it, and do not load it: a table
+ *    opened lazily (with the manifest's bounds) reads its filter on its first point read,
+ *    and a process that only scans it never does (half of what a first touch reads).
  * 7. Tables are at most TABLE_BYTES_MAX (4 GiB − 1): offsets fit u32 in the cache key and
  *    in the index entry starts. Compaction writes far smaller tables.
  * 8. The writer writes with positioned writes through the port and never syncs: the caller
@@ -731,10 +733,11 @@ export class TableReader {
   readonly #file: FileHandle;
   readonly #cache: BlockCache;
   readonly #tableId: number;
-  /** The filter and the index: read at open, or on first use when the manifest gave the bounds. */
-  #filter!: BloomFilter;
+  /** The index: read at open, or on first use when the manifest gave the bounds. */
   #index!: Uint8Array;
   #loaded = false;
+  /** The filter: read at open, or on the first point read (rule 6) when the manifest gave the bounds. */
+  #filterOrUndefined: BloomFilter | undefined;
   /** Offset of the index in the file, for error messages. */
   readonly #indexOffset: number;
   /** Offset in `#index` of the entryStart array. */
@@ -755,22 +758,31 @@ export class TableReader {
     this.#indexOffset = indexOffset;
   }
 
-  /** Reads and checks the filter and the index (rule 3). */
-  #loadFilterAndIndex(): void {
-    const { path, dataBytes, filterBytes, indexBytes, blockCount } = this.meta;
-    const file = this.#file;
-    const filterRaw = readExact(file, dataBytes, filterBytes, "filter");
+  /** The filter, read and checked on first use (rule 6). */
+  get #filter(): BloomFilter {
+    return (this.#filterOrUndefined ??= this.#loadFilter());
+  }
+
+  /** Reads and checks the filter (rule 3). */
+  #loadFilter(): BloomFilter {
+    const { path, dataBytes, filterBytes } = this.meta;
+    const filterRaw = readExact(this.#file, dataBytes, filterBytes, "filter");
     if (filterBytes < 4 || xxhash32(filterRaw.subarray(0, filterBytes - 4)) !== u32At(filterRaw, filterBytes - 4)) {
       throw corruption(path, dataBytes, "filter checksum mismatch", "filter");
     }
     const filter = BloomFilter.decode(filterRaw.subarray(0, filterBytes - 4));
     if (typeof filter === "string") throw corruption(path, dataBytes, filter, "filter");
+    return filter;
+  }
+
+  /** Reads and checks the index (rule 3). */
+  #loadIndex(): void {
+    const { path, indexBytes, blockCount } = this.meta;
     const indexOffset = this.#indexOffset;
-    const index = readExact(file, indexOffset, indexBytes, "index");
+    const index = readExact(this.#file, indexOffset, indexBytes, "index");
     if (xxhash32(index.subarray(0, indexBytes - 4)) !== u32At(index, indexBytes - 4)) {
       throw corruption(path, indexOffset, "index checksum mismatch", "index");
     }
-    this.#filter = filter;
     this.#index = index;
     this.#indexStartsAt = index.length - 4 - 4 * blockCount;
     this.#buildFingerprints();
@@ -838,7 +850,8 @@ export class TableReader {
       meta.maxKey = options.bounds.maxKey;
       return reader;
     }
-    reader.#loadFilterAndIndex();
+    reader.#filterOrUndefined = reader.#loadFilter();
+    reader.#loadIndex();
     const bounds = reader.#indexBounds();
     meta.minKey = bounds?.minKey;
     meta.maxKey = bounds?.maxKey;
@@ -847,7 +860,8 @@ export class TableReader {
 
   /** Bytes this table keeps in memory outside the cache (filter, index and the index's fingerprints; 0 until first used). */
   get residentBytes(): number {
-    return this.#loaded ? this.#filter.bytes + this.#index.length + (this.#fingerprints?.byteLength ?? 0) + this.#fingerprintPrefix.length : 0;
+    const filter = this.#filterOrUndefined?.bytes ?? 0;
+    return this.#loaded ? filter + this.#index.length + (this.#fingerprints?.byteLength ?? 0) + this.#fingerprintPrefix.length : filter;
   }
 
   /** False when the table certainly holds no version of (nsId, key) (Bloom filter, rule 6). */
@@ -1357,7 +1371,7 @@ export class TableReader {
   #open(): void {
     if (this.#closed) throw new TxtDbError("CLOSED", `Table "${this.path}" was closed; open it again to read it`);
     if (!this.#loaded) {
-      this.#loadFilterAndIndex();
+      this.#loadIndex();
       const b = this.#indexBounds();
       const { minKey, maxKey } = this.meta;
       if (!b || !minKey || !maxKey || b.minKey.nsId !== minKey.nsId || b.minKey.key !== minKey.key || b.maxKey.nsId !== maxKey.nsId || b.maxKey.key !== maxKey.key) {

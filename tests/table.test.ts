@@ -560,6 +560,30 @@ test(`${R} a flipped bit anywhere in a table (block, filter, index, footer) is C
   f.close();
 });
 
+test(`${R} a table opened with the manifest's bounds reads its filter on its first point read only: scans never load it (a damaged filter fails that read, not a scan)`, () => {
+  const { platform, dir } = sim();
+  const entries = randomEntries(new Rng(12), 300, { versionsMax: 1, valueBytesMax: 30, namespaces: [1] });
+  const { path, meta } = writeTable(platform, dir, entries, { blockBytesTarget: 512 });
+  const first = entries[0]!, last = entries[entries.length - 1]!;
+  const bounds = { minKey: { nsId: first.nsId, key: first.key }, maxKey: { nsId: last.nsId, key: last.key } };
+  flipBits(platform, path, meta.dataBytes + 3, 0x04); // inside the filter
+  const t = TableReader.open(platform.open(path, { readOnly: true }), { cache: new BlockCache(1 << 20), bounds });
+  assert.equal(t.residentBytes, 0, "nothing loaded at open");
+  const scanned = [...t.range(1, undefined, undefined, Number.MAX_SAFE_INTEGER)];
+  assert.equal(scanned.length, new Set(entries.map((e) => e.key)).size, "the scan reads every key without the filter");
+  const indexOnly = t.residentBytes;
+  assert.ok(indexOnly > 0 && indexOnly < meta.indexBytes + meta.filterBytes, `after the scan: the index only (${indexOnly} bytes resident)`);
+  assert.throws(() => t.get(first.nsId, first.key, Number.MAX_SAFE_INTEGER), (e: unknown) => isCorruption(e, path) && (e as TxtDbError).details!.region === "filter");
+  assert.throws(() => t.verify(), (e: unknown) => isCorruption(e, path));
+  t.close();
+  // Undamaged, the first point read loads it, and it counts as resident from then on.
+  flipBits(platform, path, meta.dataBytes + 3, 0x04);
+  const u = TableReader.open(platform.open(path, { readOnly: true }), { cache: new BlockCache(1 << 20), bounds });
+  sameEntry(u.get(first.nsId, first.key, Number.MAX_SAFE_INTEGER), first, "first point read");
+  assert.ok(u.residentBytes > indexOnly, "the filter is resident after a point read");
+  u.close();
+});
+
 test(`${R} a damaged data block is CORRUPTION at read time, naming its offset; other blocks still read`, () => {
   const { platform, dir } = sim();
   const entries = randomEntries(new Rng(8), 400, { versionsMax: 1, valueBytesMax: 50, namespaces: [1] });

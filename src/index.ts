@@ -124,6 +124,11 @@ class Keyspace {
   readonly chains = new Map<string, Chain>();
   /** Every key's chain, in key order (deleted keys stay: they carry versions). */
   readonly keys = new SortedKeys<Chain>();
+
+  /** After chains were deleted from the map: the key list lets them go too (it holds exactly the map's chains). */
+  forgetDeleted(): void {
+    this.keys.retain((c) => this.chains.get(c.key) === c);
+  }
 }
 
 interface NameChain {
@@ -569,21 +574,6 @@ export class Index {
     return out;
   }
 
-  /**
-   * Every live entry as of `snap` in the namespaces bound then: the newest version ≤ snap
-   * of each key, deletes left out. This is what a checkpoint at `snap` holds.
-   */
-  *stateAt(snap: number): Generator<{ nsId: number; key: string; tsn: number; value: Uint8Array }> {
-    for (const [, nsId] of this.bindingsAt(snap)) {
-      const space = this.#spaces.get(nsId);
-      if (!space) continue;
-      for (const { key } of space.keys) {
-        const v = this.get(nsId, key, snap);
-        if (v) yield { nsId, key, tsn: v.tsn, value: v.value };
-      }
-    }
-  }
-
   /** Installs a checkpoint's namespace bindings at its TSN (on an empty index). */
   loadBindings(tsn: number, bindings: [string, number][], nextNsId: number): void {
     for (const [name, id] of bindings) this.#bind(name, tsn, id);
@@ -632,9 +622,7 @@ export class Index {
           dropped += i;
         }
       }
-      if (removedKeys) {
-        space.keys.retain((c) => space.chains.get(c.key) === c);
-      }
+      if (removedKeys) space.forgetDeleted();
     }
     this.versionCount -= dropped;
     return dropped;
@@ -664,7 +652,7 @@ export class Index {
         }
       }
       if (space.chains.size === 0) this.#spaces.delete(nsId);
-      else if (removedKeys) space.keys.retain((c) => space.chains.get(c.key) === c);
+      else if (removedKeys) space.forgetDeleted();
     }
     this.versionCount -= dropped;
     return dropped;

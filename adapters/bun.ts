@@ -17,6 +17,7 @@ import { DEFAULT_LIBC, loadLibc, makeNodeFsPlatform } from "./nodefs.ts";
 import { makeInotifyWatchDir } from "./bunwatch.ts";
 import { makeWorkerFlock } from "./bunflock.ts";
 import { makeSharedMemory, sysvShmSupported } from "./sysvshm.ts";
+import { makeIdentity } from "./statx.ts";
 import type { Platform, SharedMemory } from "../src/port.ts";
 
 interface BunFfi {
@@ -62,6 +63,15 @@ export function makeBunPlatform(libc: string = DEFAULT_LIBC): Platform {
   );
   const shm = bunSharedMemory(libc, () => ffi.read.i32(errnoLocation()));
   if (shm) platform.sharedMemory = shm;
+  // statx(2) for the identity checks of every commit (statx.ts says why), on Linux.
+  if (!isDarwin) {
+    try {
+      const statx = ffi.dlopen(libc, { statx: { args: ["i32", "ptr", "i32", "u32", "ptr"], returns: "i32" } }).symbols.statx!;
+      platform.identity = makeIdentity((dirfd, path, flags, mask, buf) => statx(dirfd, path, flags, mask, buf) as number, (path) => platform.lstat(path));
+    } catch {
+      // a C library without statx (glibc < 2.28): the core uses lstat
+    }
+  }
   // Bun's fs.watch drops events of files written in place (bunwatch.ts): inotify on a
   // worker thread instead, where there is inotify.
   if (!isDarwin) {

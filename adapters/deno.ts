@@ -13,6 +13,8 @@
 import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
 import type { FileHandle, FileInfo, OpenOptions, Platform, SharedMemory, WatchHandle } from "../src/port.ts";
 import { makeSharedMemory, sysvShmSupported } from "./sysvshm.ts";
+import { makeIdentity } from "./statx.ts";
+import type { StatxCall } from "./statx.ts";
 
 const ERRNO_BY_CLASS: Record<string, string> = {
   NotFound: "ENOENT",
@@ -339,6 +341,22 @@ export const denoPlatform: Platform = {
 // the frontier mirror, as on Node and Bun; without it, reads probe the frontier file.
 const denoShm = denoSharedMemory();
 if (denoShm) denoPlatform.sharedMemory = denoShm;
+// With --allow-ffi too, statx(2) for the identity checks of every commit (statx.ts says why).
+const denoStatx = denoStatxCall();
+if (denoStatx) denoPlatform.identity = makeIdentity(denoStatx, (path) => denoPlatform.lstat(path));
+
+/** statx(2) through Deno's FFI on Linux, where it is granted; else undefined. */
+function denoStatxCall(): StatxCall | undefined {
+  try {
+    if (Deno.build.os !== "linux" || Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
+    const lib = Deno.dlopen("libc.so.6", {
+      statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+    } as const);
+    return (dirfd, path, flags, mask, buf) => lib.symbols.statx(dirfd, path as Uint8Array<ArrayBuffer>, flags, mask, buf as Uint8Array<ArrayBuffer>);
+  } catch {
+    return undefined;
+  }
+}
 
 /** shmget/shmat/shmctl/shmdt through Deno's FFI, where it is granted and the layout known (sysvshm.ts). */
 function denoSharedMemory(): SharedMemory | undefined {

@@ -15,6 +15,8 @@ import koffi from "koffi";
 import process from "node:process";
 import { DEFAULT_LIBC, loadLibc, makeNodeFsPlatform } from "./nodefs.ts";
 import { makeSharedMemory, sysvShmSupported } from "./sysvshm.ts";
+import { makeIdentity } from "./statx.ts";
+import type { StatxCall } from "./statx.ts";
 import type { Platform, SharedMemory } from "../src/port.ts";
 
 /** EIO for a failed flock on the helper thread: errno lives in that thread, out of reach. */
@@ -49,7 +51,19 @@ export function makeNodePlatform(libc: string = DEFAULT_LIBC): Platform {
   );
   const shm = nodeSharedMemory(lib);
   if (shm) platform.sharedMemory = shm;
+  const statx = nodeStatx(lib);
+  if (statx) platform.identity = makeIdentity(statx, (path) => platform.lstat(path));
   return platform;
+}
+
+/** statx(2) through koffi on Linux (statx.ts says why); undefined elsewhere, or where the C library lacks it (glibc < 2.28). */
+function nodeStatx(lib: koffi.IKoffiLib): StatxCall | undefined {
+  if (process.platform !== "linux") return undefined;
+  try {
+    return lib.func("int statx(int dirfd, void *path, int flags, unsigned int mask, void *buf)") as unknown as StatxCall;
+  } catch {
+    return undefined;
+  }
 }
 
 /** System V shared memory through koffi, where its layout is known (sysvshm.ts); else undefined. */

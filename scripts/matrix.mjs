@@ -110,10 +110,12 @@ if (testFiles.length > 0) {
       return { passed: m ? Number(m[1]) : 0, failed: m ? Number(m[2]) : 0 };
     });
 
-  // Deno with --allow-ffi has the frontier mirror (System V shared memory) as Node and Bun do.
-  if (testFiles.includes("mirror.test.ts")) {
-    leg("deno --allow-ffi (the frontier mirror)", bin("deno"),
-      ["test", "--quiet", "--no-check", "--allow-read", "--allow-write", "--allow-ffi", "tests/mirror.test.ts"],
+  // Deno with --allow-ffi has the frontier mirror (System V shared memory) and statx(2) for
+  // the identity checks of every commit, as Node and Bun do.
+  const ffiFiles = ["mirror.test.ts", "identity.test.ts"].filter((f) => testFiles.includes(f));
+  if (ffiFiles.length > 0) {
+    leg("deno --allow-ffi (the frontier mirror, statx)", bin("deno"),
+      ["test", "--quiet", "--no-check", "--allow-read", "--allow-write", "--allow-ffi", ...ffiFiles.map((f) => `tests/${f}`)],
       (out) => {
         const m = [...out.matchAll(/(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].at(-1);
         return { passed: m ? Number(m[1]) : 0, failed: m ? Number(m[2]) : 0 };

@@ -206,7 +206,9 @@ export class FileLock {
   #handleIsAtPath(handle: FileHandle): boolean {
     const platform = this.#platform;
     if (typeof platform.lstat !== "function" || typeof handle.info !== "function") return true;
-    const atPath = platform.lstat(this.#path);
+    // Without timestamps where the port can (Platform.identity): the writer lock is taken,
+    // and its file written, at every commit.
+    const atPath = platform.identity ? platform.identity(this.#path) : platform.lstat(this.#path);
     if (!atPath || !atPath.isFile) return false;
     // An open handle's inode never changes: asked once per handle, not at every grant.
     let mine = this.#handleInfo;

@@ -136,6 +136,16 @@ export interface FileInfo {
   mode: number;
 }
 
+/** Which file a path names: {@link Platform.identity}. */
+export interface FileIdentity {
+  /** A regular file (a final symlink is not followed: it is not one). */
+  isFile: boolean;
+  /** Inode number. */
+  ino: number;
+  /** The device, encoded as `lstat` encodes it (so the two compare). */
+  dev: number;
+}
+
 /** A subscription to change notifications; `close()` ends it. */
 export interface WatchHandle {
   /** Ends the subscription; no callback runs after it returns. */
@@ -243,6 +253,17 @@ export interface Platform {
   stat(path: string): FileInfo | undefined;
   /** Like `stat`, but a final symlink is described itself (`isSymlink`), not followed. */
   lstat(path: string): FileInfo | undefined;
+  /**
+   * Optional: what `lstat` says of `path`'s type, device and inode, asked of the kernel
+   * without its timestamps; undefined if nothing is there. The core checks at every commit
+   * that the files it writes are still the ones their paths name, and uses this where
+   * present. Why it matters: since Linux 6.13 a stat that reports a file's change time
+   * makes the file's next write take a fine-grained timestamp, which dirties its inode, and
+   * on ext4 the next fdatasync then writes that inode's table block as well (shared by the
+   * store's files, created side by side): one more disk write per commit (statx.ts in the
+   * adapters has the measurements). Without it the core uses `lstat`.
+   */
+  identity?(path: string): FileIdentity | undefined;
   /** Names (not paths) of the entries of a directory. */
   readdir(path: string): string[];
   /** Creates a directory and its parents (owner-only by default); no error if present. */

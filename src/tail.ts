@@ -1044,12 +1044,14 @@ export class Tail {
    * After a sync, before it is published: the synced segment must still be the file its
    * path names. One deleted or replaced under this process (a tmp cleaner, a careless `rm`)
    * took the appends into an unlinked inode, and the commits resolved and were gone. One
-   * fstat and one lstat per sync, which costs far more.
+   * identity check per sync (Platform.identity: an lstat would make the next sync write
+   * one more block), which costs far more.
    */
   #segmentAtPath(seg: number): boolean {
     const file = this.log.segment(seg);
     if (!file) return true;
-    const atPath = this.platform.lstat(this.log.path(segmentName(seg)));
+    const path = this.log.path(segmentName(seg));
+    const atPath = this.platform.identity ? this.platform.identity(path) : this.platform.lstat(path);
     // An open file's device and inode never change: fstat it once per handle, not per sync
     // (a stat of the segment between two syncs measured ~10-20 µs slower syncs here).
     let mine = this.#segmentIdentity.get(file);

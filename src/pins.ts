@@ -17,8 +17,16 @@ import { LEASES_DIR } from "./files.ts";
 import { isLeaseFile, leaseOwnerAlive, ProcessLease, scanLeaseFiles } from "./liveness.ts";
 import { PortError } from "./port.ts";
 import type { Platform } from "./port.ts";
-import { armInterval } from "./timers.ts";
+import { armInterval, armTimer } from "./timers.ts";
 import type { Timer } from "./timers.ts";
+
+/**
+ * Shortest time between two writes of this process's pin (see {@link Pins.publish}). With
+ * no snapshot open the pin is the head, which moves with every commit: publishing it at
+ * each one was one more write per commit, for compaction elsewhere to keep a few versions
+ * fewer.
+ */
+export const PIN_PUBLISH_EVERY_MS = 20;
 
 /** The `idleMs` a pin's expire() receives when it ends because its history is gone, not idleness. */
 export const PIN_LOST_HISTORY = -1;
@@ -62,6 +70,9 @@ export class Pins {
   #nextPinId = 1;
   #lease: ProcessLease | undefined;
   #publishedPin = -1;
+  /** When the pin was last written, and the write put off until then (see publish). */
+  #publishedAtMs = -Infinity;
+  #deferred: Timer | undefined;
   #closed = false;
 
   constructor(platform: Platform, path: string, options: { readOnly: boolean; mode: number; dirMode: number; maxIdleMs: number }, sources: PinSources) {
@@ -128,14 +139,28 @@ export class Pins {
    * Publishes this process's pin if it moved. A failed write is not the operation's
    * failure: the published pin then stays lower than the real one, which only makes
    * compaction keep more (pins only ever move up: new pins start at the head).
+   *
+   * For the same reason a write may wait: within {@link PIN_PUBLISH_EVERY_MS} of the last
+   * one, the pin is written when that time is up (an unref'd timer), not at once. Meanwhile
+   * the published pin is lower than the real one, never higher: a snapshot or transaction
+   * begun meanwhile reads at the head, at or above it.
    */
   publish(): void {
-    if (!this.#lease) return;
+    if (!this.#lease || this.#deferred) return;
     const pin = this.localPin();
     if (pin === this.#publishedPin) return;
+    const wait = this.#publishedAtMs + PIN_PUBLISH_EVERY_MS - this.#platform.monotonicMs();
+    if (wait > 0 && pin > this.#publishedPin) {
+      this.#deferred = armTimer(wait, () => {
+        this.#deferred = undefined;
+        if (!this.#closed) this.publish();
+      }, { unref: true });
+      return;
+    }
     try {
       this.#lease.publishPin(pin);
       this.#publishedPin = pin;
+      this.#publishedAtMs = this.#platform.monotonicMs();
     } catch {
       // retried on the next change
     }
@@ -214,6 +239,9 @@ export class Pins {
     }
     this.#lease = undefined;
     this.#publishedPin = -1;
+    this.#publishedAtMs = -Infinity; // a new lease publishes at once
+    this.#deferred?.cancel();
+    this.#deferred = undefined;
     try {
       this.startLease();
     } catch {
@@ -278,6 +306,8 @@ export class Pins {
   stop(): void {
     this.#closed = true;
     this.#stopIdleSweep();
+    this.#deferred?.cancel();
+    this.#deferred = undefined;
   }
 
   /** Forgets every pin and gives up the lease (after {@link stop}). */

@@ -46,10 +46,18 @@ function makedev(major: number, minor: number): number {
 export function makeIdentity(statx: StatxCall, lstat: (path: string) => FileInfo | undefined): (path: string) => FileIdentity | undefined {
   const buf = new Uint8Array(STATX_BYTES);
   const view = new DataView(buf.buffer);
+  // The same few paths are checked at every commit (the writer lock file, the segment):
+  // their NUL-terminated bytes are kept, up to a bound.
+  const encodedPaths = new Map<string, Uint8Array>();
   return (path: string) => {
-    const encoded = encoder.encode(path);
-    const z = new Uint8Array(encoded.length + 1);
-    z.set(encoded);
+    let z = encodedPaths.get(path);
+    if (z === undefined) {
+      const encoded = encoder.encode(path);
+      z = new Uint8Array(encoded.length + 1);
+      z.set(encoded);
+      if (encodedPaths.size >= 64) encodedPaths.clear();
+      encodedPaths.set(path, z);
+    }
     let ok = false;
     try {
       ok = statx(AT_FDCWD, z, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_INO, buf) === 0;

@@ -138,24 +138,33 @@ export class Pins {
   /**
    * Publishes this process's pin if it moved. A failed write is not the operation's
    * failure: the published pin then stays lower than the real one, which only makes
-   * compaction keep more (pins only ever move up: new pins start at the head).
+   * compaction keep more (snapshots and transactions start at the head, so they never
+   * lower the pin; only a watcher replaying history from an older version does).
    *
-   * For the same reason a write may wait: within {@link PIN_PUBLISH_EVERY_MS} of the last
-   * one, the pin is written when that time is up (an unref'd timer), not at once. Meanwhile
-   * the published pin is lower than the real one, never higher: a snapshot or transaction
-   * begun meanwhile reads at the head, at or above it.
+   * For the same reason a pin that moved up may wait: within {@link PIN_PUBLISH_EVERY_MS}
+   * of the last write, it is written when that time is up (an unref'd timer), not at once.
+   * Meanwhile the published pin is lower than the real one, never higher: a snapshot or
+   * transaction begun meanwhile reads at the head, at or above it. A pin that moved down
+   * (such a watcher) is written at once, timer or not: until then another process's
+   * compaction could fold what the watcher is about to read.
    */
   publish(): void {
-    if (!this.#lease || this.#deferred) return;
+    if (!this.#lease) return;
     const pin = this.localPin();
     if (pin === this.#publishedPin) return;
-    const wait = this.#publishedAtMs + PIN_PUBLISH_EVERY_MS - this.#platform.monotonicMs();
-    if (wait > 0 && pin > this.#publishedPin) {
-      this.#deferred = armTimer(wait, () => {
-        this.#deferred = undefined;
-        if (!this.#closed) this.publish();
-      }, { unref: true });
-      return;
+    if (pin > this.#publishedPin) {
+      if (this.#deferred) return; // the timer writes the pin as it is then
+      const wait = this.#publishedAtMs + PIN_PUBLISH_EVERY_MS - this.#platform.monotonicMs();
+      if (wait > 0) {
+        this.#deferred = armTimer(wait, () => {
+          this.#deferred = undefined;
+          if (!this.#closed) this.publish();
+        }, { unref: true });
+        return;
+      }
+    } else {
+      this.#deferred?.cancel();
+      this.#deferred = undefined;
     }
     try {
       this.#lease.publishPin(pin);

@@ -7,18 +7,27 @@
 import * as fs from "node:fs";
 import { assert, runtime, tempDir, test, sleep } from "./harness.ts";
 import { open } from "txtdb";
+import type { Database, Platform } from "txtdb";
 import { defaultPlatform, PIN_PUBLISH_EVERY_MS, readLeasePin } from "txtdb/internal";
 
 const R = `[${runtime}]`;
 
-test(`${R} a pin moving with every commit is written at most once per ${PIN_PUBLISH_EVERY_MS} ms, never above the head, and catches up once commits stop`, async () => {
+/** Runs `body` on a fresh store, with the path of this process's lease file in it. */
+async function withStore(body: (db: Database, lease: string, platform: Platform) => Promise<void>): Promise<void> {
   const platform = await defaultPlatform();
   const dir = `${tempDir("pins")}/store`;
   const db = await open(dir, { namespaces: ["n"] });
   try {
     const leases = fs.readdirSync(`${dir}/leases`).filter((n) => n.endsWith(".lease"));
     assert.equal(leases.length, 1, "one lease: this process's");
-    const lease = `${dir}/leases/${leases[0]}`;
+    await body(db, `${dir}/leases/${leases[0]}`, platform);
+  } finally {
+    await db.close();
+  }
+}
+
+test(`${R} a pin moving with every commit is written at most once per ${PIN_PUBLISH_EVERY_MS} ms, never above the head, and catches up once commits stop`, async () => {
+  await withStore(async (db, lease, platform) => {
     const seen: number[] = [];
     let last = -1;
     const t0 = performance.now();
@@ -42,17 +51,11 @@ test(`${R} a pin moving with every commit is written at most once per ${PIN_PUBL
     // commit is visible: the last commit's version, or the one before it.
     const caughtUp = readLeasePin(platform, lease)!;
     assert.ok(caughtUp >= Number(head) - 1 && caughtUp <= Number(head), `the deferred write caught up with the head (pin ${caughtUp}, head ${head})`);
-  } finally {
-    await db.close();
-  }
+  });
 });
 
 test(`${R} a snapshot taken while a pin write is deferred is pinned in the lease at or below its version`, async () => {
-  const platform = await defaultPlatform();
-  const dir = `${tempDir("pins")}/store`;
-  const db = await open(dir, { namespaces: ["n"] });
-  try {
-    const lease = `${dir}/leases/${fs.readdirSync(`${dir}/leases`).find((n) => n.endsWith(".lease"))}`;
+  await withStore(async (db, lease, platform) => {
     for (let i = 0; i < 30; i++) await db.set("n", i, i);
     const snap = await db.snapshot();
     try {
@@ -65,17 +68,11 @@ test(`${R} a snapshot taken while a pin write is deferred is pinned in the lease
     } finally {
       snap.release();
     }
-  } finally {
-    await db.close();
-  }
+  });
 });
 
 test(`${R} a watcher replaying history from an older version lowers the lease pin at once, even while a write is put off`, async () => {
-  const platform = await defaultPlatform();
-  const dir = `${tempDir("pins")}/store`;
-  const db = await open(dir, { namespaces: ["n"] });
-  try {
-    const lease = `${dir}/leases/${fs.readdirSync(`${dir}/leases`).find((n) => n.endsWith(".lease"))}`;
+  await withStore(async (db, lease, platform) => {
     for (let i = 0; i < 30; i++) await db.set("n", i, i);
     await sleep(3 * PIN_PUBLISH_EVERY_MS);
     // Commits within one interval: the pin moves with each (to the version before it, when
@@ -92,7 +89,5 @@ test(`${R} a watcher replaying history from an older version lowers the lease pi
     } finally {
       await it.return?.();
     }
-  } finally {
-    await db.close();
-  }
+  });
 });

@@ -58,7 +58,7 @@ export function makeIdentity(statx: StatxCall, lstat: (path: string) => FileInfo
       if (encodedPaths.size >= 64) encodedPaths.clear();
       encodedPaths.set(path, z);
     }
-    let ok = false;
+    let ok: boolean;
     try {
       ok = statx(AT_FDCWD, z, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_INO, buf) === 0;
     } catch {

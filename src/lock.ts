@@ -22,6 +22,7 @@
  * @module
  */
 import { TxtDbError, assert } from "./errors.ts";
+import { identityAt } from "./port.ts";
 import type { FileHandle, Platform } from "./port.ts";
 import { armDeadline } from "./timers.ts";
 import { storeFileError } from "./dirsafety.ts";
@@ -206,9 +207,9 @@ export class FileLock {
   #handleIsAtPath(handle: FileHandle): boolean {
     const platform = this.#platform;
     if (typeof platform.lstat !== "function" || typeof handle.info !== "function") return true;
-    // Without timestamps where the port can (Platform.identity): the writer lock is taken,
-    // and its file written, at every commit.
-    const atPath = platform.identity ? platform.identity(this.#path) : platform.lstat(this.#path);
+    // Without timestamps where the port can (identityAt): the writer lock is taken, and its
+    // file written, at every commit.
+    const atPath = identityAt(platform, this.#path);
     if (!atPath || !atPath.isFile) return false;
     // An open handle's inode never changes: asked once per handle, not at every grant.
     let mine = this.#handleInfo;

@@ -53,7 +53,7 @@ import { TxtDbError } from "./errors.ts";
 import { decodeKey, encodeKey } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { isLeaseFile, leaseGone, ProcessLease } from "./liveness.ts";
-import { joinPath, PortError } from "./port.ts";
+import { identityAt, joinPath, PortError } from "./port.ts";
 import type { FileHandle, Platform, WatchHandle } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
 import { armDeadline, armInterval, armTimer } from "./timers.ts";
@@ -815,10 +815,13 @@ export class LockManager {
     return this.#handle;
   }
 
-  /** True while the open table handle is the file the table's path names (one lstat). */
+  /**
+   * True while the open table handle is the file the table's path names (one identity
+   * check, without timestamps where the port can: the table is written at every change).
+   */
   #handleCurrent(): boolean {
     try {
-      const named = this.#platform.lstat(this.#tablePath);
+      const named = identityAt(this.#platform, this.#tablePath);
       return named !== undefined && named.ino === this.#handleId.ino && named.dev === this.#handleId.dev;
     } catch {
       return false;

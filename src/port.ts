@@ -322,6 +322,15 @@ export interface Platform {
 }
 
 /**
+ * Which file `path` names, asked without its timestamps where the port can
+ * ({@link Platform.identity}), else by `lstat`: for the checks, made as files are written,
+ * that a path still names the file a handle has open.
+ */
+export function identityAt(platform: Platform, path: string): FileIdentity | undefined {
+  return platform.identity ? platform.identity(path) : platform.lstat(path);
+}
+
+/**
  * `path` made absolute against `platform`'s working directory where the platform can tell
  * (`cwd`), with "." and ".." segments resolved; as given otherwise. For paths recorded for
  * other processes, whose working directories differ.

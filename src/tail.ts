@@ -90,6 +90,7 @@ import { comparePositions, FORMAT_CHECKPOINT, FORMAT_VERSION, Log, sameManifestF
 import type { Frontier, LogPosition, Manifest, TailState } from "./log.ts";
 import { checkFormat, checkManifestFiles } from "./opening.ts";
 import type { Durability } from "./options.ts";
+import { identityAt } from "./port.ts";
 import type { FileHandle, Platform } from "./port.ts";
 import { decodeCommit } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
@@ -1050,8 +1051,7 @@ export class Tail {
   #segmentAtPath(seg: number): boolean {
     const file = this.log.segment(seg);
     if (!file) return true;
-    const path = this.log.path(segmentName(seg));
-    const atPath = this.platform.identity ? this.platform.identity(path) : this.platform.lstat(path);
+    const atPath = identityAt(this.platform, this.log.path(segmentName(seg)));
     // An open file's device and inode never change: fstat it once per handle, not per sync
     // (a stat of the segment between two syncs measured ~10-20 µs slower syncs here).
     let mine = this.#segmentIdentity.get(file);

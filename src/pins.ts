@@ -17,16 +17,8 @@ import { LEASES_DIR } from "./files.ts";
 import { isLeaseFile, leaseOwnerAlive, ProcessLease, scanLeaseFiles } from "./liveness.ts";
 import { PortError } from "./port.ts";
 import type { Platform } from "./port.ts";
-import { armInterval, armTimer } from "./timers.ts";
+import { armInterval } from "./timers.ts";
 import type { Timer } from "./timers.ts";
-
-/**
- * Shortest time between two writes of this process's pin (see {@link Pins.publish}). With
- * no snapshot open the pin is the head, which moves with every commit: publishing it at
- * each one was one more write per commit, for compaction elsewhere to keep a few versions
- * fewer.
- */
-export const PIN_PUBLISH_EVERY_MS = 20;
 
 /** The `idleMs` a pin's expire() receives when it ends because its history is gone, not idleness. */
 export const PIN_LOST_HISTORY = -1;
@@ -70,9 +62,6 @@ export class Pins {
   #nextPinId = 1;
   #lease: ProcessLease | undefined;
   #publishedPin = -1;
-  /** When the pin was last written, and the write put off until then (see publish). */
-  #publishedAtMs = -Infinity;
-  #deferred: Timer | undefined;
   #closed = false;
 
   constructor(platform: Platform, path: string, options: { readOnly: boolean; mode: number; dirMode: number; maxIdleMs: number }, sources: PinSources) {
@@ -138,38 +127,15 @@ export class Pins {
   /**
    * Publishes this process's pin if it moved. A failed write is not the operation's
    * failure: the published pin then stays lower than the real one, which only makes
-   * compaction keep more (snapshots and transactions start at the head, so they never
-   * lower the pin; only a watcher replaying history from an older version does).
-   *
-   * For the same reason a pin that moved up may wait: within {@link PIN_PUBLISH_EVERY_MS}
-   * of the last write, it is written when that time is up (an unref'd timer), not at once.
-   * Meanwhile the published pin is lower than the real one, never higher: a snapshot or
-   * transaction begun meanwhile reads at the head, at or above it. A pin that moved down
-   * (such a watcher) is written at once, timer or not: until then another process's
-   * compaction could fold what the watcher is about to read.
+   * compaction keep more (pins only ever move up: new pins start at the head).
    */
   publish(): void {
     if (!this.#lease) return;
     const pin = this.localPin();
     if (pin === this.#publishedPin) return;
-    if (pin > this.#publishedPin) {
-      if (this.#deferred) return; // the timer writes the pin as it is then
-      const wait = this.#publishedAtMs + PIN_PUBLISH_EVERY_MS - this.#platform.monotonicMs();
-      if (wait > 0) {
-        this.#deferred = armTimer(wait, () => {
-          this.#deferred = undefined;
-          if (!this.#closed) this.publish();
-        }, { unref: true });
-        return;
-      }
-    } else {
-      this.#deferred?.cancel();
-      this.#deferred = undefined;
-    }
     try {
       this.#lease.publishPin(pin);
       this.#publishedPin = pin;
-      this.#publishedAtMs = this.#platform.monotonicMs();
     } catch {
       // retried on the next change
     }
@@ -248,9 +214,6 @@ export class Pins {
     }
     this.#lease = undefined;
     this.#publishedPin = -1;
-    this.#publishedAtMs = -Infinity; // a new lease publishes at once
-    this.#deferred?.cancel();
-    this.#deferred = undefined;
     try {
       this.startLease();
     } catch {
@@ -315,8 +278,6 @@ export class Pins {
   stop(): void {
     this.#closed = true;
     this.#stopIdleSweep();
-    this.#deferred?.cancel();
-    this.#deferred = undefined;
   }
 
   /** Forgets every pin and gives up the lease (after {@link stop}). */

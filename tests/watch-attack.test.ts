@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import { assert, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
 import { defaultPlatform, TxtDbError } from "txtdb";
 import type { Database, Entry, OpenOptions, Platform, WatchEvent } from "txtdb";
-import { PIN_PUBLISH_EVERY_MS, PortError } from "txtdb/internal";
+import { PortError } from "txtdb/internal";
 import { drain, usingDbs } from "./watchhelpers.ts";
 import { ManualClock } from "./expiryclock.ts";
 
@@ -87,10 +87,6 @@ async function replayAcrossCompaction(open: (dir: string, options?: OpenOptions)
   const versions: bigint[] = [];
   for (let i = 0; i < 100; i++) versions.push((await writer.set("ns", ["k", i], "x".repeat(100))).version);
   const watcherDb = await open(dir, { ...options, ...(adapter ? { adapter } : {}) });
-  // The pin its open published may lag its head by up to PIN_PUBLISH_EVERY_MS (a write put
-  // off): it reaches the head before the watch begins, so that a failing publication
-  // (below) leaves the lease at the head, not lower.
-  await sleep(3 * PIN_PUBLISH_EVERY_MS);
   onWatching();
   const w = watcherDb.watch("ns", { prefix: ["k"] }, { fromVersion: 0n });
   await writer.compact();

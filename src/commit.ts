@@ -33,7 +33,7 @@ import type { Index } from "./index.ts";
 import type { CommitRecord, NamespaceOp, RecordWrite } from "./record.ts";
 import { addNumeric, decodeStored } from "./tx.ts";
 import type { TxState } from "./tx.ts";
-import { encodeCommit, frame } from "./record.ts";
+import { encodeCommit, frame, FRAME_BODY_MAX_BYTES } from "./record.ts";
 import type { FileLock } from "./lock.ts";
 import type { Platform } from "./port.ts";
 import type { Meters } from "./stats.ts";
@@ -171,6 +171,11 @@ export function buildRecord(s: TxState, index: Index, tsn: number): CommitRecord
 /** Most writes and bytes (keys and values) of one record shared by shareable commits. */
 const SHARED_RECORD_WRITES_MAX = 4096;
 const SHARED_RECORD_BYTES_MAX = 1 << 20;
+
+/** LIMIT for a transaction whose log record would be `bytes` long, over FRAME_BODY_MAX_BYTES. */
+function recordTooLarge(bytes: number): TxtDbError {
+  return new TxtDbError("LIMIT", `Transaction's log record would be ${bytes} bytes, over the ${FRAME_BODY_MAX_BYTES}-byte limit of one record (whatever maxTxBytes and maxValueBytes allow); split it into smaller transactions`, { details: { bytes, limitBytes: FRAME_BODY_MAX_BYTES } });
+}
 
 /** A commit that may share its record with its neighbours (TxState.shareable): writes only. */
 function isShareable(s: TxState): boolean {
@@ -405,7 +410,9 @@ export class GroupCommitter {
     tail.catchUpLocked();
     const index = tail.index;
     const results: (number | TxtDbError)[] = [];
-    const applied: { record: CommitRecord; prevTsn: number; prevNextNsId: number; shareable: boolean; bytes: number }[] = [];
+    // `body`: the record encoded when it was built (its size is checked then), or undefined
+    // once another commit joined it (encoded again below).
+    const applied: { record: CommitRecord; body: Uint8Array | undefined; prevTsn: number; prevNextNsId: number; shareable: boolean; bytes: number }[] = [];
     // Whatever throws from here until the batch is appended (a bug, a failed allocation)
     // fails the whole batch: what it applied to the index goes back off it first, or this
     // process would go on reading, and numbering after, records that are in no log.
@@ -453,11 +460,27 @@ export class GroupCommitter {
         // A shareable commit after another one joins its record, at its version (TxState.shareable).
         const shareable = !error && isShareable(s);
         const last = applied.length > 0 ? applied[applied.length - 1] : undefined;
-        const share = shareable && last !== undefined && last.shareable && last.record.writes.length < SHARED_RECORD_WRITES_MAX && last.bytes < SHARED_RECORD_BYTES_MAX;
+        const wouldShare = shareable && last !== undefined && last.shareable && last.record.writes.length < SHARED_RECORD_WRITES_MAX && last.bytes < SHARED_RECORD_BYTES_MAX;
+        let share = false;
+        // A record over FRAME_BODY_MAX_BYTES would be written and resolve, and then every
+        // reader would take it for garbage and the store would not open: refused here, as
+        // this transaction's own outcome, whatever maxTxBytes and maxValueBytes allow. The
+        // counted bytes first (no need to encode gigabytes to know), then the encoding.
+        if (!error && s.bytes > FRAME_BODY_MAX_BYTES) error = recordTooLarge(s.bytes);
+        let body: Uint8Array | undefined;
+        // Only a record that others may join keeps count of its bytes.
+        let bytes = 0;
         if (!error) {
           try {
-            const tsn = share ? index.lastTsn : index.lastTsn + 1;
-            record = s.twoPhase ? index.prepared.build(s, index, tsn, buildRecord) : buildRecord(s, index, tsn);
+            record = s.twoPhase ? index.prepared.build(s, index, index.lastTsn + 1, buildRecord) : buildRecord(s, index, index.lastTsn + 1);
+            if (shareable) for (const w of record.writes) bytes += w.key.length + (w.value?.length ?? 0);
+            // Only small commits join, so a joined record stays far below the limit.
+            share = wouldShare && bytes <= SHARED_RECORD_BYTES_MAX;
+            if (share) record.tsn = index.lastTsn; // a shareable record carries its version nowhere else
+            else {
+              body = encodeCommit(record);
+              if (body.length > FRAME_BODY_MAX_BYTES) error = recordTooLarge(body.length);
+            }
           } catch (e) {
             if (!isTxtDbError(e)) throw e;
             error = e;
@@ -468,23 +491,21 @@ export class GroupCommitter {
           results.push(error!);
           continue;
         }
-        // Only a record that others may join keeps count of its bytes.
-        let bytes = 0;
-        if (shareable) for (const w of record.writes) bytes += w.key.length + (w.value?.length ?? 0);
         if (share) {
           index.applyMore(record); // asserts that the shared record is the newest applied
           for (const w of record.writes) last!.record.writes.push(w);
           last!.bytes += bytes;
+          last!.body = undefined;
         } else {
           const prev = { prevTsn: index.lastTsn, prevNextNsId: index.nextNsId };
           index.apply(record);
-          applied.push({ record, ...prev, shareable, bytes });
+          applied.push({ record, body, ...prev, shareable, bytes });
         }
         commits += s.commitsCounted ?? 1;
         results.push(record.tsn);
       }
       if (applied.length === 0) return { results, appended: undefined };
-      const frames = applied.map((a) => frame(encodeCommit(a.record)));
+      const frames = applied.map((a) => frame(a.body ?? encodeCommit(a.record)));
       let bytes = 0;
       for (const f of frames) bytes += f.length;
       data = new Uint8Array(bytes);

@@ -525,6 +525,7 @@ export class LocalDatabase implements DatabaseEngine {
       state.touched.add(ns);
       state.writes.set(ns, new Map([[k, v === undefined ? { kind: "delete" as const } : { kind: "set" as const, value: v }]]));
       state.writeCount = 1;
+      state.bytes = k.length + (v?.length ?? 0); // what the commit checks a record's size by first
       return this.commit(state).then((tsn) => ({ version: BigInt(tsn) }));
     } catch (e) {
       return Promise.reject(e);

@@ -252,3 +252,28 @@ test(`${R} a key set or summed again and again in one transaction counts once to
   assert.equal(code, "LIMIT");
   await db.close();
 });
+
+test(`${R} a commit whose log record would pass 1 GiB fails with LIMIT whatever maxTxBytes and maxValueBytes allow; commits beside it land, and the store still opens`, async () => {
+  // Before this was refused, such a commit resolved, and then every open took the record
+  // for garbage (a frame that long is impossible) and the store could not be opened. The
+  // check is in the core (commit.ts), the same on every runtime; a value over 1 GiB costs
+  // seconds and gigabytes to encode, so it runs on Node only.
+  if (runtime !== "node") return;
+  const dir = tempDir("ca");
+  const limits = { maxValueBytes: 2 ** 31, maxTxBytes: 2 ** 31 };
+  let db = await open(dir, { namespaces: ["ns"], ...limits });
+  // A blind set in one group commit with small ones (whose record it would have joined).
+  const small = db.set("ns", "before", 1);
+  const huge = db.set("ns", "huge", new Uint8Array(2 ** 30 + 1));
+  const after = db.set("ns", "after", 2);
+  const error = await huge.then(() => undefined, (e: unknown) => e);
+  assert.ok(error instanceof TxtDbError && error.code === "LIMIT", `LIMIT, not ${String(error)}`);
+  assert.match(error.message, /limit of one record/);
+  await small;
+  await after;
+  await db.set("ns", "later", 3);
+  await db.close();
+  db = await open(dir, limits);
+  assert.deepEqual([await db.get("ns", "before"), await db.get("ns", "after"), await db.get("ns", "later"), await db.get("ns", "huge")], [1, 2, 3, undefined]);
+  await db.close();
+});

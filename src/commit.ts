@@ -33,7 +33,7 @@ import type { Index } from "./index.ts";
 import type { CommitRecord, NamespaceOp, RecordWrite } from "./record.ts";
 import { addNumeric, decodeStored } from "./tx.ts";
 import type { TxState } from "./tx.ts";
-import { encodeCommit, frame, FRAME_BODY_MAX_BYTES } from "./record.ts";
+import { encodeCommit, FRAME_BODY_MAX_BYTES, FRAME_HEADER_BYTES, frameInto } from "./record.ts";
 import type { FileLock } from "./lock.ts";
 import type { Platform } from "./port.ts";
 import type { Meters } from "./stats.ts";
@@ -187,6 +187,25 @@ const READ_AHEAD_EVERY_MS = 1;
 
 /** Most transactions in one group commit. */
 const BATCH_MAX = 4096;
+/**
+ * Most counted bytes (keys and values, TxState.bytes) of one group commit past its first
+ * transaction: a batch is held in memory about three times over while it is built (the
+ * transactions, their records, the buffer appended), so many big transactions queued at
+ * once go in several batches rather than one that could be gigabytes.
+ */
+const BATCH_BYTES_MAX = 64 << 20;
+
+/** The next batch off the front of `queue`: at least one commit, at most BATCH_MAX and BATCH_BYTES_MAX. */
+function takeBatch(queue: PendingCommit[]): PendingCommit[] {
+  let n = 0;
+  let bytes = 0;
+  while (n < queue.length && n < BATCH_MAX) {
+    bytes += queue[n]!.state.bytes;
+    if (n > 0 && bytes > BATCH_BYTES_MAX) break;
+    n++;
+  }
+  return queue.splice(0, n);
+}
 
 /** A commit waiting in the queue. */
 export interface PendingCommit {
@@ -331,7 +350,7 @@ export class GroupCommitter {
         }
         // The batch is taken only now that the lock is held: until this moment a commit whose
         // transaction times out (or is aborted) can leave the queue unwritten.
-        const batch = this.#queue.splice(0, BATCH_MAX);
+        const batch = takeBatch(this.#queue);
         if (batch.length === 0) {
           release();
           continue;
@@ -505,15 +524,12 @@ export class GroupCommitter {
         results.push(record.tsn);
       }
       if (applied.length === 0) return { results, appended: undefined };
-      const frames = applied.map((a) => frame(a.body ?? encodeCommit(a.record)));
+      const bodies = applied.map((a) => a.body ?? encodeCommit(a.record));
       let bytes = 0;
-      for (const f of frames) bytes += f.length;
+      for (const b of bodies) bytes += FRAME_HEADER_BYTES + b.length;
       data = new Uint8Array(bytes);
       let o = 0;
-      for (const f of frames) {
-        data.set(f, o);
-        o += f.length;
-      }
+      for (const b of bodies) o = frameInto(data, o, b);
       assert(o === data.length, "the batch's frames fill its buffer");
     } catch (e) {
       undoApplied();

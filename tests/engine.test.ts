@@ -59,6 +59,24 @@ test(`${R} group commit: concurrent commits of one process share lock acquisitio
   await db.close();
 });
 
+test(`${R} group commit splits big transactions queued at once into batches of at most 64 MiB past the first, and commits every one`, async () => {
+  // Memory bound: a batch is held about three times over while it is built, so five
+  // transactions of 20 MiB queued in one turn must not become one 100 MiB batch.
+  const { db } = await fresh();
+  const part = new Uint8Array(10 << 20).fill(7);
+  const before = db.stats();
+  await Promise.all(Array.from({ length: 5 }, (_, i) => db.transaction((tx) => {
+    tx.set("ns", ["big", i, 0], part);
+    tx.set("ns", ["big", i, 1], part);
+  })));
+  const after = db.stats();
+  assert.equal(after.commits - before.commits, 5);
+  assert.ok(after.batches - before.batches >= 2, `${after.batches - before.batches} group commit(s) for 100 MiB of transactions queued at once`);
+  assert.ok(after.batchSizeMax <= 4, `largest batch ${after.batchSizeMax}`);
+  for (let i = 0; i < 5; i++) assert.equal(((await db.get("ns", ["big", i, 1])) as Uint8Array).length, part.length);
+  await db.close();
+});
+
 test(`${R} group commit gathers transactions that await reads before committing, and never starves timers`, async () => {
   const { db } = await fresh();
   // 32 read-modify-write transactions, each awaiting a read: they reach commit() after

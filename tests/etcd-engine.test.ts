@@ -98,6 +98,35 @@ etcdTests(`${R} etcd engine`, () => {
     await s.close();
   });
 
+  test(`${R} a range over big values is read in pages sized by bytes, not 256 keys each: no reply holds them all, and every entry comes, in order`, async () => {
+    // 60 values of 512 KiB: one page of up to 256 keys was one ~42 MB reply (near etcd's
+    // 1.5 MiB values, 256 of them were past the longest string a JavaScript engine makes).
+    const replies: number[] = [];
+    let counting = false;
+    const fetch: FetchLike = async (url, init) => {
+      const res = await globalThis.fetch(url, init);
+      if (!counting || !String(url).includes("/v3/kv/")) return res;
+      const body = await res.text();
+      replies.push(body.length);
+      return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    };
+    const s = await store(1, { fetch });
+    const e = s.engines[0]!;
+    await e.createNamespace("big");
+    const part = new Uint8Array(512 << 10).fill(5);
+    for (let i = 0; i < 60; i++) await e.set("big", k(["b", i]), encodeValue(part));
+    counting = true;
+    const [lo, hi] = prefixRange(["b"]);
+    const keys: unknown[] = [];
+    for await (const x of e.reader().range("big", lo, hi)) keys.push(decodeKey(x.key));
+    counting = false;
+    assert.deepEqual(keys, Array.from({ length: 60 }, (_, i) => ["b", i]));
+    const largest = Math.max(...replies);
+    assert.ok(replies.length >= 3, `${replies.length} replies for 60 values of 512 KiB`);
+    assert.ok(largest < 30e6, `the largest reply was ${largest} bytes`);
+    await s.close();
+  });
+
   test(`${R} namespaces: create, list, drop, rename keeps keys and id (atomic), errors name what is wrong`, async () => {
     const s = await store(2);
     const [e, f] = s.engines as [EtcdEngine, EtcdEngine];

@@ -135,7 +135,7 @@ import { commit, COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX } f
 import type { CommitContext, EtcdCommitCounts, EtcdCommitRequest } from "./commit.ts";
 import { fixedRevision, storedId, isTombstone, Layout } from "./layout.ts";
 import { EtcdPins } from "./pins.ts";
-import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, RANGE_PAGE_KEYS, successor } from "./reader.ts";
+import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, nextPageKeys, pageBytes, successor } from "./reader.ts";
 import type { NsBinding, ReadContext } from "./reader.ts";
 import { EtcdTransaction } from "./transaction.ts";
 import type { EtcdOpResult } from "./client.ts";
@@ -634,8 +634,10 @@ export class EtcdEngine {
       if (t.succeeded) removed += batch.length;
       batch = [];
     };
+    let pageKeys = nextPageKeys(0, 0);
     for (;;) {
-      const r = await this.client.range(lo, { rangeEnd: hi, limit: RANGE_PAGE_KEYS });
+      const r = await this.client.range(lo, { rangeEnd: hi, limit: pageKeys });
+      pageKeys = nextPageKeys(r.kvs.length, pageBytes(r.kvs));
       for (const kv of r.kvs) {
         if (kv.modRevision <= mark && (isTombstone(kv.value) || isExpired(kv.value, now))) {
           batch.push({ key: kv.key, mod: kv.modRevision });

@@ -59,8 +59,35 @@ export interface ReadContext {
 
 /** Most ops in one etcd txn (etcd's --max-txn-ops default). */
 export const ETCD_TXN_OPS_MAX = 128;
-/** Keys asked of etcd per page of a range read. */
+/** Most keys asked of etcd per page of a range read. */
 export const RANGE_PAGE_KEYS = 256;
+/** Keys asked for the first page, before the size of the values is known. */
+export const RANGE_PAGE_KEYS_FIRST = 32;
+/**
+ * Bytes (keys and values) a page aims at. Pages sized by count alone were up to 256 values
+ * of etcd's ~1.5 MiB each: a ~0.5 GB reply, whose base64 in JSON is past the longest string
+ * a JavaScript engine makes, so such a list failed, and smaller ones took memory in step.
+ */
+export const RANGE_PAGE_BYTES = 8 << 20;
+
+/**
+ * Keys to ask for the next page of a range read, from what the last page held (`keys`
+ * entries of `bytes` bytes; none yet: the first page): as many as fit RANGE_PAGE_BYTES at
+ * the last page's average size, between 1 and RANGE_PAGE_KEYS. So the first page of big
+ * values holds RANGE_PAGE_KEYS_FIRST of them, and every later one about RANGE_PAGE_BYTES.
+ */
+export function nextPageKeys(keys: number, bytes: number): number {
+  if (keys <= 0) return RANGE_PAGE_KEYS_FIRST;
+  const perKey = Math.max(1, bytes / keys);
+  return Math.max(1, Math.min(RANGE_PAGE_KEYS, Math.floor(RANGE_PAGE_BYTES / perKey)));
+}
+
+/** Bytes of keys and values in a page of a range read. */
+export function pageBytes(kvs: readonly { key: Uint8Array; value: Uint8Array }[]): number {
+  let n = 0;
+  for (const kv of kvs) n += kv.key.length + kv.value.length;
+  return n;
+}
 
 /** Options of {@link EtcdReader.range}. */
 export interface RangeOptions {
@@ -190,10 +217,15 @@ export class EtcdReader {
     const { id } = await this.#withNs(ns, () => []);
     let [lo, hi] = this.#ctx.layout.dataRange(id, start, end);
     let given = 0;
+    let pageKeys = nextPageKeys(0, 0);
     for (;;) {
       if (compareBytes(lo, hi) >= 0) return;
-      const [res] = await this.#ranges([{ op: "range", key: lo, rangeEnd: hi, limit: RANGE_PAGE_KEYS, ...(options.reverse ? { sortOrder: "DESCEND" as const, sortTarget: "KEY" as const } : {}) }]);
+      // No more than the consumer may still take (entries deleted or expired are skipped, so
+      // another page may follow).
+      const ask = Math.max(1, Math.min(pageKeys, limit - given));
+      const [res] = await this.#ranges([{ op: "range", key: lo, rangeEnd: hi, limit: ask, ...(options.reverse ? { sortOrder: "DESCEND" as const, sortTarget: "KEY" as const } : {}) }]);
       const kvs = res?.op === "range" ? res.kvs : [];
+      pageKeys = nextPageKeys(kvs.length, pageBytes(kvs));
       const now = this.#ctx.nowMs();
       for (const kv of kvs) {
         const e = this.#live(id, kv, now);

@@ -308,6 +308,8 @@ interface EnqueueBatch {
   waiters: { resolve: (r: EnqueueResult) => void; reject: (e: unknown) => void }[];
   /** Value bytes of the items. */
   bytes: number;
+  /** The batch's transaction: its `bytes` follow the items' (the group commit sizes batches by them). */
+  state: TxState;
 }
 
 /** Most enqueues one batch (one commit) takes, and most value bytes, beyond its first item's. */
@@ -447,21 +449,22 @@ export class Queues {
       b.items.push(p);
       b.waiters.push({ resolve, reject });
       b.bytes += p.value.length;
+      b.state.bytes = b.bytes;
     });
   }
 
   /** Opens a batch of enqueues and queues its commit. */
   #newBatch(): EnqueueBatch {
-    const batch: EnqueueBatch = { items: [], waiters: [], bytes: 0 };
-    this.#openBatch = batch;
-    const close = () => {
-      if (this.#openBatch === batch) this.#openBatch = undefined;
-    };
     // No freshness probe (a read of the frontier file per batch): an enqueue reads nothing
     // at its snapshot, its dedupe and ready time are decided at the head, and the queues'
     // namespace, which the snapshot must show, was seen by namespaceReady().
     const state = newTxState(this.#host.visible(), "serializable", true);
     state.shareable = true;
+    const batch: EnqueueBatch = { items: [], waiters: [], bytes: 0, state };
+    this.#openBatch = batch;
+    const close = () => {
+      if (this.#openBatch === batch) this.#openBatch = undefined;
+    };
     const written: boolean[] = [];
     new HeadWork(state, this.#now, this.#random).add((w) => {
       // Under the writer lock: from here on the batch takes nobody (a later enqueue opens

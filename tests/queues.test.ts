@@ -478,6 +478,21 @@ test("close() while handlers run: listeners stop, close waits for the handlers a
   await db.close();
 });
 
+test("big enqueues made at once go in group commits of at most 64 MiB past the first, and every message is kept", async () => {
+  // Memory bound: each enqueue over 1 MiB is a batch of its own, and a group commit sizes
+  // its batches by their bytes; eight of 15 MiB used to make one group commit of 120 MiB.
+  const db = await open(tempDir("q-big"));
+  const value = new Uint8Array(15 << 20).fill(3);
+  await db.enqueue("big", 1); // the queues' namespace, made first
+  const before = db.stats();
+  const ids = await Promise.all(Array.from({ length: 8 }, () => db.enqueue("big", value)));
+  const after = db.stats();
+  assert.equal(new Set(ids.map((r) => r.id)).size, 8);
+  assert.ok(after.batches - before.batches >= 2, `${after.batches - before.batches} group commit(s) for 120 MiB of enqueues`);
+  assert.equal(db.queueStats("big").ready, 9);
+  await db.close();
+});
+
 test("bad arguments fail with INVALID_ARGUMENT / INVALID_VALUE / INVALID_KEY and write nothing", async () => {
   const db = await open(tempDir("q-bad"));
   const badQueues: unknown[] = ["", 5, null, undefined, {}, "x".repeat(257), "a\uD800b", ["jobs"]];

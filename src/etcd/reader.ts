@@ -59,22 +59,25 @@ export interface ReadContext {
 
 /** Most ops in one etcd txn (etcd's --max-txn-ops default). */
 export const ETCD_TXN_OPS_MAX = 128;
-/** Most keys asked of etcd per page of a range read. */
-export const RANGE_PAGE_KEYS = 256;
+/**
+ * Most keys asked of etcd per page of a range read, whatever came before: with values up to
+ * etcd's default --max-request-bytes (1.5 MiB), a page holds at most ~96 MiB of values
+ * (~128 MB of JSON). Pages of 256 keys could be a ~0.5 GB reply, whose base64 in JSON is
+ * past the longest string a JavaScript engine makes, so such a list failed; and an estimate
+ * from earlier pages (below) alone is fooled by small entries (tombstones) before big ones.
+ */
+export const RANGE_PAGE_KEYS = 64;
 /** Keys asked for the first page, before the size of the values is known. */
 export const RANGE_PAGE_KEYS_FIRST = 32;
-/**
- * Bytes (keys and values) a page aims at. Pages sized by count alone were up to 256 values
- * of etcd's ~1.5 MiB each: a ~0.5 GB reply, whose base64 in JSON is past the longest string
- * a JavaScript engine makes, so such a list failed, and smaller ones took memory in step.
- */
+/** Bytes (keys and values) a page aims at, as far as the last page's sizes tell. */
 export const RANGE_PAGE_BYTES = 8 << 20;
 
 /**
  * Keys to ask for the next page of a range read, from what the last page held (`keys`
  * entries of `bytes` bytes; none yet: the first page): as many as fit RANGE_PAGE_BYTES at
  * the last page's average size, between 1 and RANGE_PAGE_KEYS. So the first page of big
- * values holds RANGE_PAGE_KEYS_FIRST of them, and every later one about RANGE_PAGE_BYTES.
+ * values holds RANGE_PAGE_KEYS_FIRST of them, and every later one about RANGE_PAGE_BYTES,
+ * and no page more than RANGE_PAGE_KEYS.
  */
 export function nextPageKeys(keys: number, bytes: number): number {
   if (keys <= 0) return RANGE_PAGE_KEYS_FIRST;

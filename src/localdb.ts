@@ -526,6 +526,10 @@ export class LocalDatabase implements DatabaseEngine {
       state.writes.set(ns, new Map([[k, v === undefined ? { kind: "delete" as const } : { kind: "set" as const, value: v }]]));
       state.writeCount = 1;
       state.bytes = k.length + (v?.length ?? 0); // what the commit checks a record's size by first
+      // A set is a transaction of one write: maxTxBytes holds for it as for tx.set.
+      if (state.bytes > this.limits.maxTxBytes) {
+        throw new TxtDbError("LIMIT", `Transaction exceeds ${this.limits.maxTxBytes} bytes (maxTxBytes); split it into smaller transactions`);
+      }
       return this.commit(state).then((tsn) => ({ version: BigInt(tsn) }));
     } catch (e) {
       return Promise.reject(e);

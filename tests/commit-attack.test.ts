@@ -253,6 +253,18 @@ test(`${R} a key set or summed again and again in one transaction counts once to
   await db.close();
 });
 
+test(`${R} db.set() of a value within maxValueBytes but past maxTxBytes fails with LIMIT as tx.set() does, and writes nothing`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"], maxTxBytes: 1 << 20, maxValueBytes: 8 << 20 });
+  const value = new Uint8Array(4 << 20);
+  assert.equal(await outcomeCode(db.transaction((tx) => tx.set("ns", "k", value))), "LIMIT");
+  assert.equal(await outcomeCode(db.set("ns", "k", value)), "LIMIT");
+  assert.equal(await db.get("ns", "k"), undefined);
+  await db.set("ns", "k", new Uint8Array(1000)); // within both
+  assert.equal(((await db.get("ns", "k")) as Uint8Array).length, 1000);
+  await db.close();
+});
+
 test(`${R} a commit whose log record would pass 1 GiB fails with LIMIT whatever maxTxBytes and maxValueBytes allow; commits beside it land, and the store still opens`, async () => {
   // Before this was refused, such a commit resolved, and then every open took the record
   // for garbage (a frame that long is impossible) and the store could not be opened. The

@@ -274,7 +274,7 @@ test(`${R} a commit whose log record would pass 1 GiB fails with LIMIT whatever 
   const dir = tempDir("ca");
   const limits = { maxValueBytes: 2 ** 31, maxTxBytes: 2 ** 31 };
   let db = await open(dir, { namespaces: ["ns"], ...limits });
-  // A blind set in one group commit with small ones (whose record it would have joined).
+  // A blind set, queued in one group commit between two small ones, which still land.
   const small = db.set("ns", "before", 1);
   const huge = db.set("ns", "huge", new Uint8Array(2 ** 30 + 1));
   const after = db.set("ns", "after", 2);

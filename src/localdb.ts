@@ -34,6 +34,7 @@ import { FileLock } from "./lock.ts";
 import type { Platform } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
 import { expireSnapshot, newSnapshot, newTransaction, newTxState, SnapshotReader } from "./tx.ts";
+import { checkTxBytes } from "./txstate.ts";
 import type { Entry, Isolation, Limits, ListOptions, ListSelector, NamespaceRequest, Snapshot, Transaction, TxHost, TxState } from "./tx.ts";
 import type { Database } from "./db.ts";
 import type { DatabaseEngine } from "./dbengine.ts";
@@ -527,9 +528,7 @@ export class LocalDatabase implements DatabaseEngine {
       state.writeCount = 1;
       state.bytes = k.length + (v?.length ?? 0); // what the commit checks a record's size by first
       // A set is a transaction of one write: maxTxBytes holds for it as for tx.set.
-      if (state.bytes > this.limits.maxTxBytes) {
-        throw new TxtDbError("LIMIT", `Transaction exceeds ${this.limits.maxTxBytes} bytes (maxTxBytes); split it into smaller transactions`);
-      }
+      checkTxBytes(state.bytes, this.limits.maxTxBytes);
       return this.commit(state).then((tsn) => ({ version: BigInt(tsn) }));
     } catch (e) {
       return Promise.reject(e);

@@ -126,8 +126,10 @@ export class Pins {
 
   /**
    * Publishes this process's pin if it moved. A failed write is not the operation's
-   * failure: the published pin then stays lower than the real one, which only makes
-   * compaction keep more (pins only ever move up: new pins start at the head).
+   * failure; it is tried again at the next change. A pin that moved up stays published
+   * lower than the real one meanwhile, which only makes compaction keep more; one that moved
+   * down (a watcher replaying history from an older version; snapshots and transactions
+   * start at the head) stays published higher until a write succeeds.
    */
   publish(): void {
     if (!this.#lease) return;

@@ -54,6 +54,7 @@ import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index } from "./index.ts";
 import type { Platform } from "./port.ts";
 import { newTxState } from "./tx.ts";
+import { checkTxBytes } from "./txstate.ts";
 import type { Limits, TxState } from "./tx.ts";
 import { armInterval, armTimer } from "./timers.ts";
 import type { Timer } from "./timers.ts";
@@ -525,9 +526,7 @@ export class Queues {
       throw new TxtDbError("LIMIT", `Transaction writes more than ${limits.maxTxWrites} keys (maxTxWrites); split it into smaller transactions`);
     }
     const bytes = p.value.length + 128 + (p.dedupe ? 2 * p.dedupe.key.length : 0);
-    if (state.bytes + bytes > limits.maxTxBytes) {
-      throw new TxtDbError("LIMIT", `Transaction exceeds ${limits.maxTxBytes} bytes (maxTxBytes); split it into smaller transactions`);
-    }
+    checkTxBytes(state.bytes + bytes, limits.maxTxBytes);
     state.writeCount += writes;
     state.bytes += bytes;
     let work = transactionWork.get(state);

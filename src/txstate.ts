@@ -151,6 +151,13 @@ function opBytes(key: string, op: WriteOp): number {
   return key.length + (op.kind === "set" ? op.value.length : op.kind === "sum" ? 16 : 0);
 }
 
+/** B3: LIMIT if a transaction of `bytes` counted bytes passes `maxTxBytes` (every way of writing counts the same). */
+export function checkTxBytes(bytes: number, maxTxBytes: number): void {
+  if (bytes > maxTxBytes) {
+    throw new TxtDbError("LIMIT", `Transaction exceeds ${maxTxBytes} bytes (maxTxBytes); split it into smaller transactions`);
+  }
+}
+
 /** B3: buffers `op` at `key`, within the transaction's limits. */
 export function putWrite(s: TxState, limits: Limits, ns: string, key: string, op: WriteOp, addedBytes: number): void {
   let m = s.writes.get(ns);
@@ -165,9 +172,7 @@ export function putWrite(s: TxState, limits: Limits, ns: string, key: string, op
   // the count: a key set, or summed, again and again used to add up to a LIMIT for a
   // transaction whose record holds one value.
   const bytes = s.bytes - (prior ? opBytes(key, prior) : 0) + Math.max(addedBytes, opBytes(key, op));
-  if (bytes > limits.maxTxBytes) {
-    throw new TxtDbError("LIMIT", `Transaction exceeds ${limits.maxTxBytes} bytes (maxTxBytes); split it into smaller transactions`);
-  }
+  checkTxBytes(bytes, limits.maxTxBytes);
   if (!prior) s.writeCount++;
   s.bytes = bytes;
   m.set(key, op);

@@ -230,6 +230,10 @@ if (canSpawn) {
       const e = JSON.parse(l) as { key: [string, number]; expiresAtMs: number };
       worst = Math.max(worst, Math.abs(e.expiresAtMs - (at + (e.key[1] % 7))));
     }
-    assert.ok(worst <= 20, `an imported key expires ${worst} ms away from its line's expiresAtMs`);
+    // The drift being guarded against is the time encoding the batch took (~600 ms for these
+    // lines). What remains is the gap between the import's clock read and the set's, which a
+    // garbage collection or a busy machine can stretch past 20 ms (seen once at 32 ms while
+    // another test run shared the machine), so the bound is well under the defect, not tight.
+    assert.ok(worst <= 200, `an imported key expires ${worst} ms away from its line's expiresAtMs`);
   });
 }

@@ -12,7 +12,10 @@
  * 2. `compact.lock` is held for the whole copy: no compaction, in any process, can switch
  *    the manifest or delete a table or segment meanwhile (theirs wait for the lock, up to
  *    their `lockTimeoutMs`). Commits go on: they only add bytes past what is copied.
- * 3. The version is the published frontier read after taking the lock. The copy holds the
+ * 3. The version is the published frontier read after taking the lock, or this process's
+ *    view where that is further (a read-only open that made a dead writer's records past the
+ *    frontier durable, rule 11 of tail.ts: after a power loss the frontier file may lag the
+ *    log by the last seconds of commits, or be gone). The copy holds the
  *    files the manifest names (tables, or a format-1 checkpoint; all immutable) and the
  *    segments from the manifest's first one up to the frontier's position, the last one
  *    cut there. A visible commit is durable (the frontier never passes the durable end),
@@ -67,6 +70,8 @@ export interface BackupSource {
   log: Log;
   compactLock: FileLock;
   lockTimeoutMs: number;
+  /** Where this process's view ends, if it passes the published frontier (rule 3). */
+  view(): { tsn: number; seg: number; off: number };
   /** Permission bits for files and directories the copy creates. */
   fileMode: number;
   dirMode: number;
@@ -82,7 +87,9 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     const manifestBytes = readWhole(platform, `${dir}/${MANIFEST}`);
     const manifest = log.readManifest();
     if (!manifest) throw new TxtDbError("CORRUPTION", `Store "${dir}" has no MANIFEST to back up`, { details: { file: `${dir}/${MANIFEST}`, offset: 0 } });
-    const fr = log.readFrontier();
+    let fr: { tsn: number; seg: number; off: number } | undefined = log.readFrontier();
+    const view = src.view();
+    if (view.tsn > (fr?.tsn ?? manifest.checkpointTsn ?? 0)) fr = view;
     const firstSegment = manifest.firstSegment ?? 1;
     const version = fr ? fr.tsn : manifest.checkpointTsn ?? 0;
     platform.mkdir(dest, src.dirMode);

@@ -37,8 +37,11 @@ export interface CheckReport {
 
 const PROBLEMS_MAX = 1000;
 
-/** Checks the store's files against each other and against `live` at version `head`. */
-export function checkStore(platform: Platform, dir: string, log: Log, live: Index, head: number): CheckReport {
+/**
+ * Checks the store's files against each other and against `live` at version `head`, whose
+ * records end at `headPos` in the log.
+ */
+export function checkStore(platform: Platform, dir: string, log: Log, live: Index, head: number, headPos?: { seg: number; off: number }): CheckReport {
   const report: CheckReport = { ok: true, problems: [], records: 0, bytes: 0 };
   const problem = (file: string, offset: number, message: string) => {
     if (report.problems.length < PROBLEMS_MAX) report.problems.push({ file, offset, message });
@@ -126,7 +129,11 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
       problem(path, e instanceof CheckpointDamage ? e.offset : 0, e instanceof CheckpointDamage ? `checkpoint damaged: ${e.message}` : String(e));
     }
   }
-  const frontier = log.readFrontier();
+  // The published frontier, or where this process's view ends if that is further: a
+  // read-only open that made a dead writer's records past a lagging (or lost) frontier file
+  // durable after a power loss (tail.ts rule 11) checks the log up to what it shows.
+  const published = log.readFrontier();
+  const frontier = headPos && (!published || head > published.tsn) ? headPos : published;
   const first = manifest?.firstSegment ?? 1;
   const segments = log.listSegments().filter((n) => n >= first);
   let ordered = tablesOk;

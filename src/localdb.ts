@@ -159,7 +159,7 @@ export class LocalDatabase implements DatabaseEngine {
     this.#isolation = o.isolation;
     this.#lockTimeoutMs = o.lockTimeoutMs;
     this.#locks = new LockManager(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), lockTimeoutMs: o.lockTimeoutMs, maxKeyBytes: o.limits.maxKeyBytes }, this.#meters.resourceLockWaitUs);
-    this.#lock = new FileLock(platform, `${this.path}/${WRITER_LOCK}`, o.mode);
+    this.#lock = new FileLock(platform, `${this.path}/${WRITER_LOCK}`, o.mode, { readOnly: o.readOnly });
     this.#lock.onWait = (ms) => this.#meters.lockWaitUs.record(ms * 1000);
     this.#lock.describeHolder = describeHolder(platform);
     this.#tail = new Tail(platform, this.path, o, this.#meters, {
@@ -339,6 +339,9 @@ export class LocalDatabase implements DatabaseEngine {
         tail.resetView();
         tail.loadManifest(manifest);
         tail.refresh();
+        // Rule 11 of tail.ts: a dead writer's records past the frontier (a power loss).
+        const pins = this.#pins;
+        tail.adoptDeadWritersRecords(this.#lock, () => pins.othersMayBeAlive());
         break;
       } catch (e) {
         if (attempt >= OPEN_ATTEMPTS_MAX || !tail.manifestMovedFrom(manifest)) throw e;
@@ -764,6 +767,7 @@ export class LocalDatabase implements DatabaseEngine {
       log,
       compactLock: this.#compactor.compactLock,
       lockTimeoutMs: this.#lockTimeoutMs,
+      view: () => ({ tsn: this.#tail.visibleTsn, ...this.#tail.visiblePos }),
       fileMode: log.mode,
       dirMode: dirModeOf(log.mode),
     }, dest);
@@ -774,7 +778,7 @@ export class LocalDatabase implements DatabaseEngine {
     try {
       this.ensureOpen();
       this.#tail.refresh();
-      return Promise.resolve(checkStore(this.platform, this.path, this.#tail.log, this.index, this.#tail.visibleTsn));
+      return Promise.resolve(checkStore(this.platform, this.path, this.#tail.log, this.index, this.#tail.visibleTsn, this.#tail.visiblePos));
     } catch (e) {
       return Promise.reject(e);
     }

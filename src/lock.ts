@@ -85,10 +85,14 @@ export class FileLock {
   /** Says who holds the lock, for the LOCK_TIMEOUT message (e.g. " (held by pid 42, node)"). */
   describeHolder: ((handle: FileHandle) => string) | undefined;
 
-  constructor(platform: Platform, path: string, mode = 0o600) {
+  readonly #readOnly: boolean;
+
+  /** `readOnly`: the file is opened read-only and never created (a read-only open's probe of the writer lock; flock needs no write access). */
+  constructor(platform: Platform, path: string, mode = 0o600, options: { readOnly?: boolean } = {}) {
     this.#platform = platform;
     this.#path = path;
     this.#mode = mode;
+    this.#readOnly = options.readOnly ?? false;
   }
 
   /** The lock file's path. */
@@ -173,7 +177,7 @@ export class FileLock {
 
   #handleOpen(): FileHandle {
     try {
-      this.#handle ??= this.#platform.open(this.#path, { create: true, mode: this.#mode });
+      this.#handle ??= this.#platform.open(this.#path, this.#readOnly ? { readOnly: true } : { create: true, mode: this.#mode });
     } catch (e) {
       throw storeFileError(e, this.#path) ?? e; // a planted link or FIFO: say so clearly
     }

@@ -449,6 +449,20 @@ export class Log {
   }
 
   /**
+   * The frontier file to read, or undefined where a read-only open finds it deleted (by
+   * hand: a writable open creates it again, empty, and reads the log to its end; a read-only
+   * one reads it as empty too, and looks again at the next read).
+   */
+  #frontierToRead(): FileHandle | undefined {
+    try {
+      return this.#frontier();
+    } catch (e) {
+      if (this.readOnly && e instanceof PortError && e.errno === "ENOENT") return undefined;
+      throw e;
+    }
+  }
+
+  /**
    * Reads the frontier. A read can race the writer's overwrite, so a checksum mismatch
    * is retried; a frontier that stays unreadable (or is absent, or cut short by someone
    * truncating the file) reads as undefined.
@@ -461,7 +475,8 @@ export class Log {
    * they can (mirror.ts: System V shared memory, which has no file to truncate).
    */
   readFrontier(): Readonly<Frontier> | undefined {
-    const f = this.#frontier();
+    const f = this.#frontierToRead();
+    if (!f) return undefined;
     const buf = this.#frontierBuf;
     for (let attempt = 0; attempt < 50; attempt++) {
       if (f.read(buf, 0) < FRONTIER_BYTES) return undefined;
@@ -507,9 +522,9 @@ export class Log {
    * what they depend on still). Torn parts are read again; after that, each on its own.
    */
   readHead(): { frontier: Readonly<Frontier> | undefined; tail: TailState } {
-    const f = this.#frontier();
+    const f = this.#frontierToRead();
     const buf = this.#headBuf;
-    for (let attempt = 0; attempt < 50; attempt++) {
+    for (let attempt = 0; f && attempt < 50; attempt++) {
       const got = f.read(buf, 0);
       if (got < TAIL_END_AT + TAIL_END_BYTES) break; // short: each read on its own says what it means
       const frontier = this.#parseFrontier(buf, this.#headWords, this.#headView);
@@ -525,10 +540,10 @@ export class Log {
    * unknown. Any non-zero failure mark counts, even a torn one: it errs on the safe side.
    */
   readTailState(): TailState {
-    const f = this.#frontier();
+    const f = this.#frontierToRead();
     const buf = this.#tailBuf;
     const view = new DataView(buf.buffer);
-    for (let attempt = 0; attempt < 50; attempt++) {
+    for (let attempt = 0; f && attempt < 50; attempt++) {
       const got = f.read(buf, TAIL_END_AT);
       if (got < TAIL_END_BYTES) break;
       const st = this.#parseTail(buf.subarray(0, got), view, 0);

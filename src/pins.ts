@@ -264,6 +264,24 @@ export class Pins {
     return liveLeases;
   }
 
+  /**
+   * True unless it is certain that no process but this one holds a live lease: a leases
+   * directory that cannot be read (another user's store) cannot tell, and counts as alive.
+   */
+  othersMayBeAlive(): boolean {
+    let names: string[];
+    try {
+      names = this.#platform.readdir(`${this.#path}/${LEASES_DIR}`);
+    } catch (e) {
+      return !(e instanceof PortError && e.errno === "ENOENT"); // none: nobody ever leased
+    }
+    const mine = this.leaseFile;
+    for (const name of names) {
+      if (isLeaseFile(name) && name !== mine && leaseOwnerAlive(this.#platform, `${this.#path}/${LEASES_DIR}/${name}`)) return true;
+    }
+    return false;
+  }
+
   /** Open pins of `kind` ("snapshot", "transaction"). */
   count(kind: string): number {
     return [...this.#pins.values()].filter((p) => p.kind === kind).length;

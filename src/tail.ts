@@ -67,6 +67,9 @@
  * "relaxed" and "none": the frontier is published under the writer lock at the batch's
  * end (as in 4), ahead of the durable end; "relaxed" syncs within `relaxedSyncMs`.
  *
+ * 11. A read-only open shows a dead writer's records past the frontier when nobody else
+ *    is alive, after syncing them itself ({@link Tail.adoptDeadWritersRecords}).
+ *
  * Recovery (catch-up under the writer lock): a torn tail past the durable end is cut off;
  * a bad record before it is CORRUPTION, and nothing is cut. Whole records past the
  * frontier are another process's batch on its way to a sync, or a dead writer's: the next
@@ -653,6 +656,52 @@ export class Tail {
       if (comparePositions(published!, pos) <= 0) this.#show(published!, fr.tsn);
     }
     this.#hooks.publishPin();
+  }
+
+  /**
+   * Rule 11, at a read-only open: what a writable open would make durable and publish (a
+   * dead writer's whole records past the frontier, see catchUpLocked), this open makes
+   * durable and shows, when no process could still be writing or syncing them. The frontier
+   * file is never synced, so after a power loss it may lag the log by every commit of its
+   * last seconds (or be gone); a read-only open used to show the store that far back, and a
+   * backup taken through it left those commits out, until some writable open came by.
+   *
+   * Only when, holding the writer lock (so nobody is appending, and no writable open can
+   * start), no other process has a live lease (so no batch is between its append and its
+   * sync, rule 3) and no sync failure is marked (rule 8 would cut past the durable end).
+   * The records are read to the end of the log, the segments they are in fdatasynced (a
+   * read-only handle may), and then shown: the next writable open publishes the same
+   * records, so the view never has to move back. A torn tail ends them, as it would be cut;
+   * damage (a bad record with whole ones after it, which a writable open refuses) or a
+   * failed sync leaves them unshown, as before. This process writes nothing.
+   */
+  adoptDeadWritersRecords(writerLock: { tryAcquire(exclusive: boolean): (() => void) | undefined }, othersAlive: () => boolean): void {
+    if (comparePositions(this.#readPos, this.#visiblePos) !== 0) return;
+    let release: (() => void) | undefined;
+    try {
+      release = writerLock.tryAcquire(true);
+    } catch {
+      return; // a lock file this process may not open: the frontier stands
+    }
+    if (!release) return; // a writer is appending: it publishes what it appends
+    try {
+      if (othersAlive()) return;
+      const st = this.log.readTailState();
+      if (st.failedPid !== 0) return;
+      this.#epoch = st.epoch;
+      const from = this.#visiblePos;
+      const end = this.#readTo(undefined);
+      if (end.problem && (end.problem.cut || this.log.validFrameAfter(end.problem.at))) return;
+      const to = this.#readPos;
+      if (comparePositions(to, from) <= 0) return;
+      for (let seg = from.seg; seg <= to.seg; seg++) this.#syncSegment(seg);
+      this.#show(to, this.index.lastTsn);
+      this.#hooks.publishPin();
+    } catch {
+      // Records read stay past the visible end, unshown, as records read ahead are (rule 10).
+    } finally {
+      release();
+    }
   }
 
   /**

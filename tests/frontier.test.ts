@@ -249,6 +249,49 @@ function comparePos(x: LogPosition, y: LogPosition): number {
   return x.seg !== y.seg ? x.seg - y.seg : x.off - y.off;
 }
 
+test("[sim] rule 11: a read-only open shows a batch past the frontier only when nobody could still be syncing it: not while another process lives or the writer lock is held; then, alone, it syncs and shows it", async () => {
+  const world = new SimWorld(11);
+  await store(world);
+  const live = await open("/db", { adapter: world.process(), readOnly: true }); // a live process: its lease
+  const a = proc(world); // a writer with no lease of its own: a dead one, once `live` is gone
+  const batch = append(a, "a", 1);
+  const shows = async (): Promise<number | undefined> => {
+    const ro = await open("/db", { adapter: world.process(), readOnly: true });
+    try {
+      return await ro.get<number>("ns", "a");
+    } finally {
+      await ro.close();
+    }
+  };
+  assert.equal(await shows(), undefined, "another process is alive: its sync may still come, or fail (rule 8 would cut the batch)");
+  await live.close();
+  const holder = world.process().open("/db/writer.lock", { readOnly: true });
+  assert.ok(holder.tryLock(true));
+  assert.equal(await shows(), undefined, "the writer lock is held: someone is appending");
+  holder.close();
+  const syncsBefore = world.counters.syncs;
+  assert.equal(await shows(), 1, "nobody alive and the lock free: the dead writer's batch is shown");
+  assert.ok(world.counters.syncs > syncsBefore, "after a sync of its segment");
+  assert.equal(a.tail.log.readFrontier()!.tsn, batch.tsn - 1, "and the read-only open wrote nothing: the frontier is where it was");
+  // The next writable open publishes it (a dead writer's batch, catchUpLocked) before
+  // anything can be appended behind it.
+  const rw0 = await open("/db", { adapter: world.process() });
+  assert.equal(a.tail.log.readFrontier()!.durableOff, batch.end.off, "the writable open made it the durable end");
+  await rw0.close();
+  // A sync failure marked (rule 7): the next writable open cuts what lies past the durable end.
+  const b = proc(world);
+  b.failSyncs = true;
+  const failed = append(b, "b", 2);
+  await assert.rejects(b.tail.makeDurable(failed), isIO);
+  const ro = await open("/db", { adapter: world.process(), readOnly: true });
+  assert.equal(await ro.get("ns", "b"), undefined, "a batch past the durable end of a store marked by a failed sync is not shown");
+  await ro.close();
+  const rw = await open("/db", { adapter: world.process() });
+  assert.equal(await rw.get("ns", "a"), 1, "the writable open keeps what the read-only open showed");
+  assert.equal(await rw.get("ns", "b"), undefined);
+  await rw.close();
+});
+
 test("[sim] EIO at every log sync while three processes commit: no commit resolves, every process refuses until a reopen verified the tail, nothing failed appears after a power loss", async () => {
   for (let seed = 10; seed < 16; seed++) {
     const world = new SimWorld(seed);

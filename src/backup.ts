@@ -13,9 +13,10 @@
  *    the manifest or delete a table or segment meanwhile (theirs wait for the lock, up to
  *    their `lockTimeoutMs`). Commits go on: they only add bytes past what is copied.
  * 3. The version is the published frontier read after taking the lock, or this process's
- *    view where that is further (a read-only open that made a dead writer's records past the
- *    frontier durable, rule 11 of tail.ts: after a power loss the frontier file may lag the
- *    log by the last seconds of commits, or be gone). The copy holds the
+ *    view where that stands in for it (a read-only open that made a dead writer's records
+ *    past the frontier durable, rule 11 of tail.ts: after a power loss the frontier file may
+ *    lag the log by the last seconds of commits, be gone, or in "relaxed" lie past the log).
+ *    The copy holds the
  *    files the manifest names (tables, or a format-1 checkpoint; all immutable) and the
  *    segments from the manifest's first one up to the frontier's position, the last one
  *    cut there. A visible commit is durable (the frontier never passes the durable end),
@@ -38,6 +39,7 @@
 import { TxtDbError } from "./errors.ts";
 import { FRONTIER, ioError, MANIFEST, segmentName } from "./files.ts";
 import { encodeFrontier } from "./log.ts";
+import type { Frontier } from "./log.ts";
 import type { FileLock } from "./lock.ts";
 import type { Log } from "./log.ts";
 import type { Platform } from "./port.ts";
@@ -70,8 +72,8 @@ export interface BackupSource {
   log: Log;
   compactLock: FileLock;
   lockTimeoutMs: number;
-  /** Where this process's view ends, if it passes the published frontier (rule 3). */
-  view(): { tsn: number; seg: number; off: number };
+  /** Where this process's view ends, if it stands in for the frontier file's `fr` (rule 3). */
+  viewOver(fr: Readonly<Frontier> | undefined): { tsn: number; seg: number; off: number } | undefined;
   /** Permission bits for files and directories the copy creates. */
   fileMode: number;
   dirMode: number;
@@ -87,9 +89,8 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     const manifestBytes = readWhole(platform, `${dir}/${MANIFEST}`);
     const manifest = log.readManifest();
     if (!manifest) throw new TxtDbError("CORRUPTION", `Store "${dir}" has no MANIFEST to back up`, { details: { file: `${dir}/${MANIFEST}`, offset: 0 } });
-    let fr: { tsn: number; seg: number; off: number } | undefined = log.readFrontier();
-    const view = src.view();
-    if (view.tsn > (fr?.tsn ?? manifest.checkpointTsn ?? 0)) fr = view;
+    const published = log.readFrontier();
+    const fr = src.viewOver(published) ?? published;
     const firstSegment = manifest.firstSegment ?? 1;
     const version = fr ? fr.tsn : manifest.checkpointTsn ?? 0;
     platform.mkdir(dest, src.dirMode);

@@ -14,7 +14,7 @@ import { decodeValue } from "./codec.ts";
 import { valueBytesOf } from "./expiry.ts";
 import { bytesToBinary, decodeKey, describeKey } from "./keys.ts";
 import { Index } from "./index.ts";
-import type { Log, Manifest } from "./log.ts";
+import type { Frontier, Log, Manifest } from "./log.ts";
 import { comparePositions } from "./log.ts";
 import { MANIFEST, segmentName } from "./files.ts";
 import type { Platform } from "./port.ts";
@@ -38,10 +38,10 @@ export interface CheckReport {
 const PROBLEMS_MAX = 1000;
 
 /**
- * Checks the store's files against each other and against `live` at version `head`, whose
- * records end at `headPos` in the log.
+ * Checks the store's files against each other and against `live` at version `head`.
+ * `viewOver` says where the live view ends if that stands in for the frontier file's.
  */
-export function checkStore(platform: Platform, dir: string, log: Log, live: Index, head: number, headPos?: { seg: number; off: number }): CheckReport {
+export function checkStore(platform: Platform, dir: string, log: Log, live: Index, head: number, viewOver?: (fr: Readonly<Frontier> | undefined) => { seg: number; off: number } | undefined): CheckReport {
   const report: CheckReport = { ok: true, problems: [], records: 0, bytes: 0 };
   const problem = (file: string, offset: number, message: string) => {
     if (report.problems.length < PROBLEMS_MAX) report.problems.push({ file, offset, message });
@@ -129,11 +129,12 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
       problem(path, e instanceof CheckpointDamage ? e.offset : 0, e instanceof CheckpointDamage ? `checkpoint damaged: ${e.message}` : String(e));
     }
   }
-  // The published frontier, or where this process's view ends if that is further: a
-  // read-only open that made a dead writer's records past a lagging (or lost) frontier file
-  // durable after a power loss (tail.ts rule 11) checks the log up to what it shows.
+  // The published frontier, or where this process's view ends if that stands in for it: a
+  // read-only open that made a dead writer's records past a lagging, lost or (in "relaxed")
+  // overshooting frontier file durable after a power loss (tail.ts rule 11) checks the log
+  // up to what it shows.
   const published = log.readFrontier();
-  const frontier = headPos && (!published || head > published.tsn) ? headPos : published;
+  const frontier = viewOver?.(published) ?? published;
   const first = manifest?.firstSegment ?? 1;
   const segments = log.listSegments().filter((n) => n >= first);
   let ordered = tablesOk;

@@ -338,10 +338,9 @@ export class LocalDatabase implements DatabaseEngine {
         checkManifestFiles(this.platform, this.path, tail.log, manifest);
         tail.resetView();
         tail.loadManifest(manifest);
-        tail.refresh();
         // Rule 11 of tail.ts: a dead writer's records past the frontier (a power loss).
         const pins = this.#pins;
-        tail.adoptDeadWritersRecords(this.#lock, () => pins.othersMayBeAlive());
+        if (!tail.adoptDeadWritersRecords(this.#lock, () => pins.othersMayBeAlive())) tail.refresh();
         break;
       } catch (e) {
         if (attempt >= OPEN_ATTEMPTS_MAX || !tail.manifestMovedFrom(manifest)) throw e;
@@ -767,7 +766,7 @@ export class LocalDatabase implements DatabaseEngine {
       log,
       compactLock: this.#compactor.compactLock,
       lockTimeoutMs: this.#lockTimeoutMs,
-      view: () => ({ tsn: this.#tail.visibleTsn, ...this.#tail.visiblePos }),
+      viewOver: (fr) => this.#tail.viewOver(fr),
       fileMode: log.mode,
       dirMode: dirModeOf(log.mode),
     }, dest);
@@ -778,7 +777,7 @@ export class LocalDatabase implements DatabaseEngine {
     try {
       this.ensureOpen();
       this.#tail.refresh();
-      return Promise.resolve(checkStore(this.platform, this.path, this.#tail.log, this.index, this.#tail.visibleTsn, this.#tail.visiblePos));
+      return Promise.resolve(checkStore(this.platform, this.path, this.#tail.log, this.index, this.#tail.visibleTsn, (fr) => this.#tail.viewOver(fr)));
     } catch (e) {
       return Promise.reject(e);
     }

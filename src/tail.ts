@@ -111,6 +111,9 @@ import type { Timer } from "./timers.ts";
  */
 const SYNC_WAIT_MS_MAX = 10;
 
+const sameFrontier = (a: Readonly<Frontier>, b: Readonly<Frontier>): boolean =>
+  a.tsn === b.tsn && a.seg === b.seg && a.off === b.off && a.durableSeg === b.durableSeg && a.durableOff === b.durableOff;
+
 /** How often a read starts again when a compaction switched the manifest under it. */
 export const OPEN_ATTEMPTS_MAX = 20;
 
@@ -162,6 +165,11 @@ export class Tail {
   #visiblePos: LogPosition = { seg: 1, off: 0 };
   /** The repair epoch of the records this process read past the visible end (rule 8). */
   #epoch = 0;
+  /**
+   * A frontier a read-only open found past the log's end and read it to its end instead
+   * (rule 11): while the file still holds exactly it, refreshes take it as nothing new.
+   */
+  #passedFrontier: Readonly<Frontier> | undefined;
   #readPos: LogPosition = { seg: 1, off: 0 };
   #durablePos: LogPosition = { seg: 1, off: 0 };
   #firstSegment = 1;
@@ -209,6 +217,21 @@ export class Tail {
   /** Where the next record is read (or, under the writer lock, appended). */
   get readPos(): LogPosition {
     return this.#readPos;
+  }
+
+  /**
+   * Where this process's view ends, if it stands in for the frontier file's `fr` when the
+   * store is copied or checked: a read-only open that made a dead writer's records past the
+   * frontier durable (rule 11) shows more than `fr`, or read the log to its end where `fr` lay
+   * past it; and with no frontier to read, what this process shows is all there is to go by.
+   * Otherwise undefined: `fr` is the end.
+   */
+  viewOver(fr: Readonly<Frontier> | undefined): { tsn: number; seg: number; off: number } | undefined {
+    const passed = fr !== undefined && this.#passedFrontier !== undefined && sameFrontier(fr, this.#passedFrontier);
+    if (passed || !fr || this.#visibleTsn > fr.tsn) {
+      return { tsn: this.#visibleTsn, seg: this.#visiblePos.seg, off: this.#visiblePos.off };
+    }
+    return undefined;
   }
 
   /** The manifest this process follows. */
@@ -528,7 +551,8 @@ export class Tail {
     }
     fr ??= this.log.readFrontier();
     if (!fr) return;
-    if (fr.tsn <= this.#visibleTsn) {
+    if (this.#passedFrontier !== undefined && !sameFrontier(fr, this.#passedFrontier)) this.#passedFrontier = undefined;
+    if (fr.tsn <= this.#visibleTsn || this.#passedFrontier !== undefined) {
       if (fileProbeAtMs !== undefined) this.#fileProbedAtMs = fileProbeAtMs;
       return;
     }
@@ -659,46 +683,57 @@ export class Tail {
   }
 
   /**
-   * Rule 11, at a read-only open: what a writable open would make durable and publish (a
-   * dead writer's whole records past the frontier, see catchUpLocked), this open makes
-   * durable and shows, when no process could still be writing or syncing them. The frontier
-   * file is never synced, so after a power loss it may lag the log by every commit of its
-   * last seconds (or be gone); a read-only open used to show the store that far back, and a
+   * Rule 11, at a read-only open, in place of its first {@link refresh}: what a writable open
+   * would make durable and publish (catchUpLocked: a dead writer's whole records past the
+   * frontier, or, where a power loss took records that "relaxed" had published, the log's
+   * end), this open makes durable and shows, when no process could still be writing or
+   * syncing. The frontier file is never synced, so after a power loss it may lag the log by
+   * every commit of its last seconds (or be gone, or, in "relaxed", lie past the log); a
+   * read-only open used to show the store that far back (or fail with CORRUPTION), and a
    * backup taken through it left those commits out, until some writable open came by.
    *
    * Only when, holding the writer lock (so nobody is appending, and no writable open can
    * start), no other process has a live lease (so no batch is between its append and its
    * sync, rule 3) and no sync failure is marked (rule 8 would cut past the durable end).
-   * The records are read to the end of the log, the segments they are in fdatasynced (a
-   * read-only handle may), and then shown: the next writable open publishes the same
-   * records, so the view never has to move back. A torn tail ends them, as it would be cut;
-   * damage (a bad record with whole ones after it, which a writable open refuses) or a
-   * failed sync leaves them unshown, as before. This process writes nothing.
+   * The log is read to its end, the segments read fdatasynced (a read-only handle may), and
+   * the end shown: the next writable open publishes that same end, so the view never has to
+   * move back. A torn tail ends the records, as it would be cut. Damage (a bad record with
+   * whole ones after it, records known durable missing), which a writable open refuses, or
+   * a failed sync leaves the view to the refresh, as before. This process writes nothing.
+   * Returns true when it set the view.
    */
-  adoptDeadWritersRecords(writerLock: { tryAcquire(exclusive: boolean): (() => void) | undefined }, othersAlive: () => boolean): void {
-    if (comparePositions(this.#readPos, this.#visiblePos) !== 0) return;
+  adoptDeadWritersRecords(writerLock: { tryAcquire(exclusive: boolean): (() => void) | undefined }, othersAlive: () => boolean): boolean {
+    if (comparePositions(this.#readPos, this.#visiblePos) !== 0) return false;
     let release: (() => void) | undefined;
     try {
       release = writerLock.tryAcquire(true);
     } catch {
-      return; // a lock file this process may not open: the frontier stands
+      return false; // a lock file this process may not open: the frontier stands
     }
-    if (!release) return; // a writer is appending: it publishes what it appends
+    if (!release) return false; // a writer is appending: it publishes what it appends
     try {
-      if (othersAlive()) return;
-      const st = this.log.readTailState();
-      if (st.failedPid !== 0) return;
+      if (othersAlive()) return false;
+      const { frontier: fr, tail: st } = this.log.readHead();
+      if (st.failedPid !== 0) return false;
       this.#epoch = st.epoch;
       const from = this.#visiblePos;
+      // Records read and not shown stay past the visible end, as records read ahead do
+      // (rule 10), for the refresh that follows a false.
       const end = this.#readTo(undefined);
-      if (end.problem && (end.problem.cut || this.log.validFrameAfter(end.problem.at))) return;
+      if (end.problem && (end.problem.cut || this.log.validFrameAfter(end.problem.at))) return false;
       const to = this.#readPos;
-      if (comparePositions(to, from) <= 0) return;
+      if (fr && comparePositions(to, { seg: fr.durableSeg, off: fr.durableOff }) < 0) return false;
+      if (fr && comparePositions(to, { seg: fr.seg, off: fr.off }) < 0) {
+        this.#passedFrontier = fr; // past the log: a writable open replaces it
+      } else if (comparePositions(to, from) <= 0) {
+        return false;
+      }
       for (let seg = from.seg; seg <= to.seg; seg++) this.#syncSegment(seg);
       this.#show(to, this.index.lastTsn);
       this.#hooks.publishPin();
+      return true;
     } catch {
-      // Records read stay past the visible end, unshown, as records read ahead are (rule 10).
+      return false;
     } finally {
       release();
     }

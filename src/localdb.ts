@@ -701,8 +701,16 @@ export class LocalDatabase implements DatabaseEngine {
     }
     // A watcher replaying history pins it for every process's compactions now, not at the
     // next commit this process sees: until then another process could fold what it is
-    // about to read (it would end with WATCH_OVERFLOW).
-    if (from !== undefined) this.#pins.publish();
+    // about to read (it would end with WATCH_OVERFLOW). If the pin cannot be written, the
+    // watcher ends here, before it starts.
+    if (from !== undefined) {
+      try {
+        this.#pins.publish(true);
+      } catch (e) {
+        void it.return?.();
+        throw ioError(e, `Pinning version ${from} for a watcher of "${ns}" (writing this process's lease)`);
+      }
+    }
     return it;
   }
 

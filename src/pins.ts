@@ -127,18 +127,21 @@ export class Pins {
   /**
    * Publishes this process's pin if it moved. A failed write is not the operation's
    * failure; it is tried again at the next change. A pin that moved up stays published
-   * lower than the real one meanwhile, which only makes compaction keep more; one that moved
-   * down (a watcher replaying history from an older version; snapshots and transactions
-   * start at the head) stays published higher until a write succeeds.
+   * lower than the real one meanwhile, which only makes compaction keep more. One that
+   * moves down (a watcher replaying history from an older version; snapshots and
+   * transactions start at the head) is published with `mustHold`: a failed write throws,
+   * so that the watcher fails at its start rather than later, when another process's
+   * compaction folded the history it was about to read (it ended with WATCH_OVERFLOW).
    */
-  publish(): void {
+  publish(mustHold = false): void {
     if (!this.#lease) return;
     const pin = this.localPin();
     if (pin === this.#publishedPin) return;
     try {
       this.#lease.publishPin(pin);
       this.#publishedPin = pin;
-    } catch {
+    } catch (e) {
+      if (mustHold && pin < this.#publishedPin) throw e;
       // retried on the next change
     }
   }

@@ -209,6 +209,40 @@ test(`${R} compact() folds the active segment too: old versions go whatever segm
   await db.close();
 });
 
+test(`${R} a watcher replaying history whose pin cannot be written (the lease write fails) fails at its start with IO, not later with WATCH_OVERFLOW after another process folded what it was to read`, async () => {
+  const { withFaults } = await import("txtdb/adapters/faults");
+  const { defaultPlatform, PortError } = await import("txtdb/internal");
+  const base = await defaultPlatform();
+  const dir = tempDir("watch-pin");
+  let failLeaseWrites = false;
+  const faulty = withFaults(base, (step, path) => {
+    if (failLeaseWrites && step === "beforeWrite" && path.includes("/leases/")) throw new PortError("EIO", "write", path);
+  });
+  const db = await open(dir, { adapter: faulty, namespaces: ["ns"], autoCompactBytes: 0 });
+  try {
+    const first = await db.set("ns", "k", 0);
+    for (let i = 1; i <= 20; i++) await db.set("ns", "k", i);
+    failLeaseWrites = true;
+    let thrown: unknown;
+    try {
+      const w = db.watch("ns", { keys: ["k"] }, { fromVersion: first.version });
+      await w.return?.();
+    } catch (e) {
+      thrown = e;
+    }
+    assert.ok(thrown instanceof TxtDbError && thrown.code === "IO", `watch() with the pin unwritable: ${String(thrown)}`);
+    failLeaseWrites = false;
+    // Without the failure, the same watcher replays from its version.
+    const w = db.watch<number>("ns", { keys: ["k"] }, { fromVersion: first.version });
+    const event = await w.next();
+    assert.equal(event.done, false);
+    await w.return?.();
+  } finally {
+    failLeaseWrites = false;
+    await db.close();
+  }
+});
+
 test(`${R} compaction writes its tables without the writer lock: other writers commit meanwhile, and the switch still keeps every commit`, async () => {
   const { withFaults } = await import("txtdb/adapters/faults");
   const { defaultPlatform, FileLock } = await import("txtdb/internal");

@@ -31,7 +31,7 @@ import type { ManifestTwoPhase } from "./prepared.ts";
 import { TxtDbError } from "./errors.ts";
 import { crc32c } from "./crc32c.ts";
 import { decodeInternal, encodeInternal } from "./codec.ts";
-import { frame, parseFrame, FRAME_HEADER_BYTES, FRAME_MAGIC, NewerRecordError } from "./record.ts";
+import { frame, parseFrame, FRAME_BODY_MAX_BYTES, FRAME_HEADER_BYTES, FRAME_MAGIC, NewerRecordError } from "./record.ts";
 import { joinPath, PortError } from "./port.ts";
 import type { FileHandle, OpenOptions, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
@@ -391,11 +391,19 @@ export class Log {
    * it only under that lock), so it may do this before taking the writer lock.
    */
   prepareManifest(m: Manifest): void {
+    const body = encodeInternal(m);
+    if (body.length > FRAME_BODY_MAX_BYTES) {
+      // No open could read it back (a frame that long is taken for garbage): refused before
+      // anything is written, so the manifest in place stays the store's.
+      throw new TxtDbError("LIMIT", `The manifest of "${this.dir}" would be ${body.length} bytes, over the ${FRAME_BODY_MAX_BYTES}-byte limit of one record: the two-phase transactions prepared and still undecided hold too much. Commit or roll them back (db.inDoubt()), then compact again`, {
+        details: { bytes: body.length, limitBytes: FRAME_BODY_MAX_BYTES },
+      });
+    }
     const tmp = this.path(MANIFEST_TMP);
     this.platform.unlink(tmp);
     const f = this.#openStoreFile(tmp, { create: true, exclusive: true, mode: this.mode });
     try {
-      f.write(frame(encodeInternal(m)), 0);
+      f.write(frame(body), 0);
       f.sync();
     } finally {
       f.close();

@@ -289,3 +289,25 @@ test(`${R} a commit whose log record would pass 1 GiB fails with LIMIT whatever 
   assert.deepEqual([await db.get("ns", "before"), await db.get("ns", "after"), await db.get("ns", "later"), await db.get("ns", "huge")], [1, 2, 3, undefined]);
   await db.close();
 });
+
+test(`${R} a manifest that would pass 1 GiB (undecided two-phase prepares re-encoded into it) fails with LIMIT before anything is written: the manifest in place stays, and the store opens`, async () => {
+  // Two prepares of ~600 MiB (possible with raised limits) still undecided at a compaction
+  // go into one manifest record; over 1 GiB, no open could read it back. Node only, as the
+  // 1 GiB commit test: encoding that much takes seconds and gigabytes.
+  if (runtime !== "node") return;
+  const { Log } = await import("txtdb/internal");
+  const dir = tempDir("ca-manifest");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "k", 1);
+  await db.close();
+  const log = new Log(await defaultPlatform(), dir, 0o600, false);
+  const before = fs.readFileSync(`${dir}/MANIFEST`);
+  const manifest = { ...log.readManifest()!, oversized: new Uint8Array(2 ** 30 + 1) };
+  assert.throws(() => log.prepareManifest(manifest), (e: unknown) => e instanceof TxtDbError && e.code === "LIMIT" && /limit of one record/.test(e.message));
+  assert.ok(!fs.existsSync(`${dir}/MANIFEST.tmp`), "no MANIFEST.tmp was written");
+  assert.deepEqual(fs.readFileSync(`${dir}/MANIFEST`), before);
+  log.close();
+  const again = await open(dir);
+  assert.equal(await again.get("ns", "k"), 1);
+  await again.close();
+});

@@ -26,7 +26,7 @@ import { encodeValue } from "./codec.ts";
 import { expiryFromOptions, wrapExpiring } from "./expiry.ts";
 import type { SetOptions } from "./expiry.ts";
 import type { Index } from "./index.ts";
-import { FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION } from "./log.ts";
+import { comparePositions, FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION } from "./log.ts";
 import { changeFormatLocked } from "./migrate.ts";
 import { GroupCommitter } from "./commit.ts";
 import type { PendingCommit } from "./commit.ts";
@@ -338,9 +338,33 @@ export class LocalDatabase implements DatabaseEngine {
         checkManifestFiles(this.platform, this.path, tail.log, manifest);
         tail.resetView();
         tail.loadManifest(manifest);
+        // The log ending before the frontier can be a power loss in "relaxed" (rule 11 of
+        // tail.ts): with nobody alive, the log's end is what the next writable open shows.
+        let refreshFailure: TxtDbError | undefined;
+        try {
+          tail.refresh();
+        } catch (e) {
+          if (!(e instanceof TxtDbError && e.code === "CORRUPTION")) throw e;
+          refreshFailure = e;
+        }
         // Rule 11 of tail.ts: a dead writer's records past the frontier (a power loss).
         const pins = this.#pins;
-        if (!tail.adoptDeadWritersRecords(this.#lock, () => pins.othersMayBeAlive())) tail.refresh();
+        const adopted = await tail.adoptDeadWritersRecords(this.#lock, () => pins.othersMayBeAlive(), refreshFailure !== undefined);
+        if (!adopted && refreshFailure) {
+          try {
+            tail.refresh(); // a writable open may have put the frontier back meanwhile
+          } catch (e) {
+            // Only where the frontier says it was published ahead of the durable end ("relaxed").
+            const fr = tail.log.readFrontier();
+            if (!(e instanceof TxtDbError && e.code === "CORRUPTION" && fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, fr) < 0)) throw e;
+            throw new TxtDbError("CORRUPTION", `${e.message}. After a power loss of a store written with durability "relaxed" this is expected, not damage: the next writable open() puts the frontier back, and a read-only open does so for itself when no other process has the store open`, { cause: e, ...(e.details ? { details: e.details } : {}) });
+          }
+        }
+        if (!adopted && !this.platform.stat(`${this.path}/${FRONTIER}`)) {
+          // Deleted by hand: with a writer alive, it goes on publishing into the deleted file,
+          // and this open would show an empty store. A writable open creates it again.
+          throw new TxtDbError("IO", `The frontier file of "${this.path}" is missing, so this read-only open cannot tell how far the log is durable (another process may be writing). Open the store once without readOnly, which recreates it`, { details: { path: `${this.path}/${FRONTIER}` } });
+        }
         break;
       } catch (e) {
         if (attempt >= OPEN_ATTEMPTS_MAX || !tail.manifestMovedFrom(manifest)) throw e;

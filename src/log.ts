@@ -900,6 +900,21 @@ export class Log {
    * later one). A bad frame followed by a good one is damage in the middle of the log,
    * never a torn tail: a torn tail is, by definition, the last thing written.
    */
+  /**
+   * Whether anything was written at `pos` or after it in a later segment: a byte other than
+   * preallocated zeros where the next record would start, or a next segment. One small read
+   * (and a stat of the next segment's name), so that a read-only open can tell cheaply
+   * whether a dead writer left records past the frontier (tail.ts rule 11).
+   */
+  writtenAt(pos: LogPosition): boolean {
+    const file = this.segment(pos.seg);
+    if (file) {
+      const byte = new Uint8Array(1);
+      if (file.read(byte, pos.off) === 1 && byte[0] !== 0) return true;
+    }
+    return this.platform.stat(this.path(segmentName(pos.seg + 1))) !== undefined;
+  }
+
   validFrameAfter(pos: LogPosition): boolean {
     for (const n of this.listSegments()) {
       if (n < pos.seg) continue;

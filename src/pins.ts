@@ -269,18 +269,23 @@ export class Pins {
 
   /**
    * True unless it is certain that no process but this one holds a live lease: a leases
-   * directory that cannot be read (another user's store) cannot tell, and counts as alive.
+   * directory that cannot be read (another user's store) or is missing cannot tell, and
+   * counts as alive. (A live process whose lease file was deleted by hand and not yet made
+   * again is not seen: the same limit as compaction's.)
    */
   othersMayBeAlive(): boolean {
     let names: string[];
     try {
       names = this.#platform.readdir(`${this.#path}/${LEASES_DIR}`);
-    } catch (e) {
-      return !(e instanceof PortError && e.errno === "ENOENT"); // none: nobody ever leased
+    } catch {
+      return true; // unreadable, or deleted by hand under live processes: cannot tell
     }
     const mine = this.leaseFile;
     for (const name of names) {
-      if (isLeaseFile(name) && name !== mine && leaseOwnerAlive(this.#platform, `${this.#path}/${LEASES_DIR}/${name}`)) return true;
+      // A lease being made (or remade, by a process whose lease was deleted) under its
+      // temporary name counts too: its maker may be a writer with a batch on its way.
+      const making = name.endsWith(".lease-new");
+      if ((isLeaseFile(name) || making) && name !== mine && leaseOwnerAlive(this.#platform, `${this.#path}/${LEASES_DIR}/${name}`)) return true;
     }
     return false;
   }

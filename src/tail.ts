@@ -114,6 +114,13 @@ const SYNC_WAIT_MS_MAX = 10;
 const sameFrontier = (a: Readonly<Frontier>, b: Readonly<Frontier>): boolean =>
   a.tsn === b.tsn && a.seg === b.seg && a.off === b.off && a.durableSeg === b.durableSeg && a.durableOff === b.durableOff;
 
+/**
+ * How long a read-only open waits between finding a stopped writer's records past the
+ * frontier and showing them (rule 11): a live writer would have published them, or marked
+ * its sync failed, within a sync's time (SYNC_WAIT_MS_MAX and the sync itself).
+ */
+const ADOPT_SETTLE_MS = 50;
+
 /** How often a read starts again when a compaction switched the manifest under it. */
 export const OPEN_ATTEMPTS_MAX = 20;
 
@@ -167,9 +174,11 @@ export class Tail {
   #epoch = 0;
   /**
    * A frontier a read-only open found past the log's end and read it to its end instead
-   * (rule 11): while the file still holds exactly it, refreshes take it as nothing new.
+   * (rule 11), with the repair epoch then: while the file still holds exactly that frontier
+   * in that epoch, refreshes take it as nothing new. The writable open that replaces it
+   * bumps the epoch, so even a frontier equal to it by chance is read (catchUpLocked).
    */
-  #passedFrontier: Readonly<Frontier> | undefined;
+  #passedFrontier: { frontier: Readonly<Frontier>; epoch: number } | undefined;
   #readPos: LogPosition = { seg: 1, off: 0 };
   #durablePos: LogPosition = { seg: 1, off: 0 };
   #firstSegment = 1;
@@ -227,11 +236,16 @@ export class Tail {
    * Otherwise undefined: `fr` is the end.
    */
   viewOver(fr: Readonly<Frontier> | undefined): { tsn: number; seg: number; off: number } | undefined {
-    const passed = fr !== undefined && this.#passedFrontier !== undefined && sameFrontier(fr, this.#passedFrontier);
-    if (passed || !fr || this.#visibleTsn > fr.tsn) {
+    if (!fr || this.#visibleTsn > fr.tsn || this.#isPassedFrontier(fr)) {
       return { tsn: this.#visibleTsn, seg: this.#visiblePos.seg, off: this.#visiblePos.off };
     }
     return undefined;
+  }
+
+  /** Whether `fr` is the frontier this process passed at its read-only open, still in place (rule 11). */
+  #isPassedFrontier(fr: Readonly<Frontier>): boolean {
+    const p = this.#passedFrontier;
+    return p !== undefined && sameFrontier(fr, p.frontier) && this.log.readTailState().epoch === p.epoch;
   }
 
   /** The manifest this process follows. */
@@ -551,7 +565,7 @@ export class Tail {
     }
     fr ??= this.log.readFrontier();
     if (!fr) return;
-    if (this.#passedFrontier !== undefined && !sameFrontier(fr, this.#passedFrontier)) this.#passedFrontier = undefined;
+    if (this.#passedFrontier !== undefined && !this.#isPassedFrontier(fr)) this.#passedFrontier = undefined;
     if (fr.tsn <= this.#visibleTsn || this.#passedFrontier !== undefined) {
       if (fileProbeAtMs !== undefined) this.#fileProbedAtMs = fileProbeAtMs;
       return;
@@ -664,7 +678,12 @@ export class Tail {
       throw this.#corruption(pos, `the log ends at ${segmentName(pos.seg)}:${pos.off} before the published frontier at ${segmentName(published.seg)}:${published.off}`);
     }
     const lastTsn = this.index.lastTsn;
-    if (st.endTsn !== lastTsn || comparePositions(st.end, pos) !== 0) this.log.writeTailEnd({ end: pos, endTsn: lastTsn, epoch: this.#epoch });
+    // A writable open that finds the frontier past the log's end puts it back (below) in a
+    // new epoch: a read-only open that read the log to its end meanwhile (rule 11) then
+    // reads the new frontier even if it equals the one it passed.
+    const reset = opening && !!published && comparePositions(published, pos) > 0;
+    if (reset) this.#epoch = (this.#epoch + 1) >>> 0;
+    if (reset || st.endTsn !== lastTsn || comparePositions(st.end, pos) !== 0) this.log.writeTailEnd({ end: pos, endTsn: lastTsn, epoch: this.#epoch });
     const behind = !fr || fr.tsn !== lastTsn || comparePositions(pos, published!) !== 0;
     if (behind && (opening || this.#durability !== "full")) {
       // A writable open, "relaxed" and "none" publish what lies past the frontier now (a
@@ -672,7 +691,6 @@ export class Tail {
       // the log's end (a power loss took records "relaxed" had published) is reset.
       if (this.#durability !== "none") this.#syncSegment(pos.seg);
       this.#durablePos = pos;
-      const reset = opening && !!published && comparePositions(published, pos) > 0;
       this.#publishMax(pos, lastTsn, pos, reset);
       this.#show(pos, lastTsn);
     } else if (fr) {
@@ -683,57 +701,111 @@ export class Tail {
   }
 
   /**
-   * Rule 11, at a read-only open, in place of its first {@link refresh}: what a writable open
-   * would make durable and publish (catchUpLocked: a dead writer's whole records past the
-   * frontier, or, where a power loss took records that "relaxed" had published, the log's
-   * end), this open makes durable and shows, when no process could still be writing or
-   * syncing. The frontier file is never synced, so after a power loss it may lag the log by
-   * every commit of its last seconds (or be gone, or, in "relaxed", lie past the log); a
-   * read-only open used to show the store that far back (or fail with CORRUPTION), and a
-   * backup taken through it left those commits out, until some writable open came by.
+   * Rule 11, at a read-only open, after its first {@link refresh} (which may have failed
+   * with `refreshFailed`): what a writable open would make durable and publish
+   * (catchUpLocked: a dead writer's whole records past the frontier, or, where a power loss
+   * took records that "relaxed" had published, the log's end), this open makes durable and
+   * shows, when no process could still be writing or syncing. The frontier file is never
+   * synced, so after a power loss it may lag the log by every commit of its last seconds (or
+   * be gone, or, in "relaxed", lie past the log); a read-only open used to show the store
+   * that far back (or fail with CORRUPTION), and a backup taken through it left those
+   * commits out, until some writable open came by.
    *
-   * Only when, holding the writer lock (so nobody is appending, and no writable open can
-   * start), no other process has a live lease (so no batch is between its append and its
-   * sync, rule 3) and no sync failure is marked (rule 8 would cut past the durable end).
-   * The log is read to its end, the segments read fdatasynced (a read-only handle may), and
-   * the end shown: the next writable open publishes that same end, so the view never has to
-   * move back. A torn tail ends the records, as it would be cut. Damage (a bad record with
-   * whole ones after it, records known durable missing), which a writable open refuses, or
-   * a failed sync leaves the view to the refresh, as before. This process writes nothing.
-   * Returns true when it set the view.
+   * Only when something was written past what the refresh read (one small read says so; the
+   * usual answer is no, and nothing else is done), and then only when, holding the writer
+   * lock (so nobody is appending, and no writable open can start), no other process may
+   * hold a live lease (so no batch is between its append and its sync, rule 3; a lease
+   * directory that cannot be read, or is missing, cannot tell) and no sync failure is
+   * marked (rule 8 would cut past the durable end). The log is read on to its end; then,
+   * after ADOPT_SETTLE_MS without the lock, the same is looked at again, and nothing may
+   * have moved (a live writer whose lease was deleted by hand would have published or
+   * marked a failure by then). The segments past the visible end are fdatasynced (a
+   * read-only handle may), and the end shown:
+   * the next writable open publishes that same end, so the view never has to move back.
+   * A torn tail ends the records, as it would be cut. Damage (a bad record with whole ones
+   * after it, records known durable missing), which a writable open refuses, leaves the
+   * view as the refresh left it. A failed sync is IO, thrown: the disk may have dropped
+   * those records, and this process cannot mark the store (rule 7). This process writes
+   * nothing. Returns true when it set the view.
    */
-  adoptDeadWritersRecords(writerLock: { tryAcquire(exclusive: boolean): (() => void) | undefined }, othersAlive: () => boolean): boolean {
-    if (comparePositions(this.#readPos, this.#visiblePos) !== 0) return false;
+  async adoptDeadWritersRecords(writerLock: { tryAcquire(exclusive: boolean): (() => void) | undefined }, othersAlive: () => boolean, refreshFailed: boolean): Promise<boolean> {
+    if (!refreshFailed && !this.log.writtenAt(this.#readPos)) return false;
+    const from = this.#visiblePos;
+    const first = this.#lookPastFrontier(writerLock, othersAlive);
+    if (!first) return false;
+    // A live writer whose lease file was deleted by hand would be between its append and
+    // its sync: within a sync's time it publishes, or marks its sync failed. Whatever moved
+    // meanwhile (the frontier, the epoch, the log's end) means someone is alive.
+    await this.platform.sleep(ADOPT_SETTLE_MS);
     let release: (() => void) | undefined;
     try {
       release = writerLock.tryAcquire(true);
     } catch {
-      return false; // a lock file this process may not open: the frontier stands
+      return false;
     }
-    if (!release) return false; // a writer is appending: it publishes what it appends
+    if (!release) return false;
     try {
       if (othersAlive()) return false;
       const { frontier: fr, tail: st } = this.log.readHead();
-      if (st.failedPid !== 0) return false;
-      this.#epoch = st.epoch;
-      const from = this.#visiblePos;
-      // Records read and not shown stay past the visible end, as records read ahead do
-      // (rule 10), for the refresh that follows a false.
-      const end = this.#readTo(undefined);
-      if (end.problem && (end.problem.cut || this.log.validFrameAfter(end.problem.at))) return false;
+      if (st.failedPid !== 0 || st.epoch !== first.epoch) return false;
+      if (fr === undefined ? first.frontier !== undefined : first.frontier === undefined || !sameFrontier(fr, first.frontier)) return false;
       const to = this.#readPos;
-      if (fr && comparePositions(to, { seg: fr.durableSeg, off: fr.durableOff }) < 0) return false;
-      if (fr && comparePositions(to, { seg: fr.seg, off: fr.off }) < 0) {
-        this.#passedFrontier = fr; // past the log: a writable open replaces it
-      } else if (comparePositions(to, from) <= 0) {
+      try {
+        this.#readTo(undefined); // reads nothing, unless something was appended since the first look
+      } catch {
         return false;
       }
-      for (let seg = from.seg; seg <= to.seg; seg++) this.#syncSegment(seg);
+      if (comparePositions(this.#readPos, to) !== 0) return false;
+      const passed = !!fr && comparePositions(to, { seg: fr.seg, off: fr.off }) < 0;
+      for (let seg = from.seg; seg <= to.seg; seg++) {
+        try {
+          this.#syncSegment(seg);
+        } catch (e) {
+          throw new TxtDbError("IO", `A sync of "${this.path}/${segmentName(seg)}" failed while this read-only open made a stopped writer's last records durable: the disk may have dropped them. Nothing was shown past the frontier; check the disk before opening the store writable`, { cause: e, details: { path: `${this.path}/${segmentName(seg)}` } });
+        }
+      }
+      if (passed) this.#passedFrontier = { frontier: fr, epoch: st.epoch }; // past the log: a writable open replaces it, with a new epoch
       this.#show(to, this.index.lastTsn);
       this.#hooks.publishPin();
       return true;
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * The first look of {@link adoptDeadWritersRecords}, holding the writer lock: nobody else
+   * alive, no failure marked, and whole records (or the log's end short of a frontier past
+   * it) to show; reads them into the index, not yet shown. Undefined if not.
+   */
+  #lookPastFrontier(writerLock: { tryAcquire(exclusive: boolean): (() => void) | undefined }, othersAlive: () => boolean): { frontier: Readonly<Frontier> | undefined; epoch: number } | undefined {
+    let release: (() => void) | undefined;
+    try {
+      release = writerLock.tryAcquire(true);
     } catch {
-      return false;
+      return undefined; // a lock file this process may not open: the frontier stands
+    }
+    if (!release) return undefined; // a writer is appending: it publishes what it appends
+    try {
+      if (othersAlive()) return undefined;
+      const { frontier: fr, tail: st } = this.log.readHead();
+      if (st.failedPid !== 0) return undefined;
+      if (st.epoch !== this.#epoch && comparePositions(this.#readPos, this.#visiblePos) > 0) return undefined; // read before a repair: the refresh's business
+      this.#epoch = st.epoch;
+      let end;
+      try {
+        // Records read and not shown stay past the visible end, as records read ahead do
+        // (rule 10).
+        end = this.#readTo(undefined);
+      } catch {
+        return undefined;
+      }
+      if (end.problem && (end.problem.cut || this.log.validFrameAfter(end.problem.at))) return undefined;
+      const to = this.#readPos;
+      if (fr && comparePositions(to, { seg: fr.durableSeg, off: fr.durableOff }) < 0) return undefined;
+      const passed = !!fr && comparePositions(to, { seg: fr.seg, off: fr.off }) < 0;
+      if (!passed && comparePositions(to, this.#visiblePos) <= 0) return undefined;
+      return { frontier: fr, epoch: st.epoch };
     } finally {
       release();
     }

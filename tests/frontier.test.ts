@@ -320,6 +320,72 @@ test("[sim] rule 11, \"relaxed\": after a power loss that kept the frontier file
   assert.ok(passedLog > 0, "some seeds lost commits that \"relaxed\" had published (the case under test)");
 });
 
+test("[sim] rule 11: a live writer whose lease file was deleted by hand, between its append and a sync that fails: a read-only open meanwhile does not show its batch (it waits to see whether anything moves)", async () => {
+  const world = new SimWorld(101);
+  let failSync = false;
+  const wp = withFaults(world.process(), (step, path) => {
+    if (step === "beforeFsync" && failSync && path.endsWith(".log")) throw new PortError("EIO", "fdatasync", path);
+  });
+  const w = await open("/db", { adapter: wp, namespaces: ["ns"] });
+  await w.set("ns", "ok", 1);
+  const sh = world.process();
+  for (const name of sh.readdir("/db/leases")) sh.unlink(`/db/leases/${name}`); // the careless user
+  // The sync lock held elsewhere: the writer, after its append, waits before syncing itself.
+  const holder = sh.open(`/db/${sh.readdir("/db").find((n) => n.endsWith(".log"))!}`, { readOnly: true });
+  assert.ok(holder.tryLock(true));
+  failSync = true;
+  const pending = w.set("ns", "x", 42).then(() => "ok", (e) => (e instanceof TxtDbError ? e.code : String(e)));
+  await new Promise((r) => setImmediate(r));
+  const ro = await open("/db", { adapter: world.process(), readOnly: true });
+  const shown = await ro.get("ns", "x");
+  await ro.close();
+  holder.close();
+  assert.equal(await pending, "IO");
+  await w.close();
+  const rw = await open("/db", { adapter: world.process() });
+  assert.equal(await rw.get("ns", "x"), undefined, "the failed batch was cut");
+  assert.equal(shown, undefined, "so no process may have shown it");
+  await rw.close();
+});
+
+test("[sim] rule 11, \"relaxed\": the writable open that puts back a frontier found past the log bumps the epoch, so a read-only open that passed it reads a new frontier even when it equals the old one byte for byte", async () => {
+  const world = new SimWorld(50); // a seed whose power loss keeps the frontier's write and not the log's
+  const a = await open("/db", { adapter: world.process(), namespaces: ["ns"] });
+  await a.set("ns", "n", 0);
+  await a.close();
+  const db = await open("/db", { adapter: world.process(), durability: "relaxed", relaxedSyncMs: 60_000 });
+  for (let i = 1; i <= 5; i++) await db.set("ns", "n", i);
+  const lost = world.powerLoss();
+  await db.close().catch(() => {});
+  const frontierBefore = lost.process().open("/db/frontier", { readOnly: true });
+  const bytes = new Uint8Array(36);
+  frontierBefore.read(bytes, 0);
+  frontierBefore.close();
+  assert.equal(new DataView(bytes.buffer).getFloat64(0, true), 7, "the frontier survived at version 7");
+  const ro = await open("/db", { adapter: lost.process(), readOnly: true });
+  assert.equal(await ro.get("ns", "n"), 0, "the log holds n = 0 only: that is shown, not CORRUPTION");
+  const w = await open("/db", { adapter: lost.process(), durability: "relaxed", relaxedSyncMs: 60_000 });
+  for (let i = 1; i <= 5; i++) await w.set("ns", "n", i); // the same commits again: the same frontier
+  assert.equal(await ro.get("ns", "n"), 5, "the read-only open sees the commits the writer redid");
+  const copy = await ro.backup("/copy");
+  assert.equal(copy.version, 7n);
+  await ro.close();
+  await w.close();
+});
+
+test("[sim] rule 11: a read-only open of a store closed cleanly syncs nothing and finds nothing to adopt", async () => {
+  const world = new SimWorld(12);
+  const db = await open("/db", { adapter: world.process(), namespaces: ["ns"], segmentBytes: 400 });
+  for (let i = 0; i < 20; i++) await db.set("ns", ["k", i], "v".repeat(40));
+  await db.close();
+  const syncs = world.counters.syncs;
+  const ro = await open("/db", { adapter: world.process(), readOnly: true });
+  assert.equal(await ro.get("ns", ["k", 19]), "v".repeat(40));
+  await ro.close();
+  assert.equal(world.counters.syncs, syncs, "no fdatasync");
+  assert.ok(!world.trace.slice(-200).some((t) => t.startsWith("open /db/writer.lock")), "the writer lock was not even opened");
+});
+
 test("[sim] EIO at every log sync while three processes commit: no commit resolves, every process refuses until a reopen verified the tail, nothing failed appears after a power loss", async () => {
   for (let seed = 10; seed < 16; seed++) {
     const world = new SimWorld(seed);

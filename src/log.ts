@@ -896,11 +896,6 @@ export class Log {
   }
 
   /**
-   * True if a whole, checksummed frame starts anywhere after `pos` (in its segment or a
-   * later one). A bad frame followed by a good one is damage in the middle of the log,
-   * never a torn tail: a torn tail is, by definition, the last thing written.
-   */
-  /**
    * Whether anything was written at `pos` or after it in a later segment: a byte other than
    * preallocated zeros where the next record would start, or a next segment. One small read
    * (and a stat of the next segment's name), so that a read-only open can tell cheaply
@@ -915,6 +910,11 @@ export class Log {
     return this.platform.stat(this.path(segmentName(pos.seg + 1))) !== undefined;
   }
 
+  /**
+   * True if a whole, checksummed frame starts anywhere after `pos` (in its segment or a
+   * later one). A bad frame followed by a good one is damage in the middle of the log,
+   * never a torn tail: a torn tail is, by definition, the last thing written.
+   */
   validFrameAfter(pos: LogPosition): boolean {
     for (const n of this.listSegments()) {
       if (n < pos.seg) continue;

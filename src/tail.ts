@@ -737,17 +737,8 @@ export class Tail {
     // its sync: within a sync's time it publishes, or marks its sync failed. Whatever moved
     // meanwhile (the frontier, the epoch, the log's end) means someone is alive.
     await this.platform.sleep(ADOPT_SETTLE_MS);
-    let release: (() => void) | undefined;
-    try {
-      release = writerLock.tryAcquire(true);
-    } catch {
-      return false;
-    }
-    if (!release) return false;
-    try {
-      if (othersAlive()) return false;
-      const { frontier: fr, tail: st } = this.log.readHead();
-      if (st.failedPid !== 0 || st.epoch !== first.epoch) return false;
+    return this.#whileAlone(writerLock, othersAlive, (fr, st) => {
+      if (st.epoch !== first.epoch) return false;
       if (fr === undefined ? first.frontier !== undefined : first.frontier === undefined || !sameFrontier(fr, first.frontier)) return false;
       const to = this.#readPos;
       try {
@@ -768,9 +759,7 @@ export class Tail {
       this.#show(to, this.index.lastTsn);
       this.#hooks.publishPin();
       return true;
-    } finally {
-      release();
-    }
+    }) ?? false;
   }
 
   /**
@@ -779,17 +768,7 @@ export class Tail {
    * it) to show; reads them into the index, not yet shown. Undefined if not.
    */
   #lookPastFrontier(writerLock: { tryAcquire(exclusive: boolean): (() => void) | undefined }, othersAlive: () => boolean): { frontier: Readonly<Frontier> | undefined; epoch: number } | undefined {
-    let release: (() => void) | undefined;
-    try {
-      release = writerLock.tryAcquire(true);
-    } catch {
-      return undefined; // a lock file this process may not open: the frontier stands
-    }
-    if (!release) return undefined; // a writer is appending: it publishes what it appends
-    try {
-      if (othersAlive()) return undefined;
-      const { frontier: fr, tail: st } = this.log.readHead();
-      if (st.failedPid !== 0) return undefined;
+    return this.#whileAlone(writerLock, othersAlive, (fr, st) => {
       if (st.epoch !== this.#epoch && comparePositions(this.#readPos, this.#visiblePos) > 0) return undefined; // read before a repair: the refresh's business
       this.#epoch = st.epoch;
       let end;
@@ -806,6 +785,27 @@ export class Tail {
       const passed = !!fr && comparePositions(to, { seg: fr.seg, off: fr.off }) < 0;
       if (!passed && comparePositions(to, this.#visiblePos) <= 0) return undefined;
       return { frontier: fr, epoch: st.epoch };
+    });
+  }
+
+  /**
+   * Runs `fn` with the frontier and tail state, holding the writer lock, if it is free now
+   * (nobody appending), no other process may be alive and no sync failure is marked (rule
+   * 11's conditions, checked at both looks); undefined otherwise.
+   */
+  #whileAlone<T>(writerLock: { tryAcquire(exclusive: boolean): (() => void) | undefined }, othersAlive: () => boolean, fn: (fr: Readonly<Frontier> | undefined, st: TailState) => T): T | undefined {
+    let release: (() => void) | undefined;
+    try {
+      release = writerLock.tryAcquire(true);
+    } catch {
+      return undefined; // a lock file this process may not open: the frontier stands
+    }
+    if (!release) return undefined; // a writer is appending: it publishes what it appends
+    try {
+      if (othersAlive()) return undefined;
+      const { frontier: fr, tail: st } = this.log.readHead();
+      if (st.failedPid !== 0) return undefined;
+      return fn(fr, st);
     } finally {
       release();
     }
@@ -868,7 +868,7 @@ export class Tail {
         fr.durableSeg = now.durableSeg;
         fr.durableOff = now.durableOff;
       }
-      if (fr.tsn === now.tsn && fr.seg === now.seg && fr.off === now.off && fr.durableSeg === now.durableSeg && fr.durableOff === now.durableOff) return;
+      if (sameFrontier(fr, now)) return;
     }
     this.log.publishFrontier(fr);
   }

@@ -16,20 +16,44 @@ export async function barrier(dir, procs, id) {
 }
 
 /**
- * A peer's worker (one transaction at a time): `warm` untimed calls of `one(i)`, the
- * barrier, then `n` timed ones. Prints the worker's JSON result line (ops, ms, p99 µs).
+ * How long a phase of a bench worker runs: a count of transactions ("2000") or a duration
+ * ("4000ms"). A duration is how the bench's multi-process rows warm up and measure: the JIT
+ * of a txtdb process (V8 in Node and Deno, JavaScriptCore in Bun) takes about 12,000
+ * transactions to reach its steady state when four processes share two cores (CPU per
+ * transaction falls from ~240 µs over the first 4,000 to ~100 µs), so a fixed small count
+ * measured the compiler, not the store; a duration gives every engine the same wall time.
  */
-export async function runPeerWorker({ one, n, warm, procs, dir, id }) {
-  for (let i = 0; i < warm; i++) one(i);
-  if (warm > 0) await barrier(dir, procs, id);
-  const lat = new Float64Array(n);
+export function parsePhase(arg) {
+  const text = String(arg ?? "0");
+  const ms = /^(\d+)ms$/.exec(text);
+  if (ms) return { ms: Number(ms[1]), count: Infinity };
+  const count = Number(text);
+  if (!Number.isInteger(count) || count < 0) throw new Error(`bench phase ${text}: a count of transactions or a duration such as 3000ms`);
+  return { ms: Infinity, count };
+}
+
+/** Whether a phase that started at `t0` and has run `done` transactions goes on. */
+export const phaseGoesOn = (phase, t0, done) => done < phase.count && performance.now() - t0 < phase.ms;
+
+/**
+ * A peer's worker (one transaction at a time): untimed calls of `one(i)` for the `warm`
+ * phase, the barrier, then the timed `run` phase (parsePhase). Prints the worker's JSON
+ * result line (ops, warmOps, ms, p99 µs).
+ */
+export async function runPeerWorker({ one, run, warm, procs, dir, id }) {
+  const warmPhase = parsePhase(warm), runPhase = parsePhase(run);
+  let warmOps = 0;
+  const w0 = performance.now();
+  while (phaseGoesOn(warmPhase, w0, warmOps)) one(warmOps++);
+  if (warmOps > 0) await barrier(dir, procs, id);
+  const lat = [];
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
+  while (phaseGoesOn(runPhase, t0, lat.length)) {
     const s = performance.now();
-    one(i);
-    lat[i] = (performance.now() - s) * 1000;
+    one(lat.length);
+    lat.push((performance.now() - s) * 1000);
   }
   const ms = performance.now() - t0;
-  lat.sort();
-  console.log(JSON.stringify({ runtime: "node", ops: n, ms, p99us: Math.round(lat[Math.floor(n * 0.99)] ?? 0) }));
+  lat.sort((a, b) => a - b);
+  console.log(JSON.stringify({ runtime: "node", ops: lat.length, warmOps, ms, p99us: Math.round(lat[Math.floor(lat.length * 0.99)] ?? 0) }));
 }

@@ -1,6 +1,7 @@
-// One lmdb-js bench process, with durable commits. Usage: mp-lmdb.mjs <w3|w6> <dir> <n> [keys] [warm procs barrierDir]
-//   (`warm` untimed transactions first, then barrier.mjs until `procs` workers are ready)
-//   w3  n read-modify-write increments on `keys` keys; w6  n transfers among 100 accounts.
+// One lmdb-js bench process, with durable commits. Usage: mp-lmdb.mjs <w3|w6> <dir> <run> [keys] [warm procs barrierDir]
+//   (`warm` and `run`: a count of transactions or a duration such as 3000ms, see
+// barrier.mjs parsePhase; the untimed warm-up first, then barrier.mjs until `procs` workers are ready)
+//   w3  read-modify-write increments on `keys` keys; w6  transfers among 100 accounts.
 // Each read-modify-write runs in transactionSync, alone under LMDB's write lock across
 // processes: lmdb-js's asynchronous transaction() lost updates here between processes (a
 // counter summed to 1,999 of 2,000 with four processes), so the bench does not use it.
@@ -9,8 +10,8 @@ import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const { open } = require("lmdb");
 import { runPeerWorker } from "./barrier.mjs";
-const [mode, path, nArg, keysArg, warmArg, procsArg, barrierDir] = process.argv.slice(2);
-const n = Number(nArg), keys = Number(keysArg ?? 1000);
+const [mode, path, runArg, keysArg, warmArg, procsArg, barrierDir] = process.argv.slice(2);
+const keys = Number(keysArg ?? 1000);
 // overlappingSync off: transactionSync returns only after the flush, as a durable commit must.
 // A fixed map of 1 GiB, the same the creating process gave: with the default growing map,
 // eight processes committing at once made lmdb-js fail with "MDB_BAD_TXN ... mdb_page_touch"
@@ -43,5 +44,5 @@ function one() {
     });
   }
 }
-await runPeerWorker({ one, n, warm: Number(warmArg ?? 0), procs: Number(procsArg), dir: barrierDir, id: `lmdb-${process.pid}` });
+await runPeerWorker({ one, run: runArg, warm: warmArg ?? "0", procs: Number(procsArg), dir: barrierDir, id: `lmdb-${process.pid}` });
 await db.close();

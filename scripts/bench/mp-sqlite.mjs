@@ -1,12 +1,13 @@
 // One better-sqlite3 bench process: WAL, synchronous=FULL, BEGIN IMMEDIATE, busy timeout,
-// and a retry on SQLITE_BUSY. Usage: mp-sqlite.mjs <w3|w6> <file> <n> [keys] [warm procs barrierDir]
-// (`warm` untimed transactions first, then barrier.mjs until `procs` workers are ready).
+// and a retry on SQLITE_BUSY. Usage: mp-sqlite.mjs <w3|w6> <file> <run> [keys] [warm procs barrierDir]
+// (`warm` and `run`: a count of transactions or a duration such as 3000ms, see
+// barrier.mjs parsePhase; the untimed warm-up first, then barrier.mjs until `procs` workers are ready).
 import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const Database = require("better-sqlite3");
 import { runPeerWorker } from "./barrier.mjs";
-const [mode, file, nArg, keysArg, warmArg, procsArg, barrierDir] = process.argv.slice(2);
-const n = Number(nArg), keys = Number(keysArg ?? 1000);
+const [mode, file, runArg, keysArg, warmArg, procsArg, barrierDir] = process.argv.slice(2);
+const keys = Number(keysArg ?? 1000);
 const db = new Database(file, { timeout: 10000 });
 db.pragma("journal_mode = WAL");
 db.pragma("synchronous = FULL");
@@ -33,5 +34,5 @@ function one() {
     tx(() => { put.run(1e6 + from, get.get(1e6 + from).v - 1); put.run(1e6 + to, get.get(1e6 + to).v + 1); });
   }
 }
-await runPeerWorker({ one, n, warm: Number(warmArg ?? 0), procs: Number(procsArg), dir: barrierDir, id: `sqlite-${process.pid}` });
+await runPeerWorker({ one, run: runArg, warm: warmArg ?? "0", procs: Number(procsArg), dir: barrierDir, id: `sqlite-${process.pid}` });
 db.close();

@@ -1,33 +1,41 @@
 /**
- * One txtdb bench process (any runtime). Usage: mp-txtdb.ts <mode> <dir> <n> [keys] [inFlight] [warm procs barrierDir]
- *   w3  n read-modify-write increments on `keys` keys (serializable, retried)
- *   w6  n bank transfers among 100 accounts (serializable, retried)
- *   (w3, w6: `warm` untimed transactions first, then barrier.mjs until `procs` workers are ready)
+ * One txtdb bench process (any runtime). Usage: mp-txtdb.ts <mode> <dir> <run> [keys] [inFlight] [warm procs barrierDir]
+ *   w3  read-modify-write increments on `keys` keys (serializable, retried)
+ *   w6  bank transfers among 100 accounts (serializable, retried)
+ *   (w3, w6: `warm` and `run` are a count of transactions or a duration such as 3000ms,
+ *   see barrier.mjs parsePhase; the untimed warm-up first, then barrier.mjs until `procs`
+ *   workers are ready)
  *   watchwriter n  commits carrying their wall-clock send time, one every 2 ms
- * Prints one JSON line: runtime, ops, ms, p99 of a transaction (retries included), fsyncs, lock-wait and commit percentiles, worst
- * event-loop gap seen by a 1 ms heartbeat timer.
+ * Prints one JSON line: runtime, ops (timed), warmOps, ms, p99 of a transaction (retries included), fsyncs, lock-wait and commit
+ * percentiles, worst event-loop gap seen by a 1 ms heartbeat timer.
  */
 import { open, detectRuntime } from "txtdb";
 // @ts-ignore: a plain ES module shared with the peers' workers
-import { barrier } from "./barrier.mjs";
+import { barrier, parsePhase, phaseGoesOn } from "./barrier.mjs";
 
 type G = { Deno?: { args: string[] }; process?: { argv: string[] } };
 const g = globalThis as unknown as G;
-const [mode, dir, nArg, keysArg, inFlightArg, warmArg, procsArg, barrierDir] = g.Deno ? g.Deno.args : g.process!.argv.slice(2);
-const n = Number(nArg);
+const [mode, dir, runArg, keysArg, inFlightArg, warmArg, procsArg, barrierDir] = g.Deno ? g.Deno.args : g.process!.argv.slice(2);
 const keys = Number(keysArg ?? 1000);
 const db = await open(dir!);
 const now = () => performance.timeOrigin + performance.now();
 // Transactions in flight in this process (the API is async; group commit shares each
 // lock acquisition and fsync among them). better-sqlite3 is synchronous: one at a time.
 const IN_FLIGHT = Number(inFlightArg ?? 16);
-/** Runs `count` transactions, IN_FLIGHT at a time; returns each one's latency (retries included), in µs. */
-async function run(count: number): Promise<number[]> {
+// The untimed warm-up runs at least 16 at a time, whatever the timed run does: the JIT
+// counts calls, not seconds, and a process with one transaction in flight made ~800 calls
+// in a 3 s warm-up against ~6,500 at 16 (four processes), and then ran its timed row ~24 %
+// slower. better-sqlite3 and lmdb-js are synchronous and warm one at a time.
+const WARM_IN_FLIGHT = Math.max(IN_FLIGHT, 16);
+type Phase = { ms: number; count: number };
+/** Runs transactions, `inFlight` at a time, for `phase`; returns each one's latency (retries included), in µs. */
+async function run(phase: Phase, inFlight: number): Promise<number[]> {
   const lat: number[] = [];
-  let next = 0;
-  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-    while (next < count) {
-      next++;
+  let started = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: inFlight }, async () => {
+    while (phaseGoesOn(phase, t0, started)) {
+      started++;
       const s = performance.now();
       if (mode === "w3") {
         const k = Math.floor(Math.random() * keys);
@@ -48,10 +56,14 @@ async function run(count: number): Promise<number[]> {
   return lat;
 }
 let before = db.stats();
-if ((mode === "w3" || mode === "w6") && Number(warmArg ?? 0) > 0) {
-  await run(Number(warmArg));
-  await barrier(barrierDir, Number(procsArg), `${detectRuntime()}-${Math.random()}`);
-  before = db.stats();
+let warmOps = 0;
+if (mode === "w3" || mode === "w6") {
+  const warm = parsePhase(warmArg ?? "0");
+  if (warm.count > 0) {
+    warmOps = (await run(warm, WARM_IN_FLIGHT)).length;
+    await barrier(barrierDir, Number(procsArg), `${detectRuntime()}-${Math.random()}`);
+    before = db.stats();
+  }
 }
 let worstGapMs = 0;
 let last = performance.now();
@@ -63,9 +75,9 @@ const heartbeat = setInterval(() => {
 const t0 = performance.now();
 let lat: number[] = [];
 if (mode === "w3" || mode === "w6") {
-  lat = await run(n);
+  lat = await run(parsePhase(runArg), IN_FLIGHT);
 } else if (mode === "watchwriter") {
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < Number(runArg); i++) {
     await db.set("b", "ping", { i, sentAt: now() });
     await new Promise((r) => setTimeout(r, 2));
   }
@@ -76,5 +88,5 @@ const s = db.stats();
 lat.sort((a, b) => a - b);
 const p99us = Math.round(lat[Math.floor(lat.length * 0.99)] ?? 0);
 // Counts of the timed run only; the distributions (lock wait, fsync, commit latency) span the warm-up too.
-console.log(JSON.stringify({ runtime: detectRuntime(), ops: n, ms, p99us, batches: s.batches - before.batches, fsyncs: s.fsyncs - before.fsyncs, lockWaitUs: s.lockWaitUs, fsyncUs: s.fsyncUs, commitLatencyUs: s.commitLatencyUs, conflicts: s.conflicts - before.conflicts, retries: s.retries - before.retries, worstGapMs }));
+console.log(JSON.stringify({ runtime: detectRuntime(), ops: mode === "watchwriter" ? Number(runArg) : lat.length, warmOps, ms, p99us, batches: s.batches - before.batches, fsyncs: s.fsyncs - before.fsyncs, lockWaitUs: s.lockWaitUs, fsyncUs: s.fsyncUs, commitLatencyUs: s.commitLatencyUs, conflicts: s.conflicts - before.conflicts, retries: s.retries - before.retries, worstGapMs }));
 await db.close();

@@ -1,7 +1,10 @@
-// The start line of a multi-process bench row: every worker runs its untimed warm-up, then
-// waits here until all `procs` workers have arrived, so that no worker's timed run overlaps
-// another's warm-up (the JIT compiling txtdb's commit path, better-sqlite3's statements,
-// lmdb-js's first transactions). Node, Deno (--allow-read --allow-write) and Bun.
+// The start lines of a multi-process bench row: every worker opens the store and waits here
+// until all `procs` workers have (`<dir>/opened`), runs its untimed warm-up, and waits again
+// (`<dir>/warmed`), so that no worker's timed run overlaps another's warm-up (the JIT
+// compiling txtdb's commit path, better-sqlite3's statements, lmdb-js's first transactions)
+// and no worker writes while another still opens (without the first line, lmdb-js's
+// counters came out one short in 1 of ~70 eight-process smoke runs here; none in 70 with
+// it). Node, Deno (--allow-read --allow-write) and Bun.
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 
 /** Marks this worker ready in `dir` and resolves once `procs` workers are. */
@@ -43,9 +46,10 @@ export const phaseGoesOn = (phase, t0, done) => done < phase.count && performanc
 export async function runPeerWorker({ one, run, warm, procs, dir, id }) {
   const warmPhase = parsePhase(warm), runPhase = parsePhase(run);
   let warmOps = 0;
+  if (warmPhase.count > 0) await barrier(`${dir}/opened`, procs, id);
   const w0 = performance.now();
   while (phaseGoesOn(warmPhase, w0, warmOps)) one(warmOps++);
-  if (warmOps > 0) await barrier(dir, procs, id);
+  if (warmOps > 0) await barrier(`${dir}/warmed`, procs, id);
   const lat = [];
   const t0 = performance.now();
   while (phaseGoesOn(runPhase, t0, lat.length)) {

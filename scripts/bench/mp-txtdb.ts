@@ -60,8 +60,10 @@ let warmOps = 0;
 if (mode === "w3" || mode === "w6") {
   const warm = parsePhase(warmArg ?? "0");
   if (warm.count > 0) {
+    const id = `${detectRuntime()}-${Math.random()}`;
+    await barrier(`${barrierDir}/opened`, Number(procsArg), id);
     warmOps = (await run(warm, WARM_IN_FLIGHT)).length;
-    await barrier(barrierDir, Number(procsArg), `${detectRuntime()}-${Math.random()}`);
+    await barrier(`${barrierDir}/warmed`, Number(procsArg), id);
     before = db.stats();
   }
 }

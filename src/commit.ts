@@ -85,6 +85,9 @@ export function validate(s: TxState, index: Index): TxtDbError | undefined {
       });
     }
     if (!exists(ns)) {
+      // Missing now and unchanged since the snapshot (or the conflict above): missing then
+      // too, where this transaction found it missing; nothing it saw has changed.
+      if (!s.blind && index.resolve(ns, after) === undefined) continue;
       return new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist any more; it was dropped or renamed`, { details: { ns } });
     }
   }
@@ -231,8 +234,6 @@ export class GroupCommitter {
   readonly #lockTimeoutMs: number;
   readonly #hooks: CommitterHooks;
   readonly #queue: PendingCommit[] = [];
-  /** The commit queued last, so that a transaction's deadline can take it back (see {@link captureSubmitted}). */
-  #lastSubmitted: PendingCommit | undefined;
   #committing: Promise<void> | undefined;
   #running = false;
   /** When the committer last let the event loop turn (see #runCommits). */
@@ -267,7 +268,6 @@ export class GroupCommitter {
       };
       const pending: PendingCommit = { state, resolve: done, reject };
       this.#queue.push(pending);
-      this.#lastSubmitted = pending;
       // `#running` is cleared synchronously when the runner finds the queue empty, so a
       // commit queued at any moment after that starts a new runner; none is stranded.
       if (!this.#running) {
@@ -277,32 +277,17 @@ export class GroupCommitter {
     });
   }
 
-  /** Runs `submit` (synchronously, as tx.commit() calls it) and returns what it queued, if anything. */
-  captureSubmitted<T>(submit: () => T): { result: T; pending: PendingCommit | undefined } {
-    this.#lastSubmitted = undefined;
-    const result = submit();
-    const pending = this.#lastSubmitted as PendingCommit | undefined; // set synchronously by submit()
-    this.#lastSubmitted = undefined;
-    return { result, pending };
-  }
-
   /**
-   * Takes `pending` back out of the queue and rejects it with `error`, if it is still
-   * there: before the writer lock is held it can leave unwritten. False once its group
-   * commit has taken it (its outcome is then on its way).
+   * Takes the commit queued for `state` back out of the queue and rejects it with `error`,
+   * if it is still there: before the writer lock is held it can leave unwritten. False once
+   * its group commit has taken it (its outcome is then on its way).
    */
-  takeBack(pending: PendingCommit, error: unknown): boolean {
-    const i = this.#queue.indexOf(pending);
-    if (i < 0) return false; // in a group commit already: wait for its outcome
-    this.#queue.splice(i, 1);
-    pending.reject(error); // the commit settles (rolled back); nothing was written
-    return true;
-  }
-
-  /** {@link takeBack} of the commit queued for `state`, if it is still queued. */
   takeBackState(state: TxState, error: unknown): boolean {
-    const pending = this.#queue.find((p) => p.state === state);
-    return pending !== undefined && this.takeBack(pending, error);
+    const i = this.#queue.findIndex((p) => p.state === state);
+    if (i < 0) return false; // in a group commit already: wait for its outcome
+    const [pending] = this.#queue.splice(i, 1);
+    pending!.reject(error); // the commit settles (rolled back); nothing was written
+    return true;
   }
 
   #nextTurn(): Promise<void> {

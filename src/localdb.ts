@@ -29,7 +29,6 @@ import type { Index } from "./index.ts";
 import { comparePositions, FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION } from "./log.ts";
 import { changeFormatLocked } from "./migrate.ts";
 import { GroupCommitter } from "./commit.ts";
-import type { PendingCommit } from "./commit.ts";
 import { FileLock } from "./lock.ts";
 import type { Platform } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
@@ -116,8 +115,20 @@ class DbReader extends SnapshotReader {
 
 /** The commit a transaction() attempt's function started itself, once it calls tx.commit(). */
 interface OwnCommit {
+  /** The state the attempt's function committed (tx.commit()), found by it in the queue. */
+  state?: TxState;
   committing?: Promise<number>;
-  pending?: PendingCommit | undefined;
+  /** Whether that commit was written: resolves once it settled (never rejects). */
+  written?: Promise<boolean>;
+}
+
+/**
+ * A commit that waits for the queues' namespace before it is submitted (the store's first
+ * enqueue): taking it back marks it, and it is then never submitted.
+ */
+interface AwaitingNamespace {
+  takenBack: boolean;
+  error: unknown;
 }
 
 /** A store in a directory: the local engine behind {@link Database} (see the module comment). */
@@ -390,9 +401,45 @@ export class LocalDatabase implements DatabaseEngine {
   private commit(state: TxState): Promise<number> {
     this.ensureOpen();
     if (this.readOnly) return Promise.reject(new TxtDbError("READ_ONLY", "Cannot write: the database was opened with readOnly: true"));
-    // A transaction that enqueues needs the queues' namespace (created once per store).
-    if (state.atHead && !this.#queues.namespaceReady()) return this.#queues.track(this.#queues.ensureNamespace().then(() => this.#committer.submit(state)));
+    // A transaction that enqueues needs the queues' namespace (created once per store, by
+    // a commit of its own that other enqueues may be waiting for too).
+    if (state.atHead && !this.#queues.namespaceReady()) {
+      const awaiting: AwaitingNamespace = { takenBack: false, error: undefined };
+      this.#awaitingNamespace.set(state, awaiting);
+      const submitted = this.#queues.ensureNamespace().then(
+        () => {
+          this.#awaitingNamespace.delete(state);
+          if (awaiting.takenBack) throw awaiting.error;
+          return this.#committer.submit(state);
+        },
+        (e) => {
+          this.#awaitingNamespace.delete(state);
+          throw e;
+        },
+      );
+      return this.#queues.track(submitted);
+    }
     return this.#committer.submit(state);
+  }
+
+  /** Commits waiting for the queues' namespace before they are submitted (see commit()). */
+  readonly #awaitingNamespace = new Map<TxState, AwaitingNamespace>();
+
+  /**
+   * Takes the commit of `state` back, rejecting it with `error`, while it waits in this
+   * process's queue or for the queues' namespace: it is then never written (true also when
+   * it was taken back already). False once a group commit has it (its outcome is on its
+   * way).
+   */
+  #takeBack(state: TxState, error: unknown): boolean {
+    const awaiting = this.#awaitingNamespace.get(state);
+    if (awaiting) {
+      if (awaiting.takenBack) return true;
+      awaiting.takenBack = true;
+      awaiting.error = error;
+      return true;
+    }
+    return this.#committer.takeBackState(state, error);
   }
 
   // --- lifecycle ---
@@ -450,7 +497,7 @@ export class LocalDatabase implements DatabaseEngine {
     get leaseFile() { return db.#pins.leaseFile; },
     pin: (version, kind, expire) => db.pin(version, kind, expire),
     commit: (state) => db.commit(state),
-    takeBack: (state, error) => db.#committer.takeBackState(state, error),
+    takeBack: (state, error) => db.#takeBack(state, error),
     enqueue: (state, queue, value, options) => db.#queues.enqueueInTransaction(state, queue, value, options),
     ensureOpen: () => db.ensureOpen(),
   }))(this);
@@ -610,19 +657,24 @@ export class LocalDatabase implements DatabaseEngine {
             // waits in the queue; once a group commit has it, its outcome is on its way, and
             // a TIMEOUT now would be a lie about a commit that may happen (it used to be one).
             const error = timeoutError(cause);
-            if (own.committing === undefined) return { error };
-            return own.pending !== undefined && this.#committer.takeBack(own.pending, error) ? { error } : undefined;
+            if (own.state === undefined) return { error };
+            return this.#takeBack(own.state, error) ? { error } : undefined;
           });
           // The commit fn started, or the one started now (its submit is recorded in `own`).
           const committing = own.committing ?? (tx.finished ? undefined : tx.commit());
-          if (committing !== undefined) await this.#awaitCommit(committing, own.pending, deadline, signal, timeoutError);
+          if (committing !== undefined) await this.#awaitCommit(committing, own.state, deadline, signal, timeoutError);
           return result;
         } catch (e) {
           // Rolled back means rolled back: a commit fn started and did not await is taken
           // back while still queued (it used to be written after transaction() had rejected,
           // and after a retry on CONFLICT, written twice).
-          if (own.pending !== undefined) this.#committer.takeBack(own.pending, e);
+          const takenBack = own.state !== undefined && this.#takeBack(own.state, e);
           tx.rollback();
+          // A commit that was past taking back may have been written: fn failed after its
+          // own commit (one it started with tx.commit()), which then stands. Its outcome is
+          // awaited, and if it was written fn is never run again, whatever it threw (a rerun
+          // on CONFLICT applied such a transaction twice); the caller sees fn's error.
+          if (own.written !== undefined && !takenBack && (await own.written)) throw e;
           if (!isTxtDbError(e, "CONFLICT") || attempt >= maxRetries) throw e;
           this.#counters.retries++;
           if (leaveTurn) {
@@ -655,9 +707,10 @@ export class LocalDatabase implements DatabaseEngine {
     const host: DatabaseInternals = Object.create(this.#internals, {
       commit: {
         value: (state: TxState) => {
-          const { result, pending } = this.#committer.captureSubmitted(() => this.commit(state));
+          const result = this.commit(state);
+          own.state = state;
           own.committing = result;
-          own.pending = pending;
+          own.written = result.then(() => true, () => false);
           return result;
         },
       },
@@ -673,13 +726,13 @@ export class LocalDatabase implements DatabaseEngine {
    * for it and learns it (committed, or the error that stopped it), never a TIMEOUT for a
    * commit that happened.
    */
-  #awaitCommit(committing: Promise<unknown>, pending: PendingCommit | undefined, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<unknown> {
-    if (!pending) return committing; // read-only (resolved already), or queued later (queues' namespace first)
+  #awaitCommit(committing: Promise<unknown>, state: TxState | undefined, deadline: number | undefined, signal: AbortSignal | undefined, timeoutError: (cause?: unknown) => TxtDbError): Promise<unknown> {
+    if (!state) return committing; // read-only: resolved already
     return raceDeadline(committing, this.#delayTo(deadline), signal, (cause) => {
       const error = timeoutError(cause);
       // In a group commit already: wait for its outcome. Otherwise tx.commit() settles
       // (rolled back); nothing was written.
-      return this.#committer.takeBack(pending, error) ? { error } : undefined;
+      return this.#takeBack(state, error) ? { error } : undefined;
     });
   }
 

@@ -546,7 +546,17 @@ class TxReader extends SnapshotReader {
   }
 
   protected override nsId(ns: string): number {
-    const id = super.nsId(ns);
+    let id: number;
+    try {
+      id = super.nsId(ns);
+    } catch (e) {
+      // Found missing is read too: the namespace is touched, so that its creation by a
+      // commit after this snapshot makes this transaction conflict (commit.ts validate()).
+      // Without it, one that read "x" as missing and another that created "x" both
+      // committed, each unseen by the other: no serial order gives that.
+      if (e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND") this.#state.touched.add(ns);
+      throw e;
+    }
     this.#state.touched.add(ns);
     return id;
   }

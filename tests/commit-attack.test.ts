@@ -114,6 +114,80 @@ test(`${R} transaction() whose function starts tx.commit() and then throws rolls
   await db.close();
 });
 
+test(`${R} transaction() whose function fails after its own commit was written never runs it again: the commit stands, once, and the caller sees the function's error`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const isConflict = (e: unknown) => e instanceof TxtDbError && e.code === "CONFLICT" && /after its own commit/.test(e.message);
+  const conflict = () => new TxtDbError("CONFLICT", "a conflict the function met after its own commit");
+  // Awaited: the commit resolved, then the function failed with a CONFLICT (an inner
+  // transaction of its own lost, say). A rerun used to apply the transaction twice.
+  let runs = 0;
+  await assert.rejects(db.transaction(async (tx) => {
+    runs++;
+    tx.sum("ns", "awaited", 1);
+    await tx.commit();
+    throw conflict();
+  }), isConflict);
+  assert.equal(runs, 1, "the function is not run again after its commit was written");
+  assert.equal(await db.get("ns", "awaited"), 1);
+  // Started, not awaited, and written before the function failed.
+  runs = 0;
+  await assert.rejects(db.transaction(async (tx) => {
+    runs++;
+    tx.sum("ns", "started", 1);
+    let written = false;
+    tx.commit().then(() => (written = true), () => {});
+    while (!written) await sleep(1);
+    throw conflict();
+  }), isConflict);
+  assert.equal(runs, 1);
+  assert.equal(await db.get("ns", "started"), 1);
+  // Any other error: rethrown unchanged, and the written commit stands.
+  await assert.rejects(db.transaction(async (tx) => {
+    tx.set("ns", "boom", true);
+    await tx.commit();
+    throw new Error("boom");
+  }), /^Error: boom$/);
+  assert.equal(await db.get("ns", "boom"), true);
+  await db.close();
+});
+
+test(`${R} the store's first enqueues in transactions with and without a deadline: a timeout ends only its own transaction, and is kept while the queues' namespace is being created`, async () => {
+  for (const first of ["a transaction with timeoutMs", "a plain db.enqueue()"] as const) {
+    const dir = tempDir("ca");
+    const db = await open(dir, { namespaces: ["ns"] });
+    const release = await takeWriterLock(dir);
+    const settle = (p: Promise<unknown>) => p.then(() => "committed", (e: unknown) => (e instanceof TxtDbError ? e.code : String(e)));
+    const plain = first === "a plain db.enqueue()" ? settle(db.enqueue("jobs", "plain")) : undefined;
+    const timed = settle(db.transaction((tx) => {
+      tx.set("ns", "timed", 1);
+      tx.enqueue("jobs", "timed");
+    }, { timeoutMs: 100 }));
+    const controller = new AbortController();
+    const aborted = settle(db.transaction((tx) => {
+      tx.set("ns", "aborted", 1);
+      tx.enqueue("jobs", "aborted");
+    }, { signal: controller.signal }));
+    const untimed = settle(db.transaction((tx) => {
+      tx.set("ns", "untimed", 1);
+      tx.enqueue("jobs", "untimed");
+    }));
+    const later = plain ?? settle(db.enqueue("jobs", "later"));
+    setTimeout(() => controller.abort(), 100);
+    // Both deadlines pass while the lock is held (the namespace's creation waits for it).
+    assert.equal(await timed, "TIMEOUT", `${first}: the transaction with timeoutMs`);
+    assert.equal(await aborted, "TIMEOUT", `${first}: the transaction whose signal aborted`);
+    release();
+    assert.equal(await untimed, "committed", `${first}: a transaction without a deadline is not ended by another's`);
+    assert.equal(await later, "committed", `${first}: db.enqueue() is not ended by a transaction's deadline`);
+    assert.equal(await db.get("ns", "timed"), undefined, "a transaction that timed out wrote nothing");
+    assert.equal(await db.get("ns", "aborted"), undefined);
+    assert.equal(await db.get("ns", "untimed"), 1);
+    assert.equal(db.queueStats("jobs").ready, 2, `${first}: the untimed transaction's message and db.enqueue()'s`);
+    await db.close();
+  }
+});
+
 test(`${R} transaction() and begin() refuse malformed options with INVALID_ARGUMENT, never a TypeError or a deadline of "now + '5'"`, async () => {
   const dir = tempDir("ca");
   const db = await open(dir, { namespaces: ["ns"] });

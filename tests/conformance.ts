@@ -391,6 +391,40 @@ export function conformance(R: string, store: ConformanceStore): void {
     await b.close();
   });
 
+  test(`${R} a transaction that found a namespace missing conflicts with its creation since its snapshot, and commits while it stays missing`, async () => {
+    const { db: a, dir } = await fresh();
+    const b = await open(dir);
+    const reads: [string, (tx: Transaction) => Promise<unknown>][] = [
+      ["get", (tx) => tx.get("x", "k")],
+      ["getMany", (tx) => tx.getMany("x", ["k"])],
+      ["count", (tx) => tx.count("x", {})],
+      ["list", async (tx) => { for await (const _ of tx.list("x", {})) break; }],
+    ];
+    for (const [what, read] of reads) {
+      for (const how of ["created", "renamed to", "missing still"] as const) {
+        const tx = await a.begin();
+        await assert.rejects(read(tx), code("NAMESPACE_NOT_FOUND"), `${what}`);
+        tx.set("ns", "flag", `${what}: x ${how}`);
+        if (how === "created") await b.createNamespace("x");
+        if (how === "renamed to") {
+          await b.createNamespace("y");
+          await b.renameNamespace("y", "x");
+        }
+        if (how === "missing still") {
+          await b.set("ns", "other", what); // another commit after the snapshot, elsewhere
+          await tx.commit();
+          assert.equal(await a.get("ns", "flag"), `${what}: x ${how}`);
+        } else {
+          // Both committed before: each transaction saw the other's write as missing.
+          await assert.rejects(tx.commit(), (e: unknown) => e instanceof TxtDbError && e.code === "CONFLICT" && e.details?.ns === "x", `${what}, x ${how}`);
+          await b.dropNamespace("x");
+        }
+      }
+    }
+    await a.close();
+    await b.close();
+  });
+
   test(`${R} snapshots keep reading their version while others write`, async () => {
     const { db } = await fresh();
     await db.set("ns", "a", 1);

@@ -50,6 +50,8 @@ export interface EtcdCommitRequest {
   bindings: ReadonlyMap<string, NsBinding>;
   /** Keys read, per namespace (serializable). */
   reads: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Namespaces touched (read, written, or found missing: tx.ts TxReader.nsId). */
+  touched?: ReadonlySet<string>;
   /** Ranges read [start, end) (end undefined: to the namespace's end), with what the user asked. */
   ranges: readonly { ns: string; start: string; end: string | undefined; selector?: unknown }[];
   writes: ReadonlyMap<string, ReadonlyMap<string, EtcdWriteOp>>;
@@ -193,6 +195,20 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
   const bindings = new Map(req.bindings);
   const missing = [...names].filter((n) => !bindings.has(n));
   if (missing.length > 0) for (const [n, b] of await ctx.bind(missing, R)) bindings.set(n, b);
+  // V1 for namespaces found missing: still unbound at the commit, or it conflicts (a read
+  // that found one missing, then a creation of it by another commit: neither saw the other).
+  const absent: string[] = [];
+  if (!req.blind) {
+    for (const ns of req.touched ?? []) {
+      if (bindings.has(ns)) continue;
+      try {
+        for (const [n, b] of await ctx.bind([ns], R)) bindings.set(n, b);
+      } catch (e) {
+        if (!(e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND")) throw e;
+        absent.push(ns);
+      }
+    }
+  }
   const idOf = (ns: string) => bindings.get(ns)!.id;
 
   // Spans that must not have changed since R (V2, V3).
@@ -226,7 +242,7 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
 
   // V9: unless blind, the compaction mark is still at or below R (see engine.ts).
   const guardMark = req.blind !== true;
-  const fixed = bindings.size + head.length + 1 + (guardMark ? 1 : 0); // bindings, exact compares, the commit id, the mark
+  const fixed = bindings.size + absent.length + head.length + 1 + (guardMark ? 1 : 0); // bindings, exact compares, the commit id, the mark
   const budget = ETCD_TXN_OPS_MAX - fixed;
   if (budget < 1 && spans.length > 0) {
     throw new TxtDbError("LIMIT", `Transaction touches ${bindings.size} namespaces and sums or checks ${head.length} keys; on etcd these take one compare each, and a txn has at most ${ETCD_TXN_OPS_MAX}; split it`);
@@ -241,6 +257,7 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
     // V1: a blind write needs only the namespace to exist with the same id.
     compares.push(req.blind ? { key, target: "VALUE", result: "EQUAL", value: String(b.id) } : { key, target: "MOD", result: "EQUAL", modRevision: b.mod });
   }
+  for (const ns of absent) compares.push({ key: layout.nsKey(ns), target: "VERSION", result: "EQUAL", version: 0 });
   if (guardMark) compares.push({ key: layout.mark, target: "VALUE", result: "LESS", value: fixedRevision(R + 1n) });
   for (const s of folded) compares.push(isPoint(s) ? { key: s.lo, target: "MOD", result: "LESS", modRevision: R + 1n } : { key: s.lo, rangeEnd: s.hi, target: "MOD", result: "LESS", modRevision: R + 1n });
 
@@ -322,7 +339,7 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
       }
       if (!outcome.moved) {
         ctx.counts.conflicts++;
-        throw await diagnose(ctx, R, bindings, folded, req.blind === true);
+        throw await diagnose(ctx, R, bindings, absent, folded, req.blind === true);
       }
       ctx.counts.headRetries++;
       if (attempt >= COMMIT_ATTEMPTS_MAX) {
@@ -387,9 +404,9 @@ async function resolveUnknown(ctx: CommitContext, commitKey: Uint8Array, lease: 
 }
 
 /** Step 4: names what lost, by the newest change after R in each compared span. */
-async function diagnose(ctx: CommitContext, R: bigint, bindings: Map<string, NsBinding>, spans: Span[], blind: boolean): Promise<TxtDbError> {
+async function diagnose(ctx: CommitContext, R: bigint, bindings: Map<string, NsBinding>, absent: readonly string[], spans: Span[], blind: boolean): Promise<TxtDbError> {
   const { layout } = ctx;
-  const names = [...bindings.keys()];
+  const names = [...bindings.keys(), ...absent];
   const ops: EtcdOp[] = [
     { op: "range", key: layout.mark },
     ...names.map((ns) => ({ op: "range" as const, key: layout.nsKey(ns) })),
@@ -410,6 +427,10 @@ async function diagnose(ctx: CommitContext, R: bigint, bindings: Map<string, NsB
     const ns = names[i]!;
     const res = results[i];
     const kv = res?.op === "range" ? res.kvs[0] : undefined;
+    if (i >= bindings.size) {
+      if (kv) return conflict(`Transaction conflict: namespace "${ns}", found missing, was created by the commit at version ${kv.modRevision}; retry the transaction`, { ns, version: kv.modRevision });
+      continue;
+    }
     if (blind && (!kv || Number(utf8d.decode(kv.value)) !== bindings.get(ns)!.id)) {
       return new TxtDbError("NAMESPACE_NOT_FOUND", `Namespace "${ns}" does not exist any more; it was dropped or renamed`, { details: { ns } });
     }

@@ -184,6 +184,7 @@ export class EtcdTransaction {
       isolation: s.isolation,
       bindings: this.#reader.bindings,
       reads: s.reads,
+      touched: s.touched,
       ranges: s.ranges,
       writes: s.writes,
       checks: s.checks.map((c) => ({ ns: c.ns, key: c.key, version: c.version === null ? null : BigInt(c.version) })),

@@ -112,6 +112,36 @@ async function simTablesStore(world: SimWorld): Promise<unknown[]> {
   return expected;
 }
 
+test(`${R} two backups into one destination at once: one makes the copy, the other is INVALID_ARGUMENT and removes nothing (a failing backup used to delete the finished one)`, async () => {
+  const dir = tempDir("bka");
+  const db = await open(dir, { namespaces: ["ns"] });
+  for (let i = 0; i < 100; i++) await db.set("ns", i, { i });
+  await db.compact();
+  await db.set("ns", "tail", 1);
+  const dest = `${tempDir("bka-dest")}/copy`;
+  const outcomes = await Promise.allSettled([db.backup(dest), db.backup(dest)]);
+  const ok = outcomes.filter((o) => o.status === "fulfilled");
+  const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === "rejected");
+  assert.equal(ok.length, 1, `one backup is made: ${failed.map((f) => String(f.reason)).join("; ")}`);
+  assert.equal(failed.length, 1);
+  assert.ok(failed[0]!.reason instanceof TxtDbError && failed[0]!.reason.code === "INVALID_ARGUMENT", String(failed[0]!.reason));
+  // A file another program put there is not the failed backup's to delete either.
+  const other = `${tempDir("bka-dest")}/other`;
+  fs.mkdirSync(other);
+  await db.backup(other);
+  fs.writeFileSync(`${other}/notes.txt`, "mine");
+  await assert.rejects(db.backup(other), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT");
+  assert.equal(fs.readFileSync(`${other}/notes.txt`, "utf8"), "mine");
+  await db.close();
+  for (const d of [dest, other]) {
+    const copy = await open(d, { readOnly: true });
+    assert.equal(await copy.get("ns", "tail"), 1, `${d} holds the whole store`);
+    assert.deepEqual(await copy.get("ns", 99), { i: 99 });
+    assert.equal((await copy.check()).ok, true);
+    await copy.close();
+  }
+});
+
 test("[sim] `txtdb migrate --rollback` cut at every file operation (process killed or power lost), then reopened and run again: the same content every time", async () => {
   const probe = new SimWorld(900);
   const expected = await simTablesStore(probe);

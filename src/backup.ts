@@ -84,7 +84,7 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
   const { platform, dir, log } = src;
   checkDestination(platform, dir, dest);
   const release = await src.compactLock.acquire(true, { timeoutMs: src.lockTimeoutMs });
-  // The files this backup created, the only ones it removes if it fails: another backup may
+  // The paths of the files this backup created, the only ones it removes if it fails: another backup may
   // have filled the destination meanwhile (a failure here used to delete a finished copy).
   const written: string[] = [];
   try {
@@ -100,7 +100,7 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     platform.mkdir(dest, src.dirMode);
     // Rule 5: marked unfinished before any store file is in it.
     const mark = platform.open(`${dest}/${UNFINISHED}`, { create: true, exclusive: true, mode: src.fileMode });
-    written.push(UNFINISHED);
+    written.push(`${dest}/${UNFINISHED}`);
     try {
       mark.write(new TextEncoder().encode(`An interrupted txtdb backup of "${dir}": not a store. Delete this directory and back up again.\n`), 0);
       mark.sync();
@@ -111,7 +111,7 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     let bytes = 0;
     const turn = { chunks: 0 };
     const named = [...(manifest.tables ?? []).map((t) => t.name), ...(manifest.checkpoint ? [manifest.checkpoint] : [])];
-    for (const name of named) bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, undefined, turn, written, name);
+    for (const name of named) bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, undefined, turn, written);
     if (fr) {
       for (let seg = firstSegment; seg <= fr.seg; seg++) {
         const name = segmentName(seg);
@@ -119,12 +119,12 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
           if (seg === fr.seg && fr.off === 0) continue; // a roll-over's new segment, empty
           throw new TxtDbError("CORRUPTION", `Segment "${name}" of "${dir}" is missing (the manifest's first segment is ${firstSegment}, the frontier is in segment ${fr.seg}); nothing was backed up`, { details: { file: `${dir}/${name}`, offset: 0 } });
         }
-        bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, seg === fr.seg ? fr.off : undefined, turn, written, name);
+        bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, seg === fr.seg ? fr.off : undefined, turn, written);
       }
     }
     if (fr) {
       const f = platform.open(`${dest}/${FRONTIER}`, { create: true, exclusive: true, mode: src.fileMode });
-      written.push(FRONTIER);
+      written.push(`${dest}/${FRONTIER}`);
       try {
         f.write(encodeFrontier({ tsn: fr.tsn, seg: fr.seg, off: fr.off, durableSeg: fr.seg, durableOff: fr.off }), 0);
         f.sync();
@@ -136,7 +136,7 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     // Rule 5: the manifest last.
     const tmp = `${dest}/${MANIFEST}.tmp`;
     const f = platform.open(tmp, { create: true, exclusive: true, mode: src.fileMode });
-    written.push(`${MANIFEST}.tmp`);
+    written.push(tmp);
     try {
       f.write(manifestBytes, 0);
       f.sync();
@@ -144,14 +144,14 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
       f.close();
     }
     platform.rename(tmp, `${dest}/${MANIFEST}`);
-    written.push(MANIFEST);
+    written.push(`${dest}/${MANIFEST}`);
     platform.syncDir(dest);
     platform.unlink(`${dest}/${UNFINISHED}`);
     platform.syncDir(dest);
     bytes += manifestBytes.length;
     return { version: BigInt(version), bytes };
   } catch (e) {
-    removeCopy(platform, dest, written);
+    removeCopy(platform, written);
     throw ioError(e, `Backing up "${dir}" to "${dest}"`);
   } finally {
     release();
@@ -211,13 +211,13 @@ function insideStore(platform: Platform, dir: string, dest: string): boolean {
 }
 
 /** Copies `length` bytes (the whole file if undefined) into a new file; fsyncs it. */
-async function copyFile(src: BackupSource, from: string, to: string, length: number | undefined, turn: { chunks: number }, written: string[], name: string): Promise<number> {
+async function copyFile(src: BackupSource, from: string, to: string, length: number | undefined, turn: { chunks: number }, written: string[]): Promise<number> {
   const { platform } = src;
   const input = platform.open(from, { readOnly: true });
   try {
     const size = length ?? input.size();
     const output = platform.open(to, { create: true, exclusive: true, mode: src.fileMode });
-    written.push(name); // created by this backup (exclusive): its to remove on failure
+    written.push(to); // created by this backup (exclusive): its to remove on failure
     try {
       const buf = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(size, 1)));
       for (let at = 0; at < size;) {
@@ -257,10 +257,10 @@ function readWhole(platform: Platform, path: string): Uint8Array {
 }
 
 /** Removes what a failed backup created: the files it created itself, never another's (unlink never follows links). */
-function removeCopy(platform: Platform, dest: string, written: readonly string[]): void {
-  for (const name of written) {
+function removeCopy(platform: Platform, written: readonly string[]): void {
+  for (const path of written) {
     try {
-      platform.unlink(`${dest}/${name}`);
+      platform.unlink(path);
     } catch {
       // already gone, or left for the user: the error says what failed
     }

@@ -406,17 +406,12 @@ export class LocalDatabase implements DatabaseEngine {
     if (state.atHead && !this.#queues.namespaceReady()) {
       const awaiting: AwaitingNamespace = { takenBack: false, error: undefined };
       this.#awaitingNamespace.set(state, awaiting);
-      const submitted = this.#queues.ensureNamespace().then(
-        () => {
-          this.#awaitingNamespace.delete(state);
+      const submitted = this.#queues.ensureNamespace()
+        .finally(() => this.#awaitingNamespace.delete(state))
+        .then(() => {
           if (awaiting.takenBack) throw awaiting.error;
           return this.#committer.submit(state);
-        },
-        (e) => {
-          this.#awaitingNamespace.delete(state);
-          throw e;
-        },
-      );
+        });
       return this.#queues.track(submitted);
     }
     return this.#committer.submit(state);
@@ -434,9 +429,10 @@ export class LocalDatabase implements DatabaseEngine {
   #takeBack(state: TxState, error: unknown): boolean {
     const awaiting = this.#awaitingNamespace.get(state);
     if (awaiting) {
-      if (awaiting.takenBack) return true;
-      awaiting.takenBack = true;
-      awaiting.error = error;
+      if (!awaiting.takenBack) {
+        awaiting.takenBack = true;
+        awaiting.error = error;
+      }
       return true;
     }
     return this.#committer.takeBackState(state, error);

@@ -49,7 +49,7 @@ export async function runPeerWorker({ one, run, warm, procs, dir, id }) {
   if (warmPhase.count > 0) await barrier(`${dir}/opened`, procs, id);
   const w0 = performance.now();
   while (phaseGoesOn(warmPhase, w0, warmOps)) one(warmOps++);
-  if (warmOps > 0) await barrier(`${dir}/warmed`, procs, id);
+  if (warmPhase.count > 0) await barrier(`${dir}/warmed`, procs, id);
   const lat = [];
   const t0 = performance.now();
   while (phaseGoesOn(runPhase, t0, lat.length)) {

@@ -44,6 +44,14 @@
  *    the newer manifest if a compaction deleted the table meanwhile.
  * 5. This process's own memory: its tables become the new ones, and the in-memory table
  *    drops the versions they hold (before rule 4, so it never reads a file it deletes).
+ * 6. `compact.lock` excludes other compactions only while its path names the file this
+ *    process locked: a lock file deleted under a running compaction (a tmp cleaner) lets
+ *    another process lock a new one, plan against the same manifest and pick the same
+ *    table names. So the compaction checks its lock before each file it creates, renames
+ *    or deletes (fold.ts, rule 7), before `MANIFEST.tmp`, and under the writer lock before
+ *    the switch, where it also checks that every name it wrote still leads to its file.
+ *    A compaction that lost its lock fails with `IO`, switches nothing and deletes none
+ *    of the store's files; a failed one deletes only names that still lead to its files.
  *
  * What cleanup at open may delete ({@link Compactor.removeLeftoversLocked}, under the
  * writer lock and `compact.lock`, after the manifest was checked against the files):
@@ -62,14 +70,15 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, COMPACT_LOCK, ioError, removeUnnamed, MANIFEST_TMP, parseSegmentName, segmentName, TABLE_FILE, TABLE_TMP_FILE } from "./files.ts";
+import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, COMPACT_LOCK, ioError, MANIFEST_TMP, parseSegmentName, segmentName, TABLE_FILE, TABLE_TMP_FILE } from "./files.ts";
 import { FileLock } from "./lock.ts";
 import { FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION, sameManifestFiles } from "./log.ts";
 import type { Manifest } from "./log.ts";
+import { pathNamesFile } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { decodeCommit, FRAME_MAGIC } from "./record.ts";
 import { stampHolder } from "./holder.ts";
-import { writeTables } from "./fold.ts";
+import { removeOwnTables, writeTables } from "./fold.ts";
 import type { FoldOutput } from "./fold.ts";
 import type { Tail } from "./tail.ts";
 
@@ -190,32 +199,56 @@ export class Compactor {
 
   async #run(full: boolean): Promise<CompactResult> {
     const releaseCompaction = await this.#compactLock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
-    let written: string[] = [];
+    let out: FoldOutput | undefined;
+    const checkLock = () => this.#checkLock();
     try {
       const plan = await this.#withWriterLock(() => this.#planLocked());
       // Nothing to fold: tables are still rewritten where an expiry has passed (fold.ts, rule 4b).
       if (plan.lastFolded === undefined && !this.#expiredTableDue()) return this.#result(plan, 0);
-      const out = this.#writeTables(plan, full);
-      written = out.written;
+      out = this.#writeTables(plan, full, checkLock);
       // Before the writer lock, so that it covers as little as it can: catch up with the
       // commits appended while the tables were written (a reader's catch-up), and write
       // and fsync MANIFEST.tmp (rule 3; its content depends on the plan only).
       this.#tail.refresh();
       const manifest = this.#nextManifest(plan, out);
-      this.#tail.log.prepareManifest(manifest);
-      const switched = await this.#withWriterLock(() => this.#switchLocked(plan, out, manifest));
-      if (!switched.manifest) this.#tail.log.discardPreparedManifest();
-      if (!switched.manifest) return switched.result;
-      written = []; // they are the store's tables now
-      this.#afterSwitch(plan, out, switched.manifest, switched.previous!);
-      return switched.result;
+      checkLock();
+      const manifestFile = this.#tail.log.prepareManifest(manifest);
+      const switched = await this.#withWriterLock(() => this.#switchLocked(plan, out!, manifest, manifestFile));
+      if (!switched.manifest) {
+        if (this.#owns(MANIFEST_TMP, manifestFile)) this.#tail.log.discardPreparedManifest();
+        return switched.result;
+      }
+      const tables = out;
+      out = undefined; // they are the store's tables now
+      this.#afterSwitch(plan, tables, switched.manifest, switched.previous!);
+      // Measured once this process reads the new tables and no longer the folded segments.
+      return { ...switched.result, bytesAfter: this.#logBytes() };
     } catch (e) {
       throw ioError(e, `Compacting "${this.#path}"`);
     } finally {
       // Not switched to: never part of the store (unless a switch failed after its rename).
-      if (written.length > 0) removeUnnamed(this.#platform, this.#path, this.#tail.log.unnamedByManifest(written));
+      // Only while this compaction still holds its lock, and only files it wrote (rule 6).
+      if (out && out.written.length > 0) removeOwnTables(this.#platform, this.#path, this.#tail.log.unnamedByManifest(out.written), out.identities, checkLock);
       releaseCompaction();
     }
+  }
+
+  /**
+   * Rule 6: throws unless this process still holds `compact.lock` on the file its path
+   * names. Deleted under a running compaction (a tmp cleaner), the lock excludes nobody any
+   * more: another process's compaction locks a new file, plans against the same manifest
+   * and picks the same table names.
+   */
+  #checkLock(): void {
+    if (this.#compactLock.heldAtPath()) return;
+    throw new TxtDbError("IO", `Compaction of "${this.#path}" stopped: its lock file "${this.#compactLock.path}" was deleted or replaced while it ran (a tmp cleaner?), so another compaction may be running. Nothing was switched and none of the store's files were deleted; keep cleaners out of the store directory`, {
+      details: { file: this.#compactLock.path },
+    });
+  }
+
+  /** True while `name` in the store directory still leads to `file` (undefined: the port cannot tell). */
+  #owns(name: string, file: { ino: number; dev: number } | undefined): boolean {
+    return file === undefined || pathNamesFile(this.#platform, `${this.#path}/${name}`, file);
   }
 
   /** True when a table holds a value whose expiry has passed (its manifest entry says so). */
@@ -283,7 +316,7 @@ export class Compactor {
   }
 
   /** Phase (b), rule 2: the tables (fold.ts). No lock held. */
-  #writeTables(plan: CompactionPlan, full: boolean): FoldOutput {
+  #writeTables(plan: CompactionPlan, full: boolean, checkLock: () => void): FoldOutput {
     const tail = this.#tail;
     const live = new Set(plan.bindings.map(([, id]) => id));
     // Synchronous on purpose: it holds this process's commits back while it runs. Letting
@@ -300,6 +333,7 @@ export class Compactor {
       nextTable: plan.manifest.nextTable ?? 1,
       mergeLevel0: full,
       expiredAtMs: this.#platform.wallClockMs(),
+      checkLock,
     });
   }
 
@@ -307,8 +341,19 @@ export class Compactor {
    * Phase (c), rule 3: switch to the new tables if the plan still holds. The writer lock is
    * held, for as little as it takes: a catch-up, the checks, the manifest's write.
    */
-  #switchLocked(plan: CompactionPlan, out: FoldOutput, manifest: Manifest): { result: CompactResult; manifest?: Manifest; previous?: Manifest } {
+  #switchLocked(plan: CompactionPlan, out: FoldOutput, manifest: Manifest, manifestFile: { ino: number; dev: number } | undefined): { result: CompactResult; manifest?: Manifest; previous?: Manifest } {
     const tail = this.#tail;
+    // Rule 6, under the writer lock, which every switch takes: if this process still holds
+    // compact.lock here, no other compaction has run since it was taken, and none can
+    // switch before this one; if a name no longer leads to the file written under it,
+    // another compaction wrote over it.
+    this.#checkLock();
+    const overwritten = [MANIFEST_TMP, ...out.written].find((n) => !this.#owns(n, n === MANIFEST_TMP ? manifestFile : out.identities.get(n)));
+    if (overwritten !== undefined) {
+      throw new TxtDbError("IO", `Compaction of "${this.#path}" stopped: "${overwritten}", which it wrote, was replaced or deleted by someone else before the manifest switch. Nothing was switched and none of the store's files were deleted; keep other programs out of the store directory`, {
+        details: { file: `${this.#path}/${overwritten}` },
+      });
+    }
     tail.catchUpLocked();
     const now = tail.log.readManifest() ?? tail.manifest; // the files', not this process's view
     const moved = !sameManifestFiles(now, plan.manifest);

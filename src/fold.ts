@@ -35,6 +35,11 @@
  *    a leftover or a planted link removed first), fdatasynced, renamed to its final name;
  *    the directory is synced once all are written. None is part of the store until a
  *    manifest names it (compact.ts); until then, a crash leaves files cleanup removes.
+ * 7. Before each file is created, renamed into place or deleted, the compaction checks that
+ *    it still holds `compact.lock` (the lock file may have been deleted under it, and
+ *    another compaction then holds a lock on a new one, picking the same table names); it
+ *    records which file it wrote under each name, and deletes a name only while the name
+ *    still leads to that file. A compaction that lost its lock stops and deletes nothing.
  *
  * @module
  */
@@ -43,6 +48,7 @@ import { binaryToBytes } from "./keys.ts";
 import type { ManifestTable } from "./log.ts";
 import { LEVELS_MAX } from "./log.ts";
 import { mergeForCompaction } from "./merge.ts";
+import { pathNamesFile } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { BlockCache } from "./blockcache.ts";
 import { TableReader, TableWriter } from "./table.ts";
@@ -79,6 +85,11 @@ export interface FoldInput {
   mergeLevel0?: boolean;
   /** The wall clock (ms since the epoch) versions count as expired at (rule 4a); none if omitted. */
   expiredAtMs?: number;
+  /**
+   * Throws when this compaction lost `compact.lock` (rule 7); asked before each file is
+   * created, renamed into place or deleted.
+   */
+  checkLock?: () => void;
 }
 
 /** What a compaction wrote. */
@@ -93,6 +104,8 @@ export interface FoldOutput {
   replaced: string[];
   /** Bytes of table files written. */
   bytesWritten: number;
+  /** The file each name of `written` was written to (rule 7). */
+  identities: Map<string, { ino: number; dev: number }>;
 }
 
 interface Slot {
@@ -105,13 +118,33 @@ interface Slot {
   expiresAtMs?: number;
 }
 
-/** Rules 1–6: writes the fold and whatever merges the levels need. */
+/**
+ * Rule 7: deletes those of `names` a compaction wrote, only while it still holds its lock
+ * (`checkLock` does not throw) and only where the name still leads to the file it wrote
+ * (`identities`). Best effort: what is left, cleanup at a later open removes.
+ */
+export function removeOwnTables(platform: Platform, dir: string, names: readonly string[], identities: ReadonlyMap<string, { ino: number; dev: number }>, checkLock: () => void): void {
+  try {
+    checkLock();
+  } catch {
+    return; // lost the lock: nothing is deleted
+  }
+  removeUnnamed(platform, dir, names.filter((n) => {
+    const id = identities.get(n);
+    return id === undefined || pathNamesFile(platform, `${dir}/${n}`, id);
+  }));
+}
+
+/** Rules 1–7: writes the fold and whatever merges the levels need. */
 export function writeTables(input: FoldInput): FoldOutput {
   const { platform, dir, mode } = input;
   const cache = new BlockCache(0); // compaction reads every block once: no cache
   let next = input.nextTable;
   const written: string[] = [];
+  const identities = new Map<string, { ino: number; dev: number }>();
   const replaced: string[] = [];
+  const checkLock = input.checkLock ?? (() => {});
+  const removeOwn = (names: readonly string[]) => removeOwnTables(platform, dir, names, identities, checkLock);
   let bytesWritten = 0;
   let slots: Slot[] = input.tables.map((t) => ({ name: t.name, level: t.level, reader: t.reader, own: false, ...(t.expiresAtMs !== undefined ? { expiresAtMs: t.expiresAtMs } : {}) }));
   const newSlots: Slot[] = [];
@@ -124,9 +157,12 @@ export function writeTables(input: FoldInput): FoldOutput {
       if (!w) return;
       const meta = w.writer.finish();
       w.file.datasync();
+      const id = typeof w.file.info === "function" ? w.file.info() : undefined;
       w.file.close();
+      checkLock();
       platform.rename(w.tmp, `${dir}/${w.name}`);
       written.push(w.name);
+      if (id) identities.set(w.name, { ino: id.ino, dev: id.dev });
       bytesWritten += meta.fileBytes;
       const file = platform.open(`${dir}/${w.name}`, { readOnly: true });
       const slot: Slot = { name: w.name, level, reader: TableReader.open(file, { cache }), own: true, ...(w.expiresAtMs < Infinity ? { expiresAtMs: w.expiresAtMs } : {}) };
@@ -141,6 +177,7 @@ export function writeTables(input: FoldInput): FoldOutput {
         if (!w) {
           const name = tableName(next++);
           const tmp = `${dir}/${name}.tmp`;
+          checkLock();
           platform.unlink(tmp); // a leftover, or a planted link: removed, never written through
           const file = platform.open(tmp, { create: true, exclusive: true, mode });
           w = { writer: new TableWriter(file), name, tmp, file, expiresAtMs: Infinity };
@@ -158,6 +195,7 @@ export function writeTables(input: FoldInput): FoldOutput {
       if (w) {
         try {
           w.file.close();
+          checkLock();
           platform.unlink(w.tmp);
         } catch {
           // cleanup at the next open removes it
@@ -226,14 +264,14 @@ export function writeTables(input: FoldInput): FoldOutput {
     if (written.length > 0) platform.syncDir(dir);
   } catch (e) {
     for (const s of newSlots) s.reader.close();
-    removeUnnamed(platform, dir, written);
+    removeOwn(written);
     throw e;
   }
   for (const s of newSlots) s.reader.close();
   const finalNames = new Set(slots.map((s) => s.name));
   for (const t of input.tables) if (!finalNames.has(t.name)) replaced.push(t.name);
   // New tables that a later merge already consumed were never named: delete them now.
-  removeUnnamed(platform, dir, written.filter((n) => !finalNames.has(n)));
+  removeOwn(written.filter((n) => !finalNames.has(n)));
   const level0 = slots.filter((s) => s.level === 0); // newest first, as built
   const deeper = slots.filter((s) => s.level > 0).sort((a, b) => a.level - b.level || compareSpanStart(a, b));
   return {
@@ -242,6 +280,7 @@ export function writeTables(input: FoldInput): FoldOutput {
     written: written.filter((n) => finalNames.has(n)),
     replaced,
     bytesWritten,
+    identities,
   };
 
   /** Merges `inputs` (newest first) into new tables of `level`; returns the new slot list. */

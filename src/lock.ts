@@ -22,7 +22,7 @@
  * @module
  */
 import { TxtDbError, assert } from "./errors.ts";
-import { identityAt } from "./port.ts";
+import { pathNamesFile } from "./port.ts";
 import type { FileHandle, Platform } from "./port.ts";
 import { armDeadline } from "./timers.ts";
 import { storeFileError } from "./dirsafety.ts";
@@ -209,16 +209,21 @@ export class FileLock {
   }
 
   #handleIsAtPath(handle: FileHandle): boolean {
-    const platform = this.#platform;
-    if (typeof platform.lstat !== "function" || typeof handle.info !== "function") return true;
-    // Without timestamps where the port can (identityAt): the writer lock is taken, and its
-    // file written, at every commit.
-    const atPath = identityAt(platform, this.#path);
-    if (!atPath || !atPath.isFile) return false;
+    if (typeof handle.info !== "function") return true;
     // An open handle's inode never changes: asked once per handle, not at every grant.
     let mine = this.#handleInfo;
     if (mine?.handle !== handle) mine = this.#handleInfo = { handle, ...handle.info() };
-    return atPath.ino === mine.ino && atPath.dev === mine.dev;
+    return pathNamesFile(this.#platform, this.#path, mine);
+  }
+
+  /**
+   * True while this process holds the lock and the path still names the file it locked.
+   * A lock file deleted (or replaced) under a holder no longer excludes anybody: the next
+   * process to open the path creates a new file and locks that. Holders of long locks
+   * (compaction) ask this before each step another holder's work could collide with.
+   */
+  heldAtPath(): boolean {
+    return this.#holders > 0 && this.#handle !== undefined && this.#handleIsAtPath(this.#handle);
   }
 
   /** Writes `bytes` at the start of the lock file (the holder's record; see holder.ts). Hold the lock. */

@@ -388,9 +388,11 @@ export class Log {
   /**
    * The first half of {@link writeManifest}: `MANIFEST.tmp` written and fsynced. The caller
    * holds `compact.lock` (every writer of `MANIFEST.tmp` does, and cleanup at open deletes
-   * it only under that lock), so it may do this before taking the writer lock.
+   * it only under that lock), so it may do this before taking the writer lock. Returns the
+   * file written (where the port can tell), for the check before the switch that the name
+   * still leads to it.
    */
-  prepareManifest(m: Manifest): void {
+  prepareManifest(m: Manifest): { ino: number; dev: number } | undefined {
     const body = encodeInternal(m);
     if (body.length > FRAME_BODY_MAX_BYTES) {
       // No open could read it back (a frame that long is taken for garbage): refused before
@@ -405,6 +407,9 @@ export class Log {
     try {
       f.write(frame(body), 0);
       f.sync();
+      if (typeof f.info !== "function") return undefined;
+      const { ino, dev } = f.info();
+      return { ino, dev };
     } finally {
       f.close();
     }

@@ -331,6 +331,18 @@ export function identityAt(platform: Platform, path: string): FileIdentity | und
 }
 
 /**
+ * True when `path` still names the file whose identity (a handle's `info()`) is `file`:
+ * for the checks that a file written, or a lock file locked, was not deleted or replaced
+ * since. Without timestamps where the port can (identityAt): the writer lock's file is
+ * checked at every commit. A platform that cannot tell (no `lstat`) answers true.
+ */
+export function pathNamesFile(platform: Platform, path: string, file: { ino: number; dev: number }): boolean {
+  if (typeof platform.lstat !== "function") return true;
+  const atPath = identityAt(platform, path);
+  return atPath !== undefined && atPath.isFile && atPath.ino === file.ino && atPath.dev === file.dev;
+}
+
+/**
  * `path` made absolute against `platform`'s working directory where the platform can tell
  * (`cwd`), with "." and ".." segments resolved; as given otherwise. For paths recorded for
  * other processes, whose working directories differ.

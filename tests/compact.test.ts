@@ -385,3 +385,18 @@ test(`[${runtime}] a lease left half-made (a process that died between creating 
   assert.equal(fs.existsSync(making), false);
   await db.close();
 });
+
+test(`${R} compact() reports bytesAfter as the store's files after it (live segments and the new tables), and bytesBefore as those before it`, async () => {
+  const dir = tempDir("cmpbytes");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 2048, autoCompactBytes: 0, durability: "none" });
+  for (let round = 0; round < 10; round++) for (let i = 0; i < 40; i++) await db.set("ns", ["k", i], `${round}:${"v".repeat(40)}`);
+  const first = await db.compact();
+  assert.ok(first.segmentsFolded > 0);
+  assert.equal(first.bytesAfter, storeBytes(dir), "bytesAfter: the segments and tables on disk");
+  for (let i = 0; i < 40; i++) await db.set("ns", ["k", i], "x".repeat(400));
+  const before = storeBytes(dir);
+  const second = await db.compact();
+  assert.equal(second.bytesBefore, before);
+  assert.equal(second.bytesAfter, storeBytes(dir));
+  await db.close();
+});

@@ -1,0 +1,133 @@
+/**
+ * `compact.lock` deleted or a compaction's files replaced under a running compaction (a tmp
+ * cleaner, another program): the compaction must notice, switch nothing and delete none of
+ * the store's files (compact.ts, rule 6; fold.ts, rule 7). Real adapter, real files.
+ */
+import * as fs from "node:fs";
+import { assert, runtime, tempDir, test } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+import type { Database } from "txtdb";
+
+const R = `[${runtime}]`;
+const small = { segmentBytes: 2048, autoCompactBytes: 0 };
+
+/** Fills `db` so that a compaction has sealed segments to fold into tables. */
+async function fill(db: Database, rounds: number): Promise<void> {
+  for (let round = 0; round < rounds; round++) for (let i = 0; i < 40; i++) await db.set("ns", ["k", i], `${round}:${"v".repeat(40)}`);
+}
+
+/** Opens the store afresh and checks it whole, with every key at its last round. */
+async function assertIntact(dir: string, lastRound: number): Promise<void> {
+  const fresh = await open(dir);
+  try {
+    const report = await fresh.check();
+    assert.equal(report.ok, true, `check(): ${JSON.stringify(report)}`);
+    for (let i = 0; i < 40; i++) assert.equal(await fresh.get("ns", ["k", i]), `${lastRound}:${"v".repeat(40)}`);
+  } finally {
+    await fresh.close();
+  }
+}
+
+async function faultyOpen(dir: string, hook: (step: string, path: string) => void): Promise<Database> {
+  const { withFaults } = await import("txtdb/adapters/faults");
+  const { defaultPlatform } = await import("txtdb/internal");
+  return open(dir, { adapter: withFaults(await defaultPlatform(), hook), ...small });
+}
+
+test(`${R} compact.lock deleted while a compaction writes its tables: the compaction fails with IO naming the lock, switches nothing, deletes none of the store's files; another compaction then folds everything`, async () => {
+  const dir = tempDir("cmplock");
+  const setup = await open(dir, { namespaces: ["ns"], durability: "none", ...small });
+  await fill(setup, 20);
+  await setup.close();
+  let deleted = false;
+  const db = await faultyOpen(dir, (step, path) => {
+    // The first table is about to be renamed into place: a cleaner removes the lock file.
+    if (!deleted && step === "beforeRename" && path.endsWith(".sst.tmp")) {
+      deleted = true;
+      fs.unlinkSync(`${dir}/compact.lock`);
+    }
+  });
+  const before = fs.readdirSync(dir).sort();
+  let thrown: unknown;
+  try {
+    await db.compact();
+  } catch (e) {
+    thrown = e;
+  }
+  assert.ok(deleted, "the hook ran");
+  assert.ok(thrown instanceof TxtDbError && thrown.code === "IO" && thrown.message.includes("compact.lock"), `compact() with its lock file deleted: ${String(thrown)}`);
+  const after = fs.readdirSync(dir).sort();
+  for (const name of before) if (name !== "compact.lock") assert.ok(after.includes(name), `"${name}" was deleted by a compaction that had lost its lock`);
+  assert.ok(!fs.readFileSync(`${dir}/MANIFEST`).includes(Buffer.from("tbl-")), "nothing was switched");
+  // The store is unchanged, and the next compaction (with a lock of its own) folds it.
+  assert.equal(await db.get("ns", ["k", 39]), `19:${"v".repeat(40)}`);
+  const r = await db.compact();
+  assert.ok(r.segmentsFolded > 0, "the next compaction folds");
+  await db.close();
+  await assertIntact(dir, 19);
+});
+
+test(`${R} a table a compaction wrote is replaced by another file before its manifest switch: the switch is refused with IO naming the table, and nothing of the store is deleted`, async () => {
+  const dir = tempDir("cmpswap");
+  const setup = await open(dir, { namespaces: ["ns"], durability: "none", ...small });
+  await fill(setup, 20);
+  await setup.close();
+  let renamed: string | undefined;
+  let replaced = false;
+  const db = await faultyOpen(dir, (step, path) => {
+    if (step === "beforeRename" && path.endsWith(".sst.tmp")) renamed = path.slice(0, -".tmp".length);
+    // Once the tables are written (the manifest is being prepared), another program puts a
+    // copy in place of the last one (a merge may have consumed earlier ones): same bytes,
+    // another file.
+    if (renamed !== undefined && !replaced && step === "beforeOpen" && path.endsWith("/MANIFEST.tmp")) {
+      replaced = true;
+      fs.copyFileSync(renamed, `${renamed}.copy`);
+      fs.renameSync(`${renamed}.copy`, renamed);
+    }
+  });
+  let thrown: unknown;
+  try {
+    await db.compact();
+  } catch (e) {
+    thrown = e;
+  }
+  assert.ok(replaced, "the hook ran");
+  assert.ok(thrown instanceof TxtDbError && thrown.code === "IO" && thrown.message.includes(renamed!.slice(renamed!.lastIndexOf("/") + 1)), `compact() with a table replaced: ${String(thrown)}`);
+  const manifest = fs.readFileSync(`${dir}/MANIFEST`);
+  assert.ok(!manifest.includes(Buffer.from("tbl-")), "the manifest names no table: nothing was switched");
+  assert.ok(fs.existsSync(renamed!), "the replaced file (not the compaction's any more) was left alone");
+  await db.close();
+  await assertIntact(dir, 19);
+});
+
+test(`${R} compact.lock deleted and re-created by another process between a compaction's tables and its switch: the switch is refused and the store stays whole; once that process is done, the next compaction folds`, async () => {
+  const dir = tempDir("cmptwo");
+  const setup = await open(dir, { namespaces: ["ns"], durability: "none", ...small });
+  await fill(setup, 20);
+  await setup.close();
+  const { defaultPlatform, FileLock } = await import("txtdb/internal");
+  const other = new FileLock(await defaultPlatform(), `${dir}/compact.lock`);
+  let releaseOther: (() => void) | undefined;
+  const db = await faultyOpen(dir, (step, path) => {
+    // After the tables, before MANIFEST.tmp: the lock file goes, and another process locks
+    // the new one the path now leads to.
+    if (!releaseOther && step === "beforeOpen" && path.endsWith("/MANIFEST.tmp")) {
+      fs.unlinkSync(`${dir}/compact.lock`);
+      releaseOther = other.tryAcquire(true);
+    }
+  });
+  let thrown: unknown;
+  try {
+    await db.compact();
+  } catch (e) {
+    thrown = e;
+  }
+  assert.ok(releaseOther, "the other process took the new lock file");
+  assert.ok(thrown instanceof TxtDbError && thrown.code === "IO", `compact(): ${String(thrown)}`);
+  assert.ok(!fs.readFileSync(`${dir}/MANIFEST`).includes(Buffer.from("tbl-")), "nothing was switched");
+  releaseOther!();
+  other.close();
+  assert.ok((await db.compact()).segmentsFolded > 0, "the next compaction folds");
+  await db.close();
+  await assertIntact(dir, 19);
+});

@@ -7,7 +7,8 @@
  * after catching up, so every process applies them to the same history:
  *
  * 1. `tx.prepare(txid)` validates the transaction like a commit (namespaces, written keys,
- *    serializable reads and ranges, checks), and also against every undecided prepared
+ *    serializable reads and ranges, checks; a namespace it read and found missing is
+ *    NAMESPACE_NOT_FOUND: rule 2 could not hold its absence), and also against every undecided prepared
  *    transaction: a key it writes that one of them wrote or read (or that lies in a range
  *    one of them read), or a key it read or a range it read holding a key one of them
  *    wrote, is CONFLICT with `details.preparedBy`. Sums are computed here, at the head:
@@ -338,7 +339,7 @@ export class PreparedSet {
           }),
         };
       }
-      const error = validateCommit(s, index) ?? this.blocks(s, index, req.txid) ?? this.#readsBlocked(s, index, req.txid);
+      const error = validateCommit(s, index) ?? missingNamespaceRead(s, index, req.txid) ?? this.blocks(s, index, req.txid) ?? this.#readsBlocked(s, index, req.txid);
       return error ? { error } : {};
     }
     if (this.#open.has(req.txid)) return {};
@@ -406,6 +407,23 @@ export class PreparedSet {
       this.#add({ tsn: r.tsn, op: r.twoPhase });
     }
   }
+}
+
+/**
+ * Rule 1: a prepare that read a namespace it found missing is refused. Rule 2 holds keys and
+ * ranges until the decision, not a namespace's absence: its creation by another commit
+ * meanwhile would go unseen (a serializable anomaly), so the prepare is not made at all.
+ */
+function missingNamespaceRead(s: TxState, index: Index, txid: string): TxtDbError | undefined {
+  if (s.blind) return undefined;
+  const head = index.lastTsn;
+  for (const ns of s.touched) {
+    if (index.resolve(ns, head) !== undefined) continue;
+    return new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot prepare transaction "${txid}": it read namespace "${ns}", which does not exist, and a prepared transaction holds the keys and ranges it read until its decision, not a namespace's absence. Create the namespace first, or roll back`, {
+      details: { ns, txid },
+    });
+  }
+  return undefined;
 }
 
 /** The manifest's two-phase part: undecided prepare records (encoded) and recent decisions. */

@@ -312,3 +312,29 @@ test(`${R} a transaction that enqueues queue messages cannot be prepared (its me
   assert.deepEqual(await db.listPrepared(), []);
   await db.close();
 });
+
+test(`${R} a prepare that read a namespace it found missing is NAMESPACE_NOT_FOUND and prepares nothing: a prepared transaction cannot hold the absence, so another process's creation of it meanwhile would go unseen`, async () => {
+  const { a, b } = await two();
+  const tx = await a.begin();
+  await assert.rejects(tx.get("ghost", "k"), code("NAMESPACE_NOT_FOUND"));
+  tx.set("ns", "saw-no-ghost", true);
+  await assert.rejects(tx.prepare("p-ghost"), code("NAMESPACE_NOT_FOUND", (e) => assert.equal(e.details?.ns, "ghost")));
+  assert.deepEqual(await a.listPrepared(), []);
+  await b.createNamespace("ghost");
+  await b.set("ghost", "k", 1);
+  assert.equal(await a.get("ns", "saw-no-ghost"), undefined, "nothing was prepared or committed");
+  // Snapshot isolation also validates touched namespaces: the same refusal.
+  const snap = await a.begin({ isolation: "snapshot" });
+  await assert.rejects(snap.get("ghost2", "k"), code("NAMESPACE_NOT_FOUND"));
+  snap.set("ns", "x", 1);
+  await assert.rejects(snap.prepare("p-ghost2"), code("NAMESPACE_NOT_FOUND"));
+  // A read of a namespace that exists prepares as before.
+  const ok = await a.begin();
+  assert.equal(await ok.get("ghost", "k"), 1);
+  ok.set("ns", "saw-ghost", true);
+  await ok.prepare("p-ok");
+  await a.commitPrepared("p-ok");
+  assert.equal(await b.get("ns", "saw-ghost"), true);
+  await a.close();
+  await b.close();
+});

@@ -198,6 +198,20 @@ const BATCH_MAX = 4096;
  */
 const BATCH_BYTES_MAX = 64 << 20;
 
+/**
+ * How many times one batch is put back in the queue, its writer lock having turned out lost
+ * just before its append (see commitBatchLocked), before it fails with that IO error.
+ */
+const LOCK_LOST_REQUEUES_MAX = 8;
+
+/** The errors commitBatchLocked throws for a lost writer lock: the batch is put back, not failed. */
+const lockLostErrors = new WeakSet<object>();
+
+/** True for the IO error of a batch that found its writer lock lost before its append (nothing was written). */
+export function isWriterLockLost(e: unknown): boolean {
+  return typeof e === "object" && e !== null && lockLostErrors.has(e);
+}
+
 /** The next batch off the front of `queue`: at least one commit, at most BATCH_MAX and BATCH_BYTES_MAX. */
 function takeBatch(queue: PendingCommit[]): PendingCommit[] {
   let n = 0;
@@ -215,6 +229,8 @@ export interface PendingCommit {
   state: TxState;
   resolve: (tsn: number) => void;
   reject: (e: unknown) => void;
+  /** How many times its batch found the writer lock lost before the append. */
+  lockLost?: number;
 }
 
 /** What the committer asks of the rest of the database. */
@@ -346,6 +362,13 @@ export class GroupCommitter {
           stampHolder(this.#lock, this.#platform);
           ({ results, appended } = this.commitBatchLocked(batch.map((p) => p.state)));
         } catch (e) {
+          if (isWriterLockLost(e) && batch.every((p) => (p.lockLost ?? 0) < LOCK_LOST_REQUEUES_MAX)) {
+            // Nothing was appended: the batch goes again, under the lock on the file the
+            // path now names (the lock checks that at every grant).
+            for (const p of batch) p.lockLost = (p.lockLost ?? 0) + 1;
+            this.#queue.unshift(...batch);
+            continue;
+          }
           const err = ioError(e, "Commit");
           for (const p of batch) p.reject(err);
           continue;
@@ -521,6 +544,18 @@ export class GroupCommitter {
       throw e;
     }
     const startSeg = tail.readPos.seg;
+    if (!this.#lock.heldAtPath()) {
+      // The lock file was deleted (a tmp cleaner) since the lock was granted: another
+      // process may have locked a new one and be appending now, so nothing is appended
+      // under this one. Checked as late as can be: this check and the append are
+      // microseconds apart, where the catch-up and validation before them are not.
+      undoApplied();
+      const lost = new TxtDbError("IO", `Commit to "${tail.path}" stopped: its writer lock file "${this.#lock.path}" was deleted or replaced while this process held it (a tmp cleaner?). Nothing was written; keep cleaners out of the store directory`, {
+        details: { file: this.#lock.path },
+      });
+      lockLostErrors.add(lost);
+      throw lost;
+    }
     let appended: AppendedBatch;
     try {
       appended = tail.appendLocked(data);

@@ -28,7 +28,7 @@ import type { SetOptions } from "./expiry.ts";
 import type { Index } from "./index.ts";
 import { comparePositions, FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION } from "./log.ts";
 import { changeFormatLocked } from "./migrate.ts";
-import { GroupCommitter } from "./commit.ts";
+import { GroupCommitter, isWriterLockLost } from "./commit.ts";
 import { FileLock } from "./lock.ts";
 import type { Platform } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
@@ -66,6 +66,9 @@ import { SAGA_STATUSES, statusPrefix } from "./sagastate.ts";
 import type { DeadLetter, EnqueueOptions, EnqueueResult, ListenOptions, QueueHandler, QueueStats } from "./queues.ts";
 import { Participant } from "./participant.ts";
 import type { PreparedInfo } from "./prepared.ts";
+
+/** How often open() takes the writer lock again after its lock file was deleted under it. */
+const OPEN_LOCK_LOST_RETRIES_MAX = 8;
 
 /** The engine side of a {@link Database}, kept out of its public type. */
 export interface DatabaseInternals extends TxHost {
@@ -290,7 +293,7 @@ export class LocalDatabase implements DatabaseEngine {
         if (!log.readManifest()) throw e;
       }
     }
-    const release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+    let release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
     try {
       stampHolder(this.#lock, this.platform);
       let manifest = log.readManifest();
@@ -313,13 +316,28 @@ export class LocalDatabase implements DatabaseEngine {
       this.#compactor.removeLeftoversLocked();
       this.#pins.startLease();
       tail.catchUpLocked(true);
-      const missing = namespaces.filter((n, i) => namespaces.indexOf(n) === i && this.index.resolve(n, this.index.lastTsn) === undefined);
-      if (missing.length > 0) {
+      for (let attempt = 1; ; attempt++) {
+        const missing = namespaces.filter((n, i) => namespaces.indexOf(n) === i && this.index.resolve(n, this.index.lastTsn) === undefined);
+        if (missing.length === 0) break;
         const state = newTxState(tail.visibleTsn, "serializable", true);
         state.namespaceOps = missing.map((name) => ({ op: "create", name }));
-        const { results: [result], appended } = this.#committer.commitBatchLocked([state]);
+        let batch: ReturnType<GroupCommitter["commitBatchLocked"]>;
+        try {
+          batch = this.#committer.commitBatchLocked([state]);
+        } catch (e) {
+          // The lock file was deleted under this open (nothing was written): again, under
+          // the lock on the file the path names now, as the committer does.
+          if (!isWriterLockLost(e) || attempt >= OPEN_LOCK_LOST_RETRIES_MAX) throw e;
+          release();
+          release = await this.#lock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+          stampHolder(this.#lock, this.platform);
+          tail.catchUpLocked();
+          continue;
+        }
+        const { results: [result], appended } = batch;
         if (result instanceof Error) throw result;
         if (appended) await tail.makeDurable(appended);
+        break;
       }
     } finally {
       release();

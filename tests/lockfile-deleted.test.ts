@@ -1,7 +1,8 @@
 /**
- * `compact.lock` deleted or a compaction's files replaced under a running compaction (a tmp
- * cleaner, another program): the compaction must notice, switch nothing and delete none of
- * the store's files (compact.ts, rule 6; fold.ts, rule 7). Real adapter, real files.
+ * Lock files deleted under their holder (a tmp cleaner): `compact.lock` or a compaction's
+ * files under a running compaction (it must notice, switch nothing and delete none of the
+ * store's files: compact.ts, rule 6; fold.ts, rule 7), and `writer.lock` under a commit (it
+ * must append nothing under the lost lock). Real adapter, real files.
  */
 import * as fs from "node:fs";
 import { assert, runtime, tempDir, test } from "./harness.ts";
@@ -130,4 +131,49 @@ test(`${R} compact.lock deleted and re-created by another process between a comp
   assert.ok((await db.compact()).segmentsFolded > 0, "the next compaction folds");
   await db.close();
   await assertIntact(dir, 19);
+});
+
+test(`${R} writer.lock deleted while a commit holds it, and another process then locks the new file: the commit appends nothing until it holds that one, and every commit stands`, async () => {
+  const dir = tempDir("wrlock");
+  const setup = await open(dir, { namespaces: ["ns"] });
+  await setup.set("ns", "n", 0);
+  await setup.close();
+  const { withFaults } = await import("txtdb/adapters/faults");
+  const { defaultPlatform, FileLock } = await import("txtdb/internal");
+  const base = await defaultPlatform();
+  const other = new FileLock(base, `${dir}/writer.lock`);
+  let releaseOther: (() => void) | undefined;
+  let otherHeld = false;
+  let appendsWhileOtherHeld = 0;
+  let armed = false;
+  const db = await open(dir, {
+    adapter: withFaults(base, (step, path) => {
+      // The holder stamps the lock file right after each grant: the cleaner strikes then,
+      // and another process locks the file the path names next, for 50 ms.
+      if (armed && step === "beforeWrite" && path.endsWith("/writer.lock")) {
+        armed = false;
+        fs.unlinkSync(`${dir}/writer.lock`);
+        releaseOther = other.tryAcquire(true);
+        otherHeld = releaseOther !== undefined;
+        setTimeout(() => {
+          otherHeld = false;
+          releaseOther?.();
+        }, 50);
+      }
+      if (otherHeld && (step === "beforeAppend" || step === "beforeWrite") && /seg-\d+\.log$/.test(path)) appendsWhileOtherHeld++;
+    }),
+  });
+  armed = true;
+  const { version } = await db.set("ns", "n", 1);
+  assert.ok(releaseOther, "the other process took the new lock file");
+  assert.equal(appendsWhileOtherHeld, 0, "a commit was appended while another process held the lock on the file the path names");
+  assert.equal(await db.get("ns", "n"), 1);
+  for (let i = 2; i <= 5; i++) await db.set("ns", "n", i);
+  other.close();
+  await db.close();
+  const fresh = await open(dir);
+  assert.equal(await fresh.get("ns", "n"), 5);
+  assert.ok((await fresh.getEntry("ns", "n"))!.version > version);
+  assert.equal((await fresh.check()).ok, true);
+  await fresh.close();
 });

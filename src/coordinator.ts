@@ -41,7 +41,7 @@ import type { Platform } from "./port.ts";
 import { absolutePath, joinPath } from "./port.ts";
 import { leaseOwnerAlive } from "./liveness.ts";
 import { toWellFormedString } from "./keys.ts";
-import { checkTransactionOptions, invalidArg } from "./options.ts";
+import { checkKnownOptions, checkTransactionOptions, invalidArg } from "./options.ts";
 import { armInterval, raceDeadline } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import { abortUnlessCommitted, COORDINATOR_NS, DECISIONS_NS, isDecision, outcomeOf } from "./decisions.ts";
@@ -104,6 +104,9 @@ export interface CoordinatorOptions {
   /** The platform (tests: the simulated one); default: this runtime's. Participant stores are opened with it. */
   adapter?: Platform;
 }
+
+/** Every option of {@link CoordinatorOptions}: the record makes the compiler ask for a new one here. */
+const COORDINATOR_OPTIONS: Record<keyof CoordinatorOptions, true> = { participants: true, prepareTimeoutMs: true, inDoubtTimeoutMs: true, recoverIntervalMs: true, decisionRetentionMs: true, adapter: true };
 
 /** Options of {@link Coordinator.transaction}: as `db.transaction()`'s. */
 export interface CoordinatedTransactionOptions {
@@ -273,6 +276,7 @@ export class Coordinator {
   static async open(dir: string, options: CoordinatorOptions = {}): Promise<Coordinator> {
     if (typeof dir !== "string" || dir.length === 0) throw invalidArg(`Coordinator.open() needs a directory path; got ${JSON.stringify(dir)}`);
     if (options === null || typeof options !== "object") throw invalidArg("Coordinator.open() options must be an object");
+    checkKnownOptions("Coordinator.open()", options, Object.keys(COORDINATOR_OPTIONS));
     if (options.participants !== undefined) {
       checkParticipants(options.participants, "Coordinator.open() option participants");
       if (options.participants.some((p) => p instanceof Database)) throw invalidArg("Coordinator.open() option participants lists other participants only; txtdb stores recover by themselves (their prepare records name the coordinator)");
@@ -355,9 +359,6 @@ export class Coordinator {
     }
     if (new Set(participants).size !== participants.length) throw invalidArg("coord.transaction() lists a participant twice");
     const { maxRetries } = checkTransactionOptions(fn, options, "coord.transaction()", "coord.transaction()'s function");
-    if (options.isolation !== undefined && options.isolation !== "serializable" && options.isolation !== "snapshot") {
-      throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(options.isolation)}`);
-    }
     const run = this.#run(participants, fn as (...views: unknown[]) => Promise<T> | T, options, maxRetries);
     this.#running.add(run);
     try {

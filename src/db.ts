@@ -6,7 +6,8 @@
  * - an `etcd://` URL: the etcd engine (etcd/database.ts), shared by processes on several.
  *
  * Each public method hands its arguments to the engine as they came: both engines check
- * them alike, with the shared helpers, and fail alike.
+ * them alike, with the shared helpers, and fail alike. Only an options object passed to a
+ * method that takes none is refused here, since engines never see it (noOptions, below).
  *
  * @module
  */
@@ -170,7 +171,7 @@ export class Database {
 
   /** A read-only view pinned at the newest committed version; release it when done. */
   snapshot(): Promise<Snapshot> {
-    return this.#engine.snapshot();
+    return noOptions("snapshot()", arguments, 0) ?? this.#engine.snapshot();
   }
 
   /**
@@ -222,7 +223,7 @@ export class Database {
    * compaction leaves that to the level sizes).
    */
   compact(): Promise<CompactResult> {
-    return this.#engine.compact();
+    return noOptions("compact()", arguments, 0) ?? this.#engine.compact();
   }
 
   /**
@@ -231,12 +232,12 @@ export class Database {
    * Resolves to the version copied and the bytes written. See backup.ts for the rules.
    */
   backup(dest: string): Promise<BackupResult> {
-    return this.#engine.backup(dest);
+    return noOptions("backup()", arguments, 1) ?? this.#engine.backup(dest);
   }
 
   /** Verifies every record's checksum, the manifest, the checkpoint and the index; changes nothing. */
   check(): Promise<CheckReport> {
-    return this.#engine.check();
+    return noOptions("check()", arguments, 0) ?? this.#engine.check();
   }
 
   /** Live processes sharing this store, with their pins (for diagnostics and `txtdb doctor`). */
@@ -394,6 +395,21 @@ export class Database {
   stats(): Stats {
     return this.#engine.stats();
   }
+}
+
+/**
+ * A rejection when a method that takes `expected` arguments got more (an options object,
+ * most likely, such as `snapshot({ version })` or `compact({ full: true })`): JavaScript
+ * would ignore it, and the caller would believe an option applies that does not.
+ */
+function noOptions(what: string, args: IArguments, expected: number): Promise<never> | undefined {
+  for (let i = expected; i < args.length; i++) {
+    if (args[i] !== undefined) {
+      const got = args[i] !== null && typeof args[i] === "object" ? `{ ${Object.keys(args[i] as object).join(", ")} }` : String(args[i]);
+      return Promise.reject(invalidArg(`${what} takes ${expected === 0 ? "no arguments" : `${expected} argument${expected > 1 ? "s" : ""}`} and no options; got ${got} as argument ${i + 1}`));
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -46,7 +46,7 @@ import type { CheckReport } from "./check.ts";
 import { raceDeadline } from "./timers.ts";
 import { describeHolder, stampHolder } from "./holder.ts";
 import { checkStoreDirectory } from "./dirsafety.ts";
-import { checkNamespaceName, checkNotReserved, checkSignal, checkTransactionOptions, dirModeOf, ETCD_ONLY_OPTIONS, invalidArg, isReservedNamespace, resolveOptions } from "./options.ts";
+import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkSignal, checkTransactionOptions, checkWatchArguments, dirModeOf, ETCD_ONLY_OPTIONS, invalidArg, isReservedNamespace, resolveOptions } from "./options.ts";
 import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 import { Meters, renderMetrics } from "./stats.ts";
 import type { Counters, Stats } from "./stats.ts";
@@ -634,9 +634,7 @@ export class LocalDatabase implements DatabaseEngine {
   /** Begins a transaction reading the newest committed state. */
   begin(options: { isolation?: Isolation } = {}): Promise<Transaction> {
     try {
-      // null used to fail with a TypeError reading its isolation.
-      if (options === null || typeof options !== "object") throw invalidArg(`begin() options must be an object such as { isolation: "snapshot" }; got ${String(options)}`);
-      return Promise.resolve(this.#newTransaction(this.#internals, options.isolation ?? this.#isolation));
+      return Promise.resolve(this.#newTransaction(this.#internals, checkBeginOptions(options) ?? this.#isolation));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -769,22 +767,14 @@ export class LocalDatabase implements DatabaseEngine {
 
   watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.ensureOpen();
-    if (opts === null || typeof opts !== "object") throw invalidArg(`watch() options must be an object; got ${String(opts)}`);
-    checkSignal(opts.signal);
+    checkWatchArguments(sel, opts);
     if (typeof ns === "string") checkNotReserved(ns);
     this.#tail.refresh();
     const nsId = this.index.resolve(ns, this.#tail.visibleTsn);
     if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
-    if (sel === null || typeof sel !== "object" || ("keys" in sel) === ("prefix" in sel)) {
-      throw invalidArg(`watch() needs { keys: [...] } or { prefix } (one of them); got ${sel === null || typeof sel !== "object" ? String(sel) : `an object with ${"keys" in sel ? "both" : "neither"}`}`);
-    }
-    if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
-      throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
-    }
     const from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
     let it: AsyncIterableIterator<WatchEvent<T>>;
     if ("keys" in sel) {
-      if (!Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
       it = this.#watchHub.watch({ nsId, ns, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from, opts.signal);
     } else {
       const [start, end] = prefixRange(sel.prefix, this.limits.maxKeyBytes);

@@ -60,6 +60,7 @@ import { armDeadline, armInterval, armTimer } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import type { Histogram } from "./metrics.ts";
 import { LOCK_TABLE, LOCKS_DIR } from "./files.ts";
+import { checkKnownOptions } from "./options.ts";
 import {
   blockersOf,
   CONVERSION,
@@ -399,6 +400,7 @@ export class LockManager {
     const code = modeCode(mode);
     if (code < 0) throw new TxtDbError("INVALID_ARGUMENT", `Lock mode must be one of ${LOCK_MODES.map((m) => JSON.stringify(m)).join(", ")}; got ${describe(mode as unknown as Key)}`);
     if (options === null || typeof options !== "object") throw new TxtDbError("INVALID_ARGUMENT", "lock() options must be an object: { timeoutMs?, signal? }");
+    checkKnownOptions("lock()", options, ["timeoutMs", "signal"]);
     const { timeoutMs, signal } = options;
     if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs >= 0))) {
       throw new TxtDbError("INVALID_ARGUMENT", `lock() timeoutMs must be a non-negative number of ms (0: try once); got ${String(timeoutMs)}`);

@@ -163,9 +163,59 @@ const SIZE_OPTIONS = ["segmentBytes", "maxKeyBytes", "maxValueBytes", "maxTxByte
 /** The Platform members open() relies on; an `adapter` lacking one is refused up front. */
 const PLATFORM_FUNCTIONS = ["open", "stat", "readdir", "mkdir", "rename", "unlink", "syncDir", "monotonicMs", "wallClockMs", "sleep", "randomBytes", "watchDir"] as const;
 
+/** Every option of {@link OpenOptions}: the record makes the compiler ask for a new one here. */
+const OPEN_OPTIONS: Record<keyof OpenOptions, true> = {
+  durability: true, isolation: true, readOnly: true, namespaces: true, adapter: true, mode: true,
+  allowForeignOwner: true, relaxedSyncMs: true, lockTimeoutMs: true, segmentBytes: true, cacheBytes: true,
+  maxKeyBytes: true, maxValueBytes: true, maxTxBytes: true, maxTxWrites: true, maxWatchers: true,
+  watchBufferMax: true, watchBufferBytes: true, watchPollMs: true, autoCompactBytes: true, maxIdleMs: true,
+  requestTimeoutMs: true, username: true, password: true,
+};
+/** Every option of {@link TransactionOptions}. */
+const TRANSACTION_OPTIONS: Record<keyof TransactionOptions, true> = { isolation: true, maxRetries: true, timeoutMs: true, signal: true };
+
+/**
+ * INVALID_ARGUMENT for an option of `options` that `what` does not have. A misspelt option
+ * (`timeoutMS`, `isolaton`) would otherwise be ignored, and the caller would believe a
+ * timeout or an isolation applies that does not. The message names the known options and,
+ * when one is close, the one probably meant.
+ */
+export function checkKnownOptions(what: string, options: object, known: readonly string[]): void {
+  for (const name of Object.keys(options)) {
+    if (known.includes(name)) continue;
+    const near = closestName(name, known);
+    throw invalidArg(`${what} has no option ${JSON.stringify(name)}${near === undefined ? "" : ` (did you mean ${near}?)`}; its options are ${known.join(", ")}`);
+  }
+}
+
+/** The name of `known` that `name` is probably a misspelling of (case, or up to 2 edits), if any. */
+function closestName(name: string, known: readonly string[]): string | undefined {
+  const lower = name.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const k of known) {
+    const d = k.toLowerCase() === lower ? 0 : editDistance(lower, k.toLowerCase(), bestDistance);
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance of `a` and `b`, or `cap` when it is `cap` or more. */
+function editDistance(a: string, b: string, cap: number): number {
+  if (Math.abs(a.length - b.length) >= cap) return cap;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return Math.min(prev[b.length]!, cap);
+}
+
 /** Checks `open()` options; INVALID_ARGUMENT for the first bad one. */
 export function checkOptions(o: OpenOptions): void {
   if (o === null || typeof o !== "object") throw invalidArg("open() options must be an object");
+  checkKnownOptions("open()", o, Object.keys(OPEN_OPTIONS));
   for (const name of ["readOnly", "allowForeignOwner"] as const) {
     if (o[name] !== undefined && typeof o[name] !== "boolean") {
       throw invalidArg(`Option ${name} must be true or false; got ${JSON.stringify(o[name])}`);
@@ -254,6 +304,8 @@ export function checkNotReserved(name: string): void {
 export function checkTransactionOptions(fn: unknown, options: TransactionOptions, what = "transaction()", fnName = `${what}'s argument`): { maxRetries: number; timeoutMs: number | undefined; signal: AbortSignal | undefined } {
   checkFunction(fnName, fn);
   if (options === null || typeof options !== "object") throw invalidArg(`${what} options must be an object`);
+  checkKnownOptions(what, options, Object.keys(TRANSACTION_OPTIONS));
+  checkIsolation(options.isolation);
   checkSignal(options.signal);
   const maxRetries = options.maxRetries ?? 10;
   if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);
@@ -277,4 +329,53 @@ export function checkSignal(signal: unknown): void {
   if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function") {
     throw invalidArg(`signal must be an AbortSignal; got ${JSON.stringify(signal)}`);
   }
+}
+
+/**
+ * The checks of `db.begin(options)`, shared by both engines; returns the isolation asked
+ * for (undefined: the database's).
+ */
+export function checkBeginOptions(options: { isolation?: Isolation }): Isolation | undefined {
+  // null used to fail with a TypeError reading its isolation.
+  if (options === null || typeof options !== "object") throw invalidArg(`begin() options must be an object such as { isolation: "snapshot" }; got ${String(options)}`);
+  checkKnownOptions("begin()", options, ["isolation"]);
+  checkIsolation(options.isolation);
+  return options.isolation;
+}
+
+/** "serializable", "snapshot" or undefined (the default), or INVALID_ARGUMENT. */
+export function checkIsolation(isolation: unknown): void {
+  if (isolation !== undefined && isolation !== "serializable" && isolation !== "snapshot") {
+    throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
+  }
+}
+
+/** Options of `db.watch()`. */
+export interface WatchOptions {
+  /** Events for versions after this one (exclusive), from the history the store still holds. */
+  fromVersion?: bigint;
+  /** Aborting it ends the watcher as `return()` does. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The checks of `db.watch()`'s selector and options, shared by both engines, so that a call
+ * one engine refuses is not quietly taken by the other: options must be an object of known
+ * options, and the selector must have exactly one of keys and prefix and nothing else (a
+ * `fromVersion` put in the selector by mistake used to be ignored).
+ */
+export function checkWatchArguments(sel: unknown, opts: WatchOptions): void {
+  if (opts === null || typeof opts !== "object") throw invalidArg(`watch() options must be an object; got ${String(opts)}`);
+  checkKnownOptions("watch()", opts, ["fromVersion", "signal"]);
+  checkSignal(opts.signal);
+  if (sel === null || typeof sel !== "object" || ("keys" in sel) === ("prefix" in sel)) {
+    throw invalidArg(`watch() needs { keys: [...] } or { prefix } (one of them); got ${sel === null || typeof sel !== "object" ? String(sel) : `an object with ${"keys" in sel ? "both" : "neither"}`}`);
+  }
+  for (const name of Object.keys(sel)) {
+    if (name !== "keys" && name !== "prefix") throw invalidArg(`watch() selector has no field ${JSON.stringify(name)}; a selector is { keys: [...] } or { prefix }${name === "fromVersion" || name === "signal" ? ` (${name} goes in the options, the third argument)` : ""}`);
+  }
+  if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
+    throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
+  }
+  if ("keys" in sel && !Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
 }

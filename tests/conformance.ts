@@ -333,6 +333,35 @@ export function conformance(R: string, store: ConformanceStore): void {
     await db.close();
   });
 
+  test(`${R} a misspelt or unknown option is INVALID_ARGUMENT naming it and the known ones, and nothing is done`, async () => {
+    const { db, dir } = await fresh();
+    const names = (what: string, bad: string, near?: string) => (e: unknown) => {
+      rejectsWith("INVALID_ARGUMENT")(e);
+      const m = (e as Error).message;
+      assert.ok(m.includes(what) && m.includes(JSON.stringify(bad)), m);
+      if (near !== undefined) assert.ok(m.includes(`did you mean ${near}?`), m);
+      return true;
+    };
+    let ran = 0;
+    const fn = (tx: Transaction) => { ran++; tx.set("ns", "k", 1); };
+    await assert.rejects(db.transaction(fn, { timeoutMS: 10 } as never), names("transaction()", "timeoutMS", "timeoutMs"));
+    await assert.rejects(db.transaction(fn, { isolaton: "snapshot" } as never), names("transaction()", "isolaton", "isolation"));
+    await assert.rejects(db.transaction(fn, { isolation: "serialisable" } as never), rejectsWith("INVALID_ARGUMENT", /serializable/));
+    assert.equal(ran, 0, "the function never ran");
+    await assert.rejects(db.begin({ isolaton: "snapshot" } as never), names("begin()", "isolaton", "isolation"));
+    await assert.rejects(db.begin({ timeoutMs: 5 } as never), names("begin()", "timeoutMs"));
+    assert.throws(() => db.watch("ns", { prefix: [] }, { fromversion: 0n } as never), names("watch()", "fromversion", "fromVersion"));
+    assert.throws(() => db.watch("ns", { prefix: [], fromVersion: 0n } as never), rejectsWith("INVALID_ARGUMENT", /"fromVersion".*options/));
+    // Methods that take no options refuse one rather than ignore it.
+    const untyped = db as unknown as Record<"snapshot" | "compact", (o: unknown) => Promise<unknown>>;
+    await assert.rejects(untyped.snapshot({ version: 1n }), rejectsWith("INVALID_ARGUMENT", /snapshot\(\) takes no arguments/));
+    await assert.rejects(untyped.compact({ full: true }), rejectsWith("INVALID_ARGUMENT", /compact\(\) takes no arguments/));
+    await assert.rejects(open(dir, { durabilty: "none" } as never), names("open()", "durabilty", "durability"));
+    assert.equal(await db.get("ns", "k"), undefined, "nothing was written");
+    assert.equal(db.stats().commits, 1, "only the open's namespace creation committed");
+    await db.close();
+  });
+
   test(`${R} READ_ONLY: a readOnly open reads but cannot write; LIMIT on transaction size`, async () => {
     const { db, dir } = await fresh({ maxTxWrites: 3 });
     await db.set("ns", "a", 1);

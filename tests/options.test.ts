@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
-import { open, TxtDbError } from "txtdb";
+import { Coordinator, open, TxtDbError } from "txtdb";
 
 const R = `[${runtime}]`;
 const invalid = (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT";
@@ -63,6 +63,8 @@ test(`${R} open() refuses options of the wrong type or range with INVALID_ARGUME
     { requestTimeoutMs: 0 },
     { requestTimeoutMs: "5s" },
     { username: 5 },
+    { durabilty: "none" },
+    { readonly: true },
   ];
   for (const options of bad) {
     const dir = `${tempDir("opts")}/store`;
@@ -81,6 +83,35 @@ test(`${R} transaction() refuses a non-function, bad options and a non-signal wi
   await assert.rejects(db.transaction(() => 1, { maxRetries: -1 }), invalid);
   await assert.rejects(db.transaction(() => 1, { timeoutMs: -1 }), invalid);
   assert.equal(await db.transaction(() => 7, { signal: new AbortController().signal, timeoutMs: Infinity }), 7);
+  await db.close();
+});
+
+test(`${R} every call that takes options refuses an unknown one with INVALID_ARGUMENT naming it and the known ones; calls without options refuse one`, async () => {
+  const base = tempDir("opts");
+  const db = await open(`${base}/store`, { namespaces: ["ns"] });
+  const names = (bad: string, ...known: string[]) => (e: unknown) => {
+    assert.ok(invalid(e), String(e));
+    const m = (e as Error).message;
+    for (const s of [JSON.stringify(bad), ...known]) assert.ok(m.includes(s), `${JSON.stringify(s)} in: ${m}`);
+    return true;
+  };
+  await assert.rejects(db.transaction(() => 1, { timeoutMS: 10 } as never), names("timeoutMS", "did you mean timeoutMs?", "isolation, maxRetries, timeoutMs, signal"));
+  await assert.rejects(db.transaction(() => 1, { retries: 3 } as never), names("retries", "maxRetries"));
+  await assert.rejects(db.begin({ isolaton: "snapshot" } as never), names("isolaton", "did you mean isolation?"));
+  assert.throws(() => db.watch("ns", { prefix: [] }, { from: 1n } as never), names("from", "fromVersion, signal"));
+  assert.throws(() => db.watch("ns", { keys: ["a"], signal: undefined } as never), names("signal", "in the options"));
+  await assert.rejects(db.lock(["r"], "X", { timeoutMS: 5 } as never), names("timeoutMS", "did you mean timeoutMs?", "timeoutMs, signal"));
+  assert.deepEqual(db.locks(), [], "no lock was taken");
+  const untyped = db as unknown as Record<"snapshot" | "compact" | "check" | "backup", (...a: unknown[]) => Promise<unknown>>;
+  for (const [call, args] of [["snapshot", [{ version: 1n }]], ["compact", [{ full: true }]], ["check", [{ deep: true }]], ["backup", [`${base}/copy`, { overwrite: true }]]] as const) {
+    await assert.rejects(untyped[call]!(...args), (e: unknown) => invalid(e) && /takes .*no options/.test((e as Error).message), call);
+  }
+  assert.equal(fs.existsSync(`${base}/copy`), false, "no backup was made");
+  // undefined in place of the options is the same as none.
+  (await untyped.snapshot!(undefined) as { release(): void }).release();
+  await assert.rejects(Coordinator.open(`${base}/coord`, { prepareTimeoutMS: 5 } as never), names("prepareTimeoutMS", "did you mean prepareTimeoutMs?"));
+  assert.equal(fs.existsSync(`${base}/coord`), false, "no coordinator store was created");
+  assert.equal(db.stats().commits, 1, "only the open's namespace creation committed");
   await db.close();
 });
 

@@ -25,7 +25,7 @@ import { expiryFromOptions, wrapExpiring } from "../expiry.ts";
 import type { SetOptions } from "../expiry.ts";
 import type { Platform } from "../port.ts";
 import { defaultPlatform } from "../platform.ts";
-import { checkNamespaceName, checkNotReserved, checkSignal, checkTransactionOptions, invalidArg, isReservedNamespace, resolveOptions } from "../options.ts";
+import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkSignal, checkTransactionOptions, checkWatchArguments, invalidArg, isReservedNamespace, resolveOptions } from "../options.ts";
 import type { Durability, OpenOptions, TransactionOptions } from "../options.ts";
 import { wrapSnapshot, wrapTransaction } from "../tx.ts";
 import type { Entry, Isolation, ListOptions, ListSelector, Snapshot, Transaction } from "../tx.ts";
@@ -328,10 +328,7 @@ export class EtcdDatabase implements DatabaseEngine {
 
   begin(options: { isolation?: Isolation } = {}): Promise<Transaction> {
     return this.#call(async () => {
-      const isolation = options.isolation ?? this.#isolation;
-      if (isolation !== "serializable" && isolation !== "snapshot") {
-        throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
-      }
+      const isolation = checkBeginOptions(options) ?? this.#isolation;
       this.#ensureOpen();
       const reader = await this.#engine.snapshot();
       this.#openTransactions++;
@@ -417,22 +414,12 @@ export class EtcdDatabase implements DatabaseEngine {
 
   watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.#ensureOpen();
-    // The same checks as the local engine's watch() (localdb.ts), so that a call one engine
-    // refuses is not quietly taken by the other: options must be an object, and the
-    // selector must have exactly one of keys and prefix (with both, this engine used to
-    // watch the keys and ignore the prefix).
-    if (opts === null || typeof opts !== "object") throw invalidArg(`watch() options must be an object; got ${String(opts)}`);
-    checkSignal(opts.signal);
+    // The same checks as the local engine's watch() (with both keys and prefix, this engine
+    // used to watch the keys and ignore the prefix).
+    checkWatchArguments(sel, opts);
     nsArg(ns);
-    if (sel === null || typeof sel !== "object" || ("keys" in sel) === ("prefix" in sel)) {
-      throw invalidArg(`watch() needs { keys: [...] } or { prefix } (one of them); got ${sel === null || typeof sel !== "object" ? String(sel) : `an object with ${"keys" in sel ? "both" : "neither"}`}`);
-    }
-    if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
-      throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
-    }
     let selector: { keys: string[] } | { start: string; end: string | undefined };
     if ("keys" in sel) {
-      if (!Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
       selector = { keys: sel.keys.map((k) => encodeKey(k, this.#limits.maxKeyBytes)) };
     } else {
       const [start, end] = prefixRange(sel.prefix, this.#limits.maxKeyBytes);

@@ -14,9 +14,13 @@
  * | `-0`                                              | a txtdb tag, so it comes back -0  |
  * | an own `__proto__` key                            | a txtdb tag, so it comes back as an own property |
  * | class instances                                   | plain objects of their own enumerable properties |
+ * | subclasses of Map                                 | Maps (cbor-x would write an array of entries) |
  * | strings with a lone surrogate (values, keys, Map keys) | refused: UTF-8 cannot hold them |
  * | sparse arrays, objects with symbol keys            | refused: holes and symbols would vanish |
  * | Error, ArrayBuffer, DataView                      | refused: class, or type, would be lost |
+ * | boxed primitives, Promise, WeakMap, URL, Blob...  | refused: their state is not in their properties |
+ * | other iterable class instances                    | refused: they would come back as arrays |
+ * | a value whose getter or Proxy trap throws         | refused, the error as the cause   |
  * | undefined as a whole value, functions, symbols, cycles, nesting > 512 | refused |
  *
  * Reads hand out values nobody else holds: byte strings and typed arrays are decoded into
@@ -120,14 +124,19 @@ function objectFromEntries(flat: unknown): Record<string, unknown> {
 /** How deep a value may nest; deeper (or cyclic) values are refused. */
 const DEPTH_MAX = 512;
 
-function refuse(path: string, what: string): TxtDbError {
-  return new TxtDbError("INVALID_VALUE", `Cannot store the value: ${path} ${what}`, { details: { path } });
+function refuse(path: string, what: string, cause?: unknown): TxtDbError {
+  return new TxtDbError("INVALID_VALUE", `Cannot store the value: ${path} ${what}`, { details: { path }, ...(cause === undefined ? {} : { cause }) });
+}
+
+/** INVALID_VALUE for an error thrown while reading the value at `path` (a getter, a Proxy trap). */
+function threw(path: string, e: unknown): TxtDbError {
+  return refuse(path, `threw while it was read (${e instanceof Error ? e.message : String(e)}); nothing was stored. Store a plain copy of the data instead (e.g. { ...value })`, e);
 }
 
 /**
- * Refuses what cannot round-trip. Returns true when the value holds -0 or an own
- * `__proto__` key, which {@link rewrite} must replace before cbor-x sees them (rare, so
- * the common value is encoded as given, with no copy).
+ * Refuses what cannot round-trip. Returns true when the value holds -0, an own `__proto__`
+ * key or a Map subclass, which {@link rewrite} must replace before cbor-x sees them (rare,
+ * so the common value is encoded as given, with no copy).
  */
 function checkValue(v: unknown, depth: number, path: string): boolean {
   switch (typeof v) {
@@ -147,45 +156,93 @@ function checkValue(v: unknown, depth: number, path: string): boolean {
     case "object": {
       if (v === null) return false;
       if (depth >= DEPTH_MAX) throw refuse(path, `nests deeper than ${DEPTH_MAX} levels (or is cyclic)`);
-      if (ArrayBuffer.isView(v)) {
-        if (v instanceof DataView) throw refuse(path, "is a DataView, which would come back as a Uint8Array; store a Uint8Array of its bytes");
-        return false;
+      // A getter or a Proxy trap may throw anywhere in here: the caller gets INVALID_VALUE
+      // naming where, with the error as its cause, instead of the bare error.
+      try {
+        return checkObject(v, depth, path);
+      } catch (e) {
+        throw e instanceof TxtDbError ? e : threw(path, e);
       }
-      if (v instanceof Date || v instanceof RegExp) return false;
-      if (v instanceof ArrayBuffer || (typeof SharedArrayBuffer === "function" && v instanceof SharedArrayBuffer)) {
-        throw refuse(path, "is an ArrayBuffer, which would come back as a Uint8Array; store new Uint8Array(buffer)");
-      }
-      if (v instanceof Error) throw refuse(path, "is an Error, whose class, stack and properties would be lost; store { name, message } instead");
-      let special = false;
-      if (v instanceof Map) {
-        for (const [k, x] of v) {
-          if (checkValue(k, depth + 1, `${path}<key>`)) special = true;
-          if (checkValue(x, depth + 1, `${path}.get(${typeof k === "string" ? JSON.stringify(k) : String(k)})`)) special = true;
-        }
-        return special;
-      }
-      if (v instanceof Set) {
-        for (const x of v) if (checkValue(x, depth + 1, `${path}<item>`)) special = true;
-        return special;
-      }
-      if (Array.isArray(v)) {
-        for (let i = 0; i < v.length; i++) {
-          const x = v[i];
-          if (x === undefined && !(i in v)) throw refuse(`${path}[${i}]`, "is a hole in a sparse array, which would come back as undefined; fill it (e.g. with null)");
-          if (checkValue(x, depth + 1, `${path}[${i}]`)) special = true;
-        }
-        return special;
-      }
-      for (const k of Object.keys(v)) {
-        if (!isWellFormedString(k)) throw refuse(path, `has a key with a lone surrogate (${JSON.stringify(k)}), which UTF-8 cannot store`);
-        if (k === "__proto__") special = true;
-        if (checkValue((v as Record<string, unknown>)[k], depth + 1, `${path}.${k}`)) special = true;
-      }
-      if (Object.getOwnPropertySymbols(v).length > 0) throw refuse(path, "has symbol keys, which cannot be stored and would vanish; use string keys");
-      return special;
     }
     default:
       return false;
+  }
+}
+
+/** {@link checkValue} of an object (not null). */
+function checkObject(v: object, depth: number, path: string): boolean {
+  const proto = Object.getPrototypeOf(v);
+  // Plain objects, the common value, go straight to their properties.
+  if (proto !== Object.prototype && proto !== null) {
+    if (Array.isArray(v)) {
+      let special = false;
+      for (let i = 0; i < v.length; i++) {
+        const x = v[i];
+        if (x === undefined && !(i in v)) throw refuse(`${path}[${i}]`, "is a hole in a sparse array, which would come back as undefined; fill it (e.g. with null)");
+        if (checkValue(x, depth + 1, `${path}[${i}]`)) special = true;
+      }
+      return special;
+    }
+    if (ArrayBuffer.isView(v)) {
+      if (v instanceof DataView) throw refuse(path, "is a DataView, which would come back as a Uint8Array; store a Uint8Array of its bytes");
+      return false;
+    }
+    if (v instanceof Date || v instanceof RegExp) return false;
+    if (v instanceof ArrayBuffer || (typeof SharedArrayBuffer === "function" && v instanceof SharedArrayBuffer)) {
+      throw refuse(path, "is an ArrayBuffer, which would come back as a Uint8Array; store new Uint8Array(buffer)");
+    }
+    if (v instanceof Error) throw refuse(path, "is an Error, whose class, stack and properties would be lost; store { name, message } instead");
+    if (v instanceof Map) {
+      // cbor-x writes a subclass of Map as an array of its entries: rewrite() makes it a Map.
+      let special = v.constructor !== Map;
+      for (const [k, x] of v) {
+        if (checkValue(k, depth + 1, `${path}<key>`)) special = true;
+        if (checkValue(x, depth + 1, `${path}.get(${typeof k === "string" ? JSON.stringify(k) : String(k)})`)) special = true;
+      }
+      return special;
+    }
+    if (v instanceof Set) {
+      let special = false;
+      for (const x of v) if (checkValue(x, depth + 1, `${path}<item>`)) special = true;
+      return special;
+    }
+    checkClassInstance(v, path);
+  }
+  let special = false;
+  const record = v as Record<string, unknown>;
+  for (const k of Object.keys(v)) {
+    if (!isWellFormedString(k)) throw refuse(path, `has a key with a lone surrogate (${JSON.stringify(k)}), which UTF-8 cannot store`);
+    if (k === "__proto__") special = true;
+    let x: unknown;
+    try {
+      x = record[k];
+    } catch (e) {
+      throw threw(`${path}.${k}`, e);
+    }
+    if (checkValue(x, depth + 1, `${path}.${k}`)) special = true;
+  }
+  if (Object.getOwnPropertySymbols(v).length > 0) throw refuse(path, "has symbol keys, which cannot be stored and would vanish; use string keys");
+  return special;
+}
+
+/**
+ * Refuses an instance of a class other than those above whose data would not come back:
+ * it is stored as a plain object of its own enumerable properties, which is all the data
+ * of an ordinary class's instance, but none of a boxed primitive's (`new Number(5)` was
+ * stored as `{}`, `new String("s")` as `["s"]`), a Promise's, a WeakMap's or a host
+ * object's (URL, Blob): those keep their state in internal slots, and say what they are
+ * through Object.prototype.toString. An iterable would be written as an array of what it
+ * yields, its class and properties lost.
+ */
+function checkClassInstance(v: object, path: string): void {
+  const tag = Object.prototype.toString.call(v).slice(8, -1);
+  if (tag === "Number" || tag === "String" || tag === "Boolean" || tag === "BigInt" || tag === "Symbol") {
+    throw refuse(path, `is a ${tag} object (a boxed primitive, as new Number(5) or Object(5n) make), which would come back as an empty object or array; store the primitive instead (value.valueOf())`);
+  }
+  if (tag !== "Object") throw refuse(path, `is an object of class ${tag}, whose state would be lost (it is not in its own enumerable properties); store its data as a plain object instead`);
+  const it = v as { [Symbol.iterator]?: unknown; [Symbol.asyncIterator]?: unknown };
+  if (typeof it[Symbol.iterator] === "function" || typeof it[Symbol.asyncIterator] === "function") {
+    throw refuse(path, `is an iterable ${v.constructor?.name ?? "object"}, which would come back as an array of what it yields; store [...value], or a plain object of its data`);
   }
 }
 

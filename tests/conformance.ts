@@ -86,9 +86,14 @@ export function conformance(R: string, store: ConformanceStore): void {
   test(`${R} invalid values fail with INVALID_VALUE and nothing is written`, async () => {
     const { db } = await fresh({ maxValueBytes: 1000 });
     const before = (await db.getEntry("ns", "k"))?.version;
-    for (const v of [undefined, () => 1, Symbol("s"), { f() {} }, [Symbol("x")], "x".repeat(2000)]) {
+    for (const v of [undefined, () => 1, Symbol("s"), { f() {} }, [Symbol("x")], "x".repeat(2000), new Number(5), { s: [new String("s")] }, { b: new Boolean(false) }, { p: Promise.resolve(1) }]) {
       await assert.rejects(db.set("ns", "k", v), code("INVALID_VALUE"));
     }
+    // A getter that throws is INVALID_VALUE naming where, with the error as its cause.
+    const boom = new Error("boom");
+    const throwing = { a: [{ get b() { throw boom; } }] };
+    await assert.rejects(db.set("ns", "k", throwing), (e: unknown) => code("INVALID_VALUE")(e) && /value\.a\[0\]\.b/.test((e as Error).message) && (e as Error).cause === boom);
+    await assert.rejects(db.transaction((tx) => tx.set("ns", "k", throwing)), (e: unknown) => code("INVALID_VALUE")(e) && (e as Error).cause === boom);
     await assert.rejects(db.set("ns", "k", "x".repeat(2000)), /maxValueBytes/);
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;

@@ -36,6 +36,7 @@ const ROUND_TRIPS: [string, unknown][] = [
   ["undefined inside objects and arrays", { a: undefined, b: [undefined, 1] }],
   ["RegExp", /a+b/giu],
   ["-0 inside a Float64Array", new Float64Array([-0, 0.5])],
+  ["a Proxy of an object and of an array, as what their traps show", { p: new Proxy({ a: 1 }, {}), q: new Proxy([1, 2], {}) }],
 ];
 
 test(`${R} values round-trip exactly through memory, the log, a checkpoint and a reopen (-0, NaN, Date(NaN), Map keys, Set members, __proto__ keys)`, async () => {
@@ -93,6 +94,84 @@ test(`${R} values that cannot round-trip fail with INVALID_VALUE naming the path
   assert.equal(await db.get("ns", "k"), undefined, "nothing was written");
   assert.equal(db.stats().commits, 1, "only the open's namespace creation committed");
   await db.close();
+});
+
+test(`${R} boxed primitives, objects whose state is not in their properties, iterables and deep functions or symbols are INVALID_VALUE naming the path; nothing is written`, async () => {
+  const db = await open(tempDir("rt"), { namespaces: ["ns"] });
+  class Bag {
+    *[Symbol.iterator]() {
+      yield 1;
+    }
+  }
+  const bad: [unknown, RegExp][] = [
+    [new Number(5), /value is a Number object .*valueOf/],
+    [{ a: { b: [0, 1, 2, new String("s")] } }, /value\.a\.b\[3\] is a String object/],
+    [[new Boolean(false)], /value\[0\] is a Boolean object/],
+    [{ n: Object(1n) }, /value\.n is a BigInt object/],
+    [new Map([[new Number(1), 1]]), /value<key> is a Number object/],
+    [new Set([Object(Symbol("s"))]), /value<item> is a Symbol object/],
+    [{ w: new WeakMap() }, /value\.w is an object of class WeakMap/],
+    [{ w: new WeakSet() }, /value\.w is an object of class WeakSet/],
+    [{ p: Promise.resolve(1) }, /value\.p is an object of class Promise/],
+    [new URL("https://example.com/a"), /value is an object of class URL/],
+    [{ it: new Bag() }, /value\.it is an iterable Bag/],
+    [{ g: (function* () {})() }, /value\.g is an object of class Generator/],
+    [{ a: { b: [0, () => 1] } }, /value\.a\.b\[1\] is a function/],
+    [{ a: { b: Symbol("deep") } }, /value\.a\.b is a symbol/],
+    [new Map([["k", { f() {} }]]), /value\.get\("k"\)\.f is a function/],
+  ];
+  for (const [v, re] of bad) {
+    await assert.rejects(db.set("ns", "k", v), invalidValue(re), String(re));
+    assert.throws(() => encodeValue(v), invalidValue(re), `encodeValue: ${String(re)}`);
+  }
+  assert.equal(await db.get("ns", "k"), undefined, "nothing was written");
+  assert.equal(db.stats().commits, 1, "only the open's namespace creation committed");
+  await db.close();
+});
+
+test(`${R} a getter or Proxy trap that throws while a value is encoded is INVALID_VALUE naming where, the error as its cause; nothing is written`, async () => {
+  const db = await open(tempDir("rt"), { namespaces: ["ns"] });
+  const boom = new Error("boom");
+  const cases: [unknown, RegExp][] = [
+    [{ get a() { throw boom; } }, /value\.a threw while it was read \(boom\)/],
+    [{ x: [1, { get a() { throw boom; } }] }, /value\.x\[1\]\.a threw/],
+    [{ p: new Proxy({}, { ownKeys() { throw boom; } }) }, /value\.p threw/],
+    [new Proxy([1], { get() { throw boom; } }), /value threw/],
+  ];
+  for (const [v, re] of cases) {
+    const check = (e: unknown) => invalidValue(re)(e) && (e as Error).cause === boom;
+    await assert.rejects(db.set("ns", "k", v), check, String(re));
+    await assert.rejects(db.transaction((tx) => tx.set("ns", "k", v)), check, `tx: ${String(re)}`);
+    await assert.rejects(db.enqueue("q", v), check, `enqueue: ${String(re)}`);
+  }
+  // A getter that throws only when cbor-x reads it again (after the checks) is INVALID_VALUE too.
+  let reads = 0;
+  const second = { get a() { if (reads++ > 0) throw boom; return 1; } };
+  await assert.rejects(db.set("ns", "k", second), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_VALUE" && (e as Error).cause === boom);
+  assert.equal(await db.get("ns", "k"), undefined, "nothing was written");
+  // The encoder is not left in a bad state.
+  await db.set("ns", "k", { a: 1, b: [2] });
+  assert.deepEqual(await db.get("ns", "k"), { a: 1, b: [2] });
+  await db.close();
+});
+
+test(`${R} class instances keep their own enumerable properties; a subclass of Map comes back as a Map, not an array of entries`, () => {
+  class Point {
+    #secret = 1;
+    constructor(readonly x: number, readonly y: number) {}
+    get sum(): number {
+      return this.x + this.y + this.#secret;
+    }
+  }
+  assert.deepStrictEqual(decodeValue(encodeValue({ p: new Point(1, 2) })), { p: { x: 1, y: 2 } });
+  class Registry extends Map<string, unknown> {}
+  for (const inner of [1, -0]) {
+    const back = decodeValue(encodeValue({ r: new Registry([["a", inner]]) })) as { r: Map<string, unknown> };
+    assert.ok(back.r instanceof Map, `a Map, got ${JSON.stringify(back.r)}`);
+    assert.ok(Object.is(back.r.get("a"), inner));
+  }
+  class List extends Array<number> {}
+  assert.deepStrictEqual(decodeValue(encodeValue(List.from([1, 2]))), [1, 2]);
 });
 
 // --- hostile bytes: decoding never touches a prototype ---

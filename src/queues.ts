@@ -53,6 +53,7 @@ import { decodeKeyParts, encodeKey, isWellFormedString, prefixRange } from "./ke
 import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index } from "./index.ts";
 import type { Platform } from "./port.ts";
+import { FRAME_BODY_MAX_BYTES } from "./record.ts";
 import { newTxState } from "./tx.ts";
 import { checkTxBytes } from "./txstate.ts";
 import type { Limits, TxState } from "./tx.ts";
@@ -68,6 +69,7 @@ import {
   HeadWork,
   keyId,
   keyTime,
+  MESSAGE_VALUE_BYTES_MAX,
   QUEUES_NS,
   readyEnd,
   readyFrom,
@@ -103,8 +105,11 @@ export const CONCURRENCY_MAX = 4096;
 const SWEEP_CLAIMS_MAX = 100_000;
 const RETRY_DEAD_BATCH = 1_000;
 const DEDUPE_FORGET_BATCH = 256;
-/** After a failed round (I/O, lock timeout), a listener tries again this much later. */
+/** After a failed round (I/O, lock timeout), a listener tries again this much later; twice as late after each further one, up to the max. */
 const ROUND_RETRY_MS = 100;
+const ROUND_RETRY_MAX_MS = 5_000;
+/** Failed rounds in a row are told on the console once a minute. */
+const ROUND_FAILURE_TELL_MS = 60_000;
 
 /** Options of `enqueue()`. */
 export interface EnqueueOptions {
@@ -406,6 +411,11 @@ export class Queues {
       throw invalidArg(`${what} dedupeWindowMs needs a dedupeKey`);
     }
     const bytes = encodeValue(value, this.#host.limits().maxValueBytes);
+    if (bytes.length > MESSAGE_VALUE_BYTES_MAX) {
+      // Only a maxValueBytes near 1 GiB lets such a value through: its enqueue would commit,
+      // and no claim of it ever could (queuestore.ts MESSAGE_VALUE_BYTES_MAX).
+      throw new TxtDbError("INVALID_VALUE", `${what}: the value is ${bytes.length} bytes encoded; a queue message can be at most ${MESSAGE_VALUE_BYTES_MAX} bytes, whatever maxValueBytes allows (one log record, at most ${FRAME_BODY_MAX_BYTES} bytes, must hold it with its claim and its last error); store the data under a key and enqueue the key`);
+    }
     return { queue, id: this.newId(), value: bytes, delayMs, dedupe };
   }
 
@@ -636,11 +646,13 @@ export class Queues {
     let total = 0;
     for (;;) {
       const state = newTxState(this.#host.refresh(), "serializable", true);
-      let moved = 0;
-      new HeadWork(state, this.#now, this.#random).add((w) => void (moved = w.retryDead(queue, id, RETRY_DEAD_BATCH)));
+      let r = { moved: 0, more: false };
+      // Each commit moves what its budget allows (queuestore.ts rule 4), so many big dead
+      // messages take several commits rather than one record past the limit.
+      new HeadWork(state, this.#now, this.#random, this.#host.limits().maxTxBytes).add((w) => void (r = w.retryDead(queue, id, RETRY_DEAD_BATCH)));
       await this.#host.commit(state);
-      total += moved;
-      if (id !== undefined || moved < RETRY_DEAD_BATCH) return total;
+      total += r.moved;
+      if (id !== undefined || !r.more) return total;
     }
   }
 
@@ -701,20 +713,27 @@ export class Queues {
 
   /**
    * One round of a listener: its outcomes, the claims to give back, and a claim for `free`
-   * slots, in one commit decided at the head. Resolves to what it claimed.
+   * slots, in one commit decided at the head. Resolves to what it claimed. The commit's
+   * budget (queuestore.ts rule 4) may leave outcomes for the next round (`left.outcomes`)
+   * and claim fewer than `free` while more are ready (`left.full`): both are known once
+   * `claimed` resolves.
    */
-  round(queue: string, work: { free: number; outcomes: Outcome[]; owner: string; tokenOf: () => string; opts: ResolvedListen; onWritten: (claimed: Claimed[]) => void }): { claimed: Promise<Claimed[]>; durable: Promise<void> } {
+  round(queue: string, work: { free: number; outcomes: Outcome[]; owner: string; tokenOf: () => string; opts: ResolvedListen; onWritten: (claimed: Claimed[]) => void }): { claimed: Promise<Claimed[]>; durable: Promise<void>; left: { outcomes: Outcome[]; full: boolean } } {
     const f = this.#floorsOf(queue);
     const state = newTxState(this.#host.refresh(), "serializable", true);
     let claimed: Claimed[] = [];
     let floor: number | undefined;
-    const head = new HeadWork(state, this.#now, this.#random);
+    const left = { outcomes: [] as Outcome[], full: false };
+    const head = new HeadWork(state, this.#now, this.#random, this.#host.limits().maxTxBytes);
     head.add((w: HeadWriter) => {
-      for (const o of work.outcomes) w.settle(o);
-      if (work.free > 0) {
+      for (const o of work.outcomes) if (!w.settle(o)) left.outcomes.push(o);
+      if (work.free > 0 && left.outcomes.length === 0) {
         const r = w.claim(queue, work.free, f.readyMs, work.owner, work.tokenOf, { visibilityMs: work.opts.visibilityMs, maxAttempts: work.opts.maxAttempts, retryMs: work.opts.retryMs, retryMaxMs: work.opts.retryMaxMs });
         claimed = r.claimed;
         floor = r.floorMs;
+        left.full = r.full;
+      } else {
+        left.full = work.free > 0; // no room left to claim: the next round does
       }
     });
     // The claims are handed out once written, before they are durable: see the module
@@ -730,7 +749,7 @@ export class Queues {
       written(claimed);
     };
     const durable = this.#host.commit(state).then(() => written(claimed));
-    return { claimed: Promise.race([claimedPromise, durable.then(() => claimed)]), durable };
+    return { claimed: Promise.race([claimedPromise, durable.then(() => claimed)]), durable, left };
   }
 
   /** The live claims of `queue`, read at the head; forgets dedupe keys whose window passed. */
@@ -818,6 +837,10 @@ class Listener {
   /** The last round's commit, until durable (see #pump). */
   #syncing: Promise<void> | undefined;
   #retryTimer: Timer | undefined;
+  /** Rounds failed in a row, and when the last such failure was told (see #roundFailed). */
+  #failures = 0;
+  #failingSinceMs = 0;
+  #toldAtMs = -Infinity;
   #resolve!: () => void;
   readonly finished: Promise<void>;
   readonly #aliveCache = new Map<string, { alive: boolean; atMs: number }>();
@@ -936,6 +959,13 @@ class Listener {
           round.durable.catch(() => {}); // its failure is met at the next round's await
           got = await round.claimed;
           handOut(got); // (handed out when written: the claims were in the log)
+          // What the commit's budget left (big messages): the next round, at once.
+          if (round.left.outcomes.length > 0) {
+            this.#outcomes = round.left.outcomes.concat(this.#outcomes);
+            this.#again = true;
+          }
+          if (round.left.full) this.#again = true;
+          this.#failures = 0;
         } catch (e) {
           this.#syncing = undefined;
           if (isTxtDbError(e, "CLOSED")) {
@@ -945,8 +975,7 @@ class Listener {
           // I/O trouble, a lock timeout: the outcomes wait for the next round (their claims
           // stay until then, or until the sweep gives them back).
           this.#outcomes = outcomes.concat(this.#outcomes);
-          this.#retryTimer?.cancel();
-          this.#retryTimer = armTimer(ROUND_RETRY_MS, () => this.#kick());
+          this.#roundFailed(e);
           return;
         }
         if (got.length > 0 && this.#stopping) this.#again = true;
@@ -954,12 +983,8 @@ class Listener {
         if (!this.#again) break;
       }
     } catch (e) {
-      // A damaged record or an unexpected error: tell, and try again later rather than spin.
-      if (!this.#finished) {
-        console.error(`txtdb: listener of queue ${JSON.stringify(this.#queue)} failed a round; retrying in ${ROUND_RETRY_MS} ms:`, e);
-        this.#retryTimer?.cancel();
-        this.#retryTimer = armTimer(ROUND_RETRY_MS, () => this.#kick());
-      }
+      // An unexpected error: tell, and try again later rather than spin.
+      if (!this.#finished) this.#roundFailed(e);
     } finally {
       this.#pumping = false;
       if (this.#stopping && this.#running.size === 0 && this.#outcomes.length === 0) {
@@ -969,6 +994,26 @@ class Listener {
         else this.#finish();
       }
     }
+  }
+
+  /**
+   * A round failed: try again later, each time twice as late (up to ROUND_RETRY_MAX_MS),
+   * and tell. A failure that lasts (a damaged record, a message no commit can hold, a full
+   * disk) must not pass as a quiet loop that delivers nothing: the first of a run of
+   * failures is told at once, and then one a minute while they go on. A lock timeout is
+   * only contention, told only if it lasts that long.
+   */
+  #roundFailed(e: unknown): void {
+    const now = this.#host.platform.monotonicMs();
+    if (++this.#failures === 1) this.#failingSinceMs = now;
+    const lasting = now - Math.max(this.#toldAtMs, this.#failingSinceMs) >= ROUND_FAILURE_TELL_MS;
+    if ((this.#failures === 1 && !isTxtDbError(e, "LOCK_TIMEOUT")) || lasting) {
+      this.#toldAtMs = now;
+      console.error(`txtdb: listener of queue ${JSON.stringify(this.#queue)} failed ${this.#failures === 1 ? "a round" : `${this.#failures} rounds in a row`}, and claims nothing meanwhile; retrying:`, e);
+    }
+    const delay = Math.min(ROUND_RETRY_MAX_MS, ROUND_RETRY_MS * 2 ** Math.min(this.#failures - 1, 16));
+    this.#retryTimer?.cancel();
+    this.#retryTimer = armTimer(delay, () => this.#kick());
   }
 
   #start(c: Claimed): void {

@@ -29,6 +29,11 @@
  *    instead of walking the tombstones of every message claimed since the last fold. A
  *    clock that steps back breaks only the floor's shortcut: floors are dropped every
  *    {@link FLOOR_RESET_MS}, so such a message waits at most that long.
+ * 4. A commit rewrites at most its budget of message bytes (the lower of `maxTxBytes` and
+ *    {@link QUEUE_COMMIT_BYTES_MAX}) beyond its first message: a claim takes fewer
+ *    messages than asked, outcomes and retryDead() leave the rest to the next commit. Its
+ *    first message always goes, so every message (at most {@link MESSAGE_VALUE_BYTES_MAX})
+ *    moves, alone in its commit if it must.
  *
  * @module
  */
@@ -36,10 +41,27 @@ import { TxtDbError } from "./errors.ts";
 import { decodeKeyParts, encodeKey, prefixRange } from "./keys.ts";
 import { decodeInternal, encodeInternal } from "./codec.ts";
 import type { Index } from "./index.ts";
+import { FRAME_BODY_MAX_BYTES } from "./record.ts";
 import type { TxState, WriteOp } from "./tx.ts";
 
 /** The internal namespace every queue lives in (a reserved name: options.ts isReservedNamespace). */
 export const QUEUES_NS = "\u0000txtdb.queues";
+
+/**
+ * Most bytes (keys and values) of the records one commit of queue work rewrites beyond its
+ * first: claims, retries, dead-letterings and retryDead() each write a message's whole
+ * value again, and one commit is one log record, at most FRAME_BODY_MAX_BYTES (1 GiB).
+ * Sixty-four claims of 16 MiB messages in one commit passed it, and the commit failed every
+ * time it was tried. The store's `maxTxBytes`, when lower, bounds it too (rule 4).
+ */
+export const QUEUE_COMMIT_BYTES_MAX = 64 << 20;
+/**
+ * The longest value (encoded) a message may have: one log record must hold it with its
+ * claim's fields, its last error (a few KiB, up to about 100 KiB escaped) and the keys a
+ * commit deletes beside it, whatever `maxValueBytes` allows. A longer one could be enqueued
+ * and never claimed.
+ */
+export const MESSAGE_VALUE_BYTES_MAX = FRAME_BODY_MAX_BYTES - (16 << 20);
 
 /** Floors (rule 3) are forgotten this often, so that a clock stepping back delays a message at most this long. */
 export const FLOOR_RESET_MS = 5_000;
@@ -184,6 +206,8 @@ function corrupt(key: string, why: string): TxtDbError {
  *   the value's own bytes (encodeValue) to the end
  */
 const KIND_MESSAGE = 1;
+/** What a claim adds to its message's record, at most: 30 bytes of fields, an owner and a token of at most 255 bytes each. */
+const CLAIM_FIELDS_BYTES = 30 + 2 * 255;
 const KIND_CLAIM = 2;
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -320,11 +344,14 @@ export class HeadWork {
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #steps: ((w: HeadWriter) => void)[] = [];
+  readonly #budget: number;
 
-  constructor(state: TxState, now: () => number, random: () => number) {
+  /** `budgetBytes`: rule 4 (only moves of written messages heed it; an enqueue is sized by its caller). */
+  constructor(state: TxState, now: () => number, random: () => number, budgetBytes = QUEUE_COMMIT_BYTES_MAX) {
     this.#state = state;
     this.#now = now;
     this.#random = random;
+    this.#budget = Math.min(budgetBytes, QUEUE_COMMIT_BYTES_MAX);
     state.atHead = (index) => this.#run(index);
   }
 
@@ -339,7 +366,7 @@ export class HeadWork {
     if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", "The queues' namespace does not exist at the head; retry");
     let writes = this.#state.writes.get(QUEUES_NS);
     if (!writes) this.#state.writes.set(QUEUES_NS, (writes = new Map()));
-    const w = new HeadWriter(index, nsId, head, Math.floor(this.#now()), this.#random, writes);
+    const w = new HeadWriter(index, nsId, head, Math.floor(this.#now()), this.#random, writes, this.#budget);
     for (const step of this.#steps) step(w);
     if (writes.size === 0) this.#state.writes.delete(QUEUES_NS);
     for (const m of this.#state.writes.values()) if (m.size > 0) return true;
@@ -356,14 +383,23 @@ export class HeadWriter {
   readonly nowMs: number;
   readonly random: () => number;
   readonly #writes: Map<string, WriteOp>;
+  readonly #budget: number;
+  /** Bytes (keys and values) this commit's sets wrote so far (rule 4). */
+  #bytes = 0;
 
-  constructor(index: Index, nsId: number, head: number, nowMs: number, random: () => number, writes: Map<string, WriteOp>) {
+  constructor(index: Index, nsId: number, head: number, nowMs: number, random: () => number, writes: Map<string, WriteOp>, budgetBytes = QUEUE_COMMIT_BYTES_MAX) {
     this.index = index;
     this.nsId = nsId;
     this.head = head;
     this.nowMs = nowMs;
     this.random = random;
     this.#writes = writes;
+    this.#budget = budgetBytes;
+  }
+
+  /** Rule 4: may this commit rewrite a record of about `bytes` more? Always for its first. */
+  #room(bytes: number): boolean {
+    return this.#bytes === 0 || this.#bytes + bytes <= this.#budget;
   }
 
   get(key: string): Uint8Array | undefined {
@@ -378,6 +414,7 @@ export class HeadWriter {
 
   set(key: string, value: Uint8Array): void {
     this.#writes.set(key, { kind: "set", value });
+    this.#bytes += key.length + value.length;
   }
 
   delete(key: string): void {
@@ -402,12 +439,22 @@ export class HeadWriter {
     return true;
   }
 
-  /** Claims up to `n` ready messages of `queue` from `floorMs` on; returns them and the floor for the next scan. */
-  claim(queue: string, n: number, floorMs: number, owner: string, tokenOf: () => string, opts: { visibilityMs: number; maxAttempts: number; retryMs: number; retryMaxMs: number }): { claimed: Claimed[]; floorMs: number } {
+  /**
+   * Claims up to `n` ready messages of `queue` from `floorMs` on; returns them, the floor for
+   * the next scan, and whether the commit's budget (rule 4) stopped it before `n`.
+   */
+  claim(queue: string, n: number, floorMs: number, owner: string, tokenOf: () => string, opts: { visibilityMs: number; maxAttempts: number; retryMs: number; retryMaxMs: number }): { claimed: Claimed[]; floorMs: number; full: boolean } {
     const now = this.nowMs;
     const rows = this.range(readyFrom(queue, floorMs), encodeKey(["r", queue, now + 1]), n);
     const claimed: Claimed[] = [];
+    let full = false;
+    let last: string | undefined;
     for (const [rk, bytes] of rows) {
+      // Rule 4. A claim record is its message's plus a few dozen bytes (owner, token, deadline).
+      if (!this.#room(bytes.length + CLAIM_FIELDS_BYTES)) {
+        full = true;
+        break;
+      }
       const rec = decodeRecord(rk, bytes);
       const id = keyId(rk);
       const token = tokenOf();
@@ -418,24 +465,32 @@ export class HeadWriter {
       this.delete(rk);
       this.set(ck, encodeRecord(claim));
       claimed.push({ key: ck, id, token, record: claim });
+      last = rk;
     }
-    // Rule 3: fewer than asked means nothing ready is left before now; else nothing before the last taken.
-    const last = rows[rows.length - 1];
-    const floor = rows.length < n || !last ? now : Math.min(now, keyTime(last[0]));
-    return { claimed, floorMs: floor };
+    // Rule 3: fewer found than asked means nothing ready is left before now; else nothing
+    // before the last taken (before the first found, when the budget took none).
+    const upTo = last ?? rows[0]?.[0];
+    const floor = (rows.length < n && !full) || upTo === undefined ? now : Math.min(now, keyTime(upTo));
+    return { claimed, floorMs: floor, full };
   }
 
-  /** Acts on a listener's report about a claim, if the claim still carries its token (rule 2). */
-  settle(o: Outcome): void {
+  /**
+   * Acts on a listener's report about a claim, if the claim still carries its token (rule 2).
+   * False when the commit's budget has no room for the message it would write (rule 4): the
+   * report waits for the next commit.
+   */
+  settle(o: Outcome): boolean {
     // The claim's key ends with its token: if it is there, the claim is still this one.
     if (o.kind === "ack") {
       if (this.index.get(this.nsId, o.key, this.head, true) !== undefined && !this.#writes.has(o.key)) this.delete(o.key);
-      return;
+      return true;
     }
     const bytes = this.get(o.key);
-    if (!bytes) return;
+    if (!bytes) return true;
+    // The message written back is at most its claim record's size plus the error's.
+    if (!this.#room(bytes.length)) return false;
     const rec = asClaim(o.key, decodeRecord(o.key, bytes));
-    if (rec.k !== o.token) return;
+    if (rec.k !== o.token) return true;
     const parts = decodeKeyParts(o.key);
     const queue = parts[1] as string;
     const id = keyId(o.key);
@@ -443,7 +498,7 @@ export class HeadWriter {
     if (o.kind === "release") {
       // Given back unstarted (the listener stopped): the attempt does not count.
       this.set(readyKey(queue, this.nowMs, id), encodeRecord(messageOnly(rec, rec.a - 1, rec.e)));
-      return;
+      return true;
     }
     if (rec.a >= rec.m) {
       this.set(deadKey(queue, id), encodeRecord(messageOnly(rec, rec.a, o.error)));
@@ -451,6 +506,7 @@ export class HeadWriter {
       const delay = backoffMs(rec.a, rec.b, rec.x, this.random());
       this.set(readyKey(queue, this.nowMs + delay, id), encodeRecord(messageOnly(rec, rec.a, o.error)));
     }
+    return true;
   }
 
   /** Every live claim of `queue` from `floorMs` on (at most `max`), and the floor for the next scan. */
@@ -482,18 +538,22 @@ export class HeadWriter {
     return rows.length;
   }
 
-  /** Moves dead messages of `queue` back to ready with their attempts reset: one (`id`) or up to `max`. */
-  retryDead(queue: string, id: string | undefined, max: number): number {
+  /**
+   * Moves dead messages of `queue` back to ready with their attempts reset: one (`id`) or up
+   * to `max`, as the commit's budget allows (rule 4). `more`: some were left for another commit.
+   */
+  retryDead(queue: string, id: string | undefined, max: number): { moved: number; more: boolean } {
     const keys = id !== undefined ? [deadKey(queue, id)] : this.range(...deadRange(queue), max).map(([k]) => k);
     let moved = 0;
     for (const dk of keys) {
       const bytes = this.get(dk);
       if (!bytes) continue;
+      if (!this.#room(bytes.length)) return { moved, more: true };
       const rec = decodeRecord(dk, bytes);
       this.delete(dk);
       this.set(readyKey(queue, this.nowMs, keyId(dk)), encodeRecord(messageOnly(rec, 0, rec.e)));
       moved++;
     }
-    return moved;
+    return { moved, more: keys.length === max };
   }
 }

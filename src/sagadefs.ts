@@ -75,7 +75,7 @@ export interface SagaFailure {
   attempts: number;
   /** The error's `name` ("Error", "TypeError", "TxtDbError", ...). */
   name: string;
-  /** The error's message (or the thrown value as text). */
+  /** The error's message (or the thrown value as text), at most 4,096 characters (a longer one is cut, ending with "…"). */
   message: string;
   /** The error's `code` when it had a string one (a TxtDbError's code, an errno). */
   code?: string;
@@ -180,6 +180,8 @@ export const STEPS_MAX = 1_000;
 /** Characters of a saga or step name, and of an idempotency key, at most. */
 export const NAME_CHARS_MAX = 256;
 export const IDEMPOTENCY_KEY_CHARS_MAX = 1_024;
+/** Characters of a {@link SagaFailure}'s message, at most. */
+export const MESSAGE_CHARS_MAX = 4_096;
 /** The longest delay a policy may ask, in ms (about 24.8 days: what a timer can take). */
 export const DELAY_MS_MAX = 2 ** 31 - 1;
 
@@ -306,9 +308,14 @@ export function retryDelayMs(policy: RetryPolicy, attempt: number, random: numbe
   return Math.min(policy.maxDelayMs, base * (1 + random / 2));
 }
 
-/** At most `max` characters of `s`, well-formed (a cut never leaves half of a pair). */
+/** At most `max` characters of `s`, `more` (the mark of a cut) included; well-formed (a cut never leaves half of a pair). */
 function storable(s: string, max: number, more = ""): string {
-  return toWellFormedString(s.length > max ? s.slice(0, max) + more : s);
+  return toWellFormedString(s.length > max ? s.slice(0, max - more.length) + more : s);
+}
+
+/** A failure's message as stored: at most {@link MESSAGE_CHARS_MAX} characters, well-formed. */
+export function storableMessage(message: string): string {
+  return storable(message, MESSAGE_CHARS_MAX, "…");
 }
 
 /** What `read` gives as text, or `fallback` when reading or converting it throws (a hostile getter, `toString`). */
@@ -347,8 +354,9 @@ export function failureOf(e: unknown, step: string, phase: "run" | "compensate",
       message = textOf(() => String(e), "(a thrown value that cannot be shown as text)");
     }
   }
-  // A failure is kept in the saga's record: a huge message must not make the record too big to write.
-  message = storable(message, 4_096, "…");
+  // A failure is kept in the saga's record: a huge message must not make the record too big
+  // to write. At most MESSAGE_CHARS_MAX characters, the "…" of a cut included.
+  message = storable(message, MESSAGE_CHARS_MAX, "…");
   const f: SagaFailure = { step, phase, attempts, name, message };
   if (code !== undefined) f.code = code;
   return f;

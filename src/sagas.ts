@@ -46,6 +46,7 @@ import {
   invalid,
   resolvePolicy,
   retryDelayMs,
+  storableMessage,
 } from "./sagadefs.ts";
 import type {
   SagaListFilter,
@@ -54,6 +55,7 @@ import type {
   SagaContext,
   SagaDef,
   SagaEvent,
+  SagaFailure,
   SagaInfo,
   SagaResult,
   SagasOptions,
@@ -62,6 +64,7 @@ import type {
   SagaWatchFilter,
 } from "./sagadefs.ts";
 import {
+  checkRecordRoom,
   currentPolicy,
   failedForGood,
   idemKey,
@@ -183,6 +186,11 @@ export class Sagas {
   readonly #running = new Map<string, Promise<void>>();
   /** Sagas left alone: their steps differ from this handle's definition. */
   readonly #skipped = new Set<string>();
+  /**
+   * Tries whose outcome this handle failed to record (#recordOutcome gave up), with why: the
+   * next claim reports that cause, not a runner's death.
+   */
+  readonly #unrecorded = new Map<string, { status: string; index: number; attempt: number; cause: unknown }>();
   /** Runners found dead (a lease id is never reused). */
   readonly #deadOwners = new Set<string>();
   /** result() calls waiting, by saga id. */
@@ -344,6 +352,9 @@ export class Sagas {
         stepNames = registered.steps.map(String);
       }
       const rec = newRecord(id, { name, stepNames }, input, key ?? null, this.#platform.wallClockMs());
+      // Rule 3 of sagastate.ts: an input that leaves the record no room for its first claim
+      // would make a saga that never runs.
+      checkRecordRoom(rec, this.#maxValueBytes(), true, `start(${JSON.stringify(name)}): the input is too big`);
       writeRecord(tx, ns, undefined, rec);
       if (key !== undefined) tx.set(ns, idemKey(key), id);
       return id;
@@ -542,6 +553,7 @@ export class Sagas {
       for (const set of this.#waiters.values()) for (const w of set) w(closed);
       this.#waiters.clear();
       this.#active.clear();
+      this.#unrecorded.clear();
       const counted = databaseInternals(this.#db).sagaNamespaces;
       const handles = (counted.get(this.namespace) ?? 1) - 1;
       if (handles > 0) counted.set(this.namespace, handles);
@@ -591,6 +603,10 @@ export class Sagas {
     idClock.seq = ms === idClock.ms ? idClock.seq + 1 : 0;
     idClock.ms = ms;
     return ms.toString(36).padStart(9, "0") + "-" + idClock.seq.toString(36).padStart(4, "0") + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  #maxValueBytes(): number {
+    return databaseInternals(this.#db).limits.maxValueBytes;
   }
 
   #random(): number {
@@ -767,6 +783,14 @@ export class Sagas {
     const work = this.#runSaga(id)
       .catch((e) => {
         if (isTxtDbError(e, "CLOSED")) return void this.close();
+        if (isTxtDbError(e, "INVALID_VALUE") || isTxtDbError(e, "LIMIT")) {
+          // A record too big to be claimed (written before start() kept room in it, or
+          // with a smaller maxValueBytes): no later try would do better; say so once and
+          // leave it, rather than try again every RECOVERY_DELAY_MS for ever.
+          if (!this.#skipped.has(id)) console.error(`txtdb: saga ${id} cannot be claimed and is left alone: ${(e as Error).message}`);
+          this.#skipped.add(id);
+          return;
+        }
         // A claim or outcome that could not be written: the saga stays runnable; look again soon.
         armTimer(RECOVERY_DELAY_MS, () => this.#pump());
       })
@@ -804,19 +828,11 @@ export class Sagas {
       const now = this.#platform.wallClockMs();
       if (rec.dueAtMs > now) return undefined;
       const next: SagaRecord = { ...rec, results: [...rec.results], compensationErrors: [...rec.compensationErrors] };
-      // The previous owner died during a try (or this handle gave up writing its outcome).
+      // The previous owner died during a try, or this handle gave up writing its outcome.
       // If that was the last try allowed, the step failed for good.
-      if (rec.owner !== null && next.attempt >= currentPolicy(def, next).attempts) {
-        const step = def.steps[next.index]!.name;
-        const phase = next.status === "running" ? "run" : "compensate";
-        failedForGood(def, next, {
-          step,
-          phase,
-          attempts: next.attempt,
-          name: "SagaRunnerLost",
-          message: `The process running try ${next.attempt} of ${phase === "run" ? "step" : "the compensation of step"} ${JSON.stringify(step)} (pid ${rec.ownerPid ?? "?"}, ${rec.ownerRuntime ?? "?"}) died before its outcome was recorded, and that was its last try`,
-        });
-      }
+      const lost = rec.owner === null ? undefined : this.#lostTry(def, rec);
+      if (lost && next.attempt >= currentPolicy(def, next).attempts) failedForGood(def, next, lost);
+      else if (lost && rec.owner === me) next.lastError = lost; // the cause, while the next try runs
       if (!isFinal(next.status)) {
         next.attempt++;
         next.owner = me;
@@ -828,9 +844,30 @@ export class Sagas {
       writeRecord(tx, ns, rec, next);
       return isFinal(next.status) ? undefined : next;
     }, { maxRetries: TX_RETRIES_MAX }).then((claimed) => {
+      this.#unrecorded.delete(id); // told, or its try superseded
       if (!claimed) void this.#db.get(ns, sagaKey(id)).then((rec) => this.#note(id, rec), () => {});
       return claimed;
     });
+  }
+
+  /**
+   * Why the try `rec` stands at has no outcome, though an owner claimed it: its owner's
+   * process died, or (owned by this handle) its outcome could not be recorded, for the
+   * cause #recordOutcome met.
+   */
+  #lostTry(def: SagaDef, rec: SagaRecord): SagaFailure {
+    const step = def.steps[rec.index]!.name;
+    const phase = rec.status === "running" ? "run" : "compensate";
+    const what = `try ${rec.attempt} of ${phase === "run" ? "step" : "the compensation of step"} ${JSON.stringify(step)}`;
+    if (rec.owner !== this.#lease?.id) {
+      return { step, phase, attempts: rec.attempt, name: "SagaRunnerLost", message: `The process running ${what} (pid ${rec.ownerPid ?? "?"}, ${rec.ownerRuntime ?? "?"}) died before its outcome was recorded` };
+    }
+    const u = this.#unrecorded.get(rec.id);
+    if (!u || u.status !== rec.status || u.index !== rec.index || u.attempt !== rec.attempt) {
+      return { step, phase, attempts: rec.attempt, name: "SagaOutcomeNotRecorded", message: `This process (pid ${this.#platform.pid}) ran ${what}, but its outcome was not recorded` };
+    }
+    const cause = failureOf(u.cause, step, phase, rec.attempt);
+    return { ...cause, message: storableMessage(`This process (pid ${this.#platform.pid}) ran ${what}, but recording its outcome failed (${OUTCOME_COMMITS_MAX} commits), so it counts as failed: ${cause.message}`) };
   }
 
   /** Brings this handle's view of a saga's run entry up to `rec` (the watcher may not have told yet). */
@@ -846,7 +883,14 @@ export class Sagas {
       const def = this.#defs.get(rec.name)!;
       const step = def.steps[rec.index]!;
       const phase = rec.status === "running" ? "run" : "compensate";
-      const fn = phase === "run" ? step.run : step.compensate!;
+      const fn = phase === "run" ? step.run : step.compensate;
+      if (!fn) {
+        // The saga began compensating under a definition with this compensation; this
+        // handle's definition (same steps, by name) has none. Nothing here can undo the step.
+        const e = new TxtDbError("INVALID_ARGUMENT", `Saga ${rec.id} (${JSON.stringify(rec.name)}) must compensate step ${JSON.stringify(step.name)}, but this process defines that step without a compensate function: the definition changed while the saga was under way. The step stays undone and the saga ends as failed: undo it by hand, and keep a step's compensate in the definition while sagas that completed the step may still compensate it`, { details: { id: rec.id, saga: rec.name, step: step.name } });
+        rec = await this.#recordOutcome(def, rec, false, undefined, e, true);
+        continue;
+      }
       const results = rec.results.slice(0, rec.done);
       const ctx: SagaContext = Object.freeze({
         sagaId: rec.id,
@@ -886,7 +930,7 @@ export class Sagas {
    * waits, ended, or this handle is closing (then it gives the saga up). Undefined when the
    * saga is not this handle's any more.
    */
-  async #recordOutcome(def: SagaDef, ran: SagaRecord, ok: boolean, output: unknown, error: unknown): Promise<SagaRecord | undefined> {
+  async #recordOutcome(def: SagaDef, ran: SagaRecord, ok: boolean, output: unknown, error: unknown, forGood = false): Promise<SagaRecord | undefined> {
     const ns = this.namespace;
     const me = this.#lease!.id;
     const step = def.steps[ran.index]!;
@@ -898,7 +942,12 @@ export class Sagas {
           if (!isRecord(cur) || cur.owner !== me || cur.status !== ran.status || cur.index !== ran.index || cur.attempt !== ran.attempt) return undefined;
           const next: SagaRecord = { ...cur, results: [...cur.results], compensationErrors: [...cur.compensationErrors] };
           const now = this.#platform.wallClockMs();
-          if (ok) stepSucceeded(def, next, output);
+          if (ok) {
+            stepSucceeded(def, next, output);
+            // Rule 3 of sagastate.ts: an output that leaves the record no room for what
+            // comes later fails the try, as one that cannot be stored at all (below).
+            checkRecordRoom(next, this.#maxValueBytes(), false, "The output is too big");
+          } else if (forGood) failedForGood(def, next, failureOf(error, step.name, phase, cur.attempt));
           else stepFailed(def, next, failureOf(error, step.name, phase, cur.attempt), now, retryDelayMs(currentPolicy(def, cur), cur.attempt, this.#random()));
           if (!isFinal(next.status) && next.owner === me) {
             if (this.#closing) {
@@ -924,7 +973,13 @@ export class Sagas {
           error = new TxtDbError((e as TxtDbError).code, `Step ${JSON.stringify(step.name)} of saga ${ran.id} returned a value that cannot be stored: ${(e as Error).message}`, { cause: e });
           continue;
         }
-        if (isTxtDbError(e, "CLOSED") || commit >= OUTCOME_COMMITS_MAX) throw e;
+        if (isTxtDbError(e, "CLOSED")) throw e;
+        if (commit >= OUTCOME_COMMITS_MAX) {
+          // The saga stays claimed by this handle: its next claim counts the try as failed,
+          // for this cause (#lostTry).
+          this.#unrecorded.set(ran.id, { status: ran.status, index: ran.index, attempt: ran.attempt, cause: e });
+          throw e;
+        }
         await this.#platform.sleep(RECOVERY_DELAY_MS * commit);
       }
     }

@@ -33,9 +33,16 @@
  * 2. Only the owner writes a saga that has one; another process takes it over (writes
  *    itself as owner) only once the owner's lease is free (liveness.ts), in a serializable
  *    transaction, so two processes never both believe they own it.
+ * 3. The record is written whole by every claim and outcome, and a claim or a failure
+ *    makes it a little longer: one whose input (at `start()`) or outputs (a step's success)
+ *    left no room for that could be started, or finish its step, and then never be written
+ *    again. So those two writes keep {@link recordReserveBytes} of `maxValueBytes` free
+ *    (`start()` twice as much, for the outputs to come).
  *
  * @module
  */
+import { TxtDbError } from "./errors.ts";
+import { encodeValue } from "./codec.ts";
 import type { Key } from "./keys.ts";
 import type { SagaDef, SagaFailure, SagaInfo, SagaResult, SagaStatus } from "./sagadefs.ts";
 
@@ -72,6 +79,30 @@ export interface SagaRecord {
   idempotencyKey: string | null;
   createdAtMs: number;
   updatedAtMs: number;
+}
+
+/**
+ * Bytes of `maxValueBytes` a saga's record keeps free once a step's output is in it (rule
+ * 3): what the rest of its life adds without a check that could refuse it (a runner's
+ * claim, about 40 bytes; a failure, at most about 15 KiB, and a few of them). 64 KiB, or a
+ * quarter of a smaller `maxValueBytes`. At `start()`, twice that is kept free: the second
+ * half for the steps' outputs, so that a saga whose input was accepted can also carry them.
+ */
+export function recordReserveBytes(maxValueBytes: number, atStart: boolean): number {
+  return (atStart ? 2 : 1) * Math.min(64 * 1024, Math.floor(maxValueBytes / 4));
+}
+
+/**
+ * Rule 3: INVALID_VALUE unless `rec` leaves its reserve of `maxValueBytes` free; `what`
+ * says what made it big (the input, a step's output).
+ */
+export function checkRecordRoom(rec: SagaRecord, maxValueBytes: number, atStart: boolean, what: string): void {
+  const reserve = recordReserveBytes(maxValueBytes, atStart);
+  const bytes = encodeValue(rec).length;
+  if (bytes > maxValueBytes - reserve) {
+    const later = atStart ? "its steps' outputs and what its runners add (claims, failures)" : "what its runners add later (claims, failures)";
+    throw new TxtDbError("INVALID_VALUE", `${what}: the saga's record would be ${bytes} bytes encoded, and must leave ${reserve} bytes of maxValueBytes (${maxValueBytes}) free for ${later}, so at most ${maxValueBytes - reserve} bytes. Store big data under a key of its own and pass the key, or raise maxValueBytes`);
+  }
 }
 
 /** What the run index holds for a saga not yet ended. */

@@ -4,7 +4,7 @@
  * names and ids that cannot be keys, and damaged saga records. Every step's real failure is
  * recorded (never passed off as a crash), bad input is INVALID_ARGUMENT, and nothing spins.
  */
-import { assert, runtime, sleep, tempDir, test, outcomeCode } from "./harness.ts";
+import { assert, runtime, sleep, takeWriterLock, tempDir, test, outcomeCode } from "./harness.ts";
 import { open, Sagas, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 
@@ -42,8 +42,10 @@ test(`${R} a step's failure that cannot be stored as thrown (lone surrogates, a 
         assert.equal(f.message, "plain");
       }],
       ["getter", () => getter, (f) => assert.equal(f.name, "Error")],
-      // 4 095 characters, then a pair: the cut at 4 096 falls inside it.
-      ["cut-pair", () => new Error("m".repeat(4_095) + "\u{1F600}".repeat(10)), (f) => assert.ok(f.message.length <= 4_097 && f.message.startsWith("mmm"))],
+      // 4 094 characters, then pairs: the cut (4 095 characters and "…") falls inside one.
+      ["cut-pair", () => new Error("m".repeat(4_094) + "\u{1F600}".repeat(10)), (f) => assert.ok(f.message.length <= 4_096 && f.message.startsWith("mmm") && f.message.endsWith("\ufffd…"), `${f.message.length}: ${f.message.slice(-4)}`)],
+      // Was a defect: a cut message was 4 097 characters long ("…" beyond the 4 096).
+      ["long", () => new Error("x".repeat(10_000)), (f) => assert.equal(f.message, "x".repeat(4_095) + "…")],
     ];
     for (const [name, make, check] of cases) {
       let tries = 0;
@@ -104,6 +106,124 @@ test(`${R} a damaged saga record (running past its last step) is left alone, not
     assert.equal((await sagas.result(other, { timeoutMs: 30_000 })).status, "completed");
   } finally {
     await sagas.close();
+    await db.close();
+  }
+});
+
+// Was a defect: start() took an input that filled maxValueBytes but for a few bytes; the
+// runner's claim (owner, pid, runtime: ~25 bytes more) then failed with INVALID_VALUE on
+// every try, every 100 ms: the saga never ran and a core stayed busy. A step's output that
+// filled the record likewise left no room for the next step's failure.
+test(`${R} an input or a step's output too big to leave room for claims and failures is refused (INVALID_VALUE), not left to spin; the largest accepted input runs`, async () => {
+  const db = await open(tempDir("saga-atk-big"), { durability: "none", maxValueBytes: 64 * 1024 });
+  const sagas = await Sagas.open(db, { namespace: "sagas", retry: FAST });
+  try {
+    let runs = 0;
+    sagas.define("s", [{ name: "only", run: () => ++runs }]);
+    // The largest input start() accepts (by bisection).
+    let lo = 0, hi = 64 * 1024, id: string | undefined;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      const r = await sagas.start("s", "x".repeat(mid)).then((i) => i, (e) => e as TxtDbError);
+      if (typeof r === "string") (lo = mid), (id = r);
+      else {
+        assert.equal(r.code, "INVALID_VALUE", String(r));
+        assert.match(r.message, /must leave \d+ bytes of maxValueBytes \(65536\) free/);
+        hi = mid - 1;
+      }
+    }
+    assert.ok(id !== undefined && lo > 16 * 1024, `largest input ${lo}`);
+    assert.equal((await sagas.result(id, { timeoutMs: 10_000 })).status, "completed");
+    const before = runs;
+    assert.equal(await code(sagas.start("s", "x".repeat(lo + 1))), "INVALID_VALUE");
+    assert.equal((await sagas.list({ name: "s" })).filter((i) => i.status !== "completed").length, 0, "nothing of the refused start was written");
+    assert.equal(runs, before);
+
+    // A step's output that fills the record fails its try (then compensates); a later step's
+    // failure is still recorded.
+    let undone = 0, tries = 0;
+    sagas.define("out", [
+      { name: "first", run: () => 1, compensate: () => void undone++ },
+      { name: "big", run: () => (tries++, "y".repeat(60_000)) },
+      { name: "last", run: () => 2 },
+    ]);
+    const big = await sagas.start("out", {});
+    const r = await sagas.result(big, { timeoutMs: 10_000 });
+    assert.equal(r.status, "compensated", JSON.stringify(r));
+    assert.equal(r.error?.step, "big");
+    assert.equal(r.error?.code, "INVALID_VALUE");
+    assert.ok((r.error?.message.length ?? 0) <= 4_096);
+    assert.equal(tries, FAST.attempts);
+    assert.equal(undone, 1);
+  } finally {
+    await sagas.close();
+    await db.close();
+  }
+});
+
+// Was a defect: when the outcome of a try could not be committed (here: the writer lock
+// held elsewhere past lockTimeoutMs, five times), the next claim recorded its last try as
+// "SagaRunnerLost" (a process that died), though this process was alive and knew why.
+test(`${R} a try whose outcome could not be recorded fails with the real cause, not as a dead runner`, async () => {
+  const dir = tempDir("saga-atk-unrecorded");
+  const db = await open(dir, { durability: "none", lockTimeoutMs: 50 });
+  const sagas = await Sagas.open(db, { namespace: "sagas", retry: { attempts: 1, minDelayMs: 5, maxDelayMs: 20 } });
+  try {
+    let release: (() => void) | undefined;
+    sagas.define("s", [{
+      name: "only",
+      run: async () => {
+        // Held until well after the runner gave up recording the outcome (5 commits, ~1 s).
+        release = await takeWriterLock(dir);
+        setTimeout(() => release?.(), 3_000);
+        return "done";
+      },
+    }]);
+    const id = await sagas.start("s", {});
+    const r = await sagas.result(id, { timeoutMs: 20_000 });
+    assert.equal(r.status, "compensated", JSON.stringify(r));
+    assert.notEqual(r.error?.name, "SagaRunnerLost", JSON.stringify(r.error));
+    assert.equal(r.error?.code, "LOCK_TIMEOUT", JSON.stringify(r.error));
+    assert.match(r.error!.message, /recording its outcome failed/);
+  } finally {
+    await sagas.close();
+    await db.close();
+  }
+});
+
+// Was a defect: a saga compensating a step whose compensation the running process's
+// definition no longer has (same steps by name, compensate removed) ended with a plain
+// TypeError ("fn is not a function") as its compensation error.
+test(`${R} a compensation removed from a redefined saga ends it failed with a TxtDbError that says what changed`, async () => {
+  const dir = tempDir("saga-atk-redefined");
+  const db = await open(dir, { durability: "none" });
+  const first = await Sagas.open(db, { namespace: "sagas", retry: { attempts: 1, minDelayMs: 5, maxDelayMs: 20 } });
+  let compensating!: () => void;
+  const reached = new Promise<void>((r) => (compensating = r));
+  first.define("trip", [
+    { name: "book", run: () => "booked", compensate: () => {
+      compensating();
+      throw new Error("not now");
+    }, compensateRetry: { attempts: 3, minDelayMs: 1_000, maxDelayMs: 1_000 } },
+    { name: "pay", run: () => {
+      throw new Error("declined");
+    } },
+  ]);
+  const id = await first.start("trip", {});
+  await reached;
+  await first.close(); // the compensation waits for its next try; this handle gives it up
+  const second = await Sagas.open(db, { namespace: "sagas", retry: { attempts: 1, minDelayMs: 5, maxDelayMs: 20 } });
+  try {
+    second.define("trip", [{ name: "book", run: () => "booked" }, { name: "pay", run: () => "paid" }]);
+    const r = await second.result(id, { timeoutMs: 10_000 });
+    assert.equal(r.status, "failed", JSON.stringify(r));
+    const f = r.compensationErrors?.[0];
+    assert.equal(f?.name, "TxtDbError", JSON.stringify(f));
+    assert.equal(f?.code, "INVALID_ARGUMENT");
+    assert.equal(f?.step, "book");
+    assert.match(f!.message, /without a compensate function: the definition changed/);
+  } finally {
+    await second.close();
     await db.close();
   }
 });

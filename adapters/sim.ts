@@ -350,7 +350,9 @@ export class SimWorld {
 
   readdir(path: string): string[] {
     const p = normalizePath(path);
-    if (this.#names.get(p) !== null) throw new PortError("ENOTDIR", "readdir", path);
+    const entry = this.#names.get(p);
+    if (entry === undefined) throw new PortError("ENOENT", "readdir", path);
+    if (entry !== null) throw new PortError("ENOTDIR", "readdir", path);
     const out: string[] = [];
     for (const name of this.#names.keys()) if (name !== p && dirname(name) === p) out.push(basename(name));
     return out.sort();

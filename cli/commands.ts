@@ -122,7 +122,7 @@ export async function run(inv: Invocation): Promise<number> {
         progress.step(`opened; folding what it may of ${before.segments.live} segments (${bytes(before.bytes.segments)})`);
         const r = await db.compact();
         const p = databaseInternals(db).platform;
-        const note = explainCompact(r, before, liveProcesses(p, db.path, p.pid).processes);
+        const note = explainCompact(r, before, liveProcesses(p, db.path, p.pid).processes, db.stats().unreadableLeases);
         out(report({ ...r, note }));
         progress.step(r.segmentsFolded ? `folded ${r.segmentsFolded} segments` : "nothing folded");
         return EXIT.ok;

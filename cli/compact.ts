@@ -8,7 +8,10 @@
  * 1. only the active segment holds data and it could not be sealed (compaction seals it
  *    when every version in it is at or below every pin); or
  * 2. a live process pins a version inside the oldest sealed segment: an open snapshot,
- *    transaction or watcher there (or a process still opening, whose pin is not published).
+ *    transaction or watcher there (or a process still opening, whose pin is not published);
+ *    or
+ * 3. a lease cannot be read (another user's), or `leases/` cannot be listed: its owner (or
+ *    any process) cannot be told dead, so compaction keeps everything past the tables.
  *
  * @module
  */
@@ -16,8 +19,11 @@ import type { CompactResult } from "../mod.ts";
 import { bytes } from "./output.ts";
 import type { LiveProcess, StoreFigures } from "./figures.ts";
 
-/** One sentence or two for a person: what was folded, or why nothing was and what to do. */
-export function explainCompact(result: CompactResult, before: StoreFigures, processes: LiveProcess[]): string {
+/**
+ * One sentence or two for a person: what was folded, or why nothing was and what to do.
+ * `unreadable` is the compacting handle's `stats().unreadableLeases`.
+ */
+export function explainCompact(result: CompactResult, before: StoreFigures, processes: LiveProcess[], unreadable: { path: string; reason: string }[] = []): string {
   if (result.segmentsFolded > 0) {
     return `folded ${result.segmentsFolded} segment${result.segmentsFolded === 1 ? "" : "s"} (${bytes(result.logBytesFolded)} of log) into tables at version ${result.checkpointVersion}, ` +
       `writing ${bytes(result.tableBytesWritten)} of tables; the store went from ${bytes(result.bytesBefore)} to ${bytes(result.bytesAfter)}`;
@@ -28,6 +34,11 @@ export function explainCompact(result: CompactResult, before: StoreFigures, proc
   }
   if (result.checkpointVersion >= before.version) {
     return `nothing to fold: the tables already hold every version up to the head (${before.version}); nothing was written since the last compaction. Nothing is wrong.`;
+  }
+  if (unreadable.length > 0) {
+    const what = unreadable.map((u) => `${u.path} ${u.reason}`).join("; ");
+    return `nothing folded: ${what}. A lease that cannot be read cannot be told dead, so compaction keeps every version a process could read through it. ` +
+      "`txtdb doctor` says what to do.";
   }
   if (before.segments.live <= 1) {
     const active = before.files.find((f) => f.role === "active segment");

@@ -74,6 +74,30 @@ function lockHolders(db: Database, out: (line: string) => void): number {
   return problems;
 }
 
+/**
+ * Lease files this process cannot open, and a leases directory it cannot list: each is a
+ * problem, since txtdb cannot tell their owners dead and counts them alive, so compaction
+ * folds nothing past the tables while they are there (the log and every process's memory
+ * grow). Says why and what to do. Returns the number of problems.
+ */
+function unreadableLeases(unreadable: { path: string; reason: string }[], checkpoint: bigint, out: (line: string) => void): number {
+  for (const u of unreadable) {
+    const dir = !u.path.endsWith(".lease");
+    out(safe(dir ? `  leases directory ${u.path}: cannot be listed (warning below)` : `  lease ${u.path}: cannot be read, its process is unknown (warning below)`));
+    out(
+      safe(
+        dir
+          ? `warning: the leases directory ${u.path} ${u.reason}: the processes that have the store open cannot be seen, so compaction folds nothing past version ${checkpoint} (the tables). ` +
+            "It was probably renamed, deleted or replaced under running processes: put it back (it must be a directory the store's users can read), or close every process of the store and open it again."
+          : `warning: the lease ${u.path} ${u.reason}: whether its process lives cannot be told, so it counts as alive and compaction folds nothing past version ${checkpoint} (the tables) while it is there. ` +
+            "If its process has ended, remove the file (as its owner or root). If the store is shared by several users, open it everywhere with a mode that lets them read each other's files " +
+            "(for instance mode: 0o660 and a common group), and run doctor as one of them.",
+      ),
+    );
+  }
+  return unreadable.length;
+}
+
 /** Stuck sagas listed per namespace, at most (the count says how many there are). */
 const STUCK_SAGAS_SHOWN_MAX = 20;
 
@@ -172,9 +196,12 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
   const procs = db.processes().filter((p) => !p.self);
   out(`live processes: ${procs.length}`);
   for (const p of procs) {
+    // pid -1: a lease that cannot be read (below) says nothing of its process.
+    if (p.pid === -1 && p.pinnedVersion === undefined && s.unreadableLeases.length > 0) continue;
     const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${s.version - p.pinnedVersion} behind the head)`;
     out(safe(`  pid ${p.pid} (${p.runtime}): ${behind}`));
   }
+  problems += unreadableLeases(s.unreadableLeases, s.checkpointVersion, out);
   const oldest = procs.reduce<bigint | undefined>((m, p) => (p.pinnedVersion !== undefined && (m === undefined || p.pinnedVersion < m) ? p.pinnedVersion : m), undefined);
   if (oldest !== undefined && s.version - oldest > PIN_BEHIND_SUSPECT) {
     problems++;

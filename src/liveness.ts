@@ -151,11 +151,20 @@ export function isLeaseFile(name: string): boolean {
  * shared lock when the owner is dead (the file may then be reclaimed by the caller).
  */
 export function leaseOwnerAlive(platform: Platform, path: string): boolean {
+  return probeLease(platform, path) !== false;
+}
+
+/**
+ * {@link leaseOwnerAlive}, telling apart the lease that cannot be opened: true (alive),
+ * false (dead or gone), or the error of its open (EACCES: another user's lease this user may
+ * not read; EMFILE, EIO), which cannot tell and counts as alive.
+ */
+export function probeLease(platform: Platform, path: string): boolean | { error: unknown } {
   let handle: FileHandle;
   try {
     handle = platform.open(path, { readOnly: true });
   } catch (e) {
-    return !leaseGone(e);
+    return leaseGone(e) ? false : { error: e };
   }
   try {
     if (handle.tryLock(false)) {
@@ -166,6 +175,26 @@ export function leaseOwnerAlive(platform: Platform, path: string): boolean {
   } finally {
     handle.close();
   }
+}
+
+/**
+ * Why the lease file (or leases directory) at `path` cannot be read, for a person: the
+ * error, and for a permission error whose it is and its mode (another user's lease is the
+ * usual case: a store shared by several users whose `mode` lets them not read each other's).
+ */
+export function unreadableReason(platform: Platform, path: string, e: unknown): string {
+  const errno = e instanceof PortError ? e.errno : e instanceof Error ? e.message : String(e);
+  let owner = "";
+  try {
+    const info = platform.lstat(path);
+    if (info) {
+      const me = platform.uid === undefined ? "" : info.uid === platform.uid ? ", this process's user" : `; this process runs as uid ${platform.uid}`;
+      owner = `: owned by uid ${info.uid} with mode 0o${info.mode.toString(8).padStart(3, "0")}${me}`;
+    }
+  } catch {
+    // the error alone says it
+  }
+  return `${errno === "EACCES" || errno === "EPERM" ? `${errno}, permission denied` : errno}${owner}`;
 }
 
 /**
@@ -207,19 +236,39 @@ export interface LeaseView {
   info: LeaseInfo | undefined;
   /** The pin it publishes (undefined while none is readable: the owner is opening). */
   pin: number | undefined;
+  /**
+   * Set when the lease file cannot be opened (another user's, EACCES): why, for a person.
+   * Its owner cannot be told dead, so it counts as alive and as pinning nothing above the
+   * checkpoint: compaction folds nothing while it is there.
+   */
+  unreadable?: string;
+}
+
+/** What {@link listLeases} found in a leases directory. */
+export interface LeaseListing {
+  /** The live leases (those that cannot be opened included: they cannot be told dead). */
+  live: LeaseView[];
+  /**
+   * Set when the directory itself cannot be listed (renamed or deleted under live
+   * processes, replaced by a file, unreadable): its errno, and why for a person. `live` is
+   * then empty, which says nothing: the leases of live processes may be elsewhere.
+   */
+  unlisted?: { errno: string; reason: string };
+  /** The names listed (for a caller that looks for its own lease). */
+  names: string[];
 }
 
 /**
  * The live leases in `leasesDir`, with their info and pins; `onDead` is called with the path
- * of each lease whose owner died (to reclaim it, where the caller may write). Undefined if
- * the directory cannot be read (a read-only store with no `leases/`).
+ * of each lease whose owner died (to reclaim it, where the caller may write).
  */
-export function scanLeaseFiles(platform: Platform, leasesDir: string, onDead?: (path: string) => void): LeaseView[] | undefined {
+export function listLeases(platform: Platform, leasesDir: string, onDead?: (path: string) => void): LeaseListing {
   let names: string[];
   try {
     names = platform.readdir(leasesDir);
-  } catch {
-    return undefined;
+  } catch (e) {
+    const errno = e instanceof PortError ? e.errno : "EIO";
+    return { live: [], unlisted: { errno, reason: `cannot be listed (${unreadableReason(platform, leasesDir, e)})` }, names: [] };
   }
   const live: LeaseView[] = [];
   for (const name of names) {
@@ -233,11 +282,25 @@ export function scanLeaseFiles(platform: Platform, leasesDir: string, onDead?: (
     }
     if (!isLeaseFile(name)) continue;
     const path = joinPath(leasesDir, name);
-    if (!leaseOwnerAlive(platform, path)) {
+    const alive = probeLease(platform, path);
+    if (alive === false) {
       onDead?.(path);
+      continue;
+    }
+    if (alive !== true) {
+      live.push({ path, info: undefined, pin: undefined, unreadable: `cannot be opened (${unreadableReason(platform, path, alive.error)})` });
       continue;
     }
     live.push({ path, info: readLeaseInfo(platform, path), pin: readLeasePin(platform, path) });
   }
-  return live;
+  return { live, names };
+}
+
+/**
+ * {@link listLeases}' live leases, or undefined if the directory cannot be read (a
+ * read-only store with no `leases/`).
+ */
+export function scanLeaseFiles(platform: Platform, leasesDir: string, onDead?: (path: string) => void): LeaseView[] | undefined {
+  const listing = listLeases(platform, leasesDir, onDead);
+  return listing.unlisted === undefined ? listing.live : undefined;
 }

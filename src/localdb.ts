@@ -973,7 +973,7 @@ export class LocalDatabase implements DatabaseEngine {
     const tail = this.#tail;
     const logBytes = tail.segmentBytesOnDisk();
     const checkpointBytes = tail.checkpointBytes();
-    const liveLeases = this.#pins.liveLeaseCount();
+    const { liveLeases, unreadable: unreadableLeases } = this.#pins.leaseCensus();
     const cache = tail.levels.cache.stats();
     const compactor = this.#compactor;
     const folded = compactor.logBytesFolded;
@@ -996,6 +996,7 @@ export class LocalDatabase implements DatabaseEngine {
       compactedTableBytes: compactor.tableBytesWritten,
       writeAmplification: folded > 0 ? (folded + compactor.tableBytesWritten) / folded : 0,
       liveLeases,
+      unreadableLeases,
       frontierMirror: tail.log.mirrored,
       keysInMemory: this.index.keyCountAll(),
       runtime: this.platform.runtime,

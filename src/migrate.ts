@@ -7,7 +7,7 @@
 import { TxtDbError } from "./errors.ts";
 import { COMPACT_LOCK, ioError, LEASES_DIR, WRITER_LOCK } from "./files.ts";
 import { stampHolder } from "./holder.ts";
-import { scanLeaseFiles } from "./liveness.ts";
+import { listLeases } from "./liveness.ts";
 import { FileLock } from "./lock.ts";
 import { FORMAT_CHECKPOINT, FORMAT_READABLE_MAX, FORMAT_TWO_PHASE, FORMAT_VERSION, Log } from "./log.ts";
 import type { Manifest } from "./log.ts";
@@ -25,8 +25,16 @@ export type { FormatChange };
  * it has one (it does not count as another process).
  */
 export function changeFormatLocked(platform: Platform, dir: string, log: Log, m: Manifest, compactLock: FileLock, to: number, ownLease?: string): { manifest: Manifest; change: FormatChange } {
-  const others = (scanLeaseFiles(platform, `${dir}/${LEASES_DIR}`) ?? []).filter((l) => l.path !== ownLease);
+  const listing = listLeases(platform, `${dir}/${LEASES_DIR}`);
+  const others = listing.live.filter((l) => l.path !== ownLease);
   const verb = to > m.format ? "upgraded" : "rolled back";
+  // No leases/ at all: no process ever took a lease here (a copy of a store). One that
+  // cannot be listed hides the processes that may have the store open.
+  if (listing.unlisted !== undefined && listing.unlisted.errno !== "ENOENT") {
+    throw new TxtDbError("FORMAT", `Store "${dir}" is in format ${m.format} and must be ${verb} to format ${to} with no other process using it, but its leases directory ${listing.unlisted.reason}, so whether other processes have it open cannot be told. Make "${dir}/${LEASES_DIR}" a directory this user can read, then try again`, {
+      details: { format: m.format, target: to },
+    });
+  }
   if (others.length > 0) {
     const who = others.slice(0, 5).map((l) => (l.info ? `pid ${l.info.pid} (${l.info.runtime})` : l.path)).join(", ");
     throw new TxtDbError("FORMAT", `Store "${dir}" is in format ${m.format} and must be ${verb} to format ${to} with no other process using it, but ${others.length} ${others.length === 1 ? "process has" : "processes have"} it open: ${who}. Close them, then open it again (or run \`txtdb migrate ${to < m.format ? "--rollback " : ""}${dir}\`)`, {

@@ -14,7 +14,8 @@
  */
 import { assert } from "./errors.ts";
 import { LEASES_DIR } from "./files.ts";
-import { isLeaseFile, leaseOwnerAlive, ProcessLease, scanLeaseFiles } from "./liveness.ts";
+import { isLeaseFile, leaseOwnerAlive, listLeases, ProcessLease } from "./liveness.ts";
+import type { LeaseListing } from "./liveness.ts";
 import { PortError } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { armInterval } from "./timers.ts";
@@ -37,6 +38,14 @@ export interface LiveLease {
   runtime: string;
   pin: number | undefined;
   path: string;
+  /** Set when the lease file cannot be opened: why (see {@link LeaseView.unreadable}). */
+  unreadable?: string;
+}
+
+/** A lease file, or the leases directory, that this process cannot read, and why. */
+export interface UnreadableLease {
+  path: string;
+  reason: string;
 }
 
 /** Where {@link Pins} learns the versions it does not hold itself. */
@@ -228,11 +237,23 @@ export class Pins {
 
   /**
    * Every live process's lease: pins and diagnostics; dead ones are reclaimed (removed).
-   * A live process whose pin is not readable yet counts as pinning `checkpointTsn`.
+   * A live process whose pin is not readable yet counts as pinning `checkpointTsn`, and so
+   * does one whose lease cannot be opened (another user's: it cannot be told dead).
+   *
+   * When the leases cannot be seen, `minPin` is at most `checkpointTsn`, so that compaction
+   * folds nothing: no lease at all, or only some, would be seen, and compaction would remove
+   * what the unseen processes' snapshots read.
+   * - `leases/` cannot be listed (renamed or deleted under live processes, replaced by a
+   *   file, unreadable): until it can be again (put back, or made again by a process that
+   *   opens the store).
+   * - `leases/` is listed without this process's own lease (the file was deleted, or the
+   *   directory replaced): this once. The lease is taken again, so that a lost one does
+   *   not hold compaction back forever; other processes whose leases were lost take theirs
+   *   again when they notice a compaction (the limit of a lease deleted by hand).
    */
-  scanLeases(checkpointTsn: number): { minPin: number; live: LiveLease[]; reclaimed: number } {
+  scanLeases(checkpointTsn: number): { minPin: number; live: LiveLease[]; reclaimed: number; unreadable: UnreadableLease[] } {
     let reclaimed = 0;
-    const leases = scanLeaseFiles(this.#platform, `${this.#path}/${LEASES_DIR}`, (path) => {
+    const listing = listLeases(this.#platform, `${this.#path}/${LEASES_DIR}`, (path) => {
       if (this.#readOnly) return;
       try {
         this.#platform.unlink(path);
@@ -244,27 +265,41 @@ export class Pins {
     });
     let minPin = this.localPin();
     const live: LiveLease[] = [];
-    for (const { path, info, pin } of leases ?? []) {
-      if (this.#lease && path === this.#lease.path) continue;
+    const own = this.#lease?.path;
+    if (listing.unlisted !== undefined) {
+      // Not made again here: a new leases/ holding this process's lease alone would pass
+      // for the whole truth at the next compaction, the others' leases being elsewhere.
+      minPin = Math.min(minPin, checkpointTsn);
+    } else if (own !== undefined && !listing.live.some((l) => l.path === own)) {
+      minPin = Math.min(minPin, checkpointTsn);
+      this.renewLeaseIfLost();
+    }
+    for (const { path, info, pin, unreadable } of listing.live) {
+      if (path === own) continue;
       // A live process whose pin is not readable yet (it is opening) reads from at least
       // the current checkpoint; be conservative and keep everything.
       minPin = Math.min(minPin, pin ?? checkpointTsn);
-      live.push({ pid: info?.pid ?? -1, runtime: info?.runtime ?? "?", pin, path });
+      live.push({ pid: info?.pid ?? -1, runtime: info?.runtime ?? "?", pin, path, ...(unreadable !== undefined ? { unreadable } : {}) });
     }
-    return { minPin, live, reclaimed };
+    return { minPin, live, reclaimed, unreadable: this.#unreadable(listing) };
   }
 
-  /** Processes with a live lease on the store, this one included. */
-  liveLeaseCount(): number {
-    let liveLeases = 0;
-    try {
-      for (const name of this.#platform.readdir(`${this.#path}/${LEASES_DIR}`)) {
-        if (isLeaseFile(name) && leaseOwnerAlive(this.#platform, `${this.#path}/${LEASES_DIR}/${name}`)) liveLeases++;
-      }
-    } catch {
-      // no leases directory (a read-only store)
-    }
-    return liveLeases;
+  /** The leases (or the directory) of `listing` this process cannot read. */
+  #unreadable(listing: LeaseListing): UnreadableLease[] {
+    const dir = `${this.#path}/${LEASES_DIR}`;
+    // No leases/ where this handle took no lease (a read-only open of a store no process
+    // opened writable since it was copied) is no problem: no process has a lease there.
+    if (listing.unlisted !== undefined) return listing.unlisted.errno === "ENOENT" && !this.#lease ? [] : [{ path: dir, reason: listing.unlisted.reason }];
+    return listing.live.flatMap((l) => (l.unreadable === undefined ? [] : [{ path: l.path, reason: l.unreadable }]));
+  }
+
+  /**
+   * Processes with a live lease on the store, this one included (those whose lease cannot
+   * be opened too: they cannot be told dead), and the leases that cannot be read.
+   */
+  leaseCensus(): { liveLeases: number; unreadable: UnreadableLease[] } {
+    const listing = listLeases(this.#platform, `${this.#path}/${LEASES_DIR}`);
+    return { liveLeases: listing.live.length, unreadable: this.#unreadable(listing) };
   }
 
   /**

@@ -69,6 +69,14 @@ export interface Stats extends LockStats, TwoPhaseStats {
   /** Processes with a live lease on this store (this one included). */
   liveLeases: number;
   /**
+   * Lease files this process cannot open (another user's, whose mode does not let this
+   * user read it), or `leases/` itself when it cannot be listed, each with why. Their
+   * owners cannot be told dead, so they count as alive, and compaction folds nothing past
+   * the tables while one is there (the leases directory: while it cannot be listed).
+   * `txtdb doctor` reports them as problems. Empty when all is well.
+   */
+  unreadableLeases: { path: string; reason: string }[];
+  /**
    * True when this process probes the frontier in shared memory (the frontier mirror; Node,
    * Bun, Deno with `--allow-ffi`); false when each read on `db` preads the frontier file and
    * each group commit resolves 0.25 ms after it is published while any process reads through
@@ -165,6 +173,7 @@ export function renderMetrics(s: Stats, meters: Meters, labels: { store: string;
     g("log_bytes", "Bytes in live log segments.", s.logBytes),
     g("checkpoint_bytes", "Bytes of the folded state (tables, or a format-1 checkpoint).", s.checkpointBytes),
     g("live_leases", "Processes with a live lease on the store.", s.liveLeases),
+    g("unreadable_leases", "Lease files (or the leases directory) this process cannot read: compaction folds nothing while there are any.", s.unreadableLeases.length),
     g("keys_in_memory", "Keys in this process's in-memory table (not yet folded).", s.keysInMemory),
     c("cache_hits_total", "Block cache lookups that found their block.", s.cacheHits),
     c("cache_misses_total", "Block cache lookups that read the block from its file.", s.cacheMisses),

@@ -641,6 +641,7 @@ export class EtcdDatabase implements DatabaseEngine {
       compactedTableBytes: 0,
       writeAmplification: 0,
       liveLeases: 0,
+      unreadableLeases: [],
       frontierMirror: false,
       keysInMemory: 0,
       runtime: this.#platform.runtime,

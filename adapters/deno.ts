@@ -81,11 +81,13 @@ function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
 function openRegular(path: string, options: OpenOptions): Deno.FsFile {
   const mode = options.mode ?? 0o600;
   if (options.create) {
+    let created: Deno.FsFile | undefined;
     try {
-      return Deno.openSync(path, { read: true, write: true, createNew: true, mode });
+      created = Deno.openSync(path, { read: true, write: true, createNew: true, mode });
     } catch (e) {
       if (options.exclusive || !(e instanceof Deno.errors.AlreadyExists)) throw portError(e, "open", path);
     }
+    if (created) return withExactMode(created, path, mode);
   }
   const before = lstatOrUndefined(path);
   if (!before) throw new PortError("ENOENT", "open", path);
@@ -108,6 +110,42 @@ function openRegular(path: string, options: OpenOptions): Deno.FsFile {
     throw new PortError(after.isFile ? ELOOP : ENOTREG, "open", path, undefined, after.isFile ? "replaced while being opened (a symlink?)" : kindOf(after));
   }
   return file;
+}
+
+/**
+ * Gives a file just created at `path` exactly `mode`, which the umask reduced (0o660 under
+ * umask 022 gives 0o640). Deno has no fchmod: chmod of the path, once lstat shows it is
+ * still the very file open (a final symlink put there meanwhile is not followed into).
+ */
+function withExactMode(file: Deno.FsFile, path: string, mode: number): Deno.FsFile {
+  try {
+    const mine = file.statSync();
+    if (((mine.mode ?? mode) & 0o7777) === mode) return file;
+    const now = lstatOrUndefined(path);
+    if (!now || !now.isFile || now.ino !== mine.ino || now.dev !== mine.dev) throw new PortError(ELOOP, "chmod", path, undefined, "replaced while being created");
+    Deno.chmodSync(path, mode);
+    return file;
+  } catch (e) {
+    file.close();
+    throw e instanceof PortError ? e : portError(e, "chmod", path);
+  }
+}
+
+/**
+ * Creates `path` and its missing parents, each made here with exactly `mode` (the umask
+ * reduces the mode mkdir gives); directories already there keep theirs.
+ */
+function mkdirExact(path: string, mode: number): void {
+  const missing: string[] = [];
+  for (let dir = path.replace(/\/+$/, "") || "/"; dir !== "" && dir !== "/" && dir !== "."; dir = dir.slice(0, Math.max(0, dir.lastIndexOf("/")))) {
+    if (lstatOrUndefined(dir)) break;
+    missing.push(dir);
+  }
+  Deno.mkdirSync(path, { recursive: true, mode });
+  for (const dir of missing.reverse()) {
+    const info = Deno.lstatSync(dir);
+    if (info.isDirectory && ((info.mode ?? mode) & 0o7777) !== mode) Deno.chmodSync(dir, mode);
+  }
 }
 
 /**
@@ -293,7 +331,7 @@ export const denoPlatform: Platform = {
   },
   mkdir(path: string, mode = 0o700): void {
     try {
-      Deno.mkdirSync(path, { recursive: true, mode });
+      mkdirExact(path, mode);
     } catch (e) {
       throw portError(e, "mkdir", path);
     }

@@ -6,6 +6,7 @@
  * @module
  */
 import * as fs from "node:fs";
+import * as nodePath from "node:path";
 import process from "node:process";
 import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
 import type { FileHandle, FileInfo, OpenOptions, Platform, RuntimeName, WatchHandle } from "../src/port.ts";
@@ -203,6 +204,22 @@ class NodeFsFile implements FileHandle {
   }
 }
 
+/**
+ * Gives the directory at `path` exactly `mode`, through a descriptor opened without
+ * following a final symlink, so that a link put there meanwhile cannot redirect the chmod.
+ */
+function chmodDirectory(path: string, mode: number): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+    if ((fs.fstatSync(fd).mode & 0o7777) !== mode) fs.fchmodSync(fd, mode);
+  } catch (e) {
+    throw portError(e, "chmod", path);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
 /** Builds a Platform on node:fs with the given flock call. */
 /** fs.watch of a directory or a file, never keeping the process alive; undefined if it cannot start. */
 function watchPath(path: string, onChange: () => void): WatchHandle | undefined {
@@ -222,26 +239,47 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
     uid: typeof process.geteuid === "function" ? process.geteuid() : undefined,
     capabilities: { fileEvents: true, sharedWithOtherProcesses: true },
     open(path: string, options: OpenOptions = {}): FileHandle {
-      let flags = (options.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | SAFE_OPEN_FLAGS;
-      if (options.create) flags |= fs.constants.O_CREAT;
-      if (options.exclusive) flags |= fs.constants.O_EXCL;
-      let fd: number;
-      try {
-        fd = fs.openSync(path, flags, options.mode ?? 0o600);
-      } catch (e) {
+      const mode = options.mode ?? 0o600;
+      const flags = (options.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | SAFE_OPEN_FLAGS;
+      const fail = (e: unknown): never => {
         const code = (e as { code?: unknown })?.code;
         // Linux says ELOOP for a final symlink under O_NOFOLLOW, FreeBSD EMLINK; a socket
         // cannot be opened at all (ENXIO); a directory cannot be opened for writing (EISDIR).
         if (code === "ELOOP" || code === "EMLINK") throw new PortError(ELOOP, "open", path, e, "a symlink: txtdb never follows one to a store file");
         if (code === "ENXIO" || code === "EISDIR") throw new PortError(ENOTREG, "open", path, e, "not a regular file");
         throw portError(e, "open", path);
+      };
+      // A file to create is created exclusively first, so that it is known to be ours to
+      // give `mode` (an existing file keeps the mode it has).
+      let fd: number | undefined;
+      let created = false;
+      for (let attempt = 1; fd === undefined; attempt++) {
+        try {
+          if (options.create) {
+            try {
+              fd = fs.openSync(path, flags | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
+              created = true;
+              break;
+            } catch (e) {
+              if (options.exclusive || (e as { code?: unknown })?.code !== "EEXIST") throw e;
+            }
+          }
+          fd = fs.openSync(path, flags);
+        } catch (e) {
+          // Removed between the two opens: create it after all (a few times at most).
+          if (!options.create || options.exclusive || (e as { code?: unknown })?.code !== "ENOENT" || attempt >= 5) fail(e);
+        }
       }
       let s: fs.Stats;
+      let op = "fstat";
       try {
         s = fs.fstatSync(fd);
+        // The umask took bits off the mode asked for (0o660 under umask 022 gives 0o640).
+        op = "fchmod";
+        if (created && (s.mode & 0o7777) !== mode) fs.fchmodSync(fd, mode);
       } catch (e) {
         fs.closeSync(fd);
-        throw portError(e, "fstat", path);
+        throw portError(e, op, path);
       }
       if (!s.isFile()) {
         fs.closeSync(fd);
@@ -273,10 +311,19 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
       }
     },
     mkdir(path: string, mode = 0o700): void {
+      let first: string | undefined;
       try {
-        fs.mkdirSync(path, { recursive: true, mode });
+        first = fs.mkdirSync(path, { recursive: true, mode });
       } catch (e) {
         throw portError(e, "mkdir", path);
+      }
+      if (first === undefined) return; // it was there: its mode is left as it is
+      // The umask took bits off `mode`: each directory made here gets it exactly, from the
+      // first one made down to `path`.
+      const top = nodePath.resolve(first);
+      for (let dir = nodePath.resolve(path); ; dir = nodePath.dirname(dir)) {
+        chmodDirectory(dir, mode);
+        if (dir === top || dir === nodePath.dirname(dir)) break;
       }
     },
     rename(from: string, to: string): void {

@@ -330,6 +330,7 @@ export class SimWorld {
     const parent = dirname(p);
     if (this.#names.get(parent) !== null) throw new PortError("ENOENT", "open", path);
     const inode = new Inode();
+    // No umask is simulated: a created file (and directory) gets exactly `mode`, as the port requires.
     inode.meta = { ino: this.newIno(), uid, mode: mode & 0o7777 };
     this.#names.set(p, inode);
     return inode;

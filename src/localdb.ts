@@ -26,11 +26,11 @@ import { encodeValue } from "./codec.ts";
 import { expiryFromOptions, wrapExpiring } from "./expiry.ts";
 import type { SetOptions } from "./expiry.ts";
 import type { Index } from "./index.ts";
-import { comparePositions, FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION } from "./log.ts";
+import { comparePositions, FORMAT_CHECKPOINT, FORMAT_TWO_PHASE, FORMAT_VERSION, storeMode } from "./log.ts";
 import { changeFormatLocked } from "./migrate.ts";
 import { GroupCommitter, isWriterLockLost } from "./commit.ts";
 import { FileLock } from "./lock.ts";
-import type { Platform } from "./port.ts";
+import type { FileInfo, Platform } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
 import { expireSnapshot, newSnapshot, newTransaction, newTxState, SnapshotReader } from "./tx.ts";
 import { checkTxBytes } from "./txstate.ts";
@@ -50,7 +50,7 @@ import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkSignal, c
 import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 import { Meters, renderMetrics } from "./stats.ts";
 import type { Counters, Stats } from "./stats.ts";
-import { FRONTIER, ioError, WRITER_LOCK } from "./files.ts";
+import { FRONTIER, ioError, MANIFEST, WRITER_LOCK } from "./files.ts";
 import { checkCreatable, checkFormat, checkManifestFiles } from "./opening.ts";
 import { OPEN_ATTEMPTS_MAX, Tail } from "./tail.ts";
 import { Pins } from "./pins.ts";
@@ -1057,6 +1057,16 @@ export async function openLocal(path: string, options: OpenOptions, openStore: O
   } catch (e) {
     throw ioError(e, `Checking the store directory "${path}"`);
   }
+  // An existing store keeps its mode (its MANIFEST's) whatever `mode` this open passes:
+  // files made by a process that opened it without one must stay readable to the group the
+  // store was created for (log.ts, Log.mode).
+  let manifest: FileInfo | undefined;
+  try {
+    manifest = platform.lstat(`${path}/${MANIFEST}`);
+  } catch {
+    manifest = undefined; // unreadable: the open below says why
+  }
+  if (manifest?.isFile) options = { ...options, mode: storeMode(manifest.mode) };
   const dirMode = dirModeOf(resolveOptions(options).mode);
   if (!options.readOnly) {
     try {

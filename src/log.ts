@@ -210,12 +210,20 @@ export function comparePositions(a: LogPosition, b: LogPosition): number {
 
 export { parseSegmentName, segmentName };
 
+/**
+ * A store's mode from its MANIFEST's permission bits: the mode new files get. Owner read
+ * and write always (a MANIFEST made read-only by hand must not make new files unwritable).
+ */
+export function storeMode(manifestMode: number): number {
+  return (manifestMode & 0o777) | 0o600;
+}
+
 /** Access to one store directory's log files. One per open database. */
 export class Log {
   readonly platform: Platform;
   readonly dir: string;
-  readonly mode: number;
   readonly readOnly: boolean;
+  #mode: number;
   readonly #segments = new Map<number, FileHandle>();
   #frontierHandle: FileHandle | undefined;
   /** The frontier file reaches past the sync-failure mark (see writeTailEnd). */
@@ -242,8 +250,28 @@ export class Log {
   constructor(platform: Platform, dir: string, mode: number, readOnly: boolean) {
     this.platform = platform;
     this.dir = dir;
-    this.mode = mode;
+    this.#mode = mode;
     this.readOnly = readOnly;
+  }
+
+  /**
+   * The permission bits of the files this process creates in the store: the store's mode,
+   * which its MANIFEST carries (learned at each read of it and at each new segment, so that
+   * a store whose files were chmod-ed since is followed), not the options of whichever
+   * process happens to create them; the `mode` option before the store has a MANIFEST.
+   */
+  get mode(): number {
+    return this.#mode;
+  }
+
+  /** Learns the store's mode from the MANIFEST now (a new segment is made with it). */
+  #followStoreMode(): void {
+    try {
+      const info = this.platform.lstat(this.path(MANIFEST));
+      if (info?.isFile) this.#mode = storeMode(info.mode);
+    } catch {
+      // the mode learned last stays
+    }
   }
 
   path(name: string): string {
@@ -288,7 +316,9 @@ export class Log {
     if (!this.platform.lstat(path)) return undefined;
     const f = this.#openStoreFile(path, { readOnly: true });
     try {
-      const buf = new Uint8Array(f.size());
+      const info = f.info();
+      this.#mode = storeMode(info.mode);
+      const buf = new Uint8Array(info.size);
       f.read(buf, 0);
       const r = parseFrame(buf, 0);
       if (r.kind !== "ok") {
@@ -778,6 +808,7 @@ export class Log {
   createSegment(n: number): FileHandle {
     const path = this.path(segmentName(n));
     this.forgetSegment(n);
+    this.#followStoreMode();
     let f: FileHandle;
     let fresh = true;
     try {

@@ -64,7 +64,11 @@ export interface OpenOptions {
   exclusive?: boolean;
   /** Open read-only (no writes, no truncate). */
   readOnly?: boolean;
-  /** Permission bits for a created file; owner-only (0o600) by default. */
+  /**
+   * Permission bits for a created file; owner-only (0o600) by default. A file `open()`
+   * creates gets exactly these (the umask does not reduce them: 0o660 must stay readable to
+   * the group under umask 022); one already there keeps its own.
+   */
   mode?: number;
 }
 
@@ -266,7 +270,11 @@ export interface Platform {
   identity?(path: string): FileIdentity | undefined;
   /** Names (not paths) of the entries of a directory. */
   readdir(path: string): string[];
-  /** Creates a directory and its parents (owner-only by default); no error if present. */
+  /**
+   * Creates a directory and its parents, each one made with exactly `mode` (not reduced by
+   * the umask; owner-only, 0o700, by default); no error if present, and one already there
+   * keeps its mode.
+   */
   mkdir(path: string, mode?: number): void;
   /** Atomically replaces `to` with `from` (rename(2)). */
   rename(from: string, to: string): void;

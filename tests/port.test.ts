@@ -55,6 +55,30 @@ for (const [name, make] of adapters) {
     assert.equal(platform.stat(`${dir}/missing`), undefined);
   });
 
+  test(`[${name}] a file or directory the port creates gets exactly the mode asked for, whatever the umask; one already there keeps its own`, () => {
+    const { platform, dir } = make();
+    if (name !== "sim" && runtime !== "deno") {
+      // Deno may not read the umask (--allow-sys); it runs under the same one as the others.
+      const umask = (globalThis as unknown as { process: { umask(): number } }).process.umask();
+      assert.notEqual(umask & 0o066, 0, `the umask (0o${umask.toString(8)}) takes group or other bits off, or this test proves nothing`);
+    }
+    for (const options of [{ create: true, mode: 0o666 }, { create: true, exclusive: true, mode: 0o666 }, { create: true, mode: 0o640 }]) {
+      const path = `${dir}/f-${options.mode.toString(8)}-${options.exclusive ? "x" : ""}`;
+      platform.open(path, options).close();
+      assert.equal(platform.stat(path)!.mode, options.mode, `open(${JSON.stringify(options)})`);
+    }
+    platform.mkdir(`${dir}/d1/d2/d3`, 0o777);
+    for (const d of ["d1", "d1/d2", "d1/d2/d3"]) assert.equal(platform.stat(`${dir}/${d}`)!.mode, 0o777, d);
+    platform.mkdir(`${dir}/d1/d2/d3/d4`, 0o770);
+    assert.equal(platform.stat(`${dir}/d1/d2`)!.mode, 0o777, "a parent already there is left as it is");
+    assert.equal(platform.stat(`${dir}/d1/d2/d3/d4`)!.mode, 0o770);
+    platform.open(`${dir}/mine`, { create: true }).close();
+    platform.open(`${dir}/mine`, { create: true, mode: 0o666 }).close();
+    assert.equal(platform.stat(`${dir}/mine`)!.mode, 0o600, "an existing file is opened, not given the mode");
+    platform.mkdir(`${dir}/d1`, 0o700);
+    assert.equal(platform.stat(`${dir}/d1`)!.mode, 0o777, "an existing directory is left as it is");
+  });
+
   test(`[${name}] stat, lstat and info(): a file's owner is this process, inode and device identify it`, () => {
     const { platform, dir, link } = make();
     assert.equal(typeof platform.uid, "number", "every adapter here can tell its uid");

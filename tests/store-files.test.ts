@@ -192,6 +192,55 @@ test(`${R} the mode option applies to leases/ and the lease files`, async () => 
   await db.close();
 });
 
+/** Every file and directory under `dir` (itself included), with its permission bits. */
+function modesUnder(dir: string, base = dir): Record<string, string> {
+  const out: Record<string, string> = dir === base ? { "/": (fs.statSync(dir).mode & 0o777).toString(8) } : {};
+  for (const name of fs.readdirSync(dir)) {
+    const p = `${dir}/${name}`;
+    const st = fs.statSync(p);
+    out[p.slice(base.length)] = (st.mode & 0o777).toString(8);
+    if (st.isDirectory()) Object.assign(out, modesUnder(p, base));
+  }
+  return out;
+}
+
+/** `modes` with every file at `file` and every directory at `dirMode`. */
+function allModes(modes: Record<string, string>, dir: string, file: number, dirMode: number): Record<string, string> {
+  return Object.fromEntries(Object.keys(modes).map((p) => [p, (fs.statSync(`${dir}${p === "/" ? "" : p}`).isDirectory() ? dirMode : file).toString(8)]));
+}
+
+test(`${R} mode 0o660 gives every file and directory of the store exactly 0o660 and 0o770 under the umask, and the store keeps it whatever mode later opens pass`, async () => {
+  const dir = `${tempDir("mode660")}/store`;
+  const creator = await open(dir, { namespaces: ["ns"], mode: 0o660, segmentBytes: 512, autoCompactBytes: 0 });
+  await creator.set("ns", "k", 0);
+  const lock = await creator.lock(["r"], "X");
+  lock.release();
+  await creator.close();
+  // Opened without mode (owner-only by default), and with another: the segments, tables and
+  // manifest these processes write follow the store, not their options.
+  for (const mode of [undefined, 0o600]) {
+    const db = await open(dir, { segmentBytes: 512, autoCompactBytes: 0, ...(mode === undefined ? {} : { mode }) });
+    for (let i = 0; i < 50; i++) await db.set("ns", ["k", i], "x".repeat(20));
+    assert.ok((await db.compact()).segmentsFolded > 0);
+    const modes = modesUnder(dir);
+    assert.ok(Object.keys(modes).some((p) => p.endsWith(".sst")) && Object.keys(modes).some((p) => p.endsWith(".lease")));
+    assert.deepEqual(modes, allModes(modes, dir, 0o660, 0o770), `opened with mode ${mode}`);
+    await db.close();
+  }
+  // Files chmod-ed by hand to 0o640 (directories 0o750): a running process follows from its
+  // next read of the MANIFEST.
+  const db = await open(dir, { segmentBytes: 512, autoCompactBytes: 0 });
+  for (const [p] of Object.entries(modesUnder(dir))) {
+    const path = `${dir}${p === "/" ? "" : p}`;
+    fs.chmodSync(path, fs.statSync(path).isDirectory() ? 0o750 : 0o640);
+  }
+  for (let i = 0; i < 50; i++) await db.set("ns", ["j", i], "x".repeat(20));
+  assert.ok((await db.compact()).segmentsFolded > 0);
+  const modes = modesUnder(dir);
+  assert.deepEqual(modes, allModes(modes, dir, 0o640, 0o750));
+  await db.close();
+});
+
 test(`${R} writer.lock deleted while processes run: commits of two processes still exclude each other`, { skip: !canSpawn }, async () => {
   const dir = tempDir("rmlock");
   const db = await open(dir, { namespaces: ["ns"] });

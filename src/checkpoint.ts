@@ -14,13 +14,16 @@
  * @module
  */
 import { decodeInternal, encodeInternal } from "./codec.ts";
-import { frame, parseFrame } from "./record.ts";
+import { frame, FRAME_BODY_MAX_BYTES, FRAME_HEADER_BYTES, parseFrame } from "./record.ts";
+import type { FrameResult } from "./record.ts";
 import { binaryToBytes, bytesToBinary, encodedKeyProblem, isWellFormedString } from "./keys.ts";
 import type { FileHandle } from "./port.ts";
 
 const KIND_HEADER = 2;
 const KIND_ENTRIES = 3;
 const ENTRY_FRAME_BYTES = 1 << 20;
+/** Reads of a checkpoint: a few entry frames at a time (a larger frame is read whole). */
+const READ_CHUNK_BYTES = 4 << 20;
 
 export interface CheckpointHeader {
   tsn: number;
@@ -94,14 +97,26 @@ export function isNamespaceBinding(name: unknown, id: unknown, nextNsId: number)
  */
 export function readCheckpoint(file: FileHandle, onEntry: (e: CheckpointEntry, frameOffset: number) => void): { header: CheckpointHeader; frames: number; bytes: number } {
   const size = file.size();
-  const buf = new Uint8Array(size);
-  const got = file.read(buf, 0);
-  const data = buf.subarray(0, got);
+  // Read in chunks, never whole: a checkpoint is as large as the store, and a damaged one (a
+  // sparse file of many gigabytes, say) failed with an allocation error instead of damage.
+  let data = new Uint8Array(0);
+  let dataAt = 0; // the file offset of data[0]
+  /** The frame at file offset `at`, read from there when `data` does not hold it whole. */
+  const frameAt = (at: number): FrameResult => {
+    const r = parseFrame(data, at - dataAt);
+    if (r.kind !== "incomplete" || dataAt + data.length >= size) return r;
+    const head = new Uint8Array(FRAME_HEADER_BYTES);
+    const length = file.read(head, at) === FRAME_HEADER_BYTES ? new DataView(head.buffer).getUint32(1, true) : 0;
+    const buf = new Uint8Array(Math.min(size - at, Math.max(READ_CHUNK_BYTES, FRAME_HEADER_BYTES + Math.min(length, FRAME_BODY_MAX_BYTES))));
+    data = buf.subarray(0, file.read(buf, at));
+    dataAt = at;
+    return parseFrame(data, 0);
+  };
   let at = 0;
   let header: CheckpointHeader | undefined;
   let frames = 0;
-  while (at < data.length) {
-    const r = parseFrame(data, at);
+  while (at < size) {
+    const r = frameAt(at);
     if (r.kind !== "ok") throw new CheckpointDamage(at, r.kind === "bad" ? r.reason : "frame is cut short");
     let raw: unknown;
     try {
@@ -138,8 +153,8 @@ export function readCheckpoint(file: FileHandle, onEntry: (e: CheckpointEntry, f
       }
     }
     frames++;
-    at = r.next;
+    at = dataAt + r.next;
   }
   if (!header) throw new CheckpointDamage(0, "empty checkpoint");
-  return { header, frames, bytes: data.length };
+  return { header, frames, bytes: at };
 }

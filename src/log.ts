@@ -170,6 +170,32 @@ function tableNames(m: Manifest): string {
   return (m.tables ?? []).map((t) => `${t.level}:${t.name}`).join(",");
 }
 
+/** The largest manifest txtdb writes: one frame (prepareManifest refuses a larger body). */
+export const MANIFEST_MAX_BYTES = FRAME_HEADER_BYTES + FRAME_BODY_MAX_BYTES;
+
+/**
+ * The bytes of the manifest's frame, never more: its header first, then as much as the
+ * header says (at most {@link MANIFEST_MAX_BYTES}). Reading the file whole would let a
+ * damaged or planted one (a sparse file of many gigabytes) fail every open with an
+ * allocation error, or hold gigabytes of memory, instead of CORRUPTION.
+ */
+function readManifestFrame(f: FileHandle, path: string): Uint8Array {
+  const size = f.size();
+  if (size > MANIFEST_MAX_BYTES) {
+    throw new TxtDbError("CORRUPTION", `Manifest "${path}" is ${size} bytes, more than any manifest txtdb writes (at most ${MANIFEST_MAX_BYTES}): it is damaged or not txtdb's. Nothing was changed and nothing more of it was read; restore it from a backup`, {
+      details: { file: path, offset: 0, bytes: size, limitBytes: MANIFEST_MAX_BYTES },
+    });
+  }
+  const head = new Uint8Array(Math.min(size, FRAME_HEADER_BYTES));
+  const got = f.read(head, 0);
+  // A header that is not a frame's, or one whose length is impossible, is judged by parseFrame on these bytes alone.
+  if (got < FRAME_HEADER_BYTES || head[0] !== FRAME_MAGIC) return head.subarray(0, got);
+  const length = new DataView(head.buffer).getUint32(1, true);
+  if (length > FRAME_BODY_MAX_BYTES) return head;
+  const buf = new Uint8Array(Math.min(size, FRAME_HEADER_BYTES + length));
+  return buf.subarray(0, f.read(buf, 0));
+}
+
 /** Deepest table level a manifest may name. */
 export const LEVELS_MAX = 8;
 
@@ -201,6 +227,12 @@ const READ_CHUNK_MAX_BYTES = 4 << 20;
  * A zero byte where a frame's magic would be marks the end of what was written.
  */
 export const PREALLOCATE_BYTES = 256 << 10;
+/**
+ * The most one interrupted append leaves past the point where it tore: a batch of commits
+ * (under 64 MiB, commit.ts) and its last, largest possible frame, then the zeros of one
+ * preallocation step. Generous on purpose: below it, a tear is told from damage exactly.
+ */
+const TORN_WRITE_MAX_BYTES = 2 * (FRAME_HEADER_BYTES + FRAME_BODY_MAX_BYTES) + PREALLOCATE_BYTES;
 const ZEROS = new Uint8Array(PREALLOCATE_BYTES);
 
 /** Compares log positions. */
@@ -316,11 +348,8 @@ export class Log {
     if (!this.platform.lstat(path)) return undefined;
     const f = this.#openStoreFile(path, { readOnly: true });
     try {
-      const info = f.info();
-      this.#mode = storeMode(info.mode);
-      const buf = new Uint8Array(info.size);
-      f.read(buf, 0);
-      const r = parseFrame(buf, 0);
+      this.#mode = storeMode(f.info().mode);
+      const r = parseFrame(readManifestFrame(f, path), 0);
       if (r.kind !== "ok") {
         throw new TxtDbError("CORRUPTION", `Manifest "${path}" is damaged at offset 0: ${r.kind === "bad" ? r.reason : "truncated"}; restore it from a backup`, {
           details: { file: path, offset: 0 },
@@ -948,8 +977,9 @@ export class Log {
 
   /**
    * True if a whole, checksummed frame starts anywhere after `pos` (in its segment or a
-   * later one). A bad frame followed by a good one is damage in the middle of the log,
-   * never a torn tail: a torn tail is, by definition, the last thing written.
+   * later one), or if more bytes follow it there than one torn write leaves. A bad frame
+   * followed by a good one is damage in the middle of the log, never a torn tail: a torn
+   * tail is, by definition, the last thing written.
    */
   validFrameAfter(pos: LogPosition): boolean {
     for (const n of this.listSegments()) {
@@ -959,6 +989,10 @@ export class Log {
       const from = n === pos.seg ? pos.off + 1 : 0;
       const size = file.size();
       if (size <= from) continue;
+      // More than a torn write leaves is damage, and is not read: read whole, a segment
+      // someone extended (a sparse file of many gigabytes) failed the open with an
+      // allocation error instead of CORRUPTION.
+      if (size - from > TORN_WRITE_MAX_BYTES) return true;
       const buf = new Uint8Array(size - from);
       const got = file.read(buf, from);
       const view = buf.subarray(0, got);

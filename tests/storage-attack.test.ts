@@ -304,3 +304,87 @@ test(`${R} a manifest whose level 0 is not newest first, or whose deeper level h
   assert.equal(newest, "r2");
   await back.close();
 });
+
+/** 20 GiB: far past anything txtdb reads whole, and no disk (the files are sparse). */
+const HUGE_BYTES = 20 * 2 ** 30;
+
+/** Every file of `dir` with its size and modification time (a 20 GiB sparse file is not read to compare). */
+function fileStates(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of fs.readdirSync(dir)) {
+    if (name === "writer.lock" || name === "leases") continue; // stamped by every open, and leases come and go
+    const st = fs.statSync(`${dir}/${name}`);
+    out[name] = `${st.size}@${st.mtimeMs}`;
+  }
+  return out;
+}
+
+test(`${R} a MANIFEST larger than any txtdb writes (a sparse file of 20 GiB) is CORRUPTION naming it at every open and in \`txtdb migrate\`, never an allocation error; nothing changes`, async () => {
+  const dir = tempDir("manifest-huge");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "k", "v");
+  await db.close();
+  fs.truncateSync(`${dir}/MANIFEST`, HUGE_BYTES);
+  const before = fileStates(dir);
+  const platform = await defaultPlatform();
+  for (const [what, f] of [
+    ["open()", () => open(dir)],
+    ["read-only open()", () => open(dir, { readOnly: true })],
+    ["migrate", () => migrateStore(platform, dir, {})],
+  ] as const) {
+    const r = await refusal(what, f);
+    assert.equal(r?.code, "CORRUPTION", `${what}: ${r?.message}`);
+    assert.equal(r?.file, `${dir}/MANIFEST`, what);
+    assert.match(r!.message, /more than any manifest txtdb writes/, what);
+  }
+  assert.deepEqual(fileStates(dir), before, "nothing changed");
+  // The largest size txtdb could write is read only as far as its header says (zeros: none).
+  fs.truncateSync(`${dir}/MANIFEST`, 0);
+  fs.truncateSync(`${dir}/MANIFEST`, 9 + 2 ** 30);
+  const r = await refusal("open() of a 1 GiB manifest of zeros", () => open(dir, { readOnly: true }));
+  assert.equal(r?.code, "CORRUPTION", r?.message);
+});
+
+test(`${R} a log segment extended to 20 GiB after a bad frame past the durable end is CORRUPTION naming it at a writable open (not a torn tail cut, nor an allocation error); a read-only open reads what was published`, async () => {
+  const dir = tempDir("segment-huge");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "k", "v");
+  await db.close();
+  const frontier = fs.readFileSync(`${dir}/frontier`);
+  const end = new DataView(frontier.buffer, frontier.byteOffset).getFloat64(24, true); // the durable end
+  const seg = `${dir}/seg-0000000001.log`;
+  const fd = fs.openSync(seg, "r+");
+  fs.writeSync(fd, new Uint8Array([0xc7, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), 0, 9, end); // a frame of impossible length
+  fs.closeSync(fd);
+  fs.truncateSync(seg, HUGE_BYTES);
+  const r = await refusal("open()", () => open(dir));
+  assert.equal(r?.code, "CORRUPTION", r?.message);
+  assert.equal(r?.file, seg);
+  assert.equal(fs.statSync(seg).size, HUGE_BYTES, "nothing was cut");
+  const reader = await open(dir, { readOnly: true });
+  try {
+    assert.equal(await reader.get("ns", "k"), "v");
+  } finally {
+    await reader.close();
+  }
+});
+
+test(`${R} a format-1 checkpoint extended to 20 GiB is CORRUPTION naming it at a read-only and a writable open (the upgrade), never an allocation error`, async () => {
+  const dir = tempDir("ckpt-huge");
+  const db = await open(dir, { namespaces: ["ns"] });
+  for (let i = 0; i < 3; i++) await db.set("ns", i, "v" + i);
+  await db.compact();
+  await db.close();
+  await migrateStore(await defaultPlatform(), dir, { rollback: true });
+  const ckpt = fs.readdirSync(dir).find((n) => n.startsWith("ckpt-"))!;
+  const reader = await open(dir, { readOnly: true });
+  assert.equal(await reader.get("ns", 1), "v1", "the format-1 store reads");
+  await reader.close();
+  fs.truncateSync(`${dir}/${ckpt}`, HUGE_BYTES);
+  for (const readOnly of [true, false]) {
+    const r = await refusal(`open({ readOnly: ${readOnly} })`, () => open(dir, { readOnly }));
+    assert.equal(r?.code, "CORRUPTION", r?.message);
+    assert.equal(r?.file, `${dir}/${ckpt}`);
+  }
+  assert.equal(fs.statSync(`${dir}/${ckpt}`).size, HUGE_BYTES, "nothing was cut");
+});

@@ -19,7 +19,7 @@ import { gatherFigures, gatherSagaFigures, liveProcesses, storeFiles } from "./f
 import { fitsOneTransaction, readImport, writeImport } from "./import.ts";
 import { drained, err, out, stderrIsTerminal, stdinLines } from "./io.ts";
 import { bytes, json, name, Progress, report, safe, safeJson } from "./output.ts";
-import { dirState, openFor, platform } from "./store.ts";
+import { dirState, openFor, platform, refuseLostManifest } from "./store.ts";
 
 /** The version printed by `txtdb --version` (deno.json and package.json agree; deno.json ships on JSR and npm alike). */
 export const VERSION: string = meta.version;
@@ -84,7 +84,9 @@ export async function run(inv: Invocation): Promise<number> {
   if (command === "migrate") {
     // Not through open(): a writable open would upgrade by itself, and a rollback needs no database.
     const p = await platform();
-    if (dirState(p, dir) !== "store") throw invalid(`No txtdb store at "${dir}"`);
+    const state = dirState(p, dir);
+    refuseLostManifest(p, dir, state);
+    if (state !== "store") throw invalid(`No txtdb store at "${dir}"`);
     const r = await migrateStore(p, dir, { rollback: inv.rollback });
     out(report({ format: r.format, changed: r.change !== undefined, ...(r.change ? { written: r.change.written, deleted: r.change.deleted, keys: r.change.keys } : {}) }));
     return EXIT.ok;

@@ -3,12 +3,15 @@
  *
  * Rule: only `set` and `import` create a store, and only in a missing or empty directory (or
  * a half-created store). Every other command refuses a directory that is not a store, and
- * the read-side ones open it read-only, so looking never writes.
+ * the read-side ones open it read-only, so looking never writes. A directory that holds a
+ * store's files but no MANIFEST is a damaged store (CORRUPTION) for every command.
  *
  * @module
  */
 import { open, TxtDbError } from "../mod.ts";
 import type { Database } from "../mod.ts";
+import { Log } from "../src/log.ts";
+import { checkManifestLost } from "../src/opening.ts";
 import type { Platform } from "../src/port.ts";
 import { COMMANDS } from "./args.ts";
 
@@ -23,13 +26,29 @@ export function dirState(platform: Platform, dir: string): DirState {
   const info = platform.stat(dir);
   if (!info) return "missing";
   if (!info.isDirectory) return "file";
-  if (platform.stat(`${dir}/MANIFEST`)?.isFile) return "store";
+  // Whatever MANIFEST is, it is a store's: open() says what is wrong with one that is not a file.
+  if (platform.lstat(`${dir}/MANIFEST`)) return "store";
   const names = platform.readdir(dir);
   if (names.length === 0) return "empty";
   return names.every((n) => STORE_FILE.test(n)) ? "partial" : "other";
 }
 
 const invalid = (message: string) => new TxtDbError("INVALID_ARGUMENT", message);
+
+/**
+ * CORRUPTION when `dir` (in `state`) holds a store's files but no MANIFEST: a store whose
+ * manifest is lost is damaged, as open() says, never "no store here" nor a directory to
+ * create one in. Reads only.
+ */
+export function refuseLostManifest(platform: Platform, dir: string, state: DirState): void {
+  if (state !== "partial" && state !== "other") return;
+  const log = new Log(platform, dir, 0o600, true);
+  try {
+    checkManifestLost(platform, dir, log);
+  } finally {
+    log.close();
+  }
+}
 
 /** The platform of this runtime (loaded once). */
 export async function platform(): Promise<Platform> {
@@ -44,6 +63,7 @@ export async function openFor(command: string, dir: string, namespaces: string[]
   const state = dirState(p, dir);
   const shown = JSON.stringify(dir);
   if (state === "file") throw invalid(`${shown} is a file, not a txtdb store directory`);
+  refuseLostManifest(p, dir, state);
   if (access !== "create" && state !== "store") {
     throw invalid(
       `No txtdb store at ${shown} (${state === "missing" ? "no such directory" : "no MANIFEST"}); nothing was created. ` +

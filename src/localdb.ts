@@ -51,7 +51,7 @@ import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 import { Meters, renderMetrics } from "./stats.ts";
 import type { Counters, Stats } from "./stats.ts";
 import { FRONTIER, ioError, MANIFEST, WRITER_LOCK } from "./files.ts";
-import { checkCreatable, checkFormat, checkManifestFiles } from "./opening.ts";
+import { checkCreatable, checkFormat, checkManifestFiles, checkManifestLost } from "./opening.ts";
 import { OPEN_ATTEMPTS_MAX, Tail } from "./tail.ts";
 import { Pins } from "./pins.ts";
 import { Compactor } from "./compact.ts";
@@ -359,6 +359,8 @@ export class LocalDatabase implements DatabaseEngine {
     for (let attempt = 1; ; attempt++) {
       const manifest = tail.log.readManifest();
       if (!manifest) {
+        // A store whose manifest is lost is damaged, as a writable open says, not absent.
+        checkManifestLost(this.platform, this.path, tail.log);
         throw invalidArg(`No txtdb store at "${this.path}" (no MANIFEST); open it once without readOnly to create it`);
       }
       checkFormat(this.path, manifest.format);

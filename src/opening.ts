@@ -71,11 +71,15 @@ export function checkCreatable(platform: Platform, path: string, log: Log, thoro
   };
   const foreign = names.filter((n) => !storeLike.includes(n) && !leftover(n));
   const damaged = (what: string) =>
-    new TxtDbError("CORRUPTION", `Store "${path}" has no MANIFEST but ${what}: it was a store whose manifest is lost. Nothing was changed; restore MANIFEST (or the directory) from a backup, or run \`txtdb check\``, {
+    new TxtDbError("CORRUPTION", `Store "${path}" has no MANIFEST but ${what}: it was a store whose manifest is lost. Nothing was changed; restore MANIFEST (or the whole directory) from a backup`, {
       details: { file: `${path}/${MANIFEST}`, offset: 0 },
     });
   const extra = storeLike.filter((n) => n !== segmentName(1));
   if (extra.length > 0) throw damaged(`holds ${extra.slice(0, 3).map((n) => `"${n}"`).join(", ")}`);
+  // A record in the first segment is damage whatever else is there (no commit is written
+  // before the manifest): a store whose manifest is lost also holds files of later opens
+  // (mirror.lock, a whole frontier), and it is CORRUPTION, not "not a txtdb store".
+  if (storeLike.includes(segmentName(1))) throw damaged(`its first log segment holds data`);
   if (foreign.length > 0) {
     throw invalidArg(`Directory "${path}" is not empty and is not a txtdb store (it holds ${foreign.slice(0, 3).map((n) => `"${n}"`).join(", ")}${foreign.length > 3 ? ", …" : ""}); open an empty or new directory, or an existing store`);
   }
@@ -89,6 +93,22 @@ export function checkCreatable(platform: Platform, path: string, log: Log, thoro
   }
   const fr = log.readFrontier();
   if (fr && fr.tsn !== 0) throw damaged(`its frontier is at version ${fr.tsn}`);
+}
+
+/**
+ * For a directory with no MANIFEST where no store is to be created (a read-only open, a
+ * command line that only reads or changes a store): CORRUPTION, with the message a writable
+ * open gives, when it holds a store's files (its manifest is lost); otherwise nothing, and
+ * the caller says there is no store here. Only reads, and takes no lock.
+ */
+export function checkManifestLost(platform: Platform, path: string, log: Log): void {
+  try {
+    checkCreatable(platform, path, log, true);
+  } catch (e) {
+    // A store created since the caller looked (its first commit written after its MANIFEST
+    // was renamed into place) is no damage: only a manifest still missing makes it so.
+    if (e instanceof TxtDbError && e.code === "CORRUPTION" && !log.readManifest()) throw e;
+  }
 }
 
 /**

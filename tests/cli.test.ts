@@ -290,6 +290,29 @@ if (canSpawn) {
     assert.equal(run("node", ["get", empty, "n", "k"]).out.trim(), "1");
   });
 
+  test(`[${runtime}] txtdb commands on a store whose MANIFEST is lost say CORRUPTION (what is missing, restore from a backup), never "no store", and change nothing`, () => {
+    const base = tempDir("cli-nomanifest");
+    const compacted = `${base}/compacted`;
+    for (let i = 0; i < 3; i++) assert.equal(run("node", ["set", compacted, "n", `k${i}`, `${i}`]).code, 0);
+    assert.equal(run("node", ["compact", compacted]).code, 0);
+    const fresh = `${base}/fresh`; // never compacted; its leases/ and compact.lock gone too
+    assert.equal(run("node", ["set", fresh, "n", "k", "1"]).code, 0);
+    for (const dir of [compacted, fresh]) fs.unlinkSync(`${dir}/MANIFEST`);
+    fs.rmSync(`${fresh}/leases`, { recursive: true });
+    fs.rmSync(`${fresh}/compact.lock`, { force: true });
+    const commands = [["stats"], ["doctor"], ["check"], ["compact"], ["migrate"], ["get", "n", "k"], ["set", "n", "k", "2"], ["delete", "n", "k"], ["list", "n"], ["namespaces"], ["export"], ["backup", `${base}/copy`]];
+    for (const dir of [compacted, fresh]) {
+      const before = fs.readdirSync(dir).sort();
+      commands.forEach((c, i) => {
+        const rt = RTS[i % 3]!;
+        userError(run(rt, [c[0]!, dir, ...c.slice(1)]), "CORRUPTION", /has no MANIFEST .*manifest is lost\. Nothing was changed; restore MANIFEST .* from a backup/);
+      });
+      userError(run("bun", ["import", dir], '{"ns":"n","key":"k","value":1}\n'), "CORRUPTION", /manifest is lost/);
+      assert.deepEqual(fs.readdirSync(dir).sort(), before, `nothing changed in ${dir}`);
+    }
+    assert.equal(fs.existsSync(`${base}/copy`), false);
+  });
+
   test(`[${runtime}] txtdb doctor names the writer lock's holder, how long it has held it, and flags a stopped one`, async () => {
     try {
       for (const workerRt of ["node", "deno", "bun"] as const) {

@@ -68,7 +68,28 @@ test(`${R} open() of an existing store never deletes files it does not recognise
   for (const [name, text] of Object.entries(mine)) assert.equal(fs.readFileSync(`${dir}/${name}`, "utf8"), text, `${name} is untouched`);
 });
 
-test(`${R} a store whose MANIFEST is missing is CORRUPTION, never a fresh store: nothing is deleted`, async () => {
+/** The error `open(dir, { readOnly })` rejects with (it must reject). */
+async function openError(dir: string, readOnly: boolean): Promise<TxtDbError> {
+  try {
+    await (await open(dir, { readOnly })).close();
+  } catch (e) {
+    assert.ok(e instanceof TxtDbError, String(e));
+    return e;
+  }
+  throw new Error(`open(${JSON.stringify(dir)}, { readOnly: ${readOnly} }) succeeded`);
+}
+
+/** A lost manifest is the same CORRUPTION for a writable and a read-only open: what is missing, nothing changed, restore from a backup. */
+async function assertManifestLost(dir: string): Promise<void> {
+  for (const readOnly of [false, true]) {
+    const e = await openError(dir, readOnly);
+    assert.equal(e.code, "CORRUPTION", `readOnly ${readOnly}: ${e.message}`);
+    assert.match(e.message, /has no MANIFEST .*manifest is lost\. Nothing was changed; restore MANIFEST .* from a backup/, `readOnly ${readOnly}`);
+    assert.equal((e.details as { file?: string }).file, `${dir}/MANIFEST`);
+  }
+}
+
+test(`${R} a store whose MANIFEST is missing is CORRUPTION for a writable and a read-only open, never a fresh store nor "no store": nothing is deleted`, async () => {
   const dir = tempDir("nomanifest");
   const db = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 0 });
   for (let i = 0; i < 300; i++) await db.set("ns", ["k", i], i);
@@ -76,18 +97,22 @@ test(`${R} a store whose MANIFEST is missing is CORRUPTION, never a fresh store:
   await db.close();
   fs.unlinkSync(`${dir}/MANIFEST`);
   const before = snapshotFiles(dir);
-  await assert.rejects(open(dir), code("CORRUPTION"));
-  await assert.rejects(open(dir, { readOnly: true }), (e: unknown) => e instanceof TxtDbError);
+  await assertManifestLost(dir);
   assert.deepEqual(snapshotFiles(dir), before, "the checkpoint and the segments are all still there");
 });
 
-test(`${R} a store without a checkpoint whose MANIFEST is missing is CORRUPTION too`, async () => {
+test(`${R} a store without a checkpoint whose MANIFEST is missing is CORRUPTION too, also with its leases/ and compact.lock gone (its first segment holds data)`, async () => {
   const dir = tempDir("nomanifest");
   const db = await open(dir, { namespaces: ["ns"] });
   await db.set("ns", "k", 1);
   await db.close();
   fs.unlinkSync(`${dir}/MANIFEST`);
-  await assert.rejects(open(dir), code("CORRUPTION"));
+  await assertManifestLost(dir);
+  fs.rmSync(`${dir}/leases`, { recursive: true });
+  fs.rmSync(`${dir}/compact.lock`, { force: true });
+  const before = snapshotFiles(dir);
+  await assertManifestLost(dir);
+  assert.deepEqual(snapshotFiles(dir), before, "nothing changed");
   fs.writeFileSync(`${dir}/MANIFEST`, frame(encodeInternal({ format: 1, createdAtMs: 1 })));
   const back = await open(dir);
   assert.equal(await back.get("ns", "k"), 1, "with the manifest restored, the data is all there");

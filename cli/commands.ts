@@ -5,7 +5,7 @@
  * @module
  */
 import { TxtDbError } from "../src/errors.ts";
-import type { Key } from "../mod.ts";
+import type { Database, Key } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
 import { fromTagged } from "../src/ndjson.ts";
 import { migrateStore } from "../src/migrate.ts";
@@ -13,7 +13,8 @@ import meta from "../deno.json" with { type: "json" };
 import { commandHelp, EXIT, usage } from "./args.ts";
 import type { Invocation } from "./args.ts";
 import { explainCompact } from "./compact.ts";
-import { doctor } from "./doctor.ts";
+import { damageReport, withoutAdvice } from "./damage.ts";
+import { doctor, doctorDamaged } from "./doctor.ts";
 import { exportAll } from "./export.ts";
 import { gatherFigures, gatherSagaFigures, liveProcesses, storeFiles } from "./figures.ts";
 import { fitsOneTransaction, readImport, writeImport } from "./import.ts";
@@ -49,6 +50,24 @@ async function storeSize(dir: string): Promise<string> {
   } catch {
     return "";
   }
+}
+
+/** True for damage that `command` reports as what it found, rather than fail with: CORRUPTION met by check or doctor. */
+function isDamage(command: string, e: unknown): e is TxtDbError {
+  return (command === "check" || command === "doctor") && e instanceof TxtDbError && e.code === "CORRUPTION";
+}
+
+/**
+ * check's JSON report or doctor's diagnosis of a store found damaged (`e`), from its files
+ * (damage.ts); exit 1, problems found. Never the error itself, whose advice is to run check.
+ */
+async function reportDamage(command: string, dir: string, e: TxtDbError, progress: Progress): Promise<number> {
+  const p = await platform();
+  const r = damageReport(p, dir, e);
+  if (command === "doctor") return doctorDamaged(p, dir, r, out);
+  out(safeJson(JSON.stringify(r, null, 2)));
+  progress.step(`damaged: ${r.problems.length} problems`);
+  return EXIT.problems;
 }
 
 /** Runs `inv`; returns the exit code. Errors are thrown (main.ts prints them). */
@@ -95,7 +114,13 @@ export async function run(inv: Invocation): Promise<number> {
   const key = rest[1] === undefined ? undefined : (parseValueArg(command === "list" ? "prefix" : "key", rest[1]) as Key);
   const value = command === "set" ? parseValueArg("value", rest[2]!) : undefined;
   if (progress.on && (command === "check" || command === "compact" || command === "backup")) progress.start(`opening the store${await storeSize(dir)}`);
-  const db = await openFor(command, dir, command === "set" ? [rest[0]!] : []);
+  let db: Database;
+  try {
+    db = await openFor(command, dir, command === "set" ? [rest[0]!] : []);
+  } catch (e) {
+    if (!isDamage(command, e)) throw e;
+    return await reportDamage(command, dir, e, progress);
+  }
   try {
     switch (command) {
       case "stats": {
@@ -105,7 +130,13 @@ export async function run(inv: Invocation): Promise<number> {
         return EXIT.ok;
       }
       case "doctor":
-        return await doctor(db, dir, out);
+        try {
+          return await doctor(db, dir, out);
+        } catch (e) {
+          // Damage met past the open (a value that does not decode, say): reported, as at open.
+          if (!isDamage(command, e)) throw e;
+          return await reportDamage(command, dir, e, progress);
+        }
       case "locks":
         for (const l of db.locks()) out(json({ resource: l.resource, mode: l.mode, pid: l.pid, runtime: l.runtime, waiting: l.waiting, sinceMs: l.sinceMs }));
         return EXIT.ok;
@@ -114,7 +145,7 @@ export async function run(inv: Invocation): Promise<number> {
         return EXIT.ok;
       case "check": {
         progress.step("opened; checking every record, the checkpoint and the index");
-        const r = await db.check();
+        const r = withoutAdvice(await db.check());
         out(safeJson(JSON.stringify(r, null, 2)));
         progress.step(r.ok ? `ok: ${r.records} records, ${bytes(r.bytes)}` : `${r.problems.length} problems`);
         return r.ok ? EXIT.ok : EXIT.problems;

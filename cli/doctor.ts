@@ -2,7 +2,8 @@
  * `txtdb doctor`: live processes and their pins, the writer lock and who holds it, sagas,
  * and what looks wrong (exit 1): an old pin holding back compaction, a stuck lock holder, a
  * saga no live process runs, a saga that failed, prepared transactions in doubt, and (in a
- * coordinator store) commit decisions some participant store has not confirmed.
+ * coordinator store) commit decisions some participant store has not confirmed. A store too
+ * damaged to open is a problem found too: what is wrong, where (doctorDamaged).
  *
  * @module
  */
@@ -15,6 +16,8 @@ import type { DecisionValue } from "../src/decisions.ts";
 import { IN_DOUBT_MS_DEFAULT } from "../src/participant.ts";
 import { leaseOwnerAlive } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
+import type { CheckReport } from "../src/check.ts";
+import { liveProcesses } from "./figures.ts";
 import { safe, seconds } from "./output.ts";
 
 /** A commit holds the writer lock for milliseconds; a holder past this has stopped or hangs. */
@@ -188,6 +191,61 @@ async function decisions(db: Database, out: (line: string) => void): Promise<num
   return 1;
 }
 
+/**
+ * Who holds the writer lock, and a warning when the holder has held it far longer than a
+ * commit does, or is stopped. `pids`: the live processes with a lease. Returns the number of
+ * problems. Read-only and never blocking: a stuck holder must not make doctor wait too.
+ */
+function writerLock(platform: Platform, dir: string, pids: number[], out: (line: string) => void): number {
+  const { held, holder } = readWriterHolder(platform, dir);
+  if (!held) {
+    out("writer lock: free");
+    return 0;
+  }
+  if (!holder) {
+    out("writer lock: held by a process that did not record itself (it has just taken the lock, or it runs an older txtdb); run doctor again to see whether it is released");
+    return 0;
+  }
+  const heldMs = platform.wallClockMs() - holder.sinceWallMs;
+  const state = processState(platform, holder.pid);
+  const stateText = state === "T" ? ", process stopped (SIGSTOP or Ctrl-Z)" : state === "t" ? ", process stopped by a debugger" : state === "Z" ? ", process is a zombie" : "";
+  const known = pids.includes(holder.pid) ? "" : " (no live txtdb process with this pid has a lease here; it may be a tool outside txtdb's leases)";
+  out(safe(`writer lock: held by pid ${holder.pid} (${holder.runtime}) for ${seconds(heldMs)}${stateText}${known}`));
+  if (heldMs <= WRITER_HOLD_SUSPECT_MS && state !== "T" && state !== "t") return 0;
+  out(
+    `warning: pid ${holder.pid} has held the writer lock for ${seconds(heldMs)}, but a commit holds it for milliseconds: ` +
+      "it is probably stuck (stopped with SIGSTOP or Ctrl-Z, paused in a debugger, or hung). " +
+      "Every writer waits for it and fails with LOCK_TIMEOUT after lockTimeoutMs (default 30 s). " +
+      `If it was stopped, resume it (kill -CONT ${holder.pid}); otherwise end it (kill ${holder.pid}): ` +
+      "the kernel releases the lock when it exits, and nothing committed is lost.",
+  );
+  return 1;
+}
+
+/** Problems of a damaged store listed one by one, at most (the count says how many there are). */
+const DAMAGE_SHOWN_MAX = 20;
+
+/**
+ * The diagnosis of a store too damaged to open (`report`: damage.ts): each problem with its
+ * file and offset, then what the files still tell (live processes, the writer lock).
+ * Returns the exit code: 1, problems were found.
+ */
+export function doctorDamaged(platform: Platform, dir: string, report: CheckReport, out: (line: string) => void): number {
+  out(safe(`store ${dir}: damaged, it cannot be opened; ${report.problems.length} problem${report.problems.length === 1 ? "" : "s"} found`));
+  for (const p of report.problems.slice(0, DAMAGE_SHOWN_MAX)) out(safe(`problem: ${p.file} at offset ${p.offset}: ${p.message}`));
+  if (report.problems.length > DAMAGE_SHOWN_MAX) out(`  ... and ${report.problems.length - DAMAGE_SHOWN_MAX} more`);
+  const procs = liveProcesses(platform, dir, platform.pid).processes;
+  out(`live processes: ${procs.length}`);
+  for (const p of procs) out(safe(`  pid ${p.pid} (${p.runtime})${p.pinnedVersion === undefined ? "" : `: pins version ${p.pinnedVersion}`}`));
+  writerLock(platform, dir, procs.map((p) => p.pid), out);
+  out(
+    "warning: the store is damaged, and nothing was changed. " +
+      (procs.length > 0 ? "Stop the processes that have it open, then restore" : "Restore") +
+      " it (or the files named) from a backup.",
+  );
+  return 1;
+}
+
 /** Prints the diagnosis through `out`; returns the exit code (1 when a problem was found). */
 export async function doctor(db: Database, dir: string, out: (line: string) => void): Promise<number> {
   let problems = 0;
@@ -207,30 +265,7 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
     problems++;
     out(`warning: a process pins a version ${s.version - oldest} commits old: a long-lived snapshot or transaction holds back compaction`);
   }
-  // Read-only and never blocking: a stuck holder must not make doctor wait too.
-  const platform = databaseInternals(db).platform;
-  const { held, holder } = readWriterHolder(platform, db.path);
-  if (!held) {
-    out("writer lock: free");
-  } else if (!holder) {
-    out("writer lock: held by a process that did not record itself (it has just taken the lock, or it runs an older txtdb); run doctor again to see whether it is released");
-  } else {
-    const heldMs = platform.wallClockMs() - holder.sinceWallMs;
-    const state = processState(platform, holder.pid);
-    const stateText = state === "T" ? ", process stopped (SIGSTOP or Ctrl-Z)" : state === "t" ? ", process stopped by a debugger" : state === "Z" ? ", process is a zombie" : "";
-    const known = procs.some((p) => p.pid === holder.pid) ? "" : " (no live txtdb process with this pid has a lease here; it may be a tool outside txtdb's leases)";
-    out(safe(`writer lock: held by pid ${holder.pid} (${holder.runtime}) for ${seconds(heldMs)}${stateText}${known}`));
-    if (heldMs > WRITER_HOLD_SUSPECT_MS || state === "T" || state === "t") {
-      problems++;
-      out(
-        `warning: pid ${holder.pid} has held the writer lock for ${seconds(heldMs)}, but a commit holds it for milliseconds: ` +
-          "it is probably stuck (stopped with SIGSTOP or Ctrl-Z, paused in a debugger, or hung). " +
-          "Every writer waits for it and fails with LOCK_TIMEOUT after lockTimeoutMs (default 30 s). " +
-          `If it was stopped, resume it (kill -CONT ${holder.pid}); otherwise end it (kill ${holder.pid}): ` +
-          "the kernel releases the lock when it exits, and nothing committed is lost.",
-      );
-    }
-  }
+  problems += writerLock(databaseInternals(db).platform, db.path, procs.map((p) => p.pid), out);
   problems += lockHolders(db, out);
   problems += await sagas(db, out);
   problems += inDoubt(db, out);

@@ -6,8 +6,8 @@
  *
  * The parts: args.ts (grammar, parser, help), store.ts (which directories are stores),
  * commands.ts (running one), figures.ts (stats), compact.ts (why nothing folded),
- * import.ts / export.ts (NDJSON, resumable import), doctor.ts, output.ts (safe text,
- * progress), io.ts (the runtime). Keys and values travel as tagged JSON (src/ndjson.ts).
+ * import.ts / export.ts (NDJSON, resumable import), doctor.ts, damage.ts (check and doctor
+ * on a store too damaged to open), output.ts (safe text, progress), io.ts (the runtime). Keys and values travel as tagged JSON (src/ndjson.ts).
  *
  * Errors print `txtdb: CODE: message` on stderr and exit 2, with no stack trace for a
  * user's mistake; anything else is a bug in txtdb and prints its stack.

@@ -1,12 +1,13 @@
 /**
  * The command line's pure parts, on every runtime (the Deno leg cannot spawn the CLI):
  * the parser and help (cli/args.ts), progress (cli/output.ts), store figures
- * (cli/figures.ts), the compaction explanation (cli/compact.ts) and resumable import's
- * planning (cli/import.ts).
+ * (cli/figures.ts), the compaction explanation (cli/compact.ts), resumable import's
+ * planning (cli/import.ts) and the messages check and doctor print (cli/damage.ts).
  */
 import { assert, runtime, test } from "./harness.ts";
 import { commandHelp, didYouMean, parseCommandLine, usage } from "../cli/args.ts";
 import { Progress } from "../cli/output.ts";
+import { withoutCheckAdvice } from "../cli/damage.ts";
 import { storeFigures } from "../cli/figures.ts";
 import type { FiguresInput } from "../cli/figures.ts";
 import { explainCompact } from "../cli/compact.ts";
@@ -181,4 +182,18 @@ test(`${R} import: batches in order within the limits; resume continues after th
   assert.throws(() => resumeFrom(marker, other, { resume: true, restart: false }), fails("INVALID_ARGUMENT", /not the unfinished import's/));
   assert.throws(() => resumeFrom(undefined, input, { resume: true, restart: false }), fails("INVALID_ARGUMENT", /Nothing to resume/));
   await assert.rejects(readImport(lines(`{"ns":"${IMPORT_NS}","key":"k","value":1}`)), fails("INVALID_ARGUMENT", /line 1: .*reserved/));
+});
+
+test(`${R} check and doctor print damage without the advice to run \`txtdb check\`, in each phrasing the library uses`, () => {
+  const cases: [string, string][] = [
+    ["Log file \"x\" is damaged at offset 19: frame is cut short. Run `txtdb check`; restore from a backup if it persists", "Log file \"x\" is damaged at offset 19: frame is cut short. Restore from a backup if it persists"],
+    ["Manifest of \"d\" does not match the files: x. Nothing was changed; restore the store from a backup, or run `txtdb check`", "Manifest of \"d\" does not match the files: x. Nothing was changed; restore the store from a backup"],
+    ["Table \"t\" is damaged at offset 0 (footer): r. Its data cannot be trusted; run `txtdb check` and restore the store from a backup if it persists", "Table \"t\" is damaged at offset 0 (footer): r. Its data cannot be trusted; restore the store from a backup if it persists"],
+    ["The value of key k in namespace \"n\" cannot be decoded (c): the store is damaged. Run `txtdb check` to find the file and offset; restore from a backup if it persists", "The value of key k in namespace \"n\" cannot be decoded (c): the store is damaged. Restore from a backup if it persists"],
+    ["Checkpoint \"c\" is damaged at offset 4: m. Nothing was changed; run `txtdb check`, restore from a backup if it persists", "Checkpoint \"c\" is damaged at offset 4: m. Nothing was changed; restore from a backup if it persists"],
+    ["Log segment \"s\" was deleted while this process wrote to it: its commits since are not in the store. Stop the processes using it, restore the store from a backup, and run `txtdb check`", "Log segment \"s\" was deleted while this process wrote to it: its commits since are not in the store. Stop the processes using it, restore the store from a backup"],
+    ["Segment s of \"d\" already holds records; nothing was written. Close and reopen the store; run `txtdb check` if it persists", "Segment s of \"d\" already holds records; nothing was written. Close and reopen the store"],
+    ["Manifest \"m\" is damaged at offset 0: truncated; restore it from a backup", "Manifest \"m\" is damaged at offset 0: truncated; restore it from a backup"],
+  ];
+  for (const [message, expected] of cases) assert.equal(withoutCheckAdvice(message), expected);
 });

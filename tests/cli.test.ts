@@ -290,6 +290,58 @@ if (canSpawn) {
     assert.equal(run("node", ["get", empty, "n", "k"]).out.trim(), "1");
   });
 
+  /** check's report of a damaged store: exit 1, JSON on stdout, nothing on stderr, the first problem at `file` and `offset`, no advice to run check. */
+  const damageFound = (r: ReturnType<typeof run>, file: string, offset: number) => {
+    assert.equal(r.code, 1, `exit code; stdout: ${r.out}; stderr: ${r.err}`);
+    assert.equal(r.err, "");
+    const report = JSON.parse(r.out) as { ok: boolean; problems: { file: string; offset: number; message: string }[] };
+    assert.equal(report.ok, false);
+    assert.equal(report.problems[0]?.file, file, r.out);
+    assert.equal(report.problems[0]?.offset, offset, r.out);
+    assert.doesNotMatch(r.out, /txtdb check/, "check never sends the user to itself");
+    return report;
+  };
+  /** doctor's diagnosis of a damaged store: exit 1, the problem with `file` on stdout, nothing on stderr, no advice to run check. */
+  const damageDiagnosed = (r: ReturnType<typeof run>, file: string) => {
+    assert.equal(r.code, 1, `exit code; stdout: ${r.out}; stderr: ${r.err}`);
+    assert.equal(r.err, "");
+    assert.match(r.out, /^store .*: damaged, it cannot be opened/);
+    assert.ok(r.out.includes(`problem: ${file} at offset `), r.out);
+    assert.match(r.out, /^writer lock: free$/m);
+    assert.doesNotMatch(r.out, /txtdb check/, "doctor never sends the user to run check");
+    return r.out;
+  };
+
+  test(`[${runtime}] txtdb check and doctor on a store too damaged to open print what they found (file, offset) and exit 1, never an error that says to run txtdb check`, () => {
+    const base = tempDir("cli-damaged");
+    const make = (name: string) => {
+      const dir = `${base}/${name}`;
+      for (let i = 0; i < 3; i++) assert.equal(run("node", ["set", dir, "n", `k${i}`, `${i}`]).code, 0);
+      return dir;
+    };
+    const poke = (path: string, at: number, bytes: number[]) => {
+      const fd = fs.openSync(path, "r+");
+      fs.writeSync(fd, new Uint8Array(bytes), 0, bytes.length, at);
+      fs.closeSync(fd);
+    };
+    const cases: [string, string, number, (dir: string) => void][] = [
+      ["manifest", "MANIFEST", 0, (dir) => poke(`${dir}/MANIFEST`, 12, [0xff])],
+      ["manifest-huge", "MANIFEST", 0, (dir) => fs.truncateSync(`${dir}/MANIFEST`, 20 * 2 ** 30)],
+      ["segment", "seg-0000000001.log", 0, (dir) => poke(`${dir}/seg-0000000001.log`, 1, [0xff, 0xff, 0xff, 0x7f])], // the first frame's length: impossible
+    ];
+    cases.forEach(([name, file, offset, damage], i) => {
+      const dir = make(name);
+      damage(dir);
+      const before = fs.readdirSync(dir).sort();
+      const report = damageFound(run(RTS[i % 3]!, ["check", dir]), `${dir}/${file}`, offset);
+      assert.match(report.problems[0]!.message, /damaged|more than any manifest/);
+      damageDiagnosed(run(RTS[(i + 1) % 3]!, ["doctor", dir]), `${dir}/${file}`);
+      assert.deepEqual(fs.readdirSync(dir).sort(), before, `${name}: nothing changed`);
+      // Every other command still fails with the error (exit 2).
+      userError(run(RTS[(i + 2) % 3]!, ["get", dir, "n", "k0"]), "CORRUPTION", /./);
+    });
+  });
+
   test(`[${runtime}] txtdb commands on a store whose MANIFEST is lost say CORRUPTION (what is missing, restore from a backup), never "no store", and change nothing`, () => {
     const base = tempDir("cli-nomanifest");
     const compacted = `${base}/compacted`;
@@ -300,13 +352,18 @@ if (canSpawn) {
     for (const dir of [compacted, fresh]) fs.unlinkSync(`${dir}/MANIFEST`);
     fs.rmSync(`${fresh}/leases`, { recursive: true });
     fs.rmSync(`${fresh}/compact.lock`, { force: true });
-    const commands = [["stats"], ["doctor"], ["check"], ["compact"], ["migrate"], ["get", "n", "k"], ["set", "n", "k", "2"], ["delete", "n", "k"], ["list", "n"], ["namespaces"], ["export"], ["backup", `${base}/copy`]];
+    const commands = [["stats"], ["compact"], ["migrate"], ["get", "n", "k"], ["set", "n", "k", "2"], ["delete", "n", "k"], ["list", "n"], ["namespaces"], ["export"], ["backup", `${base}/copy`]];
+    const lost = /has no MANIFEST .*manifest is lost\. Nothing was changed; restore MANIFEST .* from a backup/;
     for (const dir of [compacted, fresh]) {
       const before = fs.readdirSync(dir).sort();
       commands.forEach((c, i) => {
         const rt = RTS[i % 3]!;
-        userError(run(rt, [c[0]!, dir, ...c.slice(1)]), "CORRUPTION", /has no MANIFEST .*manifest is lost\. Nothing was changed; restore MANIFEST .* from a backup/);
+        userError(run(rt, [c[0]!, dir, ...c.slice(1)]), "CORRUPTION", lost);
       });
+      // check and doctor report it as what they found (exit 1).
+      const checked = damageFound(run("deno", ["check", dir]), `${dir}/MANIFEST`, 0);
+      assert.match(checked.problems[0]!.message, lost);
+      assert.match(damageDiagnosed(run("bun", ["doctor", dir]), `${dir}/MANIFEST`), lost);
       userError(run("bun", ["import", dir], '{"ns":"n","key":"k","value":1}\n'), "CORRUPTION", /manifest is lost/);
       assert.deepEqual(fs.readdirSync(dir).sort(), before, `nothing changed in ${dir}`);
     }

@@ -29,7 +29,10 @@ export const EXIT = {
   error: 2,
 } as const;
 
-type Flag = "limit" | "reverse" | "progress" | "resume" | "restart" | "rollback";
+type Flag = "limit" | "reverse" | "progress" | "resume" | "restart" | "rollback" | "mode" | "allow-foreign-owner";
+
+/** The options of every command that opens a store through open(): a store shared by a group. */
+const SHARED: Flag[] = ["mode", "allow-foreign-owner"];
 
 /** What a command takes and how it opens the store. */
 export interface CommandSpec {
@@ -51,34 +54,34 @@ export interface CommandSpec {
 /** Every command that opens a store. */
 export const COMMANDS: Record<string, CommandSpec> = {
   stats: {
-    args: [], flags: [], access: "read",
+    args: [], flags: [...SHARED], access: "read",
     summary: "store-wide figures from the store's files (JSON): version, bytes by file, segments, checkpoint, live processes and their pins, oldest pin, writer-lock holder",
     details: "Per-process counters (commits, latencies) live in each process (db.stats(), db.metrics()) and are not shown.",
   },
   doctor: {
-    args: [], flags: [], access: "read",
+    args: [], flags: [...SHARED], access: "read",
     summary: "live processes, their pins, the writer lock and who holds it, locks on named resources held by stopped processes; exit 1 on problems",
   },
   locks: {
-    args: [], flags: [], access: "read",
+    args: [], flags: [...SHARED], access: "read",
     summary: "locks on named resources, one JSON line each: resource, mode, pid, runtime, waiting, sinceMs (who holds what, who waits, for how long)",
     details: "Every live process's grants and waits (db.locks()), intention locks included, in arrival order.",
   },
   queues: {
-    args: [], flags: [], access: "read",
+    args: [], flags: [...SHARED], access: "read",
     summary: "the store's queues, one JSON line each: queue, ready, delayed, running, dead (db.queueStats())",
     details: "Every queue that holds waiting, running or dead messages, by name. Opens the store read-only.",
   },
   check: {
-    args: [], flags: ["progress"], access: "read",
+    args: [], flags: ["progress", ...SHARED], access: "read",
     summary: "verify every record, the checkpoint and the index (JSON report); exit 1 on problems",
   },
   compact: {
-    args: [], flags: ["progress"], access: "write",
+    args: [], flags: ["progress", ...SHARED], access: "write",
     summary: "fold old log segments into a checkpoint; says why when nothing could be folded",
   },
   backup: {
-    args: ["dest"], flags: ["progress"], access: "read",
+    args: ["dest"], flags: ["progress", ...SHARED], access: "read",
     summary: "copy the store as it is at one version into dest (a new path or an empty directory), while other processes write (JSON: version, bytes)",
     details: "The copy opens as a store of its own and passes check(). Compactions wait while it runs; commits do not.",
   },
@@ -88,21 +91,21 @@ export const COMMANDS: Record<string, CommandSpec> = {
     details: "Needs every other process to have closed the store. open() upgrades a writable store by itself; this does it explicitly. " +
       "--rollback turns the sorted tables back into one checkpoint file, for the previous release; commits stay in the log.",
   },
-  get: { args: ["namespace", "key"], flags: [], access: "read", summary: "print a value (JSON); exit 1 if the key is absent" },
-  set: { args: ["namespace", "key", "value"], flags: [], access: "create", summary: "write a value (creates the store and the namespace)" },
-  delete: { args: ["namespace", "key"], flags: [], access: "write", summary: "delete a key" },
+  get: { args: ["namespace", "key"], flags: [...SHARED], access: "read", summary: "print a value (JSON); exit 1 if the key is absent" },
+  set: { args: ["namespace", "key", "value"], flags: [...SHARED], access: "create", summary: "write a value (creates the store and the namespace)" },
+  delete: { args: ["namespace", "key"], flags: [...SHARED], access: "write", summary: "delete a key" },
   list: {
-    args: ["namespace"], optional: ["prefix"], flags: ["limit", "reverse"], access: "read",
+    args: ["namespace"], optional: ["prefix"], flags: ["limit", "reverse", ...SHARED], access: "read",
     summary: "NDJSON entries {key, value, version} in key order",
     details: "--limit N (or --limit=N) stops after N entries; --reverse lists from the last key.",
   },
-  namespaces: { args: [], flags: [], access: "read", summary: "the namespaces, one a line (a name with control characters as a JSON string)" },
+  namespaces: { args: [], flags: [...SHARED], access: "read", summary: "the namespaces, one a line (a name with control characters as a JSON string)" },
   export: {
-    args: [], rest: "namespace", flags: ["progress"], access: "read",
+    args: [], rest: "namespace", flags: ["progress", ...SHARED], access: "read",
     summary: 'NDJSON {"ns","key","value","version"} of every entry at one snapshot (or of the namespaces named)',
   },
   import: {
-    args: [], flags: ["progress", "resume", "restart"], access: "create",
+    args: [], flags: ["progress", "resume", "restart", ...SHARED], access: "create",
     summary: "read export lines from stdin: check every line, then write (atomic up to 100 000 entries / 64 MiB)",
     details: [
       "Every line is checked before anything is written: a bad line writes nothing.",
@@ -128,10 +131,13 @@ const FLAG_HELP: Record<Flag, string> = {
   resume: "--resume            continue an interrupted import of the same input",
   restart: "--restart           import from the first line, ignoring an interrupted import",
   rollback: "--rollback          return to the previous on-disk format",
+  mode: "--mode MODE         permission bits of the files it creates, octal (default 600; 640 or 660 for a store a group shares)",
+  "allow-foreign-owner": "--allow-foreign-owner  open a store directory another user owns (one you trust, shared within a group)",
 };
 
 const FLAG_TYPES: Record<string, "string" | "boolean"> = {
   limit: "string", reverse: "boolean", progress: "boolean", resume: "boolean", restart: "boolean", rollback: "boolean", help: "boolean", version: "boolean",
+  mode: "string", "allow-foreign-owner": "boolean",
 };
 
 /** What the command line asks for, checked. */
@@ -153,6 +159,10 @@ export type Invocation =
     resume: boolean;
     restart: boolean;
     rollback: boolean;
+    /** `--mode`: permission bits of created files (open()'s `mode`). */
+    mode?: number;
+    /** `--allow-foreign-owner` (open()'s `allowForeignOwner`). */
+    allowForeignOwner: boolean;
   };
 
 const invalid = (message: string) => new TxtDbError("INVALID_ARGUMENT", message);
@@ -236,6 +246,7 @@ export function parseCommandLine(argv: readonly string[]): Invocation {
   if (has("help")) return { kind: "help", command };
   const allowed: string[] = spec.flags;
   let limit: number | undefined;
+  let mode: number | undefined;
   for (const o of options) {
     if (!allowed.includes(o.name)) throw unknownOption(o.raw, allowed, command);
     if (FLAG_TYPES[o.name] === "boolean") {
@@ -248,6 +259,7 @@ export function parseCommandLine(argv: readonly string[]): Invocation {
       limit = /^[0-9]+$/.test(o.value) ? Number(o.value) : NaN;
       if (!Number.isSafeInteger(limit)) throw invalid(`--limit needs a whole number of entries (0 or more); got ${quote(o.value)}`);
     }
+    if (o.name === "mode") mode = parseMode(o.value);
   }
   const [dir, ...rest] = afterCommand;
   if (dir === undefined || dir === "") throw invalid(`\`txtdb ${command}\` needs a store directory; see \`txtdb help ${command}\``);
@@ -267,7 +279,23 @@ export function parseCommandLine(argv: readonly string[]): Invocation {
     resume: has("resume"),
     restart: has("restart"),
     rollback: has("rollback"),
+    ...(mode !== undefined ? { mode } : {}),
+    allowForeignOwner: has("allow-foreign-owner"),
   };
+}
+
+/**
+ * `--mode`'s value: octal permission bits (`640`, `0640`, `0o640`) that give the owner read
+ * and write, as open()'s `mode` requires; anything else is a usage mistake, refused before
+ * the store is opened.
+ */
+export function parseMode(text: string): number {
+  const digits = /^(?:0o?)?([0-7]{3})$/i.exec(text)?.[1];
+  const mode = digits === undefined ? NaN : parseInt(digits, 8);
+  if (Number.isNaN(mode) || (mode & 0o600) !== 0o600) {
+    throw invalid(`--mode needs octal permission bits from 600 to 777 that include the owner's read and write (640 or 660 for a store a group shares); got ${quote(text)}`);
+  }
+  return mode;
 }
 
 function unknownOption(raw: string, allowed: string[], command?: string): TxtDbError {
@@ -282,7 +310,8 @@ export function synopsis(command: string): string {
   const spec = COMMANDS[command]!;
   const parts = [command, "<dir>", ...spec.args.map((a) => `<${a}>`), ...(spec.optional ?? []).map((a) => `[${a}]`)];
   if (spec.rest) parts.push(`[${spec.rest} ...]`);
-  for (const f of spec.flags) parts.push(f === "limit" ? "[--limit N]" : `[--${f}]`);
+  // The shared-store options are the same for every command: the usage says so once.
+  for (const f of spec.flags) if (!SHARED.includes(f)) parts.push(f === "limit" ? "[--limit N]" : `[--${f}]`);
   return parts.join(" ");
 }
 
@@ -307,6 +336,9 @@ bytes, Date, Map, Set and the numbers JSON lacks use tags ({"$bigint":"1"}, {"$b
 "--" ends options; an argument like -5 is a value.
 Only set and import create a store; other commands never create or change a directory that
 is not a store, and read-side ones open the store read-only.
+For a store a group shares, every command but migrate takes --mode MODE (permission bits of
+the files it creates, octal: 640 or 660) and --allow-foreign-owner (a directory another user
+owns); see \`txtdb help <command>\`.
 
 ${EXIT_HELP}`;
 }

@@ -92,7 +92,7 @@ export async function run(inv: Invocation): Promise<number> {
     progress.start("reading and checking stdin");
     const input = await readImport(stdinLines(), progress);
     progress.step(`checked ${input.entries.length} entries (${bytes(input.bytes)}); ${fitsOneTransaction(input) ? "one transaction" : "in batches, resumable"}`);
-    const db = await openFor("import", dir);
+    const db = await openFor("import", dir, [], inv);
     try {
       progress.done(await writeImport(db, input, inv, progress));
       return EXIT.ok;
@@ -116,7 +116,7 @@ export async function run(inv: Invocation): Promise<number> {
   if (progress.on && (command === "check" || command === "compact" || command === "backup")) progress.start(`opening the store${await storeSize(dir)}`);
   let db: Database;
   try {
-    db = await openFor(command, dir, command === "set" ? [rest[0]!] : []);
+    db = await openFor(command, dir, command === "set" ? [rest[0]!] : [], inv);
   } catch (e) {
     if (!isDamage(command, e)) throw e;
     return await reportDamage(command, dir, e, progress);

@@ -56,8 +56,14 @@ export async function platform(): Promise<Platform> {
   return await defaultPlatform();
 }
 
+/** How a command opens a store shared by a group: open()'s `mode` and `allowForeignOwner`. */
+export interface SharedStoreOptions {
+  mode?: number;
+  allowForeignOwner?: boolean;
+}
+
 /** Opens the store at `dir` as `command` may (see the rule above), creating `namespaces`. */
-export async function openFor(command: string, dir: string, namespaces: string[] = []): Promise<Database> {
+export async function openFor(command: string, dir: string, namespaces: string[] = [], shared: SharedStoreOptions = {}): Promise<Database> {
   const p = await platform();
   const access = COMMANDS[command]!.access;
   const state = dirState(p, dir);
@@ -73,5 +79,19 @@ export async function openFor(command: string, dir: string, namespaces: string[]
   if (state === "other") {
     throw invalid(`${shown} is a directory with other files and no txtdb store; refusing to create a store there (use a new or empty directory)`);
   }
-  return await open(dir, { adapter: p, readOnly: access === "read", ...(namespaces.length ? { namespaces } : {}) });
+  try {
+    return await open(dir, {
+      adapter: p,
+      readOnly: access === "read",
+      ...(namespaces.length ? { namespaces } : {}),
+      ...(shared.mode !== undefined ? { mode: shared.mode } : {}),
+      ...(shared.allowForeignOwner ? { allowForeignOwner: true } : {}),
+    });
+  } catch (e) {
+    // The library names its option; on the command line it is a flag.
+    if (e instanceof TxtDbError && e.message.includes("allowForeignOwner: true")) {
+      throw new TxtDbError(e.code, e.message.replaceAll("pass allowForeignOwner: true", "pass --allow-foreign-owner"), { cause: e, ...(e.details ? { details: e.details } : {}) });
+    }
+    throw e;
+  }
 }

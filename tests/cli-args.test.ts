@@ -5,7 +5,7 @@
  * planning (cli/import.ts) and the messages check and doctor print (cli/damage.ts).
  */
 import { assert, runtime, test } from "./harness.ts";
-import { commandHelp, didYouMean, parseCommandLine, usage } from "../cli/args.ts";
+import { commandHelp, didYouMean, parseCommandLine, parseMode, usage } from "../cli/args.ts";
 import { Progress } from "../cli/output.ts";
 import { withoutCheckAdvice } from "../cli/damage.ts";
 import { storeFigures } from "../cli/figures.ts";
@@ -59,7 +59,7 @@ test(`${R} parseCommandLine: unknown and mistyped commands and options are refus
   assert.throws(() => parseCommandLine(["help", "lsit"]), fails("INVALID_ARGUMENT", /did you mean "list"/));
   assert.throws(() => parseCommandLine(["list", "./d", "n", "--limt=1"]), fails("INVALID_ARGUMENT", /Unknown option "--limt" for `txtdb list`.*did you mean --limit\?/));
   assert.throws(() => parseCommandLine(["import", "./d", "--resum"]), fails("INVALID_ARGUMENT", /did you mean --resume/));
-  assert.throws(() => parseCommandLine(["get", "./d", "n", "k", "--limit=1"]), fails("INVALID_ARGUMENT", /Unknown option "--limit" for `txtdb get` \(it takes no options\)/));
+  assert.throws(() => parseCommandLine(["get", "./d", "n", "k", "--limit=1"]), fails("INVALID_ARGUMENT", /Unknown option "--limit" for `txtdb get` \(it takes --mode, --allow-foreign-owner\)/));
   assert.throws(() => parseCommandLine(["--bogus"]), fails("INVALID_ARGUMENT", /Unknown option "--bogus"/));
   assert.throws(() => parseCommandLine(["get", "./d", "n"]), fails("INVALID_ARGUMENT", /needs a key/));
   assert.throws(() => parseCommandLine(["stats"]), fails("INVALID_ARGUMENT", /needs a store directory/));
@@ -196,4 +196,28 @@ test(`${R} check and doctor print damage without the advice to run \`txtdb check
     ["Manifest \"m\" is damaged at offset 0: truncated; restore it from a backup", "Manifest \"m\" is damaged at offset 0: truncated; restore it from a backup"],
   ];
   for (const [message, expected] of cases) assert.equal(withoutCheckAdvice(message), expected);
+});
+
+test(`${R} --mode and --allow-foreign-owner: parsed for every command that opens a store, octal bits with the owner's read and write, anything else a usage mistake`, () => {
+  const run = (argv: string[]) => parseCommandLine(argv) as { kind: string; mode?: number; allowForeignOwner?: boolean };
+  assert.equal(run(["compact", "d", "--mode", "660"]).mode, 0o660);
+  assert.equal(run(["set", "d", "n", "k", "1", "--mode=0640"]).mode, 0o640);
+  assert.equal(run(["get", "d", "n", "k", "--mode", "0o600"]).mode, 0o600);
+  assert.equal(run(["import", "d", "--mode", "777", "--allow-foreign-owner"]).allowForeignOwner, true);
+  assert.equal(run(["stats", "d"]).allowForeignOwner, false);
+  assert.equal(run(["stats", "d"]).mode, undefined);
+  for (const c of [["stats"], ["doctor"], ["locks"], ["queues"], ["check"], ["compact"], ["backup", "x"], ["get", "n", "k"], ["set", "n", "k", "1"], ["delete", "n", "k"], ["list", "n"], ["namespaces"], ["export"], ["import"]]) {
+    const inv = run([c[0]!, "d", ...c.slice(1), "--mode", "640", "--allow-foreign-owner"]);
+    assert.equal(inv.mode, 0o640, c[0]);
+    assert.equal(inv.allowForeignOwner, true, c[0]);
+    assert.match(commandHelp(c[0]!), /--mode MODE .*\n.*--allow-foreign-owner/, c[0]);
+  }
+  for (const bad of ["644x", "999", "400", "0600 ", "1777", "4755", "-1", "", "rw-r-----", "0x1a0"]) {
+    assert.throws(() => parseMode(bad), (e: unknown) => e instanceof Error && (e as { code?: string }).code === "INVALID_ARGUMENT" && /--mode needs octal permission bits/.test(e.message), bad);
+    assert.throws(() => parseCommandLine(["set", "d", "n", "k", "1", `--mode=${bad}`]), /--mode needs octal/, bad);
+  }
+  assert.throws(() => parseCommandLine(["compact", "d", "--mode"]), /--mode needs a value/);
+  assert.throws(() => parseCommandLine(["compact", "d", "--allow-foreign-owner=yes"]), /takes no value/);
+  assert.throws(() => parseCommandLine(["migrate", "d", "--mode", "660"]), /Unknown option "--mode"/);
+  assert.match(usage(), /--mode MODE .*\n.*--allow-foreign-owner/);
 });

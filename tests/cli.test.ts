@@ -370,6 +370,43 @@ if (canSpawn) {
     assert.equal(fs.existsSync(`${base}/copy`), false);
   });
 
+  test(`[${runtime}] txtdb --mode gives a store's new files the group's permission bits (compact included), --allow-foreign-owner opens a directory another user owns; a bad --mode is a usage mistake that creates nothing`, () => {
+    const base = tempDir("cli-shared");
+    const dir = `${base}/store`;
+    const modes = (d: string) => Object.fromEntries(fs.readdirSync(d).map((n) => [n, fs.statSync(`${d}/${n}`).mode & 0o777]));
+    assert.equal(run("node", ["set", dir, "n", "k", "1", "--mode", "640"]).code, 0);
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o750, "the directory gets x where r is");
+    for (const [name, mode] of Object.entries(modes(dir))) assert.equal(mode, fs.statSync(`${dir}/${name}`).isDirectory() ? 0o750 : 0o640, name);
+    for (let i = 0; i < 3; i++) assert.equal(run(RTS[i]!, ["set", dir, "n", `k${i}`, `${i}`, "--mode=0640"]).code, 0);
+    const compacted = run("deno", ["compact", dir, "--mode", "640"]);
+    assert.equal(compacted.code, 0, compacted.err);
+    const tables = fs.readdirSync(dir).filter((f) => f.startsWith("tbl-"));
+    assert.ok(tables.length > 0, fs.readdirSync(dir).join(" "));
+    for (const f of [...tables, "MANIFEST"]) assert.equal(fs.statSync(`${dir}/${f}`).mode & 0o777, 0o640, `${f} written by compact --mode 640`);
+    // Without --mode, a compaction writes 0600 files that lock the group out.
+    assert.equal(run("bun", ["set", dir, "n", "k9", "9"]).code, 0);
+    assert.equal(run("node", ["compact", dir]).code, 0);
+    assert.equal(fs.statSync(`${dir}/MANIFEST`).mode & 0o777, 0o600, "the default stays 0600");
+    for (const [i, bad] of ["644x", "400", "1777"].entries()) {
+      const fresh = `${base}/bad-${i}`;
+      userError(run(RTS[i]!, ["set", fresh, "n", "k", "1", "--mode", bad]), "INVALID_ARGUMENT", /--mode needs octal permission bits/);
+      assert.equal(fs.existsSync(fresh), false, `${bad}: nothing created`);
+    }
+    const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+    if (isRoot) {
+      // Root too refuses a directory another user owns, unless told it trusts that user.
+      const theirs = `${base}/theirs`;
+      assert.equal(run("node", ["set", theirs, "n", "k", '"v"']).code, 0);
+      for (const f of ["", ...fs.readdirSync(theirs).map((n) => `/${n}`)]) fs.chownSync(`${theirs}${f}`, 4321, 4321);
+      userError(run("bun", ["get", theirs, "n", "k"]), "INVALID_ARGUMENT", /belongs to uid 4321.*pass --allow-foreign-owner/);
+      const got = run("deno", ["get", theirs, "n", "k", "--allow-foreign-owner"]);
+      assert.equal(got.code, 0, got.err);
+      assert.equal(got.out.trim(), '"v"');
+      assert.equal(run("node", ["set", theirs, "n", "k", '"w"', "--allow-foreign-owner", "--mode", "640"]).code, 0);
+      assert.equal(run("bun", ["get", theirs, "n", "k", "--allow-foreign-owner"]).out.trim(), '"w"');
+    }
+  });
+
   test(`[${runtime}] txtdb doctor names the writer lock's holder, how long it has held it, and flags a stopped one`, async () => {
     try {
       for (const workerRt of ["node", "deno", "bun"] as const) {

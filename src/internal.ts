@@ -10,6 +10,7 @@ export * from "./lock.ts";
 export * from "./locktable.ts";
 export { readTableFrom, PROBE_MS, TABLE_SPIN_MS_MAX } from "./locks.ts";
 export * from "./liveness.ts";
+export { LEASE_CHECK_EVERY_MS, LEASES_SETTLE_MS } from "./pins.ts";
 export * from "./platform.ts";
 export * from "./keys.ts";
 export * from "./codec.ts";

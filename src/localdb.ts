@@ -297,6 +297,7 @@ export class LocalDatabase implements DatabaseEngine {
     try {
       stampHolder(this.#lock, this.platform);
       let manifest = log.readManifest();
+      const existingStore = manifest !== undefined;
       if (!manifest) {
         // A new store, or a crash during a previous creation (nothing was committed then:
         // commits only start after the manifest exists). Anything else is refused.
@@ -314,7 +315,7 @@ export class LocalDatabase implements DatabaseEngine {
       }
       tail.loadManifest(manifest);
       this.#compactor.removeLeftoversLocked();
-      this.#pins.startLease();
+      this.#pins.startLease({ existingStore });
       tail.catchUpLocked(true);
       for (let attempt = 1; ; attempt++) {
         const missing = namespaces.filter((n, i) => namespaces.indexOf(n) === i && this.index.resolve(n, this.index.lastTsn) === undefined);

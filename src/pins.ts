@@ -21,6 +21,20 @@ import type { Platform } from "./port.ts";
 import { armInterval } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 
+/**
+ * How often a process checks that its lease file is still the one in `leases/`, and takes a
+ * new one if not (a cleaner deleted it, or the directory was replaced): other processes'
+ * compactions see its pins only through that file.
+ */
+export const LEASE_CHECK_EVERY_MS = 1_000;
+/**
+ * After leases were found lost (this process's own, or `leases/` itself), or `leases/` had
+ * to be made again at open in an existing store, compaction folds nothing for this long:
+ * every live process whose lease went with them takes a new one within
+ * {@link LEASE_CHECK_EVERY_MS}, and until then its pins are invisible.
+ */
+export const LEASES_SETTLE_MS = 3 * LEASE_CHECK_EVERY_MS;
+
 /** The `idleMs` a pin's expire() receives when it ends because its history is gone, not idleness. */
 export const PIN_LOST_HISTORY = -1;
 
@@ -68,6 +82,12 @@ export class Pins {
   /** A snapshot or transaction unused this long is released (0 or Infinity: never). */
   readonly maxIdleMs: number;
   #idleSweep: Timer | undefined;
+  #leaseCheck: Timer | undefined;
+  /** Set once a lease was taken: a lost one is taken again (renewLeaseIfLost). */
+  #leaseWanted = false;
+  #leasesDirMissingChecks = 0;
+  /** When leases were last found lost (see {@link LEASES_SETTLE_MS}); monotonic ms. */
+  #leasesLostAtMs: number | undefined;
   #nextPinId = 1;
   #lease: ProcessLease | undefined;
   #publishedPin = -1;
@@ -110,17 +130,31 @@ export class Pins {
     return path === undefined ? undefined : path.slice(path.lastIndexOf("/") + 1);
   }
 
-  /** Takes this process's lease (liveness and pins); a read-only store may refuse it. */
-  startLease(): void {
+  /**
+   * Takes this process's lease (liveness and pins); a read-only store may refuse it.
+   * `existingStore`: the store was there before this open; a `leases/` missing from it was
+   * lost (or the store copied), and other processes' leases may have gone with it.
+   * `makeDir`: false for the periodic check while `leases/` has been missing only briefly
+   * (see #checkLease): compaction folds nothing meanwhile, and `stats()` says why.
+   */
+  startLease(options: { existingStore?: boolean; makeDir?: boolean } = {}): void {
     try {
       const dir = `${this.#path}/${LEASES_DIR}`;
       // The store's mode applies here too: a store shared with a group is one whose
       // readers can take leases, so that compaction keeps what they read.
-      if (!this.#readOnly) this.#platform.mkdir(dir, this.#dirMode);
+      if (!this.#readOnly && options.makeDir !== false) {
+        if (options.existingStore && !this.#platform.lstat(dir)) this.#leasesLostAtMs = this.#platform.monotonicMs();
+        this.#platform.mkdir(dir, this.#dirMode);
+      }
       this.#lease = ProcessLease.create(this.#platform, dir, this.#mode);
+      this.#leaseWanted = true;
       this.publish();
     } catch (e) {
       if (!this.#readOnly) throw e;
+    }
+    if (this.#lease && !this.#leaseCheck && !this.#closed) {
+      // Unref'd: the check must not keep a script alive.
+      this.#leaseCheck = armInterval(LEASE_CHECK_EVERY_MS, () => this.#checkLease(), { unref: true });
     }
   }
 
@@ -212,26 +246,47 @@ export class Pins {
 
   /**
    * If this process's lease file was deleted or replaced (a cleaner, a careless `rm`), other
-   * processes no longer see its pins: take a new lease. Checked whenever a compaction is
-   * noticed, which is when a lost lease starts to matter.
+   * processes no longer see its pins: take a new lease. Checked every
+   * {@link LEASE_CHECK_EVERY_MS}, and whenever a compaction is noticed. Compactions in this
+   * process then fold nothing for {@link LEASES_SETTLE_MS}: the other processes' leases may
+   * have gone the same way, and they take new ones within that time.
    */
-  renewLeaseIfLost(): void {
+  renewLeaseIfLost(options: { makeDir?: boolean } = {}): void {
+    if (!this.#leaseWanted || this.#closed) return;
     const lease = this.#lease;
-    if (!lease) return;
-    try {
-      const atPath = this.#platform.lstat?.(lease.path);
-      const mine = lease.handle.info?.();
-      if (atPath && (!mine || (atPath.ino === mine.ino && atPath.dev === mine.dev))) return;
-      lease.handle.close();
-    } catch {
-      // unreadable: take a new one
+    if (lease) {
+      try {
+        const atPath = this.#platform.lstat?.(lease.path);
+        const mine = lease.handle.info?.();
+        if (atPath && (!mine || (atPath.ino === mine.ino && atPath.dev === mine.dev))) return;
+        lease.handle.close();
+      } catch {
+        // unreadable: take a new one
+      }
+      this.#lease = undefined;
+      this.#publishedPin = -1;
     }
-    this.#lease = undefined;
-    this.#publishedPin = -1;
+    this.#leasesLostAtMs = this.#platform.monotonicMs();
     try {
-      this.startLease();
+      this.startLease(options);
     } catch {
-      // a writer's lease is retried at the next compaction it notices
+      // retried at the next check, and at the next compaction noticed
+    }
+  }
+
+  /**
+   * The periodic check of this process's lease. A `leases/` missing at two checks in a row
+   * is made again: other live processes take their leases in it within a check, and
+   * compactions fold nothing meanwhile (LEASES_SETTLE_MS); left missing, it would stop
+   * compaction for as long as this process runs.
+   */
+  #checkLease(): void {
+    try {
+      const dirMissing = this.#platform.lstat(`${this.#path}/${LEASES_DIR}`)?.isDirectory !== true;
+      this.#leasesDirMissingChecks = dirMissing ? this.#leasesDirMissingChecks + 1 : 0;
+      this.renewLeaseIfLost({ makeDir: this.#leasesDirMissingChecks >= 2 });
+    } catch {
+      // an operating failure (EIO, a crashed simulated machine): checked again next time
     }
   }
 
@@ -247,9 +302,12 @@ export class Pins {
    *   file, unreadable): until it can be again (put back, or made again by a process that
    *   opens the store).
    * - `leases/` is listed without this process's own lease (the file was deleted, or the
-   *   directory replaced): this once. The lease is taken again, so that a lost one does
-   *   not hold compaction back forever; other processes whose leases were lost take theirs
-   *   again when they notice a compaction (the limit of a lease deleted by hand).
+   *   directory replaced), or leases were found lost otherwise (renewLeaseIfLost, or a
+   *   `leases/` made again at open): for {@link LEASES_SETTLE_MS} from then. The lease is
+   *   taken again, and every other live process whose lease was lost takes a new one
+   *   within {@link LEASE_CHECK_EVERY_MS}. (A single lease file deleted by hand, another
+   *   process's, is seen by nobody but its owner: its pins are invisible until that owner's
+   *   next check.)
    */
   scanLeases(checkpointTsn: number): { minPin: number; live: LiveLease[]; reclaimed: number; unreadable: UnreadableLease[] } {
     let reclaimed = 0;
@@ -271,8 +329,11 @@ export class Pins {
       // for the whole truth at the next compaction, the others' leases being elsewhere.
       minPin = Math.min(minPin, checkpointTsn);
     } else if (own !== undefined && !listing.live.some((l) => l.path === own)) {
-      minPin = Math.min(minPin, checkpointTsn);
       this.renewLeaseIfLost();
+      this.#leasesLostAtMs = this.#platform.monotonicMs();
+    }
+    if (this.#leasesLostAtMs !== undefined && this.#platform.monotonicMs() - this.#leasesLostAtMs < LEASES_SETTLE_MS) {
+      minPin = Math.min(minPin, checkpointTsn);
     }
     for (const { path, info, pin, unreadable } of listing.live) {
       if (path === own) continue;
@@ -337,10 +398,12 @@ export class Pins {
     return oldest === Infinity ? 0 : Math.round(this.#platform.monotonicMs() - oldest);
   }
 
-  /** The database is closing: no more publication, no idle sweep. */
+  /** The database is closing: no more publication, no idle sweep, no lease check. */
   stop(): void {
     this.#closed = true;
     this.#stopIdleSweep();
+    this.#leaseCheck?.cancel();
+    this.#leaseCheck = undefined;
   }
 
   /** Forgets every pin and gives up the lease (after {@link stop}). */

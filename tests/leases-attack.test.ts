@@ -5,10 +5,10 @@
  * `stats()` and `txtdb doctor` must say which lease cannot be read and why.
  */
 import * as fs from "node:fs";
-import { assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
+import { assert, canSpawn, runtime, sleep, tempDir, test } from "./harness.ts";
 import { open } from "txtdb";
 import type { Database, Platform } from "txtdb";
-import { defaultPlatform, PortError } from "txtdb/internal";
+import { defaultPlatform, LEASES_SETTLE_MS, PortError } from "txtdb/internal";
 
 const R = `[${runtime}]`;
 const platform = await defaultPlatform();
@@ -68,9 +68,10 @@ for (const t of tamperings) {
     const { dir, a, b, snap } = await snapshotUnderWrites("leases-gone");
     t.tamper(dir);
     try {
-      // A directory that lacks only this process's lease holds compaction back once (the
-      // lease is taken again); one that cannot be listed, for as long as it cannot.
-      const runs = t.listable ? 1 : 3;
+      // A directory that lacks this process's lease holds compaction back until every live
+      // process has had time to take its lease again (LEASES_SETTLE_MS); one that cannot be
+      // listed, for as long as it cannot.
+      const runs = 3;
       for (let i = 0; i < runs; i++) {
         const r = await b.compact();
         assert.equal(r.segmentsFolded, 0, `compaction ${i + 1} folded nothing`);
@@ -88,6 +89,14 @@ for (const t of tamperings) {
     }
     assert.deepEqual(b.stats().unreadableLeases, []);
     assert.equal(await snap.get("ns", "k"), "old");
+    if (t.listable) {
+      // Past the settling time, the other process has its lease back: compaction folds
+      // again, and keeps what the snapshot reads.
+      await sleep(LEASES_SETTLE_MS + 200);
+      const r = await b.compact();
+      assert.equal(r.minPinnedVersion, snap.version, "the other process's lease is seen again, with its snapshot's pin");
+      assert.equal(await snap.get("ns", "k"), "old");
+    }
     snap.release();
     await a.get("ns", "k"); // publishes the released pin
     const r = await b.compact();
@@ -97,6 +106,23 @@ for (const t of tamperings) {
     await b.close();
   });
 }
+
+test(`${R} a process whose lease file was deleted takes a new one within a second, without a compaction to notice, and compaction then keeps what its snapshot reads`, async () => {
+  const { dir, a, b, snap } = await snapshotUnderWrites("lease-renew");
+  const before = fs.readdirSync(`${dir}/leases`).sort();
+  assert.equal(before.length, 2);
+  for (const f of before) fs.unlinkSync(`${dir}/leases/${f}`); // a cleaner empties leases/
+  await sleep(1_500);
+  const after = fs.readdirSync(`${dir}/leases`).filter((f) => f.endsWith(".lease"));
+  assert.equal(after.length, 2, `both processes took new leases: ${after.join(", ")}`);
+  await sleep(LEASES_SETTLE_MS);
+  const r = await b.compact();
+  assert.equal(r.minPinnedVersion, snap.version, "the snapshot's pin is seen again");
+  assert.equal(await snap.get("ns", "k"), "old");
+  snap.release();
+  await a.close();
+  await b.close();
+});
 
 const PLANTED = "00112233aabbccdd.lease";
 

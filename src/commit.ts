@@ -426,6 +426,15 @@ export class GroupCommitter {
     }
   }
 
+  /** The error of a batch whose writer lock was lost (a cleaner deleted the lock file): nothing was written, and the batch goes again. */
+  #lockLost(): TxtDbError {
+    const lost = new TxtDbError("IO", `Commit to "${this.#tail.path}" stopped: its writer lock file "${this.#lock.path}" was deleted or replaced while this process held it (a tmp cleaner?). Nothing was written; keep cleaners out of the store directory`, {
+      details: { file: this.#lock.path },
+    });
+    lockLostErrors.add(lost);
+    return lost;
+  }
+
   /**
    * Validates and appends a batch; the writer lock is held. All synchronous. The batch
    * resolves only after {@link Tail.makeDurable}(`appended`), which the caller runs once
@@ -435,6 +444,15 @@ export class GroupCommitter {
     const tail = this.#tail;
     const counters = this.#meters.counters;
     tail.catchUpLocked();
+    const startSeg = tail.readPos.seg; // a batch that starts a segment tells afterBatch (auto-compaction)
+    // A full active segment is sealed now, not in the append: the seal's fsync would put
+    // milliseconds between the lock check before the append and the append's write. The
+    // seal cuts the segment at this process's read position: the lock is checked first.
+    if (tail.activeSegmentFull()) {
+      tail.sealActiveLocked(() => {
+        if (!this.#lock.heldAtPath()) throw this.#lockLost();
+      });
+    }
     const index = tail.index;
     const results: (number | TxtDbError)[] = [];
     // `body`: the record encoded when it was built (its size is checked then), or undefined
@@ -531,7 +549,10 @@ export class GroupCommitter {
         commits += s.commitsCounted ?? 1;
         results.push(record.tsn);
       }
-      if (applied.length === 0) return { results, appended: undefined };
+      if (applied.length === 0) {
+        if (tail.readPos.seg !== startSeg) this.#hooks.afterBatch(tail.readPos.seg, true); // sealed above
+        return { results, appended: undefined };
+      }
       const bodies = applied.map((a) => a.body ?? encodeCommit(a.record));
       let bytes = 0;
       for (const b of bodies) bytes += FRAME_HEADER_BYTES + b.length;
@@ -543,18 +564,13 @@ export class GroupCommitter {
       undoApplied();
       throw e;
     }
-    const startSeg = tail.readPos.seg;
     if (!this.#lock.heldAtPath()) {
       // The lock file was deleted (a tmp cleaner) since the lock was granted: another
       // process may have locked a new one and be appending now, so nothing is appended
       // under this one. Checked as late as can be: this check and the append are
       // microseconds apart, where the catch-up and validation before them are not.
       undoApplied();
-      const lost = new TxtDbError("IO", `Commit to "${tail.path}" stopped: its writer lock file "${this.#lock.path}" was deleted or replaced while this process held it (a tmp cleaner?). Nothing was written; keep cleaners out of the store directory`, {
-        details: { file: this.#lock.path },
-      });
-      lockLostErrors.add(lost);
-      throw lost;
+      throw this.#lockLost();
     }
     let appended: AppendedBatch;
     try {

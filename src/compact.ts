@@ -198,7 +198,12 @@ export class Compactor {
   }
 
   async #run(full: boolean): Promise<CompactResult> {
-    const releaseCompaction = await this.#compactLock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+    let releaseCompaction: () => void;
+    try {
+      releaseCompaction = await this.#compactLock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+    } catch (e) {
+      throw ioError(e, `Compacting "${this.#path}"`); // the lock file cannot be opened: IO, not a port error
+    }
     let out: FoldOutput | undefined;
     const checkLock = () => this.#checkLock();
     try {
@@ -296,7 +301,14 @@ export class Compactor {
     const bytesBefore = this.#logBytes();
     const { minPin, reclaimed } = this.#pins.scanLeases(tail.manifest.checkpointTsn ?? 0);
     const activeLast = tail.segmentLastTsn(tail.readPos.seg);
-    if (activeLast !== undefined && activeLast <= minPin) tail.sealActiveLocked();
+    if (activeLast !== undefined && activeLast <= minPin) {
+      tail.sealActiveLocked(() => {
+        if (this.#lock.heldAtPath()) return;
+        throw new TxtDbError("IO", `Compaction of "${this.#path}" stopped: its writer lock file "${this.#lock.path}" was deleted or replaced while this process held it (a tmp cleaner?). Nothing was switched; keep cleaners out of the store directory`, {
+          details: { file: this.#lock.path },
+        });
+      });
+    }
     const firstSegment = tail.firstSegment;
     const segments = tail.log.listSegments().filter((n) => n >= firstSegment);
     const active = segments[segments.length - 1] ?? firstSegment;

@@ -1254,6 +1254,11 @@ export class Tail {
     });
   }
 
+  /** True when the active segment is full: the next append would roll over (the writer lock is held, caught up). */
+  activeSegmentFull(): boolean {
+    return this.#readPos.off >= this.#segmentBytes;
+  }
+
   /**
    * Seals the active segment now, so that compaction may fold it: trims its preallocated
    * tail, syncs it (whatever the mode), starts the next segment and publishes the frontier
@@ -1262,15 +1267,22 @@ export class Tail {
    * one's end. Returns false, doing nothing, when the active segment holds no record. The
    * writer lock is held and catch-up has run.
    */
-  sealActiveLocked(): boolean {
+  sealActiveLocked(checkLock: () => void = () => {}): boolean {
     const pos = this.#readPos;
     if (pos.off === 0) return false;
     const file = this.log.segment(pos.seg);
     if (!file) return false;
+    // `checkLock` throws if the writer lock was lost (its file deleted under this process):
+    // asked right before the cut and right before the next segment is made (emptied if a
+    // leftover), each of which would destroy another holder's appends; the sync between
+    // them takes milliseconds.
+    checkLock();
     this.#refuseRollInto(pos.seg + 1);
     file.truncate(pos.off);
     this.#syncSegment(pos.seg);
     const next = { seg: pos.seg + 1, off: 0 };
+    checkLock();
+    this.#refuseRollInto(next.seg);
     this.log.createSegment(next.seg);
     this.#durablePos = next;
     this.#readPos = next;

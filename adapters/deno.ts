@@ -79,6 +79,18 @@ function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
  * Nothing is written before step 3, so a swap can delay us, never make us write elsewhere.
  */
 function openRegular(path: string, options: OpenOptions): Deno.FsFile {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return openRegularOnce(path, options);
+    } catch (e) {
+      // Removed between the exclusive create and the open (a lock file a cleaner deleted):
+      // create it after all, a few times at most, as the Node adapter does.
+      if (!options.create || options.exclusive || !(e instanceof PortError) || e.errno !== "ENOENT" || attempt >= 5) throw e;
+    }
+  }
+}
+
+function openRegularOnce(path: string, options: OpenOptions): Deno.FsFile {
   const mode = options.mode ?? 0o600;
   if (options.create) {
     let created: Deno.FsFile | undefined;

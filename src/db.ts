@@ -404,6 +404,9 @@ export class Database {
  */
 function noOptions(what: string, args: IArguments, expected: number): Promise<never> | undefined {
   for (let i = expected; i < args.length; i++) {
+    // An empty plain object hides no option (wrappers pass `opts ?? {}`).
+    const a = args[i];
+    if (a !== null && typeof a === "object" && Object.getPrototypeOf(a) === Object.prototype && Reflect.ownKeys(a).length === 0) continue;
     if (args[i] !== undefined) {
       const got = args[i] !== null && typeof args[i] === "object" ? `{ ${Object.keys(args[i] as object).join(", ")} }` : String(args[i]);
       return Promise.reject(invalidArg(`${what} takes ${expected === 0 ? "no arguments" : `${expected} argument${expected > 1 ? "s" : ""}`} and no options; got ${got} as argument ${i + 1}`));

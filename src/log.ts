@@ -244,10 +244,12 @@ export { parseSegmentName, segmentName };
 
 /**
  * A store's mode from its MANIFEST's permission bits: the mode new files get. Owner read
- * and write always (a MANIFEST made read-only by hand must not make new files unwritable).
+ * and write always (a MANIFEST made read-only by hand must not make new files unwritable);
+ * never execute, setuid, setgid or sticky bits (a MANIFEST chmod-ed 0755 or 04755 must not
+ * give them to files, nor `w` to the directories, which get `x` where `r` is).
  */
 export function storeMode(manifestMode: number): number {
-  return (manifestMode & 0o777) | 0o600;
+  return (manifestMode & 0o666) | 0o600;
 }
 
 /** Access to one store directory's log files. One per open database. */

@@ -361,6 +361,9 @@ export function conformance(R: string, store: ConformanceStore): void {
     const untyped = db as unknown as Record<"snapshot" | "compact", (o: unknown) => Promise<unknown>>;
     await assert.rejects(untyped.snapshot({ version: 1n }), rejectsWith("INVALID_ARGUMENT", /snapshot\(\) takes no arguments/));
     await assert.rejects(untyped.compact({ full: true }), rejectsWith("INVALID_ARGUMENT", /compact\(\) takes no arguments/));
+    // An empty object hides no option: wrappers that pass `opts ?? {}` keep working.
+    const snap = (await untyped.snapshot({})) as { release(): void };
+    snap.release();
     await assert.rejects(open(dir, { durabilty: "none" } as never), names("open()", "durabilty", "durability"));
     assert.equal(await db.get("ns", "k"), undefined, "nothing was written");
     assert.equal(db.stats().commits, 1, "only the open's namespace creation committed");

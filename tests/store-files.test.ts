@@ -270,6 +270,23 @@ test(`${R} mode 0o660 gives every file and directory of the store exactly 0o660 
   await db.close();
 });
 
+test(`${R} a MANIFEST chmod-ed with execute, setuid or sticky bits gives new files none of them (0o4755 → 0o644)`, async () => {
+  const dir = tempDir("modebits");
+  const creator = await open(dir, { namespaces: ["ns"], segmentBytes: 512, autoCompactBytes: 0 });
+  await creator.close();
+  fs.chmodSync(`${dir}/MANIFEST`, 0o4755);
+  const db = await open(dir, { segmentBytes: 512, autoCompactBytes: 0 });
+  for (let i = 0; i < 50; i++) await db.set("ns", ["k", i], "x".repeat(20));
+  assert.ok((await db.compact()).segmentsFolded > 0);
+  const written = fs.readdirSync(dir).filter((n) => /^(seg-.*\.log|tbl-.*\.sst|MANIFEST)$/.test(n) && fs.statSync(`${dir}/${n}`).mtimeMs > 0);
+  for (const n of written) {
+    if (n === "MANIFEST" || n === "seg-0000000001.log") continue; // not written anew, or made before the chmod
+    assert.equal((fs.statSync(`${dir}/${n}`).mode & 0o7777).toString(8), "644", n);
+  }
+  assert.equal((fs.statSync(`${dir}/MANIFEST`).mode & 0o7777).toString(8), "644", "the switched manifest too");
+  await db.close();
+});
+
 test(`${R} writer.lock deleted while processes run: commits of two processes still exclude each other`, { skip: !canSpawn }, async () => {
   const dir = tempDir("rmlock");
   const db = await open(dir, { namespaces: ["ns"] });

@@ -124,6 +124,7 @@ test(`${R} a process whose lease file was deleted takes a new one within a secon
   await b.close();
 });
 
+
 const PLANTED = "00112233aabbccdd.lease";
 
 /** Writes a dead process's lease (unlocked) into the store's leases/. */
@@ -190,7 +191,18 @@ test(`${R} txtdb doctor flags another user's lease it cannot read, names it and 
     fs.chmodSync(planted, 0);
   }
   try {
-    const r = spawnSync("node", ["dist/cli.js", "doctor", dir], { encoding: "utf8", timeout: 60_000, ...as });
+    // As root, the CLI runs as nobody, who may not be able to read this checkout (CI clones
+    // into a 0700 directory): it runs from a copy of the package (the build, package.json,
+    // its one dependency) beside the store.
+    let cli = "dist/cli.js";
+    if (isRoot) {
+      const pkg = `${base}/pkg`;
+      fs.cpSync("dist", `${pkg}/dist`, { recursive: true });
+      fs.cpSync("package.json", `${pkg}/package.json`);
+      fs.cpSync("node_modules/koffi", `${pkg}/node_modules/koffi`, { recursive: true });
+      cli = `${pkg}/dist/cli.js`;
+    }
+    const r = spawnSync(process.execPath, [cli, "doctor", dir], { encoding: "utf8", timeout: 60_000, ...as });
     assert.equal(r.status, 1, `doctor exits 1: ${r.stdout}${r.stderr}`);
     assert.match(r.stdout, new RegExp(`warning: the lease ${planted.replace(/[.]/g, "\\.")} cannot be opened \\(EACCES, permission denied: owned by uid \\d+ with mode 0o[0-7]+(; this process runs as uid \\d+|, this process's user)\\)`));
     assert.match(r.stdout, /If its process has ended, remove the file/);

@@ -428,9 +428,7 @@ export class GroupCommitter {
 
   /** The error of a batch whose writer lock was lost (a cleaner deleted the lock file): nothing was written, and the batch goes again. */
   #lockLost(): TxtDbError {
-    const lost = new TxtDbError("IO", `Commit to "${this.#tail.path}" stopped: its writer lock file "${this.#lock.path}" was deleted or replaced while this process held it (a tmp cleaner?). Nothing was written; keep cleaners out of the store directory`, {
-      details: { file: this.#lock.path },
-    });
+    const lost = this.#lock.lostError(`Commit to "${this.#tail.path}"`, "Nothing was written");
     lockLostErrors.add(lost);
     return lost;
   }

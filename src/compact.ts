@@ -220,7 +220,7 @@ export class Compactor {
       const manifestFile = this.#tail.log.prepareManifest(manifest);
       const switched = await this.#withWriterLock(() => this.#switchLocked(plan, out!, manifest, manifestFile));
       if (!switched.manifest) {
-        if (this.#owns(MANIFEST_TMP, manifestFile)) this.#tail.log.discardPreparedManifest();
+        if (pathNamesFile(this.#platform, `${this.#path}/${MANIFEST_TMP}`, manifestFile)) this.#tail.log.discardPreparedManifest();
         return switched.result;
       }
       const tables = out;
@@ -246,14 +246,7 @@ export class Compactor {
    */
   #checkLock(): void {
     if (this.#compactLock.heldAtPath()) return;
-    throw new TxtDbError("IO", `Compaction of "${this.#path}" stopped: its lock file "${this.#compactLock.path}" was deleted or replaced while it ran (a tmp cleaner?), so another compaction may be running. Nothing was switched and none of the store's files were deleted; keep cleaners out of the store directory`, {
-      details: { file: this.#compactLock.path },
-    });
-  }
-
-  /** True while `name` in the store directory still leads to `file` (undefined: the port cannot tell). */
-  #owns(name: string, file: { ino: number; dev: number } | undefined): boolean {
-    return file === undefined || pathNamesFile(this.#platform, `${this.#path}/${name}`, file);
+    throw this.#compactLock.lostError(`Compaction of "${this.#path}"`, "Another compaction may be running; nothing was switched and none of the store's files were deleted");
   }
 
   /** True when a table holds a value whose expiry has passed (its manifest entry says so). */
@@ -303,10 +296,7 @@ export class Compactor {
     const activeLast = tail.segmentLastTsn(tail.readPos.seg);
     if (activeLast !== undefined && activeLast <= minPin) {
       tail.sealActiveLocked(() => {
-        if (this.#lock.heldAtPath()) return;
-        throw new TxtDbError("IO", `Compaction of "${this.#path}" stopped: its writer lock file "${this.#lock.path}" was deleted or replaced while this process held it (a tmp cleaner?). Nothing was switched; keep cleaners out of the store directory`, {
-          details: { file: this.#lock.path },
-        });
+        if (!this.#lock.heldAtPath()) throw this.#lock.lostError(`Compaction of "${this.#path}"`, "Nothing was switched");
       });
     }
     const firstSegment = tail.firstSegment;
@@ -360,7 +350,7 @@ export class Compactor {
     // switch before this one; if a name no longer leads to the file written under it,
     // another compaction wrote over it.
     this.#checkLock();
-    const overwritten = [MANIFEST_TMP, ...out.written].find((n) => !this.#owns(n, n === MANIFEST_TMP ? manifestFile : out.identities.get(n)));
+    const overwritten = [MANIFEST_TMP, ...out.written].find((n) => !pathNamesFile(this.#platform, `${this.#path}/${n}`, n === MANIFEST_TMP ? manifestFile : out.identities.get(n)));
     if (overwritten !== undefined) {
       throw new TxtDbError("IO", `Compaction of "${this.#path}" stopped: "${overwritten}", which it wrote, was replaced or deleted by someone else before the manifest switch. Nothing was switched and none of the store's files were deleted; keep other programs out of the store directory`, {
         details: { file: `${this.#path}/${overwritten}` },

@@ -129,10 +129,7 @@ export function removeOwnTables(platform: Platform, dir: string, names: readonly
   } catch {
     return; // lost the lock: nothing is deleted
   }
-  removeUnnamed(platform, dir, names.filter((n) => {
-    const id = identities.get(n);
-    return id === undefined || pathNamesFile(platform, `${dir}/${n}`, id);
-  }));
+  removeUnnamed(platform, dir, names.filter((n) => pathNamesFile(platform, `${dir}/${n}`, identities.get(n))));
 }
 
 /** Rules 1–7: writes the fold and whatever merges the levels need. */

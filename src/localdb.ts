@@ -46,7 +46,7 @@ import type { CheckReport } from "./check.ts";
 import { raceDeadline } from "./timers.ts";
 import { describeHolder, stampHolder } from "./holder.ts";
 import { checkStoreDirectory } from "./dirsafety.ts";
-import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkSignal, checkTransactionOptions, checkWatchArguments, dirModeOf, ETCD_ONLY_OPTIONS, invalidArg, isReservedNamespace, resolveOptions } from "./options.ts";
+import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkTransactionOptions, checkWatchArguments, dirModeOf, ETCD_ONLY_OPTIONS, invalidArg, isReservedNamespace, resolveOptions } from "./options.ts";
 import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 import { Meters, renderMetrics } from "./stats.ts";
 import type { Counters, Stats } from "./stats.ts";

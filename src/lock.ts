@@ -226,6 +226,16 @@ export class FileLock {
     return this.#holders > 0 && this.#handle !== undefined && this.#handleIsAtPath(this.#handle);
   }
 
+  /**
+   * The IO error of work that found this lock lost ({@link heldAtPath} false): `what`
+   * stopped; `notDone` says what it left undone.
+   */
+  lostError(what: string, notDone: string): TxtDbError {
+    return new TxtDbError("IO", `${what} stopped: its lock file "${this.#path}" was deleted or replaced while this process held it (a tmp cleaner?). ${notDone}; keep cleaners out of the store directory`, {
+      details: { file: this.#path },
+    });
+  }
+
   /** Writes `bytes` at the start of the lock file (the holder's record; see holder.ts). Hold the lock. */
   stamp(bytes: Uint8Array): void {
     assert(this.#holders > 0 && this.#handle !== undefined, "stamp() without holding the lock");

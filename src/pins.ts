@@ -16,7 +16,7 @@ import { assert } from "./errors.ts";
 import { LEASES_DIR } from "./files.ts";
 import { isLeaseFile, leaseOwnerAlive, listLeases, ProcessLease } from "./liveness.ts";
 import type { LeaseListing } from "./liveness.ts";
-import { PortError } from "./port.ts";
+import { pathNamesFile, PortError } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { armInterval } from "./timers.ts";
 import type { Timer } from "./timers.ts";
@@ -256,9 +256,8 @@ export class Pins {
     const lease = this.#lease;
     if (lease) {
       try {
-        const atPath = this.#platform.lstat?.(lease.path);
         const mine = lease.handle.info?.();
-        if (atPath && (!mine || (atPath.ino === mine.ino && atPath.dev === mine.dev))) return;
+        if (this.#platform.lstat(lease.path) && pathNamesFile(this.#platform, lease.path, mine)) return;
         lease.handle.close();
       } catch {
         // unreadable: take a new one

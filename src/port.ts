@@ -342,10 +342,11 @@ export function identityAt(platform: Platform, path: string): FileIdentity | und
  * True when `path` still names the file whose identity (a handle's `info()`) is `file`:
  * for the checks that a file written, or a lock file locked, was not deleted or replaced
  * since. Without timestamps where the port can (identityAt): the writer lock's file is
- * checked at every commit. A platform that cannot tell (no `lstat`) answers true.
+ * checked at every commit. Where the port cannot tell (no `lstat`, or no identity was
+ * recorded: `file` undefined), the answer is true.
  */
-export function pathNamesFile(platform: Platform, path: string, file: { ino: number; dev: number }): boolean {
-  if (typeof platform.lstat !== "function") return true;
+export function pathNamesFile(platform: Platform, path: string, file: { ino: number; dev: number } | undefined): boolean {
+  if (file === undefined || typeof platform.lstat !== "function") return true;
   const atPath = identityAt(platform, path);
   return atPath !== undefined && atPath.isFile && atPath.ino === file.ino && atPath.dev === file.dev;
 }

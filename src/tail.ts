@@ -1267,7 +1267,7 @@ export class Tail {
    * one's end. Returns false, doing nothing, when the active segment holds no record. The
    * writer lock is held and catch-up has run.
    */
-  sealActiveLocked(checkLock: () => void = () => {}): boolean {
+  sealActiveLocked(checkLock: () => void): boolean {
     const pos = this.#readPos;
     if (pos.off === 0) return false;
     const file = this.log.segment(pos.seg);
@@ -1282,7 +1282,7 @@ export class Tail {
     this.#syncSegment(pos.seg);
     const next = { seg: pos.seg + 1, off: 0 };
     checkLock();
-    this.#refuseRollInto(next.seg);
+    this.#refuseRollInto(next.seg); // again: the sync above took milliseconds
     this.log.createSegment(next.seg);
     this.#durablePos = next;
     this.#readPos = next;

@@ -25,7 +25,7 @@ import { expiryFromOptions, wrapExpiring } from "../expiry.ts";
 import type { SetOptions } from "../expiry.ts";
 import type { Platform } from "../port.ts";
 import { defaultPlatform } from "../platform.ts";
-import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkSignal, checkTransactionOptions, checkWatchArguments, invalidArg, isReservedNamespace, resolveOptions } from "../options.ts";
+import { checkBeginOptions, checkNamespaceName, checkTransactionOptions, checkWatchArguments, isReservedNamespace, resolveOptions } from "../options.ts";
 import type { Durability, OpenOptions, TransactionOptions } from "../options.ts";
 import { wrapSnapshot, wrapTransaction } from "../tx.ts";
 import type { Entry, Isolation, ListOptions, ListSelector, Snapshot, Transaction } from "../tx.ts";
@@ -47,7 +47,7 @@ import { decodeStored } from "../tx.ts";
 import { EtcdEngine } from "./engine.ts";
 import type { EtcdReader } from "./reader.ts";
 import { ETCD_LIMITS, EtcdTransaction } from "./transaction.ts";
-import { EtcdReadView, EtcdSnapView, EtcdTxView, nsArg, selectorSpan, storedKey } from "./txview.ts";
+import { EtcdReadView, EtcdSnapView, EtcdTxView, nsArg, storedKey } from "./txview.ts";
 import type { ViewContext } from "./txview.ts";
 
 /** True for an `etcd://` or `etcds://` location. */

@@ -30,6 +30,6 @@ export { Sagas } from "./src/sagas.ts";
 export type { SagaListFilter, SagaResultOptions, RetryPolicy, SagaContext, SagaEvent, SagaFailure, SagaInfo, SagaResult, SagasOptions, SagaStatus, SagaStep, SagaStartOptions, SagaWatchFilter } from "./src/sagas.ts";
 export { TxtDbError, isTxtDbError } from "./src/errors.ts";
 export type { ErrorCode } from "./src/errors.ts";
-export type { Platform, FileHandle, Capabilities, OpenOptions as FileOpenOptions, FileInfo, FileIdentity, WatchHandle, RuntimeName, SharedMemory, SharedRegion, SharedSegmentInfo } from "./src/port.ts";
+export type { Platform, FileHandle, LockHandle, Capabilities, OpenOptions as FileOpenOptions, FileInfo, FileIdentity, WatchHandle, RuntimeName, SharedMemory, SharedRegion, SharedSegmentInfo } from "./src/port.ts";
 export { PortError } from "./src/port.ts";
 export { defaultPlatform, detectRuntime } from "./src/platform.ts";

@@ -11,7 +11,7 @@
  * @module
  */
 import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
-import type { FileHandle, FileInfo, OpenOptions, Platform, SharedMemory, WatchHandle } from "../src/port.ts";
+import type { FileHandle, FileInfo, LockHandle, OpenOptions, Platform, SharedMemory, WatchHandle } from "../src/port.ts";
 import { makeSharedMemory, sysvShmSupported } from "./sysvshm.ts";
 import { makeIdentity } from "./statx.ts";
 import type { StatxCall } from "./statx.ts";
@@ -361,6 +361,16 @@ export const denoPlatform: Platform = {
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return;
       throw portError(e, "unlink", path);
+    }
+  },
+  openDirectoryLock(path: string): LockHandle {
+    try {
+      // Opening a FIFO put where the directory was would wait forever: look first.
+      if (!Deno.statSync(path).isDirectory) throw new PortError("ENOTDIR", "open(dir)", path);
+      return new DenoFile(path, Deno.openSync(path, { read: true })); // only its lock calls are reachable
+    } catch (e) {
+      if (e instanceof PortError) throw e;
+      throw portError(e, "open(dir)", path);
     }
   },
   syncDir(path: string): void {

@@ -99,6 +99,14 @@ export function withFaults(base: Platform, hook: FaultHook): Platform {
       hook("beforeUnlink", path);
       base.unlink(path);
     },
+    ...(base.openDirectoryLock
+      ? {
+        openDirectoryLock: (path: string) => {
+          hook("beforeOpen", path);
+          return base.openDirectoryLock!(path);
+        },
+      }
+      : {}),
     syncDir: (path) => {
       hook("beforeDirSync", path);
       base.syncDir(path);

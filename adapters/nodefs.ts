@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as nodePath from "node:path";
 import process from "node:process";
 import { ELOOP, ENOTREG, PortError } from "../src/port.ts";
-import type { FileHandle, FileInfo, OpenOptions, Platform, RuntimeName, WatchHandle } from "../src/port.ts";
+import type { FileHandle, FileInfo, LockHandle, OpenOptions, Platform, RuntimeName, WatchHandle } from "../src/port.ts";
 import { TxtDbError } from "../src/errors.ts";
 
 /** The C library flock(2) is taken from by default: glibc's on Linux, the system's on macOS. */
@@ -340,6 +340,16 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
         if ((e as { code?: unknown }).code === "ENOENT") return;
         throw portError(e, "unlink", path);
       }
+    },
+    openDirectoryLock(path: string): LockHandle {
+      let fd: number;
+      try {
+        // O_DIRECTORY: a FIFO put where the directory was is refused instead of waited on.
+        fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NONBLOCK);
+      } catch (e) {
+        throw portError(e, "open(dir)", path);
+      }
+      return new NodeFsFile(path, fd, flock, flockAsync); // only its lock calls are reachable
     },
     syncDir(path: string): void {
       let fd: number | undefined;

@@ -31,7 +31,7 @@
  * @module
  */
 import { ELOOP, ENOTREG, normalizePath, PortError } from "../src/port.ts";
-import type { FileHandle, FileInfo, OpenOptions, Platform, WatchHandle } from "../src/port.ts";
+import type { FileHandle, FileInfo, LockHandle, OpenOptions, Platform, WatchHandle } from "../src/port.ts";
 
 /** Thrown by every operation of a crashed simulated machine. */
 export class SimCrash extends Error {
@@ -148,6 +148,8 @@ export class SimWorld {
   #faults = new Map<number, FaultKind>();
   /** Owner and permissions of directories (which map to null in #names). */
   #dirMeta = new Map<string, Meta>();
+  /** flock(2) state of directories opened to be locked (openDirectoryLock), by path; a reboot has none. */
+  readonly dirLocks = new Map<string, { exclusive: number | undefined; shared: Set<number> }>();
   #nextHandleId = 1;
   #nextPid = 1000;
   #nextIno = 2;
@@ -529,6 +531,56 @@ class SimFile implements FileHandle {
   }
 }
 
+/** A directory opened only to be locked: flock(2) on the directory, as SimFile's on a file. */
+class SimDirLock implements LockHandle {
+  readonly #world: SimWorld;
+  readonly #dir: string;
+  readonly #id: number;
+  readonly #onClose: (h: SimDirLock) => void;
+  #closed = false;
+
+  constructor(world: SimWorld, dir: string, onClose: (h: SimDirLock) => void) {
+    this.#world = world;
+    this.#dir = dir;
+    this.#id = world.newHandleId();
+    this.#onClose = onClose;
+  }
+
+  #state(): { exclusive: number | undefined; shared: Set<number> } {
+    let state = this.#world.dirLocks.get(this.#dir);
+    if (!state) this.#world.dirLocks.set(this.#dir, (state = { exclusive: undefined, shared: new Set() }));
+    return state;
+  }
+
+  tryLock(exclusive: boolean): boolean {
+    if (this.#closed) throw new PortError("EBADF", "flock", this.#dir);
+    if (this.#world.crashed) throw new SimCrash("flock after crash");
+    const state = this.#state();
+    this.unlock(); // flock converts an existing lock (not atomically)
+    if (exclusive) {
+      if (state.exclusive !== undefined || state.shared.size > 0) return false;
+      state.exclusive = this.#id;
+    } else {
+      if (state.exclusive !== undefined) return false;
+      state.shared.add(this.#id);
+    }
+    return true;
+  }
+
+  unlock(): void {
+    const state = this.#state();
+    if (state.exclusive === this.#id) state.exclusive = undefined;
+    state.shared.delete(this.#id);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.unlock();
+    this.#closed = true;
+    this.#onClose(this);
+  }
+}
+
 /** One simulated process's view of a {@link SimWorld}. */
 export class SimPlatform implements Platform {
   readonly runtime = "sim" as const;
@@ -536,8 +588,8 @@ export class SimPlatform implements Platform {
   readonly pid: number;
   readonly uid: number;
   readonly world: SimWorld;
-  readonly #handles = new Set<SimFile>();
-  readonly #forget = (f: SimFile) => void this.#handles.delete(f);
+  readonly #handles = new Set<SimFile | SimDirLock>();
+  readonly #forget = (f: SimFile | SimDirLock) => void this.#handles.delete(f);
 
   constructor(world: SimWorld, pid: number, uid: number) {
     this.world = world;
@@ -599,6 +651,16 @@ export class SimPlatform implements Platform {
     this.world.step("unlink", path, undefined, this);
     if (this.world.lookup(path) === undefined) return;
     this.world.unlink(path);
+  }
+
+  openDirectoryLock(path: string): LockHandle {
+    this.world.step("open(dir)", path, undefined, this);
+    const found = this.world.resolve(path);
+    if (found === undefined) throw new PortError("ENOENT", "open(dir)", path);
+    if (found.inode !== null) throw new PortError("ENOTDIR", "open(dir)", path);
+    const h = new SimDirLock(this.world, found.path, this.#forget);
+    this.#handles.add(h);
+    return h;
   }
 
   syncDir(path: string): void {

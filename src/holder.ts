@@ -1,7 +1,8 @@
 /**
  * Who holds the writer lock, for diagnostics (`txtdb doctor`, the LOCK_TIMEOUT message).
  *
- * The lock itself is flock(2) on `writer.lock`; the kernel says whether it is held, not by
+ * The lock itself is flock(2) on `writer.lock` (and on the store directory, its guard: see
+ * lock.ts); the kernel says whether it is held, not by
  * whom. So each process that takes it writes a fixed-size record into the lock file's first
  * bytes: its pid, runtime and when it took the lock. The record is a hint: a holder killed
  * before it wrote leaves the previous holder's record, so readers trust it only while the
@@ -9,7 +10,7 @@
  *
  * @module
  */
-import type { FileHandle, Platform } from "./port.ts";
+import type { FileHandle, LockHandle, Platform } from "./port.ts";
 import { WRITER_LOCK } from "./files.ts";
 
 /** Bytes of the holder record at the start of `writer.lock`. */
@@ -81,11 +82,30 @@ export function readWriterHolder(platform: Platform, dir: string): { held: boole
   try {
     if (handle.tryLock(false)) {
       handle.unlock();
-      return { held: false, holder: undefined };
+      // The file free, its guard (lock.ts) may still be held: by a writer whose file was deleted since.
+      return { held: guardHeld(platform, dir), holder: undefined };
     }
     return { held: true, holder: readHolderFrom(handle) };
   } finally {
     handle.close();
+  }
+}
+
+/** Whether another process holds the store directory's flock, the writer lock's guard (lock.ts). */
+function guardHeld(platform: Platform, dir: string): boolean {
+  if (!platform.openDirectoryLock) return false;
+  let guard: LockHandle;
+  try {
+    guard = platform.openDirectoryLock(dir);
+  } catch {
+    return false;
+  }
+  try {
+    if (!guard.tryLock(false)) return true;
+    guard.unlock();
+    return false;
+  } finally {
+    guard.close();
   }
 }
 

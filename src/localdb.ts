@@ -173,7 +173,7 @@ export class LocalDatabase implements DatabaseEngine {
     this.#isolation = o.isolation;
     this.#lockTimeoutMs = o.lockTimeoutMs;
     this.#locks = new LockManager(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), lockTimeoutMs: o.lockTimeoutMs, maxKeyBytes: o.limits.maxKeyBytes }, this.#meters.resourceLockWaitUs);
-    this.#lock = new FileLock(platform, `${this.path}/${WRITER_LOCK}`, o.mode, { readOnly: o.readOnly });
+    this.#lock = new FileLock(platform, `${this.path}/${WRITER_LOCK}`, o.mode, { readOnly: o.readOnly, guardDir: this.path });
     this.#lock.onWait = (ms) => this.#meters.lockWaitUs.record(ms * 1000);
     this.#lock.describeHolder = describeHolder(platform);
     this.#tail = new Tail(platform, this.path, o, this.#meters, {

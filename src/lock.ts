@@ -13,6 +13,15 @@
  * There is never an in-place upgrade (flock upgrades are not atomic): an exclusive waiter
  * waits for the in-process holders to drain, then takes the kernel lock from UNLOCKED.
  *
+ * A guard (the writer lock's): a lock file can be deleted under its holder (a tmp cleaner,
+ * `rm *.lock`); the next process to open the path then creates and locks a new file, and two
+ * processes hold "the" lock at once. A lock made with `guardDir` also takes the flock of that
+ * directory (the store's), which cannot be deleted while it holds the store, right after
+ * the file's and releases it right before: the file alone still excludes processes of
+ * versions that do not take the guard. The guard is taken without waiting: held by another
+ * process, it means that process holds the lock through a file deleted since (the file
+ * excludes everyone else), and the lock is polled until the guard is free.
+ *
  * Why one handle per lock file per process: flock belongs to the open file description,
  * so two handles in one process would exclude each other. In-process waiters queue in
  * FIFO order in front of that handle. Waiting for another process is done with
@@ -23,7 +32,7 @@
  */
 import { TxtDbError, assert } from "./errors.ts";
 import { pathNamesFile } from "./port.ts";
-import type { FileHandle, Platform } from "./port.ts";
+import type { FileHandle, LockHandle, Platform } from "./port.ts";
 import { armDeadline } from "./timers.ts";
 import { storeFileError } from "./dirsafety.ts";
 import type { Timer } from "./timers.ts";
@@ -86,13 +95,26 @@ export class FileLock {
   describeHolder: ((handle: FileHandle) => string) | undefined;
 
   readonly #readOnly: boolean;
+  /** The directory whose flock guards this lock (see the module comment); undefined: none. */
+  readonly #guardDir: string | undefined;
+  #guard: LockHandle | undefined;
+  /** True while the guard is held with the kernel lock. */
+  #guardHeld = false;
+  /** True when the last attempt found the file free but the guard held elsewhere: poll, do not wait on the file. */
+  #guardBusy = false;
 
-  /** `readOnly`: the file is opened read-only and never created (a read-only open's probe of the writer lock; flock needs no write access). */
-  constructor(platform: Platform, path: string, mode = 0o600, options: { readOnly?: boolean } = {}) {
+  /**
+   * `readOnly`: the file is opened read-only and never created (a read-only open's probe of
+   * the writer lock; flock needs no write access). `guardDir`: the directory whose flock is
+   * taken with the file's (the writer lock's; see the module comment), where the port can
+   * open one.
+   */
+  constructor(platform: Platform, path: string, mode = 0o600, options: { readOnly?: boolean; guardDir?: string } = {}) {
     this.#platform = platform;
     this.#path = path;
     this.#mode = mode;
     this.#readOnly = options.readOnly ?? false;
+    this.#guardDir = platform.openDirectoryLock ? options.guardDir : undefined;
   }
 
   /** The lock file's path. */
@@ -162,10 +184,15 @@ export class FileLock {
       w.cleanup();
       w.reject(new TxtDbError("CLOSED", `Lock "${this.#path}" was closed while waiting`));
     }
-    if (this.#handle && this.#holders === 0) {
-      this.#handle.close();
-      this.#handle = undefined;
-    }
+    if (this.#holders === 0) this.#closeHandles();
+  }
+
+  /** Closes the file's handle and the guard's (which drops their kernel locks). */
+  #closeHandles(): void {
+    this.#handle?.close();
+    this.#handle = undefined;
+    this.#guard?.close();
+    this.#guard = undefined;
   }
 
   #abandonAll(e: unknown): void {
@@ -200,12 +227,38 @@ export class FileLock {
       if (!handle.tryLock(exclusive)) return false;
       if (this.#handleIsAtPath(handle)) {
         this.#kernelTakes++;
-        return true;
+        if (this.#takeGuard(handle, exclusive)) return true;
+        return false;
       }
       handle.close(); // also drops the kernel lock on the orphaned inode
       this.#handle = undefined;
     }
     throw new TxtDbError("IO", `Lock file "${this.#path}" was replaced ${LOCK_FILE_REOPEN_MAX} times while being locked; something keeps deleting or replacing it (a tmp cleaner?): exclude the store directory from it`);
+  }
+
+  /**
+   * Takes the guard, without waiting, right after the file's kernel lock. Held elsewhere
+   * (a process still holding the lock through a file deleted since), the file's lock is let
+   * go and false returned; the waiters then poll (#pump).
+   */
+  #takeGuard(handle: FileHandle, exclusive: boolean): boolean {
+    this.#guardBusy = false;
+    if (this.#guardDir === undefined) return true;
+    let taken: boolean;
+    try {
+      this.#guard ??= this.#platform.openDirectoryLock!(this.#guardDir);
+      taken = this.#guard.tryLock(exclusive);
+    } catch (e) {
+      handle.unlock();
+      throw e;
+    }
+    if (taken) {
+      this.#guardHeld = true;
+      return true;
+    }
+    handle.unlock();
+    this.#guardBusy = true;
+    return false;
   }
 
   #handleIsAtPath(handle: FileHandle): boolean {
@@ -223,7 +276,9 @@ export class FileLock {
    * (compaction) ask this before each step another holder's work could collide with.
    */
   heldAtPath(): boolean {
-    return this.#holders > 0 && this.#handle !== undefined && this.#handleIsAtPath(this.#handle);
+    if (this.#holders === 0) return false;
+    if (this.#guardHeld) return true; // the guard's directory cannot be deleted under us: nobody else can hold it
+    return this.#handle !== undefined && this.#handleIsAtPath(this.#handle);
   }
 
   /**
@@ -275,11 +330,13 @@ export class FileLock {
       this.#holders--;
       if (this.#holders === 0) {
         this.#exclusiveHeld = false;
-        this.#handle?.unlock();
-        if (this.#closed) {
-          this.#handle?.close();
-          this.#handle = undefined;
+        // The guard first: a process the file's release wakes then finds the guard free.
+        if (this.#guardHeld) {
+          this.#guardHeld = false;
+          this.#guard?.unlock();
         }
+        this.#handle?.unlock();
+        if (this.#closed) this.#closeHandles();
       }
       try {
         this.#pump();
@@ -309,7 +366,7 @@ export class FileLock {
       }
       if (this.#closed) return;
       if (!this.#tryKernelLock(head.exclusive)) {
-        if (this.#handle?.lockAsync) this.#startKernelWait(this.#handle, head.exclusive);
+        if (this.#handle?.lockAsync && !this.#guardBusy) this.#startKernelWait(this.#handle, head.exclusive);
         else this.#startPolling();
         return;
       }
@@ -352,7 +409,17 @@ export class FileLock {
         const head = this.#queue[0];
         const fresh = this.#kernelTakes === takesBefore;
         const usable = fresh && !this.#closed && this.#handle === handle && this.#holders === 0 && head !== undefined && head.exclusive === exclusive;
-        if (usable && this.#handleIsAtPath(handle)) {
+        const atPath = usable && this.#handleIsAtPath(handle);
+        let granted = false;
+        if (atPath) {
+          try {
+            granted = this.#takeGuard(handle, exclusive); // false: the guard is busy, and the file let go
+          } catch (e) {
+            this.#abandonAll(e);
+            return;
+          }
+        }
+        if (granted && head) {
           this.#queue.shift();
           this.#holders = 1;
           this.#exclusiveHeld = exclusive;
@@ -360,14 +427,11 @@ export class FileLock {
         } else {
           try {
             if (this.#handle === handle && this.#holders === 0) handle.unlock();
-            if (this.#closed && this.#handle === handle && this.#holders === 0) {
-              handle.close();
-              this.#handle = undefined;
-            }
+            if (this.#closed && this.#handle === handle && this.#holders === 0) this.#closeHandles();
           } catch {
             // closed meanwhile: the kernel dropped the lock with the file
           }
-          if (this.#handle === handle && usable) {
+          if (this.#handle === handle && usable && !atPath) {
             handle.close(); // the lock file was replaced: #tryKernelLock reopens the path
             this.#handle = undefined;
           }

@@ -62,7 +62,7 @@ export function changeFormatLocked(platform: Platform, dir: string, log: Log, m:
  */
 export async function migrateStore(platform: Platform, dir: string, options: { rollback?: boolean; lockTimeoutMs?: number } = {}): Promise<{ format: number; change?: FormatChange }> {
   const log = new Log(platform, dir, 0o600, false);
-  const writer = new FileLock(platform, `${dir}/${WRITER_LOCK}`);
+  const writer = new FileLock(platform, `${dir}/${WRITER_LOCK}`, 0o600, { guardDir: dir });
   const compact = new FileLock(platform, `${dir}/${COMPACT_LOCK}`);
   try {
     const first = log.readManifest();

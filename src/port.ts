@@ -72,26 +72,11 @@ export interface OpenOptions {
   mode?: number;
 }
 
-/** One open file. Positions and sizes are byte offsets. */
-export interface FileHandle {
-  /** The path this handle was opened with. */
-  readonly path: string;
-  /** Reads up to `buf.length` bytes at `position`; returns how many were read (0 at EOF). */
-  read(buf: Uint8Array, position: number): number;
-  /** Writes all of `data` at `position`. */
-  write(data: Uint8Array, position: number): void;
-  /** Writes all of `data` at the current end of the file; returns the offset it started at. */
-  append(data: Uint8Array): number;
-  /** Cuts or extends the file to `size` bytes. */
-  truncate(size: number): void;
-  /** The file's current size in bytes. */
-  size(): number;
-  /** fstat(2) of this open file: what it is now, whatever its path names since. */
-  info(): FileInfo;
-  /** fsync(2): data and metadata reach stable storage. */
-  sync(): void;
-  /** fdatasync(2): data (and the size) reach stable storage. */
-  datasync(): void;
+/**
+ * What can be locked with flock(2): an open file ({@link FileHandle}), or a directory opened
+ * only to be locked ({@link Platform.openDirectoryLock}).
+ */
+export interface LockHandle {
   /**
    * flock(2) without waiting: true if taken, false if another open file description holds
    * a conflicting lock. flock belongs to the open file description, so two handles on one
@@ -110,6 +95,28 @@ export interface FileHandle {
   unlock(): void;
   /** Closes the handle (and so releases its lock). */
   close(): void;
+}
+
+/** One open file. Positions and sizes are byte offsets. */
+export interface FileHandle extends LockHandle {
+  /** The path this handle was opened with. */
+  readonly path: string;
+  /** Reads up to `buf.length` bytes at `position`; returns how many were read (0 at EOF). */
+  read(buf: Uint8Array, position: number): number;
+  /** Writes all of `data` at `position`. */
+  write(data: Uint8Array, position: number): void;
+  /** Writes all of `data` at the current end of the file; returns the offset it started at. */
+  append(data: Uint8Array): number;
+  /** Cuts or extends the file to `size` bytes. */
+  truncate(size: number): void;
+  /** The file's current size in bytes. */
+  size(): number;
+  /** fstat(2) of this open file: what it is now, whatever its path names since. */
+  info(): FileInfo;
+  /** fsync(2): data and metadata reach stable storage. */
+  sync(): void;
+  /** fdatasync(2): data (and the size) reach stable storage. */
+  datasync(): void;
 }
 
 /**
@@ -270,6 +277,14 @@ export interface Platform {
   identity?(path: string): FileIdentity | undefined;
   /** Names (not paths) of the entries of a directory. */
   readdir(path: string): string[];
+  /**
+   * Optional: the directory `path` (links followed), opened only to be locked with flock(2).
+   * The writer lock takes it beside `writer.lock` (lock.ts): a lock file can be deleted under
+   * its holder by a cleaner, after which the next process locks a new file of that name and
+   * two processes append at once; a directory that holds the store cannot be deleted so. Where
+   * absent (every adapter here has it), the writer lock is the file alone.
+   */
+  openDirectoryLock?(path: string): LockHandle;
   /**
    * Creates a directory and its parents, each one made with exactly `mode` (not reduced by
    * the umask; owner-only, 0o700, by default); no error if present, and one already there

@@ -337,6 +337,53 @@ for (const [name, make] of adapters) {
     here.close();
   });
 
+  test(`[${name}] openDirectoryLock: two handles of one directory exclude each other, apart from the locks of the files in it; a missing path or a file is refused`, () => {
+    const { platform, dir } = make();
+    assert.ok(platform.openDirectoryLock, `${name} can lock a directory`);
+    const a = platform.openDirectoryLock!(dir);
+    const b = platform.openDirectoryLock!(dir);
+    const file = platform.open(`${dir}/f`, { create: true });
+    assert.equal(a.tryLock(true), true);
+    assert.equal(b.tryLock(false), false, "the directory's exclusive lock excludes another handle");
+    assert.equal(file.tryLock(true), true, "a file's lock is another lock");
+    a.unlock();
+    assert.equal(b.tryLock(false), true);
+    assert.equal(a.tryLock(false), true, "shared locks coexist");
+    a.close();
+    b.close(); // closing releases
+    const c = platform.openDirectoryLock!(dir);
+    assert.equal(c.tryLock(true), true);
+    c.close();
+    file.close();
+    assert.throws(() => platform.openDirectoryLock!(`${dir}/missing`), isPortError("ENOENT"));
+    assert.throws(() => platform.openDirectoryLock!(`${dir}/f`), isPortError("ENOTDIR"));
+  });
+
+  test(`[${name}] FileLock with a guard: the lock file deleted under its holder, another FileLock with the guard takes nothing until the holder released; a waiter then gets it`, async () => {
+    const { platform, dir } = make();
+    const holder = new FileLock(platform, `${dir}/g.lock`, 0o600, { guardDir: dir });
+    const other = new FileLock(platform, `${dir}/g.lock`, 0o600, { guardDir: dir }); // another open file description: another process
+    const release = holder.tryAcquire(true);
+    assert.ok(release);
+    platform.unlink(`${dir}/g.lock`); // a cleaner
+    assert.equal(holder.heldAtPath(), true, "the guard still excludes everyone: the lock is not lost");
+    assert.equal(other.tryAcquire(true), undefined, "a new lock file at the path does not let a second holder in");
+    let granted = false;
+    const waiting = other.acquire(true, { timeoutMs: 5000 }).then((r) => { granted = true; return r; });
+    await sleep(30);
+    assert.equal(granted, false, "no grant while the holder holds the guard");
+    release();
+    const released = await waiting;
+    assert.equal(holder.tryAcquire(true), undefined, "the other holds it now");
+    released();
+    const again = holder.tryAcquire(true);
+    assert.ok(again, "the first holder locks the file the path names now");
+    assert.equal(holder.heldAtPath(), true);
+    again();
+    holder.close();
+    other.close();
+  });
+
   test(`[${name}] liveness: a held lease is alive; a released one, or an unlocked file naming a live PID, is dead`, () => {
     const { platform, dir } = make();
     platform.mkdir(`${dir}/leases`);

@@ -1,7 +1,8 @@
 /**
  * A database worker for the multi-process tests; runs on Node, Deno or Bun.
  *
- *   counter <dir> <n> <serializable|snapshot> <rmw|sum>   n increments of ns/"hot"
+ *   counter <dir> <n> <serializable|snapshot> <rmw|sum> [segmentBytes autoCompactBytes]
+ *                                                         n increments of ns/"hot"; with sizes, small segments, and a compact() every 50
  *   bank <dir> <n> <accounts>                             n random transfers
  *   skew <dir> <serializable|snapshot> <me> <other>       read both, wait for "go", write, commit
  *   writer <dir> <n> <ns> <tag>                           n writes into a namespace another process renames
@@ -61,7 +62,9 @@ async function run(): Promise<void> {
     return;
   }
 
-  const db: Database = await open(dir!, { namespaces: ["ns"] });
+  // counter's optional sizes: segments that roll, and compactions, under the test's attack.
+  const small = mode === "counter" && rest[3] !== undefined ? { segmentBytes: Number(rest[3]), autoCompactBytes: Number(rest[4]) } : undefined;
+  const db: Database = await open(dir!, { namespaces: ["ns"], ...small });
   say("ready");
   const t0 = performance.now();
   let acked = 0;
@@ -74,6 +77,7 @@ async function run(): Promise<void> {
           tx.set("ns", "hot", ((await tx.get<number>("ns", "hot")) ?? 0) + 1);
         }, { isolation, ...retryForever });
       }
+      if (small && i % 50 === 49) await db.compact();
       acked++;
     }
   } else if (mode === "bank") {

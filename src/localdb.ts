@@ -1050,11 +1050,32 @@ export class LocalDatabase implements DatabaseEngine {
 }
 
 /** Opens (creating if needed) the store in directory `path`: {@link open} of a path. */
+/**
+ * A relative store path made absolute against the working directory, once, at open: every
+ * file of the store is opened by path while it is open (segments, tables, locks, leases), and
+ * after a `process.chdir()` a relative path names another directory; commits then failed
+ * with IO ENOENT. Not normalised: ".." after a symlink is the kernel's to resolve. As given
+ * where the platform cannot tell its working directory.
+ */
+function againstWorkingDirectory(platform: Platform, path: string): string {
+  if (path.startsWith("/")) return path;
+  let cwd: string | undefined;
+  try {
+    cwd = platform.cwd?.();
+  } catch {
+    cwd = undefined; // Deno without read access to the working directory: left as given
+  }
+  if (cwd === undefined) return path;
+  const rest = path.replace(/^(?:\.\/+)+/, "");
+  return rest === "." || rest === "" ? cwd : `${cwd.replace(/\/+$/, "")}/${rest}`;
+}
+
 export async function openLocal(path: string, options: OpenOptions, openStore: OpenStore): Promise<LocalDatabase> {
   for (const name of ETCD_ONLY_OPTIONS) {
     if (options[name] !== undefined) throw invalidArg(`Option ${name} applies to etcd:// locations only; "${path}" is a directory: leave it out`);
   }
   const platform = options.adapter ?? (await defaultPlatform());
+  path = againstWorkingDirectory(platform, path);
   try {
     checkStoreDirectory(platform, path, { allowForeignOwner: options.allowForeignOwner === true });
   } catch (e) {

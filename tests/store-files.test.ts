@@ -336,3 +336,28 @@ test(`${R} read-only opens racing another process's compactions never fail and n
     killAllWorkers();
   }
 });
+
+test(`${R} a store opened by a relative path keeps working after process.chdir(): db.path is absolute, and commits and compaction stay in its directory`, async () => {
+  const base = tempDir("relpath");
+  const elsewhere = tempDir("relpath-elsewhere");
+  const here = process.cwd();
+  process.chdir(base);
+  let db: Database | undefined;
+  try {
+    db = await open("./rel/store", { namespaces: ["ns"], segmentBytes: 4096, autoCompactBytes: 0 });
+    assert.equal(db.path, `${fs.realpathSync(base)}/rel/store`);
+    process.chdir(elsewhere);
+    for (let i = 0; i < 100; i++) await db.set("ns", ["k", i], "v".repeat(100));
+    await db.compact();
+    assert.equal(fs.existsSync(`${elsewhere}/rel`), false, "nothing written under the new working directory");
+    await db.close();
+    db = undefined;
+    const fresh = await open(`${base}/rel/store`);
+    assert.equal(await count(fresh), 100);
+    assert.equal((await fresh.check()).ok, true);
+    await fresh.close();
+  } finally {
+    await db?.close();
+    process.chdir(here);
+  }
+});

@@ -18,6 +18,7 @@
  */
 import { parseArgs } from "node:util";
 import { TxtDbError } from "../src/errors.ts";
+import { didYouMean } from "../src/spelling.ts";
 
 /** Exit codes of every command (printed by `txtdb --help`). */
 export const EXIT = {
@@ -167,33 +168,6 @@ export type Invocation =
 
 const invalid = (message: string) => new TxtDbError("INVALID_ARGUMENT", message);
 const quote = (s: string) => JSON.stringify(s);
-
-/** The edit distance of `a` and `b` (insertions, deletions, substitutions, adjacent swaps). */
-export function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
-/** The closest of `names` to `word` when it is close enough to be a typo (at most 2 edits, or a prefix). */
-export function didYouMean(word: string, names: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const n of names) {
-    const dist = editDistance(word.toLowerCase(), n);
-    if (dist < bestDistance) [best, bestDistance] = [n, dist];
-  }
-  if (best !== undefined && bestDistance <= Math.min(2, Math.max(1, Math.floor(best.length / 3)))) return best;
-  const prefixed = names.filter((n) => word.length >= 2 && n.startsWith(word.toLowerCase()));
-  return prefixed.length === 1 ? prefixed[0] : undefined;
-}
 
 const hint = (word: string, names: readonly string[], shown: (n: string) => string) => {
   const near = didYouMean(word, names);

@@ -442,7 +442,6 @@ export class Compactor {
    * manifest switch (or before it) left behind, by the cleanup rules 1–3 above.
    */
   removeLeftoversLocked(): void {
-    const tail = this.#tail;
     const doomed: string[] = [];
     // Rule 3: tables and checkpoints only while no compaction can be writing one.
     const releaseCompaction = this.#compactLock.tryAcquire(true);

@@ -643,11 +643,11 @@ export class LocalDatabase implements DatabaseEngine {
     }
   }
 
-  /** A transaction on `host` reading the newest committed state (begin() and transaction() attempts). */
+  /**
+   * A transaction on `host` reading the newest committed state (begin() and transaction()
+   * attempts); `isolation` was checked by the caller (checkBeginOptions, checkTransactionOptions).
+   */
   #newTransaction(host: DatabaseInternals, isolation: Isolation): Transaction {
-    if (isolation !== "serializable" && isolation !== "snapshot") {
-      throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
-    }
     this.ensureOpen();
     this.#tail.refresh();
     return newTransaction(host, this.#tail.visibleTsn, isolation);

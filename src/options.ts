@@ -7,6 +7,7 @@
  */
 import { TxtDbError } from "./errors.ts";
 import { isWellFormedString } from "./keys.ts";
+import { didYouMean } from "./spelling.ts";
 import type { Platform } from "./port.ts";
 import type { Isolation, Limits } from "./tx.ts";
 import { WATCH_BUFFER_BYTES_DEFAULT } from "./watch.ts";
@@ -183,33 +184,9 @@ const TRANSACTION_OPTIONS: Record<keyof TransactionOptions, true> = { isolation:
 export function checkKnownOptions(what: string, options: object, known: readonly string[]): void {
   for (const name of Object.keys(options)) {
     if (known.includes(name)) continue;
-    const near = closestName(name, known);
+    const near = didYouMean(name, known);
     throw invalidArg(`${what} has no option ${JSON.stringify(name)}${near === undefined ? "" : ` (did you mean ${near}?)`}; its options are ${known.join(", ")}`);
   }
-}
-
-/** The name of `known` that `name` is probably a misspelling of (case, or up to 2 edits), if any. */
-function closestName(name: string, known: readonly string[]): string | undefined {
-  const lower = name.toLowerCase();
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const k of known) {
-    const d = k.toLowerCase() === lower ? 0 : editDistance(lower, k.toLowerCase(), bestDistance);
-    if (d < bestDistance) [best, bestDistance] = [k, d];
-  }
-  return best;
-}
-
-/** Levenshtein distance of `a` and `b`, or `cap` when it is `cap` or more. */
-function editDistance(a: string, b: string, cap: number): number {
-  if (Math.abs(a.length - b.length) >= cap) return cap;
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return Math.min(prev[b.length]!, cap);
 }
 
 /** Checks `open()` options; INVALID_ARGUMENT for the first bad one. */

@@ -5,7 +5,8 @@
  * planning (cli/import.ts) and the messages check and doctor print (cli/damage.ts).
  */
 import { assert, runtime, test } from "./harness.ts";
-import { commandHelp, didYouMean, parseCommandLine, parseMode, usage } from "../cli/args.ts";
+import { commandHelp, parseCommandLine, parseMode, usage } from "../cli/args.ts";
+import { didYouMean } from "../src/spelling.ts";
 import { Progress } from "../cli/output.ts";
 import { withoutCheckAdvice } from "../cli/damage.ts";
 import { storeFigures } from "../cli/figures.ts";

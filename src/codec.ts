@@ -169,6 +169,14 @@ function checkValue(v: unknown, depth: number, path: string): boolean {
   }
 }
 
+/** This realm's base of the typed arrays: one made in another realm is no instance of it. */
+const TypedArray = Object.getPrototypeOf(Uint8Array) as abstract new (...args: never[]) => ArrayBufferView;
+
+/** What Object.prototype.toString says `v` is ("Map", "Uint8Array", …): true across realms. */
+function classTag(v: object): string {
+  return Object.prototype.toString.call(v).slice(8, -1);
+}
+
 /** {@link checkValue} of an object (not null). */
 function checkObject(v: object, depth: number, path: string): boolean {
   const proto = Object.getPrototypeOf(v);
@@ -182,6 +190,12 @@ function checkObject(v: object, depth: number, path: string): boolean {
         if (checkValue(x, depth + 1, `${path}[${i}]`)) special = true;
       }
       return special;
+    }
+    // Made in another realm (node:vm, an iframe): cbor-x knows it by instanceof, and wrote a
+    // typed array as an array of numbers, so rewrite() makes it this realm's.
+    if (!(v instanceof Object)) {
+      const foreign = checkForeignObject(v, depth, path);
+      if (foreign !== undefined) return foreign;
     }
     if (ArrayBuffer.isView(v)) {
       if (v instanceof DataView) throw refuse(path, "is a DataView, which would come back as a Uint8Array; store a Uint8Array of its bytes");
@@ -226,6 +240,49 @@ function checkObject(v: object, depth: number, path: string): boolean {
 }
 
 /**
+ * {@link checkObject} of an object from another realm: true for the typed arrays, dates,
+ * regular expressions, maps and sets {@link rewrite} makes this realm's (their contents
+ * checked), undefined for anything else, checked as an object of this realm would be.
+ */
+function checkForeignObject(v: object, depth: number, path: string): boolean | undefined {
+  const tag = classTag(v);
+  if (ArrayBuffer.isView(v)) {
+    if (tag === "DataView") throw refuse(path, "is a DataView, which would come back as a Uint8Array; store a Uint8Array of its bytes");
+    return true;
+  }
+  if (tag === "Date" || tag === "RegExp") return true;
+  if (tag === "Map") {
+    for (const [k, x] of Map.prototype.entries.call(v)) {
+      checkValue(k, depth + 1, `${path}<key>`);
+      checkValue(x, depth + 1, `${path}.get(${typeof k === "string" ? JSON.stringify(k) : String(k)})`);
+    }
+    return true;
+  }
+  if (tag === "Set") {
+    for (const x of Set.prototype.values.call(v)) checkValue(x, depth + 1, `${path}<item>`);
+    return true;
+  }
+  return undefined;
+}
+
+/** A value of another realm made this realm's, as {@link checkForeignObject} allows; undefined for others. */
+function ownRealmCopy(v: object): unknown {
+  const tag = classTag(v);
+  if (ArrayBuffer.isView(v)) {
+    const Same = (globalThis as unknown as Record<string, new (from: ArrayLike<number> | ArrayLike<bigint>) => ArrayBufferView>)[tag];
+    return new Same!(v as unknown as ArrayLike<number>);
+  }
+  if (tag === "Date") return new Date(Date.prototype.getTime.call(v));
+  if (tag === "RegExp") {
+    const r = v as RegExp;
+    return new RegExp(r.source, r.flags);
+  }
+  if (tag === "Map") return new Map([...Map.prototype.entries.call(v)].map(([k, x]) => [rewrite(k), rewrite(x)]));
+  if (tag === "Set") return new Set([...Set.prototype.values.call(v)].map(rewrite));
+  return undefined;
+}
+
+/**
  * Refuses an instance of a class other than those above whose data would not come back:
  * it is stored as a plain object of its own enumerable properties, which is all the data
  * of an ordinary class's instance, but none of a boxed primitive's (`new Number(5)` was
@@ -249,7 +306,12 @@ function checkClassInstance(v: object, path: string): void {
 /** A copy of a checked value with -0 and own `__proto__` keys replaced by their stand-ins. */
 function rewrite(v: unknown): unknown {
   if (typeof v === "number") return v === 0 && 1 / v < 0 ? NEGATIVE_ZERO : v;
-  if (typeof v !== "object" || v === null || ArrayBuffer.isView(v) || v instanceof Date || v instanceof RegExp) return v;
+  if (typeof v !== "object" || v === null) return v;
+  if (!(v instanceof Object) && !Array.isArray(v)) {
+    const copy = ownRealmCopy(v);
+    if (copy !== undefined) return copy;
+  }
+  if (ArrayBuffer.isView(v) || v instanceof Date || v instanceof RegExp) return v;
   if (v instanceof Map) return new Map([...v].map(([k, x]) => [rewrite(k), rewrite(x)]));
   if (v instanceof Set) return new Set([...v].map(rewrite));
   if (Array.isArray(v)) return v.map(rewrite);

@@ -149,9 +149,10 @@ function encodePart(out: number[], part: unknown, index: number): void {
       out.push(TAG_BOOLEAN, part ? 1 : 0);
       return;
     default:
-      if (part instanceof Uint8Array) {
+      // A Uint8Array of another realm (node:vm, an iframe) is no instance of this one's.
+      if (part instanceof Uint8Array || (ArrayBuffer.isView(part) && Object.prototype.toString.call(part) === "[object Uint8Array]")) {
         out.push(TAG_BYTES);
-        pushEscaped(out, part);
+        pushEscaped(out, part as Uint8Array);
         return;
       }
       throw invalid(

@@ -228,3 +228,34 @@ test(`${R} -0 and __proto__ keys take txtdb's tags only when present: other valu
   assert.deepStrictEqual([...neg], [0xd9, 0xb8, 0x78, 0xf6]);
   assert.ok(Object.is(decodeValue(neg), -0));
 });
+
+test(`${R} values and key parts made in another realm (node:vm) come back as this realm's: typed arrays, dates, regular expressions, maps and sets keep their class; a DataView or a function inside is INVALID_VALUE`, async () => {
+  const vm = await import("node:vm");
+  const dir = tempDir("realm");
+  const db = await open(dir, { namespaces: ["ns"] });
+  try {
+    const foreign = vm.runInNewContext("({ u: new Uint8Array([1, 2, 3]), f: new Float64Array([1.5]), b: new BigInt64Array([5n]), m: new Map([[1, new Uint8Array([9])]]), s: new Set(['a']), d: new Date(5), r: /x/gi, a: [new Uint8Array([4])], o: { z: 1 } })");
+    assert.equal(foreign.u instanceof Uint8Array, false, "the test's values are of another realm");
+    await db.set("ns", "v", foreign);
+    for (const read of [await db.get<Record<string, unknown>>("ns", "v"), decodeValue(encodeValue(foreign)) as Record<string, unknown>]) {
+      assert.ok(read.u instanceof Uint8Array, "a Uint8Array (it came back as an Array of numbers)");
+      assert.deepEqual([...(read.u as Uint8Array)], [1, 2, 3]);
+      assert.ok(read.f instanceof Float64Array && read.f[0] === 1.5);
+      assert.ok(read.b instanceof BigInt64Array && read.b[0] === 5n);
+      assert.ok(read.m instanceof Map && (read.m as Map<number, unknown>).get(1) instanceof Uint8Array);
+      assert.ok(read.s instanceof Set && (read.s as Set<string>).has("a"));
+      assert.ok(read.d instanceof Date && (read.d as Date).getTime() === 5);
+      assert.ok(read.r instanceof RegExp && String(read.r) === "/x/gi");
+      assert.ok((read.a as unknown[])[0] instanceof Uint8Array);
+      assert.deepEqual(read.o, { z: 1 });
+    }
+    await assert.rejects(db.set("ns", "dv", vm.runInNewContext("new DataView(new ArrayBuffer(2))")), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_VALUE" && /DataView/.test(e.message));
+    await assert.rejects(db.set("ns", "fn", vm.runInNewContext("new Map([[1, () => 1]])")), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_VALUE" && /value\.get\(1\) is a function/.test(e.message));
+    assert.equal(await db.get("ns", "dv"), undefined);
+    assert.equal(await db.get("ns", "fn"), undefined);
+    await db.set("ns", ["k", vm.runInNewContext("new Uint8Array([7, 8])")], "bytes key");
+    assert.equal(await db.get("ns", ["k", new Uint8Array([7, 8])]), "bytes key", "a key part of another realm is the same key");
+  } finally {
+    await db.close();
+  }
+});

@@ -89,8 +89,8 @@ class Inode {
   durable: Uint8Array = new Uint8Array(0);
   /** Writes and truncations since the last sync, in order (truncate: data empty, position = new size). */
   pending: (PendingWrite | { truncate: number })[] = [];
-  lockShared: Set<number> = new Set<number>();
-  lockExclusive: number | undefined;
+  /** flock(2) of this file: which handles hold it. */
+  readonly lock: FlockState = newFlockState();
 
   view(): Uint8Array {
     return this.data.subarray(0, this.length);
@@ -149,7 +149,7 @@ export class SimWorld {
   /** Owner and permissions of directories (which map to null in #names). */
   #dirMeta = new Map<string, Meta>();
   /** flock(2) state of directories opened to be locked (openDirectoryLock), by path; a reboot has none. */
-  readonly dirLocks = new Map<string, { exclusive: number | undefined; shared: Set<number> }>();
+  readonly dirLocks = new Map<string, FlockState>();
   #nextHandleId = 1;
   #nextPid = 1000;
   #nextIno = 2;
@@ -419,6 +419,34 @@ function basename(p: string): string {
   return p.slice(p.lastIndexOf("/") + 1);
 }
 
+/** Who holds the flock(2) of a file or directory: one handle exclusively, or any number shared. */
+interface FlockState {
+  exclusive: number | undefined;
+  shared: Set<number>;
+}
+
+function newFlockState(): FlockState {
+  return { exclusive: undefined, shared: new Set() };
+}
+
+/** flock(2) without waiting by handle `id`: converts a lock it holds (not atomically, as Linux does). */
+function flockTry(state: FlockState, id: number, exclusive: boolean): boolean {
+  flockRelease(state, id);
+  if (exclusive) {
+    if (state.exclusive !== undefined || state.shared.size > 0) return false;
+    state.exclusive = id;
+  } else {
+    if (state.exclusive !== undefined) return false;
+    state.shared.add(id);
+  }
+  return true;
+}
+
+function flockRelease(state: FlockState, id: number): void {
+  if (state.exclusive === id) state.exclusive = undefined;
+  state.shared.delete(id);
+}
+
 class SimFile implements FileHandle {
   readonly path: string;
   readonly #world: SimWorld;
@@ -505,22 +533,11 @@ class SimFile implements FileHandle {
   tryLock(exclusive: boolean): boolean {
     this.#check("flock");
     if (this.#world.crashed) throw new SimCrash("flock after crash");
-    const inode = this.#inode;
-    const mine = inode.lockExclusive === this.#id || inode.lockShared.has(this.#id);
-    if (mine) this.unlock(); // flock converts an existing lock (not atomically)
-    if (exclusive) {
-      if (inode.lockExclusive !== undefined || inode.lockShared.size > 0) return false;
-      inode.lockExclusive = this.#id;
-    } else {
-      if (inode.lockExclusive !== undefined) return false;
-      inode.lockShared.add(this.#id);
-    }
-    return true;
+    return flockTry(this.#inode.lock, this.#id, exclusive);
   }
 
   unlock(): void {
-    if (this.#inode.lockExclusive === this.#id) this.#inode.lockExclusive = undefined;
-    this.#inode.lockShared.delete(this.#id);
+    flockRelease(this.#inode.lock, this.#id);
   }
 
   close(): void {
@@ -546,31 +563,20 @@ class SimDirLock implements LockHandle {
     this.#onClose = onClose;
   }
 
-  #state(): { exclusive: number | undefined; shared: Set<number> } {
+  #state(): FlockState {
     let state = this.#world.dirLocks.get(this.#dir);
-    if (!state) this.#world.dirLocks.set(this.#dir, (state = { exclusive: undefined, shared: new Set() }));
+    if (!state) this.#world.dirLocks.set(this.#dir, (state = newFlockState()));
     return state;
   }
 
   tryLock(exclusive: boolean): boolean {
     if (this.#closed) throw new PortError("EBADF", "flock", this.#dir);
     if (this.#world.crashed) throw new SimCrash("flock after crash");
-    const state = this.#state();
-    this.unlock(); // flock converts an existing lock (not atomically)
-    if (exclusive) {
-      if (state.exclusive !== undefined || state.shared.size > 0) return false;
-      state.exclusive = this.#id;
-    } else {
-      if (state.exclusive !== undefined) return false;
-      state.shared.add(this.#id);
-    }
-    return true;
+    return flockTry(this.#state(), this.#id, exclusive);
   }
 
   unlock(): void {
-    const state = this.#state();
-    if (state.exclusive === this.#id) state.exclusive = undefined;
-    state.shared.delete(this.#id);
+    flockRelease(this.#state(), this.#id);
   }
 
   close(): void {

@@ -31,6 +31,7 @@ import { changeFormatLocked } from "./migrate.ts";
 import { GroupCommitter, isWriterLockLost } from "./commit.ts";
 import { FileLock } from "./lock.ts";
 import type { FileInfo, Platform } from "./port.ts";
+import { workingDirectory } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
 import { expireSnapshot, newSnapshot, newTransaction, newTxState, SnapshotReader } from "./tx.ts";
 import { checkTxBytes } from "./txstate.ts";
@@ -1059,12 +1060,7 @@ export class LocalDatabase implements DatabaseEngine {
  */
 function againstWorkingDirectory(platform: Platform, path: string): string {
   if (path.startsWith("/")) return path;
-  let cwd: string | undefined;
-  try {
-    cwd = platform.cwd?.();
-  } catch {
-    cwd = undefined; // Deno without read access to the working directory: left as given
-  }
+  const cwd = workingDirectory(platform);
   if (cwd === undefined) return path;
   const rest = path.replace(/^(?:\.\/+)+/, "");
   return rest === "." || rest === "" ? cwd : `${cwd.replace(/\/+$/, "")}/${rest}`;

@@ -374,16 +374,20 @@ export function pathNamesFile(platform: Platform, path: string, file: { ino: num
 export function absolutePath(platform: Platform, path: string): string {
   let full = path;
   if (!path.startsWith("/")) {
-    let cwd: string | undefined;
-    try {
-      cwd = platform.cwd?.();
-    } catch {
-      cwd = undefined; // Deno without read access to the working directory: left as given
-    }
+    const cwd = workingDirectory(platform);
     if (cwd === undefined) return path;
     full = `${cwd}/${path}`;
   }
   return normalizePath(full);
+}
+
+/** `platform`'s working directory, or undefined where it cannot tell (no `cwd`, or Deno without read access to it). */
+export function workingDirectory(platform: Platform): string | undefined {
+  try {
+    return platform.cwd?.();
+  } catch {
+    return undefined;
+  }
 }
 
 /** An absolute path with "." and ".." segments resolved and repeated "/" dropped. */

@@ -90,9 +90,10 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
   try {
     // Again under the lock: a backup that held it before this one may have filled `dest`.
     checkDestination(platform, dir, dest);
-    const manifestBytes = readWhole(platform, `${dir}/${MANIFEST}`);
-    const manifest = log.readManifest();
-    if (!manifest) throw new TxtDbError("CORRUPTION", `Store "${dir}" has no MANIFEST to back up`, { details: { file: `${dir}/${MANIFEST}`, offset: 0 } });
+    // The manifest's frame only: a damaged file (a sparse one of gigabytes) is CORRUPTION, not an allocation error.
+    const read = log.readManifestWithFrame();
+    if (!read) throw new TxtDbError("CORRUPTION", `Store "${dir}" has no MANIFEST to back up`, { details: { file: `${dir}/${MANIFEST}`, offset: 0 } });
+    const { manifest, frame: manifestBytes } = read;
     const published = log.readFrontier();
     const fr = src.viewOver(published) ?? published;
     const firstSegment = manifest.firstSegment ?? 1;
@@ -237,22 +238,6 @@ async function copyFile(src: BackupSource, from: string, to: string, length: num
     }
   } finally {
     input.close();
-  }
-}
-
-function readWhole(platform: Platform, path: string): Uint8Array {
-  const f = platform.open(path, { readOnly: true });
-  try {
-    const buf = new Uint8Array(f.size());
-    let at = 0;
-    while (at < buf.length) {
-      const n = f.read(buf.subarray(at), at);
-      if (n === 0) break;
-      at += n;
-    }
-    return buf.subarray(0, at);
-  } finally {
-    f.close();
   }
 }
 

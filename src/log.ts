@@ -346,12 +346,21 @@ export class Log {
   // --- manifest ---
 
   readManifest(): Manifest | undefined {
+    return this.readManifestWithFrame()?.manifest;
+  }
+
+  /**
+   * {@link readManifest}, with the bytes of the manifest's frame as read (what `backup()`
+   * copies: the frame alone, never more of the file, which may be damaged past it).
+   */
+  readManifestWithFrame(): { manifest: Manifest; frame: Uint8Array } | undefined {
     const path = this.path(MANIFEST);
     if (!this.platform.lstat(path)) return undefined;
     const f = this.#openStoreFile(path, { readOnly: true });
     try {
       this.#mode = storeMode(f.info().mode);
-      const r = parseFrame(readManifestFrame(f, path), 0);
+      const frame = readManifestFrame(f, path);
+      const r = parseFrame(frame, 0);
       if (r.kind !== "ok") {
         throw new TxtDbError("CORRUPTION", `Manifest "${path}" is damaged at offset 0: ${r.kind === "bad" ? r.reason : "truncated"}; restore it from a backup`, {
           details: { file: path, offset: 0 },
@@ -428,7 +437,7 @@ export class Log {
           out.twoPhase = m.twoPhase;
         }
       }
-      return out;
+      return { manifest: out, frame: frame.subarray(0, r.next) };
     } finally {
       f.close();
     }

@@ -142,6 +142,30 @@ test(`${R} two backups into one destination at once: one makes the copy, the oth
   }
 });
 
+test(`${R} backup() of a store whose MANIFEST was made a sparse 5 GiB file under the open database is CORRUPTION naming it, and copies nothing; with trailing bytes past its frame, the copy holds the frame alone and opens`, async () => {
+  const dir = tempDir("bka-manifest");
+  const db = await open(dir, { namespaces: ["ns"] });
+  try {
+    await db.set("ns", "k", 1);
+    const manifest = `${dir}/MANIFEST`;
+    const original = fs.readFileSync(manifest);
+    fs.truncateSync(manifest, 5 * 2 ** 30); // sparse: no disk used
+    const dest = `${tempDir("bka-manifest-dest")}/copy`;
+    await assert.rejects(db.backup(dest), code("CORRUPTION", /MANIFEST/));
+    assert.equal(fs.existsSync(`${dest}/MANIFEST`), false, "no manifest in the destination");
+    fs.truncateSync(manifest, original.length + 100); // the frame, then 100 zero bytes
+    const dest2 = `${tempDir("bka-manifest-dest")}/copy`;
+    await db.backup(dest2);
+    assert.deepEqual(fs.readFileSync(`${dest2}/MANIFEST`), original, "the copy's manifest is the frame alone");
+    const copy = await open(dest2, { readOnly: true });
+    assert.equal(await copy.get("ns", "k"), 1);
+    await copy.close();
+    fs.writeFileSync(manifest, original);
+  } finally {
+    await db.close();
+  }
+});
+
 test("[sim] `txtdb migrate --rollback` cut at every file operation (process killed or power lost), then reopened and run again: the same content every time", async () => {
   const probe = new SimWorld(900);
   const expected = await simTablesStore(probe);

@@ -149,7 +149,7 @@ export class SimWorld {
   /** Owner and permissions of directories (which map to null in #names). */
   #dirMeta = new Map<string, Meta>();
   /** flock(2) state of directories opened to be locked (openDirectoryLock), by path; a reboot has none. */
-  readonly dirLocks = new Map<string, FlockState>();
+  readonly dirLocks: Map<string, FlockState> = new Map();
   #nextHandleId = 1;
   #nextPid = 1000;
   #nextIno = 2;
@@ -419,9 +419,11 @@ function basename(p: string): string {
   return p.slice(p.lastIndexOf("/") + 1);
 }
 
-/** Who holds the flock(2) of a file or directory: one handle exclusively, or any number shared. */
-interface FlockState {
+/** Who holds the flock(2) of a simulated file or directory: one handle exclusively, or any number shared (by handle id). */
+export interface FlockState {
+  /** The handle holding it exclusively, if one does. */
   exclusive: number | undefined;
+  /** The handles holding it shared. */
   shared: Set<number>;
 }
 

@@ -224,7 +224,10 @@ export class FileLock {
     if (exclusive && this.#kernelWaitMode === "shared") return false;
     for (let attempt = 0; attempt < LOCK_FILE_REOPEN_MAX; attempt++) {
       const handle = this.#handleOpen();
-      if (!handle.tryLock(exclusive)) return false;
+      if (!handle.tryLock(exclusive)) {
+        this.#guardBusy = false; // the file itself is held: what is waited on (and what LOCK_TIMEOUT names)
+        return false;
+      }
       if (this.#handleIsAtPath(handle)) {
         this.#kernelTakes++;
         if (this.#takeGuard(handle, exclusive)) return true;
@@ -298,6 +301,17 @@ export class FileLock {
   }
 
   #timeoutError(exclusive: boolean, waitedMs: number, cause?: unknown): TxtDbError {
+    if (this.#guardBusy && this.#guardDir !== undefined) {
+      // The file was free at the last attempt: its record names the last holder of the file,
+      // not whoever holds the directory's flock.
+      return new TxtDbError(
+        "LOCK_TIMEOUT",
+        `Cannot acquire ${exclusive ? "exclusive" : "shared"} lock on "${this.#path}" after ${Math.round(waitedMs)} ms; ` +
+          `the file is free, but its guard, the flock of the directory "${this.#guardDir}", is held by another process ` +
+          `(a txtdb process still holding the lock through a lock file deleted since, or another program locking the directory) (see \`txtdb doctor\`), or raise the timeout`,
+        { cause, details: { path: this.#path, guardDir: this.#guardDir, waitedMs } },
+      );
+    }
     let holder = "";
     try {
       if (this.#handle && this.describeHolder) holder = this.describeHolder(this.#handle);

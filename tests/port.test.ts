@@ -384,6 +384,25 @@ for (const [name, make] of adapters) {
     other.close();
   });
 
+  test(`[${name}] FileLock with a guard held elsewhere (its lock file free): LOCK_TIMEOUT names the directory whose flock is held, not a holder of the lock file`, async () => {
+    const { platform, dir } = make();
+    const lock = new FileLock(platform, `${dir}/t.lock`, 0o600, { guardDir: dir });
+    lock.describeHolder = () => " (it says: pid 1, node, since 5 ms ago)"; // what the lock file's stale record would say
+    const outside = platform.openDirectoryLock!(dir); // another program: `flock <dir> ...`, or a holder whose file was deleted
+    assert.equal(outside.tryLock(true), true);
+    let thrown: unknown;
+    try {
+      (await lock.acquire(true, { timeoutMs: 50 }))();
+    } catch (e) {
+      thrown = e;
+    }
+    assert.ok(thrown instanceof TxtDbError && thrown.code === "LOCK_TIMEOUT", String(thrown));
+    assert.ok((thrown as Error).message.includes(`"${dir}"`), `the message names the locked directory: ${(thrown as Error).message}`);
+    assert.ok(!(thrown as Error).message.includes("it says: pid 1"), `the lock file's record names no holder of the guard: ${(thrown as Error).message}`);
+    outside.close();
+    lock.close();
+  });
+
   test(`[${name}] liveness: a held lease is alive; a released one, or an unlocked file naming a live PID, is dead`, () => {
     const { platform, dir } = make();
     platform.mkdir(`${dir}/leases`);

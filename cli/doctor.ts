@@ -197,9 +197,13 @@ async function decisions(db: Database, out: (line: string) => void): Promise<num
  * problems. Read-only and never blocking: a stuck holder must not make doctor wait too.
  */
 function writerLock(platform: Platform, dir: string, pids: number[], out: (line: string) => void): number {
-  const { held, holder } = readWriterHolder(platform, dir);
+  const { held, holder, guard } = readWriterHolder(platform, dir);
   if (!held) {
     out("writer lock: free");
+    return 0;
+  }
+  if (guard) {
+    out("writer lock: held through its guard, the flock of the store directory, with writer.lock free or missing: by a txtdb process whose writer.lock was deleted while it held it (a tmp cleaner?), or by another program locking the directory; run doctor again to see whether it is released");
     return 0;
   }
   if (!holder) {

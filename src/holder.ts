@@ -69,21 +69,26 @@ export function readHolderFrom(handle: FileHandle): WriterHolder | undefined {
 
 /**
  * Whether the writer lock of the store at `dir` is held by another open file description,
- * and if so who says it holds it. `held: false` when it is free right now. Opens the lock
+ * and if so who says it holds it (`guard`: held through the store directory's flock alone,
+ * its lock file free or missing). `held: false` when it is free right now. Opens the lock
  * file read-only (a shared flock attempt needs no write access) and never creates it.
  */
-export function readWriterHolder(platform: Platform, dir: string): { held: boolean; holder: WriterHolder | undefined } {
+export function readWriterHolder(platform: Platform, dir: string): { held: boolean; holder: WriterHolder | undefined; guard?: boolean } {
   let handle: FileHandle;
   try {
     handle = platform.open(`${dir}/${WRITER_LOCK}`, { readOnly: true });
   } catch {
-    return { held: false, holder: undefined };
+    // No file (a cleaner deleted it): its guard (lock.ts) may still be held, by the writer
+    // that held the lock when the file went.
+    const guard = guardHeld(platform, dir);
+    return { held: guard, holder: undefined, guard };
   }
   try {
     if (handle.tryLock(false)) {
       handle.unlock();
       // The file free, its guard (lock.ts) may still be held: by a writer whose file was deleted since.
-      return { held: guardHeld(platform, dir), holder: undefined };
+      const guard = guardHeld(platform, dir);
+      return { held: guard, holder: undefined, guard };
     }
     return { held: true, holder: readHolderFrom(handle) };
   } finally {

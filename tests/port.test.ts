@@ -4,7 +4,7 @@
  */
 import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
 import * as fs from "node:fs";
-import { defaultPlatform, FileLock, PortError, TxtDbError, ProcessLease, leaseOwnerAlive, readLeaseInfo } from "txtdb/internal";
+import { defaultPlatform, FileLock, PortError, TxtDbError, ProcessLease, leaseOwnerAlive, readLeaseInfo, readWriterHolder } from "txtdb/internal";
 import type { Platform } from "txtdb/internal";
 import { SimWorld } from "txtdb/adapters/sim";
 
@@ -382,6 +382,23 @@ for (const [name, make] of adapters) {
     again();
     holder.close();
     other.close();
+  });
+
+  test(`[${name}] the holder probe (doctor) with writer.lock deleted under a holder of the writer lock and its guard: held, whether the file is missing or made again`, () => {
+    const { platform, dir } = make();
+    const holder = new FileLock(platform, `${dir}/writer.lock`, 0o600, { guardDir: dir });
+    const release = holder.tryAcquire(true);
+    assert.ok(release);
+    assert.equal(readWriterHolder(platform, dir).held, true, "held, file in place");
+    platform.unlink(`${dir}/writer.lock`); // a cleaner
+    const missing = readWriterHolder(platform, dir);
+    assert.equal(missing.held, true, "held through the guard, writer.lock missing");
+    assert.equal(missing.guard, true, "said to be held through the guard");
+    platform.open(`${dir}/writer.lock`, { create: true }).close(); // the next process to come made it again
+    assert.equal(readWriterHolder(platform, dir).held, true, "held through the guard, a new writer.lock free");
+    release();
+    assert.equal(readWriterHolder(platform, dir).held, false, "free once released");
+    holder.close();
   });
 
   test(`[${name}] FileLock with a guard held elsewhere (its lock file free): LOCK_TIMEOUT names the directory whose flock is held, not a holder of the lock file`, async () => {

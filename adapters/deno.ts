@@ -83,12 +83,21 @@ function openRegular(path: string, options: OpenOptions): Deno.FsFile {
     try {
       return openRegularOnce(path, options);
     } catch (e) {
+      if (!(e instanceof PortError) || attempt >= 8) throw e;
       // Removed between the exclusive create and the open (a lock file a cleaner deleted):
       // create it after all, a few times at most, as the Node adapter does.
-      if (!options.create || options.exclusive || !(e instanceof PortError) || e.errno !== "ENOENT" || attempt >= 5) throw e;
+      if (e.errno === "ENOENT" && options.create && !options.exclusive) continue;
+      // Another regular file at the path by the time it was opened (deleted and made again
+      // by another process between the lstat and the open): looked at afresh, a symlink or
+      // FIFO put there is still refused by the next attempt's lstat.
+      if (e instanceof ReplacedWhileOpening) continue;
+      throw e;
     }
   }
 }
+
+/** The path named another regular file when opened than when lstat looked (see openRegular). */
+class ReplacedWhileOpening extends PortError {}
 
 function openRegularOnce(path: string, options: OpenOptions): Deno.FsFile {
   const mode = options.mode ?? 0o600;
@@ -119,7 +128,8 @@ function openRegularOnce(path: string, options: OpenOptions): Deno.FsFile {
   }
   if (!after.isFile || after.ino !== before.ino || after.dev !== before.dev) {
     file.close();
-    throw new PortError(after.isFile ? ELOOP : ENOTREG, "open", path, undefined, after.isFile ? "replaced while being opened (a symlink?)" : kindOf(after));
+    if (after.isFile) throw new ReplacedWhileOpening(ELOOP, "open", path, undefined, "replaced while being opened (a symlink?)");
+    throw new PortError(ENOTREG, "open", path, undefined, kindOf(after));
   }
   return file;
 }

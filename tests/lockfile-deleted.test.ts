@@ -214,3 +214,37 @@ if (canSpawn) {
     }
   });
 }
+
+if (runtime === "deno") {
+  test(`${R} a lock file deleted and made again by another thread while the Deno adapter opens it: never a false "symlink" (ELOOP, which the writer lock reports as CORRUPTION)`, async () => {
+    const { defaultPlatform, PortError } = await import("txtdb/internal");
+    const platform = await defaultPlatform();
+    const dir = tempDir("churn");
+    const path = `${dir}/churn.lock`;
+    const worker = new Worker(new URL("./workers/churn.ts", import.meta.url).href, { type: "module" });
+    const done = new Promise<number>((resolve) => {
+      worker.onmessage = (e: MessageEvent) => resolve(e.data as number);
+    });
+    worker.postMessage(path);
+    const failures: Record<string, number> = {};
+    try {
+      for (let i = 0; i < 20000; i++) {
+        try {
+          platform.open(path, { create: true, mode: 0o600 }).close();
+        } catch (e) {
+          // Under this churn (far faster than a cleaner's) an open may still lose the race
+          // each of its few attempts to a deletion: ENOENT, an IO error. Never ELOOP.
+          const key = String((e as Error).message);
+          if (!(e instanceof PortError && e.errno === "ENOENT")) failures[key] = (failures[key] ?? 0) + 1;
+        }
+        if (i % 500 === 0) await new Promise((r) => setTimeout(r, 0));
+      }
+    } finally {
+      worker.postMessage("stop");
+      const churned = await done;
+      worker.terminate();
+      assert.ok(churned > 0, "the other thread churned the file");
+    }
+    assert.deepEqual(failures, {}, "opens that create the lock file failed otherwise than with ENOENT");
+  });
+}

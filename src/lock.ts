@@ -17,10 +17,14 @@
  * `rm *.lock`); the next process to open the path then creates and locks a new file, and two
  * processes hold "the" lock at once. A lock made with `guardDir` also takes the flock of that
  * directory (the store's), which cannot be deleted while it holds the store, right after
- * the file's and releases it right before: the file alone still excludes processes of
- * versions that do not take the guard. The guard is taken without waiting: held by another
- * process, it means that process holds the lock through a file deleted since (the file
- * excludes everyone else), and the lock is polled until the guard is free.
+ * the file's and releases it right before. The file still excludes processes that take no
+ * guard, but only while it is not deleted; none that can write a store of this format
+ * exists in a release (0.1.0 writes format 1 only, and refuses a newer store before it
+ * appends), so while the guard is held {@link FileLock.heldAtPath} does not look at the
+ * file: a holder is never made to give up a lock nobody else can take. The guard is taken
+ * without waiting: held by another process, it means that process holds the lock through a
+ * file deleted since (the file excludes everyone else), and the lock is polled until the
+ * guard is free.
  *
  * Why one handle per lock file per process: flock belongs to the open file description,
  * so two handles in one process would exclude each other. In-process waiters queue in

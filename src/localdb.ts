@@ -78,6 +78,8 @@ export interface DatabaseInternals extends TxHost {
   readonly participant: Participant;
   /** This process's lease file name in the store's `leases/` (liveness of a coordinator). */
   readonly leaseFile: string | undefined;
+  /** The permission bits of the store's files (its MANIFEST's, or `mode` for a new store); its directories get dirModeOf() of them. */
+  readonly fileMode: number;
   /** Opens the store: creates it if new, recovers a crashed writer's tail. */
   init(namespaces: string[]): Promise<void>;
   /** The names of the queues that hold messages (for `txtdb queues`). */
@@ -159,6 +161,8 @@ export class LocalDatabase implements DatabaseEngine {
   readonly #queues: Queues;
   readonly #participant: Participant;
   readonly #sagaNamespaces = new Map<string, number>();
+  /** See DatabaseInternals.fileMode. */
+  readonly #fileMode: number;
   #closed = false;
   /** A roll-over asked to learn other processes' compactions on a later turn (afterBatch). */
   #followScheduled = false;
@@ -173,6 +177,7 @@ export class LocalDatabase implements DatabaseEngine {
     this.#durability = o.durability;
     this.#isolation = o.isolation;
     this.#lockTimeoutMs = o.lockTimeoutMs;
+    this.#fileMode = o.mode;
     this.#locks = new LockManager(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), lockTimeoutMs: o.lockTimeoutMs, maxKeyBytes: o.limits.maxKeyBytes }, this.#meters.resourceLockWaitUs);
     this.#lock = new FileLock(platform, `${this.path}/${WRITER_LOCK}`, o.mode, { readOnly: o.readOnly, guardDir: this.path });
     this.#lock.onWait = (ms) => this.#meters.lockWaitUs.record(ms * 1000);
@@ -513,6 +518,7 @@ export class LocalDatabase implements DatabaseEngine {
     prepare: (state, txid, options) => db.#participant.prepare(state, txid, options),
     get participant() { return db.#participant; },
     get leaseFile() { return db.#pins.leaseFile; },
+    get fileMode() { return db.#fileMode; },
     pin: (version, kind, expire) => db.pin(version, kind, expire),
     commit: (state) => db.commit(state),
     takeBack: (state, error) => db.#takeBack(state, error),

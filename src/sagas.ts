@@ -32,6 +32,7 @@ import { LOCKS_DIR } from "./files.ts";
 import type { Key } from "./keys.ts";
 import { isWellFormedString } from "./keys.ts";
 import { leaseOwnerAlive, ProcessLease } from "./liveness.ts";
+import { dirModeOf } from "./options.ts";
 import { joinPath } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { armTimer, raceDeadline } from "./timers.ts";
@@ -583,9 +584,11 @@ export class Sagas {
   #takeLease(): ProcessLease {
     const dir = joinPath(this.#db.path, LOCKS_DIR);
     try {
-      const storeMode = this.#platform.stat(this.#db.path)?.mode ?? 0o700;
-      this.#platform.mkdir(dir, storeMode & 0o777);
-      return ProcessLease.create(this.#platform, dir, storeMode & 0o666);
+      // The store's own modes, as the lock owners' leases beside them get: the directory's
+      // mode may be wider than the store's (a directory made before the store, 0o755).
+      const mode = databaseInternals(this.#db).fileMode;
+      this.#platform.mkdir(dir, dirModeOf(mode));
+      return ProcessLease.create(this.#platform, dir, mode);
     } catch (e) {
       throw new TxtDbError("IO", `Taking a saga runner's lease in "${dir}" failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }

@@ -227,3 +227,21 @@ test(`${R} a compensation removed from a redefined saga ends it failed with a Tx
     await db.close();
   }
 });
+
+test(`${R} a saga runner's lease takes the store's file mode, not its directory's: a store opened owner-only in a directory made 0o755 beforehand keeps its lease 0o600`, async () => {
+  const fs = await import("node:fs");
+  const dir = tempDir("saga-atk-mode");
+  fs.chmodSync(dir, 0o755); // made before the store, by someone else's habits
+  const db = await open(dir);
+  try {
+    const sagas = await Sagas.open(db, { namespace: "sagas" });
+    sagas.define("one", [{ name: "only", run: () => 1 }]);
+    const leases = fs.readdirSync(`${dir}/locks`).filter((n) => n.endsWith(".lease"));
+    assert.ok(leases.length > 0, "the runner took its lease");
+    for (const name of leases) assert.equal(fs.statSync(`${dir}/locks/${name}`).mode & 0o777, 0o600, `${name} is owner-only`);
+    assert.equal(fs.statSync(`${dir}/locks`).mode & 0o777, 0o700);
+    await sagas.close();
+  } finally {
+    await db.close();
+  }
+});

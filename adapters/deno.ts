@@ -99,6 +99,18 @@ function openRegular(path: string, options: OpenOptions): Deno.FsFile {
 /** The path named another regular file when opened than when lstat looked (see openRegular). */
 class ReplacedWhileOpening extends PortError {}
 
+/** The directory at `path` (links followed), opened read-only; errors are `op`'s. */
+function openDirectory(path: string, op: string): Deno.FsFile {
+  try {
+    // Opening a FIFO put where the directory was would wait forever: look first.
+    if (!Deno.statSync(path).isDirectory) throw new PortError("ENOTDIR", op, path);
+    return Deno.openSync(path, { read: true });
+  } catch (e) {
+    if (e instanceof PortError) throw e;
+    throw portError(e, op, path);
+  }
+}
+
 function openRegularOnce(path: string, options: OpenOptions): Deno.FsFile {
   const mode = options.mode ?? 0o600;
   if (options.create) {
@@ -374,27 +386,16 @@ export const denoPlatform: Platform = {
     }
   },
   openDirectoryLock(path: string): LockHandle {
-    try {
-      // Opening a FIFO put where the directory was would wait forever: look first.
-      if (!Deno.statSync(path).isDirectory) throw new PortError("ENOTDIR", "open(dir)", path);
-      return new DenoFile(path, Deno.openSync(path, { read: true })); // only its lock calls are reachable
-    } catch (e) {
-      if (e instanceof PortError) throw e;
-      throw portError(e, "open(dir)", path);
-    }
+    return new DenoFile(path, openDirectory(path, "open(dir)")); // only its lock calls are reachable
   },
   syncDir(path: string): void {
-    let dir: Deno.FsFile | undefined;
+    const dir = openDirectory(path, "fsync(dir)");
     try {
-      // Opening a FIFO put where the directory was would wait forever: look first.
-      if (!Deno.statSync(path).isDirectory) throw new PortError("ENOTDIR", "fsync(dir)", path);
-      dir = Deno.openSync(path, { read: true });
       dir.syncSync();
     } catch (e) {
-      if (e instanceof PortError) throw e;
       throw portError(e, "fsync(dir)", path);
     } finally {
-      dir?.close();
+      dir.close();
     }
   },
   monotonicMs: () => performance.now(),

@@ -220,6 +220,18 @@ function chmodDirectory(path: string, mode: number): void {
   }
 }
 
+/**
+ * A descriptor of the directory at `path` (links followed), read-only; O_DIRECTORY: a FIFO
+ * put where the directory was is refused instead of waited on. Errors are `op`'s.
+ */
+function openDirectory(path: string, op: string): number {
+  try {
+    return fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  } catch (e) {
+    throw portError(e, op, path);
+  }
+}
+
 /** Builds a Platform on node:fs with the given flock call. */
 /** fs.watch of a directory or a file, never keeping the process alive; undefined if it cannot start. */
 function watchPath(path: string, onChange: () => void): WatchHandle | undefined {
@@ -342,25 +354,16 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
       }
     },
     openDirectoryLock(path: string): LockHandle {
-      let fd: number;
-      try {
-        // O_DIRECTORY: a FIFO put where the directory was is refused instead of waited on.
-        fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NONBLOCK);
-      } catch (e) {
-        throw portError(e, "open(dir)", path);
-      }
-      return new NodeFsFile(path, fd, flock, flockAsync); // only its lock calls are reachable
+      return new NodeFsFile(path, openDirectory(path, "open(dir)"), flock, flockAsync); // only its lock calls are reachable
     },
     syncDir(path: string): void {
-      let fd: number | undefined;
+      const fd = openDirectory(path, "fsync(dir)");
       try {
-        // O_DIRECTORY: a FIFO put where the directory was is refused instead of waited on.
-        fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
         fs.fsyncSync(fd);
       } catch (e) {
         throw portError(e, "fsync(dir)", path);
       } finally {
-        if (fd !== undefined) fs.closeSync(fd);
+        fs.closeSync(fd);
       }
     },
     monotonicMs: () => performance.now(),

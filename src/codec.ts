@@ -169,9 +169,6 @@ function checkValue(v: unknown, depth: number, path: string): boolean {
   }
 }
 
-/** This realm's base of the typed arrays: one made in another realm is no instance of it. */
-const TypedArray = Object.getPrototypeOf(Uint8Array) as abstract new (...args: never[]) => ArrayBufferView;
-
 /** What Object.prototype.toString says `v` is ("Map", "Uint8Array", …): true across realms. */
 function classTag(v: object): string {
   return Object.prototype.toString.call(v).slice(8, -1);
@@ -191,33 +188,32 @@ function checkObject(v: object, depth: number, path: string): boolean {
       }
       return special;
     }
-    // Made in another realm (node:vm, an iframe): cbor-x knows it by instanceof, and wrote a
-    // typed array as an array of numbers, so rewrite() makes it this realm's.
-    if (!(v instanceof Object)) {
-      const foreign = checkForeignObject(v, depth, path);
-      if (foreign !== undefined) return foreign;
-    }
+    // Made in another realm (node:vm, an iframe), it is no instance of this realm's classes:
+    // its class tag says what it is, and rewrite() makes it this realm's (cbor-x knows
+    // classes by instanceof, and wrote such a typed array as an array of numbers).
+    const foreignTag = v instanceof Object ? undefined : classTag(v);
     if (ArrayBuffer.isView(v)) {
-      if (v instanceof DataView) throw refuse(path, "is a DataView, which would come back as a Uint8Array; store a Uint8Array of its bytes");
-      return false;
+      if (v instanceof DataView || foreignTag === "DataView") throw refuse(path, "is a DataView, which would come back as a Uint8Array; store a Uint8Array of its bytes");
+      return foreignTag !== undefined;
     }
     if (v instanceof Date || v instanceof RegExp) return false;
+    if (foreignTag === "Date" || foreignTag === "RegExp") return true;
     if (v instanceof ArrayBuffer || (typeof SharedArrayBuffer === "function" && v instanceof SharedArrayBuffer)) {
       throw refuse(path, "is an ArrayBuffer, which would come back as a Uint8Array; store new Uint8Array(buffer)");
     }
     if (v instanceof Error) throw refuse(path, "is an Error, whose class, stack and properties would be lost; store { name, message } instead");
-    if (v instanceof Map) {
+    if (v instanceof Map || foreignTag === "Map") {
       // cbor-x writes a subclass of Map as an array of its entries: rewrite() makes it a Map.
-      let special = v.constructor !== Map;
-      for (const [k, x] of v) {
+      let special = foreignTag !== undefined || v.constructor !== Map;
+      for (const [k, x] of foreignTag === undefined ? (v as Map<unknown, unknown>) : Map.prototype.entries.call(v)) {
         if (checkValue(k, depth + 1, `${path}<key>`)) special = true;
         if (checkValue(x, depth + 1, `${path}.get(${typeof k === "string" ? JSON.stringify(k) : String(k)})`)) special = true;
       }
       return special;
     }
-    if (v instanceof Set) {
-      let special = false;
-      for (const x of v) if (checkValue(x, depth + 1, `${path}<item>`)) special = true;
+    if (v instanceof Set || foreignTag === "Set") {
+      let special = foreignTag !== undefined;
+      for (const x of foreignTag === undefined ? (v as Set<unknown>) : Set.prototype.values.call(v)) if (checkValue(x, depth + 1, `${path}<item>`)) special = true;
       return special;
     }
     checkClassInstance(v, path);
@@ -240,33 +236,10 @@ function checkObject(v: object, depth: number, path: string): boolean {
 }
 
 /**
- * {@link checkObject} of an object from another realm: true for the typed arrays, dates,
- * regular expressions, maps and sets {@link rewrite} makes this realm's (their contents
- * checked), undefined for anything else, checked as an object of this realm would be.
+ * A typed array, date, regular expression, map or set of another realm as this realm's
+ * (shallow: {@link rewrite} goes on into a map's or set's contents); undefined for others.
  */
-function checkForeignObject(v: object, depth: number, path: string): boolean | undefined {
-  const tag = classTag(v);
-  if (ArrayBuffer.isView(v)) {
-    if (tag === "DataView") throw refuse(path, "is a DataView, which would come back as a Uint8Array; store a Uint8Array of its bytes");
-    return true;
-  }
-  if (tag === "Date" || tag === "RegExp") return true;
-  if (tag === "Map") {
-    for (const [k, x] of Map.prototype.entries.call(v)) {
-      checkValue(k, depth + 1, `${path}<key>`);
-      checkValue(x, depth + 1, `${path}.get(${typeof k === "string" ? JSON.stringify(k) : String(k)})`);
-    }
-    return true;
-  }
-  if (tag === "Set") {
-    for (const x of Set.prototype.values.call(v)) checkValue(x, depth + 1, `${path}<item>`);
-    return true;
-  }
-  return undefined;
-}
-
-/** A value of another realm made this realm's, as {@link checkForeignObject} allows; undefined for others. */
-function ownRealmCopy(v: object): unknown {
+function ownRealmCopy(v: object): object | undefined {
   const tag = classTag(v);
   if (ArrayBuffer.isView(v)) {
     const Same = (globalThis as unknown as Record<string, new (from: ArrayLike<number> | ArrayLike<bigint>) => ArrayBufferView>)[tag];
@@ -277,8 +250,8 @@ function ownRealmCopy(v: object): unknown {
     const r = v as RegExp;
     return new RegExp(r.source, r.flags);
   }
-  if (tag === "Map") return new Map([...Map.prototype.entries.call(v)].map(([k, x]) => [rewrite(k), rewrite(x)]));
-  if (tag === "Set") return new Set([...Set.prototype.values.call(v)].map(rewrite));
+  if (tag === "Map") return new Map(Map.prototype.entries.call(v));
+  if (tag === "Set") return new Set(Set.prototype.values.call(v));
   return undefined;
 }
 
@@ -304,13 +277,11 @@ function checkClassInstance(v: object, path: string): void {
 }
 
 /** A copy of a checked value with -0 and own `__proto__` keys replaced by their stand-ins. */
-function rewrite(v: unknown): unknown {
-  if (typeof v === "number") return v === 0 && 1 / v < 0 ? NEGATIVE_ZERO : v;
-  if (typeof v !== "object" || v === null) return v;
-  if (!(v instanceof Object) && !Array.isArray(v)) {
-    const copy = ownRealmCopy(v);
-    if (copy !== undefined) return copy;
-  }
+function rewrite(value: unknown): unknown {
+  if (typeof value === "number") return value === 0 && 1 / value < 0 ? NEGATIVE_ZERO : value;
+  if (typeof value !== "object" || value === null) return value;
+  // Another realm's (see checkObject) first made this realm's, then rewritten as such.
+  const v = value instanceof Object || Array.isArray(value) ? value : ownRealmCopy(value) ?? value;
   if (ArrayBuffer.isView(v) || v instanceof Date || v instanceof RegExp) return v;
   if (v instanceof Map) return new Map([...v].map(([k, x]) => [rewrite(k), rewrite(x)]));
   if (v instanceof Set) return new Set([...v].map(rewrite));

@@ -74,44 +74,40 @@ export function readHolderFrom(handle: FileHandle): WriterHolder | undefined {
  * file read-only (a shared flock attempt needs no write access) and never creates it.
  */
 export function readWriterHolder(platform: Platform, dir: string): { held: boolean; holder: WriterHolder | undefined; guard?: boolean } {
-  let handle: FileHandle;
+  let handle: FileHandle | undefined;
   try {
     handle = platform.open(`${dir}/${WRITER_LOCK}`, { readOnly: true });
   } catch {
-    // No file (a cleaner deleted it): its guard (lock.ts) may still be held, by the writer
-    // that held the lock when the file went.
-    const guard = guardHeld(platform, dir);
-    return { held: guard, holder: undefined, guard };
+    handle = undefined; // no file (a cleaner deleted it)
   }
-  try {
-    if (handle.tryLock(false)) {
-      handle.unlock();
-      // The file free, its guard (lock.ts) may still be held: by a writer whose file was deleted since.
-      const guard = guardHeld(platform, dir);
-      return { held: guard, holder: undefined, guard };
+  if (handle) {
+    try {
+      if (heldElsewhere(handle)) return { held: true, holder: readHolderFrom(handle) };
+    } finally {
+      handle.close();
     }
-    return { held: true, holder: readHolderFrom(handle) };
-  } finally {
-    handle.close();
   }
+  // The file free or missing: its guard (lock.ts) may still be held, by a writer whose file was deleted since.
+  let dirHandle: LockHandle | undefined;
+  try {
+    dirHandle = platform.openDirectoryLock?.(dir);
+  } catch {
+    dirHandle = undefined; // the directory cannot be opened: nobody is told it is held
+  }
+  let guard = false;
+  try {
+    if (dirHandle) guard = heldElsewhere(dirHandle);
+  } finally {
+    dirHandle?.close();
+  }
+  return { held: guard, holder: undefined, guard };
 }
 
-/** Whether another process holds the store directory's flock, the writer lock's guard (lock.ts). */
-function guardHeld(platform: Platform, dir: string): boolean {
-  if (!platform.openDirectoryLock) return false;
-  let guard: LockHandle;
-  try {
-    guard = platform.openDirectoryLock(dir);
-  } catch {
-    return false;
-  }
-  try {
-    if (!guard.tryLock(false)) return true;
-    guard.unlock();
-    return false;
-  } finally {
-    guard.close();
-  }
+/** Whether another open file description holds `handle`'s flock: a shared attempt fails (and one that succeeds is let go). */
+function heldElsewhere(handle: LockHandle): boolean {
+  if (!handle.tryLock(false)) return true;
+  handle.unlock();
+  return false;
 }
 
 /**

@@ -1056,7 +1056,6 @@ export class LocalDatabase implements DatabaseEngine {
   }
 }
 
-/** Opens (creating if needed) the store in directory `path`: {@link open} of a path. */
 /**
  * A relative store path made absolute against the working directory, once, at open: every
  * file of the store is opened by path while it is open (segments, tables, locks, leases), and
@@ -1072,6 +1071,7 @@ function againstWorkingDirectory(platform: Platform, path: string): string {
   return rest === "." || rest === "" ? cwd : `${cwd.replace(/\/+$/, "")}/${rest}`;
 }
 
+/** Opens (creating if needed) the store in directory `path`: {@link open} of a path. */
 export async function openLocal(path: string, options: OpenOptions, openStore: OpenStore): Promise<LocalDatabase> {
   for (const name of ETCD_ONLY_OPTIONS) {
     if (options[name] !== undefined) throw invalidArg(`Option ${name} applies to etcd:// locations only; "${path}" is a directory: leave it out`);

@@ -234,8 +234,7 @@ export class FileLock {
       }
       if (this.#handleIsAtPath(handle)) {
         this.#kernelTakes++;
-        if (this.#takeGuard(handle, exclusive)) return true;
-        return false;
+        return this.#takeGuard(handle, exclusive);
       }
       handle.close(); // also drops the kernel lock on the orphaned inode
       this.#handle = undefined;

@@ -256,8 +256,9 @@ export class Pins {
     const lease = this.#lease;
     if (lease) {
       try {
+        // One look at the path: its identity when the handle's is known, else whether it is there.
         const mine = lease.handle.info?.();
-        if (this.#platform.lstat(lease.path) && pathNamesFile(this.#platform, lease.path, mine)) return;
+        if (mine ? pathNamesFile(this.#platform, lease.path, mine) : this.#platform.lstat(lease.path) !== undefined) return;
         lease.handle.close();
       } catch {
         // unreadable: take a new one

@@ -38,7 +38,7 @@ import { Database, databaseInternals, open } from "./db.ts";
 import type { Transaction } from "./tx.ts";
 import type { Isolation } from "./tx.ts";
 import type { Platform } from "./port.ts";
-import { absolutePath, joinPath } from "./port.ts";
+import { absolutePath, joinPath, randomFraction } from "./port.ts";
 import { leaseOwnerAlive } from "./liveness.ts";
 import { toWellFormedString } from "./keys.ts";
 import { checkKnownOptions, checkTransactionOptions, invalidArg } from "./options.ts";
@@ -442,7 +442,7 @@ export class Coordinator {
   }
 
   async #backoff(attempt: number): Promise<void> {
-    await this.#platform.sleep(Math.random() * Math.min(100, 2 ** attempt));
+    await this.#platform.sleep(randomFraction(this.#platform) * Math.min(100, 2 ** attempt));
   }
 
   /** Phase 1; returns the first failure (or TIMEOUT past prepareTimeoutMs), undefined if all prepared. */

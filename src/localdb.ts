@@ -31,7 +31,7 @@ import { changeFormatLocked } from "./migrate.ts";
 import { GroupCommitter, isWriterLockLost } from "./commit.ts";
 import { FileLock } from "./lock.ts";
 import type { FileInfo, Platform } from "./port.ts";
-import { workingDirectory } from "./port.ts";
+import { randomFraction, workingDirectory } from "./port.ts";
 import { defaultPlatform } from "./platform.ts";
 import { expireSnapshot, newSnapshot, newTransaction, newTxState, SnapshotReader } from "./tx.ts";
 import { checkTxBytes } from "./txstate.ts";
@@ -702,7 +702,7 @@ export class LocalDatabase implements DatabaseEngine {
           if (leaveTurn) {
             // Lost again while holding the turn: another process wrote the key. Back off.
             const capMs = Math.min(100, 2 ** attempt);
-            await this.platform.sleep(Math.random() * capMs);
+            await this.platform.sleep(randomFraction(this.platform) * capMs);
           } else {
             const waitMs = deadline === undefined ? RETRY_TURN_MAX_WAIT_MS : Math.min(RETRY_TURN_MAX_WAIT_MS, deadline - this.platform.monotonicMs());
             leaveTurn = await this.#retryTurns.enter(conflictSubject(e), waitMs, signal);

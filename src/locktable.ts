@@ -73,10 +73,11 @@ export type LockMode = "IS" | "IX" | "S" | "SIX" | "X";
 /** The modes, indexed by their code in the table. */
 export const LOCK_MODES: readonly LockMode[] = ["IS", "IX", "S", "SIX", "X"];
 
+// Mode codes are indexes into LOCK_MODES (IS 0, IX 1, S 2, SIX 3, X 4); the tables below
+// and the table file use them. SIX has no name here: no rule singles it out.
 const IS = 0;
 const IX = 1;
 const S = 2;
-const SIX = 3;
 const X = 4;
 
 /** COMPATIBLE[a][b]: modes a and b may be granted to two owners at once. */

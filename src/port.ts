@@ -345,6 +345,16 @@ export interface Platform {
 }
 
 /**
+ * A number in [0, 1) from the platform's random source ({@link Platform.randomBytes}), for
+ * backoff jitter: never `Math.random`, so that the simulated platform replays it from its seed.
+ */
+export function randomFraction(platform: Platform): number {
+  const b = new Uint8Array(4);
+  platform.randomBytes(b);
+  return (b[0]! * 2 ** 24 + b[1]! * 2 ** 16 + b[2]! * 2 ** 8 + b[3]!) / 2 ** 32;
+}
+
+/**
  * Which file `path` names, asked without its timestamps where the port can
  * ({@link Platform.identity}), else by `lstat`: for the checks, made as files are written,
  * that a path still names the file a handle has open.

@@ -53,6 +53,7 @@ import { decodeKeyParts, encodeKey, isWellFormedString, prefixRange } from "./ke
 import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index } from "./index.ts";
 import type { Platform } from "./port.ts";
+import { randomFraction } from "./port.ts";
 import { FRAME_BODY_MAX_BYTES } from "./record.ts";
 import { newTxState } from "./tx.ts";
 import { checkTxBytes } from "./txstate.ts";
@@ -419,7 +420,7 @@ export class Queues {
     return { queue, id: this.newId(), value: bytes, delayMs, dedupe };
   }
 
-  #random = () => Math.random();
+  #random = () => randomFraction(this.#host.platform);
   #now = () => this.#host.platform.wallClockMs();
 
   /** `db.enqueue()`. */

@@ -33,7 +33,7 @@ import type { Key } from "./keys.ts";
 import { isWellFormedString } from "./keys.ts";
 import { leaseOwnerAlive, ProcessLease } from "./liveness.ts";
 import { dirModeOf } from "./options.ts";
-import { joinPath } from "./port.ts";
+import { joinPath, randomFraction } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { armTimer, raceDeadline } from "./timers.ts";
 import type { Timer } from "./timers.ts";
@@ -613,9 +613,7 @@ export class Sagas {
   }
 
   #random(): number {
-    const b = new Uint8Array(4);
-    this.#platform.randomBytes(b);
-    return new DataView(b.buffer).getUint32(0) / 2 ** 32;
+    return randomFraction(this.#platform);
   }
 
   /** True while the runner holding lease `owner` lives (its lease's lock is held). */

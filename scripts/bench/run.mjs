@@ -361,6 +361,7 @@ const results = [
     ...runJson("node_modules/.bin/deno", ["run", "--quiet", "--allow-read", "--allow-write", "scripts/bench/txtdb.ts", dir, String(scale)]),
     ...runJson("node_modules/.bin/bun", ["scripts/bench/txtdb.ts", dir, String(scale)]),
     ...runJson(process.execPath, ["scripts/bench/peers.mjs", dir, String(scale)]),
+    ...runJson(process.execPath, ["scripts/bench/w1-alternating.mjs", dir, String(scale)]),
   ] : []),
   ...(sections.includes("mp") ? await multiProcess() : []),
   ...(sections.includes("locks") ? await lockRows() : []),

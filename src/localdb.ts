@@ -1060,15 +1060,18 @@ export class LocalDatabase implements DatabaseEngine {
  * A relative store path made absolute against the working directory, once, at open: every
  * file of the store is opened by path while it is open (segments, tables, locks, leases), and
  * after a `process.chdir()` a relative path names another directory; commits then failed
- * with IO ENOENT. Not normalised: ".." after a symlink is the kernel's to resolve. As given
- * where the platform cannot tell its working directory.
+ * with IO ENOENT. Repeated "/" and "." segments go (`db.path` of "./x//./y" is ".../x/y"),
+ * ".." stays: after a symlink it is the kernel's to resolve. As given where the platform
+ * cannot tell its working directory.
  */
 function againstWorkingDirectory(platform: Platform, path: string): string {
-  if (path.startsWith("/")) return path;
-  const cwd = workingDirectory(platform);
-  if (cwd === undefined) return path;
-  const rest = path.replace(/^(?:\.\/+)+/, "");
-  return rest === "." || rest === "" ? cwd : `${cwd.replace(/\/+$/, "")}/${rest}`;
+  if (!path.startsWith("/")) {
+    const cwd = workingDirectory(platform);
+    if (cwd === undefined) return path;
+    path = `${cwd}/${path}`;
+  }
+  const parts = path.split("/").filter((part) => part !== "" && part !== ".");
+  return `/${parts.join("/")}`;
 }
 
 /** Opens (creating if needed) the store in directory `path`: {@link open} of a path. */

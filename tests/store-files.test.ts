@@ -346,6 +346,10 @@ test(`${R} a store opened by a relative path keeps working after process.chdir()
   try {
     db = await open("./rel/store", { namespaces: ["ns"], segmentBytes: 4096, autoCompactBytes: 0 });
     assert.equal(db.path, `${fs.realpathSync(base)}/rel/store`);
+    // Repeated "/" and "." segments do not stay in db.path (they used to).
+    const twice = await open(".//rel/./store/", { namespaces: ["ns"] });
+    assert.equal(twice.path, db.path);
+    await twice.close();
     process.chdir(elsewhere);
     for (let i = 0; i < 100; i++) await db.set("ns", ["k", i], "v".repeat(100));
     await db.compact();

@@ -482,6 +482,7 @@ export class Queues {
       // Under the writer lock: from here on the batch takes nobody (a later enqueue opens
       // the next one), and every item in it is decided now, in the order it came.
       close();
+      written.length = 0; // (a batch put back after a lost writer lock runs again: HeadWork.add)
       let n = 0;
       for (const p of batch.items) {
         const wrote = w.enqueue(p.queue, p.id, p.value, p.delayMs, p.dedupe);
@@ -727,6 +728,11 @@ export class Queues {
     const left = { outcomes: [] as Outcome[], full: false };
     const head = new HeadWork(state, this.#now, this.#random, this.#host.limits().maxTxBytes);
     head.add((w: HeadWriter) => {
+      // What an earlier run of this step reported goes (HeadWork.add: it may run again).
+      claimed = [];
+      floor = undefined;
+      left.outcomes = [];
+      left.full = false;
       for (const o of work.outcomes) if (!w.settle(o)) left.outcomes.push(o);
       if (work.free > 0 && left.outcomes.length === 0) {
         const r = w.claim(queue, work.free, f.readyMs, work.owner, work.tokenOf, { visibilityMs: work.opts.visibilityMs, maxAttempts: work.opts.maxAttempts, retryMs: work.opts.retryMs, retryMaxMs: work.opts.retryMaxMs });
@@ -762,7 +768,7 @@ export class Queues {
     new HeadWork(state, this.#now, this.#random).add((w) => {
       const r = w.claims(queue, f.claimMs, SWEEP_CLAIMS_MAX);
       out = r.claims;
-      if (r.claims.length < SWEEP_CLAIMS_MAX) floor = r.floorMs;
+      floor = r.claims.length < SWEEP_CLAIMS_MAX ? r.floorMs : undefined;
       w.forgetDedupeKeys(queue, DEDUPE_FORGET_BATCH);
     });
     await this.#host.commit(state);

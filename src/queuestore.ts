@@ -355,7 +355,11 @@ export class HeadWork {
     state.atHead = (index) => this.#run(index);
   }
 
-  /** Adds a step; steps run in order, each seeing the head as the index holds it (not earlier steps' writes). */
+  /**
+   * Adds a step; steps run in order, each seeing the head as the index holds it (not earlier
+   * steps' writes). Steps may run more than once, at a newer head (see #run): a step sets
+   * what it reports anew each time rather than adding to what an earlier run left.
+   */
   add(step: (w: HeadWriter) => void): void {
     this.#steps.push(step);
   }
@@ -364,8 +368,13 @@ export class HeadWork {
     const head = index.lastTsn;
     const nsId = index.resolve(QUEUES_NS, head);
     if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", "The queues' namespace does not exist at the head; retry");
-    let writes = this.#state.writes.get(QUEUES_NS);
-    if (!writes) this.#state.writes.set(QUEUES_NS, (writes = new Map()));
+    // Afresh at every run: a batch whose writer lock turned out lost before its append is
+    // put back and runs here again (commit.ts, LOCK_LOST_REQUEUES_MAX). What the earlier
+    // run decided was never written; kept, it would be written beside this run's, and a
+    // message enqueued once would be there twice, or claimed twice (an orphan claim that
+    // no handler runs, given back as a failed attempt: dead after maxAttempts).
+    const writes = new Map<string, WriteOp>();
+    this.#state.writes.set(QUEUES_NS, writes);
     const w = new HeadWriter(index, nsId, head, Math.floor(this.#now()), this.#random, writes, this.#budget);
     for (const step of this.#steps) step(w);
     if (writes.size === 0) this.#state.writes.delete(QUEUES_NS);

@@ -1004,3 +1004,80 @@ test("[attack] a process whose listener stopped exits by itself (no timer of the
   }
 });
 
+
+// ---------------------------------------------------------------------------------------
+// Queue work decided at the head, run again
+// ---------------------------------------------------------------------------------------
+
+test("[attack] a batch put back after its writer lock was lost runs its queue work again: a message enqueued once (db.enqueue, tx.enqueue) is there once, a claim is made once (no orphan claim sends a handled message to the dead list). Was a defect", async () => {
+  // The platform has no directory guard (Platform.openDirectoryLock is optional: "a fourth
+  // runtime is one file"), so a writer.lock deleted under its holder is found lost just
+  // before the append, and the batch goes again (commit.ts, LOCK_LOST_REQUEUES_MAX). The
+  // clock moves between the two runs, as real time does, so a message's ready time differs.
+  const fs = await import("node:fs");
+  const { withFaults } = await import("txtdb/adapters/faults");
+  const { defaultPlatform } = await import("txtdb/internal");
+  const dir = tempDir("qa-relock");
+  const base = await defaultPlatform();
+  let offsetMs = 0;
+  const unguarded = new Proxy(base, {
+    get(target, prop) {
+      if (prop === "openDirectoryLock") return undefined;
+      if (prop === "wallClockMs") return () => target.wallClockMs() + offsetMs;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  let deletions = 0;
+  const db = await open(dir, {
+    namespaces: ["ns"],
+    adapter: withFaults(unguarded, (step, path) => {
+      // The holder stamps writer.lock right after each grant: a cleaner deletes it then.
+      if (deletions > 0 && step === "beforeWrite" && path.endsWith("/writer.lock")) {
+        deletions--;
+        fs.unlinkSync(`${dir}/writer.lock`);
+        offsetMs += 25;
+      }
+    }),
+  });
+  try {
+    await db.enqueue("jobs", "first"); // the queues' namespace exists from here on
+    deletions = 1;
+    await db.enqueue("jobs", "plain");
+    assert.equal(deletions, 0, "the enqueue's batch found its lock lost");
+    deletions = 1;
+    await db.transaction(async (tx) => {
+      tx.set("ns", "k", 1);
+      tx.enqueue("jobs", "in-tx");
+    });
+    assert.equal(deletions, 0, "the transaction's batch found its lock lost");
+    deletions = 1;
+    const r = await db.enqueue("jobs", "deduped", { dedupeKey: "d" });
+    assert.equal(r.deduplicated, false, "the first enqueue under a dedupe key is not deduplicated");
+    assert.deepEqual(db.queueStats("jobs"), { ...EMPTY, ready: 4 }, "each message once");
+
+    // A listener's claim round found its lock lost: the message runs once, is acknowledged,
+    // and no second claim of it is left to time out into the dead list.
+    const seen: string[] = [];
+    const stop = new AbortController();
+    const listening = db.listenQueue<string>("jobs", (v) => void seen.push(v), { signal: stop.signal, concurrency: 8, maxAttempts: 1, visibilityTimeoutMs: 300 });
+    assert.ok(await waitUntil(() => seen.length >= 4, 10_000) >= 0, `delivered: ${JSON.stringify(seen)}`);
+    // A delayed message is claimed by the listener's timer, away from the enqueue's commit:
+    // the next two grants are a claim round's (or one of them a sweep's, which appends nothing).
+    await db.enqueue("jobs", "claimed", { delayMs: 200 });
+    deletions = 2;
+    assert.ok(await waitUntil(() => seen.includes("claimed"), 10_000) >= 0, `delivered: ${JSON.stringify(seen)}`);
+    assert.ok(await waitUntil(() => deletions === 0, 10_000) >= 0, "the listener's rounds found their lock lost");
+    await sleep(1_800); // past the visibility timeout and a sweep: an orphan claim would be given back by now
+    stop.abort();
+    assert.equal(await within(listening, 10_000), "resolved");
+    assert.deepEqual([...seen].sort(), ["claimed", "deduped", "first", "in-tx", "plain"], "each message handled once");
+    const dead = [];
+    for await (const d of db.deadLetters("jobs")) dead.push([d.value, d.error?.name]);
+    assert.deepEqual(dead, [], "no handled message on the dead list");
+    assert.deepEqual(db.queueStats("jobs"), EMPTY);
+    assert.equal((await db.check()).ok, true);
+  } finally {
+    await db.close();
+  }
+});

@@ -1081,3 +1081,30 @@ test("[attack] a batch put back after its writer lock was lost runs its queue wo
     await db.close();
   }
 });
+
+test("[attack] dedupe keys past their window are forgotten as fast as a producer makes them: 6,000 enqueued with their own keys leave none behind within seconds of a listener's start (one batch of 256 a second fell behind any producer faster than that, without bound). Was a defect", async () => {
+  const { databaseInternals } = await import("txtdb/internal");
+  const QUEUES_NS = "\u0000txtdb.queues";
+  const db = await open(tempDir("qa-dedupe-forget"), { durability: "none" });
+  try {
+    const n = 6_000;
+    const enqueues: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) enqueues.push(db.enqueue("jobs", i, { dedupeKey: `order-${i}`, dedupeWindowMs: 1 }));
+    await Promise.all(enqueues);
+    const internals = databaseInternals(db);
+    const held = () => internals.countNow(QUEUES_NS, ["k"]) + internals.countNow(QUEUES_NS, ["x"]);
+    assert.equal(held(), 2 * n, "each enqueue wrote its dedupe key and its expiry entry");
+    let handled = 0;
+    const stop = new AbortController();
+    const listening = db.listenQueue("jobs", () => void handled++, { signal: stop.signal, concurrency: 64 });
+    const waited = await waitUntil(() => held() === 0 && handled === n, 10_000, 20);
+    stop.abort();
+    assert.equal(await within(listening, 10_000), "resolved");
+    assert.ok(waited >= 0, `after 10 s of sweeps: ${held() / 2} dedupe keys of ${n} left, ${handled} messages handled`);
+    // Forgotten keys no longer hold: the same keys enqueue again.
+    const again = await db.enqueue("jobs", "again", { dedupeKey: "order-0" });
+    assert.equal(again.deduplicated, false);
+  } finally {
+    await db.close();
+  }
+});

@@ -652,17 +652,23 @@ export class Queues {
     }
     if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot retry dead messages: the database was opened with readOnly: true");
     if (!this.namespaceReady()) return 0;
+    // All of them: at most as many as were dead when the call began. A listener that fails
+    // every message it gets would otherwise refill the dead list as fast as this empties it,
+    // and the call would never return.
+    const movesMax = id === undefined ? this.stats(queue).dead : 1;
     let total = 0;
-    for (;;) {
+    while (total < movesMax) {
       const state = newTxState(this.#host.refresh(), "serializable", true);
       let r = { moved: 0, more: false };
       // Each commit moves what its budget allows (queuestore.ts rule 4), so many big dead
       // messages take several commits rather than one record past the limit.
-      new HeadWork(state, this.#now, this.#random, this.#host.limits().maxTxBytes).add((w) => void (r = w.retryDead(queue, id, RETRY_DEAD_BATCH)));
+      const max = Math.min(RETRY_DEAD_BATCH, movesMax - total);
+      new HeadWork(state, this.#now, this.#random, this.#host.limits().maxTxBytes).add((w) => void (r = w.retryDead(queue, id, max)));
       await this.#host.commit(state);
       total += r.moved;
-      if (id !== undefined || !r.more) return total;
+      if (id !== undefined || !r.more) break;
     }
+    return total;
   }
 
   // --- listening ---

@@ -717,6 +717,36 @@ test("[attack] dead letters past one page (300) in id order; mutating a dead let
   await db.close();
 });
 
+// retryDead(queue) went on while whole pages of 1,000 dead messages kept appearing: with a
+// listener failing every message it got, the messages it moved came back dead behind it and
+// it moved them again (more than were dead, and no bound on when it returns). Was a defect.
+test("[attack] retryDead(queue) moves at most the messages dead when it began, while a listener fails them again as fast as they come back", async () => {
+  const db = await open(tempDir("qa-dead-refill"), { durability: "none" });
+  const N = 3_000;
+  for (let i = 0; i < N; i += 500) await Promise.all(Array.from({ length: 500 }, (_, j) => db.enqueue("jobs", i + j)));
+  const failAll = (signal: AbortSignal) => db.listenQueue("jobs", () => {
+    throw new Error("no");
+  }, { concurrency: 4096, maxAttempts: 1, retryDelayMs: 0, signal });
+  const first = new AbortController();
+  const l1 = failAll(first.signal);
+  assert.ok(await waitUntil(() => db.queueStats("jobs").dead === N, 20_000, 10) >= 0, JSON.stringify(db.queueStats("jobs")));
+  first.abort();
+  assert.equal(await within(l1, 5_000), "resolved");
+  // Now the listener again, failing every message retryDead puts back, at once.
+  const stop = new AbortController();
+  const l2 = failAll(stop.signal);
+  const moved = db.retryDead("jobs");
+  const outcome = await within(moved, 30_000);
+  stop.abort();
+  assert.equal(await within(l2, 5_000), "resolved");
+  assert.equal(outcome, "resolved", "retryDead returned");
+  const n = await moved;
+  assert.ok(n <= N, `retryDead moved ${n} of the ${N} dead when it began`);
+  const st = db.queueStats("jobs");
+  assert.equal(st.ready + st.dead + st.running, N, JSON.stringify(st));
+  await db.close();
+});
+
 /** The body length of every log record of the store in `dir` (its segments, frame by frame). */
 async function recordSizes(dir: string): Promise<number[]> {
   const fs = await import("node:fs");

@@ -36,7 +36,7 @@
  *
  * @module
  */
-import { TxtDbError } from "./errors.ts";
+import { describeInput, TxtDbError } from "./errors.ts";
 import { FRONTIER, ioError, MANIFEST, segmentName } from "./files.ts";
 import { encodeFrontier } from "./log.ts";
 import type { Frontier } from "./log.ts";
@@ -161,7 +161,7 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
 
 function checkDestination(platform: Platform, dir: string, dest: string): void {
   if (typeof dest !== "string" || dest.length === 0) {
-    throw new TxtDbError("INVALID_ARGUMENT", `backup() needs a destination directory path; got ${JSON.stringify(dest)}`);
+    throw new TxtDbError("INVALID_ARGUMENT", `backup() needs a destination directory path; got ${describeInput(dest)}`);
   }
   const trim = (p: string) => p.replace(/\/+$/, "") || "/";
   if (trim(dest) === trim(dir) || trim(dest).startsWith(trim(dir) + "/")) {

@@ -121,11 +121,25 @@ function objectFromEntries(flat: unknown): Record<string, unknown> {
   return out;
 }
 
-/** How deep a value may nest; deeper (or cyclic) values are refused. */
+/** How deep a value may nest; deeper values are refused. */
 const DEPTH_MAX = 512;
 
+/**
+ * The objects {@link checkValue} is inside, outermost first, with their paths: a value that
+ * holds one of its own ancestors is a cycle, refused naming both places (instead of as
+ * "too deep" 512 levels down, with a path of 512 steps). Each encodeValue() call has its
+ * own (a getter may store another value while its owner is checked).
+ */
+let ancestors: object[] = [];
+let ancestorPaths: string[] = [];
+
+/** A path short enough for a message: its start and end, the middle elided. */
+function shortPath(path: string): string {
+  return path.length <= 160 ? path : `${path.slice(0, 100)}…${path.slice(-50)}`;
+}
+
 function refuse(path: string, what: string, cause?: unknown): TxtDbError {
-  return new TxtDbError("INVALID_VALUE", `Cannot store the value: ${path} ${what}`, { details: { path }, ...(cause === undefined ? {} : { cause }) });
+  return new TxtDbError("INVALID_VALUE", `Cannot store the value: ${shortPath(path)} ${what}`, { details: { path }, ...(cause === undefined ? {} : { cause }) });
 }
 
 /** INVALID_VALUE for an error thrown while reading the value at `path` (a getter, a Proxy trap). */
@@ -155,13 +169,20 @@ function checkValue(v: unknown, depth: number, path: string): boolean {
       return v === 0 && 1 / v < 0;
     case "object": {
       if (v === null) return false;
-      if (depth >= DEPTH_MAX) throw refuse(path, `nests deeper than ${DEPTH_MAX} levels (or is cyclic)`);
+      const back = ancestors.indexOf(v);
+      if (back >= 0) throw refuse(path, `is ${ancestorPaths[back]} again, a cycle, which cannot be stored; store a copy without the cycle (e.g. an id in place of the reference)`);
+      if (depth >= DEPTH_MAX) throw refuse(path, `nests deeper than ${DEPTH_MAX} levels, the most a value may; store it flatter (e.g. a list of its parts)`);
+      ancestors.push(v);
+      ancestorPaths.push(path);
       // A getter or a Proxy trap may throw anywhere in here: the caller gets INVALID_VALUE
       // naming where, with the error as its cause, instead of the bare error.
       try {
         return checkObject(v, depth, path);
       } catch (e) {
         throw e instanceof TxtDbError ? e : threw(path, e);
+      } finally {
+        ancestors.pop();
+        ancestorPaths.pop();
       }
     }
     default:
@@ -308,7 +329,15 @@ function rewrite(value: unknown): unknown {
  * ```
  */
 export function encodeValue(value: unknown, maxBytes = Infinity): Uint8Array {
-  const special = checkValue(value, 0, "value");
+  // Empty unless a getter of a value being checked stores another: that one gets its own.
+  const outer = ancestors.length === 0 ? undefined : ([ancestors, ancestorPaths] as const);
+  if (outer) [ancestors, ancestorPaths] = [[], []];
+  let special: boolean;
+  try {
+    special = checkValue(value, 0, "value");
+  } finally {
+    if (outer) [ancestors, ancestorPaths] = outer;
+  }
   let bytes: Uint8Array;
   try {
     bytes = encoder.encode(special ? rewrite(value) : value) as Uint8Array;

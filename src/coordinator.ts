@@ -33,7 +33,7 @@
  *
  * @module
  */
-import { isTxtDbError, TxtDbError } from "./errors.ts";
+import { describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
 import { Database, databaseInternals, open } from "./db.ts";
 import type { Transaction } from "./tx.ts";
 import type { Isolation } from "./tx.ts";
@@ -274,7 +274,7 @@ export class Coordinator {
    * ```
    */
   static async open(dir: string, options: CoordinatorOptions = {}): Promise<Coordinator> {
-    if (typeof dir !== "string" || dir.length === 0) throw invalidArg(`Coordinator.open() needs a directory path; got ${JSON.stringify(dir)}`);
+    if (typeof dir !== "string" || dir.length === 0) throw invalidArg(`Coordinator.open() needs a directory path; got ${describeInput(dir)}`);
     if (options === null || typeof options !== "object") throw invalidArg("Coordinator.open() options must be an object");
     checkKnownOptions("Coordinator.open()", options, Object.keys(COORDINATOR_OPTIONS));
     if (options.participants !== undefined) {

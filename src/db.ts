@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { TxtDbError } from "./errors.ts";
+import { describeInput, TxtDbError } from "./errors.ts";
 import type { Key } from "./keys.ts";
 import type { SetOptions } from "./expiry.ts";
 import type { Entry, Isolation, ListOptions, ListSelector, Snapshot, Transaction } from "./tx.ts";
@@ -437,7 +437,7 @@ function refuseUrl(path: string): void {
  * ```
  */
 export async function open(path: string, options: OpenOptions = {}): Promise<Database> {
-  if (typeof path !== "string" || path.length === 0) throw invalidArg(`open() needs a directory path; got ${JSON.stringify(path)}`);
+  if (typeof path !== "string" || path.length === 0) throw invalidArg(`open() needs a directory path; got ${describeInput(path)}`);
   refuseUrl(path);
   checkOptions(options);
   if (isEtcdLocation(path)) return newDatabase(await openEtcd(path, options));

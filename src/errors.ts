@@ -73,3 +73,35 @@ export function isTxtDbError(e: unknown, code?: ErrorCode): e is TxtDbError {
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`txtdb internal assertion failed: ${message}`);
 }
+
+/**
+ * What a message shows of a value the caller passed, whatever it is: never throws (a bigint
+ * or a cyclic object would make JSON.stringify throw, and the caller would get that
+ * TypeError instead of its INVALID_ARGUMENT), shows NaN as NaN (JSON says null), and cuts a
+ * long string or object to its start.
+ */
+export function describeInput(v: unknown): string {
+  switch (typeof v) {
+    case "string":
+      return JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
+    case "bigint":
+      return `${v}n`;
+    case "function":
+      return "a function";
+    case "symbol":
+      return v.toString();
+    case "object": {
+      if (v === null) return "null";
+      let text: string | undefined;
+      try {
+        text = JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x));
+      } catch {
+        // cyclic, or a toJSON or getter that throws
+      }
+      if (text === undefined) return Array.isArray(v) ? "an array" : "an object";
+      return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+    }
+    default:
+      return String(v); // number (NaN, Infinity as such), boolean, undefined
+  }
+}

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { TxtDbError } from "./errors.ts";
+import { describeInput, TxtDbError } from "./errors.ts";
 import { isWellFormedString } from "./keys.ts";
 import { didYouMean } from "./spelling.ts";
 import type { Platform } from "./port.ts";
@@ -195,11 +195,11 @@ export function checkOptions(o: OpenOptions): void {
   checkKnownOptions("open()", o, Object.keys(OPEN_OPTIONS));
   for (const name of ["readOnly", "allowForeignOwner"] as const) {
     if (o[name] !== undefined && typeof o[name] !== "boolean") {
-      throw invalidArg(`Option ${name} must be true or false; got ${JSON.stringify(o[name])}`);
+      throw invalidArg(`Option ${name} must be true or false; got ${describeInput(o[name])}`);
     }
   }
   if (o.mode !== undefined && (!Number.isInteger(o.mode) || o.mode < 0 || o.mode > 0o777 || (o.mode & 0o600) !== 0o600)) {
-    throw invalidArg(`Option mode must be permission bits between 0o600 and 0o777 that include owner read and write (no setuid, setgid or sticky bits); got ${typeof o.mode === "number" ? "0o" + o.mode.toString(8) : JSON.stringify(o.mode)}`);
+    throw invalidArg(`Option mode must be permission bits between 0o600 and 0o777 that include owner read and write (no setuid, setgid or sticky bits); got ${typeof o.mode === "number" ? "0o" + o.mode.toString(8) : describeInput(o.mode)}`);
   }
   if (o.adapter !== undefined) {
     const a = o.adapter as unknown as Record<string, unknown> | null;
@@ -209,7 +209,7 @@ export function checkOptions(o: OpenOptions): void {
   for (const name of SIZE_OPTIONS) {
     const v = (o as Record<string, unknown>)[name];
     if (v !== undefined && (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1)) {
-      throw invalidArg(`Option ${name} must be a positive integer; got ${JSON.stringify(v)}`);
+      throw invalidArg(`Option ${name} must be a positive integer; got ${describeInput(v)}`);
     }
   }
   if (o.segmentBytes !== undefined && o.segmentBytes < SEGMENT_BYTES_MIN) {
@@ -217,25 +217,25 @@ export function checkOptions(o: OpenOptions): void {
   }
   const oneOf = (name: string, v: unknown, allowed: string[]) => {
     if (v !== undefined && !allowed.includes(v as string)) {
-      throw invalidArg(`Option ${name} must be one of ${allowed.map((a) => `"${a}"`).join(", ")}; got ${JSON.stringify(v)}`);
+      throw invalidArg(`Option ${name} must be one of ${allowed.map((a) => `"${a}"`).join(", ")}; got ${describeInput(v)}`);
     }
   };
   oneOf("durability", o.durability, ["full", "relaxed", "none"]);
   if (o.requestTimeoutMs !== undefined && !(typeof o.requestTimeoutMs === "number" && Number.isFinite(o.requestTimeoutMs) && o.requestTimeoutMs > 0)) {
-    throw invalidArg(`Option requestTimeoutMs must be a positive number of milliseconds; got ${JSON.stringify(o.requestTimeoutMs)}`);
+    throw invalidArg(`Option requestTimeoutMs must be a positive number of milliseconds; got ${describeInput(o.requestTimeoutMs)}`);
   }
   for (const name of ["username", "password"] as const) {
     if (o[name] !== undefined && typeof o[name] !== "string") throw invalidArg(`Option ${name} must be a string; got ${typeof o[name]}`);
   }
   oneOf("isolation", o.isolation, ["serializable", "snapshot"]);
   if (o.cacheBytes !== undefined && (typeof o.cacheBytes !== "number" || !Number.isSafeInteger(o.cacheBytes) || o.cacheBytes < 0)) {
-    throw invalidArg(`Option cacheBytes must be a non-negative integer (bytes of table blocks to keep in memory; 0: none); got ${JSON.stringify(o.cacheBytes)}`);
+    throw invalidArg(`Option cacheBytes must be a non-negative integer (bytes of table blocks to keep in memory; 0: none); got ${describeInput(o.cacheBytes)}`);
   }
   for (const name of ["relaxedSyncMs", "lockTimeoutMs", "watchPollMs", "autoCompactBytes", "maxIdleMs"] as const) {
     const v = o[name];
     const ok = typeof v === "number" && v >= 0 && (Number.isFinite(v) || (v === Infinity && DURATION_OPTIONS.has(name)));
     if (v !== undefined && !ok) {
-      throw invalidArg(`Option ${name} must be a non-negative number${DURATION_OPTIONS.has(name) ? " of milliseconds (Infinity: never)" : ""}; got ${JSON.stringify(v)}`);
+      throw invalidArg(`Option ${name} must be a non-negative number${DURATION_OPTIONS.has(name) ? " of milliseconds (Infinity: never)" : ""}; got ${describeInput(v)}`);
     }
   }
   if (o.namespaces !== undefined && !Array.isArray(o.namespaces)) throw invalidArg("Option namespaces must be an array of names");
@@ -245,7 +245,7 @@ export function checkOptions(o: OpenOptions): void {
 /** A namespace name that can be stored as given, or INVALID_ARGUMENT. */
 export function checkNamespaceName(name: unknown): asserts name is string {
   if (typeof name !== "string" || name.length === 0 || name.length > NAMESPACE_NAME_MAX) {
-    throw invalidArg(`Namespace name must be a non-empty string of at most ${NAMESPACE_NAME_MAX} characters; got ${JSON.stringify(name)}`);
+    throw invalidArg(`Namespace name must be a non-empty string of at most ${NAMESPACE_NAME_MAX} characters; got ${describeInput(name)}`);
   }
   checkNotReserved(name);
   // Names are stored as UTF-8: a lone surrogate would be stored as U+FFFD, under another
@@ -289,7 +289,7 @@ export function checkTransactionOptions(fn: unknown, options: TransactionOptions
   // A number, not just anything `>= 0` accepts: a string "5" passed that test, and the
   // deadline became a string concatenation (now + "5") that fired at once.
   if (options.timeoutMs !== undefined && !(typeof options.timeoutMs === "number" && options.timeoutMs >= 0)) {
-    throw invalidArg(`timeoutMs must be a non-negative number of milliseconds; got ${typeof options.timeoutMs === "string" ? JSON.stringify(options.timeoutMs) : String(options.timeoutMs)}`);
+    throw invalidArg(`timeoutMs must be a non-negative number of milliseconds; got ${describeInput(options.timeoutMs)}`);
   }
   return { maxRetries, timeoutMs: options.timeoutMs, signal: options.signal };
 }
@@ -304,7 +304,7 @@ export function checkSignal(signal: unknown): void {
   if (signal === undefined) return;
   const s = signal as { aborted?: unknown; addEventListener?: unknown } | null;
   if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function") {
-    throw invalidArg(`signal must be an AbortSignal; got ${JSON.stringify(signal)}`);
+    throw invalidArg(`signal must be an AbortSignal; got ${describeInput(signal)}`);
   }
 }
 
@@ -323,7 +323,7 @@ export function checkBeginOptions(options: { isolation?: Isolation }): Isolation
 /** "serializable", "snapshot" or undefined (the default), or INVALID_ARGUMENT. */
 export function checkIsolation(isolation: unknown): void {
   if (isolation !== undefined && isolation !== "serializable" && isolation !== "snapshot") {
-    throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${JSON.stringify(isolation)}`);
+    throw invalidArg(`isolation must be "serializable" or "snapshot"; got ${describeInput(isolation)}`);
   }
 }
 

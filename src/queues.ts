@@ -48,7 +48,7 @@
  *
  * @module
  */
-import { isTxtDbError, TxtDbError } from "./errors.ts";
+import { describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
 import { decodeKeyParts, encodeKey, isWellFormedString, prefixRange } from "./keys.ts";
 import { decodeValue, encodeValue } from "./codec.ts";
 import type { Index } from "./index.ts";
@@ -245,25 +245,14 @@ interface ResolvedListen {
 
 function checkQueueName(queue: unknown, what: string): asserts queue is string {
   if (typeof queue !== "string" || queue.length === 0 || queue.length > QUEUE_NAME_MAX) {
-    throw invalidArg(`${what}: the queue name must be a non-empty string of at most ${QUEUE_NAME_MAX} characters; got ${describe(queue)}`);
+    throw invalidArg(`${what}: the queue name must be a non-empty string of at most ${QUEUE_NAME_MAX} characters; got ${describeInput(queue)}`);
   }
   if (!isWellFormedString(queue)) throw invalidArg(`${what}: the queue name ${JSON.stringify(queue)} contains a lone surrogate; use well-formed Unicode`);
 }
 
-function describe(v: unknown): string {
-  if (typeof v === "bigint") return `${v}n`;
-  if (typeof v === "function") return "a function";
-  if (typeof v === "symbol") return v.toString();
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
-  }
-}
-
 function checkOptionsObject(o: unknown, what: string, allowed: readonly string[]): void {
   if (o === undefined) return;
-  if (o === null || typeof o !== "object" || Array.isArray(o)) throw invalidArg(`${what} options must be an object; got ${describe(o)}`);
+  if (o === null || typeof o !== "object" || Array.isArray(o)) throw invalidArg(`${what} options must be an object; got ${describeInput(o)}`);
   for (const k of Object.keys(o)) {
     if (!allowed.includes(k)) throw invalidArg(`${what}: unknown option ${JSON.stringify(k)}; the options are ${allowed.join(", ")}`);
   }
@@ -272,14 +261,14 @@ function checkOptionsObject(o: unknown, what: string, allowed: readonly string[]
 function duration(v: unknown, name: string, min: number, fallback: number): number {
   if (v === undefined) return fallback;
   if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > DURATION_MS_MAX) {
-    throw invalidArg(`${name} must be a finite number of milliseconds from ${min} to ${DURATION_MS_MAX}; got ${describe(v)}`);
+    throw invalidArg(`${name} must be a finite number of milliseconds from ${min} to ${DURATION_MS_MAX}; got ${describeInput(v)}`);
   }
   return Math.round(v);
 }
 
 function integer(v: unknown, name: string, min: number, max: number, fallback: number): number {
   if (v === undefined) return fallback;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw invalidArg(`${name} must be an integer from ${min} to ${max}; got ${describe(v)}`);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw invalidArg(`${name} must be an integer from ${min} to ${max}; got ${describeInput(v)}`);
   return v;
 }
 
@@ -302,7 +291,7 @@ export function toQueueError(e: unknown): QueueError {
       if (typeof code === "string") out.code = clip(code, 256);
       return out;
     }
-    return { name: "Error", message: clip(typeof e === "string" ? e : describe(e)) };
+    return { name: "Error", message: clip(typeof e === "string" ? e : describeInput(e)) };
   } catch {
     return { name: "Error", message: "(a thrown value that cannot be described)" };
   }
@@ -411,7 +400,7 @@ export class Queues {
     if (options?.dedupeKey !== undefined) {
       const key = options.dedupeKey;
       if (typeof key !== "string" || key.length === 0 || key.length > DEDUPE_KEY_MAX || !isWellFormedString(key)) {
-        throw invalidArg(`${what} dedupeKey must be a non-empty, well-formed string of at most ${DEDUPE_KEY_MAX} characters; got ${describe(key)}`);
+        throw invalidArg(`${what} dedupeKey must be a non-empty, well-formed string of at most ${DEDUPE_KEY_MAX} characters; got ${describeInput(key)}`);
       }
       encodeKey(["k", queue, key], this.#host.limits().maxKeyBytes); // INVALID_KEY now, not at commit
       dedupe = { key, windowMs: duration(options.dedupeWindowMs, `${what} dedupeWindowMs`, 1, DEDUPE_WINDOW_MS_DEFAULT) };
@@ -648,7 +637,7 @@ export class Queues {
     this.#host.ensureOpen();
     checkQueueName(queue, "retryDead()");
     if (id !== undefined && (typeof id !== "string" || id.length === 0 || id.length > 256 || !isWellFormedString(id))) {
-      throw invalidArg(`retryDead() id must be a message id (a non-empty, well-formed string of at most 256 characters); got ${describe(id)}`);
+      throw invalidArg(`retryDead() id must be a message id (a non-empty, well-formed string of at most 256 characters); got ${describeInput(id)}`);
     }
     if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot retry dead messages: the database was opened with readOnly: true");
     if (!this.namespaceReady()) return 0;

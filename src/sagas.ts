@@ -27,7 +27,7 @@
  */
 import type { Database } from "./db.ts";
 import { databaseInternals } from "./db.ts";
-import { isTxtDbError, TxtDbError } from "./errors.ts";
+import { describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
 import { LOCKS_DIR } from "./files.ts";
 import type { Key } from "./keys.ts";
 import { isWellFormedString } from "./keys.ts";
@@ -450,7 +450,7 @@ export class Sagas {
     const f = checkOptionsObject("list() filter", filter, ["status", "name", "limit"]);
     const status = f.status;
     if (status !== undefined && !["running", "compensating", "completed", "compensated", "failed"].includes(status as string)) {
-      throw invalid(`list() status must be one of "running", "compensating", "completed", "compensated", "failed"; got ${JSON.stringify(status)}`);
+      throw invalid(`list() status must be one of "running", "compensating", "completed", "compensated", "failed"; got ${describeInput(status)}`);
     }
     if (f.name !== undefined) checkName("list() name", f.name);
     const limit = f.limit === undefined ? Infinity : f.limit;

@@ -73,6 +73,36 @@ test(`${R} open() refuses options of the wrong type or range with INVALID_ARGUME
   }
 });
 
+test(`${R} a bigint, NaN or a cyclic object where an option or argument goes is INVALID_ARGUMENT showing it, never a TypeError from the message`, async () => {
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  // Each of these used to reach JSON.stringify in the message: a bigint or a cycle made it
+  // throw its TypeError instead, and NaN showed as null.
+  const shows = (re: RegExp) => (e: unknown) => invalid(e) && re.test((e as Error).message);
+  for (const [options, re] of [
+    [{ lockTimeoutMs: 5n }, /got 5n$/],
+    [{ lockTimeoutMs: NaN }, /got NaN$/],
+    [{ readOnly: 1n }, /got 1n$/],
+    [{ durability: 1n }, /got 1n$/],
+    [{ cacheBytes: cyclic }, /got an object$/],
+    [{ namespaces: [5n] }, /got 5n$/],
+    [{ namespaces: [cyclic] }, /got an object$/],
+    [{ namespaces: ["n".repeat(10_000)] }, /got "n{80}…"$/],
+  ] as [Record<string, unknown>, RegExp][]) {
+    const dir = `${tempDir("opts")}/store`;
+    await assert.rejects(open(dir, options as never), shows(re), String(Object.keys(options)));
+    assert.equal(fs.existsSync(dir), false);
+  }
+  await assert.rejects(open(5n as never), shows(/got 5n$/));
+  await assert.rejects(Coordinator.open(cyclic as never), shows(/got an object$/));
+  const db = await open(tempDir("opts"), { namespaces: ["ns"] });
+  await assert.rejects(db.transaction(() => 1, { isolation: 1n as never }), shows(/got 1n$/));
+  await assert.rejects(db.transaction(() => 1, { signal: cyclic as never }), shows(/got an object$/));
+  await assert.rejects(db.createNamespace(1n as never), shows(/got 1n$/));
+  await assert.rejects(db.backup([1n] as never), shows(/got \["1n"\]$/));
+  await db.close();
+});
+
 test(`${R} transaction() refuses a non-function, bad options and a non-signal with INVALID_ARGUMENT`, async () => {
   const db = await open(tempDir("opts"), { namespaces: ["ns"] });
   await assert.rejects(db.transaction(5 as never), invalid);

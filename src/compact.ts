@@ -301,12 +301,16 @@ export class Compactor {
     }
     const firstSegment = tail.firstSegment;
     const segments = tail.log.listSegments().filter((n) => n >= firstSegment);
-    const active = segments[segments.length - 1] ?? firstSegment;
+    // The active segment is the one the log's read position is in (caught up under the
+    // writer lock: where the next commit is appended), never the highest number in the
+    // directory: a stray or pre-created higher-numbered file there made the real active
+    // segment look sealed, and it was folded and deleted under the writers appending to it.
+    const active = tail.readPos.seg;
     let lastFolded: number | undefined;
     let tsn = tail.manifest.checkpointTsn ?? 0;
     let logBytes = 0;
     for (const n of segments) {
-      if (n >= active || n > tail.readPos.seg) break; // only sealed segments fold
+      if (n >= active) break; // only sealed segments fold
       const last = tail.segmentLastTsn(n) ?? tsn; // an empty segment adds nothing
       if (last > minPin) break;
       lastFolded = n;

@@ -9,7 +9,7 @@
  * @module
  */
 import { readCheckpoint, CheckpointDamage } from "./checkpoint.ts";
-import { decodeCommit } from "./record.ts";
+import { decodeCommit, tsnBreak } from "./record.ts";
 import { decodeValue } from "./codec.ts";
 import { valueBytesOf } from "./expiry.ts";
 import { bytesToBinary, decodeKey, describeKey } from "./keys.ts";
@@ -156,9 +156,9 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
           if (w.value === null) continue;
           checkValue(w.value, (message) => problem(path, at.off, `${message} (key ${describeKey(decodeKey(bytesToBinary(w.key)))}, namespace id ${w.nsId}, version ${record.tsn})`));
         }
-        if (ordered && record.tsn > rebuilt.lastTsn) rebuilt.apply(record);
+        if (ordered && record.tsn === rebuilt.lastTsn + 1) rebuilt.apply(record);
         else if (ordered) {
-          problem(path, at.off, `record version ${record.tsn} does not follow ${rebuilt.lastTsn}`);
+          problem(path, at.off, tsnBreak(record.tsn, rebuilt.lastTsn).replace("record TSN", "record version"));
           ordered = false;
         }
       } catch (e) {

@@ -307,3 +307,17 @@ function describe(v: unknown): string {
   if (typeof v === "string") return v.length <= 40 ? JSON.stringify(v) : `a string of ${v.length} chars`;
   return Array.isArray(v) ? "an array" : v instanceof Uint8Array ? "bytes" : typeof v;
 }
+
+/**
+ * Why a record at version `tsn` cannot follow `last`, the version before it in the log. Every
+ * record takes the next version (commit.ts builds each at the last one plus 1; a commit
+ * that joins another's record adds none; two-phase and namespace records are records like
+ * any other), and the log after a compaction starts right past the folded version: so a
+ * record that skips versions means records are missing (a segment file removed, a range
+ * of records cut out), and serving the log would serve a history with a hole.
+ */
+export function tsnBreak(tsn: number, last: number): string {
+  return tsn <= last
+    ? `record TSN ${tsn} does not follow ${last}`
+    : `record TSN ${tsn} follows ${last}: version${tsn - last > 2 ? `s ${last + 1} to ${tsn - 1} are` : ` ${last + 1} is`} missing from the log (a segment file removed or records cut out)`;
+}

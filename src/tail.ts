@@ -95,7 +95,7 @@ import { checkFormat, checkManifestFiles } from "./opening.ts";
 import type { Durability } from "./options.ts";
 import { identityAt } from "./port.ts";
 import type { FileHandle, Platform } from "./port.ts";
-import { decodeCommit } from "./record.ts";
+import { decodeCommit, tsnBreak } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import { CheckpointDamage, readCheckpoint } from "./checkpoint.ts";
 import type { Meters } from "./stats.ts";
@@ -472,7 +472,7 @@ export class Tail {
       } catch (e) {
         throw this.log.undecodableRecord(at, e);
       }
-      if (record.tsn <= this.index.lastTsn) throw this.#corruption(at, `record TSN ${record.tsn} does not follow ${this.index.lastTsn}`);
+      if (record.tsn !== this.index.lastTsn + 1) throw this.#corruption(at, tsnBreak(record.tsn, this.index.lastTsn));
       this.index.apply(record);
       this.#segLastTsn.set(at.seg, record.tsn);
       this.#meters.counters.recordsRead++;

@@ -412,3 +412,48 @@ test(`${R} compact() with a stray higher-numbered segment file in the directory 
     await again.close();
   }
 });
+
+/** The byte offsets where each whole frame of the log file `path` ends. */
+function frameEnds(path: string): number[] {
+  const bytes = new Uint8Array(fs.readFileSync(path));
+  const out: number[] = [];
+  for (let at = 0; ;) {
+    const r = parseFrame(bytes, at);
+    if (r.kind !== "ok") return out;
+    at = r.next;
+    out.push(at);
+  }
+}
+
+test(`${R} a TSN gap in the log (a sealed segment cut back to its first record, the next segment whole) is CORRUPTION naming the segment for a running process catching up, at open, and in check(), never a history served with a hole`, async () => {
+  const dir = tempDir("tsn-gap");
+  const writer = await open(dir, { namespaces: ["ns"], ...small });
+  let reader: Database | undefined;
+  try {
+    await writer.set("ns", "first", 0);
+    reader = await open(dir, { readOnly: true });
+    assert.equal(await reader.get("ns", "first"), 0);
+    for (let i = 0; i < 40; i++) await writer.set("ns", i, "v".repeat(100) + i);
+    const segs = fs.readdirSync(dir).filter((n) => /^seg-\d{10}\.log$/.test(n)).sort();
+    assert.ok(segs.length >= 4, `several segments: ${segs}`);
+    const cut = `${dir}/${segs[2]}`;
+    const ends = frameEnds(cut);
+    assert.ok(ends.length > 1, "the segment holds several records");
+    fs.truncateSync(cut, ends[0]!); // its other records are gone; the next segment goes on after them
+    const gapFile = `${dir}/${segs[3]}`;
+    const r = await refusal("a catching-up read", () => reader!.get("ns", 39));
+    assert.equal(r?.code, "CORRUPTION", r?.message);
+    assert.equal(r?.file, gapFile, r?.message);
+    assert.match(r!.message, /missing/);
+    const report = await writer.check();
+    assert.equal(report.ok, false);
+    assert.ok(report.problems.some((p) => p.file === gapFile && /missing/.test(p.message)), JSON.stringify(report.problems));
+  } finally {
+    await reader?.close();
+    await writer.close();
+  }
+  for (const readOnly of [true, false]) {
+    const r = await refusal(`open({ readOnly: ${readOnly} })`, () => open(dir, { readOnly }));
+    assert.equal(r?.code, "CORRUPTION", r?.message);
+  }
+});

@@ -57,7 +57,7 @@ import type { Key } from "./keys.ts";
 import { bytesToBinary } from "./keys.ts";
 import { decodeValue } from "./codec.ts";
 import { valueBytesOf } from "./expiry.ts";
-import { decodeCommit } from "./record.ts";
+import { decodeCommit, tsnBreak } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import type { Log, LogPosition } from "./log.ts";
 import type { WatchHandle } from "./port.ts";
@@ -160,6 +160,11 @@ class Watcher {
   pos: LogPosition;
   /** The newest record the scan has passed. */
   lastTsn: number;
+  /**
+   * The version of the record just before `pos` in the log: the next record scanned must
+   * be the one after it, or records are missing (see poll).
+   */
+  posTsn: number;
   /** The version of the last event handed to the consumer, or where it started: where an overflowed consumer resumes. */
   deliveredTsn: number;
   readonly queue: HeldEvent[] = [];
@@ -175,10 +180,11 @@ class Watcher {
   error: unknown;
   done = false;
 
-  constructor(hub: WatchHub, match: WatchMatch, pos: LogPosition, lastTsn: number, askedTsn: number) {
+  constructor(hub: WatchHub, match: WatchMatch, pos: LogPosition, posTsn: number, lastTsn: number, askedTsn: number) {
     this.hub = hub;
     this.match = match;
     this.pos = pos;
+    this.posTsn = posTsn;
     this.lastTsn = lastTsn;
     this.deliveredTsn = lastTsn;
     this.askedTsn = askedTsn;
@@ -329,8 +335,8 @@ export class WatchHub {
       throw historyFolded(this.#src.checkpointTsn(), `History before version ${this.#src.checkpointTsn()} was compacted`);
     }
     const w = fromTsn === undefined || fromTsn >= head.tsn
-      ? new Watcher(this, match, head.pos, fromTsn ?? head.tsn, head.tsn)
-      : new Watcher(this, match, this.#src.logStart(), fromTsn, head.tsn);
+      ? new Watcher(this, match, head.pos, head.tsn, fromTsn ?? head.tsn, head.tsn)
+      : new Watcher(this, match, this.#src.logStart(), this.#src.checkpointTsn(), fromTsn, head.tsn);
     this.#watchers.add(w);
     this.#start();
     if (fromTsn !== undefined && fromTsn < head.tsn) this.schedule();
@@ -457,6 +463,7 @@ export class WatchHub {
           continue;
         }
         w.pos = start;
+        w.posTsn = folded;
       }
       try {
         const end = this.#src.log.scan(w.pos, to, (body, at, next) => {
@@ -469,11 +476,16 @@ export class WatchHub {
           } catch (e) {
             throw this.#src.log.undecodableRecord(at, e);
           }
+          // Every record takes the next version: one that skips versions means records are
+          // missing from the log (a segment file removed, a range cut out), and replaying on
+          // would hand the consumer a history with a hole as if it were whole.
+          if (record.tsn !== w.posTsn + 1) throw this.#src.log.corruptionAt(at, tsnBreak(record.tsn, w.posTsn));
           // Rule 1: the record's namespace operations apply before its writes.
           if (w.match.ns !== undefined && record.tsn > w.askedTsn && record.namespaceOps.length > 0) {
             const gone = namespaceGone(w.match.ns, record);
             if (gone) {
               w.pos = next;
+              w.posTsn = record.tsn;
               w.lastTsn = Math.max(w.lastTsn, record.tsn);
               throw gone;
             }
@@ -506,6 +518,7 @@ export class WatchHub {
             w.lastTsn = record.tsn;
           }
           w.pos = next;
+          w.posTsn = record.tsn;
         });
         if (end.problem) throw new TxtDbError("CORRUPTION", `Watcher hit a damaged record at offset ${end.problem.at.off}: ${end.problem.reason}`, { details: { offset: end.problem.at.off } });
       } catch (e) {

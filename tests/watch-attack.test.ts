@@ -481,3 +481,22 @@ test(`${R} watch() with a selector of neither or both of keys and prefix, or opt
     assert.equal(code, "INVALID_ARGUMENT", `${JSON.stringify(sel)}, ${String(opts)}`);
   }
 }));
+
+test(`${R} watch() replaying history across a TSN gap in the log (a sealed segment cut back to its first record, the next segment whole) ends with CORRUPTION naming the segment, after the events before the gap, never skipping the missing versions silently`, () => usingDbs(async (open) => {
+  const dir = tempDir("watch-atk-gap");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+  let last = 0n;
+  for (let i = 0; i < 40; i++) last = (await db.set("ns", i, "v".repeat(100) + i)).version;
+  const segs = fs.readdirSync(dir).filter((n) => /^seg-\d{10}\.log$/.test(n)).sort();
+  assert.ok(segs.length >= 4, `several segments: ${segs}`);
+  // Cut the third segment back to its first record: the fourth goes on after the records cut.
+  const bytes = new Uint8Array(fs.readFileSync(`${dir}/${segs[2]}`));
+  const firstEnd = 9 + new DataView(bytes.buffer, bytes.byteOffset).getUint32(1, true);
+  assert.ok(firstEnd < bytes.length, "the segment holds more than one record");
+  fs.truncateSync(`${dir}/${segs[2]}`, firstEnd);
+  const { events, error } = await drain(db.watch("ns", { prefix: [] }, { fromVersion: 0n }), 5000);
+  assert.ok(error instanceof TxtDbError, `the watcher ends with an error, not quietly after ${events.length} events up to ${events.at(-1)?.version} (last ${last})`);
+  assert.equal(error.code, "CORRUPTION", error.message);
+  assert.equal((error.details as { file?: string }).file, `${dir}/${segs[3]}`);
+  for (let i = 1; i < events.length; i++) assert.equal(events[i]!.version, events[i - 1]!.version + 1n, "no version skipped before the error");
+}));

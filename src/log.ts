@@ -211,8 +211,16 @@ const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
  */
 const TAIL_END_AT = 64;
 const TAIL_END_BYTES = 40;
-const SYNC_FAILURE_AT = TAIL_END_AT + TAIL_END_BYTES;
+/** Where the sync-failure mark lies in the frontier file (an error about a garbled one names it). */
+export const SYNC_FAILURE_AT = TAIL_END_AT + TAIL_END_BYTES;
 const SYNC_FAILURE_BYTES = 8;
+/**
+ * The failure mark's pid when its bytes are neither zeros nor a pid and its complement:
+ * something other than txtdb wrote over them. Read as a failure (the safe side: a writable
+ * open verifies the tail, rule 8 of tail.ts), and reported as CORRUPTION of the frontier
+ * file meanwhile. No process has this id (pids stay far below 2^32 - 1).
+ */
+export const SYNC_FAILURE_GARBLED = 0xffffffff;
 /** How long a publish may wait for another process's frontier critical section (a few syscalls). */
 const FRONTIER_LOCK_WAIT_MS_MAX = 2000;
 /** Reads start small (the common catch-up finds nothing new) and double up to this. */
@@ -643,7 +651,7 @@ export class Log {
     const got = bytes.length;
     const markPid = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(at + TAIL_END_BYTES, true) : 0;
     const markCheck = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(at + TAIL_END_BYTES + 4, true) : 0;
-    const failedPid = markPid === 0 && markCheck === 0 ? 0 : (markCheck === (~markPid >>> 0) ? markPid : 0xffffffff);
+    const failedPid = markPid === 0 && markCheck === 0 ? 0 : (markCheck === (~markPid >>> 0) && markPid !== SYNC_FAILURE_GARBLED ? markPid : SYNC_FAILURE_GARBLED);
     if (bytes.subarray(0, TAIL_END_BYTES).every((b) => b === 0)) return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid };
     if (view.getUint32(at + 36, true) !== crc32c(bytes.subarray(0, 36))) return undefined;
     return {

@@ -89,7 +89,7 @@ import { BlockCache } from "./blockcache.ts";
 import { Index } from "./index.ts";
 import { Levels } from "./levels.ts";
 import { BLOCK_SLOT_BYTES } from "./table.ts";
-import { comparePositions, FORMAT_CHECKPOINT, FORMAT_VERSION, Log, sameManifestFiles } from "./log.ts";
+import { comparePositions, FORMAT_CHECKPOINT, FORMAT_VERSION, Log, sameManifestFiles, SYNC_FAILURE_AT, SYNC_FAILURE_GARBLED } from "./log.ts";
 import type { Frontier, LogPosition, Manifest, TailState } from "./log.ts";
 import { checkFormat, checkManifestFiles } from "./opening.ts";
 import type { Durability } from "./options.ts";
@@ -101,7 +101,7 @@ import { CheckpointDamage, readCheckpoint } from "./checkpoint.ts";
 import type { Meters } from "./stats.ts";
 import { armTimer } from "./timers.ts";
 import { MIRROR_TRUST_MS, READER_IDLE_MS, readersRegistered } from "./mirror.ts";
-import { READERS_LOCK } from "./files.ts";
+import { FRONTIER, READERS_LOCK } from "./files.ts";
 import type { Timer } from "./timers.ts";
 
 /**
@@ -614,7 +614,17 @@ export class Tail {
   }
 
   #syncFailedError(pid: number): TxtDbError {
-    const who = pid === 0xffffffff ? "a process" : `process ${pid}`;
+    if (pid === SYNC_FAILURE_GARBLED) {
+      // Not a mark txtdb writes (a pid and its complement): bytes written over it by hand or
+      // by a stray write. Whether a sync failed cannot be told, so it counts as one (commits
+      // stay refused, and a writable open verifies the tail, which rewrites the mark); the
+      // error says which file is damaged and what to do, not that some process's sync failed.
+      const file = `${this.path}/${FRONTIER}`;
+      return new TxtDbError("CORRUPTION", `Commits to "${this.path}" are refused: the sync-failure mark in "${file}" (bytes ${SYNC_FAILURE_AT} to ${SYNC_FAILURE_AT + 7}) is garbled, neither clear nor a mark txtdb writes, so whether a sync of the log failed cannot be told. Close every process using the store and open it writable again: the open verifies the log's tail (it cuts what lies past the durable end, none of which was acknowledged) and rewrites the mark; then run \`txtdb check\`, and check the disk`, {
+        details: { file, offset: SYNC_FAILURE_AT, path: this.path, durable: false },
+      });
+    }
+    const who = `process ${pid}`;
     return new TxtDbError("IO", `Commits to "${this.path}" are refused: a sync of its log failed in ${who}, so records past the durable end may not be on disk. Close and reopen the store (a writable open verifies the tail), and check the disk`, {
       details: { path: this.path, pid, durable: false },
     });

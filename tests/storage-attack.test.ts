@@ -457,3 +457,33 @@ test(`${R} a TSN gap in the log (a sealed segment cut back to its first record, 
     assert.equal(r?.code, "CORRUPTION", r?.message);
   }
 });
+
+test(`${R} a sync-failure mark scribbled over (garbage bytes in the frontier file) refuses commits with CORRUPTION naming the frontier file and saying what to do; a writable reopen verifies the tail and the store goes on`, async () => {
+  const dir = tempDir("sync-mark-garbled");
+  const db = await open(dir, { namespaces: ["ns"] });
+  try {
+    await db.set("ns", "a", 1);
+    const frontier = `${dir}/frontier`;
+    assert.ok(fs.statSync(frontier).size >= 112, "the frontier file holds the tail state and the mark");
+    const fd = fs.openSync(frontier, "r+");
+    fs.writeSync(fd, new Uint8Array(8).fill(0x55), 0, 8, 104); // the mark's 8 bytes: neither zeros nor a pid and its complement
+    fs.closeSync(fd);
+    const r = await refusal("a commit", () => db.set("ns", "b", 2));
+    assert.equal(r?.code, "CORRUPTION", r?.message);
+    assert.equal(r?.file, frontier);
+    assert.ok(r!.message.includes(`"${frontier}"`), r!.message);
+    assert.match(r!.message, /open it writable again/);
+    assert.equal(await db.get("ns", "a"), 1, "reads go on");
+  } finally {
+    await db.close();
+  }
+  const again = await open(dir);
+  try {
+    await again.set("ns", "b", 2);
+    assert.equal(await again.get("ns", "a"), 1);
+    assert.equal(await again.get("ns", "b"), 2);
+    assert.ok((await again.check()).ok);
+  } finally {
+    await again.close();
+  }
+});

@@ -995,16 +995,18 @@ export class Log {
   }
 
   /**
-   * True if a whole, checksummed frame starts anywhere after `pos` (in its segment or a
-   * later one), or if more bytes follow it there than one torn write leaves. A bad frame
-   * followed by a good one is damage in the middle of the log, never a torn tail: a torn
-   * tail is, by definition, the last thing written.
+   * True if a whole, checksummed frame starts anywhere after `pos` (in its segment or the
+   * segments that follow it, n + 1 after n, up to the first number missing), or if more
+   * bytes follow it there than one torn write leaves. A bad frame followed by a good one is
+   * damage in the middle of the log, never a torn tail: a torn tail is, by definition, the
+   * last thing written. Only the segments the log goes on into count: a stray file with a
+   * higher number past a missing one (a copy left by hand) is no part of the log, and
+   * judging by it refused the repair of a plain torn tail as CORRUPTION.
    */
   validFrameAfter(pos: LogPosition): boolean {
-    for (const n of this.listSegments()) {
-      if (n < pos.seg) continue;
+    for (let n = pos.seg; ; n++) {
       const file = this.segment(n);
-      if (!file) continue;
+      if (!file) return false;
       const from = n === pos.seg ? pos.off + 1 : 0;
       const size = file.size();
       if (size <= from) continue;
@@ -1019,7 +1021,6 @@ export class Log {
         if (parseFrame(view, i).kind === "ok") return true;
       }
     }
-    return false;
   }
 
   /**
@@ -1042,7 +1043,12 @@ export class Log {
     this.#allocated.set(file, target);
   }
 
-  /** Cuts segment `pos.seg` at `pos.off`, removes later segments, and syncs. */
+  /**
+   * Cuts segment `pos.seg` at `pos.off`, removes the segments the log went on into after it
+   * (n + 1 after n, up to the first number missing: the ones {@link validFrameAfter} looked
+   * at), and syncs. A stray higher-numbered file past a missing number is no part of the log
+   * and is left alone, as cleanup leaves any file that is not the store's.
+   */
   truncateAt(pos: LogPosition): void {
     const f = this.segment(pos.seg);
     if (f) {
@@ -1050,12 +1056,10 @@ export class Log {
       f.truncate(pos.off);
       f.datasync();
     }
-    for (const n of this.listSegments()) {
-      if (n > pos.seg) {
-        this.#segments.get(n)?.close();
-        this.#segments.delete(n);
-        this.platform.unlink(this.path(segmentName(n)));
-      }
+    for (let n = pos.seg + 1; this.platform.lstat(this.path(segmentName(n))) !== undefined; n++) {
+      this.#segments.get(n)?.close();
+      this.#segments.delete(n);
+      this.platform.unlink(this.path(segmentName(n)));
     }
     this.platform.syncDir(this.dir);
   }

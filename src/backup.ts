@@ -22,6 +22,10 @@
  *    cut there. A visible commit is durable (the frontier never passes the durable end),
  *    so the copy never holds a commit the store itself could lose, and it holds every
  *    commit at or below the version.
+ *    3a. The records of each segment are read as it is copied, and each must take the
+ *    version after the one before it (the first, the one after the folded version), the
+ *    last being the version: a log with records missing or damaged is CORRUPTION, and
+ *    nothing is backed up.
  * 4. The copy gets a frontier at the copied end (visible and durable there), so that even
  *    a read-only open reads it at once, and no lease or lock files.
  * 5. The first file created is {@link UNFINISHED} (fsynced with the directory), a name
@@ -43,6 +47,7 @@ import type { Frontier } from "./log.ts";
 import type { FileLock } from "./lock.ts";
 import type { Log } from "./log.ts";
 import type { Platform } from "./port.ts";
+import { decodeCommit, tsnBreak } from "./record.ts";
 
 /** What `db.backup()` returns. */
 export interface BackupResult {
@@ -114,13 +119,21 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     const named = [...(manifest.tables ?? []).map((t) => t.name), ...(manifest.checkpoint ? [manifest.checkpoint] : [])];
     for (const name of named) bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, undefined, turn, written);
     if (fr) {
+      // Rule 3a: the records copied are the whole history from the folded version on.
+      let last = manifest.checkpointTsn ?? 0;
       for (let seg = firstSegment; seg <= fr.seg; seg++) {
         const name = segmentName(seg);
         if (!platform.stat(`${dir}/${name}`)) {
           if (seg === fr.seg && fr.off === 0) continue; // a roll-over's new segment, empty
           throw new TxtDbError("CORRUPTION", `Segment "${name}" of "${dir}" is missing (the manifest's first segment is ${firstSegment}, the frontier is in segment ${fr.seg}); nothing was backed up`, { details: { file: `${dir}/${name}`, offset: 0 } });
         }
+        last = followingRecords(log, seg, seg === fr.seg ? fr.off : undefined, last);
         bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, seg === fr.seg ? fr.off : undefined, turn, written);
+      }
+      if (last !== fr.tsn) {
+        throw new TxtDbError("CORRUPTION", `The log of "${dir}" ends at version ${last} where its frontier says ${fr.tsn}: records are missing from it; nothing was backed up. Run \`txtdb check\`; restore from a backup if it persists`, {
+          details: { file: `${dir}/${segmentName(fr.seg)}`, offset: fr.off },
+        });
       }
     }
     if (fr) {
@@ -209,6 +222,30 @@ function insideStore(platform: Platform, dir: string, dest: string): boolean {
   } catch {
     return false; // an unreadable path: creating the destination fails with the reason
   }
+}
+
+/**
+ * Rule 3a: reads the records of segment `seg` up to `end` (its size if undefined) and
+ * checks that each takes the version after the one before it, `last` before the first;
+ * returns the version of its last record. A record that skips versions (records missing:
+ * a segment cut back, one removed and the next renamed into its place) or a damaged one
+ * is CORRUPTION naming the segment: a copy would have served a history with a hole, and
+ * opened and passed `check()` only as far as a reader could tell.
+ */
+function followingRecords(log: Log, seg: number, end: number | undefined, last: number): number {
+  const limit = end ?? log.segment(seg)?.size() ?? 0;
+  const scan = log.scan({ seg, off: 0 }, { seg, off: limit }, (body, at) => {
+    let tsn: number;
+    try {
+      tsn = decodeCommit(body.slice()).tsn;
+    } catch (e) {
+      throw log.undecodableRecord(at, e);
+    }
+    if (tsn !== last + 1) throw log.corruptionAt(at, `${tsnBreak(tsn, last)}; nothing was backed up`);
+    last = tsn;
+  });
+  if (scan.problem) throw log.corruptionAt(scan.problem.at, `${scan.problem.reason}; nothing was backed up`);
+  return last;
 }
 
 /** Copies `length` bytes (the whole file if undefined) into a new file; fsyncs it. */

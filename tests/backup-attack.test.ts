@@ -198,3 +198,26 @@ test("[sim] `txtdb migrate --rollback` cut at every file operation (process kill
     }
   }
 });
+
+test(`${R} backup() of a store whose log has a TSN gap (a sealed segment cut back to its first record, the next segment whole) is CORRUPTION naming the segment, and leaves no copy: never a backup with a hole in its history`, async () => {
+  const dir = tempDir("bka-gap");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+  try {
+    for (let i = 0; i < 40; i++) await db.set("ns", i, "v".repeat(100) + i);
+    const segs = fs.readdirSync(dir).filter((n) => /^seg-\d{10}\.log$/.test(n)).sort();
+    assert.ok(segs.length >= 4, `several segments: ${segs}`);
+    const bytes = new Uint8Array(fs.readFileSync(`${dir}/${segs[2]}`));
+    const firstEnd = 9 + new DataView(bytes.buffer, bytes.byteOffset).getUint32(1, true);
+    assert.ok(firstEnd < bytes.length, "the segment holds more than one record");
+    fs.truncateSync(`${dir}/${segs[2]}`, firstEnd); // its other records are gone; the next segment goes on after them
+    const dest = `${tempDir("bka-gap-dest")}/copy`;
+    const e = await db.backup(dest).then(() => undefined, (err: unknown) => err);
+    assert.ok(e instanceof TxtDbError, `backup() is refused, not ${String(e)}`);
+    assert.equal(e.code, "CORRUPTION", e.message);
+    assert.equal((e.details as { file?: string }).file, `${dir}/${segs[3]}`, e.message);
+    assert.match(e.message, /missing/);
+    assert.equal(fs.existsSync(`${dest}/MANIFEST`), false, "no copy");
+  } finally {
+    await db.close();
+  }
+});

@@ -84,14 +84,23 @@ export const FIGURES_SCOPE =
 
 /** The store's figures from what is on disk (pure). */
 export function storeFigures(input: FiguresInput): StoreFigures {
-  const segs = input.files.map((f) => ({ ...f, n: parseSegmentName(f.name) })).filter((f) => f.n !== undefined && f.n >= input.firstSegment);
-  const activeN = segs.reduce((m, f) => Math.max(m, f.n!), -1);
+  // The log is the segments from the first one on, each the next number, up to the first
+  // number missing (as repair and catch-up read it): a segment file past a gap is no part of
+  // it (a stray copy, a file left by hand) and counts as a leftover, not as the active one.
+  const present = new Set(input.files.map((f) => parseSegmentName(f.name)).filter((n) => n !== undefined));
+  let activeN = input.firstSegment - 1;
+  while (present.has(activeN + 1)) activeN++;
+  const inLog = (n: number) => n >= input.firstSegment && n <= activeN;
+  const segs = input.files.filter((f) => {
+    const n = parseSegmentName(f.name);
+    return n !== undefined && inLog(n);
+  });
   const ckptPrefix = `ckpt-${String(input.checkpointVersion).padStart(16, "0")}`;
   const isCheckpoint = (name: string) => input.checkpointVersion > 0n && CHECKPOINT_FILE.test(name) && name.startsWith(ckptPrefix);
   const tableLevel = new Map(input.tables.map((t) => [t.name, t.level]));
   const role = (name: string): Role => {
     const n = parseSegmentName(name);
-    if (n !== undefined) return n < input.firstSegment ? "leftover" : n === activeN ? "active segment" : "segment";
+    if (n !== undefined) return !inLog(n) ? "leftover" : n === activeN ? "active segment" : "segment";
     if (isCheckpoint(name)) return "checkpoint";
     if (tableLevel.has(name)) return "table";
     if (TABLE_FILE.test(name) || TABLE_TMP_FILE.test(name)) return "table being written";

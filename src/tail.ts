@@ -446,8 +446,11 @@ export class Tail {
 
   /** Bytes of the live log segments (allocated, so including preallocated space). */
   segmentBytesOnDisk(): number {
+    // The log's segments only: from the first, each the next number, up to the first one
+    // missing (as repair reads them); a stray file past a gap is no part of the log.
+    const present = new Set(this.log.listSegments());
     let total = 0;
-    for (const n of this.log.listSegments()) if (n >= this.#firstSegment) total += this.log.segment(n)?.size() ?? 0;
+    for (let n = this.#firstSegment; present.has(n); n++) total += this.log.segment(n)?.size() ?? 0;
     return total;
   }
 

@@ -114,6 +114,14 @@ const figuresInput = (over: Partial<FiguresInput> = {}): FiguresInput => ({
   ...over,
 });
 
+test(`${R} storeFigures: a segment file past a gap in the numbers (a stray copy) is a leftover, not the active segment, and not log bytes`, () => {
+  const files = [...figuresInput().files, { name: "seg-0000000009.log", bytes: 1_000_000 }];
+  const f = storeFigures(figuresInput({ files }));
+  assert.deepEqual(f.segments, { live: 2, first: "seg-0000000003.log", active: "seg-0000000004.log" });
+  assert.equal(f.bytes.segments, 700);
+  assert.equal(f.files.find((x) => x.name === "seg-0000000009.log")?.role, "leftover");
+});
+
 test(`${R} storeFigures: bytes by file role, live segments, checkpoint, processes, oldest pin and lock holder; no per-process counters`, () => {
   const f = storeFigures(figuresInput());
   assert.match(f.scope, /store-wide.*per-process counters.*not shown/);

@@ -55,6 +55,7 @@ import { FRONTIER, ioError, MANIFEST, WRITER_LOCK } from "./files.ts";
 import { checkCreatable, checkFormat, checkManifestFiles, checkManifestLost } from "./opening.ts";
 import { OPEN_ATTEMPTS_MAX, Tail } from "./tail.ts";
 import { Pins } from "./pins.ts";
+import type { PinHandle } from "./pins.ts";
 import { Compactor } from "./compact.ts";
 import { LockManager } from "./locks.ts";
 import type { LockInfo, LockMode, LockOptions, ResourceLock } from "./locks.ts";
@@ -415,10 +416,11 @@ export class LocalDatabase implements DatabaseEngine {
   }
 
   /**
-   * @internal Registers a pinned read version. Returns the release, and `touch` to call
-   * on each use; `expire` is called if it stays unused past maxIdleMs.
+   * @internal Registers a pinned read version. Returns the release, `touch` to call on
+   * each use and `hold` for work under way on it (a commit); `expire` is called if it stays
+   * unused past maxIdleMs.
    */
-  private pin(version: number, kind: string, expire: (idleMs: number) => void = () => {}): { release: () => void; touch: () => void } {
+  private pin(version: number, kind: string, expire: (idleMs: number) => void = () => {}): PinHandle {
     return this.#pins.pin(version, kind, expire);
   }
 

@@ -8,7 +8,12 @@
  * - New pins start at the head, so the pin this process publishes only moves up (asserted
  *   in {@link Pins.pin}); a failed publication leaves the published pin lower than the
  *   real one, which only makes compaction keep more.
- * - A pin left unused past `maxIdleMs` is released with a warning (bounded pins).
+ * - A pin left unused past `maxIdleMs` is released with a warning (bounded pins). A pin
+ *   held by work under way (a transaction's commit or prepare waiting for the writer lock,
+ *   see {@link PinHandle.hold}) is in use all along: were it released, another process's
+ *   compaction could fold the versions its validation must see (a delete committed after
+ *   its read version, its tombstone dropped), and the commit would succeed where it must
+ *   conflict.
  *
  * @module
  */
@@ -44,6 +49,21 @@ interface PinEntry {
   usedMs: number;
   kind: string;
   expire: (idleMs: number) => void;
+  /** Holds of work under way on the pin (a commit or prepare waiting for the writer lock): never idle meanwhile. */
+  busy: number;
+}
+
+/** A registered pin: its release, `touch` for each use, and `hold` while work on it is under way. */
+export interface PinHandle {
+  release: () => void;
+  touch: () => void;
+  /**
+   * Marks work under way on the pin (a commit or a prepare waiting for the writer lock and
+   * validating against the version it pins): until the returned function is called, the
+   * pin is in use, so the idle sweep never releases it; that call counts as a use. Only
+   * the loss of its history ({@link Pins.endPinsBelow}) can still end it.
+   */
+  hold: () => () => void;
 }
 
 /** A live process's lease, as {@link Pins.scanLeases} reports it. */
@@ -190,14 +210,15 @@ export class Pins {
   }
 
   /**
-   * Registers a pinned read version. Returns the release, and `touch` to call on each use;
-   * `expire` is called if it stays unused past maxIdleMs.
+   * Registers a pinned read version. Returns the release, `touch` to call on each use, and
+   * `hold` for work under way on it; `expire` is called if it stays unused past maxIdleMs
+   * (never while held), or with {@link PIN_LOST_HISTORY} if its history is gone.
    */
-  pin(version: number, kind: string, expire: (idleMs: number) => void = () => {}): { release: () => void; touch: () => void } {
+  pin(version: number, kind: string, expire: (idleMs: number) => void = () => {}): PinHandle {
     assert(version >= this.#publishedPin, `a new ${kind} pin at version ${version} lies below the published pin ${this.#publishedPin}: new pins start at the head`);
     const id = this.#nextPinId++;
     const now = this.#platform.monotonicMs();
-    const entry: PinEntry = { version, sinceMs: now, usedMs: now, kind, expire };
+    const entry: PinEntry = { version, sinceMs: now, usedMs: now, kind, expire, busy: 0 };
     this.#pins.set(id, entry);
     this.publish();
     this.#startIdleSweep();
@@ -207,6 +228,16 @@ export class Pins {
         if (this.#pins.size === 0) this.#stopIdleSweep();
       },
       touch: () => void (entry.usedMs = this.#platform.monotonicMs()),
+      hold: () => {
+        entry.busy++;
+        let held = true;
+        return () => {
+          if (!held) return;
+          held = false;
+          entry.busy--;
+          entry.usedMs = this.#platform.monotonicMs();
+        };
+      },
     };
   }
 
@@ -226,7 +257,7 @@ export class Pins {
     const now = this.#platform.monotonicMs();
     for (const [id, p] of [...this.#pins]) {
       const idle = now - p.usedMs;
-      if (idle < this.maxIdleMs) continue;
+      if (idle < this.maxIdleMs || p.busy > 0) continue;
       this.#pins.delete(id);
       console.warn(`txtdb: released a ${p.kind} of "${this.#path}" at version ${p.version} after ${Math.round(idle)} ms unused (maxIdleMs ${this.maxIdleMs}); release snapshots and finish transactions when done`);
       p.expire(idle);

@@ -19,6 +19,7 @@ import type { SetOptions } from "./expiry.ts";
 import type { EnqueueOptions } from "./queues.ts";
 import { isReservedNamespace } from "./options.ts";
 import type { PrepareOptions } from "./participant.ts";
+import type { PinHandle } from "./pins.ts";
 import { addNumeric, checkDelta, newTxState, noteExpiring, putWrite, recordRange, recordRead, sumOp } from "./txstate.ts";
 import type { Limits, TxState, WriteOp } from "./txstate.ts";
 
@@ -463,7 +464,7 @@ export interface TxHost extends ReadContext {
   prepare(state: TxState, txid: string, options?: PrepareOptions): Promise<void>;
   readOnly: boolean;
   /** Pins a read version (so compaction keeps it); `expire` runs if it idles past maxIdleMs. */
-  pin(version: number, kind: string, expire?: (idleMs: number) => void): { release: () => void; touch: () => void };
+  pin(version: number, kind: string, expire?: (idleMs: number) => void): PinHandle;
 }
 
 /** Releases the pin of a transaction that was dropped without commit() or rollback(). */
@@ -477,6 +478,7 @@ class TxReader extends SnapshotReader {
   #committing = false;
   readonly #unpin: () => void;
   readonly #touch: () => void;
+  readonly #hold: () => () => void;
   readonly #expiry: { idleMs: number | undefined } = { idleMs: undefined };
 
   constructor(host: TxHost, readVersion: number, isolation: Isolation) {
@@ -488,9 +490,10 @@ class TxReader extends SnapshotReader {
     // FinalizationRegistry entry releases the pin), and a WeakRef would keep its target
     // alive until the current job ends, which a loop of commits may never do.
     const expiry = this.#expiry;
-    const { release, touch } = host.pin(readVersion, "transaction", (idleMs) => void (expiry.idleMs = idleMs));
+    const { release, touch, hold } = host.pin(readVersion, "transaction", (idleMs) => void (expiry.idleMs = idleMs));
     this.#unpin = release;
     this.#touch = touch;
+    this.#hold = hold;
     leakedPins.register(this, release, this);
   }
 
@@ -680,6 +683,10 @@ class TxReader extends SnapshotReader {
       return { version: this.readVersion };
     }
     this.#committing = true;
+    // The read version stays pinned, and in use, until the commit is decided: however long
+    // it waits for the writer lock, no compaction anywhere folds what its validation reads
+    // (a delete committed after readVersion, whose tombstone a fold may drop).
+    const unhold = this.#hold();
     try {
       const tsn = await this.#host.commit(s);
       this.#finish("committed");
@@ -687,6 +694,8 @@ class TxReader extends SnapshotReader {
     } catch (e) {
       this.#finish("rolled back");
       throw e;
+    } finally {
+      unhold();
     }
   }
 
@@ -704,12 +713,16 @@ class TxReader extends SnapshotReader {
       throw new TxtDbError("INVALID_ARGUMENT", "A transaction that enqueues messages cannot be prepared: enqueue them after commitPrepared(), or in a transaction of their own");
     }
     this.#committing = true;
+    // Pinned and in use until validated and recorded, as for commit().
+    const unhold = this.#hold();
     try {
       await this.#host.prepare(this.#state, txid, options);
       this.#finish("prepared");
     } catch (e) {
       this.#finish("rolled back");
       throw e;
+    } finally {
+      unhold();
     }
   }
 

@@ -1,0 +1,126 @@
+/**
+ * Isolation under compaction and idle pins: a transaction's read version stays pinned, for
+ * every process's compactions, from its first read until its commit (or prepare) is
+ * decided, however long that commit waits for the writer lock; a pin whose history is gone
+ * fails the commit with CONFLICT `{ lostHistory: true }`; lists count as use of the pin they
+ * read under. Then a model check: processes running random transactions against a small key
+ * set while compaction runs and idle pins are released, their histories checked.
+ */
+import { assert, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
+import { open, TxtDbError } from "txtdb";
+import type { Database, Platform } from "txtdb";
+import { defaultPlatform } from "txtdb/internal";
+
+const R = `[${runtime}]`;
+const platform = await defaultPlatform();
+
+/**
+ * `real` wrapped so that, while `blocked.on` is set, this handle cannot take the store's
+ * writer lock (its flock attempts fail as when another process holds it), while every other
+ * handle and process can: a commit of this handle waits for the lock as long as a test
+ * wants, and meanwhile another handle commits and compacts.
+ */
+function writerLockBlockable(real: Platform): { adapter: Platform; blocked: { on: boolean } } {
+  const blocked = { on: false };
+  const wrapHandle = <H extends object>(h: H): H =>
+    new Proxy(h, {
+      get(target, prop) {
+        if (prop === "lockAsync") return undefined; // poll tryLock, which the flag can refuse
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (prop === "tryLock") {
+          return (exclusive: boolean) => (blocked.on ? false : (v as (e: boolean) => boolean).call(target, exclusive));
+        }
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  const adapter = new Proxy(real, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (prop === "open") {
+        return (path: string, options?: Parameters<Platform["open"]>[1]) => {
+          const h = (v as Platform["open"]).call(target, path, options);
+          return path.endsWith("/writer.lock") ? wrapHandle(h) : h;
+        };
+      }
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as Platform;
+  return { adapter, blocked };
+}
+
+/** Runs `f` with console.warn silenced (idle releases warn), returning what it warned. */
+async function quietly<T>(f: () => Promise<T>): Promise<{ result: T; warnings: string[] }> {
+  const warn = console.warn;
+  const warnings: string[] = [];
+  console.warn = (...a: unknown[]) => void warnings.push(a.map(String).join(" "));
+  try {
+    return { result: await f(), warnings };
+  } finally {
+    console.warn = warn;
+  }
+}
+
+async function codeOf(p: Promise<unknown>): Promise<{ code: string; details?: Record<string, unknown> }> {
+  try {
+    await p;
+    return { code: "ok" };
+  } catch (e) {
+    if (e instanceof TxtDbError) return { code: e.code, details: e.details as Record<string, unknown> | undefined };
+    throw e;
+  }
+}
+
+/**
+ * A: the handle whose commit waits (writer lock blockable, small maxIdleMs); B: another
+ * handle on the store, free to commit and compact.
+ */
+async function twoHandles(label: string, maxIdleMs = 60): Promise<{ dir: string; a: Database; b: Database; blocked: { on: boolean } }> {
+  const dir = tempDir(label);
+  const { adapter, blocked } = writerLockBlockable(platform);
+  const a = await open(dir, { namespaces: ["ns"], adapter, maxIdleMs, autoCompactBytes: 0 });
+  const b = await open(dir, { autoCompactBytes: 0 });
+  return { dir, a, b, blocked };
+}
+
+for (const [how, isolation] of [["commit", "serializable"], ["commit", "snapshot"], ["prepare", "serializable"], ["prepare", "snapshot"]] as const) {
+  test(`${R} a ${how} waiting for the writer lock keeps its read version pinned: a delete committed and compacted meanwhile still conflicts (${isolation})`, async () => {
+    const { a, b, blocked } = await twoHandles("iso-wait");
+    try {
+      await a.set("ns", "k", "v0");
+      await a.set("ns", "other", 0);
+      // The store's move to the two-phase format (the first prepare's) holds compact.lock:
+      // made now, so that the prepare below waits for the writer lock only.
+      if (how === "prepare") await a.abortPrepared("warm-up");
+      const { result, warnings } = await quietly(async () => {
+        const tx = await a.begin({ isolation });
+        assert.equal(await tx.get("ns", "k"), "v0");
+        // Serializable: a write that depends on the read. Snapshot: a write of the key itself.
+        if (isolation === "serializable") tx.set("ns", "other", 1);
+        else tx.set("ns", "k", "v1");
+        await b.delete("ns", "k");
+        blocked.on = true;
+        const committing = codeOf(how === "commit" ? tx.commit() : tx.prepare("t-1"));
+        // Long past maxIdleMs: the commit waits for the lock all along.
+        await sleep(300);
+        const c = await b.compact();
+        // Other work of this process meanwhile: a read learns the compaction (and drops the
+        // versions it folded from this process's memory).
+        await b.set("ns", "z", 1);
+        assert.equal(await a.get("ns", "z"), 1);
+        blocked.on = false;
+        const outcome = await committing;
+        return { outcome, folded: c.segmentsFolded, minPin: c.minPinnedVersion, readVersion: tx.readVersion };
+      });
+      assert.equal(result.outcome.code, "CONFLICT", `the delete of k after the transaction's read version must make its commit conflict (compaction folded ${result.folded} segments, min pin ${result.minPin}, read version ${result.readVersion}); warnings: ${warnings.join(" | ")}`);
+      assert.equal(await b.get("ns", "k"), undefined, "k stays deleted");
+      if (isolation === "serializable") assert.equal(await b.get("ns", "other"), 0);
+      assert.deepEqual(await b.listPrepared(), [], "nothing was prepared");
+      assert.ok(result.minPin <= result.readVersion, "compaction kept the committing transaction's read version");
+      assert.deepEqual(warnings, [], "no pin was released as idle while its commit waited");
+    } finally {
+      blocked.on = false;
+      await a.close();
+      await b.close();
+    }
+  });
+}

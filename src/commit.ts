@@ -32,6 +32,7 @@ import { expiresAtOf, isExpiring, wrapExpiring } from "./expiry.ts";
 import type { Index } from "./index.ts";
 import type { CommitRecord, NamespaceOp, RecordWrite } from "./record.ts";
 import { addNumeric, decodeStored } from "./tx.ts";
+import { lostHistoryConflict } from "./txstate.ts";
 import type { TxState } from "./tx.ts";
 import { encodeCommit, FRAME_BODY_MAX_BYTES, FRAME_HEADER_BYTES, frameInto } from "./record.ts";
 import type { FileLock } from "./lock.ts";
@@ -467,7 +468,12 @@ export class GroupCommitter {
     try {
       for (const s of states) {
         let error: TxtDbError | undefined;
-        if (s.twoPhase) {
+        if (s.pinEnded?.() === true) {
+          // Its pin was ended while it waited (its history compacted away, this process
+          // holding no lease): what changed since its read version may be folded out of
+          // sight, so it cannot be validated. Never written on a history it cannot check.
+          error = lostHistoryConflict("was ended while its commit waited for the writer lock, and nothing was written");
+        } else if (s.twoPhase) {
           // Two-phase commit (prepared.ts): a prepare validates like a commit and against
           // other prepared transactions; a decision needs its prepared transaction.
           const v = index.prepared.validate(s, index, validate);

@@ -20,7 +20,7 @@ import type { EnqueueOptions } from "./queues.ts";
 import { isReservedNamespace } from "./options.ts";
 import type { PrepareOptions } from "./participant.ts";
 import type { PinHandle } from "./pins.ts";
-import { addNumeric, checkDelta, newTxState, noteExpiring, putWrite, recordRange, recordRead, sumOp } from "./txstate.ts";
+import { addNumeric, checkDelta, lostHistoryConflict, newTxState, noteExpiring, putWrite, recordRange, recordRead, sumOp } from "./txstate.ts";
 import type { Limits, TxState, WriteOp } from "./txstate.ts";
 
 export { addNumeric, newTxState } from "./txstate.ts";
@@ -494,6 +494,8 @@ class TxReader extends SnapshotReader {
     this.#unpin = release;
     this.#touch = touch;
     this.#hold = hold;
+    // The committer's look at the pin (TxState.pinEnded): the flag, not this reader.
+    this.#state.pinEnded = () => expiry.idleMs !== undefined;
     leakedPins.register(this, release, this);
   }
 
@@ -524,7 +526,7 @@ class TxReader extends SnapshotReader {
       if (this.#expiry.idleMs < 0) {
         // Its snapshot's history is gone (compacted while this process held no lease):
         // retryable, like any transaction whose reads can no longer be validated.
-        throw new TxtDbError("CONFLICT", "Transaction was ended: another process compacted away the history it reads while this process held no lease to pin it; retry it", { details: { lostHistory: true } });
+        throw lostHistoryConflict();
       }
       throw new TxtDbError("TIMEOUT", `Transaction was released after ${Math.round(this.#expiry.idleMs)} ms unused (maxIdleMs); begin a new one`);
     }

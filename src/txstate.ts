@@ -76,6 +76,24 @@ export interface TxState {
   onAppended?: ((tsn: number) => void) | undefined;
   /** Two-phase commit only: a prepare, or the decision on one (prepared.ts). */
   twoPhase?: TwoPhaseRequest;
+  /**
+   * True once the pin of the transaction's read version was ended (pins.ts: its history was
+   * compacted away while this process held no lease). The committer checks it under the
+   * writer lock, after its catch-up and before validation: the commit then fails with
+   * {@link lostHistoryConflict}, for what changed since its read version may be folded
+   * out of sight (a delete's tombstone dropped) and validation would miss it.
+   */
+  pinEnded?: () => boolean;
+}
+
+/**
+ * CONFLICT for a transaction whose read version's history is gone (compacted away while
+ * this process held no lease to pin it): retryable, like any transaction whose reads can no
+ * longer be validated. `when` says what ended it and where ("was ended", "was ended while its
+ * commit waited for the writer lock, …").
+ */
+export function lostHistoryConflict(when = "was ended"): TxtDbError {
+  return new TxtDbError("CONFLICT", `Transaction ${when}: another process compacted away the history it reads while this process held no lease to pin it; retry it`, { details: { lostHistory: true } });
 }
 
 export function newTxState(readVersion: number, isolation: Isolation, blind: boolean): TxState {

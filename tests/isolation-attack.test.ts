@@ -6,6 +6,7 @@
  * read under. Then a model check: processes running random transactions against a small key
  * set while compaction runs and idle pins are released, their histories checked.
  */
+import * as fs from "node:fs";
 import { assert, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database, Platform } from "txtdb";
@@ -117,6 +118,52 @@ for (const [how, isolation] of [["commit", "serializable"], ["commit", "snapshot
       assert.deepEqual(await b.listPrepared(), [], "nothing was prepared");
       assert.ok(result.minPin <= result.readVersion, "compaction kept the committing transaction's read version");
       assert.deepEqual(warnings, [], "no pin was released as idle while its commit waited");
+    } finally {
+      blocked.on = false;
+      await a.close();
+      await b.close();
+    }
+  });
+}
+
+for (const how of ["commit", "prepare"] as const) {
+  test(`${R} a ${how} whose history is compacted away while it waits for the writer lock fails with CONFLICT { lostHistory: true }, and writes nothing`, async () => {
+    const dir = tempDir("iso-lost");
+    const { adapter, blocked } = writerLockBlockable(platform);
+    const a = await open(dir, { namespaces: ["ns"], adapter, autoCompactBytes: 0 });
+    const [aLease] = fs.readdirSync(`${dir}/leases`);
+    const b = await open(dir, { autoCompactBytes: 0 });
+    try {
+      await a.set("ns", "k", "v0");
+      await a.set("ns", "other", 0);
+      if (how === "prepare") await a.abortPrepared("warm-up");
+      let outcome: { code: string; details?: Record<string, unknown> } | undefined;
+      // A's lease comes back within LEASE_CHECK_EVERY_MS; a round whose compaction saw it
+      // again folds nothing, and is run again.
+      for (let round = 0; round < 5 && outcome === undefined; round++) {
+        const tx = await a.begin();
+        assert.equal(await tx.get("ns", "k"), round === 0 ? "v0" : undefined);
+        tx.set("ns", "other", round + 1);
+        if (round === 0) await b.delete("ns", "k");
+        else await b.set("ns", "other", -round); // a change after the read version, for the fold to pass
+        blocked.on = true;
+        const committing = codeOf(how === "commit" ? tx.commit() : tx.prepare(`t-${round}`));
+        await sleep(20);
+        // A's lease deleted by hand: B's compaction no longer sees A's pins, and folds past them.
+        fs.rmSync(`${dir}/leases/${aLease}`, { force: true });
+        const c = await b.compact();
+        await b.set("ns", "z", round);
+        assert.equal(await a.get("ns", "z"), round); // A learns the compaction: its history is gone
+        blocked.on = false;
+        const o = await committing;
+        if (c.segmentsFolded > 0 && c.checkpointVersion > tx.readVersion) outcome = o;
+        else assert.ok(o.code === "ok" || o.code === "CONFLICT", `round ${round}: ${o.code}`);
+      }
+      assert.ok(outcome, "a compaction folded past the waiting transaction's read version");
+      assert.equal(outcome.code, "CONFLICT", `the ${how} must fail, not be validated against a history it can no longer see`);
+      assert.equal(outcome.details?.lostHistory, true);
+      assert.equal(await b.get("ns", "k"), undefined, "k stays deleted");
+      assert.deepEqual(await b.listPrepared(), [], "nothing was prepared");
     } finally {
       blocked.on = false;
       await a.close();

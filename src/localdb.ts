@@ -109,14 +109,18 @@ class DbReader extends SnapshotReader {
     this.ctx.ensureOpen();
   }
 
-  /** A list on `db` that outlives its first page pins its version until it ends. */
-  protected override holdForStream(onLost: (why: string) => void): () => void {
+  /**
+   * A list on `db` that outlives its first page pins its version until it ends; each of
+   * its `next()` calls is a use of that pin (touch).
+   */
+  protected override holdForStream(onLost: (why: string) => void): { release: () => void; touch: () => void } {
     const db = this.ctx as TxHost;
-    return db.pin(this.snap, "list", (idleMs) =>
+    const { release, touch } = db.pin(this.snap, "list", (idleMs) =>
       onLost(idleMs < 0
         ? "A list on the database lost its version: another process compacted it away while this process held no lease; list again"
         : `A list on the database was left unread for ${Math.round(idleMs)} ms (maxIdleMs) and released its version; list again`)
-    ).release;
+    );
+    return { release, touch };
   }
 }
 

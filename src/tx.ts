@@ -322,10 +322,11 @@ export abstract class SnapshotReader {
   /**
    * Hook: keeps this reader's version readable while a list streams across event-loop
    * turns (a snapshot is pinned already; a reader on `db` pins for the list's lifetime).
-   * Returns the release, or undefined when nothing needs holding. `onLost` is called if the
-   * hold is taken away (the idle sweep), after which the list fails.
+   * Returns the release and `touch`, which each `next()` calls (a list read steadily is in
+   * use, never idle), or undefined when nothing needs holding. `onLost` is called if the
+   * hold is taken away (the idle sweep, lost history), after which the list fails.
    */
-  protected holdForStream(_onLost: (why: string) => void): (() => void) | undefined {
+  protected holdForStream(_onLost: (why: string) => void): { release: () => void; touch: () => void } | undefined {
     return undefined;
   }
 
@@ -343,6 +344,7 @@ export abstract class SnapshotReader {
     let error: unknown;
     let exhausted = false;
     let release: (() => void) | undefined;
+    let touch: (() => void) | undefined;
     let lost: string | undefined;
     let after: string | undefined;
     let remaining = 0;
@@ -351,7 +353,7 @@ export abstract class SnapshotReader {
       exhausted = true;
       page = [];
       release?.();
-      release = undefined;
+      release = touch = undefined;
     };
     let make: EntryMaker<T> | undefined;
     const fetch = () => {
@@ -363,10 +365,10 @@ export abstract class SnapshotReader {
       if (page.length < want || remaining <= 0) {
         exhausted = true;
         release?.();
-        release = undefined;
+        release = touch = undefined;
       } else {
         after = make.lastKey;
-        release ??= this.holdForStream((why) => void (lost = why));
+        if (release === undefined) ({ release, touch } = this.holdForStream((why) => void (lost = why)) ?? {});
       }
     };
     try {
@@ -386,6 +388,9 @@ export abstract class SnapshotReader {
           finish();
           return Promise.reject(e);
         }
+        // Each next() is a use of the list's pin: a list read steadily, however slowly in
+        // all, is never released as idle (and so never loses its version) mid-way.
+        if (lost === undefined) touch?.();
         if (i < page.length) return Promise.resolve({ done: false, value: page[i++]! });
         if (exhausted) {
           finish();

@@ -171,3 +171,46 @@ for (const how of ["commit", "prepare"] as const) {
     }
   });
 }
+
+/** A store with `n` keys in "ns", opened with a small maxIdleMs. */
+async function storeOfKeys(label: string, n: number, maxIdleMs: number): Promise<Database> {
+  const db = await open(tempDir(label), { namespaces: ["ns"], maxIdleMs, autoCompactBytes: 0 });
+  await db.transaction((tx) => {
+    for (let i = 0; i < n; i++) tx.set("ns", ["k", i], i);
+  });
+  return db;
+}
+
+/** Reads `it` to its end, one entry per timer turn (`pauseMs`): slow, but never idle for long. */
+async function readSlowly(it: AsyncIterableIterator<{ value: unknown }>, pauseMs = 1): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return out;
+    out.push(r.value.value);
+    await sleep(pauseMs);
+  }
+}
+
+const SLOW_KEYS = 700; // three pages of a streaming list (256 entries each)
+const SLOW_IDLE_MS = 150; // the whole read takes several times this
+
+test(`${R} a db.list() read slowly but steadily, for many times maxIdleMs, is not released as idle: every next() is a use of its pin`, async () => {
+  const db = await storeOfKeys("iso-dblist", SLOW_KEYS, SLOW_IDLE_MS);
+  try {
+    const t0 = performance.now();
+    const { result, warnings } = await quietly(async () => {
+      const it = db.list("ns", { prefix: ["k"] });
+      const first = await it.next(); // the list's version, pinned from its first page on
+      // Another commit after it, and a compaction: the list still shows its own version.
+      await db.set("ns", ["k", SLOW_KEYS - 1], "changed");
+      await db.compact();
+      return [(first.value as { value: unknown }).value, ...(await readSlowly(it))];
+    });
+    assert.ok(performance.now() - t0 > 2 * SLOW_IDLE_MS, "the read lasted longer than maxIdleMs");
+    assert.deepEqual(warnings, [], "nothing was released as idle");
+    assert.deepEqual(result, Array.from({ length: SLOW_KEYS }, (_, i) => i), "every entry, at the list's version");
+  } finally {
+    await db.close();
+  }
+});

@@ -203,6 +203,12 @@ export abstract class SnapshotReader {
   /** Checks the reader can be used; throws otherwise. */
   protected abstract usable(): void;
 
+  /**
+   * Hook: a use of the reader that does not check it (each `next()` of its lists): a
+   * snapshot or transaction read steadily through a list is in use, not idle (maxIdleMs).
+   */
+  protected noteUse(): void {}
+
   /** The namespace id at this snapshot, or NAMESPACE_NOT_FOUND. */
   protected nsId(ns: string): number {
     if (typeof ns !== "string") throw new TxtDbError("INVALID_ARGUMENT", `Namespace name must be a string, got ${typeof ns}`);
@@ -391,6 +397,7 @@ export abstract class SnapshotReader {
         // Each next() is a use of the list's pin: a list read steadily, however slowly in
         // all, is never released as idle (and so never loses its version) mid-way.
         if (lost === undefined) touch?.();
+        this.noteUse();
         if (i < page.length) return Promise.resolve({ done: false, value: page[i++]! });
         if (exhausted) {
           finish();
@@ -441,6 +448,7 @@ export abstract class SnapshotReader {
           return Promise.reject(e);
         }
         if (!entries || i >= entries.length) return Promise.resolve({ done: true, value: undefined });
+        this.noteUse();
         return Promise.resolve({ done: false, value: entries[i++]! });
       },
       return: () => {
@@ -537,6 +545,10 @@ class TxReader extends SnapshotReader {
     }
     if (this.#finished) throw new TxtDbError("INVALID_ARGUMENT", `Transaction was already ${this.#finished}; begin a new one`);
     this.#touch();
+  }
+
+  protected override noteUse(): void {
+    if (this.#finished === undefined && this.#expiry.idleMs === undefined) this.#touch();
   }
 
   #writable(): void {
@@ -785,6 +797,10 @@ class SnapReader extends SnapshotReader {
     this.ctx.ensureOpen();
     if (this.#released) throw new TxtDbError("CLOSED", this.#expired ?? "Snapshot was released; take a new one with db.snapshot()");
     this.#touch();
+  }
+
+  protected override noteUse(): void {
+    if (!this.#released) this.#touch();
   }
 
   /** Releases the pin. Safe to call more than once. */

@@ -214,3 +214,41 @@ test(`${R} a db.list() read slowly but steadily, for many times maxIdleMs, is no
     await db.close();
   }
 });
+
+test(`${R} a snapshot's list read slowly but steadily keeps the snapshot in use: it is not released as idle, mid-list or after`, async () => {
+  const db = await storeOfKeys("iso-snaplist", SLOW_KEYS, SLOW_IDLE_MS);
+  try {
+    const { result, warnings } = await quietly(async () => {
+      const snap = await db.snapshot();
+      await db.set("ns", ["k", 0], "changed");
+      const values = await readSlowly(snap.list("ns", { prefix: ["k"] }));
+      // In use until its last next(): readable right after.
+      const after = await snap.get("ns", ["k", 0]);
+      snap.release();
+      return { values, after };
+    });
+    assert.deepEqual(warnings, [], "the snapshot was not released as idle");
+    assert.deepEqual(result.values, Array.from({ length: SLOW_KEYS }, (_, i) => i));
+    assert.equal(result.after, 0);
+  } finally {
+    await db.close();
+  }
+});
+
+test(`${R} a transaction's list read slowly but steadily keeps the transaction in use: it is not released as idle, and commits`, async () => {
+  const db = await storeOfKeys("iso-txlist", SLOW_KEYS, SLOW_IDLE_MS);
+  try {
+    const { result, warnings } = await quietly(async () => {
+      const tx = await db.begin();
+      const values = await readSlowly(tx.list("ns", { prefix: ["k"] }));
+      tx.set("ns", "sum", (values as number[]).reduce((a, b) => a + b, 0));
+      return { values, outcome: await codeOf(tx.commit()) };
+    });
+    assert.deepEqual(warnings, [], "the transaction was not released as idle");
+    assert.equal(result.values.length, SLOW_KEYS);
+    assert.equal(result.outcome.code, "ok");
+    assert.equal(await db.get("ns", "sum"), (SLOW_KEYS * (SLOW_KEYS - 1)) / 2);
+  } finally {
+    await db.close();
+  }
+});

@@ -7,7 +7,8 @@
  * set while compaction runs and idle pins are released, their histories checked.
  */
 import * as fs from "node:fs";
-import { assert, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
+import { afterEach, assert, canSpawn, envVar, runtime, sleep, tempDir, test } from "./harness.ts";
+import type { Attempt, ReadRec, WriteRec } from "./workers/isoworker.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database, Platform } from "txtdb";
 import { defaultPlatform } from "txtdb/internal";
@@ -252,3 +253,131 @@ test(`${R} a transaction's list read slowly but steadily keeps the transaction i
     await db.close();
   }
 });
+
+// --- the model check ---
+
+/** Keys of the model check: ns/["k", 0..KEYS-1] (as tests/workers/isoworker.ts). */
+const KEYS = 16;
+const ATTACK_MS = Number(envVar("TXTDB_ISO_ATTACK_MS") ?? 8_000);
+const ATTACK_IDLE_MS = 25;
+
+/**
+ * Checks the histories of every process against one serial order, the commit versions':
+ * - every committed write has its own version, past its read version;
+ * - every read (a key, a range; in a transaction, a snapshot, failed or not) shows exactly
+ *   the state the committed writes make at its read version: a deleted key never reads
+ *   present after its delete, a value no committed write wrote is never read;
+ * - a committed serializable transaction: no other commit between its read version and its
+ *   own wrote a key it read, listed in a range, or wrote (no lost update, no lost delete, no
+ *   phantom); a committed snapshot transaction: none wrote a key it wrote;
+ * - a list on the database shows the state at one version;
+ * - the store ends in the state the committed writes make.
+ * Returns the problems found (empty: none).
+ */
+function checkHistories(histories: Attempt[][], initial: { c: number; writes: WriteRec[] }, final: ReadRec[]): string[] {
+  const problems: string[] = [];
+  const all = histories.flatMap((h, w) => h.map((a) => ({ ...a, w })));
+  const committed = [{ kind: "setup" as const, c: initial.c, r: initial.c - 1, writes: initial.writes, w: -1 }, ...all.filter((a) => a.outcome === "ok" && a.c !== undefined)];
+  const byVersion = new Map<number, (typeof committed)[number]>();
+  for (const t of committed) {
+    if (byVersion.has(t.c!)) problems.push(`two commits at version ${t.c}`);
+    byVersion.set(t.c!, t);
+    if (t.r !== undefined && t.c! <= t.r) problems.push(`a commit at ${t.c} at or before its read version ${t.r}`);
+  }
+  // Per key, the committed writes in version order.
+  const chains: [number, string | null][][] = Array.from({ length: KEYS }, () => []);
+  for (const t of [...committed].sort((x, y) => x.c! - y.c!)) for (const [k, v] of t.writes) chains[k]!.push([t.c!, v]);
+  const at = (k: number, version: number): [number, string | null] => {
+    let last: [number, string | null] = [0, null];
+    for (const e of chains[k]!) {
+      if (e[0] > version) break;
+      last = e;
+    }
+    return last[1] === null ? [0, null] : last;
+  };
+  const writtenBetween = (k: number, after: number, before: number) => chains[k]!.find(([c]) => c > after && c < before);
+  const rangeAt = (from: number, to: number, version: number): ReadRec[] => {
+    const out: ReadRec[] = [];
+    for (let k = from; k < to; k++) {
+      const [c, v] = at(k, version);
+      if (v !== null) out.push([k, c, v]);
+    }
+    return out;
+  };
+  const same = (x: ReadRec[], y: ReadRec[]) => JSON.stringify(x) === JSON.stringify(y);
+  const neverCommitted = new Set(all.filter((a) => a.outcome !== "ok").flatMap((a) => a.writes.map(([, v]) => v)).filter((v) => v !== null));
+  for (const a of all) {
+    const who = `process ${a.w} ${a.kind}${a.iso ? ` (${a.iso})` : ""} at ${a.r ?? "?"}${a.c !== undefined ? ` committed at ${a.c}` : ` ${a.outcome}`}`;
+    for (const [k, version, value] of [...a.reads, ...a.ranges.flatMap((r) => r.got)]) {
+      if (value !== null && neverCommitted.has(value)) problems.push(`${who} read k${k} = ${value}, written by a transaction that did not commit`);
+    }
+    if (a.kind === "tx" || a.kind === "snap") {
+      for (const [k, version, value] of a.reads) {
+        const [c, v] = at(k, a.r!);
+        if (c !== version || v !== value) problems.push(`${who} read k${k} as ${value ?? "absent"} (version ${version}); at its read version it is ${v ?? "absent"} (version ${c})`);
+      }
+      for (const rg of a.ranges) {
+        const want = rangeAt(rg.from, rg.to, a.r!);
+        if (!same(rg.got, want)) problems.push(`${who} listed k${rg.from}..k${rg.to} as ${JSON.stringify(rg.got)}; at its read version: ${JSON.stringify(want)}`);
+      }
+    }
+    if (a.kind === "tx" && a.outcome === "ok") {
+      const keys = new Set<number>(a.writes.map(([k]) => k));
+      if (a.iso === "serializable") {
+        for (const [k] of a.reads) keys.add(k);
+        for (const rg of a.ranges) for (let k = rg.from; k < rg.to; k++) keys.add(k);
+      }
+      for (const k of keys) {
+        const w = writtenBetween(k, a.r!, a.c!);
+        if (w) problems.push(`${who}: k${k}, which it ${a.writes.some(([x]) => x === k) ? "wrote" : "read"}, was written (${w[1] ?? "deleted"}) at ${w[0]}, between its read version and its commit (a lost ${w[1] === null ? "delete" : "update"})`);
+      }
+    }
+    if (a.kind === "dblist" && a.outcome === "ok") {
+      const got = a.ranges[0]!.got;
+      const from = Math.max(0, ...got.map(([, c]) => c));
+      let found = false;
+      for (let version = from; version <= Math.max(from, ...byVersion.keys()) && !found; version++) found = same(got, rangeAt(0, KEYS, version));
+      if (!found) problems.push(`${who} listed ${JSON.stringify(got)}: the state at no version`);
+    }
+  }
+  const want = rangeAt(0, KEYS, Math.max(...byVersion.keys()));
+  if (!same(final, want)) problems.push(`the store ends as ${JSON.stringify(final)}; the committed writes make ${JSON.stringify(want)}`);
+  return problems;
+}
+
+if (canSpawn) {
+  const { startWorker, killAllWorkers } = await import("./procs.ts");
+  afterEach(() => killAllWorkers());
+
+  test(`${R} model check: Node, Bun and Deno processes running random transactions, snapshots and lists on a few keys, with compaction, idle releases, a held writer lock and processes starved of it, keep serializability and snapshot reads`, async () => {
+    const base = tempDir("iso-model");
+    const dir = `${base}/store`;
+    const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+    const initial: WriteRec[] = Array.from({ length: KEYS }, (_, k) => [k, `init:${k}`]);
+    const setup = await db.begin();
+    for (const [k, v] of initial) setup.set("ns", ["k", k], v);
+    const { version } = await setup.commit();
+    await db.close();
+    const seed = Math.floor(Math.random() * 2 ** 31);
+    const runtimes = ["node", "bun", "deno"] as const;
+    const workers = runtimes.map((rt, i) =>
+      startWorker(rt, "isoworker", [dir, String(i), String(ATTACK_MS), String(seed + i), String(ATTACK_IDLE_MS), `${base}/hist-${i}.json`, ...(i === 0 ? ["locker"] : [])])
+    );
+    const { result: lines } = await quietly(() => Promise.all(workers.map((w) => w.waitFor("done ", ATTACK_MS + 60_000))));
+    const exits = await Promise.all(workers.map((w) => w.exited));
+    exits.forEach((x, i) => assert.equal(x.code, 0, `${workers[i]!.runtime} worker exited ${x.code}: ${workers[i]!.stderr}`));
+    const histories = runtimes.map((_, i) => JSON.parse(fs.readFileSync(`${base}/hist-${i}.json`, "utf8")) as Attempt[]);
+    const check = await open(dir, { readOnly: true });
+    const final: ReadRec[] = [];
+    for await (const e of check.list<string>("ns", { prefix: ["k"] })) final.push([(e.key as [string, number])[1], Number(e.version), e.value]);
+    await check.close();
+    const problems = checkHistories(histories, { c: Number(version), writes: initial }, final);
+    const committed = histories.flat().filter((a) => a.kind === "tx" && a.outcome === "ok").length;
+    const summary = `seed ${seed}; ${lines.map((l, i) => `${runtimes[i]}: ${l.slice(5)}`).join("; ")}`;
+    assert.deepEqual(problems.slice(0, 20), [], `${problems.length} problems (${summary})`);
+    // The run did what it is for: transactions committed and conflicted, histories were read.
+    assert.ok(committed > 50, `only ${committed} transactions committed (${summary})`);
+    assert.ok(histories.flat().some((a) => a.outcome === "CONFLICT"), `no transaction conflicted (${summary})`);
+    if (envVar("TXTDB_ISO_VERBOSE")) console.log(summary);
+  });
+}

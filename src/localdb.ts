@@ -47,7 +47,7 @@ import type { CheckReport } from "./check.ts";
 import { raceDeadline } from "./timers.ts";
 import { describeHolder, stampHolder } from "./holder.ts";
 import { checkStoreDirectory } from "./dirsafety.ts";
-import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkTransactionOptions, checkWatchArguments, dirModeOf, ETCD_ONLY_OPTIONS, invalidArg, isReservedNamespace, resolveOptions } from "./options.ts";
+import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkTransactionOptions, checkWatchArguments, dirModeOf, ETCD_ONLY_OPTIONS, fromVersionAhead, invalidArg, isReservedNamespace, resolveOptions } from "./options.ts";
 import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 import { Meters, renderMetrics } from "./stats.ts";
 import type { Counters, Stats } from "./stats.ts";
@@ -788,6 +788,7 @@ export class LocalDatabase implements DatabaseEngine {
     this.#tail.refresh();
     const nsId = this.index.resolve(ns, this.#tail.visibleTsn);
     if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
+    if (opts.fromVersion !== undefined && opts.fromVersion > BigInt(this.#tail.visibleTsn)) throw fromVersionAhead(opts.fromVersion, BigInt(this.#tail.visibleTsn));
     const from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
     let it: AsyncIterableIterator<WatchEvent<T>>;
     if ("keys" in sel) {

@@ -336,6 +336,16 @@ export interface WatchOptions {
 }
 
 /**
+ * INVALID_ARGUMENT for a watch() `fromVersion` past the newest version of the store (read
+ * fresh, so every commit that resolved anywhere is counted): no version of this store it
+ * is. It comes from another store, or from this one before it was restored from an older
+ * backup; waiting for it would skip, without a word, every commit up to it.
+ */
+export function fromVersionAhead(fromVersion: bigint, newest: bigint): TxtDbError {
+  return invalidArg(`watch() fromVersion ${fromVersion} is past this store's newest version ${newest}, so it is no version of this store: it comes from another store, or from before this one was restored from an older backup. Resume from a version this store reported (an event's or a commit's), or leave fromVersion out to watch from now`);
+}
+
+/**
  * The checks of `db.watch()`'s selector and options, shared by both engines, so that a call
  * one engine refuses is not quietly taken by the other: options must be an object of known
  * options, and the selector must have exactly one of keys and prefix and nothing else (a

@@ -604,6 +604,31 @@ export function conformance(R: string, store: ConformanceStore): void {
     await db.close();
   });
 
+  test(`${R} watch() refuses a fromVersion past the store's newest version (another store's, or from before a restore), and takes one another handle just committed`, async () => {
+    const { db, dir } = await fresh();
+    const other = await open(dir);
+    // Committed by another handle this one has not read since: still this store's version.
+    const head = (await other.set("ns", "a", 1)).version;
+    const none = await take(db.watch("ns", { keys: ["a"] }, { fromVersion: head }), 1, 100);
+    assert.equal(none.length, 0);
+    // Past the newest version: waiting for it would skip every commit up to it unsaid.
+    await assert.rejects(async () => {
+      const w = db.watch("ns", { prefix: [] }, { fromVersion: head + 1_000n });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        await Promise.race([w.next(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("the watcher was taken: it waits for a version this store never wrote")), 2_000)))]);
+      } finally {
+        clearTimeout(timer);
+        await w.return?.();
+      }
+    }, rejectsWith("INVALID_ARGUMENT", /fromVersion \d+ is past this store's newest version \d+/));
+    const later = take(db.watch("ns", { keys: ["a"] }, { fromVersion: head }), 1);
+    await other.set("ns", "a", 2);
+    assert.deepEqual((await later)[0]!.changes, [{ key: "a", value: 2 }]);
+    await other.close();
+    await db.close();
+  });
+
   test(`${R} close() ends open watchers`, async () => {
     const { db } = await fresh();
     const it = db.watch("ns", { prefix: [] });

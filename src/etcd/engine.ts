@@ -140,6 +140,7 @@ import type { NsBinding, ReadContext } from "./reader.ts";
 import { EtcdTransaction } from "./transaction.ts";
 import type { EtcdOpResult } from "./client.ts";
 import { namespaceEnded, watchSelects } from "../watch.ts";
+import { fromVersionAhead } from "../options.ts";
 
 export { COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX };
 
@@ -556,6 +557,7 @@ export class EtcdEngine {
     const { id, mod: boundAt } = await reader.binding(ns);
     // Before `boundAt` the id had another name (a rename to `ns`), or no data (the
     // creation): its writes then are not writes to `ns`, as on a directory.
+    if (options.fromVersion !== undefined && options.fromVersion > reader.revision!) throw fromVersionAhead(options.fromVersion, reader.revision!);
     const from = options.fromVersion ?? reader.revision!;
     const startRevision = (from > boundAt ? from : boundAt) + 1n;
     let lo: Uint8Array, hi: Uint8Array;

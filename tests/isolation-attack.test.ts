@@ -12,43 +12,10 @@ import type { Attempt, ReadRec, WriteRec } from "./workers/isoworker.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database, Platform } from "txtdb";
 import { defaultPlatform } from "txtdb/internal";
+import { writerLockBlockable } from "./workers/lockblock.ts";
 
 const R = `[${runtime}]`;
 const platform = await defaultPlatform();
-
-/**
- * `real` wrapped so that, while `blocked.on` is set, this handle cannot take the store's
- * writer lock (its flock attempts fail as when another process holds it), while every other
- * handle and process can: a commit of this handle waits for the lock as long as a test
- * wants, and meanwhile another handle commits and compacts.
- */
-function writerLockBlockable(real: Platform): { adapter: Platform; blocked: { on: boolean } } {
-  const blocked = { on: false };
-  const wrapHandle = <H extends object>(h: H): H =>
-    new Proxy(h, {
-      get(target, prop) {
-        if (prop === "lockAsync") return undefined; // poll tryLock, which the flag can refuse
-        const v = Reflect.get(target, prop, target) as unknown;
-        if (prop === "tryLock") {
-          return (exclusive: boolean) => (blocked.on ? false : (v as (e: boolean) => boolean).call(target, exclusive));
-        }
-        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-  const adapter = new Proxy(real, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (prop === "open") {
-        return (path: string, options?: Parameters<Platform["open"]>[1]) => {
-          const h = (v as Platform["open"]).call(target, path, options);
-          return path.endsWith("/writer.lock") ? wrapHandle(h) : h;
-        };
-      }
-      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  }) as Platform;
-  return { adapter, blocked };
-}
 
 /** Runs `f` with console.warn silenced (idle releases warn), returning what it warned. */
 async function quietly<T>(f: () => Promise<T>): Promise<{ result: T; warnings: string[] }> {
@@ -62,7 +29,7 @@ async function quietly<T>(f: () => Promise<T>): Promise<{ result: T; warnings: s
   }
 }
 
-async function codeOf(p: Promise<unknown>): Promise<{ code: string; details?: Record<string, unknown> }> {
+async function codeOf(p: Promise<unknown>): Promise<{ code: string; details?: Record<string, unknown> | undefined }> {
   try {
     await p;
     return { code: "ok" };
@@ -138,7 +105,7 @@ for (const how of ["commit", "prepare"] as const) {
       await a.set("ns", "k", "v0");
       await a.set("ns", "other", 0);
       if (how === "prepare") await a.abortPrepared("warm-up");
-      let outcome: { code: string; details?: Record<string, unknown> } | undefined;
+      let outcome: { code: string; details?: Record<string, unknown> | undefined } | undefined;
       // A's lease comes back within LEASE_CHECK_EVERY_MS; a round whose compaction saw it
       // again folds nothing, and is run again.
       for (let round = 0; round < 5 && outcome === undefined; round++) {

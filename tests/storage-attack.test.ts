@@ -308,6 +308,16 @@ test(`${R} a manifest whose level 0 is not newest first, or whose deeper level h
 /** 20 GiB: far past anything txtdb reads whole, and no disk (the files are sparse). */
 const HUGE_BYTES = 20 * 2 ** 30;
 
+/** A store of one commit, closed, and its durable end (in the frontier file) in its one segment. */
+async function oneCommitStore(label: string): Promise<{ dir: string; end: number }> {
+  const dir = tempDir(label);
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "k", "v");
+  await db.close();
+  const frontier = fs.readFileSync(`${dir}/frontier`);
+  return { dir, end: new DataView(frontier.buffer, frontier.byteOffset).getFloat64(24, true) };
+}
+
 /** Every file of `dir` with its size and modification time (a 20 GiB sparse file is not read to compare). */
 function fileStates(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -346,12 +356,7 @@ test(`${R} a MANIFEST larger than any txtdb writes (a sparse file of 20 GiB) is 
 });
 
 test(`${R} a log segment extended to 20 GiB after a bad frame past the durable end is CORRUPTION naming it at a writable open (not a torn tail cut, nor an allocation error); a read-only open reads what was published`, async () => {
-  const dir = tempDir("segment-huge");
-  const db = await open(dir, { namespaces: ["ns"] });
-  await db.set("ns", "k", "v");
-  await db.close();
-  const frontier = fs.readFileSync(`${dir}/frontier`);
-  const end = new DataView(frontier.buffer, frontier.byteOffset).getFloat64(24, true); // the durable end
+  const { dir, end } = await oneCommitStore("segment-huge");
   const seg = `${dir}/seg-0000000001.log`;
   const fd = fs.openSync(seg, "r+");
   fs.writeSync(fd, new Uint8Array([0xc7, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), 0, 9, end); // a frame of impossible length
@@ -489,12 +494,7 @@ test(`${R} a sync-failure mark scribbled over (garbage bytes in the frontier fil
 });
 
 test(`${R} a torn tail past the durable end is cut at a writable open even with a stray higher-numbered segment holding whole records (a copy left by hand, past a missing number): only the segments the log goes on into count, and the stray file is left alone`, async () => {
-  const dir = tempDir("torn-stray-seg");
-  const db = await open(dir, { namespaces: ["ns"] });
-  await db.set("ns", "k", "v");
-  await db.close();
-  const frontier = fs.readFileSync(`${dir}/frontier`);
-  const end = new DataView(frontier.buffer, frontier.byteOffset).getFloat64(24, true); // the durable end
+  const { dir, end } = await oneCommitStore("torn-stray-seg");
   const seg = `${dir}/seg-0000000001.log`;
   const stray = `${dir}/seg-0000000050.log`;
   fs.copyFileSync(seg, stray);

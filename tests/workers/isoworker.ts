@@ -18,6 +18,7 @@ import { open, TxtDbError } from "txtdb";
 import type { Database, Platform } from "txtdb";
 import { defaultPlatform, FileLock } from "txtdb/internal";
 import { args, exit, say } from "./io.ts";
+import { writerLockBlockable } from "./lockblock.ts";
 
 export const KEYS = 16;
 
@@ -66,38 +67,14 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * for the lock as one that keeps losing the race for it would, while the others commit and
  * compact.
  */
-const starved = { on: false };
-function starvable(real: Platform): Platform {
-  const wrapHandle = <H extends object>(h: H): H =>
-    new Proxy(h, {
-      get(target, prop) {
-        if (prop === "lockAsync") return undefined; // poll tryLock, which the flag can refuse
-        const v = Reflect.get(target, prop, target) as unknown;
-        if (prop === "tryLock") return (exclusive: boolean) => (starved.on ? false : (v as (e: boolean) => boolean).call(target, exclusive));
-        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-  return new Proxy(real, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (prop === "open") {
-        return (path: string, options?: Parameters<Platform["open"]>[1]) => {
-          const h = (v as Platform["open"]).call(target, path, options);
-          return path.endsWith("/writer.lock") ? wrapHandle(h) : h;
-        };
-      }
-      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  }) as Platform;
-}
-
 const platform = await defaultPlatform();
+const { adapter: starvable, blocked: starved } = writerLockBlockable(platform);
 const db: Database = await open(dir!, {
   namespaces: ["ns"],
   maxIdleMs,
   segmentBytes: 1024,
   autoCompactBytes: 0,
-  adapter: starvable(platform),
+  adapter: starvable,
 });
 const history: Attempt[] = [];
 let n = 0;

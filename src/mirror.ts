@@ -50,7 +50,10 @@
  * its header names this store; another program's segment is never written. Attaching
  * happens under the flock of `mirror.lock`, so two processes never make two segments for
  * one store; a process that finds this store's segment of another layout or trust time (a
- * process of another release) works without the mirror rather than beside it.
+ * process of another release) works without the mirror rather than beside it. So does a
+ * process of a user other than the frontier file's owner (a group-shared store, another
+ * user's read-only open): it could not join the owner's segment, and one of its own would
+ * be written by none of the owner's commits.
  *
  * @module
  */
@@ -212,6 +215,12 @@ export class FrontierMirror {
       registration = host.openLockFile(READERS_LOCK);
       if (!spinLock(platform, lifecycle, true)) throw new Error("mirror.lock held");
       const file = host.frontierInfo();
+      // Only the user who owns the store shares its mirror: a segment is joined only if it
+      // is this user's, so a process of another user (a group member of a shared store, a
+      // reader of a 0o644 one) would make a segment of its own that no other user's commit
+      // writes, and read through it a frontier up to MIRROR_TRUST_MS older than commits that
+      // resolved elsewhere without waiting for it. It works without the mirror (rule 5).
+      if (file.uid !== uid) throw new Error("the store is another user's");
       const hintBuf = new Uint8Array(HINT_BYTES);
       const hintView = new DataView(hintBuf.buffer);
       const hint = lifecycle.read(hintBuf, 0) === HINT_BYTES && hintView.getUint32(0, true) === MAGIC ? hintView.getInt32(4, true) : undefined;

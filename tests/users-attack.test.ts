@@ -1,0 +1,188 @@
+/**
+ * A store shared by processes of different users: another user's read-only process that
+ * can take no lease, group members writing and compacting together, and the owner's view
+ * of them. Each test runs its other users' processes with another uid, so it runs as root
+ * only (CI) and skips otherwise.
+ */
+import * as fs from "node:fs";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import * as path from "node:path";
+import { assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
+import { open } from "txtdb";
+
+const R = `[${runtime}]`;
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+const skip = !canSpawn || !isRoot ? "needs root (runs other users' processes)" : false;
+const NOBODY = 65534;
+const OTHER = 65533;
+const KEYS = 300;
+const key = (i: number) => `k${String(i).padStart(4, "0")}`;
+
+/** A foreign-user worker (tests/workers/foreign-user.ts) running as `uid`:`gid`. */
+class Foreign {
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  #buf = "";
+  #waiters: { prefix: string; resolve: (json: any) => void }[] = [];
+  stderr = "";
+
+  constructor(dir: string, role: "reader" | "writer", uid: number, gid: number) {
+    const nodeBinary = process.env.TXTDB_NODE ?? "node";
+    this.child = spawn(nodeBinary, [path.join(process.cwd(), ".build-tests/workers/foreign-user.js"), dir, role, String(KEYS)], { cwd: process.cwd(), uid, gid, stdio: ["pipe", "pipe", "pipe"] });
+    this.child.stdout!.setEncoding("utf8");
+    this.child.stderr!.setEncoding("utf8");
+    this.child.stderr!.on("data", (d: string) => (this.stderr += d));
+    this.child.stdout!.on("data", (d: string) => {
+      this.#buf += d;
+      let i: number;
+      while ((i = this.#buf.indexOf("\n")) >= 0) {
+        const line = this.#buf.slice(0, i);
+        this.#buf = this.#buf.slice(i + 1);
+        this.lines.push(line);
+        const w = this.#waiters.findIndex((w) => line.startsWith(w.prefix + " "));
+        if (w >= 0) this.#waiters.splice(w, 1)[0]!.resolve(JSON.parse(line.slice(line.indexOf(" ") + 1)));
+      }
+    });
+  }
+
+  /** The JSON of the next line that starts with `prefix`. */
+  next(prefix: string, timeoutMs = 60_000): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no "${prefix}" line; stdout: ${this.lines.join("\n")}; stderr: ${this.stderr}`)), timeoutMs);
+      this.child.once("exit", () => setTimeout(() => reject(new Error(`exited before "${prefix}"; stdout: ${this.lines.join("\n")}; stderr: ${this.stderr}`)), 50));
+      this.#waiters.push({ prefix, resolve: (j) => (clearTimeout(t), resolve(j)) });
+    });
+  }
+
+  async ask(cmd: string, prefix = cmd.split(" ")[0]!): Promise<any> {
+    const p = this.next(prefix);
+    this.child.stdin!.write(cmd + "\n");
+    return p;
+  }
+
+  async end(): Promise<number | null> {
+    const exited = new Promise<number | null>((r) => this.child.once("exit", (code) => r(code)));
+    this.child.stdin!.end();
+    return exited;
+  }
+}
+
+/** A directory another user can reach: `/tmp/txtdb-tests` traversable, the store's parent `mode`. */
+function sharedParent(label: string, mode = 0o755): string {
+  const parent = tempDir(label);
+  fs.chmodSync("/tmp/txtdb-tests", 0o711);
+  fs.chmodSync(parent, mode);
+  return parent;
+}
+
+async function writeAll(db: Awaited<ReturnType<typeof open>>, tag: string): Promise<void> {
+  for (let i = 0; i < KEYS; i += 50) {
+    await db.transaction(async (tx) => {
+      for (let j = i; j < i + 50; j++) tx.set("ns", key(j), `${tag}-${j}-${"x".repeat(40)}`);
+    });
+  }
+}
+
+for (const order of ["snapshot first", "database first"] as const) {
+  test(`${R} another user's read-only process (no lease) keeps its snapshot right or ends it with a TxtDbError after the owner compacts tables away (${order})`, { skip }, async () => {
+    const dir = `${sharedParent("users-ro")}/store`;
+    const db = await open(dir, { namespaces: ["ns"], mode: 0o644, segmentBytes: 4096, autoCompactBytes: 0 });
+    try {
+      await writeAll(db, "v0");
+      await db.compact();
+      await writeAll(db, "v1");
+      await db.compact();
+      assert.ok(fs.readdirSync(dir).some((n) => n.endsWith(".sst")), "the store has tables");
+      const reader = new Foreign(dir, "reader", NOBODY, NOBODY);
+      try {
+        const ready = await reader.next("ready");
+        assert.equal(ready.liveLeases, 1, "the reader holds no lease (leases/ is the owner's, 0o755)");
+        const tables = fs.readdirSync(dir).filter((n) => n.endsWith(".sst"));
+        await writeAll(db, "v2");
+        await db.compact();
+        await writeAll(db, "v3");
+        await db.compact();
+        for (const t of tables) assert.ok(!fs.existsSync(`${dir}/${t}`), `${t} was deleted`);
+        const check = (r: any) => {
+          if (r.error !== undefined) {
+            assert.ok(["CLOSED", "CONFLICT"].includes(r.error), `a clear TxtDbError, not ${r.error}: ${r.message}`);
+            assert.match(r.message, /no lease/);
+          } else {
+            for (let i = 0; i < KEYS; i++) assert.ok(String(r.values[i]).startsWith(`v1-${i}-`), `key ${i} reads ${r.values[i]} in a snapshot of v1`);
+          }
+        };
+        if (order === "database first") {
+          const d = await reader.ask("db");
+          for (let i = 0; i < KEYS; i++) assert.ok(String(d.values[i]).startsWith(`v3-${i}-`), `db read of key ${i}: ${d.values[i]}`);
+        }
+        check(await reader.ask("snap"));
+        const d = await reader.ask("db");
+        for (let i = 0; i < KEYS; i++) assert.ok(String(d.values[i]).startsWith(`v3-${i}-`), `db read of key ${i}: ${d.values[i]}`);
+        check(await reader.ask("snap"));
+        assert.equal(await reader.end(), 0, reader.stderr);
+      } finally {
+        reader.child.kill();
+      }
+    } finally {
+      await db.close();
+    }
+  });
+}
+
+test(`${R} another user's read-only process reads the frontier from the file, not a shared-memory mirror of its own that the owner's commits never update`, { skip }, async () => {
+  const dir = `${sharedParent("users-mirror")}/store`;
+  const first = await open(dir, { namespaces: ["ns"], mode: 0o644 });
+  await writeAll(first, "v0");
+  await first.close(); // the owner's mirror segment goes with it; mirror.lock's hint is stale
+  const reader = new Foreign(dir, "reader", NOBODY, NOBODY);
+  try {
+    const ready = await reader.next("ready");
+    const db = await open(dir);
+    try {
+      await writeAll(db, "v1");
+      const stats = await db.stats();
+      // The owner's process may or may not have the mirror; the foreign one must not have one
+      // of its own, which no commit of the owner's processes writes.
+      assert.equal(ready.mirror, false, `the foreign reader attached a mirror of its own (the owner's has one: ${stats.frontierMirror})`);
+      const d = await reader.ask("db");
+      for (let i = 0; i < KEYS; i++) assert.ok(String(d.values[i]).startsWith(`v1-${i}-`), `db read of key ${i}: ${d.values[i]}`);
+    } finally {
+      await db.close();
+    }
+    assert.equal(await reader.end(), 0, reader.stderr);
+  } finally {
+    reader.child.kill();
+  }
+});
+
+test(`${R} a group-shared store (0o660): two users write and compact at once, every file keeps the store's mode`, { skip }, async () => {
+  const parent = sharedParent("users-group", 0o777);
+  const dir = `${parent}/store`;
+  const gid = NOBODY;
+  // The store is made by the first user, mode 0o660, group `gid`.
+  const maker = new Foreign(dir, "writer", NOBODY, gid);
+  await maker.next("ready");
+  const other = new Foreign(dir, "writer", OTHER, gid);
+  try {
+    await other.next("ready");
+    const [a, b] = await Promise.all([maker.ask("write a", "wrote"), other.ask("write b", "wrote")]);
+    assert.equal(a.error, undefined, JSON.stringify(a));
+    assert.equal(b.error, undefined, JSON.stringify(b));
+    const [c, d] = await Promise.all([maker.ask("write c", "wrote"), other.ask("write d", "wrote")]);
+    assert.equal(c.error, undefined, JSON.stringify(c));
+    assert.equal(d.error, undefined, JSON.stringify(d));
+    const walk = (p: string): string[] => [p, ...(fs.lstatSync(p).isDirectory() ? fs.readdirSync(p).flatMap((n) => walk(`${p}/${n}`)) : [])];
+    const wrong = walk(dir).flatMap((p) => {
+      const st = fs.lstatSync(p);
+      const want = st.isDirectory() ? 0o770 : 0o660;
+      return (st.mode & 0o7777) === want && st.gid === gid ? [] : [`${path.relative(dir, p) || "."}: 0o${(st.mode & 0o7777).toString(8)} gid ${st.gid}`];
+    });
+    assert.deepEqual(wrong, [], "files not of the store's mode");
+    assert.equal(await maker.end(), 0, maker.stderr);
+    assert.equal(await other.end(), 0, other.stderr);
+  } finally {
+    maker.child.kill();
+    other.child.kill();
+  }
+});

@@ -9,7 +9,8 @@
  */
 import type { Database } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
-import { readWriterHolder } from "../src/holder.ts";
+import { readWriterHolder, unrecordedHolder } from "../src/holder.ts";
+import { WRITER_LOCK } from "../src/files.ts";
 import { inspectAllSagas } from "../src/sagas.ts";
 import { coordinatorId, DECISIONS_NS, isDecision } from "../src/decisions.ts";
 import type { DecisionValue } from "../src/decisions.ts";
@@ -205,6 +206,22 @@ function writerLock(platform: Platform, dir: string, pids: number[], out: (line:
   if (guard) {
     out("writer lock: held through its guard, the flock of the store directory, with writer.lock free or missing: by a txtdb process whose writer.lock was deleted while it held it (a tmp cleaner?), or by another program locking the directory; run doctor again to see whether it is released");
     return 0;
+  }
+  let real: ReturnType<typeof unrecordedHolder>;
+  try {
+    const file = platform.lstat(`${dir}/${WRITER_LOCK}`);
+    real = file ? unrecordedHolder(platform, file, holder?.pid) : undefined;
+  } catch {
+    real = undefined;
+  }
+  if (real) {
+    out(safe(`writer lock: ${real.text}`));
+    if (!holder) return 0; // it may have just taken the lock: run doctor again
+    out(
+      `warning: pid ${real.pid} holds the writer lock without being a txtdb commit: every writer waits for it and fails with LOCK_TIMEOUT after lockTimeoutMs (default 30 s). ` +
+        `End it (kill ${real.pid}): the kernel releases the lock when it exits, and nothing committed is lost.`,
+    );
+    return 1;
   }
   if (!holder) {
     out("writer lock: held by a process that did not record itself (it has just taken the lock, or it runs an older txtdb); run doctor again to see whether it is released");

@@ -123,10 +123,71 @@ export function stampHolder(lock: { stamp(bytes: Uint8Array): void }, platform: 
   }
 }
 
+/**
+ * The pids the kernel names as holding an exclusive flock on the file `file` (device and
+ * inode), from Linux's `/proc/locks`; undefined where that cannot be read (not Linux, Deno
+ * without access to /proc). The holder record is a hint that only txtdb writes: a lock taken
+ * by another program (`flock(1)` on `writer.lock`, another user's process in a group-shared
+ * store) leaves the previous txtdb holder's record in place, which would blame that process.
+ * The kernel's table names the real one (the pid that took the lock).
+ */
+export function kernelFlockHolders(platform: Platform, file: { dev: number; ino: number }): number[] | undefined {
+  let text = "";
+  try {
+    const f = platform.open("/proc/locks", { readOnly: true });
+    try {
+      const buf = new Uint8Array(64 * 1024);
+      const decoder = new TextDecoder();
+      for (let at = 0; at < 16 * 1024 * 1024; ) {
+        const n = f.read(buf, at);
+        if (n <= 0) break;
+        text += decoder.decode(buf.subarray(0, n), { stream: true });
+        at += n;
+      }
+    } finally {
+      f.close();
+    }
+  } catch {
+    return undefined;
+  }
+  // glibc's encoding of st_dev: the major and minor numbers /proc/locks prints in hex.
+  const major = Math.floor(file.dev / 256) & 0xfff;
+  const minor = (file.dev & 0xff) | (Math.floor(file.dev / 4096) & 0xfff00);
+  const pids: number[] = [];
+  for (const line of text.split("\n")) {
+    // "1: FLOCK  ADVISORY  WRITE 4242 00:2d:1234 0 EOF"; a waiter's line has "->" after the number.
+    const m = /^\d+:\s+FLOCK\s+\S+\s+WRITE\s+(\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/.exec(line);
+    if (m && Number(m[4]) === file.ino && parseInt(m[2]!, 16) === major && parseInt(m[3]!, 16) === minor) pids.push(Number(m[1]));
+  }
+  return pids;
+}
+
+/**
+ * What the kernel says of the holder when the record names another process, or none: a
+ * sentence naming the real holder's pid, or "" (the record agrees, or the kernel's table
+ * cannot be read).
+ */
+export function unrecordedHolder(platform: Platform, file: { dev: number; ino: number }, recorded: number | undefined): { pid: number; text: string } | undefined {
+  const pids = kernelFlockHolders(platform, file);
+  if (pids === undefined || pids.length === 0 || (recorded !== undefined && pids.includes(recorded))) return undefined;
+  const pid = pids[0]!;
+  const why = recorded === undefined
+    ? "which has not recorded itself (a txtdb process that has just taken the lock, or another program: flock(1), another user's process)"
+    : `which did not record itself as txtdb processes do (another program: flock(1), another user's process); the record in the file names pid ${recorded}, an earlier holder`;
+  return { pid, text: `held by pid ${pid} per the kernel's lock table, ${why}` };
+}
+
 /** The holder description a LOCK_TIMEOUT message ends with (see `FileLock.describeHolder`). */
 export function describeHolder(platform: Platform): (handle: FileHandle) => string {
   return (handle) => {
     const h = readHolderFrom(handle);
+    let real: ReturnType<typeof unrecordedHolder>;
+    try {
+      real = unrecordedHolder(platform, handle.info(), h?.pid);
+    } catch {
+      real = undefined;
+    }
+    if (real) return ` (${real.text}; it keeps the lock until it lets go or dies)`;
     if (!h) return "";
     const forMs = Math.max(0, Math.round(platform.wallClockMs() - h.sinceWallMs));
     return ` (it says: pid ${h.pid}, ${h.runtime}, since ${forMs} ms ago; a stopped or hung process keeps it until it dies)`;

@@ -186,3 +186,52 @@ test(`${R} a group-shared store (0o660): two users write and compact at once, ev
     other.child.kill();
   }
 });
+
+const hasFlock = (await import("node:child_process")).spawnSync("flock", ["--version"]).status === 0;
+
+test(`${R} a hostile group member plants files in leases/ and holds writer.lock with flock(1): the owner's compaction goes on, LOCK_TIMEOUT and txtdb doctor name the real holder, not the owner's own earlier record; once it dies the owner commits again`, { skip: skip || (!hasFlock && "no flock(1)") }, async () => {
+  const dir = `${sharedParent("users-hostile", 0o777)}/store`;
+  const db = await open(dir, { namespaces: ["ns"], mode: 0o660, lockTimeoutMs: 500, segmentBytes: 4096, autoCompactBytes: 0 });
+  let holder: ChildProcess | undefined;
+  try {
+    await writeAll(db, "v0");
+    const walk = (p: string): string[] => [p, ...(fs.lstatSync(p).isDirectory() ? fs.readdirSync(p).flatMap((n) => walk(`${p}/${n}`)) : [])];
+    for (const p of walk(dir)) fs.lchownSync(p, 0, NOBODY);
+    const { spawnSync } = await import("node:child_process");
+    const as = { uid: OTHER, gid: NOBODY };
+    const plant = spawnSync("sh", ["-c", `echo garbage > leases/0011223344556677.lease; ln -s /etc/passwd leases/8899aabbccddeeff.lease; mkfifo leases/1111111111111111.lease; echo x > leases/2222222222222222.lease-new`], { cwd: dir, ...as });
+    assert.equal(plant.status, 0, String(plant.stderr));
+    const r = await db.compact();
+    assert.ok(r.segmentsFolded > 0, "planted leases do not stop compaction");
+    assert.equal((await db.check()).ok, true);
+    // The owner commits once more (its record is now in writer.lock), then another user's flock(1) holds the lock.
+    await db.set("ns", "a", 1);
+    holder = spawn("flock", ["-o", `${dir}/writer.lock`, "sleep", "60"], { ...as, stdio: "ignore" });
+    const t0 = Date.now();
+    let code = "";
+    while (Date.now() - t0 < 10_000) {
+      try {
+        await db.set("ns", "b", 1);
+        await new Promise((res) => setTimeout(res, 20)); // flock has not taken it yet
+      } catch (e) {
+        code = (e as { code: string }).code;
+        assert.equal(code, "LOCK_TIMEOUT");
+        assert.match((e as Error).message, new RegExp(`held by pid ${holder.pid} per the kernel's lock table`));
+        assert.doesNotMatch((e as Error).message, new RegExp(`it says: pid ${process.pid}`));
+        break;
+      }
+    }
+    assert.equal(code, "LOCK_TIMEOUT");
+    const cli = path.join(process.cwd(), "dist/cli.js");
+    const doctor = spawnSync(process.env.TXTDB_NODE ?? "node", [cli, "doctor", dir], { encoding: "utf8", timeout: 60_000 });
+    assert.match(doctor.stdout, new RegExp(`writer lock: held by pid ${holder.pid} per the kernel's lock table`), doctor.stdout + doctor.stderr);
+    assert.doesNotMatch(doctor.stdout, new RegExp(`writer lock: held by pid ${process.pid}`));
+    holder.kill("SIGKILL");
+    await new Promise((res) => holder!.once("exit", res));
+    await db.set("ns", "c", 1); // the kernel let go of its lock
+    assert.equal((await db.check()).ok, true);
+  } finally {
+    holder?.kill("SIGKILL");
+    await db.close();
+  }
+});

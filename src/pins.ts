@@ -348,8 +348,11 @@ export class Pins {
         this.#platform.unlink(path);
         reclaimed++;
       } catch (e) {
-        // Another process's sweep (its compaction, its processes()) removed it first.
-        if (!(e instanceof PortError && e.errno === "ENOENT")) throw e;
+        // ENOENT: another process's sweep (its compaction, its processes()) removed it
+        // first. EPERM, EACCES: this user may not remove it (another user's lease in a
+        // sticky leases/ of a group-shared store); its owner is dead all the same (its lock
+        // was free), so it pins nothing, and its file stays for a user who may remove it.
+        if (!(e instanceof PortError && (e.errno === "ENOENT" || e.errno === "EPERM" || e.errno === "EACCES"))) throw e;
       }
     });
     let minPin = this.localPin();

@@ -9,13 +9,13 @@
  */
 import type { Database } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
-import { readWriterHolder, unrecordedHolder } from "../src/holder.ts";
-import { WRITER_LOCK } from "../src/files.ts";
+import { kernelFlockHolders, readWriterHolder, unrecordedHolder } from "../src/holder.ts";
+import { LEASES_DIR, WRITER_LOCK } from "../src/files.ts";
 import { inspectAllSagas } from "../src/sagas.ts";
 import { coordinatorId, DECISIONS_NS, isDecision } from "../src/decisions.ts";
 import type { DecisionValue } from "../src/decisions.ts";
 import { IN_DOUBT_MS_DEFAULT } from "../src/participant.ts";
-import { leaseOwnerAlive } from "../src/liveness.ts";
+import { leaseOwnerAlive, listLeases } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
 import type { CheckReport } from "../src/check.ts";
 import { liveProcesses } from "./figures.ts";
@@ -267,6 +267,30 @@ export function doctorDamaged(platform: Platform, dir: string, report: CheckRepo
   return 1;
 }
 
+/**
+ * Leases that are locked (their holder lives) but name no process: a txtdb process writes
+ * its info before its lease takes its `.lease` name, so such a file was made by something
+ * else (a planted lease in a group-shared store), which keeps compaction from folding.
+ */
+function namelessLeases(platform: Platform, dir: string): { path: string; uid: number | string; holders: number[] | undefined }[] {
+  const listing = listLeases(platform, `${dir}/${LEASES_DIR}`);
+  return listing.live.flatMap((l) => {
+    if (l.info !== undefined || l.unreadable !== undefined) return [];
+    let uid: number | string = "?";
+    let holders: number[] | undefined;
+    try {
+      const st = platform.lstat(l.path);
+      if (st) {
+        uid = st.uid;
+        holders = kernelFlockHolders(platform, st);
+      }
+    } catch {
+      // gone meanwhile
+    }
+    return [{ path: l.path, uid, holders }];
+  });
+}
+
 /** Prints the diagnosis through `out`; returns the exit code (1 when a problem was found). */
 export async function doctor(db: Database, dir: string, out: (line: string) => void): Promise<number> {
   let problems = 0;
@@ -274,13 +298,22 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
   out(safe(`store ${dir}: version ${s.version}, ${s.namespaces} namespaces, log ${s.logBytes} B, checkpoint ${s.checkpointBytes} B at version ${s.checkpointVersion}`));
   const procs = db.processes().filter((p) => !p.self);
   out(`live processes: ${procs.length}`);
+  const planted = namelessLeases(databaseInternals(db).platform, db.path);
   for (const p of procs) {
     // pid -1: a lease that cannot be read (below) says nothing of its process.
-    if (p.pid === -1 && p.pinnedVersion === undefined && s.unreadableLeases.length > 0) continue;
+    if (p.pid === -1 && p.pinnedVersion === undefined && (s.unreadableLeases.length > 0 || planted.length > 0)) continue;
     const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${s.version - p.pinnedVersion} behind the head)`;
     out(safe(`  pid ${p.pid} (${p.runtime}): ${behind}`));
   }
   problems += unreadableLeases(s.unreadableLeases, s.checkpointVersion, out);
+  for (const l of planted) {
+    problems++;
+    const holder = l.holders === undefined ? "" : l.holders.length > 0 ? `, locked by pid ${l.holders.join(", ")} per the kernel's lock table` : "";
+    out(
+      safe(`warning: the lease ${l.path} is locked but names no process (owned by uid ${l.uid}${holder}): a txtdb process writes who it is into its lease before the lease takes its name, so this one was put there by another program. `) +
+        "While it stays locked, it counts as a live process that pins what it may read, and compaction folds nothing past the current tables. End its holder; the lease is removed at the next compaction.",
+    );
+  }
   const oldest = procs.reduce<bigint | undefined>((m, p) => (p.pinnedVersion !== undefined && (m === undefined || p.pinnedVersion < m) ? p.pinnedVersion : m), undefined);
   if (oldest !== undefined && s.version - oldest > PIN_BEHIND_SUSPECT) {
     problems++;

@@ -268,3 +268,34 @@ test(`${R} a group member's process dies holding its lease and the writer's lock
     await db.close();
   }
 });
+
+test(`${R} a hostile group member holds a planted lease locked: compaction keeps what it might read, and txtdb doctor names the file, its owner and the holder's pid`, { skip: skip || (!hasFlock && "no flock(1)") }, async () => {
+  const dir = `${sharedParent("users-planted", 0o777)}/store`;
+  const db = await open(dir, { namespaces: ["ns"], mode: 0o660, segmentBytes: 4096, autoCompactBytes: 0 });
+  let holder: ChildProcess | undefined;
+  try {
+    await writeAll(db, "v0");
+    const walk = (p: string): string[] => [p, ...(fs.lstatSync(p).isDirectory() ? fs.readdirSync(p).flatMap((n) => walk(`${p}/${n}`)) : [])];
+    for (const p of walk(dir)) fs.lchownSync(p, 0, NOBODY);
+    const lease = `${dir}/leases/abcdefabcdefabcd.lease`;
+    holder = spawn("flock", ["-o", lease, "sleep", "60"], { uid: OTHER, gid: NOBODY, stdio: "ignore" });
+    const t0 = Date.now();
+    while (!fs.existsSync(lease) && Date.now() - t0 < 10_000) await new Promise((res) => setTimeout(res, 20));
+    await new Promise((res) => setTimeout(res, 200)); // its flock taken
+    await writeAll(db, "v1");
+    const r = await db.compact();
+    assert.equal(r.segmentsFolded, 0, "a live lease with no pin keeps everything");
+    const { spawnSync } = await import("node:child_process");
+    const doctor = spawnSync(process.env.TXTDB_NODE ?? "node", [path.join(process.cwd(), "dist/cli.js"), "doctor", dir], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(doctor.status, 1, doctor.stdout + doctor.stderr);
+    assert.match(doctor.stdout, new RegExp(`warning: the lease ${lease.replace(/[.]/g, "\\.")} is locked but names no process \\(owned by uid ${OTHER}, locked by pid ${holder.pid} per the kernel's lock table\\)`), doctor.stdout);
+    holder.kill("SIGKILL");
+    await new Promise((res) => holder!.once("exit", res));
+    const after = await db.compact();
+    assert.ok(after.segmentsFolded > 0 && after.leasesReclaimed === 1, JSON.stringify(after, (_k, v) => (typeof v === "bigint" ? String(v) : v)));
+    assert.ok(!fs.existsSync(lease));
+  } finally {
+    holder?.kill("SIGKILL");
+    await db.close();
+  }
+});

@@ -20,6 +20,39 @@ const OTHER = 65533;
 const KEYS = 300;
 const key = (i: number) => `k${String(i).padStart(4, "0")}`;
 
+/**
+ * A copy of what the worker runs (package.json, dist/, koffi, the built worker) in a directory
+ * every user can read: the checkout itself may sit under a directory only its owner may
+ * enter (a CI runner's home, a 0700 temporary directory), where another uid cannot load a
+ * file of it. Made once per run.
+ */
+let runnable: string | undefined;
+function foreignRunnable(): string {
+  if (runnable) return runnable;
+  fs.mkdirSync("/tmp/txtdb-tests", { recursive: true });
+  fs.chmodSync("/tmp/txtdb-tests", 0o711);
+  const root = fs.mkdtempSync("/tmp/txtdb-tests/foreign-run-");
+  const from = process.cwd();
+  fs.copyFileSync(path.join(from, "package.json"), path.join(root, "package.json"));
+  fs.cpSync(path.join(from, "dist"), path.join(root, "dist"), { recursive: true });
+  fs.cpSync(path.join(from, "node_modules/koffi"), path.join(root, "node_modules/koffi"), { recursive: true, dereference: true });
+  fs.mkdirSync(path.join(root, ".build-tests/workers"), { recursive: true });
+  fs.copyFileSync(path.join(from, ".build-tests/workers/foreign-user.js"), path.join(root, ".build-tests/workers/foreign-user.js"));
+  // Readable and traversable by all: directories 0755, files 0644 (0755 where executable).
+  const open = (p: string) => {
+    const st = fs.statSync(p);
+    if (st.isDirectory()) {
+      fs.chmodSync(p, 0o755);
+      for (const e of fs.readdirSync(p)) open(path.join(p, e));
+    } else {
+      fs.chmodSync(p, st.mode & 0o111 ? 0o755 : 0o644);
+    }
+  };
+  open(root);
+  process.on("exit", () => fs.rmSync(root, { recursive: true, force: true }));
+  return (runnable = root);
+}
+
 /** A foreign-user worker (tests/workers/foreign-user.ts) running as `uid`:`gid`. */
 class Foreign {
   readonly child: ChildProcess;
@@ -30,7 +63,8 @@ class Foreign {
 
   constructor(dir: string, role: "reader" | "writer", uid: number, gid: number) {
     const nodeBinary = process.env.TXTDB_NODE ?? "node";
-    this.child = spawn(nodeBinary, [path.join(process.cwd(), ".build-tests/workers/foreign-user.js"), dir, role, String(KEYS)], { cwd: process.cwd(), uid, gid, stdio: ["pipe", "pipe", "pipe"] });
+    const root = foreignRunnable();
+    this.child = spawn(nodeBinary, [path.join(root, ".build-tests/workers/foreign-user.js"), dir, role, String(KEYS)], { cwd: root, uid, gid, stdio: ["pipe", "pipe", "pipe"] });
     this.child.stdout!.setEncoding("utf8");
     this.child.stderr!.setEncoding("utf8");
     this.child.stderr!.on("data", (d: string) => (this.stderr += d));

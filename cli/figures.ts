@@ -18,7 +18,7 @@
  */
 import type { Database } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
-import { CHECKPOINT_FILE, COMPACT_LOCK, FRONTIER, LEASES_DIR, MANIFEST, parseSegmentName, TABLE_FILE, TABLE_TMP_FILE, WRITER_LOCK } from "../src/files.ts";
+import { CHECKPOINT_FILE, COMPACT_LOCK, FRONTIER, LEASES_DIR, lastLogSegment, MANIFEST, parseSegmentName, TABLE_FILE, TABLE_TMP_FILE, WRITER_LOCK } from "../src/files.ts";
 import { Log } from "../src/log.ts";
 import { readWriterHolder } from "../src/holder.ts";
 import { scanLeaseFiles } from "../src/liveness.ts";
@@ -87,9 +87,7 @@ export function storeFigures(input: FiguresInput): StoreFigures {
   // The log is the segments from the first one on, each the next number, up to the first
   // number missing (as repair and catch-up read it): a segment file past a gap is no part of
   // it (a stray copy, a file left by hand) and counts as a leftover, not as the active one.
-  const present = new Set(input.files.map((f) => parseSegmentName(f.name)).filter((n) => n !== undefined));
-  let activeN = input.firstSegment - 1;
-  while (present.has(activeN + 1)) activeN++;
+  const activeN = lastLogSegment(input.firstSegment, new Set(input.files.map((f) => parseSegmentName(f.name)).filter((n) => n !== undefined)));
   const inLog = (n: number) => n >= input.firstSegment && n <= activeN;
   const segs = input.files.filter((f) => {
     const n = parseSegmentName(f.name);

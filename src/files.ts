@@ -90,6 +90,18 @@ export function parseSegmentName(name: string): number | undefined {
 }
 
 /**
+ * The last segment of the log that starts at segment `first`: the log runs from it, each
+ * segment the next number, up to the first number missing among `present` (as repair and
+ * catch-up read it); a segment file past a gap is no part of it. `first - 1` if `first`
+ * itself is missing.
+ */
+export function lastLogSegment(first: number, present: ReadonlySet<number>): number {
+  let n = first - 1;
+  while (present.has(n + 1)) n++;
+  return n;
+}
+
+/**
  * True for a name txtdb writes at the top of a store directory (not `leases/`): what a
  * planted link or non-regular file must never stand in for (see dirsafety.ts).
  */

@@ -101,7 +101,7 @@ import { CheckpointDamage, readCheckpoint } from "./checkpoint.ts";
 import type { Meters } from "./stats.ts";
 import { armTimer } from "./timers.ts";
 import { MIRROR_TRUST_MS, READER_IDLE_MS, readersRegistered } from "./mirror.ts";
-import { FRONTIER, READERS_LOCK } from "./files.ts";
+import { FRONTIER, lastLogSegment, READERS_LOCK } from "./files.ts";
 import type { Timer } from "./timers.ts";
 
 /**
@@ -448,9 +448,9 @@ export class Tail {
   segmentBytesOnDisk(): number {
     // The log's segments only: from the first, each the next number, up to the first one
     // missing (as repair reads them); a stray file past a gap is no part of the log.
-    const present = new Set(this.log.listSegments());
+    const last = lastLogSegment(this.#firstSegment, new Set(this.log.listSegments()));
     let total = 0;
-    for (let n = this.#firstSegment; present.has(n); n++) total += this.log.segment(n)?.size() ?? 0;
+    for (let n = this.#firstSegment; n <= last; n++) total += this.log.segment(n)?.size() ?? 0;
     return total;
   }
 

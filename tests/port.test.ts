@@ -55,6 +55,34 @@ for (const [name, make] of adapters) {
     assert.equal(platform.stat(`${dir}/missing`), undefined);
   });
 
+  test(`[${name}] a handle reads and writes the file it opened, even when its path is replaced or removed before its first read or write`, () => {
+    const { platform, dir } = make();
+    const mine = platform.open(`${dir}/p`, { create: true });
+    const other = platform.open(`${dir}/q`, { create: true });
+    other.write(bytes(8, 8, 8), 0);
+    other.close();
+    platform.rename(`${dir}/q`, `${dir}/p`); // the path now names another file
+    mine.write(bytes(1, 2, 3), 0);
+    const buf = new Uint8Array(3);
+    assert.equal(mine.read(buf, 0), 3);
+    assert.deepEqual([...buf], [1, 2, 3], "the handle's own file");
+    const there = platform.open(`${dir}/p`);
+    assert.equal(there.read(buf, 0), 3);
+    assert.deepEqual([...buf], [8, 8, 8], "the file at the path was not written");
+    there.close();
+    mine.close();
+    const gone = platform.open(`${dir}/r`, { create: true });
+    platform.unlink(`${dir}/r`);
+    gone.write(bytes(4, 5), 1);
+    assert.equal(gone.read(buf, 0), 3);
+    assert.deepEqual([...buf], [0, 4, 5], "an unlinked file is still read and written through its handle");
+    gone.close();
+    const readOnly = platform.open(`${dir}/p`, { readOnly: true });
+    assert.equal(readOnly.read(buf, 0), 3);
+    assert.deepEqual([...buf], [8, 8, 8]);
+    readOnly.close();
+  });
+
   test(`[${name}] a file or directory the port creates gets exactly the mode asked for, whatever the umask; one already there keeps its own`, () => {
     const { platform, dir } = make();
     if (name !== "sim" && runtime !== "deno") {

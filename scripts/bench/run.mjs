@@ -63,6 +63,9 @@ const txtdbCmd = {
 /** Commit attempts (acknowledged + retried) per group commit, over bench workers' results. */
 const attemptsPerGroupCommit = (res) => (res.reduce((a, r) => a + r.ops + r.retries, 0) / res.reduce((a, r) => a + r.batches, 0)).toFixed(1);
 
+/** CPU time per timed transaction, all workers' threads together, where every worker's runtime reported it. */
+const cpuPerTx = (res) => (res.every((r) => typeof r.cpuUs === "number") ? `; ${Math.round(res.reduce((a, r) => a + r.cpuUs, 0) / res.reduce((a, r) => a + r.ops, 0))} µs CPU per transaction` : "");
+
 /** Per-process rates (ops/s) of one run: their spread says whether one process starved the others. */
 const spread = (res) => {
   const rates = res.map((r) => r.ops / (r.ms / 1000));
@@ -118,7 +121,7 @@ async function multiProcess() {
         const ops = res.reduce((a, r) => a + r.ops, 0);
         const fsyncs = res.reduce((a, r) => a + r.fsyncs, 0);
         rows.push({ workload, engine: "txtdb", runtime: mode === "w6" ? "mixed" : "node", ops, opsPerSec: rate(res), p99us: Math.max(...res.map((r) => r.p99us)),
-          note: `verified; per-process spread ${spread(res)}×; ${(ops / fsyncs).toFixed(1)} commits per fsync; ${attemptsPerGroupCommit(res)} attempts per group commit; ${res.reduce((a, r) => a + r.conflicts, 0)} conflicts` });
+          note: `verified; per-process spread ${spread(res)}×; ${(ops / fsyncs).toFixed(1)} commits per fsync; ${attemptsPerGroupCommit(res)} attempts per group commit; ${res.reduce((a, r) => a + r.conflicts, 0)} conflicts${cpuPerTx(res)}` });
         if (lmdbOpen && inFlight === 1) {
           const lpath = `${dir}/${mode}-${procs}-${inFlight}.lmdb`;
           const l = lmdbOpen({ path: lpath, mapSize: LMDB_MAP_SIZE });

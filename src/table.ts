@@ -738,6 +738,10 @@ export class TableReader {
   #loaded = false;
   /** The filter: read at open, or on the first point read (rule 6) when the manifest gave the bounds. */
   #filterOrUndefined: BloomFilter | undefined;
+  /** The filter's bytes as read, checksum included (the filter's bits are a view into them): what verify hands on. */
+  #filterRaw: Uint8Array | undefined;
+  /** The footer as read at open (80 bytes). */
+  readonly #footer: Uint8Array;
   /** Offset of the index in the file, for error messages. */
   readonly #indexOffset: number;
   /** Offset in `#index` of the entryStart array. */
@@ -749,8 +753,9 @@ export class TableReader {
   readonly #scratch: IndexEntry = { offset: 0, bytes: 0, firstStart: 0, firstEnd: 0, firstTsn: 0, lastStart: 0, lastEnd: 0, lastTsn: 0 };
   #closed = false;
 
-  private constructor(file: FileHandle, cache: BlockCache, meta: TableMeta, indexOffset: number) {
+  private constructor(file: FileHandle, cache: BlockCache, meta: TableMeta, indexOffset: number, footer: Uint8Array) {
     this.path = file.path;
+    this.#footer = footer;
     this.#file = file;
     this.#cache = cache;
     this.#tableId = cache.newTableId();
@@ -772,6 +777,7 @@ export class TableReader {
     }
     const filter = BloomFilter.decode(filterRaw.subarray(0, filterBytes - 4));
     if (typeof filter === "string") throw corruption(path, dataBytes, filter, "filter");
+    this.#filterRaw = filterRaw;
     return filter;
   }
 
@@ -843,7 +849,7 @@ export class TableReader {
       path, fileBytes, dataBytes, filterBytes, indexBytes, blockCount, entryCount, keyCount, tombstoneCount, minTsn, maxTsn,
       minKey: undefined, maxKey: undefined,
     };
-    const reader = new TableReader(file, options.cache, meta, indexOffset);
+    const reader = new TableReader(file, options.cache, meta, indexOffset, f);
     if (options.bounds && blockCount > 0) {
       // Lazy: the filter and index wait for the first use (#open checks them against these).
       meta.minKey = options.bounds.minKey;
@@ -1317,6 +1323,18 @@ export class TableReader {
    * what `db.check()` runs on each table. Throws CORRUPTION at the first problem.
    */
   verify(): TableVerifyReport {
+    const it = this.verifying();
+    for (let r = it.next(); ; r = it.next()) if (r.done) return r.value;
+  }
+
+  /**
+   * {@link verify}, handing on each region of the file once it is checked, in file order
+   * and contiguous from offset 0 (every data block, then the filter, the index and the
+   * footer): `backup()` writes them to its copy as it verifies, reading the file once. A
+   * region's bytes stay valid after the next is yielded (never modify them). The last
+   * region (the footer) is yielded only once everything else has been checked.
+   */
+  *verifying(): Generator<{ offset: number; bytes: Uint8Array }, TableVerifyReport, undefined> {
     this.#open();
     const m = this.meta;
     let entries = 0, keys = 0, tombstones = 0, minTsn = Number.MAX_SAFE_INTEGER, maxTsn = 0;
@@ -1326,7 +1344,8 @@ export class TableReader {
       const e = { ...this.#indexEntry(b) };
       if (e.offset !== expectedOffset) throw corruption(this.path, this.#indexOffset + this.#indexStart(b), `index entry ${b} says its block is at ${e.offset}, but the previous block ends at ${expectedOffset}`, "index");
       expectedOffset = e.offset + e.bytes;
-      const blk = this.#decode(this.#readBlock(e.offset, e.bytes, false), e.offset);
+      const raw = this.#readBlock(e.offset, e.bytes, false);
+      const blk = this.#decode(raw, e.offset);
       for (let i = 0; i < blk.count; i++) {
         const ns = blk.nsIds[i]!, key = blk.keys[i]!, tsn = blk.tsns[i]!;
         if (prev !== undefined) {
@@ -1349,12 +1368,17 @@ export class TableReader {
         compareBytes(this.#index, e.lastStart, e.lastEnd, lastKey, 0, lastKey.length) !== 0 || e.lastTsn !== blk.tsns[blk.count - 1]) {
         throw corruption(this.path, this.#indexOffset + this.#indexStart(b), `index entry ${b} does not match the first and last entries of its block at ${e.offset}`, "index");
       }
+      yield { offset: e.offset, bytes: raw.bytes };
     }
     if (expectedOffset !== m.dataBytes) throw corruption(this.path, expectedOffset, `the blocks end at ${expectedOffset}, the footer says ${m.dataBytes}`, "index");
     if (entries === 0) minTsn = 0;
     if (entries !== m.entryCount || keys !== m.keyCount || tombstones !== m.tombstoneCount || minTsn !== m.minTsn || maxTsn !== m.maxTsn) {
       throw corruption(this.path, m.fileBytes - TABLE_FOOTER_BYTES, `the footer's counts (entries ${m.entryCount}, keys ${m.keyCount}, tombstones ${m.tombstoneCount}, TSNs ${m.minTsn}..${m.maxTsn}) do not match the blocks (${entries}, ${keys}, ${tombstones}, ${minTsn}..${maxTsn})`, "footer");
     }
+    this.#filter; // read and checked on first use (rule 6); its bytes are handed on below
+    yield { offset: m.dataBytes, bytes: this.#filterRaw! };
+    yield { offset: this.#indexOffset, bytes: this.#index };
+    yield { offset: m.fileBytes - TABLE_FOOTER_BYTES, bytes: this.#footer };
     return { blocks: m.blockCount, entries, bytes: m.fileBytes };
   }
 

@@ -24,8 +24,10 @@
  *    commit at or below the version.
  *    3a. Each table is verified as it is copied, from the one read that copies it (table.ts
  *    `verify`): every block's checksum and entries, the filter, the index and the footer,
- *    and its size against the footer's. A damaged or truncated table is CORRUPTION naming
- *    the file and the offset, and nothing is backed up: a copy would carry the damage as if good, and the damage could later be
+ *    and the size, footer and content checksums the manifest records for it (table.ts rule
+ *    9: a table of another store, or an older one, copied over its name). A damaged,
+ *    truncated or foreign table is CORRUPTION naming the file and the offset, and nothing
+ *    is backed up: a copy would carry the damage as if good, and the damage could later be
  *    all that is left of the data.
  *    3b. The records of each segment are read as it is copied, and each must take the
  *    version after the one before it (the first, the one after the folded version), the
@@ -49,7 +51,7 @@ import { assert, describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
 import { BlockCache } from "./blockcache.ts";
 import { TableReader } from "./table.ts";
 import { FRONTIER, ioError, MANIFEST, segmentName } from "./files.ts";
-import { encodeFrontier } from "./log.ts";
+import { encodeFrontier, tableIdentity } from "./log.ts";
 import type { Frontier, ManifestTable } from "./log.ts";
 import type { FileLock } from "./lock.ts";
 import type { Log } from "./log.ts";
@@ -268,8 +270,9 @@ async function copyTable(src: BackupSource, t: ManifestTable, dest: string, turn
   try {
     const input = platform.open(from, { readOnly: true });
     try {
+      const identity = tableIdentity(t);
       // No cache: every block is read from the file and checked (verify reads past any cache).
-      reader = TableReader.open(input, { cache: new BlockCache(0) });
+      reader = TableReader.open(input, identity ? { cache: new BlockCache(0), identity } : { cache: new BlockCache(0) });
     } catch (e) {
       input.close();
       throw e;

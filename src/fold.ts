@@ -162,7 +162,9 @@ export function writeTables(input: FoldInput): FoldOutput {
       if (id) identities.set(w.name, { ino: id.ino, dev: id.dev });
       bytesWritten += meta.fileBytes;
       const file = platform.open(`${dir}/${w.name}`, { readOnly: true });
-      const slot: Slot = { name: w.name, level, reader: TableReader.open(file, { cache }), own: true, ...(w.expiresAtMs < Infinity ? { expiresAtMs: w.expiresAtMs } : {}) };
+      // With the identity the writer returned (table.ts rule 9): the file renamed into place is the one written.
+      const identity = { bytes: meta.fileBytes, footerSum: meta.footerSum, ...(meta.contentSum !== undefined ? { contentSum: meta.contentSum } : {}) };
+      const slot: Slot = { name: w.name, level, reader: TableReader.open(file, { cache, identity }), own: true, ...(w.expiresAtMs < Infinity ? { expiresAtMs: w.expiresAtMs } : {}) };
       out.push(slot);
       newSlots.push(slot);
       w = undefined;
@@ -319,10 +321,15 @@ function compareSpanStart(a: Slot, b: Slot): number {
   return compareTableKeys(x.nsId, x.key, y.nsId, y.key);
 }
 
-/** A table as the manifest lists it: name, level and key bounds (log.ts). */
+/**
+ * A table as the manifest lists it: name, level, key bounds and identity (log.ts). The
+ * identity is what the reader was opened with or found: the writer's for a new table, the
+ * manifest's for one carried over; the content checksum of a table carried over from a
+ * manifest that did not record it stays unknown (only a full read would give it).
+ */
 export function manifestEntry(name: string, level: number, reader: TableReader, expiresAtMs?: number): ManifestTable {
-  const { minKey, maxKey } = reader.meta;
-  const expiry = expiresAtMs !== undefined ? { expiresAtMs } : {};
-  if (!minKey || !maxKey) return { name, level, ...expiry };
-  return { name, level, min: [minKey.nsId, binaryToBytes(minKey.key)], max: [maxKey.nsId, binaryToBytes(maxKey.key)], ...expiry };
+  const { minKey, maxKey, fileBytes, footerSum, contentSum } = reader.meta;
+  const extra = { ...(expiresAtMs !== undefined ? { expiresAtMs } : {}), bytes: fileBytes, footerSum, ...(contentSum !== undefined ? { contentSum } : {}) };
+  if (!minKey || !maxKey) return { name, level, ...extra };
+  return { name, level, min: [minKey.nsId, binaryToBytes(minKey.key)], max: [maxKey.nsId, binaryToBytes(maxKey.key)], ...extra };
 }

@@ -291,20 +291,18 @@ async function copyTable(src: BackupSource, t: ManifestTable, dest: string, turn
       for (let r = regions.next(); !r.done; r = regions.next()) {
         const { offset, bytes } = r.value;
         assert(offset === at + filled, `table regions are contiguous: ${offset} after ${at + filled}`);
-        if (filled + bytes.length > buf.length) {
-          if (filled > 0) flush();
-          if (bytes.length > buf.length) {
-            output.write(bytes, at); // a block larger than the buffer (a large value): as is
-            at += bytes.length;
-            continue;
-          }
+        if (filled > 0 && filled + bytes.length > buf.length) {
+          flush();
+          if (++turn.chunks % CHUNKS_PER_TURN === 0) await platform.sleep(0); // rule 6
+        }
+        if (bytes.length > buf.length) {
+          output.write(bytes, at); // a block larger than the buffer (a large value): as is
+          at += bytes.length;
+          if (++turn.chunks % CHUNKS_PER_TURN === 0) await platform.sleep(0);
+          continue;
         }
         buf.set(bytes, filled);
         filled += bytes.length;
-        if (filled === buf.length) {
-          flush();
-          if (++turn.chunks % CHUNKS_PER_TURN === 0) await platform.sleep(0);
-        }
       }
       if (filled > 0) flush();
       output.sync();

@@ -526,24 +526,35 @@ const namedTables = (dir: string) => (readManifest(dir).tables as { name: string
 
 test(`${R} an older table of this store copied over a table the manifest names (every checksum in it valid) is CORRUPTION naming it at open, in check() and in backup(), never its old values read as the newest; put back, it reads again`, async () => {
   const dir = tempDir("tbl-older");
-  const running = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+  const running = await open(dir, { namespaces: ["ns"], ...small });
   let original: Uint8Array, table: string;
+  let other: Database | undefined;
   try {
     await running.transaction(async (tx) => {
       for (let i = 0; i < 200; i++) tx.set("ns", i, "v" + i);
     });
     await running.compact();
-    const older = namedTables(dir).map((n) => new Uint8Array(fs.readFileSync(`${dir}/${n}`)));
+    const olderNames = namedTables(dir);
+    const older = olderNames.map((n) => new Uint8Array(fs.readFileSync(`${dir}/${n}`)));
     assert.equal(older.length, 1);
+    // A process that follows the first compaction's manifest and opens the next one's tables only after the swap.
+    other = await open(dir, { readOnly: true });
+    assert.equal(await other.get("ns", 5), "v5");
     await running.transaction(async (tx) => {
       for (let i = 0; i < 200; i++) tx.set("ns", i, "w" + i);
     });
+    assert.equal(await other.get("ns", 5), "w5"); // its pin moves on, so the next compaction folds the "w" values
     await running.compact();
     const named = namedTables(dir);
     assert.equal(named.length, 1);
     table = named[0]!;
+    assert.ok(!olderNames.includes(table), `the second compaction wrote a new table: ${olderNames} then ${table}`);
     original = new Uint8Array(fs.readFileSync(`${dir}/${table}`));
     replaceFile(`${dir}/${table}`, older[0]!);
+    await running.set("ns", "after", 1); // the other process reads the new manifest at its next read
+    const g = await refusal("get", () => other!.get("ns", 5)); // before the fix: "v5", the older table's value, as the newest
+    assert.equal(g?.code, "CORRUPTION", `get() in a process adopting the manifest: ${g?.message}`);
+    assert.ok(g!.file.endsWith(table) && /not the table/.test(g!.message), g!.message);
     const report = await running.check();
     assert.equal(report.ok, false, "check() of the swapped table");
     assert.ok(report.problems.some((p) => p.file.endsWith(table) && /not the table/.test(p.message)), JSON.stringify(report.problems));
@@ -554,6 +565,7 @@ test(`${R} an older table of this store copied over a table the manifest names (
     assert.deepEqual(fs.existsSync(dest) ? fs.readdirSync(dest) : [], [], "nothing left at the destination");
   } finally {
     await running.close();
+    await other?.close();
   }
   for (const readOnly of [false, true]) {
     const r = await refusal("open", () => open(dir, { readOnly }).then(async (db) => {

@@ -403,7 +403,7 @@ export function compareEntries(aNs: number, aKey: string, aTsn: number, bNs: num
 function notTheTable(path: string, offset: number, reason: string): TxtDbError {
   return new TxtDbError(
     "CORRUPTION",
-    `Table "${path}" is not the table the store's manifest names: ${reason} (a table of another store, or an older one, copied over it?). Reads by it would return another store's data; nothing was read from it. Put the right file back, or restore the store from a backup`,
+    `Table "${path}" is not the table the store's manifest names: ${reason} (a table of another store, or an older one of this store, copied over it?). None of its data is served as this store's. Put the right file back, or restore the store from a backup`,
     { details: { file: path, offset, region: "identity", reason } },
   );
 }

@@ -35,6 +35,9 @@
  *    a leftover or a planted link removed first), fdatasynced, renamed to its final name;
  *    the directory is synced once all are written. None is part of the store until a
  *    manifest names it (compact.ts); until then, a crash leaves files cleanup removes.
+ *    Each is reopened with the identity its writer returned (size, footer and content
+ *    checksums, table.ts rule 9), which the manifest then records, so the file under its
+ *    name is the one written, and every later open and check can tell another from it.
  * 7. Before each file is created, renamed into place or deleted, the compaction checks that
  *    it still holds `compact.lock` (the lock file may have been deleted under it, and
  *    another compaction then holds a lock on a new one, picking the same table names); it

@@ -140,7 +140,9 @@ export interface ManifestTable {
    * A decoder that does not know them ignores them (only the fields above are kept).
    */
   bytes?: number;
+  /** The table's footer checksum (its last 4 bytes), checked with `bytes` at every open. */
   footerSum?: number;
+  /** xxHash32 over the checksums of every block, the filter, the index and the footer: checked by `check()` and `backup()`. */
   contentSum?: number;
 }
 

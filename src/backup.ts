@@ -22,7 +22,14 @@
  *    cut there. A visible commit is durable (the frontier never passes the durable end),
  *    so the copy never holds a commit the store itself could lose, and it holds every
  *    commit at or below the version.
- *    3a. The records of each segment are read as it is copied, and each must take the
+ *    3a. Each table is verified as it is copied, from the one read that copies it (table.ts
+ *    `verify`): every block's checksum and entries, the filter, the index and the footer,
+ *    and the size, footer and content checksums the manifest records for it (table.ts rule
+ *    9: a table of another store, or an older one, copied over its name). A damaged,
+ *    truncated or foreign table is CORRUPTION naming the file and the offset, and nothing
+ *    is backed up: a copy would carry the damage as if good, and the damage could later be
+ *    all that is left of the data.
+ *    3b. The records of each segment are read as it is copied, and each must take the
  *    version after the one before it (the first, the one after the folded version), the
  *    last being the version: a log with records missing or damaged is CORRUPTION, and
  *    nothing is backed up.
@@ -40,10 +47,12 @@
  *
  * @module
  */
-import { describeInput, TxtDbError } from "./errors.ts";
+import { assert, describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
+import { BlockCache } from "./blockcache.ts";
+import { TableReader } from "./table.ts";
 import { FRONTIER, ioError, MANIFEST, segmentName } from "./files.ts";
-import { encodeFrontier } from "./log.ts";
-import type { Frontier } from "./log.ts";
+import { encodeFrontier, tableIdentity } from "./log.ts";
+import type { Frontier, ManifestTable } from "./log.ts";
 import type { FileLock } from "./lock.ts";
 import type { Log } from "./log.ts";
 import type { Platform } from "./port.ts";
@@ -116,10 +125,10 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     platform.syncDir(dest);
     let bytes = 0;
     const turn = { chunks: 0 };
-    const named = [...(manifest.tables ?? []).map((t) => t.name), ...(manifest.checkpoint ? [manifest.checkpoint] : [])];
-    for (const name of named) bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, undefined, turn, written);
+    for (const t of manifest.tables ?? []) bytes += await copyTable(src, t, dest, turn, written);
+    if (manifest.checkpoint) bytes += await copyFile(src, `${dir}/${manifest.checkpoint}`, `${dest}/${manifest.checkpoint}`, undefined, turn, written);
     if (fr) {
-      // Rule 3a: the records copied are the whole history from the folded version on.
+      // Rule 3b: the records copied are the whole history from the folded version on.
       let last = manifest.checkpointTsn ?? 0;
       for (let seg = firstSegment; seg <= fr.seg; seg++) {
         const name = segmentName(seg);
@@ -225,7 +234,7 @@ function insideStore(platform: Platform, dir: string, dest: string): boolean {
 }
 
 /**
- * Rule 3a: reads the records of segment `seg` up to `end` (its size if undefined) and
+ * Rule 3b: reads the records of segment `seg` up to `end` (its size if undefined) and
  * checks that each takes the version after the one before it, `last` before the first;
  * returns the version of its last record. A record that skips versions (records missing:
  * a segment cut back, one removed and the next renamed into its place) or a damaged one
@@ -246,6 +255,69 @@ function followingRecords(log: Log, seg: number, end: number | undefined, last: 
   });
   if (scan.problem) throw log.corruptionAt(scan.problem.at, `${scan.problem.reason}; nothing was backed up`);
   return last;
+}
+
+/**
+ * Rule 3a: copies table `t` into `dest` as {@link TableReader.verifying} hands on its checked
+ * regions (the file is read once), gathered into writes of {@link CHUNK_BYTES}; fsyncs it.
+ * The footer comes last, once everything else is checked. CORRUPTION says nothing was
+ * backed up (the caller removes what was written).
+ */
+async function copyTable(src: BackupSource, t: ManifestTable, dest: string, turn: { chunks: number }, written: string[]): Promise<number> {
+  const { platform, dir } = src;
+  const from = `${dir}/${t.name}`, to = `${dest}/${t.name}`;
+  let reader: TableReader | undefined;
+  try {
+    const input = platform.open(from, { readOnly: true });
+    try {
+      const identity = tableIdentity(t);
+      // No cache: every block is read from the file and checked (verify reads past any cache).
+      reader = TableReader.open(input, identity ? { cache: new BlockCache(0), identity } : { cache: new BlockCache(0) });
+    } catch (e) {
+      input.close();
+      throw e;
+    }
+    const output = platform.open(to, { create: true, exclusive: true, mode: src.fileMode });
+    written.push(to); // created by this backup (exclusive): its to remove on failure
+    try {
+      const buf = new Uint8Array(CHUNK_BYTES);
+      let filled = 0, at = 0;
+      const flush = () => {
+        output.write(buf.subarray(0, filled), at);
+        at += filled;
+        filled = 0;
+      };
+      const regions = reader.verifying();
+      for (let r = regions.next(); !r.done; r = regions.next()) {
+        const { offset, bytes } = r.value;
+        assert(offset === at + filled, `table regions are contiguous: ${offset} after ${at + filled}`);
+        if (filled > 0 && filled + bytes.length > buf.length) {
+          flush();
+          if (++turn.chunks % CHUNKS_PER_TURN === 0) await platform.sleep(0); // rule 6
+        }
+        if (bytes.length > buf.length) {
+          output.write(bytes, at); // a block larger than the buffer (a large value): as is
+          at += bytes.length;
+          if (++turn.chunks % CHUNKS_PER_TURN === 0) await platform.sleep(0);
+          continue;
+        }
+        buf.set(bytes, filled);
+        filled += bytes.length;
+      }
+      if (filled > 0) flush();
+      output.sync();
+      return at;
+    } finally {
+      output.close();
+    }
+  } catch (e) {
+    if (isTxtDbError(e) && e.code === "CORRUPTION") {
+      throw new TxtDbError("CORRUPTION", `${e.message}. Nothing was backed up`, { cause: e, details: e.details ?? { file: from, offset: 0 } });
+    }
+    throw e;
+  } finally {
+    reader?.close();
+  }
 }
 
 /** Copies `length` bytes (the whole file if undefined) into a new file; fsyncs it. */

@@ -3,7 +3,9 @@
  * filter, index and footer: table.ts `verify`) or the checkpoint (format 1), and the log
  * segments, that every record's fields and every stored value decode (a frame with a
  * valid checksum can still hold bytes no read could decode), and that an index rebuilt
- * from those files agrees with the live index. Reports problems with file and offset;
+ * from those files agrees with the live index, and that each table is the one the manifest
+ * names (its size, footer and whole content as the manifest records them: table.ts rule 9;
+ * a table of another store copied over its name has every checksum right). Reports problems with file and offset;
  * changes nothing.
  *
  * @module
@@ -15,7 +17,7 @@ import { valueBytesOf } from "./expiry.ts";
 import { bytesToBinary, decodeKey, describeKey } from "./keys.ts";
 import { Index } from "./index.ts";
 import type { Frontier, Log, Manifest } from "./log.ts";
-import { comparePositions } from "./log.ts";
+import { comparePositions, tableIdentity } from "./log.ts";
 import { MANIFEST, segmentName } from "./files.ts";
 import type { Platform } from "./port.ts";
 import { BlockCache } from "./blockcache.ts";
@@ -66,7 +68,9 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
       try {
         const f = platform.open(path, { readOnly: true });
         try {
-          reader = TableReader.open(f, { cache: levels.cache });
+          // With the manifest's identity: verify() then also checks the whole content is the table's (table.ts rule 9).
+          const identity = tableIdentity(t);
+          reader = TableReader.open(f, identity ? { cache: levels.cache, identity } : { cache: levels.cache });
         } catch (e) {
           f.close();
           throw e;

@@ -35,6 +35,9 @@
  *    a leftover or a planted link removed first), fdatasynced, renamed to its final name;
  *    the directory is synced once all are written. None is part of the store until a
  *    manifest names it (compact.ts); until then, a crash leaves files cleanup removes.
+ *    Each is reopened with the identity its writer returned (size, footer and content
+ *    checksums, table.ts rule 9), which the manifest then records, so the file under its
+ *    name is the one written, and every later open and check can tell another from it.
  * 7. Before each file is created, renamed into place or deleted, the compaction checks that
  *    it still holds `compact.lock` (the lock file may have been deleted under it, and
  *    another compaction then holds a lock on a new one, picking the same table names); it
@@ -162,7 +165,9 @@ export function writeTables(input: FoldInput): FoldOutput {
       if (id) identities.set(w.name, { ino: id.ino, dev: id.dev });
       bytesWritten += meta.fileBytes;
       const file = platform.open(`${dir}/${w.name}`, { readOnly: true });
-      const slot: Slot = { name: w.name, level, reader: TableReader.open(file, { cache }), own: true, ...(w.expiresAtMs < Infinity ? { expiresAtMs: w.expiresAtMs } : {}) };
+      // With the identity the writer returned (table.ts rule 9): the file renamed into place is the one written.
+      const identity = { bytes: meta.fileBytes, footerSum: meta.footerSum, ...(meta.contentSum !== undefined ? { contentSum: meta.contentSum } : {}) };
+      const slot: Slot = { name: w.name, level, reader: TableReader.open(file, { cache, identity }), own: true, ...(w.expiresAtMs < Infinity ? { expiresAtMs: w.expiresAtMs } : {}) };
       out.push(slot);
       newSlots.push(slot);
       w = undefined;
@@ -319,10 +324,15 @@ function compareSpanStart(a: Slot, b: Slot): number {
   return compareTableKeys(x.nsId, x.key, y.nsId, y.key);
 }
 
-/** A table as the manifest lists it: name, level and key bounds (log.ts). */
+/**
+ * A table as the manifest lists it: name, level, key bounds and identity (log.ts). The
+ * identity is what the reader was opened with or found: the writer's for a new table, the
+ * manifest's for one carried over; the content checksum of a table carried over from a
+ * manifest that did not record it stays unknown (only a full read would give it).
+ */
 export function manifestEntry(name: string, level: number, reader: TableReader, expiresAtMs?: number): ManifestTable {
-  const { minKey, maxKey } = reader.meta;
-  const expiry = expiresAtMs !== undefined ? { expiresAtMs } : {};
-  if (!minKey || !maxKey) return { name, level, ...expiry };
-  return { name, level, min: [minKey.nsId, binaryToBytes(minKey.key)], max: [maxKey.nsId, binaryToBytes(maxKey.key)], ...expiry };
+  const { minKey, maxKey, fileBytes, footerSum, contentSum } = reader.meta;
+  const extra = { ...(expiresAtMs !== undefined ? { expiresAtMs } : {}), bytes: fileBytes, footerSum, ...(contentSum !== undefined ? { contentSum } : {}) };
+  if (!minKey || !maxKey) return { name, level, ...extra };
+  return { name, level, min: [minKey.nsId, binaryToBytes(minKey.key)], max: [maxKey.nsId, binaryToBytes(maxKey.key)], ...extra };
 }

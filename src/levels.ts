@@ -31,6 +31,12 @@
  * follow: their reads stay right, and the disk space of the replaced tables comes back
  * once the last of them adopts the new manifest (or closes).
  *
+ * A table is opened with what the manifest records of it (log.ts `ManifestTable`): its key
+ * bounds, and its size and footer checksum, so that a file put under its name, another
+ * store's table or an older one of this store whose every checksum holds, is CORRUPTION
+ * at the open instead of being read as this store's data (table.ts rule 9; a size the
+ * open takes anyway and the footer it reads anyway: no extra read).
+ *
  * Every read here is synchronous (positioned reads through the port), so the set of tables
  * never changes in the middle of a read, a page of a scan, or a validation.
  *
@@ -39,6 +45,7 @@
 import { bloomHash } from "./bloom.ts";
 import type { BlockCache } from "./blockcache.ts";
 import type { ManifestTable } from "./log.ts";
+import { tableIdentity } from "./log.ts";
 import { PortError } from "./port.ts";
 import type { FileHandle, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
@@ -133,7 +140,10 @@ export class Levels {
             try {
               // With the manifest's key bounds the open reads the footer only (constant time).
               const bounds = t.min && t.max ? { minKey: { nsId: t.min[0], key: bytesToBinary(t.min[1]) }, maxKey: { nsId: t.max[0], key: bytesToBinary(t.max[1]) } } : undefined;
-              lt = { name: t.name, level: t.level, reader: TableReader.open(file, bounds ? { cache: this.#cache, bounds } : { cache: this.#cache }), ...(t.expiresAtMs !== undefined ? { expiresAtMs: t.expiresAtMs } : {}) };
+              // With the manifest's identity, the open also refuses a file copied over the table's name (table.ts rule 9).
+              const identity = tableIdentity(t);
+              const options = { cache: this.#cache, ...(bounds ? { bounds } : {}), ...(identity ? { identity } : {}) };
+              lt = { name: t.name, level: t.level, reader: TableReader.open(file, options), ...(t.expiresAtMs !== undefined ? { expiresAtMs: t.expiresAtMs } : {}) };
             } catch (e) {
               file.close();
               throw e;

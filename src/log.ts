@@ -37,6 +37,7 @@ import type { FileHandle, OpenOptions, Platform } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
 import { isNamespaceBinding } from "./checkpoint.ts";
 import { NS_ID_MAX } from "./table.ts";
+import type { TableIdentity } from "./table.ts";
 import { FrontierMirror } from "./mirror.ts";
 import { FRONTIER, FRONTIER_FILE_BYTES, MANIFEST, MANIFEST_TMP, parseSegmentName, parseTableName, segmentName, TABLE_NUMBER_END } from "./files.ts";
 
@@ -130,6 +131,25 @@ export interface ManifestTable {
    * Absent: the table holds no expiring value, or was written before this was recorded.
    */
   expiresAtMs?: number;
+  /**
+   * The table's identity (table.ts rule 9): its size in bytes, its footer's checksum and the
+   * checksum of its whole content, so that a file copied over its name (another store's
+   * table, an older one of this store: every checksum in it holds) is CORRUPTION instead of
+   * being read as this store's data. Absent: written before they were recorded (or by a
+   * process of a release that drops them when it rewrites the manifest); not checked.
+   * A decoder that does not know them ignores them (only the fields above are kept).
+   */
+  bytes?: number;
+  /** The table's footer checksum (its last 4 bytes), checked with `bytes` at every open. */
+  footerSum?: number;
+  /** xxHash32 over the checksums of every block, the filter, the index and the footer: checked by `check()` and `backup()`. */
+  contentSum?: number;
+}
+
+/** What the manifest records of a table's identity, as {@link TableReader.open} checks it; undefined when it records none. */
+export function tableIdentity(t: ManifestTable): TableIdentity | undefined {
+  if (t.bytes === undefined || t.footerSum === undefined) return undefined;
+  return t.contentSum !== undefined ? { bytes: t.bytes, footerSum: t.footerSum, contentSum: t.contentSum } : { bytes: t.bytes, footerSum: t.footerSum };
 }
 
 export interface Manifest {
@@ -395,7 +415,13 @@ export class Log {
           if (!t || typeof t !== "object" || typeof t.name !== "string" || !Number.isSafeInteger(t.level) || t.level < 0 || t.level > LEVELS_MAX) throw bad(`table #${i} is not {name, level}`);
           if ((t.min !== undefined || t.max !== undefined) && !(bound(t.min) && bound(t.max))) throw bad(`table #${i} has malformed key bounds`);
           const expiry = typeof t.expiresAtMs === "number" && Number.isFinite(t.expiresAtMs) ? { expiresAtMs: t.expiresAtMs } : {};
-          return t.min !== undefined ? { name: t.name, level: t.level, min: t.min, max: t.max!, ...expiry } : { name: t.name, level: t.level, ...expiry };
+          // The identity (table.ts rule 9) whole or not at all: a malformed one would check nothing, or refuse a good table.
+          const u32 = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0 && (n as number) <= 0xffffffff;
+          if ((t.bytes !== undefined || t.footerSum !== undefined || t.contentSum !== undefined) && !(u32(t.bytes) && u32(t.footerSum) && (t.contentSum === undefined || u32(t.contentSum)))) {
+            throw bad(`table #${i} has a malformed identity (size and checksums)`);
+          }
+          const identity = t.bytes !== undefined ? { bytes: t.bytes, footerSum: t.footerSum!, ...(t.contentSum !== undefined ? { contentSum: t.contentSum } : {}) } : {};
+          return t.min !== undefined ? { name: t.name, level: t.level, min: t.min, max: t.max!, ...expiry, ...identity } : { name: t.name, level: t.level, ...expiry, ...identity };
         });
         // A table named twice would be opened twice and read as two tables: its entries
         // listed and counted twice, a level's run no longer disjoint, and a compaction

@@ -76,6 +76,14 @@
  * 8. The writer writes with positioned writes through the port and never syncs: the caller
  *    writes to a temporary name, calls `datasync()` on the handle after `finish()`, renames
  *    the file into place and syncs the directory before any manifest names the table.
+ * 9. Identity: every checksum of a table copied over another's name (from another store, or
+ *    an older table of this store) holds, so rule 2 alone would serve it as this store's
+ *    data. The writer returns the file's size, its footer's checksum and a checksum of its
+ *    whole content (xxHash32 over the checksums of every block, the filter, the index and
+ *    the footer, in file order); the manifest records them (log.ts `ManifestTable`). Open
+ *    compares the size and the footer's checksum (no read beyond the footer it makes
+ *    anyway); `verify()`, which reads every block (check, backup), the content checksum. A
+ *    mismatch is CORRUPTION. Tables of a manifest written before this are not checked.
  *
  * @module
  */
@@ -184,6 +192,13 @@ export interface TableMeta {
   minTsn: number;
   /** Largest TSN stored (0 when the table is empty). */
   maxTsn: number;
+  /** The footer's own checksum (its last 4 bytes): with `fileBytes`, what the manifest checks at open (rule 9). */
+  footerSum: number;
+  /**
+   * The checksum of the whole file (rule 9): from the writer, or as the manifest records
+   * it for a table opened by the manifest; undefined when neither gave it.
+   */
+  contentSum: number | undefined;
   /** Smallest (nsId, key) stored; undefined when the table is empty. */
   minKey: TableKey | undefined;
   /** Largest (nsId, key) stored; undefined when the table is empty. */
@@ -206,6 +221,22 @@ export interface TableVerifyReport {
   entries: number;
   /** Bytes read and checksummed (the whole file). */
   bytes: number;
+  /** The checksum of the whole file (rule 9), computed from what was read. */
+  contentSum: number;
+}
+
+/**
+ * What the manifest records of a table so that another file put under its name is told
+ * from it (rule 9): its size and footer checksum, checked at every open, and the checksum
+ * of its whole content, checked when every block is read (`verify()`: check and backup).
+ */
+export interface TableIdentity {
+  /** The file's size in bytes. */
+  bytes: number;
+  /** The footer's checksum (its last 4 bytes). */
+  footerSum: number;
+  /** xxhash32 over the checksums of every block, the filter, the index and the footer, in file order. */
+  contentSum?: number;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -365,6 +396,22 @@ export function compareEntries(aNs: number, aKey: string, aTsn: number, bNs: num
   return aTsn === bTsn ? 0 : aTsn > bTsn ? -1 : 1;
 }
 
+/**
+ * A table that is whole and well formed but is not the one the manifest names (rule 9):
+ * a file copied over it, from another store or an older table of this one.
+ */
+function notTheTable(path: string, offset: number, reason: string): TxtDbError {
+  return new TxtDbError(
+    "CORRUPTION",
+    `Table "${path}" is not the table the store's manifest names: ${reason} (a table of another store, or an older one of this store, copied over it?). None of its data is served as this store's. Put the right file back, or restore the store from a backup`,
+    { details: { file: path, offset, region: "identity", reason } },
+  );
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16).padStart(8, "0")}`;
+}
+
 function corruption(path: string, offset: number, reason: string, region: string): TxtDbError {
   return new TxtDbError(
     "CORRUPTION",
@@ -398,6 +445,8 @@ export class TableWriter {
   readonly #block = new ByteBuilder(2 * BLOCK_BYTES_TARGET);
   readonly #index = new ByteBuilder(4096);
   #indexStarts: number[] = [];
+  /** The checksum of every region written so far, in file order (rule 9). */
+  readonly #sums = new ByteBuilder(256);
   #restarts: number[] = [];
   #blockCount = 0;
   #blockEntries = 0;
@@ -507,7 +556,9 @@ export class TableWriter {
     const b = this.#block;
     for (const r of this.#restarts) b.u32(r);
     b.u32(this.#blockEntries);
-    b.u32(xxhash32(b.bytes.subarray(0, b.length)));
+    const sum = xxhash32(b.bytes.subarray(0, b.length));
+    b.u32(sum);
+    this.#sums.u32(sum);
     const block = b.take();
     const offset = this.#offset;
     this.#write(block);
@@ -539,13 +590,15 @@ export class TableWriter {
 
     const filter = new ByteBuilder(0);
     filter.append(this.#bloom.finish());
-    filter.u32(xxhash32(filter.bytes.subarray(0, filter.length)));
+    const filterSum = xxhash32(filter.bytes.subarray(0, filter.length));
+    filter.u32(filterSum);
     const filterBytes = filter.length;
     this.#write(filter.take());
 
     const ix = this.#index;
     for (const s of this.#indexStarts) ix.u32(s);
-    ix.u32(xxhash32(ix.bytes.subarray(0, ix.length)));
+    const indexSum = xxhash32(ix.bytes.subarray(0, ix.length));
+    ix.u32(indexSum);
     const indexBytes = ix.length;
     this.#write(ix.take());
 
@@ -563,9 +616,14 @@ export class TableWriter {
     putU64(footer, 48, minTsn);
     putU64(footer, 56, this.#maxTsn);
     footer.set(MAGIC, 64);
-    putU32(footer, 76, xxhash32(footer.subarray(0, 76)));
+    const footerSum = xxhash32(footer.subarray(0, 76));
+    putU32(footer, 76, footerSum);
     this.#write(footer);
     this.#indexStarts = [];
+    const sums = this.#sums;
+    sums.u32(filterSum);
+    sums.u32(indexSum);
+    sums.u32(footerSum);
 
     return {
       path: this.#file.path,
@@ -579,6 +637,8 @@ export class TableWriter {
       tombstoneCount: this.#tombstoneCount,
       minTsn,
       maxTsn: this.#maxTsn,
+      footerSum,
+      contentSum: xxhash32(sums.bytes.subarray(0, sums.length)),
       minKey: this.#minKey,
       maxKey: empty ? undefined : { nsId: this.#prevNs, key: this.#prevKey },
     };
@@ -682,6 +742,12 @@ export interface TableOpenOptions {
    * on the table's first use, so that opening a store costs the same whatever its size.
    */
   bounds?: { minKey: TableKey; maxKey: TableKey };
+  /**
+   * What the manifest records of the table (rule 9): open refuses a file of another size or
+   * footer, and `verify()` one of other content. Absent (a table of a manifest written
+   * before it was recorded, or one read outside any manifest): not checked.
+   */
+  identity?: TableIdentity;
 }
 
 /** Options of {@link TableReader.range}. */
@@ -738,6 +804,10 @@ export class TableReader {
   #loaded = false;
   /** The filter: read at open, or on the first point read (rule 6) when the manifest gave the bounds. */
   #filterOrUndefined: BloomFilter | undefined;
+  /** The filter's bytes as read, checksum included (the filter's bits are a view into them): what verify hands on. */
+  #filterRaw: Uint8Array | undefined;
+  /** The footer as read at open (80 bytes). */
+  readonly #footer: Uint8Array;
   /** Offset of the index in the file, for error messages. */
   readonly #indexOffset: number;
   /** Offset in `#index` of the entryStart array. */
@@ -749,8 +819,9 @@ export class TableReader {
   readonly #scratch: IndexEntry = { offset: 0, bytes: 0, firstStart: 0, firstEnd: 0, firstTsn: 0, lastStart: 0, lastEnd: 0, lastTsn: 0 };
   #closed = false;
 
-  private constructor(file: FileHandle, cache: BlockCache, meta: TableMeta, indexOffset: number) {
+  private constructor(file: FileHandle, cache: BlockCache, meta: TableMeta, indexOffset: number, footer: Uint8Array) {
     this.path = file.path;
+    this.#footer = footer;
     this.#file = file;
     this.#cache = cache;
     this.#tableId = cache.newTableId();
@@ -772,6 +843,7 @@ export class TableReader {
     }
     const filter = BloomFilter.decode(filterRaw.subarray(0, filterBytes - 4));
     if (typeof filter === "string") throw corruption(path, dataBytes, filter, "filter");
+    this.#filterRaw = filterRaw;
     return filter;
   }
 
@@ -839,11 +911,19 @@ export class TableReader {
       throw corruption(path, footerAt, "the footer's counts are inconsistent", "footer");
     }
     const indexOffset = dataBytes + filterBytes;
+    const footerSum = u32At(f, 76);
+    const id = options.identity;
+    if (id && (id.bytes !== fileBytes || id.footerSum !== footerSum)) {
+      // Rule 9: a whole, well-formed table, but not the one the manifest names (every checksum
+      // holds, so nothing else would notice): another store's, or an older one of this store.
+      throw notTheTable(path, footerAt, `it is ${fileBytes} bytes with footer checksum ${hex(footerSum)}, the manifest records ${id.bytes} bytes and ${hex(id.footerSum)}`);
+    }
     const meta: TableMeta = {
       path, fileBytes, dataBytes, filterBytes, indexBytes, blockCount, entryCount, keyCount, tombstoneCount, minTsn, maxTsn,
+      footerSum, contentSum: id?.contentSum,
       minKey: undefined, maxKey: undefined,
     };
-    const reader = new TableReader(file, options.cache, meta, indexOffset);
+    const reader = new TableReader(file, options.cache, meta, indexOffset, f);
     if (options.bounds && blockCount > 0) {
       // Lazy: the filter and index wait for the first use (#open checks them against these).
       meta.minKey = options.bounds.minKey;
@@ -1314,11 +1394,26 @@ export class TableReader {
   /**
    * Reads every block from the file (not from the cache), checks its checksum, decodes
    * every entry and checks the order, the index and the footer's counts against them:
-   * what `db.check()` runs on each table. Throws CORRUPTION at the first problem.
+   * what `db.check()` runs on each table. Throws CORRUPTION at the first problem, and when
+   * the content is not what the manifest records (rule 9).
    */
   verify(): TableVerifyReport {
+    const it = this.verifying();
+    for (let r = it.next(); ; r = it.next()) if (r.done) return r.value;
+  }
+
+  /**
+   * {@link verify}, handing on each region of the file once it is checked, in file order
+   * and contiguous from offset 0 (every data block, then the filter, the index and the
+   * footer): `backup()` writes them to its copy as it verifies, reading the file once. A
+   * region's bytes stay valid after the next is yielded (never modify them). The last
+   * region (the footer) is yielded only once everything else, the content checksum
+   * included, has been checked.
+   */
+  *verifying(): Generator<{ offset: number; bytes: Uint8Array }, TableVerifyReport, undefined> {
     this.#open();
     const m = this.meta;
+    const sums = new ByteBuilder(4 * m.blockCount + 12);
     let entries = 0, keys = 0, tombstones = 0, minTsn = Number.MAX_SAFE_INTEGER, maxTsn = 0;
     let expectedOffset = 0;
     let prev: TableEntry | undefined;
@@ -1326,7 +1421,9 @@ export class TableReader {
       const e = { ...this.#indexEntry(b) };
       if (e.offset !== expectedOffset) throw corruption(this.path, this.#indexOffset + this.#indexStart(b), `index entry ${b} says its block is at ${e.offset}, but the previous block ends at ${expectedOffset}`, "index");
       expectedOffset = e.offset + e.bytes;
-      const blk = this.#decode(this.#readBlock(e.offset, e.bytes, false), e.offset);
+      const raw = this.#readBlock(e.offset, e.bytes, false);
+      sums.u32(u32At(raw.bytes, raw.bytes.length - 4));
+      const blk = this.#decode(raw, e.offset);
       for (let i = 0; i < blk.count; i++) {
         const ns = blk.nsIds[i]!, key = blk.keys[i]!, tsn = blk.tsns[i]!;
         if (prev !== undefined) {
@@ -1349,13 +1446,26 @@ export class TableReader {
         compareBytes(this.#index, e.lastStart, e.lastEnd, lastKey, 0, lastKey.length) !== 0 || e.lastTsn !== blk.tsns[blk.count - 1]) {
         throw corruption(this.path, this.#indexOffset + this.#indexStart(b), `index entry ${b} does not match the first and last entries of its block at ${e.offset}`, "index");
       }
+      yield { offset: e.offset, bytes: raw.bytes };
     }
     if (expectedOffset !== m.dataBytes) throw corruption(this.path, expectedOffset, `the blocks end at ${expectedOffset}, the footer says ${m.dataBytes}`, "index");
     if (entries === 0) minTsn = 0;
     if (entries !== m.entryCount || keys !== m.keyCount || tombstones !== m.tombstoneCount || minTsn !== m.minTsn || maxTsn !== m.maxTsn) {
       throw corruption(this.path, m.fileBytes - TABLE_FOOTER_BYTES, `the footer's counts (entries ${m.entryCount}, keys ${m.keyCount}, tombstones ${m.tombstoneCount}, TSNs ${m.minTsn}..${m.maxTsn}) do not match the blocks (${entries}, ${keys}, ${tombstones}, ${minTsn}..${maxTsn})`, "footer");
     }
-    return { blocks: m.blockCount, entries, bytes: m.fileBytes };
+    this.#filter; // read and checked on first use (rule 6); its bytes are handed on below
+    const filterRaw = this.#filterRaw!, index = this.#index;
+    yield { offset: m.dataBytes, bytes: filterRaw };
+    yield { offset: this.#indexOffset, bytes: index };
+    sums.u32(u32At(filterRaw, filterRaw.length - 4));
+    sums.u32(u32At(index, index.length - 4));
+    sums.u32(m.footerSum);
+    const contentSum = xxhash32(sums.bytes.subarray(0, sums.length));
+    if (m.contentSum !== undefined && m.contentSum !== contentSum) {
+      throw notTheTable(this.path, 0, `its content checksum is ${hex(contentSum)}, the manifest records ${hex(m.contentSum)}`);
+    }
+    yield { offset: m.fileBytes - TABLE_FOOTER_BYTES, bytes: this.#footer };
+    return { blocks: m.blockCount, entries, bytes: m.fileBytes, contentSum };
   }
 
   /** Closes the file and frees this table's cached blocks. Idempotent. */

@@ -34,7 +34,7 @@ import type { CheckpointEntry } from "./checkpoint.ts";
 import { TxtDbError } from "./errors.ts";
 import { removeUnnamed } from "./files.ts";
 import { writeTables } from "./fold.ts";
-import { FORMAT_CHECKPOINT, FORMAT_VERSION } from "./log.ts";
+import { FORMAT_CHECKPOINT, FORMAT_VERSION, tableIdentity } from "./log.ts";
 import type { Log, Manifest } from "./log.ts";
 import { BlockCache } from "./blockcache.ts";
 import { mergeForCompaction } from "./merge.ts";
@@ -159,7 +159,8 @@ export function rollbackLocked(platform: Platform, dir: string, log: Log, m: Man
     for (const t of [...tables].sort((a, b) => a.level - b.level)) {
       const file = openForFormatChange(platform, `${dir}/${t.name}`);
       try {
-        readers.push(TableReader.open(file, { cache }));
+        const identity = tableIdentity(t); // a file copied over the table's name is not folded into the checkpoint (table.ts rule 9)
+        readers.push(TableReader.open(file, identity ? { cache, identity } : { cache }));
       } catch (e) {
         file.close();
         throw e;

@@ -221,3 +221,49 @@ test(`${R} backup() of a store whose log has a TSN gap (a sealed segment cut bac
     await db.close();
   }
 });
+
+test(`${R} backup() of a store whose table has a bit flipped in a data block, its filter or index, is cut short or lost bytes in its middle is CORRUPTION naming the table and the offset, and leaves nothing at the destination: never a backup carrying the damage as good`, async () => {
+  const damages: [string, (bytes: Uint8Array) => Uint8Array, RegExp][] = [
+    ["a bit flipped in a data block", (b) => (b[Math.floor(b.length / 2)]! ^= 0x10, b), /block checksum/],
+    ["a bit flipped in the last bytes before the footer (the index)", (b) => (b[b.length - 80 - 10]! ^= 0x01, b), /index/],
+    ["cut short by 10 bytes", (b) => b.subarray(0, b.length - 10), /magic|truncated/],
+    ["100 bytes gone from its middle, the footer whole", (b) => new Uint8Array([...b.subarray(0, 1000), ...b.subarray(1100)]), /do not add up|truncated/],
+  ];
+  for (const [what, damage, reason] of damages) {
+    const dir = tempDir("bka-tbl");
+    const db = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+    try {
+      // Several blocks of data (4 KiB each), in one table.
+      await db.transaction(async (tx) => {
+        for (let i = 0; i < 400; i++) tx.set("ns", i, "v".repeat(100) + i);
+      });
+      await db.compact();
+      await db.set("ns", "late", 1);
+      const tables = fs.readdirSync(dir).filter((n) => /^tbl-\d{16}\.sst$/.test(n));
+      assert.equal(tables.length, 1, `one table: ${tables}`);
+      const table = `${dir}/${tables[0]}`;
+      const bytes = new Uint8Array(fs.readFileSync(table));
+      assert.ok(bytes.length > 40_000, `a table of many blocks: ${bytes.length} bytes`);
+      fs.writeFileSync(table, damage(bytes));
+      const dest = `${tempDir("bka-tbl-dest")}/copy`;
+      const e = await db.backup(dest).then(() => undefined, (err: unknown) => err);
+      assert.ok(e instanceof TxtDbError, `${what}: backup() is refused, not ${String(e)}`);
+      assert.equal(e.code, "CORRUPTION", `${what}: ${e.message}`);
+      const d = e.details as { file?: string; offset?: number };
+      assert.equal(d.file, table, `${what}: names the table: ${e.message}`);
+      assert.equal(typeof d.offset, "number", `${what}: gives the offset`);
+      assert.match(e.message, reason, what);
+      assert.match(e.message, /Nothing was backed up/, what);
+      if (what.includes("data block")) {
+        // The offset is the damaged block's: it starts at or before the flipped byte, at most a block before it.
+        const flipped = Math.floor(bytes.length / 2);
+        assert.ok(d.offset! <= flipped && d.offset! > flipped - 8192, `${what}: offset ${d.offset} is the block holding ${flipped}`);
+        assert.match(e.message, new RegExp(`block at ${d.offset}`), what);
+      }
+      // Nothing open() would take for a store: the destination is gone or empty.
+      assert.deepEqual(fs.existsSync(dest) ? fs.readdirSync(dest) : [], [], `${what}: nothing left at the destination`);
+    } finally {
+      await db.close();
+    }
+  }
+});

@@ -514,3 +514,136 @@ test(`${R} a torn tail past the durable end is cut at a writable open even with 
   assert.ok(fs.existsSync(stray), "the stray file is left alone");
   assert.deepEqual(new Uint8Array(fs.readFileSync(stray)), strayBytes, "unchanged");
 });
+
+/** Puts `bytes` under `path` as a copy would that leaves a new file there (a new inode: a process with the old one open reads on). */
+function replaceFile(path: string, bytes: Uint8Array): void {
+  fs.writeFileSync(`${path}.new`, bytes);
+  fs.renameSync(`${path}.new`, path);
+}
+
+/** The names of the tables the manifest of `dir` names. */
+const namedTables = (dir: string) => (readManifest(dir).tables as { name: string }[]).map((t) => t.name);
+
+test(`${R} an older table of this store copied over a table the manifest names (every checksum in it valid) is CORRUPTION naming it at open, in check() and in backup(), never its old values read as the newest; put back, it reads again`, async () => {
+  const dir = tempDir("tbl-older");
+  const running = await open(dir, { namespaces: ["ns"], ...small });
+  let original: Uint8Array, table: string;
+  let other: Database | undefined;
+  try {
+    await running.transaction(async (tx) => {
+      for (let i = 0; i < 200; i++) tx.set("ns", i, "v" + i);
+    });
+    await running.compact();
+    const olderNames = namedTables(dir);
+    const older = olderNames.map((n) => new Uint8Array(fs.readFileSync(`${dir}/${n}`)));
+    assert.equal(older.length, 1);
+    // A process that follows the first compaction's manifest and opens the next one's tables only after the swap.
+    other = await open(dir, { readOnly: true });
+    assert.equal(await other.get("ns", 5), "v5");
+    await running.transaction(async (tx) => {
+      for (let i = 0; i < 200; i++) tx.set("ns", i, "w" + i);
+    });
+    assert.equal(await other.get("ns", 5), "w5"); // its pin moves on, so the next compaction folds the "w" values
+    await running.compact();
+    const named = namedTables(dir);
+    assert.equal(named.length, 1);
+    table = named[0]!;
+    assert.ok(!olderNames.includes(table), `the second compaction wrote a new table: ${olderNames} then ${table}`);
+    original = new Uint8Array(fs.readFileSync(`${dir}/${table}`));
+    replaceFile(`${dir}/${table}`, older[0]!);
+    await running.set("ns", "after", 1); // the other process reads the new manifest at its next read
+    const g = await refusal("get", () => other!.get("ns", 5)); // before the fix: "v5", the older table's value, as the newest
+    assert.equal(g?.code, "CORRUPTION", `get() in a process adopting the manifest: ${g?.message}`);
+    assert.ok(g!.file.endsWith(table) && /not the table/.test(g!.message), g!.message);
+    const report = await running.check();
+    assert.equal(report.ok, false, "check() of the swapped table");
+    assert.ok(report.problems.some((p) => p.file.endsWith(table) && /not the table/.test(p.message)), JSON.stringify(report.problems));
+    const dest = `${tempDir("tbl-older-dest")}/copy`;
+    const b = await refusal("backup", () => running.backup(dest));
+    assert.equal(b?.code, "CORRUPTION", `backup(): ${b?.message}`);
+    assert.ok(b!.file.endsWith(table) && /not the table/.test(b!.message) && /Nothing was backed up/.test(b!.message), b!.message);
+    assert.deepEqual(fs.existsSync(dest) ? fs.readdirSync(dest) : [], [], "nothing left at the destination");
+  } finally {
+    await running.close();
+    await other?.close();
+  }
+  for (const readOnly of [false, true]) {
+    const r = await refusal("open", () => open(dir, { readOnly }).then(async (db) => {
+      try {
+        return await db.get("ns", 5); // before the fix: "v5", the older table's value, read as the newest
+      } finally {
+        await db.close();
+      }
+    }));
+    assert.equal(r?.code, "CORRUPTION", `open (readOnly ${readOnly}): ${r?.message}`);
+    assert.ok(r!.file.endsWith(table) && /not the table/.test(r!.message) && /restore the store from a backup/.test(r!.message), r!.message);
+  }
+  replaceFile(`${dir}/${table}`, original);
+  const db = await open(dir);
+  try {
+    assert.equal(await db.get("ns", 5), "w5");
+    assert.equal((await db.check()).ok, true);
+  } finally {
+    await db.close();
+  }
+});
+
+test(`${R} a table of another store with the very same shape (keys, value sizes, versions: same size and footer) copied over a table the manifest names is CORRUPTION in check() and backup(), which read its whole content; a manifest written before tables had an identity reads as before, and a malformed identity is CORRUPTION`, async () => {
+  const make = async (dir: string, value: string) => {
+    const db = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+    await db.transaction(async (tx) => {
+      for (let i = 0; i < 300; i++) tx.set("ns", i, value + i);
+    });
+    await db.compact();
+    return db;
+  };
+  const dirA = tempDir("tbl-foreign-a"), dirB = tempDir("tbl-foreign-b");
+  const a = await make(dirA, "a");
+  await (await make(dirB, "b")).close();
+  const [table] = namedTables(dirA);
+  assert.deepEqual(namedTables(dirB), [table], "the same table names");
+  const theirs = new Uint8Array(fs.readFileSync(`${dirB}/${table}`));
+  const ours = new Uint8Array(fs.readFileSync(`${dirA}/${table}`));
+  assert.equal(theirs.length, ours.length, "the same size");
+  assert.deepEqual(theirs.subarray(theirs.length - 80), ours.subarray(ours.length - 80), "the same footer");
+  try {
+    replaceFile(`${dirA}/${table}`, theirs);
+    const report = await a.check();
+    assert.equal(report.ok, false, "check() of the foreign table");
+    assert.ok(report.problems.some((p) => p.file.endsWith(table!) && /content checksum/.test(p.message)), JSON.stringify(report.problems));
+    const dest = `${tempDir("tbl-foreign-dest")}/copy`;
+    const b = await refusal("backup", () => a.backup(dest));
+    assert.equal(b?.code, "CORRUPTION", `backup(): ${b?.message}`);
+    assert.ok(b!.file.endsWith(table!) && /content checksum/.test(b!.message), b!.message);
+    assert.deepEqual(fs.existsSync(dest) ? fs.readdirSync(dest) : [], [], "nothing left at the destination");
+  } finally {
+    await a.close();
+    replaceFile(`${dirA}/${table}`, ours);
+  }
+  // A manifest as written before tables had an identity: opens and reads as before (nothing to check against).
+  const m = readManifest(dirA);
+  const tables = m.tables as Record<string, unknown>[];
+  assert.ok(tables.every((t) => typeof t.bytes === "number" && typeof t.footerSum === "number" && typeof t.contentSum === "number"), JSON.stringify(tables));
+  writeManifest(dirA, { ...m, tables: tables.map(({ bytes: _b, footerSum: _f, contentSum: _c, ...t }) => t) });
+  let db = await open(dirA);
+  try {
+    assert.equal(await db.get("ns", 5), "a5");
+    assert.equal((await db.check()).ok, true);
+  } finally {
+    await db.close();
+  }
+  // A malformed identity (a size that is not a number, one half missing) is refused, not read as "no check".
+  for (const bad of [{ bytes: "12", footerSum: 1 }, { footerSum: 1 }, { bytes: 12, footerSum: 1, contentSum: -1 }]) {
+    writeManifest(dirA, { ...m, tables: tables.map(({ bytes: _b, footerSum: _f, contentSum: _c, ...t }) => ({ ...t, ...bad })) });
+    const r = await refusal("open", () => open(dirA).then((d) => d.close()));
+    assert.equal(r?.code, "CORRUPTION", `${JSON.stringify(bad)}: ${r?.message}`);
+    assert.ok(r!.file.endsWith("MANIFEST") && /identity/.test(r!.message), r!.message);
+  }
+  writeManifest(dirA, m);
+  db = await open(dirA);
+  try {
+    assert.equal(await db.get("ns", 5), "a5");
+  } finally {
+    await db.close();
+  }
+});

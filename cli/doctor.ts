@@ -1,5 +1,5 @@
 /**
- * `txtdb doctor`: live processes and their pins (since when), the writer lock and
+ * `txtdb doctor`: live processes and their pins (and for how long), the writer lock and
  * `compact.lock` and who holds them, sagas,
  * and what looks wrong (exit 1): an old pin holding back compaction, a stuck lock holder, a
  * saga no live process runs, a saga that failed, prepared transactions in doubt, and (in a
@@ -316,7 +316,11 @@ export function doctorDamaged(platform: Platform, dir: string, report: CheckRepo
   if (report.problems.length > DAMAGE_SHOWN_MAX) out(`  ... and ${report.problems.length - DAMAGE_SHOWN_MAX} more`);
   const procs = liveProcesses(platform, dir, platform.pid).processes;
   out(`live processes: ${procs.length}`);
-  for (const p of procs) out(safe(`  pid ${p.pid} (${p.runtime})${p.pinnedVersion === undefined ? "" : `: pins version ${p.pinnedVersion}`}`));
+  const now = platform.wallClockMs();
+  for (const p of procs) {
+    const age = p.pinnedSinceMs === undefined ? "" : ` for ${duration(now - p.pinnedSinceMs)}`;
+    out(safe(`  pid ${p.pid} (${p.runtime})${p.pinnedVersion === undefined ? "" : `: pins version ${p.pinnedVersion}${age}`}`));
+  }
   writerLock(platform, dir, procs.map((p) => p.pid), out);
   compactLock(platform, dir, procs.map((p) => p.pid), out);
   out(
@@ -351,6 +355,11 @@ function namelessLeases(platform: Platform, dir: string): { path: string; uid: n
   });
 }
 
+/** How long a process has held its pin, as doctor says it; a lease of an older release does not say. */
+function pinAge(ms: number | undefined): string {
+  return ms === undefined ? "for a time its lease does not say (an older txtdb)" : `for ${duration(ms)}`;
+}
+
 /** Prints the diagnosis through `out`; returns the exit code (1 when a problem was found). */
 export async function doctor(db: Database, dir: string, out: (line: string) => void): Promise<number> {
   let problems = 0;
@@ -362,7 +371,7 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
   for (const p of procs) {
     // pid -1: a lease that cannot be read (below) says nothing of its process.
     if (p.pid === -1 && p.pinnedVersion === undefined && (s.unreadableLeases.length > 0 || planted.length > 0)) continue;
-    const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${s.version - p.pinnedVersion} behind the head)`;
+    const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${s.version - p.pinnedVersion} behind the head) ${pinAge(p.pinAgeMs)}`;
     out(safe(`  pid ${p.pid} (${p.runtime}): ${behind}`));
   }
   problems += unreadableLeases(s.unreadableLeases, s.checkpointVersion, out);
@@ -374,10 +383,13 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
         "While it stays locked, it counts as a live process that pins what it may read, and compaction folds nothing past the current tables. End its holder; the lease is removed at the next compaction.",
     );
   }
-  const oldest = procs.reduce<bigint | undefined>((m, p) => (p.pinnedVersion !== undefined && (m === undefined || p.pinnedVersion < m) ? p.pinnedVersion : m), undefined);
-  if (oldest !== undefined && s.version - oldest > PIN_BEHIND_SUSPECT) {
+  const oldest = procs.reduce<(typeof procs)[number] | undefined>((m, p) => (p.pinnedVersion !== undefined && (m === undefined || p.pinnedVersion < m.pinnedVersion!) ? p : m), undefined);
+  if (oldest !== undefined && s.version - oldest.pinnedVersion! > PIN_BEHIND_SUSPECT) {
     problems++;
-    out(`warning: a process pins a version ${s.version - oldest} commits old: a long-lived snapshot or transaction holds back compaction`);
+    out(
+      safe(`warning: a process pins a version ${s.version - oldest.pinnedVersion!} commits old: a long-lived snapshot or transaction holds back compaction ` +
+        `(pid ${oldest.pid}, ${oldest.runtime}, pins version ${oldest.pinnedVersion} ${pinAge(oldest.pinAgeMs)}); release it in that process, or end the process: its pin goes with it`),
+    );
   }
   problems += writerLock(databaseInternals(db).platform, db.path, procs.map((p) => p.pid), out);
   problems += compactLock(databaseInternals(db).platform, db.path, procs.map((p) => p.pid), out);

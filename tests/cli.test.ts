@@ -1,5 +1,5 @@
 /** The command line, run as users run it: `node dist/cli.js` (npm), `deno run cli/main.ts` (JSR), `bun cli/main.ts`. */
-import { assert, canSpawn, runtime, tempDir, test, waitUntil } from "./harness.ts";
+import { assert, canSpawn, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
 
 if (canSpawn) {
   const fs = await import("node:fs");
@@ -529,7 +529,7 @@ if (canSpawn) {
     assert.equal(run("deno", ["-V"]).out.trim(), `txtdb ${version}`, "JSR users see deno.json's version");
   });
 
-  test(`[${runtime}] txtdb stats shows store-wide figures with the other processes' pins, not the CLI's counters; compact names the process whose pin stops it`, async () => {
+  test(`[${runtime}] txtdb stats shows store-wide figures with the other processes' pins and their age, not the CLI's counters; doctor says how long each pin is held; compact names the process whose pin stops it`, async () => {
     try {
       for (const workerRt of ["bun", "deno"] as const) {
         const dir = tempDir("cli-pins") + "/d";
@@ -546,6 +546,15 @@ if (canSpawn) {
         assert.equal(f.oldestPin.pid, Number(pid));
         assert.equal(f.oldestPin.version, pinned);
         assert.equal(f.oldestPin.behindHead, String(Number(head) - Number(pinned)));
+        assert.ok(typeof f.oldestPin.heldMs === "number" && f.oldestPin.heldMs <= f.oldestPin.heldAtMostMs, JSON.stringify(f.oldestPin));
+        assert.equal(f.processes[0].pinAgeMs, f.oldestPin.heldMs);
+        // The age of the pin, from the lease: a second later, over a second.
+        await sleep(1_000);
+        for (const doctorRt of ["node", "deno"] as const) {
+          const d = run(doctorRt, ["doctor", dir]);
+          const m = new RegExp(`pid ${pid} \\(${rt}\\): pins version ${pinned} \\(\\d+ behind the head\\) for (\\d+\\.\\d) s`).exec(d.out);
+          assert.ok(m && Number(m[1]) >= 1, `${doctorRt}: ${d.out}${d.err}`);
+        }
         assert.ok(f.segments.live > 2, JSON.stringify(f.segments));
         assert.equal(f.bytes.total, f.files.reduce((a: number, x: { bytes: number }) => a + x.bytes, 0) + (f.bytes.other - f.files.filter((x: { role: string }) => ["manifest", "frontier", "writer lock", "compact lock"].includes(x.role)).reduce((a: number, x: { bytes: number }) => a + x.bytes, 0)));
         run("bun", ["compact", dir]); // folds what lies below the pin

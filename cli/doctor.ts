@@ -1,5 +1,6 @@
 /**
- * `txtdb doctor`: live processes and their pins, the writer lock and who holds it, sagas,
+ * `txtdb doctor`: live processes and their pins (and for how long), the writer lock and
+ * `compact.lock` and who holds them, sagas,
  * and what looks wrong (exit 1): an old pin holding back compaction, a stuck lock holder, a
  * saga no live process runs, a saga that failed, prepared transactions in doubt, and (in a
  * coordinator store) commit decisions some participant store has not confirmed. A store too
@@ -9,8 +10,8 @@
  */
 import type { Database } from "../mod.ts";
 import { databaseInternals } from "../src/db.ts";
-import { kernelFlockHolders, readWriterHolder, unrecordedHolder } from "../src/holder.ts";
-import { LEASES_DIR, WRITER_LOCK } from "../src/files.ts";
+import { kernelFlockHolders, readLockHolder, readWriterHolder, unrecordedHolder } from "../src/holder.ts";
+import { COMPACT_LOCK, LEASES_DIR, WRITER_LOCK } from "../src/files.ts";
 import { inspectAllSagas } from "../src/sagas.ts";
 import { coordinatorId, DECISIONS_NS, isDecision } from "../src/decisions.ts";
 import type { DecisionValue } from "../src/decisions.ts";
@@ -19,7 +20,7 @@ import { leaseOwnerAlive, listLeases } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
 import type { CheckReport } from "../src/check.ts";
 import { liveProcesses } from "./figures.ts";
-import { safe, seconds } from "./output.ts";
+import { duration, safe, seconds } from "./output.ts";
 
 /** A commit holds the writer lock for milliseconds; a holder past this has stopped or hangs. */
 const WRITER_HOLD_SUSPECT_MS = 5_000;
@@ -243,6 +244,64 @@ function writerLock(platform: Platform, dir: string, pids: number[], out: (line:
   return 1;
 }
 
+/**
+ * Who holds `compact.lock`, if anyone: information (a compaction, a backup or a format
+ * change holds it for as long as it runs), and a warning when its holder is not a txtdb
+ * process: every compaction and backup waits for it and fails with LOCK_TIMEOUT, and the
+ * log grows meanwhile. A txtdb process that takes it has a lease here (compaction and
+ * backup need a writable open) and records itself in the file (holder.ts); the kernel's
+ * lock table (Linux) names a holder that did not. `pids`: the live processes with a lease.
+ * Returns the number of problems. Read-only and never blocking.
+ */
+function compactLock(platform: Platform, dir: string, pids: number[], out: (line: string) => void): number {
+  const path = `${dir}/${COMPACT_LOCK}`;
+  const { held, holder } = readLockHolder(platform, path);
+  if (!held) {
+    out("compact lock: free");
+    return 0;
+  }
+  let kernel: number[] | undefined;
+  try {
+    const file = platform.lstat(path);
+    kernel = file ? kernelFlockHolders(platform, file) : undefined;
+  } catch {
+    kernel = undefined;
+  }
+  const txtdb = (pid: number) => pids.includes(pid) || pid === platform.pid;
+  // The holder by the kernel's word when it can be read; else the record's (a hint: it may
+  // be an earlier holder's, left in the file).
+  const real = kernel !== undefined && kernel.length > 0 && (holder === undefined || !kernel.includes(holder.pid)) ? kernel[0]! : undefined;
+  if (real !== undefined) {
+    if (txtdb(real)) {
+      out(safe(`compact lock: held by pid ${real} per the kernel's lock table, a txtdb process with a lease here that did not record itself (an older txtdb's compaction or backup, or one that has just taken it)`));
+      return 0;
+    }
+    out(safe(`compact lock: held by pid ${real} per the kernel's lock table, which is not a txtdb process with a lease here${holder ? ` (the record in the file names pid ${holder.pid}, an earlier holder)` : ""}`));
+    out(
+      `warning: pid ${real} holds ${path} without being a txtdb process (flock(1), another program, another user's process): ` +
+        "compactions (automatic ones, db.compact(), txtdb compact) and backups wait for it and fail with LOCK_TIMEOUT after lockTimeoutMs (default 30 s), and the log grows meanwhile. " +
+        `End it (kill ${real}): the kernel releases the lock when it exits.`,
+    );
+    return 1;
+  }
+  if (!holder) {
+    out("compact lock: held by a process that did not record itself (an older txtdb's compaction or backup, or another program such as flock(1)); run doctor again to see whether it is released");
+    return 0;
+  }
+  const heldMs = platform.wallClockMs() - holder.sinceWallMs;
+  if (kernel === undefined && !txtdb(holder.pid)) {
+    // No kernel table to ask (not Linux, or /proc refused): the record may be an earlier holder's.
+    out(safe(`compact lock: held; the record in the file names pid ${holder.pid} (${holder.runtime}), which took it ${duration(heldMs)} ago, but no live txtdb process with this pid has a lease here`));
+    out(
+      `warning: ${path} is held, and not by a live txtdb process as far as its record says: another program may hold it (flock(1)). ` +
+        "Compactions and backups wait for it and fail with LOCK_TIMEOUT after lockTimeoutMs (default 30 s); find its holder (fuser or lsof on the file) and end it.",
+    );
+    return 1;
+  }
+  out(safe(`compact lock: held by pid ${holder.pid} (${holder.runtime}) for ${duration(heldMs)}: a compaction, a backup or a format change; others wait for it`));
+  return 0;
+}
+
 /** Problems of a damaged store listed one by one, at most (the count says how many there are). */
 const DAMAGE_SHOWN_MAX = 20;
 
@@ -257,8 +316,13 @@ export function doctorDamaged(platform: Platform, dir: string, report: CheckRepo
   if (report.problems.length > DAMAGE_SHOWN_MAX) out(`  ... and ${report.problems.length - DAMAGE_SHOWN_MAX} more`);
   const procs = liveProcesses(platform, dir, platform.pid).processes;
   out(`live processes: ${procs.length}`);
-  for (const p of procs) out(safe(`  pid ${p.pid} (${p.runtime})${p.pinnedVersion === undefined ? "" : `: pins version ${p.pinnedVersion}`}`));
+  const now = platform.wallClockMs();
+  for (const p of procs) {
+    const age = p.pinnedSinceMs === undefined ? "" : ` for ${duration(now - p.pinnedSinceMs)}`;
+    out(safe(`  pid ${p.pid} (${p.runtime})${p.pinnedVersion === undefined ? "" : `: pins version ${p.pinnedVersion}${age}`}`));
+  }
   writerLock(platform, dir, procs.map((p) => p.pid), out);
+  compactLock(platform, dir, procs.map((p) => p.pid), out);
   out(
     "warning: the store is damaged, and nothing was changed. " +
       (procs.length > 0 ? "Stop the processes that have it open, then restore" : "Restore") +
@@ -291,6 +355,11 @@ function namelessLeases(platform: Platform, dir: string): { path: string; uid: n
   });
 }
 
+/** How long a process has held its pin, as doctor says it; a lease of an older release does not say. */
+function pinAge(ms: number | undefined): string {
+  return ms === undefined ? "for a time its lease does not say (an older txtdb)" : `for ${duration(ms)}`;
+}
+
 /** Prints the diagnosis through `out`; returns the exit code (1 when a problem was found). */
 export async function doctor(db: Database, dir: string, out: (line: string) => void): Promise<number> {
   let problems = 0;
@@ -302,7 +371,7 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
   for (const p of procs) {
     // pid -1: a lease that cannot be read (below) says nothing of its process.
     if (p.pid === -1 && p.pinnedVersion === undefined && (s.unreadableLeases.length > 0 || planted.length > 0)) continue;
-    const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${s.version - p.pinnedVersion} behind the head)`;
+    const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${s.version - p.pinnedVersion} behind the head) ${pinAge(p.pinAgeMs)}`;
     out(safe(`  pid ${p.pid} (${p.runtime}): ${behind}`));
   }
   problems += unreadableLeases(s.unreadableLeases, s.checkpointVersion, out);
@@ -314,12 +383,16 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
         "While it stays locked, it counts as a live process that pins what it may read, and compaction folds nothing past the current tables. End its holder; the lease is removed at the next compaction.",
     );
   }
-  const oldest = procs.reduce<bigint | undefined>((m, p) => (p.pinnedVersion !== undefined && (m === undefined || p.pinnedVersion < m) ? p.pinnedVersion : m), undefined);
-  if (oldest !== undefined && s.version - oldest > PIN_BEHIND_SUSPECT) {
+  const oldest = procs.reduce<(typeof procs)[number] | undefined>((m, p) => (p.pinnedVersion !== undefined && (m === undefined || p.pinnedVersion < m.pinnedVersion!) ? p : m), undefined);
+  if (oldest !== undefined && s.version - oldest.pinnedVersion! > PIN_BEHIND_SUSPECT) {
     problems++;
-    out(`warning: a process pins a version ${s.version - oldest} commits old: a long-lived snapshot or transaction holds back compaction`);
+    out(
+      safe(`warning: a process pins a version ${s.version - oldest.pinnedVersion!} commits old: a long-lived snapshot or transaction holds back compaction ` +
+        `(pid ${oldest.pid}, ${oldest.runtime}, pins version ${oldest.pinnedVersion} ${pinAge(oldest.pinAgeMs)}); release it in that process, or end the process: its pin goes with it`),
+    );
   }
   problems += writerLock(databaseInternals(db).platform, db.path, procs.map((p) => p.pid), out);
+  problems += compactLock(databaseInternals(db).platform, db.path, procs.map((p) => p.pid), out);
   problems += lockHolders(db, out);
   problems += await sagas(db, out);
   problems += inDoubt(db, out);

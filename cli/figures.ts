@@ -1,13 +1,14 @@
 /**
  * `txtdb stats`: the store's figures across processes, from what is on disk — the files and
  * their sizes, the manifest's tables (format 2) or checkpoint (format 1) and segments, each live process's lease (pid,
- * runtime, start time, pin) and the writer lock's holder record.
+ * runtime, start time, pin and since when it is held) and the writer lock's holder record.
  *
  * What it cannot show: per-process counters (commits, conflicts, latencies, fsyncs) live in
  * each process's memory (`db.stats()`, `db.metrics()`); a lease publishes only pid, runtime,
- * start time and pin, so those are left out rather than shown as the CLI's own zeros. Nor
- * does a lease say since when its pin is held: a pin's age is bounded by its process's
- * running time, and shown as that bound.
+ * start time and pin (with since when it is held), so those are left out rather than shown
+ * as the CLI's own zeros. The lease of an older release does not say since when its pin is
+ * held: that pin's age is unknown (null), bounded by its process's running time
+ * (`heldAtMostMs`).
  *
  * Sagas by status come from the store too ({@link gatherSagaFigures}), for every namespace
  * that holds some, where `db.stats().sagas` counts only the namespaces a process has open.
@@ -33,6 +34,8 @@ export interface LiveProcess {
   startedAtMs?: number;
   /** The oldest version it may still read; undefined while it is opening. */
   pinnedVersion?: bigint;
+  /** Since when it pins that version (wall clock, ms since the epoch), when its lease says. */
+  pinnedSinceMs?: number;
 }
 
 /** What {@link storeFigures} is computed from. */
@@ -72,8 +75,10 @@ export interface StoreFigures {
   files: { name: string; bytes: number; role: Role }[];
   segments: { live: number; first: string | null; active: string | null };
   checkpoint: { file: string | null; version: bigint; bytes: number } | null;
-  processes: { pid: number; runtime: string; runningMs: number | null; pinnedVersion: bigint | null; behindHead: bigint | null }[];
-  oldestPin: { pid: number; runtime: string; version: bigint; behindHead: bigint; heldAtMostMs: number | null } | null;
+  /** `pinAgeMs`: how long it has pinned `pinnedVersion` (null: no pin yet, or its lease does not say). */
+  processes: { pid: number; runtime: string; runningMs: number | null; pinnedVersion: bigint | null; behindHead: bigint | null; pinAgeMs: number | null }[];
+  /** `heldMs`: how long it has been held (null when the lease does not say); `heldAtMostMs`: its process's running time. */
+  oldestPin: { pid: number; runtime: string; version: bigint; behindHead: bigint; heldMs: number | null; heldAtMostMs: number | null } | null;
   writerLock: { held: false } | { held: true; pid: number | null; runtime: string | null; heldMs: number | null };
 }
 
@@ -129,6 +134,7 @@ export function storeFigures(input: FiguresInput): StoreFigures {
     runningMs: p.startedAtMs === undefined ? null : Math.max(0, Math.round(input.nowMs - p.startedAtMs)),
     pinnedVersion: p.pinnedVersion ?? null,
     behindHead: p.pinnedVersion === undefined ? null : input.version - p.pinnedVersion,
+    pinAgeMs: p.pinnedVersion === undefined || p.pinnedSinceMs === undefined ? null : Math.max(0, Math.round(input.nowMs - p.pinnedSinceMs)),
   }));
   const pinned = processes.filter((p) => p.pinnedVersion !== null).sort((a, b) => (a.pinnedVersion! < b.pinnedVersion! ? -1 : a.pinnedVersion! > b.pinnedVersion! ? 1 : 0));
   const oldest = pinned[0];
@@ -149,7 +155,7 @@ export function storeFigures(input: FiguresInput): StoreFigures {
     checkpoint: input.checkpointVersion > 0n || ckpt ? { file: ckpt?.name ?? null, version: input.checkpointVersion, bytes: ckpt?.bytes ?? 0 } : null,
     processes,
     oldestPin: oldest
-      ? { pid: oldest.pid, runtime: oldest.runtime, version: oldest.pinnedVersion!, behindHead: oldest.behindHead!, heldAtMostMs: oldest.runningMs }
+      ? { pid: oldest.pid, runtime: oldest.runtime, version: oldest.pinnedVersion!, behindHead: oldest.behindHead!, heldMs: oldest.pinAgeMs, heldAtMostMs: oldest.runningMs }
       : null,
     writerLock: input.writerLock.held
       ? { held: true, pid: holder?.pid ?? null, runtime: holder?.runtime ?? null, heldMs: holder ? Math.max(0, Math.round(input.nowMs - holder.sinceWallMs)) : null }
@@ -161,7 +167,7 @@ export function storeFigures(input: FiguresInput): StoreFigures {
 export function liveProcesses(platform: Platform, dir: string, selfPid: number): { processes: LiveProcess[]; leaseBytes: number } {
   const processes: LiveProcess[] = [];
   let leaseBytes = 0;
-  for (const { path, info, pin } of scanLeaseFiles(platform, `${dir}/${LEASES_DIR}`) ?? []) {
+  for (const { path, info, pin, pinSinceWallMs } of scanLeaseFiles(platform, `${dir}/${LEASES_DIR}`) ?? []) {
     leaseBytes += platform.stat(path)?.size ?? 0;
     if (info?.pid === selfPid) continue;
     processes.push({
@@ -169,6 +175,7 @@ export function liveProcesses(platform: Platform, dir: string, selfPid: number):
       runtime: info?.runtime ?? "?",
       ...(info ? { startedAtMs: info.startedAtMs } : {}),
       ...(pin !== undefined ? { pinnedVersion: BigInt(pin) } : {}),
+      ...(pin !== undefined && pinSinceWallMs !== undefined ? { pinnedSinceMs: pinSinceWallMs } : {}),
     });
   }
   return { processes, leaseBytes };

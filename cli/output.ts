@@ -56,6 +56,19 @@ export function seconds(ms: number): string {
   return `${(Math.max(0, ms) / 1000).toFixed(1)} s`;
 }
 
+/**
+ * A duration for a person, coarser as it grows: `12.3 s`, `5 min 3 s`, `3 h 12 min`, `2 d 4 h`
+ * (a pin or a lock held for hours reads at a glance).
+ */
+export function duration(ms: number): string {
+  const s = Math.max(0, ms) / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const whole = Math.floor(s);
+  if (whole < 3600) return `${Math.floor(whole / 60)} min ${whole % 60} s`;
+  if (whole < 86400) return `${Math.floor(whole / 3600)} h ${Math.floor((whole % 3600) / 60)} min`;
+  return `${Math.floor(whole / 86400)} d ${Math.floor((whole % 86400) / 3600)} h`;
+}
+
 /** Bytes for a person: `512 B`, `1.5 KiB`, `3.2 MiB`. */
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;

@@ -77,7 +77,7 @@ import type { Manifest } from "./log.ts";
 import { pathNamesFile } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { decodeCommit, FRAME_MAGIC } from "./record.ts";
-import { stampHolder } from "./holder.ts";
+import { describeHolder, holderRecord, stampHolder } from "./holder.ts";
 import { removeOwnTables, writeTables } from "./fold.ts";
 import type { FoldOutput } from "./fold.ts";
 import type { Tail } from "./tail.ts";
@@ -163,7 +163,11 @@ export class Compactor {
     this.#lockTimeoutMs = options.lockTimeoutMs;
     this.#segmentBytes = options.segmentBytes;
     this.#autoCompactBytes = options.autoCompactBytes;
-    this.#compactLock = new FileLock(platform, `${this.#path}/${COMPACT_LOCK}`, tail.log.mode);
+    // Each exclusive take records who holds it (compaction, backup, a format change: every
+    // user of this lock), so that a LOCK_TIMEOUT on it and `txtdb doctor` can name the
+    // holder; compact.lock is taken once per compaction, so the write costs nothing that counts.
+    this.#compactLock = new FileLock(platform, `${this.#path}/${COMPACT_LOCK}`, tail.log.mode, { recordHolder: () => holderRecord(platform) });
+    this.#compactLock.describeHolder = describeHolder(platform);
   }
 
   /** The `compact.lock` of this database (a format change takes it too). */

@@ -241,7 +241,7 @@ export class Database {
   }
 
   /** Live processes sharing this store, with their pins (for diagnostics and `txtdb doctor`). */
-  processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; self: boolean }[] {
+  processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; pinAgeMs: number | undefined; self: boolean }[] {
     return this.#engine.processes();
   }
 

@@ -30,6 +30,11 @@ export interface ProcessInfo {
   pid: number;
   runtime: string;
   pinnedVersion: bigint | undefined;
+  /**
+   * How long the process has pinned `pinnedVersion`, in ms (its lease says since when);
+   * undefined while it publishes no pin, or when its lease is of a release that does not say.
+   */
+  pinAgeMs: number | undefined;
   self: boolean;
 }
 

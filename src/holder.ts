@@ -1,5 +1,6 @@
 /**
- * Who holds the writer lock, for diagnostics (`txtdb doctor`, the LOCK_TIMEOUT message).
+ * Who holds the writer lock, or `compact.lock`, for diagnostics (`txtdb doctor`, the
+ * LOCK_TIMEOUT message).
  *
  * The lock itself is flock(2) on `writer.lock` (and on the store directory, its guard: see
  * lock.ts); the kernel says whether it is held, not by
@@ -7,6 +8,8 @@
  * bytes: its pid, runtime and when it took the lock. The record is a hint: a holder killed
  * before it wrote leaves the previous holder's record, so readers trust it only while the
  * lock is actually held (see `readWriterHolder`), and never use it for liveness.
+ * `compact.lock` carries the same record, written by its FileLock at each exclusive take
+ * (compaction, backup, a format change: see compact.ts), and read by {@link readLockHolder}.
  *
  * @module
  */
@@ -74,19 +77,8 @@ export function readHolderFrom(handle: FileHandle): WriterHolder | undefined {
  * file read-only (a shared flock attempt needs no write access) and never creates it.
  */
 export function readWriterHolder(platform: Platform, dir: string): { held: boolean; holder: WriterHolder | undefined; guard?: boolean } {
-  let handle: FileHandle | undefined;
-  try {
-    handle = platform.open(`${dir}/${WRITER_LOCK}`, { readOnly: true });
-  } catch {
-    handle = undefined; // no file (a cleaner deleted it)
-  }
-  if (handle) {
-    try {
-      if (heldElsewhere(handle)) return { held: true, holder: readHolderFrom(handle) };
-    } finally {
-      handle.close();
-    }
-  }
+  const file = readLockHolder(platform, `${dir}/${WRITER_LOCK}`);
+  if (file.held) return file;
   // The file free or missing: its guard (lock.ts) may still be held, by a writer whose file was deleted since.
   let dirHandle: LockHandle | undefined;
   try {
@@ -101,6 +93,24 @@ export function readWriterHolder(platform: Platform, dir: string): { held: boole
     dirHandle?.close();
   }
   return { held: guard, holder: undefined, guard };
+}
+
+/**
+ * Whether the lock file at `path` (no guard: `compact.lock`) is held by another open file
+ * description, and who says it holds it. Read-only and never blocking; a missing file is free.
+ */
+export function readLockHolder(platform: Platform, path: string): { held: boolean; holder: WriterHolder | undefined } {
+  let handle: FileHandle;
+  try {
+    handle = platform.open(path, { readOnly: true });
+  } catch {
+    return { held: false, holder: undefined }; // no file (never compacted, or a cleaner deleted it)
+  }
+  try {
+    return heldElsewhere(handle) ? { held: true, holder: readHolderFrom(handle) } : { held: false, holder: undefined };
+  } finally {
+    handle.close();
+  }
 }
 
 /** Whether another open file description holds `handle`'s flock: a shared attempt fails (and one that succeeds is let go). */

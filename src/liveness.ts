@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { crc32c } from "./crc32c.ts";
 import { ELOOP, ENOTREG, joinPath, PortError } from "./port.ts";
 import type { FileHandle, Platform } from "./port.ts";
 
@@ -92,15 +93,14 @@ export class ProcessLease {
   }
 
   /**
-   * Publishes the oldest version this process may still read (its pin), after the info
-   * block: compaction keeps every version at or above the minimum pin of all live leases.
+   * Publishes the oldest version this process may still read (its pin), and since when it
+   * pins that version (wall clock, ms since the epoch), after the info block, in one write
+   * of the fixed-size pin record (see {@link PIN_RECORD_BYTES}): compaction keeps every
+   * version at or above the minimum pin of all live leases; the time is for diagnostics
+   * (`txtdb doctor`, `db.processes()`: the age of a forgotten snapshot in another process).
    */
-  publishPin(tsn: number): void {
-    const buf = new Uint8Array(PIN_BYTES);
-    const view = new DataView(buf.buffer);
-    view.setFloat64(0, tsn, true);
-    view.setUint32(8, (tsn * 2654435761) >>> 0 ^ PIN_MAGIC, true);
-    this.#handle.write(buf, LEASE_INFO_BYTES);
+  publishPin(tsn: number, sinceWallMs: number): void {
+    this.#handle.write(encodePinRecord(tsn, sinceWallMs), LEASE_INFO_BYTES);
   }
 
   /** Unlocks and removes the lease (a clean exit). */
@@ -113,14 +113,61 @@ export class ProcessLease {
 /** Bytes reserved at the start of a lease file for its JSON info. */
 export const LEASE_INFO_BYTES = 256;
 
+/**
+ * The pin record after the info block, written whole by one write ({@link ProcessLease.publishPin}):
+ *
+ * ```
+ *   bytes  0–7   the pin, float64 LE
+ *   bytes  8–11  its check word: (pin × 2654435761) mod 2³² XOR PIN_MAGIC
+ *   bytes 12–19  since when the process pins that version: wall-clock ms, float64 LE
+ *   bytes 20–23  crc32c of bytes 0–19, XOR PIN_SINCE_MAGIC
+ * ```
+ *
+ * The first 12 bytes are the whole record of releases before the time was added, and they
+ * read only those: to them a new lease's pin reads as before. A lease of such a release
+ * (a process still running it) has no bytes past them: its pin reads alone, its time as
+ * unknown. The check word (with the rule that a pin is a whole number) guards the pin
+ * against a read that meets it half-written; the crc binds the time to the pin, so that a read that meets bytes of two writes never pairs
+ * a pin with another write's time (nor a torn pin with any).
+ */
+export const PIN_RECORD_BYTES = 24;
+/** The part of the pin record that older releases write and read (the pin and its check word). */
 const PIN_BYTES = 12;
 const PIN_MAGIC = 0x5eed5eed;
+const PIN_SINCE_MAGIC = 0x71e5ab1e;
+/** Reads of a pin record that meet a write under way are retried this many times. */
+const PIN_READ_ATTEMPTS_MAX = 20;
+
+function pinCheckWord(tsn: number): number {
+  return (((tsn * 2654435761) >>> 0) ^ PIN_MAGIC) >>> 0;
+}
+
+/** The pin record for pin `tsn` held since `sinceWallMs` (see {@link PIN_RECORD_BYTES}). */
+export function encodePinRecord(tsn: number, sinceWallMs: number): Uint8Array {
+  const buf = new Uint8Array(PIN_RECORD_BYTES);
+  const view = new DataView(buf.buffer);
+  view.setFloat64(0, tsn, true);
+  view.setUint32(8, pinCheckWord(tsn), true);
+  view.setFloat64(12, sinceWallMs, true);
+  view.setUint32(20, (crc32c(buf.subarray(0, 20)) ^ PIN_SINCE_MAGIC) >>> 0, true);
+  return buf;
+}
+
+/** A lease's pin, and since when it is held when the lease says (see {@link PIN_RECORD_BYTES}). */
+export interface LeasePin {
+  pin: number;
+  /** Wall-clock ms since the epoch; undefined for a lease of a release that does not publish it. */
+  sinceWallMs: number | undefined;
+}
 
 /**
- * The pin a lease publishes, or undefined if none is readable yet. The check word
- * guards against reading a pin half-written by its owner (the read is then retried).
+ * The pin a lease publishes, with since when, or undefined if no pin is readable yet. A
+ * read that meets a write under way (a check fails) is tried again; a pin whose time never
+ * checks in those tries is returned without its time (its owner rewrites the record only
+ * when its pin moves, so this is a record torn and not rewritten since: never a time
+ * taken for another pin's).
  */
-export function readLeasePin(platform: Platform, path: string): number | undefined {
+export function readLeasePinRecord(platform: Platform, path: string): LeasePin | undefined {
   let handle: FileHandle;
   try {
     handle = platform.open(path, { readOnly: true });
@@ -128,17 +175,29 @@ export function readLeasePin(platform: Platform, path: string): number | undefin
     return undefined;
   }
   try {
-    const buf = new Uint8Array(PIN_BYTES);
-    for (let attempt = 0; attempt < 20; attempt++) {
-      if (handle.read(buf, LEASE_INFO_BYTES) < PIN_BYTES) return undefined;
-      const view = new DataView(buf.buffer);
+    const buf = new Uint8Array(PIN_RECORD_BYTES);
+    const view = new DataView(buf.buffer);
+    let pinAlone: number | undefined;
+    for (let attempt = 0; attempt < PIN_READ_ATTEMPTS_MAX; attempt++) {
+      const n = handle.read(buf, LEASE_INFO_BYTES);
+      if (n < PIN_BYTES) return undefined;
       const tsn = view.getFloat64(0, true);
-      if ((view.getUint32(8, true) >>> 0) === ((((tsn * 2654435761) >>> 0) ^ PIN_MAGIC) >>> 0)) return tsn;
+      // The check word misses the float's lowest bytes (the product is cut to 32 bits), so a
+      // pin torn there would pass it: a pin is a version, a whole number, and nothing else is one.
+      if (!Number.isSafeInteger(tsn) || tsn < 0 || (view.getUint32(8, true) >>> 0) !== pinCheckWord(tsn)) continue;
+      if (n < PIN_RECORD_BYTES) return { pin: tsn, sinceWallMs: undefined }; // an older release's lease
+      if ((view.getUint32(20, true) >>> 0) === ((crc32c(buf.subarray(0, 20)) ^ PIN_SINCE_MAGIC) >>> 0)) return { pin: tsn, sinceWallMs: view.getFloat64(12, true) };
+      pinAlone = tsn;
     }
-    return undefined;
+    return pinAlone === undefined ? undefined : { pin: pinAlone, sinceWallMs: undefined };
   } finally {
     handle.close();
   }
+}
+
+/** The pin a lease publishes, or undefined if none is readable yet ({@link readLeasePinRecord} without the time). */
+export function readLeasePin(platform: Platform, path: string): number | undefined {
+  return readLeasePinRecord(platform, path)?.pin;
 }
 
 /** True if `name` is a lease file name. */
@@ -236,6 +295,8 @@ export interface LeaseView {
   info: LeaseInfo | undefined;
   /** The pin it publishes (undefined while none is readable: the owner is opening). */
   pin: number | undefined;
+  /** Since when it pins that version, wall-clock ms (undefined: no pin, or an older release's lease, which does not say). */
+  pinSinceWallMs?: number;
   /**
    * Set when the lease file cannot be opened (another user's, EACCES): why, for a person.
    * Its owner cannot be told dead, so it counts as alive and as pinning nothing above the
@@ -291,7 +352,8 @@ export function listLeases(platform: Platform, leasesDir: string, onDead?: (path
       live.push({ path, info: undefined, pin: undefined, unreadable: `cannot be opened (${unreadableReason(platform, path, alive.error)})` });
       continue;
     }
-    live.push({ path, info: readLeaseInfo(platform, path), pin: readLeasePin(platform, path) });
+    const pin = readLeasePinRecord(platform, path);
+    live.push({ path, info: readLeaseInfo(platform, path), pin: pin?.pin, ...(pin?.sinceWallMs !== undefined ? { pinSinceWallMs: pin.sinceWallMs } : {}) });
   }
   return { live, names };
 }

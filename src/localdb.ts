@@ -890,11 +890,22 @@ export class LocalDatabase implements DatabaseEngine {
   }
 
   /** Live processes sharing this store, with their pins (for diagnostics and `txtdb doctor`). */
-  processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; self: boolean }[] {
+  processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; pinAgeMs: number | undefined; self: boolean }[] {
     this.ensureOpen();
     const { live } = this.#pins.scanLeases(this.#tail.manifest.checkpointTsn ?? 0);
-    const me = { pid: this.platform.pid, runtime: this.platform.runtime, pinnedVersion: BigInt(this.#pins.localPin()), self: true };
-    return [me, ...live.map((l) => ({ pid: l.pid, runtime: l.runtime, pinnedVersion: l.pin === undefined ? undefined : BigInt(l.pin), self: false }))];
+    const now = this.platform.wallClockMs();
+    const me = { pid: this.platform.pid, runtime: this.platform.runtime, pinnedVersion: BigInt(this.#pins.localPin()), pinAgeMs: this.#pins.localPinAgeMs(), self: true };
+    return [
+      me,
+      ...live.map((l) => ({
+        pid: l.pid,
+        runtime: l.runtime,
+        pinnedVersion: l.pin === undefined ? undefined : BigInt(l.pin),
+        // Wall clocks: one set back since the pin was taken must not give a negative age.
+        pinAgeMs: l.pinSinceWallMs === undefined ? undefined : Math.max(0, Math.round(now - l.pinSinceWallMs)),
+        self: false,
+      })),
+    ];
   }
 
   // --- queues ---

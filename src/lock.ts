@@ -106,19 +106,26 @@ export class FileLock {
   #guardHeld = false;
   /** True when the last attempt found the file free but the guard held elsewhere: poll, do not wait on the file. */
   #guardBusy = false;
+  /** The holder record written into the file at each exclusive take (see the constructor's `recordHolder`). */
+  readonly #holderRecord: (() => Uint8Array) | undefined;
 
   /**
    * `readOnly`: the file is opened read-only and never created (a read-only open's probe of
    * the writer lock; flock needs no write access). `guardDir`: the directory whose flock is
    * taken with the file's (the writer lock's; see the module comment), where the port can
-   * open one.
+   * open one. `recordHolder`: the bytes written at the start of the file each time this
+   * process takes the lock exclusively (holder.ts's record: who holds it, since when, for
+   * LOCK_TIMEOUT messages and `txtdb doctor`), for a lock whose every exclusive user should
+   * record itself however it takes the lock (`compact.lock`: compaction, backup, a format
+   * change); the writer lock's callers stamp it themselves (holder.ts, stampHolder).
    */
-  constructor(platform: Platform, path: string, mode = 0o600, options: { readOnly?: boolean; guardDir?: string } = {}) {
+  constructor(platform: Platform, path: string, mode = 0o600, options: { readOnly?: boolean; guardDir?: string; recordHolder?: () => Uint8Array } = {}) {
     this.#platform = platform;
     this.#path = path;
     this.#mode = mode;
     this.#readOnly = options.readOnly ?? false;
     this.#guardDir = platform.openDirectoryLock ? options.guardDir : undefined;
+    this.#holderRecord = options.recordHolder;
   }
 
   /** The lock file's path. */
@@ -146,8 +153,7 @@ export class FileLock {
       return this.#makeRelease();
     }
     if (!this.#tryKernelLock(exclusive)) return undefined;
-    this.#holders = 1;
-    this.#exclusiveHeld = exclusive;
+    this.#taken(exclusive);
     return this.#makeRelease();
   }
 
@@ -363,6 +369,18 @@ export class FileLock {
     };
   }
 
+  /** The kernel lock was just taken (from UNLOCKED): the first holder, and its record if wanted. */
+  #taken(exclusive: boolean): void {
+    this.#holders = 1;
+    this.#exclusiveHeld = exclusive;
+    if (!exclusive || this.#holderRecord === undefined || this.#readOnly) return;
+    try {
+      this.#handle?.write(this.#holderRecord(), 0);
+    } catch {
+      // diagnostics only: a lock whose record could not be written is held all the same
+    }
+  }
+
   #grant(waiter: Waiter): void {
     waiter.cleanup();
     const waited = this.#platform.monotonicMs() - waiter.enqueuedMs;
@@ -388,8 +406,7 @@ export class FileLock {
         return;
       }
       this.#queue.shift();
-      this.#holders = 1;
-      this.#exclusiveHeld = head.exclusive;
+      this.#taken(head.exclusive);
       this.#grant(head);
     }
   }
@@ -438,8 +455,7 @@ export class FileLock {
         }
         if (granted && head) {
           this.#queue.shift();
-          this.#holders = 1;
-          this.#exclusiveHeld = exclusive;
+          this.#taken(exclusive);
           this.#grant(head);
         } else {
           try {
@@ -481,8 +497,7 @@ export class FileLock {
           const head = this.#queue[0]!;
           if (this.#tryKernelLock(head.exclusive)) {
             this.#queue.shift();
-            this.#holders = 1;
-            this.#exclusiveHeld = head.exclusive;
+            this.#taken(head.exclusive);
             this.#grant(head);
             break;
           }

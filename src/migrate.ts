@@ -6,7 +6,7 @@
  */
 import { TxtDbError } from "./errors.ts";
 import { COMPACT_LOCK, ioError, LEASES_DIR, WRITER_LOCK } from "./files.ts";
-import { stampHolder } from "./holder.ts";
+import { holderRecord, stampHolder } from "./holder.ts";
 import { listLeases } from "./liveness.ts";
 import { FileLock } from "./lock.ts";
 import { FORMAT_CHECKPOINT, FORMAT_READABLE_MAX, FORMAT_TWO_PHASE, FORMAT_VERSION, Log } from "./log.ts";
@@ -63,7 +63,7 @@ export function changeFormatLocked(platform: Platform, dir: string, log: Log, m:
 export async function migrateStore(platform: Platform, dir: string, options: { rollback?: boolean; lockTimeoutMs?: number } = {}): Promise<{ format: number; change?: FormatChange }> {
   const log = new Log(platform, dir, 0o600, false);
   const writer = new FileLock(platform, `${dir}/${WRITER_LOCK}`, 0o600, { guardDir: dir });
-  const compact = new FileLock(platform, `${dir}/${COMPACT_LOCK}`);
+  const compact = new FileLock(platform, `${dir}/${COMPACT_LOCK}`, 0o600, { recordHolder: () => holderRecord(platform) }); // as compact.ts's: doctor names it
   try {
     const first = log.readManifest();
     if (!first) throw new TxtDbError("INVALID_ARGUMENT", `No txtdb store at "${dir}" (no MANIFEST)`);

@@ -8,6 +8,10 @@
  * - New pins start at the head, so the pin this process publishes only moves up (asserted
  *   in {@link Pins.pin}); a failed publication leaves the published pin lower than the
  *   real one, which only makes compaction keep more.
+ * - With its pin, the lease publishes since when this process pins that version (wall clock):
+ *   the time the published version was first reached (a snapshot taken, the head come to
+ *   it, a watcher started below it), kept while the pin stays there. Other processes show
+ *   it as the pin's age (`txtdb doctor`, `db.processes()`); it plays no part in compaction.
  * - A pin left unused past `maxIdleMs` is released with a warning (bounded pins). A pin
  *   held by work under way (a transaction's commit or prepare waiting for the writer lock,
  *   see {@link PinHandle.hold}) is in use all along: were it released, another process's
@@ -71,6 +75,8 @@ export interface LiveLease {
   pid: number;
   runtime: string;
   pin: number | undefined;
+  /** Since when the process pins `pin`, wall-clock ms; undefined when its lease does not say (an older release). */
+  pinSinceWallMs: number | undefined;
   path: string;
   /** Set when the lease file cannot be opened: why (see {@link LeaseView.unreadable}). */
   unreadable?: string;
@@ -111,6 +117,8 @@ export class Pins {
   #nextPinId = 1;
   #lease: ProcessLease | undefined;
   #publishedPin = -1;
+  /** The local pin as last seen by {@link publish}, and when it came to that version (wall-clock ms). */
+  #pinSince: { pin: number; wallMs: number } | undefined;
   #closed = false;
 
   constructor(platform: Platform, path: string, options: { readOnly: boolean; mode: number; dirMode: number; maxIdleMs: number }, sources: PinSources) {
@@ -199,14 +207,26 @@ export class Pins {
   publish(mustHold = false): void {
     if (!this.#lease) return;
     const pin = this.localPin();
+    const since = this.#sinceOf(pin);
     if (pin === this.#publishedPin) return;
     try {
-      this.#lease.publishPin(pin);
+      this.#lease.publishPin(pin, since);
       this.#publishedPin = pin;
     } catch (e) {
       if (mustHold && pin < this.#publishedPin) throw e;
       // retried on the next change
     }
+  }
+
+  /** When the local pin came to `pin` (now, if it was elsewhere at the last look): kept while it stays. */
+  #sinceOf(pin: number): number {
+    if (this.#pinSince?.pin !== pin) this.#pinSince = { pin, wallMs: this.#platform.wallClockMs() };
+    return this.#pinSince.wallMs;
+  }
+
+  /** How long this process has pinned its {@link localPin}'s version, in ms (as its lease says to others). */
+  localPinAgeMs(): number {
+    return Math.max(0, Math.round(this.#platform.wallClockMs() - this.#sinceOf(this.localPin())));
   }
 
   /**
@@ -369,12 +389,12 @@ export class Pins {
     if (this.#leasesLostAtMs !== undefined && this.#platform.monotonicMs() - this.#leasesLostAtMs < LEASES_SETTLE_MS) {
       minPin = Math.min(minPin, checkpointTsn);
     }
-    for (const { path, info, pin, unreadable } of listing.live) {
+    for (const { path, info, pin, pinSinceWallMs, unreadable } of listing.live) {
       if (path === own) continue;
       // A live process whose pin is not readable yet (it is opening) reads from at least
       // the current checkpoint; be conservative and keep everything.
       minPin = Math.min(minPin, pin ?? checkpointTsn);
-      live.push({ pid: info?.pid ?? -1, runtime: info?.runtime ?? "?", pin, path, ...(unreadable !== undefined ? { unreadable } : {}) });
+      live.push({ pid: info?.pid ?? -1, runtime: info?.runtime ?? "?", pin, pinSinceWallMs: pin === undefined ? undefined : pinSinceWallMs, path, ...(unreadable !== undefined ? { unreadable } : {}) });
     }
     return { minPin, live, reclaimed, unreadable: this.#unreadable(listing) };
   }

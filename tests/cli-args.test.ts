@@ -105,7 +105,8 @@ const figuresInput = (over: Partial<FiguresInput> = {}): FiguresInput => ({
   ],
   leaseBytes: 268,
   processes: [
-    { pid: 11, runtime: "bun", startedAtMs: 1_000, pinnedVersion: 9n },
+    { pid: 11, runtime: "bun", startedAtMs: 1_000, pinnedVersion: 9n, pinnedSinceMs: 4_000 },
+    // A lease of an older release: its pin, without since when.
     { pid: 12, runtime: "deno", startedAtMs: 5_000, pinnedVersion: 25n },
     { pid: 13, runtime: "node" },
   ],
@@ -122,7 +123,7 @@ test(`${R} storeFigures: a segment file past a gap in the numbers (a stray copy)
   assert.equal(f.files.find((x) => x.name === "seg-0000000009.log")?.role, "leftover");
 });
 
-test(`${R} storeFigures: bytes by file role, live segments, checkpoint, processes, oldest pin and lock holder; no per-process counters`, () => {
+test(`${R} storeFigures: bytes by file role, live segments, checkpoint, processes, oldest pin (and for how long) and lock holder; no per-process counters`, () => {
   const f = storeFigures(figuresInput());
   assert.match(f.scope, /store-wide.*per-process counters.*not shown/);
   assert.equal(f.version, 30n);
@@ -130,9 +131,10 @@ test(`${R} storeFigures: bytes by file role, live segments, checkpoint, processe
   assert.deepEqual(f.segments, { live: 2, first: "seg-0000000003.log", active: "seg-0000000004.log" });
   assert.deepEqual(f.checkpoint, { file: "ckpt-0000000000000006-3.dat", version: 6n, bytes: 600 });
   assert.deepEqual(f.files.filter((x) => x.role === "leftover").map((x) => x.name), ["ckpt-0000000000000002-2.dat", "seg-0000000002.log"]);
-  assert.deepEqual(f.processes[0], { pid: 11, runtime: "bun", runningMs: 9_000, pinnedVersion: 9n, behindHead: 21n });
-  assert.deepEqual(f.processes[2], { pid: 13, runtime: "node", runningMs: null, pinnedVersion: null, behindHead: null });
-  assert.deepEqual(f.oldestPin, { pid: 11, runtime: "bun", version: 9n, behindHead: 21n, heldAtMostMs: 9_000 });
+  assert.deepEqual(f.processes[0], { pid: 11, runtime: "bun", runningMs: 9_000, pinnedVersion: 9n, behindHead: 21n, pinAgeMs: 6_000 });
+  assert.deepEqual(f.processes[1], { pid: 12, runtime: "deno", runningMs: 5_000, pinnedVersion: 25n, behindHead: 5n, pinAgeMs: null });
+  assert.deepEqual(f.processes[2], { pid: 13, runtime: "node", runningMs: null, pinnedVersion: null, behindHead: null, pinAgeMs: null });
+  assert.deepEqual(f.oldestPin, { pid: 11, runtime: "bun", version: 9n, behindHead: 21n, heldMs: 6_000, heldAtMostMs: 9_000 });
   assert.deepEqual(f.writerLock, { held: true, pid: 12, runtime: "deno", heldMs: 1_000 });
   for (const k of ["commits", "conflicts", "commitLatencyUs", "fsyncs", "reads"]) assert.equal(k in f, false, k);
   const idle = storeFigures(figuresInput({ processes: [], writerLock: { held: false }, checkpointVersion: 0n, files: [{ name: "seg-0000000003.log", bytes: 1 }] }));

@@ -1,5 +1,5 @@
 /** The command line, run as users run it: `node dist/cli.js` (npm), `deno run cli/main.ts` (JSR), `bun cli/main.ts`. */
-import { assert, canSpawn, runtime, tempDir, test, waitUntil } from "./harness.ts";
+import { assert, canSpawn, runtime, sleep, tempDir, test, waitUntil } from "./harness.ts";
 
 if (canSpawn) {
   const fs = await import("node:fs");
@@ -449,6 +449,64 @@ if (canSpawn) {
       killAllWorkers();
     }
   });
+  test(`[${runtime}] compact.lock's holder is named by the LOCK_TIMEOUT of a compaction that waits for it and by txtdb doctor: a txtdb compaction as information, flock(1) with a warning`, async () => {
+    const { open } = await import("txtdb");
+    const { spawn, spawnSync } = await import("node:child_process");
+    // Opened before the lock is taken: open itself waits for the writer lock the compaction-holder keeps.
+    const timesOut = async (db: Awaited<ReturnType<typeof open>>, message: RegExp) => {
+      await assert.rejects(db.compact(), (e: Error & { code?: string }) => {
+        assert.equal(e.code, "LOCK_TIMEOUT", e.message);
+        assert.match(e.message, /compact\.lock/);
+        assert.match(e.message, message);
+        return true;
+      });
+    };
+    try {
+      for (const workerRt of ["node", "deno", "bun"] as const) {
+        const dir = tempDir("cli-compact-holder") + "/d";
+        assert.equal(run("node", ["set", dir, "n", "k", "1"]).code, 0);
+        // A compaction in another process holds compact.lock (waiting for the writer lock).
+        const db = await open(dir, { lockTimeoutMs: 300 });
+        const w = startWorker(workerRt, "compact-holder", [dir]);
+        const [, pid, rt] = (await w.waitFor("compacting ")).split(" ");
+        await timesOut(db, new RegExp(`it says: pid ${pid}, ${rt}, since \\d+ ms ago`));
+        for (const doctorRt of RTS) {
+          const r = run(doctorRt, ["doctor", dir]);
+          assert.match(r.out, new RegExp(`compact lock: held by pid ${pid} \\(${rt}\\) for \\d+\\.\\d s: a compaction, a backup or a format change`), `${doctorRt}: ${r.out}${r.err}`);
+          assert.doesNotMatch(r.out, /warning/, `${doctorRt}: ${r.out}`);
+          assert.equal(r.code, 0, `${doctorRt}: ${r.out}${r.err}`);
+        }
+        await w.finish();
+        assert.match(run("node", ["doctor", dir]).out, /compact lock: free/);
+        if (workerRt !== "node" || spawnSync("flock", ["--version"]).status !== 0) {
+          await db.close();
+          continue;
+        }
+        // Another program holds it: the kernel's lock table names it, not the record left by the compaction.
+        const holder = spawn("flock", ["-o", `${dir}/compact.lock`, "sleep", "60"], { stdio: "ignore" });
+        try {
+          assert.notEqual(await waitUntil(() => fs.readFileSync("/proc/locks", "utf8").includes(` ${holder.pid} `), 5_000), -1, "flock(1) took the lock");
+          await timesOut(db, new RegExp(`held by pid ${holder.pid} per the kernel's lock table`));
+          for (const doctorRt of RTS) {
+            const r = run(doctorRt, ["doctor", dir]);
+            assert.equal(r.code, 1, `${doctorRt}: ${r.out}${r.err}`);
+            // Deno may be refused /proc/locks: the record then names the compaction's pid, which has no lease any more.
+            const named = doctorRt === "deno" && !r.out.includes("kernel's lock table")
+              ? new RegExp(`compact lock: held; the record in the file names pid ${pid} \\(${rt}\\).*no live txtdb process`)
+              : new RegExp(`compact lock: held by pid ${holder.pid} per the kernel's lock table, which is not a txtdb process`);
+            assert.match(r.out, named, `${doctorRt}: ${r.out}`);
+            assert.match(r.out, /warning: .*compact\.lock.*LOCK_TIMEOUT/, `${doctorRt}: ${r.out}`);
+          }
+        } finally {
+          holder.kill("SIGKILL");
+          await db.close();
+        }
+      }
+    } finally {
+      killAllWorkers();
+    }
+  });
+
   test(`[${runtime}] txtdb with no arguments prints usage and exits 2; --help and help <command> document exit codes; a mistyped command gets "did you mean" and creates nothing`, () => {
     const dir = tempDir("cli-usage") + "/d";
     for (const rt of RTS) {
@@ -471,7 +529,7 @@ if (canSpawn) {
     assert.equal(run("deno", ["-V"]).out.trim(), `txtdb ${version}`, "JSR users see deno.json's version");
   });
 
-  test(`[${runtime}] txtdb stats shows store-wide figures with the other processes' pins, not the CLI's counters; compact names the process whose pin stops it`, async () => {
+  test(`[${runtime}] txtdb stats shows store-wide figures with the other processes' pins and their age, not the CLI's counters; doctor says how long each pin is held; compact names the process whose pin stops it`, async () => {
     try {
       for (const workerRt of ["bun", "deno"] as const) {
         const dir = tempDir("cli-pins") + "/d";
@@ -488,8 +546,17 @@ if (canSpawn) {
         assert.equal(f.oldestPin.pid, Number(pid));
         assert.equal(f.oldestPin.version, pinned);
         assert.equal(f.oldestPin.behindHead, String(Number(head) - Number(pinned)));
+        assert.ok(typeof f.oldestPin.heldMs === "number" && f.oldestPin.heldMs <= f.oldestPin.heldAtMostMs, JSON.stringify(f.oldestPin));
+        assert.equal(f.processes[0].pinAgeMs, f.oldestPin.heldMs);
+        // The age of the pin, from the lease: a second later, over a second.
+        await sleep(1_000);
+        for (const doctorRt of ["node", "deno"] as const) {
+          const d = run(doctorRt, ["doctor", dir]);
+          const m = new RegExp(`pid ${pid} \\(${rt}\\): pins version ${pinned} \\(\\d+ behind the head\\) for (\\d+\\.\\d) s`).exec(d.out);
+          assert.ok(m && Number(m[1]) >= 1, `${doctorRt}: ${d.out}${d.err}`);
+        }
         assert.ok(f.segments.live > 2, JSON.stringify(f.segments));
-        assert.equal(f.bytes.total, f.files.reduce((a: number, x: { bytes: number }) => a + x.bytes, 0) + (f.bytes.other - f.files.filter((x: { role: string }) => ["manifest", "frontier", "writer lock"].includes(x.role)).reduce((a: number, x: { bytes: number }) => a + x.bytes, 0)));
+        assert.equal(f.bytes.total, f.files.reduce((a: number, x: { bytes: number }) => a + x.bytes, 0) + (f.bytes.other - f.files.filter((x: { role: string }) => ["manifest", "frontier", "writer lock", "compact lock"].includes(x.role)).reduce((a: number, x: { bytes: number }) => a + x.bytes, 0)));
         run("bun", ["compact", dir]); // folds what lies below the pin
         const again = run("deno", ["compact", dir]);
         assert.equal(again.code, 0, again.err);

@@ -211,3 +211,78 @@ test(`${R} txtdb doctor flags another user's lease it cannot read, names it and 
     fs.rmSync(base, { recursive: true, force: true });
   }
 });
+
+test(`${R} processes() gives another process's pin its age, from when that version was pinned, not from when the process started`, async () => {
+  const dir = tempDir("leases-pin-age");
+  const openedMs = Date.now();
+  const a = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+  const b = await open(dir, { autoCompactBytes: 0 });
+  try {
+    await sleep(300); // the process lives longer than its pin
+    await a.set("ns", "k", "old");
+    const pinnedMs = Date.now();
+    const snap = await a.snapshot();
+    for (let i = 0; i < 20; i++) await b.set("ns", "k", `new${i}`);
+    await sleep(400);
+    const [me, ...others] = b.processes();
+    assert.equal(typeof me!.pinAgeMs, "number");
+    assert.equal(others.length, 1);
+    const other = others[0]!;
+    assert.equal(other.pinnedVersion, snap.version);
+    assert.equal(typeof other.pinAgeMs, "number", "the lease says since when");
+    // Since its pin reached the snapshot's version (the write before it), at most.
+    assert.ok(other.pinAgeMs! >= Date.now() - pinnedMs - 50 && other.pinAgeMs! <= Date.now() - openedMs - 250, `pinAgeMs ${other.pinAgeMs}`);
+    snap.release();
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test(`${R} a lease of an older txtdb (its pin without a start time) reads as that pin, its age unknown; a start time torn from its pin is never paired with it`, async () => {
+  const dir = tempDir("leases-old-record");
+  const db = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+  for (let i = 0; i < 5; i++) await db.set("ns", "k", i);
+  const { crc32c } = await import("txtdb/internal");
+  const path = `${dir}/leases/00112233445566aa.lease`;
+  // Held locked through a handle of this process's own: to flock, another process.
+  const h = platform.open(path, { create: true, exclusive: true, mode: 0o600 });
+  try {
+    assert.ok(h.tryLock(true));
+    h.write(new TextEncoder().encode(JSON.stringify({ pid: 4242, runtime: "node", startedAtMs: Date.now() - 60_000 }).padEnd(256, " ")), 0);
+    // The pin record as releases before the start time wrote it: the pin and its check word, 12 bytes.
+    const pinPart = (tsn: number) => {
+      const b = new Uint8Array(12);
+      const v = new DataView(b.buffer);
+      v.setFloat64(0, tsn, true);
+      v.setUint32(8, ((((tsn * 2654435761) >>> 0) ^ 0x5eed5eed) >>> 0), true);
+      return b;
+    };
+    const sincePart = (tsn: number, sinceMs: number) => {
+      const b = new Uint8Array(20);
+      b.set(pinPart(tsn));
+      new DataView(b.buffer).setFloat64(12, sinceMs, true);
+      const out = new Uint8Array(12);
+      out.set(b.subarray(12, 20));
+      new DataView(out.buffer).setUint32(8, (crc32c(b) ^ 0x71e5ab1e) >>> 0, true);
+      return out;
+    };
+    const seen = () => db.processes().find((p) => p.pid === 4242);
+    h.write(pinPart(2), 256);
+    assert.deepEqual({ ...seen(), pid: 0 }, { pid: 0, runtime: "node", pinnedVersion: 2n, pinAgeMs: undefined, self: false });
+    assert.equal((await db.compact()).minPinnedVersion, 2n, "its pin holds");
+    // The whole record of this release: the pin and since when.
+    h.write(sincePart(2, Date.now() - 5_000), 256 + 12);
+    const age = seen()!.pinAgeMs!;
+    assert.ok(age >= 5_000 && age < 60_000, `pinAgeMs ${age}`);
+    // The pin of a later write with the start time of the earlier one (a torn record): the pin, no time.
+    h.write(pinPart(3), 256);
+    assert.deepEqual([seen()!.pinnedVersion, seen()!.pinAgeMs], [3n, undefined]);
+    // A torn pin is no pin at all (its check word fails): the process counts as opening.
+    h.write(new Uint8Array([1, 2, 3]), 256);
+    assert.equal(seen()!.pinnedVersion, undefined);
+  } finally {
+    h.close();
+    await db.close();
+  }
+});

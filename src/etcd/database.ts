@@ -561,7 +561,7 @@ export class EtcdDatabase implements DatabaseEngine {
     return report;
   }
 
-  processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; self: boolean }[] {
+  processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; pinAgeMs: number | undefined; self: boolean }[] {
     throw unsupported("db.processes()", "processes on other machines are known by their etcd leases only (etcdctl lease list)");
   }
 

@@ -14,6 +14,20 @@
  * while it waits in the queue: the batch is taken under the lock, and from then on its
  * outcome is on its way to the disk.
  *
+ * Rules of the committer (the durability rules of the append and sync are in tail.ts):
+ *
+ * 1. A commit can be taken back only while it is queued; the batch is taken once the writer
+ *    lock is held, and every commit of it then learns its outcome.
+ * 2. A CONFLICT is delivered only once the commit it lost to is durable, and so visible to
+ *    the rerun: a batch that appended something resolves after its own sync, which covers
+ *    every record appended before it; a batch that appended nothing, having lost to records
+ *    another process appended and has not made durable yet, first makes them durable itself
+ *    (Tail.makeDurable: shared with a sync under way, or synced here). Delivered earlier,
+ *    the rerun read the state before those records (readers never pass the durable
+ *    frontier) and lost again, and again until its retries ran out; when their writer had
+ *    been killed or stopped between its append and its sync, for as long as no other
+ *    commit came to sync them (every transaction touching those keys failed).
+ *
  * Conflict rules (a newer version of a key means: TSN > the transaction's readVersion):
  * - any namespace the transaction touched was created, dropped or renamed since → CONFLICT
  * - a key it set or deleted has a newer version → CONFLICT (both isolation levels)
@@ -359,9 +373,12 @@ export class GroupCommitter {
         }
         let results: (number | TxtDbError)[];
         let appended: AppendedBatch | undefined;
+        let lostTo: AppendedBatch | undefined;
         try {
           stampHolder(this.#lock, this.#platform);
           ({ results, appended } = this.commitBatchLocked(batch.map((p) => p.state)));
+          // Rule 2: a batch that appended nothing and lost to records not durable yet.
+          if (!appended && results.some((r) => isTxtDbError(r, "CONFLICT"))) lostTo = this.#tail.unsyncedReadLocked();
         } catch (e) {
           if (isWriterLockLost(e) && batch.every((p) => (p.lockLost ?? 0) < LOCK_LOST_REQUEUES_MAX)) {
             // Nothing was appended: the batch goes again, under the lock on the file the
@@ -388,6 +405,14 @@ export class GroupCommitter {
             }
           }
         });
+        if (lostTo) {
+          try {
+            await this.#tail.makeDurable(lostTo);
+          } catch {
+            // Not made durable (a sync failed and is marked, or the records were cut by a
+            // repair): the conflicts stand as they are, and the next commit meets the failure.
+          }
+        }
         // The lock is released before the sync: other processes append behind this batch
         // meanwhile, and one sync makes them all durable (rules 2-3 in tail.ts).
         if (appended) {

@@ -1070,6 +1070,18 @@ export class Tail {
     if (!this.#closed) this.log.attachMirror();
   }
 
+  /**
+   * The records this process has read past the durable end, as a batch {@link makeDurable}
+   * can make durable (undefined if there are none, or outside "full"): other processes'
+   * batches appended and not synced yet, the syncs of their writers under way, or never
+   * coming (a writer killed or stopped between its append and its sync). Called holding the
+   * writer lock, after the catch-up: see the committer's use (commit.ts rule 2).
+   */
+  unsyncedReadLocked(): AppendedBatch | undefined {
+    if (this.#durability !== "full" || comparePositions(this.#readPos, this.#durablePos) <= 0) return undefined;
+    return { seg: this.#readPos.seg, end: this.#readPos, tsn: this.index.lastTsn, epoch: this.#epoch };
+  }
+
   async #makeDurable(b: AppendedBatch): Promise<void> {
     const file = this.log.segment(b.end.seg);
     if (!file) throw this.#cutError(b); // a segment is deleted only once folded, so durable

@@ -30,7 +30,7 @@ async function count(db: Database | { list: Database["list"] }, prefix: unknown[
 function snapshotFiles(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of fs.readdirSync(dir)) {
-    if (name === "writer.lock") continue; // its holder record changes with every writer
+    if (name === "writer.lock" || name === "compact.lock") continue; // their holder records change with every holder
     const p = `${dir}/${name}`;
     out[name] = fs.statSync(p).isDirectory() ? "<dir>" : fs.readFileSync(p).toString("base64");
   }

@@ -270,9 +270,8 @@ async function copyTable(src: BackupSource, t: ManifestTable, dest: string, turn
   try {
     const input = platform.open(from, { readOnly: true });
     try {
-      const identity = tableIdentity(t);
       // No cache: every block is read from the file and checked (verify reads past any cache).
-      reader = TableReader.open(input, identity ? { cache: new BlockCache(0), identity } : { cache: new BlockCache(0) });
+      reader = TableReader.open(input, { cache: new BlockCache(0), identity: tableIdentity(t) });
     } catch (e) {
       input.close();
       throw e;

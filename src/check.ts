@@ -69,8 +69,7 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
         const f = platform.open(path, { readOnly: true });
         try {
           // With the manifest's identity: verify() then also checks the whole content is the table's (table.ts rule 9).
-          const identity = tableIdentity(t);
-          reader = TableReader.open(f, identity ? { cache: levels.cache, identity } : { cache: levels.cache });
+          reader = TableReader.open(f, { cache: levels.cache, identity: tableIdentity(t) });
         } catch (e) {
           f.close();
           throw e;

@@ -141,8 +141,7 @@ export class Levels {
               // With the manifest's key bounds the open reads the footer only (constant time).
               const bounds = t.min && t.max ? { minKey: { nsId: t.min[0], key: bytesToBinary(t.min[1]) }, maxKey: { nsId: t.max[0], key: bytesToBinary(t.max[1]) } } : undefined;
               // With the manifest's identity, the open also refuses a file copied over the table's name (table.ts rule 9).
-              const identity = tableIdentity(t);
-              const options = { cache: this.#cache, ...(bounds ? { bounds } : {}), ...(identity ? { identity } : {}) };
+              const options = { cache: this.#cache, identity: tableIdentity(t), ...(bounds ? { bounds } : {}) };
               lt = { name: t.name, level: t.level, reader: TableReader.open(file, options), ...(t.expiresAtMs !== undefined ? { expiresAtMs: t.expiresAtMs } : {}) };
             } catch (e) {
               file.close();

@@ -747,7 +747,7 @@ export interface TableOpenOptions {
    * footer, and `verify()` one of other content. Absent (a table of a manifest written
    * before it was recorded, or one read outside any manifest): not checked.
    */
-  identity?: TableIdentity;
+  identity?: TableIdentity | undefined;
 }
 
 /** Options of {@link TableReader.range}. */

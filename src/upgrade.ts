@@ -159,8 +159,8 @@ export function rollbackLocked(platform: Platform, dir: string, log: Log, m: Man
     for (const t of [...tables].sort((a, b) => a.level - b.level)) {
       const file = openForFormatChange(platform, `${dir}/${t.name}`);
       try {
-        const identity = tableIdentity(t); // a file copied over the table's name is not folded into the checkpoint (table.ts rule 9)
-        readers.push(TableReader.open(file, identity ? { cache, identity } : { cache }));
+        // With the manifest's identity: a file copied over the table's name is not folded into the checkpoint (table.ts rule 9).
+        readers.push(TableReader.open(file, { cache, identity: tableIdentity(t) }));
       } catch (e) {
         file.close();
         throw e;

@@ -27,6 +27,16 @@ const IN_FLIGHT = Number(inFlightArg ?? 16);
 // in a 3 s warm-up against ~6,500 at 16 (four processes), and then ran its timed row ~24 %
 // slower. better-sqlite3 and lmdb-js are synchronous and warm one at a time.
 const WARM_IN_FLIGHT = Math.max(IN_FLIGHT, 16);
+// ...and then, where the timed run has fewer in flight, warms up again in the timed run's
+// shape, for twice the first warm-up's time: at 16 in flight one group commit handles a
+// whole batch, so the functions a commit at one in flight runs once each (the committer's
+// loop, the sync path, the timers of a wait) had been called a few hundred times, and V8
+// compiled them during the timed run (~140 ms of optimizing compiles per process, and
+// baseline code until then). The peers' workers warm up one at a time, their timed shape.
+// Measured here, four processes at one in flight: 2,364-2,550 transactions/s without this
+// phase (3 s at 16 only), 3,131-3,504 with 3 s more at one; eight: 1,708-1,814 against
+// 2,660-2,675 with 9 s more (four alternating rounds, two).
+const SAME_SHAPE_WARM_FACTOR = 2;
 type Phase = { ms: number; count: number };
 /** Runs transactions, `inFlight` at a time, for `phase`; returns each one's latency (retries included), in µs. */
 async function run(phase: Phase, inFlight: number): Promise<number[]> {
@@ -63,6 +73,9 @@ if (mode === "w3" || mode === "w6") {
     const id = `${detectRuntime()}-${Math.random()}`;
     await barrier(`${barrierDir}/opened`, Number(procsArg), id);
     warmOps = (await run(warm, WARM_IN_FLIGHT)).length;
+    if (IN_FLIGHT < WARM_IN_FLIGHT) {
+      warmOps += (await run({ ms: warm.ms * SAME_SHAPE_WARM_FACTOR, count: warm.count * SAME_SHAPE_WARM_FACTOR }, IN_FLIGHT)).length;
+    }
     await barrier(`${barrierDir}/warmed`, Number(procsArg), id);
     before = db.stats();
   }

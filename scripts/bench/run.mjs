@@ -93,7 +93,10 @@ async function multiProcess() {
   // until all have, then runs its timed phase for `run` (barrier.mjs parsePhase): durations,
   // not counts, because a txtdb process reaches its JIT's steady state only after ~12,000
   // transactions when four share two cores (CPU per transaction ~240 µs over the first
-  // 4,000, ~100 µs after), and the rows are to measure the store, not the compiler.
+  // 4,000, ~100 µs after), and the rows are to measure the store, not the compiler. A
+  // txtdb worker whose timed run has fewer than 16 in flight then warms up again in that
+  // shape, for twice `warm` (mp-txtdb.ts says why); the peers' warm-up already has their
+  // timed shape (one at a time).
   const warm = `${Math.max(40, Math.round(5000 * scale))}ms`;
   const run = `${Math.max(60, Math.round(4000 * scale))}ms`;
   const mixed = [txtdbCmd.node, txtdbCmd.deno, txtdbCmd.bun];

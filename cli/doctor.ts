@@ -193,6 +193,25 @@ async function decisions(db: Database, out: (line: string) => void): Promise<num
   return 1;
 }
 
+/** How `processState` reads in a report line (", process stopped (…)"), or "" for a running process or none known. */
+function stateText(state: string | undefined): string {
+  return state === "T" ? ", process stopped (SIGSTOP or Ctrl-Z)" : state === "t" ? ", process stopped by a debugger" : state === "Z" ? ", process is a zombie" : "";
+}
+
+const isStopped = (state: string | undefined): boolean => state === "T" || state === "t";
+
+/**
+ * The warning for a txtdb process that holds `compact.lock` while stopped: nothing ends its
+ * hold, as nothing ends a stopped writer's (the kernel releases a lock at exit, not at a stop).
+ */
+function stoppedCompactHolder(pid: number, path: string, state: string | undefined): string {
+  return (
+    `warning: pid ${pid} holds ${path} while ${state === "t" ? "stopped by a debugger" : "stopped (SIGSTOP or Ctrl-Z)"}: ` +
+    "compactions (automatic ones, db.compact(), txtdb compact) and backups wait for it and fail with LOCK_TIMEOUT after lockTimeoutMs (default 30 s), and the log grows meanwhile. " +
+    `Resume it (kill -CONT ${pid}) or end it (kill ${pid}): the kernel releases the lock when it exits, and nothing committed is lost.`
+  );
+}
+
 /**
  * Who holds the writer lock, and a warning when the holder has held it far longer than a
  * commit does, or is stopped. `pids`: the live processes with a lease. Returns the number of
@@ -230,10 +249,9 @@ function writerLock(platform: Platform, dir: string, pids: number[], out: (line:
   }
   const heldMs = platform.wallClockMs() - holder.sinceWallMs;
   const state = processState(platform, holder.pid);
-  const stateText = state === "T" ? ", process stopped (SIGSTOP or Ctrl-Z)" : state === "t" ? ", process stopped by a debugger" : state === "Z" ? ", process is a zombie" : "";
   const known = pids.includes(holder.pid) ? "" : " (no live txtdb process with this pid has a lease here; it may be a tool outside txtdb's leases)";
-  out(safe(`writer lock: held by pid ${holder.pid} (${holder.runtime}) for ${seconds(heldMs)}${stateText}${known}`));
-  if (heldMs <= WRITER_HOLD_SUSPECT_MS && state !== "T" && state !== "t") return 0;
+  out(safe(`writer lock: held by pid ${holder.pid} (${holder.runtime}) for ${seconds(heldMs)}${stateText(state)}${known}`));
+  if (heldMs <= WRITER_HOLD_SUSPECT_MS && !isStopped(state)) return 0;
   out(
     `warning: pid ${holder.pid} has held the writer lock for ${seconds(heldMs)}, but a commit holds it for milliseconds: ` +
       "it is probably stuck (stopped with SIGSTOP or Ctrl-Z, paused in a debugger, or hung). " +
@@ -247,8 +265,9 @@ function writerLock(platform: Platform, dir: string, pids: number[], out: (line:
 /**
  * Who holds `compact.lock`, if anyone: information (a compaction, a backup or a format
  * change holds it for as long as it runs), and a warning when its holder is not a txtdb
- * process: every compaction and backup waits for it and fails with LOCK_TIMEOUT, and the
- * log grows meanwhile. A txtdb process that takes it has a lease here (compaction and
+ * process, or is one that is stopped (SIGSTOP, Ctrl-Z, a debugger; Linux, where /proc says):
+ * every compaction and backup waits for it and fails with LOCK_TIMEOUT, and the log grows
+ * meanwhile. A txtdb process that takes it has a lease here (compaction and
  * backup need a writable open) and records itself in the file (holder.ts); the kernel's
  * lock table (Linux) names a holder that did not. `pids`: the live processes with a lease.
  * Returns the number of problems. Read-only and never blocking.
@@ -273,8 +292,11 @@ function compactLock(platform: Platform, dir: string, pids: number[], out: (line
   const real = kernel !== undefined && kernel.length > 0 && (holder === undefined || !kernel.includes(holder.pid)) ? kernel[0]! : undefined;
   if (real !== undefined) {
     if (txtdb(real)) {
-      out(safe(`compact lock: held by pid ${real} per the kernel's lock table, a txtdb process with a lease here that did not record itself (an older txtdb's compaction or backup, or one that has just taken it)`));
-      return 0;
+      const state = processState(platform, real);
+      out(safe(`compact lock: held by pid ${real} per the kernel's lock table, a txtdb process with a lease here that did not record itself (an older txtdb's compaction or backup, or one that has just taken it)${stateText(state)}`));
+      if (!isStopped(state)) return 0;
+      out(safe(stoppedCompactHolder(real, path, state)));
+      return 1;
     }
     out(safe(`compact lock: held by pid ${real} per the kernel's lock table, which is not a txtdb process with a lease here${holder ? ` (the record in the file names pid ${holder.pid}, an earlier holder)` : ""}`));
     out(
@@ -298,8 +320,13 @@ function compactLock(platform: Platform, dir: string, pids: number[], out: (line
     );
     return 1;
   }
-  out(safe(`compact lock: held by pid ${holder.pid} (${holder.runtime}) for ${duration(heldMs)}: a compaction, a backup or a format change; others wait for it`));
-  return 0;
+  // A compaction or backup holds it for as long as it runs (minutes for a large store), so
+  // only a stopped holder is a problem; a hung one cannot be told from a long one.
+  const state = processState(platform, holder.pid);
+  out(safe(`compact lock: held by pid ${holder.pid} (${holder.runtime}) for ${duration(heldMs)}${stateText(state)}: a compaction, a backup or a format change; others wait for it`));
+  if (!isStopped(state)) return 0;
+  out(safe(stoppedCompactHolder(holder.pid, path, state)));
+  return 1;
 }
 
 /** Problems of a damaged store listed one by one, at most (the count says how many there are). */

@@ -476,6 +476,25 @@ if (canSpawn) {
           assert.doesNotMatch(r.out, /warning/, `${doctorRt}: ${r.out}`);
           assert.equal(r.code, 0, `${doctorRt}: ${r.out}${r.err}`);
         }
+        // The same holder stopped (SIGSTOP): nothing ends its hold, and doctor says so and how
+        // to end it (Node and Bun; Deno is refused /proc/<pid>/stat, and cannot tell).
+        process.kill(Number(pid), "SIGSTOP");
+        try {
+          const state = () => /\) (\S)/.exec(fs.readFileSync(`/proc/${pid}/stat`, "utf8").slice(-400))?.[1];
+          assert.notEqual(await waitUntil(() => state() === "T", 5_000), -1, `state ${state()}`);
+          for (const doctorRt of RTS) {
+            const r = run(doctorRt, ["doctor", dir]);
+            if (doctorRt === "deno") {
+              assert.match(r.out, new RegExp(`compact lock: held by pid ${pid} \\(${rt}\\) for \\d+\\.\\d s: a compaction`), `${doctorRt}: ${r.out}${r.err}`);
+              continue;
+            }
+            assert.equal(r.code, 1, `${doctorRt}: ${r.out}${r.err}`);
+            assert.match(r.out, new RegExp(`compact lock: held by pid ${pid} \\(${rt}\\) for \\d+\\.\\d s, process stopped \\(SIGSTOP or Ctrl-Z\\): a compaction`), `${doctorRt}: ${r.out}`);
+            assert.match(r.out, new RegExp(`warning: pid ${pid} holds .*compact\\.lock while stopped .*LOCK_TIMEOUT.*kill -CONT ${pid}`), `${doctorRt}: ${r.out}`);
+          }
+        } finally {
+          process.kill(Number(pid), "SIGCONT");
+        }
         await w.finish();
         assert.match(run("node", ["doctor", dir]).out, /compact lock: free/);
         if (workerRt !== "node" || spawnSync("flock", ["--version"]).status !== 0) {

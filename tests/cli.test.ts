@@ -5,6 +5,15 @@ if (canSpawn) {
   const fs = await import("node:fs");
   const { startWorker, killAllWorkers } = await import("./procs.ts");
   const { CLI: cli, runCli: run } = await import("./clirun.ts");
+  /**
+   * Stops process `pid` (SIGSTOP) and waits until /proc shows it stopped: the stop takes
+   * effect when the kernel next schedules the target. The caller sends SIGCONT.
+   */
+  const stopProcess = async (pid: string | undefined) => {
+    process.kill(Number(pid), "SIGSTOP");
+    const state = () => /\) (\S)/.exec(fs.readFileSync(`/proc/${pid}/stat`, "utf8").slice(-400))?.[1];
+    assert.notEqual(await waitUntil(() => state() === "T", 5_000), -1, `state ${state()}`);
+  };
   type Rt = keyof typeof cli;
   const RTS: Rt[] = ["node", "deno", "bun"];
   /** A user error: `txtdb: CODE: ...` on stderr, exit 2, and no stack trace. */
@@ -423,11 +432,8 @@ if (canSpawn) {
         // A holder stopped with SIGSTOP after taking the lock 40 s ago: every writer would wait.
         const stuck = startWorker(workerRt, "cli-holder", [dir, "40000"]);
         const [, pid2, rt2] = (await stuck.waitFor("held ")).split(" ");
-        process.kill(Number(pid2), "SIGSTOP");
         try {
-          // The stop takes effect when the kernel next schedules the target; wait for it.
-          const state = () => /\) (\S)/.exec(fs.readFileSync(`/proc/${pid2}/stat`, "utf8").slice(-400))?.[1];
-          assert.notEqual(await waitUntil(() => state() === "T", 5_000), -1, `state ${state()}`);
+          await stopProcess(pid2);
           for (const doctorRt of RTS) {
             const t0 = performance.now();
             const r = run(doctorRt, ["doctor", dir]);
@@ -478,10 +484,8 @@ if (canSpawn) {
         }
         // The same holder stopped (SIGSTOP): nothing ends its hold, and doctor says so and how
         // to end it (Node and Bun; Deno is refused /proc/<pid>/stat, and cannot tell).
-        process.kill(Number(pid), "SIGSTOP");
         try {
-          const state = () => /\) (\S)/.exec(fs.readFileSync(`/proc/${pid}/stat`, "utf8").slice(-400))?.[1];
-          assert.notEqual(await waitUntil(() => state() === "T", 5_000), -1, `state ${state()}`);
+          await stopProcess(pid);
           for (const doctorRt of RTS) {
             const r = run(doctorRt, ["doctor", dir]);
             if (doctorRt === "deno") {

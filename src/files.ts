@@ -16,7 +16,8 @@
  * readers.lock           flock: held shared by each process reading through the frontier mirror
  * leases/                one locked file per live process (liveness, pins)
  * locks/table            the table of locks on named resources (two checksummed slots)
- * locks/<id>.lease       one locked file per Database handle that took such a lock (its owner)
+ * locks/<id>.lease       one locked file per Database handle that took such a lock (its owner);
+ *                        at 4 KiB, the grants it holds (locks.ts: the table rebuilt from them)
  * ```
  *
  * @module

@@ -204,37 +204,88 @@ export function encodeTable(t: LockTable): Uint8Array {
   at += 8;
   v.setUint16(at, owners.length, true);
   at += 2;
-  owners.forEach((o, i) => {
-    for (let j = 0; j < 8; j++) out[at + j] = parseInt(o.id.slice(2 * j, 2 * j + 2), 16);
-    at += 8;
-    v.setUint32(at, o.pid >>> 0, true);
-    at += 4;
-    out[at++] = runtimes[i]!.length;
-    out.set(runtimes[i]!, at);
-    at += runtimes[i]!.length;
-  });
+  owners.forEach((o, i) => (at = writeOwner(out, v, at, o, runtimes[i]!)));
   v.setUint32(at, t.entries.length, true);
   at += 4;
-  t.entries.forEach((e, i) => {
-    v.setUint16(at, index.get(e.owner)!, true);
-    out[at + 2] = e.mode;
-    out[at + 3] = e.flags;
-    v.setFloat64(at + 4, e.seq, true);
-    v.setFloat64(at + 12, e.sinceWallMs, true);
-    v.setUint16(at + 20, e.resource.length, true);
-    at += 22;
-    for (let j = 0; j < e.resource.length; j++) out[at + j] = e.resource.charCodeAt(j);
-    at += e.resource.length;
-    const note = notes[i];
-    v.setUint16(at, note?.length ?? 0, true);
-    at += 2;
-    if (note) out.set(note, at);
-    at += note?.length ?? 0;
-  });
+  t.entries.forEach((e, i) => (at = writeEntry(out, v, at, index.get(e.owner)!, e.mode, e.flags, e.seq, e.sinceWallMs, e.resource, notes[i])));
+  sealSlot(out, v, size, t.generation);
+  return out;
+}
+
+/** Writes an owner of a slot's body at `at` (id, pid, runtime); returns where the next part goes. */
+function writeOwner(out: Uint8Array, v: DataView, at: number, o: LockOwner, runtime: Uint8Array): number {
+  for (let j = 0; j < 8; j++) out[at + j] = parseInt(o.id.slice(2 * j, 2 * j + 2), 16);
+  v.setUint32(at + 8, o.pid >>> 0, true);
+  out[at + 12] = runtime.length;
+  out.set(runtime, at + 13);
+  return at + 13 + runtime.length;
+}
+
+/** Writes an entry of a slot's body at `at`; returns where the next one goes. */
+function writeEntry(out: Uint8Array, v: DataView, at: number, ownerIndex: number, mode: number, flags: number, seq: number, sinceWallMs: number, resource: string, note: Uint8Array | undefined): number {
+  v.setUint16(at, ownerIndex, true);
+  out[at + 2] = mode;
+  out[at + 3] = flags;
+  v.setFloat64(at + 4, seq, true);
+  v.setFloat64(at + 12, sinceWallMs, true);
+  v.setUint16(at + 20, resource.length, true);
+  at += 22;
+  for (let j = 0; j < resource.length; j++) out[at + j] = resource.charCodeAt(j);
+  at += resource.length;
+  v.setUint16(at, note?.length ?? 0, true);
+  at += 2;
+  if (note) out.set(note, at);
+  return at + (note?.length ?? 0);
+}
+
+/** Writes the header of a slot of `size` bytes (its body already in place) for `generation`. */
+function sealSlot(out: Uint8Array, v: DataView, size: number, generation: number): void {
   v.setUint32(0, MAGIC, true);
   v.setUint32(4, size - SLOT_HEADER_BYTES, true);
-  v.setFloat64(8, t.generation, true);
+  v.setFloat64(8, generation, true);
   v.setUint32(16, slotChecksum(out, size - SLOT_HEADER_BYTES), true);
+}
+
+/**
+ * Encodes one owner's record of its grants (locks.ts: the table rebuilt from them) as a
+ * slot in the table's format: `ownerBytes` is the owner's part of the body, made once by
+ * {@link encodeRecordOwner}; every entry is granted, with no note. Leaner than
+ * {@link encodeTable}: it runs at every change of what a handle holds.
+ */
+export function encodeRecord(generation: number, ownerBytes: Uint8Array, grants: ReadonlyMap<number, { seq: number; resource: string; mode: number }>, sinceWallMs: number): Uint8Array {
+  let size = SLOT_HEADER_BYTES + 8 + 2 + ownerBytes.length + 4;
+  let count = 0;
+  let nextSeq = 1;
+  for (const g of grants.values()) {
+    if (g.resource.length > 0xffff) throw new TableFullError(`a resource of ${g.resource.length} bytes; the table holds at most 65535 bytes per resource`);
+    size += 22 + g.resource.length + 2;
+    count++;
+    if (g.seq >= nextSeq) nextSeq = g.seq + 1;
+  }
+  if (size > SLOT_BYTES) throw new TableFullError(`the record needs ${size} bytes; a slot holds ${SLOT_BYTES}`);
+  const out = new Uint8Array(size);
+  const v = new DataView(out.buffer);
+  let at = SLOT_HEADER_BYTES;
+  v.setFloat64(at, nextSeq, true);
+  v.setUint16(at + 8, count > 0 ? 1 : 0, true);
+  at += 10;
+  if (count > 0) {
+    out.set(ownerBytes, at);
+    at += ownerBytes.length;
+  }
+  v.setUint32(at, count, true);
+  at += 4;
+  for (const g of grants.values()) at = writeEntry(out, v, at, 0, g.mode, GRANTED, g.seq, sinceWallMs, g.resource, undefined);
+  const end = count > 0 ? size : size - ownerBytes.length;
+  sealSlot(out, v, end, generation);
+  return end === size ? out : out.subarray(0, end);
+}
+
+/** The owner's part of a record's body (see {@link encodeRecord}): id, pid, runtime. */
+export function encodeRecordOwner(owner: LockOwner): Uint8Array {
+  const runtime = encoder.encode(owner.runtime.slice(0, 32));
+  const out = new Uint8Array(8 + 4 + 1 + runtime.length);
+  writeOwner(out, new DataView(out.buffer), 0, owner, runtime);
   return out;
 }
 

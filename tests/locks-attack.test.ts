@@ -47,6 +47,21 @@ async function stateAfter(p: Promise<unknown>, ms = 40): Promise<string> {
   return s;
 }
 
+type OpenedHandle = ReturnType<Platform["open"]>;
+
+/** `real`, with every handle its open() makes passed through `wrap` (the rest bound to it as is). */
+function wrapOpens(real: Platform, wrap: (h: OpenedHandle, path: string, options: Parameters<Platform["open"]>[1]) => OpenedHandle): Platform {
+  return new Proxy(real, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (prop === "open") {
+        return (path: string, options?: Parameters<Platform["open"]>[1]) => wrap((v as Platform["open"]).call(target, path, options), path, options);
+      }
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as Platform;
+}
+
 async function handles(label: string, n: number): Promise<Database[]> {
   const dir = tempDir(label);
   const out: Database[] = [];
@@ -173,6 +188,116 @@ test(`${R} the table file cut to nothing while locks are held and waited for: th
   await closeAll([a, b, c]);
 });
 
+/** Damages the lock table from outside, as a careless user or a cleaner might. */
+function damageTable(dir: string, how: "deleted" | "cut" | "garbage"): void {
+  const table = `${dir}/locks/table`;
+  if (how === "deleted") fs.unlinkSync(table);
+  else if (how === "cut") fs.truncateSync(table, 0);
+  else fs.writeFileSync(table, new Uint8Array(3 * 2 ** 20).map((_, i) => (i * 131 + 7) & 255));
+}
+
+for (const how of ["deleted", "cut", "garbage"] as const) {
+  test(`${R} the table ${how} while a holder changes nothing: another handle is still refused (the table is rebuilt from the holders' records)`, async () => {
+    const dir = tempDir(`table-lost-${how}`);
+    const [a, b, c] = [await open(dir), await open(dir), await open(dir)];
+    // a's grant came from its own change; b's from a's release (b waited for it).
+    const la = await a.lock(["acct", 1], "X");
+    const lq = await a.lock(["q"], "X");
+    const waited = b.lock(["q"], "X", { timeoutMs: 10_000 });
+    assert.ok((await waitUntil(() => a.locks().some((l) => l.waiting), 5_000)) >= 0);
+    lq.release();
+    const lb = await waited;
+    damageTable(dir, how);
+    // Before anyone changes the table, locks() shows what the owners' records hold.
+    const listed = (db: Database) => db.locks().filter((l) => !l.waiting).map((l) => [l.resource, l.mode]).sort();
+    const held = [[["acct", 1], "X"], ["acct", "IX"], ["q", "X"]].sort();
+    assert.deepEqual(listed(c), held, "locks() from a handle that holds nothing");
+    assert.deepEqual(listed(a), held, "locks() from a holder");
+    // Neither a nor b changes the table from here on: only c does.
+    assert.equal(await outcome(c.lock(["acct", 1], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "c got S on a resource a holds X on");
+    assert.equal(await outcome(c.lock(["acct"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT", "c got X on the parent while a holds IX");
+    assert.equal(await outcome(c.lock(["q"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT", "c got X on a resource b holds X on (granted to b while it waited)");
+    assert.deepEqual(listed(c), held);
+    la.release();
+    lb.release();
+    assert.equal(await outcome(c.lock(["acct", 1], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+    assert.equal(await outcome(c.lock(["q"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+    assert.deepEqual(c.locks(), []);
+    await closeAll([a, b, c]);
+  });
+}
+
+test(`${R} the table lost and rebuilt in the moment between a waiter's grant and its record: the waiter never uses the grant, and queues again`, async () => {
+  const dir = tempDir("record-race");
+  const real = await defaultPlatform();
+  let hook: (() => void) | undefined;
+  // The platform of handle b: just before a write to its lease's record (at 4 KiB and
+  // past), the hook runs, as another process might at that instant.
+  const adapter = wrapOpens(real, (h, path) => {
+    if (!path.includes("/locks/") || !path.includes(".lease")) return h; // made as .lease-new, then renamed
+    return new Proxy(h, {
+      get(ht, hp) {
+        const hv = Reflect.get(ht, hp, ht) as unknown;
+        if (hp === "write") {
+          return (data: Uint8Array, position: number) => {
+            if (hook && position >= 4096) {
+              const f = hook;
+              hook = undefined;
+              f();
+            }
+            return (hv as (d: Uint8Array, p: number) => void).call(ht, data, position);
+          };
+        }
+        return typeof hv === "function" ? (hv as (...a: unknown[]) => unknown).bind(ht) : hv;
+      },
+    });
+  });
+  const a = await open(dir);
+  const b = await open(dir, { adapter });
+  const c = await open(dir);
+  const la = await a.lock(["q"], "X");
+  const waited = b.lock(["q"], "X", { timeoutMs: 20_000 });
+  assert.ok((await waitUntil(() => a.locks().some((l) => l.waiting), 5_000)) >= 0);
+  let cGot: Promise<string> | undefined;
+  hook = () => {
+    // b has seen its grant and is about to record it: the table goes, and c's change
+    // rebuilds it from records that do not hold b's grant yet.
+    damageTable(dir, "deleted");
+    cGot = outcome(c.lock(["q"], "X", { timeoutMs: 0 }).then((l) => ((lc = l), undefined)));
+  };
+  let lc: { release(): void } | undefined;
+  la.release(); // grants b in the table; b's look at the table takes it (and runs the hook)
+  assert.ok((await waitUntil(() => cGot !== undefined, 5_000)) >= 0, "the hook ran");
+  assert.equal(await cGot, "granted", "c, rebuilding the table without b's unrecorded grant, got X");
+  assert.equal(await stateAfter(waited, 60), "pending", "b went on with a grant that the rebuilt table does not hold, while c holds X");
+  assert.deepEqual(c.locks().filter((l) => !l.waiting).map((l) => [l.resource, l.mode]), [["q", "X"]]);
+  lc!.release();
+  (await waited).release();
+  assert.equal(await outcome(c.lock(["q"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  await closeAll([a, b, c]);
+});
+
+test(`${R} a record of grants that is garbage, or names another owner, adds nothing and breaks nothing`, async () => {
+  const dir = tempDir("record-garbage");
+  const [a, b] = [await open(dir), await open(dir)];
+  const la = await a.lock(["r"], "X");
+  const leases = fs.readdirSync(`${dir}/locks`).filter((n) => n.endsWith(".lease"));
+  assert.equal(leases.length, 1);
+  // Overwrite a's record (at 4 KiB in its lease) with garbage: a rebuild cannot use it.
+  const fd = fs.openSync(`${dir}/locks/${leases[0]}`, "r+");
+  fs.writeSync(fd, new Uint8Array(256).fill(0x5a), 0, 256, 4096);
+  fs.closeSync(fd);
+  fs.unlinkSync(`${dir}/locks/table`);
+  assert.equal(await outcome(b.lock(["other"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  // a's next change puts its grant back (as before records), and from then on it excludes b.
+  const la2 = await a.lock(["s"], "S");
+  assert.equal(await outcome(b.lock(["r"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT");
+  la.release();
+  la2.release();
+  assert.equal(await outcome(b.lock(["r"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  await closeAll([a, b]);
+});
+
 test(`${R} garbage, a huge file, a directory, a symlink where the table belongs: TxtDbError with a stable code, never a hang`, async () => {
   for (const damage of ["garbage", "huge", "directory", "symlink", "fifo-dir-locks"] as const) {
     const dir = tempDir(`table-${damage}`);
@@ -214,23 +339,14 @@ test(`${R} a handle's lease is never taken for a dead owner's while it is being 
   let hook: (() => void) | undefined;
   // The platform of handle a: right after it creates a file in locks/ (its lease), the
   // hook runs, as another process might at that instant.
-  const adapter = new Proxy(real, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (prop === "open") {
-        return (path: string, options?: { create?: boolean; exclusive?: boolean }) => {
-          const h = (v as Platform["open"]).call(target, path, options);
-          if (hook && options?.create && options.exclusive && path.includes("/locks/")) {
-            const f = hook;
-            hook = undefined;
-            f();
-          }
-          return h;
-        };
-      }
-      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  }) as Platform;
+  const adapter = wrapOpens(real, (h, path, options) => {
+    if (hook && options?.create && options.exclusive && path.includes("/locks/")) {
+      const f = hook;
+      hook = undefined;
+      f();
+    }
+    return h;
+  });
   const a = await open(dir, { adapter });
   const [b, c] = [await open(dir), await open(dir)];
   let swept: Promise<unknown> | undefined;
@@ -420,6 +536,60 @@ test(`${R} a process killed while holding, another killed while waiting: the nex
   l.release();
   assert.deepEqual(db.locks(), []);
   await db.close();
+});
+
+test(`${R} the table deleted, then garbled, while processes of other runtimes hold locks and change nothing: this process is refused until they release`, { skip: !canSpawn }, async () => {
+  const dir = tempDir("table-lost-mp");
+  const [holder, waiter] = await lockers(dir, ["deno", "bun"]);
+  assert.equal(await ask(holder!, "h", "X", ["r", "x"]), "granted");
+  assert.equal(await ask(holder!, "q", "X", ["q"]), "granted");
+  const w = ask(waiter!, "w", "X", ["q"]);
+  const db = await open(dir);
+  assert.ok((await waitUntil(() => db.locks().some((l) => l.waiting), 10_000)) >= 0);
+  holder!.send("release q");
+  assert.equal(await w, "granted"); // granted to the waiter by the holder's change
+  for (const how of ["deleted", "garbage"] as const) {
+    damageTable(dir, how);
+    assert.equal(await outcome(db.lock(["r", "x"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", `${how}: got S while a deno process holds X`);
+    assert.equal(await outcome(db.lock(["q"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", `${how}: got S while a bun process holds X`);
+  }
+  const mine = db.lock(["r", "x"], "X", { timeoutMs: 30_000 });
+  holder!.send("release h");
+  await (await mine).release();
+  waiter!.send("release w");
+  assert.equal(await outcome(db.lock(["q"], "X", { timeoutMs: 10_000 }).then((l) => l.release())), "granted");
+  await db.close();
+});
+
+test(`${R} a random load of node, deno and bun processes while the table is deleted or cut to nothing every few ms: no broken mutual exclusion, no error`, { skip: !canSpawn }, async () => {
+  const dir = tempDir("table-lost-load");
+  const checkDir = tempDir("table-lost-load-check");
+  const ws = await lockers(dir, ["node", "deno", "bun"]);
+  ws.forEach((w, i) => w.send(`load 150 ${2000 + i} ${checkDir}`));
+  const done = Promise.all(ws.map((w) => w.waitFor("load ", 240_000)));
+  let finished = false;
+  void done.then(() => (finished = true), () => (finished = true));
+  let damages = 0;
+  const table = `${dir}/locks/table`;
+  while (!finished) {
+    try {
+      // Garbage written over it at this rate is not repaired yet (src/locks.ts says why):
+      // the single garbled table is, in the tests above.
+      if (damages % 2 === 0) fs.unlinkSync(table);
+      else fs.truncateSync(table, 0);
+      damages++;
+    } catch {
+      // not there right now (deleted, and no change since): next time
+    }
+    await sleep(3);
+  }
+  for (const [i, line] of (await done).entries()) {
+    const r = JSON.parse(line.slice(5)) as { violations: number; errors: number; deadlocks: number; locksTaken: number };
+    assert.equal(r.violations, 0, `${ws[i]!.runtime}: mutual exclusion broken: ${line}`);
+    assert.equal(r.errors, 0, `${ws[i]!.runtime}: ${ws[i]!.lines.filter((l) => l.startsWith("loaderror")).join("; ")}`);
+    assert.ok(r.locksTaken > 100, line);
+  }
+  assert.ok(damages > 20, `the table was damaged ${damages} times`);
 });
 
 test(`${R} S then X in two processes at once (node, deno): one DEADLOCK, the other gets X, nothing hangs`, { skip: !canSpawn }, async () => {

@@ -4,7 +4,7 @@
  * on hand-built tables.
  */
 import { assert, runtime, test } from "./harness.ts";
-import { blockersOf, CONVERSION, decodeSlot, emptyTable, encodeTable, GRANTED, readTableFrom, settle, SLOT_BYTES, VICTIM } from "txtdb/internal";
+import { blockersOf, CONVERSION, decodeSlot, emptyTable, encodeRecord, encodeRecordOwner, encodeTable, GRANTED, readTableFrom, settle, SLOT_BYTES, VICTIM } from "txtdb/internal";
 import type { LockEntry, LockTable } from "txtdb/internal";
 import { SimWorld } from "txtdb/adapters/sim";
 
@@ -21,6 +21,24 @@ function table(entries: Omit<LockEntry, "sinceWallMs" | "note">[]): LockTable {
   return t;
 }
 const A = "00000000000000a1", B = "00000000000000b2", C = "00000000000000c3";
+
+test(`${R} lock table: an owner's record of its grants decodes as a slot of its own entries, granted; a torn one is refused`, () => {
+  const owner = encodeRecordOwner({ id: A, pid: 4242, runtime: "node" });
+  const empty = decodeSlot(encodeRecord(3, owner, new Map(), 1_000))!;
+  assert.equal(empty.generation, 3);
+  assert.deepEqual(empty.entries, []);
+  const grants = new Map([[5, { seq: 5, resource: "\x02r\x00", mode: X }], [9, { seq: 9, resource: "\x02s\x00\xff", mode: S }]]);
+  const slot = encodeRecord(4, owner, grants, 2_000);
+  const back = decodeSlot(slot)!;
+  assert.equal(back.generation, 4);
+  assert.equal(back.nextSeq, 10);
+  assert.deepEqual([...back.owners.values()], [{ id: A, pid: 4242, runtime: "node" }]);
+  assert.deepEqual(back.entries, [
+    { seq: 5, owner: A, resource: "\x02r\x00", mode: X, flags: GRANTED, sinceWallMs: 2_000, note: "" },
+    { seq: 9, owner: A, resource: "\x02s\x00\xff", mode: S, flags: GRANTED, sinceWallMs: 2_000, note: "" },
+  ]);
+  for (let cut = 0; cut < slot.length; cut += 5) assert.equal(decodeSlot(slot.subarray(0, cut)), undefined, `cut at ${cut}`);
+});
 
 test(`${R} lock table: a slot round-trips; a torn slot or garbage is refused and the reader takes the other slot`, () => {
   const t = table([{ seq: 1, owner: A, resource: "\x02r\x00", mode: X, flags: GRANTED }, { seq: 2, owner: B, resource: "\x02r\x00", mode: S, flags: 0 }]);

@@ -191,7 +191,7 @@ async function lockRows() {
   for (const rt of ["node", "deno", "bun"]) {
     const path = `${dir}/locks-${rt}`;
     const [r] = await runParallel([locksCmd[rt](["uncontended", path, String(n)])]);
-    rows.push({ workload: "locks: uncontended acquire + release (X on a 2-part resource), one process", engine: "txtdb", runtime: rt, ops: r.ops, opsPerSec: Math.round(r.ops / (r.ms / 1000)), note: "goal ≥ 20k/s; two table changes (flock, two reads, one write each) per lock" });
+    rows.push({ workload: "locks: uncontended acquire + release (X on a 2-part resource), one process", engine: "txtdb", runtime: rt, ops: r.ops, opsPerSec: Math.round(r.ops / (r.ms / 1000)), note: "goal ≥ 20k/s; two table changes per lock (flock, identity check, two reads, two writes: the owner's record, the table)" });
   }
   const hops = Math.max(100, Math.round(5_000 * scale));
   for (const [a, b] of [["node", "node"], ["node", "deno"], ["bun", "deno"]]) {

@@ -48,21 +48,26 @@
  * 4. Rebuilt entries keep their sequence numbers (an owner knows its grants by them), and
  *    the rebuilt table numbers on from the highest.
  *
- * 5. A table file whose first slot is valid and whose second is missing was cut (the first
- *    table ever written goes to the second slot), perhaps between the reads of the two
- *    slots: it is lost too (readTableFrom). A rebuilt table numbers its generation on above
- *    every generation still in the file (or it would lose to an older table left there),
- *    and takes an odd one, for the second slot, as the first table ever written does.
+ * 5. A change (under the flock, when no slot is being written) counts as lost a table file
+ *    whose first slot is valid and whose second is missing (cut, perhaps between the reads
+ *    of the two slots: readTableFrom), whose first slot is not valid beside a valid second
+ *    (garbage over the start: the second then holds the table before the last change,
+ *    without its grants), or whose table is older than one this handle saw
+ *    (readWholeTable). A rebuilt table numbers its generations on above every generation
+ *    still in the file or seen (or it would lose to an older table left there) and is
+ *    written to both slots, so that both are valid from then on. A waiter confirming a
+ *    grant (rule 2) reads the table as a change does: a table a change would rebuild may
+ *    be rebuilding at that moment, from the waiter's record as it was before.
+ * 6. A change takes out any entry of its own handle that the handle neither holds nor waits
+ *    for: one brought back by an older table or record would block others for good.
  *
- * Not closed: garbage written over the table every 3 ms while three processes lock and
- * release (the load of tests/locks-attack.test.ts) still fails runs: in two sets of 5, 3
- * and 2 runs ended requests with a DEADLOCK no consistent table gives or, once in each set,
- * let two X holders in at once; deleting the file or cutting it to nothing at that rate did
- * neither in 18 runs (the test runs those). A single damage, of any kind, is repaired.
+ * Tested: the load of tests/locks-attack.test.ts (three runtimes locking and releasing)
+ * while the table is deleted, cut to nothing, or has garbage written over its first 8 KiB
+ * (the file replaced, or overwritten in place) every 3 ms.
  *
- * A valid table put back from an older copy is not detected (its generation may be lower
- * than the one a process saw last, but a new process cannot tell); holders put their grants
- * back at their next change, as before.
+ * A valid table put back from an older copy, both slots whole, is detected only by a handle
+ * that saw a newer one (rule 5): a new process cannot tell; holders put their grants back
+ * at their next change.
  *
  * Waking: a waiter is granted by whichever process changes the table (the release of what
  * blocked it settles the table), and learns it by reading the table, without the flock.
@@ -849,7 +854,9 @@ export class LockManager {
     try {
       this.#recordGrants();
       const h = this.#tableHandle(false, true);
-      const again = h ? readTableFrom(h) : undefined;
+      // As a change would read it (rule 5): a table that a change would rebuild may be
+      // rebuilding now, from this handle's record as it was before the write above.
+      const again = h ? readWholeTable(h, 0) : undefined;
       shown = again !== undefined && taken.every(([, held]) => again.entries.some((x) => x.seq === held.seq && x.owner === me && (x.flags & GRANTED) !== 0 && x.resource === held.resource && x.mode === held.mode));
     } catch {
       // taken back below, and tried under the flock
@@ -1010,9 +1017,9 @@ export class LockManager {
       }
     }
     try {
-      const seen = { generationMax: this.#seenGeneration };
-      const found = readTableFrom(h, 0, SLOT_BYTES, seen);
-      if (found && quiet && this.#pendingRemovals.size === 0) {
+      const seen: SlotsSeen = { generationMax: this.#seenGeneration };
+      const found = readWholeTable(h, this.#seenGeneration, seen);
+      if (found && quiet && this.#pendingRemovals.size === 0 && !this.#hasStrays(found)) {
         fn(found);
         this.#seen(found);
         this.#recordGrants();
@@ -1020,14 +1027,14 @@ export class LockManager {
       }
       const t = found ?? this.#rebuildFromRecords();
       // A rebuilt table numbers on above every generation still in the file or seen by this
-      // handle (restarting at 1, it would lose to an older table left in the other slot), and
-      // takes an odd one, for the second slot, as the first table does: a valid first slot
-      // with the second missing then always means a cut file (readTableFrom).
-      if (!found) t.generation = seen.generationMax % 2 === 0 ? seen.generationMax : seen.generationMax + 1;
-      if (this.#pendingRemovals.size > 0) {
-        const me = this.#lease?.id;
-        t.entries = t.entries.filter((e) => e.owner !== me || !this.#pendingRemovals.has(e.seq));
-      }
+      // handle (restarting at 1, it would lose to an older table left in the other slot): it
+      // is written to both slots, the even generation to the first, then the odd one to the
+      // second (rule 5: both valid, as after any second change).
+      const rebuilt = !found;
+      if (rebuilt) t.generation = seen.generationMax + (seen.generationMax % 2 === 0 ? 2 : 1); // even: the first slot's; +1 below
+      // Rule 6: this handle's entries are only what it holds and what its requests wait
+      // for; any other entry of its own came from an older table or record (a stray).
+      this.#dropStrays(t);
       if (this.#lease) {
         t.owners.set(this.#lease.id, { id: this.#lease.id, pid: this.#platform.pid, runtime: this.#platform.runtime });
         this.#restoreLost(t);
@@ -1052,6 +1059,7 @@ export class LockManager {
         }
       }
       this.#recordGrants(); // rule 1: before the table
+      if (rebuilt) h.write(paddedForReads(encodeTable({ ...t, generation: t.generation - 1 })), 0);
       h.write(paddedForReads(bytes), (t.generation % 2) * SLOT_BYTES);
       this.#seenGeneration = t.generation;
       this.#pendingRemovals.clear();
@@ -1150,6 +1158,29 @@ export class LockManager {
       for (const h of this.#heldBySeq.values()) t.entries.push({ seq: h.seq, owner: me, resource: h.resource, mode: h.mode, flags: GRANTED, sinceWallMs: now, note: "" });
     }
     return t.entries.length > 0 ? t : undefined;
+  }
+
+  /** True when `t` holds an entry of this handle that it neither holds nor waits for (rule 6). */
+  #hasStrays(t: LockTable): boolean {
+    const me = this.#lease?.id;
+    return me !== undefined && t.entries.some((e) => e.owner === me && !this.#ownsEntry(e));
+  }
+
+  /** Takes out of `t` the entries of this handle that it neither holds nor waits for (rule 6). */
+  #dropStrays(t: LockTable): void {
+    const me = this.#lease?.id;
+    if (me !== undefined) t.entries = t.entries.filter((e) => e.owner !== me || this.#ownsEntry(e));
+  }
+
+  /** True when `e` (an entry of this handle's) is a grant it holds or the wait of one of its requests. */
+  #ownsEntry(e: LockEntry): boolean {
+    const h = this.#heldBySeq.get(e.seq);
+    if (h) return h.resource === e.resource && h.mode === e.mode && (e.flags & GRANTED) !== 0;
+    if (this.#pendingRemovals.has(e.seq)) return false;
+    for (const r of this.#waiting) {
+      if (r.waitingSeq === e.seq) return r.steps[r.next]!.resource === e.resource && r.steps[r.next]!.mode === e.mode;
+    }
+    return false;
   }
 
   /** Drops the entries of every owner whose lease is free; true if there were any. */
@@ -1380,7 +1411,8 @@ function readRecordFrom(h: FileHandle): LockTable | undefined {
 /**
  * Reads both slots (at `start` and `start + slotBytes`) and decodes the newest valid one;
  * undefined when neither is valid, and when the second slot is missing altogether while
- * the first is valid. Generation 1 goes to the second slot, so a valid first slot means the
+ * the first is valid. The first table goes to the first slot, then the second (rule 5; an
+ * older release wrote generation 1 to the second alone), so a valid first slot means the
  * second was written once: missing, the file was cut (`truncate`, a garbage file written over
  * it), perhaps between the two reads, after the first slot was read and before the second,
  * which held the newer table. The first slot is then an older table, and a change built on
@@ -1388,9 +1420,10 @@ function readRecordFrom(h: FileHandle): LockTable | undefined {
  * nobody): seen under a load of three runtimes with the table cut every few ms. Such a file
  * is lost, and rebuilt from the owners' records like a garbled one.
  */
-export function readTableFrom(h: FileHandle, start = 0, slotBytes = SLOT_BYTES, seen?: { generationMax: number }): LockTable | undefined {
+export function readTableFrom(h: FileHandle, start = 0, slotBytes = SLOT_BYTES, seen?: SlotsSeen): LockTable | undefined {
   let best: LockTable | undefined;
   let secondMissing = false;
+  if (seen) seen.firstValid = false;
   for (let slot = 0; slot < 2; slot++) {
     const at = start + slot * slotBytes;
     const n = h.read(readBuffer.subarray(0, READ_CHUNK_BYTES), at);
@@ -1404,7 +1437,27 @@ export function readTableFrom(h: FileHandle, start = 0, slotBytes = SLOT_BYTES, 
     }
     const t = decodeSlot(readBuffer.subarray(0, total));
     if (t) best = t;
+    if (t && slot === 0 && seen) seen.firstValid = true;
   }
   if (seen && best) seen.generationMax = Math.max(seen.generationMax, best.generation);
   return secondMissing ? undefined : best;
+}
+
+/**
+ * The table of `h` as a change takes it (rule 5 of src/locks.ts's header), undefined when
+ * lost: no valid slot, the second slot cut off, a first slot that is not valid beside a
+ * valid second (but the first table ever: the first table written by an older release went
+ * to the second slot alone), or a generation below `seenGeneration` (this handle saw a newer
+ * table). Under the flock no slot is being written, so a first slot not valid was
+ * overwritten from outside, perhaps over the newer of the two: the second is an older table.
+ */
+function readWholeTable(h: FileHandle, seenGeneration: number, seen: SlotsSeen = { generationMax: 0 }): LockTable | undefined {
+  const t = readTableFrom(h, 0, SLOT_BYTES, seen);
+  return t && t.generation >= seenGeneration && (seen.firstValid || t.generation === 1) ? t : undefined;
+}
+
+/** What {@link readTableFrom} saw besides the table: the highest generation, and whether the first slot was valid. */
+export interface SlotsSeen {
+  generationMax: number;
+  firstValid?: boolean;
 }

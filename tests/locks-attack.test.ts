@@ -11,6 +11,7 @@
 import * as fs from "node:fs";
 import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test, waitUntil, leaseOpensFailing } from "./harness.ts";
 import { defaultPlatform, open, TxtDbError } from "txtdb";
+import { decodeSlot, encodeTable, SLOT_BYTES } from "txtdb/internal";
 import type { Database, LockMode, Platform } from "txtdb";
 import type { Runtime, Worker } from "./procs.ts";
 
@@ -483,6 +484,62 @@ test(`${R} bad modes, options, signals and resources: TxtDbError with a stable c
   await closeAll([a, b]);
 });
 
+/** The generations in the table file's two slots (0: not a valid slot). */
+function slotGenerations(dir: string): [number, number] {
+  const bytes = fs.readFileSync(`${dir}/locks/table`);
+  return [0, 1].map((slot) => {
+    const at = slot * SLOT_BYTES;
+    const body = bytes.length >= at + 32 ? new DataView(bytes.buffer, bytes.byteOffset + at).getUint32(4, true) : 0;
+    const t = bytes.length >= at + 32 + body ? decodeSlot(bytes.subarray(at, at + 32 + body)) : undefined;
+    return t?.generation ?? 0;
+  }) as [number, number];
+}
+
+test(`${R} garbage written in place over the first slot, which held the last change (a grant): the second slot's older table is not taken for the table, another handle is still refused`, async () => {
+  const dir = tempDir("first-slot-garbage");
+  const [a, b] = [await open(dir), await open(dir)];
+  const pads = [];
+  // Changes until the newest table is in the second slot: a's grant of r then goes to the first.
+  do pads.push(await a.lock(["pad", pads.length], "S"));
+  while (Math.max(...slotGenerations(dir)) % 2 !== 1);
+  const lr = await a.lock(["r"], "X");
+  const [first, second] = slotGenerations(dir);
+  assert.ok(first > second && second > 0, `the grant went to the first slot: ${first}, ${second}`);
+  const fd = fs.openSync(`${dir}/locks/table`, "r+");
+  fs.writeSync(fd, new Uint8Array(8192).map((_, i) => (i * 131 + 7) & 255), 0, 8192, 0);
+  fs.closeSync(fd);
+  assert.equal(await outcome(b.lock(["r"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "b got S on r while a holds X (taken from the table before a's grant)");
+  assert.equal(await outcome(b.lock(["pad", 0], "S", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  assert.deepEqual(slotGenerations(dir).map((g) => g > first), [true, true], "the rebuilt table is in both slots, numbered on");
+  lr.release();
+  for (const l of pads) l.release();
+  assert.equal(await outcome(b.lock(["r"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  assert.deepEqual(b.locks(), []);
+  await closeAll([a, b]);
+});
+
+test(`${R} a table written from outside that lists a grant its owner gave back: the owner's next change takes the stray out, and others get the lock`, async () => {
+  const dir = tempDir("stray-grant");
+  const [a, b] = [await open(dir), await open(dir)];
+  const lq = await a.lock(["q"], "X");
+  const [g0, g1] = slotGenerations(dir);
+  const bytes = fs.readFileSync(`${dir}/locks/table`);
+  const at = g0 > g1 ? 0 : SLOT_BYTES;
+  const withQ = decodeSlot(bytes.subarray(at, at + 32 + new DataView(bytes.buffer, bytes.byteOffset + at).getUint32(4, true)))!;
+  lq.release();
+  // A valid table, newer than any, in which a still holds q (an older table's entries).
+  const forged = { ...withQ, generation: Math.max(...slotGenerations(dir)) + 2 - (Math.max(...slotGenerations(dir)) % 2) };
+  const fd = fs.openSync(`${dir}/locks/table`, "r+");
+  fs.writeSync(fd, encodeTable(forged), 0, undefined, (forged.generation % 2) * SLOT_BYTES);
+  fs.closeSync(fd);
+  assert.equal(await outcome(b.lock(["q"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT", "the table says a holds q: b cannot know better");
+  const lz = await a.lock(["z"], "S"); // a's change: q is neither held nor waited for by a
+  assert.equal(await outcome(b.lock(["q"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted", "a's stray entry was left in the table");
+  lz.release();
+  assert.deepEqual(a.locks(), []);
+  await closeAll([a, b]);
+});
+
 // --- other processes: death, conversions, cycles ---
 
 async function lockers(dir: string, runtimes: Runtime[]): Promise<Worker[]> {
@@ -561,9 +618,14 @@ test(`${R} the table deleted, then garbled, while processes of other runtimes ho
   await db.close();
 });
 
-test(`${R} a random load of node, deno and bun processes while the table is deleted or cut to nothing every few ms: no broken mutual exclusion, no error`, { skip: !canSpawn }, async () => {
-  const dir = tempDir("table-lost-load");
-  const checkDir = tempDir("table-lost-load-check");
+/**
+ * A random load of node, deno and bun processes (resource-locker's `load`: a global lock
+ * order, so no real deadlock) while `damage` hits the table every 3 ms: no broken mutual
+ * exclusion, no error (a DEADLOCK there is one no consistent table gives).
+ */
+async function loadUnderDamage(name: string, damage: (table: string, n: number) => void): Promise<void> {
+  const dir = tempDir(name);
+  const checkDir = tempDir(`${name}-check`);
   const ws = await lockers(dir, ["node", "deno", "bun"]);
   ws.forEach((w, i) => w.send(`load 150 ${2000 + i} ${checkDir}`));
   const done = Promise.all(ws.map((w) => w.waitFor("load ", 240_000)));
@@ -573,10 +635,7 @@ test(`${R} a random load of node, deno and bun processes while the table is dele
   const table = `${dir}/locks/table`;
   while (!finished) {
     try {
-      // Garbage written over it at this rate is not repaired yet (src/locks.ts says why):
-      // the single garbled table is, in the tests above.
-      if (damages % 2 === 0) fs.unlinkSync(table);
-      else fs.truncateSync(table, 0);
+      damage(table, damages);
       damages++;
     } catch {
       // not there right now (deleted, and no change since): next time
@@ -590,6 +649,28 @@ test(`${R} a random load of node, deno and bun processes while the table is dele
     assert.ok(r.locksTaken > 100, line);
   }
   assert.ok(damages > 20, `the table was damaged ${damages} times`);
+}
+
+test(`${R} a random load of node, deno and bun processes while the table is deleted or cut to nothing every few ms: no broken mutual exclusion, no error`, { skip: !canSpawn }, async () => {
+  await loadUnderDamage("table-lost-load", (table, n) => {
+    if (n % 2 === 0) fs.unlinkSync(table);
+    else fs.truncateSync(table, 0);
+  });
+});
+
+test(`${R} a random load of node, deno and bun processes while garbage is written over the table's start every few ms (the file replaced, or overwritten in place): no broken mutual exclusion, no error`, { skip: !canSpawn }, async () => {
+  const garbage = new Uint8Array(8192).map((_, i) => (i * 131 + 7) & 255);
+  await loadUnderDamage("table-garbage-load", (table, n) => {
+    if (n % 2 === 0) fs.writeFileSync(table, garbage); // the file cut, then 8 KiB of garbage: the first slot's start
+    else {
+      const fd = fs.openSync(table, "r+"); // in place: the second slot keeps an older table
+      try {
+        fs.writeSync(fd, garbage, 0, garbage.length, 0);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  });
 });
 
 test(`${R} S then X in two processes at once (node, deno): one DEADLOCK, the other gets X, nothing hangs`, { skip: !canSpawn }, async () => {

@@ -48,26 +48,29 @@
  * 4. Rebuilt entries keep their sequence numbers (an owner knows its grants by them), and
  *    the rebuilt table numbers on from the highest.
  *
- * 5. A change (under the flock, when no slot is being written) counts as lost a table file
- *    whose first slot is valid and whose second is missing (cut, perhaps between the reads
- *    of the two slots: readTableFrom), whose first slot is not valid beside a valid second
- *    (garbage over the start: the second then holds the table before the last change,
- *    without its grants), or whose table is older than one this handle saw
- *    (readWholeTable). A rebuilt table numbers its generations on above every generation
- *    still in the file or seen (or it would lose to an older table left there) and is
- *    written to both slots, so that both are valid from then on. A waiter confirming a
- *    grant (rule 2) reads the table as a change does: a table a change would rebuild may
- *    be rebuilding at that moment, from the waiter's record as it was before.
+ * 5. Under the flock no slot is being written, and every change writes the slot the
+ *    current table does not occupy, so both slots are whole and one generation apart: a
+ *    change counts as lost any other file (readWholeTable): a slot missing, cut short,
+ *    garbled or overwritten from outside, or two generations apart, where the valid slot
+ *    left may be the older table, without the last change's grants or with a grant given
+ *    back since. Only the file decides (not what a handle saw before: a waiter confirming
+ *    a grant must judge the table as every change would). A rebuilt table numbers its
+ *    generations on above every generation still in the file or seen (or it would lose to
+ *    an older table left there) and is written to both slots. A waiter confirming a grant
+ *    (rule 2) reads the table as a change does: a table a change would rebuild may be
+ *    rebuilding at that moment, from the waiter's record as it was before. A rebuild that
+ *    cannot read a live owner's record (its lease cannot be opened: EMFILE, EACCES) does
+ *    not happen: the change is tried again, as for a busy flock.
  * 6. A change takes out any entry of its own handle that the handle neither holds nor waits
  *    for: one brought back by an older table or record would block others for good.
  *
  * Tested: the load of tests/locks-attack.test.ts (three runtimes locking and releasing)
  * while the table is deleted, cut to nothing, or has garbage written over its first 8 KiB
- * (the file replaced, or overwritten in place) every 3 ms.
+ * (the file replaced, or overwritten in place) every 3 ms; and each slot garbled or cut
+ * after a grant or a release, one at a time.
  *
- * A valid table put back from an older copy, both slots whole, is detected only by a handle
- * that saw a newer one (rule 5): a new process cannot tell; holders put their grants back
- * at their next change.
+ * A valid table put back from an older copy, both slots whole, is not detected: holders put
+ * their grants back at their next change, and take out what they gave back (rule 6).
  *
  * Waking: a waiter is granted by whichever process changes the table (the release of what
  * blocked it settles the table), and learns it by reading the table, without the flock.
@@ -119,6 +122,7 @@ import {
   readSlotHeader,
   settle,
   SLOT_BYTES,
+  slotGeneration,
   SLOT_HEADER_BYTES,
   TableFullError,
   VICTIM,
@@ -195,7 +199,7 @@ const LEASE_SWEEP_MAX = 256;
 export const GRANTS_RECORD_AT = 4096;
 /** Bytes of each of the record's two slots: a whole table's (SLOT_BYTES; the file stays sparse). */
 const RECORD_SLOT_BYTES = SLOT_BYTES;
-/** Lease files a rebuild of a lost table reads, at most (a directory full of junk is not read whole). */
+/** Live owners a rebuild of a lost table reads the records of, at most (past it the change cannot rebuild, and retries). */
 const REBUILD_LEASES_MAX = 4096;
 
 /** One entry this handle holds, with the lock() results that count on it. */
@@ -856,7 +860,7 @@ export class LockManager {
       const h = this.#tableHandle(false, true);
       // As a change would read it (rule 5): a table that a change would rebuild may be
       // rebuilding now, from this handle's record as it was before the write above.
-      const again = h ? readWholeTable(h, 0) : undefined;
+      const again = h ? readWholeTable(h) : undefined;
       shown = again !== undefined && taken.every(([, held]) => again.entries.some((x) => x.seq === held.seq && x.owner === me && (x.flags & GRANTED) !== 0 && x.resource === held.resource && x.mode === held.mode));
     } catch {
       // taken back below, and tried under the flock
@@ -1018,14 +1022,15 @@ export class LockManager {
     }
     try {
       const seen: SlotsSeen = { generationMax: this.#seenGeneration };
-      const found = readWholeTable(h, this.#seenGeneration, seen);
+      const found = readWholeTable(h, seen);
       if (found && quiet && this.#pendingRemovals.size === 0 && !this.#hasStrays(found)) {
         fn(found);
-        this.#seen(found);
+        this.#seenGeneration = found.generation; // the table now, even if lower than one seen before a rebuild
         this.#recordGrants();
         return true;
       }
       const t = found ?? this.#rebuildFromRecords();
+      if (!t) return false; // a live owner's record cannot be read now: tried again, as for a busy flock
       // A rebuilt table numbers on above every generation still in the file or seen by this
       // handle (restarting at 1, it would lose to an older table left in the other slot): it
       // is written to both slots, the even generation to the first, then the odd one to the
@@ -1112,26 +1117,40 @@ export class LockManager {
    * The table rebuilt from the grants recorded in the leases of the live owners other than
    * this handle (its own come back through #restoreLost): for a change that found no valid
    * table, the file deleted, cut or overwritten from outside (or never written yet, when the
-   * records are empty). A record that cannot be read, or names another owner than its file,
-   * adds nothing: its owner puts its grants back at its own next change, as before records.
+   * records are empty). A record that is not valid (garbage), or names another owner than
+   * its file, adds nothing: its owner puts its grants back at its own next change, as before
+   * records. Undefined, with `whole`, when the record of a live owner cannot be read at all
+   * (its lease cannot be opened: EMFILE, EACCES; a read fails): a table rebuilt without it
+   * would grant what it holds, so the change waits and tries again (as for a busy flock).
    */
-  #rebuildFromRecords(): LockTable {
+  #rebuildFromRecords(whole = true): LockTable | undefined {
     const t = emptyTable();
     let names: string[];
     try {
       names = this.#platform.readdir(this.#dir);
     } catch {
-      return t;
+      return whole ? undefined : t;
     }
-    let read = 0;
+    let live = 0;
     for (const name of names) {
-      if (!isLeaseFile(name) || read >= REBUILD_LEASES_MAX) continue;
+      if (!isLeaseFile(name)) continue;
       const owner = name.slice(0, name.length - ".lease".length);
       if (owner === this.#lease?.id || !/^[0-9a-f]{16}$/.test(owner)) continue;
-      read++;
+      // Dead leases (junk included) are removed as they are probed: only live owners count.
       if (!this.#ownerAlive(owner)) continue;
+      if (++live > REBUILD_LEASES_MAX) {
+        if (whole) return undefined; // never rebuilt without a live owner's grants
+        continue;
+      }
       const h = this.#probeHandles.get(owner);
-      const record = h ? readRecordFrom(h) : undefined;
+      let record: LockTable | undefined;
+      try {
+        if (!h) throw new Error("the lease could not be opened");
+        record = readRecordFrom(h);
+      } catch {
+        if (whole) return undefined;
+        continue;
+      }
       if (!record) continue;
       const o = record.owners.get(owner);
       if (!o || record.owners.size !== 1) continue;
@@ -1150,7 +1169,7 @@ export class LockManager {
    * written (a read never changes the table). Undefined when the records hold nothing.
    */
   #lostTableView(): LockTable | undefined {
-    const t = this.#rebuildFromRecords();
+    const t = this.#rebuildFromRecords(false)!;
     const me = this.#lease?.id;
     if (me !== undefined && this.#heldBySeq.size > 0) {
       t.owners.set(me, { id: me, pid: this.#platform.pid, runtime: this.#platform.runtime });
@@ -1265,7 +1284,12 @@ export class LockManager {
     const x = this.#dirLock() ?? h;
     if (!this.#tryFlock(x)) return undefined;
     try {
-      return this.#seen(readTableFrom(h) ?? emptyTable());
+      // As a change reads it; lost, it reads as empty (a waiter then changes it: rebuilt).
+      // Its generation is the table's now, even below one seen before another handle
+      // rebuilt it (lock-free reads would refuse every look from then on).
+      const t = readWholeTable(h) ?? emptyTable();
+      this.#seenGeneration = t.generation;
+      return t;
     } finally {
       x.unlock();
     }
@@ -1399,13 +1423,9 @@ function paddedForReads(slot: Uint8Array): Uint8Array {
 }
 const padBuffer = new Uint8Array(READ_CHUNK_BYTES);
 
-/** An owner's record of its grants, read from its lease (rule 3; see GRANTS_RECORD_AT); undefined when neither slot is valid. */
+/** An owner's record of its grants, read from its lease (rule 3; see GRANTS_RECORD_AT); undefined when neither slot is valid; throws when the read fails. */
 function readRecordFrom(h: FileHandle): LockTable | undefined {
-  try {
-    return readTableFrom(h, GRANTS_RECORD_AT, RECORD_SLOT_BYTES);
-  } catch {
-    return undefined;
-  }
+  return readTableFrom(h, GRANTS_RECORD_AT, RECORD_SLOT_BYTES);
 }
 
 /**
@@ -1423,41 +1443,56 @@ function readRecordFrom(h: FileHandle): LockTable | undefined {
 export function readTableFrom(h: FileHandle, start = 0, slotBytes = SLOT_BYTES, seen?: SlotsSeen): LockTable | undefined {
   let best: LockTable | undefined;
   let secondMissing = false;
-  if (seen) seen.firstValid = false;
+  if (seen) {
+    seen.generations = [0, 0];
+    seen.firstBlank = false;
+  }
   for (let slot = 0; slot < 2; slot++) {
     const at = start + slot * slotBytes;
     const n = h.read(readBuffer.subarray(0, READ_CHUNK_BYTES), at);
     if (slot === 1 && n === 0) secondMissing = true;
+    if (slot === 0 && seen) seen.firstBlank = n === 0 || readBuffer.subarray(0, Math.min(n, SLOT_HEADER_BYTES)).every((b) => b === 0);
     const header = readSlotHeader(readBuffer.subarray(0, n));
-    if (!header || (best && header.generation <= best.generation)) continue;
+    if (!header) continue;
+    const older = best !== undefined && header.generation <= best.generation;
+    if (older && !seen) continue; // only a change (seen) needs to know that the older slot is whole
     const total = SLOT_HEADER_BYTES + header.bodyBytes;
     if (total > n) {
       if (readBuffer.length < total) readBuffer = new Uint8Array(total);
       if (h.read(readBuffer.subarray(0, total), at) < total) continue;
     }
+    if (older) {
+      seen!.generations![slot] = slotGeneration(readBuffer.subarray(0, total));
+      continue;
+    }
     const t = decodeSlot(readBuffer.subarray(0, total));
     if (t) best = t;
-    if (t && slot === 0 && seen) seen.firstValid = true;
+    if (t && seen) seen.generations![slot] = t.generation;
   }
   if (seen && best) seen.generationMax = Math.max(seen.generationMax, best.generation);
   return secondMissing ? undefined : best;
 }
 
-/**
- * The table of `h` as a change takes it (rule 5 of src/locks.ts's header), undefined when
- * lost: no valid slot, the second slot cut off, a first slot that is not valid beside a
- * valid second (but the first table ever: the first table written by an older release went
- * to the second slot alone), or a generation below `seenGeneration` (this handle saw a newer
- * table). Under the flock no slot is being written, so a first slot not valid was
- * overwritten from outside, perhaps over the newer of the two: the second is an older table.
- */
-function readWholeTable(h: FileHandle, seenGeneration: number, seen: SlotsSeen = { generationMax: 0 }): LockTable | undefined {
-  const t = readTableFrom(h, 0, SLOT_BYTES, seen);
-  return t && t.generation >= seenGeneration && (seen.firstValid || t.generation === 1) ? t : undefined;
-}
-
-/** What {@link readTableFrom} saw besides the table: the highest generation, and whether the first slot was valid. */
+/** What {@link readTableFrom} saw besides the table: the highest generation, each slot's (0: not valid), whether the first was never written. */
 export interface SlotsSeen {
   generationMax: number;
-  firstValid?: boolean;
+  generations?: [number, number];
+  firstBlank?: boolean;
+}
+
+/**
+ * The table of `h` as a change takes it (rule 5 of src/locks.ts's header), undefined when
+ * lost. Under the flock no slot is being written, and every change writes the slot the
+ * other does not hold, so both slots are whole and one generation apart (a rebuilt table
+ * is written to both): anything else was cut, garbled or written over from outside, and
+ * the valid slot left may be the older table, without the last change's grants. The one
+ * exception is the first table written by an older release: generation 1 in the second
+ * slot alone, the first never written.
+ */
+function readWholeTable(h: FileHandle, seen: SlotsSeen = { generationMax: 0 }): LockTable | undefined {
+  const t = readTableFrom(h, 0, SLOT_BYTES, seen);
+  if (!t) return undefined;
+  const [g0, g1] = seen.generations!;
+  if (g0 > 0 && g1 > 0 && Math.abs(g0 - g1) === 1) return t;
+  return g0 === 0 && g1 === 1 && seen.firstBlank ? t : undefined;
 }

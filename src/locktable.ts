@@ -307,6 +307,14 @@ export function readSlotHeader(bytes: Uint8Array): { generation: number; bodyByt
   return { generation, bodyBytes };
 }
 
+/** The generation of a whole slot whose header and checksum are right (its body not parsed); 0 otherwise. */
+export function slotGeneration(slot: Uint8Array): number {
+  const h = readSlotHeader(slot);
+  if (!h || slot.length < SLOT_HEADER_BYTES + h.bodyBytes) return 0;
+  const v = new DataView(slot.buffer, slot.byteOffset, slot.byteLength);
+  return v.getUint32(16, true) === slotChecksum(slot, h.bodyBytes) ? h.generation : 0;
+}
+
 /**
  * Decodes a whole slot (header and body); undefined when its checksum or structure is
  * wrong (a torn or unfinished write), so the reader falls back to the other slot.

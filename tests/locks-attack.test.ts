@@ -495,27 +495,93 @@ function slotGenerations(dir: string): [number, number] {
   }) as [number, number];
 }
 
-test(`${R} garbage written in place over the first slot, which held the last change (a grant): the second slot's older table is not taken for the table, another handle is still refused`, async () => {
-  const dir = tempDir("first-slot-garbage");
-  const [a, b] = [await open(dir), await open(dir)];
-  const pads = [];
-  // Changes until the newest table is in the second slot: a's grant of r then goes to the first.
-  do pads.push(await a.lock(["pad", pads.length], "S"));
-  while (Math.max(...slotGenerations(dir)) % 2 !== 1);
-  const lr = await a.lock(["r"], "X");
-  const [first, second] = slotGenerations(dir);
-  assert.ok(first > second && second > 0, `the grant went to the first slot: ${first}, ${second}`);
+/** Damages one slot of the table in place: garbage over its first 8 KiB, or the file cut short inside it. */
+function damageSlot(dir: string, slot: 0 | 1, how: "garbage" | "cut"): void {
   const fd = fs.openSync(`${dir}/locks/table`, "r+");
-  fs.writeSync(fd, new Uint8Array(8192).map((_, i) => (i * 131 + 7) & 255), 0, 8192, 0);
+  try {
+    if (how === "garbage") fs.writeSync(fd, new Uint8Array(8192).map((_, i) => (i * 131 + 7) & 255), 0, 8192, slot * SLOT_BYTES);
+    else fs.ftruncateSync(fd, slot * SLOT_BYTES + 16);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Takes S locks of `a` on ["pad", i] until the newest table is in slot `slot`; returns them. */
+async function padUntilNewestIn(dir: string, a: Database, slot: 0 | 1): Promise<{ release(): void }[]> {
+  const pads = [];
+  do pads.push(await a.lock(["pad", pads.length], "S"));
+  while (Math.max(...slotGenerations(dir)) % 2 !== slot);
+  return pads;
+}
+
+for (const [slot, how] of [[0, "garbage"], [1, "garbage"], [1, "cut"]] as const) {
+  test(`${R} ${how === "cut" ? "the file cut short inside the second slot" : `garbage written in place over the ${slot === 0 ? "first" : "second"} slot`}, which held the last change (a grant): the other slot's older table is not taken for the table, another handle is still refused`, async () => {
+    const dir = tempDir(`slot-${slot}-${how}`);
+    const [a, b] = [await open(dir), await open(dir)];
+    const pads = await padUntilNewestIn(dir, a, slot === 0 ? 1 : 0); // a's grant of r then goes to `slot`
+    const lr = await a.lock(["r"], "X");
+    const generations = slotGenerations(dir);
+    assert.ok(generations[slot] > generations[1 - slot]! && generations[1 - slot]! > 0, `the grant went to slot ${slot}: ${generations}`);
+    damageSlot(dir, slot, how);
+    assert.equal(await outcome(b.lock(["r"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "b got S on r while a holds X (taken from the table before a's grant)");
+    assert.equal(await outcome(b.lock(["pad", 0], "S", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+    assert.deepEqual(slotGenerations(dir).map((g) => g > generations[slot]!), [true, true], "the rebuilt table is in both slots, numbered on");
+    lr.release();
+    for (const l of pads) l.release();
+    assert.equal(await outcome(b.lock(["r"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+    assert.deepEqual(b.locks(), []);
+    await closeAll([a, b]);
+  });
+}
+
+for (const slot of [0, 1] as const) {
+  test(`${R} garbage over the ${slot === 0 ? "first" : "second"} slot, which held a release: the older table's grant of the released lock does not come back to block others`, async () => {
+    const dir = tempDir(`release-lost-${slot}`);
+    const [a, b] = [await open(dir), await open(dir)];
+    const pads = await padUntilNewestIn(dir, a, slot); // the grant goes to the other slot, the release to `slot`
+    (await a.lock(["r"], "X")).release();
+    damageSlot(dir, slot, "garbage");
+    assert.equal(await outcome(b.lock(["r"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted", "b was refused a lock nobody holds");
+    for (const l of pads) l.release();
+    assert.deepEqual(b.locks(), []);
+    await closeAll([a, b]);
+  });
+}
+
+test(`${R} the first table of an older release (generation 1 in the second slot alone) is taken as it is, but not once garbage covers the first slot`, async () => {
+  const dir = tempDir("older-release-table");
+  await (await open(dir)).close();
+  fs.mkdirSync(`${dir}/locks`, { recursive: true });
+  const fd = fs.openSync(`${dir}/locks/table`, "w");
+  const first = encodeTable({ generation: 1, nextSeq: 1, owners: new Map(), entries: [] });
+  fs.writeSync(fd, first, 0, first.length, SLOT_BYTES);
   fs.closeSync(fd);
-  assert.equal(await outcome(b.lock(["r"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "b got S on r while a holds X (taken from the table before a's grant)");
-  assert.equal(await outcome(b.lock(["pad", 0], "S", { timeoutMs: 0 }).then((l) => l.release())), "granted");
-  assert.deepEqual(slotGenerations(dir).map((g) => g > first), [true, true], "the rebuilt table is in both slots, numbered on");
+  const [a, b] = [await open(dir), await open(dir)];
+  const lr = await a.lock(["r"], "X"); // generation 2, in the first slot
+  assert.deepEqual(slotGenerations(dir), [2, 1]);
+  damageSlot(dir, 0, "garbage");
+  assert.equal(await outcome(b.lock(["r"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "b got S on r while a holds X (taken from the older release's table)");
   lr.release();
-  for (const l of pads) l.release();
   assert.equal(await outcome(b.lock(["r"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
-  assert.deepEqual(b.locks(), []);
   await closeAll([a, b]);
+});
+
+test(`${R} the table lost while a live holder's lease cannot be opened (EMFILE, EACCES): no rebuild without its grants, the request is refused, then granted once the lease opens`, async () => {
+  const dir = tempDir("rebuild-unreadable-record");
+  const { adapter, failing } = leaseOpensFailing(await defaultPlatform());
+  const [a, c] = [await open(dir), await open(dir, { adapter })];
+  (await c.lock(["z"], "S")).release(); // c has its own lease
+  for (const errno of ["EMFILE", "EACCES"]) {
+    const la = await a.lock(["r"], "X");
+    fs.unlinkSync(`${dir}/locks/table`);
+    failing.errno = errno;
+    assert.equal(await outcome(c.lock(["r"], "X", { timeoutMs: 50 })), "LOCK_TIMEOUT", `${errno}: c got X on r while a holds it (rebuilt without a's record)`);
+    failing.errno = undefined;
+    assert.equal(await outcome(c.lock(["r"], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", `${errno}: a's grant was lost`);
+    la.release();
+    assert.equal(await outcome(c.lock(["r"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
+  }
+  await closeAll([a, c]);
 });
 
 test(`${R} a table written from outside that lists a grant its owner gave back: the owner's next change takes the stray out, and others get the lock`, async () => {
@@ -527,10 +593,13 @@ test(`${R} a table written from outside that lists a grant its owner gave back: 
   const at = g0 > g1 ? 0 : SLOT_BYTES;
   const withQ = decodeSlot(bytes.subarray(at, at + 32 + new DataView(bytes.buffer, bytes.byteOffset + at).getUint32(4, true)))!;
   lq.release();
-  // A valid table, newer than any, in which a still holds q (an older table's entries).
-  const forged = { ...withQ, generation: Math.max(...slotGenerations(dir)) + 2 - (Math.max(...slotGenerations(dir)) % 2) };
+  // A valid table in both slots, newer than any, in which a still holds q (an older table's entries).
+  const even = Math.max(...slotGenerations(dir)) + 2 - (Math.max(...slotGenerations(dir)) % 2);
   const fd = fs.openSync(`${dir}/locks/table`, "r+");
-  fs.writeSync(fd, encodeTable(forged), 0, undefined, (forged.generation % 2) * SLOT_BYTES);
+  for (const generation of [even, even + 1]) {
+    const slot = encodeTable({ ...withQ, generation });
+    fs.writeSync(fd, slot, 0, slot.length, (generation % 2) * SLOT_BYTES);
+  }
   fs.closeSync(fd);
   assert.equal(await outcome(b.lock(["q"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT", "the table says a holds q: b cannot know better");
   const lz = await a.lock(["z"], "S"); // a's change: q is neither held nor waited for by a

@@ -27,6 +27,7 @@
  */
 import type { Database } from "./db.ts";
 import { databaseInternals } from "./db.ts";
+import { decodeValue, encodeValue } from "./codec.ts";
 import { describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
 import { LOCKS_DIR } from "./files.ts";
 import type { Key } from "./keys.ts";
@@ -330,6 +331,9 @@ export class Sagas {
       throw invalid(`start() idempotencyKey must be a non-empty string of well-formed Unicode, at most ${IDEMPOTENCY_KEY_CHARS_MAX} characters; got ${typeof key === "string" ? JSON.stringify(key.slice(0, 80)) : String(key)}`);
     }
     if (this.#db.readOnly) throw new TxtDbError("READ_ONLY", `Cannot start saga ${JSON.stringify(name)}: the database was opened read-only`);
+    // Copied now, at the call (as enqueue does): the record is made after awaits, and a
+    // rerun after a conflict makes it again; the caller may change the object meanwhile.
+    const stored = input === undefined ? undefined : decodeValue(encodeValue(input, Number.MAX_SAFE_INTEGER));
     const ns = this.namespace;
     const def = this.#defs.get(name);
     const id = this.#newId();
@@ -352,7 +356,7 @@ export class Sagas {
         }
         stepNames = registered.steps.map(String);
       }
-      const rec = newRecord(id, { name, stepNames }, input, key ?? null, this.#platform.wallClockMs());
+      const rec = newRecord(id, { name, stepNames }, stored, key ?? null, this.#platform.wallClockMs());
       // Rule 3 of sagastate.ts: an input that leaves the record no room for its first claim
       // would make a saga that never runs.
       checkRecordRoom(rec, this.#maxValueBytes(), true, `start(${JSON.stringify(name)}): the input is too big`);

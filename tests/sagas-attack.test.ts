@@ -245,3 +245,23 @@ test(`${R} a saga runner's lease takes the store's file mode, not its directory'
     await db.close();
   }
 });
+
+test(`${R} start() stores the input as it was at the call: the caller changing the object before start() resolves changes nothing (with and without an idempotency key, from a handle that did not define the saga)`, async () => {
+  const { db, sagas } = await setup("start-input-copy");
+  const seen: string[] = [];
+  sagas.define("m", [{ name: "a", run: (input) => (seen.push(JSON.stringify(input)), 1) }]);
+  const input = { amount: 100, items: ["x"] };
+  const p = sagas.start("m", input, { idempotencyKey: "order-1" });
+  input.amount = 999_999;
+  input.items.push("y");
+  await sagas.result(await p);
+  const other = await Sagas.open(db);
+  const input2 = { amount: 5 };
+  const p2 = other.start("m", input2);
+  input2.amount = -1;
+  await sagas.result(await p2);
+  assert.deepEqual(seen.sort(), ['{"amount":100,"items":["x"]}', '{"amount":5}'].sort());
+  await other.close();
+  await sagas.close();
+  await db.close();
+});

@@ -320,10 +320,9 @@ export function slotGeneration(slot: Uint8Array): number {
  * wrong (a torn or unfinished write), so the reader falls back to the other slot.
  */
 export function decodeSlot(slot: Uint8Array): LockTable | undefined {
-  const h = readSlotHeader(slot);
-  if (!h || slot.length < SLOT_HEADER_BYTES + h.bodyBytes) return undefined;
+  if (slotGeneration(slot) === 0) return undefined;
+  const h = readSlotHeader(slot)!;
   const v = new DataView(slot.buffer, slot.byteOffset, slot.byteLength);
-  if (v.getUint32(16, true) !== slotChecksum(slot, h.bodyBytes)) return undefined;
   const end = SLOT_HEADER_BYTES + h.bodyBytes;
   let at = SLOT_HEADER_BYTES;
   const need = (n: number) => {

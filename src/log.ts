@@ -227,7 +227,9 @@ const FRONTIER_BYTES = FRONTIER_FILE_BYTES;
  * u32 of the first 36) is written only under the writer lock; the failure mark (8 bytes at
  * 104: pid u32, its complement u32) by whoever saw a sync fail, holding the frontier lock.
  * Disjoint bytes, so neither write undoes the other. All zeros (a store made before they
- * existed, or a frontier file someone cut) reads as: end unknown, epoch 0, no failure.
+ * existed) reads as: end unknown, epoch 0, no failure. A file cut short of the mark by
+ * someone after this process saw the mark's bytes reads as a garbled mark: a mark may have
+ * been lost with them.
  */
 const TAIL_END_AT = 64;
 const TAIL_END_BYTES = 40;
@@ -288,7 +290,7 @@ export class Log {
   #mode: number;
   readonly #segments = new Map<number, FileHandle>();
   #frontierHandle: FileHandle | undefined;
-  /** The frontier file reaches past the sync-failure mark (see writeTailEnd). */
+  /** The frontier file reaches past the sync-failure mark: this process wrote or read its bytes (see writeTailEnd, #parseTail). */
   #markSpaceKnown = false;
   readonly #frontierBuf = new Uint8Array(FRONTIER_BYTES);
   readonly #frontierView = new DataView(this.#frontierBuf.buffer);
@@ -660,13 +662,38 @@ export class Log {
     const f = this.#frontierToRead();
     const buf = this.#tailBuf;
     const view = new DataView(buf.buffer);
+    let got = 0;
     for (let attempt = 0; f && attempt < 50; attempt++) {
-      const got = f.read(buf, TAIL_END_AT);
+      got = f.read(buf, TAIL_END_AT);
       if (got < TAIL_END_BYTES) break;
       const st = this.#parseTail(buf.subarray(0, got), view, 0);
       if (st) return st;
     }
-    return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid: 0 };
+    // An end record whose checksum stays bad (a power loss tore its last, unsynced write:
+    // the end record is never synced) reads as an unknown end; the mark beside it, which is
+    // synced whenever it is set or cleared, still counts. A file cut short of the mark after
+    // this process saw the mark's bytes lost whatever mark it held (`: > frontier`), so it
+    // reads as garbled: the safe side (rule 8 of tail.ts verifies the tail at the next
+    // writable open). A file that never reached the tail state (a store made before it
+    // existed) reads as no failure.
+    const failedPid = got >= TAIL_END_BYTES ? this.#parseMark(got - TAIL_END_BYTES, view, TAIL_END_BYTES) : f !== undefined && this.#markSpaceKnown ? SYNC_FAILURE_GARBLED : 0;
+    return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid };
+  }
+
+  /**
+   * The failure mark's pid, given `got` bytes read of it at `at` in `view`: 0 (clear),
+   * a pid, or SYNC_FAILURE_GARBLED for bytes txtdb never writes there, or for a mark cut
+   * short after this process saw its bytes (see readTailState).
+   */
+  #parseMark(got: number, view: DataView, at: number): number {
+    if (got >= SYNC_FAILURE_BYTES) {
+      this.#markSpaceKnown = true;
+      const pid = view.getUint32(at, true);
+      const check = view.getUint32(at + 4, true);
+      if (pid === 0 && check === 0) return 0;
+      return check === (~pid >>> 0) && pid !== SYNC_FAILURE_GARBLED ? pid : SYNC_FAILURE_GARBLED;
+    }
+    return this.#markSpaceKnown ? SYNC_FAILURE_GARBLED : 0;
   }
 
   /**
@@ -675,9 +702,7 @@ export class Log {
    */
   #parseTail(bytes: Uint8Array, view: DataView, at: number): TailState | undefined {
     const got = bytes.length;
-    const markPid = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(at + TAIL_END_BYTES, true) : 0;
-    const markCheck = got >= TAIL_END_BYTES + SYNC_FAILURE_BYTES ? view.getUint32(at + TAIL_END_BYTES + 4, true) : 0;
-    const failedPid = markPid === 0 && markCheck === 0 ? 0 : (markCheck === (~markPid >>> 0) && markPid !== SYNC_FAILURE_GARBLED ? markPid : SYNC_FAILURE_GARBLED);
+    const failedPid = this.#parseMark(got - TAIL_END_BYTES, view, at + TAIL_END_BYTES);
     if (bytes.subarray(0, TAIL_END_BYTES).every((b) => b === 0)) return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid };
     if (view.getUint32(at + 36, true) !== crc32c(bytes.subarray(0, 36))) return undefined;
     return {

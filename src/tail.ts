@@ -11,7 +11,9 @@
  *    appended, durable or not yet), validate, and append the batch there, into
  *    preallocated space. A segment past `segmentBytes` is sealed first: trimmed, synced,
  *    and the frontier published at the next segment's start (readers move on once it
- *    exists, reading the sealed one to its end).
+ *    exists, reading the sealed one to its end). The seal's sync is a sync of every batch
+ *    before it: one that fails is marked as in 7 (never retried: a retry that succeeds says
+ *    nothing), and the seal publishes as in 6, in the frontier lock, never past a mark.
  * 2. Still under the lock, after the bytes are written, the tail state's end (log.ts) moves
  *    to the batch's end. Then the lock is released: the next process appends behind this
  *    batch while it is not durable yet. The lock never covers an fsync.
@@ -36,10 +38,12 @@
  *    batch fails with IO. From then on no commit resolves and none is appended (catch-up
  *    refuses with IO) until a writable open has verified the tail. (After a failed fsync
  *    the kernel may have dropped the dirty pages: a later sync that succeeds says nothing
- *    about them, so nobody may trust it.)
+ *    about them, so nobody may trust it.) The mark is written before the sync lock is
+ *    released, so a process waiting for that lock finds it.
  * 8. Verifying the tail (a writable open that finds the mark; writer lock, then frontier
  *    lock): everything past the durable end is cut (none of it resolved, by 6), the log is
- *    synced, the epoch bumped and the mark cleared. A process whose index holds records
+ *    synced, the epoch bumped and the mark cleared. A frontier that cannot be read (written
+ *    over) cannot say where the durable end is: the open refuses, and nothing is cut. A process whose index holds records
  *    past the durable end from an older epoch rebuilds its view before reading past it or
  *    appending.
  * 9. A failure before the release (1–2): nothing of the batch may become visible, now or
@@ -623,7 +627,7 @@ export class Tail {
       // stay refused, and a writable open verifies the tail, which rewrites the mark); the
       // error says which file is damaged and what to do, not that some process's sync failed.
       const file = `${this.path}/${FRONTIER}`;
-      return new TxtDbError("CORRUPTION", `Commits to "${this.path}" are refused: the sync-failure mark in "${file}" (bytes ${SYNC_FAILURE_AT} to ${SYNC_FAILURE_AT + 7}) is garbled, neither clear nor a mark txtdb writes, so whether a sync of the log failed cannot be told. Close every process using the store and open it writable again: the open verifies the log's tail (it cuts what lies past the durable end, none of which was acknowledged) and rewrites the mark; then run \`txtdb check\`, and check the disk`, {
+      return new TxtDbError("CORRUPTION", `Commits to "${this.path}" are refused: the sync-failure mark in "${file}" (bytes ${SYNC_FAILURE_AT} to ${SYNC_FAILURE_AT + 7}) is garbled (neither clear nor a mark txtdb writes) or the file was cut short of it under this process, so whether a sync of the log failed cannot be told. Close every process using the store and open it writable again: the open verifies the log's tail (it cuts what lies past the durable end, none of which was acknowledged) and rewrites the mark; then run \`txtdb check\`, and check the disk`, {
         details: { file, offset: SYNC_FAILURE_AT, path: this.path, durable: false },
       });
     }
@@ -678,6 +682,13 @@ export class Tail {
       this.#adoptSealedStart(end.end, published);
     }
     const pos = this.#readPos;
+    if (opening && this.log.wholeFrameAt({ seg: pos.seg + 1, off: 0 })) {
+      // The log reads as ending here (zeros, or the file's end) and yet goes on in the next
+      // segment: a seal's trim that was lost (a failed sync is marked, so this is damage).
+      // Cut or reset here, the next append would go over those records, and the next roll
+      // over would empty their segment.
+      throw this.#corruption(pos, `the log ends at ${segmentName(pos.seg)}:${pos.off}, but ${segmentName(pos.seg + 1)} after it holds records`);
+    }
     if (fr && comparePositions(pos, { seg: fr.durableSeg, off: fr.durableOff }) < 0) {
       // Records known durable are missing (zeroed, or the file was cut).
       throw this.#corruption(pos, `the log ends at ${pos.off} before its durable end at ${fr.durableOff}`);
@@ -832,13 +843,26 @@ export class Tail {
   #verifyTailLocked(st: TailState): TailState {
     return this.log.withFrontierLocked(() => {
       const fr = this.log.readFrontier();
-      const durable = fr ? { seg: fr.durableSeg, off: fr.durableOff } : { seg: this.#firstSegment, off: 0 };
+      // Every store is made with a frontier (at the log's start), so an unreadable one was
+      // written over, and with it the durable end this repair would cut to. Cutting to the
+      // log's start instead threw away every commit that ever resolved: nothing is cut.
+      if (!fr) throw this.#frontierUnreadable(st);
+      const durable = { seg: fr.durableSeg, off: fr.durableOff };
       this.log.truncateAt(durable); // syncs the segment and the directory
       const epoch = (st.epoch + 1) >>> 0;
-      const next = { end: durable, endTsn: fr ? fr.tsn : 0, epoch };
+      const next = { end: durable, endTsn: fr.tsn, epoch };
       this.log.writeTailEnd(next);
       this.log.writeSyncFailure(0);
       return { ...next, failedPid: 0 };
+    });
+  }
+
+  /** CORRUPTION for a writable open that must verify the tail (rule 8) and cannot read the frontier, which says where to cut. */
+  #frontierUnreadable(st: TailState): TxtDbError {
+    const file = `${this.path}/${FRONTIER}`;
+    const mark = st.failedPid === SYNC_FAILURE_GARBLED ? "garbled" : `set by process ${st.failedPid}`;
+    return new TxtDbError("CORRUPTION", `Cannot open "${this.path}" writable: its sync-failure mark is ${mark}, so the log's tail must be cut back to its durable end, but the frontier in "${file}" (bytes 0 to 35), which records that end, is unreadable. Nothing was cut. Run \`txtdb check\` and check the disk; if no sync of the log failed, delete "${file}" with every process of the store closed (a writable open then rebuilds it from the log), else restore the store from a backup`, {
+      details: { file, offset: 0, path: this.path },
     });
   }
 
@@ -911,13 +935,13 @@ export class Tail {
         // readers move on to the next segment once it exists, reading this one to its end).
         // Everything before the next segment is durable then, other processes' batches too.
         file.truncate(at);
-        this.#syncSegment(seg);
+        this.#syncSealed(seg);
         seg++;
         file = this.log.createSegment(seg);
         at = 0;
         appendAt = { seg, off: 0 };
         this.#durablePos = appendAt;
-        this.#publishMax(appendAt, tsnBefore ?? this.#visibleTsn, appendAt);
+        this.#publishSealed(appendAt, tsnBefore ?? this.#visibleTsn);
       }
       // Write at the logical end (the read position after catch-up), into preallocated space.
       this.log.preallocate(file, at + data.length, this.#segmentBytes);
@@ -982,27 +1006,36 @@ export class Tail {
       // log, other batches may lie behind it, and its committer is told it failed. It must
       // never appear, so unless a sync already covers it, the failure is marked (rule 7) and
       // the next writable open cuts it.
-      let marked = false;
+      let marked: boolean;
       try {
-        this.log.withFrontierLocked(() => {
-          const fr = this.log.readFrontier();
-          if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0 && this.log.readTailState().epoch === b.epoch) return;
-          this.log.writeSyncFailure(this.platform.pid);
-          marked = true;
-          throw e;
-        });
+        marked = this.#markFailedUnlessCovered(b);
       } catch (f) {
-        // Marked: the batch never appears (rules 7-8), a plain IO. Not marked (the frontier
-        // lock could not be had: its holder is stopped; or the mark could not be written):
-        // the batch lies in the log, and the next sync of any process, or the next writable
-        // open, makes it appear. That failure used to be reported as a plain IO, which says
-        // "never appears", and the commit appeared later: its outcome is unknown, and says so.
-        if (marked) throw ioError(e, `Making a commit to "${this.path}" durable`);
+        // Not marked (the frontier lock could not be had: its holder is stopped; or the mark
+        // could not be written): the batch lies in the log, and the next sync of any
+        // process, or the next writable open, makes it appear. That failure used to be
+        // reported as a plain IO, which says "never appears", and the commit appeared
+        // later: its outcome is unknown, and says so.
         throw this.#unknownOutcome(b.tsn, f);
       }
+      // Marked: the batch never appears (rules 7-8), a plain IO.
+      if (marked) throw ioError(e, `Making a commit to "${this.path}" durable`);
       this.#settled(b); // covered by another process's sync after all
     }
     return this.#showToOtherReaders(b);
+  }
+
+  /**
+   * Rule 7, in the frontier lock: false if the published durable end covers batch `b` (in
+   * its epoch: another process's sync made it durable), else marks the sync failure and
+   * returns true. Throws if the lock cannot be had or the mark not written.
+   */
+  #markFailedUnlessCovered(b: AppendedBatch): boolean {
+    return this.log.withFrontierLocked(() => {
+      const fr = this.log.readFrontier();
+      if (fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, b.end) >= 0 && this.log.readTailState().epoch === b.epoch) return false;
+      this.log.writeSyncFailure(this.platform.pid);
+      return true;
+    });
   }
 
   /**
@@ -1127,7 +1160,19 @@ export class Tail {
       const later = st.epoch === b.epoch && comparePositions(st.end, b.end) > 0;
       const target = later ? st.end : b.end;
       const targetTsn = later ? st.endTsn : b.tsn;
-      this.#syncSegment(target.seg); // an earlier segment of the batch was synced when sealed
+      try {
+        this.#syncSegment(target.seg); // an earlier segment of the batch was synced when sealed
+      } catch (e) {
+        // Marked before the sync lock is released (the finally below): a waiter for it must
+        // find the mark, not sync after the failure, succeed (the kernel may have dropped the
+        // failed pages) and publish past them. makeDurable's catch reports it.
+        try {
+          this.#markFailedUnlessCovered(b);
+        } catch {
+          // makeDurable's catch tries again, and says the outcome is unknown if it cannot
+        }
+        throw e;
+      }
       if (!this.#segmentAtPath(target.seg)) {
         // A compaction may have folded and deleted it after a seal covered this batch.
         if (!this.#coveredOrRefused(b)) return this.#settled(b);
@@ -1304,7 +1349,7 @@ export class Tail {
     checkLock();
     this.#refuseRollInto(pos.seg + 1);
     file.truncate(pos.off);
-    this.#syncSegment(pos.seg);
+    this.#syncSealed(pos.seg);
     const next = { seg: pos.seg + 1, off: 0 };
     checkLock();
     this.#refuseRollInto(next.seg); // again: the sync above took milliseconds
@@ -1312,9 +1357,42 @@ export class Tail {
     this.#durablePos = next;
     this.#readPos = next;
     this.log.writeTailEnd({ end: next, endTsn: this.index.lastTsn, epoch: this.#epoch });
-    this.#publishMax(next, this.index.lastTsn, next);
+    this.#publishSealed(next, this.index.lastTsn);
     this.#show(next, this.index.lastTsn);
     return true;
+  }
+
+  /**
+   * The sync of a seal (segment `seg`, just trimmed to its end; the writer lock held). It
+   * makes durable every batch appended before it, other processes' too, whose syncs may
+   * then find themselves covered (rule 3), and the trim. A failure is a failed sync of those
+   * batches, marked as rule 7 marks one, whether or not the durable end covers them: the
+   * trim may be lost too, and a log that goes on in the next segment past a run of zeros in
+   * this one reads as ending at the zeros. Retrying the sync proves nothing (after a failed
+   * fsync the kernel may have dropped the pages). A segment deleted or replaced under this
+   * process (its appends went into an unlinked inode) is CORRUPTION, before any publish.
+   */
+  #syncSealed(seg: number): void {
+    try {
+      this.#syncSegment(seg);
+    } catch (e) {
+      this.log.withFrontierLocked(() => this.log.writeSyncFailure(this.platform.pid));
+      throw ioError(e, `Sealing log segment "${this.log.path(segmentName(seg))}"`);
+    }
+    if (!this.#segmentAtPath(seg)) throw this.#segmentGone(seg);
+  }
+
+  /**
+   * Publishes the start of the segment a seal began (rule 4), in the frontier lock, unless a
+   * sync failure is marked (rule 6): a batch that another process failed to sync may lie
+   * before it, and this seal's own sync, though it succeeded, says nothing about its bytes.
+   */
+  #publishSealed(next: LogPosition, tsn: number): void {
+    this.log.withFrontierLocked(() => {
+      const { tail, frontier } = this.log.readHead();
+      if (tail.failedPid !== 0) throw this.#syncFailedError(tail.failedPid);
+      this.#publishInLock(next, tsn, next, false, frontier ?? null);
+    });
   }
 
   /**

@@ -22,6 +22,10 @@ interface Proc {
   failSyncs: boolean;
   /** Fails the next write of this many bytes to the frontier file (the log end record) with EIO. */
   failFrontierWriteOf?: number;
+  /** Called before each fdatasync of a log segment in this process (before failSyncs fails it). */
+  beforeSync?: (path: string) => void;
+  /** Called as this process releases a log segment's flock (the sync lock). */
+  onSegmentUnlock?: () => void;
 }
 
 async function store(world: SimWorld): Promise<void> {
@@ -30,7 +34,8 @@ async function store(world: SimWorld): Promise<void> {
 
 function proc(world: SimWorld, durability: "full" | "relaxed" = "full", segmentBytes = 1 << 20): Proc {
   const p: Proc = { tail: undefined as unknown as Tail, meters: new Meters(), failSyncs: false };
-  const platform: Platform = withFaults(world.process(), (step, path, bytes) => {
+  const platform: Platform = withFaults(unlockWatched(world.process(), () => p.onSegmentUnlock?.()), (step, path, bytes) => {
+    if (step === "beforeFsync" && path.endsWith(".log")) p.beforeSync?.(path);
     if (step === "beforeFsync" && p.failSyncs && path.endsWith(".log")) throw new PortError("EIO", "fdatasync", path);
     if (step === "beforeWrite" && path.endsWith("/frontier") && bytes === p.failFrontierWriteOf) {
       p.failFrontierWriteOf = undefined;
@@ -40,6 +45,20 @@ function proc(world: SimWorld, durability: "full" | "relaxed" = "full", segmentB
   p.tail = new Tail(platform, "/db", { mode: 0o600, readOnly: false, durability, segmentBytes, relaxedSyncMs: 1000, cacheBytes: 1 << 20 }, p.meters, noHooks);
   p.tail.loadManifest(p.tail.log.readManifest()!);
   return p;
+}
+
+/** `platform` with `onUnlock` called before each unlock of a log segment's handle. */
+function unlockWatched(platform: Platform, onUnlock: () => void): Platform {
+  const bound = (target: object, name: string | symbol) => {
+    const v = (target as Record<string | symbol, unknown>)[name];
+    return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+  };
+  const open: Platform["open"] = (path, options) => {
+    const h = platform.open(path, options);
+    if (!path.endsWith(".log")) return h;
+    return new Proxy(h, { get: (target, name) => (name === "unlock" ? () => (onUnlock(), target.unlock()) : bound(target, name)) });
+  };
+  return new Proxy(platform, { get: (target, name) => (name === "open" ? open : bound(target, name)) });
 }
 
 /** One commit (key `k` of namespace id 1 set to `v`), appended as the committer would, holding the writer lock. */
@@ -138,6 +157,118 @@ test("[sim] rules 6-7: a failed sync marks the store; a later sync that succeeds
   await assert.rejects(b.tail.makeDurable(bb), isIO, "b's own sync succeeds, but it may not trust it: it must not resolve");
   assert.ok(comparePos(durableEnd(b), ba.end) < 0, "nothing past the failed batch was published");
   assert.throws(() => append(c, "c", 3), isIO, "a third process refuses to append");
+});
+
+test("[sim] rule 7: a failed sync is marked before its process releases the sync lock, so a process waiting for that lock finds the mark instead of syncing after the failure", async () => {
+  const world = new SimWorld(9);
+  await store(world);
+  const a = proc(world);
+  const ba = append(a, "a", 1);
+  const marks: number[] = [];
+  a.onSegmentUnlock = () => marks.push(a.tail.log.readTailState().failedPid);
+  a.failSyncs = true;
+  await assert.rejects(a.tail.makeDurable(ba), isIO);
+  assert.ok(marks.length > 0, "the sync lock was taken and released");
+  assert.notEqual(marks[0], 0, "the mark was written before the sync lock was released");
+});
+
+test("[sim] rule 7 at a seal: EIO at the sync of a segment's seal (sealing at once, or rolling over in an append) marks the failure; a batch another process appended before it does not resolve, a later seal publishes nothing, and after a reopen the batch is gone", async () => {
+  for (const how of ["seal", "roll"] as const) {
+    const world = new SimWorld(11);
+    await store(world);
+    const [a, b] = [proc(world, "full", 120), proc(world, "full", 120)];
+    let last: AppendedBatch | undefined;
+    let i = 0;
+    for (; !a.tail.activeSegmentFull(); i++) {
+      last = append(a, `k${i}`, i);
+      if (!a.tail.activeSegmentFull()) await a.tail.makeDurable(last);
+    }
+    const published = durableEnd(a);
+    b.failSyncs = true;
+    if (how === "seal") {
+      b.tail.catchUpLocked();
+      assert.throws(() => b.tail.sealActiveLocked(() => {}), isIO, `${how}: the seal fails`);
+    } else {
+      assert.throws(() => append(b, "b", 1), isIO, `${how}: the append that seals fails`);
+    }
+    b.failSyncs = false;
+    assert.notEqual(b.tail.log.readTailState().failedPid, 0, `${how}: the failure is marked`);
+    assert.throws(() => {
+      b.tail.catchUpLocked();
+      b.tail.sealActiveLocked(() => {});
+    }, isIO, `${how}: a later seal refuses`);
+    assert.deepEqual(durableEnd(a), published, `${how}: nothing was published past a's last durable batch`);
+    await assert.rejects(a.tail.makeDurable(last!), isIO, `${how}: a's batch, behind a failed sync, does not resolve`);
+    a.tail.close();
+    b.tail.close();
+    const db = await open("/db", { adapter: world.process() });
+    assert.equal(await db.get("ns", `k${i - 2}`), i - 2, `${how}: a durable commit`);
+    assert.equal(await db.get("ns", `k${i - 1}`), undefined, `${how}: the batch that never resolved`);
+    await db.set("ns", "after", 1);
+    await db.close();
+  }
+});
+
+test("[sim] rule 6 at a seal: a seal whose catch-up came before another process marked a failed sync publishes nothing, and a batch appended behind the failed one does not resolve", async () => {
+  const world = new SimWorld(21);
+  await store(world);
+  const [a, b, c] = [proc(world, "full", 120), proc(world, "full", 120), proc(world, "full", 120)];
+  let ba: AppendedBatch;
+  for (let i = 0; ; i++) {
+    ba = append(a, `a${i}`, i);
+    if (a.tail.readPos.off + 24 >= 120) break;
+    await a.tail.makeDurable(ba);
+  }
+  const bc = append(c, "c", 1);
+  b.tail.catchUpLocked(); // no mark yet
+  a.failSyncs = true;
+  await assert.rejects(a.tail.makeDurable(ba), isIO);
+  assert.throws(() => b.tail.sealActiveLocked(() => {}), isIO, "the seal refuses to publish");
+  assert.ok(comparePos(durableEnd(c), bc.end) < 0, "nothing past the failed batch was published");
+  await assert.rejects(c.tail.makeDurable(bc), isIO, "c's batch does not resolve");
+});
+
+test("[sim] a segment deleted just as a seal syncs it: the seal fails with CORRUPTION, before it starts the next segment or publishes", async () => {
+  const world = new SimWorld(23);
+  await store(world);
+  const a = proc(world, "full", 1 << 20);
+  await a.tail.makeDurable(append(a, "k", 1));
+  const before = durableEnd(a);
+  const seg = "/db/seg-0000000001.log";
+  a.beforeSync = (path) => {
+    if (path !== seg) return;
+    a.beforeSync = undefined;
+    world.process().unlink(seg);
+  };
+  a.tail.catchUpLocked();
+  assert.throws(() => a.tail.sealActiveLocked(() => {}), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && /deleted/.test(e.message));
+  assert.equal(world.lookup("/db/seg-0000000002.log"), undefined, "no next segment was started");
+  assert.deepEqual(durableEnd(a), before, "the frontier did not move");
+});
+
+test("[sim] a writable open that finds the log ending in zeros in one segment while the next holds records (a seal's trim lost) refuses with CORRUPTION and writes nothing", async () => {
+  const world = new SimWorld(25);
+  await store(world);
+  const a = proc(world, "full", 120);
+  let frontierInFirst: Uint8Array | undefined;
+  for (let i = 0; a.tail.readPos.seg < 2 || a.tail.readPos.off === 0; i++) {
+    if (a.tail.readPos.seg === 1) frontierInFirst = world.lookup("/db/frontier")!.data.slice(0, 36);
+    await a.tail.makeDurable(append(a, `k${i}`, i));
+  }
+  a.tail.close();
+  // As a power loss can leave it: the seal's trim lost (the zeros it had taken off are back)
+  // and the frontier file (never synced) still at a frontier in the first segment.
+  const sim = world.process();
+  const first = sim.open("/db/seg-0000000001.log");
+  first.write(new Uint8Array(4096), first.size());
+  first.close();
+  const frontier = sim.open("/db/frontier");
+  frontier.write(frontierInFirst!, 0);
+  frontier.close();
+  const second = world.lookup("/db/seg-0000000002.log")!;
+  const bytes = second.data.slice();
+  await assert.rejects(open("/db", { adapter: world.process() }), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION");
+  assert.deepEqual(world.lookup("/db/seg-0000000002.log")?.data.slice(), bytes, "the next segment is untouched");
 });
 
 test("[sim] rule 7: a failed sync whose batch another process's successful sync covered resolves", async () => {

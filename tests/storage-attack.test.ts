@@ -493,6 +493,60 @@ test(`${R} a sync-failure mark scribbled over (garbage bytes in the frontier fil
   }
 });
 
+test(`${R} the whole frontier file scribbled over (the frontier and the sync-failure mark): a writable open refuses with CORRUPTION and cuts nothing (it used to cut the log to its start); with the file deleted, an open rebuilds it from the log`, async () => {
+  const dir = tempDir("frontier-scribbled");
+  const db = await open(dir, { namespaces: ["ns"] });
+  for (let i = 0; i < 5; i++) await db.set("ns", ["k", i], i);
+  await db.close();
+  const seg = `${dir}/seg-0000000001.log`;
+  const segBytes = new Uint8Array(fs.readFileSync(seg));
+  const frontier = `${dir}/frontier`;
+  const fd = fs.openSync(frontier, "r+");
+  fs.writeSync(fd, new Uint8Array(36).fill(0x41), 0, 36, 0); // the frontier's checksum fails
+  fs.writeSync(fd, new Uint8Array(8).fill(0x42), 0, 8, 104); // the mark: garbled
+  fs.closeSync(fd);
+  const r = await refusal("a writable open", () => open(dir));
+  assert.equal(r?.code, "CORRUPTION", r?.message);
+  assert.equal(r?.file, frontier);
+  assert.match(r!.message, /Nothing was cut/);
+  assert.deepEqual(new Uint8Array(fs.readFileSync(seg)), segBytes, "the log is untouched");
+  fs.unlinkSync(frontier);
+  const again = await open(dir);
+  try {
+    for (let i = 0; i < 5; i++) assert.equal(await again.get("ns", ["k", i]), i);
+    await again.set("ns", "after", 1);
+    assert.ok((await again.check()).ok);
+  } finally {
+    await again.close();
+  }
+});
+
+test(`${R} the frontier file cut to nothing under an open store (\`: > frontier\`, which takes any sync-failure mark with it): commits are refused with CORRUPTION naming the file, reads go on, and a writable reopen goes on with every commit`, async () => {
+  const dir = tempDir("frontier-cut");
+  const db = await open(dir, { namespaces: ["ns"] });
+  try {
+    await db.set("ns", "a", 1);
+    const frontier = `${dir}/frontier`;
+    fs.truncateSync(frontier, 0);
+    const r = await refusal("a commit", () => db.set("ns", "b", 2));
+    assert.equal(r?.code, "CORRUPTION", r?.message);
+    assert.equal(r?.file, frontier);
+    assert.equal(await db.get("ns", "a"), 1, "reads go on");
+  } finally {
+    await db.close();
+  }
+  const again = await open(dir);
+  try {
+    assert.equal(await again.get("ns", "a"), 1);
+    assert.equal(await again.get("ns", "b"), undefined, "the refused commit is nowhere");
+    await again.set("ns", "b", 2);
+    assert.equal(await again.get("ns", "b"), 2);
+    assert.ok((await again.check()).ok);
+  } finally {
+    await again.close();
+  }
+});
+
 test(`${R} a torn tail past the durable end is cut at a writable open even with a stray higher-numbered segment holding whole records (a copy left by hand, past a missing number): only the segments the log goes on into count, and the stray file is left alone`, async () => {
   const { dir, end } = await oneCommitStore("torn-stray-seg");
   const seg = `${dir}/seg-0000000001.log`;

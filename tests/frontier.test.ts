@@ -271,6 +271,22 @@ test("[sim] a writable open that finds the log ending in zeros in one segment wh
   assert.deepEqual(world.lookup("/db/seg-0000000002.log")?.data.slice(), bytes, "the next segment is untouched");
 });
 
+test("[sim] rule 6: a sync-failure mark counts even when the end record beside it is torn (as a power loss leaves it: the end record is never synced)", async () => {
+  const world = new SimWorld(27);
+  await store(world);
+  const a = proc(world);
+  const ba = append(a, "a", 1);
+  a.failSyncs = true;
+  await assert.rejects(a.tail.makeDurable(ba), isIO);
+  a.tail.close();
+  const f = world.process().open("/db/frontier");
+  f.write(new Uint8Array(40).fill(0x5a), 64); // the end record, garbled
+  f.close();
+  const b = proc(world);
+  assert.notEqual(b.tail.log.readTailState().failedPid, 0, "the mark is still read");
+  assert.throws(() => append(b, "b", 2), isIO, "commits are refused");
+});
+
 test("[sim] rule 7: a failed sync whose batch another process's successful sync covered resolves", async () => {
   const world = new SimWorld(6);
   await store(world);

@@ -320,6 +320,7 @@ export class LocalDatabase implements DatabaseEngine {
       }
       checkFormat(this.path, manifest.format);
       checkManifestFiles(this.platform, this.path, log, manifest);
+      if (existingStore) this.#refuseMissingFrontierUnderOthers();
       if (manifest.format === FORMAT_CHECKPOINT) {
         // A store of the previous format: upgraded in place, alone (upgrade.ts).
         manifest = changeFormatLocked(this.platform, this.path, log, manifest, this.#compactor.compactLock, FORMAT_VERSION).manifest;
@@ -358,6 +359,22 @@ export class LocalDatabase implements DatabaseEngine {
     // In-doubt transactions of two-phase commit are resolved at open and while open.
     if (this.index.prepared.size > 0) await this.#participant.resolveDue().catch(() => {});
     if (tail.manifest.format >= FORMAT_TWO_PHASE || this.index.prepared.size > 0) this.#participant.wake();
+  }
+
+  /**
+   * A writable open (the writer lock held) that finds the frontier file missing creates it
+   * and rebuilds it from the log: right when nobody has the store open. With other processes
+   * alive, it was deleted under them (by hand, a tmp cleaner): they go on publishing into the
+   * deleted file, and this process would publish into a new one, so neither would see the
+   * other's commits (a commit resolved in one, and reads in the other missed it). Refused
+   * before the file is created; the processes already open go on among themselves.
+   */
+  #refuseMissingFrontierUnderOthers(): void {
+    const file = `${this.path}/${FRONTIER}`;
+    if (this.platform.lstat(file) !== undefined || !this.#pins.othersMayBeAlive()) return;
+    throw new TxtDbError("CORRUPTION", `Cannot open "${this.path}": its frontier file "${file}" is missing while other processes have the store open (it was deleted under them). They go on using the deleted file, and this open could not see their commits, nor they its. Nothing was written. Close every process using the store (see \`txtdb doctor\`), then open it again: a writable open rebuilds the file from the log`, {
+      details: { file, offset: 0, path: this.path },
+    });
   }
 
   /**

@@ -547,6 +547,32 @@ test(`${R} the frontier file cut to nothing under an open store (\`: > frontier\
   }
 });
 
+test(`${R} the frontier file deleted under an open store: a writable open meanwhile refuses with CORRUPTION and creates nothing (it used to make a new one, and the two processes missed each other's commits); the open store goes on, and once it is closed an open rebuilds the file from the log`, async () => {
+  const dir = tempDir("frontier-deleted");
+  const first = await open(dir, { namespaces: ["ns"] });
+  try {
+    await first.set("ns", "a", 1);
+    const frontier = `${dir}/frontier`;
+    fs.unlinkSync(frontier);
+    const r = await refusal("a writable open", () => open(dir));
+    assert.equal(r?.code, "CORRUPTION", r?.message);
+    assert.equal(r?.file, frontier);
+    assert.ok(!fs.existsSync(frontier), "no new frontier file was made");
+    await first.set("ns", "b", 2);
+    assert.equal(await first.get("ns", "b"), 2);
+  } finally {
+    await first.close();
+  }
+  const again = await open(dir);
+  try {
+    assert.equal(await again.get("ns", "a"), 1);
+    assert.equal(await again.get("ns", "b"), 2);
+    assert.ok((await again.check()).ok);
+  } finally {
+    await again.close();
+  }
+});
+
 test(`${R} a torn tail past the durable end is cut at a writable open even with a stray higher-numbered segment holding whole records (a copy left by hand, past a missing number): only the segments the log goes on into count, and the stray file is left alone`, async () => {
   const { dir, end } = await oneCommitStore("torn-stray-seg");
   const seg = `${dir}/seg-0000000001.log`;

@@ -188,6 +188,8 @@ export const PROBE_HANDLES_MAX = 64;
 const READ_CHUNK_BYTES = 2048;
 /** Lock-free reads tried before a reader takes the flock (a change was under way each time). */
 const PEEK_ATTEMPTS_MAX = 3;
+/** The longest wait between tries of a handle's pending releases after the table could not be written (see #flushRemovals). */
+const FLUSH_RETRY_MS_MAX = 250;
 /** Longest resource (encoded key) the table holds: its length is a u16 there. */
 const RESOURCE_BYTES_MAX = 0xffff;
 /** Dead owners' lease files removed per sweep at a handle's first lock. */
@@ -338,6 +340,8 @@ export class LockManager {
   /** Entries to remove at the next change this handle makes (the flock was busy when they were released). */
   readonly #pendingRemovals = new Set<number>();
   #pendingTimer: Timer | undefined;
+  /** The delay before the next try of pending removals after an operating failure (see #flushRemovals). */
+  #flushRetryMs = 1;
   #watch: WatchHandle | undefined;
   #watchTried = false;
   #watchIdle: Timer | undefined;
@@ -705,23 +709,30 @@ export class LockManager {
   /**
    * Applies pending removals now if the table's flock can be had, or, while another process
    * is inside a change, 1 ms later (unref'd: the process's exit frees its entries anyway).
-   * An operating failure is not retried on a timer: the removals wait for this handle's next
-   * change, and at the latest its close gives up the lease, which frees them.
+   * An operating failure (EIO, ENOSPC writing the table) is retried too, at a doubling delay
+   * up to FLUSH_RETRY_MS_MAX: a release that waited for this handle's next change kept
+   * every waiter in other processes blocked on a lock nobody held, for as long as this
+   * process took no other lock.
    */
   #flushRemovals(): void {
     if (this.#closed || this.#pendingRemovals.size === 0) return;
     let done: boolean;
+    let failed = false;
     try {
       done = this.#change(() => {});
     } catch {
-      done = true;
+      done = false;
+      failed = true;
     }
     if (done) {
       this.#pendingTimer?.cancel();
       this.#pendingTimer = undefined;
+      this.#flushRetryMs = 1;
       return;
     }
-    this.#pendingTimer ??= armTimer(1, () => {
+    if (this.#pendingTimer) return;
+    const delayMs = failed ? (this.#flushRetryMs = Math.min(this.#flushRetryMs * 2, FLUSH_RETRY_MS_MAX)) : 1;
+    this.#pendingTimer = armTimer(delayMs, () => {
       this.#pendingTimer = undefined;
       this.#flushRemovals();
     }, { unref: true });

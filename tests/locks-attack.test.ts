@@ -11,6 +11,7 @@
 import * as fs from "node:fs";
 import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test, waitUntil, leaseOpensFailing } from "./harness.ts";
 import { defaultPlatform, open, TxtDbError } from "txtdb";
+import { PortError } from "txtdb/internal";
 import { decodeSlot, encodeTable, SLOT_BYTES } from "txtdb/internal";
 import type { Database, LockMode, Platform } from "txtdb";
 import type { Runtime, Worker } from "./procs.ts";
@@ -379,6 +380,37 @@ test(`${R} a lease that cannot be opened now (EMFILE, EACCES) is not a dead owne
   la.release();
   assert.equal(await outcome(c.lock(["r"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
   await closeAll([a, c]);
+});
+
+test(`${R} a release whose write of the table fails (EIO) is tried again on its own: a waiter in another handle gets the lock without the releasing handle taking another lock`, async () => {
+  const dir = tempDir("release-eio");
+  const failing = { on: false };
+  const adapter = wrapOpens(await defaultPlatform(), (h, path) => {
+    if (!path.endsWith("/locks/table")) return h;
+    return new Proxy(h, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (prop === "write") {
+          return (...args: unknown[]) => {
+            if (failing.on) throw new PortError("EIO", "write", path);
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  });
+  const a = await open(dir, { adapter });
+  const b = await open(dir);
+  const la = await a.lock(["r"], "X");
+  const wb = b.lock(["r"], "X", { timeoutMs: 3_000 });
+  assert.equal(await stateAfter(wb), "pending");
+  failing.on = true;
+  la.release(); // its change fails: the release is pending in a
+  await sleep(30);
+  failing.on = false;
+  assert.equal(await outcome(wb.then((l) => l.release())), "granted", "b waited for a's next change");
+  await closeAll([a, b]);
 });
 
 // --- aborts and timeouts ---

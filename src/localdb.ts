@@ -423,7 +423,7 @@ export class LocalDatabase implements DatabaseEngine {
         if (!adopted && !this.platform.stat(`${this.path}/${FRONTIER}`)) {
           // Deleted by hand: with a writer alive, it goes on publishing into the deleted file,
           // and this open would show an empty store. A writable open creates it again.
-          throw new TxtDbError("IO", `The frontier file of "${this.path}" is missing, so this read-only open cannot tell how far the log is durable (another process may be writing). Open the store once without readOnly, which recreates it`, { details: { path: `${this.path}/${FRONTIER}` } });
+          throw new TxtDbError("IO", `The frontier file of "${this.path}" is missing, so this read-only open cannot tell how far the log is durable (another process may be writing). Close every process using the store (they go on with the deleted file), then open it once without readOnly, which rebuilds the file from the log`, { details: { path: `${this.path}/${FRONTIER}` } });
         }
         break;
       } catch (e) {

@@ -372,7 +372,7 @@ export class LocalDatabase implements DatabaseEngine {
   #refuseMissingFrontierUnderOthers(): void {
     const file = `${this.path}/${FRONTIER}`;
     if (this.platform.lstat(file) !== undefined || !this.#pins.othersMayBeAlive()) return;
-    throw new TxtDbError("CORRUPTION", `Cannot open "${this.path}": its frontier file "${file}" is missing while other processes have the store open (it was deleted under them). They go on using the deleted file, and this open could not see their commits, nor they its. Nothing was written. Close every process using the store (see \`txtdb doctor\`), then open it again: a writable open rebuilds the file from the log`, {
+    throw new TxtDbError("CORRUPTION", `Cannot open "${this.path}": its frontier file "${file}" is missing while other processes have the store open: those that opened before it was deleted go on using the deleted file, and this open could not see their commits, nor they its. Nothing was written. Close every process using the store (see \`txtdb doctor\`), then open it again: a writable open rebuilds the file from the log`, {
       details: { file, offset: 0, path: this.path },
     });
   }
@@ -419,6 +419,13 @@ export class LocalDatabase implements DatabaseEngine {
             if (!(e instanceof TxtDbError && e.code === "CORRUPTION" && fr && comparePositions({ seg: fr.durableSeg, off: fr.durableOff }, fr) < 0)) throw e;
             throw new TxtDbError("CORRUPTION", `${e.message}. After a power loss of a store written with durability "relaxed" this is expected, not damage: the next writable open() puts the frontier back, and a read-only open does so for itself when no other process has the store open`, { cause: e, ...(e.details ? { details: e.details } : {}) });
           }
+        }
+        if (!adopted && tail.log.readFrontier() === undefined && tail.log.readTailState().failedPid !== 0) {
+          // Written over while a sync failure is marked: a writable open refuses it too (it
+          // cannot tell where to cut), and this open would show the store as empty. (Without
+          // a mark, a frontier a power loss tore is read past as rule 11 says.)
+          const file = `${this.path}/${FRONTIER}`;
+          throw new TxtDbError("CORRUPTION", `The frontier in "${file}" (bytes 0 to 35) is unreadable while a failed sync of the log is marked, so this read-only open cannot tell how far the log is durable, and would show the store as empty. Nothing was written. Open the store writable, with every other process of it closed: its error says what to do`, { details: { file, offset: 0, path: this.path } });
         }
         if (!adopted && !this.platform.stat(`${this.path}/${FRONTIER}`)) {
           // Deleted by hand: with a writer alive, it goes on publishing into the deleted file,

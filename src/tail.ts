@@ -39,7 +39,11 @@
  *    refuses with IO) until a writable open has verified the tail. (After a failed fsync
  *    the kernel may have dropped the dirty pages: a later sync that succeeds says nothing
  *    about them, so nobody may trust it.) The mark is written before the sync lock is
- *    released, so a process waiting for that lock finds it.
+ *    released, so a process waiting for that lock (a seal too) finds it. One that gave up
+ *    waiting (SYNC_WAIT_MS_MAX) syncs beside the failing holder: there, what keeps its
+ *    sync from vouching for the dropped pages is the kernel, which reports a writeback
+ *    error to every descriptor of the file opened before it (Linux since 4.13), so its sync
+ *    fails too.
  * 8. Verifying the tail (a writable open that finds the mark; writer lock, then frontier
  *    lock): everything past the durable end is cut (none of it resolved, by 6), the log is
  *    synced, the epoch bumped and the mark cleared. A frontier that cannot be read (written
@@ -193,6 +197,8 @@ export class Tail {
   /** A second handle of the active segment, waiting for the sync lock off-thread (see #syncWaiter). */
   #syncWait: { seg: number; file: FileHandle; pending: boolean } | undefined;
   #closed = false;
+  /** A seal's failed sync that could not be marked (see #markSealFailure): this process commits nothing more. */
+  #unmarkedFailure: TxtDbError | undefined;
   /** When the last file probe made while registered as a reader of the mirror began (mirror.ts rule 2). */
   #fileProbedAtMs = -Infinity;
   /** When this process last probed the frontier with the mirror attached, and the timer that ends an idle registration. */
@@ -627,7 +633,7 @@ export class Tail {
       // stay refused, and a writable open verifies the tail, which rewrites the mark); the
       // error says which file is damaged and what to do, not that some process's sync failed.
       const file = `${this.path}/${FRONTIER}`;
-      return new TxtDbError("CORRUPTION", `Commits to "${this.path}" are refused: the sync-failure mark in "${file}" (bytes ${SYNC_FAILURE_AT} to ${SYNC_FAILURE_AT + 7}) is garbled (neither clear nor a mark txtdb writes) or the file was cut short of it under this process, so whether a sync of the log failed cannot be told. Close every process using the store and open it writable again: the open verifies the log's tail (it cuts what lies past the durable end, none of which was acknowledged) and rewrites the mark; then run \`txtdb check\`, and check the disk`, {
+      return new TxtDbError("CORRUPTION", `Commits to "${this.path}" are refused: the sync-failure mark in "${file}" (bytes ${SYNC_FAILURE_AT} to ${SYNC_FAILURE_AT + 7}) is garbled (neither clear nor a mark txtdb writes) or the file was cut short of it under this process, so whether a sync of the log failed cannot be told. Close every process using the store and open it writable again: where the file still holds the mark, the open verifies the log's tail (it cuts what lies past the durable end, none of which was acknowledged) and rewrites the mark; where the file was cut, the mark went with it, and commits that failed with IO may appear. Then run \`txtdb check\`, and check the disk`, {
         details: { file, offset: SYNC_FAILURE_AT, path: this.path, durable: false },
       });
     }
@@ -645,6 +651,7 @@ export class Tail {
    * and publishes whatever lies past the frontier.
    */
   catchUpLocked(opening = false): void {
+    if (this.#unmarkedFailure) throw this.#unmarkedFailure;
     // One read for both: under the writer lock the tail state stays as read (but for a
     // failure mark, which the sync path checks again), and a frontier read a moment early
     // is one the frontier has only moved on from.
@@ -861,7 +868,7 @@ export class Tail {
   #frontierUnreadable(st: TailState): TxtDbError {
     const file = `${this.path}/${FRONTIER}`;
     const mark = st.failedPid === SYNC_FAILURE_GARBLED ? "garbled" : `set by process ${st.failedPid}`;
-    return new TxtDbError("CORRUPTION", `Cannot open "${this.path}" writable: its sync-failure mark is ${mark}, so the log's tail must be cut back to its durable end, but the frontier in "${file}" (bytes 0 to 35), which records that end, is unreadable. Nothing was cut. Run \`txtdb check\` and check the disk; if no sync of the log failed, delete "${file}" with every process of the store closed (a writable open then rebuilds it from the log), else restore the store from a backup`, {
+    return new TxtDbError("CORRUPTION", `Cannot open "${this.path}" writable: its sync-failure mark is ${mark}, so the log's tail must be cut back to its durable end, but the frontier in "${file}" (bytes 0 to 35), which records that end, is unreadable. Nothing was cut. Run \`txtdb check\` and check the disk. Then either delete "${file}" with every process of the store closed (a writable open rebuilds it from the log: every acknowledged commit stays, but commits that failed with IO after a failed sync may appear too), or restore the store from a backup (losing what was committed since)`, {
       details: { file, offset: 0, path: this.path },
     });
   }
@@ -926,6 +933,7 @@ export class Tail {
     let file = this.log.segment(seg);
     let appendAt: LogPosition = start; // where this batch's bytes begin, after any roll
     let endWritten = false;
+    let batchWritten = false;
     if (start.off >= this.#segmentBytes) this.#refuseRollInto(seg + 1); // before anything is cut or written
     try {
       if (!file) throw new TxtDbError("CORRUPTION", `Segment ${segmentName(seg)} of "${this.path}" is missing`, { details: { file: segmentName(seg), offset: 0 } });
@@ -945,6 +953,7 @@ export class Tail {
       }
       // Write at the logical end (the read position after catch-up), into preallocated space.
       this.log.preallocate(file, at + data.length, this.#segmentBytes);
+      batchWritten = true; // before the call: a write that fails may have written part of it
       file.write(data, at);
       const end = { seg, off: at + data.length };
       assert(comparePositions(end, appendAt) > 0, "a batch's end lies past its start");
@@ -964,6 +973,11 @@ export class Tail {
       // the index; here it goes off the file, and the tail state goes back.
       this.#readPos = start;
       this.#durablePos = durableBefore;
+      // Failed in the seal (its sync, the next segment, its publish): none of the batch was
+      // written, and the log ends where the seal trimmed it. Nothing to cut, and above all no
+      // sync to retry: after a failed fdatasync a second one on the same file "succeeds"
+      // without the dropped pages (the seal marked the failure, rule 7).
+      if (!batchWritten) throw e;
       try {
         // The bytes must go, or the next writer's catch-up would adopt a failed commit; and
         // the cut must be durable, or after a power loss the next writable open would find
@@ -1373,13 +1387,54 @@ export class Tail {
    * process (its appends went into an unlinked inode) is CORRUPTION, before any publish.
    */
   #syncSealed(seg: number): void {
+    // In the sync lock, as any sync (rule 3), waited for as long as a commit's sync waits:
+    // a sync of another process under way may be failing, and it marks the failure before
+    // it lets go; this seal's sync succeeding meanwhile says nothing about the pages that
+    // one lost, and its publish (after the mark, so refused) would cover them. The wait
+    // spins: the writer lock is held and the seal is synchronous; it happens once a segment.
+    const file = this.log.segment(seg);
+    let locked = false;
+    if (file) {
+      const t0 = this.platform.monotonicMs();
+      while (!(locked = file.tryLock(true)) && this.platform.monotonicMs() - t0 < SYNC_WAIT_MS_MAX) {
+        // another process is syncing this segment
+      }
+    }
     try {
-      this.#syncSegment(seg);
-    } catch (e) {
-      this.log.withFrontierLocked(() => this.log.writeSyncFailure(this.platform.pid));
-      throw ioError(e, `Sealing log segment "${this.log.path(segmentName(seg))}"`);
+      try {
+        this.#syncSegment(seg);
+      } catch (e) {
+        this.#markSealFailure(e);
+        throw ioError(e, `Sealing log segment "${this.log.path(segmentName(seg))}"`);
+      }
+    } finally {
+      if (locked) file!.unlock();
     }
     if (!this.#segmentAtPath(seg)) throw this.#segmentGone(seg);
+  }
+
+  /**
+   * Rule 7 for a seal's failed sync (`cause`), the writer lock held. In the frontier lock;
+   * if that cannot be had (its holder stopped), without it: no verifying open can clear the
+   * mark meanwhile (it needs the writer lock). If even that fails, this process refuses
+   * every later commit itself (IO: their outcome would be unknown) until it is reopened.
+   */
+  #markSealFailure(cause: unknown): void {
+    const pid = this.platform.pid;
+    try {
+      this.log.withFrontierLocked(() => this.log.writeSyncFailure(pid));
+      return;
+    } catch {
+      // the frontier lock could not be had, or the mark not written in it
+    }
+    try {
+      this.log.writeSyncFailure(pid);
+    } catch {
+      this.#unmarkedFailure = new TxtDbError("IO", `Commits to "${this.path}" are refused in this process: a sync of its log failed as a segment was sealed (${cause instanceof Error ? cause.message : String(cause)}), and the failure could not be marked for the other processes. Check the disk, close the store in every process, and open it again`, {
+        cause,
+        details: { path: this.path, durable: false },
+      });
+    }
   }
 
   /**

@@ -185,12 +185,16 @@ test("[sim] rule 7 at a seal: EIO at the sync of a segment's seal (sealing at on
     }
     const published = durableEnd(a);
     b.failSyncs = true;
+    let syncsTried = 0;
+    b.beforeSync = () => syncsTried++;
     if (how === "seal") {
       b.tail.catchUpLocked();
       assert.throws(() => b.tail.sealActiveLocked(() => {}), isIO, `${how}: the seal fails`);
     } else {
       assert.throws(() => append(b, "b", 1), isIO, `${how}: the append that seals fails`);
     }
+    assert.equal(syncsTried, 1, `${how}: the failed sync is not tried again (a retry on the same file "succeeds" without the pages it dropped)`);
+    b.beforeSync = undefined;
     b.failSyncs = false;
     assert.notEqual(b.tail.log.readTailState().failedPid, 0, `${how}: the failure is marked`);
     assert.throws(() => {
@@ -207,6 +211,31 @@ test("[sim] rule 7 at a seal: EIO at the sync of a segment's seal (sealing at on
     await db.set("ns", "after", 1);
     await db.close();
   }
+});
+
+test("[sim] rule 7 at a seal: with the frontier lock held by a stopped process, a seal's failed sync is still marked (without the lock: the writer lock keeps any verifying open out), and the seal is not published by a later one", async () => {
+  const world = new SimWorld(29);
+  await store(world);
+  const [a, b] = [proc(world, "full", 120), proc(world, "full", 120)];
+  let last: AppendedBatch | undefined;
+  for (let i = 0; !a.tail.activeSegmentFull(); i++) {
+    last = append(a, `k${i}`, i);
+    if (!a.tail.activeSegmentFull()) await a.tail.makeDurable(last);
+  }
+  const stopped = world.process().open("/db/frontier");
+  assert.ok(stopped.tryLock(true), "the stopped process holds the frontier lock");
+  b.tail.catchUpLocked();
+  b.failSyncs = true;
+  assert.throws(() => b.tail.sealActiveLocked(() => {}), isIO, "the seal fails");
+  b.failSyncs = false;
+  stopped.unlock();
+  stopped.close();
+  assert.notEqual(b.tail.log.readTailState().failedPid, 0, "the failure is marked");
+  assert.throws(() => {
+    b.tail.catchUpLocked();
+    b.tail.sealActiveLocked(() => {});
+  }, isIO, "a later seal refuses");
+  await assert.rejects(a.tail.makeDurable(last!), isIO, "a's batch does not resolve");
 });
 
 test("[sim] rule 6 at a seal: a seal whose catch-up came before another process marked a failed sync publishes nothing, and a batch appended behind the failed one does not resolve", async () => {

@@ -509,6 +509,9 @@ test(`${R} the whole frontier file scribbled over (the frontier and the sync-fai
   assert.equal(r?.code, "CORRUPTION", r?.message);
   assert.equal(r?.file, frontier);
   assert.match(r!.message, /Nothing was cut/);
+  const ro = await refusal("a read-only open", () => open(dir, { readOnly: true }));
+  assert.equal(ro?.code, "CORRUPTION", `a read-only open showed the store as empty: ${ro?.message}`);
+  assert.equal(ro?.file, frontier);
   assert.deepEqual(new Uint8Array(fs.readFileSync(seg)), segBytes, "the log is untouched");
   fs.unlinkSync(frontier);
   const again = await open(dir);

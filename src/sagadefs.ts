@@ -41,7 +41,8 @@ export interface SagaContext {
   readonly idempotencyKey: string;
   /**
    * The outputs of the steps completed so far, by step name (a copy: changing it changes
-   * nothing stored). While compensating, the step's own output is there too.
+   * nothing stored). While compensating, the step's own output is there too, unless it
+   * could not be stored (see {@link SagaStep.run}).
    */
   readonly results: Readonly<Record<string, unknown>>;
   /** Aborted when the {@link Sagas} handle closes: a long step may stop early (it is tried again elsewhere). */
@@ -52,7 +53,12 @@ export interface SagaContext {
 export interface SagaStep<I = unknown> {
   /** Unique within the saga; names the step's output in `result().output`. */
   name: string;
-  /** Does the step's work; what it returns (anything a value may be) is stored as its output. */
+  /**
+   * Does the step's work; what it returns (anything a value may be) is stored as its output.
+   * An output that cannot be stored (not a value, or too big for the saga's record) is not
+   * retried, since the run returned and its effect happened: the saga fails with
+   * INVALID_VALUE and compensates, this step's own compensation first.
+   */
   run: (input: I, ctx: SagaContext) => unknown;
   /** Undoes the step, once it completed, when a later step fails for good. Optional. */
   compensate?: (input: I, ctx: SagaContext) => unknown;

@@ -74,6 +74,7 @@ import {
   isFinal,
   isRecord,
   newRecord,
+  outputUnstorable,
   resultOf,
   SAGA_STATUSES,
   sagaKey,
@@ -893,7 +894,7 @@ export class Sagas {
         // The saga began compensating under a definition with this compensation; this
         // handle's definition (same steps, by name) has none. Nothing here can undo the step.
         const e = new TxtDbError("INVALID_ARGUMENT", `Saga ${rec.id} (${JSON.stringify(rec.name)}) must compensate step ${JSON.stringify(step.name)}, but this process defines that step without a compensate function: the definition changed while the saga was under way. The step stays undone and the saga ends as failed: undo it by hand, and keep a step's compensate in the definition while sagas that completed the step may still compensate it`, { details: { id: rec.id, saga: rec.name, step: step.name } });
-        rec = await this.#recordOutcome(def, rec, false, undefined, e, true);
+        rec = await this.#recordOutcome(def, rec, false, undefined, e, "for-good");
         continue;
       }
       const results = rec.results.slice(0, rec.done);
@@ -916,8 +917,36 @@ export class Sagas {
       } catch (e) {
         error = e;
       }
-      rec = await this.#recordOutcome(def, rec, ok, output, error);
+      // The run returned: its effect happened. An output that cannot be stored must not
+      // pass for a failed try (a retry would do the effect again, and its output could not
+      // be stored either); the step fails for good and is itself compensated.
+      const unstorable = ok && phase === "run" ? this.#unstorableOutput(def, rec, output) : undefined;
+      rec = unstorable
+        ? await this.#recordOutcome(def, rec, false, undefined, unstorable, "output-unstorable")
+        : await this.#recordOutcome(def, rec, ok, output, error);
     }
+  }
+
+  /**
+   * Why the output a step's run returned cannot be stored in the saga's record (not a
+   * value, or leaving too little of `maxValueBytes` free, sagastate.ts rule 3), or
+   * undefined when it can: checked as the outcome's commit would check it, before it.
+   */
+  #unstorableOutput(def: SagaDef, ran: SagaRecord, output: unknown): TxtDbError | undefined {
+    const trial: SagaRecord = { ...ran, results: [...ran.results] };
+    stepSucceeded(def, trial, output);
+    try {
+      checkRecordRoom(trial, this.#maxValueBytes(), false, "The output is too big");
+      return undefined;
+    } catch (e) {
+      return this.#unstorableError(def.steps[ran.index]!.name, ran, e);
+    }
+  }
+
+  #unstorableError(step: string, ran: SagaRecord, cause: unknown): TxtDbError {
+    const code = isTxtDbError(cause, "LIMIT") ? "LIMIT" : "INVALID_VALUE";
+    const why = cause instanceof Error ? cause.message : String(cause);
+    return new TxtDbError(code, `Step ${JSON.stringify(step)} of saga ${ran.id} returned (try ${ran.attempt}), but its output cannot be stored: ${why}. The step is not run again, since its effect has happened: the saga fails and compensates, starting with this step's own compensation. Return only storable data (no functions, symbols, Errors or class instances), and keep big data under a key of its own`, { cause });
   }
 
   /** Gives up a saga claimed for a try that will not run now (the handle is closing): the try is not counted. */
@@ -933,9 +962,12 @@ export class Sagas {
   /**
    * Commits a try's outcome, and starts the next try in the same commit unless the saga
    * waits, ended, or this handle is closing (then it gives the saga up). Undefined when the
-   * saga is not this handle's any more.
+   * saga is not this handle's any more. A failure (`ok` false) is retried while the policy
+   * allows (`"retry"`), fails the step at once (`"for-good"`), or, for a run that returned
+   * an output that cannot be stored, fails it at once with the step itself compensated
+   * (`"output-unstorable"`, sagastate.ts outputUnstorable).
    */
-  async #recordOutcome(def: SagaDef, ran: SagaRecord, ok: boolean, output: unknown, error: unknown, forGood = false): Promise<SagaRecord | undefined> {
+  async #recordOutcome(def: SagaDef, ran: SagaRecord, ok: boolean, output: unknown, error: unknown, failure: "retry" | "for-good" | "output-unstorable" = "retry"): Promise<SagaRecord | undefined> {
     const ns = this.namespace;
     const me = this.#lease!.id;
     const step = def.steps[ran.index]!;
@@ -950,9 +982,11 @@ export class Sagas {
           if (ok) {
             stepSucceeded(def, next, output);
             // Rule 3 of sagastate.ts: an output that leaves the record no room for what
-            // comes later fails the try, as one that cannot be stored at all (below).
+            // comes later cannot be stored (checked before, by #unstorableOutput; again here
+            // on the record as it stands now).
             checkRecordRoom(next, this.#maxValueBytes(), false, "The output is too big");
-          } else if (forGood) failedForGood(def, next, failureOf(error, step.name, phase, cur.attempt));
+          } else if (failure === "output-unstorable") outputUnstorable(def, next, failureOf(error, step.name, phase, cur.attempt));
+          else if (failure === "for-good") failedForGood(def, next, failureOf(error, step.name, phase, cur.attempt));
           else stepFailed(def, next, failureOf(error, step.name, phase, cur.attempt), now, retryDelayMs(currentPolicy(def, cur), cur.attempt, this.#random()));
           if (!isFinal(next.status) && next.owner === me) {
             if (this.#closing) {
@@ -972,10 +1006,16 @@ export class Sagas {
         });
       } catch (e) {
         if (ok && (isTxtDbError(e, "INVALID_VALUE") || isTxtDbError(e, "LIMIT"))) {
-          // The step's output cannot be stored (not a value, or too big beside the saga's
-          // other outputs): the try failed, and the failure (without it) is recorded instead.
           ok = false;
-          error = new TxtDbError((e as TxtDbError).code, `Step ${JSON.stringify(step.name)} of saga ${ran.id} returned a value that cannot be stored: ${(e as Error).message}`, { cause: e });
+          if (phase === "run") {
+            // The commit itself refused the output (what #unstorableOutput did not foresee):
+            // as there, the step fails for good and is itself compensated, never run again.
+            error = this.#unstorableError(step.name, ran, e);
+            failure = "output-unstorable";
+          } else {
+            // A compensation's output is not kept: the record itself could not be written.
+            error = e;
+          }
           continue;
         }
         if (isTxtDbError(e, "CLOSED")) throw e;

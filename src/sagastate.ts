@@ -17,6 +17,8 @@
  *
  * ```
  * running(step i)      ok → running(step i+1), or completed after the last step
+ *                      ok, output not storable → compensating(step i itself, or the last
+ *                                        completed step below it that has a compensation)
  *                      failed, tries left → running(step i), due after a backoff
  *                      failed for good → compensating(last completed step that has a compensation),
  *                                        or compensated when there is none
@@ -224,6 +226,20 @@ export function stepFailed(def: SagaDef, rec: SagaRecord, failure: SagaFailure, 
     return;
   }
   failedForGood(def, rec, failure);
+}
+
+/**
+ * The current step's run returned, so its effect happened, but its output cannot be stored
+ * (not a value, or too big for the record, rule 3). The step fails for good at once: a
+ * retry would do the effect again and return an output that could not be stored either.
+ * Unlike a failed run, the step itself is undone: compensating starts at this step (its
+ * own compensation, if it has one, runs first), then goes on below it. Its output is not
+ * kept (`done` does not count the step), so its compensation's `ctx.results` lacks it.
+ */
+export function outputUnstorable(def: SagaDef, rec: SagaRecord, failure: SagaFailure): void {
+  delete rec.lastError;
+  rec.error = failure;
+  compensateFrom(def, rec, rec.index);
 }
 
 /** The current step or compensation has used up its tries. */

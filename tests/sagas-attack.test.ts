@@ -139,8 +139,8 @@ test(`${R} an input or a step's output too big to leave room for claims and fail
     assert.equal((await sagas.list({ name: "s" })).filter((i) => i.status !== "completed").length, 0, "nothing of the refused start was written");
     assert.equal(runs, before);
 
-    // A step's output that fills the record fails its try (then compensates); a later step's
-    // failure is still recorded.
+    // A step's output that fills the record fails the saga at once (no retry: the run
+    // returned) and the saga compensates; the failure is still recorded.
     let undone = 0, tries = 0;
     sagas.define("out", [
       { name: "first", run: () => 1, compensate: () => void undone++ },
@@ -153,7 +153,7 @@ test(`${R} an input or a step's output too big to leave room for claims and fail
     assert.equal(r.error?.step, "big");
     assert.equal(r.error?.code, "INVALID_VALUE");
     assert.ok((r.error?.message.length ?? 0) <= 4_096);
-    assert.equal(tries, FAST.attempts);
+    assert.equal(tries, 1);
     assert.equal(undone, 1);
   } finally {
     await sagas.close();
@@ -264,4 +264,43 @@ test(`${R} start() stores the input as it was at the call: the caller changing t
   await other.close();
   await sagas.close();
   await db.close();
+});
+
+// Was a defect: a step whose run returned an output that cannot be stored (an Error inside
+// it, or too big for the saga's record) was taken for a failed try: it ran again (the
+// flight booked three times), then the saga compensated only the steps before it, so the
+// step's own effect was never undone, and the saga still said "compensated".
+test(`${R} a step whose run returned an output that cannot be stored (an Error inside, too big) is not run again: the saga fails with INVALID_VALUE and compensates that step itself, then the earlier ones`, async () => {
+  const db = await open(tempDir("saga-atk-unstorable"), { durability: "none", maxValueBytes: 64 * 1024 });
+  const sagas = await Sagas.open(db, { namespace: "sagas", retry: { attempts: 3, minDelayMs: 5, maxDelayMs: 10 } });
+  try {
+    for (const [label, output] of [["error-inside", () => ({ id: "F1", raw: new Error("provider warning") })], ["too-big", () => "y".repeat(60_000)]] as const) {
+      const log: string[] = [];
+      let compensatedWith: unknown;
+      sagas.define(label, [
+        { name: "charge", run: () => (log.push("charge"), "ch_1"), compensate: () => void log.push("refund") },
+        { name: "flight", run: () => (log.push("book"), output()),
+          compensate: (_input, ctx) => {
+            compensatedWith = { ...ctx.results };
+            log.push("cancel");
+          } },
+        { name: "hotel", run: () => (log.push("hotel"), "H1") },
+      ]);
+      const r = await sagas.result(await sagas.start(label, {}), { timeoutMs: 30_000 });
+      assert.deepEqual(log, ["charge", "book", "cancel", "refund"], `${label}: the flight is booked once and cancelled, the charge refunded`);
+      assert.equal(r.status, "compensated", JSON.stringify(r));
+      assert.equal(r.error?.step, "flight", label);
+      assert.equal(r.error?.phase, "run", label);
+      assert.equal(r.error?.attempts, 1, label);
+      assert.equal(r.error?.name, "TxtDbError", label);
+      assert.equal(r.error?.code, "INVALID_VALUE", label);
+      assert.match(r.error!.message, /returned \(try 1\), but its output cannot be stored/, label);
+      assert.match(r.error!.message, /not run again/, label);
+      assert.deepEqual(r.output, { charge: "ch_1" }, `${label}: the flight's output was not kept`);
+      assert.deepEqual(compensatedWith, { charge: "ch_1" }, label);
+    }
+  } finally {
+    await sagas.close();
+    await db.close();
+  }
 });

@@ -310,12 +310,15 @@ test(`${R} close() waits for the try under way, records it, and gives the saga u
   await db2.close();
 });
 
-test(`${R} values mutated after they were passed or read change nothing stored; an output that cannot be stored fails the try`, async () => {
+test(`${R} values mutated after they were passed or read change nothing stored; an output that cannot be stored fails the saga at once (no retry) and compensates its step`, async () => {
   const { db, sagas } = await setup("saga-mutate");
   const inputs: unknown[] = [];
+  const undone: string[] = [];
   sagas.define("m", [
-    { name: "a", run: (input: { list: number[] }, ctx) => { inputs.push(structuredClone(input)); input.list.push(99); (ctx.results as Record<string, unknown>).hack = 1; return { n: 1 }; } },
-    { name: "b", run: (input: { list: number[] }, ctx) => { inputs.push(structuredClone(input)); assert.deepEqual(ctx.results, { a: { n: 1 } }); return ctx.attempt === 1 ? () => "a function" : "ok"; } },
+    { name: "a", run: (input: { list: number[] }, ctx) => { inputs.push(structuredClone(input)); input.list.push(99); (ctx.results as Record<string, unknown>).hack = 1; return { n: 1 }; },
+      compensate: () => void undone.push("a") },
+    { name: "b", run: (input: { list: number[] }, ctx) => { inputs.push(structuredClone(input)); assert.deepEqual(ctx.results, { a: { n: 1 } }); return input.list.length === 0 ? () => "a function" : "ok"; },
+      compensate: () => void undone.push("b") },
   ]);
   const input = { list: [1, 2] };
   const id = await sagas.start("m", input);
@@ -323,18 +326,28 @@ test(`${R} values mutated after they were passed or read change nothing stored; 
   const r = await sagas.result(id);
   assert.equal(r.status, "completed");
   assert.deepEqual(r.output, { a: { n: 1 }, b: "ok" });
-  assert.deepEqual(inputs, [{ list: [1, 2] }, { list: [1, 2] }, { list: [1, 2] }]);
+  assert.deepEqual(inputs, [{ list: [1, 2] }, { list: [1, 2] }]);
+  inputs.length = 0;
+  // b returns a function: it ran once (not retried), and both steps are undone, b first.
   const failed = await sagas.start("m", { list: [] });
-  assert.equal((await sagas.result(failed)).status, "completed");
+  const f = await sagas.result(failed);
+  assert.equal(f.status, "compensated", JSON.stringify(f));
+  assert.equal(f.error?.step, "b");
+  assert.equal(f.error?.code, "INVALID_VALUE");
+  assert.equal(f.error?.attempts, 1);
+  assert.deepEqual(f.output, { a: { n: 1 } });
+  assert.equal(inputs.length, 2);
+  assert.deepEqual(undone, ["b", "a"]);
   r.output!.a = "changed";
   assert.deepEqual((await sagas.result(id)).output, { a: { n: 1 }, b: "ok" });
-  // Two tries of b in each saga: the first returned a function.
+  // One try of b in the saga that completed.
   const events: SagaEvent[] = [];
   for await (const e of sagas.watch({ id, fromVersion: 0n })) {
     events.push(e);
     if (e.status === "completed") break;
   }
-  assert.ok(events.some((e) => e.step === "b" && e.attempts === 2));
+  assert.ok(events.some((e) => e.step === "b" && e.attempts === 1));
+  assert.ok(!events.some((e) => e.step === "b" && e.attempts === 2));
   await sagas.close();
   await db.close();
 });
@@ -551,20 +564,24 @@ test(`${R} stats().sagas and metrics() count sagas by status in the namespaces o
   await db.close();
 });
 
-test(`${R} an output too big to store (maxValueBytes) fails its try, which is retried; the saga goes on`, async () => {
+test(`${R} an output too big to store (maxValueBytes) fails the saga at once, without a retry, and the step's own compensation runs`, async () => {
   const dir = tempDir("saga-big");
   const db = await open(dir, { durability: "none", maxValueBytes: 4_096 });
   const sagas = await Sagas.open(db, { retry: FAST });
-  sagas.define("big", [{ name: "s", run: (_i, ctx) => (ctx.attempt === 1 ? "x".repeat(10_000) : "small") }]);
-  const id = await sagas.start("big", null);
-  assert.deepEqual(await sagas.result(id), { status: "completed", output: { s: "small" } });
-  sagas.define("huge", [{ name: "s", run: () => "x".repeat(10_000), retry: { attempts: 2 } }]);
-  const r = await sagas.result(await sagas.start("huge", null));
-  assert.equal(r.status, "compensated");
-  assert.equal(r.error?.code, "INVALID_VALUE"); // what a value over maxValueBytes is
-  assert.equal(r.error?.attempts, 2);
-  await sagas.close();
-  await db.close();
+  try {
+    let runs = 0, undone = 0;
+    sagas.define("huge", [{ name: "s", run: () => (runs++, "x".repeat(10_000)), compensate: () => void undone++, retry: { attempts: 2 } }]);
+    const r = await sagas.result(await sagas.start("huge", null), { timeoutMs: 30_000 });
+    assert.equal(r.status, "compensated");
+    assert.equal(r.error?.code, "INVALID_VALUE"); // what a value over maxValueBytes is
+    assert.equal(r.error?.attempts, 1);
+    assert.deepEqual(r.output, {});
+    assert.equal(runs, 1);
+    assert.equal(undone, 1);
+  } finally {
+    await sagas.close();
+    await db.close();
+  }
 });
 
 test(`${R} a handle whose definition has other steps leaves a saga alone; one with the saga's steps runs it`, async () => {

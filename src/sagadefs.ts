@@ -143,7 +143,10 @@ export interface SagasOptions {
 
 /** Options of {@link Sagas.start}. */
 export interface SagaStartOptions {
-  /** One key, one saga: starting again with it (from any process) returns the first saga's id. */
+  /**
+   * One key, one saga: starting again with it (from any process) returns the first saga's id.
+   * At most 1024 bytes in UTF-8 (1024 ASCII characters, fewer of others).
+   */
   idempotencyKey?: string;
 }
 
@@ -183,9 +186,14 @@ export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ attempts: 3, minDelayM
 export const ATTEMPTS_MAX = 1_000;
 /** Steps of one saga, at most. */
 export const STEPS_MAX = 1_000;
-/** Characters of a saga or step name, and of an idempotency key, at most. */
+/** Characters of a saga or step name, at most. */
 export const NAME_CHARS_MAX = 256;
-export const IDEMPOTENCY_KEY_CHARS_MAX = 1_024;
+/**
+ * Bytes (UTF-8) of an idempotency key, at most: bytes, as the store's key check counts
+ * them (the key is part of a store key), so that a key of many-byte characters is refused
+ * by this check, with its message, not later by the store's.
+ */
+export const IDEMPOTENCY_KEY_BYTES_MAX = 1_024;
 /** Characters of a {@link SagaFailure}'s message, at most. */
 export const MESSAGE_CHARS_MAX = 4_096;
 /** The longest delay a policy may ask, in ms (about 24.8 days: what a timer can take). */

@@ -31,7 +31,7 @@ import { decodeValue, encodeValue } from "./codec.ts";
 import { describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
 import { LOCKS_DIR } from "./files.ts";
 import type { Key } from "./keys.ts";
-import { isWellFormedString } from "./keys.ts";
+import { encodeKey, isWellFormedString } from "./keys.ts";
 import { leaseOwnerAlive, ProcessLease } from "./liveness.ts";
 import { dirModeOf } from "./options.ts";
 import { joinPath, randomFraction } from "./port.ts";
@@ -44,7 +44,7 @@ import {
   checkName,
   DEFAULT_RETRY,
   failureOf,
-  IDEMPOTENCY_KEY_CHARS_MAX,
+  IDEMPOTENCY_KEY_BYTES_MAX,
   invalid,
   resolvePolicy,
   retryDelayMs,
@@ -327,10 +327,7 @@ export class Sagas {
     this.#ensureOpen();
     checkName("start(): the saga's name", name);
     const o = checkOptionsObject("start() options", options, ["idempotencyKey"]);
-    const key = o.idempotencyKey;
-    if (key !== undefined && (typeof key !== "string" || key.length === 0 || key.length > IDEMPOTENCY_KEY_CHARS_MAX || !isWellFormedString(key))) {
-      throw invalid(`start() idempotencyKey must be a non-empty string of well-formed Unicode, at most ${IDEMPOTENCY_KEY_CHARS_MAX} characters; got ${typeof key === "string" ? JSON.stringify(key.slice(0, 80)) : String(key)}`);
-    }
+    const key = o.idempotencyKey === undefined ? undefined : this.#checkIdempotencyKey(o.idempotencyKey);
     if (this.#db.readOnly) throw new TxtDbError("READ_ONLY", `Cannot start saga ${JSON.stringify(name)}: the database was opened read-only`);
     // Copied now, at the call (as enqueue does): the record is made after awaits, and a
     // rerun after a conflict makes it again; the caller may change the object meanwhile.
@@ -371,6 +368,31 @@ export class Sagas {
       this.#pump();
     }
     return got;
+  }
+
+  /**
+   * A `start()` idempotency key, measured as the store measures keys: in bytes (UTF-8), at
+   * most {@link IDEMPOTENCY_KEY_BYTES_MAX}, and within `maxKeyBytes` as the key of its
+   * index entry. Checked here, so that a key of many-byte characters gets this message,
+   * not INVALID_KEY from the commit.
+   */
+  #checkIdempotencyKey(key: unknown): string {
+    const shown = typeof key === "string" ? JSON.stringify(key.length > 80 ? key.slice(0, 80) + "…" : key) : String(key);
+    if (typeof key !== "string" || key.length === 0 || !isWellFormedString(key)) {
+      throw invalid(`start() idempotencyKey must be a non-empty string of well-formed Unicode (no lone surrogates), at most ${IDEMPOTENCY_KEY_BYTES_MAX} bytes in UTF-8; got ${shown}`);
+    }
+    const bytes = key.length * 3 <= IDEMPOTENCY_KEY_BYTES_MAX ? key.length : new TextEncoder().encode(key).length;
+    if (bytes > IDEMPOTENCY_KEY_BYTES_MAX) {
+      throw invalid(`start() idempotencyKey is ${bytes} bytes in UTF-8 (${key.length} UTF-16 units); at most ${IDEMPOTENCY_KEY_BYTES_MAX} bytes are allowed (characters beyond ASCII take 2 to 4 bytes each): use a shorter key, or a hash of it; got ${shown}`);
+    }
+    const maxKeyBytes = databaseInternals(this.#db).limits.maxKeyBytes;
+    try {
+      encodeKey(idemKey(key), maxKeyBytes);
+    } catch (e) {
+      if (!isTxtDbError(e, "INVALID_KEY")) throw e;
+      throw invalid(`start() idempotencyKey (${bytes} bytes in UTF-8) makes a store key over this store's maxKeyBytes (${maxKeyBytes}): ${(e as Error).message}; use a shorter key, or a hash of it`);
+    }
+    return key;
   }
 
   // --- results, lists, watching ---

@@ -304,3 +304,39 @@ test(`${R} a step whose run returned an output that cannot be stored (an Error i
     await db.close();
   }
 });
+
+// Was a defect: start() measured an idempotency key in UTF-16 units (at most 1 024), the store
+// in bytes: a key of 1 000 "€" (3 000 bytes) passed start()'s check and failed later with
+// INVALID_KEY from the store ("Key is 3008 bytes encoded"), a message about no key the caller gave.
+test(`${R} start() measures an idempotency key in bytes, as the store does: one of many-byte characters past 1024 bytes, or past maxKeyBytes, is INVALID_ARGUMENT at the check, saying so`, async () => {
+  const db = await open(tempDir("saga-atk-idem-bytes"), { durability: "none" });
+  const small = await open(tempDir("saga-atk-idem-small"), { durability: "none", maxKeyBytes: 128 });
+  const sagas = await Sagas.open(db, { namespace: "sagas", retry: FAST });
+  const tight = await Sagas.open(small, { namespace: "sagas", retry: FAST });
+  try {
+    sagas.define("s", [{ name: "only", run: () => 1 }]);
+    tight.define("s", [{ name: "only", run: () => 1 }]);
+    const refused = async (s: Sagas, key: string, why: RegExp) => {
+      const e = await s.start("s", {}, { idempotencyKey: key }).then(() => undefined, (e: unknown) => e);
+      assert.ok(e instanceof TxtDbError, `${key.length} units: ${String(e)}`);
+      assert.equal(e.code, "INVALID_ARGUMENT", e.message);
+      assert.match(e.message, /idempotencyKey/);
+      assert.match(e.message, why);
+    };
+    await refused(sagas, "\u20ac".repeat(1_000), /3000 bytes in UTF-8.*at most 1024 bytes/);
+    await refused(sagas, "\u{1F600}".repeat(257), /1028 bytes in UTF-8/);
+    await refused(sagas, "x".repeat(1_025), /1025 bytes in UTF-8/);
+    await refused(tight, "x".repeat(200), /maxKeyBytes \(128\)/);
+    // At the limit, in bytes, whatever the characters: accepted, and one key is one saga.
+    for (const key of ["x".repeat(1_024), "\u20ac".repeat(341), "\u{1F600}".repeat(256)]) {
+      const id = await sagas.start("s", {}, { idempotencyKey: key });
+      assert.equal(await sagas.start("s", {}, { idempotencyKey: key }), id);
+      assert.equal((await sagas.result(id, { timeoutMs: 10_000 })).status, "completed");
+    }
+  } finally {
+    await sagas.close();
+    await tight.close();
+    await db.close();
+    await small.close();
+  }
+});

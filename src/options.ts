@@ -299,6 +299,48 @@ export function checkFunction(what: string, f: unknown): void {
   if (typeof f !== "function") throw invalidArg(`${what} must be a function; got ${f === null ? "null" : typeof f}`);
 }
 
+/** What a thrown value says, for a message (never throws itself). */
+function thrownText(e: unknown): string {
+  try {
+    return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  } catch {
+    return "a value that cannot be shown";
+  }
+}
+
+/**
+ * The fields of an options object `o` (an object), each read once: the caller then works
+ * from this copy, so that a getter runs once and a value cannot change between its check
+ * and its use. A field not in `allowed` is `unknown(field)`; a getter (or a Proxy) that
+ * throws is INVALID_ARGUMENT naming the field, with the thrown error as its cause, never
+ * the raw error. Fields left undefined are absent from the copy.
+ *
+ * @example
+ * ```ts
+ * const o = readFields("enqueue()", options, ["delayMs"], (k) => invalidArg(`unknown option ${k}`));
+ * ```
+ */
+export function readFields(what: string, o: object, allowed: readonly string[], unknown: (field: string) => TxtDbError): Record<string, unknown> {
+  let keys: string[];
+  try {
+    keys = Object.keys(o);
+  } catch (e) {
+    throw new TxtDbError("INVALID_ARGUMENT", `${what}: its options object could not be read (${thrownText(e)}); pass a plain object`, { cause: e });
+  }
+  for (const k of keys) if (!allowed.includes(k)) throw unknown(k);
+  const out: Record<string, unknown> = {};
+  for (const k of allowed) {
+    let v: unknown;
+    try {
+      v = (o as Record<string, unknown>)[k];
+    } catch (e) {
+      throw new TxtDbError("INVALID_ARGUMENT", `${what}: reading option ${JSON.stringify(k)} threw (${thrownText(e)}); pass plain values, not getters that throw`, { cause: e });
+    }
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
 /** An AbortSignal (or undefined), or INVALID_ARGUMENT. */
 export function checkSignal(signal: unknown): void {
   if (signal === undefined) return;

@@ -60,7 +60,7 @@ import { checkTxBytes } from "./txstate.ts";
 import type { Limits, TxState } from "./tx.ts";
 import { armInterval, armTimer } from "./timers.ts";
 import type { Timer } from "./timers.ts";
-import { checkFunction, checkSignal, invalidArg } from "./options.ts";
+import { checkFunction, checkSignal, invalidArg, readFields } from "./options.ts";
 import {
   claimEnd,
   claimFrom,
@@ -250,12 +250,11 @@ function checkQueueName(queue: unknown, what: string): asserts queue is string {
   if (!isWellFormedString(queue)) throw invalidArg(`${what}: the queue name ${JSON.stringify(queue)} contains a lone surrogate; use well-formed Unicode`);
 }
 
-function checkOptionsObject(o: unknown, what: string, allowed: readonly string[]): void {
-  if (o === undefined) return;
+/** The options `o`, checked and read once each (options.ts readFields): work from the copy. */
+function checkOptionsObject(o: unknown, what: string, allowed: readonly string[]): Record<string, unknown> {
+  if (o === undefined) return {};
   if (o === null || typeof o !== "object" || Array.isArray(o)) throw invalidArg(`${what} options must be an object; got ${describeInput(o)}`);
-  for (const k of Object.keys(o)) {
-    if (!allowed.includes(k)) throw invalidArg(`${what}: unknown option ${JSON.stringify(k)}; the options are ${allowed.join(", ")}`);
-  }
+  return readFields(what, o, allowed, (k) => invalidArg(`${what}: unknown option ${JSON.stringify(k)}; the options are ${allowed.join(", ")}`));
 }
 
 function duration(v: unknown, name: string, min: number, fallback: number): number {
@@ -394,17 +393,17 @@ export class Queues {
 
   #pending(queue: unknown, value: unknown, options: EnqueueOptions | undefined, what: string): PendingEnqueue {
     checkQueueName(queue, what);
-    checkOptionsObject(options, what, ["delayMs", "dedupeKey", "dedupeWindowMs"]);
-    const delayMs = duration(options?.delayMs, `${what} delayMs`, 0, 0);
+    const o = checkOptionsObject(options, what, ["delayMs", "dedupeKey", "dedupeWindowMs"]);
+    const delayMs = duration(o.delayMs, `${what} delayMs`, 0, 0);
     let dedupe: PendingEnqueue["dedupe"];
-    if (options?.dedupeKey !== undefined) {
-      const key = options.dedupeKey;
+    if (o.dedupeKey !== undefined) {
+      const key = o.dedupeKey;
       if (typeof key !== "string" || key.length === 0 || key.length > DEDUPE_KEY_MAX || !isWellFormedString(key)) {
         throw invalidArg(`${what} dedupeKey must be a non-empty, well-formed string of at most ${DEDUPE_KEY_MAX} characters; got ${describeInput(key)}`);
       }
       encodeKey(["k", queue, key], this.#host.limits().maxKeyBytes); // INVALID_KEY now, not at commit
-      dedupe = { key, windowMs: duration(options.dedupeWindowMs, `${what} dedupeWindowMs`, 1, DEDUPE_WINDOW_MS_DEFAULT) };
-    } else if (options?.dedupeWindowMs !== undefined) {
+      dedupe = { key, windowMs: duration(o.dedupeWindowMs, `${what} dedupeWindowMs`, 1, DEDUPE_WINDOW_MS_DEFAULT) };
+    } else if (o.dedupeWindowMs !== undefined) {
       throw invalidArg(`${what} dedupeWindowMs needs a dedupeKey`);
     }
     const bytes = encodeValue(value, this.#host.limits().maxValueBytes);
@@ -667,16 +666,17 @@ export class Queues {
     this.#host.ensureOpen();
     checkQueueName(queue, "listenQueue()");
     checkFunction("listenQueue()'s handler", handler);
-    checkOptionsObject(options, "listenQueue()", ["concurrency", "signal", "maxAttempts", "visibilityTimeoutMs", "retryDelayMs", "retryDelayMaxMs"]);
-    checkSignal(options?.signal);
-    const retryMs = duration(options?.retryDelayMs, "listenQueue() retryDelayMs", 0, RETRY_DELAY_MS_DEFAULT);
+    // Each option read once, into `o`: a getter runs once, and the signal checked is the one used.
+    const o = checkOptionsObject(options, "listenQueue()", ["concurrency", "signal", "maxAttempts", "visibilityTimeoutMs", "retryDelayMs", "retryDelayMaxMs"]);
+    checkSignal(o.signal);
+    const retryMs = duration(o.retryDelayMs, "listenQueue() retryDelayMs", 0, RETRY_DELAY_MS_DEFAULT);
     const opts: ResolvedListen = {
-      concurrency: integer(options?.concurrency, "listenQueue() concurrency", 1, CONCURRENCY_MAX, 1),
-      maxAttempts: integer(options?.maxAttempts, "listenQueue() maxAttempts", 1, 1_000_000, MAX_ATTEMPTS_DEFAULT),
-      visibilityMs: duration(options?.visibilityTimeoutMs, "listenQueue() visibilityTimeoutMs", 1, VISIBILITY_TIMEOUT_MS_DEFAULT),
+      concurrency: integer(o.concurrency, "listenQueue() concurrency", 1, CONCURRENCY_MAX, 1),
+      maxAttempts: integer(o.maxAttempts, "listenQueue() maxAttempts", 1, 1_000_000, MAX_ATTEMPTS_DEFAULT),
+      visibilityMs: duration(o.visibilityTimeoutMs, "listenQueue() visibilityTimeoutMs", 1, VISIBILITY_TIMEOUT_MS_DEFAULT),
       retryMs,
-      retryMaxMs: duration(options?.retryDelayMaxMs, "listenQueue() retryDelayMaxMs", retryMs, Math.max(retryMs, RETRY_DELAY_MAX_MS_DEFAULT)),
-      signal: options?.signal,
+      retryMaxMs: duration(o.retryDelayMaxMs, "listenQueue() retryDelayMaxMs", retryMs, Math.max(retryMs, RETRY_DELAY_MAX_MS_DEFAULT)),
+      signal: o.signal as AbortSignal | undefined,
     };
     if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot listen to a queue: the database was opened with readOnly: true");
     if (this.#closing) throw new TxtDbError("CLOSED", "Cannot listen to a queue: the database is closing");

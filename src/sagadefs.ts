@@ -7,6 +7,7 @@
  */
 import { TxtDbError } from "./errors.ts";
 import { isWellFormedString, toWellFormedString } from "./keys.ts";
+import { readFields } from "./options.ts";
 
 /**
  * How often a step (or its compensation) is tried and how long to wait between tries.
@@ -246,19 +247,18 @@ const POLICY_FIELDS = ["attempts", "minDelayMs", "maxDelayMs"];
 export function resolvePolicy(where: string, over: unknown, base: RetryPolicy): RetryPolicy {
   if (over === undefined) return base;
   if (!isPlainObject(over)) throw invalid(`${where} must be an object { attempts?, minDelayMs?, maxDelayMs? }; got ${show(over)}`);
-  for (const k of Object.keys(over)) {
-    if (!POLICY_FIELDS.includes(k)) throw invalid(`${where} has an unknown field ${show(k)}; the fields are attempts, minDelayMs, maxDelayMs`);
-  }
+  // Each field read once (a getter that throws is INVALID_ARGUMENT): the checks below use the copy.
+  const o = readFields(where, over, POLICY_FIELDS, (k) => invalid(`${where} has an unknown field ${show(k)}; the fields are attempts, minDelayMs, maxDelayMs`));
   const p = { ...base };
-  if (over.attempts !== undefined) {
-    const a = over.attempts;
+  if (o.attempts !== undefined) {
+    const a = o.attempts;
     if (typeof a !== "number" || !Number.isInteger(a) || a < 1 || a > ATTEMPTS_MAX) {
       throw invalid(`${where}.attempts must be an integer from 1 to ${ATTEMPTS_MAX} (tries in all, the first included); got ${show(a)}`);
     }
     p.attempts = a;
   }
   for (const k of ["minDelayMs", "maxDelayMs"] as const) {
-    const v = over[k];
+    const v = o[k];
     if (v === undefined) continue;
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > DELAY_MS_MAX) {
       throw invalid(`${where}.${k} must be a number of ms from 0 to ${DELAY_MS_MAX}; got ${show(v)}`);
@@ -267,8 +267,8 @@ export function resolvePolicy(where: string, over: unknown, base: RetryPolicy): 
   }
   if (p.maxDelayMs < p.minDelayMs) {
     // Only one side given: the other follows it, rather than failing on a default.
-    if (over.maxDelayMs === undefined) p.maxDelayMs = p.minDelayMs;
-    else if (over.minDelayMs === undefined) p.minDelayMs = p.maxDelayMs;
+    if (o.maxDelayMs === undefined) p.maxDelayMs = p.minDelayMs;
+    else if (o.minDelayMs === undefined) p.minDelayMs = p.maxDelayMs;
     else throw invalid(`${where}.maxDelayMs (${p.maxDelayMs}) must be at least minDelayMs (${p.minDelayMs})`);
   }
   return Object.freeze(p);
@@ -285,12 +285,11 @@ export function checkDefinition(name: unknown, steps: unknown, defaults: RetryPo
   if (steps.length > STEPS_MAX) throw invalid(`define(${show(name)}) has ${steps.length} steps; at most ${STEPS_MAX}`);
   const seen = new Set<string>();
   const out: StepDef[] = [];
-  steps.forEach((s: unknown, i) => {
+  steps.forEach((step: unknown, i) => {
     const where = `define(${show(name)}) step ${i}`;
-    if (!isPlainObject(s)) throw invalid(`${where} must be an object { name, run, compensate?, retry? }; got ${show(s)}`);
-    for (const k of Object.keys(s)) {
-      if (!STEP_FIELDS.includes(k)) throw invalid(`${where} has an unknown field ${show(k)}; a step has ${STEP_FIELDS.join(", ")}`);
-    }
+    if (!isPlainObject(step)) throw invalid(`${where} must be an object { name, run, compensate?, retry? }; got ${show(step)}`);
+    // Each field read once (a getter that throws is INVALID_ARGUMENT): the checks below use the copy.
+    const s = readFields(where, step, STEP_FIELDS, (k) => invalid(`${where} has an unknown field ${show(k)}; a step has ${STEP_FIELDS.join(", ")}`));
     const stepName = checkName(`${where}: the name`, s.name);
     if (seen.has(stepName)) throw invalid(`define(${show(name)}): two steps are named ${show(stepName)}; step names must be unique`);
     seen.add(stepName);

@@ -33,7 +33,7 @@ import { LOCKS_DIR } from "./files.ts";
 import type { Key } from "./keys.ts";
 import { encodeKey, isWellFormedString } from "./keys.ts";
 import { leaseOwnerAlive, ProcessLease } from "./liveness.ts";
-import { dirModeOf } from "./options.ts";
+import { dirModeOf, readFields } from "./options.ts";
 import { joinPath, randomFraction } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { armTimer, raceDeadline } from "./timers.ts";
@@ -126,11 +126,11 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** The options `v`, checked and each field read once (options.ts readFields): work from the copy. */
 function checkOptionsObject(what: string, v: unknown, fields: string[]): Record<string, unknown> {
   if (v === undefined) return {};
   if (!isPlainObject(v)) throw invalid(`${what} must be an object { ${fields.join(", ")} }; got ${v === null ? "null" : typeof v}`);
-  for (const k of Object.keys(v)) if (!fields.includes(k)) throw invalid(`${what} has an unknown field ${JSON.stringify(k)}; the fields are ${fields.join(", ")}`);
-  return v;
+  return readFields(what, v, fields, (k) => invalid(`${what} has an unknown field ${JSON.stringify(k)}; the fields are ${fields.join(", ")}`));
 }
 
 function checkSignalArg(what: string, signal: unknown): AbortSignal | undefined {

@@ -1138,3 +1138,43 @@ test("[attack] dedupe keys past their window are forgotten as fast as a producer
     await db.close();
   }
 });
+
+// Was a defect: an options object whose getter throws escaped enqueue() and listenQueue() as
+// that raw error, not INVALID_ARGUMENT; listenQueue() read `signal` twice (checked one value,
+// used another).
+test("[attack] options whose getters throw are INVALID_ARGUMENT naming the option (enqueue, tx.enqueue, listenQueue), and listenQueue reads each option once. Was a defect", async () => {
+  const db = await open(tempDir("qa-opt-getters"), { durability: "none" });
+  try {
+    const boom = (name: string) => ({ get [name]() { throw new Error("opt boom"); } });
+    const checks: [string, () => unknown][] = [
+      ["enqueue delayMs", () => db.enqueue("jobs", 1, boom("delayMs") as never)],
+      ["enqueue dedupeKey", () => db.enqueue("jobs", 1, boom("dedupeKey") as never)],
+      ["tx.enqueue dedupeWindowMs", () => db.transaction((tx) => void tx.enqueue("jobs", 1, boom("dedupeWindowMs") as never))],
+      ["listenQueue signal", () => db.listenQueue("jobs", () => {}, boom("signal") as never)],
+      ["listenQueue concurrency", () => db.listenQueue("jobs", () => {}, boom("concurrency") as never)],
+      ["enqueue proxy", () => db.enqueue("jobs", 1, new Proxy({}, { ownKeys() { throw new Error("proxy boom"); } }) as never)],
+    ];
+    for (const [what, f] of checks) {
+      const r = await outcomeOf(f);
+      assert.ok(!r.ok, `${what}: no error`);
+      if (!r.ok) {
+        assert.equal(r.code, "INVALID_ARGUMENT", `${what}: ${String(r.error)}`);
+        assert.match((r.error as Error).message, /threw|could not be read/, what);
+      }
+    }
+    // A signal getter is read once: the AbortSignal checked is the one the listener obeys.
+    let reads = 0;
+    const stop = new AbortController();
+    const opts = { get signal() { return ++reads === 1 ? stop.signal : undefined; } };
+    await db.enqueue("jobs", "x");
+    const handled: string[] = [];
+    const listening = db.listenQueue<string>("jobs", (v) => void handled.push(v), opts as never);
+    assert.ok(await waitUntil(() => handled.length === 1, 5_000, 5) >= 0);
+    stop.abort();
+    assert.equal(await within(listening, 5_000), "resolved", "the listener obeys the signal it checked");
+    assert.equal(reads, 1);
+    assert.deepEqual(db.queueStats("jobs"), EMPTY, "nothing was enqueued by the refused calls");
+  } finally {
+    await db.close();
+  }
+});

@@ -340,3 +340,37 @@ test(`${R} start() measures an idempotency key in bytes, as the store does: one 
     await small.close();
   }
 });
+
+// Was a defect: an options object whose getter throws escaped Sagas.open(), define(), start()
+// and result() as that raw error, not INVALID_ARGUMENT.
+test(`${R} options, retry policies and steps whose getters throw are INVALID_ARGUMENT naming the field, not the raw error`, async () => {
+  const { db, sagas } = await setup("saga-atk-getters");
+  try {
+    sagas.define("s", [{ name: "only", run: () => 1 }]);
+    const boom = (name: string, extra: Record<string, unknown> = {}) => Object.defineProperty({ ...extra }, name, { enumerable: true, get() { throw new Error("opt boom"); } });
+    const cases: [string, () => unknown][] = [
+      ["start idempotencyKey", () => sagas.start("s", {}, boom("idempotencyKey") as never)],
+      ["result timeoutMs", () => sagas.result("x", boom("timeoutMs") as never)],
+      ["list limit", () => sagas.list(boom("limit") as never)],
+      ["open namespace", () => Sagas.open(db, boom("namespace") as never)],
+      ["open retry.attempts", () => Sagas.open(db, { retry: boom("attempts") as never })],
+      ["define step run", () => sagas.define("t", [boom("run", { name: "a" }) as never])],
+      ["define step retry.minDelayMs", () => sagas.define("u", [{ name: "a", run: () => 1, retry: boom("minDelayMs") as never }])],
+    ];
+    for (const [what, f] of cases) {
+      let e: unknown;
+      try {
+        await f();
+      } catch (err) {
+        e = err;
+      }
+      assert.ok(e instanceof TxtDbError, `${what}: ${String(e)}`);
+      assert.equal(e.code, "INVALID_ARGUMENT", `${what}: ${e.message}`);
+      assert.match(e.message, /threw/, what);
+    }
+    assert.deepEqual(sagas.defined, ["s"]);
+  } finally {
+    await sagas.close();
+    await db.close();
+  }
+});

@@ -25,9 +25,15 @@
  * handle (liveness.ts: a file flock'd for the handle's life, freed by the kernel when the
  * process dies). Every listener sweeps the queue's claims every {@link SWEEP_MS}: a
  * claim whose owner's lease can be locked (dead process, closed handle) or whose
- * visibility timeout passed (a hung handler) is given back, as a failed attempt. The
- * visibility timeout is the only clock-based judgement, for handlers still running in a
- * live process; an ack from a handler whose claim was given back changes nothing.
+ * deadline passed is given back, as a failed attempt. While a handler runs, its listener
+ * renews its claim (moves the deadline to the head's clock plus the visibility timeout)
+ * every third of that timeout, in its next round: a handler in a live process keeps its
+ * message however slow it is, since the API promises one handler at a time. The deadline
+ * passes only when renewals stop: the listener abandoned the handler at its stop, or its
+ * commits failed that long. Past the visibility timeout a handler is presumed hung: its
+ * `msg.signal` aborts and its slot is freed, its message still its own. An ack from a
+ * handler whose claim was given back changes nothing, and a listener that gets back a
+ * message whose earlier run it still runs waits for that run first.
  *
  * Claims start before their fsync. A listener calls the handlers of a claim as soon as the
  * claim is written to the log (under the writer lock), before its sync begins: the sync is a
@@ -43,7 +49,7 @@
  *
  * Stopping (signal aborted, db.close()): the listener claims nothing more, waits for its
  * running handlers and commits their outcomes, then resolves. A handler still running
- * `visibilityTimeoutMs` after the stop is abandoned (its claim is given back by the sweep
+ * `visibilityTimeoutMs` after the stop is abandoned, its signal aborted (its claim, no longer renewed, is given back by the sweep
  * of any listener, at its deadline, or at once when the handle's lease goes with close).
  *
  * @module
@@ -85,6 +91,11 @@ const utf8Decoder = new TextDecoder();
 
 /** Listeners sweep their queue's claims (dead owners, passed visibility timeouts) this often. */
 export const SWEEP_MS = 1_000;
+/**
+ * A listener renews the claims of its running handlers every third of `visibilityTimeoutMs`
+ * (so that two renewals may fail before a claim lapses), and no more often than this.
+ */
+const RENEW_MS_MIN = 20;
 /** Default `visibilityTimeoutMs`: a handler running this long in a live process is presumed hung. */
 export const VISIBILITY_TIMEOUT_MS_DEFAULT = 30_000;
 /** Default `maxAttempts`. */
@@ -154,8 +165,10 @@ export interface ListenOptions {
   /** Attempts before a message goes to the dead list (default 5). */
   maxAttempts?: number;
   /**
-   * A handler running this long (in a live process) is presumed hung: its message is given
-   * to another listener (default 30 s). A dead process's messages go back at once.
+   * A handler running this long is presumed hung: its `msg.signal` aborts and its slot is
+   * freed, its message still its own (default 30 s). While a handler runs its claim is
+   * renewed every third of this; a claim left unrenewed this long (its listener stopped
+   * waiting for it) goes to another listener. A dead process's messages go back at once.
    */
   visibilityTimeoutMs?: number;
   /** Delay before the first retry; doubles with each attempt, with jitter (default 1 s). */
@@ -174,6 +187,13 @@ export interface QueueMessage {
   queue: string;
   /** Wall-clock milliseconds of the enqueue. */
   enqueuedAtMs: number;
+  /**
+   * Aborted when this handler should stop: it ran past `visibilityTimeoutMs` (presumed
+   * hung: its slot went to another message, though its message goes to no other handler
+   * while it runs), or its listener stopped and gave up waiting for it (then its message
+   * may go to another handler). A handler that throws on it fails the attempt as usual.
+   */
+  signal: AbortSignal;
 }
 
 /** Counts of a queue's messages, as of the newest committed state. */
@@ -835,6 +855,14 @@ interface Running {
   hung: Timer;
 }
 
+/** A claim whose handler runs here (hung or not): renewed until the handler settles. */
+interface Held {
+  token: string;
+  id: string;
+  /** The handler's `msg.signal`. */
+  controller: AbortController;
+}
+
 /** One `listenQueue()` call. */
 class Listener {
   readonly #queues: Queues;
@@ -844,6 +872,11 @@ class Listener {
   readonly #opts: ResolvedListen;
   readonly #owner: string;
   readonly #running = new Map<string, Running>();
+  /** Claims whose handlers run here, by claim key, slot or none (see {@link Listener.#start}). */
+  readonly #held = new Map<string, Held>();
+  /** Per message id, the end of the last handler run here: a message given back and claimed again waits for it. */
+  readonly #runsById = new Map<string, Promise<void>>();
+  #renewTimer: Timer | undefined;
   #outcomes: Outcome[] = [];
   #tokenCounter = 0;
   #stopping = false;
@@ -887,6 +920,7 @@ class Listener {
     this.#opts.signal?.addEventListener("abort", this.#onAbort, { once: true });
     this.#unsubscribe = this.#host.subscribe(() => this.#kick());
     this.#sweepTimer = armInterval(SWEEP_MS, () => void this.#sweep());
+    this.#renewTimer = armInterval(Math.max(RENEW_MS_MIN, Math.floor(this.#opts.visibilityMs / 3)), () => this.#renew());
     void this.#sweep();
     this.#kick();
     return this.finished;
@@ -919,9 +953,31 @@ class Listener {
     this.#delayTimer?.cancel();
     this.#retryTimer?.cancel();
     this.#abandonTimer?.cancel();
+    this.#renewTimer?.cancel();
     for (const r of this.#running.values()) r.hung.cancel();
+    // Handlers still running are abandoned: their claims are no longer renewed, and lapse
+    // (or go at once, when the handle's lease ends with close()); tell them to stop.
+    for (const h of this.#held.values()) h.controller.abort(new TxtDbError("CLOSED", `The listener of queue ${JSON.stringify(this.#queue)} stopped and stopped waiting for this handler (message ${h.id}); its message may go to another handler`));
+    this.#held.clear();
     this.#unsubscribe?.();
     this.#resolve();
+  }
+
+  /**
+   * Renews the claims of the handlers running here (queuestore.ts Outcome "renew"), in the
+   * next round's commit: a handler that runs in a live process keeps its message, however
+   * long it takes. A claim stops being renewed only when its process dies (its lease then
+   * frees it at once), its listener abandons it (#finish), or commits fail for longer than
+   * the visibility timeout.
+   */
+  #renew(): void {
+    if (this.#held.size === 0 || this.#finished) return;
+    const pending = new Set<string>();
+    for (const o of this.#outcomes) if (o.kind === "renew") pending.add(o.key);
+    for (const [key, h] of this.#held) {
+      if (!pending.has(key)) this.#outcomes.push({ kind: "renew", key, token: h.token, visibilityMs: this.#opts.visibilityMs });
+    }
+    this.#kick();
   }
 
   #kick(): void {
@@ -1039,20 +1095,30 @@ class Listener {
   }
 
   #start(c: Claimed): void {
-    // A handler still running past its visibility timeout is presumed hung: its claim goes
-    // back (the sweep), and its slot is freed here, so that it does not stall the listener.
-    // Should it finish after all, its outcome acts only if the claim still carries its token.
+    // While the handler runs, its claim is renewed (#renew): a live handler's message goes to
+    // no other handler, however slow it is. Past its visibility timeout it is presumed hung:
+    // its signal aborts, and its slot is freed here, so that it does not stall the listener
+    // (its message stays its own until it settles).
+    const controller = new AbortController();
+    const held: Held = { token: c.token, id: c.id, controller };
+    this.#held.set(c.key, held);
     const running: Running = {
       token: c.token,
       hung: armTimer(this.#opts.visibilityMs, () => {
+        controller.abort(new TxtDbError("TIMEOUT", `The handler of message ${c.id} of queue ${JSON.stringify(this.#queue)} ran past visibilityTimeoutMs (${this.#opts.visibilityMs} ms): it is presumed hung and its slot went to another message; its message stays with it until it returns or throws`));
         if (this.#running.get(c.key) !== running) return;
         this.#running.delete(c.key);
         this.#kick();
       }),
     };
     this.#running.set(c.key, running);
-    const message: QueueMessage = { id: c.id, attempt: c.record.a, queue: this.#queue, enqueuedAtMs: c.record.t };
-    void (async () => {
+    const message: QueueMessage = { id: c.id, attempt: c.record.a, queue: this.#queue, enqueuedAtMs: c.record.t, signal: controller.signal };
+    // A message given back while its handler still ran here (its claim lapsed: commits
+    // failed, or a visibility timeout too short to renew within) and claimed here again
+    // waits for that handler: this listener never runs one message twice at once.
+    const before = this.#runsById.get(c.id);
+    const done = (async () => {
+      if (before) await before;
       let outcome: Outcome;
       try {
         const handler = this.#handler; // called as a plain function: `this` is not the listener
@@ -1063,10 +1129,17 @@ class Listener {
       }
       running.hung.cancel();
       if (this.#running.get(c.key) === running) this.#running.delete(c.key);
+      if (this.#held.get(c.key) === held) this.#held.delete(c.key);
       if (this.#finished) return; // abandoned: its claim goes back by the sweep
+      // A renewal not yet committed would only rewrite what this outcome settles.
+      this.#outcomes = this.#outcomes.filter((o) => o.kind !== "renew" || o.key !== c.key);
       this.#outcomes.push(outcome);
       this.#kick();
     })();
+    this.#runsById.set(c.id, done);
+    void done.then(() => {
+      if (this.#runsById.get(c.id) === done) this.#runsById.delete(c.id);
+    });
   }
 
   #alive(owner: string): boolean {
@@ -1091,6 +1164,8 @@ class Listener {
       const now = this.#host.platform.wallClockMs();
       for (const c of claims) {
         if (this.#stopping) break;
+        // Its handler runs here: renewed, never given back by this listener.
+        if (c.owner === this.#owner && this.#held.get(c.key)?.token === c.token) continue;
         const dead = !this.#alive(c.owner);
         if (!dead && c.deadlineMs > now) continue;
         const error = dead

@@ -120,11 +120,16 @@ export interface Claimed {
   record: ClaimRecord;
 }
 
-/** What a listener reports about a claim it holds (or the sweep found abandoned). */
+/**
+ * What a listener reports about a claim it holds (or the sweep found abandoned). `renew`:
+ * its handler still runs in this live process; the claim's deadline moves to the head's
+ * clock plus `visibilityMs`, so that no sweep gives it to another handler meanwhile.
+ */
 export type Outcome =
   | { kind: "ack"; key: string; token: string }
   | { kind: "fail"; key: string; token: string; error: QueueError }
-  | { kind: "release"; key: string; token: string };
+  | { kind: "release"; key: string; token: string }
+  | { kind: "renew"; key: string; token: string; visibilityMs: number };
 
 /** A claim as the sweep sees it. */
 export interface LiveClaim {
@@ -491,7 +496,9 @@ export class HeadWriter {
   settle(o: Outcome): boolean {
     // The claim's key ends with its token: if it is there, the claim is still this one.
     if (o.kind === "ack") {
-      if (this.index.get(this.nsId, o.key, this.head, true) !== undefined && !this.#writes.has(o.key)) this.delete(o.key);
+      // Written in this commit already: deleted (a failure from the sweep), or renewed (set).
+      const w = this.#writes.get(o.key);
+      if (w ? w.kind === "set" : this.index.get(this.nsId, o.key, this.head, true) !== undefined) this.delete(o.key);
       return true;
     }
     const bytes = this.get(o.key);
@@ -500,6 +507,12 @@ export class HeadWriter {
     if (!this.#room(bytes.length)) return false;
     const rec = asClaim(o.key, decodeRecord(o.key, bytes));
     if (rec.k !== o.token) return true;
+    if (o.kind === "renew") {
+      // The same key (its time is the claim's, its token the holder's): only the deadline moves, never back.
+      const renewed: ClaimRecord = { ...rec, d: Math.max(rec.d, this.nowMs + o.visibilityMs) };
+      this.set(o.key, encodeRecord(renewed));
+      return true;
+    }
     const parts = decodeKeyParts(o.key);
     const queue = parts[1] as string;
     const id = keyId(o.key);

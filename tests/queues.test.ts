@@ -359,7 +359,7 @@ test("concurrency: at most `concurrency` handlers of one listener run at once; t
   await b.close();
 });
 
-test("a handler running past visibilityTimeoutMs loses its message to another listener; its late finish changes nothing", async () => {
+test("a handler running past visibilityTimeoutMs keeps its message (its claim is renewed; its signal says it is presumed hung); once its stopped listener abandons it, another listener takes the message, and the late finish changes nothing", async () => {
   const dir = tempDir("q-visibility");
   const a = await open(dir), b = await open(dir);
   await a.enqueue("jobs", "slow");
@@ -367,20 +367,27 @@ test("a handler running past visibilityTimeoutMs loses its message to another li
   const hung = new Promise<void>((r) => (release = r));
   const stopA = new AbortController(), stopB = new AbortController();
   const attempts: string[] = [];
+  let signal: AbortSignal | undefined;
   const la = a.listenQueue("jobs", async (_v, msg) => {
     attempts.push(`a${msg.attempt}`);
+    signal = msg.signal;
     await hung;
   }, { signal: stopA.signal, visibilityTimeoutMs: 100, retryDelayMs: 0 });
   assert.ok(await waitUntil(() => attempts.length === 1, 30_000, 2) >= 0);
   const lb = b.listenQueue("jobs", (_v, msg) => void attempts.push(`b${msg.attempt}`), { signal: stopB.signal });
-  assert.ok(await waitUntil(() => attempts.length === 2, 30_000, 5) >= 0, "given back after the timeout, and taken again");
-  // Either listener may take it: the hung handler's slot was freed with its claim.
-  assert.ok(attempts[1] === "a2" || attempts[1] === "b2", `attempts: ${attempts}`);
+  await sleep(1_500); // past a sweep of each listener and many visibility timeouts
+  assert.deepEqual(attempts, ["a1"], "not given to another attempt while its handler runs in a live process");
+  assert.equal(signal?.aborted, true);
+  assert.equal((signal?.reason as TxtDbError | undefined)?.code, "TIMEOUT");
+  stopA.abort(); // A stops, and abandons the hung handler: its claim is no longer renewed
+  await la;
+  assert.equal((signal?.reason as TxtDbError | undefined)?.code, "TIMEOUT", "the first reason stays");
+  assert.ok(await waitUntil(() => attempts.length === 2, 30_000, 5) >= 0, "given back once unrenewed, and taken again");
+  assert.deepEqual(attempts, ["a1", "b2"]);
   release();
   await sleep(50);
-  stopA.abort();
   stopB.abort();
-  await Promise.all([la, lb]);
+  await lb;
   assert.deepEqual(a.queueStats("jobs"), { ready: 0, delayed: 0, running: 0, dead: 0 });
   assert.equal(attempts.length, 2, `the late finish of attempt 1 changed nothing: ${attempts}`);
   await a.close();

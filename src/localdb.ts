@@ -420,7 +420,8 @@ export class LocalDatabase implements DatabaseEngine {
             throw new TxtDbError("CORRUPTION", `${e.message}. After a power loss of a store written with durability "relaxed" this is expected, not damage: the next writable open() puts the frontier back, and a read-only open does so for itself when no other process has the store open`, { cause: e, ...(e.details ? { details: e.details } : {}) });
           }
         }
-        if (!adopted && tail.log.readFrontier() === undefined && tail.log.readTailState().failedPid !== 0) {
+        const head = adopted ? undefined : tail.log.readHead();
+        if (head && head.frontier === undefined && head.tail.failedPid !== 0) {
           // Written over while a sync failure is marked: a writable open refuses it too (it
           // cannot tell where to cut), and this open would show the store as empty. (Without
           // a mark, a frontier a power loss tore is read past as rule 11 says.)

@@ -676,14 +676,14 @@ export class Log {
     // reads as garbled: the safe side (rule 8 of tail.ts verifies the tail at the next
     // writable open). A file that never reached the tail state (a store made before it
     // existed) reads as no failure.
-    const failedPid = got >= TAIL_END_BYTES ? this.#parseMark(got - TAIL_END_BYTES, view, TAIL_END_BYTES) : f !== undefined && this.#markSpaceKnown ? SYNC_FAILURE_GARBLED : 0;
+    const failedPid = f ? this.#parseMark(got - TAIL_END_BYTES, view, TAIL_END_BYTES) : 0;
     return { endTsn: 0, end: { seg: 0, off: 0 }, epoch: 0, failedPid };
   }
 
   /**
-   * The failure mark's pid, given `got` bytes read of it at `at` in `view`: 0 (clear),
-   * a pid, or SYNC_FAILURE_GARBLED for bytes txtdb never writes there, or for a mark cut
-   * short after this process saw its bytes (see readTailState).
+   * The failure mark's pid, given `got` bytes read of it at `at` in `view` (below zero: the
+   * file ends before it): 0 (clear), a pid, or SYNC_FAILURE_GARBLED for bytes txtdb never
+   * writes there, or for a mark cut short after this process saw its bytes (readTailState).
    */
   #parseMark(got: number, view: DataView, at: number): number {
     if (got >= SYNC_FAILURE_BYTES) {

@@ -47,9 +47,9 @@
  * 8. Verifying the tail (a writable open that finds the mark; writer lock, then frontier
  *    lock): everything past the durable end is cut (none of it resolved, by 6), the log is
  *    synced, the epoch bumped and the mark cleared. A frontier that cannot be read (written
- *    over) cannot say where the durable end is: the open refuses, and nothing is cut. A process whose index holds records
- *    past the durable end from an older epoch rebuilds its view before reading past it or
- *    appending.
+ *    over) cannot say where the durable end is: the open refuses, and nothing is cut. A
+ *    process whose index holds records past the durable end from an older epoch rebuilds
+ *    its view before reading past it or appending.
  * 9. A failure before the release (1–2): nothing of the batch may become visible, now or
  *    after a power loss. The bytes are cut off, the cut synced, and the tail state put back
  *    (if any of that fails too, the failure is marked, rule 7), and the committer takes the

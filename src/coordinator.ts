@@ -358,8 +358,8 @@ export class Coordinator {
       paths.add(path);
     }
     if (new Set(participants).size !== participants.length) throw invalidArg("coord.transaction() lists a participant twice");
-    const { maxRetries } = checkTransactionOptions(fn, options, "coord.transaction()", "coord.transaction()'s function");
-    const run = this.#run(participants, fn as (...views: unknown[]) => Promise<T> | T, options, maxRetries);
+    const checked = checkTransactionOptions(fn, options, "coord.transaction()", "coord.transaction()'s function");
+    const run = this.#run(participants, fn as (...views: unknown[]) => Promise<T> | T, checked);
     this.#running.add(run);
     try {
       return await run;
@@ -371,8 +371,9 @@ export class Coordinator {
     }
   }
 
-  async #run<T>(participants: readonly Participant[], fn: (...views: unknown[]) => Promise<T> | T, options: CoordinatedTransactionOptions, maxRetries: number): Promise<T> {
+  async #run<T>(participants: readonly Participant[], fn: (...views: unknown[]) => Promise<T> | T, options: ReturnType<typeof checkTransactionOptions>): Promise<T> {
     const platform = this.#platform;
+    const maxRetries = options.maxRetries;
     const deadline = options.timeoutMs !== undefined ? platform.monotonicMs() + options.timeoutMs : undefined;
     const signal = options.signal;
     const timeoutError = (cause?: unknown) =>

@@ -692,7 +692,7 @@ export class LocalDatabase implements DatabaseEngine {
   }
 
   async transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
-    const { maxRetries, timeoutMs, signal } = checkTransactionOptions(fn, options);
+    const { isolation, maxRetries, timeoutMs, signal } = checkTransactionOptions(fn, options);
     const deadline = timeoutMs !== undefined ? this.platform.monotonicMs() + timeoutMs : undefined;
     const timeoutError = (cause?: unknown) =>
       new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction was aborted by its signal" : `Transaction did not finish within ${timeoutMs} ms (timeoutMs)`, { cause });
@@ -703,7 +703,7 @@ export class LocalDatabase implements DatabaseEngine {
       for (let attempt = 0; ; attempt++) {
         if (signal?.aborted) throw timeoutError(signal.reason);
         if (deadline !== undefined && this.platform.monotonicMs() >= deadline) throw timeoutError();
-        const { tx, own } = this.#beginAttempt(options.isolation ?? this.#isolation);
+        const { tx, own } = this.#beginAttempt(isolation ?? this.#isolation);
         try {
           const result = await raceDeadline(Promise.resolve().then(() => fn(tx)), this.#delayTo(deadline), signal, (cause) => {
             // A function that called tx.commit() itself: its commit is taken back while it

@@ -95,7 +95,7 @@
  *
  * @module
  */
-import { TxtDbError } from "./errors.ts";
+import { describeInput, TxtDbError } from "./errors.ts";
 import { decodeKey, encodeKey } from "./keys.ts";
 import type { Key } from "./keys.ts";
 import { isLeaseFile, leaseGone, ProcessLease } from "./liveness.ts";
@@ -106,7 +106,7 @@ import { armDeadline, armInterval, armTimer } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import type { Histogram } from "./metrics.ts";
 import { LOCK_TABLE, LOCKS_DIR } from "./files.ts";
-import { checkKnownOptions } from "./options.ts";
+import { checkKnownOptions, isSignalLike, readFields } from "./options.ts";
 import {
   blockersOf,
   CONVERSION,
@@ -481,16 +481,12 @@ export class LockManager {
     if (code < 0) throw new TxtDbError("INVALID_ARGUMENT", `Lock mode must be one of ${LOCK_MODES.map((m) => JSON.stringify(m)).join(", ")}; got ${describe(mode as unknown as Key)}`);
     if (options === null || typeof options !== "object") throw new TxtDbError("INVALID_ARGUMENT", "lock() options must be an object: { timeoutMs?, signal? }");
     checkKnownOptions("lock()", options, ["timeoutMs", "signal"]);
-    const { timeoutMs, signal } = options;
+    // Each option read once, through readFields: a getter that throws is INVALID_ARGUMENT.
+    const { timeoutMs, signal } = readFields("lock()", options, ["timeoutMs", "signal"], () => new TxtDbError("INVALID_ARGUMENT", "lock() options are timeoutMs and signal"));
     if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs >= 0))) {
-      throw new TxtDbError("INVALID_ARGUMENT", `lock() timeoutMs must be a non-negative number of ms (0: try once); got ${String(timeoutMs)}`);
+      throw new TxtDbError("INVALID_ARGUMENT", `lock() timeoutMs must be a non-negative number of ms (0: try once); got ${describeInput(timeoutMs)}`);
     }
-    if (signal !== undefined) {
-      const s = signal as { aborted?: unknown; addEventListener?: unknown } | null;
-      if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function") {
-        throw new TxtDbError("INVALID_ARGUMENT", "lock() signal must be an AbortSignal");
-      }
-    }
+    if (signal !== undefined && !isSignalLike(signal)) throw new TxtDbError("INVALID_ARGUMENT", "lock() signal must be an AbortSignal");
     const parts: readonly unknown[] = Array.isArray(resource) ? resource : [resource];
     if (parts.length === 0) throw new TxtDbError("INVALID_ARGUMENT", "Cannot lock an empty resource []; name it with one or more key parts, e.g. [\"accounts\", \"alice\"]");
     const steps: Step[] = [];
@@ -513,7 +509,7 @@ export class LockManager {
       waitingSeq: undefined,
       tryOnce: t === 0,
       timeoutMs: t,
-      signal,
+      signal: signal as AbortSignal | undefined,
       startMs: this.#platform.monotonicMs(),
       waited: false,
       deadline: undefined,

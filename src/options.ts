@@ -182,7 +182,14 @@ const TRANSACTION_OPTIONS: Record<keyof TransactionOptions, true> = { isolation:
  * when one is close, the one probably meant.
  */
 export function checkKnownOptions(what: string, options: object, known: readonly string[]): void {
-  for (const name of Object.keys(options)) {
+  let names: string[];
+  try {
+    names = Object.keys(options);
+  } catch (e) {
+    // A Proxy whose ownKeys trap throws: its error would escape raw.
+    throw new TxtDbError("INVALID_ARGUMENT", `${what}: its options object could not be read (${thrownText(e)}); pass a plain object`, { cause: e });
+  }
+  for (const name of names) {
     if (known.includes(name)) continue;
     const near = didYouMean(name, known);
     throw invalidArg(`${what} has no option ${JSON.stringify(name)}${near === undefined ? "" : ` (did you mean ${near}?)`}; its options are ${known.join(", ")}`);
@@ -278,20 +285,23 @@ export function checkNotReserved(name: string): void {
  * The checks of `db.transaction(fn, options)`, shared by both engines and by
  * `coord.transaction()` (named by `what`); returns the settings with their defaults.
  */
-export function checkTransactionOptions(fn: unknown, options: TransactionOptions, what = "transaction()", fnName = `${what}'s argument`): { maxRetries: number; timeoutMs: number | undefined; signal: AbortSignal | undefined } {
+export function checkTransactionOptions(fn: unknown, options: TransactionOptions, what = "transaction()", fnName = `${what}'s argument`): { isolation: Isolation | undefined; maxRetries: number; timeoutMs: number | undefined; signal: AbortSignal | undefined } {
   checkFunction(fnName, fn);
   if (options === null || typeof options !== "object") throw invalidArg(`${what} options must be an object`);
   checkKnownOptions(what, options, Object.keys(TRANSACTION_OPTIONS));
-  checkIsolation(options.isolation);
-  checkSignal(options.signal);
-  const maxRetries = options.maxRetries ?? 10;
-  if (!Number.isInteger(maxRetries) || maxRetries < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${String(maxRetries)}`);
+  // Each option read once (a getter that throws is INVALID_ARGUMENT, and one that answers
+  // differently at each read cannot pass the checks with one value and run with another).
+  const o = readFields(what, options, Object.keys(TRANSACTION_OPTIONS), (k) => invalidArg(`${what} has no option ${JSON.stringify(k)}`));
+  checkIsolation(o.isolation);
+  checkSignal(o.signal);
+  const maxRetries = o.maxRetries ?? 10;
+  if (!Number.isInteger(maxRetries) || (maxRetries as number) < 0) throw invalidArg(`maxRetries must be a non-negative integer; got ${describeInput(maxRetries)}`);
   // A number, not just anything `>= 0` accepts: a string "5" passed that test, and the
   // deadline became a string concatenation (now + "5") that fired at once.
-  if (options.timeoutMs !== undefined && !(typeof options.timeoutMs === "number" && options.timeoutMs >= 0)) {
-    throw invalidArg(`timeoutMs must be a non-negative number of milliseconds; got ${describeInput(options.timeoutMs)}`);
+  if (o.timeoutMs !== undefined && !(typeof o.timeoutMs === "number" && o.timeoutMs >= 0)) {
+    throw invalidArg(`timeoutMs must be a non-negative number of milliseconds; got ${describeInput(o.timeoutMs)}`);
   }
-  return { maxRetries, timeoutMs: options.timeoutMs, signal: options.signal };
+  return { isolation: o.isolation as Isolation | undefined, maxRetries: maxRetries as number, timeoutMs: o.timeoutMs as number | undefined, signal: o.signal as AbortSignal | undefined };
 }
 
 /** A function, or INVALID_ARGUMENT. */
@@ -344,9 +354,21 @@ export function readFields(what: string, o: object, allowed: readonly string[], 
 /** An AbortSignal (or undefined), or INVALID_ARGUMENT. */
 export function checkSignal(signal: unknown): void {
   if (signal === undefined) return;
-  const s = signal as { aborted?: unknown; addEventListener?: unknown } | null;
-  if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function") {
-    throw invalidArg(`signal must be an AbortSignal; got ${describeInput(signal)}`);
+  if (!isSignalLike(signal)) throw invalidArg(`signal must be an AbortSignal; got ${describeInput(signal)}`);
+}
+
+/**
+ * True for an object that reads as an AbortSignal (`aborted` a boolean, `addEventListener`
+ * a function). An object whose getters throw is not one: its error would otherwise escape
+ * raw, at the check or later, from inside an operation.
+ */
+export function isSignalLike(signal: unknown): boolean {
+  if (signal === null || typeof signal !== "object") return false;
+  try {
+    const s = signal as { aborted?: unknown; addEventListener?: unknown; removeEventListener?: unknown };
+    return typeof s.aborted === "boolean" && typeof s.addEventListener === "function" && typeof s.removeEventListener === "function";
+  } catch {
+    return false;
   }
 }
 

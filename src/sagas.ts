@@ -33,7 +33,7 @@ import { LOCKS_DIR } from "./files.ts";
 import type { Key } from "./keys.ts";
 import { encodeKey, isWellFormedString } from "./keys.ts";
 import { leaseOwnerAlive, ProcessLease } from "./liveness.ts";
-import { dirModeOf, readFields } from "./options.ts";
+import { dirModeOf, isSignalLike, readFields } from "./options.ts";
 import { joinPath, randomFraction } from "./port.ts";
 import type { Platform } from "./port.ts";
 import { armTimer, raceDeadline } from "./timers.ts";
@@ -135,10 +135,7 @@ function checkOptionsObject(what: string, v: unknown, fields: string[]): Record<
 
 function checkSignalArg(what: string, signal: unknown): AbortSignal | undefined {
   if (signal === undefined) return undefined;
-  const s = signal as { aborted?: unknown; addEventListener?: unknown } | null;
-  if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function") {
-    throw invalid(`${what} signal must be an AbortSignal`);
-  }
+  if (!isSignalLike(signal)) throw invalid(`${what} signal must be an AbortSignal`);
   return signal as AbortSignal;
 }
 

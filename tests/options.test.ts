@@ -116,6 +116,38 @@ test(`${R} transaction() refuses a non-function, bad options and a non-signal wi
   await db.close();
 });
 
+test(`${R} a signal or options object whose getters or traps throw is INVALID_ARGUMENT at the call (transaction, watch, lock), never the raw error; nothing is taken`, async () => {
+  const db = await open(tempDir("opts"), { namespaces: ["ns"] });
+  const boom = () => { throw new Error("boom from a getter"); };
+  const hostileSignals: unknown[] = [
+    Object.defineProperty({ addEventListener() {}, removeEventListener() {} }, "aborted", { get: boom }),
+    Object.defineProperty({ aborted: false, removeEventListener() {} }, "addEventListener", { get: boom }),
+    { aborted: false, addEventListener() {} }, // no removeEventListener: a listener could never be taken off
+    new Proxy({}, { get: boom }),
+  ];
+  const hostileOptions: unknown[] = [
+    new Proxy({}, { ownKeys: boom }),
+    Object.defineProperty({}, "timeoutMs", { get: boom, enumerable: true }),
+    Object.defineProperty({}, "signal", { get: boom, enumerable: true }),
+  ];
+  const notRaw = (what: string) => (e: unknown) => {
+    assert.ok(invalid(e), `${what}: ${String(e)}`);
+    return true;
+  };
+  for (const [i, signal] of hostileSignals.entries()) {
+    await assert.rejects(db.transaction(() => 1, { signal: signal as AbortSignal }), notRaw(`transaction signal ${i}`));
+    assert.throws(() => db.watch("ns", { prefix: [] }, { signal: signal as AbortSignal }), notRaw(`watch signal ${i}`));
+    await assert.rejects(db.lock(["r"], "X", { signal: signal as AbortSignal }), notRaw(`lock signal ${i}`));
+  }
+  for (const [i, options] of hostileOptions.entries()) {
+    await assert.rejects(db.transaction(() => 1, options as never), notRaw(`transaction options ${i}`));
+    await assert.rejects(db.lock(["r"], "X", options as never), notRaw(`lock options ${i}`));
+  }
+  assert.deepEqual(db.locks(), [], "no lock was taken");
+  assert.equal(db.stats().commits, 1, "only the open's namespace creation committed");
+  await db.close();
+});
+
 test(`${R} every call that takes options refuses an unknown one with INVALID_ARGUMENT naming it and the known ones; calls without options refuse one`, async () => {
   const base = tempDir("opts");
   const db = await open(`${base}/store`, { namespaces: ["ns"] });

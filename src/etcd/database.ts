@@ -370,7 +370,7 @@ export class EtcdDatabase implements DatabaseEngine {
   }
 
   async #transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions): Promise<T> {
-    const { maxRetries, timeoutMs, signal } = checkTransactionOptions(fn, options);
+    const { isolation, maxRetries, timeoutMs, signal } = checkTransactionOptions(fn, options);
     const deadline = timeoutMs !== undefined ? this.#platform.monotonicMs() + timeoutMs : undefined;
     const timeoutError = (cause?: unknown) =>
       new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction was aborted by its signal" : `Transaction did not finish within ${timeoutMs} ms (timeoutMs)`, { cause });
@@ -380,7 +380,7 @@ export class EtcdDatabase implements DatabaseEngine {
       const delayTo = () => (deadline === undefined ? undefined : deadline - this.#platform.monotonicMs());
       // begin() pins a snapshot over the network: the deadline and the signal bound it too;
       // a transaction begun after they fired is rolled back at once.
-      const begun = this.begin(options.isolation ? { isolation: options.isolation } : {});
+      const begun = this.begin(isolation ? { isolation } : {});
       let tx: Transaction;
       try {
         tx = await raceDeadline(begun, delayTo(), signal, (cause) => ({ error: timeoutError(cause) }));

@@ -300,6 +300,8 @@ export class Log {
   readonly #headBuf = new Uint8Array(SYNC_FAILURE_AT + SYNC_FAILURE_BYTES);
   readonly #headView = new DataView(this.#headBuf.buffer);
   readonly #headWords = new Uint32Array(this.#headBuf.buffer, 0, FRONTIER_BYTES / 4);
+  /** The buffer of the first read of a scan to the log's end (see scan). */
+  readonly #probeBuffer = new Uint8Array(READ_CHUNK_FIRST_BYTES);
   /** Per segment handle, the bytes known to be allocated (see preallocate). */
   readonly #allocated = new WeakMap<FileHandle, number>();
   /** The last frontier that passed its checksum, and its words (see readFrontier). */
@@ -952,8 +954,19 @@ export class Log {
       let fileEnd = Infinity; // known once a read came back short
       while (off < target) {
         const want = Math.min(target - off, chunk);
-        const buf = new Uint8Array(want);
-        const got = file.read(buf, off);
+        let buf: Uint8Array;
+        let got: number;
+        if (want === READ_CHUNK_FIRST_BYTES && to === undefined) {
+          // The commonest read of all: a catch-up at the log's end, finding preallocated zeros.
+          // It goes into one buffer kept for it; only when it finds more than zeros are its
+          // bytes copied into one of their own (the visitor may keep the bodies it is given).
+          got = file.read(this.#probeBuffer, off);
+          if (got > 0 && parseFrame(this.#probeBuffer.subarray(0, got), 0).kind === "zero") return { end: { seg, off }, zeroEnd: true };
+          buf = this.#probeBuffer.slice(0, want);
+        } else {
+          buf = new Uint8Array(want);
+          got = file.read(buf, off);
+        }
         if (got < want) {
           // Short: the file ends at off + got, or before off if it was cut under us.
           const size = got > 0 ? off + got : file.size();

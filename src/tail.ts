@@ -1368,10 +1368,22 @@ export class Tail {
     checkLock();
     this.#refuseRollInto(next.seg); // again: the sync above took milliseconds
     this.log.createSegment(next.seg);
+    const durableBefore = this.#durablePos;
     this.#durablePos = next;
     this.#readPos = next;
-    this.log.writeTailEnd({ end: next, endTsn: this.index.lastTsn, epoch: this.#epoch });
-    this.#publishSealed(next, this.index.lastTsn);
+    try {
+      this.log.writeTailEnd({ end: next, endTsn: this.index.lastTsn, epoch: this.#epoch });
+      this.#publishSealed(next, this.index.lastTsn);
+    } catch (e) {
+      // The tail state or the frontier still ends in the sealed segment, and other processes
+      // append there: this process reads on from the seal's position, as appendLocked's
+      // rollback does (a read position in the next segment would skip their commits, and the
+      // next read stopped on an assertion). The empty next segment is a failed roll-over's
+      // leftover, reused by the next one.
+      this.#readPos = pos;
+      this.#durablePos = durableBefore;
+      throw e;
+    }
     this.#show(next, this.index.lastTsn);
     return true;
   }

@@ -691,3 +691,42 @@ test("[sim] a scan finds a segment that ends before the frontier, and one cut be
   assert.deepEqual(exact.end, { seg: end.seg, off: 20 });
   file.close();
 });
+
+test("[sim] a compaction whose seal fails writing the log's end or publishing the next segment leaves its handle reading and committing, never stopped on an internal assertion", async () => {
+  // 40 bytes: the tail state's end (writeTailEnd); 36: the frontier (the seal's publish).
+  for (const failBytes of [40, 36]) {
+    const world = new SimWorld(41 + failBytes);
+    let armed = false;
+    const platformB = withFaults(world.process(), (step, path, bytes) => {
+      if (armed && step === "beforeWrite" && path.endsWith("/frontier") && bytes === failBytes) {
+        armed = false;
+        throw new PortError("EIO", "write", path);
+      }
+    });
+    const a = await open("/db", { adapter: world.process(), namespaces: ["m"], segmentBytes: 256, autoCompactBytes: 0 });
+    const b = await open("/db", { adapter: platformB, segmentBytes: 256, autoCompactBytes: 0 });
+    for (let j = 1; j <= 3; j++) await a.set("m", "n", j);
+    await b.set("m", "n", 4); // the sealing handle's own commit ends the active segment
+    assert.equal(await a.get("m", "n"), 4);
+    armed = true;
+    await assert.rejects(b.compact(), (e: unknown) => e instanceof TxtDbError, `${failBytes}: the compaction fails with a TxtDbError`);
+    assert.equal(armed, false, `${failBytes}: the write failed inside the compaction`);
+    // The other process goes on committing where the log really ends; the sealing handle sees it.
+    for (let j = 5; j <= 7; j++) await a.set("m", "n", j);
+    assert.equal(await b.get("m", "n"), 7, `${failBytes}: the sealing handle reads the other process's commits`);
+    const snap = await b.snapshot();
+    assert.equal(await snap.get("m", "n"), 7);
+    snap.release();
+    await b.set("m", "n", 8);
+    assert.equal(await a.get("m", "n"), 8, `${failBytes}: and commits after it`);
+    await b.compact();
+    assert.equal(await a.get("m", "n"), 8);
+    assert.equal((await b.check()).ok, true);
+    await a.close();
+    await b.close();
+    const c = await open("/db", { adapter: world.process() });
+    assert.equal(await c.get("m", "n"), 8);
+    assert.equal((await c.check()).ok, true, `${failBytes}: the store checks clean`);
+    await c.close();
+  }
+});

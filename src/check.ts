@@ -20,6 +20,7 @@ import type { Frontier, Log, Manifest } from "./log.ts";
 import { comparePositions, tableIdentity } from "./log.ts";
 import { MANIFEST, segmentName } from "./files.ts";
 import type { Platform } from "./port.ts";
+import { PortError } from "./port.ts";
 import { BlockCache } from "./blockcache.ts";
 import { isTxtDbError } from "./errors.ts";
 import { Levels } from "./levels.ts";
@@ -53,6 +54,10 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
     manifest = log.readManifest();
     if (!manifest) problem(`${dir}/${MANIFEST}`, 0, "manifest is missing");
   } catch (e) {
+    // A read that failed (EIO) is no finding about the store, and everything after it would
+    // be measured against no manifest (versions "missing" that a table holds): the caller
+    // reports it as IO.
+    if (e instanceof PortError) throw e;
     problem(`${dir}/${MANIFEST}`, 0, (e as Error).message);
   }
   // One instant for both indexes: a key expiring between the two sides of the comparison

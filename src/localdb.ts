@@ -903,14 +903,38 @@ export class LocalDatabase implements DatabaseEngine {
     }, dest);
   }
 
-  /** Verifies every record's checksum, the manifest, the checkpoint and the index; changes nothing. */
-  check(): Promise<CheckReport> {
-    try {
+  /**
+   * Verifies every record's checksum, the manifest, the checkpoint and the index; changes
+   * nothing. A compaction in another process may switch the manifest and delete the files
+   * the check was reading (a table gone, versions missing from the log): a check that found
+   * problems while the manifest moved under it runs again, its last attempt in
+   * `compact.lock` (which compactions and backups hold), so a healthy store is never
+   * reported damaged. A healthy check takes no lock: it also works where this process may
+   * not create `compact.lock` (another user's store opened read-only).
+   */
+  async check(): Promise<CheckReport> {
+    this.ensureOpen();
+    const log = this.#tail.log;
+    const run = () => {
       this.ensureOpen();
       this.#tail.refresh();
-      return Promise.resolve(checkStore(this.platform, this.path, this.#tail.log, this.index, this.#tail.visibleTsn, (fr) => this.#tail.viewOver(fr)));
+      return checkStore(this.platform, this.path, log, this.index, this.#tail.visibleTsn, (fr) => this.#tail.viewOver(fr));
+    };
+    try {
+      for (let attempt = 1; attempt < CHECK_ATTEMPTS_MAX; attempt++) {
+        const before = manifestFrameOf(log);
+        const report = run();
+        if (report.ok || sameManifestFrame(before, manifestFrameOf(log))) return report;
+      }
+      const release = await this.#compactor.compactLock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+      try {
+        return run();
+      } finally {
+        release();
+      }
     } catch (e) {
-      return Promise.reject(e);
+      // A read that failed (EIO) says nothing of the store's state: IO, not a problem found.
+      throw ioError(e, `Checking the store "${this.path}"`);
     }
   }
 
@@ -1157,4 +1181,21 @@ export async function openLocal(path: string, options: OpenOptions, openStore: O
     throw ioError(e, `Opening "${path}"`);
   }
   return db;
+}
+
+/** Runs of `check()` while compactions keep switching the manifest under it; the last in `compact.lock`. */
+const CHECK_ATTEMPTS_MAX = 3;
+
+/** The manifest's frame as it is now (undefined: none, or unreadable), to tell whether it moved. */
+function manifestFrameOf(log: Tail["log"]): Uint8Array | undefined {
+  try {
+    return log.readManifestWithFrame()?.frame;
+  } catch {
+    return undefined;
+  }
+}
+
+function sameManifestFrame(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -12,6 +12,7 @@ import { FORMAT_CHECKPOINT, FORMAT_READABLE_MAX } from "./log.ts";
 import type { Log, Manifest } from "./log.ts";
 import { invalidArg } from "./options.ts";
 import type { Platform } from "./port.ts";
+import { PortError } from "./port.ts";
 import { FRAME_MAGIC } from "./record.ts";
 import { HOLDER_RECORD_BYTES } from "./holder.ts";
 
@@ -23,6 +24,9 @@ export function checkFormat(path: string, format: number): void {
     });
   }
 }
+
+/** Errors of a read that say nothing about the file read (tried again, they may pass). */
+const TRANSIENT_ERRNOS: ReadonlySet<string> = new Set(["EIO", "EMFILE", "ENFILE", "ENOMEM", "EINTR", "EAGAIN", "EBUSY"]);
 
 /**
  * With no MANIFEST, a directory may become a store only if it is empty or holds exactly
@@ -51,7 +55,11 @@ export function checkCreatable(platform: Platform, path: string, log: Log, thoro
       } finally {
         f.close();
       }
-    } catch {
+    } catch (e) {
+      // A read that failed for a passing reason (EIO, no descriptor left) says nothing about
+      // what the file is: IO, not "not a txtdb store". A file gone meanwhile or not ours to
+      // read (EACCES: another user's) is judged as no file of the store.
+      if (e instanceof PortError && TRANSIENT_ERRNOS.has(e.errno)) throw ioError(e, `Reading "${path}/${name}"`);
       return undefined;
     }
   };

@@ -337,6 +337,29 @@ test(`${R} read-only opens racing another process's compactions never fail and n
   }
 });
 
+test(`${R} check() while another process compacts never reports a healthy store as damaged (a table or segments deleted under it)`, { skip: !canSpawn }, async () => {
+  const dir = tempDir("checkrace");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const compactor = startWorker("node", "compactor", [dir, "80"]);
+  try {
+    await compactor.waitFor("ready");
+    let checks = 0;
+    const reports: string[] = [];
+    while (!compactor.lines.includes("done")) {
+      const report = await db.check();
+      checks++;
+      if (!report.ok && reports.length < 5) reports.push(JSON.stringify(report.problems.slice(0, 2)));
+      await sleep(0); // let the worker's output in
+    }
+    assert.deepEqual(reports, [], `of ${checks} checks during the compactions, these reported damage`);
+    assert.ok(checks > 10, `checked ${checks} times during the compactions`);
+    await compactor.finish();
+  } finally {
+    killAllWorkers();
+    await db.close();
+  }
+});
+
 test(`${R} a store opened by a relative path keeps working after process.chdir(): db.path is absolute, and commits and compaction stay in its directory`, async () => {
   const base = tempDir("relpath");
   const elsewhere = tempDir("relpath-elsewhere");

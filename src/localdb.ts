@@ -169,6 +169,8 @@ export class LocalDatabase implements DatabaseEngine {
   /** See DatabaseInternals.fileMode. */
   readonly #fileMode: number;
   #closed = false;
+  /** Set once open() has finished: from then on the view may be refreshed outside a call. */
+  #opened = false;
   /** A roll-over asked to learn other processes' compactions on a later turn (afterBatch). */
   #followScheduled = false;
 
@@ -199,6 +201,11 @@ export class LocalDatabase implements DatabaseEngine {
     this.#pins = new Pins(platform, this.path, { readOnly: o.readOnly, mode: o.mode, dirMode: dirModeOf(o.mode), maxIdleMs: o.maxIdleMs }, {
       head: () => tail.visibleTsn,
       oldestWatched: () => this.#watchHub.oldestTsn(),
+      // A read's freshness probe, for a process that holds no pin: its head then moves on
+      // with the store even while it reads nothing (pins.ts, rule of the idle head).
+      refreshHead: () => {
+        if (this.#opened && !this.#closed) tail.refresh();
+      },
     });
     this.#compactor = new Compactor(platform, tail, this.#lock, this.#pins, o);
     this.#committer = new GroupCommitter(platform, tail, this.#lock, this.#meters, o.lockTimeoutMs, {
@@ -286,6 +293,11 @@ export class LocalDatabase implements DatabaseEngine {
 
   /** @internal Opens the store: creates it if new, recovers a crashed writer's tail. */
   private async init(namespaces: string[]): Promise<void> {
+    await this.#initView(namespaces);
+    this.#opened = true;
+  }
+
+  async #initView(namespaces: string[]): Promise<void> {
     if (this.readOnly) {
       await this.#initReadOnly(namespaces);
       this.#tail.attachMirror();

@@ -94,6 +94,8 @@ export interface PinSources {
   head(): number;
   /** The oldest version an open watcher still reads, if any. */
   oldestWatched(): number | undefined;
+  /** Moves the head on to what the store shows now (a read's freshness probe); may throw. */
+  refreshHead?(): void;
 }
 
 /** The pin registry of one open database, and its lease. */
@@ -338,6 +340,27 @@ export class Pins {
       this.renewLeaseIfLost({ makeDir: this.#leasesDirMissingChecks >= 2 });
     } catch {
       // an operating failure (EIO, a crashed simulated machine): checked again next time
+    }
+    this.#moveIdleHead();
+  }
+
+  /**
+   * The idle head: a process pins its head (the newest version it has seen), since a
+   * snapshot may begin there at any moment, and the head moves only when the process reads.
+   * One that holds no pin and reads nothing (a helper waiting for work, a dashboard between
+   * refreshes) would pin one old version for as long as it lives, and every compaction in
+   * every process would keep all history since: the log and each process's in-memory table
+   * grew without bound. So at each lease check such a process makes a read's freshness
+   * probe, and publishes the head it moved to. Open snapshots, transactions and lists keep
+   * their own pins (bounded by `maxIdleMs`); watchers pin what they still have to deliver.
+   */
+  #moveIdleHead(): void {
+    if (this.#pins.size > 0 || this.#closed) return;
+    try {
+      this.#sources.refreshHead?.();
+      this.publish();
+    } catch {
+      // the next read, or the next check, tries again
     }
   }
 

@@ -360,6 +360,34 @@ test(`${R} check() while another process compacts never reports a healthy store 
   }
 });
 
+test(`${R} a process that holds the store open and reads nothing does not hold compaction back: its head moves on by itself (writable and read-only)`, { skip: !canSpawn }, async () => {
+  for (const mode of ["writable", "readonly"]) {
+    const dir = tempDir("idlehead");
+    const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+    await db.set("ns", "k", 0);
+    const idler = startWorker(runtime, "idler", mode === "readonly" ? [dir, "readonly"] : [dir]);
+    try {
+      await idler.waitFor("ready");
+      for (let i = 1; i <= 200; i++) await db.set("ns", "k", "v".repeat(100) + i);
+      const head = (await db.snapshot()).version;
+      // Two lease checks (LEASE_CHECK_EVERY_MS) and a margin for a loaded machine.
+      let folded: bigint | undefined;
+      for (let waited = 0; waited < 20_000; waited += 500) {
+        await sleep(500);
+        const r = await db.compact();
+        folded = r.minPinnedVersion;
+        if (folded >= head) break;
+      }
+      assert.ok(folded !== undefined && folded >= head, `${mode}: the idle process still pins version ${folded} of ${head}`);
+      assert.equal(db.stats().versionsHeld, 0, `${mode}: no old version is held in memory`);
+      await idler.finish();
+    } finally {
+      killAllWorkers();
+      await db.close();
+    }
+  }
+});
+
 test(`${R} a store opened by a relative path keeps working after process.chdir(): db.path is absolute, and commits and compaction stay in its directory`, async () => {
   const base = tempDir("relpath");
   const elsewhere = tempDir("relpath-elsewhere");

@@ -15,6 +15,8 @@
  *                        8 bytes name the segment (a hint; mirror.ts)
  * readers.lock           flock: held shared by each process reading through the frontier mirror
  * leases/                one locked file per live process (liveness, pins)
+ * leases/<id>.lockowner  one locked file per owner of locks on named resources, for its life,
+ *                        outside locks/: its liveness and registration (locks.ts, rule 7)
  * locks/table            the table of locks on named resources (two checksummed slots)
  * locks/<id>.lease       one locked file per Database handle that took such a lock (its owner);
  *                        at 4 KiB, the grants it holds (locks.ts: the table rebuilt from them)
@@ -48,6 +50,8 @@ export const LEASES_DIR = "leases";
 export const LOCKS_DIR = "locks";
 /** The lock table in {@link LOCKS_DIR} (two slots; see locktable.ts). */
 export const LOCK_TABLE = "table";
+/** The suffix of a lock owner's mark in {@link LEASES_DIR}: `<id>.lockowner`, flock'd for the owner's life (locks.ts, rule 7). */
+export const LOCK_OWNER_MARK = ".lockowner";
 
 /** Log segment names: `seg-` and the segment number in 10 digits. */
 export const SEGMENT_FILE = /^seg-(\d{10})\.log$/;

@@ -22,6 +22,14 @@ const LEASE_SUFFIX = ".lease";
 /** A lease being made (locked, then renamed to its `.lease` name). */
 const FRESH_SUFFIX = ".lease-new";
 
+/** Options of {@link ProcessLease.create}. */
+export interface LeaseCreateOptions {
+  /** The id (16 hex digits) to take, instead of a random one: an owner that makes its lease again elsewhere keeps its name. */
+  id?: string;
+  /** Writes what the lease must hold before it appears under its `.lease` name (called locked, after the info block). */
+  prepare?: (handle: FileHandle) => void;
+}
+
 /**
  * This process's lease: a file in `dir` that stays exclusively locked until `release()`
  * or process death.
@@ -50,23 +58,26 @@ export class ProcessLease {
    * between the open and the flock, and another process sweeping dead owners' leases right
    * then would take it for a dead one and remove it: its owner, alive, would be dead to all.
    */
-  static create(platform: Platform, dir: string, mode = 0o600): ProcessLease {
+  static create(platform: Platform, dir: string, mode = 0o600, options: LeaseCreateOptions = {}): ProcessLease {
     // A sweep (scanLeaseFiles) may remove the fresh file in the moment between its open
     // and its lock, taking it for a dead maker's: the rename then finds it gone. Make
     // another; a sweep cannot take a locked one.
     for (let attempt = 1; ; attempt++) {
       try {
-        return ProcessLease.#createOnce(platform, dir, mode);
+        return ProcessLease.#createOnce(platform, dir, mode, options);
       } catch (e) {
         if (attempt >= 5 || !(e instanceof PortError && e.errno === "ENOENT")) throw e;
       }
     }
   }
 
-  static #createOnce(platform: Platform, dir: string, mode: number): ProcessLease {
-    const bytes = new Uint8Array(8);
-    platform.randomBytes(bytes);
-    const id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  static #createOnce(platform: Platform, dir: string, mode: number, options: LeaseCreateOptions): ProcessLease {
+    let id = options.id;
+    if (id === undefined) {
+      const bytes = new Uint8Array(8);
+      platform.randomBytes(bytes);
+      id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+    }
     const path = joinPath(dir, id + LEASE_SUFFIX);
     const fresh = joinPath(dir, id + FRESH_SUFFIX);
     const handle = platform.open(fresh, { create: true, exclusive: true, mode });
@@ -74,6 +85,7 @@ export class ProcessLease {
       if (!handle.tryLock(true)) throw new Error(`txtdb internal assertion failed: fresh lease "${fresh}" is locked`);
       const info: LeaseInfo = { pid: platform.pid, runtime: platform.runtime, startedAtMs: platform.wallClockMs() };
       handle.write(new TextEncoder().encode(JSON.stringify(info).padEnd(LEASE_INFO_BYTES, " ")), 0);
+      options.prepare?.(handle);
       platform.rename(fresh, path);
     } catch (e) {
       handle.close();

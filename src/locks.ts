@@ -21,7 +21,8 @@
  *
  * Owners and liveness: the owner of a lock is the Database handle that took it. Each handle
  * that takes a lock holds its own lease in `locks/` (liveness.ts: a file flock'd for the
- * handle's lifetime; the kernel drops it when the process dies, however it dies). Whoever
+ * handle's lifetime; the kernel drops it when the process dies, however it dies), and a
+ * mark in `leases/` (rule 7: alive while either is held). Whoever
  * changes the table first drops the entries of every owner that blocks a waiter and whose
  * lease lock can be taken, so a dead holder's lock goes at the first change or liveness
  * probe after its death: never a timeout, never /proc.
@@ -64,10 +65,42 @@
  * 6. A change takes out any entry of its own handle that the handle neither holds nor waits
  *    for: one brought back by an older table or record would block others for good.
  *
+ * The whole directory lost (`rm -rf locks/`, or deleted and made again empty, while locks are
+ * held): the owners' leases and records go with it, and the flock of the deleted directory
+ * excludes nobody who locks the new one. A newcomer would find no table and no live owner,
+ * and grant a lock a holder of the deleted directory still holds. So:
+ *
+ * 7. Each owner also holds, for its life, a mark outside `locks/`: `leases/<id>.lockowner`,
+ *    flock'd (made and locked under another name, then renamed, as a lease is), taken before
+ *    its lease and given up after it. (a) An owner is dead only when neither its lease nor
+ *    its mark can be held as free: a lease deleted with its directory says nothing. (b) A
+ *    table is rebuilt (which is how every table in a new directory begins) only when every
+ *    owner whose mark is held has a held lease in this directory, with its record there
+ *    (written before the lease appears under its name), and from the records of all of them,
+ *    read from the lease handles that check opened (a lease `rm -rf` already unlinked, the
+ *    directory not yet gone, is missing from a listing while its owner may be registered
+ *    nowhere else yet); the records are this directory's only if it is still the one at the
+ *    path after they were read. Otherwise the change is tried again, as for a busy flock, and
+ *    LOCK_TIMEOUT says why when the wait ends. (c) An owner that finds
+ *    its directory deleted or replaced (identity: dev and inode, of the directory it opened
+ *    to flock, against the one at the path) registers again in the one at the path, under the
+ *    same id, its record in the new lease: at a change (a table at the path that is not the
+ *    one it has open, or a table opened by path, leads to one identity check; so no change
+ *    writes the table of a directory that was not the one at the path under its flock), and
+ *    every {@link REGISTRATION_CHECK_MS} while it is an owner (idle ones too: they gate rebuilds).
+ *    A change that raced the deletion wrote a dead directory's table, read only by owners
+ *    registered there, each of which carries what it holds into the new one; the new one gets
+ *    a table only once all have. Holders that heal, rather than newcomers refused with
+ *    CORRUPTION until the holders end: nobody has to be restarted, and the wait of a
+ *    newcomer is one check period. Liveness stays the kernel's (flock): no clock decides.
+ *    Not detected: `locks/` and `leases/` deleted together; a directory put back from a copy
+ *    with a valid table (as a table put back, below; the marks keep its owners' entries).
+ *
  * Tested: the load of tests/locks-attack.test.ts (three runtimes locking and releasing)
  * while the table is deleted, cut to nothing, or has garbage written over its first 8 KiB
- * (the file replaced, or overwritten in place) every 3 ms; and each slot garbled or cut
- * after a grant or a release, one at a time.
+ * (the file replaced, or overwritten in place) every 3 ms, or the whole `locks/` deleted (and
+ * made again empty) every 3 ms; each slot garbled or cut after a grant or a release, one at
+ * a time; `locks/` deleted under a holder stopped with SIGSTOP (rule 7 (b) alone).
  *
  * A valid table put back from an older copy, both slots whole, is not detected: holders put
  * their grants back at their next change, and take out what they gave back (rule 6).
@@ -98,14 +131,14 @@
 import { describeInput, TxtDbError } from "./errors.ts";
 import { decodeKey, encodeKey } from "./keys.ts";
 import type { Key } from "./keys.ts";
-import { isLeaseFile, leaseGone, ProcessLease } from "./liveness.ts";
-import { identityAt, joinPath, PortError } from "./port.ts";
-import type { FileHandle, LockHandle, Platform, WatchHandle } from "./port.ts";
+import { isLeaseFile, leaseGone, ProcessLease, readLeaseInfo } from "./liveness.ts";
+import { identityAt, joinPath, pathNamesFile, PortError } from "./port.ts";
+import type { FileHandle, FileIdentity, LockHandle, Platform, WatchHandle } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
 import { armDeadline, armInterval, armTimer } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import type { Histogram } from "./metrics.ts";
-import { LOCK_TABLE, LOCKS_DIR } from "./files.ts";
+import { LEASES_DIR, LOCK_OWNER_MARK, LOCK_TABLE, LOCKS_DIR } from "./files.ts";
 import { checkKnownOptions, isSignalLike, readFields } from "./options.ts";
 import {
   blockersOf,
@@ -203,6 +236,23 @@ export const GRANTS_RECORD_AT = 4096;
 const RECORD_SLOT_BYTES = SLOT_BYTES;
 /** Live owners a rebuild of a lost table reads the records of, at most (past it the change cannot rebuild, and retries). */
 const REBUILD_LEASES_MAX = 4096;
+/**
+ * How often an owner checks that it is still registered where the store's `locks/` is (its
+ * directory not deleted or replaced, its lease still there), in ms: a rebuild waits for
+ * every live owner to be (rule 7), so this bounds that wait after a deletion. One identity
+ * check each. An owner idle for hours wakes four times a second for it.
+ */
+export const REGISTRATION_CHECK_MS = 250;
+/**
+ * The same while the directory keeps being replaced (for {@link REGISTRATION_FAST_FOR_MS}
+ * after an owner last had to register again): newcomers then wait only this long for it, and
+ * under a deletion every few ms the owners still register between two of them.
+ */
+export const REGISTRATION_CHECK_FAST_MS = 20;
+/** How long an owner checks at the fast rate after it last had to register again, in ms. */
+export const REGISTRATION_FAST_FOR_MS = 5_000;
+/** Tries of an owner's registration (the directory replaced again meanwhile) before it fails with IO. */
+const REGISTER_ATTEMPTS_MAX = 10;
 
 /** One entry this handle holds, with the lock() results that count on it. */
 interface Held {
@@ -325,7 +375,29 @@ export class LockManager {
   readonly #dir: string;
   readonly #tablePath: string;
   readonly #options: LockManagerOptions;
+  /** The store's `leases/`, where each owner's mark lives (rule 7). */
+  readonly #leasesDir: string;
   #lease: ProcessLease | undefined;
+  /** This owner's mark, `leases/<id>.lockowner`, flock'd for its life (rule 7); its id is the lease's. */
+  #mark: { id: string; path: string; handle: FileHandle } | undefined;
+  /** The `locks/` directory this owner is registered in (its dirLock's), where the port can tell (rule 7). */
+  #dirId: FileIdentity | undefined;
+  /** The identity of this owner's lease file, to tell when its path no longer names it. */
+  #leaseFileId: { ino: number; dev: number } | undefined;
+  /** Checks the registration every {@link REGISTRATION_CHECK_MS} while this handle is an owner. */
+  #registrationCheck: Timer | undefined;
+  /** The period the registration check is armed with, and until when it stays fast. */
+  #registrationPeriodMs = 0;
+  #registrationFastUntilMs = 0;
+
+  /** (Re)arms the registration check every `periodMs`. Unref'd: it must not keep a script alive. */
+  #armRegistrationCheck(periodMs: number): void {
+    this.#registrationCheck?.cancel();
+    this.#registrationCheck = armInterval(periodMs, () => this.#checkRegistration(), { unref: true });
+    this.#registrationPeriodMs = periodMs;
+  }
+  /** Why the last rebuild could not be made (a live owner not registered in this `locks/`), for LOCK_TIMEOUT's message. */
+  #unregistered: string | undefined;
   #handle: FileHandle | undefined;
   /** The `locks/` directory opened to be flocked: the exclusion of changes (see #dirLock). */
   #dirLockHandle: LockHandle | undefined;
@@ -375,6 +447,7 @@ export class LockManager {
     this.#platform = platform;
     this.#dir = joinPath(storePath, LOCKS_DIR);
     this.#tablePath = joinPath(this.#dir, LOCK_TABLE);
+    this.#leasesDir = joinPath(storePath, LEASES_DIR);
     this.#options = options;
   }
 
@@ -465,12 +538,27 @@ export class LockManager {
     this.#handle = undefined;
     if (this.#dirLockHandle) closeQuietly(this.#dirLockHandle);
     this.#dirLockHandle = undefined;
+    this.#registrationCheck?.cancel();
+    this.#registrationCheck = undefined;
     try {
-      this.#lease?.release(this.#platform);
+      // Its path may name another owner's lease only if it is this one's: the same id.
+      if (this.#lease && pathNamesFile(this.#platform, this.#lease.path, this.#leaseFileId)) this.#lease.release(this.#platform);
+      else if (this.#lease) closeQuietly(this.#lease.handle);
     } catch {
       // an unreleased lease file is a dead owner's once this handle is closed
+      if (this.#lease) closeQuietly(this.#lease.handle);
     }
     this.#lease = undefined;
+    if (this.#mark) {
+      // After the lease: an owner is alive while either is held (rule 7).
+      try {
+        this.#platform.unlink(this.#mark.path);
+      } catch {
+        // a free mark is a dead owner's: swept by the next rebuild or first lock
+      }
+      closeQuietly(this.#mark.handle);
+      this.#mark = undefined;
+    }
   }
 
   // --- requests ---
@@ -920,31 +1008,212 @@ export class LockManager {
 
   // --- the table ---
 
-  /** This handle's owner id (its lease in locks/, taken at its first lock). */
+  /**
+   * This handle's owner id, taken at its first lock: its mark in `leases/`, then its lease in
+   * `locks/` (rule 7: the mark first, so that whenever the lease may hold grants, the mark
+   * says that the owner lives).
+   */
   #owner(): string {
     if (this.#lease) return this.#lease.id;
     try {
-      this.#platform.mkdir(this.#dir, this.#options.dirMode);
-      this.#sweepDeadLeases();
-      this.#lease = ProcessLease.create(this.#platform, this.#dir, this.#options.mode);
+      this.#platform.mkdir(this.#leasesDir, this.#options.dirMode);
+      this.#mark ??= this.#makeMark();
+      this.#register();
     } catch (e) {
+      // Unregistered, the mark would keep every rebuild waiting (rule 7): given up until the next lock.
+      if (this.#mark) {
+        try {
+          this.#platform.unlink(this.#mark.path);
+        } catch {
+          // a free mark is a dead owner's
+        }
+        closeQuietly(this.#mark.handle);
+        this.#mark = undefined;
+      }
       throw this.#ioError(e, `Taking a lock owner's lease in "${this.#dir}"`);
     }
-    return this.#lease.id;
+    if (this.#dirId !== undefined && !this.#registrationCheck && !this.#closed) {
+      this.#armRegistrationCheck(REGISTRATION_CHECK_MS);
+    }
+    return this.#lease!.id;
   }
 
-  /** Removes lease files of dead owners (a crash leaves them); bounded per sweep. */
+  /**
+   * Makes and locks this owner's mark, `leases/<id>.lockowner` (rule 7): made and locked
+   * under another name, then renamed into place, so that a mark is never unlocked while its
+   * owner lives (a sweep would take it for a dead owner's and remove it), as a lease is.
+   */
+  #makeMark(): { id: string; path: string; handle: FileHandle } {
+    // A sweep may remove the fresh file in the moment between its open and its lock: the
+    // rename then finds it gone. Make another; a sweep cannot take a locked one.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.#makeMarkOnce();
+      } catch (e) {
+        if (attempt >= REGISTER_ATTEMPTS_MAX || !(e instanceof PortError && e.errno === "ENOENT")) throw e;
+      }
+    }
+  }
+
+  #makeMarkOnce(): { id: string; path: string; handle: FileHandle } {
+    const bytes = new Uint8Array(8);
+    this.#platform.randomBytes(bytes);
+    const id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const path = joinPath(this.#leasesDir, id + LOCK_OWNER_MARK);
+    const fresh = `${path}-new`;
+    const handle = this.#platform.open(fresh, { create: true, exclusive: true, mode: this.#options.mode });
+    try {
+      // Locked by a sweep probing it right now: it removes it; another is made (ENOENT).
+      if (!handle.tryLock(true)) throw new PortError("ENOENT", "flock", fresh);
+      handle.write(new TextEncoder().encode(JSON.stringify({ pid: this.#platform.pid, runtime: this.#platform.runtime, startedAtMs: this.#platform.wallClockMs() })), 0);
+      this.#platform.rename(fresh, path);
+    } catch (e) {
+      closeQuietly(handle);
+      try {
+        this.#platform.unlink(fresh);
+      } catch {
+        // not there: nothing to clean
+      }
+      throw e;
+    }
+    return { id, path, handle };
+  }
+
+  /**
+   * Registers this owner in the `locks/` directory the path names now (made if missing): its
+   * directory lock opened, its lease made there under its mark's id, holding its record of
+   * grants before it appears (a rebuild that sees the lease reads every grant of it). The
+   * directory is the one at the path before and after the lock's open, and again after the
+   * lease is made; otherwise (replaced meanwhile) it starts over. Throws when it cannot.
+   */
+  #register(): void {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (this.#registerOnce()) return;
+      } catch (e) {
+        // ENOENT: the directory deleted again as it was made or registered in.
+        if (attempt >= REGISTER_ATTEMPTS_MAX || !(e instanceof PortError && e.errno === "ENOENT")) throw e;
+        continue;
+      }
+      if (attempt >= REGISTER_ATTEMPTS_MAX) throw new TxtDbError("IO", `Registering a lock owner in "${this.#dir}" failed: the directory was replaced as it was registered in, ${attempt} times`);
+    }
+  }
+
+  /** One try of {@link #register}: false when the directory was replaced meanwhile. */
+  #registerOnce(): boolean {
+    this.#platform.mkdir(this.#dir, this.#options.dirMode);
+    let dirId: FileIdentity | undefined;
+    let dirLock: LockHandle | undefined;
+    let lease: ProcessLease | undefined;
+    try {
+      if (this.#platform.openDirectoryLock) {
+        dirId = identityAt(this.#platform, this.#dir);
+        dirLock = this.#platform.openDirectoryLock(this.#dir);
+        if (!sameFile(dirId, identityAt(this.#platform, this.#dir))) return false;
+      }
+      this.#sweepDeadLeases();
+      lease = ProcessLease.create(this.#platform, this.#dir, this.#options.mode, { id: this.#mark!.id, prepare: (h) => this.#writeRecord(h, true) });
+      // Made in another directory than the one locked (replaced meanwhile): left there
+      // unlocked, it is not this owner's registration (rule 7), and goes at a sweep.
+      if (dirLock && !sameFile(dirId, identityAt(this.#platform, this.#dir))) return false;
+      this.#lease = lease;
+      const info = lease.handle.info();
+      this.#leaseFileId = { ino: info.ino, dev: info.dev };
+      this.#dirLockHandle = dirLock;
+      this.#dirId = dirLock ? dirId : undefined;
+      return true;
+    } finally {
+      if (this.#lease !== lease || lease === undefined) {
+        if (lease) closeQuietly(lease.handle);
+        if (dirLock) closeQuietly(dirLock);
+      }
+    }
+  }
+
+  /**
+   * True while this owner is registered where the store's `locks/` is now: the directory at
+   * the path is the one it registered in (rule 7). Where the port cannot tell, true.
+   */
+  #dirCurrent(): boolean {
+    if (this.#dirId === undefined) return true;
+    try {
+      return sameFile(this.#dirId, identityAt(this.#platform, this.#dir));
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Registers this owner again in the `locks/` the path names now (rule 7): its directory
+   * was deleted or replaced (`rm -rf locks/`), or its lease deleted. Its lease there holds
+   * its grants (the record) before it appears, under the same id, so entries of the table
+   * that name it still do; the handles of the old directory are closed (never unlinked by
+   * path: the path names the new ones). False when it cannot now (tried again).
+   */
+  #move(): boolean {
+    const old = { lease: this.#lease, dirLock: this.#dirLockHandle, table: this.#handle };
+    try {
+      this.#register();
+    } catch {
+      return false;
+    }
+    if (old.lease) closeQuietly(old.lease.handle);
+    if (old.dirLock && old.dirLock !== this.#dirLockHandle) closeQuietly(old.dirLock);
+    if (old.table) closeQuietly(old.table);
+    this.#handle = undefined;
+    this.#seenGeneration = 0;
+    for (const h of this.#probeHandles.values()) closeQuietly(h);
+    this.#probeHandles.clear();
+    if (this.#watch) this.#closeWatch(); // it watched the old directory; the next wait watches the new one
+    return true;
+  }
+
+  /**
+   * The periodic check of rule 7: a directory deleted or replaced, or this owner's lease
+   * gone from it, and this owner registers again; what it holds and waits for goes back into
+   * the table at once where one can be had (else a rebuild reads its record).
+   */
+  #checkRegistration(): void {
+    if (this.#closed || !this.#lease) return;
+    const now = this.#platform.monotonicMs();
+    if (this.#dirCurrent() && pathNamesFile(this.#platform, this.#lease.path, this.#leaseFileId)) {
+      if (this.#registrationPeriodMs !== REGISTRATION_CHECK_MS && now >= this.#registrationFastUntilMs) this.#armRegistrationCheck(REGISTRATION_CHECK_MS);
+      return;
+    }
+    this.#registrationFastUntilMs = now + REGISTRATION_FAST_FOR_MS;
+    if (this.#registrationPeriodMs !== REGISTRATION_CHECK_FAST_MS) this.#armRegistrationCheck(REGISTRATION_CHECK_FAST_MS);
+    if (!this.#move()) return;
+    if (this.#heldBySeq.size > 0 || this.#waiting.size > 0 || this.#pendingRemovals.size > 0) {
+      try {
+        this.#change(() => {});
+      } catch {
+        // the next change or check tries again
+      }
+    }
+  }
+
+  /**
+   * Removes lease files of dead owners (a crash leaves them), and dead owners' marks in
+   * `leases/`; bounded per sweep. A lease whose owner's mark is held is kept: its owner is
+   * registering again (rule 7), and the path may name its new lease by the time of the unlink.
+   */
   #sweepDeadLeases(): void {
+    this.#sweepDir(this.#dir, (name) => isLeaseFile(name), (name) => !this.#markHeld(name.slice(0, name.length - ".lease".length)));
+    this.#sweepDir(this.#leasesDir, (name) => name.endsWith(LOCK_OWNER_MARK) || name.endsWith(`${LOCK_OWNER_MARK}-new`), () => true);
+  }
+
+  #sweepDir(dir: string, match: (name: string) => boolean, mayRemove: (name: string) => boolean): void {
     let names: string[];
     try {
-      names = this.#platform.readdir(this.#dir);
+      names = this.#platform.readdir(dir);
     } catch {
       return;
     }
     let n = 0;
     for (const name of names) {
-      if (!isLeaseFile(name) || n++ >= LEASE_SWEEP_MAX) continue;
-      const path = joinPath(this.#dir, name);
+      if (!match(name) || n++ >= LEASE_SWEEP_MAX) continue;
+      if (this.#mark && name === this.#mark.id + LOCK_OWNER_MARK) continue;
+      const path = joinPath(dir, name);
       let h: FileHandle;
       try {
         h = this.#platform.open(path, { readOnly: true });
@@ -954,7 +1223,7 @@ export class LockManager {
       try {
         if (h.tryLock(false)) {
           h.unlock();
-          this.#platform.unlink(path);
+          if (mayRemove(name)) this.#platform.unlink(path);
         }
       } catch {
         // left for the next sweep
@@ -962,6 +1231,70 @@ export class LockManager {
         closeQuietly(h);
       }
     }
+  }
+
+  /**
+   * True while `owner`'s mark in `leases/` is held (rule 7), or cannot be told free (a mark
+   * that cannot be opened for another reason than its absence). A mark found free is removed.
+   */
+  #markHeld(owner: string): boolean {
+    if (owner === this.#mark?.id) return true;
+    if (!/^[0-9a-f]{16}$/.test(owner)) return false;
+    const path = joinPath(this.#leasesDir, owner + LOCK_OWNER_MARK);
+    let h: FileHandle;
+    try {
+      h = this.#platform.open(path, { readOnly: true });
+    } catch (e) {
+      return !leaseGone(e);
+    }
+    try {
+      if (!h.tryLock(false)) return true;
+      h.unlock();
+    } catch {
+      return true;
+    } finally {
+      closeQuietly(h);
+    }
+    if (!this.#options.readOnly) {
+      try {
+        this.#platform.unlink(path);
+      } catch {
+        // the next sweep
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Rule 7's condition for a rebuild: every owner whose mark in `leases/` is held has a held
+   * lease in this `locks/` (its record is there to rebuild from). Undefined when so; else
+   * why not, for a person. A `leases/` that cannot be listed cannot tell: as before marks.
+   */
+  #unregisteredOwners(registered: Set<string>): string | undefined {
+    let names: string[];
+    try {
+      names = this.#platform.readdir(this.#leasesDir);
+    } catch {
+      return undefined;
+    }
+    const missing: string[] = [];
+    let n = 0;
+    for (const name of names) {
+      if (!name.endsWith(LOCK_OWNER_MARK)) continue;
+      const owner = name.slice(0, name.length - LOCK_OWNER_MARK.length);
+      if (owner === this.#mark?.id || !/^[0-9a-f]{16}$/.test(owner)) continue;
+      if (++n > REBUILD_LEASES_MAX) return `more than ${REBUILD_LEASES_MAX} lock owners' marks in "${this.#leasesDir}"`;
+      if (!this.#markHeld(owner)) continue;
+      if (this.#leaseHeld(owner)) {
+        registered.add(owner);
+        continue;
+      }
+      const info = readLeaseInfo(this.#platform, joinPath(this.#leasesDir, name));
+      missing.push(info ? `pid ${info.pid} (${info.runtime})` : `owner ${owner}`);
+    }
+    if (missing.length === 0) return undefined;
+    return `the "${this.#dir}" directory was deleted or replaced while ${missing.join(", ")} held or waited for locks there, and ${missing.length === 1 ? "it has" : "they have"} not registered in the new one yet ` +
+      "(a live owner does within a few ms; one that does not is stopped or blocked: end it, or wait for it)";
   }
 
   /**
@@ -1010,17 +1343,54 @@ export class LockManager {
    * With `quiet`, a table found valid with nothing to remove is not written: `fn` only reads
    * it (and may take grants it finds), and the grants are recorded (rule 2 above).
    */
-  #change(fn: (t: LockTable) => void, quiet = false): boolean {
-    let h = this.#tableHandle(true)!;
+  #change(fn: (t: LockTable) => void, quiet = false, moved = false): boolean {
+    // Handles opened now (by path) may be of a directory that replaced this owner's since it registered.
+    const opening = this.#handle === undefined || !this.#handleWritable || this.#dirLockHandle === undefined;
+    let h: FileHandle;
+    try {
+      h = this.#tableHandle(true)!;
+    } catch (e) {
+      // The directory gone under this owner (rule 7): registered in a new one, it goes on
+      // there; gone again right after, the change is tried again later, as for a busy flock.
+      if (this.#dirId === undefined || this.#dirCurrent()) throw e;
+      if (moved) return false;
+      return this.#move() && this.#change(fn, quiet, true);
+    }
     const dirLock = this.#dirLock();
     let x: LockHandle = dirLock ?? h;
     if (!this.#tryFlock(x)) return false;
-    if (!this.#handleCurrent()) {
+    const current = this.#handleCurrent();
+    if ((opening || !current) && !this.#dirCurrent()) {
+      // Rule 7: the directory this owner is registered in was deleted or replaced (the table
+      // at the path is another file, which is how it shows here at no extra cost): nothing
+      // is changed in it; the owner registers in the one at the path, and changes that.
+      try {
+        x.unlock();
+      } catch {
+        // its handle is closed by the move
+      }
+      if (moved || !this.#move()) return false;
+      return this.#change(fn, quiet, true);
+    }
+    if (!current) {
       // Deleted or replaced: write the file the path names now (where the file is the
       // exclusion, lock that one: checked under the flock, so no change can be lost to the
       // old file after this).
-      if (dirLock) h = this.#tableHandle(true, true)!;
-      else {
+      if (dirLock) {
+        let failure: unknown;
+        try {
+          h = this.#tableHandle(true, true)!;
+        } catch (e) {
+          failure = e;
+        }
+        // Opened by path: in this owner's directory only if it is still the one at the path
+        // now (rule 7; replaced since the check above, the file may be the next one's table).
+        if (failure !== undefined || !this.#dirCurrent()) {
+          x.unlock();
+          if (failure !== undefined && (this.#dirId === undefined || this.#dirCurrent())) throw failure;
+          return false; // the next try registers again
+        }
+      } else {
         h.unlock();
         h = this.#tableHandle(true, true)!;
         x = h;
@@ -1038,6 +1408,11 @@ export class LockManager {
       }
       const t = found ?? this.#rebuildFromRecords();
       if (!t) return false; // a live owner's record cannot be read now: tried again, as for a busy flock
+      // Rule 7: the records (and the owners' registrations) were read by path; they are this
+      // directory's only if it is still the one at the path now, after them (a directory
+      // deleted is never back). Otherwise they may be the next one's, without the grants of
+      // owners still here: tried again, registered there.
+      if (!found && !this.#dirCurrent()) return false;
       // A rebuilt table numbers on above every generation still in the file or seen by this
       // handle (restarting at 1, it would lose to an older table left in the other slot): it
       // is written to both slots, the even generation to the first, then the odd one to the
@@ -1085,6 +1460,7 @@ export class LockManager {
         else this.#dirLockHandle = undefined;
       }
     }
+    this.#unregistered = undefined;
     if (this.#waiting.size > 0) this.#queueRecheck();
     return true;
   }
@@ -1094,9 +1470,9 @@ export class LockManager {
    * port can lock a directory (every adapter here), else the table file's. A file's flock
    * excludes nobody once the file is deleted: a change on the old file and a rebuild on a new
    * one could then run at once, and the rebuild miss a grant the change was recording (two X
-   * holders, seen under a load of three runtimes with the table deleted every few ms). A
-   * directory that holds lease files is not deleted under its processes by anything short of
-   * `rm -rf locks/`, which docs/storage.md says never to do.
+   * holders, seen under a load of three runtimes with the table deleted every few ms). The
+   * directory itself deleted (`rm -rf locks/`) is rule 7's: every change checks, under this
+   * flock, that its directory is the one at the path whenever the table is not.
    */
   #dirLock(): LockHandle | undefined {
     if (this.#dirLockHandle === undefined && this.#platform.openDirectoryLock) this.#dirLockHandle = this.#platform.openDirectoryLock(this.#dir);
@@ -1110,12 +1486,22 @@ export class LockManager {
   #recordGrants(): void {
     const lease = this.#lease;
     if (!lease) return;
+    if (this.#heldVersion === this.#recorded) return;
+    this.#writeRecord(lease.handle, false);
+  }
+
+  /**
+   * Writes the record of this handle's grants into `handle` (a lease), in the slot after the
+   * last record's; with `fresh` (a new lease file, the first slot never written) in the
+   * second slot, which a valid record needs (readTableFrom: a file without it was cut).
+   */
+  #writeRecord(handle: FileHandle, fresh: boolean): void {
     const version = this.#heldVersion;
-    if (version === this.#recorded) return;
-    this.#recordOwner ??= encodeRecordOwner({ id: lease.id, pid: this.#platform.pid, runtime: this.#platform.runtime });
-    const generation = this.#recordGeneration + 1;
+    this.#recordOwner ??= encodeRecordOwner({ id: this.#mark?.id ?? this.#lease!.id, pid: this.#platform.pid, runtime: this.#platform.runtime });
+    let generation = this.#recordGeneration + 1;
+    if (fresh && generation % 2 === 0) generation++;
     const record = encodeRecord(generation, this.#recordOwner, this.#heldBySeq, this.#platform.wallClockMs());
-    lease.handle.write(record, GRANTS_RECORD_AT + (generation % 2) * RECORD_SLOT_BYTES);
+    handle.write(record, GRANTS_RECORD_AT + (generation % 2) * RECORD_SLOT_BYTES);
     this.#recordGeneration = generation;
     this.#recorded = version;
   }
@@ -1131,6 +1517,16 @@ export class LockManager {
    * would grant what it holds, so the change waits and tries again (as for a busy flock).
    */
   #rebuildFromRecords(whole = true): LockTable | undefined {
+    const owners = new Set<string>();
+    if (whole) {
+      // Rule 7: a live owner not registered here may hold grants recorded only in a
+      // deleted directory; nothing is rebuilt (and so granted) until it is. Those found
+      // registered are read whether or not the listing below still shows their lease (one
+      // being deleted with its directory, `rm -rf` under way, is read from its open handle).
+      const gate = this.#unregisteredOwners(owners);
+      this.#unregistered = gate;
+      if (gate !== undefined) return undefined;
+    }
     const t = emptyTable();
     let names: string[];
     try {
@@ -1138,10 +1534,9 @@ export class LockManager {
     } catch {
       return whole ? undefined : t;
     }
+    for (const name of names) if (isLeaseFile(name)) owners.add(name.slice(0, name.length - ".lease".length));
     let live = 0;
-    for (const name of names) {
-      if (!isLeaseFile(name)) continue;
-      const owner = name.slice(0, name.length - ".lease".length);
+    for (const owner of owners) {
       if (owner === this.#lease?.id || !/^[0-9a-f]{16}$/.test(owner)) continue;
       // Dead leases (junk included) are removed as they are probed: only live owners count.
       if (!this.#ownerAlive(owner)) continue;
@@ -1308,41 +1703,59 @@ export class LockManager {
   }
 
   /**
-   * True while `owner`'s lease is held (its process lives and its handle is open). A lease
-   * found dead is removed (where this handle may write) and its cached handle closed.
+   * True while `owner` lives (its process lives and its handle is open): its lease in
+   * `locks/` is held, or else its mark in `leases/` (rule 7: a lease deleted with its
+   * directory is not a dead owner's). A dead owner's lease is removed (where this handle may
+   * write).
    */
   #ownerAlive(owner: string): boolean {
     if (owner === this.#lease?.id) return true;
-    const path = joinPath(this.#dir, `${owner}.lease`);
-    let h = this.#probeHandles.get(owner);
-    if (!h) {
-      try {
-        h = this.#platform.open(path, { readOnly: true });
-      } catch (e) {
-        return !leaseGone(e); // a live owner's locks are never dropped on a doubt
-      }
-      if (this.#probeHandles.size >= PROBE_HANDLES_MAX) {
-        for (const old of this.#probeHandles.values()) closeQuietly(old);
-        this.#probeHandles.clear();
-      }
-      this.#probeHandles.set(owner, h);
-    }
-    let free: boolean;
-    try {
-      free = h.tryLock(false);
-      if (free) h.unlock();
-    } catch {
-      return true; // cannot tell: never drop a live owner's locks on a doubt
-    }
-    if (!free) return true;
-    closeQuietly(h);
-    this.#probeHandles.delete(owner);
+    if (this.#leaseHeld(owner) || this.#markHeld(owner)) return true;
     if (!this.#options.readOnly) {
       try {
-        this.#platform.unlink(path);
+        this.#platform.unlink(joinPath(this.#dir, `${owner}.lease`));
       } catch {
         // the sweep at some handle's first lock removes it
       }
+    }
+    return false;
+  }
+
+  /**
+   * True while `owner`'s lease in this `locks/` is held (or cannot be told free: it cannot be
+   * opened for another reason than its absence); its handle stays cached for its record. A
+   * cached handle found free is dropped and the path opened again once: the owner may have
+   * made its lease again there (rule 7).
+   */
+  #leaseHeld(owner: string): boolean {
+    if (owner === this.#lease?.id) return true;
+    const path = joinPath(this.#dir, `${owner}.lease`);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let h = this.#probeHandles.get(owner);
+      const cached = h !== undefined;
+      if (!h) {
+        try {
+          h = this.#platform.open(path, { readOnly: true });
+        } catch (e) {
+          return !leaseGone(e); // a live owner's locks are never dropped on a doubt
+        }
+        if (this.#probeHandles.size >= PROBE_HANDLES_MAX) {
+          for (const old of this.#probeHandles.values()) closeQuietly(old);
+          this.#probeHandles.clear();
+        }
+        this.#probeHandles.set(owner, h);
+      }
+      let free: boolean;
+      try {
+        free = h.tryLock(false);
+        if (free) h.unlock();
+      } catch {
+        return true; // cannot tell: never drop a live owner's locks on a doubt
+      }
+      if (!free) return true;
+      closeQuietly(h);
+      this.#probeHandles.delete(owner);
+      if (!cached) return false;
     }
     return false;
   }
@@ -1359,7 +1772,8 @@ export class LockManager {
     const who = blockers.length
       ? `; ${blockers.map((b) => `pid ${b.pid} (${b.runtime}) ${b.waiting ? "waits ahead in" : "holds"} ${b.mode} on ${describe(b.resource)}`).join(", ")}`
       : "";
-    const why = req.signal?.aborted ? "its signal aborted the wait" : req.tryOnce ? "it is not free now (timeoutMs: 0 tries once)" : `not granted within ${req.timeoutMs} ms`;
+    const why = (req.signal?.aborted ? "its signal aborted the wait" : req.tryOnce ? "it is not free now (timeoutMs: 0 tries once)" : `not granted within ${req.timeoutMs} ms`) +
+      (this.#unregistered !== undefined ? `, and nothing can be granted while ${this.#unregistered}` : "");
     return new TxtDbError(
       "LOCK_TIMEOUT",
       `Cannot lock ${describe(req.key)} in mode ${req.mode}: ${why}${who}. See db.locks() or \`txtdb locks <dir>\`; raise timeoutMs, or end the holder`,
@@ -1402,6 +1816,11 @@ export class LockManager {
       return undefined;
     }
   }
+}
+
+/** True when `a` and `b` are one file (both known). */
+function sameFile(a: FileIdentity | undefined, b: FileIdentity | undefined): boolean {
+  return a !== undefined && b !== undefined && a.ino === b.ino && a.dev === b.dev;
 }
 
 function closeQuietly(h: LockHandle): void {

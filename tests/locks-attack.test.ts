@@ -719,6 +719,89 @@ test(`${R} the table deleted, then garbled, while processes of other runtimes ho
   await db.close();
 });
 
+// --- the whole locks/ directory deleted (rm -rf) under holders: rule 7 of src/locks.ts ---
+
+for (const how of ["deleted", "deleted and made again empty"] as const) {
+  test(`${R} locks/ ${how} while another handle holds X: a new handle is refused until the holder releases, then granted`, async () => {
+    const dir = tempDir("locksdir-inproc");
+    const [a, b] = [await open(dir), await open(dir)];
+    const la = await a.lock(["acct", 1], "X");
+    fs.rmSync(`${dir}/locks`, { recursive: true, force: true });
+    if (how !== "deleted") fs.mkdirSync(`${dir}/locks`);
+    // A handle that never locked before, and one more that did: neither may get what a holds.
+    assert.equal(await outcome(b.lock(["acct", 1], "S", { timeoutMs: 0 })), "LOCK_TIMEOUT", "b got S while a holds X (its lease and record went with the directory)");
+    assert.equal(await outcome(b.lock(["acct", 1], "X", { timeoutMs: 200 })), "LOCK_TIMEOUT", "b got X within 200 ms while a holds X");
+    const c = await open(dir);
+    assert.equal(await outcome(c.lock(["acct"], "X", { timeoutMs: 100 })), "LOCK_TIMEOUT", "c got X on the parent while a holds IX");
+    assert.deepEqual(c.locks().filter((l) => !l.waiting).map((l) => [l.resource, l.mode]).sort(), [[["acct", 1], "X"], ["acct", "IX"]].sort());
+    const waiting = c.lock(["acct", 1], "X", { timeoutMs: 10_000 });
+    assert.equal(await stateAfter(waiting, 60), "pending");
+    la.release();
+    (await waiting).release();
+    assert.equal(await outcome(b.lock(["acct"], "X", { timeoutMs: 5_000 }).then((l) => l.release())), "granted");
+    await closeAll([a, b, c]);
+  });
+}
+
+/**
+ * A holder in another process (another runtime), `locks/` deleted under it with rm -rf
+ * (and made again empty with `remake`), the holder stopped (SIGSTOP) so that it cannot
+ * register again at first: a newcomer process and a new handle here are refused while it
+ * is stopped, still refused once it goes on (its grant back in the new directory), and
+ * granted once it releases, or once it is killed.
+ */
+async function locksDirDeletedUnderHolder(holderRuntime: Runtime, newcomerRuntime: Runtime, remake: boolean, end: "release" | "kill"): Promise<void> {
+  const dir = tempDir("locksdir-mp");
+  const [holder, newcomer] = await lockers(dir, [holderRuntime, newcomerRuntime]);
+  assert.equal(await ask(holder!, "h", "X", ["acct", 7]), "granted");
+  assert.equal(await ask(holder!, "i", "S", ["idle"]), "granted");
+  holder!.send("release i"); // it also holds nothing else meanwhile: X alone
+  await holder!.waitFor("released i");
+  holder!.child.kill("SIGSTOP");
+  try {
+    fs.rmSync(`${dir}/locks`, { recursive: true, force: true });
+    if (remake) fs.mkdirSync(`${dir}/locks`, { mode: 0o700 });
+    const db = await open(dir);
+    const e = await errorOf(db.lock(["acct", 7], "X", { timeoutMs: 0 }));
+    assert.equal(e.code, "LOCK_TIMEOUT", `a new handle got X while a stopped ${holderRuntime} process holds it`);
+    assert.match(e.message, /deleted or replaced/, e.message);
+    assert.equal(await ask(newcomer!, "n1", "X", ["acct", 7], 300), "LOCK_TIMEOUT", `a ${newcomerRuntime} process got X while a stopped ${holderRuntime} process holds it`);
+    assert.equal(await outcome(db.lock(["acct"], "S", { timeoutMs: 100 })), "LOCK_TIMEOUT", "a new handle got S on the parent");
+    holder!.child.kill("SIGCONT");
+    // Going on, the holder registers in the new directory with its grant: still refused.
+    assert.equal(await ask(newcomer!, "n2", "X", ["acct", 7], 300), "LOCK_TIMEOUT", `a ${newcomerRuntime} process got X once the ${holderRuntime} holder went on`);
+    const other = await errorOf(db.lock(["acct", 7], "S", { timeoutMs: 100 }));
+    assert.equal(other.code, "LOCK_TIMEOUT");
+    assert.match(other.message, /holds X/, `the holder is named once back: ${other.message}`);
+    const waits = ask(newcomer!, "n3", "X", ["acct", 7], 20_000);
+    await sleep(50);
+    if (end === "release") holder!.send("release h");
+    else {
+      holder!.kill9();
+      await holder!.exited;
+    }
+    assert.equal(await waits, "granted", `the ${newcomerRuntime} process gets X once the holder ${end === "release" ? "released" : "died"}`);
+    newcomer!.send("release n3");
+    await newcomer!.waitFor("released n3");
+    assert.equal(await outcome(db.lock(["acct", 7], "X", { timeoutMs: 10_000 }).then((l) => l.release())), "granted");
+    await db.close();
+  } finally {
+    holder!.child.kill("SIGCONT");
+  }
+}
+
+test(`${R} locks/ deleted (rm -rf) while a stopped deno process holds X: a bun process and a new handle are refused until it releases`, { skip: !canSpawn }, async () => {
+  await locksDirDeletedUnderHolder("deno", "bun", false, "release");
+});
+
+test(`${R} locks/ deleted and made again empty while a stopped bun process holds X: a node process and a new handle are refused until it releases`, { skip: !canSpawn }, async () => {
+  await locksDirDeletedUnderHolder("bun", "node", true, "release");
+});
+
+test(`${R} locks/ deleted (rm -rf) while a stopped node process holds X: the others are refused until it is killed`, { skip: !canSpawn }, async () => {
+  await locksDirDeletedUnderHolder("node", "deno", false, "kill");
+});
+
 /**
  * A random load of node, deno and bun processes (resource-locker's `load`: a global lock
  * order, so no real deadlock) while `damage` hits the table every 3 ms: no broken mutual
@@ -756,6 +839,14 @@ test(`${R} a random load of node, deno and bun processes while the table is dele
   await loadUnderDamage("table-lost-load", (table, n) => {
     if (n % 2 === 0) fs.unlinkSync(table);
     else fs.truncateSync(table, 0);
+  });
+});
+
+test(`${R} a random load of node, deno and bun processes while locks/ is deleted (rm -rf), or deleted and made again empty, every few ms: no broken mutual exclusion, no error`, { skip: !canSpawn }, async () => {
+  await loadUnderDamage("locksdir-lost-load", (table, n) => {
+    const locksDir = table.slice(0, table.lastIndexOf("/"));
+    fs.rmSync(locksDir, { recursive: true, force: true });
+    if (n % 2 === 1) fs.mkdirSync(locksDir, { mode: 0o700 });
   });
 });
 

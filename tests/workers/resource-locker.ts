@@ -99,7 +99,7 @@ async function load(iterations: number, seed: number, checkDir: string): Promise
       }
     } catch (e) {
       errors++;
-      say(`loaderror ${errorLine(String(i), e)}`);
+      say(`loaderror ${errorLine(String(i), e)} ${JSON.stringify(e instanceof Error ? e.message : String(e))}`);
     } finally {
       for (const l of locks.reverse()) l.release();
     }

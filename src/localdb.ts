@@ -51,7 +51,7 @@ import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkTransacti
 import type { Durability, OpenOptions, TransactionOptions } from "./options.ts";
 import { Meters, renderMetrics } from "./stats.ts";
 import type { Counters, Stats } from "./stats.ts";
-import { FRONTIER, ioError, MANIFEST, WRITER_LOCK } from "./files.ts";
+import { COMPACT_LOCK, FRONTIER, ioError, MANIFEST, WRITER_LOCK } from "./files.ts";
 import { checkCreatable, checkFormat, checkManifestFiles, checkManifestLost } from "./opening.ts";
 import { OPEN_ATTEMPTS_MAX, Tail } from "./tail.ts";
 import { Pins } from "./pins.ts";
@@ -919,10 +919,11 @@ export class LocalDatabase implements DatabaseEngine {
    * Verifies every record's checksum, the manifest, the checkpoint and the index; changes
    * nothing. A compaction in another process may switch the manifest and delete the files
    * the check was reading (a table gone, versions missing from the log): a check that found
-   * problems while the manifest moved under it runs again, its last attempt in
-   * `compact.lock` (which compactions and backups hold), so a healthy store is never
-   * reported damaged. A healthy check takes no lock: it also works where this process may
-   * not create `compact.lock` (another user's store opened read-only).
+   * problems while the manifest moved under it runs again, its last attempt holding
+   * `compact.lock` shared (compactions hold it exclusively), so a healthy store is never
+   * reported damaged. A healthy check takes no lock, and a read-only handle never creates
+   * or writes the lock file (another user's store): where it cannot take it, it runs the
+   * check again, unlocked, until the manifest holds still.
    */
   async check(): Promise<CheckReport> {
     this.ensureOpen();
@@ -938,11 +939,29 @@ export class LocalDatabase implements DatabaseEngine {
         const report = run();
         if (report.ok || sameManifestFrame(before, manifestFrameOf(log))) return report;
       }
-      const release = await this.#compactor.compactLock.acquire(true, { timeoutMs: this.#lockTimeoutMs });
+      // Shared: compactions take it exclusively, and checks do not exclude each other. A
+      // read-only handle opens it read-only (flock needs no write access), creating and
+      // writing nothing; where it cannot open it (none yet, another user's store), the check
+      // is run again unlocked until the manifest holds still.
+      const lock = this.readOnly ? new FileLock(this.platform, `${this.path}/${COMPACT_LOCK}`, log.mode, { readOnly: true }) : this.#compactor.compactLock;
+      let release: (() => void) | undefined;
       try {
-        return run();
+        release = await lock.acquire(false, { timeoutMs: this.#lockTimeoutMs });
+      } catch (e) {
+        if (!this.readOnly) throw e;
+      }
+      try {
+        if (release) return run();
+        let report = run();
+        for (let attempt = 1; attempt < CHECK_UNLOCKED_ATTEMPTS_MAX && !report.ok; attempt++) {
+          const before = manifestFrameOf(log);
+          report = run();
+          if (sameManifestFrame(before, manifestFrameOf(log))) break;
+        }
+        return report;
       } finally {
-        release();
+        release?.();
+        if (lock !== this.#compactor.compactLock) lock.close();
       }
     } catch (e) {
       // A read that failed (EIO) says nothing of the store's state: IO, not a problem found.
@@ -1197,6 +1216,8 @@ export async function openLocal(path: string, options: OpenOptions, openStore: O
 
 /** Runs of `check()` while compactions keep switching the manifest under it; the last in `compact.lock`. */
 const CHECK_ATTEMPTS_MAX = 3;
+/** More runs, unlocked, for a read-only handle that cannot take `compact.lock`. */
+const CHECK_UNLOCKED_ATTEMPTS_MAX = 10;
 
 /** The manifest's frame as it is now (undefined: none, or unreadable), to tell whether it moved. */
 function manifestFrameOf(log: Tail["log"]): Uint8Array | undefined {

@@ -42,7 +42,7 @@ import { absolutePath, joinPath, randomFraction } from "./port.ts";
 import { leaseOwnerAlive } from "./liveness.ts";
 import { toWellFormedString } from "./keys.ts";
 import { checkKnownOptions, checkTransactionOptions, invalidArg } from "./options.ts";
-import { armInterval, raceDeadline } from "./timers.ts";
+import { abortReason, armInterval, raceDeadline, signalAborted } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import { abortUnlessCommitted, COORDINATOR_NS, DECISIONS_NS, isDecision, outcomeOf } from "./decisions.ts";
 import type { DecisionValue } from "./decisions.ts";
@@ -377,13 +377,13 @@ export class Coordinator {
     const deadline = options.timeoutMs !== undefined ? platform.monotonicMs() + options.timeoutMs : undefined;
     const signal = options.signal;
     const timeoutError = (cause?: unknown) =>
-      new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction across stores was aborted by its signal" : `Transaction across stores did not reach its decision within ${options.timeoutMs} ms (timeoutMs)`, { cause });
+      new TxtDbError("TIMEOUT", signalAborted(signal) ? "Transaction across stores was aborted by its signal" : `Transaction across stores did not reach its decision within ${options.timeoutMs} ms (timeoutMs)`, { cause });
     const left = () => (deadline === undefined ? undefined : deadline - platform.monotonicMs());
     const startedMs = platform.monotonicMs();
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) this.#counts.retries++;
       this.#ensureOpen();
-      if (signal?.aborted) throw timeoutError(signal.reason);
+      if (signalAborted(signal)) throw timeoutError(abortReason(signal));
       if (deadline !== undefined && platform.monotonicMs() >= deadline) throw timeoutError();
       const ref = this.#ref();
       const txid = this.#newTxid(ref);
@@ -456,7 +456,7 @@ export class Coordinator {
     const limitMs = Math.min(this.#prepareTimeoutMs, leftMs ?? Infinity);
     try {
       const outcomes = await raceDeadline(all, limitMs, signal, (cause) => ({
-        error: leftMs !== undefined && leftMs <= this.#prepareTimeoutMs || signal?.aborted
+        error: leftMs !== undefined && leftMs <= this.#prepareTimeoutMs || signalAborted(signal)
           ? timeoutError(cause)
           : new TxtDbError("TIMEOUT", `Transaction across stores "${txid}": not every participant prepared within ${this.#prepareTimeoutMs} ms (prepareTimeoutMs); it was aborted`, { details: { txid } }),
       }));

@@ -44,7 +44,7 @@ import { conflictSubject, RETRY_TURN_MAX_WAIT_MS, RetryTurns } from "./retryturn
 import type { LeaveTurn } from "./retryturns.ts";
 import { checkStore } from "./check.ts";
 import type { CheckReport } from "./check.ts";
-import { raceDeadline } from "./timers.ts";
+import { abortReason, raceDeadline, signalAborted } from "./timers.ts";
 import { describeHolder, stampHolder } from "./holder.ts";
 import { checkStoreDirectory } from "./dirsafety.ts";
 import { checkBeginOptions, checkNamespaceName, checkNotReserved, checkTransactionOptions, checkWatchArguments, dirModeOf, ETCD_ONLY_OPTIONS, fromVersionAhead, invalidArg, isReservedNamespace, resolveOptions } from "./options.ts";
@@ -707,13 +707,13 @@ export class LocalDatabase implements DatabaseEngine {
     const { isolation, maxRetries, timeoutMs, signal } = checkTransactionOptions(fn, options);
     const deadline = timeoutMs !== undefined ? this.platform.monotonicMs() + timeoutMs : undefined;
     const timeoutError = (cause?: unknown) =>
-      new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction was aborted by its signal" : `Transaction did not finish within ${timeoutMs} ms (timeoutMs)`, { cause });
+      new TxtDbError("TIMEOUT", signalAborted(signal) ? "Transaction was aborted by its signal" : `Transaction did not finish within ${timeoutMs} ms (timeoutMs)`, { cause });
     // After a first CONFLICT this transaction queues for its turn on the key it lost, and
     // keeps the turn through its reruns (see retryturns.ts).
     let leaveTurn: LeaveTurn | undefined;
     try {
       for (let attempt = 0; ; attempt++) {
-        if (signal?.aborted) throw timeoutError(signal.reason);
+        if (signalAborted(signal)) throw timeoutError(abortReason(signal));
         if (deadline !== undefined && this.platform.monotonicMs() >= deadline) throw timeoutError();
         const { tx, own } = this.#beginAttempt(isolation ?? this.#isolation);
         try {

@@ -37,7 +37,7 @@
 import { TxtDbError, assert } from "./errors.ts";
 import { pathNamesFile } from "./port.ts";
 import type { FileHandle, LockHandle, Platform } from "./port.ts";
-import { armDeadline } from "./timers.ts";
+import { abortReason, armDeadline, signalAborted } from "./timers.ts";
 import { storeFileError } from "./dirsafety.ts";
 import type { Timer } from "./timers.ts";
 
@@ -172,7 +172,7 @@ export class FileLock {
   acquire(exclusive: boolean, options: LockWaitOptions = {}): Promise<Release> {
     const now = this.#platform.monotonicMs();
     const { timeoutMs, signal } = options;
-    if (signal?.aborted) return Promise.reject(this.#timeoutError(exclusive, 0, signal.reason));
+    if (signalAborted(signal)) return Promise.reject(this.#timeoutError(exclusive, 0, abortReason(signal)));
     const immediate = this.tryAcquire(exclusive);
     if (immediate) {
       this.onWait?.(0);

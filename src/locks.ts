@@ -135,7 +135,7 @@ import { isLeaseFile, leaseGone, ProcessLease, readLeaseInfo } from "./liveness.
 import { identityAt, joinPath, pathNamesFile, PortError } from "./port.ts";
 import type { FileHandle, FileIdentity, LockHandle, Platform, WatchHandle } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
-import { armDeadline, armInterval, armTimer } from "./timers.ts";
+import { abortReason, armDeadline, armInterval, armTimer, signalAborted } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import type { Histogram } from "./metrics.ts";
 import { LEASES_DIR, LOCK_OWNER_MARK, LOCK_TABLE, LOCKS_DIR } from "./files.ts";
@@ -464,7 +464,7 @@ export class LockManager {
     return new Promise<ResourceLock>((resolve, reject) => {
       req.resolve = resolve;
       req.reject = reject;
-      if (req.signal?.aborted) return this.#finish(req, this.#timeoutError(req, req.signal.reason));
+      if (signalAborted(req.signal)) return this.#finish(req, this.#timeoutError(req, abortReason(req.signal)));
       this.#advance(req);
     });
   }
@@ -1772,7 +1772,7 @@ export class LockManager {
     const who = blockers.length
       ? `; ${blockers.map((b) => `pid ${b.pid} (${b.runtime}) ${b.waiting ? "waits ahead in" : "holds"} ${b.mode} on ${describe(b.resource)}`).join(", ")}`
       : "";
-    const why = (req.signal?.aborted ? "its signal aborted the wait" : req.tryOnce ? "it is not free now (timeoutMs: 0 tries once)" : `not granted within ${req.timeoutMs} ms`) +
+    const why = (signalAborted(req.signal) ? "its signal aborted the wait" : req.tryOnce ? "it is not free now (timeoutMs: 0 tries once)" : `not granted within ${req.timeoutMs} ms`) +
       (this.#unregistered !== undefined ? `, and nothing can be granted while ${this.#unregistered}` : "");
     return new TxtDbError(
       "LOCK_TIMEOUT",

@@ -64,7 +64,7 @@ import { FRAME_BODY_MAX_BYTES } from "./record.ts";
 import { newTxState } from "./tx.ts";
 import { checkTxBytes } from "./txstate.ts";
 import type { Limits, TxState } from "./tx.ts";
-import { armInterval, armTimer } from "./timers.ts";
+import { armInterval, armTimer, listenAbort, signalAborted } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import { checkFunction, checkSignal, invalidArg, readFields } from "./options.ts";
 import {
@@ -700,7 +700,7 @@ export class Queues {
     };
     if (this.#host.readOnly) throw new TxtDbError("READ_ONLY", "Cannot listen to a queue: the database was opened with readOnly: true");
     if (this.#closing) throw new TxtDbError("CLOSED", "Cannot listen to a queue: the database is closing");
-    if (opts.signal?.aborted) return;
+    if (signalAborted(opts.signal)) return;
     await this.ensureNamespace();
     // close() may have begun while the namespace was made (an aborted signal: Listener.run).
     if (this.#closing) throw new TxtDbError("CLOSED", "Cannot listen to a queue: the database is closing");
@@ -900,6 +900,8 @@ class Listener {
   readonly finished: Promise<void>;
   readonly #aliveCache = new Map<string, { alive: boolean; atMs: number }>();
   #onAbort = () => this.stop();
+  /** Takes #onAbort off the caller's signal (timers.ts listenAbort). */
+  #unlistenAbort: (() => void) | undefined;
 
   constructor(queues: Queues, host: QueueHost, queue: string, handler: QueueHandler, opts: ResolvedListen, owner: string) {
     this.#queues = queues;
@@ -913,11 +915,11 @@ class Listener {
 
   run(): Promise<void> {
     // An abort event fires once: a signal aborted before this point never calls back.
-    if (this.#opts.signal?.aborted) {
+    if (signalAborted(this.#opts.signal)) {
       this.#finish();
       return this.finished;
     }
-    this.#opts.signal?.addEventListener("abort", this.#onAbort, { once: true });
+    this.#unlistenAbort = listenAbort(this.#opts.signal, this.#onAbort);
     this.#unsubscribe = this.#host.subscribe(() => this.#kick());
     this.#sweepTimer = armInterval(SWEEP_MS, () => void this.#sweep());
     this.#renewTimer = armInterval(Math.max(RENEW_MS_MIN, Math.floor(this.#opts.visibilityMs / 3)), () => this.#renew());
@@ -934,7 +936,7 @@ class Listener {
   stop(): void {
     if (this.#stopping) return;
     this.#stopping = true;
-    this.#opts.signal?.removeEventListener("abort", this.#onAbort);
+    this.#unlistenAbort?.();
     this.#sweepTimer?.cancel();
     this.#delayTimer?.cancel();
     this.#unsubscribe?.();

@@ -15,7 +15,7 @@
  */
 import { describeKey } from "./keys.ts";
 import type { TxtDbError } from "./errors.ts";
-import { armDeadline } from "./timers.ts";
+import { armDeadline, signalAborted } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 
 /** Gives up the turn; idempotent. */
@@ -48,7 +48,7 @@ export class RetryTurns {
       open();
       if (this.#tails.get(subject) === mine) this.#tails.delete(subject);
     };
-    if (before && !signal?.aborted) {
+    if (before && !signalAborted(signal)) {
       let wait: Timer | undefined;
       await Promise.race([
         before,

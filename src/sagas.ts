@@ -36,7 +36,7 @@ import { leaseOwnerAlive, ProcessLease } from "./liveness.ts";
 import { dirModeOf, isSignalLike, readFields } from "./options.ts";
 import { joinPath, randomFraction } from "./port.ts";
 import type { Platform } from "./port.ts";
-import { armTimer, raceDeadline } from "./timers.ts";
+import { armTimer, raceDeadline, signalAborted } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import type { WatchEvent } from "./watch.ts";
 import {
@@ -435,7 +435,7 @@ export class Sagas {
       const final = isFinal(rec.status)
         ? rec
         : await raceDeadline(ended, timeoutMs, signal, (cause) => ({
-          error: new TxtDbError("TIMEOUT", `result(): saga ${id} had not ended ${signal?.aborted ? "when the signal aborted" : `after ${timeoutMs} ms`}`, { cause, details: { id } }),
+          error: new TxtDbError("TIMEOUT", `result(): saga ${id} had not ended ${signalAborted(signal) ? "when the signal aborted" : `after ${timeoutMs} ms`}`, { cause, details: { id } }),
         }));
       return resultOf(final);
     } finally {

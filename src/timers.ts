@@ -91,14 +91,68 @@ export function armInterval(everyMs: number, fn: () => void, options: { unref?: 
 export function armDeadline(delayMs: number | undefined, signal: AbortSignal | undefined, fire: (aborted: boolean, reason?: unknown) => void): Timer {
   // armTimer: a timeout of 2^31 ms or more (or Infinity) must not fire at once.
   const timer = delayMs === undefined ? undefined : armTimer(delayMs, () => fire(false));
-  const onAbort = () => fire(true, signal?.reason);
-  signal?.addEventListener("abort", onAbort, { once: true });
+  const onAbort = () => fire(true, abortReason(signal));
+  try {
+    signal?.addEventListener("abort", onAbort, { once: true });
+  } catch (e) {
+    // A signal-like object whose addEventListener throws can never be heard: it counts as
+    // aborted, its error the reason (a raw error from here escaped the operation).
+    queueMicrotask(() => fire(true, e));
+  }
   return {
     cancel() {
       timer?.cancel();
-      signal?.removeEventListener("abort", onAbort);
+      try {
+        signal?.removeEventListener("abort", onAbort);
+      } catch {
+        // one that throws here left the caller's promise unsettled: nothing more to undo
+      }
     },
   };
+}
+
+/**
+ * True when `signal` is aborted. The signal is the caller's: a signal-like object whose
+ * `aborted` getter throws counts as aborted, rather than its error escaping an operation.
+ */
+export function signalAborted(signal: AbortSignal | undefined): boolean {
+  if (signal === undefined) return false;
+  try {
+    return signal.aborted === true;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Calls `onAbort` once when the caller's `signal` aborts; returns what takes the listener
+ * off. A signal-like object whose addEventListener throws counts as aborted (`onAbort` runs
+ * in a microtask); one whose removeEventListener throws is left as it is.
+ */
+export function listenAbort(signal: AbortSignal | undefined, onAbort: () => void): () => void {
+  if (signal === undefined) return () => {};
+  try {
+    signal.addEventListener("abort", onAbort, { once: true });
+  } catch {
+    queueMicrotask(onAbort);
+    return () => {};
+  }
+  return () => {
+    try {
+      signal.removeEventListener("abort", onAbort);
+    } catch {
+      // nothing more to undo
+    }
+  };
+}
+
+/** The abort reason of `signal`; what its `reason` getter throws, if it throws. */
+export function abortReason(signal: AbortSignal | undefined): unknown {
+  try {
+    return signal?.reason;
+  } catch (e) {
+    return e;
+  }
 }
 
 /**
@@ -136,7 +190,7 @@ export function raceDeadline<T>(p: Promise<T>, delayMs: number | undefined, sign
       stop();
       reject(e);
     });
-    if (signal?.aborted) return fire(signal.reason);
+    if (signalAborted(signal)) return fire(abortReason(signal));
     wait = armDeadline(delayMs, signal, (aborted, reason) => (aborted ? fire(reason) : fire()));
   });
 }

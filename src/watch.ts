@@ -61,7 +61,7 @@ import { decodeCommit, tsnBreak } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import type { Log, LogPosition } from "./log.ts";
 import type { WatchHandle } from "./port.ts";
-import { armInterval } from "./timers.ts";
+import { armInterval, signalAborted } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 
 /** One event: the matching changes of one commit. A delete has value undefined. */
@@ -341,12 +341,22 @@ export class WatchHub {
     this.#start();
     if (fromTsn !== undefined && fromTsn < head.tsn) this.schedule();
     if (signal !== undefined) {
-      if (signal.aborted) {
+      if (signalAborted(signal)) {
         w.end();
       } else {
         const onAbort = () => w.end();
-        signal.addEventListener("abort", onAbort, { once: true });
-        w.cleanup = () => signal.removeEventListener("abort", onAbort); // no listener outlives its watcher
+        try {
+          signal.addEventListener("abort", onAbort, { once: true });
+          w.cleanup = () => {
+            try {
+              signal.removeEventListener("abort", onAbort); // no listener outlives its watcher
+            } catch {
+              // a signal-like object that throws here: nothing more to undo
+            }
+          };
+        } catch {
+          w.end(); // one that cannot be listened to counts as aborted (timers.ts signalAborted)
+        }
       }
     }
     const it: AsyncIterableIterator<WatchEvent> = {

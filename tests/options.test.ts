@@ -148,6 +148,42 @@ test(`${R} a signal or options object whose getters or traps throw is INVALID_AR
   await db.close();
 });
 
+test(`${R} a signal that throws only later (its aborted getter on a second read, addEventListener, removeEventListener) never leaves a call unsettled or a raw error escaping: it counts as aborted`, async () => {
+  const db = await open(tempDir("opts"), { namespaces: ["ns"] });
+  const secondReadThrows = () => {
+    let reads = 0;
+    return { get aborted() { if (++reads > 1) throw new Error("aborted read twice"); return false; }, addEventListener() {}, removeEventListener() {} };
+  };
+  const addThrows = () => ({ aborted: false, addEventListener() { throw new Error("add"); }, removeEventListener() {} });
+  const removeThrows = () => ({ aborted: false, reason: undefined, addEventListener() {}, removeEventListener() { throw new Error("remove"); } });
+  const settled = async <T>(p: Promise<T>) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const pending = new Promise<{ pending: true }>((resolve) => (timer = setTimeout(() => resolve({ pending: true }), 5_000)));
+    try {
+      return await Promise.race([p.then((v) => ({ v }), (e: unknown) => ({ e })), pending]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  for (const [name, make] of [["second read throws", secondReadThrows], ["addEventListener throws", addThrows], ["removeEventListener throws", removeThrows]] as const) {
+    const r = await settled(db.transaction((tx) => tx.set("ns", name, 1), { signal: make() as unknown as AbortSignal }));
+    assert.ok(!("pending" in r), `${name}: transaction() settled`);
+    if ("e" in r) assert.ok(r.e instanceof TxtDbError, `${name}: ${String(r.e)}`);
+    const w = db.watch("ns", { keys: ["w"] }, { signal: make() as unknown as AbortSignal });
+    const write = sleep(20).then(() => db.set("ns", "w", name));
+    const n = await settled(w.next());
+    await write;
+    assert.ok(!("pending" in n), `${name}: watch().next() settled`);
+    if ("e" in n) assert.ok(n.e instanceof TxtDbError, `${name}: ${String(n.e)}`);
+    await w.return?.();
+    const l = await settled(db.lock(["r", name], "X", { signal: make() as unknown as AbortSignal }));
+    assert.ok(!("pending" in l), `${name}: lock() settled`);
+    if ("e" in l) assert.ok(l.e instanceof TxtDbError, `${name}: ${String(l.e)}`);
+    else await (l as { v: { release(): Promise<void> | void } }).v.release();
+  }
+  await db.close();
+});
+
 test(`${R} every call that takes options refuses an unknown one with INVALID_ARGUMENT naming it and the known ones; calls without options refuse one`, async () => {
   const base = tempDir("opts");
   const db = await open(`${base}/store`, { namespaces: ["ns"] });

@@ -42,7 +42,7 @@ import { Histogram } from "../metrics.ts";
 import { renderMetrics, Meters } from "../stats.ts";
 import type { Stats } from "../stats.ts";
 import { SAGA_STATUSES } from "../sagastate.ts";
-import { raceDeadline } from "../timers.ts";
+import { abortReason, listenAbort, raceDeadline, signalAborted } from "../timers.ts";
 import { decodeStored } from "../tx.ts";
 import { EtcdEngine } from "./engine.ts";
 import type { EtcdReader } from "./reader.ts";
@@ -373,9 +373,9 @@ export class EtcdDatabase implements DatabaseEngine {
     const { isolation, maxRetries, timeoutMs, signal } = checkTransactionOptions(fn, options);
     const deadline = timeoutMs !== undefined ? this.#platform.monotonicMs() + timeoutMs : undefined;
     const timeoutError = (cause?: unknown) =>
-      new TxtDbError("TIMEOUT", signal?.aborted ? "Transaction was aborted by its signal" : `Transaction did not finish within ${timeoutMs} ms (timeoutMs)`, { cause });
+      new TxtDbError("TIMEOUT", signalAborted(signal) ? "Transaction was aborted by its signal" : `Transaction did not finish within ${timeoutMs} ms (timeoutMs)`, { cause });
     for (let attempt = 0; ; attempt++) {
-      if (signal?.aborted) throw timeoutError(signal.reason);
+      if (signalAborted(signal)) throw timeoutError(abortReason(signal));
       if (deadline !== undefined && this.#platform.monotonicMs() >= deadline) throw timeoutError();
       const delayTo = () => (deadline === undefined ? undefined : deadline - this.#platform.monotonicMs());
       // begin() pins a snapshot over the network: the deadline and the signal bound it too;
@@ -430,8 +430,8 @@ export class EtcdDatabase implements DatabaseEngine {
     }
     const stop = new AbortController();
     const onAbort = () => stop.abort();
-    if (opts.signal?.aborted) stop.abort();
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (signalAborted(opts.signal)) stop.abort();
+    const unlistenAbort = listenAbort(opts.signal, onAbort);
     this.#watchers.add(stop);
     const engine = this.#engine;
     const watchers = this.#watchers;
@@ -452,7 +452,7 @@ export class EtcdDatabase implements DatabaseEngine {
         if (stop.signal.aborted) return;
         throw e;
       } finally {
-        opts.signal?.removeEventListener("abort", onAbort);
+        unlistenAbort();
         watchers.delete(stop);
       }
     }

@@ -549,16 +549,19 @@ export class LockManager {
       if (this.#lease) closeQuietly(this.#lease.handle);
     }
     this.#lease = undefined;
-    if (this.#mark) {
-      // After the lease: an owner is alive while either is held (rule 7).
-      try {
-        this.#platform.unlink(this.#mark.path);
-      } catch {
-        // a free mark is a dead owner's: swept by the next rebuild or first lock
-      }
-      closeQuietly(this.#mark.handle);
-      this.#mark = undefined;
+    this.#dropMark(); // after the lease: an owner is alive while either is held (rule 7)
+  }
+
+  /** Unlinks and lets go of this owner's mark; a mark left behind is free, so a dead owner's, swept later. */
+  #dropMark(): void {
+    if (!this.#mark) return;
+    try {
+      this.#platform.unlink(this.#mark.path);
+    } catch {
+      // a free mark is a dead owner's: swept by the next rebuild or first lock
     }
+    closeQuietly(this.#mark.handle);
+    this.#mark = undefined;
   }
 
   // --- requests ---
@@ -1021,15 +1024,7 @@ export class LockManager {
       this.#register();
     } catch (e) {
       // Unregistered, the mark would keep every rebuild waiting (rule 7): given up until the next lock.
-      if (this.#mark) {
-        try {
-          this.#platform.unlink(this.#mark.path);
-        } catch {
-          // a free mark is a dead owner's
-        }
-        closeQuietly(this.#mark.handle);
-        this.#mark = undefined;
-      }
+      this.#dropMark();
       throw this.#ioError(e, `Taking a lock owner's lease in "${this.#dir}"`);
     }
     if (this.#dirId !== undefined && !this.#registrationCheck && !this.#closed) {

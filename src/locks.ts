@@ -1175,9 +1175,14 @@ export class LockManager {
       if (this.#registrationPeriodMs !== REGISTRATION_CHECK_MS && now >= this.#registrationFastUntilMs) this.#armRegistrationCheck(REGISTRATION_CHECK_MS);
       return;
     }
+    if (!this.#move()) {
+      // Nowhere to register (the store's directory itself gone, this handle left open): at
+      // the slow rate, or a forgotten handle would spin at the fast one for as long as it lives.
+      if (this.#registrationPeriodMs !== REGISTRATION_CHECK_MS) this.#armRegistrationCheck(REGISTRATION_CHECK_MS);
+      return;
+    }
     this.#registrationFastUntilMs = now + REGISTRATION_FAST_FOR_MS;
     if (this.#registrationPeriodMs !== REGISTRATION_CHECK_FAST_MS) this.#armRegistrationCheck(REGISTRATION_CHECK_FAST_MS);
-    if (!this.#move()) return;
     if (this.#heldBySeq.size > 0 || this.#waiting.size > 0 || this.#pendingRemovals.size > 0) {
       try {
         this.#change(() => {});

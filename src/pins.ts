@@ -355,14 +355,20 @@ export class Pins {
    * their own pins (bounded by `maxIdleMs`); watchers pin what they still have to deliver.
    */
   #moveIdleHead(): void {
-    if (this.#pins.size > 0 || this.#closed) return;
+    if (this.#pins.size > 0 || this.#closed || this.#idleHeadFailed) return;
     try {
       this.#sources.refreshHead?.();
       this.publish();
     } catch {
-      // the next read, or the next check, tries again
+      // A store this process cannot read (damaged, gone): the probe is not tried again from
+      // the timer, where it could repeat heavy work every second for a handle left open; the
+      // head moves with this process's reads, as before the idle rule.
+      this.#idleHeadFailed = true;
     }
   }
+
+  /** Set once an idle probe failed (see #moveIdleHead). */
+  #idleHeadFailed = false;
 
   /**
    * Every live process's lease: pins and diagnostics; dead ones are reclaimed (removed).

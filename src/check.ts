@@ -222,6 +222,31 @@ export function checkStore(platform: Platform, dir: string, log: Log, live: Inde
   return report;
 }
 
+/**
+ * Runs `run` (a check) up to `runs` times, until its report is clean or the manifest held
+ * still while it ran: a compaction in another process may switch the manifest and delete
+ * the files a check was reading, which it would report as damage. `still` false: the last
+ * report was made while the manifest moved.
+ */
+export function checkWhileManifestMoves(log: Log, runs: number, run: () => CheckReport): { report: CheckReport; still: boolean } {
+  for (let attempt = 1; ; attempt++) {
+    const before = manifestFrameOf(log);
+    const report = run();
+    const after = manifestFrameOf(log);
+    const still = before === undefined || after === undefined ? before === after : sameBytes(before, after);
+    if (report.ok || still || attempt >= runs) return { report, still: report.ok || still };
+  }
+}
+
+/** The manifest's frame as it is now (undefined: none, or unreadable), to tell whether it moved. */
+function manifestFrameOf(log: Log): Uint8Array | undefined {
+  try {
+    return log.readManifestWithFrame()?.frame;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reports a stored value that does not decode: every read of it would fail. */
 function checkValue(bytes: Uint8Array, report: (message: string) => void): void {
   try {

@@ -42,7 +42,7 @@ import { WatchHub } from "./watch.ts";
 import type { WatchEvent } from "./watch.ts";
 import { conflictSubject, RETRY_TURN_MAX_WAIT_MS, RetryTurns } from "./retryturns.ts";
 import type { LeaveTurn } from "./retryturns.ts";
-import { checkStore } from "./check.ts";
+import { checkStore, checkWhileManifestMoves } from "./check.ts";
 import type { CheckReport } from "./check.ts";
 import { abortReason, raceDeadline, signalAborted } from "./timers.ts";
 import { describeHolder, stampHolder } from "./holder.ts";
@@ -934,11 +934,8 @@ export class LocalDatabase implements DatabaseEngine {
       return checkStore(this.platform, this.path, log, this.index, this.#tail.visibleTsn, (fr) => this.#tail.viewOver(fr));
     };
     try {
-      for (let attempt = 1; attempt < CHECK_ATTEMPTS_MAX; attempt++) {
-        const before = manifestFrameOf(log);
-        const report = run();
-        if (report.ok || sameManifestFrame(before, manifestFrameOf(log))) return report;
-      }
+      const first = checkWhileManifestMoves(log, CHECK_ATTEMPTS_MAX - 1, run);
+      if (first.still) return first.report;
       // Shared: compactions take it exclusively, and checks do not exclude each other. A
       // read-only handle opens it read-only (flock needs no write access), creating and
       // writing nothing; where it cannot open it (none yet, another user's store), the check
@@ -951,14 +948,7 @@ export class LocalDatabase implements DatabaseEngine {
         if (!this.readOnly) throw e;
       }
       try {
-        if (release) return run();
-        let report = run();
-        for (let attempt = 1; attempt < CHECK_UNLOCKED_ATTEMPTS_MAX && !report.ok; attempt++) {
-          const before = manifestFrameOf(log);
-          report = run();
-          if (sameManifestFrame(before, manifestFrameOf(log))) break;
-        }
-        return report;
+        return release ? run() : checkWhileManifestMoves(log, CHECK_UNLOCKED_ATTEMPTS_MAX, run).report;
       } finally {
         release?.();
         if (lock !== this.#compactor.compactLock) lock.close();
@@ -1218,17 +1208,3 @@ export async function openLocal(path: string, options: OpenOptions, openStore: O
 const CHECK_ATTEMPTS_MAX = 3;
 /** More runs, unlocked, for a read-only handle that cannot take `compact.lock`. */
 const CHECK_UNLOCKED_ATTEMPTS_MAX = 10;
-
-/** The manifest's frame as it is now (undefined: none, or unreadable), to tell whether it moved. */
-function manifestFrameOf(log: Tail["log"]): Uint8Array | undefined {
-  try {
-    return log.readManifestWithFrame()?.frame;
-  } catch {
-    return undefined;
-  }
-}
-
-function sameManifestFrame(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}

@@ -91,22 +91,11 @@ export function armInterval(everyMs: number, fn: () => void, options: { unref?: 
 export function armDeadline(delayMs: number | undefined, signal: AbortSignal | undefined, fire: (aborted: boolean, reason?: unknown) => void): Timer {
   // armTimer: a timeout of 2^31 ms or more (or Infinity) must not fire at once.
   const timer = delayMs === undefined ? undefined : armTimer(delayMs, () => fire(false));
-  const onAbort = () => fire(true, abortReason(signal));
-  try {
-    signal?.addEventListener("abort", onAbort, { once: true });
-  } catch (e) {
-    // A signal-like object whose addEventListener throws can never be heard: it counts as
-    // aborted, its error the reason (a raw error from here escaped the operation).
-    queueMicrotask(() => fire(true, e));
-  }
+  const unlisten = listenAbort(signal, (reason) => fire(true, reason));
   return {
     cancel() {
       timer?.cancel();
-      try {
-        signal?.removeEventListener("abort", onAbort);
-      } catch {
-        // one that throws here left the caller's promise unsettled: nothing more to undo
-      }
+      unlisten();
     },
   };
 }
@@ -125,21 +114,24 @@ export function signalAborted(signal: AbortSignal | undefined): boolean {
 }
 
 /**
- * Calls `onAbort` once when the caller's `signal` aborts; returns what takes the listener
- * off. A signal-like object whose addEventListener throws counts as aborted (`onAbort` runs
- * in a microtask); one whose removeEventListener throws is left as it is.
+ * Calls `onAbort` once, with the abort's reason, when the caller's `signal` aborts; returns
+ * what takes the listener off. A signal-like object whose addEventListener throws can never
+ * be heard: it counts as aborted, its error the reason (`onAbort` runs in a microtask; a raw
+ * error from here escaped the operation). One whose removeEventListener throws (it left the
+ * caller's promise unsettled) is left as it is.
  */
-export function listenAbort(signal: AbortSignal | undefined, onAbort: () => void): () => void {
+export function listenAbort(signal: AbortSignal | undefined, onAbort: (reason: unknown) => void): () => void {
   if (signal === undefined) return () => {};
+  const listener = () => onAbort(abortReason(signal));
   try {
-    signal.addEventListener("abort", onAbort, { once: true });
-  } catch {
-    queueMicrotask(onAbort);
+    signal.addEventListener("abort", listener, { once: true });
+  } catch (e) {
+    queueMicrotask(() => onAbort(e));
     return () => {};
   }
   return () => {
     try {
-      signal.removeEventListener("abort", onAbort);
+      signal.removeEventListener("abort", listener);
     } catch {
       // nothing more to undo
     }

@@ -61,7 +61,7 @@ import { decodeCommit, tsnBreak } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import type { Log, LogPosition } from "./log.ts";
 import type { WatchHandle } from "./port.ts";
-import { armInterval, signalAborted } from "./timers.ts";
+import { armInterval, listenAbort, signalAborted } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 
 /** One event: the matching changes of one commit. A delete has value undefined. */
@@ -344,19 +344,7 @@ export class WatchHub {
       if (signalAborted(signal)) {
         w.end();
       } else {
-        const onAbort = () => w.end();
-        try {
-          signal.addEventListener("abort", onAbort, { once: true });
-          w.cleanup = () => {
-            try {
-              signal.removeEventListener("abort", onAbort); // no listener outlives its watcher
-            } catch {
-              // a signal-like object that throws here: nothing more to undo
-            }
-          };
-        } catch {
-          w.end(); // one that cannot be listened to counts as aborted (timers.ts signalAborted)
-        }
+        w.cleanup = listenAbort(signal, () => w.end()); // no listener outlives its watcher
       }
     }
     const it: AsyncIterableIterator<WatchEvent> = {

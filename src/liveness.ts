@@ -22,6 +22,13 @@ const LEASE_SUFFIX = ".lease";
 /** A lease being made (locked, then renamed to its `.lease` name). */
 const FRESH_SUFFIX = ".lease-new";
 
+/** A new lease id: 16 random hex digits (a lock owner's mark takes the same kind of id). */
+export function newLeaseId(platform: Platform): string {
+  const bytes = new Uint8Array(8);
+  platform.randomBytes(bytes);
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** Options of {@link ProcessLease.create}. */
 export interface LeaseCreateOptions {
   /** The id (16 hex digits) to take, instead of a random one: an owner that makes its lease again elsewhere keeps its name. */
@@ -72,12 +79,7 @@ export class ProcessLease {
   }
 
   static #createOnce(platform: Platform, dir: string, mode: number, options: LeaseCreateOptions): ProcessLease {
-    let id = options.id;
-    if (id === undefined) {
-      const bytes = new Uint8Array(8);
-      platform.randomBytes(bytes);
-      id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-    }
+    const id = options.id ?? newLeaseId(platform);
     const path = joinPath(dir, id + LEASE_SUFFIX);
     const fresh = joinPath(dir, id + FRESH_SUFFIX);
     const handle = platform.open(fresh, { create: true, exclusive: true, mode });

@@ -131,7 +131,7 @@
 import { describeInput, TxtDbError } from "./errors.ts";
 import { decodeKey, encodeKey } from "./keys.ts";
 import type { Key } from "./keys.ts";
-import { isLeaseFile, leaseGone, ProcessLease, readLeaseInfo } from "./liveness.ts";
+import { isLeaseFile, leaseGone, newLeaseId, ProcessLease, readLeaseInfo } from "./liveness.ts";
 import { identityAt, joinPath, pathNamesFile, PortError } from "./port.ts";
 import type { FileHandle, FileIdentity, LockHandle, Platform, WatchHandle } from "./port.ts";
 import { storeFileError } from "./dirsafety.ts";
@@ -1051,9 +1051,7 @@ export class LockManager {
   }
 
   #makeMarkOnce(): { id: string; path: string; handle: FileHandle } {
-    const bytes = new Uint8Array(8);
-    this.#platform.randomBytes(bytes);
-    const id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const id = newLeaseId(this.#platform);
     const path = joinPath(this.#leasesDir, id + LOCK_OWNER_MARK);
     const fresh = `${path}-new`;
     const handle = this.#platform.open(fresh, { create: true, exclusive: true, mode: this.#options.mode });

@@ -307,6 +307,12 @@ export class Log {
   /** The last frontier that passed its checksum, and its words (see readFrontier). */
   readonly #lastWords = new Uint32Array(FRONTIER_BYTES / 4);
   #lastFrontier: Readonly<Frontier> | undefined;
+  /**
+   * Why the last {@link readFrontier} read nothing: the file absent (a read-only open that
+   * finds it deleted), cut short of the frontier's bytes, or failing its checksum on every
+   * attempt (garbled); undefined after a read that found one.
+   */
+  frontierMiss: "absent" | "short" | "garbled" | undefined;
   /** The frontier mirror (mirror.ts), while attached. */
   #mirror: FrontierMirror | undefined;
   readonly #mirrorWords = new Uint32Array(FRONTIER_BYTES / 4);
@@ -597,13 +603,23 @@ export class Log {
    */
   readFrontier(): Readonly<Frontier> | undefined {
     const f = this.#frontierToRead();
-    if (!f) return undefined;
+    if (!f) {
+      this.frontierMiss = "absent";
+      return undefined;
+    }
     const buf = this.#frontierBuf;
     for (let attempt = 0; attempt < 50; attempt++) {
-      if (f.read(buf, 0) < FRONTIER_BYTES) return undefined;
+      if (f.read(buf, 0) < FRONTIER_BYTES) {
+        this.frontierMiss = "short";
+        return undefined;
+      }
       const fr = this.#parseFrontier(buf, this.#frontierWords, this.#frontierView);
-      if (fr) return fr;
+      if (fr) {
+        this.frontierMiss = undefined;
+        return fr;
+      }
     }
+    this.frontierMiss = "garbled";
     return undefined;
   }
 

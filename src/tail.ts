@@ -187,6 +187,12 @@ export class Tail {
    * bumps the epoch, so even a frontier equal to it by chance is read (catchUpLocked).
    */
   #passedFrontier: { frontier: Readonly<Frontier>; epoch: number } | undefined;
+  /**
+   * Whether a refresh of this process read a frontier (file or mirror). One that turns
+   * unreadable after that was damaged under a live process, and fails the read; before it,
+   * the open's rules decide (rule 11: a power loss may empty or tear the file, never synced).
+   */
+  #frontierRead = false;
   #readPos: LogPosition = { seg: 1, off: 0 };
   #durablePos: LogPosition = { seg: 1, off: 0 };
   #firstSegment = 1;
@@ -547,6 +553,15 @@ export class Tail {
     if (published.off === 0 && published.seg > this.#readPos.seg && comparePositions(scanEnd, published) === 0) this.#readPos = published;
   }
 
+  /** CORRUPTION for a read that finds the frontier file cut short or garbled (see #refreshOrThrow). */
+  #unreadableFrontier(): TxtDbError {
+    const file = `${this.path}/${FRONTIER}`;
+    const what = this.log.frontierMiss === "short" ? "is cut short" : "fails its checksum on every read (garbled)";
+    return new TxtDbError("CORRUPTION", `Reading "${this.path}" is refused: its frontier file "${file}" (bytes 0 to 35) ${what}, so this process cannot tell which commits of other processes resolved, and answering from what it read before could miss some. The next commit of a writable process writes the frontier again where it can; otherwise close every process using the store and open it once writable (the open rebuilds the frontier from the log), then run \`txtdb check\``, {
+      details: { file, offset: 0 },
+    });
+  }
+
   /** One attempt of {@link refresh}, whose errors are raw (for the read-only open's retries). */
   #refreshOrThrow(): void {
     // Mirror rule 2: the mirror, within MIRROR_TRUST_MS of the last file probe that served
@@ -577,7 +592,14 @@ export class Tail {
       }
     }
     fr ??= this.log.readFrontier();
-    if (!fr) return;
+    if (!fr) {
+      // Freshness: a read must see every commit that resolved before it began, and only the
+      // frontier says which did. Answering from what this process last read would miss them
+      // silently (a garbled file read as "nothing new" until a writer wrote it again).
+      if (this.#frontierRead && this.log.frontierMiss !== "absent") throw this.#unreadableFrontier();
+      return;
+    }
+    this.#frontierRead = true;
     if (this.#passedFrontier !== undefined && !this.#isPassedFrontier(fr)) this.#passedFrontier = undefined;
     if (fr.tsn <= this.#visibleTsn || this.#passedFrontier !== undefined) {
       if (fileProbeAtMs !== undefined) this.#fileProbedAtMs = fileProbeAtMs;

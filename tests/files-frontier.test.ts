@@ -119,3 +119,32 @@ for (const loss of ["behind", "emptied", "deleted"] as const) {
     await rw.close();
   });
 }
+
+// Freshness (API.md): a read sees every commit that resolved before it began, in any process.
+// Only the frontier says which did: with it garbled, a second handle used to answer "nothing
+// new" and return the value from before a commit that had resolved.
+test(`[${runtime}] a read fails with CORRUPTION when the frontier file is garbled, instead of answering from before a commit that resolved; a writer's next commit writes it again`, async () => {
+  const dir = tempDir("frontier-garbled");
+  const writer = await open(dir, { namespaces: ["ns"] });
+  const reader = await open(dir);
+  try {
+    await writer.set("ns", "k", 1);
+    assert.equal(await reader.get("ns", "k"), 1);
+    await writer.set("ns", "k", 2); // resolved: every read that begins after it must see 2
+    const frontier = `${dir}/frontier`;
+    const bytes = fs.readFileSync(frontier);
+    for (let i = 0; i < 36; i++) bytes[i] ^= 0x5a;
+    fs.writeFileSync(frontier, bytes);
+    await assert.rejects(reader.get("ns", "k"), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && /frontier file .*\(garbled\)/.test(e.message) && (e.details as { offset: number }).offset === 0);
+    await assert.rejects(reader.snapshot(), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION");
+    await writer.set("ns", "k", 3);
+    assert.equal(await reader.get("ns", "k"), 3, "the writer's commit wrote the frontier again");
+    // Cut short: the same, for a read that must look at the file.
+    await writer.set("ns", "k", 4);
+    fs.writeFileSync(frontier, fs.readFileSync(frontier).subarray(0, 10));
+    await assert.rejects(reader.get("ns", "k"), (e: unknown) => e instanceof TxtDbError && e.code === "CORRUPTION" && /frontier file .* cut short/.test(e.message));
+  } finally {
+    await reader.close();
+    await writer.close();
+  }
+});

@@ -534,9 +534,19 @@ function watchPath(path: string, onChange: () => void): WatchHandle | undefined 
   } catch {
     return undefined;
   }
+  // File events never keep the process alive, as on Node (`persistent: false`): the core
+  // keeps it alive while a consumer waits (watch.ts). Deno 2's unref() lets go of the one
+  // poll in flight only, so each poll is let go as it starts.
+  const unref = (watcher as { unref?: () => void }).unref?.bind(watcher);
+  const events = watcher[Symbol.asyncIterator]();
   void (async () => {
     try {
-      for await (const _event of watcher) onChange();
+      for (;;) {
+        const event = events.next();
+        unref?.();
+        if ((await event).done) break;
+        onChange();
+      }
     } catch {
       // closed or broken: the core's polling fallback covers it
     }

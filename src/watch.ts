@@ -61,7 +61,7 @@ import { decodeCommit, tsnBreak } from "./record.ts";
 import type { CommitRecord } from "./record.ts";
 import type { Log, LogPosition } from "./log.ts";
 import type { WatchHandle } from "./port.ts";
-import { armInterval, listenAbort, signalAborted } from "./timers.ts";
+import { armInterval, listenAbort, signalAborted, TIMER_DELAY_MS_MAX } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 
 /** One event: the matching changes of one commit. A delete has value undefined. */
@@ -194,6 +194,7 @@ class Watcher {
   offer(e: HeldEvent, bufferMax: number, bufferBytes: number): boolean {
     const w = this.waiting.shift();
     if (w) {
+      this.hub.consumersWaiting(-1);
       this.deliveredTsn = e.version;
       let value: WatchEvent;
       try {
@@ -241,6 +242,7 @@ class Watcher {
     this.error = e;
     const w = this.waiting.shift();
     if (w) {
+      this.hub.consumersWaiting(-1);
       this.error = undefined;
       this.done = true;
       w.reject(e);
@@ -259,7 +261,9 @@ class Watcher {
 
   /** Resolves every waiting `next()` as done (the watcher is over). */
   #endWaiting(): void {
-    for (const w of this.waiting.splice(0)) w.resolve({ done: true, value: undefined });
+    const ended = this.waiting.splice(0);
+    if (ended.length > 0) this.hub.consumersWaiting(-ended.length);
+    for (const w of ended) w.resolve({ done: true, value: undefined });
   }
 }
 
@@ -305,6 +309,15 @@ export class WatchHub {
   #fileWatch: WatchHandle | undefined;
   #timer: Timer | undefined;
   #scheduled = false;
+  /** `next()` calls of all watchers not settled yet. */
+  #waitingCount = 0;
+  /**
+   * A timer that only keeps the process alive, armed while a consumer waits for an event
+   * or a queue listener listens: a watcher that nobody iterates (or that its consumer left
+   * between events) is no reason for a script to keep running. The poll timer and file
+   * events never keep it alive themselves.
+   */
+  #keepAlive: Timer | undefined;
 
   constructor(src: WatchSource) {
     this.#src = src;
@@ -364,7 +377,10 @@ export class WatchHub {
           return Promise.reject(e);
         }
         if (w.done) return Promise.resolve({ done: true, value: undefined });
-        return new Promise((resolve, reject) => void w.waiting.push({ resolve, reject }));
+        return new Promise((resolve, reject) => {
+          w.waiting.push({ resolve, reject });
+          this.consumersWaiting(1);
+        });
       },
       return: () => {
         w.end();
@@ -391,25 +407,44 @@ export class WatchHub {
   subscribe(onCommit: () => void): () => void {
     this.#subscribers.add(onCommit);
     this.#start();
+    this.#holdProcess();
     return () => {
       this.#subscribers.delete(onCommit);
+      this.#holdProcess();
       if (this.#watchers.size === 0 && this.#subscribers.size === 0) this.#stop();
     };
+  }
+
+  /** A consumer began (`delta` 1) or stopped (-n) waiting in `next()`. */
+  consumersWaiting(delta: number): void {
+    this.#waitingCount += delta;
+    this.#holdProcess();
+  }
+
+  /** Arms or cancels {@link #keepAlive} for what waits now. */
+  #holdProcess(): void {
+    const wanted = this.#waitingCount > 0 || this.#subscribers.size > 0;
+    if (wanted && this.#keepAlive === undefined) this.#keepAlive = armInterval(TIMER_DELAY_MS_MAX, () => {});
+    if (!wanted && this.#keepAlive !== undefined) {
+      this.#keepAlive.cancel();
+      this.#keepAlive = undefined;
+    }
   }
 
   /** Ends every watcher (database closing). */
   closeAll(): void {
     for (const w of [...this.#watchers]) w.end();
     this.#subscribers.clear();
+    this.#holdProcess();
     this.#stop();
   }
 
   #start(): void {
     if (this.#timer !== undefined) return;
     this.#fileWatch = this.#src.watchCommits(() => this.schedule());
-    // With file events the timer is only a safety net for a lost event. It keeps the
-    // process alive, as an open watcher waiting for other processes' commits should.
-    this.#timer = armInterval(this.#fileWatch ? Math.max(this.#src.pollMs, 100) : this.#src.pollMs, () => this.schedule());
+    // With file events the timer is only a safety net for a lost event. What keeps the
+    // process alive is a consumer waiting (#keepAlive), not the watcher's existence.
+    this.#timer = armInterval(this.#fileWatch ? Math.max(this.#src.pollMs, 100) : this.#src.pollMs, () => this.schedule(), { unref: true });
   }
 
   #stop(): void {

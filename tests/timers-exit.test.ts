@@ -1,11 +1,13 @@
 /**
  * The idle sweep and txtdb's other timers never keep a process alive: a script that leaves a
- * snapshot, a transaction, a half-read list and the database itself open exits as soon as
- * its own code is done, on Node, Deno and Bun (before this, the idle sweep's 10 s interval
+ * snapshot, a transaction, a half-read list, a watch() it never iterates and the database
+ * itself open exits as soon as its own code is done (a watch left so kept Node alive until
+ * the store was closed), on Node, Deno and Bun (before this, the idle sweep's 10 s interval
  * kept a Node script alive until maxIdleMs, 10 minutes, released the snapshot). Workers are
  * started from the Node and Bun legs (the Deno leg cannot spawn).
  */
-import { afterEach, assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
+import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test } from "./harness.ts";
+import { open } from "txtdb";
 
 const EXIT_MS_MAX = 5_000;
 
@@ -29,6 +31,18 @@ if (canSpawn) {
       assert.notEqual(outcome, "still running", `the ${rt} process was still running ${EXIT_MS_MAX} ms after its code ended: something of txtdb keeps it alive`);
       assert.deepEqual(outcome, { code: 0, signal: null }, `${rt} worker: ${w.stderr}`);
       assert.ok(performance.now() - t0 < EXIT_MS_MAX);
+    });
+    test(`[${runtime}] a ${rt} process awaiting a watch() event stays alive until another process's commit brings it`, async () => {
+      const dir = `${tempDir("exit-watch")}/store`;
+      const w = startWorker(rt, "watch-waiter", [dir]);
+      await w.waitFor("waiting", 30_000);
+      await sleep(EXIT_MS_MAX / 2);
+      assert.equal(w.child.exitCode, null, `the ${rt} process exited while its consumer waited for an event: ${w.stderr}`);
+      const db = await open(dir);
+      const { version } = await db.set("n", ["k", 1], 1);
+      await db.close();
+      assert.equal(await w.waitFor("event", 15_000), `event ${version}`);
+      assert.deepEqual(await w.exited, { code: 0, signal: null }, `${rt} worker: ${w.stderr}`);
     });
   }
 }

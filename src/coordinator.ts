@@ -36,6 +36,7 @@
 import { describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
 import { Database, databaseInternals, open } from "./db.ts";
 import type { Transaction } from "./tx.ts";
+import { withoutCommit } from "./tx.ts";
 import type { Isolation } from "./tx.ts";
 import type { Platform } from "./port.ts";
 import { absolutePath, joinPath, randomFraction } from "./port.ts";
@@ -197,9 +198,15 @@ function diagnosticName(name: unknown, i: number): string {
   return toWellFormedString(short);
 }
 
-/** The lease id (of the coordinator process that made it) a txid of a Coordinator starts with. */
-function leaseOfTxid(txid: string): string | undefined {
-  return /^([0-9a-f]{16})\.[0-9a-z]+\.[0-9a-f]{8}$/.exec(txid)?.[1];
+/**
+ * The parts of a txid a Coordinator made: the coordinator's identity (its store's id, so
+ * that one coordinator never decides another's transactions at a participant they share)
+ * and the lease id of the process that made it (whether that process lives); undefined
+ * for any other txid.
+ */
+function parseTxid(txid: string): { coordinator: string; lease: string } | undefined {
+  const m = /^([0-9a-f]{24})\.([0-9a-f]{16})\.[0-9a-z]+\.[0-9a-f]{8}$/.exec(txid);
+  return m ? { coordinator: m[1]!, lease: m[2]! } : undefined;
 }
 
 function hex(platform: Platform, bytes: number): string {
@@ -285,9 +292,25 @@ export class Coordinator {
     const inDoubtTimeoutMs = checkMs(options.inDoubtTimeoutMs, "inDoubtTimeoutMs", IN_DOUBT_MS_DEFAULT);
     const recoverIntervalMs = checkMs(options.recoverIntervalMs, "recoverIntervalMs", RECOVER_INTERVAL_MS_DEFAULT);
     const retentionMs = checkMs(options.decisionRetentionMs, "decisionRetentionMs", DECISION_RETENTION_MS_DEFAULT);
-    const store = await open(dir, { namespaces: [DECISIONS_NS, COORDINATOR_NS], ...(options.adapter ? { adapter: options.adapter } : {}) });
+    const store = await open(dir, options.adapter ? { adapter: options.adapter } : {});
     let id: string;
     try {
+      // Only an empty store becomes a coordinator's: one with data of its own was taken over
+      // (and recovery read its values as decisions). Checked before anything is written.
+      const names = await store.listNamespaces();
+      // (A "decisions" namespace without "coordinator" is the user's if it holds anything: an
+      // open that stopped between creating the two leaves it empty.)
+      const own = names.filter((n) => n !== COORDINATOR_NS);
+      if (own.length === 1 && own[0] === DECISIONS_NS && (await store.count(DECISIONS_NS, { prefix: [] })) === 0) own.length = 0;
+      if (!names.includes(COORDINATOR_NS) && own.length > 0) {
+        throw invalidArg(`Coordinator.open("${dir}"): "${store.path}" is a txtdb store with data of its own (namespaces ${JSON.stringify(own.slice(0, 5))}${own.length > 5 ? " and more" : ""}), not a coordinator's; nothing was written. Give the coordinator a directory of its own`);
+      }
+      for (const ns of [DECISIONS_NS, COORDINATOR_NS]) {
+        if (names.includes(ns)) continue;
+        await store.createNamespace(ns).catch((e: unknown) => {
+          if (!isTxtDbError(e, "NAMESPACE_EXISTS")) throw e; // another process's open made it
+        });
+      }
       const platform = databaseInternals(store).platform;
       id = await store.transaction(async (tx) => {
         const existing = await tx.get<unknown>(COORDINATOR_NS, "id");
@@ -320,9 +343,13 @@ export class Coordinator {
     if (this.#closed) throw new TxtDbError("CLOSED", `Coordinator "${this.path}" is closed; open it again`);
   }
 
-  /** A fresh transaction id: this process's lease (so recovery can tell whether its coordinator lives), a counter and randomness. */
+  /**
+   * A fresh transaction id: this coordinator's identity (recovery decides only its own), this
+   * process's lease (so recovery can tell whether the process that made it lives), a counter
+   * and randomness. See parseTxid.
+   */
   #newTxid(ref: CoordinatorRef): string {
-    return `${ref.lease.replace(/\.lease$/, "")}.${(++this.#counter).toString(36)}.${hex(this.#platform, 4)}`;
+    return `${this.#id}.${ref.lease.replace(/\.lease$/, "")}.${(++this.#counter).toString(36)}.${hex(this.#platform, 4)}`;
   }
 
   /**
@@ -398,7 +425,14 @@ export class Coordinator {
         }
         let result: T;
         try {
-          result = await raceDeadline(Promise.resolve().then(() => fn(...participants.map((p, i) => txs[i] ?? p))), left(), signal, (cause) => ({ error: timeoutError(cause) }));
+          // fn gets each store's transaction without commit() and prepare(): the coordinator
+          // does both, and a store committed (or prepared under another txid) from inside fn
+          // broke the all-or-nothing.
+          const views = participants.map((p, i) => {
+            const tx = txs[i];
+            return tx ? withoutCommit(tx, "Inside coord.transaction() the coordinator prepares and commits every store's transaction: return from the function instead of calling commit() or prepare()") : p;
+          });
+          result = await raceDeadline(Promise.resolve().then(() => fn(...views)), left(), signal, (cause) => ({ error: timeoutError(cause) }));
         } catch (e) {
           for (const tx of txs) tx?.rollback();
           if (isTxtDbError(e, "CONFLICT") && attempt < maxRetries) {
@@ -433,8 +467,12 @@ export class Coordinator {
         this.#counts.committed++;
         this.#decisionLatencyUs.record((platform.monotonicMs() - startedMs) * 1000);
         // Phase 2: commit everywhere; what fails now is finished by recovery.
-        if (await this.#commitAll(participants, txid)) this.#completed(txid);
-        else this.#unfinished.add(txid);
+        const unconfirmed = await this.#commitAll(participants, txid);
+        if (unconfirmed === undefined) this.#completed(txid);
+        else {
+          this.#unfinished.add(txid);
+          await this.#othersConfirmed(txid, unconfirmed);
+        }
         return result;
       } finally {
         this.#inFlight.delete(txid);
@@ -501,15 +539,38 @@ export class Coordinator {
     await Promise.all(participants.map((p) => Promise.resolve().then(() => (p instanceof Database ? p.abortPrepared(txid) : this.#callOther(p, `abort("${txid}")`, () => p.abort(txid)))).catch(() => {})));
   }
 
-  /** Phase 2; true once every participant confirmed. */
-  async #commitAll(participants: readonly Participant[], txid: string): Promise<boolean> {
+  /**
+   * Phase 2; undefined once every participant confirmed, else the names (as the decision
+   * records them) of the other participants that did not.
+   */
+  async #commitAll(participants: readonly Participant[], txid: string): Promise<string[] | undefined> {
     const results = await Promise.all(participants.map((p) =>
       Promise.resolve().then((): Promise<unknown> => (p instanceof Database ? p.commitPrepared(txid) : this.#callOther(p, `commit("${txid}")`, () => p.commit(txid)))).then(() => true, (e: unknown) => {
         // Unknown: committed and forgotten already (the decision required it prepared).
         return isTxtDbError(e, "NOT_PREPARED") && e.details?.state === "unknown";
       })
     ));
-    return results.every(Boolean);
+    if (results.every(Boolean)) return undefined;
+    const others = participants.map((p, i) => ({ p, ok: results[i] })).filter((x) => !(x.p instanceof Database));
+    return others.flatMap((x, i) => (x.ok ? [] : [diagnosticName((x.p as TwoPhaseParticipant).name, i)]));
+  }
+
+  /**
+   * Narrows the commit decision of `txid` to the other participants `left` that have not
+   * confirmed it (recovery can ask only those given to Coordinator.open, and keeps the
+   * decision until each it names confirmed). Best effort: if it fails, the decision names
+   * them all, and stays until a handle that has them confirms.
+   */
+  async #othersConfirmed(txid: string, left: string[]): Promise<void> {
+    try {
+      await this.#store.transaction(async (tx) => {
+        const d = await tx.get<unknown>(DECISIONS_NS, txid);
+        if (!isDecision(d) || d.outcome !== "commit" || !Array.isArray(d.others) || d.others.length === left.length) return;
+        tx.set(DECISIONS_NS, txid, { ...d, others: left });
+      }, { maxRetries: 10 });
+    } catch {
+      // the decision keeps naming every other participant
+    }
   }
 
   /** Rule 4: the decision of `txid` goes, lazily, with others. */
@@ -570,6 +631,10 @@ export class Coordinator {
     }
     const stale: string[] = [];
     const opened = new Map<string, Database | null>();
+    // Commit decisions whose stores all confirmed but that name other participants: they go
+    // only once those confirmed too (below), never by age (decisionRetentionMs is for aborts:
+    // a commit decision deleted while a participant was down made its recovery presume abort).
+    const awaitingOthers = new Map<string, string[]>();
     try {
       for (const [txid, d] of decisions) {
         if (this.#closed) break;
@@ -601,35 +666,43 @@ export class Coordinator {
             if (!(isTxtDbError(e, "NOT_PREPARED") && e.details?.state === "unknown")) all = false;
           }
         }
-        if (others.length > 0 || !Array.isArray(d.others)) {
+        if (!all) {
+          result.pending++;
+        } else if (others.length > 0 || !Array.isArray(d.others)) {
           // Other participants are reached through inDoubt() below; the decision stays for them.
-          if (now - d.atMs > this.#retentionMs) stale.push(txid);
-        } else if (all) {
+          awaitingOthers.set(txid, others.every((o) => typeof o === "string") && Array.isArray(d.others) ? (others as string[]) : []);
+        } else {
           stale.push(txid);
-        }
-        if (all) {
           result.committed++;
           this.#unfinished.delete(txid);
-        } else {
-          result.pending++;
         }
       }
-      // Other participants: their in-doubt transactions of this coordinator.
-      for (const p of this.#others) {
+      // Other participants: their in-doubt transactions of this coordinator. Per name (as
+      // decisions record them), whether each participant so named answered, and the txids
+      // it still holds in doubt after this pass.
+      const answers = new Map<string, { answered: boolean; holds: Set<string> }>();
+      for (const [i, p] of this.#others.entries()) {
         if (this.#closed) break;
+        const name = diagnosticName(p.name, i);
+        const answer = answers.get(name) ?? { answered: true, holds: new Set<string>() };
+        answers.set(name, answer);
         let txids: unknown;
         try {
           txids = await this.#callOther(p, "inDoubt()", () => p.inDoubt());
         } catch {
+          answer.answered = false;
           result.pending++;
           continue;
         }
         if (!Array.isArray(txids)) {
+          answer.answered = false;
           result.pending++; // not the array of txids the protocol asks for: nothing to decide
           continue;
         }
         for (const txid of txids) {
-          if (typeof txid !== "string" || this.#inFlight.has(txid)) continue;
+          if (typeof txid !== "string") continue;
+          answer.holds.add(txid); // until its commit or abort below succeeds
+          if (this.#inFlight.has(txid)) continue;
           let outcome: "commit" | "abort" | undefined;
           try {
             outcome = await this.#othersDecision(txid, decisions.get(txid), now);
@@ -646,9 +719,26 @@ export class Coordinator {
               await this.#callOther(p, `abort("${txid}")`, () => p.abort(txid));
               result.aborted++;
             }
+            answer.holds.delete(txid);
           } catch {
             result.pending++;
           }
+        }
+      }
+      // A commit decision naming other participants goes once every one it names answered
+      // and holds it no more. One it names that this handle was not given (Coordinator.open's
+      // participants) cannot be asked: the decision stays for a handle that has it.
+      for (const [txid, names] of awaitingOthers) {
+        const confirmed = names.length > 0 && names.every((name) => {
+          const answer = answers.get(name);
+          return answer !== undefined && answer.answered && !answer.holds.has(txid);
+        });
+        if (confirmed) {
+          stale.push(txid);
+          this.#unfinished.delete(txid);
+        } else {
+          this.#unfinished.add(txid);
+          result.pending++;
         }
       }
       for (const txid of this.#firstSeen.keys()) if (now - this.#firstSeen.get(txid)! > 10 * this.#inDoubtTimeoutMs + this.#retentionMs) this.#firstSeen.delete(txid);
@@ -686,7 +776,12 @@ export class Coordinator {
    */
   async #othersDecision(txid: string, logged: DecisionValue | undefined, now: number): Promise<"commit" | "abort" | undefined> {
     if (logged) return logged.outcome;
-    if (leaseOfTxid(txid) === undefined) return undefined; // not a txid of this coordinator's making
+    // Not a txid of this coordinator's making: another coordinator (sharing this participant)
+    // decides it, from its own log. Deciding it here, with no decision in this log, recorded
+    // an abort of a transaction the other one committed. Only a decision in this log is
+    // followed (one damaged past isDecision, or of a txid made before txids named their
+    // coordinator); an unreadable one throws CORRUPTION and stays in doubt.
+    if (parseTxid(txid)?.coordinator !== this.#id) return outcomeOf(await this.#store.get<unknown>(DECISIONS_NS, txid), txid);
     let first = this.#firstSeen.get(txid);
     if (first === undefined) this.#firstSeen.set(txid, (first = now));
     const alive = this.#coordinatorAlive(txid);
@@ -698,7 +793,7 @@ export class Coordinator {
 
   /** True if the coordinator process that made `txid` (its lease in this store) is alive. */
   #coordinatorAlive(txid: string): boolean {
-    const lease = leaseOfTxid(txid);
+    const lease = parseTxid(txid)?.lease;
     return lease !== undefined && leaseOwnerAlive(this.#platform, joinPath(this.path, "leases", `${lease}.lease`));
   }
 

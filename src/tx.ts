@@ -854,6 +854,13 @@ export let newTransaction: (host: TxHost, readVersion: number, isolation: Isolat
 export let wrapTransaction: (view: TxView) => Transaction;
 /** Makes the {@link Snapshot} over another engine's view (etcd/txview.ts). */
 export let wrapSnapshot: (view: SnapView) => Snapshot;
+/**
+ * The transaction `tx` as a function run by someone else who commits it (a Coordinator):
+ * every call goes to `tx` but commit() and prepare(), which reject with INVALID_ARGUMENT
+ * saying `refusal` (a commit of one store inside a transaction across stores broke its
+ * all-or-nothing). rollback() still works: the owner's commit then fails, and so does all.
+ */
+export let withoutCommit: (tx: Transaction, refusal: string) => Transaction;
 
 /**
  * Makes the {@link Snapshot} of a database (its constructor is not public), and the idle
@@ -886,6 +893,34 @@ export class Transaction {
       return t;
     };
     newTransaction = (host, readVersion, isolation) => wrapTransaction(new TxReader(host, readVersion, isolation));
+    withoutCommit = (tx, refusal) => {
+      const inner = tx.#tx;
+      const refuse = () => Promise.reject(new TxtDbError("INVALID_ARGUMENT", refusal));
+      return wrapTransaction({
+        get readVersion() {
+          return inner.readVersion;
+        },
+        get isolation() {
+          return inner.isolation;
+        },
+        get finished() {
+          return inner.finished;
+        },
+        get: (ns, key) => inner.get(ns, key),
+        getEntry: (ns, key) => inner.getEntry(ns, key),
+        getMany: (ns, keys) => inner.getMany(ns, keys),
+        list: (ns, sel, opts) => inner.list(ns, sel, opts),
+        count: (ns, sel) => inner.count(ns, sel),
+        set: (ns, key, value, options) => inner.set(ns, key, value, options),
+        delete: (ns, key) => inner.delete(ns, key),
+        check: (ns, key, version) => inner.check(ns, key, version),
+        sum: (ns, key, delta) => inner.sum(ns, key, delta),
+        enqueue: (queue, value, options) => inner.enqueue(queue, value, options),
+        commit: refuse,
+        prepare: refuse,
+        rollback: () => inner.rollback(),
+      });
+    };
   }
 
   private constructor() {}

@@ -296,17 +296,18 @@ test(`${R} a reopened coordinator pushes a commit decision its participants had 
   await cdb.close();
   await coord.close();
   const mail = memoryParticipant("mail");
-  mail.prepared.add(`${"ab".repeat(8)}.1.00000000`); // a txid of a coordinator process that is gone, undecided
+  mail.prepared.add(`${id}.${"ab".repeat(8)}.1.00000000`); // a txid of this coordinator's process that is gone, undecided
   mail.prepared.add("foreign-txid"); // not of this coordinator's making: left alone
+  mail.prepared.add(`${"cd".repeat(12)}.${"ab".repeat(8)}.1.00000000`); // another coordinator's, whose process is gone: left to it
   const again = await Coordinator.open(coordDir, { participants: [mail], recoverIntervalMs: 0 });
   assert.equal(await a.get("acct", "p"), "after recovery");
   assert.equal(await b.get("acct", "q"), "after recovery");
   assert.deepEqual(await a.listPrepared(), []);
-  assert.deepEqual([...mail.prepared], ["foreign-txid"]);
+  assert.deepEqual([...mail.prepared], ["foreign-txid", `${"cd".repeat(12)}.${"ab".repeat(8)}.1.00000000`]);
   const st = again.stats();
   assert.deepEqual([st.recoveryPasses, st.recoveredCommitted, st.recoveredAborted], [1, 1, 1], "the pass at open pushed one commit and aborted one");
   assert.deepEqual([st.committed, st.aborted], [0, 0]);
-  assert.deepEqual((await decisionsOf(coordDir)).sort(), [`${"ab".repeat(8)}.1.00000000=abort`]);
+  assert.deepEqual((await decisionsOf(coordDir)).sort(), [`${id}.${"ab".repeat(8)}.1.00000000=abort`]);
   await again.close();
   await a.close();
   await b.close();

@@ -193,8 +193,8 @@ export function fromTagged(v: unknown, path = "value"): unknown {
     }
     case "$date": {
       if (x === null) return new Date(NaN);
-      const d = typeof x === "string" ? new Date(x) : undefined;
-      if (!d || Number.isNaN(d.getTime())) throw bad(path, `"$date" must be an ISO 8601 string, or null for an invalid Date; got ${preview(x)}`);
+      const d = typeof x === "string" ? isoDate(x) : undefined;
+      if (!d) throw bad(path, `"$date" must be an ISO 8601 date ("2024-05-01") or date and time with its offset ("2024-05-01T12:00:00.000Z", "...+02:00"), as export writes it, or null for an invalid Date; got ${preview(x)}`);
       return d;
     }
     case "$map": {
@@ -242,4 +242,23 @@ export function fromTagged(v: unknown, path = "value"): unknown {
           `wrap a plain object with such keys as {"$object":{...}}`,
       );
   }
+}
+
+/**
+ * `text` as a Date if it is an ISO 8601 date, or date and time with an offset (what
+ * `toISOString()` writes), naming a real day and time; else undefined. `new Date(text)`
+ * alone took any string it could parse: "2020-02-30" became March 1, and strings without an
+ * offset ("2020-01-01 10:00", "1") the importing machine's local time.
+ */
+function isoDate(text: string): Date | undefined {
+  const m = /^([+-]\d{6}|\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,3})?)?(Z|[+-](\d{2}):(\d{2})))?$/.exec(text);
+  if (!m || m[1] === "-000000") return undefined;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const midnight = new Date(0);
+  midnight.setUTCFullYear(year, month - 1, day);
+  if (month < 1 || month > 12 || midnight.getUTCMonth() !== month - 1 || midnight.getUTCDate() !== day) return undefined;
+  if (m[4] !== undefined && (Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6] ?? 0) > 59)) return undefined;
+  if (m[8] !== undefined && (Number(m[8]) > 23 || Number(m[9]) > 59)) return undefined;
+  const d = new Date(text);
+  return Number.isNaN(d.getTime()) ? undefined : d;
 }

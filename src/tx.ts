@@ -101,9 +101,12 @@ export function checkListOptions(opts: ListOptions | undefined): { limit: number
       if (name !== "limit" && name !== "reverse") throw new TxtDbError("INVALID_ARGUMENT", `list() has no option ${JSON.stringify(name)}; its options are limit and reverse`);
     }
   }
-  const limit = opts?.limit ?? Infinity;
-  if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) {
-    throw new TxtDbError("INVALID_ARGUMENT", `list() limit must be a non-negative integer, got ${String(limit)}`);
+  // null is refused, not read as "no limit": a limit computed as null by mistake would
+  // silently return everything.
+  const given = opts?.limit;
+  const limit = given === undefined ? Infinity : given;
+  if (limit !== Infinity && (typeof limit !== "number" || !Number.isInteger(limit) || limit < 0)) {
+    throw new TxtDbError("INVALID_ARGUMENT", `list() limit must be a non-negative integer (or Infinity: no limit), got ${limit === null ? "null" : typeof limit === "string" ? JSON.stringify(limit) : String(limit)}`);
   }
   const reverse = opts?.reverse ?? false;
   if (typeof reverse !== "boolean") throw new TxtDbError("INVALID_ARGUMENT", `list() reverse must be true or false, got ${typeof reverse === "string" ? JSON.stringify(reverse) : String(reverse)}`);
@@ -282,6 +285,9 @@ export abstract class SnapshotReader {
       this.usable();
       if (!Array.isArray(keys)) throw new TxtDbError("INVALID_ARGUMENT", "getMany() needs an array of keys");
       const encoded = keys.map((k) => encodeKey(k, this.ctx.limits.maxKeyBytes));
+      // No keys still reads the namespace (NAMESPACE_NOT_FOUND; in a transaction, touched),
+      // as every read does and the etcd engine's did.
+      if (encoded.length === 0) this.nsId(ns);
       return Promise.resolve(encoded.map((k) => this.valueOf<T>(ns, k)));
     } catch (e) {
       return Promise.reject(e);
@@ -608,13 +614,14 @@ class TxReader extends SnapshotReader {
     const read = new Map<string, Version>();
     for (const [k, v] of fromIndex) if (isExpiring(v.value)) read.set(k, v);
     for (const k of keys) {
+      // Checked before the push: with limit 0 nothing is returned (one entry used to be).
+      if (out.length >= limit) break;
       const e = merged.get(k);
       if (e) {
         out.push([k, e]);
         const v = own?.has(k) ? undefined : read.get(k);
         if (v) this.#noteExpiring(ns, k, v.tsn, expiresAtOf(v.value));
       }
-      if (out.length >= limit) break;
     }
     recordRange(this.#state, ns, start, end, sel, out.map(([k]) => k), limit, reverse);
     return out;

@@ -154,7 +154,8 @@ export function noteExpiring(s: TxState, ns: string, key: string, tsn: number, e
  * when the scan stopped at `limit`, only up to the last key returned counts as read.
  */
 export function recordRange(s: TxState, ns: string, start: string, end: string, sel: ListSelector, keys: readonly string[], limit: number, reverse: boolean): void {
-  if (s.isolation !== "serializable") return;
+  // limit 0 reads no key: nothing of the range was seen (it used to record all of it).
+  if (s.isolation !== "serializable" || limit === 0) return;
   let rs = start, re = end;
   if (keys.length >= limit && keys.length > 0) {
     const last = keys[keys.length - 1]!;

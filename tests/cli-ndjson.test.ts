@@ -77,3 +77,23 @@ test(`${R} toTagged/fromTagged: user objects whose keys look like tags stay plai
   for (const v of lookalikes) assert.deepEqual(roundTrip(v), v, JSON.stringify(v));
   assert.deepEqual(toTagged({ $ref: 1 }), { $object: { $ref: 1 } });
 });
+
+test(`${R} fromTagged: "$date" takes an ISO 8601 date, or date and time with its offset, naming a real day; other strings are INVALID_ARGUMENT (they were parsed as anything, shifted and in local time)`, () => {
+  const good: [string, string][] = [
+    ["2020-01-02T03:04:05.000Z", "2020-01-02T03:04:05.000Z"],
+    ["2020-01-02T03:04:05Z", "2020-01-02T03:04:05.000Z"],
+    ["2020-01-02T03:04Z", "2020-01-02T03:04:00.000Z"],
+    ["2020-01-02T05:04:05.5+02:00", "2020-01-02T03:04:05.500Z"],
+    ["2020-02-29", "2020-02-29T00:00:00.000Z"],
+    ["+275760-09-13T00:00:00.000Z", "+275760-09-13T00:00:00.000Z"],
+    ["-000001-01-01T00:00:00.000Z", "-000001-01-01T00:00:00.000Z"],
+  ];
+  for (const [text, iso] of good) assert.equal((fromTagged({ $date: text }) as Date).toISOString(), iso, text);
+  for (const d of [new Date(0), new Date(-1e15), new Date(8.64e15), new Date(1_700_000_000_123)]) {
+    assert.equal((roundTrip(d) as Date).getTime(), d.getTime(), "every Date export writes comes back");
+  }
+  const bad = ["2020-02-30T00:00:00Z", "2021-02-29", "1", "2020-01-01 10:00", "2020-01-01T10:00:00", "March 7, 2020", "2020-13-01", "2020-01-01T24:00:00Z", "2020-01-01T10:60:00Z", "2020-01-01T10:00:00+25:00", "-000000-01-01T00:00:00Z", " 2020-01-01", ""];
+  for (const text of bad) {
+    assert.throws(() => fromTagged({ $date: text }), (e: unknown) => code("INVALID_ARGUMENT")(e) && /\$date/.test((e as Error).message), text);
+  }
+});

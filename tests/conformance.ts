@@ -83,6 +83,49 @@ export function conformance(R: string, store: ConformanceStore): void {
     await db.close();
   });
 
+  test(`${R} list() with limit 0 returns nothing in a transaction with writes of its own too, and a serializable one records no range read; limit null is INVALID_ARGUMENT`, async () => {
+    const { db } = await fresh();
+    await db.set("ns", "a", 1);
+    await db.set("ns", "b", 2);
+    for (const isolation of ["serializable", "snapshot"] as const) {
+      for (const reverse of [false, true]) {
+        const tx = await db.begin({ isolation });
+        tx.set("ns", "c", 3);
+        assert.deepEqual(await collect(tx.list("ns", { prefix: [] }, { limit: 0, reverse })), [], `${isolation}, reverse ${reverse}: one entry used to come`);
+        assert.deepEqual((await collect(tx.list("ns", { prefix: [] }, { limit: 1, reverse }))).map((e) => e.key), [reverse ? "c" : "a"]);
+        tx.rollback();
+      }
+    }
+    // Nothing was read, so another commit in the range is no conflict.
+    const tx = await db.begin({ isolation: "serializable" });
+    assert.deepEqual(await collect(tx.list("ns", { prefix: [] }, { limit: 0 })), []);
+    tx.set("ns", "elsewhere", 1);
+    await db.set("ns", "b", 22);
+    await tx.commit();
+    for (const limit of [null, "1", 1.5, -0.5, NaN]) {
+      await assert.rejects(collect(db.list("ns", { prefix: [] }, { limit: limit as unknown as number })), code("INVALID_ARGUMENT"), String(limit));
+    }
+    assert.equal((await collect(db.list("ns", { prefix: [] }, { limit: Infinity }))).length, 3, "Infinity: no limit");
+    await db.close();
+  });
+
+  test(`${R} getMany() with no keys reads the namespace as every read does: NAMESPACE_NOT_FOUND when missing, and a transaction that did it conflicts with a drop of it`, async () => {
+    const { db } = await fresh();
+    await assert.rejects(db.getMany("nope", []), code("NAMESPACE_NOT_FOUND"));
+    const snap = await db.snapshot();
+    await assert.rejects(snap.getMany("nope", []), code("NAMESPACE_NOT_FOUND"));
+    snap.release();
+    await db.createNamespace("a");
+    const tx = await db.begin({ isolation: "serializable" });
+    assert.deepEqual(await tx.getMany("a", []), []);
+    await assert.rejects(tx.getMany("nope", []), code("NAMESPACE_NOT_FOUND"));
+    tx.set("ns", "k", 1);
+    await db.dropNamespace("a");
+    await db.createNamespace("a");
+    await assert.rejects(tx.commit(), code("CONFLICT"));
+    await db.close();
+  });
+
   test(`${R} invalid values fail with INVALID_VALUE and nothing is written`, async () => {
     const { db } = await fresh({ maxValueBytes: 1000 });
     const before = (await db.getEntry("ns", "k"))?.version;

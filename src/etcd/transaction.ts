@@ -131,11 +131,11 @@ export class EtcdTransaction {
     if (reverse) keys.reverse();
     const out: StoredEntry[] = [];
     for (const k of keys) {
+      if (out.length >= limit) break; // before the push: limit 0 returns nothing
       const e = merged.get(k);
       if (!e) continue;
       out.push(e);
       if (!own?.has(k)) this.#noteExpiring(ns, base.get(k));
-      if (out.length >= limit) break;
     }
     recordRange(this.state, ns, start, end ?? PREFIX_END, (selector ?? {}) as never, out.map((e) => e.key), limit, reverse);
     return out;

@@ -168,9 +168,22 @@ function isParticipantObject(p: unknown): p is TwoPhaseParticipant {
 }
 
 function checkParticipants(list: unknown, what: string): asserts list is Participant[] {
-  if (!Array.isArray(list)) throw invalidArg(`${what} must be an array of txtdb databases or participant objects`);
-  list.forEach((p, i) => {
-    if (!(p instanceof Database) && !isParticipantObject(p)) {
+  let isArray: boolean;
+  try {
+    isArray = Array.isArray(list);
+  } catch {
+    isArray = false; // a revoked Proxy
+  }
+  if (!isArray) throw invalidArg(`${what} must be an array of txtdb databases or participant objects`);
+  (list as unknown[]).forEach((p, i) => {
+    let valid: boolean;
+    try {
+      valid = p instanceof Database || isParticipantObject(p);
+    } catch (e) {
+      // A getter or Proxy trap that throws (a revoked Proxy): the caller's object, not an IO failure.
+      throw invalidArg(`${what}[${i}] could not be read as a participant: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (!valid) {
       throw invalidArg(`${what}[${i}] is neither a txtdb Database nor an object with prepare, commit, abort and inDoubt methods`);
     }
     // A store on etcd cannot prepare: UNSUPPORTED before anything is begun.
@@ -381,6 +394,8 @@ export class Coordinator {
       // One directory through two handles ("./a" and "/abs/a"): compared as absolute paths.
       const path = absolutePath(this.#platform, p.path);
       if (paths.has(path)) throw invalidArg(`coord.transaction() lists store "${path}" twice (the same directory, perhaps through two handles); list each store once`);
+      // Its decision would conflict with its own prepared transaction until retries ran out.
+      if (path === this.path) throw invalidArg(`coord.transaction() lists the coordinator's own store "${path}" as a participant; keep data in stores of their own`);
       if (p.readOnly) throw new TxtDbError("READ_ONLY", `Store "${p.path}" was opened with readOnly: true; it cannot take part in a transaction`);
       paths.add(path);
     }

@@ -372,3 +372,30 @@ test(`${R} Coordinator.open() of a store with data of its own is INVALID_ARGUMEN
   await (await Coordinator.open(cdir, { recoverIntervalMs: 0 })).close();
   await (await Coordinator.open(cdir, { recoverIntervalMs: 0 })).close();
 });
+
+test(`${R} participants whose getters or Proxy traps throw, and the coordinator's own store as a participant, are INVALID_ARGUMENT (raw errors escaped; the own store retried until CONFLICT)`, async () => {
+  const cdir = tempDir("2pca-hostile-c");
+  const coord = await Coordinator.open(cdir, { recoverIntervalMs: 0 });
+  const a = await store("2pca-hostile-a");
+  try {
+    const throwing = { get prepare(): never { throw new Error("getter"); }, commit: async () => {}, abort: async () => {}, inDoubt: async () => [] };
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    for (const [label, list] of [["a throwing getter", [a, throwing]], ["a revoked Proxy", [a, proxy]], ["a revoked Proxy as the list", proxy]] as const) {
+      const err = await coord.transaction(list as unknown as Database[], () => {}).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof TxtDbError && err.code === "INVALID_ARGUMENT", `${label}: ${String(err)}`);
+    }
+    await assert.rejects(Coordinator.open(tempDir("2pca-hostile-c2"), { participants: [throwing as unknown as TwoPhaseParticipant] }), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT");
+    const own = await open(cdir);
+    try {
+      const err = await coord.transaction([a, own], () => {}).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof TxtDbError && err.code === "INVALID_ARGUMENT" && /own store/.test(err.message), String(err));
+    } finally {
+      await own.close();
+    }
+    assert.deepEqual(await a.listPrepared(), []);
+  } finally {
+    await coord.close();
+    await a.close();
+  }
+});

@@ -38,7 +38,7 @@ import { Database, databaseInternals, open } from "./db.ts";
 import type { Transaction } from "./tx.ts";
 import { withoutCommit } from "./tx.ts";
 import type { Isolation } from "./tx.ts";
-import type { Platform } from "./port.ts";
+import type { FileInfo, Platform } from "./port.ts";
 import { absolutePath, joinPath, randomFraction } from "./port.ts";
 import { leaseOwnerAlive } from "./liveness.ts";
 import { toWellFormedString } from "./keys.ts";
@@ -393,7 +393,17 @@ export class Coordinator {
       if (!(p instanceof Database)) continue;
       // One directory through two handles ("./a" and "/abs/a"): compared as absolute paths.
       const path = absolutePath(this.#platform, p.path);
-      if (paths.has(path)) throw invalidArg(`coord.transaction() lists store "${path}" twice (the same directory, perhaps through two handles); list each store once`);
+      // One directory through two paths (a symlink, a bind mount) is one directory: its
+      // device and inode say so where it has them (an etcd store has no local directory).
+      let dir: FileInfo | undefined;
+      try {
+        dir = p.path.includes("://") ? undefined : this.#platform.stat(path);
+      } catch {
+        dir = undefined;
+      }
+      const identity = dir?.isDirectory ? `${dir.dev}:${dir.ino}` : path;
+      if (paths.has(identity) || paths.has(path)) throw invalidArg(`coord.transaction() lists store "${path}" twice (the same directory, perhaps through two handles or a symlink); list each store once`);
+      paths.add(identity);
       // Its decision would conflict with its own prepared transaction until retries ran out.
       if (path === this.path) throw invalidArg(`coord.transaction() lists the coordinator's own store "${path}" as a participant; keep data in stores of their own`);
       if (p.readOnly) throw new TxtDbError("READ_ONLY", `Store "${p.path}" was opened with readOnly: true; it cannot take part in a transaction`);

@@ -393,6 +393,17 @@ test(`${R} participants whose getters or Proxy traps throw, and the coordinator'
     } finally {
       await own.close();
     }
+    // The same store through a symlink to its directory: listed twice, not "already prepared".
+    const { symlinkSync } = await import("node:fs");
+    const link = `${tempDir("2pca-hostile-link")}/a`;
+    symlinkSync(a.path, link);
+    const a2 = await open(link);
+    try {
+      const err = await coord.transaction([a, a2], () => {}).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof TxtDbError && err.code === "INVALID_ARGUMENT" && /twice/.test(err.message), String(err));
+    } finally {
+      await a2.close();
+    }
     assert.deepEqual(await a.listPrepared(), []);
   } finally {
     await coord.close();

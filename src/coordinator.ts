@@ -222,6 +222,24 @@ function parseTxid(txid: string): { coordinator: string; lease: string } | undef
   return m ? { coordinator: m[1]!, lease: m[2]! } : undefined;
 }
 
+/**
+ * The lease id in a txid made before txids named their coordinator (`<lease>.<counter>.<rand>`):
+ * such a txid, still in doubt at a participant after an upgrade, is decided as it was then
+ * (as this coordinator's), or it would stay in doubt for ever.
+ */
+function leaseOfOldTxid(txid: string): string | undefined {
+  return /^([0-9a-f]{16})\.[0-9a-z]+\.[0-9a-f]{8}$/.exec(txid)?.[1];
+}
+
+/**
+ * Whether a decision's name for another participant tells it apart in every process: its own
+ * `name`, whole. "participant <i>" counts positions in one list (transaction()'s, or
+ * Coordinator.open()'s, which differ), and a name cut short may be another's too.
+ */
+function identifyingName(name: string): boolean {
+  return !/^participant \d+$/.test(name) && !name.endsWith("…");
+}
+
 function hex(platform: Platform, bytes: number): string {
   const b = new Uint8Array(bytes);
   platform.randomBytes(b);
@@ -659,7 +677,11 @@ export class Coordinator {
     // Commit decisions whose stores all confirmed but that name other participants: they go
     // only once those confirmed too (below), never by age (decisionRetentionMs is for aborts:
     // a commit decision deleted while a participant was down made its recovery presume abort).
+    // Only participants with names of their own can be told apart (identifyingName): a
+    // decision naming another kind is kept for decisionRetentionMs, as before.
     const awaitingOthers = new Map<string, string[]>();
+    // Decisions another process deleted since this one listed them as unfinished.
+    for (const txid of [...this.#unfinished]) if (!decisions.has(txid) && !this.#inFlight.has(txid)) this.#unfinished.delete(txid);
     try {
       for (const [txid, d] of decisions) {
         if (this.#closed) break;
@@ -693,9 +715,17 @@ export class Coordinator {
         }
         if (!all) {
           result.pending++;
-        } else if (others.length > 0 || !Array.isArray(d.others)) {
+        } else if (others.length > 0 && others.every((o) => typeof o === "string" && identifyingName(o))) {
           // Other participants are reached through inDoubt() below; the decision stays for them.
-          awaitingOthers.set(txid, others.every((o) => typeof o === "string") && Array.isArray(d.others) ? (others as string[]) : []);
+          awaitingOthers.set(txid, others as string[]);
+        } else if (others.length > 0 || !Array.isArray(d.others)) {
+          // Unnamed (or damaged): kept for decisionRetentionMs, pushed to whoever lists it meanwhile.
+          if (now - d.atMs > this.#retentionMs) {
+            stale.push(txid);
+            this.#unfinished.delete(txid);
+          } else {
+            result.pending++;
+          }
         } else {
           stale.push(txid);
           result.committed++;
@@ -709,8 +739,13 @@ export class Coordinator {
       for (const [i, p] of this.#others.entries()) {
         if (this.#closed) break;
         const name = diagnosticName(p.name, i);
-        const answer = answers.get(name) ?? { answered: true, holds: new Set<string>() };
-        answers.set(name, answer);
+        // Answers count only under a name that tells the participant apart (identifyingName).
+        const answer = { answered: true, holds: new Set<string>() };
+        if (identifyingName(name)) {
+          const same = answers.get(name);
+          if (same) answer.holds = same.holds; // two of one name: both must answer, and neither hold it
+          answers.set(name, same && !same.answered ? same : answer);
+        }
         let txids: unknown;
         try {
           txids = await this.#callOther(p, "inDoubt()", () => p.inDoubt());
@@ -806,7 +841,7 @@ export class Coordinator {
     // an abort of a transaction the other one committed. Only a decision in this log is
     // followed (one damaged past isDecision, or of a txid made before txids named their
     // coordinator); an unreadable one throws CORRUPTION and stays in doubt.
-    if (parseTxid(txid)?.coordinator !== this.#id) return outcomeOf(await this.#store.get<unknown>(DECISIONS_NS, txid), txid);
+    if (parseTxid(txid)?.coordinator !== this.#id && leaseOfOldTxid(txid) === undefined) return outcomeOf(await this.#store.get<unknown>(DECISIONS_NS, txid), txid);
     let first = this.#firstSeen.get(txid);
     if (first === undefined) this.#firstSeen.set(txid, (first = now));
     const alive = this.#coordinatorAlive(txid);
@@ -818,7 +853,7 @@ export class Coordinator {
 
   /** True if the coordinator process that made `txid` (its lease in this store) is alive. */
   #coordinatorAlive(txid: string): boolean {
-    const lease = parseTxid(txid)?.lease;
+    const lease = parseTxid(txid)?.lease ?? leaseOfOldTxid(txid);
     return lease !== undefined && leaseOwnerAlive(this.#platform, joinPath(this.path, "leases", `${lease}.lease`));
   }
 

@@ -410,3 +410,95 @@ test(`${R} participants whose getters or Proxy traps throw, and the coordinator'
     await a.close();
   }
 });
+
+/** An in-memory participant that can fail its commit, or be down altogether. */
+function flakyParticipant(name?: string) {
+  const p = {
+    prepared: new Set<string>(), committed: new Set<string>(), aborted: new Set<string>(),
+    failCommit: false, down: false,
+    prepare: async (txid: string) => {
+      if (p.down) throw new Error("down");
+      p.prepared.add(txid);
+    },
+    commit: async (txid: string) => {
+      if (p.down || p.failCommit) throw new Error("commit fails");
+      if (p.prepared.delete(txid)) p.committed.add(txid);
+    },
+    abort: async (txid: string) => {
+      if (p.down) throw new Error("down");
+      if (p.prepared.delete(txid)) p.aborted.add(txid);
+    },
+    inDoubt: async () => {
+      if (p.down) throw new Error("down");
+      return [...p.prepared];
+    },
+    ...(name === undefined ? {} : { name }),
+  };
+  return p;
+}
+
+for (const named of [false, true]) {
+  test(`${R} ${named ? "named" : "unnamed"} other participants given to Coordinator.open() in another order than to transaction(): a commit decision one of them has not confirmed is never taken as confirmed by another (it was, and that one was then aborted)`, async () => {
+    const s = await store(`2pca-order-${named}`);
+    const a = flakyParticipant(named ? "a" : undefined), b = flakyParticipant(named ? "b" : undefined);
+    const coord = await Coordinator.open(tempDir(`2pca-order-c-${named}`), { participants: [a, b], recoverIntervalMs: 0, inDoubtTimeoutMs: 100 });
+    try {
+      b.failCommit = true;
+      await coord.transaction([s, b], (x) => void x.set("n", "k", "committed"));
+      const [txid] = [...b.prepared];
+      assert.ok(txid !== undefined, "b holds the transaction prepared");
+      b.down = true;
+      await coord.recover(); // b unreachable: a answers, as "participant 0" and under its name
+      assert.equal(coord.stats().decisionsLogged, 1, "the decision stays while b has not confirmed it");
+      b.down = false;
+      b.failCommit = false;
+      await sleep(200); // past inDoubtTimeoutMs
+      await coord.recover();
+      await coord.recover();
+      assert.equal(await s.get("n", "k"), "committed");
+      assert.ok(b.committed.has(txid!) && !b.aborted.has(txid!), `b committed, as s did (committed ${[...b.committed]}, aborted ${[...b.aborted]})`);
+      if (named) assert.equal(coord.stats().decisionsLogged, 0, "confirmed by b: gone");
+    } finally {
+      await coord.close();
+      await s.close();
+    }
+  });
+}
+
+test(`${R} a txid made before txids named their coordinator, in doubt at another participant after an upgrade, is still decided (presumed abort once its process is gone), not left in doubt for ever`, async () => {
+  const p = flakyParticipant("legacy");
+  const old = "0123456789abcdef.1.deadbeef";
+  p.prepared.add(old);
+  const coord = await Coordinator.open(tempDir("2pca-oldtxid"), { participants: [p], recoverIntervalMs: 0, inDoubtTimeoutMs: 50 });
+  try {
+    await sleep(100);
+    await coord.recover();
+    assert.deepEqual([...p.aborted], [old]);
+  } finally {
+    await coord.close();
+  }
+});
+
+test(`${R} stats().unfinished forgets a decision another handle finished and deleted`, async () => {
+  const cdir = tempDir("2pca-drift-c");
+  const s = await store("2pca-drift-s");
+  const mail = flakyParticipant("mail");
+  const p1 = await Coordinator.open(cdir, { recoverIntervalMs: 0, inDoubtTimeoutMs: 50 });
+  const p2 = await Coordinator.open(cdir, { recoverIntervalMs: 0, inDoubtTimeoutMs: 50, participants: [mail] });
+  try {
+    mail.failCommit = true;
+    await p2.transaction([s, mail], (x) => void x.set("n", "k", 1));
+    await sleep(100); // past the in-doubt timeout: p1 takes up p2's unfinished decision too
+    await p1.recover();
+    assert.equal(p1.stats().unfinished, 1, "p1 cannot reach mail: pending");
+    mail.failCommit = false;
+    await p2.recover();
+    assert.equal(p2.stats().decisionsLogged, 0, "p2 reached mail: the decision is gone");
+    await p1.recover();
+    assert.equal(p1.stats().unfinished, 0, "p1 no longer counts it");
+  } finally {
+    await p1.close();
+    await p2.close();
+    await s.close();
+  }
+});

@@ -11,6 +11,7 @@
 import { assert, runtime, sleep, test } from "./harness.ts";
 import { etcdTests, failsWith, sharedCluster, str, uniquePrefix } from "./etcdtests.ts";
 import { EtcdClient, TxtDbError } from "txtdb/internal";
+import { open } from "txtdb";
 
 const R = `[${runtime}]`;
 
@@ -46,6 +47,36 @@ etcdTests(`${R} etcd failover`, () => {
     assert.ok(all.kvs.some((kv) => str(kv.key) === `${p}after`));
     c.close();
     await cluster.restart(leader);
+  });
+
+  test(`${R} a public watch() whose only member dies fails with UNAVAILABLE, and watching again from its details.resumeFrom (exclusive, as fromVersion) misses no commit (it said etcd's next revision, and a commit was skipped)`, async () => {
+    const cluster = await three.get();
+    const leader = await cluster.leader();
+    const victim = (leader + 1) % 3;
+    const others = [0, 1, 2].filter((i) => i !== victim);
+    const host = (i: number) => cluster.endpoints[i]!.replace("http://", "");
+    const path = `failover-watch-${runtime}-${Date.now()}`;
+    const writer = await open(`etcd://${others.map(host).join(",")}/${path}`, { namespaces: ["ns"] });
+    const watching = await open(`etcd://${host(victim)}/${path}`, { requestTimeoutMs: 1500 });
+    const events = watching.watch("ns", { prefix: [] });
+    const { version: v1 } = await writer.set("ns", "a", 1);
+    assert.equal((await events.next()).value?.version, v1);
+    await cluster.kill(victim);
+    try {
+      const { version: v2 } = await writer.set("ns", "b", 2);
+      const { version: v3 } = await writer.set("ns", "c", 3);
+      const err = await events.next().then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof TxtDbError && err.code === "UNAVAILABLE", String(err));
+      assert.equal(err.details?.resumeFrom, v1, "the version of the last event delivered");
+      const again = writer.watch("ns", { prefix: [] }, { fromVersion: err.details!.resumeFrom as bigint });
+      assert.equal((await again.next()).value?.version, v2, "the first commit after the last event delivered");
+      assert.equal((await again.next()).value?.version, v3);
+      await again.return!();
+    } finally {
+      await watching.close().catch(() => {});
+      await writer.close();
+      await cluster.restart(victim);
+    }
   });
 
   test(`${R} a watch whose member is SIGKILLed resumes on another member from the next revision: every event once, in order`, async () => {

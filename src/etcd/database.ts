@@ -31,6 +31,7 @@ import { wrapSnapshot, wrapTransaction } from "../tx.ts";
 import type { Entry, Isolation, ListOptions, ListSelector, Snapshot, Transaction } from "../tx.ts";
 import type { Limits } from "../txstate.ts";
 import type { WatchEvent } from "../watch.ts";
+import { EtcdCompactedError } from "./failures.ts";
 import type { CheckReport } from "../check.ts";
 import type { CompactResult } from "../compact.ts";
 import type { BackupResult } from "../backup.ts";
@@ -441,16 +442,20 @@ export class EtcdDatabase implements DatabaseEngine {
     // come too; those made while the id had another name never do (engine.ts watch).
     const fromVersion = opts.fromVersion ?? engine.pins.seen;
     async function* run(): AsyncGenerator<WatchEvent<T>, void, undefined> {
+      // The version of the last event handed to the consumer (or where it started): what
+      // `fromVersion` (exclusive) resumes from, as the local engine's errors say.
+      let delivered = BigInt(fromVersion);
       try {
         if (stop.signal.aborted) return;
         const changes = engine.watch(ns, selector, { fromVersion, signal: stop.signal });
         for await (const c of changes) {
           yield { version: c.version, changes: c.changes.map((x) => ({ key: storedKey(ns, x.key), value: x.value === undefined ? undefined : (decodeStored(x.value, ns, x.key) as T) })) };
+          delivered = c.version;
         }
       } catch (e) {
         // An abort (the signal, return(), close()) ends the watcher quietly.
         if (stop.signal.aborted) return;
-        throw e;
+        throw resumable(e, delivered);
       } finally {
         unlistenAbort();
         watchers.delete(stop);
@@ -676,4 +681,23 @@ export class EtcdDatabase implements DatabaseEngine {
       sagas: Object.fromEntries(SAGA_STATUSES.map((s) => [s, 0])) as Stats["sagas"],
     };
   }
+}
+
+/**
+ * A watch's error with `details.resumeFrom` as the public API means it: the `fromVersion`
+ * (exclusive) to watch again from. The etcd watch says the revision to start from
+ * (inclusive, one more: resuming from it skipped a commit), or, for compacted history, the
+ * oldest revision etcd keeps, and said nothing of `resumeFrom` there.
+ */
+function resumable(e: unknown, delivered: bigint): unknown {
+  if (e instanceof EtcdCompactedError && e.code === "WATCH_OVERFLOW") {
+    const oldest = e.compactRevision > 0n ? e.compactRevision - 1n : undefined;
+    const hint = oldest === undefined ? "read the current state and watch from its version" : `read the current state, and watch with { fromVersion: ${oldest}n } or newer`;
+    return new TxtDbError("WATCH_OVERFLOW", `${e.message.replace(/; read the current state and watch from its revision \+ 1$/, "")}; ${hint}`, { cause: e, details: { ...e.details, ...(oldest === undefined ? {} : { resumeFrom: oldest }) } });
+  }
+  if (e instanceof TxtDbError && e.code === "UNAVAILABLE" && e.details?.resumeFrom !== undefined) {
+    const message = e.message.replace(/; watch again from revision \d+ to miss nothing$/, "");
+    return new TxtDbError("UNAVAILABLE", `${message}; watch again with { fromVersion: ${delivered}n } to miss nothing`, { cause: e, details: { ...e.details, resumeFrom: delivered } });
+  }
+  return e;
 }

@@ -137,6 +137,25 @@ etcdTests(`${R} conformance`, () => {
     await db.close();
   });
 
+  test(`${R} a read-only open of a location that holds no store is INVALID_ARGUMENT and writes nothing (it made an empty store there)`, async () => {
+    const cluster = await one.get();
+    const hosts = cluster.endpoints.map((e) => e.replace("http://", "")).join(",");
+    const prefix = `ro-missing-${runtime}-${Date.now()}`;
+    await assert.rejects(open(`etcd://${hosts}/${prefix}`, { readOnly: true }), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_ARGUMENT" && /without readOnly/.test(e.message));
+    const etcd = new EtcdClient({ endpoints: cluster.endpoints });
+    try {
+      const left = await etcd.range(prefix, { prefix: true, keysOnly: true });
+      assert.equal(left.kvs.length, 0, "nothing written under the prefix");
+    } finally {
+      etcd.close();
+    }
+    const db = await open(`etcd://${hosts}/${prefix}`, { namespaces: ["ns"] });
+    await db.close();
+    const ro = await open(`etcd://${hosts}/${prefix}`, { readOnly: true });
+    assert.deepEqual(await ro.listNamespaces(), ["ns"], "once made, it opens read-only");
+    await ro.close();
+  });
+
   test(`${R} a new store is made only at an empty location outside every other store; nothing is written when refused`, async () => {
     const cluster = await one.get();
     const hosts = cluster.endpoints.map((e) => e.replace("http://", "")).join(",");

@@ -79,6 +79,7 @@ export async function openEtcd(url: string, options: OpenOptions): Promise<EtcdD
     ...(options.username !== undefined ? { username: options.username } : {}),
     ...(options.password !== undefined ? { password: options.password } : {}),
     nowMs: () => platform.wallClockMs(),
+    create: !o.readOnly,
   });
   const db = new EtcdDatabase(url, platform, engine, o.readOnly, o.isolation, o.limits, o.maxWatchers, o.autoCompactBytes);
   try {

@@ -156,6 +156,8 @@ export interface EtcdEngineOptions {
   fetch?: FetchLike;
   /** The wall clock for expiry, ms since the epoch (default Date.now). */
   nowMs?: () => number;
+  /** false: open only an existing store (a read-only open), never create one. Default true. */
+  create?: boolean;
 }
 
 /** Selection of a watch: some keys, or a range [start, end) (end undefined: the namespace's end). */
@@ -244,7 +246,7 @@ export class EtcdEngine {
     });
     const engine = new EtcdEngine(client, new Layout(loc.prefix), ttl, options.nowMs ?? (() => Date.now()));
     try {
-      await engine.#claim(url);
+      await engine.#claim(url, options.create ?? true);
       (await engine.pins.pinCurrent()).release();
     } catch (e) {
       await engine.close();
@@ -260,7 +262,7 @@ export class EtcdEngine {
    * prefixes nest would read, validate and clean up each other's keys as their own (a data
    * key of one can look like another's). Nothing is written when either is refused.
    */
-  async #claim(url: string): Promise<void> {
+  async #claim(url: string, create: boolean): Promise<void> {
     const L = this.layout;
     const ancestors = L.ancestors();
     const counted = (r: EtcdOpResult | undefined) => (r?.op === "range" ? r.count : 0);
@@ -276,6 +278,10 @@ export class EtcdEngine {
         ],
       });
       if (counted(r.responses[0]) > 0) return; // a store already
+      if (!create) {
+        // A read-only open writes nothing: a mistyped prefix must not become an empty store.
+        throw new TxtDbError("INVALID_ARGUMENT", `No txtdb store at ${url} (no compaction mark under its prefix "${L.prefix}"); open it once without readOnly to create it`, { details: { prefix: L.prefix } });
+      }
       const outer = ancestors.find((_, i) => counted(r.responses[i + 2]) > 0);
       if (outer !== undefined) {
         throw new TxtDbError("INVALID_ARGUMENT", `Cannot create a txtdb store at ${url}: its prefix "${L.prefix}" lies inside the txtdb store at prefix "${outer.prefix}", which would take its keys for its own; choose a prefix outside it`, { details: { prefix: L.prefix, inside: outer.prefix } });

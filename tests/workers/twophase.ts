@@ -45,6 +45,7 @@ async function transfer(): Promise<void> {
     stop = true;
   })();
   const originalCommit = { a: a.commitPrepared.bind(a), b: b.commitPrepared.bind(b) };
+  const originalBegin = { a: a.begin.bind(a), b: b.begin.bind(b) };
   for (let j = 1; (count === 0 && !stop) || j <= count; j++) {
     const stalling = j === stallAt;
     let txid = "";
@@ -63,33 +64,42 @@ async function transfer(): Promise<void> {
         freeze();
       };
     }
+    if (stalling && (point === "between-prepares" || point === "after-prepares")) {
+      // The coordinator prepares the stores' own transactions (fn gets views whose prepare()
+      // refuses): the hooks go on the transactions begin() hands it.
+      let aPrepared: Promise<void> | undefined;
+      a.begin = async (options) => {
+        const tx = await originalBegin.a(options);
+        const prepareA = tx.prepare.bind(tx);
+        tx.prepare = (id, opts) => (aPrepared = prepareA((txid = id), opts));
+        return tx;
+      };
+      b.begin = async (options) => {
+        const tx = await originalBegin.b(options);
+        const prepareB = tx.prepare.bind(tx);
+        tx.prepare = point === "between-prepares"
+          ? async (id) => {
+            await aPrepared;
+            say(`stalled ${id}`);
+            freeze();
+          }
+          : async (id, opts) => {
+            await aPrepared;
+            await prepareB(id, opts);
+            say(`stalled ${id}`);
+            freeze();
+          };
+        return tx;
+      };
+    }
     await coord.transaction([a, b], (ta: Transaction, tb: Transaction) => {
       ta.sum("acct", ["x", tag], -j);
       tb.sum("acct", ["y", tag], j);
       ta.set("acct", ["t", tag, j], j);
       tb.set("acct", ["t", tag, j], j);
-      if (!stalling) return;
-      if (point === "fn") {
+      if (stalling && point === "fn") {
         say("stalled fn");
         freeze();
-      }
-      let aPrepared: Promise<void> | undefined;
-      const prepareA = ta.prepare.bind(ta);
-      const prepareB = tb.prepare.bind(tb);
-      ta.prepare = (id, options) => (aPrepared = prepareA((txid = id), options));
-      if (point === "between-prepares") {
-        tb.prepare = async (id) => {
-          await aPrepared;
-          say(`stalled ${id}`);
-          freeze();
-        };
-      } else if (point === "after-prepares") {
-        tb.prepare = async (id, options) => {
-          await aPrepared;
-          await prepareB(id, options);
-          say(`stalled ${id}`);
-          freeze();
-        };
       }
     }, { maxRetries: 10_000 });
     say(`acked ${j}`);

@@ -427,6 +427,25 @@ etcdTests(`${R} etcd client`, () => {
     c.close();
   });
 
+  test(`${R} a write that times out on a frozen member moves the next call to another member (a fence must not ask the frozen one again)`, async () => {
+    const cluster = await one.get();
+    const frozen = "127.0.0.1:9"; // never connected: the fetch below hangs there until aborted
+    const asked: string[] = [];
+    const fetch: FetchLike = (url, init) => {
+      asked.push(String(url));
+      if (!String(url).includes(frozen)) return globalThis.fetch(url, init);
+      return new Promise((_, reject) => init.signal?.addEventListener("abort", () => reject(init.signal?.reason), { once: true }));
+    };
+    const c = new EtcdClient({ endpoints: [frozen, ...cluster.endpoints], requestTimeoutMs: 800, fetch });
+    const p = uniquePrefix("frozen");
+    const { error } = await failsWith("UNAVAILABLE", () => c.put(`${p}k`, "v"));
+    assert.equal(error.details?.outcome, "unknown", "a write that timed out may have been applied");
+    await c.put(`${p}k`, "w");
+    assert.equal(asked.filter((u) => u.includes(frozen)).length, 1, `the frozen member was asked once: ${asked.join(", ")}`);
+    assert.equal((await c.range(`${p}k`)).kvs[0]?.version, 1);
+    c.close();
+  });
+
   test(`${R} stop the shared cluster`, async () => {
     await one.stop();
   });

@@ -550,10 +550,18 @@ etcdTests(`${R} etcd engine`, () => {
   test(`${R} a commit whose reply is lost is resolved by its commit id: applied exactly once, success reported; one lost before etcd is resent`, async () => {
     let loseReply = 0;
     let dropRequest = 0;
+    let duplicate = 0;
+    let revokeOnLoss: (() => Promise<void>) | undefined;
     let txnCalls = 0;
     const fetch: FetchLike = async (url, init) => {
       const isTxn = String(url).endsWith("/v3/kv/txn") && typeof init?.body === "string" && init.body.includes("request_put");
       if (isTxn) txnCalls++;
+      if (isTxn && duplicate > 0) {
+        // A retrying proxy: the request reaches etcd twice, and the reply is the second's.
+        duplicate--;
+        await (await globalThis.fetch(url, init)).text();
+        return await globalThis.fetch(url, init);
+      }
       if (isTxn && dropRequest > 0) {
         dropRequest--;
         // A reset before anything was sent: the client cannot know that, so the outcome is "unknown".
@@ -563,6 +571,7 @@ etcdTests(`${R} etcd engine`, () => {
       if (isTxn && loseReply > 0) {
         loseReply--;
         await res.text();
+        if (revokeOnLoss) await revokeOnLoss(); // an outage past the lease's TTL, in effect
         throw Object.assign(new TypeError("fetch failed"), { cause: Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }) });
       }
       return res;
@@ -605,6 +614,40 @@ etcdTests(`${R} etcd engine`, () => {
     assert.equal(txnCalls, 3, "the commit, a lost fence, a fence that reads the id");
     assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 4, "applied once (and the unknown one before it, once)");
     assert.deepEqual([e.stats().lostLanded, e.stats().lostFenced, e.stats().unknown], [2, 1, 1]);
+    // A commit delivered twice: the second delivery fails its commit-id compare, and that is
+    // the reply the engine gets; the id read in the failure branch says it landed (not a
+    // CONFLICT, which db.transaction() would retry, applying it twice).
+    tx = await e.begin();
+    assert.equal(decodeValue((await tx.get("u", k("n")))!.value), 4);
+    tx.set("u", k("n"), v(5));
+    duplicate = 1;
+    const dup = await tx.commit();
+    assert.equal(duplicate, 0);
+    const n = (await e.reader().get("u", k("n")))!;
+    assert.equal(decodeValue(n.value), 5);
+    assert.equal(n.version, dup.version, "the version reported is the one that landed");
+    // A lost reply, and the lease ends before the fence (an outage past its TTL): the fence
+    // fails with "lease not found"; the outcome is unknown (UNAVAILABLE), never a wrong
+    // INVALID_ARGUMENT for a commit that landed. The next commit takes a new lease.
+    const other = await EtcdEngine.open(s.url);
+    const leaseId = (await e.pins.lease()).id;
+    revokeOnLoss = async () => {
+      revokeOnLoss = undefined;
+      await other.client.revokeLease(leaseId);
+    };
+    tx = await e.begin();
+    tx.sum("u", k("n"), 1);
+    loseReply = 1;
+    const gone = await failsWith("UNAVAILABLE", () => tx.commit());
+    assert.equal(gone.error.details?.outcome, "unknown");
+    assert.match(gone.error.message, /lease ended/);
+    assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 6, "it had landed");
+    tx = await e.begin();
+    tx.sum("u", k("n"), 1);
+    await tx.commit();
+    assert.notEqual((await e.pins.lease()).id, leaseId);
+    assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 7);
+    await other.close();
     loseReply = 0;
     await s.close();
   });

@@ -1,7 +1,7 @@
 /**
  * Committing a transaction on etcd: one etcd txn whose compares are the transaction's
  * validation and whose success ops are its writes. The rules are numbered in engine.ts's
- * module comment (V1-V8, U1-U3); this file carries them out.
+ * module comment (V1-V8, U1-U4); this file carries them out.
  *
  * Steps of one attempt:
  * 1. The keys whose state at the head matters (the targets of `sum()` and `check()`) are
@@ -15,7 +15,8 @@
  *    past etcd's 128, folded into covering ranges (more conflicts, never fewer).
  * 3. Ops: the writes (a delete is a tombstone put), the commit id (under the lease), and
  *    deletes of this process's older commit ids that are known to have landed.
- * 4. If the txn fails and a step-1 key moved, the attempt is redone from step 1 (a sum
+ * 4. If the txn fails and its own commit id is there, it landed (a request delivered
+ *    twice: U4). If a step-1 key moved, the attempt is redone from step 1 (a sum
  *    never fails for another sum); otherwise the failure is a CONFLICT, and one more read
  *    names what lost.
  * 5. A txn whose outcome is unknown is resolved through its commit id (U1-U3).
@@ -27,6 +28,7 @@ import { decodeValue, encodeValue } from "../codec.ts";
 import { expiresAtOf, isExpired, isExpiring, valueBytesOf, wrapExpiring } from "../expiry.ts";
 import { decodeKey, describeKey } from "../keys.ts";
 import type { EtcdClient, EtcdCompare, EtcdOp } from "./client.ts";
+import type { EtcdLease } from "./lease.ts";
 import type { EtcdKeyValue } from "./wire.ts";
 import type { WriteOp } from "../txstate.ts";
 import { fixedRevision, isTombstone, parseRevision, TOMBSTONE } from "./layout.ts";
@@ -301,14 +303,22 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
       const txn = {
         compare: [...compares, ...exact, { key: commitKey, target: "VERSION" as const, result: "EQUAL" as const, version: 0 }],
         success: ops,
-        failure: head.map((h) => ({ op: "range" as const, key: h.etcdKey, keysOnly: true })),
+        // The failure branch also reads the commit id: a request delivered twice (a
+        // retrying proxy, a resent connection) lands once and fails its id compare the
+        // second time; if the reply we get is the second's, the id says we landed.
+        failure: [...head.map((h) => ({ op: "range" as const, key: h.etcdKey, keysOnly: true })), { op: "range" as const, key: commitKey }],
       };
       let outcome: { landed: true; revision: bigint } | { landed: false; moved: boolean } | "not-applied";
       try {
         const r = await ctx.client.txn(txn);
         ctx.pins.saw(r.revision);
+        const own = r.succeeded ? undefined : r.responses[head.length];
+        const ownKv = own?.op === "range" ? own.kvs[0] : undefined;
         if (r.succeeded) outcome = { landed: true, revision: r.revision };
-        else {
+        else if (ownKv && utf8d.decode(ownKv.value) === COMMIT_MARK) {
+          ctx.counts.lostLanded++;
+          outcome = { landed: true, revision: ownKv.modRevision };
+        } else {
           // Step 4: did a sum's or check's key move since step 1?
           const moved = head.some((h, j) => {
             const res = r.responses[j];
@@ -327,7 +337,7 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
           ctx.landed.push(...cleanup); // not known deleted: a later commit tries again
           throw e;
         } else {
-          outcome = await resolveUnknown(ctx, commitKey, lease.id, e);
+          outcome = await resolveUnknown(ctx, commitKey, lease, e);
         }
       }
       if (outcome === "not-applied" || !outcome.landed) ctx.landed.push(...cleanup); // their deletes did not run
@@ -361,17 +371,28 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
  * sent again (at most {@link FENCE_ATTEMPTS_MAX} times): that is safe, since a fence that
  * landed leaves "f", which the next one reads.
  */
-async function resolveUnknown(ctx: CommitContext, commitKey: Uint8Array, lease: bigint, cause: TxtDbError): Promise<{ landed: true; revision: bigint } | "not-applied"> {
+async function resolveUnknown(ctx: CommitContext, commitKey: Uint8Array, lease: EtcdLease, cause: TxtDbError): Promise<{ landed: true; revision: bigint } | "not-applied"> {
   let last: unknown;
   for (let attempt = 0; attempt < FENCE_ATTEMPTS_MAX; attempt++) {
     let r;
     try {
       r = await ctx.client.txn({
         compare: [{ key: commitKey, target: "VERSION", result: "EQUAL", version: 0 }],
-        success: [{ op: "put", key: commitKey, value: FENCE_MARK, lease }],
+        success: [{ op: "put", key: commitKey, value: FENCE_MARK, lease: lease.id }],
         failure: [{ op: "range", key: commitKey }],
       });
     } catch (e) {
+      if (e instanceof TxtDbError && /lease not found/.test(String(e.details?.etcdError))) {
+        // The lease ended while the outcome was unknown (an outage past its TTL). Ending
+        // it deleted the id if the commit had landed, and the lost txn can no longer land
+        // (it puts the id under that lease): what happened cannot be read any more.
+        ctx.pins.leaseGone(lease);
+        ctx.counts.unknown++;
+        throw new TxtDbError("UNAVAILABLE", `The commit's outcome is unknown: etcd did not answer the commit (${cause.message}), and the process's lease ended before it could learn whether it landed (it can no longer land now); read the keys before retrying`, {
+          cause: e,
+          details: { outcome: "unknown", commitKey: utf8d.decode(commitKey) },
+        });
+      }
       if (!(e instanceof TxtDbError) || e.code !== "UNAVAILABLE") throw e;
       last = e;
       continue;

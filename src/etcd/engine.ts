@@ -82,6 +82,13 @@
  * - U3. A fence whose reply is lost is sent again (reading "f" means an earlier fence
  *   landed); if none of {@link FENCE_ATTEMPTS_MAX} is answered, the commit fails with
  *   UNAVAILABLE whose message says the outcome is unknown (`details.outcome: "unknown"`).
+ *   So does a fence that etcd refuses with "lease not found": the lease ended meanwhile,
+ *   which deleted the id if the commit had landed, and the lost txn can no longer land
+ *   (its put names that lease), so nothing is left to read. Fences go to another member
+ *   than the one that did not answer (transport.ts demotes it).
+ * - U4. A txn that fails reads its own commit id too: a request delivered twice (a
+ *   retrying proxy) lands once and fails its id compare the second time; if the reply is
+ *   the second's, the id holding "c" says the commit landed, at the id's mod revision.
  * Commit ids known landed are deleted by this process's later commits (a few per commit);
  * fences stay until the lease ends, which deletes every id of the process.
  *

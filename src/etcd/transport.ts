@@ -205,8 +205,10 @@ export class Transport {
           break;
         }
       }
-      if (!resend) throw this.#unavailable(path, "unknown", failures, "a write whose outcome is unknown is not resent");
+      // The endpoint failed either way: the next call (a fence asking whether this write
+      // landed, most often) goes to another member first, not to the same frozen one.
       if (only === undefined) this.demote(endpoint);
+      if (!resend) throw this.#unavailable(path, "unknown", failures, "a write whose outcome is unknown is not resent");
       if (++triedThisRound >= (only !== undefined ? 1 : this.endpoints.length)) {
         // Every endpoint failed once: wait a little (an election takes about a second)
         // rather than hammer them, then go round again.

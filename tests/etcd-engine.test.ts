@@ -552,14 +552,17 @@ etcdTests(`${R} etcd engine`, () => {
     let dropRequest = 0;
     let duplicate = 0;
     let revokeOnLoss: (() => Promise<void>) | undefined;
+    let revokeBetween: (() => Promise<void>) | undefined;
     let txnCalls = 0;
     const fetch: FetchLike = async (url, init) => {
       const isTxn = String(url).endsWith("/v3/kv/txn") && typeof init?.body === "string" && init.body.includes("request_put");
       if (isTxn) txnCalls++;
-      if (isTxn && duplicate > 0) {
+      const isWrite = String(url).endsWith("/v3/kv/txn") && typeof init?.body === "string" && /request_put|request_delete_range/.test(init.body);
+      if (isWrite && duplicate > 0) {
         // A retrying proxy: the request reaches etcd twice, and the reply is the second's.
         duplicate--;
         await (await globalThis.fetch(url, init)).text();
+        if (revokeBetween) await revokeBetween(); // the lease ends between the two deliveries
         return await globalThis.fetch(url, init);
       }
       if (isTxn && dropRequest > 0) {
@@ -647,6 +650,32 @@ etcdTests(`${R} etcd engine`, () => {
     await tx.commit();
     assert.notEqual((await e.pins.lease()).id, leaseId);
     assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 7);
+    // Delivered twice with the lease ended in between: ending it deleted the first
+    // delivery's id, and the second fails on what the first wrote. Not a CONFLICT (which
+    // db.transaction() would run again, applying it twice): the outcome is unknown.
+    const leaseId2 = (await e.pins.lease()).id;
+    revokeBetween = async () => {
+      revokeBetween = undefined;
+      await other.client.revokeLease(leaseId2);
+    };
+    tx = await e.begin();
+    tx.set("u", k("n"), v(decodeValue((await tx.get("u", k("n")))!.value) as number + 1));
+    duplicate = 1;
+    const twice = await failsWith("UNAVAILABLE", () => tx.commit());
+    assert.equal(twice.error.details?.outcome, "unknown");
+    assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 8, "applied once");
+    // Namespace operations delivered twice report what they did (U6), not NAMESPACE_EXISTS
+    // or NAMESPACE_NOT_FOUND from meeting their own first delivery's effect.
+    duplicate = 1;
+    await e.createNamespace("dup");
+    assert.equal(duplicate, 0);
+    duplicate = 1;
+    await e.renameNamespace("dup", "dup2");
+    assert.equal(duplicate, 0);
+    duplicate = 1;
+    await e.dropNamespace("dup2");
+    assert.equal(duplicate, 0);
+    assert.deepEqual((await e.listNamespaces()).filter((n) => n.startsWith("dup")), []);
     await other.close();
     loseReply = 0;
     await s.close();
@@ -728,6 +757,9 @@ etcdTests(`${R} etcd engine`, () => {
     await tx.commit();
     assert.notEqual((await e.pins.lease()).id, old.id);
     assert.equal(decodeValue((await e.reader().get("l", k("n")))!.value), 2);
+    // The new lease ended too, before its first pin: publishing the pin meets "lease not
+    // found", takes another lease and publishes again (it failed with INVALID_ARGUMENT).
+    await other.client.revokeLease((await e.pins.lease()).id);
     (await e.snapshot()).release();
     assert.ok(e.stats().pinnedRevision !== undefined, "the pin is published again, under the new lease");
     await other.close();

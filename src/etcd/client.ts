@@ -56,7 +56,7 @@
  * @module
  */
 import { TxtDbError } from "../errors.ts";
-import { EtcdCompactedError } from "./failures.ts";
+import { EtcdCompactedError, isLeaseNotFound } from "./failures.ts";
 import { EtcdLease } from "./lease.ts";
 import { Transport } from "./transport.ts";
 import type { CallKind, CallOptions, FetchLike } from "./transport.ts";
@@ -550,7 +550,7 @@ export class EtcdClient {
     try {
       await this.#call("/v3/lease/revoke", { ID: id.toString() }, "idempotent");
     } catch (e) {
-      if (e instanceof TxtDbError && /lease not found/.test(String(e.details?.etcdError))) return;
+      if (isLeaseNotFound(e)) return;
       throw e;
     }
   }

@@ -1,7 +1,7 @@
 /**
  * Committing a transaction on etcd: one etcd txn whose compares are the transaction's
  * validation and whose success ops are its writes. The rules are numbered in engine.ts's
- * module comment (V1-V8, U1-U4); this file carries them out.
+ * module comment (V1-V8, U1-U6); this file carries them out.
  *
  * Steps of one attempt:
  * 1. The keys whose state at the head matters (the targets of `sum()` and `check()`) are
@@ -16,7 +16,8 @@
  * 3. Ops: the writes (a delete is a tombstone put), the commit id (under the lease), and
  *    deletes of this process's older commit ids that are known to have landed.
  * 4. If the txn fails and its own commit id is there, it landed (a request delivered
- *    twice: U4). If a step-1 key moved, the attempt is redone from step 1 (a sum
+ *    twice: U4); if the lease's mark of life is gone, the outcome is unknown (U5). If a
+ *    step-1 key moved, the attempt is redone from step 1 (a sum
  *    never fails for another sum); otherwise the failure is a CONFLICT, and one more read
  *    names what lost.
  * 5. A txn whose outcome is unknown is resolved through its commit id (U1-U3).
@@ -33,6 +34,7 @@ import type { EtcdKeyValue } from "./wire.ts";
 import type { WriteOp } from "../txstate.ts";
 import { fixedRevision, isTombstone, parseRevision, TOMBSTONE } from "./layout.ts";
 import { armTimer } from "../timers.ts";
+import { isLeaseNotFound } from "./failures.ts";
 import type { Layout } from "./layout.ts";
 import type { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, successor } from "./reader.ts";
@@ -306,7 +308,13 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
         // The failure branch also reads the commit id: a request delivered twice (a
         // retrying proxy, a resent connection) lands once and fails its id compare the
         // second time; if the reply we get is the second's, the id says we landed.
-        failure: [...head.map((h) => ({ op: "range" as const, key: h.etcdKey, keysOnly: true })), { op: "range" as const, key: commitKey }],
+        // And the lease's mark of life (U5): an id read absent proves nothing once the lease
+        // ended, since ending it deleted the id of a delivery that had landed.
+        failure: [
+          ...head.map((h) => ({ op: "range" as const, key: h.etcdKey, keysOnly: true })),
+          { op: "range" as const, key: commitKey },
+          { op: "range" as const, key: layout.aliveKey(lease.id), keysOnly: true },
+        ],
       };
       let outcome: { landed: true; revision: bigint } | { landed: false; moved: boolean } | "not-applied";
       try {
@@ -314,10 +322,20 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
         ctx.pins.saw(r.revision);
         const own = r.succeeded ? undefined : r.responses[head.length];
         const ownKv = own?.op === "range" ? own.kvs[0] : undefined;
+        const alive = r.succeeded ? undefined : r.responses[head.length + 1];
         if (r.succeeded) outcome = { landed: true, revision: r.revision };
         else if (ownKv && utf8d.decode(ownKv.value) === COMMIT_MARK) {
           ctx.counts.lostLanded++;
           outcome = { landed: true, revision: ownKv.modRevision };
+        } else if (alive?.op === "range" && alive.count === 0) {
+          // U5: the lease ended. This reply may be a second delivery's, failing on what a
+          // first one, which landed, wrote; that one's id went with the lease.
+          ctx.pins.leaseGone(lease);
+          ctx.landed.push(...cleanup);
+          ctx.counts.unknown++;
+          throw new TxtDbError("UNAVAILABLE", `The commit's outcome is unknown: it failed, and the process's lease ended before the failure was read, so whether an earlier delivery of it landed can no longer be learned (a proxy or load balancer that sends requests again can deliver one twice); read the keys before retrying`, {
+            details: { outcome: "unknown", commitKey: utf8d.decode(commitKey) },
+          });
         } else {
           // Step 4: did a sum's or check's key move since step 1?
           const moved = head.some((h, j) => {
@@ -328,7 +346,7 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
           outcome = { landed: false, moved };
         }
       } catch (e) {
-        if (e instanceof TxtDbError && /lease not found/.test(String(e.details?.etcdError))) {
+        if (isLeaseNotFound(e)) {
           // The lease ended before its keep-alive noticed; etcd refused the whole txn
           // (nothing applied): take a new lease and send again.
           ctx.pins.leaseGone(lease);
@@ -382,7 +400,7 @@ async function resolveUnknown(ctx: CommitContext, commitKey: Uint8Array, lease: 
         failure: [{ op: "range", key: commitKey }],
       });
     } catch (e) {
-      if (e instanceof TxtDbError && /lease not found/.test(String(e.details?.etcdError))) {
+      if (isLeaseNotFound(e)) {
         // The lease ended while the outcome was unknown (an outage past its TTL). Ending
         // it deleted the id if the commit had landed, and the lost txn can no longer land
         // (it puts the id under that lease): what happened cannot be read any more.

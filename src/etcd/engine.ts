@@ -89,6 +89,17 @@
  * - U4. A txn that fails reads its own commit id too: a request delivered twice (a
  *   retrying proxy) lands once and fails its id compare the second time; if the reply is
  *   the second's, the id holding "c" says the commit landed, at the id's mod revision.
+ * - U5. ...and the lease's mark of life (`P c/<lease>/0` = "a", put under the lease when it
+ *   is granted): if the lease ended between two deliveries, ending it deleted the first's
+ *   id, and the second fails on what the first wrote; the mark gone, the commit fails with
+ *   UNAVAILABLE, outcome unknown (never CONFLICT, which db.transaction() would run again).
+ * - U6. Namespace operations carry a commit id too, and read it when they fail: one
+ *   delivered twice reports what it did, not NAMESPACE_EXISTS or NAMESPACE_NOT_FOUND from
+ *   finding its own effect. A lost reply of one is UNAVAILABLE, outcome unknown.
+ * Not covered: a copy of a blind write (db.set, db.delete) delivered again after later
+ *   commits of the process deleted its id (a proxy replaying old requests) lands again;
+ *   its compares are only the namespace and the id. Put no proxy that resends requests
+ *   between txtdb and etcd.
  * Commit ids known landed are deleted by this process's later commits (a few per commit);
  * fences stay until the lease ends, which deletes every id of the process.
  *
@@ -138,14 +149,15 @@ import { isWellFormedString, PREFIX_END } from "../keys.ts";
 import { EtcdClient } from "./client.ts";
 import type { FetchLike } from "./transport.ts";
 import { parseEtcdUrl } from "./url.ts";
-import { commit, COMMIT_ATTEMPTS_MAX, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX } from "./commit.ts";
+import { commit, COMMIT_ATTEMPTS_MAX, COMMIT_MARKS, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX } from "./commit.ts";
 import type { CommitContext, EtcdCommitCounts, EtcdCommitRequest } from "./commit.ts";
 import { fixedRevision, storedId, isTombstone, Layout } from "./layout.ts";
 import { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, nextPageKeys, pageBytes, successor } from "./reader.ts";
 import type { NsBinding, ReadContext } from "./reader.ts";
 import { EtcdTransaction } from "./transaction.ts";
-import type { EtcdOpResult } from "./client.ts";
+import type { EtcdOpResult, EtcdTxn, EtcdTxnResult } from "./client.ts";
+import { isLeaseNotFound } from "./failures.ts";
 import { namespaceEnded, watchSelects } from "../watch.ts";
 import { fromVersionAhead } from "../options.ts";
 
@@ -334,14 +346,13 @@ export class EtcdEngine {
       if (r.responses[0]?.op === "range" && r.responses[0].count > 0) throw new TxtDbError("NAMESPACE_EXISTS", `Cannot create namespace ${JSON.stringify(name)}: it already exists`, { details: { ns: name } });
       const counter = r.responses[1]?.op === "range" ? r.responses[1].kvs[0] : undefined;
       const id = counter ? storedId(counter.value, counter.key) : 1;
-      const t = await this.client.txn({
+      const t = await this.#namespaceTxn({
         compare: [
           { key, target: "VERSION", result: "EQUAL", version: 0 },
           { key: this.layout.nextId, target: "MOD", result: "EQUAL", modRevision: counter?.modRevision ?? 0n },
         ],
         success: [{ op: "put", key, value: String(id) }, { op: "put", key: this.layout.nextId, value: String(id + 1) }],
       });
-      this.pins.saw(t.revision);
       if (t.succeeded) return { version: t.revision };
     }
     throw new TxtDbError("UNAVAILABLE", `Cannot create namespace ${JSON.stringify(name)}: other namespace operations kept winning; retry`);
@@ -371,14 +382,13 @@ export class EtcdEngine {
       }
       if (missing.length === 0) return [];
       let id = counter ? storedId(counter.value, counter.key) : 1;
-      const t = await this.client.txn({
+      const t = await this.#namespaceTxn({
         compare: [
           { key: this.layout.nextId, target: "MOD", result: "EQUAL", modRevision: counter?.modRevision ?? 0n },
           ...missing.map((n) => ({ key: this.layout.nsKey(n), target: "VERSION" as const, result: "EQUAL" as const, version: 0 })),
         ],
         success: [...missing.map((n) => ({ op: "put" as const, key: this.layout.nsKey(n), value: String(id++) })), { op: "put", key: this.layout.nextId, value: String(id) }],
       });
-      this.pins.saw(t.revision);
       if (t.succeeded) return missing;
     }
     throw new TxtDbError("UNAVAILABLE", "Cannot create the namespaces: other namespace operations kept winning; retry");
@@ -391,11 +401,10 @@ export class EtcdEngine {
     const key = this.layout.nsKey(name);
     for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
       const b = await this.#binding(name, "drop");
-      const t = await this.client.txn({
+      const t = await this.#namespaceTxn({
         compare: [{ key, target: "MOD", result: "EQUAL", modRevision: b.mod }],
         success: [{ op: "delete", key }, { op: "delete", key: this.layout.idPrefix(b.id), prefix: true }],
       });
-      this.pins.saw(t.revision);
       if (t.succeeded) {
         this.#ctx.ids.delete(name);
         return { version: t.revision };
@@ -418,7 +427,7 @@ export class EtcdEngine {
     const fromKey = this.layout.nsKey(from), toKey = this.layout.nsKey(to);
     for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
       const b = await this.#binding(from, "rename");
-      const t = await this.client.txn({
+      const t = await this.#namespaceTxn({
         compare: [
           { key: fromKey, target: "MOD", result: "EQUAL", modRevision: b.mod },
           { key: toKey, target: "VERSION", result: "EQUAL", version: 0 },
@@ -426,7 +435,6 @@ export class EtcdEngine {
         success: [{ op: "delete", key: fromKey }, { op: "put", key: toKey, value: String(b.id) }],
         failure: [{ op: "range", key: toKey, keysOnly: true }],
       });
-      this.pins.saw(t.revision);
       if (t.succeeded) {
         this.#ctx.ids.delete(from);
         this.#ctx.ids.set(to, b.id);
@@ -437,6 +445,55 @@ export class EtcdEngine {
       }
     }
     throw new TxtDbError("UNAVAILABLE", `Cannot rename namespace ${JSON.stringify(from)}: other namespace operations kept winning; retry`);
+  }
+
+  /**
+   * U6: runs namespace txn `txn` with a commit id (its "absent" compare, its put under the
+   * lease, and, after `txn`'s own failure ops, reads of it and of the lease's mark of life).
+   * A failed reply whose id holds "c" is a second delivery's of a txn that landed: it
+   * resolves as succeeded, at the id's revision. A failure with the mark gone is
+   * UNAVAILABLE, outcome unknown (U5). A lease etcd ended before its keep-alive noticed
+   * ("lease not found": nothing applied) is replaced, and the txn sent again.
+   */
+  async #namespaceTxn(txn: Required<Pick<EtcdTxn, "compare" | "success">> & Pick<EtcdTxn, "failure">): Promise<EtcdTxnResult> {
+    const own = txn.failure?.length ?? 0;
+    for (let attempt = 0; ; attempt++) {
+      const lease = await this.pins.lease();
+      const id = this.layout.commitKey(lease.id, this.#ctx.nextCommitSeq());
+      let t: EtcdTxnResult;
+      try {
+        t = await this.client.txn({
+          compare: [...txn.compare, { key: id, target: "VERSION", result: "EQUAL", version: 0 }],
+          success: [...txn.success, { op: "put", key: id, value: COMMIT_MARKS.commit, lease: lease.id }],
+          failure: [...(txn.failure ?? []), { op: "range", key: id }, { op: "range", key: this.layout.aliveKey(lease.id), keysOnly: true }],
+        });
+      } catch (e) {
+        if (!isLeaseNotFound(e) || attempt >= 2) throw e;
+        this.pins.leaseGone(lease);
+        continue;
+      }
+      this.pins.saw(t.revision);
+      if (t.succeeded) {
+        this.#ctx.landed.push(id);
+        return t;
+      }
+      const idRead = t.responses[own];
+      const kv = idRead?.op === "range" ? idRead.kvs[0] : undefined;
+      if (kv && compareBytes(kv.value, COMMIT_MARKS.commit) === 0) {
+        this.#ctx.counts.lostLanded++;
+        this.#ctx.landed.push(id);
+        return { ...t, succeeded: true, revision: kv.modRevision, responses: [] };
+      }
+      const alive = t.responses[own + 1];
+      if (alive?.op === "range" && alive.count === 0) {
+        this.pins.leaseGone(lease);
+        this.#ctx.counts.unknown++;
+        throw new TxtDbError("UNAVAILABLE", "The namespace operation's outcome is unknown: it failed, and the process's lease ended before the failure was read, so whether an earlier delivery of it landed can no longer be learned (a proxy or load balancer that sends requests again can deliver one twice); list the namespaces before retrying", {
+          details: { outcome: "unknown" },
+        });
+      }
+      return t;
+    }
   }
 
   async #binding(name: string, what: string): Promise<NsBinding> {

@@ -100,6 +100,15 @@ export function neverSent(e: unknown): boolean {
   return false;
 }
 
+/**
+ * Whether `e` is etcd refusing a request because a lease it names does not exist (it
+ * expired or was revoked): a put under it, in a txn whose branch ran, or a renewal. Such a
+ * request changed nothing.
+ */
+export function isLeaseNotFound(e: unknown): boolean {
+  return e instanceof TxtDbError && /lease not found/.test(String(e.details?.etcdError));
+}
+
 /** A one-line description of a thrown fetch failure, with its causes. */
 export function describeThrown(e: unknown): string {
   const parts: string[] = [];

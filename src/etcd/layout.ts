@@ -14,7 +14,9 @@
  *                                    read, 20 digits; attached to that process's lease
  * P c/<lease id>/<commit seq>      → a commit id: "c" when written by the commit's own txn,
  *                                    "f" when written by the fence that proves the commit
- *                                    never landed; attached to the lease (engine.ts)
+ *                                    never landed; attached to the lease (engine.ts).
+ *                                    Seq 0 is the lease's mark of life, "a", written when
+ *                                    the lease is granted: gone means the lease ended (U5)
  * P d/<ns id, 16 hex digits>/<key> → a value (codec.ts bytes, maybe in the expiry.ts
  *                                    envelope), or a tombstone: the empty value
  * ```
@@ -130,6 +132,11 @@ export class Layout {
   /** The pin key of lease `lease`. */
   pinKey(lease: bigint): Uint8Array {
     return utf8.encode(`${this.prefix}p/${lease.toString(16).padStart(16, "0")}`);
+  }
+
+  /** The lease's mark of life (commit seq 0, never a commit's: seqs start at 1). */
+  aliveKey(lease: bigint): Uint8Array {
+    return this.commitKey(lease, 0);
   }
 
   /** The key of commit `seq` of the process holding lease `lease`. */

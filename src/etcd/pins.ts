@@ -32,6 +32,7 @@
  */
 import { TxtDbError } from "../errors.ts";
 import type { EtcdClient } from "./client.ts";
+import { isLeaseNotFound } from "./failures.ts";
 import type { EtcdLease } from "./lease.ts";
 import { fixedRevision, parseRevision } from "./layout.ts";
 import type { Layout } from "./layout.ts";
@@ -108,6 +109,14 @@ export class EtcdPins {
             }
           },
         });
+        // The lease's mark of life (engine.ts U5): a commit whose txn failed reads it, and
+        // finding it gone knows the lease ended, taking the commit's id with it.
+        try {
+          await this.#client.put(this.#layout.aliveKey(lease.id), "a", { lease: lease.id });
+        } catch (e) {
+          lease.stop();
+          throw e;
+        }
         this.#lease = lease;
         this.#published = undefined;
         return lease;
@@ -203,11 +212,20 @@ export class EtcdPins {
         // Keep every revision this process still reads covered, not only the new one.
         let low = this.#lowest(want);
         if (low < floor) low = floor;
-        const r = await this.#client.txn({
-          compare: [{ key: this.#layout.mark, target: "VALUE", result: "LESS", value: fixedRevision(low + 1n) }],
-          success: [{ op: "put", key: this.#layout.pinKey(lease.id), value: fixedRevision(low), lease: lease.id }],
-          failure: [{ op: "range", key: this.#layout.mark }],
-        });
+        let r;
+        try {
+          r = await this.#client.txn({
+            compare: [{ key: this.#layout.mark, target: "VALUE", result: "LESS", value: fixedRevision(low + 1n) }],
+            success: [{ op: "put", key: this.#layout.pinKey(lease.id), value: fixedRevision(low), lease: lease.id }],
+            failure: [{ op: "range", key: this.#layout.mark }],
+          });
+        } catch (e) {
+          // etcd ended the lease before its keep-alive noticed: nothing was written; take a
+          // new lease and publish again (commit.ts does the same).
+          if (!isLeaseNotFound(e)) throw e;
+          this.leaseGone(lease);
+          continue;
+        }
         this.saw(r.revision);
         if (r.succeeded) {
           if (this.#lease === lease) this.#published = low;

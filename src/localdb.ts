@@ -823,16 +823,23 @@ export class LocalDatabase implements DatabaseEngine {
     checkWatchArguments(sel, opts);
     if (typeof ns === "string") checkNotReserved(ns);
     this.#tail.refresh();
-    const nsId = this.index.resolve(ns, this.#tail.visibleTsn);
-    if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
-    if (opts.fromVersion !== undefined && opts.fromVersion > BigInt(this.#tail.visibleTsn)) throw fromVersionAhead(opts.fromVersion, BigInt(this.#tail.visibleTsn));
+    const head = this.#tail.visibleTsn;
+    if (opts.fromVersion !== undefined && opts.fromVersion > BigInt(head)) throw fromVersionAhead(opts.fromVersion, BigInt(head));
     const from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
+    // Which namespace: the one the name denoted at fromVersion, if it denoted one then
+    // (watch.ts rule 2): resuming a watcher, or following a rename with the version
+    // NAMESPACE_NOT_FOUND gave, goes on with the namespace it followed, even if the name
+    // was dropped or taken by another since. Else the one the name denotes now.
+    let nsId = from !== undefined && from < head ? this.index.resolve(ns, from) : undefined;
+    const boundTsn = nsId !== undefined ? from! : head;
+    nsId ??= this.index.resolve(ns, head);
+    if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
     let it: AsyncIterableIterator<WatchEvent<T>>;
     if ("keys" in sel) {
-      it = this.#watchHub.watch({ nsId, ns, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from, opts.signal);
+      it = this.#watchHub.watch({ nsId, ns, boundTsn, keys: new Set(sel.keys.map((k) => encodeKey(k, this.limits.maxKeyBytes))) }, from, opts.signal);
     } else {
       const [start, end] = prefixRange(sel.prefix, this.limits.maxKeyBytes);
-      it = this.#watchHub.watch({ nsId, ns, start, end }, from, opts.signal);
+      it = this.#watchHub.watch({ nsId, ns, boundTsn, start, end }, from, opts.signal);
     }
     // A watcher replaying history pins it for every process's compactions now, not at the
     // next commit this process sees: until then another process could fold what it is

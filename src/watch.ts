@@ -12,7 +12,7 @@
  * namespace id; writes carry ids, not names). Rules, in the order the scan applies them
  * to each record:
  *
- * 1. Namespace operations of commits after the watch was asked come first (a commit
+ * 1. Namespace operations of commits after the name was resolved come first (a commit
  *    applies its namespace operations before its writes). A drop of the watched name,
  *    or a rename of it, ends the watcher: every event of earlier commits is delivered,
  *    then `next()` rejects with NAMESPACE_NOT_FOUND, whose details
@@ -22,11 +22,15 @@
  *    and deletes nobody wrote would be indistinguishable from real ones. After a
  *    rename the id lives on under the new name, so without this rule a write to the new
  *    name would be delivered as a key of the old one.
- * 2. Namespace operations at or before the version the watch was asked at are history
- *    the name already reflects: the namespace it denoted then was alive then, so none of
- *    them removed it (ids are never reused). A watcher replaying `fromVersion` across an
- *    old drop of the same name delivers only the writes of the namespace the name denoted
- *    when asked, never those of an earlier namespace that bore the name.
+ * 2. The name is resolved at `fromVersion` when it denoted a namespace then (a watcher
+ *    resumed, or one following a rename with the version NAMESPACE_NOT_FOUND gave: it
+ *    goes on with that namespace even if the name was dropped or taken by another since,
+ *    and meets the drop or rename by rule 1); otherwise at the version the watch is asked
+ *    at. Namespace operations at or before that version are history the name already
+ *    reflects: the namespace it denoted then was alive then, so none of them removed it
+ *    (ids are never reused). A watcher replaying `fromVersion` from before the name
+ *    existed, across an old drop of it, delivers only the writes of the namespace the
+ *    name denotes when asked, never those of an earlier namespace that bore the name.
  * 3. Writes to the watched id whose key matches become one event per commit.
  *
  * Bounds: each watcher buffers at most `bufferMax` events and `bufferBytes` bytes of
@@ -81,6 +85,12 @@ export interface WatchMatch {
    * namespaces in their operations, ids in their writes), and follows the id as before.
    */
   ns?: string;
+  /**
+   * The version `ns` was resolved to `nsId` at: the namespace operations of later commits
+   * can end the watcher (rule 1); those at or before it are history (rule 2). Default: the
+   * version the watch is asked at.
+   */
+  boundTsn?: number;
   keys?: Set<string>;
   start?: string;
   end?: string;
@@ -514,7 +524,7 @@ export class WatchHub {
           // would hand the consumer a history with a hole as if it were whole.
           if (record.tsn !== w.posTsn + 1) throw this.#src.log.corruptionAt(at, tsnBreak(record.tsn, w.posTsn));
           // Rule 1: the record's namespace operations apply before its writes.
-          if (w.match.ns !== undefined && record.tsn > w.askedTsn && record.namespaceOps.length > 0) {
+          if (w.match.ns !== undefined && record.tsn > (w.match.boundTsn ?? w.askedTsn) && record.namespaceOps.length > 0) {
             const gone = namespaceGone(w.match.ns, record);
             if (gone) {
               w.pos = next;

@@ -672,6 +672,51 @@ export function conformance(R: string, store: ConformanceStore): void {
     await db.close();
   });
 
+  test(`${R} following a rename as NAMESPACE_NOT_FOUND says misses nothing when the new name is later dropped, re-created or gone: the name is resolved at fromVersion`, async () => {
+    const { db, dir } = await fresh({ namespaces: ["w"] });
+    const writer = await open(dir);
+    /** What ends watcher `w` (its error), once it ends. */
+    const endOf = async (w: AsyncIterableIterator<unknown>) => {
+      try {
+        for (;;) if ((await w.next()).done) return undefined;
+      } catch (e) {
+        return e;
+      }
+    };
+    const ended = endOf(db.watch("w", { prefix: [] }));
+    await writer.set("w", "k1", 1);
+    await writer.renameNamespace("w", "a");
+    const v4 = (await writer.set("a", "k2", 2)).version;
+    await writer.dropNamespace("a");
+    await writer.createNamespace("a");
+    const v7 = (await writer.set("a", "k3", 3)).version;
+    const gone = await ended;
+    assert.ok(gone instanceof TxtDbError && gone.code === "NAMESPACE_NOT_FOUND", String(gone));
+    const at = gone.details!.version as bigint;
+    assert.equal(gone.details!.to, "a");
+    // "a" at the rename is the namespace "w" was: its write v4, then its drop.
+    const follow = db.watch("a", { prefix: [] }, { fromVersion: at });
+    assert.deepEqual((await follow.next()).value, { version: v4, changes: [{ key: "k2", value: 2 }] });
+    const dropped = await follow.next().then(() => undefined, (e: unknown) => e);
+    assert.ok(dropped instanceof TxtDbError && dropped.code === "NAMESPACE_NOT_FOUND" && dropped.details!.op === "drop", String(dropped));
+    // From the drop on, "a" is the re-created namespace.
+    const recreated = take(db.watch("a", { prefix: [] }, { fromVersion: dropped.details!.version as bigint }), 1);
+    assert.deepEqual(await recreated, [{ version: v7, changes: [{ key: "k3", value: 3 }] }]);
+    // A name dropped since fromVersion: watching it from there delivers what it had, then the drop.
+    const endedA = endOf(db.watch("a", { prefix: [] }, { fromVersion: v7 }));
+    await writer.renameNamespace("a", "b");
+    const vb = (await writer.set("b", "k4", 4)).version;
+    await writer.dropNamespace("b");
+    const renamed = await endedA;
+    assert.ok(renamed instanceof TxtDbError && renamed.details!.to === "b", String(renamed));
+    const late = db.watch("b", { prefix: [] }, { fromVersion: renamed.details!.version as bigint });
+    assert.deepEqual((await late.next()).value, { version: vb, changes: [{ key: "k4", value: 4 }] });
+    const end = await late.next().then(() => undefined, (e: unknown) => e);
+    assert.ok(end instanceof TxtDbError && end.code === "NAMESPACE_NOT_FOUND" && end.details!.op === "drop", String(end));
+    await writer.close();
+    await db.close();
+  });
+
   test(`${R} close() ends open watchers`, async () => {
     const { db } = await fresh();
     const it = db.watch("ns", { prefix: [] });

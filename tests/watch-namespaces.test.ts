@@ -1,6 +1,6 @@
 /**
  * watch() and namespace drops and renames (issue 9, defect 11): a watcher delivers only keys
- * of the namespace its name denoted when it was asked, every event up to the commit that
+ * of the namespace its name denoted when it was asked (at fromVersion, if it denoted one then), every event up to the commit that
  * dropped or renamed that namespace, then ends with NAMESPACE_NOT_FOUND saying where to go
  * on. In one process (every runtime) and from worker processes of every runtime.
  */
@@ -84,17 +84,22 @@ test(`${R} a watcher replaying fromVersion before a drop delivers the history, t
   await db.close();
 }));
 
-test(`${R} a watcher asked after a drop and re-creation, fromVersion before the drop, delivers only the namespace the name denotes now`, () => usingDbs(async (open) => {
+test(`${R} a watcher asked after a drop and re-creation, fromVersion before the drop, follows the namespace the name denoted then: its history, then the drop; from there the new one`, () => usingDbs(async (open) => {
   const dir = tempDir("watch-ns-old");
   const db = await open(dir, { namespaces: ["ns", "a"] });
   const v0 = (await db.set("ns", "k", "old namespace")).version;
   await db.dropNamespace("ns");
   await db.createNamespace("ns");
   const v1 = (await db.set("ns", "k", "new namespace")).version;
-  // A rename before the watch is history the name already reflects: "b" is the namespace "a" was.
+  // A name that did not exist at fromVersion is resolved when asked: "b", the namespace
+  // "a" was, with the writes made under the old name.
   const va = (await db.set("a", "k", "written as a")).version;
   await db.renameNamespace("a", "b");
-  const it = db.watch("ns", { prefix: [] }, { fromVersion: v0 - 1n });
+  const { events, error } = await drain(db.watch("ns", { prefix: [] }, { fromVersion: v0 - 1n }));
+  assert.deepEqual(events.map((e) => [e.version, e.changes[0]!.value]), [[v0, "old namespace"]]);
+  const gone = namespaceGone(error);
+  assert.equal(gone.op, "drop");
+  const it = db.watch("ns", { prefix: [] }, { fromVersion: gone.version });
   const itB = db.watch("b", { prefix: [] }, { fromVersion: v0 - 1n });
   const pending = take(it, 2);
   const pendingB = take(itB, 2);
@@ -141,8 +146,8 @@ if (canSpawn) {
       await db.createNamespace("n");
       const n1 = (await db.set("n", "k", "new")).version;
       // D: drop and re-create; R: rename, followed; F: replaying from before a drop; N: asked
-      // after a drop and re-creation, replaying from before it.
-      const w = startWorker(rt, "watch-ns", [dir, "D:d:-:0", "R:r:-:1", `F:f:${f0}:0`, `N:n:${n0 - 1n}:0`]);
+      // after a drop and re-creation, replaying from before it, following the drop.
+      const w = startWorker(rt, "watch-ns", [dir, "D:d:-:0", "R:r:-:1", `F:f:${f0}:0`, `N:n:${n0 - 1n}:1`]);
       try {
         await w.waitFor("watching");
         const d1 = (await db.set("d", "k", 1)).version;
@@ -177,7 +182,11 @@ if (canSpawn) {
           `event f ${f2} [{"key":"k","value":2}]`,
           `ended NAMESPACE_NOT_FOUND {"ns":"f","version":"${fDrop}","op":"drop"}`,
         ]);
-        assert.deepEqual(linesOf(w.lines, "N"), [
+        const nLines = linesOf(w.lines, "N");
+        const nDrop = endedAt(nLines[1], { ns: "n", op: "drop" }, n0, n1);
+        assert.deepEqual(nLines, [
+          `event n ${n0} [{"key":"k","value":"old"}]`,
+          `ended NAMESPACE_NOT_FOUND {"ns":"n","version":"${nDrop}","op":"drop"}`,
           `event n ${n1} [{"key":"k","value":"new"}]`,
           `event n ${n2} [{"key":"k","value":"live"}]`,
         ]);

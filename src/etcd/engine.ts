@@ -157,7 +157,7 @@ import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, nextPageKeys, pageBytes, su
 import type { NsBinding, ReadContext } from "./reader.ts";
 import { EtcdTransaction } from "./transaction.ts";
 import type { EtcdOpResult, EtcdTxn, EtcdTxnResult } from "./client.ts";
-import { isLeaseNotFound } from "./failures.ts";
+import { EtcdCompactedError, isLeaseNotFound } from "./failures.ts";
 import { namespaceEnded, watchSelects } from "../watch.ts";
 import { fromVersionAhead } from "../options.ts";
 
@@ -624,11 +624,35 @@ export class EtcdEngine {
   async *watch(ns: string, sel: EtcdWatchSelector, options: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncGenerator<EtcdWatchChange, void, undefined> {
     this.#open("watch");
     const reader = this.reader();
-    const { id, mod: boundAt } = await reader.binding(ns);
+    let now: NsBinding | undefined;
+    let missing: unknown;
+    try {
+      now = await reader.binding(ns);
+    } catch (e) {
+      if (!(e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND") || reader.revision === undefined) throw e;
+      missing = e;
+    }
+    const head = reader.revision!;
+    if (options.fromVersion !== undefined && options.fromVersion > head) throw fromVersionAhead(options.fromVersion, head);
+    const from = options.fromVersion ?? head;
+    // The namespace the name denoted at fromVersion, if it denoted one then (watch.ts rule
+    // 2): a resumed watcher, or one following a rename, goes on with the namespace it
+    // followed even if the name was dropped or taken by another since (the drop shows in
+    // the stream and ends it). Else the one the name denotes now. History etcd compacted
+    // cannot say: the watch below then fails with WATCH_OVERFLOW.
+    let then: NsBinding | undefined;
+    if (from < head) {
+      try {
+        then = await new EtcdReader(this.#ctx, from).binding(ns);
+      } catch (e) {
+        if (!(e instanceof TxtDbError && (e.code === "NAMESPACE_NOT_FOUND" || e instanceof EtcdCompactedError || e.details?.compacted === true))) throw e;
+      }
+    }
+    const bound = then ?? now;
+    if (bound === undefined) throw missing;
+    const { id, mod: boundAt } = bound;
     // Before `boundAt` the id had another name (a rename to `ns`), or no data (the
     // creation): its writes then are not writes to `ns`, as on a directory.
-    if (options.fromVersion !== undefined && options.fromVersion > reader.revision!) throw fromVersionAhead(options.fromVersion, reader.revision!);
-    const from = options.fromVersion ?? reader.revision!;
     const startRevision = (from > boundAt ? from : boundAt) + 1n;
     let lo: Uint8Array, hi: Uint8Array;
     // The selection as watch.ts matches it, shared with the local engine's watchers.

@@ -7,8 +7,9 @@
  * namespace. Prints "watching" once all are started, then for each event
  * "event <tag> <namespace> <version> <changes as JSON>" and, when a watcher ends with an
  * error, "ended <tag> <code> <details as JSON>" (bigints as strings). With follow 1 a
- * watcher whose namespace was renamed goes on as the error says: it watches the new name
- * from the version in the error. Exits when stdin closes.
+ * watcher whose namespace was renamed or dropped goes on as the error says: it watches the
+ * new name (or the same one, re-created) from the version in the error. Exits when stdin
+ * closes.
  */
 import { open, TxtDbError } from "txtdb";
 import { args, exit, say, stdinLines } from "./io.ts";
@@ -26,8 +27,8 @@ async function follow(db: Awaited<ReturnType<typeof open>>, tag: string, ns: str
       if (!(e instanceof TxtDbError)) throw e;
       say(`ended ${tag} ${e.code} ${json(e.details)}`);
       const d = e.details as { op?: string; to?: string; version?: bigint } | undefined;
-      if (!again || d?.op !== "rename") return;
-      ns = d.to!;
+      if (!again || (d?.op !== "rename" && d?.op !== "drop")) return;
+      if (d.op === "rename") ns = d.to!; // a drop: the name again (the re-created namespace, if any)
       from = d.version!;
     }
   }

@@ -720,7 +720,9 @@ export class Tail {
     }
     if (fr && comparePositions(pos, { seg: fr.durableSeg, off: fr.durableOff }) < 0) {
       // Records known durable are missing (zeroed, or the file was cut).
-      throw this.#corruption(pos, `the log ends at ${pos.off} before its durable end at ${fr.durableOff}`);
+      // Both positions with their segments: offsets alone read as nonsense across segments
+      // ("ends at 1047 before its durable end at 103").
+      throw this.#corruption(pos, `the log ends at ${segmentName(pos.seg)}:${pos.off}, before its durable end at ${segmentName(fr.durableSeg)}:${fr.durableOff}`);
     }
     if (!opening && published && comparePositions(pos, published) < 0) {
       // Commits that resolved are missing from where this process reads, or its read

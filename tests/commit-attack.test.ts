@@ -224,6 +224,21 @@ for (const sabotage of ["deleted", "replaced by an empty file", "truncated to ze
   });
 }
 
+test(`${R} the newest log segment deleted while the store is closed: open fails with CORRUPTION naming where the log ends and where its durable end is, each with its segment`, async () => {
+  const dir = tempDir("ca");
+  const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+  const segments = () => fs.readdirSync(dir).filter((f) => /^seg-\d+\.log$/.test(f)).sort();
+  for (let i = 0; segments().length < 2 || i < 3; i++) await db.set("ns", ["k", i], "v".repeat(100));
+  await db.set("ns", "last", 1);
+  await db.close();
+  const newest = segments().pop()!;
+  fs.rmSync(`${dir}/${newest}`);
+  const err = await open(dir).then((d) => d.close().then(() => undefined), (e: unknown) => e);
+  assert.ok(err instanceof TxtDbError && err.code === "CORRUPTION", String(err));
+  assert.match(err.message, new RegExp(`before its durable end at ${newest.replace(".", "\\.")}:\\d+`));
+  assert.match(err.message, /the log ends at seg-\d+\.log:\d+/);
+});
+
 for (const durability of ["none", "relaxed"] as const) {
   test(`${R} durability "${durability}": a commit whose catch-up finds the log ending before the published frontier (commits of another process gone from under it) fails with CORRUPTION and writes nothing; it never moves the frontier back and appends over them`, async () => {
     const dir = tempDir("ca");

@@ -825,14 +825,19 @@ export class LocalDatabase implements DatabaseEngine {
     this.#tail.refresh();
     const head = this.#tail.visibleTsn;
     if (opts.fromVersion !== undefined && opts.fromVersion > BigInt(head)) throw fromVersionAhead(opts.fromVersion, BigInt(head));
-    const from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
+    let from = opts.fromVersion === undefined ? undefined : Number(opts.fromVersion);
     // Which namespace: the one the name denoted at fromVersion, if it denoted one then
     // (watch.ts rule 2): resuming a watcher, or following a rename with the version
     // NAMESPACE_NOT_FOUND gave, goes on with the namespace it followed, even if the name
-    // was dropped or taken by another since. Else the one the name denotes now.
+    // was dropped or taken by another since. Else the one the name denotes now, from the
+    // commit that gave it that name on: what the namespace had before, under another name
+    // (a rename to this one), was not written to this name (as the etcd engine does).
     let nsId = from !== undefined && from < head ? this.index.resolve(ns, from) : undefined;
     const boundTsn = nsId !== undefined ? from! : head;
-    nsId ??= this.index.resolve(ns, head);
+    if (nsId === undefined) {
+      nsId = this.index.resolve(ns, head);
+      if (from !== undefined && nsId !== undefined) from = Math.max(from, this.index.nameChangedAt(ns));
+    }
     if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
     let it: AsyncIterableIterator<WatchEvent<T>>;
     if ("keys" in sel) {

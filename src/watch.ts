@@ -26,7 +26,9 @@
  *    resumed, or one following a rename with the version NAMESPACE_NOT_FOUND gave: it
  *    goes on with that namespace even if the name was dropped or taken by another since,
  *    and meets the drop or rename by rule 1); otherwise at the version the watch is asked
- *    at. Namespace operations at or before that version are history the name already
+ *    at, and the replay starts no earlier than the commit that gave the name to that
+ *    namespace (its writes under another name were not writes to this one: localdb.ts).
+ *    Namespace operations at or before that version are history the name already
  *    reflects: the namespace it denoted then was alive then, so none of them removed it
  *    (ids are never reused). A watcher replaying `fromVersion` from before the name
  *    existed, across an old drop of it, delivers only the writes of the namespace the

@@ -672,7 +672,7 @@ export function conformance(R: string, store: ConformanceStore): void {
     await db.close();
   });
 
-  test(`${R} following a rename as NAMESPACE_NOT_FOUND says misses nothing when the new name is later dropped, re-created or gone: the name is resolved at fromVersion`, async () => {
+  test(`${R} following a rename as NAMESPACE_NOT_FOUND says misses nothing when the new name is later dropped, re-created or gone: the name is resolved at fromVersion (or, unbound then, from when it took its namespace)`, async () => {
     const { db, dir } = await fresh({ namespaces: ["w"] });
     const writer = await open(dir);
     /** What ends watcher `w` (its error), once it ends. */
@@ -713,6 +713,14 @@ export function conformance(R: string, store: ConformanceStore): void {
     assert.deepEqual((await late.next()).value, { version: vb, changes: [{ key: "k4", value: 4 }] });
     const end = await late.next().then(() => undefined, (e: unknown) => e);
     assert.ok(end instanceof TxtDbError && end.code === "NAMESPACE_NOT_FOUND" && end.details!.op === "drop", String(end));
+    // A name that did not exist at fromVersion: from the commit that gave it its namespace
+    // on; that namespace's writes under its earlier name were not writes to this one.
+    await writer.createNamespace("x");
+    const before = (await writer.set("x", "k5", 5)).version;
+    await writer.renameNamespace("x", "y");
+    const vy = (await writer.set("y", "k6", 6)).version;
+    const fromBefore = take(db.watch("y", { prefix: [] }, { fromVersion: before - 1n }), 1);
+    assert.deepEqual(await fromBefore, [{ version: vy, changes: [{ key: "k6", value: 6 }] }]);
     await writer.close();
     await db.close();
   });

@@ -111,6 +111,27 @@ etcdTests(`${R} conformance`, () => {
     await db.close();
   });
 
+  test(`${R} watch from a version whose namespace binding etcd compacted away fails with WATCH_OVERFLOW and resumeFrom, never delivering a re-created namespace's writes as the old one's`, async () => {
+    const dir = await location();
+    const writer = await open(dir, { namespaces: ["a"] });
+    const from = (await writer.set("a", "pad", 0)).version;
+    await writer.set("a", "k1", "old");
+    await writer.dropNamespace("a");
+    const snap = await writer.snapshot(); // holds compaction at the drop
+    await writer.createNamespace("a");
+    await writer.set("a", "k2", "new");
+    const r = await writer.compact();
+    assert.ok(r.checkpointVersion > from && r.checkpointVersion <= snap.version, `compacted to ${r.checkpointVersion}, between ${from} and ${snap.version}`);
+    const db = await open(dir); // another process, opened after the compaction
+    const w = db.watch("a", { prefix: [] }, { fromVersion: from });
+    const got = await w.next().then((x) => x, (e: unknown) => e);
+    assert.ok(got instanceof TxtDbError && got.code === "WATCH_OVERFLOW", `expected WATCH_OVERFLOW, got ${JSON.stringify(got, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`);
+    assert.equal(typeof got.details?.resumeFrom, "bigint");
+    snap.release();
+    await writer.close();
+    await db.close();
+  });
+
   test(`${R} autoCompactBytes: a handle compacts etcd's history by itself once it wrote that much, below a snapshot another handle holds`, async () => {
     const { db, dir } = await fresh({ autoCompactBytes: 4_000 });
     await using reader = await open(dir);

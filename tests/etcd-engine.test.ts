@@ -681,6 +681,19 @@ etcdTests(`${R} etcd engine`, () => {
     await s.close();
   });
 
+  test(`${R} commit ids of namespace operations are cleaned up as they go: a process making many namespace operations and no commits keeps only a few in etcd`, async () => {
+    const s = await store();
+    const e = s.engines[0]!;
+    for (let i = 0; i < 30; i++) {
+      await e.createNamespace(`n${i}`);
+      await e.dropNamespace(`n${i}`);
+    }
+    const ids = await e.client.range(e.layout.commitPrefix, { prefix: true, keysOnly: true });
+    // The lease's mark of life, and the ids of the last few operations not yet cleaned up.
+    assert.ok(ids.count <= 10, `${ids.count} commit ids left after 60 namespace operations`);
+    await s.close();
+  });
+
   test(`${R} expiring values read as absent from their expiry on; a serializable read of one that expires before commit conflicts`, async () => {
     const s = await store();
     const e = s.engines[0]!;

@@ -92,7 +92,7 @@ test(`${R} a watcher asked after a drop and re-creation, fromVersion before the 
   await db.createNamespace("ns");
   const v1 = (await db.set("ns", "k", "new namespace")).version;
   // A name that did not exist at fromVersion is resolved when asked: "b", the namespace
-  // "a" was, with the writes made under the old name.
+  // "a" was, from the rename on (the writes made under the old name were not to "b").
   const va = (await db.set("a", "k", "written as a")).version;
   await db.renameNamespace("a", "b");
   const { events, error } = await drain(db.watch("ns", { prefix: [] }, { fromVersion: v0 - 1n }));
@@ -102,11 +102,12 @@ test(`${R} a watcher asked after a drop and re-creation, fromVersion before the 
   const it = db.watch("ns", { prefix: [] }, { fromVersion: gone.version });
   const itB = db.watch("b", { prefix: [] }, { fromVersion: v0 - 1n });
   const pending = take(it, 2);
-  const pendingB = take(itB, 2);
+  const pendingB = take(itB, 1);
   const v2 = (await db.set("ns", "k", "live")).version;
   const vb = (await db.set("b", "k", "written as b")).version;
   assert.deepEqual((await pending).map((e) => [e.version, e.changes[0]!.value]), [[v1, "new namespace"], [v2, "live"]]);
-  assert.deepEqual((await pendingB).map((e) => [e.version, e.changes[0]!.value]), [[va, "written as a"], [vb, "written as b"]]);
+  assert.deepEqual((await pendingB).map((e) => [e.version, e.changes[0]!.value]), [[vb, "written as b"]]);
+  assert.ok(va < vb);
   await db.close();
 }));
 

@@ -151,7 +151,7 @@ import type { FetchLike } from "./transport.ts";
 import { parseEtcdUrl } from "./url.ts";
 import { commit, COMMIT_ATTEMPTS_MAX, COMMIT_MARKS, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX } from "./commit.ts";
 import type { CommitContext, EtcdCommitCounts, EtcdCommitRequest } from "./commit.ts";
-import { fixedRevision, storedId, isTombstone, Layout } from "./layout.ts";
+import { fixedRevision, parseRevision, storedId, isTombstone, Layout } from "./layout.ts";
 import { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, nextPageKeys, pageBytes, successor } from "./reader.ts";
 import type { NsBinding, ReadContext } from "./reader.ts";
@@ -460,14 +460,19 @@ export class EtcdEngine {
     for (let attempt = 0; ; attempt++) {
       const lease = await this.pins.lease();
       const id = this.layout.commitKey(lease.id, this.#ctx.nextCommitSeq());
+      // Ids known landed are deleted here too, as commits do (a few per txn): a process
+      // making many namespace operations and few commits would pile them up until its
+      // lease ended.
+      const cleanup = this.#ctx.landed.splice(0, Math.max(0, Math.min(8, ETCD_TXN_OPS_MAX - txn.success.length - 1)));
       let t: EtcdTxnResult;
       try {
         t = await this.client.txn({
           compare: [...txn.compare, { key: id, target: "VERSION", result: "EQUAL", version: 0 }],
-          success: [...txn.success, { op: "put", key: id, value: COMMIT_MARKS.commit, lease: lease.id }],
+          success: [...txn.success, { op: "put", key: id, value: COMMIT_MARKS.commit, lease: lease.id }, ...cleanup.map((k) => ({ op: "delete" as const, key: k }))],
           failure: [...(txn.failure ?? []), { op: "range", key: id }, { op: "range", key: this.layout.aliveKey(lease.id), keysOnly: true }],
         });
       } catch (e) {
+        this.#ctx.landed.push(...cleanup); // not known deleted: a later txn tries again
         if (!isLeaseNotFound(e) || attempt >= 2) throw e;
         this.pins.leaseGone(lease);
         continue;
@@ -477,6 +482,7 @@ export class EtcdEngine {
         this.#ctx.landed.push(id);
         return t;
       }
+      this.#ctx.landed.push(...cleanup); // the failure branch ran: their deletes did not
       const idRead = t.responses[own];
       const kv = idRead?.op === "range" ? idRead.kvs[0] : undefined;
       if (kv && compareBytes(kv.value, COMMIT_MARKS.commit) === 0) {
@@ -638,14 +644,18 @@ export class EtcdEngine {
     // The namespace the name denoted at fromVersion, if it denoted one then (watch.ts rule
     // 2): a resumed watcher, or one following a rename, goes on with the namespace it
     // followed even if the name was dropped or taken by another since (the drop shows in
-    // the stream and ends it). Else the one the name denotes now. History etcd compacted
-    // cannot say: the watch below then fails with WATCH_OVERFLOW.
+    // the stream and ends it). Else the one the name denotes now, from when it took it.
     let then: NsBinding | undefined;
     if (from < head) {
       try {
         then = await new EtcdReader(this.#ctx, from).binding(ns);
       } catch (e) {
-        if (!(e instanceof TxtDbError && (e.code === "NAMESPACE_NOT_FOUND" || e instanceof EtcdCompactedError || e.details?.compacted === true))) throw e;
+        // The oldest fromVersion etcd serves (a WATCH_OVERFLOW's resumeFrom) is one below
+        // the compaction revision, which a read cannot reach: read the binding there, and
+        // take it unless that revision changed it. (Not covered: a drop at exactly that
+        // revision, with the name re-created since, is followed to the new namespace
+        // without the drop's NAMESPACE_NOT_FOUND.)
+        then = await this.#bindingJustAfterCompaction(ns, from, e);
       }
     }
     const bound = then ?? now;
@@ -695,6 +705,33 @@ export class EtcdEngine {
       if (changes.length > 0) yield { version: item.revision, changes };
       if (unbound) throw namespaceEnded(ns, item.revision, await this.#renamedTo(id, item.revision));
     }
+  }
+
+  /**
+   * watch()'s namespace at `from` when reading there failed with `e`: undefined when the
+   * name was unbound then (or bound only at the revision after it). Compacted history:
+   * WATCH_OVERFLOW (as EtcdCompactedError; the public layer adds resumeFrom), unless `from`
+   * is the oldest fromVersion etcd serves (one below the compaction revision, which a read
+   * cannot reach): then the binding at the compaction revision, if that revision did not
+   * change it. Falling back to the name's namespace now would deliver another namespace's
+   * writes, or skip the old one's, unsaid.
+   */
+  async #bindingJustAfterCompaction(ns: string, from: bigint, e: unknown): Promise<NsBinding | undefined> {
+    if (e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND") return undefined;
+    if (!(e instanceof EtcdCompactedError || (e instanceof TxtDbError && e.details?.compacted === true))) throw e;
+    const r = await this.client.range(this.layout.mark);
+    const mark = r.kvs[0] ? parseRevision(r.kvs[0].value) : 0n;
+    if (mark === from + 1n) {
+      try {
+        const b = await new EtcdReader(this.#ctx, mark).binding(ns);
+        return b.mod < mark ? b : undefined;
+      } catch (f) {
+        if (f instanceof TxtDbError && f.code === "NAMESPACE_NOT_FOUND") return undefined;
+        if (!(f instanceof EtcdCompactedError || (f instanceof TxtDbError && f.details?.compacted === true))) throw f;
+      }
+    }
+    const cause = e instanceof EtcdCompactedError ? e : e.cause instanceof EtcdCompactedError ? e.cause : undefined;
+    throw new EtcdCompactedError("watch", from + 1n, mark > from ? mark : cause?.compactRevision ?? 0n, String(cause?.details?.endpoint ?? this.client.endpoints[0]));
   }
 
   /** The name namespace `id` is bound to at `revision` (after a rename), or undefined (a drop). */

@@ -661,8 +661,11 @@ etcdTests(`${R} etcd engine`, () => {
     tx = await e.begin();
     tx.set("u", k("n"), v(decodeValue((await tx.get("u", k("n")))!.value) as number + 1));
     duplicate = 1;
+    const unknownBefore = e.stats().unknown;
     const twice = await failsWith("UNAVAILABLE", () => tx.commit());
     assert.equal(twice.error.details?.outcome, "unknown");
+    assert.match(twice.error.message, /whether an earlier delivery of it landed/, "reported as U5 says, not fenced as a lost reply");
+    assert.equal(e.stats().unknown, unknownBefore + 1, "counted once");
     assert.equal(decodeValue((await e.reader().get("u", k("n")))!.value), 8, "applied once");
     // Namespace operations delivered twice report what they did (U6), not NAMESPACE_EXISTS
     // or NAMESPACE_NOT_FOUND from meeting their own first delivery's effect.

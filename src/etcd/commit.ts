@@ -28,7 +28,7 @@ import { TxtDbError } from "../errors.ts";
 import { decodeValue, encodeValue } from "../codec.ts";
 import { expiresAtOf, isExpired, isExpiring, valueBytesOf, wrapExpiring } from "../expiry.ts";
 import { decodeKey, describeKey } from "../keys.ts";
-import type { EtcdClient, EtcdCompare, EtcdOp } from "./client.ts";
+import type { EtcdClient, EtcdCompare, EtcdOp, EtcdOpResult, EtcdTxnResult } from "./client.ts";
 import type { EtcdLease } from "./lease.ts";
 import type { EtcdKeyValue } from "./wire.ts";
 import type { WriteOp } from "../txstate.ts";
@@ -305,46 +305,14 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
       const txn = {
         compare: [...compares, ...exact, { key: commitKey, target: "VERSION" as const, result: "EQUAL" as const, version: 0 }],
         success: ops,
-        // The failure branch also reads the commit id: a request delivered twice (a
-        // retrying proxy, a resent connection) lands once and fails its id compare the
-        // second time; if the reply we get is the second's, the id says we landed.
-        // And the lease's mark of life (U5): an id read absent proves nothing once the lease
-        // ended, since ending it deleted the id of a delivery that had landed.
-        failure: [
-          ...head.map((h) => ({ op: "range" as const, key: h.etcdKey, keysOnly: true })),
-          { op: "range" as const, key: commitKey },
-          { op: "range" as const, key: layout.aliveKey(lease.id), keysOnly: true },
-        ],
+        // The failure branch ends with the reads of U4 and U5 (ownOutcomeReads).
+        failure: [...head.map((h) => ({ op: "range" as const, key: h.etcdKey, keysOnly: true })), ...ownOutcomeReads(layout, commitKey, lease.id)],
       };
-      let outcome: { landed: true; revision: bigint } | { landed: false; moved: boolean } | "not-applied";
+      let outcome: { landed: true; revision: bigint } | { landed: false; moved: boolean } | "not-applied" | undefined;
+      let r: EtcdTxnResult | undefined;
       try {
-        const r = await ctx.client.txn(txn);
+        r = await ctx.client.txn(txn);
         ctx.pins.saw(r.revision);
-        const own = r.succeeded ? undefined : r.responses[head.length];
-        const ownKv = own?.op === "range" ? own.kvs[0] : undefined;
-        const alive = r.succeeded ? undefined : r.responses[head.length + 1];
-        if (r.succeeded) outcome = { landed: true, revision: r.revision };
-        else if (ownKv && utf8d.decode(ownKv.value) === COMMIT_MARK) {
-          ctx.counts.lostLanded++;
-          outcome = { landed: true, revision: ownKv.modRevision };
-        } else if (alive?.op === "range" && alive.count === 0) {
-          // U5: the lease ended. This reply may be a second delivery's, failing on what a
-          // first one, which landed, wrote; that one's id went with the lease.
-          ctx.pins.leaseGone(lease);
-          ctx.landed.push(...cleanup);
-          ctx.counts.unknown++;
-          throw new TxtDbError("UNAVAILABLE", `The commit's outcome is unknown: it failed, and the process's lease ended before the failure was read, so whether an earlier delivery of it landed can no longer be learned (a proxy or load balancer that sends requests again can deliver one twice); read the keys before retrying`, {
-            details: { outcome: "unknown", commitKey: utf8d.decode(commitKey) },
-          });
-        } else {
-          // Step 4: did a sum's or check's key move since step 1?
-          const moved = head.some((h, j) => {
-            const res = r.responses[j];
-            const now = res?.op === "range" ? res.kvs[0]?.modRevision ?? 0n : 0n;
-            return now !== (current.get(`${h.ns}\0${h.key}`)?.modRevision ?? 0n);
-          });
-          outcome = { landed: false, moved };
-        }
       } catch (e) {
         if (isLeaseNotFound(e)) {
           // The lease ended before its keep-alive noticed; etcd refused the whole txn
@@ -356,6 +324,29 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
           throw e;
         } else {
           outcome = await resolveUnknown(ctx, commitKey, lease, e);
+        }
+      }
+      if (outcome === undefined) {
+        // Judged outside the catch above: a lease that ended (U5) is an outcome to report,
+        // not a lost reply to fence.
+        const responses = r!.responses;
+        let own: bigint | undefined;
+        try {
+          own = r!.succeeded ? undefined : ownOutcome(ctx, responses, head.length, lease, "The commit's", "read the keys", { commitKey: utf8d.decode(commitKey) });
+        } catch (e) {
+          ctx.landed.push(...cleanup); // the failure branch ran: their deletes did not
+          throw e;
+        }
+        if (r!.succeeded) outcome = { landed: true, revision: r!.revision };
+        else if (own !== undefined) outcome = { landed: true, revision: own };
+        else {
+          // Step 4: did a sum's or check's key move since step 1?
+          const moved = head.some((h, j) => {
+            const res = responses[j];
+            const now = res?.op === "range" ? res.kvs[0]?.modRevision ?? 0n : 0n;
+            return now !== (current.get(`${h.ns}\0${h.key}`)?.modRevision ?? 0n);
+          });
+          outcome = { landed: false, moved };
         }
       }
       if (outcome === "not-applied" || !outcome.landed) ctx.landed.push(...cleanup); // their deletes did not run
@@ -380,6 +371,41 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
       throw new TxtDbError("UNAVAILABLE", `Cannot commit: etcd did not answer ${RESEND_MAX} times, each proved not applied; nothing was written; retry`, { details: { outcome: "not-applied" } });
     }
   }
+}
+
+/**
+ * U4, U5: the reads a commit or namespace txn's failure branch ends with: its own commit id,
+ * and the lease's mark of life. A request delivered twice (a retrying proxy, a resent
+ * connection) lands once and fails its id compare the second time; if the reply is the
+ * second's, the id says it landed. An id read absent proves nothing once the lease ended,
+ * since ending it deleted the id of a delivery that had landed: the mark says whether it did.
+ */
+export function ownOutcomeReads(layout: Layout, commitKey: Uint8Array, lease: bigint): EtcdOp[] {
+  return [{ op: "range", key: commitKey }, { op: "range", key: layout.aliveKey(lease), keysOnly: true }];
+}
+
+/**
+ * What the {@link ownOutcomeReads} of a failed txn, at `at` in its responses, say: the
+ * revision it landed at (an earlier delivery), or undefined (it did not land). With the
+ * lease ended, UNAVAILABLE with outcome "unknown" (`what`: "The commit's", ...; `check`:
+ * what to look at before retrying), and the lease is let go.
+ */
+export function ownOutcome(ctx: Pick<CommitContext, "pins" | "counts">, responses: readonly EtcdOpResult[], at: number, lease: EtcdLease, what: string, check: string, details: Record<string, unknown> = {}): bigint | undefined {
+  const id = responses[at];
+  const kv = id?.op === "range" ? id.kvs[0] : undefined;
+  if (kv && utf8d.decode(kv.value) === COMMIT_MARK) {
+    ctx.counts.lostLanded++;
+    return kv.modRevision;
+  }
+  const alive = responses[at + 1];
+  if (alive?.op === "range" && alive.count === 0) {
+    ctx.pins.leaseGone(lease);
+    ctx.counts.unknown++;
+    throw new TxtDbError("UNAVAILABLE", `${what} outcome is unknown: it failed, and the process's lease ended before the failure was read, so whether an earlier delivery of it landed can no longer be learned (a proxy or load balancer that sends requests again can deliver one twice); ${check} before retrying`, {
+      details: { outcome: "unknown", ...details },
+    });
+  }
+  return undefined;
 }
 
 /**

@@ -149,7 +149,7 @@ import { isWellFormedString, PREFIX_END } from "../keys.ts";
 import { EtcdClient } from "./client.ts";
 import type { FetchLike } from "./transport.ts";
 import { parseEtcdUrl } from "./url.ts";
-import { commit, COMMIT_ATTEMPTS_MAX, COMMIT_MARKS, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX } from "./commit.ts";
+import { commit, COMMIT_ATTEMPTS_MAX, COMMIT_MARKS, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX, ownOutcome, ownOutcomeReads } from "./commit.ts";
 import type { CommitContext, EtcdCommitCounts, EtcdCommitRequest } from "./commit.ts";
 import { fixedRevision, parseRevision, storedId, isTombstone, Layout } from "./layout.ts";
 import { EtcdPins } from "./pins.ts";
@@ -469,7 +469,7 @@ export class EtcdEngine {
         t = await this.client.txn({
           compare: [...txn.compare, { key: id, target: "VERSION", result: "EQUAL", version: 0 }],
           success: [...txn.success, { op: "put", key: id, value: COMMIT_MARKS.commit, lease: lease.id }, ...cleanup.map((k) => ({ op: "delete" as const, key: k }))],
-          failure: [...(txn.failure ?? []), { op: "range", key: id }, { op: "range", key: this.layout.aliveKey(lease.id), keysOnly: true }],
+          failure: [...(txn.failure ?? []), ...ownOutcomeReads(this.layout, id, lease.id)],
         });
       } catch (e) {
         this.#ctx.landed.push(...cleanup); // not known deleted: a later txn tries again
@@ -483,22 +483,10 @@ export class EtcdEngine {
         return t;
       }
       this.#ctx.landed.push(...cleanup); // the failure branch ran: their deletes did not
-      const idRead = t.responses[own];
-      const kv = idRead?.op === "range" ? idRead.kvs[0] : undefined;
-      if (kv && compareBytes(kv.value, COMMIT_MARKS.commit) === 0) {
-        this.#ctx.counts.lostLanded++;
-        this.#ctx.landed.push(id);
-        return { ...t, succeeded: true, revision: kv.modRevision, responses: [] };
-      }
-      const alive = t.responses[own + 1];
-      if (alive?.op === "range" && alive.count === 0) {
-        this.pins.leaseGone(lease);
-        this.#ctx.counts.unknown++;
-        throw new TxtDbError("UNAVAILABLE", "The namespace operation's outcome is unknown: it failed, and the process's lease ended before the failure was read, so whether an earlier delivery of it landed can no longer be learned (a proxy or load balancer that sends requests again can deliver one twice); list the namespaces before retrying", {
-          details: { outcome: "unknown" },
-        });
-      }
-      return t;
+      const landedAt = ownOutcome(this.#ctx, t.responses, own, lease, "The namespace operation's", "list the namespaces");
+      if (landedAt === undefined) return t;
+      this.#ctx.landed.push(id);
+      return { ...t, succeeded: true, revision: landedAt, responses: [] };
     }
   }
 
@@ -650,11 +638,6 @@ export class EtcdEngine {
       try {
         then = await new EtcdReader(this.#ctx, from).binding(ns);
       } catch (e) {
-        // The oldest fromVersion etcd serves (a WATCH_OVERFLOW's resumeFrom) is one below
-        // the compaction revision, which a read cannot reach: read the binding there, and
-        // take it unless that revision changed it. (Not covered: a drop at exactly that
-        // revision, with the name re-created since, is followed to the new namespace
-        // without the drop's NAMESPACE_NOT_FOUND.)
         then = await this.#bindingJustAfterCompaction(ns, from, e);
       }
     }
@@ -714,11 +697,14 @@ export class EtcdEngine {
    * is the oldest fromVersion etcd serves (one below the compaction revision, which a read
    * cannot reach): then the binding at the compaction revision, if that revision did not
    * change it. Falling back to the name's namespace now would deliver another namespace's
-   * writes, or skip the old one's, unsaid.
+   * writes, or skip the old one's, unsaid. (Not covered: a drop at exactly the compaction
+   * revision, with the name re-created since, is followed to the new namespace without the
+   * drop's NAMESPACE_NOT_FOUND.)
    */
   async #bindingJustAfterCompaction(ns: string, from: bigint, e: unknown): Promise<NsBinding | undefined> {
     if (e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND") return undefined;
-    if (!(e instanceof EtcdCompactedError || (e instanceof TxtDbError && e.details?.compacted === true))) throw e;
+    const compacted = (x: unknown): x is TxtDbError => x instanceof EtcdCompactedError || (x instanceof TxtDbError && x.details?.compacted === true);
+    if (!compacted(e)) throw e;
     const r = await this.client.range(this.layout.mark);
     const mark = r.kvs[0] ? parseRevision(r.kvs[0].value) : 0n;
     if (mark === from + 1n) {
@@ -727,7 +713,7 @@ export class EtcdEngine {
         return b.mod < mark ? b : undefined;
       } catch (f) {
         if (f instanceof TxtDbError && f.code === "NAMESPACE_NOT_FOUND") return undefined;
-        if (!(f instanceof EtcdCompactedError || (f instanceof TxtDbError && f.details?.compacted === true))) throw f;
+        if (!compacted(f)) throw f;
       }
     }
     const cause = e instanceof EtcdCompactedError ? e : e.cause instanceof EtcdCompactedError ? e.cause : undefined;

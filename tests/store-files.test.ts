@@ -337,6 +337,70 @@ test(`${R} read-only opens racing another process's compactions never fail and n
   }
 });
 
+test(`${R} check() whose runs keep meeting another process's compaction makes its last run in compact.lock, which no compaction passes, and reports the healthy store clean (writable and read-only handles)`, { skip: !canSpawn }, async () => {
+  // Placed, not raced: at tables a check opens, it asks a worker process to compact and
+  // waits for it (through files: the wait is synchronous, this event loop stopped), so its
+  // unlocked runs have tables deleted under them. Its last run holds compact.lock shared
+  // (a probe of the lock tells those firings apart): there the worker's compaction must
+  // wait until the check ends, and the manifest stays put.
+  const { withFaults } = await import("txtdb/adapters/faults");
+  const { FileLock } = await import("txtdb/internal");
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  for (const mode of ["writable", "readonly"] as const) {
+    const dir = tempDir("checklocked");
+    const signals = tempDir("checklocked-signals");
+    const writer = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+    for (let i = 0; i < 60; i++) await writer.set("ns", ["k", i], "v".repeat(100));
+    await writer.compact();
+    for (let i = 0; i < 60; i++) await writer.set("ns", ["k", i], "w".repeat(100)); // for the first compaction to fold
+    await writer.close(); // its pin would hold back the compactions
+    const worker = startWorker("node", "compact-on-signal", [dir, signals]);
+    const probe = new FileLock(platform, `${dir}/compact.lock`);
+    let checking = false;
+    const firings: { locked: boolean; moved: boolean; done: boolean }[] = [];
+    const manifest = () => fs.readFileSync(`${dir}/MANIFEST`).toString("base64");
+    const hooked = withFaults(platform, (step, path) => {
+      if (step !== "beforeOpen" || !checking || !path.endsWith(".sst") || firings.length >= 8) return;
+      const free = probe.tryAcquire(true); // the worker is idle here: only the check can hold it
+      free?.();
+      const n = firings.length + 1;
+      const before = manifest();
+      fs.writeFileSync(`${signals}/go-${n}`, "");
+      const deadline = Date.now() + (free ? 30_000 : 1_000);
+      while (!fs.existsSync(`${signals}/done-${n}`) && Date.now() < deadline) Atomics.wait(wait, 0, 0, 2);
+      const done = fs.existsSync(`${signals}/done-${n}`);
+      firings.push({ locked: !free, moved: manifest() !== before, done });
+      if (!free) checking = false; // one held-back compaction is enough; the rest of the run goes on undisturbed
+    });
+    const db = mode === "readonly" ? await open(dir, { readOnly: true, adapter: hooked }) : await open(dir, { adapter: hooked });
+    try {
+      await worker.waitFor("ready");
+      checking = true;
+      const report = await db.check();
+      checking = false;
+      const seen = JSON.stringify(firings);
+      assert.deepEqual(report.problems, [], `${mode}: the last run, in compact.lock, found the store clean (${seen})`);
+      assert.equal(report.ok, true);
+      assert.ok(firings.filter((f) => !f.locked && f.moved).length >= 2, `${mode}: compactions switched the manifest under the unlocked runs: ${seen}`);
+      const locked = firings.filter((f) => f.locked);
+      assert.equal(locked.length, 1, `${mode}: the last run held compact.lock: ${seen}`);
+      assert.deepEqual(locked[0], { locked: true, moved: false, done: false }, `${mode}: no compaction passed the locked run: ${seen}`);
+      // Let go, the held-back compaction runs.
+      const last = firings.length;
+      for (let i = 0; i < 3000 && !fs.existsSync(`${signals}/done-${last}`); i++) await sleep(10);
+      assert.ok(fs.existsSync(`${signals}/done-${last}`), `${mode}: the compaction held back by the check ran once it ended`);
+      fs.writeFileSync(`${signals}/stop`, "");
+      await worker.finish();
+      assert.equal((await db.check()).ok, true);
+    } finally {
+      checking = false;
+      killAllWorkers();
+      probe.close();
+      await db.close();
+    }
+  }
+});
+
 test(`${R} check() while another process compacts never reports a healthy store as damaged (a table or segments deleted under it), from a writable and a read-only handle`, { skip: !canSpawn }, async () => {
   // The read-only handle takes compact.lock shared through a read-only open of the file the
   // compactor created (its last attempt, once the manifest moved under the first ones).

@@ -33,6 +33,19 @@ export const ENOTREG = "ENOTREG";
 export const ELOOP = "ELOOP";
 
 /** An OS-level failure surfaced by an adapter, with the runtime's error as `cause`. */
+/**
+ * What to do about a failure that says nothing of the store itself, by errno: every IO
+ * error built from a PortError carries its message, so the hint reaches the user whatever
+ * operation met it (a table opened at a manifest switch, a lease, a segment roll-over).
+ */
+const ERRNO_HINTS: Record<string, string> = {
+  EMFILE: "this process has too many files open. Each open store keeps one descriptor per table (tables hold up to 32 MiB each) and per live log segment, plus a few lock files; raise the limit on open files (ulimit -n, LimitNOFILE) or close other files, then try again",
+  ENFILE: "the system's table of open files is full; close files in other processes or raise fs.file-max, then try again",
+  ENOSPC: "the file system is full; free space on it, then try again",
+  EDQUOT: "this user's disk quota is exhausted; free space or raise the quota, then try again",
+  EROFS: "the file system is mounted read-only; open the store with readOnly: true, or remount it writable",
+};
+
 export class PortError extends Error {
   /** POSIX-style error name, e.g. `ENOENT`. */
   readonly errno: string;
@@ -40,7 +53,8 @@ export class PortError extends Error {
   readonly path: string;
   /** `detail`, when given, is appended to the message (e.g. what the path turned out to be). */
   constructor(errno: string, op: string, path: string, cause?: unknown, detail?: string) {
-    super(`${op} failed on "${path}": ${errno}${detail ? ` (${detail})` : ""}`, cause === undefined ? undefined : { cause });
+    const hint = ERRNO_HINTS[errno];
+    super(`${op} failed on "${path}": ${errno}${detail ? ` (${detail})` : ""}${hint ? `: ${hint}` : ""}`, cause === undefined ? undefined : { cause });
     this.name = "PortError";
     this.errno = errno;
     this.path = path;

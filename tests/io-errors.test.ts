@@ -67,3 +67,44 @@ test("[sim] creating a store meeting EIO at any step fails with IO (never INVALI
     await db.close();
   }
 });
+
+test("an IO error for a failure outside the store says what to do: too many open files (EMFILE) names the limit to raise, a full disk (ENOSPC) says to free space; nothing is written", async () => {
+  const { withFaults } = await import("txtdb/adapters/faults");
+  const { defaultPlatform, PortError } = await import("txtdb/internal");
+  const { tempDir } = await import("./harness.ts");
+  const dir = tempDir("errno-hints");
+  const writer = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+  for (let i = 0; i < 50; i++) await writer.set("ns", i, "v".repeat(100));
+  await writer.compact();
+  await writer.close();
+  let fail: string | undefined;
+  const platform = withFaults(await defaultPlatform(), (step, path) => {
+    if (fail === "EMFILE" && step === "beforeOpen" && path.endsWith(".sst")) throw new PortError("EMFILE", "open", path);
+    if (fail === "ENOSPC" && step === "beforeWrite" && path.endsWith(".log")) throw new PortError("ENOSPC", "write", path);
+  });
+  fail = "EMFILE";
+  let thrown: unknown;
+  try {
+    const db = await open(dir, { adapter: platform });
+    await db.close();
+  } catch (e) {
+    thrown = e;
+  }
+  assert.ok(thrown instanceof TxtDbError && thrown.code === "IO", `EMFILE opening a table: ${String(thrown)}`);
+  assert.match((thrown as Error).message, /EMFILE: this process has too many files open\. .*ulimit -n/);
+  fail = "ENOSPC";
+  const db = await open(dir, { adapter: platform });
+  thrown = undefined;
+  try {
+    await db.set("ns", "full", 1);
+  } catch (e) {
+    thrown = e;
+  }
+  assert.ok(thrown instanceof TxtDbError && thrown.code === "IO", `ENOSPC appending: ${String(thrown)}`);
+  assert.match((thrown as Error).message, /ENOSPC: the file system is full; free space on it, then try again/);
+  fail = undefined;
+  assert.equal(await db.get("ns", "full"), undefined, "the failed commit was not written");
+  await db.set("ns", "full", 2);
+  assert.equal(await db.get("ns", "full"), 2);
+  await db.close();
+});

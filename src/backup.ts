@@ -50,7 +50,7 @@
 import { assert, describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
 import { BlockCache } from "./blockcache.ts";
 import { TableReader } from "./table.ts";
-import { FRONTIER, ioError, MANIFEST, segmentName } from "./files.ts";
+import { BACKUP_UNFINISHED, FRONTIER, ioError, MANIFEST, segmentName } from "./files.ts";
 import { encodeFrontier, tableIdentity } from "./log.ts";
 import type { Frontier, ManifestTable } from "./log.ts";
 import type { FileLock } from "./lock.ts";
@@ -68,11 +68,13 @@ export interface BackupResult {
 
 /**
  * The first file a backup creates and the last it removes (rule 5): a name no store has,
- * so `open()` refuses the directory as "not a txtdb store" until the copy is whole, even
+ * so `open()` refuses the directory as an unfinished backup until the copy is whole, even
  * when all it holds besides is an empty or partly written first segment (which `open()`
- * would otherwise take for an interrupted creation and start a new, empty store over).
+ * would otherwise take for an interrupted creation and start a new, empty store over), or
+ * tables without a manifest yet (which it would otherwise call a store whose manifest is
+ * lost, to be restored from a backup).
  */
-export const UNFINISHED = "BACKUP-UNFINISHED";
+export const UNFINISHED = BACKUP_UNFINISHED;
 
 const CHUNK_BYTES = 2 ** 20;
 /** Chunks copied between two yields to the event loop (rule 6). */

@@ -32,6 +32,11 @@ import type { Platform } from "./port.ts";
 export const MANIFEST = "MANIFEST";
 /** The next manifest while it is written. */
 export const MANIFEST_TMP = "MANIFEST.tmp";
+/**
+ * The first file a backup creates and the last it removes (backup.ts rule 5): a name no
+ * store has, so a directory holding it is an unfinished copy, never opened as a store.
+ */
+export const BACKUP_UNFINISHED = "BACKUP-UNFINISHED";
 /** The published frontier of the log. */
 export const FRONTIER = "frontier";
 /** Size of the `frontier` file (see log.ts). */

@@ -7,7 +7,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { CHECKPOINT_FILE, COMPACT_LOCK, TABLE_FILE, FRONTIER, FRONTIER_FILE_BYTES, LEASES_DIR, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName, WRITER_LOCK, ioError } from "./files.ts";
+import { BACKUP_UNFINISHED, CHECKPOINT_FILE, COMPACT_LOCK, TABLE_FILE, FRONTIER, FRONTIER_FILE_BYTES, LEASES_DIR, MANIFEST, MANIFEST_TMP, parseSegmentName, segmentName, WRITER_LOCK, ioError } from "./files.ts";
 import { FORMAT_CHECKPOINT, FORMAT_READABLE_MAX } from "./log.ts";
 import type { Log, Manifest } from "./log.ts";
 import { invalidArg } from "./options.ts";
@@ -42,6 +42,12 @@ export function checkCreatable(platform: Platform, path: string, log: Log, thoro
     names = platform.readdir(path);
   } catch (e) {
     throw ioError(e, `Reading the store directory "${path}"`);
+  }
+  if (names.includes(BACKUP_UNFINISHED)) {
+    // Whatever else the copy holds (tables, segments): it was never whole.
+    throw new TxtDbError("INVALID_ARGUMENT", `Directory "${path}" holds an unfinished backup (its "${BACKUP_UNFINISHED}" marker is still there: the backup was interrupted before it completed), not a store. Nothing was changed; delete the directory and back up again`, {
+      details: { interruptedBackup: true, path },
+    });
   }
   // A file counts as the store's only with its exact name and the start txtdb writes.
   const head = (name: string): Uint8Array | undefined => {
@@ -115,7 +121,7 @@ export function checkManifestLost(platform: Platform, path: string, log: Log): v
   } catch (e) {
     // A store created since the caller looked (its first commit written after its MANIFEST
     // was renamed into place) is no damage: only a manifest still missing makes it so.
-    if (e instanceof TxtDbError && e.code === "CORRUPTION" && !log.readManifest()) throw e;
+    if (e instanceof TxtDbError && (e.code === "CORRUPTION" || e.details?.interruptedBackup === true) && !log.readManifest()) throw e;
   }
 }
 

@@ -267,3 +267,35 @@ test(`${R} backup() of a store whose table has a bit flipped in a data block, it
     }
   }
 });
+
+/** Every file of `dir` and its bytes (base64), to show nothing was written. */
+function filesOf(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of fs.readdirSync(dir)) out[name] = fs.statSync(path.join(dir, name)).isDirectory() ? "<dir>" : fs.readFileSync(path.join(dir, name)).toString("base64");
+  return out;
+}
+
+test(`${R} a backup interrupted before it completed (its BACKUP-UNFINISHED marker left, tables copied, no MANIFEST yet) is refused by writable and read-only opens as an unfinished backup to delete and take again, never called a store whose manifest is lost to restore from a backup; nothing is written`, async () => {
+  const src = tempDir("bk-unfinished-src");
+  const db = await open(src, { namespaces: ["ns"], autoCompactBytes: 0 });
+  for (let i = 0; i < 200; i++) await db.set("ns", i, "v".repeat(100));
+  await db.compact();
+  const dest = path.join(tempDir("bk-unfinished"), "copy");
+  await db.backup(dest);
+  await db.close();
+  // What a backup killed after copying the tables leaves: the marker, the tables, no manifest.
+  fs.writeFileSync(path.join(dest, "BACKUP-UNFINISHED"), "");
+  fs.rmSync(path.join(dest, "MANIFEST"));
+  const before = filesOf(dest);
+  assert.ok(Object.keys(before).some((n) => n.endsWith(".sst")), "the copy holds a table");
+  for (const readOnly of [false, true]) {
+    await assert.rejects(open(dest, { readOnly }), code("INVALID_ARGUMENT", /holds an unfinished backup .*delete the directory and back up again/), `readOnly: ${readOnly}`);
+    assert.deepEqual(filesOf(dest), before, `readOnly: ${readOnly}: nothing was written`);
+  }
+  // The marker alone (killed right after making it) says the same.
+  const bare = path.join(tempDir("bk-unfinished-bare"), "copy");
+  fs.mkdirSync(bare);
+  fs.writeFileSync(path.join(bare, "BACKUP-UNFINISHED"), "");
+  await assert.rejects(open(bare), code("INVALID_ARGUMENT", /unfinished backup/));
+  assert.deepEqual(fs.readdirSync(bare), ["BACKUP-UNFINISHED"]);
+});

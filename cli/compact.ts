@@ -17,6 +17,7 @@
  */
 import type { CompactResult } from "../mod.ts";
 import { bytes } from "./output.ts";
+import { commitsBehind } from "./figures.ts";
 import type { LiveProcess, StoreFigures } from "./figures.ts";
 
 /**
@@ -48,7 +49,7 @@ export function explainCompact(result: CompactResult, before: StoreFigures, proc
   const minPin = result.minPinnedVersion;
   const pinners = processes.filter((p) => p.pinnedVersion !== undefined && p.pinnedVersion <= minPin);
   const who = pinners.length
-    ? pinners.map((p) => `pid ${p.pid} (${p.runtime}) pins version ${p.pinnedVersion}, ${before.version - p.pinnedVersion!} commits behind the head`).join("; ")
+    ? pinners.map((p) => `pid ${p.pid} (${p.runtime}) pins version ${p.pinnedVersion}, ${commitsBehind(before.version, p.pinnedVersion!)} commits behind the head`).join("; ")
     : processes.some((p) => p.pinnedVersion === undefined)
     ? `a live process that has not published its pin yet (it is opening: ${processes.filter((p) => p.pinnedVersion === undefined).map((p) => `pid ${p.pid}`).join(", ")}) counts as reading from the tables`
     : "a process pinned it while compaction ran (it has released it since)";

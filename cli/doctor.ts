@@ -19,7 +19,7 @@ import { IN_DOUBT_MS_DEFAULT } from "../src/participant.ts";
 import { leaseOwnerAlive, listLeases } from "../src/liveness.ts";
 import type { Platform } from "../src/port.ts";
 import type { CheckReport } from "../src/check.ts";
-import { liveProcesses } from "./figures.ts";
+import { commitsBehind, liveProcesses } from "./figures.ts";
 import { duration, safe, seconds } from "./output.ts";
 
 /** A commit holds the writer lock for milliseconds; a holder past this has stopped or hangs. */
@@ -398,7 +398,7 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
   for (const p of procs) {
     // pid -1: a lease that cannot be read (below) says nothing of its process.
     if (p.pid === -1 && p.pinnedVersion === undefined && (s.unreadableLeases.length > 0 || planted.length > 0)) continue;
-    const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${s.version - p.pinnedVersion} behind the head) ${pinAge(p.pinAgeMs)}`;
+    const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${commitsBehind(s.version, p.pinnedVersion)} behind the head) ${pinAge(p.pinAgeMs)}`;
     out(safe(`  pid ${p.pid} (${p.runtime}): ${behind}`));
   }
   problems += unreadableLeases(s.unreadableLeases, s.checkpointVersion, out);

@@ -88,6 +88,15 @@ export const FIGURES_SCOPE =
   "per-process counters (commits, conflicts, latencies, fsyncs) stay in each process (db.stats(), db.metrics()) and are not shown";
 
 /** The store's figures from what is on disk (pure). */
+/**
+ * How many commits a pin lies behind `head`, never below 0: the head is read before the
+ * leases, and a live process may have moved its pin past it meanwhile (it then reads at
+ * the head, as far as the reader of these figures can tell).
+ */
+export function commitsBehind(head: bigint, pin: bigint): bigint {
+  return pin >= head ? 0n : head - pin;
+}
+
 export function storeFigures(input: FiguresInput): StoreFigures {
   // The log is the segments from the first one on, each the next number, up to the first
   // number missing (as repair and catch-up read it): a segment file past a gap is no part of
@@ -133,7 +142,7 @@ export function storeFigures(input: FiguresInput): StoreFigures {
     runtime: p.runtime,
     runningMs: p.startedAtMs === undefined ? null : Math.max(0, Math.round(input.nowMs - p.startedAtMs)),
     pinnedVersion: p.pinnedVersion ?? null,
-    behindHead: p.pinnedVersion === undefined ? null : input.version - p.pinnedVersion,
+    behindHead: p.pinnedVersion === undefined ? null : commitsBehind(input.version, p.pinnedVersion),
     pinAgeMs: p.pinnedVersion === undefined || p.pinnedSinceMs === undefined ? null : Math.max(0, Math.round(input.nowMs - p.pinnedSinceMs)),
   }));
   const pinned = processes.filter((p) => p.pinnedVersion !== null).sort((a, b) => (a.pinnedVersion! < b.pinnedVersion! ? -1 : a.pinnedVersion! > b.pinnedVersion! ? 1 : 0));

@@ -151,6 +151,11 @@ export async function readImport(lines: AsyncIterable<string>, progress?: Progre
     const r = rec as Record<string, unknown>;
     const extra = Object.keys(r).find((k) => !RECORD_FIELDS.has(k));
     if (extra !== undefined) at(invalid(`unknown field ${JSON.stringify(extra)}; a line has "ns", "key", "value" and optionally "version" and "expiresAtMs"`));
+    // "version" is what export writes ({"$bigint": digits}); the import writes new versions,
+    // but a line whose version is no version at all is not an export line.
+    if ("version" in r && !isExportVersion(r.version)) {
+      at(invalid(`"version" must be the version export writes ({"$bigint":"<digits>"}) or a whole number; got ${JSON.stringify(r.version)}. It is not written: the import gives its entries new versions`));
+    }
     if ("expiresAtMs" in r && !(Number.isSafeInteger(r.expiresAtMs) && (r.expiresAtMs as number) >= 0)) {
       at(invalid(`"expiresAtMs" must be a whole number of milliseconds since the epoch (when the key expires); got ${JSON.stringify(r.expiresAtMs)}`));
     }
@@ -204,6 +209,15 @@ export function planBatches(entries: readonly { bytes: number }[], from = 0): [n
     done = end;
   }
   return out;
+}
+
+/** True for a version as export writes it ({"$bigint": "<digits>"}), or a whole non-negative number. */
+function isExportVersion(v: unknown): boolean {
+  if (Number.isSafeInteger(v)) return (v as number) >= 0;
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return false;
+  const keys = Object.keys(v);
+  const digits = (v as Record<string, unknown>).$bigint;
+  return keys.length === 1 && typeof digits === "string" && /^[0-9]{1,30}$/.test(digits);
 }
 
 /** Parses a stored marker; undefined when it is not one this version wrote. */

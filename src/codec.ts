@@ -123,6 +123,8 @@ function objectFromEntries(flat: unknown): Record<string, unknown> {
 
 /** How deep a value may nest; deeper values are refused. */
 const DEPTH_MAX = 512;
+/** The deepest nesting a value may have (import's tagged JSON refuses deeper input at the same depth). */
+export const VALUE_DEPTH_MAX = DEPTH_MAX;
 
 /**
  * The objects {@link checkValue} is inside, outermost first, with their paths: a value that

@@ -27,6 +27,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
+import { VALUE_DEPTH_MAX } from "./codec.ts";
 
 type TypedArrayCtor = {
   new (buffer: ArrayBuffer): ArrayBufferView & { readonly length: number };
@@ -161,14 +162,18 @@ function shape(keys: string[]): string {
  * fromTagged(JSON.parse('{"$typed":"Int32Array","$bytes":"AQAAAA=="}')); // Int32Array [1]
  * ```
  */
-export function fromTagged(v: unknown, path = "value"): unknown {
-  if (Array.isArray(v)) return v.map((x, i) => fromTagged(x, `${path}[${i}]`));
+export function fromTagged(v: unknown, path = "value", depth = 0): unknown {
   if (v === null || typeof v !== "object") return v;
+  // A container inside 512 others is more than any value may hold (codec.ts): refused here,
+  // before the recursion below runs out of stack on input nested 5,000 deep.
+  if (depth >= VALUE_DEPTH_MAX) throw new TxtDbError("INVALID_VALUE", `${path} nests deeper than ${VALUE_DEPTH_MAX} levels, the most a value may; store it flatter (e.g. a list of its parts)`);
+  const inner = depth + 1;
+  if (Array.isArray(v)) return v.map((x, i) => fromTagged(x, `${path}[${i}]`, inner));
   const o = v as Record<string, unknown>;
   const keys = Object.keys(o);
   if (!keys.some((k) => k.startsWith("$"))) {
     const out: Record<string, unknown> = {};
-    for (const k of keys) setOwn(out, k, fromTagged(o[k], `${path}.${k}`));
+    for (const k of keys) setOwn(out, k, fromTagged(o[k], `${path}.${k}`, inner));
     return out;
   }
   const tag = shape(keys);
@@ -202,13 +207,13 @@ export function fromTagged(v: unknown, path = "value"): unknown {
       const m = new Map<unknown, unknown>();
       x.forEach((e, i) => {
         if (!Array.isArray(e) || e.length !== 2) throw bad(`${path}<entry ${i}>`, `a "$map" entry must be a [key, value] pair; got ${preview(e)}`);
-        m.set(fromTagged(e[0], `${path}<key ${i}>`), fromTagged(e[1], `${path}<value ${i}>`));
+        m.set(fromTagged(e[0], `${path}<key ${i}>`, inner), fromTagged(e[1], `${path}<value ${i}>`, inner));
       });
       return m;
     }
     case "$set":
       if (!Array.isArray(x)) throw bad(path, `"$set" must be an array; got ${preview(x)}`);
-      return new Set(x.map((e, i) => fromTagged(e, `${path}<item ${i}>`)));
+      return new Set(x.map((e, i) => fromTagged(e, `${path}<item ${i}>`, inner)));
     case "$undefined":
       if (x !== true) throw bad(path, `"$undefined" must be true; got ${preview(x)}`);
       return undefined;
@@ -231,7 +236,7 @@ export function fromTagged(v: unknown, path = "value"): unknown {
     case "$object": {
       if (x === null || typeof x !== "object" || Array.isArray(x)) throw bad(path, `"$object" must be an object; got ${preview(x)}`);
       const out: Record<string, unknown> = {};
-      for (const k of Object.keys(x)) setOwn(out, k, fromTagged((x as Record<string, unknown>)[k], `${path}.${k}`));
+      for (const k of Object.keys(x)) setOwn(out, k, fromTagged((x as Record<string, unknown>)[k], `${path}.${k}`, inner));
       return out;
     }
     default:

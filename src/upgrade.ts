@@ -183,9 +183,19 @@ export function rollbackLocked(platform: Platform, dir: string, log: Log, m: Man
           }
         };
         writeCheckpoint(file, { tsn, nextNsId: m.nextNsId ?? 1, bindings }, state());
-      } finally {
+      } catch (e) {
+        // A table that fails to read (CORRUPTION) or a failed write: the rollback changes
+        // nothing, so its half-written checkpoint goes too (a failed unlink is left to the
+        // next writable open's cleanup).
         file.close();
+        try {
+          platform.unlink(tmp);
+        } catch {
+          // left to cleanup
+        }
+        throw e;
       }
+      file.close();
       platform.rename(tmp, `${dir}/${name}`);
       platform.syncDir(dir);
       written.push(name);

@@ -123,6 +123,12 @@ test(`${R} storeFigures: a segment file past a gap in the numbers (a stray copy)
   assert.equal(f.files.find((x) => x.name === "seg-0000000009.log")?.role, "leftover");
 });
 
+test(`${R} storeFigures: a pin that moved past the head read before the leases (a live writer) is 0 commits behind, never a negative count (review helper-72: doctor printed "-45 behind the head")`, () => {
+  const f = storeFigures(figuresInput({ processes: [{ pid: 14, runtime: "node", startedAtMs: 1_000, pinnedVersion: 75n, pinnedSinceMs: 9_000 }] }));
+  assert.equal(f.processes[0]!.behindHead, 0n);
+  assert.deepEqual(f.oldestPin?.behindHead, 0n);
+});
+
 test(`${R} storeFigures: bytes by file role, live segments, checkpoint, processes, oldest pin (and for how long) and lock holder; no per-process counters`, () => {
   const f = storeFigures(figuresInput());
   assert.match(f.scope, /store-wide.*per-process counters.*not shown/);

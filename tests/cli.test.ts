@@ -169,7 +169,7 @@ if (canSpawn) {
     }
   });
 
-  test(`[${runtime}] txtdb import of a bad line fails with INVALID_ARGUMENT and the line number, and writes nothing`, () => {
+  test(`[${runtime}] txtdb import of a bad line fails with INVALID_ARGUMENT (INVALID_VALUE for nesting past 512 levels) and the line number, and writes nothing`, () => {
     const good = '{"ns":"a","key":"k1","value":1}\n';
     const cases: [string, RegExp][] = [
       ['{"ns":"a","key":"k2","value":{"$bigint":"zz"}}', /line 2: value: "\$bigint" must be a string of decimal digits/],
@@ -179,13 +179,18 @@ if (canSpawn) {
       ['{"ns":"a","key":{"$f64":"NaN"},"value":1}', /line 2: /],
       ['{"ns":"a","key":"k2"}', /line 2: "value" is missing/],
       ['{"ns":"a","key":"k2","value":1,"vaule":2}', /line 2: unknown field "vaule"/],
+      // Found by review helper-72: a version that is none was taken, and deep nesting overflowed the stack.
+      ['{"ns":"a","key":"k2","value":1,"version":"zz"}', /line 2: "version" must be the version export writes/],
+      [`{"ns":"a","key":"k2","value":${"[".repeat(100_000)}1${"]".repeat(100_000)}}`, /line 2: value(\[0\]){512} nests deeper than 512 levels, the most a value may/],
+      [`{"ns":"a","key":"k2","value":${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}}`, /line 2: value(\.a){512} nests deeper than 512 levels/],
+      [`{"ns":"a","key":${"[".repeat(3_000)}1${"]".repeat(3_000)},"value":1}`, /line 2: key(\[0\]){512} nests deeper than 512 levels/],
     ];
     cases.forEach(([line, message], i) => {
       const rt = RTS[i % 3]!;
       const fresh = tempDir("cli-bad") + "/d";
       const r = run(rt, ["import", fresh], good + line + "\n");
       assert.equal(r.code, 2, `${rt} ${line}: ${r.err}`);
-      assert.match(r.err, /^txtdb: (INVALID_ARGUMENT|INVALID_KEY): line 2: /, r.err);
+      assert.match(r.err, /^txtdb: (INVALID_ARGUMENT|INVALID_KEY|INVALID_VALUE): line 2: /, r.err);
       assert.match(r.err, message);
       assert.doesNotMatch(r.err, /\n\s+at /, "no stack trace");
       assert.equal(fs.existsSync(fresh), false, "no store was created");

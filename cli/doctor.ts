@@ -391,7 +391,9 @@ function pinAge(ms: number | undefined): string {
 export async function doctor(db: Database, dir: string, out: (line: string) => void): Promise<number> {
   let problems = 0;
   const s = db.stats();
-  out(safe(`store ${dir}: version ${s.version}, ${s.namespaces} namespaces, log ${s.logBytes} B, checkpoint ${s.checkpointBytes} B at version ${s.checkpointVersion}`));
+  // Format 2 folds into tables (format 1 into one checkpoint file): name what is there.
+  const folded = s.format >= 2 ? `tables ${s.checkpointBytes} B folded up to version ${s.checkpointVersion}` : `checkpoint ${s.checkpointBytes} B at version ${s.checkpointVersion}`;
+  out(safe(`store ${dir}: version ${s.version}, ${s.namespaces} namespaces, log ${s.logBytes} B, ${folded}`));
   const procs = db.processes().filter((p) => !p.self);
   out(`live processes: ${procs.length}`);
   const planted = namelessLeases(databaseInternals(db).platform, db.path);

@@ -77,23 +77,32 @@ export function readHolderFrom(handle: FileHandle): WriterHolder | undefined {
  * file read-only (a shared flock attempt needs no write access) and never creates it.
  */
 export function readWriterHolder(platform: Platform, dir: string): { held: boolean; holder: WriterHolder | undefined; guard?: boolean } {
-  const file = readLockHolder(platform, `${dir}/${WRITER_LOCK}`);
-  if (file.held) return file;
-  // The file free or missing: its guard (lock.ts) may still be held, by a writer whose file was deleted since.
-  let dirHandle: LockHandle | undefined;
-  try {
-    dirHandle = platform.openDirectoryLock?.(dir);
-  } catch {
-    dirHandle = undefined; // the directory cannot be opened: nobody is told it is held
+  // A writer takes the file, then the guard, and lets go of the guard first: one that takes
+  // both between the two looks below shows "file free, guard held", as a writer whose file
+  // was deleted does. So that is believed only when seen in GUARD_ONLY_LOOKS looks in a row
+  // (seen once, against a busy healthy writer: `txtdb doctor` warned of a deleted writer.lock).
+  for (let look = 1; ; look++) {
+    const file = readLockHolder(platform, `${dir}/${WRITER_LOCK}`);
+    if (file.held) return file;
+    // The file free or missing: its guard (lock.ts) may still be held, by a writer whose file was deleted since.
+    let dirHandle: LockHandle | undefined;
+    try {
+      dirHandle = platform.openDirectoryLock?.(dir);
+    } catch {
+      dirHandle = undefined; // the directory cannot be opened: nobody is told it is held
+    }
+    let guard = false;
+    try {
+      if (dirHandle) guard = heldElsewhere(dirHandle);
+    } finally {
+      dirHandle?.close();
+    }
+    if (!guard || look >= GUARD_ONLY_LOOKS) return { held: guard, holder: undefined, guard };
   }
-  let guard = false;
-  try {
-    if (dirHandle) guard = heldElsewhere(dirHandle);
-  } finally {
-    dirHandle?.close();
-  }
-  return { held: guard, holder: undefined, guard };
 }
+
+/** Looks in a row that must find the writer lock's file free and its guard held to say it is held through the guard alone. */
+const GUARD_ONLY_LOOKS = 3;
 
 /**
  * Whether the lock file at `path` (no guard: `compact.lock`) is held by another open file

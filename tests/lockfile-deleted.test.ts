@@ -248,3 +248,35 @@ if (runtime === "deno") {
     assert.deepEqual(failures, {}, "opens that create the lock file failed otherwise than with ENOENT");
   });
 }
+
+test(`${R} the writer lock's holder, read while a writer takes the lock between the look at writer.lock and the look at its guard, is that writer, not one holding the guard alone (doctor warned once of a deleted writer.lock against a busy, healthy writer)`, async () => {
+  const { defaultPlatform, FileLock, readWriterHolder, stampHolder } = await import("txtdb/internal");
+  const dir = tempDir("holder-race");
+  const db = await open(dir, small);
+  await db.close();
+  const platform = await defaultPlatform();
+  const writer = new FileLock(platform, `${dir}/writer.lock`, 0o600, { guardDir: dir });
+  let release: (() => void) | undefined;
+  // The look at the guard comes right after writer.lock was found free: a writer takes
+  // the file, then the guard, in between (the real platform: another open file description).
+  const racing = {
+    ...platform,
+    openDirectoryLock: (path: string) => {
+      if (!release) {
+        release = writer.tryAcquire(true);
+        assert.ok(release, "the writer took the lock");
+        stampHolder(writer, platform);
+      }
+      return platform.openDirectoryLock!(path);
+    },
+  };
+  try {
+    const seen = readWriterHolder(racing, dir);
+    assert.equal(seen.held, true);
+    assert.notEqual(seen.guard, true, `held through writer.lock, not its guard alone: ${JSON.stringify(seen)}`);
+    assert.equal(seen.holder?.pid, platform.pid);
+  } finally {
+    release?.();
+    writer.close();
+  }
+});

@@ -125,6 +125,51 @@ function lossyNumber(text: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The first name that appears twice in one object of the JSON `text` (already parsed, so
+ * valid), or undefined. JSON.parse keeps the last of them silently: a line with two
+ * "value" fields, or a value object with a name twice, would import what the writer of the
+ * line did not see. One pass over the text; names are compared decoded ("a" and "\u0061").
+ */
+function duplicateName(text: string): string | undefined {
+  const objects: (Set<string> | undefined)[] = []; // undefined: an array
+  let nameNext = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let j = i + 1;
+      let escaped = false;
+      for (; j < text.length; j++) {
+        const d = text.charCodeAt(j);
+        if (d === 0x5c) {
+          j++;
+          escaped = true;
+        } else if (d === 0x22) break;
+      }
+      const names = objects[objects.length - 1];
+      if (names && nameNext) {
+        const raw = text.slice(i, j + 1);
+        const name = escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        if (names.has(name)) return name;
+        names.add(name);
+        nameNext = false;
+      }
+      i = j;
+    } else if (c === 0x7b) {
+      objects.push(new Set());
+      nameNext = true;
+    } else if (c === 0x5b) {
+      objects.push(undefined);
+    } else if (c === 0x7d || c === 0x5d) {
+      objects.pop();
+      nameNext = false;
+    } else if (c === 0x2c) {
+      nameNext = objects[objects.length - 1] !== undefined;
+    }
+  }
+  return undefined;
+}
+
 /** Reads and checks every line (rule 1); throws INVALID_ARGUMENT (or the key's code) naming the line. */
 export async function readImport(lines: AsyncIterable<string>, progress?: Progress): Promise<ImportInput> {
   const entries: ImportEntry[] = [];
@@ -147,6 +192,8 @@ export async function readImport(lines: AsyncIterable<string>, progress?: Progre
     }
     const lossy = lossyNumber(text);
     if (lossy !== undefined) at(invalid(lossy));
+    const twice = duplicateName(text);
+    if (twice !== undefined) at(invalid(`the name ${JSON.stringify(twice)} appears twice in one object, and JSON keeps only the last; write it once`));
     if (rec === null || typeof rec !== "object" || Array.isArray(rec)) at(invalid(`expected an object {"ns","key","value"}; got ${JSON.stringify(rec)}`));
     const r = rec as Record<string, unknown>;
     const extra = Object.keys(r).find((k) => !RECORD_FIELDS.has(k));

@@ -181,6 +181,8 @@ if (canSpawn) {
       ['{"ns":"a","key":"k2","value":1,"vaule":2}', /line 2: unknown field "vaule"/],
       // Found by review helper-72: a version that is none was taken, and deep nesting overflowed the stack.
       ['{"ns":"a","key":"k2","value":1,"version":"zz"}', /line 2: "version" must be the version export writes/],
+      ['{"ns":"a","key":"k2","value":1,"value":2}', /line 2: the name "value" appears twice in one object/],
+      ['{"ns":"a","key":"k2","value":{"x":[{"a":1,"b":"a","\\u0061":2}]}}', /line 2: the name "a" appears twice in one object/],
       [`{"ns":"a","key":"k2","value":${"[".repeat(100_000)}1${"]".repeat(100_000)}}`, /line 2: value(\[0\]){512} nests deeper than 512 levels, the most a value may/],
       [`{"ns":"a","key":"k2","value":${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}}`, /line 2: value(\.a){512} nests deeper than 512 levels/],
       [`{"ns":"a","key":${"[".repeat(3_000)}1${"]".repeat(3_000)},"value":1}`, /line 2: key(\[0\]){512} nests deeper than 512 levels/],
@@ -195,6 +197,10 @@ if (canSpawn) {
       assert.doesNotMatch(r.err, /\n\s+at /, "no stack trace");
       assert.equal(fs.existsSync(fresh), false, "no store was created");
     });
+    // Names repeated across objects, and values equal to names, are no duplicates.
+    const tricky = '{"ns":"a","key":"k","value":{"a":"a","b":["a","a",{"a":1}],"c":{"a":{"a":"a"}},"d":"\\"a\\",\\"a\\""}}';
+    const ok = run("node", ["import", tempDir("cli-tricky") + "/d"], tricky + "\n");
+    assert.equal(ok.code, 0, ok.err);
     // Into an existing store: not even the good first line is written.
     const dir = tempDir("cli-bad2") + "/d";
     assert.equal(run("node", ["set", dir, "a", "k0", "0"]).code, 0);

@@ -342,7 +342,21 @@ export class Index {
    * if given, hears each counted key whose version expires later (expiry.ts), with its expiry.
    */
   count(nsId: number, start: string, end: string, snap: number, onExpiring?: (key: string, v: Version, expiresAtMs: number) => void): number {
-    const now = this.wallClockMs();
+    // One instant for the whole count: the tables' walk and the correction for keys held
+    // here judge expiry against the same clock reading. With two readings, a folded version
+    // that expired between them was counted live by the walk and dead by the correction,
+    // and its key counted twice (50,000 live keys counted as 53,365).
+    const clock = this.wallClockMs;
+    const now = clock();
+    this.wallClockMs = () => now;
+    try {
+      return this.#countAt(nsId, start, end, snap, now, onExpiring);
+    } finally {
+      this.wallClockMs = clock;
+    }
+  }
+
+  #countAt(nsId: number, start: string, end: string, snap: number, now: number, onExpiring?: (key: string, v: Version, expiresAtMs: number) => void): number {
     // Expiring versions the tables counted, reported once memory has had its say.
     const fromTablesExpiring = onExpiring ? new Map<string, Version>() : undefined;
     const fromTables = this.#hasTables() && start < end

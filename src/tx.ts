@@ -92,9 +92,10 @@ export function selectorRange(sel: ListSelector, maxKeyBytes: number, what = "li
 export const LIST_PAGE_ENTRIES = 256;
 
 export function checkListOptions(opts: ListOptions | undefined): { limit: number; reverse: boolean } {
-  if (opts !== undefined && opts !== null) {
-    if (typeof opts !== "object" || Array.isArray(opts)) {
-      throw new TxtDbError("INVALID_ARGUMENT", `list() options must be an object such as { limit: 10, reverse: true }, got ${Array.isArray(opts) ? "an array" : typeof opts}`);
+  if (opts !== undefined) {
+    // null too, as set() refuses it: options computed as null by mistake are no options.
+    if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
+      throw new TxtDbError("INVALID_ARGUMENT", `list() options must be an object such as { limit: 10, reverse: true }, got ${opts === null ? "null" : Array.isArray(opts) ? "an array" : typeof opts}`);
     }
     // As set() does: a misspelt or foreign option (a cursor, say) would be ignored silently.
     for (const name of Object.keys(opts)) {
@@ -404,7 +405,19 @@ export abstract class SnapshotReader {
         // all, is never released as idle (and so never loses its version) mid-way.
         if (lost === undefined) touch?.();
         this.noteUse();
-        if (i < page.length) return Promise.resolve({ done: false, value: page[i++]! });
+        if (i < page.length) {
+          // The rest of a page read ahead is served only while the list may still read: a
+          // list released as idle, or whose snapshot was released or database closed, fails
+          // at its next next() as documented, not one page later.
+          try {
+            if (lost !== undefined) throw new TxtDbError("CLOSED", lost);
+            this.usable();
+          } catch (e) {
+            finish();
+            return Promise.reject(e);
+          }
+          return Promise.resolve({ done: false, value: page[i++]! });
+        }
         if (exhausted) {
           finish();
           return Promise.resolve({ done: true, value: undefined });

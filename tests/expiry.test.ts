@@ -243,3 +243,43 @@ test(`${R} compact() with nothing new to fold rewrites the tables whose soonest 
   await other.close();
   await db.close();
 });
+
+test(`${R} count() judges every version against one reading of the clock: a folded version expiring while the count runs, under a newer live version in memory, is not counted twice (review helper-74: 50,000 live keys counted 53,365)`, async () => {
+  const base = await defaultPlatform();
+  let nowMs = 1_800_000_000_000;
+  let stepPerRead = 0; // each reading moves the clock on by this much: an expiry falls between two readings
+  const platform = new Proxy(base, {
+    get: (target, prop) => {
+      if (prop === "wallClockMs") {
+        return () => {
+          const t = nowMs;
+          nowMs += stepPerRead;
+          return t;
+        };
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  const db = await open(tempDir("count-clock"), { adapter: platform, namespaces: ["s"], autoCompactBytes: 0 });
+  try {
+    await db.set("s", "a", 1);
+    await db.set("s", "k", "old", { expireIn: 60_000 });
+    await db.set("s", "z", 1);
+    await db.compact(); // k's expiring version is in a table now
+    await db.set("s", "k", "new"); // a newer version, not expiring, in memory
+    assert.equal(await db.count("s", {}), 3);
+    stepPerRead = 120_000;
+    assert.equal(await db.count("s", {}), 3, "db.count");
+    const snap = await db.snapshot();
+    assert.equal(await snap.count("s", {}), 3, "snapshot count");
+    snap.release();
+    assert.equal(await db.transaction((tx) => tx.count("s", {})), 3, "transaction count");
+    stepPerRead = 0;
+    const keys: unknown[] = [];
+    for await (const e of db.list("s", {})) keys.push(e.key);
+    assert.deepEqual(keys, ["a", "k", "z"]);
+  } finally {
+    await db.close();
+  }
+});

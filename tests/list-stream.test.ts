@@ -105,3 +105,25 @@ test(`${R} a list on a snapshot fails with CLOSED once the snapshot is released 
   await db.close();
   await assert.rejects(take(onDb, Infinity), (e: unknown) => e instanceof TxtDbError && e.code === "CLOSED");
 });
+
+test(`${R} a list fails at its very next next() with CLOSED, not one page later: released as idle (maxIdleMs), its snapshot released, its database closed (review helper-74: 255 more entries came first)`, async () => {
+  const db = await open(tempDir("list-next"), { namespaces: ["ns"], maxIdleMs: 100 });
+  await fill(db, 0);
+  const closed = (e: unknown) => e instanceof TxtDbError && e.code === "CLOSED";
+  // Idle: one entry read, the page behind it buffered, then unused past maxIdleMs.
+  const idle = db.list("ns", { prefix: ["k"] });
+  assert.equal((await idle.next()).done, false);
+  await new Promise((r) => setTimeout(r, 350));
+  await assert.rejects(idle.next(), closed, "released as idle");
+  // Its snapshot released.
+  const snap = await db.snapshot();
+  const onSnap = snap.list("ns", { prefix: ["k"] });
+  assert.equal((await onSnap.next()).done, false);
+  snap.release();
+  await assert.rejects(onSnap.next(), closed, "snapshot released");
+  // The database closed.
+  const onDb = db.list("ns", { prefix: ["k"] });
+  assert.equal((await onDb.next()).done, false);
+  await db.close();
+  await assert.rejects(onDb.next(), closed, "database closed");
+});

@@ -248,7 +248,7 @@ test(`${R} list() and count() refuse a misspelt selector field or list option, a
         const e2 = await rejection(r.count("ns", sel as never));
         assert.equal(e2.code, "INVALID_ARGUMENT", `${name} count ${JSON.stringify(sel)}`);
       }
-      const badOptions = [{ reverse: "yes" }, { reverse: 1 }, { limit: 2, cursor: "abc" }, { Limit: 1 }, 5, "reverse", [1]] as unknown[];
+      const badOptions = [{ reverse: "yes" }, { reverse: 1 }, { limit: 2, cursor: "abc" }, { Limit: 1 }, 5, "reverse", [1], null] as unknown[]; // null: as set() refuses it (review helper-74)
       for (const opts of badOptions) {
         const e = await rejection(all(r.list("ns", { prefix: ["eu"] }, opts as never)));
         assert.equal(e.code, "INVALID_ARGUMENT", `${name} list options ${JSON.stringify(opts)}`);

@@ -216,8 +216,10 @@ export class EtcdReader {
    */
   async *range(ns: string, start: string, end: string | undefined, options: RangeOptions = {}): AsyncGenerator<StoredEntry, void, undefined> {
     const limit = options.limit ?? Infinity;
-    if (limit <= 0) return;
+    // The namespace first, even for no entries: a missing one is NAMESPACE_NOT_FOUND at any
+    // limit, as on the local engine.
     const { id } = await this.#withNs(ns, () => []);
+    if (limit <= 0) return;
     let [lo, hi] = this.#ctx.layout.dataRange(id, start, end);
     let given = 0;
     let pageKeys = nextPageKeys(0, 0);

@@ -65,11 +65,28 @@ export function storedKey(ns: string, key: string): Key {
   }
 }
 
-/** An async iterator from an async generator, failing on its first `next()` with `error` if set. */
-function entries<T>(ns: string, source: () => AsyncIterable<StoredEntry>, onEnd?: () => void): AsyncIterableIterator<Entry<T>> {
+/**
+ * The public entries of `source`, failing on the first `next()` with what `source()`
+ * throws. `usable` is checked at every `next()`: a list whose snapshot was released or
+ * whose database was closed fails there with CLOSED, as on the local engine, instead of
+ * yielding the rest of its page and reading further pages (which, once a compaction passed
+ * the released revision, failed with INVALID_ARGUMENT).
+ */
+function entries<T>(ns: string, source: () => AsyncIterable<StoredEntry>, usable: () => void, onEnd?: () => void): AsyncIterableIterator<Entry<T>> {
   async function* gen(): AsyncGenerator<Entry<T>, void, undefined> {
     try {
-      for await (const e of source()) yield toPublicEntry<T>(ns, e);
+      const it = source()[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          usable();
+          const r = await it.next();
+          if (r.done) return;
+          usable();
+          yield toPublicEntry<T>(ns, r.value);
+        }
+      } finally {
+        await it.return?.();
+      }
     } finally {
       onEnd?.();
     }
@@ -127,7 +144,7 @@ export class EtcdReadView {
       const [start, end] = selectorSpan(sel, this.ctx.limits.maxKeyBytes, "list()");
       const { limit, reverse } = checkListOptions(opts);
       return this.reader.range(nsArg(ns), start, end, { limit, reverse });
-    }, onEnd);
+    }, this.#usable, onEnd);
   }
 }
 
@@ -249,7 +266,7 @@ export class EtcdTxView implements TxView {
       const [start, end] = selectorSpan(sel, this.#ctx.limits.maxKeyBytes, "list()");
       const { limit, reverse } = checkListOptions(opts);
       yield* await this.#tx.range(nsArg(ns), start, end, { limit, reverse }, sel);
-    }.bind(this));
+    }.bind(this), () => {}); // read whole at the first next(): its entries are served after the end, as the local engine's
   }
 
   async count(ns: string, sel: ListSelector): Promise<number> {

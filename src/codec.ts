@@ -136,7 +136,7 @@ let ancestors: object[] = [];
 let ancestorPaths: string[] = [];
 
 /** A path short enough for a message: its start and end, the middle elided. */
-function shortPath(path: string): string {
+export function shortPath(path: string): string {
   return path.length <= 160 ? path : `${path.slice(0, 100)}…${path.slice(-50)}`;
 }
 

@@ -283,6 +283,20 @@ export class Index {
     return i >= 0 ? c.ids[i] ?? undefined : undefined;
   }
 
+  /**
+   * The first namespace `name` came to denote after `tsn`, and the commit that gave it
+   * (a creation, or a rename to it), or undefined if it denoted none since.
+   */
+  firstBoundAfter(name: string, tsn: number): { id: number; tsn: number } | undefined {
+    const c = this.#names.get(name);
+    if (!c) return undefined;
+    for (let i = 0; i < c.tsns.length; i++) {
+      const id = c.ids[i];
+      if (c.tsns[i]! > tsn && id !== null && id !== undefined) return { id, tsn: c.tsns[i]! };
+    }
+    return undefined;
+  }
+
   /** TSN of the newest change to `name`'s binding, or 0. */
   nameChangedAt(name: string): number {
     const c = this.#names.get(name);

@@ -829,15 +829,25 @@ export class LocalDatabase implements DatabaseEngine {
     // Which namespace: the one the name denoted at fromVersion, if it denoted one then
     // (watch.ts rule 2): resuming a watcher, or following a rename with the version
     // NAMESPACE_NOT_FOUND gave, goes on with the namespace it followed, even if the name
-    // was dropped or taken by another since. Else the one the name denotes now, from the
-    // commit that gave it that name on: what the namespace had before, under another name
-    // (a rename to this one), was not written to this name (as the etcd engine does).
-    let nsId = from !== undefined && from < head ? this.index.resolve(ns, from) : undefined;
-    const boundTsn = nsId !== undefined ? from! : head;
-    if (nsId === undefined) {
-      nsId = this.index.resolve(ns, head);
-      if (from !== undefined && nsId !== undefined) from = Math.max(from, this.index.nameChangedAt(ns));
+    // was dropped or taken by another since. Else the first one the name came to denote
+    // after fromVersion, from the commit that gave it that name on (what the namespace had
+    // before, under another name, was not written to this name, as the etcd engine does);
+    // if that one was dropped since, the watcher ends at its drop, and resuming from there
+    // goes on to the next: no incarnation of the name is skipped. Without fromVersion, the
+    // one it denotes now. History folded away is WATCH_OVERFLOW (the hub's check), never
+    // skipped: bindings before the checkpoint are not known here, and a fromVersion below
+    // it used to be raised to the name's newest binding, skipping the folded commits.
+    const folded = from !== undefined && from < (this.#tail.manifest.checkpointTsn ?? 0);
+    let nsId = from !== undefined && from < head && !folded ? this.index.resolve(ns, from) : undefined;
+    let boundTsn = nsId !== undefined ? from! : head;
+    if (nsId === undefined && from !== undefined && from < head && !folded) {
+      const next = this.index.firstBoundAfter(ns, from);
+      if (next !== undefined) {
+        nsId = next.id;
+        from = boundTsn = next.tsn;
+      }
     }
+    if (nsId === undefined) nsId = this.index.resolve(ns, head);
     if (nsId === undefined) throw new TxtDbError("NAMESPACE_NOT_FOUND", `Cannot watch namespace "${ns}": it does not exist`, { details: { ns } });
     let it: AsyncIterableIterator<WatchEvent<T>>;
     if ("keys" in sel) {

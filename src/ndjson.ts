@@ -27,7 +27,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
-import { VALUE_DEPTH_MAX } from "./codec.ts";
+import { shortPath, VALUE_DEPTH_MAX } from "./codec.ts";
 
 type TypedArrayCtor = {
   new (buffer: ArrayBuffer): ArrayBufferView & { readonly length: number };
@@ -147,6 +147,13 @@ export function toTagged(v: unknown, path = "value"): unknown {
   return looksLikeTag ? { $object: out } : out;
 }
 
+/** True for the tagged form of a primitive: `{"$bigint": …}`, `{"$f64": …}`, `{"$undefined": true}`. */
+function isPrimitiveTag(v: object): boolean {
+  if (Array.isArray(v)) return false;
+  const keys = Object.keys(v);
+  return keys.length === 1 && (keys[0] === "$bigint" || keys[0] === "$f64" || keys[0] === "$undefined");
+}
+
 /** Keys of a tag object, sorted, joined: the shape a tag must have exactly. */
 function shape(keys: string[]): string {
   return [...keys].sort().join(",");
@@ -164,9 +171,13 @@ function shape(keys: string[]): string {
  */
 export function fromTagged(v: unknown, path = "value", depth = 0): unknown {
   if (v === null || typeof v !== "object") return v;
-  // A container inside 512 others is more than any value may hold (codec.ts): refused here,
-  // before the recursion below runs out of stack on input nested 5,000 deep.
-  if (depth >= VALUE_DEPTH_MAX) throw new TxtDbError("INVALID_VALUE", `${path} nests deeper than ${VALUE_DEPTH_MAX} levels, the most a value may; store it flatter (e.g. a list of its parts)`);
+  // An object inside 512 others is more than any value may hold (codec.ts counts objects
+  // only): refused here, before the recursion below runs out of stack on input nested
+  // 5,000 deep. The tags of primitives (a bigint, -0 or NaN, undefined) are leaves, as in
+  // the value export wrote them from.
+  if (depth >= VALUE_DEPTH_MAX && !isPrimitiveTag(v)) {
+    throw new TxtDbError("INVALID_VALUE", `${shortPath(path)} nests deeper than ${VALUE_DEPTH_MAX} levels, the most a value may; store it flatter (e.g. a list of its parts)`, { details: { path } });
+  }
   const inner = depth + 1;
   if (Array.isArray(v)) return v.map((x, i) => fromTagged(x, `${path}[${i}]`, inner));
   const o = v as Record<string, unknown>;

@@ -97,3 +97,24 @@ test(`${R} fromTagged: "$date" takes an ISO 8601 date, or date and time with its
     assert.throws(() => fromTagged({ $date: text }), (e: unknown) => code("INVALID_ARGUMENT")(e) && /\$date/.test((e as Error).message), text);
   }
 });
+
+test(`${R} fromTagged takes back every value the codec stores at the deepest nesting: a primitive's tag (bigint, -0, NaN, Infinity, undefined) 512 objects down is a leaf, not a 513th level; an object there is refused as the codec refuses it (review helper-73)`, async () => {
+  const { encodeValue, decodeValue } = await import("txtdb/internal");
+  const nest = (n: number, leaf: unknown, wrap: (x: unknown) => unknown) => {
+    let v = leaf;
+    for (let i = 0; i < n; i++) v = wrap(v);
+    return v;
+  };
+  const wraps: Record<string, (x: unknown) => unknown> = { array: (x) => [x], object: (x) => ({ x }), map: (x) => new Map([["k", x]]), set: (x) => new Set([x]) };
+  for (const [name, leaf] of Object.entries({ bigint: 5n, nan: NaN, negzero: -0, inf: Infinity, undef: undefined, str: "s", nul: null })) {
+    for (const [w, wrap] of Object.entries(wraps)) {
+      const v = nest(512, leaf, wrap);
+      encodeValue(v); // the codec stores it
+      const back = fromTagged(JSON.parse(JSON.stringify(toTagged(v))));
+      assert.deepEqual(decodeValue(encodeValue(back)), decodeValue(encodeValue(v)), `${name} in ${w}s`);
+    }
+  }
+  const tooDeep = nest(512, new Date(0), (x) => [x]);
+  assert.throws(() => encodeValue(tooDeep), code("INVALID_VALUE"));
+  assert.throws(() => fromTagged(JSON.parse(JSON.stringify(toTagged(tooDeep)))), (e: unknown) => code("INVALID_VALUE")(e) && (e as Error).message.length < 400);
+});

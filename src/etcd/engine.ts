@@ -640,6 +640,10 @@ export class EtcdEngine {
       } catch (e) {
         then = await this.#bindingJustAfterCompaction(ns, from, e);
       }
+      // Unbound at `from` and bound now: the first namespace the name came to denote after
+      // `from`, which may be dropped since (the watcher then ends at its drop, and a resume
+      // from there goes on to the next): the one it denotes now would skip that one's commits.
+      if (then === undefined && now !== undefined && now.mod > from + 1n) then = await this.#firstBoundAfter(ns, from, now);
     }
     const bound = then ?? now;
     if (bound === undefined) throw missing;
@@ -718,6 +722,28 @@ export class EtcdEngine {
     }
     const cause = e instanceof EtcdCompactedError ? e : e.cause instanceof EtcdCompactedError ? e.cause : undefined;
     throw new EtcdCompactedError("watch", from + 1n, mark > from ? mark : cause?.compactRevision ?? 0n, String(cause?.details?.endpoint ?? this.client.endpoints[0]));
+  }
+
+  /**
+   * The first binding of `ns` after revision `from`: read from the binding key's history
+   * (a watch from `from + 1`, closed at its first put). `now` is its binding at the head,
+   * so a put lies in (from, now.mod]: the watch never waits for a future one.
+   */
+  async #firstBoundAfter(ns: string, from: bigint, now: NsBinding): Promise<NsBinding> {
+    const nsKey = this.layout.nsKey(ns);
+    const stop = new AbortController();
+    try {
+      for await (const item of this.client.watchRevisions(nsKey, { startRevision: from + 1n, signal: stop.signal })) {
+        if (item.type !== "REVISION") continue;
+        for (const e of item.events) {
+          if (e.type === "PUT" && compareBytes(e.kv.key, nsKey) === 0) return { id: storedId(e.kv.value, e.kv.key), mod: item.revision };
+        }
+        if (item.revision >= now.mod) break;
+      }
+    } finally {
+      stop.abort();
+    }
+    return now;
   }
 
   /** The name namespace `id` is bound to at `revision` (after a rename), or undefined (a drop). */

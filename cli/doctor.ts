@@ -212,13 +212,46 @@ function stoppedCompactHolder(pid: number, path: string, state: string | undefin
   );
 }
 
+/** More looks at a writer lock whose kernel holder is not the one its record names, and how far apart. */
+const UNRECORDED_HOLDER_LOOKS = 3;
+const UNRECORDED_HOLDER_LOOK_MS = 50;
+
+/** The writer lock's holder as its record and the kernel's lock table say (`real`: a holder the record does not name). */
+function lookAtWriterLock(platform: Platform, dir: string): ReturnType<typeof readWriterHolder> & { real: ReturnType<typeof unrecordedHolder> } {
+  const seen = readWriterHolder(platform, dir);
+  let real: ReturnType<typeof unrecordedHolder>;
+  if (seen.held && !seen.guard) {
+    try {
+      const file = platform.lstat(`${dir}/${WRITER_LOCK}`);
+      real = file ? unrecordedHolder(platform, file, seen.holder?.pid) : undefined;
+    } catch {
+      real = undefined;
+    }
+  }
+  return { ...seen, real };
+}
+
 /**
  * Who holds the writer lock, and a warning when the holder has held it far longer than a
  * commit does, or is stopped. `pids`: the live processes with a lease. Returns the number of
  * problems. Read-only and never blocking: a stuck holder must not make doctor wait too.
  */
-function writerLock(platform: Platform, dir: string, pids: number[], out: (line: string) => void): number {
-  const { held, holder, guard } = readWriterHolder(platform, dir);
+async function writerLock(platform: Platform, dir: string, pids: number[], out: (line: string) => void): Promise<number> {
+  let look = lookAtWriterLock(platform, dir);
+  // A writer that has just taken the lock has not written its record yet: the kernel names
+  // it while the record still names the holder before it. Under busy, healthy writers doctor
+  // caught that moment and told the user to kill one (review helper-73). A holder that is
+  // not txtdb's keeps the lock, unrecorded, across every look; a txtdb writer records
+  // itself or lets go within microseconds.
+  for (let i = 0; i < UNRECORDED_HOLDER_LOOKS && look.real && look.holder; i++) {
+    await platform.sleep(UNRECORDED_HOLDER_LOOK_MS);
+    const again = lookAtWriterLock(platform, dir);
+    if (!(again.real && again.holder && again.real.pid === look.real.pid)) {
+      look = again;
+      break;
+    }
+  }
+  const { held, holder, guard, real } = look;
   if (!held) {
     out("writer lock: free");
     return 0;
@@ -226,13 +259,6 @@ function writerLock(platform: Platform, dir: string, pids: number[], out: (line:
   if (guard) {
     out("writer lock: held through its guard, the flock of the store directory, with writer.lock free or missing: by a txtdb process whose writer.lock was deleted while it held it (a tmp cleaner?), or by another program locking the directory; run doctor again to see whether it is released");
     return 0;
-  }
-  let real: ReturnType<typeof unrecordedHolder>;
-  try {
-    const file = platform.lstat(`${dir}/${WRITER_LOCK}`);
-    real = file ? unrecordedHolder(platform, file, holder?.pid) : undefined;
-  } catch {
-    real = undefined;
   }
   if (real) {
     out(safe(`writer lock: ${real.text}`));
@@ -337,7 +363,7 @@ const DAMAGE_SHOWN_MAX = 20;
  * file and offset, then what the files still tell (live processes, the writer lock).
  * Returns the exit code: 1, problems were found.
  */
-export function doctorDamaged(platform: Platform, dir: string, report: CheckReport, out: (line: string) => void): number {
+export async function doctorDamaged(platform: Platform, dir: string, report: CheckReport, out: (line: string) => void): Promise<number> {
   out(safe(`store ${dir}: damaged, it cannot be opened; ${report.problems.length} problem${report.problems.length === 1 ? "" : "s"} found`));
   for (const p of report.problems.slice(0, DAMAGE_SHOWN_MAX)) out(safe(`problem: ${p.file} at offset ${p.offset}: ${p.message}`));
   if (report.problems.length > DAMAGE_SHOWN_MAX) out(`  ... and ${report.problems.length - DAMAGE_SHOWN_MAX} more`);
@@ -348,7 +374,7 @@ export function doctorDamaged(platform: Platform, dir: string, report: CheckRepo
     const age = p.pinnedSinceMs === undefined ? "" : ` for ${duration(now - p.pinnedSinceMs)}`;
     out(safe(`  pid ${p.pid} (${p.runtime})${p.pinnedVersion === undefined ? "" : `: pins version ${p.pinnedVersion}${age}`}`));
   }
-  writerLock(platform, dir, procs.map((p) => p.pid), out);
+  await writerLock(platform, dir, procs.map((p) => p.pid), out);
   compactLock(platform, dir, procs.map((p) => p.pid), out);
   out(
     "warning: the store is damaged, and nothing was changed. " +
@@ -420,7 +446,7 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
         `(pid ${oldest.pid}, ${oldest.runtime}, pins version ${oldest.pinnedVersion} ${pinAge(oldest.pinAgeMs)}); release it in that process, or end the process: its pin goes with it`),
     );
   }
-  problems += writerLock(databaseInternals(db).platform, db.path, procs.map((p) => p.pid), out);
+  problems += await writerLock(databaseInternals(db).platform, db.path, procs.map((p) => p.pid), out);
   problems += compactLock(databaseInternals(db).platform, db.path, procs.map((p) => p.pid), out);
   problems += lockHolders(db, out);
   problems += await sagas(db, out);

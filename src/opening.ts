@@ -43,7 +43,9 @@ export function checkCreatable(platform: Platform, path: string, log: Log, thoro
   } catch (e) {
     throw ioError(e, `Reading the store directory "${path}"`);
   }
-  if (names.includes(BACKUP_UNFINISHED)) {
+  // A backup's copy never holds the files of a running store (leases, lock files): with
+  // them, a stray marker says nothing, and the store is judged on its files as any other.
+  if (names.includes(BACKUP_UNFINISHED) && !names.some((n) => n === LEASES_DIR || n === COMPACT_LOCK || n === WRITER_LOCK)) {
     // Whatever else the copy holds (tables, segments): it was never whole.
     throw new TxtDbError("INVALID_ARGUMENT", `Directory "${path}" holds an unfinished backup (its "${BACKUP_UNFINISHED}" marker is still there: the backup was interrupted before it completed), not a store. Nothing was changed; delete the directory and back up again`, {
       details: { interruptedBackup: true, path },

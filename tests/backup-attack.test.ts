@@ -292,6 +292,16 @@ test(`${R} a backup interrupted before it completed (its BACKUP-UNFINISHED marke
     await assert.rejects(open(dest, { readOnly }), code("INVALID_ARGUMENT", /holds an unfinished backup .*delete the directory and back up again/), `readOnly: ${readOnly}`);
     assert.deepEqual(filesOf(dest), before, `readOnly: ${readOnly}: nothing was written`);
   }
+  // A store that ran (its leases, lock files) whose MANIFEST is lost is judged as damaged,
+  // whatever stray marker lies there (review helper-73): never "delete the directory".
+  const ran = tempDir("bk-unfinished-store");
+  const live = await open(ran, { namespaces: ["ns"], autoCompactBytes: 0 });
+  for (let i = 0; i < 50; i++) await live.set("ns", i, "v".repeat(100));
+  await live.compact();
+  await live.close();
+  fs.writeFileSync(path.join(ran, "BACKUP-UNFINISHED"), "");
+  fs.rmSync(path.join(ran, "MANIFEST"));
+  await assert.rejects(open(ran), code("CORRUPTION", /manifest is lost/));
   // The marker alone (killed right after making it) says the same.
   const bare = path.join(tempDir("bk-unfinished-bare"), "copy");
   fs.mkdirSync(bare);

@@ -280,3 +280,43 @@ test(`${R} the writer lock's holder, read while a writer takes the lock between 
     writer.close();
   }
 });
+
+test(`${R} txtdb doctor warns of a foreign writer-lock holder only when it stays unrecorded: a writer caught between taking the lock and recording itself is no problem (review helper-73: doctor told the user to kill a healthy writer)`, { skip: runtime === "deno" }, async () => {
+  // The kernel's lock table (/proc/locks) names the holder; Deno reads it only with more permissions.
+  const { defaultPlatform, FileLock, stampHolder } = await import("txtdb/internal");
+  const { doctor } = await import("../cli/doctor.ts");
+  // The database from the same sources as doctor (the built package's classes are others).
+  const { open: openSource } = await import("../mod.ts");
+  const dir = tempDir("doctor-unrecorded");
+  const db = await openSource(dir, small);
+  const platform = await defaultPlatform();
+  const earlier = new TextEncoder().encode(JSON.stringify({ pid: 1, runtime: "node", sinceWallMs: Date.now() - 1000 }).padEnd(127, " ") + "\n");
+  const lock = new FileLock(platform, `${dir}/writer.lock`, 0o600, { guardDir: dir });
+  const run = async () => {
+    const lines: string[] = [];
+    const code = await doctor(db, dir, (l) => lines.push(l));
+    return { code, text: lines.join("\n") };
+  };
+  try {
+    // Taken, and recorded 20 ms later, as a commit does at once (here slowed down).
+    fs.writeFileSync(`${dir}/writer.lock`, earlier);
+    let release = lock.tryAcquire(true);
+    assert.ok(release);
+    const stamp = setTimeout(() => stampHolder(lock, platform), 20);
+    const racing = await run();
+    clearTimeout(stamp);
+    assert.doesNotMatch(racing.text, /without being a txtdb commit/, racing.text);
+    release();
+    // Taken and never recorded: the warning, with the pid to end.
+    fs.writeFileSync(`${dir}/writer.lock`, earlier);
+    release = lock.tryAcquire(true);
+    assert.ok(release);
+    const foreign = await run();
+    assert.match(foreign.text, new RegExp(`warning: pid ${platform.pid} holds the writer lock without being a txtdb commit`), foreign.text);
+    assert.equal(foreign.code, 1);
+    release();
+  } finally {
+    lock.close();
+    await db.close();
+  }
+});

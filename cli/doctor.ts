@@ -257,8 +257,24 @@ async function writerLock(platform: Platform, dir: string, pids: number[], out: 
     return 0;
   }
   if (guard) {
-    out("writer lock: held through its guard, the flock of the store directory, with writer.lock free or missing: by a txtdb process whose writer.lock was deleted while it held it (a tmp cleaner?), or by another program locking the directory; run doctor again to see whether it is released");
-    return 0;
+    // Who holds the directory's flock, where the kernel's lock table says (Linux): stopped,
+    // it blocks every writer as a stopped holder of writer.lock does, and is as much a problem.
+    let pid: number | undefined;
+    try {
+      const d = platform.stat(dir);
+      pid = d ? kernelFlockHolders(platform, d)?.[0] : undefined;
+    } catch {
+      pid = undefined;
+    }
+    const state = pid === undefined ? undefined : processState(platform, pid);
+    out(safe(`writer lock: held through its guard, the flock of the store directory, with writer.lock free or missing${pid === undefined ? "" : `, by pid ${pid} per the kernel's lock table${stateText(state)}`}: by a txtdb process whose writer.lock was deleted while it held it (a tmp cleaner?), or by another program locking the directory; run doctor again to see whether it is released`));
+    if (pid === undefined || !isStopped(state)) return 0;
+    out(
+      `warning: pid ${pid} holds the writer lock (through the store directory's flock) while ${state === "t" ? "stopped by a debugger" : "stopped (SIGSTOP or Ctrl-Z)"}: ` +
+        "every writer waits for it and fails with LOCK_TIMEOUT after lockTimeoutMs (default 30 s). " +
+        `Resume it (kill -CONT ${pid}) or end it (kill ${pid}): the kernel releases the lock when it exits, and nothing committed is lost.`,
+    );
+    return 1;
   }
   if (real) {
     out(safe(`writer lock: ${real.text}`));

@@ -461,6 +461,22 @@ if (canSpawn) {
         await stuck.finish();
         const after = run("node", ["doctor", dir]);
         assert.match(after.out, /writer lock: free/, after.err);
+        // A stopped holder whose writer.lock was deleted: it holds the lock through the
+        // store directory's flock alone, which the kernel's lock table names (review
+        // helper-73: doctor said "run doctor again", exit 0, while every writer waited).
+        const guarded = startWorker(workerRt, "cli-holder", [dir, "0", "guard"]);
+        const [, pid3] = (await guarded.waitFor("held ")).split(" ");
+        fs.rmSync(`${dir}/writer.lock`);
+        try {
+          await stopProcess(pid3);
+          const r = run("node", ["doctor", dir]);
+          assert.equal(r.code, 1, r.out + r.err);
+          assert.match(r.out, new RegExp(`writer lock: held through its guard.*by pid ${pid3} per the kernel's lock table, process stopped`), r.out);
+          assert.match(r.out, new RegExp(`warning: pid ${pid3} holds the writer lock \\(through the store directory's flock\\) while stopped.*kill -CONT ${pid3}`), r.out);
+        } finally {
+          process.kill(Number(pid3), "SIGCONT");
+        }
+        await guarded.finish();
       }
     } finally {
       killAllWorkers();

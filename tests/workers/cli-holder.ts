@@ -1,9 +1,10 @@
 /**
  * A process that holds a store's writer lock, for the command line's `doctor` tests.
- *   <dir> <heldForMs>   opens the store (so it has a lease, as every txtdb process does),
+ *   <dir> <heldForMs> [guard]   opens the store (so it has a lease, as every txtdb process does),
  *                       takes the writer lock, writes the holder record a writer writes
  *                       (src/holder.ts), dated `heldForMs` in the past so a test need not
- *                       wait, prints "held <pid> <runtime>", keeps the lock until stdin closes
+ *                       wait, prints "held <pid> <runtime>", keeps the lock until stdin closes;
+ *                       with "guard", takes the store directory's flock with it, as commits do
  */
 import { open } from "txtdb";
 import { defaultPlatform, FileLock } from "txtdb/internal";
@@ -11,10 +12,11 @@ import type { Platform } from "txtdb/internal";
 import { holderRecord } from "../../src/holder.ts";
 import { args, exit, say, stdinLines } from "./io.ts";
 
-const [dir, heldForMs] = args();
+const [dir, heldForMs, guarded] = args();
 const platform = await defaultPlatform();
 const db = await open(dir!, { adapter: platform });
-const lock = new FileLock(platform, `${dir}/writer.lock`);
+// "guard": with the store directory's flock too, as a commit takes it (lock.ts).
+const lock = new FileLock(platform, `${dir}/writer.lock`, 0o600, guarded === "guard" ? { guardDir: dir! } : {});
 const release = await lock.acquire(true, { timeoutMs: 10_000 });
 // The record is written through a second handle: flock does not stop writes, and this is
 // what a writer does after it takes the lock.

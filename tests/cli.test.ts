@@ -183,9 +183,9 @@ if (canSpawn) {
       ['{"ns":"a","key":"k2","value":1,"version":"zz"}', /line 2: "version" must be the version export writes/],
       ['{"ns":"a","key":"k2","value":1,"value":2}', /line 2: the name "value" appears twice in one object/],
       ['{"ns":"a","key":"k2","value":{"x":[{"a":1,"b":"a","\\u0061":2}]}}', /line 2: the name "a" appears twice in one object/],
-      [`{"ns":"a","key":"k2","value":${"[".repeat(100_000)}1${"]".repeat(100_000)}}`, /line 2: value(\[0\]){512} nests deeper than 512 levels, the most a value may/],
-      [`{"ns":"a","key":"k2","value":${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}}`, /line 2: value(\.a){512} nests deeper than 512 levels/],
-      [`{"ns":"a","key":${"[".repeat(3_000)}1${"]".repeat(3_000)},"value":1}`, /line 2: key(\[0\]){512} nests deeper than 512 levels/],
+      [`{"ns":"a","key":"k2","value":${"[".repeat(100_000)}1${"]".repeat(100_000)}}`, /line 2: value\[0\]\[0\].*\[0\] nests deeper than 512 levels, the most a value may/],
+      [`{"ns":"a","key":"k2","value":${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}}`, /line 2: value\.a\.a.*\.a nests deeper than 512 levels/],
+      [`{"ns":"a","key":${"[".repeat(3_000)}1${"]".repeat(3_000)},"value":1}`, /line 2: key\[0\]\[0\].*\[0\] nests deeper than 512 levels/],
     ];
     cases.forEach(([line, message], i) => {
       const rt = RTS[i % 3]!;

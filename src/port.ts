@@ -32,7 +32,6 @@ export const ENOTREG = "ENOTREG";
 /** The `errno` of a {@link PortError} from `open()` when the path's last component is a symlink. */
 export const ELOOP = "ELOOP";
 
-/** An OS-level failure surfaced by an adapter, with the runtime's error as `cause`. */
 /**
  * What to do about a failure that says nothing of the store itself, by errno: every IO
  * error built from a PortError carries its message, so the hint reaches the user whatever
@@ -46,6 +45,7 @@ const ERRNO_HINTS: Record<string, string> = {
   EROFS: "the file system is mounted read-only; open the store with readOnly: true, or remount it writable",
 };
 
+/** An OS-level failure surfaced by an adapter, with the runtime's error as `cause`. */
 export class PortError extends Error {
   /** POSIX-style error name, e.g. `ENOENT`. */
   readonly errno: string;

@@ -153,7 +153,9 @@ export function conformance(R: string, store: ConformanceStore): void {
       snap.release(); // this process's pin may move past what the reads began at
       await db.set("ns", "moved", round); // a newer revision to compact to
       const compacting = db.compact();
-      assert.equal(await counting, round === 0 ? N : N + 1, `round ${round}: count`);
+      // It reads one state between its call and its end: round 0's may hold "moved" or not.
+      const counted = await counting;
+      assert.ok(round === 0 ? counted === N || counted === N + 1 : counted === N + 1, `round ${round}: count ${counted}`);
       assert.equal((await many).filter((v) => v !== undefined).length, 300, `round ${round}: getMany`);
       await compacting;
     }

@@ -837,11 +837,11 @@ export class LocalDatabase implements DatabaseEngine {
     // one it denotes now. History folded away is WATCH_OVERFLOW (the hub's check), never
     // skipped: bindings before the checkpoint are not known here, and a fromVersion below
     // it used to be raised to the name's newest binding, skipping the folded commits.
-    const folded = from !== undefined && from < (this.#tail.manifest.checkpointTsn ?? 0);
-    let nsId = from !== undefined && from < head && !folded ? this.index.resolve(ns, from) : undefined;
-    let boundTsn = nsId !== undefined ? from! : head;
-    if (nsId === undefined && from !== undefined && from < head && !folded) {
-      const next = this.index.firstBoundAfter(ns, from);
+    const replay = from !== undefined && from < head && from >= (this.#tail.manifest.checkpointTsn ?? 0) ? from : undefined;
+    let nsId = replay !== undefined ? this.index.resolve(ns, replay) : undefined;
+    let boundTsn = nsId !== undefined ? replay! : head;
+    if (nsId === undefined && replay !== undefined) {
+      const next = this.index.firstBoundAfter(ns, replay);
       if (next !== undefined) {
         nsId = next.id;
         from = boundTsn = next.tsn;

@@ -42,6 +42,7 @@
  * @module
  */
 import { TxtDbError } from "./errors.ts";
+import { readFields } from "./options.ts";
 import type { TableEntry } from "./table.ts";
 
 /** The envelope's CBOR tag: tag 47226 is 0xD9 0xB8 0x7A. */
@@ -133,10 +134,8 @@ export function expiryFromOptions(options: SetOptions | undefined, nowMs: number
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
     throw new TxtDbError("INVALID_ARGUMENT", `${what} options must be an object such as { expireIn: 60_000 }, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
   }
-  for (const name of Object.keys(options)) {
-    if (name !== "expireIn") throw new TxtDbError("INVALID_ARGUMENT", `${what} has no option ${JSON.stringify(name)}; the only option is expireIn (milliseconds until the key expires)`);
-  }
-  const ms = options.expireIn;
+  // Read once, through readFields: a getter that throws is INVALID_ARGUMENT, not its error.
+  const ms = readFields(what, options, ["expireIn"], (name) => new TxtDbError("INVALID_ARGUMENT", `${what} has no option ${JSON.stringify(name)}; the only option is expireIn (milliseconds until the key expires)`)).expireIn;
   if (ms === undefined) return undefined;
   if (typeof ms !== "number" || !Number.isFinite(ms) || ms <= 0) {
     throw new TxtDbError("INVALID_ARGUMENT", `${what} expireIn must be a finite number of milliseconds greater than 0, got ${typeof ms === "number" ? String(ms) : typeof ms === "string" ? JSON.stringify(ms) : typeof ms}; omit it for a key that does not expire, or delete() the key`);

@@ -818,9 +818,9 @@ export class LocalDatabase implements DatabaseEngine {
 
   // --- watching ---
 
-  watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
+  watch<T = unknown>(ns: string, selector: { keys: Key[] } | { prefix: Key | readonly never[] }, options: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.ensureOpen();
-    checkWatchArguments(sel, opts);
+    const { sel, opts } = checkWatchArguments(selector, options);
     if (typeof ns === "string") checkNotReserved(ns);
     this.#tail.refresh();
     const head = this.#tail.visibleTsn;

@@ -7,6 +7,7 @@
  */
 import { describeInput, TxtDbError } from "./errors.ts";
 import { isWellFormedString } from "./keys.ts";
+import type { Key } from "./keys.ts";
 import { didYouMean } from "./spelling.ts";
 import type { Platform } from "./port.ts";
 import type { Isolation, Limits } from "./tx.ts";
@@ -413,20 +414,23 @@ export function fromVersionAhead(fromVersion: bigint, newest: bigint): TxtDbErro
  * The checks of `db.watch()`'s selector and options, shared by both engines, so that a call
  * one engine refuses is not quietly taken by the other: options must be an object of known
  * options, and the selector must have exactly one of keys and prefix and nothing else (a
- * `fromVersion` put in the selector by mistake used to be ignored).
+ * `fromVersion` put in the selector by mistake used to be ignored). Returns copies, each
+ * field read once (a getter that throws is INVALID_ARGUMENT, not its error): the engines
+ * work from them.
  */
-export function checkWatchArguments(sel: unknown, opts: WatchOptions): void {
+export function checkWatchArguments(sel: unknown, opts: WatchOptions): { sel: { keys: Key[] } | { prefix: Key | readonly never[] }; opts: WatchOptions } {
   if (opts === null || typeof opts !== "object") throw invalidArg(`watch() options must be an object; got ${String(opts)}`);
   checkKnownOptions("watch()", opts, ["fromVersion", "signal"]);
-  checkSignal(opts.signal);
+  const o = readFields("watch()", opts, ["fromVersion", "signal"], (name) => invalidArg(`watch() has no option ${JSON.stringify(name)}`)) as WatchOptions;
+  checkSignal(o.signal);
   if (sel === null || typeof sel !== "object" || ("keys" in sel) === ("prefix" in sel)) {
     throw invalidArg(`watch() needs { keys: [...] } or { prefix } (one of them); got ${sel === null || typeof sel !== "object" ? String(sel) : `an object with ${"keys" in sel ? "both" : "neither"}`}`);
   }
-  for (const name of Object.keys(sel)) {
-    if (name !== "keys" && name !== "prefix") throw invalidArg(`watch() selector has no field ${JSON.stringify(name)}; a selector is { keys: [...] } or { prefix }${name === "fromVersion" || name === "signal" ? ` (${name} goes in the options, the third argument)` : ""}`);
+  const keyed = "keys" in sel;
+  const s = readFields("watch() selector", sel, ["keys", "prefix"], (name) => invalidArg(`watch() selector has no field ${JSON.stringify(name)}; a selector is { keys: [...] } or { prefix }${name === "fromVersion" || name === "signal" ? ` (${name} goes in the options, the third argument)` : ""}`));
+  if (o.fromVersion !== undefined && (typeof o.fromVersion !== "bigint" || o.fromVersion < 0n)) {
+    throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(o.fromVersion)}`);
   }
-  if (opts.fromVersion !== undefined && (typeof opts.fromVersion !== "bigint" || opts.fromVersion < 0n)) {
-    throw invalidArg(`watch() fromVersion must be a non-negative bigint; got ${String(opts.fromVersion)}`);
-  }
-  if ("keys" in sel && !Array.isArray(sel.keys)) throw invalidArg("watch() keys must be an array of keys");
+  if (keyed && !Array.isArray(s.keys)) throw invalidArg("watch() keys must be an array of keys");
+  return { sel: keyed ? { keys: s.keys as Key[] } : { prefix: s.prefix as Key }, opts: o };
 }

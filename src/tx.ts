@@ -17,7 +17,7 @@ import type { Index, RangeRowMaker, Version } from "./index.ts";
 import { expiresAtOf, expiryFromOptions, isExpired, isExpiring, mayBeExpiringAt, valueBytesOf, wrapExpiring } from "./expiry.ts";
 import type { SetOptions } from "./expiry.ts";
 import type { EnqueueOptions } from "./queues.ts";
-import { isReservedNamespace } from "./options.ts";
+import { isReservedNamespace, readFields } from "./options.ts";
 import type { PrepareOptions } from "./participant.ts";
 import type { PinHandle } from "./pins.ts";
 import { addNumeric, checkDelta, lostHistoryConflict, newTxState, noteExpiring, putWrite, recordRange, recordRead, sumOp } from "./txstate.ts";
@@ -68,21 +68,18 @@ export interface ReadContext {
 /** Resolves the key range a selector denotes, as [start, end) binary strings. */
 export function selectorRange(sel: ListSelector, maxKeyBytes: number, what = "list()"): [string, string] {
   if (sel === null || typeof sel !== "object" || Array.isArray(sel)) throw new TxtDbError("INVALID_ARGUMENT", `${what} needs a selector object: { prefix } and/or { start, end }`);
-  // A misspelt field would otherwise select the whole namespace, silently.
-  for (const name of Object.keys(sel)) {
-    if (name !== "prefix" && name !== "start" && name !== "end") {
-      throw new TxtDbError("INVALID_ARGUMENT", `${what} selector has no field ${JSON.stringify(name)}; a selector is { prefix } and/or { start, end }`);
-    }
-  }
+  // A misspelt field would otherwise select the whole namespace, silently. Each field is
+  // read once (a getter that throws is INVALID_ARGUMENT, not its error).
+  const f = readFields(what, sel, ["prefix", "start", "end"], (name) => new TxtDbError("INVALID_ARGUMENT", `${what} selector has no field ${JSON.stringify(name)}; a selector is { prefix } and/or { start, end }`)) as ListSelector;
   let start = "";
   let end = PREFIX_END;
-  if (sel.prefix !== undefined) [start, end] = prefixRange(sel.prefix, maxKeyBytes);
-  if (sel.start !== undefined) {
-    const s = encodeKey(sel.start, maxKeyBytes);
+  if (f.prefix !== undefined) [start, end] = prefixRange(f.prefix, maxKeyBytes);
+  if (f.start !== undefined) {
+    const s = encodeKey(f.start, maxKeyBytes);
     if (s > start) start = s;
   }
-  if (sel.end !== undefined) {
-    const e = encodeKey(sel.end, maxKeyBytes);
+  if (f.end !== undefined) {
+    const e = encodeKey(f.end, maxKeyBytes);
     if (e < end) end = e;
   }
   return [start, end];
@@ -98,9 +95,8 @@ export function checkListOptions(opts: ListOptions | undefined): { limit: number
       throw new TxtDbError("INVALID_ARGUMENT", `list() options must be an object such as { limit: 10, reverse: true }, got ${opts === null ? "null" : Array.isArray(opts) ? "an array" : typeof opts}`);
     }
     // As set() does: a misspelt or foreign option (a cursor, say) would be ignored silently.
-    for (const name of Object.keys(opts)) {
-      if (name !== "limit" && name !== "reverse") throw new TxtDbError("INVALID_ARGUMENT", `list() has no option ${JSON.stringify(name)}; its options are limit and reverse`);
-    }
+    // Each is read once (a getter that throws is INVALID_ARGUMENT, not its error).
+    opts = readFields("list()", opts, ["limit", "reverse"], (name) => new TxtDbError("INVALID_ARGUMENT", `list() has no option ${JSON.stringify(name)}; its options are limit and reverse`)) as ListOptions;
   }
   // null is refused, not read as "no limit": a limit computed as null by mistake would
   // silently return everything.

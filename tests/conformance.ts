@@ -504,6 +504,45 @@ export function conformance(R: string, store: ConformanceStore): void {
     await db.close();
   });
 
+  test(`${R} a getter that throws in set()'s options, a list or count selector, list()'s options, or watch()'s selector or options is INVALID_ARGUMENT naming the field, with the error as its cause, and nothing is written (review helper-74: the raw Error came out)`, async () => {
+    const { db } = await fresh();
+    const boom = new Error("boom");
+    const throwing = (field: string, rest: Record<string, unknown> = {}) => Object.defineProperty({ ...rest }, field, { enumerable: true, get: () => { throw boom; } });
+    const refused = (field: string) => (e: unknown) => {
+      assert.ok(e instanceof TxtDbError && e.code === "INVALID_ARGUMENT", `not INVALID_ARGUMENT: ${String(e)}`);
+      assert.ok(e.message.includes(JSON.stringify(field)) && e.message.includes("boom"), e.message);
+      assert.equal(e.cause, boom);
+      return true;
+    };
+    await assert.rejects(db.set("ns", "k", 1, throwing("expireIn") as never), refused("expireIn"));
+    await assert.rejects(db.transaction((tx) => tx.set("ns", "k", 1, throwing("expireIn") as never)), refused("expireIn"));
+    const listed = async (sel: unknown, opts?: unknown) => {
+      for await (const _ of db.list("ns", sel as never, opts as never)) break;
+    };
+    await assert.rejects(listed(throwing("prefix")), refused("prefix"));
+    await assert.rejects(listed(throwing("start", { prefix: [] })), refused("start"));
+    await assert.rejects(listed({ prefix: [] }, throwing("limit")), refused("limit"));
+    await assert.rejects(listed({ prefix: [] }, throwing("reverse")), refused("reverse"));
+    await assert.rejects(db.count("ns", throwing("end") as never), refused("end"));
+    const watched = async (sel: unknown, opts?: unknown) => {
+      const w = db.watch("ns", sel as never, opts as never);
+      await w.return!();
+    };
+    await assert.rejects(watched(throwing("prefix")), refused("prefix"));
+    await assert.rejects(watched(throwing("keys")), refused("keys"));
+    await assert.rejects(watched({ prefix: [] }, throwing("fromVersion")), refused("fromVersion"));
+    await assert.rejects(watched({ prefix: [] }, throwing("signal")), refused("signal"));
+    assert.equal(await db.get("ns", "k"), undefined, "nothing was written");
+    // Read once: a getter that answers differently each time cannot pass the check with
+    // one value and be used with another.
+    let reads = 0;
+    const flipping = Object.defineProperty({}, "expireIn", { enumerable: true, get: () => (++reads === 1 ? 60_000 : -1) });
+    await db.set("ns", "once", 1, flipping as never);
+    assert.equal(reads, 1, "expireIn was read more than once");
+    assert.equal(await db.get("ns", "once"), 1);
+    await db.close();
+  });
+
   test(`${R} READ_ONLY: a readOnly open reads but cannot write; LIMIT on transaction size`, async () => {
     const { db, dir } = await fresh({ maxTxWrites: 3 });
     await db.set("ns", "a", 1);

@@ -434,11 +434,11 @@ export class EtcdDatabase implements DatabaseEngine {
 
   // --- watching ---
 
-  watch<T = unknown>(ns: string, sel: { keys: Key[] } | { prefix: Key | readonly never[] }, opts: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
+  watch<T = unknown>(ns: string, given: { keys: Key[] } | { prefix: Key | readonly never[] }, options: { fromVersion?: bigint; signal?: AbortSignal } = {}): AsyncIterableIterator<WatchEvent<T>> {
     this.#ensureOpen();
     // The same checks as the local engine's watch() (with both keys and prefix, this engine
-    // used to watch the keys and ignore the prefix).
-    checkWatchArguments(sel, opts);
+    // used to watch the keys and ignore the prefix), and the same copies read once.
+    const { sel, opts } = checkWatchArguments(given, options);
     nsArg(ns);
     let selector: { keys: string[] } | { start: string; end: string | undefined };
     if ("keys" in sel) {

@@ -37,15 +37,20 @@
  * 1. An owner writes its record before the table in every change that alters what it
  *    holds (a grant in its own change; a release), so a rebuild never misses a grant that
  *    the table it replaces had, and never restores one its owner gave back.
- * 2. An owner acts on a grant made by another process's change (a waiter's) only once its
- *    record holds the grant and a read of the table after that record still shows it: a
- *    rebuild before the record dropped the grant (the read shows it gone: the record is
- *    written again without it, and the waiter queues again, never having used it); a
- *    rebuild after it kept it. (Without the flock: the confirmation of a handover is a write
- *    and a read, not a change.)
+ * 2. An owner takes a grant made by another process's change (a waiter's) only under the
+ *    flock, as a change that reads the table (and rebuilds a lost one) and records the
+ *    grants it still shows before any request goes on. So every record is written under
+ *    the flock, and a rebuild, which holds it, never reads a record while it is written.
+ *    (It was taken without the flock, as a record write and a read of the table after it.
+ *    A rebuild reading the two slots of that record could then read the first before two
+ *    writes, a confirmation and its taking back, and the second during the later one, and
+ *    so rebuild from a record older than a grant already in use: two X holders were seen,
+ *    once in about 25 runs of the load below with the table cut every 3 ms. Whether that
+ *    was the interleaving is not known; the flock rules it out.)
  * 3. A record has two slots, written in turn, each checksummed (the table's slot format
- *    with only its owner's entries): a rebuild that meets a record being written reads the
- *    previous one whole, never a torn one that would drop grants already recorded.
+ *    with only its owner's entries): a rebuild that meets a record being written (by an
+ *    owner killed in the middle of it) reads the previous one whole, never a torn one that
+ *    would drop grants already recorded.
  * 4. Rebuilt entries keep their sequence numbers (an owner knows its grants by them), and
  *    the rebuilt table numbers on from the highest.
  *
@@ -54,12 +59,9 @@
  *    change counts as lost any other file (readWholeTable): a slot missing, cut short,
  *    garbled or overwritten from outside, or two generations apart, where the valid slot
  *    left may be the older table, without the last change's grants or with a grant given
- *    back since. Only the file decides (not what a handle saw before: a waiter confirming
- *    a grant must judge the table as every change would). A rebuilt table numbers its
- *    generations on above every generation still in the file or seen (or it would lose to
- *    an older table left there) and is written to both slots. A waiter confirming a grant
- *    (rule 2) reads the table as a change does: a table a change would rebuild may be
- *    rebuilding at that moment, from the waiter's record as it was before. A rebuild that
+ *    back since. Only the file decides (not what a handle saw before). A rebuilt table
+ *    numbers its generations on above every generation still in the file or seen (or it
+ *    would lose to an older table left there) and is written to both slots. A rebuild that
  *    cannot read a live owner's record (its lease cannot be opened: EMFILE, EACCES) does
  *    not happen: the change is tried again, as for a busy flock.
  * 6. A change takes out any entry of its own handle that the handle neither holds nor waits
@@ -106,8 +108,9 @@
  * their grants back at their next change, and take out what they gave back (rule 6).
  *
  * Waking: a waiter is granted by whichever process changes the table (the release of what
- * blocked it settles the table), and learns it by reading the table, without the flock.
- * It reads when the table file changes (the adapter's file events on `locks/`, the same
+ * blocked it settles the table), and learns it by reading the table, without the flock,
+ * then takes it under the flock (rule 2: a flock busy past the spin bound leaves it for
+ * the next look). It reads when the table file changes (the adapter's file events on `locks/`, the same
  * path that wakes watchers of commits: no polling delay on the common path) and, as the
  * safety net for lost events, adapters without events and holders that died without a
  * word, every {@link PROBE_MS} while it waits: it then also checks the leases of the owners
@@ -914,20 +917,20 @@ export class LockManager {
       return;
     }
     let deadBlocker = false;
-    const granted: [Request, LockEntry][] = [];
+    let granted = false;
     for (const req of [...this.#waiting]) {
       if (req.waitingSeq === undefined) continue; // between steps, or retrying a busy table
       const e = bySeq.get(req.waitingSeq)!;
       if (e.flags & VICTIM) {
         this.#finish(req, this.#deadlockError(req, e.note));
       } else if (e.flags & GRANTED) {
-        granted.push([req, e]); // taken below, once recorded
+        granted = true; // taken below, under the flock (rule 2)
       } else {
         req.blockers = blockersOf(t, e);
         if (probe && req.blockers.some((b) => !this.#ownerAlive(b.owner))) deadBlocker = true;
       }
     }
-    if (granted.length > 0) this.#takeGrants(granted);
+    if (granted) this.#takeGrantsLocked();
     if (deadBlocker) {
       try {
         if (this.#change(() => {})) this.#queueRecheck();
@@ -935,50 +938,6 @@ export class LockManager {
         // tried again at the next probe
       }
     }
-  }
-
-  /**
-   * Takes the grants other processes' changes made to this handle's waiting requests, as a
-   * read of the table showed them (rule 2 of a lost table): records them in the lease, then
-   * reads the table again; if it still shows every one, the requests go on. Otherwise (a
-   * rebuild dropped one, the table is damaged, a failure) they are taken back, the record
-   * written again without them, and taken under the table's flock instead.
-   */
-  #takeGrants(grants: [Request, LockEntry][]): void {
-    const me = this.#lease?.id;
-    const taken: [Request, Held][] = [];
-    for (const [req, e] of grants) {
-      if (req.settled || req.waitingSeq !== e.seq) continue;
-      taken.push([req, this.#takeStep(req, e)]);
-    }
-    if (taken.length === 0) return;
-    let shown = false;
-    try {
-      this.#recordGrants();
-      const h = this.#tableHandle(false, true);
-      // As a change would read it (rule 5): a table that a change would rebuild may be
-      // rebuilding now, from this handle's record as it was before the write above.
-      const again = h ? readWholeTable(h) : undefined;
-      shown = again !== undefined && taken.every(([, held]) => again.entries.some((x) => x.seq === held.seq && x.owner === me && (x.flags & GRANTED) !== 0 && x.resource === held.resource && x.mode === held.mode));
-    } catch {
-      // taken back below, and tried under the flock
-    }
-    if (shown) {
-      for (const [req] of taken) this.#advance(req);
-      return;
-    }
-    for (const [req, held] of taken) {
-      req.taken.pop();
-      req.next--;
-      req.waitingSeq = held.seq;
-      this.#unhold(held);
-    }
-    try {
-      this.#recordGrants();
-    } catch {
-      // the change below writes it, or fails the requests
-    }
-    this.#takeGrantsLocked();
   }
 
   /**

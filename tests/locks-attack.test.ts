@@ -229,7 +229,7 @@ for (const how of ["deleted", "cut", "garbage"] as const) {
   });
 }
 
-test(`${R} the table lost and rebuilt in the moment between a waiter's grant and its record: the waiter never uses the grant, and queues again`, async () => {
+test(`${R} the table deleted as a waiter records the grant a release made it, and another handle asks for the lock then: the waiter records under the table's flock, so that handle's rebuild keeps the grant and refuses it: one X holder`, async () => {
   const dir = tempDir("record-race");
   const real = await defaultPlatform();
   let hook: (() => void) | undefined;
@@ -262,21 +262,46 @@ test(`${R} the table lost and rebuilt in the moment between a waiter's grant and
   assert.ok((await waitUntil(() => a.locks().some((l) => l.waiting), 5_000)) >= 0);
   let cGot: Promise<string> | undefined;
   hook = () => {
-    // b has seen its grant and is about to record it: the table goes, and c's change
-    // rebuilds it from records that do not hold b's grant yet.
+    // b has seen its grant and is recording it: the table goes, and c asks for X. (When a
+    // grant was taken without the flock, c's change rebuilt the table right then, from a
+    // record without b's grant, and got X; b then had to find its grant gone.)
     damageTable(dir, "deleted");
-    cGot = outcome(c.lock(["q"], "X", { timeoutMs: 0 }).then((l) => ((lc = l), undefined)));
+    cGot = outcome(c.lock(["q"], "X", { timeoutMs: 0 }).then((l) => l.release()));
   };
-  let lc: { release(): void } | undefined;
   la.release(); // grants b in the table; b's look at the table takes it (and runs the hook)
   assert.ok((await waitUntil(() => cGot !== undefined, 5_000)) >= 0, "the hook ran");
-  assert.equal(await cGot, "granted", "c, rebuilding the table without b's unrecorded grant, got X");
-  assert.equal(await stateAfter(waited, 60), "pending", "b went on with a grant that the rebuilt table does not hold, while c holds X");
-  assert.deepEqual(c.locks().filter((l) => !l.waiting).map((l) => [l.resource, l.mode]), [["q", "X"]]);
-  lc!.release();
-  (await waited).release();
+  assert.equal(await cGot, "LOCK_TIMEOUT", "c got X beside b's grant");
+  const lb = await waited;
+  assert.deepEqual(b.locks().filter((l) => !l.waiting).map((l) => [l.resource, l.mode]), [["q", "X"]]);
+  assert.equal(await outcome(c.lock(["q"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT", "the rebuilt table holds b's X");
+  lb.release();
   assert.equal(await outcome(c.lock(["q"], "X", { timeoutMs: 0 }).then((l) => l.release())), "granted");
   await closeAll([a, b, c]);
+});
+
+test(`${R} a waiter takes the grant a release made it only under the table's flock: while another holds that flock, it does not go on (rule 2 of src/locks.ts: a rebuild, which holds the flock, never reads a record being written)`, async () => {
+  const dir = tempDir("grant-under-flock");
+  const platform = await defaultPlatform();
+  const a = await open(dir);
+  const b = await open(dir);
+  const la = await a.lock(["q"], "X");
+  const waited = b.lock(["q"], "X", { timeoutMs: 20_000 });
+  assert.ok((await waitUntil(() => a.locks().some((l) => l.waiting), 5_000)) >= 0);
+  // Synchronously, with no turn of the event loop between: a's change grants b in the
+  // table, then this takes the flock of locks/ (as another process's change would).
+  la.release();
+  const flock = platform.openDirectoryLock!(`${dir}/locks`);
+  try {
+    assert.ok(flock.tryLock(true), "the flock of locks/ is free after the release");
+    assert.deepEqual(b.locks().filter((l) => l.resource === "q").map((l) => [l.mode, l.waiting]), [["X", false]], "the table shows b's grant");
+    assert.equal(await stateAfter(waited, 100), "pending", "b went on with its grant while another held the table's flock");
+  } finally {
+    flock.close();
+  }
+  const lb = await waited;
+  assert.equal(await outcome(a.lock(["q"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT");
+  lb.release();
+  await closeAll([a, b]);
 });
 
 test(`${R} a record of grants that is garbage, or names another owner, adds nothing and breaks nothing`, async () => {

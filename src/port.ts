@@ -42,7 +42,7 @@ const ERRNO_HINTS: Record<string, string> = {
   ENFILE: "the system's table of open files is full; close files in other processes or raise fs.file-max, then try again",
   ENOSPC: "the file system is full; free space on it, then try again",
   EDQUOT: "this user's disk quota is exhausted; free space or raise the quota, then try again",
-  EROFS: "the file system is mounted read-only; open the store with readOnly: true, or remount it writable",
+  EROFS: "the file system is mounted read-only; a write needs it remounted writable (to only read the store, open it with readOnly: true, as txtdb's read commands do)",
 };
 
 /** An OS-level failure surfaced by an adapter, with the runtime's error as `cause`. */

@@ -68,7 +68,7 @@ test("[sim] creating a store meeting EIO at any step fails with IO (never INVALI
   }
 });
 
-test("an IO error for a failure outside the store says what to do: too many open files (EMFILE) names the limit to raise, a full disk (ENOSPC) says to free space; nothing is written", async () => {
+test("an IO error for a failure outside the store says what to do: too many open files (EMFILE) names the limit to raise, a full disk (ENOSPC) says to free space, a read-only mount (EROFS) says to remount; nothing is written", async () => {
   const { withFaults } = await import("txtdb/adapters/faults");
   const { defaultPlatform, PortError } = await import("txtdb/internal");
   const { tempDir } = await import("./harness.ts");
@@ -80,7 +80,7 @@ test("an IO error for a failure outside the store says what to do: too many open
   let fail: string | undefined;
   const platform = withFaults(await defaultPlatform(), (step, path) => {
     if (fail === "EMFILE" && step === "beforeOpen" && path.endsWith(".sst")) throw new PortError("EMFILE", "open", path);
-    if (fail === "ENOSPC" && step === "beforeWrite" && path.endsWith(".log")) throw new PortError("ENOSPC", "write", path);
+    if ((fail === "ENOSPC" || fail === "EROFS") && step === "beforeWrite" && path.endsWith(".log")) throw new PortError(fail, "write", path);
   });
   fail = "EMFILE";
   let thrown: unknown;
@@ -102,6 +102,17 @@ test("an IO error for a failure outside the store says what to do: too many open
   }
   assert.ok(thrown instanceof TxtDbError && thrown.code === "IO", `ENOSPC appending: ${String(thrown)}`);
   assert.match((thrown as Error).message, /ENOSPC: the file system is full; free space on it, then try again/);
+  // A write on a read-only mount: remount (readOnly: true is for reading only, which a
+  // CLI `set` cannot use).
+  fail = "EROFS";
+  thrown = undefined;
+  try {
+    await db.set("ns", "full", 1);
+  } catch (e) {
+    thrown = e;
+  }
+  assert.ok(thrown instanceof TxtDbError && thrown.code === "IO", `EROFS appending: ${String(thrown)}`);
+  assert.match((thrown as Error).message, /EROFS: the file system is mounted read-only; a write needs it remounted writable \(to only read the store, open it with readOnly: true/);
   fail = undefined;
   assert.equal(await db.get("ns", "full"), undefined, "the failed commit was not written");
   await db.set("ns", "full", 2);

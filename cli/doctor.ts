@@ -433,16 +433,19 @@ function pinAge(ms: number | undefined): string {
 export async function doctor(db: Database, dir: string, out: (line: string) => void): Promise<number> {
   let problems = 0;
   const s = db.stats();
+  const procs = db.processes().filter((p) => !p.self);
+  // Another process may commit and pin its commit between the two reads above: the head is
+  // at least every version pinned (under load doctor printed a head below a pin).
+  const head = procs.reduce((h, p) => (p.pinnedVersion !== undefined && p.pinnedVersion > h ? p.pinnedVersion : h), s.version);
   // Format 2 folds into tables (format 1 into one checkpoint file): name what is there.
   const folded = s.format >= 2 ? `tables ${s.checkpointBytes} B folded up to version ${s.checkpointVersion}` : `checkpoint ${s.checkpointBytes} B at version ${s.checkpointVersion}`;
-  out(safe(`store ${dir}: version ${s.version}, ${s.namespaces} namespaces, log ${s.logBytes} B, ${folded}`));
-  const procs = db.processes().filter((p) => !p.self);
+  out(safe(`store ${dir}: version ${head}, ${s.namespaces} namespaces, log ${s.logBytes} B, ${folded}`));
   out(`live processes: ${procs.length}`);
   const planted = namelessLeases(databaseInternals(db).platform, db.path);
   for (const p of procs) {
     // pid -1: a lease that cannot be read (below) says nothing of its process.
     if (p.pid === -1 && p.pinnedVersion === undefined && (s.unreadableLeases.length > 0 || planted.length > 0)) continue;
-    const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${commitsBehind(s.version, p.pinnedVersion)} behind the head) ${pinAge(p.pinAgeMs)}`;
+    const behind = p.pinnedVersion === undefined ? "pin not published yet" : `pins version ${p.pinnedVersion} (${commitsBehind(head, p.pinnedVersion)} behind the head) ${pinAge(p.pinAgeMs)}`;
     out(safe(`  pid ${p.pid} (${p.runtime}): ${behind}`));
   }
   problems += unreadableLeases(s.unreadableLeases, s.checkpointVersion, out);
@@ -455,10 +458,10 @@ export async function doctor(db: Database, dir: string, out: (line: string) => v
     );
   }
   const oldest = procs.reduce<(typeof procs)[number] | undefined>((m, p) => (p.pinnedVersion !== undefined && (m === undefined || p.pinnedVersion < m.pinnedVersion!) ? p : m), undefined);
-  if (oldest !== undefined && s.version - oldest.pinnedVersion! > PIN_BEHIND_SUSPECT) {
+  if (oldest !== undefined && head - oldest.pinnedVersion! > PIN_BEHIND_SUSPECT) {
     problems++;
     out(
-      safe(`warning: a process pins a version ${s.version - oldest.pinnedVersion!} commits old: a long-lived snapshot or transaction holds back compaction ` +
+      safe(`warning: a process pins a version ${head - oldest.pinnedVersion!} commits old: a long-lived snapshot or transaction holds back compaction ` +
         `(pid ${oldest.pid}, ${oldest.runtime}, pins version ${oldest.pinnedVersion} ${pinAge(oldest.pinAgeMs)}); release it in that process, or end the process: its pin goes with it`),
     );
   }

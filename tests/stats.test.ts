@@ -66,3 +66,27 @@ test(`${R} histograms are fixed-size: two million samples keep percentiles right
   assert.ok(p50 >= 400 && p50 <= 650, `p50 ${p50}`);
   assert.ok(h.percentile(99) >= 900 && h.percentile(99) <= 999, `p99 ${h.percentile(99)}`);
 });
+
+test(`${R} txtdb doctor never prints the head below a version a process pins: another process may commit and pin between doctor's reads of the head and of the leases (review helper-73 saw "pins version 1210 (0 behind the head)" under a head of 1190)`, async () => {
+  const { doctor } = await import("../cli/doctor.ts");
+  // The database from the same sources as doctor (the built package's classes are others).
+  const { open: openSource } = await import("../mod.ts");
+  const dir = tempDir("doctor-head");
+  const db = await openSource(dir, { namespaces: ["ns"] });
+  const other = await openSource(dir);
+  const before = db.stats();
+  // Doctor's read of the head comes first; then the other commits, and pins what it committed.
+  db.stats = () => before;
+  for (let i = 0; i < 5; i++) await other.set("ns", i, i);
+  const snap = await other.snapshot();
+  const pinned = other.processes().find((p) => p.self)!.pinnedVersion!;
+  assert.ok(pinned > before.version, `the pin ${pinned} is above the head doctor read, ${before.version}`);
+  const lines: string[] = [];
+  await doctor(db, dir, (l) => lines.push(l));
+  const head = BigInt(/^store .*: version (\d+),/.exec(lines[0]!)![1]!);
+  assert.ok(head >= pinned, `doctor's head ${head} is below the pinned version ${pinned}:\n${lines.join("\n")}`);
+  assert.match(lines.join("\n"), new RegExp(`pins version ${pinned} \\(0 behind the head\\)`));
+  snap.release();
+  await other.close();
+  await db.close();
+});

@@ -14,7 +14,9 @@
  * m/compacted` (the compaction mark); `P p/<lease>` → a process's pin; `P c/<lease>/<seq>`
  * → commit ids; `P d/<id: 16 hex>/<encoded key bytes>` → stored value bytes, or the empty
  * value: a tombstone. Key order inside `P d/<id>/` is txtdb's key order, since the key
- * encoding is order-preserving and etcd orders keys byte-wise.
+ * encoding is order-preserving and etcd orders keys byte-wise. Once per cluster, outside
+ * every prefix: `/txtdb/p/<lease>` → every process's pin, of every store, and
+ * `/txtdb/m/compacted` (the cluster's compaction mark).
  *
  * ## Versions
  *
@@ -105,14 +107,17 @@
  *
  * ## Pins and compaction (pins.ts)
  *
- * Each process publishes its oldest read revision under its lease; a compaction mark
- * moves up only to the oldest published pin, by a txn that fails if any pin changed;
- * a pin is published only by a txn that compares the mark below it. Etcd is compacted
- * at the mark (compacting at N keeps N readable). So no pinned revision is ever
- * compacted, whatever the interleaving of processes. {@link EtcdEngine.compact} then
- * removes tombstones and expired values whose mod revision is <= the mark (V3), each by a
- * txn comparing MOD EQUAL, so a key written again meanwhile stays. A read at a revision
- * the mark has passed fails with INVALID_ARGUMENT naming the mark.
+ * Each process publishes its oldest read revision under its lease, in the cluster's
+ * registry (and under its store's prefix); the compaction marks (the cluster's and the
+ * store's) move up only to the oldest pin of any store on the cluster, by a txn that fails
+ * if any pin changed; a pin is published only by a txn that compares both marks below
+ * it. Etcd's history is one for the cluster, so etcd is compacted only there (compacting
+ * at N keeps N readable): no revision any store's process pins is ever compacted, whatever
+ * the interleaving of processes and stores. {@link EtcdEngine.compact} then removes the
+ * store's tombstones and expired values whose mod revision is <= the revision compacted
+ * at, which is <= the store's mark (V3, V9), each by a txn comparing MOD EQUAL, so a key
+ * written again meanwhile stays. A read at a revision a mark has passed fails with
+ * INVALID_ARGUMENT naming the mark.
  *
  * ## Watch
  *
@@ -151,13 +156,14 @@ import type { FetchLike } from "./transport.ts";
 import { parseEtcdUrl } from "./url.ts";
 import { commit, COMMIT_ATTEMPTS_MAX, COMMIT_MARKS, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX, ownOutcome, ownOutcomeReads } from "./commit.ts";
 import type { CommitContext, EtcdCommitCounts, EtcdCommitRequest } from "./commit.ts";
-import { fixedRevision, parseRevision, storedId, isTombstone, Layout } from "./layout.ts";
+import { fixedRevision, isTombstone, Layout, REGISTRY_PREFIX, storedId } from "./layout.ts";
 import { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, nextPageKeys, pageBytes, successor } from "./reader.ts";
 import type { NsBinding, ReadContext } from "./reader.ts";
 import { EtcdTransaction } from "./transaction.ts";
 import type { EtcdOpResult, EtcdTxn, EtcdTxnResult } from "./client.ts";
 import { EtcdCompactedError, isLeaseNotFound } from "./failures.ts";
+import { prefixEnd } from "./wire.ts";
 import { namespaceEnded, watchSelects } from "../watch.ts";
 import { fromVersionAhead } from "../options.ts";
 
@@ -199,6 +205,7 @@ export interface EtcdCompaction {
 /** Most keys removed by one cleanup txn (each takes a compare and an op). */
 const CLEANUP_TXN_KEYS = 64;
 const NS_ATTEMPTS_MAX = 20;
+const utf8 = new TextEncoder();
 const utf8d = new TextDecoder();
 
 function checkName(name: unknown, what: string): string {
@@ -279,44 +286,58 @@ export class EtcdEngine {
    * marker, and must exist: a VALUE compare on a missing key fails (pins.ts rule 3). A new
    * store is created only where no key is, and not inside another store: two stores whose
    * prefixes nest would read, validate and clean up each other's keys as their own (a data
-   * key of one can look like another's). Nothing is written when either is refused.
+   * key of one can look like another's). Nothing is written when either is refused. The
+   * cluster's compaction mark is made too where it is missing (pins.ts), also by a
+   * read-only open: its process publishes a pin as any other.
    */
   async #claim(url: string, create: boolean): Promise<void> {
     const L = this.layout;
     const ancestors = L.ancestors();
     const counted = (r: EtcdOpResult | undefined) => (r?.op === "range" ? r.count : 0);
-    // Every key under the prefix; with no prefix, every key of the cluster (etcd takes an
-    // empty key as none given: "\0" to "\0" is all of them).
-    const everyKey = L.prefix === "" ? { key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) } : { key: L.prefixBytes, prefix: true };
+    // Every key under the prefix; with no prefix, every key of the cluster but the
+    // registry's, which other stores (maybe gone since) wrote (etcd takes an empty key as
+    // none given: a range end of "\0" is "every key from there on").
+    const registry = utf8.encode(REGISTRY_PREFIX);
+    const registryEnd = prefixEnd(registry); // "/txtdb0"
+    const everyKey = L.prefix === ""
+      ? [{ key: Uint8Array.of(0), rangeEnd: registry }, { key: registryEnd, rangeEnd: Uint8Array.of(0) }]
+      : [{ key: L.prefixBytes, prefix: true }];
+    const n = everyKey.length;
     for (let attempt = 0; attempt < NS_ATTEMPTS_MAX; attempt++) {
       const r = await this.client.txn({
         success: [
           { op: "range", key: L.mark, keysOnly: true },
-          { op: "range", ...everyKey, keysOnly: true, limit: 1 },
+          { op: "range", key: L.clusterMark, keysOnly: true },
+          ...everyKey.map((k) => ({ op: "range" as const, ...k, keysOnly: true, limit: 1 })),
           ...ancestors.map((a) => ({ op: "range" as const, key: a.mark, keysOnly: true })),
         ],
       });
-      if (counted(r.responses[0]) > 0) return; // a store already
+      // The cluster's mark is made once per cluster (pins.ts rule 3 compares it), and only
+      // for a store that is or will be there.
+      const clusterMark = async () => {
+        if (counted(r.responses[1]) === 0) await this.pins.ensureClusterMark();
+      };
+      if (counted(r.responses[0]) > 0) return await clusterMark(); // a store already
       if (!create) {
         // A read-only open writes nothing: a mistyped prefix must not become an empty store.
         throw new TxtDbError("INVALID_ARGUMENT", `No txtdb store at ${url} (no compaction mark under its prefix "${L.prefix}"); open it once without readOnly to create it`, { details: { prefix: L.prefix } });
       }
-      const outer = ancestors.find((_, i) => counted(r.responses[i + 2]) > 0);
+      const outer = ancestors.find((_, i) => counted(r.responses[i + 2 + n]) > 0);
       if (outer !== undefined) {
         throw new TxtDbError("INVALID_ARGUMENT", `Cannot create a txtdb store at ${url}: its prefix "${L.prefix}" lies inside the txtdb store at prefix "${outer.prefix}", which would take its keys for its own; choose a prefix outside it`, { details: { prefix: L.prefix, inside: outer.prefix } });
       }
-      if (counted(r.responses[1]) > 0) {
+      if (everyKey.some((_, i) => counted(r.responses[i + 2]) > 0)) {
         throw new TxtDbError("INVALID_ARGUMENT", `Cannot create a txtdb store at ${url}: etcd holds keys under its prefix "${L.prefix}" that are not a txtdb store's (or hold other stores); give the store a prefix of its own, etcd://host:port/<prefix>`, { details: { prefix: L.prefix } });
       }
       const t = await this.client.txn({
         compare: [
           { key: L.mark, target: "VERSION", result: "EQUAL", version: 0 },
-          { ...everyKey, target: "VERSION", result: "EQUAL", version: 0 },
+          ...everyKey.map((k) => ({ ...k, target: "VERSION" as const, result: "EQUAL" as const, version: 0 })),
           ...ancestors.map((a) => ({ key: a.mark, target: "VERSION" as const, result: "EQUAL" as const, version: 0 })),
         ],
         success: [{ op: "put", key: L.mark, value: fixedRevision(0n) }],
       });
-      if (t.succeeded) return;
+      if (t.succeeded) return await clusterMark();
       // Another process created it (or wrote there) meanwhile: look again.
     }
     throw new TxtDbError("UNAVAILABLE", `Cannot open ${url}: its keys kept changing while the store was being created; retry`);
@@ -709,8 +730,7 @@ export class EtcdEngine {
     if (e instanceof TxtDbError && e.code === "NAMESPACE_NOT_FOUND") return undefined;
     const compacted = (x: unknown): x is TxtDbError => x instanceof EtcdCompactedError || (x instanceof TxtDbError && x.details?.compacted === true);
     if (!compacted(e)) throw e;
-    const r = await this.client.range(this.layout.mark);
-    const mark = r.kvs[0] ? parseRevision(r.kvs[0].value) : 0n;
+    const mark = await this.pins.compactedTo();
     if (mark === from + 1n) {
       try {
         const b = await new EtcdReader(this.#ctx, mark).binding(ns);
@@ -756,12 +776,13 @@ export class EtcdEngine {
   // --- upkeep ---
 
   /**
-   * Compacts etcd's history up to the oldest pin of any live process (pins.ts), then
-   * removes tombstones and expired values at or below that revision (V3).
+   * Compacts etcd's history up to the oldest pin of any live process of any store on the
+   * cluster (pins.ts), then removes this store's tombstones and expired values at or below
+   * the revision compacted at (V3).
    */
   async compact(): Promise<EtcdCompaction> {
     this.#open("compact");
-    const mark = await this.pins.compactHistory();
+    const mark = await this.pins.compactHistory(); // <= the store's mark: V9 holds
     let removed = 0;
     let lo = this.layout.dataPrefix;
     // "P d0": just past every "P d/…" key.

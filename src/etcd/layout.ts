@@ -7,11 +7,13 @@
  * ```
  * P n/<name>                       → namespace id, decimal ("7")
  * P m/next-id                      → the next namespace id to hand out, decimal
- * P m/compacted                    → the compaction mark: a revision as 20 decimal digits;
- *                                    etcd is never compacted above it, no pin is ever
- *                                    published below it (pins.ts)
+ * P m/compacted                    → the store's compaction mark: a revision as 20
+ *                                    decimal digits; no pin of the store is ever
+ *                                    published below it, cleanup removes nothing above
+ *                                    it (pins.ts); its presence makes the prefix a store
  * P p/<lease id, 16 hex digits>    → a process's pin: the oldest revision it may still
  *                                    read, 20 digits; attached to that process's lease
+ *                                    (what compactors of older releases read)
  * P c/<lease id>/<commit seq>      → a commit id: "c" when written by the commit's own txn,
  *                                    "f" when written by the fence that proves the commit
  *                                    never landed; attached to the lease (engine.ts).
@@ -20,6 +22,22 @@
  * P d/<ns id, 16 hex digits>/<key> → a value (codec.ts bytes, maybe in the expiry.ts
  *                                    envelope), or a tombstone: the empty value
  * ```
+ *
+ * And, once per cluster, shared by every store on it (pins.ts): etcd's history is one for
+ * the whole cluster, so what keeps it is too.
+ *
+ * ```
+ * /txtdb/m/compacted               → the cluster's compaction mark: no txtdb compaction
+ *                                    compacts etcd above it, no pin of any store is ever
+ *                                    published below it
+ * /txtdb/p/<lease id, 16 hex>      → a process's pin, as `P p/<lease>` (both are written,
+ *                                    in one txn): the one every store's compactor reads
+ * ```
+ *
+ * No store's keys reach the registry: a prefix is the URL's path, whose leading slashes
+ * are dropped, so only a "%2F" could make one begin with "/", and url.ts refuses that; the
+ * root store's keys (prefix "") begin with a letter. Lease ids are unique in a cluster,
+ * so the pins of different stores never share a key.
  *
  * Fixed-width revisions make etcd's byte-wise VALUE compares numeric; fixed-width ids keep
  * each namespace's data keys one contiguous range that no other id's keys interleave.
@@ -69,6 +87,14 @@ export function parseRevision(b: Uint8Array): bigint {
   return /^\d+$/.test(s) ? BigInt(s) : 0n;
 }
 
+/**
+ * The cluster-wide registry's prefix (see the charts above): the one place outside every
+ * store's prefix that txtdb writes.
+ */
+export const REGISTRY_PREFIX = "/txtdb/";
+const CLUSTER_MARK = utf8.encode(`${REGISTRY_PREFIX}m/compacted`);
+const CLUSTER_PIN_PREFIX = utf8.encode(`${REGISTRY_PREFIX}p/`);
+
 function cat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.length + b.length);
   out.set(a, 0);
@@ -86,6 +112,10 @@ export class Layout {
   readonly pinPrefix: Uint8Array;
   readonly commitPrefix: Uint8Array;
   readonly dataPrefix: Uint8Array;
+  /** The cluster's compaction mark (shared by every store). */
+  readonly clusterMark: Uint8Array = CLUSTER_MARK;
+  /** The prefix of every store's pins in the registry. */
+  readonly clusterPinPrefix: Uint8Array = CLUSTER_PIN_PREFIX;
   readonly #dataPrefixText: string;
 
   constructor(prefix: string) {
@@ -132,6 +162,11 @@ export class Layout {
   /** The pin key of lease `lease`. */
   pinKey(lease: bigint): Uint8Array {
     return utf8.encode(`${this.prefix}p/${lease.toString(16).padStart(16, "0")}`);
+  }
+
+  /** The registry's pin key of lease `lease` (any store's: lease ids are the cluster's). */
+  clusterPinKey(lease: bigint): Uint8Array {
+    return utf8.encode(`${REGISTRY_PREFIX}p/${lease.toString(16).padStart(16, "0")}`);
   }
 
   /** The lease's mark of life (commit seq 0, never a commit's: seqs start at 1). */

@@ -2,36 +2,60 @@
  * Pins and compaction of the etcd engine: which revisions stay readable, and how history
  * below them is given back.
  *
- * Every process holds one etcd lease (its session, renewed by lease.ts) and publishes
- * under it one pin key, `P p/<lease>` → R: "this process may still read revision R and
- * anything newer". A compaction mark `P m/compacted` → M says how far history may go.
+ * Etcd compacts one history for the whole cluster, so every store on a cluster keeps its
+ * pins where every other store's compactor reads them: in the cluster's registry
+ * (layout.ts), under keys no store prefix reaches. Every process holds one etcd lease (its
+ * session, renewed by lease.ts) and publishes under it one pin, written twice in one txn:
+ * `/txtdb/p/<lease>` → R in the registry, and `P p/<lease>` → R under its store's prefix:
+ * "this process may still read revision R and anything newer". Two compaction marks say
+ * how far history may go: the cluster's `/txtdb/m/compacted` → G, and the store's own
+ * `P m/compacted` → M, which also marks the prefix as a store (engine.ts).
  *
  * Rules:
- * 1. Etcd is compacted only at a revision the mark already holds (compact at M keeps M
- *    readable), and the mark only ever moves up.
- * 2. A compactor raises the mark to T = min(every published pin, the revision Q it read
- *    them at) in one txn whose compares say no pin key was written and the mark was not
- *    moved since Q (a range compare over `P p/`: a pin created or changed since Q has a
- *    mod revision above Q). A pin that vanished since Q (its lease ended) only makes T
- *    lower than needed, never higher.
- * 3. A pin is published at R only by a txn that compares the mark below R + 1: if a
- *    compactor moved the mark past R first, the publish fails and the process picks a
- *    newer R. Together with rule 2, every published pin is >= the mark, whichever txn
- *    lands first.
- * 4. This process's pin P only rises without rule 3's compare (a raise keeps P >= M), and
- *    it never rises above a revision this process still reads, nor above the newest
- *    revision it has seen: a fresh read returns a revision at least that new, so any later
- *    snapshot or transaction begins at R >= P and is covered with no round trip.
- * 5. All writes of the pin key go through one queue, in order, so that a raise computed
+ * 1. Etcd is compacted only at a revision both marks of the compacting store hold, and
+ *    at most at the oldest pin the compactor read (compact at T keeps T readable). Marks
+ *    only ever move up.
+ * 2. A compactor computes T = min(every pin in the registry, every pin under its store's
+ *    `P p/`, the revision Q it read them at), and raises G and its store's M to T where
+ *    they are below it, in one txn whose compares say no pin key of either range was
+ *    written and neither mark moved since Q (a range compare: a pin created or changed
+ *    since Q has a mod revision above Q). A pin that vanished since Q (its lease ended)
+ *    only makes T lower than needed, never higher.
+ * 3. A pin is published at R only by a txn that compares both G and the store's M below
+ *    R + 1: if a compactor moved either past R first, the publish fails and the process
+ *    picks a newer R. Together with rule 2, every pin in the registry is >= G, and every
+ *    pin under `P p/` is >= that store's M, whichever txn lands first, whichever store
+ *    the compactor belongs to.
+ * 4. This process's pin P only rises without rule 3's compare (a raise keeps P >= both
+ *    marks), and it never rises above a revision this process still reads, nor above the
+ *    newest revision it has seen: a fresh read returns a revision at least that new, so
+ *    any later snapshot or transaction begins at R >= P and is covered with no round trip.
+ * 5. All writes of the pin keys go through one queue, in order, so that a raise computed
  *    before a lowering cannot land after it.
  * 6. When the lease is lost (the process was cut off longer than its TTL) the pin is
  *    gone: the next pin takes a new lease and publishes by rule 3. Reads of a revision a
  *    compactor passed meanwhile fail clearly (INVALID_ARGUMENT from the client: compacted).
+ * 7. Cleanup (engine.ts) removes keys of the store only at or below the T its compaction
+ *    compacted at: T is <= every pin of the store (rule 2) and <= M once the txn of rule 2
+ *    landed, which a commit's compare of M (engine.ts V9) relies on.
+ *
+ * The registry's pins are what matters across stores; the store's `P p/` copy and its M
+ * keep a process of an older release in the same store (which knows only those) safe from
+ * this release's compactions and this release's processes safe from its compactions. Not
+ * covered: a compaction by an older release protects only its own store's pins, so it
+ * can pass a pin of another store; and this release's compactor does not see the pins an
+ * older release publishes in other stores. Every process on a cluster with several
+ * stores must run this release or newer. Nor does anything protect pins from compactions
+ * txtdb does not make (etcd's `--auto-compaction-retention`, `etcdctl compact`).
+ *
+ * The cluster's mark must exist before a pin is published (a VALUE compare on a missing
+ * key fails): open creates it where it is missing, and a publish that finds it gone (keys
+ * deleted outside txtdb) creates it again at 0, which only lowers what compactors may do.
  *
  * @module
  */
 import { TxtDbError } from "../errors.ts";
-import type { EtcdClient } from "./client.ts";
+import type { EtcdClient, EtcdOp } from "./client.ts";
 import { isLeaseNotFound } from "./failures.ts";
 import type { EtcdLease } from "./lease.ts";
 import { fixedRevision, parseRevision } from "./layout.ts";
@@ -43,6 +67,10 @@ import type { Timer } from "../timers.ts";
 export const PIN_RAISE_DELAY_MS = 200;
 /** Attempts to publish a pin or move the mark before giving up with UNAVAILABLE. */
 const PIN_ATTEMPTS_MAX = 20;
+
+function maxRevision(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
 
 /** A pinned revision; `release()` once done (idempotent). */
 export interface Pin {
@@ -212,12 +240,16 @@ export class EtcdPins {
         // Keep every revision this process still reads covered, not only the new one.
         let low = this.#lowest(want);
         if (low < floor) low = floor;
+        const L = this.#layout;
         let r;
         try {
           r = await this.#client.txn({
-            compare: [{ key: this.#layout.mark, target: "VALUE", result: "LESS", value: fixedRevision(low + 1n) }],
-            success: [{ op: "put", key: this.#layout.pinKey(lease.id), value: fixedRevision(low), lease: lease.id }],
-            failure: [{ op: "range", key: this.#layout.mark }],
+            compare: [
+              { key: L.clusterMark, target: "VALUE", result: "LESS", value: fixedRevision(low + 1n) },
+              { key: L.mark, target: "VALUE", result: "LESS", value: fixedRevision(low + 1n) },
+            ],
+            success: this.#pinPuts(lease, low),
+            failure: [{ op: "range", key: L.clusterMark }, { op: "range", key: L.mark }],
           });
         } catch (e) {
           // etcd ended the lease before its keep-alive noticed: nothing was written; take a
@@ -231,8 +263,14 @@ export class EtcdPins {
           if (this.#lease === lease) this.#published = low;
           return;
         }
-        const kv = r.responses[0]?.op === "range" ? r.responses[0].kvs[0] : undefined;
-        const mark = kv ? parseRevision(kv.value) : 0n;
+        const cluster = r.responses[0]?.op === "range" ? r.responses[0].kvs[0] : undefined;
+        const own = r.responses[1]?.op === "range" ? r.responses[1].kvs[0] : undefined;
+        if (cluster === undefined) {
+          // The cluster's mark was deleted outside txtdb: made again, the next try can land.
+          await this.ensureClusterMark();
+          continue;
+        }
+        const mark = maxRevision(parseRevision(cluster.value), own ? parseRevision(own.value) : 0n);
         floor = mark;
         if (want < mark) {
           if (!move) {
@@ -246,6 +284,35 @@ export class EtcdPins {
       }
       throw new TxtDbError("UNAVAILABLE", `Cannot pin a revision: compactions kept passing it ${PIN_ATTEMPTS_MAX} times; retry`);
     });
+  }
+
+  /** The puts of this process's pin at `revision`: in the registry and under the store (rule 3). */
+  #pinPuts(lease: EtcdLease, revision: bigint): EtcdOp[] {
+    const value = fixedRevision(revision);
+    return [
+      { op: "put", key: this.#layout.clusterPinKey(lease.id), value, lease: lease.id },
+      { op: "put", key: this.#layout.pinKey(lease.id), value, lease: lease.id },
+    ];
+  }
+
+  /** Creates the cluster's compaction mark at 0 unless it exists (it must, for rule 3). */
+  async ensureClusterMark(): Promise<void> {
+    const r = await this.#client.txn({
+      compare: [{ key: this.#layout.clusterMark, target: "VERSION", result: "EQUAL", version: 0 }],
+      success: [{ op: "put", key: this.#layout.clusterMark, value: fixedRevision(0n) }],
+    });
+    this.saw(r.revision);
+  }
+
+  /**
+   * The newest compaction a mark records: the cluster's or this store's, whichever is
+   * higher (a compactor of an older release moves only its store's).
+   */
+  async compactedTo(): Promise<bigint> {
+    const r = await this.#client.txn({ success: [{ op: "range", key: this.#layout.clusterMark }, { op: "range", key: this.#layout.mark }] });
+    let mark = 0n;
+    for (const res of r.responses) if (res.op === "range" && res.kvs[0]) mark = maxRevision(mark, parseRevision(res.kvs[0].value));
+    return mark;
   }
 
   #lowest(atMost: bigint): bigint {
@@ -280,47 +347,63 @@ export class EtcdPins {
       }
       const want = this.#lowest(this.#seen);
       if (want <= this.#published) return;
-      await this.#client.put(this.#layout.pinKey(lease.id), fixedRevision(want), { lease: lease.id });
+      await this.#client.txn({ success: this.#pinPuts(lease, want) });
       if (this.#lease === lease) this.#published = want;
     });
   }
 
   /**
-   * Moves the compaction mark up to the oldest published pin (rule 2) and compacts etcd
-   * there (rule 1). Resolves with the mark.
+   * Raises the marks to the oldest pin of any store on the cluster (rule 2) and compacts
+   * etcd there (rule 1). Resolves with the revision compacted at: cleanup may remove the
+   * store's keys at or below it (rule 7).
    */
   async compactHistory(): Promise<bigint> {
     await this.raise().catch(() => {});
+    const L = this.#layout;
     for (let attempt = 0; attempt < PIN_ATTEMPTS_MAX; attempt++) {
       const read = await this.#client.txn({
         success: [
-          { op: "range", key: this.#layout.pinPrefix, prefix: true },
-          { op: "range", key: this.#layout.mark },
+          { op: "range", key: L.clusterPinPrefix, prefix: true },
+          { op: "range", key: L.clusterMark },
+          { op: "range", key: L.pinPrefix, prefix: true },
+          { op: "range", key: L.mark },
         ],
       });
       const q = read.revision;
       this.saw(q);
-      const pins = read.responses[0]?.op === "range" ? read.responses[0].kvs : [];
-      const markKv = read.responses[1]?.op === "range" ? read.responses[1].kvs[0] : undefined;
-      const mark = markKv ? parseRevision(markKv.value) : 0n;
+      const kvs = (i: number) => (read.responses[i]?.op === "range" ? read.responses[i].kvs : []);
+      const valueOf = (i: number) => {
+        const kv = kvs(i)[0];
+        return kv ? parseRevision(kv.value) : 0n;
+      };
+      const cluster = valueOf(1), own = valueOf(3);
       let target = q;
-      for (const kv of pins) {
+      for (const kv of [...kvs(0), ...kvs(2)]) {
         const p = parseRevision(kv.value);
         if (p < target) target = p;
       }
-      if (target <= mark) {
-        if (mark > 0n) await this.#client.compact(mark);
-        return mark;
+      // Both marks at or above the target: nothing to raise, and compacting at the target
+      // repeats a compaction made before (etcd takes that as done). The target lies below
+      // the cluster's mark only through a pin of an older release in this store, which
+      // another store's compactor could not see (not covered, see above).
+      if (target <= cluster && target <= own) {
+        if (target > 0n) await this.#client.compact(target);
+        return target;
       }
+      const success: EtcdOp[] = [];
+      if (target > cluster) success.push({ op: "put", key: L.clusterMark, value: fixedRevision(target) });
+      if (target > own) success.push({ op: "put", key: L.mark, value: fixedRevision(target) });
       const moved = await this.#client.txn({
         compare: [
-          { key: this.#layout.pinPrefix, prefix: true, target: "MOD", result: "LESS", modRevision: q + 1n },
-          { key: this.#layout.mark, target: "MOD", result: "LESS", modRevision: q + 1n },
+          { key: L.clusterPinPrefix, prefix: true, target: "MOD", result: "LESS", modRevision: q + 1n },
+          { key: L.clusterMark, target: "MOD", result: "LESS", modRevision: q + 1n },
+          { key: L.pinPrefix, prefix: true, target: "MOD", result: "LESS", modRevision: q + 1n },
+          { key: L.mark, target: "MOD", result: "LESS", modRevision: q + 1n },
         ],
-        success: [{ op: "put", key: this.#layout.mark, value: fixedRevision(target) }],
+        success,
       });
       this.saw(moved.revision);
-      if (!moved.succeeded) continue; // a pin or the mark moved meanwhile: read them again
+      if (!moved.succeeded) continue; // a pin or a mark moved meanwhile: read them again
       await this.#client.compact(target);
       return target;
     }

@@ -15,7 +15,8 @@
  * page costs the rest of the range on the etcd side (a forward read costs its page).
  *
  * A read at a revision etcd has compacted fails: UNAVAILABLE for a pinned reader (its pin
- * was lost with its lease: pins.ts rule 6), INVALID_ARGUMENT for an unpinned one.
+ * was lost with its lease, pins.ts rule 6, or a compaction that does not read txtdb's pins
+ * passed it: pins.ts, "Not covered"), INVALID_ARGUMENT for an unpinned one.
  *
  * Namespaces are resolved at the reader's revision, once per reader; the binding (id, and
  * the binding key's mod revision) is what a transaction's commit compares to prove that
@@ -141,7 +142,7 @@ export class EtcdReader {
         if (!(e instanceof EtcdCompactedError)) throw e;
         // Said in txtdb's terms: which revision, and why it can be gone.
         throw this.#pin
-          ? new TxtDbError("UNAVAILABLE", `Cannot read at revision ${this.#revision}: etcd compacted its history although this snapshot pinned it, so this process's pin was lost (its lease expired while it was cut off from etcd); begin a new snapshot or transaction`, { cause: e, details: { revision: this.#revision, compacted: true } })
+          ? new TxtDbError("UNAVAILABLE", `Cannot read at revision ${this.#revision}: etcd compacted its history although this snapshot pinned it, so its pin was lost: this process's lease expired while it was cut off from etcd, or something that does not read txtdb's pins compacted etcd (etcd's --auto-compaction-retention, etcdctl compact, or an older txtdb release on the same cluster); begin a new snapshot or transaction`, { cause: e, details: { revision: this.#revision, compacted: true } })
           : new TxtDbError("INVALID_ARGUMENT", `Cannot read at revision ${this.#revision}: etcd compacted its history; read at a newer revision`, { cause: e, details: { revision: this.#revision, compacted: true } });
       }
       if (this.#revision === undefined) {

@@ -5,6 +5,7 @@
  * @module
  */
 import { TxtDbError } from "../errors.ts";
+import { REGISTRY_PREFIX } from "./layout.ts";
 
 /** The default client port of etcd. */
 export const ETCD_DEFAULT_PORT = 2379;
@@ -21,7 +22,8 @@ export interface EtcdLocation {
 
 /**
  * Parses `etcd://h1:p1,h2:p2/prefix` (or `etcds://`); a missing port is 2379; IPv6 hosts
- * go in brackets. Fails with `INVALID_ARGUMENT` naming what is wrong.
+ * go in brackets. Fails with `INVALID_ARGUMENT` naming what is wrong, also for a prefix
+ * beginning with "/" (only "%2F" makes one), where txtdb's cluster-wide registry lives.
  *
  * @example
  * ```ts
@@ -47,6 +49,13 @@ export function parseEtcdUrl(url: string): EtcdLocation {
     path = decodeURIComponent(path.replace(/^\/+/, "").replace(/\/+$/, ""));
   } catch {
     throw new TxtDbError("INVALID_ARGUMENT", `The etcd location ${JSON.stringify(url)} has a malformed %-escape in its prefix`);
+  }
+  // Keys beginning with "/" hold what every store on the cluster shares (layout.ts's
+  // registry: the pins of all stores, the cluster's compaction mark); a store there would
+  // take them for its own keys, or its keys for pins. Leading slashes of the path are
+  // dropped above, so only an escaped one (%2F) gets here.
+  if (path.startsWith("/")) {
+    throw new TxtDbError("INVALID_ARGUMENT", `The etcd location ${JSON.stringify(url)} gives a prefix that begins with "/" (an escaped %2F): keys beginning with "${REGISTRY_PREFIX}" hold txtdb's registry of every store on the cluster, which no store may reach; drop the leading %2F`, { details: { prefix: `${path}/` } });
   }
   return { endpoints, prefix: path === "" ? "" : `${path}/`, tls };
 }

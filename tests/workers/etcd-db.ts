@@ -12,11 +12,19 @@
  *                               (reads both others, writes its own: write skew if unchecked)
  *   watch <url> <from> <n>      watches w/ prefix [] from version <from>; prints "event <version>
  *                               <json changes>" for each of n events, then "done"
+ *   hold <url>                  in namespace ns (made by the test): sets "s" and k = 1, takes a
+ *                               snapshot and begins a transaction there, sets k = 2, prints
+ *                               "pinned <version>"; then on stdin "check": reads k at the
+ *                               snapshot, "s" in the transaction, and the first event of a
+ *                               watch from the snapshot's version, printing "checked <json>"
+ *                               (an error's code and message in it instead); "commit": commits
+ *                               the transaction (a write of "t"), printing "committed <json>";
+ *                               "release": releases both, printing "released"; EOF: exits
  *
  * Prints "ready" once open, "done <json>" when finished.
  */
 import { open, TxtDbError } from "txtdb";
-import { args, exit, say } from "./io.ts";
+import { args, exit, say, stdinLines } from "./io.ts";
 
 const [mode, url, a1, a2] = args();
 let conflicts = 0;
@@ -89,6 +97,43 @@ async function run(): Promise<void> {
         if (++seen >= n) break;
       }
       say(`done ${JSON.stringify({ seen })}`);
+    } else if (mode === "hold") {
+      await db.set("ns", "s", "steady");
+      await db.set("ns", "k", 1);
+      const snap = await db.snapshot();
+      const tx = await db.begin();
+      await db.set("ns", "k", 2);
+      say(`pinned ${snap.version}`);
+      const outcome = async (fn: () => Promise<Record<string, unknown>>) => {
+        try {
+          return JSON.stringify(await fn());
+        } catch (e) {
+          return JSON.stringify({ error: e instanceof TxtDbError ? `${e.code}: ${e.message}` : String(e) });
+        }
+      };
+      for await (const line of stdinLines()) {
+        if (line === "check") {
+          say(`checked ${await outcome(async () => {
+            const w = db.watch("ns", { keys: ["k"] }, { fromVersion: snap.version });
+            try {
+              const first = await w.next();
+              const change = first.done ? undefined : first.value.changes[0];
+              return { snap: await snap.get("ns", "k"), tx: await tx.get("ns", "s"), watched: change?.value ?? null };
+            } finally {
+              await w.return?.();
+            }
+          })}`);
+        } else if (line === "commit") {
+          say(`committed ${await outcome(async () => {
+            tx.set("ns", "t", "from the transaction");
+            return { version: String((await tx.commit()).version) };
+          })}`);
+        } else if (line === "release") {
+          snap.release();
+          tx.rollback();
+          say("released");
+        }
+      }
     } else {
       throw new Error(`unknown mode ${mode}`);
     }

@@ -52,7 +52,10 @@ if (canSpawn) {
       assert.equal(exit.signal, null, `the ${rt} reader was killed by ${exit.signal}: ${reader.stderr}`);
       assert.equal(exit.code, 0, `the ${rt} reader exited ${exit.code}: ${reader.stderr}`);
       const done = JSON.parse(line.slice(5)) as { reads: number; errors: number; lastError: string };
-      assert.ok(done.reads > 100, `the reader read only ${done.reads} times`);
+      // Most reads while the file is cut fail (CORRUPTION, as they should), and the reader is
+      // told to stop soon after it saw 2: a few dozen answered reads is normal (37 of 8,800
+      // failed a run of the Bun leg that counted answered reads alone).
+      assert.ok(done.reads + done.errors > 100, `the reader read only ${done.reads + done.errors} times`);
       // Errors are allowed, but each must be a clear one.
       if (done.errors > 0) assert.match(done.lastError, /^[A-Z_]+ \S/, done.lastError);
     });

@@ -10,7 +10,7 @@
  *
  * The tests share one 1-member cluster and run in order; the last one stops it.
  */
-import { afterEach, assert, canSpawn, runtime, sleep, test } from "./harness.ts";
+import { afterEach, assert, canSpawn, runtime, sleep, test, waitUntil } from "./harness.ts";
 import { etcdTests, failsWith, sharedCluster, str } from "./etcdtests.ts";
 import { open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
@@ -204,6 +204,34 @@ etcdTests(`${R} stores sharing a cluster`, () => {
     }
     // Leading slashes of the path itself are dropped, as before.
     assert.equal(parseEtcdUrl(`etcd://${hosts}//ok`).prefix, "ok/");
+  });
+
+  test(`${R} a watcher pins what it has still to deliver from its call on: another handle's compaction before the consumer reads passes none of it, the pin follows the events taken, and return() gives it back (etcd watchers held no pin: docs/watch.md said they did)`, async () => {
+    const loc = await location("watch-pin");
+    await using db = await open(loc, { namespaces: ["ns"] });
+    await using other = await open(loc);
+    const v0 = (await db.set("ns", "k", 0)).version;
+    const versions: bigint[] = [];
+    for (let i = 1; i <= 4; i++) versions.push((await db.set("ns", "k", i)).version);
+    // Nothing reads in db: its published pin rises past v0 (stats().version on etcd).
+    assert.ok((await waitUntil(() => db.stats().version > v0, 5_000, 20)) >= 0, "db's pin never rose past v0");
+    const w = db.watch("ns", { keys: ["k"] }, { fromVersion: v0 });
+    assert.ok((await waitUntil(() => db.stats().version <= v0, 5_000, 5)) >= 0, `the watcher's pin at ${v0} was never published (db pins ${db.stats().version})`);
+    const first = await other.compact();
+    assert.ok(first.checkpointVersion <= v0, `compacted to ${first.checkpointVersion}, past the watcher's pin at ${v0}`);
+    const got: bigint[] = [];
+    for (let i = 0; i < 2; i++) got.push((await w.next()).value!.version);
+    // Two events taken: the pin has left v0 (for the first: the watcher moves it when asked
+    // for the next), and a compaction may pass v0 now.
+    await sleep(400);
+    const second = await other.compact();
+    assert.ok(second.checkpointVersion > v0 && second.checkpointVersion <= versions[1]!, `compacted to ${second.checkpointVersion}; the watcher took events up to ${versions[1]}`);
+    for (let i = 0; i < 2; i++) got.push((await w.next()).value!.version);
+    assert.deepEqual(got, versions);
+    await w.return!();
+    await sleep(400);
+    assert.ok((await other.compact()).checkpointVersion >= versions[3]!, "the pin of a watcher ended by return() stayed");
+    assert.equal(await firstChange(db, "ns", "k", v0), "WATCH_OVERFLOW");
   });
 
   test(`${R} stop the cluster`, async () => {

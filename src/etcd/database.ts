@@ -46,6 +46,7 @@ import { SAGA_STATUSES } from "../sagastate.ts";
 import { abortReason, listenAbort, raceDeadline, signalAborted } from "../timers.ts";
 import { decodeStored } from "../tx.ts";
 import { EtcdEngine } from "./engine.ts";
+import type { Pin } from "./pins.ts";
 import { ETCD_TXN_OPS_MAX } from "./reader.ts";
 import type { EtcdReader } from "./reader.ts";
 import { ETCD_LIMITS, EtcdTransaction } from "./transaction.ts";
@@ -58,6 +59,7 @@ export function isEtcdLocation(path: string): boolean {
 }
 
 /** Releases the pins of db.list() iterators dropped unfinished (see EtcdDatabase.list). */
+const leakedWatchers = new FinalizationRegistry<() => void>((unpin) => unpin());
 const leakedLists = new FinalizationRegistry<{ reader: EtcdReader | undefined }>((held) => held.reader?.release());
 
 /** Options that only mean something for a store in a directory. */
@@ -462,33 +464,61 @@ export class EtcdDatabase implements DatabaseEngine {
     // (it gets a higher revision). Commits of other processes this one had not seen yet may
     // come too; those made while the id had another name never do (engine.ts watch).
     const fromVersion = opts.fromVersion ?? engine.pins.seen;
+    // The watcher pins the revision it has delivered up to, as a snapshot pins its own
+    // (pins.ts), from this call on: no compaction, in any process of any store, passes what
+    // it has still to deliver, whether the consumer has started reading or is slow (etcd's
+    // watch then reads history). The hold is taken synchronously (pinAt's first step), so a
+    // compaction begun after this call by this process sees it; other processes see it once
+    // published. It moves as the consumer takes events, and goes when the watcher ends.
+    // (Watchers held no pin, and a replay not read at once could meet WATCH_OVERFLOW.)
+    let pin: Promise<Pin | undefined> = engine.pins.pinAt(fromVersion).catch(() => undefined); // compacted already: the watch says so
+    let pinned = true;
+    const unpin = () => {
+      if (!pinned) return;
+      pinned = false;
+      void pin.then((p) => p?.release());
+    };
+    const movePin = (to: bigint) => {
+      if (!pinned) return;
+      const before = pin;
+      pin = engine.pins.pinAt(to).catch(() => undefined); // held before the old one goes
+      void before.then((p) => p?.release());
+    };
     async function* run(): AsyncGenerator<WatchEvent<T>, void, undefined> {
       // The version of the last event handed to the consumer (or where it started): what
       // `fromVersion` (exclusive) resumes from, as the local engine's errors say.
       let delivered = BigInt(fromVersion);
       try {
         if (stop.signal.aborted) return;
+        await pin; // published (or found compacted) before etcd's watch starts
         const changes = engine.watch(ns, selector, { fromVersion, signal: stop.signal });
         for await (const c of changes) {
           yield { version: c.version, changes: c.changes.map((x) => ({ key: storedKey(ns, x.key), value: x.value === undefined ? undefined : (decodeStored(x.value, ns, x.key) as T) })) };
           delivered = c.version;
+          movePin(delivered);
         }
       } catch (e) {
         // An abort (the signal, return(), close()) ends the watcher quietly.
         if (stop.signal.aborted) return;
         throw resumable(e, delivered);
       } finally {
+        unpin();
         unlistenAbort();
         watchers.delete(stop);
       }
     }
     const gen = run();
-    // return() must end a watch that waits for etcd now, not at its next event.
+    // return() must end a watch that waits for etcd now, not at its next event (and one
+    // never started, whose finally never runs, must give its pin back too).
     const end = gen.return.bind(gen);
     gen.return = (v) => {
       stop.abort();
+      unpin();
       return end(v);
     };
+    // A watcher dropped without return() gives its pin back when it is garbage-collected,
+    // as a snapshot does (a started one is kept alive by its pending read until it ends).
+    leakedWatchers.register(gen, unpin);
     return gen;
   }
 

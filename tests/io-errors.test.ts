@@ -92,27 +92,18 @@ test("an IO error for a failure outside the store says what to do: too many open
   }
   assert.ok(thrown instanceof TxtDbError && thrown.code === "IO", `EMFILE opening a table: ${String(thrown)}`);
   assert.match((thrown as Error).message, /EMFILE: this process has too many files open\. .*ulimit -n/);
-  fail = "ENOSPC";
+  fail = undefined;
   const db = await open(dir, { adapter: platform });
-  thrown = undefined;
-  try {
-    await db.set("ns", "full", 1);
-  } catch (e) {
-    thrown = e;
-  }
-  assert.ok(thrown instanceof TxtDbError && thrown.code === "IO", `ENOSPC appending: ${String(thrown)}`);
-  assert.match((thrown as Error).message, /ENOSPC: the file system is full; free space on it, then try again/);
-  // A write on a read-only mount: remount (readOnly: true is for reading only, which a
-  // CLI `set` cannot use).
-  fail = "EROFS";
-  thrown = undefined;
-  try {
-    await db.set("ns", "full", 1);
-  } catch (e) {
-    thrown = e;
-  }
-  assert.ok(thrown instanceof TxtDbError && thrown.code === "IO", `EROFS appending: ${String(thrown)}`);
-  assert.match((thrown as Error).message, /EROFS: the file system is mounted read-only; a write needs it remounted writable \(to only read the store, open it with readOnly: true/);
+  // A commit's append failing with `errno`: an IO error whose message matches `hint`.
+  const appendFails = async (errno: string, hint: RegExp) => {
+    fail = errno;
+    const e = await db.set("ns", "full", 1).then(() => undefined, (x: unknown) => x);
+    assert.ok(e instanceof TxtDbError && e.code === "IO", `${errno} appending: ${String(e)}`);
+    assert.match(e.message, hint);
+  };
+  await appendFails("ENOSPC", /ENOSPC: the file system is full; free space on it, then try again/);
+  // A read-only mount: remount (readOnly: true is for reading only, which a CLI `set` cannot use).
+  await appendFails("EROFS", /EROFS: the file system is mounted read-only; a write needs it remounted writable \(to only read the store, open it with readOnly: true/);
   fail = undefined;
   assert.equal(await db.get("ns", "full"), undefined, "the failed commit was not written");
   await db.set("ns", "full", 2);

@@ -62,7 +62,10 @@ export class Worker {
     this.child.stderr!.on("data", (chunk: string) => {
       if (this.stderr.length < 20_000) this.stderr += chunk;
     });
-    this.exited = new Promise((resolve) => this.child.on("exit", (code, signal) => resolve({ code, signal })));
+    // "close", not "exit": "exit" may come before the last of stdout is read, and a worker
+    // that printed "done" and exited read as one that exited before it (the etcd leg failed
+    // so once under load: "exited (0) before \"done \"; stdout: ready").
+    this.exited = new Promise((resolve) => this.child.on("close", (code, signal) => resolve({ code, signal })));
   }
 
   /** Waits for a stdout line starting with `prefix`. */

@@ -80,7 +80,7 @@ async function startChild(script: string, args: string[]): Promise<Child> {
   });
   child.stderr!.setEncoding("utf8");
   child.stderr!.on("data", (c: string) => void (err.length < 20_000 && (err += c)));
-  const exited = new Promise((resolve) => child.on("exit", resolve));
+  const exited = new Promise((resolve) => child.on("close", resolve)); // after the last of stdout
   return {
     lines,
     stderr: () => err,

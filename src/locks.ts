@@ -288,8 +288,14 @@ interface Request {
   startMs: number;
   waited: boolean;
   deadline: Timer | undefined;
-  /** Owners that blocked it at the last look (for the LOCK_TIMEOUT message). */
+  /** Owners that blocked it at the last look (for the LOCK_TIMEOUT message); none once the table showed it granted. */
   blockers: LockEntry[];
+  /**
+   * True while the table shows this request's step granted but the table's flock, which
+   * taking it needs (rule 2), stayed busy at the last try: LOCK_TIMEOUT then says so rather
+   * than name a holder that gave the lock back.
+   */
+  grantUntaken: boolean;
   settled: boolean;
   resolve: (lock: ResourceLock) => void;
   reject: (e: unknown) => void;
@@ -608,6 +614,7 @@ export class LockManager {
       waited: false,
       deadline: undefined,
       blockers: [],
+      grantUntaken: false,
       settled: false,
       resolve: () => {},
       reject: () => {},
@@ -625,6 +632,7 @@ export class LockManager {
   /** The request's current step is granted as entry `e`: it holds that entry and moves on to its next step. */
   #takeStep(req: Request, e: LockEntry): Held {
     req.waitingSeq = undefined;
+    req.grantUntaken = false;
     const h = this.#hold(e.seq, e.resource, e.mode);
     h.refs++;
     req.taken.push(h);
@@ -925,7 +933,10 @@ export class LockManager {
         this.#finish(req, this.#deadlockError(req, e.note));
       } else if (e.flags & GRANTED) {
         granted = true; // taken below, under the flock (rule 2)
+        req.blockers = []; // whoever blocked it gave way: only the flock stands between it and the grant
+        req.grantUntaken = true; // until it is taken (or a later look shows it otherwise)
       } else {
+        req.grantUntaken = false;
         req.blockers = blockersOf(t, e);
         if (probe && req.blockers.some((b) => !this.#ownerAlive(b.owner))) deadBlocker = true;
       }
@@ -947,8 +958,9 @@ export class LockManager {
    */
   #takeGrantsLocked(): void {
     const taken: Request[] = [];
+    let done: boolean;
     try {
-      this.#change((t) => {
+      done = this.#change((t) => {
         const me = this.#lease?.id;
         for (const req of this.#waiting) {
           if (req.waitingSeq === undefined || req.settled) continue;
@@ -965,6 +977,8 @@ export class LockManager {
       for (const req of taken) this.#finish(req, this.#asLockError(e, req));
       return;
     }
+    // The flock was had: a grant not taken is gone from the table (rebuilt meanwhile), not kept from this handle by a busy flock.
+    if (done) for (const req of this.#waiting) req.grantUntaken = false;
     for (const req of taken) this.#advance(req);
   }
 
@@ -1730,7 +1744,10 @@ export class LockManager {
       ? `; ${blockers.map((b) => `pid ${b.pid} (${b.runtime}) ${b.waiting ? "waits ahead in" : "holds"} ${b.mode} on ${describe(b.resource)}`).join(", ")}`
       : "";
     const why = (signalAborted(req.signal) ? "its signal aborted the wait" : req.tryOnce ? "it is not free now (timeoutMs: 0 tries once)" : `not granted within ${req.timeoutMs} ms`) +
-      (this.#unregistered !== undefined ? `, and nothing can be granted while ${this.#unregistered}` : "");
+      (this.#unregistered !== undefined ? `, and nothing can be granted while ${this.#unregistered}` : "") +
+      (req.grantUntaken
+        ? `; the lock table granted it, but its flock (of "${this.#dir}") stayed busy, so it could not be taken: another process is inside a change of the table (one stopped there, SIGSTOP or a debugger, holds it until it goes on or ends)`
+        : "");
     return new TxtDbError(
       "LOCK_TIMEOUT",
       `Cannot lock ${describe(req.key)} in mode ${req.mode}: ${why}${who}. See db.locks() or \`txtdb locks <dir>\`; raise timeoutMs, or end the holder`,

@@ -304,6 +304,32 @@ test(`${R} a waiter takes the grant a release made it only under the table's flo
   await closeAll([a, b]);
 });
 
+test(`${R} a waiter granted in the table that times out while another holds the table's flock: LOCK_TIMEOUT names no holder (the one that blocked it gave the lock back) and says the flock was busy`, async () => {
+  const dir = tempDir("grant-untaken-timeout");
+  const platform = await defaultPlatform();
+  const a = await open(dir);
+  const b = await open(dir);
+  const la = await a.lock(["q"], "X");
+  const waited = b.lock(["q"], "X", { timeoutMs: 300 });
+  assert.ok((await waitUntil(() => a.locks().some((l) => l.waiting), 5_000)) >= 0);
+  la.release(); // grants b in the table; the flock below keeps b from taking it
+  const flock = platform.openDirectoryLock!(`${dir}/locks`);
+  let e: TxtDbError;
+  try {
+    assert.ok(flock.tryLock(true), "the flock of locks/ is free after the release");
+    e = await errorOf(waited);
+  } finally {
+    flock.close();
+  }
+  assert.equal(e.code, "LOCK_TIMEOUT");
+  assert.deepEqual((e.details as { blockers: unknown[] }).blockers, [], `a holder named while nobody holds "q": ${e.message}`);
+  assert.doesNotMatch(e.message, /holds X/, e.message);
+  assert.match(e.message, /flock .* stayed busy/, e.message);
+  // Nothing is left held: b's timed-out grant goes at its next change.
+  assert.equal(await outcome(a.lock(["q"], "X", { timeoutMs: 2_000 }).then((l) => l.release())), "granted");
+  await closeAll([a, b]);
+});
+
 test(`${R} a record of grants that is garbage, or names another owner, adds nothing and breaks nothing`, async () => {
   const dir = tempDir("record-garbage");
   const [a, b] = [await open(dir), await open(dir)];

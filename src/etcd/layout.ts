@@ -63,7 +63,6 @@ export function isTombstone(value: Uint8Array): boolean {
   return value.length === 0;
 }
 
-/** A revision as 20 decimal digits (int64 fits), so that byte order is numeric order. */
 /**
  * A namespace id as stored (a binding's value, or the id counter `P m/next-id`): a whole
  * number from 1 to 15 digits, or CORRUPTION naming the key. Anything else was written
@@ -77,6 +76,7 @@ export function storedId(value: Uint8Array, key: Uint8Array): number {
   throw new TxtDbError("CORRUPTION", `The etcd key ${JSON.stringify(k)} holds ${JSON.stringify(s.slice(0, 40))}, not a namespace id (a whole number from 1): the store's keys were changed outside txtdb. Restore them from a backup of the cluster`, { details: { key: k } });
 }
 
+/** A revision as 20 decimal digits (int64 fits), so that byte order is numeric order. */
 export function fixedRevision(r: bigint): string {
   return r.toString().padStart(20, "0");
 }

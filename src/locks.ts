@@ -296,6 +296,12 @@ interface Request {
    * than name a holder that gave the lock back.
    */
   grantUntaken: boolean;
+  /**
+   * True while the last change this request tried found the table's flock busy past the
+   * spin bound (it is retried every ms): LOCK_TIMEOUT then says so, where it said only
+   * "not granted within N ms" with no holder named.
+   */
+  tableBusy: boolean;
   settled: boolean;
   resolve: (lock: ResourceLock) => void;
   reject: (e: unknown) => void;
@@ -615,6 +621,7 @@ export class LockManager {
       deadline: undefined,
       blockers: [],
       grantUntaken: false,
+      tableBusy: false,
       settled: false,
       resolve: () => {},
       reject: () => {},
@@ -719,6 +726,7 @@ export class LockManager {
         }
         outcome = { kind: "done" };
       });
+      req.tableBusy = !changed;
       if (!changed) {
         // Another process is stopped inside a change: try again shortly, within the deadline.
         this.#startWaiting(req);
@@ -1745,8 +1753,8 @@ export class LockManager {
       : "";
     const why = (signalAborted(req.signal) ? "its signal aborted the wait" : req.tryOnce ? "it is not free now (timeoutMs: 0 tries once)" : `not granted within ${req.timeoutMs} ms`) +
       (this.#unregistered !== undefined ? `, and nothing can be granted while ${this.#unregistered}` : "") +
-      (req.grantUntaken
-        ? `; the lock table granted it, but its flock (of "${this.#dir}") stayed busy, so it could not be taken: another process is inside a change of the table (one stopped there, SIGSTOP or a debugger, holds it until it goes on or ends)`
+      (req.grantUntaken || req.tableBusy
+        ? `; ${req.grantUntaken ? "the lock table granted it, but its " : "the lock table's "}flock (of "${this.#dir}") stayed busy, so it could not be ${req.grantUntaken ? "taken" : "asked for"}: another process is inside a change of the table (one stopped there, SIGSTOP or a debugger, holds it until it goes on or ends)`
         : "");
     return new TxtDbError(
       "LOCK_TIMEOUT",

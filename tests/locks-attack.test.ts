@@ -330,6 +330,25 @@ test(`${R} a waiter granted in the table that times out while another holds the 
   await closeAll([a, b]);
 });
 
+test(`${R} a request whose change of the table finds the table's flock busy until it times out: LOCK_TIMEOUT says the flock stayed busy (it said only "not granted within N ms", naming nobody)`, async () => {
+  const dir = tempDir("table-busy-timeout");
+  const platform = await defaultPlatform();
+  const a = await open(dir);
+  (await a.lock(["warm"], "X")).release(); // locks/ made, a registered
+  const flock = platform.openDirectoryLock!(`${dir}/locks`);
+  let e: TxtDbError;
+  try {
+    assert.ok(flock.tryLock(true), "the flock of locks/ is free");
+    e = await errorOf(a.lock(["q"], "X", { timeoutMs: 100 }));
+  } finally {
+    flock.close();
+  }
+  assert.equal(e.code, "LOCK_TIMEOUT");
+  assert.match(e.message, /the lock table's flock \(of ".*"\) stayed busy, so it could not be asked for: another process is inside a change/, e.message);
+  assert.equal(await outcome(a.lock(["q"], "X", { timeoutMs: 2_000 }).then((l) => l.release())), "granted");
+  await a.close();
+});
+
 test(`${R} a record of grants that is garbage, or names another owner, adds nothing and breaks nothing`, async () => {
   const dir = tempDir("record-garbage");
   const [a, b] = [await open(dir), await open(dir)];

@@ -6,13 +6,18 @@
 // same quarter hour). Here every engine commits a block in turn, round after round, and each
 // row totals its engine's blocks, so all three see the same disk.
 //
-//   node scripts/bench/w1-alternating.mjs <dir> [scale]
+//   node scripts/bench/w1-alternating.mjs <dir> [scale]   (no dir: a new one under the system's temp dir)
 // Prints one JSON line: the rows, as the other bench scripts do.
 import { createRequire } from "node:module";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { open } from "txtdb";
 
 const require = createRequire(import.meta.url);
-const [dir, scaleArg] = process.argv.slice(2);
+const [dirArg, scaleArg] = process.argv.slice(2);
+// Without a dir the stores went to "./undefined/" in the working directory.
+const dir = dirArg || fs.mkdtempSync(path.join(os.tmpdir(), "txtdb-w1alt-"));
 const scale = Number(scaleArg ?? 1);
 /** Rounds of one block per engine; the first only warms up. */
 const ROUNDS = scale < 0.1 ? 3 : 9;

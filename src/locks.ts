@@ -142,7 +142,7 @@ import { abortReason, armDeadline, armInterval, armTimer, signalAborted } from "
 import type { Timer } from "./timers.ts";
 import type { Histogram } from "./metrics.ts";
 import { LEASES_DIR, LOCK_OWNER_MARK, LOCK_TABLE, LOCKS_DIR } from "./files.ts";
-import { checkKnownOptions, isSignalLike, readFields } from "./options.ts";
+import { isSignalLike, readKnownOptions } from "./options.ts";
 import {
   blockersOf,
   CONVERSION,
@@ -586,9 +586,8 @@ export class LockManager {
     const code = modeCode(mode);
     if (code < 0) throw new TxtDbError("INVALID_ARGUMENT", `Lock mode must be one of ${LOCK_MODES.map((m) => JSON.stringify(m)).join(", ")}; got ${describe(mode as unknown as Key)}`);
     if (options === null || typeof options !== "object") throw new TxtDbError("INVALID_ARGUMENT", "lock() options must be an object: { timeoutMs?, signal? }");
-    checkKnownOptions("lock()", options, ["timeoutMs", "signal"]);
-    // Each option read once, through readFields: a getter that throws is INVALID_ARGUMENT.
-    const { timeoutMs, signal } = readFields("lock()", options, ["timeoutMs", "signal"], () => new TxtDbError("INVALID_ARGUMENT", "lock() options are timeoutMs and signal"));
+    // Each option read once: a getter that throws is INVALID_ARGUMENT.
+    const { timeoutMs, signal } = readKnownOptions("lock()", options, ["timeoutMs", "signal"]);
     if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs >= 0))) {
       throw new TxtDbError("INVALID_ARGUMENT", `lock() timeoutMs must be a non-negative number of ms (0: try once); got ${describeInput(timeoutMs)}`);
     }

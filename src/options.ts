@@ -190,11 +190,21 @@ export function checkKnownOptions(what: string, options: object, known: readonly
     // A Proxy whose ownKeys trap throws: its error would escape raw.
     throw new TxtDbError("INVALID_ARGUMENT", `${what}: its options object could not be read (${thrownText(e)}); pass a plain object`, { cause: e });
   }
-  for (const name of names) {
-    if (known.includes(name)) continue;
-    const near = didYouMean(name, known);
-    throw invalidArg(`${what} has no option ${JSON.stringify(name)}${near === undefined ? "" : ` (did you mean ${near}?)`}; its options are ${known.join(", ")}`);
-  }
+  for (const name of names) if (!known.includes(name)) throw unknownOption(what, name, known);
+}
+
+/** INVALID_ARGUMENT for option `name`, which `what` does not have (with the nearest known one). */
+function unknownOption(what: string, name: string, known: readonly string[]): TxtDbError {
+  const near = didYouMean(name, known);
+  return invalidArg(`${what} has no option ${JSON.stringify(name)}${near === undefined ? "" : ` (did you mean ${near}?)`}; its options are ${known.join(", ")}`);
+}
+
+/**
+ * {@link checkKnownOptions} and {@link readFields} in one pass: the options `options`,
+ * each of `known` read once, an unknown one refused as checkKnownOptions does.
+ */
+export function readKnownOptions(what: string, options: object, known: readonly string[]): Record<string, unknown> {
+  return readFields(what, options, known, (name) => unknownOption(what, name, known));
 }
 
 /** Checks `open()` options; INVALID_ARGUMENT for the first bad one. */
@@ -289,10 +299,9 @@ export function checkNotReserved(name: string): void {
 export function checkTransactionOptions(fn: unknown, options: TransactionOptions, what = "transaction()", fnName = `${what}'s argument`): { isolation: Isolation | undefined; maxRetries: number; timeoutMs: number | undefined; signal: AbortSignal | undefined } {
   checkFunction(fnName, fn);
   if (options === null || typeof options !== "object") throw invalidArg(`${what} options must be an object`);
-  checkKnownOptions(what, options, Object.keys(TRANSACTION_OPTIONS));
   // Each option read once (a getter that throws is INVALID_ARGUMENT, and one that answers
   // differently at each read cannot pass the checks with one value and run with another).
-  const o = readFields(what, options, Object.keys(TRANSACTION_OPTIONS), (k) => invalidArg(`${what} has no option ${JSON.stringify(k)}`));
+  const o = readKnownOptions(what, options, Object.keys(TRANSACTION_OPTIONS));
   checkIsolation(o.isolation);
   checkSignal(o.signal);
   const maxRetries = o.maxRetries ?? 10;
@@ -420,8 +429,7 @@ export function fromVersionAhead(fromVersion: bigint, newest: bigint): TxtDbErro
  */
 export function checkWatchArguments(sel: unknown, opts: WatchOptions): { sel: { keys: Key[] } | { prefix: Key | readonly never[] }; opts: WatchOptions } {
   if (opts === null || typeof opts !== "object") throw invalidArg(`watch() options must be an object; got ${String(opts)}`);
-  checkKnownOptions("watch()", opts, ["fromVersion", "signal"]);
-  const o = readFields("watch()", opts, ["fromVersion", "signal"], (name) => invalidArg(`watch() has no option ${JSON.stringify(name)}`)) as WatchOptions;
+  const o = readKnownOptions("watch()", opts, ["fromVersion", "signal"]) as WatchOptions;
   checkSignal(o.signal);
   if (sel === null || typeof sel !== "object" || ("keys" in sel) === ("prefix" in sel)) {
     throw invalidArg(`watch() needs { keys: [...] } or { prefix } (one of them); got ${sel === null || typeof sel !== "object" ? String(sel) : `an object with ${"keys" in sel ? "both" : "neither"}`}`);

@@ -58,8 +58,9 @@ export function isEtcdLocation(path: string): boolean {
   return /^etcds?:\/\//i.test(path);
 }
 
-/** Releases the pins of db.list() iterators dropped unfinished (see EtcdDatabase.list). */
+/** Releases the pins of watchers dropped without return() (see EtcdDatabase.watch). */
 const leakedWatchers = new FinalizationRegistry<() => void>((unpin) => unpin());
+/** Releases the pins of db.list() iterators dropped unfinished (see EtcdDatabase.list). */
 const leakedLists = new FinalizationRegistry<{ reader: EtcdReader | undefined }>((held) => held.reader?.release());
 
 /** Options that only mean something for a store in a directory. */

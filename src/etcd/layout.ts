@@ -95,6 +95,11 @@ export const REGISTRY_PREFIX = "/txtdb/";
 const CLUSTER_MARK = utf8.encode(`${REGISTRY_PREFIX}m/compacted`);
 const CLUSTER_PIN_PREFIX = utf8.encode(`${REGISTRY_PREFIX}p/`);
 
+/** A lease id as it appears in keys: 16 hex digits. */
+function leaseHex(lease: bigint): string {
+  return lease.toString(16).padStart(16, "0");
+}
+
 function cat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.length + b.length);
   out.set(a, 0);
@@ -161,12 +166,12 @@ export class Layout {
 
   /** The pin key of lease `lease`. */
   pinKey(lease: bigint): Uint8Array {
-    return utf8.encode(`${this.prefix}p/${lease.toString(16).padStart(16, "0")}`);
+    return utf8.encode(`${this.prefix}p/${leaseHex(lease)}`);
   }
 
   /** The registry's pin key of lease `lease` (any store's: lease ids are the cluster's). */
   clusterPinKey(lease: bigint): Uint8Array {
-    return utf8.encode(`${REGISTRY_PREFIX}p/${lease.toString(16).padStart(16, "0")}`);
+    return utf8.encode(`${REGISTRY_PREFIX}p/${leaseHex(lease)}`);
   }
 
   /** The lease's mark of life (commit seq 0, never a commit's: seqs start at 1). */
@@ -176,7 +181,7 @@ export class Layout {
 
   /** The key of commit `seq` of the process holding lease `lease`. */
   commitKey(lease: bigint, seq: number): Uint8Array {
-    return utf8.encode(`${this.prefix}c/${lease.toString(16).padStart(16, "0")}/${seq}`);
+    return utf8.encode(`${this.prefix}c/${leaseHex(lease)}/${seq}`);
   }
 
   /** The first byte of namespace `id`'s data keys ("P d/<id>/"). */

@@ -13,7 +13,7 @@ import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test, waitUntil, 
 import { defaultPlatform, open, TxtDbError } from "txtdb";
 import { PortError } from "txtdb/internal";
 import { decodeSlot, encodeTable, SLOT_BYTES } from "txtdb/internal";
-import type { Database, LockMode, Platform } from "txtdb";
+import type { Database, LockMode, Platform, ResourceLock } from "txtdb";
 import type { Runtime, Worker } from "./procs.ts";
 
 const { killAllWorkers, startWorker } = canSpawn ? await import("./procs.ts") : { killAllWorkers: () => {}, startWorker: undefined };
@@ -279,25 +279,41 @@ test(`${R} the table deleted as a waiter records the grant a release made it, an
   await closeAll([a, b, c]);
 });
 
-test(`${R} a waiter takes the grant a release made it only under the table's flock: while another holds that flock, it does not go on (rule 2 of src/locks.ts: a rebuild, which holds the flock, never reads a record being written)`, async () => {
-  const dir = tempDir("grant-under-flock");
-  const platform = await defaultPlatform();
+/** Handle b waits for X on "q" behind handle a's X (b's wait seen in the table). */
+async function waiterBehind(label: string, timeoutMs: number): Promise<{ dir: string; a: Database; b: Database; la: ResourceLock; waited: Promise<ResourceLock> }> {
+  const dir = tempDir(label);
   const a = await open(dir);
   const b = await open(dir);
   const la = await a.lock(["q"], "X");
-  const waited = b.lock(["q"], "X", { timeoutMs: 20_000 });
+  const waited = b.lock(["q"], "X", { timeoutMs });
   assert.ok((await waitUntil(() => a.locks().some((l) => l.waiting), 5_000)) >= 0);
-  // Synchronously, with no turn of the event loop between: a's change grants b in the
-  // table, then this takes the flock of locks/ (as another process's change would).
-  la.release();
+  return { dir, a, b, la, waited };
+}
+
+/**
+ * Runs `during` while this process holds the flock of `dir`'s locks/, as another process
+ * inside a change of the table would. `first` runs just before the flock is taken, in the
+ * same turn of the event loop (no handle can look at the table in between).
+ */
+async function whileTableFlockHeld<T>(dir: string, during: () => Promise<T>, first = () => {}): Promise<T> {
+  const platform = await defaultPlatform();
+  first();
   const flock = platform.openDirectoryLock!(`${dir}/locks`);
   try {
-    assert.ok(flock.tryLock(true), "the flock of locks/ is free after the release");
-    assert.deepEqual(b.locks().filter((l) => l.resource === "q").map((l) => [l.mode, l.waiting]), [["X", false]], "the table shows b's grant");
-    assert.equal(await stateAfter(waited, 100), "pending", "b went on with its grant while another held the table's flock");
+    assert.ok(flock.tryLock(true), "the flock of locks/ is free");
+    return await during();
   } finally {
     flock.close();
   }
+}
+
+test(`${R} a waiter takes the grant a release made it only under the table's flock: while another holds that flock, it does not go on (rule 2 of src/locks.ts: a rebuild, which holds the flock, never reads a record being written)`, async () => {
+  const { dir, a, b, la, waited } = await waiterBehind("grant-under-flock", 20_000);
+  // a's release grants b in the table; then the flock is taken (as another process's change would).
+  await whileTableFlockHeld(dir, async () => {
+    assert.deepEqual(b.locks().filter((l) => l.resource === "q").map((l) => [l.mode, l.waiting]), [["X", false]], "the table shows b's grant");
+    assert.equal(await stateAfter(waited, 100), "pending", "b went on with its grant while another held the table's flock");
+  }, () => la.release());
   const lb = await waited;
   assert.equal(await outcome(a.lock(["q"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT");
   lb.release();
@@ -305,22 +321,9 @@ test(`${R} a waiter takes the grant a release made it only under the table's flo
 });
 
 test(`${R} a waiter granted in the table that times out while another holds the table's flock: LOCK_TIMEOUT names no holder (the one that blocked it gave the lock back) and says the flock was busy`, async () => {
-  const dir = tempDir("grant-untaken-timeout");
-  const platform = await defaultPlatform();
-  const a = await open(dir);
-  const b = await open(dir);
-  const la = await a.lock(["q"], "X");
-  const waited = b.lock(["q"], "X", { timeoutMs: 300 });
-  assert.ok((await waitUntil(() => a.locks().some((l) => l.waiting), 5_000)) >= 0);
-  la.release(); // grants b in the table; the flock below keeps b from taking it
-  const flock = platform.openDirectoryLock!(`${dir}/locks`);
-  let e: TxtDbError;
-  try {
-    assert.ok(flock.tryLock(true), "the flock of locks/ is free after the release");
-    e = await errorOf(waited);
-  } finally {
-    flock.close();
-  }
+  const { dir, a, b, la, waited } = await waiterBehind("grant-untaken-timeout", 300);
+  // a's release grants b in the table; the flock keeps b from taking it.
+  const e = await whileTableFlockHeld(dir, () => errorOf(waited), () => la.release());
   assert.equal(e.code, "LOCK_TIMEOUT");
   assert.deepEqual((e.details as { blockers: unknown[] }).blockers, [], `a holder named while nobody holds "q": ${e.message}`);
   assert.doesNotMatch(e.message, /holds X/, e.message);
@@ -332,17 +335,9 @@ test(`${R} a waiter granted in the table that times out while another holds the 
 
 test(`${R} a request whose change of the table finds the table's flock busy until it times out: LOCK_TIMEOUT says the flock stayed busy (it said only "not granted within N ms", naming nobody)`, async () => {
   const dir = tempDir("table-busy-timeout");
-  const platform = await defaultPlatform();
   const a = await open(dir);
   (await a.lock(["warm"], "X")).release(); // locks/ made, a registered
-  const flock = platform.openDirectoryLock!(`${dir}/locks`);
-  let e: TxtDbError;
-  try {
-    assert.ok(flock.tryLock(true), "the flock of locks/ is free");
-    e = await errorOf(a.lock(["q"], "X", { timeoutMs: 100 }));
-  } finally {
-    flock.close();
-  }
+  const e = await whileTableFlockHeld(dir, () => errorOf(a.lock(["q"], "X", { timeoutMs: 100 })));
   assert.equal(e.code, "LOCK_TIMEOUT");
   assert.match(e.message, /the lock table's flock \(of ".*"\) stayed busy, so it could not be asked for: another process is inside a change/, e.message);
   assert.equal(await outcome(a.lock(["q"], "X", { timeoutMs: 2_000 }).then((l) => l.release())), "granted");

@@ -339,6 +339,7 @@ export class GroupCommitter {
         }
         if (this.#queue.length === 0) break; // every queued commit was taken back (timeout, abort)
         let release: () => void;
+        let waited = false;
         try {
           let free = this.#lock.tryAcquire(true);
           if (!free) {
@@ -354,6 +355,7 @@ export class GroupCommitter {
             free = this.#lock.tryAcquire(true);
           }
           if (free) this.#lock.onWait?.(0); // counted as acquire() counts a lock taken at once
+          waited = free === undefined;
           release = free ?? (await this.#waitForLock());
         } catch (e) {
           const err = ioError(e, "Taking the writer lock");
@@ -371,7 +373,7 @@ export class GroupCommitter {
         let appended: AppendedBatch | undefined;
         let lostTo: AppendedBatch | undefined;
         try {
-          stampHolder(this.#lock, this.#platform);
+          stampHolder(this.#lock, this.#platform, waited);
           ({ results, appended } = this.commitBatchLocked(batch.map((p) => p.state)));
           // Rule 2: a batch that appended nothing and lost to records not durable yet.
           if (!appended && results.some((r) => isTxtDbError(r, "CONFLICT"))) lostTo = this.#tail.unsyncedReadLocked();

@@ -334,6 +334,12 @@ export class FileLock {
     this.#handle.write(bytes, 0);
   }
 
+  /** Reads the start of the lock file (the holder's record) into `into`; returns the bytes read. Hold the lock. */
+  readStamp(into: Uint8Array): number {
+    assert(this.#holders > 0 && this.#handle !== undefined, "readStamp() without holding the lock");
+    return this.#handle.read(into, 0);
+  }
+
   #timeoutError(exclusive: boolean, waitedMs: number, cause?: unknown): TxtDbError {
     if (this.#guardBusy && this.#guardDir !== undefined) {
       // The file was free at the last attempt: its record names the last holder of the file,

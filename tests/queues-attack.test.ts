@@ -1104,7 +1104,7 @@ test("[attack] a batch put back after its writer lock was lost runs its queue wo
   // clock moves between the two runs, as real time does, so a message's ready time differs.
   const fs = await import("node:fs");
   const { withFaults } = await import("txtdb/adapters/faults");
-  const { defaultPlatform } = await import("txtdb/internal");
+  const { defaultPlatform, HOLDER_RESTAMP_MS } = await import("txtdb/internal");
   const dir = tempDir("qa-relock");
   const base = await defaultPlatform();
   let offsetMs = 0;
@@ -1120,7 +1120,9 @@ test("[attack] a batch put back after its writer lock was lost runs its queue wo
   const db = await open(dir, {
     namespaces: ["ns"],
     adapter: withFaults(unguarded, (step, path) => {
-      // The holder stamps writer.lock right after each grant: a cleaner deletes it then.
+      // The holder stamps writer.lock right after each grant (its own record stands for
+      // HOLDER_RESTAMP_MS: the clock is moved past that as the cleaner is armed): a cleaner
+      // deletes it then.
       if (deletions > 0 && step === "beforeWrite" && path.endsWith("/writer.lock")) {
         deletions--;
         fs.unlinkSync(`${dir}/writer.lock`);
@@ -1128,18 +1130,22 @@ test("[attack] a batch put back after its writer lock was lost runs its queue wo
       }
     }),
   });
+  const arm = (n: number) => {
+    deletions = n;
+    offsetMs += HOLDER_RESTAMP_MS;
+  };
   try {
     await db.enqueue("jobs", "first"); // the queues' namespace exists from here on
-    deletions = 1;
+    arm(1);
     await db.enqueue("jobs", "plain");
     assert.equal(deletions, 0, "the enqueue's batch found its lock lost");
-    deletions = 1;
+    arm(1);
     await db.transaction(async (tx) => {
       tx.set("ns", "k", 1);
       tx.enqueue("jobs", "in-tx");
     });
     assert.equal(deletions, 0, "the transaction's batch found its lock lost");
-    deletions = 1;
+    arm(1);
     const r = await db.enqueue("jobs", "deduped", { dedupeKey: "d" });
     assert.equal(r.deduplicated, false, "the first enqueue under a dedupe key is not deduplicated");
     assert.deepEqual(db.queueStats("jobs"), { ...EMPTY, ready: 4 }, "each message once");
@@ -1153,7 +1159,7 @@ test("[attack] a batch put back after its writer lock was lost runs its queue wo
     // A delayed message is claimed by the listener's timer, away from the enqueue's commit:
     // the next two grants are a claim round's (or one of them a sweep's, which appends nothing).
     await db.enqueue("jobs", "claimed", { delayMs: 200 });
-    deletions = 2;
+    arm(2);
     assert.ok(await waitUntil(() => seen.includes("claimed"), 10_000) >= 0, `delivered: ${JSON.stringify(seen)}`);
     assert.ok(await waitUntil(() => deletions === 0, 10_000) >= 0, "the listener's rounds found their lock lost");
     await sleep(1_800); // past the visibility timeout and a sweep: an orphan claim would be given back by now

@@ -158,7 +158,13 @@ export function stampHolder(lock: { stamp(bytes: Uint8Array): void; readStamp?(i
     const now = platform.wallClockMs();
     const last = lastStamps.get(lock);
     if (!afterWait && last && lock.readStamp && now >= last.wallMs && now - last.wallMs < HOLDER_RESTAMP_MS) {
-      if (lock.readStamp(stampRead) === HOLDER_RECORD_BYTES && sameBytes(stampRead, last.bytes)) return;
+      let mineThere = false;
+      try {
+        mineThere = lock.readStamp(stampRead) === HOLDER_RECORD_BYTES && sameBytes(stampRead, last.bytes);
+      } catch {
+        // unreadable: written again below
+      }
+      if (mineThere) return;
     }
     lastStamps.delete(lock);
     const bytes = holderRecord(platform, now);

@@ -14,7 +14,10 @@
  *   a few microseconds, and a process holds the flock only that long. Waiting for that
  *   flock is therefore a bounded spin of non-blocking attempts ({@link TABLE_SPIN_MS_MAX}),
  *   never a wait on another thread; past it (a process stopped inside a change) acquires
- *   retry later, and releases are applied at this process's next change.
+ *   retry later, and releases are applied at this process's next change. After a spin that
+ *   found the flock busy to its end, the next attempts are single tries until one succeeds:
+ *   a waiter probes every {@link PROBE_MS}, and a spin at each probe kept a core busy for as
+ *   long as the stopped process held the flock.
  * - A change is atomic without fsync: it writes the inactive one of two checksummed slots
  *   (locktable.ts), so a process killed mid-write leaves the previous table. After a power
  *   loss every owner is dead and the table means nothing.
@@ -1641,11 +1644,21 @@ export class LockManager {
   }
 
   #tryFlock(h: LockHandle): boolean {
-    if (h.tryLock(true)) return true;
+    if (h.tryLock(true)) {
+      this.#flockStuck = false;
+      return true;
+    }
+    if (this.#flockStuck) return false; // one try per attempt while its holder seems stopped (see the top of this file)
     const until = this.#platform.monotonicMs() + TABLE_SPIN_MS_MAX;
-    while (this.#platform.monotonicMs() < until) if (h.tryLock(true)) return true;
+    while (this.#platform.monotonicMs() < until) {
+      if (h.tryLock(true)) return true;
+    }
+    this.#flockStuck = true;
     return false;
   }
+
+  /** Set when a spin for the table's flock found it busy to its end; cleared by the next attempt that gets it. */
+  #flockStuck = false;
 
   /**
    * The table as it is now, without the flock (a reader never waits for a change), or

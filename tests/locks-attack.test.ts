@@ -9,6 +9,7 @@
  * spawn; it takes part as a child).
  */
 import * as fs from "node:fs";
+import process from "node:process";
 import { afterEach, assert, canSpawn, runtime, sleep, tempDir, test, waitUntil, leaseOpensFailing } from "./harness.ts";
 import { defaultPlatform, open, TxtDbError } from "txtdb";
 import { PortError } from "txtdb/internal";
@@ -330,6 +331,24 @@ test(`${R} a waiter granted in the table that times out while another holds the 
   assert.match(e.message, /flock .* stayed busy/, e.message);
   // Nothing is left held: b's timed-out grant goes at its next change.
   assert.equal(await outcome(a.lock(["q"], "X", { timeoutMs: 2_000 }).then((l) => l.release())), "granted");
+  await closeAll([a, b]);
+});
+
+test(`${R} a waiter whose table flock stays held (a process stopped inside a change) does not spin for it at every probe: after one spin it tries once per probe, and goes on when the flock comes free (it kept a core busy for as long)`, async () => {
+  const { dir, a, b, la, waited } = await waiterBehind("flock-stuck-cpu", 20_000);
+  // a's release grants b in the table; b needs the flock to take the grant, every probe.
+  const used = await whileTableFlockHeld(dir, async () => {
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    await sleep(1_000);
+    const cpu = process.cpuUsage(cpu0);
+    return { cpuMs: (cpu.user + cpu.system) / 1000, wallMs: performance.now() - t0 };
+  }, () => la.release());
+  // A spin at every probe is ~100 % of a core; single tries, a few %.
+  assert.ok(used.cpuMs < 0.4 * used.wallMs, `${Math.round(used.cpuMs)} ms of CPU in ${Math.round(used.wallMs)} ms while the flock was held`);
+  const lb = await waited;
+  assert.equal(await outcome(a.lock(["q"], "X", { timeoutMs: 0 })), "LOCK_TIMEOUT");
+  lb.release();
   await closeAll([a, b]);
 });
 

@@ -14,7 +14,7 @@ import { readCheckpoint, CheckpointDamage } from "./checkpoint.ts";
 import { decodeCommit, tsnBreak } from "./record.ts";
 import { decodeValue } from "./codec.ts";
 import { valueBytesOf } from "./expiry.ts";
-import { bytesToBinary, decodeKey, describeKey } from "./keys.ts";
+import { bytesToBinary, decodeKey, describeKey, sameBytes } from "./keys.ts";
 import { Index } from "./index.ts";
 import type { Frontier, Log, Manifest } from "./log.ts";
 import { comparePositions, tableIdentity } from "./log.ts";
@@ -265,10 +265,4 @@ function* rangeAll(index: Index, id: number, snap: number) {
     yield* page;
     after = page[page.length - 1]![0];
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

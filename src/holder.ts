@@ -18,6 +18,7 @@
  */
 import type { FileHandle, LockHandle, Platform } from "./port.ts";
 import { WRITER_LOCK } from "./files.ts";
+import { sameBytes } from "./keys.ts";
 
 /** Bytes of the holder record at the start of `writer.lock`. */
 export const HOLDER_RECORD_BYTES = 128;
@@ -38,7 +39,7 @@ const recordHeads = new WeakMap<Platform, string>();
 
 /**
  * Encodes this process's holder record (padded JSON, so a reader never needs a length).
- * Written at every acquisition of the writer lock, so its fixed part is built once.
+ * Written at acquisitions of the writer lock (see {@link stampHolder}), so its fixed part is built once.
  */
 export function holderRecord(platform: Platform, nowWallMs: number = platform.wallClockMs()): Uint8Array {
   let head = recordHeads.get(platform);
@@ -173,12 +174,6 @@ export function stampHolder(lock: { stamp(bytes: Uint8Array): void; readStamp?(i
   } catch {
     // diagnostics only
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /**

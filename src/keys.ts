@@ -425,6 +425,13 @@ export function decodeKey(s: string): Key {
   return parts.length === 1 ? parts[0]! : parts;
 }
 
+/** True when `a` and `b` hold the same bytes. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Bytes (array or Uint8Array) to a binary string. */
 export function bytesToBinary(bytes: ArrayLike<number>): string {
   const CHUNK = 8192;

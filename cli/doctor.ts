@@ -232,6 +232,36 @@ function lookAtWriterLock(platform: Platform, dir: string): ReturnType<typeof re
 }
 
 /**
+ * The warning for a process that holds the writer lock while stopped (`how`: through what,
+ * if not writer.lock itself): nothing ends its hold (the kernel releases a lock at exit,
+ * not at a stop).
+ */
+function stoppedWriterHolder(pid: number, how: string, state: string | undefined): string {
+  return (
+    `warning: pid ${pid} holds the writer lock${how} while ${state === "t" ? "stopped by a debugger" : "stopped (SIGSTOP or Ctrl-Z)"}: ` +
+    "every writer waits for it and fails with LOCK_TIMEOUT after lockTimeoutMs (default 30 s). " +
+    `Resume it (kill -CONT ${pid}) or end it (kill ${pid}): the kernel releases the lock when it exits, and nothing committed is lost.`
+  );
+}
+
+/**
+ * The writer lock held, per the kernel's lock table, by a live txtdb process (it holds a
+ * lease here) that the record does not name: it took the lock and has not written its
+ * record yet, which a commit does right after the grant, so it was stopped or hangs in
+ * between (or doctor looked at that very moment). It used to be reported as "another
+ * program (flock(1), another user's process)", with advice to kill it as a stranger.
+ * `recorded`: the pid the record names, an earlier holder. Returns the number of problems.
+ */
+function unrecordedTxtdbHolder(platform: Platform, pid: number, recorded: number | undefined, out: (line: string) => void): number {
+  const state = processState(platform, pid);
+  const earlier = recorded === undefined ? "" : ` (the record in the file names pid ${recorded}, an earlier holder)`;
+  out(safe(`writer lock: held by pid ${pid} per the kernel's lock table, a txtdb process with a lease here that has not recorded itself yet${earlier}${stateText(state)}`));
+  if (!isStopped(state)) return 0; // it records itself or lets go within microseconds: run doctor again
+  out(stoppedWriterHolder(pid, "", state));
+  return 1;
+}
+
+/**
  * Who holds the writer lock, and a warning when the holder has held it far longer than a
  * commit does, or is stopped. `pids`: the live processes with a lease. Returns the number of
  * problems. Read-only and never blocking: a stuck holder must not make doctor wait too.
@@ -269,13 +299,10 @@ async function writerLock(platform: Platform, dir: string, pids: number[], out: 
     const state = pid === undefined ? undefined : processState(platform, pid);
     out(safe(`writer lock: held through its guard, the flock of the store directory, with writer.lock free or missing${pid === undefined ? "" : `, by pid ${pid} per the kernel's lock table${stateText(state)}`}: by a txtdb process whose writer.lock was deleted while it held it (a tmp cleaner?), or by another program locking the directory; run doctor again to see whether it is released`));
     if (pid === undefined || !isStopped(state)) return 0;
-    out(
-      `warning: pid ${pid} holds the writer lock (through the store directory's flock) while ${state === "t" ? "stopped by a debugger" : "stopped (SIGSTOP or Ctrl-Z)"}: ` +
-        "every writer waits for it and fails with LOCK_TIMEOUT after lockTimeoutMs (default 30 s). " +
-        `Resume it (kill -CONT ${pid}) or end it (kill ${pid}): the kernel releases the lock when it exits, and nothing committed is lost.`,
-    );
+    out(stoppedWriterHolder(pid, " (through the store directory's flock)", state));
     return 1;
   }
+  if (real && (pids.includes(real.pid) || real.pid === platform.pid)) return unrecordedTxtdbHolder(platform, real.pid, holder?.pid, out);
   if (real) {
     out(safe(`writer lock: ${real.text}`));
     if (!holder) return 0; // it may have just taken the lock: run doctor again

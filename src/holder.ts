@@ -224,9 +224,11 @@ export function unrecordedHolder(platform: Platform, file: { dev: number; ino: n
   const pids = kernelFlockHolders(platform, file);
   if (pids === undefined || pids.length === 0 || (recorded !== undefined && pids.includes(recorded))) return undefined;
   const pid = pids[0]!;
-  const why = recorded === undefined
-    ? "which has not recorded itself (a txtdb process that has just taken the lock, or another program: flock(1), another user's process)"
-    : `which did not record itself as txtdb processes do (another program: flock(1), another user's process); the record in the file names pid ${recorded}, an earlier holder`;
+  // A txtdb process records itself right after its grant, but one stopped (SIGSTOP, a
+  // debugger) in between holds the lock unrecorded as long as another program would: this
+  // says both (doctor, which sees the leases, tells them apart).
+  const earlier = recorded === undefined ? "" : `; the record in the file names pid ${recorded}, an earlier holder`;
+  const why = `which has not recorded itself (a txtdb process that has just taken the lock or was stopped right after, or another program: flock(1), another user's process)${earlier}`;
   return { pid, text: `held by pid ${pid} per the kernel's lock table, ${why}` };
 }
 

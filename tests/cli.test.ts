@@ -477,6 +477,26 @@ if (canSpawn) {
           process.kill(Number(pid3), "SIGCONT");
         }
         await guarded.finish();
+        // A txtdb writer stopped between its grant and its record: the kernel names it, the
+        // record an earlier holder. It was called "another program (flock(1), another
+        // user's process)", to be killed as a stranger (review helper-79). Its lease says
+        // it is txtdb's. Node and Bun only: Deno's doctor is refused /proc/<pid>/stat.
+        assert.equal(run("node", ["set", dir, "n", "k", "2"]).code, 0); // writer.lock again, with a record of its own
+        const unrecorded = startWorker(workerRt, "cli-holder", [dir, "0", "unrecorded"]);
+        const [, pid4] = (await unrecorded.waitFor("held ")).split(" ");
+        try {
+          await stopProcess(pid4);
+          for (const doctorRt of ["node", "bun"] as const) {
+            const r = run(doctorRt, ["doctor", dir]);
+            assert.equal(r.code, 1, `${doctorRt}: ${r.out}${r.err}`);
+            assert.match(r.out, new RegExp(`writer lock: held by pid ${pid4} per the kernel's lock table, a txtdb process with a lease here that has not recorded itself yet \\(the record in the file names pid (?!${pid4}\\b)\\d+, an earlier holder\\), process stopped`), `${doctorRt}: ${r.out}`);
+            assert.match(r.out, new RegExp(`warning: pid ${pid4} holds the writer lock while stopped.*kill -CONT ${pid4}`), `${doctorRt}: ${r.out}`);
+            assert.doesNotMatch(r.out, /another program|without being a txtdb commit/, `${doctorRt}: ${r.out}`);
+          }
+        } finally {
+          process.kill(Number(pid4), "SIGCONT");
+        }
+        await unrecorded.finish();
       }
     } finally {
       killAllWorkers();

@@ -284,7 +284,7 @@ test(`${R} the writer lock's holder, read while a writer takes the lock between 
   }
 });
 
-test(`${R} txtdb doctor warns of a foreign writer-lock holder only when it stays unrecorded: a writer caught between taking the lock and recording itself is no problem (review helper-73: doctor told the user to kill a healthy writer)`, { skip: runtime === "deno" }, async () => {
+test(`${R} txtdb doctor does not take a writer caught between taking the lock and recording itself for a foreign holder, whether its record comes 20 ms later or not at all (review helper-73: doctor told the user to kill a healthy writer)`, { skip: runtime === "deno" }, async () => {
   // The kernel's lock table (/proc/locks) names the holder; Deno reads it only with more permissions.
   const { defaultPlatform, FileLock, stampHolder } = await import("txtdb/internal");
   const { doctor } = await import("../cli/doctor.ts");
@@ -310,13 +310,17 @@ test(`${R} txtdb doctor warns of a foreign writer-lock holder only when it stays
     clearTimeout(stamp);
     assert.doesNotMatch(racing.text, /without being a txtdb commit/, racing.text);
     release();
-    // Taken and never recorded: the warning, with the pid to end.
+    // Taken and never recorded, by a process with a lease here (this one): a txtdb process
+    // caught between its grant and its record, named as such, not as another program to
+    // kill; running, it is no problem yet (stopped, it is: tests/cli.test.ts). A holder
+    // with no lease gets the warning (tests/users-attack.test.ts, flock(1)).
     fs.writeFileSync(`${dir}/writer.lock`, earlier);
     release = lock.tryAcquire(true);
     assert.ok(release);
-    const foreign = await run();
-    assert.match(foreign.text, new RegExp(`warning: pid ${platform.pid} holds the writer lock without being a txtdb commit`), foreign.text);
-    assert.equal(foreign.code, 1);
+    const unrecorded = await run();
+    assert.match(unrecorded.text, new RegExp(`writer lock: held by pid ${platform.pid} per the kernel's lock table, a txtdb process with a lease here that has not recorded itself yet \\(the record in the file names pid 1, an earlier holder\\)`), unrecorded.text);
+    assert.doesNotMatch(unrecorded.text, /without being a txtdb commit/, unrecorded.text);
+    assert.equal(unrecorded.code, 0);
     release();
   } finally {
     lock.close();

@@ -260,6 +260,9 @@ test(`${R} a hostile group member plants files in leases/ and holds writer.lock 
     const cli = path.join(process.cwd(), "dist/cli.js");
     const doctor = spawnSync(process.env.TXTDB_NODE ?? "node", [cli, "doctor", dir], { encoding: "utf8", timeout: 60_000 });
     assert.match(doctor.stdout, new RegExp(`writer lock: held by pid ${holder.pid} per the kernel's lock table`), doctor.stdout + doctor.stderr);
+    // No lease of its own: not a txtdb process, and the warning says which pid to end.
+    assert.match(doctor.stdout, new RegExp(`warning: pid ${holder.pid} holds the writer lock without being a txtdb commit.*kill ${holder.pid}`), doctor.stdout);
+    assert.equal(doctor.status, 1, doctor.stdout);
     assert.doesNotMatch(doctor.stdout, new RegExp(`writer lock: held by pid ${process.pid}`));
     holder.kill("SIGKILL");
     await new Promise((res) => holder!.once("exit", res));

@@ -4,7 +4,10 @@
  *                       takes the writer lock, writes the holder record a writer writes
  *                       (src/holder.ts), dated `heldForMs` in the past so a test need not
  *                       wait, prints "held <pid> <runtime>", keeps the lock until stdin closes;
- *                       with "guard", takes the store directory's flock with it, as commits do
+ *                       with "guard", takes the store directory's flock with it, as commits do;
+ *                       with "unrecorded", puts back the record found before its open: a
+ *                       writer stopped between its grant and its record (the record still
+ *                       names an earlier holder)
  */
 import { open } from "txtdb";
 import { defaultPlatform, FileLock } from "txtdb/internal";
@@ -14,6 +17,14 @@ import { args, exit, say, stdinLines } from "./io.ts";
 
 const [dir, heldForMs, guarded] = args();
 const platform = await defaultPlatform();
+/** The record as it was before this process opened the store (whose open may take the lock and record itself). */
+const earlier = guarded !== "unrecorded" ? new Uint8Array(0) : (() => {
+  const f = platform.open(`${dir}/writer.lock`, { readOnly: true });
+  const buf = new Uint8Array(4096);
+  const n = f.read(buf, 0);
+  f.close();
+  return buf.subarray(0, n);
+})();
 const db = await open(dir!, { adapter: platform });
 // "guard": with the store directory's flock too, as a commit takes it (lock.ts).
 const lock = new FileLock(platform, `${dir}/writer.lock`, 0o600, guarded === "guard" ? { guardDir: dir! } : {});
@@ -22,7 +33,7 @@ const release = await lock.acquire(true, { timeoutMs: 10_000 });
 // what a writer does after it takes the lock.
 const backdated = { pid: platform.pid, runtime: platform.runtime, wallClockMs: () => platform.wallClockMs() - Number(heldForMs) } as Platform;
 const file = platform.open(`${dir}/writer.lock`, { create: true });
-file.write(holderRecord(backdated), 0);
+file.write(guarded === "unrecorded" ? earlier : holderRecord(backdated), 0);
 file.close();
 say(`held ${platform.pid} ${platform.runtime}`);
 for await (const _ of stdinLines()) { /* wait for EOF */ }

@@ -951,36 +951,23 @@ export class Tail {
   appendLocked(data: Uint8Array): AppendedBatch {
     assert(data.length > 0, "an empty batch is never appended");
     const start = this.#readPos;
-    const durableBefore = this.#durablePos;
-    const tsnBefore = this.#segLastTsn.get(start.seg);
-    let seg = start.seg;
-    let file = this.log.segment(seg);
-    let appendAt: LogPosition = start; // where this batch's bytes begin, after any roll
-    let endWritten = false;
+    // A full segment is sealed before the batch is built (sealActiveLocked, by the
+    // committer): a roll-over here would put the seal's fsync between the committer's last
+    // look at the lock and the append's write (rule 1).
+    assert(start.off < this.#segmentBytes, "a full segment is sealed before an append");
+    const seg = start.seg;
+    const file = this.log.segment(seg);
     let batchWritten = false;
-    if (start.off >= this.#segmentBytes) this.#refuseRollInto(seg + 1); // before anything is cut or written
+    let endWritten = false;
     try {
       if (!file) throw new TxtDbError("CORRUPTION", `Segment ${segmentName(seg)} of "${this.path}" is missing`, { details: { file: segmentName(seg), offset: 0 } });
-      let at = start.off;
-      if (at >= this.#segmentBytes) {
-        // Seal this segment: trim its preallocated tail and sync it (whatever the mode:
-        // readers move on to the next segment once it exists, reading this one to its end).
-        // Everything before the next segment is durable then, other processes' batches too.
-        file.truncate(at);
-        this.#syncSealed(seg);
-        seg++;
-        file = this.log.createSegment(seg);
-        at = 0;
-        appendAt = { seg, off: 0 };
-        this.#durablePos = appendAt;
-        this.#publishSealed(appendAt, tsnBefore ?? this.#visibleTsn);
-      }
+      const at = start.off;
       // Write at the logical end (the read position after catch-up), into preallocated space.
       this.log.preallocate(file, at + data.length, this.#segmentBytes);
       batchWritten = true; // before the call: a write that fails may have written part of it
       file.write(data, at);
       const end = { seg, off: at + data.length };
-      assert(comparePositions(end, appendAt) > 0, "a batch's end lies past its start");
+      assert(comparePositions(end, start) > 0, "a batch's end lies past its start");
       const tsn = this.index.lastTsn;
       endWritten = true;
       this.log.writeTailEnd({ end, endTsn: tsn, epoch: this.#epoch }); // rule 2
@@ -996,22 +983,14 @@ export class Tail {
       // Nothing of this batch may become visible (rule 9): the caller takes it back off
       // the index; here it goes off the file, and the tail state goes back.
       this.#readPos = start;
-      this.#durablePos = durableBefore;
-      // Failed in the seal (its sync, the next segment, its publish): none of the batch was
-      // written, and the log ends where the seal trimmed it. Nothing to cut, and above all no
-      // sync to retry: after a failed fdatasync a second one on the same file "succeeds"
-      // without the dropped pages (the seal marked the failure, rule 7).
-      if (!batchWritten) throw e;
+      if (!batchWritten) throw e; // nothing was written: nothing to cut, and no sync to pay
       try {
-        // The bytes must go, or the next writer's catch-up would adopt a failed commit; and
-        // the cut must be durable, or after a power loss the next writable open would find
-        // the batch's whole records past the frontier and adopt them as a dead writer's.
-        this.log.segment(appendAt.seg)?.truncate(appendAt.off);
-        this.#syncSegment(appendAt.seg);
-        if (appendAt.seg !== start.seg) {
-          this.log.segment(start.seg)?.truncate(start.off);
-          this.#syncSegment(start.seg);
-        }
+        // The bytes must go (a write that fails may have written part of them), or the next
+        // writer's catch-up would adopt a failed commit; and the cut must be durable, or
+        // after a power loss the next writable open would find the batch's whole records
+        // past the frontier and adopt them as a dead writer's.
+        file!.truncate(start.off);
+        this.#syncSegment(seg);
         if (endWritten) this.log.writeTailEnd({ end: start, endTsn: this.index.lastTsn, epoch: this.#epoch });
       } catch {
         // A syncer could publish an end whose bytes are gone, or the batch may outlive a power
@@ -1368,9 +1347,10 @@ export class Tail {
   }
 
   /**
-   * Seals the active segment now, so that compaction may fold it: trims its preallocated
-   * tail, syncs it (whatever the mode), starts the next segment and publishes the frontier
-   * there, as a roll-over in appendLocked does. Everything before the new segment is then
+   * Seals the active segment: trims its preallocated tail, syncs it (whatever the mode),
+   * starts the next segment and publishes the frontier there. The committer calls it when
+   * its segment is full, before it builds a batch (the only roll-over), and compaction so
+   * that it may fold the segment. Everything before the new segment is then
    * durable. Other processes move on to the new segment when they next read past the old
    * one's end. Returns false, doing nothing, when the active segment holds no record. The
    * writer lock is held and catch-up has run.

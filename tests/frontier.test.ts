@@ -61,9 +61,10 @@ function unlockWatched(platform: Platform, onUnlock: () => void): Platform {
   return new Proxy(platform, { get: (target, name) => (name === "open" ? open : bound(target, name)) });
 }
 
-/** One commit (key `k` of namespace id 1 set to `v`), appended as the committer would, holding the writer lock. */
+/** One commit (key `k` of namespace id 1 set to `v`), appended as the committer would, holding the writer lock: a full segment is sealed first. */
 function append(p: Proc, k: string, v: number): AppendedBatch {
   p.tail.catchUpLocked();
+  if (p.tail.activeSegmentFull()) p.tail.sealActiveLocked(() => {});
   const record = { tsn: p.tail.index.lastTsn + 1, writes: [{ nsId: 1, key: binaryToBytes(encodeKey(k)), value: encodeValue(v) }], namespaceOps: [] };
   p.tail.index.apply(record);
   return p.tail.appendLocked(frame(encodeCommit(record)));
@@ -172,7 +173,7 @@ test("[sim] rule 7: a failed sync is marked before its process releases the sync
   assert.notEqual(marks[0], 0, "the mark was written before the sync lock was released");
 });
 
-test("[sim] rule 7 at a seal: EIO at the sync of a segment's seal (sealing at once, or rolling over in an append) marks the failure; a batch another process appended before it does not resolve, a later seal publishes nothing, and after a reopen the batch is gone", async () => {
+test("[sim] rule 7 at a seal: EIO at the sync of a segment's seal (sealing at once, or as a commit finds its segment full) marks the failure; a batch another process appended before it does not resolve, a later seal publishes nothing, and after a reopen the batch is gone", async () => {
   for (const how of ["seal", "roll"] as const) {
     const world = new SimWorld(11);
     await store(world);
@@ -372,7 +373,7 @@ test("[sim] rule 9: a batch whose append fails is taken off the log and the log 
 });
 
 test("[sim] rule 9: the cut of a failed append outlives a power loss: the next writable open does not adopt the failed batch as a dead writer's", async () => {
-  // In the active segment, and in the next one (the batch rolls over: tiny segments).
+  // In the active segment, and right after a seal (tiny segments: each append seals the one before).
   for (const [seed, segmentBytes] of Array.from({ length: 24 }, (_, i) => [30 + i, i % 2 ? 16 : 1 << 20] as const)) {
     const world = new SimWorld(seed);
     await store(world);

@@ -113,6 +113,16 @@ import { FRONTIER, lastLogSegment, READERS_LOCK } from "./files.ts";
 import type { Timer } from "./timers.ts";
 
 /**
+ * What the sync path's own look under the frontier lock found for a failed sync (rule 7):
+ * true if it marked the failure, false if another process's sync covered the batch. Keyed
+ * by the error it throws, so that makeDurable's catch reports from it instead of looking
+ * (and marking) again.
+ */
+const markOutcomes = new WeakMap<object, boolean>();
+/** `e` as a WeakMap key (a thrown primitive gets a fresh object: no outcome is found for it). */
+const failureKey = (e: unknown): object => (typeof e === "object" && e !== null ? e : {});
+
+/**
  * Longest a commit waits for another process's sync in flight (which may cover it) before
  * syncing for itself: a few syncs' time, so a syncer stopped mid-sync delays the others
  * by this much per commit, and never stops them.
@@ -1025,7 +1035,7 @@ export class Tail {
       // the next writable open cuts it.
       let marked: boolean;
       try {
-        marked = this.#markFailedUnlessCovered(b);
+        marked = markOutcomes.get(failureKey(e)) ?? this.#markFailedUnlessCovered(b);
       } catch (f) {
         // Not marked (the frontier lock could not be had: its holder is stopped; or the mark
         // could not be written): the batch lies in the log, and the next sync of any
@@ -1182,9 +1192,10 @@ export class Tail {
       } catch (e) {
         // Marked before the sync lock is released (the finally below): a waiter for it must
         // find the mark, not sync after the failure, succeed (the kernel may have dropped the
-        // failed pages) and publish past them. makeDurable's catch reports it.
+        // failed pages) and publish past them. makeDurable's catch reports it, from what
+        // this look found (a second mark would be one more write and fdatasync).
         try {
-          this.#markFailedUnlessCovered(b);
+          markOutcomes.set(failureKey(e), this.#markFailedUnlessCovered(b));
         } catch {
           // makeDurable's catch tries again, and says the outcome is unknown if it cannot
         }

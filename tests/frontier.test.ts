@@ -22,6 +22,8 @@ interface Proc {
   failSyncs: boolean;
   /** Fails the next write of this many bytes to the frontier file (the log end record) with EIO. */
   failFrontierWriteOf?: number;
+  /** Writes of a sync-failure mark (its 8 bytes, into the frontier file) by this process. */
+  markWrites: number;
   /** Called before each fdatasync of a log segment in this process (before failSyncs fails it). */
   beforeSync?: (path: string) => void;
   /** Called as this process releases a log segment's flock (the sync lock). */
@@ -33,10 +35,11 @@ async function store(world: SimWorld): Promise<void> {
 }
 
 function proc(world: SimWorld, durability: "full" | "relaxed" = "full", segmentBytes = 1 << 20): Proc {
-  const p: Proc = { tail: undefined as unknown as Tail, meters: new Meters(), failSyncs: false };
+  const p: Proc = { tail: undefined as unknown as Tail, meters: new Meters(), failSyncs: false, markWrites: 0 };
   const platform: Platform = withFaults(unlockWatched(world.process(), () => p.onSegmentUnlock?.()), (step, path, bytes) => {
     if (step === "beforeFsync" && path.endsWith(".log")) p.beforeSync?.(path);
     if (step === "beforeFsync" && p.failSyncs && path.endsWith(".log")) throw new PortError("EIO", "fdatasync", path);
+    if (step === "beforeWrite" && path.endsWith("/frontier") && bytes === 8) p.markWrites++;
     if (step === "beforeWrite" && path.endsWith("/frontier") && bytes === p.failFrontierWriteOf) {
       p.failFrontierWriteOf = undefined;
       throw new PortError("EIO", "write", path);
@@ -155,6 +158,7 @@ test("[sim] rules 6-7: a failed sync marks the store; a later sync that succeeds
   a.failSyncs = true;
   await assert.rejects(a.tail.makeDurable(ba), isIO, "a's failed sync fails its commit");
   assert.ok(a.tail.log.readTailState().failedPid !== 0, "the failure is marked");
+  assert.equal(a.markWrites, 1, "marked once (each mark is a write and an fdatasync of the frontier file)");
   await assert.rejects(b.tail.makeDurable(bb), isIO, "b's own sync succeeds, but it may not trust it: it must not resolve");
   assert.ok(comparePos(durableEnd(b), ba.end) < 0, "nothing past the failed batch was published");
   assert.throws(() => append(c, "c", 3), isIO, "a third process refuses to append");

@@ -29,7 +29,15 @@
  *    truncated or foreign table is CORRUPTION naming the file and the offset, and nothing
  *    is backed up: a copy would carry the damage as if good, and the damage could later be
  *    all that is left of the data.
- *    3b. The records of each segment are read as it is copied, and each must take the
+ *    3b. A format-1 checkpoint is verified as it is copied, from the one read that copies
+ *    it (checkpoint.ts `checkingCheckpoint`, what `open()` checks when it loads one): every
+ *    frame's checksum, the header and each entry's fields, and the version the manifest
+ *    records for it (a checkpoint of another store, or an older one, copied over its name).
+ *    A damaged, truncated or garbled checkpoint is CORRUPTION naming the file and the
+ *    offset, and nothing is backed up, as for a table. A checkpoint records neither its
+ *    length nor a checksum of its whole: one cut exactly between two frames reads as whole,
+ *    here as at `open()` and in `check()`.
+ *    3c. The records of each segment are read as it is copied, and each must take the
  *    version after the one before it (the first, the one after the folded version), the
  *    last being the version: a log with records missing or damaged is CORRUPTION, and
  *    nothing is backed up.
@@ -42,20 +50,22 @@
  *    is never mistaken for a store: `open()` refuses a directory holding a foreign file, or
  *    store files but no MANIFEST (a crash between the rename and the marker's removal
  *    leaves a whole copy with the marker beside it).
- * 6. The copy reads and writes 1 MiB at a time and yields to the event loop every few
- *    MiB, so a large backup does not stall the process that takes it.
+ * 6. The copy reads and writes 1 MiB at a time (a table's blocks and a checkpoint's frames
+ *    gathered into writes of that size) and yields to the event loop every few MiB, so a
+ *    large backup does not stall the process that takes it.
  *
  * @module
  */
 import { assert, describeInput, isTxtDbError, TxtDbError } from "./errors.ts";
 import { BlockCache } from "./blockcache.ts";
+import { CheckpointDamage, checkingCheckpoint } from "./checkpoint.ts";
 import { TableReader } from "./table.ts";
 import { BACKUP_UNFINISHED, FRONTIER, ioError, MANIFEST, segmentName } from "./files.ts";
 import { encodeFrontier, tableIdentity } from "./log.ts";
 import type { Frontier, ManifestTable } from "./log.ts";
 import type { FileLock } from "./lock.ts";
 import type { Log } from "./log.ts";
-import type { Platform } from "./port.ts";
+import type { FileHandle, Platform } from "./port.ts";
 import { decodeCommit, tsnBreak } from "./record.ts";
 
 /** What `db.backup()` returns. */
@@ -126,11 +136,11 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
     }
     platform.syncDir(dest);
     let bytes = 0;
-    const turn = { chunks: 0 };
-    for (const t of manifest.tables ?? []) bytes += await copyTable(src, t, dest, turn, written);
-    if (manifest.checkpoint) bytes += await copyFile(src, `${dir}/${manifest.checkpoint}`, `${dest}/${manifest.checkpoint}`, undefined, turn, written);
+    const turns = new Turns(platform);
+    for (const t of manifest.tables ?? []) bytes += await copyTable(src, t, dest, turns, written);
+    if (manifest.checkpoint) bytes += await copyCheckpoint(src, manifest.checkpoint, manifest.checkpointTsn ?? 0, dest, turns, written);
     if (fr) {
-      // Rule 3b: the records copied are the whole history from the folded version on.
+      // Rule 3c: the records copied are the whole history from the folded version on.
       let last = manifest.checkpointTsn ?? 0;
       for (let seg = firstSegment; seg <= fr.seg; seg++) {
         const name = segmentName(seg);
@@ -139,7 +149,7 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
           throw new TxtDbError("CORRUPTION", `Segment "${name}" of "${dir}" is missing (the manifest's first segment is ${firstSegment}, the frontier is in segment ${fr.seg}); nothing was backed up`, { details: { file: `${dir}/${name}`, offset: 0 } });
         }
         last = followingRecords(log, seg, seg === fr.seg ? fr.off : undefined, last);
-        bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, seg === fr.seg ? fr.off : undefined, turn, written);
+        bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, seg === fr.seg ? fr.off : undefined, turns, written);
       }
       if (last !== fr.tsn) {
         throw new TxtDbError("CORRUPTION", `The log of "${dir}" ends at version ${last} where its frontier says ${fr.tsn}: records are missing from it; nothing was backed up. Run \`txtdb check\`; restore from a backup if it persists`, {
@@ -235,8 +245,139 @@ function insideStore(platform: Platform, dir: string, dest: string): boolean {
   }
 }
 
+/** Counts the chunks written and yields to the event loop every {@link CHUNKS_PER_TURN} of them (rule 6). */
+class Turns {
+  #chunks = 0;
+  constructor(readonly platform: Platform) {}
+
+  /** Called after each chunk written. */
+  async written(): Promise<void> {
+    if (++this.#chunks % CHUNKS_PER_TURN === 0) await this.platform.sleep(0);
+  }
+}
+
 /**
- * Rule 3b: reads the records of segment `seg` up to `end` (its size if undefined) and
+ * Writes the contiguous regions it is handed (a table's blocks, a checkpoint's frames) into
+ * `output` from offset 0, gathered into writes of {@link CHUNK_BYTES}: a write per block
+ * was a system call per 4 KiB. A region larger than that is written as it is.
+ */
+class GatheredWrites {
+  readonly #buf = new Uint8Array(CHUNK_BYTES);
+  #filled = 0;
+  /** The file offset of `#buf[0]`. */
+  #at = 0;
+  constructor(readonly output: FileHandle, readonly turns: Turns) {}
+
+  /** The bytes handed in so far: where the next region must start. */
+  get end(): number {
+    return this.#at + this.#filled;
+  }
+
+  async put(offset: number, bytes: Uint8Array): Promise<void> {
+    assert(offset === this.end, `regions are contiguous: ${offset} after ${this.end}`);
+    if (this.#filled > 0 && this.#filled + bytes.length > this.#buf.length) await this.flush();
+    if (bytes.length > this.#buf.length) {
+      this.output.write(bytes, this.#at);
+      this.#at += bytes.length;
+      await this.turns.written();
+      return;
+    }
+    this.#buf.set(bytes, this.#filled);
+    this.#filled += bytes.length;
+  }
+
+  /** Writes what is gathered. */
+  async flush(): Promise<void> {
+    if (this.#filled === 0) return;
+    this.output.write(this.#buf.subarray(0, this.#filled), this.#at);
+    this.#at += this.#filled;
+    this.#filled = 0;
+    await this.turns.written();
+  }
+}
+
+/**
+ * Rule 3a: copies table `t` into `dest` as {@link TableReader.verifying} hands on its checked
+ * regions (the file is read once); fsyncs it. The footer comes last, once everything else
+ * is checked. CORRUPTION says nothing was backed up (the caller removes what was written).
+ */
+async function copyTable(src: BackupSource, t: ManifestTable, dest: string, turns: Turns, written: string[]): Promise<number> {
+  const { platform, dir } = src;
+  const from = `${dir}/${t.name}`, to = `${dest}/${t.name}`;
+  let reader: TableReader | undefined;
+  try {
+    const input = platform.open(from, { readOnly: true });
+    try {
+      // No cache: every block is read from the file and checked (verify reads past any cache).
+      reader = TableReader.open(input, { cache: new BlockCache(0), identity: tableIdentity(t) });
+    } catch (e) {
+      input.close();
+      throw e;
+    }
+    const output = platform.open(to, { create: true, exclusive: true, mode: src.fileMode });
+    written.push(to); // created by this backup (exclusive): its to remove on failure
+    try {
+      const out = new GatheredWrites(output, turns);
+      const regions = reader.verifying();
+      for (let r = regions.next(); !r.done; r = regions.next()) await out.put(r.value.offset, r.value.bytes);
+      await out.flush();
+      output.sync();
+      return out.end;
+    } finally {
+      output.close();
+    }
+  } catch (e) {
+    if (isTxtDbError(e) && e.code === "CORRUPTION") {
+      throw new TxtDbError("CORRUPTION", `${e.message}. Nothing was backed up`, { cause: e, details: e.details ?? { file: from, offset: 0 } });
+    }
+    throw e;
+  } finally {
+    reader?.close();
+  }
+}
+
+/**
+ * Rule 3b: copies the format-1 checkpoint `name` into `dest` as {@link checkingCheckpoint}
+ * hands on its checked frames (the file is read once); fsyncs it. `tsn` is the version the
+ * manifest records for it. Damage is CORRUPTION naming the file and the offset, saying
+ * nothing was backed up (the caller removes what was written).
+ */
+async function copyCheckpoint(src: BackupSource, name: string, tsn: number, dest: string, turns: Turns, written: string[]): Promise<number> {
+  const { platform, dir } = src;
+  const from = `${dir}/${name}`, to = `${dest}/${name}`;
+  const input = platform.open(from, { readOnly: true });
+  try {
+    const output = platform.open(to, { create: true, exclusive: true, mode: src.fileMode });
+    written.push(to); // created by this backup (exclusive): its to remove on failure
+    try {
+      const out = new GatheredWrites(output, turns);
+      const frames = checkingCheckpoint(input);
+      let r = frames.next();
+      for (; !r.done; r = frames.next()) await out.put(r.value.offset, r.value.bytes);
+      await out.flush();
+      if (r.value.header.tsn !== tsn) {
+        throw new CheckpointDamage(0, `it holds version ${r.value.header.tsn} where the manifest says ${tsn} (another store's checkpoint, or an older one, copied over its name?)`);
+      }
+      output.sync();
+      return out.end;
+    } finally {
+      output.close();
+    }
+  } catch (e) {
+    if (e instanceof CheckpointDamage) {
+      throw new TxtDbError("CORRUPTION", `Checkpoint "${from}" is damaged at offset ${e.offset}: ${e.message}. Nothing was backed up; run \`txtdb check\`, and restore the store from a backup if it persists`, {
+        cause: e,
+        details: { file: from, offset: e.offset },
+      });
+    }
+    throw e;
+  } finally {
+    input.close();
+  }
+}
+
+/**
+ * Rule 3c: reads the records of segment `seg` up to `end` (its size if undefined) and
  * checks that each takes the version after the one before it, `last` before the first;
  * returns the version of its last record. A record that skips versions (records missing:
  * a segment cut back, one removed and the next renamed into its place) or a damaged one
@@ -259,70 +400,8 @@ function followingRecords(log: Log, seg: number, end: number | undefined, last: 
   return last;
 }
 
-/**
- * Rule 3a: copies table `t` into `dest` as {@link TableReader.verifying} hands on its checked
- * regions (the file is read once), gathered into writes of {@link CHUNK_BYTES}; fsyncs it.
- * The footer comes last, once everything else is checked. CORRUPTION says nothing was
- * backed up (the caller removes what was written).
- */
-async function copyTable(src: BackupSource, t: ManifestTable, dest: string, turn: { chunks: number }, written: string[]): Promise<number> {
-  const { platform, dir } = src;
-  const from = `${dir}/${t.name}`, to = `${dest}/${t.name}`;
-  let reader: TableReader | undefined;
-  try {
-    const input = platform.open(from, { readOnly: true });
-    try {
-      // No cache: every block is read from the file and checked (verify reads past any cache).
-      reader = TableReader.open(input, { cache: new BlockCache(0), identity: tableIdentity(t) });
-    } catch (e) {
-      input.close();
-      throw e;
-    }
-    const output = platform.open(to, { create: true, exclusive: true, mode: src.fileMode });
-    written.push(to); // created by this backup (exclusive): its to remove on failure
-    try {
-      const buf = new Uint8Array(CHUNK_BYTES);
-      let filled = 0, at = 0;
-      const flush = () => {
-        output.write(buf.subarray(0, filled), at);
-        at += filled;
-        filled = 0;
-      };
-      const regions = reader.verifying();
-      for (let r = regions.next(); !r.done; r = regions.next()) {
-        const { offset, bytes } = r.value;
-        assert(offset === at + filled, `table regions are contiguous: ${offset} after ${at + filled}`);
-        if (filled > 0 && filled + bytes.length > buf.length) {
-          flush();
-          if (++turn.chunks % CHUNKS_PER_TURN === 0) await platform.sleep(0); // rule 6
-        }
-        if (bytes.length > buf.length) {
-          output.write(bytes, at); // a block larger than the buffer (a large value): as is
-          at += bytes.length;
-          if (++turn.chunks % CHUNKS_PER_TURN === 0) await platform.sleep(0);
-          continue;
-        }
-        buf.set(bytes, filled);
-        filled += bytes.length;
-      }
-      if (filled > 0) flush();
-      output.sync();
-      return at;
-    } finally {
-      output.close();
-    }
-  } catch (e) {
-    if (isTxtDbError(e) && e.code === "CORRUPTION") {
-      throw new TxtDbError("CORRUPTION", `${e.message}. Nothing was backed up`, { cause: e, details: e.details ?? { file: from, offset: 0 } });
-    }
-    throw e;
-  } finally {
-    reader?.close();
-  }
-}
-
 /** Copies `length` bytes (the whole file if undefined) into a new file; fsyncs it. */
-async function copyFile(src: BackupSource, from: string, to: string, length: number | undefined, turn: { chunks: number }, written: string[]): Promise<number> {
+async function copyFile(src: BackupSource, from: string, to: string, length: number | undefined, turns: Turns, written: string[]): Promise<number> {
   const { platform } = src;
   const input = platform.open(from, { readOnly: true });
   try {
@@ -339,7 +418,7 @@ async function copyFile(src: BackupSource, from: string, to: string, length: num
         }
         output.write(buf.subarray(0, n), at);
         at += n;
-        if (++turn.chunks % CHUNKS_PER_TURN === 0) await platform.sleep(0);
+        await turns.written();
       }
       output.sync();
       return size;

@@ -90,34 +90,67 @@ export function isNamespaceBinding(name: unknown, id: unknown, nextNsId: number)
   return typeof name === "string" && name.length > 0 && isWellFormedString(name) && isInteger(id, 1) && id < nextNsId;
 }
 
+/** What reading a whole checkpoint found. */
+export interface CheckpointRead {
+  header: CheckpointHeader;
+  /** Frames read, the header's included. */
+  frames: number;
+  /** Bytes read: the file's size. */
+  bytes: number;
+}
+
 /**
  * Reads a checkpoint; calls `onEntry` for each entry with the offset of its frame. Checks
  * every field's type and range (a frame with a valid checksum can still hold anything) and
  * throws CheckpointDamage with the offset. Value bytes are left to readers and `check()`.
  */
-export function readCheckpoint(file: FileHandle, onEntry: (e: CheckpointEntry, frameOffset: number) => void): { header: CheckpointHeader; frames: number; bytes: number } {
+export function readCheckpoint(file: FileHandle, onEntry: (e: CheckpointEntry, frameOffset: number) => void): CheckpointRead {
+  const frames = checkingCheckpoint(file, onEntry);
+  for (let r = frames.next(); ; r = frames.next()) if (r.done) return r.value;
+}
+
+/**
+ * {@link readCheckpoint}, handing on each frame once it is checked, in file order and
+ * contiguous from offset 0: `backup()` writes them to its copy as it checks them, so that
+ * what it copies is what was checked, read once. A frame's bytes stay valid after the next
+ * is yielded (each read fills a new buffer; never modify them).
+ */
+export function* checkingCheckpoint(
+  file: FileHandle,
+  onEntry: (e: CheckpointEntry, frameOffset: number) => void = () => {},
+): Generator<{ offset: number; bytes: Uint8Array }, CheckpointRead, undefined> {
   const size = file.size();
   // Read in chunks, never whole: a checkpoint is as large as the store, and a damaged one (a
   // sparse file of many gigabytes, say) failed with an allocation error instead of damage.
   let data = new Uint8Array(0);
   let dataAt = 0; // the file offset of data[0]
-  /** The frame at file offset `at`, read from there when `data` does not hold it whole. */
+  /**
+   * The frame at file offset `at` (in `data`, or starting in its last bytes): when `data`
+   * does not hold it whole, the bytes of it already read are kept and the file is read on
+   * from the end of `data`, so that no byte is read twice.
+   */
   const frameAt = (at: number): FrameResult => {
-    const r = parseFrame(data, at - dataAt);
-    if (r.kind !== "incomplete" || dataAt + data.length >= size) return r;
-    const head = new Uint8Array(FRAME_HEADER_BYTES);
-    const length = file.read(head, at) === FRAME_HEADER_BYTES ? new DataView(head.buffer).getUint32(1, true) : 0;
-    const buf = new Uint8Array(Math.min(size - at, Math.max(READ_CHUNK_BYTES, FRAME_HEADER_BYTES + Math.min(length, FRAME_BODY_MAX_BYTES))));
-    data = buf.subarray(0, file.read(buf, at));
-    dataAt = at;
-    return parseFrame(data, 0);
+    for (;;) {
+      const r = parseFrame(data, at - dataAt);
+      const end = dataAt + data.length;
+      if (r.kind !== "incomplete" || end >= size) return r;
+      const kept = data.subarray(at - dataAt);
+      // A chunk, or the whole frame once its header says it is longer (never past the file's end).
+      const length = kept.length >= FRAME_HEADER_BYTES ? new DataView(kept.buffer, kept.byteOffset).getUint32(1, true) : 0;
+      const buf = new Uint8Array(Math.min(size - at, Math.max(READ_CHUNK_BYTES, FRAME_HEADER_BYTES + Math.min(length, FRAME_BODY_MAX_BYTES))));
+      buf.set(kept);
+      const got = file.read(buf.subarray(kept.length), end);
+      data = buf.subarray(0, kept.length + got);
+      dataAt = at;
+      if (got === 0) return parseFrame(data, 0); // the file ended early: the frame is cut short
+    }
   };
   let at = 0;
   let header: CheckpointHeader | undefined;
   let frames = 0;
   while (at < size) {
     const r = frameAt(at);
-    if (r.kind !== "ok") throw new CheckpointDamage(at, r.kind === "bad" ? r.reason : "frame is cut short");
+    if (r.kind !== "ok") throw new CheckpointDamage(at, r.kind === "bad" ? r.reason : r.kind === "zero" ? "zeros where a frame should be" : "frame is cut short");
     let raw: unknown;
     try {
       raw = decodeInternal(r.body.slice());
@@ -153,6 +186,7 @@ export function readCheckpoint(file: FileHandle, onEntry: (e: CheckpointEntry, f
       }
     }
     frames++;
+    yield { offset: at, bytes: data.subarray(at - dataAt, r.next) };
     at = dataAt + r.next;
   }
   if (!header) throw new CheckpointDamage(0, "empty checkpoint");

@@ -8,9 +8,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, runtime, tempDir, test, dumpStore } from "./harness.ts";
-import { open, TxtDbError } from "txtdb";
+import { defaultPlatform, open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
-import { migrateStore } from "txtdb/internal";
+import { decodeInternal, encodeInternal, frame, migrateStore, parseFrame } from "txtdb/internal";
 import { SimWorld } from "txtdb/adapters/sim";
 
 const R = `[${runtime}]`;
@@ -308,4 +308,91 @@ test(`${R} a backup interrupted before it completed (its BACKUP-UNFINISHED marke
   fs.writeFileSync(path.join(bare, "BACKUP-UNFINISHED"), "");
   await assert.rejects(open(bare), code("INVALID_ARGUMENT", /unfinished backup/));
   assert.deepEqual(fs.readdirSync(bare), ["BACKUP-UNFINISHED"]);
+});
+
+/** The frames of a log segment or checkpoint: where each starts, and where the last ends. */
+function frameStarts(bytes: Uint8Array): { starts: number[]; end: number } {
+  const starts: number[] = [];
+  let at = 0;
+  for (let r = parseFrame(bytes, at); r.kind === "ok"; r = parseFrame(bytes, at)) {
+    starts.push(at);
+    at = r.next;
+  }
+  return { starts, end: at };
+}
+
+/**
+ * A format-1 store (its folded data in one checkpoint, as release 0.1.0 wrote it), made by
+ * rolling a format-2 store back (`txtdb migrate --rollback`), with commits in the log after
+ * its checkpoint; open read-only, which keeps it in format 1 (a writable open upgrades it).
+ * Its checkpoint holds several entry frames (about 1 MiB each) and spans more than one read
+ * (4 MiB).
+ */
+async function formatOneStore(dir: string): Promise<{ db: Database; checkpoint: string; version: number }> {
+  const db = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+  await db.transaction((tx) => {
+    for (let i = 0; i < 5000; i++) tx.set("ns", ["k", i], "c".repeat(1000) + i);
+  });
+  await db.compact();
+  for (let i = 0; i < 30; i++) await db.set("ns", ["tail", i], i);
+  await db.close();
+  const rolled = await migrateStore(await defaultPlatform(), dir, { rollback: true });
+  assert.equal(rolled.format, 1);
+  const manifest = decodeInternal((parseFrame(new Uint8Array(fs.readFileSync(`${dir}/MANIFEST`)), 0) as { body: Uint8Array }).body) as { format: number; checkpoint: string; checkpointTsn: number };
+  assert.equal(manifest.format, 1);
+  return { db: await open(dir, { readOnly: true }), checkpoint: `${dir}/${manifest.checkpoint}`, version: manifest.checkpointTsn };
+}
+
+test(`${R} backup() of a format-1 store whose checkpoint has a bit flipped, is cut short, holds a garbled frame (a good checksum over what is no entry frame), has zeros past its end or is another store's is CORRUPTION naming the checkpoint and the offset, and leaves nothing at the destination: never a backup carrying the damage as good`, async () => {
+  const { db, checkpoint, version } = await formatOneStore(tempDir("bka-ckpt"));
+  try {
+    const original = new Uint8Array(fs.readFileSync(checkpoint));
+    const { starts, end } = frameStarts(original);
+    assert.equal(end, original.length, "the checkpoint is whole frames");
+    assert.ok(starts.length >= 5 && original.length > 4 * 2 ** 20, `a header and several entry frames over 4 MiB: ${starts.length} frames, ${original.length} bytes`);
+    const last = starts[starts.length - 1]!;
+    const flipAt = starts[2]! + 5000;
+    const foreign = fs.readFileSync("tests/fixtures/v1-store/ckpt-0000000000000272-7.dat");
+    assert.notEqual(version, 272, "the fixture's checkpoint holds another version than this store's");
+    const damages: [string, Uint8Array, number, RegExp][] = [
+      ["a bit flipped in its third frame", (() => {
+        const b = original.slice();
+        b[flipAt]! ^= 0x08;
+        return b;
+      })(), starts[2]!, /checksum mismatch/],
+      ["cut short by 10 bytes", original.subarray(0, original.length - 10), last, /cut short/],
+      ["its last frame replaced by one with a good checksum that is no entry frame", new Uint8Array([...original.subarray(0, last), ...frame(encodeInternal([3, "no entries"]))]), last, /malformed entry frame/],
+      ["64 KiB of zeros past its end", new Uint8Array([...original, ...new Uint8Array(65536)]), original.length, /zeros/],
+      ["another store's checkpoint (of version 272) copied over its name", foreign, 0, new RegExp(`holds version 272 where the manifest says ${version}`)],
+    ];
+    for (const [what, bytes, offset, reason] of damages) {
+      // In place, under the open handle (which loaded the checkpoint when it opened): damage
+      // that came later, as a disk's does, is what a backup alone can meet.
+      fs.writeFileSync(checkpoint, bytes);
+      const dest = `${tempDir("bka-ckpt-dest")}/copy`;
+      const e = await db.backup(dest).then(() => undefined, (err: unknown) => err);
+      assert.ok(e instanceof TxtDbError, `${what}: backup() is refused, not ${String(e)}`);
+      assert.equal(e.code, "CORRUPTION", `${what}: ${e.message}`);
+      assert.deepEqual(e.details, { file: checkpoint, offset }, `${what}: names the checkpoint and the offset: ${e.message}`);
+      assert.match(e.message, reason, what);
+      assert.match(e.message, /Nothing was backed up/, what);
+      // Nothing open() would take for a store: the destination is empty (the directory the backup made stays, as for a table).
+      assert.deepEqual(fs.existsSync(dest) ? fs.readdirSync(dest) : [], [], `${what}: nothing left at the destination`);
+    }
+    // Whole again, it is copied as it is, and the copy holds the store.
+    fs.writeFileSync(checkpoint, original);
+    const dest = `${tempDir("bka-ckpt-dest")}/copy`;
+    const r = await db.backup(dest);
+    assert.equal(r.version, BigInt(version) + 30n);
+    assert.deepEqual(new Uint8Array(fs.readFileSync(`${dest}/${path.basename(checkpoint)}`)), original, "the checkpoint's copy is the same bytes");
+    const copy = await open(dest, { readOnly: true });
+    try {
+      assert.deepEqual(await dump(copy), await dump(db));
+      assert.equal((await copy.check()).ok, true);
+    } finally {
+      await copy.close();
+    }
+  } finally {
+    await db.close();
+  }
 });

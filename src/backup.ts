@@ -37,10 +37,13 @@
  *    offset, and nothing is backed up, as for a table. A checkpoint records neither its
  *    length nor a checksum of its whole: one cut exactly between two frames reads as whole,
  *    here as at `open()` and in `check()`.
- *    3c. The records of each segment are read as it is copied, and each must take the
+ *    3c. The records of each segment are checked from the bytes that are copied, read once
+ *    (a record split between two reads is put together from both): each must take the
  *    version after the one before it (the first, the one after the folded version), the
- *    last being the version: a log with records missing or damaged is CORRUPTION, and
- *    nothing is backed up.
+ *    last being the version. A log with records missing or damaged, or a segment shorter
+ *    than the copy needs, is CORRUPTION naming the segment and the offset, and nothing is
+ *    backed up. Why one read: a second one, to check, cost time, and could check other
+ *    bytes than the copy holds (a file changed, or a disk misreading, between the two).
  * 4. The copy gets a frontier at the copied end (visible and durable there), so that even
  *    a read-only open reads it at once, and no lease or lock files.
  * 5. The first file created is {@link UNFINISHED} (fsynced with the directory), a name
@@ -50,9 +53,12 @@
  *    is never mistaken for a store: `open()` refuses a directory holding a foreign file, or
  *    store files but no MANIFEST (a crash between the rename and the marker's removal
  *    leaves a whole copy with the marker beside it).
- * 6. The copy reads and writes 1 MiB at a time (a table's blocks and a checkpoint's frames
- *    gathered into writes of that size) and yields to the event loop every few MiB, so a
- *    large backup does not stall the process that takes it.
+ * 6. The copy writes 1 MiB at a time (a segment is read so too; a table's blocks and a
+ *    checkpoint's frames, read as their readers read them, are gathered into writes of
+ *    that size) and yields to the event loop every few MiB, so a large backup does not
+ *    stall the process that takes it. Memory stays bounded: a chunk (4 MiB for a
+ *    checkpoint's reads), and a record or frame that does not fit in one (never more than
+ *    the file holds).
  *
  * @module
  */
@@ -66,7 +72,7 @@ import type { Frontier, ManifestTable } from "./log.ts";
 import type { FileLock } from "./lock.ts";
 import type { Log } from "./log.ts";
 import type { FileHandle, Platform } from "./port.ts";
-import { decodeCommit, tsnBreak } from "./record.ts";
+import { decodeCommit, FRAME_HEADER_BYTES, parseFrame, tsnBreak } from "./record.ts";
 
 /** What `db.backup()` returns. */
 export interface BackupResult {
@@ -148,8 +154,9 @@ export async function backupStore(src: BackupSource, dest: string): Promise<Back
           if (seg === fr.seg && fr.off === 0) continue; // a roll-over's new segment, empty
           throw new TxtDbError("CORRUPTION", `Segment "${name}" of "${dir}" is missing (the manifest's first segment is ${firstSegment}, the frontier is in segment ${fr.seg}); nothing was backed up`, { details: { file: `${dir}/${name}`, offset: 0 } });
         }
-        last = followingRecords(log, seg, seg === fr.seg ? fr.off : undefined, last);
-        bytes += await copyFile(src, `${dir}/${name}`, `${dest}/${name}`, seg === fr.seg ? fr.off : undefined, turns, written);
+        const copied = await copySegment(src, seg, seg === fr.seg ? fr.off : undefined, last, dest, turns, written);
+        bytes += copied.bytes;
+        last = copied.last;
       }
       if (last !== fr.tsn) {
         throw new TxtDbError("CORRUPTION", `The log of "${dir}" ends at version ${last} where its frontier says ${fr.tsn}: records are missing from it; nothing was backed up. Run \`txtdb check\`; restore from a backup if it persists`, {
@@ -377,56 +384,132 @@ async function copyCheckpoint(src: BackupSource, name: string, tsn: number, dest
 }
 
 /**
- * Rule 3c: reads the records of segment `seg` up to `end` (its size if undefined) and
- * checks that each takes the version after the one before it, `last` before the first;
- * returns the version of its last record. A record that skips versions (records missing:
- * a segment cut back, one removed and the next renamed into its place) or a damaged one
- * is CORRUPTION naming the segment: a copy would have served a history with a hole, and
- * opened and passed `check()` only as far as a reader could tell.
+ * Rule 3c: copies segment `seg` up to `end` (its size if undefined) into `dest`, 1 MiB at
+ * a time, checking its records from each chunk before writing it; fsyncs it. `last` is the
+ * version before its first record; returns the bytes copied and the version of its last
+ * record.
  */
-function followingRecords(log: Log, seg: number, end: number | undefined, last: number): number {
-  const limit = end ?? log.segment(seg)?.size() ?? 0;
-  const scan = log.scan({ seg, off: 0 }, { seg, off: limit }, (body, at) => {
-    let tsn: number;
-    try {
-      tsn = decodeCommit(body.slice()).tsn;
-    } catch (e) {
-      throw log.undecodableRecord(at, e);
-    }
-    if (tsn !== last + 1) throw log.corruptionAt(at, `${tsnBreak(tsn, last)}; nothing was backed up`);
-    last = tsn;
-  });
-  if (scan.problem) throw log.corruptionAt(scan.problem.at, `${scan.problem.reason}; nothing was backed up`);
-  return last;
-}
-
-/** Copies `length` bytes (the whole file if undefined) into a new file; fsyncs it. */
-async function copyFile(src: BackupSource, from: string, to: string, length: number | undefined, turns: Turns, written: string[]): Promise<number> {
-  const { platform } = src;
-  const input = platform.open(from, { readOnly: true });
+async function copySegment(src: BackupSource, seg: number, end: number | undefined, last: number, dest: string, turns: Turns, written: string[]): Promise<{ bytes: number; last: number }> {
+  const { platform, dir, log } = src;
+  const name = segmentName(seg);
+  const input = platform.open(`${dir}/${name}`, { readOnly: true });
   try {
-    const size = length ?? input.size();
-    const output = platform.open(to, { create: true, exclusive: true, mode: src.fileMode });
-    written.push(to); // created by this backup (exclusive): its to remove on failure
+    const size = end ?? input.size();
+    const output = platform.open(`${dest}/${name}`, { create: true, exclusive: true, mode: src.fileMode });
+    written.push(`${dest}/${name}`); // created by this backup (exclusive): its to remove on failure
     try {
+      const records = new SegmentRecords(log, seg, size, last);
       const buf = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(size, 1)));
       for (let at = 0; at < size;) {
-        const want = Math.min(buf.length, size - at);
-        const n = input.read(buf.subarray(0, want), at);
-        if (n === 0) {
-          throw new TxtDbError("CORRUPTION", `"${from}" ends at ${at} bytes, before the ${size} the backup needs: it was cut while the store was open`, { details: { file: from, offset: at } });
-        }
-        output.write(buf.subarray(0, n), at);
+        const n = input.read(buf.subarray(0, Math.min(buf.length, size - at)), at);
+        if (n === 0) throw log.corruptionAt({ seg, off: at }, `the segment ends at ${at} bytes, before the ${size} the backup copies (it was cut while the store was open); nothing was backed up`);
+        const chunk = buf.subarray(0, n);
+        records.check(chunk, at);
+        output.write(chunk, at);
         at += n;
         await turns.written();
       }
+      records.end();
       output.sync();
-      return size;
+      return { bytes: size, last: records.last };
     } finally {
       output.close();
     }
   } finally {
     input.close();
+  }
+}
+
+/**
+ * Rule 3c: the records of segment `seg`, checked from the chunks the backup copies, handed
+ * in file order: each must take the version after the one before it. A record that skips
+ * versions (records missing: a segment cut back, one removed and the next renamed into its
+ * place) or a damaged one is CORRUPTION naming the segment and the offset: a copy would
+ * have served a history with a hole, and opened and passed `check()` only as far as a
+ * reader could tell.
+ */
+class SegmentRecords {
+  /** The version of the last record checked (before the first: the version before the segment). */
+  last: number;
+  /** A record begun in an earlier chunk: its frame header, then its whole frame once the header gives its length. */
+  #partial: Uint8Array | undefined;
+  #partialFilled = 0;
+  /** The segment offset of the record in `#partial`. */
+  #partialAt = 0;
+
+  /** `size`: where the copy of the segment ends; `last`: the version before its first record. */
+  constructor(readonly log: Log, readonly seg: number, readonly size: number, last: number) {
+    this.last = last;
+  }
+
+  /** Checks the records in `chunk`, the segment's bytes from offset `at` on. */
+  check(chunk: Uint8Array, at: number): void {
+    let i = this.#partial ? this.#fill(chunk) : 0;
+    if (this.#partial) return; // the chunk all went into a record that goes on in the next
+    for (;;) {
+      const r = parseFrame(chunk, i);
+      if (r.kind === "ok") {
+        this.#record(r.body, at + i);
+        i = r.next;
+      } else if (r.kind === "incomplete") {
+        if (i === chunk.length) return;
+        // The record goes on in the next chunk: its bytes here are kept until it is whole.
+        this.#partial = new Uint8Array(FRAME_HEADER_BYTES);
+        this.#partialFilled = 0;
+        this.#partialAt = at + i;
+        this.#fill(chunk.subarray(i));
+        return;
+      } else {
+        throw this.#damaged(at + i, r.kind === "bad" ? r.reason : "zeros where records should be");
+      }
+    }
+  }
+
+  /** After the last chunk: a record begun and not finished is cut short. */
+  end(): void {
+    if (this.#partial) throw this.#damaged(this.#partialAt, "frame is cut short");
+  }
+
+  /** Copies the start of `bytes` into the record begun earlier, checking it once it is whole; returns the bytes used. */
+  #fill(bytes: Uint8Array): number {
+    let used = 0;
+    for (;;) {
+      const p = this.#partial!;
+      const n = Math.min(p.length - this.#partialFilled, bytes.length - used);
+      p.set(bytes.subarray(used, used + n), this.#partialFilled);
+      this.#partialFilled += n;
+      used += n;
+      if (this.#partialFilled < p.length) return used;
+      const r = parseFrame(p, 0);
+      if (r.kind === "ok") {
+        this.#partial = undefined;
+        this.#record(r.body, this.#partialAt);
+        return used;
+      }
+      if (r.kind !== "incomplete") throw this.#damaged(this.#partialAt, r.kind === "bad" ? r.reason : "zeros where records should be");
+      // The header alone so far, and it is sound (its magic, a possible length): room for
+      // the whole frame, unless it would end past what the copy holds.
+      const length = FRAME_HEADER_BYTES + new DataView(p.buffer, p.byteOffset).getUint32(1, true);
+      if (this.#partialAt + length > this.size) throw this.#damaged(this.#partialAt, "frame is cut short");
+      this.#partial = new Uint8Array(length);
+      this.#partial.set(p);
+    }
+  }
+
+  #record(body: Uint8Array, off: number): void {
+    let tsn: number;
+    try {
+      // Only the version is kept, so the record is decoded where it lies (no copy).
+      tsn = decodeCommit(body).tsn;
+    } catch (e) {
+      throw this.log.undecodableRecord({ seg: this.seg, off }, e);
+    }
+    if (tsn !== this.last + 1) throw this.#damaged(off, tsnBreak(tsn, this.last));
+    this.last = tsn;
+  }
+
+  #damaged(off: number, reason: string): TxtDbError {
+    return this.log.corruptionAt({ seg: this.seg, off }, `${reason}; nothing was backed up`);
   }
 }
 

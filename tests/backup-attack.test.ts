@@ -11,6 +11,7 @@ import { assert, runtime, tempDir, test, dumpStore } from "./harness.ts";
 import { defaultPlatform, open, TxtDbError } from "txtdb";
 import type { Database } from "txtdb";
 import { decodeInternal, encodeInternal, frame, migrateStore, parseFrame } from "txtdb/internal";
+import type { FileHandle, Platform } from "txtdb/internal";
 import { SimWorld } from "txtdb/adapters/sim";
 
 const R = `[${runtime}]`;
@@ -392,6 +393,142 @@ test(`${R} backup() of a format-1 store whose checkpoint has a bit flipped, is c
     } finally {
       await copy.close();
     }
+  } finally {
+    await db.close();
+  }
+});
+
+/**
+ * `base` with every read of a log segment or a checkpoint seen while `reads.armed` is set:
+ * a read of bytes read before (by any handle) gets one of them flipped, as a disk that
+ * misreads, or a file changed between two reads, would give; `reads.again` counts them.
+ */
+function misreadingTwice(base: Platform): { adapter: Platform; reads: { armed: boolean; again: string[] } } {
+  const reads = { armed: false, again: [] as string[] };
+  const seen = new Map<string, [number, number][]>(); // path: the ranges read
+  const wrapRead = (h: FileHandle) => (buf: Uint8Array, position: number): number => {
+    const n = h.read(buf, position);
+    if (!reads.armed || !/\.(log|dat)$/.test(h.path) || n === 0) return n;
+    const ranges = seen.get(h.path) ?? [];
+    seen.set(h.path, ranges);
+    for (const [from, to] of ranges) {
+      const start = Math.max(from, position), end = Math.min(to, position + n);
+      if (start < end) {
+        reads.again.push(`${path.basename(h.path)} ${start}..${end}`);
+        buf[start - position]! ^= 0x20;
+        break;
+      }
+    }
+    ranges.push([position, position + n]);
+    return n;
+  };
+  const adapter = new Proxy(base, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (prop === "open") {
+        return (p: string, options?: Parameters<Platform["open"]>[1]) => {
+          const h = target.open(p, options);
+          return new Proxy(h, {
+            get(t, q) {
+              if (q === "read") return wrapRead(t);
+              const w = Reflect.get(t, q, t) as unknown;
+              return typeof w === "function" ? (w as (...a: unknown[]) => unknown).bind(t) : w;
+            },
+          });
+        };
+      }
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as Platform;
+  return { adapter, reads };
+}
+
+test(`${R} backup() reads each log segment and a format-1 checkpoint once, copying the very bytes it checks: bytes that read differently a second time (a disk misreading, a file changed between two reads) neither fail a healthy backup nor reach the copy unchecked`, async () => {
+  for (const format of [2, 1]) {
+    const dir = tempDir("bka-once");
+    const { adapter, reads } = misreadingTwice(await defaultPlatform());
+    let db: Database;
+    if (format === 2) {
+      // Tables, and a log of several segments past them (records larger than a chunk among them).
+      db = await open(dir, { adapter, namespaces: ["ns"], segmentBytes: 64 * 1024, autoCompactBytes: 0 });
+      for (let i = 0; i < 50; i++) await db.set("ns", ["t", i], "t".repeat(100));
+      await db.compact();
+      for (let i = 0; i < 400; i++) await db.set("ns", ["k", i], "v".repeat(i % 50 === 0 ? 1_500_000 : 700) + i);
+    } else {
+      await (await formatOneStore(dir)).db.close();
+      db = await open(dir, { adapter, readOnly: true });
+    }
+    try {
+      const segments = fs.readdirSync(dir).filter((n) => n.endsWith(".log"));
+      assert.ok(format === 1 || segments.length >= 5, `format ${format}: ${segments.length} segments`);
+      const expected = await dump(db);
+      reads.armed = true;
+      const dest = `${tempDir("bka-once-dest")}/copy`;
+      await db.backup(dest);
+      reads.armed = false;
+      const copy = await open(dest, { readOnly: true });
+      try {
+        const report = await copy.check();
+        assert.ok(report.ok, `format ${format}: the copy holds no byte the backup did not check: ${JSON.stringify(report.problems)}`);
+        assert.deepEqual(await dump(copy), expected, `format ${format}`);
+      } finally {
+        await copy.close();
+      }
+      assert.deepEqual(reads.again, [], `format ${format}: no byte of a segment or checkpoint was read twice`);
+    } finally {
+      await db.close();
+    }
+  }
+});
+
+test(`${R} backup() of a store whose segment has a bit flipped in a record (within a 1 MiB read, across two reads, in a record larger than a read), zeros over a record, or is cut inside a record is CORRUPTION naming the segment and the offset, and leaves nothing at the destination`, async () => {
+  const dir = tempDir("bka-seg");
+  const db = await open(dir, { namespaces: ["ns"], autoCompactBytes: 0 });
+  try {
+    for (let i = 0; i < 2000; i++) await db.set("ns", ["k", i], "v".repeat(700) + i);
+    await db.set("ns", "large", "L".repeat(1_500_000));
+    for (let i = 0; i < 10; i++) await db.set("ns", ["after", i], i);
+    const segs = fs.readdirSync(dir).filter((n) => n.endsWith(".log"));
+    assert.equal(segs.length, 1, `one segment: ${segs}`);
+    const segment = `${dir}/${segs[0]}`;
+    const original = new Uint8Array(fs.readFileSync(segment));
+    const { starts, end } = frameStarts(original);
+    const MiB = 2 ** 20;
+    const across = starts.findIndex((s, i) => s < MiB && (starts[i + 1] ?? end) > MiB);
+    assert.ok(across > 0, "a record lies across the first 1 MiB boundary");
+    const large = starts.findIndex((s, i) => (starts[i + 1] ?? end) - s > MiB);
+    assert.ok(large > across, "the large record comes later");
+    const flipped = (at: number) => {
+      const b = original.slice();
+      b[at]! ^= 0x04;
+      return b;
+    };
+    const damages: [string, Uint8Array, number, RegExp][] = [
+      ["a bit flipped in a record within the first read", flipped(starts[100]! + 50), starts[100]!, /checksum mismatch/],
+      ["a bit flipped in a record across two reads, after the boundary", flipped(MiB + 3), starts[across]!, /checksum mismatch/],
+      ["a bit flipped in the record larger than a read", flipped(starts[large]! + MiB + 10), starts[large]!, /checksum mismatch/],
+      ["zeros over a record", (() => {
+        const b = original.slice();
+        b.fill(0, starts[500]!, starts[501]!);
+        return b;
+      })(), starts[500]!, /zeros where records should be/],
+      ["cut inside the large record", original.subarray(0, starts[large]! + 1000), starts[large]! + 1000, /ends at/],
+    ];
+    for (const [what, bytes, offset, reason] of damages) {
+      fs.writeFileSync(segment, bytes);
+      const dest = `${tempDir("bka-seg-dest")}/copy`;
+      const e = await db.backup(dest).then(() => undefined, (err: unknown) => err);
+      assert.ok(e instanceof TxtDbError, `${what}: backup() is refused, not ${String(e)}`);
+      assert.equal(e.code, "CORRUPTION", `${what}: ${e.message}`);
+      assert.deepEqual(e.details, { file: segment, offset }, `${what}: names the segment and the offset: ${e.message}`);
+      assert.match(e.message, reason, what);
+      assert.match(e.message, /nothing was backed up/, what);
+      assert.deepEqual(fs.existsSync(dest) ? fs.readdirSync(dest) : [], [], `${what}: nothing left at the destination`);
+    }
+    fs.writeFileSync(segment, original);
+    const dest = `${tempDir("bka-seg-dest")}/copy`;
+    await db.backup(dest);
+    assert.deepEqual(new Uint8Array(fs.readFileSync(`${dest}/${segs[0]}`)), original.subarray(0, end), "the copy is the segment up to the frontier");
   } finally {
     await db.close();
   }

@@ -36,6 +36,7 @@ import { fixedRevision, isTombstone, parseRevision, TOMBSTONE } from "./layout.t
 import { armTimer } from "../timers.ts";
 import { isLeaseNotFound } from "./failures.ts";
 import type { Layout } from "./layout.ts";
+import { markDeletedAgain } from "./pins.ts";
 import type { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, successor } from "./reader.ts";
 import type { NsBinding } from "./reader.ts";
@@ -265,6 +266,7 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
   if (guardMark) compares.push({ key: layout.mark, target: "VALUE", result: "LESS", value: fixedRevision(R + 1n) });
   for (const s of folded) compares.push(isPoint(s) ? { key: s.lo, target: "MOD", result: "LESS", modRevision: R + 1n } : { key: s.lo, rangeEnd: s.hi, target: "MOD", result: "LESS", modRevision: R + 1n });
 
+  let markRestored = false;
   for (let resend = 0; ; resend++) {
     let attempt = 0;
     for (;;) {
@@ -305,10 +307,15 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
       const txn = {
         compare: [...compares, ...exact, { key: commitKey, target: "VERSION" as const, result: "EQUAL" as const, version: 0 }],
         success: ops,
-        // The failure branch ends with the reads of U4 and U5 (ownOutcomeReads).
-        failure: [...head.map((h) => ({ op: "range" as const, key: h.etcdKey, keysOnly: true })), ...ownOutcomeReads(layout, commitKey, lease.id)],
+        // The failure branch ends with the reads of U4 and U5 (ownOutcomeReads), then V9's
+        // mark: a mark deleted outside txtdb fails the compare whatever the transaction did.
+        failure: [
+          ...head.map((h) => ({ op: "range" as const, key: h.etcdKey, keysOnly: true })),
+          ...ownOutcomeReads(layout, commitKey, lease.id),
+          ...(guardMark ? [{ op: "range" as const, key: layout.mark, keysOnly: true }] : []),
+        ],
       };
-      let outcome: { landed: true; revision: bigint } | { landed: false; moved: boolean } | "not-applied" | undefined;
+      let outcome: { landed: true; revision: bigint } | { landed: false; moved: boolean; markGone: boolean } | "not-applied" | undefined;
       let r: EtcdTxnResult | undefined;
       try {
         r = await ctx.client.txn(txn);
@@ -346,7 +353,8 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
             const now = res?.op === "range" ? res.kvs[0]?.modRevision ?? 0n : 0n;
             return now !== (current.get(`${h.ns}\0${h.key}`)?.modRevision ?? 0n);
           });
-          outcome = { landed: false, moved };
+          const mark = responses[head.length + 2];
+          outcome = { landed: false, moved, markGone: guardMark && mark?.op === "range" && mark.count === 0 };
         }
       }
       if (outcome === "not-applied" || !outcome.landed) ctx.landed.push(...cleanup); // their deletes did not run
@@ -355,6 +363,15 @@ export async function commit(ctx: CommitContext, req: EtcdCommitRequest): Promis
         ctx.landed.push(commitKey);
         ctx.counts.commits++;
         return outcome.revision;
+      }
+      if (outcome.markGone) {
+        // The store's mark was deleted outside txtdb: put back at a revision no cleanup
+        // passed (pins.ts rule 8), V9 means what it did, and the commit is sent again (at
+        // most once: a mark gone again at once is being deleted by something else).
+        if (markRestored) throw markDeletedAgain(layout.mark);
+        markRestored = true;
+        await ctx.pins.restoreMark();
+        continue;
       }
       if (!outcome.moved) {
         ctx.counts.conflicts++;

@@ -67,7 +67,9 @@
  *   mark <= R: while this process's pin holds, it is; if the pin was lost (the lease
  *   ended while the process was cut off) and a compaction passed R, a key written after R
  *   could have been cleaned up and its change would escape V2/V3. The commit then fails
- *   with CONFLICT (`details.compacted`), safe to retry at a new snapshot.
+ *   with CONFLICT (`details.compacted`), safe to retry at a new snapshot. A mark deleted
+ *   outside txtdb fails this compare whatever the transaction did: the commit puts it back
+ *   (pins.ts rule 8) and is sent again, once.
  * A failed compare is a CONFLICT whose details name what lost: one more read finds the
  * newest change after R among the compared spans (`{ ns, key, version }`, with `range`
  * for a range read).

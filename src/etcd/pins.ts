@@ -38,6 +38,28 @@
  * 7. Cleanup (engine.ts) removes keys of the store only at or below the T its compaction
  *    compacted at: T is <= every pin of the store (rule 2) and <= M once the txn of rule 2
  *    landed, which a commit's compare of M (engine.ts V9) relies on.
+ * 8. A mark deleted outside txtdb (`etcdctl del`, another tool) is put back, not worked
+ *    around: rule 3's VALUE compare and a commit's compare of M (V9) fail on a missing key,
+ *    and no retry makes them pass. The store's M is put back at max(G, C), C being the
+ *    revision etcd's history was compacted at (the oldest a read may still ask for). M
+ *    says how far history may be gone: etcd compacted it up to C, and cleanup removed keys
+ *    only at or below a revision etcd had already been compacted at (rule 7: a compaction
+ *    compacts etcd before its cleanup runs). So a mark >= C tells no reader that history
+ *    is there which etcd or cleanup removed, and V9 still fails a commit whose snapshot a
+ *    cleanup passed; G keeps M from moving down in the usual case (every M this release
+ *    writes is <= G: rule 2 raises both), and C covers a G deleted and made again at 0.
+ *    The mark is at most every live pin: pins are >= G (rule 3), and a pin below C had
+ *    its history compacted already, by a compaction txtdb did not make. Failing instead
+ *    (CORRUPTION until a person puts the key back) would ask that person to work out the
+ *    same value. It is put only where still missing (VERSION EQUAL 0), so a mark a
+ *    compactor raised meanwhile stays, and a compactor that read it missing at Q finds it
+ *    changed since Q and reads again (rule 2). A compactor's own txn also puts a missing M
+ *    back, at its T (etcd compares an absent key's mod revision as 0, so rule 2's compare
+ *    passes), and T is >= every pin of the store, so >= the M that was lost. Who puts it
+ *    back: a pin publish that finds it missing, and a commit whose txn failed with it
+ *    missing, which is then sent again. Each call puts a mark back at most once: one gone
+ *    again at once means something keeps deleting txtdb's keys, and the call fails with
+ *    CORRUPTION naming the key, instead of retrying.
  *
  * The registry's pins are what matters across stores; the store's `P p/` copy and its M
  * keep a process of an older release in the same store (which knows only those) safe from
@@ -50,15 +72,16 @@
  *
  * The cluster's mark must exist before a pin is published (a VALUE compare on a missing
  * key fails): open creates it where it is missing, and a publish that finds it gone (keys
- * deleted outside txtdb) creates it again at 0, which only lowers what compactors may do.
+ * deleted outside txtdb) creates it again at 0, which only lowers what compactors may do
+ * (each store's own mark, rule 8, still says how far its history may be gone).
  *
  * @module
  */
 import { TxtDbError } from "../errors.ts";
 import type { EtcdClient, EtcdOp } from "./client.ts";
-import { isLeaseNotFound } from "./failures.ts";
+import { EtcdCompactedError, isLeaseNotFound } from "./failures.ts";
 import type { EtcdLease } from "./lease.ts";
-import { fixedRevision, parseRevision } from "./layout.ts";
+import { fixedRevision, parseRevision, REGISTRY_PREFIX } from "./layout.ts";
 import type { Layout } from "./layout.ts";
 import { armTimer } from "../timers.ts";
 import type { Timer } from "../timers.ts";
@@ -70,6 +93,17 @@ const PIN_ATTEMPTS_MAX = 20;
 
 function maxRevision(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
+}
+
+const utf8d = new TextDecoder();
+
+/**
+ * A compaction mark this call had put back was gone again at once (rule 8): something
+ * outside txtdb keeps deleting it, and putting it back again would only race that.
+ */
+export function markDeletedAgain(key: Uint8Array): TxtDbError {
+  const k = utf8d.decode(key);
+  return new TxtDbError("CORRUPTION", `The etcd key ${JSON.stringify(k)} (a txtdb compaction mark) was deleted again right after txtdb put it back: something outside txtdb keeps deleting txtdb's keys. Stop it (txtdb owns every key under the store's prefix and under ${JSON.stringify(REGISTRY_PREFIX)}), then retry`, { details: { key: k } });
 }
 
 /** A pinned revision; `release()` once done (idempotent). */
@@ -233,6 +267,8 @@ export class EtcdPins {
       // of this process held there lost its history while the lease was lost, rule 6; it
       // fails on its next read, and must not keep newer pins from being published).
       let floor = 0n;
+      // Marks this publish put back (rule 8): one gone again is not waited out.
+      const restored = new Set<"cluster" | "store">();
       for (let attempt = 0; attempt < PIN_ATTEMPTS_MAX; attempt++) {
         const lease = await this.lease();
         // Already covered (another publish in the queue did it)?
@@ -265,12 +301,16 @@ export class EtcdPins {
         }
         const cluster = r.responses[0]?.op === "range" ? r.responses[0].kvs[0] : undefined;
         const own = r.responses[1]?.op === "range" ? r.responses[1].kvs[0] : undefined;
-        if (cluster === undefined) {
-          // The cluster's mark was deleted outside txtdb: made again, the next try can land.
-          await this.ensureClusterMark();
+        if (cluster === undefined || own === undefined) {
+          // A mark was deleted outside txtdb: put back (rule 8), the next try can land.
+          const which = cluster === undefined ? "cluster" : "store";
+          if (restored.has(which)) throw markDeletedAgain(which === "cluster" ? L.clusterMark : L.mark);
+          restored.add(which);
+          if (which === "cluster") await this.ensureClusterMark();
+          else await this.restoreMark();
           continue;
         }
-        const mark = maxRevision(parseRevision(cluster.value), own ? parseRevision(own.value) : 0n);
+        const mark = maxRevision(parseRevision(cluster.value), parseRevision(own.value));
         floor = mark;
         if (want < mark) {
           if (!move) {
@@ -302,6 +342,62 @@ export class EtcdPins {
       success: [{ op: "put", key: this.#layout.clusterMark, value: fixedRevision(0n) }],
     });
     this.saw(r.revision);
+  }
+
+  /**
+   * Puts the store's compaction mark back where it is missing (deleted outside txtdb), at
+   * the newer of the cluster's mark and the revision etcd's history was compacted at
+   * (rule 8), and says so on the console: something changed the store's keys. A mark that
+   * is there (put back by another process, or raised by a compactor) is left as it is.
+   */
+  async restoreMark(): Promise<void> {
+    const L = this.#layout;
+    const r = await this.#client.txn({ success: [{ op: "range", key: L.mark, keysOnly: true }, { op: "range", key: L.clusterMark }] });
+    this.saw(r.revision);
+    const [own, cluster] = r.responses.map((res) => (res.op === "range" ? res.kvs[0] : undefined));
+    if (own !== undefined) return;
+    const g = cluster ? parseRevision(cluster.value) : 0n;
+    const mark = await this.#compactedAtLeast(g, r.revision);
+    const t = await this.#client.txn({
+      compare: [{ key: L.mark, target: "VERSION", result: "EQUAL", version: 0 }],
+      success: [{ op: "put", key: L.mark, value: fixedRevision(mark) }],
+    });
+    this.saw(t.revision);
+    if (t.succeeded) {
+      console.warn(`txtdb: the etcd key ${JSON.stringify(utf8d.decode(L.mark))} (the compaction mark of the store at prefix ${JSON.stringify(L.prefix)}) was deleted outside txtdb; put it back at revision ${mark}, the newer of the cluster's mark (${g}) and the revision etcd's history is compacted at. txtdb owns every key under the store's prefix and under ${JSON.stringify(REGISTRY_PREFIX)}: change none of them`);
+    }
+  }
+
+  /**
+   * `floor`, or the revision etcd's history was compacted at if that is higher: the oldest
+   * revision a read may ask for. A range's reply does not say it (a watch's cancellation
+   * does, but a watch is served by one member without a quorum round, which may not have
+   * applied the latest compaction), so it is found with linearizable reads at revisions:
+   * one read when `floor` is still readable, as it is unless etcd was compacted past the
+   * cluster's mark; else a halving search up to `head`, at most 64 reads (int64 revisions).
+   */
+  async #compactedAtLeast(floor: bigint, head: bigint): Promise<bigint> {
+    const readable = async (revision: bigint) => {
+      try {
+        await this.#client.range(this.#layout.mark, { revision, countOnly: true });
+        return true;
+      } catch (e) {
+        if (e instanceof EtcdCompactedError) return false;
+        throw e;
+      }
+    };
+    let lo = floor > 0n ? floor : 1n; // revision 0 would mean "the newest"
+    if (await readable(lo)) return floor;
+    // The head was readable when it was read. Should a compaction pass it meanwhile, its txn
+    // and the caller's put cannot both write the mark unseen: rule 2 compares the mark
+    // unchanged since the compactor read it, the put compares it missing.
+    let hi = head;
+    while (hi - lo > 1n) {
+      const mid = (lo + hi) / 2n;
+      if (await readable(mid)) hi = mid;
+      else lo = mid;
+    }
+    return hi;
   }
 
   /**
@@ -376,6 +472,8 @@ export class EtcdPins {
         const kv = kvs(i)[0];
         return kv ? parseRevision(kv.value) : 0n;
       };
+      // A mark deleted outside txtdb reads as 0 here, and the txn below puts it back at the
+      // target (rule 8).
       const cluster = valueOf(1), own = valueOf(3);
       let target = q;
       for (const kv of [...kvs(0), ...kvs(2)]) {

@@ -3,10 +3,11 @@
  * tool, a careless operator), against a real one-member etcd (pins.ts rule 8). The mark
  * says how far the store's history may be gone; rule 3's publish and a commit's V9 compare
  * it by value, which fails on a missing key, so without it every pin publish looped 20
- * times into UNAVAILABLE, and every transaction failed with a CONFLICT no retry could
- * clear. Here: the mark is put back, at no less than the revision etcd's history was
- * compacted at (so a transaction whose snapshot a cleanup passed still fails with
- * CONFLICT, never commits unchecked), in the process that has the store open; a mark
+ * times into UNAVAILABLE, every transaction failed with a CONFLICT no retry could clear,
+ * and a fresh open took the store for foreign keys. Here: the mark is put back, at no
+ * less than the revision etcd's history was compacted at (so a transaction whose
+ * snapshot a cleanup passed still fails with CONFLICT, never commits unchecked), in the
+ * process that has the store open and at a fresh open, writable or read-only; a mark
  * deleted again as soon as it is put back fails at once with CORRUPTION; and a compaction
  * with the mark missing passes no live pin.
  *
@@ -111,6 +112,48 @@ etcdTests(`${R} compaction marks deleted outside txtdb`, () => {
     assert.equal(await held.get("ns", "k"), 4, "the pinned snapshot still reads its version");
     assert.equal(await valueOf(mark), fixed(r.checkpointVersion));
     held.release();
+  });
+
+  test(`${R} a store whose mark was deleted while closed opens again, writable and read-only (its namespace id counter says it is a store), and reads what it held; with the cluster's mark deleted too, the store's comes back at the revision etcd was compacted at, not 0; a prefix of foreign keys is still refused`, async () => {
+    const { url, mark } = await location("closed");
+    {
+      await using db = await open(url, { namespaces: ["ns"] });
+      await db.set("ns", "k", "kept");
+    }
+    await del(mark);
+    {
+      // Was INVALID_ARGUMENT: "etcd holds keys under its prefix that are not a txtdb store's".
+      await using db = (await warned(() => open(url))).value;
+      assert.equal(await db.get("ns", "k"), "kept");
+      await db.set("ns", "k", "again");
+      const compacted = (await db.compact()).checkpointVersion;
+      assert.equal(await valueOf(mark), fixed(compacted));
+    }
+    const compacted = BigInt((await valueOf(mark))!);
+    await del(mark);
+    {
+      // Was INVALID_ARGUMENT: "No txtdb store … open it once without readOnly to create it".
+      await using db = (await warned(() => open(url, { readOnly: true }))).value;
+      assert.equal(await db.get("ns", "k"), "again");
+      assert.equal(await valueOf(mark), fixed(compacted));
+    }
+    // Both marks gone: the cluster's is made again at 0, which would say nothing was ever
+    // compacted; the store's comes back at what etcd reports (its history begins at the
+    // compaction above, the newest on this cluster).
+    await del(mark, CLUSTER_MARK);
+    {
+      await using db = (await warned(() => open(url))).value;
+      assert.equal(await valueOf(mark), fixed(compacted), "at the revision etcd was compacted at");
+      assert.equal(await valueOf(CLUSTER_MARK), fixed(0n));
+      assert.equal(await db.get("ns", "k"), "again");
+    }
+    // Keys txtdb did not write, even a "m/next-id" that is no id: not a store, nothing written.
+    const foreign = await location("foreign");
+    await (await etcdctl()).put(enc.encode(`${foreign.prefix}m/next-id`), enc.encode("hello"));
+    await failsWith("INVALID_ARGUMENT", () => open(foreign.url));
+    const ro = await failsWith("INVALID_ARGUMENT", () => open(foreign.url, { readOnly: true }));
+    assert.match(ro.error.message, /keys there that are not a txtdb store's/);
+    assert.equal(await valueOf(foreign.mark), undefined, "nothing written");
   });
 
   test(`${R} a mark deleted again as soon as txtdb puts it back (something keeps deleting it): a snapshot and a commit fail at once with CORRUPTION naming the key, after one put-back, not after 20 publishes`, async () => {

@@ -158,7 +158,7 @@ import type { FetchLike } from "./transport.ts";
 import { parseEtcdUrl } from "./url.ts";
 import { commit, COMMIT_ATTEMPTS_MAX, COMMIT_MARKS, ETCD_TX_WRITES_MAX, FENCE_ATTEMPTS_MAX, ownOutcome, ownOutcomeReads } from "./commit.ts";
 import type { CommitContext, EtcdCommitCounts, EtcdCommitRequest } from "./commit.ts";
-import { fixedRevision, isTombstone, Layout, REGISTRY_PREFIX, storedId } from "./layout.ts";
+import { fixedRevision, isStoredId, isTombstone, Layout, REGISTRY_PREFIX, storedId } from "./layout.ts";
 import { EtcdPins } from "./pins.ts";
 import { compareBytes, ETCD_TXN_OPS_MAX, EtcdReader, nextPageKeys, pageBytes, successor } from "./reader.ts";
 import type { NsBinding, ReadContext } from "./reader.ts";
@@ -290,7 +290,10 @@ export class EtcdEngine {
    * prefixes nest would read, validate and clean up each other's keys as their own (a data
    * key of one can look like another's). Nothing is written when either is refused. The
    * cluster's compaction mark is made too where it is missing (pins.ts), also by a
-   * read-only open: its process publishes a pin as any other.
+   * read-only open: its process publishes a pin as any other. A store whose own mark was
+   * deleted outside txtdb is known by its namespace id counter, and its mark put back
+   * (pins.ts rule 8); a store that never had a namespace has no counter, and is taken for
+   * foreign keys while its live processes hold pins and commit ids there.
    */
   async #claim(url: string, create: boolean): Promise<void> {
     const L = this.layout;
@@ -310,6 +313,7 @@ export class EtcdEngine {
         success: [
           { op: "range", key: L.mark, keysOnly: true },
           { op: "range", key: L.clusterMark, keysOnly: true },
+          { op: "range", key: L.nextId },
           ...everyKey.map((k) => ({ op: "range" as const, ...k, keysOnly: true, limit: 1 })),
           ...ancestors.map((a) => ({ op: "range" as const, key: a.mark, keysOnly: true })),
         ],
@@ -320,15 +324,25 @@ export class EtcdEngine {
         if (counted(r.responses[1]) === 0) await this.pins.ensureClusterMark();
       };
       if (counted(r.responses[0]) > 0) return await clusterMark(); // a store already
+      const outer = ancestors.find((_, i) => counted(r.responses[i + 3 + n]) > 0);
+      const counter = r.responses[2]?.op === "range" ? r.responses[2].kvs[0] : undefined;
+      if (counter !== undefined && isStoredId(counter.value) && outer === undefined) {
+        // A store whose mark was deleted outside txtdb: its namespace id counter says it is
+        // one (only a store writes it, and nothing of txtdb deletes it). The mark is put
+        // back (pins.ts rule 8), by a read-only open too: its pins need it as any other's.
+        await this.pins.restoreMark();
+        return await clusterMark();
+      }
+      const keys = everyKey.some((_, i) => counted(r.responses[i + 3]) > 0);
       if (!create) {
         // A read-only open writes nothing: a mistyped prefix must not become an empty store.
-        throw new TxtDbError("INVALID_ARGUMENT", `No txtdb store at ${url} (no compaction mark under its prefix "${L.prefix}"); open it once without readOnly to create it`, { details: { prefix: L.prefix } });
+        const what = keys ? `; etcd holds keys there that are not a txtdb store's: check the prefix` : `; open it once without readOnly to create it`;
+        throw new TxtDbError("INVALID_ARGUMENT", `No txtdb store at ${url} (no compaction mark under its prefix "${L.prefix}")${what}`, { details: { prefix: L.prefix } });
       }
-      const outer = ancestors.find((_, i) => counted(r.responses[i + 2 + n]) > 0);
       if (outer !== undefined) {
         throw new TxtDbError("INVALID_ARGUMENT", `Cannot create a txtdb store at ${url}: its prefix "${L.prefix}" lies inside the txtdb store at prefix "${outer.prefix}", which would take its keys for its own; choose a prefix outside it`, { details: { prefix: L.prefix, inside: outer.prefix } });
       }
-      if (everyKey.some((_, i) => counted(r.responses[i + 2]) > 0)) {
+      if (keys) {
         throw new TxtDbError("INVALID_ARGUMENT", `Cannot create a txtdb store at ${url}: etcd holds keys under its prefix "${L.prefix}" that are not a txtdb store's (or hold other stores); give the store a prefix of its own, etcd://host:port/<prefix>`, { details: { prefix: L.prefix } });
       }
       const t = await this.client.txn({

@@ -11,6 +11,8 @@
  *                                    decimal digits; no pin of the store is ever
  *                                    published below it, cleanup removes nothing above
  *                                    it (pins.ts); its presence makes the prefix a store
+ *                                    (deleted outside txtdb, it is put back: pins.ts
+ *                                    rule 8; `P m/next-id` then says a store is there)
  * P p/<lease id, 16 hex digits>    → a process's pin: the oldest revision it may still
  *                                    read, 20 digits; attached to that process's lease
  *                                    (what compactors of older releases read)
@@ -71,9 +73,14 @@ export function isTombstone(value: Uint8Array): boolean {
  */
 export function storedId(value: Uint8Array, key: Uint8Array): number {
   const s = utf8d.decode(value);
-  if (/^[1-9][0-9]{0,14}$/.test(s)) return Number(s);
+  if (isStoredId(value)) return Number(s);
   const k = utf8d.decode(key);
   throw new TxtDbError("CORRUPTION", `The etcd key ${JSON.stringify(k)} holds ${JSON.stringify(s.slice(0, 40))}, not a namespace id (a whole number from 1): the store's keys were changed outside txtdb. Restore them from a backup of the cluster`, { details: { key: k } });
+}
+
+/** Whether stored bytes are a namespace id as txtdb writes them (see {@link storedId}). */
+export function isStoredId(value: Uint8Array): boolean {
+  return /^[1-9][0-9]{0,14}$/.test(utf8d.decode(value));
 }
 
 /** A revision as 20 decimal digits (int64 fits), so that byte order is numeric order. */

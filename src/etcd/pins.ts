@@ -56,10 +56,12 @@
  *    changed since Q and reads again (rule 2). A compactor's own txn also puts a missing M
  *    back, at its T (etcd compares an absent key's mod revision as 0, so rule 2's compare
  *    passes), and T is >= every pin of the store, so >= the M that was lost. Who puts it
- *    back: a pin publish that finds it missing, and a commit whose txn failed with it
- *    missing, which is then sent again. Each call puts a mark back at most once: one gone
- *    again at once means something keeps deleting txtdb's keys, and the call fails with
- *    CORRUPTION naming the key, instead of retrying.
+ *    back: a pin publish that finds it missing; a commit whose txn failed with it missing,
+ *    which is then sent again; and open, where the prefix holds the store's id counter
+ *    `P m/next-id` (only a store writes it, with its first namespace, and nothing of
+ *    txtdb deletes it) and lies inside no other store (engine.ts). Each call puts a mark
+ *    back at most once: one gone again at once means something keeps deleting txtdb's
+ *    keys, and the call fails with CORRUPTION naming the key, instead of retrying.
  *
  * The registry's pins are what matters across stores; the store's `P p/` copy and its M
  * keep a process of an older release in the same store (which knows only those) safe from

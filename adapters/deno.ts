@@ -17,6 +17,9 @@ import { makeSharedMemory, sysvShmSupported } from "./sysvshm.ts";
 import { makeIdentity } from "./statx.ts";
 import type { StatxCall } from "./statx.ts";
 
+/** A private cell for `pause` to wait on: nothing ever notifies it, so each wait runs to its timeout. */
+const pauseCell = new Int32Array(new SharedArrayBuffer(4));
+
 const ERRNO_BY_CLASS: Record<string, string> = {
   NotFound: "ENOENT",
   AlreadyExists: "EEXIST",
@@ -466,6 +469,7 @@ export const denoPlatform: Platform = {
   wallClockMs: () => Date.now(),
   sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
   nextTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
+  pause: (ms: number) => void Atomics.wait(pauseCell, 0, 0, ms),
   randomBytes: (buf: Uint8Array) => void crypto.getRandomValues(buf),
   cwd: () => Deno.cwd(),
   watchDir: (dir: string, onChange: () => void) => watchPath(dir, onChange),

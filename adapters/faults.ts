@@ -115,6 +115,7 @@ export function withFaults(base: Platform, hook: FaultHook): Platform {
     wallClockMs: () => base.wallClockMs(),
     sleep: (ms) => base.sleep(ms),
     ...(base.nextTurn ? { nextTurn: () => base.nextTurn!() } : {}),
+    ...(base.pause ? { pause: (ms: number) => base.pause!(ms) } : {}),
     ...(base.cwd ? { cwd: () => base.cwd!() } : {}),
     randomBytes: (buf) => base.randomBytes(buf),
     watchDir: (dir, onChange) => base.watchDir(dir, onChange),

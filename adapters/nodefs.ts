@@ -52,6 +52,9 @@ export const LOCK_UN = 8;
 export const EWOULDBLOCK: readonly number[] = [11, 35];
 const EINTR = 4;
 
+/** A private cell for `pause` to wait on: nothing ever notifies it, so each wait runs to its timeout. */
+const pauseCell = new Int32Array(new SharedArrayBuffer(4));
+
 function portError(e: unknown, op: string, path: string): PortError {
   const code = (e as { code?: unknown })?.code;
   return new PortError(typeof code === "string" ? code : "EIO", op, path, e);
@@ -370,6 +373,7 @@ export function makeNodeFsPlatform(runtime: RuntimeName, flock: FlockCall, pid: 
     wallClockMs: () => Date.now(),
     sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
     nextTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
+    pause: (ms: number) => void Atomics.wait(pauseCell, 0, 0, ms),
     randomBytes: (buf: Uint8Array) => void crypto.getRandomValues(buf),
     cwd: () => process.cwd(),
     watchDir: (dir: string, onChange: () => void) => watchPath(dir, onChange),

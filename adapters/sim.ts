@@ -33,6 +33,9 @@
 import { ELOOP, ENOTREG, normalizePath, PortError } from "../src/port.ts";
 import type { FileHandle, FileInfo, LockHandle, OpenOptions, Platform, WatchHandle } from "../src/port.ts";
 
+/** A private cell for `pause` to wait on: nothing ever notifies it, so each wait runs to its timeout. */
+const pauseCell = new Int32Array(new SharedArrayBuffer(4));
+
 /** Thrown by every operation of a crashed simulated machine. */
 export class SimCrash extends Error {
   constructor(op: string) {
@@ -727,6 +730,11 @@ export class SimPlatform implements Platform {
 
   nextTurn(): Promise<void> {
     return new Promise((resolve) => setImmediate(resolve));
+  }
+
+  pause(ms: number): void {
+    // The simulated machine keeps real time (monotonicMs above), so a pause is a real one.
+    Atomics.wait(pauseCell, 0, 0, ms);
   }
 
   cwd(): string {

@@ -325,6 +325,14 @@ export interface Platform {
    * the loop. Without it the core uses `sleep(0)`, which most runtimes clamp to ~1 ms.
    */
   nextTurn?(): Promise<void>;
+  /**
+   * Optional: blocks the calling thread for `ms` milliseconds, a fraction of one, without
+   * using the CPU (no event loop turns meanwhile). For waits shorter than a timer can make
+   * (timers are clamped to ~1 ms) in a process that has nothing else to do until they end.
+   * Without it the core turns the event loop until the time has passed, which keeps a core
+   * busy for as long.
+   */
+  pause?(ms: number): void;
   /** Fills `buf` with random bytes. */
   randomBytes(buf: Uint8Array): void;
   /**

@@ -448,6 +448,26 @@ for (const [name, make] of adapters) {
     lock.close();
   });
 
+  test(`[${name}] pause (where the adapter has it) blocks for at least the fraction of a millisecond asked, without keeping the CPU busy`, () => {
+    const { platform } = make();
+    if (!platform.pause) return;
+    type Cpu = { user: number; system: number };
+    const cpuNow = (): Cpu | undefined => (globalThis as unknown as { process?: { cpuUsage?: () => Cpu } }).process?.cpuUsage?.();
+    const cpu0 = cpuNow();
+    const t0 = platform.monotonicMs();
+    for (let i = 0; i < 400; i++) {
+      const s = platform.monotonicMs();
+      platform.pause(0.25);
+      assert.ok(platform.monotonicMs() - s >= 0.25, "a pause lasts at least what was asked");
+    }
+    const elapsedMs = platform.monotonicMs() - t0;
+    const cpu1 = cpuNow();
+    if (!cpu0 || !cpu1) return;
+    const cpuMs = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / 1000;
+    // Turning the event loop or spinning for the time would use about all of it.
+    assert.ok(cpuMs < elapsedMs / 2, `${cpuMs.toFixed(1)} ms of CPU in ${elapsedMs.toFixed(1)} ms of pauses`);
+  });
+
   test(`[${name}] liveness: a held lease is alive; a released one, or an unlocked file naming a live PID, is dead`, () => {
     const { platform, dir } = make();
     platform.mkdir(`${dir}/leases`);

@@ -246,6 +246,43 @@ etcdTests(`${R} compaction marks deleted outside txtdb`, () => {
     }
   });
 
+  test(`${R} the namespace id counter P m/next-id deleted outside txtdb: the next namespace takes an id past every id in use, bound or holding data, with one warning (it took id 1 and read and wrote namespace "a"'s keys as its own), by createNamespace and by open's namespaces option; a key among the data keys that names no id fails with CORRUPTION and creates nothing`, async () => {
+    const { url, prefix } = await location("next-id");
+    const counter = `${prefix}m/next-id`;
+    const fresh = await warned(() => open(url, { namespaces: ["a", "b", "c"] }));
+    await using db = fresh.value;
+    assert.deepEqual(fresh.warnings, [], "a new store warns of nothing");
+    assert.deepEqual([await valueOf(`${prefix}n/a`), await valueOf(`${prefix}n/c`), await valueOf(counter)], ["1", "3", "4"]);
+    for (const ns of ["a", "b", "c"]) await db.set(ns, "k", ns);
+
+    await del(counter);
+    const d = await warned(() => db.createNamespace("d"));
+    assert.equal(d.warnings.length, 1, JSON.stringify(d.warnings));
+    assert.match(d.warnings[0]!, new RegExp(`"${counter}".*deleted outside txtdb while namespaces use ids up to 3; new namespaces take ids from 4`));
+    assert.equal(await valueOf(`${prefix}n/d`), "4"); // was 1: "a"'s id
+    assert.equal(await valueOf(counter), "5");
+    assert.equal(await db.get("d", "k"), undefined, "the new namespace is empty");
+    await db.set("d", "k", "d");
+    assert.equal(await db.get("a", "k"), "a", "and the old one kept its value");
+
+    // The binding of the highest id deleted too: its data keys still hold the id.
+    await del(counter, `${prefix}n/d`);
+    const e = await warned(() => open(url, { namespaces: ["e"] }));
+    await using other = e.value;
+    assert.match(e.warnings.join("\n"), /ids up to 4; new namespaces take ids from 5/);
+    assert.equal(await valueOf(`${prefix}n/e`), "5");
+    assert.equal(await other.get("e", "k"), undefined);
+    assert.equal(await other.get("a", "k"), "a");
+
+    // A foreign key among the data keys: no id to go past, so nothing is created.
+    await del(counter);
+    await (await etcdctl()).put(enc.encode(`${prefix}d/zzz`), enc.encode("x"));
+    const bad = await failsWith("CORRUPTION", () => db.createNamespace("f"));
+    assert.equal(bad.error.details?.key, `${prefix}d/zzz`);
+    assert.equal(await valueOf(`${prefix}n/f`), undefined, "nothing created");
+    assert.equal(await valueOf(counter), undefined);
+  });
+
   test(`${R} stop the cluster`, async () => {
     outside?.close();
     await one.stop();

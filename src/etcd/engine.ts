@@ -382,7 +382,7 @@ export class EtcdEngine {
       const r = await this.client.txn({ success: [{ op: "range", key }, { op: "range", key: this.layout.nextId }] });
       if (r.responses[0]?.op === "range" && r.responses[0].count > 0) throw new TxtDbError("NAMESPACE_EXISTS", `Cannot create namespace ${JSON.stringify(name)}: it already exists`, { details: { ns: name } });
       const counter = r.responses[1]?.op === "range" ? r.responses[1].kvs[0] : undefined;
-      const id = counter ? storedId(counter.value, counter.key) : 1;
+      const id = counter ? storedId(counter.value, counter.key) : await this.#idWithoutCounter();
       const t = await this.#namespaceTxn({
         compare: [
           { key, target: "VERSION", result: "EQUAL", version: 0 },
@@ -418,7 +418,7 @@ export class EtcdEngine {
         throw new TxtDbError("NAMESPACE_EXISTS", `Cannot create namespace ${JSON.stringify(there)}: it already exists`, { details: { ns: there } });
       }
       if (missing.length === 0) return [];
-      let id = counter ? storedId(counter.value, counter.key) : 1;
+      let id = counter ? storedId(counter.value, counter.key) : await this.#idWithoutCounter();
       const t = await this.#namespaceTxn({
         compare: [
           { key: this.layout.nextId, target: "MOD", result: "EQUAL", modRevision: counter?.modRevision ?? 0n },
@@ -429,6 +429,35 @@ export class EtcdEngine {
       if (t.succeeded) return missing;
     }
     throw new TxtDbError("UNAVAILABLE", "Cannot create the namespaces: other namespace operations kept winning; retry");
+  }
+
+  /**
+   * The next namespace id where the counter `P m/next-id` is missing: 1 in a store that
+   * never had a namespace (the counter is written with the first). A counter deleted
+   * outside txtdb must not restart at 1: the new namespace would take the id of one still
+   * bound, and read and write its keys as its own. So the id is one past every id still in
+   * use, bound (`P n/`) or holding data (`P d/<id>/`, 16 hex digits: the last data key in
+   * byte order has the highest), with a warning. The create's compare of the counter's
+   * absence (MOD 0) still makes concurrent creates take turns; a dropped namespace's id may
+   * be handed out again, as its keys went with it.
+   */
+  async #idWithoutCounter(): Promise<number> {
+    const L = this.layout;
+    const r = await this.client.txn({
+      success: [
+        { op: "range", key: L.nsPrefix, prefix: true },
+        { op: "range", key: L.dataPrefix, prefix: true, keysOnly: true, limit: 1, sortOrder: "DESCEND", sortTarget: "KEY" },
+      ],
+    });
+    let top = 0;
+    const bindings = r.responses[0]?.op === "range" ? r.responses[0].kvs : [];
+    for (const kv of bindings) top = Math.max(top, storedId(kv.value, kv.key));
+    const last = r.responses[1]?.op === "range" ? r.responses[1].kvs[0] : undefined;
+    if (last !== undefined) top = Math.max(top, L.idOfDataKey(last.key));
+    if (top > 0) {
+      console.warn(`txtdb: the etcd key ${JSON.stringify(utf8d.decode(L.nextId))} (the namespace id counter of the store at prefix ${JSON.stringify(L.prefix)}) was deleted outside txtdb while namespaces use ids up to ${top}; new namespaces take ids from ${top + 1}. txtdb owns every key under the store's prefix and under ${JSON.stringify(REGISTRY_PREFIX)}: change none of them`);
+    }
+    return top + 1;
   }
 
   /** Unbinds `name` and deletes its keys, in one txn; NAMESPACE_NOT_FOUND if unbound. */

@@ -79,6 +79,9 @@ export function storedId(value: Uint8Array, key: Uint8Array): number {
 }
 
 /** Whether stored bytes are a namespace id as txtdb writes them (see {@link storedId}). */
+/** The largest namespace id: 15 decimal digits (see {@link storedId}). */
+const ID_MAX = 999_999_999_999_999;
+
 export function isStoredId(value: Uint8Array): boolean {
   return /^[1-9][0-9]{0,14}$/.test(utf8d.decode(value));
 }
@@ -205,6 +208,20 @@ export class Layout {
   keyOf(id: number, k: Uint8Array): string {
     void id; // every id prefix has the same length: "P d/" + 16 hex digits + "/"
     return bytesToBinary(k.subarray(this.dataPrefix.length + 17));
+  }
+
+  /**
+   * The namespace id a data key `P d/<16 hex digits>/…` belongs to; CORRUPTION for a key
+   * under `P d/` that txtdb did not write (no id, or one past the largest {@link storedId}).
+   */
+  idOfDataKey(k: Uint8Array): number {
+    const hex = utf8d.decode(k.subarray(this.dataPrefix.length, this.dataPrefix.length + 17));
+    const id = /^[0-9a-f]{16}\/$/.test(hex) ? parseInt(hex.slice(0, 16), 16) : NaN;
+    if (!(id >= 1 && id <= ID_MAX)) {
+      const key = utf8d.decode(k);
+      throw new TxtDbError("CORRUPTION", `The etcd key ${JSON.stringify(key.slice(0, 200))} lies among the store's data keys but names no namespace id: the store's keys were changed outside txtdb. Restore them from a backup of the cluster`, { details: { key } });
+    }
+    return id;
   }
 
   /**

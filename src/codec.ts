@@ -378,7 +378,11 @@ export function decodeValueAt(bytes: Uint8Array, start: number, stop: number): u
 export function decodeValueWithCborX(bytes: Uint8Array): unknown {
   decoding.value = true;
   try {
-    return valueDecoder.decode(bytes);
+    // cbor-x copies a byte string (a Buffer value is stored as one) with the source's own
+    // slice, so it came back as a Buffer where the bytes were a Buffer (a value this
+    // process had just written, on Node and Bun) and as a Uint8Array where they were read
+    // from a file: one stored value, two types. A plain view makes it a Uint8Array always.
+    return valueDecoder.decode(bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (e) {
     throw new TxtDbError("CORRUPTION", `A stored value cannot be decoded (${(e as Error)?.message ?? String(e)}): the store is damaged. Run \`txtdb check\`; restore from a backup if it persists`, { cause: e });
   } finally {

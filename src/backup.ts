@@ -204,6 +204,13 @@ function checkDestination(platform: Platform, dir: string, dest: string): void {
   if (typeof dest !== "string" || dest.length === 0) {
     throw new TxtDbError("INVALID_ARGUMENT", `backup() needs a destination directory path; got ${describeInput(dest)}`);
   }
+  // A URL names no directory: "s3://bucket/b" made a directory "s3:" in the working
+  // directory and resolved, so the caller believed the copy was in the bucket (open()
+  // refuses such locations as well).
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(dest)?.[1];
+  if (scheme !== undefined) {
+    throw new TxtDbError("INVALID_ARGUMENT", `backup() copies the store into a directory; got the ${scheme}:// URL "${dest}" (nothing was written). For a directory whose name starts like a URL, write it as "./${dest}"`);
+  }
   const trim = (p: string) => p.replace(/\/+$/, "") || "/";
   if (trim(dest) === trim(dir) || trim(dest).startsWith(trim(dir) + "/")) {
     throw new TxtDbError("INVALID_ARGUMENT", `The backup destination "${dest}" is the store directory "${dir}" or inside it; choose a directory outside the store`);

@@ -4,8 +4,10 @@
  * time. Each test says what the contract promises and what the store did instead.
  */
 import { Buffer } from "node:buffer";
+import * as fs from "node:fs";
+import process from "node:process";
 import { assert, runtime, tempDir, test } from "./harness.ts";
-import { open } from "txtdb";
+import { open, TxtDbError } from "txtdb";
 
 const R = `[${runtime}]`;
 
@@ -33,4 +35,29 @@ test(`${R} a Buffer value reads back as a Uint8Array from every process and ever
   const again = await open(dir);
   await kinds(again, "reopened");
   await again.close();
+});
+
+test(`${R} backup() to a URL (s3://, etcd://) fails with INVALID_ARGUMENT and creates nothing, as open() refuses one; it never copies into a directory named "s3:"`, async () => {
+  const dir = tempDir("api");
+  const db = await open(dir, { namespaces: ["ns"] });
+  await db.set("ns", "k", 1);
+  // A scheme of this run's own: on the previous code the copy landed in `<scheme>:` under the
+  // working directory, which the test removes whatever happens.
+  for (const scheme of [`s3-${process.pid}`, `etcd-${process.pid}`, `etcd`]) {
+    const dest = `${scheme}://bucket-${process.pid}/backups`;
+    try {
+      const outcome = await db.backup(dest).then(() => "resolved", (e: unknown) => e);
+      assert.ok(outcome instanceof TxtDbError && outcome.code === "INVALID_ARGUMENT", `backup("${dest}") must fail with INVALID_ARGUMENT; got ${outcome instanceof Error ? outcome.message : String(outcome)}`);
+      assert.match(outcome.message, /URL/);
+      assert.equal(fs.existsSync(`${scheme}:`), false, "nothing is created in the working directory");
+    } finally {
+      fs.rmSync(`${scheme}:/bucket-${process.pid}`, { recursive: true, force: true });
+      try {
+        fs.rmdirSync(`${scheme}:`);
+      } catch {
+        // not there, or not ours (not empty)
+      }
+    }
+  }
+  await db.close();
 });

@@ -204,6 +204,10 @@ function checkDestination(platform: Platform, dir: string, dest: string): void {
   if (typeof dest !== "string" || dest.length === 0) {
     throw new TxtDbError("INVALID_ARGUMENT", `backup() needs a destination directory path; got ${describeInput(dest)}`);
   }
+  // The kernel takes no NUL in a path: the runtimes' refusal came out as IO, which it is not.
+  if (dest.includes("\0")) {
+    throw new TxtDbError("INVALID_ARGUMENT", `backup() needs a destination directory path; got ${JSON.stringify(dest)}, which holds a NUL character ("\\0") that no file path can (nothing was written)`);
+  }
   // A URL names no directory: "s3://bucket/b" made a directory "s3:" in the working
   // directory and resolved, so the caller believed the copy was in the bucket (open()
   // refuses such locations as well).

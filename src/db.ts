@@ -438,6 +438,9 @@ function refuseUrl(path: string): void {
  */
 export async function open(path: string, options: OpenOptions = {}): Promise<Database> {
   if (typeof path !== "string" || path.length === 0) throw invalidArg(`open() needs a directory path; got ${describeInput(path)}`);
+  // The kernel takes no NUL in a path: the runtimes' refusal came out as IO ("lstat failed:
+  // ERR_INVALID_ARG_VALUE", the NUL printed raw), an operating-system failure it is not.
+  if (path.includes("\0")) throw invalidArg(`open() needs a directory path; got ${JSON.stringify(path)}, which holds a NUL character ("\\0") that no file path can`);
   refuseUrl(path);
   checkOptions(options);
   if (isEtcdLocation(path)) return newDatabase(await openEtcd(path, options));

@@ -61,3 +61,17 @@ test(`${R} backup() to a URL (s3://, etcd://) fails with INVALID_ARGUMENT and cr
   }
   await db.close();
 });
+
+test(`${R} a path with a NUL character, to open() or backup(), fails with INVALID_ARGUMENT naming it, not IO: no operating system failed, and nothing is created`, async () => {
+  const parent = tempDir("api");
+  const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => (e instanceof TxtDbError ? e : e));
+  const opened = await codeOf(open(`${parent}/store\0x`));
+  assert.ok(opened instanceof TxtDbError && opened.code === "INVALID_ARGUMENT", `open() of a path with a NUL: ${opened instanceof Error ? `${(opened as TxtDbError).code}: ${opened.message}` : String(opened)}`);
+  assert.match(opened.message, /NUL/);
+  const db = await open(`${parent}/store`, { namespaces: ["ns"] });
+  const backedUp = await codeOf(db.backup(`${parent}/copy\0x`));
+  assert.ok(backedUp instanceof TxtDbError && backedUp.code === "INVALID_ARGUMENT", `backup() to a path with a NUL: ${backedUp instanceof Error ? `${(backedUp as TxtDbError).code}: ${backedUp.message}` : String(backedUp)}`);
+  assert.match(backedUp.message, /NUL/);
+  await db.close();
+  assert.deepEqual(fs.readdirSync(parent), ["store"], "nothing but the store that was opened");
+});

@@ -124,12 +124,12 @@ export interface Limits {
 }
 
 /** Adds two sum operands of the same numeric type, or fails with INVALID_VALUE. */
-export function addNumeric(base: unknown, delta: number | bigint, where: string): number | bigint {
+export function addNumeric(base: unknown, delta: number | bigint, where: string, baseIs = "a stored"): number | bigint {
   if (typeof base === "number" && typeof delta === "number") return base + delta;
   if (typeof base === "bigint" && typeof delta === "bigint") return base + delta;
   throw new TxtDbError(
     "INVALID_VALUE",
-    `sum() on ${where}: cannot add a ${typeof delta} to a stored ${base === null ? "null" : typeof base}; sum() needs a number or bigint of the same type`,
+    `sum() on ${where}: cannot add a ${typeof delta} to ${baseIs} ${base === null ? "null" : typeof base}; sum() needs a number or bigint of the same type`,
   );
 }
 
@@ -207,9 +207,12 @@ export function checkDelta(delta: unknown): asserts delta is number | bigint {
 /** B2: the write a `sum(delta)` at `key` (encoded) becomes, given the pending write there. */
 export function sumOp(prior: WriteOp | undefined, delta: number | bigint, ns: string, key: string, nowMs: number): WriteOp {
   checkDelta(delta);
-  const where = `key ${describeKey(decodeKey(key))}`;
+  const where = `key ${describeKey(decodeKey(key))} in "${ns}"`;
   if (!prior) return { kind: "sum", delta };
-  if (prior.kind === "sum") return { kind: "sum", delta: addNumeric(prior.delta, delta, where) };
+  // What is added to here is this transaction's own earlier write, not a stored value: the
+  // message said "a stored bigint" of a key that held nothing, which sent the caller to
+  // look for a value that was not there.
+  if (prior.kind === "sum") return { kind: "sum", delta: addNumeric(prior.delta, delta, where, "the delta of this transaction's earlier sum() on it, a") };
   if (prior.kind === "delete" || isExpired(prior.value, nowMs)) return { kind: "set", value: encodeValue(delta) };
   // The sum keeps the expiry of the value it adds to (expiry.ts, rule 4).
   let base: unknown;
@@ -218,7 +221,7 @@ export function sumOp(prior: WriteOp | undefined, delta: number | bigint, ns: st
   } catch (e) {
     throw new TxtDbError("CORRUPTION", `The pending value of ${where} in namespace "${ns}" cannot be decoded`, { cause: e });
   }
-  const sum = encodeValue(addNumeric(base, delta, where));
+  const sum = encodeValue(addNumeric(base, delta, where, "the value this transaction set it to, a"));
   return { kind: "set", value: isExpiring(prior.value) ? wrapExpiring(sum, expiresAtOf(prior.value)) : sum };
 }
 

@@ -75,3 +75,24 @@ test(`${R} a path with a NUL character, to open() or backup(), fails with INVALI
   await db.close();
   assert.deepEqual(fs.readdirSync(parent), ["store"], "nothing but the store that was opened");
 });
+
+test(`${R} sum() of a number after a sum() of a bigint on the same key in one transaction fails with INVALID_VALUE saying the bigint is that earlier sum, not "a stored bigint" of a key that holds nothing`, async () => {
+  const dir = tempDir("api");
+  const db = await open(dir, { namespaces: ["ns"] });
+  const tx = await db.begin();
+  tx.sum("ns", "c", 1n);
+  assert.throws(() => tx.sum("ns", "c", 1), (e: unknown) => {
+    assert.ok(e instanceof TxtDbError && e.code === "INVALID_VALUE", String(e));
+    assert.doesNotMatch(e.message, /stored/, `the key stores nothing: ${e.message}`);
+    assert.match(e.message, /earlier sum\(\)/);
+    assert.match(e.message, /in "ns"/, "names the namespace, as the commit's own message does");
+    return true;
+  });
+  tx.set("ns", "s", "text");
+  assert.throws(() => tx.sum("ns", "s", 1), (e: unknown) => e instanceof TxtDbError && e.code === "INVALID_VALUE" && !/stored/.test(e.message) && /set it to, a string/.test(e.message));
+  // The failed sums changed nothing: the transaction commits the bigint sum and the set.
+  await tx.commit();
+  assert.equal(await db.get("ns", "c"), 1n);
+  assert.equal(await db.get("ns", "s"), "text");
+  await db.close();
+});

@@ -20,7 +20,7 @@ import type { EnqueueOptions } from "./queues.ts";
 import { isReservedNamespace, readFields } from "./options.ts";
 import type { PrepareOptions } from "./participant.ts";
 import type { PinHandle } from "./pins.ts";
-import { addNumeric, checkDelta, lostHistoryConflict, newTxState, noteExpiring, putWrite, recordRange, recordRead, sumOp } from "./txstate.ts";
+import { addNumeric, checkDelta, checkVersionArg, lostHistoryConflict, newTxState, noteExpiring, putWrite, recordRange, recordRead, sumOp } from "./txstate.ts";
 import type { Limits, TxState, WriteOp } from "./txstate.ts";
 
 export { addNumeric, newTxState } from "./txstate.ts";
@@ -685,9 +685,7 @@ class TxReader extends SnapshotReader {
   /** Commit fails with CONFLICT unless `key`'s committed version is `version` (null: absent). */
   check(ns: string, key: Key, version: bigint | null): void {
     this.#writable();
-    if (version !== null && typeof version !== "bigint") {
-      throw new TxtDbError("INVALID_ARGUMENT", `check() needs a bigint version or null, got ${typeof version}`);
-    }
+    checkVersionArg(version);
     const k = encodeKey(key, this.ctx.limits.maxKeyBytes);
     this.nsId(ns);
     this.#state.checks.push({ ns, key: k, version: version === null ? null : Number(version) });

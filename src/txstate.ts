@@ -123,6 +123,20 @@ export interface Limits {
   maxTxWritesWhy?: string;
 }
 
+/**
+ * `tx.check()`'s version: a bigint from 1 (every committed version is: the first commit of a
+ * store is 1, an etcd revision too) up to 2^53 - 1 (it is compared as a number), or null
+ * for "absent"; INVALID_ARGUMENT otherwise. A version of 0 or below was taken, and could
+ * only ever fail the commit with CONFLICT, which reads as another writer's doing.
+ */
+export function checkVersionArg(version: unknown): asserts version is bigint | null {
+  if (version === null) return;
+  if (typeof version !== "bigint") throw new TxtDbError("INVALID_ARGUMENT", `check() needs a bigint version or null, got ${typeof version}`);
+  if (version < 1n || version > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new TxtDbError("INVALID_ARGUMENT", `check() needs a version a commit can have (from 1n to ${Number.MAX_SAFE_INTEGER}n), or null for "the key is absent"; got ${version}n`);
+  }
+}
+
 /** Adds two sum operands of the same numeric type, or fails with INVALID_VALUE. */
 export function addNumeric(base: unknown, delta: number | bigint, where: string, baseIs = "a stored"): number | bigint {
   if (typeof base === "number" && typeof delta === "number") return base + delta;
@@ -219,7 +233,7 @@ export function sumOp(prior: WriteOp | undefined, delta: number | bigint, ns: st
   try {
     base = decodeValue(valueBytesOf(prior.value));
   } catch (e) {
-    throw new TxtDbError("CORRUPTION", `The pending value of ${where} in namespace "${ns}" cannot be decoded`, { cause: e });
+    throw new TxtDbError("CORRUPTION", `The pending value of ${where} cannot be decoded`, { cause: e });
   }
   const sum = encodeValue(addNumeric(base, delta, where, "the value this transaction set it to, a"));
   return { kind: "set", value: isExpiring(prior.value) ? wrapExpiring(sum, expiresAtOf(prior.value)) : sum };

@@ -406,6 +406,14 @@ export function conformance(R: string, store: ConformanceStore): void {
     await db.set("ns", "a", 2);
     await assert.rejects(db.transaction((tx) => { tx.check("ns", "a", version); tx.set("ns", "b", 2); }, { maxRetries: 0 }), code("CONFLICT"));
     await assert.rejects(db.transaction((tx) => { tx.check("ns", "b", null); tx.set("ns", "c", 2); }, { maxRetries: 0 }), code("CONFLICT"));
+    // A version no commit can have is the caller's mistake, not a conflict: it was taken,
+    // and the commit failed with CONFLICT as if another writer had changed the key.
+    for (const bad of [0n, -1n, 2n ** 53n]) {
+      let runs = 0;
+      await assert.rejects(db.transaction((tx) => { runs++; tx.check("ns", "a", bad); tx.set("ns", "c", 3); }), rejectsWith("INVALID_ARGUMENT", /check\(\) needs a version a commit can have/));
+      assert.equal(runs, 1, `check(${bad}n): not retried`);
+    }
+    assert.equal(await db.get("ns", "c"), undefined, "nothing written");
     await db.close();
   });
 

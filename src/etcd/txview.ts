@@ -21,6 +21,7 @@ import { checkNotReserved } from "../options.ts";
 import { checkListOptions, decodeStored, selectorRange } from "../tx.ts";
 import type { Entry, Isolation, ListOptions, ListSelector, SnapView, TxView } from "../tx.ts";
 import type { Limits } from "../txstate.ts";
+import { checkVersionArg } from "../txstate.ts";
 import type { EtcdReader, StoredEntry } from "./reader.ts";
 import type { EtcdTransaction } from "./transaction.ts";
 
@@ -291,9 +292,7 @@ export class EtcdTxView implements TxView {
 
   check(ns: string, key: Key, version: bigint | null): void {
     this.#writable();
-    if (version !== null && typeof version !== "bigint") {
-      throw new TxtDbError("INVALID_ARGUMENT", `check() needs a bigint version or null, got ${typeof version}`);
-    }
+    checkVersionArg(version);
     const k = this.#key(key);
     this.#tx.check(nsArg(ns), k, version);
   }

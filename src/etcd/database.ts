@@ -29,6 +29,7 @@ import { checkBeginOptions, checkNamespaceName, checkTransactionOptions, checkWa
 import type { Durability, OpenOptions, TransactionOptions } from "../options.ts";
 import { wrapSnapshot, wrapTransaction } from "../tx.ts";
 import type { Entry, Isolation, ListOptions, ListSelector, Snapshot, Transaction } from "../tx.ts";
+import { checkTxBytes } from "../txstate.ts";
 import type { Limits } from "../txstate.ts";
 import type { WatchEvent } from "../watch.ts";
 import { EtcdCompactedError } from "./failures.ts";
@@ -294,15 +295,13 @@ export class EtcdDatabase implements DatabaseEngine {
       checkNamespaceName(ns);
       const k = encodeKey(key, this.#limits.maxKeyBytes);
       const started = this.#platform.monotonicMs();
-      let r: { version: bigint };
-      let bytes = k.length;
-      if (isDelete) r = await this.#engine.delete(ns, k);
-      else {
-        const encoded = encodeValue(value, this.#limits.maxValueBytes);
-        const stored = expiresAtMs === undefined ? encoded : wrapExpiring(encoded, expiresAtMs);
-        bytes += stored.length;
-        r = await this.#engine.set(ns, k, stored);
-      }
+      const stored = isDelete ? undefined : encodeValue(value, this.#limits.maxValueBytes);
+      const v = stored === undefined || expiresAtMs === undefined ? stored : wrapExpiring(stored, expiresAtMs);
+      const bytes = k.length + (v?.length ?? 0);
+      // A set or delete is a transaction of one write: maxTxBytes holds for it as for
+      // tx.set, as on a directory (db.set wrote a value past it here).
+      checkTxBytes(bytes, this.#limits.maxTxBytes);
+      const r = v === undefined ? await this.#engine.delete(ns, k) : await this.#engine.set(ns, k, v);
       this.#committed(started, 1, bytes);
       return r;
     });

@@ -6,11 +6,36 @@
  *
  * The tests share one 1-member cluster and run in order; the last one stops it.
  */
-import { assert, runtime, tempDir, test } from "./harness.ts";
+import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
 import { etcdTests, failsWith, sharedCluster } from "./etcdtests.ts";
 import { open } from "txtdb";
 
 const R = `[${runtime}] [etcd-parity]`;
+
+/** A full garbage collection on this runtime, or undefined where none can be asked for. */
+async function collector(): Promise<(() => Promise<void>) | undefined> {
+  const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
+  if (bun) return async () => bun.gc(true);
+  let gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) {
+    try {
+      const v8 = await import("node:v8");
+      const vm = await import("node:vm");
+      v8.setFlagsFromString("--expose-gc");
+      gc = vm.runInNewContext("gc") as (() => void) | undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  if (typeof gc !== "function") return undefined;
+  const run = gc;
+  return async () => {
+    for (let i = 0; i < 3; i++) {
+      run();
+      await sleep(10); // finalizers run on a later turn
+    }
+  };
+}
 
 let stores = 0;
 
@@ -34,6 +59,66 @@ etcdTests(`${R} the etcd backend as the local one`, () => {
       } finally {
         await db.close();
       }
+    }
+  });
+
+  test(`${R} a watcher ended unread, by return() or by its signal, gives its place back at once, as on a directory: maxWatchers of them no longer make every later watch() fail with LIMIT, and stats().watchers counts only live ones`, async () => {
+    for (const loc of [tempDir("parity-watchers"), await location("watchers")]) {
+      const db = await open(loc, { namespaces: ["ns"], maxWatchers: 2 });
+      try {
+        for (let i = 0; i < 4; i++) {
+          const w = db.watch("ns", { prefix: [] });
+          await w.return!();
+          assert.equal(db.stats().watchers, 0, `${loc}: returned watcher ${i} still counted`);
+        }
+        for (let i = 0; i < 4; i++) {
+          const ac = new AbortController();
+          db.watch("ns", { keys: ["k"] }, { signal: ac.signal });
+          ac.abort();
+          assert.equal(db.stats().watchers, 0, `${loc}: aborted watcher ${i} still counted`);
+        }
+        const aborted = new AbortController();
+        aborted.abort();
+        const early = db.watch("ns", { keys: ["k"] }, { signal: aborted.signal });
+        assert.equal(db.stats().watchers, 0, `${loc}: a watcher whose signal was aborted before the call is counted`);
+        assert.equal((await early.next()).done, true);
+        // The places are there: two live watchers, and the third is LIMIT.
+        const a = db.watch("ns", { keys: ["k"] });
+        const b = db.watch("ns", { keys: ["k"] });
+        assert.throws(() => db.watch("ns", { keys: ["k"] }), (e: unknown) => (e as { code?: string }).code === "LIMIT");
+        const v = (await db.set("ns", "k", 1)).version;
+        assert.equal((await a.next()).value?.version, v);
+        assert.equal((await b.next()).value?.version, v);
+        await a.return!();
+        await b.return!();
+        assert.equal(db.stats().watchers, 0);
+      } finally {
+        await db.close();
+      }
+    }
+  });
+
+  test(`${R} a watcher dropped unread gives its pin back once collected, as docs/watch.md says: compaction is not held at its fromVersion for the process's life`, async (t) => {
+    const gc = await collector();
+    if (!gc) return t.skip("no way to run the garbage collector on this runtime");
+    const db = await open(await location("dropped"), { namespaces: ["ns"] });
+    try {
+      const v0 = (await db.set("ns", "k", 0)).version;
+      (() => {
+        db.watch("ns", { keys: ["k"] }, { fromVersion: v0 }); // never read, never returned
+      })();
+      for (let i = 1; i <= 3; i++) await db.set("ns", "k", i);
+      const head = (await db.set("ns", "head", 1)).version;
+      let compactedTo = 0n;
+      for (let i = 0; i < 20 && compactedTo < head; i++) {
+        await gc();
+        await sleep(300); // the pin is raised after a release (batched)
+        compactedTo = (await db.compact()).checkpointVersion;
+      }
+      assert.ok(compactedTo >= head, `compaction stayed at ${compactedTo}, held by the dropped watcher's pin at ${v0} (head ${head})`);
+      assert.equal(db.stats().watchers, 0, "the dropped watcher's place is given back too");
+    } finally {
+      await db.close();
     }
   });
 

@@ -59,8 +59,8 @@ export function isEtcdLocation(path: string): boolean {
   return /^etcds?:\/\//i.test(path);
 }
 
-/** Releases the pins of watchers dropped without return() (see EtcdDatabase.watch). */
-const leakedWatchers = new FinalizationRegistry<() => void>((unpin) => unpin());
+/** Ends the watchers dropped without return(): their pins and places (see EtcdDatabase.watch). */
+const leakedWatchers = new FinalizationRegistry<() => void>((finish) => finish());
 /** Releases the pins of db.list() iterators dropped unfinished (see EtcdDatabase.list). */
 const leakedLists = new FinalizationRegistry<{ reader: EtcdReader | undefined }>((held) => held.reader?.release());
 
@@ -453,9 +453,12 @@ export class EtcdDatabase implements DatabaseEngine {
       throw new TxtDbError("LIMIT", `This database already has ${this.#maxWatchers} watchers (maxWatchers); stop some with return()`);
     }
     const stop = new AbortController();
-    const onAbort = () => stop.abort();
+    // The signal ends the watcher at once, read or not (as on a directory): it gives back
+    // its place too, not only at the consumer's next next().
     if (signalAborted(opts.signal)) stop.abort();
-    const unlistenAbort = listenAbort(opts.signal, onAbort);
+    // The signal ends the watcher at once, read or not, as on a directory (it kept its place
+    // among the watchers until the consumer's next next()).
+    const unlistenAbort = listenAbort(opts.signal, () => finish());
     this.#watchers.add(stop);
     const engine = this.#engine;
     const watchers = this.#watchers;
@@ -502,23 +505,38 @@ export class EtcdDatabase implements DatabaseEngine {
         if (stop.signal.aborted) return;
         throw resumable(e, delivered);
       } finally {
-        unpin();
-        unlistenAbort();
-        watchers.delete(stop);
+        finish();
       }
     }
-    const gen = run();
-    // return() must end a watch that waits for etcd now, not at its next event (and one
-    // never started, whose finally never runs, must give its pin back too).
-    const end = gen.return.bind(gen);
-    gen.return = (v) => {
+    // Ends the watcher (its etcd watch, if started) and gives back what it holds: its pin,
+    // its signal listener, and its place among the handle's watchers (maxWatchers,
+    // stats().watchers). Idempotent.
+    function finish(): void {
       stop.abort();
       unpin();
-      return end(v);
+      unlistenAbort();
+      watchers.delete(stop);
+    }
+    const gen = run();
+    // return() must end a watch that waits for etcd now, not at its next event; one never
+    // started, whose finally never runs, must give back what it holds too (it kept its
+    // place among the watchers: return()ed unread, maxWatchers of them made every later
+    // watch() fail with LIMIT).
+    // The generator is reached through a WeakRef, never held: `finish` (the finalizer's held
+    // value) shares this scope, and a strong reference here kept every dropped watcher
+    // alive, so its finalizer never ran and its pin was never given back.
+    const generatorReturn = gen.return;
+    const self = new WeakRef(gen);
+    gen.return = (v) => {
+      finish();
+      const g = self.deref();
+      return g ? generatorReturn.call(g, v) : Promise.resolve({ done: true, value: undefined });
     };
-    // A watcher dropped without return() gives its pin back when it is garbage-collected,
-    // as a snapshot does (a started one is kept alive by its pending read until it ends).
-    leakedWatchers.register(gen, unpin);
+    // A watcher dropped without return() gives back what it holds when it is garbage-
+    // collected, as a snapshot does (a started one is kept alive by its pending read until
+    // it ends).
+    leakedWatchers.register(gen, finish);
+    if (stop.signal.aborted) finish(); // a signal aborted before the call
     return gen;
   }
 

@@ -9,6 +9,7 @@
 import { assert, runtime, sleep, tempDir, test } from "./harness.ts";
 import { etcdTests, failsWith, sharedCluster } from "./etcdtests.ts";
 import { open } from "txtdb";
+import type { Database } from "txtdb";
 
 const R = `[${runtime}] [etcd-parity]`;
 
@@ -117,6 +118,50 @@ etcdTests(`${R} the etcd backend as the local one`, () => {
       }
       assert.ok(compactedTo >= head, `compaction stayed at ${compactedTo}, held by the dropped watcher's pin at ${v0} (head ${head})`);
       assert.equal(db.stats().watchers, 0, "the dropped watcher's place is given back too");
+    } finally {
+      await db.close();
+    }
+  });
+
+  test(`${R} a watch that catches up over big revisions delivers them, each whole, as on a directory (etcd sent up to 1,000 revisions in one reply: past 64 MiB the watch failed with LIMIT, after ~30 s), also to a watcher of another namespace whose etcd range spans them`, async () => {
+    const loc = await location("fragments");
+    const db: Database = await open(loc, { namespaces: ["a", "b"], autoCompactBytes: 0 });
+    try {
+      const v0 = (await db.set("a", "k", 0)).version;
+      // 56 revisions of two 520 KB values: ~58 MB, ~78 MB as base64 in the gateway's JSON.
+      // etcd cuts fragments at its 1.5 MiB request limit between events: after three of
+      // them, inside a revision, so the revisions a fragment splits must come whole.
+      const big = (i: number, j: number) => new Uint8Array(520_000).fill(i * 2 + j);
+      const versions: bigint[] = [];
+      for (let i = 0; i < 56; i++) {
+        await db.transaction((tx) => {
+          tx.set("b", [i, 0], big(i, 0));
+          tx.set("b", [i, 1], big(i, 1));
+        });
+        versions.push((await db.getEntry("b", [i, 0]))!.version);
+      }
+      const v1 = (await db.set("a", "k", 1)).version;
+
+      const wa = db.watch("a", { keys: ["k"] }, { fromVersion: v0 });
+      try {
+        const first = await wa.next();
+        assert.deepEqual([first.value?.version, first.value?.changes], [v1, [{ key: "k", value: 1 }]]);
+      } finally {
+        await wa.return!();
+      }
+
+      const wb = db.watch("b", { prefix: [] }, { fromVersion: v0 });
+      try {
+        for (let i = 0; i < 56; i++) {
+          const e = (await wb.next()).value!;
+          assert.equal(e.version, versions[i], `revision ${i}`);
+          assert.deepEqual(e.changes.map((c) => c.key), [[i, 0], [i, 1]], `revision ${i} whole`);
+          assert.deepEqual(e.changes.map((c) => (c.value as Uint8Array)[0]), [i * 2, i * 2 + 1]);
+          assert.ok(e.changes.every((c) => (c.value as Uint8Array).length === 520_000));
+        }
+      } finally {
+        await wb.return!();
+      }
     } finally {
       await db.close();
     }

@@ -4,9 +4,14 @@
  * line (`{"result": {...}}`), or `{"error": {...}}` when the stream fails.
  *
  * Rules:
- * 1. Events come in revision order, each revision whole: etcd sends all the events of one
- *    revision in one response (fragmenting is not asked for), and a line is parsed whole
- *    before any of its events is handed out.
+ * 1. Events come in revision order, each revision whole. Without fragmenting etcd sends all
+ *    the events of one revision in one response, and a line is parsed whole before any of
+ *    its events is handed out. But a watch catching up from history gets up to 1,000
+ *    revisions in one response, which for big values made lines past
+ *    {@link WATCH_LINE_BYTES_MAX} (LIMIT, after etcd and its gateway built the whole
+ *    reply): {@link watchRevisions} asks for fragments (etcd cuts a response at its request
+ *    limit, between events), and holds the last revision of a fragment until the next
+ *    line completes it. {@link watchStream}, which hands out single events, does not ask.
  * 2. `next` is the revision to resume from: one past the last event handed out, or past a
  *    progress notification's header revision (etcd promises later events come after it),
  *    or past the creation header's revision for a watch started "now".
@@ -205,6 +210,7 @@ async function* watchCore(transport: Transport, key: EtcdBytes, options: EtcdWat
       if (next !== undefined) create.start_revision = next.toString();
       if (options.prevKv) create.prev_kv = true;
       if (options.progressNotify) create.progress_notify = true;
+      if (byRevision) create.fragment = true; // rule 1
       const deadline = (brokenSince ?? performance.now()) + transport.requestTimeoutMs;
       let opened;
       try {
@@ -222,6 +228,9 @@ async function* watchCore(transport: Transport, key: EtcdBytes, options: EtcdWat
       const onAbort = () => abort();
       stop.signal.addEventListener("abort", onAbort, { once: true });
       let created = false;
+      // Rule 1: the events of the revision a fragment ended in, waiting for the next line. A
+      // stream that breaks drops them: `next` was not moved past their revision.
+      let carry: EtcdChangeEvent[] = [];
       // The creation reply must come within what is left of the deadline: a frozen member
       // answers the HTTP request (its kernel does) but never the watch.
       const createTimer = armTimer(Math.max(0, deadline - performance.now()), () => abort(new StreamBroken("no watch creation reply in time")));
@@ -287,7 +296,8 @@ async function* watchCore(transport: Transport, key: EtcdBytes, options: EtcdWat
           });
           if (byRevision) {
             // One reply may hold several revisions (catching up from history): split it.
-            let group: EtcdChangeEvent[] = [];
+            let group: EtcdChangeEvent[] = carry;
+            carry = [];
             for (const e of batch) {
               if (next !== undefined && e.revision < next) continue;
               if (group.length > 0 && group[0]!.revision !== e.revision) {
@@ -297,7 +307,8 @@ async function* watchCore(transport: Transport, key: EtcdBytes, options: EtcdWat
               }
               group.push(e);
             }
-            if (group.length > 0) yield { type: "REVISION", revision: group[0]!.revision, events: group };
+            if (result.fragment === true) carry = group; // its revision may go on in the next line
+            else if (group.length > 0) yield { type: "REVISION", revision: group[0]!.revision, events: group };
           } else {
             for (const e of batch) {
               // A resumed stream starts at `next`, so nothing handed out comes again.
@@ -305,7 +316,7 @@ async function* watchCore(transport: Transport, key: EtcdBytes, options: EtcdWat
               yield e;
             }
           }
-          const last = batch[batch.length - 1]!.revision + 1n;
+          const last = carry.length > 0 ? carry[0]!.revision : batch[batch.length - 1]!.revision + 1n;
           if (next === undefined || last > next) next = last;
         }
       } catch (e) {

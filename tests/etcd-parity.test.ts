@@ -167,6 +167,28 @@ etcdTests(`${R} the etcd backend as the local one`, () => {
     }
   });
 
+  test(`${R} stats().version is the newest version the process has seen, and oldestPinVersion its oldest pin or that head, as on a directory (etcd gave its published pin as version, 0 before the first, and 0 as oldestPinVersion when nothing was read)`, async () => {
+    for (const loc of [tempDir("parity-stats"), await location("stats")]) {
+      const db = await open(loc, { namespaces: ["ns"] });
+      try {
+        const v1 = (await db.set("ns", "k", 1)).version;
+        assert.equal(db.stats().version, v1, `${loc}: the version of its own commit`);
+        // Nothing pinned: the head on a directory; on etcd the pin last published (batched).
+        const o = db.stats().oldestPinVersion;
+        assert.ok(o > 0n && o <= v1, `${loc}: oldestPinVersion ${o}, head ${v1}`);
+        const snap = await db.snapshot();
+        const v2 = (await db.set("ns", "k", 2)).version;
+        assert.equal(db.stats().version, v2, loc);
+        assert.ok(db.stats().oldestPinVersion <= snap.version, `${loc}: the snapshot at ${snap.version} is pinned (${db.stats().oldestPinVersion})`);
+        snap.release();
+        assert.equal((await db.getEntry("ns", "k"))?.version, v2);
+        assert.equal(db.stats().version, v2, loc);
+      } finally {
+        await db.close();
+      }
+    }
+  });
+
   test(`${R} stop the cluster`, async () => {
     await one.stop();
   });

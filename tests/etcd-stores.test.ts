@@ -213,10 +213,30 @@ etcdTests(`${R} stores sharing a cluster`, () => {
     const v0 = (await db.set("ns", "k", 0)).version;
     const versions: bigint[] = [];
     for (let i = 1; i <= 4; i++) versions.push((await db.set("ns", "k", i)).version);
-    // Nothing reads in db: its published pin rises past v0 (stats().version on etcd).
-    assert.ok((await waitUntil(() => db.stats().version > v0, 5_000, 20)) >= 0, "db's pin never rose past v0");
-    const w = db.watch("ns", { keys: ["k"] }, { fromVersion: v0 });
-    assert.ok((await waitUntil(() => db.stats().version <= v0, 5_000, 5)) >= 0, `the watcher's pin at ${v0} was never published (db pins ${db.stats().version})`);
+    // The pins the store's processes published (P p/<lease>): db's and other's.
+    const etcd = new EtcdClient({ endpoints: (await one.get()).endpoints });
+    const prefix = `${loc.slice(loc.lastIndexOf("/") + 1)}/p/`;
+    let oldest = 0n;
+    const published = async (ok: (r: bigint) => boolean) => {
+      for (let i = 0; i < 250; i++) {
+        const pins = (await etcd.range(new TextEncoder().encode(prefix), { prefix: true })).kvs.map((kv) => BigInt(str(kv.value)));
+        oldest = pins.reduce((m, r) => (r < m ? r : m), pins[0] ?? 0n);
+        if (pins.length === 2 && ok(oldest)) return true;
+        await sleep(20);
+      }
+      return false;
+    };
+    const w = await (async () => {
+      try {
+        // Nothing reads in db: its published pin rises past v0.
+        assert.ok(await published((r) => r > v0), `db's pin never rose past v0 (oldest ${oldest})`);
+        const w = db.watch("ns", { keys: ["k"] }, { fromVersion: v0 });
+        assert.ok(await published((r) => r <= v0), `the watcher's pin at ${v0} was never published (oldest ${oldest})`);
+        return w;
+      } finally {
+        etcd.close();
+      }
+    })();
     const first = await other.compact();
     assert.ok(first.checkpointVersion <= v0, `compacted to ${first.checkpointVersion}, past the watcher's pin at ${v0}`);
     const got: bigint[] = [];

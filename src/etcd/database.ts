@@ -720,14 +720,18 @@ export class EtcdDatabase implements DatabaseEngine {
       keysInMemory: 0,
       runtime: this.#platform.runtime,
       path: this.path,
-      version: e.pinnedRevision ?? 0n,
+      // As on a directory: the newest version this process has seen (it gave the pin this
+      // process last published, 0 before the first, which oldestPinVersion means).
+      version: e.seen,
       ...this.#meters.counters,
       namespaces: 0,
       versionsHeld: 0,
       logBytes: 0,
       openSnapshots: this.#openSnapshots,
       openTransactions: this.#openTransactions,
-      oldestPinVersion: e.oldestRead ?? 0n,
+      // The oldest version this process pins for the cluster's compactions (the published
+      // pin, or an older snapshot's not yet published), its head when it pins nothing.
+      oldestPinVersion: [e.pinnedRevision, e.oldestRead].reduce<bigint>((min, r) => (r !== undefined && r < min ? r : min), e.seen),
       oldestPinAgeMs: 0,
       checkpointVersion: 0n,
       firstSegment: 0,

@@ -870,8 +870,8 @@ export class EtcdEngine {
    * const { conflicts, lostFenced } = engine.stats();
    * ```
    */
-  stats(): EtcdCommitCounts & { pinnedRevision: bigint | undefined; oldestRead: bigint | undefined } {
-    return { ...this.#ctx.counts, pinnedRevision: this.pins.published, oldestRead: this.pins.oldest };
+  stats(): EtcdCommitCounts & { pinnedRevision: bigint | undefined; oldestRead: bigint | undefined; seen: bigint } {
+    return { ...this.#ctx.counts, pinnedRevision: this.pins.published, oldestRead: this.pins.oldest, seen: this.pins.seen };
   }
 
   /** The newest revision (a linearizable read). */

@@ -453,8 +453,6 @@ export class EtcdDatabase implements DatabaseEngine {
       throw new TxtDbError("LIMIT", `This database already has ${this.#maxWatchers} watchers (maxWatchers); stop some with return()`);
     }
     const stop = new AbortController();
-    // The signal ends the watcher at once, read or not (as on a directory): it gives back
-    // its place too, not only at the consumer's next next().
     if (signalAborted(opts.signal)) stop.abort();
     // The signal ends the watcher at once, read or not, as on a directory (it kept its place
     // among the watchers until the consumer's next next()).

@@ -15,8 +15,14 @@
 //   combine commit combining: each process posts its record into its slot; whoever takes
 //           the writer lock appends every posted record, syncs once and marks them done;
 //           the others wait for the release (a shared flock) and find theirs done.
+//   parallel as group, but each process fdatasyncs its own append, with no sync lock
+//           (concurrent fdatasyncs of the file; the kernel may serve them with one flush).
+//   parallelBlocking  parallel, waiting for the writer lock with a blocking flock on the
+//           main thread (no helper thread, no event-loop wake-up; a library could block
+//           its caller's thread so only for a bounded time).
 //
 //   node scripts/bench/protocol-floor.mjs [procs=4,8] [rounds=3] [commits per process=2000]
+//   FLOOR_KINDS=group,parallel node scripts/bench/protocol-floor.mjs …  (only those skeletons)
 //
 // Needs .build-bench/mp-txtdb.js (built by `npm run bench`; without it the txtdb row is
 // left out). Prints one line per row: median total commits/s, ratio to better-sqlite3,
@@ -78,6 +84,35 @@ async function worker([kind, dir, nArg, idArg, procsArg]) {
       fsyncs++;
       writeWord(word, end + RECORD_BYTES, 0);
       flock(writer, LOCK_UN);
+    },
+    // Each process syncs its own append, without the sync lock: concurrent fdatasyncs of
+    // the file, which the kernel may serve with one device flush.
+    async parallel() {
+      await lock(writer);
+      const end = readWord(word, 0);
+      fs.writeSync(seg, record, 0, RECORD_BYTES, end);
+      writeWord(word, end + RECORD_BYTES, 0);
+      flock(writer, LOCK_UN);
+      const mine = end + RECORD_BYTES;
+      if (readWord(durable, 8) >= mine) return;
+      fs.fdatasyncSync(seg);
+      fsyncs++;
+      if (readWord(durable, 8) < mine) writeWord(durable, mine, 8);
+    },
+    // parallel, waiting for the writer lock on the main thread (a blocking flock: one
+    // context switch, no helper thread and no event-loop wake-up; a library could do this
+    // only for a bounded time).
+    async parallelBlocking() {
+      flock(writer, LOCK_EX);
+      const end = readWord(word, 0);
+      fs.writeSync(seg, record, 0, RECORD_BYTES, end);
+      writeWord(word, end + RECORD_BYTES, 0);
+      flock(writer, LOCK_UN);
+      const mine = end + RECORD_BYTES;
+      if (readWord(durable, 8) >= mine) return;
+      fs.fdatasyncSync(seg);
+      fsyncs++;
+      if (readWord(durable, 8) < mine) writeWord(durable, mine, 8);
     },
     async combine(seq) {
       mySlot.writeDoubleLE(seq, 0);
@@ -160,7 +195,7 @@ async function main() {
         },
       }
       : {}),
-    ...Object.fromEntries(["group", "serial", "combine"].map((kind) => [kind, async (dir, procs) => {
+    ...Object.fromEntries((process.env.FLOOR_KINDS ?? "group,serial,combine,parallel,parallelBlocking").split(",").map((kind) => [kind, async (dir, procs) => {
       for (const f of ["writer.lock", "sync.lock"]) fs.writeFileSync(`${dir}/${f}`, "");
       fs.writeFileSync(`${dir}/seg`, Buffer.alloc(64 << 20)); // preallocated, as txtdb's segments are
       fs.writeFileSync(`${dir}/state`, Buffer.alloc(16 + 8 * SLOTS_MAX));

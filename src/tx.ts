@@ -463,7 +463,15 @@ export abstract class SnapshotReader {
           return Promise.reject(e);
         }
         if (!entries || i >= entries.length) return Promise.resolve({ done: true, value: undefined });
-        this.noteUse();
+        try {
+          // As any read of the transaction: once it is committed, rolled back or released,
+          // or its database closed, the list fails at its next entry (it went on yielding
+          // the entries it had read, as if the transaction still stood).
+          this.usable();
+        } catch (e) {
+          entries = [];
+          return Promise.reject(e);
+        }
         return Promise.resolve({ done: false, value: entries[i++]! });
       },
       return: () => {

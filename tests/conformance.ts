@@ -399,6 +399,26 @@ export function conformance(R: string, store: ConformanceStore): void {
     await db.close();
   });
 
+  test(`${R} a transaction's list fails at its next entry once the transaction is committed or rolled back, or the database closed, as any read of it does (it went on yielding the entries it had read)`, async () => {
+    const { db } = await fresh();
+    await db.transaction((tx) => { for (let i = 0; i < 4; i++) tx.set("ns", i, i); });
+    for (const end of ["commit", "rollback"] as const) {
+      const tx = await db.begin();
+      tx.set("ns", 9, 9);
+      const it = tx.list("ns", { prefix: [] });
+      assert.equal((await it.next()).value?.key, 0);
+      if (end === "commit") await tx.commit();
+      else tx.rollback();
+      await assert.rejects(it.next(), rejectsWith("INVALID_ARGUMENT", end === "commit" ? /already committed/ : /already rolled back/));
+      assert.equal((await it.next()).done, true, "and ends after its failure");
+    }
+    const tx = await db.begin();
+    const it = tx.list("ns", { prefix: [] });
+    assert.equal((await it.next()).value?.key, 0);
+    await db.close();
+    await assert.rejects(it.next(), code("CLOSED"));
+  });
+
   test(`${R} check(): passes on the expected version, CONFLICT otherwise; null means absent`, async () => {
     const { db } = await fresh();
     const { version } = await db.set("ns", "a", 1);

@@ -267,7 +267,7 @@ export class EtcdTxView implements TxView {
       const [start, end] = selectorSpan(sel, this.#ctx.limits.maxKeyBytes, "list()");
       const { limit, reverse } = checkListOptions(opts);
       yield* await this.#tx.range(nsArg(ns), start, end, { limit, reverse }, sel);
-    }.bind(this), () => {}); // read whole at the first next(): its entries are served after the end, as the local engine's
+    }.bind(this), () => this.#usable()); // read whole at the first next(); each entry after it is a read of the transaction, as on the local engine
   }
 
   async count(ns: string, sel: ListSelector): Promise<number> {

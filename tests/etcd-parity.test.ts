@@ -189,6 +189,32 @@ etcdTests(`${R} the etcd backend as the local one`, () => {
     }
   });
 
+  test(`${R} after close(), the calls etcd cannot serve fail with CLOSED, as every call on a closed handle does, as on a directory (they said UNSUPPORTED)`, async () => {
+    for (const loc of [tempDir("parity-closed"), await location("closed")]) {
+      const db = await open(loc, { namespaces: ["ns"] });
+      await db.close();
+      const calls: [string, () => unknown][] = [
+        ["enqueue", () => db.enqueue("q", 1)],
+        ["listenQueue", () => db.listenQueue("q", () => {})],
+        ["queueStats", () => db.queueStats("q")],
+        ["deadLetters", () => db.deadLetters("q").next()],
+        ["retryDead", () => db.retryDead("q")],
+        ["lock", () => db.lock("r")],
+        ["locks", () => db.locks()],
+        ["backup", () => db.backup(tempDir("parity-closed-backup"))],
+        ["processes", () => db.processes()],
+        ["listPrepared", () => db.listPrepared()],
+        ["commitPrepared", () => db.commitPrepared("t")],
+        ["abortPrepared", () => db.abortPrepared("t")],
+      ];
+      for (const [name, call] of calls) {
+        await failsWith("CLOSED", async () => await call()).catch((e: Error) => {
+          throw new Error(`${loc}: db.${name}(): ${e.message}`);
+        });
+      }
+    }
+  });
+
   test(`${R} stop the cluster`, async () => {
     await one.stop();
   });

@@ -168,6 +168,15 @@ export class EtcdDatabase implements DatabaseEngine {
     return this.#engine;
   }
 
+  /**
+   * UNSUPPORTED for what etcd cannot give, but CLOSED first on a closed handle, as every
+   * other call says (these said UNSUPPORTED after close(), where a directory says CLOSED).
+   */
+  #unsupported(what: string, why?: string): TxtDbError {
+    if (this.#closed) return new TxtDbError("CLOSED", `Database "${this.path}" is closed; open it again`);
+    return unsupported(what, why);
+  }
+
   #ensureOpen(): void {
     if (this.#closed) throw new TxtDbError("CLOSED", `Database "${this.path}" is closed; open it again`);
   }
@@ -594,7 +603,7 @@ export class EtcdDatabase implements DatabaseEngine {
   }
 
   backup(_dest: string): Promise<BackupResult> {
-    return Promise.reject(unsupported("db.backup()", "take an etcd snapshot instead (etcdctl snapshot save)"));
+    return Promise.reject(this.#unsupported("db.backup()", "take an etcd snapshot instead (etcdctl snapshot save)"));
   }
 
   /**
@@ -634,53 +643,53 @@ export class EtcdDatabase implements DatabaseEngine {
   }
 
   processes(): { pid: number; runtime: string; pinnedVersion: bigint | undefined; pinAgeMs: number | undefined; self: boolean }[] {
-    throw unsupported("db.processes()", "processes on other machines are known by their etcd leases only (etcdctl lease list)");
+    throw this.#unsupported("db.processes()", "processes on other machines are known by their etcd leases only (etcdctl lease list)");
   }
 
   // --- what needs a local store ---
 
   enqueue(): Promise<never> {
-    return Promise.reject(unsupported("db.enqueue()"));
+    return Promise.reject(this.#unsupported("db.enqueue()"));
   }
 
   listenQueue(): Promise<void> {
-    return Promise.reject(unsupported("db.listenQueue()"));
+    return Promise.reject(this.#unsupported("db.listenQueue()"));
   }
 
   queueStats(_queue: string): QueueStats {
-    throw unsupported("db.queueStats()");
+    throw this.#unsupported("db.queueStats()");
   }
 
   deadLetters<T = unknown>(_queue: string): AsyncIterableIterator<DeadLetter<T>> {
     const it: AsyncIterableIterator<DeadLetter<T>> = {
-      next: () => Promise.reject(unsupported("db.deadLetters()")),
+      next: () => Promise.reject(this.#unsupported("db.deadLetters()")),
       [Symbol.asyncIterator]: () => it,
     };
     return it;
   }
 
   retryDead(): Promise<number> {
-    return Promise.reject(unsupported("db.retryDead()"));
+    return Promise.reject(this.#unsupported("db.retryDead()"));
   }
 
   commitPrepared(): Promise<{ version: bigint }> {
-    return Promise.reject(unsupported("db.commitPrepared()"));
+    return Promise.reject(this.#unsupported("db.commitPrepared()"));
   }
 
   abortPrepared(): Promise<void> {
-    return Promise.reject(unsupported("db.abortPrepared()"));
+    return Promise.reject(this.#unsupported("db.abortPrepared()"));
   }
 
   listPrepared(): Promise<PreparedInfo[]> {
-    return Promise.reject(unsupported("db.listPrepared()"));
+    return Promise.reject(this.#unsupported("db.listPrepared()"));
   }
 
   lock(): Promise<ResourceLock> {
-    return Promise.reject(unsupported("db.lock()"));
+    return Promise.reject(this.#unsupported("db.lock()"));
   }
 
   locks(): LockInfo[] {
-    throw unsupported("db.locks()");
+    throw this.#unsupported("db.locks()");
   }
 
   // --- observability ---

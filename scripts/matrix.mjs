@@ -58,7 +58,13 @@ function failureBlocks(out) {
       while (j < lines.length && j < i + 60 && (lines[j].search(/\S/) > depth || lines[j].trim() === "")) j++;
       blocks.push(lines.slice(i, j).join("\n"));
       i = j - 1;
-    } else if (/^\(fail\) |=> .*FAILED|^error: /.test(l.trim())) {
+    } else if (/^\(fail\) /.test(l.trim())) {
+      // Bun prints a failure's error and stack before its "(fail)" line: back to the end of
+      // the test before it (its own "(pass)", "(fail)" or "(skip)" line), 60 lines at most.
+      let k = i - 1;
+      while (k > 0 && k > i - 60 && !/^\((pass|fail|skip)\) /.test(lines[k - 1].trim())) k--;
+      blocks.push(lines.slice(Math.max(0, k), i + 1).join("\n"));
+    } else if (/=> .*FAILED|^error: /.test(l.trim())) {
       blocks.push(lines.slice(Math.max(0, i - 2), i + 8).join("\n"));
     }
   }

@@ -42,7 +42,7 @@ import type { FileInfo, Platform } from "./port.ts";
 import { absolutePath, joinPath, randomFraction } from "./port.ts";
 import { leaseOwnerAlive } from "./liveness.ts";
 import { toWellFormedString } from "./keys.ts";
-import { checkKnownOptions, checkTransactionOptions, invalidArg } from "./options.ts";
+import { checkKnownOptions, checkTransactionOptions, describeOptions, invalidArg } from "./options.ts";
 import { abortReason, armInterval, raceDeadline, signalAborted } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import { abortUnlessCommitted, COORDINATOR_NS, DECISIONS_NS, isDecision, outcomeOf } from "./decisions.ts";
@@ -313,7 +313,7 @@ export class Coordinator {
    */
   static async open(dir: string, options: CoordinatorOptions = {}): Promise<Coordinator> {
     if (typeof dir !== "string" || dir.length === 0) throw invalidArg(`Coordinator.open() needs a directory path; got ${describeInput(dir)}`);
-    if (options === null || typeof options !== "object") throw invalidArg("Coordinator.open() options must be an object");
+    if (options === null || typeof options !== "object" || Array.isArray(options)) throw invalidArg(`Coordinator.open() options must be an object; got ${describeOptions(options)}`);
     checkKnownOptions("Coordinator.open()", options, Object.keys(COORDINATOR_OPTIONS));
     if (options.participants !== undefined) {
       checkParticipants(options.participants, "Coordinator.open() option participants");

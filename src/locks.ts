@@ -145,7 +145,7 @@ import { abortReason, armDeadline, armInterval, armTimer, signalAborted } from "
 import type { Timer } from "./timers.ts";
 import type { Histogram } from "./metrics.ts";
 import { LEASES_DIR, LOCK_OWNER_MARK, LOCK_TABLE, LOCKS_DIR } from "./files.ts";
-import { isSignalLike, readKnownOptions } from "./options.ts";
+import { describeOptions, isSignalLike, readKnownOptions } from "./options.ts";
 import {
   blockersOf,
   CONVERSION,
@@ -588,7 +588,7 @@ export class LockManager {
     if (this.#closed) throw new TxtDbError("CLOSED", "Cannot lock: the database is closed; open it again");
     const code = modeCode(mode);
     if (code < 0) throw new TxtDbError("INVALID_ARGUMENT", `Lock mode must be one of ${LOCK_MODES.map((m) => JSON.stringify(m)).join(", ")}; got ${describe(mode as unknown as Key)}`);
-    if (options === null || typeof options !== "object") throw new TxtDbError("INVALID_ARGUMENT", "lock() options must be an object: { timeoutMs?, signal? }");
+    if (options === null || typeof options !== "object" || Array.isArray(options)) throw new TxtDbError("INVALID_ARGUMENT", `lock() options must be an object: { timeoutMs?, signal? }; got ${describeOptions(options)}`);
     // Each option read once: a getter that throws is INVALID_ARGUMENT.
     const { timeoutMs, signal } = readKnownOptions("lock()", options, ["timeoutMs", "signal"]);
     if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs >= 0))) {

@@ -151,6 +151,16 @@ export function dirModeOf(mode: number): number {
 
 const NAMESPACE_NAME_MAX = 256;
 
+/**
+ * What was given where an options object was expected, for the message: an array is named
+ * as one (an empty array passed every check as "no options", where set() and list() refuse it).
+ */
+export function describeOptions(x: unknown): string {
+  if (Array.isArray(x)) return "an array";
+  if (x === null) return "null";
+  return typeof x === "string" ? JSON.stringify(x.slice(0, 40)) : `${typeof x} ${String(x).slice(0, 40)}`;
+}
+
 /** An INVALID_ARGUMENT error with `message`. */
 export function invalidArg(message: string): TxtDbError {
   return new TxtDbError("INVALID_ARGUMENT", message);
@@ -209,7 +219,7 @@ export function readKnownOptions(what: string, options: object, known: readonly 
 
 /** Checks `open()` options; INVALID_ARGUMENT for the first bad one. */
 export function checkOptions(o: OpenOptions): void {
-  if (o === null || typeof o !== "object") throw invalidArg("open() options must be an object");
+  if (o === null || typeof o !== "object" || Array.isArray(o)) throw invalidArg(`open() options must be an object such as { namespaces: ["app"] }; got ${describeOptions(o)}`);
   checkKnownOptions("open()", o, Object.keys(OPEN_OPTIONS));
   for (const name of ["readOnly", "allowForeignOwner"] as const) {
     if (o[name] !== undefined && typeof o[name] !== "boolean") {
@@ -298,7 +308,7 @@ export function checkNotReserved(name: string): void {
  */
 export function checkTransactionOptions(fn: unknown, options: TransactionOptions, what = "transaction()", fnName = `${what}'s argument`): { isolation: Isolation | undefined; maxRetries: number; timeoutMs: number | undefined; signal: AbortSignal | undefined } {
   checkFunction(fnName, fn);
-  if (options === null || typeof options !== "object") throw invalidArg(`${what} options must be an object`);
+  if (options === null || typeof options !== "object" || Array.isArray(options)) throw invalidArg(`${what} options must be an object such as { maxRetries: 10 }; got ${describeOptions(options)}`);
   // Each option read once (a getter that throws is INVALID_ARGUMENT, and one that answers
   // differently at each read cannot pass the checks with one value and run with another).
   const o = readKnownOptions(what, options, Object.keys(TRANSACTION_OPTIONS));
@@ -388,7 +398,7 @@ export function isSignalLike(signal: unknown): boolean {
  */
 export function checkBeginOptions(options: { isolation?: Isolation }): Isolation | undefined {
   // null used to fail with a TypeError reading its isolation.
-  if (options === null || typeof options !== "object") throw invalidArg(`begin() options must be an object such as { isolation: "snapshot" }; got ${String(options)}`);
+  if (options === null || typeof options !== "object" || Array.isArray(options)) throw invalidArg(`begin() options must be an object such as { isolation: "snapshot" }; got ${describeOptions(options)}`);
   checkKnownOptions("begin()", options, ["isolation"]);
   checkIsolation(options.isolation);
   return options.isolation;
@@ -428,7 +438,7 @@ export function fromVersionAhead(fromVersion: bigint, newest: bigint): TxtDbErro
  * work from them.
  */
 export function checkWatchArguments(sel: unknown, opts: WatchOptions): { sel: { keys: Key[] } | { prefix: Key | readonly never[] }; opts: WatchOptions } {
-  if (opts === null || typeof opts !== "object") throw invalidArg(`watch() options must be an object; got ${String(opts)}`);
+  if (opts === null || typeof opts !== "object" || Array.isArray(opts)) throw invalidArg(`watch() options must be an object such as { fromVersion: 0n }; got ${describeOptions(opts)}`);
   const o = readKnownOptions("watch()", opts, ["fromVersion", "signal"]) as WatchOptions;
   checkSignal(o.signal);
   if (sel === null || typeof sel !== "object" || ("keys" in sel) === ("prefix" in sel)) {

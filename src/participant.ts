@@ -36,7 +36,7 @@ import type { TxState } from "./tx.ts";
 import type { Tail } from "./tail.ts";
 import { stampHolder } from "./holder.ts";
 import { leaseOwnerAlive } from "./liveness.ts";
-import { invalidArg } from "./options.ts";
+import { describeOptions, invalidArg } from "./options.ts";
 import { armInterval } from "./timers.ts";
 import type { Timer } from "./timers.ts";
 import type { PreparedInfo, PreparedTx, TwoPhaseStats } from "./prepared.ts";
@@ -111,7 +111,7 @@ export class Participant {
   /** `tx.prepare(txid)`: validates and durably records `state` as prepared. */
   async prepare(state: TxState, txid: string, options: PrepareOptions = {}): Promise<void> {
     checkTxid(txid, "prepare()");
-    if (options === null || typeof options !== "object") throw invalidArg("prepare() options must be an object");
+    if (options === null || typeof options !== "object" || Array.isArray(options)) throw invalidArg(`prepare() options must be an object; got ${describeOptions(options)}`);
     checkCoordinatorRef(options.coordinator);
     const inDoubtMs = options.inDoubtTimeoutMs ?? IN_DOUBT_MS_DEFAULT;
     if (typeof inDoubtMs !== "number" || !(inDoubtMs >= 0) || !Number.isFinite(inDoubtMs)) throw invalidArg(`prepare() option inDoubtTimeoutMs must be a non-negative finite number of ms; got ${String(inDoubtMs)}`);

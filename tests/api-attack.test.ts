@@ -96,3 +96,33 @@ test(`${R} sum() of a number after a sum() of a bigint on the same key in one tr
   assert.equal(await db.get("ns", "s"), "text");
   await db.close();
 });
+
+test(`${R} an array where an options object belongs is INVALID_ARGUMENT everywhere, as set() and list() already said: open, begin, transaction, watch, lock, prepare (an empty array passed as "no options", a non-empty one failed on its key "0")`, async () => {
+  const dir = tempDir("api-array-options");
+  const rejects = async (what: string, call: () => unknown) => {
+    let error: unknown;
+    try {
+      await call();
+    } catch (e) {
+      error = e;
+    }
+    assert.ok(error instanceof TxtDbError && error.code === "INVALID_ARGUMENT", `${what}([]): ${String(error)}`);
+    assert.match(error.message, /options must be an object.*got an array/, what);
+  };
+  await rejects("open", () => open(dir, [] as never));
+  assert.equal(fs.existsSync(dir) && fs.readdirSync(dir).length > 0, false, "open created nothing");
+  const db = await open(dir, { namespaces: ["ns"] });
+  try {
+    await rejects("begin", () => db.begin([] as never));
+    await rejects("transaction", () => db.transaction(() => {}, [] as never));
+    await rejects("watch", () => db.watch("ns", { prefix: [] }, [] as never).next());
+    await rejects("lock", () => db.lock("r", "X", [] as never));
+    const tx = await db.begin();
+    tx.set("ns", "k", 1);
+    await rejects("prepare", () => tx.prepare("t1", [] as never));
+    tx.rollback();
+    assert.equal(await db.get("ns", "k"), undefined, "nothing written");
+  } finally {
+    await db.close();
+  }
+});

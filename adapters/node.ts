@@ -13,6 +13,8 @@
  */
 import koffi from "koffi";
 import process from "node:process";
+import { inspect } from "node:util";
+import { isMainThread } from "node:worker_threads";
 import { DEFAULT_LIBC, loadLibc, makeNodeFsPlatform } from "./nodefs.ts";
 import { makeSharedMemory, sysvShmSupported } from "./sysvshm.ts";
 import { makeIdentity } from "./statx.ts";
@@ -46,7 +48,13 @@ export function makeNodePlatform(libc: string = DEFAULT_LIBC): Platform {
     // kernel when it is released, instead of polling for it (lock.ts).
     (fd, op) =>
       new Promise((resolve, reject) => {
-        flockFn.async(fd, op, (err: unknown, res: number) => (err ? reject(err) : resolve(res === 0 ? 0 : FLOCK_ASYNC_FAILED)));
+        guardExit(lib);
+        kernelWaits++;
+        flockFn.async(fd, op, (err: unknown, res: number) => {
+          kernelWaits--;
+          if (err) reject(err);
+          else resolve(res === 0 ? 0 : FLOCK_ASYNC_FAILED);
+        });
       }),
   );
   const shm = nodeSharedMemory(lib);
@@ -54,6 +62,58 @@ export function makeNodePlatform(libc: string = DEFAULT_LIBC): Platform {
   const statx = nodeStatx(lib);
   if (statx) platform.identity = makeIdentity(statx, (path) => platform.lstat(path));
   return platform;
+}
+
+/** Waiting flocks on libuv's thread pool not granted yet, in this process. */
+let kernelWaits = 0;
+let exitGuarded = false;
+
+/**
+ * A waiting flock cannot be cancelled, and at exit Node joins libuv's pool threads: a
+ * process with one still waiting (its lock held by a stopped or hung process, or by
+ * flock(1)) could not exit, not by process.exit(), not after an uncaught error (an open()
+ * that failed with LOCK_TIMEOUT left it hanging instead of exiting with the error), until
+ * the holder let go. Such a process now ends with _exit(2) at its 'exit' event, once the
+ * exit listeners after this one have run (and an uncaught error printed, as Node would);
+ * one with no wait pending exits as Node does. Not in a worker thread, whose _exit would
+ * end the whole process. A process that ends by running out of work, with a wait pending,
+ * still stays until the holder lets go: the pending wait is work to Node, and 'exit'
+ * never comes.
+ */
+function guardExit(lib: koffi.IKoffiLib): void {
+  if (exitGuarded) return;
+  exitGuarded = true;
+  if (!isMainThread) return;
+  let exitNow: (status: number) => void;
+  try {
+    exitNow = lib.func("void _exit(int status)") as unknown as (status: number) => void;
+  } catch {
+    return; // a C library without _exit: Node's own exit, as before
+  }
+  // An uncaught error is printed by Node after the 'exit' event, which _exit would skip:
+  // it is kept here as it passes (the monitor changes nothing of its handling), and printed
+  // before _exit. One that a listener handles, so that the process goes on, is let go at
+  // the next turn of the event loop.
+  let fatal: { error: unknown } | undefined;
+  process.on("uncaughtExceptionMonitor", (error) => {
+    fatal = { error };
+    setImmediate(() => (fatal = undefined)).unref();
+  });
+  const onExit = (code: number) => {
+    if (kernelWaits === 0) return;
+    if (fatal) process.stderr.write(`${inspect(fatal.error)}\n\nNode.js ${process.version}\n`);
+    const listeners = process.listeners("exit");
+    for (const listener of listeners.slice(listeners.indexOf(onExit) + 1)) {
+      try {
+        listener.call(process, code);
+      } catch (e) {
+        // Thrown on, it would take Node's own exit path, the one that hangs: reported here.
+        console.error(e);
+      }
+    }
+    exitNow(typeof process.exitCode === "number" ? process.exitCode : code);
+  };
+  process.on("exit", onExit);
 }
 
 /** statx(2) through koffi on Linux (statx.ts says why); undefined elsewhere, or where the C library lacks it (glibc < 2.28). */

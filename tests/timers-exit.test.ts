@@ -32,6 +32,32 @@ if (canSpawn) {
       assert.deepEqual(outcome, { code: 0, signal: null }, `${rt} worker: ${w.stderr}`);
       assert.ok(performance.now() - t0 < EXIT_MS_MAX);
     });
+    test(`[${runtime}] a ${rt} process whose open() gave up waiting for a writer lock that flock(1) keeps exits at once, by process.exit() or by the uncaught LOCK_TIMEOUT (Node waited in its exit for the pending wait, until the holder let go)`, async () => {
+      const { spawn, spawnSync } = await import("node:child_process");
+      assert.equal(spawnSync("flock", ["--version"]).status, 0, "this test needs flock(1) (util-linux)");
+      const dir = `${tempDir("exit-giveup")}/store`;
+      await (await open(dir)).close();
+      const holder = spawn("flock", ["-o", `${dir}/writer.lock`, "sleep", "60"], { stdio: "ignore" });
+      try {
+        for (const [how, code] of [["exit", 3], ["uncaught", 1]] as const) {
+          const w = startWorker(rt, "lock-giveup", [dir, how]);
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const outcome = await Promise.race([
+            w.exited,
+            new Promise<"still running">((resolve) => (timer = setTimeout(() => resolve("still running"), 30_000))),
+          ]);
+          clearTimeout(timer);
+          if (outcome === "still running") w.kill9();
+          assert.notEqual(outcome, "still running", `${rt}, ${how}: still running 30 s after open() gave up at 300 ms (${w.lines.join(" | ")} ${w.stderr})`);
+          assert.deepEqual(outcome, { code, signal: null }, `${rt}, ${how}: ${w.lines.join(" | ")} ${w.stderr}`);
+          // The uncaught error as the runtime prints it (Deno shows no code, only the message).
+          if (how === "exit") assert.deepEqual(w.lines, ["gave up LOCK_TIMEOUT"], `${rt}, ${how}`);
+          else assert.match(w.stderr, /Cannot acquire exclusive lock on .*writer\.lock/, `${rt}, ${how}`);
+        }
+      } finally {
+        holder.kill("SIGKILL");
+      }
+    });
     test(`[${runtime}] a ${rt} process awaiting a watch() event stays alive until another process's commit brings it`, async () => {
       const dir = `${tempDir("exit-watch")}/store`;
       const w = startWorker(rt, "watch-waiter", [dir]);

@@ -7,7 +7,7 @@
  *
  * The tests share one 1-member cluster and run in order; the last one stops it.
  */
-import { assert, canSpawn, runtime, sleep, tempDir, test } from "./harness.ts";
+import { assert, canSpawn, collector, runtime, sleep, tempDir, test } from "./harness.ts";
 import { etcdTests, sharedCluster, whenAvailable as whenUp } from "./etcdtests.ts";
 import { open, TxtDbError } from "txtdb";
 import { EtcdClient } from "txtdb/internal";
@@ -32,31 +32,6 @@ async function codeOf(fn: () => unknown): Promise<string> {
     if (e instanceof TxtDbError) return e.code;
     throw e;
   }
-}
-
-/** A full garbage collection on this runtime, or undefined where none can be asked for. */
-async function collector(): Promise<(() => Promise<void>) | undefined> {
-  const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
-  if (bun) return async () => bun.gc(true);
-  let gc = (globalThis as { gc?: () => void }).gc;
-  if (!gc) {
-    try {
-      const v8 = await import("node:v8");
-      const vm = await import("node:vm");
-      v8.setFlagsFromString("--expose-gc");
-      gc = vm.runInNewContext("gc") as (() => void) | undefined;
-    } catch {
-      return undefined;
-    }
-  }
-  if (typeof gc !== "function") return undefined;
-  const run = gc;
-  return async () => {
-    for (let i = 0; i < 3; i++) {
-      run();
-      await sleep(10); // finalizers run on a later turn
-    }
-  };
 }
 
 let stores = 0;

@@ -58,14 +58,25 @@ async function worker([kind, dir, nArg, idArg, procsArg]) {
   // state: [0] tail end, [8] durable end, [16 + 8 i] last sequence of slot i committed
   let fsyncs = 0;
   const mySlot = Buffer.alloc(SLOT_BYTES, 1), posted = Buffer.alloc(SLOT_BYTES * procs), done = Buffer.alloc(8 * procs), batch = Buffer.alloc(RECORD_BYTES * procs);
+  /** Writer lock, append at the tail end, move the end, release: resolves with this record's end. */
+  async function appendRecord(takeWriterLock) {
+    await takeWriterLock();
+    const end = readWord(word, 0);
+    fs.writeSync(seg, record, 0, RECORD_BYTES, end);
+    writeWord(word, end + RECORD_BYTES, 0);
+    flock(writer, LOCK_UN);
+    return end + RECORD_BYTES;
+  }
+  async function syncOwnAppend(takeWriterLock) {
+    const mine = await appendRecord(takeWriterLock);
+    if (readWord(durable, 8) >= mine) return;
+    fs.fdatasyncSync(seg);
+    fsyncs++;
+    if (readWord(durable, 8) < mine) writeWord(durable, mine, 8);
+  }
   const commit = {
     async group() {
-      await lock(writer);
-      const end = readWord(word, 0);
-      fs.writeSync(seg, record, 0, RECORD_BYTES, end);
-      writeWord(word, end + RECORD_BYTES, 0);
-      flock(writer, LOCK_UN);
-      const mine = end + RECORD_BYTES;
+      const mine = await appendRecord(() => lock(writer));
       if (readWord(durable, 8) >= mine) return;
       await lock(syncLock);
       if (readWord(durable, 8) < mine) {
@@ -87,33 +98,11 @@ async function worker([kind, dir, nArg, idArg, procsArg]) {
     },
     // Each process syncs its own append, without the sync lock: concurrent fdatasyncs of
     // the file, which the kernel may serve with one device flush.
-    async parallel() {
-      await lock(writer);
-      const end = readWord(word, 0);
-      fs.writeSync(seg, record, 0, RECORD_BYTES, end);
-      writeWord(word, end + RECORD_BYTES, 0);
-      flock(writer, LOCK_UN);
-      const mine = end + RECORD_BYTES;
-      if (readWord(durable, 8) >= mine) return;
-      fs.fdatasyncSync(seg);
-      fsyncs++;
-      if (readWord(durable, 8) < mine) writeWord(durable, mine, 8);
-    },
+    parallel: () => syncOwnAppend(() => lock(writer)),
     // parallel, waiting for the writer lock on the main thread (a blocking flock: one
     // context switch, no helper thread and no event-loop wake-up; a library could do this
     // only for a bounded time).
-    async parallelBlocking() {
-      flock(writer, LOCK_EX);
-      const end = readWord(word, 0);
-      fs.writeSync(seg, record, 0, RECORD_BYTES, end);
-      writeWord(word, end + RECORD_BYTES, 0);
-      flock(writer, LOCK_UN);
-      const mine = end + RECORD_BYTES;
-      if (readWord(durable, 8) >= mine) return;
-      fs.fdatasyncSync(seg);
-      fsyncs++;
-      if (readWord(durable, 8) < mine) writeWord(durable, mine, 8);
-    },
+    parallelBlocking: () => syncOwnAppend(() => flock(writer, LOCK_EX)),
     async combine(seq) {
       mySlot.writeDoubleLE(seq, 0);
       fs.writeSync(slots, mySlot, 0, SLOT_BYTES, id * SLOT_BYTES);

@@ -12,6 +12,7 @@ import { open, TxtDbError } from "../mod.ts";
 import type { Database } from "../mod.ts";
 import { Log } from "../src/log.ts";
 import { checkManifestLost } from "../src/opening.ts";
+import { PortError } from "../src/port.ts";
 import type { Platform } from "../src/port.ts";
 import { COMMANDS } from "./args.ts";
 
@@ -23,14 +24,33 @@ export type DirState = "store" | "missing" | "empty" | "partial" | "file" | "oth
 
 /** What is at `dir`: a store, nothing, an empty or half-created one, a file, or someone else's directory. */
 export function dirState(platform: Platform, dir: string): DirState {
-  const info = platform.stat(dir);
+  const info = unreadable(platform, dir, undefined, () => platform.stat(dir));
   if (!info) return "missing";
   if (!info.isDirectory) return "file";
   // Whatever MANIFEST is, it is a store's: open() says what is wrong with one that is not a file.
-  if (platform.lstat(`${dir}/MANIFEST`)) return "store";
-  const names = platform.readdir(dir);
+  if (unreadable(platform, dir, info.uid, () => platform.lstat(`${dir}/MANIFEST`))) return "store";
+  const names = unreadable(platform, dir, info.uid, () => platform.readdir(dir));
   if (names.length === 0) return "empty";
   return names.every((n) => STORE_FILE.test(n)) ? "partial" : "other";
+}
+
+/**
+ * `f()`, with a failure to look at `dir` (another user's owner-only store: EACCES) as an IO
+ * error that says whose it is and what to do. It came out as the adapter's PortError, which
+ * the command line took for a bug of its own: "internal error (please report)" and a stack.
+ */
+function unreadable<T>(platform: Platform, dir: string, ownerUid: number | undefined, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (!(e instanceof PortError)) throw e;
+    const denied = e.errno === "EACCES" || e.errno === "EPERM";
+    const whose = ownerUid !== undefined && platform.uid !== undefined && ownerUid !== platform.uid
+      ? ` (it belongs to uid ${ownerUid}; this process runs as uid ${platform.uid})`
+      : "";
+    const advice = denied ? `; permission denied${whose}: run txtdb as a user who may read the store, such as its owner` : "";
+    throw new TxtDbError("IO", `Cannot read ${JSON.stringify(dir)}: ${e.message}${advice}`, { cause: e });
+  }
 }
 
 const invalid = (message: string) => new TxtDbError("INVALID_ARGUMENT", message);

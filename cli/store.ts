@@ -13,7 +13,7 @@ import type { Database } from "../mod.ts";
 import { Log } from "../src/log.ts";
 import { checkManifestLost } from "../src/opening.ts";
 import { PortError } from "../src/port.ts";
-import type { Platform } from "../src/port.ts";
+import type { LockHandle, Platform } from "../src/port.ts";
 import { COMMANDS } from "./args.ts";
 
 /** Files a store directory holds; a directory with only these is a store, possibly half-created. */
@@ -70,10 +70,32 @@ export function refuseLostManifest(platform: Platform, dir: string, state: DirSt
   }
 }
 
-/** The platform of this runtime (loaded once). */
+/** The platform of this runtime (loaded once), waiting for locks as {@link pollingLocks} says. */
 export async function platform(): Promise<Platform> {
   const { defaultPlatform } = await import("../src/platform.ts");
-  return await defaultPlatform();
+  return cliPlatform ??= pollingLocks(await defaultPlatform());
+}
+let cliPlatform: Platform | undefined;
+
+/**
+ * `p`, with every lock it hands out waiting by polling (tryLock) instead of in the kernel on
+ * a helper thread (lockAsync). Such a wait cannot be cancelled, and on Node it runs on
+ * libuv's thread pool, which process.exit() joins: a command that gave up with LOCK_TIMEOUT
+ * after 30 s (writer.lock held by a stopped process, or by flock(1)) printed the error and
+ * then hung until the holder let go, forever for one that never does. A command is short;
+ * polling costs it at most a few milliseconds per wait.
+ */
+export function pollingLocks(p: Platform): Platform {
+  const polled = <H extends LockHandle>(h: H): H => {
+    // An own property hides the adapter's (a field on Node and Bun, a method on Deno).
+    if (h.lockAsync) Object.defineProperty(h, "lockAsync", { value: undefined, writable: true, configurable: true });
+    return h;
+  };
+  const wrapped: Platform = Object.create(p);
+  wrapped.open = (path, options) => polled(p.open(path, options));
+  const dirLock = p.openDirectoryLock;
+  if (dirLock) wrapped.openDirectoryLock = (path) => polled(dirLock.call(p, path));
+  return wrapped;
 }
 
 /** How a command opens a store shared by a group: open()'s `mode` and `allowForeignOwner`. */

@@ -1,12 +1,14 @@
 /**
- * What a newcomer meets first with the command line: a store they may not read. Each
- * failure must end the command with a clear message and a documented exit code.
+ * What a newcomer meets first with the command line: a store they may not read, and a
+ * command that gives up waiting for a lock. Each failure must end the command with a clear
+ * message and a documented exit code.
  */
-import { assert, runtime, test } from "./harness.ts";
+import { assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
+import { defaultPlatform } from "txtdb/internal";
 import type { FileInfo, Platform } from "txtdb";
 // The class cli/store.ts itself sees (the Node leg bundles the sources of cli/ and src/).
 import { PortError } from "../src/port.ts";
-import { dirState } from "../cli/store.ts";
+import { dirState, pollingLocks } from "../cli/store.ts";
 
 const R = `[${runtime}]`;
 
@@ -29,3 +31,72 @@ test(`${R} a store directory the user may not read is an IO error saying whose i
     return true;
   });
 });
+
+test(`${R} the command line's platform waits for locks by polling: no lock it hands out waits in the kernel on a helper thread`, async () => {
+  const p = await defaultPlatform();
+  const dir = tempDir("newcomer-locks");
+  const wrapped = pollingLocks(p);
+  const file = wrapped.open(`${dir}/lockfile`, { create: true });
+  try {
+    assert.equal(file.lockAsync, undefined, "a file's lock");
+    assert.ok(file.tryLock(true), "tryLock still works");
+    file.unlock();
+  } finally {
+    file.close();
+  }
+  if (p.openDirectoryLock) {
+    const d = wrapped.openDirectoryLock!(dir);
+    try {
+      assert.equal(d.lockAsync, undefined, "a directory's lock");
+    } finally {
+      d.close();
+    }
+  }
+  // The platform itself keeps its kernel waits (the library's own opens use them).
+  const own = p.open(`${dir}/lockfile`);
+  try {
+    if (runtime !== "bun" || own.lockAsync) assert.equal(typeof own.lockAsync, "function");
+  } finally {
+    own.close();
+  }
+});
+
+if (canSpawn) {
+  const { spawn } = await import("node:child_process");
+  const { CLI, runCli } = await import("./clirun.ts");
+
+  test(`${R} txtdb set on a store whose writer lock another process holds exits 2 with LOCK_TIMEOUT after 30 s, on every runtime, rather than hang until the holder lets go`, async () => {
+    const dir = `${tempDir("newcomer-lock-timeout")}/d`;
+    assert.equal(runCli("node", ["set", dir, "n", "k", "1"]).code, 0);
+    // Held by this process, for longer than the commands may take: as by a stopped holder.
+    const p = await defaultPlatform();
+    const holder = p.open(`${dir}/writer.lock`);
+    assert.ok(holder.tryLock(true), "this test holds writer.lock");
+    try {
+      const runs = (["node", "deno", "bun"] as const).map((rt) =>
+        new Promise<{ rt: string; code: number | null; err: string; ms: number }>((resolve) => {
+          const [cmd, base] = CLI[rt];
+          const t0 = performance.now();
+          const child = spawn(cmd, [...base, "set", dir, "n", "k", "2"], { stdio: ["ignore", "ignore", "pipe"] });
+          let err = "";
+          child.stderr!.on("data", (d) => (err += d));
+          // Well past the 30 s lock timeout: a command still running then hangs.
+          const kill = setTimeout(() => child.kill("SIGKILL"), 50_000);
+          child.on("exit", (code) => {
+            clearTimeout(kill);
+            resolve({ rt, code, err, ms: performance.now() - t0 });
+          });
+        })
+      );
+      for (const r of await Promise.all(runs)) {
+        assert.equal(r.code, 2, `${r.rt}: exit code after ${Math.round(r.ms)} ms (null: killed, still running at 50 s); stderr: ${r.err}`);
+        assert.match(r.err, /^txtdb: LOCK_TIMEOUT: .*writer\.lock/, r.rt);
+        assert.doesNotMatch(r.err, /\n\s+at /, `${r.rt}: no stack trace`);
+      }
+    } finally {
+      holder.close();
+    }
+    // The lock free again, the store takes the write.
+    assert.equal(runCli("node", ["set", dir, "n", "k", "3"]).code, 0);
+  });
+}

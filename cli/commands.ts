@@ -203,7 +203,22 @@ export async function run(inv: Invocation): Promise<number> {
         return await exportAll(db, rest, out, drained, progress);
     }
     throw new Error(`txtdb internal assertion failed: command ${JSON.stringify(command)} has a spec but no case`);
+  } catch (e) {
+    throw forCommandLine(e);
   } finally {
     await db.close();
   }
+}
+
+/**
+ * A NAMESPACE_NOT_FOUND as the command line says it. The library's advice, to create the
+ * namespace with createNamespace() or the namespaces open option, is for a program: `txtdb
+ * get ./data user alice` (a namespace misspelt) told a shell user to call a function.
+ */
+export function forCommandLine(e: unknown): unknown {
+  if (!(e instanceof TxtDbError) || e.code !== "NAMESPACE_NOT_FOUND") return e;
+  const advice = e.message.indexOf("; create it with createNamespace(");
+  if (advice < 0) return e;
+  const message = `${e.message.slice(0, advice)}; \`txtdb namespaces <dir>\` lists the store's namespaces, and \`txtdb set <dir> <namespace> <key> <value>\` creates one with its first key`;
+  return new TxtDbError(e.code, message, { cause: e, ...(e.details ? { details: e.details } : {}) });
 }

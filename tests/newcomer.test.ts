@@ -1,7 +1,7 @@
 /**
- * What a newcomer meets first with the command line: a store they may not read, and a
- * command that gives up waiting for a lock. Each failure must end the command with a clear
- * message and a documented exit code.
+ * What a newcomer meets first with the command line: a store they may not read, a command
+ * that gives up waiting for a lock, a misspelt namespace. Each failure must end the command
+ * with a clear message, advice a shell user can follow, and a documented exit code.
  */
 import { assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
 import { defaultPlatform } from "txtdb/internal";
@@ -9,6 +9,8 @@ import type { FileInfo, Platform } from "txtdb";
 // The class cli/store.ts itself sees (the Node leg bundles the sources of cli/ and src/).
 import { PortError } from "../src/port.ts";
 import { dirState, pollingLocks } from "../cli/store.ts";
+import { forCommandLine } from "../cli/commands.ts";
+import { TxtDbError } from "../src/errors.ts";
 
 const R = `[${runtime}]`;
 
@@ -61,6 +63,15 @@ test(`${R} the command line's platform waits for locks by polling: no lock it ha
   }
 });
 
+test(`${R} a namespace that does not exist: the command line's message says how to list and create namespaces from the shell, not to call createNamespace()`, () => {
+  const e = forCommandLine(new TxtDbError("NAMESPACE_NOT_FOUND", 'Namespace "user" does not exist (at version 7); create it with createNamespace("user") or the namespaces open option', { details: { ns: "user" } })) as TxtDbError;
+  assert.equal(e.code, "NAMESPACE_NOT_FOUND");
+  assert.equal(e.message, 'Namespace "user" does not exist (at version 7); `txtdb namespaces <dir>` lists the store\'s namespaces, and `txtdb set <dir> <namespace> <key> <value>` creates one with its first key');
+  assert.deepEqual(e.details, { ns: "user" });
+  const other = new TxtDbError("CONFLICT", "lost");
+  assert.equal(forCommandLine(other), other, "other errors pass unchanged");
+});
+
 if (canSpawn) {
   const { spawn } = await import("node:child_process");
   const { CLI, runCli } = await import("./clirun.ts");
@@ -98,5 +109,18 @@ if (canSpawn) {
     }
     // The lock free again, the store takes the write.
     assert.equal(runCli("node", ["set", dir, "n", "k", "3"]).code, 0);
+  });
+
+  test(`${R} txtdb get, list, delete and export of a namespace that does not exist say how to list and create one from the shell, on every runtime`, () => {
+    const dir = `${tempDir("newcomer-ns")}/d`;
+    assert.equal(runCli("node", ["set", dir, "users", "alice", "1"]).code, 0);
+    for (const rt of ["node", "deno", "bun"] as const) {
+      for (const args of [["get", dir, "user", "alice"], ["list", dir, "user"], ["delete", dir, "user", "alice"], ["export", dir, "user"]]) {
+        const r = runCli(rt, args);
+        assert.equal(r.code, 2, `${rt} ${args[0]}: ${r.err}`);
+        assert.match(r.err, /^txtdb: NAMESPACE_NOT_FOUND: Namespace "user" does not exist.*; `txtdb namespaces <dir>` lists the store's namespaces, and `txtdb set <dir> <namespace> <key> <value>` creates one/, `${rt} ${args[0]}`);
+        assert.doesNotMatch(r.err, /createNamespace|open option/, `${rt} ${args[0]}`);
+      }
+    }
   });
 }

@@ -56,7 +56,7 @@ export interface CommandSpec {
 export const COMMANDS: Record<string, CommandSpec> = {
   stats: {
     args: [], flags: [...SHARED], access: "read",
-    summary: "store-wide figures from the store's files (JSON): version, bytes by file, segments, checkpoint, live processes and their pins, oldest pin, writer-lock holder",
+    summary: "store-wide figures from the store's files (JSON): version, bytes by file, segments, tables by level, live processes and their pins, oldest pin, writer-lock holder",
     details: "Per-process counters (commits, latencies) live in each process (db.stats(), db.metrics()) and are not shown.",
   },
   doctor: {
@@ -75,11 +75,11 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   check: {
     args: [], flags: ["progress", ...SHARED], access: "read",
-    summary: "verify every record, the checkpoint and the index (JSON report); exit 1 on problems",
+    summary: "verify every table block, log record, value and the index (JSON report); exit 1 on problems",
   },
   compact: {
     args: [], flags: ["progress", ...SHARED], access: "write",
-    summary: "fold old log segments into a checkpoint; says why when nothing could be folded",
+    summary: "fold old log segments into sorted tables (JSON); says why when nothing could be folded",
   },
   backup: {
     args: ["dest"], flags: ["progress", ...SHARED], access: "read",

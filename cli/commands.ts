@@ -144,7 +144,7 @@ export async function run(inv: Invocation): Promise<number> {
         for (const queue of databaseInternals(db).queueNames()) out(json({ queue, ...db.queueStats(queue) }));
         return EXIT.ok;
       case "check": {
-        progress.step("opened; checking every record, the checkpoint and the index");
+        progress.step("opened; checking every table block, log record and value, and the index");
         const r = withoutAdvice(await db.check());
         out(safeJson(JSON.stringify(r, null, 2)));
         progress.step(r.ok ? `ok: ${r.records} records, ${bytes(r.bytes)}` : `${r.problems.length} problems`);

@@ -17,7 +17,7 @@ import { damageReport, withoutAdvice } from "./damage.ts";
 import { doctor, doctorDamaged } from "./doctor.ts";
 import { exportAll } from "./export.ts";
 import { gatherFigures, gatherSagaFigures, liveProcesses, storeFiles } from "./figures.ts";
-import { fitsOneTransaction, readImport, writeImport } from "./import.ts";
+import { duplicateName, fitsOneTransaction, lossyNumber, readImport, writeImport } from "./import.ts";
 import { drained, err, out, stderrIsTerminal, stdinLines } from "./io.ts";
 import { bytes, json, name, Progress, report, safe, safeJson } from "./output.ts";
 import { dirState, openFor, platform, refuseLostManifest } from "./store.ts";
@@ -38,6 +38,12 @@ export function parseValueArg(what: string, text: string): unknown {
     if (/^\s*[[{"]/.test(text)) throw invalid(`The ${what} ${JSON.stringify(text)} is not valid JSON: ${(e as Error).message}`);
     return text;
   }
+  // What import refuses in a line, refused here too: `txtdb set ./d users 12345678901234567890 …`
+  // wrote the key 12345678901234567000, the same key as …891, and 1e400 wrote Infinity.
+  const lossy = lossyNumber(text);
+  if (lossy !== undefined) throw invalid(`The ${what} ${JSON.stringify(text)}: ${lossy}`);
+  const twice = duplicateName(text);
+  if (twice !== undefined) throw invalid(`The ${what} ${JSON.stringify(text)}: the name ${JSON.stringify(twice)} appears twice in one object, and JSON keeps only the last; write it once`);
   return fromTagged(parsed, what);
 }
 

@@ -111,7 +111,7 @@ class Digest {
  * 1152921504606847000), and no number may overflow; a decimal fraction rounds, as every
  * JSON reader's does.
  */
-function lossyNumber(text: string): string | undefined {
+export function lossyNumber(text: string): string | undefined {
   if (!/\d{16}|\d[eE][+-]?\d{3}/.test(text)) return undefined; // the usual line: nothing to round
   for (const m of text.matchAll(/"[^"\\]*(?:\\.[^"\\]*)*"|-?\d+(\.\d+)?([eE][+-]?\d+)?/g)) {
     const t = m[0];
@@ -131,7 +131,7 @@ function lossyNumber(text: string): string | undefined {
  * "value" fields, or a value object with a name twice, would import what the writer of the
  * line did not see. One pass over the text; names are compared decoded ("a" and "\u0061").
  */
-function duplicateName(text: string): string | undefined {
+export function duplicateName(text: string): string | undefined {
   const objects: (Set<string> | undefined)[] = []; // undefined: an array
   let nameNext = false;
   for (let i = 0; i < text.length; i++) {

@@ -1,6 +1,6 @@
 /**
  * What a newcomer meets first with the command line: a store they may not read, a command
- * that gives up waiting for a lock, a misspelt namespace. Each failure must end the command
+ * that gives up waiting for a lock, a misspelt namespace, a number JSON cannot hold. Each failure must end the command
  * with a clear message, advice a shell user can follow, and a documented exit code.
  */
 import { assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
@@ -9,7 +9,7 @@ import type { FileInfo, Platform } from "txtdb";
 // The class cli/store.ts itself sees (the Node leg bundles the sources of cli/ and src/).
 import { PortError } from "../src/port.ts";
 import { dirState, pollingLocks } from "../cli/store.ts";
-import { forCommandLine } from "../cli/commands.ts";
+import { forCommandLine, parseValueArg } from "../cli/commands.ts";
 import { TxtDbError } from "../src/errors.ts";
 
 const R = `[${runtime}]`;
@@ -72,6 +72,23 @@ test(`${R} a namespace that does not exist: the command line's message says how 
   assert.equal(forCommandLine(other), other, "other errors pass unchanged");
 });
 
+test(`${R} a key or value on the command line is refused, as import refuses it in a line, when JSON.parse would change it: an integer no 64-bit float holds, a number past its range, a name twice in one object`, () => {
+  const refused = (what: string, text: string, message: RegExp) =>
+    assert.throws(() => parseValueArg(what, text), (e: unknown) => (e as { code?: string }).code === "INVALID_ARGUMENT" && message.test((e as Error).message), text);
+  refused("key", "12345678901234567890", /^The key "12345678901234567890": the number 12345678901234567890 cannot be kept exactly as a 64-bit float \(it would read as 12345678901234567168\); write it as \{"\$bigint":"12345678901234567890"\}/);
+  refused("value", '{"id":9007199254740993}', /the number 9007199254740993 cannot be kept exactly/);
+  refused("value", "1e400", /the number 1e400 is too large for a 64-bit float \(it would read as Infinity\)/);
+  refused("prefix", '["a",-1e999]', /the number -1e999 is too large/);
+  refused("value", '{"a":1,"a":2}', /the name "a" appears twice in one object/);
+  // What a float holds exactly, or is its own shortest form (as export writes it), is kept.
+  assert.equal(parseValueArg("value", "9007199254740991"), 9007199254740991);
+  assert.equal(parseValueArg("value", "100000000000000000000"), 1e20);
+  assert.equal(parseValueArg("value", "1152921504606847000"), 2 ** 60);
+  assert.equal(parseValueArg("value", "0.1000000000000000000001"), 0.1, "a decimal fraction rounds, as in every JSON reader");
+  assert.equal(parseValueArg("value", '{"$bigint":"12345678901234567890"}'), 12345678901234567890n);
+  assert.equal(parseValueArg("key", "alice"), "alice");
+});
+
 if (canSpawn) {
   const { spawn } = await import("node:child_process");
   const { CLI, runCli } = await import("./clirun.ts");
@@ -122,5 +139,18 @@ if (canSpawn) {
         assert.doesNotMatch(r.err, /createNamespace|open option/, `${rt} ${args[0]}`);
       }
     }
+  });
+
+  test(`${R} txtdb set of two integer keys past 2^53 that one float holds is refused, rather than write the second over the first`, () => {
+    const dir = `${tempDir("newcomer-bigint")}/d`;
+    for (const rt of ["node", "deno", "bun"] as const) {
+      const r = runCli(rt, ["set", dir, "users", "12345678901234567891", '"second"']);
+      assert.equal(r.code, 2, `${rt}: ${r.err}`);
+      assert.match(r.err, /^txtdb: INVALID_ARGUMENT: The key "12345678901234567891": .*\{"\$bigint":"12345678901234567891"\}/, rt);
+    }
+    assert.equal(runCli("node", ["set", dir, "users", '{"$bigint":"12345678901234567890"}', '"first"']).code, 0);
+    assert.equal(runCli("node", ["set", dir, "users", '{"$bigint":"12345678901234567891"}', '"second"']).code, 0);
+    const listed = runCli("node", ["list", dir, "users"]).out.trim().split("\n");
+    assert.deepEqual(listed.map((l) => JSON.parse(l).value), ["first", "second"]);
   });
 }

@@ -76,6 +76,24 @@ async function reportDamage(command: string, dir: string, e: TxtDbError, progres
   return EXIT.problems;
 }
 
+/**
+ * A directory given as import's stdin (`txtdb import ./data < backups/`, the file's name left
+ * out) is a mistake to say, before a store is created: Node reads it as empty input, so the
+ * import created an empty store and exited 0; Bun and Deno failed with EISDIR and a stack.
+ * (Deno with only --allow-read --allow-write may not stat /dev/stdin: reading fails, as IO.)
+ */
+async function refuseDirectoryOnStdin(): Promise<void> {
+  let info;
+  try {
+    info = (await platform()).stat("/dev/stdin");
+  } catch {
+    return; // no /dev/stdin to look at: reading says what is wrong
+  }
+  if (info?.isDirectory) {
+    throw invalid("stdin is a directory; give the export lines as a file or a pipe: `txtdb import <dir> < export.ndjson` or `txtdb export <src> | txtdb import <dir>`");
+  }
+}
+
 /** Runs `inv`; returns the exit code. Errors are thrown (main.ts prints them). */
 export async function run(inv: Invocation): Promise<number> {
   switch (inv.kind) {
@@ -95,6 +113,7 @@ export async function run(inv: Invocation): Promise<number> {
   const { command, dir, rest } = inv;
   const progress = new Progress(command, { on: inv.progress || stderrIsTerminal(), write: err, nowMs: () => performance.now() });
   if (command === "import") {
+    await refuseDirectoryOnStdin();
     progress.start("reading and checking stdin");
     const input = await readImport(stdinLines(), progress);
     progress.step(`checked ${input.entries.length} entries (${bytes(input.bytes)}); ${fitsOneTransaction(input) ? "one transaction" : "in batches, resumable"}`);

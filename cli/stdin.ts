@@ -78,5 +78,18 @@ export async function* linesOf(source: AsyncIterable<Uint8Array | string>, lineC
 /** Yields stdin lines until EOF (a last line without a newline included); see {@link linesOf}. */
 export function stdinLines(): AsyncGenerator<string> {
   const g = globalThis as unknown as G;
-  return linesOf(g.Deno ? g.Deno.stdin.readable : g.process!.stdin);
+  return linesOf(readFailuresAsIo(g.Deno ? g.Deno.stdin.readable : g.process!.stdin));
+}
+
+/**
+ * `source`, with a failure to read it as an IO error: the runtime's own error (EISDIR,
+ * EIO) came out of the command line as "internal error (please report)" and a stack.
+ */
+export async function* readFailuresAsIo<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* source;
+  } catch (e) {
+    if (e instanceof TxtDbError) throw e;
+    throw new TxtDbError("IO", `Reading stdin failed: ${e instanceof Error ? e.message : String(e)}; give the export lines as a file or a pipe (txtdb import <dir> < export.ndjson)`, { cause: e });
+  }
 }

@@ -1,6 +1,7 @@
 /**
  * What a newcomer meets first with the command line: a store they may not read, a command
- * that gives up waiting for a lock, a misspelt namespace, a number JSON cannot hold. Each failure must end the command
+ * that gives up waiting for a lock, a misspelt namespace, a number JSON cannot hold, a
+ * directory given to import as its stdin. Each failure must end the command
  * with a clear message, advice a shell user can follow, and a documented exit code.
  */
 import { assert, canSpawn, runtime, tempDir, test } from "./harness.ts";
@@ -10,6 +11,7 @@ import type { FileInfo, Platform } from "txtdb";
 import { PortError } from "../src/port.ts";
 import { dirState, pollingLocks } from "../cli/store.ts";
 import { forCommandLine, parseValueArg } from "../cli/commands.ts";
+import { readFailuresAsIo } from "../cli/stdin.ts";
 import { TxtDbError } from "../src/errors.ts";
 
 const R = `[${runtime}]`;
@@ -89,6 +91,26 @@ test(`${R} a key or value on the command line is refused, as import refuses it i
   assert.equal(parseValueArg("key", "alice"), "alice");
 });
 
+test(`${R} a failure to read import's stdin is an IO error saying what to give, not the runtime's own error`, async () => {
+  async function* failing() {
+    yield "{}";
+    throw Object.assign(new Error("Is a directory (os error 21)"), { name: "IsADirectory" });
+  }
+  const got: string[] = [];
+  await assert.rejects(async () => {
+    for await (const c of readFailuresAsIo(failing())) got.push(c);
+  }, (e: unknown) => (e as { code?: string }).code === "IO" && /^Reading stdin failed: Is a directory \(os error 21\); give the export lines as a file or a pipe/.test((e as Error).message));
+  assert.deepEqual(got, ["{}"]);
+  const mine = new TxtDbError("INVALID_ARGUMENT", "line 1: bad");
+  async function* own() {
+    yield 1;
+    throw mine;
+  }
+  await assert.rejects(async () => {
+    for await (const _ of readFailuresAsIo(own())) { /* read on */ }
+  }, (e: unknown) => e === mine);
+});
+
 if (canSpawn) {
   const { spawn } = await import("node:child_process");
   const { CLI, runCli } = await import("./clirun.ts");
@@ -152,5 +174,25 @@ if (canSpawn) {
     assert.equal(runCli("node", ["set", dir, "users", '{"$bigint":"12345678901234567891"}', '"second"']).code, 0);
     const listed = runCli("node", ["list", dir, "users"]).out.trim().split("\n");
     assert.deepEqual(listed.map((l) => JSON.parse(l).value), ["first", "second"]);
+  });
+
+  test(`${R} txtdb import with a directory as stdin (the file's name left out) exits 2 saying so and creates no store, on every runtime`, async () => {
+    const fs = await import("node:fs");
+    const { spawnSync } = await import("node:child_process");
+    const work = tempDir("newcomer-stdin-dir");
+    fs.mkdirSync(`${work}/backups`);
+    const stdin = fs.openSync(`${work}/backups`, "r");
+    try {
+      for (const rt of ["node", "deno", "bun"] as const) {
+        const [cmd, base] = CLI[rt];
+        const r = spawnSync(cmd, [...base, "import", `${work}/${rt}`], { stdio: [stdin, "pipe", "pipe"], encoding: "utf8", timeout: 60_000 });
+        assert.equal(r.status, 2, `${rt}: ${r.stderr}`);
+        assert.match(r.stderr, /^txtdb: (INVALID_ARGUMENT: stdin is a directory|IO: Reading stdin failed: .*); give the export lines as a file or a pipe/, rt);
+        assert.doesNotMatch(r.stderr, /internal error|\n\s+at /, `${rt}: no stack trace`);
+        assert.equal(fs.existsSync(`${work}/${rt}`), false, `${rt}: no store created`);
+      }
+    } finally {
+      fs.closeSync(stdin);
+    }
   });
 }

@@ -563,6 +563,18 @@ export class Tail {
     if (published.off === 0 && published.seg > this.#readPos.seg && comparePositions(scanEnd, published) === 0) this.#readPos = published;
   }
 
+  /**
+   * True when the frontier `fr` moved only by a seal this process has not followed yet:
+   * another process's compaction sealed the active segment (the frontier at the start of a
+   * later segment, no new version) and switched the manifest. The probe used to stop at "no
+   * new version", so until the next commit this process followed the old manifest: it kept
+   * every folded segment and replaced table open (deleted, their disk space not given back)
+   * and the folded versions in memory, however often it read.
+   */
+  #sealedAhead(fr: Readonly<Frontier>): boolean {
+    return fr.tsn === this.#visibleTsn && fr.off === 0 && fr.seg > this.#readPos.seg;
+  }
+
   /** CORRUPTION for a read that finds the frontier file cut short or garbled (see #refreshOrThrow). */
   #unreadableFrontier(): TxtDbError {
     const file = `${this.path}/${FRONTIER}`;
@@ -586,7 +598,8 @@ export class Tail {
         // (the truth) says how far to read, so a forged copy can never send a read past the log.
         if (now - this.#fileProbedAtMs < MIRROR_TRUST_MS) {
           const m = this.log.readMirroredFrontier();
-          if (m !== undefined && m.tsn <= this.#visibleTsn) fr = m;
+          // A seal the mirror shows is read from the file, as a newer frontier is.
+          if (m !== undefined && m.tsn <= this.#visibleTsn && !this.#sealedAhead(m)) fr = m;
         }
         if (fr === undefined) fileProbeAtMs = now;
       } else if (now >= this.#registerAgainAtMs) {
@@ -611,7 +624,7 @@ export class Tail {
     }
     this.#frontierRead = true;
     if (this.#passedFrontier !== undefined && !this.#isPassedFrontier(fr)) this.#passedFrontier = undefined;
-    if (fr.tsn <= this.#visibleTsn || this.#passedFrontier !== undefined) {
+    if ((fr.tsn <= this.#visibleTsn && !this.#sealedAhead(fr)) || this.#passedFrontier !== undefined) {
       if (fileProbeAtMs !== undefined) this.#fileProbedAtMs = fileProbeAtMs;
       return;
     }

@@ -1,0 +1,65 @@
+/**
+ * The storage engine (log segments, sorted tables, the manifest, compaction, the block
+ * cache) as an attacker or a careless user drives it, beyond tests/storage-attack.test.ts:
+ * what another process's compaction leaves a process holding, and limits a long-lived
+ * process reaches. Two handles on one directory act as two processes.
+ */
+import * as fs from "node:fs";
+import { assert, runtime, tempDir, test } from "./harness.ts";
+import { open } from "txtdb";
+
+const R = `[${runtime}]`;
+
+/** /proc/self/fd: Linux, and readable under Node and Bun (Deno wants --allow-all for /proc/self). */
+const procFd = runtime !== "deno" && fs.existsSync("/proc/self/fd");
+
+/** Files of `dir` this process holds open although they were deleted (Linux: /proc/self/fd). */
+function deletedFilesHeld(dir: string): string[] {
+  const out: string[] = [];
+  for (const fd of fs.readdirSync("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // the descriptor of the listing itself, closed meanwhile
+    }
+    if (target.startsWith(`${dir}/`) && target.endsWith(" (deleted)")) out.push(target);
+  }
+  return out;
+}
+
+test(`${R} a process that reads after another process's compact() (which sealed the active segment) follows the new manifest: it holds no deleted segment or table open and drops the folded versions, with no commit after the compaction`, async () => {
+  const dir = tempDir("sealfollow");
+  const small = { segmentBytes: 4096, autoCompactBytes: 0 };
+  const writer = await open(dir, { namespaces: ["ns"], ...small });
+  const reader = await open(dir, small);
+  try {
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 100; i++) await writer.set("ns", ["k", i], `${"v".repeat(200)}${round}`);
+      await writer.compact();
+    }
+    for (let round = 3; round < 8; round++) for (let i = 0; i < 100; i++) await writer.set("ns", ["k", i], `${"v".repeat(200)}${round}`);
+    assert.equal(await reader.get("ns", ["k", 7]), `${"v".repeat(200)}7`); // the reader has read every segment: its pin is the head
+    const before = reader.stats().versionsHeld;
+    assert.ok(before >= 500, `the reader holds the unfolded versions: ${before}`);
+    const done = await writer.compact();
+    assert.ok(done.segmentsFolded > 10, `the compaction folded the log: ${JSON.stringify(done, (_, v) => (typeof v === "bigint" ? String(v) : v))}`);
+    // No commit from here on: the reader learns of the compaction from the frontier alone.
+    for (let read = 0; read < 3; read++) {
+      assert.equal(await reader.get("ns", ["k", 42]), `${"v".repeat(200)}7`);
+      let n = 0;
+      for await (const e of reader.list<string>("ns", { prefix: ["k"] }, { reverse: read === 1 })) {
+        assert.equal(e.value, `${"v".repeat(200)}7`);
+        n++;
+      }
+      assert.equal(n, 100);
+    }
+    assert.equal(reader.stats().checkpointVersion, done.checkpointVersion, "the reader follows the manifest the compaction switched to");
+    assert.ok(reader.stats().versionsHeld < before, `the reader dropped the folded versions: ${reader.stats().versionsHeld} of ${before} held`);
+    // Where /proc/self/fd can be read (the versions above tell on every runtime).
+    if (procFd) assert.deepEqual(deletedFilesHeld(dir), [], "files the compaction deleted are still held open, their disk space not given back");
+  } finally {
+    await reader.close();
+    await writer.close();
+  }
+});

@@ -682,6 +682,25 @@ export class Index {
       if (space.chains.size === 0) this.#spaces.delete(nsId);
       else if (removedKeys) space.forgetDeleted();
     }
+    // Namespace bindings too: every snapshot still served is at or above foldedTsn, so of
+    // each name only its newest binding at or below it, and those after, can be asked for;
+    // a name dropped or renamed away at or below it, and not bound again since, is forgotten
+    // (nameChangedAt, resolve and firstBoundAfter answer the same for every version at or
+    // above foldedTsn, as after a fresh open, which loads the live bindings only). Kept
+    // whole, every name ever created stayed in memory for the process's life: a process
+    // creating and dropping a namespace per session or job grew without bound, and
+    // listNamespaces(), stats() and each compaction walked them all.
+    for (const [name, c] of this.#names) {
+      let i = c.tsns.length - 1;
+      while (i >= 0 && c.tsns[i]! > foldedTsn) i--;
+      if (i < 0) continue;
+      if (i === c.tsns.length - 1 && c.ids[i] === null) {
+        this.#names.delete(name);
+      } else if (i > 0) {
+        c.tsns.splice(0, i);
+        c.ids.splice(0, i);
+      }
+    }
     this.versionCount -= dropped;
     return dropped;
   }

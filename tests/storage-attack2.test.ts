@@ -6,7 +6,8 @@
  */
 import * as fs from "node:fs";
 import { assert, runtime, tempDir, test } from "./harness.ts";
-import { open } from "txtdb";
+import { open, TxtDbError } from "txtdb";
+import { databaseInternals } from "txtdb/internal";
 
 const R = `[${runtime}]`;
 
@@ -61,5 +62,55 @@ test(`${R} a process that reads after another process's compact() (which sealed 
   } finally {
     await reader.close();
     await writer.close();
+  }
+});
+
+test(`${R} namespaces created and dropped (one per job, or one name again and again) are forgotten once compaction folds their drop, in every process: the index keeps no history of them, and namespace conflicts still hold`, async () => {
+  const dir = tempDir("nschurn");
+  const small = { segmentBytes: 4096, autoCompactBytes: 0 };
+  const a = await open(dir, { namespaces: ["keep"], ...small });
+  const b = await open(dir, small);
+  try {
+    for (let i = 0; i < 300; i++) {
+      await a.createNamespace(`job-${i}`);
+      await a.set(`job-${i}`, "k", i);
+      await a.dropNamespace(`job-${i}`);
+      await a.createNamespace("tmp");
+      await a.set("tmp", "k", i);
+      await a.renameNamespace("tmp", "tmp2");
+      await a.dropNamespace("tmp2");
+    }
+    await a.createNamespace("tmp");
+    await a.set("tmp", "k", "last");
+    assert.deepEqual(await b.listNamespaces(), ["keep", "tmp"]); // b has read the log: its pin is the head
+    await a.compact();
+    await b.get("tmp", "k"); // b follows the manifest
+    for (const [who, db] of [["a", a], ["b", b]] as const) {
+      const index = databaseInternals(db).index;
+      for (const name of ["job-0", "job-150", "job-299", "tmp2"]) {
+        assert.equal(index.nameChangedAt(name), 0, `${who} still holds the bindings of "${name}", dropped before the folded version`);
+      }
+      assert.equal(index.resolve("tmp", Number(db.stats().version)) !== undefined, true, `${who} resolves "tmp"`);
+      assert.deepEqual(await db.listNamespaces(), ["keep", "tmp"]);
+      assert.equal(await db.get("tmp", "k"), "last");
+    }
+    // A drop after a transaction's snapshot still conflicts across compactions.
+    const tx = await b.begin(); // pins this version in b: compaction folds no further
+    assert.equal(await tx.get("keep", "x"), undefined);
+    await a.dropNamespace("keep");
+    await a.createNamespace("keep");
+    await a.compact();
+    await b.get("keep", "x");
+    tx.set("keep", "x", 1);
+    await assert.rejects(tx.commit(), (e: unknown) => e instanceof TxtDbError && e.code === "CONFLICT", "a drop after the transaction's snapshot still conflicts");
+    await a.compact();
+    const c = await open(dir, small);
+    assert.deepEqual(await c.listNamespaces(), ["keep", "tmp"]);
+    assert.equal(await c.get("tmp", "k"), "last");
+    assert.equal((await c.check()).ok, true);
+    await c.close();
+  } finally {
+    await b.close();
+    await a.close();
   }
 });

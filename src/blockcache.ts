@@ -16,12 +16,19 @@
  * 3. Entries are keyed by (table id, block offset). Table ids come from `newTableId()` and
  *    are never reused within a process, so a block of a closed (possibly deleted and then
  *    recreated under the same name) table can never be served for another; `dropTable()`
- *    frees a closed table's blocks at once instead of waiting for them to age out.
+ *    frees a closed table's blocks at once instead of waiting for them to age out. Ids
+ *    have no limit (below 2^53): every process opens the tables that each compaction, in
+ *    any process, writes, so a long-lived one opens tables without end.
  * 4. Entries are found by table id, then by block offset, in maps keyed by numbers (no
  *    string per lookup): small integers, which engines hash faster than the single number
  *    tableId·2^32 + offset (a double) this cache used as its key (~105 → ~50 ns a lookup,
  *    measured). That number still names a block in the admission filter (rule 5), so block
- *    offsets stay below 2^32 (tables are at most 4 GiB, see table.ts) and ids below 2^21.
+ *    offsets stay below 2^32 (tables are at most 4 GiB, see table.ts), and the id in it is
+ *    taken modulo 2^21 − 1 (plus one): two tables opened ~2 million opens apart may share
+ *    a ghost key, which at worst admits a block on its first miss. Ids themselves used to
+ *    stop at 2^21, and a process that had opened that many tables in its life (one
+ *    calling compact() after each batch reached it within hours, and so did every process
+ *    following its compactions) failed every read with LIMIT.
  * 5. Admission (`admit`): while the cache has room, every block is admitted. Once it is
  *    full, a block is admitted only on its second miss while its key is still remembered
  *    from the first: "ghost" keys sit in a direct-mapped table of a power of two ≥ the
@@ -64,8 +71,8 @@
  */
 import { assert, TxtDbError } from "./errors.ts";
 
-/** Table ids available in one process (rule 4): ~2 million tables opened per process lifetime. */
-const TABLE_IDS_MAX = 2 ** 21;
+/** Table ids in admission-filter keys are folded into [1, GHOST_IDS) (rule 4). */
+const GHOST_IDS = 2 ** 21;
 const OFFSET_SPAN = 2 ** 32;
 /** Bytes per slab buffer (rule 6): the slots come 1 MiB at a time, as the cache fills. */
 const SLAB_BYTES = 2 ** 20;
@@ -221,11 +228,8 @@ export class BlockCache<T = unknown> {
     }
   }
 
-  /** A fresh id for a table opened in this process (rule 3: never reused). */
+  /** A fresh id for a table opened in this process (rule 3: never reused, no limit). */
   newTableId(): number {
-    if (this.#nextTableId >= TABLE_IDS_MAX) {
-      throw new TxtDbError("LIMIT", `This process has opened ${TABLE_IDS_MAX} tables through one block cache, the limit; reopen the store`);
-    }
     return this.#nextTableId++;
   }
 
@@ -381,12 +385,12 @@ function ghostSlot(key: number, size: number): number {
 /** Rule 4's ranges, asserted at every lookup and insertion. */
 function checkKey(tableId: number, offset: number): void {
   // Conditions first: the messages are built only on failure (this runs per lookup).
-  if (!(Number.isInteger(tableId) && tableId > 0 && tableId < TABLE_IDS_MAX)) assert(false, `table id ${tableId} out of range`);
+  if (!(Number.isSafeInteger(tableId) && tableId > 0)) assert(false, `table id ${tableId} out of range`);
   if (!(Number.isInteger(offset) && offset >= 0 && offset < OFFSET_SPAN)) assert(false, `block offset ${offset} out of range`);
 }
 
 /** The number naming a block in the admission filter (rule 5). */
 function slotKey(tableId: number, offset: number): number {
   checkKey(tableId, offset);
-  return tableId * OFFSET_SPAN + offset;
+  return (((tableId - 1) % (GHOST_IDS - 1)) + 1) * OFFSET_SPAN + offset;
 }

@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import { assert, runtime, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
-import { databaseInternals } from "txtdb/internal";
+import { BLOCK_SLOT_BYTES, BlockCache, databaseInternals, defaultPlatform, TableReader, TableWriter } from "txtdb/internal";
 
 const R = `[${runtime}]`;
 
@@ -112,5 +112,39 @@ test(`${R} namespaces created and dropped (one per job, or one name again and ag
   } finally {
     await b.close();
     await a.close();
+  }
+});
+
+test(`${R} the block cache of a process that has opened (and closed) 2^21 tables in its life still opens tables and reads them right: every process opens the tables each compaction writes, so a long-lived one gets there`, async () => {
+  const dir = tempDir("tableids");
+  const platform = await defaultPlatform();
+  const path = `${dir}/t.tbl`;
+  const out = platform.open(path, { create: true, exclusive: true });
+  const w = new TableWriter(out);
+  const key = (i: number) => `k${String(i).padStart(5, "0")}`;
+  for (let i = 0; i < 3000; i++) w.add(1, key(i), 10 + i, new TextEncoder().encode(`value ${i} ${"x".repeat(i % 200)}`));
+  w.finish();
+  out.datasync();
+  out.close();
+  // The cache a process keeps (tail.ts), after as many table opens and closes as a process
+  // calling compact() after each batch makes in a few hours (TableReader.open takes an id,
+  // close() drops its blocks): what the opens do to the cache, without the file reads.
+  const cache = new BlockCache<Uint8Array>(1 << 16, { slotBytes: BLOCK_SLOT_BYTES });
+  for (let i = 0; i < 2 ** 21; i++) cache.dropTable(cache.newTableId());
+  const t = TableReader.open(platform.open(path, { readOnly: true }), { cache });
+  try {
+    for (let pass = 0; pass < 3; pass++) {
+      for (const i of [0, 1, 777, 1500, 2999]) {
+        const v = t.get(1, key(i), 1e9);
+        assert.equal(v && new TextDecoder().decode(v.value!), `value ${i} ${"x".repeat(i % 200)}`);
+        assert.equal(v!.tsn, 10 + i);
+      }
+      assert.equal(t.get(1, key(3000), 1e9), undefined);
+      assert.equal([...t.range(1, key(100), key(200), 1e9)].length, 100);
+      assert.equal([...t.range(1, undefined, undefined, 1e9, { reverse: true })].length, 3000);
+    }
+    assert.ok(cache.stats().hits > 0, "blocks are cached and served again");
+  } finally {
+    t.close();
   }
 });

@@ -13,6 +13,9 @@
  * 2. Level 0 holds at most {@link L0_TABLES_MAX} tables; past that (or whenever `compact()`
  *    is called explicitly, so that superseded versions go at once), all of them and the
  *    level-1 tables their keys overlap merge into new level-1 tables.
+ * 2a. The level-1 tables just before and just after level 0's key span join that merge
+ *    when smaller than {@link SMALL_TABLE_BYTES}, so that level 0 holding keys past every
+ *    level-1 table's does not add a small table to level 1 at each merge.
  * 3. Level n ≥ 1 holds at most {@link L1_BYTES_MAX} × 10^(n−1) bytes; past that, its
  *    oldest table (lowest number) and the level-(n+1) tables it overlaps merge into new
  *    level-(n+1) tables. Each merge rewrites one table plus ~10 below it: write
@@ -66,6 +69,8 @@ export const L0_TABLES_MAX = 4;
 export const L1_BYTES_MAX = 64 * 2 ** 20;
 /** Output tables close past this size (rule 5). */
 export const TABLE_BYTES_TARGET = 32 * 2 ** 20;
+/** A level-1 table next to level 0's keys is merged with it below this size (rule 2a). */
+export const SMALL_TABLE_BYTES = TABLE_BYTES_TARGET / 4;
 
 /** What a compaction starts from. */
 export interface FoldInput {
@@ -232,6 +237,27 @@ export function writeTables(input: FoldInput): FoldOutput {
     if (level0.length > L0_TABLES_MAX || (input.mergeLevel0 === true && level0.length > 0) || level0.some(due)) {
       const range = spanOf(level0);
       const below = slots.filter((s) => s.level === 1 && overlapsSpan(s, range));
+      // Rule 2a: and the level-1 tables just before and just after that span, when small.
+      // Level 0 overlapping no level-1 table (keys that only grow: times, counters; or a
+      // compact() after each batch) went into level 1 as a table of its own, so every
+      // explicit compact() added a table, however small, and none was ever merged again:
+      // tables grew with the number of compactions, not the data (60 compactions, 60
+      // tables of 50 keys), each an open file in every process, until opens failed with
+      // EMFILE. Pulled in, a small neighbour grows until it is no longer small.
+      if (range) {
+        const run = slots.filter((s) => s.level === 1 && !below.includes(s));
+        let before: Slot | undefined, after: Slot | undefined;
+        for (const s of run) {
+          const min = s.reader.meta.minKey, max = s.reader.meta.maxKey;
+          if (!min || !max) continue;
+          if (compareTableKeys(max.nsId, max.key, range.min.nsId, range.min.key) < 0) {
+            if (!before || compareSpanStart(s, before) > 0) before = s;
+          } else if (compareTableKeys(min.nsId, min.key, range.max.nsId, range.max.key) > 0) {
+            if (!after || compareSpanStart(s, after) < 0) after = s;
+          }
+        }
+        for (const s of [before, after]) if (s && s.reader.meta.fileBytes < SMALL_TABLE_BYTES) below.push(s);
+      }
       const inputs = [...level0, ...below];
       const bottom = !slots.some((s) => s.level > 1);
       slots = mergeInto(slots, inputs, 1, bottom);

@@ -148,3 +148,43 @@ test(`${R} the block cache of a process that has opened (and closed) 2^21 tables
     t.close();
   }
 });
+
+test(`${R} compact() after each batch of keys that only grow (times, counters), or after each write of a few keys, keeps the tables few: they grow with the data, not with the number of compactions (each is an open file in every process)`, async () => {
+  const dir = tempDir("smalltables");
+  const small = { segmentBytes: 4096, autoCompactBytes: 0 };
+  const db = await open(dir, { namespaces: ["events", "hot"], ...small });
+  let reader: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    let n = 0;
+    for (let round = 0; round < 60; round++) {
+      for (let i = 0; i < 50; i++, n++) await db.set("events", ["at", n], { n, round });
+      if (round % 10 === 5) await db.delete("events", ["at", n - 7]);
+      await db.compact();
+    }
+    for (let i = 0; i < 200; i++) {
+      await db.set("hot", i % 40, i);
+      await db.compact();
+    }
+    reader = await open(dir, small); // another process, opened now: one that reads nothing pins its head meanwhile
+    for (const handle of [db, reader]) {
+      assert.ok(handle.stats().tables <= 4, `${handle.stats().tables} tables after 260 compactions of ${JSON.stringify(handle.stats().tableBytesByLevel)} bytes`);
+      const deleted = new Set([5, 15, 25, 35, 45, 55].map((r) => r * 50 + 50 - 7));
+      const want = [...Array(n).keys()].filter((k) => !deleted.has(k));
+      for (const reverse of [false, true]) {
+        const got: number[] = [];
+        for await (const e of handle.list<{ n: number }>("events", { prefix: ["at"] }, { reverse })) got.push(e.value.n);
+        assert.deepEqual(got, reverse ? [...want].reverse() : want);
+      }
+      assert.equal(await handle.count("events", { prefix: ["at"] }), want.length);
+      for (let k = 0; k < 40; k++) assert.equal(await handle.get("hot", k), 160 + k);
+    }
+    assert.equal((await db.check()).ok, true);
+  } finally {
+    await reader?.close();
+    await db.close();
+  }
+  const again = await open(dir);
+  assert.ok(again.stats().tables <= 4);
+  assert.equal(await again.count("events", { prefix: ["at"] }), 3000 - 6);
+  await again.close();
+});

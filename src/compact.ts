@@ -230,8 +230,15 @@ export class Compactor {
       const tables = out;
       out = undefined; // they are the store's tables now
       this.#afterSwitch(plan, tables, switched.manifest, switched.previous!);
-      // Measured once this process reads the new tables and no longer the folded segments.
-      return { ...switched.result, bytesAfter: this.#logBytes() };
+      // Measured once this process reads the new tables and no longer the folded segments;
+      // the compaction is done whatever this listing meets (then: as measured before the switch).
+      let bytesAfter = switched.result.bytesAfter;
+      try {
+        bytesAfter = this.#logBytes();
+      } catch {
+        // keep the earlier measure
+      }
+      return { ...switched.result, bytesAfter };
     } catch (e) {
       throw ioError(e, `Compacting "${this.#path}"`);
     } finally {
@@ -371,6 +378,13 @@ export class Compactor {
     const { minPin } = this.#pins.scanLeases(now.checkpointTsn ?? 0);
     if (moved || minPin < plan.tsn) return { result: this.#result({ ...plan, minPin }, 0) };
     const folded = plan.lastFolded === undefined ? 0 : plan.lastFolded - plan.segments[0]! + 1; // 0: expired tables rewritten only
+    // Measured before the switch (it lists the directory, which can fail): nothing that can
+    // fail may come between the switch and #afterSwitch. A failure there (a readdir here,
+    // EIO or EMFILE) used to reject compact() with the new manifest already in place and
+    // this process following it while it still read the replaced tables: its next
+    // compaction merged those instead of the new ones, and every version the failed one
+    // had folded was lost (older values came back, and check() passed).
+    const result = this.#result({ ...plan, minPin }, folded, out.bytesWritten);
     // 3. The manifest switch: MANIFEST.tmp was written and fsynced before the lock; the
     // rename and the directory fsync happen under it (cleanup at open, which deletes
     // segments below the manifest's first one, runs under this lock and must never see a
@@ -380,7 +394,7 @@ export class Compactor {
     this.#compactions++;
     this.logBytesFolded += plan.logBytes;
     this.tableBytesWritten += out.bytesWritten;
-    return { result: this.#result({ ...plan, minPin }, folded, out.bytesWritten), manifest, previous };
+    return { result, manifest, previous };
   }
 
   /** The manifest a switch to `out` installs (rule 3). */

@@ -7,6 +7,8 @@
 import * as fs from "node:fs";
 import { assert, runtime, tempDir, test } from "./harness.ts";
 import { open, TxtDbError } from "txtdb";
+import type { Database } from "txtdb";
+import { SimWorld } from "txtdb/adapters/sim";
 import { BLOCK_SLOT_BYTES, BlockCache, databaseInternals, defaultPlatform, TableReader, TableWriter } from "txtdb/internal";
 
 const R = `[${runtime}]`;
@@ -187,4 +189,64 @@ test(`${R} compact() after each batch of keys that only grow (times, counters), 
   assert.ok(again.stats().tables <= 4);
   assert.equal(await again.count("events", { prefix: ["at"] }), 3000 - 6);
   await again.close();
+});
+
+/**
+ * Six rounds of six writes then compact(), three more writes and a last compact(), in one
+ * process of `world`, which goes on after any compaction fails: what was acknowledged
+ * (`model`) and where each compaction's file operations lie (`compactions`, in a run
+ * without faults). Returns the open database, or undefined if the store refused to go on.
+ */
+async function goOnAfterFailedCompactions(world: SimWorld, model: Map<number, number>, compactions: [number, number][]): Promise<Database | undefined> {
+  const db = await open("/db", { adapter: world.process(), namespaces: ["main"], segmentBytes: 256, autoCompactBytes: 0 });
+  let k = 0;
+  try {
+    for (let round = 0; round <= 6; round++) {
+      for (let j = 0; j < (round < 6 ? 6 : 3); j++, k++) {
+        await db.set("main", (k * 7) % 13, k);
+        model.set((k * 7) % 13, k);
+      }
+      const before = world.counters.ops;
+      try {
+        await db.compact();
+      } catch (e) {
+        assert.ok(e instanceof TxtDbError, `compact() failed with ${String(e)}`);
+      }
+      compactions.push([before, world.counters.ops]);
+    }
+    return db;
+  } catch (e) {
+    assert.ok(e instanceof TxtDbError, `a write failed with ${String(e)}`);
+    await db.close().catch(() => {});
+    return undefined;
+  }
+}
+
+async function readAll(db: Database): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  for await (const e of db.list<number>("main", { prefix: [] })) out.set(e.key as number, e.value);
+  return out;
+}
+
+test(`${R} [sim] EIO and ENOSPC at every file operation of a compaction, in a process that goes on (writes, compacts again) without reopening: every acknowledged value reads back there and after a reopen`, async () => {
+  const probe: [number, number][] = [];
+  assert.ok(await goOnAfterFailedCompactions(new SimWorld(11), new Map(), probe));
+  for (const [from, to] of probe.slice(2)) {
+    for (let at = from + 1; at <= to; at++) {
+      for (const kind of ["EIO", "ENOSPC"] as const) {
+        const world = new SimWorld(11);
+        world.failAt(at, kind);
+        const model = new Map<number, number>();
+        const db = await goOnAfterFailedCompactions(world, model, []);
+        const where = `${kind} at operation ${at} (${world.trace[at - 1] ?? "?"})`;
+        if (db) {
+          assert.deepEqual(await readAll(db), model, `${where}: the process that went on reads other values than it wrote`);
+          await db.close();
+        }
+        const again = await open("/db", { adapter: world.processCrash().process() });
+        assert.deepEqual(await readAll(again), model, `${where}: after a reopen`);
+        await again.close();
+      }
+    }
+  }
 });

@@ -67,6 +67,9 @@
  *    process holds `compact.lock` (a compaction in another process may be writing one the
  *    manifest does not name yet). Without that lock, cleanup of them waits for a later open.
  *
+ * Each compaction's plan, which holds both locks, runs the same cleanup, so that what a
+ * failed step of an earlier compaction left goes without waiting for an open.
+ *
  * @module
  */
 import { TxtDbError } from "./errors.ts";
@@ -302,6 +305,7 @@ export class Compactor {
     if (tail.manifest.format <= FORMAT_CHECKPOINT) {
       throw new TxtDbError("FORMAT", `Store "${this.#path}" is in format ${tail.manifest.format} (it was rolled back by \`txtdb migrate --rollback\`); close and open it again to upgrade it, then compact`);
     }
+    this.#removeLeftoversOfFailures();
     const bytesBefore = this.#logBytes();
     const { minPin, reclaimed } = this.#pins.scanLeases(tail.manifest.checkpointTsn ?? 0);
     const activeLast = tail.segmentLastTsn(tail.readPos.seg);
@@ -330,6 +334,26 @@ export class Compactor {
     }
     const index = tail.index;
     return { bytesBefore, minPin, reclaimed, segments, lastFolded, tsn, nextNsId: index.nextNsId, bindings: index.bindingsAt(tsn), logBytes, manifest: tail.manifest };
+  }
+
+  /**
+   * Under the writer lock and `compact.lock`, in the plan: what earlier compactions left
+   * behind when a step after their tables were written failed (a table or segment that
+   * could not be deleted, new tables this process could not open after its switch, which
+   * left the folded segments and replaced tables in place), removed by the cleanup rules
+   * 1–3 as an open removes them. Only an open used to, so a process running for weeks
+   * kept every such file (a passing EIO, a moment of EMFILE or ENOSPC) until it was
+   * restarted. Only against the manifest on disk (the one this process just followed,
+   * else nothing is removed), and best effort: what stays, a later compaction or open removes.
+   */
+  #removeLeftoversOfFailures(): void {
+    try {
+      const onDisk = this.#tail.log.readManifest();
+      if (!onDisk || !sameManifestFiles(onDisk, this.#tail.manifest)) return;
+      this.#removeLeftovers([], true);
+    } catch {
+      // left for a later compaction or open, which reports what it meets
+    }
   }
 
   /** Phase (b), rule 2: the tables (fold.ts). No lock held. */

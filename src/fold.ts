@@ -54,7 +54,8 @@ import { binaryToBytes } from "./keys.ts";
 import type { ManifestTable } from "./log.ts";
 import { LEVELS_MAX } from "./log.ts";
 import { mergeForCompaction } from "./merge.ts";
-import { pathNamesFile } from "./port.ts";
+import { pathNamesFile, PortError } from "./port.ts";
+import { TxtDbError } from "./errors.ts";
 import type { Platform } from "./port.ts";
 import { BlockCache } from "./blockcache.ts";
 import { TableReader, TableWriter } from "./table.ts";
@@ -165,7 +166,11 @@ export function writeTables(input: FoldInput): FoldOutput {
       const id = typeof w.file.info === "function" ? w.file.info() : undefined;
       w.file.close();
       checkLock();
-      platform.rename(w.tmp, `${dir}/${w.name}`);
+      try {
+        platform.rename(w.tmp, `${dir}/${w.name}`);
+      } catch (e) {
+        throw plantedDirectory(e, `${dir}/${w.name}`);
+      }
       written.push(w.name);
       if (id) identities.set(w.name, { ino: id.ino, dev: id.dev });
       bytesWritten += meta.fileBytes;
@@ -185,7 +190,11 @@ export function writeTables(input: FoldInput): FoldOutput {
           const name = tableName(next++);
           const tmp = `${dir}/${name}.tmp`;
           checkLock();
-          platform.unlink(tmp); // a leftover, or a planted link: removed, never written through
+          try {
+            platform.unlink(tmp); // a leftover, or a planted link: removed, never written through
+          } catch (e) {
+            throw plantedDirectory(e, tmp);
+          }
           const file = platform.open(tmp, { create: true, exclusive: true, mode });
           w = { writer: new TableWriter(file), name, tmp, file, expiresAtMs: Infinity };
         }
@@ -320,6 +329,22 @@ export function writeTables(input: FoldInput): FoldOutput {
     const gone = new Set(inputs.map((s) => s.name));
     return [...all.filter((s) => !gone.has(s.name)), ...out];
   }
+}
+
+/**
+ * A directory where a table or its temporary file goes (the next table name: someone put
+ * it there) fails the compaction with CORRUPTION naming it and saying what to do, as an
+ * open does. It used to be IO "rename failed on \"….sst.tmp\": EISDIR", naming the file
+ * compaction had just written and not the one in its way, and every compaction, automatic
+ * ones silently, failed the same way while the log grew.
+ */
+function plantedDirectory(e: unknown, path: string): unknown {
+  // EISDIR on Linux; Deno removes an empty directory as unlink, and says ENOTEMPTY of another.
+  if (!(e instanceof PortError) || (e.errno !== "EISDIR" && e.errno !== "ENOTEMPTY")) return e;
+  return new TxtDbError("CORRUPTION", `Store file "${path}" is a directory, where txtdb only ever puts a regular file; someone else put it there. Compaction writes a table under that name and cannot until it is removed: remove it (and check who can write the directory), then compact again. Nothing was switched`, {
+    cause: e,
+    details: { file: path, offset: 0 },
+  });
 }
 
 interface Span {

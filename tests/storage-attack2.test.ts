@@ -281,3 +281,34 @@ test(`${R} [sim] a compaction failing at any file operation (EIO, ENOSPC) leaves
     }
   }
 });
+
+test(`${R} a directory (with a file in it) planted under an open store where compaction writes its next table (or that table's temporary file) fails compact() with CORRUPTION naming it and saying to remove it; removed, compaction goes on and nothing is lost`, async () => {
+  for (const suffix of [".sst", ".sst.tmp"]) {
+    const dir = tempDir("plantdir");
+    const db = await open(dir, { namespaces: ["ns"], segmentBytes: 1024, autoCompactBytes: 0 });
+    try {
+      for (let i = 0; i < 40; i++) await db.set("ns", i, `a${i}`);
+      await db.compact();
+      const frame = parseFrame(new Uint8Array(fs.readFileSync(`${dir}/MANIFEST`)), 0);
+      const next = (decodeInternal((frame as { body: Uint8Array }).body) as { nextTable: number }).nextTable;
+      const planted = `${dir}/tbl-${String(next).padStart(16, "0")}${suffix}`;
+      fs.mkdirSync(planted);
+      fs.writeFileSync(`${planted}/theirs`, "not txtdb's"); // a directory in use (an empty one, Deno's rename and unlink remove)
+      for (let i = 0; i < 40; i++) await db.set("ns", i, `b${i}`);
+      let failure: unknown;
+      await db.compact().catch((e) => (failure = e));
+      assert.ok(failure instanceof TxtDbError, `compact() with ${planted} a directory: ${String(failure)}`);
+      assert.equal(failure.code, "CORRUPTION", failure.message);
+      assert.equal((failure.details as { file?: string }).file, planted, failure.message);
+      assert.match(failure.message, /is a directory.*remove it/);
+      assert.equal(await db.get("ns", 7), "b7");
+      assert.equal(fs.readFileSync(`${planted}/theirs`, "utf8"), "not txtdb's", "the directory is left as it was");
+      fs.rmSync(planted, { recursive: true });
+      assert.ok((await db.compact()).segmentsFolded > 0);
+      for (let i = 0; i < 40; i++) assert.equal(await db.get("ns", i), `b${i}`);
+      assert.equal((await db.check()).ok, true);
+    } finally {
+      await db.close();
+    }
+  }
+});

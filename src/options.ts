@@ -152,13 +152,12 @@ export function dirModeOf(mode: number): number {
 const NAMESPACE_NAME_MAX = 256;
 
 /**
- * What was given where an options object was expected, for the message: an array is named
- * as one (an empty array passed every check as "no options", where set() and list() refuse it).
+ * What was given where an options object was expected, for the message: describeInput's
+ * words, but an array is named as one (an empty array passed every check as "no options",
+ * where set() and list() refuse it; describeInput would show it as "[]").
  */
 export function describeOptions(x: unknown): string {
-  if (Array.isArray(x)) return "an array";
-  if (x === null) return "null";
-  return typeof x === "string" ? JSON.stringify(x.slice(0, 40)) : `${typeof x} ${String(x).slice(0, 40)}`;
+  return Array.isArray(x) ? "an array" : describeInput(x);
 }
 
 /** An INVALID_ARGUMENT error with `message`. */
